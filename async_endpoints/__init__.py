@@ -1,0 +1,58 @@
+"""async-endpoints: turn Starlette and FastAPI routes into durable asynchronous job endpoints.
+
+A route decorated with `AsyncEndpoints.map_async_post` answers ``202 Accepted`` with a job
+record at once; a pool of asyncio workers runs the handler with retries, and the
+job-details route reports the job's lifecycle.
+"""
+
+from ._context import AsyncContext as AsyncContext
+from ._endpoints import AsyncEndpoints as AsyncEndpoints
+from ._errors import AsyncEndpointsError as AsyncEndpointsError
+from ._errors import ConfigurationError as ConfigurationError
+from ._errors import DuplicateJobError as DuplicateJobError
+from ._errors import JobStoreError as JobStoreError
+from ._errors import JobValidationError as JobValidationError
+from ._errors import QueueFullError as QueueFullError
+from ._errors import StoreUnavailableError as StoreUnavailableError
+from ._errors import UnknownJobNameError as UnknownJobNameError
+from ._handlers import Handler as Handler
+from ._job import TERMINAL_STATUSES as TERMINAL_STATUSES
+from ._job import WAITING_STATUSES as WAITING_STATUSES
+from ._job import Job as Job
+from ._job import JobError as JobError
+from ._job import JobRequest as JobRequest
+from ._job import JobStatus as JobStatus
+from ._job import NewJob as NewJob
+from ._memory import InMemoryJobStore as InMemoryJobStore
+from ._responses import JobModel as JobModel
+from ._retry import RetryPolicy as RetryPolicy
+from ._settings import Settings as Settings
+from ._store import Claim as Claim
+from ._store import JobStore as JobStore
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "WAITING_STATUSES",
+    "AsyncContext",
+    "AsyncEndpoints",
+    "AsyncEndpointsError",
+    "Claim",
+    "ConfigurationError",
+    "DuplicateJobError",
+    "Handler",
+    "InMemoryJobStore",
+    "Job",
+    "JobError",
+    "JobModel",
+    "JobRequest",
+    "JobStatus",
+    "JobStore",
+    "JobStoreError",
+    "JobValidationError",
+    "NewJob",
+    "QueueFullError",
+    "RetryPolicy",
+    "Settings",
+    "StoreUnavailableError",
+    "UnknownJobNameError",
+]

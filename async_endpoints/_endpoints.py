@@ -1,0 +1,231 @@
+"""`AsyncEndpoints`: lifespan wiring, route mapping and the programmatic API."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from starlette.requests import Request
+
+from ._errors import ConfigurationError, UnknownJobNameError
+from ._handlers import Handler, HandlerFunction, Validator
+from ._http import job_details_endpoint, submit_endpoint
+from ._job import Job, JobRequest, NewJob, parse_job_id
+from ._memory import InMemoryJobStore
+from ._retry import RetryPolicy
+from ._routes import add_get_route, add_post_route
+from ._runner import WorkerPool
+from ._settings import Settings
+from ._store import JobStore
+from ._worker import AttemptRunner
+
+F = TypeVar("F", bound=HandlerFunction)
+
+DETAILS_ROUTE_NAME = "async_endpoints_job_details"
+
+
+class AsyncEndpoints:
+    """Async job endpoints for one Starlette or FastAPI app.
+
+    Args:
+        app: The Starlette or FastAPI app; its lifespan is joined (an existing lifespan is
+            kept and runs first, so handlers can use what it sets up). None for use without
+            HTTP, as in a worker script.
+        store: Where jobs live; defaults to a new `InMemoryJobStore`.
+        **settings: The fields of `Settings` (``max_concurrency=8``, ``run_workers=False``…).
+
+    Raises:
+        ConfigurationError: a setting is unknown or out of range.
+    """
+
+    def __init__(self, app: Any = None, *, store: JobStore | None = None, **settings: Any) -> None:
+        unknown = set(settings) - Settings.names()
+        if unknown:
+            raise ConfigurationError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        self.settings = Settings(**settings)
+        self.store: JobStore = store if store is not None else InMemoryJobStore()
+        self.app = app
+        self.handlers: dict[str, Handler] = {}
+        self.details_route_name: str | None = None
+        s = self.settings
+        policy = RetryPolicy(s.max_retries, s.retry_base_delay, s.retry_max_delay, s.retry_jitter)
+        attempts = AttemptRunner(
+            self.store, self.handlers, policy, s.job_timeout, s.include_tracebacks
+        )
+        self.pool = WorkerPool(self.store, attempts, s)
+        if app is not None:
+            self._join_lifespan(app)
+
+    def map_async_post(
+        self, path: str, *, name: str | None = None, validator: Validator | None = None
+    ) -> Callable[[F], F]:
+        """Decorator: ``POST path`` queues a job for the decorated handler.
+
+        The handler is ``async def handler(ctx: AsyncContext[Model]) -> Result``; see
+        `add_async_post`. The function is returned unchanged.
+        """
+
+        def register(function: F) -> F:
+            self.add_async_post(path, function, name=name, validator=validator)
+            return function
+
+        return register
+
+    def add_async_post(
+        self,
+        path: str,
+        function: HandlerFunction,
+        *,
+        name: str | None = None,
+        validator: Validator | None = None,
+    ) -> Handler:
+        """Register ``function`` as the handler of jobs named ``name`` and route ``POST path``.
+
+        Args:
+            path: The route path (Starlette syntax, path parameters allowed).
+            function: The async handler; its first parameter is an ``AsyncContext[T]``.
+            name: The job name (default: the function's name); unique per endpoints object.
+            validator: ``validator(request, body)`` (sync or async) run before queuing; a
+                ``Response`` it returns is sent as is and nothing is queued.
+
+        Raises:
+            ConfigurationError: the name is taken or the handler's signature is unusable.
+        """
+        handler = self.add_handler(function, name=name, validator=validator)
+        if self.app is None:
+            raise ConfigurationError("add_async_post needs an app; use add_handler without one")
+        endpoint = submit_endpoint(self, handler)
+        add_post_route(self.app, path, endpoint, name=handler.name, model=handler.model)
+        return handler
+
+    def add_handler(
+        self,
+        function: HandlerFunction,
+        *,
+        name: str | None = None,
+        validator: Validator | None = None,
+    ) -> Handler:
+        """Register a job handler without a route (jobs come from `submit` only)."""
+        handler = Handler.from_function(function, name=name, validator=validator)
+        if handler.name in self.handlers:
+            raise ConfigurationError(f"a job handler named {handler.name!r} exists already")
+        self.handlers[handler.name] = handler
+        return handler
+
+    def map_job_details(self, path: str = "/jobs/{job_id}") -> None:
+        """Register ``GET path`` answering the job JSON (``path`` holds ``{job_id}``).
+
+        Raises:
+            ConfigurationError: ``path`` lacks ``{job_id}``, or there is no app.
+        """
+        if "{job_id}" not in path:
+            raise ConfigurationError(f"the job-details path must hold {{job_id}}: {path!r}")
+        if self.app is None:
+            raise ConfigurationError("map_job_details needs an app")
+        add_get_route(self.app, path, job_details_endpoint(self), name=DETAILS_ROUTE_NAME)
+        self.details_route_name = DETAILS_ROUTE_NAME
+
+    async def submit(
+        self,
+        name: str,
+        body: Any = None,
+        *,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        query_string: str = "",
+        route_params: Mapping[str, str] | None = None,
+    ) -> Job:
+        """Queue a job for handler ``name`` as a POST would; return it (status Queued).
+
+        ``body`` is a model instance or plain data validated against the handler's model.
+
+        Raises:
+            UnknownJobNameError: no handler has that name.
+            JobValidationError: ``body`` fails the handler's model.
+            QueueFullError: ``max_queue_size`` jobs are waiting.
+            StoreUnavailableError: the store cannot be reached.
+        """
+        handler = self.handlers.get(name)
+        if handler is None:
+            raise UnknownJobNameError(f"no job handler named {name!r}")
+        _, body_json = handler.coerce_body(body)
+        pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
+        request = JobRequest(
+            body=body_json,
+            headers=tuple((k.lower(), v) for k, v in pairs),
+            query_string=query_string,
+            route_params=dict(route_params or {}),
+        )
+        return await self.enqueue(handler, request)
+
+    async def enqueue(self, handler: Handler, request: JobRequest) -> Job:
+        """Store a job for ``handler`` from an already validated request."""
+        new_job = NewJob(uuid.uuid4(), handler.name, self.settings.max_retries, request)
+        return await self.store.enqueue(new_job, max_waiting=self.settings.max_queue_size)
+
+    async def get_job(self, job_id: uuid.UUID | str) -> Job | None:
+        """The job with this id, or None when unknown (or not a UUID)."""
+        parsed = parse_job_id(job_id)
+        return None if parsed is None else await self.store.get(parsed)
+
+    async def wait_for(self, job_id: uuid.UUID | str, timeout: float | None = None) -> Job:
+        """The job once it is terminal, woken by its settlement rather than polled.
+
+        Raises:
+            TimeoutError: the job is not terminal after ``timeout`` seconds.
+            KeyError: no job has this id.
+        """
+        parsed = parse_job_id(job_id)
+        if parsed is None:
+            raise KeyError(job_id)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            remaining = 3600.0 if deadline is None else max(0.0, deadline - loop.time())
+            job = await self.store.wait_until_terminal(parsed, remaining)
+            if job is None:
+                raise KeyError(job_id)
+            if job.status.is_terminal:
+                return job
+            if deadline is not None and loop.time() >= deadline:
+                raise TimeoutError(f"job {job_id} is still {job.status} after {timeout} s")
+
+    async def drain(self) -> int:
+        """Run due jobs in this task until none is due; return the attempts run (for tests)."""
+        return await self.pool.drain()
+
+    @asynccontextmanager
+    async def running(self, *, workers: bool | None = None) -> AsyncIterator[AsyncEndpoints]:
+        """Start the store and, when ``workers`` (default: ``run_workers``), the pool.
+
+        On exit the pool stops claiming and drains within ``shutdown_grace_period``.
+        """
+        await self.store.start()
+        try:
+            if workers if workers is not None else self.settings.run_workers:
+                async with self.pool:
+                    yield self
+            else:
+                yield self
+        finally:
+            await self.store.aclose()
+
+    def _join_lifespan(self, app: Any) -> None:
+        router = app.router
+        original = router.lifespan_context
+
+        @asynccontextmanager
+        async def lifespan(app: Any) -> AsyncIterator[Any]:
+            async with original(app) as state, self.running():
+                yield state
+
+        router.lifespan_context = lifespan
+
+    def job_url(self, request: Request, job: Job) -> str | None:
+        """The job-details path of ``job`` for the ``Location`` header, if the route exists."""
+        if self.details_route_name is None:
+            return None
+        path = request.app.url_path_for(self.details_route_name, job_id=str(job.id))
+        return str(request.scope.get("root_path", "")) + str(path)

@@ -1,0 +1,117 @@
+"""Registered job handlers: the function, its request model and how to (de)serialise both."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, get_type_hints
+
+from pydantic import TypeAdapter, ValidationError
+from starlette.datastructures import Headers, QueryParams
+
+from ._context import AsyncContext, request_model_of
+from ._errors import ConfigurationError, JobValidationError
+from ._job import Job
+
+HandlerFunction = Callable[[AsyncContext[Any]], Awaitable[Any]]
+Validator = Callable[..., Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Handler:
+    """One job handler, registered under its name.
+
+    Attributes:
+        name: The job name stored with every job of this handler.
+        function: The async handler.
+        model: The request model (``T`` of ``AsyncContext[T]``), or None for no body.
+        validator: The optional ``validator(request, body)`` hook.
+    """
+
+    name: str
+    function: HandlerFunction
+    model: Any
+    body_adapter: TypeAdapter[Any] | None
+    result_adapter: TypeAdapter[Any]
+    validator: Validator | None = None
+
+    @classmethod
+    def from_function(
+        cls,
+        function: HandlerFunction,
+        *,
+        name: str | None = None,
+        validator: Validator | None = None,
+    ) -> Handler:
+        """Inspect ``function``'s signature and build its handler.
+
+        Raises:
+            ConfigurationError: ``function`` is not async or its first parameter is not an
+                ``AsyncContext``.
+        """
+        if not inspect.iscoroutinefunction(function):
+            raise ConfigurationError(f"job handler {function!r} must be an async function")
+        hints = get_type_hints(function)
+        params = list(inspect.signature(function).parameters)
+        if not params:
+            raise ConfigurationError(f"job handler {function.__name__} takes no AsyncContext")
+        model = request_model_of(hints.get(params[0], AsyncContext))
+        returns = hints.get("return", Any)
+        return cls(
+            name=name or function.__name__,
+            function=function,
+            model=model,
+            body_adapter=None if model is None else TypeAdapter(model),
+            result_adapter=TypeAdapter(Any if returns is type(None) else returns),
+            validator=validator,
+        )
+
+    def parse_body(self, raw: bytes | str) -> Any:
+        """Validate a JSON body against the request model.
+
+        Raises:
+            JobValidationError: the body is not valid JSON or fails the model.
+        """
+        if self.body_adapter is None:
+            return None
+        try:
+            return self.body_adapter.validate_json(raw)
+        except ValidationError as exc:
+            raise _validation_error(exc) from None
+
+    def coerce_body(self, body: Any) -> tuple[Any, str | None]:
+        """Validate a Python body (model instance or plain data) and give it with its JSON."""
+        if self.body_adapter is None:
+            return None, None
+        try:
+            value = self.body_adapter.validate_python(body)
+        except ValidationError as exc:
+            raise _validation_error(exc) from None
+        return value, self.body_adapter.dump_json(value).decode()
+
+    def context(self, job: Job) -> AsyncContext[Any]:
+        """Rebuild the handler's context from a stored job."""
+        request = job.request
+        body = None if request.body is None else self.parse_body(request.body)
+        raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers]
+        return AsyncContext(
+            request=body,
+            headers=Headers(raw=raw_headers),
+            query_params=QueryParams(request.query_string),
+            route_params=dict(request.route_params),
+            job_id=job.id,
+            retry_count=job.retry_count,
+        )
+
+    def dump_result(self, value: Any) -> Any:
+        """The handler's return value as a JSON-compatible value (raises if it has none)."""
+        return self.result_adapter.dump_python(value, mode="json")
+
+
+def _validation_error(exc: ValidationError) -> JobValidationError:
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    cleaned = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
+    malformed = any(e["type"] in {"json_invalid", "json_type"} for e in errors)
+    message = "request body is not valid JSON" if malformed else "request body failed validation"
+    return JobValidationError(message, cleaned)

@@ -1,0 +1,127 @@
+"""The HTTP endpoints: submit (POST → 202) and job details (GET)."""
+
+# No `from __future__ import annotations` here: FastAPI reads these endpoints' annotations
+# at runtime and must see real classes.
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ._capture import RequestRejected, capture_headers, is_json, read_body
+from ._errors import JobValidationError, QueueFullError, StoreUnavailableError
+from ._handlers import Handler
+from ._job import Job, JobRequest, parse_job_id
+from ._responses import call_maybe_async, error_response, job_response
+
+if TYPE_CHECKING:
+    from ._endpoints import AsyncEndpoints
+
+logger = logging.getLogger("async_endpoints")
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def submit_endpoint(endpoints: "AsyncEndpoints", handler: Handler) -> Endpoint:
+    """The POST endpoint of ``handler``: validate, capture, queue, answer 202."""
+
+    async def submit(request: Request) -> Response:
+        try:
+            body, body_json = await _read_validated_body(request, handler, endpoints)
+        except RequestRejected as rejected:
+            return error_response(rejected.status_code, rejected.detail)
+        if handler.validator is not None:
+            refusal = await call_maybe_async(handler.validator, request, body)
+            if refusal is not None:
+                return refusal  # type: ignore[no-any-return]
+        settings = endpoints.settings
+        job_request = JobRequest(
+            body=body_json,
+            headers=capture_headers(
+                request.headers.raw,
+                settings.capture_headers,  # type: ignore[arg-type]
+                settings.sensitive_headers,  # type: ignore[arg-type]
+            ),
+            query_string=request.url.query,
+            route_params={key: str(value) for key, value in request.path_params.items()},
+        )
+        try:
+            job = await endpoints.enqueue(handler, job_request)
+        except (QueueFullError, StoreUnavailableError) as exc:
+            return error_response(503, str(exc), retry_after=exc.retry_after)
+        return await submitted_response(endpoints, job, request)
+
+    submit.__name__ = f"submit_{handler.name}"
+    return submit
+
+
+def job_details_endpoint(endpoints: "AsyncEndpoints") -> Endpoint:
+    """The GET endpoint answering a job's JSON, 404 for unknown or unauthorised ids."""
+
+    async def job_details(request: Request) -> Response:
+        job = None
+        job_id = parse_job_id(request.path_params.get("job_id"))
+        if job_id is not None:
+            try:
+                job = await endpoints.store.get(job_id)
+            except StoreUnavailableError as exc:
+                return error_response(503, str(exc), retry_after=exc.retry_after)
+        authorize = endpoints.settings.authorize
+        if (
+            job is not None
+            and authorize is not None
+            and not await call_maybe_async(authorize, request, job)
+        ):
+            job = None
+        return await status_response(endpoints, job, request)
+
+    return job_details
+
+
+async def submitted_response(endpoints: "AsyncEndpoints", job: Job, request: Request) -> Response:
+    """The app's ``job_submitted_response``, or 202 with the job JSON and ``Location``."""
+    factory = endpoints.settings.job_submitted_response
+    if factory is not None:
+        return await call_maybe_async(factory, job, request)
+    location = endpoints.job_url(request, job)
+    return job_response(job, 202, None if location is None else {"Location": location})
+
+
+async def status_response(
+    endpoints: "AsyncEndpoints", job: Job | None, request: Request
+) -> Response:
+    """The app's ``job_status_response``, or 200 with the job JSON (404 when None)."""
+    factory = endpoints.settings.job_status_response
+    if factory is not None:
+        return await call_maybe_async(factory, job, request)
+    if job is None:
+        return error_response(404, "job not found")
+    return job_response(job)
+
+
+async def _read_validated_body(
+    request: Request, handler: Handler, endpoints: "AsyncEndpoints"
+) -> tuple[Any, str | None]:
+    if handler.model is None:
+        return None, None
+    content_type = request.headers.get("content-type")
+    if content_type is not None and not is_json(content_type):
+        raise RequestRejected(415, f"expected a JSON body (application/json), got {content_type}")
+    raw = await read_body(request, endpoints.settings.max_body_size)
+    if not raw.strip():
+        missing = [{"loc": ["body"], "msg": "a JSON request body is required", "type": "missing"}]
+        raise RequestRejected(422, missing)
+    if content_type is None:
+        raise RequestRejected(415, "expected a JSON body: set Content-Type: application/json")
+    try:
+        text = raw.decode("utf-8")
+        return handler.parse_body(text), text
+    except UnicodeDecodeError:
+        raise RequestRejected(400, "request body is not UTF-8") from None
+    except JobValidationError as exc:
+        malformed = any(error["type"] == "json_invalid" for error in exc.errors)
+        if malformed:
+            raise RequestRejected(400, "request body is not valid JSON") from None
+        raise RequestRejected(422, exc.errors) from None

@@ -1,0 +1,178 @@
+"""The job record: pure data, its status enum and its JSON (camelCase) wire form.
+
+A `Job` knows nothing about stores or workers. Stores persist it, the engine reads it, and
+`job_to_json` turns it into the job JSON that is wire-compatible with the .NET
+AsyncEndpoints library.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its lifecycle; the values are the wire names."""
+
+    QUEUED = "Queued"
+    SCHEDULED = "Scheduled"
+    IN_PROGRESS = "InProgress"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the job will never run again."""
+        return self in TERMINAL_STATUSES
+
+    @property
+    def is_waiting(self) -> bool:
+        """True while the job waits for a worker (Queued or Scheduled)."""
+        return self in WAITING_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED})
+WAITING_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED})
+
+
+@dataclass(frozen=True, slots=True)
+class JobError:
+    """The last failure of a job: what went wrong, never how (no stack trace by default).
+
+    Attributes:
+        message: A human-readable message.
+        type: The exception's class name (or a library code such as ``ClaimExpired``).
+        traceback: The formatted stack trace, only when the app opted in.
+    """
+
+    message: str
+    type: str
+    traceback: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The error's JSON form (``{"message", "type"}``, plus ``traceback`` when kept)."""
+        data: dict[str, Any] = {"message": self.message, "type": self.type}
+        if self.traceback is not None:
+            data["traceback"] = self.traceback
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> JobError:
+        """Rebuild an error from its JSON form."""
+        return cls(str(data["message"]), str(data["type"]), data.get("traceback"))
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    """What a submission captured, replayed to the handler as its `AsyncContext`.
+
+    Attributes:
+        body: The request body as JSON text, or None for endpoints without a body.
+        headers: The captured headers as (lower-case name, value) pairs, repeats kept.
+        query_string: The raw query string (without ``?``).
+        route_params: The path parameters, as strings.
+    """
+
+    body: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    query_string: str = ""
+    route_params: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to be stored: everything the submitter decides; the store adds times and status.
+
+    Attributes:
+        id: A fresh uuid4.
+        name: The handler's name.
+        max_retries: Retries allowed after the first attempt.
+        request: The captured request.
+    """
+
+    id: uuid.UUID
+    name: str
+    max_retries: int
+    request: JobRequest = field(default_factory=JobRequest)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One job: immutable data, replaced (not mutated) by every state change.
+
+    The first eleven attributes are the public job JSON. ``request`` and ``run_at`` are
+    internal to the engine and stores and never appear on the wire.
+    """
+
+    id: uuid.UUID
+    name: str
+    status: JobStatus
+    retry_count: int
+    max_retries: int
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    last_updated_at: datetime
+    result: Any = None
+    error: JobError | None = None
+    request: JobRequest = field(default_factory=JobRequest, repr=False)
+    run_at: datetime | None = None
+
+    def replace(self, **changes: Any) -> Job:
+        """A copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        """The job JSON (camelCase, ISO 8601 UTC times); never the captured request."""
+        return job_to_json(self)
+
+
+def format_time(moment: datetime | None) -> str | None:
+    """ISO 8601 UTC with milliseconds and a ``Z`` suffix, as the .NET library writes it."""
+    if moment is None:
+        return None
+    moment = moment.astimezone(UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """The inverse of `format_time` (accepts any ISO 8601 form `datetime` reads)."""
+    if text is None:
+        return None
+    moment = datetime.fromisoformat(text)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def job_to_json(job: Job) -> dict[str, Any]:
+    """The public job JSON of ``job``."""
+    return {
+        "id": str(job.id),
+        "name": job.name,
+        "status": job.status.value,
+        "retryCount": job.retry_count,
+        "maxRetries": job.max_retries,
+        "createdAt": format_time(job.created_at),
+        "startedAt": format_time(job.started_at),
+        "completedAt": format_time(job.completed_at),
+        "lastUpdatedAt": format_time(job.last_updated_at),
+        "result": job.result,
+        "error": None if job.error is None else job.error.to_json(),
+    }
+
+
+def parse_job_id(value: object) -> uuid.UUID | None:
+    """``value`` as a job id, or None when it is not a UUID (never raises)."""
+    if isinstance(value, uuid.UUID):
+        return value
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None

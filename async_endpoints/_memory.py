@@ -1,0 +1,252 @@
+"""`InMemoryJobStore`: the reference `JobStore`, and the embedded default for one process.
+
+Everything happens on the event loop without awaiting inside a state change, so each
+method is atomic by construction. Jobs are lost when the process exits; use
+`async_endpoints_redis.RedisJobStore` for durability across processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import secrets
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from ._errors import DuplicateJobError, QueueFullError
+from ._job import Job, JobError, JobStatus, NewJob
+from ._store import Claim
+
+CLAIM_EXPIRED = JobError(
+    "The worker running this attempt stopped renewing its claim (it crashed, hung or lost "
+    "its store connection); the attempt was abandoned.",
+    "ClaimExpired",
+)
+
+
+class InMemoryJobStore:
+    """A `JobStore` kept in this process's memory.
+
+    Args:
+        retention: Seconds a terminal job stays readable before it is dropped
+            (default one day).
+        clock: Seconds since the epoch; inject a `async_endpoints.testing.ManualClock`
+            to drive leases, retries and retention in tests.
+    """
+
+    def __init__(
+        self, *, retention: float = 24 * 3600.0, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.retention = retention
+        self._clock = clock
+        self._jobs: dict[uuid.UUID, Job] = {}
+        self._ready: deque[uuid.UUID] = deque()
+        self._scheduled: list[tuple[float, int, uuid.UUID]] = []
+        self._leases: dict[uuid.UUID, tuple[str, float]] = {}
+        self._expiring: deque[tuple[float, uuid.UUID]] = deque()
+        self._terminal_waiters: dict[uuid.UUID, list[asyncio.Future[None]]] = {}
+        self._seq = itertools.count()
+        self._work = asyncio.Event()
+
+    async def start(self) -> None:
+        """Bind the wake-up event to the running loop (a store may outlive a test's loop)."""
+        self._work = asyncio.Event()
+        if self._ready or self._scheduled:
+            self._work.set()
+
+    async def aclose(self) -> None:
+        """Wake every waiter; the jobs stay in memory."""
+        self._work.set()
+        for waiters in self._terminal_waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _now(self) -> tuple[float, datetime]:
+        now = self._clock()
+        return now, datetime.fromtimestamp(now, UTC)
+
+    async def enqueue(self, new_job: NewJob, *, max_waiting: int | None = None) -> Job:
+        """Store a new Queued job; see `JobStore.enqueue`."""
+        if new_job.id in self._jobs:
+            raise DuplicateJobError(f"a job with id {new_job.id} exists already")
+        if max_waiting is not None and self._count_waiting() >= max_waiting:
+            raise QueueFullError(f"{max_waiting} jobs are waiting already")
+        _, moment = self._now()
+        job = Job(
+            id=new_job.id,
+            name=new_job.name,
+            status=JobStatus.QUEUED,
+            retry_count=0,
+            max_retries=new_job.max_retries,
+            created_at=moment,
+            started_at=None,
+            completed_at=None,
+            last_updated_at=moment,
+            request=new_job.request,
+        )
+        self._jobs[job.id] = job
+        self._ready.append(job.id)
+        self._work.set()
+        return job
+
+    async def get(self, job_id: uuid.UUID) -> Job | None:
+        """The job, or None; see `JobStore.get`."""
+        self._expire()
+        return self._jobs.get(job_id)
+
+    async def claim(self, limit: int, *, lease: float) -> list[Claim]:
+        """Claim up to ``limit`` due jobs; see `JobStore.claim`."""
+        self._work.clear()
+        now, moment = self._now()
+        self._promote_due(now)
+        claims: list[Claim] = []
+        while self._ready and len(claims) < limit:
+            job = self._jobs.get(self._ready.popleft())
+            if job is None or job.status is not JobStatus.QUEUED:
+                continue
+            job = job.replace(
+                status=JobStatus.IN_PROGRESS,
+                started_at=job.started_at or moment,
+                last_updated_at=moment,
+                run_at=None,
+            )
+            token = secrets.token_hex(16)
+            self._jobs[job.id] = job
+            self._leases[job.id] = (token, now + lease)
+            claims.append(Claim(job, token))
+        return claims
+
+    async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[uuid.UUID]:
+        """Extend leases; see `JobStore.renew`."""
+        now = self._clock()
+        lost: set[uuid.UUID] = set()
+        for claim in claims:
+            held = self._leases.get(claim.job.id)
+            if held is None or held[0] != claim.token:
+                lost.add(claim.job.id)
+            else:
+                self._leases[claim.job.id] = (claim.token, now + lease)
+        return lost
+
+    async def complete(self, claim: Claim, result: Any) -> Job | None:
+        """Settle as Completed; see `JobStore.complete`."""
+        if not self._release(claim):
+            return None
+        _, moment = self._now()
+        job = self._jobs[claim.job.id].replace(
+            status=JobStatus.COMPLETED,
+            completed_at=moment,
+            last_updated_at=moment,
+            result=result,
+            error=None,
+        )
+        return self._finish(job)
+
+    async def fail(self, claim: Claim, error: JobError, *, retry_in: float | None) -> Job | None:
+        """Record a failed attempt; see `JobStore.fail`."""
+        if not self._release(claim):
+            return None
+        return self._retry_or_fail(self._jobs[claim.job.id], error, retry_in)
+
+    async def recover(self) -> list[uuid.UUID]:
+        """Re-queue expired claims; see `JobStore.recover`."""
+        now = self._clock()
+        expired = [job_id for job_id, (_, until) in self._leases.items() if until <= now]
+        for job_id in expired:
+            del self._leases[job_id]
+            self._retry_or_fail(self._jobs[job_id], CLAIM_EXPIRED, 0.0)
+        return expired
+
+    async def count_waiting(self) -> int:
+        """Queued plus Scheduled jobs; see `JobStore.count_waiting`."""
+        return self._count_waiting()
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Wait for a submission or the next due retry; see `JobStore.wait_for_work`."""
+        if self._scheduled:
+            timeout = max(0.0, min(timeout, self._scheduled[0][0] - self._clock()))
+        try:
+            async with asyncio.timeout(timeout):
+                await self._work.wait()
+        except TimeoutError:
+            pass
+
+    async def wait_until_terminal(self, job_id: uuid.UUID, timeout: float) -> Job | None:
+        """The job once terminal; see `JobStore.wait_until_terminal`."""
+        job = await self.get(job_id)
+        if job is None or job.status.is_terminal:
+            return job
+        waiter = asyncio.get_running_loop().create_future()
+        self._terminal_waiters.setdefault(job_id, []).append(waiter)
+        try:
+            async with asyncio.timeout(timeout):
+                await waiter
+        except TimeoutError:
+            pass
+        finally:
+            waiters = self._terminal_waiters.get(job_id, [])
+            if waiter in waiters:
+                waiters.remove(waiter)
+            if not waiters:
+                self._terminal_waiters.pop(job_id, None)
+        return await self.get(job_id)
+
+    def _count_waiting(self) -> int:
+        return len(self._ready) + len(self._scheduled)
+
+    def _promote_due(self, now: float) -> None:
+        while self._scheduled and self._scheduled[0][0] <= now:
+            _, _, job_id = heapq.heappop(self._scheduled)
+            job = self._jobs.get(job_id)
+            if job is not None and job.status is JobStatus.SCHEDULED:
+                self._jobs[job_id] = job.replace(status=JobStatus.QUEUED)
+                self._ready.append(job_id)
+
+    def _release(self, claim: Claim) -> bool:
+        held = self._leases.get(claim.job.id)
+        if held is None or held[0] != claim.token:
+            return False
+        del self._leases[claim.job.id]
+        return True
+
+    def _retry_or_fail(self, job: Job, error: JobError, retry_in: float | None) -> Job:
+        now, moment = self._now()
+        if retry_in is None or job.retry_count >= job.max_retries:
+            failed = job.replace(
+                status=JobStatus.FAILED, completed_at=moment, last_updated_at=moment, error=error
+            )
+            return self._finish(failed)
+        job = job.replace(retry_count=job.retry_count + 1, last_updated_at=moment, error=error)
+        if retry_in <= 0:
+            job = job.replace(status=JobStatus.QUEUED, run_at=None)
+            self._ready.append(job.id)
+        else:
+            run_at = now + retry_in
+            job = job.replace(
+                status=JobStatus.SCHEDULED, run_at=datetime.fromtimestamp(run_at, UTC)
+            )
+            heapq.heappush(self._scheduled, (run_at, next(self._seq), job.id))
+        self._jobs[job.id] = job
+        self._work.set()
+        return job
+
+    def _finish(self, job: Job) -> Job:
+        self._jobs[job.id] = job
+        self._expiring.append((self._clock() + self.retention, job.id))
+        for waiter in self._terminal_waiters.pop(job.id, []):
+            if not waiter.done():
+                waiter.set_result(None)
+        self._expire()
+        return job
+
+    def _expire(self) -> None:
+        now = self._clock()
+        while self._expiring and self._expiring[0][0] <= now:
+            _, job_id = self._expiring.popleft()
+            self._jobs.pop(job_id, None)

@@ -1,0 +1,75 @@
+"""Default responses (202 submitted, job details, JSON errors) and the response factories."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
+
+from ._job import Job, job_to_json
+
+T = TypeVar("T")
+
+
+class JobErrorModel(BaseModel):
+    """The ``error`` object of the job JSON."""
+
+    message: str
+    type: str
+
+
+class JobModel(BaseModel):
+    """The job JSON's schema, for OpenAPI documents and for clients that parse it."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str = Field(description="The job id, a UUID.")
+    name: str = Field(description="The job (handler) name.")
+    status: Literal["Queued", "Scheduled", "InProgress", "Completed", "Failed", "Canceled"]
+    retry_count: int = Field(alias="retryCount", description="Retries so far.")
+    max_retries: int = Field(alias="maxRetries")
+    created_at: datetime = Field(alias="createdAt")
+    started_at: datetime | None = Field(alias="startedAt")
+    completed_at: datetime | None = Field(alias="completedAt")
+    last_updated_at: datetime = Field(alias="lastUpdatedAt")
+    result: Any = Field(description="The handler's return value once Completed.")
+    error: JobErrorModel | None = Field(description="The last failure, if any.")
+
+
+def dumps(data: Any) -> bytes:
+    """Compact UTF-8 JSON."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def json_response(
+    data: Any, status_code: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    """A JSON response without re-validating ``data``."""
+    return Response(dumps(data), status_code, headers, media_type="application/json")
+
+
+def job_response(
+    job: Job, status_code: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    """The job JSON of ``job``."""
+    return json_response(job_to_json(job), status_code, headers)
+
+
+def error_response(status_code: int, detail: Any, *, retry_after: float | None = None) -> Response:
+    """A JSON error in FastAPI's shape: ``{"detail": message-or-error-list}``."""
+    headers = None if retry_after is None else {"Retry-After": str(max(1, math.ceil(retry_after)))}
+    return json_response({"detail": detail}, status_code, headers)
+
+
+async def call_maybe_async(function: Callable[..., T | Awaitable[T]], *args: Any) -> T:
+    """Call a sync or async user hook and return its value."""
+    value = function(*args)
+    if inspect.isawaitable(value):
+        return await value
+    return value

@@ -1,0 +1,147 @@
+"""`WorkerPool`: N concurrent attempts, lease renewal and recovery, as one async lifetime."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from types import TracebackType
+
+from ._errors import StoreUnavailableError
+from ._recovery import recover_forever, renew_forever
+from ._settings import Settings
+from ._store import Claim, JobStore
+from ._worker import AttemptRunner
+
+logger = logging.getLogger("async_endpoints")
+
+
+class WorkerPool:
+    """Claims jobs up to ``max_concurrency`` free slots and runs them.
+
+    Use as an async context manager: entering starts the dispatcher, lease renewal and
+    recovery; leaving stops claiming, lets running handlers finish for up to
+    ``shutdown_grace_period`` seconds and cancels the rest, whose jobs recovery re-queues.
+    """
+
+    def __init__(self, store: JobStore, attempts: AttemptRunner, settings: Settings) -> None:
+        self.store = store
+        self.attempts = attempts
+        self.settings = settings
+        self._running: dict[uuid.UUID, tuple[Claim, asyncio.Task[object]]] = {}
+        self._slot_freed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._background: list[asyncio.Task[None]] = []
+
+    @property
+    def running(self) -> int:
+        """How many attempts are running now."""
+        return len(self._running)
+
+    async def __aenter__(self) -> WorkerPool:
+        self._slot_freed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        settings = self.settings
+        self._background = [
+            asyncio.create_task(self._dispatch_forever(), name="async-endpoints-dispatch"),
+            asyncio.create_task(
+                renew_forever(self.store, self._claims, settings.claim_timeout, self._cancel),
+                name="async-endpoints-renew",
+            ),
+            asyncio.create_task(
+                recover_forever(self.store, settings.recovery_interval),
+                name="async-endpoints-recover",
+            ),
+        ]
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Stop claiming, give running attempts the grace period, then cancel them."""
+        self._stopping.set()
+        dispatcher, others = self._background[:1], self._background[1:]
+        await _cancel_and_wait(dispatcher)
+        tasks = [task for _, task in self._running.values()]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_period)
+            if pending:
+                logger.warning("%d job(s) outlived the shutdown grace period", len(pending))
+                await _cancel_and_wait(list(pending))
+        await _cancel_and_wait(others)
+        self._background = []
+
+    async def drain(self) -> int:
+        """Run jobs until none is due and none is running; return how many attempts ran.
+
+        A test helper (the pool need not be entered): no background loops, no waiting for
+        wake-ups, so tests drive time with an injected clock instead of sleeping.
+        """
+        ran = 0
+        while True:
+            claims = await self.store.claim(
+                self.settings.max_concurrency, lease=self.settings.claim_timeout
+            )
+            if not claims:
+                return ran
+            await asyncio.gather(*(self.attempts.run(claim) for claim in claims))
+            ran += len(claims)
+
+    async def _dispatch_forever(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            free = self.settings.max_concurrency - len(self._running)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            try:
+                claims = await self.store.claim(free, lease=self.settings.claim_timeout)
+            except StoreUnavailableError as exc:
+                failures += 1
+                delay = min(self.settings.polling_interval, 0.1 * 2 ** min(failures, 6))
+                logger.warning("claiming paused %.1f s, store unavailable: %s", delay, exc)
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
+            for claim in claims:
+                self._start(claim)
+            if not claims:
+                await self.store.wait_for_work(self.settings.polling_interval)
+
+    def _start(self, claim: Claim) -> None:
+        task: asyncio.Task[object] = asyncio.create_task(self.attempts.run(claim))
+        self._running[claim.job.id] = (claim, task)
+        task.add_done_callback(lambda done: self._finished(claim, done))
+
+    def _finished(self, claim: Claim, task: asyncio.Task[object]) -> None:
+        current = self._running.get(claim.job.id)
+        if current is not None and current[1] is task:
+            del self._running[claim.job.id]
+        self._slot_freed.set()
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("job %s: settling failed", claim.job.id, exc_info=task.exception())
+
+    def _claims(self) -> list[Claim]:
+        return [claim for claim, _ in self._running.values()]
+
+    def _cancel(self, job_ids: set[uuid.UUID]) -> None:
+        for job_id in job_ids:
+            entry = self._running.get(job_id)
+            if entry is not None:
+                entry[1].cancel()
+
+
+async def _cancel_and_wait(tasks: list[asyncio.Task[None]] | list[asyncio.Task[object]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

@@ -1,0 +1,117 @@
+"""`Settings`: every knob of `AsyncEndpoints`, frozen, keyword-only, defaults documented."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+from ._errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from ._job import Job
+
+DEFAULT_SENSITIVE_HEADERS = frozenset(
+    {"authorization", "cookie", "proxy-authorization", "x-api-key"}
+)
+
+AuthorizeHook = Callable[["Request", "Job"], "bool | Awaitable[bool]"]
+SubmittedResponseFactory = Callable[["Job", "Request"], "Response | Awaitable[Response]"]
+StatusResponseFactory = Callable[["Job | None", "Request"], "Response | Awaitable[Response]"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Settings:
+    """The settings of one `AsyncEndpoints`; durations are in seconds.
+
+    Attributes:
+        max_concurrency: Handlers running at once in this process's worker pool (default 16).
+        max_queue_size: When this many jobs wait (Queued or Scheduled), a submission is
+            refused with 503 and nothing is stored; None for no limit (default 10,000).
+        max_retries: Retries after the first attempt; a job runs at most
+            ``1 + max_retries`` times, an attempt lost with a dead worker included (default 3).
+        retry_base_delay: Delay before the first retry; retry ``n`` waits
+            ``retry_base_delay * 2 ** (n - 1)`` (default 2.0).
+        retry_max_delay: Cap on one retry delay (default 300.0).
+        retry_jitter: Largest fraction by which jitter lengthens a delay (default 0.25).
+        job_timeout: An attempt running longer is cancelled and fails (default 1800.0).
+        claim_timeout: A claim not renewed for this long is stale and recovered; workers
+            renew every third of it while a handler runs (default 30.0).
+        recovery_interval: How often each pool looks for stale claims (default 5.0).
+        shutdown_grace_period: On shutdown, how long running handlers may take to finish
+            before they are cancelled and left for recovery (default 30.0).
+        polling_interval: The longest a due job sits unnoticed when no wake-up arrives;
+            a fallback, wake-ups are pushed (default 5.0).
+        run_workers: Run the worker pool in this process (default True); False makes an
+            API-only instance.
+        capture_headers: Allow-list of header names to capture; None captures all headers
+            but the sensitive ones (default None).
+        sensitive_headers: Header names never captured, even when allow-listed (default
+            ``authorization``, ``cookie``, ``proxy-authorization``, ``x-api-key``).
+        max_body_size: Larger request bodies are refused with 413 before they are read
+            whole (default 1 MiB).
+        include_tracebacks: Keep the stack trace of failures in the job's error and show it
+            to clients (default False).
+        authorize: ``fn(request, job) -> bool`` (sync or async) asked before a job is shown;
+            False answers 404 like an unknown id (default None: everyone may read).
+        job_submitted_response: ``fn(job, request) -> Response`` replacing the 202 response.
+        job_status_response: ``fn(job_or_None, request) -> Response`` replacing the
+            job-details response.
+    """
+
+    max_concurrency: int = 16
+    max_queue_size: int | None = 10_000
+    max_retries: int = 3
+    retry_base_delay: float = 2.0
+    retry_max_delay: float = 300.0
+    retry_jitter: float = 0.25
+    job_timeout: float = 1800.0
+    claim_timeout: float = 30.0
+    recovery_interval: float = 5.0
+    shutdown_grace_period: float = 30.0
+    polling_interval: float = 5.0
+    run_workers: bool = True
+    capture_headers: Iterable[str] | None = None
+    sensitive_headers: Iterable[str] = field(default=DEFAULT_SENSITIVE_HEADERS)
+    max_body_size: int = 1024 * 1024
+    include_tracebacks: bool = False
+    authorize: AuthorizeHook | None = None
+    job_submitted_response: SubmittedResponseFactory | None = None
+    job_status_response: StatusResponseFactory | None = None
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "max_concurrency", "job_timeout", "claim_timeout", "max_body_size")
+        _check_positive(self, "recovery_interval", "polling_interval")
+        _check_not_negative(self, "max_retries", "retry_base_delay", "retry_max_delay")
+        _check_not_negative(self, "retry_jitter", "shutdown_grace_period")
+        if self.max_queue_size is not None and self.max_queue_size < 1:
+            raise ConfigurationError(
+                f"max_queue_size must be >= 1 or None, not {self.max_queue_size}"
+            )
+        lower = frozenset(name.lower() for name in self.sensitive_headers)
+        object.__setattr__(self, "sensitive_headers", lower)
+        if self.capture_headers is not None:
+            allowed = frozenset(name.lower() for name in self.capture_headers)
+            object.__setattr__(self, "capture_headers", allowed)
+
+    @classmethod
+    def names(cls) -> frozenset[str]:
+        """The names of all settings."""
+        return frozenset(f.name for f in fields(cls))
+
+
+def _check_positive(settings: Settings, *names: str) -> None:
+    for name in names:
+        value: Any = getattr(settings, name)
+        if not value > 0:
+            raise ConfigurationError(f"{name} must be > 0, not {value!r}")
+
+
+def _check_not_negative(settings: Settings, *names: str) -> None:
+    for name in names:
+        value: Any = getattr(settings, name)
+        if not value >= 0:
+            raise ConfigurationError(f"{name} must be >= 0, not {value!r}")

@@ -1,0 +1,127 @@
+"""`JobStore`: the only seam between the engine and storage.
+
+The engine types against this Protocol alone. Every method states its atomicity and what
+happens on a missing job, a duplicate id or a lost claim; `tests/contract/` checks those
+promises against every store (in-memory, Redis, Redis Cluster).
+
+Time belongs to the store: lease deadlines, run-at times and the job's timestamps come from
+the store's clock (the Redis server's clock for `RedisJobStore`), so clock skew between
+machines never makes a lease expire early. The engine passes durations, never instants.
+
+Stores raise `StoreUnavailableError` when they cannot be reached, and never let a
+lower-layer exception (a redis-py one, say) escape.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from ._job import Job, JobError, NewJob
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A job claimed by a worker, with the token that proves the claim is still its own.
+
+    Attributes:
+        job: The job as claimed (status ``InProgress``, ``started_at`` set).
+        token: Random and unique per claim; settling and renewing must present it.
+    """
+
+    job: Job
+    token: str
+
+
+@runtime_checkable
+class JobStore(Protocol):
+    """Persistence for jobs, with claim leases so that a dead worker's job is run again."""
+
+    async def start(self) -> None:
+        """Connect and prepare; called once before any other method. Idempotent."""
+
+    async def aclose(self) -> None:
+        """Release connections and wake every waiter. Idempotent; stored jobs are kept."""
+
+    async def enqueue(self, new_job: NewJob, *, max_waiting: int | None = None) -> Job:
+        """Store ``new_job`` as ``Queued`` and wake idle workers; return the stored job.
+
+        Atomic: either the job is stored and claimable, or nothing changed. When
+        ``max_waiting`` is given and that many jobs are Queued or Scheduled already, raises
+        `QueueFullError`. A job with the same id raises `DuplicateJobError`.
+        """
+        ...
+
+    async def get(self, job_id: uuid.UUID) -> Job | None:
+        """The job with this id, or None when there is none (never stored or expired)."""
+        ...
+
+    async def claim(self, limit: int, *, lease: float) -> list[Claim]:
+        """Claim up to ``limit`` due jobs, oldest first, each for ``lease`` seconds.
+
+        Atomic per job: a job is handed to exactly one claimer; it becomes ``InProgress``,
+        gets ``started_at`` (first attempt only) and a fresh token. Scheduled jobs whose
+        run-at time has come are claimable. Ids that point at a missing or corrupt record
+        are dropped and never stall the queue. Returns an empty list when nothing is due.
+        """
+        ...
+
+    async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[uuid.UUID]:
+        """Extend each claim's lease to ``lease`` seconds from now.
+
+        Checked per claim against its token; returns the ids whose claim is lost (the job
+        was recovered, settled or expired), which are left unchanged.
+        """
+        ...
+
+    async def complete(self, claim: Claim, result: Any) -> Job | None:
+        """Mark the claimed job ``Completed`` with ``result`` (a JSON value).
+
+        Atomic and token-checked: returns the completed job, or None when the claim is lost
+        (a newer attempt or a recovery owns the job), in which case nothing changed.
+        Waiters of `wait_until_terminal` are woken.
+        """
+        ...
+
+    async def fail(self, claim: Claim, error: JobError, *, retry_in: float | None) -> Job | None:
+        """Record a failed attempt of the claimed job.
+
+        With ``retry_in`` (seconds) and retries left (``retry_count < max_retries``) the job
+        becomes ``Queued`` (``retry_in <= 0``) or ``Scheduled`` until then, and
+        ``retry_count`` grows by one. Otherwise it becomes ``Failed`` for good. Atomic and
+        token-checked: returns the updated job, or None when the claim is lost (nothing
+        changed).
+        """
+        ...
+
+    async def recover(self) -> list[uuid.UUID]:
+        """Re-queue every job whose claim lease has expired; return their ids.
+
+        A lost attempt counts as an attempt: with retries left, ``retry_count`` grows by one
+        and the job is ``Queued`` again (its error says the claim expired); otherwise it is
+        ``Failed``. Atomic per job and safe to run from many processes at once: each expired
+        claim is recovered once.
+        """
+        ...
+
+    async def count_waiting(self) -> int:
+        """How many jobs are ``Queued`` or ``Scheduled`` now."""
+        ...
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when work may be claimable, or after ``timeout`` seconds at the latest.
+
+        Returns at once if a job was enqueued since the last `claim` began, and no later
+        than when the earliest Scheduled job becomes due. Spurious wake-ups are allowed.
+        """
+        ...
+
+    async def wait_until_terminal(self, job_id: uuid.UUID, timeout: float) -> Job | None:
+        """The job as soon as it is terminal, woken by its settlement, not by polling.
+
+        After ``timeout`` seconds returns the job as it is then (possibly not terminal);
+        None when no job has that id.
+        """
+        ...
