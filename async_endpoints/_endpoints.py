@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any, TypeVar
 
 from starlette.requests import Request
@@ -50,6 +50,7 @@ class AsyncEndpoints:
         self.app = app
         self.handlers: dict[str, Handler] = {}
         self.details_route_name: str | None = None
+        self._app_lifespan: Callable[[Any], AbstractAsyncContextManager[Any]] | None = None
         s = self.settings
         policy = RetryPolicy(s.max_retries, s.retry_base_delay, s.retry_max_delay, s.retry_jitter)
         attempts = AttemptRunner(
@@ -212,9 +213,16 @@ class AsyncEndpoints:
         finally:
             await self.store.aclose()
 
+    def app_lifespan(self) -> AbstractAsyncContextManager[Any]:
+        """The app's own lifespan (without the workers), for processes that serve no HTTP."""
+        if self._app_lifespan is None:
+            return nullcontext()
+        return self._app_lifespan(self.app)
+
     def _join_lifespan(self, app: Any) -> None:
         router = app.router
         original = router.lifespan_context
+        self._app_lifespan = original
 
         @asynccontextmanager
         async def lifespan(app: Any) -> AsyncIterator[Any]:

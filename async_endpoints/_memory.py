@@ -122,14 +122,14 @@ class InMemoryJobStore:
             claims.append(Claim(job, token))
         return claims
 
-    async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[uuid.UUID]:
+    async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[str]:
         """Extend leases; see `JobStore.renew`."""
         now = self._clock()
-        lost: set[uuid.UUID] = set()
+        lost: set[str] = set()
         for claim in claims:
             held = self._leases.get(claim.job.id)
             if held is None or held[0] != claim.token:
-                lost.add(claim.job.id)
+                lost.add(claim.token)
             else:
                 self._leases[claim.job.id] = (claim.token, now + lease)
         return lost

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Callable, Sequence
 
 from ._errors import StoreUnavailableError
@@ -35,7 +34,7 @@ async def renew_forever(
     store: JobStore,
     claims: Callable[[], Sequence[Claim]],
     lease: float,
-    on_lost: Callable[[set[uuid.UUID]], None],
+    on_lost: Callable[[set[str]], None],
 ) -> None:
     """Every third of ``lease``, extend the leases of ``claims()`` in one store call.
 

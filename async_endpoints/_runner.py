@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from types import TracebackType
 
 from ._errors import StoreUnavailableError
@@ -29,7 +28,7 @@ class WorkerPool:
         self.store = store
         self.attempts = attempts
         self.settings = settings
-        self._running: dict[uuid.UUID, tuple[Claim, asyncio.Task[object]]] = {}
+        self._running: dict[str, tuple[Claim, asyncio.Task[object]]] = {}
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
@@ -118,13 +117,11 @@ class WorkerPool:
 
     def _start(self, claim: Claim) -> None:
         task: asyncio.Task[object] = asyncio.create_task(self.attempts.run(claim))
-        self._running[claim.job.id] = (claim, task)
+        self._running[claim.token] = (claim, task)
         task.add_done_callback(lambda done: self._finished(claim, done))
 
     def _finished(self, claim: Claim, task: asyncio.Task[object]) -> None:
-        current = self._running.get(claim.job.id)
-        if current is not None and current[1] is task:
-            del self._running[claim.job.id]
+        self._running.pop(claim.token, None)
         self._slot_freed.set()
         if not task.cancelled() and task.exception() is not None:
             logger.error("job %s: settling failed", claim.job.id, exc_info=task.exception())
@@ -132,9 +129,9 @@ class WorkerPool:
     def _claims(self) -> list[Claim]:
         return [claim for claim, _ in self._running.values()]
 
-    def _cancel(self, job_ids: set[uuid.UUID]) -> None:
-        for job_id in job_ids:
-            entry = self._running.get(job_id)
+    def _cancel(self, tokens: set[str]) -> None:
+        for token in tokens:
+            entry = self._running.get(token)
             if entry is not None:
                 entry[1].cancel()
 

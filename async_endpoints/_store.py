@@ -68,11 +68,12 @@ class JobStore(Protocol):
         """
         ...
 
-    async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[uuid.UUID]:
+    async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[str]:
         """Extend each claim's lease to ``lease`` seconds from now.
 
-        Checked per claim against its token; returns the ids whose claim is lost (the job
-        was recovered, settled or expired), which are left unchanged.
+        Checked per claim against its token; returns the tokens of the claims that are lost
+        (the job was recovered, settled or expired), which are left unchanged. Tokens, not
+        job ids, because one process may hold a stale and a fresh claim of the same job.
         """
         ...
 

@@ -1,0 +1,43 @@
+"""A worker app for the CLI tests: its lifespan queues one slow job and leaves marks.
+
+The marks (files in $MARKS_DIR) show what ran: the app's own lifespan, the handler's start
+and its end, so a test can check that SIGTERM let the handler finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from starlette.applications import Starlette
+
+from async_endpoints import AsyncContext, AsyncEndpoints
+
+MARKS = Path(os.environ.get("MARKS_DIR", "."))
+
+
+def mark(name: str) -> None:
+    (MARKS / name).write_text(name)
+
+
+@asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    mark("lifespan-started")
+    await endpoints.submit("slow")
+    yield
+    mark("lifespan-stopped")
+
+
+app = Starlette(lifespan=lifespan)
+endpoints = AsyncEndpoints(app, run_workers=False, shutdown_grace_period=30)
+
+
+@endpoints.map_async_post("/slow")
+async def slow(ctx: AsyncContext[None]) -> str:
+    mark("handler-started")
+    await asyncio.sleep(float(os.environ.get("HANDLER_SECONDS", "1")))
+    mark("handler-finished")
+    return "done"

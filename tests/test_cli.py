@@ -1,0 +1,74 @@
+"""``python -m async_endpoints worker``: a real worker process and real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from async_endpoints import AsyncEndpoints, ConfigurationError
+from async_endpoints._cli import load_endpoints
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start_worker(marks: Path, *args: str, seconds: float = 1.0) -> subprocess.Popen[str]:
+    env = {**os.environ, "MARKS_DIR": str(marks), "HANDLER_SECONDS": str(seconds)}
+    command = [sys.executable, "-m", "async_endpoints", "worker", *args]
+    return subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_mark(marks: Path, name: str, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 20
+    while not (marks / name).exists():
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        assert time.monotonic() < deadline, f"{name} never appeared"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_the_worker_drains_running_handlers_on_a_signal_and_exits_zero(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    """A signal stops claiming, lets the running handler finish, and exits with status 0."""
+    worker = start_worker(tmp_path, "tests.apps.cli_worker:endpoints")
+    wait_for_mark(tmp_path, "handler-started", worker)
+    worker.send_signal(signum)
+    assert worker.wait(timeout=30) == 0
+    assert (tmp_path / "handler-finished").exists()
+    assert (tmp_path / "lifespan-started").exists() and (tmp_path / "lifespan-stopped").exists()
+
+
+def test_a_second_signal_stops_the_worker_without_waiting(tmp_path: Path) -> None:
+    """SIGINT twice: the handler is cancelled and the worker still exits 0."""
+    worker = start_worker(tmp_path, "tests.apps.cli_worker:endpoints", seconds=120)
+    wait_for_mark(tmp_path, "handler-started", worker)
+    worker.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    worker.send_signal(signal.SIGINT)
+    assert worker.wait(timeout=30) == 0
+    assert not (tmp_path / "handler-finished").exists()
+
+
+def test_a_bad_target_is_a_usage_error(tmp_path: Path) -> None:
+    """A target that is not MODULE:ATTRIBUTE of an AsyncEndpoints exits 2 with a message."""
+    worker = start_worker(tmp_path, "tests.apps.cli_worker:app")
+    _, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 2 and "not AsyncEndpoints" in stderr
+
+
+def test_load_endpoints_names_what_is_wrong() -> None:
+    """Malformed, missing and mistyped targets raise ConfigurationError."""
+    assert isinstance(load_endpoints("tests.apps.cli_worker:endpoints"), AsyncEndpoints)
+    for target, message in [
+        ("tests.apps.cli_worker", "MODULE:ATTRIBUTE"),
+        ("tests.apps.cli_worker:nothing", "no attribute"),
+        ("tests.apps.cli_worker:app", "not AsyncEndpoints"),
+    ]:
+        with pytest.raises(ConfigurationError, match=message):
+            load_endpoints(target)

@@ -1,0 +1,283 @@
+"""The engine driven in drain mode with a manual clock: run, retry, fail, validate."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from async_endpoints import (
+    AsyncContext,
+    AsyncEndpoints,
+    ConfigurationError,
+    InMemoryJobStore,
+    JobStatus,
+    JobValidationError,
+    QueueFullError,
+    UnknownJobNameError,
+)
+from async_endpoints.testing import ManualClock
+
+
+class Order(BaseModel):
+    item: str
+    quantity: int = 1
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def endpoints(clock: ManualClock) -> AsyncIterator[AsyncEndpoints]:
+    engine = AsyncEndpoints(
+        store=InMemoryJobStore(clock=clock), retry_base_delay=10.0, retry_jitter=0.0
+    )
+    async with engine.running(workers=False):
+        yield engine
+
+
+async def test_a_submitted_job_runs_and_completes_with_the_handler_result(
+    endpoints: AsyncEndpoints,
+) -> None:
+    """submit -> drain -> Completed, with the return value serialised as JSON."""
+
+    async def total(ctx: AsyncContext[Order]) -> dict[str, Any]:
+        return {"item": ctx.request.item, "total": ctx.request.quantity * 3}
+
+    endpoints.add_handler(total)
+    job = await endpoints.submit("total", Order(item="tea", quantity=2))
+    assert job.status is JobStatus.QUEUED
+    assert await endpoints.drain() == 1
+    done = await endpoints.get_job(job.id)
+    assert done.status is JobStatus.COMPLETED and done.result == {"item": "tea", "total": 6}
+
+
+async def test_the_handler_receives_the_captured_request(endpoints: AsyncEndpoints) -> None:
+    """Body, headers, query parameters, route parameters, id and retry count reach ctx."""
+    seen: list[AsyncContext[Order]] = []
+
+    async def capture(ctx: AsyncContext[Order]) -> None:
+        seen.append(ctx)
+
+    endpoints.add_handler(capture)
+    job = await endpoints.submit(
+        "capture",
+        {"item": "tea"},
+        headers=[("X-Trace", "a"), ("x-trace", "b")],
+        query_string="tag=x&tag=y",
+        route_params={"tenant": "acme"},
+    )
+    await endpoints.drain()
+    (ctx,) = seen
+    assert ctx.request == Order(item="tea") and ctx.job_id == job.id and ctx.retry_count == 0
+    assert ctx.headers.getlist("X-TRACE") == ["a", "b"]
+    assert ctx.query_params.getlist("tag") == ["x", "y"]
+    assert ctx.route_params == {"tenant": "acme"}
+
+
+async def test_a_failing_job_is_retried_with_backoff_until_it_fails_for_good(
+    endpoints: AsyncEndpoints, clock: ManualClock
+) -> None:
+    """Each failure schedules retry n after 10 * 2 ** (n - 1) s; the last one is final."""
+    attempts: list[int] = []
+
+    async def flaky(ctx: AsyncContext[None]) -> None:
+        attempts.append(ctx.retry_count)
+        raise RuntimeError(f"attempt {ctx.retry_count} broke")
+
+    endpoints.add_handler(flaky)
+    job = await endpoints.submit("flaky")
+    for delay in (10.0, 20.0, 40.0):
+        await endpoints.drain()
+        waiting = await endpoints.get_job(job.id)
+        assert waiting.status is JobStatus.SCHEDULED
+        assert waiting.run_at - waiting.last_updated_at == timedelta(seconds=delay)
+        clock.advance(delay - 0.001)
+        assert await endpoints.drain() == 0
+        clock.advance(0.001)
+    await endpoints.drain()
+    failed = await endpoints.get_job(job.id)
+    assert attempts == [0, 1, 2, 3]
+    assert failed.status is JobStatus.FAILED and failed.retry_count == 3
+    assert failed.error.to_json() == {"message": "attempt 3 broke", "type": "RuntimeError"}
+
+
+async def test_a_retry_that_succeeds_completes_the_job(
+    endpoints: AsyncEndpoints, clock: ManualClock
+) -> None:
+    """A transient failure costs one retry, then the job completes with its result."""
+
+    async def once_broken(ctx: AsyncContext[None]) -> str:
+        if ctx.retry_count == 0:
+            raise ConnectionError("try later")
+        return "fine"
+
+    endpoints.add_handler(once_broken)
+    job = await endpoints.submit("once_broken")
+    await endpoints.drain()
+    clock.advance(10)
+    await endpoints.drain()
+    done = await endpoints.get_job(job.id)
+    assert (done.status, done.result, done.retry_count) == (JobStatus.COMPLETED, "fine", 1)
+
+
+async def test_an_attempt_longer_than_job_timeout_fails(clock: ManualClock) -> None:
+    """The attempt is cancelled at job_timeout and recorded as a JobTimeout failure."""
+    engine = AsyncEndpoints(store=InMemoryJobStore(clock=clock), job_timeout=0.05, max_retries=0)
+
+    async def stuck(ctx: AsyncContext[None]) -> None:
+        await asyncio.Event().wait()
+
+    engine.add_handler(stuck)
+    async with engine.running(workers=False):
+        job = await engine.submit("stuck")
+        await engine.drain()
+        failed = await engine.get_job(job.id)
+    assert failed.status is JobStatus.FAILED and failed.error.type == "JobTimeout"
+    assert "job_timeout" in failed.error.message
+
+
+async def test_a_result_that_is_not_json_fails_the_attempt_with_a_clear_error(
+    endpoints: AsyncEndpoints,
+) -> None:
+    """An unserialisable return value is a failed attempt naming the problem."""
+
+    async def opaque(ctx: AsyncContext[None]) -> object:
+        return object()
+
+    endpoints.add_handler(opaque)
+    job = await endpoints.submit("opaque")
+    await endpoints.drain()
+    attempt = await endpoints.get_job(job.id)
+    assert attempt.status is JobStatus.SCHEDULED
+    assert attempt.error.type == "PydanticSerializationError"
+    assert "serialize" in attempt.error.message.lower()
+
+
+async def test_tracebacks_are_kept_only_when_the_app_opts_in(clock: ManualClock) -> None:
+    """include_tracebacks=True records the stack trace with the error."""
+
+    async def broken(ctx: AsyncContext[None]) -> None:
+        raise ValueError("no")
+
+    for opted_in in (False, True):
+        engine = AsyncEndpoints(
+            store=InMemoryJobStore(clock=clock), include_tracebacks=opted_in, max_retries=0
+        )
+        engine.add_handler(broken)
+        async with engine.running(workers=False):
+            job = await engine.submit("broken")
+            await engine.drain()
+            error = (await engine.get_job(job.id)).error
+        assert (error.traceback is not None) is opted_in
+        assert ("traceback" in error.to_json()) is opted_in
+
+
+async def test_submit_refuses_unknown_names_and_invalid_bodies_storing_nothing(
+    endpoints: AsyncEndpoints,
+) -> None:
+    """A bad submission raises a named error and leaves the store empty."""
+
+    async def order(ctx: AsyncContext[Order]) -> None: ...
+
+    endpoints.add_handler(order)
+    with pytest.raises(UnknownJobNameError):
+        await endpoints.submit("nope", {})
+    with pytest.raises(JobValidationError) as invalid:
+        await endpoints.submit("order", {"quantity": "many"})
+    assert {tuple(e["loc"]) for e in invalid.value.errors} == {("item",), ("quantity",)}
+    assert await endpoints.store.count_waiting() == 0
+
+
+async def test_submit_refuses_when_max_queue_size_jobs_wait(clock: ManualClock) -> None:
+    """Backpressure: the queue limit raises QueueFullError and stores nothing more."""
+    engine = AsyncEndpoints(store=InMemoryJobStore(clock=clock), max_queue_size=2)
+
+    async def noop(ctx: AsyncContext[None]) -> None: ...
+
+    engine.add_handler(noop)
+    async with engine.running(workers=False):
+        await engine.submit("noop")
+        await engine.submit("noop")
+        with pytest.raises(QueueFullError):
+            await engine.submit("noop")
+        assert await engine.store.count_waiting() == 2
+
+
+async def test_wait_for_returns_the_terminal_job_as_soon_as_it_settles(
+    endpoints: AsyncEndpoints,
+) -> None:
+    """wait_for is woken by the settlement; it raises TimeoutError or KeyError otherwise."""
+
+    async def noop(ctx: AsyncContext[None]) -> str:
+        return "done"
+
+    endpoints.add_handler(noop)
+    job = await endpoints.submit("noop")
+    with pytest.raises(TimeoutError):
+        await endpoints.wait_for(job.id, timeout=0.01)
+    waiter = asyncio.create_task(endpoints.wait_for(job.id, timeout=30))
+    await endpoints.drain()
+    async with asyncio.timeout(5):
+        assert (await waiter).result == "done"
+    assert (await endpoints.wait_for(str(job.id), timeout=0)).result == "done"
+    with pytest.raises(KeyError):
+        await endpoints.wait_for("not-a-uuid", timeout=1)
+
+
+async def test_a_job_for_a_handler_this_process_lacks_fails_its_attempt(
+    clock: ManualClock,
+) -> None:
+    """A worker without the job's handler records an UnknownJob failure, not a crash."""
+    store = InMemoryJobStore(clock=clock)
+    producer = AsyncEndpoints(store=store, max_retries=0)
+
+    async def elsewhere(ctx: AsyncContext[None]) -> None: ...
+
+    producer.add_handler(elsewhere)
+    consumer = AsyncEndpoints(store=store)
+    async with producer.running(workers=False):
+        job = await producer.submit("elsewhere")
+        await consumer.drain()
+        assert (await producer.get_job(job.id)).error.type == "UnknownJob"
+
+
+def test_handlers_must_be_async_and_take_an_async_context() -> None:
+    """Wiring mistakes are ConfigurationErrors naming the problem."""
+    engine = AsyncEndpoints()
+
+    def sync_handler(ctx: AsyncContext[None]) -> None: ...
+
+    async def wrong_param(ctx: int) -> None: ...
+
+    async def fine(ctx: AsyncContext[None]) -> None: ...
+
+    with pytest.raises(ConfigurationError, match="async function"):
+        engine.add_handler(sync_handler)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="AsyncContext"):
+        engine.add_handler(wrong_param)  # type: ignore[arg-type]
+    engine.add_handler(fine)
+    with pytest.raises(ConfigurationError, match="exists already"):
+        engine.add_handler(fine)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"max_concurency": 2}, "unknown setting"),
+        ({"max_concurrency": 0}, "max_concurrency"),
+        ({"max_queue_size": 0}, "max_queue_size"),
+        ({"max_retries": -1}, "max_retries"),
+        ({"claim_timeout": 0}, "claim_timeout"),
+    ],
+)
+def test_bad_settings_are_refused_by_name(settings: dict[str, Any], message: str) -> None:
+    """A misspelt or out-of-range setting raises ConfigurationError naming it."""
+    with pytest.raises(ConfigurationError, match=message):
+        AsyncEndpoints(**settings)

@@ -1,0 +1,151 @@
+"""The worker pool running for real: wake-ups, concurrency, leases, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore, JobStatus
+from async_endpoints.testing import ManualClock
+
+
+def engine_with(**settings: Any) -> AsyncEndpoints:
+    return AsyncEndpoints(**{"polling_interval": 60.0, **settings})
+
+
+async def test_an_idle_pool_is_woken_by_a_submission_not_a_polling_tick() -> None:
+    """With a 60 s polling interval, a submitted job still completes at once."""
+    engine = engine_with()
+
+    async def noop(ctx: AsyncContext[None]) -> str:
+        return "ran"
+
+    engine.add_handler(noop)
+    async with engine.running():
+        await asyncio.sleep(0.05)  # let the dispatcher go idle
+        job = await engine.submit("noop")
+        assert (await engine.wait_for(job.id, timeout=5)).result == "ran"
+
+
+async def test_no_more_than_max_concurrency_handlers_run_at_once() -> None:
+    """Ten blocked jobs with max_concurrency=3: three run, the rest wait their turn."""
+    engine = engine_with(max_concurrency=3)
+    running = 0
+    peak = 0
+    three_started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def block(ctx: AsyncContext[None]) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        if running == 3:
+            three_started.set()
+        await release.wait()
+        running -= 1
+
+    engine.add_handler(block)
+    async with engine.running():
+        jobs = [await engine.submit("block") for _ in range(10)]
+        async with asyncio.timeout(5):
+            await three_started.wait()
+        assert engine.pool.running == 3
+        assert await engine.store.count_waiting() == 7
+        release.set()
+        done = [await engine.wait_for(job.id, timeout=5) for job in jobs]
+    assert peak == 3 and all(job.status is JobStatus.COMPLETED for job in done)
+
+
+async def test_a_handler_outliving_claim_timeout_is_not_run_twice() -> None:
+    """A live worker renews its lease, so recovery never steals a long-running job."""
+    engine = engine_with(claim_timeout=0.3, recovery_interval=0.05)
+    runs = 0
+
+    async def slow(ctx: AsyncContext[None]) -> str:
+        nonlocal runs
+        runs += 1
+        await asyncio.sleep(1.2)  # four claim timeouts of real time
+        return "once"
+
+    engine.add_handler(slow)
+    async with engine.running():
+        job = await engine.submit("slow")
+        done = await engine.wait_for(job.id, timeout=10)
+    assert (done.status, done.result, done.retry_count, runs) == (JobStatus.COMPLETED, "once", 0, 1)
+
+
+async def test_shutdown_lets_running_handlers_finish_and_records_their_results() -> None:
+    """Leaving the pool waits (within the grace period) for in-flight jobs and settles them."""
+    engine = engine_with(shutdown_grace_period=10)
+    started = asyncio.Event()
+    finish = asyncio.Event()
+
+    async def in_flight(ctx: AsyncContext[None]) -> str:
+        started.set()
+        await finish.wait()
+        return "recorded"
+
+    engine.add_handler(in_flight)
+    async with engine.running():
+        job = await engine.submit("in_flight")
+        async with asyncio.timeout(5):
+            await started.wait()
+        asyncio.get_running_loop().call_later(0.1, finish.set)
+    done = await engine.store.get(job.id)
+    assert done.status is JobStatus.COMPLETED and done.result == "recorded"
+
+
+async def test_handlers_outliving_the_grace_period_are_left_for_recovery() -> None:
+    """Past the grace period a handler is cancelled unsettled; recovery re-queues its job."""
+    clock = ManualClock()
+    store = InMemoryJobStore(clock=clock)
+    engine = engine_with(store=store, shutdown_grace_period=0.05, claim_timeout=30)
+    started = asyncio.Event()
+
+    async def endless(ctx: AsyncContext[None]) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    engine.add_handler(endless)
+    async with engine.running():
+        job = await engine.submit("endless")
+        async with asyncio.timeout(5):
+            await started.wait()
+    assert (await store.get(job.id)).status is JobStatus.IN_PROGRESS
+    clock.advance(31)
+    assert await store.recover() == [job.id]
+    recovered = await store.get(job.id)
+    assert recovered.status is JobStatus.QUEUED and recovered.retry_count == 1
+
+
+async def test_a_handler_whose_claim_was_recovered_elsewhere_is_cancelled() -> None:
+    """When renewal finds the claim lost, the stale attempt stops instead of running on."""
+    clock = ManualClock()
+    store = InMemoryJobStore(clock=clock)
+    engine = engine_with(store=store, claim_timeout=0.3, recovery_interval=60)
+    attempts: list[int] = []
+    cancelled = asyncio.Event()
+    first_started = asyncio.Event()
+
+    async def long(ctx: AsyncContext[None]) -> int:
+        attempts.append(ctx.retry_count)
+        if ctx.retry_count > 0:
+            return ctx.retry_count
+        first_started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cancelled.set()
+        return -1
+
+    engine.add_handler(long)
+    async with engine.running():
+        job = await engine.submit("long")
+        async with asyncio.timeout(5):
+            await first_started.wait()
+        clock.advance(1)  # the lease lapses as if this worker had hung
+        assert await store.recover() == [job.id]
+        async with asyncio.timeout(5):
+            await cancelled.wait()
+        done = await engine.wait_for(job.id, timeout=5)
+    assert attempts == [0, 1] and done.result == 1 and done.retry_count == 1
