@@ -14,6 +14,8 @@ import pytest
 from async_endpoints import AsyncEndpoints, ConfigurationError
 from async_endpoints._cli import load_endpoints
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
