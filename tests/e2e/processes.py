@@ -1,0 +1,89 @@
+"""Starting and stopping the real processes of the multi-process tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class Proc:
+    """A child process of the test, with its log file for post-mortems."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+    port: int | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def signal(self, signum: signal.Signals) -> None:
+        self.process.send_signal(signum)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
+
+    def wait(self, timeout: float) -> int:
+        return self.process.wait(timeout=timeout)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def _spawn(command: list[str], env: dict[str, str], log: Path, port: int | None = None) -> Proc:
+    full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=out, stderr=out)
+    return Proc(process, log, port)
+
+
+def start_api(env: dict[str, str], log_dir: Path, name: str = "api") -> Proc:
+    """uvicorn serving tests.apps.redis_app:app on a free loopback port; waits until up."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "tests.apps.redis_app:app"]
+    command += ["--host", HOST, "--port", str(port), "--log-level", "warning"]
+    proc = _spawn(command, env, log_dir / f"{name}.log", port)
+    deadline = time.monotonic() + 30
+    while True:
+        assert proc.process.poll() is None, proc.output()
+        try:
+            with socket.create_connection((HOST, port), timeout=0.5):
+                return proc
+        except OSError:
+            assert time.monotonic() < deadline, f"{name} never listened\n{proc.output()}"
+            time.sleep(0.05)
+
+
+def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker") -> Proc:
+    """A ``python -m async_endpoints worker`` process for tests.apps.redis_app."""
+    command = [sys.executable, "-m", "async_endpoints", "worker", "tests.apps.redis_app:endpoints"]
+    proc = _spawn(command, env, log_dir / f"{name}.log")
+    deadline = time.monotonic() + 30
+    while "worker started" not in proc.output():
+        assert proc.process.poll() is None, proc.output()
+        assert time.monotonic() < deadline, f"{name} never started\n{proc.output()}"
+        time.sleep(0.05)
+    return proc
