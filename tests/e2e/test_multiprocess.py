@@ -207,23 +207,43 @@ async def everything_in(server: RedisServer) -> bytes:
     chunks: list[bytes] = []
     try:
         async for key in client.scan_iter(count=1000):
-            chunks.append(key)
             kind = (await client.type(key)).decode()
-            if kind == "string":
-                chunks.append(await client.get(key) or b"")
-            elif kind == "hash":
-                for field, value in (await client.hgetall(key)).items():
-                    chunks += [field, value]
-            elif kind == "list":
-                chunks += await client.lrange(key, 0, -1)
-            elif kind == "set":
-                chunks += list(await client.smembers(key))
-            elif kind == "zset":
-                chunks += await client.zrange(key, 0, -1)
-            elif kind == "stream":
-                for _, entry in await client.xrange(key):
-                    for field, value in entry.items():
-                        chunks += [field, value]
+            chunks += [key, *await READERS[kind](client, key)]
     finally:
         await client.aclose()
     return b"\n".join(chunks)
+
+
+async def _hash(client: redis.Redis, key: bytes) -> list[bytes]:
+    return [part for pair in (await client.hgetall(key)).items() for part in pair]
+
+
+async def _stream(client: redis.Redis, key: bytes) -> list[bytes]:
+    entries = await client.xrange(key)
+    return [part for _, entry in entries for pair in entry.items() for part in pair]
+
+
+async def _string(client: redis.Redis, key: bytes) -> list[bytes]:
+    return [await client.get(key) or b""]
+
+
+async def _list(client: redis.Redis, key: bytes) -> list[bytes]:
+    return list(await client.lrange(key, 0, -1))
+
+
+async def _set(client: redis.Redis, key: bytes) -> list[bytes]:
+    return list(await client.smembers(key))
+
+
+async def _zset(client: redis.Redis, key: bytes) -> list[bytes]:
+    return list(await client.zrange(key, 0, -1))
+
+
+READERS = {
+    "string": _string,
+    "hash": _hash,
+    "list": _list,
+    "set": _set,
+    "zset": _zset,
+    "stream": _stream,
+}
