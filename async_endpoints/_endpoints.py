@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
@@ -23,8 +24,6 @@ from ._store import JobStore
 from ._worker import AttemptRunner
 
 F = TypeVar("F", bound=HandlerFunction)
-
-DETAILS_ROUTE_NAME = "async_endpoints_job_details"
 
 
 class AsyncEndpoints:
@@ -116,8 +115,13 @@ class AsyncEndpoints:
         self.handlers[handler.name] = handler
         return handler
 
-    def map_job_details(self, path: str = "/jobs/{job_id}") -> None:
+    def map_job_details(self, path: str = "/jobs/{job_id}", *, name: str | None = None) -> None:
         """Register ``GET path`` answering the job JSON (``path`` holds ``{job_id}``).
+
+        Args:
+            path: The route path.
+            name: The route name (and FastAPI operation id); default derived from ``path``,
+                so several `AsyncEndpoints` on one app each point ``Location`` at their own.
 
         Raises:
             ConfigurationError: ``path`` lacks ``{job_id}``, or there is no app.
@@ -126,8 +130,9 @@ class AsyncEndpoints:
             raise ConfigurationError(f"the job-details path must hold {{job_id}}: {path!r}")
         if self.app is None:
             raise ConfigurationError("map_job_details needs an app")
-        add_get_route(self.app, path, job_details_endpoint(self), name=DETAILS_ROUTE_NAME)
-        self.details_route_name = DETAILS_ROUTE_NAME
+        route_name = name or "get_" + re.sub(r"\W+", "_", path).strip("_")
+        add_get_route(self.app, path, job_details_endpoint(self), name=route_name)
+        self.details_route_name = route_name
 
     async def submit(
         self,

@@ -124,4 +124,5 @@ async def _read_validated_body(
         malformed = any(error["type"] == "json_invalid" for error in exc.errors)
         if malformed:
             raise RequestRejected(400, "request body is not valid JSON") from None
-        raise RequestRejected(422, exc.errors) from None
+        located = [{**error, "loc": ["body", *error["loc"]]} for error in exc.errors]
+        raise RequestRejected(422, located) from None

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._errors import StoreUnavailableError
 from ._handlers import Handler
 from ._job import Job, JobError
 from ._retry import RetryPolicy
@@ -34,6 +35,9 @@ class AttemptRunner:
     retry_policy: RetryPolicy
     job_timeout: float
     include_tracebacks: bool = False
+    #: How long to keep retrying a settlement while the store is unreachable (the lease
+    #: length: past it the job is recovered elsewhere and this outcome would be refused).
+    settle_patience: float = 30.0
 
     async def run(self, claim: Claim) -> Job | None:
         """Run one attempt of ``claim`` and settle it; None when the claim was lost meanwhile.
@@ -42,7 +46,24 @@ class AttemptRunner:
         settling: the job is left to stale-claim recovery.
         """
         outcome = await self.attempt(claim.job)
-        return await asyncio.shield(self.settle(claim, outcome))
+        return await asyncio.shield(self._settle_patiently(claim, outcome))
+
+    async def _settle_patiently(self, claim: Claim, outcome: Outcome) -> Job | None:
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self.settle_patience
+        delay = 0.05
+        while True:
+            try:
+                return await self.settle(claim, outcome)
+            except StoreUnavailableError as exc:
+                if loop.time() + delay > give_up_at:
+                    logger.error("job %s: could not record its outcome: %s", claim.job.id, exc)
+                    raise
+                logger.warning(
+                    "job %s: store unavailable, settling again in %.2fs", claim.job.id, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     async def attempt(self, job: Job) -> Outcome:
         """Run the handler once, turning every failure into an `Outcome` with an error."""

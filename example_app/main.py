@@ -1,0 +1,150 @@
+"""An example FastAPI app whose slow work runs as async jobs.
+
+Run it with ``python -m example_app`` (``HOST`` and ``PORT`` pick the address; with
+``REDIS_URL`` set, jobs live in Redis and ``python -m async_endpoints worker
+example_app.main:endpoints`` can run them in other processes), then::
+
+    curl -i -X POST localhost:8000/api/process-data/acme \\
+         -H 'Content-Type: application/json' -d '{"data": "hello"}'
+    # 202 Accepted, Location: /jobs/<id>
+    curl localhost:8000/jobs/<id>
+"""
+
+import asyncio
+import os
+from ipaddress import IPv4Address, IPv6Address
+
+from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel, IPvAnyAddress
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore, JobStatus, JobStore
+
+BLOCKED_TENANTS = frozenset({"blocked"})
+
+
+def make_store() -> JobStore:
+    """Redis when ``REDIS_URL`` is set (shared by all instances and workers), else memory."""
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        return InMemoryJobStore()
+    from async_endpoints_redis import RedisJobStore  # needs the "redis" extra
+
+    return RedisJobStore(url)
+
+
+app = FastAPI(title="async-endpoints example")
+endpoints = AsyncEndpoints(app, store=make_store(), max_retries=2)
+endpoints.map_job_details("/jobs/{job_id}")
+
+
+# --- ProcessData: a body, a path parameter and a validator ---------------------------------
+
+
+class DataRequest(BaseModel):
+    data: str
+    processing_priority: int = 1
+
+
+class ProcessResult(BaseModel):
+    tenant: str
+    processed_data: str
+    character_count: int
+    processing_priority: int
+
+
+def tenant_refusal(tenant: str) -> JSONResponse | None:
+    """A 403 for tenants that may not submit work, None for everyone else."""
+    if tenant in BLOCKED_TENANTS:
+        return JSONResponse({"detail": f"tenant {tenant!r} may not submit jobs"}, 403)
+    return None
+
+
+def refuse_blocked_tenants(request: Request, body: DataRequest) -> JSONResponse | None:
+    """Runs before the job is queued: a response returned here is sent instead of the 202."""
+    return tenant_refusal(request.path_params["tenant"])
+
+
+@endpoints.map_async_post(
+    "/api/process-data/{tenant}", name="ProcessData", validator=refuse_blocked_tenants
+)
+async def process_data(ctx: AsyncContext[DataRequest]) -> ProcessResult:
+    """Upper-case the data (the stand-in for real, slow processing)."""
+    return ProcessResult(
+        tenant=ctx.route_params["tenant"],
+        processed_data=ctx.request.data.upper(),
+        character_count=len(ctx.request.data),
+        processing_priority=ctx.request.processing_priority,
+    )
+
+
+# --- GeoLookup: a validated field and an awaited call ---------------------------------------
+
+
+class GeoLookupRequest(BaseModel):
+    ip_address: IPvAnyAddress
+
+
+class GeoLocation(BaseModel):
+    ip_address: str
+    country: str
+    city: str
+
+
+KNOWN_ADDRESSES = {
+    "8.8.8.8": ("United States", "Mountain View"),
+    "1.1.1.1": ("Australia", "Sydney"),
+}
+
+
+async def lookup(address: IPv4Address | IPv6Address) -> tuple[str, str]:
+    """A pretend geo-IP service: a short wait, then a tiny table."""
+    await asyncio.sleep(0.05)
+    if address.is_private or address.is_loopback:
+        return ("Private network", "-")
+    return KNOWN_ADDRESSES.get(str(address), ("Unknown", "Unknown"))
+
+
+@endpoints.map_async_post("/api/geo-lookup", name="GeoLookup")
+async def geo_lookup(ctx: AsyncContext[GeoLookupRequest]) -> GeoLocation:
+    """Locate an IP address."""
+    country, city = await lookup(ctx.request.ip_address)
+    return GeoLocation(ip_address=str(ctx.request.ip_address), country=country, city=city)
+
+
+# --- NightlyReport: no body; reads the query string and a header ---------------------------
+
+
+class NightlyReport(BaseModel):
+    report_date: str
+    requested_by: str
+    job_id: str
+
+
+@endpoints.map_async_post("/api/reports/nightly", name="NightlyReport")
+async def nightly_report(ctx: AsyncContext) -> NightlyReport:
+    """Build the nightly report for ``?date=`` (default: today)."""
+    return NightlyReport(
+        report_date=ctx.query_params.get("date", "today"),
+        requested_by=ctx.headers.get("x-requested-by", "anonymous"),
+        job_id=str(ctx.job_id),
+    )
+
+
+# --- The programmatic API: start a job, then wait for its result ---------------------------
+
+
+@app.post("/api/process-data-sync/{tenant}", response_model=ProcessResult)
+async def process_data_sync(tenant: str, body: DataRequest) -> ProcessResult:
+    """The same job as ProcessData, answered synchronously once it has run."""
+    if tenant_refusal(tenant) is not None:
+        raise HTTPException(403, f"tenant {tenant!r} may not submit jobs")
+    job = await endpoints.submit("ProcessData", body, route_params={"tenant": tenant})
+    try:
+        job = await endpoints.wait_for(job.id, timeout=10)
+    except TimeoutError:
+        raise HTTPException(504, f"job {job.id} is still running; see /jobs/{job.id}") from None
+    if job.status is not JobStatus.COMPLETED:
+        raise HTTPException(502, f"job {job.id} ended {job.status}")
+    return ProcessResult.model_validate(job.result)

@@ -1,0 +1,124 @@
+"""The example app, driven over HTTP with its lifespan running: every endpoint does its job."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def example(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """A freshly imported ``example_app.main`` on the in-memory store."""
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.syspath_prepend(str(REPO_ROOT))
+    return importlib.reload(importlib.import_module("example_app.main"))
+
+
+async def finished(example: ModuleType, client: Any, response: Any) -> dict[str, Any]:
+    """The job JSON, read from the Location URL, of the job a 202 announced once it ended."""
+    assert response.status_code == 202, response.text
+    await example.endpoints.wait_for(response.json()["id"], timeout=5)
+    details = await client.get(response.headers["location"])
+    assert details.status_code == 200
+    job: dict[str, Any] = details.json()
+    return job
+
+
+async def test_process_data_completes_with_the_processed_text(example, http_client_for) -> None:
+    """POST /api/process-data/{tenant} ends Completed with the upper-cased data."""
+    async with http_client_for(example.app) as client:
+        response = await client.post(
+            "/api/process-data/acme", json={"data": "hello", "processing_priority": 2}
+        )
+        job = await finished(example, client, response)
+    assert job["name"] == "ProcessData" and job["status"] == "Completed"
+    assert job["result"] == {
+        "tenant": "acme",
+        "processed_data": "HELLO",
+        "character_count": 5,
+        "processing_priority": 2,
+    }
+
+
+async def test_process_data_refuses_a_blocked_tenant_with_403(example, http_client_for) -> None:
+    """The validator answers 403 with a JSON error for a blocked tenant; nothing is queued."""
+    async with http_client_for(example.app) as client:
+        response = await client.post("/api/process-data/blocked", json={"data": "hello"})
+    assert response.status_code == 403 and "blocked" in response.json()["detail"]
+    assert await example.endpoints.store.count_waiting() == 0
+
+
+@pytest.mark.parametrize(
+    ("address", "country", "city"),
+    [
+        ("8.8.8.8", "United States", "Mountain View"),
+        ("192.168.1.20", "Private network", "-"),
+        ("2606:4700:4700::1111", "Unknown", "Unknown"),
+    ],
+)
+async def test_geo_lookup_completes_with_a_location(
+    example, http_client_for, address: str, country: str, city: str
+) -> None:
+    """POST /api/geo-lookup ends Completed with the simulated location of the address."""
+    async with http_client_for(example.app) as client:
+        response = await client.post("/api/geo-lookup", json={"ip_address": address})
+        job = await finished(example, client, response)
+    assert job["status"] == "Completed"
+    assert job["result"] == {"ip_address": address, "country": country, "city": city}
+
+
+async def test_geo_lookup_refuses_an_invalid_ip_address_with_422(example, http_client_for) -> None:
+    """A string that is not an IP address fails validation; nothing is queued."""
+    async with http_client_for(example.app) as client:
+        response = await client.post("/api/geo-lookup", json={"ip_address": "999.1.1.1"})
+    assert response.status_code == 422
+    assert await example.endpoints.store.count_waiting() == 0
+
+
+async def test_the_nightly_report_needs_no_body(example, http_client_for) -> None:
+    """POST /api/reports/nightly without a body ends Completed, using query and headers."""
+    async with http_client_for(example.app) as client:
+        response = await client.post(
+            "/api/reports/nightly", params={"date": "2026-11-22"}, headers={"x-requested-by": "ops"}
+        )
+        job = await finished(example, client, response)
+    assert job["status"] == "Completed"
+    assert job["result"] == {
+        "report_date": "2026-11-22",
+        "requested_by": "ops",
+        "job_id": job["id"],
+    }
+
+
+async def test_the_sync_route_answers_with_the_job_result(example, http_client_for) -> None:
+    """POST /api/process-data-sync/{tenant} submits the job, waits, and answers its result."""
+    async with http_client_for(example.app) as client:
+        response = await client.post("/api/process-data-sync/acme", json={"data": "abc"})
+    assert response.status_code == 200
+    assert response.json() == {
+        "tenant": "acme",
+        "processed_data": "ABC",
+        "character_count": 3,
+        "processing_priority": 1,
+    }
+
+
+async def test_the_sync_route_refuses_a_blocked_tenant_with_403(example, http_client_for) -> None:
+    """The synchronous route applies the same tenant rule as the async one."""
+    async with http_client_for(example.app) as client:
+        response = await client.post("/api/process-data-sync/blocked", json={"data": "abc"})
+    assert response.status_code == 403
+    assert await example.endpoints.store.count_waiting() == 0
+
+
+async def test_an_unknown_job_id_answers_404(example, http_client_for) -> None:
+    """GET /jobs/{job_id} of an id that names no job answers 404."""
+    async with http_client_for(example.app) as client:
+        response = await client.get("/jobs/00000000-0000-4000-8000-000000000000")
+    assert response.status_code == 404

@@ -1,0 +1,171 @@
+"""AsyncEndpoints joins the app's lifespan, keeping the app's own, and runs (or not) workers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from pydantic import BaseModel
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from async_endpoints import AsyncContext, AsyncEndpoints, JobStatus
+
+
+class Greeting(BaseModel):
+    name: str
+
+
+def app_with_own_lifespan(
+    app_class: type[Starlette], events: list[str]
+) -> tuple[Starlette, AsyncEndpoints]:
+    """An app whose own lifespan sets up a resource and yields state; a handler uses both."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        for _ in range(20):  # like connecting to a database: startup takes a while
+            await asyncio.sleep(0)
+        app.state.salutation = "Hello"
+        events.append("app startup")
+        yield {"motto": "from the app's lifespan"}
+        events.append("app shutdown")
+
+    async def motto(request: Request) -> JSONResponse:
+        return JSONResponse({"motto": request.state.motto})
+
+    app = app_class(lifespan=lifespan, routes=[Route("/motto", motto)])
+    endpoints = AsyncEndpoints(app)
+
+    @endpoints.map_async_post("/greetings", name="Greet")
+    async def greet(ctx: AsyncContext[Greeting]) -> str:
+        events.append("job ran")
+        return f"{app.state.salutation}, {ctx.request.name}"
+
+    return app, endpoints
+
+
+APP_CLASSES = pytest.mark.parametrize(
+    "app_class", [FastAPI, Starlette], ids=["fastapi", "starlette"]
+)
+
+
+@APP_CLASSES
+async def test_the_apps_own_startup_runs_before_the_workers_start(
+    http_client_for, app_class: type[Starlette]
+) -> None:
+    """A job queued before startup runs only after the app's startup, using what it set up."""
+    events: list[str] = []
+    app, endpoints = app_with_own_lifespan(app_class, events)
+    job = await endpoints.submit("Greet", Greeting(name="Ada"))
+    async with http_client_for(app):
+        done = await endpoints.wait_for(job.id, timeout=5)
+    assert done.status is JobStatus.COMPLETED and done.result == "Hello, Ada"
+    assert events[:2] == ["app startup", "job ran"]
+
+
+@APP_CLASSES
+async def test_the_apps_lifespan_state_is_still_available(
+    http_client_for, app_class: type[Starlette]
+) -> None:
+    """State yielded by the app's own lifespan still reaches the app's routes."""
+    app, _ = app_with_own_lifespan(app_class, [])
+    async with http_client_for(app) as client:
+        response = await client.get("/motto")
+    assert response.json() == {"motto": "from the app's lifespan"}
+
+
+@APP_CLASSES
+async def test_the_apps_own_shutdown_runs(http_client_for, app_class: type[Starlette]) -> None:
+    """Leaving the lifespan runs the app's shutdown code, once."""
+    events: list[str] = []
+    app, _ = app_with_own_lifespan(app_class, events)
+    async with http_client_for(app):
+        assert events == ["app startup"]
+    assert events == ["app startup", "app shutdown"]
+
+
+@APP_CLASSES
+async def test_the_apps_shutdown_runs_after_running_jobs_have_finished(
+    http_client_for, app_class: type[Starlette]
+) -> None:
+    """Workers drain before the app's own shutdown, so handlers keep their resources."""
+    events: list[str] = []
+    app, endpoints = app_with_own_lifespan(app_class, events)
+    started = asyncio.Event()
+
+    @endpoints.map_async_post("/slow", name="Slow")
+    async def slow(ctx: AsyncContext[None]) -> None:
+        started.set()
+        for _ in range(100):  # still running when shutdown begins
+            await asyncio.sleep(0)
+        events.append("slow job finished")
+
+    async with http_client_for(app) as client:
+        submitted = (await client.post("/slow")).json()
+        async with asyncio.timeout(5):
+            await started.wait()
+    job = await endpoints.get_job(submitted["id"])
+    assert job is not None and job.status is JobStatus.COMPLETED
+    assert events == ["app startup", "slow job finished", "app shutdown"]
+
+
+@APP_CLASSES
+async def test_jobs_submitted_with_workers_run_to_completed(
+    http_client_for, app_class: type[Starlette]
+) -> None:
+    """With workers (the default), every job POSTed while the app runs is Completed."""
+    app, endpoints = app_with_own_lifespan(app_class, [])
+    names = ["Ada", "Grace", "Linus"]
+    async with http_client_for(app) as client:
+        ids = [(await client.post("/greetings", json={"name": n})).json()["id"] for n in names]
+        jobs = [await endpoints.wait_for(job_id, timeout=5) for job_id in ids]
+    assert [job.status for job in jobs] == [JobStatus.COMPLETED] * 3
+    assert [job.result for job in jobs] == [f"Hello, {n}" for n in names]
+
+
+@pytest.mark.parametrize("app_factory", [FastAPI, Starlette], ids=["fastapi", "starlette"])
+async def test_an_app_without_a_lifespan_of_its_own_gets_workers(
+    http_client_for, app_factory: Callable[[], Starlette]
+) -> None:
+    """An app created without a lifespan still runs its jobs."""
+    app = app_factory()
+    endpoints = AsyncEndpoints(app)
+
+    @endpoints.map_async_post("/ping")
+    async def ping(ctx: AsyncContext) -> str:
+        return "pong"
+
+    async with http_client_for(app) as client:
+        submitted = (await client.post("/ping")).json()
+        job = await endpoints.wait_for(submitted["id"], timeout=5)
+    assert job.status is JobStatus.COMPLETED and job.result == "pong"
+
+
+@APP_CLASSES
+async def test_an_api_only_instance_queues_but_never_runs_jobs(
+    http_client_for, app_class: type[Starlette]
+) -> None:
+    """run_workers=False: POSTs are queued and stay Queued; the job was runnable all along."""
+    events: list[str] = []
+    app = app_class()
+    endpoints = AsyncEndpoints(app, run_workers=False)
+
+    @endpoints.map_async_post("/greetings", name="Greet")
+    async def greet(ctx: AsyncContext[Greeting]) -> str:
+        events.append("job ran")
+        return f"Hello, {ctx.request.name}"
+
+    async with http_client_for(app) as client:
+        submitted = (await client.post("/greetings", json={"name": "Ada"})).json()
+        with pytest.raises(TimeoutError):
+            await endpoints.wait_for(submitted["id"], timeout=0.2)
+    queued = await endpoints.get_job(submitted["id"])
+    assert queued is not None and queued.status is JobStatus.QUEUED and events == []
+    assert await endpoints.drain() == 1  # a worker elsewhere would have run it
+    assert events == ["job ran"]
