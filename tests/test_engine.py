@@ -18,6 +18,7 @@ from async_endpoints import (
     JobStatus,
     JobValidationError,
     QueueFullError,
+    StoreUnavailableError,
     UnknownJobNameError,
 )
 from async_endpoints.testing import ManualClock
@@ -281,3 +282,33 @@ def test_bad_settings_are_refused_by_name(settings: dict[str, Any], message: str
     """A misspelt or out-of-range setting raises ConfigurationError naming it."""
     with pytest.raises(ConfigurationError, match=message):
         AsyncEndpoints(**settings)
+
+
+class FlakyCompletionStore(InMemoryJobStore):
+    """An in-memory store whose first `complete` calls fail as if the network were down."""
+
+    def __init__(self, failures: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.failures = failures
+
+    async def complete(self, claim: Any, result: Any) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise StoreUnavailableError("connection refused")
+        return await super().complete(claim, result)
+
+
+async def test_a_settlement_the_store_refuses_is_retried_until_it_lands() -> None:
+    """A brief store outage at settle time does not lose the handler's result."""
+    store = FlakyCompletionStore(failures=3)
+    engine = AsyncEndpoints(store=store)
+
+    async def noop(ctx: AsyncContext[None]) -> str:
+        return "kept"
+
+    engine.add_handler(noop)
+    async with engine.running(workers=False):
+        job = await engine.submit("noop")
+        await engine.drain()
+        assert (await engine.get_job(job.id)).result == "kept"
+    assert store.failures == 0
