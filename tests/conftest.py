@@ -1,10 +1,13 @@
 """Shared fixtures for the test suite (sections are appended by topic)."""
 
 import contextlib
+import uuid
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+
+from tests import redis_servers
 
 # ---------------------------------------------------------------------------------------
 # HTTP fixtures: an in-process client for an app whose lifespan is running.
@@ -32,3 +35,39 @@ def http_client_for():
                 yield client
 
     return serve
+
+
+# ---------------------------------------------------------------------------------------
+# Real Redis servers, started by the suite (see tests/redis_servers.py for where the
+# binaries come from). A missing binary fails the tests that need it: it is never a skip.
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """One standalone server for the session."""
+    server = redis_servers.start_server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis_server():
+    """A standalone server of this test alone, free to be stopped and restarted."""
+    server = redis_servers.start_server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster():
+    """A real 3-master Redis Cluster for the session."""
+    cluster = redis_servers.start_cluster()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def prefix():
+    """A key prefix of this test alone, so tests sharing a server never see each other."""
+    return f"test-{uuid.uuid4().hex[:12]}"

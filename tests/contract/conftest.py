@@ -1,13 +1,14 @@
 """The store contract harness: one `kit` fixture per store implementation.
 
 Each kit gives a fresh, empty store and a way to let its clock move: a `ManualClock` for
-the in-memory store, real time for stores whose clock is a server's. Store packages add
-their own kits by extending `KIT_FACTORIES` in their conftest.
+the in-memory store, real time for stores whose clock is a server's (a real redis-server
+and a real 3-master Redis Cluster, started by the fixtures in tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -15,6 +16,8 @@ import pytest
 
 from async_endpoints import InMemoryJobStore, JobStore
 from async_endpoints.testing import ManualClock
+from async_endpoints_redis import RedisJobStore
+from tests.redis_servers import RedisClusterProcesses, RedisServer
 
 RETENTION = 1.0
 
@@ -43,7 +46,28 @@ async def memory_kit() -> AsyncIterator[StoreKit]:
     await store.aclose()
 
 
-KIT_FIXTURES = ["memory_kit"]
+async def redis_kit_on(url: str) -> StoreKit:
+    store = RedisJobStore(url, prefix=f"contract-{uuid.uuid4().hex[:8]}", retention=RETENTION)
+    await store.start()
+    # The server's clock is real time; a one-second lease keeps the waits short.
+    return StoreKit(store, asyncio.sleep, lease=1.0)
+
+
+@pytest.fixture
+async def redis_kit(redis_server: RedisServer) -> AsyncIterator[StoreKit]:
+    kit = await redis_kit_on(redis_server.url)
+    yield kit
+    await kit.store.aclose()
+
+
+@pytest.fixture
+async def cluster_kit(redis_cluster: RedisClusterProcesses) -> AsyncIterator[StoreKit]:
+    kit = await redis_kit_on(redis_cluster.url)
+    yield kit
+    await kit.store.aclose()
+
+
+KIT_FIXTURES = ["memory_kit", "redis_kit", "cluster_kit"]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -1,0 +1,132 @@
+"""A job <-> its Redis hash. JSON text only, never pickle.
+
+The hash holds few, short fields so that Redis keeps it listpack-encoded (compact)::
+
+    name             the handler's name
+    status           the wire name: Queued, Scheduled, InProgress, Completed, Failed, ...
+    retry_count      decimal
+    max_retries      decimal
+    created_at       ms since the epoch, Redis server clock (as every time below)
+    last_updated_at  ms
+    started_at       ms, set by the first claim
+    completed_at     ms, set by the terminal transition
+    run_at           ms, while Scheduled
+    token            the current claim's token, while InProgress
+    result           JSON text, once Completed
+    error            JSON text ``{"message", "type"[, "traceback"]}``, after a failure
+    request          JSON text, the captured request with short keys, empty parts left out:
+                     ``{"b": body, "h": [[name, value], ...], "q": query, "p": {params}}``
+
+Absent fields are None, except three that are left out while they hold their default:
+``retry_count`` (0), ``last_updated_at`` (``created_at``) and ``request`` (empty). A no-op
+job then costs about 400 bytes in Redis (key, hash and queue entry). Redis keeps a hash
+compact (listpack) only while every value is at most ``hash-max-listpack-value`` bytes
+(default 64); captured headers usually exceed that, so deployments that capture headers
+save about half the memory per job by raising it (e.g. to 1024).
+
+Hash replies may hold bytes or str (a client built with ``decode_responses=True``); both
+are accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from async_endpoints._job import Job, JobError, JobRequest, JobStatus, NewJob
+
+Reply = bytes | str
+
+
+def dump_json(value: Any) -> str:
+    """Compact JSON text for a stored value."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def encode_request(request: JobRequest) -> str:
+    """The request's JSON text, leaving out empty parts; '' for an empty request."""
+    data: dict[str, Any] = {}
+    if request.body is not None:
+        data["b"] = request.body
+    if request.headers:
+        data["h"] = [list(pair) for pair in request.headers]
+    if request.query_string:
+        data["q"] = request.query_string
+    if request.route_params:
+        data["p"] = dict(request.route_params)
+    return dump_json(data) if data else ""
+
+
+def decode_request(source: str | None) -> JobRequest:
+    """The inverse of `encode_request`."""
+    data = json.loads(source) if source else {}
+    return JobRequest(
+        body=data.get("b"),
+        headers=tuple((str(name), str(value)) for name, value in data.get("h", ())),
+        query_string=data.get("q", ""),
+        route_params={str(k): str(v) for k, v in data.get("p", {}).items()},
+    )
+
+
+def text(value: Reply) -> str:
+    """A reply as str (clients may or may not decode responses)."""
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def pairs(flat: Sequence[Reply]) -> dict[str, str]:
+    """A hash from a script's flat ``{field, value, ...}`` reply."""
+    return {text(flat[i]): text(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+def from_ms(value: str | None) -> datetime | None:
+    """An aware UTC datetime from stored milliseconds."""
+    return None if value is None else datetime.fromtimestamp(int(value) / 1000, UTC)
+
+
+def decode_job(job_id: uuid.UUID, fields: Mapping[Reply, Reply]) -> Job:
+    """The job stored in ``fields`` (an HGETALL reply).
+
+    Raises:
+        ValueError: The hash is corrupt (a missing or malformed field).
+    """
+    data = {text(key): text(value) for key, value in fields.items()}
+    try:
+        error = data.get("error")
+        created_at = datetime.fromtimestamp(int(data["created_at"]) / 1000, UTC)
+        return Job(
+            id=job_id,
+            name=data["name"],
+            status=JobStatus(data["status"]),
+            retry_count=int(data.get("retry_count", 0)),
+            max_retries=int(data["max_retries"]),
+            created_at=created_at,
+            started_at=from_ms(data.get("started_at")),
+            completed_at=from_ms(data.get("completed_at")),
+            last_updated_at=from_ms(data.get("last_updated_at")) or created_at,
+            result=json.loads(data["result"]) if "result" in data else None,
+            error=None if error is None else JobError.from_json(json.loads(error)),
+            request=decode_request(data.get("request")),
+            run_at=from_ms(data.get("run_at")),
+        )
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ValueError(f"job {job_id} is stored corrupt: {exc!r}") from exc
+
+
+def queued_job(new_job: NewJob, created_ms: int) -> Job:
+    """The job `enqueue` stored, rebuilt without reading it back."""
+    created_at = datetime.fromtimestamp(created_ms / 1000, UTC)
+    return Job(
+        id=new_job.id,
+        name=new_job.name,
+        status=JobStatus.QUEUED,
+        retry_count=0,
+        max_retries=new_job.max_retries,
+        created_at=created_at,
+        started_at=None,
+        completed_at=None,
+        last_updated_at=created_at,
+        request=new_job.request,
+    )

@@ -1,0 +1,126 @@
+"""A store's link to Redis: the client, the registered scripts and the notifications.
+
+`Connection.run` is the one way operations reach Redis: it starts the connection on first
+use, bounds the call by the operation deadline (so nothing hangs, whatever client the
+user passed in) and maps redis-py's errors to the library's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+
+from async_endpoints._errors import JobStoreError
+
+from ._client import AnyRedis, connect, open_pubsub
+from ._errors import mapped_errors
+from ._keys import Keys
+from ._notify import Notifications
+from ._scripts import Scripts
+
+T = TypeVar("T")
+logger = logging.getLogger("async_endpoints_redis")
+
+
+class Connection:
+    """The client (made from ``url`` unless given), its scripts and its subscription.
+
+    Args:
+        url: Where to connect when no ``client`` is given.
+        client: A ready client, used as is and never closed here.
+        cluster: Whether ``url`` names a cluster; None asks the server.
+        options: Client options (`_client.client_options`).
+        deadline: Seconds an operation may take before Redis counts as unavailable.
+        keys: The store's key and channel names.
+        retention_ms: How long terminal jobs are kept.
+    """
+
+    def __init__(
+        self,
+        url: str | None,
+        client: AnyRedis | None,
+        *,
+        cluster: bool | None,
+        options: dict[str, Any],
+        deadline: float,
+        keys: Keys,
+        retention_ms: int,
+    ) -> None:
+        self._url = url
+        self._client = client
+        self._owns_client = client is None
+        self._cluster = cluster
+        self._options = options
+        self.deadline = deadline
+        self._keys = keys
+        self._retention_ms = retention_ms
+        self._scripts: Scripts | None = None
+        self._start_lock = asyncio.Lock()
+        self.closed = False
+        self.notifications = Notifications(
+            self._open_pubsub,
+            wake_channel=keys.wake_channel,
+            done_channel=keys.done_channel,
+            reply_timeout=deadline,
+        )
+
+    @property
+    def client(self) -> AnyRedis:
+        """The client; raises `JobStoreError` once closed."""
+        if self._client is None:
+            raise JobStoreError("the store is closed")
+        return self._client
+
+    async def start(self) -> Scripts:
+        """Connect, check that Redis answers and start listening. Idempotent.
+
+        Raises:
+            StoreUnavailableError: Redis cannot be reached; a later call tries again.
+            JobStoreError: The connection is closed.
+        """
+        async with self._start_lock:
+            if self.closed:
+                raise JobStoreError("the store is closed")
+            if self._scripts is None:
+                with mapped_errors("start"):
+                    async with asyncio.timeout(self.deadline):
+                        await self._connect()
+                self._scripts = Scripts(self.client, self._keys, self._retention_ms)
+                self.notifications.start()
+                # Live before the first claim, so no wake-up is lost and the connection's
+                # own wake-up does not interrupt a worker's first wait.
+                if not await self.notifications.wait_live(self.deadline):
+                    logger.warning("no pub/sub subscription yet; idle workers will poll")
+            return self._scripts
+
+    async def _connect(self) -> None:
+        if self._client is None and self._url is not None:
+            self._client = await connect(self._url, cluster=self._cluster, options=self._options)
+        await self.client.ping()
+
+    async def aclose(self) -> None:
+        """Stop listening, release every waiter and close the client if made here."""
+        self.closed = True
+        await self.notifications.aclose()
+        if self._owns_client and self._client is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._client.aclose()
+            self._client = None
+
+    async def run(self, operation: str, call: Callable[[Scripts], Awaitable[T]]) -> T:
+        """``call`` with the scripts, within the deadline, redis-py errors mapped."""
+        scripts = self._scripts if self._scripts is not None and not self.closed else None
+        if scripts is None:
+            scripts = await self.start()
+        with mapped_errors(operation):
+            async with asyncio.timeout(self.deadline):
+                return await call(scripts)
+
+    async def _open_pubsub(self) -> PubSub:
+        return await open_pubsub(self.client, self._keys.queue)

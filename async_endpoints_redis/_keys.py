@@ -1,0 +1,78 @@
+"""Every Redis key and channel name of a store, built here and nowhere else.
+
+All names of one store share one hash tag, ``{<prefix>}``, so that in a Redis Cluster they
+live in one slot and every script runs on one node::
+
+    {prefix}:job:<uuid>    HASH   one job (fields in `_codec`); expires once terminal
+    {prefix}:queue         LIST   ids of Queued jobs, oldest at the head
+    {prefix}:scheduled     ZSET   ids of Scheduled jobs, scored by due time (ms, server clock)
+    {prefix}:active        ZSET   ids of InProgress jobs, scored by lease deadline (ms)
+    {prefix}:wake          channel  a job became claimable (payload: its id)
+    {prefix}:done          channel  a job became terminal (payload: its id)
+
+The ready queue is a LIST rather than a ZSET: pushing and popping are O(1) whatever the
+backlog, and an entry costs a few bytes in a listpack instead of a skiplist node and a
+dict entry. Priorities, when they come, fit as one list per priority level, popped highest
+first, which keeps a claim O(1) per job.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from async_endpoints._errors import ConfigurationError
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """The key and channel names of one store.
+
+    Attributes:
+        prefix: The namespace, placed inside the hash tag; it must not contain braces.
+    """
+
+    prefix: str
+
+    def __post_init__(self) -> None:
+        if not self.prefix or "{" in self.prefix or "}" in self.prefix:
+            raise ConfigurationError(f"invalid Redis key prefix {self.prefix!r}")
+
+    @property
+    def tag(self) -> str:
+        """The hash tag shared by every key: ``{prefix}``."""
+        return "{" + self.prefix + "}"
+
+    @property
+    def job_prefix(self) -> str:
+        """What a job's key starts with; scripts append the id to reach popped jobs."""
+        return f"{self.tag}:job:"
+
+    def job(self, job_id: uuid.UUID) -> str:
+        """The key of the job hash with this id."""
+        return f"{self.job_prefix}{job_id}"
+
+    @property
+    def queue(self) -> str:
+        """The LIST of Queued job ids."""
+        return f"{self.tag}:queue"
+
+    @property
+    def scheduled(self) -> str:
+        """The ZSET of Scheduled job ids by due time."""
+        return f"{self.tag}:scheduled"
+
+    @property
+    def active(self) -> str:
+        """The ZSET of claimed job ids by lease deadline."""
+        return f"{self.tag}:active"
+
+    @property
+    def wake_channel(self) -> str:
+        """The channel announcing claimable work."""
+        return f"{self.tag}:wake"
+
+    @property
+    def done_channel(self) -> str:
+        """The channel announcing terminal jobs."""
+        return f"{self.tag}:done"

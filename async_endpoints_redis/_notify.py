@@ -1,0 +1,174 @@
+"""The store's one pub/sub subscription: wakes idle workers and settlement waiters.
+
+A background task holds a subscription to the wake and done channels and reconnects by
+itself, with backoff, after an outage. Messages published while it was disconnected are
+lost, so every (re)connection counts as a wake-up and makes every settlement waiter look
+at its job again. A connection that stays silent is pinged; one that does not answer is
+dropped and replaced, so a half-open TCP connection cannot hide wake-ups for long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+from redis.asyncio.client import PubSub
+
+from ._codec import text
+
+logger = logging.getLogger("async_endpoints_redis")
+
+_MIN_BACKOFF = 0.05
+_MAX_BACKOFF = 2.0
+_PING_AFTER = 5.0  # seconds of silence before the connection is pinged
+
+
+class Notifications:
+    """Wake-ups (a generation counter and an event) and per-job settlement events."""
+
+    def __init__(
+        self,
+        open_pubsub: Callable[[], Awaitable[PubSub]],
+        *,
+        wake_channel: str,
+        done_channel: str,
+        reply_timeout: float,
+    ) -> None:
+        self._open = open_pubsub
+        self._wake_channel = wake_channel
+        self._done_channel = done_channel
+        self._reply_timeout = reply_timeout
+        self._generation = 0
+        self._wake = asyncio.Event()
+        self._watchers: dict[str, set[asyncio.Event]] = {}
+        self._connected = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._went_live = False
+        self._closed = False
+
+    @property
+    def generation(self) -> int:
+        """Grows with every wake-up; compare two readings to learn whether one came."""
+        return self._generation
+
+    @property
+    def wake_event(self) -> asyncio.Event:
+        """Set by the next wake-up (take it before checking `generation`)."""
+        return self._wake
+
+    @property
+    def connected(self) -> bool:
+        """True while the subscription is live, so no message can be missed."""
+        return self._connected.is_set()
+
+    def wake(self) -> None:
+        """Count a wake-up and release everything waiting for one."""
+        self._generation += 1
+        self._wake.set()
+        self._wake = asyncio.Event()
+
+    def settled(self, job_id: str) -> None:
+        """Release the waiters of this job."""
+        for event in self._watchers.get(job_id, ()):
+            event.set()
+
+    @contextlib.contextmanager
+    def watching(self, job_id: str) -> Iterator[asyncio.Event]:
+        """An event set when the job may have settled, registered for the block."""
+        event = asyncio.Event()
+        self._watchers.setdefault(job_id, set()).add(event)
+        try:
+            yield event
+        finally:
+            events = self._watchers[job_id]
+            events.discard(event)
+            if not events:
+                del self._watchers[job_id]
+
+    async def wait_live(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the subscription to be live; True if it is."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._connected.wait()
+        return self.connected
+
+    def start(self) -> None:
+        """Start the listener task (once)."""
+        if self._task is None and not self._closed:
+            self._task = asyncio.create_task(self._run(), name="async-endpoints-redis-pubsub")
+
+    async def aclose(self) -> None:
+        """Stop listening and release every waiter. Idempotent."""
+        self._closed = True
+        task, self._task = self._task, None
+        while task is not None and not task.done():
+            task.cancel()  # again if a library swallowed the previous request
+            await asyncio.wait({task}, timeout=1.0)
+        self._release_all()
+
+    def _release_all(self) -> None:
+        self.wake()
+        for events in self._watchers.values():
+            for event in events:
+                event.set()
+
+    async def _run(self) -> None:
+        backoff = _MIN_BACKOFF
+        while True:
+            _raise_if_cancelling()
+            self._went_live = False
+            try:
+                await self._listen()
+            except Exception as exc:  # the listener must outlive any failure
+                logger.debug("pub/sub connection lost, reconnecting: %s", exc)
+            backoff = _MIN_BACKOFF if self._went_live else min(backoff * 2, _MAX_BACKOFF)
+            await asyncio.sleep(backoff)
+
+    async def _listen(self) -> None:
+        pubsub = await self._open()
+        try:
+            await pubsub.subscribe(self._wake_channel, self._done_channel)
+            for _ in range(2):
+                await self._next_message(pubsub, self._reply_timeout, "subscribe")
+            self._connected.set()
+            self._went_live = True
+            self._release_all()  # what was published while disconnected is lost
+            while True:
+                _raise_if_cancelling()
+                message = await pubsub.get_message(timeout=_PING_AFTER)
+                if message is None:
+                    await pubsub.ping()
+                    message = await self._next_message(pubsub, self._reply_timeout, None)
+                self._dispatch(message)
+        finally:
+            self._connected.clear()
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    @staticmethod
+    async def _next_message(pubsub: PubSub, timeout: float, kind: str | None) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                message: dict[str, Any] | None = await pubsub.get_message(timeout=timeout)
+                if message is not None and (kind is None or message["type"] == kind):
+                    return message
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        if message["type"] != "message":
+            return
+        channel = text(message["channel"])
+        if channel == self._wake_channel:
+            self.wake()
+        elif channel == self._done_channel:
+            self.settled(text(message["data"]))
+
+
+def _raise_if_cancelling() -> None:
+    """Honour a cancellation that a library swallowed (on Python 3.11 a cancel racing a
+    timeout inside redis-py can turn into a plain timeout), so the loop cannot outlive it."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -1,0 +1,128 @@
+"""The Lua scripts (``lua/*.lua``) and typed calls of them, one per atomic operation.
+
+Each script is ``lua/_lib.lua`` (shared helpers) followed by the operation's own file,
+whose header lists its KEYS, ARGV and reply; the methods here pass exactly those. Every
+key goes through KEYS (the job key prefix too, for jobs a script pops from a queue), so
+a cluster routes each call to the node of the store's one hash tag. redis-py's
+`AsyncScript` calls EVALSHA and falls back to SCRIPT LOAD on NOSCRIPT, so a restarted or
+failed-over server that forgot the scripts is handled transparently.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Sequence
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from async_endpoints._job import NewJob
+from async_endpoints._store import Claim
+
+from ._codec import Reply, encode_request
+
+if TYPE_CHECKING:
+    from ._client import AnyRedis
+    from ._keys import Keys
+
+_NAMES = ("enqueue", "claim", "renew", "complete", "fail", "recover", "count_waiting", "next_due")
+_PROMOTE_BATCH = 200  # due Scheduled jobs moved to the queue per claim
+_SKIP_BUDGET = 1000  # bad ids a claim may drop on top of the jobs it claims
+
+
+def _source(name: str) -> str:
+    return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text("utf-8")
+
+
+class Scripts:
+    """The store's Redis calls: its scripts, plus the plain read of one job.
+
+    Args:
+        client: The client to register the scripts with (no round trip until used).
+        keys: The store's key and channel names.
+        retention_ms: How long terminal jobs are kept.
+    """
+
+    def __init__(self, client: AnyRedis, keys: Keys, retention_ms: int) -> None:
+        library = _source("_lib")
+        self._scripts = {name: client.register_script(library + _source(name)) for name in _NAMES}
+        self._client = client
+        self._keys = keys
+        self._retention_ms = retention_ms
+
+    async def _call(self, name: str, keys: list[str], args: Sequence[str | int]) -> Any:
+        return await self._scripts[name](keys=keys, args=args)
+
+    async def read(self, job_id: uuid.UUID) -> dict[Reply, Reply]:
+        """The job's hash (empty when there is none)."""
+        fields: dict[Reply, Reply] = await self._client.hgetall(self._keys.job(job_id))
+        return fields
+
+    async def enqueue(self, new_job: NewJob, max_waiting: int | None) -> int:
+        """Created-at ms, or -1 (duplicate id) or -2 (queue full)."""
+        k = self._keys
+        limit = -1 if max_waiting is None else max_waiting
+        args: list[str | int] = [str(new_job.id), new_job.name, new_job.max_retries]
+        args += [encode_request(new_job.request), limit, k.wake_channel]
+        keys = [k.job(new_job.id), k.queue, k.scheduled]
+        created_ms: int = await self._call("enqueue", keys, args)
+        return created_ms
+
+    async def claim(self, limit: int, lease_ms: int) -> list[list[Any]]:
+        """``[id, [field, value, ...]]`` per claimed job."""
+        k = self._keys
+        token_base = secrets.token_hex(8)  # claim n of this call gets "<base>.<n>"
+        args: list[str | int] = [limit, lease_ms, token_base, _PROMOTE_BATCH]
+        args.append(limit + _SKIP_BUDGET)
+        claimed: list[list[Any]] = await self._call(
+            "claim", [k.queue, k.scheduled, k.active, k.job_prefix], args
+        )
+        return claimed
+
+    async def renew(self, claims: Sequence[Claim], lease_ms: int) -> list[Reply]:
+        """The tokens of the claims that are lost."""
+        args: list[str | int] = [lease_ms]
+        for claim in claims:
+            args += [str(claim.job.id), claim.token]
+        lost: list[Reply] = await self._call(
+            "renew", [self._keys.active, self._keys.job_prefix], args
+        )
+        return lost
+
+    async def complete(self, claim: Claim, result_json: str) -> list[Reply] | None:
+        """The completed job's hash, or None when the claim is lost."""
+        k, job_id = self._keys, claim.job.id
+        args: list[str | int] = [str(job_id), claim.token, result_json, self._retention_ms]
+        args.append(k.done_channel)
+        job: list[Reply] | None = await self._call("complete", [k.job(job_id), k.active], args)
+        return job
+
+    async def fail(self, claim: Claim, error_json: str, delay_ms: int | None) -> list[Reply] | None:
+        """The job's hash after the failed attempt, or None when the claim is lost."""
+        k, job_id = self._keys, claim.job.id
+        delay: str | int = "" if delay_ms is None else delay_ms
+        args = [str(job_id), claim.token, error_json, delay, self._retention_ms]
+        args += [k.wake_channel, k.done_channel]
+        keys = [k.job(job_id), k.active, k.queue, k.scheduled]
+        job: list[Reply] | None = await self._call("fail", keys, args)
+        return job
+
+    async def recover(self, batch: int, error_json: str) -> tuple[list[Reply], int]:
+        """The recovered ids, and how many expired claims the call looked at."""
+        k = self._keys
+        args: list[str | int] = [batch, error_json, self._retention_ms]
+        args += [k.wake_channel, k.done_channel]
+        ids, seen = await self._call(
+            "recover", [k.active, k.queue, k.scheduled, k.job_prefix], args
+        )
+        return ids, seen
+
+    async def count_waiting(self) -> int:
+        """How many jobs are Queued or Scheduled."""
+        count: int = await self._call("count_waiting", [self._keys.queue, self._keys.scheduled], [])
+        return count
+
+    async def next_due(self) -> int:
+        """Ms until the earliest Scheduled job is due (0: due now), or -1 when none is."""
+        due_ms: int = await self._call("next_due", [self._keys.scheduled], [])
+        return due_ms

@@ -1,0 +1,250 @@
+"""`RedisJobStore`: the `JobStore` on Redis, Valkey or a Redis Cluster.
+
+Every state change is one Lua script (see ``lua/``), guarded by the claim token where a
+claim is involved, and costs one round trip: enqueue, claim (per batch), complete, fail,
+renew (per batch). Times come from the Redis server's clock. Key layout: `_keys`; job
+hash fields: `_codec`; wake-ups and settlement notifications: `_notify`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from async_endpoints._errors import ConfigurationError, DuplicateJobError, QueueFullError
+from async_endpoints._job import Job, JobError, NewJob
+from async_endpoints._store import Claim
+
+from ._client import AnyRedis, client_options
+from ._codec import decode_job, dump_json, pairs, queued_job, text
+from ._connection import Connection
+from ._errors import RETRY_AFTER
+from ._keys import Keys
+from ._scripts import Scripts
+
+logger = logging.getLogger("async_endpoints_redis")
+T = TypeVar("T")
+
+_RECOVER_BATCH = 500  # expired claims recovered per script call
+_FALLBACK_POLL = 1.0  # wait_until_terminal's re-check interval while pub/sub is down
+_CLAIM_EXPIRED = {"message": "The worker's claim on the job expired", "type": "ClaimExpired"}
+
+
+class RedisJobStore:
+    """Jobs in Redis, shared by any number of app instances and worker processes.
+
+    Args:
+        url: ``redis://[[user]:password@]host:port/db`` or ``rediss://...`` (TLS).
+            Give either ``url`` or ``client``.
+        client: An existing ``redis.asyncio.Redis`` or ``RedisCluster``; it is used as is
+            (its own timeouts and retries apply) and not closed by `aclose`.
+        prefix: The key namespace, used as the hash tag of every key: ``{prefix}:...``.
+        retention: Seconds a terminal (Completed, Failed, Canceled) job is kept before
+            Redis expires it; default 7 days.
+        cluster: True for a Redis Cluster, False for a single server; None asks the
+            server named by ``url`` at `start`.
+        socket_timeout: Seconds to wait for a reply before the server counts as
+            unavailable.
+        socket_connect_timeout: Seconds to wait for a connection.
+        max_connections: Connections the store opens at most (per node on a cluster),
+            one of them for pub/sub. A single server's pool makes further calls wait
+            for a free connection.
+
+    Raises:
+        ConfigurationError: Neither or both of ``url`` and ``client`` given, a bad prefix,
+            or a retention that is not positive.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: AnyRedis | None = None,
+        prefix: str = "async-endpoints",
+        retention: float = 7 * 24 * 3600,
+        cluster: bool | None = None,
+        socket_timeout: float = 3.0,
+        socket_connect_timeout: float = 2.0,
+        max_connections: int = 50,
+    ) -> None:
+        if (url is None) == (client is None):
+            raise ConfigurationError("RedisJobStore needs either a url or a client")
+        if retention <= 0:
+            raise ConfigurationError("retention must be a positive number of seconds")
+        options = client_options(
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_connect_timeout,
+            max_connections=max_connections,
+        )
+        self._connection = Connection(
+            url,
+            client,
+            cluster=cluster,
+            options=options,
+            deadline=socket_timeout + socket_connect_timeout,
+            keys=Keys(prefix),
+            retention_ms=_ms(retention),
+        )
+        self._notifications = self._connection.notifications
+        self._claim_generation = 0
+
+    async def start(self) -> None:
+        """Connect (asking whether the server is a cluster node when not told), check that
+        Redis answers and start listening for notifications. Idempotent; every other
+        method starts the store too when needed.
+
+        Raises:
+            StoreUnavailableError: Redis cannot be reached; a later call tries again.
+        """
+        await self._connection.start()
+
+    async def aclose(self) -> None:
+        """Stop listening, release every waiter and close the client if the store made
+        it. Idempotent; stored jobs are kept."""
+        await self._connection.aclose()
+
+    async def enqueue(self, new_job: NewJob, *, max_waiting: int | None = None) -> Job:
+        """Store ``new_job`` as Queued and wake idle workers everywhere; one round trip.
+
+        Raises:
+            QueueFullError: ``max_waiting`` jobs are Queued or Scheduled already.
+            DuplicateJobError: A job with this id exists.
+            StoreUnavailableError: Redis cannot be reached.
+        """
+        created_ms = await self._run("enqueue", lambda s: s.enqueue(new_job, max_waiting))
+        if created_ms == -1:
+            raise DuplicateJobError(f"a job with id {new_job.id} exists already")
+        if created_ms == -2:
+            raise QueueFullError(f"{max_waiting} jobs are waiting", retry_after=RETRY_AFTER)
+        self._notifications.wake()
+        return queued_job(new_job, created_ms)
+
+    async def get(self, job_id: uuid.UUID) -> Job | None:
+        """The job with this id; None when there is none or its record is corrupt."""
+        fields = await self._run("get", lambda s: s.read(job_id))
+        return _decode(job_id, fields) if fields else None
+
+    async def claim(self, limit: int, *, lease: float) -> list[Claim]:
+        """Claim up to ``limit`` due jobs, oldest first, each for ``lease`` seconds.
+
+        One round trip per batch; the script also moves due Scheduled jobs to the queue
+        and drops ids whose record is missing or corrupt.
+        """
+        self._claim_generation = self._notifications.generation
+        if limit <= 0:
+            return []
+        reply = await self._run("claim", lambda s: s.claim(limit, _ms(lease)))
+        claims = []
+        for raw_id, flat in reply:
+            fields = pairs(flat)
+            job = _decode(uuid.UUID(text(raw_id)), fields)
+            if job is not None:
+                claims.append(Claim(job, fields["token"]))
+        return claims
+
+    async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[str]:
+        """Extend the leases of ``claims`` (one round trip); return the tokens of the
+        claims that are lost, which are left unchanged."""
+        if not claims:
+            return set()
+        lost = await self._run("renew", lambda s: s.renew(claims, _ms(lease)))
+        return {text(token) for token in lost}
+
+    async def complete(self, claim: Claim, result: Any) -> Job | None:
+        """Mark the claimed job Completed with ``result``; None when the claim is lost."""
+        result_json = dump_json(result)
+        reply = await self._run("complete", lambda s: s.complete(claim, result_json))
+        return self._settled(claim.job.id, reply)
+
+    async def fail(self, claim: Claim, error: JobError, *, retry_in: float | None) -> Job | None:
+        """Record a failed attempt: retried in ``retry_in`` seconds while retries are left,
+        else Failed. None when the claim is lost (nothing changed)."""
+        error_json = dump_json(error.to_json())
+        delay_ms = None if retry_in is None else round(retry_in * 1000)
+        reply = await self._run("fail", lambda s: s.fail(claim, error_json, delay_ms))
+        return self._settled(claim.job.id, reply)
+
+    async def recover(self) -> list[uuid.UUID]:
+        """Re-queue (or fail, without retries left) every job whose lease expired, in
+        batches of one script call each; return their ids."""
+        error_json = dump_json(_CLAIM_EXPIRED)
+        recovered: list[uuid.UUID] = []
+        seen = _RECOVER_BATCH
+        while seen == _RECOVER_BATCH:
+            ids, seen = await self._run("recover", lambda s: s.recover(_RECOVER_BATCH, error_json))
+            recovered += [uuid.UUID(text(raw_id)) for raw_id in ids]
+        if recovered:
+            self._notifications.wake()
+        return recovered
+
+    async def count_waiting(self) -> int:
+        """How many jobs are Queued or Scheduled now."""
+        return await self._run("count_waiting", lambda s: s.count_waiting())
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return on a wake-up from any instance since the last `claim` began, when the
+        earliest Scheduled job is due, or after ``timeout`` seconds."""
+        wake = self._notifications.wake_event
+        if self._connection.closed or self._notifications.generation != self._claim_generation:
+            return
+        due_ms = await self._run("wait_for_work", lambda s: s.next_due())
+        delay = timeout if due_ms < 0 else min(timeout, due_ms / 1000)
+        await _wait(wake, delay)
+
+    async def wait_until_terminal(self, job_id: uuid.UUID, timeout: float) -> Job | None:
+        """The job once terminal, woken by the done notification of whichever instance
+        settled it; after ``timeout`` seconds the job as it is then."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        with self._notifications.watching(str(job_id)) as settled:
+            # Registered before the first look, so a settlement in between is not missed: a
+            # live subscription delivers it, and a subscription (re)connecting after the
+            # look releases every watcher to look again.
+            while True:
+                settled.clear()
+                job = await self.get(job_id)
+                remaining = deadline - loop.time()
+                if (
+                    job is None
+                    or job.status.is_terminal
+                    or remaining <= 0
+                    or self._connection.closed
+                ):
+                    return job
+                live = self._notifications.connected
+                await _wait(settled, remaining if live else min(remaining, _FALLBACK_POLL))
+
+    def _settled(self, job_id: uuid.UUID, reply: list[Any] | None) -> Job | None:
+        if not reply:
+            return None
+        job = _decode(job_id, pairs(reply))
+        if job is not None and job.status.is_terminal:
+            self._notifications.settled(str(job_id))
+        elif job is not None:
+            self._notifications.wake()
+        return job
+
+    async def _run(self, operation: str, call: Callable[[Scripts], Awaitable[T]]) -> T:
+        return await self._connection.run(operation, call)
+
+
+def _decode(job_id: uuid.UUID, fields: Any) -> Job | None:
+    try:
+        return decode_job(job_id, fields)
+    except ValueError as exc:
+        logger.warning("skipping a corrupt job record: %s", exc)
+        return None
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(max(0.0, timeout)):
+            await event.wait()

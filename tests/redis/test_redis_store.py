@@ -1,0 +1,348 @@
+"""What `RedisJobStore` promises beyond the store contract: layout, races, outages, setups."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pytest
+from redis.asyncio import Redis
+
+from async_endpoints._errors import StoreUnavailableError
+from async_endpoints._job import JobError, JobStatus, NewJob
+from async_endpoints_redis import RedisJobStore
+from tests.redis_servers import RedisServer, start_server
+
+pytestmark = pytest.mark.redis
+T = TypeVar("T")
+
+
+def new_job(max_retries: int = 3) -> NewJob:
+    return NewJob(id=uuid.uuid4(), name="Job", max_retries=max_retries)
+
+
+async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 5.0) -> T:
+    """Poll ``check`` until it returns something truthy, failing after ``timeout``."""
+    async with asyncio.timeout(timeout):
+        while not (result := await check()):  # noqa: ASYNC110 - polling real time on purpose
+            await asyncio.sleep(0.02)
+    return result
+
+
+async def within(seconds: float, awaitable: Awaitable[T]) -> T:
+    async with asyncio.timeout(seconds):
+        return await awaitable
+
+
+async def test_every_key_shares_the_store_hash_tag(
+    store: RedisJobStore, raw_redis: Redis, prefix: str
+) -> None:
+    """Every key the store writes starts with ``{prefix}:``, so a cluster keeps them in one slot."""
+    await store.enqueue(new_job())
+    failing = await store.enqueue(new_job())
+    [first, second] = await store.claim(2, lease=30)
+    await store.complete(first, {"ok": True})
+    await store.fail(second, JobError("boom", "ValueError"), retry_in=60)
+    await store.enqueue(new_job())
+    keys = [key async for key in raw_redis.scan_iter(match=f"*{prefix}*")]
+    assert len(keys) >= 5
+    assert all(key.startswith("{" + prefix + "}:") for key in keys)
+    assert await raw_redis.zscore("{" + prefix + "}:scheduled", str(failing.id)) is not None
+
+
+async def test_missing_or_corrupt_ids_in_the_queue_do_not_stall_claims(
+    store: RedisJobStore, raw_redis: Redis, prefix: str
+) -> None:
+    """Ids of missing, non-hash or incomplete records are dropped; the good job is claimed."""
+    tag = "{" + prefix + "}"
+    wrong_type, incomplete = uuid.uuid4(), uuid.uuid4()
+    await raw_redis.set(f"{tag}:job:{wrong_type}", "not a hash")
+    await raw_redis.hset(f"{tag}:job:{incomplete}", mapping={"status": "Queued"})
+    await raw_redis.rpush(
+        f"{tag}:queue", str(uuid.uuid4()), "not-a-uuid", str(wrong_type), str(incomplete)
+    )
+    good = await store.enqueue(new_job())
+    claims = await store.claim(5, lease=30)
+    assert [claim.job.id for claim in claims] == [good.id]
+    assert await raw_redis.llen(f"{tag}:queue") == 0
+
+
+async def test_concurrent_claimers_on_two_clients_never_share_a_job(
+    make_store: Callable[..., Awaitable[RedisJobStore]],
+) -> None:
+    """500 jobs, 8 concurrent claimers over two clients: each job is handed out exactly once."""
+    stores = [await make_store(), await make_store()]
+    jobs = await asyncio.gather(*(stores[0].enqueue(new_job()) for _ in range(500)))
+    claimed: Counter[uuid.UUID] = Counter()
+
+    async def claimer(store: RedisJobStore) -> None:
+        while claims := await store.claim(7, lease=30):
+            claimed.update(claim.job.id for claim in claims)
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(claimer(stores[i % 2]) for i in range(8)))
+    assert set(claimed) == {job.id for job in jobs}
+    assert set(claimed.values()) == {1}
+
+
+async def test_a_stale_token_cannot_complete_a_job_after_recovery(store: RedisJobStore) -> None:
+    """Once an expired claim is recovered, completing with its token changes nothing."""
+    job = await store.enqueue(new_job())
+    [stale] = await store.claim(1, lease=0.05)
+    assert await eventually(store.recover) == [job.id]
+    assert await store.complete(stale, "late") is None
+    requeued = await store.get(job.id)
+    assert requeued is not None and requeued.status is JobStatus.QUEUED
+    assert requeued.retry_count == 1 and requeued.error is not None
+    assert requeued.error.type == "ClaimExpired"
+    [fresh] = await store.claim(1, lease=30)
+    assert fresh.token != stale.token
+    completed = await store.complete(fresh, "on time")
+    assert completed is not None and completed.result == "on time"
+
+
+async def test_a_recovered_job_without_retries_left_fails(store: RedisJobStore) -> None:
+    """A lost attempt with no retries left makes the job Failed for good."""
+    job = await store.enqueue(new_job(max_retries=0))
+    await store.claim(1, lease=0.05)
+    assert await eventually(store.recover) == [job.id]
+    failed = await store.get(job.id)
+    assert failed is not None and failed.status is JobStatus.FAILED and failed.retry_count == 0
+
+
+async def test_a_delayed_retry_becomes_claimable_after_its_due_time_not_before(
+    store: RedisJobStore,
+) -> None:
+    """A job failed with retry_in=0.4 is Scheduled, not claimable early, and claimable once due."""
+    await store.enqueue(new_job())
+    [claim] = await store.claim(1, lease=30)
+    scheduled = await store.fail(claim, JobError("boom", "ValueError"), retry_in=0.4)
+    assert scheduled is not None and scheduled.status is JobStatus.SCHEDULED
+    assert scheduled.run_at is not None and scheduled.retry_count == 1
+    assert await store.claim(1, lease=30) == []
+    [again] = await eventually(lambda: store.claim(1, lease=30))
+    assert again.job.started_at is not None and again.job.last_updated_at >= scheduled.run_at
+    assert again.job.started_at == claim.job.started_at  # set by the first attempt only
+
+
+async def test_terminal_jobs_expire_after_the_retention(
+    make_store: Callable[..., Awaitable[RedisJobStore]], raw_redis: Redis, prefix: str
+) -> None:
+    """Completed and Failed jobs get a TTL of ``retention`` seconds and then disappear."""
+    store = await make_store(retention=0.3)
+    done, failed = await store.enqueue(new_job()), await store.enqueue(new_job())
+    [first, second] = await store.claim(2, lease=30)
+    await store.complete(first, None)
+    await store.fail(second, JobError("boom", "ValueError"), retry_in=None)
+    ttl = await raw_redis.pttl("{" + prefix + "}:job:" + str(done.id))
+    assert 0 < ttl <= 300
+    assert await eventually(lambda: _gone(store, done.id, failed.id))
+
+
+async def _gone(store: RedisJobStore, *job_ids: uuid.UUID) -> bool:
+    return all([await store.get(job_id) is None for job_id in job_ids])
+
+
+async def test_queued_jobs_never_expire(
+    store: RedisJobStore, raw_redis: Redis, prefix: str
+) -> None:
+    """Only terminal jobs get a TTL."""
+    job = await store.enqueue(new_job())
+    assert await raw_redis.pttl("{" + prefix + "}:job:" + str(job.id)) == -1
+
+
+async def test_wait_for_work_returns_promptly_when_another_instance_enqueues(
+    make_store: Callable[..., Awaitable[RedisJobStore]],
+) -> None:
+    """An idle worker's store is woken by an enqueue through another store instance."""
+    worker, api = await make_store(), await make_store()
+    assert await worker.claim(1, lease=30) == []
+    await _until_listening(worker)
+    waiting = asyncio.create_task(worker.wait_for_work(30))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    await api.enqueue(new_job())
+    await within(1.0, waiting)
+
+
+async def test_wait_for_work_returns_at_once_after_an_enqueue_since_the_last_claim(
+    store: RedisJobStore,
+) -> None:
+    """A job enqueued between a claim and the wait is not slept through."""
+    await store.claim(1, lease=30)
+    await store.enqueue(new_job())
+    await within(0.5, store.wait_for_work(30))
+
+
+async def test_wait_for_work_returns_when_the_earliest_scheduled_job_is_due(
+    store: RedisJobStore,
+) -> None:
+    """Without any wake-up, the wait ends when a Scheduled job falls due."""
+    await store.enqueue(new_job())
+    [claim] = await store.claim(1, lease=30)
+    await store.fail(claim, JobError("boom", "ValueError"), retry_in=0.3)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with asyncio.timeout(2.0):  # a wait that ignored the due time would sleep 30 s
+        while not (claims := await store.claim(1, lease=30)):
+            await store.wait_for_work(30)  # spurious wake-ups are allowed
+    assert loop.time() - started >= 0.25
+    assert claims[0].job.retry_count == 1
+
+
+async def test_wait_until_terminal_is_woken_by_a_completion_through_another_instance(
+    make_store: Callable[..., Awaitable[RedisJobStore]],
+) -> None:
+    """A waiter on one instance sees the job Completed by another within moments."""
+    api, worker = await make_store(), await make_store()
+    job = await api.enqueue(new_job())
+    waiting = asyncio.create_task(api.wait_until_terminal(job.id, 30))
+    await _until_listening(api)
+    [claim] = await worker.claim(1, lease=30)
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    await worker.complete(claim, [1, 2])
+    done = await within(1.0, waiting)
+    assert done is not None and done.status is JobStatus.COMPLETED and done.result == [1, 2]
+
+
+async def test_wait_until_terminal_returns_the_current_job_after_the_timeout(
+    store: RedisJobStore,
+) -> None:
+    """Without a settlement the waiter gets the job as it is at the timeout; None if unknown."""
+    job = await store.enqueue(new_job())
+    current = await within(2.0, store.wait_until_terminal(job.id, 0.2))
+    assert current is not None and current.status is JobStatus.QUEUED
+    assert await store.wait_until_terminal(uuid.uuid4(), 0.2) is None
+
+
+async def test_an_unreachable_redis_raises_store_unavailable_quickly_and_the_store_recovers(
+    own_redis_server: RedisServer,
+) -> None:
+    """Server down: every call fails fast with StoreUnavailableError; back up: the store works."""
+    store = RedisJobStore(own_redis_server.url)
+    other = RedisJobStore(own_redis_server.url)
+    await store.start()
+    await other.start()
+    try:
+        job = await store.enqueue(new_job())
+        own_redis_server.stop()
+        calls = [
+            store.enqueue(new_job()),
+            store.get(job.id),
+            store.claim(1, lease=30),
+            store.recover(),
+            store.count_waiting(),
+            store.wait_for_work(30),
+            store.wait_until_terminal(job.id, 30),
+        ]
+        for call in calls:
+            with pytest.raises(StoreUnavailableError):
+                await within(2.0, call)
+        own_redis_server.start()
+        await eventually(lambda: _answers(store), timeout=10)
+        await _until_listening(store)
+        assert await store.claim(1, lease=30) == []  # the server restarted empty
+        waiting = asyncio.create_task(store.wait_for_work(30))
+        await other.enqueue(new_job())
+        await within(2.0, waiting)
+        assert len(await store.claim(1, lease=30)) == 1
+    finally:
+        await store.aclose()
+        await other.aclose()
+
+
+async def _answers(store: RedisJobStore) -> bool:
+    try:
+        await store.count_waiting()
+    except StoreUnavailableError:
+        return False
+    return True
+
+
+async def _until_listening(store: RedisJobStore) -> None:
+    """Wait until the store's pub/sub subscription is live (it starts in the background)."""
+    await eventually(lambda: _listening(store))
+
+
+async def _listening(store: RedisJobStore) -> bool:
+    return store._notifications.connected  # the store's own wiring
+
+
+async def test_a_url_with_acl_user_and_password_works(tmp_path: Any) -> None:
+    """``redis://user:password@host`` authenticates commands and the pub/sub connection."""
+    server = start_server(
+        "--user",
+        "default",
+        "off",
+        "--user",
+        "worker",
+        "on",
+        ">s3cret",
+        "~*",
+        "&*",
+        "+@all",
+        directory=tmp_path,
+    )
+    store = RedisJobStore(f"redis://worker:s3cret@127.0.0.1:{server.port}/0")
+    try:
+        await store.start()
+        job = await store.enqueue(new_job())
+        waiting = asyncio.create_task(store.wait_until_terminal(job.id, 10))
+        [claim] = await store.claim(1, lease=30)
+        await store.complete(claim, "ok")
+        done = await within(2.0, waiting)
+        assert done is not None and done.status is JobStatus.COMPLETED
+        with pytest.raises(StoreUnavailableError):
+            await RedisJobStore(f"redis://worker:wrong@127.0.0.1:{server.port}/0").start()
+    finally:
+        await store.aclose()
+        server.stop()
+
+
+@pytest.mark.parametrize("decode_responses", [False, True])
+async def test_a_store_built_from_an_existing_client_works_and_leaves_it_open(
+    redis_server: Any, prefix: str, decode_responses: bool
+) -> None:
+    """``RedisJobStore(client=...)`` uses the client as given and does not close it."""
+    client = Redis.from_url(redis_server.url, decode_responses=decode_responses)
+    store = RedisJobStore(client=client, prefix=prefix)
+    try:
+        await store.start()
+        job = await store.enqueue(new_job())
+        [claim] = await store.claim(1, lease=30)
+        assert claim.job.id == job.id
+        completed = await store.complete(claim, {"n": 1})
+        assert completed is not None and completed.result == {"n": 1}
+    finally:
+        await store.aclose()
+    assert await client.ping()
+    await client.aclose()
+
+
+async def test_the_store_works_against_a_redis_cluster(redis_cluster: Any, prefix: str) -> None:
+    """On a 3-master cluster: enqueue, claim, complete, wake-ups and settlement notifications."""
+    worker = RedisJobStore(redis_cluster.url, prefix=prefix)
+    api = RedisJobStore(redis_cluster.url, prefix=prefix, cluster=True)
+    try:
+        await worker.start()
+        await api.start()
+        assert await worker.claim(1, lease=30) == []
+        await _until_listening(worker)
+        await _until_listening(api)
+        waiting = asyncio.create_task(worker.wait_for_work(30))
+        job = await api.enqueue(new_job())
+        await within(1.0, waiting)
+        settled = asyncio.create_task(api.wait_until_terminal(job.id, 30))
+        [claim] = await worker.claim(1, lease=30)
+        assert claim.job.id == job.id and claim.job.status is JobStatus.IN_PROGRESS
+        await worker.complete(claim, "done")
+        done = await within(1.0, settled)
+        assert done is not None and done.status is JobStatus.COMPLETED and done.result == "done"
+        assert await api.count_waiting() == 0
+    finally:
+        await worker.aclose()
+        await api.aclose()
