@@ -94,26 +94,38 @@ class WorkerPool:
             ran += len(claims)
 
     async def _dispatch_forever(self) -> None:
+        """Claim and start jobs until stopped; no store failure ends this loop."""
         failures = 0
         while not self._stopping.is_set():
-            free = self.settings.max_concurrency - len(self._running)
-            if free <= 0:
-                self._slot_freed.clear()
-                await self._slot_freed.wait()
-                continue
             try:
-                claims = await self.store.claim(free, lease=self.settings.claim_timeout)
+                await self._dispatch_once()
             except StoreUnavailableError as exc:
                 failures += 1
-                delay = min(self.settings.polling_interval, 0.1 * 2 ** min(failures, 6))
-                logger.warning("claiming paused %.1f s, store unavailable: %s", delay, exc)
+                delay = self._backoff(failures)
+                logger.warning("claiming paused %.2f s, store unavailable: %s", delay, exc)
                 await asyncio.sleep(delay)
-                continue
-            failures = 0
-            for claim in claims:
-                self._start(claim)
-            if not claims:
-                await self.store.wait_for_work(self.settings.polling_interval)
+            except Exception:
+                failures += 1
+                delay = self._backoff(failures)
+                logger.exception("claiming failed; trying again in %.2f s", delay)
+                await asyncio.sleep(delay)
+            else:
+                failures = 0
+
+    async def _dispatch_once(self) -> None:
+        free = self.settings.max_concurrency - len(self._running)
+        if free <= 0:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
+            return
+        claims = await self.store.claim(free, lease=self.settings.claim_timeout)
+        for claim in claims:
+            self._start(claim)
+        if not claims:
+            await self.store.wait_for_work(self.settings.polling_interval)
+
+    def _backoff(self, failures: int) -> float:
+        return float(min(self.settings.polling_interval, 0.05 * 2 ** min(failures, 8)))
 
     def _start(self, claim: Claim) -> None:
         task: asyncio.Task[object] = asyncio.create_task(self.attempts.run(claim))

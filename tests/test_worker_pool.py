@@ -5,7 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore, JobStatus
+from async_endpoints import (
+    AsyncContext,
+    AsyncEndpoints,
+    InMemoryJobStore,
+    JobStatus,
+    StoreUnavailableError,
+)
 from async_endpoints.testing import ManualClock
 
 
@@ -149,3 +155,46 @@ async def test_a_handler_whose_claim_was_recovered_elsewhere_is_cancelled() -> N
             await cancelled.wait()
         done = await engine.wait_for(job.id, timeout=5)
     assert attempts == [0, 1] and done.result == 1 and done.retry_count == 1
+
+
+class StumblingStore(InMemoryJobStore):
+    """An in-memory store whose first idle wait and first claims fail, as in an outage."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wait_failures = 1
+        self.claim_failures = 2
+
+    async def wait_for_work(self, timeout: float) -> None:
+        if self.wait_failures:
+            self.wait_failures -= 1
+            raise StoreUnavailableError("connection refused")
+        await super().wait_for_work(timeout)
+
+    async def claim(self, limit: int, *, lease: float) -> list[Any]:
+        if self.claim_failures:
+            self.claim_failures -= 1
+            raise (
+                RuntimeError("unexpected reply")
+                if self.claim_failures
+                else (StoreUnavailableError("connection reset"))
+            )
+        return await super().claim(limit, lease=lease)
+
+
+async def test_the_pool_outlives_store_failures_while_idle_and_while_claiming() -> None:
+    """A failing wait or claim pauses the dispatcher; it never dies, and jobs still run."""
+    store = StumblingStore()
+    engine = engine_with(store=store)
+
+    async def noop(ctx: AsyncContext[None]) -> str:
+        return "ran"
+
+    engine.add_handler(noop)
+    async with engine.running():
+        job = await engine.submit("noop")
+        assert (await engine.wait_for(job.id, timeout=10)).result == "ran"
+        assert store.claim_failures == 0
+        later = await engine.submit("noop")
+        assert (await engine.wait_for(later.id, timeout=10)).result == "ran"
+    assert store.wait_failures == 0
