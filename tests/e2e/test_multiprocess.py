@@ -247,3 +247,18 @@ READERS = {
     "zset": _zset,
     "stream": _stream,
 }
+
+
+async def test_a_live_handler_outlasting_claim_timeout_runs_once_across_workers(
+    env: dict[str, str], procs: list[Proc], records: redis.Redis, tmp_path: Path
+) -> None:
+    """Lease renewal over Redis: a 3 s handler with claim_timeout=1 s is never stolen."""
+    fast_env = {**env, "CLAIM_TIMEOUT": "1", "RECOVERY_INTERVAL": "0.1"}
+    api = start_api({**fast_env, "RUN_WORKERS": "0"}, tmp_path)
+    workers = [start_worker(fast_env, tmp_path, f"worker{n}") for n in range(2)]
+    procs.extend([api, *workers])
+    async with httpx.AsyncClient(timeout=10) as client:
+        job_id = await submit(client, api, "/slow", json={"seconds": 3})
+        (finished,) = (await wait_terminal(client, api, [job_id])).values()
+    assert finished["status"] == "Completed" and finished["retryCount"] == 0
+    assert await records.get(f"{env['AE_PREFIX']}-test:runs:{job_id}") == "1"
