@@ -24,6 +24,7 @@ from ._store import JobStore
 from ._worker import AttemptRunner
 
 F = TypeVar("F", bound=HandlerFunction)
+_PLACEHOLDER_ID = "00000000-0000-0000-0000-00000000cafe"
 
 
 class AsyncEndpoints:
@@ -49,6 +50,7 @@ class AsyncEndpoints:
         self.app = app
         self.handlers: dict[str, Handler] = {}
         self.details_route_name: str | None = None
+        self._location_templates: dict[int, str] = {}
         self._app_lifespan: Callable[[Any], AbstractAsyncContextManager[Any]] | None = None
         s = self.settings
         policy = RetryPolicy(s.max_retries, s.retry_base_delay, s.retry_max_delay, s.retry_jitter)
@@ -240,5 +242,12 @@ class AsyncEndpoints:
         """The job-details path of ``job`` for the ``Location`` header, if the route exists."""
         if self.details_route_name is None:
             return None
-        path = request.app.url_path_for(self.details_route_name, job_id=str(job.id))
-        return str(request.scope.get("root_path", "")) + str(path)
+        # Routing tables do not change once serving, so the route is looked up once per app
+        # (a lookup walks every route) and the id is put into the cached path.
+        app = request.app
+        template = self._location_templates.get(id(app))
+        if template is None:
+            path = app.url_path_for(self.details_route_name, job_id=_PLACEHOLDER_ID)
+            template = self._location_templates[id(app)] = str(path)
+        path = template.replace(_PLACEHOLDER_ID, str(job.id))
+        return str(request.scope.get("root_path", "")) + path

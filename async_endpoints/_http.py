@@ -44,7 +44,7 @@ def submit_endpoint(endpoints: "AsyncEndpoints", handler: Handler) -> Endpoint:
                 settings.capture_headers,  # type: ignore[arg-type]
                 settings.sensitive_headers,  # type: ignore[arg-type]
             ),
-            query_string=request.url.query,
+            query_string=request.scope.get("query_string", b"").decode("latin-1"),
             route_params={key: str(value) for key, value in request.path_params.items()},
         )
         try:

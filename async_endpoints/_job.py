@@ -137,8 +137,9 @@ def format_time(moment: datetime | None) -> str | None:
     """ISO 8601 UTC with milliseconds and a ``Z`` suffix, as the .NET library writes it."""
     if moment is None:
         return None
-    moment = moment.astimezone(UTC)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def parse_time(text: str | None) -> datetime | None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import inspect
-import json
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
@@ -44,7 +44,7 @@ class JobModel(BaseModel):
 
 def dumps(data: Any) -> bytes:
     """Compact UTF-8 JSON."""
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    return pydantic_core.to_json(data)
 
 
 def json_response(
