@@ -1,10 +1,20 @@
-"""Reading and capturing a submission: the size-limited body, content type, headers."""
+"""Reading and capturing a submission: the size-limited body, content type, headers, query.
+
+What is captured is what the store keeps and the handler sees, so the secrets a request
+carries (credentials in headers and in query parameters) are left out here, once, before
+anything is stored or logged.
+"""
 
 from __future__ import annotations
 
+import string
 from collections.abc import Iterable
+from urllib.parse import quote, unquote_plus
 
 from starlette.requests import Request
+
+# Printable ASCII but the space: kept as is when a raw query string is made safe to store.
+_QUERY_SAFE = "".join(sorted(set(string.printable) - set(string.whitespace)))
 
 
 class RequestRejected(Exception):
@@ -24,11 +34,10 @@ async def read_body(request: Request, limit: int) -> bytes:
     """
     declared = request.headers.get("content-length")
     if declared is not None:
-        try:
-            too_large = int(declared) > limit
-        except ValueError:
-            raise RequestRejected(400, "Content-Length is not a number") from None
-        if too_large:
+        length = int(declared) if declared.isascii() and declared.isdigit() else -1
+        if length < 0:
+            raise RequestRejected(400, "Content-Length is not a number")
+        if length > limit:
             raise RequestRejected(413, f"request body is larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
@@ -51,13 +60,42 @@ def is_json(content_type: str | None) -> bool:
 
 
 def capture_headers(
-    raw: Iterable[tuple[bytes, bytes]], allowed: frozenset[str] | None, denied: frozenset[str]
+    pairs: Iterable[tuple[str, str]], allowed: frozenset[str] | None, denied: frozenset[str]
 ) -> tuple[tuple[str, str], ...]:
-    """The headers to store: the allow-list (or all) minus the deny-list, repeats kept."""
+    """The headers to store: the allow-list (or all) minus the deny-list, repeats kept.
+
+    Names are lower-cased; ``pairs`` are (name, value) as ASGI's raw headers decoded as
+    latin-1, or as given to `AsyncEndpoints.submit`.
+    """
     kept: list[tuple[str, str]] = []
-    for raw_name, raw_value in raw:
-        name = raw_name.decode("latin-1").lower()
+    for given_name, value in pairs:
+        name = given_name.lower()
         if name in denied or (allowed is not None and name not in allowed):
             continue
-        kept.append((name, raw_value.decode("latin-1")))
+        kept.append((name, value))
     return tuple(kept)
+
+
+def raw_headers(request: Request) -> Iterable[tuple[str, str]]:
+    """The request's headers as sent, as latin-1 (name, value) pairs (never fails)."""
+    return (
+        (name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw
+    )
+
+
+def capture_query(raw: bytes, denied: frozenset[str]) -> str:
+    """The query string to store: every parameter named in ``denied`` left out.
+
+    Names are compared case-insensitively after percent-decoding, so ``TOKEN=`` and
+    ``%74oken=`` are ``token``. The parameters kept stay in order, repeats included, and
+    byte for byte, except that bytes a URL may not hold raw (non-ASCII, spaces, controls)
+    are percent-encoded, which decodes to the same parameters.
+    """
+    query = quote(raw, safe=_QUERY_SAFE)
+    if not denied or not query:
+        return query
+    return "&".join(part for part in query.split("&") if _param_name(part) not in denied)
+
+
+def _param_name(part: str) -> str:
+    return unquote_plus(part.split("=", 1)[0]).strip().lower()

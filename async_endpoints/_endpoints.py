@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from starlette.requests import Request
 
+from ._capture import capture_headers, capture_query
 from ._errors import ConfigurationError, UnknownJobNameError
 from ._handlers import Handler, HandlerFunction, Validator
 from ._http import job_details_endpoint, submit_endpoint
@@ -144,14 +145,17 @@ class AsyncEndpoints:
         headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         query_string: str = "",
         route_params: Mapping[str, str] | None = None,
+        owner: str | None = None,
     ) -> Job:
         """Queue a job for handler ``name`` as a POST would; return it (status Queued).
 
         ``body`` is a model instance or plain data validated against the handler's model.
+        ``headers`` and ``query_string`` are captured by the same rules as a POST's (the
+        sensitive ones left out); ``owner`` becomes ``job.owner``, for ``authorize``.
 
         Raises:
             UnknownJobNameError: no handler has that name.
-            JobValidationError: ``body`` fails the handler's model.
+            JobValidationError: ``body`` fails the handler's model or has no JSON form.
             QueueFullError: ``max_queue_size`` jobs are waiting.
             StoreUnavailableError: the store cannot be reached.
         """
@@ -160,11 +164,20 @@ class AsyncEndpoints:
             raise UnknownJobNameError(f"no job handler named {name!r}")
         _, body_json = handler.coerce_body(body)
         pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
+        settings = self.settings
         request = JobRequest(
             body=body_json,
-            headers=tuple((k.lower(), v) for k, v in pairs),
-            query_string=query_string,
+            headers=capture_headers(
+                pairs,
+                settings.capture_headers,  # type: ignore[arg-type]
+                settings.sensitive_headers,  # type: ignore[arg-type]
+            ),
+            query_string=capture_query(
+                query_string.encode(),
+                settings.sensitive_query_params,  # type: ignore[arg-type]
+            ),
             route_params=dict(route_params or {}),
+            owner=owner,
         )
         return await self.enqueue(handler, request)
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, get_type_hints
 
 from pydantic import TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError
 from starlette.datastructures import Headers, QueryParams
 
 from ._context import AsyncContext, request_model_of
@@ -81,19 +83,32 @@ class Handler:
             raise _validation_error(exc) from None
 
     def coerce_body(self, body: Any) -> tuple[Any, str | None]:
-        """Validate a Python body (model instance or plain data) and give it with its JSON."""
+        """Validate a Python body (model instance or plain data) and give it with its JSON.
+
+        Raises:
+            JobValidationError: the body fails the model, or has no JSON form (text with
+                a lone surrogate, say, which no worker could read back).
+        """
         if self.body_adapter is None:
             return None, None
         try:
             value = self.body_adapter.validate_python(body)
+            return value, self.body_adapter.dump_json(value).decode()
         except ValidationError as exc:
             raise _validation_error(exc) from None
-        return value, self.body_adapter.dump_json(value).decode()
+        except PydanticSerializationError as exc:
+            error = {"loc": [], "msg": str(exc), "type": "serialization"}
+            raise JobValidationError("request body has no JSON form", [error]) from None
 
     def context(self, job: Job) -> AsyncContext[Any]:
-        """Rebuild the handler's context from a stored job."""
+        """Rebuild the handler's context from a stored job.
+
+        Raises:
+            JobValidationError: the stored body no longer passes the request model (its
+                validators changed, or depend on the time); the attempt fails with it.
+        """
         request = job.request
-        body = None if request.body is None else self.parse_body(request.body)
+        body = None if request.body is None else self._revalidate(request.body)
         raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers]
         return AsyncContext(
             request=body,
@@ -105,8 +120,25 @@ class Handler:
         )
 
     def dump_result(self, value: Any) -> Any:
-        """The handler's return value as a JSON-compatible value (raises if it has none)."""
-        return self.result_adapter.dump_python(value, mode="json")
+        """The handler's return value as the JSON value every store can keep.
+
+        Made through JSON text, so that what is stored reads back the same from any store
+        (non-finite floats become null, as pydantic writes them).
+
+        Raises:
+            PydanticSerializationError: the value has no JSON form (an unknown type, text
+                with a lone surrogate).
+            ValueError: it holds an integer too long to read back (over 4300 digits).
+        """
+        return json.loads(self.result_adapter.dump_json(value))
+
+    def _revalidate(self, body: str) -> Any:
+        try:
+            return self.parse_body(body)
+        except JobValidationError as exc:
+            where = "; ".join(f"{_location(e['loc'])}: {e['msg']}" for e in exc.errors[:3])
+            message = f"the stored request body no longer passes {self.name}'s model: {where}"
+            raise JobValidationError(message, exc.errors) from None
 
 
 def _validation_error(exc: ValidationError) -> JobValidationError:
@@ -115,3 +147,7 @@ def _validation_error(exc: ValidationError) -> JobValidationError:
     malformed = any(e["type"] in {"json_invalid", "json_type"} for e in errors)
     message = "request body is not valid JSON" if malformed else "request body failed validation"
     return JobValidationError(message, cleaned)
+
+
+def _location(loc: list[Any]) -> str:
+    return ".".join(str(part) for part in ["body", *loc])

@@ -1,4 +1,9 @@
-"""The HTTP endpoints: submit (POST → 202) and job details (GET)."""
+"""The HTTP endpoints: submit (POST → 202) and job details (GET).
+
+Every answer the library itself produces is JSON without a stack trace: the store's own
+failures are logged here and answered with a fixed message (503 when it is unreachable,
+500 when it refused), so no host name, key or exception text reaches a client.
+"""
 
 # No `from __future__ import annotations` here: FastAPI reads these endpoints' annotations
 # at runtime and must see real classes.
@@ -10,8 +15,15 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ._capture import RequestRejected, capture_headers, is_json, read_body
-from ._errors import JobValidationError, QueueFullError, StoreUnavailableError
+from ._capture import (
+    RequestRejected,
+    capture_headers,
+    capture_query,
+    is_json,
+    raw_headers,
+    read_body,
+)
+from ._errors import JobStoreError, JobValidationError, QueueFullError, StoreUnavailableError
 from ._handlers import Handler
 from ._job import Job, JobRequest, parse_job_id
 from ._responses import call_maybe_async, error_response, job_response
@@ -22,6 +34,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("async_endpoints")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+STORE_UNAVAILABLE = "the job store is unavailable; try again later"
+STORE_FAILED = "the job store failed to carry out the request"
 
 
 def submit_endpoint(endpoints: "AsyncEndpoints", handler: Handler) -> Endpoint:
@@ -36,21 +51,13 @@ def submit_endpoint(endpoints: "AsyncEndpoints", handler: Handler) -> Endpoint:
             refusal = await call_maybe_async(handler.validator, request, body)
             if refusal is not None:
                 return refusal  # type: ignore[no-any-return]
-        settings = endpoints.settings
-        job_request = JobRequest(
-            body=body_json,
-            headers=capture_headers(
-                request.headers.raw,
-                settings.capture_headers,  # type: ignore[arg-type]
-                settings.sensitive_headers,  # type: ignore[arg-type]
-            ),
-            query_string=request.scope.get("query_string", b"").decode("latin-1"),
-            route_params={key: str(value) for key, value in request.path_params.items()},
-        )
+        job_request = await _capture(endpoints, request, body_json)
         try:
             job = await endpoints.enqueue(handler, job_request)
-        except (QueueFullError, StoreUnavailableError) as exc:
+        except QueueFullError as exc:
             return error_response(503, str(exc), retry_after=exc.retry_after)
+        except JobStoreError as exc:
+            return _store_failure("queue a job", exc)
         return await submitted_response(endpoints, job, request)
 
     submit.__name__ = f"submit_{handler.name}"
@@ -66,8 +73,8 @@ def job_details_endpoint(endpoints: "AsyncEndpoints") -> Endpoint:
         if job_id is not None:
             try:
                 job = await endpoints.store.get(job_id)
-            except StoreUnavailableError as exc:
-                return error_response(503, str(exc), retry_after=exc.retry_after)
+            except JobStoreError as exc:
+                return _store_failure("read a job", exc)
         authorize = endpoints.settings.authorize
         if (
             job is not None
@@ -101,6 +108,41 @@ async def status_response(
     return job_response(job)
 
 
+async def _capture(
+    endpoints: "AsyncEndpoints", request: Request, body_json: str | None
+) -> JobRequest:
+    """What the job keeps of ``request``: sensitive headers and query parameters left out."""
+    settings = endpoints.settings
+    owner = None
+    if settings.owner is not None:
+        owner = await call_maybe_async(settings.owner, request)
+        if owner is not None and not isinstance(owner, str):
+            raise TypeError(f"the owner hook must return a str or None, not {type(owner)!r}")
+    return JobRequest(
+        body=body_json,
+        headers=capture_headers(
+            raw_headers(request),
+            settings.capture_headers,  # type: ignore[arg-type]
+            settings.sensitive_headers,  # type: ignore[arg-type]
+        ),
+        query_string=capture_query(
+            request.scope.get("query_string", b""),
+            settings.sensitive_query_params,  # type: ignore[arg-type]
+        ),
+        route_params={key: str(value) for key, value in request.path_params.items()},
+        owner=owner,
+    )
+
+
+def _store_failure(doing: str, exc: JobStoreError) -> Response:
+    # The exception's text names hosts, ports and keys: it goes to the log, not the client.
+    if isinstance(exc, StoreUnavailableError):
+        logger.warning("could not %s: %s", doing, exc)
+        return error_response(503, STORE_UNAVAILABLE, retry_after=exc.retry_after)
+    logger.error("could not %s: %s: %s", doing, type(exc).__name__, exc)
+    return error_response(500, STORE_FAILED)
+
+
 async def _read_validated_body(
     request: Request, handler: Handler, endpoints: "AsyncEndpoints"
 ) -> tuple[Any, str | None]:
@@ -108,7 +150,7 @@ async def _read_validated_body(
         return None, None
     content_type = request.headers.get("content-type")
     if content_type is not None and not is_json(content_type):
-        raise RequestRejected(415, f"expected a JSON body (application/json), got {content_type}")
+        raise RequestRejected(415, "expected a JSON body (application/json)")
     raw = await read_body(request, endpoints.settings.max_body_size)
     if not raw.strip():
         missing = [{"loc": ["body"], "msg": "a JSON request body is required", "type": "missing"}]

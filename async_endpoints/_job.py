@@ -75,14 +75,17 @@ class JobRequest:
     Attributes:
         body: The request body as JSON text, or None for endpoints without a body.
         headers: The captured headers as (lower-case name, value) pairs, repeats kept.
-        query_string: The raw query string (without ``?``).
+        query_string: The raw query string (without ``?``), sensitive parameters dropped.
         route_params: The path parameters, as strings.
+        owner: The principal that submitted the job, as the app's ``owner`` hook named it
+            (None without the hook); kept for ``authorize``, never given to the handler.
     """
 
     body: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
     query_string: str = ""
     route_params: Mapping[str, str] = field(default_factory=dict)
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +110,8 @@ class Job:
     """One job: immutable data, replaced (not mutated) by every state change.
 
     The first eleven attributes are the public job JSON. ``request`` and ``run_at`` are
-    internal to the engine and stores and never appear on the wire.
+    internal to the engine and stores and never appear on the wire, and neither does
+    ``owner``.
     """
 
     id: uuid.UUID
@@ -123,6 +127,11 @@ class Job:
     error: JobError | None = None
     request: JobRequest = field(default_factory=JobRequest, repr=False)
     run_at: datetime | None = None
+
+    @property
+    def owner(self) -> str | None:
+        """Who submitted the job, as the ``owner`` setting's hook named them (or None)."""
+        return self.request.owner
 
     def replace(self, **changes: Any) -> Job:
         """A copy with ``changes`` applied."""

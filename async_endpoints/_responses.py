@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
@@ -43,8 +44,16 @@ class JobModel(BaseModel):
 
 
 def dumps(data: Any) -> bytes:
-    """Compact UTF-8 JSON."""
-    return pydantic_core.to_json(data)
+    """Compact UTF-8 JSON.
+
+    Text with a lone surrogate (an error message quoting odd input, say) has no UTF-8
+    form: such a document is written with ASCII escapes (``\\ud800``), which JSON
+    readers accept, rather than failing the response.
+    """
+    try:
+        return pydantic_core.to_json(data)
+    except pydantic_core.PydanticSerializationError:
+        return json.dumps(data, separators=(",", ":")).encode()
 
 
 def json_response(

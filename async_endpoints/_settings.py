@@ -18,7 +18,43 @@ DEFAULT_SENSITIVE_HEADERS = frozenset(
     {"authorization", "cookie", "proxy-authorization", "x-api-key"}
 )
 
+#: Query parameter names that carry credentials in common APIs (OAuth 2 tokens, API keys,
+#: passwords, signed-URL signatures such as S3's ``X-Amz-Signature``, GCS's
+#: ``X-Goog-Signature`` or Azure's SAS ``sig``). Not ``code``: OAuth authorization codes are
+#: single-use and short-lived, and ``code`` names ordinary data far more often.
+DEFAULT_SENSITIVE_QUERY_PARAMS = frozenset(
+    {
+        "access_token",
+        "api-key",
+        "api_key",
+        "apikey",
+        "auth",
+        "auth_token",
+        "client_secret",
+        "id_token",
+        "jwt",
+        "key",
+        "passwd",
+        "password",
+        "private_token",
+        "pwd",
+        "refresh_token",
+        "secret",
+        "session",
+        "sessionid",
+        "sig",
+        "signature",
+        "token",
+        "x-amz-credential",
+        "x-amz-security-token",
+        "x-amz-signature",
+        "x-goog-credential",
+        "x-goog-signature",
+    }
+)
+
 AuthorizeHook = Callable[["Request", "Job"], "bool | Awaitable[bool]"]
+OwnerHook = Callable[["Request"], "str | Awaitable[str | None] | None"]
 SubmittedResponseFactory = Callable[["Job", "Request"], "Response | Awaitable[Response]"]
 StatusResponseFactory = Callable[["Job | None", "Request"], "Response | Awaitable[Response]"]
 
@@ -50,13 +86,33 @@ class Settings:
         capture_headers: Allow-list of header names to capture; None captures all headers
             but the sensitive ones (default None).
         sensitive_headers: Header names never captured, even when allow-listed (default
-            ``authorization``, ``cookie``, ``proxy-authorization``, ``x-api-key``).
+            ``authorization``, ``cookie``, ``proxy-authorization``, ``x-api-key``); pass a
+            smaller set to capture one of them on purpose.
+        sensitive_query_params: Query parameter names (case-insensitive, compared after
+            percent-decoding) dropped from the captured query string, every occurrence,
+            so the handler, the store and the logs never see them; the other parameters
+            are kept byte for byte, in order (default: ``access_token``, ``api_key``,
+            ``apikey``, ``api-key``, ``auth``, ``auth_token``, ``client_secret``,
+            ``id_token``, ``jwt``, ``key``, ``passwd``, ``password``, ``private_token``,
+            ``pwd``, ``refresh_token``, ``secret``, ``session``, ``sessionid``, ``sig``,
+            ``signature``, ``token``, ``x-amz-credential``, ``x-amz-security-token``,
+            ``x-amz-signature``, ``x-goog-credential``, ``x-goog-signature``). An empty
+            set keeps every parameter; ``Settings().sensitive_query_params | {"otp"}``
+            extends the default.
         max_body_size: Larger request bodies are refused with 413 before they are read
             whole (default 1 MiB).
         include_tracebacks: Keep the stack trace of failures in the job's error and show it
             to clients (default False).
         authorize: ``fn(request, job) -> bool`` (sync or async) asked before a job is shown;
-            False answers 404 like an unknown id (default None: everyone may read).
+            False answers 404 like an unknown id (default None: everyone may read). With
+            ``owner`` set, ``job.owner == <the caller's principal>`` restricts a job to
+            whoever submitted it.
+        owner: ``fn(request) -> str | None`` (sync or async) asked once per accepted POST,
+            after the body and the ``validator``, before the job is stored; its value is
+            kept with the job as ``job.owner`` (never on the wire, never shown to the
+            handler) for ``authorize`` to compare with the caller. An exception it raises
+            (``HTTPException(401)``, say) is the answer and nothing is stored (default
+            None: jobs have no owner).
         job_submitted_response: ``fn(job, request) -> Response`` replacing the 202 response.
         job_status_response: ``fn(job_or_None, request) -> Response`` replacing the
             job-details response.
@@ -76,9 +132,11 @@ class Settings:
     run_workers: bool = True
     capture_headers: Iterable[str] | None = None
     sensitive_headers: Iterable[str] = field(default=DEFAULT_SENSITIVE_HEADERS)
+    sensitive_query_params: Iterable[str] = field(default=DEFAULT_SENSITIVE_QUERY_PARAMS)
     max_body_size: int = 1024 * 1024
     include_tracebacks: bool = False
     authorize: AuthorizeHook | None = None
+    owner: OwnerHook | None = None
     job_submitted_response: SubmittedResponseFactory | None = None
     job_status_response: StatusResponseFactory | None = None
 
@@ -91,11 +149,12 @@ class Settings:
             raise ConfigurationError(
                 f"max_queue_size must be >= 1 or None, not {self.max_queue_size}"
             )
-        lower = frozenset(name.lower() for name in self.sensitive_headers)
-        object.__setattr__(self, "sensitive_headers", lower)
-        if self.capture_headers is not None:
-            allowed = frozenset(name.lower() for name in self.capture_headers)
-            object.__setattr__(self, "capture_headers", allowed)
+        for name in ("capture_headers", "sensitive_headers", "sensitive_query_params"):
+            names: Iterable[str] | None = getattr(self, name)
+            if isinstance(names, str):
+                raise ConfigurationError(f"{name} must be a collection of names, not a str")
+            if names is not None:
+                object.__setattr__(self, name, frozenset(item.lower() for item in names))
 
     @classmethod
     def names(cls) -> frozenset[str]:

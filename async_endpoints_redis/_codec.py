@@ -15,7 +15,8 @@ The hash holds few, short fields so that Redis keeps it listpack-encoded (compac
     result           JSON text, once Completed
     error            JSON text ``{"message", "type"[, "traceback"]}``, after a failure
     request          JSON text, the captured request with short keys, empty parts left out:
-                     ``{"b": body, "h": [[name, value], ...], "q": query, "p": {params}}``
+                     ``{"b": body, "h": [[name, value], ...], "q": query, "p": {params},
+                     "o": owner}``
 
 Absent fields are None, except three that are left out while they hold their default:
 ``retry_count`` (0), ``last_updated_at`` (``created_at``) and ``request`` (empty). A no-op
@@ -42,8 +43,17 @@ Reply = bytes | str
 
 
 def dump_json(value: Any) -> str:
-    """Compact JSON text for a stored value."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON text for a stored value, always encodable as UTF-8.
+
+    Text with a lone surrogate (which has no UTF-8 form, so redis-py could not send it) is
+    written with ASCII escapes instead; `json.loads` reads it back unchanged.
+    """
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(value, separators=(",", ":"))
+    return text
 
 
 def encode_request(request: JobRequest) -> str:
@@ -57,6 +67,8 @@ def encode_request(request: JobRequest) -> str:
         data["q"] = request.query_string
     if request.route_params:
         data["p"] = dict(request.route_params)
+    if request.owner is not None:
+        data["o"] = request.owner
     return dump_json(data) if data else ""
 
 
@@ -68,6 +80,7 @@ def decode_request(source: str | None) -> JobRequest:
         headers=tuple((str(name), str(value)) for name, value in data.get("h", ())),
         query_string=data.get("q", ""),
         route_params={str(k): str(v) for k, v in data.get("p", {}).items()},
+        owner=None if data.get("o") is None else str(data["o"]),
     )
 
 

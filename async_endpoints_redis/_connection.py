@@ -20,6 +20,7 @@ from async_endpoints._errors import JobStoreError
 
 from ._client import AnyRedis, connect, open_pubsub
 from ._errors import mapped_errors
+from ._health import warn_about_risky_config
 from ._keys import Keys
 from ._notify import Notifications
 from ._scripts import Scripts
@@ -80,6 +81,9 @@ class Connection:
     async def start(self) -> Scripts:
         """Connect, check that Redis answers and start listening. Idempotent.
 
+        The first successful start also warns about server settings that can lose jobs
+        (`_health`).
+
         Raises:
             StoreUnavailableError: Redis cannot be reached; a later call tries again.
             JobStoreError: The connection is closed.
@@ -91,6 +95,7 @@ class Connection:
                 with mapped_errors("start"):
                     async with asyncio.timeout(self.deadline):
                         await self._connect()
+                await warn_about_risky_config(self.client, self._keys.queue, self.deadline)
                 self._scripts = Scripts(self.client, self._keys, self._retention_ms)
                 self.notifications.start()
                 # Live before the first claim, so no wake-up is lost and the connection's

@@ -15,11 +15,19 @@ import os
 from ipaddress import IPv4Address, IPv6Address
 
 from fastapi import FastAPI, HTTPException
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, IPvAnyAddress
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore, JobStatus, JobStore
+from async_endpoints import (
+    AsyncContext,
+    AsyncEndpoints,
+    InMemoryJobStore,
+    JobStatus,
+    JobStore,
+    JobValidationError,
+)
 
 BLOCKED_TENANTS = frozenset({"blocked"})
 
@@ -37,6 +45,14 @@ def make_store() -> JobStore:
 app = FastAPI(title="async-endpoints example")
 endpoints = AsyncEndpoints(app, store=make_store(), max_retries=2)
 endpoints.map_job_details("/jobs/{job_id}")
+
+
+@app.exception_handler(RequestValidationError)
+async def refuse_invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 for FastAPI's own routes, without echoing the input (it may be huge, secret, or
+    not even representable as JSON, like the infinity ``1e999`` parses to)."""
+    errors = [{"loc": e["loc"], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    return JSONResponse({"detail": errors}, 422)
 
 
 # --- ProcessData: a body, a path parameter and a validator ---------------------------------
@@ -140,7 +156,10 @@ async def process_data_sync(tenant: str, body: DataRequest) -> ProcessResult:
     """The same job as ProcessData, answered synchronously once it has run."""
     if tenant_refusal(tenant) is not None:
         raise HTTPException(403, f"tenant {tenant!r} may not submit jobs")
-    job = await endpoints.submit("ProcessData", body, route_params={"tenant": tenant})
+    try:
+        job = await endpoints.submit("ProcessData", body, route_params={"tenant": tenant})
+    except JobValidationError as exc:  # text FastAPI reads but no worker could (a lone surrogate)
+        raise HTTPException(422, exc.errors) from None
     try:
         job = await endpoints.wait_for(job.id, timeout=10)
     except TimeoutError:

@@ -286,3 +286,31 @@ async def test_terminal_jobs_expire_after_the_retention(kit: StoreKit) -> None:
     await kit.advance(RETENTION + 0.5)
     assert await kit.store.get(finished.id) is None
     assert await kit.store.get(running.id) is not None
+
+
+async def test_the_owner_is_kept_with_the_job_through_claim_and_settlement(kit: StoreKit) -> None:
+    """job.owner reads back as enqueued, on the claimed job and on the settled one."""
+    spec = new_job(owner="alice@example.com", body='{"data": "x"}')
+    stored = await kit.store.enqueue(spec)
+    assert stored.owner == "alice@example.com"
+    assert (await kit.store.get(spec.id)).owner == "alice@example.com"
+    (claim,) = await kit.store.claim(1, lease=kit.lease)
+    assert claim.job.owner == "alice@example.com"
+    done = await kit.store.complete(claim, None)
+    assert done.owner == "alice@example.com"
+    assert (await kit.store.get(spec.id)).owner == "alice@example.com"
+
+
+async def test_text_with_a_lone_surrogate_is_stored_and_read_back_unchanged(
+    kit: StoreKit,
+) -> None:
+    """Route params, results and errors holding "\\ud800" (no UTF-8 form) round-trip."""
+    spec = new_job(route_params={"tenant": "\ud800"})
+    await kit.store.enqueue(spec)
+    (claim,) = await kit.store.claim(1, lease=kit.lease)
+    assert claim.job.request.route_params == {"tenant": "\ud800"}
+    failed = await kit.store.fail(claim, JobError("bad \udc80 input", "ValueError"), retry_in=0)
+    assert failed.error == JobError("bad \udc80 input", "ValueError")
+    (claim,) = await kit.store.claim(1, lease=kit.lease)
+    await kit.store.complete(claim, {"echo": "\ud800"})
+    assert (await kit.store.get(spec.id)).result == {"echo": "\ud800"}

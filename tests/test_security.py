@@ -1,0 +1,502 @@
+"""Security by default: secrets in headers and query strings are never captured, jobs can be
+restricted to the principal that created them, and clients never see stack traces or the
+store's internals unless the app opts in."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as redis
+from fastapi import Depends, FastAPI, Header, HTTPException
+from pydantic import BaseModel
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from async_endpoints import (
+    AsyncContext,
+    AsyncEndpoints,
+    ConfigurationError,
+    InMemoryJobStore,
+    JobStatus,
+    JobStore,
+)
+from async_endpoints_redis import RedisJobStore
+from tests.redis_servers import RedisServer, start_server
+
+JOB_FIELDS = {
+    "id",
+    "name",
+    "status",
+    "retryCount",
+    "maxRetries",
+    "createdAt",
+    "startedAt",
+    "completedAt",
+    "lastUpdatedAt",
+    "result",
+    "error",
+}
+SENSITIVE_HEADERS = ["Authorization", "Cookie", "Proxy-Authorization", "X-Api-Key"]
+SENSITIVE_QUERY = [
+    "token",
+    "access_token",
+    "refresh_token",
+    "api_key",
+    "apikey",
+    "key",
+    "password",
+    "secret",
+    "signature",
+    "sig",
+    "auth",
+    "X-Amz-Signature",
+]
+
+
+class Order(BaseModel):
+    item: str
+
+
+@pytest.fixture(params=[FastAPI, Starlette], ids=["fastapi", "starlette"])
+def app(request: pytest.FixtureRequest) -> Starlette:
+    """A fresh, empty app: every rule here holds for FastAPI and for plain Starlette."""
+    app_class: type[Starlette] = request.param
+    return app_class()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> JobStore:
+    """A fresh store of each kind (Redis: a real server, a prefix of this test alone)."""
+    if request.param == "memory":
+        return InMemoryJobStore()
+    server = request.getfixturevalue("redis_server")
+    return RedisJobStore(server.url, prefix=request.getfixturevalue("prefix"))
+
+
+def echo_app(app: Starlette, **settings: Any) -> AsyncEndpoints:
+    """``POST /echo`` whose result is everything its handler was given."""
+    endpoints = AsyncEndpoints(app, **settings)
+
+    @endpoints.map_async_post("/echo", name="Echo")
+    async def echo(ctx: AsyncContext) -> dict[str, Any]:
+        return {"headers": ctx.headers.items(), "query": ctx.query_params.multi_items()}
+
+    endpoints.map_job_details("/jobs/{job_id}")
+    return endpoints
+
+
+async def echoed(endpoints: AsyncEndpoints, response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 202, response.text
+    job = await endpoints.wait_for(response.json()["id"], timeout=5)
+    assert job.status is JobStatus.COMPLETED, job.error
+    result: dict[str, Any] = job.result
+    return result
+
+
+# --- query parameters -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [*SENSITIVE_QUERY, "TOKEN", "%74oken", "api%5Fkey", "token+"])
+async def test_token_like_query_params_are_not_captured_by_default(
+    app, http_client_for, name: str
+) -> None:
+    """A credential-like parameter (any case, percent-encoded too) never reaches the job."""
+    endpoints = echo_app(app)
+    async with http_client_for(app) as client:
+        response = await client.post(f"/echo?page=2&{name}=s3cr3t&page=3&{name}=again&q=a%26b")
+        result = await echoed(endpoints, response)
+        stored = await endpoints.get_job(response.json()["id"])
+    assert result["query"] == [["page", "2"], ["page", "3"], ["q", "a&b"]]
+    assert stored.request.query_string == "page=2&page=3&q=a%26b"
+
+
+async def test_sensitive_query_params_replaces_the_default_list(app, http_client_for) -> None:
+    """The setting names the parameters left out; everything else is captured."""
+    endpoints = echo_app(app, sensitive_query_params=["OTP"])
+    async with http_client_for(app) as client:
+        result = await echoed(endpoints, await client.post("/echo?otp=1&token=t&a=b"))
+    assert result["query"] == [["token", "t"], ["a", "b"]]
+
+
+async def test_an_empty_sensitive_query_params_captures_every_parameter(
+    app, http_client_for
+) -> None:
+    """Opting out on purpose: with no sensitive names the query string is kept whole."""
+    endpoints = echo_app(app, sensitive_query_params=())
+    async with http_client_for(app) as client:
+        result = await echoed(endpoints, await client.post("/echo?token=t&a=b"))
+    assert result["query"] == [["token", "t"], ["a", "b"]]
+
+
+async def test_a_sensitive_header_is_captured_only_when_taken_off_the_deny_list(
+    app, http_client_for
+) -> None:
+    """Allowing Authorization takes both: off sensitive_headers and, if used, allow-listed."""
+    endpoints = echo_app(
+        app, capture_headers=["authorization"], sensitive_headers=["cookie", "x-api-key"]
+    )
+    async with http_client_for(app) as client:
+        response = await client.post(
+            "/echo", headers={"Authorization": "Bearer t", "Cookie": "c=1"}
+        )
+        result = await echoed(endpoints, response)
+    assert result["headers"] == [["authorization", "Bearer t"]]
+
+
+@pytest.mark.parametrize(
+    "setting", ["capture_headers", "sensitive_headers", "sensitive_query_params"]
+)
+def test_a_single_string_for_a_list_of_names_is_a_configuration_error(setting: str) -> None:
+    """``sensitive_headers="authorization"`` would be read letter by letter: refused."""
+    with pytest.raises(ConfigurationError, match=setting):
+        AsyncEndpoints(**{setting: "authorization"})
+
+
+async def test_submit_captures_headers_and_query_by_the_same_rules_as_a_post() -> None:
+    """Programmatic submissions drop sensitive headers and query parameters too."""
+    endpoints = AsyncEndpoints()
+
+    @endpoints.add_handler
+    async def echo(ctx: AsyncContext) -> None: ...
+
+    async with endpoints.running(workers=False):
+        job = await endpoints.submit(
+            "echo",
+            headers={"Authorization": "Bearer t", "X-Trace": "1"},
+            query_string="token=t&page=2",
+        )
+    assert job.request.headers == (("x-trace", "1"),)
+    assert job.request.query_string == "page=2"
+
+
+# --- no secret reaches Redis, its AOF, the logs or a response ---------------------------------
+
+
+async def test_no_secret_reaches_redis_its_aof_the_logs_or_any_response(
+    tmp_path: Path, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Sentinels sent in sensitive headers and query parameters are nowhere to be found."""
+    caplog.set_level(logging.DEBUG)
+    secret = f"s3cr3t-{uuid.uuid4().hex}"
+    visible = f"visible-{uuid.uuid4().hex}"
+    server = start_server("--appendonly", "yes", "--appendfsync", "always", directory=tmp_path)
+    try:
+        answers = await run_jobs_carrying_secrets(server, prefix, secret, visible)
+        redis_dump = await everything_in(server)
+    finally:
+        server.stop()
+    aof, on_disk = files_under(tmp_path, "*.aof"), files_under(tmp_path, "*")
+    # What the server side logged: the library, redis-py, asyncio and the handlers (the test's
+    # own HTTP client logs the URLs it requests, query strings and all).
+    logs = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("httpx"))
+
+    # The checks can see what was captured: the non-sensitive sentinel is everywhere.
+    assert visible.encode() in redis_dump and visible.encode() in aof
+    assert visible in logs and visible in answers
+    assert secret.encode() not in redis_dump
+    assert secret.encode() not in on_disk
+    assert secret not in logs
+    assert secret not in answers
+
+
+def files_under(directory: Path, pattern: str) -> bytes:
+    """The bytes of every file matching ``pattern`` under ``directory``, concatenated."""
+    return b"".join(path.read_bytes() for path in directory.rglob(pattern) if path.is_file())
+
+
+async def run_jobs_carrying_secrets(
+    server: RedisServer, prefix: str, secret: str, visible: str
+) -> str:
+    """Submit and run a succeeding and a failing job whose handlers log all they get;
+    return every HTTP answer (status line, headers, body) as text."""
+    app = FastAPI()
+    endpoints = AsyncEndpoints(app, store=RedisJobStore(server.url, prefix=prefix), max_retries=0)
+    log = logging.getLogger("tests.security.handler")
+
+    @endpoints.map_async_post("/echo/{tenant}", name="Echo")
+    async def echo(ctx: AsyncContext[Order]) -> dict[str, Any]:
+        log.debug("headers %s", ctx.headers.items())
+        log.info("query %s body %s route %s", ctx.query_params, ctx.request, ctx.route_params)
+        return {"headers": ctx.headers.items(), "query": str(ctx.query_params)}
+
+    @endpoints.map_async_post("/explode", name="Explode")
+    async def explode(ctx: AsyncContext) -> None:
+        raise RuntimeError(f"refused {ctx.headers.items()} {ctx.query_params}")
+
+    endpoints.map_job_details("/jobs/{job_id}")
+    headers = {name: f"{secret}-{name}" for name in SENSITIVE_HEADERS} | {"X-Visible": visible}
+    query = "&".join(f"{name}={secret}-{name}" for name in SENSITIVE_QUERY)
+    answers: list[httpx.Response] = []
+    async with (
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+        ) as client,
+        endpoints.running(),
+    ):
+        for path in ("/echo/acme", "/explode"):
+            url = f"{path}?{query}&visible={visible}"
+            submitted = await client.post(url, json={"item": visible}, headers=headers)
+            assert submitted.status_code == 202, submitted.text
+            await endpoints.wait_for(submitted.json()["id"], timeout=10)
+            details = await client.get(submitted.headers["location"], headers=headers)
+            assert details.status_code == 200
+            answers += [submitted, details]
+    assert {answer.json()["status"] for answer in answers[1::2]} == {"Completed", "Failed"}
+    return "\n".join(f"{a.status_code} {a.headers.multi_items()} {a.text}" for a in answers)
+
+
+async def everything_in(server: RedisServer) -> bytes:
+    """Every key and every value of every type Redis holds, concatenated."""
+    client = redis.Redis.from_url(server.url)
+    chunks: list[bytes] = []
+    try:
+        async for key in client.scan_iter(count=1000):
+            kind = (await client.type(key)).decode()
+            if kind == "hash":
+                values = [part for pair in (await client.hgetall(key)).items() for part in pair]
+            elif kind == "zset":
+                values = list(await client.zrange(key, 0, -1))
+            elif kind == "list":
+                values = list(await client.lrange(key, 0, -1))
+            elif kind == "set":
+                values = list(await client.smembers(key))
+            elif kind == "string":
+                values = [await client.get(key) or b""]
+            else:
+                raise AssertionError(f"a {kind} key: teach everything_in to read it")
+            chunks += [key, *values]
+    finally:
+        await client.aclose()
+    return b"\n".join(chunks)
+
+
+# --- owners and the authorize hook ------------------------------------------------------------
+
+API_KEYS = {"key-of-alice": "alice", "key-of-bob": "bob"}
+
+
+async def api_key_principal(request: Request, x_api_key: str | None = Header(None)) -> str:
+    """A FastAPI auth dependency: the API key names the caller, kept on request.state."""
+    principal = API_KEYS.get(x_api_key or "")
+    if principal is None:
+        raise HTTPException(401, "unknown API key")
+    request.state.principal = principal
+    return principal
+
+
+def owned_jobs_app(store: JobStore) -> tuple[FastAPI, AsyncEndpoints]:
+    """The pattern: an auth dependency on every route, its principal as the job's owner,
+    and only the owner may see the job."""
+    app = FastAPI(dependencies=[Depends(api_key_principal)])
+    endpoints = AsyncEndpoints(
+        app,
+        store=store,
+        run_workers=False,
+        owner=lambda request: request.state.principal,
+        authorize=lambda request, job: job.owner == request.state.principal,
+    )
+
+    @endpoints.map_async_post("/orders", name="PlaceOrder")
+    async def place_order(ctx: AsyncContext[Order]) -> None: ...
+
+    endpoints.map_job_details("/jobs/{job_id}")
+    return app, endpoints
+
+
+async def test_a_job_answers_its_owner_and_404s_everyone_else_exactly_like_an_unknown_id(
+    http_client_for, store: JobStore
+) -> None:
+    """Alice sees her job; Bob gets the very 404 an unknown id gets; no key gets 401."""
+    app, endpoints = owned_jobs_app(store)
+    async with http_client_for(app) as client:
+        alice, bob = {"X-Api-Key": "key-of-alice"}, {"X-Api-Key": "key-of-bob"}
+        submitted = await client.post("/orders", json={"item": "tea"}, headers=alice)
+        location = submitted.headers["location"]
+        seen_by_alice = await client.get(location, headers=alice)
+        seen_by_bob = await client.get(location, headers=bob)
+        unknown = await client.get(f"/jobs/{uuid.uuid4()}", headers=bob)
+        anonymous = await client.get(location)
+        job = await endpoints.get_job(submitted.json()["id"])
+    assert seen_by_alice.status_code == 200 and set(seen_by_alice.json()) == JOB_FIELDS
+    assert (seen_by_bob.status_code, seen_by_bob.content) == (404, unknown.content)
+    assert seen_by_bob.headers["content-type"] == unknown.headers["content-type"]
+    assert anonymous.status_code == 401
+    assert job.owner == "alice" and "alice" not in submitted.text + seen_by_alice.text
+
+
+async def test_a_submission_the_auth_dependency_refuses_stores_nothing(
+    http_client_for, store: JobStore
+) -> None:
+    """No key, no job: the dependency answers 401 before anything is queued."""
+    app, endpoints = owned_jobs_app(store)
+    async with http_client_for(app) as client:
+        refused = await client.post("/orders", json={"item": "tea"})
+        assert refused.status_code == 401
+        assert await endpoints.store.count_waiting() == 0
+
+
+async def test_an_owner_hook_that_raises_answers_with_its_exception_and_stores_nothing(
+    http_client_for,
+) -> None:
+    """An HTTPException from the hook is the answer; no job is queued."""
+    app = FastAPI()
+
+    async def owner(request: Request) -> str:
+        raise HTTPException(403, "no principal")
+
+    endpoints = AsyncEndpoints(app, run_workers=False, owner=owner)
+
+    @endpoints.map_async_post("/orders", name="PlaceOrder")
+    async def place_order(ctx: AsyncContext[Order]) -> None: ...
+
+    async with http_client_for(app) as client:
+        refused = await client.post("/orders", json={"item": "tea"})
+        assert refused.status_code == 403
+        assert await endpoints.store.count_waiting() == 0
+
+
+async def test_the_owner_is_asked_after_the_validator_and_never_shown_to_the_handler(
+    app, http_client_for
+) -> None:
+    """A refused body or validator asks no owner; the handler's context has no owner."""
+    asked: list[str] = []
+
+    def owner(request: Request) -> str:
+        asked.append(request.url.path)
+        return "carol"
+
+    endpoints = AsyncEndpoints(app, owner=owner)
+
+    def refuse_coffee(request: Request, body: Order) -> JSONResponse | None:
+        return JSONResponse({"detail": "no coffee"}, 409) if body.item == "coffee" else None
+
+    @endpoints.map_async_post("/orders", name="PlaceOrder", validator=refuse_coffee)
+    async def place_order(ctx: AsyncContext[Order]) -> list[str]:
+        return sorted(name for name in dir(ctx) if not name.startswith("_"))
+
+    async with http_client_for(app) as client:
+        assert (await client.post("/orders", json={"it": "tea"})).status_code == 422
+        assert (await client.post("/orders", json={"item": "coffee"})).status_code == 409
+        accepted = await client.post("/orders", json={"item": "tea"})
+        job = await endpoints.wait_for(accepted.json()["id"], timeout=5)
+    assert asked == ["/orders"] and job.owner == "carol"
+    assert "owner" not in job.result
+
+
+# --- no stack traces, no internals ------------------------------------------------------------
+
+
+async def failed_job_json(http_client_for, store: JobStore, **settings: Any) -> dict[str, Any]:
+    app = FastAPI()
+    endpoints = AsyncEndpoints(app, store=store, max_retries=0, **settings)
+
+    @endpoints.map_async_post("/orders", name="PlaceOrder")
+    async def place_order(ctx: AsyncContext[Order]) -> None:
+        raise LookupError(f"no stock of {ctx.request.item}")
+
+    endpoints.map_job_details("/jobs/{job_id}")
+    async with http_client_for(app) as client:
+        submitted = await client.post("/orders", json={"item": "tea"})
+        await endpoints.wait_for(submitted.json()["id"], timeout=5)
+        details = await client.get(submitted.headers["location"])
+    assert details.status_code == 200
+    job: dict[str, Any] = details.json()
+    return job
+
+
+async def test_a_failed_jobs_json_has_no_stack_trace_by_default(
+    http_client_for, store: JobStore
+) -> None:
+    """The error is exactly {message, type}: no traceback, no file names."""
+    job = await failed_job_json(http_client_for, store)
+    assert job["error"] == {"message": "no stock of tea", "type": "LookupError"}
+    assert "Traceback" not in str(job) and 'File "' not in str(job)
+
+
+async def test_include_tracebacks_shows_the_stack_trace_in_the_job_json(
+    http_client_for, store: JobStore
+) -> None:
+    """Opting in adds the formatted trace as error.traceback."""
+    job = await failed_job_json(http_client_for, store, include_tracebacks=True)
+    assert job["error"]["type"] == "LookupError"
+    assert job["error"]["traceback"].startswith("Traceback")
+    assert "no stock of tea" in job["error"]["traceback"]
+
+
+async def test_the_library_errors_carry_no_stack_trace(http_client_for) -> None:
+    """400, 404, 413, 415, 422 and 503 (queue full) answers: short JSON, no trace."""
+    app = FastAPI()
+    endpoints = echo_app(app, run_workers=False, max_body_size=100, max_queue_size=1)
+
+    @endpoints.map_async_post("/orders", name="PlaceOrder")
+    async def place_order(ctx: AsyncContext[Order]) -> None: ...
+
+    json_type = {"content-type": "application/json"}
+    async with http_client_for(app) as client:
+        answers = [
+            await client.post("/orders", content=b"{", headers=json_type),
+            await client.get(f"/jobs/{uuid.uuid4()}"),
+            await client.post("/orders", content=b"[" * 200, headers=json_type),
+            await client.post("/orders", content=b"{}", headers={"content-type": "text/xml"}),
+            await client.post("/orders", json={"item": 1}),
+            await client.post("/echo"),
+            await client.post("/echo"),
+        ]
+    statuses = [answer.status_code for answer in answers]
+    assert statuses == [400, 404, 413, 415, 422, 202, 503]
+    for answer in answers:
+        assert "Traceback" not in answer.text and 'File "' not in answer.text
+        assert answer.headers["content-type"] == "application/json"
+
+
+async def test_an_unreachable_redis_answers_503_without_naming_the_server(
+    http_client_for, own_redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Submissions and details get a fixed 503 message; the cause goes to the log."""
+    app = FastAPI()
+    echo_app(app, store=RedisJobStore(own_redis_server.url, socket_timeout=0.5), run_workers=False)
+    address = f"127.0.0.1:{own_redis_server.port}"
+    async with http_client_for(app) as client:
+        own_redis_server.stop()
+        answers = [await client.post("/echo"), await client.get(f"/jobs/{uuid.uuid4()}")]
+        for answer in answers:
+            assert answer.status_code == 503 and "retry-after" in answer.headers
+            assert answer.json() == {"detail": "the job store is unavailable; try again later"}
+            assert str(own_redis_server.port) not in answer.text
+        own_redis_server.start()
+    assert address in caplog.text or str(own_redis_server.port) in caplog.text
+
+
+async def test_a_store_refusal_answers_500_with_a_fixed_message_and_logs_the_cause(
+    http_client_for, own_redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis refusing the enqueue (an ACL forbidding scripts): 500, JSON, no details."""
+    admin = redis.Redis.from_url(own_redis_server.url)
+    await admin.acl_setuser(
+        "no-scripts",
+        enabled=True,
+        passwords=["+pw"],
+        keys=["*"],
+        channels=["*"],
+        commands=["+@all", "-evalsha", "-eval", "-script"],
+    )
+    await admin.aclose()
+    url = f"redis://no-scripts:pw@127.0.0.1:{own_redis_server.port}/0"
+    app = FastAPI()
+    echo_app(app, store=RedisJobStore(url), run_workers=False)
+    async with http_client_for(app) as client:
+        refused = await client.post("/echo")
+    admin = redis.Redis.from_url(own_redis_server.url)
+    stored_keys = await admin.dbsize()
+    await admin.aclose()
+    assert stored_keys == 0
+    assert refused.status_code == 500
+    assert refused.json() == {"detail": "the job store failed to carry out the request"}
+    assert "NOPERM" not in refused.text and "no-scripts" not in refused.text
+    assert "could not queue a job" in caplog.text and "no permissions" in caplog.text.lower()
