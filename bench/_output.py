@@ -1,0 +1,61 @@
+"""What a run prints (the tables and the targets) and the JSON file it writes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from . import _report
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def print_and_save(
+    runs: dict[str, Any], meta: dict[str, Any], libraries: list[str], output: Path | None
+) -> Path:
+    """Print the tables and the targets; write everything to ``output`` (or
+    bench/results/bench-<time>.json) and return its path."""
+    plan = meta["plan"]
+    rows = _report.queue_rows(runs)
+    if runs.get("backlog"):
+        rows += _report.backlog_rows(runs["backlog"])
+    print()
+    print(
+        f"async-endpoints vs peers: {meta['cpus']} CPUs, Redis {meta['redis']}, "
+        f"Python {meta['python']}, median of {plan['repeats']} repeat(s)"
+    )
+    print(_report.table(rows, libraries))
+    http = _report.http_summary(runs.get("http", {}))
+    if http:
+        print()
+        print(
+            f"HTTP: one uvicorn process ({meta['http_protocol']}, asyncio loop); load from "
+            f"{meta['http_load']}, {plan['http_connections']} connections, "
+            f"{plan['http_seconds']:g} s per run"
+        )
+        print(_report.http_table(http))
+    if fig := runs.get("inprocess"):
+        print()
+        print(
+            f"in-memory store, producer and pool in one process: drain {fig['drain']:,.0f} "
+            f"jobs/s; pickup p50 {fig['pickup']['p50']:.3f} ms, p99 {fig['pickup']['p99']:.3f}"
+            f" ms; result p50 {fig['result']['p50']:.3f} ms, p99 {fig['result']['p99']:.3f} ms"
+        )
+    goals = _report.targets(rows, http)
+    print()
+    print("targets (issue 5), on this run's medians:")
+    for goal in goals:
+        print(f"  {'met' if goal.met else 'NOT met':8} {goal.name}: {goal.measured}")
+    summary = {
+        "rows": [dataclasses.asdict(row) | {"ratio": row.ratio()} for row in rows],
+        "http": http,
+        "targets": [dataclasses.asdict(goal) for goal in goals],
+    }
+    RESULTS.mkdir(exist_ok=True)
+    path = output or RESULTS / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps({"meta": meta, "summary": summary, "runs": runs}, indent=1))
+    print(f"\nwritten: {path}")
+    return path

@@ -1,0 +1,78 @@
+"""The app served by uvicorn in the HTTP scenario: our async POST endpoint beside a bare
+FastAPI route that answers the same 202 job JSON without storing anything.
+
+    BENCH_STORE=memory|redis BENCH_WORKERS=0|1 uvicorn bench.http_app:app
+
+``BENCH_WORKERS=0`` is an API-only instance (``run_workers=False``): the submit path alone,
+jobs stay queued. ``1`` runs the worker pool embedded in the server process, so each
+job also runs (and settles) there. ``max_queue_size=None`` so that no run is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import UTC, datetime
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore, JobStore
+from async_endpoints_redis import RedisJobStore
+
+app = FastAPI()
+
+
+def _store() -> JobStore:
+    if os.environ.get("BENCH_STORE", "memory") == "redis":
+        return RedisJobStore(os.environ["BENCH_REDIS_URL"], prefix="bench-http")
+    return InMemoryJobStore()
+
+
+endpoints = AsyncEndpoints(
+    app,
+    store=_store(),
+    run_workers=os.environ.get("BENCH_WORKERS", "0") == "1",
+    max_queue_size=None,
+    max_concurrency=100,
+)
+
+
+class DataRequest(BaseModel):
+    data: str
+
+
+@endpoints.map_async_post("/async/process/{tenant}", name="process")
+async def process(ctx: AsyncContext[DataRequest]) -> dict[str, int]:
+    assert ctx.request is not None
+    return {"length": len(ctx.request.data)}
+
+
+endpoints.map_job_details("/jobs/{job_id}")
+
+
+@app.post("/bare/process/{tenant}", status_code=202)
+async def bare(tenant: str, body: DataRequest) -> JSONResponse:
+    """What a hand-written FastAPI route answering 202 with a job JSON costs."""
+    job_id = uuid.uuid4()
+    now = datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    job = {
+        "id": str(job_id),
+        "name": "process",
+        "status": "Queued",
+        "retryCount": 0,
+        "maxRetries": 3,
+        "createdAt": now,
+        "startedAt": None,
+        "completedAt": None,
+        "lastUpdatedAt": now,
+        "result": None,
+        "error": None,
+    }
+    return JSONResponse(job, status_code=202, headers={"Location": f"/jobs/{job_id}"})
+
+
+@app.get("/ready")
+async def ready() -> dict[str, bool]:
+    return {"ready": True}

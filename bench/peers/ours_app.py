@@ -1,0 +1,81 @@
+"""async-endpoints on Redis: the benchmark's job and how it is produced.
+
+Worker process (the library's own CLI)::
+
+    python -m async_endpoints worker ours_app:endpoints --log-level WARNING
+
+The same module is the producer's side: an API-only `AsyncEndpoints` (``run_workers`` is
+False here; the CLI runs the pool whatever it says) submitting with `submit` and taking
+results with `wait_for`. ``max_queue_size=None``: the benchmark queues up to 1,000,000
+jobs, past the default 10,000 limit.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+import _probe
+from pydantic import BaseModel
+
+from async_endpoints import AsyncContext, AsyncEndpoints, JobRequest, NewJob
+from async_endpoints_redis import RedisJobStore
+from async_endpoints_redis._keys import Keys
+from async_endpoints_redis._scripts import Scripts
+
+URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+class Item(BaseModel):
+    i: int
+
+
+endpoints = AsyncEndpoints(
+    store=RedisJobStore(URL, prefix="bench"),
+    max_concurrency=int(os.environ.get("BENCH_CONCURRENCY", "100")),
+    max_queue_size=None,
+    run_workers=False,
+)
+
+
+async def noop(ctx: AsyncContext[Item]) -> float:
+    assert ctx.request is not None
+    return _probe.hit(ctx.request.i)
+
+
+endpoints.add_handler(noop)
+
+
+class Producer:
+    """Submits jobs and waits for results through the public API."""
+
+    async def start(self) -> None:
+        await endpoints.store.start()
+
+    async def stop(self) -> None:
+        await endpoints.store.aclose()
+
+    async def enqueue(self, i: int) -> uuid.UUID:
+        job = await endpoints.submit("noop", {"i": i})
+        return job.id
+
+    async def result(self, handle: uuid.UUID, timeout: float) -> Any:
+        job = await endpoints.wait_for(handle, timeout=timeout)
+        return job.result
+
+    async def enqueue_bulk(self, start: int, count: int) -> None:
+        """Queue jobs fast for the backlog scenario: the store's own enqueue script,
+        pipelined (the same keys and arguments `RedisJobStore.enqueue` sends, built by the
+        store's own code), because one round trip per job would take minutes for 1M."""
+        store: Any = endpoints.store
+        client = store._connection.client
+        chunk = 5000
+        for offset in range(start, start + count, chunk):
+            async with client.pipeline(transaction=False) as pipe:
+                scripts = Scripts(pipe, Keys("bench"), 1000)
+                for i in range(offset, min(offset + chunk, start + count)):
+                    request = JobRequest(body=f'{{"i":{i}}}')
+                    new_job = NewJob(uuid.uuid4(), "noop", 3, request)
+                    await scripts.enqueue(new_job, None)
+                await pipe.execute()
