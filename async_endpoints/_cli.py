@@ -9,10 +9,13 @@ import importlib
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Coroutine, Sequence
+from typing import Any
 
 from ._endpoints import AsyncEndpoints
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, StoreUnavailableError
+from ._store import JobStore
+from ._worker import CANCEL_WAIT
 
 logger = logging.getLogger("async_endpoints.worker")
 
@@ -41,7 +44,9 @@ async def run_worker(endpoints: AsyncEndpoints) -> None:
     """Run the app's own lifespan and the worker pool until SIGTERM or SIGINT.
 
     The first signal stops claiming and lets running handlers finish (up to
-    ``shutdown_grace_period``); a second one cancels them at once.
+    ``shutdown_grace_period``); a second one cancels them at once. A store that cannot be
+    reached at startup is waited for (a worker started during a Redis outage begins once
+    Redis is back), and a signal ends the wait.
     """
     stop = asyncio.Event()
     main = asyncio.current_task()
@@ -56,16 +61,76 @@ async def run_worker(endpoints: AsyncEndpoints) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal)
     settings = endpoints.settings
-    async with endpoints.app_lifespan(), endpoints.running(workers=True):
-        logger.info(
-            "worker started: %d handler(s), max_concurrency=%d, store=%s",
-            len(endpoints.handlers),
-            settings.max_concurrency,
-            type(endpoints.store).__name__,
-        )
-        await stop.wait()
-        logger.info("stopping: no new claims; waiting up to %gs", settings.shutdown_grace_period)
+    async with endpoints.app_lifespan():
+        if await _store_reachable(endpoints.store, stop):
+            async with endpoints.running(workers=True):
+                logger.info(
+                    "worker started: %d handler(s), max_concurrency=%d, store=%s",
+                    len(endpoints.handlers),
+                    settings.max_concurrency,
+                    type(endpoints.store).__name__,
+                )
+                await stop.wait()
+                logger.info(
+                    "stopping: no new claims; waiting up to %gs", settings.shutdown_grace_period
+                )
     logger.info("worker stopped")
+
+
+async def _store_reachable(store: JobStore, stop: asyncio.Event) -> bool:
+    """Start ``store``, trying again with backoff while it is unavailable; False if stopped."""
+    delay = 0.1
+    while not stop.is_set():
+        try:
+            await store.start()
+        except StoreUnavailableError as exc:
+            logger.warning("store unavailable, trying again in %.1f s: %s", delay, exc)
+        else:
+            return True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await stop.wait()
+        delay = min(delay * 2, 2.0)
+    return False
+
+
+def _run(main: Coroutine[Any, Any, None], abandoned: Collection[asyncio.Task[Any]] = ()) -> None:
+    """Like `asyncio.run`, but never held up at exit by a task that ignores cancellation.
+
+    `asyncio.run` cancels the tasks left at the end and waits for them without a limit; a
+    handler that swallows `CancelledError` would keep the process alive after shutdown.
+    Here leftovers get `CANCEL_WAIT` seconds (the ``abandoned`` handlers, which had theirs
+    already, none), then the loop is closed without them.
+    """
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            loop.run_until_complete(main)
+        _cancel_leftovers(loop, abandoned)
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+def _cancel_leftovers(
+    loop: asyncio.AbstractEventLoop, abandoned: Collection[asyncio.Task[Any]]
+) -> None:
+    leftovers = asyncio.all_tasks(loop)
+    for task in leftovers:
+        task.cancel()
+    waited = leftovers - set(abandoned)
+    done: set[asyncio.Task[Any]] = set()
+    if waited:
+        done, _ = loop.run_until_complete(asyncio.wait(waited, timeout=CANCEL_WAIT))
+    for task in done:
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            logger.error("task %s failed while stopping", task.get_name(), exc_info=error)
+    stuck = len(leftovers - done)
+    if stuck:
+        logger.error("exiting with %d task(s) that ignore cancellation", stuck)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,6 +150,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         endpoints = load_endpoints(args.target)
     except (ConfigurationError, ImportError) as exc:
         parser.error(str(exc))
-    with contextlib.suppress(asyncio.CancelledError):
-        asyncio.run(run_worker(endpoints))
+    _run(run_worker(endpoints), endpoints.pool.attempts.abandoned)
     return 0

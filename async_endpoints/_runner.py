@@ -15,6 +15,8 @@ from ._worker import AttemptRunner
 
 logger = logging.getLogger("async_endpoints")
 
+_MAX_BACKOFF = 1.0  # the longest pause between claims while the store is unreachable
+
 
 class WorkerPool:
     """Claims jobs up to ``max_concurrency`` free slots and runs them.
@@ -64,18 +66,25 @@ class WorkerPool:
         await self.stop()
 
     async def stop(self) -> None:
-        """Stop claiming, give running attempts the grace period, then cancel them."""
+        """Stop claiming, give running attempts the grace period, then cancel them.
+
+        Bounded even if the caller is cancelled meanwhile (a second signal): whatever still
+        runs is cancelled, and an attempt gives up on a handler that ignores cancellation
+        after `CANCEL_WAIT` seconds, so shutdown ends soon after the grace period.
+        """
         self._stopping.set()
         dispatcher, others = self._background[:1], self._background[1:]
-        await _cancel_and_wait(dispatcher)
-        tasks = [task for _, task in self._running.values()]
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_period)
-            if pending:
-                logger.warning("%d job(s) outlived the shutdown grace period", len(pending))
-                await _cancel_and_wait(list(pending))
-        await _cancel_and_wait(others)
-        self._background = []
+        try:
+            await _cancel_and_wait(dispatcher)
+            tasks = [task for _, task in self._running.values()]
+            if tasks:
+                _, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_period)
+                if pending:
+                    logger.warning("%d job(s) outlived the shutdown grace period", len(pending))
+        finally:
+            await _cancel_and_wait([task for _, task in self._running.values()])
+            await _cancel_and_wait(others)
+            self._background = []
 
     async def drain(self) -> int:
         """Run jobs until none is due and none is running; return how many attempts ran.
@@ -118,14 +127,36 @@ class WorkerPool:
             self._slot_freed.clear()
             await self._slot_freed.wait()
             return
-        claims = await self.store.claim(free, lease=self.settings.claim_timeout)
+        claims = await self._claim(free)
         for claim in claims:
             self._start(claim)
         if not claims:
             await self.store.wait_for_work(self.settings.polling_interval)
 
+    async def _claim(self, limit: int) -> list[Claim]:
+        """Claim up to ``limit`` jobs; a claim call cut short by shutdown still delivers.
+
+        Cancelled mid-call, it waits for the store's reply and starts the jobs it got
+        (they then run under the grace period), instead of stranding them claimed but
+        never started until their lease expires and recovery counts a lost attempt.
+        """
+        call = asyncio.ensure_future(self.store.claim(limit, lease=self.settings.claim_timeout))
+        try:
+            return await asyncio.shield(call)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                for claim in await call:
+                    self._start(claim)
+            raise
+
     def _backoff(self, failures: int) -> float:
-        return float(min(self.settings.polling_interval, 0.05 * 2 ** min(failures, 8)))
+        """Seconds to pause claiming after ``failures`` failures in a row.
+
+        Capped at `_MAX_BACKOFF` (and ``polling_interval``): claiming resumes within about
+        a second of the store coming back, however long the outage was.
+        """
+        cap = min(self.settings.polling_interval, _MAX_BACKOFF)
+        return float(min(cap, 0.05 * 2 ** min(failures, 8)))
 
     def _start(self, claim: Claim) -> None:
         task: asyncio.Task[object] = asyncio.create_task(self.attempts.run(claim))

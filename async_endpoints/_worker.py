@@ -1,12 +1,20 @@
-"""One job attempt: run the claimed job's handler, then settle the outcome in the store."""
+"""One job attempt: run the claimed job's handler, then settle the outcome in the store.
+
+The handler runs in a task of its own, so the attempt ends on time whatever the handler
+does: at ``job_timeout`` (or when the attempt itself is cancelled) the handler is
+cancelled, and one that ignores cancellation for `CANCEL_WAIT` seconds is abandoned (and
+cancelled again every `CANCEL_WAIT` seconds until it ends). ``SystemExit`` and
+``KeyboardInterrupt`` raised by a handler fail the attempt like any other exception:
+asyncio would otherwise let them escape the task and stop the whole event loop.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import traceback
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import StoreUnavailableError
@@ -16,6 +24,17 @@ from ._retry import RetryPolicy
 from ._store import Claim, JobStore
 
 logger = logging.getLogger("async_endpoints")
+
+#: Seconds a cancelled handler may take to unwind before the attempt gives up on it.
+CANCEL_WAIT = 1.0
+
+
+class _HandlerExit(Exception):
+    """Carries a ``SystemExit`` or ``KeyboardInterrupt`` a handler raised, as a failure."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(original)
+        self.original = original
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +57,8 @@ class AttemptRunner:
     #: How long to keep retrying a settlement while the store is unreachable (the lease
     #: length: past it the job is recovered elsewhere and this outcome would be refused).
     settle_patience: float = 30.0
+    #: Handlers that ignored cancellation and still run, kept referenced until they end.
+    abandoned: set[asyncio.Task[Any]] = field(default_factory=set, compare=False)
 
     async def run(self, claim: Claim) -> Job | None:
         """Run one attempt of ``claim`` and settle it; None when the claim was lost meanwhile.
@@ -66,7 +87,11 @@ class AttemptRunner:
                 delay = min(delay * 2, 1.0)
 
     async def attempt(self, job: Job) -> Outcome:
-        """Run the handler once, turning every failure into an `Outcome` with an error."""
+        """Run the handler once, turning every failure into an `Outcome` with an error.
+
+        Cancelling the attempt cancels the handler and waits for it at most `CANCEL_WAIT`
+        seconds before re-raising, so a shutdown is never held up by a stubborn handler.
+        """
         handler = self.handlers.get(job.name)
         if handler is None:
             return Outcome(
@@ -74,16 +99,53 @@ class AttemptRunner:
             )
         try:
             context = handler.context(job)
-            async with asyncio.timeout(self.job_timeout):
-                value = await handler.function(context)
-            return Outcome(result=handler.dump_result(value))
-        except TimeoutError as exc:
-            if isinstance(exc.__cause__, asyncio.CancelledError):
-                message = f"the attempt ran longer than job_timeout ({self.job_timeout:g} s)"
-                return Outcome(error=JobError(message, "JobTimeout"))
-            return Outcome(error=self._error(exc))
         except Exception as exc:
             return Outcome(error=self._error(exc))
+        task = asyncio.create_task(
+            _call(handler.function, context), name=f"async-endpoints-job-{job.id}"
+        )
+        try:
+            await asyncio.wait({task}, timeout=self.job_timeout)
+        except asyncio.CancelledError:
+            await self._stop(task, job)
+            raise
+        if not task.done():
+            await self._stop(task, job)
+            message = f"the attempt ran longer than job_timeout ({self.job_timeout:g} s)"
+            return Outcome(error=JobError(message, "JobTimeout"))
+        return self._outcome(task, handler.dump_result)
+
+    def _outcome(self, task: asyncio.Task[Any], dump: Callable[[Any], Any]) -> Outcome:
+        try:
+            return Outcome(result=dump(task.result()))
+        except asyncio.CancelledError:
+            # The handler cancelled itself (or let an inner cancellation out); the attempt
+            # was not cancelled, so this is the handler's failure.
+            return Outcome(error=JobError("the handler was cancelled", "CancelledError"))
+        except _HandlerExit as exc:
+            return Outcome(error=self._error(exc.original))
+        except Exception as exc:
+            return Outcome(error=self._error(exc))
+
+    async def _stop(self, task: asyncio.Task[Any], job: Job) -> None:
+        """Cancel the handler; abandon it if it is still running `CANCEL_WAIT` s later."""
+        task.cancel()
+        await asyncio.wait({task}, timeout=CANCEL_WAIT)
+        if task.done():
+            _consume(task)
+            return
+        logger.error(
+            "job %s (%s): the handler ignores cancellation; abandoning it (it may still run)",
+            job.id,
+            job.name,
+        )
+        self.abandoned.add(task)
+        task.add_done_callback(self._forget)
+        task.get_loop().call_later(CANCEL_WAIT, _cancel_again, task)
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        self.abandoned.discard(task)
+        _consume(task)
 
     async def settle(self, claim: Claim, outcome: Outcome) -> Job | None:
         """Record the outcome; a lost claim (token mismatch) is logged and ignored."""
@@ -110,3 +172,22 @@ class AttemptRunner:
         trace = "".join(traceback.format_exception(exc)) if self.include_tracebacks else None
         message = str(exc) or type(exc).__name__
         return JobError(message, type(exc).__name__, trace)
+
+
+async def _call(function: Callable[[Any], Awaitable[Any]], context: Any) -> Any:
+    try:
+        return await function(context)
+    except (SystemExit, KeyboardInterrupt) as exc:
+        raise _HandlerExit(exc) from exc
+
+
+def _cancel_again(task: asyncio.Task[Any]) -> None:
+    if not task.done():
+        task.cancel()
+        task.get_loop().call_later(CANCEL_WAIT, _cancel_again, task)
+
+
+def _consume(task: asyncio.Task[Any]) -> None:
+    """Retrieve a finished task's exception, so asyncio does not report it as unhandled."""
+    if not task.cancelled():
+        task.exception()

@@ -1,17 +1,23 @@
 """The app of the multi-process tests: real uvicorn and worker processes on one Redis.
 
 Configured by environment variables: ``REDIS_URL``, ``AE_PREFIX``, ``RUN_WORKERS`` (0/1),
-``CLAIM_TIMEOUT``, ``RECOVERY_INTERVAL``, ``MAX_CONCURRENCY``. Every handler run is
-recorded in Redis (``runs:<job id>`` counts executions, ``pids:<job id>`` lists the
-process ids that ran it), so tests can check "each job ran exactly once" and who ran it.
+``CLAIM_TIMEOUT``, ``RECOVERY_INTERVAL``, ``MAX_CONCURRENCY``, ``GRACE_PERIOD``,
+``MAX_RETRIES``, ``JOB_TIMEOUT``, and ``STORE_URL`` (the job store's Redis, default
+``REDIS_URL``: the fault tests route it through a breakable proxy while the records below
+keep going straight to Redis). Every handler run is recorded in Redis (``runs:<job id>``
+counts executions, ``pids:<job id>`` lists the process ids that ran it, ``starts`` lists
+``"<pid> <unix time> <job id>"`` per run), so tests can check "each job ran exactly
+once", who ran it and when.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Literal
 
 import redis.asyncio as redis
 from fastapi import FastAPI
@@ -37,7 +43,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 app = FastAPI(lifespan=lifespan)
 endpoints = AsyncEndpoints(
     app,
-    store=RedisJobStore(REDIS_URL, prefix=PREFIX),
+    store=RedisJobStore(os.environ.get("STORE_URL", REDIS_URL), prefix=PREFIX),
     run_workers=os.environ.get("RUN_WORKERS", "1") == "1",
     claim_timeout=float(os.environ.get("CLAIM_TIMEOUT", "30")),
     recovery_interval=float(os.environ.get("RECOVERY_INTERVAL", "5")),
@@ -45,6 +51,8 @@ endpoints = AsyncEndpoints(
     max_queue_size=None,
     retry_base_delay=0.1,
     shutdown_grace_period=float(os.environ.get("GRACE_PERIOD", "30")),
+    max_retries=int(os.environ.get("MAX_RETRIES", "3")),
+    job_timeout=float(os.environ.get("JOB_TIMEOUT", "1800")),
 )
 
 
@@ -53,6 +61,7 @@ async def record_run(ctx: AsyncContext[object]) -> None:
     async with records.pipeline(transaction=False) as pipe:
         pipe.incr(f"{PREFIX}-test:runs:{ctx.job_id}")
         pipe.rpush(f"{PREFIX}-test:pids:{ctx.job_id}", PID)
+        pipe.rpush(f"{PREFIX}-test:starts", f"{PID} {time.time():.3f} {ctx.job_id}")
         await pipe.execute()
 
 
@@ -73,6 +82,64 @@ async def slow(ctx: AsyncContext[SlowRequest]) -> int:
     if ctx.retry_count == 0:
         await asyncio.sleep(ctx.request.seconds)
     return PID
+
+
+class WorkRequest(BaseModel):
+    seconds: float = 0.0
+
+
+def attempt_result(ctx: AsyncContext[object]) -> dict[str, int]:
+    """Who produced a result: tests check that a job keeps the result of its last attempt."""
+    return {"pid": PID, "attempt": ctx.retry_count}
+
+
+@endpoints.map_async_post("/work", name="Work")
+async def work(ctx: AsyncContext[WorkRequest]) -> dict[str, int]:
+    """Sleeps on every attempt; the result names the process and the attempt."""
+    await record_run(ctx)
+    await asyncio.sleep(ctx.request.seconds)
+    return attempt_result(ctx)
+
+
+@endpoints.map_async_post("/block", name="Block")
+async def block(ctx: AsyncContext[SlowRequest]) -> dict[str, int]:
+    """Blocks the whole event loop (``time.sleep``) on its first attempt only."""
+    await record_run(ctx)
+    if ctx.retry_count == 0:
+        time.sleep(ctx.request.seconds)  # noqa: ASYNC251 - blocking the loop is the point
+    return attempt_result(ctx)
+
+
+@endpoints.map_async_post("/stubborn", name="Stubborn")
+async def stubborn(ctx: AsyncContext[SlowRequest]) -> dict[str, int]:
+    """On its first attempt, runs ``seconds`` swallowing every cancellation; then records
+    ``ended:<job id>`` (its pid), so a test can tell it kept going."""
+    await record_run(ctx)
+    if ctx.retry_count == 0:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + ctx.request.seconds
+        while loop.time() < end:
+            try:
+                await asyncio.sleep(0.05)
+            except asyncio.CancelledError:
+                continue
+        assert records is not None
+        await records.rpush(f"{PREFIX}-test:ended:{ctx.job_id}", PID)
+    return attempt_result(ctx)
+
+
+class ExitRequest(BaseModel):
+    kind: Literal["SystemExit", "KeyboardInterrupt"]
+    attempts: int = 1
+
+
+@endpoints.map_async_post("/exit", name="Exit")
+async def exit_(ctx: AsyncContext[ExitRequest]) -> dict[str, int]:
+    """Raises ``SystemExit`` or ``KeyboardInterrupt`` on its first ``attempts`` attempts."""
+    await record_run(ctx)
+    if ctx.retry_count < ctx.request.attempts:
+        raise SystemExit(3) if ctx.request.kind == "SystemExit" else KeyboardInterrupt
+    return attempt_result(ctx)
 
 
 endpoints.map_job_details("/jobs/{job_id}")
