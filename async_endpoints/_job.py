@@ -186,3 +186,13 @@ def parse_job_id(value: object) -> uuid.UUID | None:
         return uuid.UUID(value)
     except ValueError:
         return None
+
+
+def is_same_submission(job: Job, new_job: NewJob) -> bool:
+    """Whether ``job`` is what storing ``new_job`` produced (a resent enqueue, not a clash)."""
+    return (
+        job.id == new_job.id
+        and job.name == new_job.name
+        and job.max_retries == new_job.max_retries
+        and job.request == new_job.request
+    )

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ._errors import DuplicateJobError, QueueFullError
-from ._job import Job, JobError, JobStatus, NewJob
+from ._job import Job, JobError, JobStatus, NewJob, is_same_submission
 from ._store import Claim
 
 CLAIM_EXPIRED = JobError(
@@ -73,7 +73,10 @@ class InMemoryJobStore:
 
     async def enqueue(self, new_job: NewJob, *, max_waiting: int | None = None) -> Job:
         """Store a new Queued job; see `JobStore.enqueue`."""
-        if new_job.id in self._jobs:
+        existing = self._jobs.get(new_job.id)
+        if existing is not None:
+            if is_same_submission(existing, new_job):
+                return existing
             raise DuplicateJobError(f"a job with id {new_job.id} exists already")
         if max_waiting is not None and self._count_waiting() >= max_waiting:
             raise QueueFullError(f"{max_waiting} jobs are waiting already")

@@ -50,7 +50,9 @@ class JobStore(Protocol):
 
         Atomic: either the job is stored and claimable, or nothing changed. When
         ``max_waiting`` is given and that many jobs are Queued or Scheduled already, raises
-        `QueueFullError`. A job with the same id raises `DuplicateJobError`.
+        `QueueFullError`. Another job with the same id raises `DuplicateJobError`; the
+        same job again (same id, name, retries and request: an enqueue resent after
+        its reply was lost) is idempotent and returns the stored job unchanged.
         """
         ...
 

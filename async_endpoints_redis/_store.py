@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from async_endpoints._errors import ConfigurationError, DuplicateJobError, QueueFullError
-from async_endpoints._job import Job, JobError, NewJob
+from async_endpoints._job import Job, JobError, NewJob, is_same_submission
 from async_endpoints._store import Claim
 
 from ._client import AnyRedis, client_options
@@ -112,12 +112,18 @@ class RedisJobStore:
 
         Raises:
             QueueFullError: ``max_waiting`` jobs are Queued or Scheduled already.
-            DuplicateJobError: A job with this id exists.
+            DuplicateJobError: Another job with this id exists (the same job stored by a
+                resent command whose first reply was lost is returned instead).
             StoreUnavailableError: Redis cannot be reached.
         """
         created_ms = await self._run("enqueue", lambda s: s.enqueue(new_job, max_waiting))
         if created_ms == -1:
-            raise DuplicateJobError(f"a job with id {new_job.id} exists already")
+            # redis-py resends a command whose reply was lost; when the first send stored
+            # this very job, the resend finds it: that is success, not a duplicate.
+            existing = await self.get(new_job.id)
+            if existing is None or not is_same_submission(existing, new_job):
+                raise DuplicateJobError(f"a job with id {new_job.id} exists already")
+            return existing
         if created_ms == -2:
             raise QueueFullError(f"{max_waiting} jobs are waiting", retry_after=RETRY_AFTER)
         self._notifications.wake()

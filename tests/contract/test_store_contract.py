@@ -62,6 +62,15 @@ async def test_enqueue_refuses_a_duplicate_id_and_keeps_the_original(kit: StoreK
     assert await kit.store.count_waiting() == 1
 
 
+async def test_enqueue_of_the_very_same_job_again_is_idempotent(kit: StoreKit) -> None:
+    """A resent enqueue (its first reply was lost) returns the stored job, queued once."""
+    spec = new_job(body='{"a": 1}', route_params={"t": "x"})
+    first = await kit.store.enqueue(spec)
+    assert await kit.store.enqueue(spec) == first
+    assert await kit.store.count_waiting() == 1
+    assert len(await kit.store.claim(5, lease=kit.lease)) == 1
+
+
 async def test_enqueue_refuses_when_max_waiting_jobs_wait(kit: StoreKit) -> None:
     """With max_waiting jobs waiting, enqueue raises QueueFullError and stores nothing."""
     for _ in range(2):

@@ -84,13 +84,6 @@ async def test_a_worker_cut_off_from_redis_has_its_jobs_rerun_elsewhere_and_over
         assert runs[job_id] == [isolated.pid, rescuer.pid]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in async_endpoints_redis (outside this suite's files): redis-py retries an "
-    "enqueue whose reply was lost, the retry finds the job the first try stored, and "
-    "RedisJobStore.enqueue raises DuplicateJobError: the client gets a 500 for a job that "
-    "was stored and will run (and will likely submit it again)",
-)
 async def test_a_submission_whose_reply_from_redis_is_lost_is_answered_202_or_503(
     env: dict[str, str], procs: list[Proc], proxy: TcpProxy, tmp_path: Path
 ) -> None:
