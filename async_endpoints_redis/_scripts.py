@@ -25,7 +25,16 @@ if TYPE_CHECKING:
     from ._client import AnyRedis
     from ._keys import Keys
 
-_NAMES = ("enqueue", "claim", "renew", "complete", "fail", "recover", "count_waiting", "next_due")
+_NAMES = (
+    "enqueue",
+    "claim",
+    "renew",
+    "complete_many",
+    "fail",
+    "recover",
+    "count_waiting",
+    "next_due",
+)
 _PROMOTE_BATCH = 200  # due Scheduled jobs moved to the queue per claim
 _SKIP_BUDGET = 1000  # bad ids a claim may drop on top of the jobs it claims
 
@@ -89,13 +98,14 @@ class Scripts:
         )
         return lost
 
-    async def complete(self, claim: Claim, result_json: str) -> list[Reply] | None:
-        """The completed job's hash, or None when the claim is lost."""
-        k, job_id = self._keys, claim.job.id
-        args: list[str | int] = [str(job_id), claim.token, result_json, self._retention_ms]
-        args.append(k.done_channel)
-        job: list[Reply] | None = await self._call("complete", [k.job(job_id), k.active], args)
-        return job
+    async def complete_many(self, completions: Sequence[tuple[Claim, str]]) -> list[int]:
+        """Per (claim, result JSON): the completion time in ms, or -1 when the claim is lost."""
+        k = self._keys
+        args: list[str | int] = [self._retention_ms, k.done_channel]
+        for claim, result_json in completions:
+            args += [str(claim.job.id), claim.token, result_json]
+        replies: list[int] = await self._call("complete_many", [k.active, k.job_prefix], args)
+        return replies
 
     async def fail(self, claim: Claim, error_json: str, delay_ms: int | None) -> list[Reply] | None:
         """The job's hash after the failed attempt, or None when the claim is lost."""

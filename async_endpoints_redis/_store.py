@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from async_endpoints._errors import ConfigurationError, DuplicateJobError, QueueFullError
-from async_endpoints._job import Job, JobError, NewJob, is_same_submission
+from async_endpoints._job import Job, JobError, JobStatus, NewJob, is_same_submission
 from async_endpoints._store import Claim
 
+from ._batch import Batcher
 from ._client import AnyRedis, client_options
-from ._codec import decode_job, dump_json, pairs, queued_job, text
+from ._codec import decode_job, dump_json, from_ms, pairs, queued_job, text
 from ._connection import Connection
 from ._errors import RETRY_AFTER
 from ._keys import Keys
@@ -90,6 +92,7 @@ class RedisJobStore:
             retention_ms=_ms(retention),
         )
         self._notifications = self._connection.notifications
+        self._completions: Batcher[tuple[Claim, str], int] = Batcher(self._complete_many)
         self._claim_generation = 0
 
     async def start(self) -> None:
@@ -163,8 +166,22 @@ class RedisJobStore:
     async def complete(self, claim: Claim, result: Any) -> Job | None:
         """Mark the claimed job Completed with ``result``; None when the claim is lost."""
         result_json = dump_json(result)
-        reply = await self._run("complete", lambda s: s.complete(claim, result_json))
-        return self._settled(claim.job.id, reply)
+        completed_ms = await self._completions.submit((claim, result_json))
+        if completed_ms < 0:
+            return None
+        self._notifications.settled(str(claim.job.id))
+        moment = from_ms(str(completed_ms))
+        return claim.job.replace(
+            status=JobStatus.COMPLETED,
+            completed_at=moment,
+            last_updated_at=moment,
+            result=json.loads(result_json),
+            error=None,
+        )
+
+    async def _complete_many(self, completions: Sequence[tuple[Claim, str]]) -> list[int]:
+        # Completions made in one event-loop turn share one script call (see `_batch`).
+        return await self._run("complete", lambda s: s.complete_many(completions))
 
     async def fail(self, claim: Claim, error: JobError, *, retry_in: float | None) -> Job | None:
         """Record a failed attempt: retried in ``retry_in`` seconds while retries are left,

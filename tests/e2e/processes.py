@@ -65,6 +65,9 @@ def start_api(env: dict[str, str], log_dir: Path, name: str = "api") -> Proc:
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", "tests.apps.redis_app:app"]
     command += ["--host", HOST, "--port", str(port), "--log-level", "warning"]
+    # Longer than httpx's 5 s keep-alive expiry, so the server never closes a connection
+    # the client is about to reuse (a race that surfaces as a ReadError on a busy machine).
+    command += ["--timeout-keep-alive", "30"]
     proc = _spawn(command, env, log_dir / f"{name}.log", port)
     deadline = time.monotonic() + 30
     while True:

@@ -346,3 +346,34 @@ async def test_the_store_works_against_a_redis_cluster(redis_cluster: Any, prefi
     finally:
         await worker.aclose()
         await api.aclose()
+
+
+async def test_completions_made_in_one_loop_turn_share_one_round_trip(
+    store: RedisJobStore, raw_redis: Redis
+) -> None:
+    """Fifty handlers finishing together settle in one script call, each with its result."""
+    for _ in range(51):
+        await store.enqueue(new_job())
+    warm_up, *claims = await store.claim(51, lease=30)
+    await store.complete(warm_up, None)  # the server may first answer NOSCRIPT and load it
+    before = (await raw_redis.info("commandstats"))["cmdstat_evalsha"]["calls"]
+    done = await asyncio.gather(*(store.complete(c, {"n": i}) for i, c in enumerate(claims)))
+    after = (await raw_redis.info("commandstats"))["cmdstat_evalsha"]["calls"]
+    assert after - before == 1
+    assert [job.result for job in done] == [{"n": i} for i in range(50)]
+    assert [(await store.get(c.job.id)).status for c in claims] == [JobStatus.COMPLETED] * 50
+
+
+async def test_a_lost_claim_in_a_batch_of_completions_changes_only_that_job(
+    store: RedisJobStore,
+) -> None:
+    """Batched completions are checked one by one: a stale token is refused, others land."""
+    for _ in range(3):
+        await store.enqueue(new_job())
+    first, second, third = await store.claim(3, lease=30)
+    await store.complete(second, "settled before")
+    results = await asyncio.gather(
+        store.complete(first, 1), store.complete(second, 2), store.complete(third, 3)
+    )
+    assert [None if job is None else job.result for job in results] == [1, None, 3]
+    assert (await store.get(second.job.id)).result == "settled before"

@@ -1,0 +1,65 @@
+"""Coalescing calls made in one event-loop turn into one Redis round trip.
+
+A worker running many short handlers settles many of them in the same turn of the event
+loop; sending each settlement as its own script call makes redis-py's per-call overhead
+the bottleneck. `Batcher` queues the items submitted during a turn and hands them to one
+flush at the end of it, then gives every caller its own reply (or the shared error).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item")
+Reply = TypeVar("Reply")
+
+
+class Batcher(Generic[Item, Reply]):
+    """Collects items during one loop turn and flushes them together.
+
+    Args:
+        flush: Sends a batch and returns one reply per item, in order.
+        max_batch: The most items one flush carries; more start another flush.
+    """
+
+    def __init__(
+        self, flush: Callable[[Sequence[Item]], Awaitable[Sequence[Reply]]], max_batch: int = 500
+    ) -> None:
+        self._flush = flush
+        self._max_batch = max_batch
+        self._pending: list[tuple[Item, asyncio.Future[Reply]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(self, item: Item) -> Reply:
+        """Queue ``item`` for this turn's flush and wait for its reply."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Reply] = loop.create_future()
+        self._pending.append((item, future))
+        if len(self._pending) == 1:
+            loop.call_soon(self._start_flush)
+        elif len(self._pending) >= self._max_batch:
+            self._start_flush()
+        return await future
+
+    def _start_flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._send(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, batch: list[tuple[Item, asyncio.Future[Reply]]]) -> None:
+        try:
+            replies = await self._flush([item for item, _ in batch])
+        except BaseException as exc:  # every caller gets the failure, none waits forever
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, future), reply in zip(batch, replies, strict=True):
+            if not future.done():
+                future.set_result(reply)

@@ -1,0 +1,32 @@
+-- complete_many: claimed jobs succeeded; each becomes Completed with its result. One call
+-- settles every completion a worker process made in the same event-loop turn.
+--
+-- KEYS[1]  the active ZSET           KEYS[2]  the job key prefix ("{p}:job:")
+-- ARGV[1]  retention of terminal jobs (ms)
+-- ARGV[2]  the done channel
+-- ARGV[3], ARGV[4], ARGV[5], ...  triples of job id, claim token, result JSON
+--
+-- Returns: per triple, in order, the completion time (ms), or -1 when that claim is lost
+-- (that job is left unchanged).
+
+local now = now_ms()
+local stamp = ms(now)
+local retention = tonumber(ARGV[1])
+local replies = {}
+for i = 3, #ARGV, 3 do
+  local id = ARGV[i]
+  local key = KEYS[2] .. id
+  if owns(key, ARGV[i + 1]) then
+    -- The terminal transition of _lib's settle(), with the result folded into its writes.
+    redis.call('HSET', key, 'status', 'Completed', 'result', ARGV[i + 2],
+      'completed_at', stamp, 'last_updated_at', stamp)
+    redis.call('HDEL', key, 'token', 'run_at', 'error')
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('PEXPIRE', key, retention)
+    redis.call('PUBLISH', ARGV[2], id)
+    replies[#replies + 1] = now
+  else
+    replies[#replies + 1] = -1
+  end
+end
+return replies
