@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -12,7 +13,7 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 
 from ._capture import capture_headers, capture_query
-from ._errors import ConfigurationError, UnknownJobNameError
+from ._errors import ConfigurationError, StoreUnavailableError, UnknownJobNameError
 from ._handlers import Handler, HandlerFunction, Validator
 from ._http import job_details_endpoint, submit_endpoint
 from ._job import Job, JobRequest, NewJob, parse_job_id
@@ -25,6 +26,7 @@ from ._store import JobStore
 from ._worker import AttemptRunner
 
 F = TypeVar("F", bound=HandlerFunction)
+logger = logging.getLogger("async_endpoints")
 _PLACEHOLDER_ID = "00000000-0000-0000-0000-00000000cafe"
 
 
@@ -56,7 +58,12 @@ class AsyncEndpoints:
         s = self.settings
         policy = RetryPolicy(s.max_retries, s.retry_base_delay, s.retry_max_delay, s.retry_jitter)
         attempts = AttemptRunner(
-            self.store, self.handlers, policy, s.job_timeout, s.include_tracebacks
+            self.store,
+            self.handlers,
+            policy,
+            s.job_timeout,
+            s.include_tracebacks,
+            settle_patience=s.claim_timeout,
         )
         self.pool = WorkerPool(self.store, attempts, s)
         if app is not None:
@@ -223,7 +230,12 @@ class AsyncEndpoints:
 
         On exit the pool stops claiming and drains within ``shutdown_grace_period``.
         """
-        await self.store.start()
+        try:
+            await self.store.start()
+        except StoreUnavailableError as exc:
+            # The app still starts: requests answer 503 until the store is reachable, and
+            # the store connects by itself on first use; the pool keeps retrying.
+            logger.warning("job store unavailable at startup, carrying on: %s", exc)
         try:
             if workers if workers is not None else self.settings.run_workers:
                 async with self.pool:

@@ -85,6 +85,9 @@ class WorkerPool:
             await _cancel_and_wait([task for _, task in self._running.values()])
             await _cancel_and_wait(others)
             self._background = []
+            settling = set(self.attempts.settling)
+            if settling:  # results being recorded must land before the store is closed
+                await asyncio.wait(settling, timeout=self.settings.claim_timeout)
 
     async def drain(self) -> int:
         """Run jobs until none is due and none is running; return how many attempts ran.

@@ -57,6 +57,8 @@ class AttemptRunner:
     #: How long to keep retrying a settlement while the store is unreachable (the lease
     #: length: past it the job is recovered elsewhere and this outcome would be refused).
     settle_patience: float = 30.0
+    #: Settlements under way; shielded from cancellation, so shutdown waits for them.
+    settling: set[asyncio.Future[Job | None]] = field(default_factory=set, compare=False)
     #: Handlers that ignored cancellation and still run, kept referenced until they end.
     abandoned: set[asyncio.Task[Any]] = field(default_factory=set, compare=False)
 
@@ -67,7 +69,10 @@ class AttemptRunner:
         settling: the job is left to stale-claim recovery.
         """
         outcome = await self.attempt(claim.job)
-        return await asyncio.shield(self._settle_patiently(claim, outcome))
+        settling = asyncio.ensure_future(self._settle_patiently(claim, outcome))
+        self.settling.add(settling)
+        settling.add_done_callback(self.settling.discard)
+        return await asyncio.shield(settling)
 
     async def _settle_patiently(self, claim: Claim, outcome: Outcome) -> Job | None:
         loop = asyncio.get_running_loop()

@@ -12,6 +12,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from async_endpoints._errors import JobStoreError
+
 Item = TypeVar("Item")
 Reply = TypeVar("Reply")
 
@@ -53,6 +55,8 @@ class Batcher(Generic[Item, Reply]):
     async def _send(self, batch: list[tuple[Item, asyncio.Future[Reply]]]) -> None:
         try:
             replies = await self._flush([item for item, _ in batch])
+            if len(replies) != len(batch):
+                raise JobStoreError(f"{len(replies)} replies for a batch of {len(batch)}")
         except BaseException as exc:  # every caller gets the failure, none waits forever
             for _, future in batch:
                 if not future.done():
@@ -60,6 +64,6 @@ class Batcher(Generic[Item, Reply]):
             if not isinstance(exc, Exception):
                 raise
             return
-        for (_, future), reply in zip(batch, replies, strict=True):
+        for (_, future), reply in zip(batch, replies, strict=False):
             if not future.done():
                 future.set_result(reply)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ._keys import Keys
 
 _NAMES = (
-    "enqueue",
+    "enqueue_many",
     "claim",
     "renew",
     "complete_many",
@@ -67,15 +67,17 @@ class Scripts:
         fields: dict[Reply, Reply] = await self._client.hgetall(self._keys.job(job_id))
         return fields
 
-    async def enqueue(self, new_job: NewJob, max_waiting: int | None) -> int:
-        """Created-at ms, or -1 (duplicate id) or -2 (queue full)."""
+    async def enqueue_many(self, jobs: Sequence[tuple[NewJob, int | None]]) -> list[int]:
+        """Per (job, max waiting): created-at ms, or -1 (duplicate id) or -2 (queue full)."""
         k = self._keys
-        limit = -1 if max_waiting is None else max_waiting
-        args: list[str | int] = [str(new_job.id), new_job.name, new_job.max_retries]
-        args += [encode_request(new_job.request), limit, k.wake_channel]
-        keys = [k.job(new_job.id), k.queue, k.scheduled]
-        created_ms: int = await self._call("enqueue", keys, args)
-        return created_ms
+        args: list[str | int] = [k.wake_channel]
+        for new_job, max_waiting in jobs:
+            limit = -1 if max_waiting is None else max_waiting
+            args += [str(new_job.id), new_job.name, new_job.max_retries]
+            args += [encode_request(new_job.request), limit]
+        keys = [k.queue, k.scheduled, k.job_prefix]
+        replies: list[int] = await self._call("enqueue_many", keys, args)
+        return replies
 
     async def claim(self, limit: int, lease_ms: int) -> list[list[Any]]:
         """``[id, [field, value, ...]]`` per claimed job."""

@@ -93,6 +93,7 @@ class RedisJobStore:
         )
         self._notifications = self._connection.notifications
         self._completions: Batcher[tuple[Claim, str], int] = Batcher(self._complete_many)
+        self._submissions: Batcher[tuple[NewJob, int | None], int] = Batcher(self._enqueue_many)
         self._claim_generation = 0
 
     async def start(self) -> None:
@@ -111,7 +112,8 @@ class RedisJobStore:
         await self._connection.aclose()
 
     async def enqueue(self, new_job: NewJob, *, max_waiting: int | None = None) -> Job:
-        """Store ``new_job`` as Queued and wake idle workers everywhere; one round trip.
+        """Store ``new_job`` as Queued and wake idle workers everywhere; one round trip,
+        shared by the submissions this process makes in the same event-loop turn.
 
         Raises:
             QueueFullError: ``max_waiting`` jobs are Queued or Scheduled already.
@@ -119,7 +121,7 @@ class RedisJobStore:
                 resent command whose first reply was lost is returned instead).
             StoreUnavailableError: Redis cannot be reached.
         """
-        created_ms = await self._run("enqueue", lambda s: s.enqueue(new_job, max_waiting))
+        created_ms = await self._submissions.submit((new_job, max_waiting))
         if created_ms == -1:
             # redis-py resends a command whose reply was lost; when the first send stored
             # this very job, the resend finds it: that is success, not a duplicate.
@@ -178,6 +180,10 @@ class RedisJobStore:
             result=json.loads(result_json),
             error=None,
         )
+
+    async def _enqueue_many(self, jobs: Sequence[tuple[NewJob, int | None]]) -> list[int]:
+        # Submissions made in one event-loop turn share one script call (see `_batch`).
+        return await self._run("enqueue", lambda s: s.enqueue_many(jobs))
 
     async def _complete_many(self, completions: Sequence[tuple[Claim, str]]) -> list[int]:
         # Completions made in one event-loop turn share one script call (see `_batch`).

@@ -10,6 +10,7 @@ from async_endpoints import (
     AsyncEndpoints,
     InMemoryJobStore,
     JobStatus,
+    JobStoreError,
     StoreUnavailableError,
 )
 from async_endpoints.testing import ManualClock
@@ -198,3 +199,41 @@ async def test_the_pool_outlives_store_failures_while_idle_and_while_claiming() 
         later = await engine.submit("noop")
         assert (await engine.wait_for(later.id, timeout=10)).result == "ran"
     assert store.wait_failures == 0
+
+
+class SlowToSettleStore(InMemoryJobStore):
+    """Completions take a while, and nothing works once the store is closed (as with Redis)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+        self.settling = asyncio.Event()
+
+    async def complete(self, claim: Any, result: Any) -> Any:
+        self.settling.set()
+        await asyncio.sleep(0.3)
+        if self.closed:
+            raise JobStoreError("the store is closed")
+        return await super().complete(claim, result)
+
+    async def aclose(self) -> None:
+        self.closed = True
+        await super().aclose()
+
+
+async def test_shutdown_waits_for_results_being_recorded_before_closing_the_store() -> None:
+    """A result whose settlement outlives the grace period still lands before the store closes."""
+    store = SlowToSettleStore()
+    engine = engine_with(store=store, shutdown_grace_period=0.01)
+
+    async def quick(ctx: AsyncContext[None]) -> str:
+        return "kept"
+
+    engine.add_handler(quick)
+    async with engine.running():
+        job = await engine.submit("quick")
+        async with asyncio.timeout(5):
+            await store.settling.wait()
+    assert store.closed
+    done = store._jobs[job.id]  # read past close: the record as the settlement left it
+    assert done.status is JobStatus.COMPLETED and done.result == "kept"
