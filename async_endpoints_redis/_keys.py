@@ -7,6 +7,8 @@ live in one slot and every script runs on one node::
     {prefix}:queue         LIST   ids of Queued jobs, oldest at the head
     {prefix}:scheduled     ZSET   ids of Scheduled jobs, scored by due time (ms, server clock)
     {prefix}:active        ZSET   ids of InProgress jobs, scored by lease deadline (ms)
+    {prefix}:claim:<base>  LIST   ids one claim call took (expires with the lease), so that
+                                  a resent claim returns them instead of stranding them
     {prefix}:wake          channel  a job became claimable (payload: its id)
     {prefix}:done          channel  a job became terminal (payload: its id)
 
@@ -61,6 +63,10 @@ class Keys:
     def scheduled(self) -> str:
         """The ZSET of Scheduled job ids by due time."""
         return f"{self.tag}:scheduled"
+
+    def claim_memo(self, token_base: str) -> str:
+        """The LIST of ids one claim call took, kept for a lease so a resend finds them."""
+        return f"{self.tag}:claim:{token_base}"
 
     @property
     def active(self) -> str:

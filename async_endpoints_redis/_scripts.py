@@ -10,7 +10,6 @@ failed-over server that forgot the scripts is handled transparently.
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections.abc import Sequence
 from importlib import resources
@@ -79,15 +78,14 @@ class Scripts:
         replies: list[int] = await self._call("enqueue_many", keys, args)
         return replies
 
-    async def claim(self, limit: int, lease_ms: int) -> list[list[Any]]:
-        """``[id, [field, value, ...]]`` per claimed job."""
+    async def claim(self, limit: int, lease_ms: int, token_base: str) -> list[list[Any]]:
+        """``[id, [field, value, ...]]`` per claimed job; the same claims again when a call
+        with this ``token_base`` already ran (its reply was lost)."""
         k = self._keys
-        token_base = secrets.token_hex(8)  # claim n of this call gets "<base>.<n>"
         args: list[str | int] = [limit, lease_ms, token_base, _PROMOTE_BATCH]
         args.append(limit + _SKIP_BUDGET)
-        claimed: list[list[Any]] = await self._call(
-            "claim", [k.queue, k.scheduled, k.active, k.job_prefix], args
-        )
+        keys = [k.queue, k.scheduled, k.active, k.job_prefix, k.claim_memo(token_base)]
+        claimed: list[list[Any]] = await self._call("claim", keys, args)
         return claimed
 
     async def renew(self, claims: Sequence[Claim], lease_ms: int) -> list[Reply]:

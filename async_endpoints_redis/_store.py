@@ -12,11 +12,17 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from async_endpoints._errors import ConfigurationError, DuplicateJobError, QueueFullError
+from async_endpoints._errors import (
+    ConfigurationError,
+    DuplicateJobError,
+    QueueFullError,
+    StoreUnavailableError,
+)
 from async_endpoints._job import Job, JobError, JobStatus, NewJob, is_same_submission
 from async_endpoints._store import Claim
 
@@ -93,6 +99,7 @@ class RedisJobStore:
         )
         self._notifications = self._connection.notifications
         self._completions: Batcher[tuple[Claim, str], int] = Batcher(self._complete_many)
+        self._unanswered_claim: str | None = None
         self._submissions: Batcher[tuple[NewJob, int | None], int] = Batcher(self._enqueue_many)
         self._claim_generation = 0
 
@@ -148,7 +155,14 @@ class RedisJobStore:
         self._claim_generation = self._notifications.generation
         if limit <= 0:
             return []
-        reply = await self._run("claim", lambda s: s.claim(limit, _ms(lease)))
+        # A call that went unanswered may have run: the next one resends its token base, so
+        # the script hands back what it claimed rather than leaving it stranded.
+        token_base, self._unanswered_claim = self._unanswered_claim or secrets.token_hex(8), None
+        try:
+            reply = await self._run("claim", lambda s: s.claim(limit, _ms(lease), token_base))
+        except StoreUnavailableError:
+            self._unanswered_claim = token_base
+            raise
         claims = []
         for raw_id, flat in reply:
             fields = pairs(flat)

@@ -7,11 +7,31 @@
 -- ARGV[3]  a random token base; claim n gets the token "<base>.<n>"
 -- ARGV[4]  the most due Scheduled jobs moved per call
 -- ARGV[5]  the most ids popped per call (bounds the work spent skipping bad ids)
+-- KEYS[5]  this call's memo (LIST of the ids it claimed), named after ARGV[3]
+--
+-- A call is safe to resend: when its reply was lost (redis-py resends once, and the store
+-- reuses the token base of a call that went unanswered), the memo holds what the first
+-- send claimed, and those claims are returned again instead of claiming more jobs and
+-- stranding the first ones until their lease runs out.
 --
 -- Returns: an array of {id, {field, value, ...}} for the claimed jobs (their whole hash).
 -- Ids whose hash is missing, not a hash, not Queued or lacking numeric counters are
 -- dropped from the queue and never stall it.
 -- (retry_count may be absent: it is 0 until the first retry.)
+
+local remembered = redis.call('LRANGE', KEYS[5], 0, -1)
+if #remembered > 0 then
+  local again = {}
+  local prefix = ARGV[3] .. '.'
+  for _, id in ipairs(remembered) do
+    local key = KEYS[4] .. id
+    local token = redis.pcall('HGET', key, 'token')
+    if type(token) == 'string' and string.sub(token, 1, #prefix) == prefix then
+      again[#again + 1] = {id, redis.call('HGETALL', key)}
+    end
+  end
+  return again
+end
 
 local now = now_ms()
 
@@ -53,6 +73,10 @@ for n = 1, tonumber(ARGV[5]) do
     redis.call('HDEL', key, 'run_at')
     redis.call('ZADD', KEYS[3], deadline, id)
     claimed[#claimed + 1] = {id, redis.call('HGETALL', key)}
+    redis.call('RPUSH', KEYS[5], id)
   end
+end
+if #claimed > 0 then
+  redis.call('PEXPIRE', KEYS[5], tonumber(ARGV[2]))
 end
 return claimed

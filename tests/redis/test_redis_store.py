@@ -377,3 +377,19 @@ async def test_a_lost_claim_in_a_batch_of_completions_changes_only_that_job(
     )
     assert [None if job is None else job.result for job in results] == [1, None, 3]
     assert (await store.get(second.job.id)).result == "settled before"
+
+
+async def test_a_claim_resent_after_its_reply_was_lost_returns_the_same_claims(
+    store: RedisJobStore,
+) -> None:
+    """The resend of a claim call that ran hands back its jobs instead of stranding them."""
+    ids = [(await store.enqueue(new_job())).id for _ in range(3)]
+    store._unanswered_claim = "lost-reply"  # as after a call that failed unanswered
+    first = await store.claim(2, lease=30)
+    store._unanswered_claim = "lost-reply"  # its reply was lost too: the next call resends
+    again = await store.claim(2, lease=30)
+    assert [c.job.id for c in first] == ids[:2]
+    assert [(c.job.id, c.token) for c in again] == [(c.job.id, c.token) for c in first]
+    (third,) = await store.claim(5, lease=30)
+    assert third.job.id == ids[2]
+    assert None not in [await store.complete(c, None) for c in first]
