@@ -63,7 +63,9 @@ class AsyncEndpoints:
             policy,
             s.job_timeout,
             s.include_tracebacks,
-            settle_patience=s.claim_timeout,
+            # Past the lease a result is refused, but the store may be back before recovery
+            # ran: keep trying at least as long as the lease, and no less than 30 s.
+            settle_patience=max(s.claim_timeout, 30.0),
         )
         self.pool = WorkerPool(self.store, attempts, s)
         if app is not None:
