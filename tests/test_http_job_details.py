@@ -13,20 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from async_endpoints import AsyncContext, AsyncEndpoints, Job, JobStatus
-
-JOB_FIELDS = {
-    "id",
-    "name",
-    "status",
-    "retryCount",
-    "maxRetries",
-    "createdAt",
-    "startedAt",
-    "completedAt",
-    "lastUpdatedAt",
-    "result",
-    "error",
-}
+from tests.wire import JOB_FIELDS
 
 
 class Order(BaseModel):

@@ -16,20 +16,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount
 
 from async_endpoints import AsyncContext, AsyncEndpoints, Job, JobStatus
+from tests.wire import JOB_FIELDS
 
-JOB_FIELDS = {
-    "id",
-    "name",
-    "status",
-    "retryCount",
-    "maxRetries",
-    "createdAt",
-    "startedAt",
-    "completedAt",
-    "lastUpdatedAt",
-    "result",
-    "error",
-}
 SENSITIVE = ("authorization", "cookie", "proxy-authorization", "x-api-key")
 
 

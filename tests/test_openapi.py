@@ -12,20 +12,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from async_endpoints import AsyncContext, AsyncEndpoints
-
-JOB_FIELDS = {
-    "id",
-    "name",
-    "status",
-    "retryCount",
-    "maxRetries",
-    "createdAt",
-    "startedAt",
-    "completedAt",
-    "lastUpdatedAt",
-    "result",
-    "error",
-}
+from tests.wire import JOB_FIELDS
 
 
 class Address(BaseModel):

@@ -28,20 +28,8 @@ from async_endpoints import (
 )
 from async_endpoints_redis import RedisJobStore
 from tests.redis_servers import RedisServer, start_server
+from tests.wire import JOB_FIELDS
 
-JOB_FIELDS = {
-    "id",
-    "name",
-    "status",
-    "retryCount",
-    "maxRetries",
-    "createdAt",
-    "startedAt",
-    "completedAt",
-    "lastUpdatedAt",
-    "result",
-    "error",
-}
 SENSITIVE_HEADERS = ["Authorization", "Cookie", "Proxy-Authorization", "X-Api-Key"]
 SENSITIVE_QUERY = [
     "token",
