@@ -104,6 +104,21 @@ class NewJob:
     max_retries: int
     request: JobRequest = field(default_factory=JobRequest)
 
+    def queued(self, created_at: datetime) -> Job:
+        """The job a store holds right after storing this one at ``created_at``."""
+        return Job(
+            id=self.id,
+            name=self.name,
+            status=JobStatus.QUEUED,
+            retry_count=0,
+            max_retries=self.max_retries,
+            created_at=created_at,
+            started_at=None,
+            completed_at=None,
+            last_updated_at=created_at,
+            request=self.request,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Job:

@@ -81,18 +81,7 @@ class InMemoryJobStore:
         if max_waiting is not None and self._count_waiting() >= max_waiting:
             raise QueueFullError(f"{max_waiting} jobs are waiting already")
         _, moment = self._now()
-        job = Job(
-            id=new_job.id,
-            name=new_job.name,
-            status=JobStatus.QUEUED,
-            retry_count=0,
-            max_retries=new_job.max_retries,
-            created_at=moment,
-            started_at=None,
-            completed_at=None,
-            last_updated_at=moment,
-            request=new_job.request,
-        )
+        job = new_job.queued(moment)
         self._jobs[job.id] = job
         self._ready.append(job.id)
         self._work.set()

@@ -130,16 +130,4 @@ def decode_job(job_id: uuid.UUID, fields: Mapping[Reply, Reply]) -> Job:
 
 def queued_job(new_job: NewJob, created_ms: int) -> Job:
     """The job `enqueue` stored, rebuilt without reading it back."""
-    created_at = datetime.fromtimestamp(created_ms / 1000, UTC)
-    return Job(
-        id=new_job.id,
-        name=new_job.name,
-        status=JobStatus.QUEUED,
-        retry_count=0,
-        max_retries=new_job.max_retries,
-        created_at=created_at,
-        started_at=None,
-        completed_at=None,
-        last_updated_at=created_at,
-        request=new_job.request,
-    )
+    return new_job.queued(datetime.fromtimestamp(created_ms / 1000, UTC))
