@@ -9,6 +9,8 @@ from asgi_lifespan import LifespanManager
 
 from tests import redis_servers
 
+pytest_plugins = ["tests.apps_and_stores"]
+
 # ---------------------------------------------------------------------------------------
 # HTTP fixtures: an in-process client for an app whose lifespan is running.
 # Used by test_http_submit, test_http_job_details, test_lifespan, test_openapi and

@@ -18,14 +18,12 @@ from starlette.applications import Starlette
 from async_endpoints import (
     AsyncContext,
     AsyncEndpoints,
-    InMemoryJobStore,
     JobRequest,
     JobStatus,
     JobStore,
     JobValidationError,
     NewJob,
 )
-from async_endpoints_redis import RedisJobStore
 
 JSON = {"content-type": "application/json"}
 ALLOWED_ITEMS = {"tea", "coffee"}
@@ -47,22 +45,6 @@ class CatalogueOrder(BaseModel):
         if item not in ALLOWED_ITEMS:
             raise ValueError(f"{item!r} is not in the catalogue")
         return item
-
-
-@pytest.fixture(params=[FastAPI, Starlette], ids=["fastapi", "starlette"])
-def app(request: pytest.FixtureRequest) -> Starlette:
-    """A fresh, empty app: every rule here holds for FastAPI and for plain Starlette."""
-    app_class: type[Starlette] = request.param
-    return app_class()
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest) -> JobStore:
-    """A fresh store of each kind (Redis: a real server, a prefix of this test alone)."""
-    if request.param == "memory":
-        return InMemoryJobStore()
-    server = request.getfixturevalue("redis_server")
-    return RedisJobStore(server.url, prefix=request.getfixturevalue("prefix"))
 
 
 def order_app(app: Starlette, **settings: Any) -> AsyncEndpoints:

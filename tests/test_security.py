@@ -22,7 +22,6 @@ from async_endpoints import (
     AsyncContext,
     AsyncEndpoints,
     ConfigurationError,
-    InMemoryJobStore,
     JobStatus,
     JobStore,
 )
@@ -49,22 +48,6 @@ SENSITIVE_QUERY = [
 
 class Order(BaseModel):
     item: str
-
-
-@pytest.fixture(params=[FastAPI, Starlette], ids=["fastapi", "starlette"])
-def app(request: pytest.FixtureRequest) -> Starlette:
-    """A fresh, empty app: every rule here holds for FastAPI and for plain Starlette."""
-    app_class: type[Starlette] = request.param
-    return app_class()
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest) -> JobStore:
-    """A fresh store of each kind (Redis: a real server, a prefix of this test alone)."""
-    if request.param == "memory":
-        return InMemoryJobStore()
-    server = request.getfixturevalue("redis_server")
-    return RedisJobStore(server.url, prefix=request.getfixturevalue("prefix"))
 
 
 def echo_app(app: Starlette, **settings: Any) -> AsyncEndpoints:
