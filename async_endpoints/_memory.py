@@ -159,8 +159,13 @@ class InMemoryJobStore:
         """Queued plus Scheduled jobs; see `JobStore.count_waiting`."""
         return self._count_waiting()
 
-    async def wait_for_work(self, timeout: float) -> None:
-        """Wait for a submission or the next due retry; see `JobStore.wait_for_work`."""
+    async def wait_for_work(
+        self, timeout: float, *, take: int = 0, lease: float = 0.0
+    ) -> list[Claim]:
+        """Wait for a submission or the next due retry; see `JobStore.wait_for_work`.
+
+        Never hands jobs over (a claim here costs no round trip): always returns [].
+        """
         if self._scheduled:
             timeout = max(0.0, min(timeout, self._scheduled[0][0] - self._clock()))
         try:
@@ -168,6 +173,7 @@ class InMemoryJobStore:
                 await self._work.wait()
         except TimeoutError:
             pass
+        return []
 
     async def wait_until_terminal(self, job_id: uuid.UUID, timeout: float) -> Job | None:
         """The job once terminal; see `JobStore.wait_until_terminal`."""

@@ -16,6 +16,7 @@ from ._worker import AttemptRunner
 logger = logging.getLogger("async_endpoints")
 
 _MAX_BACKOFF = 1.0  # the longest pause between claims while the store is unreachable
+_YIELDS_AFTER_HAND_OVER = 6  # event-loop turns given to handed-over jobs before claiming
 
 
 class WorkerPool:
@@ -32,6 +33,7 @@ class WorkerPool:
         self.settings = settings
         self._running: dict[str, tuple[Claim, asyncio.Task[object]]] = {}
         self._slot_freed = asyncio.Event()
+        self._idle = asyncio.Event()
         self._stopping = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
 
@@ -42,6 +44,7 @@ class WorkerPool:
 
     async def __aenter__(self) -> WorkerPool:
         self._slot_freed = asyncio.Event()
+        self._idle = asyncio.Event()
         self._stopping = asyncio.Event()
         settings = self.settings
         self._background = [
@@ -131,10 +134,38 @@ class WorkerPool:
             await self._slot_freed.wait()
             return
         claims = await self._claim(free)
+        if not claims and self._running:
+            await self._wait_while_busy()
+        elif not claims:
+            # An idle pool lets the store hand new jobs straight over (one trip fewer per
+            # job). A busy one does not: a handler blocking the loop must not hold jobs.
+            claims = await self.store.wait_for_work(
+                self.settings.polling_interval, take=free, lease=self.settings.claim_timeout
+            )
+            for claim in claims:
+                self._start(claim)
+            if claims:
+                # Let the handlers start (and short ones settle) before the next claim's
+                # own work: the claim is off every latency path, they are on it.
+                for _ in range(_YIELDS_AFTER_HAND_OVER):
+                    await asyncio.sleep(0)
+            return
         for claim in claims:
             self._start(claim)
-        if not claims:
-            await self.store.wait_for_work(self.settings.polling_interval)
+
+    async def _wait_while_busy(self) -> None:
+        """Wait for work, or for the last running attempt to end (the pool then waits
+        again as an idle one, which may be handed jobs)."""
+        self._idle.clear()
+        waits = {
+            asyncio.ensure_future(self.store.wait_for_work(self.settings.polling_interval)),
+            asyncio.ensure_future(self._idle.wait()),
+        }
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     async def _claim(self, limit: int) -> list[Claim]:
         """Claim up to ``limit`` jobs; a claim call cut short by shutdown still delivers.
@@ -169,6 +200,8 @@ class WorkerPool:
     def _finished(self, claim: Claim, task: asyncio.Task[object]) -> None:
         self._running.pop(claim.token, None)
         self._slot_freed.set()
+        if not self._running:
+            self._idle.set()
         if not task.cancelled() and task.exception() is not None:
             logger.error("job %s: settling failed", claim.job.id, exc_info=task.exception())
 

@@ -113,11 +113,19 @@ class JobStore(Protocol):
         """How many jobs are ``Queued`` or ``Scheduled`` now."""
         ...
 
-    async def wait_for_work(self, timeout: float) -> None:
+    async def wait_for_work(
+        self, timeout: float, *, take: int = 0, lease: float = 0.0
+    ) -> list[Claim]:
         """Return when work may be claimable, or after ``timeout`` seconds at the latest.
 
         Returns at once if a job was enqueued since the last `claim` began, and no later
         than when the earliest Scheduled job becomes due. Spurious wake-ups are allowed.
+
+        With ``take`` > 0 a store may hand jobs over directly: up to ``take`` jobs enqueued
+        while the caller waits are claimed for it (``lease`` seconds) and returned, and the
+        caller must start every one. Jobs handed over but not returned (the call was
+        cancelled, say) go back to the head of the queue no later than the caller's next
+        `claim` or `aclose`, uncounted. Stores that do not hand over return [].
         """
         ...
 

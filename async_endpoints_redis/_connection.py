@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
@@ -23,6 +23,9 @@ from ._errors import mapped_errors
 from ._health import warn_about_risky_config
 from ._keys import Keys
 from ._notify import Notifications
+
+if TYPE_CHECKING:
+    from async_endpoints._job import Job
 from ._scripts import Scripts
 
 T = TypeVar("T")
@@ -40,6 +43,9 @@ class Connection:
         deadline: Seconds an operation may take before Redis counts as unavailable.
         keys: The store's key and channel names.
         retention_ms: How long terminal jobs are kept.
+        inbox: The name of this store's inbox channel (jobs handed to its idle worker).
+        decode: Builds the terminal job a done message carries.
+        on_handed_over: Receives each message on the inbox channel.
     """
 
     def __init__(
@@ -52,6 +58,9 @@ class Connection:
         deadline: float,
         keys: Keys,
         retention_ms: int,
+        inbox: str,
+        decode: Callable[[str, bytes | str], Job | None],
+        on_handed_over: Callable[[bytes | str], None],
     ) -> None:
         self._url = url
         self._client = client
@@ -68,6 +77,9 @@ class Connection:
             self._open_pubsub,
             wake_channel=keys.wake_channel,
             done_channel=keys.done_channel,
+            inbox_channel=keys.inbox_channel(inbox),
+            decode=decode,
+            on_handed_over=on_handed_over,
             reply_timeout=deadline,
         )
 

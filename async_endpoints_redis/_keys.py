@@ -9,8 +9,13 @@ live in one slot and every script runs on one node::
     {prefix}:active        ZSET   ids of InProgress jobs, scored by lease deadline (ms)
     {prefix}:claim:<base>  LIST   ids one claim call took (expires with the lease), so that
                                   a resent claim returns them instead of stranding them
-    {prefix}:wake          channel  a job became claimable (payload: its id)
-    {prefix}:done          channel  a job became terminal (payload: its id)
+    {prefix}:offers        HASH   idle workers' offers: inbox -> "<token base> <slots left>
+                                  <lease ms> <expires at ms>" (see lua/offer.lua)
+    {prefix}:idle          LIST   inboxes with an offer, in turn order
+    {prefix}:given:<base>  LIST   ids handed to one offer (expires with the lease)
+    {prefix}:wake          channel  a job became claimable (empty payload)
+    {prefix}:done          channel  a job became terminal (its id, then its hash as JSON)
+    {prefix}:inbox:<name>  channel  jobs handed to one idle worker (id, then hash as JSON)
 
 The ready queue is a LIST rather than a ZSET: pushing and popping are O(1) whatever the
 backlog, and an entry costs a few bytes in a listpack instead of a skiplist node and a
@@ -72,6 +77,30 @@ class Keys:
     def active(self) -> str:
         """The ZSET of claimed job ids by lease deadline."""
         return f"{self.tag}:active"
+
+    @property
+    def offers(self) -> str:
+        """The HASH of idle workers' offers, by inbox."""
+        return f"{self.tag}:offers"
+
+    @property
+    def idle(self) -> str:
+        """The LIST of inboxes with an open offer, in turn order."""
+        return f"{self.tag}:idle"
+
+    @property
+    def given_prefix(self) -> str:
+        """What the key of an offer's given-list starts with (its token base follows)."""
+        return f"{self.tag}:given:"
+
+    @property
+    def inbox_prefix(self) -> str:
+        """What an inbox channel's name starts with (the inbox name follows)."""
+        return f"{self.tag}:inbox:"
+
+    def inbox_channel(self, inbox: str) -> str:
+        """The channel on which jobs are handed to the worker with this inbox."""
+        return f"{self.inbox_prefix}{inbox}"
 
     @property
     def wake_channel(self) -> str:

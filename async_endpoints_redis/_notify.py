@@ -1,7 +1,10 @@
-"""The store's one pub/sub subscription: wakes idle workers and settlement waiters.
+"""The store's one pub/sub subscription: wake-ups, settlements and jobs handed over.
 
-A background task holds a subscription to the wake and done channels and reconnects by
-itself, with backoff, after an outage. Messages published while it was disconnected are
+A background task holds a subscription to the wake and done channels and to the store's
+own inbox channel, and reconnects by itself, with backoff, after an outage. A done
+message carries the job's id, then (unless large) its terminal hash as JSON, which
+settles waiters without a read; an inbox message is a job handed to this store's idle
+worker, passed to the store as is. Messages published while it was disconnected are
 lost, so every (re)connection counts as a wake-up and makes every settlement waiter look
 at its job again. A connection that stays silent is pinged; one that does not answer is
 dropped and replaced, so a half-open TCP connection cannot hide wake-ups for long.
@@ -13,9 +16,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio.client import PubSub
+
+from async_endpoints._job import Job
 
 from ._codec import text
 
@@ -24,6 +30,20 @@ logger = logging.getLogger("async_endpoints_redis")
 _MIN_BACKOFF = 0.05
 _MAX_BACKOFF = 2.0
 _PING_AFTER = 5.0  # seconds of silence before the connection is pinged
+_ID_LENGTH = 36  # a job id's text form, which starts every done message
+
+
+@dataclass(eq=False)
+class Watch:
+    """One waiter's view of a job's settlement.
+
+    Attributes:
+        event: Set when the job may have settled (or the subscription reconnected).
+        job: The terminal job, when the settlement carried it.
+    """
+
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    job: Job | None = None
 
 
 class Notifications:
@@ -35,15 +55,21 @@ class Notifications:
         *,
         wake_channel: str,
         done_channel: str,
+        inbox_channel: str,
+        decode: Callable[[str, bytes | str], Job | None],
+        on_handed_over: Callable[[bytes | str], None],
         reply_timeout: float,
     ) -> None:
         self._open = open_pubsub
         self._wake_channel = wake_channel
         self._done_channel = done_channel
+        self._inbox_channel = inbox_channel
+        self._decode = decode
+        self._on_handed_over = on_handed_over
         self._reply_timeout = reply_timeout
         self._generation = 0
         self._wake = asyncio.Event()
-        self._watchers: dict[str, set[asyncio.Event]] = {}
+        self._watchers: dict[str, set[Watch]] = {}
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._went_live = False
@@ -70,22 +96,24 @@ class Notifications:
         self._wake.set()
         self._wake = asyncio.Event()
 
-    def settled(self, job_id: str) -> None:
-        """Release the waiters of this job."""
-        for event in self._watchers.get(job_id, ()):
-            event.set()
+    def settled(self, job_id: str, job: Job | None = None) -> None:
+        """Release the waiters of this job, handing them the terminal ``job`` if known."""
+        for watch in self._watchers.get(job_id, ()):
+            if job is not None:
+                watch.job = job
+            watch.event.set()
 
     @contextlib.contextmanager
-    def watching(self, job_id: str) -> Iterator[asyncio.Event]:
-        """An event set when the job may have settled, registered for the block."""
-        event = asyncio.Event()
-        self._watchers.setdefault(job_id, set()).add(event)
+    def watching(self, job_id: str) -> Iterator[Watch]:
+        """A watch released when the job may have settled, registered for the block."""
+        watch = Watch()
+        self._watchers.setdefault(job_id, set()).add(watch)
         try:
-            yield event
+            yield watch
         finally:
-            events = self._watchers[job_id]
-            events.discard(event)
-            if not events:
+            watches = self._watchers[job_id]
+            watches.discard(watch)
+            if not watches:
                 del self._watchers[job_id]
 
     async def wait_live(self, timeout: float) -> bool:
@@ -111,9 +139,9 @@ class Notifications:
 
     def _release_all(self) -> None:
         self.wake()
-        for events in self._watchers.values():
-            for event in events:
-                event.set()
+        for watches in self._watchers.values():
+            for watch in watches:
+                watch.event.set()
 
     async def _run(self) -> None:
         backoff = _MIN_BACKOFF
@@ -130,8 +158,8 @@ class Notifications:
     async def _listen(self) -> None:
         pubsub = await self._open()
         try:
-            await pubsub.subscribe(self._wake_channel, self._done_channel)
-            for _ in range(2):
+            await pubsub.subscribe(self._wake_channel, self._done_channel, self._inbox_channel)
+            for _ in range(3):
                 await self._next_message(pubsub, self._reply_timeout, "subscribe")
             self._connected.set()
             self._went_live = True
@@ -160,10 +188,16 @@ class Notifications:
         if message["type"] != "message":
             return
         channel = text(message["channel"])
+        data: bytes | str = message["data"]
         if channel == self._wake_channel:
             self.wake()
         elif channel == self._done_channel:
-            self.settled(text(message["data"]))
+            job_id = text(data[:_ID_LENGTH])
+            if job_id in self._watchers:  # decoded only when someone waits for it
+                job = self._decode(job_id, data) if len(data) > _ID_LENGTH else None
+                self.settled(job_id, job)
+        elif channel == self._inbox_channel:
+            self._on_handed_over(data)
 
 
 def _raise_if_cancelling() -> None:

@@ -32,7 +32,8 @@ _NAMES = (
     "fail",
     "recover",
     "count_waiting",
-    "next_due",
+    "offer",
+    "withdraw",
 )
 _PROMOTE_BATCH = 200  # due Scheduled jobs moved to the queue per claim
 _SKIP_BUDGET = 1000  # bad ids a claim may drop on top of the jobs it claims
@@ -66,27 +67,59 @@ class Scripts:
         fields: dict[Reply, Reply] = await self._client.hgetall(self._keys.job(job_id))
         return fields
 
-    async def enqueue_many(self, jobs: Sequence[tuple[NewJob, int | None]]) -> list[int]:
-        """Per (job, max waiting): created-at ms, or -1 (duplicate id) or -2 (queue full)."""
+    async def enqueue_many(
+        self, jobs: Sequence[tuple[NewJob, int | None]]
+    ) -> tuple[list[int], int]:
+        """Per (job, max waiting): created-at ms, or -1 (duplicate id) or -2 (queue full);
+        and how many were Queued rather than handed to an idle worker."""
         k = self._keys
-        args: list[str | int] = [k.wake_channel]
+        args: list[str | int] = [k.wake_channel, k.inbox_prefix]
         for new_job, max_waiting in jobs:
             limit = -1 if max_waiting is None else max_waiting
             args += [str(new_job.id), new_job.name, new_job.max_retries]
             args += [encode_request(new_job.request), limit]
-        keys = [k.queue, k.scheduled, k.job_prefix]
-        replies: list[int] = await self._call("enqueue_many", keys, args)
-        return replies
+        keys = [k.queue, k.scheduled, k.job_prefix, k.active, k.offers, k.idle, k.given_prefix]
+        replies, queued = await self._call("enqueue_many", keys, args)
+        return replies, queued
 
-    async def claim(self, limit: int, lease_ms: int, token_base: str) -> list[list[Any]]:
+    async def claim(
+        self, limit: int, lease_ms: int, token_base: str, inbox: str, started: Sequence[str]
+    ) -> list[list[Any]]:
         """``[id, [field, value, ...]]`` per claimed job; the same claims again when a call
-        with this ``token_base`` already ran (its reply was lost)."""
+        with this ``token_base`` already ran (its reply was lost). First ends the offer of
+        ``inbox`` ('' for none), of whose jobs ``started`` were started."""
         k = self._keys
         args: list[str | int] = [limit, lease_ms, token_base, _PROMOTE_BATCH]
-        args.append(limit + _SKIP_BUDGET)
+        args += [limit + _SKIP_BUDGET, inbox, k.wake_channel, *started]
         keys = [k.queue, k.scheduled, k.active, k.job_prefix, k.claim_memo(token_base)]
+        keys += [k.offers, k.idle, k.given_prefix]
         claimed: list[list[Any]] = await self._call("claim", keys, args)
         return claimed
+
+    async def offer(
+        self,
+        inbox: str,
+        token_base: str,
+        slots: int,
+        lease_ms: int,
+        ttl_ms: int,
+        started: Sequence[str],
+    ) -> int:
+        """Replace the inbox's offer (of whose jobs ``started`` were started) by a new one;
+        -2 when a job is Queued (no offer made), else ms until the earliest Scheduled job
+        is due (0: due now, no offer made) or -1."""
+        k = self._keys
+        keys = [k.queue, k.scheduled, k.active, k.job_prefix, k.offers, k.idle, k.given_prefix]
+        args: list[str | int] = [inbox, token_base, slots, lease_ms, ttl_ms, *started]
+        due_ms: int = await self._call("offer", keys, args)
+        return due_ms
+
+    async def withdraw(self, inbox: str, started: Sequence[str]) -> int:
+        """End the inbox's offer; how many unstarted jobs went back to the queue."""
+        k = self._keys
+        keys = [k.queue, k.active, k.job_prefix, k.offers, k.idle, k.given_prefix]
+        back: int = await self._call("withdraw", keys, [inbox, k.wake_channel, *started])
+        return back
 
     async def renew(self, claims: Sequence[Claim], lease_ms: int) -> list[Reply]:
         """The tokens of the claims that are lost."""
@@ -131,8 +164,3 @@ class Scripts:
         """How many jobs are Queued or Scheduled."""
         count: int = await self._call("count_waiting", [self._keys.queue, self._keys.scheduled], [])
         return count
-
-    async def next_due(self) -> int:
-        """Ms until the earliest Scheduled job is due (0: due now), or -1 when none is."""
-        due_ms: int = await self._call("next_due", [self._keys.scheduled], [])
-        return due_ms

@@ -4,6 +4,16 @@ Every state change is one Lua script (see ``lua/``), guarded by the claim token 
 claim is involved, and costs one round trip: enqueue, claim (per batch), complete, fail,
 renew (per batch). Times come from the Redis server's clock. Key layout: `_keys`; job
 hash fields: `_codec`; wake-ups and settlement notifications: `_notify`.
+
+An idle worker does not wait for a wake-up and then claim (two trips after the submit):
+`wait_for_work` leaves an *offer* in Redis, and a job submitted while it stands is stored
+InProgress for that worker by the enqueue script itself and published to the store's
+inbox channel, so the handler starts one hop after the submit. The worker's next claim
+(or offer, or `aclose`) ends the offer in the same script, putting jobs that were handed
+over but never started (a message lost with the subscription, say) back at the head of
+the queue. An offer expires after `_OFFER_TTL` seconds unless renewed, and a job is only
+handed over when the publication reached a live subscription, so a dead worker's offer
+holds nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from async_endpoints._errors import (
@@ -40,6 +51,17 @@ T = TypeVar("T")
 _RECOVER_BATCH = 500  # expired claims recovered per script call
 _FALLBACK_POLL = 1.0  # wait_until_terminal's re-check interval while pub/sub is down
 _CLAIM_EXPIRED = {"message": "The worker's claim on the job expired", "type": "ClaimExpired"}
+_OFFER_RENEW = 1.0  # seconds an idle worker waits on one offer before renewing it
+_OFFER_TTL = 3.0  # seconds an offer stands unless renewed (a frozen worker's exposure)
+
+
+@dataclass(eq=False)
+class _Offer:
+    """This store's open offer: the jobs handed to it, until `wait_for_work` returns them."""
+
+    base: str
+    handed: list[Claim] = field(default_factory=list)
+    ended: bool = False
 
 
 class RedisJobStore:
@@ -88,6 +110,7 @@ class RedisJobStore:
             socket_connect_timeout=socket_connect_timeout,
             max_connections=max_connections,
         )
+        self._inbox = secrets.token_hex(8)
         self._connection = Connection(
             url,
             client,
@@ -96,12 +119,21 @@ class RedisJobStore:
             deadline=socket_timeout + socket_connect_timeout,
             keys=Keys(prefix),
             retention_ms=_ms(retention),
+            inbox=self._inbox,
+            decode=_terminal_job,
+            on_handed_over=self._handed_over,
         )
         self._notifications = self._connection.notifications
         self._completions: Batcher[tuple[Claim, str], int] = Batcher(self._complete_many)
         self._unanswered_claim: str | None = None
         self._submissions: Batcher[tuple[NewJob, int | None], int] = Batcher(self._enqueue_many)
         self._claim_generation = 0
+        self._offer: _Offer | None = None
+        self._offered = False
+        # Tokens of handed-over jobs returned to the worker, until a script has been told
+        # (a withdrawal must not put a started job back in the queue).
+        self._started: list[str] = []
+        self._withdrawals: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Connect (asking whether the server is a cluster node when not told), check that
@@ -114,13 +146,22 @@ class RedisJobStore:
         await self._connection.start()
 
     async def aclose(self) -> None:
-        """Stop listening, release every waiter and close the client if the store made
-        it. Idempotent; stored jobs are kept."""
+        """End this store's offer (if its worker made one), stop listening, release every
+        waiter and close the client if the store made it. Idempotent; stored jobs are
+        kept."""
+        if self._offered and not self._connection.closed:
+            self._offered = False
+            self._end_offer()
+            with contextlib.suppress(Exception):
+                await self._withdraw()
+        if self._withdrawals:
+            await asyncio.wait(set(self._withdrawals), timeout=self._connection.deadline)
         await self._connection.aclose()
 
     async def enqueue(self, new_job: NewJob, *, max_waiting: int | None = None) -> Job:
-        """Store ``new_job`` as Queued and wake idle workers everywhere; one round trip,
-        shared by the submissions this process makes in the same event-loop turn.
+        """Store ``new_job`` as Queued (the job returned) and wake idle workers everywhere,
+        or hand it straight to an idle worker's offer; one round trip, shared by the
+        submissions this process makes in the same event-loop turn.
 
         Raises:
             QueueFullError: ``max_waiting`` jobs are Queued or Scheduled already.
@@ -138,7 +179,6 @@ class RedisJobStore:
             return existing
         if created_ms == -2:
             raise QueueFullError(f"{max_waiting} jobs are waiting", retry_after=RETRY_AFTER)
-        self._notifications.wake()
         return queued_job(new_job, created_ms)
 
     async def get(self, job_id: uuid.UUID) -> Job | None:
@@ -158,10 +198,16 @@ class RedisJobStore:
         # A call that went unanswered may have run: the next one resends its token base, so
         # the script hands back what it claimed rather than leaving it stranded.
         token_base, self._unanswered_claim = self._unanswered_claim or secrets.token_hex(8), None
+        self._end_offer()  # the script ends it in Redis too, re-queueing unstarted jobs
+        started, self._started = self._started, []
+        inbox = self._inbox
         try:
-            reply = await self._run("claim", lambda s: s.claim(limit, _ms(lease), token_base))
+            reply = await self._run(
+                "claim", lambda s: s.claim(limit, _ms(lease), token_base, inbox, started)
+            )
         except StoreUnavailableError:
             self._unanswered_claim = token_base
+            self._started = started + self._started
             raise
         claims = []
         for raw_id, flat in reply:
@@ -185,19 +231,23 @@ class RedisJobStore:
         completed_ms = await self._completions.submit((claim, result_json))
         if completed_ms < 0:
             return None
-        self._notifications.settled(str(claim.job.id))
         moment = from_ms(str(completed_ms))
-        return claim.job.replace(
+        job = claim.job.replace(
             status=JobStatus.COMPLETED,
             completed_at=moment,
             last_updated_at=moment,
             result=json.loads(result_json),
             error=None,
         )
+        self._notifications.settled(str(claim.job.id), job)
+        return job
 
     async def _enqueue_many(self, jobs: Sequence[tuple[NewJob, int | None]]) -> list[int]:
         # Submissions made in one event-loop turn share one script call (see `_batch`).
-        return await self._run("enqueue", lambda s: s.enqueue_many(jobs))
+        replies, queued = await self._run("enqueue", lambda s: s.enqueue_many(jobs))
+        if queued:
+            self._notifications.wake()  # this process's own workers, before pub/sub does
+        return replies
 
     async def _complete_many(self, completions: Sequence[tuple[Claim, str]]) -> list[int]:
         # Completions made in one event-loop turn share one script call (see `_batch`).
@@ -228,28 +278,109 @@ class RedisJobStore:
         """How many jobs are Queued or Scheduled now."""
         return await self._run("count_waiting", lambda s: s.count_waiting())
 
-    async def wait_for_work(self, timeout: float) -> None:
+    async def wait_for_work(
+        self, timeout: float, *, take: int = 0, lease: float = 0.0
+    ) -> list[Claim]:
         """Return on a wake-up from any instance since the last `claim` began, when the
-        earliest Scheduled job is due, or after ``timeout`` seconds."""
+        earliest Scheduled job is due, or after ``timeout`` seconds.
+
+        With ``take`` > 0 (and a live subscription) it offers that many slots: jobs
+        submitted meanwhile are claimed for the caller (``lease`` seconds) by the enqueue
+        itself and returned here as soon as the first arrives. The offer is renewed every
+        `_OFFER_RENEW` seconds (the call returns [] then) and ends with the next `claim`.
+        """
         wake = self._notifications.wake_event
         if self._connection.closed or self._notifications.generation != self._claim_generation:
+            return []
+        if take <= 0 or not self._notifications.connected:
+            due_ms = await self._run("wait_for_work", lambda s: s.offer("", "", 0, 0, 0, ()))
+            delay = timeout if due_ms < 0 else min(timeout, due_ms / 1000)
+            await _wait(wake, delay)
+            return []
+        return await self._wait_offering(wake, min(timeout, _OFFER_RENEW), take, lease)
+
+    async def _wait_offering(
+        self, wake: asyncio.Event, timeout: float, take: int, lease: float
+    ) -> list[Claim]:
+        self._end_offer()
+        offer = self._offer = _Offer(secrets.token_hex(8))
+        self._offered = True
+        started, self._started = self._started, []
+        inbox, ttl_ms = self._inbox, _ms(_OFFER_TTL)
+        try:
+            due_ms = await self._run(
+                "wait_for_work",
+                lambda s: s.offer(inbox, offer.base, take, _ms(lease), ttl_ms, started),
+            )
+            if due_ms in (-2, 0):  # claimable already: no offer was made
+                return []
+            delay = timeout if due_ms < 0 else min(timeout, due_ms / 1000)
+            await _wait(wake, delay)  # a job handed over wakes it too
+        except BaseException:
+            self._started = started + self._started
+            self._end_offer()
+            self._withdraw_soon()  # whatever arrived or is on its way goes back to the queue
+            raise
+        handed = [] if offer.ended else offer.handed
+        self._end_offer()
+        self._started += [claim.token for claim in handed]
+        return handed
+
+    def _handed_over(self, message: bytes | str) -> None:
+        """A job handed to this store's offer (an inbox message): keep it for the waiter.
+
+        Messages for an ended offer are ignored: its end put their jobs back in the queue.
+        """
+        offer = self._offer
+        if offer is None or offer.ended:
             return
-        due_ms = await self._run("wait_for_work", lambda s: s.next_due())
-        delay = timeout if due_ms < 0 else min(timeout, due_ms / 1000)
-        await _wait(wake, delay)
+        try:
+            job_id, fields = _split_message(message)
+            token = fields["token"]
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.warning("ignoring a malformed hand-over message: %s", exc)
+            return
+        job = _decode(job_id, fields)
+        if job is not None and token.startswith(offer.base + "."):
+            offer.handed.append(Claim(job, token))
+            self._notifications.wake()
+
+    def _end_offer(self) -> None:
+        offer, self._offer = self._offer, None
+        if offer is not None:
+            offer.ended = True
+
+    def _withdraw_soon(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._withdraw_quietly())
+        self._withdrawals.add(task)
+        task.add_done_callback(self._withdrawals.discard)
+
+    async def _withdraw_quietly(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._withdraw()
+
+    async def _withdraw(self) -> None:
+        started, self._started = self._started, []
+        inbox = self._inbox
+        try:
+            await self._run("withdraw", lambda s: s.withdraw(inbox, started))
+        except BaseException:
+            self._started = started + self._started
+            raise
 
     async def wait_until_terminal(self, job_id: uuid.UUID, timeout: float) -> Job | None:
         """The job once terminal, woken by the done notification of whichever instance
         settled it; after ``timeout`` seconds the job as it is then."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        with self._notifications.watching(str(job_id)) as settled:
+        with self._notifications.watching(str(job_id)) as watch:
             # Registered before the first look, so a settlement in between is not missed: a
-            # live subscription delivers it, and a subscription (re)connecting after the
-            # look releases every watcher to look again.
+            # live subscription delivers it (usually with the terminal job, so no read is
+            # needed), and a subscription (re)connecting after the look releases every
+            # watcher to look again.
             while True:
-                settled.clear()
-                job = await self.get(job_id)
+                watch.event.clear()
+                job = watch.job or await self.get(job_id)
                 remaining = deadline - loop.time()
                 if (
                     job is None
@@ -259,14 +390,14 @@ class RedisJobStore:
                 ):
                     return job
                 live = self._notifications.connected
-                await _wait(settled, remaining if live else min(remaining, _FALLBACK_POLL))
+                await _wait(watch.event, remaining if live else min(remaining, _FALLBACK_POLL))
 
     def _settled(self, job_id: uuid.UUID, reply: list[Any] | None) -> Job | None:
         if not reply:
             return None
         job = _decode(job_id, pairs(reply))
         if job is not None and job.status.is_terminal:
-            self._notifications.settled(str(job_id))
+            self._notifications.settled(str(job_id), job)
         elif job is not None:
             self._notifications.wake()
         return job
@@ -281,6 +412,29 @@ def _decode(job_id: uuid.UUID, fields: Any) -> Job | None:
     except ValueError as exc:
         logger.warning("skipping a corrupt job record: %s", exc)
         return None
+
+
+def _split_message(message: bytes | str) -> tuple[uuid.UUID, dict[str, str]]:
+    """The id and hash of a done or inbox message: ``<id><JSON array of field, value>``.
+
+    Raises:
+        ValueError: The message is malformed.
+    """
+    raw = text(message)
+    flat = json.loads(raw[36:])
+    if not isinstance(flat, list) or len(flat) % 2:
+        raise ValueError("expected a flat array of fields and values")
+    return uuid.UUID(raw[:36]), pairs(flat)
+
+
+def _terminal_job(job_id: str, message: bytes | str) -> Job | None:
+    """The terminal job a done message carries; None when it carries none usable."""
+    try:
+        _, fields = _split_message(message)
+    except (ValueError, TypeError):
+        return None
+    job = _decode(uuid.UUID(job_id), fields)
+    return job if job is not None and job.status.is_terminal else None
 
 
 def _ms(seconds: float) -> int:

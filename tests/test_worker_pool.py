@@ -8,6 +8,7 @@ from typing import Any
 from async_endpoints import (
     AsyncContext,
     AsyncEndpoints,
+    Claim,
     InMemoryJobStore,
     JobStatus,
     JobStoreError,
@@ -166,11 +167,13 @@ class StumblingStore(InMemoryJobStore):
         self.wait_failures = 1
         self.claim_failures = 2
 
-    async def wait_for_work(self, timeout: float) -> None:
+    async def wait_for_work(
+        self, timeout: float, *, take: int = 0, lease: float = 0.0
+    ) -> list[Claim]:
         if self.wait_failures:
             self.wait_failures -= 1
             raise StoreUnavailableError("connection refused")
-        await super().wait_for_work(timeout)
+        return await super().wait_for_work(timeout, take=take, lease=lease)
 
     async def claim(self, limit: int, *, lease: float) -> list[Any]:
         if self.claim_failures:

@@ -10,6 +10,15 @@ local function ms(n)
   return string.format('%d', n)
 end
 
+-- The elements of an array from index i on (a tail of ARGV, say).
+local function tail(array, i)
+  local out = {}
+  for j = i, #array do
+    out[#out + 1] = array[j]
+  end
+  return out
+end
+
 -- The job's status, or nil when the key is missing or is not a hash (corrupt).
 local function status_of(key)
   local status = redis.pcall('HGET', key, 'status')
@@ -47,6 +56,22 @@ local function requeue(key, id, now, delay, queue, scheduled, active)
   end
 end
 
+-- Tells waiters on the done channel that the job is terminal. The message is the id,
+-- followed by the job's hash as a JSON array {field, value, ...} unless its values exceed
+-- 8 KiB together, so a waiter need not read the job again.
+local function announce(key, id, done_channel)
+  local fields = redis.call('HGETALL', key)
+  local size = 0
+  for i = 2, #fields, 2 do
+    size = size + #fields[i]
+  end
+  if size <= 8192 then
+    redis.call('PUBLISH', done_channel, id .. cjson.encode(fields))
+  else
+    redis.call('PUBLISH', done_channel, id)
+  end
+end
+
 -- The terminal transition: sets the status, drops the claim, starts the retention
 -- countdown and tells waiters on the done channel.
 local function settle(key, id, status, now, active, retention, done_channel)
@@ -54,7 +79,53 @@ local function settle(key, id, status, now, active, retention, done_channel)
   redis.call('HDEL', key, 'token', 'run_at')
   redis.call('ZREM', active, id)
   redis.call('PEXPIRE', key, retention)
-  redis.call('PUBLISH', done_channel, id)
+  announce(key, id, done_channel)
+end
+
+-- An offer: an idle worker's standing request for new jobs, stored as the value
+-- "<token base> <slots left> <lease ms> <expires at ms>" under the worker's inbox name.
+local function parse_offer(offer)
+  local base, slots, lease, expires = string.match(offer, '^(%S+) (%d+) (%d+) (%d+)$')
+  return base, tonumber(slots), tonumber(lease), tonumber(expires)
+end
+
+-- Ends the inbox's offer, if it has one. Jobs handed to it that the worker has not
+-- started (their token is not among ``returned``) go back to the head of the queue,
+-- Queued as before, in their order; no attempt is counted. Returns how many went back.
+-- k: {offers = HASH, idle = LIST, queue = LIST, active = ZSET, jobs = job key prefix,
+--     given = given-list key prefix}
+local function withdraw(k, inbox, returned, now)
+  local offer = redis.call('HGET', k.offers, inbox)
+  if not offer then
+    return 0
+  end
+  redis.call('HDEL', k.offers, inbox)
+  redis.call('LREM', k.idle, 0, inbox)
+  local base = parse_offer(offer)
+  if not base then
+    return 0
+  end
+  local given = redis.call('LRANGE', k.given .. base, 0, -1)
+  redis.call('DEL', k.given .. base)
+  local started = {}
+  for _, token in ipairs(returned) do
+    started[token] = true
+  end
+  local mark = base .. '.'
+  local back = 0
+  for i = #given, 1, -1 do
+    local id = given[i]
+    local key = k.jobs .. id
+    local token = redis.pcall('HGET', key, 'token')
+    if type(token) == 'string' and string.sub(token, 1, #mark) == mark and not started[token] then
+      redis.call('HSET', key, 'status', 'Queued', 'last_updated_at', ms(now))
+      redis.call('HDEL', key, 'token', 'started_at')
+      redis.call('ZREM', k.active, id)
+      redis.call('LPUSH', k.queue, id)
+      back = back + 1
+    end
+  end
+  return back
 end
 
 -- Script body follows.

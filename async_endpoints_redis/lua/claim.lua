@@ -8,6 +8,12 @@
 -- ARGV[4]  the most due Scheduled jobs moved per call
 -- ARGV[5]  the most ids popped per call (bounds the work spent skipping bad ids)
 -- KEYS[5]  this call's memo (LIST of the ids it claimed), named after ARGV[3]
+-- KEYS[6]  the offers HASH           KEYS[7]  the idle LIST
+-- KEYS[8]  the given-list key prefix ("{p}:given:")
+-- ARGV[6]  the claimer's inbox: its offer, if any, ends first (see withdraw.lua), so the
+--          jobs handed to it but not started are claimed again from the head of the queue
+-- ARGV[7]  the wake channel, for such jobs left over beyond the limit
+-- ARGV[8], ...  tokens of the offer's jobs the claimer started
 --
 -- A call is safe to resend: when its reply was lost (redis-py resends once, and the store
 -- reuses the token base of a call that went unanswered), the memo holds what the first
@@ -18,6 +24,11 @@
 -- Ids whose hash is missing, not a hash, not Queued or lacking numeric counters are
 -- dropped from the queue and never stall it.
 -- (retry_count may be absent: it is 0 until the first retry.)
+
+local now = now_ms()
+local k = {offers = KEYS[6], idle = KEYS[7], queue = KEYS[1], active = KEYS[3],
+  jobs = KEYS[4], given = KEYS[8]}
+local back = withdraw(k, ARGV[6], tail(ARGV, 8), now)
 
 local remembered = redis.call('LRANGE', KEYS[5], 0, -1)
 if #remembered > 0 then
@@ -32,8 +43,6 @@ if #remembered > 0 then
   end
   return again
 end
-
-local now = now_ms()
 
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
 for _, id in ipairs(due) do
@@ -78,5 +87,8 @@ for n = 1, tonumber(ARGV[5]) do
 end
 if #claimed > 0 then
   redis.call('PEXPIRE', KEYS[5], tonumber(ARGV[2]))
+end
+if back > 0 and redis.call('LLEN', KEYS[1]) > 0 then
+  redis.call('PUBLISH', ARGV[7], '')
 end
 return claimed

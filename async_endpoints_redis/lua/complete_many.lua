@@ -23,7 +23,7 @@ for i = 3, #ARGV, 3 do
     redis.call('HDEL', key, 'token', 'run_at', 'error')
     redis.call('ZREM', KEYS[1], id)
     redis.call('PEXPIRE', key, retention)
-    redis.call('PUBLISH', ARGV[2], id)
+    announce(key, id, ARGV[2])
     replies[#replies + 1] = now
   else
     replies[#replies + 1] = -1

@@ -1,0 +1,253 @@
+"""Jobs handed straight to an idle worker's offer, and the settlement a done message carries.
+
+An idle worker's `wait_for_work(take=...)` leaves an offer in Redis; a job enqueued while it
+stands is stored InProgress for that worker and published to its inbox, one hop after the
+submit. These tests pin the rules that keep that exactly-once: nothing handed over is lost
+when the worker never starts it, a dead or expired offer holds nothing, and turns are taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import pytest
+from redis.asyncio import Redis
+
+from async_endpoints._job import JobStatus, NewJob
+from async_endpoints_redis import RedisJobStore
+
+pytestmark = pytest.mark.redis
+T = TypeVar("T")
+StoreFactory = Callable[..., Awaitable[RedisJobStore]]
+
+
+def new_job() -> NewJob:
+    return NewJob(id=uuid.uuid4(), name="Job", max_retries=3)
+
+
+async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 5.0) -> T:
+    """Poll ``check`` until it returns something truthy, failing after ``timeout``."""
+    async with asyncio.timeout(timeout):
+        while not (result := await check()):  # noqa: ASYNC110 - polling real time on purpose
+            await asyncio.sleep(0.02)
+    return result
+
+
+async def offering(store: RedisJobStore, raw_redis: Redis, prefix: str, take: int) -> asyncio.Task:
+    """Start an idle wait that offers ``take`` slots; return once the offer is in Redis."""
+    await eventually(lambda: _listening(store))
+    assert await store.claim(take, lease=30) == []  # ends any earlier offer of this store
+    waiting = asyncio.create_task(store.wait_for_work(30, take=take, lease=30))
+
+    async def offered() -> bool:
+        # The store's own inbox name is its key in the offers HASH.
+        return bool(await raw_redis.hexists(offers_key(prefix), store._inbox))
+
+    await eventually(offered)
+    return waiting
+
+
+async def _listening(store: RedisJobStore) -> bool:
+    return store._notifications.connected  # the store's own wiring
+
+
+def offers_key(prefix: str) -> str:
+    return "{" + prefix + "}:offers"
+
+
+async def raw_status(raw_redis: Redis, prefix: str, job_id: uuid.UUID) -> str | None:
+    status: str | None = await raw_redis.hget("{" + prefix + "}:job:" + str(job_id), "status")
+    return status
+
+
+async def test_a_job_submitted_while_a_worker_waits_idle_is_handed_to_it_claimed(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str
+) -> None:
+    """The waiter returns the job InProgress under a valid claim, without claiming it."""
+    worker, api = await make_store(), await make_store()
+    waiting = await offering(worker, raw_redis, prefix, take=4)
+    accepted = await api.enqueue(new_job())
+    async with asyncio.timeout(2):
+        [claim] = await waiting
+    assert accepted.status is JobStatus.QUEUED, "the job as accepted"
+    assert claim.job.id == accepted.id
+    assert claim.job.status is JobStatus.IN_PROGRESS and claim.job.started_at is not None
+    assert await raw_status(raw_redis, prefix, accepted.id) == "InProgress"
+    done = await worker.complete(claim, {"ok": True})
+    assert done is not None and done.status is JobStatus.COMPLETED
+    assert await worker.claim(4, lease=30) == [], "handed over once, never queued as well"
+
+
+async def test_jobs_handed_over_but_never_started_go_back_to_the_head_of_the_queue(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str
+) -> None:
+    """The worker's next claim ends its offer; jobs it was handed but did not start are
+    claimed again in order, with no attempt counted, and the started one stays its own."""
+    worker, api = await make_store(), await make_store()
+    waiting = await offering(worker, raw_redis, prefix, take=2)
+    first = await api.enqueue(new_job())
+    async with asyncio.timeout(2):
+        [started] = await waiting
+    # The offer still has a slot in Redis: the next job is handed to it too, though the
+    # worker has stopped waiting and will not start it.
+    second = await api.enqueue(new_job())
+    assert await raw_status(raw_redis, prefix, second.id) == "InProgress"
+    third = await api.enqueue(new_job())  # the offer is used up: queued as usual
+    assert await raw_status(raw_redis, prefix, third.id) == "Queued"
+
+    claims = await worker.claim(5, lease=30)
+
+    assert [claim.job.id for claim in claims] == [second.id, third.id]
+    assert all(claim.job.retry_count == 0 for claim in claims)
+    assert started.job.id == first.id
+    assert await worker.complete(started, "kept") is not None, "a started job is not taken back"
+    assert await raw_redis.hlen(offers_key(prefix)) == 0
+
+
+async def test_a_cancelled_idle_wait_leaves_no_job_behind(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str
+) -> None:
+    """A wait cancelled (shutdown) ends its offer; a job submitted around then is claimable."""
+    worker, api = await make_store(), await make_store()
+    waiting = await offering(worker, raw_redis, prefix, take=3)
+    waiting.cancel()
+    job = await api.enqueue(new_job())
+
+    async def claimable() -> list[uuid.UUID]:
+        return [claim.job.id for claim in await api.claim(3, lease=30)]
+
+    assert await eventually(claimable) == [job.id]
+    assert await raw_redis.hlen(offers_key(prefix)) == 0
+
+
+async def test_closing_the_store_ends_its_offer(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str
+) -> None:
+    """aclose withdraws the offer, so later jobs are queued for the living."""
+    worker, api = await make_store(), await make_store()
+    waiting = await offering(worker, raw_redis, prefix, take=3)
+    waiting.cancel()
+    await worker.aclose()
+    assert await raw_redis.hlen(offers_key(prefix)) == 0
+    job = await api.enqueue(new_job())
+    assert await raw_status(raw_redis, prefix, job.id) == "Queued"
+
+
+async def test_an_offer_whose_worker_is_gone_holds_no_job(
+    store: RedisJobStore, raw_redis: Redis, prefix: str
+) -> None:
+    """An offer nobody listens to any more (its process died) loses its turn; the job is
+    queued for the living."""
+    tag = "{" + prefix + "}"
+    await raw_redis.hset(f"{tag}:offers", "ghost", "base 5 30000 99999999999999")
+    await raw_redis.rpush(f"{tag}:idle", "ghost")
+    job = await store.enqueue(new_job())
+    assert await raw_status(raw_redis, prefix, job.id) == "Queued"
+    assert await raw_redis.llen(f"{tag}:idle") == 0
+
+
+async def test_offers_of_workers_that_never_return_are_collected(
+    store: RedisJobStore, raw_redis: Redis, prefix: str
+) -> None:
+    """An offer expired for longer than its lease is removed by the next worker's offer."""
+    tag = "{" + prefix + "}"
+    await raw_redis.hset(f"{tag}:offers", "ghost", "base 0 30000 1000")
+    waiting = await offering(store, raw_redis, prefix, take=1)
+    assert await raw_redis.hkeys(f"{tag}:offers") == [store._inbox]  # the store's own name
+    waiting.cancel()
+
+
+async def test_an_expired_offer_is_dropped_even_while_its_worker_listens(
+    store: RedisJobStore, raw_redis: Redis, prefix: str
+) -> None:
+    """A worker that stopped renewing its offer (a frozen process) gets nothing new."""
+    tag = "{" + prefix + "}"
+    pubsub = raw_redis.pubsub()
+    await pubsub.subscribe(f"{tag}:inbox:frozen")
+    try:
+        await raw_redis.hset(f"{tag}:offers", "frozen", "base 5 30000 1000")  # long expired
+        await raw_redis.rpush(f"{tag}:idle", "frozen")
+        job = await store.enqueue(new_job())
+        assert await raw_status(raw_redis, prefix, job.id) == "Queued"
+        assert await raw_redis.llen(f"{tag}:idle") == 0
+    finally:
+        await pubsub.aclose()
+
+
+async def test_idle_workers_take_turns_with_a_burst(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str
+) -> None:
+    """Jobs of one burst alternate between the open offers instead of filling the first."""
+    first, second, api = await make_store(), await make_store(), await make_store()
+    waits = [await offering(store, raw_redis, prefix, take=10) for store in (first, second)]
+    jobs = await asyncio.gather(*(api.enqueue(new_job()) for _ in range(4)))
+    tokens = [
+        await raw_redis.hget("{" + prefix + "}:job:" + str(job.id), "token") for job in jobs
+    ]
+    bases = [token.rsplit(".", 1)[0] for token in tokens if token]
+    assert len(bases) == 4 and len(set(bases)) == 2 and bases[0] != bases[1]
+    for wait in waits:
+        wait.cancel()
+
+
+async def test_a_busy_pool_offers_nothing(
+    store: RedisJobStore, raw_redis: Redis, prefix: str
+) -> None:
+    """Without ``take`` the wait makes no offer: jobs stay queued for whoever claims."""
+    await eventually(lambda: _listening(store))
+    assert await store.claim(1, lease=30) == []
+    waiting = asyncio.create_task(store.wait_for_work(30))
+    job = await store.enqueue(new_job())
+    async with asyncio.timeout(2):
+        assert await waiting == []
+    assert await raw_status(raw_redis, prefix, job.id) == "Queued"
+
+
+async def test_a_waiter_takes_the_terminal_job_from_the_done_message(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str
+) -> None:
+    """The done message carries the settled job: the waiter reads the job only once (its
+    first look), where a bare notification would need a second read."""
+    api, worker = await make_store(), await make_store()
+    await eventually(lambda: _listening(api))
+    job = await api.enqueue(new_job())
+    [claim] = await worker.claim(1, lease=30)
+    waiter = asyncio.create_task(api.wait_until_terminal(job.id, 30))
+    await eventually(lambda: _watched(api, job.id))
+    await asyncio.sleep(0.05)  # the waiter's first look has been answered
+    reads_before = await _hgetall_calls(raw_redis)
+    await worker.complete(claim, {"n": 1})
+    async with asyncio.timeout(2):
+        done = await waiter
+    assert done.status is JobStatus.COMPLETED and done.result == {"n": 1}
+    # One HGETALL: the one the completion script runs to build the message.
+    assert await _hgetall_calls(raw_redis) - reads_before == 1
+
+
+async def test_a_large_result_is_announced_by_id_and_read_by_the_waiter(
+    make_store: StoreFactory,
+) -> None:
+    """Past 8 KiB the message carries only the id; the waiter still gets the whole job."""
+    api, worker = await make_store(), await make_store()
+    await eventually(lambda: _listening(api))
+    job = await api.enqueue(new_job())
+    [claim] = await worker.claim(1, lease=30)
+    waiter = asyncio.create_task(api.wait_until_terminal(job.id, 30))
+    await eventually(lambda: _watched(api, job.id))
+    big = "x" * 20_000
+    await worker.complete(claim, big)
+    async with asyncio.timeout(2):
+        done = await waiter
+    assert done.status is JobStatus.COMPLETED and done.result == big
+
+
+async def _watched(store: RedisJobStore, job_id: uuid.UUID) -> bool:
+    return str(job_id) in store._notifications._watchers  # the store's own wiring
+
+
+async def _hgetall_calls(raw_redis: Redis) -> int:
+    stats = await raw_redis.info("commandstats")
+    return int(stats.get("cmdstat_hgetall", {}).get("calls", 0))
