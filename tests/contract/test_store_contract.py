@@ -261,6 +261,22 @@ async def test_wait_for_work_gives_up_after_its_timeout(kit: StoreKit) -> None:
         await kit.store.wait_for_work(0.05)
 
 
+async def test_a_job_submitted_to_an_idle_waiter_runs_exactly_once(kit: StoreKit) -> None:
+    """A waiter offering slots gets the new job handed over (claimed, ready to settle) or,
+    from stores that do not hand over, can claim it next; never both."""
+    await kit.store.claim(2, lease=kit.lease)
+    waiter = asyncio.create_task(kit.store.wait_for_work(30, take=2, lease=kit.lease))
+    await asyncio.sleep(0.05)
+    job = await kit.store.enqueue(new_job())
+    async with asyncio.timeout(5):
+        handed = await waiter
+    claims = handed + await kit.store.claim(2, lease=kit.lease)
+    assert [claim.job.id for claim in claims] == [job.id]
+    assert claims[0].job.status is JobStatus.IN_PROGRESS
+    assert await kit.store.complete(claims[0], "once") is not None
+    assert await kit.store.claim(2, lease=kit.lease) == []
+
+
 async def test_wait_until_terminal_is_woken_by_completion(kit: StoreKit) -> None:
     """A waiter gets the completed job as soon as it is settled."""
     job = await kit.store.enqueue(new_job())

@@ -113,6 +113,28 @@ async def test_a_job_whose_worker_is_killed_is_completed_by_another(
     assert recovery < claim_timeout + tick + 10
 
 
+async def test_jobs_submitted_after_an_idle_worker_is_killed_go_to_the_living_at_once(
+    env: dict[str, str], procs: list[Proc], records: redis.Redis, tmp_path: Path
+) -> None:
+    """A SIGKILLed idle worker leaves its offer behind; no job waits for its lease on it."""
+    env = {**env, "CLAIM_TIMEOUT": "60"}  # a job stranded on the dead offer would take 60 s
+    api = start_api({**env, "RUN_WORKERS": "0"}, tmp_path)
+    doomed = start_worker(env, tmp_path, "doomed")
+    survivor = start_worker(env, tmp_path, "survivor")
+    procs.extend([api, doomed, survivor])
+    offers = "{" + env["AE_PREFIX"] + "}:offers"
+    deadline = time.monotonic() + 30
+    while await records.hlen(offers) < 2:  # both idle and offering
+        assert time.monotonic() < deadline, "the idle workers made no offers"
+        await asyncio.sleep(0.02)
+    doomed.kill()
+    async with httpx.AsyncClient(timeout=10) as client:
+        job_ids = [await submit(client, api, "/count") for _ in range(6)]
+        finished = await wait_terminal(client, api, job_ids, timeout=20)
+    assert {data["result"] for data in finished.values()} == {survivor.pid}
+    assert {data["retryCount"] for data in finished.values()} == {0}, "none was recovered"
+
+
 async def test_the_worker_process_finishes_its_job_on_sigterm_and_exits_zero(
     env: dict[str, str], procs: list[Proc], records: redis.Redis, tmp_path: Path
 ) -> None:

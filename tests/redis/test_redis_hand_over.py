@@ -184,9 +184,7 @@ async def test_idle_workers_take_turns_with_a_burst(
     first, second, api = await make_store(), await make_store(), await make_store()
     waits = [await offering(store, raw_redis, prefix, take=10) for store in (first, second)]
     jobs = await asyncio.gather(*(api.enqueue(new_job()) for _ in range(4)))
-    tokens = [
-        await raw_redis.hget("{" + prefix + "}:job:" + str(job.id), "token") for job in jobs
-    ]
+    tokens = [await raw_redis.hget("{" + prefix + "}:job:" + str(job.id), "token") for job in jobs]
     bases = [token.rsplit(".", 1)[0] for token in tokens if token]
     assert len(bases) == 4 and len(set(bases)) == 2 and bases[0] != bases[1]
     for wait in waits:
