@@ -1,0 +1,66 @@
+"""`Batcher`: a lone item goes at once; items of one busy turn share one flush."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from async_endpoints._errors import JobStoreError
+from async_endpoints_redis._batch import Batcher
+
+
+class Recorder:
+    """A flush that records its batches and answers each item with its double."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def flush(self, items: Sequence[int]) -> list[int]:
+        self.batches.append(list(items))
+        await self.gate.wait()
+        return [item * 2 for item in items]
+
+
+async def test_a_lone_item_is_sent_in_the_callers_task_without_waiting_for_the_turn() -> None:
+    recorder = Recorder()
+    batcher = Batcher(recorder.flush)
+    submitted = asyncio.ensure_future(batcher.submit(1))
+    await asyncio.sleep(0)  # one step of the submitter: the flush has begun already
+    assert recorder.batches == [[1]]
+    assert await submitted == 2
+
+
+async def test_items_submitted_while_a_flush_is_under_way_share_the_next_flush() -> None:
+    recorder = Recorder()
+    recorder.gate.clear()
+    batcher = Batcher(recorder.flush)
+    first = asyncio.ensure_future(batcher.submit(1))
+    await asyncio.sleep(0)
+    rest = [asyncio.ensure_future(batcher.submit(n)) for n in (2, 3, 4)]
+    await asyncio.sleep(0.01)
+    recorder.gate.set()
+    assert await asyncio.gather(first, *rest) == [2, 4, 6, 8]
+    assert recorder.batches == [[1], [2, 3, 4]]
+
+
+async def test_every_caller_of_a_failed_flush_gets_the_error() -> None:
+    async def broken(items: Sequence[int]) -> list[int]:
+        await asyncio.sleep(0)
+        raise JobStoreError("down")
+
+    batcher = Batcher(broken)
+    calls = [asyncio.ensure_future(batcher.submit(n)) for n in range(3)]
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    assert all(isinstance(outcome, JobStoreError) for outcome in outcomes)
+
+
+async def test_a_flush_answering_the_wrong_number_of_replies_is_an_error() -> None:
+    async def short(items: Sequence[int]) -> list[int]:
+        return []
+
+    with pytest.raises(JobStoreError, match="0 replies for a batch of 1"):
+        await Batcher(short).submit(1)
