@@ -139,8 +139,11 @@ class WorkerPool:
         elif not claims:
             # An idle pool lets the store hand new jobs straight over (one trip fewer per
             # job). A busy one does not: a handler blocking the loop must not hold jobs.
-            claims = await self.store.wait_for_work(
-                self.settings.polling_interval, take=free, lease=self.settings.claim_timeout
+            claims = (
+                await self.store.wait_for_work(
+                    self.settings.polling_interval, take=free, lease=self.settings.claim_timeout
+                )
+                or []  # a store written before hand-over returns None
             )
             for claim in claims:
                 self._start(claim)
@@ -162,10 +165,12 @@ class WorkerPool:
             asyncio.ensure_future(self._idle.wait()),
         }
         try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for wait in waits:
                 wait.cancel()
+        for wait in done:
+            wait.result()  # a store failure reaches the dispatcher (and its backoff)
 
     async def _claim(self, limit: int) -> list[Claim]:
         """Claim up to ``limit`` jobs; a claim call cut short by shutdown still delivers.

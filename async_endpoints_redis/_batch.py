@@ -24,7 +24,8 @@ Reply = TypeVar("Reply")
 
 
 class Batcher(Generic[Item, Reply]):
-    """Collects items during one loop turn and flushes them together.
+    """Sends a lone item at once; collects the items of a busy turn and flushes them
+    together.
 
     Args:
         flush: Sends a batch and returns one reply per item, in order.

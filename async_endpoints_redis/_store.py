@@ -12,8 +12,10 @@ inbox channel, so the handler starts one hop after the submit. The worker's next
 (or offer, or `aclose`) ends the offer in the same script, putting jobs that were handed
 over but never started (a message lost with the subscription, say) back at the head of
 the queue. An offer expires after `_OFFER_TTL` seconds unless renewed, and a job is only
-handed over when the publication reached a live subscription, so a dead worker's offer
-holds nothing.
+handed over while the worker's inbox subscription is live, so the offer of a process that
+died (its connection closed) holds nothing; one whose host vanished without closing its
+connection can hold jobs for up to `_OFFER_TTL` seconds, which then run after their lease,
+as claimed jobs would.
 """
 
 from __future__ import annotations
@@ -150,10 +152,10 @@ class RedisJobStore:
         waiter and close the client if the store made it. Idempotent; stored jobs are
         kept."""
         if self._offered and not self._connection.closed:
-            self._offered = False
             self._end_offer()
             with contextlib.suppress(Exception):
                 await self._withdraw()
+                self._offered = False
         if self._withdrawals:
             await asyncio.wait(set(self._withdrawals), timeout=self._connection.deadline)
         await self._connection.aclose()
@@ -205,8 +207,10 @@ class RedisJobStore:
             reply = await self._run(
                 "claim", lambda s: s.claim(limit, _ms(lease), token_base, inbox, started)
             )
-        except StoreUnavailableError:
-            self._unanswered_claim = token_base
+        except BaseException as exc:
+            # Whatever went wrong, the script may have run; its offer may still stand.
+            if isinstance(exc, StoreUnavailableError | asyncio.CancelledError):
+                self._unanswered_claim = token_base
             self._started = started + self._started
             raise
         claims = []

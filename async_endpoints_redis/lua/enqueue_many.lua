@@ -14,9 +14,11 @@
 -- Handing over: the job is stored InProgress under a token of the offer ("<base>.<n>",
 -- n counting the jobs the offer got, which its given-list records), with the offer's
 -- lease, and published to the worker's inbox as "<id>" followed by the job's hash as a
--- JSON array {field, value, ...}. It is handed over only when the publication reached
--- the worker's subscription; an offer whose worker is gone, that expired or that is used
--- up loses its turn. Offers take turns, so a burst spreads over the idle workers.
+-- JSON array {field, value, ...}. It is handed over only when the worker's subscription
+-- to its inbox is live on this node, and only when its request is at most 8 KiB (larger
+-- ones are queued: pub/sub is no place for big payloads); an offer whose worker is gone,
+-- that expired or that is used up loses its turn. Offers take turns, so a burst spreads
+-- over the idle workers.
 --
 -- Returns: {replies, queued}: per job, in order, its created-at time (ms), -1 when the id
 -- exists (that job is left unchanged) or -2 when its limit of waiting (Queued or
@@ -42,7 +44,11 @@ local function hand_over(key, id, fields)
     if offer then
       base, slots, lease, expires = parse_offer(offer)
     end
-    if base and slots > 0 and expires > now then
+    local channel = ARGV[2] .. inbox
+    -- NUMSUB counts the worker's own subscription on this node (pattern subscribers and
+    -- other nodes' subscribers do not count), and nothing is published unless stored.
+    if base and slots > 0 and expires > now
+        and redis.call('PUBSUB', 'NUMSUB', channel)[2] > 0 then
       local given = KEYS[7] .. base
       local token = base .. '.' .. (redis.call('LLEN', given) + 1)
       local handed = {}
@@ -53,22 +59,23 @@ local function hand_over(key, id, fields)
       for _, value in ipairs({'token', token, 'started_at', stamp}) do
         handed[#handed + 1] = value
       end
-      if redis.call('PUBLISH', ARGV[2] .. inbox, id .. cjson.encode(handed)) > 0 then
-        redis.call('HSET', key, unpack(handed))
-        redis.call('ZADD', KEYS[4], now + lease, id)
-        redis.call('RPUSH', given, id)
-        redis.call('PEXPIRE', given, lease)
-        -- A used-up offer stays in the HASH until its worker withdraws it, which puts
-        -- back what it was handed but did not start.
-        redis.call('HSET', KEYS[5], inbox,
-          base .. ' ' .. (slots - 1) .. ' ' .. lease .. ' ' .. ms(expires))
-        if slots == 1 then
-          redis.call('LPOP', KEYS[6])
-        else
-          redis.call('LMOVE', KEYS[6], KEYS[6], 'LEFT', 'RIGHT')
-        end
-        return true
+      redis.call('HSET', key, unpack(handed))
+      redis.call('ZADD', KEYS[4], now + lease, id)
+      redis.call('RPUSH', given, id)
+      -- Kept while the offer may still hand jobs over, and then for a lease, so that
+      -- token numbers never repeat within an offer.
+      redis.call('PEXPIRE', given, expires - now + lease)
+      -- A used-up offer stays in the HASH until its worker withdraws it, which puts
+      -- back what it was handed but did not start.
+      redis.call('HSET', KEYS[5], inbox,
+        base .. ' ' .. (slots - 1) .. ' ' .. lease .. ' ' .. ms(expires))
+      if slots == 1 then
+        redis.call('LPOP', KEYS[6])
+      else
+        redis.call('LMOVE', KEYS[6], KEYS[6], 'LEFT', 'RIGHT')
       end
+      redis.call('PUBLISH', channel, id .. cjson.encode(handed))
+      return true
     end
     -- Used up, expired, gone or unreachable for now: out of turn. Its record stays for
     -- its worker's withdrawal (offer.lua collects those of workers that never return).
@@ -97,7 +104,7 @@ for i = 3, #ARGV, 5 do
       fields[#fields + 1] = 'request'
       fields[#fields + 1] = ARGV[i + 3]
     end
-    if not (queue_empty and hand_over(key, id, fields)) then
+    if not (queue_empty and #ARGV[i + 3] <= 8192 and hand_over(key, id, fields)) then
       redis.call('HSET', key, unpack(fields))
       redis.call('RPUSH', KEYS[1], id)
       queue_empty = false

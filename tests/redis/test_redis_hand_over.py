@@ -16,7 +16,7 @@ from typing import TypeVar
 import pytest
 from redis.asyncio import Redis
 
-from async_endpoints._job import JobStatus, NewJob
+from async_endpoints._job import JobRequest, JobStatus, NewJob
 from async_endpoints_redis import RedisJobStore
 
 pytestmark = pytest.mark.redis
@@ -147,6 +147,37 @@ async def test_an_offer_whose_worker_is_gone_holds_no_job(
     job = await store.enqueue(new_job())
     assert await raw_status(raw_redis, prefix, job.id) == "Queued"
     assert await raw_redis.llen(f"{tag}:idle") == 0
+
+
+async def test_a_pattern_subscriber_does_not_make_a_dead_offer_look_alive(
+    store: RedisJobStore, raw_redis: Redis, prefix: str
+) -> None:
+    """Only the worker's own subscription counts (a monitoring PSUBSCRIBE does not)."""
+    tag = "{" + prefix + "}"
+    pubsub = raw_redis.pubsub()
+    await pubsub.psubscribe("*")
+    try:
+        await raw_redis.hset(f"{tag}:offers", "ghost", "base 5 30000 99999999999999")
+        await raw_redis.rpush(f"{tag}:idle", "ghost")
+        job = await store.enqueue(new_job())
+        assert await raw_status(raw_redis, prefix, job.id) == "Queued"
+    finally:
+        await pubsub.aclose()
+
+
+async def test_a_job_with_a_large_request_is_queued_rather_than_handed_over(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str
+) -> None:
+    """Requests over 8 KiB do not travel over pub/sub; the worker claims them instead."""
+    worker, api = await make_store(), await make_store()
+    waiting = await offering(worker, raw_redis, prefix, take=2)
+    big = NewJob(id=uuid.uuid4(), name="Job", max_retries=3, request=JobRequest(body="x" * 9000))
+    await api.enqueue(big)
+    assert await raw_status(raw_redis, prefix, big.id) == "Queued"
+    async with asyncio.timeout(2):
+        assert await waiting == [], "woken to claim it"
+    [claim] = await worker.claim(2, lease=30)
+    assert claim.job.request.body == "x" * 9000
 
 
 async def test_offers_of_workers_that_never_return_are_collected(
