@@ -170,7 +170,10 @@ class Notifications:
                 if message is None:
                     await pubsub.ping()
                     message = await self._next_message(pubsub, self._reply_timeout, None)
-                self._dispatch(message)
+                if self._dispatch(message):
+                    # Let the woken task run before this one reads on: reading the next
+                    # message costs redis-py's work up front, and the handover is urgent.
+                    await asyncio.sleep(0)
         finally:
             self._connected.clear()
             with contextlib.suppress(Exception):
@@ -184,9 +187,10 @@ class Notifications:
                 if message is not None and (kind is None or message["type"] == kind):
                     return message
 
-    def _dispatch(self, message: dict[str, Any]) -> None:
+    def _dispatch(self, message: dict[str, Any]) -> bool:
+        """Act on a message; True when it released someone (a hand-over or a waiter)."""
         if message["type"] != "message":
-            return
+            return False
         channel = text(message["channel"])
         data: bytes | str = message["data"]
         if channel == self._wake_channel:
@@ -196,8 +200,11 @@ class Notifications:
             if job_id in self._watchers:  # decoded only when someone waits for it
                 job = self._decode(job_id, data) if len(data) > _ID_LENGTH else None
                 self.settled(job_id, job)
+                return True
         elif channel == self._inbox_channel:
             self._on_handed_over(data)
+            return True
+        return False
 
 
 def _raise_if_cancelling() -> None:
