@@ -170,7 +170,8 @@ class WorkerPool:
             for wait in waits:
                 wait.cancel()
         for wait in done:
-            wait.result()  # a store failure reaches the dispatcher (and its backoff)
+            if not wait.cancelled():
+                wait.result()  # a store failure reaches the dispatcher (and its backoff)
 
     async def _claim(self, limit: int) -> list[Claim]:
         """Claim up to ``limit`` jobs; a claim call cut short by shutdown still delivers.

@@ -12,7 +12,7 @@ live in one slot and every script runs on one node::
     {prefix}:offers        HASH   idle workers' offers: inbox -> "<token base> <slots left>
                                   <lease ms> <expires at ms>" (see lua/offer.lua)
     {prefix}:idle          LIST   inboxes with an offer, in turn order
-    {prefix}:given:<base>  LIST   ids handed to one offer (expires with the lease)
+    {prefix}:given:<base>  LIST   ids handed to one offer (expires a lease after the offer)
     {prefix}:wake          channel  a job became claimable (the payload is not used)
     {prefix}:done          channel  a job became terminal (its id, then its hash as JSON)
     {prefix}:inbox:<name>  channel  jobs handed to one idle worker (id, then hash as JSON)

@@ -46,9 +46,14 @@ local function hand_over(key, id, fields)
     end
     local channel = ARGV[2] .. inbox
     -- NUMSUB counts the worker's own subscription on this node (pattern subscribers and
-    -- other nodes' subscribers do not count), and nothing is published unless stored.
-    if base and slots > 0 and expires > now
-        and redis.call('PUBSUB', 'NUMSUB', channel)[2] > 0 then
+    -- other nodes' subscribers do not count), and nothing is published unless stored. A
+    -- user not allowed PUBSUB gets no hand-over: its jobs are queued as usual.
+    local listening = false
+    if base and slots > 0 and expires > now then
+      local count = redis.pcall('PUBSUB', 'NUMSUB', channel)
+      listening = type(count) == 'table' and tonumber(count[2]) ~= nil and tonumber(count[2]) > 0
+    end
+    if listening then
       local given = KEYS[7] .. base
       local token = base .. '.' .. (redis.call('LLEN', given) + 1)
       local handed = {}

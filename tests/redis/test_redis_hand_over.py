@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -18,6 +19,7 @@ from redis.asyncio import Redis
 
 from async_endpoints._job import JobRequest, JobStatus, NewJob
 from async_endpoints_redis import RedisJobStore
+from tests.redis_servers import start_server
 
 pytestmark = pytest.mark.redis
 T = TypeVar("T")
@@ -280,3 +282,33 @@ async def _watched(store: RedisJobStore, job_id: uuid.UUID) -> bool:
 async def _hgetall_calls(raw_redis: Redis) -> int:
     stats = await raw_redis.info("commandstats")
     return int(stats.get("cmdstat_hgetall", {}).get("calls", 0))
+
+
+async def test_a_user_not_allowed_pubsub_queries_still_gets_every_job_run(
+    tmp_path: Path,
+) -> None:
+    """Without the PUBSUB command (an ACL that lists commands one by one) hand-over is off,
+    and enqueue still works: the job is queued and the idle worker claims it."""
+    server = start_server(
+        "--user", "default", "off",
+        "--user", "worker", "on", ">s3cret", "~*", "&*", "+@all", "-pubsub",
+        directory=tmp_path,
+    )  # fmt: skip
+    url = f"redis://worker:s3cret@127.0.0.1:{server.port}/0"
+    worker, api = RedisJobStore(url, prefix="acl"), RedisJobStore(url, prefix="acl")
+    try:
+        await worker.start()
+        await api.start()
+        await eventually(lambda: _listening(worker))
+        assert await worker.claim(2, lease=30) == []
+        waiting = asyncio.create_task(worker.wait_for_work(30, take=2, lease=30))
+        await asyncio.sleep(0.05)
+        job = await api.enqueue(new_job())
+        async with asyncio.timeout(2):
+            assert await waiting == [], "woken, not handed the job"
+        [claim] = await worker.claim(2, lease=30)
+        assert claim.job.id == job.id
+    finally:
+        await worker.aclose()
+        await api.aclose()
+        server.stop()
