@@ -60,6 +60,12 @@ def offers_key(prefix: str) -> str:
     return "{" + prefix + "}:offers"
 
 
+async def plant_offer(raw_redis: Redis, prefix: str, inbox: str, offer: str) -> None:
+    """Leave an offer in Redis as a worker would ("<base> <slots> <lease ms> <expires ms>")."""
+    await raw_redis.hset(offers_key(prefix), inbox, offer)
+    await raw_redis.rpush("{" + prefix + "}:idle", inbox)
+
+
 async def raw_status(raw_redis: Redis, prefix: str, job_id: uuid.UUID) -> str | None:
     status: str | None = await raw_redis.hget("{" + prefix + "}:job:" + str(job_id), "status")
     return status
@@ -144,8 +150,7 @@ async def test_an_offer_whose_worker_is_gone_holds_no_job(
     """An offer nobody listens to any more (its process died) loses its turn; the job is
     queued for the living."""
     tag = "{" + prefix + "}"
-    await raw_redis.hset(f"{tag}:offers", "ghost", "base 5 30000 99999999999999")
-    await raw_redis.rpush(f"{tag}:idle", "ghost")
+    await plant_offer(raw_redis, prefix, "ghost", "base 5 30000 99999999999999")
     job = await store.enqueue(new_job())
     assert await raw_status(raw_redis, prefix, job.id) == "Queued"
     assert await raw_redis.llen(f"{tag}:idle") == 0
@@ -155,12 +160,10 @@ async def test_a_pattern_subscriber_does_not_make_a_dead_offer_look_alive(
     store: RedisJobStore, raw_redis: Redis, prefix: str
 ) -> None:
     """Only the worker's own subscription counts (a monitoring PSUBSCRIBE does not)."""
-    tag = "{" + prefix + "}"
     pubsub = raw_redis.pubsub()
     await pubsub.psubscribe("*")
     try:
-        await raw_redis.hset(f"{tag}:offers", "ghost", "base 5 30000 99999999999999")
-        await raw_redis.rpush(f"{tag}:idle", "ghost")
+        await plant_offer(raw_redis, prefix, "ghost", "base 5 30000 99999999999999")
         job = await store.enqueue(new_job())
         assert await raw_status(raw_redis, prefix, job.id) == "Queued"
     finally:
@@ -201,8 +204,7 @@ async def test_an_expired_offer_is_dropped_even_while_its_worker_listens(
     pubsub = raw_redis.pubsub()
     await pubsub.subscribe(f"{tag}:inbox:frozen")
     try:
-        await raw_redis.hset(f"{tag}:offers", "frozen", "base 5 30000 1000")  # long expired
-        await raw_redis.rpush(f"{tag}:idle", "frozen")
+        await plant_offer(raw_redis, prefix, "frozen", "base 5 30000 1000")  # long expired
         job = await store.enqueue(new_job())
         assert await raw_status(raw_redis, prefix, job.id) == "Queued"
         assert await raw_redis.llen(f"{tag}:idle") == 0
