@@ -17,9 +17,10 @@ from typing import TypeVar
 import pytest
 from redis.asyncio import Redis
 
+from async_endpoints import AsyncContext, AsyncEndpoints, Claim
 from async_endpoints._job import JobRequest, JobStatus, NewJob
 from async_endpoints_redis import RedisJobStore
-from tests.redis_servers import start_server
+from tests.redis_servers import RedisServer, start_server
 
 pytestmark = pytest.mark.redis
 T = TypeVar("T")
@@ -314,3 +315,59 @@ async def test_a_user_not_allowed_pubsub_queries_still_gets_every_job_run(
         await worker.aclose()
         await api.aclose()
         server.stop()
+
+
+async def test_a_pool_offers_its_slots_only_while_it_runs_nothing(
+    redis_server: RedisServer, raw_redis: Redis, prefix: str
+) -> None:
+    """A busy pool's new jobs are queued and claimed (no hand-over); once its last job ends
+    it offers again, and the next job is handed straight to it."""
+    engine = AsyncEndpoints(
+        store=RedisJobStore(redis_server.url, prefix=prefix),
+        max_concurrency=4,
+        polling_interval=60.0,  # a wait that missed becoming idle would show as a stall
+    )
+    release = asyncio.Event()
+
+    async def hold(ctx: AsyncContext[None]) -> str:
+        await release.wait()
+        return "held"
+
+    async def quick(ctx: AsyncContext[None]) -> str:
+        return "quick"
+
+    engine.add_handler(hold)
+    engine.add_handler(quick)
+    store = engine.store
+    assert isinstance(store, RedisJobStore)
+    handed: list[uuid.UUID] = []
+    wait_for_work = store.wait_for_work
+
+    async def counting_wait(timeout: float, *, take: int = 0, lease: float = 0.0) -> list[Claim]:
+        claims = await wait_for_work(timeout, take=take, lease=lease)
+        handed.extend(claim.job.id for claim in claims)
+        return claims
+
+    store.wait_for_work = counting_wait  # type: ignore[method-assign]  # a spy at the seam
+
+    async with engine.running():
+        held = await engine.submit("hold")
+        await eventually(lambda: _state_is(raw_redis, prefix, held.id, "InProgress"))
+        busy = await engine.submit("quick")
+        assert (await engine.wait_for(busy.id, timeout=5)).result == "quick"
+        assert busy.id not in handed, "a busy pool is handed nothing"
+
+        release.set()
+        assert (await engine.wait_for(held.id, timeout=5)).result == "held"
+
+        async def offering_again() -> bool:
+            return bool(await raw_redis.hexists(offers_key(prefix), store._inbox))
+
+        await eventually(offering_again)
+        idle = await engine.submit("quick")
+        assert (await engine.wait_for(idle.id, timeout=5)).result == "quick"
+        assert idle.id in handed, "handed to the pool once it was idle again"
+
+
+async def _state_is(raw_redis: Redis, prefix: str, job_id: uuid.UUID, status: str) -> bool:
+    return await raw_status(raw_redis, prefix, job_id) == status
