@@ -58,14 +58,15 @@ end
 
 -- Tells waiters on the done channel that the job is terminal. The message is the id,
 -- followed by the job's hash as a JSON array {field, value, ...} unless its values exceed
--- 8 KiB together, so a waiter need not read the job again.
+-- 2 KiB together, so a waiter need not read the job again. Every instance receives every
+-- settlement, so a large record is announced by id only (its waiters read it).
 local function announce(key, id, done_channel)
   local fields = redis.call('HGETALL', key)
   local size = 0
   for i = 2, #fields, 2 do
     size = size + #fields[i]
   end
-  if size <= 8192 then
+  if size <= 2048 then
     redis.call('PUBLISH', done_channel, id .. cjson.encode(fields))
   else
     redis.call('PUBLISH', done_channel, id)

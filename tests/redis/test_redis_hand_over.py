@@ -18,7 +18,7 @@ import pytest
 from redis.asyncio import Redis
 
 from async_endpoints import AsyncContext, AsyncEndpoints, Claim
-from async_endpoints._job import JobRequest, JobStatus, NewJob
+from async_endpoints._job import Job, JobRequest, JobStatus, NewJob
 from async_endpoints_redis import RedisJobStore
 from tests.redis_servers import RedisServer, start_server
 
@@ -249,10 +249,7 @@ async def test_a_waiter_takes_the_terminal_job_from_the_done_message(
     await eventually(lambda: _listening(api))
     job = await api.enqueue(new_job())
     [claim] = await worker.claim(1, lease=30)
-    waiter = asyncio.create_task(api.wait_until_terminal(job.id, 30))
-    await eventually(lambda: _watched(api, job.id))
-    await asyncio.sleep(0.05)  # the waiter's first look has been answered
-    reads_before = await _hgetall_calls(raw_redis)
+    waiter, reads_before = await _waiting_after_first_look(api, job.id, raw_redis)
     await worker.complete(claim, {"n": 1})
     async with asyncio.timeout(2):
         done = await waiter
@@ -262,24 +259,36 @@ async def test_a_waiter_takes_the_terminal_job_from_the_done_message(
 
 
 async def test_a_large_result_is_announced_by_id_and_read_by_the_waiter(
-    make_store: StoreFactory,
+    make_store: StoreFactory, raw_redis: Redis
 ) -> None:
-    """Past 8 KiB the message carries only the id; the waiter still gets the whole job."""
+    """Past 2 KiB the message carries only the id; the waiter still gets the whole job."""
     api, worker = await make_store(), await make_store()
     await eventually(lambda: _listening(api))
     job = await api.enqueue(new_job())
     [claim] = await worker.claim(1, lease=30)
-    waiter = asyncio.create_task(api.wait_until_terminal(job.id, 30))
-    await eventually(lambda: _watched(api, job.id))
-    big = "x" * 20_000
+    waiter, reads_before = await _waiting_after_first_look(api, job.id, raw_redis)
+    big = "x" * 3_000
     await worker.complete(claim, big)
     async with asyncio.timeout(2):
         done = await waiter
     assert done.status is JobStatus.COMPLETED and done.result == big
+    # The completion script's HGETALL, then the waiter's own read of the job.
+    assert await _hgetall_calls(raw_redis) - reads_before == 2
 
 
-async def _watched(store: RedisJobStore, job_id: uuid.UUID) -> bool:
-    return str(job_id) in store._notifications._watchers  # the store's own wiring
+async def _waiting_after_first_look(
+    store: RedisJobStore, job_id: uuid.UUID, raw_redis: Redis
+) -> tuple[asyncio.Task[Job | None], int]:
+    """Start a waiter on the job; return it once its first read of the job is answered,
+    with the server's HGETALL count at that moment."""
+    before = await _hgetall_calls(raw_redis)
+    waiter = asyncio.create_task(store.wait_until_terminal(job_id, 30))
+
+    async def looked() -> int:
+        calls = await _hgetall_calls(raw_redis)
+        return calls if calls > before and str(job_id) in store._notifications._watchers else 0
+
+    return waiter, await eventually(looked)
 
 
 async def _hgetall_calls(raw_redis: Redis) -> int:
@@ -299,13 +308,11 @@ async def test_a_user_not_allowed_pubsub_queries_still_gets_every_job_run(
     )  # fmt: skip
     url = f"redis://worker:s3cret@127.0.0.1:{server.port}/0"
     worker, api = RedisJobStore(url, prefix="acl"), RedisJobStore(url, prefix="acl")
+    raw = Redis.from_url(url, decode_responses=True)
     try:
         await worker.start()
         await api.start()
-        await eventually(lambda: _listening(worker))
-        assert await worker.claim(2, lease=30) == []
-        waiting = asyncio.create_task(worker.wait_for_work(30, take=2, lease=30))
-        await asyncio.sleep(0.05)
+        waiting = await offering(worker, raw, "acl", take=2)
         job = await api.enqueue(new_job())
         async with asyncio.timeout(2):
             assert await waiting == [], "woken, not handed the job"
@@ -314,6 +321,7 @@ async def test_a_user_not_allowed_pubsub_queries_still_gets_every_job_run(
     finally:
         await worker.aclose()
         await api.aclose()
+        await raw.aclose()
         server.stop()
 
 
