@@ -27,7 +27,8 @@ from ._driver import log
 from ._queues import Plan
 from ._redis import start_server
 
-SCENARIOS = ("enqueue", "drain", "pickup", "commands", "backlog", "http", "inprocess")
+SCENARIOS = ("enqueue", "drain", "pickup", "commands", "backlog", "http", "inprocess", "embedded")
+PEER_SCENARIOS = ("enqueue", "drain", "pickup", "commands", "backlog")
 REPEATED = {
     "enqueue": _queues.enqueue_sequential,
     "drain": _queues.drain,
@@ -45,6 +46,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--drain-jobs", type=int, help="jobs per drain (default 10,000)")
     parser.add_argument("--backlog-large", type=int, help="large backlog (default 1,000,000)")
     parser.add_argument("--http-seconds", type=float, help="seconds per HTTP run (default 4)")
+    parser.add_argument(
+        "--embedded-seconds", type=float, help="seconds per embedded load (default 10)"
+    )
+    parser.add_argument(
+        "--retained-jobs", type=int, help="finished jobs in the tail-latency row (200,000)"
+    )
     parser.add_argument("--output", type=Path, help="the JSON file (default bench/results/)")
     return parser.parse_args()
 
@@ -56,6 +63,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         "drain_jobs": args.drain_jobs,
         "backlog_large": args.backlog_large,
         "http_seconds": args.http_seconds,
+        "embedded_seconds": args.embedded_seconds,
+        "retained_jobs": args.retained_jobs,
     }
     return dataclasses.replace(plan, **{k: v for k, v in changes.items() if v is not None})
 
@@ -65,6 +74,8 @@ def main() -> None:
     plan = make_plan(args)
     wanted = set(args.only.split(",") if args.only else SCENARIOS) - set(args.skip.split(","))
     names = [name.strip() for name in args.libraries.split(",") if name.strip()]
+    if not wanted & set(PEER_SCENARIOS):  # the other scenarios measure ours alone
+        names = ["ours"]
     libraries = [_envs.ours() if name == "ours" else _envs.peer(name) for name in names]
     server = start_server()
     began = time.monotonic()
@@ -84,6 +95,8 @@ def main() -> None:
             runs["http"] = _driver.http(server, plan)
         if "inprocess" in wanted:
             runs["inprocess"] = _driver.in_process(plan)
+        if "embedded" in wanted:
+            runs["embedded"] = _driver.embedded(plan)
         meta = {
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "seconds": time.monotonic() - began,

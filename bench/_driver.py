@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import _http, _queues, inprocess
+from . import _embedded, _http, _queues, inprocess
 from ._envs import Library
 from ._queues import Plan
 from ._redis import Server
@@ -122,4 +122,14 @@ def in_process(plan: Plan) -> dict[str, Any]:
     rates = [asyncio.run(inprocess.drain_rate(plan.drain_jobs)) for _ in range(plan.repeats)]
     found = {"pickup": latency_ms(pickups), "result": latency_ms(results), "drain": median(rates)}
     log(f"in-process, in-memory store: {brief(found)}")
+    return found
+
+
+def embedded(plan: Plan) -> dict[str, Any]:
+    """The embedded scenarios (bench/_embedded.py): fair share, then tail latency."""
+    args = (plan.http_connections, plan.embedded_seconds, plan.repeats)
+    log("embedded, fair share: in-memory store, default settings")
+    found = {"fair_share": _embedded.fair_share(*args)}
+    log(f"embedded, tail latency: {plan.retained_jobs:,} finished jobs retained")
+    found["tail_latency"] = _embedded.tail_latency(*args, plan.retained_jobs)
     return found

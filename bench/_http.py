@@ -96,15 +96,24 @@ def parse_wrk(output: str) -> dict[str, Any]:
 class Uvicorn:
     """``uvicorn bench.http_app:app`` on a free loopback port."""
 
-    def __init__(self, store: str, workers: bool, redis_url: str) -> None:
+    def __init__(
+        self,
+        store: str,
+        workers: bool,
+        redis_url: str,
+        *,
+        app: str = "bench.http_app:app",
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         env = {
             **_clean_env(),
             "BENCH_STORE": store,
             "BENCH_WORKERS": "1" if workers else "0",
             "BENCH_REDIS_URL": redis_url,
+            **(extra_env or {}),
         }
-        command = [sys.executable, "-m", "uvicorn", "bench.http_app:app"]
+        command = [sys.executable, "-m", "uvicorn", app]
         command += ["--host", HOST, "--port", str(self.port), "--log-level", "warning"]
         command += ["--no-access-log", "--loop", "asyncio"]
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the server)
@@ -127,6 +136,18 @@ class Uvicorn:
             except OSError:
                 time.sleep(0.05)
         raise TimeoutError("uvicorn did not come up")
+
+    def call(self, method: str, path: str, timeout: float = 10.0) -> Any:
+        """The JSON answer of one request to this server."""
+        connection = http.client.HTTPConnection(HOST, self.port, timeout=timeout)
+        try:
+            connection.request(method, path)
+            response = connection.getresponse()
+            if response.status != 200:
+                raise RuntimeError(f"{method} {path}: {response.status}")
+            return json.loads(response.read())
+        finally:
+            connection.close()
 
     def stop(self) -> None:
         self.process.terminate()

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import _report
+from . import _embedded, _report
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -22,12 +22,13 @@ def print_and_save(
     rows = _report.queue_rows(runs)
     if runs.get("backlog"):
         rows += _report.backlog_rows(runs["backlog"])
-    print()
-    print(
-        f"async-endpoints vs peers: {meta['cpus']} CPUs, Redis {meta['redis']}, "
-        f"Python {meta['python']}, median of {plan['repeats']} repeat(s)"
-    )
-    print(_report.table(rows, libraries))
+    if rows:
+        print()
+        print(
+            f"async-endpoints vs peers: {meta['cpus']} CPUs, Redis {meta['redis']}, "
+            f"Python {meta['python']}, median of {plan['repeats']} repeat(s)"
+        )
+        print(_report.table(rows, libraries))
     http = _report.http_summary(runs.get("http", {}))
     if http:
         print()
@@ -44,14 +45,24 @@ def print_and_save(
             f"jobs/s; pickup p50 {fig['pickup']['p50']:.3f} ms, p99 {fig['pickup']['p99']:.3f}"
             f" ms; result p50 {fig['result']['p50']:.3f} ms, p99 {fig['result']['p99']:.3f} ms"
         )
+    embedded = {name: _embedded.summary(found) for name, found in runs.get("embedded", {}).items()}
+    if embedded:
+        print()
+        print(
+            f"embedded workers: one uvicorn process, in-memory store, default settings; "
+            f"{plan['http_connections']} connections, {plan['embedded_seconds']:g} s per run"
+        )
+        print(_embedded.table(embedded))
     goals = _report.targets(rows, http)
+    goals += [_report.Target(*goal) for goal in _embedded.targets(embedded)]
     print()
-    print("targets (issue 5), on this run's medians:")
+    print("targets (issues 5 and 9), on this run's medians:")
     for goal in goals:
         print(f"  {'met' if goal.met else 'NOT met':8} {goal.name}: {goal.measured}")
     summary = {
         "rows": [dataclasses.asdict(row) | {"ratio": row.ratio()} for row in rows],
         "http": http,
+        "embedded": embedded,
         "targets": [dataclasses.asdict(goal) for goal in goals],
     }
     RESULTS.mkdir(exist_ok=True)

@@ -33,6 +33,8 @@ class Plan:
     backlog_timed: int = 5_000  # jobs timed per backlog run
     http_seconds: float = 4.0
     http_connections: int = 50
+    embedded_seconds: float = 10.0  # seconds per load in the embedded scenarios
+    retained_jobs: int = 200_000  # finished jobs the tail-latency server holds
 
 
 QUICK = Plan(
@@ -46,6 +48,8 @@ QUICK = Plan(
     backlog_skip=500,
     backlog_timed=3_000,
     http_seconds=2.0,
+    embedded_seconds=3.0,
+    retained_jobs=50_000,
 )
 
 

@@ -11,15 +11,12 @@ job also runs (and settles) there. ``max_queue_size=None`` so that no run is ref
 from __future__ import annotations
 
 import os
-import uuid
-from datetime import UTC, datetime
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 
 from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore, JobStore
 from async_endpoints_redis import RedisJobStore
+from bench._bare import DataRequest, add_bare_route
 
 app = FastAPI()
 
@@ -39,10 +36,6 @@ endpoints = AsyncEndpoints(
 )
 
 
-class DataRequest(BaseModel):
-    data: str
-
-
 @endpoints.map_async_post("/async/process/{tenant}", name="process")
 async def process(ctx: AsyncContext[DataRequest]) -> dict[str, int]:
     assert ctx.request is not None
@@ -50,29 +43,4 @@ async def process(ctx: AsyncContext[DataRequest]) -> dict[str, int]:
 
 
 endpoints.map_job_details("/jobs/{job_id}")
-
-
-@app.post("/bare/process/{tenant}", status_code=202)
-async def bare(tenant: str, body: DataRequest) -> JSONResponse:
-    """What a hand-written FastAPI route answering 202 with a job JSON costs."""
-    job_id = uuid.uuid4()
-    now = datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
-    job = {
-        "id": str(job_id),
-        "name": "process",
-        "status": "Queued",
-        "retryCount": 0,
-        "maxRetries": 3,
-        "createdAt": now,
-        "startedAt": None,
-        "completedAt": None,
-        "lastUpdatedAt": now,
-        "result": None,
-        "error": None,
-    }
-    return JSONResponse(job, status_code=202, headers={"Location": f"/jobs/{job_id}"})
-
-
-@app.get("/ready")
-async def ready() -> dict[str, bool]:
-    return {"ready": True}
+add_bare_route(app)
