@@ -14,10 +14,12 @@ from starlette.requests import Request
 
 from ._capture import capture_headers, capture_query
 from ._errors import ConfigurationError, StoreUnavailableError, UnknownJobNameError
+from ._exception_handlers import install_exception_handlers
 from ._handlers import Handler, HandlerFunction, Validator
 from ._http import job_details_endpoint, submit_endpoint
 from ._job import Job, JobRequest, NewJob, parse_job_id
 from ._memory import InMemoryJobStore
+from ._redact import ErrorDescriber
 from ._retry import RetryPolicy
 from ._routes import add_get_route, add_post_route
 from ._runner import WorkerPool
@@ -35,13 +37,16 @@ class AsyncEndpoints:
 
     Args:
         app: The Starlette or FastAPI app; its lifespan is joined (an existing lifespan is
-            kept and runs first, so handlers can use what it sets up). None for use without
+            kept and runs first, so handlers can use what it sets up), and `QueueFullError`
+            and `StoreUnavailableError` raised in any of its routes answer 503 with
+            ``Retry-After`` (unless the app handles them itself). None for use without
             HTTP, as in a worker script.
         store: Where jobs live; defaults to a new `InMemoryJobStore`.
         **settings: The fields of `Settings` (``max_concurrency=8``, ``run_workers=False``…).
 
     Raises:
-        ConfigurationError: a setting is unknown or out of range.
+        ConfigurationError: a setting is unknown, out of range or of the wrong type, or
+            ``app`` is not a Starlette (or FastAPI) app.
     """
 
     def __init__(self, app: Any = None, *, store: JobStore | None = None, **settings: Any) -> None:
@@ -49,6 +54,8 @@ class AsyncEndpoints:
         if unknown:
             raise ConfigurationError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         self.settings = Settings(**settings)
+        if app is not None and not _is_starlette_app(app):
+            raise ConfigurationError(f"app must be a Starlette or FastAPI app, not {app!r}")
         self.store: JobStore = store if store is not None else InMemoryJobStore()
         self.app = app
         self.handlers: dict[str, Handler] = {}
@@ -63,6 +70,7 @@ class AsyncEndpoints:
             policy,
             s.job_timeout,
             s.include_tracebacks,
+            errors=ErrorDescriber(frozenset(s.sensitive_query_params), s.error_message),
             # Past the lease a result is refused, but the store may be back before recovery
             # ran: keep trying at least as long as the lease, and no less than 30 s.
             settle_patience=max(s.claim_timeout, 30.0),
@@ -70,6 +78,7 @@ class AsyncEndpoints:
         self.pool = WorkerPool(self.store, attempts, s)
         if app is not None:
             self._join_lifespan(app)
+            install_exception_handlers(app)
 
     def map_async_post(
         self, path: str, *, name: str | None = None, validator: Validator | None = None
@@ -78,6 +87,9 @@ class AsyncEndpoints:
 
         The handler is ``async def handler(ctx: AsyncContext[Model]) -> Result``; see
         `add_async_post`. The function is returned unchanged.
+
+        Raises:
+            ConfigurationError: when decorating, as `add_async_post` raises it.
         """
 
         def register(function: F) -> F:
@@ -104,13 +116,18 @@ class AsyncEndpoints:
                 ``Response`` it returns is sent as is and nothing is queued.
 
         Raises:
-            ConfigurationError: the name is taken or the handler's signature is unusable.
+            ConfigurationError: there is no app, ``path`` does not start with ``/``, the
+                name is taken, or the handler's signature is unusable. Nothing is
+                registered then.
         """
-        handler = self.add_handler(function, name=name, validator=validator)
         if self.app is None:
             raise ConfigurationError("add_async_post needs an app; use add_handler without one")
+        if not path.startswith("/"):
+            raise ConfigurationError(f"a route path must start with '/': {path!r}")
+        handler = self._new_handler(function, name=name, validator=validator)
         endpoint = submit_endpoint(self, handler)
         add_post_route(self.app, path, endpoint, name=handler.name, model=handler.model)
+        self.handlers[handler.name] = handler
         return handler
 
     def add_handler(
@@ -120,11 +137,26 @@ class AsyncEndpoints:
         name: str | None = None,
         validator: Validator | None = None,
     ) -> Handler:
-        """Register a job handler without a route (jobs come from `submit` only)."""
-        handler = Handler.from_function(function, name=name, validator=validator)
+        """Register a job handler without a route (jobs come from `submit` only).
+
+        Raises:
+            ConfigurationError: the name is taken or the handler's signature is unusable.
+        """
+        handler = self._new_handler(function, name=name, validator=validator)
+        self.handlers[handler.name] = handler
+        return handler
+
+    def _new_handler(
+        self, function: HandlerFunction, *, name: str | None, validator: Validator | None
+    ) -> Handler:
+        handler = Handler.from_function(
+            function,
+            name=name,
+            validator=validator,
+            max_result_size=self.settings.max_result_size,
+        )
         if handler.name in self.handlers:
             raise ConfigurationError(f"a job handler named {handler.name!r} exists already")
-        self.handlers[handler.name] = handler
         return handler
 
     def map_job_details(self, path: str = "/jobs/{job_id}", *, name: str | None = None) -> None:
@@ -136,10 +168,12 @@ class AsyncEndpoints:
                 so several `AsyncEndpoints` on one app each point ``Location`` at their own.
 
         Raises:
-            ConfigurationError: ``path`` lacks ``{job_id}``, or there is no app.
+            ConfigurationError: ``path`` lacks ``{job_id}`` or a leading ``/``, or there is
+                no app.
         """
-        if "{job_id}" not in path:
-            raise ConfigurationError(f"the job-details path must hold {{job_id}}: {path!r}")
+        if "{job_id}" not in path or not path.startswith("/"):
+            message = f"the job-details path must start with '/' and hold {{job_id}}: {path!r}"
+            raise ConfigurationError(message)
         if self.app is None:
             raise ConfigurationError("map_job_details needs an app")
         route_name = name or "get_" + re.sub(r"\W+", "_", path).strip("_")
@@ -167,6 +201,7 @@ class AsyncEndpoints:
             JobValidationError: ``body`` fails the handler's model or has no JSON form.
             QueueFullError: ``max_queue_size`` jobs are waiting.
             StoreUnavailableError: the store cannot be reached.
+            JobStoreError: the store refused the write (a Redis permission error, say).
         """
         handler = self.handlers.get(name)
         if handler is None:
@@ -196,7 +231,12 @@ class AsyncEndpoints:
         return await self.store.enqueue(new_job, max_waiting=self.settings.max_queue_size)
 
     async def get_job(self, job_id: uuid.UUID | str) -> Job | None:
-        """The job with this id, or None when unknown (or not a UUID)."""
+        """The job with this id, or None when unknown (or not a UUID).
+
+        Raises:
+            StoreUnavailableError: the store cannot be reached.
+            JobStoreError: the store refused the read.
+        """
         parsed = parse_job_id(job_id)
         return None if parsed is None else await self.store.get(parsed)
 
@@ -204,8 +244,10 @@ class AsyncEndpoints:
         """The job once it is terminal, woken by its settlement rather than polled.
 
         Raises:
-            TimeoutError: the job is not terminal after ``timeout`` seconds.
-            KeyError: no job has this id.
+            TimeoutError: the job is not terminal after ``timeout`` seconds (it runs on).
+            KeyError: no job has this id (or it is not a UUID).
+            StoreUnavailableError: the store cannot be reached.
+            JobStoreError: the store refused the read.
         """
         parsed = parse_job_id(job_id)
         if parsed is None:
@@ -223,7 +265,13 @@ class AsyncEndpoints:
                 raise TimeoutError(f"job {job_id} is still {job.status} after {timeout} s")
 
     async def drain(self) -> int:
-        """Run due jobs in this task until none is due; return the attempts run (for tests)."""
+        """Run due jobs in this task until none is due; return the attempts run (for tests).
+
+        Raises:
+            StoreUnavailableError: the store cannot be reached (to claim, or to record an
+                outcome within the settling patience).
+            JobStoreError: the store refused an operation.
+        """
         return await self.pool.drain()
 
     @asynccontextmanager
@@ -278,3 +326,13 @@ class AsyncEndpoints:
             template = self._location_templates[id(app)] = str(path)
         path = template.replace(_PLACEHOLDER_ID, str(job.id))
         return str(request.scope.get("root_path", "")) + path
+
+
+def _is_starlette_app(app: Any) -> bool:
+    """Duck-typed: what `AsyncEndpoints` uses of a Starlette (or FastAPI) app is there."""
+    router = getattr(app, "router", None)
+    return (
+        hasattr(router, "lifespan_context")
+        and hasattr(app, "exception_handlers")
+        and callable(getattr(app, "add_exception_handler", None))
+    )

@@ -4,13 +4,18 @@
     ├── ConfigurationError        a handler, route or setting is wrong (raised at wiring time)
     ├── UnknownJobNameError       submit() named no registered handler
     ├── JobValidationError        a submitted body failed the handler's model (.errors lists why)
-    └── JobStoreError             the store could not do what was asked
-        ├── StoreUnavailableError the store cannot be reached now; try again later (HTTP 503)
-        ├── QueueFullError        max_queue_size jobs are waiting; nothing was stored (HTTP 503)
-        └── DuplicateJobError     a job with this id exists already; nothing was changed
+    ├── JobStoreError             the store could not do what was asked
+    │   ├── StoreUnavailableError the store cannot be reached now; try again later (HTTP 503)
+    │   ├── QueueFullError        max_queue_size jobs are waiting; nothing was stored (HTTP 503)
+    │   ├── DuplicateJobError     a job with this id exists already; nothing was changed
+    │   └── ResultRefusedError    the store refused a result for good (the job fails with it)
+    └── ResultError               a handler's result cannot be kept (the attempt is not retried)
+        ├── ResultTooLarge        its JSON is larger than max_result_size
+        └── ResultNotSerializable it has no JSON form
 
 Lower-layer errors (redis-py's, for example) are mapped to these at the store boundary and
-chained with ``from``.
+chained with ``from``. The `ResultError` family never reaches the app: the worker records
+it as the job's error, whose ``type`` is the class name.
 """
 
 from __future__ import annotations
@@ -72,3 +77,33 @@ class QueueFullError(JobStoreError):
 
 class DuplicateJobError(JobStoreError):
     """A job with the same id exists already; the store was left unchanged."""
+
+
+class ResultRefusedError(JobStoreError):
+    """The store refused to record a handler's result for good (too large for it, say).
+
+    Retrying cannot help, so the attempt fails at once with this cause and is not retried.
+
+    Attributes:
+        error_type: The job error type recorded (``ResultTooLarge`` or ``StoreRefused``).
+    """
+
+    def __init__(self, message: str, *, error_type: str = "StoreRefused") -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+class ResultError(AsyncEndpointsError, ValueError):
+    """A handler's result cannot be kept; the attempt fails for good (it is not retried).
+
+    Running the handler again would most likely return the same unkeepable value, so the
+    job is ``Failed`` at once instead of using up its retries.
+    """
+
+
+class ResultTooLarge(ResultError):
+    """The result's JSON is larger than ``max_result_size`` bytes."""
+
+
+class ResultNotSerializable(ResultError):
+    """The result has no JSON form (NaN or Infinity, a lone surrogate, a huge integer...)."""

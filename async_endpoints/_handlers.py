@@ -5,19 +5,29 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
-from pydantic import TypeAdapter, ValidationError
-from pydantic_core import PydanticSerializationError
+from pydantic import PydanticUserError, TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError, SchemaSerializer
 from starlette.datastructures import Headers, QueryParams
 
 from ._context import AsyncContext, request_model_of
-from ._errors import ConfigurationError, JobValidationError
+from ._errors import (
+    ConfigurationError,
+    JobValidationError,
+    ResultNotSerializable,
+    ResultTooLarge,
+)
 from ._job import Job
+from ._settings import DEFAULT_MAX_RESULT_SIZE
 
 HandlerFunction = Callable[[AsyncContext[Any]], Awaitable[Any]]
 Validator = Callable[..., Any]
+
+_KEEP_NON_FINITE: Any = {"ser_json_inf_nan": "constants"}
+# The JSON text a result is measured by: compact, UTF-8 (not ASCII-escaped), no NaN.
+_RESULT_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +39,7 @@ class Handler:
         function: The async handler.
         model: The request model (``T`` of ``AsyncContext[T]``), or None for no body.
         validator: The optional ``validator(request, body)`` hook.
+        max_result_size: Bytes the result's JSON may take at most.
     """
 
     name: str
@@ -37,6 +48,14 @@ class Handler:
     body_adapter: TypeAdapter[Any] | None
     result_adapter: TypeAdapter[Any]
     validator: Validator | None = None
+    max_result_size: int = DEFAULT_MAX_RESULT_SIZE
+    _result_serializer: SchemaSerializer = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # The result adapter's schema, but keeping NaN and Infinity as floats (pydantic's
+        # default makes them None), so that they are found and refused.
+        serializer = SchemaSerializer(self.result_adapter.core_schema, _KEEP_NON_FINITE)
+        object.__setattr__(self, "_result_serializer", serializer)
 
     @classmethod
     def from_function(
@@ -45,29 +64,36 @@ class Handler:
         *,
         name: str | None = None,
         validator: Validator | None = None,
+        max_result_size: int = DEFAULT_MAX_RESULT_SIZE,
     ) -> Handler:
         """Inspect ``function``'s signature and build its handler.
 
         Raises:
-            ConfigurationError: ``function`` is not async or its first parameter is not an
-                ``AsyncContext``.
+            ConfigurationError: ``function`` is not async, its first parameter is not an
+                ``AsyncContext``, or its annotations name a type that cannot be resolved or
+                that pydantic cannot handle.
         """
         if not inspect.iscoroutinefunction(function):
             raise ConfigurationError(f"job handler {function!r} must be an async function")
-        hints = get_type_hints(function)
         params = list(inspect.signature(function).parameters)
         if not params:
             raise ConfigurationError(f"job handler {function.__name__} takes no AsyncContext")
-        model = request_model_of(hints.get(params[0], AsyncContext))
-        returns = hints.get("return", Any)
-        return cls(
-            name=name or function.__name__,
-            function=function,
-            model=model,
-            body_adapter=None if model is None else TypeAdapter(model),
-            result_adapter=TypeAdapter(Any if returns is type(None) else returns),
-            validator=validator,
-        )
+        try:
+            hints = get_type_hints(function)
+            model = request_model_of(hints.get(params[0], AsyncContext))
+            returns = hints.get("return", Any)
+            return cls(
+                name=name or function.__name__,
+                function=function,
+                model=model,
+                body_adapter=None if model is None else TypeAdapter(model),
+                result_adapter=TypeAdapter(Any if returns is type(None) else returns),
+                validator=validator,
+                max_result_size=max_result_size,
+            )
+        except (NameError, TypeError, PydanticUserError) as exc:
+            message = f"job handler {function.__name__}'s annotations are unusable: {exc}"
+            raise ConfigurationError(message) from exc
 
     def parse_body(self, raw: bytes | str) -> Any:
         """Validate a JSON body against the request model.
@@ -122,15 +148,29 @@ class Handler:
     def dump_result(self, value: Any) -> Any:
         """The handler's return value as the JSON value every store can keep.
 
-        Made through JSON text, so that what is stored reads back the same from any store
-        (non-finite floats become null, as pydantic writes them).
+        pydantic turns the value into plain JSON data (dicts with str keys, lists, str,
+        numbers, bools, None: what any store reads back the same), which is written once
+        as JSON text to be measured. NaN and Infinity are refused rather than written as
+        null (pydantic's JSON does that silently, and the result would lie).
 
         Raises:
-            PydanticSerializationError: the value has no JSON form (an unknown type, text
-                with a lone surrogate).
-            ValueError: it holds an integer too long to read back (over 4300 digits).
+            ResultNotSerializable: the value has no JSON form: an unknown type, NaN or
+                Infinity, text with a lone surrogate, an integer of over 4300 digits.
+            ResultTooLarge: its JSON is larger than ``max_result_size`` bytes (UTF-8).
         """
-        return json.loads(self.result_adapter.dump_json(value))
+        try:
+            data = self._result_serializer.to_python(value, mode="json")
+            text = _RESULT_ENCODER.encode(data)
+            # An ASCII str's length is its UTF-8 size; encoding also finds lone surrogates.
+            size = len(text) if text.isascii() else len(text.encode())
+        except (PydanticSerializationError, ValueError) as exc:
+            raise ResultNotSerializable(f"the result has no JSON form: {_why(exc)}") from exc
+        if size > self.max_result_size:
+            message = (
+                f"the result's JSON is {size} bytes, over max_result_size ({self.max_result_size})"
+            )
+            raise ResultTooLarge(message)
+        return data
 
     def _revalidate(self, body: str) -> Any:
         try:
@@ -147,6 +187,17 @@ def _validation_error(exc: ValidationError) -> JobValidationError:
     malformed = any(e["type"] in {"json_invalid", "json_type"} for e in errors)
     message = "request body is not valid JSON" if malformed else "request body failed validation"
     return JobValidationError(message, cleaned)
+
+
+def _why(exc: Exception) -> str:
+    reason = str(exc)
+    if isinstance(exc, UnicodeEncodeError):
+        return "text with a lone surrogate"
+    if reason.startswith("Out of range float"):
+        return "NaN or Infinity"
+    if reason.startswith("Exceeds the limit"):
+        return "an integer too long for JSON readers (" + reason.split(";", 1)[0] + ")"
+    return reason.removeprefix("Unable to serialize ")
 
 
 def _location(loc: list[Any]) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, fields
+from numbers import Real
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigurationError
@@ -53,10 +55,27 @@ DEFAULT_SENSITIVE_QUERY_PARAMS = frozenset(
     }
 )
 
+#: Bytes a handler result's JSON may take (16 MiB).
+DEFAULT_MAX_RESULT_SIZE = 16 * 1024 * 1024
+
 AuthorizeHook = Callable[["Request", "Job"], "bool | Awaitable[bool]"]
 OwnerHook = Callable[["Request"], "str | Awaitable[str | None] | None"]
 SubmittedResponseFactory = Callable[["Job", "Request"], "Response | Awaitable[Response]"]
 StatusResponseFactory = Callable[["Job | None", "Request"], "Response | Awaitable[Response]"]
+ErrorMessageHook = Callable[[BaseException], str]
+
+_INTEGERS = ("max_concurrency", "max_retries", "max_body_size", "max_result_size")
+_DURATIONS = (
+    "retry_base_delay",
+    "retry_max_delay",
+    "retry_jitter",
+    "job_timeout",
+    "claim_timeout",
+    "recovery_interval",
+    "shutdown_grace_period",
+    "polling_interval",
+)
+_HOOKS = ("authorize", "owner", "job_submitted_response", "job_status_response", "error_message")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -101,8 +120,14 @@ class Settings:
             extends the default.
         max_body_size: Larger request bodies are refused with 413 before they are read
             whole (default 1 MiB).
+        max_result_size: Bytes; a handler result whose JSON (UTF-8) is larger fails the
+            attempt at once with error type ``ResultTooLarge``, not retried (default 16 MiB).
         include_tracebacks: Keep the stack trace of failures in the job's error and show it
-            to clients (default False).
+            to clients, credentials masked as in the message (default False).
+        error_message: ``fn(exception) -> str`` (sync) giving the job's ``error.message``,
+            which is stored, logged and served; a hook that raises gives the exception's
+            type name. Default None: the exception's message with URL credentials
+            (``user:password@``) and the values of ``sensitive_query_params`` masked.
         authorize: ``fn(request, job) -> bool`` (sync or async) asked before a job is shown;
             False answers 404 like an unknown id (default None: everyone may read). With
             ``owner`` set, ``job.owner == <the caller's principal>`` restricts a job to
@@ -134,14 +159,18 @@ class Settings:
     sensitive_headers: Iterable[str] = field(default=DEFAULT_SENSITIVE_HEADERS)
     sensitive_query_params: Iterable[str] = field(default=DEFAULT_SENSITIVE_QUERY_PARAMS)
     max_body_size: int = 1024 * 1024
+    max_result_size: int = DEFAULT_MAX_RESULT_SIZE
     include_tracebacks: bool = False
+    error_message: ErrorMessageHook | None = None
     authorize: AuthorizeHook | None = None
     owner: OwnerHook | None = None
     job_submitted_response: SubmittedResponseFactory | None = None
     job_status_response: StatusResponseFactory | None = None
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _check_positive(self, "max_concurrency", "job_timeout", "claim_timeout", "max_body_size")
+        _check_positive(self, "max_result_size")
         _check_positive(self, "recovery_interval", "polling_interval")
         _check_not_negative(self, "max_retries", "retry_base_delay", "retry_max_delay")
         _check_not_negative(self, "retry_jitter", "shutdown_grace_period")
@@ -151,15 +180,47 @@ class Settings:
             )
         for name in ("capture_headers", "sensitive_headers", "sensitive_query_params"):
             names: Iterable[str] | None = getattr(self, name)
-            if isinstance(names, str):
-                raise ConfigurationError(f"{name} must be a collection of names, not a str")
             if names is not None:
-                object.__setattr__(self, name, frozenset(item.lower() for item in names))
+                object.__setattr__(self, name, _lower_case_names(name, names))
 
     @classmethod
     def names(cls) -> frozenset[str]:
         """The names of all settings."""
         return frozenset(f.name for f in fields(cls))
+
+
+def _lower_case_names(setting: str, names: Iterable[str]) -> frozenset[str]:
+    wrong = ConfigurationError(f"{setting} must be a collection of names (str)")
+    if isinstance(names, str) or not isinstance(names, Iterable):
+        raise wrong
+    items = tuple(names)
+    if not all(isinstance(item, str) for item in items):
+        raise wrong
+    return frozenset(item.lower() for item in items)
+
+
+def _check_types(settings: Settings) -> None:
+    """A wrongly typed setting is a `ConfigurationError` naming it, not a later TypeError."""
+    for name in _INTEGERS:
+        _check_type(name, getattr(settings, name), int, "an int")
+    for name in _DURATIONS:
+        _check_type(name, getattr(settings, name), Real, "a number of seconds")
+    if settings.max_queue_size is not None:
+        _check_type("max_queue_size", settings.max_queue_size, int, "an int or None")
+    for name in ("run_workers", "include_tracebacks"):
+        if not isinstance(getattr(settings, name), bool):
+            raise ConfigurationError(f"{name} must be True or False")
+    for name in _HOOKS:
+        hook = getattr(settings, name)
+        if hook is not None and not callable(hook):
+            raise ConfigurationError(f"{name} must be a function or None, not {hook!r}")
+    if inspect.iscoroutinefunction(settings.error_message):
+        raise ConfigurationError("error_message must be a sync function: fn(exception) -> str")
+
+
+def _check_type(name: str, value: Any, kind: type, wanted: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ConfigurationError(f"{name} must be {wanted}, not {value!r}")
 
 
 def _check_positive(settings: Settings, *names: str) -> None:

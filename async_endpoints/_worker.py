@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._errors import StoreUnavailableError
+from ._errors import ResultError, ResultRefusedError, StoreUnavailableError
 from ._handlers import Handler
 from ._job import Job, JobError
+from ._redact import ErrorDescriber
 from ._retry import RetryPolicy
 from ._store import Claim, JobStore
 
@@ -43,6 +43,8 @@ class Outcome:
 
     result: Any = None
     error: JobError | None = None
+    #: False when running the handler again cannot help (its result cannot be kept).
+    retry: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,8 @@ class AttemptRunner:
     retry_policy: RetryPolicy
     job_timeout: float
     include_tracebacks: bool = False
+    #: What a failure's error says (the app's ``error_message``, secrets masked).
+    errors: ErrorDescriber = field(default_factory=ErrorDescriber)
     #: How long to keep retrying a settlement while the store is unreachable (the lease
     #: length: past it the job is recovered elsewhere and this outcome would be refused).
     settle_patience: float = 30.0
@@ -129,6 +133,8 @@ class AttemptRunner:
             return Outcome(error=JobError("the handler was cancelled", "CancelledError"))
         except _HandlerExit as exc:
             return Outcome(error=self._error(exc.original))
+        except ResultError as exc:
+            return Outcome(error=self._error(exc), retry=False)
         except Exception as exc:
             return Outcome(error=self._error(exc))
 
@@ -156,9 +162,17 @@ class AttemptRunner:
         """Record the outcome; a lost claim (token mismatch) is logged and ignored."""
         job = claim.job
         if outcome.error is None:
-            settled = await self.store.complete(claim, outcome.result)
+            try:
+                settled = await self.store.complete(claim, outcome.result)
+            except ResultRefusedError as exc:
+                # Refused for good (too large for the store, say): no retry could land it.
+                error = JobError(f"the store refused the result: {exc}", exc.error_type)
+                logger.warning("job %s (%s): %s", job.id, job.name, error.message)
+                settled = await self.store.fail(claim, error, retry_in=None)
         else:
-            retry_in = self.retry_policy.retry_in(job.retry_count, job.max_retries)
+            retry_in = None
+            if outcome.retry:
+                retry_in = self.retry_policy.retry_in(job.retry_count, job.max_retries)
             settled = await self.store.fail(claim, outcome.error, retry_in=retry_in)
             if settled is not None:
                 logger.warning(
@@ -174,9 +188,7 @@ class AttemptRunner:
         return settled
 
     def _error(self, exc: BaseException) -> JobError:
-        trace = "".join(traceback.format_exception(exc)) if self.include_tracebacks else None
-        message = str(exc) or type(exc).__name__
-        return JobError(message, type(exc).__name__, trace)
+        return self.errors.describe(exc, with_traceback=self.include_tracebacks)
 
 
 async def _call(function: Callable[[Any], Awaitable[Any]], context: Any) -> Any:

@@ -147,7 +147,7 @@ async def test_an_attempt_longer_than_job_timeout_fails(clock: ManualClock) -> N
 async def test_a_result_that_is_not_json_fails_the_attempt_with_a_clear_error(
     endpoints: AsyncEndpoints,
 ) -> None:
-    """An unserialisable return value is a failed attempt naming the problem."""
+    """An unserialisable return value fails the job at once (not retried), naming the type."""
 
     async def opaque(ctx: AsyncContext[None]) -> object:
         return object()
@@ -156,9 +156,9 @@ async def test_a_result_that_is_not_json_fails_the_attempt_with_a_clear_error(
     job = await endpoints.submit("opaque")
     await endpoints.drain()
     attempt = await endpoints.get_job(job.id)
-    assert attempt.status is JobStatus.SCHEDULED
-    assert attempt.error.type == "PydanticSerializationError"
-    assert "serialize" in attempt.error.message.lower()
+    assert attempt.status is JobStatus.FAILED and attempt.retry_count == 0
+    assert attempt.error.type == "ResultNotSerializable"
+    assert "unknown type" in attempt.error.message.lower()
 
 
 async def test_tracebacks_are_kept_only_when_the_app_opts_in(clock: ManualClock) -> None:

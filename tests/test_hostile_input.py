@@ -368,8 +368,8 @@ async def _error_quoting_a_surrogate(ctx: AsyncContext[None]) -> None:
 @pytest.mark.parametrize(
     ("producer", "error_type"),
     [
-        (_lone_surrogate, "PydanticSerializationError"),
-        (_huge_int, "ValueError"),
+        (_lone_surrogate, "ResultNotSerializable"),
+        (_huge_int, "ResultNotSerializable"),
         (_error_quoting_a_surrogate, "ValueError"),
     ],
     ids=["result-with-a-lone-surrogate", "result-int-5000-digits", "error-with-a-surrogate"],
@@ -391,12 +391,12 @@ async def test_a_handler_output_without_a_json_form_fails_the_job_and_details_st
     assert strict_json(details.text)["error"]["type"] == error_type
 
 
-async def test_a_non_finite_float_result_is_stored_as_null_so_the_job_json_stays_json(
+async def test_a_non_finite_float_result_fails_the_job_rather_than_becoming_null(
     http_client_for, store: JobStore
 ) -> None:
-    """NaN and infinities are not JSON: the result keeps them as null, as pydantic writes."""
+    """NaN and infinities are not JSON: ResultNotSerializable at once, never a silent null."""
     app = FastAPI()
-    endpoints = AsyncEndpoints(app, store=store)
+    endpoints = AsyncEndpoints(app, store=store, max_retries=3)
 
     @endpoints.map_async_post("/measure", name="Measure")
     async def measure(ctx: AsyncContext) -> list[float]:
@@ -407,7 +407,9 @@ async def test_a_non_finite_float_result_is_stored_as_null_so_the_job_json_stays
         submitted = await client.post("/measure")
         await endpoints.wait_for(submitted.json()["id"], timeout=5)
         details = await client.get(submitted.headers["location"])
-    assert strict_json(details.text)["result"] == [None, None, 1.5]
+    job = strict_json(details.text)
+    assert job["status"] == "Failed" and job["retryCount"] == 0 and job["result"] is None
+    assert job["error"]["type"] == "ResultNotSerializable"
 
 
 # --- raw ASGI ---------------------------------------------------------------------------------

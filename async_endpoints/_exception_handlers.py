@@ -1,0 +1,67 @@
+"""503 answers for the library's store errors raised in any route of the app.
+
+An app's own route that calls `AsyncEndpoints.submit` or `AsyncEndpoints.wait_for` (to answer
+synchronously, say) meets `StoreUnavailableError` while the store is down and
+`QueueFullError` while too many jobs wait. Starlette would answer those with a plain-text
+500; these handlers answer ``503`` with ``Retry-After`` and a fixed JSON message, as the
+library's own routes do (the exception's text names hosts: it goes to the log only).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+
+from ._errors import QueueFullError, StoreUnavailableError
+from ._http import STORE_UNAVAILABLE
+from ._responses import error_response
+
+logger = logging.getLogger("async_endpoints")
+
+QUEUE_FULL = "too many jobs are waiting; try again later"
+#: WebSocket close code "Try Again Later" (RFC 6455 registry).
+_TRY_AGAIN_LATER = 1013
+
+
+def install_exception_handlers(app: Any) -> None:
+    """Register the 503 handlers on ``app``, keeping any the app registered already.
+
+    A handler the app has for one of these types, or for a base class of theirs below
+    ``Exception`` (``JobStoreError``, ``AsyncEndpointsError``), is left in charge.
+    """
+    registered = app.exception_handlers
+    for error_type, handler in (
+        (StoreUnavailableError, store_unavailable),
+        (QueueFullError, queue_full),
+    ):
+        mro = error_type.__mro__
+        if not any(cls in registered for cls in mro[: mro.index(Exception)]):
+            app.add_exception_handler(error_type, handler)
+
+
+async def store_unavailable(connection: HTTPConnection, exc: Exception) -> Response | None:
+    """``503`` + ``Retry-After`` for a `StoreUnavailableError` raised in a route."""
+    logger.warning("%s: the job store is unavailable: %s", connection.url.path, exc)
+    return await _try_again_later(connection, exc, STORE_UNAVAILABLE)
+
+
+async def queue_full(connection: HTTPConnection, exc: Exception) -> Response | None:
+    """``503`` + ``Retry-After`` for a `QueueFullError` raised in a route."""
+    return await _try_again_later(connection, exc, QUEUE_FULL)
+
+
+async def _try_again_later(
+    connection: HTTPConnection, exc: Exception, detail: str
+) -> Response | None:
+    if isinstance(connection, WebSocket):
+        # A WebSocket route gets no HTTP answer: its socket is closed with "try again later".
+        with contextlib.suppress(RuntimeError):  # closed already
+            await connection.close(_TRY_AGAIN_LATER, detail)
+        return None
+    retry_after: float = getattr(exc, "retry_after", 1.0)
+    return error_response(503, detail, retry_after=retry_after)
