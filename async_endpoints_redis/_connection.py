@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from async_endpoints._errors import JobStoreError
 
 from ._client import AnyRedis, connect, open_pubsub
+from ._elapsed import ElapsedClock
 from ._errors import mapped_errors
 from ._health import warn_about_risky_config
 from ._keys import Keys
@@ -71,6 +72,7 @@ class Connection:
         self._keys = keys
         self._retention_ms = retention_ms
         self._scripts: Scripts | None = None
+        self.elapsed = ElapsedClock()
         self._start_lock = asyncio.Lock()
         self.closed = False
         self.notifications = Notifications(
@@ -108,7 +110,11 @@ class Connection:
                     async with asyncio.timeout(self.deadline):
                         await self._connect()
                 await warn_about_risky_config(self.client, self._keys.queue, self.deadline)
-                self._scripts = Scripts(self.client, self._keys, self._retention_ms)
+                scripts = Scripts(self.client, self._keys, self._retention_ms, self.elapsed)
+                with mapped_errors("start"):
+                    async with asyncio.timeout(self.deadline):
+                        await scripts.clock()  # this process's first reading of it
+                self._scripts = scripts
                 self.notifications.start()
                 # Live before the first claim, so no wake-up is lost and the connection's
                 # own wake-up does not interrupt a worker's first wait.

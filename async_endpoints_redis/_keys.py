@@ -5,8 +5,10 @@ live in one slot and every script runs on one node::
 
     {prefix}:job:<uuid>    HASH   one job (fields in `_codec`); expires once terminal
     {prefix}:queue         LIST   ids of Queued jobs, oldest at the head
-    {prefix}:scheduled     ZSET   ids of Scheduled jobs, scored by due time (ms, server clock)
-    {prefix}:active        ZSET   ids of InProgress jobs, scored by lease deadline (ms)
+    {prefix}:clock         STRING the elapsed-time clock (ms) that leases and delays use
+                                  (see `_elapsed`); job timestamps use the server's clock
+    {prefix}:scheduled     ZSET   ids of Scheduled jobs, scored by due time (ms, elapsed clock)
+    {prefix}:active        ZSET   ids of InProgress jobs, scored by lease deadline (ms, same)
     {prefix}:claim:<base>  LIST   ids one claim call took (expires with the lease), so that
                                   a resent claim returns them instead of stranding them
     {prefix}:offers        HASH   idle workers' offers: inbox -> "<token base> <slots left>
@@ -63,6 +65,11 @@ class Keys:
     def queue(self) -> str:
         """The LIST of Queued job ids."""
         return f"{self.tag}:queue"
+
+    @property
+    def clock(self) -> str:
+        """The STRING holding the elapsed-time clock."""
+        return f"{self.tag}:clock"
 
     @property
     def scheduled(self) -> str:

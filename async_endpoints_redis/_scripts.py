@@ -6,6 +6,10 @@ key goes through KEYS (the job key prefix too, for jobs a script pops from a que
 a cluster routes each call to the node of the store's one hash tag. redis-py's
 `AsyncScript` calls EVALSHA and falls back to SCRIPT LOAD on NOSCRIPT, so a restarted or
 failed-over server that forgot the scripts is handled transparently.
+
+Every call also passes the store's clock key (KEYS[1]) and this process's reading of the
+elapsed-time clock (ARGV[1]) ahead of the operation's own keys and arguments, which
+``_lib.lua`` takes off again (see `_elapsed`).
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from async_endpoints._job import NewJob
+from async_endpoints._job import JobRequest, NewJob
 from async_endpoints._store import Claim
 
 from ._codec import Reply, encode_request
+from ._elapsed import ElapsedClock
 
 if TYPE_CHECKING:
     from ._client import AnyRedis
@@ -34,6 +39,7 @@ _NAMES = (
     "count_waiting",
     "offer",
     "withdraw",
+    "clock",
 )
 _PROMOTE_BATCH = 200  # due Scheduled jobs moved to the queue per claim
 _SKIP_BUDGET = 1000  # bad ids a claim may drop on top of the jobs it claims
@@ -50,17 +56,28 @@ class Scripts:
         client: The client to register the scripts with (no round trip until used).
         keys: The store's key and channel names.
         retention_ms: How long terminal jobs are kept.
+        clock: This process's reading of the elapsed-time clock.
     """
 
-    def __init__(self, client: AnyRedis, keys: Keys, retention_ms: int) -> None:
+    def __init__(
+        self, client: AnyRedis, keys: Keys, retention_ms: int, clock: ElapsedClock
+    ) -> None:
         library = _source("_lib")
         self._scripts = {name: client.register_script(library + _source(name)) for name in _NAMES}
         self._client = client
         self._keys = keys
         self._retention_ms = retention_ms
+        self._clock = clock
 
     async def _call(self, name: str, keys: list[str], args: Sequence[str | int]) -> Any:
-        return await self._scripts[name](keys=keys, args=args)
+        keys = [self._keys.clock, *keys]
+        return await self._scripts[name](keys=keys, args=[self._clock.reading(), *args])
+
+    async def clock(self) -> int:
+        """The elapsed-time clock (ms), which this process then reads on its own."""
+        clock_ms: int = await self._call("clock", [], [])
+        self._clock.observe(clock_ms)
+        return clock_ms
 
     async def read(self, job_id: uuid.UUID) -> dict[Reply, Reply]:
         """The job's hash (empty when there is none)."""
@@ -136,7 +153,8 @@ class Scripts:
         k = self._keys
         args: list[str | int] = [self._retention_ms, k.done_channel]
         for claim, result_json in completions:
-            args += [str(claim.job.id), claim.token, result_json]
+            kept = encode_request(JobRequest(owner=claim.job.request.owner))
+            args += [str(claim.job.id), claim.token, result_json, kept]
         replies: list[int] = await self._call("complete_many", [k.active, k.job_prefix], args)
         return replies
 
@@ -155,9 +173,10 @@ class Scripts:
         k = self._keys
         args: list[str | int] = [batch, error_json, self._retention_ms]
         args += [k.wake_channel, k.done_channel]
-        ids, seen = await self._call(
+        ids, seen, clock_ms = await self._call(
             "recover", [k.active, k.queue, k.scheduled, k.job_prefix], args
         )
+        self._clock.observe(clock_ms)
         return ids, seen
 
     async def count_waiting(self) -> int:

@@ -33,10 +33,12 @@ from typing import Any, TypeVar
 from async_endpoints._errors import (
     ConfigurationError,
     DuplicateJobError,
+    JobStoreError,
     QueueFullError,
+    ResultRefusedError,
     StoreUnavailableError,
 )
-from async_endpoints._job import Job, JobError, JobStatus, NewJob, is_same_submission
+from async_endpoints._job import Job, JobError, JobRequest, JobStatus, NewJob, is_same_submission
 from async_endpoints._store import Claim
 
 from ._batch import Batcher
@@ -55,6 +57,10 @@ _FALLBACK_POLL = 1.0  # wait_until_terminal's re-check interval while pub/sub is
 _CLAIM_EXPIRED = {"message": "The worker's claim on the job expired", "type": "ClaimExpired"}
 _OFFER_RENEW = 1.0  # seconds an idle worker waits on one offer before renewing it
 _OFFER_TTL = 3.0  # seconds an offer stands unless renewed (a frozen worker's exposure)
+_ALONE_OVER = 64 * 1024  # result characters past which a completion is not batched
+# Redis expires terminal jobs by its wall clock: kept this much longer than the retention,
+# a step of the Redis host's clock by up to an hour never drops a job before its time.
+_STEP_ALLOWANCE = 3600.0
 
 
 @dataclass(eq=False)
@@ -120,13 +126,15 @@ class RedisJobStore:
             options=options,
             deadline=socket_timeout + socket_connect_timeout,
             keys=Keys(prefix),
-            retention_ms=_ms(retention),
+            retention_ms=_ms(retention + _STEP_ALLOWANCE),
             inbox=self._inbox,
             decode=_terminal_job,
             on_handed_over=self._handed_over,
         )
         self._notifications = self._connection.notifications
-        self._completions: Batcher[tuple[Claim, str], int] = Batcher(self._complete_many)
+        self._completions: Batcher[tuple[Claim, str], int | ResultRefusedError] = Batcher(
+            self._complete_many
+        )
         self._unanswered_claim: str | None = None
         self._submissions: Batcher[tuple[NewJob, int | None], int] = Batcher(self._enqueue_many)
         self._claim_generation = 0
@@ -230,9 +238,25 @@ class RedisJobStore:
         return {text(token) for token in lost}
 
     async def complete(self, claim: Claim, result: Any) -> Job | None:
-        """Mark the claimed job Completed with ``result``; None when the claim is lost."""
+        """Mark the claimed job Completed with ``result``; None when the claim is lost.
+
+        The job keeps only the owner of its captured request (it never runs again). A
+        result over `_ALONE_OVER` characters is sent in a call of its own, so that its
+        transfer, or Redis refusing it, holds up no other completion.
+
+        Raises:
+            ResultRefusedError: Redis refused the result for good (longer than its
+                ``proto-max-bulk-len``, say): retrying cannot record it.
+            StoreUnavailableError: Redis cannot be reached.
+        """
         result_json = dump_json(result)
-        completed_ms = await self._completions.submit((claim, result_json))
+        if len(result_json) > _ALONE_OVER:
+            (reply,) = await self._complete_many([(claim, result_json)])
+        else:
+            reply = await self._completions.submit((claim, result_json))
+        if isinstance(reply, ResultRefusedError):
+            raise reply
+        completed_ms = reply
         if completed_ms < 0:
             return None
         moment = from_ms(str(completed_ms))
@@ -242,6 +266,7 @@ class RedisJobStore:
             last_updated_at=moment,
             result=json.loads(result_json),
             error=None,
+            request=JobRequest(owner=claim.job.request.owner),
         )
         self._notifications.settled(str(claim.job.id), job)
         return job
@@ -253,9 +278,21 @@ class RedisJobStore:
             self._notifications.wake()  # this process's own workers, before pub/sub does
         return replies
 
-    async def _complete_many(self, completions: Sequence[tuple[Claim, str]]) -> list[int]:
+    async def _complete_many(
+        self, completions: Sequence[tuple[Claim, str]]
+    ) -> list[int | ResultRefusedError]:
         # Completions made in one event-loop turn share one script call (see `_batch`).
-        return await self._run("complete", lambda s: s.complete_many(completions))
+        try:
+            counts = await self._run("complete", lambda s: s.complete_many(completions))
+        except StoreUnavailableError:
+            raise  # transient: every caller retries
+        except JobStoreError as exc:
+            if len(completions) == 1:
+                return [_refusal(exc)]
+            # A refusal fails the whole call: each goes again alone, so only its job fails.
+            return [reply for one in completions for reply in await self._complete_many([one])]
+        replies: list[int | ResultRefusedError] = [*counts]
+        return replies
 
     async def fail(self, claim: Claim, error: JobError, *, retry_in: float | None) -> Job | None:
         """Record a failed attempt: retried in ``retry_in`` seconds while retries are left,
@@ -439,6 +476,15 @@ def _terminal_job(job_id: str, message: bytes | str) -> Job | None:
         return None
     job = _decode(uuid.UUID(job_id), fields)
     return job if job is not None and job.status.is_terminal else None
+
+
+def _refusal(exc: JobStoreError) -> ResultRefusedError:
+    """What Redis refusing a completion for good means for its job."""
+    too_large = "bulk length" in str(exc) or "too large" in str(exc).lower()
+    kind = "ResultTooLarge" if too_large else "StoreRefused"
+    refusal = ResultRefusedError(str(exc), error_type=kind)
+    refusal.__cause__ = exc
+    return refusal
 
 
 def _ms(seconds: float) -> int:

@@ -1,5 +1,15 @@
 -- Helpers shared by every script; _scripts.py prepends this file to each of them.
--- Times are integer milliseconds of the Redis server's clock, stored as decimal text.
+--
+-- Two clocks. now_ms() is the Redis server's wall clock: it stamps the job's times
+-- (created_at, started_at, ...), which people read. clock_ms() measures durations (lease
+-- deadlines, due times of delayed jobs, offer expiry): the store's elapsed-time clock, a
+-- key every caller advances to its own reading (the last value it saw plus its process's
+-- monotonic time since), so it moves with real time and never jumps when someone steps
+-- the wall clock of the Redis host or an app host. Both are integer milliseconds, stored
+-- as decimal text.
+--
+-- Every script gets the clock key as KEYS[1] and the caller's reading as ARGV[1]; the
+-- script body sees KEYS and ARGV without them (shadowed below).
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -17,6 +27,28 @@ local function tail(array, i)
     out[#out + 1] = array[j]
   end
   return out
+end
+
+local CLOCK_KEY, CLOCK_READING = KEYS[1], tonumber(ARGV[1]) or 0
+local KEYS = tail(KEYS, 2)
+local ARGV = tail(ARGV, 2)
+
+-- The elapsed-time clock, advanced to the caller's reading when that is ahead. It starts
+-- at the wall clock the first time. Its SET is this script's first write: Redis refuses a
+-- script's writes for memory only up to its first one, so a script that starts here takes
+-- no new work from a Redis that is out of memory (see even_when_full for the others).
+local function clock_ms()
+  local stored = tonumber(redis.call('GET', CLOCK_KEY))
+  local now = math.max(stored or now_ms(), CLOCK_READING)
+  redis.call('SET', CLOCK_KEY, ms(now))
+  return now
+end
+
+-- A first write that adds nothing (DEL of a key that never exists), so that the script's
+-- later writes go through even when Redis is over maxmemory: renewing, settling and
+-- recovering jobs already taken must go on while a full Redis refuses new ones.
+local function even_when_full()
+  redis.call('DEL', CLOCK_KEY .. ':none')
 end
 
 -- The job's status, or nil when the key is missing or is not a hash (corrupt).
@@ -40,8 +72,9 @@ local function has_retries_left(key)
 end
 
 -- Counts one more attempt and makes the job waiting again: Queued at the tail of the
--- ready queue when delay <= 0, else Scheduled until now + delay.
-local function requeue(key, id, now, delay, queue, scheduled, active)
+-- ready queue when delay <= 0, else Scheduled for delay ms: due at clock + delay on the
+-- elapsed-time clock (the scheduled ZSET's score), shown as run_at = now + delay.
+local function requeue(key, id, now, clock, delay, queue, scheduled, active)
   redis.call('HINCRBY', key, 'retry_count', 1)
   redis.call('HDEL', key, 'token')
   redis.call('ZREM', active, id)
@@ -52,7 +85,7 @@ local function requeue(key, id, now, delay, queue, scheduled, active)
   else
     redis.call('HSET', key, 'status', 'Scheduled', 'run_at', ms(now + delay),
       'last_updated_at', ms(now))
-    redis.call('ZADD', scheduled, now + delay, id)
+    redis.call('ZADD', scheduled, clock + delay, id)
   end
 end
 
@@ -84,7 +117,8 @@ local function settle(key, id, status, now, active, retention, done_channel)
 end
 
 -- An offer: an idle worker's standing request for new jobs, stored as the value
--- "<token base> <slots left> <lease ms> <expires at ms>" under the worker's inbox name.
+-- "<token base> <slots left> <lease ms> <expires at ms>" under the worker's inbox name
+-- (expires at: on the elapsed-time clock).
 local function parse_offer(offer)
   local base, slots, lease, expires = string.match(offer, '^(%S+) (%d+) (%d+) (%d+)$')
   return base, tonumber(slots), tonumber(lease), tonumber(expires)

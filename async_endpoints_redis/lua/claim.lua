@@ -25,6 +25,7 @@
 -- dropped from the queue and never stall it.
 -- (retry_count may be absent: it is 0 until the first retry.)
 
+local clock = clock_ms()
 local now = now_ms()
 local k = {offers = KEYS[6], idle = KEYS[7], queue = KEYS[1], active = KEYS[3],
   jobs = KEYS[4], given = KEYS[8]}
@@ -44,7 +45,7 @@ if #remembered > 0 then
   return again
 end
 
-local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', clock, 'LIMIT', 0, tonumber(ARGV[4]))
 for _, id in ipairs(due) do
   redis.call('ZREM', KEYS[2], id)
   local key = KEYS[4] .. id
@@ -64,7 +65,7 @@ local function claimable(key)
 end
 
 local limit = tonumber(ARGV[1])
-local deadline = now + tonumber(ARGV[2])
+local deadline = clock + tonumber(ARGV[2])
 local claimed = {}
 for n = 1, tonumber(ARGV[5]) do
   if #claimed >= limit then

@@ -25,6 +25,7 @@
 -- Scheduled) jobs is reached (nothing stored for it); and how many jobs were Queued
 -- rather than handed over.
 
+local clock = clock_ms()
 local now = now_ms()
 local stamp = ms(now)
 local waiting = nil
@@ -49,7 +50,7 @@ local function hand_over(key, id, fields)
     -- other nodes' subscribers do not count), and nothing is published unless stored. A
     -- user not allowed PUBSUB gets no hand-over: its jobs are queued as usual.
     local listening = false
-    if base and slots > 0 and expires > now then
+    if base and slots > 0 and expires > clock then
       local count = redis.pcall('PUBSUB', 'NUMSUB', channel)
       listening = type(count) == 'table' and tonumber(count[2]) ~= nil and tonumber(count[2]) > 0
     end
@@ -65,11 +66,11 @@ local function hand_over(key, id, fields)
         handed[#handed + 1] = value
       end
       redis.call('HSET', key, unpack(handed))
-      redis.call('ZADD', KEYS[4], now + lease, id)
+      redis.call('ZADD', KEYS[4], clock + lease, id)
       redis.call('RPUSH', given, id)
       -- Kept while the offer may still hand jobs over, and then for a lease, so that
       -- token numbers never repeat within an offer.
-      redis.call('PEXPIRE', given, expires - now + lease)
+      redis.call('PEXPIRE', given, expires - clock + lease)
       -- A used-up offer stays in the HASH until its worker withdraws it, which puts
       -- back what it was handed but did not start.
       redis.call('HSET', KEYS[5], inbox,

@@ -11,13 +11,15 @@
 -- Returns: the job's hash as {field, value, ...}, or false when the claim is lost
 -- (nothing changed).
 
+even_when_full()
 if not owns(KEYS[1], ARGV[2]) then
   return false
 end
+local clock = clock_ms()
 local now = now_ms()
 redis.call('HSET', KEYS[1], 'error', ARGV[3])
 if ARGV[4] ~= '' and has_retries_left(KEYS[1]) then
-  requeue(KEYS[1], ARGV[1], now, tonumber(ARGV[4]), KEYS[3], KEYS[4], KEYS[2])
+  requeue(KEYS[1], ARGV[1], now, clock, tonumber(ARGV[4]), KEYS[3], KEYS[4], KEYS[2])
   redis.call('PUBLISH', ARGV[6], ARGV[1])
 else
   settle(KEYS[1], ARGV[1], 'Failed', now, KEYS[2], tonumber(ARGV[5]), ARGV[7])

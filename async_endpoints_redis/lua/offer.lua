@@ -16,6 +16,8 @@
 
 local k = {offers = KEYS[5], idle = KEYS[6], queue = KEYS[1], active = KEYS[3],
   jobs = KEYS[4], given = KEYS[7]}
+even_when_full()
+local clock = clock_ms()
 local now = now_ms()
 withdraw(k, ARGV[1], tail(ARGV, 6), now)
 
@@ -25,7 +27,7 @@ withdraw(k, ARGV[1], tail(ARGV, 6), now)
 for _, inbox in ipairs(redis.call('HRANDFIELD', KEYS[5], 3)) do
   local offer = redis.call('HGET', KEYS[5], inbox)
   local _, _, lease, expires = parse_offer(offer or '')
-  if not expires or expires + lease < now then
+  if not expires or expires + lease < clock then
     redis.call('HDEL', KEYS[5], inbox)
     redis.call('LREM', KEYS[6], 0, inbox)
   end
@@ -36,7 +38,7 @@ end
 local due = -1
 local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 if #first > 0 then
-  due = math.max(0, tonumber(first[2]) - now)
+  due = math.max(0, tonumber(first[2]) - clock)
   if due == 0 then
     return 0
   end
@@ -44,7 +46,7 @@ end
 if tonumber(ARGV[3]) <= 0 then
   return due
 end
-local expires = now + tonumber(ARGV[5])
+local expires = clock + tonumber(ARGV[5])
 redis.call('HSET', KEYS[5], ARGV[1],
   ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. ms(expires))
 redis.call('RPUSH', KEYS[6], ARGV[1])

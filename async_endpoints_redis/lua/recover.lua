@@ -7,18 +7,20 @@
 -- ARGV[2]  the error JSON recorded   ARGV[3]  retention of terminal jobs (ms)
 -- ARGV[4]  the wake channel          ARGV[5]  the done channel
 --
--- Returns: {recovered ids, expired entries seen}; when the second equals ARGV[1] more
--- may be waiting. Entries whose job is missing or not InProgress are just removed.
+-- Returns: {recovered ids, expired entries seen, the elapsed-time clock}; when the second
+-- equals ARGV[1] more may be waiting. Entries whose job is missing or not InProgress are just removed.
 
+even_when_full()
+local clock = clock_ms()
 local now = now_ms()
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', clock, 'LIMIT', 0, tonumber(ARGV[1]))
 local recovered = {}
 for _, id in ipairs(expired) do
   local key = KEYS[4] .. id
   if status_of(key) == 'InProgress' then
     redis.call('HSET', key, 'error', ARGV[2])
     if has_retries_left(key) then
-      requeue(key, id, now, 0, KEYS[2], KEYS[3], KEYS[1])
+      requeue(key, id, now, clock, 0, KEYS[2], KEYS[3], KEYS[1])
     else
       settle(key, id, 'Failed', now, KEYS[1], tonumber(ARGV[3]), ARGV[5])
     end
@@ -30,4 +32,4 @@ end
 if #recovered > 0 then
   redis.call('PUBLISH', ARGV[4], '')
 end
-return {recovered, #expired}
+return {recovered, #expired, clock}

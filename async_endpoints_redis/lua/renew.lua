@@ -8,7 +8,8 @@
 -- recovered, settled or expired); those are left unchanged. Tokens, not ids: a stale and
 -- a fresh claim of one job may be renewed together.
 
-local deadline = now_ms() + tonumber(ARGV[1])
+even_when_full()
+local deadline = clock_ms() + tonumber(ARGV[1])
 local lost = {}
 for i = 2, #ARGV, 2 do
   local id = ARGV[i]

