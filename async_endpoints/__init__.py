@@ -13,6 +13,7 @@ from ._errors import DuplicateJobError as DuplicateJobError
 from ._errors import JobStoreError as JobStoreError
 from ._errors import JobValidationError as JobValidationError
 from ._errors import QueueFullError as QueueFullError
+from ._errors import ResultRefusedError as ResultRefusedError
 from ._errors import StoreUnavailableError as StoreUnavailableError
 from ._errors import UnknownJobNameError as UnknownJobNameError
 from ._handlers import Handler as Handler
@@ -51,6 +52,7 @@ __all__ = [
     "JobValidationError",
     "NewJob",
     "QueueFullError",
+    "ResultRefusedError",
     "RetryPolicy",
     "Settings",
     "StoreUnavailableError",
