@@ -1,0 +1,141 @@
+"""Library store errors raised in the app's own routes answer 503 + Retry-After, as JSON."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
+
+from async_endpoints import (
+    AsyncContext,
+    AsyncEndpoints,
+    JobStoreError,
+    StoreUnavailableError,
+)
+from async_endpoints_redis import RedisJobStore
+from tests.redis_servers import free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def dead_redis_url() -> str:
+    """A loopback port nothing listens on: every call is refused at once."""
+    return f"redis://127.0.0.1:{free_port()}/0"
+
+
+def add_sync_route(app: Starlette, endpoints: AsyncEndpoints) -> None:
+    """The app's own route starting a job and waiting for it (example_app's pattern)."""
+
+    async def run_now(request: Request) -> Response:
+        job = await endpoints.submit("noop")
+        job = await endpoints.wait_for(job.id, timeout=5)
+        return JSONResponse({"status": job.status})
+
+    app.add_route("/run-now", run_now, methods=["POST"])
+
+
+async def noop(ctx: AsyncContext[None]) -> None:
+    return None
+
+
+async def test_a_full_queue_in_an_apps_own_route_answers_503_with_retry_after(
+    app: Starlette, http_client_for: Any
+) -> None:
+    """QueueFullError from submit() is a 503 JSON answer, not a plain-text 500."""
+    endpoints = AsyncEndpoints(app, max_queue_size=1, run_workers=False)
+    endpoints.add_handler(noop)
+    add_sync_route(app, endpoints)
+    async with http_client_for(app) as client:
+        await endpoints.submit("noop")
+        response = await client.post("/run-now")
+    assert response.status_code == 503 and int(response.headers["retry-after"]) >= 1
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"detail": "too many jobs are waiting; try again later"}
+
+
+async def test_an_unreachable_store_in_an_apps_own_route_answers_503_naming_no_host(
+    app: Starlette, http_client_for: Any
+) -> None:
+    """StoreUnavailableError is a 503 with a fixed message: no host, port or Redis text."""
+    url = dead_redis_url()
+    endpoints = AsyncEndpoints(app, store=RedisJobStore(url, cluster=False), run_workers=False)
+    endpoints.add_handler(noop)
+    add_sync_route(app, endpoints)
+    async with http_client_for(app) as client:
+        response = await client.post("/run-now")
+    assert response.status_code == 503 and int(response.headers["retry-after"]) >= 1
+    assert response.json() == {"detail": "the job store is unavailable; try again later"}
+    assert url.split("//")[1].split("/")[0] not in response.text
+
+
+async def test_handlers_the_app_registered_for_these_errors_or_their_bases_stay_in_charge(
+    http_client_for: Any,
+) -> None:
+    """An app handling JobStoreError (a base) or QueueFullError itself keeps its answer."""
+
+    async def own_answer(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"mine": type(exc).__name__}, 599)
+
+    app = FastAPI(exception_handlers={JobStoreError: own_answer})
+    endpoints = AsyncEndpoints(app, max_queue_size=1, run_workers=False)
+    endpoints.add_handler(noop)
+    add_sync_route(app, endpoints)
+    async with http_client_for(app) as client:
+        await endpoints.submit("noop")
+        response = await client.post("/run-now")
+    assert response.status_code == 599 and response.json() == {"mine": "QueueFullError"}
+    assert app.exception_handlers[JobStoreError] is own_answer
+    assert StoreUnavailableError not in app.exception_handlers
+
+
+@pytest.fixture
+def example_on_a_dead_redis(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """``example_app.main`` freshly imported with REDIS_URL naming a port nobody serves."""
+    monkeypatch.setenv("REDIS_URL", dead_redis_url())
+    monkeypatch.syspath_prepend(str(REPO_ROOT))
+    return importlib.reload(importlib.import_module("example_app.main"))
+
+
+async def test_the_example_apps_synchronous_route_answers_503_while_redis_is_down(
+    example_on_a_dead_redis: ModuleType, http_client_for: Any
+) -> None:
+    """POST /api/process-data-sync/{tenant} meets StoreUnavailableError: 503 JSON."""
+    async with http_client_for(example_on_a_dead_redis.app) as client:
+        response = await client.post("/api/process-data-sync/acme", json={"data": "now"})
+    assert response.status_code == 503 and "retry-after" in response.headers
+    assert response.json() == {"detail": "the job store is unavailable; try again later"}
+
+
+async def test_a_websocket_route_meeting_the_error_is_closed_with_try_again_later() -> None:
+    """No HTTP answer exists for a socket: it is closed with code 1013."""
+
+    async def live(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await endpoints.submit("noop")
+        await endpoints.submit("noop")
+
+    app = Starlette(routes=[WebSocketRoute("/live", live)])
+    endpoints = AsyncEndpoints(app, max_queue_size=1, run_workers=False)
+    endpoints.add_handler(noop)
+    incoming = [{"type": "websocket.connect"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": "/live", "headers": [], "query_string": b""}
+    await app(scope, receive, send)
+    assert [message["type"] for message in sent] == ["websocket.accept", "websocket.close"]
+    assert sent[-1]["code"] == 1013

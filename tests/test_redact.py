@@ -1,0 +1,218 @@
+"""What a failed job says: secrets masked in messages, traces and logs; the error_message hook."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from async_endpoints import (
+    AsyncContext,
+    AsyncEndpoints,
+    ConfigurationError,
+    InMemoryJobStore,
+    JobStatus,
+    JobStore,
+)
+from async_endpoints._redact import ErrorDescriber, redact
+
+SECRET_KEY = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
+
+
+# --- the default masking ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("postgresql://app:s3cret@db/x", "postgresql://app:***@db/x"),
+        ("redis://:s3cret@cache:6379/0 refused", "redis://:***@cache:6379/0 refused"),
+        ("amqp://app:p@ss:w0rd@mq/vhost", "amqp://app:***@mq/vhost"),
+        ("clone https://ghp_abc123@github.com/o/r.git", "clone https://***@github.com/o/r.git"),
+        ("could not reach app:s3cret@db:5432", "could not reach app:***@db:5432"),
+    ],
+    ids=["dsn", "empty-user", "at-sign-in-password", "token-as-user", "bare-userinfo"],
+)
+def test_credentials_in_url_userinfo_are_masked_and_the_rest_kept(text: str, masked: str) -> None:
+    """A URL's password (or lone token), and a bare user:token@host, read as ***."""
+    assert redact(text) == masked
+
+
+def test_sensitive_parameter_values_are_masked_by_percent_decoded_case_insensitive_name() -> None:
+    """?KEY= and ?%74oken= are key and token: their values are masked, other values kept."""
+    text = f"for url 'https://api.example/v1?page=2&KEY={SECRET_KEY}&%74oken=t0k#top'"
+    assert redact(text) == "for url 'https://api.example/v1?page=2&KEY=***&%74oken=***#top'"
+
+
+def test_name_value_pairs_outside_a_url_are_masked_too() -> None:
+    """A key/value DSN (host=db password=...) hides its password like a query string."""
+    assert redact("dsn: host=db user=app password=s3cret") == "dsn: host=db user=app password=***"
+
+
+def test_an_app_chosen_list_of_names_is_masked_and_an_empty_one_masks_only_userinfo() -> None:
+    """The names are the sensitive_query_params setting; () keeps every parameter value."""
+    text = "https://u:p@h/x?otp=123456&key=abc"
+    assert redact(text, frozenset({"otp"})) == "https://u:***@h/x?otp=***&key=abc"
+    assert redact(text, frozenset()) == "https://u:***@h/x?otp=123456&key=abc"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "no stock of tea",
+        "mail bob@example.com at 10:30",
+        "git@github.com:org/repo.git not found",
+        "https://api.example/v1/items?page=2&sort=name",
+        "x == 1 and (y=2)",
+    ],
+)
+def test_text_without_credentials_is_left_as_it_is(text: str) -> None:
+    """Addresses, times, ssh remotes and ordinary parameters are not secrets."""
+    assert redact(text) == text
+
+
+# --- the error_message hook ---------------------------------------------------------------------
+
+
+def test_the_hook_answer_is_the_message_as_is() -> None:
+    """error_message decides the wording; the library does not rewrite it."""
+    describer = ErrorDescriber(error_message=lambda exc: f"{type(exc).__name__} (see logs)")
+    assert describer.describe(LookupError("x")).message == "LookupError (see logs)"
+
+
+def test_a_hook_that_raises_or_answers_no_str_gives_the_exception_type(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A broken hook never breaks the worker: the message is the exception's type name."""
+
+    def broken(exc: BaseException) -> str:
+        raise RuntimeError(f"hook failed on {exc}")
+
+    error = ErrorDescriber(error_message=broken).describe(ValueError(SECRET_KEY))
+    assert (error.message, error.type) == ("ValueError", "ValueError")
+    wrong: Any = lambda exc: 42  # noqa: E731
+    assert ErrorDescriber(error_message=wrong).describe(KeyError("k")).message == "KeyError"
+    assert SECRET_KEY not in caplog.text and "RuntimeError" in caplog.text
+
+
+def test_an_exception_whose_str_fails_or_is_empty_is_named_by_its_type() -> None:
+    """No message to mask: the type name stands in."""
+
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    assert ErrorDescriber().describe(Unprintable()).message == "Unprintable"
+    assert ErrorDescriber().describe(TimeoutError()).message == "TimeoutError"
+
+
+async def _async_hook(exc: BaseException) -> str:
+    return "x"
+
+
+@pytest.mark.parametrize("hook", [42, "type", _async_hook], ids=["int", "str", "async"])
+def test_error_message_must_be_a_sync_function(hook: Any) -> None:
+    """A non-callable or an async function is refused when the endpoints are built."""
+    with pytest.raises(ConfigurationError, match="error_message"):
+        AsyncEndpoints(error_message=hook)
+
+
+# --- end to end: the job, the job details and the log ---------------------------------------
+
+
+def payments_api() -> Starlette:
+    """A payment provider that refuses every call (a real HTTP app, reached in-process)."""
+
+    async def refuse(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("unauthorized", status_code=401)
+
+    return Starlette(routes=[Route("/v1/charges", refuse, methods=["POST"])])
+
+
+async def charge(ctx: AsyncContext[None]) -> None:
+    transport = httpx.ASGITransport(app=payments_api())
+    async with httpx.AsyncClient(transport=transport, base_url="https://pay.example") as client:
+        response = await client.post(f"/v1/charges?amount=5&key={SECRET_KEY}")
+        response.raise_for_status()
+
+
+async def connect(ctx: AsyncContext[None]) -> None:
+    try:
+        raise OSError("connection refused by db:5432")
+    except OSError as exc:
+        raise ConnectionError("cannot connect to postgresql://app:s3cret@db/x") from exc
+
+
+async def failed_job(
+    http_client_for: Any, store: JobStore, handler: Any, **settings: Any
+) -> tuple[dict[str, Any], str]:
+    """Run ``handler`` once through HTTP; the job details JSON and their raw text."""
+    app = FastAPI()
+    endpoints = AsyncEndpoints(app, store=store, max_retries=0, **settings)
+    endpoints.add_async_post("/run", handler, name="Run")
+    endpoints.map_job_details("/jobs/{job_id}")
+    async with http_client_for(app) as client:
+        submitted = await client.post("/run")
+        job = await endpoints.wait_for(submitted.json()["id"], timeout=5)
+        details = await client.get(f"/jobs/{job.id}")
+    assert job.status is JobStatus.FAILED
+    data: dict[str, Any] = details.json()
+    return data, details.text
+
+
+async def test_a_key_in_a_failed_calls_url_is_masked_in_the_job_its_details_and_the_log(
+    http_client_for: Any, store: JobStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """httpx names the URL it called; the job error keeps it, the key masked, everywhere."""
+    caplog.set_level(logging.WARNING, logger="async_endpoints")
+    job, text = await failed_job(http_client_for, store, charge)
+    assert job["error"]["type"] == "HTTPStatusError"
+    assert "/v1/charges?amount=5&key=***" in job["error"]["message"]
+    assert SECRET_KEY not in text
+    assert "attempt 1 failed: HTTPStatusError" in caplog.text and SECRET_KEY not in caplog.text
+
+
+async def test_a_dsn_password_is_masked_in_the_message_and_in_the_kept_traceback(
+    http_client_for: Any, store: JobStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With include_tracebacks=True the trace (chained causes included) is masked too."""
+    caplog.set_level(logging.WARNING, logger="async_endpoints")
+    job, text = await failed_job(http_client_for, store, connect, include_tracebacks=True)
+    assert job["error"]["message"] == "cannot connect to postgresql://app:***@db/x"
+    assert "connection refused by db:5432" in job["error"]["traceback"]
+    assert "s3cret" not in text and "s3cret" not in caplog.text
+
+
+async def test_an_error_message_hook_answering_from_the_type_alone_is_what_the_job_says(
+    http_client_for: Any, store: JobStore
+) -> None:
+    """The README's hook: the message names the exception type only."""
+    job, _ = await failed_job(
+        http_client_for, store, charge, error_message=lambda exc: type(exc).__name__
+    )
+    assert job["error"] == {"message": "HTTPStatusError", "type": "HTTPStatusError"}
+
+
+async def test_a_raising_hook_fails_the_job_with_the_type_name_and_the_worker_runs_on() -> None:
+    """The next job still runs: a broken hook costs its message, not the worker."""
+    engine = AsyncEndpoints(store=InMemoryJobStore(), max_retries=0, error_message=lambda e: 1 / 0)
+
+    async def fails(ctx: AsyncContext[None]) -> None:
+        raise ValueError(SECRET_KEY)
+
+    async def works(ctx: AsyncContext[None]) -> str:
+        return "ok"
+
+    engine.add_handler(fails)
+    engine.add_handler(works)
+    async with engine.running():
+        failed = await engine.wait_for((await engine.submit("fails")).id, timeout=5)
+        done = await engine.wait_for((await engine.submit("works")).id, timeout=5)
+    assert failed.error is not None and failed.error.message == "ValueError"
+    assert done.status is JobStatus.COMPLETED and done.result == "ok"
