@@ -105,7 +105,8 @@ class JobStore(Protocol):
         A lost attempt counts as an attempt: with retries left, ``retry_count`` grows by one
         and the job is ``Queued`` again (its error says the claim expired); otherwise it is
         ``Failed``. Atomic per job and safe to run from many processes at once: each expired
-        claim is recovered once.
+        claim is recovered once. Also drops terminal jobs whose retention has passed (a
+        store may drop them earlier by itself, but never before).
         """
         ...
 

@@ -9,6 +9,8 @@ live in one slot and every script runs on one node::
                                   (see `_elapsed`); job timestamps use the server's clock
     {prefix}:scheduled     ZSET   ids of Scheduled jobs, scored by due time (ms, elapsed clock)
     {prefix}:active        ZSET   ids of InProgress jobs, scored by lease deadline (ms, same)
+    {prefix}:expiring      LIST   "<due ms> <id>" of terminal jobs, in settlement order: each is
+                                  deleted once its retention has passed (elapsed clock)
     {prefix}:claim:<base>  LIST   ids one claim call took (expires with the lease), so that
                                   a resent claim returns them instead of stranding them
     {prefix}:offers        HASH   idle workers' offers: inbox -> "<token base> <slots left>
@@ -70,6 +72,11 @@ class Keys:
     def clock(self) -> str:
         """The STRING holding the elapsed-time clock."""
         return f"{self.tag}:clock"
+
+    @property
+    def expiring(self) -> str:
+        """The LIST of terminal jobs by the time their retention ends."""
+        return f"{self.tag}:expiring"
 
     @property
     def scheduled(self) -> str:

@@ -155,7 +155,8 @@ class Scripts:
         for claim, result_json in completions:
             kept = encode_request(JobRequest(owner=claim.job.request.owner))
             args += [str(claim.job.id), claim.token, result_json, kept]
-        replies: list[int] = await self._call("complete_many", [k.active, k.job_prefix], args)
+        keys = [k.active, k.job_prefix, k.expiring]
+        replies: list[int] = await self._call("complete_many", keys, args)
         return replies
 
     async def fail(self, claim: Claim, error_json: str, delay_ms: int | None) -> list[Reply] | None:
@@ -164,7 +165,7 @@ class Scripts:
         delay: str | int = "" if delay_ms is None else delay_ms
         args = [str(job_id), claim.token, error_json, delay, self._retention_ms]
         args += [k.wake_channel, k.done_channel]
-        keys = [k.job(job_id), k.active, k.queue, k.scheduled]
+        keys = [k.job(job_id), k.active, k.queue, k.scheduled, k.expiring]
         job: list[Reply] | None = await self._call("fail", keys, args)
         return job
 
@@ -174,7 +175,7 @@ class Scripts:
         args: list[str | int] = [batch, error_json, self._retention_ms]
         args += [k.wake_channel, k.done_channel]
         ids, seen, clock_ms = await self._call(
-            "recover", [k.active, k.queue, k.scheduled, k.job_prefix], args
+            "recover", [k.active, k.queue, k.scheduled, k.job_prefix, k.expiring], args
         )
         self._clock.observe(clock_ms)
         return ids, seen

@@ -58,9 +58,6 @@ _CLAIM_EXPIRED = {"message": "The worker's claim on the job expired", "type": "C
 _OFFER_RENEW = 1.0  # seconds an idle worker waits on one offer before renewing it
 _OFFER_TTL = 3.0  # seconds an offer stands unless renewed (a frozen worker's exposure)
 _ALONE_OVER = 64 * 1024  # result characters past which a completion is not batched
-# Redis expires terminal jobs by its wall clock: kept this much longer than the retention,
-# a step of the Redis host's clock by up to an hour never drops a job before its time.
-_STEP_ALLOWANCE = 3600.0
 
 
 @dataclass(eq=False)
@@ -81,8 +78,11 @@ class RedisJobStore:
         client: An existing ``redis.asyncio.Redis`` or ``RedisCluster``; it is used as is
             (its own timeouts and retries apply) and not closed by `aclose`.
         prefix: The key namespace, used as the hash tag of every key: ``{prefix}:...``.
-        retention: Seconds a terminal (Completed, Failed, Canceled) job is kept before
-            Redis expires it; default 7 days.
+        retention: Seconds a terminal (Completed, Failed, Canceled) job is kept; default 7
+            days. Measured on the store's elapsed-time clock (a wall-clock step does not
+            shorten it): the first stale-claim recovery pass of any worker pool after it
+            has passed deletes the job. Its key also expires an hour after that, by the
+            Redis server's clock, should no worker pool run any more.
         cluster: True for a Redis Cluster, False for a single server; None asks the
             server named by ``url`` at `start`.
         socket_timeout: Seconds to wait for a reply before the server counts as
@@ -126,7 +126,7 @@ class RedisJobStore:
             options=options,
             deadline=socket_timeout + socket_connect_timeout,
             keys=Keys(prefix),
-            retention_ms=_ms(retention + _STEP_ALLOWANCE),
+            retention_ms=_ms(retention),
             inbox=self._inbox,
             decode=_terminal_job,
             on_handed_over=self._handed_over,

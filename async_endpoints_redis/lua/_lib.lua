@@ -106,13 +106,45 @@ local function announce(key, id, done_channel)
   end
 end
 
+-- A terminal job is kept for its retention as measured on the elapsed-time clock: it is
+-- listed in the expiring LIST as "<due ms> <id>", in settlement order, and recover.lua
+-- deletes it once due. Its key also expires, by the Redis server's wall clock, an hour
+-- later: a backstop for a prefix no worker pool looks after any more, which a step of
+-- that clock cannot bring forward past the retention unless the step exceeds the hour.
+local STEP_ALLOWANCE_MS = 3600000
+
+local function retain(key, id, clock, retention, expiring)
+  redis.call('PEXPIRE', key, retention + STEP_ALLOWANCE_MS)
+  redis.call('RPUSH', expiring, ms(clock + retention) .. ' ' .. id)
+end
+
+-- Deletes up to limit terminal jobs whose retention has passed (see retain); the list is
+-- in settlement order, so this stops at the first one still due later.
+local function purge(expiring, jobs, clock, limit)
+  for _ = 1, limit do
+    local entry = redis.call('LINDEX', expiring, 0)
+    if not entry then
+      return
+    end
+    local due, id = string.match(entry, '^(%d+) (%S+)$')
+    if due and tonumber(due) > clock then
+      return
+    end
+    redis.call('LPOP', expiring)
+    local status = id and status_of(jobs .. id)
+    if status == 'Completed' or status == 'Failed' or status == 'Canceled' then
+      redis.call('DEL', jobs .. id)
+    end
+  end
+end
+
 -- The terminal transition: sets the status, drops the claim, starts the retention
 -- countdown and tells waiters on the done channel.
-local function settle(key, id, status, now, active, retention, done_channel)
+local function settle(key, id, status, now, clock, k, done_channel)
   redis.call('HSET', key, 'status', status, 'completed_at', ms(now), 'last_updated_at', ms(now))
   redis.call('HDEL', key, 'token', 'run_at')
-  redis.call('ZREM', active, id)
-  redis.call('PEXPIRE', key, retention)
+  redis.call('ZREM', k.active, id)
+  retain(key, id, clock, k.retention, k.expiring)
   announce(key, id, done_channel)
 end
 

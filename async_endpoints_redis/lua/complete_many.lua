@@ -2,6 +2,7 @@
 -- settles every completion a worker process made in the same event-loop turn.
 --
 -- KEYS[1]  the active ZSET           KEYS[2]  the job key prefix ("{p}:job:")
+-- KEYS[3]  the expiring LIST (see retain in _lib.lua)
 -- ARGV[1]  retention of terminal jobs (ms)
 -- ARGV[2]  the done channel
 -- ARGV[3], ARGV[4], ARGV[5], ARGV[6], ...  4-tuples of job id, claim token, result JSON,
@@ -12,6 +13,7 @@
 -- (that job is left unchanged).
 
 even_when_full()
+local clock = clock_ms()
 local now = now_ms()
 local stamp = ms(now)
 local retention = tonumber(ARGV[1])
@@ -30,7 +32,7 @@ for i = 3, #ARGV, 4 do
       redis.call('HSET', key, 'request', ARGV[i + 3])
     end
     redis.call('ZREM', KEYS[1], id)
-    redis.call('PEXPIRE', key, retention)
+    retain(key, id, clock, retention, KEYS[3])
     announce(key, id, ARGV[2])
     replies[#replies + 1] = now
   else

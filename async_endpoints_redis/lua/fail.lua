@@ -3,6 +3,7 @@
 --
 -- KEYS[1]  the job hash              KEYS[2]  the active ZSET
 -- KEYS[3]  the ready queue (LIST)    KEYS[4]  the scheduled ZSET
+-- KEYS[5]  the expiring LIST
 -- ARGV[1]  job id                    ARGV[2]  claim token
 -- ARGV[3]  error JSON                ARGV[4]  retry delay (ms), or '' for no retry
 -- ARGV[5]  retention of terminal jobs (ms)
@@ -22,6 +23,7 @@ if ARGV[4] ~= '' and has_retries_left(KEYS[1]) then
   requeue(KEYS[1], ARGV[1], now, clock, tonumber(ARGV[4]), KEYS[3], KEYS[4], KEYS[2])
   redis.call('PUBLISH', ARGV[6], ARGV[1])
 else
-  settle(KEYS[1], ARGV[1], 'Failed', now, KEYS[2], tonumber(ARGV[5]), ARGV[7])
+  local terminal = {active = KEYS[2], retention = tonumber(ARGV[5]), expiring = KEYS[5]}
+  settle(KEYS[1], ARGV[1], 'Failed', now, clock, terminal, ARGV[7])
 end
 return redis.call('HGETALL', KEYS[1])

@@ -302,13 +302,15 @@ async def test_wait_until_terminal_answers_the_current_job_after_its_timeout(
 
 
 async def test_terminal_jobs_expire_after_the_retention(kit: StoreKit) -> None:
-    """A finished job is dropped once its retention has passed; unfinished jobs are kept."""
+    """A finished job is dropped once its retention has passed (at the latest by the next
+    recovery pass); unfinished jobs are kept."""
     running = await kit.store.enqueue(new_job())
     finished = await kit.store.enqueue(new_job())
     await kit.store.claim(1, lease=kit.lease)
     (claim,) = await kit.store.claim(1, lease=kit.lease)
     await kit.store.complete(claim, None)
     await kit.advance(RETENTION + 0.5)
+    await kit.store.recover()
     assert await kit.store.get(finished.id) is None
     assert await kit.store.get(running.id) is not None
 
@@ -339,3 +341,24 @@ async def test_text_with_a_lone_surrogate_is_stored_and_read_back_unchanged(
     (claim,) = await kit.store.claim(1, lease=kit.lease)
     await kit.store.complete(claim, {"echo": "\ud800"})
     assert (await kit.store.get(spec.id)).result == {"echo": "\ud800"}
+
+
+async def test_a_completed_job_keeps_only_the_owner_of_its_request(kit: StoreKit) -> None:
+    """Completed jobs never run again: body, headers, query and route parameters are
+    dropped (owner kept); a Failed job keeps its whole request."""
+    captured = {
+        "body": '{"data": "x"}',
+        "headers": (("x-trace", "a"),),
+        "query_string": "q=1",
+        "route_params": {"tenant": "acme"},
+        "owner": "alice",
+    }
+    done_spec, failed_spec = new_job(**captured), new_job(**captured)
+    await kit.store.enqueue(done_spec)
+    await kit.store.enqueue(failed_spec)
+    first, second = await kit.store.claim(2, lease=kit.lease)
+    completed = await kit.store.complete(first, 1)
+    await kit.store.fail(second, BOOM, retry_in=None)
+    assert completed.request == JobRequest(owner="alice")
+    assert (await kit.store.get(done_spec.id)).request == JobRequest(owner="alice")
+    assert (await kit.store.get(failed_spec.id)).request == failed_spec.request

@@ -131,18 +131,23 @@ async def test_a_delayed_retry_becomes_claimable_after_its_due_time_not_before(
 async def test_terminal_jobs_expire_after_the_retention(
     make_store: Callable[..., Awaitable[RedisJobStore]], raw_redis: Redis, prefix: str
 ) -> None:
-    """Completed and Failed jobs get a TTL of ``retention`` seconds and then disappear."""
+    """Completed and Failed jobs are deleted by the first recovery pass once ``retention``
+    seconds have passed (not before), and carry a backstop TTL of the retention plus an
+    hour."""
     store = await make_store(retention=0.3)
     done, failed = await store.enqueue(new_job()), await store.enqueue(new_job())
     [first, second] = await store.claim(2, lease=30)
     await store.complete(first, None)
     await store.fail(second, JobError("boom", "ValueError"), retry_in=None)
     ttl = await raw_redis.pttl("{" + prefix + "}:job:" + str(done.id))
-    assert 0 < ttl <= 300
-    assert await eventually(lambda: _gone(store, done.id, failed.id))
+    assert 3_600_000 < ttl <= 3_600_300
+    await store.recover()
+    assert await store.get(done.id) is not None
+    assert await eventually(lambda: _gone_after_recovery(store, done.id, failed.id))
 
 
-async def _gone(store: RedisJobStore, *job_ids: uuid.UUID) -> bool:
+async def _gone_after_recovery(store: RedisJobStore, *job_ids: uuid.UUID) -> bool:
+    await store.recover()
     return all([await store.get(job_id) is None for job_id in job_ids])
 
 
