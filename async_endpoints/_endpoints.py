@@ -12,11 +12,10 @@ from typing import Any, TypeVar
 
 from starlette.requests import Request
 
-from ._capture import capture_headers, capture_query
+from ._app import Lifespan, join_app
 from ._errors import ConfigurationError, StoreUnavailableError, UnknownJobNameError
-from ._exception_handlers import install_exception_handlers
 from ._handlers import Handler, HandlerFunction, Validator
-from ._http import job_details_endpoint, submit_endpoint
+from ._http import JobLocations, job_details_endpoint, job_request, submit_endpoint
 from ._job import Job, JobRequest, NewJob, parse_job_id
 from ._memory import InMemoryJobStore
 from ._redact import ErrorDescriber
@@ -29,7 +28,6 @@ from ._worker import AttemptRunner
 
 F = TypeVar("F", bound=HandlerFunction)
 logger = logging.getLogger("async_endpoints")
-_PLACEHOLDER_ID = "00000000-0000-0000-0000-00000000cafe"
 
 
 class AsyncEndpoints:
@@ -54,14 +52,11 @@ class AsyncEndpoints:
         if unknown:
             raise ConfigurationError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         self.settings = Settings(**settings)
-        if app is not None and not _is_starlette_app(app):
-            raise ConfigurationError(f"app must be a Starlette or FastAPI app, not {app!r}")
         self.store: JobStore = store if store is not None else InMemoryJobStore()
         self.app = app
         self.handlers: dict[str, Handler] = {}
-        self.details_route_name: str | None = None
-        self._location_templates: dict[int, str] = {}
-        self._app_lifespan: Callable[[Any], AbstractAsyncContextManager[Any]] | None = None
+        self.locations = JobLocations()
+        self._app_lifespan: Lifespan | None = None
         s = self.settings
         policy = RetryPolicy(s.max_retries, s.retry_base_delay, s.retry_max_delay, s.retry_jitter)
         attempts = AttemptRunner(
@@ -77,8 +72,7 @@ class AsyncEndpoints:
         )
         self.pool = WorkerPool(self.store, attempts, s)
         if app is not None:
-            self._join_lifespan(app)
-            install_exception_handlers(app)
+            self._app_lifespan = join_app(app, self.running)
 
     def map_async_post(
         self, path: str, *, name: str | None = None, validator: Validator | None = None
@@ -178,7 +172,7 @@ class AsyncEndpoints:
             raise ConfigurationError("map_job_details needs an app")
         route_name = name or "get_" + re.sub(r"\W+", "_", path).strip("_")
         add_get_route(self.app, path, job_details_endpoint(self), name=route_name)
-        self.details_route_name = route_name
+        self.locations.route_name = route_name
 
     async def submit(
         self,
@@ -208,21 +202,8 @@ class AsyncEndpoints:
             raise UnknownJobNameError(f"no job handler named {name!r}")
         _, body_json = handler.coerce_body(body)
         pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
-        settings = self.settings
-        request = JobRequest(
-            body=body_json,
-            headers=capture_headers(
-                pairs,
-                settings.capture_headers,  # type: ignore[arg-type]
-                settings.sensitive_headers,  # type: ignore[arg-type]
-            ),
-            query_string=capture_query(
-                query_string.encode(),
-                settings.sensitive_query_params,  # type: ignore[arg-type]
-            ),
-            route_params=dict(route_params or {}),
-            owner=owner,
-        )
+        params = dict(route_params or {})
+        request = job_request(self.settings, body_json, pairs, query_string.encode(), params, owner)
         return await self.enqueue(handler, request)
 
     async def enqueue(self, handler: Handler, request: JobRequest) -> Job:
@@ -301,38 +282,6 @@ class AsyncEndpoints:
             return nullcontext()
         return self._app_lifespan(self.app)
 
-    def _join_lifespan(self, app: Any) -> None:
-        router = app.router
-        original = router.lifespan_context
-        self._app_lifespan = original
-
-        @asynccontextmanager
-        async def lifespan(app: Any) -> AsyncIterator[Any]:
-            async with original(app) as state, self.running():
-                yield state
-
-        router.lifespan_context = lifespan
-
     def job_url(self, request: Request, job: Job) -> str | None:
         """The job-details path of ``job`` for the ``Location`` header, if the route exists."""
-        if self.details_route_name is None:
-            return None
-        # Routing tables do not change once serving, so the route is looked up once per app
-        # (a lookup walks every route) and the id is put into the cached path.
-        app = request.app
-        template = self._location_templates.get(id(app))
-        if template is None:
-            path = app.url_path_for(self.details_route_name, job_id=_PLACEHOLDER_ID)
-            template = self._location_templates[id(app)] = str(path)
-        path = template.replace(_PLACEHOLDER_ID, str(job.id))
-        return str(request.scope.get("root_path", "")) + path
-
-
-def _is_starlette_app(app: Any) -> bool:
-    """Duck-typed: what `AsyncEndpoints` uses of a Starlette (or FastAPI) app is there."""
-    router = getattr(app, "router", None)
-    return (
-        hasattr(router, "lifespan_context")
-        and hasattr(app, "exception_handlers")
-        and callable(getattr(app, "add_exception_handler", None))
-    )
+        return self.locations.url(request, job)

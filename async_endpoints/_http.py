@@ -9,7 +9,7 @@ failures are logged here and answered with a fixed message (503 when it is unrea
 # at runtime and must see real classes.
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -27,6 +27,7 @@ from ._errors import JobStoreError, JobValidationError, QueueFullError, StoreUna
 from ._handlers import Handler
 from ._job import Job, JobRequest, parse_job_id
 from ._responses import call_maybe_async, error_response, job_response
+from ._settings import Settings
 
 if TYPE_CHECKING:
     from ._endpoints import AsyncEndpoints
@@ -37,6 +38,33 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 STORE_UNAVAILABLE = "the job store is unavailable; try again later"
 STORE_FAILED = "the job store failed to carry out the request"
+_PLACEHOLDER_ID = "00000000-0000-0000-0000-00000000cafe"
+
+
+class JobLocations:
+    """A job's ``Location``: the path of the job-details route (if mapped) for its id.
+
+    Attributes:
+        route_name: The job-details route's name, set by ``map_job_details``.
+    """
+
+    def __init__(self) -> None:
+        self.route_name: str | None = None
+        self._templates: dict[int, str] = {}
+
+    def url(self, request: Request, job: Job) -> str | None:
+        """The job-details path of ``job`` as seen by ``request``; None without the route."""
+        if self.route_name is None:
+            return None
+        # Routing tables do not change once serving, so the route is looked up once per app
+        # (a lookup walks every route) and the id is put into the cached path.
+        app = request.app
+        template = self._templates.get(id(app))
+        if template is None:
+            path = app.url_path_for(self.route_name, job_id=_PLACEHOLDER_ID)
+            template = self._templates[id(app)] = str(path)
+        path = template.replace(_PLACEHOLDER_ID, str(job.id))
+        return str(request.scope.get("root_path", "")) + path
 
 
 def submit_endpoint(endpoints: "AsyncEndpoints", handler: Handler) -> Endpoint:
@@ -92,7 +120,7 @@ async def submitted_response(endpoints: "AsyncEndpoints", job: Job, request: Req
     factory = endpoints.settings.job_submitted_response
     if factory is not None:
         return await call_maybe_async(factory, job, request)
-    location = endpoints.job_url(request, job)
+    location = endpoints.locations.url(request, job)
     return job_response(job, 202, None if location is None else {"Location": location})
 
 
@@ -118,18 +146,37 @@ async def _capture(
         owner = await call_maybe_async(settings.owner, request)
         if owner is not None and not isinstance(owner, str):
             raise TypeError(f"the owner hook must return a str or None, not {type(owner)!r}")
+    return job_request(
+        settings,
+        body_json,
+        raw_headers(request),
+        request.scope.get("query_string", b""),
+        {key: str(value) for key, value in request.path_params.items()},
+        owner,
+    )
+
+
+def job_request(
+    settings: Settings,
+    body_json: str | None,
+    headers: Iterable[tuple[str, str]],
+    query_string: bytes,
+    route_params: dict[str, str],
+    owner: str | None,
+) -> JobRequest:
+    """What a job keeps of a submission: sensitive headers and query parameters left out."""
     return JobRequest(
         body=body_json,
         headers=capture_headers(
-            raw_headers(request),
+            headers,
             settings.capture_headers,  # type: ignore[arg-type]
             settings.sensitive_headers,  # type: ignore[arg-type]
         ),
         query_string=capture_query(
-            request.scope.get("query_string", b""),
+            query_string,
             settings.sensitive_query_params,  # type: ignore[arg-type]
         ),
-        route_params={key: str(value) for key, value in request.path_params.items()},
+        route_params=route_params,
         owner=owner,
     )
 
