@@ -124,10 +124,13 @@ class Settings:
             attempt at once with error type ``ResultTooLarge``, not retried (default 16 MiB).
         include_tracebacks: Keep the stack trace of failures in the job's error and show it
             to clients, credentials masked as in the message (default False).
-        error_message: ``fn(exception) -> str`` (sync) giving the job's ``error.message``,
-            which is stored, logged and served; a hook that raises gives the exception's
-            type name. Default None: the exception's message with URL credentials
-            (``user:password@``) and the values of ``sensitive_query_params`` masked.
+        error_message: ``fn(exception) -> str`` (sync) giving the job's ``error.message``
+            when an exception fails an attempt (the handler's, or ``ResultTooLarge`` /
+            ``ResultNotSerializable``); it is stored, logged and served as is. A hook that
+            raises gives the exception's type name. Default None: the exception's message
+            with URL credentials (``user:password@``) and the values of
+            ``sensitive_query_params`` masked. The library's own failures (``JobTimeout``,
+            a lost claim...) have fixed messages.
         authorize: ``fn(request, job) -> bool`` (sync or async) asked before a job is shown;
             False answers 404 like an unknown id (default None: everyone may read). With
             ``owner`` set, ``job.owner == <the caller's principal>`` restricts a job to
