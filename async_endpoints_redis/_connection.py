@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from async_endpoints._errors import JobStoreError
+from async_endpoints._errors import JobStoreError, StoreUnavailableError
 
 from ._client import AnyRedis, connect, open_pubsub
 from ._elapsed import ElapsedClock
@@ -111,9 +111,7 @@ class Connection:
                         await self._connect()
                 await warn_about_risky_config(self.client, self._keys.queue, self.deadline)
                 scripts = Scripts(self.client, self._keys, self._retention_ms, self.elapsed)
-                with mapped_errors("start"):
-                    async with asyncio.timeout(self.deadline):
-                        await scripts.clock()  # this process's first reading of it
+                await self._first_reading(scripts)
                 self._scripts = scripts
                 self.notifications.start()
                 # Live before the first claim, so no wake-up is lost and the connection's
@@ -121,6 +119,21 @@ class Connection:
                 if not await self.notifications.wait_live(self.deadline):
                     logger.warning("no pub/sub subscription yet; idle workers will poll")
             return self._scripts
+
+    async def _first_reading(self, scripts: Scripts) -> None:
+        """Read the elapsed-time clock once, so this process's readings start from it.
+
+        A Redis that refuses the script for good (a user not allowed to run scripts, say)
+        does not stop the start: the operations then answer that refusal themselves.
+        """
+        try:
+            with mapped_errors("start"):
+                async with asyncio.timeout(self.deadline):
+                    await scripts.clock()
+        except StoreUnavailableError:
+            raise
+        except JobStoreError as exc:
+            logger.warning("could not read the store's clock: %s", exc)
 
     async def _connect(self) -> None:
         if self._client is None and self._url is not None:

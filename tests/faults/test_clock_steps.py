@@ -1,6 +1,7 @@
 """Wall-clock steps of the host (an NTP step, a resumed VM) while jobs run on Redis.
 
-Redis, the app and the worker run under libfaketime (Debian's ``faketime`` package) and
+Redis, the app and the worker run under libfaketime (the library the ``libfaketime`` dev
+dependency ships, else Debian's ``faketime`` package's) and
 share one offset file, as processes on one host share its clock; the test rewrites the
 file to step that clock by an hour, forwards or back. Monotonic clocks are left alone
 (``DONT_FAKE_MONOTONIC=1``), as an NTP step leaves them. Leases and delays must not move
@@ -35,7 +36,7 @@ from .harness import fetch_jobs, runs_of, submit, wait_for, wait_terminal
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
-LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+DEBIAN_LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 HOUR = 3600
 
 
@@ -52,14 +53,26 @@ class HostClock:
 
     def env(self) -> dict[str, str]:
         """What makes a process read its wall clock from this file."""
-        if not LIBFAKETIME.exists():
-            pytest.fail(f"{LIBFAKETIME} is missing: install Debian's faketime package")
         return {
-            "LD_PRELOAD": str(LIBFAKETIME),
+            "LD_PRELOAD": str(_libfaketime()),
             "FAKETIME_TIMESTAMP_FILE": str(self.path),
             "FAKETIME_NO_CACHE": "1",
             "DONT_FAKE_MONOTONIC": "1",
         }
+
+
+def _libfaketime() -> Path:
+    try:
+        import libfaketime  # the dev dependency: its wheel carries the built library
+    except ImportError:
+        pass
+    else:
+        shipped = Path(libfaketime.__file__).parent / "vendor/libfaketime/src/libfaketime.so.1"
+        if shipped.exists():
+            return shipped
+    if DEBIAN_LIBFAKETIME.exists():
+        return DEBIAN_LIBFAKETIME
+    pytest.fail("libfaketime is missing: install the dev extra (or Debian's faketime)")
 
 
 def _redis_binary() -> str:
