@@ -3,6 +3,10 @@
 Everything happens on the event loop without awaiting inside a state change, so each
 method is atomic by construction. Jobs are lost when the process exits; use
 `async_endpoints_redis.RedisJobStore` for durability across processes.
+
+Durations (leases, retry delays, retention) are measured on the monotonic clock, so a
+step of the wall clock never re-runs a live handler, never stretches a delay and never
+drops a job early; the wall clock only stamps the job's times (see `_clocks`).
 """
 
 from __future__ import annotations
@@ -11,16 +15,18 @@ import asyncio
 import heapq
 import itertools
 import secrets
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from ._clocks import Clock, clock_parts
 from ._errors import DuplicateJobError, QueueFullError
 from ._job import Job, JobError, JobStatus, NewJob, is_same_submission
+from ._retained import RetainedJobs
 from ._store import Claim
+from ._waiters import TerminalWaiters
 
 CLAIM_EXPIRED = JobError(
     "The worker running this attempt stopped renewing its claim (it crashed, hung or lost "
@@ -35,21 +41,32 @@ class InMemoryJobStore:
     Args:
         retention: Seconds a terminal job stays readable before it is dropped
             (default one day).
-        clock: Seconds since the epoch; inject a `async_endpoints.testing.ManualClock`
-            to drive leases, retries and retention in tests.
+        max_retained: At most this many terminal jobs are kept; beyond it the oldest
+            terminal jobs are dropped first (waiting and running jobs never are).
+        clock: Inject a `async_endpoints.testing.ManualClock` to drive leases, retries,
+            retention and the job's times in tests. A plain callable (seconds since the
+            epoch) serves as both clocks. Default: `time.time` and `time.monotonic`.
+
+    Raises:
+        ConfigurationError: ``retention`` is not positive or ``max_retained`` is below 1.
     """
 
     def __init__(
-        self, *, retention: float = 24 * 3600.0, clock: Callable[[], float] = time.time
+        self,
+        *,
+        retention: float = 24 * 3600.0,
+        max_retained: int = 100_000,
+        clock: Clock | Callable[[], float] | None = None,
     ) -> None:
+        self._finished = RetainedJobs(retention, max_retained)  # checks both
         self.retention = retention
-        self._clock = clock
-        self._jobs: dict[uuid.UUID, Job] = {}
+        self.max_retained = max_retained
+        self._wall, self._monotonic = clock_parts(clock)
+        self._jobs: dict[uuid.UUID, Job] = {}  # Queued, Scheduled and InProgress jobs
         self._ready: deque[uuid.UUID] = deque()
-        self._scheduled: list[tuple[float, int, uuid.UUID]] = []
-        self._leases: dict[uuid.UUID, tuple[str, float]] = {}
-        self._expiring: deque[tuple[float, uuid.UUID]] = deque()
-        self._terminal_waiters: dict[uuid.UUID, list[asyncio.Future[None]]] = {}
+        self._scheduled: list[tuple[float, int, uuid.UUID]] = []  # (due, monotonic)
+        self._leases: dict[uuid.UUID, tuple[str, float]] = {}  # (token, until, monotonic)
+        self._terminal_waiters = TerminalWaiters()
         self._seq = itertools.count()
         self._work = asyncio.Event()
 
@@ -62,26 +79,24 @@ class InMemoryJobStore:
     async def aclose(self) -> None:
         """Wake every waiter; the jobs stay in memory."""
         self._work.set()
-        for waiters in self._terminal_waiters.values():
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+        self._terminal_waiters.wake_all()
 
-    def _now(self) -> tuple[float, datetime]:
-        now = self._clock()
-        return now, datetime.fromtimestamp(now, UTC)
+    def _moment(self) -> datetime:
+        return datetime.fromtimestamp(self._wall(), UTC)
 
     async def enqueue(self, new_job: NewJob, *, max_waiting: int | None = None) -> Job:
         """Store a new Queued job; see `JobStore.enqueue`."""
         existing = self._jobs.get(new_job.id)
-        if existing is not None:
-            if is_same_submission(existing, new_job):
-                return existing
+        if existing is not None and is_same_submission(existing, new_job):
+            return existing
+        finished = self._finished.get(new_job.id) if existing is None else None
+        if finished is not None and self._finished.is_same_submission(new_job.id, new_job):
+            return finished
+        if existing is not None or finished is not None:
             raise DuplicateJobError(f"a job with id {new_job.id} exists already")
         if max_waiting is not None and self._count_waiting() >= max_waiting:
             raise QueueFullError(f"{max_waiting} jobs are waiting already")
-        _, moment = self._now()
-        job = new_job.queued(moment)
+        job = new_job.queued(self._moment())
         self._jobs[job.id] = job
         self._ready.append(job.id)
         self._work.set()
@@ -89,13 +104,13 @@ class InMemoryJobStore:
 
     async def get(self, job_id: uuid.UUID) -> Job | None:
         """The job, or None; see `JobStore.get`."""
-        self._expire()
-        return self._jobs.get(job_id)
+        self._finished.expire(self._monotonic())
+        return self._jobs.get(job_id) or self._finished.get(job_id)
 
     async def claim(self, limit: int, *, lease: float) -> list[Claim]:
         """Claim up to ``limit`` due jobs; see `JobStore.claim`."""
         self._work.clear()
-        now, moment = self._now()
+        now, moment = self._monotonic(), self._moment()
         self._promote_due(now)
         claims: list[Claim] = []
         while self._ready and len(claims) < limit:
@@ -116,21 +131,21 @@ class InMemoryJobStore:
 
     async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[str]:
         """Extend leases; see `JobStore.renew`."""
-        now = self._clock()
+        until = self._monotonic() + lease
         lost: set[str] = set()
         for claim in claims:
             held = self._leases.get(claim.job.id)
             if held is None or held[0] != claim.token:
                 lost.add(claim.token)
             else:
-                self._leases[claim.job.id] = (claim.token, now + lease)
+                self._leases[claim.job.id] = (claim.token, until)
         return lost
 
     async def complete(self, claim: Claim, result: Any) -> Job | None:
         """Settle as Completed; see `JobStore.complete`."""
         if not self._release(claim):
             return None
-        _, moment = self._now()
+        moment = self._moment()
         job = self._jobs[claim.job.id].replace(
             status=JobStatus.COMPLETED,
             completed_at=moment,
@@ -147,8 +162,9 @@ class InMemoryJobStore:
         return self._retry_or_fail(self._jobs[claim.job.id], error, retry_in)
 
     async def recover(self) -> list[uuid.UUID]:
-        """Re-queue expired claims; see `JobStore.recover`."""
-        now = self._clock()
+        """Re-queue expired claims and drop expired terminal jobs; see `JobStore.recover`."""
+        now = self._monotonic()
+        self._finished.expire(now)
         expired = [job_id for job_id, (_, until) in self._leases.items() if until <= now]
         for job_id in expired:
             del self._leases[job_id]
@@ -167,7 +183,7 @@ class InMemoryJobStore:
         Never hands jobs over (a claim here costs no round trip): always returns [].
         """
         if self._scheduled:
-            timeout = max(0.0, min(timeout, self._scheduled[0][0] - self._clock()))
+            timeout = max(0.0, min(timeout, self._scheduled[0][0] - self._monotonic()))
         try:
             async with asyncio.timeout(timeout):
                 await self._work.wait()
@@ -180,19 +196,7 @@ class InMemoryJobStore:
         job = await self.get(job_id)
         if job is None or job.status.is_terminal:
             return job
-        waiter = asyncio.get_running_loop().create_future()
-        self._terminal_waiters.setdefault(job_id, []).append(waiter)
-        try:
-            async with asyncio.timeout(timeout):
-                await waiter
-        except TimeoutError:
-            pass
-        finally:
-            waiters = self._terminal_waiters.get(job_id, [])
-            if waiter in waiters:
-                waiters.remove(waiter)
-            if not waiters:
-                self._terminal_waiters.pop(job_id, None)
+        await self._terminal_waiters.wait(job_id, timeout)
         return await self.get(job_id)
 
     def _count_waiting(self) -> int:
@@ -214,7 +218,8 @@ class InMemoryJobStore:
         return True
 
     def _retry_or_fail(self, job: Job, error: JobError, retry_in: float | None) -> Job:
-        now, moment = self._now()
+        wall = self._wall()
+        moment = datetime.fromtimestamp(wall, UTC)
         if retry_in is None or job.retry_count >= job.max_retries:
             failed = job.replace(
                 status=JobStatus.FAILED, completed_at=moment, last_updated_at=moment, error=error
@@ -225,26 +230,19 @@ class InMemoryJobStore:
             job = job.replace(status=JobStatus.QUEUED, run_at=None)
             self._ready.append(job.id)
         else:
-            run_at = now + retry_in
-            job = job.replace(
-                status=JobStatus.SCHEDULED, run_at=datetime.fromtimestamp(run_at, UTC)
-            )
-            heapq.heappush(self._scheduled, (run_at, next(self._seq), job.id))
+            # Due on the monotonic clock; the wall-clock run_at is only what the job shows.
+            run_at = datetime.fromtimestamp(wall + retry_in, UTC)
+            job = job.replace(status=JobStatus.SCHEDULED, run_at=run_at)
+            due = self._monotonic() + retry_in
+            heapq.heappush(self._scheduled, (due, next(self._seq), job.id))
         self._jobs[job.id] = job
         self._work.set()
         return job
 
     def _finish(self, job: Job) -> Job:
-        self._jobs[job.id] = job
-        self._expiring.append((self._clock() + self.retention, job.id))
-        for waiter in self._terminal_waiters.pop(job.id, []):
-            if not waiter.done():
-                waiter.set_result(None)
-        self._expire()
-        return job
-
-    def _expire(self) -> None:
-        now = self._clock()
-        while self._expiring and self._expiring[0][0] <= now:
-            _, job_id = self._expiring.popleft()
-            self._jobs.pop(job_id, None)
+        del self._jobs[job.id]
+        now = self._monotonic()
+        self._finished.expire(now)
+        kept = self._finished.add(job, now)
+        self._terminal_waiters.wake(job.id)
+        return kept

@@ -238,5 +238,5 @@ async def test_shutdown_waits_for_results_being_recorded_before_closing_the_stor
         async with asyncio.timeout(5):
             await store.settling.wait()
     assert store.closed
-    done = store._jobs[job.id]  # read past close: the record as the settlement left it
+    done = await store.get(job.id)  # read past close: the record as the settlement left it
     assert done.status is JobStatus.COMPLETED and done.result == "kept"
