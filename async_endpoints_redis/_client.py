@@ -5,14 +5,22 @@ connecting gives up after ``socket_connect_timeout``, a reply is awaited at most
 ``socket_timeout``, and a failed command is retried once, after a short pause, on a fresh
 connection (which is what a pooled connection needs after a server restart).
 
-A single server gets a blocking pool: a burst of more concurrent calls than
-``max_connections`` waits for a free connection instead of failing. (redis-py's cluster
-client has no blocking pool; there ``max_connections`` is per node and a call beyond it
-fails as unavailable.)
+A burst of more concurrent calls than ``max_connections`` waits for a connection instead
+of failing, on a single server and on a cluster alike. A single server gets a blocking
+pool. redis-py's cluster client has none: a call beyond ``max_connections`` on a node
+fails at once (``MaxConnectionsError``). There the store admits its calls through a
+`call_gate`, a semaphore that leaves two of each node's connections to the pub/sub
+subscription and to redis-py's topology refresh (``CLUSTER SLOTS`` and ``COMMAND``, one
+at a time under its own lock); every store call holds at most one connection at a time
+(``EVALSHA``, or after ``NOSCRIPT`` a ``SCRIPT LOAD`` per primary and then ``EVALSHA``;
+after an ``ASK``, ``ASKING`` and then the command), and all of them go to the node of the
+store's one hash tag, so that node never sees more than ``max_connections``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any, TypeAlias
 
 from redis.asyncio import Redis
@@ -22,13 +30,29 @@ from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
+from async_endpoints._errors import ConfigurationError
+
 AnyRedis: TypeAlias = "Redis | RedisCluster"
+
+#: The fewest connections a store can work with: its pub/sub subscription's, one that a
+#: cluster's topology refresh may take, and one for its calls.
+MIN_CONNECTIONS = 3
+#: Connections of a cluster node left to the subscription and the topology refresh.
+_RESERVED = MIN_CONNECTIONS - 1
 
 
 def client_options(
     *, socket_timeout: float, socket_connect_timeout: float, max_connections: int
 ) -> dict[str, Any]:
-    """Keyword arguments for `BlockingConnectionPool.from_url` and `RedisCluster.from_url`."""
+    """Keyword arguments for `BlockingConnectionPool.from_url` and `RedisCluster.from_url`.
+
+    Raises:
+        ConfigurationError: ``max_connections`` is below `MIN_CONNECTIONS`.
+    """
+    if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+        raise ConfigurationError("max_connections must be an integer")
+    if max_connections < MIN_CONNECTIONS:
+        raise ConfigurationError(f"max_connections must be at least {MIN_CONNECTIONS}")
     return {
         "max_connections": max_connections,
         "socket_timeout": socket_timeout,
@@ -52,6 +76,19 @@ async def connect(url: str, *, cluster: bool | None, options: dict[str, Any]) ->
         url, timeout=options["socket_connect_timeout"], **options
     )
     return Redis.from_pool(pool)
+
+
+def call_gate(client: AnyRedis) -> contextlib.AbstractAsyncContextManager[Any]:
+    """What each store call holds while it runs, so that a burst waits for a connection.
+
+    For a cluster client (the store's own or one given to it), a semaphore admitting the
+    node's ``max_connections`` less the two the subscription and the topology refresh may
+    take; for a single server nothing (its blocking pool makes calls wait already).
+    """
+    if not isinstance(client, RedisCluster):
+        return contextlib.nullcontext()
+    per_node = int(client.nodes_manager.connection_kwargs.get("max_connections", 100))
+    return asyncio.Semaphore(max(1, per_node - _RESERVED))
 
 
 async def _is_cluster_node(url: str, options: dict[str, Any]) -> bool:

@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 from async_endpoints._errors import JobStoreError, StoreUnavailableError
 
-from ._client import AnyRedis, connect, open_pubsub
+from ._client import AnyRedis, call_gate, connect, open_pubsub
 from ._elapsed import ElapsedClock
 from ._errors import mapped_errors
 from ._health import warn_about_risky_config
@@ -74,6 +74,7 @@ class Connection:
         self._scripts: Scripts | None = None
         self.elapsed = ElapsedClock()
         self._start_lock = asyncio.Lock()
+        self._gate: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()
         self.closed = False
         self.notifications = Notifications(
             self._open_pubsub,
@@ -139,6 +140,7 @@ class Connection:
         if self._client is None and self._url is not None:
             self._client = await connect(self._url, cluster=self._cluster, options=self._options)
         await self.client.ping()
+        self._gate = call_gate(self.client)
 
     async def aclose(self) -> None:
         """Stop listening, release every waiter and close the client if made here."""
@@ -150,12 +152,15 @@ class Connection:
             self._client = None
 
     async def run(self, operation: str, call: Callable[[Scripts], Awaitable[T]]) -> T:
-        """``call`` with the scripts, within the deadline, redis-py errors mapped."""
+        """``call`` with the scripts, within the deadline, redis-py errors mapped.
+
+        Waiting for a turn at the client (`_client.call_gate`) counts towards the deadline.
+        """
         scripts = self._scripts if self._scripts is not None and not self.closed else None
         if scripts is None:
             scripts = await self.start()
         with mapped_errors(operation):
-            async with asyncio.timeout(self.deadline):
+            async with asyncio.timeout(self.deadline), self._gate:
                 return await call(scripts)
 
     async def _open_pubsub(self) -> PubSub:

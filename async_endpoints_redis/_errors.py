@@ -1,13 +1,23 @@
 """redis-py's exceptions mapped to the library's store errors, in this one place.
 
 Transient failures (connection refused or lost, timeouts, a loading or failing-over
-server, a cluster without a quorum) become `StoreUnavailableError`, which the engine
-answers with 503 and a retry; anything else redis-py raises (a script or permission
-error, say) is a `JobStoreError`. Both are chained to the original with ``from``.
+server, a cluster without a quorum, redirections that did not settle) become
+`StoreUnavailableError`, which the engine answers with 503 and a retry; any other
+`RedisError` (a script or permission error, say) is a `JobStoreError`.
+
+redis-py's cluster client can also fail with a plain ``AttributeError``, ``KeyError``,
+``IndexError`` or ``TypeError`` while a failover replaces the nodes it knows (a node
+looked up after it was dropped, a default node reset to None). Any exception raised
+inside redis-py is therefore a store failure (`StoreUnavailableError`), whatever its
+type: what decides is the innermost frame of its traceback outside the standard library
+(redis-py's own, rather than this library's or a caller's). Exceptions raised by our own
+code are programming errors and pass through unchanged. Every mapped error is chained to
+the original with ``from``.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -21,8 +31,9 @@ RETRY_AFTER = 1.0
 _TRANSIENT: tuple[type[BaseException], ...] = (
     redis_errors.ConnectionError,  # includes BusyLoadingError, MaxConnectionsError
     redis_errors.TimeoutError,
-    redis_errors.ClusterError,  # includes ClusterDownError, MasterDownError
+    redis_errors.ClusterError,  # includes ClusterDownError, MasterDownError, TTL exhausted
     redis_errors.TryAgainError,
+    redis_errors.AskError,  # includes MovedError: a slot changing hands mid-call
     redis_errors.ReadOnlyError,  # a replica promoted by failover is not writable yet
     redis_errors.OutOfMemoryError,
     redis_errors.RedisClusterException,  # no reachable node, slot not covered
@@ -39,13 +50,35 @@ def mapped_errors(operation: str) -> Iterator[None]:
         operation: Named in the error message, e.g. ``"claim"``.
 
     Raises:
-        StoreUnavailableError: For transient failures.
+        StoreUnavailableError: For transient failures, and for an exception of any type
+            raised inside redis-py.
         JobStoreError: For any other redis-py error.
     """
     try:
         yield
     except _TRANSIENT as exc:
-        message = f"Redis is unavailable ({operation}): {type(exc).__name__}: {exc}"
-        raise StoreUnavailableError(message, retry_after=RETRY_AFTER) from exc
+        raise _unavailable(operation, exc) from exc
     except redis_errors.RedisError as exc:
         raise JobStoreError(f"Redis refused {operation}: {exc}") from exc
+    except Exception as exc:
+        if not raised_in_redis(exc):
+            raise
+        raise _unavailable(operation, exc) from exc
+
+
+def raised_in_redis(exc: BaseException) -> bool:
+    """True when the innermost frame of ``exc``'s traceback outside the standard library
+    belongs to redis-py (a frame of asyncio or socket beneath it does not count)."""
+    owner = ""
+    frame = exc.__traceback__
+    while frame is not None:
+        package = str(frame.tb_frame.f_globals.get("__name__", "")).partition(".")[0]
+        if package not in sys.stdlib_module_names:
+            owner = package
+        frame = frame.tb_next
+    return owner == "redis"
+
+
+def _unavailable(operation: str, exc: BaseException) -> StoreUnavailableError:
+    message = f"Redis is unavailable ({operation}): {type(exc).__name__}: {exc}"
+    return StoreUnavailableError(message, retry_after=RETRY_AFTER)

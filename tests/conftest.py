@@ -69,6 +69,16 @@ def redis_cluster():
     cluster.stop()
 
 
+@pytest.fixture(scope="module")
+def redis_cluster_with_replicas():
+    """A real Cluster of 3 masters with a replica each, for the tests of one module (they
+    may kill nodes). A master silent for 1 s counts as failed, so a replica takes over
+    within a few seconds."""
+    cluster = redis_servers.start_cluster(replicas=1, node_timeout_ms=1000)
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
 def prefix():
     """A key prefix of this test alone, so tests sharing a server never see each other."""

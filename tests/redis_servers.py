@@ -1,4 +1,5 @@
-"""Real ``redis-server`` processes for the tests: single servers and a 3-master cluster.
+"""Real ``redis-server`` processes for the tests: single servers and clusters (3 masters,
+with or without a replica each).
 
 Every server listens on a free loopback port (127.0.0.1 only), keeps its files in a
 temporary directory, persists nothing, and is killed by `stop` (the fixtures call it at
@@ -126,7 +127,7 @@ def start_server(*extra_args: str, directory: Path | None = None) -> RedisServer
 
 @dataclass(eq=False)
 class RedisClusterProcesses:
-    """A Redis Cluster of ``len(nodes)`` masters without replicas."""
+    """A Redis Cluster: its nodes, masters and replicas (if any) alike."""
 
     nodes: list[RedisServer]
 
@@ -140,27 +141,69 @@ class RedisClusterProcesses:
         for node in self.nodes:
             node.stop()
 
+    def live_nodes(self) -> list[RedisServer]:
+        """The nodes whose process is running."""
+        return [node for node in self.nodes if node.process is not None]
 
-def start_cluster(masters: int = 3, timeout: float = 30.0) -> RedisClusterProcesses:
-    """Start ``masters`` cluster-enabled servers, join them, wait for ``cluster_state:ok``."""
+    def primary_for(self, key: str) -> RedisServer:
+        """The node serving ``key``'s slot now, as a live node sees it (`CLUSTER NODES`)."""
+        asking = self.live_nodes()[0].port
+        slot = int(_cli("cluster", "keyslot", key, port=asking))
+        for line in _cli("cluster", "nodes", port=asking).splitlines():
+            # <id> <ip:port@bus> <flags> <master> <ping> <pong> <epoch> <link> <slot>...
+            _, address, flags, *rest = line.split()
+            if "master" not in flags or "fail" in flags:
+                continue
+            if any(_covers(part, slot) for part in rest[5:]):
+                port = int(address.split("@")[0].rsplit(":", 1)[1])
+                return next(node for node in self.nodes if node.port == port)
+        raise LookupError(f"no live master serves slot {slot}")
+
+    def healthy(self) -> bool:
+        """True when every live node reports ``cluster_state:ok``."""
+        return all(_cluster_ok(node.port) for node in self.live_nodes())
+
+
+def _covers(slot_range: str, slot: int) -> bool:
+    """Whether a `CLUSTER NODES` slot field (``5``, ``0-5460``; not ``[…]``) holds ``slot``."""
+    if slot_range.startswith("["):
+        return False
+    first, _, last = slot_range.partition("-")
+    return int(first) <= slot <= int(last or first)
+
+
+def start_cluster(
+    masters: int = 3,
+    timeout: float = 30.0,
+    *,
+    replicas: int = 0,
+    node_timeout_ms: int | None = None,
+) -> RedisClusterProcesses:
+    """Start a cluster of ``masters`` masters with ``replicas`` replicas each, join them
+    and wait until every node reports ``cluster_state:ok`` and every replica is in sync.
+
+    ``node_timeout_ms`` sets ``cluster-node-timeout``: how long a master may be silent
+    before it counts as failed and a replica takes over (Redis's default is 15 s).
+    """
     root = Path(tempfile.mkdtemp(prefix="redis-cluster-"))
+    extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+    if node_timeout_ms is not None:
+        extra += ["--cluster-node-timeout", str(node_timeout_ms)]
     nodes: list[RedisServer] = []
-    for index in range(masters):
-        directory = root / str(index)
-        directory.mkdir()
-        node = RedisServer(
-            free_port(with_bus_port=True),
-            directory,
-            ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"],
-        )
-        node.start()
-        nodes.append(node)
     cluster = RedisClusterProcesses(nodes)
     try:
+        for index in range(masters * (1 + replicas)):
+            directory = root / str(index)
+            directory.mkdir()
+            node = RedisServer(free_port(with_bus_port=True), directory, list(extra))
+            nodes.append(node)
+            node.start()
         addresses = [f"{HOST}:{node.port}" for node in nodes]
-        _cli("--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes")
+        _cli(
+            "--cluster", "create", *addresses, "--cluster-replicas", str(replicas), "--cluster-yes"
+        )
         deadline = time.monotonic() + timeout
-        while not all(_cluster_ok(node.port) for node in nodes):
+        while not (cluster.healthy() and _replicas_in_sync(nodes) == masters * replicas):
             if time.monotonic() > deadline:
                 raise TimeoutError("the cluster did not reach cluster_state:ok")
             time.sleep(0.1)
@@ -168,6 +211,12 @@ def start_cluster(masters: int = 3, timeout: float = 30.0) -> RedisClusterProces
         cluster.stop()
         raise
     return cluster
+
+
+def _replicas_in_sync(nodes: list[RedisServer]) -> int:
+    """How many of ``nodes`` are replicas whose link to their master is up."""
+    infos = [_cli("info", "replication", port=node.port) for node in nodes]
+    return sum("role:slave" in info and "master_link_status:up" in info for info in infos)
 
 
 def _cli(*args: str, port: int | None = None) -> str:

@@ -1,0 +1,117 @@
+"""A store on a real 3-master Redis Cluster under more concurrent calls than connections.
+
+redis-py's cluster client refuses a call beyond ``max_connections`` on a node at once; the
+store makes such calls wait for a connection instead (as a single server's blocking pool
+does), so bursts far larger than the pool answer without a single failure, and waiters
+hold no connection while they wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from async_endpoints import AsyncContext, AsyncEndpoints
+from async_endpoints_redis import RedisJobStore
+from tests.e2e.processes import start_api
+from tests.redis_servers import RedisClusterProcesses, RedisServer
+
+pytestmark = pytest.mark.redis
+
+CALLS = 5000
+MAX_CONNECTIONS = 4  # the smallest pool that leaves two calls at a time to the store
+JOBS = 100
+
+
+def cluster_endpoints(cluster: RedisClusterProcesses, prefix: str) -> AsyncEndpoints:
+    """Endpoints on a store with a tiny pool, whose connections carry the name ``prefix``."""
+    url = f"{cluster.url}?client_name={prefix}"
+    store = RedisJobStore(url, prefix=prefix, max_connections=MAX_CONNECTIONS)
+    return AsyncEndpoints(FastAPI(), store=store, max_concurrency=JOBS)
+
+
+async def connections_named(cluster: RedisClusterProcesses, name: str) -> int:
+    """How many connections named ``name`` the node serving the store's keys has open."""
+    node = cluster.primary_for(f"{{{name}}}:queue")
+    async with Redis(port=node.port) as probe:
+        clients = await probe.client_list()
+    return sum(client["name"] == name for client in clients)
+
+
+async def test_5000_concurrent_get_job_calls_on_a_cluster_all_answer(
+    redis_cluster: RedisClusterProcesses, prefix: str
+) -> None:
+    """5,000 concurrent get_job calls through a pool of 4 all answer; the node sees <= 4."""
+    endpoints = cluster_endpoints(redis_cluster, prefix)
+
+    @endpoints.map_async_post("/nothing", name="Nothing")
+    async def nothing(ctx: AsyncContext[None]) -> None:
+        return None
+
+    async with LifespanManager(endpoints.app):
+        jobs = [await endpoints.submit("Nothing") for _ in range(JOBS)]
+        found = await asyncio.gather(
+            *(endpoints.get_job(jobs[n % JOBS].id) for n in range(CALLS)),
+            return_exceptions=True,
+        )
+        failures = [answer for answer in found if isinstance(answer, BaseException)]
+        assert not failures, f"{len(failures)} of {CALLS} failed, e.g. {failures[0]!r}"
+        assert [job.id for job in found] == [jobs[n % JOBS].id for n in range(CALLS)]
+        assert 0 < await connections_named(redis_cluster, prefix) <= MAX_CONNECTIONS
+
+
+async def test_5000_concurrent_wait_for_calls_on_a_cluster_all_answer(
+    redis_cluster: RedisClusterProcesses, prefix: str
+) -> None:
+    """5,000 waiters on 100 running jobs, through a pool of 4, all get the terminal job."""
+    endpoints = cluster_endpoints(redis_cluster, prefix)
+    release = asyncio.Event()
+
+    @endpoints.map_async_post("/held", name="Held")
+    async def held(ctx: AsyncContext[None]) -> str:
+        await release.wait()
+        return str(ctx.job_id)
+
+    async with LifespanManager(endpoints.app):
+        jobs = [await endpoints.submit("Held") for _ in range(JOBS)]
+        waiters = asyncio.gather(
+            *(endpoints.wait_for(jobs[n % JOBS].id, timeout=30) for n in range(CALLS)),
+            return_exceptions=True,
+        )
+        await asyncio.sleep(0)  # every waiter is under way before the jobs may finish
+        release.set()
+        done = await waiters
+        failures = [answer for answer in done if isinstance(answer, BaseException)]
+        assert not failures, f"{len(failures)} of {CALLS} failed, e.g. {failures[0]!r}"
+        assert {job.result for job in done} == {str(job.id) for job in jobs}
+        assert 0 < await connections_named(redis_cluster, prefix) <= MAX_CONNECTIONS
+
+
+async def test_200_concurrent_http_connections_polling_a_job_on_a_cluster_get_only_2xx(
+    redis_cluster: RedisClusterProcesses, redis_server: RedisServer, prefix: str, tmp_path: Path
+) -> None:
+    """uvicorn on a cluster store (a pool of 4): 200 connections polling a job, 0 non-2xx."""
+    store_url = f"{redis_cluster.url}?max_connections={MAX_CONNECTIONS}"
+    env = {"REDIS_URL": redis_server.url, "STORE_URL": store_url, "AE_PREFIX": prefix}
+    api = start_api({**env, "RUN_WORKERS": "0"}, tmp_path)
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    try:
+        async with httpx.AsyncClient(base_url=api.url, limits=limits, timeout=30) as client:
+            job_id = (await client.post("/count")).json()["id"]
+
+            async def poll(times: int) -> list[int]:
+                return [(await client.get(f"/jobs/{job_id}")).status_code for _ in range(times)]
+
+            answers = await asyncio.gather(*(poll(5) for _ in range(200)))
+    finally:
+        api.kill()
+    statuses = [status for polls in answers for status in polls]
+    assert len(statuses) == 1000
+    refused = [status for status in statuses if not 200 <= status < 300]
+    assert not refused, f"{len(refused)} of {len(statuses)} answers not 2xx: {set(refused)}"
