@@ -6,15 +6,16 @@ connecting gives up after ``socket_connect_timeout``, a reply is awaited at most
 connection (which is what a pooled connection needs after a server restart).
 
 A burst of more concurrent calls than ``max_connections`` waits for a connection instead
-of failing, on a single server and on a cluster alike. A single server gets a blocking
-pool. redis-py's cluster client has none: a call beyond ``max_connections`` on a node
-fails at once (``MaxConnectionsError``). There the store admits its calls through a
-`call_gate`, a semaphore that leaves two of each node's connections to the pub/sub
-subscription and to redis-py's topology refresh (``CLUSTER SLOTS`` and ``COMMAND``, one
-at a time under its own lock); every store call holds at most one connection at a time
-(``EVALSHA``, or after ``NOSCRIPT`` a ``SCRIPT LOAD`` per primary and then ``EVALSHA``;
-after an ``ASK``, ``ASKING`` and then the command), and all of them go to the node of the
-store's one hash tag, so that node never sees more than ``max_connections``.
+of failing, on a single server and on a cluster alike, up to the operation's deadline. A
+single server gets a blocking pool. redis-py's cluster client has none: a call beyond
+``max_connections`` on a node fails at once (``MaxConnectionsError``). There the store
+admits its calls through a `call_gate`, a semaphore of ``max_connections - 2``: one
+connection of the node is the pub/sub subscription's, one is left to redis-py's topology
+refresh (``CLUSTER SLOTS``, then ``COMMAND``, one at a time under its own lock). Every
+store call holds at most one connection at a time (``EVALSHA``; after ``NOSCRIPT``, a
+``SCRIPT LOAD`` per primary, then ``EVALSHA``; after ``ASK``, ``ASKING``, then the
+command), and all of them go to the node of the store's one hash tag, so that node never
+sees more than ``max_connections`` from the store.
 """
 
 from __future__ import annotations
@@ -48,9 +49,8 @@ def client_options(
 
     Raises:
         ConfigurationError: ``max_connections`` is below `MIN_CONNECTIONS`.
+        TypeError: ``max_connections`` is not a number.
     """
-    if isinstance(max_connections, bool) or not isinstance(max_connections, int):
-        raise ConfigurationError("max_connections must be an integer")
     if max_connections < MIN_CONNECTIONS:
         raise ConfigurationError(f"max_connections must be at least {MIN_CONNECTIONS}")
     return {

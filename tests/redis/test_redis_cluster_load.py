@@ -17,7 +17,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from async_endpoints import AsyncContext, AsyncEndpoints
+from async_endpoints import AsyncContext, AsyncEndpoints, ConfigurationError
 from async_endpoints_redis import RedisJobStore
 from tests.e2e.processes import start_api
 from tests.redis_servers import RedisClusterProcesses, RedisServer
@@ -115,3 +115,9 @@ async def test_200_concurrent_http_connections_polling_a_job_on_a_cluster_get_on
     assert len(statuses) == 1000
     refused = [status for status in statuses if not 200 <= status < 300]
     assert not refused, f"{len(refused)} of {len(statuses)} answers not 2xx: {set(refused)}"
+
+
+def test_a_pool_of_fewer_than_3_connections_is_a_configuration_error() -> None:
+    """max_connections below 3 (subscription, topology refresh, one call) is refused."""
+    with pytest.raises(ConfigurationError, match="max_connections"):
+        RedisJobStore("redis://127.0.0.1:6379/0", max_connections=2)
