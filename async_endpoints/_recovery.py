@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from ._errors import StoreUnavailableError
 from ._store import Claim, JobStore
@@ -34,12 +34,14 @@ async def renew_forever(
     store: JobStore,
     claims: Callable[[], Sequence[Claim]],
     lease: float,
-    on_lost: Callable[[set[str]], None],
+    on_lost: Callable[[set[str]], Collection[str]],
 ) -> None:
     """Every third of ``lease``, extend the leases of ``claims()`` in one store call.
 
     Claims the store reports lost (recovered elsewhere) are passed to ``on_lost``, which
-    cancels their handlers: their outcome could no longer be recorded.
+    cancels their handlers (their outcome could no longer be recorded) and returns those
+    it cancelled. Only these are reported: a claim whose job was settled while the renewal
+    was under way is reported lost by the store too, but nothing was lost.
     """
     while True:
         await asyncio.sleep(lease / 3)
@@ -54,6 +56,6 @@ async def renew_forever(
         except Exception:
             logger.exception("lease renewal failed")
             continue
-        if lost:
-            logger.warning("lost the claim of %d running job(s); cancelling them", len(lost))
-            on_lost(set(lost))
+        cancelled = on_lost(set(lost)) if lost else ()
+        if cancelled:
+            logger.warning("lost the claim of %d running job(s); cancelling them", len(cancelled))

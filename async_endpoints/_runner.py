@@ -1,4 +1,10 @@
-"""`WorkerPool`: N concurrent attempts, lease renewal and recovery, as one async lifetime."""
+"""`WorkerPool`: N concurrent attempts, lease renewal and recovery, as one async lifetime.
+
+A job that waits on nothing holds its slot for one event-loop turn (see `Slots`), and the
+dispatcher refills the freed slots in that same turn, claiming in one call. This matters
+with workers embedded in a web server: under load every turn is long and shared with every
+connection, so the turns a job holds a slot, not its CPU time, bound the jobs per second.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from types import TracebackType
 from ._errors import StoreUnavailableError
 from ._recovery import recover_forever, renew_forever
 from ._settings import Settings
+from ._slots import Slots
 from ._store import Claim, JobStore
 from ._worker import AttemptRunner
 
@@ -31,26 +38,26 @@ class WorkerPool:
         self.store = store
         self.attempts = attempts
         self.settings = settings
-        self._running: dict[str, tuple[Claim, asyncio.Task[object]]] = {}
-        self._slot_freed = asyncio.Event()
-        self._idle = asyncio.Event()
+        self._slots = Slots(attempts)
         self._stopping = asyncio.Event()
+        self._claiming = False  # a claim call is under way (shutdown lets it finish)
         self._background: list[asyncio.Task[None]] = []
 
     @property
     def running(self) -> int:
-        """How many attempts are running now."""
-        return len(self._running)
+        """How many handlers are running now."""
+        return len(self._slots)
 
     async def __aenter__(self) -> WorkerPool:
-        self._slot_freed = asyncio.Event()
-        self._idle = asyncio.Event()
+        self._slots.freed = asyncio.Event()
+        self._slots.idle = asyncio.Event()
         self._stopping = asyncio.Event()
         settings = self.settings
+        slots = self._slots
         self._background = [
             asyncio.create_task(self._dispatch_forever(), name="async-endpoints-dispatch"),
             asyncio.create_task(
-                renew_forever(self.store, self._claims, settings.claim_timeout, self._cancel),
+                renew_forever(self.store, slots.claims, settings.claim_timeout, slots.cancel_lost),
                 name="async-endpoints-renew",
             ),
             asyncio.create_task(
@@ -72,25 +79,37 @@ class WorkerPool:
         """Stop claiming, give running attempts the grace period, then cancel them.
 
         Bounded even if the caller is cancelled meanwhile (a second signal): whatever still
-        runs is cancelled, and an attempt gives up on a handler that ignores cancellation
-        after `CANCEL_WAIT` seconds, so shutdown ends soon after the grace period.
+        runs is cancelled, a handler that ignores cancellation is abandoned after
+        `CANCEL_WAIT` seconds, and outcomes being recorded get ``claim_timeout`` to land
+        before the store is closed.
         """
         self._stopping.set()
         dispatcher, others = self._background[:1], self._background[1:]
         try:
-            await _cancel_and_wait(dispatcher)
-            tasks = [task for _, task in self._running.values()]
+            await self._stop_dispatching(dispatcher)
+            tasks = self._slots.handlers()
             if tasks:
                 _, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_period)
                 if pending:
                     logger.warning("%d job(s) outlived the shutdown grace period", len(pending))
         finally:
-            await _cancel_and_wait([task for _, task in self._running.values()])
+            await _cancel_and_wait(dispatcher)
+            await self._slots.cancel_running()
             await _cancel_and_wait(others)
             self._background = []
-            settling = set(self.attempts.settling)
+            settling = self._slots.recording()
             if settling:  # results being recorded must land before the store is closed
                 await asyncio.wait(settling, timeout=self.settings.claim_timeout)
+
+    async def _stop_dispatching(self, dispatcher: list[asyncio.Task[None]]) -> None:
+        """Cancel the dispatcher, unless a claim call is under way: the dispatcher then
+        starts the jobs it gets (they run under the grace period) and ends by itself, rather
+        than strand them claimed but never started until recovery counts a lost attempt."""
+        for task in dispatcher:
+            if not self._claiming:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     async def drain(self) -> int:
         """Run jobs until none is due and none is running; return how many attempts ran.
@@ -105,7 +124,7 @@ class WorkerPool:
             )
             if not claims:
                 return ran
-            await asyncio.gather(*(self.attempts.run(claim) for claim in claims))
+            await self._slots.concluded([self._slots.start(claim) for claim in claims])
             ran += len(claims)
 
     async def _dispatch_forever(self) -> None:
@@ -128,13 +147,14 @@ class WorkerPool:
                 failures = 0
 
     async def _dispatch_once(self) -> None:
-        free = self.settings.max_concurrency - len(self._running)
+        free = self.settings.max_concurrency - len(self._slots)
         if free <= 0:
-            self._slot_freed.clear()
-            await self._slot_freed.wait()
+            await self._wait_for_a_slot()
             return
         claims = await self._claim(free)
-        if not claims and self._running:
+        if self._stopping.is_set():
+            return
+        if not claims and len(self._slots):
             await self._wait_while_busy()
         elif not claims:
             # An idle pool lets the store hand new jobs straight over (one trip fewer per
@@ -146,23 +166,28 @@ class WorkerPool:
                 or []  # a store written before hand-over returns None
             )
             for claim in claims:
-                self._start(claim)
+                self._slots.start(claim)
             if claims:
                 # Let the handlers start (and short ones settle) before the next claim's
                 # own work: the claim is off every latency path, they are on it.
                 for _ in range(_YIELDS_AFTER_HAND_OVER):
                     await asyncio.sleep(0)
-            return
-        for claim in claims:
-            self._start(claim)
+
+    async def _wait_for_a_slot(self) -> None:
+        # The jobs started in this turn run in the next one, before this task does: look
+        # again then (short jobs have freed their slots), and wait only if none was freed.
+        await asyncio.sleep(0)
+        if len(self._slots) >= self.settings.max_concurrency:
+            self._slots.freed.clear()
+            await self._slots.freed.wait()
 
     async def _wait_while_busy(self) -> None:
         """Wait for work, or for the last running attempt to end (the pool then waits
         again as an idle one, which may be handed jobs)."""
-        self._idle.clear()
+        self._slots.idle.clear()
         waits = {
             asyncio.ensure_future(self.store.wait_for_work(self.settings.polling_interval)),
-            asyncio.ensure_future(self._idle.wait()),
+            asyncio.ensure_future(self._slots.idle.wait()),
         }
         try:
             done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -174,20 +199,15 @@ class WorkerPool:
                 wait.result()  # a store failure reaches the dispatcher (and its backoff)
 
     async def _claim(self, limit: int) -> list[Claim]:
-        """Claim up to ``limit`` jobs; a claim call cut short by shutdown still delivers.
-
-        Cancelled mid-call, it waits for the store's reply and starts the jobs it got
-        (they then run under the grace period), instead of stranding them claimed but
-        never started until their lease expires and recovery counts a lost attempt.
-        """
-        call = asyncio.ensure_future(self.store.claim(limit, lease=self.settings.claim_timeout))
+        """Claim up to ``limit`` jobs and start them, in this task (no extra turns)."""
+        self._claiming = True
         try:
-            return await asyncio.shield(call)
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                for claim in await call:
-                    self._start(claim)
-            raise
+            claims = await self.store.claim(limit, lease=self.settings.claim_timeout)
+        finally:
+            self._claiming = False
+        for claim in claims:
+            self._slots.start(claim)
+        return claims
 
     def _backoff(self, failures: int) -> float:
         """Seconds to pause claiming after ``failures`` failures in a row.
@@ -198,30 +218,8 @@ class WorkerPool:
         cap = min(self.settings.polling_interval, _MAX_BACKOFF)
         return float(min(cap, 0.05 * 2 ** min(failures, 8)))
 
-    def _start(self, claim: Claim) -> None:
-        task: asyncio.Task[object] = asyncio.create_task(self.attempts.run(claim))
-        self._running[claim.token] = (claim, task)
-        task.add_done_callback(lambda done: self._finished(claim, done))
 
-    def _finished(self, claim: Claim, task: asyncio.Task[object]) -> None:
-        self._running.pop(claim.token, None)
-        self._slot_freed.set()
-        if not self._running:
-            self._idle.set()
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("job %s: settling failed", claim.job.id, exc_info=task.exception())
-
-    def _claims(self) -> list[Claim]:
-        return [claim for claim, _ in self._running.values()]
-
-    def _cancel(self, tokens: set[str]) -> None:
-        for token in tokens:
-            entry = self._running.get(token)
-            if entry is not None:
-                entry[1].cancel()
-
-
-async def _cancel_and_wait(tasks: list[asyncio.Task[None]] | list[asyncio.Task[object]]) -> None:
+async def _cancel_and_wait(tasks: list[asyncio.Task[None]]) -> None:
     for task in tasks:
         task.cancel()
     for task in tasks:

@@ -1,11 +1,9 @@
 """One job attempt: run the claimed job's handler, then settle the outcome in the store.
 
-The handler runs in a task of its own, so the attempt ends on time whatever the handler
-does: at ``job_timeout`` (or when the attempt itself is cancelled) the handler is
-cancelled, and one that ignores cancellation for `CANCEL_WAIT` seconds is abandoned (and
-cancelled again every `CANCEL_WAIT` seconds until it ends). ``SystemExit`` and
-``KeyboardInterrupt`` raised by a handler fail the attempt like any other exception:
-asyncio would otherwise let them escape the task and stop the whole event loop.
+The handler is awaited in the job's own task, so a short job runs and is settled within one
+event-loop turn; the attempt still ends on time whatever the handler does (see `Deadline`).
+``SystemExit`` and ``KeyboardInterrupt`` raised by a handler fail the attempt like any
+other exception: asyncio would otherwise let them escape the task and stop the whole loop.
 """
 
 from __future__ import annotations
@@ -16,6 +14,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._deadline import CANCEL_WAIT as CANCEL_WAIT
+from ._deadline import Deadline
 from ._errors import ResultError, ResultRefusedError, StoreUnavailableError
 from ._handlers import Handler
 from ._job import Job, JobError
@@ -25,8 +25,9 @@ from ._store import Claim, JobStore
 
 logger = logging.getLogger("async_endpoints")
 
-#: Seconds a cancelled handler may take to unwind before the attempt gives up on it.
-CANCEL_WAIT = 1.0
+
+def _nothing() -> None:
+    pass
 
 
 class _HandlerExit(Exception):
@@ -61,22 +62,26 @@ class AttemptRunner:
     #: How long to keep retrying a settlement while the store is unreachable (the lease
     #: length: past it the job is recovered elsewhere and this outcome would be refused).
     settle_patience: float = 30.0
-    #: Settlements under way; shielded from cancellation, so shutdown waits for them.
+    #: Settlements of abandoned attempts, each in a task of its own; shutdown waits for them.
     settling: set[asyncio.Future[Job | None]] = field(default_factory=set, compare=False)
     #: Handlers that ignored cancellation and still run, kept referenced until they end.
     abandoned: set[asyncio.Task[Any]] = field(default_factory=set, compare=False)
 
-    async def run(self, claim: Claim) -> Job | None:
-        """Run one attempt of ``claim`` and settle it; None when the claim was lost meanwhile.
+    async def run(self, claim: Claim, handler_ended: Callable[[], None] = _nothing) -> Job | None:
+        """Run one attempt of ``claim`` in the calling task, then settle it.
 
-        Cancellation (shutdown past the grace period, or a lost lease) propagates without
-        settling: the job is left to stale-claim recovery.
+        ``handler_ended`` is called as soon as the handler is done with (it returned,
+        failed or was abandoned), before the outcome is recorded. Returns the settled job;
+        None when the claim was lost meanwhile, or when the handler was abandoned at
+        ``job_timeout`` (its JobTimeout is then settled from another task). Cancellation
+        while the handler runs (shutdown past the grace period, a lost lease) propagates
+        without settling: the job is left to stale-claim recovery. The caller must not
+        cancel the settlement that follows (the pool cancels only running handlers).
         """
-        outcome = await self.attempt(claim.job)
-        settling = asyncio.ensure_future(self._settle_patiently(claim, outcome))
-        self.settling.add(settling)
-        settling.add_done_callback(self.settling.discard)
-        return await asyncio.shield(settling)
+        outcome = await self.attempt(claim, handler_ended)
+        if outcome is None:
+            return None
+        return await self._settle_patiently(claim, outcome)
 
     async def _settle_patiently(self, claim: Claim, outcome: Outcome) -> Job | None:
         loop = asyncio.get_running_loop()
@@ -95,36 +100,57 @@ class AttemptRunner:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
-    async def attempt(self, job: Job) -> Outcome:
-        """Run the handler once, turning every failure into an `Outcome` with an error.
+    async def attempt(
+        self, claim: Claim, handler_ended: Callable[[], None] = _nothing
+    ) -> Outcome | None:
+        """Run the handler once in this task; every failure becomes an `Outcome` with an error.
 
-        Cancelling the attempt cancels the handler and waits for it at most `CANCEL_WAIT`
-        seconds before re-raising, so a shutdown is never held up by a stubborn handler.
+        None when the handler ignored its cancellation at ``job_timeout`` and was abandoned.
+        A cancellation from elsewhere is re-raised, even when the handler swallowed it.
         """
+        job = claim.job
         handler = self.handlers.get(job.name)
         if handler is None:
+            handler_ended()
             return Outcome(
                 error=JobError(f"no handler is registered for {job.name!r}", "UnknownJob")
             )
         try:
             context = handler.context(job)
         except Exception as exc:
+            handler_ended()
             return Outcome(error=self._error(exc))
-        task = asyncio.create_task(
-            _call(handler.function, context), name=f"async-endpoints-job-{job.id}"
+        deadline = Deadline(
+            self.job_timeout, lambda: self._abandon_at_timeout(claim, deadline, handler_ended)
         )
-        try:
-            await asyncio.wait({task}, timeout=self.job_timeout)
-        except asyncio.CancelledError:
-            await self._stop(task, job)
-            raise
-        if not task.done():
-            await self._stop(task, job)
-            message = f"the attempt ran longer than job_timeout ({self.job_timeout:g} s)"
-            return Outcome(error=JobError(message, "JobTimeout"))
-        return self._outcome(task, handler.dump_result)
+        ended = await _await_handler(handler.function, context, deadline)
+        if deadline.abandoned:
+            return None
+        handler_ended()
+        if deadline.cancelled_elsewhere or deadline.expired:
+            _consume(ended)
+            if deadline.cancelled_elsewhere:
+                raise asyncio.CancelledError
+            return self._timed_out()
+        return self._outcome(ended, handler.dump_result)
 
-    def _outcome(self, task: asyncio.Task[Any], dump: Callable[[Any], Any]) -> Outcome:
+    def _timed_out(self) -> Outcome:
+        message = f"the attempt ran longer than job_timeout ({self.job_timeout:g} s)"
+        return Outcome(error=JobError(message, "JobTimeout"))
+
+    def _abandon_at_timeout(
+        self, claim: Claim, deadline: Deadline, handler_ended: Callable[[], None]
+    ) -> None:
+        """The handler ignored its cancellation at ``job_timeout``: give up on it and
+        record the JobTimeout from a task of its own."""
+        self.abandon(deadline.task, claim.job)
+        handler_ended()
+        settling = asyncio.ensure_future(self._settle_patiently(claim, self._timed_out()))
+        self.settling.add(settling)
+        settling.add_done_callback(self.settling.discard)
+        settling.add_done_callback(_consume)
+
+    def _outcome(self, task: asyncio.Future[Any], dump: Callable[[Any], Any]) -> Outcome:
         try:
             return Outcome(result=dump(task.result()))
         except asyncio.CancelledError:
@@ -138,12 +164,10 @@ class AttemptRunner:
         except Exception as exc:
             return Outcome(error=self._error(exc))
 
-    async def _stop(self, task: asyncio.Task[Any], job: Job) -> None:
-        """Cancel the handler; abandon it if it is still running `CANCEL_WAIT` s later."""
-        task.cancel()
-        await asyncio.wait({task}, timeout=CANCEL_WAIT)
-        if task.done():
-            _consume(task)
+    def abandon(self, task: asyncio.Task[Any], job: Job) -> None:
+        """Give up on a handler that ignores cancellation: log it, keep its task referenced
+        until it ends, and cancel it again every `CANCEL_WAIT` seconds."""
+        if task.done() or task in self.abandoned:
             return
         logger.error(
             "job %s (%s): the handler ignores cancellation; abandoning it (it may still run)",
@@ -191,6 +215,22 @@ class AttemptRunner:
         return self.errors.describe(exc, with_traceback=self.include_tracebacks)
 
 
+async def _await_handler(
+    function: Callable[[Any], Awaitable[Any]], context: Any, deadline: Deadline
+) -> asyncio.Future[Any]:
+    """The handler's return value or exception, as a finished future (`_outcome` reads it)."""
+    ended: asyncio.Future[Any] = deadline.task.get_loop().create_future()
+    try:
+        ended.set_result(await _call(function, context))
+    except asyncio.CancelledError:
+        ended.cancel()
+    except Exception as exc:
+        ended.set_exception(exc)
+    finally:
+        deadline.close()
+    return ended
+
+
 async def _call(function: Callable[[Any], Awaitable[Any]], context: Any) -> Any:
     try:
         return await function(context)
@@ -204,7 +244,7 @@ def _cancel_again(task: asyncio.Task[Any]) -> None:
         task.get_loop().call_later(CANCEL_WAIT, _cancel_again, task)
 
 
-def _consume(task: asyncio.Task[Any]) -> None:
+def _consume(task: asyncio.Future[Any]) -> None:
     """Retrieve a finished task's exception, so asyncio does not report it as unhandled."""
     if not task.cancelled():
         task.exception()

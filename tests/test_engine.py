@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -142,6 +143,45 @@ async def test_an_attempt_longer_than_job_timeout_fails(clock: ManualClock) -> N
         failed = await engine.get_job(job.id)
     assert failed.status is JobStatus.FAILED and failed.error.type == "JobTimeout"
     assert "job_timeout" in failed.error.message
+
+
+async def test_a_handler_ignoring_cancellation_is_abandoned_and_its_attempt_times_out(
+    clock: ManualClock,
+) -> None:
+    """drain() returns one CANCEL_WAIT after job_timeout; the job fails as a JobTimeout."""
+    engine = AsyncEndpoints(store=InMemoryJobStore(clock=clock), job_timeout=0.05, max_retries=0)
+    release = asyncio.Event()
+
+    async def stubborn(ctx: AsyncContext[None]) -> str:
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await release.wait()
+        return "too late"
+
+    engine.add_handler(stubborn)
+    async with engine.running(workers=False):
+        job = await engine.submit("stubborn")
+        async with asyncio.timeout(5):
+            await engine.drain()
+        failed = await engine.get_job(job.id)
+        assert failed.status is JobStatus.FAILED and failed.error.type == "JobTimeout"
+        (abandoned,) = engine.pool.attempts.abandoned
+        release.set()
+        await asyncio.wait_for(abandoned, timeout=5)
+    assert await engine.get_job(job.id) == failed  # its late result is not recorded
+
+
+async def test_a_handler_that_cancels_itself_fails_its_attempt(endpoints: AsyncEndpoints) -> None:
+    """CancelledError raised by the handler, with nobody cancelling it: a failed attempt."""
+
+    async def quits(ctx: AsyncContext[None]) -> None:
+        raise asyncio.CancelledError
+
+    endpoints.add_handler(quits)
+    job = await endpoints.submit("quits")
+    await endpoints.drain()
+    failed = await endpoints.get_job(job.id)
+    assert failed.status is JobStatus.SCHEDULED and failed.error.type == "CancelledError"
 
 
 async def test_a_result_that_is_not_json_fails_the_attempt_with_a_clear_error(

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Sequence
+from contextvars import ContextVar
 from typing import Any
+
+import pytest
 
 from async_endpoints import (
     AsyncContext,
@@ -126,7 +131,9 @@ async def test_handlers_outliving_the_grace_period_are_left_for_recovery() -> No
     assert recovered.status is JobStatus.QUEUED and recovered.retry_count == 1
 
 
-async def test_a_handler_whose_claim_was_recovered_elsewhere_is_cancelled() -> None:
+async def test_a_handler_whose_claim_was_recovered_elsewhere_is_cancelled(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """When renewal finds the claim lost, the stale attempt stops instead of running on."""
     clock = ManualClock()
     store = InMemoryJobStore(clock=clock)
@@ -153,10 +160,155 @@ async def test_a_handler_whose_claim_was_recovered_elsewhere_is_cancelled() -> N
             await first_started.wait()
         clock.advance(1)  # the lease lapses as if this worker had hung
         assert await store.recover() == [job.id]
-        async with asyncio.timeout(5):
-            await cancelled.wait()
+        with caplog.at_level(logging.WARNING, logger="async_endpoints"):
+            async with asyncio.timeout(5):
+                await cancelled.wait()
         done = await engine.wait_for(job.id, timeout=5)
     assert attempts == [0, 1] and done.result == 1 and done.retry_count == 1
+    assert "lost the claim of 1 running job(s)" in caplog.text
+
+
+class RenewalCrossingStore(InMemoryJobStore):
+    """Renewals answer 0.2 s after they are sent, as the store stands then (a slow trip)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.renewing = asyncio.Event()
+        self.answered: list[set[str]] = []
+        self.first_answer = asyncio.Event()
+
+    async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[str]:
+        self.renewing.set()
+        await asyncio.sleep(0.2)
+        lost = await super().renew(claims, lease=lease)
+        self.answered.append(lost)
+        self.first_answer.set()
+        return lost
+
+
+async def test_a_renewal_crossing_the_settlement_of_its_job_reports_no_lost_claim(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The store calls the claim of a job recorded meanwhile lost; nothing was: no warning."""
+    store = RenewalCrossingStore()
+    engine = engine_with(store=store, claim_timeout=0.3)  # a renewal every 0.1 s
+
+    async def brief(ctx: AsyncContext[None]) -> str:
+        await store.renewing.wait()  # ends, and is recorded, while a renewal is on its way
+        return "recorded"
+
+    engine.add_handler(brief)
+    with caplog.at_level(logging.WARNING, logger="async_endpoints"):
+        async with engine.running():
+            job = await engine.submit("brief")
+            done = await engine.wait_for(job.id, timeout=5)
+            async with asyncio.timeout(5):
+                await store.first_answer.wait()
+    assert done.result == "recorded" and len(store.answered[0]) == 1
+    assert "lost the claim" not in caplog.text
+
+
+class LoopTurns:
+    """Counts event-loop iterations: a callback that schedules itself for the next one."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self._next: asyncio.Handle | None = None
+
+    def start(self) -> None:
+        self.now += 1
+        self._next = asyncio.get_running_loop().call_soon(self.start)
+
+    def stop(self) -> None:
+        if self._next is not None:
+            self._next.cancel()
+
+
+async def test_a_job_that_waits_on_nothing_holds_its_slot_for_one_event_loop_turn() -> None:
+    """Handler and settlement in one turn, freed slots refilled in that turn: six such jobs
+    on two slots run in three consecutive turns."""
+    turns = LoopTurns()
+    ran_in: list[int] = []
+    settled_in: list[int] = []
+
+    class Recording(InMemoryJobStore):
+        async def complete(self, claim: Claim, result: Any) -> Any:
+            settled_in.append(turns.now)
+            return await super().complete(claim, result)
+
+    engine = engine_with(store=Recording(), max_concurrency=2)
+
+    async def quick(ctx: AsyncContext[None]) -> None:
+        ran_in.append(turns.now)
+
+    engine.add_handler(quick)
+    jobs = [await engine.submit("quick") for _ in range(6)]
+    turns.start()
+    try:
+        async with engine.running():
+            for job in jobs:
+                await engine.wait_for(job.id, timeout=5)
+    finally:
+        turns.stop()
+    first = ran_in[0]
+    assert ran_in == [first, first, first + 1, first + 1, first + 2, first + 2]
+    assert settled_in == ran_in
+
+
+class HeldCompletions(InMemoryJobStore):
+    """Completions wait until the test releases them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def complete(self, claim: Claim, result: Any) -> Any:
+        await self.release.wait()
+        return await super().complete(claim, result)
+
+
+async def test_a_slot_is_free_once_the_handler_returns_while_its_outcome_is_recorded() -> None:
+    """One slot, a slow settlement: the next job starts before the first is recorded."""
+    store = HeldCompletions()
+    engine = engine_with(store=store, max_concurrency=1)
+    started: list[int] = []
+    second_started = asyncio.Event()
+
+    async def step(ctx: AsyncContext[None]) -> int:
+        started.append(len(started))
+        if len(started) == 2:
+            second_started.set()
+        return len(started)
+
+    engine.add_handler(step)
+    async with engine.running():
+        first, second = [await engine.submit("step") for _ in range(2)]
+        async with asyncio.timeout(5):
+            await second_started.wait()
+        assert (await store.get(first.id)).status is JobStatus.IN_PROGRESS
+        store.release.set()
+        done = [await engine.wait_for(job.id, timeout=5) for job in (first, second)]
+    assert [job.result for job in done] == [1, 2]
+
+
+TENANT: ContextVar[str | None] = ContextVar("tenant", default=None)
+
+
+async def test_each_job_runs_in_a_context_of_its_own() -> None:
+    """A context variable one handler sets is not seen by the next job's handler."""
+    engine = engine_with(max_concurrency=1)
+    seen: list[str | None] = []
+
+    async def tagged(ctx: AsyncContext[None]) -> None:
+        seen.append(TENANT.get())
+        TENANT.set(str(ctx.job_id))
+
+    engine.add_handler(tagged)
+    async with engine.running():
+        jobs = [await engine.submit("tagged") for _ in range(3)]
+        for job in jobs:
+            await engine.wait_for(job.id, timeout=5)
+    assert seen == [None, None, None]
 
 
 class StumblingStore(InMemoryJobStore):
