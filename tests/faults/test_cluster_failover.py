@@ -131,6 +131,7 @@ async def test_killing_the_master_of_the_stores_slot_loses_no_job_and_answers_2x
         lost=len(lost),
         failover_s=round(failover_s, 2),
     )
+    assert traffic.statuses[503] > 0, "the failover went unnoticed: no outage was tested"
     assert set(traffic.statuses) <= {200, 202, 503}, f"answers: {traffic.statuses}"
     assert traffic.without_retry_after == 0
     assert lost == []
