@@ -51,6 +51,7 @@ class Deadline:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._on_abandon = _nothing  # it may refer to this deadline: no cycle left for the GC
         if self.expired and not self.abandoned:
             self.task.uncancel()
 
@@ -58,3 +59,7 @@ class Deadline:
     def cancelled_elsewhere(self) -> bool:
         """After `close`: whether someone else asked for the task's cancellation."""
         return self.task.cancelling() > 0
+
+
+def _nothing() -> None:
+    pass

@@ -1,12 +1,12 @@
 """`RetainedJobs`: the finished jobs an `InMemoryJobStore` keeps, in a form the cyclic
-garbage collector skips.
+garbage collector never sees.
 
-A finished job is one flat tuple of atomic values (str, int, float, None) in a dict keyed by
-the id's integer. CPython stops tracking such a tuple at the first collection it sees (a
-nested tuple would take one collection per level),
-so 100,000 retained jobs add nothing to what each collection traverses (a `Job` with its
-request, error and result would add several tracked objects each, and full collections would
-take longer as jobs accumulate). The result is kept as JSON text and decoded on read.
+A finished job is one JSON text (a str) in a dict keyed by the id's integer, its expiry a
+float in a deque: none of these is a container the collector tracks. A `Job` with its
+request, error and result would be several tracked objects per job: every collection would
+traverse them, and each job kept would count towards the next collection (the collector
+runs after every 700 tracked objects that stay alive), so full collections would come
+more often and take longer as jobs accumulate. The text is decoded on read.
 
 A Completed job never runs again, so its captured request is dropped: only the owner (which
 ``authorize`` needs) and a hash of the request (which tells a resent submission from a
@@ -22,13 +22,13 @@ import json
 import uuid
 from collections import deque
 from datetime import UTC, datetime
-from typing import Any, overload
+from typing import Any
 
 from ._errors import ConfigurationError
 from ._job import Job, JobError, JobRequest, JobStatus, NewJob
 
-#: The `Job` fields a record holds, in this order (`tests/test_memory_store.py` checks
-#: that every field of `Job` is here, so a new field cannot be silently dropped).
+#: The `Job` fields a record holds (`tests/test_memory_store.py` checks that every field of
+#: `Job` is here, so that a new field cannot be silently dropped).
 FIELDS = (
     "id",
     "name",
@@ -45,11 +45,10 @@ FIELDS = (
     "run_at",
 )
 
-_Record = tuple[Any, ...]
-# A record's slots (the id is its key). _REQUEST holds a hash (Completed) or the request as
-# JSON text; _EXPIRES is when the record may be dropped, on the monotonic clock.
+# A record is the JSON text of a list with these slots (the id is its key; run_at is None
+# for every finished job). _REQUEST holds a hash (Completed) or the request's parts.
 (_NAME, _STATUS, _RETRIES, _MAX_RETRIES, _CREATED, _STARTED, _COMPLETED, _UPDATED) = range(8)
-(_RESULT, _MESSAGE, _ERROR_TYPE, _TRACEBACK, _REQUEST, _OWNER, _EXPIRES) = range(8, 15)
+(_RESULT, _MESSAGE, _ERROR_TYPE, _TRACEBACK, _REQUEST, _OWNER) = range(8, 14)
 
 
 class RetainedJobs:
@@ -65,20 +64,24 @@ class RetainedJobs:
             raise ConfigurationError("max_retained must be at least 1")
         self.retention = retention
         self.max_retained = max_retained
-        self._records: dict[int, _Record] = {}
+        # A record is JSON text; a list only for a result with no JSON form (see `_encode`).
+        self._records: dict[int, str | list[Any]] = {}
         self._order: deque[int] = deque()  # ids in the order they finished
+        self._expiry: deque[float] = deque()  # when each may be dropped (monotonic clock)
 
     def __len__(self) -> int:
         return len(self._records)
 
     def add(self, job: Job, now: float) -> Job:
         """Keep ``job`` (terminal) until ``now + retention``; return it as it reads back."""
-        record = _encode(job, now + self.retention)
-        self._records[job.id.int] = record
-        self._order.append(job.id.int)
+        key = job.id.int
+        record = _encode(job)
+        self._records[key] = record
+        self._order.append(key)
+        self._expiry.append(now + self.retention)
         while len(self._records) > self.max_retained:
             self._drop_oldest()
-        return _decode(job.id.int, record)
+        return _decode(key, record)
 
     def get(self, job_id: uuid.UUID) -> Job | None:
         """The job, or None when it is not kept (any more)."""
@@ -87,35 +90,31 @@ class RetainedJobs:
 
     def is_same_submission(self, job_id: uuid.UUID, new_job: NewJob) -> bool:
         """Whether the kept job ``job_id`` is what storing ``new_job`` produced."""
-        record = self._records[job_id.int]
-        if record[_NAME] != new_job.name or record[_MAX_RETRIES] != new_job.max_retries:
+        fields = _fields(self._records[job_id.int])
+        if fields[_NAME] != new_job.name or fields[_MAX_RETRIES] != new_job.max_retries:
             return False
-        kept = record[_REQUEST]
+        kept = fields[_REQUEST]
         if isinstance(kept, int):
             return kept == _request_hash(new_job.request)
-        return _decode_request(kept, record[_OWNER]) == new_job.request
+        return _decode_request(kept, fields[_OWNER]) == new_job.request
 
     def expire(self, now: float) -> None:
         """Drop the jobs whose retention has passed by ``now`` (monotonic)."""
-        order, records = self._order, self._records
-        while order:
-            record = records.get(order[0])
-            if record is not None and record[_EXPIRES] > now:
-                return
+        while self._expiry and self._expiry[0] <= now:
             self._drop_oldest()
 
     def _drop_oldest(self) -> None:
+        self._expiry.popleft()
         self._records.pop(self._order.popleft(), None)
 
 
-def _encode(job: Job, expires_at: float) -> _Record:
+def _encode(job: Job) -> str | list[Any]:
     error, request = job.error, job.request
     if job.status is JobStatus.COMPLETED:
-        kept: int | str = _request_hash(request)
+        kept: Any = _request_hash(request)
     else:
-        parts = [request.body, request.headers, request.query_string, dict(request.route_params)]
-        kept = json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
-    return (
+        kept = [request.body, request.headers, request.query_string, dict(request.route_params)]
+    fields = [
         job.name,
         job.status.value,
         job.retry_count,
@@ -124,39 +123,49 @@ def _encode(job: Job, expires_at: float) -> _Record:
         _timestamp(job.started_at),
         _timestamp(job.completed_at),
         _timestamp(job.last_updated_at),
-        None if job.result is None else _dump(job.result),
+        job.result,
         None if error is None else error.message,
         None if error is None else error.type,
         None if error is None else error.traceback,
         kept,
         request.owner,
-        expires_at,
-    )
+    ]
+    try:
+        return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError):  # a result with no JSON form (stores are handed JSON)
+        return fields
 
 
-def _decode(key: int, record: _Record) -> Job:
-    kept, owner = record[_REQUEST], record[_OWNER]
-    error = None
-    if record[_ERROR_TYPE] is not None:
-        error = JobError(record[_MESSAGE], record[_ERROR_TYPE], record[_TRACEBACK])
+def _fields(record: str | list[Any]) -> list[Any]:
+    if isinstance(record, str):
+        fields: list[Any] = json.loads(record)
+        return fields
+    return record
+
+
+def _decode(key: int, record: str | list[Any]) -> Job:
+    fields = _fields(record)
+    kept, owner, error_type = fields[_REQUEST], fields[_OWNER], fields[_ERROR_TYPE]
     return Job(
         id=uuid.UUID(int=key),
-        name=record[_NAME],
-        status=JobStatus(record[_STATUS]),
-        retry_count=record[_RETRIES],
-        max_retries=record[_MAX_RETRIES],
-        created_at=_moment(record[_CREATED]),
-        started_at=_moment(record[_STARTED]),
-        completed_at=_moment(record[_COMPLETED]),
-        last_updated_at=_moment(record[_UPDATED]),
-        result=_load(record[_RESULT]),
-        error=error,
+        name=fields[_NAME],
+        status=JobStatus(fields[_STATUS]),
+        retry_count=fields[_RETRIES],
+        max_retries=fields[_MAX_RETRIES],
+        created_at=_moment(fields[_CREATED]),
+        started_at=_moment(fields[_STARTED]),
+        completed_at=_moment(fields[_COMPLETED]),
+        last_updated_at=_moment(fields[_UPDATED]),
+        result=fields[_RESULT],
+        error=None
+        if error_type is None
+        else JobError(fields[_MESSAGE], error_type, fields[_TRACEBACK]),
         request=JobRequest(owner=owner) if isinstance(kept, int) else _decode_request(kept, owner),
     )
 
 
-def _decode_request(kept: str, owner: str | None) -> JobRequest:
-    body, headers, query_string, route_params = json.loads(kept)
+def _decode_request(kept: list[Any], owner: str | None) -> JobRequest:
+    body, headers, query_string, route_params = kept
     headers = tuple((name, value) for name, value in headers)
     return JobRequest(body, headers, query_string, route_params, owner)
 
@@ -168,39 +177,10 @@ def _request_hash(request: JobRequest) -> int:
     return hash((request.body, headers, request.query_string, items, request.owner))
 
 
-class _Opaque:
-    """A result with no JSON form, kept as is (stores are handed JSON values; this is the
-    fallback for a caller that did not)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-
-def _dump(result: Any) -> str | _Opaque:
-    try:
-        return json.dumps(result, ensure_ascii=False, separators=(",", ":"))
-    except (TypeError, ValueError):
-        return _Opaque(result)
-
-
-def _load(kept: str | _Opaque | None) -> Any:
-    if kept is None:
-        return None
-    if isinstance(kept, _Opaque):
-        return kept.value
-    return json.loads(kept)
-
-
 def _timestamp(moment: datetime | None) -> float | None:
-    # A float (24 bytes) instead of a datetime (48); exact for microseconds in this era.
+    # Exact: a microsecond timestamp of this era survives the round trip through a float.
     return None if moment is None else moment.timestamp()
 
 
-@overload
-def _moment(timestamp: float) -> datetime: ...
-@overload
-def _moment(timestamp: None) -> None: ...
-def _moment(timestamp: float | None) -> datetime | None:
+def _moment(timestamp: Any) -> Any:
     return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)

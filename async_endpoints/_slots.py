@@ -1,16 +1,21 @@
-"""`Slots`: the jobs a worker pool has claimed, one task each, holding a slot while its
-handler runs.
+"""`Slots`: the jobs a worker pool has claimed, each holding a slot while its handler runs.
 
 A job's task awaits its handler inline and then records the outcome (`AttemptRunner.run`);
 its slot is freed the moment the handler returns, not after the bookkeeping. A job that
-waits on nothing therefore holds its slot for one event-loop turn.
+waits on nothing therefore holds its slot for less than one event-loop turn, and its task
+may go on with the next job at once (``next_claim`` decides when: see `WorkerPool`), each
+job in a context of its own as if it had a task of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import Any, TypeVar, cast
 
 from ._deadline import CANCEL_WAIT
 from ._job import Job
@@ -19,14 +24,18 @@ from ._worker import AttemptRunner
 
 logger = logging.getLogger("async_endpoints")
 
-JobTask = asyncio.Task[Job | None]
+JobTask = asyncio.Task[None]
+T = TypeVar("T")
 
 
 class Slots:
     """The pool's claimed jobs: their handlers running, or their outcomes being recorded."""
 
-    def __init__(self, attempts: AttemptRunner) -> None:
+    def __init__(
+        self, attempts: AttemptRunner, next_claim: Callable[[float], Awaitable[Claim | None]]
+    ) -> None:
         self.attempts = attempts
+        self._next_claim = next_claim
         self._running: dict[str, tuple[Claim, JobTask]] = {}  # by claim token
         self._settling: dict[str, Claim] = {}  # handler done, outcome being recorded
         self._tasks: set[JobTask] = set()  # every job task not yet ended
@@ -41,14 +50,39 @@ class Slots:
 
     def start(self, claim: Claim) -> JobTask:
         """Run ``claim``'s job in a task of its own; it holds a slot until its handler ends."""
-        ended = functools.partial(self._handler_ended, claim.token)
-        task = asyncio.create_task(
-            self.attempts.run(claim, ended), name=f"async-endpoints-job-{claim.job.id}"
-        )
+        task = asyncio.create_task(self._run(claim), name=f"async-endpoints-job-{claim.job.id}")
         self._running[claim.token] = (claim, task)
         self._tasks.add(task)
-        task.add_done_callback(functools.partial(self._finished, claim))
+        task.add_done_callback(self._tasks.discard)
         return task
+
+    async def _run(self, claim: Claim) -> None:
+        """``claim``'s job, then as many as ``next_claim`` gives, each in its own context."""
+        began = asyncio.get_running_loop().time()
+        context = contextvars.copy_context()  # as this task started: what each job starts from
+        task = cast(JobTask, asyncio.current_task())
+        job: Awaitable[Job | None] = self._attempt(claim)
+        while True:
+            try:
+                await job
+            except Exception:
+                logger.exception("job %s: settling failed", claim.job.id)
+                return
+            next_claim = await self._next_claim(began)
+            if next_claim is None:
+                return
+            claim = next_claim
+            self._running[claim.token] = (claim, task)
+            job = _in_context(context.copy(), self._attempt(claim))
+
+    async def _attempt(self, claim: Claim) -> Job | None:
+        try:
+            return await self.attempts.run(
+                claim, functools.partial(self._handler_ended, claim.token)
+            )
+        finally:
+            self._handler_ended(claim.token)  # when cancelled (or failed) inside its handler
+            self._settling.pop(claim.token, None)
 
     def _handler_ended(self, token: str) -> None:
         entry = self._running.pop(token, None)
@@ -58,13 +92,6 @@ class Slots:
         self.freed.set()
         if not self._running:
             self.idle.set()
-
-    def _finished(self, claim: Claim, task: JobTask) -> None:
-        self._handler_ended(claim.token)  # when cancelled (or failed) inside its handler
-        self._settling.pop(claim.token, None)
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("job %s: settling failed", claim.job.id, exc_info=task.exception())
 
     def claims(self) -> list[Claim]:
         """The claims to renew: running handlers and outcomes being recorded."""
@@ -97,7 +124,7 @@ class Slots:
             self.attempts.abandon(task, claim.job)
             self._handler_ended(claim.token)
 
-    def recording(self) -> set[asyncio.Future[Job | None]]:
+    def recording(self) -> set[asyncio.Future[Any]]:
         """Outcomes being recorded (in job tasks, and for abandoned handlers)."""
         return (self._tasks - self.attempts.abandoned) | self.attempts.settling
 
@@ -110,3 +137,31 @@ class Slots:
                 await asyncio.wait([*pending, freed], return_when=asyncio.FIRST_COMPLETED)
             finally:
                 freed.cancel()
+
+
+@types.coroutine
+def _in_context(
+    context: contextvars.Context, coroutine: Coroutine[Any, Any, T]
+) -> Generator[Any, Any, T]:
+    """Await ``coroutine`` with each of its steps run in ``context``: what a task of its own
+    would give it, without the event-loop turn a new task costs before it starts."""
+    value: Any = None
+    error: BaseException | None = None
+    try:
+        while True:
+            try:
+                if error is None:
+                    awaited = context.run(coroutine.send, value)
+                else:
+                    awaited = context.run(coroutine.throw, error)
+            except StopIteration as stop:
+                result: T = stop.value
+                return result
+            try:
+                value, error = (yield awaited), None
+            except GeneratorExit:
+                raise
+            except BaseException as exc:  # a cancellation thrown into the task, say
+                value, error = None, exc
+    finally:
+        coroutine.close()

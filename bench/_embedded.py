@@ -78,6 +78,11 @@ def _one_load(app: Uvicorn, load: Load, route: str) -> dict[str, Any]:
     after = app.call("GET", "/bench/stats")
     figures["jobs_per_s"] = (after["ran"] - before["ran"]) / seconds
     figures["full_gcs"] = after["gc_collections"][2] - before["gc_collections"][2]
+    figures["gc_ms"] = [
+        (later - earlier) * 1e3
+        for earlier, later in zip(before["gc_seconds"], after["gc_seconds"], strict=True)
+    ]
+    figures["gc_longest_ms"] = [seconds * 1e3 for seconds in after["gc_longest_since_last_read"]]
     return figures
 
 
@@ -97,7 +102,8 @@ def brief(run: dict[str, Any]) -> str:
     return (
         f"bare {bare['rps']:,.0f} req/s p99 {bare['p99_ms']:.1f} ms | ours {ours['rps']:,.0f} "
         f"req/s (not 202: {ours['other_status']}) p99 {ours['p99_ms']:.1f} ms, pool "
-        f"{ours['jobs_per_s']:,.0f} jobs/s, {ours['full_gcs']} full GCs | fair share "
+        f"{ours['jobs_per_s']:,.0f} jobs/s, {ours['full_gcs']} full GCs (longest "
+        f"{ours['gc_longest_ms'][2]:.0f} ms) | fair share "
         f"{run['fair_share']:.2f}, p99 ours/bare {run['p99_ratio']:.2f}"
     )
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import time
 import uuid
 from typing import Any
 
@@ -61,6 +62,34 @@ def _rss_bytes() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+class GcPauses:
+    """The garbage collector's pauses: how many, how long in all, the longest, per
+    generation (from ``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.count = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self.longest = [0.0, 0.0, 0.0]
+        self._began = 0.0
+        gc.callbacks.append(self._note)
+
+    def _note(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+            return
+        generation, took = info["generation"], time.perf_counter() - self._began
+        self.count[generation] += 1
+        self.seconds[generation] += took
+        self.longest[generation] = max(self.longest[generation], took)
+
+    def reset_longest(self) -> list[float]:
+        longest, self.longest = self.longest, [0.0, 0.0, 0.0]
+        return longest
+
+
+pauses = GcPauses()
+
+
 @app.get("/bench/stats")
 async def stats() -> dict[str, Any]:
     return {
@@ -68,8 +97,14 @@ async def stats() -> dict[str, Any]:
         "waiting": await store.count_waiting(),
         "running": endpoints.pool.running,
         "rss_bytes": _rss_bytes(),
-        "gc_collections": [generation["collections"] for generation in gc.get_stats()],
+        "gc_collections": pauses.count,
+        "gc_seconds": pauses.seconds,
+        "gc_longest_since_last_read": pauses.reset_longest(),
+        "gc_tracked_objects": len(gc.get_objects()) if _count_objects else None,
     }
+
+
+_count_objects = os.environ.get("BENCH_COUNT_OBJECTS") == "1"
 
 
 @app.post("/bench/preload")

@@ -84,6 +84,29 @@ async def test_retained_jobs_give_the_garbage_collector_nothing_to_traverse() ->
     assert None not in await kept(store, ids)
 
 
+async def test_retained_jobs_do_not_bring_the_next_collection_closer() -> None:
+    """The collector runs each time so many tracked objects have been made and kept alive:
+    retained jobs are not such objects, so jobs run one by one cause next to no collection."""
+    store = InMemoryJobStore(clock=ManualClock())
+    jobs = 20 * gc.get_threshold()[0]  # kept as tracked objects, 20 collections at least
+    collections = 0
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        nonlocal collections
+        collections += phase == "start"
+
+    gc.collect()
+    gc.callbacks.append(count)
+    try:
+        for _ in range(jobs):
+            await store.enqueue(new_job())
+            (claim,) = await store.claim(1, lease=30)
+            await store.complete(claim, {"n": 1})
+    finally:
+        gc.callbacks.remove(count)
+    assert collections < 7
+
+
 async def test_a_finished_job_reads_back_with_its_result_error_times_and_owner() -> None:
     """What complete() and fail() return is what get() reads later, field by field."""
     store = InMemoryJobStore(clock=ManualClock(start=1_767_225_600.123456))

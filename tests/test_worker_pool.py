@@ -226,7 +226,7 @@ class LoopTurns:
 
 async def test_a_job_that_waits_on_nothing_holds_its_slot_for_one_event_loop_turn() -> None:
     """Handler and settlement in one turn, freed slots refilled in that turn: six such jobs
-    on two slots run in three consecutive turns."""
+    on two slots run within three turns (fewer when a job task takes the next job itself)."""
     turns = LoopTurns()
     ran_in: list[int] = []
     settled_in: list[int] = []
@@ -250,8 +250,7 @@ async def test_a_job_that_waits_on_nothing_holds_its_slot_for_one_event_loop_tur
                 await engine.wait_for(job.id, timeout=5)
     finally:
         turns.stop()
-    first = ran_in[0]
-    assert ran_in == [first, first, first + 1, first + 1, first + 2, first + 2]
+    assert len(ran_in) == 6 and ran_in == sorted(ran_in) and ran_in[-1] - ran_in[0] <= 2
     assert settled_in == ran_in
 
 
@@ -295,7 +294,8 @@ TENANT: ContextVar[str | None] = ContextVar("tenant", default=None)
 
 
 async def test_each_job_runs_in_a_context_of_its_own() -> None:
-    """A context variable one handler sets is not seen by the next job's handler."""
+    """A context variable one handler sets is not seen by the next job's handler (also when
+    one task runs several jobs)."""
     engine = engine_with(max_concurrency=1)
     seen: list[str | None] = []
 
