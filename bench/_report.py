@@ -152,7 +152,10 @@ def http_summary(http: dict[str, Any]) -> dict[str, dict[str, Any]]:
     summary: dict[str, dict[str, Any]] = {}
     for config, routes in http.items():
         figures = {
-            route: {key: median(r[key] for r in runs) for key in ("rps", "p50_ms", "p99_ms")}
+            route: {
+                **{key: median(r[key] for r in runs) for key in ("rps", "p50_ms", "p99_ms")},
+                "refused": median(r["other_status"] / max(1, r["requests"]) for r in runs),
+            }
             for route, runs in routes.items()
         }
         bare, ours = figures.get("bare", {}).get("rps"), figures.get("ours", {}).get("rps")
@@ -161,7 +164,8 @@ def http_summary(http: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def http_table(summary: dict[str, dict[str, Any]]) -> str:
-    lines = [f"{'configuration':30}{'route':>6}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}  ours/bare"]
+    head = f"{'configuration':30}{'route':>6}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'not 202':>9}"
+    lines = [head + "  ours/bare"]
     for config, figures in summary.items():
         for route in ("bare", "ours"):
             fig = figures.get(route)
@@ -171,7 +175,7 @@ def http_table(summary: dict[str, dict[str, Any]]) -> str:
             note = f"{ratio:.2f}" if route == "ours" and ratio is not None else ""
             lines.append(
                 f"{config:30}{route:>6}{_fmt(fig['rps'], 0):>9}{_fmt(fig['p50_ms'], 2):>9}"
-                f"{_fmt(fig['p99_ms'], 2):>9}  {note}"
+                f"{_fmt(fig['p99_ms'], 2):>9}{fig['refused']:>9.0%}  {note}"
             )
     return "\n".join(lines)
 

@@ -30,17 +30,8 @@ from bench._bare import DataRequest, add_bare_route
 app = FastAPI()
 
 
-def _store() -> InMemoryJobStore:
-    retained = os.environ.get("BENCH_MAX_RETAINED")
-    if retained is None:
-        return InMemoryJobStore()
-    try:
-        return InMemoryJobStore(max_retained=int(retained))  # type: ignore[call-arg]
-    except TypeError:  # a store from before max_retained keeps every job for a day
-        return InMemoryJobStore()
-
-
-store = _store()
+retained = os.environ.get("BENCH_MAX_RETAINED")
+store = InMemoryJobStore() if retained is None else InMemoryJobStore(max_retained=int(retained))
 endpoints = AsyncEndpoints(app, store=store)
 ran = 0
 

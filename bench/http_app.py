@@ -4,8 +4,9 @@ FastAPI route that answers the same 202 job JSON without storing anything.
     BENCH_STORE=memory|redis BENCH_WORKERS=0|1 uvicorn bench.http_app:app
 
 ``BENCH_WORKERS=0`` is an API-only instance (``run_workers=False``): the submit path alone,
-jobs stay queued. ``1`` runs the worker pool embedded in the server process, so each
-job also runs (and settles) there. ``max_queue_size=None`` so that no run is refused.
+jobs stay queued (``max_queue_size=None``, or the queue would fill and refuse). ``1`` runs
+the worker pool embedded in the server process, so each job also runs (and settles) there,
+with the default ``max_queue_size``: a pool that falls behind shows as refused requests.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ def _store() -> JobStore:
     return InMemoryJobStore()
 
 
+workers = os.environ.get("BENCH_WORKERS", "0") == "1"
 endpoints = AsyncEndpoints(
     app,
     store=_store(),
-    run_workers=os.environ.get("BENCH_WORKERS", "0") == "1",
-    max_queue_size=None,
+    run_workers=workers,
     max_concurrency=100,
+    **({} if workers else {"max_queue_size": None}),
 )
 
 
