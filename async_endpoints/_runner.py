@@ -1,9 +1,9 @@
 """`WorkerPool`: N concurrent attempts, lease renewal and recovery, as one async lifetime.
 
-A job that waits on nothing holds its slot for one event-loop turn (see `Slots`), and the
-dispatcher refills the freed slots in that same turn, claiming in one call. This matters
-with workers embedded in a web server: under load every turn is long and shared with every
-connection, so the turns a job holds a slot, not its CPU time, bound the jobs per second.
+A job that waits on nothing holds its slot for less than one event-loop turn (see `Slots`),
+and the dispatcher refills the freed slots in that same turn. With workers embedded in a
+web server this matters: under load every turn is long and shared with every connection,
+so the turns a job holds a slot, not its CPU time, would bound the jobs per second.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import contextlib
 import logging
 from types import TracebackType
 
+from ._claimer import Claimer
 from ._errors import StoreUnavailableError
 from ._recovery import recover_forever, renew_forever
 from ._settings import Settings
@@ -42,9 +43,8 @@ class WorkerPool:
         self.attempts = attempts
         self.settings = settings
         self._slots = Slots(attempts, self._chain)
-        self._claims_wait = True  # the store's last claim waited (a round trip, say)
+        self._claimer = Claimer(store, settings.claim_timeout)
         self._stopping = asyncio.Event()
-        self._claiming = False  # a claim call is under way (shutdown lets it finish)
         self._background: list[asyncio.Task[None]] = []
 
     @property
@@ -110,7 +110,7 @@ class WorkerPool:
         starts the jobs it gets (they run under the grace period) and ends by itself, rather
         than strand them claimed but never started until recovery counts a lost attempt."""
         for task in dispatcher:
-            if not self._claiming:
+            if not self._claimer.under_way:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
@@ -123,12 +123,15 @@ class WorkerPool:
         """
         ran = 0
         while True:
-            claims = await self.store.claim(
-                self.settings.max_concurrency, lease=self.settings.claim_timeout
-            )
+            claims = await self._claimer.claim(self.settings.max_concurrency)
             if not claims:
                 return ran
-            await self._slots.concluded([self._slots.start(claim) for claim in claims])
+            tasks = [self._slots.start(claim) for claim in claims]
+            await self._slots.concluded(tasks)
+            for task in tasks:  # an outcome that could not be recorded
+                failure = task.exception() if task.done() and not task.cancelled() else None
+                if failure is not None:
+                    raise failure
             ran += len(claims)
 
     async def _dispatch_forever(self) -> None:
@@ -204,24 +207,10 @@ class WorkerPool:
 
     async def _claim(self, limit: int) -> list[Claim]:
         """Claim up to ``limit`` jobs and start them, in this task (no extra turns)."""
-        self._claiming = True
-        try:
-            claims = await self._claim_noting_waits(limit)
-        finally:
-            self._claiming = False
+        claims = await self._claimer.claim(limit)
         for claim in claims:
             self._slots.start(claim)
         return claims
-
-    async def _claim_noting_waits(self, limit: int) -> list[Claim]:
-        # A callback scheduled now runs only if the claim gives the event loop a turn.
-        waited = asyncio.Event()
-        marker = asyncio.get_running_loop().call_soon(waited.set)
-        try:
-            return await self.store.claim(limit, lease=self.settings.claim_timeout)
-        finally:
-            marker.cancel()
-            self._claims_wait = waited.is_set()
 
     async def _chain(self, began: float) -> Claim | None:
         """The next job for a job task whose job just ended, if taking it costs no wait.
@@ -232,14 +221,14 @@ class WorkerPool:
         not stopping. A job task thereby runs several short jobs per event-loop turn.
         """
         if (
-            self._claims_wait
+            self._claimer.waits
             or self._stopping.is_set()
             or not self._background  # drain(): counts the attempts it started
             or asyncio.get_running_loop().time() - began > _CHAIN_BUDGET
             or len(self._slots) >= self.settings.max_concurrency
         ):
             return None
-        claims = await self._claim_noting_waits(1)
+        claims = await self._claimer.claim(1)
         return claims[0] if claims else None
 
     def _backoff(self, failures: int) -> float:

@@ -53,8 +53,13 @@ class Slots:
         task = asyncio.create_task(self._run(claim), name=f"async-endpoints-job-{claim.job.id}")
         self._running[claim.token] = (claim, task)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._ended)
         return task
+
+    def _ended(self, task: JobTask) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # logged already; `drain` raises it
 
     async def _run(self, claim: Claim) -> None:
         """``claim``'s job, then as many as ``next_claim`` gives, each in its own context."""
@@ -67,7 +72,7 @@ class Slots:
                 await job
             except Exception:
                 logger.exception("job %s: settling failed", claim.job.id)
-                return
+                raise
             next_claim = await self._next_claim(began)
             if next_claim is None:
                 return
