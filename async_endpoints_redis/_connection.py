@@ -21,7 +21,7 @@ from async_endpoints._errors import JobStoreError, StoreUnavailableError
 from ._client import AnyRedis, call_gate, connect, open_pubsub
 from ._elapsed import ElapsedClock
 from ._errors import mapped_errors
-from ._health import warn_about_risky_config
+from ._health import inspect_server
 from ._keys import Keys
 from ._notify import Notifications
 
@@ -76,6 +76,8 @@ class Connection:
         self._start_lock = asyncio.Lock()
         self._gate: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()
         self.closed = False
+        self.max_bulk_len: int | None = None
+        """The longest argument the server accepts, read at start (None: unknown)."""
         self.notifications = Notifications(
             self._open_pubsub,
             wake_channel=keys.wake_channel,
@@ -97,7 +99,7 @@ class Connection:
         """Connect, check that Redis answers and start listening. Idempotent.
 
         The first successful start also warns about server settings that can lose jobs
-        (`_health`).
+        and reads the longest argument the server accepts (`_health`).
 
         Raises:
             StoreUnavailableError: Redis cannot be reached; a later call tries again.
@@ -110,7 +112,9 @@ class Connection:
                 with mapped_errors("start"):
                     async with asyncio.timeout(self.deadline):
                         await self._connect()
-                await warn_about_risky_config(self.client, self._keys.queue, self.deadline)
+                self.max_bulk_len = await inspect_server(
+                    self.client, self._keys.queue, self.deadline
+                )
                 scripts = Scripts(self.client, self._keys, self._retention_ms, self.elapsed)
                 await self._first_reading(scripts)
                 self._scripts = scripts

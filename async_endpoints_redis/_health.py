@@ -8,8 +8,11 @@ Two server settings lose accepted jobs without any error reaching the app:
   would answer with 503).
 
 Either one is logged as a warning on the ``async_endpoints_redis`` logger, once per
-`RedisJobStore.start`. Managed services and ACLs often refuse ``CONFIG GET``; then the
-check says so at debug level and the store starts all the same.
+`RedisJobStore.start`. The same look reads ``proto-max-bulk-len``, the longest argument
+the server accepts, so that a result longer than it is refused before it is sent (Redis
+answers such an argument by closing the connection, which looks like an outage when the
+client is still writing). Managed services and ACLs often refuse ``CONFIG GET``; then the
+check says so at debug level and the store starts all the same, limit unknown.
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ from ._codec import text
 
 logger = logging.getLogger("async_endpoints_redis")
 
-_SETTINGS = ("appendonly", "save", "maxmemory-policy")
+_SETTINGS = ("appendonly", "save", "maxmemory-policy", "proto-max-bulk-len")
 
 
-async def warn_about_risky_config(client: AnyRedis, slot_key: str, timeout: float) -> None:
-    """Log a warning for each server setting that can lose jobs; never raises.
+async def inspect_server(client: AnyRedis, slot_key: str, timeout: float) -> int | None:
+    """Log a warning for each server setting that can lose jobs and return the server's
+    ``proto-max-bulk-len`` in bytes (None when it cannot be read); never raises.
 
     Args:
         client: The store's client.
@@ -41,9 +45,16 @@ async def warn_about_risky_config(client: AnyRedis, slot_key: str, timeout: floa
             config = await _server_config(client, slot_key)
     except (RedisError, OSError, TimeoutError) as exc:
         logger.debug("could not read the Redis configuration (%s: %s)", type(exc).__name__, exc)
-        return
+        return None
     for problem in risks(config):
         logger.warning("%s", problem)
+    return max_bulk_len(config)
+
+
+def max_bulk_len(config: dict[str, str]) -> int | None:
+    """The longest argument the server accepts (``proto-max-bulk-len``), if known."""
+    value = config.get("proto-max-bulk-len", "")
+    return int(value) if value.isdigit() else None
 
 
 def risks(config: dict[str, str]) -> list[str]:

@@ -89,8 +89,8 @@ class RedisJobStore:
             unavailable.
         socket_connect_timeout: Seconds to wait for a connection.
         max_connections: Connections the store opens at most (per node on a cluster),
-            one of them for pub/sub. A single server's pool makes further calls wait
-            for a free connection.
+            one of them for pub/sub. Calls beyond it wait for a free connection (up to
+            ``socket_timeout``), on a single server and on a cluster alike.
 
     Raises:
         ConfigurationError: Neither or both of ``url`` and ``client`` given, a bad prefix,
@@ -245,11 +245,14 @@ class RedisJobStore:
         transfer, or Redis refusing it, holds up no other completion.
 
         Raises:
-            ResultRefusedError: Redis refused the result for good (longer than its
-                ``proto-max-bulk-len``, say): retrying cannot record it.
+            ResultRefusedError: Redis refuses the result for good: longer than the
+                server's ``proto-max-bulk-len`` (checked here when the store could read
+                it at start, else answered by Redis), or refused by Redis for another
+                reason; retrying cannot record it.
             StoreUnavailableError: Redis cannot be reached.
         """
         result_json = dump_json(result)
+        _check_bulk_len(result_json, self._connection.max_bulk_len)
         if len(result_json) > _ALONE_OVER:
             (reply,) = await self._complete_many([(claim, result_json)])
         else:
@@ -476,6 +479,19 @@ def _terminal_job(job_id: str, message: bytes | str) -> Job | None:
         return None
     job = _decode(uuid.UUID(job_id), fields)
     return job if job is not None and job.status.is_terminal else None
+
+
+def _check_bulk_len(result_json: str, limit: int | None) -> None:
+    """Refuse a result longer than the server's ``proto-max-bulk-len`` before sending it."""
+    if limit is None or len(result_json) * 4 <= limit:  # UTF-8: at most 4 bytes a character
+        return
+    size = len(result_json.encode())
+    if size > limit:
+        raise ResultRefusedError(
+            f"the result's {size:,} bytes are over the Redis server's maximum bulk length "
+            f"(proto-max-bulk-len {limit:,} bytes)",
+            error_type="ResultTooLarge",
+        )
 
 
 def _refusal(exc: JobStoreError) -> ResultRefusedError:

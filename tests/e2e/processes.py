@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -47,14 +48,24 @@ class Proc:
         self.process.wait(timeout=10)
 
     def wait(self, timeout: float) -> int:
-        return self.process.wait(timeout=timeout)
+        """The exit status; a process still alive after ``timeout`` seconds is aborted
+        (faulthandler prints every thread's stack to its log) and the test fails with
+        the end of that log."""
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGABRT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=10)
+            tail = self.output()[-6000:]
+            raise AssertionError(f"pid {self.pid} still ran after {timeout} s:\n{tail}") from None
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
 
 def _spawn(command: list[str], env: dict[str, str], log: Path, port: int | None = None) -> Proc:
-    full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=out, stderr=out)
     return Proc(process, log, port)
