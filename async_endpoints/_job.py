@@ -11,7 +11,7 @@ import dataclasses
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -88,6 +88,9 @@ class JobRequest:
     owner: str | None = None
 
 
+DEFAULT_QUEUE = "default"
+
+
 @dataclass(frozen=True, slots=True)
 class NewJob:
     """A job to be stored: everything the submitter decides; the store adds times and status.
@@ -97,19 +100,26 @@ class NewJob:
         name: The handler's name.
         max_retries: Retries allowed after the first attempt.
         request: The captured request.
+        queue: The queue the job waits in.
+        delay: Seconds until the job is due: above 0 it is stored ``Scheduled`` (with
+            ``run_at``), else ``Queued``. Measured on the store's monotonic clock.
     """
 
     id: uuid.UUID
     name: str
     max_retries: int
     request: JobRequest = field(default_factory=JobRequest)
+    queue: str = DEFAULT_QUEUE
+    delay: float = 0.0
 
-    def queued(self, created_at: datetime) -> Job:
-        """The job a store holds right after storing this one at ``created_at``."""
+    def stored(self, created_at: datetime) -> Job:
+        """The job a store holds right after storing this one at ``created_at``: Queued,
+        or Scheduled until ``created_at + delay`` when delayed."""
+        scheduled = self.delay > 0
         return Job(
             id=self.id,
             name=self.name,
-            status=JobStatus.QUEUED,
+            status=JobStatus.SCHEDULED if scheduled else JobStatus.QUEUED,
             retry_count=0,
             max_retries=self.max_retries,
             created_at=created_at,
@@ -117,6 +127,8 @@ class NewJob:
             completed_at=None,
             last_updated_at=created_at,
             request=self.request,
+            queue=self.queue,
+            run_at=created_at + timedelta(seconds=self.delay) if scheduled else None,
         )
 
 
@@ -124,9 +136,10 @@ class NewJob:
 class Job:
     """One job: immutable data, replaced (not mutated) by every state change.
 
-    The first eleven attributes are the public job JSON. ``request`` and ``run_at`` are
-    internal to the engine and stores and never appear on the wire, and neither does
-    ``owner``.
+    Every attribute but ``request`` (and the ``owner`` inside it) is part of the public
+    job JSON; ``run_at`` is ``runAt``, set while the job is ``Scheduled``. ``partition_key``,
+    ``tenant``, ``batch_id`` and ``progress`` are reserved for features still to come and
+    stay None.
     """
 
     id: uuid.UUID
@@ -142,6 +155,11 @@ class Job:
     error: JobError | None = None
     request: JobRequest = field(default_factory=JobRequest, repr=False)
     run_at: datetime | None = None
+    queue: str = DEFAULT_QUEUE
+    partition_key: str | None = None
+    tenant: str | None = None
+    batch_id: uuid.UUID | None = None
+    progress: Any = None
 
     @property
     def owner(self) -> str | None:
@@ -188,6 +206,12 @@ def job_to_json(job: Job) -> dict[str, Any]:
         "lastUpdatedAt": format_time(job.last_updated_at),
         "result": job.result,
         "error": None if job.error is None else job.error.to_json(),
+        "queue": job.queue,
+        "runAt": format_time(job.run_at),
+        "partitionKey": job.partition_key,
+        "tenant": job.tenant,
+        "batchId": None if job.batch_id is None else str(job.batch_id),
+        "progress": job.progress,
     }
 
 
@@ -210,4 +234,5 @@ def is_same_submission(job: Job, new_job: NewJob) -> bool:
         and job.name == new_job.name
         and job.max_retries == new_job.max_retries
         and job.request == new_job.request
+        and job.queue == new_job.queue
     )

@@ -96,7 +96,7 @@ class InMemoryJobStore:
             raise DuplicateJobError(f"a job with id {new_job.id} exists already")
         if max_waiting is not None and self._count_waiting() >= max_waiting:
             raise QueueFullError(f"{max_waiting} jobs are waiting already")
-        job = new_job.queued(self._moment())
+        job = new_job.stored(self._moment())
         self._jobs[job.id] = job
         self._ready.append(job.id)
         self._work.set()

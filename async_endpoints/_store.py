@@ -1,8 +1,19 @@
-"""`JobStore`: the only seam between the engine and storage.
+"""The store contract: the only seam between the engine and storage, split by capability.
 
-The engine types against this Protocol alone. Every method states its atomicity and what
-happens on a missing job, a duplicate id or a lost claim; `tests/contract/` checks those
-promises against every store (in-memory, Redis, Redis Cluster).
+- `JobStore`, the core every store implements: enqueue, get, claim, renew, settle
+  (`complete`, `fail`), recover, and the two waits (for work, for a job's end).
+  Hand-over to idle workers is an optional behaviour of `JobStore.wait_for_work` (a store
+  that does not hand over returns ``[]``).
+- `ControlStore`, optional: cancel, requeue, pause and resume queues, and a push of
+  cancellations to the process running the job.
+- `InspectionStore`, optional: listing with cursor paging, per-queue counts.
+
+The engine checks the optional ones with ``isinstance`` (they are runtime-checkable) and
+says which capability a store lacks when a feature needs it. Every method states its
+atomicity and what happens on a missing job, a duplicate id or a lost claim; the contract
+suite shipped in `async_endpoints.testing.contract` checks those promises, and the project
+runs it against every store (in-memory, Redis, Redis Cluster). Each transition follows the
+state machine of `async_endpoints._lifecycle`.
 
 Time belongs to the store: lease deadlines, run-at times and the job's timestamps come from
 the store's clock (the Redis server's clock for `RedisJobStore`), so clock skew between
@@ -15,11 +26,12 @@ lower-layer exception (a redis-py one, say) escape.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from ._job import Job, JobError, NewJob
+from ._job import Job, JobError, JobStatus, NewJob
+from ._listing import JobPage, QueueStats
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +58,11 @@ class JobStore(Protocol):
         """Release connections and wake every waiter. Idempotent; stored jobs are kept."""
 
     async def enqueue(self, new_job: NewJob, *, max_waiting: int | None = None) -> Job:
-        """Store ``new_job`` as ``Queued`` and wake idle workers; return the stored job.
+        """Store ``new_job`` in its queue and wake idle workers; return the stored job.
 
-        Atomic: either the job is stored and claimable, or nothing changed. When
+        ``Queued``, or ``Scheduled`` with ``run_at`` when ``new_job.delay`` > 0 (due after
+        that many seconds on the store's monotonic clock). Atomic: either the job is
+        stored (and claimable once due), or nothing changed. When
         ``max_waiting`` is given and that many jobs are Queued or Scheduled already, raises
         `QueueFullError`. Another job with the same id raises `DuplicateJobError`; the
         same job again (same id, name, retries and request: an enqueue resent after
@@ -60,9 +74,14 @@ class JobStore(Protocol):
         """The job with this id, or None when there is none (never stored or expired)."""
         ...
 
-    async def claim(self, limit: int, *, lease: float) -> list[Claim]:
-        """Claim up to ``limit`` due jobs, oldest first, each for ``lease`` seconds.
+    async def claim(
+        self, limit: int, *, lease: float, queues: Sequence[str] = ("default",)
+    ) -> list[Claim]:
+        """Claim up to ``limit`` due jobs of ``queues``, each for ``lease`` seconds.
 
+        Strict priority: jobs are taken from the first of ``queues`` that has a due job,
+        oldest first within a queue; paused queues (`ControlStore.pause`) are skipped,
+        checked in the same atomic step as the claim.
         Atomic per job: a job is handed to exactly one claimer; it becomes ``InProgress``,
         gets ``started_at`` (first attempt only) and a fresh token. Scheduled jobs whose
         run-at time has come are claimable. Ids that point at a missing or corrupt record
@@ -110,12 +129,13 @@ class JobStore(Protocol):
         """
         ...
 
-    async def count_waiting(self) -> int:
-        """How many jobs are ``Queued`` or ``Scheduled`` now."""
-        ...
-
     async def wait_for_work(
-        self, timeout: float, *, take: int = 0, lease: float = 0.0
+        self,
+        timeout: float,
+        *,
+        take: int = 0,
+        lease: float = 0.0,
+        queues: Sequence[str] = ("default",),
     ) -> list[Claim]:
         """Return when work may be claimable, or after ``timeout`` seconds at the latest.
 
@@ -124,7 +144,8 @@ class JobStore(Protocol):
 
         With ``take`` > 0 a store may hand jobs over directly: up to ``take`` jobs enqueued
         while the caller waits are claimed for it (``lease`` seconds) and returned, and the
-        caller must start every one. Jobs handed over but not returned (the call was
+        caller must start every one; only jobs of ``queues`` that are not paused are
+        handed over. Jobs handed over but not returned (the call was
         cancelled, say) go back to the head of the queue no later than the caller's next
         `claim` or `aclose`, uncounted. Stores that do not hand over return [].
         """
@@ -136,4 +157,88 @@ class JobStore(Protocol):
         After ``timeout`` seconds returns the job as it is then (possibly not terminal);
         None when no job has that id.
         """
+        ...
+
+
+@runtime_checkable
+class ControlStore(Protocol):
+    """Optional: steering stored jobs. Each method is atomic."""
+
+    async def cancel(self, job_id: uuid.UUID) -> Job | None:
+        """Cancel the job: ``Queued`` or ``Scheduled`` jobs become ``Canceled`` and never
+        run; an ``InProgress`` job becomes ``Canceled`` at once, its claim is dropped (its
+        handler's result is refused, it is not retried) and its id is pushed to the
+        cancel listeners of every process using the store (`add_cancel_listener`); a
+        terminal job is returned unchanged. None when no job has this id.
+
+        Idempotent: cancelling twice, or from two processes at once, ends with one
+        ``Canceled`` job and no error.
+        """
+        ...
+
+    async def requeue(self, job_id: uuid.UUID) -> Job | None:
+        """Make a ``Failed`` or ``Canceled`` job ``Queued`` again (at the tail of its
+        queue) with ``retry_count`` 0, its error kept until it next runs. None when no job
+        has this id.
+
+        Raises:
+            InvalidTransitionError: the job is neither Failed nor Canceled (a `ValueError`).
+        """
+        ...
+
+    async def pause(self, queues: Iterable[str]) -> None:
+        """Pause ``queues``: no job of theirs is claimed or handed over until resumed
+        (running ones finish; submissions are still stored). Stored, so every process
+        obeys at its next claim."""
+        ...
+
+    async def resume(self, queues: Iterable[str]) -> None:
+        """Resume ``queues`` and wake idle workers."""
+        ...
+
+    async def paused_queues(self) -> frozenset[str]:
+        """The queues paused now."""
+        ...
+
+    def add_cancel_listener(self, listener: Callable[[uuid.UUID], None]) -> None:
+        """Call ``listener(job_id)`` in this process (on its event loop) whenever a running
+        job is cancelled, by any process; pushed, not polled. A listener that misses one
+        (a dropped connection) still learns it at its next renewal: the claim is lost."""
+        ...
+
+
+@runtime_checkable
+class InspectionStore(Protocol):
+    """Optional: reading what is stored, at a cost that does not grow with the jobs kept."""
+
+    async def count_waiting(self) -> int:
+        """How many jobs are ``Queued`` or ``Scheduled`` now."""
+        ...
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        queue: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        queues: Sequence[str] = ("default",),
+    ) -> JobPage:
+        """One page of the jobs that match, in the order `async_endpoints._listing`
+        gives for ``status``; ``next_cursor`` continues it (None on the last page).
+        ``queues`` is the priority order of the queues (the order of ``Queued`` jobs).
+
+        Costs O(limit + log n) for a status alone; a ``queue`` filter may visit more
+        jobs than it returns, and may then return a short page with a cursor. Paging
+        visits every matching job once while nothing changes.
+
+        Raises:
+            ValueError: ``limit`` out of range, or a ``cursor`` that this store did not
+                make for this same listing (tampered, or made for other filters).
+        """
+        ...
+
+    async def queue_stats(self, queues: Sequence[str]) -> list[QueueStats]:
+        """Counts per queue, in the order given; O(number of queues), whatever the number
+        of jobs (terminal counts: jobs still retained)."""
         ...

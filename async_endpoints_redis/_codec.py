@@ -130,4 +130,4 @@ def decode_job(job_id: uuid.UUID, fields: Mapping[Reply, Reply]) -> Job:
 
 def queued_job(new_job: NewJob, created_ms: int) -> Job:
     """The job `enqueue` stored, rebuilt without reading it back."""
-    return new_job.queued(datetime.fromtimestamp(created_ms / 1000, UTC))
+    return new_job.stored(datetime.fromtimestamp(created_ms / 1000, UTC))
