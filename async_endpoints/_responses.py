@@ -41,6 +41,16 @@ class JobModel(BaseModel):
     last_updated_at: datetime = Field(alias="lastUpdatedAt")
     result: Any = Field(description="The handler's return value once Completed.")
     error: JobErrorModel | None = Field(description="The last failure, if any.")
+    queue: str = Field(description="The queue the job waits in.")
+    run_at: datetime | None = Field(
+        alias="runAt", description="When a Scheduled job becomes due; null otherwise."
+    )
+    partition_key: str | None = Field(alias="partitionKey", description="Its partition key.")
+    tenant: str | None = Field(description="The tenant it belongs to.")
+    batch_id: str | None = Field(
+        alias="batchId", description="The batch it belongs to (or continues)."
+    )
+    progress: Any = Field(description="The last progress the handler reported.")
 
 
 def dumps(data: Any) -> bytes:

@@ -28,7 +28,8 @@ def make_job(**changes: object) -> Job:
 
 
 def test_job_json_has_exactly_the_wire_fields_in_camel_case() -> None:
-    """The job JSON is the .NET library's: eleven camelCase fields, Z-suffixed times."""
+    """The job JSON is the .NET library's eleven camelCase fields, Z-suffixed times, plus
+    the fields of Part 2 (``queue``, ``runAt``; the reserved ones null)."""
     assert make_job().to_json() == {
         "id": "5b7e0e4a-8f8b-4c8a-9f1f-8d8f8e8f8e8f",
         "name": "ProcessData",
@@ -41,6 +42,12 @@ def test_job_json_has_exactly_the_wire_fields_in_camel_case() -> None:
         "lastUpdatedAt": "2026-11-23T10:30:00.123Z",
         "result": None,
         "error": None,
+        "queue": "default",
+        "runAt": None,
+        "partitionKey": None,
+        "tenant": None,
+        "batchId": None,
+        "progress": None,
     }
 
 

@@ -1,4 +1,8 @@
-"""The job JSON's field names, as API.md fixes them (shared by the HTTP tests)."""
+"""The job JSON's field names, as API.md fixes them (shared by the HTTP tests).
+
+Part 1's eleven fields, then those Part 2 adds (``queue``, ``runAt`` and the fields
+reserved for later features, null until then).
+"""
 
 JOB_FIELDS = frozenset(
     {
@@ -13,5 +17,11 @@ JOB_FIELDS = frozenset(
         "lastUpdatedAt",
         "result",
         "error",
+        "queue",
+        "runAt",
+        "partitionKey",
+        "tenant",
+        "batchId",
+        "progress",
     }
 )
