@@ -2,6 +2,7 @@
 
     bench/run [--quick]        # from a fresh clone: makes .venv if needed, then this
     .venv/bin/python -m bench [--quick] [--only drain,pickup] [--libraries ours,saq]
+    .venv/bin/python -m bench --only drain,queues --libraries ours --baseline 5562896
 
 Starts its own redis-server on a free 127.0.0.1 port, builds one virtual environment per
 peer under bench/.venv-peers/ (their pins conflict), runs every scenario for every
@@ -19,16 +20,21 @@ import os
 import platform
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import _driver, _envs, _http, _output, _queues
+from . import _control, _driver, _envs, _http, _output, _queues
 from ._driver import log
 from ._queues import Plan
-from ._redis import start_server
+from ._redis import Server, start_server
 
-SCENARIOS = ("enqueue", "drain", "pickup", "commands", "backlog", "http", "inprocess", "embedded")
-PEER_SCENARIOS = ("enqueue", "drain", "pickup", "commands", "backlog")
+SCENARIOS = (
+    *("enqueue", "drain", "pickup", "commands", "backlog", "http", "inprocess", "embedded"),
+    *("cancel", "queues", "listing"),
+)
+PEER_SCENARIOS = ("enqueue", "drain", "pickup", "commands", "backlog", "cancel")
+THREE_QUEUES = "high,default,low"
 REPEATED = {
     "enqueue": _queues.enqueue_sequential,
     "drain": _queues.drain,
@@ -52,6 +58,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--retained-jobs", type=int, help="finished jobs in the tail-latency row (200,000)"
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run ours at commit REV (ours@REV) in the drain and commands scenarios",
+    )
+    parser.add_argument("--cancel-samples", type=int, help="cancels per library and repeat")
+    parser.add_argument("--listing-jobs", type=int, help="finished jobs kept (1,000,000)")
     parser.add_argument("--output", type=Path, help="the JSON file (default bench/results/)")
     return parser.parse_args()
 
@@ -65,6 +78,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         "http_seconds": args.http_seconds,
         "embedded_seconds": args.embedded_seconds,
         "retained_jobs": args.retained_jobs,
+        "cancel_samples": args.cancel_samples,
+        "listing_jobs": args.listing_jobs,
     }
     return dataclasses.replace(plan, **{k: v for k, v in changes.items() if v is not None})
 
@@ -77,26 +92,12 @@ def main() -> None:
     if not wanted & set(PEER_SCENARIOS):  # the other scenarios measure ours alone
         names = ["ours"]
     libraries = [_envs.ours() if name == "ours" else _envs.peer(name) for name in names]
+    baseline = _envs.ours_at(args.baseline) if args.baseline and "ours" in names else None
     server = start_server()
     began = time.monotonic()
     log(f"redis-server {server.version()} on 127.0.0.1:{server.port}; {plan}")
-    runs: dict[str, Any] = {}
     try:
-        for name, scenario in REPEATED.items():
-            if name in wanted:
-                runs[name] = _driver.repeated(name, scenario, server, libraries, plan)
-        if "commands" in wanted:
-            once = dataclasses.replace(plan, repeats=1)
-            found = _driver.repeated("commands", _queues.commands, server, libraries, once)
-            runs["commands"] = {lib: repeats[0] for lib, repeats in found.items()}
-        if "backlog" in wanted:
-            runs["backlog"] = _driver.backlog(server, libraries, plan)
-        if "http" in wanted:
-            runs["http"] = _driver.http(server, plan)
-        if "inprocess" in wanted:
-            runs["inprocess"] = _driver.in_process(plan)
-        if "embedded" in wanted:
-            runs["embedded"] = _driver.embedded(plan)
+        runs = run_scenarios(wanted, server, libraries, baseline, plan)
         meta = {
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "seconds": time.monotonic() - began,
@@ -105,6 +106,7 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "load_average_at_end": os.getloadavg(),
             "versions": {lib.name: _envs.versions(lib) for lib in libraries},
+            "baseline": baseline.name if baseline else None,
             "git": _git_state(),
             "http_load": _http.Load(plan.http_connections, plan.http_seconds).tool,
             "http_protocol": _http.http_protocol(),
@@ -112,8 +114,47 @@ def main() -> None:
         }
     finally:
         server.stop()
-    _output.print_and_save(runs, meta, names, args.output)
+    columns = names + ([baseline.name] if baseline else [])
+    _output.print_and_save(runs, meta, columns, args.output)
     log(f"done in {time.monotonic() - began:.0f} s")
+
+
+def run_scenarios(
+    wanted: set[str],
+    server: Server,
+    libraries: list[_envs.Library],
+    baseline: _envs.Library | None,
+    plan: Plan,
+) -> dict[str, Any]:
+    """Every wanted scenario, in a fixed order; the baseline commit (``ours@<rev>``) runs
+    beside ours in the drain and commands scenarios."""
+    with_baseline = libraries + ([baseline] if baseline else [])
+    runs: dict[str, Any] = {}
+    for name, scenario in REPEATED.items():
+        if name in wanted:
+            measured = with_baseline if name == "drain" else libraries
+            runs[name] = _driver.repeated(name, scenario, server, measured, plan)
+    if "commands" in wanted:
+        once = dataclasses.replace(plan, repeats=1)
+        found = _driver.repeated("commands", _queues.commands, server, with_baseline, once)
+        runs["commands"] = {lib: repeats[0] for lib, repeats in found.items()}
+    if "queues" in wanted:
+        three = [_envs.ours(), _envs.ours_with("3queues", BENCH_QUEUES=THREE_QUEUES)]
+        runs["queues"] = _driver.repeated("queues", _queues.drain, server, three, plan)
+    if "cancel" in wanted:
+        cancelling = [lib for lib in libraries if lib.name in _control.CANCEL_LIBRARIES]
+        runs["cancel"] = _driver.repeated("cancel", _control.cancel, server, cancelling, plan)
+    alone: dict[str, Callable[[], Any]] = {
+        "listing": lambda: _driver.listing(server, plan),
+        "backlog": lambda: _driver.backlog(server, libraries, plan),
+        "http": lambda: _driver.http(server, plan),
+        "inprocess": lambda: _driver.in_process(plan),
+        "embedded": lambda: _driver.embedded(plan),
+    }
+    for name, scenario in alone.items():
+        if name in wanted:
+            runs[name] = scenario()
+    return runs
 
 
 def _git_state() -> dict[str, Any]:

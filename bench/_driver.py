@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import _embedded, _http, _queues, inprocess
+from . import _control, _embedded, _http, _queues, inprocess
 from ._envs import Library
 from ._queues import Plan
 from ._redis import Server
@@ -132,4 +132,20 @@ def embedded(plan: Plan) -> dict[str, Any]:
     found = {"fair_share": _embedded.fair_share(*args)}
     log(f"embedded, tail latency: {plan.retained_jobs:,} finished jobs retained")
     found["tail_latency"] = _embedded.tail_latency(*args, plan.retained_jobs)
+    return found
+
+
+def listing(server: Server, plan: Plan) -> dict[str, Any]:
+    """list_jobs and queue_stats with few and with many finished jobs kept (bench/_control)."""
+    found = _control.listing(server, plan)
+    for size in found["sizes"]:
+        fig = found[str(size)]
+        log(
+            f"listing, {size:,} finished jobs kept (filled in {fig['fill_seconds']:.1f} s): "
+            + " ".join(
+                f"{name} p50={fig[name]['p50']:.2f}ms p99={fig[name]['p99']:.2f}ms"
+                for name in ("list_all", "list_completed", "list_queued", "queue_stats")
+            )
+        )
+    server.flush()
     return found

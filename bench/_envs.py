@@ -6,6 +6,11 @@ its own virtual environment under ``bench/.venv-peers/<peer>`` (git-ignored), cr
 pins conflict (arq wants redis-py < 6, SAQ < 8, taskiq-redis >= 8), and none of them may
 leak into our own dependencies. An environment is rebuilt only when its requirements file
 changes.
+
+Ours can also run as a *variant*: the same code with extra environment (``ours+3queues``:
+three queues, each holding jobs), or the code of another commit (``ours@<rev>``: a
+``git archive`` of that commit under ``bench/.venv-peers/``, run by the same interpreter),
+so that a change is measured against its baseline in the same run, on the same Redis.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ import hashlib
 import json
 import subprocess
 import sys
-from dataclasses import dataclass
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -25,10 +32,32 @@ PEERS = ("arq", "saq", "streaq", "taskiq")
 
 @dataclass(frozen=True)
 class Library:
-    """One library under test: its name, its interpreter and its worker command."""
+    """One library under test: its name, its interpreter and its worker command.
+
+    ``source`` is the source tree whose ``bench/peers`` (and, for ours, whose packages)
+    the processes run; ``env`` is added to their environment. Variants of ours are named
+    ``ours@<rev>`` or ``ours+<what>``; ``kind`` is the library itself.
+    """
 
     name: str
     python: Path
+    source: Path = BENCH.parent
+    env: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def kind(self) -> str:
+        """The library this is (a variant of): ``ours``, ``arq``, ``saq``, ..."""
+        return self.name.split("@")[0].split("+")[0]
+
+    @property
+    def is_variant(self) -> bool:
+        """A variant of ours (baseline commit, other settings), not a peer."""
+        return self.name != self.kind
+
+    @property
+    def peers_dir(self) -> Path:
+        """Where its ``<library>_app`` module and the producer live."""
+        return self.source / "bench" / "peers"
 
     @property
     def bin(self) -> Path:
@@ -55,11 +84,41 @@ class Library:
                 *("--max-async-tasks", str(concurrency), "--log-level", "WARNING"),
             ],
         }
-        return commands[self.name]
+        return commands[self.kind]
 
 
 def ours() -> Library:
     return Library("ours", Path(sys.executable))
+
+
+def ours_with(what: str, **env: str) -> Library:
+    """Ours, this source tree, with extra environment (``ours+<what>``)."""
+    return Library(f"ours+{what}", Path(sys.executable), env=env)
+
+
+def ours_at(rev: str) -> Library:
+    """Ours at commit ``rev`` (``ours@<short rev>``): that commit's tree, exported once to
+    ``bench/.venv-peers/ours-<commit>/``, run by this interpreter (the dependencies are
+    the same); its own ``bench/peers`` drive it."""
+    root = BENCH.parent
+    commit = subprocess.run(
+        ["git", "rev-parse", "--verify", f"{rev}^{{commit}}"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    tree = VENVS / f"ours-{commit}"
+    if not (tree / "bench" / "peers").is_dir():
+        VENVS.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=VENVS) as scratch:
+            archive = Path(scratch) / "tree.tar"
+            subprocess.run(["git", "archive", "-o", str(archive), commit], cwd=root, check=True)
+            unpacked = Path(scratch) / "tree"
+            with tarfile.open(archive) as tar:
+                tar.extractall(unpacked, filter="data")
+            unpacked.rename(tree)
+    return Library(f"ours@{commit[:7]}", Path(sys.executable), source=tree)
 
 
 def peer(name: str, *, log: bool = True) -> Library:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import _embedded, _report
+from . import _control, _embedded, _report
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -53,16 +53,24 @@ def print_and_save(
             f"{plan['http_connections']} connections, {plan['embedded_seconds']:g} s per run"
         )
         print(_embedded.table(embedded))
+    control, control_goals = _control.summary(runs, meta.get("baseline"))
+    if control:
+        print()
+        print("job control (issue 10):")
+        for line in control:
+            print(f"  {line}")
     goals = _report.targets(rows, http)
     goals += [_report.Target(*goal) for goal in _embedded.targets(embedded)]
+    goals += control_goals
     print()
-    print("targets (issues 5 and 9), on this run's medians:")
+    print("targets (issues 5, 9 and 10), on this run's medians:")
     for goal in goals:
         print(f"  {'met' if goal.met else 'NOT met':8} {goal.name}: {goal.measured}")
     summary = {
         "rows": [dataclasses.asdict(row) | {"ratio": row.ratio()} for row in rows],
         "http": http,
         "embedded": embedded,
+        "control": control,
         "targets": [dataclasses.asdict(goal) for goal in goals],
     }
     RESULTS.mkdir(exist_ok=True)

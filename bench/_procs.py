@@ -1,8 +1,9 @@
 """Processes of one scenario: the producer (a short-lived process printing JSON) and the
 worker process (the library's own CLI), each in the library's environment.
 
-Every process gets ``BENCH_REDIS_URL`` and ``BENCH_CONCURRENCY`` and runs in
-``bench/peers`` with it on ``PYTHONPATH``, where the ``<library>_app`` modules live.
+Every process gets ``BENCH_REDIS_URL`` and ``BENCH_CONCURRENCY`` (and the library's own
+``env``) and runs in the library's ``bench/peers`` with it on ``PYTHONPATH``, where the
+``<library>_app`` modules live.
 Worker processes start in a session of their own so that one that ignores SIGTERM is
 killed with its children, and only those.
 """
@@ -19,31 +20,35 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._envs import PEERS_DIR, Library
+from ._envs import Library
 
 
-def environment(url: str, concurrency: int, **extra: str) -> dict[str, str]:
+def environment(library: Library, url: str, concurrency: int, **extra: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("BENCH_")}
-    # The repo root too: our packages come from this source tree (an editable install's
-    # finder may not map every package when run from another directory).
-    path = [str(PEERS_DIR), str(PEERS_DIR.parent.parent), env.get("PYTHONPATH", "")]
+    # The source root too: our packages come from that source tree (an editable install's
+    # finder may not map every package when run from another directory; a baseline
+    # commit's tree must win over the editable install).
+    peers = library.peers_dir
+    path = [str(peers), str(library.source), env.get("PYTHONPATH", "")]
     env.update(
         BENCH_REDIS_URL=url,
         BENCH_CONCURRENCY=str(concurrency),
         PYTHONPATH=os.pathsep.join(part for part in path if part),
         PYTHONUNBUFFERED="1",
+        **library.env,
         **extra,
     )
     return env
 
 
-def produce(library: Library, url: str, mode: str, *args: str, timeout: float) -> Any:
+def produce(library: Library, url: str, mode: str, *args: str, timeout: float, **extra: str) -> Any:
     """Run ``peers/produce.py LIBRARY MODE ARGS`` and return the JSON it prints."""
-    command = [str(library.python), str(PEERS_DIR / "produce.py"), library.name, mode, *args]
+    peers = library.peers_dir
+    command = [str(library.python), str(peers / "produce.py"), library.kind, mode, *args]
     done = subprocess.run(
         command,
-        cwd=PEERS_DIR,
-        env=environment(url, 100),
+        cwd=peers,
+        env=environment(library, url, 100, **extra),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -65,20 +70,23 @@ class WorkerProcess:
         expect: int = 0,
         skip: int = 0,
         wrap: list[str] | None = None,
+        **extra: str,
     ) -> None:
         self.library = library
         self.report_path = Path(tempfile.mkdtemp(prefix="bench-worker-")) / "report.json"
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the worker)
         env = environment(
+            library,
             url,
             concurrency,
             BENCH_EXPECT=str(expect),
             BENCH_SKIP=str(skip),
             BENCH_REPORT=str(self.report_path),
+            **extra,
         )
         self.process = subprocess.Popen(
             [*(wrap or []), *library.worker_command(concurrency)],
-            cwd=PEERS_DIR,
+            cwd=library.peers_dir,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -35,6 +35,14 @@ class Plan:
     http_connections: int = 50
     embedded_seconds: float = 10.0  # seconds per load in the embedded scenarios
     retained_jobs: int = 200_000  # finished jobs the tail-latency server holds
+    cancel_samples: int = 200  # cancels timed per library and repeat (at most)
+    cancel_budget: float = 20.0  # seconds per library and repeat (SAQ takes ~0.5 s each)
+    cancel_pool: int = 64  # hold jobs kept running in the worker (20 cancels/s x ~2 s)
+    cancel_settle: float = 1.05  # seconds a hold job runs before it is cancelled
+    listing_small: int = 10_000  # finished jobs retained, first reading
+    listing_jobs: int = 1_000_000  # finished jobs retained, second reading
+    listing_queued: int = 1_000  # queued jobs beside them
+    listing_samples: int = 200  # calls timed per query
 
 
 QUICK = Plan(
@@ -50,6 +58,9 @@ QUICK = Plan(
     http_seconds=2.0,
     embedded_seconds=3.0,
     retained_jobs=50_000,
+    cancel_samples=50,
+    cancel_budget=8.0,
+    listing_jobs=100_000,
 )
 
 

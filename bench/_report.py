@@ -27,7 +27,7 @@ class Row:
     digits: int = 0
 
     def best_peer(self) -> tuple[str, float] | None:
-        peers = [(lib, v) for lib, v in self.values.items() if lib != "ours" and v is not None]
+        peers = [(lib, v) for lib, v in self.values.items() if is_peer(lib) and v is not None]
         if not self.better or not peers:
             return None
         pick = max if self.better == "high" else min
@@ -39,6 +39,11 @@ class Row:
         if best is None or ours is None or best[1] == 0:
             return None
         return ours / best[1]
+
+
+def is_peer(library: str) -> bool:
+    """Another library: not ours, nor a variant of ours (``ours@<rev>``, ``ours+<what>``)."""
+    return library.split("@")[0].split("+")[0] != "ours"
 
 
 def medians(runs: Runs, get: Callable[[dict[str, Any]], Any]) -> dict[str, float | None]:
@@ -129,14 +134,15 @@ def _fmt(value: float | None, digits: int) -> str:
 def table(rows: list[Row], libraries: list[str]) -> str:
     """The rows as a fixed-width table, with ours / best peer (and which peer)."""
     width = max((len(_label(row)) for row in rows), default=40) + 2
-    head = f"{'':{width}}" + "".join(f"{lib:>10}" for lib in libraries) + "   ours/best peer"
+    cell = max([10, *(len(lib) + 2 for lib in libraries)])
+    head = f"{'':{width}}" + "".join(f"{lib:>{cell}}" for lib in libraries) + "   ours/best peer"
     lines = [head]
     section = None
     for row in rows:
         if row.section != section:
             section = row.section
             lines.append(f"-- {section} " + "-" * max(0, len(head) - len(section) - 4))
-        cells = "".join(f"{_fmt(row.values.get(lib), row.digits):>10}" for lib in libraries)
+        cells = "".join(f"{_fmt(row.values.get(lib), row.digits):>{cell}}" for lib in libraries)
         ratio, best = row.ratio(), row.best_peer()
         note = "" if ratio is None or best is None else f"{ratio:.2f}x ({best[0]})"
         lines.append(f"{_label(row):{width}}{cells}   {note}")

@@ -10,6 +10,10 @@ duplicate after that, and at exit, so the driver can check that every job ran ex
 Environment: ``BENCH_EXPECT`` (jobs the drain waits for; 0 for none), ``BENCH_SKIP`` (jobs
 started before the clock starts: ``first`` is the start of job ``BENCH_SKIP + 1``) and
 ``BENCH_REPORT`` (the report's path).
+
+The cancel scenario's handler holds until cancelled: it notes ``start <i> <time>`` when it
+begins and ``cancel <i> <time>`` the moment it sees its ``CancelledError``, one line each,
+appended to the file ``BENCH_EVENTS`` (the producer reads it).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from collections import Counter
 _EXPECT = int(os.environ.get("BENCH_EXPECT", "0"))
 _SKIP = int(os.environ.get("BENCH_SKIP", "0"))
 _REPORT = os.environ.get("BENCH_REPORT", "")
+_EVENTS = os.environ.get("BENCH_EVENTS", "")
+_events_fd: int | None = None
 _counts: Counter[int] = Counter()
 _marks: dict[str, float] = {}
 
@@ -40,6 +46,18 @@ def hit(i: int) -> float:
         write_report()
     elif started > _EXPECT > 0 and (_counts[i] > 1 or i >= _EXPECT):
         write_report()  # a duplicate or a stray job after the count was reached
+    return now
+
+
+def event(kind: str, i: int) -> float:
+    """Append ``<kind> <i> <time.monotonic()>`` to ``BENCH_EVENTS``; return the time (taken
+    before the write)."""
+    global _events_fd
+    now = time.monotonic()
+    if _EVENTS:
+        if _events_fd is None:
+            _events_fd = os.open(_EVENTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.write(_events_fd, f"{kind} {i} {now:.6f}\n".encode())
     return now
 
 
