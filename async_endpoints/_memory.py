@@ -1,49 +1,71 @@
-"""`InMemoryJobStore`: the reference `JobStore`, and the embedded default for one process.
+"""`InMemoryJobStore`: the reference store (`JobStore`, `ControlStore`, `InspectionStore`),
+and the embedded default for one process.
 
 Everything happens on the event loop without awaiting inside a state change, so each
-method is atomic by construction. Jobs are lost when the process exits; use
-`async_endpoints_redis.RedisJobStore` for durability across processes.
+method is atomic by construction. Every state change is a function of
+`async_endpoints._lifecycle` applied to the job; this module only files the result in the
+right structure (`_memory_index`) and keeps the per-queue counts. Jobs are lost when the
+process exits; use `async_endpoints_redis.RedisJobStore` for durability across processes.
 
-Durations (leases, retry delays, retention) are measured on the monotonic clock, so a
-step of the wall clock never re-runs a live handler, never stretches a delay and never
+Durations (leases, delays, retry delays, retention) are measured on the monotonic clock, so
+a step of the wall clock never re-runs a live handler, never stretches a delay and never
 drops a job early; the wall clock only stamps the job's times (see `_clocks`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
 import itertools
-import secrets
+import logging
+import math
 import uuid
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from secrets import token_hex
 from typing import Any
 
+from . import _memory_listing
 from ._clocks import Clock, clock_parts
 from ._errors import DuplicateJobError, QueueFullError
-from ._job import Job, JobError, JobStatus, NewJob, is_same_submission
+from ._job import DEFAULT_QUEUE, Job, JobError, JobStatus, NewJob, is_same_submission
+from ._lifecycle import (
+    RECOVERY_DELAY,
+    Transition,
+    canceled,
+    check,
+    claimed,
+    completed,
+    failed_attempt,
+    promoted,
+    recovered,
+    requeued,
+)
+from ._listing import JobPage, QueueStats
+from ._memory_index import CreationLog, ReadyQueue, Schedule
 from ._retained import RetainedJobs
 from ._store import Claim
 from ._waiters import TerminalWaiters
+
+logger = logging.getLogger("async_endpoints")
 
 CLAIM_EXPIRED = JobError(
     "The worker running this attempt stopped renewing its claim (it crashed, hung or lost "
     "its store connection); the attempt was abandoned.",
     "ClaimExpired",
 )
+_DEFAULT_QUEUES = (DEFAULT_QUEUE,)
+_QUEUED, _SCHEDULED, _RUNNING = 0, 1, 2  # slots of a queue's live counts
 
 
 class InMemoryJobStore:
-    """A `JobStore` kept in this process's memory.
+    """A job store kept in this process's memory, with every optional capability.
 
     Args:
         retention: Seconds a terminal job stays readable before it is dropped
             (default one day).
         max_retained: At most this many terminal jobs are kept; beyond it the oldest
             terminal jobs are dropped first (waiting and running jobs never are).
-        clock: Inject a `async_endpoints.testing.ManualClock` to drive leases, retries,
+        clock: Inject a `async_endpoints.testing.ManualClock` to drive leases, delays,
             retention and the job's times in tests. A plain callable (seconds since the
             epoch) serves as both clocks. Default: `time.time` and `time.monotonic`.
 
@@ -62,10 +84,15 @@ class InMemoryJobStore:
         self.retention = retention
         self.max_retained = max_retained
         self._wall, self._monotonic = clock_parts(clock)
-        self._jobs: dict[uuid.UUID, Job] = {}  # Queued, Scheduled and InProgress jobs
-        self._ready: deque[uuid.UUID] = deque()
-        self._scheduled: list[tuple[float, int, uuid.UUID]] = []  # (due, monotonic)
-        self._leases: dict[uuid.UUID, tuple[str, float]] = {}  # (token, until, monotonic)
+        self._jobs: dict[int, Job] = {}  # Queued, Scheduled and InProgress jobs by id.int
+        self._ready: dict[str, ReadyQueue] = {}
+        self._schedule = Schedule()
+        self._leases: dict[int, tuple[str, float]] = {}  # (token, until, monotonic)
+        self._live: dict[str, list[int]] = {}  # queue -> [queued, scheduled, in progress]
+        self._waiting = 0  # Queued + Scheduled
+        self._created = CreationLog()
+        self._paused: set[str] = set()
+        self._cancel_listeners: list[Callable[[uuid.UUID], None]] = []
         self._terminal_waiters = TerminalWaiters()
         self._seq = itertools.count()
         self._work = asyncio.Event()
@@ -73,7 +100,7 @@ class InMemoryJobStore:
     async def start(self) -> None:
         """Bind the wake-up event to the running loop (a store may outlive a test's loop)."""
         self._work = asyncio.Event()
-        if self._ready or self._scheduled:
+        if self._waiting:
             self._work.set()
 
     async def aclose(self) -> None:
@@ -85,8 +112,13 @@ class InMemoryJobStore:
         return datetime.fromtimestamp(self._wall(), UTC)
 
     async def enqueue(self, new_job: NewJob, *, max_waiting: int | None = None) -> Job:
-        """Store a new Queued job; see `JobStore.enqueue`."""
-        existing = self._jobs.get(new_job.id)
+        """Store a new Queued or Scheduled job; see `JobStore.enqueue`.
+
+        Raises:
+            ValueError: ``new_job.delay`` is not a finite number.
+        """
+        key = new_job.id.int
+        existing = self._jobs.get(key)
         if existing is not None and is_same_submission(existing, new_job):
             return existing
         finished = self._finished.get(new_job.id) if existing is None else None
@@ -94,39 +126,64 @@ class InMemoryJobStore:
             return finished
         if existing is not None or finished is not None:
             raise DuplicateJobError(f"a job with id {new_job.id} exists already")
-        if max_waiting is not None and self._count_waiting() >= max_waiting:
+        if max_waiting is not None and self._waiting >= max_waiting:
             raise QueueFullError(f"{max_waiting} jobs are waiting already")
+        delay = new_job.delay
+        if delay and not math.isfinite(delay):
+            raise ValueError(f"delay must be a finite number of seconds, not {delay!r}")
         job = new_job.stored(self._moment())
-        self._jobs[job.id] = job
-        self._ready.append(job.id)
+        seq = next(self._seq)
+        created = self._created
+        created.add(seq, key, job.queue)
+        if len(created) > 2 * (len(self._jobs) + len(self._finished)) + 1024:
+            created.keep(self._exists)
+        self._jobs[key] = job
+        self._wait(job, seq, delay)
         self._work.set()
         return job
 
     async def get(self, job_id: uuid.UUID) -> Job | None:
         """The job, or None; see `JobStore.get`."""
         self._finished.expire(self._monotonic())
-        return self._jobs.get(job_id) or self._finished.get(job_id)
+        return self._jobs.get(job_id.int) or self._finished.get(job_id)
 
-    async def claim(self, limit: int, *, lease: float) -> list[Claim]:
-        """Claim up to ``limit`` due jobs; see `JobStore.claim`."""
+    async def claim(
+        self, limit: int, *, lease: float, queues: Sequence[str] = _DEFAULT_QUEUES
+    ) -> list[Claim]:
+        """Claim up to ``limit`` due jobs of ``queues``, first queues first; see
+        `JobStore.claim`."""
         self._work.clear()
-        now, moment = self._monotonic(), self._moment()
-        self._promote_due(now)
+        now = self._monotonic()
+        due = self._schedule.next_due()
+        if due is not None and due <= now:
+            self._promote_due(now)
         claims: list[Claim] = []
-        while self._ready and len(claims) < limit:
-            job = self._jobs.get(self._ready.popleft())
-            if job is None or job.status is not JobStatus.QUEUED:
+        moment, until = self._moment(), now + lease
+        jobs, leases, paused = self._jobs, self._leases, self._paused
+        for name in queues:
+            ready = self._ready.get(name)
+            if ready is None or name in paused or len(claims) >= limit:
                 continue
-            job = job.replace(
-                status=JobStatus.IN_PROGRESS,
-                started_at=job.started_at or moment,
-                last_updated_at=moment,
-                run_at=None,
-            )
-            token = secrets.token_hex(16)
-            self._jobs[job.id] = job
-            self._leases[job.id] = (token, now + lease)
-            claims.append(Claim(job, token))
+            entries, head, taken = ready.entries, ready.head, 0
+            while head < len(entries) and len(claims) < limit:
+                job: Job = entries[head][1]
+                entries[head] = None
+                head += 1
+                key = job.id.int
+                if jobs.get(key) is not job:  # cancelled, or requeued since
+                    continue
+                job = jobs[key] = claimed(job, moment)
+                token = token_hex(16)
+                leases[key] = (token, until)
+                claims.append(Claim(job, token))
+                taken += 1
+            ready.head = head
+            ready.compact()
+            if taken:
+                counts = self._live[name]
+                counts[_QUEUED] -= taken
+                counts[_RUNNING] += taken
+                self._waiting -= taken
         return claims
 
     async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[str]:
@@ -134,56 +191,60 @@ class InMemoryJobStore:
         until = self._monotonic() + lease
         lost: set[str] = set()
         for claim in claims:
-            held = self._leases.get(claim.job.id)
+            key = claim.job.id.int
+            held = self._leases.get(key)
             if held is None or held[0] != claim.token:
                 lost.add(claim.token)
             else:
-                self._leases[claim.job.id] = (claim.token, until)
+                self._leases[key] = (claim.token, until)
         return lost
 
     async def complete(self, claim: Claim, result: Any) -> Job | None:
         """Settle as Completed; see `JobStore.complete`."""
-        if not self._release(claim):
+        job = self._release(claim)
+        if job is None:
             return None
-        moment = self._moment()
-        job = self._jobs[claim.job.id].replace(
-            status=JobStatus.COMPLETED,
-            completed_at=moment,
-            last_updated_at=moment,
-            result=result,
-            error=None,
-        )
-        return self._finish(job)
+        self._live[job.queue][_RUNNING] -= 1
+        return self._finish(completed(job, result, self._moment()))
 
     async def fail(self, claim: Claim, error: JobError, *, retry_in: float | None) -> Job | None:
         """Record a failed attempt; see `JobStore.fail`."""
-        if not self._release(claim):
+        job = self._release(claim)
+        if job is None:
             return None
-        return self._retry_or_fail(self._jobs[claim.job.id], error, retry_in)
+        after = failed_attempt(job, error, retry_in, self._moment())
+        return self._after_attempt(job, after, retry_in)
 
     async def recover(self) -> list[uuid.UUID]:
         """Re-queue expired claims and drop expired terminal jobs; see `JobStore.recover`."""
         now = self._monotonic()
         self._finished.expire(now)
-        expired = [job_id for job_id, (_, until) in self._leases.items() if until <= now]
-        for job_id in expired:
-            del self._leases[job_id]
-            self._retry_or_fail(self._jobs[job_id], CLAIM_EXPIRED, 0.0)
-        return expired
-
-    async def count_waiting(self) -> int:
-        """Queued plus Scheduled jobs; see `JobStore.count_waiting`."""
-        return self._count_waiting()
+        expired = [key for key, (_, until) in self._leases.items() if until <= now]
+        recovered_ids: list[uuid.UUID] = []
+        for key in expired:
+            del self._leases[key]
+            job = self._jobs[key]
+            after = recovered(job, CLAIM_EXPIRED, self._moment())
+            self._after_attempt(job, after, RECOVERY_DELAY)
+            recovered_ids.append(job.id)
+        return recovered_ids
 
     async def wait_for_work(
-        self, timeout: float, *, take: int = 0, lease: float = 0.0
+        self,
+        timeout: float,
+        *,
+        take: int = 0,
+        lease: float = 0.0,
+        queues: Sequence[str] = _DEFAULT_QUEUES,
     ) -> list[Claim]:
-        """Wait for a submission or the next due retry; see `JobStore.wait_for_work`.
+        """Wait for a submission, a resumed queue or the next due job; see
+        `JobStore.wait_for_work`.
 
         Never hands jobs over (a claim here costs no round trip): always returns [].
         """
-        if self._scheduled:
-            timeout = max(0.0, min(timeout, self._scheduled[0][0] - self._monotonic()))
+        due = self._schedule.next_due()
+        if due is not None:
+            timeout = max(0.0, min(timeout, due - self._monotonic()))
         try:
             async with asyncio.timeout(timeout):
                 await self._work.wait()
@@ -199,50 +260,167 @@ class InMemoryJobStore:
         await self._terminal_waiters.wait(job_id, timeout)
         return await self.get(job_id)
 
-    def _count_waiting(self) -> int:
-        return len(self._ready) + len(self._scheduled)
+    # ControlStore
 
-    def _promote_due(self, now: float) -> None:
-        while self._scheduled and self._scheduled[0][0] <= now:
-            _, _, job_id = heapq.heappop(self._scheduled)
-            job = self._jobs.get(job_id)
-            if job is not None and job.status is JobStatus.SCHEDULED:
-                self._jobs[job_id] = job.replace(status=JobStatus.QUEUED)
-                self._ready.append(job_id)
+    async def cancel(self, job_id: uuid.UUID) -> Job | None:
+        """Cancel a waiting or running job; see `ControlStore.cancel`.
 
-    def _release(self, claim: Claim) -> bool:
-        held = self._leases.get(claim.job.id)
-        if held is None or held[0] != claim.token:
-            return False
-        del self._leases[claim.job.id]
-        return True
+        The cancel listeners are called before this returns (a listener that raises is
+        logged and does not stop the others).
+        """
+        job = self._jobs.get(job_id.int)
+        if job is None:
+            return await self.get(job_id)  # terminal (unchanged) or unknown
+        counts = self._live[job.queue]
+        running = job.status is JobStatus.IN_PROGRESS
+        if running:
+            del self._leases[job_id.int]  # the handler's result will be refused
+            counts[_RUNNING] -= 1
+        else:  # its ready or schedule entry goes stale
+            counts[_QUEUED if job.status is JobStatus.QUEUED else _SCHEDULED] -= 1
+            self._waiting -= 1
+        kept = self._finish(canceled(job, self._moment()))
+        if running:
+            for listener in list(self._cancel_listeners):
+                try:
+                    listener(job_id)
+                except Exception:
+                    logger.exception("a cancel listener failed for job %s", job_id)
+        return kept
 
-    def _retry_or_fail(self, job: Job, error: JobError, retry_in: float | None) -> Job:
-        wall = self._wall()
-        moment = datetime.fromtimestamp(wall, UTC)
-        if retry_in is None or job.retry_count >= job.max_retries:
-            failed = job.replace(
-                status=JobStatus.FAILED, completed_at=moment, last_updated_at=moment, error=error
-            )
-            return self._finish(failed)
-        job = job.replace(retry_count=job.retry_count + 1, last_updated_at=moment, error=error)
-        if retry_in <= 0:
-            job = job.replace(status=JobStatus.QUEUED, run_at=None)
-            self._ready.append(job.id)
-        else:
-            # Due on the monotonic clock; the wall-clock run_at is only what the job shows.
-            run_at = datetime.fromtimestamp(wall + retry_in, UTC)
-            job = job.replace(status=JobStatus.SCHEDULED, run_at=run_at)
-            due = self._monotonic() + retry_in
-            heapq.heappush(self._scheduled, (due, next(self._seq), job.id))
-        self._jobs[job.id] = job
+    async def requeue(self, job_id: uuid.UUID) -> Job | None:
+        """Queue a Failed or Canceled job again; see `ControlStore.requeue`."""
+        live = self._jobs.get(job_id.int)
+        if live is not None:
+            check(live, Transition.REQUEUE)  # raises: a live job is never Failed or Canceled
+        self._finished.expire(self._monotonic())
+        kept = self._finished.get(job_id)
+        if kept is None:
+            return None
+        check(kept, Transition.REQUEUE)
+        job = self._finished.take(job_id)
+        assert job is not None
+        job = self._jobs[job_id.int] = requeued(job, self._moment())
+        self._wait(job, next(self._seq), 0.0)
         self._work.set()
         return job
 
+    async def pause(self, queues: Iterable[str]) -> None:
+        """Hold back the jobs of ``queues``; see `ControlStore.pause`."""
+        self._paused.update(_names(queues))
+
+    async def resume(self, queues: Iterable[str]) -> None:
+        """Release ``queues`` and wake idle workers; see `ControlStore.resume`."""
+        self._paused.difference_update(_names(queues))
+        self._work.set()
+
+    async def paused_queues(self) -> frozenset[str]:
+        """The queues paused now."""
+        return frozenset(self._paused)
+
+    def add_cancel_listener(self, listener: Callable[[uuid.UUID], None]) -> None:
+        """Call ``listener(job_id)`` whenever a running job is cancelled; see
+        `ControlStore.add_cancel_listener`."""
+        self._cancel_listeners.append(listener)
+
+    # InspectionStore
+
+    async def count_waiting(self) -> int:
+        """Queued plus Scheduled jobs, in O(1); see `InspectionStore.count_waiting`."""
+        return self._waiting
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        queue: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        queues: Sequence[str] = _DEFAULT_QUEUES,
+    ) -> JobPage:
+        """One page of a listing; see `InspectionStore.list_jobs` and `_memory_listing`
+        for the costs."""
+        self._finished.expire(self._monotonic())
+        return _memory_listing.page(self, status, queue, limit, cursor, queues)
+
+    async def queue_stats(self, queues: Sequence[str]) -> list[QueueStats]:
+        """Counts per queue from counters kept at every transition, O(len(queues))."""
+        self._finished.expire(self._monotonic())
+        stats = []
+        for name in queues:
+            queued, scheduled, running = self._live.get(name) or (0, 0, 0)
+            done, failed, canceled_ = self._finished.counts(name)
+            paused = name in self._paused
+            stats.append(
+                QueueStats(name, paused, queued, scheduled, running, done, failed, canceled_)
+            )
+        return stats
+
+    # Filing jobs
+
+    def _exists(self, key: int) -> bool:
+        return key in self._jobs or key in self._finished
+
+    def _wait(self, job: Job, seq: int, delay: float) -> None:
+        """File a Queued or Scheduled job (due in ``delay`` seconds) and count it."""
+        counts = self._live.get(job.queue)
+        if counts is None:
+            counts = self._live[job.queue] = [0, 0, 0]
+        if job.status is JobStatus.QUEUED:
+            self._ready_of(job.queue).entries.append((seq, job))
+            counts[_QUEUED] += 1
+        else:
+            self._schedule.add(self._monotonic() + delay, seq, job)
+            counts[_SCHEDULED] += 1
+        self._waiting += 1
+
+    def _promote_due(self, now: float) -> None:
+        jobs = self._jobs
+        for job in self._schedule.pop_due(now):
+            if jobs.get(job.id.int) is not job:  # cancelled since
+                continue
+            job = jobs[job.id.int] = promoted(job)
+            self._ready_of(job.queue).entries.append((next(self._seq), job))
+            counts = self._live[job.queue]
+            counts[_SCHEDULED] -= 1
+            counts[_QUEUED] += 1
+
+    def _ready_of(self, queue: str) -> ReadyQueue:
+        ready = self._ready.get(queue)
+        if ready is None:
+            ready = self._ready[queue] = ReadyQueue()
+        return ready
+
+    def _release(self, claim: Claim) -> Job | None:
+        """The claimed job with its lease dropped, or None when the claim is lost."""
+        key = claim.job.id.int
+        held = self._leases.get(key)
+        if held is None or held[0] != claim.token:
+            return None
+        del self._leases[key]
+        return self._jobs[key]
+
+    def _after_attempt(self, job: Job, after: Job, retry_in: float | None) -> Job:
+        """File ``after``, what a failed or lost attempt of the running ``job`` made it
+        (Scheduled ones due in ``retry_in`` seconds on the monotonic clock)."""
+        self._live[job.queue][_RUNNING] -= 1
+        if after.status.is_terminal:
+            return self._finish(after)
+        self._jobs[after.id.int] = after
+        self._wait(after, next(self._seq), retry_in or 0.0)
+        self._work.set()
+        return after
+
     def _finish(self, job: Job) -> Job:
-        del self._jobs[job.id]
+        del self._jobs[job.id.int]
         now = self._monotonic()
         self._finished.expire(now)
         kept = self._finished.add(job, now)
         self._terminal_waiters.wake(job.id)
         return kept
+
+
+def _names(queues: Iterable[str]) -> list[str]:
+    if isinstance(queues, str):
+        raise TypeError("queues must be an iterable of queue names, not one str")
+    return list(queues)

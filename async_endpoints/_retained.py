@@ -1,26 +1,33 @@
 """`RetainedJobs`: the finished jobs an `InMemoryJobStore` keeps, in a form the cyclic
-garbage collector never sees.
+garbage collector never sees, with the per-status order that listing pages through.
 
-A finished job is one JSON text (a str) in a dict keyed by the id's integer, its expiry a
-float in a deque: none of these is a container the collector tracks. A `Job` with its
-request, error and result would be several tracked objects per job: every collection would
-traverse them, and each job kept would count towards the next collection (the collector
-runs after every 700 tracked objects that stay alive), so full collections would come
-more often and take longer as jobs accumulate. The text is decoded on read.
+A finished job is one JSON text (a str) in a dict keyed by the id's integer; its place in
+the order it finished is an entry in the log of its status (three logs: Completed, Failed,
+Canceled), made of the key, the job's queue name and its expiry (a float). None of these is
+a container the collector tracks. A `Job` with its request, error and result would be
+several tracked objects per job: every collection would traverse them, and each job kept
+would count towards the next collection (the collector runs after every 700 tracked objects
+that stay alive), so full collections would come more often and take longer as jobs
+accumulate. The text is decoded on read.
 
 A Completed job never runs again, so its captured request is dropped: only the owner (which
 ``authorize`` needs) and a hash of the request (which tells a resent submission from a
-clash) are kept. A Failed job keeps its whole request.
+clash) are kept. Failed and Canceled jobs keep their whole request: `take` gives them back
+to be requeued.
 
 Jobs leave in the order they finished: when their retention has passed (measured on the
-monotonic clock), or sooner when more than ``max_retained`` are kept.
+monotonic clock), or sooner when more than ``max_retained`` are kept (the oldest of the
+three logs' heads first; jobs that finished at the same monotonic instant in different
+statuses leave in the order Completed, Failed, Canceled). A taken job's log entry is
+overwritten with a tombstone (the record knows its place) that leaves when it reaches the
+head.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections import deque
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,17 +50,69 @@ FIELDS = (
     "error",
     "request",
     "run_at",
+    "queue",
+    "partition_key",
+    "tenant",
+    "batch_id",
+    "progress",
 )
 
-# A record is the JSON text of a list with these slots (the id is its key; run_at is None
-# for every finished job). _REQUEST holds a hash (Completed) or the request's parts.
+# A record is the JSON text of a list with these slots (the id is its key), trailing nulls
+# after _POSITION left out. _REQUEST holds a hash (Completed) or the request's parts;
+# _POSITION the record's absolute index in the log of its status.
 (_NAME, _STATUS, _RETRIES, _MAX_RETRIES, _CREATED, _STARTED, _COMPLETED, _UPDATED) = range(8)
-(_RESULT, _MESSAGE, _ERROR_TYPE, _TRACEBACK, _REQUEST, _OWNER) = range(8, 14)
+(_RESULT, _MESSAGE, _ERROR_TYPE, _TRACEBACK, _REQUEST, _OWNER, _QUEUE, _POSITION) = range(8, 16)
+(_RUN_AT, _PARTITION_KEY, _TENANT, _BATCH_ID, _PROGRESS) = range(16, 21)
+_GONE = -1  # a log entry whose job was taken (no job id has a negative integer)
+
+#: The terminal statuses, in the order their logs are kept (and ties are broken).
+STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED)
+_INDEX = {status: index for index, status in enumerate(STATUSES)}
+_COMPACT_AFTER = 4096
+
+
+class _Log:
+    """The jobs that finished in one status, oldest first: parallel lists read from
+    ``head``; ``offset`` is the absolute index of the lists' first entry, so an entry's
+    absolute index (its listing position) never changes."""
+
+    __slots__ = ("expiry", "head", "keys", "offset", "queues")
+
+    def __init__(self) -> None:
+        self.keys: list[int] = []
+        self.queues: list[str] = []
+        self.expiry: list[float] = []
+        self.head = 0
+        self.offset = 0
+
+    def __len__(self) -> int:
+        return len(self.keys) - self.head
+
+    def next_expiry(self) -> float | None:
+        return self.expiry[self.head] if self.head < len(self.keys) else None
+
+    def pop(self) -> tuple[int, str]:
+        head = self.head
+        key, queue = self.keys[head], self.queues[head]
+        self.head = head = head + 1
+        if head >= _COMPACT_AFTER and 2 * head >= len(self.keys):
+            del self.keys[:head], self.queues[:head], self.expiry[:head]
+            self.offset += head
+            self.head = 0
+        return key, queue
+
+    def newest_first(self, before: int | None) -> Iterator[tuple[int, int, str]]:
+        """(absolute index, key, queue) from the newest entry (or the one before absolute
+        index ``before``) back to the oldest kept."""
+        end = len(self.keys) if before is None else min(len(self.keys), before - self.offset)
+        keys, queues, offset = self.keys, self.queues, self.offset
+        for index in range(end - 1, self.head - 1, -1):
+            yield index + offset, keys[index], queues[index]
 
 
 class RetainedJobs:
     """Finished jobs, oldest first, each dropped after ``retention`` seconds or when more
-    than ``max_retained`` are kept."""
+    than ``max_retained`` are kept; with per-queue counts of each terminal status."""
 
     def __init__(self, retention: float, max_retained: int) -> None:
         if not retention > 0:
@@ -66,19 +125,28 @@ class RetainedJobs:
         self.max_retained = max_retained
         # A record is JSON text; a list only for a result with no JSON form (see `_encode`).
         self._records: dict[int, str | list[Any]] = {}
-        self._order: deque[int] = deque()  # ids in the order they finished
-        self._expiry: deque[float] = deque()  # when each may be dropped (monotonic clock)
+        self._logs = {status: _Log() for status in STATUSES}
+        self._counts: dict[str, list[int]] = {}  # queue -> [completed, failed, canceled]
 
     def __len__(self) -> int:
         return len(self._records)
 
+    def __contains__(self, key: int) -> bool:
+        return key in self._records
+
     def add(self, job: Job, now: float) -> Job:
         """Keep ``job`` (terminal) until ``now + retention``; return it as it reads back."""
         key = job.id.int
-        record = _encode(job)
+        log = self._logs[job.status]
+        record = _encode(job, log.offset + len(log.keys))
         self._records[key] = record
-        self._order.append(key)
-        self._expiry.append(now + self.retention)
+        log.keys.append(key)
+        log.queues.append(job.queue)
+        log.expiry.append(now + self.retention)
+        counts = self._counts.get(job.queue)
+        if counts is None:
+            counts = self._counts[job.queue] = [0, 0, 0]
+        counts[_INDEX[job.status]] += 1
         while len(self._records) > self.max_retained:
             self._drop_oldest()
         return _decode(key, record)
@@ -88,10 +156,35 @@ class RetainedJobs:
         record = self._records.get(job_id.int)
         return None if record is None else _decode(job_id.int, record)
 
+    def get_key(self, key: int) -> Job | None:
+        """The job whose id's integer is ``key``, or None."""
+        record = self._records.get(key)
+        return None if record is None else _decode(key, record)
+
+    def take(self, job_id: uuid.UUID) -> Job | None:
+        """Remove the job (to make it live again) and return it whole, or None."""
+        key = job_id.int
+        record = self._records.pop(key, None)
+        if record is None:
+            return None
+        fields = _fields(record)
+        job = _decode_fields(key, fields)
+        log = self._logs[job.status]
+        log.keys[fields[_POSITION] - log.offset] = _GONE
+        self._counts[job.queue][_INDEX[job.status]] -= 1
+        return job
+
+    def counts(self, queue: str) -> tuple[int, int, int]:
+        """(completed, failed, canceled) jobs of ``queue`` kept now."""
+        counts = self._counts.get(queue)
+        return (0, 0, 0) if counts is None else (counts[0], counts[1], counts[2])
+
     def is_same_submission(self, job_id: uuid.UUID, new_job: NewJob) -> bool:
         """Whether the kept job ``job_id`` is what storing ``new_job`` produced."""
         fields = _fields(self._records[job_id.int])
         if fields[_NAME] != new_job.name or fields[_MAX_RETRIES] != new_job.max_retries:
+            return False
+        if _slot(fields, _QUEUE) != new_job.queue:
             return False
         kept = fields[_REQUEST]
         if isinstance(kept, int):
@@ -100,15 +193,44 @@ class RetainedJobs:
 
     def expire(self, now: float) -> None:
         """Drop the jobs whose retention has passed by ``now`` (monotonic)."""
-        while self._expiry and self._expiry[0] <= now:
-            self._drop_oldest()
+        for status, log in self._logs.items():
+            while log.head < len(log.keys) and log.expiry[log.head] <= now:
+                self._drop(status, log)
+
+    def newest_first(self, status: JobStatus, before: int | None) -> Iterator[tuple[int, int, str]]:
+        """(position, key, queue) of the kept ``status`` jobs, newest finished first,
+        starting after position ``before`` (None: from the newest)."""
+        for position, key, queue in self._logs[status].newest_first(before):
+            if key != _GONE:
+                yield position, key, queue
+
+    def check_position(self, status: JobStatus, position: object) -> int:
+        """``position`` if it can be a position in the log of ``status``, else `ValueError`."""
+        if isinstance(position, bool) or not isinstance(position, int) or position < 0:
+            raise ValueError("invalid cursor")
+        log = self._logs[status]
+        if position > log.offset + len(log.keys):
+            raise ValueError("invalid cursor")
+        return position
 
     def _drop_oldest(self) -> None:
-        self._expiry.popleft()
-        self._records.pop(self._order.popleft(), None)
+        oldest: tuple[JobStatus, _Log] | None = None
+        oldest_expiry = 0.0
+        for status, log in self._logs.items():
+            expiry = log.next_expiry()
+            if expiry is not None and (oldest is None or expiry < oldest_expiry):
+                oldest, oldest_expiry = (status, log), expiry
+        if oldest is not None:
+            self._drop(*oldest)
+
+    def _drop(self, status: JobStatus, log: _Log) -> None:
+        key, queue = log.pop()
+        if key != _GONE:
+            del self._records[key]
+            self._counts[queue][_INDEX[status]] -= 1
 
 
-def _encode(job: Job) -> str | list[Any]:
+def _encode(job: Job, position: int) -> str | list[Any]:
     error, request = job.error, job.request
     if job.status is JobStatus.COMPLETED:
         kept: Any = _request_hash(request)
@@ -129,7 +251,16 @@ def _encode(job: Job) -> str | list[Any]:
         None if error is None else error.traceback,
         kept,
         request.owner,
+        job.queue,
+        position,
+        _timestamp(job.run_at),
+        job.partition_key,
+        job.tenant,
+        None if job.batch_id is None else str(job.batch_id),
+        job.progress,
     ]
+    while len(fields) > _RUN_AT and fields[-1] is None:
+        fields.pop()
     try:
         return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
     except (TypeError, ValueError):  # a result with no JSON form (stores are handed JSON)
@@ -143,9 +274,17 @@ def _fields(record: str | list[Any]) -> list[Any]:
     return record
 
 
+def _slot(fields: list[Any], slot: int) -> Any:
+    return fields[slot] if slot < len(fields) else None
+
+
 def _decode(key: int, record: str | list[Any]) -> Job:
-    fields = _fields(record)
+    return _decode_fields(key, _fields(record))
+
+
+def _decode_fields(key: int, fields: list[Any]) -> Job:
     kept, owner, error_type = fields[_REQUEST], fields[_OWNER], fields[_ERROR_TYPE]
+    batch_id = _slot(fields, _BATCH_ID)
     return Job(
         id=uuid.UUID(int=key),
         name=fields[_NAME],
@@ -161,6 +300,12 @@ def _decode(key: int, record: str | list[Any]) -> Job:
         if error_type is None
         else JobError(fields[_MESSAGE], error_type, fields[_TRACEBACK]),
         request=JobRequest(owner=owner) if isinstance(kept, int) else _decode_request(kept, owner),
+        run_at=_moment(_slot(fields, _RUN_AT)),
+        queue=fields[_QUEUE],
+        partition_key=_slot(fields, _PARTITION_KEY),
+        tenant=_slot(fields, _TENANT),
+        batch_id=None if batch_id is None else uuid.UUID(batch_id),
+        progress=_slot(fields, _PROGRESS),
     )
 
 

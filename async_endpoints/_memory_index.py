@@ -1,0 +1,139 @@
+"""The ordered structures of `InMemoryJobStore`: each queue's ready jobs, the scheduled jobs
+by due time, and every job in the order it was created.
+
+Each is a list read from a ``head`` index (claims and promotions take from the front, in
+O(1)) and compacted once half of it has been read, so that a page of a listing finds its
+place by bisection over a sorted sequence number, in O(log n), and reads on from there.
+
+Entries are never removed from the middle: a job that leaves another way (a cancel, a
+retry) leaves its entry behind. An entry holds the very `Job` object it was made for, and
+the store keeps exactly one `Job` object per live job, replaced at every transition, so an
+entry is current only while ``store_jobs[key] is entry_job``: a cancelled, claimed or
+requeued job's old entry is recognised as stale and skipped in O(1).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right, insort
+from collections.abc import Iterator
+from typing import Any
+
+from ._job import Job
+
+_COMPACT_AFTER = 1024
+
+
+class ReadyQueue:
+    """One queue's Queued jobs in claim order: ``(seq, job)`` entries, seq increasing."""
+
+    __slots__ = ("entries", "head")
+
+    def __init__(self) -> None:
+        self.entries: list[Any] = []  # (seq, job), or None once read
+        self.head = 0
+
+    def compact(self) -> None:
+        """Forget the entries read so far, once they are half of the list."""
+        head = self.head
+        if head >= _COMPACT_AFTER and 2 * head >= len(self.entries):
+            del self.entries[:head]
+            self.head = 0
+
+    def after(self, seq: int | None) -> Iterator[tuple[int, Job]]:
+        """The unread entries with a sequence number above ``seq`` (None: all), in order."""
+        entries = self.entries
+        start = self.head
+        if seq is not None:
+            start = bisect_right(entries, seq, lo=start, key=_first)
+        for index in range(start, len(entries)):
+            entry = entries[index]
+            yield entry[0], entry[1]
+
+
+class Schedule:
+    """Scheduled jobs by due time (the store's monotonic clock): ``(due, seq, job)``."""
+
+    __slots__ = ("entries", "head")
+
+    def __init__(self) -> None:
+        self.entries: list[Any] = []  # (due, seq, job), or None once read
+        self.head = 0
+
+    def add(self, due: float, seq: int, job: Job) -> None:
+        """Schedule ``job`` for ``due`` (monotonic seconds)."""
+        entries = self.entries
+        if self.head == len(entries) or due >= entries[-1][0]:  # later than all others
+            entries.append((due, seq, job))
+        else:
+            insort(entries, (due, seq, job), lo=self.head, key=_due_seq)
+
+    def next_due(self) -> float | None:
+        """When the earliest entry is due (stale or not), or None when there is none."""
+        return self.entries[self.head][0] if self.head < len(self.entries) else None
+
+    def pop_due(self, now: float) -> Iterator[Job]:
+        """Take the entries due by ``now``, earliest first."""
+        entries = self.entries
+        head = self.head
+        while head < len(entries) and entries[head][0] <= now:
+            job = entries[head][2]
+            entries[head] = None
+            head += 1
+            self.head = head
+            yield job
+        if head >= _COMPACT_AFTER and 2 * head >= len(entries):
+            del entries[:head]
+            self.head = 0
+
+    def after(self, due: float | None, seq: int) -> Iterator[tuple[float, int, Job]]:
+        """The unread entries after ``(due, seq)`` (``due`` None: all), in order."""
+        entries = self.entries
+        start = self.head
+        if due is not None:
+            start = bisect_right(entries, (due, seq), lo=start, key=_due_seq)
+        for index in range(start, len(entries)):
+            yield entries[index]
+
+
+class CreationLog:
+    """Every stored job's id (as an integer) and queue, in the order the jobs were created:
+    what listing without a status pages through, newest first."""
+
+    __slots__ = ("keys", "queues", "seqs")
+
+    def __init__(self) -> None:
+        self.keys: list[int] = []
+        self.seqs: list[int] = []
+        self.queues: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def add(self, seq: int, key: int, queue: str) -> None:
+        """Note a job created now."""
+        self.keys.append(key)
+        self.seqs.append(seq)
+        self.queues.append(queue)
+
+    def keep(self, exists: Any) -> None:
+        """Drop the entries of jobs for which ``exists(key)`` is false (O(n): call it once
+        as many jobs have gone as are left, which makes it O(1) per job)."""
+        kept = [index for index, key in enumerate(self.keys) if exists(key)]
+        self.keys = [self.keys[index] for index in kept]
+        self.seqs = [self.seqs[index] for index in kept]
+        self.queues = [self.queues[index] for index in kept]
+
+    def newest_first(self, before: int | None) -> Iterator[tuple[int, int, str]]:
+        """(seq, key, queue) from the newest entry, or from the one before seq ``before``."""
+        seqs, keys, queues = self.seqs, self.keys, self.queues
+        end = len(seqs) if before is None else bisect_right(seqs, before - 1)
+        for index in range(end - 1, -1, -1):
+            yield seqs[index], keys[index], queues[index]
+
+
+def _first(entry: Any) -> Any:
+    return entry[0]
+
+
+def _due_seq(entry: Any) -> Any:
+    return (entry[0], entry[1])
