@@ -71,10 +71,12 @@ def _spawn(command: list[str], env: dict[str, str], log: Path, port: int | None 
     return Proc(process, log, port)
 
 
-def start_api(env: dict[str, str], log_dir: Path, name: str = "api") -> Proc:
-    """uvicorn serving tests.apps.redis_app:app on a free loopback port; waits until up."""
+def start_api(
+    env: dict[str, str], log_dir: Path, name: str = "api", *, module: str = "tests.apps.redis_app"
+) -> Proc:
+    """uvicorn serving ``module``'s ``app`` on a free loopback port; waits until up."""
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "tests.apps.redis_app:app"]
+    command = [sys.executable, "-m", "uvicorn", f"{module}:app"]
     command += ["--host", HOST, "--port", str(port), "--log-level", "warning"]
     # Longer than httpx's 5 s keep-alive expiry, so the server never closes a connection
     # the client is about to reuse (a race that surfaces as a ReadError on a busy machine).
@@ -91,9 +93,17 @@ def start_api(env: dict[str, str], log_dir: Path, name: str = "api") -> Proc:
             time.sleep(0.05)
 
 
-def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker") -> Proc:
-    """A ``python -m async_endpoints worker`` process for tests.apps.redis_app."""
-    command = [sys.executable, "-m", "async_endpoints", "worker", "tests.apps.redis_app:endpoints"]
+def start_worker(
+    env: dict[str, str],
+    log_dir: Path,
+    name: str = "worker",
+    *,
+    module: str = "tests.apps.redis_app",
+    args: tuple[str, ...] = (),
+) -> Proc:
+    """A ``python -m async_endpoints worker`` process for ``module``'s ``endpoints``, with
+    ``args`` (``--queues high,default``, say) after the target."""
+    command = [sys.executable, "-m", "async_endpoints", "worker", f"{module}:endpoints", *args]
     proc = _spawn(command, env, log_dir / f"{name}.log")
     deadline = time.monotonic() + 30
     while "worker started" not in proc.output():
