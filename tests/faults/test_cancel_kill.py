@@ -1,0 +1,105 @@
+"""A worker SIGKILLed while a cancel of its running job is in flight.
+
+Three orderings of the cancel and the kill: the worker frozen (SIGSTOP) when the cancel is
+pushed to it, then killed (the message dies unread in its socket); the kill and the cancel
+sent at the same moment; the worker killed first, its claim still live when the cancel
+arrives. In every case the job ends ``Canceled`` and never runs again: the stale-claim
+recovery that re-runs the dead worker's other job elsewhere does not resurrect it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as redis
+
+from async_endpoints import AsyncEndpoints
+from tests.e2e.processes import Proc, start_api, start_worker
+
+from .figures import report
+from .harness import runs_of, submit, wait_for, wait_terminal
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.redis,
+    pytest.mark.timeout(180),
+    # Until the engine's control API lands on main (issue 10, in progress).
+    pytest.mark.skipif(
+        not hasattr(AsyncEndpoints, "map_job_cancel"), reason="control API not on main yet"
+    ),
+]
+
+APP = "tests.apps.control_app"
+
+
+async def cancel(client: httpx.AsyncClient, api: Proc, job_id: str) -> httpx.Response:
+    return await client.post(f"{api.url}/jobs/{job_id}/cancel")
+
+
+async def frozen_then_killed(client: httpx.AsyncClient, api: Proc, doomed: Proc, job: str) -> Any:
+    doomed.signal(signal.SIGSTOP)
+    answer = await cancel(client, api, job)
+    doomed.kill()
+    return answer
+
+
+async def together(client: httpx.AsyncClient, api: Proc, doomed: Proc, job: str) -> Any:
+    answer, _ = await asyncio.gather(cancel(client, api, job), asyncio.to_thread(doomed.kill))
+    return answer
+
+
+async def killed_first(client: httpx.AsyncClient, api: Proc, doomed: Proc, job: str) -> Any:
+    doomed.kill()
+    return await cancel(client, api, job)
+
+
+ORDERINGS = {
+    "frozen-then-killed": frozen_then_killed,
+    "together": together,
+    "killed-first": killed_first,
+}
+
+
+@pytest.mark.parametrize("ordering", ORDERINGS)
+async def test_a_job_cancelled_while_its_worker_is_killed_ends_canceled_and_is_not_rerun(
+    ordering: str, env: dict[str, str], procs: list[Proc], records: redis.Redis, tmp_path: Path
+) -> None:
+    """The cancelled job ends Canceled, ran once; the dead worker's other job, not
+    cancelled, is recovered and completed by the survivor (so recovery did run over the
+    dead worker's claims)."""
+    prefix = env["AE_PREFIX"]
+    api = start_api({**env, "RUN_WORKERS": "0"}, tmp_path, module=APP)
+    doomed = start_worker(env, tmp_path, "doomed", module=APP)
+    procs.extend([api, doomed])
+    async with httpx.AsyncClient(timeout=10) as client:
+        held = await submit(client, api, "/hold", {})
+        other = await submit(client, api, "/slow", {"seconds": 3600})
+
+        async def both_running() -> bool:
+            runs = await runs_of(records, prefix, [held, other])
+            return runs == {held: [doomed.pid], other: [doomed.pid]}
+
+        await wait_for(both_running, 30, "both jobs running in the doomed worker")
+        survivor = start_worker(env, tmp_path, "survivor", module=APP)
+        procs.append(survivor)
+
+        answer = await ORDERINGS[ordering](client, api, doomed, held)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["status"] == "Canceled"
+
+        recovered = await wait_terminal(client, api, [other], timeout=60)
+        finished = await wait_terminal(client, api, [held], timeout=10)
+        stats = (await client.get(f"{api.url}/admin/stats")).json()["default"]
+    assert recovered[other]["status"] == "Completed"
+    assert recovered[other]["result"] == survivor.pid, "recovery ran over the dead worker"
+    job = finished[held]
+    assert job["status"] == "Canceled" and job["completedAt"] is not None
+    assert (await runs_of(records, prefix, [held]))[held] == [doomed.pid], "never run again"
+    assert await records.get(f"{prefix}-test:returned:{held}") is None
+    assert stats["in_progress"] == 0 and stats["queued"] == 0 and stats["canceled"] == 1
+    report(f"cancel during a kill ({ordering})", status=job["status"], runs=1)
