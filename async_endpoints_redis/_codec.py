@@ -11,6 +11,7 @@ The hash holds few, short fields so that Redis keeps it listpack-encoded (compac
     started_at       ms, set by the first claim
     completed_at     ms, set by the terminal transition
     run_at           ms, while Scheduled
+    queue            the queue's name; left out for the default queue
     token            the current claim's token, while InProgress
     result           JSON text, once Completed
     error            JSON text ``{"message", "type"[, "traceback"]}``, after a failure
@@ -18,9 +19,10 @@ The hash holds few, short fields so that Redis keeps it listpack-encoded (compac
                      ``{"b": body, "h": [[name, value], ...], "q": query, "p": {params},
                      "o": owner}``
 
-Absent fields are None, except three that are left out while they hold their default:
-``retry_count`` (0), ``last_updated_at`` (``created_at``) and ``request`` (empty). A no-op
-job then costs about 400 bytes in Redis (key, hash and queue entry). Redis keeps a hash
+Absent fields are None, except four that are left out while they hold their default:
+``retry_count`` (0), ``last_updated_at`` (``created_at``), ``request`` (empty) and
+``queue`` (``default``). A queued no-op job then costs about 330 bytes in Redis (key, hash,
+queue entry and its entry in the listing index of all jobs). Redis keeps a hash
 compact (listpack) only while every value is at most ``hash-max-listpack-value`` bytes
 (default 64); captured headers usually exceed that, so deployments that capture headers
 save about half the memory per job by raising it (e.g. to 1024).
@@ -37,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from async_endpoints._job import Job, JobError, JobRequest, JobStatus, NewJob
+from async_endpoints._job import DEFAULT_QUEUE, Job, JobError, JobRequest, JobStatus, NewJob
 
 Reply = bytes | str
 
@@ -123,11 +125,16 @@ def decode_job(job_id: uuid.UUID, fields: Mapping[Reply, Reply]) -> Job:
             error=None if error is None else JobError.from_json(json.loads(error)),
             request=decode_request(data.get("request")),
             run_at=from_ms(data.get("run_at")),
+            queue=data.get("queue", DEFAULT_QUEUE),
         )
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ValueError(f"job {job_id} is stored corrupt: {exc!r}") from exc
 
 
-def queued_job(new_job: NewJob, created_ms: int) -> Job:
-    """The job `enqueue` stored, rebuilt without reading it back."""
-    return new_job.stored(datetime.fromtimestamp(created_ms / 1000, UTC))
+def queued_job(new_job: NewJob, created_ms: int, delay_ms: int) -> Job:
+    """The job `enqueue` stored (Queued, or Scheduled for ``delay_ms``), rebuilt without
+    reading it back."""
+    job = new_job.stored(datetime.fromtimestamp(created_ms / 1000, UTC))
+    if delay_ms > 0:
+        job = job.replace(run_at=from_ms(str(created_ms + delay_ms)))
+    return job

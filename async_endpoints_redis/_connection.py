@@ -47,6 +47,7 @@ class Connection:
         inbox: The name of this store's inbox channel (jobs handed to its idle worker).
         decode: Builds the terminal job a done message carries.
         on_handed_over: Receives each message on the inbox channel.
+        on_cancel: Receives the id in each message on the cancel channel.
     """
 
     def __init__(
@@ -62,6 +63,7 @@ class Connection:
         inbox: str,
         decode: Callable[[str, bytes | str], Job | None],
         on_handed_over: Callable[[bytes | str], None],
+        on_cancel: Callable[[str], None],
     ) -> None:
         self._url = url
         self._client = client
@@ -83,8 +85,10 @@ class Connection:
             wake_channel=keys.wake_channel,
             done_channel=keys.done_channel,
             inbox_channel=keys.inbox_channel(inbox),
+            cancel_channel=keys.cancel_channel,
             decode=decode,
             on_handed_over=on_handed_over,
+            on_cancel=on_cancel,
             reply_timeout=deadline,
         )
 
@@ -126,7 +130,8 @@ class Connection:
             return self._scripts
 
     async def _first_reading(self, scripts: Scripts) -> None:
-        """Read the elapsed-time clock once, so this process's readings start from it.
+        """Read the elapsed-time clock once, so this process's readings start from it, and
+        migrate a store of the older layout (``lua/migrate.lua``).
 
         A Redis that refuses the script for good (a user not allowed to run scripts, say)
         does not stop the start: the operations then answer that refusal themselves.
@@ -135,6 +140,7 @@ class Connection:
             with mapped_errors("start"):
                 async with asyncio.timeout(self.deadline):
                     await scripts.clock()
+                    await scripts.migrate()
         except StoreUnavailableError:
             raise
         except JobStoreError as exc:

@@ -1,30 +1,46 @@
-"""Every Redis key and channel name of a store, built here and nowhere else.
+"""Every Redis key and channel name of a store, built here and in the Lua includes.
 
 All names of one store share one hash tag, ``{<prefix>}``, so that in a Redis Cluster they
-live in one slot and every script runs on one node::
+live in one slot and every script runs on one node. Scripts get the key prefix ``{p}:``
+and build the names below from it (``lua/_lib.lua`` and the includes)::
 
-    {prefix}:job:<uuid>    HASH   one job (fields in `_codec`); expires once terminal
-    {prefix}:queue         LIST   ids of Queued jobs, oldest at the head
-    {prefix}:clock         STRING the elapsed-time clock (ms) that leases and delays use
-                                  (see `_elapsed`); job timestamps use the server's clock
-    {prefix}:scheduled     ZSET   ids of Scheduled jobs, scored by due time (ms, elapsed clock)
-    {prefix}:active        ZSET   ids of InProgress jobs, scored by lease deadline (ms, same)
-    {prefix}:expiring      LIST   "<due ms> <id>" of terminal jobs, in settlement order: each is
-                                  deleted once its retention has passed (elapsed clock)
-    {prefix}:claim:<base>  LIST   ids one claim call took (expires with the lease), so that
-                                  a resent claim returns them instead of stranding them
-    {prefix}:offers        HASH   idle workers' offers: inbox -> "<token base> <slots left>
-                                  <lease ms> <expires at ms>" (see lua/offer.lua)
-    {prefix}:idle          LIST   inboxes with an offer, in turn order
-    {prefix}:given:<base>  LIST   ids handed to one offer (expires a lease after the offer)
-    {prefix}:wake          channel  a job became claimable (the payload is not used)
-    {prefix}:done          channel  a job became terminal (its id, then its hash as JSON)
-    {prefix}:inbox:<name>  channel  jobs handed to one idle worker (id, then hash as JSON)
+    {p}:job:<uuid>       HASH   one job (fields in `_codec`); expires once terminal
+    {p}:queue:<name>     LIST   ids of the Queued jobs of one queue, oldest at the head
+    {p}:queues           SET    every queue name that ever held a job (counts over all)
+    {p}:paused           SET    the paused queue names
+    {p}:clock            STRING the elapsed-time clock (ms) that leases and delays use
+                                (see `_elapsed`); job timestamps use the server's clock
+    {p}:scheduled        ZSET   ids of Scheduled jobs (all queues), by due time (ms, elapsed
+                                clock); a due job is promoted into its own queue
+    {p}:active           ZSET   ids of InProgress jobs, by lease deadline (ms, same clock)
+    {p}:running          ZSET   "<started_at ms>:<id>" of InProgress jobs (scores 0: text
+                                order), for listing them by started_at
+    {p}:counts           HASH   "<queue>:<status>" -> jobs of that queue with that status,
+                                for Scheduled, InProgress and the terminal statuses (while
+                                retained); changed by the script of every transition
+    {p}:ix:<index>...    ZSETs  listing indexes in chunks (see ``lua/_index.lua``):
+                                "created" (every job, by created_at), "Scheduled" (by
+                                run_at), "Completed", "Failed", "Canceled" (by completed_at)
+    {p}:expiring         LIST   "<due ms> <id> <completed_at ms>" of terminal jobs, in
+                                settlement order: each is deleted (with its counts and index
+                                entries) once its retention has passed (elapsed clock)
+    {p}:claim:<base>     LIST   ids one claim call took (expires with the lease), so that
+                                a resent claim returns them instead of stranding them
+    {p}:offers           HASH   idle workers' offers: inbox -> "<token base> <slots left>
+                                <lease ms> <expires at ms> <queues JSON>" (lua/_offers.lua)
+    {p}:idle             LIST   inboxes with an offer, in turn order
+    {p}:given:<base>     LIST   ids handed to one offer (expires a lease after the offer)
+    {p}:layout           STRING "2" once the store was migrated from the one-queue layout
+                                (whose ready LIST was ``{p}:queue``; see lua/migrate.lua)
+    {p}:wake             channel  a job became claimable (the payload is not used)
+    {p}:done             channel  a job became terminal (its id, then its hash as JSON)
+    {p}:cancel           channel  a running job was cancelled (its id)
+    {p}:inbox:<name>     channel  jobs handed to one idle worker (id, then hash as JSON)
 
-The ready queue is a LIST rather than a ZSET: pushing and popping are O(1) whatever the
+A ready queue is a LIST rather than a ZSET: pushing and popping are O(1) whatever the
 backlog, and an entry costs a few bytes in a listpack instead of a skiplist node and a
-dict entry. Priorities, when they come, fit as one list per priority level, popped highest
-first, which keeps a claim O(1) per job.
+dict entry. Strict priority is one list per queue, popped in the claimer's order, which
+keeps a claim O(1) per job plus O(number of queues).
 """
 
 from __future__ import annotations
@@ -55,6 +71,11 @@ class Keys:
         return "{" + self.prefix + "}"
 
     @property
+    def key_prefix(self) -> str:
+        """What every key and channel name starts with: ``{prefix}:``."""
+        return f"{self.tag}:"
+
+    @property
     def job_prefix(self) -> str:
         """What a job's key starts with; scripts append the id to reach popped jobs."""
         return f"{self.tag}:job:"
@@ -63,10 +84,34 @@ class Keys:
         """The key of the job hash with this id."""
         return f"{self.job_prefix}{job_id}"
 
+    def ready(self, queue: str) -> str:
+        """The LIST of the Queued job ids of ``queue``."""
+        return f"{self.tag}:queue:{queue}"
+
     @property
     def queue(self) -> str:
-        """The LIST of Queued job ids."""
+        """The LIST of the default queue's Queued job ids."""
+        return self.ready("default")
+
+    @property
+    def legacy_queue(self) -> str:
+        """The one ready LIST of the older layout, migrated into the default queue."""
         return f"{self.tag}:queue"
+
+    @property
+    def paused(self) -> str:
+        """The SET of paused queue names."""
+        return f"{self.tag}:paused"
+
+    @property
+    def counts(self) -> str:
+        """The HASH of per-queue, per-status counts."""
+        return f"{self.tag}:counts"
+
+    @property
+    def running(self) -> str:
+        """The ZSET of InProgress jobs by started_at (text order)."""
+        return f"{self.tag}:running"
 
     @property
     def clock(self) -> str:
@@ -120,6 +165,11 @@ class Keys:
     def wake_channel(self) -> str:
         """The channel announcing claimable work."""
         return f"{self.tag}:wake"
+
+    @property
+    def cancel_channel(self) -> str:
+        """The channel announcing cancelled running jobs."""
+        return f"{self.tag}:cancel"
 
     @property
     def done_channel(self) -> str:

@@ -1,13 +1,16 @@
-"""The store's one pub/sub subscription: wake-ups, settlements and jobs handed over.
+"""The store's one pub/sub subscription: wake-ups, settlements, cancellations and jobs
+handed over.
 
-A background task holds a subscription to the wake and done channels and to the store's
-own inbox channel, and reconnects by itself, with backoff, after an outage. A done
+A background task holds a subscription to the wake, done and cancel channels and to the
+store's own inbox channel, and reconnects by itself, with backoff, after an outage. A done
 message carries the job's id, then (unless large) its terminal hash as JSON, which
 settles waiters without a read; an inbox message is a job handed to this store's idle
-worker, passed to the store as is. Messages published while it was disconnected are
-lost, so every (re)connection counts as a wake-up and makes every settlement waiter look
-at its job again. A connection that stays silent is pinged; one that does not answer is
-dropped and replaced, so a half-open TCP connection cannot hide wake-ups for long.
+worker, passed to the store as is; a cancel message is the id of a running job that was
+cancelled, passed to the store (which tells its cancel listeners). Messages published
+while it was disconnected are lost, so every (re)connection counts as a wake-up and makes
+every settlement waiter look at its job again. A connection that stays silent is pinged;
+one that does not answer is dropped and replaced, so a half-open TCP connection cannot
+hide wake-ups for long.
 """
 
 from __future__ import annotations
@@ -56,14 +59,18 @@ class Notifications:
         wake_channel: str,
         done_channel: str,
         inbox_channel: str,
+        cancel_channel: str,
         decode: Callable[[str, bytes | str], Job | None],
         on_handed_over: Callable[[bytes | str], None],
+        on_cancel: Callable[[str], None],
         reply_timeout: float,
     ) -> None:
         self._open = open_pubsub
         self._wake_channel = wake_channel
         self._done_channel = done_channel
         self._inbox_channel = inbox_channel
+        self._cancel_channel = cancel_channel
+        self._on_cancel = on_cancel
         self._decode = decode
         self._on_handed_over = on_handed_over
         self._reply_timeout = reply_timeout
@@ -158,8 +165,9 @@ class Notifications:
     async def _listen(self) -> None:
         pubsub = await self._open()
         try:
-            await pubsub.subscribe(self._wake_channel, self._done_channel, self._inbox_channel)
-            for _ in range(3):
+            channels = (self._wake_channel, self._done_channel, self._inbox_channel)
+            await pubsub.subscribe(*channels, self._cancel_channel)
+            for _ in range(len(channels) + 1):
                 await self._next_message(pubsub, self._reply_timeout, "subscribe")
             self._connected.set()
             self._went_live = True
@@ -203,6 +211,9 @@ class Notifications:
                 return True
         elif channel == self._inbox_channel:
             self._on_handed_over(data)
+            return True
+        elif channel == self._cancel_channel:
+            self._on_cancel(text(data))
             return True
         return False
 

@@ -1,19 +1,22 @@
 """The Lua scripts (``lua/*.lua``) and typed calls of them, one per atomic operation.
 
-Each script is ``lua/_lib.lua`` (shared helpers) followed by the operation's own file,
-whose header lists its KEYS, ARGV and reply; the methods here pass exactly those. Every
-key goes through KEYS (the job key prefix too, for jobs a script pops from a queue), so
-a cluster routes each call to the node of the store's one hash tag. redis-py's
+Each script is the shared includes (``lua/_lib.lua``, ``_index.lua``, ``_ready.lua``,
+``_lifecycle.lua``, ``_offers.lua``, in that order) followed by the operation's own file,
+whose header lists its ARGV and reply; the methods here pass exactly those. Every call
+passes two keys: the store's clock key and its key prefix (``{p}:``), from which the
+scripts build every other key name, so that every key a script touches shares the
+store's one hash tag and a cluster routes each call to the node of that slot. redis-py's
 `AsyncScript` calls EVALSHA and falls back to SCRIPT LOAD on NOSCRIPT, so a restarted or
 failed-over server that forgot the scripts is handled transparently.
 
-Every call also passes the store's clock key (KEYS[1]) and this process's reading of the
-elapsed-time clock (ARGV[1]) ahead of the operation's own keys and arguments, which
-``_lib.lua`` takes off again (see `_elapsed`).
+Every call also passes this process's reading of the elapsed-time clock (ARGV[1], see
+`_elapsed`) and the store's retention of terminal jobs in ms (ARGV[2]) ahead of the
+operation's own arguments, which ``_lib.lua`` takes off again.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from importlib import resources
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
     from ._client import AnyRedis
     from ._keys import Keys
 
+_INCLUDES = ("_lib", "_index", "_ready", "_lifecycle", "_offers")
 _NAMES = (
     "enqueue_many",
     "claim",
@@ -40,13 +44,24 @@ _NAMES = (
     "offer",
     "withdraw",
     "clock",
+    "migrate",
+    "cancel",
+    "requeue",
+    "pause",
+    "queue_stats",
 )
 _PROMOTE_BATCH = 200  # due Scheduled jobs moved to the queue per claim
 _SKIP_BUDGET = 1000  # bad ids a claim may drop on top of the jobs it claims
+_MIGRATE_BATCH = 10_000  # ids of the older layout's queue moved per call
 
 
 def _source(name: str) -> str:
     return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text("utf-8")
+
+
+def queues_arg(queues: Sequence[str]) -> str:
+    """Queue names as the scripts take them: a JSON array."""
+    return json.dumps(list(queues), separators=(",", ":"))
 
 
 class Scripts:
@@ -62,22 +77,28 @@ class Scripts:
     def __init__(
         self, client: AnyRedis, keys: Keys, retention_ms: int, clock: ElapsedClock
     ) -> None:
-        library = _source("_lib")
+        library = "".join(_source(name) for name in _INCLUDES)
         self._scripts = {name: client.register_script(library + _source(name)) for name in _NAMES}
         self._client = client
         self._keys = keys
         self._retention_ms = retention_ms
         self._clock = clock
 
-    async def _call(self, name: str, keys: list[str], args: Sequence[str | int]) -> Any:
-        keys = [self._keys.clock, *keys]
-        return await self._scripts[name](keys=keys, args=[self._clock.reading(), *args])
+    async def _call(self, name: str, args: Sequence[str | int]) -> Any:
+        keys = [self._keys.clock, self._keys.key_prefix]
+        args = [self._clock.reading(), self._retention_ms, *args]
+        return await self._scripts[name](keys=keys, args=args)
 
     async def clock(self) -> int:
         """The elapsed-time clock (ms), which this process then reads on its own."""
-        clock_ms: int = await self._call("clock", [], [])
+        clock_ms: int = await self._call("clock", [])
         self._clock.observe(clock_ms)
         return clock_ms
+
+    async def migrate(self) -> None:
+        """Bring a store of the older layout to this one (see ``lua/migrate.lua``)."""
+        while await self._call("migrate", [_MIGRATE_BATCH]):
+            pass
 
     async def read(self, job_id: uuid.UUID) -> dict[Reply, Reply]:
         """The job's hash (empty when there is none)."""
@@ -89,28 +110,30 @@ class Scripts:
     ) -> tuple[list[int], int]:
         """Per (job, max waiting): created-at ms, or -1 (duplicate id) or -2 (queue full);
         and how many were Queued rather than handed to an idle worker."""
-        k = self._keys
-        args: list[str | int] = [k.wake_channel, k.inbox_prefix]
+        args: list[str | int] = []
         for new_job, max_waiting in jobs:
             limit = -1 if max_waiting is None else max_waiting
             args += [str(new_job.id), new_job.name, new_job.max_retries]
-            args += [encode_request(new_job.request), limit]
-        keys = [k.queue, k.scheduled, k.job_prefix, k.active, k.offers, k.idle, k.given_prefix]
-        replies, queued = await self._call("enqueue_many", keys, args)
+            args += [encode_request(new_job.request), limit, new_job.queue]
+            args.append(delay_ms(new_job.delay))
+        replies, queued = await self._call("enqueue_many", args)
         return replies, queued
 
     async def claim(
-        self, limit: int, lease_ms: int, token_base: str, inbox: str, started: Sequence[str]
+        self,
+        limit: int,
+        lease_ms: int,
+        token_base: str,
+        inbox: str,
+        started: Sequence[str],
+        queues: Sequence[str],
     ) -> list[list[Any]]:
         """``[id, [field, value, ...]]`` per claimed job; the same claims again when a call
         with this ``token_base`` already ran (its reply was lost). First ends the offer of
         ``inbox`` ('' for none), of whose jobs ``started`` were started."""
-        k = self._keys
         args: list[str | int] = [limit, lease_ms, token_base, _PROMOTE_BATCH]
-        args += [limit + _SKIP_BUDGET, inbox, k.wake_channel, *started]
-        keys = [k.queue, k.scheduled, k.active, k.job_prefix, k.claim_memo(token_base)]
-        keys += [k.offers, k.idle, k.given_prefix]
-        claimed: list[list[Any]] = await self._call("claim", keys, args)
+        args += [limit + _SKIP_BUDGET, inbox, queues_arg(queues), *started]
+        claimed: list[list[Any]] = await self._call("claim", args)
         return claimed
 
     async def offer(
@@ -121,21 +144,19 @@ class Scripts:
         lease_ms: int,
         ttl_ms: int,
         started: Sequence[str],
+        queues: Sequence[str],
     ) -> int:
-        """Replace the inbox's offer (of whose jobs ``started`` were started) by a new one;
-        -2 when a job is Queued (no offer made), else ms until the earliest Scheduled job
-        is due (0: due now, no offer made) or -1."""
-        k = self._keys
-        keys = [k.queue, k.scheduled, k.active, k.job_prefix, k.offers, k.idle, k.given_prefix]
-        args: list[str | int] = [inbox, token_base, slots, lease_ms, ttl_ms, *started]
-        due_ms: int = await self._call("offer", keys, args)
+        """Replace the inbox's offer (of whose jobs ``started`` were started) by a new one
+        for jobs of ``queues``; -2 when a job of those is Queued (no offer made), else ms
+        until the earliest Scheduled job is due (0: due now, no offer made) or -1."""
+        args: list[str | int] = [inbox, token_base, slots, lease_ms, ttl_ms]
+        args += [queues_arg(queues), *started]
+        due_ms: int = await self._call("offer", args)
         return due_ms
 
     async def withdraw(self, inbox: str, started: Sequence[str]) -> int:
         """End the inbox's offer; how many unstarted jobs went back to the queue."""
-        k = self._keys
-        keys = [k.queue, k.active, k.job_prefix, k.offers, k.idle, k.given_prefix]
-        back: int = await self._call("withdraw", keys, [inbox, k.wake_channel, *started])
+        back: int = await self._call("withdraw", [inbox, *started])
         return back
 
     async def renew(self, claims: Sequence[Claim], lease_ms: int) -> list[Reply]:
@@ -143,44 +164,59 @@ class Scripts:
         args: list[str | int] = [lease_ms]
         for claim in claims:
             args += [str(claim.job.id), claim.token]
-        lost: list[Reply] = await self._call(
-            "renew", [self._keys.active, self._keys.job_prefix], args
-        )
+        lost: list[Reply] = await self._call("renew", args)
         return lost
 
     async def complete_many(self, completions: Sequence[tuple[Claim, str]]) -> list[int]:
         """Per (claim, result JSON): the completion time in ms, or -1 when the claim is lost."""
-        k = self._keys
-        args: list[str | int] = [self._retention_ms, k.done_channel]
+        args: list[str | int] = []
         for claim, result_json in completions:
             kept = encode_request(JobRequest(owner=claim.job.request.owner))
             args += [str(claim.job.id), claim.token, result_json, kept]
-        keys = [k.active, k.job_prefix, k.expiring]
-        replies: list[int] = await self._call("complete_many", keys, args)
+        replies: list[int] = await self._call("complete_many", args)
         return replies
 
     async def fail(self, claim: Claim, error_json: str, delay_ms: int | None) -> list[Reply] | None:
         """The job's hash after the failed attempt, or None when the claim is lost."""
-        k, job_id = self._keys, claim.job.id
         delay: str | int = "" if delay_ms is None else delay_ms
-        args = [str(job_id), claim.token, error_json, delay, self._retention_ms]
-        args += [k.wake_channel, k.done_channel]
-        keys = [k.job(job_id), k.active, k.queue, k.scheduled, k.expiring]
-        job: list[Reply] | None = await self._call("fail", keys, args)
+        args = [str(claim.job.id), claim.token, error_json, delay]
+        job: list[Reply] | None = await self._call("fail", args)
         return job
 
     async def recover(self, batch: int, error_json: str) -> tuple[list[Reply], int]:
         """The recovered ids, and how many expired claims the call looked at."""
-        k = self._keys
-        args: list[str | int] = [batch, error_json, self._retention_ms]
-        args += [k.wake_channel, k.done_channel]
-        ids, seen, clock_ms = await self._call(
-            "recover", [k.active, k.queue, k.scheduled, k.job_prefix, k.expiring], args
-        )
+        ids, seen, clock_ms = await self._call("recover", [batch, error_json])
         self._clock.observe(clock_ms)
         return ids, seen
 
+    async def cancel(self, job_id: str) -> list[Any] | None:
+        """{status before, hash} of the job after the cancel; None when there is none."""
+        reply: list[Any] | None = await self._call("cancel", [job_id])
+        return reply
+
+    async def requeue(self, job_id: str) -> list[Any] | None:
+        """{status before, hash} of the job after the requeue; None when there is none."""
+        reply: list[Any] | None = await self._call("requeue", [job_id])
+        return reply
+
+    async def pause(self, pause: bool, queues: Sequence[str]) -> list[Reply]:
+        """Pause (or resume) ``queues``; the paused queues now."""
+        paused: list[Reply] = await self._call("pause", ["pause" if pause else "resume", *queues])
+        return paused
+
+    async def queue_stats(self, queues: Sequence[str]) -> list[list[int]]:
+        """Per queue: paused, queued, scheduled, in_progress, completed, failed, canceled."""
+        rows: list[list[int]] = await self._call("queue_stats", list(queues))
+        return rows
+
     async def count_waiting(self) -> int:
         """How many jobs are Queued or Scheduled."""
-        count: int = await self._call("count_waiting", [self._keys.queue, self._keys.scheduled], [])
+        count: int = await self._call("count_waiting", [])
         return count
+
+
+def delay_ms(seconds: float) -> int:
+    """A delay as whole milliseconds (0: none); a positive delay is at least 1 ms."""
+    if seconds <= 0:
+        return 0
+    return max(1, round(seconds * 1000))

@@ -24,9 +24,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -38,7 +39,17 @@ from async_endpoints._errors import (
     ResultRefusedError,
     StoreUnavailableError,
 )
-from async_endpoints._job import Job, JobError, JobRequest, JobStatus, NewJob, is_same_submission
+from async_endpoints._job import (
+    DEFAULT_QUEUE,
+    Job,
+    JobError,
+    JobRequest,
+    JobStatus,
+    NewJob,
+    is_same_submission,
+)
+from async_endpoints._lifecycle import Transition, check
+from async_endpoints._listing import QueueStats
 from async_endpoints._store import Claim
 
 from ._batch import Batcher
@@ -47,7 +58,7 @@ from ._codec import decode_job, dump_json, from_ms, pairs, queued_job, text
 from ._connection import Connection
 from ._errors import RETRY_AFTER
 from ._keys import Keys
-from ._scripts import Scripts
+from ._scripts import Scripts, delay_ms
 
 logger = logging.getLogger("async_endpoints_redis")
 T = TypeVar("T")
@@ -130,7 +141,9 @@ class RedisJobStore:
             inbox=self._inbox,
             decode=_terminal_job,
             on_handed_over=self._handed_over,
+            on_cancel=self._canceled,
         )
+        self._cancel_listeners: list[Callable[[uuid.UUID], None]] = []
         self._notifications = self._connection.notifications
         self._completions: Batcher[tuple[Claim, str], int | ResultRefusedError] = Batcher(
             self._complete_many
@@ -169,16 +182,21 @@ class RedisJobStore:
         await self._connection.aclose()
 
     async def enqueue(self, new_job: NewJob, *, max_waiting: int | None = None) -> Job:
-        """Store ``new_job`` as Queued (the job returned) and wake idle workers everywhere,
-        or hand it straight to an idle worker's offer; one round trip, shared by the
-        submissions this process makes in the same event-loop turn.
+        """Store ``new_job`` as Queued in its queue (the job returned) and wake idle
+        workers everywhere, or hand it straight to an idle worker's offer, or store it
+        Scheduled when ``new_job.delay`` > 0; one round trip, shared by the submissions
+        this process makes in the same event-loop turn.
 
         Raises:
-            QueueFullError: ``max_waiting`` jobs are Queued or Scheduled already.
+            ValueError: ``new_job.delay`` is not a finite number.
+            QueueFullError: ``max_waiting`` jobs are Queued or Scheduled already (all
+                queues).
             DuplicateJobError: Another job with this id exists (the same job stored by a
                 resent command whose first reply was lost is returned instead).
             StoreUnavailableError: Redis cannot be reached.
         """
+        if not math.isfinite(new_job.delay):
+            raise ValueError(f"delay must be a finite number of seconds, not {new_job.delay!r}")
         created_ms = await self._submissions.submit((new_job, max_waiting))
         if created_ms == -1:
             # redis-py resends a command whose reply was lost; when the first send stored
@@ -189,18 +207,21 @@ class RedisJobStore:
             return existing
         if created_ms == -2:
             raise QueueFullError(f"{max_waiting} jobs are waiting", retry_after=RETRY_AFTER)
-        return queued_job(new_job, created_ms)
+        return queued_job(new_job, created_ms, delay_ms(new_job.delay))
 
     async def get(self, job_id: uuid.UUID) -> Job | None:
         """The job with this id; None when there is none or its record is corrupt."""
         fields = await self._run("get", lambda s: s.read(job_id))
         return _decode(job_id, fields) if fields else None
 
-    async def claim(self, limit: int, *, lease: float) -> list[Claim]:
-        """Claim up to ``limit`` due jobs, oldest first, each for ``lease`` seconds.
+    async def claim(
+        self, limit: int, *, lease: float, queues: Sequence[str] = (DEFAULT_QUEUE,)
+    ) -> list[Claim]:
+        """Claim up to ``limit`` due jobs of ``queues`` (strict priority, oldest first
+        within a queue, paused queues skipped), each for ``lease`` seconds.
 
-        One round trip per batch; the script also moves due Scheduled jobs to the queue
-        and drops ids whose record is missing or corrupt.
+        One round trip per batch; the script also moves due Scheduled jobs to their
+        queues and drops ids whose record is missing or corrupt.
         """
         self._claim_generation = self._notifications.generation
         if limit <= 0:
@@ -213,7 +234,7 @@ class RedisJobStore:
         inbox = self._inbox
         try:
             reply = await self._run(
-                "claim", lambda s: s.claim(limit, _ms(lease), token_base, inbox, started)
+                "claim", lambda s: s.claim(limit, _ms(lease), token_base, inbox, started, queues)
             )
         except BaseException as exc:
             # Whatever went wrong, the script may have run; its offer may still stand.
@@ -319,32 +340,45 @@ class RedisJobStore:
         return recovered
 
     async def count_waiting(self) -> int:
-        """How many jobs are Queued or Scheduled now."""
+        """How many jobs are Queued or Scheduled now, in every queue."""
         return await self._run("count_waiting", lambda s: s.count_waiting())
 
     async def wait_for_work(
-        self, timeout: float, *, take: int = 0, lease: float = 0.0
+        self,
+        timeout: float,
+        *,
+        take: int = 0,
+        lease: float = 0.0,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
     ) -> list[Claim]:
         """Return on a wake-up from any instance since the last `claim` began, when the
         earliest Scheduled job is due, or after ``timeout`` seconds.
 
         With ``take`` > 0 (and a live subscription) it offers that many slots: jobs
-        submitted meanwhile are claimed for the caller (``lease`` seconds) by the enqueue
-        itself and returned here as soon as the first arrives. The offer is renewed every
+        submitted meanwhile to one of ``queues`` that is not paused are claimed for the
+        caller (``lease`` seconds) by the enqueue itself and returned here as soon as the
+        first arrives. The offer is renewed every
         `_OFFER_RENEW` seconds (the call returns [] then) and ends with the next `claim`.
         """
         wake = self._notifications.wake_event
         if self._connection.closed or self._notifications.generation != self._claim_generation:
             return []
         if take <= 0 or not self._notifications.connected:
-            due_ms = await self._run("wait_for_work", lambda s: s.offer("", "", 0, 0, 0, ()))
+            due_ms = await self._run(
+                "wait_for_work", lambda s: s.offer("", "", 0, 0, 0, (), queues)
+            )
             delay = timeout if due_ms < 0 else min(timeout, due_ms / 1000)
             await _wait(wake, delay)
             return []
-        return await self._wait_offering(wake, min(timeout, _OFFER_RENEW), take, lease)
+        return await self._wait_offering(wake, min(timeout, _OFFER_RENEW), take, lease, queues)
 
     async def _wait_offering(
-        self, wake: asyncio.Event, timeout: float, take: int, lease: float
+        self,
+        wake: asyncio.Event,
+        timeout: float,
+        take: int,
+        lease: float,
+        queues: Sequence[str],
     ) -> list[Claim]:
         self._end_offer()
         offer = self._offer = _Offer(secrets.token_hex(8))
@@ -354,7 +388,7 @@ class RedisJobStore:
         try:
             due_ms = await self._run(
                 "wait_for_work",
-                lambda s: s.offer(inbox, offer.base, take, _ms(lease), ttl_ms, started),
+                lambda s: s.offer(inbox, offer.base, take, _ms(lease), ttl_ms, started, queues),
             )
             if due_ms in (-2, 0):  # claimable already: no offer was made
                 return []
@@ -435,6 +469,91 @@ class RedisJobStore:
                     return job
                 live = self._notifications.connected
                 await _wait(watch.event, remaining if live else min(remaining, _FALLBACK_POLL))
+
+    async def cancel(self, job_id: uuid.UUID) -> Job | None:
+        """Cancel the job in one script: a Queued or Scheduled job becomes Canceled and
+        never runs; an InProgress one becomes Canceled at once, its claim dropped, and its
+        id is published to every process's cancel listeners; a terminal job is returned
+        unchanged. None when there is no such job."""
+        reply = await self._run("cancel", lambda s: s.cancel(str(job_id)))
+        if not reply:
+            return None
+        _, flat = reply
+        job = _decode(job_id, pairs(flat))
+        if job is not None and job.status.is_terminal:
+            self._notifications.settled(str(job_id), job)
+        return job
+
+    async def requeue(self, job_id: uuid.UUID) -> Job | None:
+        """Make a Failed or Canceled job Queued again at the tail of its queue, with
+        ``retry_count`` 0 and its error kept. None when there is no such job.
+
+        Raises:
+            InvalidTransitionError: The job is neither Failed nor Canceled.
+        """
+        reply = await self._run("requeue", lambda s: s.requeue(str(job_id)))
+        if not reply:
+            return None
+        before, flat = reply
+        job = _decode(job_id, pairs(flat))
+        if job is None:
+            return None
+        if text(before) not in (JobStatus.FAILED, JobStatus.CANCELED):
+            check(job, Transition.REQUEUE)  # raises InvalidTransitionError
+        self._notifications.wake()
+        return job
+
+    async def pause(self, queues: Iterable[str]) -> None:
+        """Pause ``queues``: stored in Redis and read by every claim, offer and enqueue
+        script, so no process claims or hands over their jobs until resumed."""
+        names = list(queues)
+        if names:
+            await self._run("pause", lambda s: s.pause(True, names))
+
+    async def resume(self, queues: Iterable[str]) -> None:
+        """Resume ``queues`` and wake idle workers everywhere."""
+        names = list(queues)
+        if names:
+            await self._run("resume", lambda s: s.pause(False, names))
+            self._notifications.wake()
+
+    async def paused_queues(self) -> frozenset[str]:
+        """The queues paused now."""
+        names = await self._run("paused_queues", lambda s: s.pause(True, []))
+        return frozenset(text(name) for name in names)
+
+    def add_cancel_listener(self, listener: Callable[[uuid.UUID], None]) -> None:
+        """Call ``listener(job_id)`` whenever a running job is cancelled by any process:
+        pushed over this store's subscription (the cancel channel), once per cancel."""
+        self._cancel_listeners.append(listener)
+
+    def _canceled(self, raw_id: str) -> None:
+        """A running job was cancelled (a cancel-channel message): a job handed to this
+        store's offer and not yet returned is dropped; the listeners are told."""
+        try:
+            job_id = uuid.UUID(raw_id)
+        except ValueError:
+            logger.warning("ignoring a malformed cancel message")
+            return
+        offer = self._offer
+        if offer is not None:
+            offer.handed = [claim for claim in offer.handed if claim.job.id != job_id]
+        for listener in list(self._cancel_listeners):
+            try:
+                listener(job_id)
+            except Exception:
+                logger.exception("a cancel listener failed")
+
+    async def queue_stats(self, queues: Sequence[str]) -> list[QueueStats]:
+        """Counts per queue, in the order given, in one script call that costs
+        O(number of queues): Queued jobs are the length of the queue's LIST, the others
+        counters kept by the scripts of every transition."""
+        names = list(queues)
+        rows = await self._run("queue_stats", lambda s: s.queue_stats(names))
+        return [
+            QueueStats(name, bool(row[0]), *(int(value) for value in row[1:]))
+            for name, row in zip(names, rows, strict=True)
+        ]
 
     def _settled(self, job_id: uuid.UUID, reply: list[Any] | None) -> Job | None:
         if not reply:

@@ -1,7 +1,5 @@
--- count_waiting: how many jobs are Queued or Scheduled.
---
--- KEYS[1]  the ready queue (LIST)    KEYS[2]  the scheduled ZSET
+-- count_waiting: how many jobs are Queued or Scheduled, in every queue.
 --
 -- Returns: the number of waiting jobs.
 
-return redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2])
+return ready_count_all() + redis.call('ZCARD', K.scheduled)

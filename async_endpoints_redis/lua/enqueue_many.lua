@@ -1,51 +1,60 @@
 -- enqueue_many: store new jobs. A job goes straight to an idle worker that has an open
--- offer (see offer.lua) when nothing is queued ahead of it; otherwise it is Queued at the
--- tail of the ready queue and workers are woken. One call carries every submission a
--- process made in the same event-loop turn.
+-- offer (see _offers.lua) for its queue when nothing is queued ahead of it; otherwise it
+-- is Queued at the tail of its queue (or Scheduled, when delayed) and workers are woken.
+-- One call carries every submission a process made in the same event-loop turn.
 --
--- KEYS[1]  the ready queue (LIST)    KEYS[2]  the scheduled ZSET
--- KEYS[3]  the job key prefix ("{p}:job:")
--- KEYS[4]  the active ZSET           KEYS[5]  the offers HASH
--- KEYS[6]  the idle LIST             KEYS[7]  the given-list key prefix ("{p}:given:")
--- ARGV[1]  the wake channel          ARGV[2]  the inbox channel prefix ("{p}:inbox:")
--- ARGV[3], ARGV[4], ...  5-tuples of job id, job name, max_retries, request JSON (or ''
---          for an empty request), and the most waiting jobs allowed (-1: no limit)
+-- ARGV[1], ARGV[2], ...  7-tuples of job id, job name, max_retries, request JSON (or ''
+--          for an empty request), the most waiting jobs allowed (-1: no limit), the queue,
+--          and the delay in ms (0: Queued now)
 --
 -- Handing over: the job is stored InProgress under a token of the offer ("<base>.<n>",
 -- n counting the jobs the offer got, which its given-list records), with the offer's
 -- lease, and published to the worker's inbox as "<id>" followed by the job's hash as a
--- JSON array {field, value, ...}. It is handed over only when the worker's subscription
--- to its inbox is live on this node, and only when its request is at most 8 KiB (larger
--- ones are queued: pub/sub is no place for big payloads); an offer whose worker is gone,
--- that expired or that is used up loses its turn. Offers take turns, so a burst spreads
--- over the idle workers.
+-- JSON array {field, value, ...}. It is handed over only when its queue is not paused,
+-- the offer serves it and no queue the offer ranks higher holds a job (strict priority),
+-- when the worker's subscription to its inbox is live on this node, and only when its
+-- request is at most 8 KiB (larger ones are queued: pub/sub is no place for big
+-- payloads); an offer whose worker is gone, that expired or that is used up loses its
+-- turn. Offers take turns, so a burst spreads over the idle workers.
 --
 -- Returns: {replies, queued}: per job, in order, its created-at time (ms), -1 when the id
 -- exists (that job is left unchanged) or -2 when its limit of waiting (Queued or
--- Scheduled) jobs is reached (nothing stored for it); and how many jobs were Queued
--- rather than handed over.
+-- Scheduled, all queues) jobs is reached (nothing stored for it); and how many jobs were
+-- Queued rather than handed over.
 
 local clock = clock_ms()
 local now = now_ms()
 local stamp = ms(now)
 local waiting = nil
 local queued = 0
-local queue_empty = redis.call('LLEN', KEYS[1]) == 0
+local paused = paused_set()
+local MAX_OFFERS_LOOKED_AT = 16
 
--- Stores the job InProgress for an open offer and tells its worker; false when no live
--- offer is open.
-local function hand_over(key, id, fields)
-  while true do
-    local inbox = redis.call('LINDEX', KEYS[6], 0)
-    if not inbox then
+-- Whether the offer may take a job of `queue`: it serves it, and no queue it ranks
+-- higher (that is not paused) holds a job.
+local function serves(queues_json, queue)
+  for _, served in ipairs(queue_list(queues_json)) do
+    if served == queue then
+      return true
+    end
+    if not paused[served] and ready_count(served) > 0 then
       return false
     end
-    local offer = redis.call('HGET', KEYS[5], inbox)
-    local base, slots, lease, expires = nil, 0, 0, 0
+  end
+  return false
+end
+
+-- Stores the job InProgress for an open offer and tells its worker; false when no live
+-- offer is open for its queue.
+local function hand_over(key, id, fields, queue)
+  local inboxes = redis.call('LRANGE', K.idle, 0, MAX_OFFERS_LOOKED_AT - 1)
+  for _, inbox in ipairs(inboxes) do
+    local offer = redis.call('HGET', K.offers, inbox)
+    local base, slots, lease, expires, queues = nil, 0, 0, 0, ''
     if offer then
-      base, slots, lease, expires = parse_offer(offer)
+      base, slots, lease, expires, queues = parse_offer(offer)
     end
-    local channel = ARGV[2] .. inbox
+    local channel = K.inbox .. inbox
     -- NUMSUB counts the worker's own subscription on this node (pattern subscribers and
     -- other nodes' subscribers do not count), and nothing is published unless stored. A
     -- user not allowed PUBSUB gets no hand-over: its jobs are queued as usual.
@@ -54,8 +63,12 @@ local function hand_over(key, id, fields)
       local count = redis.pcall('PUBSUB', 'NUMSUB', channel)
       listening = type(count) == 'table' and tonumber(count[2]) ~= nil and tonumber(count[2]) > 0
     end
-    if listening then
-      local given = KEYS[7] .. base
+    if not listening then
+      -- Used up, expired, gone or unreachable for now: out of turn. Its record stays for
+      -- its worker's withdrawal (offer.lua collects those of workers that never return).
+      redis.call('LREM', K.idle, 1, inbox)
+    elseif serves(queues, queue) then
+      local given = K.given .. base
       local token = base .. '.' .. (redis.call('LLEN', given) + 1)
       local handed = {}
       for _, value in ipairs(fields) do
@@ -65,37 +78,36 @@ local function hand_over(key, id, fields)
       for _, value in ipairs({'token', token, 'started_at', stamp}) do
         handed[#handed + 1] = value
       end
-      redis.call('HSET', key, unpack(handed))
-      redis.call('ZADD', KEYS[4], clock + lease, id)
+      enqueue_claimed(key, id, handed, queue, now, clock + lease)
       redis.call('RPUSH', given, id)
       -- Kept while the offer may still hand jobs over, and then for a lease, so that
       -- token numbers never repeat within an offer.
       redis.call('PEXPIRE', given, expires - clock + lease)
       -- A used-up offer stays in the HASH until its worker withdraws it, which puts
       -- back what it was handed but did not start.
-      redis.call('HSET', KEYS[5], inbox,
-        base .. ' ' .. (slots - 1) .. ' ' .. lease .. ' ' .. ms(expires))
-      if slots == 1 then
-        redis.call('LPOP', KEYS[6])
-      else
-        redis.call('LMOVE', KEYS[6], KEYS[6], 'LEFT', 'RIGHT')
+      local rest = base .. ' ' .. (slots - 1) .. ' ' .. lease .. ' ' .. ms(expires)
+      redis.call('HSET', K.offers, inbox, rest .. ' ' .. queues)
+      redis.call('LREM', K.idle, 1, inbox)
+      if slots > 1 then
+        redis.call('RPUSH', K.idle, inbox)
       end
       redis.call('PUBLISH', channel, id .. cjson.encode(handed))
       return true
     end
-    -- Used up, expired, gone or unreachable for now: out of turn. Its record stays for
-    -- its worker's withdrawal (offer.lua collects those of workers that never return).
-    redis.call('LPOP', KEYS[6])
   end
+  return false
 end
 
 local replies = {}
-for i = 3, #ARGV, 5 do
+local woken = {}
+for i = 1, #ARGV, 7 do
   local id = ARGV[i]
-  local key = KEYS[3] .. id
+  local key = job_key(id)
   local limit = tonumber(ARGV[i + 4])
+  local queue = ARGV[i + 5]
+  local delay = tonumber(ARGV[i + 6]) or 0
   if limit >= 0 and waiting == nil then
-    waiting = redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2])
+    waiting = ready_count_all() + redis.call('ZCARD', K.scheduled)
   end
   if redis.call('EXISTS', key) == 1 then
     replies[#replies + 1] = -1
@@ -103,26 +115,34 @@ for i = 3, #ARGV, 5 do
     replies[#replies + 1] = -2
   else
     -- Left out while they hold their defaults, to keep the hash small: retry_count (0),
-    -- last_updated_at (created_at) and request (empty).
+    -- last_updated_at (created_at), request (empty) and queue ('default').
     local fields = {'name', ARGV[i + 1], 'status', 'Queued', 'max_retries', ARGV[i + 2],
       'created_at', stamp}
     if ARGV[i + 3] ~= '' then
       fields[#fields + 1] = 'request'
       fields[#fields + 1] = ARGV[i + 3]
     end
-    if not (queue_empty and #ARGV[i + 3] <= 8192 and hand_over(key, id, fields)) then
-      redis.call('HSET', key, unpack(fields))
-      redis.call('RPUSH', KEYS[1], id)
-      queue_empty = false
+    if queue ~= DEFAULT_QUEUE then
+      fields[#fields + 1] = 'queue'
+      fields[#fields + 1] = queue
+    end
+    if delay > 0 then
+      fields[4] = 'Scheduled'
+      fields[#fields + 1] = 'run_at'
+      fields[#fields + 1] = ms(now + delay)
+      schedule(key, id, fields, queue, now, clock, delay)
+      waiting = waiting and waiting + 1
+      woken[#woken + 1] = true  -- idle workers learn the new earliest due time
+    elseif paused[queue] or ready_count(queue) > 0 or #ARGV[i + 3] > 8192
+        or not hand_over(key, id, fields, queue) then
+      enqueue(key, id, fields, queue, now)
       queued = queued + 1
-      if waiting ~= nil then
-        waiting = waiting + 1
-      end
+      waiting = waiting and waiting + 1
     end
     replies[#replies + 1] = now
   end
 end
-if queued > 0 then
-  redis.call('PUBLISH', ARGV[1], '')
+if queued > 0 or #woken > 0 then
+  wake()
 end
 return {replies, queued}

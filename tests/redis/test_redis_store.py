@@ -62,12 +62,12 @@ async def test_missing_or_corrupt_ids_in_the_queue_do_not_stall_claims(
     await raw_redis.set(f"{tag}:job:{wrong_type}", "not a hash")
     await raw_redis.hset(f"{tag}:job:{incomplete}", mapping={"status": "Queued"})
     await raw_redis.rpush(
-        f"{tag}:queue", str(uuid.uuid4()), "not-a-uuid", str(wrong_type), str(incomplete)
+        f"{tag}:queue:default", str(uuid.uuid4()), "not-a-uuid", str(wrong_type), str(incomplete)
     )
     good = await store.enqueue(new_job())
     claims = await store.claim(5, lease=30)
     assert [claim.job.id for claim in claims] == [good.id]
-    assert await raw_redis.llen(f"{tag}:queue") == 0
+    assert await raw_redis.llen(f"{tag}:queue:default") == 0
 
 
 async def test_concurrent_claimers_on_two_clients_never_share_a_job(

@@ -1,0 +1,140 @@
+-- Sorted indexes for listing (included after _lib.lua): the jobs of one kind ordered by a
+-- time and then by id, read a page at a time in O(log n + page) and kept as small as a
+-- list entry.
+--
+-- An entry is the text "<ms, 14 digits>:<id>", so text order is (time, id) order. One
+-- ZSET holding every entry would cost about 155 bytes an entry (a skiplist node and a
+-- dict entry); instead an index is cut into chunks of at most INDEX_CHUNK entries, each a
+-- small ZSET that Redis keeps as a listpack (about 50 bytes an entry):
+--
+--   {p}:ix:<name>          ZSET (all scores 0, ordered by text): "<floor entry> <n>" per
+--                          chunk; chunk n holds the entries from its floor up to the next
+--                          chunk's floor
+--   {p}:ix:<name>:<n>      ZSET (all scores 0): the entries of chunk n
+--   {p}:ix:<name>:n        STRING the last chunk number given out
+--
+-- Entries are mostly appended (times grow), which fills the last chunk and then opens a
+-- new one; an entry inside a full chunk splits it in halves. A chunk left empty is
+-- deleted. Every operation costs O(log number of chunks + INDEX_CHUNK).
+
+local INDEX_CHUNK = 100
+local ENTRY_WIDTH = 51  -- 14 digits, ':', a 36-character id
+
+local function index_entry(moment, id)
+  return string.format('%014d', math.max(0, tonumber(moment) or 0)) .. ':' .. id
+end
+
+-- The id in an entry.
+local function entry_id(entry)
+  return string.sub(entry, 16)
+end
+
+local function index_dir(name)
+  return P .. 'ix:' .. name
+end
+
+local function index_chunk(name, n)
+  return P .. 'ix:' .. name .. ':' .. n
+end
+
+-- The directory member of the chunk that holds (or would hold) entry, or nil when entry
+-- sorts before every chunk's floor. ' ' sorts before '!', so "<entry> <n>" < "<entry>!".
+local function index_member_for(name, entry)
+  local found = redis.call('ZREVRANGEBYLEX', index_dir(name), '(' .. entry .. '!', '-',
+    'LIMIT', 0, 1)
+  return found[1]
+end
+
+local function member_chunk(name, member)
+  return index_chunk(name, string.sub(member, ENTRY_WIDTH + 2))
+end
+
+local function index_new_chunk(name, entries)
+  local n = redis.call('INCR', index_dir(name) .. ':n')
+  local chunk = index_chunk(name, n)
+  for _, entry in ipairs(entries) do
+    redis.call('ZADD', chunk, 0, entry)
+  end
+  redis.call('ZADD', index_dir(name), 0, entries[1] .. ' ' .. n)
+end
+
+local function index_add(name, moment, id)
+  local entry = index_entry(moment, id)
+  local dir = index_dir(name)
+  local member = index_member_for(name, entry)
+  if not member then
+    -- Before every floor: the first chunk takes it (its floor lowered) while it has room.
+    member = redis.call('ZRANGE', dir, 0, 0)[1]
+    if not member or redis.call('ZCARD', member_chunk(name, member)) >= INDEX_CHUNK then
+      index_new_chunk(name, {entry})
+      return
+    end
+    redis.call('ZREM', dir, member)
+    member = entry .. string.sub(member, ENTRY_WIDTH + 1)
+    redis.call('ZADD', dir, 0, member)
+  end
+  local chunk = member_chunk(name, member)
+  local size = redis.call('ZCARD', chunk)
+  if size >= INDEX_CHUNK then
+    local last = redis.call('ZRANGE', chunk, -1, -1)[1]
+    if last and entry > last then
+      index_new_chunk(name, {entry})  -- an append: the full chunk stays full
+      return
+    end
+    local upper = redis.call('ZRANGE', chunk, math.floor(size / 2), -1)
+    redis.call('ZREM', chunk, unpack(upper))
+    index_new_chunk(name, upper)
+    if entry > upper[1] then
+      chunk = index_chunk(name, redis.call('GET', dir .. ':n'))
+    end
+  end
+  redis.call('ZADD', chunk, 0, entry)
+end
+
+local function index_remove(name, moment, id)
+  local entry = index_entry(moment, id)
+  local member = index_member_for(name, entry)
+  if not member then
+    return
+  end
+  local chunk = member_chunk(name, member)
+  if redis.call('ZREM', chunk, entry) == 1 and redis.call('EXISTS', chunk) == 0 then
+    redis.call('ZREM', index_dir(name), member)
+  end
+end
+
+-- Calls visit(entry) for the entries after the entry `after` (nil: from the first), in
+-- ascending or descending order, until visit returns false or the index ends.
+local function index_scan(name, after, descending, visit)
+  local dir = index_dir(name)
+  local member
+  if after then
+    member = index_member_for(name, after)
+  end
+  if not member and (descending and after) then
+    return
+  end
+  if not member then
+    member = redis.call('ZRANGE', dir, descending and -1 or 0, descending and -1 or 0)[1]
+  end
+  while member do
+    local chunk = member_chunk(name, member)
+    local entries
+    if descending then
+      entries = redis.call('ZREVRANGEBYLEX', chunk, after and ('(' .. after) or '+', '-')
+    else
+      entries = redis.call('ZRANGEBYLEX', chunk, after and ('(' .. after) or '-', '+')
+    end
+    for _, entry in ipairs(entries) do
+      if not visit(entry) then
+        return
+      end
+    end
+    after = nil
+    if descending then
+      member = redis.call('ZREVRANGEBYLEX', dir, '(' .. member, '-', 'LIMIT', 0, 1)[1]
+    else
+      member = redis.call('ZRANGEBYLEX', dir, '(' .. member, '+', 'LIMIT', 0, 1)[1]
+    end
+  end
+end

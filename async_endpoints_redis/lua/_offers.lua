@@ -1,0 +1,46 @@
+-- Offers (included after _lifecycle.lua): an idle worker's standing request for new jobs,
+-- stored in the offers HASH under the worker's inbox name as
+-- "<token base> <slots left> <lease ms> <expires at ms> <queues as JSON>" (expires at:
+-- on the elapsed-time clock; the queues the worker serves, in priority order). The idle
+-- LIST holds the inboxes with an offer, in turn order; {p}:given:<base> the ids handed to
+-- one offer.
+
+local function parse_offer(offer)
+  local base, slots, lease, expires, queues =
+    string.match(offer, '^(%S+) (%d+) (%d+) (%d+) ?(.*)$')
+  return base, tonumber(slots), tonumber(lease), tonumber(expires), queues
+end
+
+-- Ends the inbox's offer, if it has one. Jobs handed to it that the worker has not
+-- started (their token is not among `returned`) go back to the head of their queue,
+-- Queued as before, in their order; no attempt is counted. Returns how many went back.
+local function end_offer(inbox, returned, now)
+  local offer = redis.call('HGET', K.offers, inbox)
+  if not offer then
+    return 0
+  end
+  redis.call('HDEL', K.offers, inbox)
+  redis.call('LREM', K.idle, 0, inbox)
+  local base = parse_offer(offer)
+  if not base then
+    return 0
+  end
+  local given = redis.call('LRANGE', K.given .. base, 0, -1)
+  redis.call('DEL', K.given .. base)
+  local started = {}
+  for _, token in ipairs(returned) do
+    started[token] = true
+  end
+  local mark = base .. '.'
+  local back = 0
+  for i = #given, 1, -1 do
+    local id = given[i]
+    local key = job_key(id)
+    local token = redis.pcall('HGET', key, 'token')
+    if type(token) == 'string' and string.sub(token, 1, #mark) == mark and not started[token] then
+      unclaim(key, id, now)
+      back = back + 1
+    end
+  end
+  return back
+end
