@@ -24,11 +24,16 @@ from ._job import JobError as JobError
 from ._job import JobRequest as JobRequest
 from ._job import JobStatus as JobStatus
 from ._job import NewJob as NewJob
+from ._lifecycle import InvalidTransitionError as InvalidTransitionError
+from ._listing import JobPage as JobPage
+from ._listing import QueueStats as QueueStats
 from ._memory import InMemoryJobStore as InMemoryJobStore
 from ._responses import JobModel as JobModel
 from ._retry import RetryPolicy as RetryPolicy
 from ._settings import Settings as Settings
 from ._store import Claim as Claim
+from ._store import ControlStore as ControlStore
+from ._store import InspectionStore as InspectionStore
 from ._store import JobStore as JobStore
 
 __all__ = [
@@ -39,12 +44,16 @@ __all__ = [
     "AsyncEndpointsError",
     "Claim",
     "ConfigurationError",
+    "ControlStore",
     "DuplicateJobError",
     "Handler",
     "InMemoryJobStore",
+    "InspectionStore",
+    "InvalidTransitionError",
     "Job",
     "JobError",
     "JobModel",
+    "JobPage",
     "JobRequest",
     "JobStatus",
     "JobStore",
@@ -52,6 +61,7 @@ __all__ = [
     "JobValidationError",
     "NewJob",
     "QueueFullError",
+    "QueueStats",
     "ResultRefusedError",
     "RetryPolicy",
     "Settings",

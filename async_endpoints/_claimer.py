@@ -9,16 +9,22 @@ scheduled before the call runs only if the call waits.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
+from ._job import DEFAULT_QUEUE
 from ._store import Claim, JobStore
+
+_DEFAULT_QUEUES = (DEFAULT_QUEUE,)
 
 
 class Claimer:
-    """Claims jobs from ``store`` with leases of ``lease`` seconds."""
+    """Claims jobs of ``queues`` (highest priority first) from ``store`` with leases of
+    ``lease`` seconds."""
 
-    def __init__(self, store: JobStore, lease: float) -> None:
+    def __init__(self, store: JobStore, lease: float, queues: Sequence[str]) -> None:
         self.store = store
         self.lease = lease
+        self.queues = tuple(queues)
         #: The last claim call waited (a round trip, say); True until one has been made.
         self.waits = True
         #: A claim call is under way (shutdown lets it finish: see `WorkerPool.stop`).
@@ -30,7 +36,9 @@ class Claimer:
         marker = asyncio.get_running_loop().call_soon(waited.set)
         self.under_way = True
         try:
-            return await self.store.claim(limit, lease=self.lease)
+            if self.queues == _DEFAULT_QUEUES:  # TODO(engine): drop once every store takes queues
+                return await self.store.claim(limit, lease=self.lease)
+            return await self.store.claim(limit, lease=self.lease, queues=self.queues)
         finally:
             self.under_way = False
             marker.cancel()

@@ -40,8 +40,10 @@ def load_endpoints(target: str) -> AsyncEndpoints:
     return found
 
 
-async def run_worker(endpoints: AsyncEndpoints) -> None:
+async def run_worker(endpoints: AsyncEndpoints, queues: Sequence[str] | None = None) -> None:
     """Run the app's own lifespan and the worker pool until SIGTERM or SIGINT.
+
+    The pool serves ``queues``, highest priority first (default: the ``queues`` setting).
 
     The first signal stops claiming and lets running handlers finish (up to
     ``shutdown_grace_period``); a second one cancels them at once. A store that cannot be
@@ -63,11 +65,12 @@ async def run_worker(endpoints: AsyncEndpoints) -> None:
     settings = endpoints.settings
     async with endpoints.app_lifespan():
         if await _store_reachable(endpoints.store, stop):
-            async with endpoints.running(workers=True):
+            async with endpoints.running(workers=True, queues=queues):
                 logger.info(
-                    "worker started: %d handler(s), max_concurrency=%d, store=%s",
+                    "worker started: %d handler(s), max_concurrency=%d, queues=%s, store=%s",
                     len(endpoints.handlers),
                     settings.max_concurrency,
+                    ",".join(endpoints.pool.queues),
                     type(endpoints.store).__name__,
                 )
                 await stop.wait()
@@ -139,6 +142,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     worker = commands.add_parser("worker", help="run the worker pool of MODULE:ATTRIBUTE")
     worker.add_argument("target", metavar="MODULE:ATTRIBUTE", help="the AsyncEndpoints object")
+    worker.add_argument(
+        "--queues",
+        metavar="Q1,Q2",
+        help="serve only these queues, highest priority first (default: the app's queues)",
+    )
     worker.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -148,7 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.path.insert(0, "")
     try:
         endpoints = load_endpoints(args.target)
-    except (ConfigurationError, ImportError) as exc:
+        queues = None if args.queues is None else endpoints.serving(args.queues.split(","))
+    except (ConfigurationError, ImportError, ValueError) as exc:
         parser.error(str(exc))
-    _run(run_worker(endpoints), endpoints.pool.attempts.abandoned)
+    _run(run_worker(endpoints, queues), endpoints.pool.attempts.abandoned)
     return 0

@@ -28,6 +28,8 @@ class Deadline:
         if task is None:
             raise RuntimeError("a Deadline needs a running task")
         self.task = task
+        #: The seconds given.
+        self.seconds = seconds
         #: The deadline passed and cancelled the task.
         self.expired = False
         #: The handler ignored that cancellation for `CANCEL_WAIT` s; ``on_abandon`` ran.

@@ -8,21 +8,31 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from datetime import datetime
 from typing import Any, TypeVar
 
 from starlette.requests import Request
 
 from ._app import Lifespan, join_app
+from ._control import JobControl
 from ._errors import ConfigurationError, StoreUnavailableError, UnknownJobNameError
+from ._events import EventKind, LifecycleEvent, LifecycleEvents
 from ._handlers import Handler, HandlerFunction, Validator
-from ._http import JobLocations, job_details_endpoint, job_request, submit_endpoint
+from ._http import (
+    JobLocations,
+    job_cancel_endpoint,
+    job_details_endpoint,
+    job_request,
+    submit_endpoint,
+)
 from ._job import Job, JobRequest, NewJob, parse_job_id
 from ._memory import InMemoryJobStore
+from ._options import DelayOption, submission_delay
 from ._redact import ErrorDescriber
 from ._retry import RetryPolicy
-from ._routes import add_get_route, add_post_route
+from ._routes import add_cancel_route, add_get_route, add_post_route
 from ._runner import WorkerPool
-from ._settings import Settings
+from ._settings import Settings, queue_names
 from ._store import JobStore
 from ._worker import AttemptRunner
 
@@ -30,7 +40,7 @@ F = TypeVar("F", bound=HandlerFunction)
 logger = logging.getLogger("async_endpoints")
 
 
-class AsyncEndpoints:
+class AsyncEndpoints(JobControl):
     """Async job endpoints for one Starlette or FastAPI app.
 
     Args:
@@ -56,6 +66,8 @@ class AsyncEndpoints:
         self.app = app
         self.handlers: dict[str, Handler] = {}
         self.locations = JobLocations()
+        #: Lifecycle events of this process: ``events.subscribe(listener)``.
+        self.events = LifecycleEvents()
         self._app_lifespan: Lifespan | None = None
         s = self.settings
         policy = RetryPolicy(s.max_retries, s.retry_base_delay, s.retry_max_delay, s.retry_jitter)
@@ -69,25 +81,43 @@ class AsyncEndpoints:
             # Past the lease a result is refused, but the store may be back before recovery
             # ran: keep trying at least as long as the lease, and no less than 30 s.
             settle_patience=max(s.claim_timeout, 30.0),
+            events=self.events,
         )
         self.pool = WorkerPool(self.store, attempts, s)
         if app is not None:
             self._app_lifespan = join_app(app, self.running)
 
     def map_async_post(
-        self, path: str, *, name: str | None = None, validator: Validator | None = None
+        self,
+        path: str,
+        *,
+        name: str | None = None,
+        validator: Validator | None = None,
+        queue: str | None = None,
+        delay: DelayOption | None = None,
+        max_retries: int | None = None,
+        job_timeout: float | None = None,
     ) -> Callable[[F], F]:
         """Decorator: ``POST path`` queues a job for the decorated handler.
 
         The handler is ``async def handler(ctx: AsyncContext[Model]) -> Result``; see
-        `add_async_post`. The function is returned unchanged.
+        `add_async_post` for the options. The function is returned unchanged.
 
         Raises:
             ConfigurationError: when decorating, as `add_async_post` raises it.
         """
 
         def register(function: F) -> F:
-            self.add_async_post(path, function, name=name, validator=validator)
+            self.add_async_post(
+                path,
+                function,
+                name=name,
+                validator=validator,
+                queue=queue,
+                delay=delay,
+                max_retries=max_retries,
+                job_timeout=job_timeout,
+            )
             return function
 
         return register
@@ -99,6 +129,10 @@ class AsyncEndpoints:
         *,
         name: str | None = None,
         validator: Validator | None = None,
+        queue: str | None = None,
+        delay: DelayOption | None = None,
+        max_retries: int | None = None,
+        job_timeout: float | None = None,
     ) -> Handler:
         """Register ``function`` as the handler of jobs named ``name`` and route ``POST path``.
 
@@ -108,17 +142,33 @@ class AsyncEndpoints:
             name: The job name (default: the function's name); unique per endpoints object.
             validator: ``validator(request, body)`` (sync or async) run before queuing; a
                 ``Response`` it returns is sent as is and nothing is queued.
+            queue: The queue its jobs wait in (default: the first of ``queues``).
+            delay: Seconds a POSTed job waits before it is due (``Scheduled``), or
+                ``fn(request, body)`` (sync or async) giving them (or None) per POST, after
+                the validator and before anything is stored; a value that is not a finite
+                number >= 0 answers 422. POSTs only: `submit` takes its own ``delay``.
+            max_retries: Retries of its jobs (default: the ``max_retries`` setting).
+            job_timeout: Seconds one attempt may run (default: the ``job_timeout`` setting).
 
         Raises:
             ConfigurationError: there is no app, ``path`` does not start with ``/``, the
-                name is taken, or the handler's signature is unusable. Nothing is
-                registered then.
+                name is taken, the handler's signature is unusable, ``queue`` is not one of
+                the ``queues`` setting, or an option is out of range. Nothing is registered
+                then.
         """
         if self.app is None:
             raise ConfigurationError("add_async_post needs an app; use add_handler without one")
         if not path.startswith("/"):
             raise ConfigurationError(f"a route path must start with '/': {path!r}")
-        handler = self._new_handler(function, name=name, validator=validator)
+        handler = self._new_handler(
+            function,
+            name=name,
+            validator=validator,
+            queue=queue,
+            delay=delay,
+            max_retries=max_retries,
+            job_timeout=job_timeout,
+        )
         endpoint = submit_endpoint(self, handler)
         add_post_route(self.app, path, endpoint, name=handler.name, model=handler.model)
         self.handlers[handler.name] = handler
@@ -130,24 +180,53 @@ class AsyncEndpoints:
         *,
         name: str | None = None,
         validator: Validator | None = None,
+        queue: str | None = None,
+        max_retries: int | None = None,
+        job_timeout: float | None = None,
     ) -> Handler:
         """Register a job handler without a route (jobs come from `submit` only).
 
+        ``queue``, ``max_retries`` and ``job_timeout`` are as for `add_async_post`.
+
         Raises:
-            ConfigurationError: the name is taken or the handler's signature is unusable.
+            ConfigurationError: the name is taken, the handler's signature is unusable,
+                ``queue`` is not one of the ``queues`` setting, or an option is out of range.
         """
-        handler = self._new_handler(function, name=name, validator=validator)
+        handler = self._new_handler(
+            function,
+            name=name,
+            validator=validator,
+            queue=queue,
+            max_retries=max_retries,
+            job_timeout=job_timeout,
+        )
         self.handlers[handler.name] = handler
         return handler
 
     def _new_handler(
-        self, function: HandlerFunction, *, name: str | None, validator: Validator | None
+        self,
+        function: HandlerFunction,
+        *,
+        name: str | None,
+        validator: Validator | None,
+        queue: str | None,
+        max_retries: int | None,
+        job_timeout: float | None,
+        delay: DelayOption | None = None,
     ) -> Handler:
+        queues = self.settings.queues
+        if queue is not None and queue not in queues:
+            known = ", ".join(queues)
+            raise ConfigurationError(f"unknown queue {queue!r} (the queues setting has: {known})")
         handler = Handler.from_function(
             function,
             name=name,
             validator=validator,
             max_result_size=self.settings.max_result_size,
+            queue=queues[0] if queue is None else queue,
+            max_retries=max_retries,
+            job_timeout=job_timeout,
+            delay=delay,
         )
         if handler.name in self.handlers:
             raise ConfigurationError(f"a job handler named {handler.name!r} exists already")
@@ -174,23 +253,56 @@ class AsyncEndpoints:
         add_get_route(self.app, path, job_details_endpoint(self), name=route_name)
         self.locations.route_name = route_name
 
+    def map_job_cancel(
+        self, path: str = "/jobs/{job_id}/cancel", *, name: str | None = None
+    ) -> None:
+        """Register ``POST path`` cancelling a job as `cancel` does (``path`` holds
+        ``{job_id}``): ``200`` with the job JSON (status ``Canceled``), ``409`` when the
+        job was terminal already, ``404`` when unknown, not a UUID, or refused by
+        ``authorize``.
+
+        Args:
+            path: The route path.
+            name: The route name (and FastAPI operation id); default derived from ``path``.
+
+        Raises:
+            ConfigurationError: ``path`` lacks ``{job_id}`` or a leading ``/``, there is no
+                app, or the store is not a `ControlStore`.
+        """
+        if "{job_id}" not in path or not path.startswith("/"):
+            message = f"the job-cancel path must start with '/' and hold {{job_id}}: {path!r}"
+            raise ConfigurationError(message)
+        if self.app is None:
+            raise ConfigurationError("map_job_cancel needs an app")
+        self._control("cancel jobs")
+        route_name = name or "cancel_" + re.sub(r"\W+", "_", path).strip("_")
+        add_cancel_route(self.app, path, job_cancel_endpoint(self), name=route_name)
+
     async def submit(
         self,
         name: str,
         body: Any = None,
         *,
+        delay: float | None = None,
+        run_at: datetime | None = None,
+        queue: str | None = None,
         headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         query_string: str = "",
         route_params: Mapping[str, str] | None = None,
         owner: str | None = None,
     ) -> Job:
-        """Queue a job for handler ``name`` as a POST would; return it (status Queued).
+        """Queue a job for handler ``name`` as a POST would; return it (status Queued, or
+        Scheduled with ``run_at`` when delayed).
 
         ``body`` is a model instance or plain data validated against the handler's model.
+        ``delay`` (seconds) or ``run_at`` (an aware `datetime`; one in the past is due at
+        once) makes the job wait before it is due. ``queue`` overrides the handler's.
         ``headers`` and ``query_string`` are captured by the same rules as a POST's (the
         sensitive ones left out); ``owner`` becomes ``job.owner``, for ``authorize``.
 
         Raises:
+            ValueError: ``delay`` is negative, not finite or not a number; ``run_at`` is
+                naive; both are given; ``queue`` is not one of the ``queues`` setting.
             UnknownJobNameError: no handler has that name.
             JobValidationError: ``body`` fails the handler's model or has no JSON form.
             QueueFullError: ``max_queue_size`` jobs are waiting.
@@ -200,16 +312,38 @@ class AsyncEndpoints:
         handler = self.handlers.get(name)
         if handler is None:
             raise UnknownJobNameError(f"no job handler named {name!r}")
+        seconds = submission_delay(delay, run_at)
+        if queue is not None:
+            self._queues(queue)
         _, body_json = handler.coerce_body(body)
         pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
         params = dict(route_params or {})
         request = job_request(self.settings, body_json, pairs, query_string.encode(), params, owner)
-        return await self.enqueue(handler, request)
+        return await self.enqueue(handler, request, delay=seconds, queue=queue)
 
-    async def enqueue(self, handler: Handler, request: JobRequest) -> Job:
-        """Store a job for ``handler`` from an already validated request."""
-        new_job = NewJob(uuid.uuid4(), handler.name, self.settings.max_retries, request)
-        return await self.store.enqueue(new_job, max_waiting=self.settings.max_queue_size)
+    async def enqueue(
+        self,
+        handler: Handler,
+        request: JobRequest,
+        *,
+        delay: float = 0.0,
+        queue: str | None = None,
+    ) -> Job:
+        """Store a job for ``handler`` from an already validated request (every POST and
+        `submit` come here); ``delay`` in seconds, ``queue`` checked by the caller."""
+        max_retries = handler.max_retries
+        new_job = NewJob(
+            uuid.uuid4(),
+            handler.name,
+            self.settings.max_retries if max_retries is None else max_retries,
+            request,
+            queue=handler.queue if queue is None else queue,
+            delay=delay,
+        )
+        job = await self.store.enqueue(new_job, max_waiting=self.settings.max_queue_size)
+        if self.events:
+            self.events.emit(LifecycleEvent(EventKind.SUBMITTED, job))
+        return job
 
     async def get_job(self, job_id: uuid.UUID | str) -> Job | None:
         """The job with this id, or None when unknown (or not a UUID).
@@ -256,11 +390,19 @@ class AsyncEndpoints:
         return await self.pool.drain()
 
     @asynccontextmanager
-    async def running(self, *, workers: bool | None = None) -> AsyncIterator[AsyncEndpoints]:
+    async def running(
+        self, *, workers: bool | None = None, queues: Sequence[str] | None = None
+    ) -> AsyncIterator[AsyncEndpoints]:
         """Start the store and, when ``workers`` (default: ``run_workers``), the pool.
 
-        On exit the pool stops claiming and drains within ``shutdown_grace_period``.
+        The pool serves ``queues`` in that order (default: the ``queues`` setting). On exit
+        it stops claiming and drains within ``shutdown_grace_period``.
+
+        Raises:
+            ValueError: ``queues`` names a queue the ``queues`` setting lacks, repeats one
+                or is empty.
         """
+        self.pool.queues = self.serving(queues)
         try:
             await self.store.start()
         except StoreUnavailableError as exc:
@@ -275,6 +417,19 @@ class AsyncEndpoints:
                 yield self
         finally:
             await self.store.aclose()
+
+    def serving(self, queues: Sequence[str] | None) -> tuple[str, ...]:
+        """``queues`` checked against the ``queues`` setting (None: all of them, in order).
+
+        Raises:
+            ValueError: an unknown, repeated or missing queue name.
+        """
+        if queues is None:
+            return tuple(self.settings.queues)
+        names = queue_names(queues)
+        for queue in names:
+            self._queues(queue)
+        return names
 
     def app_lifespan(self) -> AbstractAsyncContextManager[Any]:
         """The app's own lifespan (without the workers), for processes that serve no HTTP."""

@@ -19,7 +19,14 @@ from ._errors import (
     ResultNotSerializable,
     ResultTooLarge,
 )
-from ._job import Job
+from ._job import DEFAULT_QUEUE, Job
+from ._options import (
+    DelayOption,
+    delay_seconds,
+    handler_delay,
+    handler_job_timeout,
+    handler_max_retries,
+)
 from ._settings import DEFAULT_MAX_RESULT_SIZE
 
 HandlerFunction = Callable[[AsyncContext[Any]], Awaitable[Any]]
@@ -40,6 +47,11 @@ class Handler:
         model: The request model (``T`` of ``AsyncContext[T]``), or None for no body.
         validator: The optional ``validator(request, body)`` hook.
         max_result_size: Bytes the result's JSON may take at most.
+        queue: The queue its jobs wait in.
+        max_retries: Retries its jobs get (None: the ``max_retries`` setting).
+        job_timeout: Seconds one attempt may run (None: the ``job_timeout`` setting).
+        delay: Seconds a POSTed job waits before it is due, or ``fn(request, body)``
+            giving them per POST (None: due at once).
     """
 
     name: str
@@ -49,6 +61,10 @@ class Handler:
     result_adapter: TypeAdapter[Any]
     validator: Validator | None = None
     max_result_size: int = DEFAULT_MAX_RESULT_SIZE
+    queue: str = DEFAULT_QUEUE
+    max_retries: int | None = None
+    job_timeout: float | None = None
+    delay: DelayOption | None = None
     _result_serializer: SchemaSerializer = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -65,14 +81,23 @@ class Handler:
         name: str | None = None,
         validator: Validator | None = None,
         max_result_size: int = DEFAULT_MAX_RESULT_SIZE,
+        queue: str = DEFAULT_QUEUE,
+        max_retries: int | None = None,
+        job_timeout: float | None = None,
+        delay: DelayOption | None = None,
     ) -> Handler:
         """Inspect ``function``'s signature and build its handler.
 
         Raises:
             ConfigurationError: ``function`` is not async, its first parameter is not an
-                ``AsyncContext``, or its annotations name a type that cannot be resolved or
-                that pydantic cannot handle.
+                ``AsyncContext``, its annotations name a type that cannot be resolved or
+                that pydantic cannot handle, or an option is out of range.
         """
+        if not isinstance(queue, str) or not queue:
+            raise ConfigurationError(f"queue must be a queue name (str), not {queue!r}")
+        max_retries = handler_max_retries(max_retries)
+        job_timeout = handler_job_timeout(job_timeout)
+        delay = handler_delay(delay)
         if not inspect.iscoroutinefunction(function):
             raise ConfigurationError(f"job handler {function!r} must be an async function")
         params = list(inspect.signature(function).parameters)
@@ -90,10 +115,31 @@ class Handler:
                 result_adapter=TypeAdapter(Any if returns is type(None) else returns),
                 validator=validator,
                 max_result_size=max_result_size,
+                queue=queue,
+                max_retries=max_retries,
+                job_timeout=job_timeout,
+                delay=delay,
             )
         except (NameError, TypeError, PydanticUserError) as exc:
             message = f"job handler {function.__name__}'s annotations are unusable: {exc}"
             raise ConfigurationError(message) from exc
+
+    async def delay_for(self, request: Any, body: Any) -> float:
+        """Seconds a job POSTed with ``request`` and ``body`` waits before it is due.
+
+        Raises:
+            ValueError: the ``delay`` function gave something other than None or a finite
+                number of seconds >= 0.
+        """
+        delay = self.delay
+        if delay is None:
+            return 0.0
+        if callable(delay):
+            value = delay(request, body)
+            if inspect.isawaitable(value):
+                value = await value
+            return 0.0 if value is None else delay_seconds(value, f"{self.name}'s delay")
+        return delay
 
     def parse_body(self, raw: bytes | str) -> Any:
         """Validate a JSON body against the request model.

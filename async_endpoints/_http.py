@@ -1,4 +1,6 @@
-"""The HTTP endpoints: submit (POST → 202) and job details (GET).
+"""The HTTP endpoints: submit (POST → 202), job details (GET) and cancel (POST).
+
+They depend on `JobService`, the few things of `AsyncEndpoints` they use, not on all of it.
 
 Every answer the library itself produces is JSON without a stack trace: the store's own
 failures are logged here and answered with a fixed message (503 when it is unreachable,
@@ -10,7 +12,7 @@ failures are logged here and answered with a fixed message (503 when it is unrea
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,12 +27,9 @@ from ._capture import (
 )
 from ._errors import JobStoreError, JobValidationError, QueueFullError, StoreUnavailableError
 from ._handlers import Handler
-from ._job import Job, JobRequest, parse_job_id
+from ._job import Job, JobRequest, JobStatus, parse_job_id
 from ._responses import call_maybe_async, error_response, job_response
 from ._settings import Settings
-
-if TYPE_CHECKING:
-    from ._endpoints import AsyncEndpoints
 
 logger = logging.getLogger("async_endpoints")
 
@@ -67,7 +66,35 @@ class JobLocations:
         return str(request.scope.get("root_path", "")) + path
 
 
-def submit_endpoint(endpoints: "AsyncEndpoints", handler: Handler) -> Endpoint:
+class JobService(Protocol):
+    """What the HTTP endpoints need of `AsyncEndpoints`."""
+
+    @property
+    def settings(self) -> Settings:
+        """The settings (hooks, limits, capture rules)."""
+        ...
+
+    @property
+    def locations(self) -> JobLocations:
+        """Where the job-details route is, for ``Location``."""
+        ...
+
+    async def enqueue(
+        self, handler: Handler, request: JobRequest, *, delay: float = 0.0, queue: str | None = None
+    ) -> Job:
+        """Store a job for ``handler`` (see `AsyncEndpoints.enqueue`)."""
+        ...
+
+    async def get_job(self, job_id: Any) -> Job | None:
+        """The stored job, or None (see `AsyncEndpoints.get_job`)."""
+        ...
+
+    async def cancel_unfinished(self, job: Job) -> Job | None:
+        """Cancel a job that was not terminal (see `AsyncEndpoints.cancel_unfinished`)."""
+        ...
+
+
+def submit_endpoint(endpoints: JobService, handler: Handler) -> Endpoint:
     """The POST endpoint of ``handler``: validate, capture, queue, answer 202."""
 
     async def submit(request: Request) -> Response:
@@ -79,9 +106,13 @@ def submit_endpoint(endpoints: "AsyncEndpoints", handler: Handler) -> Endpoint:
             refusal = await call_maybe_async(handler.validator, request, body)
             if refusal is not None:
                 return refusal  # type: ignore[no-any-return]
+        try:
+            delay = await handler.delay_for(request, body)
+        except ValueError as exc:
+            return error_response(422, str(exc))
         job_request = await _capture(endpoints, request, body_json)
         try:
-            job = await endpoints.enqueue(handler, job_request)
+            job = await endpoints.enqueue(handler, job_request, delay=delay)
         except QueueFullError as exc:
             return error_response(503, str(exc), retry_after=exc.retry_after)
         except JobStoreError as exc:
@@ -92,30 +123,57 @@ def submit_endpoint(endpoints: "AsyncEndpoints", handler: Handler) -> Endpoint:
     return submit
 
 
-def job_details_endpoint(endpoints: "AsyncEndpoints") -> Endpoint:
+def job_details_endpoint(endpoints: JobService) -> Endpoint:
     """The GET endpoint answering a job's JSON, 404 for unknown or unauthorised ids."""
 
     async def job_details(request: Request) -> Response:
-        job = None
-        job_id = parse_job_id(request.path_params.get("job_id"))
-        if job_id is not None:
-            try:
-                job = await endpoints.store.get(job_id)
-            except JobStoreError as exc:
-                return _store_failure("read a job", exc)
-        authorize = endpoints.settings.authorize
-        if (
-            job is not None
-            and authorize is not None
-            and not await call_maybe_async(authorize, request, job)
-        ):
-            job = None
+        try:
+            job = await _authorized_job(endpoints, request)
+        except JobStoreError as exc:
+            return _store_failure("read a job", exc)
         return await status_response(endpoints, job, request)
 
     return job_details
 
 
-async def submitted_response(endpoints: "AsyncEndpoints", job: Job, request: Request) -> Response:
+def job_cancel_endpoint(endpoints: JobService) -> Endpoint:
+    """The POST endpoint cancelling a job: 200 with the job JSON once ``Canceled``, 409
+    when it was terminal already, 404 for unknown or unauthorised ids."""
+
+    async def cancel_job(request: Request) -> Response:
+        try:
+            job = await _authorized_job(endpoints, request)
+            if job is not None and not job.status.is_terminal:
+                job = await endpoints.cancel_unfinished(job) or job
+            elif job is not None:
+                return _already_terminal(job)
+        except JobStoreError as exc:
+            return _store_failure("cancel a job", exc)
+        if job is None:
+            return error_response(404, "job not found")
+        if job.status is not JobStatus.CANCELED:  # it ended meanwhile
+            return _already_terminal(job)
+        return job_response(job)
+
+    return cancel_job
+
+
+def _already_terminal(job: Job) -> Response:
+    return error_response(409, f"the job is {job.status.value} already; it cannot be cancelled")
+
+
+async def _authorized_job(endpoints: JobService, request: Request) -> Job | None:
+    """The job named by the path's ``job_id``; None when unknown, not a UUID, or refused by
+    ``authorize``."""
+    job_id = parse_job_id(request.path_params.get("job_id"))
+    job = None if job_id is None else await endpoints.get_job(job_id)
+    authorize = endpoints.settings.authorize
+    if job is None or authorize is None or await call_maybe_async(authorize, request, job):
+        return job
+    return None
+
+
+async def submitted_response(endpoints: JobService, job: Job, request: Request) -> Response:
     """The app's ``job_submitted_response``, or 202 with the job JSON and ``Location``."""
     factory = endpoints.settings.job_submitted_response
     if factory is not None:
@@ -124,9 +182,7 @@ async def submitted_response(endpoints: "AsyncEndpoints", job: Job, request: Req
     return job_response(job, 202, None if location is None else {"Location": location})
 
 
-async def status_response(
-    endpoints: "AsyncEndpoints", job: Job | None, request: Request
-) -> Response:
+async def status_response(endpoints: JobService, job: Job | None, request: Request) -> Response:
     """The app's ``job_status_response``, or 200 with the job JSON (404 when None)."""
     factory = endpoints.settings.job_status_response
     if factory is not None:
@@ -136,9 +192,7 @@ async def status_response(
     return job_response(job)
 
 
-async def _capture(
-    endpoints: "AsyncEndpoints", request: Request, body_json: str | None
-) -> JobRequest:
+async def _capture(endpoints: JobService, request: Request, body_json: str | None) -> JobRequest:
     """What the job keeps of ``request``: sensitive headers and query parameters left out."""
     settings = endpoints.settings
     owner = None
@@ -191,7 +245,7 @@ def _store_failure(doing: str, exc: JobStoreError) -> Response:
 
 
 async def _read_validated_body(
-    request: Request, handler: Handler, endpoints: "AsyncEndpoints"
+    request: Request, handler: Handler, endpoints: JobService
 ) -> tuple[Any, str | None]:
     if handler.model is None:
         return None, None

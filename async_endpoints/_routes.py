@@ -79,6 +79,26 @@ def add_get_route(app: Any, path: str, endpoint: Endpoint, *, name: str) -> None
     )
 
 
+def add_cancel_route(app: Any, path: str, endpoint: Endpoint, *, name: str) -> None:
+    """Register ``endpoint`` for ``POST path`` (the cancel route)."""
+    if not is_fastapi(app):
+        app.router.add_route(path, endpoint, methods=["POST"], name=name)
+        return
+    app.add_api_route(
+        path,
+        endpoint,
+        methods=["POST"],
+        name=name,
+        operation_id=name,
+        response_model=None,
+        responses={
+            200: {"model": JobModel, "description": "The job, now Canceled."},
+            **_error_responses(404, 409, 503),
+        },
+        openapi_extra={"parameters": _path_parameters(path)},
+    )
+
+
 def inline_schema(model: Any) -> dict[str, Any]:
     """The JSON schema of ``model`` with its ``$defs`` inlined (OpenAPI cannot see them).
 
@@ -120,6 +140,7 @@ def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
         400: "Malformed request (for example, a body that is not JSON).",
         404: "No such job (or not visible to this caller).",
+        409: "The job was terminal already.",
         413: "The request body is larger than max_body_size.",
         415: "The body is not JSON.",
         422: "The body failed validation.",

@@ -11,14 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from types import TracebackType
+from typing import Any
 
 from ._claimer import Claimer
 from ._errors import StoreUnavailableError
+from ._job import DEFAULT_QUEUE
 from ._recovery import recover_forever, renew_forever
 from ._settings import Settings
 from ._slots import Slots
-from ._store import Claim, JobStore
+from ._store import Claim, ControlStore, JobStore
 from ._worker import AttemptRunner
 
 logger = logging.getLogger("async_endpoints")
@@ -36,6 +39,10 @@ class WorkerPool:
     Use as an async context manager: entering starts the dispatcher, lease renewal and
     recovery; leaving stops claiming, lets running handlers finish for up to
     ``shutdown_grace_period`` seconds and cancels the rest, whose jobs recovery re-queues.
+
+    With a `ControlStore`, the pool listens for cancellations: the handler of a job
+    cancelled while it runs here has its task cancelled at once (pushed, not polled; the
+    renewal finding the claim lost is the fallback).
     """
 
     def __init__(self, store: JobStore, attempts: AttemptRunner, settings: Settings) -> None:
@@ -43,9 +50,19 @@ class WorkerPool:
         self.attempts = attempts
         self.settings = settings
         self._slots = Slots(attempts, self._chain)
-        self._claimer = Claimer(store, settings.claim_timeout)
+        self._claimer = Claimer(store, settings.claim_timeout, settings.queues)
         self._stopping = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
+        self._listening = False
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        """The queues this pool serves, highest priority first (default: ``queues``)."""
+        return self._claimer.queues
+
+    @queues.setter
+    def queues(self, queues: Sequence[str]) -> None:
+        self._claimer.queues = tuple(queues)
 
     @property
     def running(self) -> int:
@@ -56,6 +73,9 @@ class WorkerPool:
         self._slots.freed = asyncio.Event()
         self._slots.idle = asyncio.Event()
         self._stopping = asyncio.Event()
+        if not self._listening and isinstance(self.store, ControlStore):
+            self.store.add_cancel_listener(self._slots.cancel_job)
+            self._listening = True
         settings = self.settings
         slots = self._slots
         self._background = [
@@ -168,7 +188,10 @@ class WorkerPool:
             # job). A busy one does not: a handler blocking the loop must not hold jobs.
             claims = (
                 await self.store.wait_for_work(
-                    self.settings.polling_interval, take=free, lease=self.settings.claim_timeout
+                    self.settings.polling_interval,
+                    take=free,
+                    lease=self.settings.claim_timeout,
+                    **self._queues_option(),
                 )
                 or []  # a store written before hand-over returns None
             )
@@ -179,6 +202,10 @@ class WorkerPool:
                 # own work: the claim is off every latency path, they are on it.
                 for _ in range(_YIELDS_AFTER_HAND_OVER):
                     await asyncio.sleep(0)
+
+    def _queues_option(self) -> dict[str, Any]:
+        # TODO(engine): pass queues always once every store takes them.
+        return {} if self.queues == (DEFAULT_QUEUE,) else {"queues": self.queues}
 
     async def _wait_for_a_slot(self) -> None:
         # The jobs started in this turn run in the next one, before this task does: look
@@ -193,7 +220,9 @@ class WorkerPool:
         again as an idle one, which may be handed jobs)."""
         self._slots.idle.clear()
         waits = {
-            asyncio.ensure_future(self.store.wait_for_work(self.settings.polling_interval)),
+            asyncio.ensure_future(
+                self.store.wait_for_work(self.settings.polling_interval, **self._queues_option())
+            ),
             asyncio.ensure_future(self._slots.idle.wait()),
         }
         try:

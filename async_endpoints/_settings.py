@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from numbers import Real
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigurationError
+from ._job import DEFAULT_QUEUE
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -141,6 +142,9 @@ class Settings:
             handler) for ``authorize`` to compare with the caller. An exception it raises
             (``HTTPException(401)``, say) is the answer and nothing is stored (default
             None: jobs have no owner).
+        queues: The queue names, highest priority first (default ``("default",)``). A
+            worker always claims from the first queue that has a due job; a handler's or a
+            submission's ``queue`` must be one of them. Kept as a tuple.
         job_submitted_response: ``fn(job, request) -> Response`` replacing the 202 response.
         job_status_response: ``fn(job_or_None, request) -> Response`` replacing the
             job-details response.
@@ -167,10 +171,12 @@ class Settings:
     error_message: ErrorMessageHook | None = None
     authorize: AuthorizeHook | None = None
     owner: OwnerHook | None = None
+    queues: Sequence[str] = (DEFAULT_QUEUE,)
     job_submitted_response: SubmittedResponseFactory | None = None
     job_status_response: StatusResponseFactory | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "queues", queue_names(self.queues, ConfigurationError))
         _check_types(self)
         _check_positive(self, "max_concurrency", "job_timeout", "claim_timeout", "max_body_size")
         _check_positive(self, "max_result_size")
@@ -190,6 +196,22 @@ class Settings:
     def names(cls) -> frozenset[str]:
         """The names of all settings."""
         return frozenset(f.name for f in fields(cls))
+
+
+def queue_names(names: Any, error: type[Exception] = ValueError) -> tuple[str, ...]:
+    """``names`` as a tuple of queue names: a non-empty sequence of distinct non-empty
+    strings, or ``error`` saying what is wrong."""
+    if isinstance(names, str) or not isinstance(names, Iterable):
+        raise error(f"queues must be a sequence of queue names (str), not {names!r}")
+    items = tuple(names)
+    if not items:
+        raise error("queues must name at least one queue")
+    for item in items:
+        if not isinstance(item, str) or not item:
+            raise error(f"a queue name must be a non-empty str, not {item!r}")
+    if len(set(items)) != len(items):
+        raise error(f"queues must not repeat a name: {list(items)!r}")
+    return items
 
 
 def _lower_case_names(setting: str, names: Iterable[str]) -> frozenset[str]:

@@ -14,6 +14,7 @@ import contextvars
 import functools
 import logging
 import types
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, TypeVar, cast
 
@@ -110,12 +111,36 @@ class Slots:
         """Cancel the handlers of lost claims; return the tokens of those still running.
 
         A claim whose handler has ended is not lost: its outcome was recorded, or is being
-        recorded (and the store tells whether it landed).
+        recorded (and the store tells whether it landed). Nor is the claim of a job that
+        was cancelled (`cancel_job` saw to it).
         """
-        cancelled = {token for token in tokens if token in self._running}
+        canceled = self.attempts.canceled
+        cancelled = {token for token in tokens if token in self._running and token not in canceled}
         for token in cancelled:
             self._running[token][1].cancel()
         return cancelled
+
+    def cancel_job(self, job_id: uuid.UUID) -> None:
+        """The job ``job_id`` was cancelled (pushed by the store): cancel its handler's task
+        if it runs here, and abandon a handler still running `CANCEL_WAIT` seconds later.
+
+        Its outcome will be refused by the store: it is marked cancelled, not lost, also
+        when its handler has ended and the outcome is being recorded.
+        """
+        for token, (claim, task) in list(self._running.items()):
+            if claim.job.id == job_id:
+                self.attempts.canceled.add(token)
+                task.cancel()
+                task.get_loop().call_later(CANCEL_WAIT, self._abandon_cancelled, token, task)
+        for token, claim in self._settling.items():
+            if claim.job.id == job_id:
+                self.attempts.canceled.add(token)
+
+    def _abandon_cancelled(self, token: str, task: JobTask) -> None:
+        entry = self._running.get(token)
+        if entry is not None and entry[1] is task:
+            self.attempts.abandon(task, entry[0].job)
+            self._handler_ended(token)
 
     async def cancel_running(self) -> None:
         """Cancel the running handlers; abandon those still running `CANCEL_WAIT` seconds

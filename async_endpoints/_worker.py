@@ -17,6 +17,7 @@ from typing import Any
 from ._deadline import CANCEL_WAIT as CANCEL_WAIT
 from ._deadline import Deadline
 from ._errors import ResultError, ResultRefusedError, StoreUnavailableError
+from ._events import AttemptOutcome, EventKind, LifecycleEvent, LifecycleEvents, settled_outcome
 from ._handlers import Handler
 from ._job import Job, JobError
 from ._redact import ErrorDescriber
@@ -66,6 +67,11 @@ class AttemptRunner:
     settling: set[asyncio.Future[Job | None]] = field(default_factory=set, compare=False)
     #: Handlers that ignored cancellation and still run, kept referenced until they end.
     abandoned: set[asyncio.Task[Any]] = field(default_factory=set, compare=False)
+    #: Where ``started`` and ``finished`` events go.
+    events: LifecycleEvents = field(default_factory=LifecycleEvents, compare=False)
+    #: Tokens of claims whose job was cancelled (by `AsyncEndpoints.cancel`, in any
+    #: process) while this process ran it: their refused outcome is no lost claim.
+    canceled: set[str] = field(default_factory=set, compare=False)
 
     async def run(self, claim: Claim, handler_ended: Callable[[], None] = _nothing) -> Job | None:
         """Run one attempt of ``claim`` in the calling task, then settle it.
@@ -75,33 +81,63 @@ class AttemptRunner:
         None when the claim was lost meanwhile, or when the handler was abandoned at
         ``job_timeout`` (its JobTimeout is then settled from another task). Cancellation
         while the handler runs (shutdown past the grace period, a lost lease) propagates
-        without settling: the job is left to stale-claim recovery. The caller must not
-        cancel the settlement that follows (the pool cancels only running handlers).
+        without settling: the job is left to stale-claim recovery (or was cancelled). The
+        caller must not cancel the settlement that follows (the pool cancels only running
+        handlers). Emits ``started`` now and ``finished`` when the attempt is over.
         """
-        outcome = await self.attempt(claim, handler_ended)
+        began = asyncio.get_running_loop().time()
+        if self.events:
+            self.events.emit(LifecycleEvent(EventKind.STARTED, claim.job))
+        try:
+            outcome = await self.attempt(claim, handler_ended, began)
+        except asyncio.CancelledError:
+            self._finished(claim, None, began)
+            raise
         if outcome is None:
             return None
-        return await self._settle_patiently(claim, outcome)
+        return await self._settle_patiently(claim, outcome, began)
 
-    async def _settle_patiently(self, claim: Claim, outcome: Outcome) -> Job | None:
+    def _finished(self, claim: Claim, settled: Job | None, began: float) -> None:
+        """The attempt of ``claim`` is over (``settled`` is its recorded job, None when its
+        outcome was not recorded): the one place ``finished`` is emitted."""
+        canceled = claim.token in self.canceled
+        self.canceled.discard(claim.token)
+        if not self.events:
+            return
+        if settled is not None:
+            outcome = settled_outcome(settled)
+        else:
+            outcome = AttemptOutcome.CANCELED if canceled else AttemptOutcome.LOST
+        duration = asyncio.get_running_loop().time() - began
+        job = claim.job if settled is None else settled
+        self.events.emit(LifecycleEvent(EventKind.FINISHED, job, outcome, duration))
+
+    async def _settle_patiently(self, claim: Claim, outcome: Outcome, began: float) -> Job | None:
         loop = asyncio.get_running_loop()
         give_up_at = loop.time() + self.settle_patience
         delay = 0.05
         while True:
             try:
-                return await self.settle(claim, outcome)
+                settled = await self.settle(claim, outcome)
             except StoreUnavailableError as exc:
                 if loop.time() + delay > give_up_at:
                     logger.error("job %s: could not record its outcome: %s", claim.job.id, exc)
+                    self._finished(claim, None, began)
                     raise
                 logger.warning(
                     "job %s: store unavailable, settling again in %.2fs", claim.job.id, delay
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
+            except BaseException:
+                self._finished(claim, None, began)
+                raise
+            else:
+                self._finished(claim, settled, began)
+                return settled
 
     async def attempt(
-        self, claim: Claim, handler_ended: Callable[[], None] = _nothing
+        self, claim: Claim, handler_ended: Callable[[], None] = _nothing, began: float = 0.0
     ) -> Outcome | None:
         """Run the handler once in this task; every failure becomes an `Outcome` with an error.
 
@@ -120,8 +156,9 @@ class AttemptRunner:
         except Exception as exc:
             handler_ended()
             return Outcome(error=self._error(exc))
+        timeout = self.job_timeout if handler.job_timeout is None else handler.job_timeout
         deadline = Deadline(
-            self.job_timeout, lambda: self._abandon_at_timeout(claim, deadline, handler_ended)
+            timeout, lambda: self._abandon_at_timeout(claim, deadline, handler_ended, began)
         )
         ended = await _await_handler(handler.function, context, deadline)
         if deadline.abandoned:
@@ -131,21 +168,18 @@ class AttemptRunner:
             _consume(ended)
             if deadline.cancelled_elsewhere:
                 raise asyncio.CancelledError
-            return self._timed_out()
+            return _timed_out(timeout)
         return self._outcome(ended, handler.dump_result)
 
-    def _timed_out(self) -> Outcome:
-        message = f"the attempt ran longer than job_timeout ({self.job_timeout:g} s)"
-        return Outcome(error=JobError(message, "JobTimeout"))
-
     def _abandon_at_timeout(
-        self, claim: Claim, deadline: Deadline, handler_ended: Callable[[], None]
+        self, claim: Claim, deadline: Deadline, handler_ended: Callable[[], None], began: float
     ) -> None:
         """The handler ignored its cancellation at ``job_timeout``: give up on it and
         record the JobTimeout from a task of its own."""
         self.abandon(deadline.task, claim.job)
         handler_ended()
-        settling = asyncio.ensure_future(self._settle_patiently(claim, self._timed_out()))
+        timed_out = _timed_out(deadline.seconds)
+        settling = asyncio.ensure_future(self._settle_patiently(claim, timed_out, began))
         self.settling.add(settling)
         settling.add_done_callback(self.settling.discard)
         settling.add_done_callback(_consume)
@@ -207,12 +241,19 @@ class AttemptRunner:
                     outcome.error.type,
                     outcome.error.message,
                 )
-        if settled is None:
+        if settled is None and claim.token in self.canceled:
+            logger.info("job %s (%s) was cancelled; its outcome was discarded", job.id, job.name)
+        elif settled is None:
             logger.warning("job %s: claim lost before settling; the outcome was dropped", job.id)
         return settled
 
     def _error(self, exc: BaseException) -> JobError:
         return self.errors.describe(exc, with_traceback=self.include_tracebacks)
+
+
+def _timed_out(timeout: float) -> Outcome:
+    message = f"the attempt ran longer than job_timeout ({timeout:g} s)"
+    return Outcome(error=JobError(message, "JobTimeout"))
 
 
 async def _await_handler(

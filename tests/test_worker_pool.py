@@ -319,15 +319,13 @@ class StumblingStore(InMemoryJobStore):
         self.wait_failures = 1
         self.claim_failures = 2
 
-    async def wait_for_work(
-        self, timeout: float, *, take: int = 0, lease: float = 0.0
-    ) -> list[Claim]:
+    async def wait_for_work(self, timeout: float, **options: Any) -> list[Claim]:
         if self.wait_failures:
             self.wait_failures -= 1
             raise StoreUnavailableError("connection refused")
-        return await super().wait_for_work(timeout, take=take, lease=lease)
+        return await super().wait_for_work(timeout, **options)
 
-    async def claim(self, limit: int, *, lease: float) -> list[Any]:
+    async def claim(self, limit: int, **options: Any) -> list[Any]:
         if self.claim_failures:
             self.claim_failures -= 1
             raise (
@@ -335,7 +333,7 @@ class StumblingStore(InMemoryJobStore):
                 if self.claim_failures
                 else (StoreUnavailableError("connection reset"))
             )
-        return await super().claim(limit, lease=lease)
+        return await super().claim(limit, **options)
 
 
 async def test_the_pool_outlives_store_failures_while_idle_and_while_claiming() -> None:

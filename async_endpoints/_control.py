@@ -1,0 +1,158 @@
+"""`JobControl`: steering stored jobs (cancel, requeue, pause, resume) and reading them
+(listing, per-queue counts), the programmatic half of `AsyncEndpoints`.
+
+These need the optional capabilities of a store (`ControlStore`, `InspectionStore`); a
+store without them raises `ConfigurationError` naming the capability it lacks.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from ._errors import ConfigurationError
+from ._events import EventKind, LifecycleEvent, LifecycleEvents
+from ._job import Job, JobStatus, parse_job_id
+from ._listing import JobPage, QueueStats, check_limit
+from ._settings import Settings
+from ._store import ControlStore, InspectionStore, JobStore
+
+
+class JobControl:
+    """Cancel, requeue, pause, resume, list and count jobs (a base of `AsyncEndpoints`)."""
+
+    store: JobStore
+    settings: Settings
+    #: Lifecycle events of this process (see `async_endpoints._events`).
+    events: LifecycleEvents
+
+    async def cancel(self, job_id: uuid.UUID | str) -> Job | None:
+        """Cancel a job; return it as it is then, or None when unknown (or not a UUID).
+
+        A ``Queued`` or ``Scheduled`` job becomes ``Canceled`` at once and never runs. An
+        ``InProgress`` one becomes ``Canceled`` at once; its handler, in whatever process
+        runs it, has its task cancelled (`asyncio.CancelledError`), whatever it returns
+        afterwards is discarded, and it is not retried. A terminal job is returned
+        unchanged. Cancelling twice, or from two instances at once, is no error.
+
+        Raises:
+            ConfigurationError: the store is not a `ControlStore`.
+            StoreUnavailableError: the store cannot be reached.
+            JobStoreError: the store refused the operation.
+        """
+        self._control("cancel jobs")
+        parsed = parse_job_id(job_id)
+        job = None if parsed is None else await self.store.get(parsed)
+        if job is None or job.status.is_terminal:
+            return job
+        return await self.cancel_unfinished(job)
+
+    async def cancel_unfinished(self, job: Job) -> Job | None:
+        """Cancel ``job``, read as not terminal a moment ago (see `cancel`); return it as it
+        is then: ``Canceled``, or terminal otherwise when it finished meanwhile."""
+        canceled = await self._control("cancel jobs").cancel(job.id)
+        if canceled is not None and canceled.status is JobStatus.CANCELED and self.events:
+            self.events.emit(LifecycleEvent(EventKind.CANCELLED, canceled))
+        return canceled
+
+    async def requeue(self, job_id: uuid.UUID | str) -> Job | None:
+        """Queue a ``Failed`` or ``Canceled`` job again (at the tail of its queue), with
+        ``retry_count`` 0 and its error kept until it next runs; None when unknown.
+
+        Raises:
+            InvalidTransitionError: the job is neither Failed nor Canceled (a `ValueError`).
+            ConfigurationError: the store is not a `ControlStore`.
+            StoreUnavailableError: the store cannot be reached.
+            JobStoreError: the store refused the operation.
+        """
+        store = self._control("requeue jobs")
+        parsed = parse_job_id(job_id)
+        return None if parsed is None else await store.requeue(parsed)
+
+    async def pause(self, queue: str | None = None) -> None:
+        """Hold back the jobs of ``queue`` (None: of every queue) from every worker of the
+        store, in any process, until `resume`; running jobs finish, submissions are still
+        accepted.
+
+        Raises:
+            ValueError: ``queue`` is not one of the ``queues`` setting.
+            ConfigurationError: the store is not a `ControlStore`.
+            StoreUnavailableError: the store cannot be reached.
+        """
+        store = self._control("pause queues")
+        await store.pause(self._queues(queue))
+
+    async def resume(self, queue: str | None = None) -> None:
+        """Let workers take the jobs of ``queue`` (None: of every queue) again.
+
+        Raises:
+            ValueError: ``queue`` is not one of the ``queues`` setting.
+            ConfigurationError: the store is not a `ControlStore`.
+            StoreUnavailableError: the store cannot be reached.
+        """
+        store = self._control("resume queues")
+        await store.resume(self._queues(queue))
+
+    async def queue_stats(self) -> list[QueueStats]:
+        """What each queue holds now, one `QueueStats` per queue, highest priority first.
+
+        Raises:
+            ConfigurationError: the store is not an `InspectionStore`.
+            StoreUnavailableError: the store cannot be reached.
+        """
+        return await self._inspection("count jobs per queue").queue_stats(self.settings.queues)
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | str | None = None,
+        queue: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> JobPage:
+        """One page of the stored jobs that match; pass its ``next_cursor`` as ``cursor``
+        for the next one (None on the last page).
+
+        Order: ``Queued`` in claim order (queue priority, then oldest first), ``Scheduled``
+        by ``run_at``, ``InProgress`` by ``started_at``, terminal statuses newest
+        ``completed_at`` first, no status newest ``created_at`` first. Paging visits every
+        matching job once while nothing changes.
+
+        Raises:
+            ValueError: an unknown status or queue, ``limit`` outside 1 to 1000, or a
+                ``cursor`` made for another listing (or tampered with).
+            ConfigurationError: the store is not an `InspectionStore`.
+            StoreUnavailableError: the store cannot be reached.
+        """
+        store = self._inspection("list jobs")
+        wanted = None if status is None else JobStatus(status)
+        if queue is not None:
+            self._queues(queue)
+        return await store.list_jobs(
+            status=wanted,
+            queue=queue,
+            limit=check_limit(limit),
+            cursor=cursor,
+            queues=self.settings.queues,
+        )
+
+    def _queues(self, queue: str | None) -> tuple[str, ...]:
+        if queue is None:
+            return tuple(self.settings.queues)
+        if queue not in self.settings.queues:
+            known = ", ".join(self.settings.queues)
+            raise ValueError(f"unknown queue {queue!r} (the queues setting has: {known})")
+        return (queue,)
+
+    def _control(self, doing: str) -> ControlStore:
+        if not isinstance(self.store, ControlStore):
+            raise ConfigurationError(_lacks(self.store, doing, "ControlStore"))
+        return self.store
+
+    def _inspection(self, doing: str) -> InspectionStore:
+        if not isinstance(self.store, InspectionStore):
+            raise ConfigurationError(_lacks(self.store, doing, "InspectionStore"))
+        return self.store
+
+
+def _lacks(store: JobStore, doing: str, capability: str) -> str:
+    return f"{type(store).__name__} cannot {doing}: it does not implement {capability}"

@@ -1,0 +1,94 @@
+"""Job options: when a job is due (``delay`` / ``run_at``) and the per-handler constants.
+
+A delay is seconds on the store's monotonic clock; a run-at time is turned into one here,
+once, against this process's wall clock (the engine hands stores durations, never instants).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from numbers import Real
+from typing import Any
+
+from ._errors import ConfigurationError
+
+#: ``delay`` of `AsyncEndpoints.map_async_post`: seconds, or ``fn(request, body)`` (sync or
+#: async) giving seconds (or None for no delay) per POST.
+DelayOption = float | Callable[[Any, Any], "float | Awaitable[float | None] | None"]
+
+
+def delay_seconds(delay: object, what: str = "delay") -> float:
+    """``delay`` as seconds: a finite number >= 0 (not a bool), else `ValueError`."""
+    if isinstance(delay, bool) or not isinstance(delay, Real):
+        raise ValueError(f"{what} must be a number of seconds, not {delay!r}")
+    seconds = float(delay)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{what} must be a finite number of seconds >= 0, not {delay!r}")
+    return seconds
+
+
+def seconds_until(run_at: object) -> float:
+    """Seconds from now until ``run_at`` (an aware `datetime`); 0 when it has passed.
+
+    Raises:
+        ValueError: ``run_at`` is not a `datetime`, or is naive (its zone would be a guess).
+    """
+    if not isinstance(run_at, datetime):
+        raise ValueError(f"run_at must be an aware datetime, not {run_at!r}")
+    if run_at.tzinfo is None or run_at.utcoffset() is None:
+        raise ValueError(f"run_at must be an aware datetime (with a time zone), not {run_at!r}")
+    return max(0.0, (run_at - datetime.now(UTC)).total_seconds())
+
+
+def submission_delay(delay: float | None, run_at: datetime | None) -> float:
+    """The seconds a submission waits before it is due, from ``delay`` or ``run_at``.
+
+    Raises:
+        ValueError: both are given, or either is invalid (see `delay_seconds`,
+            `seconds_until`).
+    """
+    if delay is not None and run_at is not None:
+        raise ValueError("give delay or run_at, not both")
+    if run_at is not None:
+        return seconds_until(run_at)
+    return 0.0 if delay is None else delay_seconds(delay)
+
+
+def handler_delay(delay: object) -> DelayOption | None:
+    """A handler's ``delay`` option checked at wiring time (a function is kept as is).
+
+    Raises:
+        ConfigurationError: a constant that is not a finite number of seconds >= 0.
+    """
+    if delay is None or callable(delay):
+        return delay
+    try:
+        return delay_seconds(delay)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+def handler_max_retries(max_retries: object) -> int | None:
+    """A handler's ``max_retries``: None (the setting's) or an int >= 0."""
+    if max_retries is None:
+        return None
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ConfigurationError(f"max_retries must be an int >= 0, not {max_retries!r}")
+    return max_retries
+
+
+def handler_job_timeout(job_timeout: object) -> float | None:
+    """A handler's ``job_timeout``: None (the setting's) or seconds > 0."""
+    if job_timeout is None:
+        return None
+    if (
+        isinstance(job_timeout, bool)
+        or not isinstance(job_timeout, Real)
+        or not 0 < float(job_timeout) < math.inf
+    ):
+        raise ConfigurationError(
+            f"job_timeout must be a number of seconds > 0, not {job_timeout!r}"
+        )
+    return float(job_timeout)
