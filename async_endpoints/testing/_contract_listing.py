@@ -1,0 +1,199 @@
+"""The inspection contract's listing: `list_jobs` orders, paging and cursor checks."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Any
+
+import pytest
+
+from .._job import Job, JobStatus
+from .._listing import MAX_LIMIT, encode_cursor, filters_of
+from .._store import ControlStore, InspectionStore
+from ._contract_support import BOOM, FAR, TICK, control, inspection, new_job, read
+from ._kit import StoreKit
+
+PRIORITY = ("high", "default", "low")
+TERMINAL = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED)
+
+
+async def listed(
+    store: InspectionStore, *, status: JobStatus | None = None, queue: str | None = None
+) -> list[uuid.UUID]:
+    """The ids of one page holding every matching job."""
+    page = await store.list_jobs(status=status, queue=queue, limit=MAX_LIMIT, queues=PRIORITY)
+    assert page.next_cursor is None
+    return [job.id for job in page.jobs]
+
+
+async def paged(
+    store: InspectionStore, limit: int, *, status: JobStatus | None, queue: str | None
+) -> list[Job]:
+    """Every matching job, page after page of at most ``limit``."""
+    jobs: list[Job] = []
+    cursor: str | None = None
+    for _ in range(1000):
+        page = await store.list_jobs(
+            status=status, queue=queue, limit=limit, cursor=cursor, queues=PRIORITY
+        )
+        assert len(page.jobs) <= limit
+        jobs += page.jobs
+        if page.next_cursor is None:
+            return jobs
+        cursor = page.next_cursor
+    raise AssertionError("paging never ended")
+
+
+async def _one_of_each(kit: StoreKit) -> dict[uuid.UUID, tuple[JobStatus, str]]:
+    """Four jobs in each status (Canceled too when the store can cancel), in queues "a"
+    and "b"; their status and queue by id."""
+    queues = ("a", "b") * 2
+    for queue in queues * 3:
+        await kit.store.enqueue(new_job(queue=queue))
+    claims = await kit.store.claim(12, queues=("a", "b"), lease=kit.lease)
+    for claim in claims[:4]:
+        await kit.store.complete(claim, None)
+    for claim in claims[4:8]:
+        await kit.store.fail(claim, BOOM, retry_in=None)
+    for index, queue in enumerate(queues):
+        await kit.store.enqueue(new_job(queue=queue, delay=FAR + index))
+        await kit.store.enqueue(new_job(queue=queue))
+    if isinstance(kit.store, ControlStore):
+        steering = control(kit)
+        for queue in queues:
+            await steering.cancel((await kit.store.enqueue(new_job(queue=queue))).id)
+    return {job.id: (job.status, job.queue) for job in await _all(kit)}
+
+
+async def _all(kit: StoreKit) -> list[Job]:
+    return list((await inspection(kit).list_jobs(limit=MAX_LIMIT, queues=PRIORITY)).jobs)
+
+
+class ListingContract:
+    """Listing in the orders of `async_endpoints._listing`, page by page, with cursors a
+    caller cannot bend."""
+
+    async def test_queued_jobs_are_listed_in_claim_order(self, kit: StoreKit) -> None:
+        """Queues in the priority order given, each oldest first: the order claims take
+        them in, a retried job included."""
+        store = inspection(kit)
+        for queue in ("low", "default", "high", "default", "high"):
+            await kit.store.enqueue(new_job(queue=queue))
+            await kit.advance(TICK)
+        (claim,) = await kit.store.claim(1, queues=("default",), lease=kit.lease)
+        await kit.store.fail(claim, BOOM, retry_in=0)
+        ids = await listed(store, status=JobStatus.QUEUED)
+        queues = [(await read(kit.store, job_id)).queue for job_id in ids]
+        assert queues == ["high", "high", "default", "default", "low"]
+        claims = await kit.store.claim(10, queues=PRIORITY, lease=kit.lease)
+        assert ids == [c.job.id for c in claims]
+
+    async def test_scheduled_jobs_are_listed_soonest_first(self, kit: StoreKit) -> None:
+        """By run_at, whatever the order they were delayed in."""
+        store = inspection(kit)
+        ids = [
+            (await kit.store.enqueue(new_job(queue=queue, delay=FAR + offset))).id
+            for queue, offset in (("high", 2.0), ("low", 0.0), ("default", 1.0))
+        ]
+        assert await listed(store, status=JobStatus.SCHEDULED) == [ids[1], ids[2], ids[0]]
+
+    async def test_running_jobs_are_listed_oldest_start_first(self, kit: StoreKit) -> None:
+        """By started_at, not by when they were submitted."""
+        store = inspection(kit)
+        ids = [(await kit.store.enqueue(new_job(queue=q))).id for q in ("a", "b", "c")]
+        for queue in ("b", "c", "a"):
+            await kit.store.claim(1, queues=(queue,), lease=kit.lease)
+            await kit.advance(TICK)
+        assert await listed(store, status=JobStatus.IN_PROGRESS) == [ids[1], ids[2], ids[0]]
+
+    @pytest.mark.parametrize("status", TERMINAL, ids=[status.value for status in TERMINAL])
+    async def test_terminal_jobs_are_listed_newest_completion_first(
+        self, kit: StoreKit, status: JobStatus
+    ) -> None:
+        """Completed, Failed and Canceled jobs: the last one to finish comes first."""
+        store = inspection(kit)
+        steering = control(kit) if status is JobStatus.CANCELED else None
+        ids = {q: (await kit.store.enqueue(new_job(queue=q))).id for q in ("a", "b", "c")}
+        for queue in ("b", "c", "a"):
+            if steering is not None:
+                await steering.cancel(ids[queue])
+            else:
+                (claim,) = await kit.store.claim(1, queues=(queue,), lease=kit.lease)
+                if status is JobStatus.COMPLETED:
+                    await kit.store.complete(claim, None)
+                else:
+                    await kit.store.fail(claim, BOOM, retry_in=None)
+            await kit.advance(TICK)
+        assert await listed(store, status=status) == [ids["a"], ids["c"], ids["b"]]
+
+    async def test_all_jobs_are_listed_newest_first(self, kit: StoreKit) -> None:
+        """Without a status, by created_at, newest first, whatever their status now."""
+        store = inspection(kit)
+        ids = []
+        for queue in ("a", "b", "a", "b"):
+            ids.append((await kit.store.enqueue(new_job(queue=queue))).id)
+            await kit.advance(TICK)
+        (claim,) = await kit.store.claim(1, queues=("b",), lease=kit.lease)
+        await kit.store.complete(claim, None)
+        await kit.store.claim(1, queues=("a",), lease=kit.lease)
+        assert await listed(store) == ids[::-1]
+
+    async def test_paging_visits_every_matching_job_once(self, kit: StoreKit) -> None:
+        """For each status and none, with and without a queue: pages of at most ``limit``
+        jobs, in the listing's order, add up to every matching job, each once, each as
+        stored."""
+        store = inspection(kit)
+        population = await _one_of_each(kit)
+        for status in (None, *JobStatus):
+            for queue in (None, "a", "b"):
+                jobs = await paged(store, 3, status=status, queue=queue)
+                ids = [job.id for job in jobs]
+                assert ids == await listed(store, status=status, queue=queue)
+                assert set(ids) == {
+                    job_id
+                    for job_id, (job_status, job_queue) in population.items()
+                    if status in (None, job_status) and queue in (None, job_queue)
+                }
+                for job in jobs:
+                    assert job.to_json() == (await read(kit.store, job.id)).to_json()
+
+    @pytest.mark.parametrize("limit", [0, -1, MAX_LIMIT + 1, True, 2.5, "10"])
+    async def test_a_limit_out_of_range_is_a_value_error(self, kit: StoreKit, limit: Any) -> None:
+        """limit must be an integer from 1 to MAX_LIMIT."""
+        store = inspection(kit)
+        with pytest.raises(ValueError):
+            await store.list_jobs(limit=limit)
+        await store.list_jobs(limit=MAX_LIMIT)
+        await store.list_jobs(limit=1)
+
+    async def test_a_tampered_or_foreign_cursor_is_a_value_error(self, kit: StoreKit) -> None:
+        """A cursor that does not decode, names a position this store never made, or was
+        made for other filters raises ValueError: it never lists other jobs."""
+        store = inspection(kit)
+        for _ in range(3):
+            await kit.store.enqueue(new_job())
+        cursor = (await store.list_jobs(status=JobStatus.QUEUED, limit=1)).next_cursor
+        assert cursor is not None
+        queued = filters_of(JobStatus.QUEUED, None)
+        raw = base64.urlsafe_b64encode(b'[1, ["Queued", null], [').decode()
+        tampered = [
+            "not a cursor",
+            cursor[:-3],
+            cursor + "AAAA",
+            raw,
+            encode_cursor(queued, [{"evil": True}]),
+            encode_cursor(queued, [[1, 2], [3]]),
+            encode_cursor(queued, [None] * 100),
+        ]
+        for bad in tampered:
+            with pytest.raises(ValueError):
+                await store.list_jobs(status=JobStatus.QUEUED, limit=1, cursor=bad)
+        foreign: list[dict[str, Any]] = [
+            {"status": JobStatus.FAILED},
+            {"status": None},
+            {"status": JobStatus.QUEUED, "queue": "default"},
+        ]
+        for filters in foreign:
+            with pytest.raises(ValueError):
+                await store.list_jobs(limit=1, cursor=cursor, **filters)

@@ -1,0 +1,90 @@
+"""The store contract suite: the tests every store passes, shipped for store authors.
+
+The project runs this very suite against `InMemoryJobStore`, `RedisJobStore` and a
+`RedisJobStore` on a Redis Cluster. To run it against your store, subclass
+`JobStoreContract` in a test module (its name must start with ``Test``) and give it a
+``kit`` fixture that returns a fresh, empty, started store in a `StoreKit`::
+
+    # test_my_store.py
+    import asyncio
+
+    import pytest
+
+    from async_endpoints.testing import StoreKit
+    from async_endpoints.testing.contract import JobStoreContract
+
+
+    class TestMyStore(JobStoreContract):
+        @pytest.fixture
+        async def kit(self):
+            store = MyStore("mydb://localhost", namespace=random_name(), retention=1.0)
+            await store.start()
+            yield StoreKit(store, advance=asyncio.sleep, lease=1.0, retention=1.0)
+            await store.aclose()
+
+Every test method of the suite is inherited; ``pytest -k`` picks among them as usual.
+The suite needs pytest and pytest-asyncio (``asyncio_mode = "auto"``; in strict mode
+decorate the fixture with ``pytest_asyncio.fixture``). A store on a `ManualClock`
+passes ``advance=`` a coroutine that calls ``clock.advance(seconds)``; a store whose
+clock is a server's passes `asyncio.sleep`, and the suite then waits a few leases in
+real time (keep ``lease`` and ``retention`` short, 1 s suits a local server). Give
+``peer=`` a second store on the same data when your store spans processes, so that the
+promises made across processes (cancel listeners, pause) are checked between two
+clients.
+
+Capabilities: the core (`JobStore`) is always tested. The tests of an optional
+capability run when the store implements it (`ControlStore`: cancel, requeue, pause;
+`InspectionStore`: listing and counts) and are otherwise skipped, each skip naming the
+capability the store lacks. Hand-over (`wait_for_work` with ``take``) is optional
+without a skip: a store that does not hand over returns ``[]`` and its jobs are claimed.
+
+The suite checks the promises in the docstrings of `async_endpoints._store` (atomicity,
+missing jobs, duplicates, lost claims), the orders of `async_endpoints._listing`, and
+that every transition follows `async_endpoints._lifecycle.SOURCES` and ``TARGETS``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ._contract_cancel import CancelContract
+from ._contract_core import CoreContract
+from ._contract_lifecycle import LifecycleContract
+from ._contract_listing import ListingContract
+from ._contract_pause import PauseContract
+from ._contract_queues import QueueContract
+from ._contract_requeue import RequeueContract
+from ._contract_stats import StatsContract
+from ._contract_waits import WaitContract
+from ._kit import StoreKit as StoreKit
+
+try:
+    import pytest_asyncio  # noqa: F401
+except ImportError as missing:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "the store contract suite runs its tests with pytest-asyncio: install it"
+    ) from missing
+
+__all__ = ["JobStoreContract", "StoreKit"]
+
+
+@pytest.mark.asyncio
+class JobStoreContract(
+    CoreContract,
+    WaitContract,
+    QueueContract,
+    LifecycleContract,
+    CancelContract,
+    RequeueContract,
+    PauseContract,
+    ListingContract,
+    StatsContract,
+):
+    """The whole store contract; subclass it with a ``kit`` fixture (see the module
+    docstring). Its parts, by capability:
+
+    - core (`JobStore`): `CoreContract`, `WaitContract`, `QueueContract`,
+      `LifecycleContract` (cancel and requeue cases need `ControlStore`);
+    - `ControlStore`: `CancelContract`, `RequeueContract`, `PauseContract`;
+    - `InspectionStore`: `ListingContract`, `StatsContract`.
+    """
