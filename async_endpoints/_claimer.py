@@ -11,10 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from ._job import DEFAULT_QUEUE
 from ._store import Claim, JobStore
-
-_DEFAULT_QUEUES = (DEFAULT_QUEUE,)
 
 
 class Claimer:
@@ -36,8 +33,6 @@ class Claimer:
         marker = asyncio.get_running_loop().call_soon(waited.set)
         self.under_way = True
         try:
-            if self.queues == _DEFAULT_QUEUES:  # TODO(engine): drop once every store takes queues
-                return await self.store.claim(limit, lease=self.lease)
             return await self.store.claim(limit, lease=self.lease, queues=self.queues)
         finally:
             self.under_way = False

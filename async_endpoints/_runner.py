@@ -13,11 +13,9 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
 
 from ._claimer import Claimer
 from ._errors import StoreUnavailableError
-from ._job import DEFAULT_QUEUE
 from ._recovery import recover_forever, renew_forever
 from ._settings import Settings
 from ._slots import Slots
@@ -191,7 +189,7 @@ class WorkerPool:
                     self.settings.polling_interval,
                     take=free,
                     lease=self.settings.claim_timeout,
-                    **self._queues_option(),
+                    queues=self.queues,
                 )
                 or []  # a store written before hand-over returns None
             )
@@ -202,10 +200,6 @@ class WorkerPool:
                 # own work: the claim is off every latency path, they are on it.
                 for _ in range(_YIELDS_AFTER_HAND_OVER):
                     await asyncio.sleep(0)
-
-    def _queues_option(self) -> dict[str, Any]:
-        # TODO(engine): pass queues always once every store takes them.
-        return {} if self.queues == (DEFAULT_QUEUE,) else {"queues": self.queues}
 
     async def _wait_for_a_slot(self) -> None:
         # The jobs started in this turn run in the next one, before this task does: look
@@ -221,7 +215,7 @@ class WorkerPool:
         self._slots.idle.clear()
         waits = {
             asyncio.ensure_future(
-                self.store.wait_for_work(self.settings.polling_interval, **self._queues_option())
+                self.store.wait_for_work(self.settings.polling_interval, queues=self.queues)
             ),
             asyncio.ensure_future(self._slots.idle.wait()),
         }
