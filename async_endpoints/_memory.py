@@ -133,10 +133,9 @@ class InMemoryJobStore:
             raise ValueError(f"delay must be a finite number of seconds, not {delay!r}")
         job = new_job.stored(self._moment())
         seq = next(self._seq)
-        created = self._created
-        created.add(seq, key, job.queue)
-        if len(created) > 2 * (len(self._jobs) + len(self._finished)) + 1024:
-            created.keep(self._exists)
+        self._created.add(seq, key, job.queue)
+        if not seq & 1023:
+            self._forget_gone_jobs()
         self._jobs[key] = job
         self._wait(job, seq, delay)
         self._work.set()
@@ -164,11 +163,12 @@ class InMemoryJobStore:
             ready = self._ready.get(name)
             if ready is None or name in paused or len(claims) >= limit:
                 continue
-            entries, head, taken = ready.entries, ready.head, 0
+            entries, head, taken = ready.jobs, ready.head, 0
             while head < len(entries) and len(claims) < limit:
-                job: Job = entries[head][1]
+                job = entries[head]
                 entries[head] = None
                 head += 1
+                assert job is not None
                 key = job.id.int
                 if jobs.get(key) is not job:  # cancelled, or requeued since
                     continue
@@ -358,16 +358,22 @@ class InMemoryJobStore:
 
     # Filing jobs
 
-    def _exists(self, key: int) -> bool:
-        return key in self._jobs or key in self._finished
+    def _forget_gone_jobs(self) -> None:
+        """Compact the creation log once most of its entries name jobs no longer kept."""
+        jobs, finished = self._jobs, self._finished
+        if len(self._created) > 2 * (len(jobs) + len(finished)) + 1024:
+            self._created.keep(lambda key: key in jobs or key in finished)
 
     def _wait(self, job: Job, seq: int, delay: float) -> None:
         """File a Queued or Scheduled job (due in ``delay`` seconds) and count it."""
-        counts = self._live.get(job.queue)
+        queue = job.queue
+        counts = self._live.get(queue)
         if counts is None:
-            counts = self._live[job.queue] = [0, 0, 0]
+            counts = self._new_queue(queue)
         if job.status is JobStatus.QUEUED:
-            self._ready_of(job.queue).entries.append((seq, job))
+            ready = self._ready[queue]
+            ready.seqs.append(seq)
+            ready.jobs.append(job)
             counts[_QUEUED] += 1
         else:
             self._schedule.add(self._monotonic() + delay, seq, job)
@@ -380,16 +386,16 @@ class InMemoryJobStore:
             if jobs.get(job.id.int) is not job:  # cancelled since
                 continue
             job = jobs[job.id.int] = promoted(job)
-            self._ready_of(job.queue).entries.append((next(self._seq), job))
+            self._ready[job.queue].push(next(self._seq), job)
             counts = self._live[job.queue]
             counts[_SCHEDULED] -= 1
             counts[_QUEUED] += 1
 
-    def _ready_of(self, queue: str) -> ReadyQueue:
-        ready = self._ready.get(queue)
-        if ready is None:
-            ready = self._ready[queue] = ReadyQueue()
-        return ready
+    def _new_queue(self, queue: str) -> list[int]:
+        """Make the ready list and the live counts of a queue seen for the first time."""
+        self._ready[queue] = ReadyQueue()
+        counts = self._live[queue] = [0, 0, 0]
+        return counts
 
     def _release(self, claim: Claim) -> Job | None:
         """The claimed job with its lease dropped, or None when the claim is lost."""

@@ -24,30 +24,36 @@ _COMPACT_AFTER = 1024
 
 
 class ReadyQueue:
-    """One queue's Queued jobs in claim order: ``(seq, job)`` entries, seq increasing."""
+    """One queue's Queued jobs in claim order, read from ``head``: parallel lists of
+    sequence numbers (increasing) and jobs (None once read)."""
 
-    __slots__ = ("entries", "head")
+    __slots__ = ("head", "jobs", "seqs")
 
     def __init__(self) -> None:
-        self.entries: list[Any] = []  # (seq, job), or None once read
+        self.seqs: list[int] = []
+        self.jobs: list[Job | None] = []
         self.head = 0
+
+    def push(self, seq: int, job: Job) -> None:
+        """Queue ``job`` at the tail."""
+        self.seqs.append(seq)
+        self.jobs.append(job)
 
     def compact(self) -> None:
         """Forget the entries read so far, once they are half of the list."""
         head = self.head
-        if head >= _COMPACT_AFTER and 2 * head >= len(self.entries):
-            del self.entries[:head]
+        if head >= _COMPACT_AFTER and 2 * head >= len(self.jobs):
+            del self.seqs[:head], self.jobs[:head]
             self.head = 0
 
     def after(self, seq: int | None) -> Iterator[tuple[int, Job]]:
         """The unread entries with a sequence number above ``seq`` (None: all), in order."""
-        entries = self.entries
-        start = self.head
-        if seq is not None:
-            start = bisect_right(entries, seq, lo=start, key=_first)
-        for index in range(start, len(entries)):
-            entry = entries[index]
-            yield entry[0], entry[1]
+        seqs, jobs = self.seqs, self.jobs
+        start = self.head if seq is None else bisect_right(seqs, seq, lo=self.head)
+        for index in range(start, len(jobs)):
+            job = jobs[index]
+            if job is not None:
+                yield seqs[index], job
 
 
 class Schedule:
@@ -129,10 +135,6 @@ class CreationLog:
         end = len(seqs) if before is None else bisect_right(seqs, before - 1)
         for index in range(end - 1, -1, -1):
             yield seqs[index], keys[index], queues[index]
-
-
-def _first(entry: Any) -> Any:
-    return entry[0]
 
 
 def _due_seq(entry: Any) -> Any:

@@ -26,6 +26,7 @@ head.
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -63,6 +64,7 @@ FIELDS = (
 (_NAME, _STATUS, _RETRIES, _MAX_RETRIES, _CREATED, _STARTED, _COMPLETED, _UPDATED) = range(8)
 (_RESULT, _MESSAGE, _ERROR_TYPE, _TRACEBACK, _REQUEST, _OWNER, _QUEUE, _POSITION) = range(8, 16)
 (_RUN_AT, _PARTITION_KEY, _TENANT, _BATCH_ID, _PROGRESS) = range(16, 21)
+_NO_EXTRA = (None, None, None, None, None)  # the fields after _POSITION, when all unset
 _GONE = -1  # a log entry whose job was taken (no job id has a negative integer)
 
 #: The terminal statuses, in the order their logs are kept (and ties are broken).
@@ -127,6 +129,7 @@ class RetainedJobs:
         self._records: dict[int, str | list[Any]] = {}
         self._logs = {status: _Log() for status in STATUSES}
         self._counts: dict[str, list[int]] = {}  # queue -> [completed, failed, canceled]
+        self._next_expiry = math.inf  # no log entry expires before this (monotonic)
 
     def __len__(self) -> int:
         return len(self._records)
@@ -136,17 +139,20 @@ class RetainedJobs:
 
     def add(self, job: Job, now: float) -> Job:
         """Keep ``job`` (terminal) until ``now + retention``; return it as it reads back."""
-        key = job.id.int
-        log = self._logs[job.status]
-        record = _encode(job, log.offset + len(log.keys))
-        self._records[key] = record
-        log.keys.append(key)
-        log.queues.append(job.queue)
-        log.expiry.append(now + self.retention)
-        counts = self._counts.get(job.queue)
+        key, status, queue = job.id.int, job.status, job.queue
+        log = self._logs[status]
+        keys = log.keys
+        record = self._records[key] = _encode(job, log.offset + len(keys))
+        keys.append(key)
+        log.queues.append(queue)
+        expiry = now + self.retention
+        log.expiry.append(expiry)
+        if expiry < self._next_expiry:
+            self._next_expiry = expiry
+        counts = self._counts.get(queue)
         if counts is None:
-            counts = self._counts[job.queue] = [0, 0, 0]
-        counts[_INDEX[job.status]] += 1
+            counts = self._counts[queue] = [0, 0, 0]
+        counts[_INDEX[status]] += 1
         while len(self._records) > self.max_retained:
             self._drop_oldest()
         return _decode(key, record)
@@ -193,9 +199,15 @@ class RetainedJobs:
 
     def expire(self, now: float) -> None:
         """Drop the jobs whose retention has passed by ``now`` (monotonic)."""
+        if now < self._next_expiry:
+            return
         for status, log in self._logs.items():
             while log.head < len(log.keys) and log.expiry[log.head] <= now:
                 self._drop(status, log)
+        self._next_expiry = min(
+            (expiry for log in self._logs.values() if (expiry := log.next_expiry()) is not None),
+            default=math.inf,
+        )
 
     def newest_first(self, status: JobStatus, before: int | None) -> Iterator[tuple[int, int, str]]:
         """(position, key, queue) of the kept ``status`` jobs, newest finished first,
@@ -253,14 +265,14 @@ def _encode(job: Job, position: int) -> str | list[Any]:
         request.owner,
         job.queue,
         position,
-        _timestamp(job.run_at),
-        job.partition_key,
-        job.tenant,
-        None if job.batch_id is None else str(job.batch_id),
-        job.progress,
     ]
-    while len(fields) > _RUN_AT and fields[-1] is None:
-        fields.pop()
+    extra = (job.run_at, job.partition_key, job.tenant, job.batch_id, job.progress)
+    if extra != _NO_EXTRA:
+        batch_id = job.batch_id
+        fields += [_timestamp(job.run_at), job.partition_key, job.tenant]
+        fields += [None if batch_id is None else str(batch_id), job.progress]
+        while fields[-1] is None:
+            fields.pop()
     try:
         return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
     except (TypeError, ValueError):  # a result with no JSON form (stores are handed JSON)
@@ -284,7 +296,16 @@ def _decode(key: int, record: str | list[Any]) -> Job:
 
 def _decode_fields(key: int, fields: list[Any]) -> Job:
     kept, owner, error_type = fields[_REQUEST], fields[_OWNER], fields[_ERROR_TYPE]
-    batch_id = _slot(fields, _BATCH_ID)
+    extra: dict[str, Any] = {}
+    if len(fields) > _RUN_AT:
+        batch_id = _slot(fields, _BATCH_ID)
+        extra = {
+            "run_at": _moment(_slot(fields, _RUN_AT)),
+            "partition_key": _slot(fields, _PARTITION_KEY),
+            "tenant": _slot(fields, _TENANT),
+            "batch_id": None if batch_id is None else uuid.UUID(batch_id),
+            "progress": _slot(fields, _PROGRESS),
+        }
     return Job(
         id=uuid.UUID(int=key),
         name=fields[_NAME],
@@ -300,12 +321,8 @@ def _decode_fields(key: int, fields: list[Any]) -> Job:
         if error_type is None
         else JobError(fields[_MESSAGE], error_type, fields[_TRACEBACK]),
         request=JobRequest(owner=owner) if isinstance(kept, int) else _decode_request(kept, owner),
-        run_at=_moment(_slot(fields, _RUN_AT)),
         queue=fields[_QUEUE],
-        partition_key=_slot(fields, _PARTITION_KEY),
-        tenant=_slot(fields, _TENANT),
-        batch_id=None if batch_id is None else uuid.UUID(batch_id),
-        progress=_slot(fields, _PROGRESS),
+        **extra,
     )
 
 
