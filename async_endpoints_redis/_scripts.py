@@ -49,6 +49,7 @@ _NAMES = (
     "requeue",
     "pause",
     "queue_stats",
+    "list_jobs",
 )
 _PROMOTE_BATCH = 200  # due Scheduled jobs moved to the queue per claim
 _SKIP_BUDGET = 1000  # bad ids a claim may drop on top of the jobs it claims
@@ -208,6 +209,21 @@ class Scripts:
         """Per queue: paused, queued, scheduled, in_progress, completed, failed, canceled."""
         rows: list[list[int]] = await self._call("queue_stats", list(queues))
         return rows
+
+    async def list_jobs(
+        self,
+        status: str,
+        queue: str,
+        limit: int,
+        budget: int,
+        queues: Sequence[str],
+        position: Sequence[str | int],
+    ) -> list[Any]:
+        """{jobs, position, offset} of one page (see ``lua/list_jobs.lua``)."""
+        args: list[str | int] = [status, queue, limit, budget, queues_arg(queues)]
+        args += [*position] if position else ["", 0]
+        page: list[Any] = await self._call("list_jobs", args)
+        return page
 
     async def count_waiting(self) -> int:
         """How many jobs are Queued or Scheduled."""

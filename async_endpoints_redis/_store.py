@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import math
+import re
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -49,7 +50,14 @@ from async_endpoints._job import (
     is_same_submission,
 )
 from async_endpoints._lifecycle import Transition, check
-from async_endpoints._listing import QueueStats
+from async_endpoints._listing import (
+    JobPage,
+    QueueStats,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+    filters_of,
+)
 from async_endpoints._store import Claim
 
 from ._batch import Batcher
@@ -69,6 +77,8 @@ _CLAIM_EXPIRED = {"message": "The worker's claim on the job expired", "type": "C
 _OFFER_RENEW = 1.0  # seconds an idle worker waits on one offer before renewing it
 _OFFER_TTL = 3.0  # seconds an offer stands unless renewed (a frozen worker's exposure)
 _ALONE_OVER = 64 * 1024  # result characters past which a completion is not batched
+_LIST_BUDGET = 10  # entries a filtered listing may look at per job of its page
+_INDEX_ENTRY = re.compile(r"\d{14}:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 @dataclass(eq=False)
@@ -544,6 +554,55 @@ class RedisJobStore:
             except Exception:
                 logger.exception("a cancel listener failed")
 
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        queue: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
+    ) -> JobPage:
+        """One page of the matching jobs, in the order of `async_endpoints._listing`, in
+        one script call (see ``lua/list_jobs.lua`` for the indexes it reads).
+
+        Costs O(limit + log n) for a status alone (Queued: O(offset + limit), a walk of
+        the queue's LIST up to where the page starts). With a ``queue`` the script looks
+        at no more than ``limit * 10 + 100`` entries and may return a short page with a
+        cursor.
+
+        Raises:
+            ValueError: ``limit`` out of range, or a cursor this store did not make for
+                this listing.
+        """
+        check_limit(limit)
+        filters = filters_of(status, queue)
+        position: list[str | int] = []
+        if cursor is not None:
+            position = _checked_position(decode_cursor(cursor, filters), status)
+        budget = limit * _LIST_BUDGET + 100 if queue is not None else limit + 1
+        wanted = "" if status is None else status.value
+        names = list(queues)
+        reply = await self._run(
+            "list_jobs",
+            lambda s: s.list_jobs(wanted, queue or "", limit, budget, names, position),
+        )
+        if len(reply) == 1:  # {'invalid'}: the position names a queue not listed
+            raise ValueError("invalid cursor")
+        raw_jobs, raw_next, offset = reply
+        jobs = []
+        for raw_id, flat in raw_jobs:
+            job = _decode(uuid.UUID(text(raw_id)), pairs(flat))
+            if job is not None:
+                jobs.append(job)
+        next_position = text(raw_next)
+        if not next_position:
+            return JobPage(jobs, None)
+        following: list[Any] = [next_position]
+        if status is JobStatus.QUEUED:
+            following.append(int(offset))
+        return JobPage(jobs, encode_cursor(filters, following))
+
     async def queue_stats(self, queues: Sequence[str]) -> list[QueueStats]:
         """Counts per queue, in the order given, in one script call that costs
         O(number of queues): Queued jobs are the length of the queue's LIST, the others
@@ -575,6 +634,29 @@ def _decode(job_id: uuid.UUID, fields: Any) -> Job | None:
     except ValueError as exc:
         logger.warning("skipping a corrupt job record: %s", exc)
         return None
+
+
+def _checked_position(position: list[Any], status: JobStatus | None) -> list[str | int]:
+    """A cursor's position, checked to be one this store makes for ``status``.
+
+    Raises:
+        ValueError: It is not.
+    """
+    if status is JobStatus.QUEUED:
+        if (
+            len(position) == 2
+            and isinstance(position[0], str)
+            and position[0]
+            and isinstance(position[1], int)
+            and not isinstance(position[1], bool)
+            and position[1] >= 0
+        ):
+            return [position[0], position[1]]
+    elif (
+        len(position) == 1 and isinstance(position[0], str) and _INDEX_ENTRY.fullmatch(position[0])
+    ):
+        return [position[0], 0]
+    raise ValueError("invalid cursor")
 
 
 def _split_message(message: bytes | str) -> tuple[uuid.UUID, dict[str, str]]:
