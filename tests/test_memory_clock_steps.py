@@ -82,6 +82,21 @@ async def test_a_wall_step_while_a_retry_waits_neither_stretches_nor_shortens_it
     assert retry.job.id == claim.job.id and retry.job.retry_count == 1
 
 
+@pytest.mark.parametrize("step", STEPS)
+async def test_a_wall_step_while_a_delayed_job_waits_neither_stretches_nor_shortens_it(
+    clock: ManualClock, step: float
+) -> None:
+    """A job submitted with a 2 s delay is due 2 s later whatever the wall clock did."""
+    store = InMemoryJobStore(clock=clock)
+    job = await store.enqueue(NewJob(uuid.uuid4(), "Echo", 3, delay=2))
+    assert job.run_at == job.created_at + timedelta(seconds=2)
+    clock.step_wall(step)
+    clock.advance(1.9)
+    assert await store.claim(1, lease=30) == []
+    clock.advance(0.1)
+    assert [claim.job.id for claim in await store.claim(1, lease=30)] == [job.id]
+
+
 async def test_an_idle_worker_is_woken_when_a_retry_is_due_despite_a_step_back(
     clock: ManualClock,
 ) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
@@ -19,7 +20,7 @@ from async_endpoints import (
     JobStatus,
     NewJob,
 )
-from async_endpoints._retained import FIELDS
+from async_endpoints._retained import FIELDS, RetainedJobs
 from async_endpoints.testing import ManualClock
 
 REQUEST = JobRequest(
@@ -134,6 +135,23 @@ async def test_a_resent_submission_of_a_finished_job_returns_it_and_a_clash_is_r
     with pytest.raises(DuplicateJobError):
         await store.enqueue(dataclasses.replace(spec, request=JobRequest(body='{"data": "y"}')))
     assert await store.get(spec.id) == done
+
+
+@pytest.mark.parametrize("status", [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED])
+def test_the_retained_form_reads_back_every_field_set(status: JobStatus) -> None:
+    """Queue, run-at time and the reserved fields survive the JSON record, whatever the
+    status (a Completed job's request shrinks to its owner)."""
+    moment = datetime(2026, 1, 1, 12, 0, 0, 123000, tzinfo=UTC)
+    job = Job(
+        uuid.uuid4(), "Echo", status, 1, 3, moment, moment, moment, moment,
+        result={"n": 1}, error=JobError("boom", "RuntimeError"), request=REQUEST,
+        run_at=moment, queue="low", partition_key="p1", tenant="acme",
+        batch_id=uuid.uuid4(), progress={"done": 0.5},
+    )  # fmt: skip
+    kept = RetainedJobs(60, 10).add(job, 0.0)
+    if status is JobStatus.COMPLETED:
+        job = job.replace(request=JobRequest(owner="alice"))
+    assert kept == job
 
 
 def test_the_retained_form_covers_every_field_of_a_job() -> None:
