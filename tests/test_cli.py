@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from async_endpoints import AsyncEndpoints, ConfigurationError
+from async_endpoints import AsyncContext, AsyncEndpoints, ConfigurationError
 from async_endpoints._cli import load_endpoints
 
 pytestmark = pytest.mark.slow
@@ -74,3 +74,38 @@ def test_load_endpoints_names_what_is_wrong() -> None:
     ]:
         with pytest.raises(ConfigurationError, match=message):
             load_endpoints(target)
+
+
+def test_queues_serves_the_named_queues(tmp_path: Path) -> None:
+    """--queues default: the worker serves that queue (its job runs) and exits 0."""
+    worker = start_worker(tmp_path, "tests.apps.cli_worker:endpoints", "--queues", "default")
+    wait_for_mark(tmp_path, "handler-started", worker)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize(
+    ("queues", "message"),
+    [("high", "unknown queue 'high'"), ("default,default", "repeat"), ("", "non-empty")],
+)
+def test_queues_the_app_lacks_are_a_usage_error(tmp_path: Path, queues: str, message: str) -> None:
+    """--queues naming a queue the app's queues setting lacks exits 2 with a message."""
+    worker = start_worker(tmp_path, "tests.apps.cli_worker:endpoints", "--queues", queues)
+    _, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 2 and message in stderr
+
+
+async def test_a_pool_serves_only_its_queues_in_the_order_given() -> None:
+    """running(queues=["low", "high"]): "low" first, "high" second, "mid" not at all."""
+    engine = AsyncEndpoints(queues=("high", "mid", "low"), max_concurrency=1)
+    ran: list[str] = []
+
+    async def note(ctx: AsyncContext[str]) -> None:
+        ran.append(ctx.request)
+
+    engine.add_handler(note)
+    async with engine.running(workers=False, queues=["low", "high"]):
+        for queue in ("high", "mid", "low"):
+            await engine.submit("note", queue, queue=queue)
+        assert await engine.drain() == 2
+    assert ran == ["low", "high"]

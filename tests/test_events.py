@@ -1,0 +1,181 @@
+"""Lifecycle events: submitted, started, finished (with outcome) and cancelled, once each."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+
+from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore
+from async_endpoints._events import AttemptOutcome, EventKind, LifecycleEvent, LifecycleEvents
+from async_endpoints.testing import ManualClock
+
+
+class Recorder:
+    """Subscribed to an engine: every event as (kind, outcome, job status)."""
+
+    def __init__(self, engine: AsyncEndpoints) -> None:
+        self.events: list[LifecycleEvent] = []
+        self.unsubscribe = engine.events.subscribe(self.events.append)
+
+    def seen(self) -> list[tuple[str, str | None, str]]:
+        return [
+            (event.kind.value, event.outcome and event.outcome.value, event.job.status.value)
+            for event in self.events
+        ]
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def engine(clock: ManualClock) -> AsyncIterator[AsyncEndpoints]:
+    endpoints = AsyncEndpoints(
+        store=InMemoryJobStore(clock=clock), max_retries=1, retry_base_delay=0, retry_jitter=0
+    )
+
+    async def ok(ctx: AsyncContext[None]) -> str:
+        return "ok"
+
+    async def broken(ctx: AsyncContext[None]) -> None:
+        raise RuntimeError("broken")
+
+    endpoints.add_handler(ok)
+    endpoints.add_handler(broken)
+    async with endpoints.running(workers=False):
+        yield endpoints
+
+
+async def test_a_job_that_completes_emits_submitted_started_finished(
+    engine: AsyncEndpoints,
+) -> None:
+    """submit -> submitted (Queued); drain -> started (InProgress), finished completed."""
+    recorder = Recorder(engine)
+    job = await engine.submit("ok")
+    await engine.drain()
+    assert recorder.seen() == [
+        ("submitted", None, "Queued"),
+        ("started", None, "InProgress"),
+        ("finished", "completed", "Completed"),
+    ]
+    assert {event.job.id for event in recorder.events} == {job.id}
+    assert recorder.events[-1].duration is not None and recorder.events[-1].duration >= 0
+
+
+async def test_a_failing_job_emits_retried_then_failed(engine: AsyncEndpoints) -> None:
+    """Each attempt ends with one finished event: retried while retries are left, then
+    failed; the job in the event carries the error."""
+    recorder = Recorder(engine)
+    await engine.submit("broken")
+    await engine.drain()
+    finished = [event for event in recorder.events if event.kind is EventKind.FINISHED]
+    assert [event.outcome for event in finished] == [
+        AttemptOutcome.RETRIED,
+        AttemptOutcome.FAILED,
+    ]
+    assert all(event.job.error.type == "RuntimeError" for event in finished)
+
+
+async def test_cancelling_a_waiting_job_emits_cancelled_once(engine: AsyncEndpoints) -> None:
+    """cancel -> one cancelled event; a second cancel of the Canceled job emits nothing."""
+    job = await engine.submit("ok")
+    recorder = Recorder(engine)
+    await engine.cancel(job.id)
+    await engine.cancel(job.id)
+    assert recorder.seen() == [("cancelled", None, "Canceled")]
+
+
+async def test_a_running_job_cancelled_finishes_as_canceled_and_a_lost_one_as_lost(
+    clock: ManualClock,
+) -> None:
+    """A cancelled running attempt ends "canceled"; one whose claim was recovered
+    elsewhere ends "lost" (and its retry then "completed")."""
+    store = InMemoryJobStore(clock=clock)
+    engine = AsyncEndpoints(store=store, claim_timeout=0.3, recovery_interval=60)
+    started = asyncio.Event()
+
+    async def hold(ctx: AsyncContext[None]) -> str:
+        if ctx.retry_count:
+            return "again"
+        started.set()
+        await asyncio.Event().wait()
+        return "never"
+
+    engine.add_handler(hold)
+    recorder = Recorder(engine)
+    ended = asyncio.Event()
+    engine.events.subscribe(lambda event: event.kind is EventKind.FINISHED and ended.set())
+    async with engine.running():
+        canceled = await engine.submit("hold")
+        async with asyncio.timeout(5):
+            await started.wait()
+        await engine.cancel(canceled.id)
+        async with asyncio.timeout(5):
+            await ended.wait()
+        started.clear()
+        lost = await engine.submit("hold")
+        async with asyncio.timeout(5):
+            await started.wait()
+        clock.advance(1)  # its lease lapses as if this worker had hung
+        await store.recover()
+        await engine.wait_for(lost.id, timeout=5)
+    outcomes = {
+        (event.job.id, event.outcome)
+        for event in recorder.events
+        if event.kind is EventKind.FINISHED
+    }
+    assert outcomes == {
+        (canceled.id, AttemptOutcome.CANCELED),
+        (lost.id, AttemptOutcome.LOST),
+        (lost.id, AttemptOutcome.COMPLETED),
+    }
+    assert [event.kind for event in recorder.events].count(EventKind.CANCELLED) == 1
+
+
+async def test_a_post_emits_submitted(http_client_for) -> None:
+    """The HTTP submission path emits the same submitted event as submit()."""
+    app = FastAPI()
+    engine = AsyncEndpoints(app, run_workers=False)
+
+    @engine.map_async_post("/ok")
+    async def ok(ctx: AsyncContext) -> None: ...
+
+    recorder = Recorder(engine)
+    async with http_client_for(app) as client:
+        response = await client.post("/ok")
+    assert recorder.seen() == [("submitted", None, "Queued")]
+    assert str(recorder.events[0].job.id) == response.json()["id"]
+
+
+async def test_a_listener_that_raises_is_logged_and_breaks_nothing(
+    engine: AsyncEndpoints, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failing listener is logged; the others still hear the event and the job runs."""
+
+    def broken(event: LifecycleEvent) -> None:
+        raise RuntimeError("listener bug")
+
+    engine.events.subscribe(broken)
+    recorder = Recorder(engine)
+    with caplog.at_level(logging.ERROR, logger="async_endpoints"):
+        job = await engine.submit("ok")
+        await engine.drain()
+    assert (await engine.get_job(job.id)).result == "ok"
+    assert len(recorder.events) == 3 and "listener bug" in caplog.text
+
+
+def test_unsubscribed_listeners_hear_nothing_more() -> None:
+    """subscribe returns the function that unsubscribes; calling it twice is harmless."""
+    hub = LifecycleEvents()
+    heard: list[Any] = []
+    unsubscribe = hub.subscribe(heard.append)
+    assert hub
+    unsubscribe()
+    unsubscribe()
+    assert not hub and heard == []
