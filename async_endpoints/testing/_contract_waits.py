@@ -45,6 +45,19 @@ class WaitContract:
         async with asyncio.timeout(PROMPTLY):
             await kit.store.wait_for_work(0.05)
 
+    async def test_wait_for_work_returns_when_a_scheduled_job_falls_due(
+        self, kit: StoreKit
+    ) -> None:
+        """A waiter does not sleep through a delayed job: it returns once the job is due,
+        long before its own timeout, and the job is claimable then."""
+        job = await kit.store.enqueue(new_job(delay=0.2))
+        assert await kit.store.claim(1, lease=kit.lease) == []
+        waiter = asyncio.create_task(kit.store.wait_for_work(30))
+        await kit.advance(0.25)
+        async with asyncio.timeout(PROMPTLY):
+            await waiter
+        assert [c.job.id for c in await kit.store.claim(1, lease=kit.lease)] == [job.id]
+
     async def test_a_job_submitted_to_an_idle_waiter_runs_exactly_once(self, kit: StoreKit) -> None:
         """A waiter offering slots gets the new job handed over (claimed, ready to settle)
         or, from stores that do not hand over, can claim it next; never both."""
