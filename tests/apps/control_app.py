@@ -81,7 +81,7 @@ class HoldRequest(BaseModel):
     seconds: float = 3600.0
 
 
-@endpoints.map_async_post("/hold", name="Hold")
+@endpoints.map_async_post("/hold", name="Hold", queue="default")
 async def hold(ctx: AsyncContext[HoldRequest]) -> int:
     """Runs ``seconds`` (an hour by default) unless cancelled; records when it saw the
     cancellation, or that it returned."""
@@ -101,7 +101,7 @@ class SlowRequest(BaseModel):
     seconds: float
 
 
-@endpoints.map_async_post("/slow", name="Slow")
+@endpoints.map_async_post("/slow", name="Slow", queue="default")
 async def slow(ctx: AsyncContext[SlowRequest]) -> int:
     """Sleeps on its first attempt only, so a recovered retry finishes at once."""
     assert ctx.request is not None

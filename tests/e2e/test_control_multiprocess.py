@@ -16,7 +16,6 @@ import httpx
 import pytest
 import redis.asyncio as redis
 
-from async_endpoints import AsyncEndpoints
 from tests.faults.harness import submit, wait_for, wait_terminal
 
 from .processes import Proc, start_api, start_worker
@@ -25,10 +24,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.redis,
     pytest.mark.timeout(180),
-    # Until the engine's control API lands on main (issue 10, in progress).
-    pytest.mark.skipif(
-        not hasattr(AsyncEndpoints, "map_job_cancel"), reason="control API not on main yet"
-    ),
 ]
 
 APP = "tests.apps.control_app"

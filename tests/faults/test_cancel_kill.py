@@ -18,7 +18,6 @@ import httpx
 import pytest
 import redis.asyncio as redis
 
-from async_endpoints import AsyncEndpoints
 from tests.e2e.processes import Proc, start_api, start_worker
 
 from .figures import report
@@ -28,10 +27,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.redis,
     pytest.mark.timeout(180),
-    # Until the engine's control API lands on main (issue 10, in progress).
-    pytest.mark.skipif(
-        not hasattr(AsyncEndpoints, "map_job_cancel"), reason="control API not on main yet"
-    ),
 ]
 
 APP = "tests.apps.control_app"
