@@ -14,6 +14,7 @@ requeued job's old entry is recognised as stale and skipped in O(1).
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_right, insort
 from collections.abc import Iterator
 from typing import Any
@@ -30,7 +31,7 @@ class ReadyQueue:
     __slots__ = ("head", "jobs", "seqs")
 
     def __init__(self) -> None:
-        self.seqs: list[int] = []
+        self.seqs = array("q")  # machine integers: no int object per entry
         self.jobs: list[Job | None] = []
         self.head = 0
 
@@ -109,7 +110,7 @@ class CreationLog:
 
     def __init__(self) -> None:
         self.keys: list[int] = []
-        self.seqs: list[int] = []
+        self.seqs = array("q")  # machine integers: no int object per entry
         self.queues: list[str] = []
 
     def __len__(self) -> int:
@@ -126,7 +127,7 @@ class CreationLog:
         as many jobs have gone as are left, which makes it O(1) per job)."""
         kept = [index for index, key in enumerate(self.keys) if exists(key)]
         self.keys = [self.keys[index] for index in kept]
-        self.seqs = [self.seqs[index] for index in kept]
+        self.seqs = array("q", [self.seqs[index] for index in kept])
         self.queues = [self.queues[index] for index in kept]
 
     def newest_first(self, before: int | None) -> Iterator[tuple[int, int, str]]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from array import array
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -83,7 +84,7 @@ class _Log:
     def __init__(self) -> None:
         self.keys: list[int] = []
         self.queues: list[str] = []
-        self.expiry: list[float] = []
+        self.expiry = array("d")  # machine floats: no float object per entry
         self.head = 0
         self.offset = 0
 
