@@ -12,7 +12,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from redis.asyncio import Redis
@@ -351,8 +351,8 @@ async def test_a_pool_offers_its_slots_only_while_it_runs_nothing(
     handed: list[uuid.UUID] = []
     wait_for_work = store.wait_for_work
 
-    async def counting_wait(timeout: float, *, take: int = 0, lease: float = 0.0) -> list[Claim]:
-        claims = await wait_for_work(timeout, take=take, lease=lease)
+    async def counting_wait(timeout: float, **options: Any) -> list[Claim]:
+        claims = await wait_for_work(timeout, **options)
         handed.extend(claim.job.id for claim in claims)
         return claims
 
