@@ -8,6 +8,7 @@ example_app.main:endpoints`` can run them in other processes), then::
          -H 'Content-Type: application/json' -d '{"data": "hello"}'
     # 202 Accepted, Location: /jobs/<id>
     curl localhost:8000/jobs/<id>
+    curl -X POST localhost:8000/jobs/<id>/cancel
 """
 
 import asyncio
@@ -43,8 +44,11 @@ def make_store() -> JobStore:
 
 
 app = FastAPI(title="async-endpoints example")
-endpoints = AsyncEndpoints(app, store=make_store(), max_retries=2)
+endpoints = AsyncEndpoints(
+    app, store=make_store(), max_retries=2, queues=("interactive", "default", "batch")
+)
 endpoints.map_job_details("/jobs/{job_id}")
+endpoints.map_job_cancel("/jobs/{job_id}/cancel")
 
 
 @app.exception_handler(RequestValidationError)
@@ -122,7 +126,7 @@ async def lookup(address: IPv4Address | IPv6Address) -> tuple[str, str]:
     return KNOWN_ADDRESSES.get(str(address), ("Unknown", "Unknown"))
 
 
-@endpoints.map_async_post("/api/geo-lookup", name="GeoLookup")
+@endpoints.map_async_post("/api/geo-lookup", name="GeoLookup", queue="interactive")
 async def geo_lookup(ctx: AsyncContext[GeoLookupRequest]) -> GeoLocation:
     """Locate an IP address."""
     country, city = await lookup(ctx.request.ip_address)
@@ -146,6 +150,31 @@ async def nightly_report(ctx: AsyncContext) -> NightlyReport:
         requested_by=ctx.headers.get("x-requested-by", "anonymous"),
         job_id=str(ctx.job_id),
     )
+
+
+# --- Reminder: a delayed job in a low-priority queue, cancellable until it runs -----------
+
+
+class ReminderRequest(BaseModel):
+    text: str
+    in_seconds: float = 60.0
+
+
+class Reminder(BaseModel):
+    text: str
+
+
+def reminder_delay(request: Request, body: ReminderRequest) -> float:
+    """Each POST picks its own delay: the job is Scheduled until then."""
+    return body.in_seconds
+
+
+@endpoints.map_async_post(
+    "/api/reminders", name="Reminder", queue="batch", delay=reminder_delay, max_retries=0
+)
+async def reminder(ctx: AsyncContext[ReminderRequest]) -> Reminder:
+    """Deliver the reminder (here: hand its text back)."""
+    return Reminder(text=ctx.request.text)
 
 
 # --- The programmatic API: start a job, then wait for its result ---------------------------

@@ -122,3 +122,25 @@ async def test_an_unknown_job_id_answers_404(example, http_client_for) -> None:
     async with http_client_for(example.app) as client:
         response = await client.get("/jobs/00000000-0000-4000-8000-000000000000")
     assert response.status_code == 404
+
+
+async def test_a_reminder_is_scheduled_and_can_be_cancelled(example, http_client_for) -> None:
+    """POST /api/reminders: 202 Scheduled (runAt an hour on) in the batch queue; the
+    cancel route makes it Canceled (200), and a second cancel answers 409."""
+    async with http_client_for(example.app) as client:
+        response = await client.post("/api/reminders", json={"text": "tea", "in_seconds": 3600})
+        job = response.json()
+        cancel = await client.post(f"/jobs/{job['id']}/cancel")
+        again = await client.post(f"/jobs/{job['id']}/cancel")
+    assert response.status_code == 202 and job["status"] == "Scheduled" and job["runAt"]
+    assert job["queue"] == "batch"
+    assert cancel.status_code == 200 and cancel.json()["status"] == "Canceled"
+    assert again.status_code == 409
+
+
+async def test_a_reminder_due_at_once_runs(example, http_client_for) -> None:
+    """in_seconds 0: due at once, it completes with its text."""
+    async with http_client_for(example.app) as client:
+        response = await client.post("/api/reminders", json={"text": "now", "in_seconds": 0})
+        job = await finished(example, client, response)
+    assert job["status"] == "Completed" and job["result"] == {"text": "now"}
