@@ -156,7 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.path.insert(0, "")
     try:
         endpoints = load_endpoints(args.target)
-        queues = None if args.queues is None else endpoints.serving(args.queues.split(","))
+        queues = None
+        if args.queues is not None:
+            queues = endpoints.serving([name.strip() for name in args.queues.split(",")])
     except (ConfigurationError, ImportError, ValueError) as exc:
         parser.error(str(exc))
     _run(run_worker(endpoints, queues), endpoints.pool.attempts.abandoned)
