@@ -9,7 +9,7 @@ import pytest
 
 from .._errors import DuplicateJobError, QueueFullError
 from .._job import JobError, JobRequest, JobStatus, NewJob
-from ._contract_support import BOOM, new_job, read
+from ._contract_support import BOOM, TICK, new_job, read
 from ._kit import StoreKit
 
 
@@ -60,6 +60,21 @@ class CoreContract:
         first = await kit.store.enqueue(spec)
         assert await kit.store.enqueue(spec) == first
         assert len(await kit.store.claim(5, lease=kit.lease)) == 1
+
+    async def test_a_resent_enqueue_must_match_in_every_part(self, kit: StoreKit) -> None:
+        """The same id with another queue or request is a DuplicateJobError; a delayed job
+        sent again is returned as stored (still Scheduled, its run_at unchanged)."""
+        spec = new_job(delay=kit.lease * 10, body='{"a": 1}')
+        stored = await kit.store.enqueue(spec)
+        await kit.advance(TICK)
+        assert await kit.store.enqueue(spec) == stored
+        for other in (
+            NewJob(spec.id, spec.name, spec.max_retries, spec.request, "other", spec.delay),
+            NewJob(spec.id, spec.name, spec.max_retries, JobRequest(body="{}"), delay=1.0),
+        ):
+            with pytest.raises(DuplicateJobError):
+                await kit.store.enqueue(other)
+        assert await kit.store.get(spec.id) == stored
 
     async def test_enqueue_refuses_when_max_waiting_jobs_wait(self, kit: StoreKit) -> None:
         """With max_waiting jobs waiting, enqueue raises QueueFullError and stores nothing."""

@@ -165,8 +165,9 @@ class LifecycleContract:
         self, kit: StoreKit, driven: str
     ) -> None:
         """Applied to a job in each status: a source status ends in a target status (with
-        completed_at and run_at as the status says); any other is left unchanged, and
-        requeue says so with InvalidTransitionError."""
+        completed_at, run_at and retry_count as the transition says, and the job returned
+        as stored); any other is left unchanged, and requeue says so with
+        InvalidTransitionError."""
         transition, apply = DRIVEN[driven]
         if transition in (Transition.CANCEL, Transition.REQUEUE):
             control(kit)
@@ -179,14 +180,39 @@ class LifecycleContract:
         for specimen in made:
             before = await read(kit.store, specimen.job.id)
             allowed = before.status in SOURCES[transition]
+            result: object = None
             if transition is Transition.REQUEUE and not allowed:
                 with pytest.raises(InvalidTransitionError):
                     await apply(kit, specimen)
             else:
-                await apply(kit, specimen)
+                result = await apply(kit, specimen)
             after = await read(kit.store, specimen.job.id)
             if allowed:
                 assert after.status in TARGETS[transition], (before.status, after)
                 check_invariants(after)
+                assert after.retry_count == _retry_count(transition, before), after
+                assert _answer(result, after) == after, (before.status, result)
             else:
                 assert after == before, (before.status, after)
+                assert _answer(result, after) in (None, before), (before.status, result)
+
+
+def _retry_count(transition: Transition, before: Job) -> int:
+    if transition in (Transition.RETRY, Transition.RECOVER):
+        return before.retry_count + 1
+    return 0 if transition is Transition.REQUEUE else before.retry_count
+
+
+def _answer(result: object, job: Job) -> Job | None:
+    """What a store method answered about ``job``: the job it returned, the job of the
+    claim it made, ``job`` itself when recover named it; None when it answered nothing
+    about it."""
+    if isinstance(result, Job):
+        return result
+    if isinstance(result, list):
+        for item in result:
+            if isinstance(item, Claim) and item.job.id == job.id:
+                return item.job
+            if item == job.id:
+                return job
+    return None

@@ -93,13 +93,18 @@ class ListingContract:
         assert ids == [c.job.id for c in claims]
 
     async def test_scheduled_jobs_are_listed_soonest_first(self, kit: StoreKit) -> None:
-        """By run_at, whatever the order they were delayed in."""
+        """By run_at, whatever the order they were delayed in, retries waiting for their
+        backoff among them."""
         store = inspection(kit)
         ids = [
             (await kit.store.enqueue(new_job(queue=queue, delay=FAR + offset))).id
             for queue, offset in (("high", 2.0), ("low", 0.0), ("default", 1.0))
         ]
-        assert await listed(store, status=JobStatus.SCHEDULED) == [ids[1], ids[2], ids[0]]
+        retried = await kit.store.enqueue(new_job(queue="low"))
+        (claim,) = await kit.store.claim(1, queues=("low",), lease=kit.lease)
+        await kit.store.fail(claim, BOOM, retry_in=FAR + 1.5)
+        expected = [ids[1], ids[2], retried.id, ids[0]]
+        assert await listed(store, status=JobStatus.SCHEDULED) == expected
 
     async def test_running_jobs_are_listed_oldest_start_first(self, kit: StoreKit) -> None:
         """By started_at, not by when they were submitted."""

@@ -89,6 +89,7 @@ class StatsContract:
             QueueStats("y", paused=True, queued=1, canceled=1),
             QueueStats("z", paused=True),
         ]
+        assert await store.count_waiting() == 3
         await steering.resume(["y"])
         (stats,) = await store.queue_stats(["y"])
         assert not stats.paused
