@@ -41,7 +41,7 @@ from ._lifecycle import (
     requeued,
 )
 from ._listing import JobPage, QueueStats
-from ._memory_index import CreationLog, ReadyQueue, Schedule
+from ._memory_index import COMPACT_AFTER, CreationLog, ReadyQueue, Schedule
 from ._retained import RetainedJobs
 from ._store import Claim
 from ._waiters import TerminalWaiters
@@ -133,7 +133,10 @@ class InMemoryJobStore:
             raise ValueError(f"delay must be a finite number of seconds, not {delay!r}")
         job = new_job.stored(self._moment())
         seq = next(self._seq)
-        self._created.add(seq, key, job.queue)
+        created = self._created
+        created.keys.append(key)
+        created.seqs.append(seq)
+        created.queues.append(job.queue)
         if not seq & 1023:
             self._forget_gone_jobs()
         self._jobs[key] = job
@@ -153,8 +156,7 @@ class InMemoryJobStore:
         `JobStore.claim`."""
         self._work.clear()
         now = self._monotonic()
-        due = self._schedule.next_due()
-        if due is not None and due <= now:
+        if self._schedule.next_due <= now:
             self._promote_due(now)
         claims: list[Claim] = []
         moment, until = self._moment(), now + lease
@@ -165,10 +167,9 @@ class InMemoryJobStore:
                 continue
             entries, head, taken = ready.jobs, ready.head, 0
             while head < len(entries) and len(claims) < limit:
-                job = entries[head]
+                job: Job = entries[head]  # never None from head on
                 entries[head] = None
                 head += 1
-                assert job is not None
                 key = job.id.int
                 if jobs.get(key) is not job:  # cancelled, or requeued since
                     continue
@@ -178,7 +179,8 @@ class InMemoryJobStore:
                 claims.append(Claim(job, token))
                 taken += 1
             ready.head = head
-            ready.compact()
+            if head >= COMPACT_AFTER:
+                ready.compact()
             if taken:
                 counts = self._live[name]
                 counts[_QUEUED] -= taken
@@ -201,9 +203,12 @@ class InMemoryJobStore:
 
     async def complete(self, claim: Claim, result: Any) -> Job | None:
         """Settle as Completed; see `JobStore.complete`."""
-        job = self._release(claim)
-        if job is None:
+        key = claim.job.id.int
+        held = self._leases.get(key)
+        if held is None or held[0] != claim.token:
             return None
+        del self._leases[key]
+        job = self._jobs[key]
         self._live[job.queue][_RUNNING] -= 1
         return self._finish(completed(job, result, self._moment()))
 
@@ -242,8 +247,8 @@ class InMemoryJobStore:
 
         Never hands jobs over (a claim here costs no round trip): always returns [].
         """
-        due = self._schedule.next_due()
-        if due is not None:
+        due = self._schedule.next_due
+        if due < math.inf:
             timeout = max(0.0, min(timeout, due - self._monotonic()))
         try:
             async with asyncio.timeout(timeout):

@@ -14,6 +14,7 @@ requeued job's old entry is recognised as stale and skipped in O(1).
 
 from __future__ import annotations
 
+import math
 from array import array
 from bisect import bisect_right, insort
 from collections.abc import Iterator
@@ -21,7 +22,8 @@ from typing import Any
 
 from ._job import Job
 
-_COMPACT_AFTER = 1024
+#: Entries read before a list is compacted (once they are half of it too).
+COMPACT_AFTER = 1024
 
 
 class ReadyQueue:
@@ -32,7 +34,7 @@ class ReadyQueue:
 
     def __init__(self) -> None:
         self.seqs = array("q")  # machine integers: no int object per entry
-        self.jobs: list[Job | None] = []
+        self.jobs: list[Any] = []  # Job, or None once read
         self.head = 0
 
     def push(self, seq: int, job: Job) -> None:
@@ -43,7 +45,7 @@ class ReadyQueue:
     def compact(self) -> None:
         """Forget the entries read so far, once they are half of the list."""
         head = self.head
-        if head >= _COMPACT_AFTER and 2 * head >= len(self.jobs):
+        if head >= COMPACT_AFTER and 2 * head >= len(self.jobs):
             del self.seqs[:head], self.jobs[:head]
             self.head = 0
 
@@ -60,11 +62,13 @@ class ReadyQueue:
 class Schedule:
     """Scheduled jobs by due time (the store's monotonic clock): ``(due, seq, job)``."""
 
-    __slots__ = ("entries", "head")
+    __slots__ = ("entries", "head", "next_due")
 
     def __init__(self) -> None:
         self.entries: list[Any] = []  # (due, seq, job), or None once read
         self.head = 0
+        #: When the earliest entry is due (stale or not); infinity when there is none.
+        self.next_due = math.inf
 
     def add(self, due: float, seq: int, job: Job) -> None:
         """Schedule ``job`` for ``due`` (monotonic seconds)."""
@@ -73,10 +77,7 @@ class Schedule:
             entries.append((due, seq, job))
         else:
             insort(entries, (due, seq, job), lo=self.head, key=_due_seq)
-
-    def next_due(self) -> float | None:
-        """When the earliest entry is due (stale or not), or None when there is none."""
-        return self.entries[self.head][0] if self.head < len(self.entries) else None
+        self.next_due = entries[self.head][0]
 
     def pop_due(self, now: float) -> Iterator[Job]:
         """Take the entries due by ``now``, earliest first."""
@@ -87,8 +88,9 @@ class Schedule:
             entries[head] = None
             head += 1
             self.head = head
+            self.next_due = entries[head][0] if head < len(entries) else math.inf
             yield job
-        if head >= _COMPACT_AFTER and 2 * head >= len(entries):
+        if head >= COMPACT_AFTER and 2 * head >= len(entries):
             del entries[:head]
             self.head = 0
 

@@ -65,7 +65,6 @@ FIELDS = (
 (_NAME, _STATUS, _RETRIES, _MAX_RETRIES, _CREATED, _STARTED, _COMPLETED, _UPDATED) = range(8)
 (_RESULT, _MESSAGE, _ERROR_TYPE, _TRACEBACK, _REQUEST, _OWNER, _QUEUE, _POSITION) = range(8, 16)
 (_RUN_AT, _PARTITION_KEY, _TENANT, _BATCH_ID, _PROGRESS) = range(16, 21)
-_NO_EXTRA = (None, None, None, None, None)  # the fields after _POSITION, when all unset
 _GONE = -1  # a log entry whose job was taken (no job id has a negative integer)
 
 #: The terminal statuses, in the order their logs are kept (and ties are broken).
@@ -267,8 +266,13 @@ def _encode(job: Job, position: int) -> str | list[Any]:
         job.queue,
         position,
     ]
-    extra = (job.run_at, job.partition_key, job.tenant, job.batch_id, job.progress)
-    if extra != _NO_EXTRA:
+    if not (
+        job.run_at is None
+        and job.partition_key is None
+        and job.tenant is None
+        and job.batch_id is None
+        and job.progress is None
+    ):
         batch_id = job.batch_id
         fields += [_timestamp(job.run_at), job.partition_key, job.tenant]
         fields += [None if batch_id is None else str(batch_id), job.progress]
@@ -297,17 +301,7 @@ def _decode(key: int, record: str | list[Any]) -> Job:
 
 def _decode_fields(key: int, fields: list[Any]) -> Job:
     kept, owner, error_type = fields[_REQUEST], fields[_OWNER], fields[_ERROR_TYPE]
-    extra: dict[str, Any] = {}
-    if len(fields) > _RUN_AT:
-        batch_id = _slot(fields, _BATCH_ID)
-        extra = {
-            "run_at": _moment(_slot(fields, _RUN_AT)),
-            "partition_key": _slot(fields, _PARTITION_KEY),
-            "tenant": _slot(fields, _TENANT),
-            "batch_id": None if batch_id is None else uuid.UUID(batch_id),
-            "progress": _slot(fields, _PROGRESS),
-        }
-    return Job(
+    job = Job(
         id=uuid.UUID(int=key),
         name=fields[_NAME],
         status=JobStatus(fields[_STATUS]),
@@ -323,7 +317,16 @@ def _decode_fields(key: int, fields: list[Any]) -> Job:
         else JobError(fields[_MESSAGE], error_type, fields[_TRACEBACK]),
         request=JobRequest(owner=owner) if isinstance(kept, int) else _decode_request(kept, owner),
         queue=fields[_QUEUE],
-        **extra,
+    )
+    if len(fields) == _RUN_AT:  # the fields after _POSITION are all unset
+        return job
+    batch_id = _slot(fields, _BATCH_ID)
+    return job.replace(
+        run_at=_moment(_slot(fields, _RUN_AT)),
+        partition_key=_slot(fields, _PARTITION_KEY),
+        tenant=_slot(fields, _TENANT),
+        batch_id=None if batch_id is None else uuid.UUID(batch_id),
+        progress=_slot(fields, _PROGRESS),
     )
 
 
