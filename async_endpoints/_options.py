@@ -14,18 +14,24 @@ from typing import Any
 
 from ._errors import ConfigurationError
 
+#: The longest delay, in seconds (100 years): further is a mistake, and would overflow the
+#: times a job carries.
+MAX_DELAY = 100 * 365.25 * 86400.0
+
 #: ``delay`` of `AsyncEndpoints.map_async_post`: seconds, or ``fn(request, body)`` (sync or
 #: async) giving seconds (or None for no delay) per POST.
 DelayOption = float | Callable[[Any, Any], "float | Awaitable[float | None] | None"]
 
 
 def delay_seconds(delay: object, what: str = "delay") -> float:
-    """``delay`` as seconds: a finite number >= 0 (not a bool), else `ValueError`."""
+    """``delay`` as seconds: a number from 0 to `MAX_DELAY` (not a bool), else `ValueError`."""
     if isinstance(delay, bool) or not isinstance(delay, Real):
         raise ValueError(f"{what} must be a number of seconds, not {delay!r}")
     seconds = float(delay)
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"{what} must be a finite number of seconds >= 0, not {delay!r}")
+    if seconds > MAX_DELAY:
+        raise ValueError(f"{what} must be at most {MAX_DELAY:.0f} seconds (100 years)")
     return seconds
 
 
@@ -33,13 +39,15 @@ def seconds_until(run_at: object) -> float:
     """Seconds from now until ``run_at`` (an aware `datetime`); 0 when it has passed.
 
     Raises:
-        ValueError: ``run_at`` is not a `datetime`, or is naive (its zone would be a guess).
+        ValueError: ``run_at`` is not a `datetime`, is naive (its zone would be a guess),
+            or is more than `MAX_DELAY` seconds ahead.
     """
     if not isinstance(run_at, datetime):
         raise ValueError(f"run_at must be an aware datetime, not {run_at!r}")
     if run_at.tzinfo is None or run_at.utcoffset() is None:
         raise ValueError(f"run_at must be an aware datetime (with a time zone), not {run_at!r}")
-    return max(0.0, (run_at - datetime.now(UTC)).total_seconds())
+    seconds = max(0.0, (run_at - datetime.now(UTC)).total_seconds())
+    return delay_seconds(seconds, "run_at's distance from now")
 
 
 def submission_delay(delay: float | None, run_at: datetime | None) -> float:

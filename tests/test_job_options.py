@@ -94,6 +94,8 @@ async def test_run_at_in_the_future_schedules_and_in_the_past_is_due_now(
         ({"delay": math.nan}, "delay"),
         ({"delay": True}, "delay"),
         ({"delay": "10"}, "delay"),
+        ({"delay": 1e12}, "at most"),
+        ({"run_at": datetime(9999, 12, 31, tzinfo=UTC)}, "at most"),
         ({"run_at": datetime(2030, 1, 1)}, "aware"),
         ({"run_at": "2030-01-01T00:00:00Z"}, "run_at"),
         ({"delay": 1, "run_at": datetime(2030, 1, 1, tzinfo=UTC)}, "not both"),
@@ -291,7 +293,7 @@ async def test_a_delay_function_sees_the_request_and_the_body(http_client_for) -
     assert seen == [("/orders", "a"), ("/orders", "b")]
 
 
-@pytest.mark.parametrize("bad", [-1, math.inf, math.nan, "5", True])
+@pytest.mark.parametrize("bad", [-1, math.inf, math.nan, "5", True, 2.5e11])
 async def test_a_bad_value_from_a_delay_function_answers_422_and_stores_nothing(
     http_client_for, bad: Any
 ) -> None:
