@@ -90,6 +90,16 @@ class Server:
         cpu = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
         return Snapshot(int(info["used_memory"]), int(info["total_reads_processed"]), cpu, calls)
 
+    def script_time(self) -> tuple[int, float]:
+        """Script calls so far and the microseconds Redis spent in them (commandstats)."""
+        info = self.client.info("commandstats")
+        calls, usec = 0, 0.0
+        for name, stats in info.items():
+            if name.removeprefix("cmdstat_") in SCRIPT_CALLS and isinstance(stats, dict):
+                calls += int(stats["calls"])
+                usec += float(stats["usec"])
+        return calls, usec
+
     def key_expiry(self, sample: int = 200) -> dict[str, Any]:
         """How many keys there are, and which share of a sample expires (has a TTL)."""
         keys = []
