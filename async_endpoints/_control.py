@@ -39,9 +39,14 @@ class JobControl:
             StoreUnavailableError: the store cannot be reached.
             JobStoreError: the store refused the operation.
         """
-        self._control("cancel jobs")
+        store = self._control("cancel jobs")
         parsed = parse_job_id(job_id)
-        job = None if parsed is None else await self.store.get(parsed)
+        if parsed is None:
+            return None
+        if not self.events:  # one store call: the store returns a terminal job unchanged
+            return await store.cancel(parsed)
+        # Listeners hear of a job cancelled once, not at every repeated cancel: read first.
+        job = await self.store.get(parsed)
         if job is None or job.status.is_terminal:
             return job
         return await self.cancel_unfinished(job)
