@@ -23,6 +23,7 @@ if "pytest" in sys.modules:
                 "_contract_listing",
                 "_contract_pause",
                 "_contract_queues",
+                "_contract_races",
                 "_contract_requeue",
                 "_contract_stats",
                 "_contract_support",

@@ -53,6 +53,7 @@ from ._contract_lifecycle import LifecycleContract
 from ._contract_listing import ListingContract
 from ._contract_pause import PauseContract
 from ._contract_queues import QueueContract
+from ._contract_races import RaceContract
 from ._contract_requeue import RequeueContract
 from ._contract_stats import StatsContract
 from ._contract_waits import WaitContract
@@ -77,6 +78,7 @@ class JobStoreContract(
     CancelContract,
     RequeueContract,
     PauseContract,
+    RaceContract,
     ListingContract,
     StatsContract,
 ):
@@ -85,6 +87,7 @@ class JobStoreContract(
 
     - core (`JobStore`): `CoreContract`, `WaitContract`, `QueueContract`,
       `LifecycleContract` (cancel and requeue cases need `ControlStore`);
-    - `ControlStore`: `CancelContract`, `RequeueContract`, `PauseContract`;
+    - `ControlStore`: `CancelContract`, `RequeueContract`, `PauseContract`,
+      `RaceContract`;
     - `InspectionStore`: `ListingContract`, `StatsContract`.
     """
