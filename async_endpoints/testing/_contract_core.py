@@ -239,6 +239,19 @@ class CoreContract:
         assert job.error is not None and job.error.type == "ClaimExpired"
         assert await kit.store.claim(1, lease=kit.lease) == []
 
+    async def test_recovery_run_by_two_processes_at_once_recovers_each_claim_once(
+        self, kit: StoreKit
+    ) -> None:
+        """Each expired claim is named by one of the two passes, and counts one attempt."""
+        for _ in range(6):
+            await kit.store.enqueue(new_job())
+        claims = await kit.store.claim(6, lease=kit.lease)
+        await kit.advance(kit.lease + 0.2)
+        here, there = await asyncio.gather(kit.store.recover(), kit.other.recover())
+        assert sorted(here + there) == sorted(claim.job.id for claim in claims)
+        for claim in claims:
+            assert (await read(kit.store, claim.job.id)).retry_count == 1
+
     async def test_terminal_jobs_expire_after_the_retention(self, kit: StoreKit) -> None:
         """A finished job is dropped once its retention has passed (at the latest by the
         next recovery pass); unfinished jobs are kept."""

@@ -73,6 +73,25 @@ class WaitContract:
         assert await kit.store.complete(claims[0], "once") is not None
         assert await kit.store.claim(2, lease=kit.lease) == []
 
+    async def test_a_job_handed_to_a_waiter_that_gave_up_goes_back_to_the_head(
+        self, kit: StoreKit
+    ) -> None:
+        """A waiter cancelled while a job is being handed to it: the job is claimed next,
+        ahead of later jobs, its attempt not counted."""
+        await kit.store.claim(2, lease=kit.lease)
+        waiter = asyncio.create_task(kit.store.wait_for_work(30, take=2, lease=kit.lease))
+        await asyncio.sleep(SETTLE)
+        job = await kit.store.enqueue(new_job())
+        waiter.cancel()
+        try:
+            handed = await waiter
+        except asyncio.CancelledError:
+            handed = []
+        later = await kit.store.enqueue(new_job())
+        claims = handed + await kit.store.claim(5, lease=kit.lease)
+        assert [c.job.id for c in claims] == [job.id, later.id]
+        assert [c.job.retry_count for c in claims] == [0, 0]
+
     async def test_a_waiter_is_handed_only_jobs_of_its_queues(self, kit: StoreKit) -> None:
         """A waiter serving "high" is never handed a "low" job, which stays Queued for a
         worker of "low"; every job still runs exactly once."""
