@@ -1,0 +1,126 @@
+"""`JobSubmission`: queuing jobs from code and reading them back (`submit`, `get_job`,
+`wait_for`), and the one path every submission takes into the store (`enqueue`)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from ._control import JobControl
+from ._errors import UnknownJobNameError
+from ._events import EventKind, LifecycleEvent
+from ._handlers import Handler
+from ._http import job_request
+from ._job import Job, JobRequest, NewJob, parse_job_id
+from ._options import submission_delay
+
+
+class JobSubmission(JobControl):
+    """Submit, read and wait for jobs (a base of `AsyncEndpoints`)."""
+
+    #: The registered handlers, by job name.
+    handlers: dict[str, Handler]
+
+    async def submit(
+        self,
+        name: str,
+        body: Any = None,
+        *,
+        delay: float | None = None,
+        run_at: datetime | None = None,
+        queue: str | None = None,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        query_string: str = "",
+        route_params: Mapping[str, str] | None = None,
+        owner: str | None = None,
+    ) -> Job:
+        """Queue a job for handler ``name`` as a POST would; return it (status Queued, or
+        Scheduled with ``run_at`` when delayed).
+
+        ``body`` is a model instance or plain data validated against the handler's model.
+        ``delay`` (seconds) or ``run_at`` (an aware `datetime`; one in the past is due at
+        once) makes the job wait before it is due. ``queue`` overrides the handler's.
+        ``headers`` and ``query_string`` are captured by the same rules as a POST's (the
+        sensitive ones left out); ``owner`` becomes ``job.owner``, for ``authorize``.
+
+        Raises:
+            ValueError: ``delay`` is negative, not finite or not a number; ``run_at`` is
+                naive; both are given; ``queue`` is not one of the ``queues`` setting.
+            UnknownJobNameError: no handler has that name.
+            JobValidationError: ``body`` fails the handler's model or has no JSON form.
+            QueueFullError: ``max_queue_size`` jobs are waiting.
+            StoreUnavailableError: the store cannot be reached.
+            JobStoreError: the store refused the write (a Redis permission error, say).
+        """
+        handler = self.handlers.get(name)
+        if handler is None:
+            raise UnknownJobNameError(f"no job handler named {name!r}")
+        seconds = submission_delay(delay, run_at)
+        if queue is not None:
+            self._queues(queue)
+        _, body_json = handler.coerce_body(body)
+        pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
+        params = dict(route_params or {})
+        request = job_request(self.settings, body_json, pairs, query_string.encode(), params, owner)
+        return await self.enqueue(handler, request, delay=seconds, queue=queue)
+
+    async def enqueue(
+        self,
+        handler: Handler,
+        request: JobRequest,
+        *,
+        delay: float = 0.0,
+        queue: str | None = None,
+    ) -> Job:
+        """Store a job for ``handler`` from an already validated request (every POST and
+        `submit` come here); ``delay`` in seconds, ``queue`` checked by the caller."""
+        max_retries = handler.max_retries
+        new_job = NewJob(
+            uuid.uuid4(),
+            handler.name,
+            self.settings.max_retries if max_retries is None else max_retries,
+            request,
+            queue=handler.queue if queue is None else queue,
+            delay=delay,
+        )
+        job = await self.store.enqueue(new_job, max_waiting=self.settings.max_queue_size)
+        if self.events:
+            self.events.emit(LifecycleEvent(EventKind.SUBMITTED, job))
+        return job
+
+    async def get_job(self, job_id: uuid.UUID | str) -> Job | None:
+        """The job with this id, or None when unknown (or not a UUID).
+
+        Raises:
+            StoreUnavailableError: the store cannot be reached.
+            JobStoreError: the store refused the read.
+        """
+        parsed = parse_job_id(job_id)
+        return None if parsed is None else await self.store.get(parsed)
+
+    async def wait_for(self, job_id: uuid.UUID | str, timeout: float | None = None) -> Job:
+        """The job once it is terminal, woken by its settlement rather than polled.
+
+        Raises:
+            TimeoutError: the job is not terminal after ``timeout`` seconds (it runs on).
+            KeyError: no job has this id (or it is not a UUID).
+            StoreUnavailableError: the store cannot be reached.
+            JobStoreError: the store refused the read.
+        """
+        parsed = parse_job_id(job_id)
+        if parsed is None:
+            raise KeyError(job_id)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            remaining = 3600.0 if deadline is None else max(0.0, deadline - loop.time())
+            job = await self.store.wait_until_terminal(parsed, remaining)
+            if job is None:
+                raise KeyError(job_id)
+            if job.status.is_terminal:
+                return job
+            if deadline is not None and loop.time() >= deadline:
+                raise TimeoutError(f"job {job_id} is still {job.status} after {timeout} s")
