@@ -137,10 +137,10 @@ class InMemoryJobStore:
         created.keys.append(key)
         created.seqs.append(seq)
         created.queues.append(job.queue)
-        if not seq & 1023:
-            self._forget_gone_jobs()
         self._jobs[key] = job
         self._wait(job, seq, delay)
+        if not seq & 1023:
+            self._forget_gone_jobs()
         self._work.set()
         return job
 
@@ -364,10 +364,15 @@ class InMemoryJobStore:
     # Filing jobs
 
     def _forget_gone_jobs(self) -> None:
-        """Compact the creation log once most of its entries name jobs no longer kept."""
+        """Trim the creation log of the jobs no longer kept (see `CreationLog`)."""
         jobs, finished = self._jobs, self._finished
-        if len(self._created) > 2 * (len(jobs) + len(finished)) + 1024:
-            self._created.keep(lambda key: key in jobs or key in finished)
+
+        def exists(key: int) -> bool:
+            return key in jobs or key in finished
+
+        self._created.trim(exists)
+        if len(self._created) > 2 * (len(jobs) + len(finished)) + COMPACT_AFTER:
+            self._created.keep(exists)
 
     def _wait(self, job: Job, seq: int, delay: float) -> None:
         """File a Queued or Scheduled job (due in ``delay`` seconds) and count it."""

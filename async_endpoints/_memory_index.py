@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from array import array
 from bisect import bisect_right, insort
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ._job import Job
@@ -105,38 +105,49 @@ class Schedule:
 
 
 class CreationLog:
-    """Every stored job's id (as an integer) and queue, in the order the jobs were created:
-    what listing without a status pages through, newest first."""
+    """Every stored job's id (as an integer) and queue, in the order the jobs were created,
+    read from ``head``: what listing without a status pages through, newest first.
 
-    __slots__ = ("keys", "queues", "seqs")
+    Jobs mostly leave (their retention ends) in about the order they were created, so
+    `trim` forgets the leading entries of jobs gone, in O(1) per job; `keep` filters the
+    whole log for the rare job that outlives thousands of younger ones."""
+
+    __slots__ = ("head", "keys", "queues", "seqs")
 
     def __init__(self) -> None:
         self.keys: list[int] = []
         self.seqs = array("q")  # machine integers: no int object per entry
         self.queues: list[str] = []
+        self.head = 0
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.keys) - self.head
 
-    def add(self, seq: int, key: int, queue: str) -> None:
-        """Note a job created now."""
-        self.keys.append(key)
-        self.seqs.append(seq)
-        self.queues.append(queue)
+    def trim(self, exists: Callable[[int], bool]) -> None:
+        """Forget the leading entries of jobs for which ``exists(key)`` is false."""
+        keys, head = self.keys, self.head
+        while head < len(keys) and not exists(keys[head]):
+            head += 1
+        self.head = head
+        if head >= COMPACT_AFTER and 2 * head >= len(keys):
+            del self.keys[:head], self.seqs[:head], self.queues[:head]
+            self.head = 0
 
-    def keep(self, exists: Any) -> None:
+    def keep(self, exists: Callable[[int], bool]) -> None:
         """Drop the entries of jobs for which ``exists(key)`` is false (O(n): call it once
         as many jobs have gone as are left, which makes it O(1) per job)."""
-        kept = [index for index, key in enumerate(self.keys) if exists(key)]
-        self.keys = [self.keys[index] for index in kept]
+        keys = self.keys
+        kept = [index for index in range(self.head, len(keys)) if exists(keys[index])]
+        self.keys = [keys[index] for index in kept]
         self.seqs = array("q", [self.seqs[index] for index in kept])
         self.queues = [self.queues[index] for index in kept]
+        self.head = 0
 
     def newest_first(self, before: int | None) -> Iterator[tuple[int, int, str]]:
         """(seq, key, queue) from the newest entry, or from the one before seq ``before``."""
-        seqs, keys, queues = self.seqs, self.keys, self.queues
-        end = len(seqs) if before is None else bisect_right(seqs, before - 1)
-        for index in range(end - 1, -1, -1):
+        seqs, keys, queues, head = self.seqs, self.keys, self.queues, self.head
+        end = len(seqs) if before is None else bisect_right(seqs, before - 1, lo=head)
+        for index in range(end - 1, head - 1, -1):
             yield seqs[index], keys[index], queues[index]
 
 

@@ -200,15 +200,18 @@ async def test_paging_finished_jobs_survives_older_ones_leaving(clock: ManualClo
 
 
 async def test_listing_all_jobs_skips_the_ones_no_longer_kept(clock: ManualClock) -> None:
-    """With thousands of jobs dropped, listing without a status gives the kept ones only."""
+    """With thousands of jobs dropped around one that waits all along, listing without a
+    status gives the kept ones only, newest first."""
     store = InMemoryJobStore(max_retained=10, clock=clock)
+    held = await store.enqueue(new_job(queue="held"))
     for _ in range(3000):
         await store.enqueue(new_job())
         (claim,) = await store.claim(1, lease=30)
         await store.complete(claim, None)
     waiting = await store.enqueue(new_job())
     page = await store.list_jobs(limit=1000)
-    assert len(page.jobs) == 11 and page.jobs[0].id == waiting.id and page.next_cursor is None
+    assert len(page.jobs) == 12 and page.next_cursor is None
+    assert (page.jobs[0].id, page.jobs[-1].id) == (waiting.id, held.id)
 
 
 async def test_scheduled_jobs_are_listed_in_the_order_they_fall_due_across_a_wall_step(
