@@ -152,7 +152,7 @@ class LifecycleContract:
         (specimen,) = [
             s
             for s in await specimens(
-                kit, first=JobStatus.SCHEDULED, wait=kit.lease * 1.2, delay=kit.lease
+                kit, first=JobStatus.SCHEDULED, wait=kit.lease * 0.3, delay=kit.lease * 0.2
             )
             if s.job.status is JobStatus.SCHEDULED
         ]
