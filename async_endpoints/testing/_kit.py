@@ -21,7 +21,8 @@ class StoreKit:
             enough to wait out a few times per test on a real clock, long enough for a
             few round trips to the store (1 s suits a local server).
         retention: The retention (seconds) the store was made with; the suite lets it
-            pass to check that finished jobs are dropped. Keep it short on a real clock.
+            pass to check that finished jobs are dropped, and otherwise reads finished
+            jobs back well within it. Keep it short on a real clock (1 s).
         peer: A second store on the same data, as another process opens it (another
             client of the same server and key prefix), for the promises made across
             processes (cancel listeners, pause). None for a store that lives in one

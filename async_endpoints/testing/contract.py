@@ -29,8 +29,8 @@ passes ``advance=`` a coroutine that calls ``clock.advance(seconds)``; a store w
 clock is a server's passes `asyncio.sleep`, and the suite then waits a few leases in
 real time (keep ``lease`` and ``retention`` short, 1 s suits a local server). Give
 ``peer=`` a second store on the same data when your store spans processes, so that the
-promises made across processes (cancel listeners, pause) are checked between two
-clients.
+promises made across processes (cancel listeners, pause, races between two cancels or a
+cancel and a completion, recovery run twice at once) are checked between two clients.
 
 Capabilities: the core (`JobStore`) is always tested. The tests of an optional
 capability run when the store implements it (`ControlStore`: cancel, requeue, pause;
