@@ -14,8 +14,9 @@
 --   {p}:ix:<name>:n        STRING the last chunk number given out
 --
 -- Entries are mostly appended (times grow), which fills the last chunk and then opens a
--- new one; an entry inside a full chunk splits it in halves. A chunk left empty is
--- deleted. Every operation costs O(log number of chunks + INDEX_CHUNK).
+-- new one; an entry inside a full chunk splits it (see index_write). A chunk left empty
+-- is deleted. Every operation costs O(log number of chunks + INDEX_CHUNK); the entries a
+-- script adds are written together at its end, one ZADD per chunk they go to.
 
 local INDEX_CHUNK = 100
 local ENTRY_WIDTH = 51  -- 14 digits, ':', a 36-character id
@@ -58,40 +59,84 @@ local function index_new_chunk(name, entries)
   redis.call('ZADD', index_dir(name), 0, entries[1] .. ' ' .. n)
 end
 
-local function index_add(name, moment, id)
-  local entry = index_entry(moment, id)
+-- Writes sorted entries: each run of entries that belongs to one chunk (up to its next
+-- chunk's floor, while it has room) is one ZADD. A full chunk is cut where the entry goes
+-- when few entries lie above it (so chunks filled by appends stay nearly full), else in
+-- halves; an entry past a full chunk's last opens a new chunk.
+local function index_write(name, entries)
   local dir = index_dir(name)
-  local member = index_member_for(name, entry)
-  if not member then
-    -- Before every floor: the first chunk takes it (its floor lowered) while it has room.
-    member = redis.call('ZRANGE', dir, 0, 0)[1]
-    if not member or redis.call('ZCARD', member_chunk(name, member)) >= INDEX_CHUNK then
-      index_new_chunk(name, {entry})
-      return
+  local i = 1
+  while i <= #entries do
+    local entry = entries[i]
+    local member = index_member_for(name, entry)
+    if not member then
+      -- Before every floor: the first chunk takes it (its floor lowered) while it has room.
+      local first = redis.call('ZRANGE', dir, 0, 0)[1]
+      if first and redis.call('ZCARD', member_chunk(name, first)) < INDEX_CHUNK then
+        redis.call('ZREM', dir, first)
+        member = entry .. string.sub(first, ENTRY_WIDTH + 1)
+        redis.call('ZADD', dir, 0, member)
+      else
+        index_new_chunk(name, {entry})
+        i = i + 1
+      end
     end
-    redis.call('ZREM', dir, member)
-    member = entry .. string.sub(member, ENTRY_WIDTH + 1)
-    redis.call('ZADD', dir, 0, member)
+    if member then
+      local chunk = member_chunk(name, member)
+      local size = redis.call('ZCARD', chunk)
+      if size >= INDEX_CHUNK then
+        local upper = redis.call('ZRANGEBYLEX', chunk, '(' .. entry, '+')
+        if #upper == 0 then
+          index_new_chunk(name, {entry})
+          i = i + 1
+        else
+          if #upper > size / 2 then
+            upper = redis.call('ZRANGE', chunk, math.floor(size / 2), -1)
+          end
+          redis.call('ZREM', chunk, unpack(upper))
+          index_new_chunk(name, upper)  -- then the entry is placed afresh
+        end
+      else
+        local following = redis.call('ZRANGEBYLEX', dir, '(' .. member, '+', 'LIMIT', 0, 1)[1]
+        local batch = {}
+        while i <= #entries and size < INDEX_CHUNK
+            and (not following or entries[i] .. '!' < following) do
+          batch[#batch + 1] = 0
+          batch[#batch + 1] = entries[i]
+          size = size + 1
+          i = i + 1
+        end
+        redis.call('ZADD', chunk, unpack(batch))
+      end
+    end
   end
-  local chunk = member_chunk(name, member)
-  local size = redis.call('ZCARD', chunk)
-  if size >= INDEX_CHUNK then
-    local last = redis.call('ZRANGE', chunk, -1, -1)[1]
-    if last and entry > last then
-      index_new_chunk(name, {entry})  -- an append: the full chunk stays full
-      return
-    end
-    local upper = redis.call('ZRANGE', chunk, math.floor(size / 2), -1)
-    redis.call('ZREM', chunk, unpack(upper))
-    index_new_chunk(name, upper)
-    if entry > upper[1] then
-      chunk = index_chunk(name, redis.call('GET', dir .. ':n'))
-    end
+end
+
+-- Index entries added by this script, written (sorted, in runs) by index_flush(), which
+-- flush_pending() in _lifecycle.lua calls before the script returns.
+local index_pending = {}
+
+local function index_add(name, moment, id)
+  local entries = index_pending[name]
+  if not entries then
+    entries = {}
+    index_pending[name] = entries
   end
-  redis.call('ZADD', chunk, 0, entry)
+  entries[#entries + 1] = index_entry(moment, id)
+end
+
+local function index_flush()
+  for name, entries in pairs(index_pending) do
+    table.sort(entries)
+    index_write(name, entries)
+  end
+  index_pending = {}
 end
 
 local function index_remove(name, moment, id)
+  if index_pending[name] then
+    index_flush()
+  end
   local entry = index_entry(moment, id)
   local member = index_member_for(name, entry)
   if not member then

@@ -17,8 +17,49 @@
 
 local STEP_ALLOWANCE_MS = 3600000
 
+-- Batched writes. Counter changes are summed in the script, and the hot transitions
+-- (claim, complete) leave their writes to the active and running ZSETs and the expiring
+-- LIST in buffers, as index_add does; flush_pending(), which every script that changes a
+-- job calls before it returns, writes them: one command per structure for a whole batch
+-- of jobs instead of one per job. Nothing reads those structures in between.
+local count_deltas = {}
+local pending = {active_add = {}, active_rem = {}, running_add = {}, running_rem = {},
+  expiring = {}}
+
 local function count(queue, status, delta)
-  redis.call('HINCRBY', K.counts, queue .. ':' .. status, delta)
+  local field = queue .. ':' .. status
+  count_deltas[field] = (count_deltas[field] or 0) + delta
+end
+
+-- One command per at most 500 values of `values`: command(key, ...values).
+local function write_all(command, key, values)
+  for first = 1, #values, 500 do
+    redis.call(command, key, unpack(values, first, math.min(first + 499, #values)))
+  end
+end
+
+local function flush_pending()
+  write_all('ZADD', K.active, pending.active_add)
+  write_all('ZADD', K.running, pending.running_add)
+  write_all('ZREM', K.active, pending.active_rem)
+  write_all('ZREM', K.running, pending.running_rem)
+  write_all('RPUSH', K.expiring, pending.expiring)
+  pending = {active_add = {}, active_rem = {}, running_add = {}, running_rem = {},
+    expiring = {}}
+  index_flush()
+  for field, delta in pairs(count_deltas) do
+    if delta ~= 0 then
+      redis.call('HINCRBY', K.counts, field, delta)
+    end
+  end
+  count_deltas = {}
+end
+
+local function push(list, a, b)
+  list[#list + 1] = a
+  if b ~= nil then
+    list[#list + 1] = b
+  end
 end
 
 -- True while retry_count < max_retries: the one place that decides whether a failed
@@ -28,9 +69,8 @@ local function retries_left(key)
   return (tonumber(counts[1]) or 0) < (tonumber(counts[2]) or 0)
 end
 
-local function enter_running(key, id, queue)
-  local started = redis.call('HGET', key, 'started_at')
-  redis.call('ZADD', K.running, 0, index_entry(started, id))
+local function enter_running(id, queue, started)
+  push(pending.running_add, 0, index_entry(started, id))
   count(queue, 'InProgress', 1)
 end
 
@@ -97,7 +137,7 @@ end
 local function enqueue_claimed(key, id, fields, queue, now, deadline)
   redis.call('HSET', key, unpack(fields))
   redis.call('ZADD', K.active, deadline, id)
-  enter_running(key, id, queue)
+  enter_running(id, queue, now)
   index_add('created', now, id)
 end
 
@@ -110,13 +150,23 @@ local function promote(key, id)
   ready_push(queue, id)
 end
 
--- claim: a Queued job (already popped from its queue) taken by a worker.
-local function claim(key, id, queue, token, deadline, now)
-  redis.call('HSET', key, 'status', 'InProgress', 'token', token, 'last_updated_at', ms(now))
-  redis.call('HSETNX', key, 'started_at', ms(now))
-  redis.call('HDEL', key, 'run_at')
-  redis.call('ZADD', K.active, deadline, id)
-  enter_running(key, id, queue)
+-- claim: a Queued job (already popped from its queue) taken by a worker. started: its
+-- started_at when an earlier attempt set it (nil: this one does); run_at: whether the
+-- hash still holds one (left by the older layout's promotion).
+local function claim(key, id, queue, token, deadline, now, started, run_at)
+  local stamp = ms(now)
+  if started then
+    redis.call('HSET', key, 'status', 'InProgress', 'token', token, 'last_updated_at', stamp)
+  else
+    redis.call('HSET', key, 'status', 'InProgress', 'token', token, 'last_updated_at', stamp,
+      'started_at', stamp)
+    started = stamp
+  end
+  if run_at then
+    redis.call('HDEL', key, 'run_at')
+  end
+  push(pending.active_add, deadline, id)
+  enter_running(id, queue, started)
 end
 
 -- The undoing of a claim that never started (a job handed to an idle worker that did not
@@ -129,18 +179,28 @@ local function unclaim(key, id, now)
   ready_push(queue, id, true)
 end
 
--- complete: a running job succeeded. kept: what stays of its request ('' for nothing).
-local function complete(key, id, result, kept, now, clock)
-  local queue = queue_of(key)
-  leave_running(key, id, queue)
-  redis.call('HSET', key, 'result', result)
-  redis.call('HDEL', key, 'error')
+-- complete: a running job succeeded. kept: what stays of its request ('' for nothing);
+-- queue and started: the job's (read by the caller with its token). leave_running and
+-- settle, with their writes folded into one HSET and one HDEL.
+local function complete(key, id, result, kept, now, clock, queue, started)
+  local stamp = ms(now)
+  push(pending.active_rem, id)
+  push(pending.running_rem, index_entry(started, id))
+  count(queue, 'InProgress', -1)
   if kept == '' then
-    redis.call('HDEL', key, 'request')
+    redis.call('HSET', key, 'status', 'Completed', 'result', result, 'completed_at', stamp,
+      'last_updated_at', stamp)
+    redis.call('HDEL', key, 'token', 'run_at', 'error', 'request')
   else
-    redis.call('HSET', key, 'request', kept)
+    redis.call('HSET', key, 'status', 'Completed', 'result', result, 'completed_at', stamp,
+      'last_updated_at', stamp, 'request', kept)
+    redis.call('HDEL', key, 'token', 'run_at', 'error')
   end
-  settle(key, id, queue, 'Completed', now, clock)
+  redis.call('PEXPIRE', key, RETENTION + STEP_ALLOWANCE_MS)
+  push(pending.expiring, ms(clock + RETENTION) .. ' ' .. id .. ' ' .. stamp)
+  count(queue, 'Completed', 1)
+  index_add('Completed', now, id)
+  announce(key, id)
 end
 
 -- retry: a failed attempt with retries left: one more attempt counted, Queued at the tail

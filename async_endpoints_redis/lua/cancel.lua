@@ -12,6 +12,7 @@ even_when_full()
 local id = ARGV[1]
 local key = job_key(id)
 local status = cancel(key, id, now_ms(), clock_ms())
+flush_pending()
 if not status then
   return false
 end

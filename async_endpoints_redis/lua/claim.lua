@@ -25,6 +25,7 @@
 local clock = clock_ms()
 local now = now_ms()
 local back = end_offer(ARGV[6], tail(ARGV, 8), now)
+flush_pending()
 local memo = K.claims .. ARGV[3]
 
 local remembered = redis.call('LRANGE', memo, 0, -1)
@@ -51,18 +52,25 @@ for _, id in ipairs(due) do
   end
 end
 
+-- The job's fields a claim needs when it is claimable (Queued, with its name and numeric
+-- counters and time), else nil.
 local function claimable(key)
-  if status_of(key) ~= 'Queued' then
-    return false
+  local fields = redis.pcall('HMGET', key, 'status', 'name', 'retry_count', 'max_retries',
+    'created_at', 'started_at', 'run_at')
+  if type(fields) ~= 'table' or fields[1] ~= 'Queued' then
+    return nil
   end
-  local fields = redis.call('HMGET', key, 'name', 'retry_count', 'max_retries', 'created_at')
-  return fields[1] and tonumber(fields[2] or '0') and tonumber(fields[3]) and tonumber(fields[4])
+  if fields[2] and tonumber(fields[3] or '0') and tonumber(fields[4]) and tonumber(fields[5]) then
+    return fields
+  end
+  return nil
 end
 
 local limit = tonumber(ARGV[1])
 local deadline = clock + tonumber(ARGV[2])
 local queues = open_queues(queue_list(ARGV[7]))
 local claimed = {}
+local ids = {}
 for n = 1, tonumber(ARGV[5]) do
   if #claimed >= limit then
     break
@@ -72,15 +80,18 @@ for n = 1, tonumber(ARGV[5]) do
     break
   end
   local key = job_key(id)
-  if claimable(key) then
-    claim(key, id, queue, ARGV[3] .. '.' .. n, deadline, now)
+  local fields = claimable(key)
+  if fields then
+    claim(key, id, queue, ARGV[3] .. '.' .. n, deadline, now, fields[6], fields[7])
     claimed[#claimed + 1] = {id, redis.call('HGETALL', key)}
-    redis.call('RPUSH', memo, id)
+    ids[#ids + 1] = id
   end
 end
-if #claimed > 0 then
+if #ids > 0 then
+  write_all('RPUSH', memo, ids)
   redis.call('PEXPIRE', memo, tonumber(ARGV[2]))
 end
+flush_pending()
 if back > 0 then
   wake()
 end

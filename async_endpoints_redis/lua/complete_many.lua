@@ -15,11 +15,13 @@ local replies = {}
 for i = 1, #ARGV, 4 do
   local id = ARGV[i]
   local key = job_key(id)
-  if owns(key, ARGV[i + 1]) then
-    complete(key, id, ARGV[i + 2], ARGV[i + 3], now, clock)
+  local held = redis.pcall('HMGET', key, 'token', 'queue', 'started_at')
+  if type(held) == 'table' and held[1] == ARGV[i + 1] then
+    complete(key, id, ARGV[i + 2], ARGV[i + 3], now, clock, held[2] or DEFAULT_QUEUE, held[3])
     replies[#replies + 1] = now
   else
     replies[#replies + 1] = -1
   end
 end
+flush_pending()
 return replies

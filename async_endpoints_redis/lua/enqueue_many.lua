@@ -29,6 +29,15 @@ local waiting = nil
 local queued = 0
 local paused = paused_set()
 local MAX_OFFERS_LOOKED_AT = 16
+local offers_open = true  -- until a look finds no idle worker: none appears in this call
+local holds = {}  -- queue -> true once it is known to hold a Queued job
+
+local function holds_jobs(queue)
+  if holds[queue] == nil then
+    holds[queue] = ready_count(queue) > 0
+  end
+  return holds[queue]
+end
 
 -- Whether the offer may take a job of `queue`: it serves it, and no queue it ranks
 -- higher (that is not paused) holds a job.
@@ -37,7 +46,7 @@ local function serves(queues_json, queue)
     if served == queue then
       return true
     end
-    if not paused[served] and ready_count(served) > 0 then
+    if not paused[served] and holds_jobs(served) then
       return false
     end
   end
@@ -47,7 +56,11 @@ end
 -- Stores the job InProgress for an open offer and tells its worker; false when no live
 -- offer is open for its queue.
 local function hand_over(key, id, fields, queue)
+  if not offers_open then
+    return false
+  end
   local inboxes = redis.call('LRANGE', K.idle, 0, MAX_OFFERS_LOOKED_AT - 1)
+  offers_open = #inboxes > 0
   for _, inbox in ipairs(inboxes) do
     local offer = redis.call('HGET', K.offers, inbox)
     local base, slots, lease, expires, queues = nil, 0, 0, 0, ''
@@ -133,15 +146,17 @@ for i = 1, #ARGV, 7 do
       schedule(key, id, fields, queue, now, clock, delay)
       waiting = waiting and waiting + 1
       woken[#woken + 1] = true  -- idle workers learn the new earliest due time
-    elseif paused[queue] or ready_count(queue) > 0 or #ARGV[i + 3] > 8192
+    elseif paused[queue] or holds_jobs(queue) or #ARGV[i + 3] > 8192
         or not hand_over(key, id, fields, queue) then
       enqueue(key, id, fields, queue, now)
+      holds[queue] = true
       queued = queued + 1
       waiting = waiting and waiting + 1
     end
     replies[#replies + 1] = now
   end
 end
+flush_pending()
 if queued > 0 or #woken > 0 then
   wake()
 end

@@ -19,4 +19,5 @@ redis.call('HSET', key, 'error', ARGV[3])
 if failed_attempt(key, id, now, clock, tonumber(ARGV[4])) then
   wake()
 end
+flush_pending()
 return redis.call('HGETALL', key)

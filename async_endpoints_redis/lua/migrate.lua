@@ -23,6 +23,7 @@ if redis.call('EXISTS', K.layout) == 0 then
       count(DEFAULT_QUEUE, 'InProgress', active)
     end
   end
+  flush_pending()
   redis.call('SET', K.layout, '2')
 end
 migrate_legacy_queue(tonumber(ARGV[1]))

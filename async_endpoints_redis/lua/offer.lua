@@ -17,6 +17,7 @@ even_when_full()
 local clock = clock_ms()
 local now = now_ms()
 end_offer(ARGV[1], tail(ARGV, 7), now)
+flush_pending()
 
 -- Collect a few offers of workers that never came back: once expired for longer than
 -- their lease, whatever they were handed has been recovered and nothing is left to

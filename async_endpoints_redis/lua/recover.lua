@@ -27,6 +27,7 @@ for _, id in ipairs(expired) do
     redis.call('ZREM', K.active, id)
   end
 end
+flush_pending()
 if #recovered > 0 or moved > 0 then
   wake()
 end

@@ -11,6 +11,7 @@ local id = ARGV[1]
 local key = job_key(id)
 local clock = clock_ms()
 local status = requeue(key, id, now_ms())
+flush_pending()
 if not status then
   return false
 end

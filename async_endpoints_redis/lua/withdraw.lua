@@ -8,6 +8,7 @@
 
 even_when_full()
 local back = end_offer(ARGV[1], tail(ARGV, 2), now_ms())
+flush_pending()
 if back > 0 then
   wake()
 end
