@@ -15,8 +15,8 @@ class SlowClaimStore(InMemoryJobStore):
         super().__init__()
         self.claim_under_way = asyncio.Event()
 
-    async def claim(self, limit: int, *, lease: float) -> list[Any]:
-        claims = await super().claim(limit, lease=lease)
+    async def claim(self, limit: int, **options: Any) -> list[Any]:
+        claims = await super().claim(limit, **options)
         if claims:
             self.claim_under_way.set()
             await asyncio.sleep(0.2)  # the reply still on its way back
