@@ -104,10 +104,11 @@ async def test_a_job_authorize_refuses_answers_404_and_is_not_cancelled(
 
 
 async def test_cancelling_a_running_job_over_http_cancels_its_handler(
-    app: Starlette, http_client_for
+    app: Starlette, store: JobStore, http_client_for
 ) -> None:
-    """The running handler sees CancelledError; the answer is 200 Canceled."""
-    endpoints = AsyncEndpoints(app, polling_interval=60.0)
+    """The running handler sees CancelledError (pushed by the store, long before a lease
+    renewal would find the claim lost); the answer is 200 Canceled."""
+    endpoints = AsyncEndpoints(app, store=store, polling_interval=60.0, claim_timeout=60.0)
     started, cancelled = asyncio.Event(), asyncio.Event()
 
     @endpoints.map_async_post("/slow", name="Slow")
