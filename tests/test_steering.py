@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 
 from async_endpoints import (
     AsyncContext,
@@ -229,3 +230,24 @@ async def test_a_cursor_of_another_listing_is_refused(endpoints: AsyncEndpoints)
     page = await endpoints.list_jobs(status="Queued", limit=1)
     with pytest.raises(ValueError, match="cursor"):
         await endpoints.list_jobs(status="Failed", cursor=page.next_cursor)
+
+
+async def test_a_post_to_a_paused_queue_answers_202_and_the_job_waits(http_client_for) -> None:
+    """Over HTTP: paused, a POST is still accepted (202, Queued); resumed, it runs."""
+    app = FastAPI()
+    engine = AsyncEndpoints(app, polling_interval=60.0)
+
+    @engine.map_async_post("/work")
+    async def work(ctx: AsyncContext) -> str:
+        return "ran"
+
+    async with http_client_for(app) as client:
+        await engine.pause()
+        response = await client.post("/work")
+        for _ in range(20):  # the pool gets turns to claim (it must not)
+            await asyncio.sleep(0)
+        waiting = await engine.get_job(response.json()["id"])
+        await engine.resume()
+        done = await engine.wait_for(waiting.id, timeout=5)
+    assert response.status_code == 202 and response.json()["status"] == "Queued"
+    assert waiting.status is JobStatus.QUEUED and done.result == "ran"
