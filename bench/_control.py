@@ -32,6 +32,7 @@ from ._stats import latency_ms, median
 CANCEL_LIBRARIES = ("ours", "saq")
 LISTING_PREFIX = "bench-listing"
 FILL_BATCH = 1_000  # jobs per store call of the fill (submissions of one event-loop turn)
+FILL_TASKS = 4  # fill batches under way at once
 
 
 def cancel(server: Server, library: Library, plan: Plan) -> dict[str, Any]:
@@ -131,16 +132,22 @@ async def _timed(
 
 async def _fill_finished(store: Any, count: int) -> None:
     """``count`` Completed jobs through the store's public API: submissions, claims and
-    completions of one event-loop turn share a script call (FILL_BATCH jobs per turn)."""
+    completions of one event-loop turn share a script call (FILL_BATCH jobs per turn), and
+    FILL_TASKS batches are under way at once."""
     from async_endpoints import JobRequest, NewJob
 
-    for offset in range(0, count, FILL_BATCH):
-        batch = min(FILL_BATCH, count - offset)
-        body = JobRequest(body='{"i":0}')
-        jobs = [NewJob(uuid.uuid4(), "noop", 3, body) for _ in range(batch)]
-        await asyncio.gather(*(store.enqueue(job) for job in jobs))
-        claims = await store.claim(batch, lease=300.0)
-        await asyncio.gather(*(store.complete(claim, 0.0) for claim in claims))
+    body = JobRequest(body='{"i":0}')
+    batches = iter(range(0, count, FILL_BATCH))
+
+    async def filler() -> None:
+        for offset in batches:
+            batch = min(FILL_BATCH, count - offset)
+            jobs = [NewJob(uuid.uuid4(), "noop", 3, body) for _ in range(batch)]
+            await asyncio.gather(*(store.enqueue(job) for job in jobs))
+            claims = await store.claim(batch, lease=300.0)
+            await asyncio.gather(*(store.complete(claim, 0.0) for claim in claims))
+
+    await asyncio.gather(*(filler() for _ in range(FILL_TASKS)))
 
 
 async def _fill_queued(store: Any, count: int) -> None:
