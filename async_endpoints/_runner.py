@@ -79,7 +79,13 @@ class WorkerPool:
         self._background = [
             asyncio.create_task(self._dispatch_forever(), name="async-endpoints-dispatch"),
             asyncio.create_task(
-                renew_forever(self.store, slots.claims, settings.claim_timeout, slots.cancel_lost),
+                renew_forever(
+                    self.store,
+                    slots.claims,
+                    settings.claim_timeout,
+                    slots.cancel_lost,
+                    slots.cancel_job,
+                ),
                 name="async-endpoints-renew",
             ),
             asyncio.create_task(

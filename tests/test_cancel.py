@@ -245,3 +245,40 @@ async def test_a_store_without_the_control_capability_is_named_in_the_error() ->
             await engine.list_jobs()
         with pytest.raises(ConfigurationError, match="InspectionStore"):
             await engine.queue_stats()
+
+
+class DeafStore(InMemoryJobStore):
+    """A store whose cancel pushes never arrive (a dropped subscription, say)."""
+
+    def add_cancel_listener(self, listener: Any) -> None:
+        pass
+
+
+async def test_a_missed_cancel_push_is_caught_by_the_next_renewal_without_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Without the push, the renewal finds the claim lost, sees the job Canceled and
+    cancels the handler as a push would have: no "lost the claim" warning, outcome
+    canceled."""
+    engine = engine_with(store=DeafStore(), claim_timeout=0.3)  # a renewal every 0.1 s
+    handler = Blocking()
+    engine.add_handler(handler.run, name="blocking")
+    outcomes: list[AttemptOutcome | None] = []
+    finished = asyncio.Event()
+
+    def on_event(event: LifecycleEvent) -> None:
+        if event.kind is EventKind.FINISHED:
+            outcomes.append(event.outcome)
+            finished.set()
+
+    engine.events.subscribe(on_event)
+    with caplog.at_level(logging.WARNING, logger="async_endpoints"):
+        async with engine.running():
+            job = await engine.submit("blocking")
+            async with asyncio.timeout(5):
+                await handler.started.wait()
+            await engine.cancel(job.id)
+            async with asyncio.timeout(5):
+                await handler.saw_cancellation.wait()
+                await finished.wait()
+    assert outcomes == [AttemptOutcome.CANCELED] and caplog.records == []
