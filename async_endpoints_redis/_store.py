@@ -1,9 +1,17 @@
-"""`RedisJobStore`: the `JobStore` on Redis, Valkey or a Redis Cluster.
+"""`RedisJobStore`: the `JobStore`, `ControlStore` and `InspectionStore` on Redis, Valkey or
+a Redis Cluster.
 
 Every state change is one Lua script (see ``lua/``), guarded by the claim token where a
 claim is involved, and costs one round trip: enqueue, claim (per batch), complete, fail,
-renew (per batch). Times come from the Redis server's clock. Key layout: `_keys`; job
-hash fields: `_codec`; wake-ups and settlement notifications: `_notify`.
+renew (per batch), cancel, requeue, pause and resume. The scripts share one state machine
+(``lua/_lifecycle.lua``) and one owner of the ready queues (``lua/_ready.lua``). Times come
+from the Redis server's clock. Key layout: `_keys`; job hash fields: `_codec`; wake-ups,
+settlements and cancellations: `_notify`.
+
+A cancelled running job's id is published on the store's cancel channel; every process's
+subscription hands it to the listeners registered with `add_cancel_listener`, so the
+handler is cancelled wherever it runs, pushed rather than polled (a missed message is
+made up for by the next lease renewal, which finds the claim lost).
 
 An idle worker does not wait for a wake-up and then claim (two trips after the submit):
 `wait_for_work` leaves an *offer* in Redis, and a job submitted while it stands is stored
