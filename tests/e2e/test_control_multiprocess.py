@@ -143,7 +143,7 @@ async def test_pause_in_one_instance_stops_starts_in_a_worker_process_and_resume
     running = worker(env, tmp_path)
     procs.extend([instance, running])
     async with httpx.AsyncClient(timeout=10) as client:
-        high = [await submit(client, instance, "/high", {"seconds": 0.2}) for _ in range(30)]
+        high = [await submit(client, instance, "/high", {"seconds": 0.2}) for _ in range(40)]
         await started(records, prefix, high[0])
         await control(client, instance, "pause", "high")
         paused_at = time.time()
