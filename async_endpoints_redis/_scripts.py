@@ -128,13 +128,13 @@ class Scripts:
         inbox: str,
         started: Sequence[str],
         queues: Sequence[str],
-    ) -> list[list[Any]]:
-        """``[id, [field, value, ...]]`` per claimed job; the same claims again when a call
+    ) -> list[Reply]:
+        """Per claimed job its id and hash as JSON (``job_text``); the same claims again when a call
         with this ``token_base`` already ran (its reply was lost). First ends the offer of
         ``inbox`` ('' for none), of whose jobs ``started`` were started."""
         args: list[str | int] = [limit, lease_ms, token_base, _PROMOTE_BATCH]
         args += [limit + _SKIP_BUDGET, inbox, queues_arg(queues), *started]
-        claimed: list[list[Any]] = await self._call("claim", args)
+        claimed: list[Reply] = await self._call("claim", args)
         return claimed
 
     async def offer(

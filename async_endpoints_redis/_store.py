@@ -261,9 +261,8 @@ class RedisJobStore:
             self._started = started + self._started
             raise
         claims = []
-        for raw_id, flat in reply:
-            fields = pairs(flat)
-            job = _decode(uuid.UUID(text(raw_id)), fields)
+        for message in reply:
+            job, fields = _job_text(message)
             if job is not None:
                 claims.append(Claim(job, fields["token"]))
         return claims
@@ -599,8 +598,8 @@ class RedisJobStore:
             raise ValueError("invalid cursor")
         raw_jobs, raw_next, offset = reply
         jobs = []
-        for raw_id, flat in raw_jobs:
-            job = _decode(uuid.UUID(text(raw_id)), pairs(flat))
+        for message in raw_jobs:
+            job, _ = _job_text(message)
             if job is not None:
                 jobs.append(job)
         next_position = text(raw_next)
@@ -678,6 +677,16 @@ def _split_message(message: bytes | str) -> tuple[uuid.UUID, dict[str, str]]:
     if not isinstance(flat, list) or len(flat) % 2:
         raise ValueError("expected a flat array of fields and values")
     return uuid.UUID(raw[:36]), pairs(flat)
+
+
+def _job_text(message: bytes | str) -> tuple[Job | None, dict[str, str]]:
+    """The job in a script's ``job_text`` reply value, and its hash; None when corrupt."""
+    try:
+        job_id, fields = _split_message(message)
+    except (ValueError, TypeError) as exc:
+        logger.warning("skipping a corrupt job record: %s", exc)
+        return None, {}
+    return _decode(job_id, fields), fields
 
 
 def _terminal_job(job_id: str, message: bytes | str) -> Job | None:

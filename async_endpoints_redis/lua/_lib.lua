@@ -104,6 +104,13 @@ local function announce(key, id)
   end
 end
 
+-- The job as one reply value: its id followed by its hash as a JSON array {field, value,
+-- ...} (the form of done and inbox messages), which a client parses far faster than a
+-- nested array of many values.
+local function job_text(key, id)
+  return id .. cjson.encode(redis.call('HGETALL', key))
+end
+
 -- Tells idle workers everywhere that work may be claimable (the payload is not used).
 local function wake()
   redis.call('PUBLISH', K.wake, '')

@@ -17,7 +17,8 @@
 -- those claims are returned again instead of claiming more jobs and stranding the first
 -- ones until their lease runs out.
 --
--- Returns: an array of {id, {field, value, ...}} for the claimed jobs (their whole hash).
+-- Returns: the claimed jobs, each as its id followed by its hash as a JSON array (see
+-- job_text in _lib.lua).
 -- Ids whose hash is missing, not a hash, not Queued or lacking numeric counters are
 -- dropped from the queue and never stall it.
 -- (retry_count may be absent: it is 0 until the first retry.)
@@ -36,7 +37,7 @@ if #remembered > 0 then
     local key = job_key(id)
     local token = redis.pcall('HGET', key, 'token')
     if type(token) == 'string' and string.sub(token, 1, #prefix) == prefix then
-      again[#again + 1] = {id, redis.call('HGETALL', key)}
+      again[#again + 1] = job_text(key, id)
     end
   end
   return again
@@ -83,7 +84,7 @@ for n = 1, tonumber(ARGV[5]) do
   local fields = claimable(key)
   if fields then
     claim(key, id, queue, ARGV[3] .. '.' .. n, deadline, now, fields[6], fields[7])
-    claimed[#claimed + 1] = {id, redis.call('HGETALL', key)}
+    claimed[#claimed + 1] = job_text(key, id)
     ids[#ids + 1] = id
   end
 end

@@ -19,7 +19,7 @@
 -- With a queue filter every entry looked at counts against ARGV[4]: the page may come
 -- back short, with a position to go on from.
 --
--- Returns: {jobs, position, offset}: jobs as {id, {field, value, ...}}; the position to
+-- Returns: {jobs, position, offset}: jobs as job_text (_lib.lua) values; the position to
 -- pass for the next page ('' when this page is the last) and, for Queued, its offset;
 -- or {'invalid'} when ARGV[6] names a queue this listing does not visit.
 
@@ -45,7 +45,7 @@ local function take(entry, id, wanted)
   local current = status_of(key)
   if current and (wanted == nil or current == wanted)
       and (queue_filter == '' or queue_of(key) == queue_filter) then
-    jobs[#jobs + 1] = {id, redis.call('HGETALL', key)}
+    jobs[#jobs + 1] = job_text(key, id)
   end
   return true
 end
