@@ -227,6 +227,37 @@ async def test_scheduled_jobs_are_listed_in_the_order_they_fall_due_across_a_wal
     assert [job.id for job in page.jobs] == [a.id, b.id]
 
 
+async def test_finished_jobs_are_listed_in_the_order_they_finished_across_a_wall_step(
+    store: InMemoryJobStore, clock: ManualClock
+) -> None:
+    """A completes, the wall clock steps back an hour, B completes: B is listed first (it
+    finished last, and leaves retention last) although its completed_at reads earlier."""
+    for _ in range(2):
+        await store.enqueue(new_job())
+    first, second = await store.claim(2, lease=30)
+    a = await store.complete(first, None)
+    clock.step_wall(-3600)
+    b = await store.complete(second, None)
+    assert b.completed_at < a.completed_at
+    page = await store.list_jobs(status=JobStatus.COMPLETED)
+    assert [job.id for job in page.jobs] == [b.id, a.id]
+
+
+async def test_running_jobs_are_listed_by_started_at_even_across_a_wall_step(
+    store: InMemoryJobStore, clock: ManualClock
+) -> None:
+    """Running jobs are few (at most the pool's concurrency) and sorted when listed, so
+    their order is started_at's whatever the wall clock did."""
+    for _ in range(2):
+        await store.enqueue(new_job())
+    (a,) = await store.claim(1, lease=30)
+    clock.step_wall(-3600)
+    (b,) = await store.claim(1, lease=30)
+    page = await store.list_jobs(status=JobStatus.IN_PROGRESS, limit=1)
+    rest = await store.list_jobs(status=JobStatus.IN_PROGRESS, cursor=page.next_cursor)
+    assert [job.id for job in page.jobs + rest.jobs] == [b.job.id, a.job.id]
+
+
 @pytest.mark.parametrize(
     ("status", "position"),
     [
