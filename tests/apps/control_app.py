@@ -2,7 +2,9 @@
 
 Configured like `tests.apps.redis_app`, by environment variables: ``REDIS_URL``,
 ``AE_PREFIX``, ``RUN_WORKERS`` (0/1), ``CLAIM_TIMEOUT``, ``RECOVERY_INTERVAL``,
-``MAX_CONCURRENCY``, ``MAX_RETRIES``. Its queues are ``high``, ``default`` and ``low``
+``MAX_CONCURRENCY``, ``MAX_RETRIES`` and ``STORE_URL`` (the job store's Redis, default
+``REDIS_URL``: a fault test routes it through a breakable proxy while the records below
+keep going straight to Redis). Its queues are ``high``, ``default`` and ``low``
 (highest first); ``/high``, ``/default`` and ``/low`` each queue a short job there.
 
 Every handler run is recorded in Redis: ``runs:<job id>`` counts executions,
@@ -52,7 +54,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 app = FastAPI(lifespan=lifespan)
 endpoints = AsyncEndpoints(
     app,
-    store=RedisJobStore(REDIS_URL, prefix=PREFIX),
+    store=RedisJobStore(os.environ.get("STORE_URL", REDIS_URL), prefix=PREFIX),
     queues=QUEUES,
     run_workers=os.environ.get("RUN_WORKERS", "1") == "1",
     claim_timeout=float(os.environ.get("CLAIM_TIMEOUT", "30")),

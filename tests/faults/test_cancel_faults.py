@@ -1,16 +1,23 @@
-"""A worker SIGKILLed while a cancel of its running job is in flight.
+"""Cancels that meet a fault: the worker killed, or cut off from Redis, as the cancel goes.
 
-Three orderings of the cancel and the kill: the worker frozen (SIGSTOP) when the cancel is
-pushed to it, then killed (the message dies unread in its socket); the kill and the cancel
-sent at the same moment; the worker killed first, its claim still live when the cancel
-arrives. In every case the job ends ``Canceled`` and never runs again: the stale-claim
-recovery that re-runs the dead worker's other job elsewhere does not resurrect it.
+A worker SIGKILLed while a cancel of its running job is in flight, in three orderings of
+the cancel and the kill: the worker frozen (SIGSTOP) when the cancel is pushed to it, then
+killed (the message dies unread in its socket); the kill and the cancel sent at the same
+moment; the worker killed first, its claim still live when the cancel arrives. In every
+case the job ends ``Canceled`` and never runs again: the stale-claim recovery that re-runs
+the dead worker's other job elsewhere does not resurrect it.
+
+A worker whose connections to Redis are cut when the cancel is published misses the
+pushed message; once it reconnects, its next lease renewal finds the claim gone and
+cancels the handler: the push is the fast path, the renewal the fallback.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +26,11 @@ import pytest
 import redis.asyncio as redis
 
 from tests.e2e.processes import Proc, start_api, start_worker
+from tests.redis_servers import RedisServer
 
 from .figures import report
 from .harness import runs_of, submit, wait_for, wait_terminal
+from .proxy import CutMode, TcpProxy
 
 pytestmark = [
     pytest.mark.slow,
@@ -98,3 +107,49 @@ async def test_a_job_cancelled_while_its_worker_is_killed_ends_canceled_and_is_n
     assert await records.get(f"{prefix}-test:returned:{held}") is None
     assert stats["in_progress"] == 0 and stats["queued"] == 0 and stats["canceled"] == 1
     report(f"cancel during a kill ({ordering})", status=job["status"], runs=1)
+
+
+@pytest.fixture
+def proxy(redis_server: RedisServer) -> Iterator[TcpProxy]:
+    """A breakable proxy in front of the test's Redis."""
+    with TcpProxy(redis_server.port) as running:
+        yield running
+
+
+async def test_a_cancel_published_while_the_worker_is_cut_off_still_reaches_its_handler(
+    env: dict[str, str], procs: list[Proc], records: redis.Redis, proxy: TcpProxy, tmp_path: Path
+) -> None:
+    """The worker's connections to Redis (its subscription too) are cut when the cancel is
+    published; once they are back, the handler is cancelled (at the next renewal), the job
+    stays Canceled and never runs again."""
+    prefix = env["AE_PREFIX"]
+    api = start_api({**env, "RUN_WORKERS": "0"}, tmp_path, module=APP)
+    isolated = start_worker({**env, "STORE_URL": proxy.url}, tmp_path, "isolated", module=APP)
+    procs.extend([api, isolated])
+    async with httpx.AsyncClient(timeout=10) as client:
+        held = await submit(client, api, "/hold", {})
+
+        async def running() -> bool:
+            return (await runs_of(records, prefix, [held]))[held] == [isolated.pid]
+
+        await wait_for(running, 30, "the held job running in the isolated worker")
+        proxy.cut(CutMode.REFUSE)
+        cancelled_at = time.monotonic()
+        answer = await cancel(client, api, held)
+        assert answer.status_code == 200 and answer.json()["status"] == "Canceled"
+        proxy.restore()
+
+        async def handler_cancelled() -> bool:
+            return await records.get(f"{prefix}-test:cancelled:{held}") is not None
+
+        await wait_for(handler_cancelled, 30, "the handler saw its cancellation")
+        seen = time.monotonic() - cancelled_at
+        survivor = start_worker(env, tmp_path, "survivor", module=APP)
+        procs.append(survivor)
+        probe = await submit(client, api, "/default", {})
+        finished = await wait_terminal(client, api, [held, probe], timeout=30)
+    assert finished[held]["status"] == "Canceled"
+    assert finished[probe]["status"] == "Completed", "the workers are up and idle"
+    assert (await runs_of(records, prefix, [held]))[held] == [isolated.pid], "never run again"
+    assert await records.get(f"{prefix}-test:returned:{held}") is None
+    report("cancel while the worker is cut off", handler_cancelled_after_s=round(seen, 2))
