@@ -4,8 +4,10 @@
 -- - The ready queue of the one-queue layout ({p}:queue) moves into the default queue
 --   ({p}:queue:default), ahead of its jobs, in order (up to ARGV[1] ids per call).
 -- - A store without the layout marker ({p}:layout) that holds Scheduled or InProgress
---   jobs (all of the default queue then) gets their counts; terminal jobs kept from
---   before are neither counted nor indexed (they age out with the retention).
+--   jobs (all of the default queue then) gets their counts and index entries; Queued jobs
+--   of that layout are listed by status (their queue's LIST) but missing from the listing
+--   of all jobs, and terminal jobs kept from before are neither counted nor indexed
+--   (both leave with the retention once finished).
 --
 -- ARGV[1]  the most ids moved per call
 --
@@ -14,13 +16,22 @@
 clock_ms()
 if redis.call('EXISTS', K.layout) == 0 then
   if redis.call('EXISTS', K.counts) == 0 then
-    local scheduled = redis.call('ZCARD', K.scheduled)
-    local active = redis.call('ZCARD', K.active)
-    if scheduled > 0 then
-      count(DEFAULT_QUEUE, 'Scheduled', scheduled)
+    -- Delayed and running jobs are few (bounded by retries in flight and by the workers'
+    -- slots): each is counted and indexed as its transition would have done.
+    for _, id in ipairs(redis.call('ZRANGE', K.scheduled, 0, -1)) do
+      local fields = redis.pcall('HMGET', job_key(id), 'status', 'run_at', 'created_at')
+      if type(fields) == 'table' and fields[1] == 'Scheduled' then
+        count(DEFAULT_QUEUE, 'Scheduled', 1)
+        index_add('Scheduled', fields[2], id)
+        index_add('created', fields[3], id)
+      end
     end
-    if active > 0 then
-      count(DEFAULT_QUEUE, 'InProgress', active)
+    for _, id in ipairs(redis.call('ZRANGE', K.active, 0, -1)) do
+      local fields = redis.pcall('HMGET', job_key(id), 'status', 'started_at', 'created_at')
+      if type(fields) == 'table' and fields[1] == 'InProgress' then
+        enter_running(id, DEFAULT_QUEUE, fields[2])
+        index_add('created', fields[3], id)
+      end
     end
   end
   flush_pending()

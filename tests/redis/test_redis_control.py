@@ -127,8 +127,10 @@ async def test_the_one_queue_layout_is_moved_into_the_default_queue_at_start(
     old = [await plant_old_job(raw, keys, "Queued", 1_700_000_000_000 + i) for i in range(5)]
     await raw.rpush(keys.legacy_queue, *old)
     delayed = await plant_old_job(raw, keys, "Scheduled", 1_700_000_000_000)
+    await raw.hset(keys.job_prefix + delayed, "run_at", "1800000000000")
     await raw.zadd(keys.scheduled, {delayed: 10**15})
     running = await plant_old_job(raw, keys, "InProgress", 1_700_000_000_000)
+    await raw.hset(keys.job_prefix + running, "started_at", "1700000000500")
     await raw.zadd(keys.active, {running: 10**15})
 
     store = await deployment.make()
@@ -136,6 +138,10 @@ async def test_the_one_queue_layout_is_moved_into_the_default_queue_at_start(
     assert await raw.lrange(keys.ready("default"), 0, -1) == old
     [stats] = await store.queue_stats(["default"])
     assert (stats.queued, stats.scheduled, stats.in_progress) == (5, 1, 1)
+    for status, expected in ((JobStatus.SCHEDULED, [delayed]), (JobStatus.IN_PROGRESS, [running])):
+        page = await store.list_jobs(status=status)
+        assert [str(job.id) for job in page.jobs] == expected
+    assert {str(job.id) for job in (await store.list_jobs()).jobs} == {delayed, running}
 
     # An older process still pushing to the old LIST during a rolling upgrade: the next
     # recovery pass moves its ids ahead of the newer ones.
