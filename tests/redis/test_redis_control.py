@@ -297,7 +297,36 @@ async def test_a_delayed_job_is_promoted_into_its_own_queue(deployment: Deployme
 # --- counters ----------------------------------------------------------------------------------
 
 
-async def test_counters_match_a_recount_after_churn_with_recoveries_and_cancels(  # noqa: C901
+async def churn_round(
+    rng: random.Random,
+    store: RedisJobStore,
+    other: RedisJobStore,
+    ids: list[uuid.UUID],
+    lease: float,
+) -> None:
+    """One round of churn: claims settled every way (or left to expire), cancels and
+    requeues of random jobs, a recovery pass."""
+    queues = ("a", "b", "c")
+    for claim in await store.claim(15, lease=lease, queues=queues):
+        match rng.randrange(5):
+            case 0:
+                await store.complete(claim, None)
+            case 1:
+                await store.fail(claim, BOOM, retry_in=rng.choice([0.0, 0.05, None]))
+            case 2:
+                await other.cancel(claim.job.id)
+            case _:
+                pass  # left running: expires (short leases) or stays InProgress
+    for job_id in rng.sample(ids, 8):
+        await other.cancel(job_id)
+    for job_id in rng.sample(ids, 8):
+        with contextlib.suppress(InvalidTransitionError):
+            await store.requeue(job_id)
+    await asyncio.sleep(0.06)
+    await store.recover()
+
+
+async def test_counters_match_a_recount_after_churn_with_recoveries_and_cancels(
     deployment: Deployment,
 ) -> None:
     """After enqueues (some delayed), claims, completions, retried and final failures,
@@ -314,24 +343,7 @@ async def test_counters_match_a_recount_after_churn_with_recoveries_and_cancels(
         ids.append(job.id)
     await other.pause(["c"])
     for round_ in range(6):
-        claims = await store.claim(15, lease=0.05 if round_ % 2 else 30, queues=queues)
-        for claim in claims:
-            match rng.randrange(5):
-                case 0:
-                    await store.complete(claim, round_)
-                case 1:
-                    await store.fail(claim, BOOM, retry_in=rng.choice([0.0, 0.05, None]))
-                case 2:
-                    await other.cancel(claim.job.id)
-                case _:
-                    pass  # left running: expires (short leases) or stays InProgress
-        for job_id in rng.sample(ids, 8):
-            await other.cancel(job_id)
-        for job_id in rng.sample(ids, 8):
-            with contextlib.suppress(InvalidTransitionError):
-                await store.requeue(job_id)
-        await asyncio.sleep(0.06)
-        await store.recover()
+        await churn_round(rng, store, other, ids, lease=0.05 if round_ % 2 else 30)
         assert await store.queue_stats(queues) == await recount(
             deployment.raw, deployment.keys, queues
         )
