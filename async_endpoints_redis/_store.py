@@ -86,6 +86,7 @@ _OFFER_RENEW = 1.0  # seconds an idle worker waits on one offer before renewing 
 _OFFER_TTL = 3.0  # seconds an offer stands unless renewed (a frozen worker's exposure)
 _ALONE_OVER = 64 * 1024  # result characters past which a completion is not batched
 _LIST_BUDGET = 10  # entries a filtered listing may look at per job of its page
+_MAX_OFFSET = 10**12  # the deepest offset a Queued cursor may name (Lua prints it exactly)
 _INDEX_ENTRY = re.compile(r"\d{14}:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -374,8 +375,8 @@ class RedisJobStore:
         With ``take`` > 0 (and a live subscription) it offers that many slots: jobs
         submitted meanwhile to one of ``queues`` that is not paused are claimed for the
         caller (``lease`` seconds) by the enqueue itself and returned here as soon as the
-        first arrives. The offer is renewed every
-        `_OFFER_RENEW` seconds (the call returns [] then) and ends with the next `claim`.
+        first arrives. The offer is renewed every `_OFFER_RENEW` seconds (the call
+        returns [] then) and ends with the next `claim`.
         """
         wake = self._notifications.wake_event
         if self._connection.closed or self._notifications.generation != self._claim_generation:
@@ -656,7 +657,7 @@ def _checked_position(position: list[Any], status: JobStatus | None) -> list[str
             and position[0]
             and isinstance(position[1], int)
             and not isinstance(position[1], bool)
-            and position[1] >= 0
+            and 0 <= position[1] <= _MAX_OFFSET
         ):
             return [position[0], position[1]]
     elif (

@@ -424,6 +424,7 @@ async def test_a_cursor_position_this_store_never_made_is_a_value_error(
         (JobStatus.QUEUED, ["nowhere", 0]),
         (JobStatus.QUEUED, ["default", -1]),
         (JobStatus.QUEUED, ["default", True]),
+        (JobStatus.QUEUED, ["default", 10**30]),
     ]
     for status, position in bad_positions:
         cursor = encode_cursor(filters_of(status, None), position)
