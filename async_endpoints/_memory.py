@@ -365,14 +365,15 @@ class InMemoryJobStore:
 
     def _forget_gone_jobs(self) -> None:
         """Trim the creation log of the jobs no longer kept (see `CreationLog`)."""
-        jobs, finished = self._jobs, self._finished
-
-        def exists(key: int) -> bool:
-            return key in jobs or key in finished
-
-        self._created.trim(exists)
-        if len(self._created) > 2 * (len(jobs) + len(finished)) + COMPACT_AFTER:
-            self._created.keep(exists)
+        jobs, finished = self._jobs, self._finished.keys()
+        created = self._created
+        keys, head = created.keys, created.head
+        while head < len(keys) and keys[head] not in jobs and keys[head] not in finished:
+            head += 1
+        created.head = head
+        created.compact()
+        if len(created) > 2 * (len(jobs) + len(finished)) + COMPACT_AFTER:
+            created.keep(lambda key: key in jobs or key in finished)
 
     def _wait(self, job: Job, seq: int, delay: float) -> None:
         """File a Queued or Scheduled job (due in ``delay`` seconds) and count it."""

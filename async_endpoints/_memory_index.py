@@ -108,9 +108,9 @@ class CreationLog:
     """Every stored job's id (as an integer) and queue, in the order the jobs were created,
     read from ``head``: what listing without a status pages through, newest first.
 
-    Jobs mostly leave (their retention ends) in about the order they were created, so
-    `trim` forgets the leading entries of jobs gone, in O(1) per job; `keep` filters the
-    whole log for the rare job that outlives thousands of younger ones."""
+    Jobs mostly leave (their retention ends) in about the order they were created, so the
+    store moves ``head`` past the leading entries of jobs gone, in O(1) per job; `keep`
+    filters the whole log for the rare job that outlives thousands of younger ones."""
 
     __slots__ = ("head", "keys", "queues", "seqs")
 
@@ -123,13 +123,10 @@ class CreationLog:
     def __len__(self) -> int:
         return len(self.keys) - self.head
 
-    def trim(self, exists: Callable[[int], bool]) -> None:
-        """Forget the leading entries of jobs for which ``exists(key)`` is false."""
-        keys, head = self.keys, self.head
-        while head < len(keys) and not exists(keys[head]):
-            head += 1
-        self.head = head
-        if head >= COMPACT_AFTER and 2 * head >= len(keys):
+    def compact(self) -> None:
+        """Forget the entries before ``head``, once they are half of the log."""
+        head = self.head
+        if head >= COMPACT_AFTER and 2 * head >= len(self.keys):
             del self.keys[:head], self.seqs[:head], self.queues[:head]
             self.head = 0
 

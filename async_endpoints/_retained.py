@@ -29,7 +29,7 @@ import json
 import math
 import uuid
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, KeysView
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,7 +69,6 @@ _GONE = -1  # a log entry whose job was taken (no job id has a negative integer)
 
 #: The terminal statuses, in the order their logs are kept (and ties are broken).
 STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED)
-_INDEX = {status: index for index, status in enumerate(STATUSES)}
 _COMPACT_AFTER = 4096
 
 
@@ -78,9 +77,10 @@ class _Log:
     ``head``; ``offset`` is the absolute index of the lists' first entry, so an entry's
     absolute index (its listing position) never changes."""
 
-    __slots__ = ("expiry", "head", "keys", "offset", "queues")
+    __slots__ = ("expiry", "head", "index", "keys", "offset", "queues")
 
-    def __init__(self) -> None:
+    def __init__(self, index: int) -> None:
+        self.index = index  # of its status in STATUSES (and in the per-queue counts)
         self.keys: list[int] = []
         self.queues: list[str] = []
         self.expiry = array("d")  # machine floats: no float object per entry
@@ -93,15 +93,13 @@ class _Log:
     def next_expiry(self) -> float | None:
         return self.expiry[self.head] if self.head < len(self.keys) else None
 
-    def pop(self) -> tuple[int, str]:
+    def compact(self) -> None:
+        """Forget the entries read so far, once they are half of the lists."""
         head = self.head
-        key, queue = self.keys[head], self.queues[head]
-        self.head = head = head + 1
         if head >= _COMPACT_AFTER and 2 * head >= len(self.keys):
             del self.keys[:head], self.queues[:head], self.expiry[:head]
             self.offset += head
             self.head = 0
-        return key, queue
 
     def newest_first(self, before: int | None) -> Iterator[tuple[int, int, str]]:
         """(absolute index, key, queue) from the newest entry (or the one before absolute
@@ -127,7 +125,8 @@ class RetainedJobs:
         self.max_retained = max_retained
         # A record is JSON text; a list only for a result with no JSON form (see `_encode`).
         self._records: dict[int, str | list[Any]] = {}
-        self._logs = {status: _Log() for status in STATUSES}
+        self._logs = {status: _Log(index) for index, status in enumerate(STATUSES)}
+        self._log_list = tuple(self._logs.values())
         self._counts: dict[str, list[int]] = {}  # queue -> [completed, failed, canceled]
         self._next_expiry = math.inf  # no log entry expires before this (monotonic)
 
@@ -136,6 +135,10 @@ class RetainedJobs:
 
     def __contains__(self, key: int) -> bool:
         return key in self._records
+
+    def keys(self) -> KeysView[int]:
+        """The integers of the kept jobs' ids (a live view)."""
+        return self._records.keys()
 
     def add(self, job: Job, now: float) -> Job:
         """Keep ``job`` (terminal) until ``now + retention``; return it as it reads back."""
@@ -152,7 +155,7 @@ class RetainedJobs:
         counts = self._counts.get(queue)
         if counts is None:
             counts = self._counts[queue] = [0, 0, 0]
-        counts[_INDEX[status]] += 1
+        counts[log.index] += 1
         while len(self._records) > self.max_retained:
             self._drop_oldest()
         return _decode(key, record)
@@ -177,7 +180,7 @@ class RetainedJobs:
         job = _decode_fields(key, fields)
         log = self._logs[job.status]
         log.keys[fields[_POSITION] - log.offset] = _GONE
-        self._counts[job.queue][_INDEX[job.status]] -= 1
+        self._counts[job.queue][log.index] -= 1
         return job
 
     def counts(self, queue: str) -> tuple[int, int, int]:
@@ -201,11 +204,11 @@ class RetainedJobs:
         """Drop the jobs whose retention has passed by ``now`` (monotonic)."""
         if now < self._next_expiry:
             return
-        for status, log in self._logs.items():
+        for log in self._log_list:
             while log.head < len(log.keys) and log.expiry[log.head] <= now:
-                self._drop(status, log)
+                self._drop(log)
         self._next_expiry = min(
-            (expiry for log in self._logs.values() if (expiry := log.next_expiry()) is not None),
+            (expiry for log in self._log_list if (expiry := log.next_expiry()) is not None),
             default=math.inf,
         )
 
@@ -226,20 +229,25 @@ class RetainedJobs:
         return position
 
     def _drop_oldest(self) -> None:
-        oldest: tuple[JobStatus, _Log] | None = None
-        oldest_expiry = 0.0
-        for status, log in self._logs.items():
-            expiry = log.next_expiry()
-            if expiry is not None and (oldest is None or expiry < oldest_expiry):
-                oldest, oldest_expiry = (status, log), expiry
+        # On every add once max_retained is reached: no calls but the one to _drop.
+        oldest: _Log | None = None
+        oldest_expiry = math.inf
+        for log in self._log_list:
+            head = log.head
+            if head < len(log.keys) and log.expiry[head] < oldest_expiry:
+                oldest, oldest_expiry = log, log.expiry[head]
         if oldest is not None:
-            self._drop(*oldest)
+            self._drop(oldest)
 
-    def _drop(self, status: JobStatus, log: _Log) -> None:
-        key, queue = log.pop()
+    def _drop(self, log: _Log) -> None:
+        head = log.head
+        key = log.keys[head]
         if key != _GONE:
             del self._records[key]
-            self._counts[queue][_INDEX[status]] -= 1
+            self._counts[log.queues[head]][log.index] -= 1
+        log.head = head = head + 1
+        if head >= _COMPACT_AFTER and 2 * head >= len(log.keys):
+            log.compact()
 
 
 def _encode(job: Job, position: int) -> str | list[Any]:
