@@ -18,6 +18,7 @@ operation's own arguments, which ``_lib.lua`` takes off again.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Sequence
 from importlib import resources
@@ -66,8 +67,14 @@ _SKIP_BUDGET = 1000  # bad ids a claim may drop on top of the jobs it claims
 _MIGRATE_BATCH = 10_000  # ids of the older layout's queue moved per call
 
 
+_COMMENT_LINE = re.compile(r"^[ \t]*--.*$", re.MULTILINE)
+
+
 def _source(name: str) -> str:
-    return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text("utf-8")
+    """The file's text with its comment lines emptied (Redis keeps every script's text in
+    memory; blank lines keep the line numbers an error names)."""
+    text = resources.files(__package__).joinpath("lua", f"{name}.lua").read_text("utf-8")
+    return _COMMENT_LINE.sub("", text)
 
 
 def queues_arg(queues: Sequence[str]) -> str:
