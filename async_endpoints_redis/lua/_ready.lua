@@ -91,10 +91,11 @@ local function ready_any(queues)
   return false
 end
 
--- The queue names a caller sent as one ARGV value: JSON array text.
+-- The queue names a caller sent as one ARGV value: JSON array text (an offer of the
+-- older layout has none: the default queue).
 local function queue_list(text)
   local ok, queues = pcall(cjson.decode, text)
-  if not ok or type(queues) ~= 'table' or #queues == 0 then
+  if not ok or type(queues) ~= 'table' then
     return {DEFAULT_QUEUE}
   end
   return queues
