@@ -1,4 +1,5 @@
-"""A job <-> its Redis hash. JSON text only, never pickle.
+"""A job <-> its Redis hash, and the replies and messages that carry one. JSON text only,
+never pickle.
 
 The hash holds few, short fields so that Redis keeps it listpack-encoded (compact)::
 
@@ -34,6 +35,7 @@ are accepted.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -42,6 +44,7 @@ from typing import Any
 from async_endpoints._job import DEFAULT_QUEUE, Job, JobError, JobRequest, JobStatus, NewJob
 
 Reply = bytes | str
+logger = logging.getLogger("async_endpoints_redis")
 
 
 def dump_json(value: Any) -> str:
@@ -138,3 +141,45 @@ def queued_job(new_job: NewJob, created_ms: int, delay_ms: int) -> Job:
     if delay_ms > 0:
         job = job.replace(run_at=from_ms(str(created_ms + delay_ms)))
     return job
+
+
+def decode_or_none(job_id: uuid.UUID, fields: Any) -> Job | None:
+    """The job stored in ``fields``; None (and a warning logged) when it is corrupt."""
+    try:
+        return decode_job(job_id, fields)
+    except ValueError as exc:
+        logger.warning("skipping a corrupt job record: %s", exc)
+        return None
+
+
+def split_message(message: bytes | str) -> tuple[uuid.UUID, dict[str, str]]:
+    """The id and hash of a done or inbox message: ``<id><JSON array of field, value>``.
+
+    Raises:
+        ValueError: The message is malformed.
+    """
+    raw = text(message)
+    flat = json.loads(raw[36:])
+    if not isinstance(flat, list) or len(flat) % 2:
+        raise ValueError("expected a flat array of fields and values")
+    return uuid.UUID(raw[:36]), pairs(flat)
+
+
+def job_from_text(message: bytes | str) -> tuple[Job | None, dict[str, str]]:
+    """The job in a script's ``job_text`` reply value, and its hash; None when corrupt."""
+    try:
+        job_id, fields = split_message(message)
+    except (ValueError, TypeError) as exc:
+        logger.warning("skipping a corrupt job record: %s", exc)
+        return None, {}
+    return decode_or_none(job_id, fields), fields
+
+
+def terminal_job(job_id: str, message: bytes | str) -> Job | None:
+    """The terminal job a done message carries; None when it carries none usable."""
+    try:
+        _, fields = split_message(message)
+    except (ValueError, TypeError):
+        return None
+    job = decode_or_none(uuid.UUID(job_id), fields)
+    return job if job is not None and job.status.is_terminal else None

@@ -33,7 +33,6 @@ import contextlib
 import json
 import logging
 import math
-import re
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -63,17 +62,27 @@ from async_endpoints._listing import (
     QueueStats,
     check_limit,
     decode_cursor,
-    encode_cursor,
     filters_of,
 )
 from async_endpoints._store import Claim
 
 from ._batch import Batcher
 from ._client import AnyRedis, client_options
-from ._codec import decode_job, dump_json, from_ms, pairs, queued_job, text
+from ._codec import (
+    decode_or_none,
+    dump_json,
+    from_ms,
+    job_from_text,
+    pairs,
+    queued_job,
+    split_message,
+    terminal_job,
+    text,
+)
 from ._connection import Connection
 from ._errors import RETRY_AFTER
 from ._keys import Keys
+from ._pages import checked_position, page_of, visit_budget
 from ._scripts import Scripts, delay_ms
 
 logger = logging.getLogger("async_endpoints_redis")
@@ -85,9 +94,6 @@ _CLAIM_EXPIRED = {"message": "The worker's claim on the job expired", "type": "C
 _OFFER_RENEW = 1.0  # seconds an idle worker waits on one offer before renewing it
 _OFFER_TTL = 3.0  # seconds an offer stands unless renewed (a frozen worker's exposure)
 _ALONE_OVER = 64 * 1024  # result characters past which a completion is not batched
-_LIST_BUDGET = 10  # entries a filtered listing may look at per job of its page
-_MAX_OFFSET = 10**12  # the deepest offset a Queued cursor may name (Lua prints it exactly)
-_INDEX_ENTRY = re.compile(r"\d{14}:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 @dataclass(eq=False)
@@ -158,7 +164,7 @@ class RedisJobStore:
             keys=Keys(prefix),
             retention_ms=_ms(retention),
             inbox=self._inbox,
-            decode=_terminal_job,
+            decode=terminal_job,
             on_handed_over=self._handed_over,
             on_cancel=self._canceled,
         )
@@ -231,7 +237,7 @@ class RedisJobStore:
     async def get(self, job_id: uuid.UUID) -> Job | None:
         """The job with this id; None when there is none or its record is corrupt."""
         fields = await self._run("get", lambda s: s.read(job_id))
-        return _decode(job_id, fields) if fields else None
+        return decode_or_none(job_id, fields) if fields else None
 
     async def claim(
         self, limit: int, *, lease: float, queues: Sequence[str] = (DEFAULT_QUEUE,)
@@ -263,7 +269,7 @@ class RedisJobStore:
             raise
         claims = []
         for message in reply:
-            job, fields = _job_text(message)
+            job, fields = job_from_text(message)
             if job is not None:
                 claims.append(Claim(job, fields["token"]))
         return claims
@@ -431,12 +437,12 @@ class RedisJobStore:
         if offer is None or offer.ended:
             return
         try:
-            job_id, fields = _split_message(message)
+            job_id, fields = split_message(message)
             token = fields["token"]
         except (ValueError, KeyError, TypeError) as exc:
             logger.warning("ignoring a malformed hand-over message: %s", exc)
             return
-        job = _decode(job_id, fields)
+        job = decode_or_none(job_id, fields)
         if job is not None and token.startswith(offer.base + "."):
             offer.handed.append(Claim(job, token))
             self._notifications.wake()
@@ -497,7 +503,7 @@ class RedisJobStore:
         if not reply:
             return None
         _, flat = reply
-        job = _decode(job_id, pairs(flat))
+        job = decode_or_none(job_id, pairs(flat))
         if job is not None and job.status.is_terminal:
             self._notifications.settled(str(job_id), job)
         return job
@@ -513,7 +519,7 @@ class RedisJobStore:
         if not reply:
             return None
         before, flat = reply
-        job = _decode(job_id, pairs(flat))
+        job = decode_or_none(job_id, pairs(flat))
         if job is None:
             return None
         if text(before) not in (JobStatus.FAILED, JobStatus.CANCELED):
@@ -576,8 +582,7 @@ class RedisJobStore:
 
         Costs O(limit + log n) for a status alone (Queued: O(offset + limit), a walk of
         the queue's LIST up to where the page starts). With a ``queue`` the script looks
-        at no more than ``limit * 10 + 100`` entries and may return a short page with a
-        cursor.
+        at no more than `visit_budget` entries and may return a short page with a cursor.
 
         Raises:
             ValueError: ``limit`` out of range, or a cursor this store did not make for
@@ -585,31 +590,16 @@ class RedisJobStore:
         """
         check_limit(limit)
         filters = filters_of(status, queue)
-        position: list[str | int] = []
-        if cursor is not None:
-            position = _checked_position(decode_cursor(cursor, filters), status)
-        budget = limit * _LIST_BUDGET + 100 if queue is not None else limit + 1
+        position = (
+            [] if cursor is None else checked_position(decode_cursor(cursor, filters), status)
+        )
         wanted = "" if status is None else status.value
-        names = list(queues)
+        names, budget = list(queues), visit_budget(limit, queue)
         reply = await self._run(
             "list_jobs",
             lambda s: s.list_jobs(wanted, queue or "", limit, budget, names, position),
         )
-        if len(reply) == 1:  # {'invalid'}: the position names a queue not listed
-            raise ValueError("invalid cursor")
-        raw_jobs, raw_next, offset = reply
-        jobs = []
-        for message in raw_jobs:
-            job, _ = _job_text(message)
-            if job is not None:
-                jobs.append(job)
-        next_position = text(raw_next)
-        if not next_position:
-            return JobPage(jobs, None)
-        following: list[Any] = [next_position]
-        if status is JobStatus.QUEUED:
-            following.append(int(offset))
-        return JobPage(jobs, encode_cursor(filters, following))
+        return page_of(reply, filters, status)
 
     async def queue_stats(self, queues: Sequence[str]) -> list[QueueStats]:
         """Counts per queue, in the order given, in one script call that costs
@@ -625,7 +615,7 @@ class RedisJobStore:
     def _settled(self, job_id: uuid.UUID, reply: list[Any] | None) -> Job | None:
         if not reply:
             return None
-        job = _decode(job_id, pairs(reply))
+        job = decode_or_none(job_id, pairs(reply))
         if job is not None and job.status.is_terminal:
             self._notifications.settled(str(job_id), job)
         elif job is not None:
@@ -634,70 +624,6 @@ class RedisJobStore:
 
     async def _run(self, operation: str, call: Callable[[Scripts], Awaitable[T]]) -> T:
         return await self._connection.run(operation, call)
-
-
-def _decode(job_id: uuid.UUID, fields: Any) -> Job | None:
-    try:
-        return decode_job(job_id, fields)
-    except ValueError as exc:
-        logger.warning("skipping a corrupt job record: %s", exc)
-        return None
-
-
-def _checked_position(position: list[Any], status: JobStatus | None) -> list[str | int]:
-    """A cursor's position, checked to be one this store makes for ``status``.
-
-    Raises:
-        ValueError: It is not.
-    """
-    if status is JobStatus.QUEUED:
-        if (
-            len(position) == 2
-            and isinstance(position[0], str)
-            and position[0]
-            and isinstance(position[1], int)
-            and not isinstance(position[1], bool)
-            and 0 <= position[1] <= _MAX_OFFSET
-        ):
-            return [position[0], position[1]]
-    elif (
-        len(position) == 1 and isinstance(position[0], str) and _INDEX_ENTRY.fullmatch(position[0])
-    ):
-        return [position[0], 0]
-    raise ValueError("invalid cursor")
-
-
-def _split_message(message: bytes | str) -> tuple[uuid.UUID, dict[str, str]]:
-    """The id and hash of a done or inbox message: ``<id><JSON array of field, value>``.
-
-    Raises:
-        ValueError: The message is malformed.
-    """
-    raw = text(message)
-    flat = json.loads(raw[36:])
-    if not isinstance(flat, list) or len(flat) % 2:
-        raise ValueError("expected a flat array of fields and values")
-    return uuid.UUID(raw[:36]), pairs(flat)
-
-
-def _job_text(message: bytes | str) -> tuple[Job | None, dict[str, str]]:
-    """The job in a script's ``job_text`` reply value, and its hash; None when corrupt."""
-    try:
-        job_id, fields = _split_message(message)
-    except (ValueError, TypeError) as exc:
-        logger.warning("skipping a corrupt job record: %s", exc)
-        return None, {}
-    return _decode(job_id, fields), fields
-
-
-def _terminal_job(job_id: str, message: bytes | str) -> Job | None:
-    """The terminal job a done message carries; None when it carries none usable."""
-    try:
-        _, fields = _split_message(message)
-    except (ValueError, TypeError):
-        return None
-    job = _decode(uuid.UUID(job_id), fields)
-    return job if job is not None and job.status.is_terminal else None
 
 
 def _check_bulk_len(result_json: str, limit: int | None) -> None:
