@@ -286,10 +286,14 @@ async def test_a_delayed_job_is_promoted_into_its_own_queue(deployment: Deployme
     assert job.status is JobStatus.SCHEDULED and job.run_at is not None
     assert await store.get(job.id) == job
     assert await store.claim(1, lease=30, queues=("low",)) == []
-    await asyncio.sleep(0.25)
-    assert await store.claim(1, lease=30, queues=("default",)) == []
-    assert await store.list_jobs(status=JobStatus.QUEUED, queues=QUEUES) is not None
-    assert await deployment.raw.lrange(deployment.keys.ready("low"), 0, -1) == [str(job.id)]
+
+    async def promoted() -> bool:
+        # A claim of another queue promotes the due job into its own queue, not "default".
+        assert await store.claim(1, lease=30, queues=("default",)) == []
+        low = await deployment.raw.lrange(deployment.keys.ready("low"), 0, -1)
+        return bool(low == [str(job.id)])
+
+    await eventually(promoted)
     [claim] = await store.claim(1, lease=30, queues=("low",))
     assert claim.job.id == job.id and claim.job.run_at is None
 
@@ -363,11 +367,13 @@ async def test_counters_match_a_recount_after_churn_with_recoveries_and_cancels(
     assert [claim.job.id for claim in claims] in ([handed.id], [])
     assert await store.queue_stats(queues) == await recount(deployment.raw, deployment.keys, queues)
 
-    await asyncio.sleep(1.1)  # the retention of every terminal job has passed
-    await store.recover()
-    after = await store.queue_stats(queues)
-    assert all(row.completed == row.failed == row.canceled == 0 for row in after)
-    assert after == await recount(deployment.raw, deployment.keys, queues)
+    async def purged() -> bool:
+        await store.recover()  # deletes terminal jobs once their retention has passed
+        after = await store.queue_stats(queues)
+        return all(row.completed == row.failed == row.canceled == 0 for row in after)
+
+    await eventually(purged)
+    assert await store.queue_stats(queues) == await recount(deployment.raw, deployment.keys, queues)
 
 
 # --- listing indexes ---------------------------------------------------------------------------
@@ -400,9 +406,11 @@ async def test_listing_stays_exact_across_index_chunks_and_empties_with_the_rete
     times = [(job.completed_at, str(job.id)) for job in completed.jobs]
     assert len(times) == 450 and times == sorted(times, reverse=True)
 
-    await asyncio.sleep(1.1)
-    await store.recover()
-    assert (await store.list_jobs(limit=1000)).jobs == []
+    async def purged() -> bool:
+        await store.recover()  # deletes terminal jobs once their retention has passed
+        return not (await store.list_jobs(limit=1000)).jobs
+
+    await eventually(purged)
     index_keys = [
         key async for key in deployment.raw.scan_iter(match=f"{deployment.keys.tag}:ix:*")
     ]
