@@ -451,3 +451,49 @@ async def test_requeue_of_a_job_that_is_not_failed_or_canceled_is_refused(
     assert await store.requeue(uuid.uuid4()) is None
     assert await store.cancel(uuid.uuid4()) is None
     assert await store.get(job.id) == job
+
+
+async def listed_ids(store: RedisJobStore, status: JobStatus, limit: int) -> list[uuid.UUID]:
+    """Every job of ``status``, page after page."""
+    ids: list[uuid.UUID] = []
+    cursor = None
+    while True:
+        page = await store.list_jobs(status=status, limit=limit, cursor=cursor)
+        ids += [job.id for job in page.jobs]
+        if (cursor := page.next_cursor) is None:
+            return ids
+
+
+async def test_an_index_fed_out_of_order_splits_its_chunks_and_stays_sorted(
+    deployment: Deployment,
+) -> None:
+    """Scheduled jobs enter their index in any run_at order (many at the same time, too):
+    full chunks split, every chunk keeps within its floors and its size, pages stay in
+    (run_at, id) order, and cancels take entries out and drop emptied chunks."""
+    rng = random.Random(11)
+    store = await deployment.make()
+    jobs = []
+    for _ in range(8):
+        delays = [rng.choice([3600.0, 7200.0]) + rng.randrange(50) for _ in range(90)]
+        jobs += await asyncio.gather(*(store.enqueue(new_job(delay=d)) for d in delays))
+
+    def order(kept: list[Any]) -> list[uuid.UUID]:
+        return [job.id for job in sorted(kept, key=lambda job: (job.run_at, str(job.id)))]
+
+    assert await listed_ids(store, JobStatus.SCHEDULED, 41) == order(jobs)
+    canceled = set(rng.sample(range(len(jobs)), 500))
+    for index in canceled:
+        await store.cancel(jobs[index].id)
+    kept = [job for index, job in enumerate(jobs) if index not in canceled]
+    assert await listed_ids(store, JobStatus.SCHEDULED, 29) == order(kept)
+
+    raw, tag = deployment.raw, deployment.keys.tag
+    directory = await raw.zrange(f"{tag}:ix:Scheduled", 0, -1)
+    floors = [member.split(" ")[0] for member in directory] + ["~"]
+    total = 0
+    for n, member in enumerate(directory):
+        entries = await raw.zrange(f"{tag}:ix:Scheduled:{member.split(' ')[1]}", 0, -1)
+        assert 0 < len(entries) <= 100
+        assert all(floors[n] <= entry < floors[n + 1] for entry in entries)
+        total += len(entries)
+    assert total == len(kept)
