@@ -139,7 +139,7 @@ class InMemoryJobStore:
         created.queues.append(job.queue)
         self._jobs[key] = job
         self._wait(job, seq, delay)
-        if not seq & 1023:
+        if not seq & 63:  # often enough that each pass is short
             self._forget_gone_jobs()
         self._work.set()
         return job
@@ -368,7 +368,8 @@ class InMemoryJobStore:
         jobs, finished = self._jobs, self._finished.keys()
         created = self._created
         keys, head = created.keys, created.head
-        while head < len(keys) and keys[head] not in jobs and keys[head] not in finished:
+        while head < len(keys) and (key := keys[head]) not in jobs and key not in finished:
+            keys[head] = -1  # frees the key now, not in a burst at the next compaction
             head += 1
         created.head = head
         created.compact()

@@ -16,11 +16,10 @@ clash) are kept. Failed and Canceled jobs keep their whole request: `take` gives
 to be requeued.
 
 Jobs leave in the order they finished: when their retention has passed (measured on the
-monotonic clock), or sooner when more than ``max_retained`` are kept (the oldest of the
-three logs' heads first; jobs that finished at the same monotonic instant in different
-statuses leave in the order Completed, Failed, Canceled). A taken job's log entry is
-overwritten with a tombstone (the record knows its place) that leaves when it reaches the
-head.
+monotonic clock), or sooner when more than ``max_retained`` are kept. One byte per job
+records that order across the three logs, so the oldest is found in O(1). A taken job's
+log entry is overwritten with a tombstone (the record knows its place) that leaves in
+its turn.
 """
 
 from __future__ import annotations
@@ -90,9 +89,6 @@ class _Log:
     def __len__(self) -> int:
         return len(self.keys) - self.head
 
-    def next_expiry(self) -> float | None:
-        return self.expiry[self.head] if self.head < len(self.keys) else None
-
     def compact(self) -> None:
         """Forget the entries read so far, once they are half of the lists."""
         head = self.head
@@ -127,6 +123,10 @@ class RetainedJobs:
         self._records: dict[int, str | list[Any]] = {}
         self._logs = {status: _Log(index) for index, status in enumerate(STATUSES)}
         self._log_list = tuple(self._logs.values())
+        # The log (index in STATUSES) of every entry, in the order they finished: the
+        # oldest entry of all is the head of the log named at the head of this order.
+        self._order = bytearray()
+        self._order_head = 0
         self._counts: dict[str, list[int]] = {}  # queue -> [completed, failed, canceled]
         self._next_expiry = math.inf  # no log entry expires before this (monotonic)
 
@@ -150,6 +150,7 @@ class RetainedJobs:
         log.queues.append(queue)
         expiry = now + self.retention
         log.expiry.append(expiry)
+        self._order.append(log.index)
         if expiry < self._next_expiry:
             self._next_expiry = expiry
         counts = self._counts.get(queue)
@@ -204,13 +205,14 @@ class RetainedJobs:
         """Drop the jobs whose retention has passed by ``now`` (monotonic)."""
         if now < self._next_expiry:
             return
-        for log in self._log_list:
-            while log.head < len(log.keys) and log.expiry[log.head] <= now:
-                self._drop(log)
-        self._next_expiry = min(
-            (expiry for log in self._log_list if (expiry := log.next_expiry()) is not None),
-            default=math.inf,
-        )
+        order, logs = self._order, self._log_list
+        while self._order_head < len(order):
+            log = logs[order[self._order_head]]
+            if log.expiry[log.head] > now:
+                self._next_expiry = log.expiry[log.head]
+                return
+            self._drop_oldest()
+        self._next_expiry = math.inf
 
     def newest_first(self, status: JobStatus, before: int | None) -> Iterator[tuple[int, int, str]]:
         """(position, key, queue) of the kept ``status`` jobs, newest finished first,
@@ -229,20 +231,17 @@ class RetainedJobs:
         return position
 
     def _drop_oldest(self) -> None:
-        # On every add once max_retained is reached: no calls but the one to _drop.
-        oldest: _Log | None = None
-        oldest_expiry = math.inf
-        for log in self._log_list:
-            head = log.head
-            if head < len(log.keys) and log.expiry[head] < oldest_expiry:
-                oldest, oldest_expiry = log, log.expiry[head]
-        if oldest is not None:
-            self._drop(oldest)
-
-    def _drop(self, log: _Log) -> None:
-        head = log.head
-        key = log.keys[head]
+        # On every add once max_retained is reached: O(1), one call.
+        order, order_head = self._order, self._order_head
+        log = self._log_list[order[order_head]]
+        self._order_head = order_head = order_head + 1
+        if order_head >= _COMPACT_AFTER and 2 * order_head >= len(order):
+            del order[:order_head]
+            self._order_head = 0
+        head, keys = log.head, log.keys
+        key = keys[head]
         if key != _GONE:
+            keys[head] = _GONE  # frees the key now, not in a burst at the next compaction
             del self._records[key]
             self._counts[log.queues[head]][log.index] -= 1
         log.head = head = head + 1
