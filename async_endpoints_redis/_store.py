@@ -35,8 +35,7 @@ import logging
 import math
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from async_endpoints._errors import (
@@ -56,16 +55,9 @@ from async_endpoints._job import (
     NewJob,
     is_same_submission,
 )
-from async_endpoints._lifecycle import Transition, check
-from async_endpoints._listing import (
-    JobPage,
-    QueueStats,
-    check_limit,
-    decode_cursor,
-    filters_of,
-)
 from async_endpoints._store import Claim
 
+from ._base import Offer
 from ._batch import Batcher
 from ._client import AnyRedis, client_options
 from ._codec import (
@@ -80,10 +72,12 @@ from ._codec import (
     text,
 )
 from ._connection import Connection
+from ._control import RedisControl
 from ._errors import RETRY_AFTER
+from ._inspection import RedisInspection
 from ._keys import Keys
-from ._pages import checked_position, page_of, visit_budget
-from ._scripts import Scripts, delay_ms
+from ._refusals import check_bulk_len, refusal
+from ._scripts import delay_ms
 
 logger = logging.getLogger("async_endpoints_redis")
 T = TypeVar("T")
@@ -96,16 +90,7 @@ _OFFER_TTL = 3.0  # seconds an offer stands unless renewed (a frozen worker's ex
 _ALONE_OVER = 64 * 1024  # result characters past which a completion is not batched
 
 
-@dataclass(eq=False)
-class _Offer:
-    """This store's open offer: the jobs handed to it, until `wait_for_work` returns them."""
-
-    base: str
-    handed: list[Claim] = field(default_factory=list)
-    ended: bool = False
-
-
-class RedisJobStore:
+class RedisJobStore(RedisControl, RedisInspection):
     """Jobs in Redis, shared by any number of app instances and worker processes.
 
     Args:
@@ -176,7 +161,7 @@ class RedisJobStore:
         self._unanswered_claim: str | None = None
         self._submissions: Batcher[tuple[NewJob, int | None], int] = Batcher(self._enqueue_many)
         self._claim_generation = 0
-        self._offer: _Offer | None = None
+        self._offer: Offer | None = None
         self._offered = False
         # Tokens of handed-over jobs returned to the worker, until a script has been told
         # (a withdrawal must not put a started job back in the queue).
@@ -297,7 +282,7 @@ class RedisJobStore:
             StoreUnavailableError: Redis cannot be reached.
         """
         result_json = dump_json(result)
-        _check_bulk_len(result_json, self._connection.max_bulk_len)
+        check_bulk_len(result_json, self._connection.max_bulk_len)
         if len(result_json) > _ALONE_OVER:
             (reply,) = await self._complete_many([(claim, result_json)])
         else:
@@ -336,7 +321,7 @@ class RedisJobStore:
             raise  # transient: every caller retries
         except JobStoreError as exc:
             if len(completions) == 1:
-                return [_refusal(exc)]
+                return [refusal(exc)]
             # A refusal fails the whole call: each goes again alone, so only its job fails.
             return [reply for one in completions for reply in await self._complete_many([one])]
         replies: list[int | ResultRefusedError] = [*counts]
@@ -362,10 +347,6 @@ class RedisJobStore:
         if recovered:
             self._notifications.wake()
         return recovered
-
-    async def count_waiting(self) -> int:
-        """How many jobs are Queued or Scheduled now, in every queue."""
-        return await self._run("count_waiting", lambda s: s.count_waiting())
 
     async def wait_for_work(
         self,
@@ -405,7 +386,7 @@ class RedisJobStore:
         queues: Sequence[str],
     ) -> list[Claim]:
         self._end_offer()
-        offer = self._offer = _Offer(secrets.token_hex(8))
+        offer = self._offer = Offer(secrets.token_hex(8))
         self._offered = True
         started, self._started = self._started, []
         inbox, ttl_ms = self._inbox, _ms(_OFFER_TTL)
@@ -494,124 +475,6 @@ class RedisJobStore:
                 live = self._notifications.connected
                 await _wait(watch.event, remaining if live else min(remaining, _FALLBACK_POLL))
 
-    async def cancel(self, job_id: uuid.UUID) -> Job | None:
-        """Cancel the job in one script: a Queued or Scheduled job becomes Canceled and
-        never runs; an InProgress one becomes Canceled at once, its claim dropped, and its
-        id is published to every process's cancel listeners; a terminal job is returned
-        unchanged. None when there is no such job."""
-        reply = await self._run("cancel", lambda s: s.cancel(str(job_id)))
-        if not reply:
-            return None
-        _, flat = reply
-        job = decode_or_none(job_id, pairs(flat))
-        if job is not None and job.status.is_terminal:
-            self._notifications.settled(str(job_id), job)
-        return job
-
-    async def requeue(self, job_id: uuid.UUID) -> Job | None:
-        """Make a Failed or Canceled job Queued again at the tail of its queue, with
-        ``retry_count`` 0 and its error kept. None when there is no such job.
-
-        Raises:
-            InvalidTransitionError: The job is neither Failed nor Canceled.
-        """
-        reply = await self._run("requeue", lambda s: s.requeue(str(job_id)))
-        if not reply:
-            return None
-        before, flat = reply
-        job = decode_or_none(job_id, pairs(flat))
-        if job is None:
-            return None
-        if text(before) not in (JobStatus.FAILED, JobStatus.CANCELED):
-            check(job, Transition.REQUEUE)  # raises InvalidTransitionError
-        self._notifications.wake()
-        return job
-
-    async def pause(self, queues: Iterable[str]) -> None:
-        """Pause ``queues``: stored in Redis and read by every claim, offer and enqueue
-        script, so no process claims or hands over their jobs until resumed."""
-        names = list(queues)
-        if names:
-            await self._run("pause", lambda s: s.pause(True, names))
-
-    async def resume(self, queues: Iterable[str]) -> None:
-        """Resume ``queues`` and wake idle workers everywhere."""
-        names = list(queues)
-        if names:
-            await self._run("resume", lambda s: s.pause(False, names))
-            self._notifications.wake()
-
-    async def paused_queues(self) -> frozenset[str]:
-        """The queues paused now."""
-        names = await self._run("paused_queues", lambda s: s.pause(True, []))
-        return frozenset(text(name) for name in names)
-
-    def add_cancel_listener(self, listener: Callable[[uuid.UUID], None]) -> None:
-        """Call ``listener(job_id)`` whenever a running job is cancelled by any process:
-        pushed over this store's subscription (the cancel channel), once per cancel."""
-        self._cancel_listeners.append(listener)
-
-    def _canceled(self, raw_id: str) -> None:
-        """A running job was cancelled (a cancel-channel message): a job handed to this
-        store's offer and not yet returned is dropped; the listeners are told."""
-        try:
-            job_id = uuid.UUID(raw_id)
-        except ValueError:
-            logger.warning("ignoring a malformed cancel message")
-            return
-        offer = self._offer
-        if offer is not None:
-            offer.handed = [claim for claim in offer.handed if claim.job.id != job_id]
-        for listener in list(self._cancel_listeners):
-            try:
-                listener(job_id)
-            except Exception:
-                logger.exception("a cancel listener failed")
-
-    async def list_jobs(
-        self,
-        *,
-        status: JobStatus | None = None,
-        queue: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-        queues: Sequence[str] = (DEFAULT_QUEUE,),
-    ) -> JobPage:
-        """One page of the matching jobs, in the order of `async_endpoints._listing`, in
-        one script call (see ``lua/list_jobs.lua`` for the indexes it reads).
-
-        Costs O(limit + log n) for a status alone (Queued: O(offset + limit), a walk of
-        the queue's LIST up to where the page starts). With a ``queue`` the script looks
-        at no more than `visit_budget` entries and may return a short page with a cursor.
-
-        Raises:
-            ValueError: ``limit`` out of range, or a cursor this store did not make for
-                this listing.
-        """
-        check_limit(limit)
-        filters = filters_of(status, queue)
-        position = (
-            [] if cursor is None else checked_position(decode_cursor(cursor, filters), status)
-        )
-        wanted = "" if status is None else status.value
-        names, budget = list(queues), visit_budget(limit, queue)
-        reply = await self._run(
-            "list_jobs",
-            lambda s: s.list_jobs(wanted, queue or "", limit, budget, names, position),
-        )
-        return page_of(reply, filters, status)
-
-    async def queue_stats(self, queues: Sequence[str]) -> list[QueueStats]:
-        """Counts per queue, in the order given, in one script call that costs
-        O(number of queues): Queued jobs are the length of the queue's LIST, the others
-        counters kept by the scripts of every transition."""
-        names = list(queues)
-        rows = await self._run("queue_stats", lambda s: s.queue_stats(names))
-        return [
-            QueueStats(name, bool(row[0]), *(int(value) for value in row[1:]))
-            for name, row in zip(names, rows, strict=True)
-        ]
-
     def _settled(self, job_id: uuid.UUID, reply: list[Any] | None) -> Job | None:
         if not reply:
             return None
@@ -621,31 +484,6 @@ class RedisJobStore:
         elif job is not None:
             self._notifications.wake()
         return job
-
-    async def _run(self, operation: str, call: Callable[[Scripts], Awaitable[T]]) -> T:
-        return await self._connection.run(operation, call)
-
-
-def _check_bulk_len(result_json: str, limit: int | None) -> None:
-    """Refuse a result longer than the server's ``proto-max-bulk-len`` before sending it."""
-    if limit is None or len(result_json) * 4 <= limit:  # UTF-8: at most 4 bytes a character
-        return
-    size = len(result_json.encode())
-    if size > limit:
-        raise ResultRefusedError(
-            f"the result's {size:,} bytes are over the Redis server's maximum bulk length "
-            f"(proto-max-bulk-len {limit:,} bytes)",
-            error_type="ResultTooLarge",
-        )
-
-
-def _refusal(exc: JobStoreError) -> ResultRefusedError:
-    """What Redis refusing a completion for good means for its job."""
-    too_large = "bulk length" in str(exc) or "too large" in str(exc).lower()
-    kind = "ResultTooLarge" if too_large else "StoreRefused"
-    refusal = ResultRefusedError(str(exc), error_type=kind)
-    refusal.__cause__ = exc
-    return refusal
 
 
 def _ms(seconds: float) -> int:

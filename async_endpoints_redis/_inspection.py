@@ -1,0 +1,67 @@
+"""`RedisInspection`: the `InspectionStore` part of `RedisJobStore`: listing and counts.
+
+Listing reads the indexes the transitions keep (``lua/_index.lua``) in one script call
+(``lua/list_jobs.lua``); counts come from the counters the same transitions keep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from async_endpoints._job import DEFAULT_QUEUE, JobStatus
+from async_endpoints._listing import JobPage, QueueStats, check_limit, decode_cursor, filters_of
+
+from ._base import StoreBase
+from ._pages import checked_position, page_of, visit_budget
+
+
+class RedisInspection(StoreBase):
+    """Reading what is stored; see `async_endpoints.InspectionStore`."""
+
+    async def count_waiting(self) -> int:
+        """How many jobs are Queued or Scheduled now, in every queue."""
+        return await self._run("count_waiting", lambda s: s.count_waiting())
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        queue: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
+    ) -> JobPage:
+        """One page of the matching jobs, in the order of `async_endpoints._listing`, in
+        one script call (see ``lua/list_jobs.lua`` for the indexes it reads).
+
+        Costs O(limit + log n) for a status alone (Queued: O(offset + limit), a walk of
+        the queue's LIST up to where the page starts). With a ``queue`` the script looks
+        at no more than `visit_budget` entries and may return a short page with a cursor.
+
+        Raises:
+            ValueError: ``limit`` out of range, or a cursor this store did not make for
+                this listing.
+        """
+        check_limit(limit)
+        filters = filters_of(status, queue)
+        position = (
+            [] if cursor is None else checked_position(decode_cursor(cursor, filters), status)
+        )
+        wanted = "" if status is None else status.value
+        names, budget = list(queues), visit_budget(limit, queue)
+        reply = await self._run(
+            "list_jobs",
+            lambda s: s.list_jobs(wanted, queue or "", limit, budget, names, position),
+        )
+        return page_of(reply, filters, status)
+
+    async def queue_stats(self, queues: Sequence[str]) -> list[QueueStats]:
+        """Counts per queue, in the order given, in one script call that costs
+        O(number of queues): Queued jobs are the length of the queue's LIST, the others
+        counters kept by the scripts of every transition."""
+        names = list(queues)
+        rows = await self._run("queue_stats", lambda s: s.queue_stats(names))
+        return [
+            QueueStats(name, bool(row[0]), *(int(value) for value in row[1:]))
+            for name, row in zip(names, rows, strict=True)
+        ]
