@@ -28,7 +28,7 @@ from ._redact import ErrorDescriber
 from ._retry import RetryPolicy
 from ._routes import add_cancel_route, add_get_route, add_post_route
 from ._runner import WorkerPool
-from ._settings import Settings, queue_names
+from ._settings import Settings, default_queue, queue_names
 from ._store import JobStore
 from ._submission import JobSubmission
 from ._worker import AttemptRunner
@@ -220,7 +220,7 @@ class AsyncEndpoints(JobSubmission):
             name=name,
             validator=validator,
             max_result_size=self.settings.max_result_size,
-            queue=queues[0] if queue is None else queue,
+            queue=default_queue(queues) if queue is None else queue,
             max_retries=max_retries,
             job_timeout=job_timeout,
             delay=delay,

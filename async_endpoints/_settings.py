@@ -260,3 +260,9 @@ def _check_not_negative(settings: Settings, *names: str) -> None:
         value: Any = getattr(settings, name)
         if not value >= 0:
             raise ConfigurationError(f"{name} must be >= 0, not {value!r}")
+
+
+def default_queue(queues: Sequence[str]) -> str:
+    """The queue of jobs that name none: ``"default"`` when it is one of ``queues``, else
+    the last (lowest-priority) of them."""
+    return DEFAULT_QUEUE if DEFAULT_QUEUE in queues else queues[-1]

@@ -150,16 +150,27 @@ async def test_a_handler_queue_is_where_its_jobs_wait(clock: ManualClock) -> Non
         assert (await engine.submit("work", queue="a")).queue == "a"
 
 
-async def test_without_a_queue_a_handler_uses_the_first_queue(clock: ManualClock) -> None:
-    """The first (highest priority) of the queues setting is the default queue."""
-    engine = AsyncEndpoints(store=InMemoryJobStore(clock=clock), queues=("main", "slow"))
+@pytest.mark.parametrize(
+    ("queues", "expected"),
+    [
+        (("high", "default", "low"), "default"),
+        (("default",), "default"),
+        (("main", "slow"), "slow"),
+    ],
+)
+async def test_without_a_queue_a_handler_uses_the_default_queue_or_else_the_last(
+    clock: ManualClock, queues: tuple[str, ...], expected: str
+) -> None:
+    """Jobs that name no queue wait in "default" when it is configured, else in the
+    lowest-priority queue: they never jump ahead of work named for a higher one."""
+    engine = AsyncEndpoints(store=InMemoryJobStore(clock=clock), queues=queues)
 
     async def work(ctx: AsyncContext[None]) -> None:
         pass
 
     engine.add_handler(work)
     async with engine.running(workers=False):
-        assert (await engine.submit("work")).queue == "main"
+        assert (await engine.submit("work")).queue == expected
 
 
 async def test_per_handler_max_retries_overrides_the_setting(clock: ManualClock) -> None:
