@@ -82,14 +82,19 @@ class RedisControl(StoreBase):
         pushed over this store's subscription (the cancel channel), once per cancel."""
         self._cancel_listeners.append(listener)
 
-    def _canceled(self, raw_id: str) -> None:
-        """A running job was cancelled (a cancel-channel message): a job handed to this
-        store's offer and not yet returned is dropped; the listeners are told."""
+    def _canceled(self, message: str) -> None:
+        """A running job was cancelled (a cancel-channel message, ``"<id> <token>"``): a
+        job handed to this store's offer and not yet returned is dropped, the claim's token
+        is remembered (a claim reply that arrives after this message is dropped too: see
+        `CancelledClaims`) and the listeners are told."""
+        raw_id, _, token = message.partition(" ")
         try:
             job_id = uuid.UUID(raw_id)
         except ValueError:
             logger.warning("ignoring a malformed cancel message")
             return
+        if token:
+            self._cancelled_claims.add(token)
         offer = self._offer
         if offer is not None:
             offer.handed = [claim for claim in offer.handed if claim.job.id != job_id]

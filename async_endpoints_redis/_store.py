@@ -57,7 +57,7 @@ from async_endpoints._job import (
 )
 from async_endpoints._store import Claim
 
-from ._base import Offer
+from ._base import CancelledClaims, Offer
 from ._batch import Batcher
 from ._client import AnyRedis, client_options
 from ._codec import (
@@ -154,6 +154,7 @@ class RedisJobStore(RedisControl, RedisInspection):
             on_cancel=self._canceled,
         )
         self._cancel_listeners: list[Callable[[uuid.UUID], None]] = []
+        self._cancelled_claims = CancelledClaims()
         self._notifications = self._connection.notifications
         self._completions: Batcher[tuple[Claim, str], int | ResultRefusedError] = Batcher(
             self._complete_many
@@ -257,7 +258,7 @@ class RedisJobStore(RedisControl, RedisInspection):
             job, fields = job_from_text(message)
             if job is not None:
                 claims.append(Claim(job, fields["token"]))
-        return claims
+        return self._cancelled_claims.live(claims)
 
     async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[str]:
         """Extend the leases of ``claims`` (one round trip); return the tokens of the

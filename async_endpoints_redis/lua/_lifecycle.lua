@@ -248,8 +248,10 @@ local function recover(key, id, error, now, clock)
 end
 
 -- cancel: a Queued, Scheduled or InProgress job becomes Canceled (a running one loses
--- its claim, and its id is published on the cancel channel for the process running it);
--- a terminal one is left as it is. Returns the status the job had, nil when there is none.
+-- its claim, and "<id> <token of that claim>" is published on the cancel channel for the
+-- process running it: the token lets that process recognise the claim even when the
+-- message overtakes the claim's own reply); a terminal one is left as it is. Returns the
+-- status the job had, nil when there is none.
 local function cancel(key, id, now, clock)
   local status = status_of(key)
   if not status or TERMINAL[status] then
@@ -261,8 +263,9 @@ local function cancel(key, id, now, clock)
   elseif status == 'Scheduled' then
     leave_scheduled(key, id, queue)
   elseif status == 'InProgress' then
+    local token = redis.pcall('HGET', key, 'token')
     leave_running(key, id, queue)
-    redis.call('PUBLISH', K.cancel, id)
+    redis.call('PUBLISH', K.cancel, id .. ' ' .. (type(token) == 'string' and token or ''))
   end
   settle(key, id, queue, 'Canceled', now, clock)
   return status

@@ -68,8 +68,8 @@ async def deployment(
         node_url = cluster.primary_for(Keys(prefix).clock).url
     stores: list[RedisJobStore] = []
 
-    async def make(**options: Any) -> RedisJobStore:
-        store = RedisJobStore(url, prefix=prefix, **options)
+    async def make(store_class: type[RedisJobStore] = RedisJobStore, **options: Any) -> Any:
+        store = store_class(url, prefix=prefix, **options)
         stores.append(store)
         await store.start()
         return store
@@ -179,6 +179,43 @@ async def test_a_cancel_is_pushed_to_the_listeners_of_another_instance(
 
     again = await api.cancel(job.id)
     assert again == canceled, "a terminal job is returned unchanged"
+
+
+class HeldClaimReplies(RedisJobStore):
+    """A store whose claim replies arrive late: held until the test releases them."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reply_held = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def _run(self, operation: str, call: Callable[[Any], Awaitable[T]]) -> T:
+        result = await super()._run(operation, call)
+        if operation == "claim" and result:
+            self.reply_held.set()
+            await self.release.wait()
+        return result
+
+
+async def test_a_claim_whose_cancel_arrives_before_its_reply_is_not_returned(
+    deployment: Deployment,
+) -> None:
+    """The cancel message and the claim's reply travel on two connections: when the
+    cancel overtakes the reply, the cancelled claim is dropped, never run."""
+    worker: HeldClaimReplies = await deployment.make(HeldClaimReplies)
+    api = await deployment.make()
+    heard: asyncio.Queue[uuid.UUID] = asyncio.Queue()
+    worker.add_cancel_listener(heard.put_nowait)
+    job = await api.enqueue(new_job())
+    claiming = asyncio.create_task(worker.claim(1, lease=30))
+    async with asyncio.timeout(5):
+        await worker.reply_held.wait()
+    await api.cancel(job.id)
+    async with asyncio.timeout(2):
+        assert await heard.get() == job.id  # heard while the claim's reply was held
+    worker.release.set()
+    assert await claiming == []
+    assert (await api.get(job.id)).status is JobStatus.CANCELED  # type: ignore[union-attr]
 
 
 async def test_concurrent_cancels_from_two_instances_leave_one_canceled_job(
