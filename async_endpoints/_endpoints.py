@@ -139,7 +139,8 @@ class AsyncEndpoints(JobSubmission):
             name: The job name (default: the function's name); unique per endpoints object.
             validator: ``validator(request, body)`` (sync or async) run before queuing; a
                 ``Response`` it returns is sent as is and nothing is queued.
-            queue: The queue its jobs wait in (default: the first of ``queues``).
+            queue: The queue its jobs wait in (default: ``"default"`` when it is one of
+                ``queues``, else the last of them).
             delay: Seconds a POSTed job waits before it is due (``Scheduled``), or
                 ``fn(request, body)`` (sync or async) giving them (or None) per POST, after
                 the validator and before anything is stored; a value that is not a finite

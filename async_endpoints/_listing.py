@@ -9,7 +9,10 @@ Orders, by the ``status`` asked for:
 - ``Completed``, ``Failed``, ``Canceled``: newest ``completed_at`` first;
 - no status: newest ``created_at`` first.
 
-Ties are broken by the job id, so an order is total and a cursor names one point in it.
+Ties are broken in an order each store fixes (Redis: by job id; in memory: by the order
+of the transitions), so an order is total and a cursor names one point in it. The
+in-memory store orders by the moment of each transition on its monotonic clock, which
+agrees with the wall-clock times shown unless the wall clock stepped.
 
 A cursor is the listing's filters and a store-defined position, as base64url JSON. It is
 not secret (it holds no job data) but it is checked: a cursor that does not decode, or
@@ -22,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,10 +102,30 @@ def decode_cursor(cursor: str, filters: Sequence[Any]) -> list[Any]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         version, made_for, position = json.loads(raw)
-    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError, RecursionError):
         raise ValueError("invalid cursor") from None
-    if version != _CURSOR_VERSION or not isinstance(position, list):
+    if type(version) is not int or version != _CURSOR_VERSION or not _plain(position, 2):
         raise ValueError("invalid cursor")
     if made_for != list(filters):
         raise ValueError("this cursor belongs to a listing with other filters")
     return position
+
+
+def _plain(value: Any, depth: int) -> bool:
+    """Whether ``value`` is a list of strings, None, finite floats, 64-bit integers, or
+    such lists, at most ``depth`` levels deep: what a store's position can be."""
+    if not isinstance(value, list) or depth < 1:
+        return False
+    return all(
+        _plain(item, depth - 1) if isinstance(item, list) else _scalar(item) for item in value
+    )
+
+
+def _scalar(item: Any) -> bool:
+    if isinstance(item, bool):
+        return False
+    if isinstance(item, int):
+        return -(2**63) <= item < 2**63
+    if isinstance(item, float):
+        return math.isfinite(item)
+    return item is None or isinstance(item, str)

@@ -1,0 +1,44 @@
+"""Cursors from outside are checked before a store reads them: anything that is not a
+position this library could have made is a ValueError, never another exception (a 500)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from async_endpoints import InMemoryJobStore, JobStatus
+from async_endpoints._listing import decode_cursor, encode_cursor, filters_of
+
+
+def forged(payload: str) -> str:
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+SCHEDULED = filters_of(JobStatus.SCHEDULED, None)
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        pytest.param(forged("[" * 1400), id="nested past the recursion limit"),
+        pytest.param(forged(json.dumps([1, SCHEDULED, [10**400, 0]])), id="a 400-digit number"),
+        pytest.param(forged(json.dumps([True, SCHEDULED, [1, 0]])), id="version true"),
+        pytest.param(forged('[1, ["Scheduled", null], [NaN, 0]]'), id="NaN"),
+        pytest.param(forged(json.dumps([1, SCHEDULED, [[[[1]]]]])), id="nested positions"),
+        pytest.param(forged(json.dumps([1, SCHEDULED, [{"a": 1}]])), id="an object"),
+        pytest.param("!!!", id="not base64"),
+    ],
+)
+async def test_a_forged_cursor_is_a_value_error(cursor: str) -> None:
+    with pytest.raises(ValueError, match="cursor"):
+        decode_cursor(cursor, SCHEDULED)
+    store = InMemoryJobStore()
+    with pytest.raises(ValueError, match="cursor"):
+        await store.list_jobs(status=JobStatus.SCHEDULED, cursor=cursor)
+
+
+def test_a_cursor_made_here_reads_back() -> None:
+    cursor = encode_cursor(SCHEDULED, [12.5, "abc", None, [1, 2]])
+    assert decode_cursor(cursor, SCHEDULED) == [12.5, "abc", None, [1, 2]]
