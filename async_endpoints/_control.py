@@ -49,15 +49,18 @@ class JobControl:
         job = await self.store.get(parsed)
         if job is None or job.status.is_terminal:
             return job
-        return await self.cancel_unfinished(job)
-
-    async def cancel_unfinished(self, job: Job) -> Job | None:
-        """Cancel ``job``, read as not terminal a moment ago (see `cancel`); return it as it
-        is then: ``Canceled``, or terminal otherwise when it finished meanwhile."""
-        canceled = await self._control("cancel jobs").cancel(job.id)
-        if canceled is not None and canceled.status is JobStatus.CANCELED and self.events:
-            self.events.emit(LifecycleEvent(EventKind.CANCELLED, canceled))
+        canceled, _ = await self.cancel_unfinished(job)
         return canceled
+
+    async def cancel_unfinished(self, job: Job) -> tuple[Job | None, bool]:
+        """Cancel ``job``, read as not terminal a moment ago (see `cancel`); return it as it
+        is then (``Canceled``, or terminal otherwise when it finished meanwhile), and
+        whether this call cancelled it (False when another call, or the job's end, came
+        first). Listeners hear of each cancelled job once, from the call that cancelled it."""
+        canceled, here = await self._control("cancel jobs").try_cancel(job.id)
+        if here and canceled is not None and self.events:
+            self.events.emit(LifecycleEvent(EventKind.CANCELLED, canceled))
+        return canceled, here
 
     async def requeue(self, job_id: uuid.UUID | str) -> Job | None:
         """Queue a ``Failed`` or ``Canceled`` job again (at the tail of its queue), with

@@ -27,7 +27,7 @@ from ._capture import (
 )
 from ._errors import JobStoreError, JobValidationError, QueueFullError, StoreUnavailableError
 from ._handlers import Handler
-from ._job import Job, JobRequest, JobStatus, parse_job_id
+from ._job import Job, JobRequest, parse_job_id
 from ._responses import call_maybe_async, error_response, job_response
 from ._settings import Settings
 
@@ -89,7 +89,7 @@ class JobService(Protocol):
         """The stored job, or None (see `AsyncEndpoints.get_job`)."""
         ...
 
-    async def cancel_unfinished(self, job: Job) -> Job | None:
+    async def cancel_unfinished(self, job: Job) -> tuple[Job | None, bool]:
         """Cancel a job that was not terminal (see `AsyncEndpoints.cancel_unfinished`)."""
         ...
 
@@ -143,17 +143,18 @@ def job_cancel_endpoint(endpoints: JobService) -> Endpoint:
     async def cancel_job(request: Request) -> Response:
         try:
             job = await _authorized_job(endpoints, request)
-            if job is not None and not job.status.is_terminal:
-                job = await endpoints.cancel_unfinished(job) or job
-            elif job is not None:
+            if job is None:
+                return error_response(404, "job not found")
+            if job.status.is_terminal:
                 return _already_terminal(job)
+            canceled, here = await endpoints.cancel_unfinished(job)
         except JobStoreError as exc:
             return _store_failure("cancel a job", exc)
-        if job is None:
+        if canceled is None:  # dropped meanwhile (its retention ended)
             return error_response(404, "job not found")
-        if job.status is not JobStatus.CANCELED:  # it ended meanwhile
-            return _already_terminal(job)
-        return job_response(job)
+        if not here:  # it ended, or another call cancelled it, meanwhile
+            return _already_terminal(canceled)
+        return job_response(canceled)
 
     return cancel_job
 

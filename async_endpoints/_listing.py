@@ -108,7 +108,7 @@ def decode_cursor(cursor: str, filters: Sequence[Any]) -> list[Any]:
         raise ValueError("invalid cursor")
     if made_for != list(filters):
         raise ValueError("this cursor belongs to a listing with other filters")
-    return position
+    return list(position)
 
 
 def _plain(value: Any, depth: int) -> bool:

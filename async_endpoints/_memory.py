@@ -273,9 +273,14 @@ class InMemoryJobStore:
         The cancel listeners are called before this returns (a listener that raises is
         logged and does not stop the others).
         """
+        job, _ = await self.try_cancel(job_id)
+        return job
+
+    async def try_cancel(self, job_id: uuid.UUID) -> tuple[Job | None, bool]:
+        """`cancel`, and whether this call cancelled the job; see `ControlStore.try_cancel`."""
         job = self._jobs.get(job_id.int)
         if job is None:
-            return await self.get(job_id)  # terminal (unchanged) or unknown
+            return await self.get(job_id), False  # terminal (unchanged) or unknown
         counts = self._live[job.queue]
         running = job.status is JobStatus.IN_PROGRESS
         if running:
@@ -291,7 +296,7 @@ class InMemoryJobStore:
                     listener(job_id)
                 except Exception:
                     logger.exception("a cancel listener failed for job %s", job_id)
-        return kept
+        return kept, True
 
     async def requeue(self, job_id: uuid.UUID) -> Job | None:
         """Queue a Failed or Canceled job again; see `ControlStore.requeue`."""

@@ -176,6 +176,12 @@ class ControlStore(Protocol):
         """
         ...
 
+    async def try_cancel(self, job_id: uuid.UUID) -> tuple[Job | None, bool]:
+        """`cancel`, also telling whether this very call cancelled the job (False when it
+        was terminal already, cancelled by another call meanwhile included, or unknown):
+        of concurrent calls for one job, exactly one answers True."""
+        ...
+
     async def requeue(self, job_id: uuid.UUID) -> Job | None:
         """Make a ``Failed`` or ``Canceled`` job ``Queued`` again (at the tail of its
         queue) with ``retry_count`` 0, its error kept until it next runs. None when no job

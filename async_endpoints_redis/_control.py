@@ -20,6 +20,7 @@ from ._base import StoreBase
 from ._codec import decode_or_none, pairs, text
 
 logger = logging.getLogger("async_endpoints_redis")
+_CANCELLABLE = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.IN_PROGRESS})
 
 
 class RedisControl(StoreBase):
@@ -30,14 +31,21 @@ class RedisControl(StoreBase):
         never runs; an InProgress one becomes Canceled at once, its claim dropped, and its
         id is published to every process's cancel listeners; a terminal job is returned
         unchanged. None when there is no such job."""
+        job, _ = await self.try_cancel(job_id)
+        return job
+
+    async def try_cancel(self, job_id: uuid.UUID) -> tuple[Job | None, bool]:
+        """`cancel`, and whether this call cancelled the job (the script tells the status
+        the job had before it)."""
         reply = await self._run("cancel", lambda s: s.cancel(str(job_id)))
         if not reply:
-            return None
-        _, flat = reply
+            return None, False
+        before, flat = reply
         job = decode_or_none(job_id, pairs(flat))
         if job is not None and job.status.is_terminal:
             self._notifications.settled(str(job_id), job)
-        return job
+        cancelled_here = text(before) in _CANCELLABLE
+        return job, cancelled_here and job is not None
 
     async def requeue(self, job_id: uuid.UUID) -> Job | None:
         """Make a Failed or Canceled job Queued again at the tail of its queue, with

@@ -65,6 +65,24 @@ async def test_cancelling_a_terminal_job_answers_409_and_changes_nothing(
     assert still["status"] == "Completed" and still["result"] == "b"
 
 
+async def test_concurrent_cancels_answer_200_once_and_409_to_the_others(
+    app: Starlette, store: JobStore, http_client_for
+) -> None:
+    """Three cancels of one job at once: the one that cancelled it answers 200, the
+    others 409 (the job was Canceled already when they reached the store), and the
+    cancelled event is emitted once."""
+    endpoints = cancel_app(app, store=store, run_workers=False)
+    heard: list[Any] = []
+    endpoints.events.subscribe(heard.append)
+    async with http_client_for(app) as client:
+        job = (await client.post("/orders", json={"item": "tea"})).json()
+        answers = await asyncio.gather(
+            *(client.post(f"/jobs/{job['id']}/cancel") for _ in range(3))
+        )
+    assert sorted(answer.status_code for answer in answers) == [200, 409, 409]
+    assert [event.kind.value for event in heard].count("cancelled") == 1
+
+
 @pytest.mark.parametrize("job_id", [str(uuid.uuid4()), "not-a-uuid", "1" * 5000, "%00"])
 async def test_cancelling_an_unknown_id_answers_404(
     app: Starlette, http_client_for, job_id: str

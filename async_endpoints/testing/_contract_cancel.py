@@ -171,3 +171,21 @@ class CancelContract:
             assert here is not None and here.status is JobStatus.CANCELED
             assert here == there == await kit.store.get(job_id)
         assert await kit.store.complete(claim, "late") is None
+
+    async def test_of_concurrent_cancels_exactly_one_reports_that_it_cancelled(
+        self, kit: StoreKit
+    ) -> None:
+        """`try_cancel`: the call that cancelled the job says so; a repeat, a concurrent
+        call from another process, a terminal job and an unknown id say False."""
+        store, peer = control(kit), peer_control(kit)
+        claim = await _running(kit)
+        queued = await kit.store.enqueue(new_job())
+        for job_id in (claim.job.id, queued.id):
+            (here, by_here), (there, by_there) = await asyncio.gather(
+                store.try_cancel(job_id), peer.try_cancel(job_id)
+            )
+            assert [by_here, by_there].count(True) == 1
+            assert here == there == await kit.store.get(job_id)
+            assert here is not None and here.status is JobStatus.CANCELED
+            assert await store.try_cancel(job_id) == (here, False)
+        assert await store.try_cancel(uuid.uuid4()) == (None, False)
