@@ -106,9 +106,15 @@ def check(job: Job, transition: Transition) -> None:
         )
 
 
+def has_retries(retry_count: int, max_retries: int) -> bool:
+    """Whether a job that has had ``retry_count`` retries of ``max_retries`` may have
+    another: the one place this is decided in Python (``lua/_lifecycle.lua`` mirrors it)."""
+    return retry_count < max_retries
+
+
 def retries_left(job: Job) -> bool:
     """Whether a failed attempt of ``job`` may be retried."""
-    return job.retry_count < job.max_retries
+    return has_retries(job.retry_count, job.max_retries)
 
 
 def after_failure(job: Job, retry_in: float | None) -> Transition:

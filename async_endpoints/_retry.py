@@ -6,6 +6,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ._lifecycle import has_retries
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
@@ -46,6 +48,6 @@ class RetryPolicy:
         may carry another), so the failure is final.
         """
         limit = self.max_retries if max_retries is None else max_retries
-        if retry_count >= limit:
+        if not has_retries(retry_count, limit):
             return None
         return self.delay(retry_count + 1)
