@@ -61,39 +61,40 @@ def add_post_route(app: Any, path: str, endpoint: Endpoint, *, name: str, model:
 
 def add_get_route(app: Any, path: str, endpoint: Endpoint, *, name: str) -> None:
     """Register ``endpoint`` for ``GET path`` (the job-details route)."""
-    if not is_fastapi(app):
-        app.router.add_route(path, endpoint, methods=["GET"], name=name)
-        return
-    app.add_api_route(
-        path,
-        endpoint,
-        methods=["GET"],
-        name=name,
-        operation_id=name,
-        response_model=None,
-        responses={
-            200: {"model": JobModel, "description": "The job."},
-            **_error_responses(404, 503),
-        },
-        openapi_extra={"parameters": _path_parameters(path)},
-    )
+    _add_job_route(app, path, endpoint, name=name, method="GET", answer="The job.", errors=())
 
 
 def add_cancel_route(app: Any, path: str, endpoint: Endpoint, *, name: str) -> None:
     """Register ``endpoint`` for ``POST path`` (the cancel route)."""
+    answer = "The job, now Canceled."
+    _add_job_route(app, path, endpoint, name=name, method="POST", answer=answer, errors=(409,))
+
+
+def _add_job_route(
+    app: Any,
+    path: str,
+    endpoint: Endpoint,
+    *,
+    name: str,
+    method: str,
+    answer: str,
+    errors: tuple[int, ...],
+) -> None:
+    """A route about one job (``path`` holds ``{job_id}``): 200 with the job JSON, 404 for
+    an unknown job, 503 while the store is unreachable, and ``errors``."""
     if not is_fastapi(app):
-        app.router.add_route(path, endpoint, methods=["POST"], name=name)
+        app.router.add_route(path, endpoint, methods=[method], name=name)
         return
     app.add_api_route(
         path,
         endpoint,
-        methods=["POST"],
+        methods=[method],
         name=name,
         operation_id=name,
         response_model=None,
         responses={
-            200: {"model": JobModel, "description": "The job, now Canceled."},
-            **_error_responses(404, 409, 503),
+            200: {"model": JobModel, "description": answer},
+            **_error_responses(404, *errors, 503),
         },
         openapi_extra={"parameters": _path_parameters(path)},
     )
