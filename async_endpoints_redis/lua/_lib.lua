@@ -71,13 +71,18 @@ local function even_when_full()
   redis.call('DEL', CLOCK_KEY .. ':none')
 end
 
--- The job's status, or nil when the key is missing or is not a hash (corrupt).
-local function status_of(key)
-  local status = redis.pcall('HGET', key, 'status')
-  if type(status) ~= 'string' then
+-- A field of a job's hash, or nil when it is absent or the key is not a hash (corrupt).
+local function field_of(key, name)
+  local value = redis.pcall('HGET', key, name)
+  if type(value) ~= 'string' then
     return nil
   end
-  return status
+  return value
+end
+
+-- The job's status, or nil when the key is missing or is not a hash (corrupt).
+local function status_of(key)
+  return field_of(key, 'status')
 end
 
 local TERMINAL = {Completed = true, Failed = true, Canceled = true}

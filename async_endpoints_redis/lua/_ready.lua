@@ -12,11 +12,7 @@ end
 
 -- The queue a job belongs to: its hash's queue field, absent for the default queue.
 local function queue_of(key)
-  local queue = redis.pcall('HGET', key, 'queue')
-  if type(queue) ~= 'string' then
-    return DEFAULT_QUEUE
-  end
-  return queue
+  return field_of(key, 'queue') or DEFAULT_QUEUE
 end
 
 -- Appends a job to its queue (its head when front is true, for a job that was there
