@@ -46,6 +46,20 @@ class Blocking:
         return "finished"
 
 
+class FinishedAttempts:
+    """The outcomes of the ``finished`` events of ``engine``, in order."""
+
+    def __init__(self, engine: AsyncEndpoints) -> None:
+        self.outcomes: list[AttemptOutcome | None] = []
+        self.finished = asyncio.Event()
+        engine.events.subscribe(self._heard)
+
+    def _heard(self, event: LifecycleEvent) -> None:
+        if event.kind is EventKind.FINISHED:
+            self.outcomes.append(event.outcome)
+            self.finished.set()
+
+
 async def test_a_queued_job_cancelled_becomes_canceled_and_never_runs() -> None:
     """Cancel of a Queued job: Canceled at once, with completedAt; draining runs nothing."""
     engine = engine_with()
@@ -91,15 +105,7 @@ async def test_a_running_handler_sees_cancelled_error_and_its_job_is_not_retried
     engine = engine_with(claim_timeout=60, max_retries=3)
     handler = Blocking()
     engine.add_handler(handler.run, name="blocking")
-    outcomes: list[AttemptOutcome | None] = []
-    finished = asyncio.Event()
-
-    def on_event(event: LifecycleEvent) -> None:
-        if event.kind is EventKind.FINISHED:
-            outcomes.append(event.outcome)
-            finished.set()
-
-    engine.events.subscribe(on_event)
+    attempts = FinishedAttempts(engine)
     with caplog.at_level(logging.WARNING, logger="async_endpoints"):
         async with engine.running():
             job = await engine.submit("blocking")
@@ -108,12 +114,12 @@ async def test_a_running_handler_sees_cancelled_error_and_its_job_is_not_retried
             canceled = await engine.cancel(job.id)
             async with asyncio.timeout(5):  # a renewal would come after 20 s
                 await handler.saw_cancellation.wait()
-                await finished.wait()
+                await attempts.finished.wait()
             stored = await engine.get_job(job.id)
             assert engine.pool.running == 0
     assert canceled.status is JobStatus.CANCELED and stored == canceled
     assert handler.attempts == 1 and stored.retry_count == 0
-    assert outcomes == [AttemptOutcome.CANCELED] and caplog.records == []
+    assert attempts.outcomes == [AttemptOutcome.CANCELED] and caplog.records == []
 
 
 async def test_a_handler_that_swallows_the_cancellation_has_its_result_discarded() -> None:
@@ -263,15 +269,7 @@ async def test_a_missed_cancel_push_is_caught_by_the_next_renewal_without_a_warn
     engine = engine_with(store=DeafStore(), claim_timeout=0.3)  # a renewal every 0.1 s
     handler = Blocking()
     engine.add_handler(handler.run, name="blocking")
-    outcomes: list[AttemptOutcome | None] = []
-    finished = asyncio.Event()
-
-    def on_event(event: LifecycleEvent) -> None:
-        if event.kind is EventKind.FINISHED:
-            outcomes.append(event.outcome)
-            finished.set()
-
-    engine.events.subscribe(on_event)
+    attempts = FinishedAttempts(engine)
     with caplog.at_level(logging.WARNING, logger="async_endpoints"):
         async with engine.running():
             job = await engine.submit("blocking")
@@ -280,5 +278,5 @@ async def test_a_missed_cancel_push_is_caught_by_the_next_renewal_without_a_warn
             await engine.cancel(job.id)
             async with asyncio.timeout(5):
                 await handler.saw_cancellation.wait()
-                await finished.wait()
-    assert outcomes == [AttemptOutcome.CANCELED] and caplog.records == []
+                await attempts.finished.wait()
+    assert attempts.outcomes == [AttemptOutcome.CANCELED] and caplog.records == []
