@@ -90,6 +90,25 @@ class JobRequest:
 
 DEFAULT_QUEUE = "default"
 
+#: The longest partition key or tenant, in characters.
+MAX_LABEL_LENGTH = 255
+
+
+def check_label(value: object, what: str) -> str | None:
+    """``value`` as a partition key or tenant (``what`` names which): None, or a string of
+    1 to `MAX_LABEL_LENGTH` characters.
+
+    Raises:
+        ValueError: anything else (empty, too long, not a string).
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string, not {type(value).__name__}")
+    if not 0 < len(value) <= MAX_LABEL_LENGTH:
+        raise ValueError(f"{what} must be 1 to {MAX_LABEL_LENGTH} characters, not {len(value)}")
+    return value
+
 
 @dataclass(frozen=True, slots=True)
 class NewJob:
@@ -103,6 +122,10 @@ class NewJob:
         queue: The queue the job waits in.
         delay: Seconds until the job is due: above 0 it is stored ``Scheduled`` (with
             ``run_at``), else ``Queued``. Measured on the store's monotonic clock.
+        partition_key: Jobs with the same key run one at a time, in submission order
+            (see `async_endpoints._lifecycle`); None for none.
+        tenant: Who the job is for: claims take turns between the tenants of a queue;
+            None for the tenant-less jobs (which take turns as one tenant).
     """
 
     id: uuid.UUID
@@ -111,6 +134,12 @@ class NewJob:
     request: JobRequest = field(default_factory=JobRequest)
     queue: str = DEFAULT_QUEUE
     delay: float = 0.0
+    partition_key: str | None = None
+    tenant: str | None = None
+
+    def __post_init__(self) -> None:
+        check_label(self.partition_key, "partition_key")
+        check_label(self.tenant, "tenant")
 
     def stored(self, created_at: datetime) -> Job:
         """The job a store holds right after storing this one at ``created_at``: Queued,
@@ -129,6 +158,8 @@ class NewJob:
             request=self.request,
             queue=self.queue,
             run_at=created_at + timedelta(seconds=self.delay) if scheduled else None,
+            partition_key=self.partition_key,
+            tenant=self.tenant,
         )
 
 
@@ -137,9 +168,8 @@ class Job:
     """One job: immutable data, replaced (not mutated) by every state change.
 
     Every attribute but ``request`` (and the ``owner`` inside it) is part of the public
-    job JSON; ``run_at`` is ``runAt``, set while the job is ``Scheduled``. ``partition_key``,
-    ``tenant``, ``batch_id`` and ``progress`` are reserved for features still to come and
-    stay None.
+    job JSON; ``run_at`` is ``runAt``, set while the job is ``Scheduled``. ``batch_id`` and
+    ``progress`` are reserved for features still to come and stay None.
     """
 
     id: uuid.UUID
@@ -235,4 +265,6 @@ def is_same_submission(job: Job, new_job: NewJob) -> bool:
         and job.max_retries == new_job.max_retries
         and job.request == new_job.request
         and job.queue == new_job.queue
+        and job.partition_key == new_job.partition_key
+        and job.tenant == new_job.tenant
     )

@@ -29,6 +29,20 @@ Policies, each decided here and nowhere else:
 - *Cancel* of a terminal job changes nothing; of a running job it drops the claim, so the
   running handler's result is refused when it arrives, and it is never retried.
 - *Requeue* keeps the last error (shown until the job runs again) and the times it started.
+- *Partition keys*: the waiting and running jobs of one ``partition_key`` form a lane in
+  submission order (enqueue, schedule, or requeue: a requeued job joins the lane's end).
+  Only the lane's first job may be claimed or handed over; it holds the key until it is
+  terminal, through its retries' backoff and its recovery, so no later job of the key
+  overtakes it, and a delayed first job (``Scheduled``) makes the later ones wait too. When
+  it ends (completed, dead, cancelled) the next one becomes claimable in the same atomic
+  step. Cancelling a later job just takes it out of the lane. A job waiting behind its
+  key's first job keeps its own status (``Queued`` or ``Scheduled``); a ``Scheduled`` one
+  whose time has come stays ``Scheduled`` until it is first in its lane. Claims never take
+  a job only to put it back: a waiting job is not in its queue's ready order at all.
+- *Tenants*: within one queue, claims take turns between the tenants that have a claimable
+  job, one job per tenant per turn (round robin), oldest first within a tenant; jobs
+  without a tenant take turns as one tenant of their own. Queues keep strict priority
+  over one another.
 """
 
 from __future__ import annotations

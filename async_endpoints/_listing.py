@@ -79,9 +79,11 @@ def check_limit(limit: int) -> int:
     return limit
 
 
-def filters_of(status: JobStatus | None, queue: str | None) -> list[Any]:
-    """The filters a cursor is bound to, as JSON."""
-    return [None if status is None else status.value, queue]
+def filters_of(status: JobStatus | None, queue: str | None, tenant: str | None = None) -> list[Any]:
+    """The filters a cursor is bound to, as JSON (the tenant only when one is given, so
+    cursors made before tenants existed stay valid)."""
+    filters: list[Any] = [None if status is None else status.value, queue]
+    return filters if tenant is None else [*filters, tenant]
 
 
 def encode_cursor(filters: Sequence[Any], position: Sequence[Any]) -> str:

@@ -79,9 +79,12 @@ class JobStore(Protocol):
     ) -> list[Claim]:
         """Claim up to ``limit`` due jobs of ``queues``, each for ``lease`` seconds.
 
-        Strict priority: jobs are taken from the first of ``queues`` that has a due job,
-        oldest first within a queue; paused queues (`ControlStore.pause`) are skipped,
-        checked in the same atomic step as the claim.
+        Strict priority: jobs are taken from the first of ``queues`` that has a due job;
+        within a queue the tenants take turns (one job each per turn), oldest first within
+        a tenant; paused queues (`ControlStore.pause`) are skipped, checked in the same
+        atomic step as the claim. Only the first job of a partition key's lane is
+        claimable (see `async_endpoints._lifecycle`); the others are never taken and put
+        back.
         Atomic per job: a job is handed to exactly one claimer; it becomes ``InProgress``,
         gets ``started_at`` (first attempt only) and a fresh token. Scheduled jobs whose
         run-at time has come are claimable. Ids that point at a missing or corrupt record
@@ -226,6 +229,7 @@ class InspectionStore(Protocol):
         *,
         status: JobStatus | None = None,
         queue: str | None = None,
+        tenant: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
         queues: Sequence[str] = ("default",),
@@ -233,8 +237,9 @@ class InspectionStore(Protocol):
         """One page of the jobs that match, in the order `async_endpoints._listing`
         gives for ``status``; ``next_cursor`` continues it (None on the last page).
         ``queues`` is the priority order of the queues (the order of ``Queued`` jobs).
+        ``tenant`` keeps the jobs of that tenant only.
 
-        Costs O(limit + log n) for a status alone; a ``queue`` filter may visit more
+        Costs O(limit + log n) for a status alone; a ``queue`` or ``tenant`` filter may visit more
         jobs than it returns, and may then return a short page with a cursor. Paging
         visits every matching job once while nothing changes.
 
