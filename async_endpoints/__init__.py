@@ -31,6 +31,7 @@ from ._memory import InMemoryJobStore as InMemoryJobStore
 from ._responses import JobModel as JobModel
 from ._retry import RetryPolicy as RetryPolicy
 from ._settings import Settings as Settings
+from ._spec import JobSpec as JobSpec
 from ._store import Claim as Claim
 from ._store import ControlStore as ControlStore
 from ._store import InspectionStore as InspectionStore
@@ -55,6 +56,7 @@ __all__ = [
     "JobModel",
     "JobPage",
     "JobRequest",
+    "JobSpec",
     "JobStatus",
     "JobStore",
     "JobStoreError",

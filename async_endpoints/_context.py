@@ -26,6 +26,9 @@ class AsyncContext(Generic[T]):
         route_params: The path parameters, as strings.
         job_id: This job's id.
         retry_count: 0 on the first attempt, 1 on the first retry, and so on.
+        partition_key: The job's partition key (its jobs run one at a time), or None.
+        tenant: The tenant the job belongs to, or None.
+        batch_id: The batch the job belongs to (or continues), or None.
     """
 
     request: T
@@ -34,6 +37,9 @@ class AsyncContext(Generic[T]):
     route_params: Mapping[str, str]
     job_id: uuid.UUID
     retry_count: int
+    partition_key: str | None = None
+    tenant: str | None = None
+    batch_id: uuid.UUID | None = None
 
 
 def request_model_of(annotation: Any) -> Any:

@@ -23,7 +23,7 @@ from ._http import (
 )
 from ._job import Job
 from ._memory import InMemoryJobStore
-from ._options import DelayOption
+from ._options import DelayOption, LabelOption
 from ._redact import ErrorDescriber
 from ._retry import RetryPolicy
 from ._routes import add_cancel_route, add_get_route, add_post_route
@@ -91,6 +91,8 @@ class AsyncEndpoints(JobSubmission):
         name: str | None = None,
         validator: Validator | None = None,
         queue: str | None = None,
+        partition_key: LabelOption | None = None,
+        tenant: LabelOption | None = None,
         delay: DelayOption | None = None,
         max_retries: int | None = None,
         job_timeout: float | None = None,
@@ -111,6 +113,8 @@ class AsyncEndpoints(JobSubmission):
                 name=name,
                 validator=validator,
                 queue=queue,
+                partition_key=partition_key,
+                tenant=tenant,
                 delay=delay,
                 max_retries=max_retries,
                 job_timeout=job_timeout,
@@ -127,6 +131,8 @@ class AsyncEndpoints(JobSubmission):
         name: str | None = None,
         validator: Validator | None = None,
         queue: str | None = None,
+        partition_key: LabelOption | None = None,
+        tenant: LabelOption | None = None,
         delay: DelayOption | None = None,
         max_retries: int | None = None,
         job_timeout: float | None = None,
@@ -141,6 +147,12 @@ class AsyncEndpoints(JobSubmission):
                 ``Response`` it returns is sent as is and nothing is queued.
             queue: The queue its jobs wait in (default: ``"default"`` when it is one of
                 ``queues``, else the last of them).
+            partition_key: A partition key for every POSTed job, or ``fn(request, body)``
+                (sync or async) giving one (or None) per POST: jobs with the same key run
+                one at a time, in submission order. A value that is not a string of 1 to
+                255 characters answers 422 (a constant one: `ConfigurationError`).
+            tenant: The tenant of every POSTed job, or ``fn(request, body)`` giving it per
+                POST (checked as ``partition_key`` is): a queue's tenants take turns.
             delay: Seconds a POSTed job waits before it is due (``Scheduled``), or
                 ``fn(request, body)`` (sync or async) giving them (or None) per POST, after
                 the validator and before anything is stored; a value that is not a finite
@@ -166,6 +178,8 @@ class AsyncEndpoints(JobSubmission):
             delay=delay,
             max_retries=max_retries,
             job_timeout=job_timeout,
+            partition_key=partition_key,
+            tenant=tenant,
         )
         endpoint = submit_endpoint(self, handler)
         add_post_route(self.app, path, endpoint, name=handler.name, model=handler.model)
@@ -211,6 +225,8 @@ class AsyncEndpoints(JobSubmission):
         max_retries: int | None,
         job_timeout: float | None,
         delay: DelayOption | None = None,
+        partition_key: LabelOption | None = None,
+        tenant: LabelOption | None = None,
     ) -> Handler:
         queues = self.settings.queues
         if queue is not None and queue not in queues:
@@ -225,6 +241,8 @@ class AsyncEndpoints(JobSubmission):
             max_retries=max_retries,
             job_timeout=job_timeout,
             delay=delay,
+            partition_key=partition_key,
+            tenant=tenant,
         )
         if handler.name in self.handlers:
             raise ConfigurationError(f"a job handler named {handler.name!r} exists already")

@@ -22,10 +22,14 @@ from ._errors import (
 from ._job import DEFAULT_QUEUE, Job
 from ._options import (
     DelayOption,
+    LabelOption,
+    Placement,
     delay_seconds,
     handler_delay,
     handler_job_timeout,
+    handler_label,
     handler_max_retries,
+    label_for,
 )
 from ._settings import DEFAULT_MAX_RESULT_SIZE
 
@@ -52,6 +56,9 @@ class Handler:
         job_timeout: Seconds one attempt may run (None: the ``job_timeout`` setting).
         delay: Seconds a POSTed job waits before it is due, or ``fn(request, body)``
             giving them per POST (None: due at once).
+        partition_key: A POSTed job's partition key, or ``fn(request, body)`` giving it
+            per POST (None: no key).
+        tenant: A POSTed job's tenant, or ``fn(request, body)`` giving it per POST.
     """
 
     name: str
@@ -65,6 +72,8 @@ class Handler:
     max_retries: int | None = None
     job_timeout: float | None = None
     delay: DelayOption | None = None
+    partition_key: LabelOption | None = None
+    tenant: LabelOption | None = None
     _result_serializer: SchemaSerializer = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -85,6 +94,8 @@ class Handler:
         max_retries: int | None = None,
         job_timeout: float | None = None,
         delay: DelayOption | None = None,
+        partition_key: LabelOption | None = None,
+        tenant: LabelOption | None = None,
     ) -> Handler:
         """Inspect ``function``'s signature and build its handler.
 
@@ -98,6 +109,8 @@ class Handler:
         max_retries = handler_max_retries(max_retries)
         job_timeout = handler_job_timeout(job_timeout)
         delay = handler_delay(delay)
+        partition_key = handler_label(partition_key, "partition_key")
+        tenant = handler_label(tenant, "tenant")
         if not inspect.iscoroutinefunction(function):
             raise ConfigurationError(f"job handler {function!r} must be an async function")
         params = list(inspect.signature(function).parameters)
@@ -119,10 +132,26 @@ class Handler:
                 max_retries=max_retries,
                 job_timeout=job_timeout,
                 delay=delay,
+                partition_key=partition_key,
+                tenant=tenant,
             )
         except (NameError, TypeError, PydanticUserError) as exc:
             message = f"job handler {function.__name__}'s annotations are unusable: {exc}"
             raise ConfigurationError(message) from exc
+
+    async def placement(self, request: Any, body: Any) -> Placement:
+        """Where and when a job POSTed with ``request`` and ``body`` waits: its delay,
+        partition key and tenant, from the handler's options (functions called here).
+
+        Raises:
+            ValueError: a function gave a value its option does not allow (see
+                `delay_for`; a key or tenant that is not None or 1 to 255 characters).
+        """
+        return Placement(
+            delay=await self.delay_for(request, body),
+            partition_key=await label_for(self.partition_key, request, body, "partition_key"),
+            tenant=await label_for(self.tenant, request, body, "tenant"),
+        )
 
     async def delay_for(self, request: Any, body: Any) -> float:
         """Seconds a job POSTed with ``request`` and ``body`` waits before it is due.
@@ -189,6 +218,9 @@ class Handler:
             route_params=dict(request.route_params),
             job_id=job.id,
             retry_count=job.retry_count,
+            partition_key=job.partition_key,
+            tenant=job.tenant,
+            batch_id=job.batch_id,
         )
 
     def dump_result(self, value: Any) -> Any:

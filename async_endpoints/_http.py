@@ -28,6 +28,7 @@ from ._capture import (
 from ._errors import JobStoreError, JobValidationError, QueueFullError, StoreUnavailableError
 from ._handlers import Handler
 from ._job import Job, JobRequest, parse_job_id
+from ._options import AT_ONCE, Placement
 from ._responses import call_maybe_async, error_response, job_response
 from ._settings import Settings
 
@@ -80,7 +81,7 @@ class JobService(Protocol):
         ...
 
     async def enqueue(
-        self, handler: Handler, request: JobRequest, *, delay: float = 0.0, queue: str | None = None
+        self, handler: Handler, request: JobRequest, placement: Placement = AT_ONCE
     ) -> Job:
         """Store a job for ``handler`` (see `AsyncEndpoints.enqueue`)."""
         ...
@@ -107,12 +108,12 @@ def submit_endpoint(endpoints: JobService, handler: Handler) -> Endpoint:
             if refusal is not None:
                 return refusal  # type: ignore[no-any-return]
         try:
-            delay = await handler.delay_for(request, body)
+            placement = await handler.placement(request, body)
         except ValueError as exc:
             return error_response(422, str(exc))
         job_request = await _capture(endpoints, request, body_json)
         try:
-            job = await endpoints.enqueue(handler, job_request, delay=delay)
+            job = await endpoints.enqueue(handler, job_request, placement)
         except QueueFullError as exc:
             return error_response(503, str(exc), retry_after=exc.retry_after)
         except JobStoreError as exc:

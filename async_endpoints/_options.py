@@ -1,4 +1,5 @@
-"""Job options: when a job is due (``delay`` / ``run_at``) and the per-handler constants.
+"""Job options: when a job is due (``delay`` / ``run_at``), where it waits (`Placement`:
+queue, partition key, tenant) and the per-handler constants.
 
 A delay is seconds on the store's monotonic clock; a run-at time is turned into one here,
 once, against this process's wall clock (the engine hands stores durations, never instants).
@@ -6,13 +7,16 @@ once, against this process's wall clock (the engine hands stores durations, neve
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from numbers import Real
 from typing import Any
 
 from ._errors import ConfigurationError
+from ._job import check_label
 
 #: The longest delay, in seconds (100 years): further is a mistake, and would overflow the
 #: times a job carries.
@@ -21,6 +25,62 @@ MAX_DELAY = 100 * 365.25 * 86400.0
 #: ``delay`` of `AsyncEndpoints.map_async_post`: seconds, or ``fn(request, body)`` (sync or
 #: async) giving seconds (or None for no delay) per POST.
 DelayOption = float | Callable[[Any, Any], "float | Awaitable[float | None] | None"]
+
+
+#: ``partition_key`` / ``tenant`` of `AsyncEndpoints.map_async_post`: a string, or
+#: ``fn(request, body)`` (sync or async) giving one (or None) per POST.
+LabelOption = str | Callable[[Any, Any], "str | Awaitable[str | None] | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where and when one submission waits: what a POST or `submit` decided for its job.
+
+    Attributes:
+        delay: Seconds until it is due (0: at once).
+        queue: Its queue (None: its handler's).
+        partition_key: Its partition key, or None.
+        tenant: Its tenant, or None.
+    """
+
+    delay: float = 0.0
+    queue: str | None = None
+    partition_key: str | None = None
+    tenant: str | None = None
+
+
+#: The placement of a submission with no options: due at once, in its handler's queue.
+AT_ONCE = Placement()
+
+
+def handler_label(value: object, what: str) -> LabelOption | None:
+    """A handler's ``partition_key`` or ``tenant`` option checked at wiring time (a function
+    is kept as is).
+
+    Raises:
+        ConfigurationError: a constant that is not a string of 1 to 255 characters.
+    """
+    if value is None or callable(value):
+        return value
+    try:
+        return check_label(value, what)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+async def label_for(option: LabelOption | None, request: Any, body: Any, what: str) -> str | None:
+    """The value of a ``partition_key`` or ``tenant`` option for one POST.
+
+    Raises:
+        ValueError: the function gave something other than None or a string of 1 to 255
+            characters.
+    """
+    if option is None or isinstance(option, str):
+        return option
+    value = option(request, body)
+    if inspect.isawaitable(value):
+        value = await value
+    return check_label(value, what)
 
 
 def delay_seconds(delay: object, what: str = "delay") -> float:

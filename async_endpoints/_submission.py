@@ -14,8 +14,8 @@ from ._errors import UnknownJobNameError
 from ._events import EventKind, LifecycleEvent
 from ._handlers import Handler
 from ._http import job_request
-from ._job import Job, JobRequest, NewJob, parse_job_id
-from ._options import submission_delay
+from ._job import Job, JobRequest, NewJob, check_label, parse_job_id
+from ._options import AT_ONCE, Placement, submission_delay
 
 
 class JobSubmission(JobControl):
@@ -32,6 +32,8 @@ class JobSubmission(JobControl):
         delay: float | None = None,
         run_at: datetime | None = None,
         queue: str | None = None,
+        partition_key: str | None = None,
+        tenant: str | None = None,
         headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         query_string: str = "",
         route_params: Mapping[str, str] | None = None,
@@ -43,12 +45,15 @@ class JobSubmission(JobControl):
         ``body`` is a model instance or plain data validated against the handler's model.
         ``delay`` (seconds) or ``run_at`` (an aware `datetime`; one in the past is due at
         once) makes the job wait before it is due. ``queue`` overrides the handler's.
+        Jobs with the same ``partition_key`` run one at a time, in submission order;
+        ``tenant`` makes the job take turns with other tenants' jobs of its queue.
         ``headers`` and ``query_string`` are captured by the same rules as a POST's (the
         sensitive ones left out); ``owner`` becomes ``job.owner``, for ``authorize``.
 
         Raises:
             ValueError: ``delay`` is negative, not finite or not a number; ``run_at`` is
-                naive; both are given; ``queue`` is not one of the ``queues`` setting.
+                naive; both are given; ``queue`` is not one of the ``queues`` setting;
+                ``partition_key`` or ``tenant`` is not a string of 1 to 255 characters.
             UnknownJobNameError: no handler has that name.
             JobValidationError: ``body`` fails the handler's model or has no JSON form.
             QueueFullError: ``max_queue_size`` jobs are waiting.
@@ -58,33 +63,35 @@ class JobSubmission(JobControl):
         handler = self.handlers.get(name)
         if handler is None:
             raise UnknownJobNameError(f"no job handler named {name!r}")
-        seconds = submission_delay(delay, run_at)
+        placement = Placement(
+            submission_delay(delay, run_at),
+            queue,
+            check_label(partition_key, "partition_key"),
+            check_label(tenant, "tenant"),
+        )
         if queue is not None:
             self._queues(queue)
         _, body_json = handler.coerce_body(body)
         pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
         params = dict(route_params or {})
         request = job_request(self.settings, body_json, pairs, query_string.encode(), params, owner)
-        return await self.enqueue(handler, request, delay=seconds, queue=queue)
+        return await self.enqueue(handler, request, placement)
 
     async def enqueue(
-        self,
-        handler: Handler,
-        request: JobRequest,
-        *,
-        delay: float = 0.0,
-        queue: str | None = None,
+        self, handler: Handler, request: JobRequest, placement: Placement = AT_ONCE
     ) -> Job:
         """Store a job for ``handler`` from an already validated request (every POST and
-        `submit` come here); ``delay`` in seconds, ``queue`` checked by the caller."""
+        `submit` come here); ``placement`` checked by the caller."""
         max_retries = handler.max_retries
         new_job = NewJob(
             uuid.uuid4(),
             handler.name,
             self.settings.max_retries if max_retries is None else max_retries,
             request,
-            queue=handler.queue if queue is None else queue,
-            delay=delay,
+            queue=handler.queue if placement.queue is None else placement.queue,
+            delay=placement.delay,
+            partition_key=placement.partition_key,
+            tenant=placement.tenant,
         )
         job = await self.store.enqueue(new_job, max_waiting=self.settings.max_queue_size)
         if self.events:

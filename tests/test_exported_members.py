@@ -26,5 +26,5 @@ def test_every_public_name_has_a_docstring() -> None:
 def test_the_api_names_of_the_contract_are_exported() -> None:
     """The names API.md promises are importable from the package root."""
     promised = {"AsyncEndpoints", "AsyncContext", "InMemoryJobStore", "Job", "JobStatus"}
-    promised |= {"JobPage", "QueueStats", "InvalidTransitionError"}
+    promised |= {"JobPage", "QueueStats", "InvalidTransitionError", "JobSpec"}
     assert promised <= set(async_endpoints.__all__)
