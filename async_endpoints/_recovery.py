@@ -59,20 +59,26 @@ async def renew_forever(
     could no longer be recorded) and returns those it cancelled. Only these are reported:
     a claim whose job was settled while the renewal was under way is reported lost by the
     store too, but nothing was lost.
+
+    Self-fencing: a claim not renewed for a whole ``lease`` (the store unreachable, or
+    slower than a third of the lease to answer) may have been recovered by another
+    process, so its handler is cancelled then too, through ``on_lost``, without waiting for
+    the store to say so: a cut-off worker stops its handlers when their lease runs out
+    rather than when it reconnects. The lease is counted from the sending of the last
+    renewal that succeeded (a claim first seen counts from a third of a lease earlier,
+    the longest it can have been held before), so the store's deadline is never earlier.
     """
+    loop = asyncio.get_running_loop()
+    leases = _Leases(lease)
     while True:
-        await asyncio.sleep(lease / 3)
+        await asyncio.sleep(leases.pause(loop.time()))
         held = claims()
-        if not held:
-            continue
-        try:
-            lost = await store.renew(held, lease=lease)
-        except StoreUnavailableError as exc:
-            logger.warning("lease renewal skipped, store unavailable: %s", exc)
-            continue
-        except Exception:
-            logger.exception("lease renewal failed")
-            continue
+        sent = loop.time()
+        leases.track(held, sent)
+        lost = await _renew_fenced(store, held, leases, on_lost) if held else None
+        if lost is not None:
+            leases.renewed([c.token for c in held if c.token not in lost], sent)
+        _fence(leases, on_lost, loop.time())
         if not lost:
             continue
         for job_id in await _canceled_jobs(store, [c for c in held if c.token in lost]):
@@ -80,3 +86,87 @@ async def renew_forever(
         cancelled = on_lost(set(lost))
         if cancelled:
             logger.warning("lost the claim of %d running job(s); cancelling them", len(cancelled))
+
+
+async def _renew_fenced(
+    store: JobStore,
+    held: Sequence[Claim],
+    leases: _Leases,
+    on_lost: Callable[[set[str]], Collection[str]],
+) -> set[str] | None:
+    """The tokens of ``held`` the store reports lost, or None when the renewal failed.
+    Leases that run out while the renewal is on its way are fenced meanwhile."""
+    loop = asyncio.get_running_loop()
+    renewal = asyncio.ensure_future(_renew(store, held, leases.lease))
+    try:
+        while not renewal.done():
+            await asyncio.wait({renewal}, timeout=leases.until_expiry(loop.time()))
+            _fence(leases, on_lost, loop.time())
+        return renewal.result()
+    finally:
+        renewal.cancel()
+
+
+async def _renew(store: JobStore, held: Sequence[Claim], lease: float) -> set[str] | None:
+    try:
+        return await store.renew(held, lease=lease)
+    except StoreUnavailableError as exc:
+        logger.warning("lease renewal skipped, store unavailable: %s", exc)
+    except Exception:
+        logger.exception("lease renewal failed")
+    return None
+
+
+def _fence(leases: _Leases, on_lost: Callable[[set[str]], Collection[str]], now: float) -> None:
+    """Cancel the handlers whose lease has run out unrenewed."""
+    expired = leases.expired(now)
+    if not expired:
+        return
+    leases.forget(expired)
+    fenced = on_lost(expired)
+    if fenced:
+        logger.warning(
+            "the lease of %d running job(s) ran out unrenewed; cancelling them", len(fenced)
+        )
+
+
+class _Leases:
+    """When each held claim's lease runs out, as far as this process can know: a lease
+    after the sending of its last successful renewal."""
+
+    def __init__(self, lease: float) -> None:
+        self.lease = lease
+        self._since: dict[str, float] = {}
+
+    def track(self, held: Sequence[Claim], now: float) -> None:
+        """Start counting claims first seen (from a third of a lease ago) and stop counting
+        those no longer held."""
+        tokens = {claim.token for claim in held}
+        for token in self._since.keys() - tokens:
+            del self._since[token]
+        for token in tokens - self._since.keys():
+            self._since[token] = now - self.lease / 3
+
+    def renewed(self, tokens: Collection[str], sent: float) -> None:
+        """These claims were renewed by a call sent at ``sent``."""
+        for token in tokens:
+            if token in self._since:
+                self._since[token] = sent
+
+    def expired(self, now: float) -> set[str]:
+        """The claims whose lease has run out by ``now``."""
+        return {token for token, since in self._since.items() if now - since >= self.lease}
+
+    def forget(self, tokens: Collection[str]) -> None:
+        """Stop counting these claims (their handlers were told)."""
+        for token in tokens:
+            self._since.pop(token, None)
+
+    def until_expiry(self, now: float) -> float:
+        """Seconds until the soonest lease runs out (a lease when none is counted)."""
+        return max(0.0, min(self._since.values(), default=now) + self.lease - now)
+
+    def pause(self, now: float) -> float:
+        """Seconds until the next renewal: a third of a lease, or sooner when a lease runs
+        out before that."""
+        return min(self.lease / 3, self.until_expiry(now))

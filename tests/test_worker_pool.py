@@ -208,6 +208,56 @@ async def test_a_renewal_crossing_the_settlement_of_its_job_reports_no_lost_clai
     assert "lost the claim" not in caplog.text
 
 
+class UnreachableForRenewals(InMemoryJobStore):
+    """Claims work; every renewal fails as if the store could not be reached."""
+
+    async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[str]:
+        raise StoreUnavailableError("cut off")
+
+
+async def test_a_handler_whose_lease_runs_out_unrenewed_is_cancelled_by_its_own_worker(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Self-fencing: a worker that cannot renew a claim for a whole lease cancels the
+    handler itself (another process may run the job by then), without waiting to hear
+    from the store."""
+    store = UnreachableForRenewals()
+    engine = engine_with(store=store, claim_timeout=0.6, recovery_interval=3600)
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def long(ctx: AsyncContext[None]) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    engine.add_handler(long)
+    with caplog.at_level(logging.WARNING, logger="async_endpoints"):
+        async with engine.running():
+            await engine.submit("long")
+            async with asyncio.timeout(10):
+                await started.wait()
+                await cancelled.wait()
+    assert "ran out unrenewed" in caplog.text
+
+
+async def test_a_handler_whose_lease_is_renewed_runs_past_its_lease() -> None:
+    """With renewals answered, a handler runs for several leases and is not fenced."""
+    engine = engine_with(claim_timeout=0.3)
+
+    async def longer_than_a_lease(ctx: AsyncContext[None]) -> str:
+        await asyncio.sleep(1.0)
+        return "finished"
+
+    engine.add_handler(longer_than_a_lease)
+    async with engine.running():
+        job = await engine.submit("longer_than_a_lease")
+        done = await engine.wait_for(job.id, timeout=10)
+    assert done.result == "finished" and done.retry_count == 0
+
+
 class LoopTurns:
     """Counts event-loop iterations: a callback that schedules itself for the next one."""
 
