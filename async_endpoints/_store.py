@@ -7,6 +7,8 @@
 - `ControlStore`, optional: cancel, requeue, pause and resume queues, and a push of
   cancellations to the process running the job.
 - `InspectionStore`, optional: listing with cursor paging, per-queue counts.
+- `ScheduleStore`, optional: cron schedules, each cycle fired once however many processes
+  run the scheduler.
 
 The engine checks the optional ones with ``isinstance`` (they are runtime-checkable) and
 says which capability a store lacks when a feature needs it. Every method states its
@@ -28,10 +30,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from ._job import Job, JobError, JobStatus, NewJob
 from ._listing import JobPage, QueueStats
+from ._schedule import Schedule
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,4 +256,55 @@ class InspectionStore(Protocol):
     async def queue_stats(self, queues: Sequence[str]) -> list[QueueStats]:
         """Counts per queue, in the order given; O(number of queues), whatever the number
         of jobs (terminal counts: jobs still retained)."""
+        ...
+
+
+@runtime_checkable
+class ScheduleStore(Protocol):
+    """Optional: cron schedules, shared by every process on the store.
+
+    The store keeps the definitions and, per schedule, when its next cycle is due; the
+    engine evaluates the cron expressions. Every process that runs workers runs the
+    scheduler, and `fire_schedule` is a compare-and-set on the due time, so each cycle
+    enqueues at most one job however many processes see it due (no leader to elect).
+    Due times are wall-clock instants (cron is wall-clock time), compared with the
+    store's clock.
+    """
+
+    async def upsert_schedule(self, schedule: Schedule) -> Schedule:
+        """Store ``schedule`` (its ``next_run_at`` set by the engine); return it as stored.
+
+        When a schedule with this id exists with the same expression and time zone
+        (`Schedule.same_timing`), its ``next_run_at`` and ``last_job_id`` are kept, so
+        that every process declaring it at start neither skips nor repeats a cycle; the
+        rest (handler, body, queue, tenant, unique) is replaced. Atomic.
+        """
+        ...
+
+    async def remove_schedule(self, schedule_id: str) -> bool:
+        """Delete the schedule; False when there was none. Its jobs are left alone."""
+        ...
+
+    async def list_schedules(self) -> list[Schedule]:
+        """Every schedule, by id."""
+        ...
+
+    async def due_schedules(self, limit: int) -> list[Schedule]:
+        """Up to ``limit`` schedules whose ``next_run_at`` has come (by the store's clock),
+        soonest first; O(log n + the number returned), whatever the number of schedules."""
+        ...
+
+    async def fire_schedule(
+        self, schedule: Schedule, next_run_at: datetime, new_job: NewJob
+    ) -> Job | None:
+        """Fire the cycle of ``schedule`` that is due at ``schedule.next_run_at``.
+
+        Atomic compare-and-set: when the stored schedule still has that ``next_run_at``
+        (no process fired this cycle yet), its ``next_run_at`` becomes ``next_run_at`` (an
+        aware `datetime`) and ``new_job`` is enqueued (as `JobStore.enqueue` would, with no
+        waiting limit) and becomes ``last_job_id``, unless the schedule is ``unique`` and
+        its last job is neither terminal nor gone: then the cycle is skipped (the due time
+        still advances). Returns the enqueued job; None when the cycle was skipped, fired
+        already, or the schedule was removed or redefined meanwhile.
+        """
         ...
