@@ -13,6 +13,8 @@ The hash holds few, short fields so that Redis keeps it listpack-encoded (compac
     completed_at     ms, set by the terminal transition
     run_at           ms, while Scheduled
     queue            the queue's name; left out for the default queue
+    partition_key    the job's partition key; left out when it has none
+    tenant           the job's tenant; left out when it has none
     token            the current claim's token, while InProgress
     result           JSON text, once Completed
     error            JSON text ``{"message", "type"[, "traceback"]}``, after a failure
@@ -129,6 +131,8 @@ def decode_job(job_id: uuid.UUID, fields: Mapping[Reply, Reply]) -> Job:
             request=decode_request(data.get("request")),
             run_at=from_ms(data.get("run_at")),
             queue=data.get("queue", DEFAULT_QUEUE),
+            partition_key=data.get("partition_key"),
+            tenant=data.get("tenant"),
         )
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ValueError(f"job {job_id} is stored corrupt: {exc!r}") from exc

@@ -27,6 +27,7 @@ class RedisInspection(StoreBase):
         *,
         status: JobStatus | None = None,
         queue: str | None = None,
+        tenant: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
         queues: Sequence[str] = (DEFAULT_QUEUE,),
@@ -34,31 +35,34 @@ class RedisInspection(StoreBase):
         """One page of the matching jobs, in the order of `async_endpoints._listing`, in
         one script call (see ``lua/list_jobs.lua`` for the indexes it reads).
 
-        Costs O(limit + log n) for a status alone (Queued: O(offset + limit), a walk of
-        the queue's LIST up to where the page starts). With a ``queue`` the script looks
-        at no more than `visit_budget` entries and may return a short page with a cursor.
+        Costs O(limit + log n) for a status alone (Queued jobs are read from one index
+        per queue, by ``created_at``, queue after queue in priority order). With a
+        ``queue`` or ``tenant`` the script looks at no more than `visit_budget` entries and
+        may return a short page with a cursor.
 
         Raises:
             ValueError: ``limit`` out of range, or a cursor this store did not make for
                 this listing.
         """
         check_limit(limit)
-        filters = filters_of(status, queue)
+        filters = filters_of(status, queue, tenant)
         position = (
             [] if cursor is None else checked_position(decode_cursor(cursor, filters), status)
         )
         wanted = "" if status is None else status.value
-        names, budget = list(queues), visit_budget(limit, queue)
+        names, budget = list(queues), visit_budget(limit, queue, tenant)
         reply = await self._run(
             "list_jobs",
-            lambda s: s.list_jobs(wanted, queue or "", limit, budget, names, position),
+            lambda s: s.list_jobs(
+                wanted, queue or "", limit, budget, names, position, tenant or ""
+            ),
         )
         return page_of(reply, filters, status)
 
     async def queue_stats(self, queues: Sequence[str]) -> list[QueueStats]:
         """Counts per queue, in the order given, in one script call that costs
-        O(number of queues): Queued jobs are the length of the queue's LIST, the others
-        counters kept by the scripts of every transition."""
+        O(number of queues): counters kept by the scripts of every transition (Queued
+        jobs waiting behind their partition key included)."""
         names = list(queues)
         rows = await self._run("queue_stats", lambda s: s.queue_stats(names))
         return [

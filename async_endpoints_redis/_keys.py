@@ -5,7 +5,15 @@ live in one slot and every script runs on one node. Scripts get the key prefix `
 and build the names below from it (``lua/_lib.lua`` and the includes)::
 
     {p}:job:<uuid>       HASH   one job (fields in `_codec`); expires once terminal
-    {p}:queue:<name>     LIST   ids of the Queued jobs of one queue, oldest at the head
+    {p}:queue:<name>     LIST   ids of the ready (claimable Queued) jobs without a tenant
+                                of one queue, oldest at the head (``lua/_ready.lua``)
+    {p}:tq:<#q>:<q>:<t>  LIST   the same for tenant <t> of queue <q> (<#q>: the length of
+                                <q>, so no two names collide)
+    {p}:turns:<name>     LIST   the tenants of a queue with ready jobs, in turn order ('' for
+                                those without a tenant); only while some tenant has one
+    {p}:lane:<key>       LIST   ids of the non-terminal jobs of one partition key, in
+                                submission order; only the first is ever ready or running
+                                (``lua/_lifecycle.lua``)
     {p}:queues           SET    every queue name that ever held a job (counts over all)
     {p}:paused           SET    the paused queue names
     {p}:clock            STRING the elapsed-time clock (ms) that leases and delays use
@@ -15,11 +23,12 @@ and build the names below from it (``lua/_lib.lua`` and the includes)::
     {p}:active           ZSET   ids of InProgress jobs, by lease deadline (ms, same clock)
     {p}:running          ZSET   "<started_at ms>:<id>" of InProgress jobs (scores 0: text
                                 order), for listing them by started_at
-    {p}:counts           HASH   "<queue>:<status>" -> jobs of that queue with that status,
-                                for Scheduled, InProgress and the terminal statuses (while
-                                retained); changed by the script of every transition
+    {p}:counts           HASH   "<queue>:<status>" -> jobs of that queue with that status
+                                (terminal ones while retained); changed by the script of
+                                every transition
     {p}:ix:<index>...    ZSETs  listing indexes in chunks (see ``lua/_index.lua``):
-                                "created" (every job, by created_at), "Scheduled" (by
+                                "created" (every job, by created_at), "Q:<#q>:<q>" (the
+                                Queued jobs of queue <q>, by created_at), "Scheduled" (by
                                 run_at), "Completed", "Failed", "Canceled" (by completed_at)
     {p}:expiring         LIST   "<due ms> <id> <completed_at ms>" of terminal jobs, in
                                 settlement order: each is deleted (with its counts and index
@@ -30,8 +39,10 @@ and build the names below from it (``lua/_lib.lua`` and the includes)::
                                 <lease ms> <expires at ms> <queues JSON>" (lua/_offers.lua)
     {p}:idle             LIST   inboxes with an offer, in turn order
     {p}:given:<base>     LIST   ids handed to one offer (expires a lease after the offer)
-    {p}:layout           STRING "2" once the store was migrated from the one-queue layout
-                                (whose ready LIST was ``{p}:queue``; see lua/migrate.lua)
+    {p}:layout           STRING "3" once the store was migrated from older layouts (the
+                                one-queue layout's ready LIST was ``{p}:queue``; layout 2
+                                counted Queued jobs by their LIST's length; lua/migrate.lua)
+    {p}:migrating        HASH   queue -> ids of its LIST indexed so far, while migrating
     {p}:wake             channel  a job became claimable (the payload is not used)
     {p}:done             channel  a job became terminal (its id, then its hash as JSON)
     {p}:cancel           channel  a running job was cancelled (its id)
@@ -39,8 +50,10 @@ and build the names below from it (``lua/_lib.lua`` and the includes)::
 
 A ready queue is a LIST rather than a ZSET: pushing and popping are O(1) whatever the
 backlog, and an entry costs a few bytes in a listpack instead of a skiplist node and a
-dict entry. Strict priority is one list per queue, popped in the claimer's order, which
-keeps a claim O(1) per job plus O(number of queues).
+dict entry. Strict priority is one list per queue (per tenant of it), popped in the
+claimer's order, which keeps a claim O(1) per job plus O(number of queues). Partition
+keys and tenants add keys only while they have jobs: a lane's LIST goes with its last
+job, a tenant's LIST and the turns with their last ready job.
 """
 
 from __future__ import annotations

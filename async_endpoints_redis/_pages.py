@@ -1,10 +1,10 @@
 """Listing pages of `RedisJobStore`: the cursor positions it makes, checked before Redis
 sees them, and the page built from ``lua/list_jobs.lua``'s reply.
 
-A position is where the previous page ended: for ``Queued`` jobs a queue's name and the
-offset in its LIST (``[name, offset]``); for every other listing the last index entry
-looked at, ``"<ms, 14 digits>:<id>"`` (see ``lua/_index.lua``). A cursor naming anything
-else raises `ValueError`, so a tampered cursor never reaches Redis as an error.
+A position is where the previous page ended: the last index entry looked at,
+``"<ms, 14 digits>:<id>"`` (see ``lua/_index.lua``), and for ``Queued`` jobs first the
+queue whose index holds it (``[name, entry]``). A cursor naming anything else raises
+`ValueError`, so a tampered cursor never reaches Redis as an error.
 """
 
 from __future__ import annotations
@@ -17,22 +17,22 @@ from async_endpoints._listing import JobPage, encode_cursor
 
 from ._codec import job_from_text, text
 
-#: Entries a listing with a queue filter may look at per job of its page.
+#: Entries a listing with a queue or tenant filter may look at per job of its page.
 VISITS_PER_JOB = 10
-#: The deepest offset a Queued cursor may name (Lua prints it exactly).
-MAX_OFFSET = 10**12
 _INDEX_ENTRY = re.compile(r"\d{14}:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-def visit_budget(limit: int, queue: str | None) -> int:
+def visit_budget(limit: int, queue: str | None, tenant: str | None = None) -> int:
     """How many entries the script may look at for a page of ``limit`` jobs: one past the
-    page without a queue filter, ``limit * 10 + 100`` with one (the page may be short)."""
-    return limit * VISITS_PER_JOB + 100 if queue is not None else limit + 1
+    page without a filter, ``limit * 10 + 100`` with a queue or tenant filter (the page may
+    be short)."""
+    filtered = queue is not None or tenant is not None
+    return limit * VISITS_PER_JOB + 100 if filtered else limit + 1
 
 
-def checked_position(position: list[Any], status: JobStatus | None) -> list[str | int]:
+def checked_position(position: list[Any], status: JobStatus | None) -> list[str]:
     """A cursor's position, checked to be one this store makes for ``status``, as the
-    script's two position arguments.
+    script's two position arguments (the entry, then the queue of its index or '').
 
     Raises:
         ValueError: It is not.
@@ -42,20 +42,20 @@ def checked_position(position: list[Any], status: JobStatus | None) -> list[str 
             len(position) == 2
             and isinstance(position[0], str)
             and position[0]
-            and isinstance(position[1], int)
-            and not isinstance(position[1], bool)
-            and 0 <= position[1] <= MAX_OFFSET
+            and _is_entry(position[1])
         ):
-            return [position[0], position[1]]
-    elif (
-        len(position) == 1 and isinstance(position[0], str) and _INDEX_ENTRY.fullmatch(position[0])
-    ):
-        return [position[0], 0]
+            return [position[1], position[0]]
+    elif len(position) == 1 and _is_entry(position[0]):
+        return [position[0], ""]
     raise ValueError("invalid cursor")
 
 
+def _is_entry(value: Any) -> bool:
+    return isinstance(value, str) and _INDEX_ENTRY.fullmatch(value) is not None
+
+
 def page_of(reply: list[Any], filters: list[Any], status: JobStatus | None) -> JobPage:
-    """The page in the script's reply ``{jobs, position, offset}`` (corrupt records left
+    """The page in the script's reply ``{jobs, position, queue}`` (corrupt records left
     out), with a cursor for the next one unless it is the last.
 
     Raises:
@@ -64,7 +64,7 @@ def page_of(reply: list[Any], filters: list[Any], status: JobStatus | None) -> J
     """
     if len(reply) == 1:
         raise ValueError("invalid cursor")
-    raw_jobs, raw_next, offset = reply
+    raw_jobs, raw_next, raw_queue = reply
     jobs: list[Job] = []
     for message in raw_jobs:
         job, _ = job_from_text(message)
@@ -75,5 +75,5 @@ def page_of(reply: list[Any], filters: list[Any], status: JobStatus | None) -> J
         return JobPage(jobs, None)
     following: list[Any] = [next_position]
     if status is JobStatus.QUEUED:
-        following.append(int(offset))
+        following = [text(raw_queue), next_position]
     return JobPage(jobs, encode_cursor(filters, following))

@@ -41,7 +41,7 @@ _NEEDS = {
     "clock": ("_lib",),
     "renew": ("_lib",),
     "pause": ("_lib",),
-    "count_waiting": ("_lib", "_ready"),
+    "count_waiting": ("_lib", "_index", "_ready", "_lifecycle"),
     "queue_stats": ("_lib", "_ready"),
 }
 _NAMES = (
@@ -139,6 +139,7 @@ class Scripts:
             args += [str(new_job.id), new_job.name, new_job.max_retries]
             args += [encode_request(new_job.request), limit, new_job.queue]
             args.append(delay_ms(new_job.delay))
+            args += [new_job.partition_key or "", new_job.tenant or ""]
         replies, queued = await self._call("enqueue_many", args)
         return replies, queued
 
@@ -239,11 +240,13 @@ class Scripts:
         limit: int,
         budget: int,
         queues: Sequence[str],
-        position: Sequence[str | int],
+        position: Sequence[str],
+        tenant: str = "",
     ) -> list[Any]:
-        """{jobs, position, offset} of one page (see ``lua/list_jobs.lua``)."""
+        """{jobs, position, queue} of one page (see ``lua/list_jobs.lua``)."""
         args: list[str | int] = [status, queue, limit, budget, queues_arg(queues)]
-        args += [*position] if position else ["", 0]
+        args += [*position] if position else ["", ""]
+        args.append(tenant)
         page: list[Any] = await self._call("list_jobs", args)
         return page
 

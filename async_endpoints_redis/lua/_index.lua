@@ -16,7 +16,7 @@
 -- Entries are mostly appended (times grow), which fills the last chunk and then opens a
 -- new one; an entry inside a full chunk splits it (see index_write). A chunk left empty
 -- is deleted. Every operation costs O(log number of chunks + INDEX_CHUNK); the entries a
--- script adds are written together at its end, one ZADD per chunk they go to.
+-- script adds or removes are written together at its end, one ZADD or ZREM per chunk.
 
 local INDEX_CHUNK = 100
 local ENTRY_WIDTH = 51  -- 14 digits, ':', a 36-character id
@@ -112,40 +112,83 @@ local function index_write(name, entries)
   end
 end
 
--- Index entries added by this script, written (sorted, in runs) by index_flush(), which
--- flush_pending() in _lifecycle.lua calls before the script returns.
-local index_pending = {}
-
-local function index_add(name, moment, id)
-  local entries = index_pending[name]
-  if not entries then
-    entries = {}
-    index_pending[name] = entries
+-- Removes sorted entries: each run of entries that belongs to one chunk is one ZREM; a
+-- chunk left empty leaves the directory.
+local function index_delete(name, entries)
+  local dir = index_dir(name)
+  local i = 1
+  while i <= #entries do
+    local member = index_member_for(name, entries[i])
+    if not member then
+      i = i + 1  -- before every floor: not in the index
+    else
+      local following = redis.call('ZRANGEBYLEX', dir, '(' .. member, '+', 'LIMIT', 0, 1)[1]
+      local batch = {}
+      while i <= #entries and (not following or entries[i] .. '!' < following) do
+        batch[#batch + 1] = entries[i]
+        i = i + 1
+      end
+      local chunk = member_chunk(name, member)
+      redis.call('ZREM', chunk, unpack(batch))
+      if redis.call('EXISTS', chunk) == 0 then
+        redis.call('ZREM', dir, member)
+      end
+    end
   end
-  entries[#entries + 1] = index_entry(moment, id)
 end
 
-local function index_flush()
-  for name, entries in pairs(index_pending) do
-    table.sort(entries)
-    index_write(name, entries)
+-- Index entries added and removed by this script, per index as sets {entry = true},
+-- written (sorted, in runs of one chunk) by index_flush(), which flush_pending() in
+-- _lifecycle.lua calls before the script returns. An entry removed after it was added in
+-- the same script (or added back after its removal) is never written.
+local index_adds, index_drops = {}, {}
+
+local function pending_set(sets, name)
+  local set = sets[name]
+  if not set then
+    set = {}
+    sets[name] = set
   end
-  index_pending = {}
+  return set
+end
+
+local function index_add(name, moment, id)
+  local entry = index_entry(moment, id)
+  local drops = index_drops[name]
+  if drops and drops[entry] then
+    drops[entry] = nil
+  else
+    pending_set(index_adds, name)[entry] = true
+  end
 end
 
 local function index_remove(name, moment, id)
-  if index_pending[name] then
-    index_flush()
-  end
   local entry = index_entry(moment, id)
-  local member = index_member_for(name, entry)
-  if not member then
-    return
+  local adds = index_adds[name]
+  if adds and adds[entry] then
+    adds[entry] = nil
+  else
+    pending_set(index_drops, name)[entry] = true
   end
-  local chunk = member_chunk(name, member)
-  if redis.call('ZREM', chunk, entry) == 1 and redis.call('EXISTS', chunk) == 0 then
-    redis.call('ZREM', index_dir(name), member)
+end
+
+local function sorted_keys(set)
+  local out = {}
+  for entry in pairs(set) do
+    out[#out + 1] = entry
   end
+  table.sort(out)
+  return out
+end
+
+local function index_flush()
+  for name, set in pairs(index_drops) do
+    index_delete(name, sorted_keys(set))
+  end
+  for name, set in pairs(index_adds) do
+    index_write(name, sorted_keys(set))
+  end
+  index_adds, index_drops = {}, {}
 end
 
 -- Calls visit(entry) for the entries after the entry `after` (nil: from the first), in

@@ -2,15 +2,24 @@
 -- async_endpoints/_lifecycle.py under the same name, and nothing else changes a job's
 -- status. Each transition keeps, in the same script, everything derived from the status:
 --
---   the ready queues (_ready.lua), the scheduled ZSET (due times on the elapsed clock),
---   the active ZSET (lease deadlines), the running index, the listing indexes
---   (_index.lua: 'created', 'Scheduled' by run_at, and one per terminal status by
---   completed_at), the per-queue counters and the retention bookkeeping.
+--   the ready order (_ready.lua), the partition lanes, the scheduled ZSET (due times on
+--   the elapsed clock), the active ZSET (lease deadlines), the running index, the listing
+--   indexes (_index.lua: 'created', one per queue of its Queued jobs by created_at,
+--   'Scheduled' by run_at, and one per terminal status by completed_at), the per-queue
+--   counters and the retention bookkeeping.
 --
 -- Counters: {p}:counts is a HASH of "<queue>:<status>" -> how many jobs of that queue have
--- that status, for Scheduled, InProgress and the terminal statuses (terminal jobs while
--- retained); Queued jobs are the length of their queue's LIST. A job's hash leaves its
--- queue out while it is the default one.
+-- that status (terminal jobs while retained). A job's hash leaves its queue out while it
+-- is the default one, and its partition_key and tenant while it has none.
+--
+-- Partition keys: {p}:lane:<key> is a LIST of the ids of the key's jobs that are not
+-- terminal, in submission order (enqueue, schedule, requeue append). Only its first job
+-- is ever in the ready order or claimed (or handed over); the others wait with their own
+-- status (Queued, or Scheduled: a Scheduled job is in the scheduled ZSET until due, and
+-- promotion drops a due one that is not first, which stays Scheduled). The first job
+-- keeps its place through retries and recovery; when it ends (complete, dead, cancel),
+-- lane_leave takes it off and makes the next one ready in the same script (promoted
+-- first if it is Scheduled and was due). The last job's end deletes the LIST.
 --
 -- Running index: {p}:running is one ZSET (scores 0) of index entries
 -- "<started_at>:<id>" (see _index.lua) of the InProgress jobs, in started_at order.
@@ -31,6 +40,108 @@ local function count(queue, status, delta)
   count_deltas[field] = (count_deltas[field] or 0) + delta
 end
 
+-- How many jobs are Queued or Scheduled, in every queue together (as of this script's
+-- start: its own count changes are written by flush_pending).
+local function waiting_count()
+  local fields = redis.call('HGETALL', K.counts)
+  local total = 0
+  for i = 1, #fields, 2 do
+    local status = string.match(fields[i], ':(%a+)$')
+    if status == 'Queued' or status == 'Scheduled' then
+      total = total + math.max(0, tonumber(fields[i + 1]) or 0)
+    end
+  end
+  return total
+end
+
+-- The listing index of a queue's Queued jobs (by created_at): 'Q:<#queue>:<queue>', so
+-- that no queue's index name or chunk names collide with another's.
+local function queued_index(queue)
+  return 'Q:' .. #queue .. ':' .. queue
+end
+
+-- A job becomes or stops being Queued: its count and its entry in its queue's index.
+local function enter_queued(id, queue, created)
+  count(queue, 'Queued', 1)
+  index_add(queued_index(queue), created, id)
+end
+
+local function leave_queued(id, queue, created)
+  count(queue, 'Queued', -1)
+  index_remove(queued_index(queue), created, id)
+end
+
+-- Moves stray ids of the one-queue layout into the default queue (migrate_legacy_queue
+-- in _ready.lua), counted as Queued and indexed (those moved by a RENAME are indexed
+-- later, by index_queued_lists). Returns how many moved.
+local function adopt_legacy_queue(limit)
+  local moved, ids = migrate_legacy_queue(limit)
+  if moved > 0 then
+    count(DEFAULT_QUEUE, 'Queued', moved)
+    if ids then
+      for _, id in ipairs(ids) do
+        index_add(queued_index(DEFAULT_QUEUE), field_of(job_key(id), 'created_at'), id)
+      end
+    else
+      redis.call('HSET', K.migrating, DEFAULT_QUEUE, 0)
+    end
+  end
+  return moved
+end
+
+-- Indexes the Queued jobs of queue LISTs written before the Queued indexes existed, up to
+-- limit ids per call: {p}:migrating is a HASH of queue -> how many ids of its LIST were
+-- indexed, counted from its tail (claims pop at the head, so none is skipped; an id
+-- indexed twice is harmless). Returns how many queues are left.
+local function index_queued_lists(limit)
+  local todo = redis.call('HGETALL', K.migrating)
+  for i = 1, #todo, 2 do
+    if limit <= 0 then
+      break
+    end
+    local queue, done = todo[i], tonumber(todo[i + 1]) or 0
+    local ids = redis.call('LRANGE', ready_key(queue), -done - limit, -done - 1)
+    for _, id in ipairs(ids) do
+      local fields = redis.pcall('HMGET', job_key(id), 'status', 'created_at')
+      if type(fields) == 'table' and fields[1] == 'Queued' then
+        index_add(queued_index(queue), fields[2], id)
+      end
+    end
+    if #ids < limit then
+      redis.call('HDEL', K.migrating, queue)
+    else
+      redis.call('HSET', K.migrating, queue, done + #ids)
+    end
+    limit = limit - #ids
+  end
+  return redis.call('HLEN', K.migrating)
+end
+
+-- Where a job waits: its queue, tenant (nil: none), partition key (nil: none) and
+-- created_at, in one read.
+local function placement(key)
+  local fields = redis.pcall('HMGET', key, 'queue', 'tenant', 'partition_key', 'created_at')
+  if type(fields) ~= 'table' then
+    return DEFAULT_QUEUE, nil, nil, nil
+  end
+  return fields[1] or DEFAULT_QUEUE, fields[2] or nil, fields[3] or nil, fields[4] or nil
+end
+
+local function lane_key(partition_key)
+  return P .. 'lane:' .. partition_key
+end
+
+-- Appends a job to its key's lane; true when it is first there (nothing ahead of it).
+-- A job without a key is always first.
+local function lane_join(partition_key, id)
+  return not partition_key or redis.call('RPUSH', lane_key(partition_key), id) == 1
+end
+
+-- Whether the job is first in its key's lane (a job without a key always is).
+local function lane_first(partition_key, id)
+  return not partition_key or redis.call('LINDEX', lane_key(partition_key), 0) == id
+end
+
 -- One command per at most 500 values of `values`: command(key, ...values).
 local function write_all(command, key, values)
   for first = 1, #values, 500 do
@@ -38,7 +149,15 @@ local function write_all(command, key, values)
   end
 end
 
+-- Set when a job became ready because the one ahead of it in its lane ended: the script
+-- wakes idle workers (flush_pending) for it.
+local lanes_moved = false
+
 local function flush_pending()
+  if lanes_moved then
+    lanes_moved = false
+    wake()
+  end
   write_all('ZADD', K.active, pending.active_add)
   write_all('ZADD', K.running, pending.running_add)
   write_all('ZREM', K.active, pending.active_rem)
@@ -118,14 +237,22 @@ local function settle(key, id, queue, status, now, clock)
   announce(key, id)
 end
 
--- enqueue: a new job, Queued at the tail of its queue. fields: the hash as a flat list.
-local function enqueue(key, id, fields, queue, now)
+-- enqueue: a new job, Queued at the tail of its queue (of its tenant's LIST in it) when
+-- ready is true, else waiting behind its partition key (the caller joined its lane).
+-- fields: the hash as a flat list.
+local function enqueue(key, id, fields, queue, now, tenant, ready)
   redis.call('HSET', key, unpack(fields))
-  ready_push(queue, id)
+  if ready then
+    ready_push(queue, tenant, id)
+  else
+    redis.call('SADD', K.queues, queue)
+  end
+  enter_queued(id, queue, now)
   index_add('created', now, id)
 end
 
--- schedule: a new job, Scheduled for delay ms (fields say so: status and run_at).
+-- schedule: a new job, Scheduled for delay ms (fields say so: status and run_at); the
+-- caller joined its key's lane, if it has one.
 local function schedule(key, id, fields, queue, now, clock, delay)
   redis.call('HSET', key, unpack(fields))
   enter_scheduled(key, id, queue, now, clock, delay)
@@ -141,19 +268,66 @@ local function enqueue_claimed(key, id, fields, queue, now, deadline)
   index_add('created', now, id)
 end
 
--- promote: a due Scheduled job becomes Queued in its own queue (no update of its own).
+-- promote: a due Scheduled job becomes Queued in its own queue (no update of its own);
+-- one waiting behind its partition key only leaves the scheduled ZSET (it stays
+-- Scheduled, and lane_leave promotes it once it is first).
 local function promote(key, id)
-  local queue = queue_of(key)
+  local queue, tenant, partition_key, created = placement(key)
+  if not lane_first(partition_key, id) then
+    redis.call('ZREM', K.scheduled, id)
+    return
+  end
   leave_scheduled(key, id, queue)
   redis.call('HSET', key, 'status', 'Queued')
   redis.call('HDEL', key, 'run_at')
-  ready_push(queue, id)
+  ready_push(queue, tenant, id)
+  enter_queued(id, queue, created)
+end
+
+-- A job of the key ended (terminal now): it leaves the lane; when it was first, the next
+-- job becomes ready in this script (a Scheduled one once due: at once when promotion
+-- already dropped it, else when promoted). Ids of jobs that are missing or no longer
+-- waiting are dropped on the way.
+local function lane_leave(partition_key, id)
+  if not partition_key then
+    return
+  end
+  local lane = lane_key(partition_key)
+  if redis.call('LINDEX', lane, 0) ~= id then
+    redis.call('LREM', lane, 1, id)
+    return
+  end
+  redis.call('LPOP', lane)
+  while true do
+    local next_id = redis.call('LINDEX', lane, 0)
+    if not next_id then
+      return
+    end
+    local key = job_key(next_id)
+    local status = status_of(key)
+    if status == 'Queued' then
+      local queue, tenant = placement(key)
+      ready_push(queue, tenant, next_id)
+      lanes_moved = true
+      return
+    elseif status == 'Scheduled' then
+      if not redis.call('ZSCORE', K.scheduled, next_id) then
+        promote(key, next_id)
+        lanes_moved = true
+      end
+      return
+    elseif status == 'InProgress' then
+      return
+    end
+    redis.call('LPOP', lane)
+  end
 end
 
 -- claim: a Queued job (already popped from its queue) taken by a worker. started: its
 -- started_at when an earlier attempt set it (nil: this one does); run_at: whether the
--- hash still holds one (left by the older layout's promotion).
-local function claim(key, id, queue, token, deadline, now, started, run_at)
+-- hash still holds one (left by the older layout's promotion); created: its created_at.
+local function claim(key, id, queue, token, deadline, now, started, run_at, created)
+  leave_queued(id, queue, created)
   local stamp = ms(now)
   if started then
     redis.call('HSET', key, 'status', 'InProgress', 'token', token, 'last_updated_at', stamp)
@@ -172,17 +346,18 @@ end
 -- The undoing of a claim that never started (a job handed to an idle worker that did not
 -- take it): Queued again at the head of its queue, no attempt counted.
 local function unclaim(key, id, now)
-  local queue = queue_of(key)
+  local queue, tenant, _, created = placement(key)
   leave_running(key, id, queue)
   redis.call('HSET', key, 'status', 'Queued', 'last_updated_at', ms(now))
   redis.call('HDEL', key, 'started_at')
-  ready_push(queue, id, true)
+  ready_push(queue, tenant, id, true)
+  enter_queued(id, queue, created)
 end
 
 -- complete: a running job succeeded. kept: what stays of its request ('' for nothing);
--- queue and started: the job's (read by the caller with its token). leave_running and
--- settle, with their writes folded into one HSET and one HDEL.
-local function complete(key, id, result, kept, now, clock, queue, started)
+-- queue, started and partition_key: the job's (read by the caller with its token).
+-- leave_running and settle, with their writes folded into one HSET and one HDEL.
+local function complete(key, id, result, kept, now, clock, queue, started, partition_key)
   local stamp = ms(now)
   push(pending.active_rem, id)
   push(pending.running_rem, index_entry(started, id))
@@ -201,19 +376,21 @@ local function complete(key, id, result, kept, now, clock, queue, started)
   count(queue, 'Completed', 1)
   index_add('Completed', now, id)
   announce(key, id)
+  lane_leave(partition_key, id)
 end
 
 -- retry: a failed attempt with retries left: one more attempt counted, Queued at the tail
 -- of its queue when delay <= 0, else Scheduled for delay ms (due at clock + delay on the
 -- elapsed-time clock, shown as run_at = now + delay).
 local function retry(key, id, now, clock, delay)
-  local queue = queue_of(key)
+  local queue, tenant, _, created = placement(key)
   leave_running(key, id, queue)
   redis.call('HINCRBY', key, 'retry_count', 1)
   if delay <= 0 then
     redis.call('HSET', key, 'status', 'Queued', 'last_updated_at', ms(now))
     redis.call('HDEL', key, 'run_at')
-    ready_push(queue, id)
+    ready_push(queue, tenant, id)
+    enter_queued(id, queue, created)
   else
     redis.call('HSET', key, 'status', 'Scheduled', 'run_at', ms(now + delay),
       'last_updated_at', ms(now))
@@ -223,9 +400,10 @@ end
 
 -- dead: a failed attempt with no retry: Failed for good.
 local function dead(key, id, now, clock)
-  local queue = queue_of(key)
+  local queue, _, partition_key = placement(key)
   leave_running(key, id, queue)
   settle(key, id, queue, 'Failed', now, clock)
+  lane_leave(partition_key, id)
 end
 
 -- A failed attempt of a running job (error already recorded): retried after delay ms
@@ -257,9 +435,12 @@ local function cancel(key, id, now, clock)
   if not status or TERMINAL[status] then
     return status
   end
-  local queue = queue_of(key)
+  local queue, tenant, partition_key, created = placement(key)
   if status == 'Queued' then
-    ready_remove(queue, id)
+    if lane_first(partition_key, id) then
+      ready_remove(queue, tenant, id)
+    end
+    leave_queued(id, queue, created)
   elseif status == 'Scheduled' then
     leave_scheduled(key, id, queue)
   elseif status == 'InProgress' then
@@ -268,10 +449,12 @@ local function cancel(key, id, now, clock)
     redis.call('PUBLISH', K.cancel, id .. ' ' .. (type(token) == 'string' and token or ''))
   end
   settle(key, id, queue, 'Canceled', now, clock)
+  lane_leave(partition_key, id)
   return status
 end
 
--- requeue: a Failed or Canceled job becomes Queued at the tail of its queue, with
+-- requeue: a Failed or Canceled job becomes Queued at the tail of its queue (and of its
+-- key's lane: ready only when first there), with
 -- retry_count 0 and its error kept; it leaves the retention (its key no longer expires;
 -- its expiring entry no longer matches). Returns the status it had (unchanged unless
 -- Failed or Canceled), nil when there is none.
@@ -280,14 +463,19 @@ local function requeue(key, id, now)
   if status ~= 'Failed' and status ~= 'Canceled' then
     return status
   end
-  local queue = queue_of(key)
+  local queue, tenant, partition_key, created = placement(key)
   local completed = redis.call('HGET', key, 'completed_at')
   count(queue, status, -1)
   index_remove(status, completed, id)
   redis.call('PERSIST', key)
   redis.call('HSET', key, 'status', 'Queued', 'last_updated_at', ms(now))
   redis.call('HDEL', key, 'retry_count', 'completed_at', 'run_at')
-  ready_push(queue, id)
+  if lane_join(partition_key, id) then
+    ready_push(queue, tenant, id)
+  else
+    redis.call('SADD', K.queues, queue)
+  end
+  enter_queued(id, queue, created)
   return status
 end
 

@@ -1,8 +1,22 @@
--- The ready queues (included after _index.lua): the only code that touches them. Each
--- queue is a LIST of the ids of its Queued jobs, oldest at the head ({p}:queue:<name>);
--- {p}:queues is a SET of every queue name that ever held a job (for counts over all
--- queues); {p}:paused is the SET of paused queue names. Priorities, pause and (later)
--- partitions change this file only.
+-- The ready order (included after _index.lua): the only code that touches it. A job is
+-- in it while it is Queued and claimable (not waiting behind its partition key: see
+-- _lifecycle.lua).
+--
+-- Per queue, each tenant has a LIST of its ready job ids, oldest at the head:
+--
+--   {p}:queue:<queue>                      the jobs without a tenant
+--   {p}:tq:<#queue>:<queue>:<tenant>       the jobs of one tenant (the queue's length in
+--                                          characters first, so no two names collide)
+--   {p}:turns:<queue>                      LIST of the tenants whose LIST holds jobs, in
+--                                          turn order ('' for the jobs without a tenant)
+--
+-- The turns LIST exists only while some tenant of the queue has a ready job (then it
+-- names every non-empty LIST of the queue, '' included); a queue whose jobs have no
+-- tenant is one LIST, pushed and popped as in a queue without tenants. A claim takes the
+-- tenant at the head of the turns, one job of it, and moves it to the end (round robin,
+-- one job per tenant per turn); a LIST that empties leaves the turns, and the turns go
+-- when no tenant is left. {p}:queues is a SET of every queue name that ever held a job;
+-- {p}:paused is the SET of paused queue names.
 
 local DEFAULT_QUEUE = 'default'
 
@@ -10,36 +24,115 @@ local function ready_key(queue)
   return P .. 'queue:' .. queue
 end
 
+local function tenant_key(queue, tenant)
+  return P .. 'tq:' .. #queue .. ':' .. queue .. ':' .. tenant
+end
+
+local function turns_key(queue)
+  return P .. 'turns:' .. queue
+end
+
+-- The LIST of one tenant of a queue ('' for the jobs without a tenant).
+local function tenant_list(queue, tenant)
+  if tenant == '' then
+    return ready_key(queue)
+  end
+  return tenant_key(queue, tenant)
+end
+
 -- The queue a job belongs to: its hash's queue field, absent for the default queue.
 local function queue_of(key)
   return field_of(key, 'queue') or DEFAULT_QUEUE
 end
 
--- Appends a job to its queue (its head when front is true, for a job that was there
--- before).
-local function ready_push(queue, id, front)
-  local length = redis.call(front and 'LPUSH' or 'RPUSH', ready_key(queue), id)
-  if length == 1 then
-    redis.call('SADD', K.queues, queue)
+-- Whether a queue's turns LIST exists, read once per script per queue (every change of
+-- it goes through this file, which keeps the answer current).
+local has_turns_known = {}
+
+local function has_turns(queue)
+  local known = has_turns_known[queue]
+  if known == nil then
+    known = redis.call('EXISTS', turns_key(queue)) == 1
+    has_turns_known[queue] = known
+  end
+  return known
+end
+
+-- Takes a tenant whose LIST emptied out of the turns (at `from`: 1 for its first place,
+-- -1 for its last); the turns go once no tenant is left.
+local function leave_turns(queue, tenant, from)
+  local turns = turns_key(queue)
+  redis.call('LREM', turns, from, tenant)
+  local left = redis.call('LRANGE', turns, 0, 1)
+  if #left == 1 and left[1] == '' then
+    redis.call('DEL', turns)
+    left = {}
+  end
+  if #left == 0 then
+    has_turns_known[queue] = false
   end
 end
 
--- Takes a Queued job's id out of its queue: O(its position in the list).
-local function ready_remove(queue, id)
-  redis.call('LREM', ready_key(queue), 1, id)
-end
-
-local function ready_count(queue)
-  return redis.call('LLEN', ready_key(queue))
-end
-
--- How many jobs are Queued in every queue together.
-local function ready_count_all()
-  local total = 0
-  for _, queue in ipairs(redis.call('SMEMBERS', K.queues)) do
-    total = total + ready_count(queue)
+-- Appends a job to its tenant's LIST of its queue (tenant nil: none), or puts it at the
+-- head (front true: a job handed over and given back, which was first before), and its
+-- tenant then takes the next turn.
+local function ready_push(queue, tenant, id, front)
+  local t = tenant or ''
+  local command = front and 'LPUSH' or 'RPUSH'
+  if redis.call(command, tenant_list(queue, t), id) ~= 1 then
+    return
   end
-  return total
+  redis.call('SADD', K.queues, queue)
+  if t == '' then
+    if has_turns(queue) then
+      redis.call(command, turns_key(queue), '')
+    end
+    return
+  end
+  local turns = turns_key(queue)
+  if not has_turns(queue) then
+    if redis.call('LLEN', ready_key(queue)) > 0 then
+      redis.call('RPUSH', turns, '')
+    end
+    has_turns_known[queue] = true
+  end
+  redis.call(command, turns, t)
+end
+
+-- Takes a Queued job's id out of the ready order: O(its position in its tenant's LIST).
+local function ready_remove(queue, tenant, id)
+  local t = tenant or ''
+  local list = tenant_list(queue, t)
+  if redis.call('LREM', list, 1, id) == 1 and redis.call('EXISTS', list) == 0
+      and has_turns(queue) then
+    leave_turns(queue, t, 1)
+  end
+end
+
+-- Whether the queue holds a ready job.
+local function ready_holds(queue)
+  return has_turns(queue) or redis.call('EXISTS', ready_key(queue)) == 1
+end
+
+-- The next id of a queue with tenants: the tenant at the head of the turns gives its
+-- oldest job and goes to the end; nil when the queue holds none.
+local function pop_turn(queue)
+  local turns = turns_key(queue)
+  while true do
+    local t = redis.call('LMOVE', turns, turns, 'LEFT', 'RIGHT')
+    if not t then
+      has_turns_known[queue] = false
+      return nil
+    end
+    local list = tenant_list(queue, t)
+    local id = redis.call('LPOP', list)
+    if redis.call('EXISTS', list) == 0 then
+      leave_turns(queue, t, -1)
+    end
+    if id then
+      return id
+    end
+  end
 end
 
 -- The paused queues, as a set {name = true}.
@@ -64,23 +157,30 @@ local function open_queues(queues)
 end
 
 -- Pops the next id from the first of `queues` (not paused: see open_queues) that has
--- one, in strict priority order; returns the id and its queue, or nil. Queues found empty
--- are taken off the front of `queues`, so a batch of pops skips them.
+-- one, in strict priority order (tenants taking turns within a queue); returns the id
+-- and its queue, or nil. Queues found empty are taken off the front of `queues`, so a
+-- batch of pops skips them.
 local function ready_pop(queues)
   while #queues > 0 do
-    local id = redis.call('LPOP', ready_key(queues[1]))
+    local queue = queues[1]
+    local id
+    if has_turns(queue) then
+      id = pop_turn(queue)
+    else
+      id = redis.call('LPOP', ready_key(queue))
+    end
     if id then
-      return id, queues[1]
+      return id, queue
     end
     table.remove(queues, 1)
   end
   return nil
 end
 
--- True when any of `queues` holds a Queued job.
+-- True when any of `queues` holds a ready job.
 local function ready_any(queues)
   for _, queue in ipairs(queues) do
-    if ready_count(queue) > 0 then
+    if ready_holds(queue) then
       return true
     end
   end
@@ -99,21 +199,29 @@ end
 
 -- Moves the ids of the older one-queue layout's ready LIST ({p}:queue) into the default
 -- queue, ahead of what it holds (they are older), keeping their order: a RENAME when the
--- default queue is empty, else up to `limit` ids per call. Returns how many moved.
+-- default queue is empty, else up to `limit` ids per call. Returns how many moved and,
+-- unless they moved by RENAME, their ids.
 local function migrate_legacy_queue(limit)
   if redis.call('TYPE', K.legacy_queue).ok ~= 'list' then
-    return 0
+    return 0, {}
   end
   local default = ready_key(DEFAULT_QUEUE)
   redis.call('SADD', K.queues, DEFAULT_QUEUE)
   if redis.call('EXISTS', default) == 0 then
     local moved = redis.call('LLEN', K.legacy_queue)
     redis.call('RENAME', K.legacy_queue, default)
-    return moved
+    if has_turns(DEFAULT_QUEUE) then
+      redis.call('RPUSH', turns_key(DEFAULT_QUEUE), '')
+    end
+    return moved, nil
   end
-  local moved = 0
-  while moved < limit and redis.call('RPOPLPUSH', K.legacy_queue, default) do
-    moved = moved + 1
+  local ids = {}
+  while #ids < limit do
+    local id = redis.call('RPOPLPUSH', K.legacy_queue, default)
+    if not id then
+      break
+    end
+    ids[#ids + 1] = id
   end
-  return moved
+  return #ids, ids
 end

@@ -1,6 +1,8 @@
 -- claim: make due Scheduled jobs Queued (each in its own queue), then claim up to a limit
 -- of Queued jobs from the given queues in strict priority order (oldest first within a
--- queue; paused queues skipped), each with its own token and lease.
+-- queue, or the queue's tenants taking turns; paused queues skipped), each with its own
+-- token and lease. Only the first job of a partition key's lane is ever in the ready
+-- order, so nothing claimed is put back.
 --
 -- ARGV[1]  how many jobs to claim    ARGV[2]  lease (ms)
 -- ARGV[3]  a random token base; claim n gets the token "<base>.<n>"
@@ -83,7 +85,7 @@ for n = 1, tonumber(ARGV[5]) do
   local key = job_key(id)
   local fields = claimable(key)
   if fields then
-    claim(key, id, queue, ARGV[3] .. '.' .. n, deadline, now, fields[6], fields[7])
+    claim(key, id, queue, ARGV[3] .. '.' .. n, deadline, now, fields[6], fields[7], fields[5])
     claimed[#claimed + 1] = job_text(key, id)
     ids[#ids + 1] = id
   end

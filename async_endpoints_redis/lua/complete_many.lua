@@ -5,6 +5,9 @@
 --          and what is kept of the captured request ('' for nothing): a Completed job never
 --          runs again, so only its owner stays
 --
+-- A job first in its partition key's lane hands the key to the next job in the same step
+-- (see lane_leave in _lifecycle.lua), which is claimable when this call returns.
+--
 -- Returns: per tuple, in order, the completion time (ms), or -1 when that claim is lost
 -- (that job is left unchanged).
 
@@ -15,9 +18,10 @@ local replies = {}
 for i = 1, #ARGV, 4 do
   local id = ARGV[i]
   local key = job_key(id)
-  local held = redis.pcall('HMGET', key, 'token', 'queue', 'started_at')
+  local held = redis.pcall('HMGET', key, 'token', 'queue', 'started_at', 'partition_key')
   if type(held) == 'table' and held[1] == ARGV[i + 1] then
-    complete(key, id, ARGV[i + 2], ARGV[i + 3], now, clock, held[2] or DEFAULT_QUEUE, held[3])
+    complete(key, id, ARGV[i + 2], ARGV[i + 3], now, clock, held[2] or DEFAULT_QUEUE, held[3],
+      held[4] or nil)
     replies[#replies + 1] = now
   else
     replies[#replies + 1] = -1

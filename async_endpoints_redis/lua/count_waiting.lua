@@ -1,5 +1,6 @@
--- count_waiting: how many jobs are Queued or Scheduled, in every queue.
+-- count_waiting: how many jobs are Queued or Scheduled, in every queue (their counters:
+-- O(number of queues)), those waiting behind their partition key included.
 --
 -- Returns: the number of waiting jobs.
 
-return ready_count_all() + redis.call('ZCARD', K.scheduled)
+return waiting_count()

@@ -3,15 +3,19 @@
 -- is Queued at the tail of its queue (or Scheduled, when delayed) and workers are woken.
 -- One call carries every submission a process made in the same event-loop turn.
 --
--- ARGV[1], ARGV[2], ...  7-tuples of job id, job name, max_retries, request JSON (or ''
+-- ARGV[1], ARGV[2], ...  9-tuples of job id, job name, max_retries, request JSON (or ''
 --          for an empty request), the most waiting jobs allowed (-1: no limit), the queue,
---          and the delay in ms (0: Queued now)
+--          the delay in ms (0: Queued now), the partition key and the tenant ('' for none)
+--
+-- A job with a partition key joins the key's lane (see _lifecycle.lua); unless it is
+-- first there it waits, Queued or Scheduled, out of the ready order (never handed over).
 --
 -- Handing over: the job is stored InProgress under a token of the offer ("<base>.<n>",
 -- n counting the jobs the offer got, which its given-list records), with the offer's
 -- lease, and published to the worker's inbox as "<id>" followed by the job's hash as a
--- JSON array {field, value, ...}. It is handed over only when its queue is not paused,
--- the offer serves it and no queue the offer ranks higher holds a job (strict priority),
+-- JSON array {field, value, ...}. It is handed over only when its queue is not paused and
+-- holds no ready job (of any tenant), the offer serves it and no queue the offer ranks
+-- higher holds a ready job (strict priority), it is first in its key's lane (if any),
 -- when the worker's subscription to its inbox is live on this node, and only when its
 -- request is at most 8 KiB (larger ones are queued: pub/sub is no place for big
 -- payloads); an offer whose worker is gone, that expired or that is used up loses its
@@ -20,7 +24,7 @@
 -- Returns: {replies, queued}: per job, in order, its created-at time (ms), -1 when the id
 -- exists (that job is left unchanged) or -2 when its limit of waiting (Queued or
 -- Scheduled, all queues) jobs is reached (nothing stored for it); and how many jobs were
--- Queued rather than handed over.
+-- made ready (Queued in the ready order) rather than handed over or left waiting.
 
 local clock = clock_ms()
 local now = now_ms()
@@ -34,7 +38,7 @@ local holds = {}  -- queue -> true once it is known to hold a Queued job
 
 local function holds_jobs(queue)
   if holds[queue] == nil then
-    holds[queue] = ready_count(queue) > 0
+    holds[queue] = ready_holds(queue)
   end
   return holds[queue]
 end
@@ -113,14 +117,16 @@ end
 
 local replies = {}
 local woken = {}
-for i = 1, #ARGV, 7 do
+for i = 1, #ARGV, 9 do
   local id = ARGV[i]
   local key = job_key(id)
   local limit = tonumber(ARGV[i + 4])
   local queue = ARGV[i + 5]
   local delay = tonumber(ARGV[i + 6]) or 0
+  local partition_key = ARGV[i + 7] ~= '' and ARGV[i + 7] or nil
+  local tenant = ARGV[i + 8] ~= '' and ARGV[i + 8] or nil
   if limit >= 0 and waiting == nil then
-    waiting = ready_count_all() + redis.call('ZCARD', K.scheduled)
+    waiting = waiting_count()
   end
   if redis.call('EXISTS', key) == 1 then
     replies[#replies + 1] = -1
@@ -139,6 +145,15 @@ for i = 1, #ARGV, 7 do
       fields[#fields + 1] = 'queue'
       fields[#fields + 1] = queue
     end
+    if partition_key then
+      fields[#fields + 1] = 'partition_key'
+      fields[#fields + 1] = partition_key
+    end
+    if tenant then
+      fields[#fields + 1] = 'tenant'
+      fields[#fields + 1] = tenant
+    end
+    local first = lane_join(partition_key, id)
     if delay > 0 then
       fields[4] = 'Scheduled'
       fields[#fields + 1] = 'run_at'
@@ -146,11 +161,11 @@ for i = 1, #ARGV, 7 do
       schedule(key, id, fields, queue, now, clock, delay)
       waiting = waiting and waiting + 1
       woken[#woken + 1] = true  -- idle workers learn the new earliest due time
-    elseif paused[queue] or holds_jobs(queue) or #ARGV[i + 3] > 8192
+    elseif not first or paused[queue] or holds_jobs(queue) or #ARGV[i + 3] > 8192
         or not hand_over(key, id, fields, queue) then
-      enqueue(key, id, fields, queue, now)
-      holds[queue] = true
-      queued = queued + 1
+      enqueue(key, id, fields, queue, now, tenant, first)
+      holds[queue] = holds[queue] or first
+      queued = queued + (first and 1 or 0)
       waiting = waiting and waiting + 1
     end
     replies[#replies + 1] = now

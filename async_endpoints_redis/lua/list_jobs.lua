@@ -3,37 +3,48 @@
 -- ARGV[1]  the status ('' for every job)
 -- ARGV[2]  the queue filter ('' for none)
 -- ARGV[3]  the most jobs on the page
--- ARGV[4]  the most entries looked at (bounds the work a queue filter may spend)
+-- ARGV[4]  the most entries looked at (bounds the work a queue or tenant filter may spend)
 -- ARGV[5]  the queues, highest priority first, as a JSON array (the order of Queued jobs;
 --          other queues that hold jobs follow, by name)
 -- ARGV[6]  where the previous page ended: an index entry "<ms>:<id>" ('' for the start),
---          or for Queued jobs the queue's name, with ARGV[7] the offset in its LIST
+--          for Queued jobs with ARGV[7] the queue whose index it is in
+-- ARGV[8]  the tenant filter ('' for none)
 --
 -- Where the jobs come from:
---   Queued      the queues' LISTs, by LRANGE from the offset: O(offset + page) (a deep
---               page of a long queue walks the list up to its offset)
+--   Queued      each queue's Queued index (by created_at, then id), queue after queue in
+--               priority order: O(log n + page); jobs waiting behind their partition key
+--               are there too
 --   InProgress  {p}:running, oldest started_at first: O(log n + page)
 --   Scheduled   the 'Scheduled' index (by run_at), soonest first: O(log n + page)
 --   terminal    the status's index (by completed_at), newest first: O(log n + page)
 --   none        the 'created' index, newest first: O(log n + page)
--- With a queue filter every entry looked at counts against ARGV[4]: the page may come
--- back short, with a position to go on from.
+-- With a queue or tenant filter every entry looked at counts against ARGV[4]: the page
+-- may come back short, with a position to go on from.
 --
--- Returns: {jobs, position, offset}: jobs as job_text (_lib.lua) values; the position to
--- pass for the next page ('' when this page is the last) and, for Queued, its offset;
--- or {'invalid'} when ARGV[6] names a queue this listing does not visit.
+-- Returns: {jobs, position, queue}: jobs as job_text (_lib.lua) values; the position to
+-- pass for the next page ('' when this page is the last) and, for Queued, the queue of
+-- its index; or {'invalid'} when ARGV[7] names a queue this listing does not visit.
 
 local status, queue_filter = ARGV[1], ARGV[2]
 local limit, budget = tonumber(ARGV[3]), tonumber(ARGV[4])
 local after = ARGV[6] ~= '' and ARGV[6] or nil
+local tenant_filter = ARGV[8] or ''
 local jobs = {}
 local looked = 0
 local last = nil
 local more = false
 
+-- Whether the job is of the queue and tenant asked for (any when none is).
+local function matches(key)
+  if queue_filter ~= '' and queue_of(key) ~= queue_filter then
+    return false
+  end
+  return tenant_filter == '' or field_of(key, 'tenant') == tenant_filter
+end
+
 -- Looks at one entry's job: listed when it still exists, has the status asked for (any
--- when none is) and is of the queue asked for. False once the page is full or the budget
--- is spent (the entry is then left for the next page).
+-- when none is) and matches the filters. False once the page is full or the budget is
+-- spent (the entry is then left for the next page).
 local function take(entry, id, wanted)
   if #jobs >= limit or looked >= budget then
     more = true
@@ -43,8 +54,7 @@ local function take(entry, id, wanted)
   last = entry
   local key = job_key(id)
   local current = status_of(key)
-  if current and (wanted == nil or current == wanted)
-      and (queue_filter == '' or queue_of(key) == queue_filter) then
+  if current and (wanted == nil or current == wanted) and matches(key) then
     jobs[#jobs + 1] = job_text(key, id)
   end
   return true
@@ -73,46 +83,34 @@ if status == 'Queued' then
       order[#order + 1] = queue
     end
   end
-  local start, offset = 1, 0
+  local start = 1
   if after then
     start = nil
     for i, queue in ipairs(order) do
-      if queue == after then
+      if queue == ARGV[7] then
         start = i
       end
     end
     if not start then
       return {'invalid'}
     end
-    offset = tonumber(ARGV[7]) or 0
   end
-  local position, position_offset = '', 0
+  local position_queue = ''
   for i = start, #order do
     local queue = order[i]
-    local from = i == start and offset or 0
-    while not more do
-      local ids = redis.call('LRANGE', ready_key(queue), from, from + limit - #jobs)
-      if #ids == 0 then
-        break
+    index_scan(queued_index(queue), i == start and after or nil, false, function(entry)
+      if not take(entry, entry_id(entry), 'Queued') then
+        return false
       end
-      for j, id in ipairs(ids) do
-        if not take(id, id, 'Queued') then
-          break
-        end
-        position, position_offset = queue, from + j
-      end
-      from = from + #ids
-    end
+      position_queue = queue
+      return true
+    end)
     if more then
       break
     end
   end
-  if not more then
-    position = ''
-  end
-  return {jobs, position, position_offset}
+  return {jobs, more and last or '', more and position_queue or ''}
 end
-
 if status == 'InProgress' then
   local from = after and ('(' .. after) or '-'
   while not more do
@@ -136,4 +134,4 @@ else
     return take(entry, entry_id(entry), status)
   end)
 end
-return {jobs, more and last or '', 0}
+return {jobs, more and last or '', ''}

@@ -4,17 +4,22 @@
 -- - The ready queue of the one-queue layout ({p}:queue) moves into the default queue
 --   ({p}:queue:default), ahead of its jobs, in order (up to ARGV[1] ids per call).
 -- - A store without the layout marker ({p}:layout) that holds Scheduled or InProgress
---   jobs (all of the default queue then) gets their counts and index entries; Queued jobs
---   of that layout are listed by status (their queue's LIST) but missing from the listing
---   of all jobs, and terminal jobs kept from before are neither counted nor indexed
---   (both leave with the retention once finished).
+--   jobs (all of the default queue then) gets their counts and index entries; terminal
+--   jobs kept from before are neither counted nor indexed, and jobs of that layout are
+--   missing from the listing of all jobs (both leave with the retention once finished).
+-- - A store of layout 2 (or older), where a queue's Queued jobs were the length of its
+--   LIST, gets "<queue>:Queued" counters from those lengths, once, and its Queued jobs
+--   are put in their queue's listing index (up to ARGV[1] ids per call, from
+--   {p}:migrating). Layout 3 adds partition keys and tenants, which older jobs lack.
 --
--- ARGV[1]  the most ids moved per call
+-- ARGV[1]  the most ids moved or indexed per call
 --
--- Returns: how many ids are left to move (call again while above 0).
+-- Returns: how many ids and queues are left to move or index (call again while above 0).
 
 clock_ms()
-if redis.call('EXISTS', K.layout) == 0 then
+local limit = tonumber(ARGV[1])
+local layout = redis.call('GET', K.layout)
+if not layout then
   if redis.call('EXISTS', K.counts) == 0 then
     -- Delayed and running jobs are few (bounded by retries in flight and by the workers'
     -- slots): each is counted and indexed as its transition would have done.
@@ -34,8 +39,20 @@ if redis.call('EXISTS', K.layout) == 0 then
       end
     end
   end
-  flush_pending()
-  redis.call('SET', K.layout, '2')
+  layout = '2'
 end
-migrate_legacy_queue(tonumber(ARGV[1]))
-return redis.call('LLEN', K.legacy_queue)
+if layout == '2' then
+  for _, queue in ipairs(redis.call('SMEMBERS', K.queues)) do
+    local length = redis.call('LLEN', ready_key(queue))
+    if length > 0 then
+      count(queue, 'Queued', length)
+      redis.call('HSET', K.migrating, queue, 0)
+    end
+  end
+  redis.call('SET', K.layout, '3')
+end
+flush_pending()
+adopt_legacy_queue(limit)
+local left = index_queued_lists(limit)
+flush_pending()
+return redis.call('LLEN', K.legacy_queue) + left

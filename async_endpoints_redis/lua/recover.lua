@@ -15,7 +15,8 @@ local clock = clock_ms()
 local now = now_ms()
 local limit = tonumber(ARGV[1])
 purge(clock, limit)
-local moved = migrate_legacy_queue(limit)
+local moved = adopt_legacy_queue(limit)
+index_queued_lists(limit)
 local expired = redis.call('ZRANGEBYSCORE', K.active, '-inf', clock, 'LIMIT', 0, limit)
 local recovered = {}
 for _, id in ipairs(expired) do
