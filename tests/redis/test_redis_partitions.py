@@ -1,0 +1,253 @@
+"""What `RedisJobStore` promises for partition keys and tenants beyond the store contract:
+the keys it keeps for them (one hash slot, none left behind), the next job of a key made
+claimable by the script that settles the previous one, hand-over behind a busy key, the
+turns of tenants, the Queued listing, and the migration of stores of the previous layout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from async_endpoints._job import JobError, JobStatus, NewJob
+from async_endpoints_redis import RedisJobStore
+
+pytestmark = pytest.mark.redis
+StoreFactory = Callable[..., Awaitable[RedisJobStore]]
+
+
+def new_job(partition_key: str | None = None, tenant: str | None = None, **options: Any) -> NewJob:
+    return NewJob(
+        id=uuid.uuid4(),
+        name="Job",
+        max_retries=3,
+        partition_key=partition_key,
+        tenant=tenant,
+        **options,
+    )
+
+
+def tag(prefix: str) -> str:
+    return "{" + prefix + "}"
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
+    """Poll ``check`` until it returns True, failing after ``timeout``."""
+    async with asyncio.timeout(timeout):
+        while not await check():  # noqa: ASYNC110 - polling real time on purpose
+            await asyncio.sleep(0.02)
+
+
+async def keys_for_labels(raw_redis: Redis, prefix: str) -> list[str]:
+    """The store's keys of lanes, tenant LISTs and tenant turns that exist now."""
+    found = []
+    for kind in ("lane", "tq", "turns"):
+        found += [key async for key in raw_redis.scan_iter(match=f"{tag(prefix)}:{kind}:*")]
+    return sorted(found)
+
+
+async def drain(store: RedisJobStore) -> list[uuid.UUID]:
+    """Claim and complete until nothing is claimable; the ids in the order they ran."""
+    ran = []
+    while claims := await store.claim(10, lease=30):
+        for claim in claims:
+            ran.append(claim.job.id)
+            await store.complete(claim, None)
+    return ran
+
+
+async def test_keys_and_tenants_live_under_the_hash_tag_and_leave_nothing_behind(
+    store: RedisJobStore, raw_redis: Redis, prefix: str
+) -> None:
+    """While jobs of a key and a tenant wait, their lane, tenant LIST and turns exist under
+    ``{prefix}:``; once every job has ended (completed, failed, cancelled) none is left."""
+    jobs = [
+        await store.enqueue(new_job("account-1", "acme")),
+        await store.enqueue(new_job("account-1", "acme")),
+        await store.enqueue(new_job("account-2")),
+        await store.enqueue(new_job(tenant="globex")),
+        await store.enqueue(new_job("account-1", "acme", delay=60)),
+        await store.enqueue(new_job()),
+    ]
+    during = await keys_for_labels(raw_redis, prefix)
+    assert {key.split(":", 2)[1] for key in during} == {"lane", "tq", "turns"}
+    every_key = [key async for key in raw_redis.scan_iter(match=f"*{prefix}*")]
+    assert all(key.startswith(tag(prefix) + ":") for key in every_key)
+
+    assert await store.cancel(jobs[4].id) is not None
+    [first, *rest] = await store.claim(10, lease=30)
+    await store.fail(first, JobError("boom", "ValueError"), retry_in=None)
+    for claim in rest:
+        await store.complete(claim, None)
+    await drain(store)
+
+    assert await keys_for_labels(raw_redis, prefix) == []
+    assert await store.count_waiting() == 0
+    for job in jobs:
+        stored = await store.get(job.id)
+        assert stored is not None and stored.status.is_terminal
+
+
+async def test_the_next_job_of_a_key_is_ready_when_the_settling_call_returns(
+    store: RedisJobStore, raw_redis: Redis, prefix: str
+) -> None:
+    """Completing the key's first job pushes the second into the ready order in the same
+    script: it is in its queue's LIST as soon as `complete` returns, and claimable."""
+    first = await store.enqueue(new_job("k"))
+    second = await store.enqueue(new_job("k"))
+    ready = f"{tag(prefix)}:queue:default"
+    assert await raw_redis.lrange(ready, 0, -1) == [str(first.id)]
+    [claim] = await store.claim(5, lease=30)
+    assert await store.claim(5, lease=30) == [], "the key is held by the running job"
+    await store.complete(claim, None)
+    assert await raw_redis.lrange(ready, 0, -1) == [str(second.id)]
+    [following] = await store.claim(5, lease=30)
+    assert following.job.id == second.id
+
+
+async def test_a_scheduled_job_behind_its_key_runs_when_first_and_due(
+    store: RedisJobStore, raw_redis: Redis, prefix: str
+) -> None:
+    """A due Scheduled job behind a running one stays Scheduled; the settlement of the one
+    ahead promotes it in the same step. One not yet due waits for its time."""
+    first = await store.enqueue(new_job("k"))
+    due = await store.enqueue(new_job("k", delay=0.05))
+    [claim] = await store.claim(5, lease=30)
+
+    async def promoted_or_dropped() -> bool:
+        assert await store.claim(5, lease=30) == []
+        return await raw_redis.zscore(f"{tag(prefix)}:scheduled", str(due.id)) is None
+
+    await eventually(promoted_or_dropped)
+    assert (await store.get(due.id)).status is JobStatus.SCHEDULED  # type: ignore[union-attr]
+    await store.complete(claim, None)
+    [next_claim] = await store.claim(5, lease=30)
+    assert next_claim.job.id == due.id
+    assert first.id != due.id
+
+
+async def test_hand_over_to_an_idle_worker_respects_the_lane(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str
+) -> None:
+    """The key's first job goes to the idle worker; the second waits Queued behind it (not
+    handed over, not ready) until the first completes."""
+    worker, api = await make_store(), await make_store()
+
+    async def connected() -> bool:
+        return worker._notifications.connected  # the store's own wiring
+
+    await eventually(connected)
+    assert await worker.claim(4, lease=30) == []
+    waiting = asyncio.create_task(worker.wait_for_work(30, take=4, lease=30))
+
+    async def offered() -> bool:
+        return bool(await raw_redis.hexists(f"{tag(prefix)}:offers", worker._inbox))
+
+    await eventually(offered)
+    first = await api.enqueue(new_job("k"))
+    second = await api.enqueue(new_job("k"))
+    async with asyncio.timeout(2):
+        [claim] = await waiting
+    assert claim.job.id == first.id
+    assert await raw_redis.hget(f"{tag(prefix)}:job:{second.id}", "status") == "Queued"
+    assert await raw_redis.exists(f"{tag(prefix)}:queue:default") == 0
+    await worker.complete(claim, None)
+    [following] = await worker.claim(4, lease=30)
+    assert following.job.id == second.id
+
+
+async def test_tenants_take_turns_one_job_each(store: RedisJobStore) -> None:
+    """Within a queue a claim takes one job per tenant per turn, tenant-less jobs being one
+    tenant; within a tenant oldest first."""
+    backlog = [await store.enqueue(new_job(tenant="a")) for _ in range(4)]
+    b = await store.enqueue(new_job(tenant="b"))
+    plain = await store.enqueue(new_job())
+    claims = await store.claim(6, lease=30)
+    order = [claim.job.id for claim in claims]
+    assert order[:3] == [backlog[0].id, b.id, plain.id]
+    assert order[3:] == [job.id for job in backlog[1:]]
+
+
+async def test_list_jobs_queued_by_created_at_with_waiting_jobs_and_a_tenant_filter(
+    store: RedisJobStore,
+) -> None:
+    """Queued jobs are listed oldest first, those waiting behind their key included, and the
+    tenant filter keeps one tenant's jobs across pages."""
+    jobs = []
+    for i in range(7):
+        jobs.append(await store.enqueue(new_job("k" if i % 2 else None, "t" if i % 3 else None)))
+        await asyncio.sleep(0.002)  # distinct created_at
+    page = await store.list_jobs(status=JobStatus.QUEUED, limit=50)
+    assert [job.id for job in page.jobs] == [job.id for job in jobs]
+    assert page.next_cursor is None
+
+    ids, cursor = [], None
+    while True:
+        page = await store.list_jobs(status=JobStatus.QUEUED, tenant="t", limit=2, cursor=cursor)
+        ids += [job.id for job in page.jobs]
+        if (cursor := page.next_cursor) is None:
+            break
+    assert ids == [job.id for i, job in enumerate(jobs) if i % 3]
+    everything = await store.list_jobs(tenant="t", limit=50)
+    assert {job.id for job in everything.jobs} == set(ids)
+    with pytest.raises(ValueError):
+        await store.list_jobs(status=JobStatus.QUEUED, limit=2, cursor=cursor or "x")
+
+
+async def test_a_store_of_the_previous_layout_gets_queued_counts_and_listing(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str
+) -> None:
+    """Layout 2 counted Queued jobs by their LIST's length and had no Queued index: a
+    store started on it counts them once and lists them in order."""
+    store = await make_store()
+    jobs = []
+    for _ in range(3):
+        jobs.append(await store.enqueue(new_job()))
+        await asyncio.sleep(0.002)  # distinct created_at
+    await store.aclose()
+    # What the previous version left: the LIST and the job hashes, no Queued counter, no
+    # Queued index, layout 2.
+    await raw_redis.hdel(f"{tag(prefix)}:counts", "default:Queued")
+    for key in [key async for key in raw_redis.scan_iter(match=f"{tag(prefix)}:ix:Q:*")]:
+        await raw_redis.delete(key)
+    await raw_redis.set(f"{tag(prefix)}:layout", "2")
+
+    upgraded = await make_store()
+    assert await upgraded.count_waiting() == 3
+    assert await raw_redis.get(f"{tag(prefix)}:layout") == "3"
+    assert await raw_redis.exists(f"{tag(prefix)}:migrating") == 0
+    page = await upgraded.list_jobs(status=JobStatus.QUEUED)
+    assert [job.id for job in page.jobs] == [job.id for job in jobs]
+    [stats] = await upgraded.queue_stats(["default"])
+    assert stats.queued == 3
+    await drain(upgraded)
+    assert await upgraded.count_waiting() == 0
+    assert (await upgraded.list_jobs(status=JobStatus.QUEUED)).jobs == []
+
+
+async def test_keys_and_tenants_on_a_redis_cluster(redis_cluster: Any, prefix: str) -> None:
+    """On a 3-master cluster every script touching lanes and turns stays in one slot: keyed
+    jobs run one at a time in order, tenants take turns, listing filters by tenant."""
+    store = RedisJobStore(redis_cluster.url, prefix=prefix, cluster=True)
+    try:
+        await store.start()
+        keyed = []
+        for _ in range(3):
+            keyed.append(await store.enqueue(new_job("k", "t")))
+            await asyncio.sleep(0.002)  # distinct created_at
+        other = await store.enqueue(new_job(tenant="u"))
+        claims = await store.claim(10, lease=30)
+        assert [claim.job.id for claim in claims] == [keyed[0].id, other.id]
+        page = await store.list_jobs(status=JobStatus.QUEUED, tenant="t")
+        assert [job.id for job in page.jobs] == [job.id for job in keyed[1:]]
+        for claim in claims:
+            await store.complete(claim, None)
+        assert await drain(store) == [job.id for job in keyed[1:]]
+        assert await store.count_waiting() == 0
+    finally:
+        await store.aclose()
