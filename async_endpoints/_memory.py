@@ -3,9 +3,11 @@ and the embedded default for one process.
 
 Everything happens on the event loop without awaiting inside a state change, so each
 method is atomic by construction. Every state change is a function of
-`async_endpoints._lifecycle` applied to the job; this module only files the result in the
-right structure (`_memory_index`) and keeps the per-queue counts. Jobs are lost when the
-process exits; use `async_endpoints_redis.RedisJobStore` for durability across processes.
+`async_endpoints._lifecycle` applied to the job; this module only files the result: in
+`_memory_live` (the live jobs, their listing indexes and counts), in `_memory_ready` (what
+may be claimed next: partition-key lanes, tenants' turns, the timer) or in `_retained`
+(finished jobs). Jobs are lost when the process exits; use
+`async_endpoints_redis.RedisJobStore` for durability across processes.
 
 Durations (leases, delays, retry delays, retention) are measured on the monotonic clock, so
 a step of the wall clock never re-runs a live handler, never stretches a delay and never
@@ -41,7 +43,9 @@ from ._lifecycle import (
     requeued,
 )
 from ._listing import JobPage, QueueStats
-from ._memory_index import COMPACT_AFTER, CreationLog, ReadyQueue, Schedule
+from ._memory_index import CreationLog
+from ._memory_live import LiveJobs
+from ._memory_ready import ReadyJobs
 from ._retained import RetainedJobs
 from ._store import Claim
 from ._waiters import TerminalWaiters
@@ -54,7 +58,6 @@ CLAIM_EXPIRED = JobError(
     "ClaimExpired",
 )
 _DEFAULT_QUEUES = (DEFAULT_QUEUE,)
-_QUEUED, _SCHEDULED, _RUNNING = 0, 1, 2  # slots of a queue's live counts
 
 
 class InMemoryJobStore:
@@ -84,12 +87,10 @@ class InMemoryJobStore:
         self.retention = retention
         self.max_retained = max_retained
         self._wall, self._monotonic = clock_parts(clock)
-        self._jobs: dict[int, Job] = {}  # Queued, Scheduled and InProgress jobs by id.int
-        self._ready: dict[str, ReadyQueue] = {}
-        self._schedule = Schedule()
+        self._live = LiveJobs()
+        self._jobs = self._live.jobs  # Queued, Scheduled and InProgress jobs by id.int
+        self._ready = ReadyJobs(self._live.due)
         self._leases: dict[int, tuple[str, float]] = {}  # (token, until, monotonic)
-        self._live: dict[str, list[int]] = {}  # queue -> [queued, scheduled, in progress]
-        self._waiting = 0  # Queued + Scheduled
         self._created = CreationLog()
         self._paused: set[str] = set()
         self._cancel_listeners: list[Callable[[uuid.UUID], None]] = []
@@ -100,7 +101,7 @@ class InMemoryJobStore:
     async def start(self) -> None:
         """Bind the wake-up event to the running loop (a store may outlive a test's loop)."""
         self._work = asyncio.Event()
-        if self._waiting:
+        if self._live.waiting:
             self._work.set()
 
     async def aclose(self) -> None:
@@ -126,19 +127,15 @@ class InMemoryJobStore:
             return finished
         if existing is not None or finished is not None:
             raise DuplicateJobError(f"a job with id {new_job.id} exists already")
-        if max_waiting is not None and self._waiting >= max_waiting:
+        if max_waiting is not None and self._live.waiting >= max_waiting:
             raise QueueFullError(f"{max_waiting} jobs are waiting already")
         delay = new_job.delay
         if delay and not math.isfinite(delay):
             raise ValueError(f"delay must be a finite number of seconds, not {delay!r}")
-        job = new_job.stored(self._moment())
+        job = self._live.put(new_job.stored(self._moment()), self._monotonic() + delay)
         seq = next(self._seq)
-        created = self._created
-        created.keys.append(key)
-        created.seqs.append(seq)
-        created.queues.append(job.queue)
-        self._jobs[key] = job
-        self._wait(job, seq, delay)
+        self._created.add(key, seq, job.queue)
+        self._wait(job, join=True)
         if not seq & 63:  # often enough that each pass is short
             self._forget_gone_jobs()
         self._work.set()
@@ -152,40 +149,25 @@ class InMemoryJobStore:
     async def claim(
         self, limit: int, *, lease: float, queues: Sequence[str] = _DEFAULT_QUEUES
     ) -> list[Claim]:
-        """Claim up to ``limit`` due jobs of ``queues``, first queues first; see
-        `JobStore.claim`."""
+        """Claim up to ``limit`` due jobs of ``queues``, first queues first, the tenants of
+        a queue in turn; see `JobStore.claim`."""
         self._work.clear()
         now = self._monotonic()
-        if self._schedule.next_due <= now:
+        if self._ready.next_due <= now:
             self._promote_due(now)
         claims: list[Claim] = []
         moment, until = self._moment(), now + lease
-        jobs, leases, paused = self._jobs, self._leases, self._paused
+        jobs, live, ready, leases = self._jobs, self._live, self._ready, self._leases
         for name in queues:
-            ready = self._ready.get(name)
-            if ready is None or name in paused or len(claims) >= limit:
+            if len(claims) >= limit:
+                break
+            if name in self._paused:
                 continue
-            entries, head, taken = ready.jobs, ready.head, 0
-            while head < len(entries) and len(claims) < limit:
-                job: Job = entries[head]  # never None from head on
-                entries[head] = None
-                head += 1
-                key = job.id.int
-                if jobs.get(key) is not job:  # cancelled, or requeued since
-                    continue
-                job = jobs[key] = claimed(job, moment)
+            while len(claims) < limit and (job := ready.take(name, jobs)) is not None:
+                job = live.put(claimed(job, moment))
                 token = token_hex(16)
-                leases[key] = (token, until)
+                leases[job.id.int] = (token, until)
                 claims.append(Claim(job, token))
-                taken += 1
-            ready.head = head
-            if head >= COMPACT_AFTER:
-                ready.compact()
-            if taken:
-                counts = self._live[name]
-                counts[_QUEUED] -= taken
-                counts[_RUNNING] += taken
-                self._waiting -= taken
         return claims
 
     async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[str]:
@@ -203,13 +185,9 @@ class InMemoryJobStore:
 
     async def complete(self, claim: Claim, result: Any) -> Job | None:
         """Settle as Completed; see `JobStore.complete`."""
-        key = claim.job.id.int
-        held = self._leases.get(key)
-        if held is None or held[0] != claim.token:
+        job = self._release(claim)
+        if job is None:
             return None
-        del self._leases[key]
-        job = self._jobs[key]
-        self._live[job.queue][_RUNNING] -= 1
         return self._finish(completed(job, result, self._moment()))
 
     async def fail(self, claim: Claim, error: JobError, *, retry_in: float | None) -> Job | None:
@@ -217,8 +195,7 @@ class InMemoryJobStore:
         job = self._release(claim)
         if job is None:
             return None
-        after = failed_attempt(job, error, retry_in, self._moment())
-        return self._after_attempt(job, after, retry_in)
+        return self._after_attempt(failed_attempt(job, error, retry_in, self._moment()), retry_in)
 
     async def recover(self) -> list[uuid.UUID]:
         """Re-queue expired claims and drop expired terminal jobs; see `JobStore.recover`."""
@@ -229,8 +206,7 @@ class InMemoryJobStore:
         for key in expired:
             del self._leases[key]
             job = self._jobs[key]
-            after = recovered(job, CLAIM_EXPIRED, self._moment())
-            self._after_attempt(job, after, RECOVERY_DELAY)
+            self._after_attempt(recovered(job, CLAIM_EXPIRED, self._moment()), RECOVERY_DELAY)
             recovered_ids.append(job.id)
         return recovered_ids
 
@@ -242,12 +218,12 @@ class InMemoryJobStore:
         lease: float = 0.0,
         queues: Sequence[str] = _DEFAULT_QUEUES,
     ) -> list[Claim]:
-        """Wait for a submission, a resumed queue or the next due job; see
-        `JobStore.wait_for_work`.
+        """Wait for a submission, a resumed queue, a released partition key or the next due
+        job; see `JobStore.wait_for_work`.
 
         Never hands jobs over (a claim here costs no round trip): always returns [].
         """
-        due = self._schedule.next_due
+        due = self._ready.next_due
         if due < math.inf:
             timeout = max(0.0, min(timeout, due - self._monotonic()))
         try:
@@ -278,19 +254,20 @@ class InMemoryJobStore:
 
     async def try_cancel(self, job_id: uuid.UUID) -> tuple[Job | None, bool]:
         """`cancel`, and whether this call cancelled the job; see `ControlStore.try_cancel`."""
-        job = self._jobs.get(job_id.int)
+        key = job_id.int
+        job = self._jobs.get(key)
         if job is None:
             return await self.get(job_id), False  # terminal (unchanged) or unknown
-        counts = self._live[job.queue]
-        running = job.status is JobStatus.IN_PROGRESS
-        if running:
-            del self._leases[job_id.int]  # the handler's result will be refused
-            counts[_RUNNING] -= 1
-        else:  # its ready or schedule entry goes stale
-            counts[_QUEUED if job.status is JobStatus.QUEUED else _SCHEDULED] -= 1
-            self._waiting -= 1
+        status, ready = job.status, self._ready
+        if status is JobStatus.IN_PROGRESS:
+            del self._leases[key]  # the handler's result will be refused
+        elif ready.is_claimable(job):
+            if status is JobStatus.SCHEDULED:
+                ready.untime()
+            else:
+                ready.drop(job)
         kept = self._finish(canceled(job, self._moment()))
-        if running:
+        if status is JobStatus.IN_PROGRESS:
             for listener in list(self._cancel_listeners):
                 try:
                     listener(job_id)
@@ -299,7 +276,8 @@ class InMemoryJobStore:
         return kept, True
 
     async def requeue(self, job_id: uuid.UUID) -> Job | None:
-        """Queue a Failed or Canceled job again; see `ControlStore.requeue`."""
+        """Queue a Failed or Canceled job again, last of its partition key's lane; see
+        `ControlStore.requeue`."""
         live = self._jobs.get(job_id.int)
         if live is not None:
             check(live, Transition.REQUEUE)  # raises: a live job is never Failed or Canceled
@@ -310,8 +288,8 @@ class InMemoryJobStore:
         check(kept, Transition.REQUEUE)
         job = self._finished.take(job_id)
         assert job is not None
-        job = self._jobs[job_id.int] = requeued(job, self._moment())
-        self._wait(job, next(self._seq), 0.0)
+        job = self._live.put(requeued(job, self._moment()))
+        self._wait(job, join=True)
         self._work.set()
         return job
 
@@ -336,29 +314,31 @@ class InMemoryJobStore:
     # InspectionStore
 
     async def count_waiting(self) -> int:
-        """Queued plus Scheduled jobs, in O(1); see `InspectionStore.count_waiting`."""
-        return self._waiting
+        """Queued plus Scheduled jobs (those waiting behind their partition key too), in
+        O(1); see `InspectionStore.count_waiting`."""
+        return self._live.waiting
 
     async def list_jobs(
         self,
         *,
         status: JobStatus | None = None,
         queue: str | None = None,
+        tenant: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
         queues: Sequence[str] = _DEFAULT_QUEUES,
     ) -> JobPage:
         """One page of a listing; see `InspectionStore.list_jobs` and `_memory_listing`
-        for the costs."""
+        for the orders and costs."""
         self._finished.expire(self._monotonic())
-        return _memory_listing.page(self, status, queue, limit, cursor, queues)
+        return _memory_listing.page(self, status, queue, tenant, limit, cursor, queues)
 
     async def queue_stats(self, queues: Sequence[str]) -> list[QueueStats]:
         """Counts per queue from counters kept at every transition, O(len(queues))."""
         self._finished.expire(self._monotonic())
         stats = []
         for name in queues:
-            queued, scheduled, running = self._live.get(name) or (0, 0, 0)
+            queued, scheduled, running = self._live.counts.get(name) or (0, 0, 0)
             done, failed, canceled_ = self._finished.counts(name)
             paused = name in self._paused
             stats.append(
@@ -371,48 +351,30 @@ class InMemoryJobStore:
     def _forget_gone_jobs(self) -> None:
         """Trim the creation log of the jobs no longer kept (see `CreationLog`)."""
         jobs, finished = self._jobs, self._finished.keys()
-        created = self._created
-        keys, head = created.keys, created.head
-        while head < len(keys) and (key := keys[head]) not in jobs and key not in finished:
-            keys[head] = -1  # frees the key now, not in a burst at the next compaction
-            head += 1
-        created.head = head
-        created.compact()
-        if len(created) > 2 * (len(jobs) + len(finished)) + COMPACT_AFTER:
-            created.keep(lambda key: key in jobs or key in finished)
+        self._created.trim(lambda key: key in jobs or key in finished, len(jobs) + len(finished))
 
-    def _wait(self, job: Job, seq: int, delay: float) -> None:
-        """File a Queued or Scheduled job (due in ``delay`` seconds) and count it."""
-        queue = job.queue
-        counts = self._live.get(queue)
-        if counts is None:
-            counts = self._new_queue(queue)
-        if job.status is JobStatus.QUEUED:
-            ready = self._ready[queue]
-            ready.seqs.append(seq)
-            ready.jobs.append(job)
-            counts[_QUEUED] += 1
-        else:
-            self._schedule.add(self._monotonic() + delay, seq, job)
-            counts[_SCHEDULED] += 1
-        self._waiting += 1
+    def _wait(self, job: Job, *, join: bool) -> None:
+        """File the waiting ``job`` for claims; ``join``: it joins its partition key's lane
+        (it was not in it: new or requeued), else it is first in it already (retried)."""
+        if not join or self._ready.join(job):
+            self._claimable(job)
+
+    def _claimable(self, job: Job) -> None:
+        """File the waiting ``job``, first of its lane (or without one), for claims:
+        Queued in its queue's turns; Scheduled on the timer, or promoted if due."""
+        ready = self._ready
+        if job.status is JobStatus.SCHEDULED:
+            key = job.id.int
+            if self._live.due[key] > self._monotonic():
+                ready.time(key, next(self._seq))
+                return
+            job = self._live.put(promoted(job))
+        ready.push(job)
 
     def _promote_due(self, now: float) -> None:
-        jobs = self._jobs
-        for job in self._schedule.pop_due(now):
-            if jobs.get(job.id.int) is not job:  # cancelled since
-                continue
-            job = jobs[job.id.int] = promoted(job)
-            self._ready[job.queue].push(next(self._seq), job)
-            counts = self._live[job.queue]
-            counts[_SCHEDULED] -= 1
-            counts[_QUEUED] += 1
-
-    def _new_queue(self, queue: str) -> list[int]:
-        """Make the ready list and the live counts of a queue seen for the first time."""
-        self._ready[queue] = ReadyQueue()
-        counts = self._live[queue] = [0, 0, 0]
-        return counts
+        live, ready = self._live, self._ready
+        for key in ready.pop_due(now):
+            ready.push(live.put(promoted(live.jobs[key])))
 
     def _release(self, claim: Claim) -> Job | None:
         """The claimed job with its lease dropped, or None when the claim is lost."""
@@ -423,23 +385,26 @@ class InMemoryJobStore:
         del self._leases[key]
         return self._jobs[key]
 
-    def _after_attempt(self, job: Job, after: Job, retry_in: float | None) -> Job:
-        """File ``after``, what a failed or lost attempt of the running ``job`` made it
-        (Scheduled ones due in ``retry_in`` seconds on the monotonic clock)."""
-        self._live[job.queue][_RUNNING] -= 1
+    def _after_attempt(self, after: Job, retry_in: float | None) -> Job:
+        """File ``after``, what a failed or lost attempt made of a running job (Scheduled
+        ones due in ``retry_in`` seconds); it keeps its place first in its lane."""
         if after.status.is_terminal:
             return self._finish(after)
-        self._jobs[after.id.int] = after
-        self._wait(after, next(self._seq), retry_in or 0.0)
+        self._wait(self._live.put(after, self._monotonic() + (retry_in or 0.0)), join=False)
         self._work.set()
         return after
 
     def _finish(self, job: Job) -> Job:
-        del self._jobs[job.id.int]
+        """File the terminal ``job``; the next job of its lane becomes claimable."""
+        self._live.pop(job.id.int)
         now = self._monotonic()
         self._finished.expire(now)
         kept = self._finished.add(job, now)
         self._terminal_waiters.wake(job.id)
+        following = self._ready.leave(job)
+        if following is not None:
+            self._claimable(self._jobs[following])
+            self._work.set()
         return kept
 
 

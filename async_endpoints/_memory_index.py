@@ -1,107 +1,133 @@
-"""The ordered structures of `InMemoryJobStore`: each queue's ready jobs, the scheduled jobs
-by due time, and every job in the order it was created.
+"""The ordered structures of `InMemoryJobStore`'s listings: an ordered set of integers for
+each live status, and every job in the order it was created.
 
-Each is a list read from a ``head`` index (claims and promotions take from the front, in
-O(1)) and compacted once half of it has been read, so that a page of a listing finds its
-place by bisection over a sorted sequence number, in O(log n), and reads on from there.
+`OrderedInts` keeps the Queued jobs of a queue (by ``created_at``), the Scheduled jobs (by
+due time) and the running jobs (by ``started_at``), each entry one integer made of the
+time and the job id (`entry`, `due_entry`), so the order is total (ties broken by id) and
+an entry costs no tuple. A page finds its place by bisection, in O(log n), and reads on
+from there; adding and removing an entry cost O(log n) plus a move of at most
+``2 * CHUNK`` references.
 
-Entries are never removed from the middle: a job that leaves another way (a cancel, a
-retry) leaves its entry behind. An entry holds the very `Job` object it was made for, and
-the store keeps exactly one `Job` object per live job, replaced at every transition, so an
-entry is current only while ``store_jobs[key] is entry_job``: a cancelled, claimed or
-requeued job's old entry is recognised as stale and skipped in O(1).
+`CreationLog` is a list read from a ``head`` index and compacted once half of it has been
+read (jobs mostly leave in the order they were created).
 """
 
 from __future__ import annotations
 
-import math
+import struct
 from array import array
-from bisect import bisect_right, insort
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterator
-from typing import Any
-
-from ._job import Job
+from datetime import UTC, datetime, timedelta
 
 #: Entries read before a list is compacted (once they are half of it too).
 COMPACT_AFTER = 1024
+#: The usual length of a chunk of `OrderedInts` (a chunk holds up to twice this).
+CHUNK = 512
+
+_ID_BITS = 128
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_DOUBLE = struct.Struct("<d")
+_MAGNITUDE = (1 << 63) - 1
 
 
-class ReadyQueue:
-    """One queue's Queued jobs in claim order, read from ``head``: parallel lists of
-    sequence numbers (increasing) and jobs (None once read)."""
+def micros(moment: datetime) -> int:
+    """``moment`` in whole microseconds since the epoch (exact)."""
+    return (moment - _EPOCH) // _MICROSECOND
 
-    __slots__ = ("head", "jobs", "seqs")
+
+def entry(moment: datetime, key: int) -> int:
+    """The `OrderedInts` entry of the job ``key`` (its id as an integer) at ``moment``:
+    ordered by ``moment``, then by id."""
+    return (micros(moment) << _ID_BITS) + key
+
+
+def due_entry(due: float, key: int) -> int:
+    """The `OrderedInts` entry of the job ``key`` due at ``due`` (a finite float, seconds
+    on the store's monotonic clock): ordered by ``due``, then by id."""
+    bits = int.from_bytes(_DOUBLE.pack(due), "little", signed=True)
+    # The bits of a float are in its order for positive floats, and reversed for negative ones.
+    order = bits if bits >= 0 else -(bits & _MAGNITUDE) - 1
+    return (order << _ID_BITS) + key
+
+
+def entry_of(at_micros: int, key: int) -> int:
+    """The entry of ``key`` at ``at_micros`` (a position decoded from a cursor)."""
+    return (at_micros << _ID_BITS) + key
+
+
+def parts(value: int) -> tuple[int, int]:
+    """(microseconds, key) of an entry."""
+    return value >> _ID_BITS, value & ((1 << _ID_BITS) - 1)
+
+
+class OrderedInts:
+    """A sorted set of integers, in chunks of ``CHUNK`` to ``2 * CHUNK`` entries (the last
+    ones may be shorter) with the greatest entry of each chunk beside them."""
+
+    __slots__ = ("chunks", "maxes", "size")
 
     def __init__(self) -> None:
-        self.seqs = array("q")  # machine integers: no int object per entry
-        self.jobs: list[Any] = []  # Job, or None once read
-        self.head = 0
+        self.chunks: list[list[int]] = []
+        self.maxes: list[int] = []
+        self.size = 0
 
-    def push(self, seq: int, job: Job) -> None:
-        """Queue ``job`` at the tail."""
-        self.seqs.append(seq)
-        self.jobs.append(job)
+    def __len__(self) -> int:
+        return self.size
 
-    def compact(self) -> None:
-        """Forget the entries read so far, once they are half of the list."""
-        head = self.head
-        if head >= COMPACT_AFTER and 2 * head >= len(self.jobs):
-            del self.seqs[:head], self.jobs[:head]
-            self.head = 0
-
-    def after(self, seq: int | None) -> Iterator[tuple[int, Job]]:
-        """The unread entries with a sequence number above ``seq`` (None: all), in order."""
-        seqs, jobs = self.seqs, self.jobs
-        start = self.head if seq is None else bisect_right(seqs, seq, lo=self.head)
-        for index in range(start, len(jobs)):
-            job = jobs[index]
-            if job is not None:
-                yield seqs[index], job
-
-
-class Schedule:
-    """Scheduled jobs by due time (the store's monotonic clock): ``(due, seq, job)``."""
-
-    __slots__ = ("entries", "head", "next_due")
-
-    def __init__(self) -> None:
-        self.entries: list[Any] = []  # (due, seq, job), or None once read
-        self.head = 0
-        #: When the earliest entry is due (stale or not); infinity when there is none.
-        self.next_due = math.inf
-
-    def add(self, due: float, seq: int, job: Job) -> None:
-        """Schedule ``job`` for ``due`` (monotonic seconds)."""
-        entries = self.entries
-        if self.head == len(entries) or due >= entries[-1][0]:  # later than all others
-            entries.append((due, seq, job))
+    def add(self, value: int) -> None:
+        """Insert ``value`` (not in the set)."""
+        chunks, maxes = self.chunks, self.maxes
+        self.size += 1
+        index = bisect_left(maxes, value)
+        if index == len(maxes):  # above every entry: the common case (the newest time)
+            if not chunks:
+                chunks.append([value])
+                maxes.append(value)
+                return
+            index -= 1
+            chunk = chunks[index]
+            chunk.append(value)
+            maxes[index] = value
         else:
-            insort(entries, (due, seq, job), lo=self.head, key=_due_seq)
-        self.next_due = entries[self.head][0]
+            chunk = chunks[index]
+            insort(chunk, value)
+        if len(chunk) > 2 * CHUNK:
+            chunks[index : index + 1] = [chunk[:CHUNK], chunk[CHUNK:]]
+            maxes.insert(index, chunk[CHUNK - 1])
 
-    def pop_due(self, now: float) -> Iterator[Job]:
-        """Take the entries due by ``now``, earliest first."""
-        entries = self.entries
-        head = self.head
-        while head < len(entries) and entries[head][0] <= now:
-            job = entries[head][2]
-            entries[head] = None
-            head += 1
-            self.head = head
-            self.next_due = entries[head][0] if head < len(entries) else math.inf
-            yield job
-        if head >= COMPACT_AFTER and 2 * head >= len(entries):
-            del entries[:head]
-            self.head = 0
+    def remove(self, value: int) -> None:
+        """Take ``value`` out of the set (it is in it)."""
+        chunks, maxes = self.chunks, self.maxes
+        index = bisect_left(maxes, value)
+        chunk = chunks[index]
+        position = bisect_left(chunk, value)
+        if position == len(chunk) or chunk[position] != value:
+            raise KeyError(value)
+        del chunk[position]
+        self.size -= 1
+        if not chunk:
+            del chunks[index], maxes[index]
+            return
+        if position == len(chunk):
+            maxes[index] = chunk[-1]
+        if len(chunk) < CHUNK // 4 and index + 1 < len(chunks):  # merge with the next one
+            chunk += chunks[index + 1]
+            del chunks[index + 1], maxes[index]
+            if len(chunk) > 2 * CHUNK:
+                chunks[index : index + 1] = [chunk[:CHUNK], chunk[CHUNK:]]
+                maxes.insert(index, chunk[CHUNK - 1])
 
-    def after(self, due: float | None, seq: int) -> Iterator[tuple[float, int, Job]]:
-        """The unread entries after ``(due, seq)`` (``due`` None: all), in order."""
-        entries = self.entries
-        start = self.head
-        if due is not None:
-            start = bisect_right(entries, (due, seq), lo=start, key=_due_seq)
-        for index in range(start, len(entries)):
-            yield entries[index]
+    def after(self, value: int | None) -> Iterator[int]:
+        """The entries above ``value`` (None: all of them), in order."""
+        chunks = self.chunks
+        index = 0 if value is None else bisect_right(self.maxes, value)
+        start = 0 if value is None or index == len(chunks) else bisect_right(chunks[index], value)
+        while index < len(chunks):
+            chunk = chunks[index]
+            yield from chunk[start:] if start else chunk
+            index, start = index + 1, 0
 
 
 class CreationLog:
@@ -122,6 +148,24 @@ class CreationLog:
 
     def __len__(self) -> int:
         return len(self.keys) - self.head
+
+    def add(self, key: int, seq: int, queue: str) -> None:
+        """Log the job ``key`` of ``queue``, created as number ``seq``."""
+        self.keys.append(key)
+        self.seqs.append(seq)
+        self.queues.append(queue)
+
+    def trim(self, exists: Callable[[int], bool], kept: int) -> None:
+        """Forget the jobs gone (``exists(key)`` false): the leading ones in O(1) each,
+        all of them once the log is more than twice the ``kept`` jobs."""
+        keys, head = self.keys, self.head
+        while head < len(keys) and not exists(keys[head]):
+            keys[head] = -1  # frees the key now, not in a burst at the next compaction
+            head += 1
+        self.head = head
+        self.compact()
+        if len(self) > 2 * kept + COMPACT_AFTER:
+            self.keep(exists)
 
     def compact(self) -> None:
         """Forget the entries before ``head``, once they are half of the log."""
@@ -146,7 +190,3 @@ class CreationLog:
         end = len(seqs) if before is None else bisect_right(seqs, before - 1, lo=head)
         for index in range(end - 1, head - 1, -1):
             yield seqs[index], keys[index], queues[index]
-
-
-def _due_seq(entry: Any) -> Any:
-    return (entry[0], entry[1])

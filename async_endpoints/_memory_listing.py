@@ -3,14 +3,14 @@
 Each listing walks one ordered structure from the cursor's position (found by bisection or
 by index), so a page costs O(limit + log n) for a status alone:
 
-- ``Queued``: the queues' ready lists, in the priority order given, then any other queue
-  by name; position ``[queue, seq]``.
-- ``Scheduled``: the schedule, by due time on the store's monotonic clock; position
-  ``[due, seq]``. This is the order of ``run_at`` unless the wall clock stepped between
-  two schedulings (``run_at`` is only what the job shows; the due time is what counts).
-- ``InProgress``: the running jobs sorted by ``(started_at, id)``; position
-  ``[started_at, id]``. O(r log r) for r running jobs, bounded by the workers'
-  concurrency, not by the jobs kept.
+- ``Queued``: the queues in the priority order given, then any other queue by name; within
+  a queue oldest ``created_at`` first, then by id (the jobs waiting behind their partition
+  key included); position ``[queue, created_at µs, id]``. With tenants and partition keys
+  there is no static claim order: this is its documented stand-in.
+- ``Scheduled``: by due time on the store's monotonic clock, then by id; position
+  ``[due, id]``. This is the order of ``run_at`` unless the wall clock stepped between two
+  schedulings (``run_at`` is only what the job shows; the due time is what counts).
+- ``InProgress``: by ``started_at``, then by id; position ``[started_at µs, id]``.
 - ``Completed``, ``Failed``, ``Canceled``: the retained log of that status, newest
   finished first; position ``[index]``. This is newest ``completed_at`` first unless the
   wall clock stepped back between two finishes (jobs leave retention in the same order).
@@ -18,10 +18,10 @@ by index), so a page costs O(limit + log n) for a status alone:
   is newest ``created_at`` first unless the wall clock stepped back between two
   submissions.
 
-A ``queue`` filter skips the other queues' entries without decoding them; after
-`VISIT_BUDGET` skipped entries a page ends short, with a cursor that continues the walk.
-Positions are validated (`ValueError` otherwise); a position that no longer names a job
-(it left meanwhile) still marks a place in the order.
+A ``queue`` or ``tenant`` filter skips the other jobs' entries; after `VISIT_BUDGET`
+skipped entries a page ends short, with a cursor that continues the walk. Positions are
+validated (`ValueError` otherwise); a position that no longer names a job (it left
+meanwhile) still marks a place in the order.
 """
 
 from __future__ import annotations
@@ -33,11 +33,12 @@ from typing import TYPE_CHECKING, Any
 
 from ._job import Job, JobStatus
 from ._listing import JobPage, check_limit, decode_cursor, encode_cursor, filters_of
+from ._memory_index import due_entry, entry_of, parts
 
 if TYPE_CHECKING:
     from ._memory import InMemoryJobStore
 
-#: Entries of other queues (or stale ones) a page may skip before it ends short.
+#: Entries of other queues or tenants a page may skip before it ends short.
 VISIT_BUDGET = 10_000
 
 _Walk = Iterator[tuple[list[Any], Job | None]]  # (position, the job or None to skip)
@@ -47,6 +48,7 @@ def page(
     store: InMemoryJobStore,
     status: JobStatus | None,
     queue: str | None,
+    tenant: str | None,
     limit: int,
     cursor: str | None,
     queues: Sequence[str],
@@ -57,7 +59,9 @@ def page(
         status = JobStatus(status)
     if queue is not None and not isinstance(queue, str):
         raise ValueError("queue must be a queue name")
-    filters = filters_of(status, queue)
+    if tenant is not None and not isinstance(tenant, str):
+        raise ValueError("tenant must be a tenant name")
+    filters = filters_of(status, queue, tenant)
     position = None if cursor is None else decode_cursor(cursor, filters)
     if status is None:
         walk = _created(store, queue, position)
@@ -69,15 +73,15 @@ def page(
         walk = _running(store, queue, position)
     else:
         walk = _finished(store, status, queue, position)
-    return _collect(walk, limit, filters)
+    return _collect(walk, tenant, limit, filters)
 
 
-def _collect(walk: _Walk, limit: int, filters: list[Any]) -> JobPage:
+def _collect(walk: _Walk, tenant: str | None, limit: int, filters: list[Any]) -> JobPage:
     jobs: list[Job] = []
     last: list[Any] = []
     skipped = 0
     for position, job in walk:
-        if job is None:
+        if job is None or (tenant is not None and job.tenant != tenant):
             skipped += 1
             if skipped >= VISIT_BUDGET:
                 return JobPage(jobs, encode_cursor(filters, position))
@@ -102,54 +106,47 @@ def _created(store: InMemoryJobStore, queue: str | None, position: list[Any] | N
 def _queued(
     store: InMemoryJobStore, queue: str | None, position: list[Any] | None, queues: Sequence[str]
 ) -> _Walk:
+    indexes = store._live.queued
     if queue is not None:
         names = [queue]
     else:
         names = list(dict.fromkeys(queues))
-        names += sorted(set(store._ready) - set(names))
+        names += sorted(set(indexes) - set(names))
     start, after = 0, None
     if position is not None:
-        if len(position) != 2 or position[0] not in names:
+        if len(position) != 3 or position[0] not in names:
             raise ValueError("invalid cursor")
-        start, after = names.index(position[0]), _count(position[1])
+        start, after = names.index(position[0]), _entry(position[1:])
     jobs = store._jobs
     for index in range(start, len(names)):
-        ready = store._ready.get(names[index])
-        if ready is None:
-            continue
-        for seq, job in ready.after(after if index == start else None):
-            yield [names[index], seq], job if jobs.get(job.id.int) is job else None
+        name = names[index]
+        ordered = indexes.get(name)
+        if ordered is not None:
+            for value in ordered.after(after if index == start else None):
+                at, key = parts(value)
+                job = jobs[key]
+                yield [name, at, job.id.hex], job
 
 
 def _scheduled(store: InMemoryJobStore, queue: str | None, position: list[Any] | None) -> _Walk:
-    due, seq = None, 0
+    after = None
     if position is not None:
         if len(position) != 2 or not _is_number(position[0]):
             raise ValueError("invalid cursor")
-        due, seq = float(position[0]), _count(position[1])
-    jobs = store._jobs
-    for at, entry_seq, job in store._schedule.after(due, seq):
-        current = jobs.get(job.id.int) is job and (queue is None or job.queue == queue)
-        yield [at, entry_seq], job if current else None
+        after = due_entry(float(position[0]), _job_key(position[1]))
+    jobs, due = store._jobs, store._live.due
+    for value in store._live.scheduled.after(after):
+        job = jobs[parts(value)[1]]
+        yield [due[job.id.int], job.id.hex], job if queue in (None, job.queue) else None
 
 
 def _running(store: InMemoryJobStore, queue: str | None, position: list[Any] | None) -> _Walk:
-    after: tuple[float, int] | None = None
-    if position is not None:
-        if len(position) != 2 or not _is_number(position[0]) or not isinstance(position[1], str):
-            raise ValueError("invalid cursor")
-        after = (float(position[0]), _job_key(position[1]))
-    running = []
-    for key in store._leases:
-        job = store._jobs[key]
-        if queue is None or job.queue == queue:
-            assert job.started_at is not None
-            order = (job.started_at.timestamp(), key)
-            if after is None or order > after:
-                running.append((order, job))
-    running.sort(key=lambda item: item[0])
-    for (started, key), job in running:
-        yield [started, uuid.UUID(int=key).hex], job
+    after = None if position is None else _entry(position)
+    jobs = store._jobs
+    for value in store._live.running.after(after):
+        at, key = parts(value)
+        job = jobs[key]
+        yield [at, job.id.hex], job if queue in (None, job.queue) else None
 
 
 def _finished(
@@ -164,6 +161,22 @@ def _finished(
         yield [index], job
 
 
+def _entry(position: list[Any]) -> int:
+    """The index entry a ``[µs, id]`` position names."""
+    if len(position) != 2 or not _is_integer(position[0]):
+        raise ValueError("invalid cursor")
+    return entry_of(position[0], _job_key(position[1]))
+
+
+def _job_key(text: Any) -> int:
+    if not isinstance(text, str):
+        raise ValueError("invalid cursor")
+    try:
+        return uuid.UUID(hex=text).int
+    except ValueError:
+        raise ValueError("invalid cursor") from None
+
+
 def _one(position: list[Any]) -> Any:
     if len(position) != 1:
         raise ValueError("invalid cursor")
@@ -171,17 +184,14 @@ def _one(position: list[Any]) -> Any:
 
 
 def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if not _is_integer(value) or value < 0:
         raise ValueError("invalid cursor")
-    return value
+    return int(value)
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _job_key(text: str) -> int:
-    try:
-        return uuid.UUID(hex=text).int
-    except ValueError:
-        raise ValueError("invalid cursor") from None

@@ -1,0 +1,96 @@
+"""`LiveJobs`: the waiting and running jobs of an `InMemoryJobStore` by id, each filed by its
+status in the ordered index its listing pages through, with the counts per queue.
+
+The store keeps exactly one `Job` object per live job and replaces it at every transition
+through `put`, which moves the job's entry from the index of its old status to that of its
+new one and moves it between the counts, so indexes, counts and jobs never disagree:
+
+- Queued: per queue, by ``created_at`` (the jobs waiting behind their partition key too);
+- Scheduled: by due time on the store's monotonic clock (``run_at``'s order unless the
+  wall clock stepped between two schedulings; the due time is what counts), the due
+  times in `LiveJobs.due`;
+- InProgress: by ``started_at``.
+"""
+
+from __future__ import annotations
+
+from ._job import Job, JobStatus
+from ._memory_index import OrderedInts, due_entry, entry
+
+QUEUED, SCHEDULED, RUNNING = 0, 1, 2  # slots of a queue's counts
+
+
+class LiveJobs:
+    """The live jobs (Queued, Scheduled, InProgress) by their id's integer, indexed and
+    counted by status."""
+
+    __slots__ = ("counts", "due", "jobs", "queued", "running", "scheduled", "waiting")
+
+    def __init__(self) -> None:
+        self.jobs: dict[int, Job] = {}
+        self.queued: dict[str, OrderedInts] = {}  # queue -> its Queued jobs by created_at
+        self.scheduled = OrderedInts()  # by due time
+        #: Every Scheduled job's due time (the store's monotonic clock).
+        self.due: dict[int, float] = {}
+        self.running = OrderedInts()  # by started_at
+        self.counts: dict[str, list[int]] = {}  # queue -> [queued, scheduled, in progress]
+        #: Queued plus Scheduled jobs.
+        self.waiting = 0
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def put(self, job: Job, due: float | None = None) -> Job:
+        """Store ``job``, new or replacing the live job with its id; return it.
+        A Scheduled ``job`` is due at ``due`` (monotonic seconds)."""
+        key = job.id.int
+        old = self.jobs.get(key)
+        if old is not None:
+            self._unfile(old, key)
+        self.jobs[key] = job
+        self._file(job, key, due)
+        return job
+
+    def pop(self, key: int) -> Job:
+        """Take out the live job ``key`` (it ended)."""
+        job = self.jobs.pop(key)
+        self._unfile(job, key)
+        return job
+
+    def _file(self, job: Job, key: int, due: float | None) -> None:
+        status, queue = job.status, job.queue
+        counts = self.counts.get(queue)
+        if counts is None:
+            counts = self.counts[queue] = [0, 0, 0]
+        if status is JobStatus.QUEUED:
+            index = self.queued.get(queue)
+            if index is None:
+                index = self.queued[queue] = OrderedInts()
+            index.add(entry(job.created_at, key))
+            counts[QUEUED] += 1
+            self.waiting += 1
+        elif status is JobStatus.SCHEDULED:
+            assert due is not None
+            self.due[key] = due
+            self.scheduled.add(due_entry(due, key))
+            counts[SCHEDULED] += 1
+            self.waiting += 1
+        else:
+            assert job.started_at is not None
+            self.running.add(entry(job.started_at, key))
+            counts[RUNNING] += 1
+
+    def _unfile(self, job: Job, key: int) -> None:
+        status, counts = job.status, self.counts[job.queue]
+        if status is JobStatus.QUEUED:
+            self.queued[job.queue].remove(entry(job.created_at, key))
+            counts[QUEUED] -= 1
+            self.waiting -= 1
+        elif status is JobStatus.SCHEDULED:
+            self.scheduled.remove(due_entry(self.due.pop(key), key))
+            counts[SCHEDULED] -= 1
+            self.waiting -= 1
+        else:
+            assert job.started_at is not None
+            self.running.remove(entry(job.started_at, key))
+            counts[RUNNING] -= 1
