@@ -1,43 +1,42 @@
-"""`AsyncEndpoints`: lifespan wiring and route mapping; the programmatic API comes from its
-bases, `JobSubmission` (submit, read, wait) and `JobControl` (cancel, pause, list...)."""
+"""`AsyncEndpoints`: lifespan wiring and the job routes; the rest comes from its bases,
+`RouteMapping` (async endpoints and handlers), `JobSubmission` (submit, read, wait) and
+`JobControl` (cancel, pause, list...)."""
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
-from typing import Any, TypeVar
+from typing import Any
 
 from starlette.requests import Request
 
 from ._app import Lifespan, join_app
 from ._errors import ConfigurationError, StoreUnavailableError
 from ._events import LifecycleEvents
-from ._handlers import Handler, HandlerFunction, Validator
+from ._handlers import Handler
 from ._http import (
     JobLocations,
     job_cancel_endpoint,
     job_details_endpoint,
-    submit_endpoint,
 )
 from ._job import Job
+from ._mapping import RouteMapping
 from ._memory import InMemoryJobStore
-from ._options import DelayOption, LabelOption
 from ._redact import ErrorDescriber
 from ._retry import RetryPolicy
-from ._routes import add_cancel_route, add_get_route, add_post_route
+from ._routes import add_cancel_route, add_get_route
 from ._runner import WorkerPool
-from ._settings import Settings, default_queue, queue_names
+from ._settings import Settings, queue_names
 from ._store import JobStore
 from ._submission import JobSubmission
 from ._worker import AttemptRunner
 
-F = TypeVar("F", bound=HandlerFunction)
 logger = logging.getLogger("async_endpoints")
 
 
-class AsyncEndpoints(JobSubmission):
+class AsyncEndpoints(RouteMapping, JobSubmission):
     """Async job endpoints for one Starlette or FastAPI app.
 
     Args:
@@ -83,170 +82,6 @@ class AsyncEndpoints(JobSubmission):
         self.pool = WorkerPool(self.store, attempts, s)
         if app is not None:
             self._app_lifespan = join_app(app, self.running)
-
-    def map_async_post(
-        self,
-        path: str,
-        *,
-        name: str | None = None,
-        validator: Validator | None = None,
-        queue: str | None = None,
-        partition_key: LabelOption | None = None,
-        tenant: LabelOption | None = None,
-        delay: DelayOption | None = None,
-        max_retries: int | None = None,
-        job_timeout: float | None = None,
-    ) -> Callable[[F], F]:
-        """Decorator: ``POST path`` queues a job for the decorated handler.
-
-        The handler is ``async def handler(ctx: AsyncContext[Model]) -> Result``; see
-        `add_async_post` for the options. The function is returned unchanged.
-
-        Raises:
-            ConfigurationError: when decorating, as `add_async_post` raises it.
-        """
-
-        def register(function: F) -> F:
-            self.add_async_post(
-                path,
-                function,
-                name=name,
-                validator=validator,
-                queue=queue,
-                partition_key=partition_key,
-                tenant=tenant,
-                delay=delay,
-                max_retries=max_retries,
-                job_timeout=job_timeout,
-            )
-            return function
-
-        return register
-
-    def add_async_post(
-        self,
-        path: str,
-        function: HandlerFunction,
-        *,
-        name: str | None = None,
-        validator: Validator | None = None,
-        queue: str | None = None,
-        partition_key: LabelOption | None = None,
-        tenant: LabelOption | None = None,
-        delay: DelayOption | None = None,
-        max_retries: int | None = None,
-        job_timeout: float | None = None,
-    ) -> Handler:
-        """Register ``function`` as the handler of jobs named ``name`` and route ``POST path``.
-
-        Args:
-            path: The route path (Starlette syntax, path parameters allowed).
-            function: The async handler; its first parameter is an ``AsyncContext[T]``.
-            name: The job name (default: the function's name); unique per endpoints object.
-            validator: ``validator(request, body)`` (sync or async) run before queuing; a
-                ``Response`` it returns is sent as is and nothing is queued.
-            queue: The queue its jobs wait in (default: ``"default"`` when it is one of
-                ``queues``, else the last of them).
-            partition_key: A partition key for every POSTed job, or ``fn(request, body)``
-                (sync or async) giving one (or None) per POST: jobs with the same key run
-                one at a time, in submission order. A value that is not a string of 1 to
-                255 characters answers 422 (a constant one: `ConfigurationError`).
-            tenant: The tenant of every POSTed job, or ``fn(request, body)`` giving it per
-                POST (checked as ``partition_key`` is): a queue's tenants take turns.
-            delay: Seconds a POSTed job waits before it is due (``Scheduled``), or
-                ``fn(request, body)`` (sync or async) giving them (or None) per POST, after
-                the validator and before anything is stored; a value that is not a finite
-                number >= 0 answers 422. POSTs only: `submit` takes its own ``delay``.
-            max_retries: Retries of its jobs (default: the ``max_retries`` setting).
-            job_timeout: Seconds one attempt may run (default: the ``job_timeout`` setting).
-
-        Raises:
-            ConfigurationError: there is no app, ``path`` does not start with ``/``, the
-                name is taken, the handler's signature is unusable, ``queue`` is not one of
-                the ``queues`` setting, or an option is out of range. Nothing is registered
-                then.
-        """
-        if self.app is None:
-            raise ConfigurationError("add_async_post needs an app; use add_handler without one")
-        if not path.startswith("/"):
-            raise ConfigurationError(f"a route path must start with '/': {path!r}")
-        handler = self._new_handler(
-            function,
-            name=name,
-            validator=validator,
-            queue=queue,
-            delay=delay,
-            max_retries=max_retries,
-            job_timeout=job_timeout,
-            partition_key=partition_key,
-            tenant=tenant,
-        )
-        endpoint = submit_endpoint(self, handler)
-        add_post_route(self.app, path, endpoint, name=handler.name, model=handler.model)
-        self.handlers[handler.name] = handler
-        return handler
-
-    def add_handler(
-        self,
-        function: HandlerFunction,
-        *,
-        name: str | None = None,
-        validator: Validator | None = None,
-        queue: str | None = None,
-        max_retries: int | None = None,
-        job_timeout: float | None = None,
-    ) -> Handler:
-        """Register a job handler without a route (jobs come from `submit` only).
-
-        ``queue``, ``max_retries`` and ``job_timeout`` are as for `add_async_post`.
-
-        Raises:
-            ConfigurationError: the name is taken, the handler's signature is unusable,
-                ``queue`` is not one of the ``queues`` setting, or an option is out of range.
-        """
-        handler = self._new_handler(
-            function,
-            name=name,
-            validator=validator,
-            queue=queue,
-            max_retries=max_retries,
-            job_timeout=job_timeout,
-        )
-        self.handlers[handler.name] = handler
-        return handler
-
-    def _new_handler(
-        self,
-        function: HandlerFunction,
-        *,
-        name: str | None,
-        validator: Validator | None,
-        queue: str | None,
-        max_retries: int | None,
-        job_timeout: float | None,
-        delay: DelayOption | None = None,
-        partition_key: LabelOption | None = None,
-        tenant: LabelOption | None = None,
-    ) -> Handler:
-        queues = self.settings.queues
-        if queue is not None and queue not in queues:
-            known = ", ".join(queues)
-            raise ConfigurationError(f"unknown queue {queue!r} (the queues setting has: {known})")
-        handler = Handler.from_function(
-            function,
-            name=name,
-            validator=validator,
-            max_result_size=self.settings.max_result_size,
-            queue=default_queue(queues) if queue is None else queue,
-            max_retries=max_retries,
-            job_timeout=job_timeout,
-            delay=delay,
-            partition_key=partition_key,
-            tenant=tenant,
-        )
-        if handler.name in self.handlers:
-            raise ConfigurationError(f"a job handler named {handler.name!r} exists already")
-        return handler
 
     def map_job_details(self, path: str = "/jobs/{job_id}", *, name: str | None = None) -> None:
         """Register ``GET path`` answering the job JSON (``path`` holds ``{job_id}``).

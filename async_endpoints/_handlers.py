@@ -59,6 +59,8 @@ class Handler:
         partition_key: A POSTed job's partition key, or ``fn(request, body)`` giving it
             per POST (None: no key).
         tenant: A POSTed job's tenant, or ``fn(request, body)`` giving it per POST.
+        result_type: The handler's return annotation (``Any`` without one), which types
+            ``result`` in the OpenAPI document.
     """
 
     name: str
@@ -74,6 +76,7 @@ class Handler:
     delay: DelayOption | None = None
     partition_key: LabelOption | None = None
     tenant: LabelOption | None = None
+    result_type: Any = Any
     _result_serializer: SchemaSerializer = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -134,6 +137,7 @@ class Handler:
                 delay=delay,
                 partition_key=partition_key,
                 tenant=tenant,
+                result_type=returns,
             )
         except (NameError, TypeError, PydanticUserError) as exc:
             message = f"job handler {function.__name__}'s annotations are unusable: {exc}"

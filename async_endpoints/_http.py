@@ -1,4 +1,6 @@
-"""The HTTP endpoints: submit (POST → 202), job details (GET) and cancel (POST).
+"""The HTTP endpoints: submit (POST, PUT, PATCH or DELETE → 202, or 200 with the finished
+job for ``Prefer: wait``), job details (GET, long-polled with ``Prefer: wait``) and cancel
+(POST).
 
 They depend on `JobService`, the few things of `AsyncEndpoints` they use, not on all of it.
 
@@ -11,6 +13,7 @@ failures are logged here and answered with a fixed message (503 when it is unrea
 # at runtime and must see real classes.
 
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
@@ -25,10 +28,17 @@ from ._capture import (
     raw_headers,
     read_body,
 )
-from ._errors import JobStoreError, JobValidationError, QueueFullError, StoreUnavailableError
+from ._errors import (
+    DuplicateJobError,
+    JobStoreError,
+    JobValidationError,
+    QueueFullError,
+    StoreUnavailableError,
+)
 from ._handlers import Handler
-from ._job import Job, JobRequest, parse_job_id
+from ._job import Job, JobRequest, JobStatus, parse_job_id
 from ._options import AT_ONCE, Placement
+from ._prefer import applied, preferred_wait
 from ._responses import call_maybe_async, error_response, job_response
 from ._settings import Settings
 
@@ -81,9 +91,19 @@ class JobService(Protocol):
         ...
 
     async def enqueue(
-        self, handler: Handler, request: JobRequest, placement: Placement = AT_ONCE
+        self,
+        handler: Handler,
+        request: JobRequest,
+        placement: Placement = AT_ONCE,
+        *,
+        job_id: uuid.UUID | None = None,
     ) -> Job:
         """Store a job for ``handler`` (see `AsyncEndpoints.enqueue`)."""
+        ...
+
+    async def wait_until(self, job: Job, seconds: float) -> Job:
+        """``job`` once terminal, or as it is after ``seconds`` (see
+        `AsyncEndpoints.wait_until`)."""
         ...
 
     async def get_job(self, job_id: Any) -> Job | None:
@@ -95,11 +115,17 @@ class JobService(Protocol):
         ...
 
 
+#: The header naming a client-chosen job id (as the .NET library reads it).
+REQUEST_ID_HEADER = "x-async-request-id"
+
+
 def submit_endpoint(endpoints: JobService, handler: Handler) -> Endpoint:
-    """The POST endpoint of ``handler``: validate, capture, queue, answer 202."""
+    """The submit endpoint of ``handler``: validate, capture, queue, answer 202 (or 200
+    with the finished job when ``Prefer: wait`` was honoured in time)."""
 
     async def submit(request: Request) -> Response:
         try:
+            job_id = _requested_id(request)
             body, body_json = await _read_validated_body(request, handler, endpoints)
         except RequestRejected as rejected:
             return error_response(rejected.status_code, rejected.detail)
@@ -113,26 +139,98 @@ def submit_endpoint(endpoints: JobService, handler: Handler) -> Endpoint:
             return error_response(422, str(exc))
         job_request = await _capture(endpoints, request, body_json)
         try:
-            job = await endpoints.enqueue(handler, job_request, placement)
+            job = await _store_once(endpoints, handler, job_request, placement, job_id)
         except QueueFullError as exc:
             return error_response(503, str(exc), retry_after=exc.retry_after)
         except JobStoreError as exc:
             return _store_failure("queue a job", exc)
-        return await submitted_response(endpoints, job, request)
+        if job is None:
+            return error_response(409, f"job id {job_id} is taken by another submission")
+        return await _accepted(endpoints, job, request)
 
     submit.__name__ = f"submit_{handler.name}"
     return submit
 
 
+async def _accepted(endpoints: JobService, job: Job, request: Request) -> Response:
+    """The answer to a stored submission: 202, or with ``Prefer: wait=N`` the finished
+    job (200) once it is terminal within N seconds (202 as it is then otherwise)."""
+    wait = preferred_wait(request, endpoints.settings.max_wait)
+    if wait is None:
+        return await submitted_response(endpoints, job, request)
+    try:
+        job = await endpoints.wait_until(job, wait)
+    except JobStoreError as exc:  # the job is stored: answer as without the wait
+        logger.warning("could not wait for job %s: %s", job.id, exc)
+    if job.status.is_terminal:
+        response = await status_response(endpoints, job, request)
+    else:
+        response = await submitted_response(endpoints, job, request)
+    response.headers.update(applied(wait))
+    return response
+
+
+async def _store_once(
+    endpoints: JobService,
+    handler: Handler,
+    job_request: JobRequest,
+    placement: Placement,
+    job_id: uuid.UUID | None,
+) -> Job | None:
+    """The job this submission stored, or the job a repeat of it (same client-chosen id)
+    stored before; None when that id belongs to a different submission."""
+    for _ in range(2):
+        try:
+            return await endpoints.enqueue(handler, job_request, placement, job_id=job_id)
+        except DuplicateJobError:
+            assert job_id is not None
+            existing = await endpoints.get_job(job_id)
+            if existing is not None:
+                return existing if _repeats(existing, handler, job_request) else None
+            # Dropped between the two calls (its retention ended): store it afresh.
+    return None
+
+
+def _repeats(job: Job, handler: Handler, request: JobRequest) -> bool:
+    """Whether ``request`` for ``handler`` repeats the submission that stored ``job``: the
+    same endpoint and owner, and the same body while the job still keeps it (a completed
+    job keeps only its owner)."""
+    kept = job.request
+    same_body = job.status is JobStatus.COMPLETED or kept.body == request.body
+    return job.name == handler.name and kept.owner == request.owner and same_body
+
+
+def _requested_id(request: Request) -> uuid.UUID | None:
+    """The job id the client chose with ``X-Async-Request-Id``, or None.
+
+    Raises:
+        RequestRejected: 400, the value is not a UUID.
+    """
+    value = request.headers.get(REQUEST_ID_HEADER)
+    if value is None:
+        return None
+    job_id = parse_job_id(value.strip())
+    if job_id is None:
+        raise RequestRejected(400, "X-Async-Request-Id must be a UUID")
+    return job_id
+
+
 def job_details_endpoint(endpoints: JobService) -> Endpoint:
-    """The GET endpoint answering a job's JSON, 404 for unknown or unauthorised ids."""
+    """The GET endpoint answering a job's JSON, 404 for unknown or unauthorised ids; with
+    ``Prefer: wait=N`` it answers once the job is terminal or N seconds have passed."""
 
     async def job_details(request: Request) -> Response:
+        wait = preferred_wait(request, endpoints.settings.max_wait)
         try:
             job = await _authorized_job(endpoints, request)
+            if job is not None and wait is not None and not job.status.is_terminal:
+                job = await endpoints.wait_until(job, wait)
         except JobStoreError as exc:
             return _store_failure("read a job", exc)
-        return await status_response(endpoints, job, request)
+        response = await status_response(endpoints, job, request)
+        if wait is not None and job is not None:
+            response.headers.update(applied(wait))
+        return response
 
     return job_details
 

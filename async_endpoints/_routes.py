@@ -8,14 +8,16 @@ whole and to answer 415), so FastAPI is told about the body and the 202 response
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pydantic import TypeAdapter
+from pydantic import Field, TypeAdapter, create_model
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import compile_path
 
+from ._handlers import Handler
 from ._responses import JobModel
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -27,36 +29,84 @@ _ERROR_SCHEMA = {
 }
 
 
+# The request headers an async endpoint reads, as OpenAPI parameters.
+_SUBMIT_HEADERS = [
+    {
+        "name": "X-Async-Request-Id",
+        "in": "header",
+        "required": False,
+        "description": "A UUID to use as the job's id; a repeat of the same submission "
+        "answers the existing job.",
+        "schema": {"type": "string", "format": "uuid"},
+    },
+    {
+        "name": "Prefer",
+        "in": "header",
+        "required": False,
+        "description": "wait=N: answer 200 with the finished job when it ends within N "
+        "seconds (at most the max_wait setting), else 202.",
+        "schema": {"type": "string"},
+    },
+]
+
+
 def is_fastapi(app: Any) -> bool:
     """True when ``app`` is a FastAPI application (FastAPI need not be installed)."""
     return any(cls.__module__.startswith("fastapi") for cls in type(app).__mro__)
 
 
-def add_post_route(app: Any, path: str, endpoint: Endpoint, *, name: str, model: Any) -> None:
-    """Register ``endpoint`` for ``POST path`` on a Starlette or FastAPI app."""
+def add_submit_route(
+    app: Any, method: str, path: str, endpoint: Endpoint, handler: Handler
+) -> None:
+    """Register ``endpoint`` for ``method path`` (an async endpoint) on a Starlette or
+    FastAPI app; in FastAPI's OpenAPI document its 202 and 200 (``Prefer: wait``) answers
+    are the job JSON with ``result`` typed by the handler's return annotation."""
+    name = handler.name
     if not is_fastapi(app):
-        app.router.add_route(path, endpoint, methods=["POST"], name=name)
+        app.router.add_route(path, endpoint, methods=[method], name=name)
         return
-    extra: dict[str, Any] = {"parameters": _path_parameters(path)}
-    if model is not None:
+    extra: dict[str, Any] = {"parameters": [*_path_parameters(path), *_SUBMIT_HEADERS]}
+    if handler.model is not None:
         extra["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": inline_schema(model)}},
+            "content": {"application/json": {"schema": inline_schema(handler.model)}},
         }
+    model = typed_job_model(handler)
     app.add_api_route(
         path,
         endpoint,
-        methods=["POST"],
+        methods=[method],
         name=name,
-        operation_id=name,
+        operation_id=name if method == "POST" else f"{name}_{method.lower()}",
         status_code=202,
         response_model=None,
         responses={
-            202: {"model": JobModel, "description": "The job was accepted and queued."},
-            **_error_responses(400, 413, 415, 422, 503),
+            202: {"model": model, "description": "The job was accepted and queued."},
+            200: {
+                "model": model,
+                "description": "With Prefer: wait=N, the job finished within N seconds.",
+            },
+            **_error_responses(400, 409, 413, 415, 422, 503),
         },
         openapi_extra=extra,
     )
+
+
+def typed_job_model(handler: Handler) -> type[JobModel]:
+    """`JobModel` with ``result`` typed by ``handler``'s return annotation (JobModel itself
+    when it has none)."""
+    if handler.result_type is Any:
+        return JobModel
+    title = re.sub(r"\W+", "_", handler.name)
+    model: type[JobModel] = create_model(
+        f"{title}Job",
+        __base__=JobModel,
+        result=(
+            handler.result_type | None,
+            Field(description="The handler's return value once Completed."),
+        ),
+    )
+    return model
 
 
 def add_get_route(app: Any, path: str, endpoint: Endpoint, *, name: str) -> None:
@@ -139,9 +189,11 @@ def _path_parameters(path: str) -> list[dict[str, Any]]:
 
 def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
-        400: "Malformed request (for example, a body that is not JSON).",
+        400: "Malformed request (a body that is not JSON, an X-Async-Request-Id that is "
+        "not a UUID).",
         404: "No such job (or not visible to this caller).",
-        409: "The job was terminal already.",
+        409: "Conflict: the job was terminal already (cancel), or the X-Async-Request-Id "
+        "belongs to another submission.",
         413: "The request body is larger than max_body_size.",
         415: "The body is not JSON.",
         422: "The body failed validation.",

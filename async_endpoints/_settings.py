@@ -75,6 +75,7 @@ _DURATIONS = (
     "recovery_interval",
     "shutdown_grace_period",
     "polling_interval",
+    "max_wait",
 )
 _HOOKS = ("authorize", "owner", "job_submitted_response", "job_status_response", "error_message")
 
@@ -148,6 +149,8 @@ class Settings:
         job_submitted_response: ``fn(job, request) -> Response`` replacing the 202 response.
         job_status_response: ``fn(job_or_None, request) -> Response`` replacing the
             job-details response.
+        max_wait: The longest a request's ``Prefer: wait=N`` holds it open, in seconds
+            (default 30.0); 0 turns ``Prefer: wait`` off.
     """
 
     max_concurrency: int = 16
@@ -174,6 +177,7 @@ class Settings:
     queues: Sequence[str] = (DEFAULT_QUEUE,)
     job_submitted_response: SubmittedResponseFactory | None = None
     job_status_response: StatusResponseFactory | None = None
+    max_wait: float = 30.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "queues", queue_names(self.queues, ConfigurationError))
@@ -182,7 +186,7 @@ class Settings:
         _check_positive(self, "max_result_size")
         _check_positive(self, "recovery_interval", "polling_interval")
         _check_not_negative(self, "max_retries", "retry_base_delay", "retry_max_delay")
-        _check_not_negative(self, "retry_jitter", "shutdown_grace_period")
+        _check_not_negative(self, "retry_jitter", "shutdown_grace_period", "max_wait")
         if self.max_queue_size is not None and self.max_queue_size < 1:
             raise ConfigurationError(
                 f"max_queue_size must be >= 1 or None, not {self.max_queue_size}"

@@ -78,13 +78,23 @@ class JobSubmission(JobControl):
         return await self.enqueue(handler, request, placement)
 
     async def enqueue(
-        self, handler: Handler, request: JobRequest, placement: Placement = AT_ONCE
+        self,
+        handler: Handler,
+        request: JobRequest,
+        placement: Placement = AT_ONCE,
+        *,
+        job_id: uuid.UUID | None = None,
     ) -> Job:
         """Store a job for ``handler`` from an already validated request (every POST and
-        `submit` come here); ``placement`` checked by the caller."""
+        `submit` come here); ``placement`` checked by the caller; ``job_id`` a
+        client-chosen id (default: a fresh uuid4).
+
+        Raises:
+            DuplicateJobError: ``job_id`` belongs to another job already.
+        """
         max_retries = handler.max_retries
         new_job = NewJob(
-            uuid.uuid4(),
+            uuid.uuid4() if job_id is None else job_id,
             handler.name,
             self.settings.max_retries if max_retries is None else max_retries,
             request,
@@ -96,6 +106,26 @@ class JobSubmission(JobControl):
         job = await self.store.enqueue(new_job, max_waiting=self.settings.max_queue_size)
         if self.events:
             self.events.emit(LifecycleEvent(EventKind.SUBMITTED, job))
+        return job
+
+    async def wait_until(self, job: Job, seconds: float) -> Job:
+        """``job`` as soon as it is terminal, or as it is after ``seconds`` (woken by its
+        settlement, not polled); ``job`` itself when it is gone meanwhile.
+
+        Raises:
+            StoreUnavailableError: the store cannot be reached.
+            JobStoreError: the store refused the read.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while not job.status.is_terminal:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            latest = await self.store.wait_until_terminal(job.id, remaining)
+            if latest is None:
+                break
+            job = latest
         return job
 
     async def get_job(self, job_id: uuid.UUID | str) -> Job | None:

@@ -1,0 +1,196 @@
+"""`RouteMapping`: registering job handlers, with or without an HTTP route (a base of
+`AsyncEndpoints`). Async endpoints answer POST, PUT, PATCH or DELETE alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack, cast
+
+from ._errors import ConfigurationError
+from ._handlers import Handler, HandlerFunction, Validator
+from ._http import JobService, submit_endpoint
+from ._options import DelayOption, LabelOption
+from ._routes import add_submit_route
+from ._settings import Settings, default_queue
+
+if TYPE_CHECKING:
+    from typing import Literal
+
+    Method = Literal["POST", "PUT", "PATCH", "DELETE"]
+else:
+    Method = str
+
+F = TypeVar("F", bound=HandlerFunction)
+
+_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+class RouteOptions(TypedDict, total=False):
+    """The options of an async endpoint (see `RouteMapping.add_async_route`)."""
+
+    name: str | None
+    validator: Validator | None
+    queue: str | None
+    partition_key: LabelOption | None
+    tenant: LabelOption | None
+    delay: DelayOption | None
+    max_retries: int | None
+    job_timeout: float | None
+
+
+class RouteMapping:
+    """Handler registration: ``map_async_post`` and its PUT, PATCH and DELETE siblings,
+    ``add_handler`` for jobs submitted from code only."""
+
+    app: Any
+    settings: Settings
+    handlers: dict[str, Handler]
+
+    def map_async_post(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[F], F]:
+        """Decorator: ``POST path`` queues a job for the decorated handler.
+
+        The handler is ``async def handler(ctx: AsyncContext[Model]) -> Result``; see
+        `add_async_route` for the options. The function is returned unchanged.
+
+        Raises:
+            ConfigurationError: when decorating, as `add_async_route` raises it.
+            TypeError: an unknown option.
+        """
+        return self._decorator("POST", path, options)
+
+    def map_async_put(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[F], F]:
+        """Decorator: ``PUT path`` queues a job, as `map_async_post` does for POST."""
+        return self._decorator("PUT", path, options)
+
+    def map_async_patch(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[F], F]:
+        """Decorator: ``PATCH path`` queues a job, as `map_async_post` does for POST."""
+        return self._decorator("PATCH", path, options)
+
+    def map_async_delete(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[F], F]:
+        """Decorator: ``DELETE path`` queues a job, as `map_async_post` does for POST (its
+        handler usually takes no body: a bare ``AsyncContext``)."""
+        return self._decorator("DELETE", path, options)
+
+    def add_async_post(
+        self, path: str, function: HandlerFunction, **options: Unpack[RouteOptions]
+    ) -> Handler:
+        """Register ``function`` and route ``POST path`` to it (see `add_async_route`)."""
+        return self.add_async_route("POST", path, function, **options)
+
+    def add_async_route(
+        self,
+        method: Method,
+        path: str,
+        function: HandlerFunction,
+        **options: Unpack[RouteOptions],
+    ) -> Handler:
+        """Register ``function`` as the handler of jobs named ``name`` and route
+        ``method path`` (POST, PUT, PATCH or DELETE) to it.
+
+        Args:
+            method: The HTTP method.
+            path: The route path (Starlette syntax, path parameters allowed).
+            function: The async handler; its first parameter is an ``AsyncContext[T]``.
+            **options: ``name``: the job name (default: the function's name), unique per
+                endpoints object. ``validator``: ``validator(request, body)`` (sync or
+                async) run before queuing; a ``Response`` it returns is sent as is and
+                nothing is queued. ``queue``: the queue its jobs wait in (default:
+                ``"default"`` when it is one of ``queues``, else the last of them).
+                ``partition_key``: a partition key for every job, or ``fn(request, body)``
+                (sync or async) giving one (or None) per request: jobs with the same key
+                run one at a time, in submission order; a value that is not a string of 1
+                to 255 characters answers 422 (a constant one: `ConfigurationError`).
+                ``tenant``: the tenant of every job, or ``fn(request, body)`` giving it
+                (checked as ``partition_key`` is): a queue's tenants take turns.
+                ``delay``: seconds a job waits before it is due (``Scheduled``), or
+                ``fn(request, body)`` giving them (or None) per request; a value that is
+                not a finite number >= 0 answers 422 (requests only: `submit` takes its
+                own ``delay``). The functions run after the validator, before anything is
+                stored. ``max_retries``: retries of its jobs (default: the setting).
+                ``job_timeout``: seconds one attempt may run (default: the setting).
+
+        Raises:
+            ConfigurationError: there is no app, ``method`` is not one of POST, PUT, PATCH
+                and DELETE, ``path`` does not start with ``/``, the name is taken, the
+                handler's signature is unusable, ``queue`` is not one of the ``queues``
+                setting, or an option is out of range. Nothing is registered then.
+            TypeError: an unknown option.
+        """
+        _check_options(options)
+        if self.app is None:
+            raise ConfigurationError("async endpoints need an app; use add_handler without one")
+        if method not in _METHODS:
+            raise ConfigurationError(f"an async endpoint answers one of {_METHODS}, not {method!r}")
+        if not path.startswith("/"):
+            raise ConfigurationError(f"a route path must start with '/': {path!r}")
+        handler = self._new_handler(function, options)
+        endpoint = submit_endpoint(cast(JobService, self), handler)
+        add_submit_route(self.app, method, path, endpoint, handler)
+        self.handlers[handler.name] = handler
+        return handler
+
+    def add_handler(
+        self,
+        function: HandlerFunction,
+        *,
+        name: str | None = None,
+        validator: Validator | None = None,
+        queue: str | None = None,
+        max_retries: int | None = None,
+        job_timeout: float | None = None,
+    ) -> Handler:
+        """Register a job handler without a route (jobs come from `submit` only).
+
+        ``queue``, ``max_retries`` and ``job_timeout`` are as for `add_async_route`.
+
+        Raises:
+            ConfigurationError: the name is taken, the handler's signature is unusable,
+                ``queue`` is not one of the ``queues`` setting, or an option is out of range.
+        """
+        options = RouteOptions(
+            name=name,
+            validator=validator,
+            queue=queue,
+            max_retries=max_retries,
+            job_timeout=job_timeout,
+        )
+        handler = self._new_handler(function, options)
+        self.handlers[handler.name] = handler
+        return handler
+
+    def _decorator(self, method: Method, path: str, options: RouteOptions) -> Callable[[F], F]:
+        _check_options(options)
+
+        def register(function: F) -> F:
+            self.add_async_route(method, path, function, **options)
+            return function
+
+        return register
+
+    def _new_handler(self, function: HandlerFunction, options: RouteOptions) -> Handler:
+        queues = self.settings.queues
+        queue = options.get("queue")
+        if queue is not None and queue not in queues:
+            known = ", ".join(queues)
+            raise ConfigurationError(f"unknown queue {queue!r} (the queues setting has: {known})")
+        handler = Handler.from_function(
+            function,
+            name=options.get("name"),
+            validator=options.get("validator"),
+            max_result_size=self.settings.max_result_size,
+            queue=default_queue(queues) if queue is None else queue,
+            max_retries=options.get("max_retries"),
+            job_timeout=options.get("job_timeout"),
+            delay=options.get("delay"),
+            partition_key=options.get("partition_key"),
+            tenant=options.get("tenant"),
+        )
+        if handler.name in self.handlers:
+            raise ConfigurationError(f"a job handler named {handler.name!r} exists already")
+        return handler
+
+
+def _check_options(options: object) -> None:
+    unknown = set(cast(dict[str, Any], options)) - RouteOptions.__optional_keys__
+    if unknown:
+        raise TypeError(f"unknown option(s) of an async endpoint: {', '.join(sorted(unknown))}")

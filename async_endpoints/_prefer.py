@@ -1,0 +1,34 @@
+"""The ``Prefer: wait=N`` request preference (RFC 7240): how long a client will wait."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from starlette.requests import Request
+
+# One preference: a token, optionally "=" and a token or quoted string, then parameters
+# after ";" that this library ignores. Preferences are separated by commas, possibly
+# over several Prefer headers.
+_WAIT = re.compile(r'^\s*wait\s*=\s*"?([0-9]+(?:\.[0-9]+)?)"?\s*(?:;.*)?$', re.IGNORECASE)
+
+
+def preferred_wait(request: Request, max_wait: float) -> float | None:
+    """The seconds the request's ``Prefer: wait=N`` asks for, capped at ``max_wait``; None
+    when it asks for none, or the value is malformed or negative (ignored, never an error),
+    or ``max_wait`` is 0."""
+    if max_wait <= 0:
+        return None
+    for header in request.headers.getlist("prefer"):
+        for preference in header.split(","):
+            match = _WAIT.match(preference)
+            if match:
+                seconds = float(match[1])
+                return min(seconds, max_wait) if math.isfinite(seconds) else None
+    return None
+
+
+def applied(seconds: float) -> dict[str, str]:
+    """The ``Preference-Applied`` header for a wait of ``seconds``."""
+    text = str(int(seconds)) if seconds == int(seconds) else f"{seconds:g}"
+    return {"Preference-Applied": f"wait={text}"}

@@ -1,0 +1,260 @@
+"""The request-reply pattern over real HTTP (uvicorn on loopback, httpx): PUT, PATCH and
+DELETE endpoints, a client-chosen job id (X-Async-Request-Id), and Prefer: wait on
+submissions and on job details."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from async_endpoints import AsyncContext, AsyncEndpoints
+from tests.serving import served
+
+
+class Item(BaseModel):
+    label: str
+
+
+class Gate:
+    """Lets the "slow" handler finish when the test says so."""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+
+
+def make_app(gate: Gate, **settings: Any) -> tuple[FastAPI, AsyncEndpoints]:
+    app = FastAPI()
+    endpoints = AsyncEndpoints(app, owner=lambda request: request.headers.get("x-user"), **settings)
+
+    @endpoints.map_async_post("/items", name="CreateItem")
+    async def create(ctx: AsyncContext[Item]) -> str:
+        return f"created {ctx.request.label}"
+
+    @endpoints.map_async_put("/items/{item_id}", name="ReplaceItem")
+    async def replace(ctx: AsyncContext[Item]) -> str:
+        return f"{ctx.route_params['item_id']} is {ctx.request.label}"
+
+    @endpoints.map_async_patch("/items/{item_id}", name="PatchItem")
+    async def patch(ctx: AsyncContext[Item]) -> str:
+        return f"{ctx.route_params['item_id']} patched"
+
+    @endpoints.map_async_delete("/items/{item_id}", name="DeleteItem")
+    async def delete(ctx: AsyncContext) -> str:
+        return f"{ctx.route_params['item_id']} deleted"
+
+    @endpoints.map_async_post("/slow", name="Slow")
+    async def slow(ctx: AsyncContext) -> str:
+        await gate.open.wait()
+        return "finally"
+
+    endpoints.map_job_details()
+    return app, endpoints
+
+
+@pytest.fixture
+def gate() -> Gate:
+    return Gate()
+
+
+@pytest.fixture
+async def client(gate: Gate) -> AsyncIterator[httpx.AsyncClient]:
+    app, _ = make_app(gate)
+    async with served(app) as url, httpx.AsyncClient(base_url=url, timeout=20) as http:
+        yield http
+
+
+async def finished(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
+    response = await client.get(f"/jobs/{job_id}", headers={"Prefer": "wait=10"})
+    job: dict[str, Any] = response.json()
+    assert job["status"] == "Completed", job
+    return job
+
+
+# ---------------------------------------------------------------------------------------
+# PUT, PATCH, DELETE
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "result"),
+    [
+        ("PUT", {"label": "red"}, "7 is red"),
+        ("PATCH", {"label": "red"}, "7 patched"),
+        ("DELETE", None, "7 deleted"),
+    ],
+)
+async def test_put_patch_and_delete_endpoints_answer_202_and_run_their_handler(
+    client: httpx.AsyncClient, method: str, body: Any, result: str
+) -> None:
+    """Each verb queues a job with its route parameters (and body) and runs it."""
+    response = await client.request(method, "/items/7", json=body)
+    assert response.status_code == 202
+    assert response.headers["location"] == f"/jobs/{response.json()['id']}"
+    assert (await finished(client, response.json()["id"]))["result"] == result
+
+
+async def test_a_put_body_is_validated_like_a_post_body(client: httpx.AsyncClient) -> None:
+    """A PUT whose body fails the model answers 422 JSON and queues nothing."""
+    response = await client.put("/items/7", json={"colour": "red"})
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"][0] == "body"
+
+
+async def test_a_verb_the_endpoint_does_not_map_is_405(client: httpx.AsyncClient) -> None:
+    """Only the mapped methods answer: POST /items/7 is not an endpoint."""
+    assert (await client.post("/items/7", json={"label": "x"})).status_code == 405
+
+
+# ---------------------------------------------------------------------------------------
+# X-Async-Request-Id
+# ---------------------------------------------------------------------------------------
+
+
+async def test_a_client_chosen_id_becomes_the_job_id(client: httpx.AsyncClient) -> None:
+    """X-Async-Request-Id: <uuid> is the job's id."""
+    chosen = str(uuid.uuid4())
+    response = await client.post(
+        "/items", json={"label": "a"}, headers={"X-Async-Request-Id": chosen}
+    )
+    assert response.status_code == 202 and response.json()["id"] == chosen
+
+
+async def test_a_repeat_with_the_same_id_answers_the_existing_job(
+    client: httpx.AsyncClient,
+) -> None:
+    """The same submission again (before and after it ran) answers 202 with the one job."""
+    chosen = str(uuid.uuid4())
+    headers = {"X-Async-Request-Id": chosen, "x-user": "ann"}
+    first = await client.post("/items", json={"label": "a"}, headers=headers)
+    again = await client.post("/items", json={"label": "a"}, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert first.json()["id"] == again.json()["id"] == chosen
+    done = await finished(client, chosen)
+    later = await client.post("/items", json={"label": "a"}, headers=headers)
+    assert later.status_code == 202 and later.json() == done
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "user"),
+    [
+        ("/items/1", {"label": "a"}, "ann"),  # another endpoint (PUT below)
+        ("/items", {"label": "a"}, "bob"),  # another owner
+    ],
+)
+async def test_the_same_id_for_a_different_submission_is_409(
+    client: httpx.AsyncClient, path: str, body: dict[str, str], user: str
+) -> None:
+    """Another endpoint, body or owner with a taken id: 409 JSON; the job is unchanged."""
+    chosen = str(uuid.uuid4())
+    original = await client.post(
+        "/items", json={"label": "a"}, headers={"X-Async-Request-Id": chosen, "x-user": "ann"}
+    )
+    method = "PUT" if path != "/items" else "POST"
+    clash = await client.request(
+        method, path, json=body, headers={"X-Async-Request-Id": chosen, "x-user": user}
+    )
+    assert clash.status_code == 409 and "detail" in clash.json()
+    job = await finished(client, chosen)
+    assert job["name"] == "CreateItem" and job["result"] == "created a"
+    assert original.json()["id"] == chosen
+
+
+@pytest.mark.parametrize("bad", ["not-a-uuid", "", "1234"])
+async def test_an_id_that_is_not_a_uuid_is_400_and_queues_nothing(gate: Gate, bad: str) -> None:
+    """A malformed X-Async-Request-Id: 400 JSON, nothing stored."""
+    app, endpoints = make_app(gate)
+    async with served(app) as url, httpx.AsyncClient(base_url=url) as client:
+        response = await client.post(
+            "/items", json={"label": "a"}, headers={"X-Async-Request-Id": bad}
+        )
+        stats = await endpoints.queue_stats()
+    assert response.status_code == 400 and "X-Async-Request-Id" in response.json()["detail"]
+    assert sum(s.queued + s.in_progress + s.completed for s in stats) == 0
+
+
+# ---------------------------------------------------------------------------------------
+# Prefer: wait
+# ---------------------------------------------------------------------------------------
+
+
+async def test_prefer_wait_answers_200_with_the_finished_job(client: httpx.AsyncClient) -> None:
+    """A job that ends within N seconds: 200, the terminal job JSON, Preference-Applied."""
+    response = await client.post("/items", json={"label": "a"}, headers={"Prefer": "wait=10"})
+    assert response.status_code == 200
+    assert response.json()["status"] == "Completed" and response.json()["result"] == "created a"
+    assert response.headers["preference-applied"] == "wait=10"
+
+
+async def test_prefer_wait_answers_202_when_the_job_is_still_running(
+    client: httpx.AsyncClient, gate: Gate
+) -> None:
+    """A job still running after N seconds: the usual 202 (its current JSON), with
+    Preference-Applied; it finishes later as usual."""
+    response = await client.post("/slow", headers={"Prefer": "wait=0.3"})
+    assert response.status_code == 202
+    assert response.json()["status"] in {"Queued", "InProgress"}
+    assert response.headers["preference-applied"] == "wait=0.3"
+    gate.open.set()
+    assert (await finished(client, response.json()["id"]))["result"] == "finally"
+
+
+@pytest.mark.parametrize("prefer", ["wait=-1", "wait=soon", "wait=", "respond-async", "wait=1e9x"])
+async def test_a_malformed_or_negative_wait_is_ignored(
+    client: httpx.AsyncClient, prefer: str
+) -> None:
+    """Prefer values that are not a wait of N >= 0 seconds: a plain 202, never an error."""
+    response = await client.post("/items", json={"label": "a"}, headers={"Prefer": prefer})
+    assert response.status_code == 202 and "preference-applied" not in response.headers
+
+
+async def test_a_wait_is_capped_at_max_wait(gate: Gate) -> None:
+    """wait=3600 with max_wait=0.2: the answer comes after 0.2 s, and says so."""
+    app, _ = make_app(gate, max_wait=0.2)
+    async with served(app) as url, httpx.AsyncClient(base_url=url, timeout=20) as client:
+        response = await client.post("/slow", headers={"Prefer": "wait=3600"})
+        gate.open.set()
+    assert response.status_code == 202 and response.headers["preference-applied"] == "wait=0.2"
+
+
+async def test_a_wait_among_other_preferences_is_found(client: httpx.AsyncClient) -> None:
+    """Prefer: respond-async, wait=10 (one header, several preferences) is honoured."""
+    response = await client.post(
+        "/items", json={"label": "a"}, headers={"Prefer": "respond-async, wait=10"}
+    )
+    assert response.status_code == 200 and response.headers["preference-applied"] == "wait=10"
+
+
+async def test_job_details_long_poll_until_the_job_ends(
+    client: httpx.AsyncClient, gate: Gate
+) -> None:
+    """GET with Prefer: wait=N answers as soon as the job is terminal."""
+    job_id = (await client.post("/slow")).json()["id"]
+    poll = asyncio.create_task(client.get(f"/jobs/{job_id}", headers={"Prefer": "wait=20"}))
+    await asyncio.sleep(0.2)
+    assert not poll.done()  # still waiting: the job runs on
+    gate.open.set()
+    response = await poll
+    assert response.status_code == 200 and response.json()["status"] == "Completed"
+    assert response.headers["preference-applied"] == "wait=20"
+
+
+async def test_job_details_long_poll_answers_the_current_job_after_n_seconds(
+    client: httpx.AsyncClient, gate: Gate
+) -> None:
+    """GET with Prefer: wait=N on a job that does not end: its current JSON after N s."""
+    job_id = (await client.post("/slow")).json()["id"]
+    response = await client.get(f"/jobs/{job_id}", headers={"Prefer": "wait=0.3"})
+    assert response.status_code == 200 and response.json()["status"] in {"Queued", "InProgress"}
+    gate.open.set()
+
+
+async def test_a_long_poll_of_an_unknown_job_is_404_at_once(client: httpx.AsyncClient) -> None:
+    """Nothing to wait for: 404 without waiting."""
+    response = await client.get(f"/jobs/{uuid.uuid4()}", headers={"Prefer": "wait=30"})
+    assert response.status_code == 404
