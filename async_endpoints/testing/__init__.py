@@ -21,12 +21,15 @@ if "pytest" in sys.modules:
                 "_contract_core",
                 "_contract_lifecycle",
                 "_contract_listing",
+                "_contract_partition_control",
+                "_contract_partitions",
                 "_contract_pause",
                 "_contract_queues",
                 "_contract_races",
                 "_contract_requeue",
                 "_contract_stats",
                 "_contract_support",
+                "_contract_tenants",
                 "_contract_waits",
             )
         )

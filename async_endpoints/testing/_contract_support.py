@@ -32,10 +32,21 @@ def new_job(
     *,
     queue: str = DEFAULT_QUEUE,
     delay: float = 0.0,
+    partition_key: str | None = None,
+    tenant: str | None = None,
     **request: Any,
 ) -> NewJob:
     """A new job with a fresh id; ``request`` holds `JobRequest` fields."""
-    return NewJob(uuid.uuid4(), name, max_retries, JobRequest(**request), queue, delay)
+    return NewJob(
+        uuid.uuid4(),
+        name,
+        max_retries,
+        JobRequest(**request),
+        queue,
+        delay,
+        partition_key=partition_key,
+        tenant=tenant,
+    )
 
 
 async def read(store: JobStore, job_id: uuid.UUID) -> Job:
@@ -43,6 +54,13 @@ async def read(store: JobStore, job_id: uuid.UUID) -> Job:
     job = await store.get(job_id)
     assert job is not None, f"job {job_id} is missing"
     return job
+
+
+async def claim_ids(
+    kit: StoreKit, limit: int = 10, *, queues: tuple[str, ...] = (DEFAULT_QUEUE,)
+) -> list[uuid.UUID]:
+    """The ids of the jobs one claim of up to ``limit`` takes, in the order it took them."""
+    return [c.job.id for c in await kit.store.claim(limit, queues=queues, lease=kit.lease)]
 
 
 def forged(job: Job) -> Claim:

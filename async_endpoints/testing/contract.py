@@ -51,11 +51,14 @@ from ._contract_cancel import CancelContract
 from ._contract_core import CoreContract
 from ._contract_lifecycle import LifecycleContract
 from ._contract_listing import ListingContract
+from ._contract_partition_control import PartitionControlContract
+from ._contract_partitions import PartitionContract
 from ._contract_pause import PauseContract
 from ._contract_queues import QueueContract
 from ._contract_races import RaceContract
 from ._contract_requeue import RequeueContract
 from ._contract_stats import StatsContract
+from ._contract_tenants import TenantContract
 from ._contract_waits import WaitContract
 from ._kit import StoreKit as StoreKit
 
@@ -74,6 +77,8 @@ class JobStoreContract(
     CoreContract,
     WaitContract,
     QueueContract,
+    PartitionContract,
+    TenantContract,
     LifecycleContract,
     CancelContract,
     RequeueContract,
@@ -81,13 +86,17 @@ class JobStoreContract(
     RaceContract,
     ListingContract,
     StatsContract,
+    PartitionControlContract,
 ):
     """The whole store contract; subclass it with a ``kit`` fixture (see the module
     docstring). Its parts, by capability:
 
     - core (`JobStore`): `CoreContract`, `WaitContract`, `QueueContract`,
-      `LifecycleContract` (cancel and requeue cases need `ControlStore`);
+      `PartitionContract`, `LifecycleContract` (cancel and requeue cases need
+      `ControlStore`);
+    - core, with `InspectionStore` for its listings: `TenantContract`;
     - `ControlStore`: `CancelContract`, `RequeueContract`, `PauseContract`,
       `RaceContract`;
+    - `ControlStore` and `InspectionStore`: `PartitionControlContract`;
     - `InspectionStore`: `ListingContract`, `StatsContract`.
     """

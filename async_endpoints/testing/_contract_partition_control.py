@@ -1,0 +1,149 @@
+"""Partition keys with the rest of the store: cancel, requeue, pause, hand-over to idle
+workers, counts and listing."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from .._job import JobStatus
+from .._listing import QueueStats
+from ._contract_listing import PRIORITY, listed, paged
+from ._contract_partitions import KEY, OTHER, submitted
+from ._contract_support import BOOM, FAR, TICK, claim_ids, control, inspection, new_job, read
+from ._contract_waits import PROMPTLY, SETTLE
+from ._kit import StoreKit
+
+
+class PartitionControlContract:
+    """Cancel and requeue move jobs in and out of their lanes; pause, hand-over, counts
+    and listing see the jobs that wait behind their key."""
+
+    @pytest.mark.parametrize("when", ["waiting", "running"])
+    async def test_cancelling_a_keys_first_job_makes_the_next_claimable(
+        self, kit: StoreKit, when: str
+    ) -> None:
+        """Cancel releases the key, whether its first job was still waiting or ran."""
+        store = control(kit)
+        first, second, _ = await submitted(kit, 3)
+        if when == "running":
+            assert await claim_ids(kit) == [first.id]
+        canceled = await store.cancel(first.id)
+        assert canceled is not None and canceled.status is JobStatus.CANCELED
+        assert await claim_ids(kit) == [second.id]
+
+    async def test_cancelling_a_later_job_takes_it_out_of_its_lane(self, kit: StoreKit) -> None:
+        """The canceled job never runs; the one behind it comes next in its place, and a
+        lane whose last job was canceled leaves nothing to claim."""
+        store = control(kit)
+        first, second, third, last = await submitted(kit, 4)
+        (claim,) = await kit.store.claim(10, lease=kit.lease)
+        assert claim.job.id == first.id
+        for job in (second, last):
+            canceled = await store.cancel(job.id)
+            assert canceled is not None and canceled.status is JobStatus.CANCELED
+        assert await claim_ids(kit) == []
+        await kit.store.complete(claim, None)
+        (claim,) = await kit.store.claim(10, lease=kit.lease)
+        assert claim.job.id == third.id
+        await kit.store.complete(claim, None)
+        assert await claim_ids(kit) == []
+        assert (await read(kit.store, second.id)).status is JobStatus.CANCELED
+
+    async def test_a_requeued_job_joins_the_end_of_its_lane(self, kit: StoreKit) -> None:
+        """A Failed first job requeued runs after the jobs its key has now; requeued on
+        a key with no other job, it is claimable at once."""
+        store = control(kit)
+        first, second = await submitted(kit, 2)
+        (claim,) = await kit.store.claim(10, lease=kit.lease)
+        await kit.store.fail(claim, BOOM, retry_in=None)
+        (third,) = await submitted(kit, 1)
+        requeued = await store.requeue(first.id)
+        assert requeued is not None and requeued.status is JobStatus.QUEUED
+        order = []
+        for _ in range(3):
+            (claim,) = await kit.store.claim(10, lease=kit.lease)
+            order.append(claim.job.id)
+            assert await claim_ids(kit) == []
+            await kit.store.complete(claim, None)
+        assert order == [second.id, third.id, first.id]
+        (alone,) = await submitted(kit, 1, OTHER)
+        await store.cancel(alone.id)
+        await store.requeue(alone.id)
+        assert await claim_ids(kit) == [alone.id]
+
+    async def test_a_paused_queue_holds_the_next_job_of_a_key(self, kit: StoreKit) -> None:
+        """The job freed by its key's first job waits for the resume, like any job of a
+        paused queue; jobs of other queues run meanwhile."""
+        store = control(kit)
+        first, second = await submitted(kit, 2)
+        (claim,) = await kit.store.claim(10, lease=kit.lease)
+        await store.pause(["default"])
+        await kit.store.complete(claim, None)
+        elsewhere = await kit.store.enqueue(new_job(partition_key=OTHER, queue="low"))
+        assert await claim_ids(kit, queues=PRIORITY) == [elsewhere.id]
+        assert (await read(kit.store, second.id)).status is JobStatus.QUEUED
+        await store.resume(["default"])
+        assert await claim_ids(kit, queues=PRIORITY) == [second.id]
+        assert first.id != second.id
+
+    async def test_a_keyed_job_is_handed_over_only_when_first_in_its_lane(
+        self, kit: StoreKit
+    ) -> None:
+        """An idle waiter is never handed a job whose key is busy (it stays Queued, as
+        stored); a job of a free key may be handed over; each runs exactly once."""
+        (first,) = await submitted(kit, 1)
+        (running,) = await kit.store.claim(2, lease=kit.lease * 10)
+        waiter = asyncio.create_task(kit.store.wait_for_work(0.5, take=2, lease=kit.lease))
+        await asyncio.sleep(SETTLE)
+        (second,) = await submitted(kit, 1)
+        async with asyncio.timeout(PROMPTLY):
+            assert await waiter == []
+        assert await read(kit.store, second.id) == second
+        assert await claim_ids(kit, 2) == []
+        waiter = asyncio.create_task(kit.store.wait_for_work(30, take=2, lease=kit.lease))
+        await asyncio.sleep(SETTLE)
+        (free,) = await submitted(kit, 1, OTHER)
+        async with asyncio.timeout(PROMPTLY):
+            handed = await waiter
+        claims = handed + await kit.store.claim(2, lease=kit.lease)
+        assert [claim.job.id for claim in claims] == [free.id]
+        await kit.store.complete(running, None)
+        assert await claim_ids(kit, 2) == [second.id]
+        assert running.job.id == first.id
+
+    async def test_counts_include_the_jobs_waiting_behind_their_key(self, kit: StoreKit) -> None:
+        """count_waiting and queue_stats count every Queued and Scheduled job, claimable
+        or not."""
+        store = inspection(kit)
+        await submitted(kit, 3)
+        await submitted(kit, 1, delay=FAR)
+        assert await store.count_waiting() == 4
+        (claim,) = await kit.store.claim(10, lease=kit.lease)
+        assert await store.count_waiting() == 3
+        assert await store.queue_stats(["default"]) == [
+            QueueStats("default", queued=2, scheduled=1, in_progress=1)
+        ]
+        await kit.store.complete(claim, None)
+        assert await store.queue_stats(["default"]) == [
+            QueueStats("default", queued=2, scheduled=1, completed=1)
+        ]
+
+    async def test_queued_jobs_waiting_behind_their_key_are_listed_in_order(
+        self, kit: StoreKit
+    ) -> None:
+        """Queued jobs are listed by queue priority, then oldest first, those waiting
+        behind their key among them; page by page alike."""
+        store = inspection(kit)
+        made = []
+        for queue, key in (("default", KEY), ("low", None), ("default", KEY), ("high", OTHER)):
+            made.append(await kit.store.enqueue(new_job(queue=queue, partition_key=key)))
+            await kit.advance(TICK)
+        made.append(await kit.store.enqueue(new_job()))
+        a, b, c, d, e = (job.id for job in made)
+        assert await claim_ids(kit, 1, queues=("default",)) == [a]
+        assert await listed(store, status=JobStatus.QUEUED) == [d, c, e, b]
+        pages = await paged(store, 1, status=JobStatus.QUEUED, queue=None)
+        assert [job.id for job in pages] == [d, c, e, b]
+        assert await listed(store, status=JobStatus.IN_PROGRESS) == [a]

@@ -1,0 +1,146 @@
+"""Tenants: within a queue, claims take turns between the tenants that have a claimable
+job (the policy of `async_endpoints._lifecycle`); `list_jobs` filters by tenant."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from .._job import Job, JobStatus
+from ._contract_listing import PRIORITY, listed, paged
+from ._contract_support import BOOM, TICK, claim_ids, inspection, new_job
+from ._kit import StoreKit
+
+
+async def backlog(kit: StoreKit, tenant: str | None, count: int, **options: Any) -> list[Job]:
+    """``count`` jobs of ``tenant`` enqueued one after the other, as stored."""
+    jobs = []
+    for _ in range(count):
+        jobs.append(await kit.store.enqueue(new_job(tenant=tenant, **options)))
+        await kit.advance(TICK)
+    return jobs
+
+
+async def one_by_one(
+    kit: StoreKit, count: int, queues: tuple[str, ...] = ("default",)
+) -> list[Job]:
+    """The jobs of ``count`` claims of one job each, in the order they were taken."""
+    taken = []
+    for _ in range(count):
+        (claim,) = await kit.store.claim(1, queues=queues, lease=kit.lease)
+        taken.append(claim.job)
+    return taken
+
+
+class TenantContract:
+    """Round robin between tenants within a queue, strict priority between queues, and
+    listings per tenant."""
+
+    async def test_one_tenants_backlog_does_not_hold_up_another_tenants_job(
+        self, kit: StoreKit
+    ) -> None:
+        """Behind six jobs of tenant A, tenant B's one job is among the first two jobs
+        claimed one at a time, and among the first two of a single claim."""
+        await backlog(kit, "A", 6)
+        (lone,) = await backlog(kit, "B", 1)
+        assert lone.id in [job.id for job in await one_by_one(kit, 2)]
+        await backlog(kit, "A", 6)
+        (lone,) = await backlog(kit, "C", 1)
+        assert lone.id in (await claim_ids(kit, 3))[:2]
+
+    async def test_tenants_take_turns_one_job_each_oldest_first(self, kit: StoreKit) -> None:
+        """Three tenants with three jobs each, submitted tenant after tenant: every round
+        of three claims takes one job of each, and each tenant's jobs go oldest first."""
+        jobs = {tenant: await backlog(kit, tenant, 3) for tenant in "ABC"}
+        taken = await one_by_one(kit, 9)
+        for start in range(0, 9, 3):
+            assert {job.tenant for job in taken[start : start + 3]} == set("ABC")
+        for tenant, made in jobs.items():
+            assert [job.id for job in taken if job.tenant == tenant] == [j.id for j in made]
+        assert await claim_ids(kit) == []
+
+    async def test_jobs_without_a_tenant_take_turns_as_one_tenant(self, kit: StoreKit) -> None:
+        """Four tenant-less jobs take one turn per round, like tenant A's four jobs."""
+        await backlog(kit, None, 4)
+        await backlog(kit, "A", 4)
+        (lone,) = await backlog(kit, "B", 1)
+        first_round = await one_by_one(kit, 3)
+        assert {job.tenant for job in first_round} == {None, "A", "B"}
+        assert lone.id in [job.id for job in first_round]
+
+    async def test_strict_queue_priority_comes_before_tenant_turns(self, kit: StoreKit) -> None:
+        """Every job of a higher queue is taken before a lower queue's, whoever's turn
+        it would be."""
+        (low,) = await backlog(kit, "B", 1, queue="low")
+        high = await backlog(kit, "A", 3, queue="high")
+        taken = [job.id for job in await one_by_one(kit, 4, queues=PRIORITY)]
+        assert taken == [job.id for job in high] + [low.id]
+
+    async def test_a_retried_job_takes_its_tenants_turn(self, kit: StoreKit) -> None:
+        """A job retried at once waits for its tenant's next turn like any other: the
+        turns keep alternating."""
+        await backlog(kit, "A", 3)
+        await backlog(kit, "B", 3)
+        first = (await one_by_one(kit, 1))[0]
+        (claim,) = await kit.store.claim(1, lease=kit.lease)
+        assert claim.job.tenant != first.tenant
+        await kit.store.fail(claim, BOOM, retry_in=0)
+        taken = await one_by_one(kit, 5)
+        tenants = [job.tenant for job in taken[:4]]
+        assert tenants == [first.tenant, claim.job.tenant] * 2
+        assert claim.job.id in [job.id for job in taken]
+
+    async def test_tenants_and_partition_keys_compose(self, kit: StoreKit) -> None:
+        """A tenant's jobs behind a busy key give its turn away: the other tenant's
+        claimable jobs are taken; the key's next job runs once the first ends."""
+        lane = [await kit.store.enqueue(new_job(tenant="A", partition_key="k")) for _ in range(3)]
+        others = await backlog(kit, "B", 2)
+        claims = await kit.store.claim(10, lease=kit.lease)
+        assert sorted(c.job.id for c in claims) == sorted([lane[0].id, *(j.id for j in others)])
+        assert await claim_ids(kit) == []
+        for claim in claims:
+            await kit.store.complete(claim, None)
+        assert await claim_ids(kit) == [lane[1].id]
+
+    async def test_list_jobs_keeps_the_jobs_of_one_tenant(self, kit: StoreKit) -> None:
+        """With a tenant, every listing (each status and none, each queue and none) holds
+        exactly that tenant's jobs, in its usual order, page by page alike."""
+        store = inspection(kit)
+        made = await backlog(kit, "A", 3) + await backlog(kit, "B", 3, queue="low")
+        made += await backlog(kit, None, 2)
+        made += await backlog(kit, "A", 1, queue="low", delay=3600)
+        claims = await kit.store.claim(4, queues=("default", "low"), lease=kit.lease)
+        await kit.store.complete(claims[0], None)
+        await kit.store.fail(claims[1], BOOM, retry_in=None)
+        jobs = {job.id: job for job in (await inspection(kit).list_jobs(limit=100)).jobs}
+        assert len(jobs) == len(made)
+        for tenant in ("A", "B", "nobody"):
+            assert await listed(store, tenant=tenant) == [
+                job.id for job in made[::-1] if job.tenant == tenant
+            ]
+            for status in (None, *JobStatus):
+                for queue in (None, "default", "low"):
+                    wanted = await listed(store, status=status, queue=queue)
+                    pages = await paged(store, 1, status=status, queue=queue, tenant=tenant)
+                    assert [job.id for job in pages] == [
+                        job_id for job_id in wanted if jobs[job_id].tenant == tenant
+                    ]
+
+    @pytest.mark.parametrize("status", [None, JobStatus.QUEUED], ids=["all", "queued"])
+    async def test_a_listing_cursor_is_bound_to_its_tenant(
+        self, kit: StoreKit, status: JobStatus | None
+    ) -> None:
+        """A cursor of tenant A's listing continues only that listing: given with
+        another tenant, or with none, it is a `ValueError`, and so is the converse."""
+        store = inspection(kit)
+        await backlog(kit, "A", 2)
+        await backlog(kit, "B", 2)
+        tenant_a = (await store.list_jobs(status=status, tenant="A", limit=1)).next_cursor
+        everyone = (await store.list_jobs(status=status, limit=1)).next_cursor
+        assert tenant_a is not None and everyone is not None
+        for tenant, cursor in (("B", tenant_a), (None, tenant_a), ("A", everyone)):
+            with pytest.raises(ValueError):
+                await store.list_jobs(status=status, tenant=tenant, limit=1, cursor=cursor)
+        rest = await store.list_jobs(status=status, tenant="A", limit=1, cursor=tenant_a)
+        assert [job.tenant for job in rest.jobs] == ["A"]
