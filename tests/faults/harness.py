@@ -116,6 +116,13 @@ async def first_start_after(records: redis.Redis, prefix: str, moment: float) ->
     return first
 
 
+async def busiest(records: redis.Redis, prefix: str, workers: list[Proc]) -> Proc:
+    """The worker that began the most jobs in the last second: the kill that hurts most."""
+    now = time.time()
+    recent = [pid for pid, at, _ in await starts(records, prefix, last=500) if at > now - 1]
+    return max(workers, key=lambda worker: recent.count(worker.pid))
+
+
 def log_count(procs: Iterable[Proc], text: str) -> int:
     """How many times ``text`` appears in the logs of ``procs``."""
     return sum(proc.output().count(text) for proc in procs)

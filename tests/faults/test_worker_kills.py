@@ -14,6 +14,7 @@ from tests.e2e.processes import Proc, start_api, start_worker
 
 from .figures import report, spread
 from .harness import (
+    busiest,
     fetch_jobs,
     kept_last_attempt,
     runs_of,
@@ -41,13 +42,6 @@ async def submit_paced(
         await asyncio.sleep(max(0.0, began + n * seconds / count - loop.time()))
         posts.append(asyncio.create_task(submit(client, api, "/work", {"seconds": JOB_SECONDS})))
     return list(await asyncio.gather(*posts))
-
-
-async def busiest(records: redis.Redis, prefix: str, workers: list[Proc]) -> Proc:
-    """The worker that began the most jobs in the last second: the kill that hurts most."""
-    now = time.time()
-    recent = [pid for pid, at, _ in await starts(records, prefix, last=500) if at > now - 1]
-    return max(workers, key=lambda worker: recent.count(worker.pid))
 
 
 def recovery_seconds(
