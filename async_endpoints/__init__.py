@@ -30,12 +30,14 @@ from ._listing import QueueStats as QueueStats
 from ._memory import InMemoryJobStore as InMemoryJobStore
 from ._responses import JobModel as JobModel
 from ._retry import RetryPolicy as RetryPolicy
+from ._schedule import Schedule as Schedule
 from ._settings import Settings as Settings
 from ._spec import JobSpec as JobSpec
 from ._store import Claim as Claim
 from ._store import ControlStore as ControlStore
 from ._store import InspectionStore as InspectionStore
 from ._store import JobStore as JobStore
+from ._store import ScheduleStore as ScheduleStore
 
 __all__ = [
     "TERMINAL_STATUSES",
@@ -66,6 +68,8 @@ __all__ = [
     "QueueStats",
     "ResultRefusedError",
     "RetryPolicy",
+    "Schedule",
+    "ScheduleStore",
     "Settings",
     "StoreUnavailableError",
     "UnknownJobNameError",

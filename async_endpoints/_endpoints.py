@@ -28,6 +28,7 @@ from ._redact import ErrorDescriber
 from ._retry import RetryPolicy
 from ._routes import add_cancel_route, add_get_route
 from ._runner import WorkerPool
+from ._scheduling import CronScheduling
 from ._settings import Settings, queue_names
 from ._store import JobStore
 from ._submission import JobSubmission
@@ -36,7 +37,7 @@ from ._worker import AttemptRunner
 logger = logging.getLogger("async_endpoints")
 
 
-class AsyncEndpoints(RouteMapping, JobSubmission):
+class AsyncEndpoints(RouteMapping, JobSubmission, CronScheduling):
     """Async job endpoints for one Starlette or FastAPI app.
 
     Args:
@@ -161,7 +162,7 @@ class AsyncEndpoints(RouteMapping, JobSubmission):
             logger.warning("job store unavailable at startup, carrying on: %s", exc)
         try:
             if workers if workers is not None else self.settings.run_workers:
-                async with self.pool:
+                async with self.pool, self.scheduling():
                     yield self
             else:
                 yield self

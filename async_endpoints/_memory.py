@@ -46,6 +46,7 @@ from ._listing import JobPage, QueueStats
 from ._memory_index import CreationLog
 from ._memory_live import LiveJobs
 from ._memory_ready import ReadyJobs
+from ._memory_schedules import MemorySchedules, ScheduleBook
 from ._retained import RetainedJobs
 from ._store import Claim
 from ._waiters import TerminalWaiters
@@ -60,7 +61,7 @@ CLAIM_EXPIRED = JobError(
 _DEFAULT_QUEUES = (DEFAULT_QUEUE,)
 
 
-class InMemoryJobStore:
+class InMemoryJobStore(MemorySchedules):
     """A job store kept in this process's memory, with every optional capability.
 
     Args:
@@ -97,6 +98,7 @@ class InMemoryJobStore:
         self._terminal_waiters = TerminalWaiters()
         self._seq = itertools.count()
         self._work = asyncio.Event()
+        self._schedule_book = ScheduleBook()
 
     async def start(self) -> None:
         """Bind the wake-up event to the running loop (a store may outlive a test's loop)."""

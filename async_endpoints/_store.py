@@ -275,8 +275,9 @@ class ScheduleStore(Protocol):
         """Store ``schedule`` (its ``next_run_at`` set by the engine); return it as stored.
 
         When a schedule with this id exists with the same expression and time zone
-        (`Schedule.same_timing`), its ``next_run_at`` and ``last_job_id`` are kept, so
-        that every process declaring it at start neither skips nor repeats a cycle; the
+        (`Schedule.same_timing`), its ``next_run_at`` is kept, so that every process
+        declaring it at start neither skips nor repeats a cycle; its ``last_job_id`` is
+        always kept (a redefined unique schedule still waits for its running job); the
         rest (handler, body, queue, tenant, unique) is replaced. Atomic.
         """
         ...
@@ -287,6 +288,13 @@ class ScheduleStore(Protocol):
 
     async def list_schedules(self) -> list[Schedule]:
         """Every schedule, by id."""
+        ...
+
+    async def schedule_time(self) -> datetime:
+        """The store's wall clock now (aware, UTC): the clock `due_schedules` reads, from
+        which the engine computes each fired schedule's next due time (so that cycles
+        missed while no process ran are caught up with one job, whatever the host's
+        clock says)."""
         ...
 
     async def due_schedules(self, limit: int) -> list[Schedule]:

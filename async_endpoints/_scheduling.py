@@ -1,0 +1,268 @@
+"""`CronScheduling`: cron schedules on `AsyncEndpoints` (a base of it): the `cron`
+decorator, `upsert_schedule`, `remove_schedule`, `list_schedules`, and the scheduler's
+lifetime beside the worker pool.
+
+Schedules need a store that implements `ScheduleStore`; the others raise
+`ConfigurationError` naming the capability. Everything is checked when a schedule is
+defined (expression, time zone, handler, body, queue, tenant): a bad one raises and
+nothing is stored.
+
+The scheduler (`_scheduler`) runs in every process that runs workers on such a store,
+whether or not it declares schedules, since any instance may upsert one at run time and
+all must follow it; between schedules it costs one look at the store per second. Schedules
+declared with `cron` are upserted when it starts (keeping the due time of an unchanged
+one, so restarts neither skip nor repeat a cycle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._cron import CronRule
+from ._errors import ConfigurationError, StoreUnavailableError, UnknownJobNameError
+from ._events import EventKind, LifecycleEvent, LifecycleEvents
+from ._handlers import Handler, HandlerFunction
+from ._job import Job, JobRequest, NewJob, check_label
+from ._schedule import Schedule
+from ._scheduler import Scheduler
+from ._settings import Settings, default_queue
+from ._store import JobStore, ScheduleStore
+
+F = TypeVar("F", bound=HandlerFunction)
+logger = logging.getLogger("async_endpoints")
+_DECLARE_RETRY = 1.0  # seconds between attempts to store the declared schedules
+
+
+class CronScheduling:
+    """Cron schedules: define, change, remove and list them, and the scheduler."""
+
+    store: JobStore
+    settings: Settings
+    handlers: dict[str, Handler]
+    events: LifecycleEvents
+
+    if TYPE_CHECKING:
+
+        def add_handler(
+            self,
+            function: HandlerFunction,
+            *,
+            name: str | None = None,
+            queue: str | None = None,
+            max_retries: int | None = None,
+            job_timeout: float | None = None,
+        ) -> Handler: ...
+
+        def _queues(self, queue: str | None) -> tuple[str, ...]: ...
+
+    def cron(
+        self,
+        expression: str,
+        *,
+        name: str | None = None,
+        timezone: str = "UTC",
+        unique: bool = True,
+        queue: str | None = None,
+        tenant: str | None = None,
+        max_retries: int | None = None,
+        job_timeout: float | None = None,
+    ) -> Callable[[F], F]:
+        """Decorator: run the handler on a cron schedule whose id is the job name.
+
+        The handler is ``async def handler(ctx: AsyncContext) -> Result`` (its jobs have no
+        body), registered as `add_handler` does. The schedule is stored when the
+        scheduler starts, in each process that runs workers. The function is returned
+        unchanged.
+
+        Args:
+            expression: Five fields, or six with seconds first (``"*/2 * * * * *"``).
+            name: The job name and schedule id (default: the function's name).
+            timezone: The IANA time zone the expression is read in.
+            unique: Skip a cycle while the previous cycle's job is not terminal.
+            queue: The queue of its jobs (default as for `add_handler`).
+            tenant: The tenant of its jobs.
+            max_retries: Retries of its jobs (default: the ``max_retries`` setting).
+            job_timeout: Seconds one attempt may run (default: the ``job_timeout`` setting).
+
+        Raises:
+            ValueError: when decorating: the expression or time zone is invalid (the
+                message names the problem), or ``tenant`` is not 1 to 255 characters.
+            JobValidationError: the handler's body model does not accept no body.
+            ConfigurationError: as `add_handler` raises it, or the store is not a
+                `ScheduleStore`. Nothing is registered then.
+        """
+        CronRule(expression, timezone)
+        check_label(tenant, "tenant")
+        self._schedules("define cron schedules")
+
+        def register(function: F) -> F:
+            handler = self.add_handler(
+                function, name=name, queue=queue, max_retries=max_retries, job_timeout=job_timeout
+            )
+            try:
+                _, body = handler.coerce_body(None)
+            except Exception:
+                del self.handlers[handler.name]
+                raise
+            schedule = Schedule(
+                handler.name, handler.name, expression, timezone, unique, body=body, tenant=tenant
+            )
+            self._declared[handler.name] = schedule
+            return function
+
+        return register
+
+    async def upsert_schedule(
+        self,
+        schedule_id: str,
+        name: str,
+        cron: str,
+        *,
+        body: Any = None,
+        timezone: str = "UTC",
+        unique: bool = True,
+        queue: str | None = None,
+        tenant: str | None = None,
+    ) -> Schedule:
+        """Create or replace the schedule ``schedule_id``: a job for handler ``name`` (with
+        ``body``, validated against its model) at every time ``cron`` names in
+        ``timezone``. Every instance follows it within a second. Redefining it with the
+        same expression and zone keeps its next due time; its last job is always kept
+        (so a unique schedule still waits for it).
+
+        Raises:
+            ValueError: ``schedule_id`` is not a string of 1 to 255 characters, the
+                expression or time zone is invalid (the message names the problem),
+                ``queue`` is not one of the ``queues`` setting, or ``tenant`` is not 1 to
+                255 characters.
+            UnknownJobNameError: no handler has that name.
+            JobValidationError: ``body`` fails the handler's model.
+            ConfigurationError: the store is not a `ScheduleStore`.
+            StoreUnavailableError: the store cannot be reached.
+        """
+        store = self._schedules("upsert schedules")
+        check_label(schedule_id, "schedule_id")
+        rule = CronRule(cron, timezone)
+        handler = self.handlers.get(name)
+        if handler is None:
+            raise UnknownJobNameError(f"no job handler named {name!r}")
+        if queue is not None:
+            self._queues(queue)
+        check_label(tenant, "tenant")
+        if not isinstance(unique, bool):
+            raise ValueError(f"unique must be True or False, not {unique!r}")
+        _, body_json = handler.coerce_body(body)
+        now = await store.schedule_time()
+        schedule = Schedule(
+            schedule_id,
+            name,
+            cron,
+            timezone,
+            unique,
+            next_run_at=rule.next_after(now),
+            body=body_json,
+            queue=queue,
+            tenant=tenant,
+        )
+        return await store.upsert_schedule(schedule)
+
+    async def remove_schedule(self, schedule_id: str) -> bool:
+        """Delete the schedule (its jobs are left alone); False when there was none.
+
+        Raises:
+            ConfigurationError: the store is not a `ScheduleStore`.
+            StoreUnavailableError: the store cannot be reached.
+        """
+        self._declared.pop(schedule_id, None)
+        return await self._schedules("remove schedules").remove_schedule(schedule_id)
+
+    async def list_schedules(self) -> list[Schedule]:
+        """Every schedule of the store, by id.
+
+        Raises:
+            ConfigurationError: the store is not a `ScheduleStore`.
+            StoreUnavailableError: the store cannot be reached.
+        """
+        return await self._schedules("list schedules").list_schedules()
+
+    def scheduler(self) -> Scheduler | None:
+        """A `Scheduler` for this store (None when it is not a `ScheduleStore`): what
+        `scheduling` runs; tests call its ``tick`` themselves."""
+        if not isinstance(self.store, ScheduleStore):
+            return None
+        return Scheduler(self.store, self._cycle_job, self._fired)
+
+    async def declare_schedules(self) -> None:
+        """Store the schedules declared with `cron` (an unchanged one keeps its due time).
+
+        Raises:
+            StoreUnavailableError: the store cannot be reached.
+        """
+        store = self._schedules("define cron schedules")
+        now = await store.schedule_time()
+        for schedule in list(self._declared.values()):
+            rule = CronRule(schedule.cron, schedule.timezone)
+            await store.upsert_schedule(schedule.replace(next_run_at=rule.next_after(now)))
+
+    @contextlib.asynccontextmanager
+    async def scheduling(self) -> AsyncIterator[None]:
+        """The scheduler's lifetime: it runs while this is entered (nothing without a
+        `ScheduleStore`)."""
+        scheduler = self.scheduler()
+        if scheduler is None:
+            yield
+            return
+        task = asyncio.create_task(self._schedule_forever(scheduler), name="async-endpoints-cron")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _schedule_forever(self, scheduler: Scheduler) -> None:
+        while self._declared:
+            try:
+                await self.declare_schedules()
+                break
+            except StoreUnavailableError as exc:
+                logger.warning("cron schedules not stored yet, store unavailable: %s", exc)
+                await asyncio.sleep(_DECLARE_RETRY)
+        await scheduler.run_forever()
+
+    def _cycle_job(self, schedule: Schedule) -> NewJob:
+        """The job one cycle of ``schedule`` enqueues (with defaults for a handler this
+        process lacks: another process may have it)."""
+        handler = self.handlers.get(schedule.name)
+        retries = None if handler is None else handler.max_retries
+        queue = schedule.queue
+        if queue is None:
+            queue = default_queue(self.settings.queues) if handler is None else handler.queue
+        return NewJob(
+            uuid.uuid4(),
+            schedule.name,
+            self.settings.max_retries if retries is None else retries,
+            JobRequest(body=schedule.body),
+            queue=queue,
+            tenant=schedule.tenant,
+        )
+
+    def _fired(self, job: Job) -> None:
+        if self.events:
+            self.events.emit(LifecycleEvent(EventKind.SUBMITTED, job))
+
+    @property
+    def _declared(self) -> dict[str, Schedule]:
+        declared: dict[str, Schedule] = self.__dict__.setdefault("_declared_schedules", {})
+        return declared
+
+    def _schedules(self, doing: str) -> ScheduleStore:
+        if not isinstance(self.store, ScheduleStore):
+            name = type(self.store).__name__
+            raise ConfigurationError(f"{name} cannot {doing}: it does not implement ScheduleStore")
+        return self.store
