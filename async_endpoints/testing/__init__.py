@@ -27,6 +27,7 @@ if "pytest" in sys.modules:
                 "_contract_queues",
                 "_contract_races",
                 "_contract_requeue",
+                "_contract_schedules",
                 "_contract_stats",
                 "_contract_support",
                 "_contract_tenants",

@@ -34,7 +34,8 @@ cancel and a completion, recovery run twice at once) are checked between two cli
 
 Capabilities: the core (`JobStore`) is always tested. The tests of an optional
 capability run when the store implements it (`ControlStore`: cancel, requeue, pause;
-`InspectionStore`: listing and counts) and are otherwise skipped, each skip naming the
+`InspectionStore`: listing and counts;
+`ScheduleStore`: cron schedules) and are otherwise skipped, each skip naming the
 capability the store lacks. Hand-over (`wait_for_work` with ``take``) is optional
 without a skip: a store that does not hand over returns ``[]`` and its jobs are claimed.
 
@@ -57,6 +58,7 @@ from ._contract_pause import PauseContract
 from ._contract_queues import QueueContract
 from ._contract_races import RaceContract
 from ._contract_requeue import RequeueContract
+from ._contract_schedules import ScheduleContract
 from ._contract_stats import StatsContract
 from ._contract_tenants import TenantContract
 from ._contract_waits import WaitContract
@@ -87,6 +89,7 @@ class JobStoreContract(
     ListingContract,
     StatsContract,
     PartitionControlContract,
+    ScheduleContract,
 ):
     """The whole store contract; subclass it with a ``kit`` fixture (see the module
     docstring). Its parts, by capability:
@@ -98,5 +101,6 @@ class JobStoreContract(
     - `ControlStore`: `CancelContract`, `RequeueContract`, `PauseContract`,
       `RaceContract`;
     - `ControlStore` and `InspectionStore`: `PartitionControlContract`;
-    - `InspectionStore`: `ListingContract`, `StatsContract`.
+    - `InspectionStore`: `ListingContract`, `StatsContract`;
+    - `ScheduleStore`: `ScheduleContract`.
     """
