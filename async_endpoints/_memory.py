@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from secrets import token_hex
 from typing import Any
 
-from . import _memory_listing
 from ._clocks import Clock, clock_parts
 from ._errors import DuplicateJobError, QueueFullError
 from ._job import DEFAULT_QUEUE, Job, JobError, JobStatus, NewJob, is_same_submission
@@ -42,8 +41,8 @@ from ._lifecycle import (
     recovered,
     requeued,
 )
-from ._listing import JobPage, QueueStats
 from ._memory_index import CreationLog
+from ._memory_listing import MemoryInspection
 from ._memory_live import LiveJobs
 from ._memory_ready import ReadyJobs
 from ._memory_schedules import MemorySchedules, ScheduleBook
@@ -61,7 +60,7 @@ CLAIM_EXPIRED = JobError(
 _DEFAULT_QUEUES = (DEFAULT_QUEUE,)
 
 
-class InMemoryJobStore(MemorySchedules):
+class InMemoryJobStore(MemoryInspection, MemorySchedules):
     """A job store kept in this process's memory, with every optional capability.
 
     Args:
@@ -139,7 +138,8 @@ class InMemoryJobStore(MemorySchedules):
         self._created.add(key, seq, job.queue)
         self._wait(job, join=True)
         if not seq & 63:  # often enough that each pass is short
-            self._forget_gone_jobs()
+            live, kept = self._jobs, self._finished.keys()
+            self._created.trim(lambda key: key in live or key in kept, len(live) + len(kept))
         self._work.set()
         return job
 
@@ -313,47 +313,7 @@ class InMemoryJobStore(MemorySchedules):
         `ControlStore.add_cancel_listener`."""
         self._cancel_listeners.append(listener)
 
-    # InspectionStore
-
-    async def count_waiting(self) -> int:
-        """Queued plus Scheduled jobs (those waiting behind their partition key too), in
-        O(1); see `InspectionStore.count_waiting`."""
-        return self._live.waiting
-
-    async def list_jobs(
-        self,
-        *,
-        status: JobStatus | None = None,
-        queue: str | None = None,
-        tenant: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-        queues: Sequence[str] = _DEFAULT_QUEUES,
-    ) -> JobPage:
-        """One page of a listing; see `InspectionStore.list_jobs` and `_memory_listing`
-        for the orders and costs."""
-        self._finished.expire(self._monotonic())
-        return _memory_listing.page(self, status, queue, tenant, limit, cursor, queues)
-
-    async def queue_stats(self, queues: Sequence[str]) -> list[QueueStats]:
-        """Counts per queue from counters kept at every transition, O(len(queues))."""
-        self._finished.expire(self._monotonic())
-        stats = []
-        for name in queues:
-            queued, scheduled, running = self._live.counts.get(name) or (0, 0, 0)
-            done, failed, canceled_ = self._finished.counts(name)
-            paused = name in self._paused
-            stats.append(
-                QueueStats(name, paused, queued, scheduled, running, done, failed, canceled_)
-            )
-        return stats
-
     # Filing jobs
-
-    def _forget_gone_jobs(self) -> None:
-        """Trim the creation log of the jobs no longer kept (see `CreationLog`)."""
-        jobs, finished = self._jobs, self._finished.keys()
-        self._created.trim(lambda key: key in jobs or key in finished, len(jobs) + len(finished))
 
     def _wait(self, job: Job, *, join: bool) -> None:
         """File the waiting ``job`` for claims; ``join``: it joins its partition key's lane

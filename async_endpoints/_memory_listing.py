@@ -1,4 +1,6 @@
-"""Listing the jobs of an `InMemoryJobStore`, one page at a time, from the indexes it keeps.
+"""`MemoryInspection`: the `InspectionStore` part of `InMemoryJobStore`. Listing its jobs
+one page at a time from the indexes it keeps, and counting them per queue from counts kept
+at every transition.
 
 Each listing walks one ordered structure from the cursor's position (found by bisection or
 by index), so a page costs O(limit + log n) for a status alone:
@@ -28,15 +30,14 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
-from ._job import Job, JobStatus
-from ._listing import JobPage, check_limit, decode_cursor, encode_cursor, filters_of
-from ._memory_index import due_entry, entry_of, parts
-
-if TYPE_CHECKING:
-    from ._memory import InMemoryJobStore
+from ._job import DEFAULT_QUEUE, Job, JobStatus
+from ._listing import JobPage, QueueStats, check_limit, decode_cursor, encode_cursor, filters_of
+from ._memory_index import CreationLog, due_entry, entry_of, parts
+from ._memory_live import LiveJobs
+from ._retained import RetainedJobs
 
 #: Entries of other queues or tenants a page may skip before it ends short.
 VISIT_BUDGET = 10_000
@@ -44,36 +45,68 @@ VISIT_BUDGET = 10_000
 _Walk = Iterator[tuple[list[Any], Job | None]]  # (position, the job or None to skip)
 
 
-def page(
-    store: InMemoryJobStore,
-    status: JobStatus | None,
-    queue: str | None,
-    tenant: str | None,
-    limit: int,
-    cursor: str | None,
-    queues: Sequence[str],
-) -> JobPage:
-    """One page of ``store``'s jobs; see `InspectionStore.list_jobs`."""
-    check_limit(limit)
-    if status is not None:
-        status = JobStatus(status)
-    if queue is not None and not isinstance(queue, str):
-        raise ValueError("queue must be a queue name")
-    if tenant is not None and not isinstance(tenant, str):
-        raise ValueError("tenant must be a tenant name")
-    filters = filters_of(status, queue, tenant)
-    position = None if cursor is None else decode_cursor(cursor, filters)
-    if status is None:
-        walk = _created(store, queue, position)
-    elif status is JobStatus.QUEUED:
-        walk = _queued(store, queue, position, queues)
-    elif status is JobStatus.SCHEDULED:
-        walk = _scheduled(store, queue, position)
-    elif status is JobStatus.IN_PROGRESS:
-        walk = _running(store, queue, position)
-    else:
-        walk = _finished(store, status, queue, position)
-    return _collect(walk, tenant, limit, filters)
+class MemoryInspection:
+    """Listing and counts, read from the structures `InMemoryJobStore` keeps (declared here
+    for the type checker)."""
+
+    _live: LiveJobs
+    _jobs: dict[int, Job]
+    _finished: RetainedJobs
+    _created: CreationLog
+    _paused: set[str]
+    _monotonic: Callable[[], float]
+
+    async def count_waiting(self) -> int:
+        """Queued plus Scheduled jobs (those waiting behind their partition key too), in
+        O(1); see `InspectionStore.count_waiting`."""
+        return self._live.waiting
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        queue: str | None = None,
+        tenant: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
+    ) -> JobPage:
+        """One page of a listing; see `InspectionStore.list_jobs`, and this module for the
+        orders and costs."""
+        self._finished.expire(self._monotonic())
+        check_limit(limit)
+        if status is not None:
+            status = JobStatus(status)
+        if queue is not None and not isinstance(queue, str):
+            raise ValueError("queue must be a queue name")
+        if tenant is not None and not isinstance(tenant, str):
+            raise ValueError("tenant must be a tenant name")
+        filters = filters_of(status, queue, tenant)
+        position = None if cursor is None else decode_cursor(cursor, filters)
+        if status is None:
+            walk = _created(self, queue, position)
+        elif status is JobStatus.QUEUED:
+            walk = _queued(self, queue, position, queues)
+        elif status is JobStatus.SCHEDULED:
+            walk = _scheduled(self, queue, position)
+        elif status is JobStatus.IN_PROGRESS:
+            walk = _running(self, queue, position)
+        else:
+            walk = _finished(self, status, queue, position)
+        return _collect(walk, tenant, limit, filters)
+
+    async def queue_stats(self, queues: Sequence[str]) -> list[QueueStats]:
+        """Counts per queue, in O(len(queues)); see `InspectionStore.queue_stats`."""
+        self._finished.expire(self._monotonic())
+        stats = []
+        for name in queues:
+            queued, scheduled, running = self._live.counts.get(name) or (0, 0, 0)
+            done, failed, canceled = self._finished.counts(name)
+            paused = name in self._paused
+            stats.append(
+                QueueStats(name, paused, queued, scheduled, running, done, failed, canceled)
+            )
+        return stats
 
 
 def _collect(walk: _Walk, tenant: str | None, limit: int, filters: list[Any]) -> JobPage:
@@ -93,7 +126,7 @@ def _collect(walk: _Walk, tenant: str | None, limit: int, filters: list[Any]) ->
     return JobPage(jobs, None)
 
 
-def _created(store: InMemoryJobStore, queue: str | None, position: list[Any] | None) -> _Walk:
+def _created(store: MemoryInspection, queue: str | None, position: list[Any] | None) -> _Walk:
     before = None if position is None else _count(_one(position))
     jobs, finished = store._jobs, store._finished
     for seq, key, job_queue in store._created.newest_first(before):
@@ -104,7 +137,7 @@ def _created(store: InMemoryJobStore, queue: str | None, position: list[Any] | N
 
 
 def _queued(
-    store: InMemoryJobStore, queue: str | None, position: list[Any] | None, queues: Sequence[str]
+    store: MemoryInspection, queue: str | None, position: list[Any] | None, queues: Sequence[str]
 ) -> _Walk:
     indexes = store._live.queued
     if queue is not None:
@@ -128,7 +161,7 @@ def _queued(
                 yield [name, at, job.id.hex], job
 
 
-def _scheduled(store: InMemoryJobStore, queue: str | None, position: list[Any] | None) -> _Walk:
+def _scheduled(store: MemoryInspection, queue: str | None, position: list[Any] | None) -> _Walk:
     after = None
     if position is not None:
         if len(position) != 2 or not _is_number(position[0]):
@@ -140,7 +173,7 @@ def _scheduled(store: InMemoryJobStore, queue: str | None, position: list[Any] |
         yield [due[job.id.int], job.id.hex], job if queue in (None, job.queue) else None
 
 
-def _running(store: InMemoryJobStore, queue: str | None, position: list[Any] | None) -> _Walk:
+def _running(store: MemoryInspection, queue: str | None, position: list[Any] | None) -> _Walk:
     after = None if position is None else _entry(position)
     jobs = store._jobs
     for value in store._live.running.after(after):
@@ -150,7 +183,7 @@ def _running(store: InMemoryJobStore, queue: str | None, position: list[Any] | N
 
 
 def _finished(
-    store: InMemoryJobStore, status: JobStatus, queue: str | None, position: list[Any] | None
+    store: MemoryInspection, status: JobStatus, queue: str | None, position: list[Any] | None
 ) -> _Walk:
     finished = store._finished
     before = None
