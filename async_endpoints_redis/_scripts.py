@@ -43,6 +43,7 @@ _NEEDS = {
     "pause": ("_lib",),
     "count_waiting": ("_lib", "_index", "_ready", "_lifecycle"),
     "queue_stats": ("_lib", "_ready"),
+    **{f"schedule_{op}": ("_lib",) for op in ("upsert", "remove", "list", "due", "time")},
 }
 _NAMES = (
     "enqueue_many",
@@ -61,6 +62,7 @@ _NAMES = (
     "pause",
     "queue_stats",
     "list_jobs",
+    *(f"schedule_{op}" for op in ("upsert", "remove", "list", "due", "time", "fire")),
 )
 _PROMOTE_BATCH = 200  # due Scheduled jobs moved to the queue per claim
 _SKIP_BUDGET = 1000  # bad ids a claim may drop on top of the jobs it claims
@@ -111,6 +113,11 @@ class Scripts:
         keys = [self._keys.clock, self._keys.key_prefix]
         args = [self._clock.reading(), self._retention_ms, *args]
         return await self._scripts[name](keys=keys, args=args)
+
+    async def call(self, name: str, args: Sequence[str | int]) -> Any:
+        """Run script ``name`` with ``args`` (for the store's parts with their own scripts,
+        such as the schedules of `_schedules`)."""
+        return await self._call(name, args)
 
     async def clock(self) -> int:
         """The elapsed-time clock (ms), which this process then reads on its own."""

@@ -77,6 +77,7 @@ from ._errors import RETRY_AFTER
 from ._inspection import RedisInspection
 from ._keys import Keys
 from ._refusals import check_bulk_len, refusal
+from ._schedules import RedisSchedules
 from ._scripts import delay_ms
 
 logger = logging.getLogger("async_endpoints_redis")
@@ -90,7 +91,7 @@ _OFFER_TTL = 3.0  # seconds an offer stands unless renewed (a frozen worker's ex
 _ALONE_OVER = 64 * 1024  # result characters past which a completion is not batched
 
 
-class RedisJobStore(RedisControl, RedisInspection):
+class RedisJobStore(RedisControl, RedisInspection, RedisSchedules):
     """Jobs in Redis, shared by any number of app instances and worker processes.
 
     Args:
