@@ -135,7 +135,7 @@ class InMemoryJobStore(MemoryInspection, MemorySchedules):
             raise ValueError(f"delay must be a finite number of seconds, not {delay!r}")
         job = self._live.put(new_job.stored(self._moment()), self._monotonic() + delay)
         seq = next(self._seq)
-        self._created.add(key, seq, job.queue)
+        self._created.add(key, seq, job.queue, job.tenant)
         self._wait(job, join=True)
         if not seq & 63:  # often enough that each pass is short
             live, kept = self._jobs, self._finished.keys()

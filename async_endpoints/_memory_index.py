@@ -15,6 +15,7 @@ read (jobs mostly leave in the order they were created).
 from __future__ import annotations
 
 import struct
+import sys
 from array import array
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterator
@@ -131,29 +132,32 @@ class OrderedInts:
 
 
 class CreationLog:
-    """Every stored job's id (as an integer) and queue, in the order the jobs were created,
+    """Every stored job's id (as an integer), queue and tenant, in the order the jobs were
+    created,
     read from ``head``: what listing without a status pages through, newest first.
 
     Jobs mostly leave (their retention ends) in about the order they were created, so the
     store moves ``head`` past the leading entries of jobs gone, in O(1) per job; `keep`
     filters the whole log for the rare job that outlives thousands of younger ones."""
 
-    __slots__ = ("head", "keys", "queues", "seqs")
+    __slots__ = ("head", "keys", "queues", "seqs", "tenants")
 
     def __init__(self) -> None:
         self.keys: list[int] = []
         self.seqs = array("q")  # machine integers: no int object per entry
         self.queues: list[str] = []
+        self.tenants: list[str | None] = []
         self.head = 0
 
     def __len__(self) -> int:
         return len(self.keys) - self.head
 
-    def add(self, key: int, seq: int, queue: str) -> None:
-        """Log the job ``key`` of ``queue``, created as number ``seq``."""
+    def add(self, key: int, seq: int, queue: str, tenant: str | None) -> None:
+        """Log the job ``key`` of ``queue`` and ``tenant``, created as number ``seq``."""
         self.keys.append(key)
         self.seqs.append(seq)
         self.queues.append(queue)
+        self.tenants.append(None if tenant is None else sys.intern(str(tenant)))
 
     def trim(self, exists: Callable[[int], bool], kept: int) -> None:
         """Forget the jobs gone (``exists(key)`` false): the leading ones in O(1) each,
@@ -161,6 +165,7 @@ class CreationLog:
         keys, head = self.keys, self.head
         while head < len(keys) and not exists(keys[head]):
             keys[head] = -1  # frees the key now, not in a burst at the next compaction
+            self.tenants[head] = None
             head += 1
         self.head = head
         self.compact()
@@ -171,7 +176,7 @@ class CreationLog:
         """Forget the entries before ``head``, once they are half of the log."""
         head = self.head
         if head >= COMPACT_AFTER and 2 * head >= len(self.keys):
-            del self.keys[:head], self.seqs[:head], self.queues[:head]
+            del self.keys[:head], self.seqs[:head], self.queues[:head], self.tenants[:head]
             self.head = 0
 
     def keep(self, exists: Callable[[int], bool]) -> None:
@@ -182,11 +187,19 @@ class CreationLog:
         self.keys = [keys[index] for index in kept]
         self.seqs = array("q", [self.seqs[index] for index in kept])
         self.queues = [self.queues[index] for index in kept]
+        self.tenants = [self.tenants[index] for index in kept]
         self.head = 0
 
-    def newest_first(self, before: int | None) -> Iterator[tuple[int, int, str]]:
-        """(seq, key, queue) from the newest entry, or from the one before seq ``before``."""
-        seqs, keys, queues, head = self.seqs, self.keys, self.queues, self.head
+    def newest_first(self, before: int | None) -> Iterator[tuple[int, int, str, str | None]]:
+        """(seq, key, queue, tenant) from the newest entry, or from the one before seq
+        ``before``."""
+        seqs, keys, queues, tenants, head = (
+            self.seqs,
+            self.keys,
+            self.queues,
+            self.tenants,
+            self.head,
+        )
         end = len(seqs) if before is None else bisect_right(seqs, before - 1, lo=head)
         for index in range(end - 1, head - 1, -1):
-            yield seqs[index], keys[index], queues[index]
+            yield seqs[index], keys[index], queues[index], tenants[index]

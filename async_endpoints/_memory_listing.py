@@ -20,7 +20,8 @@ by index), so a page costs O(limit + log n) for a status alone:
   is newest ``created_at`` first unless the wall clock stepped back between two
   submissions.
 
-A ``queue`` or ``tenant`` filter skips the other jobs' entries; after `VISIT_BUDGET`
+A ``queue`` or ``tenant`` filter skips the other jobs' entries without decoding them (the
+logs of created and finished jobs keep each one's queue and tenant); after `VISIT_BUDGET`
 skipped entries a page ends short, with a cursor that continues the walk. Positions are
 validated (`ValueError` otherwise); a position that no longer names a job (it left
 meanwhile) still marks a place in the order.
@@ -84,7 +85,7 @@ class MemoryInspection:
         filters = filters_of(status, queue, tenant)
         position = None if cursor is None else decode_cursor(cursor, filters)
         if status is None:
-            walk = _created(self, queue, position)
+            walk = _created(self, queue, tenant, position)
         elif status is JobStatus.QUEUED:
             walk = _queued(self, queue, position, queues)
         elif status is JobStatus.SCHEDULED:
@@ -92,7 +93,7 @@ class MemoryInspection:
         elif status is JobStatus.IN_PROGRESS:
             walk = _running(self, queue, position)
         else:
-            walk = _finished(self, status, queue, position)
+            walk = _finished(self, status, queue, tenant, position)
         return _collect(walk, tenant, limit, filters)
 
     async def queue_stats(self, queues: Sequence[str]) -> list[QueueStats]:
@@ -126,12 +127,14 @@ def _collect(walk: _Walk, tenant: str | None, limit: int, filters: list[Any]) ->
     return JobPage(jobs, None)
 
 
-def _created(store: MemoryInspection, queue: str | None, position: list[Any] | None) -> _Walk:
+def _created(
+    store: MemoryInspection, queue: str | None, tenant: str | None, position: list[Any] | None
+) -> _Walk:
     before = None if position is None else _count(_one(position))
     jobs, finished = store._jobs, store._finished
-    for seq, key, job_queue in store._created.newest_first(before):
+    for seq, key, job_queue, job_tenant in store._created.newest_first(before):
         job = None
-        if queue is None or job_queue == queue:
+        if queue in (None, job_queue) and tenant in (None, job_tenant):
             job = jobs.get(key) or finished.get_key(key)
         yield [seq], job
 
@@ -183,14 +186,20 @@ def _running(store: MemoryInspection, queue: str | None, position: list[Any] | N
 
 
 def _finished(
-    store: MemoryInspection, status: JobStatus, queue: str | None, position: list[Any] | None
+    store: MemoryInspection,
+    status: JobStatus,
+    queue: str | None,
+    tenant: str | None,
+    position: list[Any] | None,
 ) -> _Walk:
     finished = store._finished
     before = None
     if position is not None:
         before = finished.check_position(status, _one(position))
-    for index, key, job_queue in finished.newest_first(status, before):
-        job = finished.get_key(key) if queue is None or job_queue == queue else None
+    for index, key, job_queue, job_tenant in finished.newest_first(status, before):
+        job = None
+        if queue in (None, job_queue) and tenant in (None, job_tenant):
+            job = finished.get_key(key)
         yield [index], job
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import uuid
 from array import array
 from collections.abc import Iterator, KeysView
@@ -76,12 +77,13 @@ class _Log:
     ``head``; ``offset`` is the absolute index of the lists' first entry, so an entry's
     absolute index (its listing position) never changes."""
 
-    __slots__ = ("expiry", "head", "index", "keys", "offset", "queues")
+    __slots__ = ("expiry", "head", "index", "keys", "offset", "queues", "tenants")
 
     def __init__(self, index: int) -> None:
         self.index = index  # of its status in STATUSES (and in the per-queue counts)
         self.keys: list[int] = []
         self.queues: list[str] = []
+        self.tenants: list[str | None] = []  # what a tenant filter reads, not decoding
         self.expiry = array("d")  # machine floats: no float object per entry
         self.head = 0
         self.offset = 0
@@ -93,17 +95,17 @@ class _Log:
         """Forget the entries read so far, once they are half of the lists."""
         head = self.head
         if head >= _COMPACT_AFTER and 2 * head >= len(self.keys):
-            del self.keys[:head], self.queues[:head], self.expiry[:head]
+            del self.keys[:head], self.queues[:head], self.tenants[:head], self.expiry[:head]
             self.offset += head
             self.head = 0
 
-    def newest_first(self, before: int | None) -> Iterator[tuple[int, int, str]]:
-        """(absolute index, key, queue) from the newest entry (or the one before absolute
-        index ``before``) back to the oldest kept."""
+    def newest_first(self, before: int | None) -> Iterator[tuple[int, int, str, str | None]]:
+        """(absolute index, key, queue, tenant) from the newest entry (or the one before
+        absolute index ``before``) back to the oldest kept."""
         end = len(self.keys) if before is None else min(len(self.keys), before - self.offset)
-        keys, queues, offset = self.keys, self.queues, self.offset
+        keys, queues, tenants, offset = self.keys, self.queues, self.tenants, self.offset
         for index in range(end - 1, self.head - 1, -1):
-            yield index + offset, keys[index], queues[index]
+            yield index + offset, keys[index], queues[index], tenants[index]
 
 
 class RetainedJobs:
@@ -148,6 +150,7 @@ class RetainedJobs:
         record = self._records[key] = _encode(job, log.offset + len(keys))
         keys.append(key)
         log.queues.append(queue)
+        log.tenants.append(None if job.tenant is None else sys.intern(str(job.tenant)))
         expiry = now + self.retention
         log.expiry.append(expiry)
         self._order.append(log.index)
@@ -181,6 +184,7 @@ class RetainedJobs:
         job = _decode_fields(key, fields)
         log = self._logs[job.status]
         log.keys[fields[_POSITION] - log.offset] = _GONE
+        log.tenants[fields[_POSITION] - log.offset] = None
         self._counts[job.queue][log.index] -= 1
         return job
 
@@ -214,12 +218,14 @@ class RetainedJobs:
             self._drop_oldest()
         self._next_expiry = math.inf
 
-    def newest_first(self, status: JobStatus, before: int | None) -> Iterator[tuple[int, int, str]]:
-        """(position, key, queue) of the kept ``status`` jobs, newest finished first,
-        starting after position ``before`` (None: from the newest)."""
-        for position, key, queue in self._logs[status].newest_first(before):
-            if key != _GONE:
-                yield position, key, queue
+    def newest_first(
+        self, status: JobStatus, before: int | None
+    ) -> Iterator[tuple[int, int, str, str | None]]:
+        """(position, key, queue, tenant) of the kept ``status`` jobs, newest finished
+        first, starting after position ``before`` (None: from the newest)."""
+        for entry in self._logs[status].newest_first(before):
+            if entry[1] != _GONE:
+                yield entry
 
     def check_position(self, status: JobStatus, position: object) -> int:
         """``position`` if it can be a position in the log of ``status``, else `ValueError`."""
@@ -242,6 +248,7 @@ class RetainedJobs:
         key = keys[head]
         if key != _GONE:
             keys[head] = _GONE  # frees the key now, not in a burst at the next compaction
+            log.tenants[head] = None
             del self._records[key]
             self._counts[log.queues[head]][log.index] -= 1
         log.head = head = head + 1
@@ -308,7 +315,8 @@ def _decode(key: int, record: str | list[Any]) -> Job:
 
 def _decode_fields(key: int, fields: list[Any]) -> Job:
     kept, owner, error_type = fields[_REQUEST], fields[_OWNER], fields[_ERROR_TYPE]
-    job = Job(
+    batch_id = _slot(fields, _BATCH_ID)
+    return Job(
         id=uuid.UUID(int=key),
         name=fields[_NAME],
         status=JobStatus(fields[_STATUS]),
@@ -324,11 +332,6 @@ def _decode_fields(key: int, fields: list[Any]) -> Job:
         else JobError(fields[_MESSAGE], error_type, fields[_TRACEBACK]),
         request=JobRequest(owner=owner) if isinstance(kept, int) else _decode_request(kept, owner),
         queue=fields[_QUEUE],
-    )
-    if len(fields) == _RUN_AT:  # the fields after _POSITION are all unset
-        return job
-    batch_id = _slot(fields, _BATCH_ID)
-    return job.replace(
         run_at=_moment(_slot(fields, _RUN_AT)),
         partition_key=_slot(fields, _PARTITION_KEY),
         tenant=_slot(fields, _TENANT),

@@ -448,3 +448,24 @@ async def test_a_live_listing_cursor_of_the_wrong_shape_is_refused(
         await store.list_jobs(
             status=status, cursor=encode_cursor(filters_of(status, None), position)
         )
+
+
+async def test_listing_finished_jobs_by_tenant_pages_through_that_tenants_only(
+    store: InMemoryJobStore,
+) -> None:
+    """Completed jobs of two tenants and none: the tenant's, newest finished first, two per
+    page, read from the logs' tenants (the others are not decoded)."""
+    ours = []
+    for _ in range(5):
+        ours += await submit(store, new_job(tenant="ours"))
+        await submit(store, new_job(tenant="theirs"), new_job())
+    for claim in await store.claim(15, lease=LEASE):
+        await store.complete(claim, None)
+    for status in (JobStatus.COMPLETED, None):
+        seen, cursor = [], None
+        while True:
+            page = await store.list_jobs(status=status, tenant="ours", limit=2, cursor=cursor)
+            seen += [job.id for job in page.jobs]
+            if (cursor := page.next_cursor) is None:
+                break
+        assert seen == [job.id for job in reversed(ours)]
