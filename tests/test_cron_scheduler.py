@@ -1,0 +1,379 @@
+"""Cron schedules on `AsyncEndpoints`: defined (checked, nothing stored when bad), fired
+once per cycle by the scheduler, unique, caught up with one job, and the scheduler's
+lifetime beside the workers. Time is a `ManualClock` driven by the tests, which call the
+scheduler's ``tick`` themselves."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import BaseModel
+
+from async_endpoints import (
+    AsyncContext,
+    AsyncEndpoints,
+    ConfigurationError,
+    InMemoryJobStore,
+    Job,
+    JobStatus,
+    JobValidationError,
+    UnknownJobNameError,
+)
+from async_endpoints._events import EventKind, LifecycleEvent
+from async_endpoints._scheduler import BATCH, CAP, Scheduler
+from async_endpoints.testing import ManualClock
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class Cleanup(BaseModel):
+    days: int
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START.timestamp())
+
+
+@pytest.fixture
+async def store(clock: ManualClock) -> InMemoryJobStore:
+    store = InMemoryJobStore(clock=clock, retention=30 * 24 * 3600.0)
+    await store.start()
+    return store
+
+
+@pytest.fixture
+def endpoints(store: InMemoryJobStore) -> AsyncEndpoints:
+    endpoints = AsyncEndpoints(store=store)
+
+    @endpoints.add_handler
+    async def cleanup(ctx: AsyncContext[Cleanup]) -> int:
+        return ctx.request.days
+
+    @endpoints.add_handler
+    async def ping(ctx: AsyncContext[None]) -> str:
+        return "pong"
+
+    return endpoints
+
+
+def scheduler_of(endpoints: AsyncEndpoints) -> Scheduler:
+    scheduler = endpoints.scheduler()
+    assert scheduler is not None
+    return scheduler
+
+
+async def fired_jobs(endpoints: AsyncEndpoints) -> list[Job]:
+    """Every job, oldest first (all of them are the schedules' here)."""
+    page = await endpoints.list_jobs(limit=500)
+    return sorted(page.jobs, key=lambda job: job.created_at)
+
+
+async def test_the_cron_decorator_registers_the_handler_and_declares_its_schedule(
+    endpoints: AsyncEndpoints,
+) -> None:
+    """The schedule's id is the job name; it is stored when declared, due at the next
+    time the expression names."""
+
+    @endpoints.cron("0 3 * * *", timezone="Europe/Berlin", tenant="ops")
+    async def nightly(ctx: AsyncContext[None]) -> None:
+        pass
+
+    assert "nightly" in endpoints.handlers
+    await endpoints.declare_schedules()
+    (schedule,) = await endpoints.list_schedules()
+    assert (schedule.id, schedule.name, schedule.cron) == ("nightly", "nightly", "0 3 * * *")
+    assert (schedule.timezone, schedule.unique, schedule.tenant) == ("Europe/Berlin", True, "ops")
+    assert schedule.next_run_at == datetime(2026, 1, 1, 2, tzinfo=UTC)  # 03:00 CET
+
+
+async def test_each_cycle_enqueues_one_job_that_runs_the_handler(
+    endpoints: AsyncEndpoints, clock: ManualClock
+) -> None:
+    """Ticks within a cycle enqueue nothing more; the next cycle enqueues the next job."""
+    await endpoints.upsert_schedule("every-10s", "ping", "*/10 * * * * *")
+    scheduler = scheduler_of(endpoints)
+    await scheduler.tick()
+    assert await fired_jobs(endpoints) == []
+    clock.advance(10)
+    await scheduler.tick()
+    await scheduler.tick()
+    assert await endpoints.drain() == 1
+    clock.advance(10)
+    await scheduler.tick()
+    assert await endpoints.drain() == 1
+    jobs = await fired_jobs(endpoints)
+    assert [job.created_at - START for job in jobs] == [
+        timedelta(seconds=10),
+        timedelta(seconds=20),
+    ]
+    assert [job.result for job in jobs] == ["pong", "pong"]
+
+
+async def test_missed_cycles_are_caught_up_with_one_job(
+    endpoints: AsyncEndpoints, clock: ManualClock
+) -> None:
+    """A day without any scheduler (every minute: 1,440 cycles) brings one job, and the
+    schedule is next due after now, not at the first missed cycle."""
+    await endpoints.upsert_schedule("minutely", "ping", "* * * * *")
+    clock.advance(24 * 3600 + 30)
+    await scheduler_of(endpoints).tick()
+    await scheduler_of(endpoints).tick()
+    assert len(await fired_jobs(endpoints)) == 1
+    (schedule,) = await endpoints.list_schedules()
+    assert schedule.next_run_at == START + timedelta(days=1, minutes=1)
+
+
+async def test_a_unique_schedule_skips_cycles_while_its_job_has_not_ended(
+    endpoints: AsyncEndpoints, clock: ManualClock
+) -> None:
+    """With the first job still Queued, the next two cycles enqueue nothing; once it has
+    run, the next cycle enqueues again."""
+    await endpoints.upsert_schedule("s", "ping", "* * * * * *")
+    scheduler = scheduler_of(endpoints)
+    for _ in range(3):
+        clock.advance(1)
+        await scheduler.tick()
+    assert len(await fired_jobs(endpoints)) == 1
+    await endpoints.drain()
+    clock.advance(1)
+    await scheduler.tick()
+    assert len(await fired_jobs(endpoints)) == 2
+
+
+async def test_a_schedule_that_is_not_unique_fires_every_cycle(
+    endpoints: AsyncEndpoints, clock: ManualClock
+) -> None:
+    """unique=False: one job per cycle even while the earlier ones wait."""
+    await endpoints.upsert_schedule("s", "ping", "* * * * * *", unique=False)
+    scheduler = scheduler_of(endpoints)
+    for _ in range(3):
+        clock.advance(1)
+        await scheduler.tick()
+    jobs = await fired_jobs(endpoints)
+    assert [job.status for job in jobs] == [JobStatus.QUEUED] * 3
+
+
+async def test_two_schedulers_on_one_store_fire_each_cycle_once(
+    store: InMemoryJobStore, endpoints: AsyncEndpoints, clock: ManualClock
+) -> None:
+    """Two instances (two `AsyncEndpoints` on one store) tick at every cycle: one job per
+    cycle."""
+    other = AsyncEndpoints(store=store)
+    await endpoints.upsert_schedule("s", "ping", "* * * * * *", unique=False)
+    schedulers = [scheduler_of(endpoints), scheduler_of(other)]
+    for _ in range(5):
+        clock.advance(1)
+        await asyncio.gather(*(scheduler.tick() for scheduler in schedulers))
+    assert len(await fired_jobs(endpoints)) == 5
+
+
+async def test_the_daily_job_across_spring_forward_runs_once_right_after_the_gap(
+    endpoints: AsyncEndpoints, clock: ManualClock
+) -> None:
+    """02:30 Europe/Berlin, ticking every minute from 27 to 30 March 2026: one job per
+    day, the one on the 29th at 03:00 CEST (01:00 UTC)."""
+    clock.now = datetime(2026, 3, 27, 12, tzinfo=UTC).timestamp()
+    await endpoints.upsert_schedule("s", "ping", "30 2 * * *", timezone="Europe/Berlin")
+    await tick_every_minute(endpoints, clock, days=3)
+    created = [job.created_at for job in await fired_jobs(endpoints)]
+    assert created == [
+        datetime(2026, 3, 28, 1, 30, tzinfo=UTC),
+        datetime(2026, 3, 29, 1, 0, tzinfo=UTC),
+        datetime(2026, 3, 30, 0, 30, tzinfo=UTC),
+    ]
+
+
+async def test_the_daily_job_across_fall_back_runs_once_not_twice(
+    endpoints: AsyncEndpoints, clock: ManualClock
+) -> None:
+    """02:30 Europe/Berlin from 24 to 26 October 2026: 02:30 happens twice on the 25th,
+    the job runs once (at 02:30 CEST, 00:30 UTC)."""
+    clock.now = datetime(2026, 10, 24, 12, tzinfo=UTC).timestamp()
+    await endpoints.upsert_schedule("s", "ping", "30 2 * * *", timezone="Europe/Berlin")
+    await tick_every_minute(endpoints, clock, days=2)
+    created = [job.created_at for job in await fired_jobs(endpoints)]
+    assert created == [
+        datetime(2026, 10, 25, 0, 30, tzinfo=UTC),
+        datetime(2026, 10, 26, 1, 30, tzinfo=UTC),
+    ]
+
+
+async def tick_every_minute(endpoints: AsyncEndpoints, clock: ManualClock, days: int) -> None:
+    scheduler = scheduler_of(endpoints)
+    for _ in range(days * 24 * 60):
+        clock.advance(60)
+        await scheduler.tick()
+        await endpoints.drain()
+
+
+async def test_a_schedule_body_is_validated_and_reaches_the_handler(
+    endpoints: AsyncEndpoints, clock: ManualClock
+) -> None:
+    """The body is checked against the handler's model when the schedule is defined, and
+    each cycle's job carries it, with the schedule's queue and tenant."""
+    await endpoints.upsert_schedule(
+        "purge", "cleanup", "* * * * *", body={"days": 30}, tenant="acme"
+    )
+    clock.advance(60)
+    await scheduler_of(endpoints).tick()
+    await endpoints.drain()
+    (job,) = await fired_jobs(endpoints)
+    assert (job.result, job.tenant) == (30, "acme")  # the body reached the handler
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        ({"cron": "61 * * * *"}, ValueError, "minute"),
+        ({"cron": "* * *"}, ValueError, "3 fields"),
+        ({"timezone": "Mars/Olympus"}, ValueError, "unknown time zone 'Mars/Olympus'"),
+        ({"name": "missing"}, UnknownJobNameError, "missing"),
+        ({"body": {"days": "many"}}, JobValidationError, "request body"),
+        ({"queue": "nowhere"}, ValueError, "unknown queue"),
+        ({"tenant": ""}, ValueError, "tenant"),
+        ({"schedule_id": ""}, ValueError, "schedule_id"),
+    ],
+)
+async def test_a_bad_schedule_raises_at_definition_and_stores_nothing(
+    endpoints: AsyncEndpoints, arguments: dict[str, object], error: type[Exception], message: str
+) -> None:
+    """Expression, zone, handler, body, queue, tenant and id are checked first."""
+    given: dict[str, object] = {
+        "schedule_id": "purge",
+        "name": "cleanup",
+        "cron": "0 3 * * *",
+        "body": {"days": 30},
+        **arguments,
+    }
+    with pytest.raises(error, match=message):
+        await endpoints.upsert_schedule(**given)  # type: ignore[arg-type]
+    assert await endpoints.list_schedules() == []
+
+
+async def test_a_bad_cron_decorator_raises_when_decorating_and_registers_nothing(
+    endpoints: AsyncEndpoints,
+) -> None:
+    """An invalid expression or zone, or a handler whose model needs a body."""
+    with pytest.raises(ValueError, match="hour"):
+
+        @endpoints.cron("0 24 * * *")
+        async def late(ctx: AsyncContext[None]) -> None:
+            pass
+
+    with pytest.raises(ValueError, match="unknown time zone"):
+
+        @endpoints.cron("0 3 * * *", timezone="Nowhere/City")
+        async def lost(ctx: AsyncContext[None]) -> None:
+            pass
+
+    with pytest.raises(JobValidationError):
+
+        @endpoints.cron("0 3 * * *")
+        async def needs_a_body(ctx: AsyncContext[Cleanup]) -> None:
+            pass
+
+    assert not {"late", "lost", "needs_a_body"} & set(endpoints.handlers)
+    await endpoints.declare_schedules()
+    assert await endpoints.list_schedules() == []
+
+
+async def test_redeclaring_an_unchanged_schedule_keeps_its_due_cycle(
+    endpoints: AsyncEndpoints, clock: ManualClock
+) -> None:
+    """A restart (declaring again, later) neither skips the cycle due nor repeats one."""
+
+    @endpoints.cron("0 * * * *")
+    async def hourly(ctx: AsyncContext[None]) -> None:
+        pass
+
+    await endpoints.declare_schedules()
+    clock.advance(3600 + 600)  # the 01:00 cycle is due; nobody fired it
+    await endpoints.declare_schedules()
+    (schedule,) = await endpoints.list_schedules()
+    assert schedule.next_run_at == START + timedelta(hours=1)
+    await scheduler_of(endpoints).tick()
+    assert len(await fired_jobs(endpoints)) == 1
+
+
+async def test_a_removed_schedule_fires_no_more(
+    endpoints: AsyncEndpoints, clock: ManualClock
+) -> None:
+    """remove_schedule says whether there was one; its jobs stay."""
+    await endpoints.upsert_schedule("s", "ping", "* * * * * *")
+    clock.advance(1)
+    await scheduler_of(endpoints).tick()
+    assert await endpoints.remove_schedule("s") is True
+    assert await endpoints.remove_schedule("s") is False
+    clock.advance(5)
+    await endpoints.drain()
+    await scheduler_of(endpoints).tick()
+    assert len(await fired_jobs(endpoints)) == 1
+
+
+async def test_the_scheduler_sleeps_until_the_next_cycle_and_at_most_a_second(
+    endpoints: AsyncEndpoints, clock: ManualClock
+) -> None:
+    """After firing, a tick returns the time to the next cycle it knows; with none known
+    (or none soon), `CAP`; with a backlog of due schedules, 0 (no sleep), and never 0
+    otherwise (no spinning)."""
+    scheduler = scheduler_of(endpoints)
+    assert await scheduler.tick() == CAP
+    await endpoints.upsert_schedule("s", "ping", "*/10 * * * * *", unique=False)
+    clock.advance(10.75)
+    assert await scheduler.tick() == CAP  # next cycle in 9.25 s
+    clock.advance(9)
+    assert 0 < await scheduler.tick() <= 0.25
+    for n in range(BATCH + 1):
+        await endpoints.upsert_schedule(f"many-{n}", "ping", "0 0 1 1 *")
+    clock.advance(366 * 24 * 3600)
+    assert await scheduler.tick() == 0.0
+    assert 0 < await scheduler.tick() <= CAP
+
+
+async def test_fired_jobs_are_announced_as_submitted(
+    endpoints: AsyncEndpoints, clock: ManualClock
+) -> None:
+    """Lifecycle listeners hear of each cycle's job as of any submission."""
+    heard: list[LifecycleEvent] = []
+    endpoints.events.subscribe(heard.append)
+    await endpoints.upsert_schedule("s", "ping", "* * * * * *")
+    clock.advance(1)
+    await scheduler_of(endpoints).tick()
+    assert [event.kind for event in heard] == [EventKind.SUBMITTED]
+
+
+async def test_running_workers_runs_the_scheduler() -> None:
+    """With workers (real time here), a schedule declared with ``cron`` runs by itself;
+    without workers there is no scheduler."""
+    endpoints = AsyncEndpoints(store=InMemoryJobStore())
+    ran = asyncio.Event()
+
+    @endpoints.cron("* * * * * *")
+    async def every_second(ctx: AsyncContext[None]) -> None:
+        ran.set()
+
+    async with endpoints.running(workers=False):
+        assert await endpoints.list_schedules() == []
+    async with endpoints.running(workers=True):
+        await asyncio.wait_for(ran.wait(), timeout=10)
+
+
+async def test_schedules_need_a_schedule_store() -> None:
+    """A store without the capability: ConfigurationError naming it."""
+
+    class Bare:  # only what AsyncEndpoints touches before a schedule call
+        pass
+
+    endpoints = AsyncEndpoints(store=Bare())  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="ScheduleStore"):
+        await endpoints.list_schedules()
+    with pytest.raises(ConfigurationError, match="ScheduleStore"):
+
+        @endpoints.cron("0 3 * * *")
+        async def nightly(ctx: AsyncContext[None]) -> None:
+            pass
+
+    assert endpoints.scheduler() is None
