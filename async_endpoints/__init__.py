@@ -27,6 +27,7 @@ from ._job import NewJob as NewJob
 from ._lifecycle import InvalidTransitionError as InvalidTransitionError
 from ._listing import JobPage as JobPage
 from ._listing import QueueStats as QueueStats
+from ._logs import JobLogFilter as JobLogFilter
 from ._memory import InMemoryJobStore as InMemoryJobStore
 from ._responses import JobModel as JobModel
 from ._retry import RetryPolicy as RetryPolicy
@@ -55,6 +56,7 @@ __all__ = [
     "InvalidTransitionError",
     "Job",
     "JobError",
+    "JobLogFilter",
     "JobModel",
     "JobPage",
     "JobRequest",

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from ._job import Job, JobStatus
+from ._logs import job_extra
 
 logger = logging.getLogger("async_endpoints")
 
@@ -99,6 +100,7 @@ class LifecycleEvents:
                     listener,
                     event.kind.value,
                     event.job.id,
+                    extra=job_extra(event.job),
                 )
 
     def __bool__(self) -> bool:

@@ -37,6 +37,7 @@ from ._errors import (
 )
 from ._handlers import Handler
 from ._job import Job, JobRequest, JobStatus, parse_job_id
+from ._logs import job_extra
 from ._options import AT_ONCE, Placement
 from ._prefer import applied, preferred_wait
 from ._responses import call_maybe_async, error_response, job_response
@@ -161,7 +162,7 @@ async def _accepted(endpoints: JobService, job: Job, request: Request) -> Respon
     try:
         job = await endpoints.wait_until(job, wait)
     except JobStoreError as exc:  # the job is stored: answer as without the wait
-        logger.warning("could not wait for job %s: %s", job.id, exc)
+        logger.warning("could not wait for job %s: %s", job.id, exc, extra=job_extra(job))
     if job.status.is_terminal:
         response = await status_response(endpoints, job, request)
     else:

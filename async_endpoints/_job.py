@@ -79,6 +79,10 @@ class JobRequest:
         route_params: The path parameters, as strings.
         owner: The principal that submitted the job, as the app's ``owner`` hook named it
             (None without the hook); kept for ``authorize``, never given to the handler.
+        trace_context: The W3C trace context of the submission's span, for the attempts'
+            spans (see `async_endpoints._tracing`): the ``traceparent`` value, followed by
+            a newline and the ``tracestate`` value when there is one; None without
+            OpenTelemetry. Not part of what makes two submissions the same.
     """
 
     body: str | None = None
@@ -86,6 +90,7 @@ class JobRequest:
     query_string: str = ""
     route_params: Mapping[str, str] = field(default_factory=dict)
     owner: str | None = None
+    trace_context: str | None = field(default=None, compare=False)
 
 
 DEFAULT_QUEUE = "default"

@@ -20,6 +20,7 @@ from typing import Any, TypeVar, cast
 
 from ._deadline import CANCEL_WAIT
 from ._job import Job
+from ._logs import job_extra
 from ._store import Claim
 from ._worker import AttemptRunner
 
@@ -72,7 +73,9 @@ class Slots:
             try:
                 await job
             except Exception:
-                logger.exception("job %s: settling failed", claim.job.id)
+                logger.exception(
+                    "job %s: settling failed", claim.job.id, extra=job_extra(claim.job)
+                )
                 raise
             next_claim = await self._next_claim(began)
             if next_claim is None:

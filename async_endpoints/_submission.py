@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -16,6 +17,7 @@ from ._handlers import Handler
 from ._http import job_request
 from ._job import Job, JobRequest, NewJob, check_label, parse_job_id
 from ._options import AT_ONCE, Placement, submission_delay
+from ._tracing import submit_span
 
 
 class JobSubmission(JobControl):
@@ -93,17 +95,21 @@ class JobSubmission(JobControl):
             DuplicateJobError: ``job_id`` belongs to another job already.
         """
         max_retries = handler.max_retries
-        new_job = NewJob(
-            uuid.uuid4() if job_id is None else job_id,
-            handler.name,
-            self.settings.max_retries if max_retries is None else max_retries,
-            request,
-            queue=handler.queue if placement.queue is None else placement.queue,
-            delay=placement.delay,
-            partition_key=placement.partition_key,
-            tenant=placement.tenant,
-        )
-        job = await self.store.enqueue(new_job, max_waiting=self.settings.max_queue_size)
+        job_id = uuid.uuid4() if job_id is None else job_id
+        with submit_span(handler.name, job_id) as trace_context:
+            if trace_context is not None:
+                request = dataclasses.replace(request, trace_context=trace_context)
+            new_job = NewJob(
+                job_id,
+                handler.name,
+                self.settings.max_retries if max_retries is None else max_retries,
+                request,
+                queue=handler.queue if placement.queue is None else placement.queue,
+                delay=placement.delay,
+                partition_key=placement.partition_key,
+                tenant=placement.tenant,
+            )
+            job = await self.store.enqueue(new_job, max_waiting=self.settings.max_queue_size)
         if self.events:
             self.events.emit(LifecycleEvent(EventKind.SUBMITTED, job))
         return job

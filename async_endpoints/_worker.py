@@ -20,9 +20,11 @@ from ._errors import ResultError, ResultRefusedError, StoreUnavailableError
 from ._events import AttemptOutcome, EventKind, LifecycleEvent, LifecycleEvents, settled_outcome
 from ._handlers import Handler
 from ._job import Job, JobError
+from ._logs import job_extra, job_logging
 from ._redact import ErrorDescriber
 from ._retry import RetryPolicy
 from ._store import Claim, JobStore
+from ._tracing import AttemptSpan, attempt_span, record_failure
 
 logger = logging.getLogger("async_endpoints")
 
@@ -83,8 +85,16 @@ class AttemptRunner:
         while the handler runs (shutdown past the grace period, a lost lease) propagates
         without settling: the job is left to stale-claim recovery (or was cancelled). The
         caller must not cancel the settlement that follows (the pool cancels only running
-        handlers). Emits ``started`` now and ``finished`` when the attempt is over.
+        handlers). Emits ``started`` now and ``finished`` when the attempt is over. The
+        job is the current job of its log records, and the attempt has its span (see
+        `async_endpoints._logs` and `async_endpoints._tracing`).
         """
+        with job_logging(claim.job), attempt_span(claim.job) as span:
+            return await self._run(claim, handler_ended, span)
+
+    async def _run(
+        self, claim: Claim, handler_ended: Callable[[], None], span: AttemptSpan
+    ) -> Job | None:
         began = asyncio.get_running_loop().time()
         if self.events:
             self.events.emit(LifecycleEvent(EventKind.STARTED, claim.job))
@@ -94,7 +104,10 @@ class AttemptRunner:
             self._finished(claim, None, began)
             raise
         if outcome is None:
+            span.failed(JobError("abandoned at job_timeout", "JobTimeout"))
             return None
+        if outcome.error is not None:
+            span.failed(outcome.error)
         return await self._settle_patiently(claim, outcome, began)
 
     def _finished(self, claim: Claim, settled: Job | None, began: float) -> None:
@@ -207,6 +220,7 @@ class AttemptRunner:
             "job %s (%s): the handler ignores cancellation; abandoning it (it may still run)",
             job.id,
             job.name,
+            extra=job_extra(job),
         )
         self.abandoned.add(task)
         task.add_done_callback(self._forget)
@@ -248,6 +262,7 @@ class AttemptRunner:
         return settled
 
     def _error(self, exc: BaseException) -> JobError:
+        record_failure(exc)
         return self.errors.describe(exc, with_traceback=self.include_tracebacks)
 
 

@@ -15,12 +15,14 @@ The hash holds few, short fields so that Redis keeps it listpack-encoded (compac
     queue            the queue's name; left out for the default queue
     partition_key    the job's partition key; left out when it has none
     tenant           the job's tenant; left out when it has none
+    behind           '1' while the job waits behind an earlier job of its partition key
+                     (not read here; see ``lua/_lifecycle.lua``)
     token            the current claim's token, while InProgress
     result           JSON text, once Completed
     error            JSON text ``{"message", "type"[, "traceback"]}``, after a failure
     request          JSON text, the captured request with short keys, empty parts left out:
                      ``{"b": body, "h": [[name, value], ...], "q": query, "p": {params},
-                     "o": owner}``
+                     "o": owner, "t": trace context}``
 
 Absent fields are None, except four that are left out while they hold their default:
 ``retry_count`` (0), ``last_updated_at`` (``created_at``), ``request`` (empty) and
@@ -76,6 +78,8 @@ def encode_request(request: JobRequest) -> str:
         data["p"] = dict(request.route_params)
     if request.owner is not None:
         data["o"] = request.owner
+    if request.trace_context is not None:
+        data["t"] = request.trace_context
     return dump_json(data) if data else ""
 
 
@@ -88,6 +92,7 @@ def decode_request(source: str | None) -> JobRequest:
         query_string=data.get("q", ""),
         route_params={str(k): str(v) for k, v in data.get("p", {}).items()},
         owner=None if data.get("o") is None else str(data["o"]),
+        trace_context=None if data.get("t") is None else str(data["t"]),
     )
 
 

@@ -1,0 +1,77 @@
+"""Job-aware logging: ``job_id`` and ``job_name`` on every log record about a job.
+
+While an attempt runs (its handler, and the recording of its outcome) a context variable
+names the job. `JobLogFilter` copies it onto each record it sees as the attributes
+``job_id`` and ``job_name`` (None outside a job), unless the record has them already from
+``extra=`` (where the library logs about a job outside an attempt, it passes
+`job_extra`). The library installs the filter on its own loggers (``async_endpoints`` and
+``async_endpoints_redis``); an app installs it on its handlers so that the records of its
+own loggers, written by a job handler, carry the two attributes too::
+
+    handler = logging.StreamHandler()
+    handler.addFilter(JobLogFilter())
+    handler.setFormatter(logging.Formatter("%(levelname)s %(job_name)s %(job_id)s %(message)s"))
+    logging.getLogger().addHandler(handler)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+from ._job import Job
+
+_current_job: ContextVar[tuple[str, str] | None] = ContextVar(
+    "async_endpoints_current_job", default=None
+)
+
+#: The library's loggers; each gets a `JobLogFilter` on import.
+LIBRARY_LOGGERS = ("async_endpoints", "async_endpoints_redis")
+
+
+class JobLogFilter(logging.Filter):
+    """Sets ``record.job_id`` and ``record.job_name`` from the job whose attempt is
+    running in the current context (None for both outside an attempt), keeping values the
+    record has already. Never drops a record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Add the two attributes; always True."""
+        if not hasattr(record, "job_id"):
+            current = _current_job.get()
+            record.job_id, record.job_name = (None, None) if current is None else current
+        elif not hasattr(record, "job_name"):
+            record.job_name = None
+        return True
+
+
+@contextmanager
+def job_logging(job: Job) -> Iterator[None]:
+    """Name ``job`` as the current job of this context (and the tasks it starts) inside
+    the ``with`` block."""
+    token = _current_job.set((str(job.id), job.name))
+    try:
+        yield
+    finally:
+        _current_job.reset(token)
+
+
+def current_job() -> tuple[str, str] | None:
+    """The (id, name) of the job whose attempt runs in this context, or None."""
+    return _current_job.get()
+
+
+def job_extra(job: Job) -> dict[str, str]:
+    """The ``extra=`` of a log record about ``job`` written outside its attempt."""
+    return {"job_id": str(job.id), "job_name": job.name}
+
+
+def _install() -> None:
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(each, JobLogFilter) for each in logger.filters):
+            logger.addFilter(JobLogFilter())
+
+
+_install()

@@ -1,0 +1,101 @@
+"""Job-aware logs: the library's records about a job carry job_id and job_name, and so do
+an app's own records written by a handler once the app installs JobLogFilter."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore, JobLogFilter
+
+app_logger = logging.getLogger("tests.the_app")
+
+
+class Records(logging.Handler):
+    """Keeps the records it handles, with JobLogFilter installed as an app would."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self.addFilter(JobLogFilter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def about(self, text: str) -> list[tuple[object, object]]:
+        return [
+            (getattr(r, "job_id", "missing"), getattr(r, "job_name", "missing"))
+            for r in self.records
+            if text in r.getMessage()
+        ]
+
+
+@pytest.fixture
+def records() -> Iterator[Records]:
+    handler = Records()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    level = root.level
+    root.setLevel(logging.DEBUG)
+    yield handler
+    root.removeHandler(handler)
+    root.setLevel(level)
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[AsyncEndpoints]:
+    endpoints = AsyncEndpoints(store=InMemoryJobStore(), max_retries=0)
+
+    async def chatty(ctx: AsyncContext[None]) -> None:
+        app_logger.info("the handler says hello")
+        raise RuntimeError("and fails")
+
+    endpoints.add_handler(chatty, name="Chatty")
+    async with endpoints.running(workers=False):
+        yield endpoints
+
+
+async def test_the_library_record_of_a_failed_attempt_names_the_job(
+    engine: AsyncEndpoints, records: Records
+) -> None:
+    """The 'attempt failed' warning has job_id and job_name attributes."""
+    job = await engine.submit("Chatty")
+    await engine.drain()
+    assert records.about("attempt 1 failed") == [(str(job.id), "Chatty")]
+
+
+async def test_a_handler_record_names_the_job_through_the_filter(
+    engine: AsyncEndpoints, records: Records
+) -> None:
+    """The app's own record, written in the handler, gets job_id and job_name from the
+    filter on the app's handler."""
+    job = await engine.submit("Chatty")
+    await engine.drain()
+    assert records.about("the handler says hello") == [(str(job.id), "Chatty")]
+
+
+async def test_records_outside_a_job_have_none(records: Records) -> None:
+    """Outside an attempt the filter sets both attributes to None (formats never break)."""
+    app_logger.info("not about a job")
+    assert records.about("not about a job") == [(None, None)]
+
+
+async def test_a_record_about_a_job_outside_its_attempt_names_it(
+    engine: AsyncEndpoints, records: Records
+) -> None:
+    """A lifecycle listener that raises is logged with the job's id and name (extra=)."""
+
+    def broken(event: object) -> None:
+        raise RuntimeError("listener bug")
+
+    engine.events.subscribe(broken)
+    job = await engine.submit("Chatty")
+    assert records.about("lifecycle listener") == [(str(job.id), "Chatty")]
+
+
+def test_a_record_with_its_own_job_id_keeps_it(records: Records) -> None:
+    """A record that names a job itself (extra=) is left as it is."""
+    app_logger.info("explicit", extra={"job_id": "x", "job_name": "y"})
+    assert records.about("explicit") == [("x", "y")]

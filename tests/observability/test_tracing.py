@@ -1,0 +1,152 @@
+"""OpenTelemetry: a submit span in the request's trace, a run span per attempt in the same
+trace (carried with the job as W3C trace context), errors recorded on the span."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+
+import pytest
+from fastapi import FastAPI
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind, StatusCode
+
+from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore
+from async_endpoints._tracing import JOB_ID, JOB_NAME, RETRY_COUNT
+from tests.observability.spans import exporter
+
+tracer = trace.get_tracer("tests")
+
+
+@pytest.fixture
+def spans() -> InMemorySpans:
+    return InMemorySpans()
+
+
+class InMemorySpans:
+    """The spans ended since the fixture was made."""
+
+    def __init__(self) -> None:
+        exporter().clear()
+
+    def named(self, prefix: str) -> list[ReadableSpan]:
+        return [s for s in exporter().get_finished_spans() if s.name.startswith(prefix)]
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[AsyncEndpoints]:
+    app = FastAPI()
+    endpoints = AsyncEndpoints(app, store=InMemoryJobStore(), max_retries=1, retry_base_delay=0)
+
+    @endpoints.map_async_post("/ok", name="Ok")
+    async def ok(ctx: AsyncContext[None]) -> str:
+        with tracer.start_as_current_span("inside the handler"):
+            return "ok"
+
+    @endpoints.map_async_post("/broken", name="Broken")
+    async def broken(ctx: AsyncContext[None]) -> None:
+        raise RuntimeError("it broke")
+
+    async with endpoints.running(workers=False):
+        yield endpoints
+
+
+async def test_the_run_span_is_in_the_submitting_trace(
+    engine: AsyncEndpoints, spans: InMemorySpans
+) -> None:
+    """submit inside a request span: the submit span is its child, the run span the submit
+    span's child, the handler's own span the run span's child; one trace."""
+    with tracer.start_as_current_span("POST /ok") as request_span:
+        job = await engine.submit("Ok")
+    await engine.drain()
+    (submit,) = spans.named("async_endpoints.submit Ok")
+    (run,) = spans.named("async_endpoints.run Ok")
+    (inner,) = spans.named("inside the handler")
+    trace_id = request_span.get_span_context().trace_id
+    assert {submit.context.trace_id, run.context.trace_id, inner.context.trace_id} == {trace_id}
+    request_span_id = request_span.get_span_context().span_id
+    assert submit.parent is not None and submit.parent.span_id == request_span_id
+    assert run.parent is not None and run.parent.span_id == submit.context.span_id
+    assert inner.parent is not None and inner.parent.span_id == run.context.span_id
+    assert submit.kind is SpanKind.PRODUCER and run.kind is SpanKind.CONSUMER
+    assert run.attributes == {JOB_ID: str(job.id), JOB_NAME: "Ok", RETRY_COUNT: 0}
+    assert run.status.status_code is StatusCode.UNSET
+
+
+async def test_the_job_carries_the_w3c_trace_context_of_its_submit_span(
+    engine: AsyncEndpoints, spans: InMemorySpans
+) -> None:
+    """job.request.trace_context is the traceparent of the submit span."""
+    job = await engine.submit("Ok")
+    (submit,) = spans.named("async_endpoints.submit Ok")
+    context = submit.context
+    expected = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    assert job.request.trace_context == expected
+    stored = await engine.get_job(job.id)
+    assert stored is not None and stored.request.trace_context == expected
+
+
+async def test_each_failed_attempt_records_its_exception_and_an_error_status(
+    engine: AsyncEndpoints, spans: InMemorySpans
+) -> None:
+    """Two attempts (one retry): two run spans in one trace, retry counts 0 and 1, each
+    with the exception event and status ERROR."""
+    await engine.submit("Broken")
+    await engine.drain()
+    runs = sorted(spans.named("async_endpoints.run Broken"), key=lambda s: s.start_time or 0)
+    assert [run.attributes and run.attributes[RETRY_COUNT] for run in runs] == [0, 1]
+    assert len({run.context.trace_id for run in runs}) == 1
+    for run in runs:
+        assert run.status.status_code is StatusCode.ERROR
+        (event,) = [e for e in run.events if e.name == "exception"]
+        assert event.attributes is not None
+        assert event.attributes["exception.type"] == "RuntimeError"
+        assert event.attributes["exception.message"] == "it broke"
+
+
+async def test_a_post_to_an_async_endpoint_is_traced_too(
+    engine: AsyncEndpoints, spans: InMemorySpans
+) -> None:
+    """The HTTP path (not only submit) stores the trace context."""
+    import httpx
+
+    assert engine.app is not None
+    transport = httpx.ASGITransport(app=engine.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        answer = await client.post("/ok")
+    assert answer.status_code == 202
+    await engine.drain()
+    (submit,) = spans.named("async_endpoints.submit Ok")
+    (run,) = spans.named("async_endpoints.run Ok")
+    assert run.parent is not None and run.parent.span_id == submit.context.span_id
+
+
+def test_without_opentelemetry_nothing_is_imported_and_jobs_run() -> None:
+    """With opentelemetry hidden, the package imports none of it and a job still runs."""
+    script = """
+import asyncio, sys
+class Hide:
+    def find_spec(self, name, path=None, target=None):
+        if name == "opentelemetry" or name.startswith("opentelemetry."):
+            raise ImportError(name)
+sys.meta_path.insert(0, Hide())
+from async_endpoints import AsyncEndpoints, AsyncContext
+async def main():
+    endpoints = AsyncEndpoints()
+    async def ok(ctx: AsyncContext[None]) -> str:
+        return "ok"
+    endpoints.add_handler(ok)
+    async with endpoints.running(workers=False):
+        job = await endpoints.submit("ok")
+        await endpoints.drain()
+        done = await endpoints.get_job(job.id)
+        assert done.result == "ok" and done.request.trace_context is None, done
+asyncio.run(main())
+assert not [m for m in sys.modules if m.startswith("opentelemetry")]
+print("fine")
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "fine"

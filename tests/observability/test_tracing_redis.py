@@ -1,0 +1,107 @@
+"""Traces across processes through Redis: the run span, ended in a worker process, is a
+child of the submit span of the process that took the request."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+
+from async_endpoints import AsyncContext, AsyncEndpoints
+from async_endpoints_redis import RedisJobStore
+from tests.observability.spans import exporter
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+tracer = trace.get_tracer("tests")
+
+
+@pytest.fixture
+def spans_file(tmp_path: Path) -> Path:
+    return tmp_path / "spans.jsonl"
+
+
+@pytest.fixture
+def worker(redis_server: Any, prefix: str, spans_file: Path, tmp_path: Path) -> Iterator[None]:
+    """A worker process (the CLI) serving tests.observability.traced_app."""
+    env = {**os.environ, "REDIS_URL": redis_server.url, "AE_PREFIX": prefix}
+    env["SPANS_FILE"] = str(spans_file)
+    command = [sys.executable, "-m", "async_endpoints", "worker"]
+    command.append("tests.observability.traced_app:endpoints")
+    with (tmp_path / "worker.log").open("wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+    yield
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture
+async def api(redis_server: Any, prefix: str) -> AsyncIterator[AsyncEndpoints]:
+    """This process: takes submissions (no workers), with the same handler names."""
+    exporter()  # this process traces too
+    store = RedisJobStore(redis_server.url, prefix=prefix)
+    endpoints = AsyncEndpoints(store=store, max_retries=0)
+
+    async def traced(ctx: AsyncContext[None]) -> str:
+        raise AssertionError("runs in the worker process only")
+
+    endpoints.add_handler(traced, name="Traced")
+    endpoints.add_handler(traced, name="Failing")
+    async with endpoints.running(workers=False):
+        yield endpoints
+
+
+def worker_spans(path: Path, count: int) -> list[dict[str, Any]]:
+    """The first ``count`` spans the worker wrote (polled with a deadline)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if path.exists():
+            lines = path.read_text().splitlines()
+            if len(lines) >= count:
+                return [json.loads(line) for line in lines]
+        time.sleep(0.05)
+    raise AssertionError(f"the worker wrote fewer than {count} spans")
+
+
+async def test_the_worker_run_span_is_a_child_of_the_submit_span(
+    api: AsyncEndpoints, worker: None, spans_file: Path
+) -> None:
+    """Submit here inside a request span; the worker's run span has the same trace id and
+    the submit span as its parent (the traceparent went through Redis with the job)."""
+    exporter().clear()
+    with tracer.start_as_current_span("POST /traced") as request_span:
+        job = await api.submit("Traced")
+    done = await api.wait_for(job.id, timeout=30)
+    assert done.result == "traced"
+    (submit,) = [s for s in exporter().get_finished_spans() if s.name.startswith("async_")]
+    trace_id = f"{request_span.get_span_context().trace_id:032x}"
+    span_id = f"{submit.context.span_id:016x}"
+    assert job.request.trace_context is not None
+    assert job.request.trace_context.startswith(f"00-{trace_id}-{span_id}-")
+    (run,) = worker_spans(spans_file, 1)
+    assert run["name"] == "async_endpoints.run Traced"
+    assert (run["trace_id"], run["parent_id"]) == (trace_id, span_id)
+    assert run["attributes"]["async_endpoints.job_id"] == str(job.id)
+    assert run["status"] == "UNSET"
+
+
+async def test_a_failed_attempt_in_the_worker_has_an_error_span(
+    api: AsyncEndpoints, worker: None, spans_file: Path
+) -> None:
+    """The worker's span of a failing attempt records the exception, status ERROR."""
+    with tracer.start_as_current_span("POST /failing") as request_span:
+        job = await api.submit("Failing")
+    done = await api.wait_for(job.id, timeout=30)
+    assert done.status == "Failed"
+    (run,) = worker_spans(spans_file, 1)
+    assert run["trace_id"] == f"{request_span.get_span_context().trace_id:032x}"
+    assert run["status"] == "ERROR"
+    assert run["events"] == ["exception"]
