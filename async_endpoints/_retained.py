@@ -12,8 +12,8 @@ accumulate. The text is decoded on read.
 
 A Completed job never runs again, so its captured request is dropped: only the owner (which
 ``authorize`` needs) and a hash of the request (which tells a resent submission from a
-clash) are kept. Failed and Canceled jobs keep their whole request: `take` gives them back
-to be requeued.
+clash) are kept. Failed and Canceled jobs keep their whole request (its trace context
+too): `take` gives them back to be requeued.
 
 Jobs leave in the order they finished: when their retention has passed (measured on the
 monotonic clock), or sooner when more than ``max_retained`` are kept. One byte per job
@@ -262,6 +262,8 @@ def _encode(job: Job, position: int) -> str | list[Any]:
         kept: Any = _request_hash(request)
     else:
         kept = [request.body, request.headers, request.query_string, dict(request.route_params)]
+        if request.trace_context is not None:
+            kept.append(request.trace_context)
     fields = [
         job.name,
         job.status.value,
@@ -341,9 +343,10 @@ def _decode_fields(key: int, fields: list[Any]) -> Job:
 
 
 def _decode_request(kept: list[Any], owner: str | None) -> JobRequest:
-    body, headers, query_string, route_params = kept
+    body, headers, query_string, route_params = kept[:4]
     headers = tuple((name, value) for name, value in headers)
-    return JobRequest(body, headers, query_string, route_params, owner)
+    trace_context = kept[4] if len(kept) > 4 else None
+    return JobRequest(body, headers, query_string, route_params, owner, trace_context)
 
 
 def _request_hash(request: JobRequest) -> int:
