@@ -11,9 +11,10 @@ and build the names below from it (``lua/_lib.lua`` and the includes)::
                                 <q>, so no two names collide)
     {p}:turns:<name>     LIST   the tenants of a queue with ready jobs, in turn order ('' for
                                 those without a tenant); only while some tenant has one
-    {p}:lane:<key>       LIST   ids of the non-terminal jobs of one partition key, in
-                                submission order; only the first is ever ready or running
-                                (``lua/_lifecycle.lua``)
+    {p}:lanes            HASH   partition key -> how many of its jobs are not terminal (its
+                                lane); the first of them holds the key (``lua/_lifecycle.lua``)
+    {p}:lane:<key>       LIST   ids of the jobs of one key waiting behind its first, in
+                                submission order; only while there are any
     {p}:queues           SET    every queue name that ever held a job (counts over all)
     {p}:paused           SET    the paused queue names
     {p}:clock            STRING the elapsed-time clock (ms) that leases and delays use

@@ -2,8 +2,9 @@
 sees them, and the page built from ``lua/list_jobs.lua``'s reply.
 
 A position is where the previous page ended: the last index entry looked at,
-``"<ms, 14 digits>:<id>"`` (see ``lua/_index.lua``), and for ``Queued`` jobs first the
-queue whose index holds it (``[name, entry]``). A cursor naming anything else raises
+``"<ms, 14 digits>:<id>"`` (see ``lua/_index.lua``), or for ``Queued`` jobs the queue
+whose index holds it and its short entry (``[name, entry]``: 9 base-36 digits of time,
+then the id's 32 hex digits). A cursor naming anything else raises
 `ValueError`, so a tampered cursor never reaches Redis as an error.
 """
 
@@ -20,6 +21,7 @@ from ._codec import job_from_text, text
 #: Entries a listing with a queue or tenant filter may look at per job of its page.
 VISITS_PER_JOB = 10
 _INDEX_ENTRY = re.compile(r"\d{14}:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_QUEUED_ENTRY = re.compile(r"[0-9a-z]{9}[0-9a-f]{32}")
 
 
 def visit_budget(limit: int, queue: str | None, tenant: str | None = None) -> int:
@@ -42,7 +44,8 @@ def checked_position(position: list[Any], status: JobStatus | None) -> list[str]
             len(position) == 2
             and isinstance(position[0], str)
             and position[0]
-            and _is_entry(position[1])
+            and isinstance(position[1], str)
+            and _QUEUED_ENTRY.fullmatch(position[1])
         ):
             return [position[1], position[0]]
     elif len(position) == 1 and _is_entry(position[0]):

@@ -2,7 +2,8 @@
 -- time and then by id, read a page at a time in O(log n + page) and kept as small as a
 -- list entry.
 --
--- An entry is the text "<ms, 14 digits>:<id>", so text order is (time, id) order. One
+-- An entry is the text "<ms, 14 digits>:<id>", so text order is (time, id) order (the
+-- Queued indexes, which hold every waiting job, use a shorter form: queued_entry). One
 -- ZSET holding every entry would cost about 155 bytes an entry (a skiplist node and a
 -- dict entry); instead an index is cut into chunks of at most INDEX_CHUNK entries, each a
 -- small ZSET that Redis keeps as a listpack (about 50 bytes an entry):
@@ -19,7 +20,6 @@
 -- script adds or removes are written together at its end, one ZADD or ZREM per chunk.
 
 local INDEX_CHUNK = 100
-local ENTRY_WIDTH = 51  -- 14 digits, ':', a 36-character id
 
 local function index_entry(moment, id)
   return string.format('%014d', math.max(0, tonumber(moment) or 0)) .. ':' .. id
@@ -28,6 +28,29 @@ end
 -- The id in an entry.
 local function entry_id(entry)
   return string.sub(entry, 16)
+end
+
+-- The entry of a Queued index: the time in 9 base-36 digits (lowercase, so text order is
+-- time order up to 36^9 ms) and the id's 32 hex digits without its dashes: 41 bytes
+-- rather than 51.
+local DIGITS36 = '0123456789abcdefghijklmnopqrstuvwxyz'
+
+local function queued_entry(moment, id)
+  local n = math.max(0, math.floor(tonumber(moment) or 0))
+  local digits = {}
+  for i = 9, 1, -1 do
+    local d = n % 36
+    digits[i] = string.sub(DIGITS36, d + 1, d + 1)
+    n = (n - d) / 36
+  end
+  return table.concat(digits) .. string.gsub(id, '-', '')
+end
+
+-- The id (with its dashes) in a Queued index entry.
+local function queued_entry_id(entry)
+  local hex = string.sub(entry, 10)
+  return string.sub(hex, 1, 8) .. '-' .. string.sub(hex, 9, 12) .. '-' .. string.sub(hex, 13, 16)
+    .. '-' .. string.sub(hex, 17, 20) .. '-' .. string.sub(hex, 21)
 end
 
 local function index_dir(name)
@@ -47,7 +70,7 @@ local function index_member_for(name, entry)
 end
 
 local function member_chunk(name, member)
-  return index_chunk(name, string.sub(member, ENTRY_WIDTH + 2))
+  return index_chunk(name, string.match(member, ' (%d+)$'))
 end
 
 local function index_new_chunk(name, entries)
@@ -74,7 +97,7 @@ local function index_write(name, entries)
       local first = redis.call('ZRANGE', dir, 0, 0)[1]
       if first and redis.call('ZCARD', member_chunk(name, first)) < INDEX_CHUNK then
         redis.call('ZREM', dir, first)
-        member = entry .. string.sub(first, ENTRY_WIDTH + 1)
+        member = entry .. string.match(first, ' %d+$')
         redis.call('ZADD', dir, 0, member)
       else
         index_new_chunk(name, {entry})
@@ -152,8 +175,7 @@ local function pending_set(sets, name)
   return set
 end
 
-local function index_add(name, moment, id)
-  local entry = index_entry(moment, id)
+local function index_add_entry(name, entry)
   local drops = index_drops[name]
   if drops and drops[entry] then
     drops[entry] = nil
@@ -162,14 +184,21 @@ local function index_add(name, moment, id)
   end
 end
 
-local function index_remove(name, moment, id)
-  local entry = index_entry(moment, id)
+local function index_remove_entry(name, entry)
   local adds = index_adds[name]
   if adds and adds[entry] then
     adds[entry] = nil
   else
     pending_set(index_drops, name)[entry] = true
   end
+end
+
+local function index_add(name, moment, id)
+  index_add_entry(name, index_entry(moment, id))
+end
+
+local function index_remove(name, moment, id)
+  index_remove_entry(name, index_entry(moment, id))
 end
 
 local function sorted_keys(set)

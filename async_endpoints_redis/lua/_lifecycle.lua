@@ -12,14 +12,18 @@
 -- that status (terminal jobs while retained). A job's hash leaves its queue out while it
 -- is the default one, and its partition_key and tenant while it has none.
 --
--- Partition keys: {p}:lane:<key> is a LIST of the ids of the key's jobs that are not
--- terminal, in submission order (enqueue, schedule, requeue append). Only its first job
--- is ever in the ready order or claimed (or handed over); the others wait with their own
--- status (Queued, or Scheduled: a Scheduled job is in the scheduled ZSET until due, and
--- promotion drops a due one that is not first, which stays Scheduled). The first job
--- keeps its place through retries and recovery; when it ends (complete, dead, cancel),
--- lane_leave takes it off and makes the next one ready in the same script (promoted
--- first if it is Scheduled and was due). The last job's end deletes the LIST.
+-- Partition keys: the jobs of a key that are not terminal form its lane, in submission
+-- order (enqueue, schedule, requeue append). {p}:lanes is a HASH of key -> how many jobs
+-- its lane holds; the first job (the one holding the key) is only counted there, and
+-- {p}:lane:<key> is a LIST of the ids of the others, in order, each marked in its hash by
+-- a field behind = '1'. So a key with one job costs one field of a shared HASH, and no
+-- key of its own. Only the first job is ever in the ready order or claimed (or handed
+-- over); the others wait with their own status (Queued, or Scheduled: a Scheduled job is
+-- in the scheduled ZSET until due, and promotion drops a due one that is behind, which
+-- stays Scheduled). The first job keeps its place through retries and recovery; when it
+-- ends (complete, dead, cancel), lane_leave makes the next one first and ready in the
+-- same script (promoted if it is Scheduled and was due). The last job's end deletes the
+-- key's field.
 --
 -- Running index: {p}:running is one ZSET (scores 0) of index entries
 -- "<started_at>:<id>" (see _index.lua) of the InProgress jobs, in started_at order.
@@ -54,8 +58,9 @@ local function waiting_count()
   return total
 end
 
--- The listing index of a queue's Queued jobs (by created_at): 'Q:<#queue>:<queue>', so
--- that no queue's index name or chunk names collide with another's.
+-- The listing index of a queue's Queued jobs (by created_at, then id; entries in the
+-- short form of queued_entry): 'Q:<#queue>:<queue>', so that no queue's index name or
+-- chunk names collide with another's.
 local function queued_index(queue)
   return 'Q:' .. #queue .. ':' .. queue
 end
@@ -63,12 +68,12 @@ end
 -- A job becomes or stops being Queued: its count and its entry in its queue's index.
 local function enter_queued(id, queue, created)
   count(queue, 'Queued', 1)
-  index_add(queued_index(queue), created, id)
+  index_add_entry(queued_index(queue), queued_entry(created, id))
 end
 
 local function leave_queued(id, queue, created)
   count(queue, 'Queued', -1)
-  index_remove(queued_index(queue), created, id)
+  index_remove_entry(queued_index(queue), queued_entry(created, id))
 end
 
 -- Moves stray ids of the one-queue layout into the default queue (migrate_legacy_queue
@@ -80,7 +85,8 @@ local function adopt_legacy_queue(limit)
     count(DEFAULT_QUEUE, 'Queued', moved)
     if ids then
       for _, id in ipairs(ids) do
-        index_add(queued_index(DEFAULT_QUEUE), field_of(job_key(id), 'created_at'), id)
+        index_add_entry(queued_index(DEFAULT_QUEUE),
+          queued_entry(field_of(job_key(id), 'created_at'), id))
       end
     else
       redis.call('HSET', K.migrating, DEFAULT_QUEUE, 0)
@@ -104,7 +110,7 @@ local function index_queued_lists(limit)
     for _, id in ipairs(ids) do
       local fields = redis.pcall('HMGET', job_key(id), 'status', 'created_at')
       if type(fields) == 'table' and fields[1] == 'Queued' then
-        index_add(queued_index(queue), fields[2], id)
+        index_add_entry(queued_index(queue), queued_entry(fields[2], id))
       end
     end
     if #ids < limit then
@@ -117,29 +123,33 @@ local function index_queued_lists(limit)
   return redis.call('HLEN', K.migrating)
 end
 
--- Where a job waits: its queue, tenant (nil: none), partition key (nil: none) and
--- created_at, in one read.
+-- Where a job waits: its queue, tenant (nil: none), partition key (nil: none),
+-- created_at, and whether it waits behind another job of its key, in one read.
 local function placement(key)
-  local fields = redis.pcall('HMGET', key, 'queue', 'tenant', 'partition_key', 'created_at')
+  local fields = redis.pcall('HMGET', key, 'queue', 'tenant', 'partition_key', 'created_at',
+    'behind')
   if type(fields) ~= 'table' then
-    return DEFAULT_QUEUE, nil, nil, nil
+    return DEFAULT_QUEUE, nil, nil, nil, false
   end
-  return fields[1] or DEFAULT_QUEUE, fields[2] or nil, fields[3] or nil, fields[4] or nil
+  return fields[1] or DEFAULT_QUEUE, fields[2] or nil, fields[3] or nil, fields[4] or nil,
+    fields[5] == '1'
 end
 
 local function lane_key(partition_key)
   return P .. 'lane:' .. partition_key
 end
 
--- Appends a job to its key's lane; true when it is first there (nothing ahead of it).
--- A job without a key is always first.
+-- Appends a job to its key's lane; true when it is first there (nothing ahead of it),
+-- else the caller marks it behind. A job without a key is always first.
 local function lane_join(partition_key, id)
-  return not partition_key or redis.call('RPUSH', lane_key(partition_key), id) == 1
-end
-
--- Whether the job is first in its key's lane (a job without a key always is).
-local function lane_first(partition_key, id)
-  return not partition_key or redis.call('LINDEX', lane_key(partition_key), 0) == id
+  if not partition_key then
+    return true
+  end
+  if redis.call('HINCRBY', K.lanes, partition_key, 1) == 1 then
+    return true
+  end
+  redis.call('RPUSH', lane_key(partition_key), id)
+  return false
 end
 
 -- One command per at most 500 values of `values`: command(key, ...values).
@@ -272,8 +282,8 @@ end
 -- one waiting behind its partition key only leaves the scheduled ZSET (it stays
 -- Scheduled, and lane_leave promotes it once it is first).
 local function promote(key, id)
-  local queue, tenant, partition_key, created = placement(key)
-  if not lane_first(partition_key, id) then
+  local queue, tenant, _, created, behind = placement(key)
+  if behind then
     redis.call('ZREM', K.scheduled, id)
     return
   end
@@ -284,42 +294,50 @@ local function promote(key, id)
   enter_queued(id, queue, created)
 end
 
--- A job of the key ended (terminal now): it leaves the lane; when it was first, the next
--- job becomes ready in this script (a Scheduled one once due: at once when promotion
--- already dropped it, else when promoted). Ids of jobs that are missing or no longer
--- waiting are dropped on the way.
-local function lane_leave(partition_key, id)
+-- Takes one job off the count of its key's lane, and the key's field once none is left;
+-- false then.
+local function lane_shrink(partition_key)
+  if redis.call('HINCRBY', K.lanes, partition_key, -1) > 0 then
+    return true
+  end
+  redis.call('HDEL', K.lanes, partition_key)
+  return false
+end
+
+-- A job of the key ended (terminal now): it leaves the lane (behind: it was not first).
+-- When it was first, the next job becomes first and ready in this script (a Scheduled
+-- one once due: at once when promotion already dropped it, else when promoted). Ids of
+-- jobs that are missing or no longer waiting are dropped on the way.
+local function lane_leave(partition_key, id, behind)
   if not partition_key then
     return
   end
   local lane = lane_key(partition_key)
-  if redis.call('LINDEX', lane, 0) ~= id then
+  if behind then
     redis.call('LREM', lane, 1, id)
+    lane_shrink(partition_key)
     return
   end
-  redis.call('LPOP', lane)
-  while true do
-    local next_id = redis.call('LINDEX', lane, 0)
+  while lane_shrink(partition_key) do
+    local next_id = redis.call('LPOP', lane)
     if not next_id then
+      redis.call('HDEL', K.lanes, partition_key)
       return
     end
     local key = job_key(next_id)
     local status = status_of(key)
-    if status == 'Queued' then
-      local queue, tenant = placement(key)
-      ready_push(queue, tenant, next_id)
-      lanes_moved = true
-      return
-    elseif status == 'Scheduled' then
-      if not redis.call('ZSCORE', K.scheduled, next_id) then
+    if status == 'Queued' or status == 'Scheduled' or status == 'InProgress' then
+      redis.call('HDEL', key, 'behind')
+      if status == 'Queued' then
+        local queue, tenant = placement(key)
+        ready_push(queue, tenant, next_id)
+        lanes_moved = true
+      elseif status == 'Scheduled' and not redis.call('ZSCORE', K.scheduled, next_id) then
         promote(key, next_id)
         lanes_moved = true
       end
       return
-    elseif status == 'InProgress' then
-      return
     end
-    redis.call('LPOP', lane)
   end
 end
 
@@ -376,7 +394,7 @@ local function complete(key, id, result, kept, now, clock, queue, started, parti
   count(queue, 'Completed', 1)
   index_add('Completed', now, id)
   announce(key, id)
-  lane_leave(partition_key, id)
+  lane_leave(partition_key, id, false)
 end
 
 -- retry: a failed attempt with retries left: one more attempt counted, Queued at the tail
@@ -403,7 +421,7 @@ local function dead(key, id, now, clock)
   local queue, _, partition_key = placement(key)
   leave_running(key, id, queue)
   settle(key, id, queue, 'Failed', now, clock)
-  lane_leave(partition_key, id)
+  lane_leave(partition_key, id, false)
 end
 
 -- A failed attempt of a running job (error already recorded): retried after delay ms
@@ -435,9 +453,9 @@ local function cancel(key, id, now, clock)
   if not status or TERMINAL[status] then
     return status
   end
-  local queue, tenant, partition_key, created = placement(key)
+  local queue, tenant, partition_key, created, behind = placement(key)
   if status == 'Queued' then
-    if lane_first(partition_key, id) then
+    if not behind then
       ready_remove(queue, tenant, id)
     end
     leave_queued(id, queue, created)
@@ -448,8 +466,11 @@ local function cancel(key, id, now, clock)
     leave_running(key, id, queue)
     redis.call('PUBLISH', K.cancel, id .. ' ' .. (type(token) == 'string' and token or ''))
   end
+  if behind then
+    redis.call('HDEL', key, 'behind')
+  end
   settle(key, id, queue, 'Canceled', now, clock)
-  lane_leave(partition_key, id)
+  lane_leave(partition_key, id, behind)
   return status
 end
 
@@ -473,6 +494,7 @@ local function requeue(key, id, now)
   if lane_join(partition_key, id) then
     ready_push(queue, tenant, id)
   else
+    redis.call('HSET', key, 'behind', '1')
     redis.call('SADD', K.queues, queue)
   end
   enter_queued(id, queue, created)

@@ -2,21 +2,25 @@
 -- in it while it is Queued and claimable (not waiting behind its partition key: see
 -- _lifecycle.lua).
 --
--- Per queue, each tenant has a LIST of its ready job ids, oldest at the head:
+-- Per queue:
 --
---   {p}:queue:<queue>                      the jobs without a tenant
---   {p}:tq:<#queue>:<queue>:<tenant>       the jobs of one tenant (the queue's length in
---                                          characters first, so no two names collide)
---   {p}:turns:<queue>                      LIST of the tenants whose LIST holds jobs, in
---                                          turn order ('' for the jobs without a tenant)
+--   {p}:queue:<queue>                 LIST  the ready jobs without a tenant, oldest first
+--   {p}:turns:<queue>                 LIST  the turns: per tenant with ready jobs one entry
+--                                           "<id> <tenant>", its oldest ready job; '' for
+--                                           the jobs without a tenant (when they have any)
+--   {p}:tenants:<queue>               HASH  tenant -> how many ready jobs it has
+--   {p}:tq:<#queue>:<queue>:<tenant>  LIST  a tenant's other ready jobs, oldest first (the
+--                                           queue's length in characters first, so no two
+--                                           names collide)
 --
--- The turns LIST exists only while some tenant of the queue has a ready job (then it
--- names every non-empty LIST of the queue, '' included); a queue whose jobs have no
--- tenant is one LIST, pushed and popped as in a queue without tenants. A claim takes the
--- tenant at the head of the turns, one job of it, and moves it to the end (round robin,
--- one job per tenant per turn); a LIST that empties leaves the turns, and the turns go
--- when no tenant is left. {p}:queues is a SET of every queue name that ever held a job;
--- {p}:paused is the SET of paused queue names.
+-- The turns exist only while some tenant of the queue has a ready job; a queue whose jobs
+-- have no tenant is one LIST, pushed and popped as in a queue without tenants. A claim
+-- takes the entry at the head of the turns, its job, and moves it to the end carrying the
+-- tenant's next job (round robin, one job per tenant per turn); a tenant with no job left
+-- leaves the turns and the HASH, and the turns go when no tenant is left. A tenant with
+-- one ready job so costs a field of the queue's HASH and no key of its own.
+-- {p}:queues is a SET of every queue name that ever held a job; {p}:paused is the SET of
+-- paused queue names.
 
 local DEFAULT_QUEUE = 'default'
 
@@ -32,12 +36,8 @@ local function turns_key(queue)
   return P .. 'turns:' .. queue
 end
 
--- The LIST of one tenant of a queue ('' for the jobs without a tenant).
-local function tenant_list(queue, tenant)
-  if tenant == '' then
-    return ready_key(queue)
-  end
-  return tenant_key(queue, tenant)
+local function tenants_key(queue)
+  return P .. 'tenants:' .. queue
 end
 
 -- The queue a job belongs to: its hash's queue field, absent for the default queue.
@@ -45,8 +45,8 @@ local function queue_of(key)
   return field_of(key, 'queue') or DEFAULT_QUEUE
 end
 
--- Whether a queue's turns LIST exists, read once per script per queue (every change of
--- it goes through this file, which keeps the answer current).
+-- Whether a queue's turns exist, read once per script per queue (every change of them
+-- goes through this file, which keeps the answer current).
 local has_turns_known = {}
 
 local function has_turns(queue)
@@ -58,11 +58,9 @@ local function has_turns(queue)
   return known
 end
 
--- Takes a tenant whose LIST emptied out of the turns (at `from`: 1 for its first place,
--- -1 for its last); the turns go once no tenant is left.
-local function leave_turns(queue, tenant, from)
+-- After an entry left the turns: they go once only the jobs without a tenant are left.
+local function settle_turns(queue)
   local turns = turns_key(queue)
-  redis.call('LREM', turns, from, tenant)
   local left = redis.call('LRANGE', turns, 0, 1)
   if #left == 1 and left[1] == '' then
     redis.call('DEL', turns)
@@ -73,39 +71,73 @@ local function leave_turns(queue, tenant, from)
   end
 end
 
--- Appends a job to its tenant's LIST of its queue (tenant nil: none), or puts it at the
--- head (front true: a job handed over and given back, which was first before), and its
--- tenant then takes the next turn.
+-- Appends a job to the ready order of its queue (tenant nil: none), or puts it first
+-- (front true: a job handed over and given back, which was first before; within a tenant
+-- that has other ready jobs, it goes right after the one in the turns).
 local function ready_push(queue, tenant, id, front)
-  local t = tenant or ''
   local command = front and 'LPUSH' or 'RPUSH'
-  if redis.call(command, tenant_list(queue, t), id) ~= 1 then
-    return
-  end
-  redis.call('SADD', K.queues, queue)
-  if t == '' then
-    if has_turns(queue) then
-      redis.call(command, turns_key(queue), '')
+  if not tenant then
+    if redis.call(command, ready_key(queue), id) == 1 then
+      redis.call('SADD', K.queues, queue)
+      if has_turns(queue) then
+        redis.call(command, turns_key(queue), '')
+      end
     end
     return
   end
+  if redis.call('HINCRBY', tenants_key(queue), tenant, 1) > 1 then
+    redis.call(command, tenant_key(queue, tenant), id)
+    return
+  end
+  redis.call('SADD', K.queues, queue)
   local turns = turns_key(queue)
   if not has_turns(queue) then
-    if redis.call('LLEN', ready_key(queue)) > 0 then
+    if redis.call('EXISTS', ready_key(queue)) == 1 then
       redis.call('RPUSH', turns, '')
     end
     has_turns_known[queue] = true
   end
-  redis.call(command, turns, t)
+  redis.call(command, turns, id .. ' ' .. tenant)
 end
 
--- Takes a Queued job's id out of the ready order: O(its position in its tenant's LIST).
+-- The tenant's entry in the turns (at index `at`, nil: the one just moved to the end)
+-- was taken: it carries the tenant's next job, or leaves with the tenant's last.
+local function pass_turn(queue, tenant, at)
+  local turns = turns_key(queue)
+  local following = redis.call('LPOP', tenant_key(queue, tenant))
+  if following then
+    redis.call('LSET', turns, at or -1, following .. ' ' .. tenant)
+    redis.call('HINCRBY', tenants_key(queue), tenant, -1)
+    return
+  end
+  redis.call('HDEL', tenants_key(queue), tenant)
+  if at then
+    redis.call('LREM', turns, 1, redis.call('LINDEX', turns, at))
+  else
+    redis.call('RPOP', turns)
+  end
+  settle_turns(queue)
+end
+
+-- Takes a Queued job's id out of the ready order: O(its position in its tenant's LIST,
+-- or in the turns).
 local function ready_remove(queue, tenant, id)
-  local t = tenant or ''
-  local list = tenant_list(queue, t)
-  if redis.call('LREM', list, 1, id) == 1 and redis.call('EXISTS', list) == 0
-      and has_turns(queue) then
-    leave_turns(queue, t, 1)
+  if not tenant then
+    local list = ready_key(queue)
+    if redis.call('LREM', list, 1, id) == 1 and redis.call('EXISTS', list) == 0
+        and has_turns(queue) then
+      redis.call('LREM', turns_key(queue), 1, '')
+      settle_turns(queue)
+    end
+    return
+  end
+  if redis.call('LREM', tenant_key(queue, tenant), 1, id) == 1 then
+    redis.call('HINCRBY', tenants_key(queue), tenant, -1)
+    return
+  end
+  local at = redis.call('LPOS', turns_key(queue), id .. ' ' .. tenant)
+  if at then
+    pass_turn(queue, tenant, at)
   end
 end
 
@@ -114,23 +146,32 @@ local function ready_holds(queue)
   return has_turns(queue) or redis.call('EXISTS', ready_key(queue)) == 1
 end
 
--- The next id of a queue with tenants: the tenant at the head of the turns gives its
--- oldest job and goes to the end; nil when the queue holds none.
+-- The next id of a queue with tenants: the entry at the head of the turns gives its job
+-- and goes to the end; nil when the queue holds none.
 local function pop_turn(queue)
   local turns = turns_key(queue)
   while true do
-    local t = redis.call('LMOVE', turns, turns, 'LEFT', 'RIGHT')
-    if not t then
+    local entry = redis.call('LMOVE', turns, turns, 'LEFT', 'RIGHT')
+    if not entry then
       has_turns_known[queue] = false
       return nil
     end
-    local list = tenant_list(queue, t)
-    local id = redis.call('LPOP', list)
-    if redis.call('EXISTS', list) == 0 then
-      leave_turns(queue, t, -1)
-    end
-    if id then
-      return id
+    if entry == '' then
+      local list = ready_key(queue)
+      local id = redis.call('LPOP', list)
+      if redis.call('EXISTS', list) == 0 then
+        redis.call('RPOP', turns)
+        settle_turns(queue)
+      end
+      if id then
+        return id
+      end
+    else
+      local id, tenant = string.match(entry, '^(%S+) (.*)$')
+      pass_turn(queue, tenant or '', nil)
+      if id then
+        return id
+      end
     end
   end
 end

@@ -154,6 +154,10 @@ for i = 1, #ARGV, 9 do
       fields[#fields + 1] = tenant
     end
     local first = lane_join(partition_key, id)
+    if not first then
+      fields[#fields + 1] = 'behind'
+      fields[#fields + 1] = '1'
+    end
     if delay > 0 then
       fields[4] = 'Scheduled'
       fields[#fields + 1] = 'run_at'

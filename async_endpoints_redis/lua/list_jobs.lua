@@ -6,8 +6,8 @@
 -- ARGV[4]  the most entries looked at (bounds the work a queue or tenant filter may spend)
 -- ARGV[5]  the queues, highest priority first, as a JSON array (the order of Queued jobs;
 --          other queues that hold jobs follow, by name)
--- ARGV[6]  where the previous page ended: an index entry "<ms>:<id>" ('' for the start),
---          for Queued jobs with ARGV[7] the queue whose index it is in
+-- ARGV[6]  where the previous page ended: an index entry ('' for the start): "<ms>:<id>",
+--          or for Queued jobs a queued_entry (_index.lua) of the queue named by ARGV[7]
 -- ARGV[8]  the tenant filter ('' for none)
 --
 -- Where the jobs come from:
@@ -99,7 +99,7 @@ if status == 'Queued' then
   for i = start, #order do
     local queue = order[i]
     index_scan(queued_index(queue), i == start and after or nil, false, function(entry)
-      if not take(entry, entry_id(entry), 'Queued') then
+      if not take(entry, queued_entry_id(entry), 'Queued') then
         return false
       end
       position_queue = queue

@@ -46,8 +46,8 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0)
 async def keys_for_labels(raw_redis: Redis, prefix: str) -> list[str]:
     """The store's keys of lanes, tenant LISTs and tenant turns that exist now."""
     found = []
-    for kind in ("lane", "tq", "turns"):
-        found += [key async for key in raw_redis.scan_iter(match=f"{tag(prefix)}:{kind}:*")]
+    for kind in ("lanes", "lane:*", "tq:*", "turns:*", "tenants:*"):
+        found += [key async for key in raw_redis.scan_iter(match=f"{tag(prefix)}:{kind}")]
     return sorted(found)
 
 
@@ -71,15 +71,17 @@ async def test_keys_and_tenants_live_under_the_hash_tag_and_leave_nothing_behind
         await store.enqueue(new_job("account-1", "acme")),
         await store.enqueue(new_job("account-2")),
         await store.enqueue(new_job(tenant="globex")),
+        await store.enqueue(new_job(tenant="globex")),
         await store.enqueue(new_job("account-1", "acme", delay=60)),
         await store.enqueue(new_job()),
     ]
     during = await keys_for_labels(raw_redis, prefix)
-    assert {key.split(":", 2)[1] for key in during} == {"lane", "tq", "turns"}
+    assert {key.split(":")[1] for key in during} == {"lanes", "lane", "tq", "turns", "tenants"}
     every_key = [key async for key in raw_redis.scan_iter(match=f"*{prefix}*")]
     assert all(key.startswith(tag(prefix) + ":") for key in every_key)
 
-    assert await store.cancel(jobs[4].id) is not None
+    assert await store.cancel(jobs[5].id) is not None, "a delayed job behind its key"
+    assert await store.cancel(jobs[4].id) is not None, "a tenant's second ready job"
     [first, *rest] = await store.claim(10, lease=30)
     await store.fail(first, JobError("boom", "ValueError"), retry_in=None)
     for claim in rest:
