@@ -3,6 +3,7 @@
     bench/run [--quick]        # from a fresh clone: makes .venv if needed, then this
     .venv/bin/python -m bench [--quick] [--only drain,pickup] [--libraries ours,saq]
     .venv/bin/python -m bench --only drain,queues --libraries ours --baseline 5562896
+    .venv/bin/python -m bench --only partitions
 
 Starts its own redis-server on a free 127.0.0.1 port, builds one virtual environment per
 peer under bench/.venv-peers/ (their pins conflict), runs every scenario for every
@@ -24,14 +25,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import _control, _driver, _envs, _http, _output, _queues
+from . import _control, _driver, _envs, _http, _output, _partitions, _queues
 from ._driver import log
 from ._queues import Plan
 from ._redis import Server, start_server
 
 SCENARIOS = (
     *("enqueue", "drain", "pickup", "commands", "backlog", "http", "inprocess", "embedded"),
-    *("cancel", "queues", "listing"),
+    *("cancel", "queues", "listing", "partitions"),
 )
 PEER_SCENARIOS = ("enqueue", "drain", "pickup", "commands", "backlog", "cancel")
 THREE_QUEUES = "high,default,low"
@@ -144,6 +145,8 @@ def run_scenarios(
     if "cancel" in wanted:
         cancelling = [lib for lib in libraries if lib.name in _control.CANCEL_LIBRARIES]
         runs["cancel"] = _driver.repeated("cancel", _control.cancel, server, cancelling, plan)
+    if "partitions" in wanted:
+        runs["partitions"] = _partitions.run(server, plan)
     alone: dict[str, Callable[[], Any]] = {
         "listing": lambda: _driver.listing(server, plan),
         "backlog": lambda: _driver.backlog(server, libraries, plan),

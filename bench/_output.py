@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import _control, _embedded, _report
+from . import _control, _embedded, _partitions, _report
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -54,16 +54,14 @@ def print_and_save(
         )
         print(_embedded.table(embedded))
     control, control_goals = _control.summary(runs, meta.get("baseline"))
-    if control:
-        print()
-        print("job control (issue 10):")
-        for line in control:
-            print(f"  {line}")
+    _section("job control (issue 10):", control)
+    partitions, partition_goals = _partitions.summary(runs.get("partitions", {}))
+    _section("partition keys and tenants (issue 11):", partitions)
     goals = _report.targets(rows, http)
     goals += [_report.Target(*goal) for goal in _embedded.targets(embedded)]
-    goals += control_goals
+    goals += control_goals + partition_goals
     print()
-    print("targets (issues 5, 9 and 10), on this run's medians:")
+    print("targets (issues 5, 9, 10 and 11), on this run's medians:")
     for goal in goals:
         print(f"  {'met' if goal.met else 'NOT met':8} {goal.name}: {goal.measured}")
     summary = {
@@ -71,6 +69,7 @@ def print_and_save(
         "http": http,
         "embedded": embedded,
         "control": control,
+        "partitions": partitions,
         "targets": [dataclasses.asdict(goal) for goal in goals],
     }
     RESULTS.mkdir(exist_ok=True)
@@ -78,3 +77,12 @@ def print_and_save(
     path.write_text(json.dumps({"meta": meta, "summary": summary, "runs": runs}, indent=1))
     print(f"\nwritten: {path}")
     return path
+
+
+def _section(title: str, lines: list[str]) -> None:
+    """Print ``title`` and the indented ``lines`` (nothing when there are none)."""
+    if lines:
+        print()
+        print(title)
+        for line in lines:
+            print(f"  {line}")

@@ -7,6 +7,7 @@ medians. Throughputs are jobs per second; latencies are in milliseconds; memory 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,8 @@ class Plan:
     listing_jobs: int = 1_000_000  # finished jobs retained, second reading
     listing_queued: int = 1_000  # queued jobs beside them
     listing_samples: int = 200  # calls timed per query
+    one_key_jobs: int = 2_000  # jobs on a single partition key
+    fairness_backlog: int = 100_000  # tenant A's jobs queued ahead of tenant B's
 
 
 QUICK = Plan(
@@ -61,6 +64,8 @@ QUICK = Plan(
     cancel_samples=50,
     cancel_budget=8.0,
     listing_jobs=100_000,
+    one_key_jobs=500,
+    fairness_backlog=20_000,
 )
 
 
@@ -72,16 +77,24 @@ def enqueue_sequential(server: Server, library: Library, plan: Plan) -> dict[str
     return {"enqueue_sequential": jobs / out["seconds"]}
 
 
-def drain(server: Server, library: Library, plan: Plan) -> dict[str, Any]:
+def drain(
+    server: Server,
+    library: Library,
+    plan: Plan,
+    probe: Callable[[Server], Any] | None = None,
+) -> dict[str, Any]:
     """Queue ``drain_jobs`` no-op jobs (100 concurrent submissions, timed), then drain them
     with one worker process of concurrency 100, timed from the first handler start to the
-    last. Memory and commands are read around each phase; every job must run once."""
+    last. Memory and commands are read around each phase; every job must run once.
+    ``probe(server)``, when given, looks at Redis once the jobs are queued and once they
+    are drained (``probe_queued``, ``probe_drained``)."""
     server.flush()
     jobs = plan.drain_jobs
     empty = server.snapshot()
     args = (f"--jobs={jobs}", f"--concurrency={plan.concurrency}")
     queued_in = produce(library, server.url, "enqueue", *args, timeout=600)["seconds"]
     queued = server.snapshot()
+    probed = {} if probe is None else {"probe_queued": probe(server)}
     worker = WorkerProcess(library, server.url, concurrency=plan.concurrency, expect=jobs)
     try:
         report = worker.wait_for_jobs(jobs, timeout=60 + jobs / 50)
@@ -90,6 +103,8 @@ def drain(server: Server, library: Library, plan: Plan) -> dict[str, Any]:
         last_report = worker.stop()
     final = last_report or report
     drained = server.snapshot()
+    if probe is not None:
+        probed["probe_drained"] = probe(server)
     enqueue_calls = queued.calls_since(empty)
     drain_calls = drained.calls_since(queued)
     return {
@@ -113,6 +128,7 @@ def drain(server: Server, library: Library, plan: Plan) -> dict[str, Any]:
         "calls_enqueue": enqueue_calls,
         "calls_drain": drain_calls,
         **{f"after_drain_{key}": value for key, value in server.key_expiry().items()},
+        **probed,
     }
 
 

@@ -11,6 +11,12 @@ jobs, past the default 10,000 limit.
 
 ``BENCH_QUEUES`` (``high,default,low``, say) sets the ``queues`` setting; the producer then
 spreads its jobs over them in turn, so every queue holds jobs (the ``queues`` scenario).
+``BENCH_KEYS`` and ``BENCH_TENANTS`` give the producer's job ``i`` a partition key / a
+tenant (the ``partitions`` scenario): ``unique`` (one per job), or a number N of them
+(``i % N``); ``BENCH_TENANT`` names one tenant for every job. With ``BENCH_EVENTS`` set,
+the no-op handler also notes ``start`` and ``end`` (after yielding once to the loop) in
+that file, followed by ``:<tenant>`` for a job with a tenant, so the driver can check that
+the jobs of one key never overlapped, and count whose jobs started when.
 The ``hold`` handler waits until cancelled (the ``cancel`` scenario).
 """
 
@@ -30,6 +36,10 @@ from async_endpoints_redis import RedisJobStore
 
 URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 QUEUES = tuple(name for name in os.environ.get("BENCH_QUEUES", "").split(",") if name)
+KEYS = os.environ.get("BENCH_KEYS", "")
+TENANTS = os.environ.get("BENCH_TENANTS", "")
+TENANT = os.environ.get("BENCH_TENANT", "")
+TRACE = bool(os.environ.get("BENCH_EVENTS"))
 
 
 class Item(BaseModel):
@@ -47,7 +57,13 @@ endpoints = AsyncEndpoints(
 
 async def noop(ctx: AsyncContext[Item]) -> float:
     assert ctx.request is not None
-    return _probe.hit(ctx.request.i)
+    started = _probe.hit(ctx.request.i)
+    if TRACE:
+        tenant = "" if ctx.tenant is None else f":{ctx.tenant}"
+        _probe.event(f"start{tenant}", ctx.request.i)
+        await asyncio.sleep(0)  # another job of the key would start now, if one could
+        _probe.event(f"end{tenant}", ctx.request.i)
+    return started
 
 
 endpoints.add_handler(noop)
@@ -67,6 +83,20 @@ async def hold(ctx: AsyncContext[Item]) -> None:
 endpoints.add_handler(hold)
 
 
+def label(spread: str, prefix: str, i: int) -> str | None:
+    """Job ``i``'s key or tenant: None, one of its own (``unique``), or one of N."""
+    if not spread:
+        return None
+    return f"{prefix}{i}" if spread == "unique" else f"{prefix}{i % int(spread)}"
+
+
+def labels(i: int) -> dict[str, str]:
+    """Job ``i``'s partition key and tenant, as keywords (none when not asked for: the
+    commits before issue 11 lack them)."""
+    found = {"partition_key": label(KEYS, "k", i), "tenant": TENANT or label(TENANTS, "t", i)}
+    return {name: value for name, value in found.items() if value is not None}
+
+
 class Producer:
     """Submits jobs and waits for results through the public API."""
 
@@ -83,7 +113,7 @@ class Producer:
         if self._queues is not None:
             job = await endpoints.submit("noop", {"i": i}, queue=next(self._queues))
         else:
-            job = await endpoints.submit("noop", {"i": i})
+            job = await endpoints.submit("noop", {"i": i}, **labels(i))
         return job.id
 
     async def enqueue_hold(self, i: int) -> uuid.UUID:
@@ -108,7 +138,7 @@ class Producer:
         chunk = 1000
         for offset in range(start, start + count, chunk):
             jobs = [
-                NewJob(uuid.uuid4(), "noop", 3, JobRequest(body=f'{{"i":{i}}}'))
+                NewJob(uuid.uuid4(), "noop", 3, JobRequest(body=f'{{"i":{i}}}'), **labels(i))
                 for i in range(offset, min(offset + chunk, start + count))
             ]
             await asyncio.gather(*(store.enqueue(job) for job in jobs))

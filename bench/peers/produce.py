@@ -4,6 +4,7 @@
     python produce.py LIBRARY bulk --jobs N [--start K]
     python produce.py LIBRARY pickup --samples S --budget SECONDS
     python produce.py LIBRARY cancel --samples S --budget SECONDS [--pool P] [--settle T]
+    python produce.py LIBRARY trickle --samples S [--start K] [--spacing SECONDS]
 
 ``LIBRARY`` names a module ``<library>_app`` beside this file that has a ``Producer``.
 Prints one JSON object on stdout: ``{"seconds": ...}`` for enqueue and bulk (the time to
@@ -12,7 +13,9 @@ queue jobs ``K .. K+N-1``, connection set-up excluded), ``{"pickup": [...], "res
 result in the caller's hands), one job at a time to an idle worker, until ``S`` samples or
 ``SECONDS`` have passed; ``{"cancel": [...], "call": [...]}`` for cancel (seconds from the
 cancel call to the running handler seeing its CancelledError, in the worker process, and
-the cancel call's own duration).
+the cancel call's own duration); ``{"submitted": [...]}`` for trickle (``S`` jobs
+``K .. K+S-1``, one at a time, a submission every ``SECONDS`` without waiting for the jobs:
+when each submit call began, on CLOCK_MONOTONIC; the worker's handler notes their starts).
 
 Cancel keeps ``P`` ``hold`` jobs running in the worker; each is cancelled once it has run
 ``T`` seconds (SAQ's worker only looks at jobs that have run its abort interval, 1 s), one
@@ -74,6 +77,16 @@ async def pickup(producer: Any, samples: int, budget: float) -> dict[str, Any]:
         if done > deadline and len(pickups) >= 3:
             break
     return {"pickup": pickups, "result": results}
+
+
+async def trickle(producer: Any, start: int, samples: int, spacing: float) -> dict[str, Any]:
+    submitted: list[float] = []
+    for n in range(start, start + samples):
+        began = time.monotonic()
+        await producer.enqueue(n)
+        submitted.append(began)
+        await asyncio.sleep(max(0.0, began + spacing - time.monotonic()))
+    return {"submitted": submitted}
 
 
 class Events:
@@ -163,7 +176,7 @@ async def cancel(
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("library")
-    parser.add_argument("mode", choices=["enqueue", "bulk", "pickup", "cancel"])
+    parser.add_argument("mode", choices=["enqueue", "bulk", "pickup", "cancel", "trickle"])
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--start", type=int, default=0)
     parser.add_argument("--concurrency", type=int, default=1)
@@ -171,6 +184,7 @@ async def main() -> None:
     parser.add_argument("--budget", type=float, default=10.0)
     parser.add_argument("--pool", type=int, default=32)
     parser.add_argument("--settle", type=float, default=1.05)
+    parser.add_argument("--spacing", type=float, default=0.02)
     args = parser.parse_args()
     producer = importlib.import_module(f"{args.library}_app").Producer()
     await producer.start()
@@ -179,6 +193,8 @@ async def main() -> None:
             outcome = await enqueue(producer, args.start, args.jobs, args.concurrency)
         elif args.mode == "bulk":
             outcome = await bulk(producer, args.start, args.jobs)
+        elif args.mode == "trickle":
+            outcome = await trickle(producer, args.start, args.samples, args.spacing)
         elif args.mode == "cancel":
             outcome = await cancel(producer, args.samples, args.budget, args.pool, args.settle)
         else:
