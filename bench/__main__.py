@@ -25,14 +25,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import _control, _driver, _envs, _http, _output, _partitions, _queues
+from . import _control, _driver, _envs, _http, _output, _partitions, _queues, _schedules
 from ._driver import log
 from ._queues import Plan
 from ._redis import Server, start_server
 
 SCENARIOS = (
     *("enqueue", "drain", "pickup", "commands", "backlog", "http", "inprocess", "embedded"),
-    *("cancel", "queues", "listing", "partitions"),
+    *("cancel", "queues", "listing", "partitions", "schedules"),
 )
 PEER_SCENARIOS = ("enqueue", "drain", "pickup", "commands", "backlog", "cancel")
 THREE_QUEUES = "high,default,low"
@@ -147,6 +147,8 @@ def run_scenarios(
         runs["cancel"] = _driver.repeated("cancel", _control.cancel, server, cancelling, plan)
     if "partitions" in wanted:
         runs["partitions"] = _partitions.run(server, plan)
+    if "schedules" in wanted:
+        runs["schedules"] = _schedules.run(server, plan)
     alone: dict[str, Callable[[], Any]] = {
         "listing": lambda: _driver.listing(server, plan),
         "backlog": lambda: _driver.backlog(server, libraries, plan),
