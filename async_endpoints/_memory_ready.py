@@ -7,16 +7,17 @@ filed here for claims:
 
 - a claimable Queued job is in its queue's `TenantTurns`;
 - a claimable Scheduled job has an entry in the timer, a heap by due time;
-- a job waiting behind its key is in its lane only,
-  until the job before it ends and `leave` names it: the store then files it as claimable
-  (promoting it when its time has come) in the same step.
+- a job waiting behind its key is in its lane only, until the job before it ends and
+  `leave` names it: the store then files it as claimable (promoting it when its time has
+  come) in the same step.
 
 So a claim never meets a job it may not take, and takes each job in O(1) whatever the
-tenants, keys and backlog. A cancelled job's turn or timer entry stays behind, recognised
-as stale in O(1) when reached (the store keeps one `Job` object per live job and replaces
-it at every transition, so an entry is current while ``jobs[key] is entry_job``); a
-tenant, a lane or a queue's turns that have no job left are dropped at once, with any
-stale entries they hold.
+tenants, keys and backlog. A cancelled job's turn stays behind in its tenant's queue,
+recognised as stale in O(1) when reached (the store keeps one `Job` object per live job
+and replaces it at every transition, so an entry is current while ``jobs[key] is
+entry_job``); a timer entry is current while its job is due at the entry's time, and the
+stale ones are filtered out once they are most of the timer. A tenant, a lane or a
+queue's turns that have no job left are dropped at once, with any stale entries they hold.
 """
 
 from __future__ import annotations

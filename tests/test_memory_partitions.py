@@ -469,3 +469,19 @@ async def test_listing_finished_jobs_by_tenant_pages_through_that_tenants_only(
             if (cursor := page.next_cursor) is None:
                 break
         assert seen == [job.id for job in reversed(ours)]
+
+
+async def test_cancelling_most_delayed_jobs_drops_their_timer_entries_and_the_rest_still_run(
+    store: InMemoryJobStore, clock: ManualClock
+) -> None:
+    """3,000 jobs due in an hour, 2,500 of them cancelled: stale timer entries are filtered
+    out once they are most of the timer (at most 1,024 stay), and the other 500 jobs are
+    all claimable when due."""
+    jobs = await submit(store, *(new_job(delay=3600 + index % 7) for index in range(3000)))
+    for job in jobs[:2500]:
+        await store.cancel(job.id)
+    assert len(store._ready.timer) <= 500 + 1024
+    clock.advance(3600 + 7)
+    ids = [claim.job.id for claim in await store.claim(1000, lease=LEASE)]
+    assert sorted(ids) == sorted(job.id for job in jobs[2500:])
+    assert_nothing_left_for_keys_or_tenants(store)
