@@ -30,25 +30,18 @@ local function entry_id(entry)
   return string.sub(entry, 16)
 end
 
--- The entry of a Queued index: the time in 9 base-36 digits (lowercase, so text order is
--- time order up to 36^9 ms) and the id's 32 hex digits without its dashes: 41 bytes
--- rather than 51.
-local DIGITS36 = '0123456789abcdefghijklmnopqrstuvwxyz'
-
+-- The entry of a Queued index: the time in 11 lowercase hex digits (text order is time
+-- order up to 16^11 ms, the year 2527) and the id's 32 hex digits without its dashes:
+-- 43 bytes rather than 51.
 local function queued_entry(moment, id)
-  local n = math.max(0, math.floor(tonumber(moment) or 0))
-  local digits = {}
-  for i = 9, 1, -1 do
-    local d = n % 36
-    digits[i] = string.sub(DIGITS36, d + 1, d + 1)
-    n = (n - d) / 36
-  end
-  return table.concat(digits) .. string.gsub(id, '-', '')
+  return string.format('%011x', math.max(0, tonumber(moment) or 0)) .. string.sub(id, 1, 8)
+    .. string.sub(id, 10, 13) .. string.sub(id, 15, 18) .. string.sub(id, 20, 23)
+    .. string.sub(id, 25)
 end
 
 -- The id (with its dashes) in a Queued index entry.
 local function queued_entry_id(entry)
-  local hex = string.sub(entry, 10)
+  local hex = string.sub(entry, 12)
   return string.sub(hex, 1, 8) .. '-' .. string.sub(hex, 9, 12) .. '-' .. string.sub(hex, 13, 16)
     .. '-' .. string.sub(hex, 17, 20) .. '-' .. string.sub(hex, 21)
 end

@@ -152,6 +152,17 @@ local function lane_join(partition_key, id)
   return false
 end
 
+-- lane_join for a new job whose hash is still to be written from `fields` (a flat list):
+-- a job behind gets its mark there.
+local function lane_join_new(fields, partition_key, id)
+  if lane_join(partition_key, id) then
+    return true
+  end
+  fields[#fields + 1] = 'behind'
+  fields[#fields + 1] = '1'
+  return false
+end
+
 -- One command per at most 500 values of `values`: command(key, ...values).
 local function write_all(command, key, values)
   for first = 1, #values, 500 do

@@ -153,11 +153,7 @@ for i = 1, #ARGV, 9 do
       fields[#fields + 1] = 'tenant'
       fields[#fields + 1] = tenant
     end
-    local first = lane_join(partition_key, id)
-    if not first then
-      fields[#fields + 1] = 'behind'
-      fields[#fields + 1] = '1'
-    end
+    local first = lane_join_new(fields, partition_key, id)
     if delay > 0 then
       fields[4] = 'Scheduled'
       fields[#fields + 1] = 'run_at'

@@ -57,7 +57,7 @@ if tenant then
   fields[#fields + 1] = 'tenant'
   fields[#fields + 1] = tenant
 end
-local first = lane_join(partition_key, id)
+local first = lane_join_new(fields, partition_key, id)
 enqueue(job, id, fields, queue, now, tenant, first)
 flush_pending()
 if first then
