@@ -24,6 +24,7 @@ from ._http import (
 from ._job import Job
 from ._mapping import RouteMapping
 from ._memory import InMemoryJobStore
+from ._observability import Observability
 from ._redact import ErrorDescriber
 from ._retry import RetryPolicy
 from ._routes import add_cancel_route, add_get_route
@@ -37,7 +38,7 @@ from ._worker import AttemptRunner
 logger = logging.getLogger("async_endpoints")
 
 
-class AsyncEndpoints(RouteMapping, JobSubmission, CronScheduling):
+class AsyncEndpoints(RouteMapping, JobSubmission, CronScheduling, Observability):
     """Async job endpoints for one Starlette or FastAPI app.
 
     Args:

@@ -1,0 +1,326 @@
+"""`Dashboard`: the HTML pages and actions of `AsyncEndpoints.map_dashboard`.
+
+Pages (GET, under the dashboard's path): ``/`` queues with counts and pause/resume,
+``/jobs`` jobs by status with filters and paging, ``/jobs/{id}`` one job, ``/schedules``
+the cron schedules (when the store keeps them), ``/assets/...`` its own CSS and JavaScript.
+Actions (POST, HTML forms that work without JavaScript, answered with a redirect back):
+``/actions/cancel``, ``/actions/requeue``, ``/actions/pause``, ``/actions/resume``,
+guarded against cross-site requests (see `async_endpoints._dashboard_guard`).
+
+Every route answers 404 unless ``authorize(request)`` returns True. Pages are rendered on
+the server (Jinja2, autoescaping on: job data never becomes markup). A page's live part is
+fetched again every second by the page's script (the same URL with the header
+``X-Dashboard-Fragment: 1`` answers that part alone), so it follows the jobs by itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route, Router
+
+from . import _dashboard_guard as guard
+from . import _dashboard_views as views
+from ._errors import StoreUnavailableError
+from ._job import Job, JobStatus, parse_job_id
+from ._responses import call_maybe_async
+from ._store import ControlStore, ScheduleStore
+
+if TYPE_CHECKING:
+    from ._endpoints import AsyncEndpoints
+
+Authorize = Callable[[Request], bool | Awaitable[bool]]
+ASSETS = Path(__file__).parent / "_dashboard_assets"
+_ASSET_TYPES = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+#: What an action's redirect says, by code (never text from the request).
+NOTICES = {
+    "canceled": "The job was cancelled.",
+    "requeued": "The job was queued again.",
+    "paused": "Paused.",
+    "resumed": "Resumed.",
+    "terminal": "The job had already finished; nothing was cancelled.",
+    "not-requeueable": "Only Failed or Canceled jobs can be queued again.",
+    "unknown": "There is no such job (any more).",
+    "unavailable": "The job store is unavailable; nothing was changed.",
+    "bad-queue": "There is no such queue.",
+    "bad-cursor": "That page link no longer fits the filters; showing the first page.",
+}
+
+
+class Dashboard:
+    """The dashboard of one `AsyncEndpoints`, as a Starlette `Router` to mount.
+
+    Args:
+        endpoints: Whose jobs it shows and steers.
+        authorize: ``fn(request) -> bool`` (sync or async): False answers 404.
+        root: The path it is mounted at (for its links), without a trailing slash.
+    """
+
+    def __init__(self, endpoints: AsyncEndpoints, authorize: Authorize, root: str) -> None:
+        self.endpoints = endpoints
+        self.authorize = authorize
+        self.root = root
+        self.templates = Environment(
+            loader=FileSystemLoader(ASSETS),
+            autoescape=select_autoescape(default=True, default_for_string=True),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.templates.globals.update(ago=views.ago, absolute=views.absolute, iso=views.iso)
+        self.templates.filters["pretty_json"] = views.pretty_json
+        # The shared macros as a global: a page's live block is also rendered on its own.
+        self.templates.globals["m"] = self.templates.get_template("macros.html").module
+        self.assets = {name: (ASSETS / name).read_bytes() for name in _ASSET_TYPES}
+        self.can_control = isinstance(endpoints.store, ControlStore)
+        page, action = self._page, self._action
+        self.router = Router(
+            routes=[
+                Route("/", page(self.queues_page), methods=["GET"]),
+                Route("/jobs", page(self.jobs_page), methods=["GET"]),
+                Route("/jobs/{job_id}", page(self.job_page), methods=["GET"]),
+                Route("/schedules", page(self.schedules_page), methods=["GET"]),
+                Route("/assets/{name}", self._guarded(self.asset), methods=["GET"]),
+                Route("/actions/cancel", action(self.cancel), methods=["POST"]),
+                Route("/actions/requeue", action(self.requeue), methods=["POST"]),
+                Route("/actions/pause", action(self.pause), methods=["POST"]),
+                Route("/actions/resume", action(self.resume), methods=["POST"]),
+            ]
+        )
+
+    # ---- plumbing: authorization, rendering, actions ------------------------------------
+
+    def _guarded(
+        self, endpoint: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def guarded(request: Request) -> Response:
+            if await call_maybe_async(self.authorize, request) is not True:
+                return _not_found()
+            return await endpoint(request)
+
+        return guarded
+
+    def _page(
+        self, build: Callable[[Request], Awaitable[tuple[str, dict[str, Any]]]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """A GET page: ``build`` returns its template and context; the token cookie is
+        set when the browser has none."""
+
+        async def page(request: Request) -> Response:
+            token, new = guard.token_of(request)
+            try:
+                template, context = await build(request)
+                status = context.pop("status_code", 200)
+            except StoreUnavailableError:
+                template, context, status = "unavailable.html", {"title": "Unavailable"}, 503
+            context.update(self._common(request, token))
+            fragment = request.headers.get("x-dashboard-fragment") == "1"
+            response = HTMLResponse(self.render(template, context, fragment), status)
+            response.headers.update(_SECURITY_HEADERS)
+            response.headers["Vary"] = "X-Dashboard-Fragment"
+            if new:
+                guard.set_token(response, token, self.root, secure=request.url.scheme == "https")
+            return response
+
+        return self._guarded(page)
+
+    def _common(self, request: Request, token: str) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        notice = NOTICES.get(request.query_params.get("done", ""))
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return {
+            "root": self.root,
+            "now": now,
+            "token": token,
+            "here": here,
+            "notice": notice,
+            "can_control": self.can_control,
+            "has_schedules": isinstance(self.endpoints.store, ScheduleStore),
+        }
+
+    def render(self, template: str, context: dict[str, Any], fragment: bool = False) -> str:
+        """``template`` rendered with ``context``; only its ``live`` block when
+        ``fragment``."""
+        compiled = self.templates.get_template(template)
+        if not fragment:
+            return compiled.render(context)
+        block = compiled.blocks["live"]
+        return "".join(block(compiled.new_context(context)))
+
+    def _action(
+        self, act: Callable[[Request, dict[str, str]], Awaitable[str]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """A POST action: refused with 403 when cross-site, else ``act`` runs and the
+        browser goes back (303) to the form's ``next`` page with a notice code."""
+
+        async def action(request: Request) -> Response:
+            form = await request.form()
+            fields = {key: value for key, value in form.items() if isinstance(value, str)}
+            if not guard.is_same_origin(request) or not guard.has_valid_token(
+                request, fields.get(guard.FIELD)
+            ):
+                return _forbidden()
+            try:
+                done = await act(request, fields)
+            except StoreUnavailableError:
+                done = "unavailable"
+            return RedirectResponse(self._back(fields.get("next"), done), status_code=303)
+
+        return self._guarded(action)
+
+    def _back(self, target: str | None, done: str) -> str:
+        """Where an action returns to: ``target`` when it is a page of this dashboard."""
+        parts = urlsplit(target or "")
+        inside = parts.path == self.root or parts.path.startswith(self.root + "/")
+        if parts.scheme or parts.netloc or not inside or "\\" in (target or ""):
+            path, query = self.root + "/", ""
+        else:
+            path, query = parts.path, parts.query
+        kept = [pair for pair in _pairs(query) if pair[0] != "done"]
+        return path + "?" + urlencode([*kept, ("done", done)])
+
+    async def home_redirect(self, request: Request) -> Response:
+        """The dashboard's path without its slash: to its queues page (authorized only)."""
+        if await call_maybe_async(self.authorize, request) is not True:
+            return _not_found()
+        return RedirectResponse(self.root + "/", status_code=307)
+
+    async def asset(self, request: Request) -> Response:
+        """The dashboard's own CSS and JavaScript."""
+        name = request.path_params["name"]
+        if name not in self.assets:
+            return _not_found()
+        headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+        return Response(self.assets[name], media_type=_ASSET_TYPES[name], headers=headers)
+
+    # ---- pages ----------------------------------------------------------------------
+
+    async def queues_page(self, request: Request) -> tuple[str, dict[str, Any]]:
+        """Each queue: its counts and whether it is paused; the jobs running now."""
+        stats = await self.endpoints.queue_stats()
+        running = await self.endpoints.list_jobs(status=JobStatus.IN_PROGRESS, limit=10)
+        totals = {
+            field: sum(getattr(each, field) for each in stats)
+            for field in ("queued", "scheduled", "in_progress", "completed", "failed", "canceled")
+        }
+        context = {"title": "Queues", "stats": stats, "totals": totals, "running": running.jobs}
+        return "queues.html", context
+
+    async def jobs_page(self, request: Request) -> tuple[str, dict[str, Any]]:
+        """Jobs by status, queue, tenant and name, a page at a time."""
+        queues = self.endpoints.settings.queues
+        filters = views.read_filters(request.query_params, queues)
+        status_code, notice = 200, None
+        try:
+            jobs, next_cursor = await views.list_page(self.endpoints.list_jobs, filters)
+        except ValueError:
+            filters = views.Filters(filters.status, filters.queue, filters.tenant, filters.name)
+            jobs, next_cursor = await views.list_page(self.endpoints.list_jobs, filters)
+            notice = NOTICES["bad-cursor"]
+        title = "Jobs" if filters.status is None else f"{filters.status.value} jobs"
+        if filters.status is JobStatus.FAILED:
+            title = "Failed jobs (dead letter)"
+        context = {
+            "title": title,
+            "jobs": jobs,
+            "filters": filters,
+            "statuses": list(JobStatus),
+            "queues": queues,
+            "next_query": None if next_cursor is None else filters.query(cursor=next_cursor),
+            "first_query": filters.query(cursor=None) if filters.cursor else None,
+            "cursor_notice": notice,
+            "status_code": status_code,
+            "name_scan_limit": views.NAME_SCAN_LIMIT,
+        }
+        return "jobs.html", context
+
+    async def job_page(self, request: Request) -> tuple[str, dict[str, Any]]:
+        """One job: its JSON, error, progress and timeline."""
+        job_id = parse_job_id(request.path_params["job_id"])
+        job = None if job_id is None else await self.endpoints.get_job(job_id)
+        if job is None:
+            return "missing.html", {"title": "No such job", "status_code": 404}
+        context = {
+            "title": f"{job.name} {str(job.id)[:8]}",
+            "job": job,
+            "job_json": job.to_json(),
+            "timeline": views.timeline(job),
+        }
+        return "job.html", context
+
+    async def schedules_page(self, request: Request) -> tuple[str, dict[str, Any]]:
+        """The cron schedules (when the store keeps schedules)."""
+        store = self.endpoints.store
+        schedules = await store.list_schedules() if isinstance(store, ScheduleStore) else None
+        return "schedules.html", {"title": "Schedules", "schedules": schedules}
+
+    # ---- actions --------------------------------------------------------------------
+
+    async def cancel(self, request: Request, fields: dict[str, str]) -> str:
+        """Cancel the job ``fields["job_id"]``."""
+        job = await self._job(fields)
+        if job is None:
+            return "unknown"
+        if job.status.is_terminal:
+            return "terminal"
+        canceled, here = await self.endpoints.cancel_unfinished(job)
+        return "canceled" if here and canceled is not None else "terminal"
+
+    async def requeue(self, request: Request, fields: dict[str, str]) -> str:
+        """Queue the Failed or Canceled job ``fields["job_id"]`` again."""
+        job = await self._job(fields)
+        if job is None:
+            return "unknown"
+        try:
+            requeued = await self.endpoints.requeue(job.id)
+        except ValueError:
+            return "not-requeueable"
+        return "unknown" if requeued is None else "requeued"
+
+    async def pause(self, request: Request, fields: dict[str, str]) -> str:
+        """Pause ``fields["queue"]`` (every queue when empty)."""
+        try:
+            await self.endpoints.pause(fields.get("queue") or None)
+        except ValueError:
+            return "bad-queue"
+        return "paused"
+
+    async def resume(self, request: Request, fields: dict[str, str]) -> str:
+        """Resume ``fields["queue"]`` (every queue when empty)."""
+        try:
+            await self.endpoints.resume(fields.get("queue") or None)
+        except ValueError:
+            return "bad-queue"
+        return "resumed"
+
+    async def _job(self, fields: dict[str, str]) -> Job | None:
+        job_id = parse_job_id(fields.get("job_id"))
+        return None if job_id is None else await self.endpoints.get_job(job_id)
+
+
+def _pairs(query: str) -> list[tuple[str, str]]:
+    return parse_qsl(query, keep_blank_values=False)
+
+
+def _not_found() -> Response:
+    return Response("Not Found", status_code=404, media_type="text/plain")
+
+
+def _forbidden() -> Response:
+    text = "Forbidden: a dashboard action must come from the dashboard's own pages."
+    return Response(text, status_code=403, media_type="text/plain")

@@ -1,0 +1,69 @@
+// The dashboard's only script, written for it: keeps the page's live part current and its
+// times relative. Everything works without it (plain links and forms).
+"use strict";
+(function () {
+  var REFRESH_MS = 1000;
+  var live = document.getElementById("live");
+  var state = document.getElementById("live-state");
+  if (!live) return;
+  var offset = 0; // server clock minus browser clock, in ms
+
+  function readServerNow(root) {
+    var now = Date.parse(root.getAttribute("data-server-now") || "");
+    if (!isNaN(now)) offset = now - Date.now();
+  }
+
+  function ago(ms) {
+    var seconds = Math.abs(ms) / 1000;
+    var amount;
+    if (seconds < 1) return "just now";
+    if (seconds < 60) amount = Math.floor(seconds) + " s";
+    else if (seconds < 3600) amount = Math.floor(seconds / 60) + " min";
+    else if (seconds < 86400) amount = Math.floor(seconds / 3600) + " h";
+    else amount = Math.floor(seconds / 86400) + " d";
+    return ms >= 0 ? amount + " ago" : "in " + amount;
+  }
+
+  function relativeTimes() {
+    var now = Date.now() + offset;
+    var times = live.querySelectorAll("time[datetime]");
+    for (var i = 0; i < times.length; i++) {
+      var at = Date.parse(times[i].getAttribute("datetime"));
+      if (!isNaN(at)) times[i].textContent = ago(now - at);
+    }
+  }
+
+  var busy = false;
+  function refresh() {
+    if (busy || document.hidden) return;
+    busy = true;
+    fetch(window.location.href, {
+      headers: { "X-Dashboard-Fragment": "1" },
+      credentials: "same-origin",
+      cache: "no-store",
+    })
+      .then(function (answer) {
+        if (!answer.ok) throw new Error(String(answer.status));
+        return answer.text();
+      })
+      .then(function (html) {
+        var holder = document.createElement("div");
+        holder.innerHTML = html; // server-rendered and escaped: no script runs from it
+        live.innerHTML = holder.innerHTML;
+        state.classList.remove("stale");
+        state.textContent = "live";
+        relativeTimes();
+      })
+      .catch(function () {
+        state.classList.add("stale");
+        state.textContent = "reconnecting";
+      })
+      .then(function () {
+        busy = false;
+      });
+  }
+
+  readServerNow(live);
+  relativeTimes();
+  setInterval(refresh, REFRESH_MS);
+})();

@@ -1,0 +1,156 @@
+"""What the dashboard's pages show: the filters a jobs page reads from its query string, the
+page of jobs they select, and the little formatting the templates need (relative times,
+pretty JSON). No HTTP here: `async_endpoints._dashboard` serves these."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from ._job import MAX_LABEL_LENGTH, Job, JobStatus, format_time
+from ._listing import JobPage
+
+#: Jobs per dashboard page.
+PAGE_SIZE = 50
+#: With a name filter (the store lists by status, queue and tenant only), the most jobs
+#: one page reads while it looks for ``PAGE_SIZE`` of that name.
+NAME_SCAN_LIMIT = 1000
+
+
+class Lister(Protocol):
+    """`AsyncEndpoints.list_jobs` as the dashboard calls it."""
+
+    async def __call__(
+        self,
+        *,
+        status: JobStatus | None = None,
+        queue: str | None = None,
+        tenant: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> JobPage: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """What a jobs page lists: its status, queue, tenant and name filters (None: any) and
+    where it starts (a cursor from the previous page)."""
+
+    status: JobStatus | None = None
+    queue: str | None = None
+    tenant: str | None = None
+    name: str | None = None
+    # Batches: when `list_jobs` takes ``batch_id``, add a ``batch`` filter here, to the
+    # filter form in jobs.html, and pass it on in `list_page`.
+    cursor: str | None = None
+
+    def query(self, **changes: str | None) -> dict[str, str]:
+        """The query string of these filters with ``changes`` applied (None left out)."""
+        values: dict[str, str | None] = {
+            "status": None if self.status is None else self.status.value,
+            "queue": self.queue,
+            "tenant": self.tenant,
+            "name": self.name,
+            "cursor": self.cursor,
+        }
+        values.update(changes)
+        return {key: value for key, value in values.items() if value}
+
+
+def read_filters(params: Mapping[str, str], queues: Sequence[str]) -> Filters:
+    """The filters of a query string; unknown or malformed values are ignored (a hand-made
+    URL shows all jobs rather than an error)."""
+    status = params.get("status") or ""
+    queue = params.get("queue") or None
+    return Filters(
+        status=JobStatus(status) if status in JobStatus._value2member_map_ else None,
+        queue=queue if queue in queues else None,
+        tenant=_label(params.get("tenant")),
+        name=_label(params.get("name")),
+        cursor=params.get("cursor") or None,
+    )
+
+
+async def list_page(list_jobs: Lister, filters: Filters) -> tuple[list[Job], str | None]:
+    """One page of the jobs ``filters`` select and the cursor of the next one.
+
+    Without a name filter this is one `list_jobs` call. With one, pages are read until
+    `PAGE_SIZE` jobs of that name are found or `NAME_SCAN_LIMIT` jobs were read (a page
+    may then hold fewer, or somewhat more, jobs than `PAGE_SIZE`).
+
+    Raises:
+        ValueError: the cursor was made for another listing (or tampered with).
+    """
+    kwargs: dict[str, Any] = {"status": filters.status, "queue": filters.queue}
+    if filters.tenant is not None:
+        kwargs["tenant"] = filters.tenant
+    if filters.name is None:
+        page = await list_jobs(**kwargs, limit=PAGE_SIZE, cursor=filters.cursor)
+        return list(page.jobs), page.next_cursor
+    found: list[Job] = []
+    cursor, scanned = filters.cursor, 0
+    while True:
+        page = await list_jobs(**kwargs, limit=PAGE_SIZE, cursor=cursor)
+        scanned += len(page.jobs)
+        found += [job for job in page.jobs if job.name == filters.name]
+        cursor = page.next_cursor
+        if cursor is None or len(found) >= PAGE_SIZE or scanned >= NAME_SCAN_LIMIT:
+            return found, cursor
+
+
+def ago(moment: datetime | None, now: datetime) -> str:
+    """``moment`` relative to ``now``: "3 s ago", "in 5 min", "2 h ago"; "" for None."""
+    if moment is None:
+        return ""
+    seconds = (now - moment).total_seconds()
+    size = abs(seconds)
+    if size < 1:
+        return "just now"
+    if size < 60:
+        amount = f"{int(size)} s"
+    elif size < 3600:
+        amount = f"{int(size // 60)} min"
+    elif size < 86400:
+        amount = f"{int(size // 3600)} h"
+    else:
+        amount = f"{int(size // 86400)} d"
+    return f"{amount} ago" if seconds > 0 else f"in {amount}"
+
+
+def absolute(moment: datetime | None) -> str:
+    """``moment`` as readable UTC ("2026-12-03 09:14:05.123 UTC"); "" for None."""
+    if moment is None:
+        return ""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+
+
+def iso(moment: datetime | None) -> str:
+    """``moment`` as the job JSON writes it ("" for None)."""
+    return format_time(moment) or ""
+
+
+def pretty_json(value: Any) -> str:
+    """Indented JSON text of ``value`` (for <pre>; the template escapes it)."""
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+
+
+def timeline(job: Job) -> list[tuple[str, datetime]]:
+    """The moments of ``job``'s life that are known, oldest first."""
+    moments = [
+        ("Created", job.created_at),
+        ("Due (runAt)", job.run_at),
+        ("First started", job.started_at),
+        ("Last updated", job.last_updated_at),
+        ("Finished", job.completed_at),
+    ]
+    known = [(label, moment) for label, moment in moments if moment is not None]
+    return sorted(known, key=lambda pair: pair[1])
+
+
+def _label(value: str | None) -> str | None:
+    if not value or len(value) > MAX_LABEL_LENGTH:
+        return None
+    return value

@@ -1,0 +1,193 @@
+"""`JobMetrics`: Prometheus metrics of one `AsyncEndpoints`, fed by its lifecycle events.
+
+Counters and histograms count what happened in this process (each process exports its
+own; sum them across processes). The queue depth is read from the store (so it is the
+same in every process: take ``max`` across processes, or scrape it from one), at most
+once a second however often it is scraped::
+
+    async_endpoints_jobs_submitted_total{name,queue}         jobs stored here
+    async_endpoints_jobs_finished_total{name,queue,status}   Completed / Failed here;
+                                                             Canceled by a cancel from here
+    async_endpoints_job_attempts_total{name,outcome}         completed, failed, timeout,
+                                                             canceled, lost
+    async_endpoints_job_duration_seconds{name}               attempt run time (histogram)
+    async_endpoints_job_pickup_seconds{name}                 created -> first started
+    async_endpoints_jobs_waiting{queue}                      Queued jobs (store-wide)
+    async_endpoints_jobs_running                             attempts running here
+
+Label values are bounded: handler names (a name no handler here has is ``"(unknown)"``),
+queue names, statuses and outcomes; never ids or tenants. Needs the ``metrics`` extra
+(prometheus-client), imported only when metrics are asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Container, Iterator, Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ._events import AttemptOutcome, EventKind, LifecycleEvent
+from ._job import Job, JobStatus
+from ._listing import QueueStats
+
+logger = logging.getLogger("async_endpoints")
+
+#: Seconds between two reads of the queue depth from the store.
+DEPTH_MAX_AGE = 1.0
+UNKNOWN_NAME = "(unknown)"
+_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
+
+
+class _QueueDepth(Collector):
+    """``async_endpoints_jobs_waiting{queue}`` from the last read of the store (no samples
+    before the first read)."""
+
+    def __init__(self) -> None:
+        self.queued: dict[str, int] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "async_endpoints_jobs_waiting",
+            "Jobs waiting (Queued) per queue, read from the store at most once a second.",
+            labels=["queue"],
+        )
+        for queue, count in self.queued.items():
+            family.add_metric([queue], count)
+        yield family
+
+
+class JobMetrics:
+    """The Prometheus metrics of an `AsyncEndpoints` (see the module docstring for names).
+
+    Args:
+        subscribe: Subscribes a listener to the lifecycle events (``events.subscribe``).
+        names: The handler names label values may take (others become ``"(unknown)"``).
+        queue_stats: Reads the per-queue counts from the store (``queue_stats``).
+        registry: Where the metrics are registered; a new registry of their own by default
+            (never prometheus-client's global one unless passed).
+    """
+
+    def __init__(
+        self,
+        subscribe: Callable[[Callable[[LifecycleEvent], None]], Any],
+        names: Container[str],
+        queue_stats: Callable[[], Any],
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self._names = names
+        self._queue_stats = queue_stats
+        self._depth = _QueueDepth()
+        self._depth_read_at = -DEPTH_MAX_AGE
+        self._depth_read: asyncio.Future[None] | None = None
+        r = self.registry
+        self.submitted = Counter(
+            "async_endpoints_jobs_submitted", "Jobs stored.", ["name", "queue"], registry=r
+        )
+        self.finished = Counter(
+            "async_endpoints_jobs_finished",
+            "Jobs that reached a terminal status.",
+            ["name", "queue", "status"],
+            registry=r,
+        )
+        self.attempts = Counter(
+            "async_endpoints_job_attempts", "Attempts ended.", ["name", "outcome"], registry=r
+        )
+        self.duration = Histogram(
+            "async_endpoints_job_duration_seconds",
+            "Attempt run time.",
+            ["name"],
+            buckets=_BUCKETS,
+            registry=r,
+        )
+        self.pickup = Histogram(
+            "async_endpoints_job_pickup_seconds",
+            "From a job's creation to the start of its first attempt.",
+            ["name"],
+            buckets=_BUCKETS,
+            registry=r,
+        )
+        self.running = Gauge("async_endpoints_jobs_running", "Attempts running.", registry=r)
+        r.register(self._depth)
+        self.unsubscribe = subscribe(self.observe)
+
+    def observe(self, event: LifecycleEvent) -> None:
+        """Count one lifecycle event (the listener subscribed at construction)."""
+        job = event.job
+        name = job.name if job.name in self._names else UNKNOWN_NAME
+        kind = event.kind
+        if kind is EventKind.SUBMITTED:
+            self.submitted.labels(name, job.queue).inc()
+        elif kind is EventKind.STARTED:
+            self.running.inc()
+            pickup = _pickup_seconds(job)
+            if pickup is not None:
+                self.pickup.labels(name).observe(pickup)
+        elif kind is EventKind.FINISHED:
+            self._finished(event, name)
+        elif kind is EventKind.CANCELLED:
+            self.finished.labels(name, job.queue, JobStatus.CANCELED.value).inc()
+
+    def _finished(self, event: LifecycleEvent, name: str) -> None:
+        job, outcome = event.job, event.outcome
+        self.running.dec()
+        self.attempts.labels(name, _attempt_outcome(job, outcome)).inc()
+        if event.duration is not None:
+            self.duration.labels(name).observe(event.duration)
+        if outcome is AttemptOutcome.COMPLETED or outcome is AttemptOutcome.FAILED:
+            self.finished.labels(name, job.queue, job.status.value).inc()
+
+    async def refresh_depth(self) -> None:
+        """Read the queue depth from the store unless it was read less than a second ago;
+        concurrent callers share one read. A failed read keeps the last values (logged)."""
+        loop = asyncio.get_running_loop()
+        if self._depth_read is not None:
+            await asyncio.shield(self._depth_read)
+            return
+        if time.monotonic() - self._depth_read_at < DEPTH_MAX_AGE:
+            return
+        self._depth_read = loop.create_future()
+        try:
+            stats: Sequence[QueueStats] = await self._queue_stats()
+            self._depth.queued = {each.name: each.queued for each in stats}
+        except Exception as exc:
+            logger.warning("metrics: could not read the queue depth: %s", exc)
+        finally:
+            self._depth_read_at = time.monotonic()
+            self._depth_read.set_result(None)
+            self._depth_read = None
+
+    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
+        """Serve these metrics on ``addr:port`` from a thread (prometheus-client's
+        ``start_http_server``), for worker processes that serve no HTTP app.
+
+        Such a server reads no queue depth (it cannot wait for the store):
+        ``async_endpoints_jobs_waiting`` comes from the processes with `map_metrics`.
+        """
+        from prometheus_client import start_http_server
+
+        start_http_server(port, addr, registry=self.registry)
+
+
+def _attempt_outcome(job: Job, outcome: AttemptOutcome | None) -> str:
+    if outcome is AttemptOutcome.FAILED or outcome is AttemptOutcome.RETRIED:
+        error = job.error
+        return "timeout" if error is not None and error.type == "JobTimeout" else "failed"
+    if outcome is None:
+        return AttemptOutcome.LOST.value
+    return outcome.value
+
+
+def _pickup_seconds(job: Job) -> float | None:
+    """Seconds from creation to this first claim of ``job`` (None for a later attempt:
+    a claimed job no longer says when it became due)."""
+    started = job.started_at
+    if started is None or job.retry_count or started != job.last_updated_at:
+        return None
+    return max(0.0, (started - job.created_at).total_seconds())

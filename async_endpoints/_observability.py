@@ -1,0 +1,138 @@
+"""`Observability`: metrics and the dashboard of `AsyncEndpoints` (a base of it).
+
+Both are optional extras, imported only when asked for: ``metrics`` (prometheus-client)
+and ``dashboard`` (Jinja2). Traces and job-aware logs need no call: see
+`async_endpoints._tracing` and `async_endpoints._logs`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ._errors import ConfigurationError
+from ._events import LifecycleEvents
+from ._settings import Settings
+from ._store import InspectionStore, JobStore
+
+if TYPE_CHECKING:
+    from ._dashboard import Authorize
+    from ._metrics import JobMetrics
+
+
+class Observability:
+    """`map_metrics`, `metrics` and `map_dashboard` (a base of `AsyncEndpoints`)."""
+
+    app: Any
+    store: JobStore
+    events: LifecycleEvents
+    handlers: Mapping[str, Any]
+    settings: Settings
+    _metrics: JobMetrics | None = None
+
+    @property
+    def metrics(self) -> JobMetrics:
+        """This instance's Prometheus metrics, counting from their first use on (their
+        own registry: see `enable_metrics` to pass one).
+
+        Raises:
+            ConfigurationError: prometheus-client is not installed (the ``metrics`` extra).
+        """
+        return self.enable_metrics()
+
+    def enable_metrics(self, registry: Any = None) -> JobMetrics:
+        """Start counting this instance's jobs in Prometheus metrics; return them.
+
+        ``registry`` is a prometheus-client ``CollectorRegistry`` to register them in
+        (default: a registry of their own, so that several instances in one process never
+        clash). A second call returns the same metrics (its ``registry`` must be the same
+        or None).
+
+        Raises:
+            ConfigurationError: prometheus-client is not installed, or the metrics exist
+                already in another registry.
+        """
+        if self._metrics is not None:
+            if registry is not None and registry is not self._metrics.registry:
+                raise ConfigurationError("the metrics are registered in another registry")
+            return self._metrics
+        try:
+            from ._metrics import JobMetrics
+        except ImportError as exc:
+            message = 'metrics need prometheus-client: pip install "async-endpoints[metrics]"'
+            raise ConfigurationError(message) from exc
+        store = self.store
+
+        async def queue_stats() -> Any:
+            if not isinstance(store, InspectionStore):
+                return []
+            return await store.queue_stats(self.settings.queues)
+
+        self._metrics = JobMetrics(self.events.subscribe, self.handlers, queue_stats, registry)
+        return self._metrics
+
+    def map_metrics(self, path: str = "/metrics", *, registry: Any = None) -> JobMetrics:
+        """Register ``GET path`` answering this instance's metrics in Prometheus's text
+        format (see `async_endpoints._metrics` for the names); return the metrics.
+
+        The queue depth in the answer is read from the store at most once a second.
+        The route is left out of the OpenAPI document and exposes no job data.
+
+        Raises:
+            ConfigurationError: there is no app, ``path`` lacks a leading ``/``, or
+                prometheus-client is not installed (the ``metrics`` extra).
+        """
+        if self.app is None:
+            raise ConfigurationError("map_metrics needs an app")
+        if not path.startswith("/"):
+            raise ConfigurationError(f"the metrics path must start with '/': {path!r}")
+        metrics = self.enable_metrics(registry)
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        async def serve_metrics(request: Request) -> Response:
+            await metrics.refresh_depth()
+            return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+        name = "metrics_" + re.sub(r"\W+", "_", path).strip("_")
+        self.app.router.add_route(
+            path, serve_metrics, methods=["GET"], name=name, include_in_schema=False
+        )
+        return metrics
+
+    def map_dashboard(self, path: str = "/dashboard", *, authorize: Authorize) -> None:
+        """Mount the dashboard at ``path`` (see README "The dashboard").
+
+        ``authorize(request) -> bool`` (sync or async) is asked on every dashboard request,
+        pages, assets and actions alike: anything but True answers 404. The actions
+        (cancel, requeue, pause, resume) are HTML forms; a cross-site POST answers 403.
+
+        Raises:
+            ConfigurationError: there is no app, ``path`` does not start with ``/`` (or
+                ends with one), ``authorize`` is not callable, the store cannot list jobs
+                (not an `InspectionStore`), or Jinja2 is not installed (the ``dashboard``
+                extra).
+        """
+        if self.app is None:
+            raise ConfigurationError("map_dashboard needs an app")
+        if not path.startswith("/") or path.endswith("/"):
+            raise ConfigurationError(f"the dashboard path must be like '/dashboard': {path!r}")
+        if not callable(authorize):
+            raise ConfigurationError("map_dashboard needs authorize(request) -> bool")
+        if not isinstance(self.store, InspectionStore):
+            raise ConfigurationError(f"{type(self.store).__name__} cannot list jobs")
+        try:
+            from ._dashboard import Dashboard
+        except ImportError as exc:
+            message = 'the dashboard needs Jinja2: pip install "async-endpoints[dashboard]"'
+            raise ConfigurationError(message) from exc
+        dashboard = Dashboard(self, authorize, path)  # type: ignore[arg-type]
+        name = "dashboard_" + re.sub(r"\W+", "_", path).strip("_")
+        # The bare path too (not the app's slash redirect, which would answer anyone).
+        self.app.router.add_route(
+            path, dashboard.home_redirect, methods=["GET"], include_in_schema=False
+        )
+        self.app.mount(path, dashboard.router, name=name)
