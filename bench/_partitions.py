@@ -59,7 +59,8 @@ def run(server: Server, plan: Plan) -> dict[str, Any]:
     for fig in found["one_key"]:
         log(
             f"one key: {fig['rate']:,.0f} jobs/s, one at a time: {fig['one_at_a_time']}, "
-            f"in order: {fig['in_order']}"
+            f"in order: {fig['in_order']}; {fig['round_trips_per_job']:.2f} round trips per "
+            f"job, calls per job: {fig['calls_per_job']}"
         )
     found["fairness"] = _fairness(server, plan)
     server.flush()
@@ -84,6 +85,7 @@ def _one_key(server: Server, plan: Plan) -> dict[str, Any]:
     one = ours_with("onekey", BENCH_KEYS="1")
     produce(one, server.url, "enqueue", f"--jobs={jobs}", "--concurrency=1", timeout=300)
     events = Path(tempfile.mkdtemp(prefix="bench-onekey-")) / "events"
+    queued = server.snapshot()
     worker = WorkerProcess(
         one, server.url, concurrency=plan.concurrency, expect=jobs, BENCH_EVENTS=str(events)
     )
@@ -91,6 +93,7 @@ def _one_key(server: Server, plan: Plan) -> dict[str, Any]:
         report = worker.wait_for_jobs(jobs, timeout=60 + jobs / 20)
     finally:
         worker.stop()
+    drained = server.snapshot()
     runs = _runs(events)
     ordered = sorted(runs.items(), key=lambda item: item[1][0])
     overlaps = sum(
@@ -103,6 +106,10 @@ def _one_key(server: Server, plan: Plan) -> dict[str, Any]:
         "overlaps": overlaps,
         "ran": len(runs),
         "duplicates": report.get("duplicates"),
+        "round_trips_per_job": (drained.reads - queued.reads) / jobs,
+        "calls_per_job": {
+            name: calls / jobs for name, calls in drained.calls_since(queued).items()
+        },
     }
 
 
