@@ -1,0 +1,170 @@
+"""Prometheus metrics: names and labels as API.md fixes them, values after real jobs, label
+values bounded, queue depth read from the store at most once a second."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+from starlette.applications import Starlette
+
+from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore
+from async_endpoints._events import LifecycleEvent
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+class CountingStore(InMemoryJobStore):
+    """Counts the queue_stats reads."""
+
+    reads = 0
+
+    async def queue_stats(self, queues):  # type: ignore[no-untyped-def]
+        self.reads += 1
+        return await super().queue_stats(queues)
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[AsyncEndpoints]:
+    app = Starlette()
+    endpoints = AsyncEndpoints(
+        app,
+        store=CountingStore(),
+        queues=("high", "default"),
+        max_retries=1,
+        retry_base_delay=0,
+        retry_jitter=0,
+        job_timeout=0.2,
+    )
+
+    @endpoints.map_async_post("/ok", name="Ok", queue="high")
+    async def ok(ctx: AsyncContext[None]) -> str:
+        return "ok"
+
+    @endpoints.map_async_post("/broken", name="Broken")
+    async def broken(ctx: AsyncContext[None]) -> None:
+        raise RuntimeError("broken")
+
+    @endpoints.map_async_post("/slow", name="Slow")
+    async def slow(ctx: AsyncContext[None]) -> None:
+        await asyncio.sleep(10)
+
+    @endpoints.map_async_post("/hold", name="Hold", job_timeout=60)
+    async def hold(ctx: AsyncContext[None]) -> None:
+        await asyncio.Event().wait()
+
+    endpoints.map_metrics()
+    async with endpoints.running(workers=False):
+        yield endpoints
+
+
+async def scrape(engine: AsyncEndpoints) -> Samples:
+    transport = httpx.ASGITransport(app=engine.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        answer = await client.get("/metrics")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, metric: str, /, **labels: str) -> float:
+    return samples.get((metric, tuple(sorted(labels.items()))), 0.0)
+
+
+async def test_counters_after_real_jobs(engine: AsyncEndpoints) -> None:
+    """Two Ok (completed), one Broken (failed twice: a retry, then dead), one Slow (timed
+    out twice), one cancelled while waiting: every counter says so."""
+    for name in ("Ok", "Ok", "Broken", "Slow"):
+        await engine.submit(name)
+    waiting = await engine.submit("Ok")
+    await engine.cancel(waiting.id)
+    await engine.drain()
+    samples = await scrape(engine)
+    submitted = "async_endpoints_jobs_submitted_total"
+    assert value(samples, submitted, name="Ok", queue="high") == 3
+    assert value(samples, submitted, name="Broken", queue="default") == 1
+    finished = "async_endpoints_jobs_finished_total"
+    assert value(samples, finished, name="Ok", queue="high", status="Completed") == 2
+    assert value(samples, finished, name="Ok", queue="high", status="Canceled") == 1
+    assert value(samples, finished, name="Broken", queue="default", status="Failed") == 1
+    assert value(samples, finished, name="Slow", queue="default", status="Failed") == 1
+    attempts = "async_endpoints_job_attempts_total"
+    assert value(samples, attempts, name="Ok", outcome="completed") == 2
+    assert value(samples, attempts, name="Broken", outcome="failed") == 2
+    assert value(samples, attempts, name="Slow", outcome="timeout") == 2
+    assert value(samples, "async_endpoints_job_duration_seconds_count", name="Ok") == 2
+    assert value(samples, "async_endpoints_job_duration_seconds_count", name="Slow") == 2
+    assert value(samples, "async_endpoints_job_pickup_seconds_count", name="Broken") == 1
+    assert value(samples, "async_endpoints_jobs_running") == 0
+
+
+async def test_a_running_job_is_counted_running_and_a_cancel_counts_once(
+    engine: AsyncEndpoints,
+) -> None:
+    """While an attempt runs, jobs_running is 1; cancelled, it is 0 again, the attempt's
+    outcome is canceled and the job is counted Canceled once."""
+    started, finished = asyncio.Event(), asyncio.Event()
+    kinds = {"started": started, "finished": finished}
+
+    def note(event: LifecycleEvent) -> None:
+        if event.kind.value in kinds:
+            kinds[event.kind.value].set()
+
+    engine.events.subscribe(note)
+    job = await engine.submit("Hold")
+    async with engine.pool:
+        await started.wait()
+        assert value(await scrape(engine), "async_endpoints_jobs_running") == 1
+        await engine.cancel(job.id)
+        await finished.wait()
+    samples = await scrape(engine)
+    assert value(samples, "async_endpoints_jobs_running") == 0
+    attempts = "async_endpoints_job_attempts_total"
+    assert value(samples, attempts, name="Hold", outcome="canceled") == 1
+    finished_total = "async_endpoints_jobs_finished_total"
+    assert value(samples, finished_total, name="Hold", queue="default", status="Canceled") == 1
+
+
+async def test_queue_depth_is_read_from_the_store_at_most_once_a_second(
+    engine: AsyncEndpoints,
+) -> None:
+    """jobs_waiting{queue} counts Queued jobs per queue; ten scrapes in a row read the
+    store once."""
+    store = engine.store
+    assert isinstance(store, CountingStore)
+    for name in ("Ok", "Broken", "Broken"):
+        await engine.submit(name)
+    samples = await scrape(engine)
+    assert value(samples, "async_endpoints_jobs_waiting", queue="high") == 1
+    assert value(samples, "async_endpoints_jobs_waiting", queue="default") == 2
+    reads = store.reads
+    await asyncio.gather(*(scrape(engine) for _ in range(10)))
+    assert store.reads == reads
+
+
+async def test_label_values_are_bounded(engine: AsyncEndpoints) -> None:
+    """No label holds a job id or a tenant; every label is one of the fixed names."""
+    job = await engine.submit("Ok", tenant="acme")
+    await engine.drain()
+    samples = await scrape(engine)
+    labels = {label for _, pairs in samples for label in pairs}
+    assert {name for name, _ in labels} <= {"name", "queue", "status", "outcome", "le"}
+    assert not [v for _, v in labels if str(job.id) in v or "acme" in v]
+
+
+def test_each_instance_has_its_own_registry_unless_one_is_passed() -> None:
+    """Two instances in one process never clash; an app may pass its registry."""
+    first, second = AsyncEndpoints(Starlette()), AsyncEndpoints(Starlette())
+    assert first.map_metrics().registry is not second.map_metrics().registry
+    registry = CollectorRegistry()
+    third = AsyncEndpoints(Starlette())
+    assert third.map_metrics("/m", registry=registry).registry is registry
+    assert registry.get_sample_value("async_endpoints_jobs_running") == 0
