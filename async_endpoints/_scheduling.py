@@ -226,13 +226,16 @@ class CronScheduling:
                 await task
 
     async def _schedule_forever(self, scheduler: Scheduler) -> None:
+        """Store the declared schedules (retrying until the store takes them), then tick."""
         while self._declared:
             try:
                 await self.declare_schedules()
                 break
             except StoreUnavailableError as exc:
                 logger.warning("cron schedules not stored yet, store unavailable: %s", exc)
-                await asyncio.sleep(_DECLARE_RETRY)
+            except Exception:
+                logger.exception("cron schedules not stored yet; trying again")
+            await asyncio.sleep(_DECLARE_RETRY)
         await scheduler.run_forever()
 
     def _cycle_job(self, schedule: Schedule) -> NewJob:

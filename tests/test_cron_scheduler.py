@@ -19,6 +19,8 @@ from async_endpoints import (
     Job,
     JobStatus,
     JobValidationError,
+    Schedule,
+    StoreUnavailableError,
     UnknownJobNameError,
 )
 from async_endpoints._events import EventKind, LifecycleEvent
@@ -377,3 +379,40 @@ async def test_schedules_need_a_schedule_store() -> None:
             pass
 
     assert endpoints.scheduler() is None
+
+
+class FlakyStore(InMemoryJobStore):
+    """Unreachable for its first ``outages`` schedule calls."""
+
+    def __init__(self, outages: int) -> None:
+        super().__init__()
+        self.outages = outages
+
+    def _maybe_down(self) -> None:
+        if self.outages > 0:
+            self.outages -= 1
+            raise StoreUnavailableError("down for the test")
+
+    async def upsert_schedule(self, schedule: Schedule) -> Schedule:
+        self._maybe_down()
+        return await super().upsert_schedule(schedule)
+
+    async def due_schedules(self, limit: int) -> list[Schedule]:
+        self._maybe_down()
+        return await super().due_schedules(limit)
+
+
+async def test_schedules_are_declared_and_fired_once_the_store_is_back() -> None:
+    """A store unreachable when the workers start: the declared schedule is stored as
+    soon as it answers, and the scheduler, which backs off meanwhile, fires it."""
+    store = FlakyStore(outages=2)
+    endpoints = AsyncEndpoints(store=store)
+    ran = asyncio.Event()
+
+    @endpoints.cron("* * * * * *")
+    async def every_second(ctx: AsyncContext[None]) -> None:
+        ran.set()
+
+    async with endpoints.running(workers=True):
+        await asyncio.wait_for(ran.wait(), timeout=15)
+    assert store.outages == 0
