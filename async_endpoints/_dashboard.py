@@ -48,6 +48,7 @@ _SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+_MAX_FORM = 8192  # bytes
 #: What an action's redirect says, by code (never text from the request).
 NOTICES = {
     "canceled": "The job was cancelled.",
@@ -169,8 +170,7 @@ class Dashboard:
         browser goes back (303) to the form's ``next`` page with a notice code."""
 
         async def action(request: Request) -> Response:
-            form = await request.form()
-            fields = {key: value for key, value in form.items() if isinstance(value, str)}
+            fields = await _form(request)
             if not guard.is_same_origin(request) or not guard.has_valid_token(
                 request, fields.get(guard.FIELD)
             ):
@@ -311,6 +311,20 @@ class Dashboard:
     async def _job(self, fields: dict[str, str]) -> Job | None:
         job_id = parse_job_id(fields.get("job_id"))
         return None if job_id is None else await self.endpoints.get_job(job_id)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """The fields of an urlencoded form POST (the dashboard's forms are small: a larger or
+    other body reads as an empty form, which no action accepts)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip()
+    if content_type != "application/x-www-form-urlencoded":
+        return {}
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_FORM:
+            return {}
+    return dict(_pairs(body.decode("utf-8", "replace")))
 
 
 def _pairs(query: str) -> list[tuple[str, str]]:

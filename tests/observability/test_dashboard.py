@@ -1,0 +1,189 @@
+"""The dashboard over HTTP: authorize, CSRF refusals, actions, escaping, paging."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from async_endpoints import AsyncEndpoints, JobStatus
+from async_endpoints._dashboard_guard import COOKIE
+from tests.observability.dashboard_app import Gate, make_app
+
+BASE = "http://testserver"
+
+
+@pytest.fixture
+def gate() -> Gate:
+    return Gate()
+
+
+@pytest.fixture
+async def engine(gate: Gate) -> AsyncIterator[AsyncEndpoints]:
+    _, endpoints = make_app(gate)
+    async with endpoints.running(workers=False):
+        yield endpoints
+
+
+@pytest.fixture
+async def client(engine: AsyncEndpoints) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=engine.app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+        yield client
+
+
+async def token_of(client: httpx.AsyncClient) -> str:
+    """Load a page (which sets the token cookie) and read the token from its forms."""
+    page = await client.get("/dashboard/")
+    match = re.search(r'name="token" value="([^"]+)"', page.text)
+    assert match is not None
+    assert client.cookies.get(COOKIE) == match.group(1)
+    return match.group(1)
+
+
+SAME_ORIGIN = {"Origin": BASE, "Sec-Fetch-Site": "same-origin"}
+
+
+async def test_every_route_answers_404_when_authorize_says_no(
+    engine: AsyncEndpoints, client: httpx.AsyncClient, gate: Gate
+) -> None:
+    """Pages, assets, actions and the bare path: 404, and nothing changes."""
+    token = await token_of(client)
+    gate.allowed = False
+    job = await engine.submit("Hold")
+    for path in ("/dashboard", "/dashboard/", "/dashboard/jobs", f"/dashboard/jobs/{job.id}"):
+        assert (await client.get(path)).status_code == 404, path
+    assert (await client.get("/dashboard/assets/dashboard.js")).status_code == 404
+    form = {"token": token, "job_id": str(job.id)}
+    answer = await client.post("/dashboard/actions/cancel", data=form, headers=SAME_ORIGIN)
+    assert answer.status_code == 404
+    assert (await engine.get_job(job.id)).status is JobStatus.QUEUED  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+        {"Origin": BASE, "Sec-Fetch-Site": "cross-site"},
+        {"Origin": "https://evil.example"},
+        {"Referer": "https://evil.example/page"},
+        {"Origin": "null"},
+        {},
+    ],
+)
+async def test_a_cross_site_action_is_refused_with_403(
+    engine: AsyncEndpoints, client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    """Cross-site by Sec-Fetch-Site, by Origin or Referer, or with neither: 403, the job
+    still Queued."""
+    token = await token_of(client)
+    job = await engine.submit("Hold")
+    form = {"token": token, "job_id": str(job.id)}
+    answer = await client.post("/dashboard/actions/cancel", data=form, headers=headers)
+    assert answer.status_code == 403
+    assert (await engine.get_job(job.id)).status is JobStatus.QUEUED  # type: ignore[union-attr]
+
+
+async def test_an_action_without_the_token_is_refused_with_403(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """Same origin but no token, or another token: 403."""
+    await token_of(client)
+    job = await engine.submit("Hold")
+    for token in ("", "x" * 43):
+        form = {"token": token, "job_id": str(job.id)}
+        answer = await client.post("/dashboard/actions/cancel", data=form, headers=SAME_ORIGIN)
+        assert answer.status_code == 403
+    assert (await engine.get_job(job.id)).status is JobStatus.QUEUED  # type: ignore[union-attr]
+
+
+async def test_same_origin_actions_work_and_redirect_back(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """cancel, requeue, pause and resume: 303 back to the page named in the form."""
+    token = await token_of(client)
+    job = await engine.submit("Hold")
+    form = {"token": token, "job_id": str(job.id), "next": "/dashboard/jobs?status=Queued"}
+    answer = await client.post("/dashboard/actions/cancel", data=form, headers=SAME_ORIGIN)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/dashboard/jobs?status=Queued&done=canceled"
+    assert (await engine.get_job(job.id)).status is JobStatus.CANCELED  # type: ignore[union-attr]
+    answer = await client.post("/dashboard/actions/requeue", data=form, headers=SAME_ORIGIN)
+    assert (await engine.get_job(job.id)).status is JobStatus.QUEUED  # type: ignore[union-attr]
+    pause = {"token": token, "queue": "high", "next": "https://evil.example/"}
+    answer = await client.post("/dashboard/actions/pause", data=pause, headers=SAME_ORIGIN)
+    assert answer.headers["location"] == "/dashboard/?done=paused"
+    assert [q.paused for q in await engine.queue_stats()] == [True, False]
+    answer = await client.post("/dashboard/actions/resume", data=pause, headers=SAME_ORIGIN)
+    assert [q.paused for q in await engine.queue_stats()] == [False, False]
+
+
+async def test_job_data_is_escaped_everywhere(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """A result, an error and a tenant holding markup appear as text, never as markup."""
+    done = await engine.submit("Ok", {"text": "<script>alert(1)</script>"}, tenant="<b>t</b>")
+    failed = await engine.submit("Broken", tenant="<i>x</i>")
+    await engine.drain()
+    pages = [
+        await client.get("/dashboard/jobs"),
+        await client.get(f"/dashboard/jobs/{done.id}"),
+        await client.get(f"/dashboard/jobs/{failed.id}"),
+        await client.get("/dashboard/jobs?tenant=<b>t</b>"),
+    ]
+    for page in pages:
+        assert page.status_code == 200
+        for markup in ("<script>alert", "<b>t</b>", "<i>x</i>", "<img src=x"):
+            assert markup not in page.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[1].text
+    assert "&lt;img src=x onerror=alert(1)&gt; broke" in pages[2].text
+
+
+async def test_paging_visits_every_job_once(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """120 queued jobs: three pages of 50, 50 and 20 by following the Next links."""
+    ids = {str((await engine.submit("Hold")).id) for _ in range(120)}
+    seen: list[str] = []
+    url: str | None = "/dashboard/jobs?status=Queued"
+    while url is not None:
+        page = await client.get(url)
+        seen += re.findall(r'<tr data-job="([0-9a-f-]+)"', page.text)
+        found = re.search(r'href="([^"]+)" rel="next"', page.text)
+        url = None if found is None else found.group(1).replace("&amp;", "&")
+    assert len(seen) == 120 and set(seen) == ids
+
+
+async def test_the_name_filter_keeps_one_handler(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """name=Ok lists only the Ok jobs."""
+    ok = await engine.submit("Ok", {})
+    await engine.submit("Hold")
+    page = await client.get("/dashboard/jobs?name=Ok")
+    assert re.findall(r'<tr data-job="([0-9a-f-]+)"', page.text) == [str(ok.id)]
+
+
+async def test_an_unknown_job_answers_404_and_a_stale_cursor_the_first_page(
+    client: httpx.AsyncClient,
+) -> None:
+    """A job page for no job is 404; a cursor that does not fit shows the first page."""
+    assert (await client.get("/dashboard/jobs/not-a-uuid")).status_code == 404
+    page = await client.get("/dashboard/jobs?status=Failed&cursor=garbage")
+    assert page.status_code == 200 and "no longer fits" in page.text
+
+
+async def test_the_live_fragment_is_the_live_part_alone(client: httpx.AsyncClient) -> None:
+    """With X-Dashboard-Fragment: 1 a page answers its live block only."""
+    fragment = await client.get("/dashboard/", headers={"X-Dashboard-Fragment": "1"})
+    assert "<table" in fragment.text and "<html" not in fragment.text
+
+
+async def test_pages_forbid_framing_and_outside_assets(client: httpx.AsyncClient) -> None:
+    """CSP allows the app's own scripts and styles only, and no framing."""
+    page = await client.get("/dashboard/")
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert "http" not in page.text.replace(BASE, "")
