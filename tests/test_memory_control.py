@@ -105,6 +105,24 @@ async def test_a_requeued_job_is_not_promoted_early_by_its_old_schedule_entry(
     assert [claim.job.id for claim in await store.claim(1, lease=30)] == [job.id]
 
 
+async def test_a_job_with_an_old_and_a_new_timer_entry_for_the_same_moment_runs_once(
+    store: InMemoryJobStore, clock: ManualClock
+) -> None:
+    """Delayed 10 s, cancelled, requeued, claimed and retried in 10 s without time passing:
+    both entries are due at 10 s, and the job is promoted and claimed once."""
+    other = await store.enqueue(new_job(delay=3600))  # keeps the old entry on the timer
+    job = await store.enqueue(new_job(delay=10))
+    await store.cancel(job.id)
+    await store.requeue(job.id)
+    (claim,) = await store.claim(1, lease=30)
+    await store.fail(claim, BOOM, retry_in=10)
+    clock.advance(10)
+    assert [claim.job.id for claim in await store.claim(5, lease=30)] == [job.id]
+    assert await store.claim(5, lease=30) == []
+    assert await store.count_waiting() == 1  # the other job, still due in an hour
+    assert (await store.get(other.id)).status is JobStatus.SCHEDULED
+
+
 async def test_requeue_takes_a_failed_job_out_of_the_retained_jobs_whole(
     store: InMemoryJobStore,
 ) -> None:
@@ -246,8 +264,8 @@ async def test_finished_jobs_are_listed_in_the_order_they_finished_across_a_wall
 async def test_running_jobs_are_listed_by_started_at_even_across_a_wall_step(
     store: InMemoryJobStore, clock: ManualClock
 ) -> None:
-    """Running jobs are few (at most the pool's concurrency) and sorted when listed, so
-    their order is started_at's whatever the wall clock did."""
+    """Running jobs are indexed by started_at (then id), so their order is started_at's
+    whatever the wall clock did, page after page."""
     for _ in range(2):
         await store.enqueue(new_job())
     (a,) = await store.claim(1, lease=30)
