@@ -3,7 +3,8 @@ schedule enqueues exactly one job however many processes run the scheduler, and 
 killed with SIGKILL costs no cycle (there is no leader to lose).
 
 The issue asks for 60 s of this; the suite runs 15 s (two processes, then three, then
-one of them killed), which already covers 15 cycles and every transition. The jobs are
+one of them killed), on one server and on a Redis Cluster, which already covers 15
+cycles and every transition each. The jobs are
 counted by the second their ``created_at`` falls in (the Redis server's clock, which
 fires them).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import pytest
 
 from async_endpoints import AsyncEndpoints
 from async_endpoints_redis import RedisJobStore
+from tests.redis_servers import RedisClusterProcesses
 
 from .processes import Proc, start_worker
 
@@ -54,6 +57,20 @@ async def test_one_job_per_second_with_two_then_three_processes_and_one_killed(
     """Two scheduler processes for 5 s, three for 5 s, then one of them SIGKILLed and two
     for 5 s more: every second from the first job to the end has exactly one job, and the
     kill costs no cycle (at most the one in flight, which the issue allows)."""
+    await two_then_three_then_one_killed(env, procs, tmp_path)
+
+
+async def test_one_job_per_second_on_a_redis_cluster(
+    redis_cluster: RedisClusterProcesses, procs: list[Proc], tmp_path: Path
+) -> None:
+    """The same on a 3-master Redis Cluster (the schedule's keys in the store's slot)."""
+    env = {"REDIS_URL": redis_cluster.url, "AE_PREFIX": f"e2e-{uuid.uuid4().hex[:8]}"}
+    await two_then_three_then_one_killed(env, procs, tmp_path)
+
+
+async def two_then_three_then_one_killed(
+    env: dict[str, str], procs: list[Proc], tmp_path: Path
+) -> None:
     first = await asyncio.to_thread(start, env, tmp_path, "worker0")
     procs.append(first)
     procs.append(await asyncio.to_thread(start, env, tmp_path, "worker1"))
