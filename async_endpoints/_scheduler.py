@@ -10,8 +10,9 @@ missed cycle, so cycles missed while no process ran are caught up with one job.
 
 Between ticks the loop sleeps until the soonest due time it knows (those it computed:
 every process computes the same ones), at most `CAP` seconds, so that schedules upserted
-by another process, or fired there, are followed within that time. A tick costs two store
-calls plus one per due schedule: O(log n + due), whatever the number of schedules.
+by another process, or fired there, are followed within that time. A tick costs one store
+call when nothing is due or known, else two plus one per due schedule: O(log n + due),
+whatever the number of schedules.
 """
 
 from __future__ import annotations
@@ -65,8 +66,10 @@ class Scheduler:
         """
         loop = asyncio.get_running_loop()
         began = loop.time()
-        now = await self.store.schedule_time()
         due = await self.store.due_schedules(BATCH)
+        if not due and self._next is None:
+            return CAP  # idle: one store call per tick
+        now = await self.store.schedule_time()
         if self._next is not None and self._next <= now:
             self._next = None  # fired elsewhere, or removed: it was due by now
         moved = 0
