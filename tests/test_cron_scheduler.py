@@ -416,3 +416,24 @@ async def test_schedules_are_declared_and_fired_once_the_store_is_back() -> None
     async with endpoints.running(workers=True):
         await asyncio.wait_for(ran.wait(), timeout=15)
     assert store.outages == 0
+
+
+async def test_a_unique_schedule_whose_job_failed_for_good_goes_on(
+    endpoints: AsyncEndpoints, clock: ManualClock
+) -> None:
+    """A cycle's job that ran out of retries (Failed: dead-lettered) is terminal: the next
+    cycle fires (a dead job never stops a unique schedule)."""
+
+    async def broken(ctx: AsyncContext[None]) -> None:
+        raise RuntimeError("always")
+
+    endpoints.add_handler(broken, max_retries=0)
+    await endpoints.upsert_schedule("s", "broken", "* * * * * *")
+    scheduler = scheduler_of(endpoints)
+    clock.advance(1)
+    await scheduler.tick()
+    await endpoints.drain()
+    clock.advance(1)
+    await scheduler.tick()
+    jobs = await fired_jobs(endpoints)
+    assert [job.status for job in jobs] == [JobStatus.FAILED, JobStatus.QUEUED]
