@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from html import escape
 from typing import Any
 
 from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
+from starlette.responses import HTMLResponse
 
 from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore
 
@@ -25,14 +27,18 @@ class Gate:
     def __init__(self) -> None:
         self.open = asyncio.Event()
         self.allowed = True
+        #: While True, Flaky jobs fail.
+        self.flaky_fails = True
 
     def authorize(self, request: Request) -> bool:
         return self.allowed
 
 
 def make_app(gate: Gate, **settings: Any) -> tuple[Starlette, AsyncEndpoints]:
-    """An app with handlers Ok (returns its body), Broken (fails), Hold (runs until the
-    gate opens, or is cancelled) and the dashboard at /dashboard."""
+    """An app with handlers Ok (returns its body's text), Broken (fails), Flaky (fails
+    while ``gate.flaky_fails``), Hold (runs until the gate opens, or is cancelled), the
+    dashboard at /dashboard, and at /elsewhere a page with a form that posts a cancel to
+    the dashboard (served to the browser from another origin in the CSRF test)."""
     app = Starlette()
     settings = {"queues": ("high", "default"), "max_retries": 0, **settings}
     endpoints = AsyncEndpoints(app, store=InMemoryJobStore(), **settings)
@@ -47,8 +53,27 @@ def make_app(gate: Gate, **settings: Any) -> tuple[Starlette, AsyncEndpoints]:
         await gate.open.wait()
         return "released"
 
+    async def flaky(ctx: AsyncContext[None]) -> str:
+        if gate.flaky_fails:
+            raise RuntimeError("flaky failed")
+        return "fine now"
+
     endpoints.add_handler(ok, name="Ok")
+    endpoints.add_handler(flaky, name="Flaky")
     endpoints.add_handler(broken, name="Broken")
     endpoints.add_handler(hold, name="Hold", job_timeout=120)
     endpoints.map_dashboard("/dashboard", authorize=gate.authorize)
+
+    async def elsewhere(request: Request) -> HTMLResponse:
+        target = request.query_params["target"]
+        job_id = request.query_params["job_id"]
+        form = (
+            f'<form method="post" action="{escape(target)}">'
+            f'<input type="hidden" name="job_id" value="{escape(job_id)}">'
+            '<input type="hidden" name="token" value="guessed">'
+            '<button id="attack">Win a prize</button></form>'
+        )
+        return HTMLResponse(f"<!doctype html><html><body>{form}</body></html>")
+
+    app.router.add_route("/elsewhere", elsewhere)
     return app, endpoints

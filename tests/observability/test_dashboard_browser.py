@@ -1,0 +1,241 @@
+"""The dashboard in a real browser (Debian's chromium, driven by Playwright; no browser is
+ever downloaded): counts, pause/resume, cancel, requeue, paging, the job's JSON, CSRF,
+authorize, live updates, and no script from job data."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import AsyncIterator
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from async_endpoints import AsyncEndpoints, Job, JobStatus
+from async_endpoints._events import EventKind, LifecycleEvent
+from tests.observability.dashboard_app import Gate, make_app
+from tests.serving import served
+
+CHROMIUM = "/usr/bin/chromium"
+#: The dashboard's promise: a page shows a change within 2 s without reloading.
+LIVE_WITHIN_MS = 2000
+#: Any other wait for the browser (a click, a navigation).
+PATIENCE_MS = 10_000
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def gate() -> Gate:
+    return Gate()
+
+
+@pytest.fixture
+async def site(gate: Gate) -> AsyncIterator[tuple[str, AsyncEndpoints]]:
+    """The app served on a loopback port, its workers running."""
+    app, endpoints = make_app(gate, max_concurrency=4)
+    async with served(app) as base:
+        yield base, endpoints
+    gate.open.set()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    assert os.access(CHROMIUM, os.X_OK), "install Debian's chromium (apt-get install chromium)"
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport={"width": 1366, "height": 768})
+    page = await context.new_page()
+    page.set_default_timeout(PATIENCE_MS)
+    yield page
+    await context.close()
+
+
+async def running_hold(engine: AsyncEndpoints) -> Job:
+    """Submit a Hold job (the test's only one) and return it once its attempt has started
+    (woken by the lifecycle event, not polled)."""
+    started = asyncio.Event()
+
+    def note(event: LifecycleEvent) -> None:
+        if event.kind is EventKind.STARTED and event.job.name == "Hold":
+            started.set()
+
+    unsubscribe = engine.events.subscribe(note)
+    try:
+        job = await engine.submit("Hold")
+        await started.wait()
+    finally:
+        unsubscribe()
+    return job
+
+
+async def test_the_queues_page_shows_the_counts(
+    site: tuple[str, AsyncEndpoints], page: Page
+) -> None:
+    """With the queues paused: 3 queued in default, 1 in high, shown in their rows."""
+    base, engine = site
+    await engine.pause()
+    for name, queue in (("Ok", "default"), ("Ok", "default"), ("Ok", "default"), ("Ok", "high")):
+        await engine.submit(name, {}, queue=queue)
+    await page.goto(f"{base}/dashboard/")
+    await expect(page.locator('tr[data-queue="default"] td.count-queued')).to_have_text("3")
+    await expect(page.locator('tr[data-queue="high"] td.count-queued')).to_have_text("1")
+    await expect(page.locator('tr[data-queue="high"]')).to_contain_text("Paused")
+
+
+async def test_pause_and_resume_from_the_page_and_from_elsewhere(
+    site: tuple[str, AsyncEndpoints], page: Page
+) -> None:
+    """Clicking Pause pauses the queue (shown after the form's round trip); a resume by
+    another instance shows on the open page within 2 s, without reloading."""
+    base, engine = site
+    await page.goto(f"{base}/dashboard/")
+    row = page.locator('tr[data-queue="high"]')
+    await row.get_by_role("button", name="Pause").click()
+    await expect(row).to_contain_text("Paused")
+    assert [q.paused for q in await engine.queue_stats()] == [True, False]
+    await expect(page.locator(".notice")).to_have_text("Paused.")
+    await engine.resume("high")
+    await expect(row).to_contain_text("Running", timeout=LIVE_WITHIN_MS)
+    await row.get_by_role("button", name="Pause").click()
+    await expect(row).to_contain_text("Paused")
+    await row.get_by_role("button", name="Resume").click()
+    await expect(row).to_contain_text("Running")
+    assert [q.paused for q in await engine.queue_stats()] == [False, False]
+
+
+async def test_a_running_jobs_cancel_button_cancels_it(
+    site: tuple[str, AsyncEndpoints], page: Page
+) -> None:
+    """A Hold job running; Cancel on its page: the page shows Canceled, the store agrees."""
+    base, engine = site
+    job = await running_hold(engine)
+    await page.goto(f"{base}/dashboard/jobs/{job.id}")
+    await expect(page.locator(".job-head .status")).to_have_text("InProgress")
+    await page.get_by_role("button", name="Cancel").click()
+    await expect(page.locator(".job-head .status")).to_have_text("Canceled")
+    assert (await engine.get_job(job.id)).status is JobStatus.CANCELED  # type: ignore[union-attr]
+
+
+async def test_a_failed_jobs_requeue_button_runs_it_again(
+    site: tuple[str, AsyncEndpoints], page: Page, gate: Gate
+) -> None:
+    """A Flaky job Failed; listed under Failed with Requeue; requeued it completes, and
+    its page shows Completed by itself."""
+    base, engine = site
+    job = await engine.submit("Flaky")
+    await engine.wait_for(job.id, timeout=10)
+    gate.flaky_fails = False
+    await page.goto(f"{base}/dashboard/jobs?status=Failed")
+    row = page.locator(f'tr[data-job="{job.id}"]')
+    await expect(row).to_contain_text("RuntimeError")
+    await row.get_by_role("button", name="Requeue").click()
+    await expect(page.locator(".notice")).to_have_text("The job was queued again.")
+    await page.goto(f"{base}/dashboard/jobs/{job.id}")
+    await expect(page.locator(".job-head .status")).to_have_text("Completed")
+
+
+async def test_paging_through_the_jobs(site: tuple[str, AsyncEndpoints], page: Page) -> None:
+    """60 queued jobs: 50 on the first page, 10 after Next page, back with First page."""
+    base, engine = site
+    await engine.pause()
+    for _ in range(60):
+        await engine.submit("Ok", {})
+    await page.goto(f"{base}/dashboard/jobs?status=Queued")
+    await expect(page.locator("tr[data-job]")).to_have_count(50)
+    await page.get_by_role("link", name="Next page »").click()
+    await expect(page.locator("tr[data-job]")).to_have_count(10)
+    await page.get_by_role("link", name="« First page").click()
+    await expect(page.locator("tr[data-job]")).to_have_count(50)
+
+
+async def test_the_job_page_shows_its_json_and_times(
+    site: tuple[str, AsyncEndpoints], page: Page
+) -> None:
+    """The job JSON is on the page; times read "… ago" with the absolute time on hover."""
+    base, engine = site
+    job = await engine.submit("Ok", {"text": "hello"})
+    await engine.wait_for(job.id, timeout=10)
+    await page.goto(f"{base}/dashboard/jobs/{job.id}")
+    json_text = page.locator("#job-json")
+    await expect(json_text).to_contain_text(f'"id": "{job.id}"')
+    await expect(json_text).to_contain_text('"result": "hello"')
+    created = page.locator(".timeline time").first
+    await expect(created).to_have_text(re.compile(r"^(just now|\d+ s ago)$"))
+    assert (await created.get_attribute("title") or "").endswith(" UTC")
+
+
+async def test_a_cross_site_form_post_is_refused(
+    site: tuple[str, AsyncEndpoints], page: Page
+) -> None:
+    """A page of another origin (localhost vs 127.0.0.1) posting a cancel: 403, the job
+    still waits."""
+    base, engine = site
+    await engine.pause()
+    job = await engine.submit("Ok", {})
+    await page.goto(f"{base}/dashboard/")  # the browser has its dashboard token cookie
+    other_origin = base.replace("127.0.0.1", "localhost")
+    target = f"{base}/dashboard/actions/cancel"
+    await page.goto(f"{other_origin}/elsewhere?target={target}&job_id={job.id}")
+    async with page.expect_response(target) as answer:
+        await page.click("#attack")
+    assert (await answer.value).status == 403
+    assert (await engine.get_job(job.id)).status is JobStatus.QUEUED  # type: ignore[union-attr]
+
+
+async def test_authorize_false_answers_404(
+    site: tuple[str, AsyncEndpoints], page: Page, gate: Gate
+) -> None:
+    """Refused by authorize: the pages are Not Found."""
+    base, _ = site
+    gate.allowed = False
+    for path in ("/dashboard/", "/dashboard/jobs", "/dashboard/assets/dashboard.css"):
+        answer = await page.goto(f"{base}{path}")
+        assert answer is not None and answer.status == 404
+
+
+async def test_the_page_updates_by_itself_when_a_job_finishes(
+    site: tuple[str, AsyncEndpoints], page: Page, gate: Gate
+) -> None:
+    """The job page of a running Hold job and the running list: when it finishes they
+    show it within 2 s, without reloading."""
+    base, engine = site
+    job = await running_hold(engine)
+    await page.goto(f"{base}/dashboard/jobs/{job.id}")
+    status = page.locator(".job-head .status")
+    await expect(status).to_have_text("InProgress")
+    reloads: list[str] = []
+    page.on("framenavigated", lambda frame: reloads.append(frame.url))
+    gate.open.set()
+    await expect(status).to_have_text("Completed", timeout=LIVE_WITHIN_MS)
+    await expect(page.locator("#job-json")).to_contain_text('"result": "released"')
+    assert reloads == []
+
+
+async def test_job_data_never_runs_as_script(site: tuple[str, AsyncEndpoints], page: Page) -> None:
+    """A result holding <script> and an error holding an onerror image: shown as text on
+    every page, and nothing runs."""
+    base, engine = site
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: dialogs.append(dialog.message))
+    done = await engine.submit("Ok", {"text": "<script>window.pwned = 1; alert(1)</script>"})
+    failed = await engine.submit("Broken", tenant="<img src=x onerror=alert(2)>")
+    await engine.wait_for(done.id, timeout=10)
+    await engine.wait_for(failed.id, timeout=10)
+    for path in ("/jobs", f"/jobs/{done.id}", f"/jobs/{failed.id}", "/jobs?status=Failed"):
+        await page.goto(f"{base}/dashboard{path}")
+        await asyncio.sleep(0)  # let any injected script have its turn (none should exist)
+        assert await page.evaluate("window.pwned") is None
+    await expect(page.locator("tr[data-job]").first).to_contain_text("<img src=x")
+    await page.goto(f"{base}/dashboard/jobs/{done.id}")
+    await expect(page.locator(".result")).to_contain_text("<script>window.pwned")
+    assert dialogs == []
