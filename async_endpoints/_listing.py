@@ -2,15 +2,15 @@
 
 Orders, by the ``status`` asked for:
 
-- ``Queued``: claim order (queues in the order given to the store's claims, then oldest
-  first within a queue);
+- ``Queued``: queues in the order given to the store's claims, then oldest ``created_at``
+  first, then id (the order workers take them in, but for tenants taking turns within a
+  queue and jobs waiting behind their partition key, which have no fixed place in it);
 - ``Scheduled``: by ``run_at``, soonest first;
 - ``InProgress``: by ``started_at``, oldest first;
 - ``Completed``, ``Failed``, ``Canceled``: newest ``completed_at`` first;
 - no status: newest ``created_at`` first.
 
-Ties are broken in an order each store fixes (Redis: by job id; in memory: by the order
-of the transitions), so an order is total and a cursor names one point in it. The
+Ties are broken by job id, so an order is total and a cursor names one point in it. The
 in-memory store orders by the moment of each transition on its monotonic clock, which
 agrees with the wall-clock times shown unless the wall clock stepped.
 

@@ -14,6 +14,7 @@ from async_endpoints import (
     AsyncEndpoints,
     InMemoryJobStore,
     InvalidTransitionError,
+    Job,
     JobStatus,
     QueueStats,
 )
@@ -181,10 +182,17 @@ async def test_queue_stats_counts_each_status_per_queue_in_priority_order(
     ]
 
 
-async def test_list_jobs_pages_through_every_match_once(endpoints: AsyncEndpoints) -> None:
-    """Queued jobs listed in claim order (priority, then age), two per page, each once."""
-    low = [await endpoints.submit("echo", i, queue="low") for i in range(3)]
-    high = [await endpoints.submit("echo", i, queue="high") for i in range(2)]
+async def test_list_jobs_pages_through_every_match_once(
+    endpoints: AsyncEndpoints, clock: ManualClock
+) -> None:
+    """Queued jobs listed by queue priority, then oldest first, two per page, each once."""
+
+    async def submitted(i: int, queue: str) -> Job:
+        clock.advance(0.001)
+        return await endpoints.submit("echo", i, queue=queue)
+
+    low = [await submitted(i, "low") for i in range(3)]
+    high = [await submitted(i, "high") for i in range(2)]
     seen, cursor = [], None
     while True:
         page = await endpoints.list_jobs(status="Queued", limit=2, cursor=cursor)
