@@ -2,11 +2,14 @@
 
 Configured like `tests.apps.redis_app`, by environment variables: ``REDIS_URL``,
 ``AE_PREFIX``, ``RUN_WORKERS`` (0/1), ``CLAIM_TIMEOUT``, ``RECOVERY_INTERVAL``,
-``MAX_CONCURRENCY`` and ``MAX_RETRIES``.
+``MAX_CONCURRENCY``, ``MAX_RETRIES`` and ``STORE_URL`` (the job store's Redis, default
+``REDIS_URL``: a fault test routes it through a breakable proxy while the records below
+keep going straight to Redis).
 
-``POST /keyed`` (JSON ``{"key", "tenant", "seconds"}``) queues a job whose partition key
-and tenant are the body's (a function of the request, as an app would take them); its
-handler sleeps ``seconds`` and records its attempt in Redis:
+``POST /keyed`` (JSON ``{"key", "tenant", "seconds", "retry_seconds"}``) queues a job
+whose partition key and tenant are the body's (a function of the request, as an app would
+take them); its handler sleeps ``seconds`` (``retry_seconds``, when given, on every
+attempt after the first) and records its attempt in Redis:
 
 - ``runs:<job id>``, ``pids:<job id>`` and ``starts`` (``"<pid> <unix time> <job id>"``) as
   `tests.apps.redis_app` keeps them, so `tests.faults.harness` reads them alike;
@@ -54,7 +57,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 app = FastAPI(lifespan=lifespan)
 endpoints = AsyncEndpoints(
     app,
-    store=RedisJobStore(REDIS_URL, prefix=PREFIX),
+    store=RedisJobStore(os.environ.get("STORE_URL", REDIS_URL), prefix=PREFIX),
     run_workers=os.environ.get("RUN_WORKERS", "1") == "1",
     claim_timeout=float(os.environ.get("CLAIM_TIMEOUT", "30")),
     recovery_interval=float(os.environ.get("RECOVERY_INTERVAL", "5")),
@@ -79,6 +82,7 @@ class Keyed(BaseModel):
     key: str | None = None
     tenant: str | None = None
     seconds: float = 0.0
+    retry_seconds: float | None = None
 
 
 @endpoints.map_async_post(
@@ -96,8 +100,9 @@ async def keyed(ctx: AsyncContext[Keyed]) -> dict[str, int]:
         pipe.rpush(key("starts"), f"{PID} {time.time():.6f} {ctx.job_id}")
         pipe.rpush(key("begun"), attempt(ctx))
         await pipe.execute()
+    later = ctx.request.retry_seconds
     try:
-        await asyncio.sleep(ctx.request.seconds)
+        await asyncio.sleep(ctx.request.seconds if ctx.retry_count == 0 or later is None else later)
     finally:
         await asyncio.shield(records.rpush(key("ended"), attempt(ctx)))
     return {"pid": PID, "attempt": ctx.retry_count}
