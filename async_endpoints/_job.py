@@ -131,6 +131,7 @@ class NewJob:
             (see `async_endpoints._lifecycle`); None for none.
         tenant: Who the job is for: claims take turns between the tenants of a queue;
             None for the tenant-less jobs (which take turns as one tenant).
+        batch_id: The batch the job belongs to (or continues), or None.
     """
 
     id: uuid.UUID
@@ -141,6 +142,7 @@ class NewJob:
     delay: float = 0.0
     partition_key: str | None = None
     tenant: str | None = None
+    batch_id: uuid.UUID | None = None
 
     def __post_init__(self) -> None:
         check_label(self.partition_key, "partition_key")
@@ -165,6 +167,7 @@ class NewJob:
             run_at=created_at + timedelta(seconds=self.delay) if scheduled else None,
             partition_key=self.partition_key,
             tenant=self.tenant,
+            batch_id=self.batch_id,
         )
 
 
@@ -173,8 +176,9 @@ class Job:
     """One job: immutable data, replaced (not mutated) by every state change.
 
     Every attribute but ``request`` (and the ``owner`` inside it) is part of the public
-    job JSON; ``run_at`` is ``runAt``, set while the job is ``Scheduled``. ``batch_id`` and
-    ``progress`` are reserved for features still to come and stay None.
+    job JSON; ``run_at`` is ``runAt``, set while the job is ``Scheduled``; ``batch_id`` is
+    the batch the job belongs to (or continues). ``progress`` is reserved for a feature
+    still to come and stays None.
     """
 
     id: uuid.UUID
@@ -272,4 +276,5 @@ def is_same_submission(job: Job, new_job: NewJob) -> bool:
         and job.queue == new_job.queue
         and job.partition_key == new_job.partition_key
         and job.tenant == new_job.tenant
+        and job.batch_id == new_job.batch_id
     )

@@ -7,6 +7,8 @@
 - `ControlStore`, optional: cancel, requeue, pause and resume queues, and a push of
   cancellations to the process running the job.
 - `InspectionStore`, optional: listing with cursor paging, per-queue counts.
+- `BatchStore`, optional: batches of jobs with exact counts and continuations enqueued
+  exactly once.
 - `ScheduleStore`, optional: cron schedules, each cycle fired once however many processes
   run the scheduler.
 
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from ._batch import Batch, BatchPage, NewBatch
 from ._job import Job, JobError, JobStatus, NewJob
 from ._listing import JobPage, QueueStats
 from ._schedule import Schedule
@@ -234,6 +237,7 @@ class InspectionStore(Protocol):
         status: JobStatus | None = None,
         queue: str | None = None,
         tenant: str | None = None,
+        batch_id: uuid.UUID | None = None,
         limit: int = 50,
         cursor: str | None = None,
         queues: Sequence[str] = ("default",),
@@ -241,7 +245,8 @@ class InspectionStore(Protocol):
         """One page of the jobs that match, in the order `async_endpoints._listing`
         gives for ``status``; ``next_cursor`` continues it (None on the last page).
         ``queues`` is the priority order of the queues (the order of ``Queued`` jobs).
-        ``tenant`` keeps the jobs of that tenant only.
+        ``tenant`` keeps the jobs of that tenant only, ``batch_id`` those of that batch
+        (its continuations included).
 
         Costs O(limit + log n) for a status alone; a ``queue`` or ``tenant`` filter may visit more
         jobs than it returns, and may then return a short page with a cursor. Paging
@@ -314,5 +319,72 @@ class ScheduleStore(Protocol):
         its last job is neither terminal nor gone: then the cycle is skipped (the due time
         still advances). Returns the enqueued job; None when the cycle was skipped, fired
         already, or the schedule was removed or redefined meanwhile.
+        """
+        ...
+
+
+@runtime_checkable
+class BatchStore(Protocol):
+    """Optional: batches. Every job of a batch carries ``batch_id``; the store keeps the
+    batch's counts per status and changes them in the same atomic step as each job's
+    status (any transition of `async_endpoints._lifecycle`, recovery included), so they
+    never drift. The step that makes the last unfinished job of a running batch terminal
+    also finishes the batch (``Finished``, ``finished_at``) and stores its continuations:
+    ``Queued`` (or ``Scheduled`` when delayed, behind their partition key if they have
+    one), or ``Canceled`` when the batch continues ``all_completed`` and a job failed or
+    was cancelled. So continuations are stored exactly once, whatever dies meanwhile.
+    Continuations carry the batch's id but are not counted in it. A requeued job of a
+    finished batch changes its counts but never runs the continuations again. A batch is
+    kept while it runs, and for the store's retention once finished or cancelled.
+    """
+
+    async def create_batch(self, batch: NewBatch, *, max_waiting: int | None = None) -> Batch:
+        """Store ``batch`` and each of its jobs as `JobStore.enqueue` would, atomically:
+        every job is stored or none is.
+
+        Raises:
+            QueueFullError: ``max_waiting`` is given and the waiting jobs plus the batch's
+                would exceed it (nothing stored).
+            DuplicateJobError: the batch's id or a job's id is taken (nothing stored).
+        """
+        ...
+
+    async def append_to_batch(
+        self, batch_id: uuid.UUID, jobs: Sequence[NewJob], *, max_waiting: int | None = None
+    ) -> Batch | None:
+        """Add ``jobs`` (each naming ``batch_id``) to a running batch, atomically (all or
+        none); None when there is no such batch.
+
+        Raises:
+            ValueError: the batch is finished or cancelled (its continuations must not run
+                twice), or a job names another batch.
+            QueueFullError, DuplicateJobError: as for `create_batch` (nothing stored).
+        """
+        ...
+
+    async def get_batch(self, batch_id: uuid.UUID) -> Batch | None:
+        """The batch, or None when unknown (or no longer retained)."""
+        ...
+
+    async def list_batches(
+        self, *, tenant: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> BatchPage:
+        """One page of batches, newest ``created_at`` first (ties by id), of ``tenant`` only
+        when given; O(limit + log n) without a tenant.
+
+        Raises:
+            ValueError: ``limit`` out of range or a ``cursor`` not made for this listing.
+        """
+        ...
+
+    async def cancel_batch(self, batch_id: uuid.UUID) -> Batch | None:
+        """Cancel the batch: its status becomes ``Canceled``, every job of it that is not
+        terminal is cancelled as `ControlStore.cancel` does (running ones announced to the
+        cancel listeners of every process), and its continuations are stored ``Canceled``
+        unless they were stored already (then the non-terminal ones are cancelled too).
+        Returns the batch after that; None when unknown. A finished or cancelled batch:
+        only its continuations that are not terminal are cancelled. Never a partial
+        state visible as ``Running`` afterwards; on Redis a very large batch may be
+        cancelled in several atomic steps, the first of which marks it ``Canceled``.
         """
         ...
