@@ -18,7 +18,7 @@ PRIORITY = ("high", "default", "low")
 TERMINAL = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED)
 
 
-def _tenant(tenant: str | None) -> dict[str, str]:
+def _tenant(tenant: str | None) -> dict[str, Any]:
     """The tenant filter as keywords: none at all without one, as the listings that came
     before tenants call a store."""
     return {} if tenant is None else {"tenant": tenant}
