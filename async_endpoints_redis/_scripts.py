@@ -1,9 +1,9 @@
 """The Lua scripts (``lua/*.lua``) and typed calls of them, one per atomic operation.
 
 Each script is the shared includes (``lua/_lib.lua``, ``_index.lua``, ``_ready.lua``,
-``_lifecycle.lua``, ``_offers.lua``, in that order, or the few it needs) followed by the
-operation's own file, whose header lists its ARGV and reply; the methods here pass exactly
-those. Every call
+``_lifecycle.lua``, ``_offers.lua``, in that order, or the few it needs; listing adds
+``_index_scan.lua``, migration ``_migrate.lua``) followed by the operation's own file,
+whose header lists its ARGV and reply; the methods here pass exactly those. Every call
 passes two keys: the store's clock key and its key prefix (``{p}:``), from which the
 scripts build every other key name, so that every key a script touches shares the
 store's one hash tag and a cluster routes each call to the node of that slot. redis-py's
@@ -35,13 +35,24 @@ if TYPE_CHECKING:
     from ._keys import Keys
 
 _INCLUDES = ("_lib", "_index", "_ready", "_lifecycle", "_offers")
+_CORE = ("_lib", "_index", "_ready", "_lifecycle")
+_EXTRA_INCLUDES = ("_index_scan", "_migrate")
 # Scripts that need fewer includes get only those: every include costs each call the time
-# to define its functions (about 10 us for all of them).
+# to define its functions (about 16 us for all of them on a loaded 2-core machine: Lua 5.1
+# finds each upvalue of a new closure by a walk of the open upvalues), so code that few
+# scripts need lives in includes of its own.
 _NEEDS = {
     "clock": ("_lib",),
     "renew": ("_lib",),
     "pause": ("_lib",),
-    "count_waiting": ("_lib", "_index", "_ready", "_lifecycle"),
+    "count_waiting": _CORE,
+    "complete_many": _CORE,
+    "fail": _CORE,
+    "cancel": _CORE,
+    "requeue": _CORE,
+    "list_jobs": ("_lib", "_index", "_index_scan", "_ready", "_lifecycle"),
+    "migrate": (*_CORE, "_migrate"),
+    "recover": (*_CORE, "_migrate"),
     "queue_stats": ("_lib", "_ready"),
     **{f"schedule_{op}": ("_lib",) for op in ("upsert", "remove", "list", "due", "time")},
 }
@@ -97,7 +108,7 @@ class Scripts:
     def __init__(
         self, client: AnyRedis, keys: Keys, retention_ms: int, clock: ElapsedClock
     ) -> None:
-        sources = {name: _source(name) for name in _INCLUDES}
+        sources = {name: _source(name) for name in _INCLUDES + _EXTRA_INCLUDES}
         self._scripts = {
             name: client.register_script(
                 "".join(sources[part] for part in _NEEDS.get(name, _INCLUDES)) + _source(name)

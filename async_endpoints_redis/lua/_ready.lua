@@ -237,32 +237,3 @@ local function queue_list(text)
   end
   return queues
 end
-
--- Moves the ids of the older one-queue layout's ready LIST ({p}:queue) into the default
--- queue, ahead of what it holds (they are older), keeping their order: a RENAME when the
--- default queue is empty, else up to `limit` ids per call. Returns how many moved and,
--- unless they moved by RENAME, their ids.
-local function migrate_legacy_queue(limit)
-  if redis.call('TYPE', K.legacy_queue).ok ~= 'list' then
-    return 0, {}
-  end
-  local default = ready_key(DEFAULT_QUEUE)
-  redis.call('SADD', K.queues, DEFAULT_QUEUE)
-  if redis.call('EXISTS', default) == 0 then
-    local moved = redis.call('LLEN', K.legacy_queue)
-    redis.call('RENAME', K.legacy_queue, default)
-    if has_turns(DEFAULT_QUEUE) then
-      redis.call('RPUSH', turns_key(DEFAULT_QUEUE), '')
-    end
-    return moved, nil
-  end
-  local ids = {}
-  while #ids < limit do
-    local id = redis.call('RPOPLPUSH', K.legacy_queue, default)
-    if not id then
-      break
-    end
-    ids[#ids + 1] = id
-  end
-  return #ids, ids
-end
