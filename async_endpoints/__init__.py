@@ -5,6 +5,9 @@ record at once; a pool of asyncio workers runs the handler with retries, and the
 job-details route reports the job's lifecycle.
 """
 
+from ._batch import Batch as Batch
+from ._batch import BatchPage as BatchPage
+from ._batch import BatchStatus as BatchStatus
 from ._context import AsyncContext as AsyncContext
 from ._endpoints import AsyncEndpoints as AsyncEndpoints
 from ._errors import AsyncEndpointsError as AsyncEndpointsError
@@ -34,6 +37,7 @@ from ._retry import RetryPolicy as RetryPolicy
 from ._schedule import Schedule as Schedule
 from ._settings import Settings as Settings
 from ._spec import JobSpec as JobSpec
+from ._store import BatchStore as BatchStore
 from ._store import Claim as Claim
 from ._store import ControlStore as ControlStore
 from ._store import InspectionStore as InspectionStore
@@ -46,6 +50,10 @@ __all__ = [
     "AsyncContext",
     "AsyncEndpoints",
     "AsyncEndpointsError",
+    "Batch",
+    "BatchPage",
+    "BatchStatus",
+    "BatchStore",
     "Claim",
     "ConfigurationError",
     "ControlStore",

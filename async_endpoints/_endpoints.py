@@ -13,6 +13,7 @@ from typing import Any
 from starlette.requests import Request
 
 from ._app import Lifespan, join_app
+from ._batches import JobBatches
 from ._errors import ConfigurationError, StoreUnavailableError
 from ._events import LifecycleEvents
 from ._handlers import Handler
@@ -38,7 +39,7 @@ from ._worker import AttemptRunner
 logger = logging.getLogger("async_endpoints")
 
 
-class AsyncEndpoints(RouteMapping, JobSubmission, CronScheduling, Observability):
+class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Observability):
     """Async job endpoints for one Starlette or FastAPI app.
 
     Args:

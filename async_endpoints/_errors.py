@@ -31,7 +31,7 @@ class ConfigurationError(AsyncEndpointsError):
     """A handler, route or setting is wrong; raised while the app is being wired."""
 
 
-class UnknownJobNameError(AsyncEndpointsError, LookupError):
+class UnknownJobNameError(AsyncEndpointsError, LookupError, ValueError):
     """``submit`` named a job for which no handler is registered."""
 
 

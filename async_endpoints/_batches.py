@@ -1,0 +1,216 @@
+"""`JobBatches`: submitting many jobs as one batch, with continuations (a base of
+`AsyncEndpoints`); the store keeps the counts and runs the continuations once."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from ._batch import Batch, BatchPage, ContinueWhen, NewBatch
+from ._batch_http import add_batch_route, batch_details_endpoint
+from ._errors import ConfigurationError, UnknownJobNameError
+from ._events import EventKind, LifecycleEvent, LifecycleEvents
+from ._handlers import Handler
+from ._http import job_request
+from ._job import Job, NewJob, check_label, parse_job_id
+from ._listing import check_limit
+from ._settings import Settings
+from ._spec import JobSpec
+from ._store import BatchStore, JobStore
+
+
+class JobBatches:
+    """Batches of jobs and their continuations."""
+
+    app: Any
+    store: JobStore
+    settings: Settings
+    handlers: dict[str, Handler]
+    events: LifecycleEvents
+
+    async def submit_batch(
+        self,
+        specs: Sequence[JobSpec],
+        *,
+        continue_with: Sequence[JobSpec] = (),
+        continue_when: str = "all_terminal",
+        tenant: str | None = None,
+    ) -> Batch:
+        """Store ``specs`` as one batch, atomically: every job is stored or none is.
+
+        Once every job of the batch is terminal, the jobs of ``continue_with`` are queued,
+        exactly once, whatever dies meanwhile; with ``continue_when="all_completed"`` they
+        are stored ``Canceled`` instead when a job failed or was cancelled. The jobs (and
+        continuations) take ``tenant`` unless their spec names one; each has ``batch_id``.
+
+        Raises:
+            ValueError: no specs, something that is not a `JobSpec`, an unknown handler
+                name (`UnknownJobNameError`), an unknown queue, a bad ``continue_when``
+                or ``tenant``.
+            JobValidationError: a body fails its handler's model.
+            QueueFullError: the waiting jobs plus the batch's would pass
+                ``max_queue_size`` (nothing stored).
+            ConfigurationError: the store is not a `BatchStore`.
+            StoreUnavailableError: the store cannot be reached (nothing stored).
+        """
+        store = self._batch_store("submit batches")
+        when = _continue_when(continue_when)
+        tenant = check_label(tenant, "tenant")
+        if not specs:
+            raise ValueError("a batch needs at least one job")
+        batch_id = uuid.uuid4()
+        new_batch = NewBatch(
+            batch_id,
+            [self._spec_job(spec, batch_id, tenant) for spec in specs],
+            [self._spec_job(spec, batch_id, tenant) for spec in continue_with],
+            when,
+            tenant,
+        )
+        batch = await store.create_batch(new_batch, max_waiting=self.settings.max_queue_size)
+        self._submitted(new_batch.jobs)
+        return batch
+
+    async def append_to_batch(self, batch_id: uuid.UUID | str, specs: Sequence[JobSpec]) -> Batch:
+        """Add ``specs`` to a batch that is still running, atomically (all or none); they
+        take the batch's tenant unless their spec names one.
+
+        Raises:
+            ValueError: the batch is finished or cancelled (its continuations never run
+                twice), unknown, or a spec is invalid as for `submit_batch`.
+            JobValidationError, QueueFullError, ConfigurationError,
+            StoreUnavailableError: as for `submit_batch`.
+        """
+        store = self._batch_store("append to batches")
+        parsed = _batch_id(batch_id)
+        if not specs:
+            raise ValueError("nothing to append")
+        current = await store.get_batch(parsed)
+        if current is None:
+            raise ValueError(f"no batch {batch_id}")
+        jobs = [self._spec_job(spec, parsed, current.tenant) for spec in specs]
+        batch = await store.append_to_batch(parsed, jobs, max_waiting=self.settings.max_queue_size)
+        if batch is None:
+            raise ValueError(f"no batch {batch_id}")
+        self._submitted(jobs)
+        return batch
+
+    async def cancel_batch(self, batch_id: uuid.UUID | str) -> Batch | None:
+        """Cancel every job of the batch that is not terminal (running ones within a
+        second, in whatever process runs them) and its continuations not yet run; return
+        the batch (``Canceled``), None when unknown (or not a UUID).
+
+        Raises:
+            ConfigurationError: the store is not a `BatchStore`.
+            StoreUnavailableError: the store cannot be reached.
+        """
+        store = self._batch_store("cancel batches")
+        parsed = parse_job_id(batch_id)
+        return None if parsed is None else await store.cancel_batch(parsed)
+
+    async def get_batch(self, batch_id: uuid.UUID | str) -> Batch | None:
+        """The batch, None when unknown (or not a UUID, or no longer retained).
+
+        Raises:
+            ConfigurationError: the store is not a `BatchStore`.
+            StoreUnavailableError: the store cannot be reached.
+        """
+        store = self._batch_store("read batches")
+        parsed = parse_job_id(batch_id)
+        return None if parsed is None else await store.get_batch(parsed)
+
+    async def list_batches(
+        self, *, tenant: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> BatchPage:
+        """One page of batches, newest first; pass its ``next_cursor`` as ``cursor`` for
+        the next one (None on the last page).
+
+        Raises:
+            ValueError: a bad ``tenant``, ``limit`` outside 1 to 1000, or a ``cursor``
+                made for another listing.
+            ConfigurationError: the store is not a `BatchStore`.
+            StoreUnavailableError: the store cannot be reached.
+        """
+        store = self._batch_store("list batches")
+        return await store.list_batches(
+            tenant=check_label(tenant, "tenant"), limit=check_limit(limit), cursor=cursor
+        )
+
+    def map_batch_details(
+        self, path: str = "/batches/{batch_id}", *, name: str | None = None
+    ) -> None:
+        """Register ``GET path`` answering the batch JSON (``path`` holds ``{batch_id}``):
+        ``200`` with ``id``, ``tenant``, ``status``, the counts, ``createdAt``,
+        ``finishedAt`` and ``continuationIds``; ``404`` when unknown or not a UUID.
+
+        Raises:
+            ConfigurationError: ``path`` lacks ``{batch_id}`` or a leading ``/``, there is
+                no app, or the store is not a `BatchStore`.
+        """
+        if "{batch_id}" not in path or not path.startswith("/"):
+            message = f"the batch path must start with '/' and hold {{batch_id}}: {path!r}"
+            raise ConfigurationError(message)
+        if self.app is None:
+            raise ConfigurationError("map_batch_details needs an app")
+        self._batch_store("read batches")
+        route_name = name or "get_" + re.sub(r"\W+", "_", path).strip("_")
+        add_batch_route(self.app, path, batch_details_endpoint(self), name=route_name)
+
+    def _spec_job(self, spec: JobSpec, batch_id: uuid.UUID, tenant: str | None) -> NewJob:
+        if not isinstance(spec, JobSpec):
+            raise ValueError(f"a batch takes JobSpec items, not {type(spec).__name__}")
+        handler = self.handlers.get(spec.name)
+        if handler is None:
+            raise UnknownJobNameError(f"no job handler named {spec.name!r}")
+        if spec.queue is not None and spec.queue not in self.settings.queues:
+            known = ", ".join(self.settings.queues)
+            raise ValueError(f"unknown queue {spec.queue!r} (the queues setting has: {known})")
+        _, body_json = handler.coerce_body(spec.body)
+        placement = spec.placement()
+        max_retries = handler.max_retries
+        return NewJob(
+            uuid.uuid4(),
+            handler.name,
+            self.settings.max_retries if max_retries is None else max_retries,
+            job_request(self.settings, body_json, (), b"", {}, None),
+            queue=handler.queue if placement.queue is None else placement.queue,
+            delay=placement.delay,
+            partition_key=placement.partition_key,
+            tenant=tenant if placement.tenant is None else placement.tenant,
+            batch_id=batch_id,
+        )
+
+    def _submitted(self, jobs: Sequence[NewJob]) -> None:
+        if not self.events:
+            return
+        for new_job in jobs:
+            # The stored jobs are what the new ones say, stored now (the store's own
+            # created_at is not worth a read per job here).
+            self.events.emit(LifecycleEvent(EventKind.SUBMITTED, _as_stored(new_job)))
+
+    def _batch_store(self, doing: str) -> BatchStore:
+        if not isinstance(self.store, BatchStore):
+            name = type(self.store).__name__
+            raise ConfigurationError(f"{name} cannot {doing}: it does not implement BatchStore")
+        return self.store
+
+
+def _as_stored(new_job: NewJob) -> Job:
+    return new_job.stored(datetime.now(UTC))
+
+
+def _continue_when(value: object) -> ContinueWhen:
+    try:
+        return ContinueWhen(str(value) if isinstance(value, str) else "")
+    except ValueError:
+        allowed = ", ".join(repr(v.value) for v in ContinueWhen)
+        raise ValueError(f"continue_when must be one of {allowed}, not {value!r}") from None
+
+
+def _batch_id(value: uuid.UUID | str) -> uuid.UUID:
+    parsed = parse_job_id(value)
+    if parsed is None:
+        raise ValueError(f"a batch id must be a UUID, not {value!r}")
+    return parsed
