@@ -26,6 +26,7 @@ import base64
 import binascii
 import json
 import math
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,11 +80,21 @@ def check_limit(limit: int) -> int:
     return limit
 
 
-def filters_of(status: JobStatus | None, queue: str | None, tenant: str | None = None) -> list[Any]:
-    """The filters a cursor is bound to, as JSON (the tenant only when one is given, so
-    cursors made before tenants existed stay valid)."""
+def filters_of(
+    status: JobStatus | None,
+    queue: str | None,
+    tenant: str | None = None,
+    batch_id: uuid.UUID | None = None,
+) -> list[Any]:
+    """The filters a cursor is bound to, as JSON (the tenant only when one is given, the
+    tenant and the batch id as a string when a batch is given, so cursors made before
+    tenants and batches existed stay valid)."""
     filters: list[Any] = [None if status is None else status.value, queue]
-    return filters if tenant is None else [*filters, tenant]
+    if tenant is not None or batch_id is not None:
+        filters.append(tenant)
+    if batch_id is not None:
+        filters.append(str(batch_id))
+    return filters
 
 
 def encode_cursor(filters: Sequence[Any], position: Sequence[Any]) -> str:
