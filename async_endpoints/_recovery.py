@@ -122,12 +122,9 @@ def _fence(leases: _Leases, on_lost: Callable[[set[str]], Collection[str]], now:
     expired = leases.expired(now)
     if not expired:
         return
-    leases.forget(expired)
-    fenced = on_lost(expired)
-    if fenced:
-        logger.warning(
-            "the lease of %d running job(s) ran out unrenewed; cancelling them", len(fenced)
-        )
+    jobs = leases.forget(expired)
+    for token in on_lost(expired):
+        logger.warning("job %s: its lease ran out unrenewed; cancelling its handler", jobs[token])
 
 
 class _Leases:
@@ -137,15 +134,18 @@ class _Leases:
     def __init__(self, lease: float) -> None:
         self.lease = lease
         self._since: dict[str, float] = {}
+        self._jobs: dict[str, uuid.UUID] = {}
 
     def track(self, held: Sequence[Claim], now: float) -> None:
         """Start counting claims first seen (from a third of a lease ago) and stop counting
         those no longer held."""
-        tokens = {claim.token for claim in held}
-        for token in self._since.keys() - tokens:
+        tokens = {claim.token: claim.job.id for claim in held}
+        for token in self._since.keys() - tokens.keys():
             del self._since[token]
-        for token in tokens - self._since.keys():
+            del self._jobs[token]
+        for token in tokens.keys() - self._since.keys():
             self._since[token] = now - self.lease / 3
+            self._jobs[token] = tokens[token]
 
     def renewed(self, tokens: Collection[str], sent: float) -> None:
         """These claims were renewed by a call sent at ``sent``."""
@@ -157,10 +157,13 @@ class _Leases:
         """The claims whose lease has run out by ``now``."""
         return {token for token, since in self._since.items() if now - since >= self.lease}
 
-    def forget(self, tokens: Collection[str]) -> None:
-        """Stop counting these claims (their handlers were told)."""
+    def forget(self, tokens: Collection[str]) -> dict[str, uuid.UUID]:
+        """Stop counting these claims (their handlers are told); return their jobs' ids."""
+        jobs = {}
         for token in tokens:
             self._since.pop(token, None)
+            jobs[token] = self._jobs.pop(token)
+        return jobs
 
     def until_expiry(self, now: float) -> float:
         """Seconds until the soonest lease runs out (a lease when none is counted)."""

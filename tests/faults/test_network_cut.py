@@ -39,7 +39,8 @@ async def test_a_worker_cut_off_from_redis_has_its_jobs_rerun_elsewhere_and_over
     tmp_path: Path,
     mode: CutMode,
 ) -> None:
-    """Another worker reruns its jobs; reconnected, its late results are rejected."""
+    """Another worker reruns its jobs; the cut-off one cancels the handlers whose lease ran
+    out (self-fencing), and once reconnected its late results are rejected."""
     env = {**env, "MAX_CONCURRENCY": str(CONCURRENCY)}
     prefix = env["AE_PREFIX"]
     api = start_api({**env, "RUN_WORKERS": "0"}, tmp_path)
@@ -64,10 +65,16 @@ async def test_a_worker_cut_off_from_redis_has_its_jobs_rerun_elsewhere_and_over
         for job_id in ids:
             assert rescued[job_id]["result"] == {"pid": rescuer.pid, "attempt": 1}
 
-        async def late_results_rejected() -> bool:
-            return log_count([isolated], "claim lost before settling") == len(ids)
+        async def late_results_rejected_or_fenced() -> bool:
+            # A handler still running when its lease ran out was cancelled by its own
+            # worker (self-fencing); one that finished first had its result refused.
+            rejected = log_count([isolated], "claim lost before settling")
+            fenced = log_count([isolated], "lease ran out unrenewed")
+            return rejected + fenced == len(ids)
 
-        await wait_for(late_results_rejected, 40, "the isolated worker's results rejected")
+        await wait_for(
+            late_results_rejected_or_fenced, 40, "the isolated worker's results rejected"
+        )
         final = await fetch_jobs(client, api, ids)
 
         async def isolated_worker_took_a_job() -> bool:
