@@ -209,14 +209,17 @@ class Scripts:
         lost: list[Reply] = await self._call("renew", args)
         return lost
 
-    async def complete_many(self, completions: Sequence[tuple[Claim, str]]) -> list[int]:
-        """Per (claim, result JSON): the completion time in ms, or -1 when the claim is lost."""
+    async def complete_many(
+        self, completions: Sequence[tuple[Claim, str]]
+    ) -> tuple[list[int], bool]:
+        """Per (claim, result JSON): the completion time in ms, or -1 when the claim is lost;
+        and whether the next job of a partition key became ready."""
         args: list[str | int] = []
         for claim, result_json in completions:
             kept = encode_request(JobRequest(owner=claim.job.request.owner))
             args += [str(claim.job.id), claim.token, result_json, kept]
-        replies: list[int] = await self._call("complete_many", args)
-        return replies
+        replies, moved = await self._call("complete_many", args)
+        return replies, bool(moved)
 
     async def fail(self, claim: Claim, error_json: str, delay_ms: int | None) -> list[Reply] | None:
         """The job's hash after the failed attempt, or None when the claim is lost."""

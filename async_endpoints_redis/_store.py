@@ -318,7 +318,7 @@ class RedisJobStore(RedisControl, RedisInspection, RedisSchedules):
     ) -> list[int | ResultRefusedError]:
         # Completions made in one event-loop turn share one script call (see `_batch`).
         try:
-            counts = await self._run("complete", lambda s: s.complete_many(completions))
+            counts, moved = await self._run("complete", lambda s: s.complete_many(completions))
         except StoreUnavailableError:
             raise  # transient: every caller retries
         except JobStoreError as exc:
@@ -326,6 +326,10 @@ class RedisJobStore(RedisControl, RedisInspection, RedisSchedules):
                 return [refusal(exc)]
             # A refusal fails the whole call: each goes again alone, so only its job fails.
             return [reply for one in completions for reply in await self._complete_many([one])]
+        if moved:
+            # The next job of a key is claimable now: this process's own workers look at
+            # once, before the wake message comes back over pub/sub.
+            self._notifications.wake()
         replies: list[int | ResultRefusedError] = [*counts]
         return replies
 

@@ -8,8 +8,9 @@
 -- A job first in its partition key's lane hands the key to the next job in the same step
 -- (see lane_leave in _lifecycle.lua), which is claimable when this call returns.
 --
--- Returns: per tuple, in order, the completion time (ms), or -1 when that claim is lost
--- (that job is left unchanged).
+-- Returns: {per tuple, in order, the completion time (ms), or -1 when that claim is lost
+-- (that job is left unchanged); 1 when a next job of a key became ready, else 0 (the
+-- caller's own workers need not wait for the wake message then)}.
 
 even_when_full()
 local clock = clock_ms()
@@ -27,5 +28,6 @@ for i = 1, #ARGV, 4 do
     replies[#replies + 1] = -1
   end
 end
+local moved = lanes_moved and 1 or 0
 flush_pending()
-return replies
+return {replies, moved}
