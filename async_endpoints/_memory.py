@@ -41,6 +41,7 @@ from ._lifecycle import (
     recovered,
     requeued,
 )
+from ._memory_batches import BatchBook, MemoryBatches
 from ._memory_index import CreationLog
 from ._memory_listing import MemoryInspection
 from ._memory_live import LiveJobs
@@ -60,7 +61,7 @@ CLAIM_EXPIRED = JobError(
 _DEFAULT_QUEUES = (DEFAULT_QUEUE,)
 
 
-class InMemoryJobStore(MemoryInspection, MemorySchedules):
+class InMemoryJobStore(MemoryInspection, MemorySchedules, MemoryBatches):
     """A job store kept in this process's memory, with every optional capability.
 
     Args:
@@ -98,6 +99,7 @@ class InMemoryJobStore(MemoryInspection, MemorySchedules):
         self._seq = itertools.count()
         self._work = asyncio.Event()
         self._schedule_book = ScheduleBook()
+        self._batch_book = BatchBook()
 
     async def start(self) -> None:
         """Bind the wake-up event to the running loop (a store may outlive a test's loop)."""
@@ -133,15 +135,7 @@ class InMemoryJobStore(MemoryInspection, MemorySchedules):
         delay = new_job.delay
         if delay and not math.isfinite(delay):
             raise ValueError(f"delay must be a finite number of seconds, not {delay!r}")
-        job = self._live.put(new_job.stored(self._moment()), self._monotonic() + delay)
-        seq = next(self._seq)
-        self._created.add(key, seq, job.queue, job.tenant)
-        self._wait(job, join=True)
-        if not seq & 63:  # often enough that each pass is short
-            live, kept = self._jobs, self._finished.keys()
-            self._created.trim(lambda key: key in live or key in kept, len(live) + len(kept))
-        self._work.set()
-        return job
+        return self._store(new_job)
 
     async def get(self, job_id: uuid.UUID) -> Job | None:
         """The job, or None; see `JobStore.get`."""
@@ -167,6 +161,7 @@ class InMemoryJobStore(MemoryInspection, MemorySchedules):
                 continue
             while len(claims) < limit and (job := ready.take(name, jobs)) is not None:
                 job = live.put(claimed(job, moment))
+                self._moved(JobStatus.QUEUED, job)
                 token = token_hex(16)
                 leases[job.id.int] = (token, until)
                 claims.append(Claim(job, token))
@@ -203,6 +198,7 @@ class InMemoryJobStore(MemoryInspection, MemorySchedules):
         """Re-queue expired claims and drop expired terminal jobs; see `JobStore.recover`."""
         now = self._monotonic()
         self._finished.expire(now)
+        self._batch_book.expire(now)
         expired = [key for key, (_, until) in self._leases.items() if until <= now]
         recovered_ids: list[uuid.UUID] = []
         for key in expired:
@@ -256,26 +252,10 @@ class InMemoryJobStore(MemoryInspection, MemorySchedules):
 
     async def try_cancel(self, job_id: uuid.UUID) -> tuple[Job | None, bool]:
         """`cancel`, and whether this call cancelled the job; see `ControlStore.try_cancel`."""
-        key = job_id.int
-        job = self._jobs.get(key)
+        job = self._jobs.get(job_id.int)
         if job is None:
             return await self.get(job_id), False  # terminal (unchanged) or unknown
-        status, ready = job.status, self._ready
-        if status is JobStatus.IN_PROGRESS:
-            del self._leases[key]  # the handler's result will be refused
-        elif ready.is_claimable(job):
-            if status is JobStatus.SCHEDULED:
-                ready.untime()
-            else:
-                ready.drop(job)
-        kept = self._finish(canceled(job, self._moment()))
-        if status is JobStatus.IN_PROGRESS:
-            for listener in list(self._cancel_listeners):
-                try:
-                    listener(job_id)
-                except Exception:
-                    logger.exception("a cancel listener failed for job %s", job_id)
-        return kept, True
+        return self._cancel_live(job), True
 
     async def requeue(self, job_id: uuid.UUID) -> Job | None:
         """Queue a Failed or Canceled job again, last of its partition key's lane; see
@@ -290,7 +270,9 @@ class InMemoryJobStore(MemoryInspection, MemorySchedules):
         check(kept, Transition.REQUEUE)
         job = self._finished.take(job_id)
         assert job is not None
+        was = job.status
         job = self._live.put(requeued(job, self._moment()))
+        self._moved(was, job)
         self._wait(job, join=True)
         self._work.set()
         return job
@@ -315,6 +297,45 @@ class InMemoryJobStore(MemoryInspection, MemorySchedules):
 
     # Filing jobs
 
+    def _store(self, new_job: NewJob, *, cancel: bool = False) -> Job:
+        """Store the new ``new_job`` (checked already) as `enqueue` does, or ``Canceled``
+        at once with ``cancel`` (a batch's continuation that must not run)."""
+        key, moment = new_job.id.int, self._moment()
+        job = new_job.stored(moment)
+        seq = next(self._seq)
+        self._created.add(key, seq, job.queue, job.tenant)
+        if cancel:
+            job = self._finished.add(canceled(job, moment), self._monotonic())
+            self._moved(None, job)
+        else:
+            job = self._live.put(job, self._monotonic() + new_job.delay)
+            self._moved(None, job)
+            self._wait(job, join=True)
+            self._work.set()
+        if not seq & 63:  # often enough that each pass is short
+            live, kept = self._jobs, self._finished.keys()
+            self._created.trim(lambda key: key in live or key in kept, len(live) + len(kept))
+        return job
+
+    def _cancel_live(self, job: Job) -> Job:
+        """Cancel the waiting or running ``job``; a running one's listeners are told."""
+        key, status, ready = job.id.int, job.status, self._ready
+        if status is JobStatus.IN_PROGRESS:
+            del self._leases[key]  # the handler's result will be refused
+        elif ready.is_claimable(job):
+            if status is JobStatus.SCHEDULED:
+                ready.untime()
+            else:
+                ready.drop(job)
+        kept = self._finish(canceled(job, self._moment()))
+        if status is JobStatus.IN_PROGRESS:
+            for listener in list(self._cancel_listeners):
+                try:
+                    listener(job.id)
+                except Exception:
+                    logger.exception("a cancel listener failed for job %s", job.id)
+        return kept
+
     def _wait(self, job: Job, *, join: bool) -> None:
         """File the waiting ``job`` for claims; ``join``: it joins its partition key's lane
         (it was not in it: new or requeued), else it is first in it already (retried)."""
@@ -331,12 +352,15 @@ class InMemoryJobStore(MemoryInspection, MemorySchedules):
                 ready.time(key, next(self._seq))
                 return
             job = self._live.put(promoted(job))
+            self._moved(JobStatus.SCHEDULED, job)
         ready.push(job)
 
     def _promote_due(self, now: float) -> None:
         live, ready = self._live, self._ready
         for key in ready.pop_due(now):
-            ready.push(live.put(promoted(live.jobs[key])))
+            job = live.put(promoted(live.jobs[key]))
+            ready.push(job)
+            self._moved(JobStatus.SCHEDULED, job)
 
     def _release(self, claim: Claim) -> Job | None:
         """The claimed job with its lease dropped, or None when the claim is lost."""
@@ -352,13 +376,15 @@ class InMemoryJobStore(MemoryInspection, MemorySchedules):
         ones due in ``retry_in`` seconds); it keeps its place first in its lane."""
         if after.status.is_terminal:
             return self._finish(after)
-        self._wait(self._live.put(after, self._monotonic() + (retry_in or 0.0)), join=False)
+        self._live.put(after, self._monotonic() + (retry_in or 0.0))
+        self._moved(JobStatus.IN_PROGRESS, after)
+        self._wait(after, join=False)
         self._work.set()
         return after
 
     def _finish(self, job: Job) -> Job:
         """File the terminal ``job``; the next job of its lane becomes claimable."""
-        self._live.pop(job.id.int)
+        was = self._live.pop(job.id.int).status
         now = self._monotonic()
         self._finished.expire(now)
         kept = self._finished.add(job, now)
@@ -367,6 +393,7 @@ class InMemoryJobStore(MemoryInspection, MemorySchedules):
         if following is not None:
             self._claimable(self._jobs[following])
             self._work.set()
+        self._moved(was, kept)
         return kept
 
 

@@ -20,9 +20,12 @@ by index), so a page costs O(limit + log n) for a status alone:
   is newest ``created_at`` first unless the wall clock stepped back between two
   submissions.
 
-A ``queue`` or ``tenant`` filter skips the other jobs' entries without decoding them (the
-logs of created and finished jobs keep each one's queue and tenant); after `VISIT_BUDGET`
-skipped entries a page ends short, with a cursor that continues the walk. Positions are
+A ``queue``, ``tenant`` or ``batch_id`` filter skips the other jobs' entries without
+decoding them (the logs of created and finished jobs keep each one's queue and tenant, a
+batch the ids of its members); after `VISIT_BUDGET` skipped entries a page ends short,
+with a cursor that continues the walk. A batch's jobs without a status are its members in
+the order they were stored, newest first (position ``[index]`` among them): O(limit)
+whatever else is stored. Positions are
 validated (`ValueError` otherwise); a position that no longer names a job (it left
 meanwhile) still marks a place in the order.
 """
@@ -31,11 +34,12 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from typing import Any
 
 from ._job import DEFAULT_QUEUE, Job, JobStatus
 from ._listing import JobPage, QueueStats, check_limit, decode_cursor, encode_cursor, filters_of
+from ._memory_batches import BatchBook
 from ._memory_index import CreationLog, due_entry, entry_of, parts
 from ._memory_live import LiveJobs
 from ._retained import RetainedJobs
@@ -55,6 +59,7 @@ class MemoryInspection:
     _finished: RetainedJobs
     _created: CreationLog
     _paused: set[str]
+    _batch_book: BatchBook
     _monotonic: Callable[[], float]
 
     async def count_waiting(self) -> int:
@@ -68,6 +73,7 @@ class MemoryInspection:
         status: JobStatus | None = None,
         queue: str | None = None,
         tenant: str | None = None,
+        batch_id: uuid.UUID | None = None,
         limit: int = 50,
         cursor: str | None = None,
         queues: Sequence[str] = (DEFAULT_QUEUE,),
@@ -75,15 +81,18 @@ class MemoryInspection:
         """One page of a listing; see `InspectionStore.list_jobs`, and this module for the
         orders and costs."""
         self._finished.expire(self._monotonic())
-        check_limit(limit)
-        if status is not None:
-            status = JobStatus(status)
-        if queue is not None and not isinstance(queue, str):
-            raise ValueError("queue must be a queue name")
-        if tenant is not None and not isinstance(tenant, str):
-            raise ValueError("tenant must be a tenant name")
-        filters = filters_of(status, queue, tenant)
+        status = _checked(limit, status, queue, tenant, batch_id)
+        filters = filters_of(status, queue, tenant, batch_id)
         position = None if cursor is None else decode_cursor(cursor, filters)
+        members: Container[int] | None = None
+        if batch_id is not None:
+            record = self._batch_book.records.get(batch_id.int)
+            if record is None:
+                return JobPage([], None)
+            members = record.members
+            if status is None:
+                walk = _batch(self, record.keys, queue, position)
+                return _collect(walk, tenant, None, limit, filters)
         if status is None:
             walk = _created(self, queue, tenant, position)
         elif status is JobStatus.QUEUED:
@@ -93,8 +102,8 @@ class MemoryInspection:
         elif status is JobStatus.IN_PROGRESS:
             walk = _running(self, queue, position)
         else:
-            walk = _finished(self, status, queue, tenant, position)
-        return _collect(walk, tenant, limit, filters)
+            walk = _finished(self, status, queue, tenant, members, position)
+        return _collect(walk, tenant, members, limit, filters)
 
     async def queue_stats(self, queues: Sequence[str]) -> list[QueueStats]:
         """Counts per queue, in O(len(queues)); see `InspectionStore.queue_stats`."""
@@ -110,12 +119,40 @@ class MemoryInspection:
         return stats
 
 
-def _collect(walk: _Walk, tenant: str | None, limit: int, filters: list[Any]) -> JobPage:
+def _checked(
+    limit: int,
+    status: JobStatus | None,
+    queue: str | None,
+    tenant: str | None,
+    batch_id: uuid.UUID | None,
+) -> JobStatus | None:
+    """``status`` as a `JobStatus`, once every filter has been checked (else `ValueError`)."""
+    check_limit(limit)
+    if queue is not None and not isinstance(queue, str):
+        raise ValueError("queue must be a queue name")
+    if tenant is not None and not isinstance(tenant, str):
+        raise ValueError("tenant must be a tenant name")
+    if batch_id is not None and not isinstance(batch_id, uuid.UUID):
+        raise ValueError("batch_id must be a UUID")
+    return None if status is None else JobStatus(status)
+
+
+def _collect(
+    walk: _Walk,
+    tenant: str | None,
+    members: Container[int] | None,
+    limit: int,
+    filters: list[Any],
+) -> JobPage:
     jobs: list[Job] = []
     last: list[Any] = []
     skipped = 0
     for position, job in walk:
-        if job is None or (tenant is not None and job.tenant != tenant):
+        if (
+            job is None
+            or (tenant is not None and job.tenant != tenant)
+            or (members is not None and job.id.int not in members)
+        ):
             skipped += 1
             if skipped >= VISIT_BUDGET:
                 return JobPage(jobs, encode_cursor(filters, position))
@@ -137,6 +174,22 @@ def _created(
         if queue in (None, job_queue) and tenant in (None, job_tenant):
             job = jobs.get(key) or finished.get_key(key)
         yield [seq], job
+
+
+def _batch(
+    store: MemoryInspection, keys: list[int], queue: str | None, position: list[Any] | None
+) -> _Walk:
+    """A batch's members (``keys``, in the order they were stored), newest first."""
+    end = len(keys)
+    if position is not None:
+        end = _count(_one(position))
+        if end > len(keys):
+            raise ValueError("invalid cursor")
+    jobs, finished = store._jobs, store._finished
+    for index in range(end - 1, -1, -1):
+        key = keys[index]
+        job = jobs.get(key) or finished.get_key(key)
+        yield [index], job if job is not None and queue in (None, job.queue) else None
 
 
 def _queued(
@@ -190,6 +243,7 @@ def _finished(
     status: JobStatus,
     queue: str | None,
     tenant: str | None,
+    members: Container[int] | None,
     position: list[Any] | None,
 ) -> _Walk:
     finished = store._finished
@@ -198,7 +252,11 @@ def _finished(
         before = finished.check_position(status, _one(position))
     for index, key, job_queue, job_tenant in finished.newest_first(status, before):
         job = None
-        if queue in (None, job_queue) and tenant in (None, job_tenant):
+        if (
+            queue in (None, job_queue)
+            and tenant in (None, job_tenant)
+            and (members is None or key in members)
+        ):
             job = finished.get_key(key)
         yield [index], job
 
