@@ -102,6 +102,35 @@ def most_at_once(runs: Iterable[Attempt], cut: Mapping[int, float] = {}) -> int:
     return peak
 
 
+async def mentions(records: redis.Redis, prefix: str, labels: Iterable[str]) -> list[str]:
+    """Where the store still names any of ``labels`` outside the jobs' own records: in a
+    key's name, a hash's field, or a member of a list, set or sorted set (each found as
+    ``"<key> <where>"``). Once a partition key's jobs are done, nothing should be left."""
+    wanted = tuple(labels)
+    found = []
+    async for raw in records.scan_iter(match=f"{{{prefix}}}:*", count=1000):
+        name = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if ":job:" in name:
+            continue
+        kind = await records.type(name)
+        kind = kind.decode() if isinstance(kind, bytes) else kind
+        if kind == "hash":
+            parts = list(await records.hkeys(name))
+        elif kind == "list":
+            parts = list(await records.lrange(name, 0, -1))
+        elif kind == "set":
+            parts = list(await records.smembers(name))
+        elif kind == "zset":
+            parts = list(await records.zrange(name, 0, -1))
+        else:
+            parts = []
+        for part in [name, *parts]:
+            text = part.decode(errors="replace") if isinstance(part, bytes) else str(part)
+            if any(label in text for label in wanted):
+                found.append(f"{name} {text}")
+    return found
+
+
 async def wait_idle(client: httpx.AsyncClient, api: Proc, timeout: float) -> float:
     """Wait until no job of any queue is Queued, Scheduled or InProgress (the store's own
     counts, which include the jobs waiting behind their key); the seconds it took."""

@@ -18,7 +18,16 @@ import redis.asyncio as redis
 
 from tests.faults.harness import submit, wait_for, wait_terminal
 
-from .partitions import APP, attempts, by_key, job_order, most_at_once, overlaps, wait_idle
+from .partitions import (
+    APP,
+    attempts,
+    by_key,
+    job_order,
+    mentions,
+    most_at_once,
+    overlaps,
+    wait_idle,
+)
 from .processes import Proc, start_api, start_worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.timeout(240)]
@@ -49,7 +58,7 @@ async def test_the_jobs_of_a_key_run_one_at_a_time_in_order_across_worker_proces
     by side, plus jobs without a key; three worker processes with four slots each: per
     key, no two attempts overlap and the jobs run in submission order, while jobs of
     different keys do run at the same time, and a key's jobs are run by several
-    processes."""
+    processes. Once they are done, nothing in Redis names a key but the jobs' records."""
     env = {**env, "MAX_CONCURRENCY": "4"}
     instance = api(env, tmp_path)
     procs.append(instance)
@@ -78,6 +87,7 @@ async def test_the_jobs_of_a_key_run_one_at_a_time_in_order_across_worker_proces
     print(f"at most {peak} keyed jobs at once; a key's jobs ran in up to {spread} processes")
     assert peak >= 2, "jobs of different keys never ran side by side"
     assert spread >= 2, "no key's jobs were shared between processes: order untested"
+    assert await mentions(records, env["AE_PREFIX"], KEYS) == [], "left behind for a key"
 
 
 async def test_a_tenants_job_is_not_held_up_by_another_tenants_backlog_across_processes(

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import redis.asyncio as redis
 
-from tests.e2e.partitions import APP, attempts, by_key, job_order, overlaps, wait_idle
+from tests.e2e.partitions import APP, attempts, by_key, job_order, mentions, overlaps, wait_idle
 from tests.e2e.processes import Proc, start_api, start_worker
 
 from .figures import report, spread
@@ -60,7 +60,7 @@ async def test_killing_workers_never_runs_two_jobs_of_a_key_at_once_and_loses_no
 ) -> None:
     """SIGKILL the busiest of three workers every ~2 s: every job Completed, each key's
     jobs in submission order, and no attempt of a key begun before the previous one
-    ended (a killed attempt ends at its kill)."""
+    ended (a killed attempt ends at its kill); nothing left behind for a key."""
     env = {**env, "MAX_CONCURRENCY": str(CONCURRENCY)}
     prefix = env["AE_PREFIX"]
     api = start_api({**env, "RUN_WORKERS": "0"}, tmp_path, module=APP)
@@ -131,3 +131,4 @@ async def test_killing_workers_never_runs_two_jobs_of_a_key_at_once_and_loses_no
     assert not any(clashes.values()), {key: pairs for key, pairs in clashes.items() if pairs}
     assert not out_of_order, f"keys whose jobs ran out of submission order: {out_of_order}"
     assert killed, "no kill hit a running job: the scenario tested nothing"
+    assert await mentions(records, prefix, lanes) == [], "left behind for a key"
