@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 from ._job import Job
 
@@ -46,15 +46,25 @@ class JobLogFilter(logging.Filter):
         return True
 
 
+def name_current_job(job: Job) -> Token[tuple[str, str] | None]:
+    """Name ``job`` as the current job of this context (and of the tasks it starts) until
+    `forget_current_job` is given the token returned."""
+    return _current_job.set((str(job.id), job.name))
+
+
+def forget_current_job(token: Token[tuple[str, str] | None]) -> None:
+    """Undo the `name_current_job` that returned ``token``."""
+    _current_job.reset(token)
+
+
 @contextmanager
 def job_logging(job: Job) -> Iterator[None]:
-    """Name ``job`` as the current job of this context (and the tasks it starts) inside
-    the ``with`` block."""
-    token = _current_job.set((str(job.id), job.name))
+    """Name ``job`` as the current job of this context inside the ``with`` block."""
+    token = name_current_job(job)
     try:
         yield
     finally:
-        _current_job.reset(token)
+        forget_current_job(token)
 
 
 def current_job() -> tuple[str, str] | None:

@@ -16,8 +16,12 @@ once a second however often it is scraped::
     async_endpoints_jobs_running                             attempts running here
 
 Label values are bounded: handler names (a name no handler here has is ``"(unknown)"``),
-queue names, statuses and outcomes; never ids or tenants. Needs the ``metrics`` extra
-(prometheus-client), imported only when metrics are asked for.
+queue names, statuses and outcomes; never ids or tenants.
+
+Events only add to plain dicts (a few dictionary operations per job, no locks): the
+metric families are built from them when scraped, by a prometheus-client collector
+registered in the instance's own registry. Needs the ``metrics`` extra (prometheus-client),
+imported only when metrics are asked for.
 """
 
 from __future__ import annotations
@@ -25,11 +29,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Container, Iterator, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from ._events import AttemptOutcome, EventKind, LifecycleEvent
@@ -41,28 +51,36 @@ logger = logging.getLogger("async_endpoints")
 #: Seconds between two reads of the queue depth from the store.
 DEPTH_MAX_AGE = 1.0
 UNKNOWN_NAME = "(unknown)"
-_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
+#: Upper bounds of the histograms' buckets, in seconds (``+Inf`` follows).
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
+_LE = [repr(float(bound)) for bound in BUCKETS] + ["+Inf"]  # as prometheus-client writes them
+_CANCELED = JobStatus.CANCELED.value
+
+Labels = tuple[str, ...]
 
 
-class _QueueDepth(Collector):
-    """``async_endpoints_jobs_waiting{queue}`` from the last read of the store (no samples
-    before the first read)."""
+class _Histogram:
+    """One label set of a histogram: counts per bucket (not cumulative) and the sum."""
+
+    __slots__ = ("counts", "total")
 
     def __init__(self) -> None:
-        self.queued: dict[str, int] = {}
+        self.counts = [0] * (len(BUCKETS) + 1)
+        self.total = 0.0
 
-    def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily(
-            "async_endpoints_jobs_waiting",
-            "Jobs waiting (Queued) per queue, read from the store at most once a second.",
-            labels=["queue"],
-        )
-        for queue, count in self.queued.items():
-            family.add_metric([queue], count)
-        yield family
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(BUCKETS, value)] += 1
+        self.total += value
+
+    def buckets(self) -> list[tuple[str, float]]:
+        cumulative, running = [], 0
+        for le, count in zip(_LE, self.counts, strict=True):
+            running += count
+            cumulative.append((le, float(running)))
+        return cumulative
 
 
-class JobMetrics:
+class JobMetrics(Collector):
     """The Prometheus metrics of an `AsyncEndpoints` (see the module docstring for names).
 
     Args:
@@ -83,38 +101,17 @@ class JobMetrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._names = names
         self._queue_stats = queue_stats
-        self._depth = _QueueDepth()
+        self.submitted: dict[Labels, int] = {}
+        self.finished: dict[Labels, int] = {}
+        self.attempts: dict[Labels, int] = {}
+        self.duration: dict[str, _Histogram] = {}
+        self.pickup: dict[str, _Histogram] = {}
+        #: Attempts running in this process now.
+        self.running = 0
+        self.queued: dict[str, int] = {}
         self._depth_read_at = -DEPTH_MAX_AGE
         self._depth_read: asyncio.Future[None] | None = None
-        r = self.registry
-        self.submitted = Counter(
-            "async_endpoints_jobs_submitted", "Jobs stored.", ["name", "queue"], registry=r
-        )
-        self.finished = Counter(
-            "async_endpoints_jobs_finished",
-            "Jobs that reached a terminal status.",
-            ["name", "queue", "status"],
-            registry=r,
-        )
-        self.attempts = Counter(
-            "async_endpoints_job_attempts", "Attempts ended.", ["name", "outcome"], registry=r
-        )
-        self.duration = Histogram(
-            "async_endpoints_job_duration_seconds",
-            "Attempt run time.",
-            ["name"],
-            buckets=_BUCKETS,
-            registry=r,
-        )
-        self.pickup = Histogram(
-            "async_endpoints_job_pickup_seconds",
-            "From a job's creation to the start of its first attempt.",
-            ["name"],
-            buckets=_BUCKETS,
-            registry=r,
-        )
-        self.running = Gauge("async_endpoints_jobs_running", "Attempts running.", registry=r)
-        r.register(self._depth)
+        self.registry.register(self)
         self.unsubscribe = subscribe(self.observe)
 
     def observe(self, event: LifecycleEvent) -> None:
@@ -122,46 +119,79 @@ class JobMetrics:
         job = event.job
         name = job.name if job.name in self._names else UNKNOWN_NAME
         kind = event.kind
-        if kind is EventKind.SUBMITTED:
-            self.submitted.labels(name, job.queue).inc()
-        elif kind is EventKind.STARTED:
-            self.running.inc()
+        if kind is EventKind.STARTED:
+            self.running += 1
             pickup = _pickup_seconds(job)
             if pickup is not None:
-                self.pickup.labels(name).observe(pickup)
+                _histogram(self.pickup, name).observe(pickup)
         elif kind is EventKind.FINISHED:
             self._finished(event, name)
+        elif kind is EventKind.SUBMITTED:
+            _count(self.submitted, (name, job.queue))
         elif kind is EventKind.CANCELLED:
-            self.finished.labels(name, job.queue, JobStatus.CANCELED.value).inc()
+            _count(self.finished, (name, job.queue, _CANCELED))
 
     def _finished(self, event: LifecycleEvent, name: str) -> None:
         job, outcome = event.job, event.outcome
-        self.running.dec()
-        self.attempts.labels(name, _attempt_outcome(job, outcome)).inc()
+        self.running -= 1
+        _count(self.attempts, (name, _attempt_outcome(job, outcome)))
         if event.duration is not None:
-            self.duration.labels(name).observe(event.duration)
+            _histogram(self.duration, name).observe(event.duration)
         if outcome is AttemptOutcome.COMPLETED or outcome is AttemptOutcome.FAILED:
-            self.finished.labels(name, job.queue, job.status.value).inc()
+            _count(self.finished, (name, job.queue, job.status.value))
+
+    def collect(self) -> Iterator[Metric]:
+        """The metric families as they are now (called by the registry when scraped)."""
+        yield _counter(
+            "async_endpoints_jobs_submitted", "Jobs stored.", ["name", "queue"], self.submitted
+        )
+        yield _counter(
+            "async_endpoints_jobs_finished",
+            "Jobs that reached a terminal status.",
+            ["name", "queue", "status"],
+            self.finished,
+        )
+        yield _counter(
+            "async_endpoints_job_attempts", "Attempts ended.", ["name", "outcome"], self.attempts
+        )
+        yield _histograms(
+            "async_endpoints_job_duration_seconds", "Attempt run time.", self.duration
+        )
+        yield _histograms(
+            "async_endpoints_job_pickup_seconds",
+            "From a job's creation to the start of its first attempt.",
+            self.pickup,
+        )
+        waiting = GaugeMetricFamily(
+            "async_endpoints_jobs_waiting",
+            "Jobs waiting (Queued) per queue, read from the store at most once a second.",
+            labels=["queue"],
+        )
+        for queue, count in list(self.queued.items()):
+            waiting.add_metric([queue], count)
+        yield waiting
+        yield GaugeMetricFamily(
+            "async_endpoints_jobs_running", "Attempts running.", value=self.running
+        )
 
     async def refresh_depth(self) -> None:
         """Read the queue depth from the store unless it was read less than a second ago;
         concurrent callers share one read. A failed read keeps the last values (logged)."""
-        loop = asyncio.get_running_loop()
         if self._depth_read is not None:
             await asyncio.shield(self._depth_read)
             return
         if time.monotonic() - self._depth_read_at < DEPTH_MAX_AGE:
             return
-        self._depth_read = loop.create_future()
+        read = self._depth_read = asyncio.get_running_loop().create_future()
         try:
             stats: Sequence[QueueStats] = await self._queue_stats()
-            self._depth.queued = {each.name: each.queued for each in stats}
+            self.queued = {each.name: each.queued for each in stats}
         except Exception as exc:
             logger.warning("metrics: could not read the queue depth: %s", exc)
         finally:
             self._depth_read_at = time.monotonic()
-            self._depth_read.set_result(None)
             self._depth_read = None
+            read.set_result(None)
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
         """Serve these metrics on ``addr:port`` from a thread (prometheus-client's
@@ -173,6 +203,31 @@ class JobMetrics:
         from prometheus_client import start_http_server
 
         start_http_server(port, addr, registry=self.registry)
+
+
+def _count(counts: dict[Labels, int], labels: Labels) -> None:
+    counts[labels] = counts.get(labels, 0) + 1
+
+
+def _histogram(histograms: dict[str, _Histogram], name: str) -> _Histogram:
+    histogram = histograms.get(name)
+    if histogram is None:
+        histogram = histograms[name] = _Histogram()
+    return histogram
+
+
+def _counter(name: str, text: str, labels: list[str], counts: dict[Labels, int]) -> Metric:
+    family = CounterMetricFamily(name, text, labels=labels)
+    for values, count in list(counts.items()):
+        family.add_metric(list(values), count)
+    return family
+
+
+def _histograms(name: str, text: str, histograms: dict[str, _Histogram]) -> Metric:
+    family = HistogramMetricFamily(name, text, labels=["name"])
+    for label, histogram in list(histograms.items()):
+        family.add_metric([label], histogram.buckets(), histogram.total)
+    return family
 
 
 def _attempt_outcome(job: Job, outcome: AttemptOutcome | None) -> str:

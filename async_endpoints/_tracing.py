@@ -11,7 +11,7 @@ a failed attempt records its exception (`record_failure`) and sets an error stat
 
 Only the API (``opentelemetry-api``) is used, and only when it is installed: without it
 nothing is imported and every function here is a no-op. With it but no tracer provider
-set, the spans are OpenTelemetry's non-recording ones.
+set, none are made (they would be OpenTelemetry's no-op spans).
 """
 
 from __future__ import annotations
@@ -41,8 +41,12 @@ if _trace is not None:
 
 
 def enabled() -> bool:
-    """Whether opentelemetry-api is installed (spans are then made)."""
-    return _trace is not None
+    """Whether spans are made: opentelemetry-api is installed and the app has set a tracer
+    provider (until then OpenTelemetry's spans would all be no-ops: skipping them saves
+    their cost on every job)."""
+    return _trace is not None and not isinstance(
+        _trace.get_tracer_provider(), _trace.ProxyTracerProvider
+    )
 
 
 class AttemptSpan:
@@ -60,7 +64,8 @@ class AttemptSpan:
             self.span.set_attribute("async_endpoints.error_type", error.type)
 
 
-_NO_SPAN = AttemptSpan()
+#: The span of an attempt while tracing is off.
+NO_SPAN = AttemptSpan()
 
 
 @contextmanager
@@ -68,7 +73,7 @@ def submit_span(name: str, job_id: uuid.UUID) -> Iterator[str | None]:
     """Around storing job ``job_id`` of handler ``name``: the span of the submission,
     current inside the block; yields its trace context for the job (None when there is
     nothing to carry)."""
-    if _trace is None:
+    if not enabled():
         yield None
         return
     with _tracer.start_as_current_span(
@@ -90,8 +95,8 @@ def submit_span(name: str, job_id: uuid.UUID) -> Iterator[str | None]:
 def attempt_span(job: Job) -> Iterator[AttemptSpan]:
     """Around one attempt of ``job`` (as claimed): its span, a child of the submission's
     (from the job's trace context; a new trace when it has none), current inside."""
-    if _trace is None:
-        yield _NO_SPAN
+    if not enabled():
+        yield NO_SPAN
         return
     parent = None
     carried = job.request.trace_context

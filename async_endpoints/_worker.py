@@ -20,11 +20,12 @@ from ._errors import ResultError, ResultRefusedError, StoreUnavailableError
 from ._events import AttemptOutcome, EventKind, LifecycleEvent, LifecycleEvents, settled_outcome
 from ._handlers import Handler
 from ._job import Job, JobError
-from ._logs import job_extra, job_logging
+from ._logs import forget_current_job, job_extra, name_current_job
 from ._redact import ErrorDescriber
 from ._retry import RetryPolicy
 from ._store import Claim, JobStore
-from ._tracing import AttemptSpan, attempt_span, record_failure
+from ._tracing import NO_SPAN, AttemptSpan, attempt_span, record_failure
+from ._tracing import enabled as tracing_enabled
 
 logger = logging.getLogger("async_endpoints")
 
@@ -89,8 +90,14 @@ class AttemptRunner:
         job is the current job of its log records, and the attempt has its span (see
         `async_endpoints._logs` and `async_endpoints._tracing`).
         """
-        with job_logging(claim.job), attempt_span(claim.job) as span:
-            return await self._run(claim, handler_ended, span)
+        named = name_current_job(claim.job)
+        try:
+            if not tracing_enabled():
+                return await self._run(claim, handler_ended, NO_SPAN)
+            with attempt_span(claim.job) as span:
+                return await self._run(claim, handler_ended, span)
+        finally:
+            forget_current_job(named)
 
     async def _run(
         self, claim: Claim, handler_ended: Callable[[], None], span: AttemptSpan

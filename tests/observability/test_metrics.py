@@ -4,7 +4,10 @@ values bounded, queue depth read from the store at most once a second."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -12,8 +15,11 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
-from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore
-from async_endpoints._events import LifecycleEvent
+from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore, Job, JobStatus
+from async_endpoints._events import AttemptOutcome, EventKind, LifecycleEvent
+from async_endpoints._metrics import UNKNOWN_NAME
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -168,3 +174,34 @@ def test_each_instance_has_its_own_registry_unless_one_is_passed() -> None:
     third = AsyncEndpoints(Starlette())
     assert third.map_metrics("/m", registry=registry).registry is registry
     assert registry.get_sample_value("async_endpoints_jobs_running") == 0
+
+
+def test_histogram_buckets_are_cumulative_and_inclusive() -> None:
+    """0.25 s lands in le="0.25" (inclusive) and every bucket above; the sum adds up."""
+    registry = CollectorRegistry()
+    engine = AsyncEndpoints(Starlette())
+    metrics = engine.enable_metrics(registry)
+    job = Job(uuid.uuid4(), "x", JobStatus.COMPLETED, 0, 0, NOW, NOW, NOW, NOW, queue="default")
+    for seconds in (0.25, 3.0):
+        metrics.observe(LifecycleEvent(EventKind.FINISHED, job, AttemptOutcome.COMPLETED, seconds))
+    sample = registry.get_sample_value
+    name = "async_endpoints_job_duration_seconds"
+    labels = {"name": UNKNOWN_NAME}
+    assert sample(f"{name}_bucket", {**labels, "le": "0.1"}) == 0
+    assert sample(f"{name}_bucket", {**labels, "le": "0.25"}) == 1
+    assert sample(f"{name}_bucket", {**labels, "le": "5.0"}) == 2
+    assert sample(f"{name}_bucket", {**labels, "le": "+Inf"}) == 2
+    assert sample(f"{name}_sum", labels) == 3.25
+    assert sample(f"{name}_count", labels) == 2
+
+
+def test_a_worker_process_serves_its_metrics_from_a_thread() -> None:
+    """metrics.serve(port): prometheus-client's HTTP server with this registry."""
+    engine = AsyncEndpoints()
+    metrics = engine.enable_metrics()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    metrics.serve(port, "127.0.0.1")
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    assert "async_endpoints_jobs_running 0.0" in text
