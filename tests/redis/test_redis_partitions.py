@@ -253,3 +253,43 @@ async def test_keys_and_tenants_on_a_redis_cluster(redis_cluster: Any, prefix: s
         assert await store.count_waiting() == 0
     finally:
         await store.aclose()
+
+
+async def test_cancelling_a_tenants_next_job_passes_its_turn_to_the_following_one(
+    store: RedisJobStore, raw_redis: Redis, prefix: str
+) -> None:
+    """The turns hold each tenant's oldest ready job: cancelling it puts the tenant's next
+    job in its place (same turn); cancelling a tenant's only job ends its turns and its
+    field; cancelling one from the middle of its LIST keeps the rest in order."""
+    t1, t2, t3, t4 = [await store.enqueue(new_job(tenant="t")) for _ in range(4)]
+    u = await store.enqueue(new_job(tenant="u"))
+    v = await store.enqueue(new_job(tenant="v"))
+    await store.cancel(t1.id)
+    await store.cancel(t3.id)
+    await store.cancel(v.id)
+    assert await raw_redis.hget(f"{tag(prefix)}:tenants:default", "v") is None
+    claims = await store.claim(10, lease=30)
+    assert [claim.job.id for claim in claims] == [t2.id, u.id, t4.id]
+    assert await keys_for_labels(raw_redis, prefix) == []
+
+
+async def test_due_scheduled_jobs_of_tenants_take_turns_in_the_claim_that_promotes_them(
+    store: RedisJobStore, raw_redis: Redis, prefix: str
+) -> None:
+    """Jobs promoted by a claim join their tenant's turns in the same script, and that
+    claim already takes them in turns."""
+    jobs = []
+    for tenant in ("a", "a", "a", None, "b"):
+        jobs.append(await store.enqueue(new_job(tenant=tenant, delay=0.05)))
+        await asyncio.sleep(0.002)  # distinct due times: promoted in this order
+    a, plain, b = jobs[:3], jobs[3], jobs[4]
+
+    async def all_due() -> bool:
+        # The store's elapsed-time clock (ms), through its own connection.
+        clock = await store._run("clock", lambda scripts: scripts.clock())
+        due = await raw_redis.zrange(f"{tag(prefix)}:scheduled", 0, -1, withscores=True)
+        return all(score <= clock for _, score in due)
+
+    await eventually(all_due)
+    claims = await store.claim(10, lease=30)
+    assert [claim.job.id for claim in claims] == [a[0].id, plain.id, b.id, a[1].id, a[2].id]
