@@ -187,7 +187,8 @@ class Dashboard:
         """Where an action returns to: ``target`` when it is a page of this dashboard."""
         parts = urlsplit(target or "")
         inside = parts.path == self.root or parts.path.startswith(self.root + "/")
-        if parts.scheme or parts.netloc or not inside or "\\" in (target or ""):
+        odd = "\\" in (target or "") or ".." in parts.path.split("/")
+        if parts.scheme or parts.netloc or not inside or odd:
             path, query = self.root + "/", ""
         else:
             path, query = parts.path, parts.query

@@ -102,7 +102,8 @@ async def test_an_action_without_the_token_is_refused_with_403(
 async def test_same_origin_actions_work_and_redirect_back(
     engine: AsyncEndpoints, client: httpx.AsyncClient
 ) -> None:
-    """cancel, requeue, pause and resume: 303 back to the page named in the form."""
+    """cancel, requeue, pause and resume: 303 back to the page named in the form when it
+    is a dashboard page, else to the dashboard's first page."""
     token = await token_of(client)
     job = await engine.submit("Hold")
     form = {"token": token, "job_id": str(job.id), "next": "/dashboard/jobs?status=Queued"}
@@ -116,7 +117,10 @@ async def test_same_origin_actions_work_and_redirect_back(
     answer = await client.post("/dashboard/actions/pause", data=pause, headers=SAME_ORIGIN)
     assert answer.headers["location"] == "/dashboard/?done=paused"
     assert [q.paused for q in await engine.queue_stats()] == [True, False]
-    answer = await client.post("/dashboard/actions/resume", data=pause, headers=SAME_ORIGIN)
+    for elsewhere in ("/dashboard/../admin", "//evil.example/dashboard/", "/admin"):
+        resume = {**pause, "next": elsewhere}
+        answer = await client.post("/dashboard/actions/resume", data=resume, headers=SAME_ORIGIN)
+        assert answer.headers["location"] == "/dashboard/?done=resumed"
     assert [q.paused for q in await engine.queue_stats()] == [False, False]
 
 
