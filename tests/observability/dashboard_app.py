@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore
+from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore, JobStore
 
 
 class Payload(BaseModel):
@@ -34,14 +34,17 @@ class Gate:
         return self.allowed
 
 
-def make_app(gate: Gate, **settings: Any) -> tuple[Starlette, AsyncEndpoints]:
+def make_app(
+    gate: Gate, store: JobStore | None = None, **settings: Any
+) -> tuple[Starlette, AsyncEndpoints]:
     """An app with handlers Ok (returns its body's text), Broken (fails), Flaky (fails
     while ``gate.flaky_fails``), Hold (runs until the gate opens, or is cancelled), the
     dashboard at /dashboard, and at /elsewhere a page with a form that posts a cancel to
     the dashboard (served to the browser from another origin in the CSRF test)."""
     app = Starlette()
     settings = {"queues": ("high", "default"), "max_retries": 0, **settings}
-    endpoints = AsyncEndpoints(app, store=InMemoryJobStore(), **settings)
+    store = InMemoryJobStore() if store is None else store
+    endpoints = AsyncEndpoints(app, store=store, **settings)
 
     async def ok(ctx: AsyncContext[Payload]) -> str:
         return ctx.request.text

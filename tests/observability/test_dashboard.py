@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
 
 from async_endpoints import AsyncEndpoints, JobStatus
 from async_endpoints._dashboard_guard import COOKIE
+from async_endpoints_redis import RedisJobStore
 from tests.observability.dashboard_app import Gate, make_app
 
 BASE = "http://testserver"
@@ -191,3 +193,27 @@ async def test_pages_forbid_framing_and_outside_assets(client: httpx.AsyncClient
     policy = page.headers["content-security-policy"]
     assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
     assert "http" not in page.text.replace(BASE, "")
+
+
+@pytest.mark.redis
+async def test_the_dashboard_on_redis(redis_server: Any, prefix: str, gate: Gate) -> None:
+    """Queues, jobs, one job and a cancel, on a RedisJobStore."""
+    app, endpoints = make_app(gate, RedisJobStore(redis_server.url, prefix=prefix))
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        endpoints.running(workers=False),
+        httpx.AsyncClient(transport=transport, base_url=BASE) as client,
+    ):
+        await endpoints.pause("high")
+        job = await endpoints.submit("Ok", {}, queue="high", tenant="acme")
+        page = await client.get("/dashboard/")
+        assert re.search(r'data-queue="high".*?Paused', page.text, re.S)
+        listing = await client.get("/dashboard/jobs?tenant=acme&status=Queued")
+        assert re.findall(r'<tr data-job="([0-9a-f-]+)"', listing.text) == [str(job.id)]
+        assert str(job.id) in (await client.get(f"/dashboard/jobs/{job.id}")).text
+        token = await token_of(client)
+        form = {"token": token, "job_id": str(job.id)}
+        answer = await client.post("/dashboard/actions/cancel", data=form, headers=SAME_ORIGIN)
+        assert answer.status_code == 303
+        canceled = await endpoints.get_job(job.id)
+        assert canceled is not None and canceled.status is JobStatus.CANCELED
