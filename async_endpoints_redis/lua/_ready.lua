@@ -71,9 +71,25 @@ local function settle_turns(queue)
   end
 end
 
+-- The index in the turns of a tenant's entry, or nil: a walk of the turns, O(number of
+-- tenants with ready jobs), for the rare callers that know the tenant but not its entry.
+local function turn_of(queue, tenant)
+  local turns = turns_key(queue)
+  local length = redis.call('LLEN', turns)
+  for first = 0, length - 1, 1000 do
+    for i, entry in ipairs(redis.call('LRANGE', turns, first, first + 999)) do
+      local _, named = string.match(entry, '^(%S+) (.*)$')
+      if named == tenant then
+        return first + i - 1, entry
+      end
+    end
+  end
+  return nil
+end
+
 -- Appends a job to the ready order of its queue (tenant nil: none), or puts it first
--- (front true: a job handed over and given back, which was first before; within a tenant
--- that has other ready jobs, it goes right after the one in the turns).
+-- (front true: a job handed over and given back, which was first before, so it takes its
+-- tenant's place in the turns and the job there goes back to the head of its LIST).
 local function ready_push(queue, tenant, id, front)
   local command = front and 'LPUSH' or 'RPUSH'
   if not tenant then
@@ -86,7 +102,16 @@ local function ready_push(queue, tenant, id, front)
     return
   end
   if redis.call('HINCRBY', tenants_key(queue), tenant, 1) > 1 then
-    redis.call(command, tenant_key(queue, tenant), id)
+    local at, entry = nil, nil
+    if front then
+      at, entry = turn_of(queue, tenant)
+    end
+    if at then
+      redis.call('LSET', turns_key(queue), at, id .. ' ' .. tenant)
+      redis.call('LPUSH', tenant_key(queue, tenant), string.match(entry, '^(%S+)'))
+    else
+      redis.call(command, tenant_key(queue, tenant), id)
+    end
     return
   end
   redis.call('SADD', K.queues, queue)

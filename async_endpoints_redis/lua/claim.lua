@@ -56,8 +56,9 @@ for _, id in ipairs(due) do
 end
 
 -- The job's fields a claim needs when it is claimable (Queued, with its name and numeric
--- counters and time), else nil.
-local function claimable(key)
+-- counters and time), else nil. A Queued job too corrupt to claim leaves the Queued count
+-- and index as it is dropped.
+local function claimable(key, id, queue)
   local fields = redis.pcall('HMGET', key, 'status', 'name', 'retry_count', 'max_retries',
     'created_at', 'started_at', 'run_at')
   if type(fields) ~= 'table' or fields[1] ~= 'Queued' then
@@ -66,6 +67,7 @@ local function claimable(key)
   if fields[2] and tonumber(fields[3] or '0') and tonumber(fields[4]) and tonumber(fields[5]) then
     return fields
   end
+  leave_queued(id, queue, fields[5])
   return nil
 end
 
@@ -83,7 +85,7 @@ for n = 1, tonumber(ARGV[5]) do
     break
   end
   local key = job_key(id)
-  local fields = claimable(key)
+  local fields = claimable(key, id, queue)
   if fields then
     claim(key, id, queue, ARGV[3] .. '.' .. n, deadline, now, fields[6], fields[7], fields[5])
     claimed[#claimed + 1] = job_text(key, id)

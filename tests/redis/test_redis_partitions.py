@@ -293,3 +293,34 @@ async def test_due_scheduled_jobs_of_tenants_take_turns_in_the_claim_that_promot
     await eventually(all_due)
     claims = await store.claim(10, lease=30)
     assert [claim.job.id for claim in claims] == [a[0].id, plain.id, b.id, a[1].id, a[2].id]
+
+
+async def test_a_job_handed_back_takes_its_tenants_place_in_the_turns(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str
+) -> None:
+    """A job handed to an idle worker that never started it goes back first in its
+    tenant's order, ahead of the tenant's later job that took its turn meanwhile."""
+    worker, api = await make_store(), await make_store()
+
+    async def connected() -> bool:
+        return worker._notifications.connected  # the store's own wiring
+
+    await eventually(connected)
+    assert await worker.claim(4, lease=30) == []
+    waiting = asyncio.create_task(worker.wait_for_work(30, take=2, lease=30))
+
+    async def offered() -> bool:
+        return bool(await raw_redis.hexists(f"{tag(prefix)}:offers", worker._inbox))
+
+    await eventually(offered)
+    await api.enqueue(new_job(tenant="t"))
+    async with asyncio.timeout(2):
+        [started] = await waiting
+    # The offer's second slot takes the next job, which the worker never starts.
+    handed = await api.enqueue(new_job(tenant="t"))
+    assert await raw_redis.hget(f"{tag(prefix)}:job:{handed.id}", "status") == "InProgress"
+    later = [await api.enqueue(new_job(tenant="t")) for _ in range(2)]
+    other = await api.enqueue(new_job(tenant="u"))
+    claims = await worker.claim(10, lease=30)
+    assert [claim.job.id for claim in claims] == [handed.id, other.id, *(j.id for j in later)]
+    assert started.job.id not in {claim.job.id for claim in claims}
