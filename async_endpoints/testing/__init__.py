@@ -17,6 +17,8 @@ if "pytest" in sys.modules:
             f"{__name__}.{module}"
             for module in (
                 "contract",
+                "_contract_batch_control",
+                "_contract_batches",
                 "_contract_cancel",
                 "_contract_core",
                 "_contract_lifecycle",

@@ -34,9 +34,9 @@ cancel and a completion, recovery run twice at once) are checked between two cli
 
 Capabilities: the core (`JobStore`) is always tested. The tests of an optional
 capability run when the store implements it (`ControlStore`: cancel, requeue, pause;
-`InspectionStore`: listing and counts;
-`ScheduleStore`: cron schedules) and are otherwise skipped, each skip naming the
-capability the store lacks. Hand-over (`wait_for_work` with ``take``) is optional
+`InspectionStore`: listing and counts; `ScheduleStore`: cron schedules; `BatchStore`:
+batches and continuations) and are otherwise skipped, each skip naming the capability
+the store lacks. Hand-over (`wait_for_work` with ``take``) is optional
 without a skip: a store that does not hand over returns ``[]`` and its jobs are claimed.
 
 The suite checks the promises in the docstrings of `async_endpoints._store` (atomicity,
@@ -48,6 +48,8 @@ from __future__ import annotations
 
 import pytest
 
+from ._contract_batch_control import BatchControlContract
+from ._contract_batches import BatchContract
 from ._contract_cancel import CancelContract
 from ._contract_core import CoreContract
 from ._contract_lifecycle import LifecycleContract
@@ -90,6 +92,8 @@ class JobStoreContract(
     StatsContract,
     PartitionControlContract,
     ScheduleContract,
+    BatchContract,
+    BatchControlContract,
 ):
     """The whole store contract; subclass it with a ``kit`` fixture (see the module
     docstring). Its parts, by capability:
@@ -102,5 +106,7 @@ class JobStoreContract(
       `RaceContract`;
     - `ControlStore` and `InspectionStore`: `PartitionControlContract`;
     - `InspectionStore`: `ListingContract`, `StatsContract`;
-    - `ScheduleStore`: `ScheduleContract`.
+    - `ScheduleStore`: `ScheduleContract`;
+    - `BatchStore`: `BatchContract`, `BatchControlContract` (with `ControlStore` and
+      `InspectionStore` for their cancel, requeue and listing cases).
     """
