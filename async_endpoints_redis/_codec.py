@@ -26,8 +26,10 @@ The hash holds few, short fields so that Redis keeps it listpack-encoded (compac
 
 Absent fields are None, except four that are left out while they hold their default:
 ``retry_count`` (0), ``last_updated_at`` (``created_at``), ``request`` (empty) and
-``queue`` (``default``). A queued no-op job then costs about 330 bytes in Redis (key, hash,
-queue entry and its entry in the listing index of all jobs). Redis keeps a hash
+``queue`` (``default``). A queued no-op job then costs about 390 bytes in Redis (key, hash,
+queue entry and its entries in the listing indexes of all jobs and of its queue's Queued
+jobs); a partition key or a tenant adds under 100 (the field, and its key's lane or its
+tenant's turn). Redis keeps a hash
 compact (listpack) only while every value is at most ``hash-max-listpack-value`` bytes
 (default 64); captured headers usually exceed that, so deployments that capture headers
 save about half the memory per job by raising it (e.g. to 1024).

@@ -7,10 +7,12 @@ and build the names below from it (``lua/_lib.lua`` and the includes)::
     {p}:job:<uuid>       HASH   one job (fields in `_codec`); expires once terminal
     {p}:queue:<name>     LIST   ids of the ready (claimable Queued) jobs without a tenant
                                 of one queue, oldest at the head (``lua/_ready.lua``)
-    {p}:tq:<#q>:<q>:<t>  LIST   the same for tenant <t> of queue <q> (<#q>: the length of
-                                <q>, so no two names collide)
-    {p}:turns:<name>     LIST   the tenants of a queue with ready jobs, in turn order ('' for
-                                those without a tenant); only while some tenant has one
+    {p}:turns:<name>     LIST   the tenant turns of a queue (``lua/_ready.lua``): per tenant
+                                with ready jobs "<its oldest ready id> <tenant>", and ''
+                                for the jobs without a tenant; only while some tenant has one
+    {p}:tenants:<name>   HASH   tenant -> how many ready jobs it has in that queue
+    {p}:tq:<#q>:<q>:<t>  LIST   the other ready jobs of tenant <t> of queue <q>, oldest first
+                                (<#q>: the length of <q>, so no two names collide)
     {p}:lanes            HASH   partition key -> how many of its jobs are not terminal (its
                                 lane); the first of them holds the key (``lua/_lifecycle.lua``)
     {p}:lane:<key>       LIST   ids of the jobs of one key waiting behind its first, in
