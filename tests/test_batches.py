@@ -1,0 +1,236 @@
+"""Batches through the engine: submit_batch, continuations run once, cancel_batch, the
+batch-details route; bad input stores nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from async_endpoints import (
+    AsyncContext,
+    AsyncEndpoints,
+    BatchStatus,
+    ConfigurationError,
+    InMemoryJobStore,
+    JobSpec,
+    JobStatus,
+    JobValidationError,
+    UnknownJobNameError,
+)
+from async_endpoints.testing import ManualClock
+
+
+class Part(BaseModel):
+    n: int
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.ran: list[tuple[str, Any, uuid.UUID | None]] = []
+        self.release = asyncio.Event()
+        self.started = asyncio.Event()
+        self.cancelled = asyncio.Event()
+
+
+def engine_with(recorder: Recorder, **settings: Any) -> AsyncEndpoints:
+    engine = AsyncEndpoints(store=InMemoryJobStore(clock=ManualClock()), max_retries=0, **settings)
+
+    async def part(ctx: AsyncContext[Part]) -> int:
+        recorder.ran.append(("part", ctx.request.n, ctx.batch_id))
+        if ctx.request.n < 0:
+            raise RuntimeError("negative part")
+        return ctx.request.n * 10
+
+    async def join(ctx: AsyncContext) -> str:
+        recorder.ran.append(("join", None, ctx.batch_id))
+        return "joined"
+
+    async def slow(ctx: AsyncContext) -> None:
+        recorder.started.set()
+        try:
+            await recorder.release.wait()
+        except asyncio.CancelledError:
+            recorder.cancelled.set()
+            raise
+
+    for handler in (part, join, slow):
+        engine.add_handler(handler)
+    return engine
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+async def endpoints(recorder: Recorder) -> AsyncIterator[AsyncEndpoints]:
+    engine = engine_with(recorder)
+    async with engine.running(workers=False):
+        yield engine
+
+
+async def test_the_continuation_runs_once_after_every_job_with_the_batch_id(
+    endpoints: AsyncEndpoints, recorder: Recorder
+) -> None:
+    """Three parts, then the join: it sees ctx.batch_id; the batch ends Finished."""
+    batch = await endpoints.submit_batch(
+        [JobSpec("part", {"n": n}) for n in range(3)], continue_with=[JobSpec("join")]
+    )
+    assert (batch.status, batch.total, batch.queued) == (BatchStatus.RUNNING, 3, 3)
+    while await endpoints.drain():
+        pass
+    assert [name for name, _, _ in recorder.ran] == ["part", "part", "part", "join"]
+    assert {batch_id for _, _, batch_id in recorder.ran} == {batch.id}
+    done = await endpoints.get_batch(batch.id)
+    assert done is not None and done.status is BatchStatus.FINISHED
+    assert (done.completed, done.unfinished) == (3, 0) and done.finished_at is not None
+    (join_id,) = done.continuation_ids
+    join = await endpoints.get_job(join_id)
+    assert join is not None and join.status is JobStatus.COMPLETED and join.batch_id == batch.id
+
+
+async def test_all_completed_cancels_the_continuation_when_a_job_failed(
+    endpoints: AsyncEndpoints, recorder: Recorder
+) -> None:
+    """continue_when="all_completed" and a failed part: the join is stored Canceled."""
+    batch = await endpoints.submit_batch(
+        [JobSpec("part", {"n": 1}), JobSpec("part", {"n": -1})],
+        continue_with=[JobSpec("join")],
+        continue_when="all_completed",
+    )
+    while await endpoints.drain():
+        pass
+    done = await endpoints.get_batch(batch.id)
+    assert done is not None and (done.completed, done.failed) == (1, 1)
+    join = await endpoints.get_job(done.continuation_ids[0])
+    assert join is not None and join.status is JobStatus.CANCELED
+    assert "join" not in [name for name, _, _ in recorder.ran]
+
+
+@pytest.mark.parametrize(
+    ("specs", "error"),
+    [
+        ([], ValueError),
+        ([JobSpec("part", {"n": 1}), JobSpec("nobody")], UnknownJobNameError),
+        ([JobSpec("part", {"n": 1}), JobSpec("part", {"n": "x"})], JobValidationError),
+        ([JobSpec("part", {"n": 1}, queue="elsewhere")], ValueError),
+        (["part"], ValueError),
+    ],
+)
+async def test_a_bad_batch_stores_nothing(
+    endpoints: AsyncEndpoints, specs: list[Any], error: type[Exception]
+) -> None:
+    """Empty, an unknown name, a bad body, an unknown queue, not a JobSpec: ValueError
+    (JobValidationError and UnknownJobNameError are ValueErrors), nothing stored."""
+    with pytest.raises(error):
+        await endpoints.submit_batch(specs)
+    assert issubclass(error, ValueError)
+    assert (await endpoints.queue_stats())[0].queued == 0
+    assert (await endpoints.list_batches()).batches == []
+
+
+async def test_a_bad_continue_when_is_a_value_error(endpoints: AsyncEndpoints) -> None:
+    """Only "all_terminal" and "all_completed" are accepted."""
+    with pytest.raises(ValueError, match="continue_when"):
+        await endpoints.submit_batch([JobSpec("part", {"n": 1})], continue_when="some")
+
+
+async def test_append_is_refused_once_the_batch_finished(endpoints: AsyncEndpoints) -> None:
+    """append_to_batch adds while running; after the last job ended it raises ValueError."""
+    batch = await endpoints.submit_batch([JobSpec("part", {"n": 1})])
+    grown = await endpoints.append_to_batch(batch.id, [JobSpec("part", {"n": 2})])
+    assert grown.total == 2
+    while await endpoints.drain():
+        pass
+    with pytest.raises(ValueError):
+        await endpoints.append_to_batch(batch.id, [JobSpec("part", {"n": 3})])
+    with pytest.raises(ValueError):
+        await endpoints.append_to_batch(uuid.uuid4(), [JobSpec("part", {"n": 3})])
+
+
+async def test_jobs_take_the_batch_tenant_unless_their_spec_names_one(
+    endpoints: AsyncEndpoints,
+) -> None:
+    """tenant= on the batch labels the jobs that do not name their own."""
+    batch = await endpoints.submit_batch(
+        [JobSpec("part", {"n": 1}), JobSpec("part", {"n": 2}, tenant="other")], tenant="acme"
+    )
+    page = await endpoints.list_jobs(batch_id=batch.id)
+    assert sorted(job.tenant or "" for job in page.jobs) == ["acme", "other"]
+    assert (await endpoints.list_batches(tenant="acme")).batches[0].id == batch.id
+
+
+async def test_cancel_batch_cancels_a_running_job_and_the_continuations(
+    recorder: Recorder,
+) -> None:
+    """A running job of the batch sees CancelledError; the rest and the join are Canceled."""
+    engine = engine_with(recorder)
+    async with engine.running():
+        batch = await engine.submit_batch(
+            [JobSpec("slow"), JobSpec("part", {"n": 1}, delay=3600)],
+            continue_with=[JobSpec("join")],
+        )
+        async with asyncio.timeout(10):
+            await recorder.started.wait()
+        canceled = await engine.cancel_batch(batch.id)
+        async with asyncio.timeout(10):
+            await recorder.cancelled.wait()
+    assert canceled is not None and canceled.status is BatchStatus.CANCELED
+    assert canceled.canceled == 2 and canceled.unfinished == 0
+    join = await engine.get_job(canceled.continuation_ids[0])
+    assert join is not None and join.status is JobStatus.CANCELED
+
+
+async def test_unknown_batches_read_as_none(endpoints: AsyncEndpoints) -> None:
+    """get_batch and cancel_batch of an unknown id or a non-UUID: None."""
+    assert await endpoints.get_batch(uuid.uuid4()) is None
+    assert await endpoints.get_batch("not-a-uuid") is None
+    assert await endpoints.cancel_batch(uuid.uuid4()) is None
+
+
+async def test_the_batch_details_route_answers_the_batch_json(
+    http_client_for, recorder: Recorder
+) -> None:
+    """GET /batches/{id}: 200 with the camelCase batch JSON; 404 unknown or not a UUID."""
+    app = FastAPI()
+    engine = engine_with(recorder, app, run_workers=False)
+    engine.map_batch_details()
+    async with http_client_for(app) as client:
+        batch = await engine.submit_batch([JobSpec("part", {"n": 1})], tenant="acme")
+        found = await client.get(f"/batches/{batch.id}")
+        unknown = await client.get(f"/batches/{uuid.uuid4()}")
+        malformed = await client.get("/batches/nope")
+    assert found.status_code == 200
+    body = found.json()
+    assert body["id"] == str(batch.id) and body["status"] == "Running"
+    assert (body["total"], body["queued"], body["inProgress"], body["tenant"]) == (1, 1, 0, "acme")
+    assert set(body) == {
+        "id",
+        "tenant",
+        "status",
+        "total",
+        "queued",
+        "scheduled",
+        "inProgress",
+        "completed",
+        "failed",
+        "canceled",
+        "createdAt",
+        "finishedAt",
+        "continuationIds",
+    }
+    assert unknown.status_code == malformed.status_code == 404
+
+
+def test_the_batch_route_needs_a_path_with_batch_id() -> None:
+    """map_batch_details checks its path."""
+    engine = AsyncEndpoints(FastAPI())
+    with pytest.raises(ConfigurationError):
+        engine.map_batch_details("/batches")
