@@ -1,9 +1,10 @@
 """The Lua scripts (``lua/*.lua``) and typed calls of them, one per atomic operation.
 
 Each script is the shared includes (``lua/_lib.lua``, ``_index.lua``, ``_ready.lua``,
-``_lifecycle.lua``, ``_offers.lua``, in that order, or the few it needs; listing adds
-``_index_scan.lua``, migration ``_migrate.lua``) followed by the operation's own file,
-whose header lists its ARGV and reply; the methods here pass exactly those. Every call
+``_bookkeeping.lua``, ``_lifecycle.lua``, ``_offers.lua``, in that order, or the few it
+needs; listing adds ``_index_scan.lua``, migration ``_migrate.lua``) followed by the
+operation's own file, whose header lists its ARGV and reply; the methods here pass exactly
+those. Every call
 passes two keys: the store's clock key and its key prefix (``{p}:``), from which the
 scripts build every other key name, so that every key a script touches shares the
 store's one hash tag and a cluster routes each call to the node of that slot. redis-py's
@@ -34,8 +35,8 @@ if TYPE_CHECKING:
     from ._client import AnyRedis
     from ._keys import Keys
 
-_INCLUDES = ("_lib", "_index", "_ready", "_lifecycle", "_offers")
-_CORE = ("_lib", "_index", "_ready", "_lifecycle")
+_INCLUDES = ("_lib", "_index", "_ready", "_bookkeeping", "_lifecycle", "_offers")
+_CORE = ("_lib", "_index", "_ready", "_bookkeeping", "_lifecycle")
 _EXTRA_INCLUDES = ("_index_scan", "_migrate")
 # Scripts that need fewer includes get only those: every include costs each call the time
 # to define its functions (about 16 us for all of them on a loaded 2-core machine: Lua 5.1
@@ -45,12 +46,12 @@ _NEEDS = {
     "clock": ("_lib",),
     "renew": ("_lib",),
     "pause": ("_lib",),
-    "count_waiting": _CORE,
+    "count_waiting": ("_lib", "_index", "_ready", "_bookkeeping"),
     "complete_many": _CORE,
     "fail": _CORE,
     "cancel": _CORE,
     "requeue": _CORE,
-    "list_jobs": ("_lib", "_index", "_index_scan", "_ready", "_lifecycle"),
+    "list_jobs": ("_lib", "_index", "_index_scan", "_ready", "_bookkeeping"),
     "migrate": (*_CORE, "_migrate"),
     "recover": (*_CORE, "_migrate"),
     "queue_stats": ("_lib", "_ready"),

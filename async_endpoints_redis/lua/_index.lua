@@ -148,7 +148,7 @@ end
 
 -- Index entries added and removed by this script, per index as sets {entry = true},
 -- written (sorted, in runs of one chunk) by index_flush(), which flush_pending() in
--- _lifecycle.lua calls before the script returns. An entry removed after it was added in
+-- _bookkeeping.lua calls before the script returns. An entry removed after it was added in
 -- the same script (or added back after its removal) is never written.
 local index_adds, index_drops = {}, {}
 

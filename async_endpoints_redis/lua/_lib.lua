@@ -1,5 +1,6 @@
 -- Helpers shared by every script; _scripts.py prepends this file, then _index.lua,
--- _ready.lua, _lifecycle.lua and _offers.lua, to each of them.
+-- _ready.lua, _bookkeeping.lua, _lifecycle.lua and _offers.lua (or the few it needs), to
+-- each of them.
 --
 -- Two clocks. now_ms() is the Redis server's wall clock: it stamps the job's times
 -- (created_at, started_at, ...), which people read. clock_ms() measures durations (lease
