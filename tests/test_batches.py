@@ -38,8 +38,9 @@ class Recorder:
         self.cancelled = asyncio.Event()
 
 
-def engine_with(recorder: Recorder, **settings: Any) -> AsyncEndpoints:
-    engine = AsyncEndpoints(store=InMemoryJobStore(clock=ManualClock()), max_retries=0, **settings)
+def engine_with(recorder: Recorder, app: Any = None, **settings: Any) -> AsyncEndpoints:
+    store = InMemoryJobStore(clock=ManualClock())
+    engine = AsyncEndpoints(app, store=store, max_retries=0, **settings)
 
     async def part(ctx: AsyncContext[Part]) -> int:
         recorder.ran.append(("part", ctx.request.n, ctx.batch_id))
