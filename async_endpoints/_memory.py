@@ -1,12 +1,13 @@
-"""`InMemoryJobStore`: the reference store (`JobStore`, `ControlStore`, `InspectionStore`),
-and the embedded default for one process.
+"""`InMemoryJobStore`: the reference store (`JobStore`, `ControlStore`, `InspectionStore`,
+`ScheduleStore`, `BatchStore`), and the embedded default for one process.
 
 Everything happens on the event loop without awaiting inside a state change, so each
 method is atomic by construction. Every state change is a function of
 `async_endpoints._lifecycle` applied to the job; this module only files the result: in
 `_memory_live` (the live jobs, their listing indexes and counts), in `_memory_ready` (what
 may be claimed next: partition-key lanes, tenants' turns, the timer) or in `_retained`
-(finished jobs). Jobs are lost when the process exits; use
+(finished jobs), and tells `_moved` (`_memory_batches`) the status the job left, in the
+same step, so that its batch counts it there. Jobs are lost when the process exits; use
 `async_endpoints_redis.RedisJobStore` for durability across processes.
 
 Durations (leases, delays, retry delays, retention) are measured on the monotonic clock, so
