@@ -298,10 +298,13 @@ class InMemoryJobStore(MemoryInspection, MemorySchedules, MemoryBatches):
 
     # Filing jobs
 
-    def _store(self, new_job: NewJob, *, cancel: bool = False) -> Job:
-        """Store the new ``new_job`` (checked already) as `enqueue` does, or ``Canceled``
-        at once with ``cancel`` (a batch's continuation that must not run)."""
-        key, moment = new_job.id.int, self._moment()
+    def _store(
+        self, new_job: NewJob, moment: datetime | None = None, *, cancel: bool = False
+    ) -> Job:
+        """Store the new ``new_job`` (checked already) as `enqueue` does, created at
+        ``moment`` (default now: the jobs of one batch share it), or ``Canceled`` at once
+        with ``cancel`` (a batch's continuation that must not run)."""
+        key, moment = new_job.id.int, moment or self._moment()
         job = new_job.stored(moment)
         seq = next(self._seq)
         self._created.add(key, seq, job.queue, job.tenant)

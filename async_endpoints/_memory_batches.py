@@ -180,7 +180,9 @@ class MemoryBatches:
 
         def _moment(self) -> datetime: ...
 
-        def _store(self, new_job: NewJob, *, cancel: bool = False) -> Job: ...
+        def _store(
+            self, new_job: NewJob, moment: datetime | None = None, *, cancel: bool = False
+        ) -> Job: ...
 
         def _cancel_live(self, job: Job) -> Job: ...
 
@@ -197,7 +199,7 @@ class MemoryBatches:
         self._check_new([*batch.jobs, *batch.continuations], max_waiting, len(batch.jobs))
         record = BatchRecord(batch, self._moment())
         book.add(record)
-        self._store_members(record, batch.jobs)
+        self._store_members(record, batch.jobs, record.created_at)
         return record.snapshot()
 
     async def append_to_batch(
@@ -214,7 +216,7 @@ class MemoryBatches:
             if job.batch_id != batch_id:
                 raise ValueError(f"job {job.id} does not name batch {batch_id}")
         self._check_new(jobs, max_waiting, len(jobs), reserved=record.members)
-        self._store_members(record, jobs)
+        self._store_members(record, jobs, self._moment())
         return record.snapshot()
 
     async def get_batch(self, batch_id: uuid.UUID) -> Batch | None:
@@ -329,23 +331,23 @@ class MemoryBatches:
         if max_waiting is not None and self._live.waiting + waiting > max_waiting:
             raise QueueFullError(f"{max_waiting} jobs are waiting already")
 
-    def _store_members(self, record: BatchRecord, jobs: Sequence[NewJob]) -> None:
+    def _store_members(self, record: BatchRecord, jobs: Sequence[NewJob], moment: datetime) -> None:
         members, keys = record.members, record.keys
         for new_job in jobs:
             key = new_job.id.int
             members[key] = True
             keys.append(key)
-            self._store(new_job)  # counted by `_moved`
+            self._store(new_job, moment)  # counted by `_moved`
 
     def _store_continuations(self, record: BatchRecord, *, cancel: bool) -> None:
-        pending, record.pending = record.pending, ()
+        pending, record.pending, moment = record.pending, (), self._moment()
         for new_job in pending:
             key = new_job.id.int
             if key in self._jobs or key in self._finished:  # taken since: never overwrite
                 logger.warning("batch %s: continuation id %s is taken", record.id, new_job.id)
                 continue
             record.keys.append(key)
-            self._store(new_job, cancel=cancel)
+            self._store(new_job, moment, cancel=cancel)
 
 
 def _place(position: list[object]) -> int:

@@ -316,3 +316,26 @@ async def test_a_batch_listing_by_batch_costs_its_own_jobs_only(
         if cursor is None:
             break
     assert seen == [job.id for job in reversed(spec.jobs)]
+
+
+async def test_the_jobs_of_a_batch_are_created_at_the_batchs_moment(
+    store: InMemoryJobStore, clock: ManualClock
+) -> None:
+    """One atomic step, one moment: the batch and its jobs share created_at; appended
+    jobs and the continuations have the moment they were stored."""
+    spec = new_batch(3)
+    created = await store.create_batch(spec)
+    for job in spec.jobs:
+        stored = await store.get(job.id)
+        assert stored is not None and stored.created_at == created.created_at
+    clock.advance(5)
+    extra = member(spec.id)
+    await store.append_to_batch(spec.id, [extra])
+    appended = await store.get(extra.id)
+    assert appended is not None and appended.created_at > created.created_at
+    clock.advance(5)
+    await run_all(store)
+    batch = await store.get_batch(spec.id)
+    continuation = await store.get(spec.continuations[0].id)
+    assert batch is not None and continuation is not None
+    assert continuation.created_at == batch.finished_at
