@@ -25,14 +25,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import _control, _driver, _envs, _http, _output, _partitions, _queues, _schedules
+from . import (
+    _control,
+    _driver,
+    _envs,
+    _http,
+    _observability,
+    _output,
+    _partitions,
+    _queues,
+    _schedules,
+)
 from ._driver import log
 from ._queues import Plan
 from ._redis import Server, start_server
 
 SCENARIOS = (
     *("enqueue", "drain", "pickup", "commands", "backlog", "http", "inprocess", "embedded"),
-    *("cancel", "queues", "listing", "partitions", "schedules"),
+    *("cancel", "queues", "listing", "partitions", "schedules", "observability"),
 )
 PEER_SCENARIOS = ("enqueue", "drain", "pickup", "commands", "backlog", "cancel")
 THREE_QUEUES = "high,default,low"
@@ -155,6 +165,7 @@ def run_scenarios(
         "http": lambda: _driver.http(server, plan),
         "inprocess": lambda: _driver.in_process(plan),
         "embedded": lambda: _driver.embedded(plan),
+        "observability": lambda: _observability.run(server, plan),
     }
     for name, scenario in alone.items():
         if name in wanted:

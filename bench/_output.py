@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import _control, _embedded, _partitions, _report, _schedules
+from . import _control, _embedded, _observability, _partitions, _report, _schedules
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -59,9 +59,11 @@ def print_and_save(
     _section("partition keys and tenants (issue 11):", partitions)
     schedules, schedule_goals = _schedules.summary(runs.get("schedules", {}))
     _section("cron schedules (issue 12):", schedules)
+    observability, observability_goals = _observability.summary(runs.get("observability", {}))
+    _section("observability (issue 14):", observability)
     goals = _report.targets(rows, http)
     goals += [_report.Target(*goal) for goal in _embedded.targets(embedded)]
-    goals += control_goals + partition_goals + schedule_goals
+    goals += control_goals + partition_goals + schedule_goals + observability_goals
     print()
     print("targets (issues 5, 9, 10 and 11), on this run's medians:")
     for goal in goals:
@@ -73,6 +75,7 @@ def print_and_save(
         "control": control,
         "partitions": partitions,
         "schedules": schedules,
+        "observability": observability,
         "targets": [dataclasses.asdict(goal) for goal in goals],
     }
     RESULTS.mkdir(exist_ok=True)

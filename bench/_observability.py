@@ -1,0 +1,188 @@
+"""What observability costs (issue 14), ours alone.
+
+**drain**: no-op jobs drained from the shared Redis by one in-process pool, in three
+variants: ``off`` (no metrics, no tracer provider), ``metrics`` (`enable_metrics`) and
+``metrics+traces`` (metrics, and OpenTelemetry's SDK tracer provider with no exporter:
+every attempt makes a recording span). Each variant runs in a fresh process (a tracer
+provider cannot be unset), the variants interleaved within each repeat; the figure is the
+median drain rate and its ratio to ``off``.
+
+**dashboard**: server time of the dashboard's pages (queues, jobs by status, tenant and
+name, a deep page through cursors, one job) with ``listing_jobs`` finished jobs retained by
+the in-memory store, measured in-process through the ASGI app (no sockets), median of 15.
+
+    .venv/bin/python -m bench --only observability [--quick]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+
+from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore
+from async_endpoints_redis import RedisJobStore
+
+from ._driver import log
+from ._queues import Plan
+from ._redis import Server
+from ._report import Target
+
+VARIANTS = ("off", "metrics", "metrics+traces")
+
+
+def run(server: Server, plan: Plan) -> dict[str, Any]:
+    """Drain rates per variant (with ratios to ``off``) and dashboard page times."""
+    server.flush()
+    rates: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    for _ in range(max(plan.repeats, 3)):
+        for variant in VARIANTS:
+            rates[variant].append(_child("drain", server.url, variant, str(plan.drain_jobs)))
+    server.flush()
+    off = statistics.median(rates["off"])
+    drain = {
+        variant: {
+            "jobs_per_s": statistics.median(found),
+            "ratio": statistics.median(found) / off,
+            "repeats": found,
+        }
+        for variant, found in rates.items()
+    }
+    for variant, figures in drain.items():
+        log(
+            f"observability drain {variant}: {figures['jobs_per_s']:,.0f} jobs/s "
+            f"({figures['ratio']:.3f} of off)"
+        )
+    pages = _child("dashboard", str(plan.listing_jobs))
+    for page, ms in pages.items():
+        log(f"observability dashboard {page}: {ms:.1f} ms")
+    return {"drain": drain, "dashboard_ms": pages, "retained": plan.listing_jobs}
+
+
+def _child(*args: str) -> Any:
+    """Run one measurement in a fresh process; its JSON answer."""
+    command = [sys.executable, "-m", "bench._observability", *args]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+async def _drain(url: str, variant: str, jobs: int) -> float:
+    if variant == "metrics+traces":
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+
+        trace.set_tracer_provider(TracerProvider())
+    store = RedisJobStore(url, prefix=f"bench-obs-{uuid.uuid4().hex[:8]}")
+    endpoints = AsyncEndpoints(store=store, max_concurrency=100, max_queue_size=jobs + 1)
+
+    async def noop(ctx: AsyncContext[None]) -> None:
+        return None
+
+    endpoints.add_handler(noop, name="Noop")
+    if variant != "off":
+        endpoints.enable_metrics()
+    async with endpoints.running(workers=False):
+        for start in range(0, jobs, 500):
+            await asyncio.gather(*(endpoints.submit("Noop") for _ in range(start, start + 500)))
+        began = time.perf_counter()
+        await endpoints.drain()
+        return jobs / (time.perf_counter() - began)
+
+
+async def _dashboard(retained: int) -> dict[str, float]:
+    app = Starlette()
+    store = InMemoryJobStore(max_retained=retained + 100)
+    endpoints = AsyncEndpoints(app, store=store, max_concurrency=256, max_queue_size=None)
+
+    async def noop(ctx: AsyncContext[None]) -> None:
+        return None
+
+    async def broken(ctx: AsyncContext[None]) -> None:
+        raise RuntimeError("broken")
+
+    endpoints.add_handler(noop, name="Noop")
+    endpoints.add_handler(broken, name="Broken", max_retries=0)
+    endpoints.map_dashboard("/d", authorize=lambda request: True)
+    async with endpoints.running(workers=False):
+        for start in range(0, retained, 50_000):
+            for index in range(start, min(retained, start + 50_000)):
+                tenant = "acme" if index % 3 == 0 else None
+                await endpoints.submit("Broken" if index % 100 == 0 else "Noop", tenant=tenant)
+            await endpoints.drain()
+        one = (await endpoints.list_jobs(status="Completed", limit=1)).jobs[0]
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            deep = "/d/jobs?status=Completed"
+            for _ in range(20):
+                found = re.search(r'href="([^"]+)" rel="next"', (await client.get(deep)).text)
+                assert found is not None
+                deep = found.group(1).replace("&amp;", "&")
+            pages = {
+                "queues": "/d/",
+                "jobs": "/d/jobs",
+                "failed": "/d/jobs?status=Failed",
+                "tenant": "/d/jobs?tenant=acme",
+                "name": "/d/jobs?name=Broken",
+                "page 21": deep,
+                "one job": f"/d/jobs/{one.id}",
+            }
+            return {name: await _page_ms(client, path) for name, path in pages.items()}
+
+
+async def _page_ms(client: Any, path: str) -> float:
+    samples = []
+    for _ in range(15):
+        began = time.perf_counter()
+        answer = await client.get(path)
+        samples.append((time.perf_counter() - began) * 1e3)
+        assert answer.status_code == 200, (path, answer.status_code)
+    return statistics.median(samples)
+
+
+def _main(argv: list[str]) -> None:
+    logging.disable(logging.CRITICAL)  # the Broken jobs' failures, by the thousand
+    if argv[0] == "drain":
+        print(json.dumps(asyncio.run(_drain(argv[1], argv[2], int(argv[3])))))
+    else:
+        print(json.dumps(asyncio.run(_dashboard(int(argv[1])))))
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])
+
+
+def summary(found: dict[str, Any]) -> tuple[list[str], list[Target]]:
+    """The lines that show the issue-14 figures, and its targets judged on them."""
+    if not found:
+        return [], []
+    drain, pages = found["drain"], found["dashboard_ms"]
+    lines = [
+        f"drain of no-op jobs from Redis: {variant} {figures['jobs_per_s']:,.0f} jobs/s "
+        f"({figures['ratio']:.1%} of off)"
+        for variant, figures in drain.items()
+    ]
+    worst = max(pages.values())
+    lines.append(
+        f"dashboard pages with {found['retained']:,} retained jobs: "
+        + ", ".join(f"{page} {ms:.1f} ms" for page, ms in pages.items())
+    )
+    ratio = drain["metrics+traces"]["ratio"]
+    goals = [
+        Target("drain with metrics and traces >= 95 % of off", f"{ratio:.1%}", ratio >= 0.95),
+        Target(
+            f"dashboard page with {found['retained']:,} retained <= 100 ms",
+            f"{worst:.1f} ms",
+            worst <= 100,
+        ),
+    ]
+    return lines, goals
