@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 from fastapi import FastAPI
@@ -13,11 +15,19 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
-from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore
-from async_endpoints._tracing import JOB_ID, JOB_NAME, RETRY_COUNT
+from async_endpoints import (
+    AsyncContext,
+    AsyncEndpoints,
+    InMemoryJobStore,
+    Job,
+    JobRequest,
+    JobStatus,
+)
+from async_endpoints._tracing import JOB_ID, JOB_NAME, RETRY_COUNT, attempt_span
 from tests.observability.spans import exporter
 
 tracer = trace.get_tracer("tests")
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -150,3 +160,36 @@ print("fine")
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "fine"
+
+
+def test_the_carried_tracestate_reaches_the_run_span(spans: InMemorySpans) -> None:
+    """A job carrying traceparent and tracestate: its run span's parent is that span, and
+    its own context keeps the tracestate."""
+    carried = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\ncongo=t61rcWkgMzE"
+    job = Job(
+        uuid.uuid4(), "Ok", JobStatus.IN_PROGRESS, 0, 0, NOW, NOW, None, NOW,
+        request=JobRequest(trace_context=carried),
+    )  # fmt: skip
+    with attempt_span(job):
+        pass
+    (run,) = spans.named("async_endpoints.run Ok")
+    assert f"{run.context.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c"
+    assert run.parent is not None and f"{run.parent.span_id:016x}" == "b7ad6b7169203331"
+    assert run.context.trace_state.get("congo") == "t61rcWkgMzE"
+
+
+@pytest.mark.parametrize(
+    "carried", ["garbage", "01-abc-def-01", "00-" + "0" * 32 + "-" + "0" * 16 + "-01"]
+)
+def test_a_malformed_trace_context_starts_a_trace_of_its_own(
+    spans: InMemorySpans, carried: str
+) -> None:
+    """Nothing breaks: the attempt's span is a root span."""
+    job = Job(
+        uuid.uuid4(), "Ok", JobStatus.IN_PROGRESS, 0, 0, NOW, NOW, None, NOW,
+        request=JobRequest(trace_context=carried),
+    )  # fmt: skip
+    with attempt_span(job):
+        pass
+    (run,) = spans.named("async_endpoints.run Ok")
+    assert run.parent is None
