@@ -15,6 +15,7 @@ fetched again every second by the page's script (the same URL with the header
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,12 +27,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route, Router
 
+from . import _dashboard_batches as dashboard_batches
 from . import _dashboard_guard as guard
 from . import _dashboard_views as views
 from ._errors import StoreUnavailableError
 from ._job import Job, JobStatus, parse_job_id
 from ._responses import call_maybe_async
-from ._store import ControlStore, ScheduleStore
+from ._store import BatchStore, ControlStore, ScheduleStore
 
 if TYPE_CHECKING:
     from ._endpoints import AsyncEndpoints
@@ -61,6 +63,8 @@ NOTICES = {
     "unavailable": "The job store is unavailable; nothing was changed.",
     "bad-queue": "There is no such queue.",
     "bad-cursor": "That page link no longer fits the filters; showing the first page.",
+    "batch-canceled": "The batch was cancelled: its unfinished jobs and its continuations.",
+    "unknown-batch": "There is no such batch (any more).",
 }
 
 
@@ -89,9 +93,11 @@ class Dashboard:
         self.templates.globals["m"] = self.templates.get_template("macros.html").module
         self.assets = {name: (ASSETS / name).read_bytes() for name in _ASSET_TYPES}
         self.can_control = isinstance(endpoints.store, ControlStore)
+        self.has_batches = isinstance(endpoints.store, BatchStore)
         page, action = self._page, self._action
         self.router = Router(
             routes=[
+                *(self._batch_routes() if self.has_batches else []),
                 Route("/", page(self.queues_page), methods=["GET"]),
                 Route("/jobs", page(self.jobs_page), methods=["GET"]),
                 Route("/jobs/{job_id}", page(self.job_page), methods=["GET"]),
@@ -103,6 +109,24 @@ class Dashboard:
                 Route("/actions/resume", action(self.resume), methods=["POST"]),
             ]
         )
+
+    def _batch_routes(self) -> list[Route]:
+        endpoints = self.endpoints
+
+        async def batches(request: Request) -> tuple[str, dict[str, Any]]:
+            return await dashboard_batches.batches_page(endpoints, request)
+
+        async def batch(request: Request) -> tuple[str, dict[str, Any]]:
+            return await dashboard_batches.batch_page(endpoints, request)
+
+        async def cancel_batch(request: Request, fields: dict[str, str]) -> str:
+            return await dashboard_batches.cancel_batch(endpoints, fields)
+
+        return [
+            Route("/batches", self._page(batches), methods=["GET"]),
+            Route("/batches/{batch_id}", self._page(batch), methods=["GET"]),
+            Route("/actions/cancel-batch", self._action(cancel_batch), methods=["POST"]),
+        ]
 
     # ---- plumbing: authorization, rendering, actions ------------------------------------
 
@@ -152,6 +176,7 @@ class Dashboard:
             "notice": notice,
             "can_control": self.can_control,
             "has_schedules": isinstance(self.endpoints.store, ScheduleStore),
+            "has_batches": self.has_batches,
         }
 
     def render(self, template: str, context: dict[str, Any], fragment: bool = False) -> str:
@@ -230,7 +255,7 @@ class Dashboard:
         try:
             jobs, next_cursor = await views.list_page(self.endpoints.list_jobs, filters)
         except ValueError:
-            filters = views.Filters(filters.status, filters.queue, filters.tenant, filters.name)
+            filters = dataclasses.replace(filters, cursor=None)
             jobs, next_cursor = await views.list_page(self.endpoints.list_jobs, filters)
             notice = NOTICES["bad-cursor"]
         title = "Jobs" if filters.status is None else f"{filters.status.value} jobs"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from ._job import MAX_LABEL_LENGTH, Job, JobStatus, format_time
+from ._job import MAX_LABEL_LENGTH, Job, JobStatus, format_time, parse_job_id
 from ._listing import JobPage
 
 #: Jobs per dashboard page.
@@ -29,6 +29,7 @@ class Lister(Protocol):
         status: JobStatus | None = None,
         queue: str | None = None,
         tenant: str | None = None,
+        batch_id: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> JobPage: ...
@@ -43,8 +44,8 @@ class Filters:
     queue: str | None = None
     tenant: str | None = None
     name: str | None = None
-    # Batches: when `list_jobs` takes ``batch_id``, add a ``batch`` filter here, to the
-    # filter form in jobs.html, and pass it on in `list_page`.
+    #: A batch id (stores that keep batches).
+    batch: str | None = None
     cursor: str | None = None
 
     def query(self, **changes: str | None) -> dict[str, str]:
@@ -54,6 +55,7 @@ class Filters:
             "queue": self.queue,
             "tenant": self.tenant,
             "name": self.name,
+            "batch": self.batch,
             "cursor": self.cursor,
         }
         values.update(changes)
@@ -68,8 +70,9 @@ def read_filters(params: Mapping[str, str], queues: Sequence[str]) -> Filters:
     return Filters(
         status=JobStatus(status) if status in JobStatus._value2member_map_ else None,
         queue=queue if queue in queues else None,
-        tenant=_label(params.get("tenant")),
-        name=_label(params.get("name")),
+        tenant=label(params.get("tenant")),
+        name=label(params.get("name")),
+        batch=_uuid(params.get("batch")),
         cursor=params.get("cursor") or None,
     )
 
@@ -87,6 +90,8 @@ async def list_page(list_jobs: Lister, filters: Filters) -> tuple[list[Job], str
     kwargs: dict[str, Any] = {"status": filters.status, "queue": filters.queue}
     if filters.tenant is not None:
         kwargs["tenant"] = filters.tenant
+    if filters.batch is not None:
+        kwargs["batch_id"] = filters.batch
     if filters.name is None:
         page = await list_jobs(**kwargs, limit=PAGE_SIZE, cursor=filters.cursor)
         return list(page.jobs), page.next_cursor
@@ -150,7 +155,13 @@ def timeline(job: Job) -> list[tuple[str, datetime]]:
     return sorted(known, key=lambda pair: pair[1])
 
 
-def _label(value: str | None) -> str | None:
+def label(value: str | None) -> str | None:
+    """``value`` as a tenant or name filter: None when empty or too long."""
     if not value or len(value) > MAX_LABEL_LENGTH:
         return None
     return value
+
+
+def _uuid(value: str | None) -> str | None:
+    parsed = parse_job_id(value)
+    return None if parsed is None else str(parsed)

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from async_endpoints import AsyncEndpoints, JobStatus
+from async_endpoints import AsyncEndpoints, JobSpec, JobStatus
 from async_endpoints._dashboard_guard import COOKIE
 from async_endpoints_redis import RedisJobStore
 from tests.observability.dashboard_app import Gate, make_app
@@ -217,3 +217,30 @@ async def test_the_dashboard_on_redis(redis_server: Any, prefix: str, gate: Gate
         assert answer.status_code == 303
         canceled = await endpoints.get_job(job.id)
         assert canceled is not None and canceled.status is JobStatus.CANCELED
+
+
+async def test_batches_their_jobs_and_cancelling_one(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """The batches page lists a batch with its counts; its page and jobs?batch= list its
+    jobs; Cancel batch cancels the unfinished ones."""
+    batch = await engine.submit_batch(
+        [JobSpec("Hold"), JobSpec("Hold"), JobSpec("Ok", {})], tenant="acme"
+    )
+    other = await engine.submit("Hold")
+    listing = await client.get("/dashboard/batches?tenant=acme")
+    row = re.search(rf'<tr data-batch="{batch.id}">(.*?)</tr>', listing.text, re.S)
+    assert row is not None and "Running" in row.group(1)
+    assert '<td class="num">3</td>' in row.group(1)
+    page = await client.get(f"/dashboard/batches/{batch.id}")
+    in_batch = set(re.findall(r'<tr data-job="([0-9a-f-]+)"', page.text))
+    assert len(in_batch) == 3 and str(other.id) not in in_batch
+    filtered = await client.get(f"/dashboard/jobs?batch={batch.id}")
+    assert set(re.findall(r'<tr data-job="([0-9a-f-]+)"', filtered.text)) == in_batch
+    form = {"token": await token_of(client), "batch_id": str(batch.id)}
+    answer = await client.post("/dashboard/actions/cancel-batch", data=form, headers=SAME_ORIGIN)
+    assert answer.status_code == 303 and answer.headers["location"].endswith("batch-canceled")
+    canceled = await engine.get_batch(batch.id)
+    assert canceled is not None and canceled.canceled == 3
+    assert (await engine.get_job(other.id)).status is JobStatus.QUEUED  # type: ignore[union-attr]
+    assert (await client.get("/dashboard/batches/not-a-batch")).status_code == 404

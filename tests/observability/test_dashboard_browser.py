@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from async_endpoints import AsyncEndpoints, Job, JobStatus
+from async_endpoints import AsyncEndpoints, Job, JobSpec, JobStatus
 from async_endpoints._events import EventKind, LifecycleEvent
 from tests.observability.dashboard_app import Gate, make_app
 from tests.serving import served
@@ -239,3 +239,20 @@ async def test_job_data_never_runs_as_script(site: tuple[str, AsyncEndpoints], p
     await page.goto(f"{base}/dashboard/jobs/{done.id}")
     await expect(page.locator(".result")).to_contain_text("<script>window.pwned")
     assert dialogs == []
+
+
+async def test_a_batch_page_follows_its_jobs(
+    site: tuple[str, AsyncEndpoints], page: Page, gate: Gate
+) -> None:
+    """A batch of two Hold jobs: its page shows Running, then Finished with both jobs
+    Completed within 2 s of their end, without reloading."""
+    base, engine = site
+    batch = await engine.submit_batch([JobSpec("Hold"), JobSpec("Hold")], tenant="acme")
+    await page.goto(f"{base}/dashboard/batches")
+    await page.get_by_role("link", name=str(batch.id)[:8]).click()
+    status = page.locator(".job-head .status")
+    await expect(status).to_have_text("Running")
+    await expect(page.locator("tr[data-job]")).to_have_count(2)
+    gate.open.set()
+    await expect(status).to_have_text("Finished", timeout=LIVE_WITHIN_MS)
+    await expect(page.locator("tr[data-job] .status-completed")).to_have_count(2)
