@@ -170,14 +170,16 @@ class Scripts:
         inbox: str,
         started: Sequence[str],
         queues: Sequence[str],
-    ) -> list[Reply]:
-        """Per claimed job its id and hash as JSON (``job_text``); the same claims again when a call
-        with this ``token_base`` already ran (its reply was lost). First ends the offer of
-        ``inbox`` ('' for none), of whose jobs ``started`` were started."""
+    ) -> tuple[list[Reply], int]:
+        """Per claimed job its id and hash as JSON (``job_text``); the same claims again
+        when a call with this ``token_base`` already ran (its reply was lost). First ends
+        the offer of ``inbox`` ('' for none), of whose jobs ``started`` were started. And,
+        when ``queues`` ran dry, the ms until the earliest Scheduled job is due (-1: none),
+        else -2."""
         args: list[str | int] = [limit, lease_ms, token_base, _PROMOTE_BATCH]
         args += [limit + _SKIP_BUDGET, inbox, queues_arg(queues), *started]
-        claimed: list[Reply] = await self._call("claim", args)
-        return claimed
+        claimed, due_ms = await self._call("claim", args)
+        return claimed, due_ms
 
     async def offer(
         self,

@@ -34,6 +34,7 @@ import json
 import logging
 import math
 import secrets
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -163,6 +164,9 @@ class RedisJobStore(RedisControl, RedisInspection, RedisSchedules):
         self._unanswered_claim: str | None = None
         self._submissions: Batcher[tuple[NewJob, int | None], int] = Batcher(self._enqueue_many)
         self._claim_generation = 0
+        # (ms until the earliest Scheduled job is due or -1, when, queues) from the last
+        # claim, when it found its queues dry.
+        self._due_after_claim: tuple[int, float, tuple[str, ...]] | None = None
         self._offer: Offer | None = None
         self._offered = False
         # Tokens of handed-over jobs returned to the worker, until a script has been told
@@ -236,6 +240,7 @@ class RedisJobStore(RedisControl, RedisInspection, RedisSchedules):
         queues and drops ids whose record is missing or corrupt.
         """
         self._claim_generation = self._notifications.generation
+        self._due_after_claim = None
         if limit <= 0:
             return []
         # A call that went unanswered may have run: the next one resends its token base, so
@@ -245,7 +250,7 @@ class RedisJobStore(RedisControl, RedisInspection, RedisSchedules):
         started, self._started = self._started, []
         inbox = self._inbox
         try:
-            reply = await self._run(
+            reply, due_ms = await self._run(
                 "claim", lambda s: s.claim(limit, _ms(lease), token_base, inbox, started, queues)
             )
         except BaseException as exc:
@@ -254,6 +259,8 @@ class RedisJobStore(RedisControl, RedisInspection, RedisSchedules):
                 self._unanswered_claim = token_base
             self._started = started + self._started
             raise
+        if due_ms != -2:  # the queues ran dry: a busy wait need not ask for the due time
+            self._due_after_claim = (due_ms, time.monotonic(), tuple(queues))
         claims = []
         for message in reply:
             job, fields = job_from_text(message)
@@ -375,13 +382,28 @@ class RedisJobStore(RedisControl, RedisInspection, RedisSchedules):
         if self._connection.closed or self._notifications.generation != self._claim_generation:
             return []
         if take <= 0 or not self._notifications.connected:
-            due_ms = await self._run(
-                "wait_for_work", lambda s: s.offer("", "", 0, 0, 0, (), queues)
-            )
-            delay = timeout if due_ms < 0 else min(timeout, due_ms / 1000)
+            delay = self._delay_known_from_claim(timeout, queues)
+            if delay is None:
+                due_ms = await self._run(
+                    "wait_for_work", lambda s: s.offer("", "", 0, 0, 0, (), queues)
+                )
+                delay = timeout if due_ms < 0 else min(timeout, due_ms / 1000)
             await _wait(wake, delay)
             return []
         return await self._wait_offering(wake, min(timeout, _OFFER_RENEW), take, lease, queues)
+
+    def _delay_known_from_claim(self, timeout: float, queues: Sequence[str]) -> float | None:
+        """How long to wait when the last claim, of these queues, found them dry and told
+        when the earliest Scheduled job is due: nothing claimable or due sooner can come
+        without a wake-up, which ends the wait (the caller checked none came since). None
+        when that is not known, or wake-ups may be missed (no live subscription)."""
+        known = self._due_after_claim
+        if known is None or not self._notifications.connected or known[2] != tuple(queues):
+            return None
+        due_ms, at, _ = known
+        if due_ms < 0:
+            return timeout
+        return min(timeout, max(0.0, due_ms / 1000 - (time.monotonic() - at)))
 
     async def _wait_offering(
         self,

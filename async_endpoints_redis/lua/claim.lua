@@ -19,8 +19,11 @@
 -- those claims are returned again instead of claiming more jobs and stranding the first
 -- ones until their lease runs out.
 --
--- Returns: the claimed jobs, each as its id followed by its hash as a JSON array (see
--- job_text in _lib.lua).
+-- Returns: {the claimed jobs, each as its id followed by its hash as a JSON array (see
+-- job_text in _lib.lua); when the given queues ran dry, the ms until the earliest
+-- Scheduled job is due (0: due now) or -1 when none is, else -2}: a claimer that waits
+-- for work next need not ask for that due time again (the wake channel tells it of
+-- anything claimable or due sooner that comes after this call).
 -- Ids whose hash is missing, not a hash, not Queued or lacking numeric counters are
 -- dropped from the queue and never stall it.
 -- (retry_count may be absent: it is 0 until the first retry.)
@@ -42,7 +45,7 @@ if #remembered > 0 then
       again[#again + 1] = job_text(key, id)
     end
   end
-  return again
+  return {again, -2}
 end
 
 local due = redis.call('ZRANGEBYSCORE', K.scheduled, '-inf', clock, 'LIMIT', 0, tonumber(ARGV[4]))
@@ -76,12 +79,14 @@ local deadline = clock + tonumber(ARGV[2])
 local queues = open_queues(queue_list(ARGV[7]))
 local claimed = {}
 local ids = {}
+local dry = false
 for n = 1, tonumber(ARGV[5]) do
   if #claimed >= limit then
     break
   end
   local id, queue = ready_pop(queues)
   if not id then
+    dry = true
     break
   end
   local key = job_key(id)
@@ -100,4 +105,12 @@ flush_pending()
 if back > 0 then
   wake()
 end
-return claimed
+local due = -2
+if dry then
+  due = -1
+  local first = redis.call('ZRANGE', K.scheduled, 0, 0, 'WITHSCORES')
+  if #first > 0 then
+    due = math.max(0, tonumber(first[2]) - clock)
+  end
+end
+return {claimed, due}

@@ -191,7 +191,7 @@ class HeldClaimReplies(RedisJobStore):
 
     async def _run(self, operation: str, call: Callable[[Any], Awaitable[T]]) -> T:
         result = await super()._run(operation, call)
-        if operation == "claim" and result:
+        if operation == "claim" and result[0]:  # type: ignore[index]
             self.reply_held.set()
             await self.release.wait()
         return result

@@ -198,6 +198,28 @@ async def test_wait_for_work_returns_when_the_earliest_scheduled_job_is_due(
     assert claims[0].job.retry_count == 1
 
 
+async def test_a_wait_after_a_dry_claim_learns_of_a_job_delayed_by_another_instance(
+    make_store: Callable[..., Awaitable[RedisJobStore]],
+) -> None:
+    """A claim that finds its queues dry tells the due time of the earliest Scheduled job,
+    so the busy wait after it asks Redis nothing; a job delayed by another instance since
+    then still ends that wait (its wake-up), and is claimed once due."""
+    worker, api = await make_store(), await make_store()
+    await eventually(lambda: _listening(worker))
+    assert await worker.claim(5, lease=30) == []
+    waiting = asyncio.create_task(worker.wait_for_work(30))
+    delayed = await api.enqueue(new_job_delayed(0.2))
+    await within(2.0, waiting)
+    async with asyncio.timeout(2.0):
+        while not (claims := await worker.claim(5, lease=30)):
+            await worker.wait_for_work(30)  # spurious wake-ups are allowed
+    assert [claim.job.id for claim in claims] == [delayed.id]
+
+
+def new_job_delayed(delay: float) -> NewJob:
+    return NewJob(id=uuid.uuid4(), name="Job", max_retries=3, delay=delay)
+
+
 async def test_wait_until_terminal_is_woken_by_a_completion_through_another_instance(
     make_store: Callable[..., Awaitable[RedisJobStore]],
 ) -> None:
