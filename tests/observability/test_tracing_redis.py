@@ -1,10 +1,12 @@
-"""Traces across processes through Redis: the run span, ended in a worker process, is a
-child of the submit span of the process that took the request."""
+"""Across processes through Redis: the run span, ended in a worker process, is a child of
+the submit span of the process that took the request; the worker serves its own metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -12,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from opentelemetry import trace
 
@@ -30,10 +33,21 @@ def spans_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def worker(redis_server: Any, prefix: str, spans_file: Path, tmp_path: Path) -> Iterator[None]:
+def metrics_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def worker(
+    redis_server: Any, prefix: str, spans_file: Path, tmp_path: Path, metrics_port: int
+) -> Iterator[None]:
     """A worker process (the CLI) serving tests.observability.traced_app."""
     env = {**os.environ, "REDIS_URL": redis_server.url, "AE_PREFIX": prefix}
     env["SPANS_FILE"] = str(spans_file)
+    env["METRICS_PORT"] = str(metrics_port)
     command = [sys.executable, "-m", "async_endpoints", "worker"]
     command.append("tests.observability.traced_app:endpoints")
     with (tmp_path / "worker.log").open("wb") as log:
@@ -49,6 +63,7 @@ async def api(redis_server: Any, prefix: str) -> AsyncIterator[AsyncEndpoints]:
     exporter()  # this process traces too
     store = RedisJobStore(redis_server.url, prefix=prefix)
     endpoints = AsyncEndpoints(store=store, max_retries=0)
+    endpoints.enable_metrics()
 
     async def traced(ctx: AsyncContext[None]) -> str:
         raise AssertionError("runs in the worker process only")
@@ -105,3 +120,28 @@ async def test_a_failed_attempt_in_the_worker_has_an_error_span(
     assert run["trace_id"] == f"{request_span.get_span_context().trace_id:032x}"
     assert run["status"] == "ERROR"
     assert run["events"] == ["exception"]
+
+
+async def test_the_worker_process_serves_its_own_metrics(
+    api: AsyncEndpoints, worker: None, metrics_port: int
+) -> None:
+    """Jobs run by the worker process are counted in the metrics it serves (polled until
+    its last attempt's end is counted); the API process counts their submissions."""
+    for name in ("Traced", "Traced", "Failing"):
+        await api.wait_for((await api.submit(name)).id, timeout=30)
+    expected = [
+        'async_endpoints_job_attempts_total{name="Traced",outcome="completed"} 2.0',
+        'async_endpoints_job_attempts_total{name="Failing",outcome="failed"} 1.0',
+        "async_endpoints_jobs_running 0.0",
+    ]
+    async with httpx.AsyncClient() as client:
+        for _ in range(600):
+            text = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+            if all(line in text for line in expected):
+                break
+            await asyncio.sleep(0.05)
+    assert [line for line in expected if line not in text] == []
+    submitted = api.metrics.registry.get_sample_value(
+        "async_endpoints_jobs_submitted_total", {"name": "Traced", "queue": "default"}
+    )
+    assert submitted == 2

@@ -1,5 +1,6 @@
-"""A worker app for the cross-process trace test: Redis store from ``REDIS_URL`` and
-``AE_PREFIX``; the spans it ends are written as JSON lines to ``SPANS_FILE``."""
+"""A worker app for the cross-process tests: Redis store from ``REDIS_URL`` and
+``AE_PREFIX``; the spans it ends are written as JSON lines to ``SPANS_FILE``; its metrics
+are served on ``METRICS_PORT`` (as the README tells worker processes to)."""
 
 from __future__ import annotations
 
@@ -57,3 +58,4 @@ async def failing(ctx: AsyncContext[None]) -> None:
 
 endpoints.add_handler(traced, name="Traced")
 endpoints.add_handler(failing, name="Failing")
+endpoints.metrics.serve(int(os.environ["METRICS_PORT"]), "127.0.0.1")
