@@ -6,13 +6,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 
 import pytest
 from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from async_endpoints import (
@@ -24,25 +25,26 @@ from async_endpoints import (
     JobStatus,
 )
 from async_endpoints._tracing import JOB_ID, JOB_NAME, RETRY_COUNT, attempt_span
-from tests.observability.spans import exporter
+from tests.observability.spans import tracing
 
 tracer = trace.get_tracer("tests")
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-def spans() -> InMemorySpans:
-    return InMemorySpans()
+def spans() -> Iterator[InMemorySpans]:
+    with tracing() as exporter:
+        yield InMemorySpans(exporter)
 
 
 class InMemorySpans:
-    """The spans ended since the fixture was made."""
+    """The spans ended while the test runs."""
 
-    def __init__(self) -> None:
-        exporter().clear()
+    def __init__(self, exporter: InMemorySpanExporter) -> None:
+        self.exporter = exporter
 
     def named(self, prefix: str) -> list[ReadableSpan]:
-        return [s for s in exporter().get_finished_spans() if s.name.startswith(prefix)]
+        return [s for s in self.exporter.get_finished_spans() if s.name.startswith(prefix)]
 
 
 @pytest.fixture
@@ -193,3 +195,17 @@ def test_a_malformed_trace_context_starts_a_trace_of_its_own(
         pass
     (run,) = spans.named("async_endpoints.run Ok")
     assert run.parent is None
+
+
+async def test_without_a_tracer_provider_no_span_and_no_trace_context(
+    engine: AsyncEndpoints,
+) -> None:
+    """opentelemetry-api installed but no provider set (outside `tracing`): jobs carry no
+    trace context and the tracing helpers report themselves off."""
+    from async_endpoints._tracing import enabled
+
+    with tracing():
+        assert enabled()
+    assert not enabled()
+    job = await engine.submit("Ok")
+    assert job.request.trace_context is None

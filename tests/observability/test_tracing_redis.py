@@ -17,10 +17,11 @@ from typing import Any
 import httpx
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from async_endpoints import AsyncContext, AsyncEndpoints
 from async_endpoints_redis import RedisJobStore
-from tests.observability.spans import exporter
+from tests.observability.spans import tracing
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,9 +59,17 @@ def worker(
 
 
 @pytest.fixture
-async def api(redis_server: Any, prefix: str) -> AsyncIterator[AsyncEndpoints]:
+def spans() -> Iterator[InMemorySpanExporter]:
+    """This process traces too."""
+    with tracing() as exporter:
+        yield exporter
+
+
+@pytest.fixture
+async def api(
+    redis_server: Any, prefix: str, spans: InMemorySpanExporter
+) -> AsyncIterator[AsyncEndpoints]:
     """This process: takes submissions (no workers), with the same handler names."""
-    exporter()  # this process traces too
     store = RedisJobStore(redis_server.url, prefix=prefix)
     endpoints = AsyncEndpoints(store=store, max_retries=0)
     endpoints.enable_metrics()
@@ -87,16 +96,15 @@ def worker_spans(path: Path, count: int) -> list[dict[str, Any]]:
 
 
 async def test_the_worker_run_span_is_a_child_of_the_submit_span(
-    api: AsyncEndpoints, worker: None, spans_file: Path
+    api: AsyncEndpoints, worker: None, spans_file: Path, spans: InMemorySpanExporter
 ) -> None:
     """Submit here inside a request span; the worker's run span has the same trace id and
     the submit span as its parent (the traceparent went through Redis with the job)."""
-    exporter().clear()
     with tracer.start_as_current_span("POST /traced") as request_span:
         job = await api.submit("Traced")
     done = await api.wait_for(job.id, timeout=30)
     assert done.result == "traced"
-    (submit,) = [s for s in exporter().get_finished_spans() if s.name.startswith("async_")]
+    (submit,) = [s for s in spans.get_finished_spans() if s.name.startswith("async_")]
     trace_id = f"{request_span.get_span_context().trace_id:032x}"
     span_id = f"{submit.context.span_id:016x}"
     assert job.request.trace_context is not None
