@@ -61,10 +61,12 @@ end
 
 local function index_new_chunk(name, entries)
   local n = redis.call('INCR', index_dir(name) .. ':n')
-  local chunk = index_chunk(name, n)
-  for _, entry in ipairs(entries) do
-    redis.call('ZADD', chunk, 0, entry)
+  local scored = {}
+  for i, entry in ipairs(entries) do
+    scored[2 * i - 1] = 0
+    scored[2 * i] = entry
   end
+  redis.call('ZADD', index_chunk(name, n), unpack(scored))
   redis.call('ZADD', index_dir(name), 0, entries[1] .. ' ' .. n)
 end
 
