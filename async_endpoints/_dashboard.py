@@ -51,6 +51,8 @@ _SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 _MAX_FORM = 8192  # bytes
+#: Every route takes every method, so that authorize is asked first (then 405 if wrong).
+ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 #: What an action's redirect says, by code (never text from the request).
 NOTICES = {
     "canceled": "The job was cancelled.",
@@ -95,19 +97,21 @@ class Dashboard:
         self.can_control = isinstance(endpoints.store, ControlStore)
         self.has_batches = isinstance(endpoints.store, BatchStore)
         page, action = self._page, self._action
+        # No slash redirects: they would answer before authorize is asked.
         self.router = Router(
+            redirect_slashes=False,
             routes=[
                 *(self._batch_routes() if self.has_batches else []),
-                Route("/", page(self.queues_page), methods=["GET"]),
-                Route("/jobs", page(self.jobs_page), methods=["GET"]),
-                Route("/jobs/{job_id}", page(self.job_page), methods=["GET"]),
-                Route("/schedules", page(self.schedules_page), methods=["GET"]),
-                Route("/assets/{name}", self._guarded(self.asset), methods=["GET"]),
-                Route("/actions/cancel", action(self.cancel), methods=["POST"]),
-                Route("/actions/requeue", action(self.requeue), methods=["POST"]),
-                Route("/actions/pause", action(self.pause), methods=["POST"]),
-                Route("/actions/resume", action(self.resume), methods=["POST"]),
-            ]
+                Route("/", page(self.queues_page), methods=ANY_METHOD),
+                Route("/jobs", page(self.jobs_page), methods=ANY_METHOD),
+                Route("/jobs/{job_id}", page(self.job_page), methods=ANY_METHOD),
+                Route("/schedules", page(self.schedules_page), methods=ANY_METHOD),
+                Route("/assets/{name}", self._guarded(self.asset), methods=ANY_METHOD),
+                Route("/actions/cancel", action(self.cancel), methods=ANY_METHOD),
+                Route("/actions/requeue", action(self.requeue), methods=ANY_METHOD),
+                Route("/actions/pause", action(self.pause), methods=ANY_METHOD),
+                Route("/actions/resume", action(self.resume), methods=ANY_METHOD),
+            ],
         )
 
     def _batch_routes(self) -> list[Route]:
@@ -123,19 +127,26 @@ class Dashboard:
             return await dashboard_batches.cancel_batch(endpoints, fields)
 
         return [
-            Route("/batches", self._page(batches), methods=["GET"]),
-            Route("/batches/{batch_id}", self._page(batch), methods=["GET"]),
-            Route("/actions/cancel-batch", self._action(cancel_batch), methods=["POST"]),
+            Route("/batches", self._page(batches), methods=ANY_METHOD),
+            Route("/batches/{batch_id}", self._page(batch), methods=ANY_METHOD),
+            Route("/actions/cancel-batch", self._action(cancel_batch), methods=ANY_METHOD),
         ]
 
     # ---- plumbing: authorization, rendering, actions ------------------------------------
 
     def _guarded(
-        self, endpoint: Callable[[Request], Awaitable[Response]]
+        self, endpoint: Callable[[Request], Awaitable[Response]], method: str = "GET"
     ) -> Callable[[Request], Awaitable[Response]]:
+        """``endpoint`` for ``method`` (GET takes HEAD too), behind ``authorize``: refused,
+        any request answers 404, whatever its method (a 405 would tell that the route
+        exists)."""
+        allowed = ("GET", "HEAD") if method == "GET" else (method,)
+
         async def guarded(request: Request) -> Response:
             if await call_maybe_async(self.authorize, request) is not True:
                 return _not_found()
+            if request.method not in allowed:
+                return Response(status_code=405, headers={"Allow": ", ".join(allowed)})
             return await endpoint(request)
 
         return guarded
@@ -206,7 +217,7 @@ class Dashboard:
                 done = "unavailable"
             return RedirectResponse(self._back(fields.get("next"), done), status_code=303)
 
-        return self._guarded(action)
+        return self._guarded(action, "POST")
 
     def _back(self, target: str | None, done: str) -> str:
         """Where an action returns to: ``target`` when it is a page of this dashboard."""
@@ -224,6 +235,8 @@ class Dashboard:
         """The dashboard's path without its slash: to its queues page (authorized only)."""
         if await call_maybe_async(self.authorize, request) is not True:
             return _not_found()
+        if request.method not in ("GET", "HEAD"):
+            return Response(status_code=405, headers={"Allow": "GET, HEAD"})
         return RedirectResponse(self.root + "/", status_code=307)
 
     async def asset(self, request: Request) -> Response:

@@ -125,7 +125,7 @@ class Observability:
         if not isinstance(self.store, InspectionStore):
             raise ConfigurationError(f"{type(self.store).__name__} cannot list jobs")
         try:
-            from ._dashboard import Dashboard
+            from ._dashboard import ANY_METHOD, Dashboard
         except ImportError as exc:
             message = 'the dashboard needs Jinja2: pip install "async-endpoints[dashboard]"'
             raise ConfigurationError(message) from exc
@@ -133,6 +133,6 @@ class Observability:
         name = "dashboard_" + re.sub(r"\W+", "_", path).strip("_")
         # The bare path too (not the app's slash redirect, which would answer anyone).
         self.app.router.add_route(
-            path, dashboard.home_redirect, methods=["GET"], include_in_schema=False
+            path, dashboard.home_redirect, methods=ANY_METHOD, include_in_schema=False
         )
         self.app.mount(path, dashboard.router, name=name)

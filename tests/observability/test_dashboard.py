@@ -57,6 +57,14 @@ async def test_every_route_answers_404_when_authorize_says_no(
     job = await engine.submit("Hold")
     for path in ("/dashboard", "/dashboard/", "/dashboard/jobs", f"/dashboard/jobs/{job.id}"):
         assert (await client.get(path)).status_code == 404, path
+    for method, path in [
+        ("POST", "/dashboard/"),
+        ("DELETE", "/dashboard"),
+        ("GET", "/dashboard/actions/cancel"),
+        ("GET", "/dashboard/jobs/"),
+        ("GET", "/dashboard/nothing-here"),
+    ]:
+        assert (await client.request(method, path)).status_code == 404, (method, path)
     assert (await client.get("/dashboard/assets/dashboard.js")).status_code == 404
     form = {"token": token, "job_id": str(job.id)}
     answer = await client.post("/dashboard/actions/cancel", data=form, headers=SAME_ORIGIN)
@@ -244,3 +252,11 @@ async def test_batches_their_jobs_and_cancelling_one(
     assert canceled is not None and canceled.canceled == 3
     assert (await engine.get_job(other.id)).status is JobStatus.QUEUED  # type: ignore[union-attr]
     assert (await client.get("/dashboard/batches/not-a-batch")).status_code == 404
+
+
+async def test_a_wrong_method_answers_405_once_authorized(client: httpx.AsyncClient) -> None:
+    """GET on an action, POST on a page: 405 with Allow."""
+    answer = await client.get("/dashboard/actions/cancel")
+    assert (answer.status_code, answer.headers["allow"]) == (405, "POST")
+    answer = await client.post("/dashboard/jobs")
+    assert (answer.status_code, answer.headers["allow"]) == (405, "GET, HEAD")
