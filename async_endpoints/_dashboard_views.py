@@ -106,10 +106,16 @@ async def list_page(list_jobs: Lister, filters: Filters) -> tuple[list[Job], str
             return found, cursor
 
 
-def ago(moment: datetime | None, now: datetime) -> str:
-    """``moment`` relative to ``now``: "3 s ago", "in 5 min", "2 h ago"; "" for None."""
+def ago(moment: datetime | None, now: datetime | None) -> str:
+    """``moment`` relative to ``now``: "3 s ago", "in 5 min", "2 h ago"; "" for None.
+
+    Without ``now`` (the live part a page fetches again every second), the absolute time:
+    the page's script writes the relative one, and an unchanged part stays the same text.
+    """
     if moment is None:
         return ""
+    if now is None:
+        return absolute(moment)
     seconds = (now - moment).total_seconds()
     size = abs(seconds)
     if size < 1:

@@ -34,8 +34,14 @@
   }
 
   var busy = false;
+  var last = null; // the live part as last fetched: an unchanged one is not redrawn
+  var holding = false; // a pointer is down: redrawing now could swallow the click
+  document.addEventListener("pointerdown", function () { holding = true; });
+  document.addEventListener("pointerup", function () { holding = false; });
+  document.addEventListener("pointercancel", function () { holding = false; });
+
   function refresh() {
-    if (busy || document.hidden) return;
+    if (busy || holding || document.hidden) return;
     busy = true;
     fetch(window.location.href, {
       headers: { "X-Dashboard-Fragment": "1" },
@@ -47,11 +53,11 @@
         return answer.text();
       })
       .then(function (html) {
-        var holder = document.createElement("div");
-        holder.innerHTML = html; // server-rendered and escaped: no script runs from it
-        live.innerHTML = holder.innerHTML;
         state.classList.remove("stale");
         state.textContent = "live";
+        if (html === last || holding) return;
+        last = html;
+        live.innerHTML = html; // server-rendered and escaped; scripts never run from it
         relativeTimes();
       })
       .catch(function () {
@@ -65,5 +71,6 @@
 
   readServerNow(live);
   relativeTimes();
+  setInterval(relativeTimes, REFRESH_MS);
   setInterval(refresh, REFRESH_MS);
 })();
