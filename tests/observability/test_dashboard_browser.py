@@ -45,7 +45,8 @@ async def browser() -> AsyncIterator[Browser]:
     assert os.access(CHROMIUM, os.X_OK), "install Debian's chromium (apt-get install chromium)"
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
         )
         yield launched
         await launched.close()
