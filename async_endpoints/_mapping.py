@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack, cast
 
 from ._errors import ConfigurationError
 from ._handlers import Handler, HandlerFunction, Validator
-from ._http import JobService, submit_endpoint
+from ._http import JobService
 from ._options import DelayOption, LabelOption
 from ._routes import add_submit_route
 from ._settings import Settings, default_queue
+from ._submit_route import submit_endpoint
 
 if TYPE_CHECKING:
     from typing import Literal

@@ -1,5 +1,6 @@
 """`InMemoryJobStore`: the reference store (`JobStore`, `ControlStore`, `InspectionStore`,
-`ScheduleStore`, `BatchStore`), and the embedded default for one process.
+`ScheduleStore`, `BatchStore`, `ProgressStore`, `EventStore`), and the embedded default for
+one process.
 
 Everything happens on the event loop without awaiting inside a state change, so each
 method is atomic by construction. Every state change is a function of
@@ -30,6 +31,7 @@ from typing import Any
 from ._clocks import Clock, clock_parts
 from ._errors import DuplicateJobError, QueueFullError
 from ._job import DEFAULT_QUEUE, Job, JobError, JobStatus, NewJob, is_same_submission
+from ._job_watch import JobWatchers
 from ._lifecycle import (
     RECOVERY_DELAY,
     Transition,
@@ -42,7 +44,9 @@ from ._lifecycle import (
     recovered,
     requeued,
 )
-from ._memory_batches import BatchBook, MemoryBatches
+from ._memory_batches import BatchBook
+from ._memory_events import MemoryEvents
+from ._memory_idempotency import IdempotencyKeys, MemoryIdempotency
 from ._memory_index import CreationLog
 from ._memory_listing import MemoryInspection
 from ._memory_live import LiveJobs
@@ -62,7 +66,7 @@ CLAIM_EXPIRED = JobError(
 _DEFAULT_QUEUES = (DEFAULT_QUEUE,)
 
 
-class InMemoryJobStore(MemoryInspection, MemorySchedules, MemoryBatches):
+class InMemoryJobStore(MemoryInspection, MemorySchedules, MemoryEvents, MemoryIdempotency):
     """A job store kept in this process's memory, with every optional capability.
 
     Args:
@@ -101,6 +105,8 @@ class InMemoryJobStore(MemoryInspection, MemorySchedules, MemoryBatches):
         self._work = asyncio.Event()
         self._schedule_book = ScheduleBook()
         self._batch_book = BatchBook()
+        self._job_watchers = JobWatchers()
+        self._idempotency_keys = IdempotencyKeys()
 
     async def start(self) -> None:
         """Bind the wake-up event to the running loop (a store may outlive a test's loop)."""

@@ -76,6 +76,7 @@ _DURATIONS = (
     "shutdown_grace_period",
     "polling_interval",
     "max_wait",
+    "idempotency_ttl",
 )
 _HOOKS = ("authorize", "owner", "job_submitted_response", "job_status_response", "error_message")
 
@@ -151,6 +152,8 @@ class Settings:
             job-details response.
         max_wait: The longest a request's ``Prefer: wait=N`` holds it open, in seconds
             (default 30.0); 0 turns ``Prefer: wait`` off.
+        idempotency_ttl: How long an ``Idempotency-Key`` (or a client-chosen
+            ``X-Async-Request-Id``) is remembered, in seconds (default 86400.0: a day).
     """
 
     max_concurrency: int = 16
@@ -178,13 +181,14 @@ class Settings:
     job_submitted_response: SubmittedResponseFactory | None = None
     job_status_response: StatusResponseFactory | None = None
     max_wait: float = 30.0
+    idempotency_ttl: float = 86400.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "queues", queue_names(self.queues, ConfigurationError))
         _check_types(self)
         _check_positive(self, "max_concurrency", "job_timeout", "claim_timeout", "max_body_size")
         _check_positive(self, "max_result_size")
-        _check_positive(self, "recovery_interval", "polling_interval")
+        _check_positive(self, "recovery_interval", "polling_interval", "idempotency_ttl")
         _check_not_negative(self, "max_retries", "retry_base_delay", "retry_max_delay")
         _check_not_negative(self, "retry_jitter", "shutdown_grace_period", "max_wait")
         if self.max_queue_size is not None and self.max_queue_size < 1:

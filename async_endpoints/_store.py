@@ -7,10 +7,13 @@
 - `ControlStore`, optional: cancel, requeue, pause and resume queues, and a push of
   cancellations to the process running the job.
 - `InspectionStore`, optional: listing with cursor paging, per-queue counts.
+- `IdempotentStore`, optional: a submission stored once per idempotency key.
 - `BatchStore`, optional: batches of jobs with exact counts and continuations enqueued
   exactly once.
 - `ScheduleStore`, optional: cron schedules, each cycle fired once however many processes
   run the scheduler.
+- `ProgressStore`, optional: the progress a running job reports, token-checked.
+- `EventStore`, optional: a job's status changes and progress pushed to its watchers.
 
 The engine checks the optional ones with ``isinstance`` (they are runtime-checkable) and
 says which capability a store lacks when a feature needs it. Every method states its
@@ -37,6 +40,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ._batch import Batch, BatchPage, NewBatch
 from ._job import Job, JobError, JobStatus, NewJob
+from ._job_watch import JobListener
 from ._listing import JobPage, QueueStats
 from ._schedule import Schedule
 
@@ -386,5 +390,77 @@ class BatchStore(Protocol):
         only its continuations that are not terminal are cancelled. Never a partial
         state visible as ``Running`` afterwards; on Redis a very large batch may be
         cancelled in several atomic steps, the first of which marks it ``Canceled``.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotency:
+    """What makes a submission a repeat of an earlier one.
+
+    Attributes:
+        key: The scoped key (the engine hashes the client's key with the endpoint and the
+            owner, so one caller's key never reaches another's job).
+        fingerprint: What the submission carried (a hash of its body): a repeat with
+            another fingerprint is a misuse of the key, for the engine to refuse.
+        ttl: Seconds the key is remembered after the first submission.
+    """
+
+    key: str
+    fingerprint: str
+    ttl: float
+
+
+@runtime_checkable
+class IdempotentStore(Protocol):
+    """Optional: submissions made once per idempotency key."""
+
+    async def enqueue_once(
+        self, new_job: NewJob, idempotency: Idempotency, *, max_waiting: int | None = None
+    ) -> tuple[Job, str | None]:
+        """Store ``new_job`` as `JobStore.enqueue` does, unless ``idempotency.key`` was used
+        within its ttl by a job that is still stored: then store nothing and return that
+        job with the fingerprint it was stored with. Otherwise return the new job and
+        None, the key remembered for ``idempotency.ttl`` seconds. Atomic: of concurrent
+        calls with one key, exactly one stores a job; a repeat costs one round trip.
+
+        Raises:
+            QueueFullError, DuplicateJobError, StoreUnavailableError: as for `enqueue`
+                (nothing stored, the key not remembered).
+        """
+        ...
+
+
+@runtime_checkable
+class ProgressStore(Protocol):
+    """Optional: the progress a running job's handler reports (``ctx.report_progress``)."""
+
+    async def set_progress(self, claim: Claim, progress: Any) -> bool:
+        """Make ``progress`` (a JSON value) the claimed job's ``progress``, and tell the
+        job's watchers (`EventStore`).
+
+        Atomic and token-checked: False when the claim is lost (nothing changed). Nothing
+        else of the job changes (``last_updated_at`` neither); the value stays through
+        retries and once the job is terminal.
+        """
+        ...
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """Optional: pushed notices of a job's status changes and progress, in every process
+    using the store, at the cost of one subscription per process however many jobs and
+    watchers there are (`async_endpoints._job_watch`)."""
+
+    async def watch_job(self, job_id: uuid.UUID, listener: JobListener) -> Callable[[], None]:
+        """Call ``listener`` (on this process's event loop, quickly: see `JobListener`)
+        with a `JobNotice` at every status change of the job, made by any process, and at
+        every progress it reports, in the order they happened, until the returned function
+        is called (idempotent).
+
+        Live when this returns: a change made afterwards is always told, so a caller that
+        watches first and then reads the job misses nothing. A status notice may repeat
+        the status already told (after the store's subscription was down, each watched
+        job is read again and told as it is). Unknown jobs may be watched (nothing comes).
         """
         ...

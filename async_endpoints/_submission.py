@@ -11,12 +11,20 @@ from datetime import datetime
 from typing import Any
 
 from ._control import JobControl
-from ._errors import UnknownJobNameError
+from ._errors import ConfigurationError, UnknownJobNameError
 from ._events import EventKind, LifecycleEvent
 from ._handlers import Handler
 from ._http import job_request
+from ._idempotency import (
+    IdempotencyConflictError,
+    by_key,
+    canonical_body,
+    check_key,
+    fingerprint,
+)
 from ._job import Job, JobRequest, NewJob, check_label, parse_job_id
 from ._options import AT_ONCE, Placement, submission_delay
+from ._store import Idempotency, IdempotentStore
 from ._tracing import submit_span
 
 
@@ -40,6 +48,7 @@ class JobSubmission(JobControl):
         query_string: str = "",
         route_params: Mapping[str, str] | None = None,
         owner: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Job:
         """Queue a job for handler ``name`` as a POST would; return it (status Queued, or
         Scheduled with ``run_at`` when delayed).
@@ -51,11 +60,16 @@ class JobSubmission(JobControl):
         ``tenant`` makes the job take turns with other tenants' jobs of its queue.
         ``headers`` and ``query_string`` are captured by the same rules as a POST's (the
         sensitive ones left out); ``owner`` becomes ``job.owner``, for ``authorize``.
+        With ``idempotency_key``, a repeat with the same key, handler and owner within
+        ``idempotency_ttl`` stores nothing and returns the first job (as it is now).
 
         Raises:
             ValueError: ``delay`` is negative, not finite or not a number; ``run_at`` is
                 naive; both are given; ``queue`` is not one of the ``queues`` setting;
-                ``partition_key`` or ``tenant`` is not a string of 1 to 255 characters.
+                ``partition_key`` or ``tenant`` is not a string of 1 to 255 characters;
+                ``idempotency_key`` is empty or longer than 255 characters.
+            IdempotencyConflictError: ``idempotency_key`` was used with another body (a
+                ``ValueError``).
             UnknownJobNameError: no handler has that name.
             JobValidationError: ``body`` fails the handler's model or has no JSON form.
             QueueFullError: ``max_queue_size`` jobs are waiting.
@@ -73,11 +87,16 @@ class JobSubmission(JobControl):
         )
         if queue is not None:
             self._queues(queue)
-        _, body_json = handler.coerce_body(body)
+        value, body_json = handler.coerce_body(body)
+        idempotency = None
+        if idempotency_key is not None:
+            content = fingerprint(name, owner, canonical_body(handler, value))
+            key, ttl = check_key(idempotency_key), self.settings.idempotency_ttl
+            idempotency = by_key(key, name, owner, content, ttl)
         pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
         params = dict(route_params or {})
         request = job_request(self.settings, body_json, pairs, query_string.encode(), params, owner)
-        return await self.enqueue(handler, request, placement)
+        return await self.enqueue(handler, request, placement, idempotency=idempotency)
 
     async def enqueue(
         self,
@@ -86,13 +105,18 @@ class JobSubmission(JobControl):
         placement: Placement = AT_ONCE,
         *,
         job_id: uuid.UUID | None = None,
+        idempotency: Idempotency | None = None,
     ) -> Job:
         """Store a job for ``handler`` from an already validated request (every POST and
         `submit` come here); ``placement`` checked by the caller; ``job_id`` a
-        client-chosen id (default: a fresh uuid4).
+        client-chosen id (default: a fresh uuid4). With ``idempotency``, a repeat of a
+        submission stored under the same key returns that job and stores nothing.
 
         Raises:
             DuplicateJobError: ``job_id`` belongs to another job already.
+            IdempotencyConflictError: the key was used by a different submission.
+            ConfigurationError: ``idempotency`` with a store that is not an
+                `IdempotentStore`.
         """
         max_retries = handler.max_retries
         job_id = uuid.uuid4() if job_id is None else job_id
@@ -109,10 +133,32 @@ class JobSubmission(JobControl):
                 partition_key=placement.partition_key,
                 tenant=placement.tenant,
             )
-            job = await self.store.enqueue(new_job, max_waiting=self.settings.max_queue_size)
+            if idempotency is None:
+                job = await self.store.enqueue(new_job, max_waiting=self.settings.max_queue_size)
+            else:
+                job, earlier = await self._enqueue_once(new_job, idempotency)
+                if earlier is not None:
+                    if earlier != idempotency.fingerprint:
+                        raise IdempotencyConflictError(
+                            f"job {job.id} was submitted under this key with another "
+                            "endpoint, owner or body"
+                        )
+                    return job
         if self.events:
             self.events.emit(LifecycleEvent(EventKind.SUBMITTED, job))
         return job
+
+    async def _enqueue_once(
+        self, new_job: NewJob, idempotency: Idempotency
+    ) -> tuple[Job, str | None]:
+        if not isinstance(self.store, IdempotentStore):
+            name = type(self.store).__name__
+            raise ConfigurationError(
+                f"{name} cannot take idempotency keys: it does not implement IdempotentStore"
+            )
+        return await self.store.enqueue_once(
+            new_job, idempotency, max_waiting=self.settings.max_queue_size
+        )
 
     async def wait_until(self, job: Job, seconds: float) -> Job:
         """``job`` as soon as it is terminal, or as it is after ``seconds`` (woken by its

@@ -1,15 +1,15 @@
 """The Lua scripts (``lua/*.lua``) and typed calls of them, one per atomic operation.
 
 Each script is the shared includes (``lua/_lib.lua``, ``_index.lua``, ``_ready.lua``,
-``_bookkeeping.lua``, ``_lifecycle.lua``, ``_offers.lua``, in that order, or the few it
-needs; listing adds ``_index_scan.lua``, migration ``_migrate.lua``) followed by the
-operation's own file, whose header lists its ARGV and reply; the methods here pass exactly
-those. Every call
-passes two keys: the store's clock key and its key prefix (``{p}:``), from which the
-scripts build every other key name, so that every key a script touches shares the
-store's one hash tag and a cluster routes each call to the node of that slot. redis-py's
-`AsyncScript` calls EVALSHA and falls back to SCRIPT LOAD on NOSCRIPT, so a restarted or
-failed-over server that forgot the scripts is handled transparently.
+``_bookkeeping.lua``, ``_lifecycle.lua``, ``_batch.lua``, ``_offers.lua``, in that order,
+or the few it needs; listing adds ``_index_scan.lua``, migration ``_migrate.lua``)
+followed by the operation's own file, whose header lists its ARGV and reply; the
+methods here pass exactly those. Every call passes two keys: the store's clock key and
+its key prefix (``{p}:``), from which the scripts build every other key name, so that
+every key a script touches shares the store's one hash tag and a cluster routes each
+call to the node of that slot. redis-py's `AsyncScript` calls EVALSHA and falls back to
+SCRIPT LOAD on NOSCRIPT, so a restarted or failed-over server that forgot the scripts is
+handled transparently.
 
 Every call also passes this process's reading of the elapsed-time clock (ARGV[1], see
 `_elapsed`) and the store's retention of terminal jobs in ms (ARGV[2]) ahead of the
@@ -19,6 +19,7 @@ operation's own arguments, which ``_lib.lua`` takes off again.
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from collections.abc import Sequence
@@ -26,17 +27,21 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from async_endpoints._job import JobRequest, NewJob
-from async_endpoints._store import Claim
+from async_endpoints._store import Claim, Idempotency
 
 from ._codec import Reply, encode_request
 from ._elapsed import ElapsedClock
+
+#: One submission: the job, the most waiting jobs allowed (None: no limit), and its
+#: idempotency key when it has one.
+Submission = tuple[NewJob, int | None, Idempotency | None]
 
 if TYPE_CHECKING:
     from ._client import AnyRedis
     from ._keys import Keys
 
-_INCLUDES = ("_lib", "_index", "_ready", "_bookkeeping", "_lifecycle", "_offers")
-_CORE = ("_lib", "_index", "_ready", "_bookkeeping", "_lifecycle")
+_INCLUDES = ("_lib", "_index", "_ready", "_bookkeeping", "_lifecycle", "_batch", "_offers")
+_CORE = ("_lib", "_index", "_ready", "_bookkeeping", "_lifecycle", "_batch")
 _EXTRA_INCLUDES = ("_index_scan", "_migrate")
 # Scripts that need fewer includes get only those: every include costs each call the time
 # to define its functions (about 16 us for all of them on a loaded 2-core machine: Lua 5.1
@@ -56,6 +61,7 @@ _NEEDS = {
     "recover": (*_CORE, "_migrate"),
     "queue_stats": ("_lib", "_ready"),
     **{f"schedule_{op}": ("_lib",) for op in ("upsert", "remove", "list", "due", "time")},
+    "batch_stage": ("_lib",),
 }
 _NAMES = (
     "enqueue_many",
@@ -75,6 +81,7 @@ _NAMES = (
     "queue_stats",
     "list_jobs",
     *(f"schedule_{op}" for op in ("upsert", "remove", "list", "due", "time", "fire")),
+    *(f"batch_{op}" for op in ("stage", "add", "cancel", "list", "get", "jobs")),
 )
 _PROMOTE_BATCH = 200  # due Scheduled jobs moved to the queue per claim
 _SKIP_BUDGET = 1000  # bad ids a claim may drop on top of the jobs it claims
@@ -147,18 +154,22 @@ class Scripts:
         fields: dict[Reply, Reply] = await self._client.hgetall(self._keys.job(job_id))
         return fields
 
-    async def enqueue_many(
-        self, jobs: Sequence[tuple[NewJob, int | None]]
-    ) -> tuple[list[int], int]:
-        """Per (job, max waiting): created-at ms, or -1 (duplicate id) or -2 (queue full);
-        and how many were Queued rather than handed to an idle worker."""
+    async def enqueue_many(self, jobs: Sequence[Submission]) -> tuple[list[int | Reply], int]:
+        """Per (job, max waiting, idempotency): created-at ms, or -1 (duplicate id) or -2
+        (queue full), or "<id> <fingerprint>" of the job an idempotency key names; and how
+        many were Queued rather than handed to an idle worker."""
         args: list[str | int] = []
-        for new_job, max_waiting in jobs:
+        for new_job, max_waiting, idempotency in jobs:
             limit = -1 if max_waiting is None else max_waiting
             args += [str(new_job.id), new_job.name, new_job.max_retries]
             args += [encode_request(new_job.request), limit, new_job.queue]
             args.append(delay_ms(new_job.delay))
             args += [new_job.partition_key or "", new_job.tenant or ""]
+            if idempotency is None:
+                args += ["", "", 0]
+            else:
+                ttl = max(1, math.ceil(idempotency.ttl * 1000))
+                args += [idempotency.key, idempotency.fingerprint, ttl]
         replies, queued = await self._call("enqueue_many", args)
         return replies, queued
 

@@ -56,12 +56,14 @@ from async_endpoints._job import (
     NewJob,
     is_same_submission,
 )
-from async_endpoints._store import Claim
+from async_endpoints._store import Claim, Idempotency
 
 from ._base import CancelledClaims, Offer
 from ._batch import Batcher
+from ._batches import RedisBatches
 from ._client import AnyRedis, client_options
 from ._codec import (
+    Reply,
     decode_or_none,
     dump_json,
     from_ms,
@@ -79,7 +81,7 @@ from ._inspection import RedisInspection
 from ._keys import Keys
 from ._refusals import check_bulk_len, refusal
 from ._schedules import RedisSchedules
-from ._scripts import delay_ms
+from ._scripts import Submission, delay_ms
 
 logger = logging.getLogger("async_endpoints_redis")
 T = TypeVar("T")
@@ -92,7 +94,7 @@ _OFFER_TTL = 3.0  # seconds an offer stands unless renewed (a frozen worker's ex
 _ALONE_OVER = 64 * 1024  # result characters past which a completion is not batched
 
 
-class RedisJobStore(RedisControl, RedisInspection, RedisSchedules):
+class RedisJobStore(RedisControl, RedisInspection, RedisSchedules, RedisBatches):
     """Jobs in Redis, shared by any number of app instances and worker processes.
 
     Args:
@@ -162,7 +164,7 @@ class RedisJobStore(RedisControl, RedisInspection, RedisSchedules):
             self._complete_many
         )
         self._unanswered_claim: str | None = None
-        self._submissions: Batcher[tuple[NewJob, int | None], int] = Batcher(self._enqueue_many)
+        self._submissions: Batcher[Submission, int | Reply] = Batcher(self._enqueue_many)
         self._claim_generation = 0
         # (ms until the earliest Scheduled job is due or -1, when, queues) from the last
         # claim, when it found its queues dry.
@@ -213,7 +215,31 @@ class RedisJobStore(RedisControl, RedisInspection, RedisSchedules):
         """
         if not math.isfinite(new_job.delay):
             raise ValueError(f"delay must be a finite number of seconds, not {new_job.delay!r}")
-        created_ms = await self._submissions.submit((new_job, max_waiting))
+        created_ms = await self._submissions.submit((new_job, max_waiting, None))
+        assert isinstance(created_ms, int)
+        return await self._stored(new_job, created_ms, max_waiting)
+
+    async def enqueue_once(
+        self, new_job: NewJob, idempotency: Idempotency, *, max_waiting: int | None = None
+    ) -> tuple[Job, str | None]:
+        """Store ``new_job`` unless ``idempotency.key`` names a job still stored (then
+        that job and its fingerprint); one round trip, in the same script as `enqueue`.
+
+        Raises:
+            As `enqueue`.
+        """
+        if not math.isfinite(new_job.delay):
+            raise ValueError(f"delay must be a finite number of seconds, not {new_job.delay!r}")
+        reply = await self._submissions.submit((new_job, max_waiting, idempotency))
+        if isinstance(reply, int):
+            return await self._stored(new_job, reply, max_waiting), None
+        fingerprint, _, job_text = text(reply).partition("\n")
+        earlier, _ = job_from_text(job_text)
+        if earlier is None:
+            raise JobStoreError(f"the job idempotency key {idempotency.key} names is corrupt")
+        return earlier, fingerprint
+
+    async def _stored(self, new_job: NewJob, created_ms: int, max_waiting: int | None) -> Job:
         if created_ms == -1:
             # redis-py resends a command whose reply was lost; when the first send stored
             # this very job, the resend finds it: that is success, not a duplicate.
@@ -313,7 +339,7 @@ class RedisJobStore(RedisControl, RedisInspection, RedisSchedules):
         self._notifications.settled(str(claim.job.id), job)
         return job
 
-    async def _enqueue_many(self, jobs: Sequence[tuple[NewJob, int | None]]) -> list[int]:
+    async def _enqueue_many(self, jobs: Sequence[Submission]) -> list[int | Reply]:
         # Submissions made in one event-loop turn share one script call (see `_batch`).
         replies, queued = await self._run("enqueue", lambda s: s.enqueue_many(jobs))
         if queued:

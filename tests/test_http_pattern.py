@@ -143,6 +143,7 @@ async def test_a_repeat_with_the_same_id_answers_the_existing_job(
 @pytest.mark.parametrize(
     ("path", "body", "user"),
     [
+        ("/items", {"label": "b"}, "ann"),  # another body
         ("/items/1", {"label": "a"}, "ann"),  # another endpoint (PUT below)
         ("/items", {"label": "a"}, "bob"),  # another owner
     ],

@@ -3,9 +3,15 @@
 -- is Queued at the tail of its queue (or Scheduled, when delayed) and workers are woken.
 -- One call carries every submission a process made in the same event-loop turn.
 --
--- ARGV[1], ARGV[2], ...  9-tuples of job id, job name, max_retries, request JSON (or ''
+-- ARGV[1], ARGV[2], ...  12-tuples of job id, job name, max_retries, request JSON (or ''
 --          for an empty request), the most waiting jobs allowed (-1: no limit), the queue,
---          the delay in ms (0: Queued now), the partition key and the tenant ('' for none)
+--          the delay in ms (0: Queued now), the partition key and the tenant ('' for none),
+--          and the idempotency key, fingerprint and time to live in ms ('' for none)
+--
+-- Idempotency: a job whose key ({p}:idem:<key>, a HASH of the id and fingerprint it was
+-- first stored with) names a job that still exists is not stored; its reply is that
+-- job's fingerprint, a newline, and the job as job_text (_lib.lua) instead. A job that is stored records its key, which expires
+-- after the time to live (by the Redis server's clock).
 --
 -- A job with a partition key joins the key's lane (see _lifecycle.lua); unless it is
 -- first there it waits, Queued or Scheduled, out of the ready order (never handed over).
@@ -22,8 +28,9 @@
 -- turn. Offers take turns, so a burst spreads over the idle workers.
 --
 -- Returns: {replies, queued}: per job, in order, its created-at time (ms), -1 when the id
--- exists (that job is left unchanged) or -2 when its limit of waiting (Queued or
--- Scheduled, all queues) jobs is reached (nothing stored for it); and how many jobs were
+-- exists (that job is left unchanged), -2 when its limit of waiting (Queued or
+-- Scheduled, all queues) jobs is reached (nothing stored for it), or the text
+-- "<fingerprint>\n<job_text>" of the job its idempotency key names; and how many jobs were
 -- made ready (Queued in the ready order) rather than handed over or left waiting.
 
 local clock = clock_ms()
@@ -117,9 +124,14 @@ end
 
 local replies = {}
 local woken = {}
-for i = 1, #ARGV, 9 do
+for i = 1, #ARGV, 12 do
   local id = ARGV[i]
   local key = job_key(id)
+  local idem = ARGV[i + 9] ~= '' and (P .. 'idem:' .. ARGV[i + 9]) or nil
+  local earlier = idem and redis.call('HMGET', idem, 'id', 'fp')
+  if earlier and earlier[1] and redis.call('EXISTS', job_key(earlier[1])) == 0 then
+    earlier = nil  -- the job it named is gone (its retention ended): the key is free
+  end
   local limit = tonumber(ARGV[i + 4])
   local queue = ARGV[i + 5]
   local delay = tonumber(ARGV[i + 6]) or 0
@@ -128,7 +140,9 @@ for i = 1, #ARGV, 9 do
   if limit >= 0 and waiting == nil then
     waiting = waiting_count()
   end
-  if redis.call('EXISTS', key) == 1 then
+  if earlier and earlier[1] then
+    replies[#replies + 1] = (earlier[2] or '') .. '\n' .. job_text(job_key(earlier[1]), earlier[1])
+  elseif redis.call('EXISTS', key) == 1 then
     replies[#replies + 1] = -1
   elseif limit >= 0 and waiting >= limit then
     replies[#replies + 1] = -2
@@ -167,6 +181,10 @@ for i = 1, #ARGV, 9 do
       holds[queue] = holds[queue] or first
       queued = queued + (first and 1 or 0)
       waiting = waiting and waiting + 1
+    end
+    if idem then
+      redis.call('HSET', idem, 'id', id, 'fp', ARGV[i + 10])
+      redis.call('PEXPIRE', idem, tonumber(ARGV[i + 11]))
     end
     replies[#replies + 1] = now
   end

@@ -1,0 +1,62 @@
+"""Idempotent submission: the scoped keys and fingerprints behind ``Idempotency-Key`` and
+``X-Async-Request-Id`` (`IdempotentStore` keeps them)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from typing import Any
+
+from ._handlers import Handler
+from ._store import Idempotency
+
+#: The longest ``Idempotency-Key`` a client may send, in characters.
+MAX_KEY_LENGTH = 255
+
+
+class IdempotencyConflictError(ValueError):
+    """An idempotency key (or a client-chosen job id) seen before came with a different
+    submission: another endpoint, owner or body."""
+
+
+def check_key(key: object) -> str:
+    """``key`` as an idempotency key: a string of 1 to 255 characters.
+
+    Raises:
+        ValueError: anything else.
+    """
+    if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_LENGTH:
+        raise ValueError(f"an idempotency key must be 1 to {MAX_KEY_LENGTH} characters")
+    return key
+
+
+def fingerprint(name: str, owner: str | None, body_json: str | None) -> str:
+    """What identifies a submission's content: its endpoint (job name), owner and body."""
+    return _digest("fingerprint", name, owner, body_json)
+
+
+def by_key(key: str, name: str, owner: str | None, content: str, ttl: float) -> Idempotency:
+    """The idempotency of a submission with ``Idempotency-Key: key``: scoped to its
+    endpoint and owner, so one caller's key never names another caller's job."""
+    return Idempotency(_digest("key", name, owner, key), content, ttl)
+
+
+def by_request_id(job_id: uuid.UUID, content: str, ttl: float) -> Idempotency:
+    """The idempotency of a submission with ``X-Async-Request-Id``: the id is the job's,
+    so the key is the id alone, and any other submission with it is a clash."""
+    return Idempotency(_digest("request-id", str(job_id)), content, ttl)
+
+
+def canonical_body(handler: Handler, body: Any) -> str | None:
+    """``handler``'s validated ``body`` as compact JSON with sorted keys: the same for
+    bodies that differ only in spacing or key order (what a fingerprint compares)."""
+    if handler.body_adapter is None:
+        return None
+    data = handler.body_adapter.dump_python(body, mode="json")
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _digest(*parts: str | None) -> str:
+    text = json.dumps(parts, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()

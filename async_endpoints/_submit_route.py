@@ -1,0 +1,238 @@
+"""The submit endpoint of an async route (POST, PUT, PATCH or DELETE): validate, capture,
+store once, answer ``202`` (or ``200`` with the finished job for ``Prefer: wait``).
+
+A submission is stored once per ``Idempotency-Key`` (scoped to the endpoint and the
+owner) and once per client-chosen ``X-Async-Request-Id``: a repeat answers the job the
+first one stored, a clash (another body, endpoint or owner) answers ``422`` / ``409``.
+"""
+
+# No `from __future__ import annotations` here: FastAPI reads the endpoint's annotations
+# at runtime and must see real classes.
+
+import logging
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ._capture import RequestRejected, is_json, raw_headers, read_body
+from ._errors import DuplicateJobError, JobStoreError, JobValidationError, QueueFullError
+from ._handlers import Handler
+from ._http import (
+    Endpoint,
+    JobService,
+    job_request,
+    status_response,
+    store_failure,
+    submitted_response,
+)
+from ._idempotency import (
+    IdempotencyConflictError,
+    by_key,
+    by_request_id,
+    canonical_body,
+    check_key,
+    fingerprint,
+)
+from ._job import Job, JobRequest, JobStatus, parse_job_id
+from ._logs import job_extra
+from ._options import Placement
+from ._prefer import applied, preferred_wait
+from ._responses import call_maybe_async, error_response
+from ._store import Idempotency, IdempotentStore
+
+logger = logging.getLogger("async_endpoints")
+
+#: The header naming a client-chosen job id (as the .NET library reads it).
+REQUEST_ID_HEADER = "x-async-request-id"
+#: The header making a submission idempotent (the IETF Idempotency-Key draft).
+IDEMPOTENCY_HEADER = "idempotency-key"
+
+
+def submit_endpoint(endpoints: JobService, handler: Handler) -> Endpoint:
+    """The submit endpoint of ``handler``: validate, capture, queue, answer 202 (or 200
+    with the finished job when ``Prefer: wait`` was honoured in time)."""
+
+    async def submit(request: Request) -> Response:
+        try:
+            job_id = _requested_id(request)
+            key = _idempotency_key(request)
+            body, body_json = await _read_validated_body(request, handler, endpoints)
+        except RequestRejected as rejected:
+            return error_response(rejected.status_code, rejected.detail)
+        if handler.validator is not None:
+            refusal = await call_maybe_async(handler.validator, request, body)
+            if refusal is not None:
+                return refusal  # type: ignore[no-any-return]
+        try:
+            placement = await handler.placement(request, body)
+        except ValueError as exc:
+            return error_response(422, str(exc))
+        job_request = await _capture(endpoints, request, body_json)
+        content = fingerprint(handler.name, job_request.owner, canonical_body(handler, body))
+        idempotency = _idempotency(endpoints, handler, job_request, key, job_id, content)
+        try:
+            job = await _store_once(endpoints, handler, job_request, placement, job_id, idempotency)
+        except IdempotencyConflictError as exc:
+            return error_response(422 if key is not None else 409, str(exc))
+        except QueueFullError as exc:
+            return error_response(503, str(exc), retry_after=exc.retry_after)
+        except JobStoreError as exc:
+            return store_failure("queue a job", exc)
+        if job is None:
+            return error_response(409, f"job id {job_id} is taken by another submission")
+        return await _accepted(endpoints, job, request)
+
+    submit.__name__ = f"submit_{handler.name}"
+    return submit
+
+
+async def _accepted(endpoints: JobService, job: Job, request: Request) -> Response:
+    """The answer to a stored submission: 202, or with ``Prefer: wait=N`` the finished
+    job (200) once it is terminal within N seconds (202 as it is then otherwise)."""
+    wait = preferred_wait(request, endpoints.settings.max_wait)
+    if wait is None:
+        return await submitted_response(endpoints, job, request)
+    try:
+        job = await endpoints.wait_until(job, wait)
+    except JobStoreError as exc:  # the job is stored: answer as without the wait
+        logger.warning("could not wait for job %s: %s", job.id, exc, extra=job_extra(job))
+    if job.status.is_terminal:
+        response = await status_response(endpoints, job, request)
+    else:
+        response = await submitted_response(endpoints, job, request)
+    response.headers.update(applied(wait))
+    return response
+
+
+def _idempotency(
+    endpoints: JobService,
+    handler: Handler,
+    job_request: JobRequest,
+    key: str | None,
+    job_id: uuid.UUID | None,
+    content: str,
+) -> Idempotency | None:
+    """How this submission is made once: by its ``Idempotency-Key``, else by its
+    client-chosen id (when the store keeps idempotency keys), else not at all."""
+    ttl = endpoints.settings.idempotency_ttl
+    if key is not None:
+        return by_key(key, handler.name, job_request.owner, content, ttl)
+    if job_id is not None and isinstance(endpoints.store, IdempotentStore):
+        return by_request_id(job_id, content, ttl)
+    return None
+
+
+async def _store_once(
+    endpoints: JobService,
+    handler: Handler,
+    job_request: JobRequest,
+    placement: Placement,
+    job_id: uuid.UUID | None,
+    idempotency: Idempotency | None,
+) -> Job | None:
+    """The job this submission stored, or the job a repeat of it stored before; None when
+    its client-chosen id belongs to a different submission.
+
+    Raises:
+        IdempotencyConflictError: its key (or id) was used by a different submission.
+    """
+    for _ in range(2):
+        try:
+            return await endpoints.enqueue(
+                handler, job_request, placement, job_id=job_id, idempotency=idempotency
+            )
+        except DuplicateJobError:
+            # The id is taken by a job whose idempotency key has expired (or by a store
+            # without keys): compare what the job still keeps.
+            assert job_id is not None
+            existing = await endpoints.get_job(job_id)
+            if existing is not None:
+                return existing if _repeats(existing, handler, job_request) else None
+            # Dropped between the two calls (its retention ended): store it afresh.
+    return None
+
+
+def _repeats(job: Job, handler: Handler, request: JobRequest) -> bool:
+    """Whether ``request`` for ``handler`` repeats the submission that stored ``job``: the
+    same endpoint and owner, and the same body while the job still keeps it (a completed
+    job keeps only its owner)."""
+    kept = job.request
+    same_body = job.status is JobStatus.COMPLETED or kept.body == request.body
+    return job.name == handler.name and kept.owner == request.owner and same_body
+
+
+def _requested_id(request: Request) -> uuid.UUID | None:
+    """The job id the client chose with ``X-Async-Request-Id``, or None.
+
+    Raises:
+        RequestRejected: 400, the value is not a UUID.
+    """
+    value = request.headers.get(REQUEST_ID_HEADER)
+    if value is None:
+        return None
+    job_id = parse_job_id(value.strip())
+    if job_id is None:
+        raise RequestRejected(400, "X-Async-Request-Id must be a UUID")
+    return job_id
+
+
+def _idempotency_key(request: Request) -> str | None:
+    """The ``Idempotency-Key`` the client sent, or None.
+
+    Raises:
+        RequestRejected: 400, the key is empty or longer than 255 characters.
+    """
+    value = request.headers.get(IDEMPOTENCY_HEADER)
+    if value is None:
+        return None
+    try:
+        return check_key(value)
+    except ValueError as exc:
+        raise RequestRejected(400, f"Idempotency-Key: {exc}") from None
+
+
+async def _capture(endpoints: JobService, request: Request, body_json: str | None) -> JobRequest:
+    """What the job keeps of ``request``: sensitive headers and query parameters left out."""
+    settings = endpoints.settings
+    owner = None
+    if settings.owner is not None:
+        owner = await call_maybe_async(settings.owner, request)
+        if owner is not None and not isinstance(owner, str):
+            raise TypeError(f"the owner hook must return a str or None, not {type(owner)!r}")
+    return job_request(
+        settings,
+        body_json,
+        raw_headers(request),
+        request.scope.get("query_string", b""),
+        {key: str(value) for key, value in request.path_params.items()},
+        owner,
+    )
+
+
+async def _read_validated_body(
+    request: Request, handler: Handler, endpoints: JobService
+) -> tuple[Any, str | None]:
+    if handler.model is None:
+        return None, None
+    content_type = request.headers.get("content-type")
+    if content_type is not None and not is_json(content_type):
+        raise RequestRejected(415, "expected a JSON body (application/json)")
+    raw = await read_body(request, endpoints.settings.max_body_size)
+    if not raw.strip():
+        missing = [{"loc": ["body"], "msg": "a JSON request body is required", "type": "missing"}]
+        raise RequestRejected(422, missing)
+    if content_type is None:
+        raise RequestRejected(415, "expected a JSON body: set Content-Type: application/json")
+    try:
+        text = raw.decode("utf-8")
+        return handler.parse_body(text), text
+    except UnicodeDecodeError:
+        raise RequestRejected(400, "request body is not UTF-8") from None
+    except JobValidationError as exc:
+        malformed = any(error["type"] == "json_invalid" for error in exc.errors)
+        if malformed:
+            raise RequestRejected(400, "request body is not valid JSON") from None
+        located = [{**error, "loc": ["body", *error["loc"]]} for error in exc.errors]
+        raise RequestRejected(422, located) from None

@@ -1,0 +1,208 @@
+"""Idempotent submission: Idempotency-Key (and submit(idempotency_key=...)), and
+X-Async-Request-Id made once per id, on the in-memory store and on a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import BaseModel
+from redis.asyncio import Redis
+
+from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore, JobStore
+from async_endpoints._idempotency import IdempotencyConflictError
+from async_endpoints.testing import ManualClock
+from async_endpoints_redis import RedisJobStore
+from tests.redis_servers import RedisServer
+from tests.serving import served
+
+
+class Order(BaseModel):
+    item: str
+    count: int = 1
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(
+    request: pytest.FixtureRequest, redis_server: RedisServer, prefix: str
+) -> AsyncIterator[JobStore]:
+    if request.param == "memory":
+        yield InMemoryJobStore()
+        return
+    redis_store = RedisJobStore(url=redis_server.url, prefix=prefix)
+    yield redis_store
+    await redis_store.aclose()
+
+
+def make_app(
+    store: JobStore, *, workers: bool = False, **settings: Any
+) -> tuple[FastAPI, AsyncEndpoints]:
+    app = FastAPI()
+    endpoints = AsyncEndpoints(
+        app,
+        store=store,
+        run_workers=workers,
+        owner=lambda request: request.headers.get("x-user"),
+        **settings,
+    )
+
+    @endpoints.map_async_post("/orders", name="PlaceOrder")
+    async def place(ctx: AsyncContext[Order]) -> str:
+        return ctx.request.item
+
+    @endpoints.map_async_post("/returns", name="ReturnOrder")
+    async def give_back(ctx: AsyncContext[Order]) -> str:
+        return ctx.request.item
+
+    endpoints.map_job_details()
+    return app, endpoints
+
+
+async def waiting(endpoints: AsyncEndpoints) -> int:
+    return sum(stats.queued for stats in await endpoints.queue_stats())
+
+
+async def test_a_repeated_key_answers_the_first_job_and_stores_nothing(store: JobStore) -> None:
+    """Same key, endpoint, owner and body: 202 with the first job's id, one job stored."""
+    app, endpoints = make_app(store)
+    headers = {"Idempotency-Key": "order-17", "x-user": "ann"}
+    async with served(app) as url, httpx.AsyncClient(base_url=url) as client:
+        first = await client.post("/orders", json={"item": "tea"}, headers=headers)
+        again = await client.post("/orders", json={"count": 1, "item": "tea"}, headers=headers)
+        assert first.status_code == again.status_code == 202
+        assert again.json()["id"] == first.json()["id"]
+        assert again.headers["location"] == first.headers["location"]
+        assert await waiting(endpoints) == 1
+
+
+async def test_a_repeated_key_with_another_body_is_422(store: JobStore) -> None:
+    """The same key with a different body: 422 JSON, nothing stored."""
+    app, endpoints = make_app(store)
+    headers = {"Idempotency-Key": "order-18"}
+    async with served(app) as url, httpx.AsyncClient(base_url=url) as client:
+        await client.post("/orders", json={"item": "tea"}, headers=headers)
+        clash = await client.post("/orders", json={"item": "coffee"}, headers=headers)
+        assert clash.status_code == 422 and "detail" in clash.json()
+        assert await waiting(endpoints) == 1
+
+
+async def test_a_key_is_scoped_to_its_endpoint_and_owner(store: JobStore) -> None:
+    """Another owner's or another endpoint's use of the same key is a key of its own: a
+    new job, and never the first owner's job."""
+    app, endpoints = make_app(store)
+    body = {"item": "tea"}
+    async with served(app) as url, httpx.AsyncClient(base_url=url) as client:
+        ann = await client.post(
+            "/orders", json=body, headers={"Idempotency-Key": "k", "x-user": "ann"}
+        )
+        bob = await client.post(
+            "/orders", json=body, headers={"Idempotency-Key": "k", "x-user": "bob"}
+        )
+        back = await client.post(
+            "/returns", json=body, headers={"Idempotency-Key": "k", "x-user": "ann"}
+        )
+        ids = {ann.json()["id"], bob.json()["id"], back.json()["id"]}
+        assert len(ids) == 3 and await waiting(endpoints) == 3
+
+
+async def test_concurrent_first_requests_with_one_key_create_one_job(store: JobStore) -> None:
+    """Twenty requests with one key at once: all answer 202 with the same job."""
+    app, endpoints = make_app(store)
+    headers = {"Idempotency-Key": "burst"}
+    async with served(app) as url, httpx.AsyncClient(base_url=url) as client:
+        answers = await asyncio.gather(
+            *(client.post("/orders", json={"item": "tea"}, headers=headers) for _ in range(20))
+        )
+        assert {a.status_code for a in answers} == {202}
+        assert len({a.json()["id"] for a in answers}) == 1
+        assert await waiting(endpoints) == 1
+
+
+@pytest.mark.parametrize("key", ["", "k" * 256])
+async def test_an_empty_or_too_long_key_is_400(store: JobStore, key: str) -> None:
+    """A key of 0 or over 255 characters: 400 JSON, nothing stored."""
+    app, endpoints = make_app(store)
+    async with served(app) as url, httpx.AsyncClient(base_url=url) as client:
+        response = await client.post(
+            "/orders", json={"item": "tea"}, headers={"Idempotency-Key": key}
+        )
+        assert response.status_code == 400 and "Idempotency-Key" in response.json()["detail"]
+        assert await waiting(endpoints) == 0
+
+
+async def test_submit_takes_an_idempotency_key(store: JobStore) -> None:
+    """submit(idempotency_key=...): a repeat returns the first job; another body raises
+    IdempotencyConflictError (a ValueError)."""
+    _, endpoints = make_app(store)
+    async with endpoints.running(workers=False):
+        first = await endpoints.submit("PlaceOrder", {"item": "tea"}, idempotency_key="s1")
+        again = await endpoints.submit("PlaceOrder", {"item": "tea"}, idempotency_key="s1")
+        assert again.id == first.id
+        with pytest.raises(IdempotencyConflictError):
+            await endpoints.submit("PlaceOrder", {"item": "mate"}, idempotency_key="s1")
+        assert issubclass(IdempotencyConflictError, ValueError)
+        assert await waiting(endpoints) == 1
+
+
+async def test_a_request_id_reused_with_another_body_is_409_even_after_the_job_ran(
+    store: JobStore,
+) -> None:
+    """X-Async-Request-Id is remembered with a fingerprint of the submission, so a
+    different body is a clash (409) even once the job completed and dropped its body."""
+    app, endpoints = make_app(store, workers=True)
+    chosen = str(uuid.uuid4())
+    headers = {"X-Async-Request-Id": chosen}
+    async with served(app) as url, httpx.AsyncClient(base_url=url) as client:
+        first = await client.post("/orders", json={"item": "tea"}, headers=headers)
+        done = await endpoints.wait_for(first.json()["id"], timeout=10)
+        same = await client.post("/orders", json={"item": "tea"}, headers=headers)
+        other = await client.post("/orders", json={"item": "mate"}, headers=headers)
+    assert done.status.value == "Completed"
+    assert same.status_code == 202 and same.json()["id"] == chosen
+    assert same.json()["status"] == "Completed"
+    assert other.status_code == 409
+
+
+async def test_a_key_is_forgotten_after_its_ttl() -> None:
+    """Past idempotency_ttl (on the store's clock) the key stores a new job."""
+    clock = ManualClock()
+    _, endpoints = make_app(InMemoryJobStore(clock=clock), idempotency_ttl=60)
+    async with endpoints.running(workers=False):
+        first = await endpoints.submit("PlaceOrder", {"item": "tea"}, idempotency_key="t")
+        clock.advance(59)
+        assert (
+            await endpoints.submit("PlaceOrder", {"item": "tea"}, idempotency_key="t")
+        ).id == first.id
+        clock.advance(2)
+        later = await endpoints.submit("PlaceOrder", {"item": "tea"}, idempotency_key="t")
+    assert later.id != first.id
+
+
+class CountingRedis(Redis):
+    """A client that counts the commands it sends (each one round trip)."""
+
+    sent: list[str]
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.sent.append(str(args[0]))
+        return await super().execute_command(*args, **options)
+
+
+async def test_a_repeat_on_redis_is_one_round_trip(redis_server: RedisServer, prefix: str) -> None:
+    """The repeat is answered by the enqueue script alone: one command sent."""
+    client = CountingRedis.from_url(redis_server.url)
+    client.sent = []
+    store = RedisJobStore(client=client, prefix=prefix)
+    _, endpoints = make_app(store)
+    async with endpoints.running(workers=False):
+        await endpoints.submit("PlaceOrder", {"item": "tea"}, idempotency_key="rt")
+        client.sent.clear()
+        await endpoints.submit("PlaceOrder", {"item": "tea"}, idempotency_key="rt")
+        sent = list(client.sent)
+    await client.aclose()
+    assert sent == ["EVALSHA"]
