@@ -20,6 +20,7 @@ from ._errors import ResultRefusedError as ResultRefusedError
 from ._errors import StoreUnavailableError as StoreUnavailableError
 from ._errors import UnknownJobNameError as UnknownJobNameError
 from ._handlers import Handler as Handler
+from ._idempotency import IdempotencyConflictError as IdempotencyConflictError
 from ._job import TERMINAL_STATUSES as TERMINAL_STATUSES
 from ._job import WAITING_STATUSES as WAITING_STATUSES
 from ._job import Job as Job
@@ -27,6 +28,7 @@ from ._job import JobError as JobError
 from ._job import JobRequest as JobRequest
 from ._job import JobStatus as JobStatus
 from ._job import NewJob as NewJob
+from ._job_watch import JobNotice as JobNotice
 from ._lifecycle import InvalidTransitionError as InvalidTransitionError
 from ._listing import JobPage as JobPage
 from ._listing import QueueStats as QueueStats
@@ -40,8 +42,10 @@ from ._spec import JobSpec as JobSpec
 from ._store import BatchStore as BatchStore
 from ._store import Claim as Claim
 from ._store import ControlStore as ControlStore
+from ._store import EventStore as EventStore
 from ._store import InspectionStore as InspectionStore
 from ._store import JobStore as JobStore
+from ._store import ProgressStore as ProgressStore
 from ._store import ScheduleStore as ScheduleStore
 
 __all__ = [
@@ -58,7 +62,9 @@ __all__ = [
     "ConfigurationError",
     "ControlStore",
     "DuplicateJobError",
+    "EventStore",
     "Handler",
+    "IdempotencyConflictError",
     "InMemoryJobStore",
     "InspectionStore",
     "InvalidTransitionError",
@@ -66,6 +72,7 @@ __all__ = [
     "JobError",
     "JobLogFilter",
     "JobModel",
+    "JobNotice",
     "JobPage",
     "JobRequest",
     "JobSpec",
@@ -74,6 +81,7 @@ __all__ = [
     "JobStoreError",
     "JobValidationError",
     "NewJob",
+    "ProgressStore",
     "QueueFullError",
     "QueueStats",
     "ResultRefusedError",
