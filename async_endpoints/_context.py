@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, get_args, get_origin
 
 from starlette.datastructures import Headers, QueryParams
 
 from ._errors import ConfigurationError
+from ._progress import progress_value
 
 T = TypeVar("T")
 
@@ -29,6 +30,8 @@ class AsyncContext(Generic[T]):
         partition_key: The job's partition key (its jobs run one at a time), or None.
         tenant: The tenant the job belongs to, or None.
         batch_id: The batch the job belongs to (or continues), or None.
+
+    `report_progress` tells the job's progress (its ``progress`` field, and its events).
     """
 
     request: T
@@ -40,6 +43,25 @@ class AsyncContext(Generic[T]):
     partition_key: str | None = None
     tenant: str | None = None
     batch_id: uuid.UUID | None = None
+    _report: Callable[[Any], Awaitable[None]] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    async def report_progress(self, value: Any) -> None:
+        """Make ``value`` (a JSON value: a number, text, a list, a dict...) the job's
+        ``progress``, shown in its JSON and sent to its event streams.
+
+        Writes are coalesced to at most one store write per 100 ms per job (the latest
+        value wins), and the last value reported always lands before the job's outcome is
+        recorded. Once the attempt has lost its claim (the job was cancelled or recovered
+        elsewhere) reports are dropped silently.
+
+        Raises:
+            ValueError: ``value`` has no JSON form (NaN, an unknown type...).
+        """
+        data = progress_value(value)
+        if self._report is not None:
+            await self._report(data)
 
 
 def request_model_of(annotation: Any) -> Any:

@@ -32,7 +32,8 @@ from ._routes import add_cancel_route, add_get_route
 from ._runner import WorkerPool
 from ._scheduling import CronScheduling
 from ._settings import Settings, queue_names
-from ._store import JobStore
+from ._sse import add_events_route, job_events_endpoint
+from ._store import EventStore, JobStore
 from ._submission import JobSubmission
 from ._worker import AttemptRunner
 
@@ -131,6 +132,34 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
         self._control("cancel jobs")
         route_name = name or "cancel_" + re.sub(r"\W+", "_", path).strip("_")
         add_cancel_route(self.app, path, job_cancel_endpoint(self), name=route_name)
+
+    def map_job_events(
+        self, path: str = "/jobs/{job_id}/events", *, name: str | None = None
+    ) -> None:
+        """Register ``GET path`` streaming the job's status and progress as Server-Sent
+        Events (``path`` holds ``{job_id}``): ``event: status`` with the job JSON at once
+        and at every status change, ``event: progress`` with ``{"progress": value}`` at
+        every progress reported, ending after the terminal status; ``404`` (JSON) when
+        unknown, not a UUID, or refused by ``authorize``. See `async_endpoints._sse`.
+
+        Args:
+            path: The route path.
+            name: The route name (and FastAPI operation id); default derived from ``path``.
+
+        Raises:
+            ConfigurationError: ``path`` lacks ``{job_id}`` or a leading ``/``, there is no
+                app, or the store is not an `EventStore`.
+        """
+        if "{job_id}" not in path or not path.startswith("/"):
+            message = f"the job-events path must start with '/' and hold {{job_id}}: {path!r}"
+            raise ConfigurationError(message)
+        if self.app is None:
+            raise ConfigurationError("map_job_events needs an app")
+        if not isinstance(self.store, EventStore):
+            name_ = type(self.store).__name__
+            raise ConfigurationError(f"map_job_events needs an EventStore; {name_} is not one")
+        route_name = name or "events_" + re.sub(r"\W+", "_", path).strip("_")
+        add_events_route(self.app, path, job_events_endpoint(self), name=route_name)
 
     async def drain(self) -> int:
         """Run due jobs in this task until none is due; return the attempts run (for tests).

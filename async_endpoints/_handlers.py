@@ -205,8 +205,11 @@ class Handler:
             error = {"loc": [], "msg": str(exc), "type": "serialization"}
             raise JobValidationError("request body has no JSON form", [error]) from None
 
-    def context(self, job: Job) -> AsyncContext[Any]:
-        """Rebuild the handler's context from a stored job.
+    def context(
+        self, job: Job, report: Callable[[Any], Awaitable[None]] | None = None
+    ) -> AsyncContext[Any]:
+        """Rebuild the handler's context from a stored job (``report`` takes its
+        ``report_progress`` values).
 
         Raises:
             JobValidationError: the stored body no longer passes the request model (its
@@ -225,6 +228,7 @@ class Handler:
             partition_key=job.partition_key,
             tenant=job.tenant,
             batch_id=job.batch_id,
+            _report=report,
         )
 
     def dump_result(self, value: Any) -> Any:

@@ -21,6 +21,7 @@ from ._events import AttemptOutcome, EventKind, LifecycleEvent, LifecycleEvents,
 from ._handlers import Handler
 from ._job import Job, JobError
 from ._logs import forget_current_job, job_extra, name_current_job
+from ._progress import ProgressReporter
 from ._redact import ErrorDescriber
 from ._retry import RetryPolicy
 from ._store import Claim, JobStore
@@ -75,6 +76,8 @@ class AttemptRunner:
     #: Tokens of claims whose job was cancelled (by `AsyncEndpoints.cancel`, in any
     #: process) while this process ran it: their refused outcome is no lost claim.
     canceled: set[str] = field(default_factory=set, compare=False)
+    #: The progress of each attempt running, by its claim's token (flushed at settling).
+    progress: dict[str, ProgressReporter] = field(default_factory=dict, compare=False)
 
     async def run(self, claim: Claim, handler_ended: Callable[[], None] = _nothing) -> Job | None:
         """Run one attempt of ``claim`` in the calling task, then settle it.
@@ -122,6 +125,9 @@ class AttemptRunner:
         outcome was not recorded): the one place ``finished`` is emitted."""
         canceled = claim.token in self.canceled
         self.canceled.discard(claim.token)
+        reporter = self.progress.pop(claim.token, None)
+        if reporter is not None:
+            reporter.close()
         if not self.events:
             return
         if settled is not None:
@@ -171,8 +177,9 @@ class AttemptRunner:
             return Outcome(
                 error=JobError(f"no handler is registered for {job.name!r}", "UnknownJob")
             )
+        reporter = self.progress[claim.token] = ProgressReporter(self.store, claim)
         try:
-            context = handler.context(job)
+            context = handler.context(job, reporter.report)
         except Exception as exc:
             handler_ended()
             return Outcome(error=self._error(exc))
@@ -238,8 +245,12 @@ class AttemptRunner:
         _consume(task)
 
     async def settle(self, claim: Claim, outcome: Outcome) -> Job | None:
-        """Record the outcome; a lost claim (token mismatch) is logged and ignored."""
+        """Record the outcome (after the progress still waiting to be written); a lost
+        claim (token mismatch) is logged and ignored."""
         job = claim.job
+        reporter = self.progress.pop(claim.token, None)
+        if reporter is not None:
+            await reporter.flush()
         if outcome.error is None:
             try:
                 settled = await self.store.complete(claim, outcome.result)

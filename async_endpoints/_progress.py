@@ -1,0 +1,123 @@
+"""`ProgressReporter`: a running job's ``ctx.report_progress``, coalesced.
+
+A handler may report as often as it likes; the store sees at most one write per
+`INTERVAL` seconds per job. The first report after a quiet interval is written at once
+(the handler awaits it); later ones within the interval only replace the value waiting to
+be written, which a timer writes once the interval has passed. Before the attempt is
+settled the engine calls `ProgressReporter.flush`, so the last value reported always lands
+before the job's outcome. Writes are token-checked by the store (`ProgressStore`): once
+the claim is lost (cancelled, recovered elsewhere) the reporter stops writing, silently.
+A store without `ProgressStore` keeps no progress (reports are checked and dropped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from ._errors import JobStoreError
+from ._store import Claim, JobStore, ProgressStore
+
+logger = logging.getLogger("async_endpoints")
+
+#: Seconds between two progress writes of one job, at least.
+INTERVAL = 0.1
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_NOTHING: Any = object()
+
+
+def progress_value(value: Any) -> Any:
+    """``value`` as plain JSON data (tuples become lists).
+
+    Raises:
+        ValueError: ``value`` has no JSON form: an unknown type, NaN or Infinity, text
+            with a lone surrogate, a dict with keys that are not text, an integer of over
+            4300 digits.
+    """
+    try:
+        text = _ENCODER.encode(value)
+        text.encode()  # a lone surrogate has no UTF-8 form
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ValueError(f"progress must be a JSON value: {exc}") from None
+    if isinstance(value, dict) and not all(isinstance(key, str) for key in value):
+        raise ValueError("progress must be a JSON value: its keys must be text")
+    return json.loads(text)
+
+
+class ProgressReporter:
+    """The progress of one attempt (one claim), written to the store coalesced."""
+
+    __slots__ = ("_claim", "_closed", "_lock", "_next_at", "_pending", "_store", "_task", "_timer")
+
+    def __init__(self, store: JobStore, claim: Claim) -> None:
+        self._store = store if isinstance(store, ProgressStore) else None
+        self._claim = claim
+        self._pending: Any = _NOTHING
+        self._next_at = 0.0  # loop time at which the next write may start
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._closed = self._store is None
+
+    async def report(self, value: Any) -> None:
+        """Report ``value`` (already plain JSON data): written now when no write happened
+        within `INTERVAL`, else on the timer (or at `flush`)."""
+        if self._closed:
+            return
+        self._pending = value
+        if self._timer is not None or self._lock.locked():
+            return  # a write is due already; it takes the latest value
+        loop = asyncio.get_running_loop()
+        wait = self._next_at - loop.time()
+        if wait > 0:
+            self._timer = loop.call_later(wait, self._write_soon)
+        else:
+            await self._write()
+
+    def _write_soon(self) -> None:
+        self._timer = None
+        if not self._closed and self._pending is not _NOTHING:
+            self._task = asyncio.ensure_future(self._write())
+
+    async def _write(self) -> None:
+        async with self._lock:
+            value, self._pending = self._pending, _NOTHING
+            if value is _NOTHING or self._closed or self._store is None:
+                return
+            self._next_at = asyncio.get_running_loop().time() + INTERVAL
+            try:
+                held = await self._store.set_progress(self._claim, value)
+            except JobStoreError as exc:
+                logger.warning("job %s: could not record its progress: %s", self._claim.job.id, exc)
+                return
+            if not held:
+                self._closed = True  # the claim is lost: nothing more is written
+        self._arm()
+
+    def _arm(self) -> None:
+        """Write a value reported during the last write once the interval has passed."""
+        if self._pending is _NOTHING or self._closed or self._timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(max(0.0, self._next_at - loop.time()), self._write_soon)
+
+    async def flush(self) -> None:
+        """Write the value still waiting (if any) now, then write no more."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        task = self._task
+        if task is not None and not task.done():
+            await asyncio.shield(task)
+        await self._write()
+        self.close()
+
+    def close(self) -> None:
+        """Write no more (the attempt ended without a settlement)."""
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
