@@ -17,6 +17,9 @@ The hash holds few, short fields so that Redis keeps it listpack-encoded (compac
     tenant           the job's tenant; left out when it has none
     behind           '1' while the job waits behind an earlier job of its partition key
                      (not read here; see ``lua/_lifecycle.lua``)
+    batch            the id of the job's batch; left out when it has none
+    then             '1' for a batch's continuation (not counted in the batch; not read
+                     here; see ``lua/_batch.lua``)
     token            the current claim's token, while InProgress
     result           JSON text, once Completed
     error            JSON text ``{"message", "type"[, "traceback"]}``, after a failure
@@ -140,6 +143,7 @@ def decode_job(job_id: uuid.UUID, fields: Mapping[Reply, Reply]) -> Job:
             queue=data.get("queue", DEFAULT_QUEUE),
             partition_key=data.get("partition_key"),
             tenant=data.get("tenant"),
+            batch_id=uuid.UUID(data["batch"]) if "batch" in data else None,
         )
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ValueError(f"job {job_id} is stored corrupt: {exc!r}") from exc

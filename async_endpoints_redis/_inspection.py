@@ -6,12 +6,14 @@ Listing reads the indexes the transitions keep (``lua/_index.lua``) in one scrip
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
 from async_endpoints._job import DEFAULT_QUEUE, JobStatus
 from async_endpoints._listing import JobPage, QueueStats, check_limit, decode_cursor, filters_of
 
 from ._base import StoreBase
+from ._batches import batch_jobs_page
 from ._pages import checked_position, page_of, visit_budget
 
 
@@ -28,6 +30,7 @@ class RedisInspection(StoreBase):
         status: JobStatus | None = None,
         queue: str | None = None,
         tenant: str | None = None,
+        batch_id: uuid.UUID | None = None,
         limit: int = 50,
         cursor: str | None = None,
         queues: Sequence[str] = (DEFAULT_QUEUE,),
@@ -40,10 +43,15 @@ class RedisInspection(StoreBase):
         ``queue`` or ``tenant`` the script looks at no more than `visit_budget` entries and
         may return a short page with a cursor.
 
+        With a ``batch_id``, the batch's jobs in the order they were stored (see
+        `batch_jobs_page`).
+
         Raises:
             ValueError: ``limit`` out of range, or a cursor this store did not make for
                 this listing.
         """
+        if batch_id is not None:
+            return await batch_jobs_page(self, batch_id, status, queue, tenant, limit, cursor)
         check_limit(limit)
         filters = filters_of(status, queue, tenant)
         position = (

@@ -164,3 +164,9 @@ local function settle(key, id, queue, status, now, clock)
   index_add(status, now, id)
   announce(key, id)
 end
+
+-- The one hook of a job's status change: every transition of _lifecycle.lua calls
+-- status_changed(key, from, to) (from nil for a new job) in its script, after the change.
+-- _batch.lua, in the scripts that include it, sets it to count the change in the job's
+-- batch; elsewhere it does nothing.
+local status_changed = function() end

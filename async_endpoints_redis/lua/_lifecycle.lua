@@ -61,6 +61,7 @@ local function enqueue(key, id, fields, queue, now, tenant, ready)
   end
   enter_queued(id, queue, now)
   index_add('created', now, id)
+  status_changed(key, nil, 'Queued')
 end
 
 -- schedule: a new job, Scheduled for delay ms (fields say so: status and run_at); the
@@ -69,6 +70,7 @@ local function schedule(key, id, fields, queue, now, clock, delay)
   redis.call('HSET', key, unpack(fields))
   enter_scheduled(key, id, queue, now, clock, delay)
   index_add('created', now, id)
+  status_changed(key, nil, 'Scheduled')
 end
 
 -- enqueue and claim in one step: a new job handed straight to an idle worker (fields
@@ -78,6 +80,7 @@ local function enqueue_claimed(key, id, fields, queue, now, deadline)
   redis.call('ZADD', K.active, deadline, id)
   enter_running(id, queue, now)
   index_add('created', now, id)
+  status_changed(key, nil, 'InProgress')
 end
 
 -- promote: a due Scheduled job becomes Queued in its own queue (no update of its own);
@@ -94,6 +97,7 @@ local function promote(key, id)
   redis.call('HDEL', key, 'run_at')
   ready_push(queue, tenant, id)
   enter_queued(id, queue, created)
+  status_changed(key, 'Scheduled', 'Queued')
 end
 
 -- Takes one job off the count of its key's lane, and the key's field once none is left;
@@ -161,6 +165,7 @@ local function claim(key, id, queue, token, deadline, now, started, run_at, crea
   end
   push(pending.active_add, deadline, id)
   enter_running(id, queue, started)
+  status_changed(key, 'Queued', 'InProgress')
 end
 
 -- The undoing of a claim that never started (a job handed to an idle worker that did not
@@ -172,6 +177,7 @@ local function unclaim(key, id, now)
   redis.call('HDEL', key, 'started_at')
   ready_push(queue, tenant, id, true)
   enter_queued(id, queue, created)
+  status_changed(key, 'InProgress', 'Queued')
 end
 
 -- complete: a running job succeeded. kept: what stays of its request ('' for nothing);
@@ -197,6 +203,7 @@ local function complete(key, id, result, kept, now, clock, queue, started, parti
   index_add('Completed', now, id)
   announce(key, id)
   lane_leave(partition_key, id, false)
+  status_changed(key, 'InProgress', 'Completed')
 end
 
 -- retry: a failed attempt with retries left: one more attempt counted, Queued at the tail
@@ -216,6 +223,7 @@ local function retry(key, id, now, clock, delay)
       'last_updated_at', ms(now))
     enter_scheduled(key, id, queue, now, clock, delay)
   end
+  status_changed(key, 'InProgress', delay <= 0 and 'Queued' or 'Scheduled')
 end
 
 -- dead: a failed attempt with no retry: Failed for good.
@@ -224,6 +232,7 @@ local function dead(key, id, now, clock)
   leave_running(key, id, queue)
   settle(key, id, queue, 'Failed', now, clock)
   lane_leave(partition_key, id, false)
+  status_changed(key, 'InProgress', 'Failed')
 end
 
 -- A failed attempt of a running job (error already recorded): retried after delay ms
@@ -273,6 +282,7 @@ local function cancel(key, id, now, clock)
   end
   settle(key, id, queue, 'Canceled', now, clock)
   lane_leave(partition_key, id, behind)
+  status_changed(key, status, 'Canceled')
   return status
 end
 
@@ -300,6 +310,7 @@ local function requeue(key, id, now)
     redis.call('SADD', K.queues, queue)
   end
   enter_queued(id, queue, created)
+  status_changed(key, status, 'Queued')
   return status
 end
 

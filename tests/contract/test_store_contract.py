@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from async_endpoints._store import ControlStore, InspectionStore, ScheduleStore
+from async_endpoints._store import BatchStore, ControlStore, InspectionStore, ScheduleStore
 from async_endpoints.testing import StoreKit
 from async_endpoints.testing.contract import JobStoreContract
 
@@ -15,11 +15,12 @@ class ProjectStore(JobStoreContract):
     tests may be skipped for them."""
 
     async def test_the_store_has_every_optional_capability(self, kit: StoreKit) -> None:
-        """Control, inspection and schedules, on the store and on its peer."""
+        """Control, inspection, schedules and batches, on the store and on its peer."""
         for store in (kit.store, kit.other):
             assert isinstance(store, ControlStore)
             assert isinstance(store, InspectionStore)
             assert isinstance(store, ScheduleStore)
+            assert isinstance(store, BatchStore)
 
 
 class TestInMemoryJobStore(ProjectStore):

@@ -1,0 +1,264 @@
+"""`RedisBatches`: the `BatchStore` part of `RedisJobStore`: batches and their
+continuations.
+
+A batch is a hash (``{p}:batch:<id>``) with its counts per status, kept by the scripts of
+every transition in the same step as the job's status (``lua/_batch.lua``, whose hook
+every transition of ``lua/_lifecycle.lua`` calls); the transition that ends the last
+unfinished job of a running batch finishes it and stores its continuations right there.
+Keys: ``lua/_batch.lua``.
+
+Creating a batch (or appending to one) is one script call, ``lua/batch_add.lua``, that
+checks every id and the room under ``max_waiting`` before it writes anything, so it stores
+every job or none. A batch of more than `CHUNK` jobs is sent in chunks: each but the last
+is kept under a staging key by ``lua/batch_stage.lua`` (no job is stored), and the call
+carrying the last chunk checks and stores them all in one script; a call that fails
+leaves no job behind (its staging key expires after `STAGED_FOR` seconds). Every call
+carries a random nonce kept in the batch, so a call resent after its reply was lost is
+recognised and answers the batch it stored instead of storing (or counting) anything
+again.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from async_endpoints._batch import Batch, BatchPage, BatchStatus, ContinueWhen, NewBatch
+from async_endpoints._errors import DuplicateJobError, JobStoreError, QueueFullError
+from async_endpoints._job import Job, JobStatus, NewJob
+from async_endpoints._listing import (
+    JobPage,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+    filters_of,
+)
+
+from ._base import StoreBase
+from ._codec import encode_request, from_ms, job_from_text, pairs, text
+from ._errors import RETRY_AFTER
+from ._pages import VISITS_PER_JOB
+from ._scripts import delay_ms
+
+#: Jobs per script call when a batch is sent in chunks.
+CHUNK = 2000
+#: Seconds the staged chunks of a batch sent in chunks are kept for their last call.
+STAGED_FOR = 600
+#: Jobs a cancel_batch step cancels in one script call.
+CANCEL_STEP = 2000
+#: What a batch listing's cursor is bound to, before the tenant.
+_LISTING = "batches"
+_ENTRY = re.compile(r"\d{14}:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_COUNTED = tuple(JobStatus)
+
+
+def job_tuple(new_job: NewJob) -> list[str | int]:
+    """The job as the batch scripts take it (``lua/_batch.lua``).
+
+    Raises:
+        ValueError: its delay is not a finite number.
+    """
+    if not math.isfinite(new_job.delay):
+        raise ValueError(f"delay must be a finite number of seconds, not {new_job.delay!r}")
+    return [
+        str(new_job.id),
+        new_job.name,
+        new_job.max_retries,
+        encode_request(new_job.request),
+        new_job.queue,
+        delay_ms(new_job.delay),
+        new_job.partition_key or "",
+        new_job.tenant or "",
+    ]
+
+
+def batch_from(batch_id: uuid.UUID, flat: Sequence[Any]) -> Batch:
+    """The batch in its hash (a flat ``{field, value, ...}`` reply)."""
+    data = pairs(flat)
+    counts = [max(0, int(data.get(status.value, 0))) for status in _COUNTED]
+    created_at = from_ms(data["created_at"])
+    assert created_at is not None
+    return Batch(
+        id=batch_id,
+        tenant=data.get("tenant"),
+        status=BatchStatus(data["status"]),
+        total=sum(counts),
+        queued=counts[0],
+        scheduled=counts[1],
+        in_progress=counts[2],
+        completed=counts[3],
+        failed=counts[4],
+        canceled=counts[5],
+        created_at=created_at,
+        finished_at=from_ms(data.get("finished_at")),
+        continuation_ids=tuple(uuid.UUID(raw) for raw in data.get("conts", "").split()),
+        continue_when=ContinueWhen(data.get("when", ContinueWhen.ALL_TERMINAL.value)),
+    )
+
+
+class RedisBatches(StoreBase):
+    """Batches in Redis; see `async_endpoints.BatchStore`."""
+
+    async def create_batch(self, batch: NewBatch, *, max_waiting: int | None = None) -> Batch:
+        """Store ``batch`` and its jobs, all or none (in chunks of `CHUNK` jobs past that
+        many, committed by the last call); see `BatchStore.create_batch`.
+
+        Raises:
+            ValueError: a job's delay is not a finite number (nothing stored).
+        """
+        continuations: list[str | int] = []
+        for new_job in batch.continuations:
+            continuations += job_tuple(new_job)
+        head: list[str | int] = [
+            batch.tenant or "",
+            ContinueWhen(batch.continue_when).value,
+            len(continuations),
+            *continuations,
+        ]
+        _, flat = await self._add("create", batch.id, batch.jobs, max_waiting, head)
+        return batch_from(batch.id, flat)
+
+    async def append_to_batch(
+        self, batch_id: uuid.UUID, jobs: Sequence[NewJob], *, max_waiting: int | None = None
+    ) -> Batch | None:
+        """Add ``jobs`` to the running batch, all or none; see `BatchStore.append_to_batch`."""
+        for new_job in jobs:
+            if new_job.batch_id != batch_id:
+                raise ValueError(f"job {new_job.id} does not name batch {batch_id}")
+        code, flat = await self._add("append", batch_id, jobs, max_waiting, ["", "", 0])
+        if code == "none":
+            return None
+        return batch_from(batch_id, flat)
+
+    async def get_batch(self, batch_id: uuid.UUID) -> Batch | None:
+        """The batch, or None; see `BatchStore.get_batch`."""
+        flat = await self._run("get_batch", lambda s: s.call("batch_get", [str(batch_id)]))
+        return batch_from(batch_id, flat) if flat else None
+
+    async def list_batches(
+        self, *, tenant: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> BatchPage:
+        """One page of batches, newest first, in O(limit + log n) (with a tenant too); see
+        `BatchStore.list_batches`."""
+        check_limit(limit)
+        if tenant is not None and not isinstance(tenant, str):
+            raise ValueError("tenant must be a tenant name")
+        filters = [_LISTING, tenant]
+        after = ""
+        if cursor is not None:
+            position = decode_cursor(cursor, filters)
+            if len(position) != 1 or not isinstance(position[0], str):
+                raise ValueError("invalid cursor")
+            if not _ENTRY.fullmatch(position[0]):
+                raise ValueError("invalid cursor")
+            after = position[0]
+        args: list[str | int] = [tenant or "", limit, after]
+        reply = await self._run("list_batches", lambda s: s.call("batch_list", args))
+        batches = [
+            batch_from(uuid.UUID(text(reply[i])), reply[i + 1]) for i in range(0, len(reply), 2)
+        ]
+        if len(batches) <= limit:
+            return BatchPage(batches, None)
+        batches = batches[:limit]
+        last = batches[-1]
+        entry = f"{round(last.created_at.timestamp() * 1000):014d}:{last.id}"
+        return BatchPage(batches, encode_cursor(filters, [entry]))
+
+    async def cancel_batch(self, batch_id: uuid.UUID) -> Batch | None:
+        """Cancel the batch, its unfinished jobs (running ones announced on the cancel
+        channel, as `cancel` does) and its continuations, in steps of `CANCEL_STEP` jobs
+        (the first marks it Canceled); see `BatchStore.cancel_batch`."""
+        start, mode = 0, ""
+        while True:
+            args: list[str | int] = [str(batch_id), mode, start, CANCEL_STEP]
+            reply = await self._script("cancel_batch", "batch_cancel", args)
+            if not reply:
+                return None
+            start, mode, flat = int(reply[0]), text(reply[1]), reply[2]
+            if start < 0:
+                self._notifications.wake()
+                return batch_from(batch_id, flat)
+
+    async def _script(self, operation: str, name: str, args: list[str | int]) -> Any:
+        return await self._run(operation, lambda s: s.call(name, args))
+
+    async def _add(
+        self,
+        mode: str,
+        batch_id: uuid.UUID,
+        jobs: Sequence[NewJob],
+        max_waiting: int | None,
+        head: list[str | int],
+    ) -> tuple[str, list[Any]]:
+        """Run ``lua/batch_add.lua`` (staging all but the last `CHUNK` first); its code and
+        the batch's hash, or the error its code means."""
+        tuples = [job_tuple(new_job) for new_job in jobs]
+        nonce = secrets.token_hex(8)
+        chunks = [tuples[i : i + CHUNK] for i in range(0, len(tuples), CHUNK)] or [[]]
+        for number, chunk in enumerate(chunks[:-1], start=1):
+            args: list[str | int] = [str(batch_id), nonce, number, STAGED_FOR * 1000]
+            for values in chunk:
+                args += values
+            await self._script("create_batch", "batch_stage", args)
+        limit = -1 if max_waiting is None else max_waiting
+        args = [mode, str(batch_id), nonce, len(chunks) - 1, limit, *head]
+        for values in chunks[-1]:
+            args += values
+        code, flat = await self._run("create_batch", lambda s: s.call("batch_add", args))
+        code = text(code)
+        if code in ("ok", "again"):
+            self._notifications.wake()  # this process's own workers, before pub/sub does
+            return code, flat
+        if code == "none":
+            return code, flat
+        if code == "dup":
+            raise DuplicateJobError(f"batch {batch_id} or one of its job ids exists already")
+        if code == "full":
+            raise QueueFullError(f"{max_waiting} jobs are waiting", retry_after=RETRY_AFTER)
+        if code == "closed":
+            raise ValueError(f"batch {batch_id} is not running: it takes no more jobs")
+        raise JobStoreError(f"batch {batch_id}: its staged jobs expired before the last call")
+
+
+async def batch_jobs_page(
+    store: StoreBase,
+    batch_id: uuid.UUID,
+    status: JobStatus | None,
+    queue: str | None,
+    tenant: str | None,
+    limit: int,
+    cursor: str | None,
+) -> JobPage:
+    """One page of `InspectionStore.list_jobs` with ``batch_id``: the batch's jobs (its
+    continuations once stored) in the order stored, from its job list; with a filter the
+    script looks at no more than ``limit * 10 + 100`` of them and may return a short page
+    with a cursor.
+
+    Raises:
+        ValueError: a cursor not made for this listing.
+    """
+    check_limit(limit)
+    filters = filters_of(status, queue, tenant, batch_id)
+    start = 0
+    if cursor is not None:
+        position = decode_cursor(cursor, filters)
+        if len(position) != 1 or not isinstance(position[0], int) or position[0] < 0:
+            raise ValueError("invalid cursor")
+        start = position[0]
+    filtered = status is not None or queue is not None or tenant is not None
+    budget = limit * VISITS_PER_JOB + 100 if filtered else limit
+    args: list[str | int] = [str(batch_id), start, limit, budget]
+    args += ["" if status is None else status.value, queue or "", tenant or ""]
+    raw_jobs, next_start = await store._run("list_jobs", lambda s: s.call("batch_jobs", args))
+    jobs: list[Job] = []
+    for message in raw_jobs:
+        job, _ = job_from_text(message)
+        if job is not None:
+            jobs.append(job)
+    if int(next_start) < 0:
+        return JobPage(jobs, None)
+    return JobPage(jobs, encode_cursor(filters, [int(next_start)]))

@@ -1,0 +1,47 @@
+-- batch_cancel: one step of cancelling a batch. The first step (ARGV[2] '') of a Running
+-- batch marks it Canceled (finished_at now) and stores its continuations Canceled; then
+-- each step cancels up to ARGV[4] of its jobs, from ARGV[3] on in its job list, as
+-- cancel.lua does (a running one is announced on the cancel channel). Of a batch that
+-- is not Running only the continuations that are not terminal are cancelled (one step).
+--
+-- ARGV[1]  batch id    ARGV[2]  '' (first step), or 'jobs' as the first step answered
+-- ARGV[3]  where in the job list this step starts    ARGV[4]  the most jobs per step
+--
+-- Returns: {where the next step starts (-1: done), the mode for it, the batch's hash as
+-- {field, value, ...}}, or false when there is no such batch.
+
+even_when_full()
+local batch_id, mode = ARGV[1], ARGV[2]
+local bkey = batch_key(batch_id)
+local status = redis.call('HGET', bkey, 'status')
+if not status then
+  return false
+end
+local clock = clock_ms()
+local now = now_ms()
+local ids = {}
+if mode == '' then
+  if status == 'Running' then
+    mode = 'jobs'
+    redis.call('HSET', bkey, 'status', 'Canceled', 'finished_at', ms(now))
+    BATCH.continue(bkey, batch_id, now, clock, true)
+  else
+    mode = 'conts'
+    for id in string.gmatch(redis.call('HGET', bkey, 'conts') or '', '%S+') do
+      ids[#ids + 1] = id
+    end
+  end
+end
+local start, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
+local next_start = -1
+if mode == 'jobs' then
+  ids = redis.call('LRANGE', bkey .. ':jobs', start, start + limit - 1)
+  if #ids == limit then
+    next_start = start + limit
+  end
+end
+for _, id in ipairs(ids) do
+  cancel(job_key(id), id, now, clock)
+end
+flush_pending()
+return {next_start, mode, redis.call('HGETALL', bkey)}
