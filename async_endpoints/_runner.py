@@ -185,7 +185,12 @@ class WorkerPool:
         claims = await self._claim(free)
         if self._stopping.is_set():
             return
-        if not claims and len(self._slots):
+        if 0 < len(claims) < free:
+            # The claim took every due job: another one now would find none. Wait for a
+            # wake-up (new work) or for the last handler to end instead, as after an
+            # empty claim; a wake-up sent since this claim began is not missed.
+            await self._wait_while_busy()
+        elif not claims and len(self._slots):
             await self._wait_while_busy()
         elif not claims:
             # An idle pool lets the store hand new jobs straight over (one trip fewer per
