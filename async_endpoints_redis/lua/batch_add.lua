@@ -27,6 +27,16 @@ local conts = {}
 for i = 9, 8 + n do
   conts[#conts + 1] = ARGV[i]
 end
+local function reply(code)
+  return {code, redis.call('HGETALL', bkey)}
+end
+
+local status = redis.call('HGET', bkey, 'status')
+if status and redis.call('HGET', bkey, create and 'nonce' or 'appended') == nonce then
+  redis.call('DEL', staged)
+  return reply('again')
+end
+
 local jobs = {}
 for c = 1, chunks do
   local chunk = redis.call('HGET', staged, tostring(c))
@@ -42,15 +52,6 @@ for i = 9 + n, #ARGV do
   jobs[#jobs + 1] = ARGV[i]
 end
 redis.call('DEL', staged)
-
-local function reply(code)
-  return {code, redis.call('HGETALL', bkey)}
-end
-
-local status = redis.call('HGET', bkey, 'status')
-if status and redis.call('HGET', bkey, create and 'nonce' or 'appended') == nonce then
-  return reply('again')
-end
 if create and status then
   return reply('dup')
 elseif not create and not status then

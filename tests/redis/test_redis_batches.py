@@ -1,0 +1,171 @@
+"""What `RedisJobStore` promises for batches beyond the store contract: every key of a
+batch in the store's hash slot (a Redis Cluster runs it), nothing of a batch left once its
+retention has passed, a batch sent in chunks stored whole or not at all, and a call
+resent after its reply was lost storing and counting nothing twice."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from async_endpoints._batch import BatchStatus, NewBatch
+from async_endpoints._errors import DuplicateJobError
+from async_endpoints._job import JobStatus, NewJob
+from async_endpoints_redis import RedisJobStore, _batches
+
+pytestmark = pytest.mark.redis
+StoreFactory = Callable[..., Awaitable[RedisJobStore]]
+
+
+def member(batch_id: uuid.UUID, name: str = "Job", **options: Any) -> NewJob:
+    return NewJob(id=uuid.uuid4(), name=name, max_retries=0, batch_id=batch_id, **options)
+
+
+def new_batch(jobs: int, continuations: int = 1, tenant: str | None = None) -> NewBatch:
+    batch_id = uuid.uuid4()
+    return NewBatch(
+        batch_id,
+        [member(batch_id, tenant=tenant) for _ in range(jobs)],
+        [member(batch_id, name="Then", tenant=tenant) for _ in range(continuations)],
+        tenant=tenant,
+    )
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    """Poll ``check`` until it returns True, failing after ``timeout``."""
+    async with asyncio.timeout(timeout):
+        while not await check():  # noqa: ASYNC110 - polling real time on purpose
+            await asyncio.sleep(0.05)
+
+
+async def drain(store: RedisJobStore) -> list[uuid.UUID]:
+    """Claim and complete until nothing is claimable; the ids in the order they ran."""
+    ran = []
+    while claims := await store.claim(50, lease=30):
+        for claim in claims:
+            ran.append(claim.job.id)
+            await store.complete(claim, None)
+    return ran
+
+
+async def keys_of(raw_redis: Redis, prefix: str) -> list[str]:
+    return sorted([key async for key in raw_redis.scan_iter(match=f"*{prefix}*")])
+
+
+async def test_a_batch_keeps_its_keys_under_the_hash_tag_and_leaves_nothing_after_retention(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str
+) -> None:
+    """While it runs a batch has its hash, job list and listing entries under
+    ``{prefix}:``; once it has finished (its continuation run too) and the retention has
+    passed, recovery deletes it with its jobs: no key of the batch or of a job is left."""
+    store = await make_store(retention=0.5)
+    spec = new_batch(3, 1, tenant="acme")
+    await store.create_batch(spec)
+    tag = "{" + prefix + "}:"
+    during = await keys_of(raw_redis, prefix)
+    assert all(key.startswith(tag) for key in during)
+    assert {f"{tag}batch:{spec.id}", f"{tag}batch:{spec.id}:jobs", f"{tag}batches"} <= set(during)
+    assert f"{tag}batches:t:acme" in during
+    ran = await drain(store)
+    assert ran[-1] == spec.continuations[0].id and len(ran) == 4
+    finished = await store.get_batch(spec.id)
+    assert finished is not None and finished.status is BatchStatus.FINISHED
+
+    async def purged() -> bool:
+        await store.recover()
+        left = await keys_of(raw_redis, prefix)
+        return not [key for key in left if ":batch" in key or ":job:" in key]
+
+    await eventually(purged)
+    assert await store.get_batch(spec.id) is None
+    assert (await store.list_batches(tenant="acme")).batches == []
+
+
+async def test_a_batch_sent_in_chunks_is_stored_whole(
+    store: RedisJobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past CHUNK jobs the batch goes in several calls; the last stores them all, in order,
+    counted."""
+    monkeypatch.setattr(_batches, "CHUNK", 10)
+    spec = new_batch(35)
+    created = await store.create_batch(spec)
+    assert created.total == 35 and created.queued == 35
+    page = await store.list_jobs(batch_id=spec.id, limit=100)
+    assert [job.id for job in page.jobs] == [job.id for job in spec.jobs]
+    extra = [member(spec.id) for _ in range(25)]
+    appended = await store.append_to_batch(spec.id, extra)
+    assert appended is not None and appended.total == 60
+
+
+async def test_a_chunked_batch_whose_last_chunk_is_refused_stores_nothing(
+    store: RedisJobStore, raw_redis: Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A taken id in the last of four chunks: DuplicateJobError, and no job of the earlier
+    chunks, no batch and no staged chunk is left in Redis."""
+    monkeypatch.setattr(_batches, "CHUNK", 10)
+    spec = new_batch(35)
+    taken = spec.jobs[33]
+    await store.enqueue(NewJob(id=taken.id, name="Job", max_retries=0))
+    before = await keys_of(raw_redis, prefix)
+    with pytest.raises(DuplicateJobError):
+        await store.create_batch(spec)
+    for job in spec.jobs:
+        if job.id != taken.id:
+            assert await store.get(job.id) is None
+    assert await store.get_batch(spec.id) is None
+    assert await keys_of(raw_redis, prefix) == before
+
+
+async def test_a_create_resent_after_its_reply_was_lost_counts_each_job_once(
+    store: RedisJobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every script call of a create (and an append) runs twice, as when the client resends
+    a command whose reply was lost: the batch answers as created, and holds each job once,
+    counted once."""
+    monkeypatch.setattr(_batches, "CHUNK", 10)
+    run = store._run
+
+    async def twice(operation: str, call: Any) -> Any:
+        if operation == "create_batch":
+            await run(operation, call)  # the reply of this one is "lost"
+        return await run(operation, call)
+
+    monkeypatch.setattr(store, "_run", twice)
+    spec = new_batch(25)
+    created = await store.create_batch(spec)
+    assert created.total == 25 and created.queued == 25
+    appended = await store.append_to_batch(spec.id, [member(spec.id) for _ in range(3)])
+    assert appended is not None and appended.total == 28 and appended.queued == 28
+    assert len(await drain(store)) == 28 + 1
+    found = await store.get_batch(spec.id)
+    assert found is not None and found.total == 28 and found.completed == 28
+
+
+async def test_batches_on_a_redis_cluster(redis_cluster: Any, prefix: str) -> None:
+    """On a 3-master cluster every batch script stays in the store's slot: create, append,
+    the continuation stored by the last completion, listing, a batch's job listing and
+    cancel."""
+    store = RedisJobStore(redis_cluster.url, prefix=prefix, cluster=True)
+    try:
+        await store.start()
+        spec, other = new_batch(3, 1, tenant="t"), new_batch(2, 0)
+        await store.create_batch(spec)
+        await store.create_batch(other)
+        await store.append_to_batch(spec.id, [member(spec.id, tenant="t")])
+        assert [b.id for b in (await store.list_batches(tenant="t")).batches] == [spec.id]
+        cancelled = await store.cancel_batch(other.id)
+        assert cancelled is not None and cancelled.canceled == 2
+        ran = await drain(store)
+        assert len(ran) == 5 and ran[-1] == spec.continuations[0].id
+        found = await store.get_batch(spec.id)
+        assert found is not None and found.status is BatchStatus.FINISHED
+        assert found.completed == 4 and found.total == 4
+        page = await store.list_jobs(batch_id=spec.id, status=JobStatus.COMPLETED, limit=10)
+        assert len(page.jobs) == 5
+    finally:
+        await store.aclose()
