@@ -9,6 +9,10 @@ example_app.main:endpoints`` can run them in other processes), then::
     # 202 Accepted, Location: /jobs/<id>
     curl localhost:8000/jobs/<id>
     curl -X POST localhost:8000/jobs/<id>/cancel
+    curl -X POST localhost:8000/api/accounts/42/updates \
+         -H 'Content-Type: application/json' -d '{"amount": -5}'   # in order per account
+    curl -X POST localhost:8000/api/reports/monthly/2026-11           # a batch, then its join
+    curl localhost:8000/batches/<batch id>
 """
 
 import asyncio
@@ -25,6 +29,7 @@ from async_endpoints import (
     AsyncContext,
     AsyncEndpoints,
     InMemoryJobStore,
+    JobSpec,
     JobStatus,
     JobStore,
     JobValidationError,
@@ -49,6 +54,7 @@ endpoints = AsyncEndpoints(
 )
 endpoints.map_job_details("/jobs/{job_id}")
 endpoints.map_job_cancel("/jobs/{job_id}/cancel")
+endpoints.map_batch_details("/batches/{batch_id}")
 
 
 @app.exception_handler(RequestValidationError)
@@ -86,8 +92,17 @@ def refuse_blocked_tenants(request: Request, body: DataRequest) -> JSONResponse 
     return tenant_refusal(request.path_params["tenant"])
 
 
+def tenant_of(request: Request, body: DataRequest) -> str:
+    """Each tenant's jobs take turns with the other tenants' (one tenant's backlog never
+    holds up another's)."""
+    return str(request.path_params["tenant"])
+
+
 @endpoints.map_async_post(
-    "/api/process-data/{tenant}", name="ProcessData", validator=refuse_blocked_tenants
+    "/api/process-data/{tenant}",
+    name="ProcessData",
+    validator=refuse_blocked_tenants,
+    tenant=tenant_of,
 )
 async def process_data(ctx: AsyncContext[DataRequest]) -> ProcessResult:
     """Upper-case the data (the stand-in for real, slow processing)."""
@@ -196,3 +211,73 @@ async def process_data_sync(tenant: str, body: DataRequest) -> ProcessResult:
     if job.status is not JobStatus.COMPLETED:
         raise HTTPException(502, f"job {job.id} ended {job.status}")
     return ProcessResult.model_validate(job.result)
+
+
+# --- AccountUpdate: jobs of one account run one at a time, in the order they came ---------
+
+
+class AccountUpdateRequest(BaseModel):
+    amount: int
+
+
+class AccountUpdate(BaseModel):
+    account: str
+    amount: int
+
+
+def account_of(request: Request, body: AccountUpdateRequest) -> str:
+    """The partition key: the account in the path."""
+    return f"account:{request.path_params['account']}"
+
+
+@endpoints.map_async_post(
+    "/api/accounts/{account}/updates", name="AccountUpdate", partition_key=account_of
+)
+async def account_update(ctx: AsyncContext[AccountUpdateRequest]) -> AccountUpdate:
+    """Apply one update (here: echo it); never beside another update of the account."""
+    return AccountUpdate(account=ctx.route_params["account"], amount=ctx.request.amount)
+
+
+# --- MonthlyReport: a batch of region summaries, then one job that joins them --------------
+
+REGIONS = ("north", "south", "east", "west")
+
+
+class RegionRequest(BaseModel):
+    month: str
+    region: str
+
+
+class MonthRequest(BaseModel):
+    month: str
+
+
+async def summarise_region(ctx: AsyncContext[RegionRequest]) -> dict[str, str]:
+    """One region's part of the report."""
+    return {"region": ctx.request.region, "month": ctx.request.month}
+
+
+async def assemble_report(ctx: AsyncContext[MonthRequest]) -> dict[str, object]:
+    """Runs once every region is done: reads the parts from the batch."""
+    page = await endpoints.list_jobs(batch_id=ctx.batch_id, status="Completed", limit=100)
+    parts = sorted(job.result["region"] for job in page.jobs if job.name == "summarise_region")
+    return {"month": ctx.request.month, "regions": parts}
+
+
+endpoints.add_handler(summarise_region, queue="batch")
+endpoints.add_handler(assemble_report, queue="batch")
+
+
+class BatchAccepted(BaseModel):
+    batch_id: str
+    location: str
+
+
+@app.post("/api/reports/monthly/{month}", status_code=202, response_model=BatchAccepted)
+async def monthly_report(month: str) -> BatchAccepted:
+    """Fan out one job per region, then fan in: the report is assembled exactly once."""
+    batch = await endpoints.submit_batch(
+        [JobSpec("summarise_region", {"month": month, "region": r}) for r in REGIONS],
+        continue_with=[JobSpec("assemble_report", {"month": month})],
+    )
+    return BatchAccepted(batch_id=str(batch.id), location=f"/batches/{batch.id}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from pathlib import Path
 from types import ModuleType
@@ -144,3 +145,42 @@ async def test_a_reminder_due_at_once_runs(example, http_client_for) -> None:
         response = await client.post("/api/reminders", json={"text": "now", "in_seconds": 0})
         job = await finished(example, client, response)
     assert job["status"] == "Completed" and job["result"] == {"text": "now"}
+
+
+async def test_process_data_labels_each_job_with_its_tenant(example, http_client_for) -> None:
+    """The route's tenant function puts the path's tenant on the job."""
+    async with http_client_for(example.app) as client:
+        response = await client.post("/api/process-data/acme", json={"data": "x"})
+    assert response.status_code == 202 and response.json()["tenant"] == "acme"
+
+
+async def test_account_updates_run_in_order_one_at_a_time(example, http_client_for) -> None:
+    """Updates of one account share a partition key and finish in the order they came."""
+    async with http_client_for(example.app) as client:
+        ids = []
+        for amount in (5, -3, 7):
+            response = await client.post("/api/accounts/42/updates", json={"amount": amount})
+            assert response.json()["partitionKey"] == "account:42"
+            ids.append(response.json()["id"])
+        jobs = [await example.endpoints.wait_for(job_id, timeout=10) for job_id in ids]
+    assert [job.result["amount"] for job in jobs] == [5, -3, 7]
+    starts = [job.started_at for job in jobs]
+    ends = [job.completed_at for job in jobs]
+    assert all(ends[i] <= starts[i + 1] for i in range(len(jobs) - 1))
+
+
+async def test_the_monthly_report_fans_out_and_joins_once(example, http_client_for) -> None:
+    """A batch of four regions, then the join: it sees every region's result."""
+    async with http_client_for(example.app) as client:
+        accepted = await client.post("/api/reports/monthly/2026-11")
+        assert accepted.status_code == 202
+        location = accepted.json()["location"]
+        for _ in range(200):
+            batch = (await client.get(location)).json()
+            if batch["status"] == "Finished":
+                break
+            await asyncio.sleep(0.02)
+        (join_id,) = batch["continuationIds"]
+        join = await example.endpoints.wait_for(join_id, timeout=10)
+    assert batch["completed"] == 4
+    assert join.result == {"month": "2026-11", "regions": ["east", "north", "south", "west"]}
