@@ -73,7 +73,10 @@ class JobWatchers:
 
         def unwatch() -> None:
             listeners = self._listeners.get(job_id)
-            if listeners is not None and listeners.pop(number, None) and not listeners:
+            if listeners is None or number not in listeners:
+                return
+            del listeners[number]
+            if not listeners:
                 del self._listeners[job_id]
 
         return unwatch

@@ -50,7 +50,18 @@ def progress_value(value: Any) -> Any:
 class ProgressReporter:
     """The progress of one attempt (one claim), written to the store coalesced."""
 
-    __slots__ = ("_claim", "_closed", "_lock", "_next_at", "_pending", "_store", "_task", "_timer")
+    __slots__ = (
+        "_claim",
+        "_closed",
+        "_lock",
+        "_next_at",
+        "_pending",
+        "_store",
+        "_task",
+        "_timer",
+        "last",
+        "wrote",
+    )
 
     def __init__(self, store: JobStore, claim: Claim) -> None:
         self._store = store if isinstance(store, ProgressStore) else None
@@ -61,6 +72,9 @@ class ProgressReporter:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._closed = self._store is None
+        #: Whether a value was written, and the last one written.
+        self.wrote = False
+        self.last: Any = None
 
     async def report(self, value: Any) -> None:
         """Report ``value`` (already plain JSON data): written now when no write happened
@@ -93,7 +107,9 @@ class ProgressReporter:
             except JobStoreError as exc:
                 logger.warning("job %s: could not record its progress: %s", self._claim.job.id, exc)
                 return
-            if not held:
+            if held:
+                self.wrote, self.last = True, value
+            else:
                 self._closed = True  # the claim is lost: nothing more is written
         self._arm()
 

@@ -98,9 +98,7 @@ def job_events_endpoint(endpoints: EventService) -> Endpoint:
             return unwatch
         try:
             job = await store.get(job_id)
-            authorize = endpoints.settings.authorize
-            refused = job is not None and authorize is not None
-            if refused and not await call_maybe_async(authorize, request, job):
+            if job is not None and not await _allowed(endpoints, request, job):
                 job = None
         except JobStoreError as exc:
             unwatch()
@@ -114,6 +112,12 @@ def job_events_endpoint(endpoints: EventService) -> Endpoint:
         return EventSourceResponse(_events(job, stream, unwatch), ping=PING_INTERVAL)
 
     return job_events
+
+
+async def _allowed(endpoints: EventService, request: Request, job: Job) -> bool:
+    """Whether ``authorize`` (the hook of job details) lets the caller see ``job``."""
+    authorize = endpoints.settings.authorize
+    return authorize is None or bool(await call_maybe_async(authorize, request, job))
 
 
 async def _watch(

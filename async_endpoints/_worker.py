@@ -251,6 +251,8 @@ class AttemptRunner:
         reporter = self.progress.pop(claim.token, None)
         if reporter is not None:
             await reporter.flush()
+            if reporter.wrote:  # the job as the store holds it now, for the settled job
+                claim = Claim(claim.job.replace(progress=reporter.last), claim.token)
         if outcome.error is None:
             try:
                 settled = await self.store.complete(claim, outcome.result)

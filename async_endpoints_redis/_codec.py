@@ -23,6 +23,7 @@ The hash holds few, short fields so that Redis keeps it listpack-encoded (compac
     token            the current claim's token, while InProgress
     result           JSON text, once Completed
     error            JSON text ``{"message", "type"[, "traceback"]}``, after a failure
+    progress         JSON text, the last progress reported (``lua/progress.lua``)
     request          JSON text, the captured request with short keys, empty parts left out:
                      ``{"b": body, "h": [[name, value], ...], "q": query, "p": {params},
                      "o": owner, "t": trace context}``
@@ -143,6 +144,7 @@ def decode_job(job_id: uuid.UUID, fields: Mapping[Reply, Reply]) -> Job:
             queue=data.get("queue", DEFAULT_QUEUE),
             partition_key=data.get("partition_key"),
             tenant=data.get("tenant"),
+            progress=json.loads(data["progress"]) if "progress" in data else None,
             batch_id=uuid.UUID(data["batch"]) if "batch" in data else None,
         )
     except (KeyError, TypeError, AttributeError, ValueError) as exc:

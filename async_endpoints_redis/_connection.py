@@ -86,6 +86,7 @@ class Connection:
             done_channel=keys.done_channel,
             inbox_channel=keys.inbox_channel(inbox),
             cancel_channel=keys.cancel_channel,
+            events_channel=keys.events_channel,
             decode=decode,
             on_handed_over=on_handed_over,
             on_cancel=on_cancel,

@@ -49,6 +49,10 @@ and build the names below from it (``lua/_lib.lua`` and the includes)::
     {p}:wake             channel  a job became claimable (the payload is not used)
     {p}:done             channel  a job became terminal (its id, then its hash as JSON)
     {p}:cancel           channel  a running job was cancelled (its id)
+    {p}:watched          ZSET   ids of jobs some process streams events of, by when the
+                                watch lapses (ms, server clock; lua/watch.lua)
+    {p}:events           channel  a watched job's status ('s', id, its hash as JSON) or
+                                progress ('p', id, the value as JSON) changed
     {p}:inbox:<name>     channel  jobs handed to one idle worker (id, then hash as JSON)
 
 A ready queue is a LIST rather than a ZSET: pushing and popping are O(1) whatever the
@@ -191,3 +195,8 @@ class Keys:
     def done_channel(self) -> str:
         """The channel announcing terminal jobs."""
         return f"{self.tag}:done"
+
+    @property
+    def events_channel(self) -> str:
+        """The channel announcing the status changes and progress of watched jobs."""
+        return f"{self.tag}:events"

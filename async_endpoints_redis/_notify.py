@@ -20,7 +20,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from redis.asyncio.client import PubSub
 
@@ -60,6 +60,7 @@ class Notifications:
         done_channel: str,
         inbox_channel: str,
         cancel_channel: str,
+        events_channel: str,
         decode: Callable[[str, bytes | str], Job | None],
         on_handed_over: Callable[[bytes | str], None],
         on_cancel: Callable[[str], None],
@@ -70,6 +71,10 @@ class Notifications:
         self._done_channel = done_channel
         self._inbox_channel = inbox_channel
         self._cancel_channel = cancel_channel
+        self._events_channel = events_channel
+        #: Told of the events channel's messages, of settlements and of every
+        #: (re)connection, once a job is watched (`_events.WatchedJobs`).
+        self.job_events: JobEventsHook | None = None
         self._on_cancel = on_cancel
         self._decode = decode
         self._on_handed_over = on_handed_over
@@ -166,12 +171,14 @@ class Notifications:
         pubsub = await self._open()
         try:
             channels = (self._wake_channel, self._done_channel, self._inbox_channel)
-            await pubsub.subscribe(*channels, self._cancel_channel)
-            for _ in range(len(channels) + 1):
+            await pubsub.subscribe(*channels, self._cancel_channel, self._events_channel)
+            for _ in range(len(channels) + 2):
                 await self._next_message(pubsub, self._reply_timeout, "subscribe")
             self._connected.set()
             self._went_live = True
             self._release_all()  # what was published while disconnected is lost
+            if self.job_events is not None:
+                self.job_events.reconnected()
             while True:
                 _raise_if_cancelling()
                 message = await pubsub.get_message(timeout=_PING_AFTER)
@@ -205,6 +212,8 @@ class Notifications:
             self.wake()
         elif channel == self._done_channel:
             job_id = text(data[:_ID_LENGTH])
+            if self.job_events is not None:
+                self.job_events.settled(job_id, data)
             if job_id in self._watchers:  # decoded only when someone waits for it
                 job = self._decode(job_id, data) if len(data) > _ID_LENGTH else None
                 self.settled(job_id, job)
@@ -215,7 +224,22 @@ class Notifications:
         elif channel == self._cancel_channel:
             self._on_cancel(text(data))
             return True
+        elif channel == self._events_channel and self.job_events is not None:
+            self.job_events.changed(data)
         return False
+
+
+class JobEventsHook(Protocol):
+    """What the subscription tells the watched jobs of this process."""
+
+    def changed(self, message: bytes | str) -> None:
+        """A message of the events channel."""
+
+    def settled(self, job_id: str, message: bytes | str) -> None:
+        """A message of the done channel (``job_id`` is its start)."""
+
+    def reconnected(self) -> None:
+        """The subscription is live again: what was published meanwhile is lost."""
 
 
 def _raise_if_cancelling() -> None:

@@ -49,6 +49,8 @@ _EXTRA_INCLUDES = ("_index_scan", "_migrate")
 # scripts need lives in includes of its own.
 _NEEDS = {
     "clock": ("_lib",),
+    "progress": ("_lib",),
+    "watch": ("_lib",),
     "renew": ("_lib",),
     "pause": ("_lib",),
     "count_waiting": ("_lib", "_index", "_ready", "_bookkeeping"),
@@ -74,6 +76,8 @@ _NAMES = (
     "offer",
     "withdraw",
     "clock",
+    "progress",
+    "watch",
     "migrate",
     "cancel",
     "requeue",

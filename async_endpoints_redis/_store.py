@@ -77,6 +77,7 @@ from ._codec import (
 from ._connection import Connection
 from ._control import RedisControl
 from ._errors import RETRY_AFTER
+from ._events import RedisEvents
 from ._inspection import RedisInspection
 from ._keys import Keys
 from ._refusals import check_bulk_len, refusal
@@ -94,7 +95,7 @@ _OFFER_TTL = 3.0  # seconds an offer stands unless renewed (a frozen worker's ex
 _ALONE_OVER = 64 * 1024  # result characters past which a completion is not batched
 
 
-class RedisJobStore(RedisControl, RedisInspection, RedisSchedules, RedisBatches):
+class RedisJobStore(RedisControl, RedisInspection, RedisSchedules, RedisBatches, RedisEvents):
     """Jobs in Redis, shared by any number of app instances and worker processes.
 
     Args:

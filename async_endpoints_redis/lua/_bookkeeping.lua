@@ -51,6 +51,7 @@ end
 local function enter_queued(id, queue, created)
   count(queue, 'Queued', 1)
   index_add_entry(queued_index(queue), queued_entry(created, id))
+  tell_status(job_key(id), id)  -- each caller entered the job's status already
 end
 
 local function leave_queued(id, queue, created)
@@ -119,6 +120,7 @@ end
 local function enter_running(id, queue, started)
   push(pending.running_add, 0, index_entry(started, id))
   count(queue, 'InProgress', 1)
+  tell_status(job_key(id), id)
 end
 
 -- Leaves InProgress: the claim's token, lease and running entry go.
@@ -134,6 +136,7 @@ local function enter_scheduled(key, id, queue, now, clock, delay)
   redis.call('ZADD', K.scheduled, clock + delay, id)
   index_add('Scheduled', now + delay, id)
   count(queue, 'Scheduled', 1)
+  tell_status(key, id)
 end
 
 local function leave_scheduled(key, id, queue)

@@ -122,3 +122,35 @@ end
 local function wake()
   redis.call('PUBLISH', K.wake, '')
 end
+
+-- Live events (see _events.py): the status changes and progress of a watched job are
+-- published on {p}:events, and only a watched job's, so that the others cost one EXISTS
+-- per script. {p}:watched is a ZSET of the ids that some process watches, scored by when
+-- the watch lapses (ms, server clock; each watching process renews its own, lua/watch.lua).
+-- Terminal statuses are told on the done channel (announce) instead.
+local WATCHED, EVENTS = P .. 'watched', P .. 'events'
+local anything_watched = nil
+
+local function is_watched(id)
+  if anything_watched == nil then
+    anything_watched = redis.call('EXISTS', WATCHED) == 1
+  end
+  return anything_watched and redis.call('ZSCORE', WATCHED, id) ~= false
+end
+
+-- Tells the watchers of the job at key its status, when it is watched: 's', its id, then
+-- its hash as a JSON array {field, value, ...} without the claim token and the request.
+local function tell_status(key, id)
+  if not is_watched(id) then
+    return
+  end
+  local fields = redis.call('HGETALL', key)
+  local shown = {}
+  for i = 1, #fields, 2 do
+    if fields[i] ~= 'token' and fields[i] ~= 'request' then
+      shown[#shown + 1] = fields[i]
+      shown[#shown + 1] = fields[i + 1]
+    end
+  end
+  redis.call('PUBLISH', EVENTS, 's' .. id .. cjson.encode(shown))
+end

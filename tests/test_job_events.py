@@ -1,0 +1,214 @@
+"""Job progress and live events over real HTTP (uvicorn on loopback, httpx streaming), on
+the in-memory store and on Redis: ``ctx.report_progress``, the ``progress`` field, and
+``GET /jobs/{job_id}/events`` (Server-Sent Events)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from async_endpoints import AsyncContext, AsyncEndpoints, JobStore
+from tests.serving import served
+
+Event = tuple[str, Any]
+
+
+class Script:
+    """What the "steps" handler does, step by step, as the test says."""
+
+    def __init__(self) -> None:
+        self.go = asyncio.Event()
+        self.started = asyncio.Event()
+        self.after: list[Any] = [2, 3]
+
+
+def make_app(store: JobStore, script: Script) -> tuple[FastAPI, AsyncEndpoints]:
+    app = FastAPI()
+    endpoints = AsyncEndpoints(
+        app,
+        store=store,
+        run_workers=True,
+        owner=lambda request: request.headers.get("x-user"),
+        authorize=lambda request, job: request.headers.get("x-user") == job.owner,
+    )
+
+    @endpoints.map_async_post("/steps", name="Steps")
+    async def steps(ctx: AsyncContext) -> str:
+        await ctx.report_progress({"done": 1})
+        script.started.set()
+        await script.go.wait()
+        for value in script.after:
+            await ctx.report_progress(value)
+        return "all done"
+
+    endpoints.map_job_details()
+    endpoints.map_job_events()
+    return app, endpoints
+
+
+class Served:
+    """The app being served: its client, its engine and its handler's script."""
+
+    def __init__(self, http: httpx.AsyncClient, endpoints: AsyncEndpoints, script: Script):
+        self.http, self.endpoints, self.script = http, endpoints, script
+
+
+@asynccontextmanager
+async def serving(store: JobStore) -> AsyncIterator[Served]:
+    script = Script()
+    app, endpoints = make_app(store, script)
+    async with served(app) as url, httpx.AsyncClient(base_url=url, timeout=20) as http:
+        http.headers["x-user"] = "ann"
+        yield Served(http, endpoints, script)
+
+
+async def events_of(response: httpx.Response) -> AsyncIterator[Event]:
+    """The events of a text/event-stream response, as (event, data as JSON)."""
+    name, data = "message", []
+    async for line in response.aiter_lines():
+        if not line:
+            if data:
+                yield name, json.loads("\n".join(data))
+            name, data = "message", []
+        elif line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+
+
+async def all_events(
+    http: httpx.AsyncClient, job_id: str, first: asyncio.Event | None = None
+) -> list[Event]:
+    """Every event of the job's stream until it ends (``first`` is set once the first
+    event came)."""
+    seen: list[Event] = []
+    async with http.stream("GET", f"/jobs/{job_id}/events") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        async for event in events_of(response):
+            seen.append(event)
+            if first is not None:
+                first.set()
+    return seen
+
+
+def streaming(app: Served, job_id: str) -> tuple[asyncio.Task[list[Event]], asyncio.Event]:
+    """The job's stream read in a task of its own, and the event set by its first event."""
+    first = asyncio.Event()
+    return asyncio.create_task(all_events(app.http, job_id, first)), first
+
+
+async def submit(http: httpx.AsyncClient) -> str:
+    response = await http.post("/steps")
+    assert response.status_code == 202
+    job_id: str = response.json()["id"]
+    return job_id
+
+
+def statuses(events: list[Event]) -> list[str]:
+    return [data["status"] for name, data in events if name == "status"]
+
+
+async def test_a_stream_tells_each_status_from_queued_to_completed_then_ends(
+    store: JobStore,
+) -> None:
+    """Queued (the job waits in a paused queue), InProgress, Completed: then the stream
+    ends by itself."""
+    async with serving(store) as app:
+        await app.endpoints.pause()
+        job_id = await submit(app.http)
+        reading, first = streaming(app, job_id)
+        await first.wait()
+        await app.endpoints.resume()
+        await app.script.started.wait()
+        app.script.go.set()
+        events = await reading
+    assert events[0][0] == "status"
+    assert statuses(events) == ["Queued", "InProgress", "Completed"]
+    assert events[-1][0] == "status"
+    assert events[-1][1]["result"] == "all done"
+
+
+async def test_progress_comes_in_order_and_the_last_value_before_the_end(
+    store: JobStore,
+) -> None:
+    """Each progress event follows the one before; the last value reported (within 100
+    ms of others, so coalesced) is told before the terminal status, which shows it too."""
+    async with serving(store) as app:
+        app.script.after = [2, 3, 4, 5]
+        job_id = await submit(app.http)
+        await app.script.started.wait()
+        reading, first = streaming(app, job_id)
+        await first.wait()
+        app.script.go.set()
+        events = await reading
+    assert events[0][1]["status"] == "InProgress"
+    assert events[0][1]["progress"] == {"done": 1}
+    values = [data["progress"] for name, data in events if name == "progress"]
+    assert values and values[-1] == 5
+    assert values == sorted(values)
+    assert [name for name, _ in events[-2:]] == ["progress", "status"]
+    assert events[-1][1]["status"] == "Completed"
+    assert events[-1][1]["progress"] == 5
+
+
+async def test_a_reconnected_stream_starts_from_the_current_state(store: JobStore) -> None:
+    """A client that drops its stream and opens another first gets the job as it is now
+    (its progress included), then the rest."""
+    async with serving(store) as app:
+        job_id = await submit(app.http)
+        await app.script.started.wait()
+        async with app.http.stream("GET", f"/jobs/{job_id}/events") as response:
+            async for event in events_of(response):
+                assert event[1]["status"] == "InProgress"
+                break  # the client goes away
+        reading, first = streaming(app, job_id)
+        await first.wait()
+        app.script.go.set()
+        events = await reading
+    assert events[0][0] == "status"
+    assert events[0][1]["status"] == "InProgress"
+    assert events[0][1]["progress"] == {"done": 1}
+    assert statuses(events)[-1] == "Completed"
+
+
+async def test_a_job_already_terminal_gives_one_status_event(store: JobStore) -> None:
+    async with serving(store) as app:
+        app.script.go.set()
+        job_id = await submit(app.http)
+        details = await app.http.get(f"/jobs/{job_id}", headers={"Prefer": "wait=10"})
+        assert details.json()["status"] == "Completed"
+        events = await all_events(app.http, job_id)
+    assert events == [("status", details.json())]
+
+
+async def test_unknown_malformed_or_refused_jobs_answer_404_json(store: JobStore) -> None:
+    async with serving(store) as app:
+        app.script.go.set()
+        job_id = await submit(app.http)
+        for path, user in [
+            (f"/jobs/{uuid.uuid4()}/events", "ann"),
+            ("/jobs/not-a-uuid/events", "ann"),
+            (f"/jobs/{job_id}/events", "bob"),  # authorize refuses another owner
+        ]:
+            response = await app.http.get(path, headers={"x-user": user})
+            assert response.status_code == 404
+            assert response.json() == {"detail": "job not found"}
+
+
+async def test_the_job_json_shows_the_progress(store: JobStore) -> None:
+    async with serving(store) as app:
+        job_id = await submit(app.http)
+        await app.script.started.wait()
+        running = (await app.http.get(f"/jobs/{job_id}")).json()
+        app.script.go.set()
+        done = (await app.http.get(f"/jobs/{job_id}", headers={"Prefer": "wait=10"})).json()
+    assert running["progress"] == {"done": 1}
+    assert done["progress"] == 3
