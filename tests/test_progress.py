@@ -1,0 +1,122 @@
+"""``ctx.report_progress``: JSON values only, coalesced to at most one store write per
+100 ms per job with the last value kept, written only while the claim is held."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore, JobStore
+from async_endpoints._job import NewJob
+from async_endpoints._progress import ProgressReporter
+from async_endpoints._store import Claim, ControlStore, ProgressStore
+
+
+class CountingStore(InMemoryJobStore):
+    """Counts the progress writes that reach the store."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[Any] = []
+
+    async def set_progress(self, claim: Claim, progress: Any) -> bool:
+        self.writes.append(progress)
+        return await super().set_progress(claim, progress)
+
+
+@pytest.fixture
+async def counting() -> AsyncIterator[tuple[AsyncEndpoints, CountingStore]]:
+    store = CountingStore()
+    engine = AsyncEndpoints(store=store)
+    async with engine.running(workers=False):
+        yield engine, store
+
+
+async def test_reports_within_100_ms_cost_at_most_two_writes_and_keep_the_last(
+    counting: tuple[AsyncEndpoints, CountingStore],
+) -> None:
+    endpoints, store = counting
+
+    async def busy(ctx: AsyncContext) -> str:
+        for percent in range(0, 101, 10):
+            await ctx.report_progress({"percent": percent})
+        return "done"
+
+    endpoints.add_handler(busy)
+    job = await endpoints.submit("busy")
+    assert await endpoints.drain() == 1
+    done = await endpoints.get_job(job.id)
+    assert done is not None and done.result == "done"
+    assert done.progress == {"percent": 100}
+    assert len(store.writes) <= 2
+    assert store.writes[-1] == {"percent": 100}
+
+
+async def test_the_settled_job_carries_the_last_progress(
+    counting: tuple[AsyncEndpoints, CountingStore],
+) -> None:
+    """What ``wait_for`` (and ``Prefer: wait``) answer shows the last value, too."""
+    endpoints, _ = counting
+
+    async def steps(ctx: AsyncContext) -> None:
+        await ctx.report_progress("first")
+        await ctx.report_progress("last")
+
+    endpoints.add_handler(steps)
+    job = await endpoints.submit("steps")
+    await endpoints.drain()
+    assert (await endpoints.wait_for(job.id, timeout=5)).progress == "last"
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, object(), "\ud800", {1: "a"}])
+async def test_a_value_with_no_json_form_is_refused(
+    counting: tuple[AsyncEndpoints, CountingStore], value: Any
+) -> None:
+    endpoints, store = counting
+    refused: list[BaseException] = []
+
+    async def odd(ctx: AsyncContext) -> None:
+        try:
+            await ctx.report_progress(value)
+        except ValueError as exc:
+            refused.append(exc)
+
+    endpoints.add_handler(odd)
+    await endpoints.submit("odd")
+    await endpoints.drain()
+    assert len(refused) == 1
+    assert store.writes == []
+
+
+async def test_progress_is_written_only_while_the_claim_is_held(store: JobStore) -> None:
+    """A claim lost (here: the job was cancelled) writes nothing, and says so."""
+    assert isinstance(store, ProgressStore) and isinstance(store, ControlStore)
+    await store.start()
+    try:
+        job = await store.enqueue(NewJob(uuid.uuid4(), "steps", 0))
+        (claim,) = await store.claim(1, lease=30)
+        assert await store.set_progress(claim, {"step": 1})
+        assert (await store.get(job.id)).progress == {"step": 1}  # type: ignore[union-attr]
+        await store.cancel(job.id)
+        assert not await store.set_progress(claim, {"step": 2})
+        assert (await store.get(job.id)).progress == {"step": 1}  # type: ignore[union-attr]
+    finally:
+        await store.aclose()
+
+
+async def test_the_progress_of_a_lost_claim_is_dropped_silently() -> None:
+    """The handler is not told; the reporter stops writing."""
+    store = CountingStore()
+    await store.enqueue(NewJob(uuid.uuid4(), "steps", 0))
+    (claim,) = await store.claim(1, lease=30)
+    await store.cancel(claim.job.id)
+    reporter = ProgressReporter(store, claim)
+    await reporter.report(1)
+    await reporter.report(2)
+    await reporter.flush()
+    assert store.writes == [1]
+    assert not reporter.wrote
