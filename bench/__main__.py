@@ -33,6 +33,7 @@ from . import (
     _observability,
     _output,
     _partitions,
+    _prefer,
     _queues,
     _schedules,
 )
@@ -42,7 +43,7 @@ from ._redis import Server, start_server
 
 SCENARIOS = (
     *("enqueue", "drain", "pickup", "commands", "backlog", "http", "inprocess", "embedded"),
-    *("cancel", "queues", "listing", "partitions", "schedules", "observability"),
+    *("cancel", "queues", "listing", "partitions", "schedules", "observability", "prefer"),
 )
 PEER_SCENARIOS = ("enqueue", "drain", "pickup", "commands", "backlog", "cancel")
 THREE_QUEUES = "high,default,low"
@@ -155,11 +156,10 @@ def run_scenarios(
     if "cancel" in wanted:
         cancelling = [lib for lib in libraries if lib.name in _control.CANCEL_LIBRARIES]
         runs["cancel"] = _driver.repeated("cancel", _control.cancel, server, cancelling, plan)
-    if "partitions" in wanted:
-        runs["partitions"] = _partitions.run(server, plan)
-    if "schedules" in wanted:
-        runs["schedules"] = _schedules.run(server, plan)
     alone: dict[str, Callable[[], Any]] = {
+        "partitions": lambda: _partitions.run(server, plan),
+        "schedules": lambda: _schedules.run(server, plan),
+        "prefer": lambda: _prefer.run(server, plan),
         "listing": lambda: _driver.listing(server, plan),
         "backlog": lambda: _driver.backlog(server, libraries, plan),
         "http": lambda: _driver.http(server, plan),

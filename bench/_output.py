@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import _control, _embedded, _observability, _partitions, _report, _schedules
+from . import _control, _embedded, _observability, _partitions, _prefer, _report, _schedules
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -61,9 +61,12 @@ def print_and_save(
     _section("cron schedules (issue 12):", schedules)
     observability, observability_goals = _observability.summary(runs.get("observability", {}))
     _section("observability (issue 14):", observability)
+    prefer, prefer_goals = _prefer.summary(runs.get("prefer", {}))
+    _section("the HTTP pattern (issue 13):", prefer)
     goals = _report.targets(rows, http)
     goals += [_report.Target(*goal) for goal in _embedded.targets(embedded)]
     goals += control_goals + partition_goals + schedule_goals + observability_goals
+    goals += prefer_goals
     print()
     print("targets (issues 5, 9, 10 and 11), on this run's medians:")
     for goal in goals:
@@ -76,6 +79,7 @@ def print_and_save(
         "partitions": partitions,
         "schedules": schedules,
         "observability": observability,
+        "prefer": prefer,
         "targets": [dataclasses.asdict(goal) for goal in goals],
     }
     RESULTS.mkdir(exist_ok=True)
