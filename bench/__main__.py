@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import (
+    _batches,
     _control,
     _driver,
     _envs,
@@ -44,6 +45,7 @@ from ._redis import Server, start_server
 SCENARIOS = (
     *("enqueue", "drain", "pickup", "commands", "backlog", "http", "inprocess", "embedded"),
     *("cancel", "queues", "listing", "partitions", "schedules", "observability", "prefer"),
+    "batches",
 )
 PEER_SCENARIOS = ("enqueue", "drain", "pickup", "commands", "backlog", "cancel")
 THREE_QUEUES = "high,default,low"
@@ -159,6 +161,7 @@ def run_scenarios(
     alone: dict[str, Callable[[], Any]] = {
         "partitions": lambda: _partitions.run(server, plan),
         "schedules": lambda: _schedules.run(server, plan),
+        "batches": lambda: _batches.run(server, plan),
         "prefer": lambda: _prefer.run(server, plan),
         "listing": lambda: _driver.listing(server, plan),
         "backlog": lambda: _driver.backlog(server, libraries, plan),
