@@ -129,9 +129,14 @@ async def _watch(
         return store_failure("watch a job", exc)
 
 
+# The last event encoded, with what it was made of (see `_status`).
+_last_status: tuple[Job | None, bytes] = (None, b"")
+_last_progress: tuple[JobNotice | None, bytes] = (None, b"")
+
+
 async def _events(
     first: Job, stream: JobStream, unwatch: Callable[[], None]
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncIterator[ServerSentEvent | bytes]:
     """The stream's events: ``first`` (the current state), then the notices."""
     try:
         yield _status(first)
@@ -141,7 +146,7 @@ async def _events(
             notice = await stream.next()
             if notice.job is None:
                 progress = notice.progress
-                yield _progress(progress)
+                yield _progress_of(notice)
                 continue
             job = notice.job
             if (job.status, job.last_updated_at) != shown:
@@ -154,12 +159,31 @@ async def _events(
         unwatch()
 
 
-def _status(job: Job) -> ServerSentEvent:
-    return ServerSentEvent(data=_json(job_to_json(job)), event="status")
+def _status(job: Job) -> bytes:
+    """The status event of ``job``, encoded once for every stream that sends it: the
+    streams of one job get the same `Job` object from the store's notice, one after the
+    other, so the last one encoded is kept."""
+    global _last_status
+    last_job, encoded = _last_status
+    if last_job is not job:
+        event = ServerSentEvent(data=_json(job_to_json(job)), event="status")
+        encoded = event.encode()
+        _last_status = (job, encoded)
+    return encoded
 
 
 def _progress(value: Any) -> ServerSentEvent:
     return ServerSentEvent(data=_json({"progress": value}), event="progress")
+
+
+def _progress_of(notice: JobNotice) -> bytes:
+    """The progress event of ``notice``, encoded once for all the streams of its job."""
+    global _last_progress
+    last_notice, encoded = _last_progress
+    if last_notice is not notice:
+        encoded = _progress(notice.progress).encode()
+        _last_progress = (notice, encoded)
+    return encoded
 
 
 def _json(value: Any) -> str:
