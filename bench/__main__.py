@@ -30,6 +30,7 @@ from . import (
     _control,
     _driver,
     _envs,
+    _events,
     _http,
     _observability,
     _output,
@@ -46,6 +47,7 @@ SCENARIOS = (
     *("enqueue", "drain", "pickup", "commands", "backlog", "http", "inprocess", "embedded"),
     *("cancel", "queues", "listing", "partitions", "schedules", "observability", "prefer"),
     "batches",
+    "events",
 )
 PEER_SCENARIOS = ("enqueue", "drain", "pickup", "commands", "backlog", "cancel")
 THREE_QUEUES = "high,default,low"
@@ -163,6 +165,7 @@ def run_scenarios(
         "schedules": lambda: _schedules.run(server, plan),
         "batches": lambda: _batches.run(server, plan),
         "prefer": lambda: _prefer.run(server, plan),
+        "events": lambda: _events.run(server, plan),
         "listing": lambda: _driver.listing(server, plan),
         "backlog": lambda: _driver.backlog(server, libraries, plan),
         "http": lambda: _driver.http(server, plan),

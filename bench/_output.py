@@ -8,7 +8,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import _control, _embedded, _observability, _partitions, _prefer, _report, _schedules
+from . import (
+    _control,
+    _embedded,
+    _events,
+    _observability,
+    _partitions,
+    _prefer,
+    _report,
+    _schedules,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -63,10 +72,12 @@ def print_and_save(
     _section("observability (issue 14):", observability)
     prefer, prefer_goals = _prefer.summary(runs.get("prefer", {}))
     _section("the HTTP pattern (issue 13):", prefer)
+    events, events_goals = _events.summary(runs.get("events", {}))
+    _section("job event streams (issue 13):", events)
     goals = _report.targets(rows, http)
     goals += [_report.Target(*goal) for goal in _embedded.targets(embedded)]
     goals += control_goals + partition_goals + schedule_goals + observability_goals
-    goals += prefer_goals
+    goals += prefer_goals + events_goals
     print()
     print("targets (issues 5, 9, 10 and 11), on this run's medians:")
     for goal in goals:
@@ -80,6 +91,7 @@ def print_and_save(
         "schedules": schedules,
         "observability": observability,
         "prefer": prefer,
+        "events": events,
         "targets": [dataclasses.asdict(goal) for goal in goals],
     }
     RESULTS.mkdir(exist_ok=True)
