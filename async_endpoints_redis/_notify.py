@@ -1,5 +1,5 @@
-"""The store's one pub/sub subscription: wake-ups, settlements, cancellations and jobs
-handed over.
+"""The store's one pub/sub subscription: wake-ups, settlements, cancellations, jobs
+handed over, and the events of the jobs this process watches (`_events`).
 
 A background task holds a subscription to the wake, done and cancel channels and to the
 store's own inbox channel, and reconnects by itself, with backoff, after an outage. A done
@@ -202,9 +202,19 @@ class Notifications:
                 if message is not None and (kind is None or message["type"] == kind):
                     return message
 
+    def _resubscribed(self, message: dict[str, Any]) -> None:
+        """redis-py reconnected and subscribed again by itself (the subscribe reply of the
+        events channel, the last one subscribed, comes again): what was published
+        meanwhile is lost, as after a reconnection of ours."""
+        if message["type"] == "subscribe" and text(message["channel"]) == self._events_channel:
+            self._release_all()
+            if self.job_events is not None:
+                self.job_events.reconnected()
+
     def _dispatch(self, message: dict[str, Any]) -> bool:
         """Act on a message; True when it released someone (a hand-over or a waiter)."""
         if message["type"] != "message":
+            self._resubscribed(message)
             return False
         channel = text(message["channel"])
         data: bytes | str = message["data"]

@@ -29,12 +29,14 @@ class Script:
         self.after: list[Any] = [2, 3]
 
 
-def make_app(store: JobStore, script: Script) -> tuple[FastAPI, AsyncEndpoints]:
+def make_app(
+    store: JobStore, script: Script, *, run_workers: bool = True
+) -> tuple[FastAPI, AsyncEndpoints]:
     app = FastAPI()
     endpoints = AsyncEndpoints(
         app,
         store=store,
-        run_workers=True,
+        run_workers=run_workers,
         owner=lambda request: request.headers.get("x-user"),
         authorize=lambda request, job: request.headers.get("x-user") == job.owner,
     )
@@ -61,9 +63,9 @@ class Served:
 
 
 @asynccontextmanager
-async def serving(store: JobStore) -> AsyncIterator[Served]:
+async def serving(store: JobStore, *, run_workers: bool = True) -> AsyncIterator[Served]:
     script = Script()
-    app, endpoints = make_app(store, script)
+    app, endpoints = make_app(store, script, run_workers=run_workers)
     async with served(app) as url, httpx.AsyncClient(base_url=url, timeout=20) as http:
         http.headers["x-user"] = "ann"
         yield Served(http, endpoints, script)
@@ -212,3 +214,60 @@ async def test_the_job_json_shows_the_progress(store: JobStore) -> None:
         done = (await app.http.get(f"/jobs/{job_id}", headers={"Prefer": "wait=10"})).json()
     assert running["progress"] == {"done": 1}
     assert done["progress"] == 3
+
+
+async def test_events_on_a_redis_cluster_reach_a_stream_served_by_another_store(
+    redis_cluster: Any, prefix: str
+) -> None:
+    """The app serving the stream has its own store (no workers); another store's worker
+    pool runs the job: status and progress come through the cluster's pub/sub."""
+    from async_endpoints_redis import RedisJobStore
+
+    runner_store = RedisJobStore(redis_cluster.url, prefix=prefix, cluster=True)
+    runner = AsyncEndpoints(store=runner_store, run_workers=True)
+    script = Script()
+
+    async def steps(ctx: AsyncContext) -> str:
+        await ctx.report_progress({"done": 1})
+        script.started.set()
+        await script.go.wait()
+        await ctx.report_progress(2)
+        return "all done"
+
+    runner.add_handler(steps, name="Steps")
+    store = RedisJobStore(redis_cluster.url, prefix=prefix, cluster=True)
+    async with runner.running(), serving(store, run_workers=False) as app:
+        job = await runner.submit("Steps", owner="ann")
+        await script.started.wait()
+        reading, first = streaming(app, str(job.id))
+        await first.wait()
+        script.go.set()
+        events = await reading
+    assert statuses(events) == ["InProgress", "Completed"]
+    assert events[0][1]["progress"] == {"done": 1}
+    assert events[-1][1]["progress"] == 2
+
+
+async def test_a_stream_outlives_a_lost_subscription(redis_server: Any, prefix: str) -> None:
+    """Messages published while the store's subscription is down are lost; once it is back
+    each watched job is read again, so the stream still tells the end and ends."""
+    import redis.asyncio as redis
+
+    from async_endpoints_redis import RedisJobStore
+
+    async with serving(RedisJobStore(redis_server.url, prefix=prefix)) as app:
+        job_id = await submit(app.http)
+        await app.script.started.wait()
+        reading, first = streaming(app, job_id)
+        await first.wait()
+        admin = redis.Redis.from_url(redis_server.url)
+        try:
+            await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        finally:
+            await admin.aclose()
+        app.script.go.set()
+        async with asyncio.timeout(20):
+            events = await reading
+    assert statuses(events)[0] == "InProgress"
+    assert statuses(events)[-1] == "Completed"
+    assert events[-1][1]["progress"] == 3
