@@ -155,6 +155,9 @@ async def _events(
             elif job.progress != progress:
                 progress = job.progress
                 yield _progress(progress)
+        # Closing a stream costs more than sending to it: let the other streams of the
+        # job, woken by the same change, send the end first.
+        await asyncio.sleep(0)
     finally:
         unwatch()
 
