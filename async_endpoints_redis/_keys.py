@@ -42,6 +42,14 @@ and build the names below from it (``lua/_lib.lua`` and the includes)::
                                 <lease ms> <expires at ms> <queues JSON>" (lua/_offers.lua)
     {p}:idle             LIST   inboxes with an offer, in turn order
     {p}:given:<base>     LIST   ids handed to one offer (expires a lease after the offer)
+    {p}:batch:<id>       HASH   one batch: status, times, counts per status, continuations
+                                to store (``lua/_batch.lua``); {p}:batch:<id>:jobs LIST its
+                                job ids in the order stored, then its continuations'
+    {p}:batches          ZSET   "<created_at ms>:<id>" of every batch (scores 0: text
+                                order), listed newest first; {p}:batches:t:<tenant> the
+                                same per tenant; {p}:batch-expiring LIST ended batches in
+                                retention order; {p}:batch:<id>:staged:<nonce> HASH the
+                                chunks of a large batch until its last call stores them
     {p}:layout           STRING "3" once the store was migrated from older layouts (the
                                 one-queue layout's ready LIST was ``{p}:queue``; layout 2
                                 counted Queued jobs by their LIST's length; lua/migrate.lua)

@@ -8,6 +8,10 @@
 --   created_at, 'Scheduled' by run_at, and one per terminal status by completed_at), the
 --   per-queue counters and the retention bookkeeping (_bookkeeping.lua).
 --
+-- Each transition ends by calling status_changed(key, from, to) (_bookkeeping.lua), the
+-- one hook of a status change: the job's batch counts it there (_batch.lua), and the end
+-- of a batch's last unfinished job finishes the batch in the same script.
+--
 -- Partition keys: the jobs of a key that are not terminal form its lane, in submission
 -- order (enqueue, schedule, requeue append). {p}:lanes is a HASH of key -> how many jobs
 -- its lane holds; the first job (the one holding the key) is only counted there, and
