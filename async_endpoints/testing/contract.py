@@ -35,7 +35,8 @@ cancel and a completion, recovery run twice at once) are checked between two cli
 Capabilities: the core (`JobStore`) is always tested. The tests of an optional
 capability run when the store implements it (`ControlStore`: cancel, requeue, pause;
 `InspectionStore`: listing and counts; `ScheduleStore`: cron schedules; `BatchStore`:
-batches and continuations) and are otherwise skipped, each skip naming the capability
+batches and continuations; `ProgressStore` and `EventStore`: progress and job
+watchers) and are otherwise skipped, each skip naming the capability
 the store lacks. Hand-over (`wait_for_work` with ``take``) is optional
 without a skip: a store that does not hand over returns ``[]`` and its jobs are claimed.
 
@@ -52,6 +53,7 @@ from ._contract_batch_control import BatchControlContract
 from ._contract_batches import BatchContract
 from ._contract_cancel import CancelContract
 from ._contract_core import CoreContract
+from ._contract_events import EventsContract
 from ._contract_lifecycle import LifecycleContract
 from ._contract_listing import ListingContract
 from ._contract_partition_control import PartitionControlContract
@@ -94,6 +96,7 @@ class JobStoreContract(
     ScheduleContract,
     BatchContract,
     BatchControlContract,
+    EventsContract,
 ):
     """The whole store contract; subclass it with a ``kit`` fixture (see the module
     docstring). Its parts, by capability:
@@ -109,4 +112,5 @@ class JobStoreContract(
     - `ScheduleStore`: `ScheduleContract`;
     - `BatchStore`: `BatchContract`, `BatchControlContract` (with `ControlStore` and
       `InspectionStore` for their cancel, requeue and listing cases).
+    - `ProgressStore` and `EventStore`: `EventsContract`.
     """
