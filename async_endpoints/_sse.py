@@ -66,8 +66,14 @@ class JobStream:
         self._wake: asyncio.Future[None] | None = None
 
     def notice(self, notice: JobNotice) -> None:
-        """Queue ``notice`` (the store's listener: quick, never blocks)."""
-        self._notices.append(notice)
+        """Queue ``notice`` (the store's listener: quick, never blocks). A progress notice
+        replaces one still queued right before it: a client slower than the reports gets
+        the latest value rather than a growing backlog."""
+        notices = self._notices
+        if notice.job is None and notices and notices[-1].job is None:
+            notices[-1] = notice
+        else:
+            notices.append(notice)
         wake = self._wake
         if wake is not None and not wake.done():
             wake.set_result(None)

@@ -12,9 +12,16 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
-from async_endpoints import AsyncContext, AsyncEndpoints, JobStore
+from async_endpoints import (
+    AsyncContext,
+    AsyncEndpoints,
+    ConfigurationError,
+    InMemoryJobStore,
+    JobStore,
+)
 from tests.serving import served
 
 Event = tuple[str, Any]
@@ -271,3 +278,32 @@ async def test_a_stream_outlives_a_lost_subscription(redis_server: Any, prefix: 
     assert statuses(events)[0] == "InProgress"
     assert statuses(events)[-1] == "Completed"
     assert events[-1][1]["progress"] == 3
+
+
+def test_a_slow_stream_keeps_only_the_latest_progress_queued() -> None:
+    """Progress reported faster than a client reads replaces the value still queued; the
+    status changes in between are all kept."""
+    from async_endpoints._job_watch import JobNotice
+    from async_endpoints._sse import JobStream
+
+    job_id = uuid.uuid4()
+    stream = JobStream()
+    for value in (1, 2, 3):
+        stream.notice(JobNotice(job_id, progress=value))
+    assert [n.progress for n in stream._notices] == [3]
+
+
+def test_the_openapi_document_shows_the_event_stream() -> None:
+    app, _ = make_app(InMemoryJobStore(), Script())
+    operation = app.openapi()["paths"]["/jobs/{job_id}/events"]["get"]
+    assert "text/event-stream" in operation["responses"]["200"]["content"]
+    assert "404" in operation["responses"]
+
+
+def test_events_need_an_event_store() -> None:
+    class Plain(InMemoryJobStore):
+        watch_job = None  # type: ignore[assignment]
+
+    endpoints = AsyncEndpoints(FastAPI(), store=Plain())
+    with pytest.raises(ConfigurationError, match="EventStore"):
+        endpoints.map_job_events()
