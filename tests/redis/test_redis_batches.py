@@ -146,6 +146,29 @@ async def test_a_create_resent_after_its_reply_was_lost_counts_each_job_once(
     assert found is not None and found.total == 28 and found.completed == 28
 
 
+async def test_a_large_batch_is_cancelled_in_steps(
+    store: RedisJobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With CANCEL_STEP jobs per script, a batch of 10 (two running) is cancelled in
+    several steps: every job not completed ends Canceled, the counts match, and the
+    continuation is stored Canceled."""
+    monkeypatch.setattr(_batches, "CANCEL_STEP", 3)
+    spec = new_batch(10)
+    await store.create_batch(spec)
+    first, second, _ = await store.claim(3, lease=30)
+    await store.complete(first, None)
+    cancelled = await store.cancel_batch(spec.id)
+    assert cancelled is not None and cancelled.status is BatchStatus.CANCELED
+    assert (cancelled.completed, cancelled.canceled, cancelled.unfinished) == (1, 9, 0)
+    assert await store.complete(second, None) is None
+    for job in spec.jobs[1:]:
+        stored = await store.get(job.id)
+        assert stored is not None and stored.status is JobStatus.CANCELED
+    continuation = await store.get(spec.continuations[0].id)
+    assert continuation is not None and continuation.status is JobStatus.CANCELED
+    assert await store.claim(10, lease=30) == []
+
+
 async def test_batches_on_a_redis_cluster(redis_cluster: Any, prefix: str) -> None:
     """On a 3-master cluster every batch script stays in the store's slot: create, append,
     the continuation stored by the last completion, listing, a batch's job listing and
