@@ -106,6 +106,8 @@ class ProgressReporter:
                 held = await self._store.set_progress(self._claim, value)
             except JobStoreError as exc:
                 logger.warning("job %s: could not record its progress: %s", self._claim.job.id, exc)
+                if self._pending is _NOTHING:
+                    self._pending = value  # written by the next write, or the flush
                 return
             if held:
                 self.wrote, self.last = True, value
@@ -121,7 +123,8 @@ class ProgressReporter:
         self._timer = loop.call_later(max(0.0, self._next_at - loop.time()), self._write_soon)
 
     async def flush(self) -> None:
-        """Write the value still waiting (if any) now, then write no more."""
+        """Write the value still waiting (if any) now (again at the next flush when the
+        store failed: the engine flushes before each try of the settlement)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -129,7 +132,9 @@ class ProgressReporter:
         if task is not None and not task.done():
             await asyncio.shield(task)
         await self._write()
-        self.close()
+        if self._timer is not None:  # armed by a failed write: the next flush retries
+            self._timer.cancel()
+            self._timer = None
 
     def close(self) -> None:
         """Write no more (the attempt ended without a settlement)."""

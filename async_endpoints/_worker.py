@@ -248,7 +248,7 @@ class AttemptRunner:
         """Record the outcome (after the progress still waiting to be written); a lost
         claim (token mismatch) is logged and ignored."""
         job = claim.job
-        reporter = self.progress.pop(claim.token, None)
+        reporter = self.progress.get(claim.token)
         if reporter is not None:
             await reporter.flush()
             if reporter.wrote:  # the job as the store holds it now, for the settled job

@@ -120,3 +120,29 @@ async def test_the_progress_of_a_lost_claim_is_dropped_silently() -> None:
     await reporter.flush()
     assert store.writes == [1]
     assert not reporter.wrote
+
+
+async def test_a_progress_write_that_failed_is_made_by_the_next_flush() -> None:
+    """The store was unreachable: the value waits, and the flush before the settlement
+    (tried again with it) writes it."""
+    from async_endpoints import StoreUnavailableError
+
+    class Flaky(CountingStore):
+        down = True
+
+        async def set_progress(self, claim: Claim, progress: Any) -> bool:
+            if self.down:
+                raise StoreUnavailableError("down")
+            return await super().set_progress(claim, progress)
+
+    store = Flaky()
+    job = await store.enqueue(NewJob(uuid.uuid4(), "steps", 0))
+    (claim,) = await store.claim(1, lease=30)
+    reporter = ProgressReporter(store, claim)
+    await reporter.report("half")
+    await reporter.flush()
+    assert store.writes == []
+    store.down = False
+    await reporter.flush()
+    assert store.writes == ["half"]
+    assert (await store.get(job.id)).progress == "half"  # type: ignore[union-attr]
