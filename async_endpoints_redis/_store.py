@@ -1,5 +1,5 @@
-"""`RedisJobStore`: the `JobStore`, `ControlStore` and `InspectionStore` on Redis, Valkey or
-a Redis Cluster.
+"""`RedisJobStore`: the `JobStore`, `ControlStore`, `InspectionStore`, `ScheduleStore` and
+`BatchStore` on Redis, Valkey or a Redis Cluster (batches: `_batches`).
 
 Every state change is one Lua script (see ``lua/``), guarded by the claim token where a
 claim is involved, and costs one round trip: enqueue, claim (per batch), complete, fail,
