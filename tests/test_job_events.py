@@ -255,19 +255,20 @@ async def test_events_on_a_redis_cluster_reach_a_stream_served_by_another_store(
     assert events[-1][1]["progress"] == 2
 
 
-async def test_a_stream_outlives_a_lost_subscription(redis_server: Any, prefix: str) -> None:
+async def test_a_stream_outlives_a_lost_subscription(own_redis_server: Any, prefix: str) -> None:
     """Messages published while the store's subscription is down are lost; once it is back
     each watched job is read again, so the stream still tells the end and ends."""
     import redis.asyncio as redis
 
     from async_endpoints_redis import RedisJobStore
 
-    async with serving(RedisJobStore(redis_server.url, prefix=prefix)) as app:
+    server = own_redis_server  # the test kills every subscription of its server
+    async with serving(RedisJobStore(server.url, prefix=prefix)) as app:
         job_id = await submit(app.http)
         await app.script.started.wait()
         reading, first = streaming(app, job_id)
         await first.wait()
-        admin = redis.Redis.from_url(redis_server.url)
+        admin = redis.Redis.from_url(server.url)
         try:
             await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
         finally:
