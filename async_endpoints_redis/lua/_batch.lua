@@ -125,8 +125,15 @@ end
 -- The hook: the job at key went from status `from` (nil: just stored) to `to`. Counted in
 -- its batch (not a continuation's change, nor one of a batch no longer kept); the end of
 -- its last unfinished job ends the batch (BATCH.ended); a job that is unfinished again
--- (requeued) holds an ended batch again (its retention stops).
+-- (requeued) holds an ended batch again (its retention stops). While the store keeps no
+-- batch at all (no listing index), one EXISTS per script call is its whole cost.
 status_changed = function(key, from, to)
+  if BATCH.kept == nil then
+    BATCH.kept = redis.call('EXISTS', BATCH.index) == 1
+  end
+  if not BATCH.kept then
+    return
+  end
   local marks = redis.pcall('HMGET', key, 'batch', 'then')
   if type(marks) ~= 'table' or not marks[1] or marks[2] then
     return

@@ -96,6 +96,7 @@ if create then
   end
   local entry = index_entry(now, batch_id)
   redis.call('ZADD', BATCH.index, 0, entry)
+  BATCH.kept = true
   if ARGV[6] ~= '' then
     push(fields, 'tenant', ARGV[6])
     redis.call('ZADD', BATCH.listing(ARGV[6]), 0, entry)
