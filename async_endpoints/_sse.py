@@ -26,6 +26,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import compile_path
+from starlette.types import Receive, Scope, Send
 
 from ._errors import JobStoreError
 from ._http import store_failure
@@ -115,9 +116,24 @@ def job_events_endpoint(endpoints: EventService) -> Endpoint:
         if job is None:
             unwatch()
             return error_response(404, "job not found")
-        return EventSourceResponse(_events(job, stream, unwatch), ping=PING_INTERVAL)
+        return _EventResponse(_events(job, stream, unwatch), unwatch)
 
     return job_events
+
+
+class _EventResponse(EventSourceResponse):
+    """The stream's response: it stops watching the job however it ends, even when the
+    client went away before the first event (its generator then never starts)."""
+
+    def __init__(self, events: AsyncIterator[ServerSentEvent | bytes], unwatch: Callable[[], None]):
+        super().__init__(events, ping=PING_INTERVAL)
+        self._unwatch = unwatch
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._unwatch()
 
 
 async def _allowed(endpoints: EventService, request: Request, job: Job) -> bool:

@@ -308,3 +308,19 @@ def test_events_need_an_event_store() -> None:
     endpoints = AsyncEndpoints(FastAPI(), store=Plain())
     with pytest.raises(ConfigurationError, match="EventStore"):
         endpoints.map_job_events()
+
+
+async def test_a_closed_stream_stops_watching_its_job() -> None:
+    """Clients that go away, before or after their first event, leave no watcher behind."""
+    store = InMemoryJobStore()
+    async with serving(store) as app:
+        job_id = await submit(app.http)
+        await app.script.started.wait()
+        for _ in range(3):
+            async with app.http.stream("GET", f"/jobs/{job_id}/events") as response:
+                async for _event in events_of(response):
+                    break
+        async with asyncio.timeout(10):
+            while store._job_watchers:  # noqa: ASYNC110 (the server notices in its own time)
+                await asyncio.sleep(0.01)
+        app.script.go.set()
