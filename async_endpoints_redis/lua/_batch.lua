@@ -42,20 +42,9 @@ function BATCH.job_fields(t, i, batch_id, stamp, continuation)
   local queue, delay = t[i + 4], tonumber(t[i + 5]) or 0
   local partition_key = t[i + 6] ~= '' and t[i + 6] or nil
   local tenant = t[i + 7] ~= '' and t[i + 7] or nil
-  local fields = {'name', t[i + 1], 'status', 'Queued', 'max_retries', t[i + 2],
-    'created_at', stamp, 'batch', batch_id}
-  if t[i + 3] ~= '' then
-    push(fields, 'request', t[i + 3])
-  end
-  if queue ~= DEFAULT_QUEUE then
-    push(fields, 'queue', queue)
-  end
-  if partition_key then
-    push(fields, 'partition_key', partition_key)
-  end
-  if tenant then
-    push(fields, 'tenant', tenant)
-  end
+  local fields = new_job_fields(t[i + 1], t[i + 2], t[i + 3], queue, partition_key, tenant,
+    stamp)
+  push(fields, 'batch', batch_id)
   if continuation then
     push(fields, 'then', '1')
   end

@@ -53,6 +53,28 @@ local function lane_join_new(fields, partition_key, id)
   return false
 end
 
+-- The hash of a new job as a flat list, Queued and created at stamp (ms text), as every
+-- script that stores new jobs writes it. Fields that hold their defaults are left out to
+-- keep the hash small: retry_count (0), last_updated_at (created_at), request (empty:
+-- ''), queue ('default'), partition_key and tenant (none: nil).
+local function new_job_fields(name, max_retries, request, queue, partition_key, tenant, stamp)
+  local fields = {'name', name, 'status', 'Queued', 'max_retries', max_retries,
+    'created_at', stamp}
+  if request ~= '' then
+    push(fields, 'request', request)
+  end
+  if queue ~= DEFAULT_QUEUE then
+    push(fields, 'queue', queue)
+  end
+  if partition_key then
+    push(fields, 'partition_key', partition_key)
+  end
+  if tenant then
+    push(fields, 'tenant', tenant)
+  end
+  return fields
+end
+
 -- enqueue: a new job, Queued at the tail of its queue (of its tenant's LIST in it) when
 -- ready is true, else waiting behind its partition key (the caller joined its lane).
 -- fields: the hash as a flat list.

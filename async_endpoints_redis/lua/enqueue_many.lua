@@ -147,26 +147,8 @@ for i = 1, #ARGV, 12 do
   elseif limit >= 0 and waiting >= limit then
     replies[#replies + 1] = -2
   else
-    -- Left out while they hold their defaults, to keep the hash small: retry_count (0),
-    -- last_updated_at (created_at), request (empty) and queue ('default').
-    local fields = {'name', ARGV[i + 1], 'status', 'Queued', 'max_retries', ARGV[i + 2],
-      'created_at', stamp}
-    if ARGV[i + 3] ~= '' then
-      fields[#fields + 1] = 'request'
-      fields[#fields + 1] = ARGV[i + 3]
-    end
-    if queue ~= DEFAULT_QUEUE then
-      fields[#fields + 1] = 'queue'
-      fields[#fields + 1] = queue
-    end
-    if partition_key then
-      fields[#fields + 1] = 'partition_key'
-      fields[#fields + 1] = partition_key
-    end
-    if tenant then
-      fields[#fields + 1] = 'tenant'
-      fields[#fields + 1] = tenant
-    end
+    local fields = new_job_fields(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], queue, partition_key,
+      tenant, stamp)
     local first = lane_join_new(fields, partition_key, id)
     if delay > 0 then
       fields[4] = 'Scheduled'

@@ -40,23 +40,7 @@ end
 local partition_key = ARGV[9] ~= '' and ARGV[9] or nil
 local tenant = ARGV[10] ~= '' and ARGV[10] or nil
 local now = now_ms()
-local fields = {'name', ARGV[5], 'status', 'Queued', 'max_retries', ARGV[6], 'created_at', ms(now)}
-if ARGV[7] ~= '' then
-  fields[#fields + 1] = 'request'
-  fields[#fields + 1] = ARGV[7]
-end
-if queue ~= DEFAULT_QUEUE then
-  fields[#fields + 1] = 'queue'
-  fields[#fields + 1] = queue
-end
-if partition_key then
-  fields[#fields + 1] = 'partition_key'
-  fields[#fields + 1] = partition_key
-end
-if tenant then
-  fields[#fields + 1] = 'tenant'
-  fields[#fields + 1] = tenant
-end
+local fields = new_job_fields(ARGV[5], ARGV[6], ARGV[7], queue, partition_key, tenant, ms(now))
 local first = lane_join_new(fields, partition_key, id)
 enqueue(job, id, fields, queue, now, tenant, first)
 flush_pending()
