@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from ._handlers import Handler
 from ._http import job_request
 from ._job import Job, NewJob, check_label, parse_job_id
 from ._listing import check_limit
+from ._routes import resource_route
 from ._settings import Settings
 from ._spec import JobSpec
 from ._store import BatchStore, JobStore
@@ -149,13 +149,10 @@ class JobBatches:
             ConfigurationError: ``path`` lacks ``{batch_id}`` or a leading ``/``, there is
                 no app, or the store is not a `BatchStore`.
         """
-        if "{batch_id}" not in path or not path.startswith("/"):
-            message = f"the batch path must start with '/' and hold {{batch_id}}: {path!r}"
-            raise ConfigurationError(message)
-        if self.app is None:
-            raise ConfigurationError("map_batch_details needs an app")
+        route_name = resource_route(
+            self.app, path, holds="batch_id", what="batch-details", name=name, prefix="get_"
+        )
         self._batch_store("read batches")
-        route_name = name or "get_" + re.sub(r"\W+", "_", path).strip("_")
         add_batch_route(self.app, path, batch_details_endpoint(self), name=route_name)
 
     def _spec_job(self, spec: JobSpec, batch_id: uuid.UUID, tenant: str | None) -> NewJob:

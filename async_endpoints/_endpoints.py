@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any
@@ -28,7 +27,7 @@ from ._memory import InMemoryJobStore
 from ._observability import Observability
 from ._redact import ErrorDescriber
 from ._retry import RetryPolicy
-from ._routes import add_cancel_route, add_get_route
+from ._routes import add_cancel_route, add_get_route, resource_route
 from ._runner import WorkerPool
 from ._scheduling import CronScheduling
 from ._settings import Settings, queue_names
@@ -99,12 +98,9 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
             ConfigurationError: ``path`` lacks ``{job_id}`` or a leading ``/``, or there is
                 no app.
         """
-        if "{job_id}" not in path or not path.startswith("/"):
-            message = f"the job-details path must start with '/' and hold {{job_id}}: {path!r}"
-            raise ConfigurationError(message)
-        if self.app is None:
-            raise ConfigurationError("map_job_details needs an app")
-        route_name = name or "get_" + re.sub(r"\W+", "_", path).strip("_")
+        route_name = resource_route(
+            self.app, path, holds="job_id", what="job-details", name=name, prefix="get_"
+        )
         add_get_route(self.app, path, job_details_endpoint(self), name=route_name)
         self.locations.route_name = route_name
 
@@ -124,13 +120,10 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
             ConfigurationError: ``path`` lacks ``{job_id}`` or a leading ``/``, there is no
                 app, or the store is not a `ControlStore`.
         """
-        if "{job_id}" not in path or not path.startswith("/"):
-            message = f"the job-cancel path must start with '/' and hold {{job_id}}: {path!r}"
-            raise ConfigurationError(message)
-        if self.app is None:
-            raise ConfigurationError("map_job_cancel needs an app")
+        route_name = resource_route(
+            self.app, path, holds="job_id", what="job-cancel", name=name, prefix="cancel_"
+        )
         self._control("cancel jobs")
-        route_name = name or "cancel_" + re.sub(r"\W+", "_", path).strip("_")
         add_cancel_route(self.app, path, job_cancel_endpoint(self), name=route_name)
 
     def map_job_events(
@@ -150,15 +143,12 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
             ConfigurationError: ``path`` lacks ``{job_id}`` or a leading ``/``, there is no
                 app, or the store is not an `EventStore`.
         """
-        if "{job_id}" not in path or not path.startswith("/"):
-            message = f"the job-events path must start with '/' and hold {{job_id}}: {path!r}"
-            raise ConfigurationError(message)
-        if self.app is None:
-            raise ConfigurationError("map_job_events needs an app")
+        route_name = resource_route(
+            self.app, path, holds="job_id", what="job-events", name=name, prefix="events_"
+        )
         if not isinstance(self.store, EventStore):
-            name_ = type(self.store).__name__
-            raise ConfigurationError(f"map_job_events needs an EventStore; {name_} is not one")
-        route_name = name or "events_" + re.sub(r"\W+", "_", path).strip("_")
+            kind = type(self.store).__name__
+            raise ConfigurationError(f"map_job_events needs an EventStore; {kind} is not one")
         add_events_route(self.app, path, job_events_endpoint(self), name=route_name)
 
     async def drain(self) -> int:

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import compile_path
 
+from ._errors import ConfigurationError
 from ._handlers import Handler
 from ._responses import JobModel
 
@@ -48,6 +49,26 @@ _SUBMIT_HEADERS = [
         "schema": {"type": "string"},
     },
 ]
+
+
+def resource_route(
+    app: Any, path: str, *, holds: str, what: str, name: str | None, prefix: str
+) -> str:
+    """Check a route about one resource before it is registered, and give its name.
+
+    ``path`` must start with ``/`` and hold ``{holds}``; ``app`` must be an app. The name
+    is ``name``, or ``prefix`` and the path's words (so several `AsyncEndpoints` on one
+    app each get their own).
+
+    Raises:
+        ConfigurationError: a bad path, or no app (``what`` names the method).
+    """
+    if f"{{{holds}}}" not in path or not path.startswith("/"):
+        message = f"the {what} path must start with '/' and hold {{{holds}}}: {path!r}"
+        raise ConfigurationError(message)
+    if app is None:
+        raise ConfigurationError(f"map_{what.replace('-', '_')} needs an app")
+    return name or prefix + re.sub(r"\W+", "_", path).strip("_")
 
 
 def is_fastapi(app: Any) -> bool:
