@@ -39,14 +39,14 @@ from ._retry import RetryPolicy as RetryPolicy
 from ._schedule import Schedule as Schedule
 from ._settings import Settings as Settings
 from ._spec import JobSpec as JobSpec
-from ._store import BatchStore as BatchStore
 from ._store import Claim as Claim
 from ._store import ControlStore as ControlStore
-from ._store import EventStore as EventStore
 from ._store import InspectionStore as InspectionStore
 from ._store import JobStore as JobStore
-from ._store import ProgressStore as ProgressStore
-from ._store import ScheduleStore as ScheduleStore
+from ._store_features import BatchStore as BatchStore
+from ._store_features import EventStore as EventStore
+from ._store_features import ProgressStore as ProgressStore
+from ._store_features import ScheduleStore as ScheduleStore
 
 __all__ = [
     "TERMINAL_STATUSES",

@@ -19,7 +19,8 @@ from ._listing import check_limit
 from ._routes import resource_route
 from ._settings import Settings
 from ._spec import JobSpec
-from ._store import BatchStore, JobStore
+from ._store import JobStore
+from ._store_features import BatchStore
 
 
 class JobBatches:

@@ -33,7 +33,8 @@ from . import _dashboard_views as views
 from ._errors import StoreUnavailableError
 from ._job import Job, JobStatus, parse_job_id
 from ._responses import call_maybe_async
-from ._store import BatchStore, ControlStore, ScheduleStore
+from ._store import ControlStore
+from ._store_features import BatchStore, ScheduleStore
 
 if TYPE_CHECKING:
     from ._endpoints import AsyncEndpoints

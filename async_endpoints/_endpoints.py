@@ -32,7 +32,8 @@ from ._runner import WorkerPool
 from ._scheduling import CronScheduling
 from ._settings import Settings, queue_names
 from ._sse import add_events_route, job_events_endpoint
-from ._store import EventStore, JobStore
+from ._store import JobStore
+from ._store_features import EventStore
 from ._submission import JobSubmission
 from ._worker import AttemptRunner
 

@@ -34,7 +34,8 @@ from ._options import AT_ONCE, Placement
 from ._prefer import applied, preferred_wait
 from ._responses import call_maybe_async, error_response, job_response
 from ._settings import Settings
-from ._store import Idempotency, JobStore
+from ._store import JobStore
+from ._store_features import Idempotency
 
 logger = logging.getLogger("async_endpoints")
 

@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 from ._handlers import Handler
-from ._store import Idempotency
+from ._store_features import Idempotency
 
 #: The longest ``Idempotency-Key`` a client may send, in characters.
 MAX_KEY_LENGTH = 255

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ._job import Job, NewJob
-from ._store import Idempotency
+from ._store_features import Idempotency
 
 
 class IdempotencyKeys:

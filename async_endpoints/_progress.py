@@ -18,7 +18,8 @@ import logging
 from typing import Any
 
 from ._errors import JobStoreError
-from ._store import Claim, JobStore, ProgressStore
+from ._store import Claim, JobStore
+from ._store_features import ProgressStore
 
 logger = logging.getLogger("async_endpoints")
 

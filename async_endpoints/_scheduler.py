@@ -26,7 +26,7 @@ from ._cron import cron_rule
 from ._errors import StoreUnavailableError
 from ._job import Job, NewJob
 from ._schedule import Schedule
-from ._store import ScheduleStore
+from ._store_features import ScheduleStore
 
 logger = logging.getLogger("async_endpoints")
 

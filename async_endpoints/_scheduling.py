@@ -31,7 +31,8 @@ from ._job import Job, JobRequest, NewJob, check_label
 from ._schedule import Schedule
 from ._scheduler import Scheduler
 from ._settings import Settings, default_queue
-from ._store import JobStore, ScheduleStore
+from ._store import JobStore
+from ._store_features import ScheduleStore
 
 F = TypeVar("F", bound=HandlerFunction)
 logger = logging.getLogger("async_endpoints")

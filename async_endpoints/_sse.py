@@ -35,7 +35,8 @@ from ._job_watch import JobNotice
 from ._responses import call_maybe_async, error_response
 from ._routes import is_fastapi
 from ._settings import Settings
-from ._store import EventStore, JobStore
+from ._store import JobStore
+from ._store_features import EventStore
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 

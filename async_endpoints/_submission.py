@@ -24,7 +24,7 @@ from ._idempotency import (
 )
 from ._job import Job, JobRequest, NewJob, check_label, parse_job_id
 from ._options import AT_ONCE, Placement, submission_delay
-from ._store import Idempotency, IdempotentStore
+from ._store_features import Idempotency, IdempotentStore
 from ._tracing import submit_span
 
 

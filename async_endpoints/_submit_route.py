@@ -40,7 +40,7 @@ from ._logs import job_extra
 from ._options import Placement
 from ._prefer import applied, preferred_wait
 from ._responses import call_maybe_async, error_response
-from ._store import Idempotency, IdempotentStore
+from ._store_features import Idempotency, IdempotentStore
 
 logger = logging.getLogger("async_endpoints")
 

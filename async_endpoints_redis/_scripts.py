@@ -27,7 +27,8 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from async_endpoints._job import JobRequest, NewJob
-from async_endpoints._store import Claim, Idempotency
+from async_endpoints._store import Claim
+from async_endpoints._store_features import Idempotency
 
 from ._codec import Reply, encode_request
 from ._elapsed import ElapsedClock

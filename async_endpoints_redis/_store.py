@@ -56,7 +56,8 @@ from async_endpoints._job import (
     NewJob,
     is_same_submission,
 )
-from async_endpoints._store import Claim, Idempotency
+from async_endpoints._store import Claim
+from async_endpoints._store_features import Idempotency
 
 from ._base import CancelledClaims, Offer
 from ._batch import Batcher

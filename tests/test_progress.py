@@ -13,7 +13,8 @@ import pytest
 from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore, JobStore
 from async_endpoints._job import NewJob
 from async_endpoints._progress import ProgressReporter
-from async_endpoints._store import Claim, ControlStore, ProgressStore
+from async_endpoints._store import Claim, ControlStore
+from async_endpoints._store_features import ProgressStore
 
 
 class CountingStore(InMemoryJobStore):

@@ -15,7 +15,8 @@ import pytest
 from .._batch import Batch, BatchStatus, ContinueWhen, NewBatch, status_counts
 from .._errors import DuplicateJobError, QueueFullError
 from .._job import JobStatus, NewJob
-from .._store import BatchStore, Claim
+from .._store import Claim
+from .._store_features import BatchStore
 from ._contract_support import BOOM, FAR, control, new_job, read
 from ._kit import StoreKit
 

@@ -10,7 +10,8 @@ import pytest
 
 from .._job import JobStatus
 from .._job_watch import JobNotice
-from .._store import EventStore, JobStore, ProgressStore
+from .._store import JobStore
+from .._store_features import EventStore, ProgressStore
 from ._contract_support import BOOM, forged, new_job, read
 from ._kit import StoreKit
 

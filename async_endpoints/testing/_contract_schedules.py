@@ -12,7 +12,7 @@ import pytest
 
 from .._job import JobRequest, JobStatus, NewJob
 from .._schedule import Schedule
-from .._store import ScheduleStore
+from .._store_features import ScheduleStore
 from ._contract_support import new_job, read
 from ._kit import StoreKit
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from async_endpoints._store import BatchStore, ControlStore, InspectionStore, ScheduleStore
+from async_endpoints._store import ControlStore, InspectionStore
+from async_endpoints._store_features import BatchStore, ScheduleStore
 from async_endpoints.testing import StoreKit
 from async_endpoints.testing.contract import JobStoreContract
 
