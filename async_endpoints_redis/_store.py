@@ -71,7 +71,6 @@ from ._codec import (
     job_from_text,
     pairs,
     queued_job,
-    split_message,
     terminal_job,
     text,
 )
@@ -84,19 +83,20 @@ from ._keys import Keys
 from ._refusals import check_bulk_len, refusal
 from ._schedules import RedisSchedules
 from ._scripts import Submission, delay_ms
+from ._waits import RedisWaits
 
 logger = logging.getLogger("async_endpoints_redis")
 T = TypeVar("T")
 
 _RECOVER_BATCH = 500  # expired claims recovered per script call
-_FALLBACK_POLL = 1.0  # wait_until_terminal's re-check interval while pub/sub is down
 _CLAIM_EXPIRED = {"message": "The worker's claim on the job expired", "type": "ClaimExpired"}
-_OFFER_RENEW = 1.0  # seconds an idle worker waits on one offer before renewing it
 _OFFER_TTL = 3.0  # seconds an offer stands unless renewed (a frozen worker's exposure)
 _ALONE_OVER = 64 * 1024  # result characters past which a completion is not batched
 
 
-class RedisJobStore(RedisControl, RedisInspection, RedisSchedules, RedisBatches, RedisEvents):
+class RedisJobStore(
+    RedisWaits, RedisControl, RedisInspection, RedisSchedules, RedisBatches, RedisEvents
+):
     """Jobs in Redis, shared by any number of app instances and worker processes.
 
     Args:
@@ -389,148 +389,6 @@ class RedisJobStore(RedisControl, RedisInspection, RedisSchedules, RedisBatches,
             self._notifications.wake()
         return recovered
 
-    async def wait_for_work(
-        self,
-        timeout: float,
-        *,
-        take: int = 0,
-        lease: float = 0.0,
-        queues: Sequence[str] = (DEFAULT_QUEUE,),
-    ) -> list[Claim]:
-        """Return on a wake-up from any instance since the last `claim` began, when the
-        earliest Scheduled job is due, or after ``timeout`` seconds.
-
-        With ``take`` > 0 (and a live subscription) it offers that many slots: jobs
-        submitted meanwhile to one of ``queues`` that is not paused are claimed for the
-        caller (``lease`` seconds) by the enqueue itself and returned here as soon as the
-        first arrives. The offer is renewed every `_OFFER_RENEW` seconds (the call
-        returns [] then) and ends with the next `claim`.
-        """
-        wake = self._notifications.wake_event
-        if self._connection.closed or self._notifications.generation != self._claim_generation:
-            return []
-        if take <= 0 or not self._notifications.connected:
-            delay = self._delay_known_from_claim(timeout, queues)
-            if delay is None:
-                due_ms = await self._run(
-                    "wait_for_work", lambda s: s.offer("", "", 0, 0, 0, (), queues)
-                )
-                delay = timeout if due_ms < 0 else min(timeout, due_ms / 1000)
-            await _wait(wake, delay)
-            return []
-        return await self._wait_offering(wake, min(timeout, _OFFER_RENEW), take, lease, queues)
-
-    def _delay_known_from_claim(self, timeout: float, queues: Sequence[str]) -> float | None:
-        """How long to wait when the last claim, of these queues, found them dry and told
-        when the earliest Scheduled job is due: nothing claimable or due sooner can come
-        without a wake-up, which ends the wait (the caller checked none came since). None
-        when that is not known, or wake-ups may be missed (no live subscription)."""
-        known = self._due_after_claim
-        if known is None or not self._notifications.connected or known[2] != tuple(queues):
-            return None
-        due_ms, at, _ = known
-        if due_ms < 0:
-            return timeout
-        return min(timeout, max(0.0, due_ms / 1000 - (time.monotonic() - at)))
-
-    async def _wait_offering(
-        self,
-        wake: asyncio.Event,
-        timeout: float,
-        take: int,
-        lease: float,
-        queues: Sequence[str],
-    ) -> list[Claim]:
-        self._end_offer()
-        offer = self._offer = Offer(secrets.token_hex(8))
-        self._offered = True
-        started, self._started = self._started, []
-        inbox, ttl_ms = self._inbox, _ms(_OFFER_TTL)
-        try:
-            due_ms = await self._run(
-                "wait_for_work",
-                lambda s: s.offer(inbox, offer.base, take, _ms(lease), ttl_ms, started, queues),
-            )
-            if due_ms in (-2, 0):  # claimable already: no offer was made
-                return []
-            delay = timeout if due_ms < 0 else min(timeout, due_ms / 1000)
-            await _wait(wake, delay)  # a job handed over wakes it too
-        except BaseException:
-            self._started = started + self._started
-            self._end_offer()
-            self._withdraw_soon()  # whatever arrived or is on its way goes back to the queue
-            raise
-        handed = [] if offer.ended else offer.handed
-        self._end_offer()
-        self._started += [claim.token for claim in handed]
-        return handed
-
-    def _handed_over(self, message: bytes | str) -> None:
-        """A job handed to this store's offer (an inbox message): keep it for the waiter.
-
-        Messages for an ended offer are ignored: its end put their jobs back in the queue.
-        """
-        offer = self._offer
-        if offer is None or offer.ended:
-            return
-        try:
-            job_id, fields = split_message(message)
-            token = fields["token"]
-        except (ValueError, KeyError, TypeError) as exc:
-            logger.warning("ignoring a malformed hand-over message: %s", exc)
-            return
-        job = decode_or_none(job_id, fields)
-        if job is not None and token.startswith(offer.base + "."):
-            offer.handed.append(Claim(job, token))
-            self._notifications.wake()
-
-    def _end_offer(self) -> None:
-        offer, self._offer = self._offer, None
-        if offer is not None:
-            offer.ended = True
-
-    def _withdraw_soon(self) -> None:
-        task = asyncio.get_running_loop().create_task(self._withdraw_quietly())
-        self._withdrawals.add(task)
-        task.add_done_callback(self._withdrawals.discard)
-
-    async def _withdraw_quietly(self) -> None:
-        with contextlib.suppress(Exception):
-            await self._withdraw()
-
-    async def _withdraw(self) -> None:
-        started, self._started = self._started, []
-        inbox = self._inbox
-        try:
-            await self._run("withdraw", lambda s: s.withdraw(inbox, started))
-        except BaseException:
-            self._started = started + self._started
-            raise
-
-    async def wait_until_terminal(self, job_id: uuid.UUID, timeout: float) -> Job | None:
-        """The job once terminal, woken by the done notification of whichever instance
-        settled it; after ``timeout`` seconds the job as it is then."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        with self._notifications.watching(str(job_id)) as watch:
-            # Registered before the first look, so a settlement in between is not missed: a
-            # live subscription delivers it (usually with the terminal job, so no read is
-            # needed), and a subscription (re)connecting after the look releases every
-            # watcher to look again.
-            while True:
-                watch.event.clear()
-                job = watch.job or await self.get(job_id)
-                remaining = deadline - loop.time()
-                if (
-                    job is None
-                    or job.status.is_terminal
-                    or remaining <= 0
-                    or self._connection.closed
-                ):
-                    return job
-                live = self._notifications.connected
-                await _wait(watch.event, remaining if live else min(remaining, _FALLBACK_POLL))
-
     def _settled(self, job_id: uuid.UUID, reply: list[Any] | None) -> Job | None:
         if not reply:
             return None
@@ -544,9 +402,3 @@ class RedisJobStore(RedisControl, RedisInspection, RedisSchedules, RedisBatches,
 
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
-
-
-async def _wait(event: asyncio.Event, timeout: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(max(0.0, timeout)):
-            await event.wait()
