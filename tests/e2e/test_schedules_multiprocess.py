@@ -2,9 +2,9 @@
 schedule enqueues exactly one job however many processes run the scheduler, and a process
 killed with SIGKILL costs no cycle (there is no leader to lose).
 
-The issue asks for 60 s of this; the suite runs 15 s (two processes, then three, then
-one of them killed), on one server and on a Redis Cluster, which already covers 15
-cycles and every transition each. The jobs are
+On one server the run lasts the 60 s the issue asks for (two processes for 20 s, three
+for 20 s, then one of them killed and two for 20 s more); on a Redis Cluster 15 s (5 s
+each), which covers every transition as well. The jobs are
 counted by the second their ``created_at`` falls in (the Redis server's clock, which
 fires them).
 """
@@ -54,10 +54,10 @@ def start(env: dict[str, str], tmp_path: Path, name: str) -> Proc:
 async def test_one_job_per_second_with_two_then_three_processes_and_one_killed(
     env: dict[str, str], procs: list[Proc], tmp_path: Path
 ) -> None:
-    """Two scheduler processes for 5 s, three for 5 s, then one of them SIGKILLed and two
-    for 5 s more: every second from the first job to the end has exactly one job, and the
+    """Two scheduler processes for 20 s, three for 20 s, then one of them SIGKILLed and two
+    for 20 s more: every second from the first job to the end has exactly one job, and the
     kill costs no cycle (at most the one in flight, which the issue allows)."""
-    await two_then_three_then_one_killed(env, procs, tmp_path)
+    await two_then_three_then_one_killed(env, procs, tmp_path, phase=20.0)
 
 
 async def test_one_job_per_second_on_a_redis_cluster(
@@ -65,21 +65,21 @@ async def test_one_job_per_second_on_a_redis_cluster(
 ) -> None:
     """The same on a 3-master Redis Cluster (the schedule's keys in the store's slot)."""
     env = {"REDIS_URL": redis_cluster.url, "AE_PREFIX": f"e2e-{uuid.uuid4().hex[:8]}"}
-    await two_then_three_then_one_killed(env, procs, tmp_path)
+    await two_then_three_then_one_killed(env, procs, tmp_path, phase=5.0)
 
 
 async def two_then_three_then_one_killed(
-    env: dict[str, str], procs: list[Proc], tmp_path: Path
+    env: dict[str, str], procs: list[Proc], tmp_path: Path, *, phase: float
 ) -> None:
     first = await asyncio.to_thread(start, env, tmp_path, "worker0")
     procs.append(first)
     procs.append(await asyncio.to_thread(start, env, tmp_path, "worker1"))
-    await asyncio.sleep(5)
+    await asyncio.sleep(phase)  # the length of each phase of the scenario, not a wait for it
     procs.append(await asyncio.to_thread(start, env, tmp_path, "worker2"))
-    await asyncio.sleep(5)
+    await asyncio.sleep(phase)
     killed_at = time.time()
     first.kill()
-    await asyncio.sleep(5)
+    await asyncio.sleep(phase)
     ended_at = time.time()
     for proc in procs:
         proc.kill()
@@ -87,7 +87,7 @@ async def two_then_three_then_one_killed(
     assert counts, "no schedule fired"
     span = range(min(counts), int(ended_at))
     print(f"{sum(counts.values())} jobs over {len(span)} s; per second: {sorted(counts.items())}")
-    assert len(span) >= 12
+    assert len(span) >= 3 * phase - 3
     assert max(counts.values()) == 1, f"a cycle fired twice: {counts}"
     missing = [second for second in span if counts[second] == 0]
     assert all(abs(second - killed_at) <= 1.5 for second in missing), missing
