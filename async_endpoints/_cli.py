@@ -147,6 +147,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="Q1,Q2",
         help="serve only these queues, highest priority first (default: the app's queues)",
     )
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve this worker's Prometheus metrics on PORT (needs the metrics extra)",
+    )
+    worker.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="the address the metrics listen on (default 127.0.0.1)",
+    )
     worker.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -159,7 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         queues = None
         if args.queues is not None:
             queues = endpoints.serving([name.strip() for name in args.queues.split(",")])
-    except (ConfigurationError, ImportError, ValueError) as exc:
+        if args.metrics_port is not None:
+            endpoints.metrics.serve(args.metrics_port, args.metrics_host)
+    except (ConfigurationError, ImportError, ValueError, OSError) as exc:
         parser.error(str(exc))
     _run(run_worker(endpoints, queues), endpoints.pool.attempts.abandoned)
     return 0

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -109,3 +111,48 @@ async def test_a_pool_serves_only_its_queues_in_the_order_given() -> None:
             await engine.submit("note", queue, queue=queue)
         assert await engine.drain() == 2
     assert ran == ["low", "high"]
+
+
+def test_metrics_port_serves_the_workers_metrics(tmp_path: Path) -> None:
+    """--metrics-port: the worker's own Prometheus metrics, counting the attempt it ran."""
+    port = free_port()
+    worker = start_worker(
+        tmp_path, "tests.apps.cli_worker:endpoints", "--metrics-port", str(port), seconds=0.0
+    )
+    wait_for_mark(tmp_path, "handler-finished", worker)
+    deadline = time.monotonic() + 20
+    while True:
+        text = scrape(port)
+        if "async_endpoints_job_attempts_total{name=" in text and "completed" in text:
+            break
+        assert time.monotonic() < deadline, text
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+
+
+def test_a_metrics_port_in_use_is_a_usage_error(tmp_path: Path) -> None:
+    """A port another socket holds: exit 2 naming the problem, no worker started."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        worker = start_worker(
+            tmp_path, "tests.apps.cli_worker:endpoints", "--metrics-port", str(port)
+        )
+        _, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 2 and "in use" in stderr.lower()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def scrape(port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+            return str(answer.read().decode())
+    except OSError:
+        return ""
