@@ -17,17 +17,14 @@ from .._errors import DuplicateJobError, QueueFullError
 from .._job import JobStatus, NewJob
 from .._store import Claim
 from .._store_features import BatchStore
-from ._contract_support import BOOM, FAR, control, new_job, read
+from ._contract_support import BOOM, FAR, control, new_job, read, require
 from ._kit import StoreKit
 
 
 def batches(kit: StoreKit) -> BatchStore:
     """``kit.store`` as a `BatchStore`, or skip the test when it is not one."""
-    if not isinstance(kit.store, BatchStore):
-        pytest.skip(
-            f"{type(kit.store).__name__} does not implement the optional BatchStore "
-            "(create_batch, append_to_batch, get_batch, list_batches, cancel_batch)"
-        )
+    require(kit.store, BatchStore)
+    assert isinstance(kit.store, BatchStore)
     return kit.store
 
 

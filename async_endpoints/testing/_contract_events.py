@@ -6,13 +6,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
-
 from .._job import JobStatus
 from .._job_watch import JobNotice
 from .._store import JobStore
 from .._store_features import EventStore, ProgressStore
-from ._contract_support import BOOM, forged, new_job, read
+from ._contract_support import BOOM, forged, new_job, read, require
 from ._kit import StoreKit
 
 #: Seconds a notice may take to arrive (through a server's pub/sub, say).
@@ -21,15 +19,15 @@ _NOTICE_WAIT = 10.0
 
 def progress_store(store: JobStore) -> ProgressStore:
     """``store`` as a `ProgressStore`, or skip the test when it is not one."""
-    if not isinstance(store, ProgressStore):
-        pytest.skip(f"{type(store).__name__} does not implement the optional ProgressStore")
+    require(store, ProgressStore)
+    assert isinstance(store, ProgressStore)
     return store
 
 
 def event_store(store: JobStore) -> EventStore:
     """``store`` as an `EventStore`, or skip the test when it is not one."""
-    if not isinstance(store, EventStore):
-        pytest.skip(f"{type(store).__name__} does not implement the optional EventStore")
+    require(store, EventStore)
+    assert isinstance(store, EventStore)
     return store
 
 

@@ -8,23 +8,17 @@ import asyncio
 import uuid
 from datetime import datetime, timedelta
 
-import pytest
-
 from .._job import JobRequest, JobStatus, NewJob
 from .._schedule import Schedule
 from .._store_features import ScheduleStore
-from ._contract_support import new_job, read
+from ._contract_support import new_job, read, require
 from ._kit import StoreKit
 
 
 def schedules(kit: StoreKit) -> ScheduleStore:
     """``kit.store`` as a `ScheduleStore`, or skip the test when it is not one."""
-    if not isinstance(kit.store, ScheduleStore):
-        pytest.skip(
-            f"{type(kit.store).__name__} does not implement the optional ScheduleStore "
-            "(upsert_schedule, remove_schedule, list_schedules, schedule_time, "
-            "due_schedules, fire_schedule)"
-        )
+    require(kit.store, ScheduleStore)
+    assert isinstance(kit.store, ScheduleStore)
     return kit.store
 
 

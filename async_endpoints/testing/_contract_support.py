@@ -11,6 +11,7 @@ import pytest
 
 from .._job import DEFAULT_QUEUE, Job, JobError, JobRequest, NewJob
 from .._store import Claim, ControlStore, InspectionStore, JobStore
+from .._store_features import BatchStore, EventStore, ProgressStore, ScheduleStore
 from ._kit import StoreKit
 
 BOOM = JobError("boom", "RuntimeError")
@@ -23,6 +24,13 @@ FAR = 3600.0
 _CAPABILITIES = {
     ControlStore: "cancel, requeue, pause, resume, paused_queues, add_cancel_listener",
     InspectionStore: "count_waiting, list_jobs, queue_stats",
+    BatchStore: "create_batch, append_to_batch, get_batch, list_batches, cancel_batch",
+    ScheduleStore: (
+        "upsert_schedule, remove_schedule, list_schedules, schedule_time, due_schedules, "
+        "fire_schedule"
+    ),
+    ProgressStore: "set_progress",
+    EventStore: "watch_job",
 }
 
 
@@ -68,7 +76,9 @@ def forged(job: Job) -> Claim:
     return Claim(job, secrets.token_hex(16))
 
 
-def _require(store: JobStore, capability: type[Any]) -> None:
+def require(store: JobStore, capability: type[Any]) -> None:
+    """Skip the running test when ``store`` lacks the optional ``capability``, naming it
+    and its methods (the one place the suite skips: a store author sees what is missing)."""
     if not isinstance(store, capability):
         pytest.skip(
             f"{type(store).__name__} does not implement the optional "
@@ -78,20 +88,20 @@ def _require(store: JobStore, capability: type[Any]) -> None:
 
 def control(kit: StoreKit) -> ControlStore:
     """``kit.store`` as a `ControlStore`, or skip the test when it is not one."""
-    _require(kit.store, ControlStore)
+    require(kit.store, ControlStore)
     assert isinstance(kit.store, ControlStore)
     return kit.store
 
 
 def peer_control(kit: StoreKit) -> ControlStore:
     """``kit.other`` as a `ControlStore`, or skip the test when it is not one."""
-    _require(kit.other, ControlStore)
+    require(kit.other, ControlStore)
     assert isinstance(kit.other, ControlStore)
     return kit.other
 
 
 def inspection(kit: StoreKit) -> InspectionStore:
     """``kit.store`` as an `InspectionStore`, or skip the test when it is not one."""
-    _require(kit.store, InspectionStore)
+    require(kit.store, InspectionStore)
     assert isinstance(kit.store, InspectionStore)
     return kit.store

@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 
 from async_endpoints._store import ControlStore, InspectionStore
-from async_endpoints._store_features import BatchStore, ScheduleStore
+from async_endpoints._store_features import (
+    BatchStore,
+    EventStore,
+    IdempotentStore,
+    ProgressStore,
+    ScheduleStore,
+)
 from async_endpoints.testing import StoreKit
 from async_endpoints.testing.contract import JobStoreContract
 
@@ -16,12 +22,19 @@ class ProjectStore(JobStoreContract):
     tests may be skipped for them."""
 
     async def test_the_store_has_every_optional_capability(self, kit: StoreKit) -> None:
-        """Control, inspection, schedules and batches, on the store and on its peer."""
+        """Every optional capability, on the store and on its peer: the suite's capability
+        gates (`require`) never skip a test of the project's stores."""
         for store in (kit.store, kit.other):
-            assert isinstance(store, ControlStore)
-            assert isinstance(store, InspectionStore)
-            assert isinstance(store, ScheduleStore)
-            assert isinstance(store, BatchStore)
+            for capability in (
+                ControlStore,
+                InspectionStore,
+                ScheduleStore,
+                BatchStore,
+                ProgressStore,
+                EventStore,
+                IdempotentStore,
+            ):
+                assert isinstance(store, capability), capability.__name__
 
 
 class TestInMemoryJobStore(ProjectStore):
