@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from ._batch import Batch, BatchPage, BatchStatus, ContinueWhen, NewBatch
 from ._errors import DuplicateJobError, QueueFullError
-from ._job import Job, JobStatus, NewJob
+from ._job import Job, JobStatus, NewJob, check_label
 from ._listing import check_limit, decode_cursor, encode_cursor
 from ._memory_index import OrderedInts, entry, entry_of, micros, parts
 from ._memory_live import LiveJobs
@@ -231,8 +231,7 @@ class MemoryBatches:
         """One page of batches, newest first, in O(limit + log n) (with a tenant too); see
         `BatchStore.list_batches`."""
         check_limit(limit)
-        if tenant is not None and not isinstance(tenant, str):
-            raise ValueError("tenant must be a tenant name")
+        check_label(tenant, "tenant")
         filters = [_LISTING, tenant]
         after = None if cursor is None else _place(decode_cursor(cursor, filters))
         self._batch_book.expire(self._monotonic())

@@ -29,7 +29,7 @@ from typing import Any
 
 from async_endpoints._batch import Batch, BatchPage, BatchStatus, ContinueWhen, NewBatch
 from async_endpoints._errors import DuplicateJobError, JobStoreError, QueueFullError
-from async_endpoints._job import Job, JobStatus, NewJob
+from async_endpoints._job import Job, JobStatus, NewJob, check_label
 from async_endpoints._listing import (
     JobPage,
     check_limit,
@@ -145,8 +145,7 @@ class RedisBatches(StoreBase):
         """One page of batches, newest first, in O(limit + log n) (with a tenant too); see
         `BatchStore.list_batches`."""
         check_limit(limit)
-        if tenant is not None and not isinstance(tenant, str):
-            raise ValueError("tenant must be a tenant name")
+        check_label(tenant, "tenant")
         filters = [_LISTING, tenant]
         after = ""
         if cursor is not None:
