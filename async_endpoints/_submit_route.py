@@ -70,8 +70,7 @@ def submit_endpoint(endpoints: JobService, handler: Handler) -> Endpoint:
         except ValueError as exc:
             return error_response(422, str(exc))
         job_request = await _capture(endpoints, request, body_json)
-        content = fingerprint(handler.name, job_request.owner, canonical_body(handler, body))
-        idempotency = _idempotency(endpoints, handler, job_request, key, job_id, content)
+        idempotency = _idempotency(endpoints, handler, job_request, body, key, job_id)
         try:
             job = await _store_once(endpoints, handler, job_request, placement, job_id, idempotency)
         except IdempotencyConflictError as exc:
@@ -110,18 +109,22 @@ def _idempotency(
     endpoints: JobService,
     handler: Handler,
     job_request: JobRequest,
+    body: Any,
     key: str | None,
     job_id: uuid.UUID | None,
-    content: str,
 ) -> Idempotency | None:
     """How this submission is made once: by its ``Idempotency-Key``, else by its
-    client-chosen id (when the store keeps idempotency keys), else not at all."""
-    ttl = endpoints.settings.idempotency_ttl
+    client-chosen id (when the store keeps idempotency keys), else not at all (then its
+    fingerprint is not computed: plain submissions pay nothing for this)."""
+    by_id = job_id is not None and isinstance(endpoints.store, IdempotentStore)
+    if key is None and not by_id:
+        return None
+    owner, ttl = job_request.owner, endpoints.settings.idempotency_ttl
+    content = fingerprint(handler.name, owner, canonical_body(handler, body))
     if key is not None:
-        return by_key(key, handler.name, job_request.owner, content, ttl)
-    if job_id is not None and isinstance(endpoints.store, IdempotentStore):
-        return by_request_id(job_id, content, ttl)
-    return None
+        return by_key(key, handler.name, owner, content, ttl)
+    assert job_id is not None
+    return by_request_id(job_id, content, ttl)
 
 
 async def _store_once(
