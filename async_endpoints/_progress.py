@@ -13,9 +13,10 @@ A store without `ProgressStore` keeps no progress (reports are checked and dropp
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
-from typing import Any
+from typing import Any, cast
 
 from ._errors import JobStoreError
 from ._store import Claim, JobStore
@@ -65,7 +66,7 @@ class ProgressReporter:
     )
 
     def __init__(self, store: JobStore, claim: Claim) -> None:
-        self._store = store if isinstance(store, ProgressStore) else None
+        self._store = cast(ProgressStore, store) if _keeps_progress(type(store)) else None
         self._claim = claim
         self._pending: Any = _NOTHING
         self._next_at = 0.0  # loop time at which the next write may start
@@ -126,6 +127,8 @@ class ProgressReporter:
     async def flush(self) -> None:
         """Write the value still waiting (if any) now (again at the next flush when the
         store failed: the engine flushes before each try of the settlement)."""
+        if self._pending is _NOTHING and self._timer is None and self._task is None:
+            return  # nothing reported, nothing under way: the common case costs nothing
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -143,3 +146,11 @@ class ProgressReporter:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+@functools.cache
+def _keeps_progress(store_type: type) -> bool:
+    """Whether stores of ``store_type`` keep progress (`ProgressStore`), decided once per
+    type: a runtime-checkable Protocol's isinstance looks its methods up on every call,
+    too slow for every attempt."""
+    return callable(getattr(store_type, "set_progress", None))
