@@ -68,6 +68,37 @@ class JobError:
         return cls(str(data["message"]), str(data["type"]), data.get("traceback"))
 
 
+class WebhookStatus(StrEnum):
+    """Where a job's webhook delivery is; the values are the wire names."""
+
+    PENDING = "Pending"
+    DELIVERED = "Delivered"
+    FAILED = "Failed"
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookState:
+    """A job's webhook delivery, as the job JSON's ``webhook`` field shows it.
+
+    Attributes:
+        status: ``Pending`` until the delivery job ends: ``Delivered`` when it completed,
+            ``Failed`` when it failed or was canceled.
+        attempts: How many delivery attempts started (claims of the delivery job).
+    """
+
+    status: WebhookStatus = WebhookStatus.PENDING
+    attempts: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"status", "attempts"}``."""
+        return {"status": self.status.value, "attempts": self.attempts}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WebhookState:
+        """Rebuild a state from its JSON form."""
+        return cls(WebhookStatus(data["status"]), int(data["attempts"]))
+
+
 @dataclass(frozen=True, slots=True)
 class JobRequest:
     """What a submission captured, replayed to the handler as its `AsyncContext`.
@@ -132,6 +163,16 @@ class NewJob:
         tenant: Who the job is for: claims take turns between the tenants of a queue;
             None for the tenant-less jobs (which take turns as one tenant).
         batch_id: The batch the job belongs to (or continues), or None.
+        follow_up: A job the store enqueues (as `JobStore.enqueue` would, with no waiting
+            limit) in the same atomic step that makes this job terminal (Completed, Failed
+            or Canceled), at most once per job: its id is fixed here, and a follow-up whose
+            id is taken is skipped. The webhook delivery of a job with a ``webhook_url``.
+            A job stored with a follow-up has ``webhook`` `WebhookState` ``Pending``, 0.
+        delivers_for: Set on a webhook delivery job: the id of the job whose webhook it
+            delivers. In the same atomic step as each transition of this job, the store
+            updates that job's ``webhook``: +1 attempt when this one is claimed
+            (InProgress), ``Delivered`` when it completes, ``Failed`` when it fails or is
+            canceled (a target that is gone is left alone).
     """
 
     id: uuid.UUID
@@ -143,6 +184,8 @@ class NewJob:
     partition_key: str | None = None
     tenant: str | None = None
     batch_id: uuid.UUID | None = None
+    follow_up: NewJob | None = None
+    delivers_for: uuid.UUID | None = None
 
     def __post_init__(self) -> None:
         check_label(self.partition_key, "partition_key")
@@ -168,6 +211,7 @@ class NewJob:
             partition_key=self.partition_key,
             tenant=self.tenant,
             batch_id=self.batch_id,
+            webhook=None if self.follow_up is None else WebhookState(),
         )
 
 
@@ -177,8 +221,8 @@ class Job:
 
     Every attribute but ``request`` (and the ``owner`` inside it) is part of the public
     job JSON; ``run_at`` is ``runAt``, set while the job is ``Scheduled``; ``batch_id`` is
-    the batch the job belongs to (or continues). ``progress`` is reserved for a feature
-    still to come and stays None.
+    the batch the job belongs to (or continues); ``progress`` the last value its handler
+    reported; ``webhook`` its webhook delivery (None without a webhook).
     """
 
     id: uuid.UUID
@@ -199,6 +243,7 @@ class Job:
     tenant: str | None = None
     batch_id: uuid.UUID | None = None
     progress: Any = None
+    webhook: WebhookState | None = None
 
     @property
     def owner(self) -> str | None:
@@ -251,6 +296,7 @@ def job_to_json(job: Job) -> dict[str, Any]:
         "tenant": job.tenant,
         "batchId": None if job.batch_id is None else str(job.batch_id),
         "progress": job.progress,
+        "webhook": None if job.webhook is None else job.webhook.to_json(),
     }
 
 

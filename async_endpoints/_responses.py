@@ -25,6 +25,13 @@ class JobErrorModel(BaseModel):
     type: str
 
 
+class WebhookModel(BaseModel):
+    """The ``webhook`` object of the job JSON."""
+
+    status: Literal["Pending", "Delivered", "Failed"]
+    attempts: int = Field(description="Delivery attempts started so far.")
+
+
 class JobModel(BaseModel):
     """The job JSON's schema, for OpenAPI documents and for clients that parse it."""
 
@@ -51,6 +58,9 @@ class JobModel(BaseModel):
         alias="batchId", description="The batch it belongs to (or continues)."
     )
     progress: Any = Field(description="The last progress the handler reported.")
+    webhook: WebhookModel | None = Field(
+        description="Its webhook delivery; null without a webhook."
+    )
 
 
 def dumps(data: Any) -> bytes:

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ._errors import ConfigurationError
-from ._job import Job, JobError, JobRequest, JobStatus, NewJob
+from ._job import Job, JobError, JobRequest, JobStatus, NewJob, WebhookState, WebhookStatus
 
 #: The `Job` fields a record holds (`tests/test_memory_store.py` checks that every field of
 #: `Job` is here, so that a new field cannot be silently dropped).
@@ -57,6 +57,7 @@ FIELDS = (
     "tenant",
     "batch_id",
     "progress",
+    "webhook",
 )
 
 # A record is the JSON text of a list with these slots (the id is its key), trailing nulls
@@ -64,7 +65,7 @@ FIELDS = (
 # _POSITION the record's absolute index in the log of its status.
 (_NAME, _STATUS, _RETRIES, _MAX_RETRIES, _CREATED, _STARTED, _COMPLETED, _UPDATED) = range(8)
 (_RESULT, _MESSAGE, _ERROR_TYPE, _TRACEBACK, _REQUEST, _OWNER, _QUEUE, _POSITION) = range(8, 16)
-(_RUN_AT, _PARTITION_KEY, _TENANT, _BATCH_ID, _PROGRESS) = range(16, 21)
+(_RUN_AT, _PARTITION_KEY, _TENANT, _BATCH_ID, _PROGRESS, _WEBHOOK) = range(16, 22)
 _GONE = -1  # a log entry whose job was taken (no job id has a negative integer)
 
 #: The terminal statuses, in the order their logs are kept (and ties are broken).
@@ -288,10 +289,12 @@ def _encode(job: Job, position: int) -> str | list[Any]:
         and job.tenant is None
         and job.batch_id is None
         and job.progress is None
+        and job.webhook is None
     ):
-        batch_id = job.batch_id
+        batch_id, webhook = job.batch_id, job.webhook
         fields += [_timestamp(job.run_at), job.partition_key, job.tenant]
         fields += [None if batch_id is None else str(batch_id), job.progress]
+        fields.append(None if webhook is None else [webhook.status.value, webhook.attempts])
         while fields[-1] is None:
             fields.pop()
     try:
@@ -317,7 +320,7 @@ def _decode(key: int, record: str | list[Any]) -> Job:
 
 def _decode_fields(key: int, fields: list[Any]) -> Job:
     kept, owner, error_type = fields[_REQUEST], fields[_OWNER], fields[_ERROR_TYPE]
-    batch_id = _slot(fields, _BATCH_ID)
+    batch_id, webhook = _slot(fields, _BATCH_ID), _slot(fields, _WEBHOOK)
     return Job(
         id=uuid.UUID(int=key),
         name=fields[_NAME],
@@ -339,6 +342,7 @@ def _decode_fields(key: int, fields: list[Any]) -> Job:
         tenant=_slot(fields, _TENANT),
         batch_id=None if batch_id is None else uuid.UUID(batch_id),
         progress=_slot(fields, _PROGRESS),
+        webhook=None if webhook is None else WebhookState(WebhookStatus(webhook[0]), webhook[1]),
     )
 
 

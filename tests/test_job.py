@@ -48,6 +48,7 @@ def test_job_json_has_exactly_the_wire_fields_in_camel_case() -> None:
         "tenant": None,
         "batchId": None,
         "progress": None,
+        "webhook": None,
     }
 
 

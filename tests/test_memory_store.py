@@ -20,6 +20,7 @@ from async_endpoints import (
     JobStatus,
     NewJob,
 )
+from async_endpoints._job import WebhookState, WebhookStatus
 from async_endpoints._retained import FIELDS, RetainedJobs
 from async_endpoints.testing import ManualClock
 
@@ -147,6 +148,7 @@ def test_the_retained_form_reads_back_every_field_set(status: JobStatus) -> None
         result={"n": 1}, error=JobError("boom", "RuntimeError"), request=REQUEST,
         run_at=moment, queue="low", partition_key="p1", tenant="acme",
         batch_id=uuid.uuid4(), progress={"done": 0.5},
+        webhook=WebhookState(WebhookStatus.FAILED, 6),
     )  # fmt: skip
     kept = RetainedJobs(60, 10).add(job, 0.0)
     if status is JobStatus.COMPLETED:

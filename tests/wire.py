@@ -23,5 +23,6 @@ JOB_FIELDS = frozenset(
         "tenant",
         "batchId",
         "progress",
+        "webhook",
     }
 )
