@@ -147,21 +147,64 @@ class RedisClusterProcesses:
 
     def primary_for(self, key: str) -> RedisServer:
         """The node serving ``key``'s slot now, as a live node sees it (`CLUSTER NODES`)."""
-        asking = self.live_nodes()[0].port
-        slot = int(_cli("cluster", "keyslot", key, port=asking))
-        for line in _cli("cluster", "nodes", port=asking).splitlines():
-            # <id> <ip:port@bus> <flags> <master> <ping> <pong> <epoch> <link> <slot>...
-            _, address, flags, *rest = line.split()
-            if "master" not in flags or "fail" in flags:
-                continue
-            if any(_covers(part, slot) for part in rest[5:]):
-                port = int(address.split("@")[0].rsplit(":", 1)[1])
-                return next(node for node in self.nodes if node.port == port)
+        slot = int(_cli("cluster", "keyslot", key, port=self.live_nodes()[0].port))
+        for view in self._topology():
+            if not view.failed and any(_covers(part, slot) for part in view.slots):
+                return view.node
         raise LookupError(f"no live master serves slot {slot}")
+
+    def masters(self) -> list[RedisServer]:
+        """The masters serving slots now (as a live node sees it), in the order of the
+        first slot each serves: with ``start_cluster``'s even split, master ``i`` serves
+        the ``i``-th third (of three) of the 16384 slots."""
+        serving = [view for view in self._topology() if not view.failed and view.slots]
+        serving.sort(key=lambda view: _first_slot(view.slots))
+        return [view.node for view in serving]
+
+    def replica_of(self, master: RedisServer) -> RedisServer:
+        """A live node replicating ``master`` (`LookupError` when it has none)."""
+        views = self._topology()
+        master_id = next(view.node_id for view in views if view.node is master)
+        for view in views:
+            if view.master_id == master_id and not view.failed and view.node.process:
+                return view.node
+        raise LookupError(f"no live replica of the node on port {master.port}")
+
+    def _topology(self) -> list[_NodeView]:
+        """Every node as a live node sees it (`CLUSTER NODES`)."""
+        views = []
+        for line in _cli("cluster", "nodes", port=self.live_nodes()[0].port).splitlines():
+            # <id> <ip:port@bus> <flags> <master> <ping> <pong> <epoch> <link> <slot>...
+            node_id, address, flags, master_id, *rest = line.split()
+            port = address.split("@")[0].rsplit(":", 1)[1]
+            node = next((node for node in self.nodes if str(node.port) == port), None)
+            if node is None:
+                continue
+            flag_set = set(flags.split(","))
+            slots = [part for part in rest[4:] if not part.startswith("[")]
+            failed = bool(flag_set & {"fail", "fail?"})  # failed, or suspected by this node
+            views.append(_NodeView(node, node_id, master_id, slots, failed))
+        return views
 
     def healthy(self) -> bool:
         """True when every live node reports ``cluster_state:ok``."""
         return all(_cluster_ok(node.port) for node in self.live_nodes())
+
+
+@dataclass(frozen=True)
+class _NodeView:
+    """One line of `CLUSTER NODES`: the node, its id, its master's id (``-`` for a
+    master), the slot ranges it serves (masters only) and whether it is marked failed."""
+
+    node: RedisServer
+    node_id: str
+    master_id: str
+    slots: list[str]  # empty for a replica
+    failed: bool
+
+
+def _first_slot(slot_ranges: list[str]) -> int:
+    return min(int(part.partition("-")[0]) for part in slot_ranges)
 
 
 def _covers(slot_range: str, slot: int) -> bool:
@@ -178,17 +221,25 @@ def start_cluster(
     *,
     replicas: int = 0,
     node_timeout_ms: int | None = None,
+    full_coverage: bool = True,
 ) -> RedisClusterProcesses:
     """Start a cluster of ``masters`` masters with ``replicas`` replicas each, join them
     and wait until every node reports ``cluster_state:ok`` and every replica is in sync.
+    ``redis-cli --cluster create`` splits the 16384 slots evenly, in order, over the
+    first ``masters`` nodes; the others become their replicas.
 
     ``node_timeout_ms`` sets ``cluster-node-timeout``: how long a master may be silent
     before it counts as failed and a replica takes over (Redis's default is 15 s).
+    ``full_coverage=False`` sets ``cluster-require-full-coverage no``: while a failed
+    master's slots have no server yet, the other masters keep serving theirs (by default
+    every node answers ``CLUSTERDOWN`` for every key until a replica has taken over).
     """
     root = Path(tempfile.mkdtemp(prefix="redis-cluster-"))
     extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
     if node_timeout_ms is not None:
         extra += ["--cluster-node-timeout", str(node_timeout_ms)]
+    if not full_coverage:
+        extra += ["--cluster-require-full-coverage", "no"]
     nodes: list[RedisServer] = []
     cluster = RedisClusterProcesses(nodes)
     try:
