@@ -38,6 +38,7 @@ from . import (
     _prefer,
     _queues,
     _schedules,
+    _shards,
 )
 from ._driver import log
 from ._queues import Plan
@@ -48,6 +49,7 @@ SCENARIOS = (
     *("cancel", "queues", "listing", "partitions", "schedules", "observability", "prefer"),
     "batches",
     "events",
+    "shards",
 )
 PEER_SCENARIOS = ("enqueue", "drain", "pickup", "commands", "backlog", "cancel")
 THREE_QUEUES = "high,default,low"
@@ -172,6 +174,7 @@ def run_scenarios(
         "inprocess": lambda: _driver.in_process(plan),
         "embedded": lambda: _driver.embedded(plan),
         "observability": lambda: _observability.run(server, plan),
+        "shards": lambda: _shards.run(plan),  # on a Redis Cluster of its own
     }
     for name, scenario in alone.items():
         if name in wanted:

@@ -17,6 +17,7 @@ from . import (
     _prefer,
     _report,
     _schedules,
+    _shards,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -74,10 +75,12 @@ def print_and_save(
     _section("the HTTP pattern (issue 13):", prefer)
     events, events_goals = _events.summary(runs.get("events", {}))
     _section("job event streams (issue 13):", events)
+    shards, shards_goals = _shards.summary(runs.get("shards", {}))
+    _section("shards on a Redis Cluster (issue 15):", shards)
     goals = _report.targets(rows, http)
     goals += [_report.Target(*goal) for goal in _embedded.targets(embedded)]
     goals += control_goals + partition_goals + schedule_goals + observability_goals
-    goals += prefer_goals + events_goals
+    goals += prefer_goals + events_goals + shards_goals
     print()
     print("targets (issues 5, 9, 10 and 11), on this run's medians:")
     for goal in goals:
@@ -92,6 +95,7 @@ def print_and_save(
         "observability": observability,
         "prefer": prefer,
         "events": events,
+        "shards": shards,
         "targets": [dataclasses.asdict(goal) for goal in goals],
     }
     RESULTS.mkdir(exist_ok=True)

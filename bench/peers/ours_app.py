@@ -17,6 +17,8 @@ tenant (the ``partitions`` scenario): ``unique`` (one per job), or a number N of
 the no-op handler also notes ``start`` and ``end`` (after yielding once to the loop) in
 that file, followed by ``:<tenant>`` for a job with a tenant, so the driver can check that
 the jobs of one key never overlapped, and count whose jobs started when.
+``BENCH_SHARDS`` (3, say) sets the store's ``shards`` (the ``shards`` scenario, on a
+Redis Cluster).
 The ``hold`` handler waits until cancelled (the ``cancel`` scenario).
 """
 
@@ -40,6 +42,7 @@ KEYS = os.environ.get("BENCH_KEYS", "")
 TENANTS = os.environ.get("BENCH_TENANTS", "")
 TENANT = os.environ.get("BENCH_TENANT", "")
 TRACE = bool(os.environ.get("BENCH_EVENTS"))
+SHARDS = os.environ.get("BENCH_SHARDS", "")
 
 
 class Item(BaseModel):
@@ -47,7 +50,8 @@ class Item(BaseModel):
 
 
 endpoints = AsyncEndpoints(
-    store=RedisJobStore(URL, prefix="bench"),
+    # shards only when asked (older commits lack it)
+    store=RedisJobStore(URL, prefix="bench", **({"shards": int(SHARDS)} if SHARDS else {})),
     max_concurrency=int(os.environ.get("BENCH_CONCURRENCY", "100")),
     max_queue_size=None,
     run_workers=False,
