@@ -30,11 +30,12 @@ from ._retry import RetryPolicy
 from ._routes import add_cancel_route, add_get_route, resource_route
 from ._runner import WorkerPool
 from ._scheduling import CronScheduling
-from ._settings import Settings, queue_names
+from ._settings import Settings, default_queue, queue_names
 from ._sse import add_events_route, job_events_endpoint
 from ._store import JobStore
 from ._store_features import EventStore
 from ._submission import JobSubmission
+from ._webhook import WEBHOOK_JOB, WebhookSender
 from ._worker import AttemptRunner
 
 logger = logging.getLogger("async_endpoints")
@@ -84,6 +85,11 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
             events=self.events,
         )
         self.pool = WorkerPool(self.store, attempts, s)
+        #: Sends webhooks when ``webhook_secret`` is set (its handler is registered).
+        self.webhooks: WebhookSender | None = None
+        if s.webhook_secret is not None:
+            self.webhooks = WebhookSender(s, self.store, app)
+            self.handlers[WEBHOOK_JOB] = self.webhooks.handler(default_queue(s.queues))
         if app is not None:
             self._app_lifespan = join_app(app, self.running)
 
@@ -189,6 +195,8 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
             else:
                 yield self
         finally:
+            if self.webhooks is not None:
+                await self.webhooks.aclose()
             await self.store.aclose()
 
     def serving(self, queues: Sequence[str] | None) -> tuple[str, ...]:

@@ -32,6 +32,7 @@ from ._options import (
     label_for,
 )
 from ._settings import DEFAULT_MAX_RESULT_SIZE
+from ._webhook_urls import WebhookTarget
 
 HandlerFunction = Callable[[AsyncContext[Any]], Awaitable[Any]]
 Validator = Callable[..., Any]
@@ -61,6 +62,10 @@ class Handler:
         tenant: A POSTed job's tenant, or ``fn(request, body)`` giving it per POST.
         result_type: The handler's return annotation (``Any`` without one), which types
             ``result`` in the OpenAPI document.
+        webhook: Where a POSTed job's webhook goes (its ``webhook_url`` option), or None.
+        retry_base_delay: Seconds before the first retry of its jobs (None: the
+            ``retry_base_delay`` setting); the webhook delivery handler's is
+            ``webhook_retry_base_delay``.
     """
 
     name: str
@@ -77,6 +82,8 @@ class Handler:
     partition_key: LabelOption | None = None
     tenant: LabelOption | None = None
     result_type: Any = Any
+    webhook: WebhookTarget | None = None
+    retry_base_delay: float | None = None
     _result_serializer: SchemaSerializer = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -99,6 +106,7 @@ class Handler:
         delay: DelayOption | None = None,
         partition_key: LabelOption | None = None,
         tenant: LabelOption | None = None,
+        webhook: WebhookTarget | None = None,
     ) -> Handler:
         """Inspect ``function``'s signature and build its handler.
 
@@ -138,6 +146,7 @@ class Handler:
                 partition_key=partition_key,
                 tenant=tenant,
                 result_type=returns,
+                webhook=webhook,
             )
         except (NameError, TypeError, PydanticUserError) as exc:
             message = f"job handler {function.__name__}'s annotations are unusable: {exc}"
@@ -149,12 +158,14 @@ class Handler:
 
         Raises:
             ValueError: a function gave a value its option does not allow (see
-                `delay_for`; a key or tenant that is not None or 1 to 255 characters).
+                `delay_for`; a key or tenant that is not None or 1 to 255 characters; a
+                webhook URL `check_url` refuses).
         """
         return Placement(
             delay=await self.delay_for(request, body),
             partition_key=await label_for(self.partition_key, request, body, "partition_key"),
             tenant=await label_for(self.tenant, request, body, "tenant"),
+            webhook_url=None if self.webhook is None else await self.webhook.url_for(request, body),
         )
 
     async def delay_for(self, request: Any, body: Any) -> float:

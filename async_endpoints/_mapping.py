@@ -13,6 +13,7 @@ from ._options import DelayOption, LabelOption
 from ._routes import add_submit_route
 from ._settings import Settings, default_queue
 from ._submit_route import submit_endpoint
+from ._webhook_urls import AllowedHosts, WebhookTarget, WebhookUrlOption
 
 if TYPE_CHECKING:
     from typing import Literal
@@ -37,6 +38,7 @@ class RouteOptions(TypedDict, total=False):
     delay: DelayOption | None
     max_retries: int | None
     job_timeout: float | None
+    webhook_url: WebhookUrlOption | None
 
 
 class RouteMapping:
@@ -109,6 +111,12 @@ class RouteMapping:
                 own ``delay``). The functions run after the validator, before anything is
                 stored. ``max_retries``: retries of its jobs (default: the setting).
                 ``job_timeout``: seconds one attempt may run (default: the setting).
+                ``webhook_url``: where the job JSON is POSTed, signed, once the job is
+                terminal (see *Webhooks* in the README), or ``fn(request, body)`` giving
+                the URL (or None) per request; a URL that is not absolute http(s), holds
+                credentials or names a host outside ``webhook_allowed_hosts`` answers 422
+                (a constant one: `ConfigurationError`, as is any ``webhook_url`` without
+                the ``webhook_secret`` and ``webhook_allowed_hosts`` settings).
 
         Raises:
             ConfigurationError: there is no app, ``method`` is not one of POST, PUT, PATCH
@@ -185,6 +193,11 @@ class RouteMapping:
             delay=options.get("delay"),
             partition_key=options.get("partition_key"),
             tenant=options.get("tenant"),
+            webhook=WebhookTarget.of(
+                options.get("webhook_url"),
+                cast(AllowedHosts, self.settings.webhook_allowed_hosts),
+                self.settings.webhook_secret,
+            ),
         )
         if handler.name in self.handlers:
             raise ConfigurationError(f"a job handler named {handler.name!r} exists already")

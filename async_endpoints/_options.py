@@ -41,12 +41,14 @@ class Placement:
         queue: Its queue (None: its handler's).
         partition_key: Its partition key, or None.
         tenant: Its tenant, or None.
+        webhook_url: Where its webhook goes (checked against the allow-list), or None.
     """
 
     delay: float = 0.0
     queue: str | None = None
     partition_key: str | None = None
     tenant: str | None = None
+    webhook_url: str | None = None
 
 
 #: The placement of a submission with no options: due at once, in its handler's queue.

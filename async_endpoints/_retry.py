@@ -33,21 +33,26 @@ class RetryPolicy:
     jitter: float = 0.25
     random: Callable[[], float] = field(default=random.random, repr=False, compare=False)
 
-    def delay(self, retry_number: int) -> float:
-        """Seconds to wait before retry ``retry_number`` (1-based)."""
+    def delay(self, retry_number: int, base_delay: float | None = None) -> float:
+        """Seconds to wait before retry ``retry_number`` (1-based); ``base_delay``
+        replaces the policy's own (a handler may carry another)."""
         if retry_number < 1:
             raise ValueError(f"retry_number starts at 1, got {retry_number}")
         exponent = min(retry_number - 1, 64)
-        base = min(self.base_delay * 2.0**exponent, self.max_delay)
+        first = self.base_delay if base_delay is None else base_delay
+        base = min(first * 2.0**exponent, self.max_delay)
         return base * (1.0 + self.jitter * self.random())
 
-    def retry_in(self, retry_count: int, max_retries: int | None = None) -> float | None:
+    def retry_in(
+        self, retry_count: int, max_retries: int | None = None, base_delay: float | None = None
+    ) -> float | None:
         """The delay before the next attempt of a job that has had ``retry_count`` retries.
 
         None when no retries are left (``max_retries`` defaults to the policy's own, a job
-        may carry another), so the failure is final.
+        may carry another), so the failure is final. ``base_delay`` replaces the policy's
+        own (a handler may carry another).
         """
         limit = self.max_retries if max_retries is None else max_retries
         if not has_retries(retry_count, limit):
             return None
-        return self.delay(retry_count + 1)
+        return self.delay(retry_count + 1, base_delay)

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigurationError
 from ._job import DEFAULT_QUEUE
+from ._webhook_signing import secret_key
+from ._webhook_urls import AllowedHosts
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -154,6 +156,16 @@ class Settings:
             (default 30.0); 0 turns ``Prefer: wait`` off.
         idempotency_ttl: How long an ``Idempotency-Key`` (or a client-chosen
             ``X-Async-Request-Id``) is remembered, in seconds (default 86400.0: a day).
+        webhook_secret: ``whsec_`` followed by the base64 of the key webhooks are signed
+            with (Standard Webhooks); None turns webhooks off (default). Never stored,
+            logged, served or shown by ``repr``.
+        webhook_allowed_hosts: The only hosts a webhook may call: host names or IP
+            addresses (case-insensitive, exact: no wildcards), any port; or ``host:port``
+            for that port only (``[::1]:8443`` for IPv6). Kept as an `AllowedHosts`
+            (default: none, so a ``webhook_url`` is a `ConfigurationError`).
+        webhook_retries: Retries of a webhook delivery after its first attempt (default 5).
+        webhook_retry_base_delay: Seconds before a delivery's first retry, doubling at
+            each retry up to ``retry_max_delay`` (default 5.0).
     """
 
     max_concurrency: int = 16
@@ -182,6 +194,10 @@ class Settings:
     job_status_response: StatusResponseFactory | None = None
     max_wait: float = 30.0
     idempotency_ttl: float = 86400.0
+    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_allowed_hosts: Iterable[str] = field(default=AllowedHosts())
+    webhook_retries: int = 5
+    webhook_retry_base_delay: float = 5.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "queues", queue_names(self.queues, ConfigurationError))
@@ -195,6 +211,7 @@ class Settings:
             raise ConfigurationError(
                 f"max_queue_size must be >= 1 or None, not {self.max_queue_size}"
             )
+        _check_webhooks(self)
         for name in ("capture_headers", "sensitive_headers", "sensitive_query_params"):
             names: Iterable[str] | None = getattr(self, name)
             if names is not None:
@@ -249,6 +266,20 @@ def _check_types(settings: Settings) -> None:
             raise ConfigurationError(f"{name} must be a function or None, not {hook!r}")
     if inspect.iscoroutinefunction(settings.error_message):
         raise ConfigurationError("error_message must be a sync function: fn(exception) -> str")
+
+
+def _check_webhooks(settings: Settings) -> None:
+    """The webhook settings: the secret's form (never quoted), the allow-list parsed."""
+    if settings.webhook_secret is not None:
+        secret_key(settings.webhook_secret)
+    hosts = AllowedHosts.parse(settings.webhook_allowed_hosts)
+    object.__setattr__(settings, "webhook_allowed_hosts", hosts)
+    _check_type("webhook_retries", settings.webhook_retries, int, "an int")
+    _check_type("webhook_retry_base_delay", settings.webhook_retry_base_delay, Real, "seconds")
+    _check_not_negative(settings, "webhook_retries")
+    delay = settings.webhook_retry_base_delay
+    if not 0 < delay < float("inf"):
+        raise ConfigurationError(f"webhook_retry_base_delay must be > 0 seconds, not {delay!r}")
 
 
 def _check_type(name: str, value: Any, kind: type, wanted: str) -> None:

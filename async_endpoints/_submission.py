@@ -8,7 +8,7 @@ import dataclasses
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from ._control import JobControl
 from ._errors import ConfigurationError, UnknownJobNameError
@@ -26,6 +26,8 @@ from ._job import Job, JobRequest, NewJob, check_label, parse_job_id
 from ._options import AT_ONCE, Placement, submission_delay
 from ._store_features import Idempotency, IdempotentStore
 from ._tracing import submit_span
+from ._webhook import WEBHOOK_JOB, delivery_job
+from ._webhook_urls import AllowedHosts, check_url
 
 
 class JobSubmission(JobControl):
@@ -49,6 +51,7 @@ class JobSubmission(JobControl):
         route_params: Mapping[str, str] | None = None,
         owner: str | None = None,
         idempotency_key: str | None = None,
+        webhook_url: str | None = None,
     ) -> Job:
         """Queue a job for handler ``name`` as a POST would; return it (status Queued, or
         Scheduled with ``run_at`` when delayed).
@@ -62,14 +65,20 @@ class JobSubmission(JobControl):
         sensitive ones left out); ``owner`` becomes ``job.owner``, for ``authorize``.
         With ``idempotency_key``, a repeat with the same key, handler and owner within
         ``idempotency_ttl`` stores nothing and returns the first job (as it is now).
+        With ``webhook_url``, the job JSON is POSTed there, signed, once the job is
+        terminal (see *Webhooks* in the README).
 
         Raises:
             ValueError: ``delay`` is negative, not finite or not a number; ``run_at`` is
                 naive; both are given; ``queue`` is not one of the ``queues`` setting;
                 ``partition_key`` or ``tenant`` is not a string of 1 to 255 characters;
-                ``idempotency_key`` is empty or longer than 255 characters.
+                ``idempotency_key`` is empty or longer than 255 characters;
+                ``webhook_url`` is not an absolute http(s) URL, holds credentials or names
+                a host outside ``webhook_allowed_hosts``.
             IdempotencyConflictError: ``idempotency_key`` was used with another body (a
                 ``ValueError``).
+            ConfigurationError: ``webhook_url`` without the ``webhook_secret`` and
+                ``webhook_allowed_hosts`` settings.
             UnknownJobNameError: no handler has that name.
             JobValidationError: ``body`` fails the handler's model or has no JSON form.
             QueueFullError: ``max_queue_size`` jobs are waiting.
@@ -77,13 +86,14 @@ class JobSubmission(JobControl):
             JobStoreError: the store refused the write (a Redis permission error, say).
         """
         handler = self.handlers.get(name)
-        if handler is None:
+        if handler is None or name == WEBHOOK_JOB:  # deliveries come from their job only
             raise UnknownJobNameError(f"no job handler named {name!r}")
         placement = Placement(
             submission_delay(delay, run_at),
             queue,
             check_label(partition_key, "partition_key"),
             check_label(tenant, "tenant"),
+            self._webhook_url(webhook_url),
         )
         if queue is not None:
             self._queues(queue)
@@ -120,6 +130,16 @@ class JobSubmission(JobControl):
         """
         max_retries = handler.max_retries
         job_id = uuid.uuid4() if job_id is None else job_id
+        queue = handler.queue if placement.queue is None else placement.queue
+        follow_up = None
+        if placement.webhook_url is not None:
+            follow_up = delivery_job(
+                job_id,
+                placement.webhook_url,
+                queue=queue,
+                tenant=placement.tenant,
+                retries=self.settings.webhook_retries,
+            )
         with submit_span(handler.name, job_id) as trace_context:
             if trace_context is not None:
                 request = dataclasses.replace(request, trace_context=trace_context)
@@ -128,10 +148,11 @@ class JobSubmission(JobControl):
                 handler.name,
                 self.settings.max_retries if max_retries is None else max_retries,
                 request,
-                queue=handler.queue if placement.queue is None else placement.queue,
+                queue=queue,
                 delay=placement.delay,
                 partition_key=placement.partition_key,
                 tenant=placement.tenant,
+                follow_up=follow_up,
             )
             if idempotency is None:
                 job = await self.store.enqueue(new_job, max_waiting=self.settings.max_queue_size)
@@ -147,6 +168,18 @@ class JobSubmission(JobControl):
         if self.events:
             self.events.emit(LifecycleEvent(EventKind.SUBMITTED, job))
         return job
+
+    def _webhook_url(self, url: str | None) -> str | None:
+        """``submit``'s ``webhook_url`` checked against the allow-list."""
+        if url is None:
+            return None
+        settings = self.settings
+        allowed = cast(AllowedHosts, settings.webhook_allowed_hosts)
+        if settings.webhook_secret is None or not allowed:
+            raise ConfigurationError(
+                "webhook_url needs the webhook_secret and webhook_allowed_hosts settings"
+            )
+        return check_url(url, allowed)
 
     async def _enqueue_once(
         self, new_job: NewJob, idempotency: Idempotency

@@ -264,7 +264,9 @@ class AttemptRunner:
         else:
             retry_in = None
             if outcome.retry:
-                retry_in = self.retry_policy.retry_in(job.retry_count, job.max_retries)
+                handler = self.handlers.get(job.name)
+                base = None if handler is None else handler.retry_base_delay
+                retry_in = self.retry_policy.retry_in(job.retry_count, job.max_retries, base)
             settled = await self.store.fail(claim, outcome.error, retry_in=retry_in)
             if settled is not None:
                 logger.warning(

@@ -238,11 +238,25 @@ def test_bad_handler_options_are_configuration_errors(
     assert engine.handlers == {} and len(app.router.routes) == routes
 
 
-def test_options_of_later_features_are_not_accepted_silently() -> None:
-    """webhook_url is not an option yet: a TypeError, not ignored."""
+def test_unknown_options_are_not_accepted_silently() -> None:
+    """An option the library does not have (a misspelt webhook_url, say) is a TypeError,
+    not ignored."""
     engine = AsyncEndpoints(FastAPI())
-    with pytest.raises(TypeError):
-        engine.map_async_post("/work", webhook_url="x")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="webhook"):
+        engine.map_async_post("/work", webhook="https://example.com")  # type: ignore[call-arg]
+
+
+def test_webhook_url_without_the_webhook_settings_is_refused_when_mapping() -> None:
+    """webhook_url is an option, but without webhook_secret and webhook_allowed_hosts it
+    is a ConfigurationError when the route is mapped; nothing is registered."""
+    engine = AsyncEndpoints(FastAPI())
+
+    async def work(ctx: AsyncContext[None]) -> None:
+        pass
+
+    with pytest.raises(ConfigurationError, match="webhook_secret and webhook_allowed_hosts"):
+        engine.add_async_post("/work", work, webhook_url="https://example.com/hook")
+    assert engine.handlers == {}
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,189 @@
+"""Webhook delivery: durable work, done by a job of its own.
+
+A job submitted with a webhook URL carries a *delivery job* as its ``follow_up`` (see
+`NewJob`): the store enqueues it in the same atomic step that makes the job terminal, so a
+crash can never lose it. The delivery job is named `WEBHOOK_JOB`, runs the internal handler
+every `AsyncEndpoints` with a ``webhook_secret`` registers (so every worker process of the
+app has it), waits in its job's queue with its tenant, and gets ``webhook_retries``
+retries, ``webhook_retry_base_delay`` seconds apart at first, doubling (see `RetryPolicy`).
+Its body is ``{"jobId", "url"}``, never the secret. The store keeps the job's ``webhook``
+state from the delivery job's transitions: one attempt per claim, ``Delivered`` when it
+completes, ``Failed`` when it fails or is canceled.
+
+One attempt: the URL is checked against the allow-list again (one no longer allowed fails
+the delivery at once, without retry), the job is read, and its JSON, exactly as
+``GET /jobs/{id}`` serves it (the app's ``job_status_response`` included, called with a
+bare ``GET`` request), is POSTed with the Standard Webhooks headers (see
+`async_endpoints._webhook_signing`). Redirects are never followed. A 2xx answer completes
+the delivery; any other answer, or none, fails the attempt with the status code only (never
+the receiver's body), so it is retried. Delivery is at least once: a receiver must dedupe
+on ``webhook-id``, which is the delivery job's id, the same on every retry.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from pydantic import BaseModel, Field
+from starlette.requests import Request
+
+from ._context import AsyncContext
+from ._errors import ResultError
+from ._handlers import Handler
+from ._job import Job, JobRequest, NewJob, job_to_json
+from ._responses import call_maybe_async, dumps
+from ._webhook_signing import secret_key, signed_headers
+from ._webhook_urls import AllowedHosts, check_url
+
+if TYPE_CHECKING:
+    from ._settings import Settings
+    from ._store import JobStore
+
+#: The reserved name of webhook delivery jobs.
+WEBHOOK_JOB = "async_endpoints.webhook"
+#: Seconds one delivery request may take (connecting, sending, the answer's headers).
+DELIVERY_TIMEOUT = 10.0
+#: Seconds one delivery attempt may take in all (the delivery job's ``job_timeout``).
+DELIVERY_JOB_TIMEOUT = 30.0
+_USER_AGENT = "async-endpoints-webhooks"
+
+
+class DeliveryOrder(BaseModel):
+    """The body of a delivery job: whose webhook, and where to."""
+
+    job_id: uuid.UUID = Field(alias="jobId")
+    url: str
+
+
+class WebhookDeliveryError(Exception):
+    """A delivery attempt failed (a non-2xx answer, or none); the attempt is retried."""
+
+
+class WebhookNotAllowed(ResultError):
+    """The delivery cannot succeed (its URL left the allow-list, or its job is gone):
+    the delivery fails at once, without retry."""
+
+
+def delivery_job(
+    job_id: uuid.UUID, url: str, *, queue: str, tenant: str | None, retries: int
+) -> NewJob:
+    """The delivery job of job ``job_id``'s webhook to ``url`` (a fresh id, no partition
+    key, ``retries`` retries), to be its ``follow_up``."""
+    body = json.dumps({"jobId": str(job_id), "url": url}, separators=(",", ":"))
+    return NewJob(
+        uuid.uuid4(),
+        WEBHOOK_JOB,
+        retries,
+        JobRequest(body=body),
+        queue=queue,
+        tenant=tenant,
+        delivers_for=job_id,
+    )
+
+
+class WebhookSender:
+    """Sends the webhooks of one `AsyncEndpoints`: its delivery handler and HTTP client.
+
+    The client is opened on the first delivery and closed by `aclose` (on shutdown).
+    """
+
+    __slots__ = ("_allowed", "_app", "_client", "_key", "_settings", "_store")
+
+    def __init__(self, settings: Settings, store: JobStore, app: Any) -> None:
+        self._key = secret_key(settings.webhook_secret)
+        self._allowed: AllowedHosts = settings.webhook_allowed_hosts  # type: ignore[assignment]
+        self._settings = settings
+        self._store = store
+        self._app = app
+        self._client: httpx.AsyncClient | None = None
+
+    def __repr__(self) -> str:
+        return "<WebhookSender>"
+
+    def handler(self, queue: str) -> Handler:
+        """The delivery handler, registered as `WEBHOOK_JOB`."""
+        handler = Handler.from_function(
+            self.deliver, name=WEBHOOK_JOB, queue=queue, job_timeout=DELIVERY_JOB_TIMEOUT
+        )
+        return replace(handler, retry_base_delay=self._settings.webhook_retry_base_delay)
+
+    async def deliver(self, ctx: AsyncContext[DeliveryOrder]) -> int:
+        """One delivery attempt; returns the receiver's status code (2xx).
+
+        Raises:
+            WebhookNotAllowed: the URL is no longer allowed, or the job is gone.
+            WebhookDeliveryError: the receiver answered something else than 2xx, or
+                could not be reached in time.
+        """
+        order = ctx.request
+        try:
+            url = check_url(order.url, self._allowed)
+        except ValueError as exc:
+            raise WebhookNotAllowed(str(exc)) from None
+        job = await self._store.get(order.job_id)
+        if job is None:
+            raise WebhookNotAllowed(f"job {order.job_id} is gone")
+        body, content_type = await self._body(job)
+        headers = signed_headers(self._key, str(ctx.job_id), int(time.time()), body)
+        headers["content-type"] = content_type
+        headers["user-agent"] = _USER_AGENT
+        try:
+            async with self._http().stream("POST", url, content=body, headers=headers) as answer:
+                status = answer.status_code
+        except httpx.HTTPError as exc:
+            reason = type(exc).__name__
+            raise WebhookDeliveryError(f"no answer from the receiver: {reason}") from None
+        if not 200 <= status < 300:
+            raise WebhookDeliveryError(f"the receiver answered {status}")
+        return status
+
+    async def aclose(self) -> None:
+        """Close the HTTP client (a later delivery opens a new one)."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                follow_redirects=False, timeout=DELIVERY_TIMEOUT, trust_env=False
+            )
+        return self._client
+
+    async def _body(self, job: Job) -> tuple[bytes, str]:
+        """What ``GET /jobs/{id}`` would serve for ``job``: its body and content type."""
+        factory = self._settings.job_status_response
+        if factory is None:
+            return dumps(job_to_json(job)), "application/json"
+        response = await call_maybe_async(factory, job, _bare_request(self._app, job))
+        body = getattr(response, "body", None)
+        if not isinstance(body, bytes):
+            raise WebhookNotAllowed("job_status_response gave a response without a body")
+        return body, response.headers.get("content-type", "application/json")
+
+
+def _bare_request(app: Any, job: Job) -> Request:
+    """A ``GET /jobs/{id}`` request without headers, for the app's response factory."""
+    scope: dict[str, Any] = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": f"/jobs/{job.id}",
+        "raw_path": f"/jobs/{job.id}".encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [],
+        "path_params": {"job_id": str(job.id)},
+        "client": None,
+        "server": None,
+    }
+    if app is not None:
+        scope["app"] = app
+        scope["router"] = getattr(app, "router", None)
+    return Request(scope)
