@@ -1,6 +1,6 @@
 """`InMemoryJobStore`: the reference store (`JobStore`, `ControlStore`, `InspectionStore`,
-`ScheduleStore`, `BatchStore`, `ProgressStore`, `EventStore`), and the embedded default for
-one process.
+`ScheduleStore`, `BatchStore`, `ProgressStore`, `EventStore`, `FollowUpStore`), and the
+embedded default for one process.
 
 Everything happens on the event loop without awaiting inside a state change, so each
 method is atomic by construction. Every state change is a function of
@@ -8,8 +8,10 @@ method is atomic by construction. Every state change is a function of
 `_memory_live` (the live jobs, their listing indexes and counts), in `_memory_ready` (what
 may be claimed next: partition-key lanes, tenants' turns, the timer) or in `_retained`
 (finished jobs), and tells `_moved` (`_memory_batches`) the status the job left, in the
-same step, so that its batch counts it there. Jobs are lost when the process exits; use
-`async_endpoints_redis.RedisJobStore` for durability across processes.
+same step, so that its batch counts it there; `_memory_follow_ups` is told of the claims and
+ends of jobs in the same step too, while any job has a follow-up or delivers a webhook.
+Jobs are lost when the process exits; use `async_endpoints_redis.RedisJobStore` for
+durability across processes.
 
 Durations (leases, delays, retry delays, retention) are measured on the monotonic clock, so
 a step of the wall clock never re-runs a live handler, never stretches a delay and never
@@ -46,6 +48,7 @@ from ._lifecycle import (
 )
 from ._memory_batches import BatchBook
 from ._memory_events import MemoryEvents
+from ._memory_follow_ups import MemoryFollowUps, check_follow_ups
 from ._memory_idempotency import IdempotencyKeys, MemoryIdempotency
 from ._memory_index import CreationLog
 from ._memory_listing import MemoryInspection
@@ -66,7 +69,9 @@ CLAIM_EXPIRED = JobError(
 _DEFAULT_QUEUES = (DEFAULT_QUEUE,)
 
 
-class InMemoryJobStore(MemoryInspection, MemorySchedules, MemoryEvents, MemoryIdempotency):
+class InMemoryJobStore(
+    MemoryInspection, MemorySchedules, MemoryEvents, MemoryIdempotency, MemoryFollowUps
+):
     """A job store kept in this process's memory, with every optional capability.
 
     Args:
@@ -107,6 +112,9 @@ class InMemoryJobStore(MemoryInspection, MemorySchedules, MemoryEvents, MemoryId
         self._batch_book = BatchBook()
         self._job_watchers = JobWatchers()
         self._idempotency_keys = IdempotencyKeys()
+        self._follow_ups: dict[int, NewJob] = {}
+        self._deliveries: dict[int, int] = {}
+        self._prune_deliveries_at = 64
 
     async def start(self) -> None:
         """Bind the wake-up event to the running loop (a store may outlive a test's loop)."""
@@ -142,6 +150,7 @@ class InMemoryJobStore(MemoryInspection, MemorySchedules, MemoryEvents, MemoryId
         delay = new_job.delay
         if delay and not math.isfinite(delay):
             raise ValueError(f"delay must be a finite number of seconds, not {delay!r}")
+        check_follow_ups(new_job)
         return self._store(new_job)
 
     async def get(self, job_id: uuid.UUID) -> Job | None:
@@ -161,6 +170,7 @@ class InMemoryJobStore(MemoryInspection, MemorySchedules, MemoryEvents, MemoryId
         claims: list[Claim] = []
         moment, until = self._moment(), now + lease
         jobs, live, ready, leases = self._jobs, self._live, self._ready, self._leases
+        deliveries = self._deliveries
         for name in queues:
             if len(claims) >= limit:
                 break
@@ -169,6 +179,8 @@ class InMemoryJobStore(MemoryInspection, MemorySchedules, MemoryEvents, MemoryId
             while len(claims) < limit and (job := ready.take(name, jobs)) is not None:
                 job = live.put(claimed(job, moment))
                 self._moved(JobStatus.QUEUED, job)
+                if deliveries:
+                    self._claimed(job)
                 token = token_hex(16)
                 leases[job.id.int] = (token, until)
                 claims.append(Claim(job, token))
@@ -314,9 +326,13 @@ class InMemoryJobStore(MemoryInspection, MemorySchedules, MemoryEvents, MemoryId
         job = new_job.stored(moment)
         seq = next(self._seq)
         self._created.add(key, seq, job.queue, job.tenant)
+        if new_job.follow_up is not None or new_job.delivers_for is not None:
+            self._keep_parts(new_job)
         if cancel:
             job = self._finished.add(canceled(job, moment), self._monotonic())
             self._moved(None, job)
+            if self._follow_ups or self._deliveries:
+                self._ended(job)
         else:
             job = self._live.put(job, self._monotonic() + new_job.delay)
             self._moved(None, job)
@@ -404,6 +420,8 @@ class InMemoryJobStore(MemoryInspection, MemorySchedules, MemoryEvents, MemoryId
             self._claimable(self._jobs[following])
             self._work.set()
         self._moved(was, kept)
+        if self._follow_ups or self._deliveries:
+            self._ended(kept)
         return kept
 
 

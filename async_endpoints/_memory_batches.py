@@ -34,6 +34,7 @@ from ._batch import Batch, BatchPage, BatchStatus, ContinueWhen, NewBatch
 from ._errors import DuplicateJobError, QueueFullError
 from ._job import Job, JobStatus, NewJob, check_label
 from ._listing import check_limit, decode_cursor, encode_cursor
+from ._memory_follow_ups import check_follow_ups
 from ._memory_index import OrderedInts, entry, entry_of, micros, parts
 from ._memory_live import LiveJobs
 from ._retained import RetainedJobs
@@ -327,6 +328,7 @@ class MemoryBatches:
                 raise DuplicateJobError(f"a job with id {job.id} exists already")
             if job.delay and not math.isfinite(job.delay):
                 raise ValueError(f"delay must be a finite number of seconds, not {job.delay!r}")
+            check_follow_ups(job)
         if max_waiting is not None and self._live.waiting + waiting > max_waiting:
             raise QueueFullError(f"{max_waiting} jobs are waiting already")
 

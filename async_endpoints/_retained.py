@@ -29,7 +29,7 @@ import math
 import sys
 import uuid
 from array import array
-from collections.abc import Iterator, KeysView
+from collections.abc import Callable, Iterator, KeysView
 from datetime import UTC, datetime
 from typing import Any
 
@@ -188,6 +188,23 @@ class RetainedJobs:
         log.tenants[fields[_POSITION] - log.offset] = None
         self._counts[job.queue][log.index] -= 1
         return job
+
+    def update_webhook(self, key: int, change: Callable[[WebhookState], WebhookState]) -> bool:
+        """Apply ``change`` to the webhook of the kept job ``key`` (a job without one starts
+        from ``Pending``, 0), in place; False when the job is not kept."""
+        record = self._records.get(key)
+        if record is None:
+            return False
+        fields = _fields(record)
+        if len(fields) <= _WEBHOOK:
+            fields += [None] * (_WEBHOOK + 1 - len(fields))
+        kept = fields[_WEBHOOK]
+        state = WebhookState() if kept is None else WebhookState(WebhookStatus(kept[0]), kept[1])
+        state = change(state)
+        fields[_WEBHOOK] = [state.status.value, state.attempts]
+        if isinstance(record, str):
+            self._records[key] = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+        return True
 
     def counts(self, queue: str) -> tuple[int, int, int]:
         """(completed, failed, canceled) jobs of ``queue`` kept now."""

@@ -7,6 +7,8 @@
   scheduler.
 - `ProgressStore`: the progress a running job reports, token-checked.
 - `EventStore`: a job's status changes and progress pushed to its watchers.
+- `FollowUpStore`: a job's follow-up (its webhook delivery) enqueued in the step that ends
+  it, and a delivery's transitions kept in its target's ``webhook``.
 """
 
 from __future__ import annotations
@@ -219,4 +221,24 @@ class EventStore(Protocol):
         the status already told (after the store's subscription was down, each watched
         job is read again and told as it is). Unknown jobs may be watched (nothing comes).
         """
+        ...
+
+
+@runtime_checkable
+class FollowUpStore(Protocol):
+    """Optional: `NewJob.follow_up` and `NewJob.delivers_for` (webhook deliveries).
+
+    A store with this capability keeps a job's follow-up (not in the job) until the job is
+    terminal and enqueues it in the same atomic step that makes the job terminal, whatever
+    the route (complete, a failed attempt with no retries left, cancel, a recovery with no
+    retries left, a batch's cancel), at most once per job: a follow-up whose id is taken
+    then is skipped, and a job requeued after it ended does not enqueue it again. A job
+    that ``delivers_for`` another updates that job's ``webhook`` in the same atomic step as
+    each of its own transitions (see `NewJob`). Stores without it get no webhooks: the
+    engine refuses to configure them (`ConfigurationError`).
+    """
+
+    async def follow_up_of(self, job_id: uuid.UUID) -> NewJob | None:
+        """The follow-up the job will enqueue when it ends; None once it did (or skipped
+        it), for a job without one, and for an unknown job."""
         ...

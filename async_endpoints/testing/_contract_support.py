@@ -11,7 +11,13 @@ import pytest
 
 from .._job import DEFAULT_QUEUE, Job, JobError, JobRequest, NewJob
 from .._store import Claim, ControlStore, InspectionStore, JobStore
-from .._store_features import BatchStore, EventStore, ProgressStore, ScheduleStore
+from .._store_features import (
+    BatchStore,
+    EventStore,
+    FollowUpStore,
+    ProgressStore,
+    ScheduleStore,
+)
 from ._kit import StoreKit
 
 BOOM = JobError("boom", "RuntimeError")
@@ -31,6 +37,7 @@ _CAPABILITIES = {
     ),
     ProgressStore: "set_progress",
     EventStore: "watch_job",
+    FollowUpStore: "follow_up_of, and NewJob.follow_up and delivers_for kept",
 }
 
 

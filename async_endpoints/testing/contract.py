@@ -36,9 +36,10 @@ Capabilities: the core (`JobStore`) is always tested. The tests of an optional
 capability run when the store implements it (`ControlStore`: cancel, requeue, pause;
 `InspectionStore`: listing and counts; `ScheduleStore`: cron schedules; `BatchStore`:
 batches and continuations; `ProgressStore` and `EventStore`: progress and job
-watchers) and are otherwise skipped, each skip naming the capability
-the store lacks. Hand-over (`wait_for_work` with ``take``) is optional
-without a skip: a store that does not hand over returns ``[]`` and its jobs are claimed.
+watchers; `FollowUpStore`: follow-ups and webhook deliveries) and are otherwise
+skipped, each skip naming the capability the store lacks. Hand-over (`wait_for_work`
+with ``take``) is optional without a skip: a store that does not hand over returns ``[]``
+and its jobs are claimed.
 
 The suite checks the promises in the docstrings of `async_endpoints._store` (atomicity,
 missing jobs, duplicates, lost claims), the orders of `async_endpoints._listing`, and
@@ -54,6 +55,7 @@ from ._contract_batches import BatchContract
 from ._contract_cancel import CancelContract
 from ._contract_core import CoreContract
 from ._contract_events import EventsContract
+from ._contract_follow_ups import FollowUpContract
 from ._contract_lifecycle import LifecycleContract
 from ._contract_listing import ListingContract
 from ._contract_partition_control import PartitionControlContract
@@ -97,6 +99,7 @@ class JobStoreContract(
     BatchContract,
     BatchControlContract,
     EventsContract,
+    FollowUpContract,
 ):
     """The whole store contract; subclass it with a ``kit`` fixture (see the module
     docstring). Its parts, by capability:
@@ -113,4 +116,6 @@ class JobStoreContract(
     - `BatchStore`: `BatchContract`, `BatchControlContract` (with `ControlStore` and
       `InspectionStore` for their cancel, requeue and listing cases).
     - `ProgressStore` and `EventStore`: `EventsContract`.
+    - `FollowUpStore`: `FollowUpContract` (with `ControlStore` and `BatchStore` for its
+      cancel and batch cases).
     """
