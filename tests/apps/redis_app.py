@@ -2,7 +2,8 @@
 
 Configured by environment variables: ``REDIS_URL``, ``AE_PREFIX``, ``RUN_WORKERS`` (0/1),
 ``CLAIM_TIMEOUT``, ``RECOVERY_INTERVAL``, ``MAX_CONCURRENCY``, ``GRACE_PERIOD``,
-``MAX_RETRIES``, ``JOB_TIMEOUT``, ``RETRY_BASE_DELAY``, ``RETENTION`` and ``STORE_URL``
+``MAX_RETRIES``, ``JOB_TIMEOUT``, ``RETRY_BASE_DELAY``, ``RETENTION``, ``SHARDS`` (the
+store's ``shards``, when set) and ``STORE_URL``
 (the job store's Redis, default ``REDIS_URL``: the fault tests route it through a
 breakable proxy while the records below keep going straight to Redis). Every handler
 run is recorded in Redis (``runs:<job id>`` counts executions, ``pids:<job id>`` lists
@@ -47,6 +48,7 @@ endpoints = AsyncEndpoints(
         os.environ.get("STORE_URL", REDIS_URL),
         prefix=PREFIX,
         retention=float(os.environ.get("RETENTION", str(7 * 24 * 3600))),
+        **({"shards": int(os.environ["SHARDS"])} if "SHARDS" in os.environ else {}),
     ),
     run_workers=os.environ.get("RUN_WORKERS", "1") == "1",
     claim_timeout=float(os.environ.get("CLAIM_TIMEOUT", "30")),
