@@ -37,32 +37,61 @@ JOB_NAME = "async_endpoints.job_name"
 RETRY_COUNT = "async_endpoints.retry_count"
 
 if _trace is not None:
-    _tracer = _trace.get_tracer("async_endpoints")
     _propagator = TraceContextTextMapPropagator()
+    #: The parent of a run span without a submission's: none (a trace of its own).
+    _ROOT = _context.Context()
+
+#: The provider last seen and its tracer (None for OpenTelemetry's proxy: no provider set).
+_resolved: tuple[Any, Any] = (None, None)
+#: The last trace context parsed and its parent context: the jobs of one request (a batch)
+#: carry the same one.
+_last_parent: tuple[str | None, Any] = (None, None)
+#: Run span names by handler name.
+_run_names: dict[str, str] = {}
+
+
+def tracer() -> Any:
+    """The tracer of the provider set now; None when spans are not made (no
+    opentelemetry-api, or no tracer provider set: OpenTelemetry's spans would all be
+    no-ops, and skipping them saves their cost on every job). Resolved once per provider,
+    not through OpenTelemetry's proxy at every span."""
+    global _resolved
+    if _trace is None:
+        return None
+    provider = _trace.get_tracer_provider()
+    if provider is not _resolved[0]:
+        found = None
+        if not isinstance(provider, _trace.ProxyTracerProvider):
+            found = provider.get_tracer("async_endpoints")
+        _resolved = (provider, found)
+    return _resolved[1]
 
 
 def enabled() -> bool:
-    """Whether spans are made: opentelemetry-api is installed and the app has set a tracer
-    provider (until then OpenTelemetry's spans would all be no-ops: skipping them saves
-    their cost on every job)."""
-    return _trace is not None and not isinstance(
-        _trace.get_tracer_provider(), _trace.ProxyTracerProvider
-    )
+    """Whether spans are made (see `tracer`)."""
+    return tracer() is not None
 
 
 class AttemptSpan:
     """The span of one attempt, as the worker sees it (a no-op without OpenTelemetry)."""
 
-    __slots__ = ("span",)
+    __slots__ = ("span", "token")
 
-    def __init__(self, span: Any = None) -> None:
+    def __init__(self, span: Any = None, token: Any = None) -> None:
         self.span = span
+        self.token = token
 
     def failed(self, error: JobError) -> None:
         """The attempt failed with ``error``: set the span's status to error."""
         if self.span is not None and self.span.is_recording():
             self.span.set_status(_trace.Status(_trace.StatusCode.ERROR, error.type))
             self.span.set_attribute("async_endpoints.error_type", error.type)
+
+    def end(self) -> None:
+        """The attempt is over: its span stops being current, and ends."""
+        if self.span is not None:
+            _context.detach(self.token)
+            self.span.end()
 
 
 #: The span of an attempt while tracing is off.
@@ -74,10 +103,11 @@ def submit_span(name: str, job_id: uuid.UUID) -> Iterator[str | None]:
     """Around storing job ``job_id`` of handler ``name``: the span of the submission,
     current inside the block; yields its trace context for the job (None when there is
     nothing to carry)."""
-    if not enabled():
+    made = tracer()
+    if made is None:
         yield None
         return
-    with _tracer.start_as_current_span(
+    with made.start_as_current_span(
         f"async_endpoints.submit {name}",
         kind=_trace.SpanKind.PRODUCER,
         attributes={JOB_ID: str(job_id), JOB_NAME: name, RETRY_COUNT: 0},
@@ -96,30 +126,48 @@ def submit_span(name: str, job_id: uuid.UUID) -> Iterator[str | None]:
 def attempt_span(job: Job) -> Iterator[AttemptSpan]:
     """Around one attempt of ``job`` (as claimed): its span, a child of the submission's
     (from the job's trace context; a new trace when it has none), current inside."""
-    if not enabled():
-        yield NO_SPAN
-        return
-    span = _tracer.start_span(
-        f"async_endpoints.run {job.name}",
-        context=_parent(job.request.trace_context),
-        kind=_trace.SpanKind.CONSUMER,
-        attributes={JOB_ID: str(job.id), JOB_NAME: job.name, RETRY_COUNT: job.retry_count},
-    )
-    # start_span and attach rather than start_as_current_span: a third less time per
-    # attempt, and nothing recorded for the cancellations that end an attempt.
-    token = _context.attach(_trace.set_span_in_context(span))
+    made = tracer()
+    span = NO_SPAN if made is None else start_run_span(made, job)
     try:
-        yield AttemptSpan(span)
+        yield span
     finally:
-        _context.detach(token)
         span.end()
 
 
-def _parent(carried: str | None) -> Any:
-    """The context of the submission's span from its W3C trace context (None when there is
-    none or it is malformed: the attempt then starts a trace of its own)."""
-    if not carried:
-        return None
+def start_run_span(made: Any, job: Job) -> AttemptSpan:
+    """The span of an attempt of ``job`` made by ``made`` (the `tracer`), current until
+    its `AttemptSpan.end` (`attempt_span` without a generator: the worker's per-job path).
+
+    Its attributes are set only when it records (none built for a span that drops them),
+    and a run of jobs carrying the same trace context (a batch's) parses it once.
+    """
+    name = _run_names.get(job.name)
+    if name is None:
+        name = _run_names[job.name] = f"async_endpoints.run {job.name}"
+    carried = job.request.trace_context
+    parent = _parent(carried) if carried else None
+    span = made.start_span(
+        name, context=_ROOT if parent is None else parent, kind=_trace.SpanKind.CONSUMER
+    )
+    if span.is_recording():
+        span.set_attributes({JOB_ID: str(job.id), JOB_NAME: job.name, RETRY_COUNT: job.retry_count})
+    # start_span and attach rather than start_as_current_span: less time per attempt, and
+    # nothing recorded for the cancellations that end an attempt.
+    return AttemptSpan(span, _context.attach(_trace.set_span_in_context(span)))
+
+
+def _parent(carried: str) -> Any:
+    """The context of the submission's span from its W3C trace context (None when it is
+    malformed: the attempt then starts a trace of its own); the last one is remembered."""
+    global _last_parent
+    if carried == _last_parent[0]:
+        return _last_parent[1]
+    parent = _parse(carried)
+    _last_parent = (carried, parent)
+    return parent
+
+
+def _parse(carried: str) -> Any:
     traceparent, _, tracestate = carried.partition("\n")
     try:
         version, trace_id, span_id, flags = traceparent.split("-")

@@ -25,8 +25,7 @@ from ._progress import ProgressReporter
 from ._redact import ErrorDescriber
 from ._retry import RetryPolicy
 from ._store import Claim, JobStore
-from ._tracing import NO_SPAN, AttemptSpan, attempt_span, record_failure
-from ._tracing import enabled as tracing_enabled
+from ._tracing import NO_SPAN, AttemptSpan, record_failure, start_run_span, tracer
 
 logger = logging.getLogger("async_endpoints")
 
@@ -93,14 +92,14 @@ class AttemptRunner:
         job is the current job of its log records, and the attempt has its span (see
         `async_endpoints._logs` and `async_endpoints._tracing`).
         """
+        made = tracer()
+        span = NO_SPAN if made is None else start_run_span(made, claim.job)
         named = name_current_job(claim.job)
         try:
-            if not tracing_enabled():
-                return await self._run(claim, handler_ended, NO_SPAN)
-            with attempt_span(claim.job) as span:
-                return await self._run(claim, handler_ended, span)
+            return await self._run(claim, handler_ended, span)
         finally:
             forget_current_job(named)
+            span.end()
 
     async def _run(
         self, claim: Claim, handler_ended: Callable[[], None], span: AttemptSpan
