@@ -33,10 +33,11 @@ from pydantic import BaseModel, Field
 from starlette.requests import Request
 
 from ._context import AsyncContext
-from ._errors import ResultError
+from ._errors import ConfigurationError, ResultError
 from ._handlers import Handler
 from ._job import Job, JobRequest, NewJob, job_to_json
 from ._responses import call_maybe_async, dumps
+from ._store_features import FollowUpStore
 from ._webhook_signing import secret_key, signed_headers
 from ._webhook_urls import AllowedHosts, check_url
 
@@ -90,11 +91,18 @@ class WebhookSender:
     """Sends the webhooks of one `AsyncEndpoints`: its delivery handler and HTTP client.
 
     The client is opened on the first delivery and closed by `aclose` (on shutdown).
+
+    Raises:
+        ConfigurationError: ``store`` is not a `FollowUpStore` (it could not keep
+            deliveries).
     """
 
     __slots__ = ("_allowed", "_app", "_client", "_key", "_settings", "_store")
 
     def __init__(self, settings: Settings, store: JobStore, app: Any) -> None:
+        if not isinstance(store, FollowUpStore):
+            kind = type(store).__name__
+            raise ConfigurationError(f"webhooks need a FollowUpStore; {kind} is not one")
         self._key = secret_key(settings.webhook_secret)
         self._allowed: AllowedHosts = settings.webhook_allowed_hosts  # type: ignore[assignment]
         self._settings = settings

@@ -1,0 +1,204 @@
+"""Webhooks through real HTTP: an app served by uvicorn delivers to a real receiver on
+127.0.0.1, which checks every signature on its own; on the in-memory and Redis stores."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from async_endpoints import AsyncContext, AsyncEndpoints, JobStore
+from tests.serving import served
+from tests.webhook_receiver import SECRET, answer_with, receiving, signature_is_valid
+
+
+class Order(BaseModel):
+    mode: Literal["ok", "fail", "wait"] = "ok"
+    hook: str | None = None
+
+
+async def hook_of(request: Request, body: Order) -> str | None:
+    return body.hook
+
+
+def webhook_app(store: JobStore, hosts: list[str], **settings: Any) -> FastAPI:
+    """``POST /orders`` (webhook URL from the body's ``hook``), job details and cancel."""
+    app = FastAPI()
+    endpoints = AsyncEndpoints(
+        app,
+        store=store,
+        webhook_secret=SECRET,
+        webhook_allowed_hosts=hosts,
+        webhook_retry_base_delay=settings.pop("webhook_retry_base_delay", 0.01),
+        retry_jitter=0.0,
+        max_retries=0,
+        **settings,
+    )
+
+    @endpoints.map_async_post("/orders", name="Order", webhook_url=hook_of)
+    async def order(ctx: AsyncContext[Order]) -> dict[str, str]:
+        if ctx.request.mode == "fail":
+            raise RuntimeError("out of stock")
+        if ctx.request.mode == "wait":
+            await asyncio.Event().wait()
+        return {"item": "tea"}
+
+    endpoints.map_job_details()
+    endpoints.map_job_cancel()
+    app.state.endpoints = endpoints
+    return app
+
+
+@asynccontextmanager
+async def client_of(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with served(app) as url, httpx.AsyncClient(base_url=url) as client:
+        yield client
+
+
+async def job_until(
+    client: httpx.AsyncClient, job_id: str, done: Any, timeout: float = 20.0
+) -> dict[str, Any]:
+    """The job JSON once ``done(job)`` holds; fails after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job: dict[str, Any] = (await client.get(f"/jobs/{job_id}")).json()
+        if done(job):
+            return job
+        assert time.monotonic() < deadline, f"not within {timeout} s: {job}"
+        await asyncio.sleep(0.02)
+
+
+def webhook_ended(job: dict[str, Any]) -> bool:
+    return job["webhook"] is not None and job["webhook"]["status"] != "Pending"
+
+
+async def submit(client: httpx.AsyncClient, **order: Any) -> dict[str, Any]:
+    response = await client.post("/orders", json=order)
+    assert response.status_code == 202, response.text
+    job: dict[str, Any] = response.json()
+    return job
+
+
+@pytest.mark.parametrize("ending", ["Completed", "Failed", "Canceled"])
+async def test_a_jobs_webhook_is_delivered_once_signed_when_the_job_ends(
+    store: JobStore, ending: str
+) -> None:
+    """Completed, Failed or Canceled: one signed POST of the job JSON (as job details
+    serve it) to the URL; the webhook is then Delivered after 1 attempt."""
+    mode = {"Completed": "ok", "Failed": "fail", "Canceled": "wait"}[ending]
+    async with receiving() as receiver, client_of(webhook_app(store, [receiver.host])) as client:
+        job = await submit(client, mode=mode, hook=f"{receiver.url}/hooks/orders?x=1")
+        assert job["webhook"] == {"status": "Pending", "attempts": 0}
+        if ending == "Canceled":
+            await job_until(client, job["id"], lambda job: job["status"] == "InProgress")
+            assert (await client.post(f"/jobs/{job['id']}/cancel")).status_code == 200
+        final = await job_until(client, job["id"], webhook_ended)
+    assert final["status"] == ending
+    assert final["webhook"] == {"status": "Delivered", "attempts": 1}
+    [delivery] = receiver.deliveries
+    assert signature_is_valid(delivery)
+    assert delivery.path == "/hooks/orders"
+    assert delivery.headers["content-type"] == "application/json"
+    assert uuid.UUID(delivery.headers["webhook-id"]) != uuid.UUID(job["id"])
+    sent = delivery.job
+    assert sent["webhook"] == {"status": "Pending", "attempts": 1}
+    same = {key for key in final if key not in {"webhook", "lastUpdatedAt"}}
+    assert {key: sent[key] for key in same} == {key: final[key] for key in same}
+
+
+async def test_a_receiver_answering_500_gets_every_attempt_and_the_webhook_fails(
+    store: JobStore,
+) -> None:
+    """webhook_retries=4 and a receiver that always answers 500: five signed attempts
+    with one webhook-id, then webhook Failed after 5 attempts; the job stays Completed."""
+    async with receiving(answer_with(500)) as receiver:
+        app = webhook_app(store, [receiver.host], webhook_retries=4)
+        async with client_of(app) as client:
+            job = await submit(client, hook=receiver.url)
+            final = await job_until(client, job["id"], webhook_ended)
+    assert final["status"] == "Completed" and final["result"] == {"item": "tea"}
+    assert final["webhook"] == {"status": "Failed", "attempts": 5}
+    assert len(receiver.deliveries) == 5
+    assert len({delivery.headers["webhook-id"] for delivery in receiver.deliveries}) == 1
+    assert all(signature_is_valid(delivery) for delivery in receiver.deliveries)
+
+
+async def test_a_failed_delivery_is_retried_until_the_receiver_takes_it(store: JobStore) -> None:
+    """Two 503s, then 200: delivered on the third attempt, with the same webhook-id."""
+
+    def answer(number: int, _request: Request) -> Response:
+        return Response(status_code=503 if number < 3 else 200)
+
+    async with receiving(answer) as receiver:
+        app = webhook_app(store, [receiver.host])
+        async with client_of(app) as client:
+            job = await submit(client, hook=receiver.url)
+            final = await job_until(client, job["id"], webhook_ended)
+    assert final["webhook"] == {"status": "Delivered", "attempts": 3}
+    assert [d.headers["webhook-id"] for d in receiver.deliveries] == [
+        receiver.deliveries[0].headers["webhook-id"]
+    ] * 3
+
+
+async def test_a_redirect_is_never_followed_and_counts_as_a_failed_attempt(
+    store: JobStore,
+) -> None:
+    """A receiver answering 302 to another (even allowed) host: that host is never
+    called; each 302 is a failed attempt, so the webhook ends Failed."""
+    async with receiving() as elsewhere:
+        redirect = RedirectResponse(f"{elsewhere.url}/stolen", status_code=302)
+        async with receiving(lambda _n, _r: redirect) as receiver:
+            hosts = [receiver.host, elsewhere.host]
+            async with client_of(webhook_app(store, hosts, webhook_retries=1)) as client:
+                job = await submit(client, hook=receiver.url)
+                final = await job_until(client, job["id"], webhook_ended)
+    assert final["webhook"] == {"status": "Failed", "attempts": 2}
+    assert len(receiver.deliveries) == 2 and elsewhere.deliveries == []
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://other.example/hook", "not in webhook_allowed_hosts"),
+        ("http://127.0.0.1.evil.example/hook", "not in webhook_allowed_hosts"),
+        ("http://exa%6dple.com/hook", "no valid host"),
+        ("ftp://{host}/hook", "http:// or https://"),
+        ("http://user:pass@{host}/hook", "credentials"),
+        ("/relative/hook", "http:// or https://"),
+        ("http://{host}/" + "a" * 3000, "longer than"),
+        ("http://{host}/a b", "whitespace"),
+    ],
+)
+async def test_a_refused_webhook_url_answers_422_and_nothing_is_stored(
+    store: JobStore, url: str, why: str
+) -> None:
+    """A URL with another host, another scheme, credentials, no valid host, whitespace or
+    an absurd length:
+    422 with a JSON error naming the problem; no job is stored."""
+    async with receiving() as receiver:
+        app = webhook_app(store, [receiver.host])
+        async with client_of(app) as client:
+            response = await client.post("/orders", json={"hook": url.format(host=receiver.host)})
+            stored = await app.state.endpoints.list_jobs()
+    assert response.status_code == 422
+    assert why in response.json()["detail"] and "webhook_url" in response.json()["detail"]
+    assert stored.jobs == [] and receiver.deliveries == []
+
+
+async def test_a_job_without_a_webhook_url_has_no_webhook(store: JobStore) -> None:
+    """The function gives None: no webhook (null in the job JSON), nothing delivered."""
+    async with receiving() as receiver, client_of(webhook_app(store, [receiver.host])) as client:
+        job = await submit(client)
+        final = await job_until(client, job["id"], lambda job: job["status"] == "Completed")
+    assert job["webhook"] is None and final["webhook"] is None
+    assert receiver.deliveries == []
