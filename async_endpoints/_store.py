@@ -30,6 +30,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from ._job import Job, JobError, JobStatus, NewJob
@@ -43,10 +44,15 @@ class Claim:
     Attributes:
         job: The job as claimed (status ``InProgress``, ``started_at`` set).
         token: Random and unique per claim; settling and renewing must present it.
+        due_at: When the job last became due before this claim (store clock): its
+            ``run_at`` for a delayed job or a retry after backoff, else when it was last
+            queued (created, requeued, retried at once, recovered); None when the store
+            does not say. The metrics' pickup time is from it to the claim.
     """
 
     job: Job
     token: str
+    due_at: datetime | None = None
 
 
 @runtime_checkable
