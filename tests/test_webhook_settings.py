@@ -1,0 +1,315 @@
+"""Webhook settings and options: checked when wiring, the secret never shown, the
+allow-list the only hosts ever called, the retry backoff from webhook_retry_base_delay."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import redis.asyncio as redis
+from fastapi import FastAPI
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from async_endpoints import (
+    AsyncContext,
+    AsyncEndpoints,
+    ConfigurationError,
+    InMemoryJobStore,
+    JobStatus,
+    JobStore,
+    UnknownJobNameError,
+)
+from async_endpoints._job import Job, WebhookStatus, job_to_json
+from async_endpoints._responses import dumps
+from async_endpoints._settings import Settings
+from async_endpoints._webhook import WEBHOOK_JOB
+from async_endpoints.testing import ManualClock
+from tests.redis_servers import RedisServer
+from tests.webhook_receiver import KEY, SECRET, answer_with, receiving, signature_is_valid
+
+
+class Note(BaseModel):
+    text: str = "hi"
+
+
+def engine_with(store: JobStore | None = None, **settings: Any) -> AsyncEndpoints:
+    """An engine (no app) with the handler ``note`` and webhooks to ``hosts``."""
+    settings.setdefault("webhook_secret", SECRET)
+    engine = AsyncEndpoints(store=store, retry_jitter=0.0, **settings)
+
+    async def note(ctx: AsyncContext[Note]) -> str:
+        return ctx.request.text
+
+    engine.add_handler(note)
+    return engine
+
+
+@pytest.mark.parametrize(
+    "secret", ["secret", "whsec_", "whsec_not base64!", "WHSEC_c2VjcmV0", b"whsec_c2VjcmV0", 42]
+)
+def test_a_malformed_webhook_secret_is_refused_without_quoting_it(secret: Any) -> None:
+    """Anything but whsec_ + base64: a ConfigurationError naming the setting, not the value."""
+    with pytest.raises(ConfigurationError, match="webhook_secret") as raised:
+        AsyncEndpoints(webhook_secret=secret)
+    assert str(raised.value) == (
+        "webhook_secret must be 'whsec_' followed by the base64 of the signing key"
+    )
+
+
+def test_the_webhook_secret_is_not_in_the_settings_repr() -> None:
+    """repr(settings) (in a log line or a traceback) never shows the secret."""
+    settings = Settings(webhook_secret=SECRET, webhook_allowed_hosts=["example.com"])
+    assert SECRET not in repr(settings) and SECRET.removeprefix("whsec_") not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"webhook_allowed_hosts": "example.com"}, "collection of host names"),
+        ({"webhook_allowed_hosts": ["http://example.com"]}, "not a host name"),
+        ({"webhook_allowed_hosts": ["example.com/hooks"]}, "not a host name"),
+        ({"webhook_allowed_hosts": ["user@example.com"]}, "not a host name"),
+        ({"webhook_allowed_hosts": ["example.com:http"]}, "not a host name"),
+        ({"webhook_allowed_hosts": [""]}, "not a host name"),
+        ({"webhook_allowed_hosts": ["bücher.example"]}, "not a host name"),
+        ({"webhook_allowed_hosts": [1]}, "must be a str"),
+        ({"webhook_retries": -1}, "webhook_retries must be >= 0"),
+        ({"webhook_retries": 1.5}, "webhook_retries must be an int"),
+        ({"webhook_retries": True}, "webhook_retries must be an int"),
+        ({"webhook_retry_base_delay": 0}, "webhook_retry_base_delay must be > 0"),
+        ({"webhook_retry_base_delay": float("inf")}, "webhook_retry_base_delay must be > 0"),
+        ({"webhook_retry_base_delay": "5"}, "webhook_retry_base_delay must be seconds"),
+    ],
+)
+def test_webhook_settings_out_of_range_are_configuration_errors(
+    settings: dict[str, Any], message: str
+) -> None:
+    """Each webhook setting is checked when the engine is made, the error naming it."""
+    with pytest.raises(ConfigurationError, match=message):
+        AsyncEndpoints(**settings)
+
+
+def test_the_delivery_handler_is_registered_only_with_a_secret() -> None:
+    """With webhook_secret the reserved handler is there (in every process of the app);
+    without it there is none, and a store without follow-ups is refused."""
+    assert WEBHOOK_JOB in engine_with().handlers
+    assert WEBHOOK_JOB not in AsyncEndpoints().handlers
+    with pytest.raises(ConfigurationError, match="FollowUpStore"):
+        AsyncEndpoints(store=object(), webhook_secret=SECRET)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("settings", "url", "message"),
+    [
+        ({"webhook_allowed_hosts": ["example.com"]}, "https://other.example/h", "not in"),
+        ({"webhook_allowed_hosts": ["example.com"]}, "ftp://example.com/h", "https://"),
+        ({"webhook_allowed_hosts": ["example.com:8443"]}, "https://example.com/h", "not in"),
+        ({"webhook_allowed_hosts": []}, "https://example.com/h", "webhook_allowed_hosts"),
+        (
+            {"webhook_secret": None, "webhook_allowed_hosts": ["x.example"]},
+            "https://x.example",
+            "secret",
+        ),
+    ],
+)
+def test_a_route_webhook_url_is_checked_when_mapping(
+    settings: dict[str, Any], url: str, message: str
+) -> None:
+    """A constant URL outside the allow-list, or webhooks not configured: a
+    ConfigurationError when mapping; nothing is registered."""
+    app = FastAPI()
+    engine = AsyncEndpoints(app, **{"webhook_secret": SECRET, **settings})
+    before, routes = dict(engine.handlers), len(app.router.routes)
+
+    async def work(ctx: AsyncContext[None]) -> None:
+        pass
+
+    with pytest.raises(ConfigurationError, match=message):
+        engine.add_async_post("/work", work, webhook_url=url)
+    assert engine.handlers == before and len(app.router.routes) == routes
+
+
+def test_allowed_hosts_match_case_insensitively_exactly_and_by_port() -> None:
+    """``Example.COM`` allows example.com on any port, not its subdomains; ``host:port``
+    allows that port only."""
+    hosts = ["Example.COM", "127.0.0.1:8080"]
+    mapped = AsyncEndpoints(FastAPI(), webhook_secret=SECRET, webhook_allowed_hosts=hosts)
+
+    async def work(ctx: AsyncContext[None]) -> None:
+        pass
+
+    for path, url in [("/a", "https://EXAMPLE.com:444/x"), ("/b", "http://127.0.0.1:8080/")]:
+        mapped.add_async_post(path, work, name=path, webhook_url=url)
+    for url in ["https://api.example.com/x", "http://127.0.0.1:8081/", "http://127.0.0.1/"]:
+        with pytest.raises(ConfigurationError, match="not in webhook_allowed_hosts"):
+            mapped.add_async_post("/c", work, name="c", webhook_url=url)
+    assert list(mapped.settings.webhook_allowed_hosts) == ["example.com", "127.0.0.1:8080"]
+
+
+async def test_submit_checks_its_webhook_url() -> None:
+    """submit(webhook_url=...): a bad URL is a ValueError, webhooks not configured a
+    ConfigurationError, and the reserved delivery name cannot be submitted; nothing stored."""
+    engine = engine_with(webhook_allowed_hosts=["example.com"])
+    async with engine.running(workers=False):
+        for url in ["ftp://example.com/", "https://u:p@example.com/", "https://evil.example/"]:
+            with pytest.raises(ValueError, match="webhook_url"):
+                await engine.submit("note", {}, webhook_url=url)
+        with pytest.raises(UnknownJobNameError):
+            await engine.submit(WEBHOOK_JOB, {"jobId": "x", "url": "https://example.com/"})
+        assert (await engine.list_jobs()).jobs == []
+    plain = AsyncEndpoints()
+
+    async def note(ctx: AsyncContext[None]) -> None:
+        pass
+
+    plain.add_handler(note)
+    with pytest.raises(ConfigurationError, match="webhook_secret"):
+        await plain.submit("note", webhook_url="https://example.com/")
+
+
+async def test_retries_wait_webhook_retry_base_delay_doubling() -> None:
+    """The delivery's retries are Scheduled webhook_retry_base_delay, then twice that,
+    after each failure (not retry_base_delay, the jobs' own)."""
+    clock = ManualClock()
+    async with receiving(answer_with(500)) as receiver:
+        engine = engine_with(
+            InMemoryJobStore(clock=clock),
+            webhook_allowed_hosts=[receiver.host],
+            webhook_retry_base_delay=7.0,
+            retry_base_delay=1.0,
+        )
+        async with engine.running(workers=False):
+            job = await engine.submit("note", {}, webhook_url=receiver.url)
+            delays = []
+            for attempt in (1, 2):
+                await engine.drain()
+                assert len(receiver.deliveries) == attempt
+                [retry] = (await engine.list_jobs(status=JobStatus.SCHEDULED)).jobs
+                assert retry.run_at is not None
+                delays.append(retry.run_at - retry.last_updated_at)
+                clock.advance(delays[-1].total_seconds())
+            parent = await engine.get_job(job.id)
+    assert delays == [timedelta(seconds=7), timedelta(seconds=14)]
+    assert parent is not None and parent.webhook is not None and parent.webhook.attempts == 2
+
+
+async def test_a_url_no_longer_allowed_when_delivered_fails_at_once() -> None:
+    """A worker whose allow-list lacks the host (changed since submission) never calls
+    it: the delivery fails without retry, webhook Failed after 1 attempt."""
+    store = InMemoryJobStore()
+    async with receiving() as receiver:
+        submitter = engine_with(store, webhook_allowed_hosts=[receiver.host])
+        worker = engine_with(store, webhook_allowed_hosts=["example.com"], webhook_retries=3)
+        async with submitter.running(workers=False), worker.running(workers=False):
+            job = await submitter.submit("note", {}, webhook_url=receiver.url)
+            await worker.drain()
+            parent = await worker.get_job(job.id)
+    assert parent is not None and parent.status is JobStatus.COMPLETED
+    assert parent.webhook is not None and parent.webhook.status.value == "Failed"
+    assert parent.webhook.attempts == 1 and receiver.deliveries == []
+
+
+async def test_the_webhook_body_is_what_job_status_response_serves() -> None:
+    """With job_status_response, the delivery carries the body (and content type) that
+    job details would serve, signed as such."""
+
+    def status_response(job: Any, request: Request) -> Response:
+        return JSONResponse({"state": str(job.status), "path": request.url.path})
+
+    async with receiving() as receiver:
+        engine = engine_with(
+            webhook_allowed_hosts=[receiver.host], job_status_response=status_response
+        )
+        async with engine.running(workers=False):
+            job = await engine.submit("note", {}, webhook_url=receiver.url)
+            await engine.drain()
+    [delivery] = receiver.deliveries
+    assert delivery.job == {"state": "Completed", "path": f"/jobs/{job.id}"}
+    assert signature_is_valid(delivery)
+
+
+async def _values(client: redis.Redis, key: bytes) -> list[bytes]:
+    """The members, fields and values of ``key``, whatever its type."""
+    kind = (await client.type(key)).decode()
+    if kind == "string":
+        return [await client.get(key) or b""]
+    if kind == "hash":
+        return [part for pair in (await client.hgetall(key)).items() for part in pair]
+    if kind == "list":
+        return list(await client.lrange(key, 0, -1))
+    if kind == "set":
+        return list(await client.smembers(key))
+    if kind == "zset":
+        return list(await client.zrange(key, 0, -1))
+    assert kind == "stream", kind
+    entries = await client.xrange(key)
+    return [part for _, entry in entries for pair in entry.items() for part in pair]
+
+
+async def _redis_text(server: RedisServer) -> bytes:
+    """Every key and value of the server, concatenated."""
+    client = redis.Redis.from_url(server.url)
+    parts: list[bytes] = []
+    try:
+        async for key in client.scan_iter(count=1000):
+            parts += [key, *await _values(client, key)]
+    finally:
+        await client.aclose()
+    return b"\n".join(parts)
+
+
+async def settled_webhook(engine: AsyncEndpoints, job: Job) -> Job:
+    """``job`` once its webhook is no longer Pending, running due jobs meanwhile."""
+    async with asyncio.timeout(15):
+        while True:
+            await engine.drain()
+            latest = await engine.get_job(job.id)
+            assert latest is not None and latest.webhook is not None
+            if latest.webhook.status is not WebhookStatus.PENDING:
+                return latest
+            await asyncio.sleep(0.01)
+
+
+async def test_the_secret_is_never_stored_logged_or_served(
+    store: JobStore, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After a delivery taken, one refused until Failed and a URL refused: neither the
+    secret nor its key is in any Redis key or value, any log record or any job JSON."""
+    caplog.set_level(logging.DEBUG)
+    shown: list[bytes] = []
+
+    def answer(number: int, _request: Request) -> Response:
+        return Response(status_code=200 if number == 1 else 500)
+
+    async with receiving(answer) as receiver:
+        engine = engine_with(
+            store,
+            webhook_allowed_hosts=[receiver.host],
+            webhook_retries=1,
+            webhook_retry_base_delay=0.01,
+        )
+        async with engine.running(workers=False):
+            for _ in range(2):
+                job = await engine.submit("note", {}, webhook_url=receiver.url)
+                settled = await settled_webhook(engine, job)
+                shown += [dumps(job_to_json(settled)), repr(settled).encode()]
+            with pytest.raises(ValueError) as refused:
+                await engine.submit("note", {}, webhook_url="ftp://x")
+            shown.append(str(refused.value).encode())
+    assert len(receiver.deliveries) == 3
+    everything = b"\n".join(shown) + caplog.text.encode()
+    if "redis" in request.node.callspec.id:
+        everything += await _redis_text(request.getfixturevalue("redis_server"))
+    assert b"webhook" in everything  # the scan saw the jobs
+    for secret in (
+        SECRET.encode(),
+        SECRET.removeprefix("whsec_").encode(),
+        KEY,
+        KEY.hex().encode(),
+    ):
+        assert secret not in everything
