@@ -102,6 +102,7 @@ class InMemoryJobStore(
         self._jobs = self._live.jobs  # Queued, Scheduled and InProgress jobs by id.int
         self._ready = ReadyJobs(self._live.due)
         self._leases: dict[int, tuple[str, float]] = {}  # (token, until, monotonic)
+        self._due_at: dict[int, datetime] = {}  # run_at of promoted jobs, until claimed
         self._created = CreationLog()
         self._paused: set[str] = set()
         self._cancel_listeners: list[Callable[[uuid.UUID], None]] = []
@@ -177,13 +178,15 @@ class InMemoryJobStore(
             if name in self._paused:
                 continue
             while len(claims) < limit and (job := ready.take(name, jobs)) is not None:
+                queued_at, due_at = job.last_updated_at, self._due_at.pop(job.id.int, None)
                 job = live.put(claimed(job, moment))
                 self._moved(JobStatus.QUEUED, job)
                 if deliveries:
                     self._claimed(job)
                 token = token_hex(16)
                 leases[job.id.int] = (token, until)
-                claims.append(Claim(job, token))
+                due = queued_at if due_at is None or due_at < queued_at else due_at
+                claims.append(Claim(job, token, due))
         return claims
 
     async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[str]:
@@ -349,6 +352,7 @@ class InMemoryJobStore(
         if status is JobStatus.IN_PROGRESS:
             del self._leases[key]  # the handler's result will be refused
         elif ready.is_claimable(job):
+            self._due_at.pop(key, None)
             if status is JobStatus.SCHEDULED:
                 ready.untime()
             else:
@@ -377,6 +381,7 @@ class InMemoryJobStore(
             if self._live.due[key] > self._monotonic():
                 ready.time(key, next(self._seq))
                 return
+            self._due_at[key] = job.run_at or job.last_updated_at
             job = self._live.put(promoted(job))
             self._moved(JobStatus.SCHEDULED, job)
         ready.push(job)
@@ -384,7 +389,9 @@ class InMemoryJobStore(
     def _promote_due(self, now: float) -> None:
         live, ready = self._live, self._ready
         for key in ready.pop_due(now):
-            job = live.put(promoted(live.jobs[key]))
+            job = live.jobs[key]
+            self._due_at[key] = job.run_at or job.last_updated_at
+            job = live.put(promoted(job))
             ready.push(job)
             self._moved(JobStatus.SCHEDULED, job)
 
