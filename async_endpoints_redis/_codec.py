@@ -12,6 +12,8 @@ The hash holds few, short fields so that Redis keeps it listpack-encoded (compac
     started_at       ms, set by the first claim
     completed_at     ms, set by the terminal transition
     run_at           ms, while Scheduled
+    due_at           ms, when the job last became due (its run_at, kept by its promotion;
+                     each claim sets it), read into ``Claim.due_at``
     queue            the queue's name; left out for the default queue
     partition_key    the job's partition key; left out when it has none
     tenant           the job's tenant; left out when it has none

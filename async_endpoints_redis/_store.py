@@ -293,7 +293,7 @@ class RedisJobStore(
         for message in reply:
             job, fields = job_from_text(message)
             if job is not None:
-                claims.append(Claim(job, fields["token"]))
+                claims.append(Claim(job, fields["token"], from_ms(fields.get("due_at"))))
         return self._cancelled_claims.live(claims)
 
     async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[str]:

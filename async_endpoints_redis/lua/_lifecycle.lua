@@ -118,8 +118,13 @@ local function promote(key, id)
     redis.call('ZREM', K.scheduled, id)
     return
   end
+  local run_at = redis.call('HGET', key, 'run_at')
   leave_scheduled(key, id, queue)
-  redis.call('HSET', key, 'status', 'Queued')
+  if run_at then  -- when it became due, for its claim's due_at
+    redis.call('HSET', key, 'status', 'Queued', 'due_at', run_at)
+  else
+    redis.call('HSET', key, 'status', 'Queued')
+  end
   redis.call('HDEL', key, 'run_at')
   ready_push(queue, tenant, id)
   enter_queued(id, queue, created)
@@ -179,11 +184,16 @@ end
 local function claim(key, id, queue, token, deadline, now, started, run_at, created)
   leave_queued(id, queue, created)
   local stamp = ms(now)
+  -- due_at (the claim's due time): when the job was last queued, or the run_at its
+  -- promotion kept when later (the due_at of an earlier claim is older than a requeue)
+  local was = redis.call('HMGET', key, 'last_updated_at', 'due_at')
+  local due = ms(math.max(tonumber(was[1]) or tonumber(created), tonumber(was[2]) or 0))
   if started then
-    redis.call('HSET', key, 'status', 'InProgress', 'token', token, 'last_updated_at', stamp)
+    redis.call('HSET', key, 'status', 'InProgress', 'token', token, 'last_updated_at', stamp,
+      'due_at', due)
   else
     redis.call('HSET', key, 'status', 'InProgress', 'token', token, 'last_updated_at', stamp,
-      'started_at', stamp)
+      'started_at', stamp, 'due_at', due)
     started = stamp
   end
   if run_at then
