@@ -65,9 +65,9 @@ class WebhookDeliveryError(Exception):
     """A delivery attempt failed (a non-2xx answer, or none); the attempt is retried."""
 
 
-class WebhookNotAllowed(ResultError):
-    """The delivery cannot succeed (its URL left the allow-list, or its job is gone):
-    the delivery fails at once, without retry."""
+class WebhookUndeliverable(ResultError):
+    """The delivery cannot succeed (its URL left the allow-list, its job is gone, or the
+    app's ``job_status_response`` gave no body): it fails at once, without retry."""
 
 
 def delivery_job(
@@ -124,7 +124,7 @@ class WebhookSender:
         """One delivery attempt; returns the receiver's status code (2xx).
 
         Raises:
-            WebhookNotAllowed: the URL is no longer allowed, or the job is gone.
+            WebhookUndeliverable: the URL is no longer allowed, or the job is gone.
             WebhookDeliveryError: the receiver answered something else than 2xx, or
                 could not be reached in time.
         """
@@ -132,10 +132,10 @@ class WebhookSender:
         try:
             url = check_url(order.url, self._allowed)
         except ValueError as exc:
-            raise WebhookNotAllowed(str(exc)) from None
+            raise WebhookUndeliverable(str(exc)) from None
         job = await self._store.get(order.job_id)
         if job is None:
-            raise WebhookNotAllowed(f"job {order.job_id} is gone")
+            raise WebhookUndeliverable(f"job {order.job_id} is gone")
         body, content_type = await self._body(job)
         headers = signed_headers(self._key, str(ctx.job_id), int(time.time()), body)
         headers["content-type"] = content_type
@@ -158,9 +158,8 @@ class WebhookSender:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                follow_redirects=False, timeout=DELIVERY_TIMEOUT, trust_env=False
-            )
+            # trust_env: the operator's HTTPS_PROXY / NO_PROXY and CA settings apply.
+            self._client = httpx.AsyncClient(follow_redirects=False, timeout=DELIVERY_TIMEOUT)
         return self._client
 
     async def _body(self, job: Job) -> tuple[bytes, str]:
@@ -171,7 +170,7 @@ class WebhookSender:
         response = await call_maybe_async(factory, job, _bare_request(self._app, job))
         body = getattr(response, "body", None)
         if not isinstance(body, bytes):
-            raise WebhookNotAllowed("job_status_response gave a response without a body")
+            raise WebhookUndeliverable("job_status_response gave a response without a body")
         return body, response.headers.get("content-type", "application/json")
 
 
