@@ -202,3 +202,33 @@ async def test_a_job_without_a_webhook_url_has_no_webhook(store: JobStore) -> No
         final = await job_until(client, job["id"], lambda job: job["status"] == "Completed")
     assert job["webhook"] is None and final["webhook"] is None
     assert receiver.deliveries == []
+
+
+async def test_a_constant_url_and_a_sync_function_deliver_alike(store: JobStore) -> None:
+    """webhook_url as a constant (on a PUT route) or a sync function (on a DELETE route):
+    each job's webhook is delivered to its URL."""
+    async with receiving() as receiver:
+        app = FastAPI()
+        endpoints = AsyncEndpoints(
+            app, store=store, webhook_secret=SECRET, webhook_allowed_hosts=[receiver.host]
+        )
+
+        @endpoints.map_async_put("/things/{name}", webhook_url=f"{receiver.url}/constant")
+        async def put_thing(ctx: AsyncContext[None]) -> str:
+            return ctx.route_params["name"]
+
+        @endpoints.map_async_delete(
+            "/things/{name}",
+            webhook_url=lambda request, body: f"{receiver.url}/{request.path_params['name']}",
+        )
+        async def delete_thing(ctx: AsyncContext[None]) -> None:
+            pass
+
+        endpoints.map_job_details()
+        async with client_of(app) as client:
+            put = (await client.put("/things/a")).json()
+            deleted = (await client.delete("/things/b")).json()
+            for job in (put, deleted):
+                await job_until(client, job["id"], webhook_ended)
+    paths = {delivery.job["id"]: delivery.path for delivery in receiver.deliveries}
+    assert paths == {put["id"]: "/constant", deleted["id"]: "/b"}
