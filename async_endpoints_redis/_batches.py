@@ -20,7 +20,6 @@ again.
 
 from __future__ import annotations
 
-import math
 import re
 import secrets
 import uuid
@@ -39,10 +38,10 @@ from async_endpoints._listing import (
 )
 
 from ._base import StoreBase
-from ._codec import encode_request, from_ms, job_from_text, pairs, text
+from ._codec import from_ms, job_from_text, pairs, text
 from ._errors import RETRY_AFTER
 from ._pages import VISITS_PER_JOB
-from ._scripts import delay_ms
+from ._scripts import job_tuple
 
 #: Jobs per script call when a batch is sent in chunks.
 CHUNK = 2000
@@ -54,26 +53,6 @@ CANCEL_STEP = 2000
 _LISTING = "batches"
 _ENTRY = re.compile(r"\d{14}:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _COUNTED = tuple(JobStatus)
-
-
-def job_tuple(new_job: NewJob) -> list[str | int]:
-    """The job as the batch scripts take it (``lua/_batch.lua``).
-
-    Raises:
-        ValueError: its delay is not a finite number.
-    """
-    if not math.isfinite(new_job.delay):
-        raise ValueError(f"delay must be a finite number of seconds, not {new_job.delay!r}")
-    return [
-        str(new_job.id),
-        new_job.name,
-        new_job.max_retries,
-        encode_request(new_job.request),
-        new_job.queue,
-        delay_ms(new_job.delay),
-        new_job.partition_key or "",
-        new_job.tenant or "",
-    ]
 
 
 def batch_from(batch_id: uuid.UUID, flat: Sequence[Any]) -> Batch:

@@ -26,6 +26,11 @@ The hash holds few, short fields so that Redis keeps it listpack-encoded (compac
     result           JSON text, once Completed
     error            JSON text ``{"message", "type"[, "traceback"]}``, after a failure
     progress         JSON text, the last progress reported (``lua/progress.lua``)
+    webhook          '<status> <attempts>' (e.g. 'Pending 0'), set on a job stored with a
+                     follow-up and updated by its delivery job (``lua/_follow_up.lua``)
+    follow           the follow-up, its job tuple as JSON (``lua/_batch.lua``), until the
+                     job is terminal (not read here: `follow_up_of` reads it)
+    for              on a webhook delivery job: the id of the job whose webhook it is
     request          JSON text, the captured request with short keys, empty parts left out:
                      ``{"b": body, "h": [[name, value], ...], "q": query, "p": {params},
                      "o": owner, "t": trace context}``
@@ -53,7 +58,16 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from async_endpoints._job import DEFAULT_QUEUE, Job, JobError, JobRequest, JobStatus, NewJob
+from async_endpoints._job import (
+    DEFAULT_QUEUE,
+    Job,
+    JobError,
+    JobRequest,
+    JobStatus,
+    NewJob,
+    WebhookState,
+    WebhookStatus,
+)
 
 Reply = bytes | str
 logger = logging.getLogger("async_endpoints_redis")
@@ -148,9 +162,42 @@ def decode_job(job_id: uuid.UUID, fields: Mapping[Reply, Reply]) -> Job:
             tenant=data.get("tenant"),
             progress=json.loads(data["progress"]) if "progress" in data else None,
             batch_id=uuid.UUID(data["batch"]) if "batch" in data else None,
+            webhook=decode_webhook(data["webhook"]) if "webhook" in data else None,
         )
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ValueError(f"job {job_id} is stored corrupt: {exc!r}") from exc
+
+
+def decode_webhook(source: str) -> WebhookState:
+    """The webhook state of a ``webhook`` field: ``'<status> <attempts>'``."""
+    status, attempts = source.split(" ")
+    return WebhookState(WebhookStatus(status), int(attempts))
+
+
+def decode_follow_up(source: Reply) -> NewJob:
+    """The follow-up a ``follow`` field keeps (a job tuple as JSON, its own follow-up
+    nested the same way).
+
+    Raises:
+        ValueError: The field is corrupt.
+    """
+    try:
+        values = json.loads(text(source))
+        job_id, name, retries, request, queue, delay, key, tenant, follow, target = values
+        return NewJob(
+            uuid.UUID(job_id),
+            name,
+            int(retries),
+            decode_request(request),
+            queue,
+            int(delay) / 1000,
+            partition_key=key or None,
+            tenant=tenant or None,
+            follow_up=decode_follow_up(follow) if follow else None,
+            delivers_for=uuid.UUID(target) if target else None,
+        )
+    except (TypeError, AttributeError, ValueError) as exc:
+        raise ValueError(f"a follow-up is stored corrupt: {exc!r}") from exc
 
 
 def queued_job(new_job: NewJob, created_ms: int, delay_ms: int) -> Job:

@@ -1,7 +1,8 @@
 """The Lua scripts (``lua/*.lua``) and typed calls of them, one per atomic operation.
 
 Each script is the shared includes (``lua/_lib.lua``, ``_index.lua``, ``_ready.lua``,
-``_bookkeeping.lua``, ``_lifecycle.lua``, ``_batch.lua``, ``_offers.lua``, in that order,
+``_bookkeeping.lua``, ``_lifecycle.lua``, ``_batch.lua``, ``_follow_up.lua``, ``_offers.lua``,
+in that order,
 or the few it needs; listing adds ``_index_scan.lua``, migration ``_migrate.lua``)
 followed by the operation's own file, whose header lists its ARGV and reply; the
 methods here pass exactly those. Every call passes two keys: the store's clock key and
@@ -30,7 +31,7 @@ from async_endpoints._job import JobRequest, NewJob
 from async_endpoints._store import Claim
 from async_endpoints._store_features import Idempotency
 
-from ._codec import Reply, encode_request
+from ._codec import Reply, dump_json, encode_request
 from ._elapsed import ElapsedClock
 
 #: One submission: the job, the most waiting jobs allowed (None: no limit), and its
@@ -41,8 +42,17 @@ if TYPE_CHECKING:
     from ._client import AnyRedis
     from ._keys import Keys
 
-_INCLUDES = ("_lib", "_index", "_ready", "_bookkeeping", "_lifecycle", "_batch", "_offers")
-_CORE = ("_lib", "_index", "_ready", "_bookkeeping", "_lifecycle", "_batch")
+_INCLUDES = (
+    "_lib",
+    "_index",
+    "_ready",
+    "_bookkeeping",
+    "_lifecycle",
+    "_batch",
+    "_follow_up",
+    "_offers",
+)
+_CORE = ("_lib", "_index", "_ready", "_bookkeeping", "_lifecycle", "_batch", "_follow_up")
 _EXTRA_INCLUDES = ("_index_scan", "_migrate")
 # Scripts that need fewer includes get only those: every include costs each call the time
 # to define its functions (about 16 us for all of them on a loaded 2-core machine: Lua 5.1
@@ -159,6 +169,11 @@ class Scripts:
         fields: dict[Reply, Reply] = await self._client.hgetall(self._keys.job(job_id))
         return fields
 
+    async def follow_up(self, job_id: uuid.UUID) -> Reply | None:
+        """The job's ``follow`` field (its follow-up still to store), or None."""
+        follow: Reply | None = await self._client.hget(self._keys.job(job_id), "follow")
+        return follow
+
     async def enqueue_many(self, jobs: Sequence[Submission]) -> tuple[list[int | Reply], int]:
         """Per (job, max waiting, idempotency): created-at ms, or -1 (duplicate id) or -2
         (queue full), or "<id> <fingerprint>" of the job an idempotency key names; and how
@@ -175,6 +190,7 @@ class Scripts:
             else:
                 ttl = max(1, math.ceil(idempotency.ttl * 1000))
                 args += [idempotency.key, idempotency.fingerprint, ttl]
+            args += webhook_args(new_job)
         replies, queued = await self._call("enqueue_many", args)
         return replies, queued
 
@@ -294,6 +310,56 @@ class Scripts:
         """How many jobs are Queued or Scheduled."""
         count: int = await self._call("count_waiting", [])
         return count
+
+
+def job_tuple(new_job: NewJob) -> list[str | int]:
+    """The job as the scripts take a new job apart from how it is submitted: the 10 values
+    of a job tuple (``lua/_batch.lua``), its follow-up's tuple nested as JSON text.
+
+    Raises:
+        ValueError: its delay is not a finite number, or its follow-up is refused
+            (`check_follow_ups`).
+    """
+    if not math.isfinite(new_job.delay):
+        raise ValueError(f"delay must be a finite number of seconds, not {new_job.delay!r}")
+    return [
+        str(new_job.id),
+        new_job.name,
+        new_job.max_retries,
+        encode_request(new_job.request),
+        new_job.queue,
+        delay_ms(new_job.delay),
+        new_job.partition_key or "",
+        new_job.tenant or "",
+        *webhook_args(new_job),
+    ]
+
+
+def webhook_args(new_job: NewJob) -> list[str]:
+    """The job's follow-up (its `job_tuple` as compact JSON, all values text) and the id of
+    the job whose webhook it delivers, '' for none.
+
+    Raises:
+        ValueError: the follow-up is refused (`check_follow_ups`).
+    """
+    follow_up, target = new_job.follow_up, new_job.delivers_for
+    follow = ""
+    if follow_up is not None:
+        check_follow_ups(new_job)
+        follow = dump_json([str(value) for value in job_tuple(follow_up)])
+    return [follow, "" if target is None else str(target)]
+
+
+def check_follow_ups(new_job: NewJob) -> None:
+    """Raise `ValueError` unless every follow-up in ``new_job``'s chain can be stored: a
+    finite delay, and no batch (a follow-up is stored as `enqueue` stores a job)."""
+    follow_up = new_job.follow_up
+    while follow_up is not None:
+        if not math.isfinite(follow_up.delay):
+            raise ValueError(f"delay must be a finite number of seconds, not {follow_up.delay!r}")
+        if follow_up.batch_id is not None:
+            raise ValueError("a follow-up belongs to no batch: its batch_id must be None")
+        follow_up = follow_up.follow_up
 
 
 def delay_ms(seconds: float) -> int:

@@ -78,11 +78,12 @@ from ._connection import Connection
 from ._control import RedisControl
 from ._errors import RETRY_AFTER
 from ._events import RedisEvents
+from ._follow_ups import RedisFollowUps
 from ._inspection import RedisInspection
 from ._keys import Keys
 from ._refusals import check_bulk_len, refusal
 from ._schedules import RedisSchedules
-from ._scripts import Submission, delay_ms
+from ._scripts import Submission, check_follow_ups, delay_ms
 from ._waits import RedisWaits
 
 logger = logging.getLogger("async_endpoints_redis")
@@ -95,7 +96,13 @@ _ALONE_OVER = 64 * 1024  # result characters past which a completion is not batc
 
 
 class RedisJobStore(
-    RedisWaits, RedisControl, RedisInspection, RedisSchedules, RedisBatches, RedisEvents
+    RedisWaits,
+    RedisControl,
+    RedisInspection,
+    RedisSchedules,
+    RedisBatches,
+    RedisEvents,
+    RedisFollowUps,
 ):
     """Jobs in Redis, shared by any number of app instances and worker processes.
 
@@ -217,6 +224,8 @@ class RedisJobStore(
         """
         if not math.isfinite(new_job.delay):
             raise ValueError(f"delay must be a finite number of seconds, not {new_job.delay!r}")
+        if new_job.follow_up is not None:
+            check_follow_ups(new_job)
         created_ms = await self._submissions.submit((new_job, max_waiting, None))
         assert isinstance(created_ms, int)
         return await self._stored(new_job, created_ms, max_waiting)
@@ -232,6 +241,8 @@ class RedisJobStore(
         """
         if not math.isfinite(new_job.delay):
             raise ValueError(f"delay must be a finite number of seconds, not {new_job.delay!r}")
+        if new_job.follow_up is not None:
+            check_follow_ups(new_job)
         reply = await self._submissions.submit((new_job, max_waiting, idempotency))
         if isinstance(reply, int):
             return await self._stored(new_job, reply, max_waiting), None

@@ -25,26 +25,36 @@
 --                                retention ends (purged with the terminal jobs)
 --
 -- A job of a batch has the field batch (its id); a continuation also has then = '1' and
--- is not counted. A job tuple (as the batch scripts take new jobs, and as pending keeps
--- the continuations) is 8 values: id, name, max_retries, request JSON (''), queue, delay
--- ms (0: none), partition key and tenant ('' for none).
+-- is not counted. A job tuple (as the batch scripts take new jobs, as pending keeps the
+-- continuations and as a job keeps its follow-up) is 10 values: id, name, max_retries,
+-- request JSON (''), queue, delay ms (0: none), partition key and tenant ('' for none),
+-- its follow-up (its job tuple as JSON text) and the job whose webhook it delivers (''
+-- for none). pending is a JSON array of the number 10 followed by the tuples; the
+-- 8-value tuples of an older version (no number first) are read as they were.
 
-local BATCH = {fields = 8, expiring = P .. 'batch-expiring', index = P .. 'batches'}
+local BATCH = {fields = 10, expiring = P .. 'batch-expiring', index = P .. 'batches'}
 
 local function batch_key(batch_id)
   return P .. 'batch:' .. batch_id
 end
 
--- The hash of a new job of batch batch_id from the tuple at t[i], created at stamp, as
+-- The hash of a new job of batch batch_id (nil: none, a follow-up) from the tuple at
+-- t[i] (width values: 10, or 8 without follow-up and target), created at stamp, as
 -- enqueue_many writes it (defaults left out), with its batch (and then, for a
 -- continuation). Returns the fields, its queue, delay, partition key and tenant.
-function BATCH.job_fields(t, i, batch_id, stamp, continuation)
+function BATCH.job_fields(t, i, batch_id, stamp, continuation, width)
   local queue, delay = t[i + 4], tonumber(t[i + 5]) or 0
   local partition_key = t[i + 6] ~= '' and t[i + 6] or nil
   local tenant = t[i + 7] ~= '' and t[i + 7] or nil
+  local follow, target
+  if (width or BATCH.fields) == 10 then
+    follow, target = t[i + 8] ~= '' and t[i + 8] or nil, t[i + 9] ~= '' and t[i + 9] or nil
+  end
   local fields = new_job_fields(t[i + 1], t[i + 2], t[i + 3], queue, partition_key, tenant,
-    stamp)
-  push(fields, 'batch', batch_id)
+    stamp, follow, target)
+  if batch_id then
+    push(fields, 'batch', batch_id)
+  end
   if continuation then
     push(fields, 'then', '1')
   end
@@ -53,16 +63,18 @@ end
 
 -- Stores the job of the tuple at t[i] as enqueue would: Queued (ready unless behind its
 -- partition key), or Scheduled when delayed; with cancel, Canceled at once (a
--- continuation that must not run: never in a lane, never run).
-function BATCH.store(t, i, batch_id, now, clock, continuation, cancel)
+-- continuation that must not run: never in a lane, never run; its status change is told
+-- to the hook, for its follow-up).
+function BATCH.store(t, i, batch_id, now, clock, continuation, cancel, width)
   local id = t[i]
   local key = job_key(id)
   local fields, queue, delay, partition_key, tenant =
-    BATCH.job_fields(t, i, batch_id, ms(now), continuation)
+    BATCH.job_fields(t, i, batch_id, ms(now), continuation, width)
   if cancel then
     redis.call('HSET', key, unpack(fields))
     index_add('created', now, id)
     settle(key, id, queue, 'Canceled', now, clock)
+    status_changed(key, nil, 'Canceled')
     return
   end
   local first = lane_join_new(fields, partition_key, id)
@@ -85,10 +97,14 @@ function BATCH.continue(bkey, batch_id, now, clock, cancel)
   end
   redis.call('HDEL', bkey, 'pending')
   local t = cjson.decode(pending)
-  for i = 1, #t, BATCH.fields do
+  local first, width = 1, 8
+  if type(t[1]) == 'number' then
+    first, width = 2, t[1]
+  end
+  for i = first, #t, width do
     if redis.call('EXISTS', job_key(t[i])) == 0 then
       redis.call('RPUSH', bkey .. ':jobs', t[i])
-      BATCH.store(t, i, batch_id, now, clock, true, cancel)
+      BATCH.store(t, i, batch_id, now, clock, true, cancel, width)
     end
   end
 end

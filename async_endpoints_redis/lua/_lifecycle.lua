@@ -53,13 +53,49 @@ local function lane_join_new(fields, partition_key, id)
   return false
 end
 
+-- Follow-ups and webhook deliveries (see _follow_up.lua): {p}:hooked counts the
+-- unfinished jobs that hold a follow-up (field follow) or deliver a webhook (field for),
+-- and is deleted at 0; while it is absent, the hook of _follow_up.lua costs one GET per
+-- script call and reads no job.
+local HOOKED = {key = P .. 'hooked'}
+
+function HOOKED.count()
+  if HOOKED.n == nil then
+    HOOKED.n = tonumber(redis.call('GET', HOOKED.key)) or 0
+  end
+  return HOOKED.n
+end
+
+function HOOKED.add(delta)
+  HOOKED.n = HOOKED.count() + delta
+  if HOOKED.n > 0 then
+    redis.call('SET', HOOKED.key, HOOKED.n)
+  else
+    redis.call('DEL', HOOKED.key)
+  end
+end
+
 -- The hash of a new job as a flat list, Queued and created at stamp (ms text), as every
 -- script that stores new jobs writes it. Fields that hold their defaults are left out to
 -- keep the hash small: retry_count (0), last_updated_at (created_at), request (empty:
--- ''), queue ('default'), partition_key and tenant (none: nil).
-local function new_job_fields(name, max_retries, request, queue, partition_key, tenant, stamp)
+-- ''), queue ('default'), partition_key and tenant (none: nil). follow (the follow-up's
+-- job tuple as JSON, see _follow_up.lua) and target (the id of the job whose webhook it
+-- delivers) are nil for most jobs; a job with either is counted in HOOKED, and one with a
+-- follow-up starts with webhook 'Pending 0'.
+local function new_job_fields(name, max_retries, request, queue, partition_key, tenant, stamp,
+    follow, target)
   local fields = {'name', name, 'status', 'Queued', 'max_retries', max_retries,
     'created_at', stamp}
+  if follow or target then
+    if follow then
+      push(fields, 'follow', follow)
+      push(fields, 'webhook', 'Pending 0')
+    end
+    if target then
+      push(fields, 'for', target)
+    end
+    HOOKED.add(1)
+  end
   if request ~= '' then
     push(fields, 'request', request)
   end

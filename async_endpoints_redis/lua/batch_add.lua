@@ -92,6 +92,7 @@ if create then
   end
   if #ids > 0 then
     push(fields, 'conts', table.concat(ids, ' '))
+    table.insert(conts, 1, BATCH.fields)
     push(fields, 'pending', cjson.encode(conts))
   end
   local entry = index_entry(now, batch_id)

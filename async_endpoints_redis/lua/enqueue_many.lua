@@ -3,10 +3,12 @@
 -- is Queued at the tail of its queue (or Scheduled, when delayed) and workers are woken.
 -- One call carries every submission a process made in the same event-loop turn.
 --
--- ARGV[1], ARGV[2], ...  12-tuples of job id, job name, max_retries, request JSON (or ''
+-- ARGV[1], ARGV[2], ...  14-tuples of job id, job name, max_retries, request JSON (or ''
 --          for an empty request), the most waiting jobs allowed (-1: no limit), the queue,
 --          the delay in ms (0: Queued now), the partition key and the tenant ('' for none),
---          and the idempotency key, fingerprint and time to live in ms ('' for none)
+--          the idempotency key, fingerprint and time to live in ms ('' for none), and the
+--          follow-up (its job tuple as JSON, see _follow_up.lua) and the id of the job
+--          whose webhook it delivers ('' for none)
 --
 -- Idempotency: a job whose key ({p}:idem:<key>, a HASH of the id and fingerprint it was
 -- first stored with) names a job that still exists is not stored; its reply is that
@@ -124,7 +126,7 @@ end
 
 local replies = {}
 local woken = {}
-for i = 1, #ARGV, 12 do
+for i = 1, #ARGV, 14 do
   local id = ARGV[i]
   local key = job_key(id)
   local idem = ARGV[i + 9] ~= '' and (P .. 'idem:' .. ARGV[i + 9]) or nil
@@ -148,7 +150,8 @@ for i = 1, #ARGV, 12 do
     replies[#replies + 1] = -2
   else
     local fields = new_job_fields(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], queue, partition_key,
-      tenant, stamp)
+      tenant, stamp, ARGV[i + 12] ~= '' and ARGV[i + 12] or nil,
+      ARGV[i + 13] ~= '' and ARGV[i + 13] or nil)
     local first = lane_join_new(fields, partition_key, id)
     if delay > 0 then
       fields[4] = 'Scheduled'

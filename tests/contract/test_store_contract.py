@@ -9,6 +9,7 @@ from async_endpoints._store import ControlStore, InspectionStore
 from async_endpoints._store_features import (
     BatchStore,
     EventStore,
+    FollowUpStore,
     IdempotentStore,
     ProgressStore,
     ScheduleStore,
@@ -33,6 +34,7 @@ class ProjectStore(JobStoreContract):
                 ProgressStore,
                 EventStore,
                 IdempotentStore,
+                FollowUpStore,
             ):
                 assert isinstance(store, capability), capability.__name__
 

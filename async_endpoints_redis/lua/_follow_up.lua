@@ -1,0 +1,74 @@
+-- Follow-ups and webhook deliveries (included after _batch.lua, whose status_changed it
+-- chains): a job's follow-up is stored in the script that makes the job terminal, and a
+-- delivery job's transitions are kept in its target's webhook field, in the script of
+-- each transition.
+--
+-- A job stored with a follow-up keeps it in its hash as field follow (its job tuple as
+-- JSON, see _batch.lua) and has webhook = '<status> <attempts>' ('Pending 0' at first). A
+-- delivery job has field for, its target's id. HOOKED (_lifecycle.lua) counts the
+-- unfinished jobs with either field.
+--
+-- The hook, after the batch's: on a claim (to InProgress, hand-overs included), an end
+-- (to a terminal status, from any route: complete, dead, cancel, recovery, a batch's
+-- cancel, a continuation stored Canceled) and a requeue, and only while HOOKED is not 0
+-- (a requeue always looks), it reads the job's follow and for:
+--   claim: the target's attempts + 1;
+--   end: the target's status becomes Delivered (Completed) or Failed; the follow-up is
+--     taken out of the hash (HDEL) and stored as enqueue_many stores a job (Queued, or
+--     Scheduled when delayed; no waiting limit), unless its id is taken (skipped);
+--   requeue of a delivery job: counted in HOOKED again (a requeued job has no follow-up
+--     any more, so it never stores one twice).
+-- A target whose hash is gone is left alone (nothing is created).
+
+local FOLLOW = {batch_changed = status_changed}
+
+-- The target's webhook after a claim (claimed) or the end (in status to) of its
+-- delivery job; a target that is gone (or not a hash) is left alone.
+function FOLLOW.update(target, claimed, to)
+  local key = job_key(target)
+  local state = redis.pcall('HGET', key, 'webhook')
+  if type(state) ~= 'string' then
+    if state ~= false or redis.call('EXISTS', key) == 0 then
+      return  -- gone, or not a hash
+    end
+    state = 'Pending 0'
+  end
+  local status, attempts = string.match(state, '^(%a+) (%d+)$')
+  attempts = tonumber(attempts) or 0
+  if claimed then
+    attempts = attempts + 1
+  else
+    status = to == 'Completed' and 'Delivered' or 'Failed'
+  end
+  redis.call('HSET', key, 'webhook', (status or 'Pending') .. ' ' .. attempts)
+end
+
+status_changed = function(key, from, to)
+  FOLLOW.batch_changed(key, from, to)
+  local claimed, ended = to == 'InProgress', TERMINAL[to]
+  local requeued = from ~= nil and TERMINAL[from] and not ended
+  if not (claimed or ended or requeued) or (not requeued and HOOKED.count() == 0) then
+    return
+  end
+  local f = redis.pcall('HMGET', key, 'follow', 'for')
+  if type(f) ~= 'table' or not (f[1] or f[2]) then
+    return
+  end
+  if requeued then
+    HOOKED.add(1)
+    return
+  end
+  if f[2] then
+    FOLLOW.update(f[2], claimed, to)
+  end
+  if ended then
+    HOOKED.add(-1)
+    if f[1] then
+      redis.call('HDEL', key, 'follow')
+      local t = cjson.decode(f[1])
+      if redis.call('EXISTS', job_key(t[1])) == 0 then
+        BATCH.store(t, 1, nil, now_ms(), clock_ms(), false, false)
+      end
+    end
+  end
+end
