@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from ._job import Job, JobStatus
@@ -61,12 +62,16 @@ class LifecycleEvent:
         outcome: For ``FINISHED`` events, how the attempt ended; None otherwise (the job's
             ``error`` says why a failed or retried attempt failed: ``JobTimeout``...).
         duration: For ``FINISHED`` events, seconds the attempt ran (monotonic clock).
+        due_at: For ``STARTED`` events, when the job became due (`Claim.due_at`: its
+            ``run_at`` for a delayed job or a retry after backoff); None when the store
+            does not say.
     """
 
     kind: EventKind
     job: Job
     outcome: AttemptOutcome | None = None
     duration: float | None = None
+    due_at: datetime | None = None
 
 
 Listener = Callable[[LifecycleEvent], None]

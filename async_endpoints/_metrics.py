@@ -11,7 +11,7 @@ once a second however often it is scraped::
     async_endpoints_job_attempts_total{name,outcome}         completed, failed, timeout,
                                                              canceled, lost
     async_endpoints_job_duration_seconds{name}               attempt run time (histogram)
-    async_endpoints_job_pickup_seconds{name}                 created -> first started
+    async_endpoints_job_pickup_seconds{name}                 due -> started, per attempt
     async_endpoints_jobs_waiting{queue}                      Queued jobs (store-wide)
     async_endpoints_jobs_running                             attempts running here
 
@@ -31,6 +31,7 @@ import logging
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Container, Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -121,7 +122,7 @@ class JobMetrics(Collector):
         kind = event.kind
         if kind is EventKind.STARTED:
             self.running += 1
-            pickup = _pickup_seconds(job)
+            pickup = _pickup_seconds(job, event.due_at)
             if pickup is not None:
                 _histogram(self.pickup, name).observe(pickup)
         elif kind is EventKind.FINISHED:
@@ -159,7 +160,7 @@ class JobMetrics(Collector):
         )
         yield _histograms(
             "async_endpoints_job_pickup_seconds",
-            "From a job's creation to the start of its first attempt.",
+            "From when a job became due to the start of its attempt.",
             self.pickup,
         )
         waiting = GaugeMetricFamily(
@@ -239,10 +240,16 @@ def _attempt_outcome(job: Job, outcome: AttemptOutcome | None) -> str:
     return outcome.value
 
 
-def _pickup_seconds(job: Job) -> float | None:
-    """Seconds from creation to this first claim of ``job`` (None for a later attempt:
-    a claimed job no longer says when it became due)."""
-    started = job.started_at
-    if started is None or job.retry_count or started != job.last_updated_at:
+def _pickup_seconds(job: Job, due_at: datetime | None) -> float | None:
+    """Seconds from when ``job`` became due (``due_at``: its ``run_at`` for a delayed job
+    or a retry after backoff) to this claim of it (its ``last_updated_at``, store clock).
+
+    Without ``due_at`` (a store that does not say), a first attempt counts from creation
+    and a later one is not counted (None).
+    """
+    claimed_at = job.last_updated_at
+    if due_at is not None:
+        return max(0.0, (claimed_at - due_at).total_seconds())
+    if job.retry_count or job.started_at != claimed_at:
         return None
-    return max(0.0, (started - job.created_at).total_seconds())
+    return max(0.0, (claimed_at - job.created_at).total_seconds())

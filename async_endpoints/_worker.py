@@ -106,7 +106,7 @@ class AttemptRunner:
     ) -> Job | None:
         began = asyncio.get_running_loop().time()
         if self.events:
-            self.events.emit(LifecycleEvent(EventKind.STARTED, claim.job))
+            self.events.emit(LifecycleEvent(EventKind.STARTED, claim.job, due_at=claim.due_at))
         try:
             outcome = await self.attempt(claim, handler_ended, began)
         except asyncio.CancelledError:
@@ -251,7 +251,7 @@ class AttemptRunner:
         if reporter is not None:
             await reporter.flush()
             if reporter.wrote:  # the job as the store holds it now, for the settled job
-                claim = Claim(claim.job.replace(progress=reporter.last), claim.token)
+                claim = Claim(claim.job.replace(progress=reporter.last), claim.token, claim.due_at)
         if outcome.error is None:
             try:
                 settled = await self.store.complete(claim, outcome.result)

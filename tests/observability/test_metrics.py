@@ -108,7 +108,8 @@ async def test_counters_after_real_jobs(engine: AsyncEndpoints) -> None:
     assert value(samples, attempts, name="Slow", outcome="timeout") == 2
     assert value(samples, "async_endpoints_job_duration_seconds_count", name="Ok") == 2
     assert value(samples, "async_endpoints_job_duration_seconds_count", name="Slow") == 2
-    assert value(samples, "async_endpoints_job_pickup_seconds_count", name="Broken") == 1
+    # Pickup is counted per attempt (due -> started): Broken ran twice.
+    assert value(samples, "async_endpoints_job_pickup_seconds_count", name="Broken") == 2
     assert value(samples, "async_endpoints_jobs_running") == 0
 
 
