@@ -125,11 +125,27 @@ class RedisJobStore(
         max_connections: Connections the store opens at most (per node on a cluster),
             one of them for pub/sub. Calls beyond it wait for a free connection (up to
             ``socket_timeout``), on a single server and on a cluster alike.
+        shards: How many hash tags (shards) the jobs are spread over, so that a Redis
+            Cluster serves them from as many masters (see `_shard_layout`); 1, the
+            default, keeps every key under the one tag ``{prefix}``. A store made with
+            another count is a `ShardedRedisJobStore`. Changing it while jobs are stored
+            loses none: see `_shard_reshard`.
 
     Raises:
         ConfigurationError: Neither or both of ``url`` and ``client`` given, a bad prefix,
             or a retention that is not positive.
     """
+
+    #: What this store's claim tokens start with (a shard's mark in a sharded store).
+    _token_mark = ""
+
+    def __new__(cls, url: str | None = None, *, shards: int = 1, **_: Any) -> RedisJobStore:
+        """A `ShardedRedisJobStore` when ``shards`` is not 1, else this class."""
+        if shards != 1 and cls is RedisJobStore:
+            from ._shard_store import ShardedRedisJobStore
+
+            return super().__new__(ShardedRedisJobStore)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -142,6 +158,7 @@ class RedisJobStore(
         socket_timeout: float = 3.0,
         socket_connect_timeout: float = 2.0,
         max_connections: int = 50,
+        shards: int = 1,
     ) -> None:
         if (url is None) == (client is None):
             raise ConfigurationError("RedisJobStore needs either a url or a client")
@@ -284,7 +301,8 @@ class RedisJobStore(
             return []
         # A call that went unanswered may have run: the next one resends its token base, so
         # the script hands back what it claimed rather than leaving it stranded.
-        token_base, self._unanswered_claim = self._unanswered_claim or secrets.token_hex(8), None
+        token_base = self._unanswered_claim or self._token_mark + secrets.token_hex(8)
+        self._unanswered_claim = None
         self._end_offer()  # the script ends it in Redis too, re-queueing unstarted jobs
         started, self._started = self._started, []
         inbox = self._inbox

@@ -45,6 +45,7 @@ class RedisWaits(StoreBase):
     # (a withdrawal must not put a started job back in the queue).
     _started: list[str]
     _withdrawals: set[asyncio.Task[None]]
+    _token_mark: str
 
     if TYPE_CHECKING:
 
@@ -103,7 +104,7 @@ class RedisWaits(StoreBase):
         queues: Sequence[str],
     ) -> list[Claim]:
         self._end_offer()
-        offer = self._offer = Offer(secrets.token_hex(8))
+        offer = self._offer = Offer(self._token_mark + secrets.token_hex(8))
         self._offered = True
         started, self._started = self._started, []
         inbox, ttl_ms = self._inbox, _ms(_OFFER_TTL)
@@ -144,6 +145,14 @@ class RedisWaits(StoreBase):
         if job is not None and token.startswith(offer.base + "."):
             offer.handed.append(Claim(job, token))
             self._notifications.wake()
+
+    def _give_back(self, claims: Sequence[Claim]) -> None:
+        """Undo the return of ``claims`` handed over by `wait_for_work` (a sharded store
+        returns one shard's at a time): they count as not started, and the offer's end,
+        sent now, puts them back at the head of their queue."""
+        tokens = {claim.token for claim in claims}
+        self._started = [token for token in self._started if token not in tokens]
+        self._withdraw_soon()
 
     def _end_offer(self) -> None:
         offer, self._offer = self._offer, None

@@ -1,0 +1,105 @@
+"""`WaitingCounts`: ``max_waiting`` over every shard of a sharded store, without a fan-out
+per submission.
+
+Each shard's enqueue script refuses a job once its own shard holds ``limit`` waiting
+(Queued or Scheduled) jobs. A sharded store passes ``limit = max_waiting - the waiting
+jobs of the other shards``, as last read: every shard's count is read again (one
+`count_waiting` per shard, all at once) when it is older than `FRESH_FOR` seconds, and
+this process's own submissions are added to it as they are stored. A refusal is never
+taken on an old count: the counts are read again and the submission retried once with
+the fresh limit, so a submission is refused only when ``max_waiting`` jobs really wait
+(at that read). What may pass unseen is what other processes submitted to other shards
+since the last read (at most `FRESH_FOR` seconds of it): the limit is a bound on the
+backlog, not a transaction across shards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+from async_endpoints._errors import QueueFullError
+
+if TYPE_CHECKING:
+    from ._store import RedisJobStore
+
+T = TypeVar("T")
+
+#: Seconds a read of the shards' waiting counts is used for.
+FRESH_FOR = 0.5
+
+
+class _Shards(Protocol):
+    """What `WaitingCounts` needs of the store."""
+
+    @property
+    def _shards(self) -> list[RedisJobStore]: ...
+
+
+class WaitingCounts:
+    """The last read waiting count of every shard.
+
+    Args:
+        store: The sharded store (its started shards are read).
+    """
+
+    def __init__(self, store: _Shards) -> None:
+        self._store = store
+        self._counts: list[int] = []
+        self._read_at = -FRESH_FOR
+        self._reading: asyncio.Task[None] | None = None
+
+    async def limited(
+        self,
+        shard: int,
+        max_waiting: int | None,
+        store: Callable[[int | None], Awaitable[T]],
+        count: int = 1,
+    ) -> T:
+        """``store(limit)`` for a submission to ``shard``, with the limit of that shard
+        (None: no limit), storing ``count`` waiting jobs; retried once on fresh counts
+        when refused.
+
+        Raises:
+            QueueFullError: ``max_waiting`` jobs wait in all shards together.
+        """
+        if max_waiting is None:
+            return await store(None)
+        if time.monotonic() - self._read_at > FRESH_FOR:
+            await self._read()
+        try:
+            stored = await store(self._limit(shard, max_waiting))
+        except QueueFullError:
+            await self._read_all()  # a refusal is never taken on an old count
+            try:
+                stored = await store(self._limit(shard, max_waiting))
+            except QueueFullError as exc:
+                raise QueueFullError(
+                    f"{max_waiting} jobs are waiting", retry_after=exc.retry_after
+                ) from None
+        self.add(shard, count)
+        return stored
+
+    def add(self, shard: int, count: int) -> None:
+        """Count ``count`` jobs this process just stored in ``shard``."""
+        if self._counts:
+            self._counts[shard] += count
+
+    def _limit(self, shard: int, max_waiting: int) -> int:
+        elsewhere = sum(self._counts) - self._counts[shard]
+        return max(0, max_waiting - elsewhere)
+
+    async def _read(self) -> None:
+        """Read every shard's count (one read at a time, shared by its callers)."""
+        reading = self._reading
+        if reading is None or reading.done():
+            reading = self._reading = asyncio.ensure_future(self._read_all())
+        await asyncio.shield(reading)
+
+    async def _read_all(self) -> None:
+        shards = self._store._shards
+        started = time.monotonic()
+        self._counts = list(await asyncio.gather(*(shard.count_waiting() for shard in shards)))
+        self._read_at = started

@@ -1,0 +1,221 @@
+"""Pointers: how a sharded store finds, with no fan-out, a job (or batch) stored away from
+its id's shard.
+
+A job is looked up in its id's shard (`ShardLayout.of_id`). A job placed elsewhere (by
+its partition key, its batch or its idempotency key) leaves a pointer in its id's shard,
+written before the job is stored::
+
+    {s}:at        HASH  "<job id>" or "batch:<batch id>" -> the key prefix of the shard
+                        holding it (a prefix, not an index: it stays right when the
+                        number of shards changes, see `_shard_reshard`)
+    {s}:at-check  ZSET  the same fields, by when the pointer is next checked (ms, the
+                        Redis server's clock)
+
+An idempotency key is recorded in its own shard (`ShardLayout.of_label`) with the shard
+of its job, as ``{s}:idem-at:<key>`` (STRING, expiring with the key), so that repeats of
+a submission meet in one shard whatever their partition key (`idempotent`).
+
+Writing a pointer is one script in the id's shard (`_ADD`) that also refuses an id taken
+there (a job with this id, or a pointer to another shard): ids stay unique across shards
+whichever shard a job goes to. A lookup that misses in the id's shard reads the pointer
+(one HGET) and goes to the shard it names; a job in its id's shard needs no pointer and
+costs nothing more.
+
+A pointer's lifetime follows its job without touching the job's scripts: every
+`recover` pass checks the pointers due (`sweep`, at most `SWEEP_BATCH` per shard and
+pass): one whose job (or batch) is gone is deleted, the others are checked again a
+retention later. The first check comes a retention plus an hour after the write, long
+after the job's own store call ended, so a pointer written for a job that was then
+refused goes too. Cost: one pointer (about 100 bytes) per job stored away from its id's
+shard while it lives, one round trip more for its enqueue, and one check per retention.
+
+A follow-up (`NewJob.follow_up`, a webhook delivery) is enqueued by its parent's script,
+in its parent's shard, with the id the engine chose: when that id's shard is another, the
+parent's enqueue points it there first (``"<prefix> <parent id>"``: kept while the
+parent or the follow-up lives).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from async_endpoints._errors import DuplicateJobError
+
+from ._client import AnyRedis
+from ._keys import Keys
+from ._shard_layout import ShardLayout
+
+#: Pointers checked per shard by one `recover` pass.
+SWEEP_BATCH = 200
+_FIRST_CHECK_MS = 3_600_000  # after a retention, plus this
+
+# KEYS: {s}:at, {s}:at-check; ARGV: the target ("<prefix>" or "<prefix> <parent id>"),
+# check delay ms, the job key prefix ({s}:job:) or '' (take no notice of ids in use),
+# then fields. Reply: the first field that is taken, or ''.
+_ADD = """
+local t = redis.call('TIME')
+local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2])
+for i = 4, #ARGV do
+  local name = ARGV[i]
+  local held = redis.call('HGET', KEYS[1], name)
+  local taken = held and held ~= ARGV[1]
+  if ARGV[3] ~= '' and (taken or redis.call('EXISTS', ARGV[3] .. name) == 1) then
+    return name
+  end
+end
+for i = 4, #ARGV do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[1])
+  redis.call('ZADD', KEYS[2], 'NX', due, ARGV[i])
+end
+return ''
+"""
+
+# KEYS: {s}:at, {s}:at-check; ARGV: most. Reply: {field, target, ...} of the pointers due.
+_DUE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {}
+for _, name in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, ARGV[1])) do
+  local target = redis.call('HGET', KEYS[1], name)
+  if target then
+    out[#out + 1] = name
+    out[#out + 1] = target
+  else
+    redis.call('ZREM', KEYS[2], name)
+  end
+end
+return out
+"""
+
+# KEYS: {s}:at, {s}:at-check; ARGV: next check delay ms, then per pointer: field, 1 (its
+# job lives: check again later) or 0 (gone: delete it).
+_CHECKED = """
+local t = redis.call('TIME')
+local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+for i = 2, #ARGV, 2 do
+  if ARGV[i + 1] == '1' then
+    redis.call('ZADD', KEYS[2], 'XX', due, ARGV[i])
+  else
+    redis.call('HDEL', KEYS[1], ARGV[i])
+    redis.call('ZREM', KEYS[2], ARGV[i])
+  end
+end
+return 0
+"""
+
+
+def batch_field(batch_id: uuid.UUID) -> str:
+    """The pointer field of a batch."""
+    return f"batch:{batch_id}"
+
+
+class Pointers:
+    """The pointers of one store's shards.
+
+    Args:
+        client: The store's client.
+        layout: The store's shards.
+    """
+
+    def __init__(self, client: AnyRedis, layout: ShardLayout) -> None:
+        self._client = client
+        self._layout = layout
+        self._add = client.register_script(_ADD)
+        self._due = client.register_script(_DUE)
+        self._checked = client.register_script(_CHECKED)
+
+    def _keys(self, shard: int) -> list[str]:
+        keys = Keys(self._layout.prefixes[shard])
+        return [f"{keys.key_prefix}at", f"{keys.key_prefix}at-check"]
+
+    async def add(self, ids: Sequence[uuid.UUID], shard: int, retention: float) -> None:
+        """Point the ids' shards at ``shard`` for these job ids (one call per id shard).
+
+        Raises:
+            DuplicateJobError: An id is taken in its id's shard.
+        """
+        await self.add_fields([(self._layout.of_id(job_id), str(job_id)) for job_id in ids],
+                              shard, retention)  # fmt: skip
+
+    async def add_fields(
+        self,
+        fields: Sequence[tuple[int, str]],
+        shard: int,
+        retention: float,
+        *,
+        parent: uuid.UUID | None = None,
+    ) -> None:
+        """Point at ``shard`` the (id shard, field) pairs (jobs or `batch_field`); with
+        ``parent``, the pointers of that job's follow-ups (kept while either lives, and
+        written whatever the ids' shards hold: a follow-up whose id is taken is skipped
+        by the parent's script, not refused here).
+
+        Raises:
+            DuplicateJobError: A field is taken in its id's shard.
+        """
+        by_shard: dict[int, list[str]] = {}
+        for id_shard, name in fields:
+            if id_shard != shard:
+                by_shard.setdefault(id_shard, []).append(name)
+        delay = round(retention * 1000) + _FIRST_CHECK_MS
+        target = self._layout.prefixes[shard]
+        if parent is not None:
+            target = f"{target} {parent}"
+        for id_shard, names in by_shard.items():
+            job_prefix = "" if parent else Keys(self._layout.prefixes[id_shard]).job_prefix
+            taken = await self._add(
+                keys=self._keys(id_shard), args=[target, delay, job_prefix, *names]
+            )
+            if taken:
+                raise DuplicateJobError(f"a job with id {_text(taken)} exists already")
+
+    async def idempotent(self, key: str, shard: int, ttl_ms: int) -> int:
+        """Record that idempotency key ``key`` is used for a job in ``shard`` (in the
+        key's shard, for ``ttl_ms``, unless recorded already); the shard of the key's
+        job: ``shard``, or the one recorded by an earlier submission."""
+        home = Keys(self._layout.prefixes[self._layout.of_label(key)]).key_prefix
+        target = self._layout.prefixes[shard]
+        held = await self._client.set(f"{home}idem-at:{key}", target, nx=True, px=ttl_ms, get=True)
+        if not isinstance(held, bytes | str):
+            return shard
+        return self._layout.index_of.get(_text(held), shard)
+
+    async def target(self, id_shard: int, job_id: uuid.UUID | str) -> int | None:
+        """The shard a pointer in ``id_shard`` names for this id (or `batch_field`); None
+        when there is none (or it names a shard this layout lacks)."""
+        held = await self._client.hget(self._keys(id_shard)[0], str(job_id))
+        if held is None:
+            return None
+        return self._layout.index_of.get(_text(held).split(" ")[0])
+
+    async def sweep(self, shard: int, retention: float) -> int:
+        """Check the pointers of ``shard`` that are due; how many were deleted."""
+        keys = self._keys(shard)
+        flat: list[Any] = await self._due(keys=keys, args=[SWEEP_BATCH])
+        if not flat:
+            return 0
+        pairs = [(_text(flat[i]), _text(flat[i + 1])) for i in range(0, len(flat), 2)]
+        async with self._client.pipeline(transaction=False) as pipe:
+            for name, held in pairs:
+                target, _, parent = held.partition(" ")
+                kind, _, raw_id = name.rpartition(":")
+                key = Keys(target).key_prefix + ("batch:" if kind else "job:")
+                pipe.exists(key + raw_id)
+                if parent:  # a follow-up's pointer: kept while its parent lives too
+                    pipe.exists(key + parent)
+            results = iter(await pipe.execute())
+        alive = [
+            bool(next(results)) | (bool(next(results)) if " " in held else False)
+            for _, held in pairs
+        ]
+        args: list[str | int] = [round(retention * 1000)]
+        for (name, _), lives in zip(pairs, alive, strict=True):
+            args += [name, 1 if lives else 0]
+        await self._checked(keys=keys, args=args)
+        return sum(1 for lives in alive if not lives)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

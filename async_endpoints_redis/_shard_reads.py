@@ -1,0 +1,226 @@
+"""`ShardReads`: the reads of a sharded store that span every shard, and what they cost.
+
+- count_waiting: one script per shard, all at once, summed.
+- queue_stats: one script per shard, all at once, O(queues) each; counts summed, a queue
+  paused when any shard has it paused (pause writes every shard).
+- list_jobs: one page from every shard (each as with one shard: O(limit + log n), or the
+  visit budget with a filter), all at once, merged in the listing's order; N times one
+  shard's Redis work. The cursor holds, per shard, where its last page started and how
+  many of that page's jobs were shown (`merged_page`), so paging visits every job once
+  while nothing changes. With a ``batch_id``: the batch's one shard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from async_endpoints._job import DEFAULT_QUEUE, Job, JobStatus
+from async_endpoints._listing import (
+    JobPage,
+    QueueStats,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+    filters_of,
+)
+
+from ._shard_base import ShardBase
+
+if TYPE_CHECKING:
+    from ._store import RedisJobStore
+
+T = TypeVar("T")
+_NEWEST_FIRST = (None, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED)
+
+
+async def merged_page(
+    shard_count: int,
+    filters: list[Any],
+    limit: int,
+    cursor: str | None,
+    page: Callable[[int, int, str | None], Awaitable[tuple[list[T], str | None]]],
+    order: Callable[[T], Any],
+) -> tuple[list[T], str | None]:
+    """One page of at most ``limit`` items merged from every shard's pages in ``order``
+    (ascending), and the cursor of the next.
+
+    ``page(shard, limit, cursor)`` reads one shard's page. The cursor's position is, per
+    shard, ``[its page's cursor or '', items of it shown, 1 when it has no more]``: a
+    shard's page is read again from its start and the shown items skipped. A shard whose
+    page ran out before the merged page was full, while it has more, ends the page early
+    (its next items are unknown): the page may be short, with a cursor.
+
+    Raises:
+        ValueError: A cursor not made for this listing.
+    """
+    check_limit(limit)
+    if cursor is None:
+        states: list[list[Any]] = [["", 0, 0] for _ in range(shard_count)]
+    else:
+        states = decode_cursor(cursor, filters)
+        if len(states) != shard_count or not all(_is_state(state) for state in states):
+            raise ValueError("invalid cursor")
+    reads = [
+        page(index, limit + skip, start or None)
+        for index, (start, skip, done) in enumerate(states)
+        if not done
+    ]
+    pages = iter(await asyncio.gather(*reads))
+    lists: list[list[T]] = []
+    nexts: list[str | None] = []
+    for _, skip, done in states:
+        items, following = ([], None) if done else next(pages)
+        lists.append(items[skip:])
+        nexts.append(following)
+    out, taken = _merge(lists, nexts, limit, order)
+    following_states, more = _following(states, lists, nexts, taken)
+    return out, encode_cursor(filters, following_states) if more else None
+
+
+def _merge(
+    lists: list[list[T]], nexts: list[str | None], limit: int, order: Callable[[T], Any]
+) -> tuple[list[T], list[int]]:
+    """Up to ``limit`` items of ``lists`` in ``order``, stopping where a list that has
+    more (its next page) runs out; and how many were taken from each list."""
+    taken = [0] * len(lists)
+    heads = [(order(items[0]), index) for index, items in enumerate(lists) if items]
+    if any(not items and nexts[index] for index, items in enumerate(lists)):
+        heads = []  # a shard's next items are unknown (its page was all shown): read on
+    heapq.heapify(heads)
+    out: list[T] = []
+    while heads and len(out) < limit:
+        _, index = heapq.heappop(heads)
+        out.append(lists[index][taken[index]])
+        taken[index] += 1
+        if taken[index] < len(lists[index]):
+            heapq.heappush(heads, (order(lists[index][taken[index]]), index))
+        elif nexts[index] is not None:
+            break  # this shard's next items are unknown: they may come first
+    return out, taken
+
+
+def _following(
+    states: list[list[Any]], lists: list[list[T]], nexts: list[str | None], taken: list[int]
+) -> tuple[list[list[Any]], bool]:
+    """Each shard's state after this page; and whether any shard has more."""
+    following: list[list[Any]] = []
+    more = False
+    for index, (start, skip, done) in enumerate(states):
+        if done:
+            following.append([start, skip, 1])
+        elif taken[index] < len(lists[index]):
+            following.append([start, skip + taken[index], 0])
+            more = True
+        elif nexts[index] is not None:
+            following.append([nexts[index], 0, 0])
+            more = True
+        else:
+            following.append(["", 0, 1])
+    return following, more
+
+
+def _is_state(state: Any) -> bool:
+    return (
+        isinstance(state, list)
+        and len(state) == 3
+        and isinstance(state[0], str)
+        and type(state[1]) is int
+        and state[1] >= 0
+        and state[2] in (0, 1)
+    )
+
+
+def job_order(status: JobStatus | None, queues: Sequence[str]) -> Callable[[Job], Any]:
+    """The listing order of `async_endpoints._listing` as an ascending sort key."""
+    rank = {name: index for index, name in enumerate(queues)}
+
+    def moment(value: datetime | None) -> float:
+        return 0.0 if value is None else value.timestamp()
+
+    if status is JobStatus.QUEUED:
+        return lambda job: (rank.get(job.queue, len(rank)), moment(job.created_at), job.id.hex)
+    if status is JobStatus.SCHEDULED:
+        return lambda job: (moment(job.run_at), job.id.hex)
+    if status is JobStatus.IN_PROGRESS:
+        return lambda job: (moment(job.started_at), job.id.hex)
+    if status in _NEWEST_FIRST[1:]:
+        return lambda job: (-moment(job.completed_at), _reverse(job.id.hex))
+    return lambda job: (-moment(job.created_at), _reverse(job.id.hex))
+
+
+def _reverse(text: str) -> str:
+    return text.translate(_FLIP)
+
+
+_FLIP = str.maketrans("0123456789abcdef", "fedcba9876543210")
+
+
+class ShardReads(ShardBase):
+    """Counting and listing over every shard; see `async_endpoints.InspectionStore`."""
+
+    async def count_waiting(self) -> int:
+        """How many jobs are Queued or Scheduled now, in every queue of every shard."""
+        shards = await self._ready_shards()
+        return sum(await asyncio.gather(*(shard.count_waiting() for shard in shards)))
+
+    async def queue_stats(self, queues: Sequence[str]) -> list[QueueStats]:
+        """Counts per queue, summed over the shards (see the module docstring)."""
+        shards = await self._ready_shards()
+        per_shard = await asyncio.gather(*(shard.queue_stats(queues) for shard in shards))
+        totals = []
+        for rows in zip(*per_shard, strict=True):
+            first = rows[0]
+            totals.append(
+                QueueStats(
+                    first.name,
+                    any(row.paused for row in rows),
+                    *(sum(getattr(row, name) for row in rows) for name in _COUNTS),
+                )
+            )
+        return totals
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        queue: str | None = None,
+        tenant: str | None = None,
+        batch_id: uuid.UUID | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
+    ) -> JobPage:
+        """One page of the matching jobs from every shard, merged (see the module
+        docstring); with a ``batch_id`` from the batch's shard."""
+        shards = await self._ready_shards()
+        if batch_id is not None:
+            shard = await self._batch_shard(batch_id)
+            return await shard.list_jobs(
+                status=status, queue=queue, tenant=tenant, batch_id=batch_id,
+                limit=limit, cursor=cursor, queues=queues,
+            )  # fmt: skip
+
+        async def page(index: int, size: int, at: str | None) -> tuple[list[Job], str | None]:
+            one = await shards[index].list_jobs(
+                status=status, queue=queue, tenant=tenant, limit=min(size, 1000),
+                cursor=at, queues=queues,
+            )  # fmt: skip
+            return list(one.jobs), one.next_cursor
+
+        filters = ["shards", len(shards), *filters_of(status, queue, tenant)]
+        jobs, following = await merged_page(
+            len(shards), filters, limit, cursor, page, job_order(status, queues)
+        )
+        return JobPage(jobs, following)
+
+    if TYPE_CHECKING:
+
+        async def _batch_shard(self, batch_id: uuid.UUID) -> RedisJobStore: ...
+
+
+_COUNTS = ("queued", "scheduled", "in_progress", "completed", "failed", "canceled")

@@ -1,0 +1,396 @@
+"""`ShardedRedisJobStore`: `RedisJobStore(..., shards=N)`, the routing layer over N
+shards (see `_shard_layout` for the tags and the placement rules).
+
+Each shard is a plain `RedisJobStore` on the shared client under its own hash tag (so
+every Lua script stays single-slot and atomic, exactly as with one shard), with its own
+subscription (on a cluster, to its own master) and its own inbox. This layer picks the
+shard of every call; what it costs on top of one shard:
+
+- enqueue: the placement shard's script, shared by the submissions of one event-loop
+  turn as with one shard; a job placed away from its id's shard (a partition key) first
+  writes a pointer there (one more round trip, `_shard_pointers`). ``max_waiting``
+  counts every shard: see `WaitingCounts`.
+- get, cancel, requeue, wait_until_terminal, watch_job, follow_up_of: the id's shard;
+  a miss there reads its pointer (one small call) and goes to the job's shard. No fan-out.
+- claim: the shards in turn, starting one further for every call (each process starts at
+  a random one), so no shard starves; a call takes what it can from the first shard and
+  goes on to the next only while it has room left, so a busy worker pays one round trip
+  per claim as with one shard, and O(1) Redis work per job. A shard whose last claim
+  found nothing due, less than `_DRY_FOR` seconds ago and with no wake-up from it since,
+  is skipped. A shard that cannot be reached is skipped too (its error is raised only
+  when no shard answered), so the others keep running while one fails over.
+- renew, complete, fail, set_progress: the claim's shard, named by the claim token's
+  mark (``s<i>-``).
+- wait_for_work: waits on every shard at once (each shard's subscription wakes it; with
+  ``take`` each shard gets an offer, so a job submitted to any shard is handed over),
+  returning what the first shard to answer handed over; what another shard handed over
+  in the same instant goes back to its queue (`RedisWaits._give_back`). No polling: one
+  offer (or due-time read) per shard per wait, as one shard pays per wait.
+- recover, pause, resume, count_waiting, queue_stats, list_jobs, list_batches: every
+  shard (`_shard_reads`, `_shard_features`); schedules: shard 0; batches: one shard each
+  (`_shard_batches`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from async_endpoints._errors import QueueFullError, StoreUnavailableError
+from async_endpoints._job import DEFAULT_QUEUE, Job, JobError, NewJob
+from async_endpoints._store import Claim
+from async_endpoints._store_features import Idempotency
+
+from ._client import AnyRedis, client_options, connect
+from ._errors import RETRY_AFTER
+from ._keys import Keys
+from ._shard_counts import WaitingCounts
+from ._shard_features import ShardFeatures
+from ._shard_layout import ShardLayout
+from ._shard_pointers import Pointers
+from ._store import RedisJobStore
+
+logger = logging.getLogger("async_endpoints_redis")
+
+#: Seconds a shard whose claim found nothing due is skipped by the next claims (unless
+#: it wakes): bounds what a missed wake-up can delay on top of one shard's behaviour.
+_DRY_FOR = 0.5
+
+
+class ShardedRedisJobStore(ShardFeatures, RedisJobStore):
+    """`RedisJobStore` over ``shards`` hash tags; made by ``RedisJobStore(...,
+    shards=N)`` with N other than 1 (same arguments, same behaviour and guarantees; the
+    costs and rules of the routing are in this module's docstring).
+
+    Raises:
+        ConfigurationError: As `RedisJobStore`, or ``shards`` is not a whole number from
+            1 to `_shard_layout.MAX_SHARDS`.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: AnyRedis | None = None,
+        prefix: str = "async-endpoints",
+        retention: float = 7 * 24 * 3600,
+        cluster: bool | None = None,
+        socket_timeout: float = 3.0,
+        socket_connect_timeout: float = 2.0,
+        max_connections: int = 50,
+        shards: int = 1,
+    ) -> None:
+        Keys(prefix)  # checks the prefix
+        self._layout = ShardLayout(prefix, shards)
+        # Checks the other arguments as one shard does, and keeps them for the shards.
+        RedisJobStore(
+            url, client=client, prefix=prefix, retention=retention, cluster=cluster,
+            socket_timeout=socket_timeout, socket_connect_timeout=socket_connect_timeout,
+            max_connections=max_connections,
+        )  # fmt: skip
+        self._url = url
+        self._given_client = client
+        self._cluster = cluster
+        self._shard_options: dict[str, Any] = {
+            "retention": retention,
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_connect_timeout,
+            "max_connections": max_connections,
+        }
+        self._client_options = client_options(
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_connect_timeout,
+            max_connections=max_connections,
+        )
+        self._retention = retention
+        self._deadline = socket_timeout + socket_connect_timeout
+        self._cancel_listeners: list[Callable[[uuid.UUID], None]] = []
+        self._shards: list[RedisJobStore] = []
+        self._client: AnyRedis | None = None
+        self._start_lock = asyncio.Lock()
+        self._closed = False
+        self._turn = random.randrange(shards)
+        self._pointers: Pointers | None = None
+        self._counts = WaitingCounts(self)
+
+    # Starting and stopping
+
+    async def start(self) -> None:
+        """Connect and start every shard (see `RedisJobStore.start`). Idempotent."""
+        await self._ready_shards()
+
+    async def _ready_shards(self) -> list[RedisJobStore]:
+        if self._shards and not self._closed:
+            return self._shards
+        async with self._start_lock:
+            if self._closed:
+                from async_endpoints._errors import JobStoreError
+
+                raise JobStoreError("the store is closed")
+            if not self._shards:
+                client = self._given_client
+                if client is None:
+                    assert self._url is not None
+                    with _mapped("start"):
+                        client = await connect(
+                            self._url, cluster=self._cluster, options=self._client_options
+                        )
+                self._client = client
+                shards = [self._shard(index, prefix, client) for index, prefix in enumerate(
+                    self._layout.prefixes)]  # fmt: skip
+                try:
+                    await asyncio.gather(*(shard.start() for shard in shards))
+                except BaseException:
+                    await self._close_shards(shards)
+                    raise
+                self._pointers = Pointers(client, self._layout)
+                self._shards = shards
+        return self._shards
+
+    def _shard(self, index: int, prefix: str, client: AnyRedis) -> RedisJobStore:
+        shard = RedisJobStore(client=client, prefix=prefix, **self._shard_options)
+        shard._token_mark = f"s{index}-"
+        shard._cancel_listeners = self._cancel_listeners  # one list: every shard tells it
+        return shard
+
+    async def aclose(self) -> None:
+        """End this store's offers, stop listening, release every waiter and close the
+        client if the store made it. Idempotent; stored jobs are kept."""
+        async with self._start_lock:
+            self._closed = True
+            shards, self._shards = self._shards, []
+        await self._close_shards(shards)
+
+    async def _close_shards(self, shards: Sequence[RedisJobStore]) -> None:
+        await asyncio.gather(*(shard.aclose() for shard in shards), return_exceptions=True)
+        if self._given_client is None and self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.aclose()
+        self._client = None
+
+    # Where things are
+
+    def _of_token(self, token: str) -> RedisJobStore:
+        """The shard that issued a claim token (its mark ``s<i>-``)."""
+        mark, _, _ = token.partition("-")
+        index = int(mark[1:]) if mark[:1] == "s" and mark[1:].isdigit() else -1
+        if not 0 <= index < len(self._shards):
+            raise ValueError(f"claim token {token!r} names no shard of this store")
+        return self._shards[index]
+
+    def _placement(self, new_job: NewJob) -> int:
+        if new_job.partition_key is not None:
+            return self._layout.of_key(new_job.partition_key)
+        return self._layout.of_id(new_job.id)
+
+    async def _shard_of_id(self, job_id: uuid.UUID) -> RedisJobStore | None:
+        """The shard a pointer in the id's shard names (None: none)."""
+        shards = await self._ready_shards()
+        assert self._pointers is not None
+        target = await self._pointers.target(self._layout.of_id(job_id), job_id)
+        return None if target is None else shards[target]
+
+    async def _located(self, job_id: uuid.UUID) -> RedisJobStore:
+        """The shard holding the job: its id's shard, unless a pointer there names
+        another (one small call; no fan-out)."""
+        elsewhere = await self._shard_of_id(job_id)
+        return elsewhere or self._shards[self._layout.of_id(job_id)]
+
+    # The JobStore
+
+    async def enqueue(self, new_job: NewJob, *, max_waiting: int | None = None) -> Job:
+        """As `RedisJobStore.enqueue`, in the job's shard (see `_shard_layout`)."""
+        shard, new_job = await self._placed(new_job)
+        return await self._counts.limited(
+            shard, max_waiting, lambda limit: self._shards[shard].enqueue(
+                new_job, max_waiting=limit)
+        )  # fmt: skip
+
+    async def enqueue_once(
+        self, new_job: NewJob, idempotency: Idempotency, *, max_waiting: int | None = None
+    ) -> tuple[Job, str | None]:
+        """As `RedisJobStore.enqueue_once`. The job goes to its own shard (as `enqueue`)
+        unless its idempotency key was used already: every key is first recorded, with
+        the shard of its job, in the key's shard (`Pointers.idempotent`, one more round
+        trip, kept as long as the key), and a repeat goes to that shard, whose script then
+        answers it atomically (the job stored under the key, or a conflict)."""
+        shards = await self._ready_shards()
+        placed = self._placement(new_job)
+        ttl_ms = max(1, math.ceil(idempotency.ttl * 1000))
+        shard = await self._pointer_book.idempotent(idempotency.key, placed, ttl_ms)
+        shard, new_job = await self._placed(new_job, shard)
+        return await self._counts.limited(
+            shard, max_waiting, lambda limit: shards[shard].enqueue_once(
+                new_job, idempotency, max_waiting=limit)
+        )  # fmt: skip
+
+    async def _placed(self, new_job: NewJob, shard: int | None = None) -> tuple[int, NewJob]:
+        """The job's shard (``shard`` if given) and the job, its pointers written first
+        (`_point`)."""
+        await self._ready_shards()
+        if shard is None:
+            shard = self._placement(new_job)
+        await self._point(shard, new_job)
+        return shard, new_job
+
+    async def _point(self, shard: int, new_job: NewJob) -> None:
+        """Point the job's id shard (and its follow-up's) at ``shard`` when another."""
+        book = self._pointer_book
+        if self._layout.of_id(new_job.id) != shard:
+            await book.add([new_job.id], shard, self._retention)
+        follow_up = getattr(new_job, "follow_up", None)
+        if follow_up is not None:
+            fields = [(self._layout.of_id(follow_up.id), str(follow_up.id))]
+            await book.add_fields(fields, shard, self._retention, parent=new_job.id)
+
+    async def get(self, job_id: uuid.UUID) -> Job | None:
+        """The job, from its id's shard (or, by its pointer, from its own)."""
+        shards = await self._ready_shards()
+        job = await shards[self._layout.of_id(job_id)].get(job_id)
+        if job is not None:
+            return job
+        elsewhere = await self._shard_of_id(job_id)
+        return None if elsewhere is None else await elsewhere.get(job_id)
+
+    async def claim(
+        self, limit: int, *, lease: float, queues: Sequence[str] = (DEFAULT_QUEUE,)
+    ) -> list[Claim]:
+        """Claim up to ``limit`` jobs, from the shards in turn (see the module
+        docstring): strict priority and tenant turns hold within each shard."""
+        shards = await self._ready_shards()
+        if limit <= 0:
+            return []
+        count = len(shards)
+        start, self._turn = self._turn % count, self._turn + 1
+        claims: list[Claim] = []
+        failure: StoreUnavailableError | None = None
+        answered = False
+        for offset in range(count):
+            shard = shards[(start + offset) % count]
+            if offset and _dry(shard, queues):
+                continue
+            if shard._withdrawals:  # jobs an ended offer hands back are claimable first
+                await asyncio.wait(set(shard._withdrawals), timeout=self._deadline)
+            try:
+                claims += await shard.claim(limit - len(claims), lease=lease, queues=queues)
+            except StoreUnavailableError as exc:
+                failure = exc
+                continue
+            answered = True
+            if len(claims) >= limit:
+                break
+        if failure is not None and not answered:
+            raise failure
+        return claims
+
+    async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[str]:
+        """As `RedisJobStore.renew`: one call per shard the claims come from, at once."""
+        await self._ready_shards()
+        groups: dict[int, list[Claim]] = {}
+        for claim in claims:
+            groups.setdefault(id(self._of_token(claim.token)), []).append(claim)
+        shard_of = {id(shard): shard for shard in self._shards}
+        lost = await asyncio.gather(
+            *(shard_of[key].renew(group, lease=lease) for key, group in groups.items())
+        )
+        return set().union(*lost)
+
+    async def complete(self, claim: Claim, result: Any) -> Job | None:
+        """As `RedisJobStore.complete`, in the claim's shard."""
+        await self._ready_shards()
+        return await self._of_token(claim.token).complete(claim, result)
+
+    async def fail(self, claim: Claim, error: JobError, *, retry_in: float | None) -> Job | None:
+        """As `RedisJobStore.fail`, in the claim's shard."""
+        await self._ready_shards()
+        return await self._of_token(claim.token).fail(claim, error, retry_in=retry_in)
+
+    async def recover(self) -> list[uuid.UUID]:
+        """As `RedisJobStore.recover`, in every shard (one after the other), and the
+        pointers' upkeep (`Pointers.sweep`)."""
+        shards = await self._ready_shards()
+        recovered: list[uuid.UUID] = []
+        for index, shard in enumerate(shards):
+            recovered += await shard.recover()
+            assert self._pointers is not None
+            await self._pointers.sweep(index, self._retention)
+        return recovered
+
+    async def wait_for_work(
+        self,
+        timeout: float,
+        *,
+        take: int = 0,
+        lease: float = 0.0,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
+    ) -> list[Claim]:
+        """Wait on every shard at once (see the module docstring)."""
+        shards = await self._ready_shards()
+        waits = [
+            asyncio.ensure_future(
+                shard.wait_for_work(timeout, take=take, lease=lease, queues=queues)
+            )
+            for shard in shards
+        ]
+        pending = set(waits)
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                if any(wait.exception() is None for wait in done):
+                    break  # else a shard that cannot be reached: the others still wake
+        finally:
+            for wait in pending:
+                wait.cancel()
+        claims: list[Claim] = []
+        failures: list[BaseException] = []
+        for shard, wait in zip(shards, waits, strict=True):
+            if not wait.done() or wait.cancelled():
+                continue
+            failure = wait.exception()
+            if failure is not None:
+                failures.append(failure)
+                continue
+            handed = wait.result()
+            if handed and claims:
+                shard._give_back(handed)
+            elif handed:
+                claims = handed
+        if len(failures) == len(shards):
+            raise failures[0]
+        return claims
+
+    async def wait_until_terminal(self, job_id: uuid.UUID, timeout: float) -> Job | None:
+        """As `RedisJobStore.wait_until_terminal`, in the job's shard."""
+        return await (await self._located(job_id)).wait_until_terminal(job_id, timeout)
+
+
+def _dry(shard: RedisJobStore, queues: Sequence[str]) -> bool:
+    """Whether the shard's last claim found ``queues`` dry lately, nothing is due there
+    yet, and no wake-up came from it since (so a claim there now would find nothing)."""
+    known = shard._due_after_claim
+    if known is None or known[2] != tuple(queues) or not shard._notifications.connected:
+        return False
+    if shard._notifications.generation != shard._claim_generation:
+        return False
+    due_ms, at, _ = known
+    age = time.monotonic() - at
+    return age < _DRY_FOR and (due_ms < 0 or age * 1000 < due_ms)
+
+
+@contextlib.contextmanager
+def _mapped(operation: str) -> Any:
+    from ._errors import mapped_errors
+
+    with mapped_errors(operation):
+        yield
+
+
+def _full(max_waiting: int) -> QueueFullError:
+    return QueueFullError(f"{max_waiting} jobs are waiting", retry_after=RETRY_AFTER)
