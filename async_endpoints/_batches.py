@@ -14,12 +14,12 @@ from ._errors import ConfigurationError, UnknownJobNameError
 from ._events import EventKind, LifecycleEvent, LifecycleEvents
 from ._handlers import Handler
 from ._http import job_request
-from ._job import Job, NewJob, check_label, parse_job_id
+from ._job import Job, JobStatus, NewJob, check_label, parse_job_id
 from ._listing import check_limit
 from ._routes import resource_route
 from ._settings import Settings
 from ._spec import JobSpec
-from ._store import JobStore
+from ._store import InspectionStore, JobStore
 from ._store_features import BatchStore
 
 
@@ -103,13 +103,43 @@ class JobBatches:
         second, in whatever process runs them) and its continuations not yet run; return
         the batch (``Canceled``), None when unknown (or not a UUID).
 
+        Lifecycle listeners (metrics, logs) hear of each job this cancelled as they do
+        from `cancel`: the batch's unfinished jobs are listed before (when someone
+        listens and the store is an `InspectionStore`), and those found ``Canceled``
+        after are announced.
+
         Raises:
             ConfigurationError: the store is not a `BatchStore`.
             StoreUnavailableError: the store cannot be reached.
         """
         store = self._batch_store("cancel batches")
         parsed = parse_job_id(batch_id)
-        return None if parsed is None else await store.cancel_batch(parsed)
+        if parsed is None:
+            return None
+        if not self.events or not isinstance(store, InspectionStore):
+            return await store.cancel_batch(parsed)
+        unfinished = {
+            job.id for job in await self._batch_jobs(store, parsed) if not job.status.is_terminal
+        }
+        canceled = await store.cancel_batch(parsed)
+        if canceled is not None and unfinished:
+            for job in await self._batch_jobs(store, parsed):
+                if job.id in unfinished and job.status is JobStatus.CANCELED:
+                    self.events.emit(LifecycleEvent(EventKind.CANCELLED, job))
+        return canceled
+
+    async def _batch_jobs(self, store: InspectionStore, batch_id: uuid.UUID) -> list[Job]:
+        """Every job of the batch, its stored continuations included (pages of 1000)."""
+        jobs: list[Job] = []
+        cursor = None
+        while True:
+            page = await store.list_jobs(
+                batch_id=batch_id, limit=1000, cursor=cursor, queues=self.settings.queues
+            )
+            jobs += page.jobs
+            cursor = page.next_cursor
+            if cursor is None:
+                return jobs
 
     async def get_batch(self, batch_id: uuid.UUID | str) -> Batch | None:
         """The batch, None when unknown (or not a UUID, or no longer retained).

@@ -6,7 +6,8 @@ The engine emits each kind from exactly one place:
 - ``STARTED``: an attempt of a claimed job begins in this process's pool;
 - ``FINISHED``: that attempt is over, with its `AttemptOutcome` (settled, refused, or
   cancelled in the middle);
-- ``CANCELLED``: `AsyncEndpoints.cancel` turned a waiting or running job ``Canceled``.
+- ``CANCELLED``: `AsyncEndpoints.cancel` (or `cancel_batch`, for each job of the batch it
+  cancelled) turned a waiting or running job ``Canceled``.
 
 Listeners are plain functions called on the event loop, in the order they subscribed,
 synchronously: they must be quick (count, or hand over to a queue). A listener that raises
