@@ -170,6 +170,11 @@ class RedisClusterProcesses:
                 return view.node
         raise LookupError(f"no live replica of the node on port {master.port}")
 
+    def marked_failed(self, node: RedisServer) -> bool:
+        """Whether the cluster has marked ``node`` failed (``fail``: a majority of masters
+        agreed, as a live node sees it; a mere suspicion, ``fail?``, is not enough)."""
+        return any(view.node is node and "fail" in view.flags for view in self._topology())
+
     def _topology(self) -> list[_NodeView]:
         """Every node as a live node sees it (`CLUSTER NODES`)."""
         views = []
@@ -183,7 +188,7 @@ class RedisClusterProcesses:
             flag_set = set(flags.split(","))
             slots = [part for part in rest[4:] if not part.startswith("[")]
             failed = bool(flag_set & {"fail", "fail?"})  # failed, or suspected by this node
-            views.append(_NodeView(node, node_id, master_id, slots, failed))
+            views.append(_NodeView(node, node_id, master_id, slots, failed, flag_set))
         return views
 
     def healthy(self) -> bool:
@@ -194,13 +199,15 @@ class RedisClusterProcesses:
 @dataclass(frozen=True)
 class _NodeView:
     """One line of `CLUSTER NODES`: the node, its id, its master's id (``-`` for a
-    master), the slot ranges it serves (masters only) and whether it is marked failed."""
+    master), the slot ranges it serves (masters only), whether it is marked failed or
+    suspected, and all its flags."""
 
     node: RedisServer
     node_id: str
     master_id: str
     slots: list[str]  # empty for a replica
     failed: bool
+    flags: set[str]
 
 
 def _first_slot(slot_ranges: list[str]) -> int:
