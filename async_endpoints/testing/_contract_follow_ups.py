@@ -281,6 +281,22 @@ class FollowUpContract:
         assert target.status is JobStatus.COMPLETED
         assert target.webhook == WebhookState(WebhookStatus.FAILED, 2)
 
+    async def test_a_requeued_delivery_goes_on_updating_its_target(self, kit: StoreKit) -> None:
+        """A delivery that failed for good and is requeued by hand: its next claim adds an
+        attempt and its completion makes the target's webhook Delivered."""
+        follow_ups(kit)
+        parent, claim = await running_parent(kit, max_retries=0)
+        await kit.store.complete(claim, "ok")
+        deliver = await claim_one(kit)
+        await kit.store.fail(deliver, BOOM, retry_in=None)
+        assert (await read(kit.store, parent.id)).webhook == WebhookState(WebhookStatus.FAILED, 1)
+        await control(kit).requeue(deliver.job.id)
+        again = await claim_one(kit)
+        assert (await read(kit.store, parent.id)).webhook == WebhookState(WebhookStatus.FAILED, 2)
+        await kit.store.complete(again, None)
+        target = await read(kit.store, parent.id)
+        assert target.webhook == WebhookState(WebhookStatus.DELIVERED, 2)
+
     async def test_a_cancelled_delivery_marks_its_target_failed(self, kit: StoreKit) -> None:
         """Cancelled before it ran, or while it runs: Failed."""
         follow_ups(kit)
