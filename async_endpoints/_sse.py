@@ -1,24 +1,24 @@
 """Job event streams: ``GET /jobs/{job_id}/events`` as Server-Sent Events (sse-starlette).
 
-A stream watches its job in the store (`EventStore.watch_job`) *before* it reads it, so no
-change between the read and the first notice is lost, then sends:
+A stream watches its job in the store (through the route's `EventFanout`) *before* it
+reads it, so no change between the read and the first notice is lost, then sends:
 
-- ``event: status``, ``data`` the job JSON: at once (the current state, so a client that
+- ``event: status``, ``data`` the job JSON exactly as ``GET /jobs/{id}`` serves it (the
+  app's ``job_status_response`` included): at once (the current state, so a client that
   reconnects resumes from it), and at every status change after;
 - ``event: progress``, ``data`` ``{"progress": value}``: at every progress reported;
 
-and ends after the status event of a terminal status. Notices reach the stream through a
-small queue of its own: the store keeps one subscription per process and one entry per
-watched job, so an open stream costs its connection, its task and that queue. A notice
-that repeats the status already sent (the store re-read the job after its subscription
-was down) sends nothing, or only the progress if that changed.
+and ends after the status event of a terminal status. sse-starlette frames the events
+and runs each response (its start, a ``HEAD``, the client going away, the server shutting
+down, the end); the events after the first reach the streams through the fan-out, which
+encodes each change once and writes it to every stream of the job in one pass (see
+`async_endpoints._event_fanout`). Without ``job_status_response`` a status event is the
+same bytes for every stream; with it, each stream calls it with its own request.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections import deque
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
@@ -29,19 +29,17 @@ from starlette.routing import compile_path
 from starlette.types import Receive, Scope, Send
 
 from ._errors import JobStoreError
+from ._event_fanout import EventFanout, EventStream, Render
 from ._http import store_failure
 from ._job import Job, job_to_json, parse_job_id
-from ._job_watch import JobNotice
-from ._responses import call_maybe_async, error_response
+from ._responses import call_maybe_async, dumps, error_response
 from ._routes import is_fastapi
 from ._settings import Settings
 from ._store import JobStore
 from ._store_features import EventStore
 
 Endpoint = Callable[[Request], Awaitable[Response]]
-
-#: Seconds between keep-alive comments on a quiet stream (proxies close silent ones).
-PING_INTERVAL = 15.0
+logger = logging.getLogger("async_endpoints")
 
 
 class EventService(Protocol):
@@ -49,7 +47,7 @@ class EventService(Protocol):
 
     @property
     def settings(self) -> Settings:
-        """The settings (``authorize``)."""
+        """The settings (``authorize``, ``job_status_response``)."""
         ...
 
     @property
@@ -58,83 +56,106 @@ class EventService(Protocol):
         ...
 
 
-class JobStream:
-    """The notices of one job for one stream, queued until the stream sends them."""
-
-    __slots__ = ("_notices", "_wake")
-
-    def __init__(self) -> None:
-        self._notices: deque[JobNotice] = deque()
-        self._wake: asyncio.Future[None] | None = None
-
-    def notice(self, notice: JobNotice) -> None:
-        """Queue ``notice`` (the store's listener: quick, never blocks). A progress notice
-        replaces one still queued right before it: a client slower than the reports gets
-        the latest value rather than a growing backlog."""
-        notices = self._notices
-        if notice.job is None and notices and notices[-1].job is None:
-            notices[-1] = notice
-        else:
-            notices.append(notice)
-        wake = self._wake
-        if wake is not None and not wake.done():
-            wake.set_result(None)
-
-    async def next(self) -> JobNotice:
-        """The next notice, once there is one."""
-        while not self._notices:
-            self._wake = asyncio.get_running_loop().create_future()
-            try:
-                await self._wake
-            finally:
-                self._wake = None
-        return self._notices.popleft()
-
-
 def job_events_endpoint(endpoints: EventService) -> Endpoint:
     """The GET endpoint streaming a job's status and progress; 404 (JSON) for unknown,
     malformed or unauthorised ids, before any stream starts."""
+    render = JobRender(endpoints.settings)
+    fanouts: dict[int, EventFanout] = {}  # by store: the app's store is read at each call
 
     async def job_events(request: Request) -> Response:
         store = endpoints.store
         job_id = parse_job_id(request.path_params.get("job_id"))
         if job_id is None or not isinstance(store, EventStore):
             return error_response(404, "job not found")
-        stream = JobStream()
-        unwatch = await _watch(store, job_id, stream)
-        if isinstance(unwatch, Response):
-            return unwatch
+        fanout = fanouts.get(id(store))
+        if fanout is None:
+            fanout = fanouts[id(store)] = EventFanout(store, render)
+        stream = EventStream(render, request)
+        try:
+            leave = await fanout.watch(job_id, stream)
+        except JobStoreError as exc:
+            return store_failure("watch a job", exc)
         try:
             job = await store.get(job_id)
             if job is not None and not await _allowed(endpoints, request, job):
                 job = None
+            first = None if job is None else await render.first(job, request)
         except JobStoreError as exc:
-            unwatch()
+            leave()
             return store_failure("read a job", exc)
         except BaseException:
-            unwatch()
+            leave()
             raise
-        if job is None:
-            unwatch()
+        if job is None or first is None:
+            leave()
             return error_response(404, "job not found")
-        return _EventResponse(_events(job, stream, unwatch), unwatch)
+        return _EventResponse(_events(job, first, stream, leave), stream, leave)
 
     return job_events
 
 
-class _EventResponse(EventSourceResponse):
-    """The stream's response: it stops watching the job however it ends, even when the
-    client went away before the first event (its generator then never starts)."""
+class JobRender(Render):
+    """The route's events: the status event's data is the job JSON as ``GET
+    /jobs/{id}`` serves it."""
 
-    def __init__(self, events: AsyncIterator[ServerSentEvent | bytes], unwatch: Callable[[], None]):
-        super().__init__(events, ping=PING_INTERVAL)
-        self._unwatch = unwatch
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._last: tuple[Job | None, bytes] = (None, b"")
+
+    def status(self, job: Job) -> bytes | None:
+        """The status event of ``job``, the same for every stream (None when the app's
+        ``job_status_response`` renders it per request). Encoded once: the streams of a
+        job get the same `Job` object from the store's notice, so the last one is kept."""
+        if self._settings.job_status_response is not None:
+            return None
+        last, encoded = self._last
+        if last is not job:
+            encoded = _status_event(dumps(job_to_json(job)))
+            self._last = (job, encoded)
+        return encoded
+
+    async def status_for(self, job: Job, request: Any) -> bytes:
+        """The status event of ``job`` for ``request``: the body the app's
+        ``job_status_response`` answers (the default job JSON when it answers none)."""
+        factory = self._settings.job_status_response
+        if factory is None:
+            shared = self.status(job)
+            assert shared is not None
+            return shared
+        response = await call_maybe_async(factory, job, request)
+        body = getattr(response, "body", None)
+        if not isinstance(body, bytes):
+            logger.warning("job_status_response gave no body for an event; sent the job JSON")
+            body = dumps(job_to_json(job))
+        return _status_event(body)
+
+    async def first(self, job: Job, request: Any) -> bytes:
+        """The stream's first event."""
+        return self.status(job) or await self.status_for(job, request)
+
+
+def _status_event(body: bytes) -> bytes:
+    return ServerSentEvent(data=body.decode(errors="replace"), event="status").encode()
+
+
+class _EventResponse(EventSourceResponse):
+    """The stream's response: sse-starlette runs it (without pings of its own: the fan-out
+    sends them); it hands its ``send`` to the stream and stops watching the job however
+    it ends, even when the client went away before the first event (its generator then
+    never starts)."""
+
+    def __init__(
+        self, events: AsyncIterator[bytes], stream: EventStream, leave: Callable[[], None]
+    ) -> None:
+        super().__init__(events, ping=0)
+        self._stream, self._leave = stream, leave
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._stream.attach(send)
         try:
             await super().__call__(scope, receive, send)
         finally:
-            self._unwatch()
+            self._leave()
 
 
 async def _allowed(endpoints: EventService, request: Request, job: Job) -> bool:
@@ -143,77 +164,17 @@ async def _allowed(endpoints: EventService, request: Request, job: Job) -> bool:
     return authorize is None or bool(await call_maybe_async(authorize, request, job))
 
 
-async def _watch(
-    store: EventStore, job_id: Any, stream: JobStream
-) -> Callable[[], None] | Response:
-    try:
-        return await store.watch_job(job_id, stream.notice)
-    except JobStoreError as exc:
-        return store_failure("watch a job", exc)
-
-
-# The last event encoded, with what it was made of (see `_status`).
-_last_status: tuple[Job | None, bytes] = (None, b"")
-_last_progress: tuple[JobNotice | None, bytes] = (None, b"")
-
-
 async def _events(
-    first: Job, stream: JobStream, unwatch: Callable[[], None]
-) -> AsyncIterator[ServerSentEvent | bytes]:
-    """The stream's events: ``first`` (the current state), then the notices."""
+    job: Job, first: bytes, stream: EventStream, leave: Callable[[], None]
+) -> AsyncIterator[bytes]:
+    """The first event (``job`` as read); then the fan-out sends the rest to the stream,
+    and this ends with it."""
     try:
-        yield _status(first)
-        shown, progress = (first.status, first.last_updated_at), first.progress
-        job = first
-        while not job.status.is_terminal:
-            notice = await stream.next()
-            if notice.job is None:
-                progress = notice.progress
-                yield _progress_of(notice)
-                continue
-            job = notice.job
-            if (job.status, job.last_updated_at) != shown:
-                shown, progress = (job.status, job.last_updated_at), job.progress
-                yield _status(job)
-            elif job.progress != progress:
-                progress = job.progress
-                yield _progress(progress)
-        # Closing a stream costs more than sending to it: let the other streams of the
-        # job, woken by the same change, send the end first.
-        await asyncio.sleep(0)
+        yield first
+        stream.opened(job)
+        await stream.ended
     finally:
-        unwatch()
-
-
-def _status(job: Job) -> bytes:
-    """The status event of ``job``, encoded once for every stream that sends it: the
-    streams of one job get the same `Job` object from the store's notice, one after the
-    other, so the last one encoded is kept."""
-    global _last_status
-    last_job, encoded = _last_status
-    if last_job is not job:
-        event = ServerSentEvent(data=_json(job_to_json(job)), event="status")
-        encoded = event.encode()
-        _last_status = (job, encoded)
-    return encoded
-
-
-def _progress(value: Any) -> ServerSentEvent:
-    return ServerSentEvent(data=_json({"progress": value}), event="progress")
-
-
-def _progress_of(notice: JobNotice) -> bytes:
-    """The progress event of ``notice``, encoded once for all the streams of its job."""
-    global _last_progress
-    last_notice, encoded = _last_progress
-    if last_notice is not notice:
-        encoded = _progress(notice.progress).encode()
-        _last_progress = (notice, encoded)
-    return encoded
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        leave()
 
 
 def add_events_route(app: Any, path: str, endpoint: Endpoint, *, name: str) -> None:

@@ -9,11 +9,15 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from async_endpoints import (
     AsyncContext,
@@ -37,7 +41,7 @@ class Script:
 
 
 def make_app(
-    store: JobStore, script: Script, *, run_workers: bool = True
+    store: JobStore, script: Script, *, run_workers: bool = True, **settings: Any
 ) -> tuple[FastAPI, AsyncEndpoints]:
     app = FastAPI()
     endpoints = AsyncEndpoints(
@@ -46,6 +50,7 @@ def make_app(
         run_workers=run_workers,
         owner=lambda request: request.headers.get("x-user"),
         authorize=lambda request, job: request.headers.get("x-user") == job.owner,
+        **settings,
     )
 
     @endpoints.map_async_post("/steps", name="Steps")
@@ -70,26 +75,42 @@ class Served:
 
 
 @asynccontextmanager
-async def serving(store: JobStore, *, run_workers: bool = True) -> AsyncIterator[Served]:
+async def serving(
+    store: JobStore, *, run_workers: bool = True, queued_sends: bool = False, **settings: Any
+) -> AsyncIterator[Served]:
+    """The test app served; ``queued_sends`` puts a `BaseHTTPMiddleware` in front, through
+    which every send of a response waits for the next turn (a queue between two tasks)."""
     script = Script()
-    app, endpoints = make_app(store, script, run_workers=run_workers)
+    app, endpoints = make_app(store, script, run_workers=run_workers, **settings)
+    if queued_sends:
+        app.add_middleware(BaseHTTPMiddleware, dispatch=_passing)
     async with served(app) as url, httpx.AsyncClient(base_url=url, timeout=20) as http:
         http.headers["x-user"] = "ann"
         yield Served(http, endpoints, script)
 
 
-async def events_of(response: httpx.Response) -> AsyncIterator[Event]:
-    """The events of a text/event-stream response, as (event, data as JSON)."""
+async def _passing(request: Request, call_next: Any) -> Any:
+    return await call_next(request)
+
+
+async def raw_events_of(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
+    """The events of a text/event-stream response, as (event, data as sent)."""
     name, data = "message", []
     async for line in response.aiter_lines():
         if not line:
             if data:
-                yield name, json.loads("\n".join(data))
+                yield name, "\n".join(data)
             name, data = "message", []
         elif line.startswith("event:"):
             name = line[6:].strip()
         elif line.startswith("data:"):
-            data.append(line[5:].strip())
+            data.append(line[5:].removeprefix(" "))
+
+
+async def events_of(response: httpx.Response) -> AsyncIterator[Event]:
+    """The events of a text/event-stream response, as (event, data as JSON)."""
+    async for name, data in raw_events_of(response):
+        yield name, json.loads(data)
 
 
 async def all_events(
@@ -281,19 +302,6 @@ async def test_a_stream_outlives_a_lost_subscription(own_redis_server: Any, pref
     assert events[-1][1]["progress"] == 3
 
 
-def test_a_slow_stream_keeps_only_the_latest_progress_queued() -> None:
-    """Progress reported faster than a client reads replaces the value still queued; the
-    status changes in between are all kept."""
-    from async_endpoints._job_watch import JobNotice
-    from async_endpoints._sse import JobStream
-
-    job_id = uuid.uuid4()
-    stream = JobStream()
-    for value in (1, 2, 3):
-        stream.notice(JobNotice(job_id, progress=value))
-    assert [n.progress for n in stream._notices] == [3]
-
-
 def test_the_openapi_document_shows_the_event_stream() -> None:
     app, _ = make_app(InMemoryJobStore(), Script())
     operation = app.openapi()["paths"]["/jobs/{job_id}/events"]["get"]
@@ -324,3 +332,152 @@ async def test_a_closed_stream_stops_watching_its_job() -> None:
             while store._job_watchers:  # noqa: ASYNC110 (the server notices in its own time)
                 await asyncio.sleep(0.01)
         app.script.go.set()
+
+
+async def test_each_status_event_is_exactly_the_job_json_of_job_details(
+    store: JobStore,
+) -> None:
+    """The data of a status event is, byte for byte, the body ``GET /jobs/{id}`` answers
+    for the job as it was then."""
+    async with serving(store) as app:
+        job_id = await submit(app.http)
+        await app.script.started.wait()
+        running = (await app.http.get(f"/jobs/{job_id}")).text
+        seen: list[tuple[str, str]] = []
+        async with app.http.stream("GET", f"/jobs/{job_id}/events") as response:
+            async for event in raw_events_of(response):
+                seen.append(event)
+                if len(seen) == 1:
+                    app.script.go.set()
+        done = (await app.http.get(f"/jobs/{job_id}")).text
+    statuses = [data for name, data in seen if name == "status"]
+    assert statuses == [running, done]
+    assert json.loads(done)["status"] == "Completed"
+
+
+async def test_with_a_job_status_response_the_status_events_carry_its_body(
+    store: JobStore,
+) -> None:
+    """The app's ``job_status_response`` shapes the status events as it shapes job details,
+    called with the stream's own request."""
+
+    def shaped(job: Any, request: Request) -> JSONResponse:
+        caller = request.headers.get("x-user")
+        return JSONResponse({"job": str(job.id), "state": job.status.value, "for": caller})
+
+    async with serving(store, job_status_response=shaped) as app:
+        app.script.after = []
+        await app.endpoints.pause()
+        job_id = await submit(app.http)
+        queued = (await app.http.get(f"/jobs/{job_id}")).text
+        seen: list[tuple[str, str]] = []
+        async with app.http.stream("GET", f"/jobs/{job_id}/events") as response:
+            async for event in raw_events_of(response):
+                seen.append(event)
+                if len(seen) == 1:
+                    await app.endpoints.resume()
+                    await app.script.started.wait()
+                    app.script.go.set()
+        done = (await app.http.get(f"/jobs/{job_id}")).text
+    statuses = [data for name, data in seen if name == "status"]
+    assert statuses[0] == queued
+    assert statuses[-1] == done
+    assert [json.loads(data)["state"] for data in statuses] == ["Queued", "InProgress", "Completed"]
+    assert {json.loads(data)["for"] for data in statuses} == {"ann"}
+
+
+async def test_a_stream_whose_sends_wait_gets_every_event_in_order(store: JobStore) -> None:
+    """Behind a middleware that queues each message of a response for another task, every
+    send of a stream waits: the stream still tells each status and the progress in
+    order, and ends."""
+    async with serving(store, queued_sends=True) as app:
+        app.script.after = [2, 3, 4]
+        await app.endpoints.pause()
+        job_id = await submit(app.http)
+        reading, first = streaming(app, job_id)
+        await first.wait()
+        await app.endpoints.resume()
+        await app.script.started.wait()
+        app.script.go.set()
+        events = await reading
+    assert statuses(events) == ["Queued", "InProgress", "Completed"]
+    values = [data["progress"] for name, data in events if name == "progress"]
+    assert values[0] == {"done": 1}
+    assert values[1:] == sorted(values[1:]) and values[-1] == 4
+    assert events[-1][1]["progress"] == 4
+
+
+async def test_many_streams_of_a_job_share_one_watch_and_get_the_same_events() -> None:
+    """Twenty streams of one job: one listener in the store for all of them; each gets
+    every status, in order, and ends."""
+    store = InMemoryJobStore()
+    async with serving(store) as app:
+        app.script.after = []
+        await app.endpoints.pause()
+        job_id = await submit(app.http)
+        readers = [streaming(app, job_id) for _ in range(20)]
+        for _, first in readers:
+            await first.wait()
+        assert len(store._job_watchers._listeners[uuid.UUID(job_id)]) == 1
+        await app.endpoints.resume()
+        await app.script.started.wait()
+        app.script.go.set()
+        seen = [await reading for reading, _ in readers]
+    expected = ["Queued", "InProgress", "Completed"]
+    assert all(statuses(events) == expected for events in seen)
+    assert all(events == seen[0] for events in seen)
+    assert not store._job_watchers
+
+
+async def test_a_quiet_stream_gets_keep_alive_comments(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream with nothing to tell gets a comment line every ``PING_INTERVAL``."""
+    from async_endpoints import _event_fanout
+
+    monkeypatch.setattr(_event_fanout, "PING_INTERVAL", 0.05)
+    async with serving(store) as app:
+        await app.endpoints.pause()
+        job_id = await submit(app.http)
+        comments = 0
+        async with app.http.stream("GET", f"/jobs/{job_id}/events") as response:
+            async with asyncio.timeout(10):
+                async for line in response.aiter_lines():
+                    comments += line.startswith(":")
+                    if comments == 2:
+                        break
+        assert comments == 2
+
+
+async def test_a_stream_that_cannot_keep_up_keeps_only_the_latest_progress_queued() -> None:
+    """While a send waits, newer progress replaces the progress queued behind it; status
+    events are all kept, and everything goes out in order once the send is done."""
+    from async_endpoints._event_fanout import EventStream
+    from async_endpoints._job import Job, JobStatus
+    from async_endpoints._settings import Settings
+    from async_endpoints._sse import JobRender
+
+    release, four = asyncio.Event(), asyncio.Event()
+    sent: list[bytes] = []
+
+    async def send(message: Any) -> None:
+        if not sent:
+            await release.wait()
+        sent.append(message["body"])
+        if len(sent) == 4:
+            four.set()
+
+    now = datetime.now(UTC)
+    running = Job(uuid.uuid4(), "Steps", JobStatus.IN_PROGRESS, 0, 3, now, now, None, now)
+    stream = EventStream(JobRender(Settings()))
+    stream.attach(send)
+    stream.opened(running)  # its first event went out
+    for body in (b"p1", b"p2", b"p3"):
+        stream.push(True, body)
+    stream.push(False, b"status")
+    stream.push(True, b"p4")
+    stream.push(True, b"p5")
+    release.set()
+    async with asyncio.timeout(5):
+        await four.wait()
+    assert sent == [b"p1", b"p3", b"status", b"p5"]
