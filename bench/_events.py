@@ -25,8 +25,6 @@ import resource
 import socket
 import subprocess
 import sys
-import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,38 +39,6 @@ from ._stats import latency_ms
 STREAMS = 2000
 SPREAD = 100  # jobs the streams are spread over in the second variant (20 streams each)
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class _Stream(asyncio.Protocol):
-    """One raw event stream: the bytes and when each chunk came."""
-
-    def __init__(self) -> None:
-        self.chunks: list[tuple[float, bytes]] = []
-        self.first = asyncio.get_running_loop().create_future()
-        self.closed = asyncio.get_running_loop().create_future()
-
-    def data_received(self, data: bytes) -> None:
-        self.chunks.append((time.time(), data))
-        if not self.first.done() and b"event: status" in data:
-            self.first.set_result(None)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-    def delays(self) -> list[tuple[str, float]]:
-        """Seconds from each status change (after the first event) to its arrival, with
-        the status."""
-        found: list[tuple[str, float]] = []
-        for arrived, data in self.chunks:
-            for block in data.decode(errors="replace").split("\r\n\r\n"):
-                if "event: status" not in block or "data: " not in block:
-                    continue
-                job = json.loads(block.split("data: ", 1)[1].split("\r\n", 1)[0])
-                if job["status"] in ("InProgress", "Completed"):
-                    changed = datetime.fromisoformat(job["lastUpdatedAt"].rstrip("Z") + "+00:00")
-                    found.append((job["status"], arrived - changed.timestamp()))
-        return found
 
 
 def run(server: Server, plan: Plan, store: str = "memory") -> dict[str, Any]:
@@ -131,23 +97,28 @@ async def _against(pid: int, port: int, streams: int, jobs: int) -> dict[str, An
             except httpx.TransportError:
                 await asyncio.sleep(0.1)
         ids = [(await http.post("/steps")).json()["id"] for _ in range(jobs)]
-        requests = [f"GET /jobs/{i}/events HTTP/1.1\r\nHost: bench\r\n\r\n".encode() for i in ids]
-        loop = asyncio.get_running_loop()
-        # One stream first, so that what every stream shares is paid before the reading.
-        opened = [await _open(loop, port, requests[0])]
-        await asyncio.sleep(0.5)
-        before = _rss_kib(pid)
-        for first in range(1, streams, 100):
-            count = min(100, streams - first)
-            batch = [_open(loop, port, requests[(first + n) % jobs]) for n in range(count)]
-            opened += await asyncio.gather(*batch)
-        await asyncio.gather(*(stream.first for stream in opened))
-        await asyncio.sleep(0.5)
-        after = _rss_kib(pid)
-        await http.post("/bench/resume")
-        async with asyncio.timeout(60):
-            await asyncio.gather(*(stream.closed for stream in opened))
-    found = [delay for stream in opened for delay in stream.delays()]
+        command = [sys.executable, "-m", "bench._events_client", str(port), str(streams), *ids]
+        client = await asyncio.create_subprocess_exec(
+            *command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        assert client.stdin is not None and client.stdout is not None
+        try:
+            # One stream first, so that what every stream shares is paid before the reading.
+            await _expect(client.stdout, "one")
+            await asyncio.sleep(0.5)
+            before = _rss_kib(pid)
+            client.stdin.write(b"more\n")
+            await _expect(client.stdout, "all")
+            await asyncio.sleep(0.5)
+            after = _rss_kib(pid)
+            await http.post("/bench/resume")
+            async with asyncio.timeout(90):
+                report = json.loads(await client.stdout.read())
+        finally:
+            if client.returncode is None:
+                client.kill()
+            await client.wait()
+    found = [(status, delay) for stream in report["delays"] for status, delay in stream]
     delays = [delay for _, delay in found]
     by_status = {
         status: latency_ms([delay for seen, delay in found if seen == status])
@@ -156,6 +127,7 @@ async def _against(pid: int, port: int, streams: int, jobs: int) -> dict[str, An
     return {
         "streams": streams,
         "jobs": jobs,
+        "left_open": report["open"],
         "rss_before_kib": before,
         "rss_after_kib": after,
         "kib_per_stream": (after - before) / max(1, streams - 1),
@@ -164,11 +136,11 @@ async def _against(pid: int, port: int, streams: int, jobs: int) -> dict[str, An
     }
 
 
-async def _open(loop: asyncio.AbstractEventLoop, port: int, request: bytes) -> _Stream:
-    transport, stream = await loop.create_connection(_Stream, "127.0.0.1", port)
-    transport.write(request)
-    await stream.first
-    return stream
+async def _expect(lines: asyncio.StreamReader, word: str) -> None:
+    async with asyncio.timeout(120):
+        line = (await lines.readline()).decode().strip()
+    if line != word:
+        raise RuntimeError(f"the events client said {line!r}, not {word!r}")
 
 
 def summary(found: dict[str, Any]) -> tuple[list[str], list[Target]]:
