@@ -174,7 +174,7 @@ def run_scenarios(
         "inprocess": lambda: _driver.in_process(plan),
         "embedded": lambda: _driver.embedded(plan),
         "observability": lambda: _observability.run(server, plan),
-        "shards": lambda: _shards.run(plan),  # on a Redis Cluster of its own
+        "shards": lambda: _shards.run(server, plan),  # and on a Redis Cluster of its own
     }
     for name, scenario in alone.items():
         if name in wanted:
