@@ -232,3 +232,38 @@ async def test_a_constant_url_and_a_sync_function_deliver_alike(store: JobStore)
                 await job_until(client, job["id"], webhook_ended)
     paths = {delivery.job["id"]: delivery.path for delivery in receiver.deliveries}
     assert paths == {put["id"]: "/constant", deleted["id"]: "/b"}
+
+
+async def test_a_receiver_that_does_not_answer_in_time_is_tried_again(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No answer within the delivery timeout fails the attempt (ReadTimeout); the retry
+    is delivered: Delivered after 2 attempts."""
+    monkeypatch.setattr("async_endpoints._webhook.DELIVERY_TIMEOUT", 0.3)
+    release = asyncio.Event()
+
+    async def answer(number: int, _request: Request) -> Response:
+        if number == 1:
+            await release.wait()
+        return Response(status_code=200)
+
+    async with receiving(answer) as receiver:
+        try:
+            async with client_of(webhook_app(store, [receiver.host])) as client:
+                job = await submit(client, hook=receiver.url)
+                final = await job_until(client, job["id"], webhook_ended)
+        finally:
+            release.set()
+    assert final["webhook"] == {"status": "Delivered", "attempts": 2}
+
+
+async def test_a_receiver_that_cannot_be_reached_ends_failed(store: JobStore) -> None:
+    """Nothing listening on the allowed host's port: each attempt fails (connection
+    refused), and after 1 + webhook_retries attempts the webhook is Failed."""
+    async with receiving() as gone:
+        host = gone.host  # a port that was open and is closed once the block ends
+    async with client_of(webhook_app(store, [host], webhook_retries=2)) as client:
+        job = await submit(client, hook=f"http://{host}/hook")
+        final = await job_until(client, job["id"], webhook_ended)
+    assert final["status"] == "Completed"
+    assert final["webhook"] == {"status": "Failed", "attempts": 3}
