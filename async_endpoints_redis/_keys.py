@@ -50,6 +50,8 @@ and build the names below from it (``lua/_lib.lua`` and the includes)::
                                 same per tenant; {p}:batch-expiring LIST ended batches in
                                 retention order; {p}:batch:<id>:staged:<nonce> HASH the
                                 chunks of a large batch until its last call stores them
+    {p}:hooked           STRING how many unfinished jobs hold a follow-up or deliver a
+                                webhook (``lua/_follow_up.lua``); deleted at 0
     {p}:layout           STRING "3" once the store was migrated from older layouts (the
                                 one-queue layout's ready LIST was ``{p}:queue``; layout 2
                                 counted Queued jobs by their LIST's length; lua/migrate.lua)
