@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from async_endpoints import AsyncContext, AsyncEndpoints, JobStore
+from async_endpoints_redis import RedisJobStore
 from tests.serving import served
 from tests.webhook_receiver import SECRET, answer_with, receiving, signature_is_valid
 
@@ -267,3 +268,27 @@ async def test_a_receiver_that_cannot_be_reached_ends_failed(store: JobStore) ->
         final = await job_until(client, job["id"], webhook_ended)
     assert final["status"] == "Completed"
     assert final["webhook"] == {"status": "Failed", "attempts": 3}
+
+
+@pytest.fixture(params=["cluster", "shards"])
+def scaled_store(request: pytest.FixtureRequest, prefix: str) -> JobStore:
+    """A Redis Cluster store, and a store of 3 shards on one server."""
+    if request.param == "cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        return RedisJobStore(cluster.url, prefix=prefix, cluster=True)
+    server = request.getfixturevalue("redis_server")
+    return RedisJobStore(server.url, prefix=prefix, shards=3)
+
+
+async def test_webhooks_on_a_cluster_and_on_shards(scaled_store: JobStore) -> None:
+    """On a Cluster and on shards alike: webhooks to a receiver that takes them are
+    Delivered, those to one answering 500 end Failed after 1 + webhook_retries."""
+    async with receiving() as taker, receiving(answer_with(500)) as refuser:
+        app = webhook_app(scaled_store, [taker.host, refuser.host], webhook_retries=1)
+        async with client_of(app) as client:
+            jobs = [await submit(client, hook=url) for url in [taker.url] * 4 + [refuser.url]]
+            finals = [await job_until(client, job["id"], webhook_ended) for job in jobs]
+    delivered, failed = {"status": "Delivered", "attempts": 1}, {"status": "Failed", "attempts": 2}
+    assert [job["webhook"] for job in finals] == [delivered] * 4 + [failed]
+    assert sorted(d.job["id"] for d in taker.deliveries) == sorted(j["id"] for j in jobs[:4])
+    assert len(refuser.deliveries) == 2
