@@ -146,14 +146,16 @@ def start_run_span(made: Any, job: Job) -> AttemptSpan:
         name = _run_names[job.name] = f"async_endpoints.run {job.name}"
     carried = job.request.trace_context
     parent = _parent(carried) if carried else None
-    span = made.start_span(
-        name, context=_ROOT if parent is None else parent, kind=_trace.SpanKind.CONSUMER
-    )
+    if parent is None:
+        parent = _ROOT
+    span = made.start_span(name, context=parent, kind=_trace.SpanKind.CONSUMER)
     if span.is_recording():
-        span.set_attributes({JOB_ID: str(job.id), JOB_NAME: job.name, RETRY_COUNT: job.retry_count})
+        attributes = {JOB_ID: str(job.id), JOB_NAME: job.name, RETRY_COUNT: job.retry_count}
+        span.set_attributes(attributes)
     # start_span and attach rather than start_as_current_span: less time per attempt, and
-    # nothing recorded for the cancellations that end an attempt.
-    return AttemptSpan(span, _context.attach(_trace.set_span_in_context(span)))
+    # nothing recorded for the cancellations that end an attempt. The handler's context is
+    # the carried one with this span (not a copy of the worker's current context).
+    return AttemptSpan(span, _context.attach(_trace.set_span_in_context(span, parent)))
 
 
 def _parent(carried: str) -> Any:
@@ -185,7 +187,7 @@ def _parse(carried: str) -> Any:
         return None
     if not remote.is_valid:
         return None
-    return _trace.set_span_in_context(_trace.NonRecordingSpan(remote))
+    return _trace.set_span_in_context(_trace.NonRecordingSpan(remote), _ROOT)
 
 
 def record_failure(exc: BaseException) -> None:
