@@ -24,8 +24,12 @@ section.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import os
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from tests.redis_servers import start_cluster
@@ -105,11 +109,14 @@ def drain(
     queued = [master.snapshot() for master in masters]
     keys = [int(master.client.dbsize()) for master in masters]
     worker = WorkerProcess(library, url, concurrency=plan.concurrency, expect=jobs)
+    sampler = CpuSampler(worker.process.pid)
     try:
         report = worker.wait_for_jobs(jobs, timeout=60 + jobs / 50)
         time.sleep(1.0)  # the last settlements land
     finally:
+        sampler.stop()
         last_report = worker.stop()
+    worker_cpu = sampler.at(report["last"]) - sampler.at(report["first"])
     final = last_report or report
     drained = [master.snapshot() for master in masters]
     idle_seconds = sum(idle) * (time.monotonic() - began)
@@ -123,6 +130,7 @@ def drain(
         and final.get("duplicates") == 0
         and final.get("missing") == 0
         and final.get("unexpected") == 0,
+        "worker_cpu_us_per_job": worker_cpu / (jobs - 1) * 1e6,
         "commands_per_job": sum(p["commands"] for p in whole) / jobs,
         "script_calls_per_job_drain": sum(p["script_calls"] for p in drain_) / jobs,
         "round_trips_per_job_enqueue": sum(p["reads"] for p in enqueue) / jobs,
@@ -140,6 +148,43 @@ def drain(
             for m, n, e, d in zip(masters, keys, enqueue, drain_, strict=True)
         ],
     }
+
+
+class CpuSampler:
+    """Reads a process's CPU time (user + system, ``/proc/<pid>/stat``) every 20 ms in a
+    thread, so that the CPU it spent between two moments of the drain can be told."""
+
+    def __init__(self, pid: int) -> None:
+        self._path = Path(f"/proc/{pid}/stat")
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self.samples: list[tuple[float, float]] = []  # (time.monotonic(), CPU seconds)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(0.02):
+            try:
+                fields = self._path.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                return
+            # utime and stime are fields 14 and 15 of stat; 12 and 13 after the name.
+            self.samples.append(
+                (time.monotonic(), (int(fields[11]) + int(fields[12])) / self._tick)
+            )
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=5)
+
+    def at(self, moment: float) -> float:
+        """The CPU seconds spent by ``moment`` (interpolated between samples)."""
+        times = [at for at, _ in self.samples]
+        index = bisect.bisect_left(times, moment)
+        if index == 0 or index == len(self.samples):
+            return self.samples[min(index, len(self.samples) - 1)][1]
+        (t0, c0), (t1, c1) = self.samples[index - 1], self.samples[index]
+        return c0 + (c1 - c0) * (moment - t0) / (t1 - t0)
 
 
 def _phase(after: Snapshot, before: Snapshot) -> dict[str, Any]:
@@ -177,6 +222,7 @@ def summary(found: dict[str, Any]) -> tuple[list[str], list[Target]]:
     ]
     rows = [
         ("drain, jobs/s", "drain", "{:,.0f}"),
+        ("worker process CPU per job, us", "worker_cpu_us_per_job", "{:.1f}"),
         ("enqueue (100 submitters), jobs/s", "enqueue_concurrent", "{:,.0f}"),
         ("Redis commands per job", "commands_per_job", "{:.2f}"),
         ("script calls per job, drain", "script_calls_per_job_drain", "{:.3f}"),
