@@ -56,6 +56,10 @@ UNKNOWN_NAME = "(unknown)"
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 _LE = [repr(float(bound)) for bound in BUCKETS] + ["+Inf"]  # as prometheus-client writes them
 _CANCELED = JobStatus.CANCELED.value
+_STATUS_LABELS = {status: status.value for status in JobStatus}
+_STARTED, _FINISHED = EventKind.STARTED, EventKind.FINISHED
+_SUBMITTED, _CANCELLED = EventKind.SUBMITTED, EventKind.CANCELLED
+_COMPLETED, _FAILED = AttemptOutcome.COMPLETED, AttemptOutcome.FAILED
 
 Labels = tuple[str, ...]
 
@@ -116,30 +120,41 @@ class JobMetrics(Collector):
         self.unsubscribe = subscribe(self.observe)
 
     def observe(self, event: LifecycleEvent) -> None:
-        """Count one lifecycle event (the listener subscribed at construction)."""
-        job = event.job
-        name = job.name if job.name in self._names else UNKNOWN_NAME
-        kind = event.kind
-        if kind is EventKind.STARTED:
+        """Count one lifecycle event (the listener subscribed at construction): a few
+        dictionary operations (two events per attempt)."""
+        job, kind = event.job, event.kind
+        name = job.name
+        if name not in self._names:
+            name = UNKNOWN_NAME
+        if kind is _STARTED:
             self.running += 1
             pickup = _pickup_seconds(job, event.due_at)
             if pickup is not None:
-                _histogram(self.pickup, name).observe(pickup)
-        elif kind is EventKind.FINISHED:
+                histogram = self.pickup.get(name)
+                if histogram is None:
+                    histogram = self.pickup[name] = _Histogram()
+                histogram.observe(pickup)
+        elif kind is _FINISHED:
             self._finished(event, name)
-        elif kind is EventKind.SUBMITTED:
+        elif kind is _SUBMITTED:
             _count(self.submitted, (name, job.queue))
-        elif kind is EventKind.CANCELLED:
+        elif kind is _CANCELLED:
             _count(self.finished, (name, job.queue, _CANCELED))
 
     def _finished(self, event: LifecycleEvent, name: str) -> None:
         job, outcome = event.job, event.outcome
         self.running -= 1
-        _count(self.attempts, (name, _attempt_outcome(job, outcome)))
-        if event.duration is not None:
-            _histogram(self.duration, name).observe(event.duration)
-        if outcome is AttemptOutcome.COMPLETED or outcome is AttemptOutcome.FAILED:
-            _count(self.finished, (name, job.queue, job.status.value))
+        attempts, key = self.attempts, (name, _attempt_outcome(job, outcome))
+        attempts[key] = attempts.get(key, 0) + 1
+        duration = event.duration
+        if duration is not None:
+            histogram = self.duration.get(name)
+            if histogram is None:
+                histogram = self.duration[name] = _Histogram()
+            histogram.observe(duration)
+        if outcome is _COMPLETED or outcome is _FAILED:
+            finished, labels = self.finished, (name, job.queue, _STATUS_LABELS[job.status])
+            finished[labels] = finished.get(labels, 0) + 1
 
     def collect(self) -> Iterator[Metric]:
         """The metric families as they are now (called by the registry when scraped)."""
@@ -232,7 +247,9 @@ def _histograms(name: str, text: str, histograms: dict[str, _Histogram]) -> Metr
 
 
 def _attempt_outcome(job: Job, outcome: AttemptOutcome | None) -> str:
-    if outcome is AttemptOutcome.FAILED or outcome is AttemptOutcome.RETRIED:
+    if outcome is _COMPLETED:
+        return "completed"
+    if outcome is _FAILED or outcome is AttemptOutcome.RETRIED:
         error = job.error
         return "timeout" if error is not None and error.type == "JobTimeout" else "failed"
     if outcome is None:
