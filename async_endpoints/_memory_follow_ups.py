@@ -125,9 +125,12 @@ class MemoryFollowUps:
 
 
 def check_follow_ups(new_job: NewJob) -> None:
-    """Raise `ValueError` unless every follow-up in ``new_job``'s chain has a finite delay."""
+    """Raise `ValueError` unless every follow-up in ``new_job``'s chain can be stored: a
+    finite delay, and no batch (a follow-up is stored as `enqueue` stores a job)."""
     follow_up = new_job.follow_up
     while follow_up is not None:
         if follow_up.delay and not math.isfinite(follow_up.delay):
             raise ValueError(f"delay must be a finite number of seconds, not {follow_up.delay!r}")
+        if follow_up.batch_id is not None:
+            raise ValueError("a follow-up belongs to no batch: its batch_id must be None")
         follow_up = follow_up.follow_up

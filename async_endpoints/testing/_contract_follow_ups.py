@@ -214,13 +214,18 @@ class FollowUpContract:
         assert done is not None and done.status is JobStatus.COMPLETED
         assert await read(kit.store, squatter.id) == squatter
 
-    async def test_a_follow_up_with_an_infinite_delay_is_refused(self, kit: StoreKit) -> None:
-        """ValueError at enqueue, nothing stored."""
+    async def test_a_follow_up_that_cannot_be_stored_is_refused(self, kit: StoreKit) -> None:
+        """A follow-up with an infinite delay, or naming a batch: ValueError at enqueue,
+        nothing stored."""
         follow_ups(kit)
-        parent = with_delivery(new_job(), delay=float("inf"))
-        with pytest.raises(ValueError):
-            await kit.store.enqueue(parent)
-        assert await kit.store.get(parent.id) is None
+        parent = new_job()
+        for follow_up in (
+            delivery(parent.id, delay=float("inf")),
+            dataclasses.replace(delivery(parent.id), batch_id=uuid.uuid4()),
+        ):
+            with pytest.raises(ValueError):
+                await kit.store.enqueue(dataclasses.replace(parent, follow_up=follow_up))
+            assert await kit.store.get(parent.id) is None
 
     async def test_the_follow_up_of_a_partitioned_job_does_not_wait_behind_its_key(
         self, kit: StoreKit

@@ -169,7 +169,8 @@ local function settle(key, id, queue, status, now, clock)
 end
 
 -- The one hook of a job's status change: every transition of _lifecycle.lua calls
--- status_changed(key, from, to) (from nil for a new job) in its script, after the change.
+-- status_changed(key, from, to) (from nil for a new job) in its script, after the change
+-- (unclaim adds a fourth argument, true: the claim it undoes never started).
 -- _batch.lua, in the scripts that include it, sets it to count the change in the job's
 -- batch; elsewhere it does nothing.
 local status_changed = function() end

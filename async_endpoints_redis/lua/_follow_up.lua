@@ -12,7 +12,8 @@
 -- (to a terminal status, from any route: complete, dead, cancel, recovery, a batch's
 -- cancel, a continuation stored Canceled) and a requeue, and only while HOOKED is not 0
 -- (a requeue always looks), it reads the job's follow and for:
---   claim: the target's attempts + 1;
+--   claim: the target's attempts + 1 (a hand-over that is never started, undone by
+--     unclaim, takes it back: attempts count the attempts that started);
 --   end: the target's status becomes Delivered (Completed) or Failed; the follow-up is
 --     taken out of the hash (HDEL) and stored as enqueue_many stores a job (Queued, or
 --     Scheduled when delayed; no waiting limit), unless its id is taken (skipped);
@@ -22,8 +23,8 @@
 
 local FOLLOW = {batch_changed = status_changed}
 
--- The target's webhook after a claim (claimed) or the end (in status to) of its
--- delivery job; a target that is gone (or not a hash) is left alone.
+-- The target's webhook after a claim (claimed: 1, or -1 for an unclaim) or the end (in
+-- status to) of its delivery job; a target that is gone (or not a hash) is left alone.
 function FOLLOW.update(target, claimed, to)
   local key = job_key(target)
   local state = redis.pcall('HGET', key, 'webhook')
@@ -36,16 +37,16 @@ function FOLLOW.update(target, claimed, to)
   local status, attempts = string.match(state, '^(%a+) (%d+)$')
   attempts = tonumber(attempts) or 0
   if claimed then
-    attempts = attempts + 1
+    attempts = math.max(0, attempts + claimed)
   else
     status = to == 'Completed' and 'Delivered' or 'Failed'
   end
   redis.call('HSET', key, 'webhook', (status or 'Pending') .. ' ' .. attempts)
 end
 
-status_changed = function(key, from, to)
+status_changed = function(key, from, to, unclaimed)
   FOLLOW.batch_changed(key, from, to)
-  local claimed, ended = to == 'InProgress', TERMINAL[to]
+  local claimed, ended = to == 'InProgress' and 1 or (unclaimed and -1), TERMINAL[to]
   local requeued = from ~= nil and TERMINAL[from] and not ended
   if not (claimed or ended or requeued) or (not requeued and HOOKED.count() == 0) then
     return

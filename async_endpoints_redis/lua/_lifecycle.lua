@@ -249,7 +249,7 @@ local function unclaim(key, id, now)
   redis.call('HDEL', key, 'started_at')
   ready_push(queue, tenant, id, true)
   enter_queued(id, queue, created)
-  status_changed(key, 'InProgress', 'Queued')
+  status_changed(key, 'InProgress', 'Queued', true)  -- true: not an attempt after all
 end
 
 -- complete: a running job succeeded. kept: what stays of its request ('' for nothing);

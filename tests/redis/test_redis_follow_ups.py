@@ -16,8 +16,9 @@ from redis.asyncio import Redis
 
 from async_endpoints._batch import NewBatch
 from async_endpoints._errors import DuplicateJobError
-from async_endpoints._job import JobStatus, NewJob, WebhookState, WebhookStatus
+from async_endpoints._job import Job, JobStatus, NewJob, WebhookState, WebhookStatus
 from async_endpoints_redis import RedisJobStore
+from tests.redis.test_redis_hand_over import _listening, offering
 
 pytestmark = pytest.mark.redis
 StoreFactory = Callable[..., Awaitable[RedisJobStore]]
@@ -105,6 +106,39 @@ async def test_a_delivery_whose_target_was_purged_creates_no_key(
     assert not await raw_redis.exists(target_key)
     await store.complete(deliver, None)
     assert not await raw_redis.exists(target_key)
+
+
+async def test_a_delivery_handed_to_an_idle_worker_counts_the_attempts_that_started(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str
+) -> None:
+    """A delivery handed straight to an idle worker is a claim (+1); one handed over but
+    never started, put back by the worker's next claim, is no attempt (-1) until claimed."""
+    worker, api = await make_store(), await make_store()
+    await eventually(lambda: _listening(worker))
+    seen = worker._notifications.generation  # the store's own wiring
+    target = await api.enqueue(NewJob(uuid.uuid4(), "Echo", 0, queue="elsewhere"))
+    await eventually(lambda: wake_heard(worker, seen))  # before the offer, not during it
+    waiting = await offering(worker, raw_redis, prefix, take=2)
+    first = await api.enqueue(NewJob(uuid.uuid4(), "Deliver", 0, delivers_for=target.id))
+    async with asyncio.timeout(5):
+        [started] = await waiting
+    assert started.job.id == first.id
+    assert (await store_job(api, target.id)).webhook == WebhookState(WebhookStatus.PENDING, 1)
+    await api.enqueue(NewJob(uuid.uuid4(), "Deliver", 0, delivers_for=target.id))
+    assert (await store_job(api, target.id)).webhook == WebhookState(WebhookStatus.PENDING, 2)
+    claims = await worker.claim(5, lease=30)  # puts the second back, then claims it
+    assert [claim.job.name for claim in claims] == ["Deliver"]
+    assert (await store_job(api, target.id)).webhook == WebhookState(WebhookStatus.PENDING, 2)
+
+
+async def wake_heard(store: RedisJobStore, seen: int) -> bool:
+    return store._notifications.generation != seen
+
+
+async def store_job(store: RedisJobStore, job_id: uuid.UUID) -> Job:
+    job = await store.get(job_id)
+    assert job is not None
+    return job
 
 
 async def test_a_job_without_a_webhook_stores_no_webhook_field(
