@@ -1,11 +1,18 @@
 """What observability costs (issue 14), ours alone.
 
-**drain**: no-op jobs drained from the shared Redis by one in-process pool, in three
-variants: ``off`` (no metrics, no tracer provider), ``metrics`` (`enable_metrics`) and
-``metrics+traces`` (metrics, and OpenTelemetry's SDK tracer provider with no exporter:
-every attempt makes a recording span). Each variant runs in a fresh process (a tracer
-provider cannot be unset), the variants interleaved within each repeat; the figure is the
-median drain rate and its ratio to ``off``.
+**drain**: no-op jobs drained from the shared Redis by one in-process pool, in four
+variants: ``off`` (no metrics, no tracer provider), ``metrics`` (`enable_metrics`),
+``metrics+api`` (metrics, and opentelemetry-api's own no-op tracer provider: the library's
+tracing code runs, its spans record nothing) and ``metrics+traces`` (metrics, and
+OpenTelemetry's SDK tracer provider with no span processor nor exporter: every attempt makes
+a recording span, each submission too). Each variant runs in a fresh process (a tracer
+provider cannot be unset), the variants interleaved within each repeat; the figures are
+the median drain rate, its ratio to ``off`` and the median of the ratios within a repeat
+(the pairs run back to back: steadier on a busy machine).
+
+The ``metrics+traces`` process also times the SDK alone: a bare span started and ended
+(no parent, attributes nor context) in a loop, in microseconds per span, to set against
+the microseconds per job of ``off`` (what 95 % leaves for everything tracing adds).
 
 **dashboard**: server time of the dashboard's pages (queues, jobs by status, tenant and
 name, a deep page through cursors, one job) with ``listing_jobs`` finished jobs retained by
@@ -38,22 +45,30 @@ from ._queues import Plan
 from ._redis import Server
 from ._report import Target
 
-VARIANTS = ("off", "metrics", "metrics+traces")
+VARIANTS = ("off", "metrics", "metrics+api", "metrics+traces")
+SDK_SPANS = 20_000  # bare spans timed for the SDK's own cost per span
 
 
 def run(server: Server, plan: Plan) -> dict[str, Any]:
     """Drain rates per variant (with ratios to ``off``) and dashboard page times."""
     server.flush()
     rates: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
-    for _ in range(max(plan.repeats, 3)):
+    sdk_us: list[float] = []
+    for _ in range(max(plan.repeats, 5)):
         for variant in VARIANTS:
-            rates[variant].append(_child("drain", server.url, variant, str(plan.drain_jobs)))
+            found = _child("drain", server.url, variant, str(plan.drain_jobs))
+            rates[variant].append(found["jobs_per_s"])
+            if "sdk_us_per_span" in found:
+                sdk_us.append(found["sdk_us_per_span"])
     server.flush()
     off = statistics.median(rates["off"])
     drain = {
         variant: {
             "jobs_per_s": statistics.median(found),
             "ratio": statistics.median(found) / off,
+            "paired_ratio": statistics.median(
+                rate / base for rate, base in zip(found, rates["off"], strict=True)
+            ),
             "repeats": found,
         }
         for variant, found in rates.items()
@@ -61,12 +76,17 @@ def run(server: Server, plan: Plan) -> dict[str, Any]:
     for variant, figures in drain.items():
         log(
             f"observability drain {variant}: {figures['jobs_per_s']:,.0f} jobs/s "
-            f"({figures['ratio']:.3f} of off)"
+            f"({figures['ratio']:.3f} of off, paired {figures['paired_ratio']:.3f})"
         )
+    sdk = {"us_per_span": statistics.median(sdk_us), "us_per_job_off": 1e6 / off}
+    log(
+        f"observability: the SDK's bare span {sdk['us_per_span']:.1f} us; a job drained with "
+        f"everything off {sdk['us_per_job_off']:.1f} us"
+    )
     pages = _child("dashboard", str(plan.listing_jobs))
     for page, ms in pages.items():
         log(f"observability dashboard {page}: {ms:.1f} ms")
-    return {"drain": drain, "dashboard_ms": pages, "retained": plan.listing_jobs}
+    return {"drain": drain, "sdk": sdk, "dashboard_ms": pages, "retained": plan.listing_jobs}
 
 
 def _child(*args: str) -> Any:
@@ -76,12 +96,18 @@ def _child(*args: str) -> Any:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-async def _drain(url: str, variant: str, jobs: int) -> float:
+async def _drain(url: str, variant: str, jobs: int) -> dict[str, float]:
+    figures: dict[str, float] = {}
     if variant == "metrics+traces":
         from opentelemetry import trace
         from opentelemetry.sdk.trace import TracerProvider
 
-        trace.set_tracer_provider(TracerProvider())
+        trace.set_tracer_provider(TracerProvider())  # no span processor, no exporter
+        figures["sdk_us_per_span"] = _sdk_span_us()
+    elif variant == "metrics+api":
+        from opentelemetry import trace
+
+        trace.set_tracer_provider(trace.NoOpTracerProvider())
     store = RedisJobStore(url, prefix=f"bench-obs-{uuid.uuid4().hex[:8]}")
     endpoints = AsyncEndpoints(store=store, max_concurrency=100, max_queue_size=jobs + 1)
 
@@ -96,7 +122,22 @@ async def _drain(url: str, variant: str, jobs: int) -> float:
             await asyncio.gather(*(endpoints.submit("Noop") for _ in range(start, start + 500)))
         began = time.perf_counter()
         await endpoints.drain()
-        return jobs / (time.perf_counter() - began)
+        figures["jobs_per_s"] = jobs / (time.perf_counter() - began)
+        return figures
+
+
+def _sdk_span_us() -> float:
+    """Microseconds per bare span of the SDK's tracer (best of 3 loops)."""
+    from opentelemetry import trace
+
+    tracer = trace.get_tracer_provider().get_tracer("bench")
+    best = float("inf")
+    for _ in range(3):
+        began = time.perf_counter()
+        for _ in range(SDK_SPANS):
+            tracer.start_span("bench").end()
+        best = min(best, time.perf_counter() - began)
+    return best / SDK_SPANS * 1e6
 
 
 async def _dashboard(retained: int) -> dict[str, float]:
@@ -168,9 +209,16 @@ def summary(found: dict[str, Any]) -> tuple[list[str], list[Target]]:
     drain, pages = found["drain"], found["dashboard_ms"]
     lines = [
         f"drain of no-op jobs from Redis: {variant} {figures['jobs_per_s']:,.0f} jobs/s "
-        f"({figures['ratio']:.1%} of off)"
+        f"({figures['ratio']:.1%} of off, {figures['paired_ratio']:.1%} paired)"
         for variant, figures in drain.items()
     ]
+    sdk = found.get("sdk")
+    if sdk:
+        lines.append(
+            f"the SDK's own bare span: {sdk['us_per_span']:.1f} us, against "
+            f"{sdk['us_per_job_off']:.1f} us per job with everything off (95 % leaves "
+            f"{sdk['us_per_job_off'] / 19:.1f} us per job)"
+        )
     worst = max(pages.values())
     lines.append(
         f"dashboard pages with {found['retained']:,} retained jobs: "
