@@ -21,6 +21,7 @@ from ._settings import Settings
 from ._spec import JobSpec
 from ._store import InspectionStore, JobStore
 from ._store_features import BatchStore
+from ._webhook import WEBHOOK_JOB
 
 
 class JobBatches:
@@ -190,7 +191,7 @@ class JobBatches:
         if not isinstance(spec, JobSpec):
             raise ValueError(f"a batch takes JobSpec items, not {type(spec).__name__}")
         handler = self.handlers.get(spec.name)
-        if handler is None:
+        if handler is None or spec.name == WEBHOOK_JOB:  # deliveries come from their job only
             raise UnknownJobNameError(f"no job handler named {spec.name!r}")
         if spec.queue is not None and spec.queue not in self.settings.queues:
             known = ", ".join(self.settings.queues)

@@ -33,6 +33,7 @@ from ._scheduler import Scheduler
 from ._settings import Settings, default_queue
 from ._store import JobStore
 from ._store_features import ScheduleStore
+from ._webhook import WEBHOOK_JOB
 
 F = TypeVar("F", bound=HandlerFunction)
 logger = logging.getLogger("async_endpoints")
@@ -150,7 +151,7 @@ class CronScheduling:
         check_label(schedule_id, "schedule_id")
         rule = CronRule(cron, timezone)
         handler = self.handlers.get(name)
-        if handler is None:
+        if handler is None or name == WEBHOOK_JOB:  # deliveries come from their job only
             raise UnknownJobNameError(f"no job handler named {name!r}")
         if queue is not None:
             self._queues(queue)

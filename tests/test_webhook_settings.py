@@ -20,6 +20,7 @@ from async_endpoints import (
     AsyncEndpoints,
     ConfigurationError,
     InMemoryJobStore,
+    JobSpec,
     JobStatus,
     JobStore,
     UnknownJobNameError,
@@ -170,6 +171,20 @@ async def test_submit_checks_its_webhook_url() -> None:
     plain.add_handler(note)
     with pytest.raises(ConfigurationError, match="webhook_secret"):
         await plain.submit("note", webhook_url="https://example.com/")
+
+
+async def test_batches_and_schedules_cannot_name_the_delivery_handler() -> None:
+    """Deliveries come from their job only: a batch's JobSpec or a cron schedule naming
+    the reserved delivery handler is refused like an unknown name; nothing stored."""
+    engine = engine_with(webhook_allowed_hosts=["example.com"])
+    order = {"jobId": "00000000-0000-4000-8000-000000000000", "url": "https://example.com/"}
+    async with engine.running(workers=False):
+        with pytest.raises(UnknownJobNameError):
+            await engine.submit_batch([JobSpec(WEBHOOK_JOB, order)])
+        with pytest.raises(UnknownJobNameError):
+            await engine.upsert_schedule("deliveries", WEBHOOK_JOB, "* * * * *", body=order)
+        assert (await engine.list_jobs()).jobs == []
+        assert await engine.list_schedules() == []
 
 
 async def test_retries_wait_webhook_retry_base_delay_doubling() -> None:
