@@ -188,11 +188,11 @@ class EventStream:
     def _send_now(self, body: bytes) -> None:
         """Start the send of ``body`` here; if it has to wait, it goes on in a task."""
         assert self._send is not None and self._context is not None
-        sending = self._send(_body(body))
-        if type(sending) is not CoroutineType:  # an awaitable of another kind
-            self._go_on(sending, None)
-            return
         try:
+            sending = self._send(_body(body))
+            if type(sending) is not CoroutineType:  # an awaitable of another kind
+                self._go_on(sending, None)
+                return
             waiting = self._context.run(sending.send, None)
         except StopIteration:
             self.quiet = False
@@ -380,24 +380,32 @@ class EventFanout:
             self._runner = loop.create_task(self._run(), name="async-endpoints-event-fanout")
 
     async def _run(self) -> None:
-        """Hand out the changes as they come; keep-alive comments in the quiet times."""
+        """Hand out the changes as they come, and a keep-alive round every
+        `PING_INTERVAL` seconds (to the streams that sent nothing since the last one)."""
         loop = asyncio.get_running_loop()
+        next_ping = loop.time() + PING_INTERVAL
         while self._jobs:
             due, self._due = self._due, []
             for entry in due:
                 notices, entry.notices = entry.notices, []
                 for notice, streams in notices:
-                    self._hand_out(notice, streams)
+                    try:
+                        self._hand_out(notice, streams)
+                    except Exception:  # a bug: the other changes and streams go on
+                        logger.exception("could not hand out a change of job %s", entry.job_id)
+            if loop.time() >= next_ping:
+                next_ping = loop.time() + PING_INTERVAL
+                for entry in list(self._jobs.values()):
+                    for stream in list(entry.streams):
+                        stream.ping()
             if self._due:
                 continue
             self._wake = loop.create_future()
             try:
-                async with asyncio.timeout(PING_INTERVAL):
+                async with asyncio.timeout_at(next_ping):
                     await self._wake
             except TimeoutError:
-                for entry in list(self._jobs.values()):
-                    for stream in list(entry.streams):
-                        stream.ping()
+                pass
             finally:
                 self._wake = None
 
