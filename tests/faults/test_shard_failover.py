@@ -59,10 +59,10 @@ RATE, BEFORE, RESUMED = (150, 300, 100) if current_scale().name == "full" else (
 LAG_BOUND = 0.5
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def shard_cluster() -> Iterator[RedisClusterProcesses]:
-    """3 masters with a replica each; a master silent for 1 s counts as failed; the other
-    masters keep serving while one fails over."""
+    """3 masters with a replica each (a cluster per test: each kills a master); a master
+    silent for 1 s counts as failed; the other masters keep serving while one fails over."""
     cluster = start_cluster(replicas=1, node_timeout_ms=1000, full_coverage=False)
     yield cluster
     cluster.stop()
@@ -168,7 +168,9 @@ def unix(moment: str) -> float:
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("failed", [0, 1], ids=["shard0", "shard1"])
 async def test_killing_one_shards_master_stops_no_other_shard_and_loses_only_unreplicated_jobs(
+    failed: int,
     shard_cluster: RedisClusterProcesses,
     env: dict[str, str],
     procs: list[Proc],
@@ -177,10 +179,11 @@ async def test_killing_one_shards_master_stops_no_other_shard_and_loses_only_unr
 ) -> None:
     """One of three shards' master SIGKILLed mid-traffic: the other shards keep completing
     jobs, the failed one resumes on its promoted replica, every accepted job completes
-    (or, had replication not carried its enqueue yet, is counted lost)."""
+    (or, had replication not carried its enqueue yet, is counted lost). Shard 0 (the
+    store's own tag, which also keeps the schedules and is read for paused queues) and
+    another one."""
     cluster, layout = shard_cluster, ShardLayout(env["AE_PREFIX"], SHARDS)
     tags = [f"{{{prefix}}}" for prefix in layout.prefixes]
-    failed = 1  # the shard whose master is killed
     victim = cluster.primary_for(tags[failed])
     assert len({cluster.primary_for(tag).port for tag in tags}) == SHARDS, "a master each"
     replica = cluster.replica_of(victim)
@@ -225,7 +228,7 @@ async def test_killing_one_shards_master_stops_no_other_shard_and_loses_only_unr
         shard_of(job_id) for job_id, at in accepted.items() if failed_at < at < promoted_at
     )
     report(
-        "shard-failover",
+        f"shard-failover-{failed}",
         responses=dict(sorted(traffic.statuses.items())),
         accepted=len(accepted),
         accepted_per_shard=[sum(shard_of(i) == n for i in accepted) for n in range(SHARDS)],
