@@ -481,3 +481,49 @@ async def test_a_stream_that_cannot_keep_up_keeps_only_the_latest_progress_queue
     async with asyncio.timeout(5):
         await four.wait()
     assert sent == [b"p1", b"p3", b"status", b"p5"]
+
+
+async def test_a_quiet_stream_gets_keep_alive_comments_while_another_job_is_busy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Progress of one job, told more often than ``PING_INTERVAL``, keeps the fan-out busy:
+    the stream of another, quiet, job still gets its keep-alive comments; the busy stream,
+    which sends all the time, gets none."""
+    from async_endpoints import _event_fanout
+    from async_endpoints._event_fanout import EventFanout, EventStream
+    from async_endpoints._job import NewJob
+    from async_endpoints._settings import Settings
+    from async_endpoints._sse import JobRender
+
+    monkeypatch.setattr(_event_fanout, "PING_INTERVAL", 0.05)
+    store = InMemoryJobStore()
+    render = JobRender(Settings())
+    fanout = EventFanout(store, render)
+    busy_job = await store.enqueue(NewJob(uuid.uuid4(), "Busy", max_retries=0))
+    quiet_job = await store.enqueue(NewJob(uuid.uuid4(), "Quiet", max_retries=0))
+    [claim] = await store.claim(1, lease=30, queues=("default",))
+    assert claim.job.id == busy_job.id
+    pinged = asyncio.Event()
+    sent: dict[str, list[bytes]] = {"Quiet": [], "Busy": []}
+    streams = {}
+    for job in (quiet_job, busy_job):
+        stream = EventStream(render)
+        bodies = sent[job.name]
+
+        async def send(message: Any, bodies: list[bytes] = bodies) -> None:
+            bodies.append(message["body"])
+            if sent["Quiet"].count(_event_fanout._PING) == 2:
+                pinged.set()
+
+        stream.attach(send)
+        await fanout.watch(job.id, stream)
+        streams[job.name] = stream
+    streams["Quiet"].opened(quiet_job)
+    streams["Busy"].opened(claim.job)
+    async with asyncio.timeout(10):
+        value = 0
+        while not pinged.is_set():  # progress every 10 ms, PING_INTERVAL is 50 ms
+            value += 1
+            await store.set_progress(claim, value)
+            await asyncio.sleep(0.01)
+    assert _event_fanout._PING not in sent["Busy"]
