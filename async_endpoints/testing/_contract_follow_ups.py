@@ -72,6 +72,11 @@ async def _dead(kit: StoreKit, parent: NewJob) -> None:
     await kit.store.fail(await claim_one(kit), BOOM, retry_in=None)
 
 
+async def _retries_used_up(kit: StoreKit, parent: NewJob) -> None:
+    await kit.store.enqueue(parent)  # max_retries 0: a retry is asked for, none is left
+    await kit.store.fail(await claim_one(kit), BOOM, retry_in=0.0)
+
+
 async def _cancel_queued(kit: StoreKit, parent: NewJob) -> None:
     await kit.store.enqueue(parent)
     await control(kit).cancel(parent.id)
@@ -115,6 +120,7 @@ async def _continuation_not_run(kit: StoreKit, parent: NewJob) -> None:
 ROUTES: list[tuple[str, JobStatus, Callable[[StoreKit, NewJob], Awaitable[None]]]] = [
     ("complete", JobStatus.COMPLETED, _complete),
     ("dead", JobStatus.FAILED, _dead),
+    ("retries used up", JobStatus.FAILED, _retries_used_up),
     ("cancel Queued", JobStatus.CANCELED, _cancel_queued),
     ("cancel Scheduled", JobStatus.CANCELED, _cancel_scheduled),
     ("cancel InProgress", JobStatus.CANCELED, _cancel_running),

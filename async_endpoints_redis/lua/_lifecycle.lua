@@ -10,7 +10,9 @@
 --
 -- Each transition ends by calling status_changed(key, from, to) (_bookkeeping.lua), the
 -- one hook of a status change: the job's batch counts it there (_batch.lua), and the end
--- of a batch's last unfinished job finishes the batch in the same script.
+-- of a batch's last unfinished job finishes the batch in the same script; a job's end
+-- stores its follow-up, and a delivery job's claims and end update its target's webhook
+-- (_follow_up.lua).
 --
 -- Partition keys: the jobs of a key that are not terminal form its lane, in submission
 -- order (enqueue, schedule, requeue append). {p}:lanes is a HASH of key -> how many jobs
