@@ -6,11 +6,13 @@ that reading 2,000 streams never competes with the measuring process's own loop.
 It opens one stream (on the first job), prints ``one`` once its first event came, waits for a
 line on stdin, opens the other ``STREAMS - 1`` (spread round-robin over the job ids), prints
 ``all`` once each has its first event, then reads until every stream is closed by the server
-(or 60 s pass) and prints one JSON line: per stream, the ``[status, seconds]`` of each status
-event after the first, seconds being its arrival (``time.time()`` at the ``recv`` that
-completed it) minus the job's ``lastUpdatedAt`` (the server's clock at the change, in ms;
-same host). The reader is a bare ``epoll`` loop: one ``recv`` and one clock read per ready
-socket; the bytes are parsed only after the run.
+(or 60 s pass) and prints one JSON line: per stream, the ``[status, arrived, read]`` of each
+status event after the first: seconds from the job's ``lastUpdatedAt`` (the server's clock
+at the change, in ms; same host) to the event's arrival in the client's socket (the
+kernel's receive timestamp, ``SO_TIMESTAMPNS``, of the last packet the completing
+``recv`` took: so this client's own scheduling is not measured) and to the client's
+``recv`` of it (``time.time()``). The reader is a bare ``epoll`` loop: one ``recvmsg`` and
+one clock read per ready socket; the bytes are parsed only after the run.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ from __future__ import annotations
 import json
 import select
 import socket
+import struct
 import sys
 import time
 from datetime import datetime
 
 _STATUS = b"event: status\r\ndata: "
 _DEADLINE = 60.0
+_SO_TIMESTAMPNS = 35  # Linux; the control message is a struct timespec (two int64)
+_ANCILLARY = socket.CMSG_SPACE(16)
 
 
 class _Stream:
@@ -31,32 +36,40 @@ class _Stream:
 
     def __init__(self, port: int, job_id: str) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
         self.sock.sendall(f"GET /jobs/{job_id}/events HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
         self.sock.setblocking(False)
         self.data = bytearray()
-        self.arrivals: list[tuple[int, float]] = []  # (bytes received so far, when)
+        # (bytes received so far, kernel arrival, read)
+        self.arrivals: list[tuple[int, float, float]] = []
         self.first = False
 
     def read(self) -> bool:
         """Read what is there; False once the server closed the stream."""
         now = time.time()
         try:
-            chunk = self.sock.recv(262144)
+            chunk, ancillary, _, _ = self.sock.recvmsg(262144, _ANCILLARY)
         except BlockingIOError:
             return True
         except ConnectionError:
             return False
         if not chunk:
             return False
+        arrived = now
+        for level, kind, raw in ancillary:
+            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(raw) >= 16:
+                seconds, nanoseconds = struct.unpack("qq", raw[:16])
+                arrived = seconds + nanoseconds / 1e9
         self.data += chunk
-        self.arrivals.append((len(self.data), now))
+        self.arrivals.append((len(self.data), arrived, now))
         if not self.first and _STATUS in self.data:
             self.first = True
         return True
 
-    def delays(self) -> list[tuple[str, float]]:
-        """``(status, seconds)`` of each status event after the first."""
-        found: list[tuple[str, float]] = []
+    def delays(self) -> list[tuple[str, float, float]]:
+        """``(status, seconds to arrival, seconds to read)`` of each status event after the
+        first."""
+        found: list[tuple[str, float, float]] = []
         data = bytes(self.data)
         start = data.find(_STATUS)
         start = data.find(_STATUS, start + 1) if start >= 0 else -1
@@ -64,9 +77,9 @@ class _Stream:
             line_end = data.index(b"\r\n", start + len(_STATUS))
             event_end = data.index(b"\r\n\r\n", start) + 4
             job = json.loads(data[start + len(_STATUS) : line_end])
-            arrived = next(when for size, when in self.arrivals if size >= event_end)
+            arrived, read = next((a, r) for size, a, r in self.arrivals if size >= event_end)
             changed = datetime.fromisoformat(job["lastUpdatedAt"].rstrip("Z") + "+00:00")
-            found.append((job["status"], arrived - changed.timestamp()))
+            found.append((job["status"], arrived - changed.timestamp(), read - changed.timestamp()))
             start = data.find(_STATUS, event_end)
         return found
 
