@@ -8,7 +8,9 @@ OpenTelemetry's SDK tracer provider with no span processor nor exporter: every a
 a recording span, each submission too). Each variant runs in a fresh process (a tracer
 provider cannot be unset), the variants interleaved within each repeat; the figures are
 the median drain rate, its ratio to ``off`` and the median of the ratios within a repeat
-(the pairs run back to back: steadier on a busy machine).
+(the pairs run back to back: steadier on a busy machine), and the draining process's CPU
+time per job (less disturbed than the rate by other processes on the machine), as the
+ratio ``off`` / variant.
 
 The ``metrics+traces`` process also times the SDK alone: a bare span started and ended
 (no parent, attributes nor context) in a loop, in microseconds per span, to set against
@@ -53,11 +55,13 @@ def run(server: Server, plan: Plan) -> dict[str, Any]:
     """Drain rates per variant (with ratios to ``off``) and dashboard page times."""
     server.flush()
     rates: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    cpu: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     sdk_us: list[float] = []
     for _ in range(max(plan.repeats, 5)):
         for variant in VARIANTS:
             found = _child("drain", server.url, variant, str(plan.drain_jobs))
             rates[variant].append(found["jobs_per_s"])
+            cpu[variant].append(found["cpu_us_per_job"])
             if "sdk_us_per_span" in found:
                 sdk_us.append(found["sdk_us_per_span"])
     server.flush()
@@ -70,13 +74,16 @@ def run(server: Server, plan: Plan) -> dict[str, Any]:
                 rate / base for rate, base in zip(found, rates["off"], strict=True)
             ),
             "repeats": found,
+            "cpu_us_per_job": statistics.median(cpu[variant]),
+            "cpu_ratio": statistics.median(cpu["off"]) / statistics.median(cpu[variant]),
         }
         for variant, found in rates.items()
     }
     for variant, figures in drain.items():
         log(
             f"observability drain {variant}: {figures['jobs_per_s']:,.0f} jobs/s "
-            f"({figures['ratio']:.3f} of off, paired {figures['paired_ratio']:.3f})"
+            f"({figures['ratio']:.3f} of off, paired {figures['paired_ratio']:.3f}); "
+            f"{figures['cpu_us_per_job']:.1f} us CPU per job ({figures['cpu_ratio']:.3f})"
         )
     sdk = {"us_per_span": statistics.median(sdk_us), "us_per_job_off": 1e6 / off}
     log(
@@ -120,9 +127,10 @@ async def _drain(url: str, variant: str, jobs: int) -> dict[str, float]:
     async with endpoints.running(workers=False):
         for start in range(0, jobs, 500):
             await asyncio.gather(*(endpoints.submit("Noop") for _ in range(start, start + 500)))
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         await endpoints.drain()
         figures["jobs_per_s"] = jobs / (time.perf_counter() - began)
+        figures["cpu_us_per_job"] = (time.process_time() - cpu) / jobs * 1e6
         return figures
 
 
@@ -209,7 +217,9 @@ def summary(found: dict[str, Any]) -> tuple[list[str], list[Target]]:
     drain, pages = found["drain"], found["dashboard_ms"]
     lines = [
         f"drain of no-op jobs from Redis: {variant} {figures['jobs_per_s']:,.0f} jobs/s "
-        f"({figures['ratio']:.1%} of off, {figures['paired_ratio']:.1%} paired)"
+        f"({figures['ratio']:.1%} of off, {figures['paired_ratio']:.1%} paired); "
+        f"{figures['cpu_us_per_job']:.1f} us of this process's CPU per job "
+        f"(off / this: {figures['cpu_ratio']:.1%})"
         for variant, figures in drain.items()
     ]
     sdk = found.get("sdk")
