@@ -7,7 +7,8 @@ once a second however often it is scraped::
 
     async_endpoints_jobs_submitted_total{name,queue}         jobs stored here
     async_endpoints_jobs_finished_total{name,queue,status}   Completed / Failed here;
-                                                             Canceled by a cancel from here
+                                                             Canceled by a cancel (or
+                                                             cancel_batch) from here
     async_endpoints_job_attempts_total{name,outcome}         completed, failed, timeout,
                                                              canceled, lost
     async_endpoints_job_duration_seconds{name}               attempt run time (histogram)
