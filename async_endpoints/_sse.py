@@ -29,7 +29,8 @@ from starlette.routing import compile_path
 from starlette.types import Receive, Scope, Send
 
 from ._errors import JobStoreError
-from ._event_fanout import EventFanout, EventStream, Render
+from ._event_fanout import EventFanout
+from ._event_stream import EventStream, Render
 from ._http import store_failure
 from ._job import Job, job_to_json, parse_job_id
 from ._responses import call_maybe_async, dumps, error_response

@@ -452,7 +452,7 @@ async def test_a_quiet_stream_gets_keep_alive_comments(
 async def test_a_stream_that_cannot_keep_up_keeps_only_the_latest_progress_queued() -> None:
     """While a send waits, newer progress replaces the progress queued behind it; status
     events are all kept, and everything goes out in order once the send is done."""
-    from async_endpoints._event_fanout import EventStream
+    from async_endpoints._event_stream import EventStream
     from async_endpoints._job import Job, JobStatus
     from async_endpoints._settings import Settings
     from async_endpoints._sse import JobRender
@@ -490,7 +490,8 @@ async def test_a_quiet_stream_gets_keep_alive_comments_while_another_job_is_busy
     the stream of another, quiet, job still gets its keep-alive comments; the busy stream,
     which sends all the time, gets none."""
     from async_endpoints import _event_fanout
-    from async_endpoints._event_fanout import EventFanout, EventStream
+    from async_endpoints._event_fanout import EventFanout
+    from async_endpoints._event_stream import PING, EventStream
     from async_endpoints._job import NewJob
     from async_endpoints._settings import Settings
     from async_endpoints._sse import JobRender
@@ -512,7 +513,7 @@ async def test_a_quiet_stream_gets_keep_alive_comments_while_another_job_is_busy
 
         async def send(message: Any, bodies: list[bytes] = bodies) -> None:
             bodies.append(message["body"])
-            if sent["Quiet"].count(_event_fanout._PING) == 2:
+            if sent["Quiet"].count(PING) == 2:
                 pinged.set()
 
         stream.attach(send)
@@ -526,4 +527,4 @@ async def test_a_quiet_stream_gets_keep_alive_comments_while_another_job_is_busy
             value += 1
             await store.set_progress(claim, value)
             await asyncio.sleep(0.01)
-    assert _event_fanout._PING not in sent["Busy"]
+    assert PING not in sent["Busy"]
