@@ -97,6 +97,19 @@ class RedisServer:
                 raise TimeoutError(f"redis-server on port {self.port} did not come up")
             time.sleep(0.02)
 
+    def logged_at(self, text: str) -> float | None:
+        """When (unix time, to the millisecond) the server first logged a line containing
+        ``text``; None if it has not. Lines read ``<pid>:<role> 03 Dec 2026 11:50:05.553
+        * <message>``, in local time."""
+        log = self.directory / "redis.log"
+        for line in log.read_text(errors="replace").splitlines() if log.exists() else []:
+            if text in line:
+                stamp = " ".join(line.split()[1:5])  # 03 Dec 2026 11:50:05.553
+                whole, _, millis = stamp.partition(".")
+                at = time.mktime(time.strptime(whole, "%d %b %Y %H:%M:%S"))
+                return at + int(millis or 0) / 1000
+        return None
+
     def stop(self) -> None:
         """Kill the process (SIGKILL, like a crash) and wait for it to exit."""
         _RUNNING.discard(self)
@@ -170,11 +183,6 @@ class RedisClusterProcesses:
                 return view.node
         raise LookupError(f"no live replica of the node on port {master.port}")
 
-    def marked_failed(self, node: RedisServer) -> bool:
-        """Whether the cluster has marked ``node`` failed (``fail``: a majority of masters
-        agreed, as a live node sees it; a mere suspicion, ``fail?``, is not enough)."""
-        return any(view.node is node and "fail" in view.flags for view in self._topology())
-
     def _topology(self) -> list[_NodeView]:
         """Every node as a live node sees it (`CLUSTER NODES`)."""
         views = []
@@ -188,7 +196,7 @@ class RedisClusterProcesses:
             flag_set = set(flags.split(","))
             slots = [part for part in rest[4:] if not part.startswith("[")]
             failed = bool(flag_set & {"fail", "fail?"})  # failed, or suspected by this node
-            views.append(_NodeView(node, node_id, master_id, slots, failed, flag_set))
+            views.append(_NodeView(node, node_id, master_id, slots, failed))
         return views
 
     def healthy(self) -> bool:
@@ -199,15 +207,14 @@ class RedisClusterProcesses:
 @dataclass(frozen=True)
 class _NodeView:
     """One line of `CLUSTER NODES`: the node, its id, its master's id (``-`` for a
-    master), the slot ranges it serves (masters only), whether it is marked failed or
-    suspected, and all its flags."""
+    master), the slot ranges it serves (masters only) and whether it is marked failed or
+    suspected."""
 
     node: RedisServer
     node_id: str
     master_id: str
     slots: list[str]  # empty for a replica
     failed: bool
-    flags: set[str]
 
 
 def _first_slot(slot_ranges: list[str]) -> int:
