@@ -28,6 +28,8 @@ from ._job import JobError as JobError
 from ._job import JobRequest as JobRequest
 from ._job import JobStatus as JobStatus
 from ._job import NewJob as NewJob
+from ._job import WebhookState as WebhookState
+from ._job import WebhookStatus as WebhookStatus
 from ._job_watch import JobNotice as JobNotice
 from ._lifecycle import InvalidTransitionError as InvalidTransitionError
 from ._listing import JobPage as JobPage
@@ -45,6 +47,8 @@ from ._store import InspectionStore as InspectionStore
 from ._store import JobStore as JobStore
 from ._store_features import BatchStore as BatchStore
 from ._store_features import EventStore as EventStore
+from ._store_features import FollowUpStore as FollowUpStore
+from ._store_features import IdempotentStore as IdempotentStore
 from ._store_features import ProgressStore as ProgressStore
 from ._store_features import ScheduleStore as ScheduleStore
 
@@ -63,8 +67,10 @@ __all__ = [
     "ControlStore",
     "DuplicateJobError",
     "EventStore",
+    "FollowUpStore",
     "Handler",
     "IdempotencyConflictError",
+    "IdempotentStore",
     "InMemoryJobStore",
     "InspectionStore",
     "InvalidTransitionError",
@@ -91,4 +97,6 @@ __all__ = [
     "Settings",
     "StoreUnavailableError",
     "UnknownJobNameError",
+    "WebhookState",
+    "WebhookStatus",
 ]
