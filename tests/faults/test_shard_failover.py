@@ -218,6 +218,12 @@ async def test_killing_one_shards_master_stops_no_other_shard_and_loses_only_unr
         for job_id, job in jobs.items()
         if accepted[job_id] > promoted_at
     )
+    live = [shard for shard in range(SHARDS) if shard != failed]
+    steady = sum(
+        shard_of(job_id) in live and killed_at - 1 < unix(job["completedAt"]) < killed_at
+        for job_id, job in jobs.items()
+        if job is not None
+    )  # jobs of the live shards completed in the second before the kill
     accepted_without_master = collections.Counter(
         shard_of(job_id) for job_id, at in accepted.items() if failed_at < at < promoted_at
     )
@@ -230,6 +236,10 @@ async def test_killing_one_shards_master_stops_no_other_shard_and_loses_only_unr
         promoted_after_s=round(promoted_at - killed_at, 2),
         accepted_without_master_per_shard=[accepted_without_master[n] for n in range(SHARDS)],
         completed_without_master_per_shard=[completed_without_master[n] for n in range(SHARDS)],
+        live_shards_completed_per_s_before_kill=steady,
+        live_shards_completed_per_s_without_master=round(
+            sum(completed_without_master[n] for n in live) / (promoted_at - failed_at), 1
+        ),
         resumed_completed=resumed_done,
         run_twice=sum(len(pids) > 1 for pids in runs.values()),
         lost_acknowledged=len(missing),
