@@ -51,9 +51,10 @@ _run_names: dict[str, str] = {}
 
 
 def tracer() -> Any:
-    """The tracer of the provider set now; None when spans are not made (no
-    opentelemetry-api, or no tracer provider set: OpenTelemetry's spans would all be
-    no-ops, and skipping them saves their cost on every job). Resolved once per provider,
+    """The tracer of the provider set now; None when spans are not made: no
+    opentelemetry-api, no tracer provider set, or one whose tracer is OpenTelemetry's
+    no-op one (the API's `NoOpTracerProvider`, the SDK disabled): every span would be a
+    no-op, and skipping them saves their cost on every job. Resolved once per provider,
     not through OpenTelemetry's proxy at every span."""
     global _resolved
     if _trace is None:
@@ -63,6 +64,8 @@ def tracer() -> Any:
         found = None
         if not isinstance(provider, _trace.ProxyTracerProvider):
             found = provider.get_tracer("async_endpoints")
+            if isinstance(found, _trace.NoOpTracer):
+                found = None
         _resolved = (provider, found)
     return _resolved[1]
 

@@ -22,7 +22,8 @@ PROVIDER = TracerProvider()
 PROVIDER.add_span_processor(SimpleSpanProcessor(EXPORTER))
 
 
-def _install(provider: TracerProvider | None) -> None:
+def install_provider(provider: trace.TracerProvider | None) -> None:
+    """Make ``provider`` the global tracer provider (None: none, as before any was set)."""
     trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
     trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
     if provider is not None:
@@ -33,9 +34,9 @@ def _install(provider: TracerProvider | None) -> None:
 def tracing() -> Iterator[InMemorySpanExporter]:
     """The global tracer provider is the in-memory one inside the block (spans cleared)."""
     EXPORTER.clear()
-    _install(PROVIDER)
+    install_provider(PROVIDER)
     try:
         yield EXPORTER
     finally:
-        _install(None)
+        install_provider(None)
         EXPORTER.clear()

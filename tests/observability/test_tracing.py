@@ -25,7 +25,7 @@ from async_endpoints import (
     JobStatus,
 )
 from async_endpoints._tracing import JOB_ID, JOB_NAME, RETRY_COUNT, attempt_span
-from tests.observability.spans import tracing
+from tests.observability.spans import install_provider, tracing
 
 tracer = trace.get_tracer("tests")
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -209,3 +209,23 @@ async def test_without_a_tracer_provider_no_span_and_no_trace_context(
     assert not enabled()
     job = await engine.submit("Ok")
     assert job.request.trace_context is None
+
+
+async def test_with_opentelemetrys_no_op_provider_no_span_is_made(
+    engine: AsyncEndpoints,
+) -> None:
+    """A provider whose tracer is OpenTelemetry's no-op one (the API's NoOpTracerProvider):
+    the tracing helpers report themselves off, jobs carry no trace context and run."""
+    from async_endpoints._tracing import enabled
+
+    install_provider(trace.NoOpTracerProvider())
+    try:
+        assert not enabled()
+        job = await engine.submit("Ok")
+        await engine.drain()
+        done = await engine.get_job(job.id)
+        assert done is not None and done.result == "ok"
+        assert done.request.trace_context is None
+    finally:
+        install_provider(None)
+    assert not enabled()
