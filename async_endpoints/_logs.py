@@ -27,8 +27,9 @@ _current_job: ContextVar[tuple[str, str] | None] = ContextVar(
     "async_endpoints_current_job", default=None
 )
 
-#: The library's loggers; each gets a `JobLogFilter` on import.
-LIBRARY_LOGGERS = ("async_endpoints", "async_endpoints_redis")
+#: The library's loggers; each gets a `JobLogFilter` on import (a logger's filters do not
+#: see its children's records: every logger the library writes to is named here).
+LIBRARY_LOGGERS = ("async_endpoints", "async_endpoints.worker", "async_endpoints_redis")
 
 
 class JobLogFilter(logging.Filter):

@@ -99,3 +99,27 @@ def test_a_record_with_its_own_job_id_keeps_it(records: Records) -> None:
     """A record that names a job itself (extra=) is left as it is."""
     app_logger.info("explicit", extra={"job_id": "x", "job_name": "y"})
     assert records.about("explicit") == [("x", "y")]
+
+
+@pytest.mark.parametrize(
+    "name", ["async_endpoints", "async_endpoints.worker", "async_endpoints_redis"]
+)
+def test_every_library_logger_sets_the_attributes_without_the_apps_filter(name: str) -> None:
+    """Each logger the library writes to (the CLI's child logger too) has the filter
+    itself: its records carry job_id and job_name for a handler without the filter, so a
+    format naming them never breaks."""
+    seen: list[logging.LogRecord] = []
+
+    class Plain(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    plain = Plain(logging.DEBUG)
+    logger = logging.getLogger(name)
+    logger.addHandler(plain)
+    try:
+        logger.warning("a library record")
+    finally:
+        logger.removeHandler(plain)
+    (record,) = seen
+    assert (record.job_id, record.job_name) == (None, None)  # type: ignore[attr-defined]
