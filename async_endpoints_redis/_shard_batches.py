@@ -26,13 +26,13 @@ from collections.abc import Sequence
 from async_endpoints._batch import Batch, BatchPage, NewBatch
 from async_endpoints._job import NewJob, check_label
 
-from ._shard_base import ShardBase
+from ._shard_lookup import ShardLookup
 from ._shard_pointers import batch_field
 from ._shard_reads import _reverse, merged_page
 from ._store import RedisJobStore
 
 
-class ShardBatches(ShardBase):
+class ShardBatches(ShardLookup):
     """Batches over shards; see `async_endpoints.BatchStore`."""
 
     async def create_batch(self, batch: NewBatch, *, max_waiting: int | None = None) -> Batch:
@@ -114,11 +114,12 @@ class ShardBatches(ShardBase):
         return BatchPage(batches, following)
 
     async def _batch_shard(self, batch_id: uuid.UUID) -> RedisJobStore:
-        """The shard holding the batch: its id's, unless a pointer there names another."""
+        """The shard holding the batch (`ShardLookup._probe`: its id's shard, or the one a
+        pointer there names); its id's shard when none does."""
         shards = await self._ready_shards()
-        home = self._layout.of_id(batch_id)
-        elsewhere = await self._pointer_book.target(home, batch_field(batch_id))
-        return shards[home if elsewhere is None else elsewhere]
+        field = batch_field(batch_id)
+        _, shard = await self._probe(batch_id, field, lambda one: one.get_batch(batch_id))
+        return shard or shards[self._layout.of_id(batch_id)]
 
     def _keys_shard(self, jobs: Sequence[NewJob]) -> int | None:
         """The one shard of the jobs' partition keys (None: they have none).

@@ -26,10 +26,12 @@ from async_endpoints._schedule import Schedule
 from async_endpoints._store import Claim
 
 from ._shard_batches import ShardBatches
+from ._shard_lookup import ShardLookup
 from ._shard_reads import ShardReads
+from ._store import RedisJobStore
 
 
-class ShardFeatures(ShardReads, ShardBatches):
+class ShardFeatures(ShardReads, ShardBatches, ShardLookup):
     """The optional capabilities of `ShardedRedisJobStore`."""
 
     # Control
@@ -40,24 +42,23 @@ class ShardFeatures(ShardReads, ShardBatches):
         return job
 
     async def try_cancel(self, job_id: uuid.UUID) -> tuple[Job | None, bool]:
-        """As `RedisJobStore.try_cancel`, in the job's shard."""
-        shards = await self._ready_shards()
-        job, cancelled = await shards[self._layout.of_id(job_id)].try_cancel(job_id)
-        if job is not None:
-            return job, cancelled
-        elsewhere = await self._pointer_book.target(self._layout.of_id(job_id), job_id)
-        if elsewhere is None:
+        """As `RedisJobStore.try_cancel`, in the job's shard (`ShardLookup._probe`)."""
+
+        async def cancel(shard: RedisJobStore) -> tuple[Job, bool] | None:
+            job, cancelled = await shard.try_cancel(job_id)
+            return None if job is None else (job, cancelled)
+
+        answer, shard = await self._probe(job_id, str(job_id), cancel)
+        if answer is None or shard is None:
             return None, False
-        return await shards[elsewhere].try_cancel(job_id)
+        if answer[1]:
+            shard._notifications.wake()  # its key's next job may be claimable: look again
+        return answer
 
     async def requeue(self, job_id: uuid.UUID) -> Job | None:
-        """As `RedisJobStore.requeue`, in the job's shard."""
-        shards = await self._ready_shards()
-        job = await shards[self._layout.of_id(job_id)].requeue(job_id)
-        if job is not None:
-            return job
-        elsewhere = await self._pointer_book.target(self._layout.of_id(job_id), job_id)
-        return None if elsewhere is None else await shards[elsewhere].requeue(job_id)
+        """As `RedisJobStore.requeue`, in the job's shard (`ShardLookup._probe`)."""
+        job, _ = await self._probe(job_id, str(job_id), lambda shard: shard.requeue(job_id))
+        return job
 
     async def pause(self, queues: Iterable[str]) -> None:
         """As `RedisJobStore.pause`, in every shard (shard 0 first)."""
@@ -88,7 +89,8 @@ class ShardFeatures(ShardReads, ShardBatches):
     async def set_progress(self, claim: Claim, progress: Any) -> bool:
         """As `RedisJobStore.set_progress`, in the claim's shard."""
         await self._ready_shards()
-        return await self._of_token(claim.token).set_progress(claim, progress)
+        shard = self._of_token(claim.token)
+        return False if shard is None else await shard.set_progress(claim, progress)
 
     async def watch_job(self, job_id: uuid.UUID, listener: JobListener) -> Callable[[], None]:
         """As `RedisJobStore.watch_job`, on the job's shard (whose channel tells it)."""

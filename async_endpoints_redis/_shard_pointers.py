@@ -122,12 +122,21 @@ class Pointers:
     def __init__(self, client: AnyRedis, layout: ShardLayout) -> None:
         self._client = client
         self._layout = layout
+        #: The key prefix of every shard the store serves (its layout's, then old ones).
+        self.prefixes: list[str] = list(layout.prefixes)
         self._add = client.register_script(_ADD)
         self._due = client.register_script(_DUE)
         self._checked = client.register_script(_CHECKED)
 
+    def index_of(self, prefix: str) -> int | None:
+        """The index of the shard with this key prefix (None: not served)."""
+        try:
+            return self.prefixes.index(prefix)
+        except ValueError:
+            return None
+
     def _keys(self, shard: int) -> list[str]:
-        keys = Keys(self._layout.prefixes[shard])
+        keys = Keys(self.prefixes[shard])
         return [f"{keys.key_prefix}at", f"{keys.key_prefix}at-check"]
 
     async def add(self, ids: Sequence[uuid.UUID], shard: int, retention: float) -> None:
@@ -160,11 +169,11 @@ class Pointers:
             if id_shard != shard:
                 by_shard.setdefault(id_shard, []).append(name)
         delay = round(retention * 1000) + _FIRST_CHECK_MS
-        target = self._layout.prefixes[shard]
+        target = self.prefixes[shard]
         if parent is not None:
             target = f"{target} {parent}"
         for id_shard, names in by_shard.items():
-            job_prefix = "" if parent else Keys(self._layout.prefixes[id_shard]).job_prefix
+            job_prefix = "" if parent else Keys(self.prefixes[id_shard]).job_prefix
             taken = await self._add(
                 keys=self._keys(id_shard), args=[target, delay, job_prefix, *names]
             )
@@ -176,11 +185,12 @@ class Pointers:
         key's shard, for ``ttl_ms``, unless recorded already); the shard of the key's
         job: ``shard``, or the one recorded by an earlier submission."""
         home = Keys(self._layout.prefixes[self._layout.of_label(key)]).key_prefix
-        target = self._layout.prefixes[shard]
+        target = self.prefixes[shard]
         held = await self._client.set(f"{home}idem-at:{key}", target, nx=True, px=ttl_ms, get=True)
         if not isinstance(held, bytes | str):
             return shard
-        return self._layout.index_of.get(_text(held), shard)
+        index = self.index_of(_text(held))
+        return shard if index is None else index
 
     async def target(self, id_shard: int, job_id: uuid.UUID | str) -> int | None:
         """The shard a pointer in ``id_shard`` names for this id (or `batch_field`); None
@@ -188,7 +198,7 @@ class Pointers:
         held = await self._client.hget(self._keys(id_shard)[0], str(job_id))
         if held is None:
             return None
-        return self._layout.index_of.get(_text(held).split(" ")[0])
+        return self.index_of(_text(held).split(" ")[0])
 
     async def sweep(self, shard: int, retention: float) -> int:
         """Check the pointers of ``shard`` that are due; how many were deleted."""

@@ -17,8 +17,10 @@ shard of every call; what it costs on top of one shard:
   goes on to the next only while it has room left, so a busy worker pays one round trip
   per claim as with one shard, and O(1) Redis work per job. A shard whose last claim
   found nothing due, less than `_DRY_FOR` seconds ago and with no wake-up from it since,
-  is skipped. A shard that cannot be reached is skipped too (its error is raised only
-  when no shard answered), so the others keep running while one fails over.
+  is skipped (a cancel or failure made through this store counts as its wake-up, so a
+  claim right after it sees its effect). A shard that cannot be reached is skipped too
+  (its error is raised only when no shard answered), so the others keep running while
+  one fails over.
 - renew, complete, fail, set_progress: the claim's shard, named by the claim token's
   mark (``s<i>-``).
 - wait_for_work: waits on every shard at once (each shard's subscription wakes it; with
@@ -54,6 +56,7 @@ from ._keys import Keys
 from ._shard_counts import WaitingCounts
 from ._shard_features import ShardFeatures
 from ._shard_layout import ShardLayout
+from ._shard_lookup import ShardLookup
 from ._shard_pointers import Pointers
 from ._store import RedisJobStore
 
@@ -64,7 +67,7 @@ logger = logging.getLogger("async_endpoints_redis")
 _DRY_FOR = 0.5
 
 
-class ShardedRedisJobStore(ShardFeatures, RedisJobStore):
+class ShardedRedisJobStore(ShardFeatures, ShardLookup, RedisJobStore):
     """`RedisJobStore` over ``shards`` hash tags; made by ``RedisJobStore(...,
     shards=N)`` with N other than 1 (same arguments, same behaviour and guarantees; the
     costs and rules of the routing are in this module's docstring).
@@ -119,6 +122,8 @@ class ShardedRedisJobStore(ShardFeatures, RedisJobStore):
         self._turn = random.randrange(shards)
         self._pointers: Pointers | None = None
         self._counts = WaitingCounts(self)
+        self._old_layouts: list[ShardLayout] = []
+        self._adopted: RedisJobStore | None = None  # the plain store this one was
 
     # Starting and stopping
 
@@ -152,6 +157,13 @@ class ShardedRedisJobStore(ShardFeatures, RedisJobStore):
                     raise
                 self._pointers = Pointers(client, self._layout)
                 self._shards = shards
+                try:
+                    with _mapped("start"):
+                        await self._layout_upkeep()
+                except BaseException:
+                    self._shards = []
+                    await self._close_shards(shards)
+                    raise
         return self._shards
 
     def _shard(self, index: int, prefix: str, client: AnyRedis) -> RedisJobStore:
@@ -170,6 +182,8 @@ class ShardedRedisJobStore(ShardFeatures, RedisJobStore):
 
     async def _close_shards(self, shards: Sequence[RedisJobStore]) -> None:
         await asyncio.gather(*(shard.aclose() for shard in shards), return_exceptions=True)
+        if self._adopted is not None:
+            await self._adopted.aclose()  # its connection, and its client if it made it
         if self._given_client is None and self._client is not None:
             with contextlib.suppress(Exception):
                 await self._client.aclose()
@@ -177,31 +191,17 @@ class ShardedRedisJobStore(ShardFeatures, RedisJobStore):
 
     # Where things are
 
-    def _of_token(self, token: str) -> RedisJobStore:
-        """The shard that issued a claim token (its mark ``s<i>-``)."""
+    def _of_token(self, token: str) -> RedisJobStore | None:
+        """The shard that issued a claim token (its mark ``s<i>-``); None for a token no
+        shard of this store made (a claim that cannot be held)."""
         mark, _, _ = token.partition("-")
         index = int(mark[1:]) if mark[:1] == "s" and mark[1:].isdigit() else -1
-        if not 0 <= index < len(self._shards):
-            raise ValueError(f"claim token {token!r} names no shard of this store")
-        return self._shards[index]
+        return self._shards[index] if 0 <= index < len(self._shards) else None
 
     def _placement(self, new_job: NewJob) -> int:
         if new_job.partition_key is not None:
             return self._layout.of_key(new_job.partition_key)
         return self._layout.of_id(new_job.id)
-
-    async def _shard_of_id(self, job_id: uuid.UUID) -> RedisJobStore | None:
-        """The shard a pointer in the id's shard names (None: none)."""
-        shards = await self._ready_shards()
-        assert self._pointers is not None
-        target = await self._pointers.target(self._layout.of_id(job_id), job_id)
-        return None if target is None else shards[target]
-
-    async def _located(self, job_id: uuid.UUID) -> RedisJobStore:
-        """The shard holding the job: its id's shard, unless a pointer there names
-        another (one small call; no fan-out)."""
-        elsewhere = await self._shard_of_id(job_id)
-        return elsewhere or self._shards[self._layout.of_id(job_id)]
 
     # The JobStore
 
@@ -237,6 +237,8 @@ class ShardedRedisJobStore(ShardFeatures, RedisJobStore):
         await self._ready_shards()
         if shard is None:
             shard = self._placement(new_job)
+            if self._old_layouts and new_job.partition_key is not None:
+                shard = await self._old_lane(new_job.partition_key, shard)
         await self._point(shard, new_job)
         return shard, new_job
 
@@ -251,13 +253,10 @@ class ShardedRedisJobStore(ShardFeatures, RedisJobStore):
             await book.add_fields(fields, shard, self._retention, parent=new_job.id)
 
     async def get(self, job_id: uuid.UUID) -> Job | None:
-        """The job, from its id's shard (or, by its pointer, from its own)."""
-        shards = await self._ready_shards()
-        job = await shards[self._layout.of_id(job_id)].get(job_id)
-        if job is not None:
-            return job
-        elsewhere = await self._shard_of_id(job_id)
-        return None if elsewhere is None else await elsewhere.get(job_id)
+        """The job, from its id's shard (or, by its pointer, from its own; see
+        `ShardLookup`)."""
+        job, _ = await self._probe(job_id, str(job_id), lambda shard: shard.get(job_id))
+        return job
 
     async def claim(
         self, limit: int, *, lease: float, queues: Sequence[str] = (DEFAULT_QUEUE,)
@@ -294,28 +293,40 @@ class ShardedRedisJobStore(ShardFeatures, RedisJobStore):
         """As `RedisJobStore.renew`: one call per shard the claims come from, at once."""
         await self._ready_shards()
         groups: dict[int, list[Claim]] = {}
+        lost: set[str] = set()
         for claim in claims:
-            groups.setdefault(id(self._of_token(claim.token)), []).append(claim)
-        shard_of = {id(shard): shard for shard in self._shards}
-        lost = await asyncio.gather(
-            *(shard_of[key].renew(group, lease=lease) for key, group in groups.items())
+            shard = self._of_token(claim.token)
+            if shard is None:
+                lost.add(claim.token)
+            else:
+                groups.setdefault(self._shards.index(shard), []).append(claim)
+        renewed = await asyncio.gather(
+            *(self._shards[index].renew(group, lease=lease) for index, group in groups.items())
         )
-        return set().union(*lost)
+        return lost.union(*renewed)
 
     async def complete(self, claim: Claim, result: Any) -> Job | None:
         """As `RedisJobStore.complete`, in the claim's shard."""
         await self._ready_shards()
-        return await self._of_token(claim.token).complete(claim, result)
+        shard = self._of_token(claim.token)
+        return None if shard is None else await shard.complete(claim, result)
 
     async def fail(self, claim: Claim, error: JobError, *, retry_in: float | None) -> Job | None:
         """As `RedisJobStore.fail`, in the claim's shard."""
         await self._ready_shards()
-        return await self._of_token(claim.token).fail(claim, error, retry_in=retry_in)
+        shard = self._of_token(claim.token)
+        if shard is None:
+            return None
+        job = await shard.fail(claim, error, retry_in=retry_in)
+        shard._notifications.wake()  # its key's next job may be claimable: look again
+        return job
 
     async def recover(self) -> list[uuid.UUID]:
         """As `RedisJobStore.recover`, in every shard (one after the other), and the
-        pointers' upkeep (`Pointers.sweep`)."""
+        upkeep of the pointers (`Pointers.sweep`) and of the layouts (`_shard_reshard`)."""
         shards = await self._ready_shards()
+        with _mapped("recover"):
+            await self._layout_upkeep()
         recovered: list[uuid.UUID] = []
         for index, shard in enumerate(shards):
             recovered += await shard.recover()
@@ -341,34 +352,58 @@ class ShardedRedisJobStore(ShardFeatures, RedisJobStore):
         ]
         pending = set(waits)
         try:
-            while pending:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                if any(wait.exception() is None for wait in done):
-                    break  # else a shard that cannot be reached: the others still wake
-        finally:
-            for wait in pending:
-                wait.cancel()
-        claims: list[Claim] = []
-        failures: list[BaseException] = []
-        for shard, wait in zip(shards, waits, strict=True):
-            if not wait.done() or wait.cancelled():
-                continue
-            failure = wait.exception()
-            if failure is not None:
-                failures.append(failure)
-                continue
-            handed = wait.result()
-            if handed and claims:
-                shard._give_back(handed)
-            elif handed:
-                claims = handed
-        if len(failures) == len(shards):
-            raise failures[0]
-        return claims
+            try:
+                while pending:
+                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    if any(wait.exception() is None for wait in done):
+                        break  # else a shard that cannot be reached: the others still wake
+            finally:
+                for wait in pending:
+                    wait.cancel()
+                if pending:  # let each end its offer (a withdrawal the next claim awaits)
+                    await asyncio.wait(pending)
+        except BaseException:
+            _give_all_back(shards, waits)  # this call is cancelled: nobody takes them
+            raise
+        for shard in shards:  # an offer may have handed jobs back with no wake-up
+            shard._due_after_claim = None
+        return _first_handed(shards, waits)
 
     async def wait_until_terminal(self, job_id: uuid.UUID, timeout: float) -> Job | None:
         """As `RedisJobStore.wait_until_terminal`, in the job's shard."""
         return await (await self._located(job_id)).wait_until_terminal(job_id, timeout)
+
+
+def _first_handed(
+    shards: Sequence[RedisJobStore], waits: Sequence[asyncio.Future[list[Claim]]]
+) -> list[Claim]:
+    """The claims handed over by the first shard that handed any (the others' go back to
+    their queues); raises when every shard's wait failed."""
+    claims: list[Claim] = []
+    failures: list[BaseException] = []
+    for shard, wait in zip(shards, waits, strict=True):
+        if not wait.done() or wait.cancelled():
+            continue
+        failure = wait.exception()
+        if failure is not None:
+            failures.append(failure)
+            continue
+        handed = wait.result()
+        if handed and claims:
+            shard._give_back(handed)
+        elif handed:
+            claims = handed
+    if len(failures) == len(shards):
+        raise failures[0]
+    return claims
+
+
+def _give_all_back(
+    shards: Sequence[RedisJobStore], waits: Sequence[asyncio.Future[list[Claim]]]
+) -> None:
+    for shard, wait in zip(shards, waits, strict=True):
+        if wait.done() and not wait.cancelled() and wait.exception() is None and wait.result():
+            shard._give_back(wait.result())
 
 
 def _dry(shard: RedisJobStore, queues: Sequence[str]) -> bool:
@@ -394,3 +429,20 @@ def _mapped(operation: str) -> Any:
 
 def _full(max_waiting: int) -> QueueFullError:
     return QueueFullError(f"{max_waiting} jobs are waiting", retry_after=RETRY_AFTER)
+
+
+async def become_sharded(plain: RedisJobStore, arguments: dict[str, Any]) -> None:
+    """Make a started plain store (``shards=1``) a sharded store of one shard, so that it
+    serves the old shards a resharding left (`_shard_reshard`): its client is kept (and
+    closed with it when it made it), its cancel listeners too."""
+    listeners = plain._cancel_listeners
+    await plain._connection.notifications.aclose()  # each shard has its own
+    original = object.__new__(RedisJobStore)
+    original.__dict__.update(plain.__dict__)
+    plain.__dict__.clear()
+    plain.__class__ = ShardedRedisJobStore
+    assert isinstance(plain, ShardedRedisJobStore)
+    ShardedRedisJobStore.__init__(plain, client=original._connection.client, **arguments)
+    plain._cancel_listeners += listeners
+    plain._adopted = original
+    await plain.start()

@@ -184,6 +184,15 @@ class RedisJobStore(
             on_cancel=self._canceled,
         )
         self._cancel_listeners: list[Callable[[uuid.UUID], None]] = []
+        # What a sharded store made of this one (`_shard_reshard`) is made with.
+        self._arguments: dict[str, Any] = {
+            "prefix": prefix,
+            "retention": retention,
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_connect_timeout,
+            "max_connections": max_connections,
+        }
+        self._layout_read = False
         self._cancelled_claims = CancelledClaims()
         self._notifications = self._connection.notifications
         self._completions: Batcher[tuple[Claim, str], int | ResultRefusedError] = Batcher(
@@ -207,10 +216,25 @@ class RedisJobStore(
         Redis answers and start listening for notifications. Idempotent; every other
         method starts the store too when needed.
 
+        The first start also reads which shard counts other stores on this prefix use
+        (one HGETALL): when a sharded layout may still hold jobs, this store serves its
+        shards too, as a `ShardedRedisJobStore` of one shard (see `_shard_reshard`).
+
         Raises:
             StoreUnavailableError: Redis cannot be reached; a later call tries again.
         """
         await self._connection.start()
+        if not self._layout_read and not self._token_mark:
+            from ._shard_reshard import recorded
+
+            prefix = self._arguments["prefix"]
+            client = self._connection.client
+            counts = await self._run("start", lambda _: recorded(client, prefix))
+            self._layout_read = True
+            if set(counts) - {1}:
+                from ._shard_store import become_sharded
+
+                await become_sharded(self, self._arguments)
 
     async def aclose(self) -> None:
         """End this store's offer (if its worker made one), stop listening, release every

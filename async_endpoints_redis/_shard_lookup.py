@@ -1,0 +1,143 @@
+"""`ShardLookup`: finding a job or a batch in a sharded store with no fan-out, and the old
+shards a resharding leaves (`_shard_reshard`).
+
+A lookup probes, in order: the id's shard in the store's own layout, the shard its
+pointer there names, then the same two in each old layout still recorded. The first
+probe answers for every job stored in its id's shard with the store's layout (one call,
+as with one shard); a job placed by its partition key, batch or idempotency key costs one
+HGET more; only an id that is in none of them (an unknown id, or a job of an old layout)
+costs two calls per layout served, and one more in shard 0 (where a store made before
+sharding kept every job, which no record names).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from ._keys import Keys
+from ._shard_base import ShardBase
+from ._shard_layout import ShardLayout
+from ._shard_reshard import is_empty, record, retire
+
+if TYPE_CHECKING:
+    from ._client import AnyRedis
+    from ._store import RedisJobStore
+
+T = TypeVar("T")
+logger = logging.getLogger("async_endpoints_redis")
+
+
+class ShardLookup(ShardBase):
+    """Lookups over the store's shards and the old ones it serves."""
+
+    _old_layouts: list[ShardLayout]
+    _client: AnyRedis | None
+
+    if TYPE_CHECKING:
+
+        def _shard(self, index: int, prefix: str, client: AnyRedis) -> RedisJobStore: ...
+
+    def _homes(self, job_id: uuid.UUID) -> list[int]:
+        """The shards (indexes) where the id's job or pointer may be, in probe order."""
+        homes = [self._layout.of_id(job_id)]
+        book = self._pointer_book
+        for layout in self._old_layouts:
+            index = book.index_of(layout.prefixes[layout.of_id(job_id)])
+            if index is not None and index not in homes:
+                homes.append(index)
+        return homes
+
+    def _last_home(self, homes: list[int]) -> int | None:
+        """Shard 0 when the probe has not visited it: the one shard of a store made
+        before sharding, whose jobs no layout record names (looked at only on a miss)."""
+        return None if 0 in homes else 0
+
+    async def _probe(
+        self,
+        job_id: uuid.UUID,
+        field: str,
+        call: Callable[[RedisJobStore], Awaitable[T | None]],
+    ) -> tuple[T | None, RedisJobStore | None]:
+        """``call`` on the shards that may hold the id (see the module docstring) until one
+        answers other than None; that answer and its shard, or (None, None)."""
+        shards = await self._ready_shards()
+        book = self._pointer_book
+        homes = self._homes(job_id)
+        for home in homes:
+            answer = await call(shards[home])
+            if answer is not None:
+                return answer, shards[home]
+            target = await book.target(home, field)
+            if target is not None and target != home:
+                answer = await call(shards[target])
+                if answer is not None:
+                    return answer, shards[target]
+        last = self._last_home(homes)
+        if last is not None:
+            answer = await call(shards[last])
+            if answer is not None:
+                return answer, shards[last]
+        return None, None
+
+    async def _located(self, job_id: uuid.UUID) -> RedisJobStore:
+        """The shard holding the job (its id's shard when none does)."""
+        shards = await self._ready_shards()
+        _, shard = await self._probe(job_id, str(job_id), lambda one: one.get(job_id))
+        return shard or shards[self._layout.of_id(job_id)]
+
+    async def _old_lane(self, partition_key: str, shard: int) -> int:
+        """The old shard where the key's lane still has jobs, else ``shard``."""
+        book = self._pointer_book
+        assert self._client is not None
+        for layout in self._old_layouts:
+            prefix = layout.prefixes[layout.of_key(partition_key)]
+            index = book.index_of(prefix)
+            if index is None or index == shard:
+                continue
+            if await self._client.hexists(Keys(prefix).key_prefix + "lanes", partition_key):
+                return index
+        return shard
+
+    async def _serve_recorded(self, counts: dict[int, float]) -> None:
+        """Serve the shards of every other recorded layout that this store lacks."""
+        assert self._client is not None
+        book = self._pointer_book
+        known = {layout.count for layout in self._old_layouts} | {self._layout.count}
+        for count in sorted(set(counts) - known):
+            layout = ShardLayout(self._layout.prefix, count)
+            prefixes = [one for one in layout.prefixes if book.index_of(one) is None]
+            added = [
+                self._shard(len(self._shards) + offset, one, self._client)
+                for offset, one in enumerate(prefixes)
+            ]
+            await asyncio.gather(*(shard.start() for shard in added))
+            book.prefixes += prefixes
+            self._shards += added
+            self._old_layouts.append(layout)
+            logger.info("serving the %d old shards of the layout of %d shards", len(added), count)
+
+    async def _layout_upkeep(self) -> None:
+        """Record this store's layout, serve any other recorded one, and retire old
+        layouts whose own shards are empty (`_shard_reshard`)."""
+        assert self._client is not None
+        prefix = self._layout.prefix
+        counts = await record(self._client, prefix, self._layout.count)
+        if 1 not in counts and not await is_empty(self._client, prefix):
+            # Jobs of a store made before sharding (shards=1 records nothing): their
+            # keys' lanes are served as an old layout's while any store says 1 or for
+            # `_LIVE_FOR` after this.
+            counts = await record(self._client, prefix, 1)
+        await self._serve_recorded(counts)
+        mine = set(self._layout.prefixes)
+        for layout in self._old_layouts:
+            said = counts.get(layout.count)
+            if said is None:
+                continue
+            own = [one for one in layout.prefixes if one not in mine]
+            checks = await asyncio.gather(*(is_empty(self._client, one) for one in own))
+            if all(checks):
+                await retire(self._client, prefix, layout.count, said)

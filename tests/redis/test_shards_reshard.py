@@ -1,0 +1,118 @@
+"""Resharding under load: a store restarted with another shard count, while jobs are
+submitted and run, loses and strands none (the old shards are drained, see
+`async_endpoints_redis._shard_reshard`), and finds every old job by its id."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from async_endpoints._job import NewJob
+from async_endpoints_redis import RedisJobStore
+from async_endpoints_redis._shard_store import ShardedRedisJobStore
+from tests.redis.conftest import StoreFactory
+
+pytestmark = pytest.mark.redis
+
+LEASE = 10.0
+
+
+def new_job(**options: object) -> NewJob:
+    return NewJob(uuid.uuid4(), "Echo", 0, **options)  # type: ignore[arg-type]
+
+
+async def submit(store: RedisJobStore, count: int, done: list[uuid.UUID]) -> None:
+    """``count`` jobs, a third of them keyed (three keys), the rest spread."""
+    for n in range(count):
+        key = f"key-{n % 3}" if n % 3 == 0 else None
+        done.append((await store.enqueue(new_job(partition_key=key))).id)
+        if n % 10 == 0:
+            await asyncio.sleep(0)
+
+
+async def drain(store: RedisJobStore, ran: list[uuid.UUID], stop: asyncio.Event) -> None:
+    """Claim and complete until ``stop`` is set and nothing is left."""
+    while True:
+        claims = await store.claim(20, lease=LEASE)
+        for claim in claims:
+            ran.append(claim.job.id)
+            assert await store.complete(claim, None) is not None
+        if not claims:
+            if stop.is_set():
+                return
+            await store.wait_for_work(0.05)
+
+
+async def reshard(make_store: StoreFactory, before: int, after: int) -> None:
+    """Jobs stored with ``before`` shards; a store with ``after`` shards starts while the
+    old one still submits and runs jobs; then the old one stops and the new one alone
+    runs what is left. Every job runs exactly once and is found by its id throughout."""
+    old = await make_store(shards=before)
+    submitted: list[uuid.UUID] = []
+    ran: list[uuid.UUID] = []
+    await submit(old, 150, submitted)
+    new = await make_store(shards=after)
+    assert isinstance(new, ShardedRedisJobStore)  # serves the old shards too
+    stop_old, stop_new = asyncio.Event(), asyncio.Event()
+    workers = [
+        asyncio.create_task(drain(old, ran, stop_old)),
+        asyncio.create_task(drain(new, ran, stop_new)),
+    ]
+    await asyncio.gather(submit(old, 100, submitted), submit(new, 100, submitted))
+    stop_old.set()
+    await workers[0]
+    await old.aclose()
+    await submit(new, 50, submitted)
+    stop_new.set()
+    await workers[1]
+    assert sorted(ran) == sorted(submitted)  # each once: nothing lost, nothing twice
+    assert await new.count_waiting() == 0
+    for job_id in submitted[::7]:  # old and new jobs alike, found with no fan-out
+        job = await new.get(job_id)
+        assert job is not None and job.status.is_terminal
+
+
+async def test_one_shard_to_three_under_load(make_store: StoreFactory) -> None:
+    await reshard(make_store, 1, 3)
+
+
+async def test_three_shards_to_one_under_load(make_store: StoreFactory) -> None:
+    await reshard(make_store, 3, 1)
+
+
+async def test_three_shards_to_two_under_load(make_store: StoreFactory) -> None:
+    await reshard(make_store, 3, 2)
+
+
+async def test_a_plain_store_stays_plain_when_no_other_count_was_recorded(
+    make_store: StoreFactory,
+) -> None:
+    store = await make_store()
+    assert type(store) is RedisJobStore
+
+
+async def test_a_keys_order_holds_across_a_resharding(
+    make_store: StoreFactory, prefix: str
+) -> None:
+    """The key's lane is in an old shard: new jobs of the key join it there."""
+    from async_endpoints_redis._shard_layout import ShardLayout
+
+    old = await make_store(shards=3)
+    new_layout = ShardLayout(prefix, 2)
+    old_layout = ShardLayout(prefix, 3)
+    key = next(
+        f"k{n}"
+        for n in range(200)
+        if old_layout.prefixes[old_layout.of_key(f"k{n}")]
+        != new_layout.prefixes[new_layout.of_key(f"k{n}")]
+    )
+    first = await old.enqueue(new_job(partition_key=key))
+    (running,) = await old.claim(1, lease=LEASE)
+    new = await make_store(shards=2)
+    second = await new.enqueue(new_job(partition_key=key))
+    assert await new.claim(10, lease=LEASE) == []  # behind the running first job
+    await old.complete(running, None)
+    (claim,) = await new.claim(10, lease=LEASE)
+    assert (running.job.id, claim.job.id) == (first.id, second.id)
