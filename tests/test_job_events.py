@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -528,3 +530,61 @@ async def test_a_quiet_stream_gets_keep_alive_comments_while_another_job_is_busy
             await store.set_progress(claim, value)
             await asyncio.sleep(0.01)
     assert PING not in sent["Busy"]
+
+
+async def test_a_client_that_stops_reading_holds_up_only_its_own_stream() -> None:
+    """One client stops reading after its first event while megabytes of progress come
+    (the server's writes to it pause): another stream of the job still gets every event
+    and its end, and once the slow client reads again it gets the rest, in order, the
+    latest progress and the end."""
+    store = InMemoryJobStore()
+    async with serving(store) as app:
+        app.script.after = [str(n) * 3_000_000 for n in range(1, 5)]
+        await app.endpoints.pause()
+        job_id = await submit(app.http)
+        port = int(str(app.http.base_url).rsplit(":", 1)[1].rstrip("/"))
+        slow = socket.socket()
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(slow, ("127.0.0.1", port))
+        request = f"GET /jobs/{job_id}/events HTTP/1.1\r\nHost: test\r\nX-User: ann\r\n\r\n"
+        await loop.sock_sendall(slow, request.encode())
+        received = bytearray()
+        while b"event: status" not in received:  # its first event; then it stops reading
+            received += await loop.sock_recv(slow, 65536)
+        reading, first = streaming(app, job_id)
+        await first.wait()
+        await app.endpoints.resume()
+        await app.script.started.wait()
+        app.script.go.set()
+        async with asyncio.timeout(20):
+            fast = await reading  # ended while the slow client still reads nothing
+        async with asyncio.timeout(20):
+            while not received.endswith(b"0\r\n\r\n"):  # the end of the chunked body
+                received += await loop.sock_recv(slow, 1 << 20)
+        slow.close()
+    assert statuses(fast) == ["Queued", "InProgress", "Completed"]
+    body = _unchunked(bytes(received))
+    slow_events = [
+        (name, json.loads(data))
+        for name, data in re.findall(r"event: (\w+)\r\ndata: ([^\r]*)\r\n\r\n", body)
+    ]
+    assert statuses(slow_events) == ["Queued", "InProgress", "Completed"]
+    assert slow_events[-1][1]["progress"] == "4" * 3_000_000
+    values = [data["progress"] for name, data in slow_events if name == "progress"]
+    assert values[-1] == "4" * 3_000_000
+    assert [value[:1] for value in values[1:]] == sorted(value[:1] for value in values[1:])
+
+
+def _unchunked(raw: bytes) -> str:
+    """The body of a chunked HTTP/1.1 response (headers dropped)."""
+    rest = raw.split(b"\r\n\r\n", 1)[1]
+    body = bytearray()
+    while True:
+        size_line, rest = rest.split(b"\r\n", 1)
+        size = int(size_line, 16)
+        if size == 0:
+            return body.decode()
+        body += rest[:size]
+        rest = rest[size + 2 :]
