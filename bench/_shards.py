@@ -6,7 +6,10 @@ jobs with ``shards=1`` (today's layout: every key on one hash tag, so on one mas
 ``shards=3`` (``BENCH_SHARDS=3`` in ``peers/ours_app.py``), and, as the reference, on the
 run's single ``redis-server`` (not a cluster node), interleaved in every repeat: 100
 concurrent submitters queue the jobs, then one worker process of concurrency 100 drains
-them (the drain scenario of ``_queues``, but with every master read apart).
+them (the drain scenario of ``_queues``, but with every master read apart). Both cluster
+layouts also run with 400 submitters and worker slots (``shards1x400``, ``shards3x400``):
+a process's calls of one event-loop turn share a script call per shard, so more of them
+fill each shard's calls, and the Redis work per job falls.
 
 Around each phase the driver reads ``INFO`` on every master: ``commandstats`` (commands,
 those run inside scripts included), ``used_cpu_user + used_cpu_sys`` (the server's CPU
@@ -43,9 +46,17 @@ from ._report import Target
 from ._stats import median
 
 MASTERS = 3
-#: The layouts compared: (name, environment of the producer and the worker). ``single``
-#: runs on the single server, the others on the cluster.
-LAYOUTS = {"single": {}, "shards1": {}, "shards3": {"BENCH_SHARDS": "3"}}
+#: The layouts compared: name -> environment of the producer and the worker. ``single``
+#: runs on the single server, the others on the cluster; the ``x<n>`` ones with ``n``
+#: concurrent submitters and worker slots instead of the plan's concurrency (fuller
+#: script calls per shard).
+LAYOUTS = {
+    "single": {},
+    "shards1": {},
+    "shards3": {"BENCH_SHARDS": "3"},
+    "shards1x400": {},
+    "shards3x400": {"BENCH_SHARDS": "3"},
+}
 #: Each master's share with 3 shards may stray this far (relative) from a third.
 TOLERANCE = 0.15
 
@@ -59,14 +70,14 @@ def run(server: Server, plan: Plan) -> dict[str, Any]:
         libraries = [ours_with(name, **env) for name, env in LAYOUTS.items()]
         idle = idle_cpu([server, *masters])
         log(f"shards: idle servers' CPU {', '.join(f'{rate * 1e3:.1f}' for rate in idle)} ms/s")
-        where = {
-            "ours+single": (server.url, [server], idle[:1]),
-            "ours+shards1": (cluster.url, masters, idle[1:]),
-            "ours+shards3": (cluster.url, masters, idle[1:]),
-        }
 
         def scenario(_: Server, library: Library, sizes: Plan) -> dict[str, Any]:
-            return drain(*where[library.name], library, sizes)
+            if library.name == "ours+single":
+                return drain(server.url, [server], idle[:1], library, sizes)
+            wide = library.name.partition("x")[2]
+            if wide:
+                sizes = dataclasses.replace(sizes, concurrency=int(wide))
+            return drain(cluster.url, masters, idle[1:], library, sizes)
 
         warm_up = dataclasses.replace(plan, drain_jobs=1_000)
         for library in libraries:  # scripts loaded on every master, allocators warm
@@ -214,17 +225,23 @@ def summary(found: dict[str, Any]) -> tuple[list[str], list[Target]]:
     if not (one and three):
         return [], []
     ratio = _paired(three, one, "drain")
-    columns = [("single server", single), ("shards=1", one), ("shards=3", three)]
+    columns = [
+        ("single server", single),
+        ("shards=1", one),
+        ("shards=3", three),
+        ("shards=1, 400", drains.get("ours+shards1x400", [])),
+        ("shards=3, 400", drains.get("ours+shards3x400", [])),
+    ]
     lines = [
         f"{found['masters']}-master Redis Cluster on loopback (and the single server beside "
-        f"it), {found['jobs']:,} jobs per drain, one worker process (concurrency 100); "
-        f"medians of {len(three)} repeat(s)",
+        f"it), {found['jobs']:,} jobs per drain, one worker process (concurrency 100; "
+        f"400 submitters and slots in the last two); medians of {len(three)} repeat(s)",
         f"{'':34}" + "".join(f"{name:>15}" for name, _ in columns),
     ]
     rows = [
         ("drain, jobs/s", "drain", "{:,.0f}"),
         ("worker process CPU per job, us", "worker_cpu_us_per_job", "{:.1f}"),
-        ("enqueue (100 submitters), jobs/s", "enqueue_concurrent", "{:,.0f}"),
+        ("enqueue (concurrent submitters), jobs/s", "enqueue_concurrent", "{:,.0f}"),
         ("Redis commands per job", "commands_per_job", "{:.2f}"),
         ("script calls per job, enqueue", "script_calls_per_job_enqueue", "{:.3f}"),
         ("script calls per job, drain", "script_calls_per_job_drain", "{:.3f}"),
@@ -240,13 +257,20 @@ def summary(found: dict[str, Any]) -> tuple[list[str], list[Target]]:
         cells = [form.format(_median(runs, key)) if runs else "-" for _, runs in columns]
         lines.append(f"{label:34}" + "".join(f"{cell:>15}" for cell in cells))
     for label, key in (("commands", "command_shares"), ("CPU", "cpu_shares")):
-        cells = ["-"] + [_share_cells(runs, key) for runs in (one, three)]
+        cells = [_share_cells(runs, key) if runs else "-" for _, runs in columns[1:]]
+        cells.insert(0, "-")
         lines.append(f"{f'share of {label} per master':34}" + "".join(f"{c:>15}" for c in cells))
     lines.append(
         f"drain rate shards=3 / shards=1: {ratio:.1%}, shards=1 on the cluster / single server: "
         f"{_paired(one, single, 'drain'):.1%} (medians of the repeats' ratios); every job "
         f"exactly once: {all(run['exactly_once'] for run in single + one + three)}"
     )
+    if (wide_one := columns[3][1]) and (wide_three := columns[4][1]):
+        lines.append(
+            f"with 400 submitters and slots, shards=3 / shards=1: Redis CPU per job "
+            f"{_paired(wide_three, wide_one, 'redis_cpu_us_per_job_net'):.1%}, drain "
+            f"{_paired(wide_three, wide_one, 'drain'):.1%}"
+        )
     lines.append(
         f"shards=3 / shards=1: enqueue {_paired(three, one, 'enqueue_concurrent'):.1%}, worker "
         f"CPU per job {_paired(three, one, 'worker_cpu_us_per_job'):.1%}, Redis CPU per job "
@@ -284,7 +308,7 @@ def summary(found: dict[str, Any]) -> tuple[list[str], list[Target]]:
 
 
 def _median(runs: list[dict[str, Any]], key: str) -> float:
-    return float(median(run[key] for run in runs) or 0.0)
+    return float(median(run.get(key) for run in runs) or 0.0)
 
 
 def _paired(first: list[dict[str, Any]], second: list[dict[str, Any]], key: str) -> float:
