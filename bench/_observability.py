@@ -1,9 +1,9 @@
 """What observability costs (issue 14), ours alone.
 
 **drain**: no-op jobs drained from the shared Redis by one in-process pool, in four
-variants: ``off`` (no metrics, no tracer provider), ``metrics`` (`enable_metrics`),
-``metrics+api`` (metrics, and opentelemetry-api's own no-op tracer provider: the library's
-tracing code runs, its spans record nothing) and ``metrics+traces`` (metrics, and
+variants (and a fifth, below): ``off`` (no metrics, no tracer provider), ``metrics``
+(`enable_metrics`), ``metrics+api`` (metrics, and opentelemetry-api's own no-op tracer
+provider: the library makes no span, as without a provider) and ``metrics+traces`` (metrics, and
 OpenTelemetry's SDK tracer provider with no span processor nor exporter: every attempt makes
 a recording span, each submission too). Each variant runs in a fresh process (a tracer
 provider cannot be unset), the variants interleaved within each repeat; the figures are
@@ -14,7 +14,10 @@ ratio ``off`` / variant.
 
 The ``metrics+traces`` process also times the SDK alone: a bare span started and ended
 (no parent, attributes nor context) in a loop, in microseconds per span, to set against
-the microseconds per job of ``off`` (what 95 % leaves for everything tracing adds).
+the microseconds per job of ``off`` (what 95 % leaves for everything tracing adds). The
+``metrics+bare-sdk-span`` variant runs the same drain with each run span reduced to that
+bare SDK span (not a mode of the library: a measurement of what the SDK costs in place, so
+that ``metrics+traces`` minus it is what the library's tracing adds to the SDK's).
 
 **dashboard**: server time of the dashboard's pages (queues, jobs by status, tenant and
 name, a deep page through cursors, one job) with ``listing_jobs`` finished jobs retained by
@@ -47,7 +50,7 @@ from ._queues import Plan
 from ._redis import Server
 from ._report import Target
 
-VARIANTS = ("off", "metrics", "metrics+api", "metrics+traces")
+VARIANTS = ("off", "metrics", "metrics+api", "metrics+traces", "metrics+bare-sdk-span")
 SDK_SPANS = 20_000  # bare spans timed for the SDK's own cost per span
 
 
@@ -105,12 +108,15 @@ def _child(*args: str) -> Any:
 
 async def _drain(url: str, variant: str, jobs: int) -> dict[str, float]:
     figures: dict[str, float] = {}
-    if variant == "metrics+traces":
+    if variant in ("metrics+traces", "metrics+bare-sdk-span"):
         from opentelemetry import trace
         from opentelemetry.sdk.trace import TracerProvider
 
         trace.set_tracer_provider(TracerProvider())  # no span processor, no exporter
-        figures["sdk_us_per_span"] = _sdk_span_us()
+        if variant == "metrics+traces":
+            figures["sdk_us_per_span"] = _sdk_span_us()
+        else:
+            _bare_run_spans()
     elif variant == "metrics+api":
         from opentelemetry import trace
 
@@ -132,6 +138,33 @@ async def _drain(url: str, variant: str, jobs: int) -> dict[str, float]:
         figures["jobs_per_s"] = jobs / (time.perf_counter() - began)
         figures["cpu_us_per_job"] = (time.process_time() - cpu) / jobs * 1e6
         return figures
+
+
+class _BareSpan:
+    """An attempt's span reduced to the SDK's own work: started and ended, no parent,
+    attributes nor context (the floor any instrumentation of the attempt pays)."""
+
+    __slots__ = ("span",)
+
+    def __init__(self, span: Any) -> None:
+        self.span = span
+
+    def failed(self, error: Any) -> None:
+        pass
+
+    def end(self) -> None:
+        self.span.end()
+
+
+def _bare_run_spans() -> None:
+    """Make the pool's run spans `_BareSpan`s (a measurement of the SDK, not a mode of the
+    library: the submit spans stay as they are)."""
+    from async_endpoints import _worker
+
+    def start(tracer: Any, job: Any) -> _BareSpan:
+        return _BareSpan(tracer.start_span("async_endpoints.run"))
+
+    _worker.start_run_span = start  # type: ignore[assignment]
 
 
 def _sdk_span_us() -> float:
