@@ -12,22 +12,9 @@ shard of every call; what it costs on top of one shard:
   counts every shard: see `WaitingCounts`.
 - get, cancel, requeue, wait_until_terminal, watch_job, follow_up_of: the id's shard;
   a miss there reads its pointer (one small call) and goes to the job's shard. No fan-out.
-- claim: the shards in turn, starting one further for every call (each process starts at
-  a random one), so no shard starves; a call takes what it can from the first shard and
-  goes on to the next only while it has room left, so a busy worker pays one round trip
-  per claim as with one shard, and O(1) Redis work per job. A shard whose last claim
-  found nothing due, less than `_DRY_FOR` seconds ago and with no wake-up from it since,
-  is skipped (a cancel or failure made through this store counts as its wake-up, so a
-  claim right after it sees its effect). A shard that cannot be reached is skipped too
-  (its error is raised only when no shard answered), so the others keep running while
-  one fails over.
 - renew, complete, fail, set_progress: the claim's shard, named by the claim token's
   mark (``s<i>-``).
-- wait_for_work: waits on every shard at once (each shard's subscription wakes it; with
-  ``take`` each shard gets an offer, so a job submitted to any shard is handed over),
-  returning what the first shard to answer handed over; what another shard handed over
-  in the same instant goes back to its queue (`RedisWaits._give_back`). No polling: one
-  offer (or due-time read) per shard per wait, as one shard pays per wait.
+- claim, wait_for_work: the shards in turn; every shard at once (`_shard_waits`).
 - recover, pause, resume, count_waiting, queue_stats, list_jobs, list_batches: every
   shard (`_shard_reads`, `_shard_features`); schedules: shard 0; batches: one shard each
   (`_shard_batches`).
@@ -40,34 +27,30 @@ import contextlib
 import logging
 import math
 import random
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from async_endpoints._errors import QueueFullError, StoreUnavailableError
-from async_endpoints._job import DEFAULT_QUEUE, Job, JobError, NewJob
+from redis.asyncio.cluster import RedisCluster
+
+from async_endpoints._job import Job, JobError, NewJob
 from async_endpoints._store import Claim
 from async_endpoints._store_features import Idempotency
 
 from ._client import AnyRedis, client_options, connect
-from ._errors import RETRY_AFTER
 from ._keys import Keys
 from ._shard_counts import WaitingCounts
 from ._shard_features import ShardFeatures
 from ._shard_layout import ShardLayout
 from ._shard_lookup import ShardLookup
 from ._shard_pointers import Pointers
+from ._shard_waits import ShardWaits
 from ._store import RedisJobStore
 
 logger = logging.getLogger("async_endpoints_redis")
 
-#: Seconds a shard whose claim found nothing due is skipped by the next claims (unless
-#: it wakes): bounds what a missed wake-up can delay on top of one shard's behaviour.
-_DRY_FOR = 0.5
 
-
-class ShardedRedisJobStore(ShardFeatures, ShardLookup, RedisJobStore):
+class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardLookup, RedisJobStore):
     """`RedisJobStore` over ``shards`` hash tags; made by ``RedisJobStore(...,
     shards=N)`` with N other than 1 (same arguments, same behaviour and guarantees; the
     costs and rules of the routing are in this module's docstring).
@@ -155,6 +138,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardLookup, RedisJobStore):
                 except BaseException:
                     await self._close_shards(shards)
                     raise
+                _share_gates(client, shards, self._layout.prefixes)
                 self._pointers = Pointers(client, self._layout)
                 self._shards = shards
                 try:
@@ -258,37 +242,6 @@ class ShardedRedisJobStore(ShardFeatures, ShardLookup, RedisJobStore):
         job, _ = await self._probe(job_id, str(job_id), lambda shard: shard.get(job_id))
         return job
 
-    async def claim(
-        self, limit: int, *, lease: float, queues: Sequence[str] = (DEFAULT_QUEUE,)
-    ) -> list[Claim]:
-        """Claim up to ``limit`` jobs, from the shards in turn (see the module
-        docstring): strict priority and tenant turns hold within each shard."""
-        shards = await self._ready_shards()
-        if limit <= 0:
-            return []
-        count = len(shards)
-        start, self._turn = self._turn % count, self._turn + 1
-        claims: list[Claim] = []
-        failure: StoreUnavailableError | None = None
-        answered = False
-        for offset in range(count):
-            shard = shards[(start + offset) % count]
-            if offset and _dry(shard, queues):
-                continue
-            if shard._withdrawals:  # jobs an ended offer hands back are claimable first
-                await asyncio.wait(set(shard._withdrawals), timeout=self._deadline)
-            try:
-                claims += await shard.claim(limit - len(claims), lease=lease, queues=queues)
-            except StoreUnavailableError as exc:
-                failure = exc
-                continue
-            answered = True
-            if len(claims) >= limit:
-                break
-        if failure is not None and not answered:
-            raise failure
-        return claims
-
     async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[str]:
         """As `RedisJobStore.renew`: one call per shard the claims come from, at once."""
         await self._ready_shards()
@@ -334,89 +287,29 @@ class ShardedRedisJobStore(ShardFeatures, ShardLookup, RedisJobStore):
             await self._pointers.sweep(index, self._retention)
         return recovered
 
-    async def wait_for_work(
-        self,
-        timeout: float,
-        *,
-        take: int = 0,
-        lease: float = 0.0,
-        queues: Sequence[str] = (DEFAULT_QUEUE,),
-    ) -> list[Claim]:
-        """Wait on every shard at once (see the module docstring)."""
-        shards = await self._ready_shards()
-        waits = [
-            asyncio.ensure_future(
-                shard.wait_for_work(timeout, take=take, lease=lease, queues=queues)
-            )
-            for shard in shards
-        ]
-        pending = set(waits)
-        try:
-            try:
-                while pending:
-                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                    if any(wait.exception() is None for wait in done):
-                        break  # else a shard that cannot be reached: the others still wake
-            finally:
-                for wait in pending:
-                    wait.cancel()
-                if pending:  # let each end its offer (a withdrawal the next claim awaits)
-                    await asyncio.wait(pending)
-        except BaseException:
-            _give_all_back(shards, waits)  # this call is cancelled: nobody takes them
-            raise
-        for shard in shards:  # an offer may have handed jobs back with no wake-up
-            shard._due_after_claim = None
-        return _first_handed(shards, waits)
-
     async def wait_until_terminal(self, job_id: uuid.UUID, timeout: float) -> Job | None:
         """As `RedisJobStore.wait_until_terminal`, in the job's shard."""
         return await (await self._located(job_id)).wait_until_terminal(job_id, timeout)
 
 
-def _first_handed(
-    shards: Sequence[RedisJobStore], waits: Sequence[asyncio.Future[list[Claim]]]
-) -> list[Claim]:
-    """The claims handed over by the first shard that handed any (the others' go back to
-    their queues); raises when every shard's wait failed."""
-    claims: list[Claim] = []
-    failures: list[BaseException] = []
-    for shard, wait in zip(shards, waits, strict=True):
-        if not wait.done() or wait.cancelled():
-            continue
-        failure = wait.exception()
-        if failure is not None:
-            failures.append(failure)
-            continue
-        handed = wait.result()
-        if handed and claims:
-            shard._give_back(handed)
-        elif handed:
-            claims = handed
-    if len(failures) == len(shards):
-        raise failures[0]
-    return claims
-
-
-def _give_all_back(
-    shards: Sequence[RedisJobStore], waits: Sequence[asyncio.Future[list[Claim]]]
+def _share_gates(
+    client: AnyRedis, shards: Sequence[RedisJobStore], prefixes: Sequence[str]
 ) -> None:
-    for shard, wait in zip(shards, waits, strict=True):
-        if wait.done() and not wait.cancelled() and wait.exception() is None and wait.result():
-            shard._give_back(wait.result())
-
-
-def _dry(shard: RedisJobStore, queues: Sequence[str]) -> bool:
-    """Whether the shard's last claim found ``queues`` dry lately, nothing is due there
-    yet, and no wake-up came from it since (so a claim there now would find nothing)."""
-    known = shard._due_after_claim
-    if known is None or known[2] != tuple(queues) or not shard._notifications.connected:
-        return False
-    if shard._notifications.generation != shard._claim_generation:
-        return False
-    due_ms, at, _ = known
-    age = time.monotonic() - at
-    return age < _DRY_FOR and (due_ms < 0 or age * 1000 < due_ms)
+    """On a cluster, the shards on one node share one call gate (`_client.call_gate`), of
+    the node's connections less one per subscription of theirs and one for the topology
+    refresh, so that a node holding several shards never sees more than
+    ``max_connections`` from the store."""
+    if not isinstance(client, RedisCluster):
+        return
+    per_node = int(client.nodes_manager.connection_kwargs.get("max_connections", 100))
+    nodes: dict[str, list[RedisJobStore]] = {}
+    for shard, prefix in zip(shards, prefixes, strict=True):
+        node = client.get_node_from_key("{" + prefix + "}:clock")
+        nodes.setdefault("" if node is None else node.name, []).append(shard)
+    for group in nodes.values():
+        gate = asyncio.Semaphore(max(1, per_node - 1 - len(group)))
+        for shard in group:
+            shard._connection._gate = gate
 
 
 @contextlib.contextmanager
@@ -425,10 +318,6 @@ def _mapped(operation: str) -> Any:
 
     with mapped_errors(operation):
         yield
-
-
-def _full(max_waiting: int) -> QueueFullError:
-    return QueueFullError(f"{max_waiting} jobs are waiting", retry_after=RETRY_AFTER)
 
 
 async def become_sharded(plain: RedisJobStore, arguments: dict[str, Any]) -> None:

@@ -1,0 +1,160 @@
+"""`ShardWaits`: claims and waits of a sharded store (costs: `_shard_store`).
+
+A claim visits the shards in turn, starting one further for every call (each process
+starts at a random shard), and takes what it can from each until its limit is filled: a
+worker busy on a backlog pays one round trip per claim, as with one shard. A shard whose
+last claim found nothing due, less than `_DRY_FOR` seconds ago and with no wake-up from it
+since, is skipped (a cancel or failure made through this store counts as its wake-up, so a
+claim right after it sees its effect). A shard that cannot be reached is skipped too (its
+error is raised only when no shard answered), so the others keep running while one fails
+over.
+
+What the turns give: strict queue priority, oldest first and tenant turns hold within each
+shard (its scripts, unchanged); across shards a claim takes from one shard, then the next.
+So a tenant's lone job waits at most one round of its shard's tenant turns plus the claims
+that visit the other shards first (each worker reaches every shard within N claims), and
+a higher-priority job in one shard may start after lower-priority jobs a claim took from
+another shard just before.
+
+A wait waits on every shard at once: each shard's own subscription wakes it, and with
+``take`` each shard holds an offer, so a job submitted to any shard is handed over. It
+returns what the first shard to answer handed over; what another shard handed over in the
+same instant, or what a cancelled wait was handed, goes back to its queue
+(`RedisWaits._give_back`). One offer (or due-time read) per shard per wait, as one shard
+pays per wait; no polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+from async_endpoints._errors import StoreUnavailableError
+from async_endpoints._job import DEFAULT_QUEUE
+from async_endpoints._store import Claim
+
+from ._shard_base import ShardBase
+from ._store import RedisJobStore
+
+#: Seconds a shard whose claim found nothing due is skipped by the next claims (unless
+#: it wakes): bounds what a missed wake-up can delay on top of one shard's behaviour.
+_DRY_FOR = 0.5
+
+
+class ShardWaits(ShardBase):
+    """Claiming from and waiting on every shard."""
+
+    _turn: int
+    _deadline: float
+
+    async def claim(
+        self, limit: int, *, lease: float, queues: Sequence[str] = (DEFAULT_QUEUE,)
+    ) -> list[Claim]:
+        """Claim up to ``limit`` jobs, from the shards in turn (see the module
+        docstring): strict priority and tenant turns hold within each shard."""
+        shards = await self._ready_shards()
+        if limit <= 0:
+            return []
+        count = len(shards)
+        start, self._turn = self._turn % count, self._turn + 1
+        claims: list[Claim] = []
+        failure: StoreUnavailableError | None = None
+        answered = False
+        for offset in range(count):
+            shard = shards[(start + offset) % count]
+            if offset and _dry(shard, queues):
+                continue
+            if shard._withdrawals:  # jobs an ended offer hands back are claimable first
+                await asyncio.wait(set(shard._withdrawals), timeout=self._deadline)
+            try:
+                claims += await shard.claim(limit - len(claims), lease=lease, queues=queues)
+            except StoreUnavailableError as exc:
+                failure = exc
+                continue
+            answered = True
+            if len(claims) >= limit:
+                break
+        if failure is not None and not answered:
+            raise failure
+        return claims
+
+    async def wait_for_work(
+        self,
+        timeout: float,
+        *,
+        take: int = 0,
+        lease: float = 0.0,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
+    ) -> list[Claim]:
+        """Wait on every shard at once (see the module docstring)."""
+        shards = await self._ready_shards()
+        waits = [
+            asyncio.ensure_future(
+                shard.wait_for_work(timeout, take=take, lease=lease, queues=queues)
+            )
+            for shard in shards
+        ]
+        pending = set(waits)
+        try:
+            try:
+                while pending:
+                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    if any(wait.exception() is None for wait in done):
+                        break  # else a shard that cannot be reached: the others still wake
+            finally:
+                for wait in pending:
+                    wait.cancel()
+                if pending:  # let each end its offer (a withdrawal the next claim awaits)
+                    await asyncio.wait(pending)
+        except BaseException:
+            _give_all_back(shards, waits)  # this call is cancelled: nobody takes them
+            raise
+        for shard in shards:  # an offer may have handed jobs back with no wake-up
+            shard._due_after_claim = None
+        return _first_handed(shards, waits)
+
+
+def _first_handed(
+    shards: Sequence[RedisJobStore], waits: Sequence[asyncio.Future[list[Claim]]]
+) -> list[Claim]:
+    """The claims handed over by the first shard that handed any (the others' go back to
+    their queues); raises when every shard's wait failed."""
+    claims: list[Claim] = []
+    failures: list[BaseException] = []
+    for shard, wait in zip(shards, waits, strict=True):
+        if not wait.done() or wait.cancelled():
+            continue
+        failure = wait.exception()
+        if failure is not None:
+            failures.append(failure)
+            continue
+        handed = wait.result()
+        if handed and claims:
+            shard._give_back(handed)
+        elif handed:
+            claims = handed
+    if len(failures) == len(shards):
+        raise failures[0]
+    return claims
+
+
+def _give_all_back(
+    shards: Sequence[RedisJobStore], waits: Sequence[asyncio.Future[list[Claim]]]
+) -> None:
+    for shard, wait in zip(shards, waits, strict=True):
+        if wait.done() and not wait.cancelled() and wait.exception() is None and wait.result():
+            shard._give_back(wait.result())
+
+
+def _dry(shard: RedisJobStore, queues: Sequence[str]) -> bool:
+    """Whether the shard's last claim found ``queues`` dry lately, nothing is due there
+    yet, and no wake-up came from it since (so a claim there now would find nothing)."""
+    known = shard._due_after_claim
+    if known is None or known[2] != tuple(queues) or not shard._notifications.connected:
+        return False
+    if shard._notifications.generation != shard._claim_generation:
+        return False
+    due_ms, at, _ = known
+    age = time.monotonic() - at
+    return age < _DRY_FOR and (due_ms < 0 or age * 1000 < due_ms)
