@@ -98,7 +98,8 @@ class InMemoryJobStore(
         self.retention = retention
         self.max_retained = max_retained
         self._wall, self._monotonic = clock_parts(clock)
-        self._live = LiveJobs()
+        self._deliveries: dict[int, int] = {}
+        self._live = LiveJobs(exempt=self._deliveries)  # deliveries wait uncounted
         self._jobs = self._live.jobs  # Queued, Scheduled and InProgress jobs by id.int
         self._ready = ReadyJobs(self._live.due)
         self._leases: dict[int, tuple[str, float]] = {}  # (token, until, monotonic)
@@ -114,13 +115,12 @@ class InMemoryJobStore(
         self._job_watchers = JobWatchers()
         self._idempotency_keys = IdempotencyKeys()
         self._follow_ups: dict[int, NewJob] = {}
-        self._deliveries: dict[int, int] = {}
         self._prune_deliveries_at = 64
 
     async def start(self) -> None:
         """Bind the wake-up event to the running loop (a store may outlive a test's loop)."""
         self._work = asyncio.Event()
-        if self._live.waiting:
+        if self._jobs:
             self._work.set()
 
     async def aclose(self) -> None:

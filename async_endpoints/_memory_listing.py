@@ -63,8 +63,8 @@ class MemoryInspection:
     _monotonic: Callable[[], float]
 
     async def count_waiting(self) -> int:
-        """Queued plus Scheduled jobs (those waiting behind their partition key too), in
-        O(1); see `InspectionStore.count_waiting`."""
+        """Queued plus Scheduled jobs (those waiting behind their partition key too),
+        webhook deliveries left out, in O(1); see `InspectionStore.count_waiting`."""
         return self._live.waiting
 
     async def list_jobs(

@@ -10,9 +10,14 @@ new one and moves it between the counts, so indexes, counts and jobs never disag
   wall clock stepped between two schedulings; the due time is what counts), the due
   times in `LiveJobs.due`;
 - InProgress: by ``started_at``.
+
+`LiveJobs.waiting` counts the Queued and Scheduled jobs that ``max_waiting`` limits: the
+webhook deliveries (the keys in ``exempt``, the store's deliveries) are not among them.
 """
 
 from __future__ import annotations
+
+from collections.abc import Container
 
 from ._job import Job, JobStatus
 from ._memory_index import OrderedInts, due_entry, entry
@@ -24,9 +29,9 @@ class LiveJobs:
     """The live jobs (Queued, Scheduled, InProgress) by their id's integer, indexed and
     counted by status."""
 
-    __slots__ = ("counts", "due", "jobs", "queued", "running", "scheduled", "waiting")
+    __slots__ = ("counts", "due", "exempt", "jobs", "queued", "running", "scheduled", "waiting")
 
-    def __init__(self) -> None:
+    def __init__(self, exempt: Container[int] = frozenset()) -> None:
         self.jobs: dict[int, Job] = {}
         self.queued: dict[str, OrderedInts] = {}  # queue -> its Queued jobs by created_at
         self.scheduled = OrderedInts()  # by due time
@@ -34,8 +39,9 @@ class LiveJobs:
         self.due: dict[int, float] = {}
         self.running = OrderedInts()  # by started_at
         self.counts: dict[str, list[int]] = {}  # queue -> [queued, scheduled, in progress]
-        #: Queued plus Scheduled jobs.
+        #: Queued plus Scheduled jobs, those in ``exempt`` (webhook deliveries) left out.
         self.waiting = 0
+        self.exempt = exempt
 
     def __len__(self) -> int:
         return len(self.jobs)
@@ -68,13 +74,13 @@ class LiveJobs:
                 index = self.queued[queue] = OrderedInts()
             index.add(entry(job.created_at, key))
             counts[QUEUED] += 1
-            self.waiting += 1
+            self.waiting += key not in self.exempt
         elif status is JobStatus.SCHEDULED:
             assert due is not None
             self.due[key] = due
             self.scheduled.add(due_entry(due, key))
             counts[SCHEDULED] += 1
-            self.waiting += 1
+            self.waiting += key not in self.exempt
         else:
             assert job.started_at is not None
             self.running.add(entry(job.started_at, key))
@@ -85,11 +91,11 @@ class LiveJobs:
         if status is JobStatus.QUEUED:
             self.queued[job.queue].remove(entry(job.created_at, key))
             counts[QUEUED] -= 1
-            self.waiting -= 1
+            self.waiting -= key not in self.exempt
         elif status is JobStatus.SCHEDULED:
             self.scheduled.remove(due_entry(self.due.pop(key), key))
             counts[SCHEDULED] -= 1
-            self.waiting -= 1
+            self.waiting -= key not in self.exempt
         else:
             assert job.started_at is not None
             self.running.remove(entry(job.started_at, key))

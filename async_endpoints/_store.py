@@ -71,7 +71,8 @@ class JobStore(Protocol):
         ``Queued``, or ``Scheduled`` with ``run_at`` when ``new_job.delay`` > 0 (due after
         that many seconds on the store's monotonic clock). Atomic: either the job is
         stored (and claimable once due), or nothing changed. When
-        ``max_waiting`` is given and that many jobs are Queued or Scheduled already, raises
+        ``max_waiting`` is given and that many jobs are Queued or Scheduled already
+        (`InspectionStore.count_waiting`: webhook deliveries are not counted), raises
         `QueueFullError`. Another job with the same id raises `DuplicateJobError`; the
         same job again (same id, name, retries and request: an enqueue resent after
         its reply was lost) is idempotent and returns the stored job unchanged.
@@ -229,7 +230,10 @@ class InspectionStore(Protocol):
     """Optional: reading what is stored, at a cost that does not grow with the jobs kept."""
 
     async def count_waiting(self) -> int:
-        """How many jobs are ``Queued`` or ``Scheduled`` now."""
+        """How many jobs are ``Queued`` or ``Scheduled`` now, webhook deliveries (jobs
+        stored with `NewJob.delivers_for`) left out: the count ``max_waiting`` limits, so
+        that deliveries to a receiver that is down never refuse submissions.
+        `queue_stats` counts the deliveries with the other jobs of their queue."""
         ...
 
     async def list_jobs(

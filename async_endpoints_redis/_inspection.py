@@ -21,7 +21,8 @@ class RedisInspection(StoreBase):
     """Reading what is stored; see `async_endpoints.InspectionStore`."""
 
     async def count_waiting(self) -> int:
-        """How many jobs are Queued or Scheduled now, in every queue."""
+        """How many jobs are Queued or Scheduled now, in every queue, webhook deliveries
+        left out (see `async_endpoints.InspectionStore.count_waiting`)."""
         return await self._run("count_waiting", lambda s: s.count_waiting())
 
     async def list_jobs(

@@ -28,7 +28,8 @@ and build the names below from it (``lua/_lib.lua`` and the includes)::
                                 order), for listing them by started_at
     {p}:counts           HASH   "<queue>:<status>" -> jobs of that queue with that status
                                 (terminal ones while retained); changed by the script of
-                                every transition
+                                every transition; ":Deliveries" -> the webhook deliveries
+                                Queued or Scheduled (left out of the waiting count)
     {p}:ix:<index>...    ZSETs  listing indexes in chunks (see ``lua/_index.lua``):
                                 "created" (every job, by created_at), "Q:<#q>:<q>" (the
                                 Queued jobs of queue <q>, by created_at), "Scheduled" (by

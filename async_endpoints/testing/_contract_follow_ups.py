@@ -13,11 +13,21 @@ from typing import Any
 import pytest
 
 from .._batch import ContinueWhen, NewBatch
-from .._job import JobStatus, NewJob, WebhookState, WebhookStatus
+from .._errors import QueueFullError
+from .._job import DEFAULT_QUEUE, JobStatus, NewJob, WebhookState, WebhookStatus
 from .._store import Claim
 from .._store_features import FollowUpStore
 from ._contract_batches import batches, member
-from ._contract_support import BOOM, FAR, control, new_job, peer_control, read, require
+from ._contract_support import (
+    BOOM,
+    FAR,
+    control,
+    inspection,
+    new_job,
+    peer_control,
+    read,
+    require,
+)
 from ._kit import StoreKit
 
 PENDING = WebhookState(WebhookStatus.PENDING, 0)
@@ -335,6 +345,36 @@ class FollowUpContract:
         assert await kit.store.get(parent.id) is None
         assert await kit.store.complete(delivered, None) is not None
         assert await kit.store.get(parent.id) is None
+
+    async def test_deliveries_are_not_waiting_jobs_for_max_waiting(self, kit: StoreKit) -> None:
+        """Webhook deliveries, Queued, Scheduled for a retry, requeued or recovered, are
+        left out of `count_waiting` and of ``max_waiting`` (a receiver that is down never
+        refuses submissions); `queue_stats` counts them with their queue's jobs."""
+        follow_ups(kit)
+        store = inspection(kit)
+        parent, claim = await running_parent(kit, max_retries=3)
+        await kit.store.complete(claim, "ok")  # its delivery is Queued
+        assert await store.count_waiting() == 0
+        plain = await kit.store.enqueue(new_job(), max_waiting=1)
+        assert await store.count_waiting() == 1
+        assert (await store.queue_stats([DEFAULT_QUEUE]))[0].queued == 2
+        with pytest.raises(QueueFullError):
+            await kit.store.enqueue(new_job(), max_waiting=1)
+        claims = {claim.job.id: claim for claim in await kit.store.claim(5, lease=kit.lease)}
+        await kit.store.fail(claims[follow_up(parent).id], BOOM, retry_in=FAR)  # Scheduled
+        await kit.store.complete(claims[plain.id], "ok")
+        assert await store.count_waiting() == 0
+        assert (await store.queue_stats([DEFAULT_QUEUE]))[0].scheduled == 1
+        await control(kit).cancel(follow_up(parent).id)
+        await control(kit).requeue(follow_up(parent).id)  # Queued again
+        assert await store.count_waiting() == 0
+        await claim_one(kit)
+        await kit.advance(kit.lease + 0.2)
+        assert await kit.store.recover() == [follow_up(parent).id]  # Queued again
+        assert await store.count_waiting() == 0
+        assert (await store.queue_stats([DEFAULT_QUEUE]))[0].queued == 1
+        await kit.store.enqueue(new_job(), max_waiting=1)
+        assert await store.count_waiting() == 1
 
     async def test_a_job_delivering_for_an_unknown_job_creates_nothing(self, kit: StoreKit) -> None:
         """A delivery enqueued by itself for an id that was never stored: its transitions

@@ -26,8 +26,12 @@ local function count(queue, status, delta)
   count_deltas[field] = (count_deltas[field] or 0) + delta
 end
 
--- How many jobs are Queued or Scheduled, in every queue together (as of this script's
--- start: its own count changes are written by flush_pending).
+-- The counter of the webhook deliveries that are Queued or Scheduled (field
+-- ':Deliveries' of {p}:counts: no status is named so), kept by _follow_up.lua.
+local DELIVERIES_WAITING = ':Deliveries'
+
+-- How many jobs are Queued or Scheduled, in every queue together, webhook deliveries left
+-- out (as of this script's start: its own count changes are written by flush_pending).
 local function waiting_count()
   local fields = redis.call('HGETALL', K.counts)
   local total = 0
@@ -35,9 +39,11 @@ local function waiting_count()
     local status = string.match(fields[i], ':(%a+)$')
     if status == 'Queued' or status == 'Scheduled' then
       total = total + math.max(0, tonumber(fields[i + 1]) or 0)
+    elseif fields[i] == DELIVERIES_WAITING then
+      total = total - math.max(0, tonumber(fields[i + 1]) or 0)
     end
   end
-  return total
+  return math.max(0, total)
 end
 
 -- The listing index of a queue's Queued jobs (by created_at, then id; entries in the

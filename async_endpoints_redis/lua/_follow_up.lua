@@ -10,7 +10,8 @@
 --
 -- The hook, after the batch's: on a claim (to InProgress, hand-overs included), an end
 -- (to a terminal status, from any route: complete, dead, cancel, recovery, a batch's
--- cancel, a continuation stored Canceled) and a requeue, and only while HOOKED is not 0
+-- cancel, a continuation stored Canceled), a requeue, and a change of whether the job
+-- waits (a new job, a retry, a recovery, an unclaim), and only while HOOKED is not 0
 -- (a requeue always looks), it reads the job's follow and for:
 --   claim: the target's attempts + 1 (a hand-over that is never started, undone by
 --     unclaim, takes it back: attempts count the attempts that started);
@@ -18,7 +19,10 @@
 --     taken out of the hash (HDEL) and stored as enqueue_many stores a job (Queued, or
 --     Scheduled when delayed; no waiting limit), unless its id is taken (skipped);
 --   requeue of a delivery job: counted in HOOKED again (a requeued job has no follow-up
---     any more, so it never stores one twice).
+--     any more, so it never stores one twice);
+--   a delivery job starting or stopping to wait (Queued or Scheduled): counted in
+--     DELIVERIES_WAITING (_bookkeeping.lua), which waiting_count leaves out, so that
+--     deliveries never make max_waiting refuse a submission.
 -- A target whose hash is gone is left alone (nothing is created).
 
 local FOLLOW = {batch_changed = status_changed}
@@ -44,16 +48,23 @@ function FOLLOW.update(target, claimed, to)
   redis.call('HSET', key, 'webhook', (status or 'Pending') .. ' ' .. attempts)
 end
 
+local WAITS = {Queued = 1, Scheduled = 1}
+
 status_changed = function(key, from, to, unclaimed)
   FOLLOW.batch_changed(key, from, to)
   local claimed, ended = to == 'InProgress' and 1 or (unclaimed and -1), TERMINAL[to]
   local requeued = from ~= nil and TERMINAL[from] and not ended
-  if not (claimed or ended or requeued) or (not requeued and HOOKED.count() == 0) then
+  local waits = (WAITS[to] or 0) - (WAITS[from or ''] or 0)
+  if not (claimed or ended or requeued or waits ~= 0)
+      or (not requeued and HOOKED.count() == 0) then
     return
   end
   local f = redis.pcall('HMGET', key, 'follow', 'for')
   if type(f) ~= 'table' or not (f[1] or f[2]) then
     return
+  end
+  if f[2] and waits ~= 0 then
+    count('', 'Deliveries', waits)  -- DELIVERIES_WAITING (_bookkeeping.lua)
   end
   if requeued then
     HOOKED.add(1)

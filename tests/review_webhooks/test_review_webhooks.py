@@ -63,7 +63,6 @@ async def test_a_target_requeued_before_its_delivery_is_not_delivered_unfinished
     assert statuses[-1] == "Completed", statuses
 
 
-@pytest.mark.xfail(strict=True, reason="review: deliveries count as waiting jobs")
 async def test_pending_webhook_retries_do_not_refuse_new_submissions() -> None:
     """A receiver that is down leaves Scheduled delivery retries behind; they are not
     the clients' waiting work, so they must not make max_queue_size refuse submissions."""
