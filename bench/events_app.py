@@ -2,19 +2,40 @@
 worker pool, on the in-memory store (or on Redis at ``BENCH_REDIS_URL``, when set).
 
 ``POST /steps`` submits a job that sleeps 0.2 s; ``GET /jobs/{job_id}/events`` streams it;
-``POST /bench/pause`` and ``/bench/resume`` hold and release the default queue.
+``POST /bench/pause`` and ``/bench/resume`` hold and release the default queue;
+``GET /bench/fanout`` tells, for each change handed out to its streams, how long the pass
+took on the wall clock and in this thread's CPU time (what it costs with a core of its
+own: on a busy machine the wall time also counts the time the process waited for one).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore, JobStore
+from async_endpoints._event_fanout import EventFanout
+from async_endpoints._job_watch import JobNotice
+
+passes: list[dict[str, Any]] = []
+_hand_out = EventFanout._hand_out
+
+
+def _timed(self: EventFanout, notice: JobNotice, streams: list[Any]) -> None:
+    wall, cpu = time.perf_counter(), time.thread_time()
+    _hand_out(self, notice, streams)
+    wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+    status = "progress" if notice.job is None else notice.job.status.value
+    passes.append({"status": status, "streams": len(streams), "wall": wall, "cpu": cpu})
+
+
+EventFanout._hand_out = _timed  # type: ignore[method-assign]
 
 
 def _store() -> JobStore:
@@ -48,5 +69,10 @@ async def resume(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def fanout(request: Request) -> Response:
+    return JSONResponse(passes)
+
+
 app.router.add_route("/bench/pause", pause, methods=["POST"])
+app.router.add_route("/bench/fanout", fanout, methods=["GET"])
 app.router.add_route("/bench/resume", resume, methods=["POST"])
