@@ -1,0 +1,112 @@
+"""What spans shards in a sharded store: idempotency keys met in one shard, batches kept
+in one, batch listings merged, schedules in shard 0, every public method routed."""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from async_endpoints._batch import NewBatch
+from async_endpoints._job import NewJob
+from async_endpoints._schedule import Schedule
+from async_endpoints._store_features import Idempotency
+from async_endpoints_redis import RedisJobStore
+from async_endpoints_redis._shard_layout import ShardLayout
+from async_endpoints_redis._shard_store import ShardedRedisJobStore
+from tests.redis.conftest import StoreFactory
+
+pytestmark = pytest.mark.redis
+
+
+def new_job(**options: object) -> NewJob:
+    return NewJob(uuid.uuid4(), "Echo", 0, **options)  # type: ignore[arg-type]
+
+
+def test_every_public_method_of_the_store_is_routed_by_the_sharded_one() -> None:
+    """A method added to `RedisJobStore` and not to the routing layer would act on no
+    shard at all: each one is overridden."""
+    for name, member in inspect.getmembers(RedisJobStore, callable):
+        if not name.startswith("_"):
+            assert getattr(ShardedRedisJobStore, name) is not member, name
+
+
+async def test_repeats_of_an_idempotency_key_meet_in_one_shard(
+    make_store: StoreFactory, prefix: str
+) -> None:
+    """Two submissions under one key whose partition keys fall in different shards: the
+    second finds the first (and its fingerprint), and nothing new is stored."""
+    store = await make_store(shards=3)
+    layout = ShardLayout(prefix, 3)
+    keys = [f"k{n}" for n in range(100)]
+    first_key = keys[0]
+    other_key = next(key for key in keys if layout.of_key(key) != layout.of_key(first_key))
+    idempotency = Idempotency("order-42", "fp-1", 60.0)
+    first, earlier = await store.enqueue_once(new_job(partition_key=first_key), idempotency)
+    assert earlier is None
+    again = Idempotency("order-42", "fp-2", 60.0)
+    second, earlier = await store.enqueue_once(new_job(partition_key=other_key), again)
+    assert (second.id, earlier) == (first.id, "fp-1")
+    assert await store.count_waiting() == 1
+
+
+async def test_a_batch_placed_by_its_key_is_found_counted_and_cancelled(
+    make_store: StoreFactory, prefix: str
+) -> None:
+    store = await make_store(shards=3)
+    layout = ShardLayout(prefix, 3)
+    batch_id = uuid.uuid4()
+    key = next(f"k{n}" for n in range(100) if layout.of_key(f"k{n}") != layout.of_id(batch_id))
+    jobs = [new_job(batch_id=batch_id, partition_key=key) for _ in range(3)]
+    await store.create_batch(NewBatch(batch_id, jobs, [new_job(batch_id=batch_id)]))
+    found = await store.get_batch(batch_id)
+    assert found is not None and found.total == 3
+    elsewhere = next(f"o{n}" for n in range(100) if layout.of_key(f"o{n}") != layout.of_key(key))
+    with pytest.raises(ValueError, match="another shard"):
+        await store.append_to_batch(batch_id, [new_job(batch_id=batch_id, partition_key=elsewhere)])
+    appended = await store.append_to_batch(batch_id, [new_job(batch_id=batch_id)])
+    assert appended is not None and appended.total == 4
+    cancelled = await store.cancel_batch(batch_id)
+    assert cancelled is not None and cancelled.canceled == 4
+    page = await store.list_jobs(batch_id=batch_id, limit=10)
+    assert len(page.jobs) == 5  # its jobs, then its continuation
+
+
+async def test_batches_are_listed_newest_first_across_shards(make_store: StoreFactory) -> None:
+    store = await make_store(shards=3)
+    made = []
+    for _ in range(12):
+        batch_id = uuid.uuid4()
+        made.append(await store.create_batch(NewBatch(batch_id, [new_job(batch_id=batch_id)])))
+    seen = []
+    cursor = None
+    while True:
+        page = await store.list_batches(limit=5, cursor=cursor)
+        seen += page.batches
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert sorted(batch.id for batch in seen) == sorted(batch.id for batch in made)
+    times = [batch.created_at for batch in seen]
+    assert times == sorted(times, reverse=True)
+
+
+async def test_a_schedules_cycle_is_fired_once_and_its_job_found(
+    make_store: StoreFactory,
+) -> None:
+    store = await make_store(shards=3)
+    peer = await make_store(shards=3)
+    due = datetime.now(UTC) - timedelta(seconds=1)
+    schedule = await store.upsert_schedule(
+        Schedule("nightly", "Echo", "* * * * *", "UTC", True, next_run_at=due)
+    )
+    (listed,) = await peer.list_schedules()
+    assert listed.id == "nightly"
+    later = due + timedelta(minutes=1)
+    job = new_job()
+    fired = await store.fire_schedule(schedule, later, job)
+    assert fired is not None and await peer.fire_schedule(schedule, later, new_job()) is None
+    found = await peer.get(job.id)
+    assert found is not None and found.name == "Echo"
