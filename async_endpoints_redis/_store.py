@@ -229,7 +229,13 @@ class RedisJobStore(
 
             prefix = self._arguments["prefix"]
             client = self._connection.client
-            counts = await self._run("start", lambda _: recorded(client, prefix))
+            try:
+                counts = await self._run("start", lambda _: recorded(client, prefix))
+            except StoreUnavailableError:
+                raise
+            except JobStoreError as exc:  # a user not allowed to read it, say
+                logger.warning("could not read the store's shard counts: %s", exc)
+                counts = {}
             self._layout_read = True
             if set(counts) - {1}:
                 from ._shard_store import become_sharded
