@@ -241,7 +241,7 @@ def summary(found: dict[str, Any]) -> tuple[list[str], list[Target]]:
     rows = [
         ("drain, jobs/s", "drain", "{:,.0f}"),
         ("worker process CPU per job, us", "worker_cpu_us_per_job", "{:.1f}"),
-        ("enqueue (concurrent submitters), jobs/s", "enqueue_concurrent", "{:,.0f}"),
+        ("enqueue, jobs/s", "enqueue_concurrent", "{:,.0f}"),
         ("Redis commands per job", "commands_per_job", "{:.2f}"),
         ("script calls per job, enqueue", "script_calls_per_job_enqueue", "{:.3f}"),
         ("script calls per job, drain", "script_calls_per_job_drain", "{:.3f}"),
