@@ -10,7 +10,8 @@ taken on an old count: the counts are read again and the submission retried once
 the fresh limit, so a submission is refused only when ``max_waiting`` jobs really wait
 (at that read). What may pass unseen is what other processes submitted to other shards
 since the last read (at most `FRESH_FOR` seconds of it): the limit is a bound on the
-backlog, not a transaction across shards.
+backlog, not a transaction across shards. A shard that cannot be read (failing over)
+counts as it was last read, so that submissions to the other shards go on.
 """
 
 from __future__ import annotations
@@ -101,5 +102,16 @@ class WaitingCounts:
     async def _read_all(self) -> None:
         shards = self._store._shards
         started = time.monotonic()
-        self._counts = list(await asyncio.gather(*(shard.count_waiting() for shard in shards)))
+        read = await asyncio.gather(
+            *(shard.count_waiting() for shard in shards), return_exceptions=True
+        )
+        for failure in read:
+            if isinstance(failure, BaseException) and not isinstance(failure, Exception):
+                raise failure
+        known = self._counts + [0] * (len(shards) - len(self._counts))
+        # A shard that cannot be read keeps its last count: submissions to the others go on.
+        self._counts = [
+            known[index] if isinstance(count, BaseException) else count
+            for index, count in enumerate(read)
+        ]
         self._read_at = started

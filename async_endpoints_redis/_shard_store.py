@@ -33,6 +33,7 @@ from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 
+from async_endpoints._errors import JobStoreError
 from async_endpoints._job import Job, JobError, NewJob
 from async_endpoints._store import Claim
 from async_endpoints._store_features import Idempotency
@@ -119,8 +120,6 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardLookup, RedisJobStore
             return self._shards
         async with self._start_lock:
             if self._closed:
-                from async_endpoints._errors import JobStoreError
-
                 raise JobStoreError("the store is closed")
             if not self._shards:
                 client = self._given_client
@@ -276,15 +275,34 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardLookup, RedisJobStore
 
     async def recover(self) -> list[uuid.UUID]:
         """As `RedisJobStore.recover`, in every shard (one after the other), and the
-        upkeep of the pointers (`Pointers.sweep`) and of the layouts (`_shard_reshard`)."""
+        upkeep of the pointers (`Pointers.sweep`) and of the layouts (`_shard_reshard`).
+
+        A shard that cannot be reached is passed over (logged), so the others' expired
+        claims are recovered while it fails over; the error is raised when no shard
+        could be recovered.
+        """
         shards = await self._ready_shards()
-        with _mapped("recover"):
-            await self._layout_upkeep()
+        failures: list[JobStoreError] = []
+        try:
+            with _mapped("recover"):
+                await self._layout_upkeep()
+        except JobStoreError as exc:
+            failures.append(exc)
         recovered: list[uuid.UUID] = []
-        for index, shard in enumerate(shards):
-            recovered += await shard.recover()
-            assert self._pointers is not None
-            await self._pointers.sweep(index, self._retention)
+        done = 0
+        for index, shard in enumerate(list(shards)):
+            try:
+                recovered += await shard.recover()
+                with _mapped("recover"):
+                    await self._pointer_book.sweep(index, self._retention)
+            except JobStoreError as exc:
+                failures.append(exc)
+                continue
+            done += 1
+        if failures and not done:
+            raise failures[0]
+        for failure in failures:
+            logger.warning("recovery passed over a shard: %s", failure)
         return recovered
 
     async def wait_until_terminal(self, job_id: uuid.UUID, timeout: float) -> Job | None:
