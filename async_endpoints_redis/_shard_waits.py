@@ -110,8 +110,9 @@ class ShardWaits(ShardBase):
         except BaseException:
             _give_all_back(shards, waits)  # this call is cancelled: nobody takes them
             raise
-        for shard in shards:  # an offer may have handed jobs back with no wake-up
-            shard._due_after_claim = None
+        if take > 0:
+            for shard in shards:  # an offer may have handed jobs back with no wake-up
+                shard._due_after_claim = None
         return _first_handed(shards, waits)
 
 
