@@ -70,7 +70,7 @@ status_changed = function(key, from, to, unclaimed)
     HOOKED.add(1)
     return
   end
-  if f[2] then
+  if f[2] and (claimed or ended) then
     FOLLOW.update(f[2], claimed, to)
   end
   if ended then
