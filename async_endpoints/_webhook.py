@@ -124,7 +124,8 @@ class WebhookSender:
         """One delivery attempt; returns the receiver's status code (2xx).
 
         Raises:
-            WebhookUndeliverable: the URL is no longer allowed, or the job is gone.
+            WebhookUndeliverable: the URL is no longer allowed or cannot be sent to, or
+                the job is gone.
             WebhookDeliveryError: the receiver answered something else than 2xx, or
                 could not be reached in time.
         """
@@ -143,6 +144,9 @@ class WebhookSender:
         try:
             async with self._http().stream("POST", url, content=body, headers=headers) as answer:
                 status = answer.status_code
+        except (httpx.InvalidURL, UnicodeError) as exc:  # never sendable: no retry
+            reason = type(exc).__name__
+            raise WebhookUndeliverable(f"the URL cannot be sent to: {reason}") from None
         except httpx.HTTPError as exc:
             reason = type(exc).__name__
             raise WebhookDeliveryError(f"no answer from the receiver: {reason}") from None

@@ -5,7 +5,9 @@ A URL is accepted when it is an absolute ``http`` or ``https`` URL of at most
 `MAX_URL_LENGTH` characters, without credentials (``user:password@``), whitespace,
 control characters or backslashes, whose host is in the allow-list. It is checked when a
 job is submitted (a refusal is a 422, nothing stored) and again before each delivery (the
-allow-list may have shrunk since).
+allow-list may have shrunk since). httpx, which sends the deliveries, must read the URL
+too, with the same host and port: a URL it refuses or reads otherwise (``https://[::1]x/``,
+a lone surrogate) is refused, so a 202 is never given for a webhook that cannot be sent.
 
 An allow-list entry is a host name or IP address, matched case-insensitively and exactly
 (no wildcards: ``example.com`` does not allow ``api.example.com``), any port; or
@@ -23,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
+
 from ._errors import ConfigurationError
 
 #: The longest webhook URL, in characters.
@@ -34,6 +38,7 @@ WebhookUrlOption = str | Callable[[Any, Any], "str | Awaitable[str | None] | Non
 
 _NAME = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*")
 _FORBIDDEN = re.compile(r"[\x00-\x20\x7f\\]")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +99,18 @@ def check_url(url: object, allowed: AllowedHosts) -> str:
             URL, with credentials, whitespace, control characters or a backslash, or a
             host outside ``allowed``.
     """
+    url, host, port = _parts(url)
+    if not _sendable(url, host, port):
+        raise ValueError("webhook_url is a URL the delivery client (httpx) cannot send to")
+    if not allowed.allows(host, port):
+        where = f"{_bracketed(host)}:{port}"
+        raise ValueError(f"webhook_url's host {where} is not in webhook_allowed_hosts")
+    return url
+
+
+def _parts(url: object) -> tuple[str, str, int]:
+    """``url``, its normalised host and its port (the scheme's default when none is
+    written), when it is an acceptable webhook URL; else `ValueError` (see `check_url`)."""
     if not isinstance(url, str):
         raise ValueError(f"webhook_url must be a URL (str), not {type(url).__name__}")
     if len(url) > MAX_URL_LENGTH:
@@ -106,19 +123,14 @@ def check_url(url: object, allowed: AllowedHosts) -> str:
     except ValueError:
         raise ValueError("webhook_url is not a valid URL") from None
     scheme = parts.scheme.lower()
-    if scheme not in {"http", "https"} or not parts.netloc:
+    if scheme not in _DEFAULT_PORTS or not parts.netloc:
         raise ValueError("webhook_url must be an absolute http:// or https:// URL")
     if "@" in parts.netloc:
         raise ValueError("webhook_url must not hold credentials (user:password@)")
     host = _host(parts.hostname or "")
     if host is None:
         raise ValueError("webhook_url has no valid host")
-    if port is None:
-        port = 443 if scheme == "https" else 80
-    if not allowed.allows(host, port):
-        where = f"{_bracketed(host)}:{port}"
-        raise ValueError(f"webhook_url's host {where} is not in webhook_allowed_hosts")
-    return url
+    return url, host, _DEFAULT_PORTS[scheme] if port is None else port
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +174,19 @@ class WebhookTarget:
         if inspect.isawaitable(value):
             value = await value
         return None if value is None else check_url(value, self.allowed)
+
+
+def _sendable(url: str, host: str, port: int) -> bool:
+    """Whether httpx, which sends the deliveries, reads ``url`` as a URL of ``host`` on
+    ``port`` (what the allow-list was checked against); a URL it refuses or reads
+    otherwise is not sendable."""
+    try:
+        parsed = httpx.URL(url)
+        sent_host = _host(parsed.raw_host.decode("ascii"))
+        sent_port = parsed.port or _DEFAULT_PORTS[parsed.scheme]
+    except Exception:  # whatever httpx refuses (InvalidURL, UnicodeError, ...)
+        return False
+    return sent_host == host and sent_port == port
 
 
 def _entry(entry: object) -> tuple[str, int | None]:

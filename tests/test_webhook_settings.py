@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -25,10 +26,18 @@ from async_endpoints import (
     JobStore,
     UnknownJobNameError,
 )
-from async_endpoints._job import Job, WebhookStatus, job_to_json
+from async_endpoints._job import (
+    Job,
+    JobRequest,
+    NewJob,
+    WebhookState,
+    WebhookStatus,
+    job_to_json,
+)
 from async_endpoints._responses import dumps
 from async_endpoints._settings import Settings
-from async_endpoints._webhook import WEBHOOK_JOB
+from async_endpoints._webhook import WEBHOOK_JOB, delivery_job
+from async_endpoints._webhook_urls import AllowedHosts, check_url
 from async_endpoints.testing import ManualClock
 from tests.redis_servers import RedisServer
 from tests.webhook_receiver import KEY, SECRET, answer_with, receiving, signature_is_valid
@@ -227,6 +236,50 @@ async def test_a_url_no_longer_allowed_when_delivered_fails_at_once() -> None:
     assert parent is not None and parent.status is JobStatus.COMPLETED
     assert parent.webhook is not None and parent.webhook.status.value == "Failed"
     assert parent.webhook.attempts == 1 and receiver.deliveries == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://[::1]x/hook",
+        "https://[::1]]/hook",
+        "https://[::1]/\ud800",
+        "https://[::1]/?a=\udc00",
+    ],
+)
+def test_a_url_httpx_cannot_send_to_is_refused(url: str) -> None:
+    """A URL check_url accepts must be one the delivery client can send to (else the job
+    got a 202 for a webhook that can never be delivered)."""
+    with pytest.raises(ValueError, match="cannot send to"):
+        check_url(url, AllowedHosts.parse(["::1"]))
+
+
+async def test_submit_refuses_a_url_with_a_lone_surrogate() -> None:
+    """A lone surrogate (a JSON body may hold one) in the URL: ValueError, nothing stored."""
+    engine = engine_with(webhook_allowed_hosts=["example.com"])
+    async with engine.running(workers=False):
+        with pytest.raises(ValueError, match="webhook_url"):
+            await engine.submit("note", {}, webhook_url="https://example.com/\udc80")
+        assert (await engine.list_jobs()).jobs == []
+
+
+async def test_a_stored_delivery_to_a_url_httpx_cannot_send_to_fails_at_once() -> None:
+    """A delivery stored with a URL httpx refuses (written before this check existed):
+    Failed after one attempt, not retried, nothing sent."""
+    store = InMemoryJobStore()
+    async with receiving() as receiver:
+        engine = engine_with(store, webhook_allowed_hosts=["::1", receiver.host])
+        async with engine.running(workers=False):
+            job_id = uuid.uuid4()
+            bad = delivery_job(
+                job_id, "https://[::1]x/hook", queue="default", tenant=None, retries=3
+            )
+            parent = NewJob(job_id, "note", 0, JobRequest(body="{}"), follow_up=bad)
+            await store.enqueue(parent)
+            await engine.drain()
+            ended = await engine.get_job(job_id)
+    assert ended is not None and ended.webhook == WebhookState(WebhookStatus.FAILED, 1)
+    assert receiver.deliveries == []
 
 
 async def test_the_webhook_body_is_what_job_status_response_serves() -> None:
