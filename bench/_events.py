@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import math
 import os
 import resource
 import socket
@@ -113,8 +114,12 @@ def _medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
         },
         "p99_runs": [round(r["delay"]["p99"], 1) for r in runs],
         "read_p99": statistics.median(r["delay_to_read"]["p99"] for r in runs),
-        "fanout_cpu_ms": statistics.median(max(f["cpu"] for f in r["fanout_ms"]) for r in runs),
-        "fanout_wall_ms": statistics.median(max(f["wall"] for f in r["fanout_ms"]) for r in runs),
+        "fanout_cpu_ms": statistics.median(
+            max((f["cpu"] for f in r["fanout_ms"]), default=math.nan) for r in runs
+        ),
+        "fanout_wall_ms": statistics.median(
+            max((f["wall"] for f in r["fanout_ms"]), default=math.nan) for r in runs
+        ),
     }
 
 
