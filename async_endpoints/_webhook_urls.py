@@ -10,9 +10,12 @@ too, with the same host and port: a URL it refuses or reads otherwise (``https:/
 a lone surrogate) is refused, so a 202 is never given for a webhook that cannot be sent.
 
 An allow-list entry is a host name or IP address, matched case-insensitively and exactly
-(no wildcards: ``example.com`` does not allow ``api.example.com``), any port; or
-``host:port``, that host on that port only (``[::1]:8443`` for an IPv6 address). Hosts are
-ASCII: an internationalised name is written in its ``xn--`` form, in the list and in URLs.
+(no wildcards: ``example.com`` does not allow ``api.example.com``), on the scheme's default
+port only (80 for ``http``, 443 for ``https``); ``host:port``, that host on that port
+(``[::1]:8443`` for an IPv6 address); or ``host:*``, that host on any port. So a client
+that chooses the URL cannot reach the other ports of an allowed host (its admin or
+database ports) unless the operator opts in. Hosts are ASCII: an internationalised name is
+written in its ``xn--`` form, in the list and in URLs.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ WebhookUrlOption = str | Callable[[Any, Any], "str | Awaitable[str | None] | Non
 _NAME = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*")
 _FORBIDDEN = re.compile(r"[\x00-\x20\x7f\\]")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_ANY_PORT = -1  # the port of a ``host:*`` entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +50,14 @@ class AllowedHosts:
     """The ``webhook_allowed_hosts`` setting, parsed.
 
     Attributes:
-        any_port: Hosts allowed on any port (lower case).
-        with_port: ``(host, port)`` pairs allowed on that port only.
+        default_port: Hosts allowed on their scheme's default port (lower case).
+        with_port: ``(host, port)`` pairs allowed on that port.
+        any_port: Hosts allowed on any port (``host:*``).
     """
 
-    any_port: frozenset[str] = frozenset()
+    default_port: frozenset[str] = frozenset()
     with_port: frozenset[tuple[str, int]] = frozenset()
+    any_port: frozenset[str] = frozenset()
 
     @classmethod
     def parse(cls, entries: Iterable[str]) -> AllowedHosts:
@@ -59,35 +65,44 @@ class AllowedHosts:
 
         Raises:
             ConfigurationError: not a collection of strings, or an entry that is not a host
-                name, an IP address or either with ``:port``.
+                name or an IP address, alone or with ``:port`` or ``:*``.
         """
         if isinstance(entries, str) or not isinstance(entries, Iterable):
             raise ConfigurationError(
                 f"webhook_allowed_hosts must be a collection of host names, not {entries!r}"
             )
-        any_port: set[str] = set()
+        default_port: set[str] = set()
         with_port: set[tuple[str, int]] = set()
+        any_port: set[str] = set()
         for entry in entries:
             host, port = _entry(entry)
             if port is None:
+                default_port.add(host)
+            elif port == _ANY_PORT:
                 any_port.add(host)
             else:
                 with_port.add((host, port))
-        return cls(frozenset(any_port), frozenset(with_port))
+        return cls(frozenset(default_port), frozenset(with_port), frozenset(any_port))
 
     def __bool__(self) -> bool:
-        return bool(self.any_port or self.with_port)
+        return bool(self.default_port or self.with_port or self.any_port)
 
     def __iter__(self) -> Iterator[str]:
-        """The entries, as the setting takes them (``host`` or ``host:port``), sorted."""
-        for host in sorted(self.any_port):
+        """The entries, as the setting takes them (``host``, ``host:port``, ``host:*``),
+        sorted."""
+        for host in sorted(self.default_port):
             yield _bracketed(host)
         for host, port in sorted(self.with_port):
             yield f"{_bracketed(host)}:{port}"
+        for host in sorted(self.any_port):
+            yield f"{_bracketed(host)}:*"
 
-    def allows(self, host: str, port: int) -> bool:
-        """Whether ``host`` (normalised, as `check_url` gives it) on ``port`` may be called."""
-        return host in self.any_port or (host, port) in self.with_port
+    def allows(self, scheme: str, host: str, port: int) -> bool:
+        """Whether ``host`` (normalised, as `check_url` gives it) on ``port`` may be called
+        with ``scheme`` (``http`` or ``https``)."""
+        if host in self.any_port or (host, port) in self.with_port:
+            return True
+        return host in self.default_port and port == _DEFAULT_PORTS[scheme]
 
 
 def check_url(url: object, allowed: AllowedHosts) -> str:
@@ -99,18 +114,19 @@ def check_url(url: object, allowed: AllowedHosts) -> str:
             URL, with credentials, whitespace, control characters or a backslash, or a
             host outside ``allowed``.
     """
-    url, host, port = _parts(url)
+    url, scheme, host, port = _parts(url)
     if not _sendable(url, host, port):
         raise ValueError("webhook_url is a URL the delivery client (httpx) cannot send to")
-    if not allowed.allows(host, port):
+    if not allowed.allows(scheme, host, port):
         where = f"{_bracketed(host)}:{port}"
         raise ValueError(f"webhook_url's host {where} is not in webhook_allowed_hosts")
     return url
 
 
-def _parts(url: object) -> tuple[str, str, int]:
-    """``url``, its normalised host and its port (the scheme's default when none is
-    written), when it is an acceptable webhook URL; else `ValueError` (see `check_url`)."""
+def _parts(url: object) -> tuple[str, str, str, int]:
+    """``url``, its scheme (lower case), its normalised host and its port (the scheme's
+    default when none is written), when it is an acceptable webhook URL; else `ValueError`
+    (see `check_url`)."""
     if not isinstance(url, str):
         raise ValueError(f"webhook_url must be a URL (str), not {type(url).__name__}")
     if len(url) > MAX_URL_LENGTH:
@@ -130,7 +146,7 @@ def _parts(url: object) -> tuple[str, str, int]:
     host = _host(parts.hostname or "")
     if host is None:
         raise ValueError("webhook_url has no valid host")
-    return url, host, _DEFAULT_PORTS[scheme] if port is None else port
+    return url, scheme, host, _DEFAULT_PORTS[scheme] if port is None else port
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,22 +206,35 @@ def _sendable(url: str, host: str, port: int) -> bool:
 
 
 def _entry(entry: object) -> tuple[str, int | None]:
+    """The host and port (None: the default one; `_ANY_PORT`: any) of an entry."""
     if not isinstance(entry, str):
         raise ConfigurationError(f"a webhook_allowed_hosts entry must be a str, not {entry!r}")
-    bare = _host(entry.strip())
+    text = entry.strip()
+    bare = _host(text)
     if bare is not None and ":" in bare:  # an IPv6 address without brackets
         return bare, None
+    wildcard = text.endswith(":*")
+    if wildcard:
+        text = text.removesuffix(":*")
     try:
-        parts = urlsplit(f"//{entry.strip()}")
+        parts = urlsplit(f"//{text}")
         port = parts.port
     except ValueError:
         port = -1
     host = _host(parts.hostname or "") if port != -1 else None
-    if host is None or parts.path or parts.query or parts.fragment or "@" in parts.netloc:
+    if (
+        host is None
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or "@" in parts.netloc
+        or (wildcard and port is not None)
+    ):
         raise ConfigurationError(
-            f"webhook_allowed_hosts: {entry!r} is not a host name, an IP address or host:port"
+            f"webhook_allowed_hosts: {entry!r} is not a host name or an IP address, alone "
+            "or with :port or :*"
         )
-    return host, port
+    return host, _ANY_PORT if wildcard else port
 
 
 def _host(host: str) -> str | None:

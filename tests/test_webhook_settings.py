@@ -145,20 +145,50 @@ def test_a_route_webhook_url_is_checked_when_mapping(
 
 
 def test_allowed_hosts_match_case_insensitively_exactly_and_by_port() -> None:
-    """``Example.COM`` allows example.com on any port, not its subdomains; ``host:port``
-    allows that port only."""
-    hosts = ["Example.COM", "127.0.0.1:8080"]
+    """``Example.COM`` allows example.com on its scheme's default port only (80 for http,
+    443 for https), not its subdomains; ``host:port`` allows that port, ``host:*`` any."""
+    hosts = ["Example.COM", "127.0.0.1:8080", "[::1]:8443", "Wide.example:*"]
     mapped = AsyncEndpoints(FastAPI(), webhook_secret=SECRET, webhook_allowed_hosts=hosts)
 
     async def work(ctx: AsyncContext[None]) -> None:
         pass
 
-    for path, url in [("/a", "https://EXAMPLE.com:444/x"), ("/b", "http://127.0.0.1:8080/")]:
-        mapped.add_async_post(path, work, name=path, webhook_url=url)
-    for url in ["https://api.example.com/x", "http://127.0.0.1:8081/", "http://127.0.0.1/"]:
+    for number, url in enumerate(
+        [
+            "https://EXAMPLE.com/x",
+            "https://example.com:443/x",
+            "http://example.com/x",
+            "http://127.0.0.1:8080/",
+            "https://[::1]:8443/",
+            "http://wide.example:6379/",
+            "https://wide.example/",
+        ]
+    ):
+        mapped.add_async_post(f"/{number}", work, name=str(number), webhook_url=url)
+    for url in [
+        "https://example.com:444/x",  # another port of an allowed host
+        "http://example.com:443/x",  # the other scheme's default port
+        "https://example.com:80/x",
+        "https://api.example.com/x",
+        "http://127.0.0.1:8081/",
+        "http://127.0.0.1/",
+        "https://[::1]/",
+    ]:
         with pytest.raises(ConfigurationError, match="not in webhook_allowed_hosts"):
             mapped.add_async_post("/c", work, name="c", webhook_url=url)
-    assert list(mapped.settings.webhook_allowed_hosts) == ["example.com", "127.0.0.1:8080"]
+    assert list(mapped.settings.webhook_allowed_hosts) == [
+        "example.com",
+        "127.0.0.1:8080",
+        "[::1]:8443",
+        "wide.example:*",
+    ]
+
+
+@pytest.mark.parametrize("entry", ["*", "example.com:8080:*", "example.com:*x", "*.example.com"])
+def test_a_malformed_allow_list_entry_is_refused(entry: str) -> None:
+    """A wildcard is a port (``host:*``) only: anything else is a ConfigurationError."""
+    with pytest.raises(ConfigurationError, match="webhook_allowed_hosts"):
+        AsyncEndpoints(webhook_secret=SECRET, webhook_allowed_hosts=[entry])
 
 
 async def test_submit_checks_its_webhook_url() -> None:
