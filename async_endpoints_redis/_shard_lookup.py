@@ -13,6 +13,7 @@ sharding kept every job, which no record names).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -98,7 +99,11 @@ class ShardLookup(ShardBase):
             index = book.index_of(prefix)
             if index is None or index == shard:
                 continue
-            if await self._client.hexists(Keys(prefix).key_prefix + "lanes", partition_key):
+            lanes = Keys(prefix).key_prefix + "lanes"
+            held = await self._shards[index]._run(
+                "enqueue", functools.partial(_has_lane, self._client, lanes, partition_key)
+            )
+            if held:
                 return index
         return shard
 
@@ -141,3 +146,8 @@ class ShardLookup(ShardBase):
             checks = await asyncio.gather(*(is_empty(self._client, one) for one in own))
             if all(checks):
                 await retire(self._client, prefix, layout.count, said)
+
+
+async def _has_lane(client: AnyRedis, lanes: str, partition_key: str, _: object) -> bool:
+    """Whether the key has a lane in the shard whose ``{s}:lanes`` is ``lanes``."""
+    return bool(await client.hexists(lanes, partition_key))

@@ -37,15 +37,21 @@ parent or the follow-up lives).
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from async_endpoints._errors import DuplicateJobError
 
 from ._client import AnyRedis
 from ._keys import Keys
 from ._shard_layout import ShardLayout
+
+if TYPE_CHECKING:
+    from ._store import RedisJobStore
+
+T = TypeVar("T")
 
 #: Pointers checked per shard by one `recover` pass.
 SWEEP_BATCH = 200
@@ -114,14 +120,20 @@ def batch_field(batch_id: uuid.UUID) -> str:
 class Pointers:
     """The pointers of one store's shards.
 
+    Every call goes through the shard store it is about (`StoreBase._run`: its call
+    gate, deadline and error mapping), as the shard's own calls do.
+
     Args:
         client: The store's client.
         layout: The store's shards.
+        shards: The shard stores, in the order of `prefixes` (the sharded store's own
+            list, which grows when it serves old shards).
     """
 
-    def __init__(self, client: AnyRedis, layout: ShardLayout) -> None:
+    def __init__(self, client: AnyRedis, layout: ShardLayout, shards: list[RedisJobStore]) -> None:
         self._client = client
         self._layout = layout
+        self._shards = shards
         #: The key prefix of every shard the store serves (its layout's, then old ones).
         self.prefixes: list[str] = list(layout.prefixes)
         self._add = client.register_script(_ADD)
@@ -174,9 +186,9 @@ class Pointers:
             target = f"{target} {parent}"
         for id_shard, names in by_shard.items():
             job_prefix = "" if parent else Keys(self.prefixes[id_shard]).job_prefix
-            taken = await self._add(
-                keys=self._keys(id_shard), args=[target, delay, job_prefix, *names]
-            )
+            args: list[str | int] = [target, delay, job_prefix, *names]
+            add = functools.partial(self._add, keys=self._keys(id_shard), args=args)
+            taken = await self._on(id_shard, "enqueue", add)
             if taken:
                 raise DuplicateJobError(f"a job with id {_text(taken)} exists already")
 
@@ -184,9 +196,14 @@ class Pointers:
         """Record that idempotency key ``key`` is used for a job in ``shard`` (in the
         key's shard, for ``ttl_ms``, unless recorded already); the shard of the key's
         job: ``shard``, or the one recorded by an earlier submission."""
-        home = Keys(self._layout.prefixes[self._layout.of_label(key)]).key_prefix
+        label_shard = self._layout.of_label(key)
+        home = Keys(self.prefixes[label_shard]).key_prefix
         target = self.prefixes[shard]
-        held = await self._client.set(f"{home}idem-at:{key}", target, nx=True, px=ttl_ms, get=True)
+        held = await self._on(
+            label_shard,
+            "enqueue",
+            lambda: self._client.set(f"{home}idem-at:{key}", target, nx=True, px=ttl_ms, get=True),
+        )
         if not isinstance(held, bytes | str):
             return shard
         index = self.index_of(_text(held))
@@ -195,7 +212,8 @@ class Pointers:
     async def target(self, id_shard: int, job_id: uuid.UUID | str) -> int | None:
         """The shard a pointer in ``id_shard`` names for this id (or `batch_field`); None
         when there is none (or it names a shard this layout lacks)."""
-        held = await self._client.hget(self._keys(id_shard)[0], str(job_id))
+        key = self._keys(id_shard)[0]
+        held = await self._on(id_shard, "get", lambda: self._client.hget(key, str(job_id)))
         if held is None:
             return None
         return self.index_of(_text(held).split(" ")[0])
@@ -203,10 +221,25 @@ class Pointers:
     async def sweep(self, shard: int, retention: float) -> int:
         """Check the pointers of ``shard`` that are due; how many were deleted."""
         keys = self._keys(shard)
-        flat: list[Any] = await self._due(keys=keys, args=[SWEEP_BATCH])
+        flat: list[Any] = await self._on(
+            shard, "recover", lambda: self._due(keys=keys, args=[SWEEP_BATCH])
+        )
         if not flat:
             return 0
         pairs = [(_text(flat[i]), _text(flat[i + 1])) for i in range(0, len(flat), 2)]
+        results = iter(await self._on(shard, "recover", lambda: self._exist(pairs)))
+        alive = [
+            bool(next(results)) | (bool(next(results)) if " " in held else False)
+            for _, held in pairs
+        ]
+        args: list[str | int] = [round(retention * 1000)]
+        for (name, _), lives in zip(pairs, alive, strict=True):
+            args += [name, 1 if lives else 0]
+        await self._on(shard, "recover", lambda: self._checked(keys=keys, args=args))
+        return sum(1 for lives in alive if not lives)
+
+    async def _exist(self, pairs: list[tuple[str, str]]) -> list[Any]:
+        """Whether each pointer's job (and a follow-up's parent) exists, in one pipeline."""
         async with self._client.pipeline(transaction=False) as pipe:
             for name, held in pairs:
                 target, _, parent = held.partition(" ")
@@ -215,16 +248,12 @@ class Pointers:
                 pipe.exists(key + raw_id)
                 if parent:  # a follow-up's pointer: kept while its parent lives too
                     pipe.exists(key + parent)
-            results = iter(await pipe.execute())
-        alive = [
-            bool(next(results)) | (bool(next(results)) if " " in held else False)
-            for _, held in pairs
-        ]
-        args: list[str | int] = [round(retention * 1000)]
-        for (name, _), lives in zip(pairs, alive, strict=True):
-            args += [name, 1 if lives else 0]
-        await self._checked(keys=keys, args=args)
-        return sum(1 for lives in alive if not lives)
+            found: list[Any] = await pipe.execute()
+        return found
+
+    async def _on(self, shard: int, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()`` as a call of that shard's store (its gate, deadline and errors)."""
+        return await self._shards[shard]._run(operation, lambda _: call())
 
 
 def _text(value: bytes | str) -> str:

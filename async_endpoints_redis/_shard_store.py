@@ -138,7 +138,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardLookup, RedisJobStore
                     await self._close_shards(shards)
                     raise
                 _share_gates(client, shards, self._layout.prefixes)
-                self._pointers = Pointers(client, self._layout)
+                self._pointers = Pointers(client, self._layout, shards)
                 self._shards = shards
                 try:
                     with _mapped("start"):
