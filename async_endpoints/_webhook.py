@@ -11,7 +11,10 @@ state from the delivery job's transitions: one attempt per claim, ``Delivered`` 
 completes, ``Failed`` when it fails or is canceled.
 
 One attempt: the URL is checked against the allow-list again (one no longer allowed fails
-the delivery at once, without retry), the job is read, and its JSON, exactly as
+the delivery at once, without retry), the job is read (a job requeued since it ended, not
+terminal now, fails the attempt, which is retried: a receiver never gets an unfinished
+job, and gets the job's next end if it comes within the delivery's retries), and its
+JSON, exactly as
 ``GET /jobs/{id}`` serves it (the app's ``job_status_response`` included, called with a
 bare ``GET`` request), is POSTed with the Standard Webhooks headers (see
 `async_endpoints._webhook_signing`). Redirects are never followed. A 2xx answer completes
@@ -127,7 +130,8 @@ class WebhookSender:
             WebhookUndeliverable: the URL is no longer allowed or cannot be sent to, or
                 the job is gone.
             WebhookDeliveryError: the receiver answered something else than 2xx, or
-                could not be reached in time.
+                could not be reached in time, or the job is not terminal (requeued since
+                it ended): retried, so the job's next end is what is delivered.
         """
         order = ctx.request
         try:
@@ -137,6 +141,8 @@ class WebhookSender:
         job = await self._store.get(order.job_id)
         if job is None:
             raise WebhookUndeliverable(f"job {order.job_id} is gone")
+        if not job.status.is_terminal:  # requeued since it ended: wait for its new end
+            raise WebhookDeliveryError(f"job {order.job_id} is running again")
         body, content_type = await self._body(job)
         headers = signed_headers(self._key, str(ctx.job_id), int(time.time()), body)
         headers["content-type"] = content_type

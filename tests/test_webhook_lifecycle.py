@@ -1,0 +1,90 @@
+"""A webhook across its job's life, on the in-memory and Redis stores: deliveries are not
+the clients' waiting work, a receiver never gets an unfinished job, and the job outlives
+its retention while its delivery goes on."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from async_endpoints import (
+    AsyncContext,
+    AsyncEndpoints,
+    JobStatus,
+    JobStore,
+    QueueFullError,
+)
+from async_endpoints._job import Job, JobError, WebhookStatus
+from tests.webhook_receiver import SECRET, answer_with, receiving
+
+
+def engine_with(store: JobStore, **settings: Any) -> AsyncEndpoints:
+    """An engine (no app) whose handler ``note`` returns "done", without retries."""
+    engine = AsyncEndpoints(store=store, webhook_secret=SECRET, retry_jitter=0.0, **settings)
+
+    async def note(ctx: AsyncContext[None]) -> str:
+        return "done"
+
+    engine.add_handler(note, max_retries=0)
+    return engine
+
+
+async def settled_webhook(engine: AsyncEndpoints, job: Job, timeout: float = 15.0) -> Job:
+    """``job`` once its webhook is no longer Pending, running due jobs meanwhile."""
+    async with asyncio.timeout(timeout):
+        while True:
+            await engine.drain()
+            latest = await engine.get_job(job.id)
+            assert latest is not None and latest.webhook is not None
+            if latest.webhook.status is not WebhookStatus.PENDING:
+                return latest
+            await asyncio.sleep(0.01)
+
+
+async def test_pending_webhook_retries_do_not_refuse_new_submissions(store: JobStore) -> None:
+    """A receiver that is down leaves Scheduled delivery retries behind; they are not the
+    clients' waiting work, so max_queue_size never refuses a submission for them."""
+    async with receiving(answer_with(500)) as receiver:
+        engine = engine_with(
+            store,
+            webhook_allowed_hosts=[receiver.host],
+            max_queue_size=2,
+            webhook_retry_base_delay=60.0,
+        )
+        async with engine.running(workers=False):
+            for _ in range(2):
+                await engine.submit("note", None, webhook_url=receiver.url)
+            await engine.drain()  # both complete; each delivery fails once, Scheduled
+            assert len(receiver.deliveries) == 2
+            assert len((await engine.list_jobs(status=JobStatus.SCHEDULED)).jobs) == 2
+            for _ in range(2):
+                await engine.submit("note", None)
+            with pytest.raises(QueueFullError):
+                await engine.submit("note", None)
+
+
+async def test_a_target_requeued_before_its_delivery_is_never_delivered_unfinished(
+    store: JobStore,
+) -> None:
+    """A Failed job is requeued while its delivery waits: the delivery's attempt that
+    finds it unfinished fails (retried), so the receiver gets only its final state."""
+    async with receiving() as receiver:
+        engine = engine_with(
+            store,
+            webhook_allowed_hosts=[receiver.host],
+            webhook_retry_base_delay=0.05,
+            max_concurrency=1,  # one job at a time, in the order they wait
+        )
+        async with engine.running(workers=False):
+            job = await engine.submit("note", None, webhook_url=receiver.url)
+            [claim] = await store.claim(1, lease=30)  # the job only: it fails for good
+            await store.fail(claim, JobError("boom", "RuntimeError"), retry_in=None)
+            await engine.requeue(job.id)  # retried by hand; its delivery waits ahead of it
+            settled = await settled_webhook(engine, job)  # the delivery runs first
+    assert settled.status is JobStatus.COMPLETED
+    assert settled.webhook is not None and settled.webhook.status is WebhookStatus.DELIVERED
+    assert settled.webhook.attempts == 2
+    [delivered] = receiver.deliveries
+    assert delivered.job["status"] == "Completed" and delivered.job["result"] == "done"
