@@ -588,3 +588,20 @@ def _unchunked(raw: bytes) -> str:
             return body.decode()
         body += rest[:size]
         rest = rest[size + 2 :]
+
+
+async def test_a_server_shutting_down_ends_its_open_streams(store: JobStore) -> None:
+    """uvicorn asked to exit while a stream waits for a change: the stream ends (after its
+    first event) and the server stops, without waiting for the job."""
+    app, endpoints = make_app(store, Script())
+    first = asyncio.Event()
+    async with httpx.AsyncClient(timeout=20, headers={"x-user": "ann"}) as http:
+        async with asyncio.timeout(15), served(app) as url:
+            http.base_url = httpx.URL(url)
+            await endpoints.pause()
+            job_id = await submit(http)
+            reading = asyncio.create_task(all_events(http, job_id, first))
+            await first.wait()
+        async with asyncio.timeout(5):
+            events = await reading
+    assert statuses(events) == ["Queued"]
