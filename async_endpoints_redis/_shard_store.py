@@ -306,8 +306,12 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardLookup, RedisJobStore
         return recovered
 
     async def wait_until_terminal(self, job_id: uuid.UUID, timeout: float) -> Job | None:
-        """As `RedisJobStore.wait_until_terminal`, in the job's shard."""
-        return await (await self._located(job_id)).wait_until_terminal(job_id, timeout)
+        """As `RedisJobStore.wait_until_terminal`, in the job's shard (found as `get`
+        finds it: the wait in a shard without the job answers None at once)."""
+        job, _ = await self._probe(
+            job_id, str(job_id), lambda shard: shard.wait_until_terminal(job_id, timeout)
+        )
+        return job
 
 
 def _share_gates(
