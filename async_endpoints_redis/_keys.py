@@ -1,8 +1,13 @@
 """Every Redis key and channel name of a store, built here and in the Lua includes.
 
 All names of one store share one hash tag, ``{<prefix>}``, so that in a Redis Cluster they
-live in one slot and every script runs on one node. Scripts get the key prefix ``{p}:``
-and build the names below from it (``lua/_lib.lua`` and the includes)::
+live in one slot and every script runs on one node. A sharded store (``shards=N``) is N
+such layouts, each under its own tag (shard 0 under ``{<prefix>}``, the others under
+``{<prefix>#<k>}``: `_shard_layout`), plus a few keys of its routing: ``{s}:at`` and
+``{s}:at-check`` (pointers to jobs and batches stored in another shard than their id's,
+`_shard_pointers`), ``{s}:idem-at:<key>`` (the shard of an idempotency key's job) and, in
+shard 0, ``{p}:shards`` (the shard counts in use, `_shard_reshard`). Scripts get the key
+prefix ``{p}:`` and build the names below from it (``lua/_lib.lua`` and the includes)::
 
     {p}:job:<uuid>       HASH   one job (fields in `_codec`); expires once terminal
     {p}:queue:<name>     LIST   ids of the ready (claimable Queued) jobs without a tenant
