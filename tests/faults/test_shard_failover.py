@@ -9,7 +9,9 @@ the cluster notices and elects its replica by itself.
 
 The rules:
 
-- the other shards keep completing jobs while the failed shard has no master;
+- the other shards keep taking and completing jobs while the failed shard has no master
+  (from the cluster's ``fail`` verdict to the replica's election, as the servers' logs
+  time them: with full coverage no shard would serve then);
 - the failed shard resumes by itself: jobs placed on it after the promotion complete;
 - every job whose submission was acknowledged (a 202) is accounted for: Completed at the
   end, or, if its enqueue reached the killed master but not its replica (replication is
@@ -19,7 +21,8 @@ The rules:
 How much replication may lose is measured, not avoided: the test reads the killed
 master's replication offset just before the kill and the promoted replica's offset at its
 promotion (``second_repl_offset``); the bytes in between were acknowledged to clients and
-never reached the replica. ``WAIT`` is not used: it would make each write wait for the
+never reached the replica (a lower bound: what the master wrote between that read and the
+kill is not seen). ``WAIT`` is not used: it would make each write wait for the
 replica (a round trip per write in the store), which is the cost this deployment does not
 pay; the README's "Scaling out" states what that leaves at risk.
 """
