@@ -13,7 +13,10 @@ A job stored with ``delivers_for`` (a webhook delivery) is remembered here while
 kept, live or retained: its claims (`_claimed`) add an attempt to its target's
 ``webhook``, and its end (`_ended`) makes that ``Delivered`` (Completed) or ``Failed``, in
 the step of its own transition. The target is updated where it is, retained (in its
-record) or live (requeued since); a target that is gone is left alone. Jobs without a
+record) or live (requeued since); a target that is gone is left alone. While its delivery
+is live the target is pinned in the retained jobs (`RetainedJobs.pin`): past its
+retention, or beyond ``max_retained``, it is held (readable by id, no longer listed or
+counted) until the delivery ends. Jobs without a
 follow-up or a delivery cost the store one attribute test when stored and one truth test
 of each (usually empty) dict here per claim and per end.
 """
@@ -67,6 +70,7 @@ class MemoryFollowUps:
         if new_job.delivers_for is not None:
             deliveries = self._deliveries
             deliveries[key] = new_job.delivers_for.int
+            self._finished.pin(new_job.delivers_for.int)
             if len(deliveries) >= self._prune_deliveries_at:
                 live, kept = self._jobs, self._finished
                 for gone in [k for k in deliveries if k not in live and k not in kept]:
@@ -77,6 +81,7 @@ class MemoryFollowUps:
         """``job`` was just claimed: one more attempt of the webhook it delivers, if any."""
         target = self._deliveries.get(job.id.int)
         if target is not None:
+            self._finished.pin(target)  # again, when the delivery was requeued
             self._update_target(
                 target, lambda state: WebhookState(state.status, state.attempts + 1)
             )
@@ -93,6 +98,7 @@ class MemoryFollowUps:
                 else WebhookStatus.FAILED
             )
             self._update_target(target, lambda state: WebhookState(status, state.attempts))
+            self._finished.unpin(target)
         follow_up = self._follow_ups.pop(key, None)
         if follow_up is None:
             return

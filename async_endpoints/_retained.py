@@ -20,6 +20,11 @@ monotonic clock), or sooner when more than ``max_retained`` are kept. One byte p
 records that order across the three logs, so the oldest is found in O(1). A taken job's
 log entry is overwritten with a tombstone (the record knows its place) that leaves in
 its turn.
+
+A job whose webhook delivery is still live is *pinned* (`pin`, by the store's
+follow-ups): when its turn to leave comes, it is *held* instead, readable by id (`get`,
+`take`, `update_webhook`) but no longer listed or counted, until `unpin` (its delivery
+ended) drops it. So a delivery always finds its job, whatever the retention.
 """
 
 from __future__ import annotations
@@ -132,12 +137,14 @@ class RetainedJobs:
         self._order_head = 0
         self._counts: dict[str, list[int]] = {}  # queue -> [completed, failed, canceled]
         self._next_expiry = math.inf  # no log entry expires before this (monotonic)
+        self._pinned: set[int] = set()  # keys whose webhook delivery is live
+        self._held: dict[int, str | list[Any]] = {}  # pinned records past their turn
 
     def __len__(self) -> int:
         return len(self._records)
 
     def __contains__(self, key: int) -> bool:
-        return key in self._records
+        return key in self._records or key in self._held
 
     def keys(self) -> KeysView[int]:
         """The integers of the kept jobs' ids (a live view)."""
@@ -167,17 +174,33 @@ class RetainedJobs:
 
     def get(self, job_id: uuid.UUID) -> Job | None:
         """The job, or None when it is not kept (any more)."""
-        record = self._records.get(job_id.int)
-        return None if record is None else _decode(job_id.int, record)
+        return self.get_key(job_id.int)
 
     def get_key(self, key: int) -> Job | None:
         """The job whose id's integer is ``key``, or None."""
         record = self._records.get(key)
-        return None if record is None else _decode(key, record)
+        if record is None:
+            record = self._held.get(key) if self._held else None
+            if record is None:
+                return None
+        return _decode(key, record)
+
+    def pin(self, key: int) -> None:
+        """Hold the job ``key`` past its turn to leave, until `unpin` (its webhook
+        delivery is live)."""
+        self._pinned.add(key)
+
+    def unpin(self, key: int) -> None:
+        """Let the job ``key`` leave again; one held past its turn leaves now."""
+        self._pinned.discard(key)
+        self._held.pop(key, None)
 
     def take(self, job_id: uuid.UUID) -> Job | None:
         """Remove the job (to make it live again) and return it whole, or None."""
         key = job_id.int
+        held = self._held.pop(key, None) if self._held else None
+        if held is not None:  # unlisted and uncounted already
+            return _decode(key, held)
         record = self._records.pop(key, None)
         if record is None:
             return None
@@ -192,7 +215,8 @@ class RetainedJobs:
     def update_webhook(self, key: int, change: Callable[[WebhookState], WebhookState]) -> bool:
         """Apply ``change`` to the webhook of the kept job ``key`` (a job without one starts
         from ``Pending``, 0), in place; False when the job is not kept."""
-        record = self._records.get(key)
+        records = self._held if key in self._held else self._records
+        record = records.get(key)
         if record is None:
             return False
         fields = _fields(record)
@@ -203,7 +227,7 @@ class RetainedJobs:
         state = change(state)
         fields[_WEBHOOK] = [state.status.value, state.attempts]
         if isinstance(record, str):
-            self._records[key] = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+            records[key] = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
         return True
 
     def counts(self, queue: str) -> tuple[int, int, int]:
@@ -213,7 +237,8 @@ class RetainedJobs:
 
     def is_same_submission(self, job_id: uuid.UUID, new_job: NewJob) -> bool:
         """Whether the kept job ``job_id`` is what storing ``new_job`` produced."""
-        fields = _fields(self._records[job_id.int])
+        key = job_id.int
+        fields = _fields(self._records[key] if key in self._records else self._held[key])
         if fields[_NAME] != new_job.name or fields[_MAX_RETRIES] != new_job.max_retries:
             return False
         if _slot(fields, _QUEUE) != new_job.queue:
@@ -267,7 +292,9 @@ class RetainedJobs:
         if key != _GONE:
             keys[head] = _GONE  # frees the key now, not in a burst at the next compaction
             log.tenants[head] = None
-            del self._records[key]
+            record = self._records.pop(key)
+            if key in self._pinned:
+                self._held[key] = record
             self._counts[log.queues[head]][log.index] -= 1
         log.head = head = head + 1
         if head >= _COMPACT_AFTER and 2 * head >= len(log.keys):

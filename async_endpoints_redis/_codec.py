@@ -31,6 +31,9 @@ The hash holds few, short fields so that Redis keeps it listpack-encoded (compac
     follow           the follow-up, its job tuple as JSON (``lua/_batch.lua``), until the
                      job is terminal (not read here: `follow_up_of` reads it)
     for              on a webhook delivery job: the id of the job whose webhook it is
+    held             '1' on a terminal job kept past its retention while its webhook
+                     delivery is live (uncounted, unlisted, no TTL; ``lua/_lifecycle.lua``
+                     purge sets it, the delivery's end deletes the job)
     request          JSON text, the captured request with short keys, empty parts left out:
                      ``{"b": body, "h": [[name, value], ...], "q": query, "p": {params},
                      "o": owner, "t": trace context}``

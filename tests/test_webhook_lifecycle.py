@@ -8,15 +8,19 @@ import asyncio
 from typing import Any
 
 import pytest
+from starlette.requests import Request
+from starlette.responses import Response
 
 from async_endpoints import (
     AsyncContext,
     AsyncEndpoints,
+    InMemoryJobStore,
     JobStatus,
     JobStore,
     QueueFullError,
 )
 from async_endpoints._job import Job, JobError, WebhookStatus
+from async_endpoints.testing import ManualClock
 from tests.webhook_receiver import SECRET, answer_with, receiving
 
 
@@ -88,3 +92,33 @@ async def test_a_target_requeued_before_its_delivery_is_never_delivered_unfinish
     assert settled.webhook.attempts == 2
     [delivered] = receiver.deliveries
     assert delivered.job["status"] == "Completed" and delivered.job["result"] == "done"
+
+
+async def test_a_target_evicted_by_max_retained_keeps_its_webhook_until_delivered() -> None:
+    """Other jobs push the target out of max_retained while its delivery waits for a
+    retry: the retry still finds it and is sent; once delivered the target is gone."""
+    clock = ManualClock()
+    store = InMemoryJobStore(clock=clock, max_retained=2)
+
+    def answer(number: int, _request: Request) -> Response:
+        return Response(status_code=503 if number == 1 else 204)
+
+    async with receiving(answer) as receiver:
+        engine = engine_with(
+            store, webhook_allowed_hosts=[receiver.host], webhook_retry_base_delay=1.0
+        )
+        async with engine.running(workers=False):
+            job = await engine.submit("note", None, webhook_url=receiver.url)
+            await engine.drain()  # job Completed; its delivery fails once (503)
+            for _ in range(3):  # other work ends meanwhile
+                await engine.submit("note", None)
+            await engine.drain()
+            held = await engine.get_job(job.id)
+            assert held is not None and held.webhook is not None
+            assert held.webhook.status is WebhookStatus.PENDING
+            clock.advance(2.0)
+            await engine.drain()  # the delivery's retry
+            gone = await engine.get_job(job.id)
+    assert len(receiver.deliveries) == 2
+    assert receiver.deliveries[1].job["webhook"] == {"status": "Pending", "attempts": 2}
+    assert gone is None

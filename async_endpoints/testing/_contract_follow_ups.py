@@ -331,20 +331,40 @@ class FollowUpContract:
             assert target.status is JobStatus.FAILED
             assert target.webhook == WebhookState(WebhookStatus.FAILED, claimed)
 
-    async def test_a_delivery_whose_target_is_gone_leaves_it_gone(self, kit: StoreKit) -> None:
-        """The target's retention passed before its delivery ran: the delivery runs and
-        ends, and the target is not brought back."""
+    async def test_a_target_outlives_its_retention_until_its_delivery_ends(
+        self, kit: StoreKit
+    ) -> None:
+        """The target's retention passes while its delivery is live: the target stays
+        readable by id (no longer listed), its webhook kept, until the delivery ends;
+        then it is gone."""
         follow_ups(kit)
-        parent, claim = await running_parent(kit)
+        parent, claim = await running_parent(kit, max_retries=1)
         await kit.store.complete(claim, "ok")
         await kit.advance(kit.retention + 0.5)
         await kit.store.recover()
+        assert (await read(kit.store, parent.id)).webhook == PENDING
+        listed = await inspection(kit).list_jobs(status=JobStatus.COMPLETED)
+        assert parent.id not in [job.id for job in listed.jobs]
+        await kit.store.fail(await claim_one(kit), BOOM, retry_in=0.0)
+        await kit.advance(kit.retention + 0.5)
+        await kit.store.recover()
+        assert (await read(kit.store, parent.id)).webhook == WebhookState(WebhookStatus.PENDING, 1)
+        await kit.store.complete(await claim_one(kit), None)
         assert await kit.store.get(parent.id) is None
-        delivered = await claim_one(kit)
-        assert delivered.job.id == follow_up(parent).id
-        assert await kit.store.get(parent.id) is None
-        assert await kit.store.complete(delivered, None) is not None
-        assert await kit.store.get(parent.id) is None
+
+    async def test_a_target_held_for_its_delivery_can_be_requeued(self, kit: StoreKit) -> None:
+        """A Failed target held past its retention for its delivery is requeued like any
+        Failed job: listed again, and kept as usual once it ends."""
+        follow_ups(kit)
+        parent, claim = await running_parent(kit)
+        await kit.store.fail(claim, BOOM, retry_in=None)
+        await kit.advance(kit.retention + 0.5)
+        await kit.store.recover()
+        requeued = await control(kit).requeue(parent.id)
+        assert requeued is not None and requeued.status is JobStatus.QUEUED
+        listed = await inspection(kit).list_jobs(status=JobStatus.QUEUED)
+        assert parent.id in [job.id for job in listed.jobs]
+        assert (await inspection(kit).queue_stats([DEFAULT_QUEUE]))[0].failed == 0
 
     async def test_deliveries_are_not_waiting_jobs_for_max_waiting(self, kit: StoreKit) -> None:
         """Webhook deliveries, Queued, Scheduled for a retry, requeued or recovered, are

@@ -15,9 +15,11 @@
 -- (a requeue always looks), it reads the job's follow and for:
 --   claim: the target's attempts + 1 (a hand-over that is never started, undone by
 --     unclaim, takes it back: attempts count the attempts that started);
---   end: the target's status becomes Delivered (Completed) or Failed; the follow-up is
---     taken out of the hash (HDEL) and stored as enqueue_many stores a job (Queued, or
---     Scheduled when delayed; no waiting limit), unless its id is taken (skipped);
+--   end: the target's status becomes Delivered (Completed) or Failed (a target held past
+--     its retention for this delivery, field held, see purge, is deleted instead); the
+--     follow-up is taken out of the hash (HDEL) and stored as enqueue_many stores a job
+--     (Queued, or Scheduled when delayed; no waiting limit), unless its id is taken
+--     (skipped);
 --   requeue of a delivery job: counted in HOOKED again (a requeued job has no follow-up
 --     any more, so it never stores one twice);
 --   a delivery job starting or stopping to wait (Queued or Scheduled): counted in
@@ -31,12 +33,20 @@ local FOLLOW = {batch_changed = status_changed}
 -- status to) of its delivery job; a target that is gone (or not a hash) is left alone.
 function FOLLOW.update(target, claimed, to)
   local key = job_key(target)
-  local state = redis.pcall('HGET', key, 'webhook')
-  if type(state) ~= 'string' then
-    if state ~= false or redis.call('EXISTS', key) == 0 then
-      return  -- gone, or not a hash
+  local kept = redis.pcall('HMGET', key, 'webhook', 'held')
+  if type(kept) ~= 'table' then
+    return  -- not a hash
+  end
+  local state = kept[1]
+  if not state then
+    if redis.call('EXISTS', key) == 0 then
+      return  -- gone
     end
     state = 'Pending 0'
+  end
+  if kept[2] and not claimed then
+    redis.call('DEL', key)  -- held past its retention until this end (see purge)
+    return
   end
   local status, attempts = string.match(state, '^(%a+) (%d+)$')
   attempts = tonumber(attempts) or 0

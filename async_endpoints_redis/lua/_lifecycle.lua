@@ -371,9 +371,14 @@ local function requeue(key, id, now)
     return status
   end
   local queue, tenant, partition_key, created = placement(key)
-  local completed = redis.call('HGET', key, 'completed_at')
-  count(queue, status, -1)
-  index_remove(status, completed, id)
+  local kept = redis.call('HMGET', key, 'completed_at', 'held')
+  if kept[2] then  -- held past its retention for its webhook: uncounted, unlisted
+    redis.call('HDEL', key, 'held')
+    index_add('created', created, id)
+  else
+    count(queue, status, -1)
+    index_remove(status, kept[1], id)
+  end
   redis.call('PERSIST', key)
   redis.call('HSET', key, 'status', 'Queued', 'last_updated_at', ms(now))
   redis.call('HDEL', key, 'retry_count', 'completed_at', 'run_at')
@@ -405,14 +410,21 @@ local function purge(clock, limit)
     if id then
       local key = job_key(id)
       local status = status_of(key)
-      local fields = redis.call('HMGET', key, 'completed_at', 'created_at')
-      if TERMINAL[status] and (version == '' or version == fields[1]) then
+      local fields = redis.call('HMGET', key, 'completed_at', 'created_at', 'webhook', 'held')
+      if TERMINAL[status] and (version == '' or version == fields[1]) and not fields[4] then
         if version ~= '' then
           count(queue_of(key), status, -1)
           index_remove(status, fields[1], id)
           index_remove('created', fields[2], id)
         end
-        redis.call('DEL', key)
+        if fields[3] and string.sub(fields[3], 1, 8) == 'Pending ' then
+          -- Its webhook delivery is live: held (no TTL), readable by id only, until the
+          -- delivery ends (_follow_up.lua deletes it then).
+          redis.call('HSET', key, 'held', '1')
+          redis.call('PERSIST', key)
+        else
+          redis.call('DEL', key)
+        end
       end
     end
   end

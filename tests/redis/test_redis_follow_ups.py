@@ -85,27 +85,34 @@ async def test_follow_ups_keep_to_the_hash_tag_and_leave_nothing_once_all_is_don
     await eventually(purged)
 
 
-async def test_a_delivery_whose_target_was_purged_creates_no_key(
+async def test_a_target_is_held_without_ttl_until_its_delivery_ends(
     make_store: StoreFactory, raw_redis: Redis, prefix: str
 ) -> None:
-    """The target's retention passed before its delivery ran: the delivery's claim and
-    end write nothing under the target's key."""
+    """The target's retention passes before its delivery runs: its hash stays, marked
+    held and without a TTL, until the delivery ends, which deletes it; a target deleted
+    otherwise is not created again by its delivery's claim or end."""
     store = await make_store(retention=0.3)
-    parent = new_parent()
-    await store.enqueue(parent)
-    (claim,) = await store.claim(1, lease=30)
-    await store.complete(claim, None)
-    target_key = "{" + prefix + "}:job:" + str(parent.id)
+    parents = [new_parent(), new_parent()]
+    for parent in parents:
+        await store.enqueue(parent)
+    for claim in await store.claim(2, lease=30):
+        await store.complete(claim, None)
+    held_key, deleted_key = ("{" + prefix + "}:job:" + str(parent.id) for parent in parents)
 
-    async def purged() -> bool:
+    async def held() -> bool:
         await store.recover()
-        return not await raw_redis.exists(target_key)
+        return await raw_redis.hget(held_key, "held") == "1"
 
-    await eventually(purged)
-    (deliver,) = await store.claim(1, lease=30)
-    assert not await raw_redis.exists(target_key)
-    await store.complete(deliver, None)
-    assert not await raw_redis.exists(target_key)
+    await eventually(held)
+    assert await raw_redis.ttl(held_key) == -1
+    await raw_redis.delete(deleted_key)
+    deliveries = await store.claim(2, lease=30)
+    assert len(deliveries) == 2 and not await raw_redis.exists(deleted_key)
+    assert await raw_redis.hget(held_key, "webhook") == "Pending 1"
+    for deliver in deliveries:
+        await store.complete(deliver, None)
+    assert not await raw_redis.exists(held_key)
+    assert not await raw_redis.exists(deleted_key)
 
 
 async def test_a_delivery_handed_to_an_idle_worker_counts_the_attempts_that_started(
