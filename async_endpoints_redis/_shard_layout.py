@@ -18,17 +18,24 @@ Placement (the shard a new job goes to):
 
 - a job with a partition key: the key's shard (crc32 of the key, mod N), so a key's lane
   lives in one shard and its order is kept by the same scripts as with one shard;
-- a job of a batch: the batch's shard (of its id): a batch's jobs, counts and
-  continuations live together, so its counts and its exactly-once continuation are kept
-  by the same atomic scripts as with one shard (a partition key inside a batch is then
-  ordered only within that shard: see `_shard_batches`);
+- a job of a batch: the batch's shard (its jobs' partition keys' shard, else its id's):
+  a batch's jobs, counts and continuations live together, so its counts and its
+  exactly-once continuation are kept by the same atomic scripts as with one shard (a
+  batch whose keys fall in different shards is refused: see `_shard_batches`);
+- a job with an idempotency key: its own shard, unless the key was used already: then
+  the shard of the key's job, where the key is checked atomically (`_shard_pointers`);
 - a follow-up (webhook delivery): its parent's shard (the parent's script enqueues it);
 - any other job: the shard of its id (``id.int mod N``), which spreads uuid4 ids evenly.
 
 Looking an id up needs no fan-out: the id's shard (``id.int mod N``) holds the job, or,
-when the job was placed elsewhere (a partition key, a batch), a pointer to the job's shard
-(`_shard_pointers`); so does a follow-up (webhook delivery), which its parent's script
-enqueues in the parent's shard under the id the engine chose.
+when the job was placed elsewhere (a partition key, a batch, an idempotency key), a
+pointer to the job's shard (`_shard_pointers`); so does a follow-up (webhook delivery),
+which its parent's script enqueues in the parent's shard under the id the engine chose.
+Why pointers rather than ids that name their shard: the engine (and a client, with
+``X-Async-Request-Id``) chooses every id before the store sees the job, and follow-up and
+batch job ids are fixed and read back by that id; a pointer costs one write only for the
+jobs placed away from their id's shard (with N shards, (N-1)/N of the keyed and batched
+jobs, none of the others) and nothing for the rest.
 """
 
 from __future__ import annotations

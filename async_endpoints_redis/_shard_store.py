@@ -7,11 +7,13 @@ subscription (on a cluster, to its own master) and its own inbox. This layer pic
 shard of every call; what it costs on top of one shard:
 
 - enqueue: the placement shard's script, shared by the submissions of one event-loop
-  turn as with one shard; a job placed away from its id's shard (a partition key) first
-  writes a pointer there (one more round trip, `_shard_pointers`). ``max_waiting``
-  counts every shard: see `WaitingCounts`.
+  turn as with one shard; a job placed away from its id's shard (a partition key, a
+  batch) first writes a pointer there (one more round trip, `_shard_pointers`); an
+  idempotency key is first recorded in its own shard (one more round trip).
+  ``max_waiting`` counts every shard: see `WaitingCounts`.
 - get, cancel, requeue, wait_until_terminal, watch_job, follow_up_of: the id's shard;
-  a miss there reads its pointer (one small call) and goes to the job's shard. No fan-out.
+  a miss there reads its pointer (one small call) and goes to the job's shard. No fan-out
+  (`_shard_lookup`).
 - renew, complete, fail, set_progress: the claim's shard, named by the claim token's
   mark (``s<i>-``).
 - claim, wait_for_work: the shards in turn; every shard at once (`_shard_waits`).
