@@ -116,3 +116,26 @@ async def test_a_keys_order_holds_across_a_resharding(
     await old.complete(running, None)
     (claim,) = await new.claim(10, lease=LEASE)
     assert (running.job.id, claim.job.id) == (first.id, second.id)
+
+
+async def test_an_emptied_old_layout_is_retired(
+    make_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the old shards hold nothing and no store said their count lately, a recovery
+    pass deletes it from the record: a store started afterwards serves only its own."""
+    from async_endpoints_redis import _shard_reshard
+
+    old = await make_store(shards=3)
+    job = await old.enqueue(new_job())
+    await old.aclose()
+    new = await make_store(retention=0.2)  # a plain store: serves the old shards
+    assert isinstance(new, ShardedRedisJobStore)
+    (claim,) = await new.claim(5, lease=LEASE)
+    assert claim.job.id == job.id
+    await new.complete(claim, None)
+    await asyncio.sleep(0.3)  # its retention passes
+    monkeypatch.setattr(_shard_reshard, "_LIVE_FOR", 0.0)
+    await new.recover()  # drops the job
+    await new.recover()  # finds the old shards empty: retires their count
+    later = await make_store()
+    assert type(later) is RedisJobStore
