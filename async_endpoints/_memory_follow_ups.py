@@ -6,8 +6,9 @@ store calls `MemoryFollowUps._ended` in the step that makes a job terminal, what
 route (complete, dead, cancel, a recovery with no retries left, a batch's cancel, a
 continuation stored ``Canceled``), and that call takes the follow-up out and stores it as
 `enqueue` would (no waiting limit), unless its id is taken by then (skipped, with a
-warning). So a follow-up is stored at most once: a job requeued after it ended has no
-follow-up any more and stores none when it ends again.
+warning, and the job's ``webhook`` is ``Failed``: nothing will deliver it). So a follow-up
+is stored at most once: a job requeued after it ended has no follow-up any more and
+stores none when it ends again.
 
 A job stored with ``delivers_for`` (a webhook delivery) is remembered here while it is
 kept, live or retained: its claims (`_claimed`) add an attempt to its target's
@@ -105,6 +106,7 @@ class MemoryFollowUps:
         taken = follow_up.id.int
         if taken in self._jobs or taken in self._finished:
             logger.warning("job %s: follow-up id %s is taken; skipped", job.id, follow_up.id)
+            self._update_target(key, lambda state: WebhookState(WebhookStatus.FAILED, 0))
             return
         self._store(follow_up)
 

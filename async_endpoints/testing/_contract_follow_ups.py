@@ -230,6 +230,20 @@ class FollowUpContract:
         assert done is not None and done.status is JobStatus.COMPLETED
         assert await read(kit.store, squatter.id) == squatter
 
+    async def test_a_skipped_follow_up_leaves_the_webhook_failed(self, kit: StoreKit) -> None:
+        """The follow-up (a delivery) skipped because its id is taken: the job's webhook
+        is Failed (nothing will deliver it), not Pending for ever; nothing is claimable
+        but the job that took the id."""
+        follow_ups(kit)
+        parent, claim = await running_parent(kit)
+        squatter = new_job("Other")
+        await kit.store.enqueue(dataclasses.replace(squatter, id=follow_up(parent).id))
+        await kit.store.complete(claim, "ok")
+        ended = await read(kit.store, parent.id)
+        assert ended.webhook == WebhookState(WebhookStatus.FAILED, 0)
+        [taken] = await kit.store.claim(5, lease=kit.lease)
+        assert taken.job.id == follow_up(parent).id and taken.job.name == "Other"
+
     async def test_a_follow_up_that_cannot_be_stored_is_refused(self, kit: StoreKit) -> None:
         """A follow-up with an infinite delay, or naming a batch: ValueError at enqueue,
         nothing stored."""

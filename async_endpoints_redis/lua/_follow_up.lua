@@ -19,7 +19,7 @@
 --     its retention for this delivery, field held, see purge, is deleted instead); the
 --     follow-up is taken out of the hash (HDEL) and stored as enqueue_many stores a job
 --     (Queued, or Scheduled when delayed; no waiting limit), unless its id is taken
---     (skipped);
+--     (skipped, and the job's webhook becomes 'Failed 0': nothing will deliver it);
 --   requeue of a delivery job: counted in HOOKED again (a requeued job has no follow-up
 --     any more, so it never stores one twice);
 --   a delivery job starting or stopping to wait (Queued or Scheduled): counted in
@@ -90,6 +90,8 @@ status_changed = function(key, from, to, unclaimed)
       local t = cjson.decode(f[1])
       if redis.call('EXISTS', job_key(t[1])) == 0 then
         BATCH.store(t, 1, nil, now_ms(), clock_ms(), false, false)
+      else
+        redis.call('HSET', key, 'webhook', 'Failed 0')  -- nothing will deliver it
       end
     end
   end
