@@ -17,7 +17,8 @@ job, and gets the job's next end if it comes within the delivery's retries), and
 JSON, exactly as
 ``GET /jobs/{id}`` serves it (the app's ``job_status_response`` included, called with a
 bare ``GET`` request), is POSTed with the Standard Webhooks headers (see
-`async_endpoints._webhook_signing`). Redirects are never followed. A 2xx answer completes
+`async_endpoints._webhook_signing`). Redirects are never followed, and the "httpx" logger
+records nothing of a delivery (its URL may hold a token). A 2xx answer completes
 the delivery; any other answer, or none, fails the attempt with the status code only (never
 the receiver's body), so it is retried. Delivery is at least once: a receiver must dedupe
 on ``webhook-id``, which is the delivery job's id, the same on every retry.
@@ -26,8 +27,10 @@ on ``webhook-id``, which is the delivery job's id, the same on every retry.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
+from contextvars import ContextVar
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +58,23 @@ DELIVERY_TIMEOUT = 10.0
 #: Seconds one delivery attempt may take in all (the delivery job's ``job_timeout``).
 DELIVERY_JOB_TIMEOUT = 30.0
 _USER_AGENT = "async-endpoints-webhooks"
+#: True while this task sends a delivery: the "httpx" logger then drops its records.
+_DELIVERING: ContextVar[bool] = ContextVar("async_endpoints_delivering", default=False)
+
+
+class _QuietDeliveries(logging.Filter):
+    """Drops the "httpx" logger's records of deliveries: they hold the whole URL, whose
+    query may hold a token (other uses of httpx in the process log as before)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _DELIVERING.get()
+
+
+def _quiet_httpx() -> None:
+    """Install `_QuietDeliveries` on the "httpx" logger, once."""
+    httpx_logger = logging.getLogger("httpx")
+    if not any(isinstance(f, _QuietDeliveries) for f in httpx_logger.filters):
+        httpx_logger.addFilter(_QuietDeliveries())
 
 
 class DeliveryOrder(BaseModel):
@@ -147,6 +167,7 @@ class WebhookSender:
         headers = signed_headers(self._key, str(ctx.job_id), int(time.time()), body)
         headers["content-type"] = content_type
         headers["user-agent"] = _USER_AGENT
+        delivering = _DELIVERING.set(True)
         try:
             async with self._http().stream("POST", url, content=body, headers=headers) as answer:
                 status = answer.status_code
@@ -156,6 +177,8 @@ class WebhookSender:
         except httpx.HTTPError as exc:
             reason = type(exc).__name__
             raise WebhookDeliveryError(f"no answer from the receiver: {reason}") from None
+        finally:
+            _DELIVERING.reset(delivering)
         if not 200 <= status < 300:
             raise WebhookDeliveryError(f"the receiver answered {status}")
         return status
@@ -168,6 +191,7 @@ class WebhookSender:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
+            _quiet_httpx()
             # trust_env: the operator's HTTPS_PROXY / NO_PROXY and CA settings apply.
             self._client = httpx.AsyncClient(follow_redirects=False, timeout=DELIVERY_TIMEOUT)
         return self._client

@@ -9,6 +9,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 import redis.asyncio as redis
 from fastapi import FastAPI
@@ -310,6 +311,22 @@ async def test_a_stored_delivery_to_a_url_httpx_cannot_send_to_fails_at_once() -
             ended = await engine.get_job(job_id)
     assert ended is not None and ended.webhook == WebhookState(WebhookStatus.FAILED, 1)
     assert receiver.deliveries == []
+
+
+async def test_a_delivery_logs_no_record_of_its_url(caplog: pytest.LogCaptureFixture) -> None:
+    """The URL's query may hold a token: no log record, at any level, holds it (httpx logs
+    every request's URL at INFO); the app's own httpx requests still log as before."""
+    caplog.set_level(logging.DEBUG)
+    async with receiving() as receiver:
+        engine = engine_with(webhook_allowed_hosts=[receiver.host])
+        async with engine.running(workers=False):
+            await engine.submit("note", {}, webhook_url=f"{receiver.url}/hook?token=tok-3141")
+            await engine.drain()
+        assert len(receiver.deliveries) == 1
+        assert not [r for r in caplog.records if "tok-3141" in r.getMessage()]
+        async with httpx.AsyncClient() as client:
+            await client.get(f"{receiver.url}/own?mark=own-2718")
+    assert [r for r in caplog.records if r.name == "httpx" and "own-2718" in r.getMessage()]
 
 
 async def test_the_webhook_body_is_what_job_status_response_serves() -> None:
