@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, TypeVar
 from ._keys import Keys
 from ._shard_base import ShardBase
 from ._shard_layout import ShardLayout
-from ._shard_reshard import is_empty, record, retire
+from ._shard_reshard import first_sharded, is_empty, record, retire
 
 if TYPE_CHECKING:
     from ._client import AnyRedis
@@ -131,10 +131,14 @@ class ShardLookup(ShardBase):
         assert self._client is not None
         prefix = self._layout.prefix
         counts = await record(self._client, prefix, self._layout.count)
-        if 1 not in counts and not await is_empty(self._client, prefix):
-            # Jobs of a store made before sharding (shards=1 records nothing): their
-            # keys' lanes are served as an old layout's while any store says 1 or for
-            # `_LIVE_FOR` after this.
+        if (
+            self._layout.count != 1
+            and 1 not in counts
+            and await first_sharded(self._client, prefix)
+        ):
+            # The first sharded store on a prefix a plain store used (shards=1 records
+            # nothing): the keys' lanes in shard 0 are served as an old layout's while any
+            # store says 1, or for `_LIVE_FOR` after this.
             counts = await record(self._client, prefix, 1)
         await self._serve_recorded(counts)
         mine = set(self._layout.prefixes)

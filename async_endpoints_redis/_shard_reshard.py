@@ -4,7 +4,8 @@ not moved).
 The store records in Redis which shard counts are in use, in shard 0 (the store's own
 tag, which every layout shares)::
 
-    {p}:shards   HASH   shard count -> when a store with it last said so (ms)
+    {p}:shards   HASH   shard count -> when a store with it last said so (ms); and
+                        "sharded" -> when the first sharded store started (ms)
 
 A sharded store (``shards=N``) records N at start and at every `recover` pass, and reads
 the record then: every other count recorded is a layout that may still hold jobs, and the
@@ -22,6 +23,10 @@ recorded), so the key's order holds across the change.
 A store (of any count) that finds an old layout's own shards empty (no job of any status
 and no batch) at a `recover` pass deletes that count from the record, unless a store
 with that count said so within `_LIVE_FOR` (it still runs, and may store jobs there).
+
+The first sharded store to start on a prefix that holds jobs (of a plain store, which
+records nothing) records 1 for it, so that the keys' lanes in shard 0 keep their new jobs
+there while plain stores still run (and for `_LIVE_FOR` after).
 
 A store with ``shards=1`` (shard 0 alone, today's layout) reads the record once at
 `start`; when another count is recorded it serves the old shards as a sharded store does
@@ -70,6 +75,13 @@ async def record(client: AnyRedis, prefix: str, count: int) -> dict[int, float]:
     """Record that a store with ``count`` shards runs; every count recorded."""
     await client.hset(record_key(prefix), str(count), str(round(time.time() * 1000)))
     return await recorded(client, prefix)
+
+
+async def first_sharded(client: AnyRedis, prefix: str) -> bool:
+    """Whether this is the first sharded store on ``prefix`` (it marks the record so) and
+    shard 0 holds jobs already (a plain store's)."""
+    marked = await client.hsetnx(record_key(prefix), "sharded", str(round(time.time() * 1000)))
+    return bool(marked) and not await is_empty(client, prefix)
 
 
 async def retire(client: AnyRedis, prefix: str, count: int, said: float) -> None:

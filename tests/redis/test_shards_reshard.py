@@ -93,15 +93,16 @@ async def test_a_plain_store_stays_plain_when_no_other_count_was_recorded(
     assert type(store) is RedisJobStore
 
 
+@pytest.mark.parametrize(("before", "after"), [(3, 2), (1, 3)])
 async def test_a_keys_order_holds_across_a_resharding(
-    make_store: StoreFactory, prefix: str
+    make_store: StoreFactory, prefix: str, before: int, after: int
 ) -> None:
     """The key's lane is in an old shard: new jobs of the key join it there."""
     from async_endpoints_redis._shard_layout import ShardLayout
 
-    old = await make_store(shards=3)
-    new_layout = ShardLayout(prefix, 2)
-    old_layout = ShardLayout(prefix, 3)
+    old = await make_store(shards=before)
+    new_layout = ShardLayout(prefix, after)
+    old_layout = ShardLayout(prefix, before)
     key = next(
         f"k{n}"
         for n in range(200)
@@ -110,7 +111,7 @@ async def test_a_keys_order_holds_across_a_resharding(
     )
     first = await old.enqueue(new_job(partition_key=key))
     (running,) = await old.claim(1, lease=LEASE)
-    new = await make_store(shards=2)
+    new = await make_store(shards=after)
     second = await new.enqueue(new_job(partition_key=key))
     assert await new.claim(10, lease=LEASE) == []  # behind the running first job
     await old.complete(running, None)
