@@ -36,9 +36,11 @@ a restart of the processes with the new count, in any order: while both counts r
 kinds of process serve every shard that holds jobs.
 
 What resharding does not keep: the strict order of jobs across the change (old and new
-shards are claimed in turn, as any two shards), an idempotency key used before the change
-(a repeat after it may store a new job), and a listing cursor made before (refused:
-`ValueError`).
+shards are claimed in turn, as any two shards), the order of a key whose jobs stores of
+both counts submit at the same moment (the look at the old lane and the enqueue are two
+steps: a job submitted by an old-count store in between starts a second lane), an
+idempotency key used before the change (a repeat after it may store a new job), and a
+listing cursor made before (refused: `ValueError`).
 """
 
 from __future__ import annotations
