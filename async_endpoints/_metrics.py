@@ -210,9 +210,11 @@ class JobMetrics(Collector):
             self._depth_read = None
             read.set_result(None)
 
-    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
+    def serve(self, port: int, addr: str = "127.0.0.1") -> None:
         """Serve these metrics on ``addr:port`` from a thread (prometheus-client's
-        ``start_http_server``), for worker processes that serve no HTTP app.
+        ``start_http_server``), for worker processes that serve no HTTP app. Loopback by
+        default, as the CLI's ``--metrics-host``: pass ``addr="0.0.0.0"`` for a scraper on
+        another host.
 
         Such a server reads no queue depth (it cannot wait for the store):
         ``async_endpoints_jobs_waiting`` comes from the processes with `map_metrics`.
