@@ -26,6 +26,7 @@ on ``webhook-id``, which is the delivery job's id, the same on every retry.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -53,7 +54,8 @@ if TYPE_CHECKING:
 
 #: The reserved name of webhook delivery jobs.
 WEBHOOK_JOB = "async_endpoints.webhook"
-#: Seconds one delivery request may take (connecting, sending, the answer's headers).
+#: Seconds one delivery request may take in all (connecting, sending, the answer's
+#: headers), and each of those phases alone (httpx's timeout).
 DELIVERY_TIMEOUT = 10.0
 #: Seconds one delivery attempt may take in all (the delivery job's ``job_timeout``).
 DELIVERY_JOB_TIMEOUT = 30.0
@@ -167,10 +169,27 @@ class WebhookSender:
         headers = signed_headers(self._key, str(ctx.job_id), int(time.time()), body)
         headers["content-type"] = content_type
         headers["user-agent"] = _USER_AGENT
+        status = await self._send(url, body, headers)
+        if not 200 <= status < 300:
+            raise WebhookDeliveryError(f"the receiver answered {status}")
+        return status
+
+    async def _send(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        """POST ``body``; the answer's status code, read within `DELIVERY_TIMEOUT` seconds
+        in all (httpx's timeout bounds each phase alone: a receiver trickling its answer
+        could hold the attempt until the job's own timeout). The answer's body is never
+        read."""
         delivering = _DELIVERING.set(True)
         try:
-            async with self._http().stream("POST", url, content=body, headers=headers) as answer:
-                status = answer.status_code
+            async with asyncio.timeout(DELIVERY_TIMEOUT):
+                async with self._http().stream(
+                    "POST", url, content=body, headers=headers
+                ) as answer:
+                    return answer.status_code
+        except TimeoutError:
+            raise WebhookDeliveryError(
+                f"no answer from the receiver within {DELIVERY_TIMEOUT:g} s"
+            ) from None
         except (httpx.InvalidURL, UnicodeError) as exc:  # never sendable: no retry
             reason = type(exc).__name__
             raise WebhookUndeliverable(f"the URL cannot be sent to: {reason}") from None
@@ -179,9 +198,6 @@ class WebhookSender:
             raise WebhookDeliveryError(f"no answer from the receiver: {reason}") from None
         finally:
             _DELIVERING.reset(delivering)
-        if not 200 <= status < 300:
-            raise WebhookDeliveryError(f"the receiver answered {status}")
-        return status
 
     async def aclose(self) -> None:
         """Close the HTTP client (a later delivery opens a new one)."""

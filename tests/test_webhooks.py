@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from async_endpoints import AsyncContext, AsyncEndpoints, JobStore
+from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore, JobStore
 from async_endpoints_redis import RedisJobStore
 from tests.serving import served
 from tests.webhook_receiver import SECRET, answer_with, receiving, signature_is_valid
@@ -238,14 +238,15 @@ async def test_a_constant_url_and_a_sync_function_deliver_alike(store: JobStore)
 async def test_a_receiver_that_does_not_answer_in_time_is_tried_again(
     store: JobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No answer within the delivery timeout fails the attempt (ReadTimeout); the retry
-    is delivered: Delivered after 2 attempts."""
-    monkeypatch.setattr("async_endpoints._webhook.DELIVERY_TIMEOUT", 0.3)
+    """No answer within the delivery timeout fails the attempt; a retry of the same
+    delivery (same webhook-id) is taken: Delivered after 2 attempts or more."""
+    monkeypatch.setattr("async_endpoints._webhook.DELIVERY_TIMEOUT", 0.5)
     release = asyncio.Event()
 
     async def answer(number: int, _request: Request) -> Response:
         if number == 1:
-            await release.wait()
+            await release.wait()  # held until a retry arrives: only the timeout ends it
+        release.set()
         return Response(status_code=200)
 
     async with receiving(answer) as receiver:
@@ -255,7 +256,51 @@ async def test_a_receiver_that_does_not_answer_in_time_is_tried_again(
                 final = await job_until(client, job["id"], webhook_ended)
         finally:
             release.set()
-    assert final["webhook"] == {"status": "Delivered", "attempts": 2}
+    assert final["webhook"]["status"] == "Delivered" and final["webhook"]["attempts"] >= 2
+    assert len({delivery.headers["webhook-id"] for delivery in receiver.deliveries}) == 1
+
+
+@asynccontextmanager
+async def trickling_receiver() -> AsyncIterator[str]:
+    """A raw HTTP server on 127.0.0.1 that reads a request and then sends its answer's
+    headers one byte every 0.05 s, never ending them; its URL for the block."""
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nx-slow: ")
+        try:
+            while True:
+                writer.write(b"a")
+                await writer.drain()
+                await asyncio.sleep(0.05)
+        except (ConnectionError, asyncio.CancelledError):
+            writer.close()
+
+    server = await asyncio.start_server(trickle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield f"http://127.0.0.1:{port}"
+        server.close()
+
+
+async def test_an_attempt_is_bounded_by_the_delivery_timeout_in_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A receiver trickling its answer (each read within httpx's per-phase timeout) is
+    cut at DELIVERY_TIMEOUT in all: the attempt fails, and the delivery ends Failed well
+    before the job's own timeout."""
+    monkeypatch.setattr("async_endpoints._webhook.DELIVERY_TIMEOUT", 0.5)
+    async with trickling_receiver() as url:
+        host = url.removeprefix("http://")
+        app = webhook_app(InMemoryJobStore(), [host], webhook_retries=0)
+        endpoints: AsyncEndpoints = app.state.endpoints
+        async with endpoints.running(workers=False):
+            job = await endpoints.submit("Order", {}, webhook_url=f"{url}/hook")
+            async with asyncio.timeout(10):  # the delivery job's own timeout is 30 s
+                await endpoints.drain()
+            final = await endpoints.get_job(job.id)
+    assert final is not None and final.webhook is not None
+    assert final.webhook.status.value == "Failed" and final.webhook.attempts == 1
 
 
 async def test_a_receiver_that_cannot_be_reached_ends_failed(store: JobStore) -> None:
