@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -306,11 +307,12 @@ async def test_an_attempt_is_bounded_by_the_delivery_timeout_in_all(
 async def test_a_receiver_that_cannot_be_reached_ends_failed(store: JobStore) -> None:
     """Nothing listening on the allowed host's port: each attempt fails (connection
     refused), and after 1 + webhook_retries attempts the webhook is Failed."""
-    async with receiving() as gone:
-        host = gone.host  # a port that was open and is closed once the block ends
-    async with client_of(webhook_app(store, [host], webhook_retries=2)) as client:
-        job = await submit(client, hook=f"http://{host}/hook")
-        final = await job_until(client, job["id"], webhook_ended)
+    with socket.socket() as bound:  # the port stays ours, bound but never listening
+        bound.bind(("127.0.0.1", 0))
+        host = f"127.0.0.1:{bound.getsockname()[1]}"
+        async with client_of(webhook_app(store, [host], webhook_retries=2)) as client:
+            job = await submit(client, hook=f"http://{host}/hook")
+            final = await job_until(client, job["id"], webhook_ended)
     assert final["status"] == "Completed"
     assert final["webhook"] == {"status": "Failed", "attempts": 3}
 
