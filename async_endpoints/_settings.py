@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigurationError
 from ._job import DEFAULT_QUEUE
-from ._webhook_signing import secret_key
+from ._webhook_signing import secret_keys
 from ._webhook_urls import AllowedHosts
 
 if TYPE_CHECKING:
@@ -157,8 +157,10 @@ class Settings:
         idempotency_ttl: How long an ``Idempotency-Key`` (or a client-chosen
             ``X-Async-Request-Id``) is remembered, in seconds (default 86400.0: a day).
         webhook_secret: ``whsec_`` followed by the base64 of the key webhooks are signed
-            with (Standard Webhooks); None turns webhooks off (default). Never stored,
-            logged, served or shown by ``repr``.
+            with (Standard Webhooks), or a sequence of such secrets (key rotation: each
+            delivery is signed with every one); None turns webhooks off (default). Every
+            process sharing a store must have the same secret(s). Never stored, logged,
+            served or shown by ``repr``.
         webhook_allowed_hosts: The only hosts a webhook may call: host names or IP
             addresses (case-insensitive, exact: no wildcards) on the scheme's default port
             (80, 443); ``host:port`` for that port (``[::1]:8443`` for IPv6); ``host:*``
@@ -195,7 +197,7 @@ class Settings:
     job_status_response: StatusResponseFactory | None = None
     max_wait: float = 30.0
     idempotency_ttl: float = 86400.0
-    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_secret: str | Sequence[str] | None = field(default=None, repr=False)
     webhook_allowed_hosts: Iterable[str] = field(default=AllowedHosts())
     webhook_retries: int = 5
     webhook_retry_base_delay: float = 5.0
@@ -271,8 +273,11 @@ def _check_types(settings: Settings) -> None:
 
 def _check_webhooks(settings: Settings) -> None:
     """The webhook settings: the secret's form (never quoted), the allow-list parsed."""
-    if settings.webhook_secret is not None:
-        secret_key(settings.webhook_secret)
+    secret = settings.webhook_secret
+    if secret is not None:
+        secret_keys(secret)
+        if not isinstance(secret, str):  # kept as a tuple: the caller's list may change
+            object.__setattr__(settings, "webhook_secret", tuple(secret))
     hosts = AllowedHosts.parse(settings.webhook_allowed_hosts)
     object.__setattr__(settings, "webhook_allowed_hosts", hosts)
     _check_type("webhook_retries", settings.webhook_retries, int, "an int")

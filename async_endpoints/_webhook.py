@@ -45,7 +45,7 @@ from ._handlers import Handler
 from ._job import Job, JobRequest, NewJob, job_to_json
 from ._responses import call_maybe_async, dumps
 from ._store_features import FollowUpStore
-from ._webhook_signing import secret_key, signed_headers
+from ._webhook_signing import secret_keys, signed_headers
 from ._webhook_urls import AllowedHosts, check_url
 
 if TYPE_CHECKING:
@@ -122,13 +122,13 @@ class WebhookSender:
             deliveries).
     """
 
-    __slots__ = ("_allowed", "_app", "_client", "_key", "_settings", "_store")
+    __slots__ = ("_allowed", "_app", "_client", "_keys", "_settings", "_store")
 
     def __init__(self, settings: Settings, store: JobStore, app: Any) -> None:
         if not isinstance(store, FollowUpStore):
             kind = type(store).__name__
             raise ConfigurationError(f"webhooks need a FollowUpStore; {kind} is not one")
-        self._key = secret_key(settings.webhook_secret)
+        self._keys = secret_keys(settings.webhook_secret)
         self._allowed: AllowedHosts = settings.webhook_allowed_hosts  # type: ignore[assignment]
         self._settings = settings
         self._store = store
@@ -166,7 +166,7 @@ class WebhookSender:
         if not job.status.is_terminal:  # requeued since it ended: wait for its new end
             raise WebhookDeliveryError(f"job {order.job_id} is running again")
         body, content_type = await self._body(job)
-        headers = signed_headers(self._key, str(ctx.job_id), int(time.time()), body)
+        headers = signed_headers(self._keys, str(ctx.job_id), int(time.time()), body)
         headers["content-type"] = content_type
         headers["user-agent"] = _USER_AGENT
         status = await self._send(url, body, headers)

@@ -4,6 +4,7 @@ allow-list the only hosts ever called, the retry backoff from webhook_retry_base
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import uuid
 from datetime import timedelta
@@ -70,6 +71,31 @@ def test_a_malformed_webhook_secret_is_refused_without_quoting_it(secret: Any) -
     assert str(raised.value) == (
         "webhook_secret must be 'whsec_' followed by the base64 of the signing key"
     )
+
+
+@pytest.mark.parametrize("secret", [[], [SECRET, "whsec_not base64!"], (SECRET, 42)])
+def test_a_malformed_sequence_of_secrets_is_refused_without_quoting_it(secret: Any) -> None:
+    """An empty sequence, or one with a malformed secret: a ConfigurationError that quotes
+    no value."""
+    with pytest.raises(ConfigurationError, match="webhook_secret") as raised:
+        AsyncEndpoints(webhook_secret=secret)
+    assert SECRET not in str(raised.value) and "not base64" not in str(raised.value)
+
+
+async def test_with_several_secrets_each_delivery_is_signed_with_every_key() -> None:
+    """Key rotation: webhook_secret=[new, old] signs each delivery with both, two
+    space-separated signatures, so a receiver knowing either key accepts it."""
+    new = "whsec_" + base64.b64encode(b"n" * 32).decode()
+    async with receiving() as receiver:
+        engine = engine_with(webhook_secret=[new, SECRET], webhook_allowed_hosts=[receiver.host])
+        async with engine.running(workers=False):
+            await engine.submit("note", {}, webhook_url=receiver.url)
+            await engine.drain()
+            assert engine.settings.webhook_secret == (new, SECRET)
+    [delivery] = receiver.deliveries
+    assert len(delivery.headers["webhook-signature"].split(" ")) == 2
+    assert signature_is_valid(delivery, new) and signature_is_valid(delivery, SECRET)
+    assert not signature_is_valid(delivery, "whsec_" + base64.b64encode(b"x" * 32).decode())
 
 
 def test_the_webhook_secret_is_not_in_the_settings_repr() -> None:
