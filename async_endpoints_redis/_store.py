@@ -141,7 +141,7 @@ class RedisJobStore(
 
     def __new__(cls, url: str | None = None, *, shards: int = 1, **_: Any) -> RedisJobStore:
         """A `ShardedRedisJobStore` when ``shards`` is not 1, else this class."""
-        if shards != 1 and cls is RedisJobStore:
+        if (shards != 1 or type(shards) is not int) and cls is RedisJobStore:
             from ._shard_store import ShardedRedisJobStore
 
             return super().__new__(ShardedRedisJobStore)

@@ -50,6 +50,16 @@ def test_each_shard_lives_on_a_master_of_its_own_in_an_evenly_split_cluster(
     assert len(masters) == 3
 
 
+@pytest.mark.parametrize("shards", [0, -1, 65, 2.5, "3", True, None])
+def test_a_shard_count_that_is_not_a_whole_number_from_1_to_64_is_refused(
+    shards: object,
+) -> None:
+    from async_endpoints import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="shards"):
+        RedisJobStore("redis://127.0.0.1:1", shards=shards)  # type: ignore[arg-type]
+
+
 async def test_one_shard_writes_nothing_but_todays_keys(
     make_store: StoreFactory, raw_redis: Redis, prefix: str
 ) -> None:
