@@ -164,11 +164,11 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardLookup, RedisJobStore
             self._closed = True
             shards, self._shards = self._shards, []
         await self._close_shards(shards)
+        if self._adopted is not None:
+            await self._adopted.aclose()  # its connection, and its client if it made it
 
     async def _close_shards(self, shards: Sequence[RedisJobStore]) -> None:
         await asyncio.gather(*(shard.aclose() for shard in shards), return_exceptions=True)
-        if self._adopted is not None:
-            await self._adopted.aclose()  # its connection, and its client if it made it
         if self._given_client is None and self._client is not None:
             with contextlib.suppress(Exception):
                 await self._client.aclose()
