@@ -155,6 +155,11 @@ def drain(
         "command_shares": _shares([p["commands"] for p in whole]),
         "cpu_shares": _shares([p["cpu"] for p in whole]),
         "key_shares": _shares([float(n) for n in keys]),
+        # Each master's memory over the jobs it holds (by its share of the keys).
+        "memory_queued_per_shard": [
+            p["memory"] / (jobs * share) if share > 0.05 else None
+            for p, share in zip(enqueue, _shares([float(n) for n in keys]), strict=True)
+        ],
         "per_master": [
             {"port": m.port, "keys_queued": n, "enqueue": e, "drain": d}
             for m, n, e, d in zip(masters, keys, enqueue, drain_, strict=True)
@@ -256,6 +261,8 @@ def summary(found: dict[str, Any]) -> tuple[list[str], list[Target]]:
     for label, key, form in rows:
         cells = [form.format(_median(runs, key)) if runs else "-" for _, runs in columns]
         lines.append(f"{label:34}" + "".join(f"{cell:>15}" for cell in cells))
+    cells = ["/".join(_per_shard(runs, "memory_queued_per_shard")) for _, runs in columns]
+    lines.append(f"{'bytes per queued job, each master':34}" + "".join(f"{c:>15}" for c in cells))
     for label, key in (("commands", "command_shares"), ("CPU", "cpu_shares")):
         cells = [_share_cells(runs, key) if runs else "-" for _, runs in columns[1:]]
         cells.insert(0, "-")
@@ -319,6 +326,13 @@ def _paired(first: list[dict[str, Any]], second: list[dict[str, Any]], key: str)
 
 def _median_shares(runs: list[dict[str, Any]], key: str) -> list[float]:
     return [float(median(run[key][i] for run in runs) or 0.0) for i in range(MASTERS)]
+
+
+def _per_shard(runs: list[dict[str, Any]], key: str) -> list[str]:
+    """The median of each master's figure ``key`` ("-" where it held no jobs)."""
+    width = max((len(run.get(key) or []) for run in runs), default=0)
+    found = [median((run.get(key) or [None] * width)[i] for run in runs) for i in range(width)]
+    return [f"{value:,.0f}" if value is not None else "-" for value in found] or ["-"]
 
 
 def _share_cells(runs: list[dict[str, Any]], key: str) -> str:
