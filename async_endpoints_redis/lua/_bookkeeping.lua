@@ -65,14 +65,23 @@ local function leave_queued(id, queue, created)
   index_remove_entry(queued_index(queue), queued_entry(created, id))
 end
 
+-- The follow-up hook's fields (follow and for, see _follow_up.lua) of the jobs whose hash
+-- this script read anyway (placement, a claim, a completion, a new job's fields): key ->
+-- {follow or false, for or false}. The hook takes a job's entry (and forgets it), and
+-- reads the hash itself only for a job that has none, so a transition costs no read of
+-- its own while webhooks are pending.
+local hook_fields = {}
+
 -- Where a job waits: its queue, tenant (nil: none), partition key (nil: none),
--- created_at, and whether it waits behind another job of its key, in one read.
+-- created_at, and whether it waits behind another job of its key, in one read (which
+-- notes its hook fields too).
 local function placement(key)
   local fields = redis.pcall('HMGET', key, 'queue', 'tenant', 'partition_key', 'created_at',
-    'behind')
+    'behind', 'follow', 'for')
   if type(fields) ~= 'table' then
     return DEFAULT_QUEUE, nil, nil, nil, false
   end
+  hook_fields[key] = {fields[6] or false, fields[7] or false}
   return fields[1] or DEFAULT_QUEUE, fields[2] or nil, fields[3] or nil, fields[4] or nil,
     fields[5] == '1'
 end

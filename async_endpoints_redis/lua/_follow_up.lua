@@ -12,7 +12,8 @@
 -- (to a terminal status, from any route: complete, dead, cancel, recovery, a batch's
 -- cancel, a continuation stored Canceled), a requeue, and a change of whether the job
 -- waits (a new job, a retry, a recovery, an unclaim), and only while HOOKED is not 0
--- (a requeue always looks), it reads the job's follow and for:
+-- (a requeue always looks), it looks at the job's follow and for (as the transition read
+-- them already, see hook_fields in _bookkeeping.lua; else it reads them):
 --   claim: the target's attempts + 1 (a hand-over that is never started, undone by
 --     unclaim, takes it back: attempts count the attempts that started);
 --   end: the target's status becomes Delivered (Completed) or Failed (a target held past
@@ -69,7 +70,13 @@ status_changed = function(key, from, to, unclaimed)
       or (not requeued and HOOKED.count() == 0) then
     return
   end
-  local f = redis.pcall('HMGET', key, 'follow', 'for')
+  local f = hook_fields[key]  -- read by this transition already (_bookkeeping.lua)
+  if f then
+    hook_fields[key] = nil
+    f = {f[1] or nil, f[2] or nil}
+  else
+    f = redis.pcall('HMGET', key, 'follow', 'for')
+  end
   if type(f) ~= 'table' or not (f[1] or f[2]) then
     return
   end

@@ -113,6 +113,23 @@ local function new_job_fields(name, max_retries, request, queue, partition_key, 
   return fields
 end
 
+-- Notes the hook fields of a new job (fields: its hash as a flat list), while any job
+-- has a follow-up or delivers a webhook (else the hook looks at nothing).
+local function note_new_hooks(key, fields)
+  if HOOKED.count() == 0 then
+    return
+  end
+  local follow, target = false, false
+  for i = 1, #fields, 2 do
+    if fields[i] == 'follow' then
+      follow = fields[i + 1]
+    elseif fields[i] == 'for' then
+      target = fields[i + 1]
+    end
+  end
+  hook_fields[key] = {follow, target}
+end
+
 -- enqueue: a new job, Queued at the tail of its queue (of its tenant's LIST in it) when
 -- ready is true, else waiting behind its partition key (the caller joined its lane).
 -- fields: the hash as a flat list.
@@ -125,6 +142,7 @@ local function enqueue(key, id, fields, queue, now, tenant, ready)
   end
   enter_queued(id, queue, now)
   index_add('created', now, id)
+  note_new_hooks(key, fields)
   status_changed(key, nil, 'Queued')
 end
 
@@ -134,6 +152,7 @@ local function schedule(key, id, fields, queue, now, clock, delay)
   redis.call('HSET', key, unpack(fields))
   enter_scheduled(key, id, queue, now, clock, delay)
   index_add('created', now, id)
+  note_new_hooks(key, fields)
   status_changed(key, nil, 'Scheduled')
 end
 
@@ -144,6 +163,7 @@ local function enqueue_claimed(key, id, fields, queue, now, deadline)
   redis.call('ZADD', K.active, deadline, id)
   enter_running(id, queue, now)
   index_add('created', now, id)
+  note_new_hooks(key, fields)
   status_changed(key, nil, 'InProgress')
 end
 

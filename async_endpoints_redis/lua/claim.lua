@@ -63,10 +63,11 @@ end
 -- and index as it is dropped.
 local function claimable(key, id, queue)
   local fields = redis.pcall('HMGET', key, 'status', 'name', 'retry_count', 'max_retries',
-    'created_at', 'started_at', 'run_at')
+    'created_at', 'started_at', 'run_at', 'follow', 'for')
   if type(fields) ~= 'table' or fields[1] ~= 'Queued' then
     return nil
   end
+  hook_fields[key] = {fields[8] or false, fields[9] or false}
   if fields[2] and tonumber(fields[3] or '0') and tonumber(fields[4]) and tonumber(fields[5]) then
     return fields
   end

@@ -19,8 +19,10 @@ local replies = {}
 for i = 1, #ARGV, 4 do
   local id = ARGV[i]
   local key = job_key(id)
-  local held = redis.pcall('HMGET', key, 'token', 'queue', 'started_at', 'partition_key')
+  local held = redis.pcall('HMGET', key, 'token', 'queue', 'started_at', 'partition_key',
+    'follow', 'for')
   if type(held) == 'table' and held[1] == ARGV[i + 1] then
+    hook_fields[key] = {held[5] or false, held[6] or false}
     complete(key, id, ARGV[i + 2], ARGV[i + 3], now, clock, held[2] or DEFAULT_QUEUE, held[3],
       held[4] or nil)
     replies[#replies + 1] = now
