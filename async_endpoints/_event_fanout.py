@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from ._event_stream import EventStream, Render
 from ._job_watch import JobNotice
+from ._logs import job_id_extra
 from ._store_features import EventStore
 
 logger = logging.getLogger("async_endpoints")
@@ -141,7 +142,12 @@ class EventFanout:
                     try:
                         self._hand_out(notice, streams)
                     except Exception:  # a bug: the other changes and streams go on
-                        logger.exception("could not hand out a change of job %s", entry.job_id)
+                        name = None if notice.job is None else notice.job.name
+                        logger.exception(
+                            "could not hand out a change of job %s",
+                            entry.job_id,
+                            extra=job_id_extra(entry.job_id, name),
+                        )
             if loop.time() >= next_ping:
                 next_ping = loop.time() + PING_INTERVAL
                 for entry in list(self._jobs.values()):

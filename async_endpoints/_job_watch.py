@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._job import Job
+from ._logs import job_id_extra
 
 logger = logging.getLogger("async_endpoints")
 
@@ -97,4 +98,6 @@ class JobWatchers:
             try:
                 listener(notice)
             except Exception:
-                logger.exception("a job event listener failed for job %s", notice.job_id)
+                job_id, job = notice.job_id, notice.job
+                extra = job_id_extra(job_id, None if job is None else job.name)
+                logger.exception("a job event listener failed for job %s", job_id, extra=extra)

@@ -4,7 +4,8 @@ While an attempt runs (its handler, and the recording of its outcome) a context 
 names the job. `JobLogFilter` copies it onto each record it sees as the attributes
 ``job_id`` and ``job_name`` (None outside a job), unless the record has them already from
 ``extra=`` (where the library logs about a job outside an attempt, it passes
-`job_extra`). The library installs the filter on its own loggers (``async_endpoints`` and
+`job_extra`, or `job_id_extra` with ``job_name`` None where only the id is at
+hand). The library installs the filter on its own loggers (``async_endpoints`` and
 ``async_endpoints_redis``); an app installs it on its handlers so that the records of its
 own loggers, written by a job handler, carry the two attributes too::
 
@@ -17,6 +18,7 @@ own loggers, written by a job handler, carry the two attributes too::
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
@@ -76,6 +78,13 @@ def current_job() -> tuple[str, str] | None:
 def job_extra(job: Job) -> dict[str, str]:
     """The ``extra=`` of a log record about ``job`` written outside its attempt."""
     return {"job_id": str(job.id), "job_name": job.name}
+
+
+def job_id_extra(job_id: uuid.UUID, job_name: str | None = None) -> dict[str, str | None]:
+    """The ``extra=`` of a log record about the job ``job_id`` written outside its attempt
+    when the `Job` is not at hand (a message in Redis, a listener told only the id): its
+    name when known, else None (no store read is made just to name a job in a record)."""
+    return {"job_id": str(job_id), "job_name": job_name}
 
 
 def _install() -> None:

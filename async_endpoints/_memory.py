@@ -46,6 +46,7 @@ from ._lifecycle import (
     recovered,
     requeued,
 )
+from ._logs import job_extra
 from ._memory_batches import BatchBook
 from ._memory_events import MemoryEvents
 from ._memory_follow_ups import MemoryFollowUps, check_follow_ups
@@ -363,7 +364,9 @@ class InMemoryJobStore(
                 try:
                     listener(job.id)
                 except Exception:
-                    logger.exception("a cancel listener failed for job %s", job.id)
+                    logger.exception(
+                        "a cancel listener failed for job %s", job.id, extra=job_extra(job)
+                    )
         return kept
 
     def _wait(self, job: Job, *, join: bool) -> None:

@@ -34,6 +34,7 @@ from ._batch import Batch, BatchPage, BatchStatus, ContinueWhen, NewBatch
 from ._errors import DuplicateJobError, QueueFullError
 from ._job import Job, JobStatus, NewJob, check_label
 from ._listing import check_limit, decode_cursor, encode_cursor
+from ._logs import job_id_extra
 from ._memory_follow_ups import check_follow_ups
 from ._memory_index import OrderedInts, entry, entry_of, micros, parts
 from ._memory_live import LiveJobs
@@ -345,7 +346,12 @@ class MemoryBatches:
         for new_job in pending:
             key = new_job.id.int
             if key in self._jobs or key in self._finished:  # taken since: never overwrite
-                logger.warning("batch %s: continuation id %s is taken", record.id, new_job.id)
+                logger.warning(
+                    "batch %s: continuation id %s is taken",
+                    record.id,
+                    new_job.id,
+                    extra=job_id_extra(new_job.id, new_job.name),
+                )
                 continue
             record.keys.append(key)
             self._store(new_job, moment, cancel=cancel)

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ._job import Job, JobStatus, NewJob, WebhookState, WebhookStatus
+from ._logs import job_extra
 from ._memory_live import LiveJobs
 from ._memory_ready import ReadyJobs
 from ._retained import RetainedJobs
@@ -105,7 +106,12 @@ class MemoryFollowUps:
             return
         taken = follow_up.id.int
         if taken in self._jobs or taken in self._finished:
-            logger.warning("job %s: follow-up id %s is taken; skipped", job.id, follow_up.id)
+            logger.warning(
+                "job %s: follow-up id %s is taken; skipped",
+                job.id,
+                follow_up.id,
+                extra=job_extra(job),
+            )
             self._update_target(key, lambda state: WebhookState(WebhookStatus.FAILED, 0))
             return
         self._store(follow_up)

@@ -19,6 +19,7 @@ import logging
 from typing import Any, cast
 
 from ._errors import JobStoreError
+from ._logs import job_extra
 from ._store import Claim, JobStore
 from ._store_features import ProgressStore
 
@@ -107,7 +108,9 @@ class ProgressReporter:
             try:
                 held = await self._store.set_progress(self._claim, value)
             except JobStoreError as exc:
-                logger.warning("job %s: could not record its progress: %s", self._claim.job.id, exc)
+                job = self._claim.job
+                message = "job %s: could not record its progress: %s"
+                logger.warning(message, job.id, exc, extra=job_extra(job))
                 if self._pending is _NOTHING:
                     self._pending = value  # written by the next write, or the flush
                 return

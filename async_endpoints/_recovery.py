@@ -8,7 +8,8 @@ import uuid
 from collections.abc import Callable, Collection, Sequence
 
 from ._errors import StoreUnavailableError
-from ._job import JobStatus
+from ._job import Job, JobStatus
+from ._logs import job_extra
 from ._store import Claim, JobStore
 
 logger = logging.getLogger("async_endpoints")
@@ -124,7 +125,9 @@ def _fence(leases: _Leases, on_lost: Callable[[set[str]], Collection[str]], now:
         return
     jobs = leases.forget(expired)
     for token in on_lost(expired):
-        logger.warning("job %s: its lease ran out unrenewed; cancelling its handler", jobs[token])
+        job = jobs[token]
+        message = "job %s: its lease ran out unrenewed; cancelling its handler"
+        logger.warning(message, job.id, extra=job_extra(job))
 
 
 class _Leases:
@@ -134,12 +137,12 @@ class _Leases:
     def __init__(self, lease: float) -> None:
         self.lease = lease
         self._since: dict[str, float] = {}
-        self._jobs: dict[str, uuid.UUID] = {}
+        self._jobs: dict[str, Job] = {}
 
     def track(self, held: Sequence[Claim], now: float) -> None:
         """Start counting claims first seen (from a third of a lease ago) and stop counting
         those no longer held."""
-        tokens = {claim.token: claim.job.id for claim in held}
+        tokens = {claim.token: claim.job for claim in held}
         for token in self._since.keys() - tokens.keys():
             del self._since[token]
             del self._jobs[token]
@@ -157,8 +160,8 @@ class _Leases:
         """The claims whose lease has run out by ``now``."""
         return {token for token, since in self._since.items() if now - since >= self.lease}
 
-    def forget(self, tokens: Collection[str]) -> dict[str, uuid.UUID]:
-        """Stop counting these claims (their handlers are told); return their jobs' ids."""
+    def forget(self, tokens: Collection[str]) -> dict[str, Job]:
+        """Stop counting these claims (their handlers are told); return their jobs."""
         jobs = {}
         for token in tokens:
             self._since.pop(token, None)

@@ -25,6 +25,7 @@ from datetime import datetime
 from ._cron import cron_rule
 from ._errors import StoreUnavailableError
 from ._job import Job, NewJob
+from ._logs import job_extra
 from ._schedule import Schedule
 from ._store_features import ScheduleStore
 
@@ -104,7 +105,9 @@ class Scheduler:
             logger.exception("cron schedule %r could not be fired", schedule.id)
             return following
         if job is not None:
-            logger.debug("cron schedule %r enqueued job %s", schedule.id, job.id)
+            logger.debug(
+                "cron schedule %r enqueued job %s", schedule.id, job.id, extra=job_extra(job)
+            )
             self.fired(job)
         return following
 

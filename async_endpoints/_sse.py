@@ -33,6 +33,7 @@ from ._event_fanout import EventFanout
 from ._event_stream import EventStream, Render
 from ._http import store_failure
 from ._job import Job, job_to_json, parse_job_id
+from ._logs import job_extra
 from ._responses import call_maybe_async, dumps, error_response
 from ._routes import is_fastapi
 from ._settings import Settings
@@ -126,7 +127,11 @@ class JobRender(Render):
         response = await call_maybe_async(factory, job, request)
         body = getattr(response, "body", None)
         if not isinstance(body, bytes):
-            logger.warning("job_status_response gave no body for an event; sent the job JSON")
+            logger.warning(
+                "job %s: job_status_response gave no body for an event; sent the job JSON",
+                job.id,
+                extra=job_extra(job),
+            )
             body = dumps(job_to_json(job))
         return _status_event(body)
 

@@ -71,6 +71,7 @@ from async_endpoints._job import (
     WebhookState,
     WebhookStatus,
 )
+from async_endpoints._logs import job_id_extra
 
 Reply = bytes | str
 logger = logging.getLogger("async_endpoints_redis")
@@ -217,7 +218,7 @@ def decode_or_none(job_id: uuid.UUID, fields: Any) -> Job | None:
     try:
         return decode_job(job_id, fields)
     except ValueError as exc:
-        logger.warning("skipping a corrupt job record: %s", exc)
+        logger.warning("skipping a corrupt job record: %s", exc, extra=job_id_extra(job_id))
         return None
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 
 from async_endpoints._job import Job, JobStatus
 from async_endpoints._lifecycle import Transition, check
+from async_endpoints._logs import job_id_extra
 
 from ._base import StoreBase
 from ._codec import decode_or_none, pairs, text
@@ -110,4 +111,6 @@ class RedisControl(StoreBase):
             try:
                 listener(job_id)
             except Exception:
-                logger.exception("a cancel listener failed")
+                logger.exception(
+                    "a cancel listener failed for job %s", job_id, extra=job_id_extra(job_id)
+                )

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from async_endpoints._errors import JobStoreError
 from async_endpoints._job import Job
 from async_endpoints._job_watch import JobListener, JobWatchers
+from async_endpoints._logs import job_id_extra
 from async_endpoints._store import Claim
 
 from ._base import StoreBase
@@ -119,7 +120,8 @@ class WatchedJobs:
             try:
                 value: Any = json.loads(raw[_ID_LENGTH + 1 :])
             except ValueError:
-                logger.warning("ignoring a malformed progress message of job %s", job_id)
+                message = "ignoring a malformed progress message of job %s"
+                logger.warning(message, job_id, extra=job_id_extra(job_id))
                 return
             self.watchers.progress(job_id, value)
         else:
@@ -159,7 +161,9 @@ class WatchedJobs:
         try:
             job = await self._read(job_id)
         except JobStoreError as exc:
-            logger.warning("could not read watched job %s: %s", job_id, exc)
+            logger.warning(
+                "could not read watched job %s: %s", job_id, exc, extra=job_id_extra(job_id)
+            )
             return
         if job is not None:
             self.watchers.status(job)

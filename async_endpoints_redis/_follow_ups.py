@@ -12,6 +12,7 @@ import logging
 import uuid
 
 from async_endpoints._job import NewJob
+from async_endpoints._logs import job_id_extra
 
 from ._base import StoreBase
 from ._codec import decode_follow_up
@@ -31,5 +32,5 @@ class RedisFollowUps(StoreBase):
         try:
             return decode_follow_up(follow)
         except ValueError as exc:
-            logger.warning("job %s: %s", job_id, exc)
+            logger.warning("job %s: %s", job_id, exc, extra=job_id_extra(job_id))
             return None
