@@ -106,6 +106,7 @@ class ShardBatches(ShardLookup):
         batches, following = await merged_page(
             len(shards),
             ["shard-batches", len(shards), tenant],
+            ["batches", tenant],
             limit,
             cursor,
             page,

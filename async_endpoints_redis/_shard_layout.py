@@ -51,8 +51,10 @@ from async_endpoints._errors import ConfigurationError
 
 #: The slots of a Redis Cluster.
 SLOTS = 16384
-#: The most shards a store may have.
-MAX_SHARDS = 64
+#: The most shards a store may have: a listing's cursor holds a position per shard and
+#: must stay within `async_endpoints._listing`'s length; and claims that find shards
+#: empty, waits and listings cost a call per shard.
+MAX_SHARDS = 16
 
 
 def slot_ranges(count: int) -> list[tuple[int, int]]:

@@ -41,16 +41,22 @@ _NEWEST_FIRST = (None, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED
 async def merged_page(
     shard_count: int,
     filters: list[Any],
+    inner: list[Any],
     limit: int,
     cursor: str | None,
     page: Callable[[int, int, str | None], Awaitable[tuple[list[T], str | None]]],
     order: Callable[[T], Any],
+    pack: Callable[[list[Any]], list[Any]] = list,
+    unpack: Callable[[list[Any]], list[Any]] = list,
 ) -> tuple[list[T], str | None]:
     """One page of at most ``limit`` items merged from every shard's pages in ``order``
     (ascending), and the cursor of the next.
 
-    ``page(shard, limit, cursor)`` reads one shard's page. The cursor's position is, per
-    shard, ``[its page's cursor or '', items of it shown, 1 when it has no more]``: a
+    ``page(shard, limit, cursor)`` reads one shard's page (its cursors made for the
+    filters ``inner``). The cursor's position is, per shard, ``[items of its page shown,
+    1 when it has no more, *the position its page started at]`` (a shard cursor's
+    position, not the cursor, made smaller by ``pack`` and read back by ``unpack``: so
+    that 16 shards fit in a cursor's length): a
     shard's page is read again from its start and the shown items skipped. A shard whose
     page ran out before the merged page was full, while it has more, ends the page early
     (its next items are unknown): the page may be short, with a cursor.
@@ -62,9 +68,13 @@ async def merged_page(
     if cursor is None:
         states: list[list[Any]] = [["", 0, 0] for _ in range(shard_count)]
     else:
-        states = decode_cursor(cursor, filters)
-        if len(states) != shard_count or not all(_is_state(state) for state in states):
+        compact = decode_cursor(cursor, filters)
+        if len(compact) != shard_count or not all(_is_state(state) for state in compact):
             raise ValueError("invalid cursor")
+        states = [
+            [encode_cursor(inner, unpack(position)) if position else "", skip, done]
+            for skip, done, *position in compact
+        ]
     reads = [
         page(index, limit + skip, start or None)
         for index, (start, skip, done) in enumerate(states)
@@ -79,7 +89,13 @@ async def merged_page(
         nexts.append(following)
     out, taken = _merge(lists, nexts, limit, order)
     following_states, more = _following(states, lists, nexts, taken)
-    return out, encode_cursor(filters, following_states) if more else None
+    if not more:
+        return out, None
+    compact = [
+        [skip, done, *(pack(decode_cursor(start, inner)) if start else [])]
+        for start, skip, done in following_states
+    ]
+    return out, encode_cursor(filters, compact)
 
 
 def _merge(
@@ -127,11 +143,11 @@ def _following(
 def _is_state(state: Any) -> bool:
     return (
         isinstance(state, list)
-        and len(state) == 3
-        and isinstance(state[0], str)
+        and len(state) >= 2
+        and type(state[0]) is int
+        and state[0] >= 0
+        and state[1] in (0, 1)
         and type(state[1]) is int
-        and state[1] >= 0
-        and state[2] in (0, 1)
     )
 
 
@@ -212,10 +228,26 @@ class ShardReads(ShardBase):
             )  # fmt: skip
             return list(one.jobs), one.next_cursor
 
-        filters = ["shards", len(shards), *filters_of(status, queue, tenant)]
+        inner = filters_of(status, queue, tenant)
+        filters = ["shards", len(shards), *inner, *queues]
+        names = list(queues)
+
+        def pack(position: list[Any]) -> list[Any]:  # a queue's name as its index
+            if status is JobStatus.QUEUED and position and position[0] in names:
+                return [names.index(position[0]), *position[1:]]
+            return position
+
+        def unpack(position: list[Any]) -> list[Any]:
+            if status is JobStatus.QUEUED and position and type(position[0]) is int:
+                if not 0 <= position[0] < len(names):
+                    raise ValueError("invalid cursor")
+                return [names[position[0]], *position[1:]]
+            return position
+
         jobs, following = await merged_page(
-            len(shards), filters, limit, cursor, page, job_order(status, queues)
-        )
+            len(shards), filters, inner, limit, cursor, page, job_order(status, queues),
+            pack, unpack,
+        )  # fmt: skip
         return JobPage(jobs, following)
 
     if TYPE_CHECKING:

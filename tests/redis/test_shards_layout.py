@@ -50,8 +50,8 @@ def test_each_shard_lives_on_a_master_of_its_own_in_an_evenly_split_cluster(
     assert len(masters) == 3
 
 
-@pytest.mark.parametrize("shards", [0, -1, 65, 2.5, "3", True, None])
-def test_a_shard_count_that_is_not_a_whole_number_from_1_to_64_is_refused(
+@pytest.mark.parametrize("shards", [0, -1, 17, 2.5, "3", True, None])
+def test_a_shard_count_that_is_not_a_whole_number_from_1_to_16_is_refused(
     shards: object,
 ) -> None:
     from async_endpoints import ConfigurationError
@@ -205,6 +205,28 @@ async def test_a_listing_merges_every_shard_in_order_page_by_page(
     created = {job.id: job.created_at for job in made}
     times = [created[job_id] for job_id in seen]
     assert times == sorted(times, reverse=True)  # newest first across the shards
+
+
+async def test_a_cursor_over_sixteen_shards_stays_within_a_cursors_length(
+    make_store: StoreFactory,
+) -> None:
+    """Queued jobs (the longest positions: their queue's name) in 16 shards, page by
+    page, one job each: every shard's state soon holds a position."""
+    from async_endpoints import JobStatus
+
+    store = await make_store(shards=16)
+    queues = ("x" * 200, "default")
+    made = [await store.enqueue(new_job(queue=queues[0])) for n in range(64)]
+    seen: list[uuid.UUID] = []
+    cursor = None
+    while True:
+        page = await store.list_jobs(status=JobStatus.QUEUED, limit=1, cursor=cursor, queues=queues)
+        seen += [job.id for job in page.jobs]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+        assert len(cursor) <= 2048
+    assert sorted(seen) == sorted(job.id for job in made)
 
 
 async def test_counts_sum_every_shard_and_pause_reaches_every_shard(
