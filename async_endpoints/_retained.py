@@ -173,17 +173,19 @@ class RetainedJobs:
         return _decode(key, record)
 
     def get(self, job_id: uuid.UUID) -> Job | None:
-        """The job, or None when it is not kept (any more)."""
-        return self.get_key(job_id.int)
-
-    def get_key(self, key: int) -> Job | None:
-        """The job whose id's integer is ``key``, or None."""
+        """The job, or None when it is not kept (any more); a held one too."""
+        key = job_id.int
         record = self._records.get(key)
         if record is None:
             record = self._held.get(key) if self._held else None
             if record is None:
                 return None
         return _decode(key, record)
+
+    def get_key(self, key: int) -> Job | None:
+        """The listed job whose id's integer is ``key`` (not a held one), or None."""
+        record = self._records.get(key)
+        return None if record is None else _decode(key, record)
 
     def pin(self, key: int) -> None:
         """Hold the job ``key`` past its turn to leave, until `unpin` (its webhook
