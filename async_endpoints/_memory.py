@@ -343,7 +343,8 @@ class InMemoryJobStore(
             self._wait(job, join=True)
             self._work.set()
         if not seq & 63:  # often enough that each pass is short
-            live, kept = self._jobs, self._finished.keys()
+            # A job held for its webhook stays logged: listed again if requeued.
+            live, kept = self._jobs, self._finished
             self._created.trim(lambda key: key in live or key in kept, len(live) + len(kept))
         return job
 
