@@ -23,7 +23,7 @@ from async_endpoints._job import DEFAULT_QUEUE, Job
 from async_endpoints._store import Claim
 
 from ._base import Offer, StoreBase
-from ._codec import decode_or_none, split_message
+from ._codec import decode_or_none, from_ms, split_message
 
 logger = logging.getLogger("async_endpoints_redis")
 
@@ -143,7 +143,7 @@ class RedisWaits(StoreBase):
             return
         job = decode_or_none(job_id, fields)
         if job is not None and token.startswith(offer.base + "."):
-            offer.handed.append(Claim(job, token))
+            offer.handed.append(Claim(job, token, from_ms(fields.get("due_at"))))
             self._notifications.wake()
 
     def _give_back(self, claims: Sequence[Claim]) -> None:

@@ -54,6 +54,7 @@ from ._contract_batch_control import BatchControlContract
 from ._contract_batches import BatchContract
 from ._contract_cancel import CancelContract
 from ._contract_core import CoreContract
+from ._contract_due import DueTimeContract
 from ._contract_events import EventsContract
 from ._contract_follow_ups import FollowUpContract
 from ._contract_lifecycle import LifecycleContract
@@ -84,6 +85,7 @@ __all__ = ["JobStoreContract", "StoreKit"]
 class JobStoreContract(
     CoreContract,
     WaitContract,
+    DueTimeContract,
     QueueContract,
     PartitionContract,
     TenantContract,
@@ -108,6 +110,8 @@ class JobStoreContract(
       `PartitionContract`, `LifecycleContract` (cancel and requeue cases need
       `ControlStore`);
     - core, with `InspectionStore` for its listings: `TenantContract`;
+    - core, the optional `Claim.due_at` (skipped, naming it, when the store leaves it
+      None): `DueTimeContract` (a requeue case needs `ControlStore`);
     - `ControlStore`: `CancelContract`, `RequeueContract`, `PauseContract`,
       `RaceContract`;
     - `ControlStore` and `InspectionStore`: `PartitionControlContract`;

@@ -101,7 +101,7 @@ local function hand_over(key, id, fields, queue)
         handed[#handed + 1] = value
       end
       handed[4] = 'InProgress'  -- fields[3] is 'status'
-      for _, value in ipairs({'token', token, 'started_at', stamp}) do
+      for _, value in ipairs({'token', token, 'started_at', stamp, 'due_at', stamp}) do
         handed[#handed + 1] = value
       end
       enqueue_claimed(key, id, handed, queue, now, clock + lease)

@@ -3,8 +3,11 @@ store of the project as a store author runs it against theirs (kits in conftest.
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
+from async_endpoints._job import NewJob
 from async_endpoints._store import ControlStore, InspectionStore
 from async_endpoints._store_features import (
     BatchStore,
@@ -37,6 +40,13 @@ class ProjectStore(JobStoreContract):
                 FollowUpStore,
             ):
                 assert isinstance(store, capability), capability.__name__
+
+    async def test_the_store_reports_when_a_claimed_job_became_due(self, kit: StoreKit) -> None:
+        """The optional `Claim.due_at` is reported, so the suite's due-time tests
+        (`DueTimeContract`) never skip for the project's stores."""
+        await kit.store.enqueue(NewJob(uuid.uuid4(), "Echo", 0))
+        (claim,) = await kit.store.claim(1, lease=kit.lease)
+        assert claim.due_at is not None
 
 
 class TestInMemoryJobStore(ProjectStore):
