@@ -154,6 +154,7 @@ class DueTimeContract:
         probe = await kit.store.enqueue(new_job())
         (claim,) = await kit.store.claim(2, lease=kit.lease)
         assert_near(reports_due_at(claim), probe.created_at, "created_at")
+        assert await kit.store.claim(2, lease=kit.lease) == []  # idle, as a waiting worker
         waiter = asyncio.create_task(kit.store.wait_for_work(30, take=2, lease=kit.lease))
         await asyncio.sleep(SETTLE)
         job = await kit.store.enqueue(new_job())
