@@ -14,6 +14,7 @@ listener that got only the id): no store read is made just to write a log record
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import re
@@ -203,6 +204,101 @@ async def memory_continuation_id_taken(situation: Situation) -> Expected:
     return Expected("continuation id", then.id, "Continue")
 
 
+class ProgressUnwritable(InMemoryJobStore):
+    """A store unreachable for progress writes (everything else works)."""
+
+    async def set_progress(self, claim: Claim, progress: Any) -> bool:
+        raise StoreUnavailableError("progress writes are cut off")
+
+
+async def progress_unrecorded(situation: Situation) -> Expected:
+    """A handler's progress report cannot be written."""
+    engine = AsyncEndpoints(store=ProgressUnwritable(), max_retries=0)
+
+    async def reports(ctx: AsyncContext[None]) -> None:
+        await ctx.report_progress(50)
+
+    engine.add_handler(reports, name="Reports")
+    async with engine.running(workers=False):
+        job = await engine.submit("Reports")
+        await engine.drain()
+    return Expected("could not record its progress", job.id, "Reports")
+
+
+class CompleteUnreachableOnce(InMemoryJobStore):
+    """A store unreachable for the first completion (the worker settles again)."""
+
+    refused = False
+
+    async def complete(self, claim: Claim, result: Any) -> Job | None:
+        if not self.refused:
+            self.refused = True
+            raise StoreUnavailableError("unreachable for a moment")
+        return await super().complete(claim, result)
+
+
+async def settled_again(situation: Situation) -> Expected:
+    """The store is unreachable when an outcome is recorded: the worker tries again."""
+    engine = AsyncEndpoints(store=CompleteUnreachableOnce(), max_retries=0)
+
+    async def echo(ctx: AsyncContext[None]) -> str:
+        return "ok"
+
+    engine.add_handler(echo, name="Echo")
+    async with engine.running(workers=False):
+        job = await engine.submit("Echo")
+        await engine.drain()
+    return Expected("settling again", job.id, "Echo")
+
+
+async def abandoned_at_timeout(situation: Situation) -> Expected:
+    """A handler ignoring cancellation at job_timeout is abandoned, and its JobTimeout is
+    recorded from another task."""
+    engine = AsyncEndpoints(store=InMemoryJobStore(), job_timeout=0.05, max_retries=0)
+    release = asyncio.Event()
+
+    async def stubborn(ctx: AsyncContext[None]) -> None:
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await release.wait()
+
+    engine.add_handler(stubborn, name="Stubborn")
+    async with engine.running(workers=False):
+        job = await engine.submit("Stubborn")
+        async with asyncio.timeout(5):
+            await engine.drain()
+        (abandoned,) = engine.pool.attempts.abandoned
+        release.set()
+        await asyncio.wait_for(abandoned, timeout=5)
+    await situation.written("attempt 1 failed")
+    return Expected("abandoning it", job.id, "Stubborn")
+
+
+async def cron_fired(situation: Situation) -> Expected:
+    """The cron scheduler enqueues a schedule's job (a DEBUG record)."""
+    engine = AsyncEndpoints(store=InMemoryJobStore())
+    ran: asyncio.Future[uuid.UUID] = asyncio.get_running_loop().create_future()
+
+    @engine.cron("* * * * * *", name="EverySecond")
+    async def every_second(ctx: AsyncContext[None]) -> None:
+        if not ran.done():
+            ran.set_result(ctx.job_id)
+
+    async with engine.running():
+        async with asyncio.timeout(5):
+            job_id = await ran
+    return Expected("enqueued job", job_id, "EverySecond")
+
+
+async def memory_progress_listener_failed(situation: Situation) -> Expected:
+    """A job event listener raises on a progress notice, which holds only the job's id."""
+    store = await situation.memory_store()
+    job, claim = await running_job(store)
+    await store.watch_job(job.id, broken)
+    await store.set_progress(claim, 10)
+    return Expected("job event listener failed", job.id, None)
+
+
 # --- Scenarios: the Redis store ----------------------------------------------------------
 
 
@@ -276,6 +372,11 @@ SCENARIOS: list[Scenario] = [
     memory_job_listener_failed,
     memory_follow_up_id_taken,
     memory_continuation_id_taken,
+    memory_progress_listener_failed,
+    progress_unrecorded,
+    settled_again,
+    abandoned_at_timeout,
+    cron_fired,
     redis_cancel_listener_failed,
     redis_job_listener_failed,
     redis_malformed_progress,
