@@ -22,8 +22,10 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import httpx
 import pytest
 from redis.asyncio import Redis
+from starlette.applications import Starlette
 
 from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore, JobStore
 from async_endpoints._batch import NewBatch
@@ -299,6 +301,28 @@ async def memory_progress_listener_failed(situation: Situation) -> Expected:
     return Expected("job event listener failed", job.id, None)
 
 
+async def event_status_without_body(situation: Situation) -> Expected:
+    """The app's ``job_status_response`` gives no body for a job's status event."""
+    app = Starlette()
+    engine = AsyncEndpoints(
+        app, store=InMemoryJobStore(), job_status_response=lambda job, request: None
+    )
+
+    async def echo(ctx: AsyncContext[None]) -> str:
+        return "ok"
+
+    engine.add_handler(echo, name="Echo")
+    engine.map_job_events()
+    async with engine.running(workers=False):
+        job = await engine.submit("Echo")
+        await engine.drain()
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            response = await http.get(f"/jobs/{job.id}/events")
+    assert response.status_code == 200, response.text
+    return Expected("gave no body", job.id, "Echo")
+
+
 # --- Scenarios: the Redis store ----------------------------------------------------------
 
 
@@ -377,6 +401,7 @@ SCENARIOS: list[Scenario] = [
     settled_again,
     abandoned_at_timeout,
     cron_fired,
+    event_status_without_body,
     redis_cancel_listener_failed,
     redis_job_listener_failed,
     redis_malformed_progress,
