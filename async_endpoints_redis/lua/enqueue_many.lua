@@ -124,6 +124,14 @@ local function hand_over(key, id, fields, queue)
   return false
 end
 
+-- Whether a sharded store's pointer in this shard (``{p}:at``, see _shard_pointers.py)
+-- says a job with this id is stored in another shard (a follow-up's pointer, "<prefix>
+-- <parent id>", names no job yet: it reserves nothing). Never there with one shard.
+local function stored_elsewhere(id)
+  local held = redis.call('HGET', P .. 'at', id)
+  return held and not string.find(held, ' ', 1, true)
+end
+
 local replies = {}
 local woken = {}
 for i = 1, #ARGV, 14 do
@@ -144,7 +152,7 @@ for i = 1, #ARGV, 14 do
   end
   if earlier and earlier[1] then
     replies[#replies + 1] = (earlier[2] or '') .. '\n' .. job_text(job_key(earlier[1]), earlier[1])
-  elseif redis.call('EXISTS', key) == 1 then
+  elseif redis.call('EXISTS', key) == 1 or stored_elsewhere(id) then
     replies[#replies + 1] = -1
   elseif limit >= 0 and waiting >= limit then
     replies[#replies + 1] = -2

@@ -128,7 +128,8 @@ async def test_a_batch_whose_keys_fall_in_two_shards_is_refused_whole(
 
 async def test_a_client_chosen_id_stays_unique_across_shards(make_store: StoreFactory) -> None:
     """An id placed by its key in another shard than its id's: a second job with that id,
-    keyed or not, is a duplicate."""
+    keyed (another shard) or not (the id's shard, where the pointer is), is a
+    duplicate."""
     from async_endpoints._errors import DuplicateJobError
 
     store = await make_store(shards=3)
@@ -142,6 +143,9 @@ async def test_a_client_chosen_id_stays_unique_across_shards(make_store: StoreFa
         await store.enqueue(NewJob(job_id, "Echo", 0, partition_key=other))
     found = await store.get(job_id)
     assert found is not None and found.partition_key == key
+    with pytest.raises(DuplicateJobError):  # nor without a key (it would go to its id's shard)
+        await store.enqueue(NewJob(job_id, "Echo", 0))
+    assert await store.count_waiting() == 1
 
 
 async def counted_calls(cluster: RedisClusterProcesses) -> dict[int, int]:
