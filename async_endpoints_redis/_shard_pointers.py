@@ -16,10 +16,11 @@ of its job, as ``{s}:idem-at:<key>`` (STRING, expiring with the key), so that re
 a submission meet in one shard whatever their partition key (`idempotent`).
 
 Writing a pointer is one script in the id's shard (`_ADD`) that also refuses an id taken
-there (a job with this id, or a pointer to another shard): ids stay unique across shards
-whichever shard a job goes to. A lookup that misses in the id's shard reads the pointer
-(one HGET) and goes to the shard it names; a job in its id's shard needs no pointer and
-costs nothing more.
+there (a job with this id, or a pointer to another shard), and the enqueue script of the
+id's shard refuses an id that a pointer there names (``lua/enqueue_many.lua``): ids stay
+unique across shards whichever shard a job goes to. A lookup that misses in the id's
+shard reads the pointer (one HGET) and goes to the shard it names; a job in its id's
+shard needs no pointer and costs nothing more.
 
 A pointer's lifetime follows its job without touching the job's scripts: every
 `recover` pass checks the pointers due (`sweep`, at most `SWEEP_BATCH` per shard and
