@@ -13,13 +13,15 @@ listener that got only the id): no store read is made just to write a log record
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import dataclasses
 import logging
+import pathlib
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -446,3 +448,64 @@ async def test_every_library_record_mentioning_a_job_names_it(
         )
     ]
     assert unnamed == []
+
+
+#: The module whose records are written in the attempt's own context (the filter reads
+#: the job from it): its log calls need no ``extra=``.
+IN_AN_ATTEMPT = {"async_endpoints/_worker.py"}
+_NAMES_A_JOB = re.compile(r"\bjob %[sr]|\bid %[sr]")
+
+
+def _log_calls_naming_a_job(path: pathlib.Path) -> Iterator[tuple[int, str, bool]]:
+    """(line, format string, whether it passes ``extra=``) of each ``logger.<level>(...)``
+    call in ``path`` whose format string names a job's id; a format string held in a
+    variable is read from its assignment in the same function."""
+    tree = ast.parse(path.read_text())
+    for function in ast.walk(tree):
+        if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        texts = {
+            target.id: node.value.value
+            for node in ast.walk(function)
+            if isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+            for target in node.targets
+            if isinstance(target, ast.Name)
+        }
+        for call in ast.walk(function):
+            if not (
+                isinstance(call, ast.Call)
+                and isinstance(call.func, ast.Attribute)
+                and isinstance(call.func.value, ast.Name)
+                and call.func.value.id == "logger"
+                and call.args
+            ):
+                continue
+            first = call.args[0]
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                text = first.value
+            elif isinstance(first, ast.Name):
+                text = texts.get(first.id, "")
+            else:
+                text = ""
+            if _NAMES_A_JOB.search(text):
+                yield call.lineno, text, any(k.arg == "extra" for k in call.keywords)
+
+
+def test_every_library_log_call_naming_a_job_outside_an_attempt_passes_extra() -> None:
+    """A guard for the sites no scenario reaches (a bug's handler, a read that fails on
+    reconnection) and for new ones: every log call of the library whose message names a
+    job's id passes ``extra=`` (`job_extra` or `job_id_extra`), but in the worker's module,
+    whose records are written in the attempt's context."""
+    root = pathlib.Path(__file__).resolve().parents[2]
+    missing, seen = [], 0
+    for package in ("async_endpoints", "async_endpoints_redis"):
+        for path in sorted((root / package).rglob("*.py")):
+            name = path.relative_to(root).as_posix()
+            for line, text, passes in _log_calls_naming_a_job(path):
+                seen += 1
+                if not passes and name not in IN_AN_ATTEMPT:
+                    missing.append(f"{name}:{line}: {text}")
+    assert seen > 10  # the scan finds the calls at all
+    assert missing == []
