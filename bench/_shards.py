@@ -9,7 +9,9 @@ concurrent submitters queue the jobs, then one worker process of concurrency 100
 them (the drain scenario of ``_queues``, but with every master read apart). Both cluster
 layouts also run with 400 submitters and worker slots (``shards1x400``, ``shards3x400``):
 a process's calls of one event-loop turn share a script call per shard, so more of them
-fill each shard's calls, and the Redis work per job falls.
+fill each shard's calls, and the Redis work per job falls. Then the pickup latency of
+both cluster layouts (an idle worker, one job at a time: submit -> handler start, and
+submit -> result), as the ``pickup`` scenario measures it on a single server.
 
 Around each phase the driver reads ``INFO`` on every master: ``commandstats`` (commands,
 those run inside scripts included), ``used_cpu_user + used_cpu_sys`` (the server's CPU
@@ -43,7 +45,7 @@ from ._procs import WorkerProcess, produce
 from ._queues import Plan
 from ._redis import SCRIPT_CALLS, Server, Snapshot
 from ._report import Target
-from ._stats import median
+from ._stats import latency_ms, median
 
 MASTERS = 3
 #: The layouts compared: name -> environment of the producer and the worker. ``single``
@@ -57,6 +59,8 @@ LAYOUTS = {
     "shards1x400": {},
     "shards3x400": {"BENCH_SHARDS": "3"},
 }
+#: The layouts whose pickup latency is measured too (an idle worker, one job at a time).
+PICKUP_LAYOUTS = ("ours+shards1", "ours+shards3")
 #: Each master's share with 3 shards may stray this far (relative) from a third.
 TOLERANCE = 0.15
 
@@ -83,12 +87,39 @@ def run(server: Server, plan: Plan) -> dict[str, Any]:
         for library in libraries:  # scripts loaded on every master, allocators warm
             scenario(server, library, warm_up)
         found = repeated("shards", scenario, server, libraries, plan)
+        cluster_layouts = [lib for lib in libraries if lib.name in PICKUP_LAYOUTS]
+
+        def pickup(_: Server, library: Library, sizes: Plan) -> dict[str, Any]:
+            return _pickup(cluster.url, masters, library, sizes)
+
+        pickups = repeated("shards-pickup", pickup, server, cluster_layouts, plan)
     finally:
         for master in masters:
             master.client.close()
         cluster.stop()
         server.flush()
-    return {"masters": MASTERS, "jobs": plan.drain_jobs, "idle_cpu": idle, "drain": found}
+    return {
+        "masters": MASTERS,
+        "jobs": plan.drain_jobs,
+        "idle_cpu": idle,
+        "drain": found,
+        "pickup": pickups,
+    }
+
+
+def _pickup(url: str, masters: list[Server], library: Library, plan: Plan) -> dict[str, Any]:
+    """An idle worker process, one job at a time (the pickup scenario of ``_queues``, on
+    the cluster, flushed first: no other layout recorded): submit -> handler start, and
+    submit -> result in the caller's hands."""
+    for master in masters:
+        master.flush()
+    worker = WorkerProcess(library, url, concurrency=plan.concurrency)
+    try:
+        args = (f"--samples={plan.pickup_samples}", f"--budget={plan.pickup_budget}")
+        out = produce(library, url, "pickup", *args, timeout=plan.pickup_budget + 120)
+    finally:
+        worker.stop()
+    return {"pickup": latency_ms(out["pickup"]), "result": latency_ms(out["result"])}
 
 
 def idle_cpu(masters: list[Server], seconds: float = 3.0) -> list[float]:
@@ -284,6 +315,16 @@ def summary(found: dict[str, Any]) -> tuple[list[str], list[Target]]:
         f"{_paired(three, one, 'redis_cpu_us_per_job_net'):.1%} (the drain rate follows the "
         f"CPU the busy machine leaves the worker; its CPU per job does not)"
     )
+    for name, runs in found.get("pickup", {}).items():
+        pick = {
+            what: {q: _median([run[what] for run in runs], q) for q in ("p50", "p99")}
+            for what in ("pickup", "result")
+        }
+        lines.append(
+            f"{name.removeprefix('ours+')}, idle worker, one job at a time: submit -> start "
+            f"p50 {pick['pickup']['p50']:.2f} ms, p99 {pick['pickup']['p99']:.2f} ms; submit "
+            f"-> result p50 {pick['result']['p50']:.2f} ms, p99 {pick['result']['p99']:.2f} ms"
+        )
     low, high = (1 - TOLERANCE) / MASTERS, (1 + TOLERANCE) / MASTERS
     goals = [Target("shards=3 drain >= 90 % of shards=1", f"{ratio:.1%}", ratio >= 0.9)]
     # The drain is bound by the worker's CPU; on a busy machine its wall-clock rate follows
