@@ -64,9 +64,9 @@ class BatchControlContract:
         store = batches(kit)
         finished, cancelled = new_batch(1, 1), new_batch(1, 1)
         await store.create_batch(finished)
-        await store.create_batch(cancelled)
         (claim,) = await claim_all(kit, 1)
         await kit.store.complete(claim, "ok")
+        await store.create_batch(cancelled)
         await store.cancel_batch(cancelled.id)
         for spec in (finished, cancelled):
             late = member(spec.id)

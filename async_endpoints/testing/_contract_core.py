@@ -9,7 +9,15 @@ import pytest
 
 from .._errors import DuplicateJobError, QueueFullError
 from .._job import JobError, JobRequest, JobStatus, NewJob
-from ._contract_support import BOOM, TICK, new_job, read
+from ._contract_support import (
+    BOOM,
+    TICK,
+    assert_in_group_order,
+    claim_every,
+    claim_ids,
+    new_job,
+    read,
+)
 from ._kit import StoreKit
 
 
@@ -103,15 +111,17 @@ class CoreContract:
     async def test_claim_hands_out_the_oldest_jobs_first_up_to_the_limit(
         self, kit: StoreKit
     ) -> None:
-        """Claims are FIFO, at most `limit` at once, each InProgress with its own token."""
-        ids = [(await kit.store.enqueue(new_job())).id for _ in range(3)]
-        claims = await kit.store.claim(2, lease=kit.lease)
-        assert [c.job.id for c in claims] == ids[:2]
+        """Claims are FIFO (within each order group), at most `limit` at once, each
+        InProgress with its own token; the next claim takes the rest."""
+        jobs = [await kit.store.enqueue(new_job()) for _ in range(3)]
+        claims = await claim_every(kit, 2, 2)
+        assert_in_group_order(kit, [c.job for c in claims], jobs)
         assert all(c.job.status is JobStatus.IN_PROGRESS for c in claims)
         assert all(c.job.started_at is not None for c in claims)
         assert len({c.token for c in claims}) == 2
-        assert (await read(kit.store, ids[0])).status is JobStatus.IN_PROGRESS
-        assert [c.job.id for c in await kit.store.claim(5, lease=kit.lease)] == ids[2:]
+        assert (await read(kit.store, claims[0].job.id)).status is JobStatus.IN_PROGRESS
+        rest = await claim_every(kit, 1, 5)
+        assert_in_group_order(kit, [c.job for c in claims + rest], jobs)
 
     async def test_claim_answers_empty_when_nothing_is_due(self, kit: StoreKit) -> None:
         """An empty queue claims nothing."""
@@ -256,9 +266,9 @@ class CoreContract:
         """A finished job is dropped once its retention has passed (at the latest by the
         next recovery pass); unfinished jobs are kept."""
         running = await kit.store.enqueue(new_job())
+        assert await claim_ids(kit) == [running.id]
         finished = await kit.store.enqueue(new_job())
-        await kit.store.claim(1, lease=kit.lease)
-        (claim,) = await kit.store.claim(1, lease=kit.lease)
+        (claim,) = await claim_every(kit, 1)
         await kit.store.complete(claim, None)
         await kit.advance(kit.retention + 0.5)
         await kit.store.recover()
@@ -308,9 +318,9 @@ class CoreContract:
         failed_spec = NewJob(uuid.uuid4(), "Echo", 3, request)
         await kit.store.enqueue(done_spec)
         await kit.store.enqueue(failed_spec)
-        first, second = await kit.store.claim(2, lease=kit.lease)
-        completed = await kit.store.complete(first, 1)
-        await kit.store.fail(second, BOOM, retry_in=None)
+        claims = {claim.job.id: claim for claim in await claim_every(kit, 2)}
+        completed = await kit.store.complete(claims[done_spec.id], 1)
+        await kit.store.fail(claims[failed_spec.id], BOOM, retry_in=None)
         assert completed is not None and completed.request == JobRequest(owner="alice")
         assert (await read(kit.store, done_spec.id)).request == JobRequest(owner="alice")
         assert (await read(kit.store, failed_spec.id)).request == request

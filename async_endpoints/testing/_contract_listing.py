@@ -11,7 +11,16 @@ import pytest
 from .._job import Job, JobStatus
 from .._listing import MAX_LIMIT, encode_cursor, filters_of
 from .._store import ControlStore, InspectionStore
-from ._contract_support import BOOM, FAR, TICK, control, inspection, new_job, read
+from ._contract_support import (
+    BOOM,
+    FAR,
+    TICK,
+    assert_in_group_order,
+    control,
+    inspection,
+    new_job,
+    read,
+)
 from ._kit import StoreKit
 
 PRIORITY = ("high", "default", "low")
@@ -108,13 +117,13 @@ class ListingContract:
         store = inspection(kit)
         made = []
         for queue in ("low", "default", "high", "default", "high"):
-            made.append((await kit.store.enqueue(new_job(queue=queue))).id)
+            made.append(await kit.store.enqueue(new_job(queue=queue)))
             await kit.advance(TICK)
         (claim,) = await kit.store.claim(1, queues=("default",), lease=kit.lease)
+        assert_in_group_order(kit, [claim.job], [made[1], made[3]])
         await kit.store.fail(claim, BOOM, retry_in=0)
         ids = await listed(store, status=JobStatus.QUEUED)
-        assert ids == [made[2], made[4], made[1], made[3], made[0]]
-        assert claim.job.id == made[1]
+        assert ids == [made[index].id for index in (2, 4, 1, 3, 0)]
 
     async def test_scheduled_jobs_are_listed_soonest_first(self, kit: StoreKit) -> None:
         """By run_at, whatever the order they were delayed in, retries waiting for their

@@ -140,9 +140,10 @@ class PartitionControlContract:
         for queue, key in (("default", KEY), ("low", None), ("default", KEY), ("high", OTHER)):
             made.append(await kit.store.enqueue(new_job(queue=queue, partition_key=key)))
             await kit.advance(TICK)
+        assert await claim_ids(kit, queues=("default",)) == [made[0].id]
+        await kit.advance(TICK)
         made.append(await kit.store.enqueue(new_job()))
         a, b, c, d, e = (job.id for job in made)
-        assert await claim_ids(kit, 1, queues=("default",)) == [a]
         assert await listed(store, status=JobStatus.QUEUED) == [d, c, e, b]
         pages = await paged(store, 1, status=JobStatus.QUEUED, queue=None)
         assert [job.id for job in pages] == [d, c, e, b]

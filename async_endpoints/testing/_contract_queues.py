@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from .._job import JobStatus
-from ._contract_support import BOOM, new_job, read
+from ._contract_support import BOOM, assert_in_group_order, claim_every, new_job, read
 from ._kit import StoreKit
 
 PRIORITY = ("high", "default", "low")
@@ -47,34 +47,34 @@ class QueueContract:
         assert [c.job.id for c in await kit.store.claim(5, lease=kit.lease)] == [plain.id]
 
     async def test_claim_takes_from_the_first_queue_that_has_a_due_job(self, kit: StoreKit) -> None:
-        """Strict priority: every "high" job goes before any "default" one, whatever the
-        order they came in; oldest first within a queue."""
+        """Strict priority: every "high" job goes before any "default" one (of its order
+        group), whatever the order they came in; oldest first within a queue."""
         low = await kit.store.enqueue(new_job(queue="low"))
         default = await kit.store.enqueue(new_job(queue="default"))
-        high = [(await kit.store.enqueue(new_job(queue="high"))).id for _ in range(2)]
-        claims = await kit.store.claim(2, queues=PRIORITY, lease=kit.lease)
-        assert [c.job.id for c in claims] == high
-        claims = await kit.store.claim(1, queues=PRIORITY, lease=kit.lease)
-        assert [c.job.id for c in claims] == [default.id]
-        claims = await kit.store.claim(1, queues=PRIORITY, lease=kit.lease)
-        assert [c.job.id for c in claims] == [low.id]
+        high = [await kit.store.enqueue(new_job(queue="high")) for _ in range(2)]
+        claims = await claim_every(kit, 2, 2, queues=PRIORITY)
+        claims += await claim_every(kit, 1, 1, queues=PRIORITY)
+        claims += await claim_every(kit, 1, 1, queues=PRIORITY)
+        assert_in_group_order(kit, [c.job for c in claims], [*high, default, low])
+        assert len({c.job.id for c in claims}) == 4
 
     async def test_a_claim_fills_its_limit_down_the_queues_in_priority_order(
         self, kit: StoreKit
     ) -> None:
-        """One claim takes what the first queue has, then goes on to the next ones."""
+        """One claim takes what the first queue has, then goes on to the next ones (in
+        each order group; a store of several takes every group's jobs)."""
         low = await kit.store.enqueue(new_job(queue="low"))
-        default = [(await kit.store.enqueue(new_job())).id for _ in range(2)]
+        default = [await kit.store.enqueue(new_job()) for _ in range(2)]
         high = await kit.store.enqueue(new_job(queue="high"))
-        claims = await kit.store.claim(10, queues=PRIORITY, lease=kit.lease)
-        assert [c.job.id for c in claims] == [high.id, *default, low.id]
+        claims = await claim_every(kit, 4, queues=PRIORITY)
+        assert_in_group_order(kit, [c.job for c in claims], [high, *default, low])
 
     async def test_the_order_of_the_queues_given_is_the_priority(self, kit: StoreKit) -> None:
         """Priority is the order a claim names the queues in, not a property of names."""
         high = await kit.store.enqueue(new_job(queue="high"))
         low = await kit.store.enqueue(new_job(queue="low"))
-        claims = await kit.store.claim(2, queues=("low", "high"), lease=kit.lease)
-        assert [c.job.id for c in claims] == [low.id, high.id]
+        claims = await claim_every(kit, 2, 2, queues=("low", "high"))
+        assert_in_group_order(kit, [c.job for c in claims], [low, high])
 
     async def test_a_claim_takes_only_jobs_of_the_queues_it_names(self, kit: StoreKit) -> None:
         """Jobs of other queues stay Queued for the workers that serve them; a claim

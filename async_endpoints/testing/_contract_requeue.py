@@ -8,7 +8,15 @@ import pytest
 
 from .._job import Job, JobStatus
 from .._lifecycle import InvalidTransitionError
-from ._contract_support import BOOM, FAR, control, new_job, read
+from ._contract_support import (
+    BOOM,
+    FAR,
+    assert_in_group_order,
+    claim_every,
+    control,
+    new_job,
+    read,
+)
 from ._kit import StoreKit
 
 
@@ -35,9 +43,9 @@ class RequeueContract:
         assert requeued.completed_at is None and requeued.run_at is None
         assert requeued.started_at == failed.started_at
         assert await kit.store.get(spec.id) == requeued
-        claims = await kit.store.claim(5, lease=kit.lease)
-        assert [c.job.id for c in claims] == [waiting.id, spec.id]
-        assert claims[1].job.request == spec.request
+        claims = {c.job.id: c for c in await claim_every(kit, 2, 5)}
+        assert_in_group_order(kit, [c.job for c in claims.values()], [waiting, requeued])
+        assert claims[spec.id].job.request == spec.request
 
     async def test_a_requeued_job_has_all_its_retries_again(self, kit: StoreKit) -> None:
         """After a requeue, a failed attempt is retried again, as on a fresh job."""

@@ -4,7 +4,9 @@ capability gates that skip a test when the store lacks an optional capability.""
 from __future__ import annotations
 
 import secrets
+import time
 import uuid
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 import pytest
@@ -76,6 +78,90 @@ async def claim_ids(
 ) -> list[uuid.UUID]:
     """The ids of the jobs one claim of up to ``limit`` takes, in the order it took them."""
     return [c.job.id for c in await kit.store.claim(limit, queues=queues, lease=kit.lease)]
+
+
+# Claim orders are kept within each of the store's order groups (`StoreKit.order_group`):
+# with the default, one group, the checks below are exactly "this order"; for a sharded
+# store they check the order of each shard's jobs, and that claims take every due job.
+
+
+def group_of(kit: StoreKit, job: Job) -> Hashable:
+    """The order group ``job`` is in (None for a store that keeps one order)."""
+    return None if kit.order_group is None else kit.order_group(job)
+
+
+def of_group(kit: StoreKit, jobs: Sequence[Job], like: Job) -> list[uuid.UUID]:
+    """The ids of ``jobs`` in the order group of ``like``, in their order."""
+    group = group_of(kit, like)
+    return [job.id for job in jobs if group_of(kit, job) == group]
+
+
+def assert_in_group_order(kit: StoreKit, taken: Sequence[Job], order: Sequence[Job]) -> None:
+    """Within each order group, the jobs ``taken`` (in the order they were claimed) are
+    the group's first jobs of ``order``, in that order: with one group, ``taken`` is
+    exactly the start of ``order``."""
+    assert {job.id for job in taken} <= {job.id for job in order}, "a job not expected"
+    for job in order:
+        mine = of_group(kit, taken, job)
+        assert mine == of_group(kit, order, job)[: len(mine)], f"order of group {job.id}"
+
+
+def assert_turns(kit: StoreKit, taken: Sequence[Job]) -> None:
+    """Within each order group, the tenants of the jobs ``taken`` (every claim of the
+    group's jobs, all claimable from the start, in the order they were taken) take
+    turns: each round takes one job of every tenant with jobs left, in the order of the
+    first round."""
+    for group in {group_of(kit, job) for job in taken}:
+        tenants = [job.tenant for job in taken if group_of(kit, job) == group]
+        cycle = list(dict.fromkeys(tenants))
+        start = 0
+        while start < len(tenants):
+            left = set(tenants[start:])
+            turn = [tenant for tenant in cycle if tenant in left]
+            assert tenants[start : start + len(turn)] == turn, f"turns {tenants}"
+            start += len(turn)
+
+
+async def claim_every(
+    kit: StoreKit,
+    count: int,
+    limit: int = 10,
+    *,
+    queues: tuple[str, ...] = (DEFAULT_QUEUE,),
+) -> list[Claim]:
+    """Exactly ``count`` (at most ``limit``) claims of the jobs due now, in the order
+    taken: one claim of up to ``limit`` takes them all from a store of one order group; a
+    claim of a store of several may pass over a group it found dry a moment ago (a
+    sharded store: until the wake-up of a new job there comes), so further claims within
+    a lease take the rest."""
+    assert count <= limit
+    claims = await kit.store.claim(limit, queues=queues, lease=kit.lease)
+    deadline = time.monotonic() + kit.lease
+    while kit.order_group is not None and len(claims) < count:
+        if time.monotonic() > deadline:
+            break
+        await kit.advance(TICK)
+        claims += await kit.store.claim(limit - len(claims), queues=queues, lease=kit.lease)
+    assert len(claims) == count, [claim.job.id for claim in claims]
+    return claims
+
+
+async def claim_until(
+    kit: StoreKit, job_id: uuid.UUID, limit: int, *, queues: tuple[str, ...] = (DEFAULT_QUEUE,)
+) -> list[Job]:
+    """The jobs of claims of up to ``limit`` each, in the order taken, up to the claim
+    that takes ``job_id``: with one order group no claim comes back empty before; with
+    several, within a lease (see `claim_every`)."""
+    taken: list[Job] = []
+    deadline = time.monotonic() + kit.lease
+    while job_id not in [job.id for job in taken]:
+        claims = await kit.store.claim(limit, queues=queues, lease=kit.lease)
+        taken += [claim.job for claim in claims]
+        if not claims:
+            assert kit.order_group is not None, f"job {job_id} never claimed"
+            assert time.monotonic() < deadline, f"job {job_id} never claimed"
+            await kit.advance(TICK)
+    return taken
 
 
 def forged(job: Job) -> Claim:

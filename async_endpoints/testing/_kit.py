@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 
+from .._job import Job
 from .._store import JobStore
 
 
@@ -27,6 +28,13 @@ class StoreKit:
             client of the same server and key prefix), for the promises made across
             processes (cancel listeners, pause). None for a store that lives in one
             process: the suite uses ``store`` as its own peer.
+        order_group: The unit within which the store keeps claim orders (oldest first,
+            strict queue priority, tenant turns, a key's lane): None, the whole store;
+            for a sharded store, ``order_group(job)`` gives the shard the job was placed
+            in (any hashable; jobs of one group compare equal). The suite then checks
+            each order within each group, and that claims still take every due job of
+            every group. It is asked about the jobs of the order tests only: plain jobs,
+            jobs with a partition key or a tenant, in one or more queues.
     """
 
     store: JobStore
@@ -34,6 +42,7 @@ class StoreKit:
     lease: float
     retention: float
     peer: JobStore | None = None
+    order_group: Callable[[Job], Hashable] | None = None
 
     @property
     def other(self) -> JobStore:
