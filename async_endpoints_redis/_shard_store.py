@@ -106,6 +106,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardLookup, RedisJobStore
         self._start_lock = asyncio.Lock()
         self._closed = False
         self._turn = random.randrange(shards)
+        self._turn_until = 0.0
         self._pointers: Pointers | None = None
         self._counts = WaitingCounts(self)
         self._old_layouts: list[ShardLayout] = []

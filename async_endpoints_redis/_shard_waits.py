@@ -1,8 +1,11 @@
 """`ShardWaits`: claims and waits of a sharded store (costs: `_shard_store`).
 
-A claim visits the shards in turn, starting one further for every call (each process
-starts at a random shard), and takes what it can from each until its limit is filled: a
-worker busy on a backlog pays one round trip per claim, as with one shard. A shard whose
+A claim visits the shards in turn and takes what it can from each until its limit is
+filled: a worker busy on a backlog pays one round trip per claim, as with one shard. Each
+worker's claims start at one shard (a random one at first) for `_TURN_FOR` seconds, or
+until it runs dry, then at the next: its running jobs mostly come from one shard, so
+their completions and renewals share script calls as with one shard, and no shard
+waits more than N turns for any worker. A shard whose
 last claim found nothing due, less than `_DRY_FOR` seconds ago and with no wake-up from it
 since, is skipped (a cancel or failure made through this store counts as its wake-up, so a
 claim right after it sees its effect). A shard that cannot be reached is skipped too (its
@@ -11,8 +14,8 @@ over.
 
 What the turns give: strict queue priority, oldest first and tenant turns hold within each
 shard (its scripts, unchanged); across shards a claim takes from one shard, then the next.
-So a tenant's lone job waits at most one round of its shard's tenant turns plus the claims
-that visit the other shards first (each worker reaches every shard within N claims), and
+So a tenant's lone job waits at most one round of its shard's tenant turns plus the turns
+of the other shards first (each worker reaches every shard within N turns), and
 a higher-priority job in one shard may start after lower-priority jobs a claim took from
 another shard just before.
 
@@ -37,6 +40,11 @@ from async_endpoints._store import Claim
 from ._shard_base import ShardBase
 from ._store import RedisJobStore
 
+#: Seconds a worker's claims start at the same shard before they move on to the next
+#: (sooner when it runs dry): long enough that the jobs of a busy worker mostly come from
+#: one shard, so their completions and renewals share script calls as with one shard;
+#: short enough that a job in any shard waits at most N turns for a given worker.
+_TURN_FOR = 0.05
 #: Seconds a shard whose claim found nothing due is skipped by the next claims (unless
 #: it wakes): bounds what a missed wake-up can delay on top of one shard's behaviour.
 _DRY_FOR = 0.5
@@ -46,6 +54,7 @@ class ShardWaits(ShardBase):
     """Claiming from and waiting on every shard."""
 
     _turn: int
+    _turn_until: float
     _deadline: float
 
     async def claim(
@@ -57,7 +66,7 @@ class ShardWaits(ShardBase):
         if limit <= 0:
             return []
         count = len(shards)
-        start, self._turn = self._turn % count, self._turn + 1
+        start = self._turn_start(count)
         claims: list[Claim] = []
         failure: StoreUnavailableError | None = None
         answered = False
@@ -65,19 +74,33 @@ class ShardWaits(ShardBase):
             shard = shards[(start + offset) % count]
             if offset and _dry(shard, queues):
                 continue
-            if shard._withdrawals:  # jobs an ended offer hands back are claimable first
-                await asyncio.wait(set(shard._withdrawals), timeout=self._deadline)
             try:
-                claims += await shard.claim(limit - len(claims), lease=lease, queues=queues)
+                claims += await self._claim_in(shard, limit - len(claims), lease, queues)
             except StoreUnavailableError as exc:
                 failure = exc
-                continue
-            answered = True
-            if len(claims) >= limit:
-                break
+            else:
+                answered = True
+                if len(claims) >= limit:
+                    break
+            if not offset:  # its shard ran dry (or failed): the next claim starts further
+                self._turn_until = 0.0
         if failure is not None and not answered:
             raise failure
         return claims
+
+    def _turn_start(self, count: int) -> int:
+        """The shard this worker's claims start at now (see `_TURN_FOR`)."""
+        now = time.monotonic()
+        if now >= self._turn_until:
+            self._turn, self._turn_until = self._turn + 1, now + _TURN_FOR
+        return self._turn % count
+
+    async def _claim_in(
+        self, shard: RedisJobStore, limit: int, lease: float, queues: Sequence[str]
+    ) -> list[Claim]:
+        if shard._withdrawals:  # jobs an ended offer hands back are claimable first
+            await asyncio.wait(set(shard._withdrawals), timeout=self._deadline)
+        return await shard.claim(limit, lease=lease, queues=queues)
 
     async def wait_for_work(
         self,

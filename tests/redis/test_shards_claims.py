@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from async_endpoints._job import NewJob
+from async_endpoints_redis import _shard_waits
 from async_endpoints_redis._shard_layout import ShardLayout
 from tests.redis.conftest import StoreFactory
 
@@ -19,9 +20,12 @@ def new_job(**options: object) -> NewJob:
     return NewJob(uuid.uuid4(), "Echo", 0, **options)  # type: ignore[arg-type]
 
 
-async def test_no_shard_starves_a_busy_worker(make_store: StoreFactory, prefix: str) -> None:
-    """Every shard has a backlog far larger than a claim: three claims in a row take from
-    three different shards."""
+async def test_no_shard_starves_a_busy_worker(
+    make_store: StoreFactory, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every shard has a backlog far larger than a claim: three turns in a row take from
+    three different shards (turns of no length here: one claim each)."""
+    monkeypatch.setattr(_shard_waits, "_TURN_FOR", 0.0)
     store = await make_store(shards=3)
     layout = ShardLayout(prefix, 3)
     for _ in range(150):
@@ -114,3 +118,23 @@ async def test_a_keys_jobs_run_in_order_one_at_a_time(make_store: StoreFactory) 
                 order.append(claim.job.id)
             await store.complete(claim, None)
     assert order == [job.id for job in jobs]
+
+
+async def test_a_workers_claims_keep_to_one_shard_for_its_turn_then_move_on(
+    make_store: StoreFactory, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within a turn a busy worker's claims come from one shard (its completions then
+    share script calls); the shard running dry ends the turn at once."""
+    monkeypatch.setattr(_shard_waits, "_TURN_FOR", 60.0)
+    store = await make_store(shards=3)
+    layout = ShardLayout(prefix, 3)
+    for _ in range(90):
+        await store.enqueue(new_job())
+    first = await store.claim(5, lease=10)
+    shard = layout.of_id(first[0].job.id)
+    in_turn = first + await store.claim(5, lease=10) + await store.claim(5, lease=10)
+    assert {layout.of_id(claim.job.id) for claim in in_turn} == {shard}
+    rest = await store.claim(100, lease=10)  # drains the turn's shard, then the others
+    assert len(in_turn) + len(rest) == 90
+    after = await store.claim(5, lease=10)
+    assert after == []  # nothing left anywhere
