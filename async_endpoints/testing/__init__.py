@@ -5,6 +5,7 @@ contract suite (`async_endpoints.testing.contract`, which needs pytest) is given
 package itself imports without pytest.
 """
 
+import pkgutil
 import sys
 
 from ._clock import ManualClock as ManualClock
@@ -12,29 +13,12 @@ from ._kit import StoreKit as StoreKit
 
 if "pytest" in sys.modules:
     # Plain asserts in the shipped suite then explain their failures as in a test module.
+    # Every module of the suite: the contract and its _contract_* parts.
     sys.modules["pytest"].register_assert_rewrite(
         *(
-            f"{__name__}.{module}"
-            for module in (
-                "contract",
-                "_contract_batch_control",
-                "_contract_batches",
-                "_contract_cancel",
-                "_contract_core",
-                "_contract_lifecycle",
-                "_contract_listing",
-                "_contract_partition_control",
-                "_contract_partitions",
-                "_contract_pause",
-                "_contract_queues",
-                "_contract_races",
-                "_contract_requeue",
-                "_contract_schedules",
-                "_contract_stats",
-                "_contract_support",
-                "_contract_tenants",
-                "_contract_waits",
-            )
+            f"{__name__}.{module.name}"
+            for module in pkgutil.iter_modules(__path__)
+            if module.name == "contract" or module.name.startswith("_contract")
         )
     )
 
