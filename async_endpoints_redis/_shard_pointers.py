@@ -33,7 +33,9 @@ shard while it lives, one round trip more for its enqueue, and one check per ret
 A follow-up (`NewJob.follow_up`, a webhook delivery) is enqueued by its parent's script,
 in its parent's shard, with the id the engine chose: when that id's shard is another, the
 parent's enqueue points it there first (``"<prefix> <parent id>"``: kept while the
-parent or the follow-up lives).
+parent or the follow-up lives). That pointer reserves the id in its shard: another job
+enqueued there under it is refused (`DuplicateJobError`), since the parent's script could
+not see it and would store the follow-up too.
 """
 
 from __future__ import annotations

@@ -125,11 +125,11 @@ local function hand_over(key, id, fields, queue)
 end
 
 -- Whether a sharded store's pointer in this shard (``{p}:at``, see _shard_pointers.py)
--- says a job with this id is stored in another shard (a follow-up's pointer, "<prefix>
--- <parent id>", names no job yet: it reserves nothing). Never there with one shard.
+-- says a job with this id is stored in another shard, or is reserved there (a
+-- follow-up's pointer, "<prefix> <parent id>": its parent's script will store it with
+-- this id, and that script cannot see this shard). Never there with one shard.
 local function stored_elsewhere(id)
-  local held = redis.call('HGET', P .. 'at', id)
-  return held and not string.find(held, ' ', 1, true)
+  return redis.call('HEXISTS', P .. 'at', id) == 1
 end
 
 local replies = {}

@@ -8,8 +8,8 @@ turns, a key's lane) within each shard, and a claim takes from the shards in tur
 visit to every shard: the kit's ``order_group`` is the shard a job was placed in, so the
 suite checks each order within each shard, and that claims take every due job of every
 shard. tests/redis/test_shards_order.py checks what holds across shards in more detail.
-The two tests of a follow-up whose id another job took are marked (see
-`FOLLOW_UP_SQUATTERS`).
+A follow-up stored away from its id's shard reserves its id there (a pointer), so another
+job enqueued under that id is refused; the suite accepts that or a skipped follow-up.
 """
 
 from __future__ import annotations
@@ -29,27 +29,6 @@ from tests.contract.test_store_contract import ProjectStore
 from tests.redis_servers import RedisClusterProcesses, RedisServer
 
 SHARDS = 3
-
-#: The suite's tests of a follow-up whose id another job took meanwhile: the parent's
-#: script sees only its own shard, so a squatter stored in the follow-up id's shard (when
-#: that is another) is not seen and the follow-up is stored too. No client can do it
-#: through the engine: a delivery's id is chosen by the engine and known to nobody before
-#: the delivery is stored.
-FOLLOW_UP_SQUATTERS = {
-    "test_a_follow_up_whose_id_is_taken_is_skipped",
-    "test_a_skipped_follow_up_leaves_the_webhook_failed",
-}
-
-
-@pytest.fixture(autouse=True)
-def _follow_up_squatters(request: pytest.FixtureRequest) -> None:
-    if request.node.originalname in FOLLOW_UP_SQUATTERS:
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="a follow-up id taken in another shard is not seen by its parent",
-                strict=False,
-            )
-        )
 
 
 def shard_of(prefix: str) -> Callable[[Job], Hashable]:
