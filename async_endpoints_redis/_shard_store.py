@@ -42,6 +42,7 @@ from async_endpoints._store_features import Idempotency
 
 from ._client import AnyRedis, client_options, connect
 from ._keys import Keys
+from ._shard_client import keep_command_table
 from ._shard_counts import WaitingCounts
 from ._shard_features import ShardFeatures
 from ._shard_layout import ShardLayout
@@ -107,6 +108,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardLookup, RedisJobStore
         self._closed = False
         self._turn = random.randrange(shards)
         self._turn_until = 0.0
+        self._down_until: dict[RedisJobStore, float] = {}
         self._pointers: Pointers | None = None
         self._counts = WaitingCounts(self)
         self._old_layouts: list[ShardLayout] = []
@@ -132,6 +134,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardLookup, RedisJobStore
                         client = await connect(
                             self._url, cluster=self._cluster, options=self._client_options
                         )
+                keep_command_table(client)  # one dead master must stop no other shard
                 self._client = client
                 shards = [self._shard(index, prefix, client) for index, prefix in enumerate(
                     self._layout.prefixes)]  # fmt: skip

@@ -1,0 +1,56 @@
+"""The shared cluster client of a sharded store, made so that one dead master stops no
+other shard.
+
+Every shard of a `ShardedRedisJobStore` calls Redis through one client. A call that
+fails on a dead master makes redis-py's cluster client refresh its topology before the
+next call of any shard, and that refresh also reloads the command table (``COMMAND``)
+from the client's default node: the master of the lowest slots, which may be the dead
+one. That reload then fails, the client closes every node's connections, and every call
+of every shard fails with the dead master's error until a replica takes over (seen in
+``tests/faults/test_shard_failover.py``: the live shards took jobs but completed none
+while shard 1's master was down).
+
+`keep_command_table` makes a cluster client load its command table once: a topology
+refresh then asks only the nodes it needs (``CLUSTER SLOTS``, from the first that
+answers), so a call in a live shard never waits for, nor fails on, a dead master. The
+table describes the server's commands, not the topology, so it stays right across
+failovers. It is applied to the store's own client and to one given to it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from redis._parsers.commands import AsyncCommandsParser
+from redis.asyncio.cluster import RedisCluster
+
+if TYPE_CHECKING:
+    from redis.asyncio.cluster import ClusterNode
+
+    from ._client import AnyRedis
+
+
+class _KeptCommands(AsyncCommandsParser):
+    """A command table loaded once; later refreshes only move it to the new default node
+    (used for ``COMMAND GETKEYS``)."""
+
+    __slots__ = ()
+
+    async def initialize(self, node: ClusterNode | None = None) -> None:
+        if node is not None:
+            self.node = node
+        if not self.commands:
+            await super().initialize()
+
+
+def keep_command_table(client: AnyRedis) -> None:
+    """Make a cluster client load its command table once (see the module docstring);
+    nothing for a single server's client."""
+    if not isinstance(client, RedisCluster) or isinstance(client.commands_parser, _KeptCommands):
+        return
+    parser = client.commands_parser
+    kept = _KeptCommands()
+    kept.commands = parser.commands
+    if hasattr(parser, "node"):
+        kept.node = parser.node
+    client.commands_parser = kept
