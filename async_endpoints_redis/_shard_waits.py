@@ -8,9 +8,11 @@ their completions and renewals share script calls as with one shard, and no shar
 waits more than N turns for any worker. A shard whose
 last claim found nothing due, less than `_DRY_FOR` seconds ago and with no wake-up from it
 since, is skipped (a cancel or failure made through this store counts as its wake-up, so a
-claim right after it sees its effect). A shard that cannot be reached is skipped too (its
-error is raised only when no shard answered), so the others keep running while one fails
-over.
+claim right after it sees its effect). A shard that cannot be reached is passed over,
+and then by the next claims for `_DOWN_FOR` seconds (unless every shard is), with no
+wait for its offers' withdrawals; after such a failure the claim asks every other shard,
+dry or not, and raises the error only when no shard answered: the others keep running
+while one fails over, and a worker does not back off because of one shard.
 
 What the turns give: strict queue priority, oldest first and tenant turns hold within each
 shard (its scripts, unchanged); across shards a claim takes from one shard, then the next.
@@ -48,6 +50,9 @@ _TURN_FOR = 0.05
 #: Seconds a shard whose claim found nothing due is skipped by the next claims (unless
 #: it wakes): bounds what a missed wake-up can delay on top of one shard's behaviour.
 _DRY_FOR = 0.5
+#: Seconds a shard whose claim failed (it could not be reached) is passed over by the
+#: next claims, unless every shard is: a failing-over master holds up no other shard.
+_DOWN_FOR = 0.5
 
 
 class ShardWaits(ShardBase):
@@ -56,30 +61,42 @@ class ShardWaits(ShardBase):
     _turn: int
     _turn_until: float
     _deadline: float
+    _down_until: dict[RedisJobStore, float]  # shards whose last claim failed: until when
 
     async def claim(
         self, limit: int, *, lease: float, queues: Sequence[str] = (DEFAULT_QUEUE,)
     ) -> list[Claim]:
         """Claim up to ``limit`` jobs, from the shards in turn (see the module
-        docstring): strict priority and tenant turns hold within each shard."""
+        docstring): strict priority and tenant turns hold within each shard. A shard that
+        cannot be reached is passed over (its error is raised only when no shard
+        answered), so the others' jobs are claimed while it fails over."""
         shards = await self._ready_shards()
         if limit <= 0:
             return []
         count = len(shards)
         start = self._turn_start(count)
+        now = time.monotonic()
+        down = self._down_until
+        all_down = all(down.get(shard, 0.0) > now for shard in shards)
         claims: list[Claim] = []
         failure: StoreUnavailableError | None = None
         answered = False
         for offset in range(count):
             shard = shards[(start + offset) % count]
-            if offset and _dry(shard, queues):
+            # After a failure, every other shard is asked (dry or not): a claim raises
+            # only when no shard answered.
+            if offset and failure is None and _dry(shard, queues):
                 continue
+            if not all_down and down.get(shard, 0.0) > now:
+                continue  # it failed just now: asked again once its mark runs out
             try:
                 claims += await self._claim_in(shard, limit - len(claims), lease, queues)
             except StoreUnavailableError as exc:
                 failure = exc
+                down[shard] = time.monotonic() + _DOWN_FOR
             else:
                 answered = True
+                down.pop(shard, None)
                 if len(claims) >= limit:
                     break
             if not offset:  # its shard ran dry (or failed): the next claim starts further
@@ -98,7 +115,10 @@ class ShardWaits(ShardBase):
     async def _claim_in(
         self, shard: RedisJobStore, limit: int, lease: float, queues: Sequence[str]
     ) -> list[Claim]:
-        if shard._withdrawals:  # jobs an ended offer hands back are claimable first
+        # Jobs an ended offer hands back are claimable first: their withdrawal is awaited,
+        # but not that of a shard whose last claim failed (it would fail or time out too,
+        # holding up the claims of the other shards meanwhile).
+        if shard._withdrawals and shard not in self._down_until:
             await asyncio.wait(set(shard._withdrawals), timeout=self._deadline)
         return await shard.claim(limit, lease=lease, queues=queues)
 
