@@ -43,6 +43,8 @@ import pytest
 import redis
 import redis.asyncio
 
+from async_endpoints._job import NewJob
+from async_endpoints_redis import RedisJobStore
 from async_endpoints_redis._shard_layout import ShardLayout
 from tests.e2e.processes import Proc, start_api, start_worker
 from tests.redis_servers import RedisClusterProcesses, RedisServer, start_cluster
@@ -267,3 +269,40 @@ async def test_killing_one_shards_master_stops_no_other_shard_and_loses_only_unr
     too_old = [i for i in missing if killed_at - accepted[i] > LAG_BOUND]
     assert too_old == [], "jobs acknowledged well before the kill went missing"
     assert all(shard_of(i) == failed for i in missing), "a job of a live shard went missing"
+
+
+@pytest.mark.timeout(60)
+async def test_a_client_refresh_while_the_lowest_slots_master_is_dead_fails_no_live_shard() -> None:
+    """redis-py's cluster client starts over (``aclose``, then a topology refresh at the
+    next call) after some failures of a failover (``CLUSTERDOWN``, an uncovered slot,
+    MOVED loops, a failed pipeline). The shards share that client: the refresh must not
+    ask the dead master anything (it once reloaded the command table from the default
+    node, the master of the lowest slots), or every shard's calls fail with its error."""
+    cluster = start_cluster(full_coverage=False)  # no replicas: the master stays dead
+    try:
+        prefix = f"refresh-{uuid.uuid4().hex[:8]}"
+        layout = ShardLayout(prefix, SHARDS)
+        tags = [f"{{{one}}}" for one in layout.prefixes]
+        dead = cluster.masters()[0]  # the lowest slots: the client's default node
+        live = [n for n, tag in enumerate(tags) if cluster.primary_for(tag).port != dead.port]
+        assert len(live) == SHARDS - 1, "one shard on each master"
+        store = RedisJobStore(cluster.primary_for(tags[live[0]]).url, prefix=prefix, shards=SHARDS)
+
+        def new_job(shard: int) -> NewJob:
+            job_id = next(i for i in iter(uuid.uuid4, None) if layout.of_id(i) == shard)
+            return NewJob(id=job_id, name="work", max_retries=0)
+
+        try:
+            for shard in range(SHARDS):  # every node has the enqueue script now
+                await store.enqueue(new_job(shard))
+            dead.stop()
+            client = store._client
+            assert client is not None
+            await client.aclose()  # as redis-py does itself; the next call refreshes
+            for shard in live:
+                job = await store.enqueue(new_job(shard))
+                assert await store.get(job.id) == job, f"shard {shard} answers"
+        finally:
+            await store.aclose()
+    finally:
+        cluster.stop()
