@@ -46,6 +46,7 @@ import redis.asyncio
 from async_endpoints._job import NewJob
 from async_endpoints_redis import RedisJobStore
 from async_endpoints_redis._shard_layout import ShardLayout
+from async_endpoints_redis._shard_store import ShardedRedisJobStore
 from tests.e2e.processes import Proc, start_api, start_worker
 from tests.redis_servers import RedisClusterProcesses, RedisServer, start_cluster
 
@@ -296,6 +297,7 @@ async def test_a_client_refresh_while_the_lowest_slots_master_is_dead_fails_no_l
             for shard in range(SHARDS):  # every node has the enqueue script now
                 await store.enqueue(new_job(shard))
             dead.stop()
+            assert isinstance(store, ShardedRedisJobStore)
             client = store._client
             assert client is not None
             await client.aclose()  # as redis-py does itself; the next call refreshes
