@@ -14,7 +14,11 @@ while shard 1's master was down).
 refresh then asks only the nodes it needs (``CLUSTER SLOTS``, from the first that
 answers), so a call in a live shard never waits for, nor fails on, a dead master. The
 table describes the server's commands, not the topology, so it stays right across
-failovers. It is applied to the store's own client and to one given to it.
+failovers. It also keeps the client's default node when redis-py closes the client
+itself (after ``CLUSTERDOWN``, an uncovered slot, repeated MOVED, a failed pipeline):
+with none, the next call is not routed by its key's slot but sent to the default node
+the refresh picks, the master of the lowest slots, dead or not. Applied to the store's
+own client and to one given to it.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from redis._parsers.commands import AsyncCommandsParser
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import NodesManager, RedisCluster
 
 if TYPE_CHECKING:
     from redis.asyncio.cluster import ClusterNode
@@ -43,6 +47,19 @@ class _KeptCommands(AsyncCommandsParser):
             await super().initialize()
 
 
+class _KeptDefault(NodesManager):
+    """Nodes whose default node outlives a close of the client (its connections closed,
+    it reconnects), so that a call right after is routed by its key's slot."""
+
+    __slots__ = ()
+
+    async def aclose(self, attr: str = "nodes_cache") -> None:
+        default = self.default_node
+        await super().aclose(attr)
+        if self.default_node is None:
+            self.default_node = default
+
+
 def keep_command_table(client: AnyRedis) -> None:
     """Make a cluster client load its command table once (see the module docstring);
     nothing for a single server's client."""
@@ -54,3 +71,5 @@ def keep_command_table(client: AnyRedis) -> None:
     if hasattr(parser, "node"):
         kept.node = parser.node
     client.commands_parser = kept
+    if type(client.nodes_manager) is NodesManager:
+        client.nodes_manager.__class__ = _KeptDefault

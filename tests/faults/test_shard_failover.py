@@ -273,11 +273,17 @@ async def test_killing_one_shards_master_stops_no_other_shard_and_loses_only_unr
 
 
 @pytest.mark.timeout(60)
-async def test_a_client_refresh_while_the_lowest_slots_master_is_dead_fails_no_live_shard() -> None:
+@pytest.mark.parametrize("restart", [False, True], ids=["after_a_failed_call", "after_aclose"])
+async def test_a_client_refresh_while_the_lowest_slots_master_is_dead_fails_no_live_shard(
+    restart: bool,
+) -> None:
     """redis-py's cluster client refreshes its topology at the next call after a call
-    failed on a node. The shards share that client: the refresh must not ask the dead
-    master anything (it once reloaded the command table from the client's default node,
-    the master of the lowest slots, so every shard's calls failed with its error)."""
+    failed on a node, and closes itself first after some failures (``CLUSTERDOWN``, an
+    uncovered slot, repeated MOVED, a failed pipeline). The shards share that client: the
+    refresh must not ask the dead master anything (it once reloaded the command table
+    from the client's default node, the master of the lowest slots, so every shard's
+    calls failed with its error), and after a close each call still goes to its slot's
+    node (it once went to the default node the refresh picked: the dead master)."""
     cluster = start_cluster(full_coverage=False)  # no replicas: the master stays dead
     try:
         prefix = f"refresh-{uuid.uuid4().hex[:8]}"
@@ -299,7 +305,10 @@ async def test_a_client_refresh_while_the_lowest_slots_master_is_dead_fails_no_l
             assert isinstance(store, ShardedRedisJobStore)
             client = store._client
             assert isinstance(client, redis.asyncio.RedisCluster)
-            client._initialize = True  # as a call failed on the dead master leaves it
+            if restart:
+                await client.aclose()  # as redis-py does itself; the next call refreshes
+            else:
+                client._initialize = True  # as a call failed on the dead master leaves it
             for shard in live:
                 job = await store.enqueue(new_job(shard))
                 assert await store.get(job.id) == job, f"shard {shard} answers"
