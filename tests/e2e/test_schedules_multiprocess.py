@@ -2,9 +2,10 @@
 schedule enqueues exactly one job however many processes run the scheduler, and a process
 killed with SIGKILL costs no cycle (there is no leader to lose).
 
-On one server the run lasts the 60 s the issue asks for (two processes for 20 s, three
-for 20 s, then one of them killed and two for 20 s more); on a Redis Cluster 15 s (5 s
-each), which covers every transition as well. The jobs are
+On one server the run lasts the 60 s the issue asks for with ``FAULTS_SCALE=full`` (two
+processes for 20 s, three for 20 s, then one of them killed and two for 20 s more), 15 s
+by default (5 s each: every transition is covered, and the whole suite stays within its
+time budget); on a Redis Cluster 15 s. The jobs are
 counted by the second their ``created_at`` falls in (the Redis server's clock, which
 fires them).
 """
@@ -21,6 +22,7 @@ import pytest
 
 from async_endpoints import AsyncEndpoints
 from async_endpoints_redis import RedisJobStore
+from tests.faults.scale import current_scale
 from tests.redis_servers import RedisClusterProcesses
 
 from .processes import Proc, start_worker
@@ -54,10 +56,12 @@ def start(env: dict[str, str], tmp_path: Path, name: str) -> Proc:
 async def test_one_job_per_second_with_two_then_three_processes_and_one_killed(
     env: dict[str, str], procs: list[Proc], tmp_path: Path
 ) -> None:
-    """Two scheduler processes for 20 s, three for 20 s, then one of them SIGKILLed and two
-    for 20 s more: every second from the first job to the end has exactly one job, and the
-    kill costs no cycle (at most the one in flight, which the issue allows)."""
-    await two_then_three_then_one_killed(env, procs, tmp_path, phase=20.0)
+    """Two scheduler processes for a phase, three for a phase, then one of them SIGKILLed
+    and two for a phase more (20 s each at the full scale, 5 s by default): every second
+    from the first job to the end has exactly one job, and the kill costs no cycle (at
+    most the one in flight, which the issue allows)."""
+    phase = 20.0 if current_scale().name == "full" else 5.0
+    await two_then_three_then_one_killed(env, procs, tmp_path, phase=phase)
 
 
 async def test_one_job_per_second_on_a_redis_cluster(
