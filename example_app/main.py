@@ -54,6 +54,7 @@ endpoints = AsyncEndpoints(
 )
 endpoints.map_job_details("/jobs/{job_id}")
 endpoints.map_job_cancel("/jobs/{job_id}/cancel")
+endpoints.map_job_events("/jobs/{job_id}/events")
 endpoints.map_batch_details("/batches/{batch_id}")
 
 

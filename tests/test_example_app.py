@@ -47,6 +47,20 @@ async def test_process_data_completes_with_the_processed_text(example, http_clie
     }
 
 
+async def test_a_finished_jobs_event_stream_tells_its_status_and_ends(
+    example, http_client_for
+) -> None:
+    """GET /jobs/{id}/events of a finished job: one status event with its JSON, then the
+    stream ends."""
+    async with http_client_for(example.app) as client:
+        response = await client.post("/api/process-data/acme", json={"data": "hi"})
+        job = await finished(example, client, response)
+        events = await client.get(f"/jobs/{job['id']}/events")
+    assert events.status_code == 200
+    assert events.headers["content-type"].startswith("text/event-stream")
+    assert "event: status" in events.text and '"status":"Completed"' in events.text
+
+
 async def test_process_data_refuses_a_blocked_tenant_with_403(example, http_client_for) -> None:
     """The validator answers 403 with a JSON error for a blocked tenant; nothing is queued."""
     async with http_client_for(example.app) as client:
