@@ -7,11 +7,9 @@ subscription (on a cluster, to its own master) and its own inbox. This layer pic
 shard of every call; what it costs on top of one shard:
 
 - enqueue: the placement shard's script, shared by the submissions of one event-loop
-  turn as with one shard; a turn's submissions are answered together, so that their
-  next ones batch together again (`_shard_turns`); a job placed away from its id's
-  shard (a partition key, a batch) first writes a pointer there (one more round trip,
-  `_shard_pointers`); an idempotency key is first recorded in its own shard (one more
-  round trip).
+  turn as with one shard; a job placed away from its id's shard (a partition key, a
+  batch) first writes a pointer there (one more round trip, `_shard_pointers`); an
+  idempotency key is first recorded in its own shard (one more round trip).
   ``max_waiting`` counts every shard: see `WaitingCounts`.
 - get, cancel, requeue, wait_until_terminal, watch_job, follow_up_of: the id's shard;
   a miss there reads its pointer (one small call) and goes to the job's shard. No fan-out
@@ -50,7 +48,6 @@ from ._shard_features import ShardFeatures
 from ._shard_layout import ShardLayout
 from ._shard_lookup import ShardLookup
 from ._shard_pointers import Pointers
-from ._shard_turns import TurnCohorts
 from ._shard_waits import ShardWaits
 from ._store import RedisJobStore
 
@@ -114,7 +111,6 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardLookup, RedisJobStore
         self._down_until: dict[RedisJobStore, float] = {}
         self._pointers: Pointers | None = None
         self._counts = WaitingCounts(self)
-        self._cohorts = TurnCohorts()
         self._old_layouts: list[ShardLayout] = []
         self._adopted: RedisJobStore | None = None  # the plain store this one was
 
@@ -199,11 +195,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardLookup, RedisJobStore
     # The JobStore
 
     async def enqueue(self, new_job: NewJob, *, max_waiting: int | None = None) -> Job:
-        """As `RedisJobStore.enqueue`, in the job's shard (see `_shard_layout`); answered
-        with the other submissions of its turn (`TurnCohorts`)."""
-        return await self._cohorts.together(self._enqueue(new_job, max_waiting))
-
-    async def _enqueue(self, new_job: NewJob, max_waiting: int | None) -> Job:
+        """As `RedisJobStore.enqueue`, in the job's shard (see `_shard_layout`)."""
         shard, new_job = await self._placed(new_job)
         return await self._counts.limited(
             shard, max_waiting, lambda limit: self._shards[shard].enqueue(
@@ -217,13 +209,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardLookup, RedisJobStore
         unless its idempotency key was used already: every key is first recorded, with
         the shard of its job, in the key's shard (`Pointers.idempotent`, one more round
         trip, kept as long as the key), and a repeat goes to that shard, whose script then
-        answers it atomically (the job stored under the key, or a conflict). Answered with
-        the other submissions of its turn (`TurnCohorts`)."""
-        return await self._cohorts.together(self._enqueue_once(new_job, idempotency, max_waiting))
-
-    async def _enqueue_once(
-        self, new_job: NewJob, idempotency: Idempotency, max_waiting: int | None
-    ) -> tuple[Job, str | None]:
+        answers it atomically (the job stored under the key, or a conflict)."""
         shards = await self._ready_shards()
         placed = self._placement(new_job)
         ttl_ms = max(1, math.ceil(idempotency.ttl * 1000))
