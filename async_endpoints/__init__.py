@@ -8,6 +8,7 @@ job-details route reports the job's lifecycle.
 from ._batch import Batch as Batch
 from ._batch import BatchPage as BatchPage
 from ._batch import BatchStatus as BatchStatus
+from ._batch import NewBatch as NewBatch
 from ._context import AsyncContext as AsyncContext
 from ._endpoints import AsyncEndpoints as AsyncEndpoints
 from ._errors import AsyncEndpointsError as AsyncEndpointsError
@@ -48,6 +49,7 @@ from ._store import JobStore as JobStore
 from ._store_features import BatchStore as BatchStore
 from ._store_features import EventStore as EventStore
 from ._store_features import FollowUpStore as FollowUpStore
+from ._store_features import Idempotency as Idempotency
 from ._store_features import IdempotentStore as IdempotentStore
 from ._store_features import ProgressStore as ProgressStore
 from ._store_features import ScheduleStore as ScheduleStore
@@ -69,6 +71,7 @@ __all__ = [
     "EventStore",
     "FollowUpStore",
     "Handler",
+    "Idempotency",
     "IdempotencyConflictError",
     "IdempotentStore",
     "InMemoryJobStore",
@@ -86,6 +89,7 @@ __all__ = [
     "JobStore",
     "JobStoreError",
     "JobValidationError",
+    "NewBatch",
     "NewJob",
     "ProgressStore",
     "QueueFullError",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing
+
 import async_endpoints
 import async_endpoints.testing
 
@@ -28,3 +30,29 @@ def test_the_api_names_of_the_contract_are_exported() -> None:
     promised = {"AsyncEndpoints", "AsyncContext", "InMemoryJobStore", "Job", "JobStatus"}
     promised |= {"JobPage", "QueueStats", "InvalidTransitionError", "JobSpec"}
     assert promised <= set(async_endpoints.__all__)
+
+
+def _classes_named_in(hint: object) -> set[type]:
+    found = {hint} if isinstance(hint, type) else set()
+    for argument in typing.get_args(hint):
+        found |= _classes_named_in(argument)
+    return found
+
+
+def test_every_type_a_store_protocol_names_is_exported() -> None:
+    """A third-party store can implement every exported store protocol from the public
+    names alone: each class of ours in their methods' signatures is exported too."""
+    unexported = set()
+    for name in async_endpoints.__all__:
+        protocol = getattr(async_endpoints, name)
+        if not (isinstance(protocol, type) and name.endswith("Store")):
+            continue
+        for method_name, method in vars(protocol).items():
+            if method_name.startswith("_") or not callable(method):
+                continue
+            for hint in typing.get_type_hints(method).values():
+                for cls in _classes_named_in(hint):
+                    ours = cls.__module__.startswith("async_endpoints")
+                    if ours and cls.__name__ not in async_endpoints.__all__:
+                        unexported.add(f"{name}.{method_name}: {cls.__name__}")
+    assert not unexported
