@@ -6,6 +6,7 @@
     ├── JobValidationError        a submitted body failed the handler's model (.errors lists why)
     ├── JobStoreError             the store could not do what was asked
     │   ├── StoreUnavailableError the store cannot be reached now; try again later (HTTP 503)
+    │   │   └── PartialRenewalError  some claims' leases renewed, others' not (a part down)
     │   ├── QueueFullError        max_queue_size jobs are waiting; nothing was stored (HTTP 503)
     │   ├── DuplicateJobError     a job with this id exists already; nothing was changed
     │   └── ResultRefusedError    the store refused a result for good (the job fails with it)
@@ -61,6 +62,28 @@ class StoreUnavailableError(JobStoreError):
     def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class PartialRenewalError(StoreUnavailableError):
+    """A store made of parts (shards) renewed the claims of the parts that answered and
+    could not reach the others: what it knows is attached.
+
+    Raised by `JobStore.renew` of such a store only when some part answered (when none
+    did, the part's `StoreUnavailableError` is raised as by any store). The lease renewal
+    counts every claim of ``held`` that is in neither set as renewed.
+
+    Attributes:
+        lost: Tokens the parts that answered reported lost (as `JobStore.renew` returns).
+        unknown: Tokens of the claims of the parts that failed: neither renewed nor known
+            lost (their leases run on).
+    """
+
+    def __init__(
+        self, message: str, *, lost: set[str], unknown: set[str], retry_after: float = 1.0
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.lost = lost
+        self.unknown = unknown
 
 
 class QueueFullError(JobStoreError):

@@ -7,7 +7,7 @@ import logging
 import uuid
 from collections.abc import Callable, Collection, Sequence
 
-from ._errors import StoreUnavailableError
+from ._errors import PartialRenewalError, StoreUnavailableError
 from ._job import Job, JobStatus
 from ._logs import job_extra
 from ._store import Claim, JobStore
@@ -68,6 +68,10 @@ async def renew_forever(
     rather than when it reconnects. The lease is counted from the sending of the last
     renewal that succeeded (a claim first seen counts from a third of a lease earlier,
     the longest it can have been held before), so the store's deadline is never earlier.
+    A store of several parts that renewed only some (`PartialRenewalError`) renews the
+    claims of the parts that answered: those it reports lost are handled as lost, the
+    others count as renewed, and the claims of the parts that failed as not renewed (their
+    leases run on, so only their handlers are fenced when a part stays down).
     """
     loop = asyncio.get_running_loop()
     leases = _Leases(lease)
@@ -76,9 +80,12 @@ async def renew_forever(
         held = claims()
         sent = loop.time()
         leases.track(held, sent)
-        lost = await _renew_fenced(store, held, leases, on_lost) if held else None
-        if lost is not None:
-            leases.renewed([c.token for c in held if c.token not in lost], sent)
+        answer = await _renew_fenced(store, held, leases, on_lost) if held else None
+        lost: set[str] = set()
+        if answer is not None:
+            lost, unknown = answer
+            unrenewed = lost | unknown
+            leases.renewed([c.token for c in held if c.token not in unrenewed], sent)
         _fence(leases, on_lost, loop.time())
         if not lost:
             continue
@@ -94,9 +101,10 @@ async def _renew_fenced(
     held: Sequence[Claim],
     leases: _Leases,
     on_lost: Callable[[set[str]], Collection[str]],
-) -> set[str] | None:
-    """The tokens of ``held`` the store reports lost, or None when the renewal failed.
-    Leases that run out while the renewal is on its way are fenced meanwhile."""
+) -> tuple[set[str], set[str]] | None:
+    """The tokens of ``held`` the store reports lost and those it could not renew nor
+    tell lost (`PartialRenewalError`), or None when the renewal failed. Leases that run
+    out while the renewal is on its way are fenced meanwhile."""
     loop = asyncio.get_running_loop()
     renewal = asyncio.ensure_future(_renew(store, held, leases.lease))
     try:
@@ -108,9 +116,15 @@ async def _renew_fenced(
         renewal.cancel()
 
 
-async def _renew(store: JobStore, held: Sequence[Claim], lease: float) -> set[str] | None:
+async def _renew(
+    store: JobStore, held: Sequence[Claim], lease: float
+) -> tuple[set[str], set[str]] | None:
     try:
-        return await store.renew(held, lease=lease)
+        return await store.renew(held, lease=lease), set()
+    except PartialRenewalError as exc:
+        message = "lease renewal of %d claim(s) skipped, part of the store unavailable: %s"
+        logger.warning(message, len(exc.unknown), exc)
+        return exc.lost, exc.unknown
     except StoreUnavailableError as exc:
         logger.warning("lease renewal skipped, store unavailable: %s", exc)
     except Exception:

@@ -8,9 +8,9 @@ followed by the operation's own file, whose header lists its ARGV and reply; the
 methods here pass exactly those. Every call passes two keys: the store's clock key and
 its key prefix (``{p}:``), from which the scripts build every other key name, so that
 every key a script touches shares the store's one hash tag and a cluster routes each
-call to the node of that slot. redis-py's `AsyncScript` calls EVALSHA and falls back to
-SCRIPT LOAD on NOSCRIPT, so a restarted or failed-over server that forgot the scripts is
-handled transparently.
+call to the node of that slot. A `LuaScript` calls EVALSHA and falls back to EVAL of
+the text on NOSCRIPT (on that node only: see `_lua_script`), so a restarted or
+failed-over server that forgot the scripts is handled transparently.
 
 Every call also passes this process's reading of the elapsed-time clock (ARGV[1], see
 `_elapsed`) and the store's retention of terminal jobs in ms (ARGV[2]) ahead of the
@@ -33,6 +33,7 @@ from async_endpoints._store_features import Idempotency
 
 from ._codec import Reply, dump_json, encode_request
 from ._elapsed import ElapsedClock
+from ._lua_script import LuaScript
 
 #: One submission: the job, the most waiting jobs allowed (None: no limit), and its
 #: idempotency key when it has one.
@@ -133,8 +134,9 @@ class Scripts:
     ) -> None:
         sources = {name: _source(name) for name in _INCLUDES + _EXTRA_INCLUDES}
         self._scripts = {
-            name: client.register_script(
-                "".join(sources[part] for part in _NEEDS.get(name, _INCLUDES)) + _source(name)
+            name: LuaScript(
+                client,
+                "".join(sources[part] for part in _NEEDS.get(name, _INCLUDES)) + _source(name),
             )
             for name in _NAMES
         }

@@ -49,6 +49,7 @@ from async_endpoints._errors import DuplicateJobError
 
 from ._client import AnyRedis
 from ._keys import Keys
+from ._lua_script import LuaScript
 from ._shard_layout import ShardLayout
 
 if TYPE_CHECKING:
@@ -139,9 +140,9 @@ class Pointers:
         self._shards = shards
         #: The key prefix of every shard the store serves (its layout's, then old ones).
         self.prefixes: list[str] = list(layout.prefixes)
-        self._add = client.register_script(_ADD)
-        self._due = client.register_script(_DUE)
-        self._checked = client.register_script(_CHECKED)
+        self._add = LuaScript(client, _ADD)
+        self._due = LuaScript(client, _DUE)
+        self._checked = LuaScript(client, _CHECKED)
 
     def index_of(self, prefix: str) -> int | None:
         """The index of the shard with this key prefix (None: not served)."""

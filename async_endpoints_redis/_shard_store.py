@@ -15,7 +15,8 @@ shard of every call; what it costs on top of one shard:
   a miss there reads its pointer (one small call) and goes to the job's shard. No fan-out
   (`_shard_lookup`).
 - renew, complete, fail, set_progress: the claim's shard, named by the claim token's
-  mark (``s<i>-``).
+  mark (``s<i>-``); a renewal asks each shard of the claims at once and renews the
+  claims of those that answer, whatever the others do (`_shard_renewals`).
 - claim, wait_for_work: the shards in turn; every shard at once (`_shard_waits`).
 - recover, pause, resume, count_waiting, queue_stats, list_jobs, list_batches: every
   shard (`_shard_reads`, `_shard_features`); schedules: shard 0; batches: one shard each
@@ -48,13 +49,14 @@ from ._shard_features import ShardFeatures
 from ._shard_layout import ShardLayout
 from ._shard_lookup import ShardLookup
 from ._shard_pointers import Pointers
+from ._shard_renewals import ShardRenewals
 from ._shard_waits import ShardWaits
 from ._store import RedisJobStore
 
 logger = logging.getLogger("async_endpoints_redis")
 
 
-class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardLookup, RedisJobStore):
+class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup, RedisJobStore):
     """`RedisJobStore` over ``shards`` hash tags; made by ``RedisJobStore(...,
     shards=N)`` with N other than 1 (same arguments, same behaviour and guarantees; the
     costs and rules of the routing are in this module's docstring).
@@ -109,6 +111,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardLookup, RedisJobStore
         self._turn = random.randrange(shards)
         self._turn_until = 0.0
         self._down_until: dict[RedisJobStore, float] = {}
+        self._renewing: dict[RedisJobStore, asyncio.Future[set[str]]] = {}
         self._pointers: Pointers | None = None
         self._counts = WaitingCounts(self)
         self._old_layouts: list[ShardLayout] = []
@@ -246,22 +249,6 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardLookup, RedisJobStore
         `ShardLookup`)."""
         job, _ = await self._probe(job_id, str(job_id), lambda shard: shard.get(job_id))
         return job
-
-    async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[str]:
-        """As `RedisJobStore.renew`: one call per shard the claims come from, at once."""
-        await self._ready_shards()
-        groups: dict[int, list[Claim]] = {}
-        lost: set[str] = set()
-        for claim in claims:
-            shard = self._of_token(claim.token)
-            if shard is None:
-                lost.add(claim.token)
-            else:
-                groups.setdefault(self._shards.index(shard), []).append(claim)
-        renewed = await asyncio.gather(
-            *(self._shards[index].renew(group, lease=lease) for index, group in groups.items())
-        )
-        return lost.union(*renewed)
 
     async def complete(self, claim: Claim, result: Any) -> Job | None:
         """As `RedisJobStore.complete`, in the claim's shard."""

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -43,6 +44,7 @@ import pytest
 import redis
 import redis.asyncio
 
+from async_endpoints import AsyncContext, AsyncEndpoints, JobStatus
 from async_endpoints._job import NewJob
 from async_endpoints_redis import RedisJobStore
 from async_endpoints_redis._shard_layout import ShardLayout
@@ -313,6 +315,113 @@ async def test_a_client_refresh_while_the_lowest_slots_master_is_dead_fails_no_l
                 job = await store.enqueue(new_job(shard))
                 assert await store.get(job.id) == job, f"shard {shard} answers"
         finally:
+            await store.aclose()
+    finally:
+        cluster.stop()
+
+
+#: The lease of the per-shard renewal test: short, so that several pass in seconds.
+LEASE = 1.0
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("fault", ["killed", "frozen"])
+async def test_a_shard_down_fences_only_its_own_handlers_the_others_renew_and_run_on(
+    fault: str,
+) -> None:
+    """Lease renewal is per shard: while one shard's master is dead (SIGKILL: its calls
+    fail at once) or frozen (SIGSTOP: its calls hang until the socket timeout, longer
+    than a lease), the handlers of jobs in the other shards keep their claims renewed and
+    run past several leases (their results are accepted, on the first attempt), and only
+    the down shard's handlers are fenced when their lease runs out unrenewed (its claims
+    are neither renewed nor known lost)."""
+    cluster = start_cluster(full_coverage=False)  # no replica: the shard stays down
+    try:
+        prefix = f"renew-{uuid.uuid4().hex[:8]}"
+        layout = ShardLayout(prefix, SHARDS)
+        tags = [f"{{{one}}}" for one in layout.prefixes]
+        dead_shard = 1
+        dead = cluster.primary_for(tags[dead_shard])
+        store = RedisJobStore(cluster.primary_for(tags[0]).url, prefix=prefix, shards=SHARDS)
+        engine = AsyncEndpoints(
+            store=store, claim_timeout=LEASE, recovery_interval=3600, max_retries=0
+        )
+        running: dict[int, set[uuid.UUID]] = {n: set() for n in range(SHARDS)}
+        fenced: dict[int, set[uuid.UUID]] = {n: set() for n in range(SHARDS)}
+        release = asyncio.Event()
+
+        async def hold(ctx: AsyncContext[None]) -> None:
+            shard = layout.of_id(ctx.job_id)  # a job without a key: its id's shard
+            running[shard].add(ctx.job_id)
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                fenced[shard].add(ctx.job_id)
+                raise
+
+        engine.add_handler(hold)
+        async with engine.running():
+            jobs = [await engine.submit("hold") for _ in range(12)]
+
+            async def every_job_runs() -> bool:
+                return sum(map(len, running.values())) == len(jobs)
+
+            await wait_for(every_job_runs, 10, "every job running")
+            assert all(running.values()), "a job in every shard"
+            if fault == "killed":
+                dead.stop()  # SIGKILL
+            else:
+                assert dead.process is not None
+                dead.process.send_signal(signal.SIGSTOP)
+            killed_at = time.monotonic()
+
+            async def dead_shard_fenced() -> bool:
+                return fenced[dead_shard] == running[dead_shard]
+
+            await wait_for(dead_shard_fenced, 5 * LEASE, "the dead shard's handlers fenced")
+            # Several leases pass with the shard down: the others' handlers run on.
+            while time.monotonic() < killed_at + 4 * LEASE:
+                assert not any(fenced[n] for n in range(SHARDS) if n != dead_shard)
+                await asyncio.sleep(LEASE / 10)
+            release.set()
+            live = [job for job in jobs if layout.of_id(job.id) != dead_shard]
+            done = [await engine.wait_for(job.id, timeout=10) for job in live]
+        assert {job.status for job in done} == {JobStatus.COMPLETED}
+        assert {job.retry_count for job in done} == {0}
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("fault", ["killed", "frozen"])
+async def test_a_live_shard_runs_a_script_it_never_ran_while_another_master_is_down(
+    fault: str,
+) -> None:
+    """A script a live shard's server has not run yet (here: enqueue, after the start)
+    runs while another shard's master is dead or frozen: it is loaded on the shard's own
+    node only (redis-py's SCRIPT LOAD goes to every master, and failed or hung on the
+    down one, so the live shard could not run it until the failover)."""
+    cluster = start_cluster(full_coverage=False)  # no replica: the shard stays down
+    try:
+        prefix = f"noscript-{uuid.uuid4().hex[:8]}"
+        layout = ShardLayout(prefix, SHARDS)
+        tags = [f"{{{one}}}" for one in layout.prefixes]
+        down = cluster.primary_for(tags[1])
+        store = RedisJobStore(cluster.primary_for(tags[0]).url, prefix=prefix, shards=SHARDS)
+        try:
+            await store.start()
+            if fault == "killed":
+                down.stop()  # SIGKILL
+            else:
+                assert down.process is not None
+                down.process.send_signal(signal.SIGSTOP)
+            for shard in (0, 2):
+                job_id = next(i for i in iter(uuid.uuid4, None) if layout.of_id(i) == shard)
+                job = await store.enqueue(NewJob(id=job_id, name="work", max_retries=0))
+                assert await store.get(job.id) == job, f"shard {shard} answers"
+        finally:
+            if down.process is not None:
+                down.process.send_signal(signal.SIGCONT)
             await store.aclose()
     finally:
         cluster.stop()

@@ -1,0 +1,141 @@
+"""`ShardRenewals`: lease renewal of a sharded store, per shard.
+
+A worker renews all its claims in one `renew` call; a sharded store sends one script
+call per shard the claims come from, at once. Each shard answers for its own claims:
+
+- a shard that answers renews its claims (or reports some lost), whatever the others do;
+- a shard whose call fails (its master down, say) renews none of its claims: they are
+  *unknown*, neither renewed nor known lost, and `PartialRenewalError` carries both sets
+  when some other shard answered (when none did, the shard's error is raised as by one
+  shard). The worker pool then counts the answered claims as renewed and lets the lease
+  of the unknown ones run on, so only the handlers of the shard that is down fence
+  themselves (`async_endpoints._recovery`);
+- a shard that is slow to answer (a frozen master) does not hold up the others: once
+  one shard has answered, the call waits for the rest for at most `_SLOW_FOR` of the
+  lease, and the claims of a shard that has not answered by then are unknown (its call
+  goes on in the background and is not sent again until it has ended: a frozen master
+  is not sent a pile of renewals).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from async_endpoints._errors import PartialRenewalError, StoreUnavailableError
+from async_endpoints._store import Claim
+
+from ._shard_base import ShardBase
+from ._store import RedisJobStore
+
+#: The part of a lease that a renewal waits for the slowest shard once another has
+#: answered: the answered claims count as renewed from the sending of the call, which a
+#: third of a lease after the previous one still leaves half a lease of margin.
+_SLOW_FOR = 0.5
+
+
+class ShardRenewals(ShardBase):
+    """`renew` of `ShardedRedisJobStore`."""
+
+    _renewing: dict[RedisJobStore, asyncio.Future[set[str]]]  # calls still under way
+
+    async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[str]:
+        """As `RedisJobStore.renew`: one call per shard the claims come from, at once (see
+        the module docstring).
+
+        Raises:
+            PartialRenewalError: Some shards could not renew their claims (could not be
+                reached, or were slow) and others answered: the claims of those that
+                answered are renewed (or in its ``lost``), those of the others are in
+                its ``unknown``.
+            StoreUnavailableError: No shard the claims come from could be reached.
+        """
+        await self._ready_shards()
+        groups: dict[RedisJobStore, list[Claim]] = {}
+        lost: set[str] = set()
+        for claim in claims:
+            shard = self._of_token(claim.token)
+            if shard is None:
+                lost.add(claim.token)
+            else:
+                groups.setdefault(shard, []).append(claim)
+        busy = [shard for shard in groups if _under_way(self._renewing.get(shard))]
+        calls = {
+            shard: self._renewal(shard, group, lease)
+            for shard, group in groups.items()
+            if shard not in busy
+        }
+        await _answers(list(calls.values()), lease * _SLOW_FOR)
+        unknown: set[str] = set()
+        failures: list[BaseException] = [
+            StoreUnavailableError("the shard's last renewal is still under way") for _ in busy
+        ]
+        for shard in busy:
+            unknown.update(claim.token for claim in groups[shard])
+        for shard, call in calls.items():
+            if _answered(call):
+                lost |= call.result()
+                continue
+            failures.append(_failure(call))
+            unknown.update(claim.token for claim in groups[shard])
+        if not failures:
+            return lost
+        if len(failures) == len(groups) or not all(isinstance(f, Exception) for f in failures):
+            raise failures[0]
+        raise PartialRenewalError(
+            f"{len(unknown)} claim(s) of {len(failures)} shard(s) not renewed: {failures[0]}",
+            lost=lost,
+            unknown=unknown,
+        ) from failures[0]
+
+    def _renewal(
+        self, shard: RedisJobStore, claims: list[Claim], lease: float
+    ) -> asyncio.Future[set[str]]:
+        """The shard's renewal of ``claims``, sent now (kept until it ends, which may be
+        after `renew` returned)."""
+        call = asyncio.ensure_future(shard.renew(claims, lease=lease))
+        call.add_done_callback(_retrieved)
+        self._renewing[shard] = call
+        return call
+
+
+async def _answers(calls: list[asyncio.Future[set[str]]], patience: float) -> None:
+    """Wait until every call has ended, or, once one has answered, for ``patience``
+    seconds more at most."""
+    pending = set(calls)
+    deadline: float | None = None
+    loop = asyncio.get_running_loop()
+    while pending:
+        timeout = None if deadline is None else deadline - loop.time()
+        if timeout is not None and timeout <= 0:
+            return
+        done, pending = await asyncio.wait(
+            pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if deadline is None and any(_answered(call) for call in done):
+            deadline = loop.time() + patience
+
+
+def _under_way(call: asyncio.Future[set[str]] | None) -> bool:
+    return call is not None and not call.done()
+
+
+def _answered(call: asyncio.Future[set[str]]) -> bool:
+    return call.done() and not call.cancelled() and call.exception() is None
+
+
+def _failure(call: asyncio.Future[set[str]]) -> BaseException:
+    """Why a call that did not answer did not."""
+    if not call.done():
+        return StoreUnavailableError("the shard did not answer the renewal in time")
+    if call.cancelled():
+        return asyncio.CancelledError()
+    failure = call.exception()
+    assert failure is not None
+    return failure
+
+
+def _retrieved(call: asyncio.Future[set[str]]) -> None:
+    """Mark the outcome of a call left to run in the background as seen."""
+    if not call.cancelled():
+        call.exception()
