@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -229,9 +230,12 @@ class JobSubmission(JobControl):
         Raises:
             TimeoutError: the job is not terminal after ``timeout`` seconds (it runs on).
             KeyError: no job has this id (or it is not a UUID).
+            ValueError: ``timeout`` is not a number of seconds (NaN, say).
             StoreUnavailableError: the store cannot be reached.
             JobStoreError: the store refused the read.
         """
+        if timeout is not None and math.isnan(timeout):  # no deadline would ever pass
+            raise ValueError(f"timeout must be a number of seconds or None, not {timeout!r}")
         parsed = parse_job_id(job_id)
         if parsed is None:
             raise KeyError(job_id)
