@@ -9,6 +9,13 @@ An item submitted while no flush is under way and none is queued has nothing to 
 trip with: it is sent at once, from the caller's own task, so a lone submission (the
 latency case) pays no extra loop turns. Under load a flush is nearly always under way,
 and items batch per turn.
+
+Several batchers can share one `Turn`: the shards of a sharded store, each with its own
+flush (its own script call, in its own hash tag). Their items then wait in one queue, so
+"nothing under way" means under way in no shard (a shard that was idle does not send its
+first item of a busy turn alone), and the turn ends with one flush per shard that has
+items, all sent at once; each caller is answered as soon as its own shard's reply
+arrives, not when the slowest shard's does.
 """
 
 from __future__ import annotations
@@ -22,32 +29,30 @@ from async_endpoints._errors import JobStoreError
 Item = TypeVar("Item")
 Reply = TypeVar("Reply")
 
+Flush = Callable[[Sequence[Item]], Awaitable[Sequence[Reply]]]
 
-class Batcher(Generic[Item, Reply]):
-    """Sends a lone item at once; collects the items of a busy turn and flushes them
-    together.
+
+class Turn(Generic[Item, Reply]):
+    """The items of the current event-loop turn, of every batcher sharing it, and the
+    flushes under way.
 
     Args:
-        flush: Sends a batch and returns one reply per item, in order.
-        max_batch: The most items one flush carries; more start another flush.
+        max_batch: The most items one turn's queue holds; more start another flush.
     """
 
-    def __init__(
-        self, flush: Callable[[Sequence[Item]], Awaitable[Sequence[Reply]]], max_batch: int = 500
-    ) -> None:
-        self._flush = flush
+    def __init__(self, max_batch: int = 500) -> None:
         self._max_batch = max_batch
-        self._pending: list[tuple[Item, asyncio.Future[Reply]]] = []
+        self._pending: list[tuple[Flush[Item, Reply], Item, asyncio.Future[Reply]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._sending_alone = 0
 
-    async def submit(self, item: Item) -> Reply:
-        """Send ``item`` now when nothing else is under way, else with this turn's flush;
-        wait for its reply."""
+    async def submit(self, flush: Flush[Item, Reply], item: Item) -> Reply:
+        """Send ``item`` with ``flush`` now when nothing else is under way, else with this
+        turn's flush of its kind; wait for its reply."""
         if not self._pending and not self._tasks and not self._sending_alone:
             self._sending_alone += 1
             try:
-                replies = await self._flush([item])
+                replies = await flush([item])
             finally:
                 self._sending_alone -= 1
             if len(replies) != 1:
@@ -55,7 +60,7 @@ class Batcher(Generic[Item, Reply]):
             return replies[0]
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Reply] = loop.create_future()
-        self._pending.append((item, future))
+        self._pending.append((flush, item, future))
         if len(self._pending) == 1:
             loop.call_soon(self._start_flush)
         elif len(self._pending) >= self._max_batch:
@@ -64,23 +69,55 @@ class Batcher(Generic[Item, Reply]):
 
     def _start_flush(self) -> None:
         batch, self._pending = self._pending, []
-        if batch:
-            task = asyncio.get_running_loop().create_task(self._send(batch))
+        groups: dict[Flush[Item, Reply], list[tuple[Item, asyncio.Future[Reply]]]] = {}
+        for flush, item, future in batch:
+            groups.setdefault(flush, []).append((item, future))
+        loop = asyncio.get_running_loop()
+        for flush, group in groups.items():  # one call per flush, all sent at once
+            task = loop.create_task(_send(flush, group))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, batch: list[tuple[Item, asyncio.Future[Reply]]]) -> None:
-        try:
-            replies = await self._flush([item for item, _ in batch])
-            if len(replies) != len(batch):
-                raise JobStoreError(f"{len(replies)} replies for a batch of {len(batch)}")
-        except BaseException as exc:  # every caller gets the failure, none waits forever
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for (_, future), reply in zip(batch, replies, strict=False):
+
+class Batcher(Generic[Item, Reply]):
+    """Sends a lone item at once; collects the items of a busy turn and flushes them
+    together.
+
+    Args:
+        flush: Sends a batch and returns one reply per item, in order.
+        max_batch: The most items one flush carries; more start another flush.
+        turn: The turn this batcher shares with others (the other shards of a store);
+            one of its own when not given (then ``max_batch`` applies).
+    """
+
+    def __init__(
+        self,
+        flush: Flush[Item, Reply],
+        max_batch: int = 500,
+        *,
+        turn: Turn[Item, Reply] | None = None,
+    ) -> None:
+        self._flush = flush
+        self._turn: Turn[Item, Reply] = Turn(max_batch) if turn is None else turn
+
+    async def submit(self, item: Item) -> Reply:
+        """Send ``item`` now when nothing else is under way, else with this turn's flush;
+        wait for its reply."""
+        return await self._turn.submit(self._flush, item)
+
+
+async def _send(flush: Flush[Item, Reply], batch: list[tuple[Item, asyncio.Future[Reply]]]) -> None:
+    try:
+        replies = await flush([item for item, _ in batch])
+        if len(replies) != len(batch):
+            raise JobStoreError(f"{len(replies)} replies for a batch of {len(batch)}")
+    except BaseException as exc:  # every caller gets the failure, none waits forever
+        for _, future in batch:
             if not future.done():
-                future.set_result(reply)
+                future.set_exception(exc)
+        if not isinstance(exc, Exception):
+            raise
+        return
+    for (_, future), reply in zip(batch, replies, strict=False):
+        if not future.done():
+            future.set_result(reply)

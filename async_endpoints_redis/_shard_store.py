@@ -7,9 +7,11 @@ subscription (on a cluster, to its own master) and its own inbox. This layer pic
 shard of every call; what it costs on top of one shard:
 
 - enqueue: the placement shard's script, shared by the submissions of one event-loop
-  turn as with one shard; a job placed away from its id's shard (a partition key, a
-  batch) first writes a pointer there (one more round trip, `_shard_pointers`); an
-  idempotency key is first recorded in its own shard (one more round trip).
+  turn as with one shard (the shards' submissions of a turn wait in one queue, flushed
+  as one call per shard: `_batch.Turn`; completions likewise); a job placed away from
+  its id's shard (a partition key, a batch) first writes a pointer there (one more
+  round trip, `_shard_pointers`); an idempotency key is first recorded in its own shard
+  (one more round trip).
   ``max_waiting`` counts every shard: see `WaitingCounts`.
 - get, cancel, requeue, wait_until_terminal, watch_job, follow_up_of: the id's shard;
   a miss there reads its pointer (one small call) and goes to the job's shard. No fan-out
@@ -36,13 +38,16 @@ from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 
-from async_endpoints._errors import JobStoreError
+from async_endpoints._errors import JobStoreError, ResultRefusedError
 from async_endpoints._job import Job, JobError, NewJob
 from async_endpoints._store import Claim
 from async_endpoints._store_features import Idempotency
 
+from ._batch import Batcher, Turn
 from ._client import AnyRedis, client_options, connect
+from ._codec import Reply
 from ._keys import Keys
+from ._scripts import Submission
 from ._shard_client import keep_command_table
 from ._shard_counts import WaitingCounts
 from ._shard_features import ShardFeatures
@@ -112,6 +117,8 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         self._turn_until = 0.0
         self._down_until: dict[RedisJobStore, float] = {}
         self._renewing: dict[RedisJobStore, asyncio.Future[set[str]]] = {}
+        self._completion_turn: Turn[tuple[Claim, str], int | ResultRefusedError] = Turn()
+        self._submission_turn: Turn[Submission, int | Reply] = Turn()
         self._pointers: Pointers | None = None
         self._counts = WaitingCounts(self)
         self._old_layouts: list[ShardLayout] = []
@@ -162,6 +169,9 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         shard = RedisJobStore(client=client, prefix=prefix, **self._shard_options)
         shard._token_mark = f"s{index}-"
         shard._cancel_listeners = self._cancel_listeners  # one list: every shard tells it
+        # One queue per turn for every shard's calls of a kind (see `_batch.Turn`).
+        shard._completions = Batcher(shard._complete_many, turn=self._completion_turn)
+        shard._submissions = Batcher(shard._enqueue_many, turn=self._submission_turn)
         return shard
 
     async def aclose(self) -> None:

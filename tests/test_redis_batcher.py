@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from async_endpoints._errors import JobStoreError
-from async_endpoints_redis._batch import Batcher
+from async_endpoints_redis._batch import Batcher, Turn
 
 
 class Recorder:
@@ -64,3 +64,22 @@ async def test_a_flush_answering_the_wrong_number_of_replies_is_an_error() -> No
 
     with pytest.raises(JobStoreError, match="0 replies for a batch of 1"):
         await Batcher(short).submit(1)
+
+
+async def test_batchers_sharing_a_turn_flush_once_each_and_answer_apart() -> None:
+    """Two batchers (two shards) sharing a turn: with a flush under way in one, the other's
+    first item waits for the turn too; the turn ends with one flush per batcher, and each
+    caller is answered when its own batcher's flush returns, not the slowest one's."""
+    fast, slow = Recorder(), Recorder()
+    turn: Turn[int, int] = Turn()
+    one, other = Batcher(fast.flush, turn=turn), Batcher(slow.flush, turn=turn)
+    slow.gate.clear()
+    lone = asyncio.ensure_future(other.submit(1))
+    await asyncio.sleep(0)  # sent alone: nothing was under way
+    ours = [asyncio.ensure_future(one.submit(n)) for n in (2, 3)]
+    theirs = [asyncio.ensure_future(other.submit(n)) for n in (4, 5)]
+    assert await asyncio.gather(*ours) == [4, 6]  # while the slow flushes still wait
+    assert fast.batches == [[2, 3]] and slow.batches == [[1], [4, 5]]
+    assert not lone.done() and not any(call.done() for call in theirs)
+    slow.gate.set()
+    assert await asyncio.gather(lone, *theirs) == [2, 8, 10]
