@@ -111,9 +111,11 @@ class Handler:
         """Inspect ``function``'s signature and build its handler.
 
         Raises:
-            ConfigurationError: ``function`` is not async, its first parameter is not an
-                ``AsyncContext``, its annotations name a type that cannot be resolved or
-                that pydantic cannot handle, or an option is out of range.
+            ConfigurationError: ``function`` is not async, cannot be called with its
+                context alone (no parameter, or another one without a default), its first
+                parameter is not an ``AsyncContext``, its annotations name a type that
+                cannot be resolved or that pydantic cannot handle, ``name`` is not a
+                non-empty str, ``validator`` is not callable, or an option is out of range.
         """
         if not isinstance(queue, str) or not queue:
             raise ConfigurationError(f"queue must be a queue name (str), not {queue!r}")
@@ -122,11 +124,13 @@ class Handler:
         delay = handler_delay(delay)
         partition_key = handler_label(partition_key, "partition_key")
         tenant = handler_label(tenant, "tenant")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ConfigurationError(f"a job name must be a non-empty str, not {name!r}")
+        if validator is not None and not callable(validator):
+            raise ConfigurationError(f"validator must be a function or None, not {validator!r}")
         if not inspect.iscoroutinefunction(function):
             raise ConfigurationError(f"job handler {function!r} must be an async function")
-        params = list(inspect.signature(function).parameters)
-        if not params:
-            raise ConfigurationError(f"job handler {function.__name__} takes no AsyncContext")
+        params = _called_with_context_alone(function)
         try:
             hints = get_type_hints(function)
             model = request_model_of(hints.get(params[0], AsyncContext))
@@ -276,6 +280,30 @@ class Handler:
             where = "; ".join(f"{_location(e['loc'])}: {e['msg']}" for e in exc.errors[:3])
             message = f"the stored request body no longer passes {self.name}'s model: {where}"
             raise JobValidationError(message, exc.errors) from None
+
+
+def _called_with_context_alone(function: HandlerFunction) -> list[str]:
+    """The names of ``function``'s parameters, checked to take one positional argument
+    (the context) and nothing else the worker would not give.
+
+    Raises:
+        ConfigurationError: no parameter takes the context, or another one needs a value.
+    """
+    parameters = list(inspect.signature(function).parameters.values())
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if not parameters or parameters[0].kind not in (*positional, inspect.Parameter.VAR_POSITIONAL):
+        raise ConfigurationError(f"job handler {function.__name__} takes no AsyncContext")
+    for parameter in parameters[1:]:
+        variadic = parameter.kind in (
+            inspect.Parameter.VAR_POSITIONAL,
+            inspect.Parameter.VAR_KEYWORD,
+        )
+        if not variadic and parameter.default is inspect.Parameter.empty:
+            raise ConfigurationError(
+                f"job handler {function.__name__} is called with its AsyncContext alone: "
+                f"its parameter {parameter.name!r} needs a default"
+            )
+    return [parameter.name for parameter in parameters]
 
 
 def _validation_error(exc: ValidationError) -> JobValidationError:
