@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ._lifecycle import has_retries
+from ._options import MAX_DELAY
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +42,7 @@ class RetryPolicy:
         exponent = min(retry_number - 1, 64)
         first = self.base_delay if base_delay is None else base_delay
         base = min(first * 2.0**exponent, self.max_delay)
-        return base * (1.0 + self.jitter * self.random())
+        return min(base * (1.0 + self.jitter * self.random()), MAX_DELAY)
 
     def retry_in(
         self, retry_count: int, max_retries: int | None = None, base_delay: float | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from numbers import Real
@@ -95,8 +96,10 @@ class Settings:
             ``1 + max_retries`` times, an attempt lost with a dead worker included (default 3).
         retry_base_delay: Delay before the first retry; retry ``n`` waits
             ``retry_base_delay * 2 ** (n - 1)`` (default 2.0).
-        retry_max_delay: Cap on one retry delay (default 300.0).
-        retry_jitter: Largest fraction by which jitter lengthens a delay (default 0.25).
+        retry_max_delay: Cap on one retry delay (default 300.0); no delay exceeds 100
+            years, whatever it says.
+        retry_jitter: Largest fraction by which jitter lengthens a delay, finite (default
+            0.25).
         job_timeout: An attempt running longer is cancelled and fails (default 1800.0).
         claim_timeout: A claim not renewed for this long is stale and recovered; workers
             renew every third of it while a handler runs (default 30.0).
@@ -210,6 +213,8 @@ class Settings:
         _check_positive(self, "recovery_interval", "polling_interval", "idempotency_ttl")
         _check_not_negative(self, "max_retries", "retry_base_delay", "retry_max_delay")
         _check_not_negative(self, "retry_jitter", "shutdown_grace_period", "max_wait")
+        if not math.isfinite(self.retry_jitter):
+            raise ConfigurationError(f"retry_jitter must be finite, not {self.retry_jitter!r}")
         if self.max_queue_size is not None and self.max_queue_size < 1:
             raise ConfigurationError(
                 f"max_queue_size must be >= 1 or None, not {self.max_queue_size}"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from starlette.applications import Starlette
 
-from async_endpoints import AsyncContext, AsyncEndpoints, ConfigurationError
+from async_endpoints import AsyncContext, AsyncEndpoints, ConfigurationError, JobStatus
 
 
 async def noop(ctx: AsyncContext) -> None:
@@ -85,3 +85,43 @@ def test_a_handler_with_optional_extra_parameters_is_accepted() -> None:
     endpoints = AsyncEndpoints()
     endpoints.add_handler(optional)
     assert "optional" in endpoints.handlers
+
+
+# --- retry delays -----------------------------------------------------------------------------
+
+
+async def fails(ctx: AsyncContext) -> None:
+    raise RuntimeError("failed on purpose")
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"retry_max_delay": math.inf, "retry_base_delay": 1e300},
+        {"retry_max_delay": 1e300, "retry_base_delay": 1e300},
+    ],
+    ids=["no-cap", "huge-cap"],
+)
+async def test_a_retry_delay_too_long_to_keep_waits_a_hundred_years(
+    settings: dict[str, float],
+) -> None:
+    """A failed attempt whose backoff exceeds what a time can hold is still recorded: the
+    retry waits the longest delay a job may have (100 years, as for ``delay``), instead of
+    the settling failing with OverflowError and the job staying InProgress."""
+    endpoints = AsyncEndpoints(max_retries=1, retry_jitter=0.0, **settings)
+    endpoints.add_handler(fails)
+    async with endpoints.running(workers=False):
+        job = await endpoints.submit("fails")
+        await endpoints.drain()
+        failed = await endpoints.get_job(job.id)
+    assert failed is not None and failed.status == JobStatus.SCHEDULED
+    assert failed.run_at is not None and failed.error is not None
+    waits = (failed.run_at - failed.created_at).total_seconds()
+    assert 99 * 365 * 86400 < waits < 101 * 365 * 86400
+
+
+@pytest.mark.parametrize("jitter", [math.inf, math.nan])
+def test_retry_jitter_must_be_finite(jitter: float) -> None:
+    """An infinite jitter has no delay to give (0 x inf is NaN): a ConfigurationError."""
+    with pytest.raises(ConfigurationError, match="retry_jitter"):
+        AsyncEndpoints(retry_jitter=jitter)
