@@ -73,9 +73,11 @@ class JobSubmission(JobControl):
             ValueError: ``delay`` is negative, not finite or not a number; ``run_at`` is
                 naive; both are given; ``queue`` is not one of the ``queues`` setting;
                 ``partition_key`` or ``tenant`` is not a string of 1 to 255 characters;
-                ``idempotency_key`` is empty or longer than 255 characters;
-                ``webhook_url`` is not an absolute http(s) URL, holds credentials or names
-                a host outside ``webhook_allowed_hosts``.
+                ``idempotency_key`` is empty or longer than 255 characters; ``headers`` are
+                not (name, value) pairs of latin-1 text; ``route_params`` does not map text
+                to text; ``owner`` or ``query_string`` is not text; ``webhook_url`` is not
+                an absolute http(s) URL, holds credentials or names a host outside
+                ``webhook_allowed_hosts``.
             IdempotencyConflictError: ``idempotency_key`` was used with another body (a
                 ``ValueError``).
             ConfigurationError: ``webhook_url`` without the ``webhook_secret`` and
@@ -104,9 +106,8 @@ class JobSubmission(JobControl):
             content = fingerprint(name, owner, canonical_body(handler, value))
             key, ttl = check_key(idempotency_key), self.settings.idempotency_ttl
             idempotency = by_key(key, name, owner, content, ttl)
-        pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
-        params = dict(route_params or {})
-        request = job_request(self.settings, body_json, pairs, query_string.encode(), params, owner)
+        pairs, query, params = _request_parts(headers, query_string, route_params, owner)
+        request = job_request(self.settings, body_json, pairs, query, params, owner)
         return await self.enqueue(handler, request, placement, idempotency=idempotency)
 
     async def enqueue(
@@ -250,3 +251,42 @@ class JobSubmission(JobControl):
                 return job
             if deadline is not None and loop.time() >= deadline:
                 raise TimeoutError(f"job {job_id} is still {job.status} after {timeout} s")
+
+
+def _request_parts(
+    headers: Mapping[str, str] | Sequence[tuple[str, str]] | None,
+    query_string: str,
+    route_params: Mapping[str, str] | None,
+    owner: str | None,
+) -> tuple[list[tuple[str, str]], bytes, dict[str, str]]:
+    """``submit``'s request parts checked to be what a handler's context is rebuilt from:
+    the header pairs, the query string's bytes and the route parameters.
+
+    Raises:
+        ValueError: a part is not text, or a header is not latin-1 (as HTTP headers are).
+    """
+    given: Any = headers.items() if isinstance(headers, Mapping) else (headers or ())
+    if isinstance(given, str | bytes):
+        raise ValueError(f"headers must be a mapping or (name, value) pairs, not {headers!r}")
+    pairs = [tuple(pair) for pair in given]
+    for pair in pairs:
+        if len(pair) != 2 or not all(_is_latin_1_text(part) for part in pair):
+            raise ValueError(f"headers must be (name, value) pairs of latin-1 text, not {pair!r}")
+    params = dict(route_params or {})
+    if not all(isinstance(item, str) for item in (*params, *params.values())):
+        raise ValueError(f"route_params must map text to text, not {params!r}")
+    if owner is not None and not isinstance(owner, str):
+        raise ValueError(f"owner must be text or None, not {owner!r}")
+    if not isinstance(query_string, str):
+        raise ValueError(f"query_string must be text, not {query_string!r}")
+    return cast(list[tuple[str, str]], pairs), query_string.encode(), params
+
+
+def _is_latin_1_text(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True

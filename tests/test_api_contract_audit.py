@@ -125,3 +125,64 @@ def test_retry_jitter_must_be_finite(jitter: float) -> None:
     """An infinite jitter has no delay to give (0 x inf is NaN): a ConfigurationError."""
     with pytest.raises(ConfigurationError, match="retry_jitter"):
         AsyncEndpoints(retry_jitter=jitter)
+
+
+# --- submit's request parts -------------------------------------------------------------------
+
+
+async def echo(ctx: AsyncContext) -> dict[str, Any]:
+    return {"headers": ctx.headers.items(), "route_params": ctx.route_params}
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        {"headers": {"x-count": 1}},
+        {"headers": {"x-price": "10 €"}},
+        {"headers": [("x-a", "b", "c")]},
+        {"headers": "x-a: b"},
+        {"route_params": {"id": 7}},
+        {"route_params": {1: "a"}},
+        {"owner": 5},
+        {"query_string": b"a=1"},
+    ],
+    ids=[
+        "header-int",
+        "header-not-latin-1",
+        "header-triple",
+        "headers-str",
+        "route-param-int",
+        "route-param-name-int",
+        "owner-int",
+        "query-bytes",
+    ],
+)
+async def test_submit_refuses_request_parts_a_handler_could_not_be_given(
+    parts: dict[str, Any],
+) -> None:
+    """Headers (latin-1 text pairs), route parameters (text to text), the owner (text) and
+    the query string (text) are checked by ``submit``: a ValueError, and nothing stored,
+    rather than a job whose every attempt fails rebuilding its context."""
+    endpoints = AsyncEndpoints()
+    endpoints.add_handler(echo)
+    async with endpoints.running(workers=False):
+        with pytest.raises(ValueError, match=r"headers|route_params|owner|query_string"):
+            await endpoints.submit("echo", **parts)
+        assert (await endpoints.list_jobs()).jobs == []
+
+
+async def test_submit_gives_the_handler_the_headers_and_route_params_it_was_given() -> None:
+    """Text headers (any latin-1) and text route parameters reach the handler as given."""
+    endpoints = AsyncEndpoints()
+    endpoints.add_handler(echo)
+    async with endpoints.running(workers=False):
+        job = await endpoints.submit(
+            "echo", headers=[("X-Note", "café"), ("x-note", "two")], route_params={"id": "7"}
+        )
+        await endpoints.drain()
+        done = await endpoints.get_job(job.id)
+    assert done is not None and done.status == JobStatus.COMPLETED
+    assert done.result == {
+        "headers": [["x-note", "café"], ["x-note", "two"]],
+        "route_params": {"id": "7"},
+    }
