@@ -119,7 +119,7 @@ class RetainedJobs:
     than ``max_retained`` are kept; with per-queue counts of each terminal status."""
 
     def __init__(self, retention: float, max_retained: int) -> None:
-        if not retention > 0:
+        if not _is_positive_number(retention):
             raise ConfigurationError("retention must be a positive number of seconds")
         if isinstance(max_retained, bool) or not isinstance(max_retained, int):
             raise ConfigurationError("max_retained must be an integer")
@@ -413,3 +413,8 @@ def _timestamp(moment: datetime | None) -> float | None:
 
 def _moment(timestamp: Any) -> Any:
     return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
+
+
+def _is_positive_number(value: object) -> bool:
+    """Whether ``value`` is a number (not a bool) above 0."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0

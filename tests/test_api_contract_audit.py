@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 from starlette.applications import Starlette
 
-from async_endpoints import AsyncContext, AsyncEndpoints, ConfigurationError, JobStatus
+from async_endpoints import (
+    AsyncContext,
+    AsyncEndpoints,
+    ConfigurationError,
+    InMemoryJobStore,
+    JobStatus,
+)
 
 
 async def noop(ctx: AsyncContext) -> None:
@@ -186,3 +192,13 @@ async def test_submit_gives_the_handler_the_headers_and_route_params_it_was_give
         "headers": [["x-note", "café"], ["x-note", "two"]],
         "route_params": {"id": "7"},
     }
+
+
+# --- InMemoryJobStore -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("retention", ["86400", None, True], ids=["str", "none", "bool"])
+def test_in_memory_store_refuses_a_retention_that_is_not_a_number(retention: Any) -> None:
+    """A ConfigurationError naming ``retention``, as for a negative one (not a TypeError)."""
+    with pytest.raises(ConfigurationError, match="retention"):
+        InMemoryJobStore(retention=retention)
