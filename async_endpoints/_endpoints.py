@@ -109,7 +109,7 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
             self.app, path, holds="job_id", what="job-details", name=name, prefix="get_"
         )
         add_get_route(self.app, path, job_details_endpoint(self), name=route_name)
-        self.locations.route_name = route_name
+        self.locations.point_at(route_name, path)
 
     def map_job_cancel(
         self, path: str = "/jobs/{job_id}/cancel", *, name: str | None = None

@@ -16,9 +16,11 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import NoMatchFound, compile_path
 
 from ._capture import (
     capture_headers,
@@ -49,18 +51,46 @@ _PLACEHOLDER_ID = "00000000-0000-0000-0000-00000000cafe"
 class JobLocations:
     """A job's ``Location``: the path of the job-details route (if mapped) for its id.
 
+    A details path with parameters besides ``{job_id}`` (``/tenants/{tenant}/jobs/{job_id}``)
+    takes their values from the submission's own path parameters; a submission whose path
+    lacks one gets no ``Location``.
+
     Attributes:
-        route_name: The job-details route's name, set by ``map_job_details``.
+        route_name: The job-details route's name, set by `point_at`.
+        others: The details path's parameters besides ``job_id``.
     """
 
     def __init__(self) -> None:
         self.route_name: str | None = None
+        self.others: frozenset[str] = frozenset()
         self._templates: dict[int, str] = {}
 
+    def point_at(self, route_name: str, path: str) -> None:
+        """Name the job-details route, mapped at ``path``."""
+        self.route_name = route_name
+        self.others = frozenset(compile_path(path)[2]) - {"job_id"}
+        self._templates.clear()
+
     def url(self, request: Request, job: Job) -> str | None:
-        """The job-details path of ``job`` as seen by ``request``; None without the route."""
+        """The job-details path of ``job`` as seen by ``request``; None without the route
+        (or, for a path with other parameters, when ``request``'s path lacks one)."""
         if self.route_name is None:
             return None
+        root = str(request.scope.get("root_path", ""))
+        if self.others:
+            given = request.path_params
+            if not self.others <= given.keys():
+                return None
+            # Path parameters come decoded: quoted again, so the header is the URL as sent.
+            values = {name: _quoted(given[name]) for name in self.others}
+            try:
+                return root + str(
+                    request.app.url_path_for(self.route_name, job_id=str(job.id), **values)
+                )
+            except (NoMatchFound, ValueError, AssertionError):
+                # No such route on this app, or a value its convertor refuses (Starlette's
+                # int convertor asserts its value is not negative).
+                return None
         # Routing tables do not change once serving, so the route is looked up once per app
         # (a lookup walks every route) and the id is put into the cached path.
         app = request.app
@@ -68,8 +98,11 @@ class JobLocations:
         if template is None:
             path = app.url_path_for(self.route_name, job_id=_PLACEHOLDER_ID)
             template = self._templates[id(app)] = str(path)
-        path = template.replace(_PLACEHOLDER_ID, str(job.id))
-        return str(request.scope.get("root_path", "")) + path
+        return root + template.replace(_PLACEHOLDER_ID, str(job.id))
+
+
+def _quoted(value: Any) -> Any:
+    return quote(value, safe="") if isinstance(value, str) else value
 
 
 class JobService(Protocol):

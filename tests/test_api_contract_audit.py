@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from starlette.applications import Starlette
 
 from async_endpoints import (
@@ -18,6 +21,7 @@ from async_endpoints import (
     InMemoryJobStore,
     JobStatus,
 )
+from tests.serving import served
 
 
 async def noop(ctx: AsyncContext) -> None:
@@ -202,3 +206,62 @@ def test_in_memory_store_refuses_a_retention_that_is_not_a_number(retention: Any
     """A ConfigurationError naming ``retention``, as for a negative one (not a TypeError)."""
     with pytest.raises(ConfigurationError, match="retention"):
         InMemoryJobStore(retention=retention)
+
+
+# --- Location ---------------------------------------------------------------------------------
+
+
+def tenant_app(app: Starlette) -> AsyncEndpoints:
+    """Submissions under ``/tenants/{tenant}/...`` and elsewhere; job details under the
+    tenant's path."""
+    endpoints = AsyncEndpoints(app)
+
+    @endpoints.map_async_post("/tenants/{tenant}/reports", name="TenantReport")
+    async def tenant_report(ctx: AsyncContext) -> str:
+        return ctx.route_params["tenant"]
+
+    @endpoints.map_async_post("/reports", name="Report")
+    async def report(ctx: AsyncContext) -> str:
+        return "plain"
+
+    endpoints.map_job_details("/tenants/{tenant}/jobs/{job_id}")
+    return endpoints
+
+
+@pytest.mark.parametrize("make_app", [Starlette, FastAPI], ids=["starlette", "fastapi"])
+async def test_location_fills_the_details_path_from_the_submissions_path(
+    make_app: Callable[[], Starlette],
+) -> None:
+    """A job-details path with a parameter besides ``{job_id}`` takes its value from the
+    submission's own path parameters: ``Location`` names the job under the same tenant
+    (it used to answer 500 after storing the job)."""
+    app = make_app()
+    tenant_app(app)
+    async with served(app) as base, httpx.AsyncClient(base_url=base) as client:
+        submitted = await client.post("/tenants/acme/reports")
+        assert submitted.status_code == 202, submitted.text
+        job_id = submitted.json()["id"]
+        assert submitted.headers["location"] == f"/tenants/acme/jobs/{job_id}"
+        assert (await client.get(submitted.headers["location"])).status_code == 200
+        # A value that is not plain ASCII is percent-encoded, as it came.
+        submitted = await client.post("/tenants/%E2%82%AC%20x/reports")
+        assert submitted.status_code == 202, submitted.text
+        job_id = submitted.json()["id"]
+        assert submitted.headers["location"] == f"/tenants/%E2%82%AC%20x/jobs/{job_id}"
+        shown = await client.get(submitted.headers["location"])
+        assert shown.status_code == 200, shown.text
+
+
+@pytest.mark.parametrize("make_app", [Starlette, FastAPI], ids=["starlette", "fastapi"])
+async def test_location_is_left_out_when_the_details_path_cannot_be_filled(
+    make_app: Callable[[], Starlette],
+) -> None:
+    """A submission whose path lacks the details path's other parameters answers 202
+    without ``Location`` (never a 500), and its job is stored once."""
+    app = make_app()
+    endpoints = tenant_app(app)
+    async with served(app) as base, httpx.AsyncClient(base_url=base) as client:
+        submitted = await client.post("/reports")
+        assert submitted.status_code == 202, submitted.text
+        assert "location" not in submitted.headers
+    assert [job.name for job in (await endpoints.list_jobs()).jobs] == ["Report"]
