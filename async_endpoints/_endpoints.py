@@ -90,6 +90,7 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
         if s.webhook_secret is not None:
             self.webhooks = WebhookSender(s, self.store, app)
             self.handlers[WEBHOOK_JOB] = self.webhooks.handler(default_queue(s.queues))
+        _check_store(self.store)
         if app is not None:
             self._app_lifespan = join_app(app, self.running)
 
@@ -221,3 +222,19 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
     def job_url(self, request: Request, job: Job) -> str | None:
         """The job-details path of ``job`` for the ``Location`` header, if the route exists."""
         return self.locations.url(request, job)
+
+
+def _check_store(store: object) -> None:
+    """``store`` is a store object (not a URL, not a store class).
+
+    Raises:
+        ConfigurationError: it is not a `JobStore`.
+    """
+    if isinstance(store, JobStore) and not isinstance(store, type):
+        return
+    hint = ""
+    if isinstance(store, str):
+        hint = " (for Redis: store=RedisJobStore(url), from async_endpoints_redis)"
+    elif isinstance(store, type):
+        hint = f" (an instance: store={store.__name__}(...))"
+    raise ConfigurationError(f"store must be a JobStore, not {store!r}{hint}")

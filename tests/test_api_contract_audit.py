@@ -265,3 +265,24 @@ async def test_location_is_left_out_when_the_details_path_cannot_be_filled(
         assert submitted.status_code == 202, submitted.text
         assert "location" not in submitted.headers
     assert [job.name for job in (await endpoints.list_jobs()).jobs] == ["Report"]
+
+
+# --- the store argument -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "store",
+    ["redis://localhost:6379/0", InMemoryJobStore, object()],
+    ids=["url", "class", "object"],
+)
+def test_a_store_that_is_not_a_job_store_is_a_configuration_error(store: Any) -> None:
+    """``store=`` takes a store object: a URL, a store class or anything else is refused
+    when the app is wired (it used to fail the app's startup with an AttributeError)."""
+    with pytest.raises(ConfigurationError, match="JobStore"):
+        AsyncEndpoints(Starlette(), store=store)
+
+
+def test_a_url_given_as_the_store_is_pointed_at_redis_job_store() -> None:
+    """The error says what to write instead."""
+    with pytest.raises(ConfigurationError, match=r"RedisJobStore\(url\)"):
+        AsyncEndpoints(store="redis://localhost:6379/0")
