@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
@@ -363,11 +364,26 @@ async def test_running_workers_runs_the_scheduler() -> None:
         await asyncio.wait_for(ran.wait(), timeout=10)
 
 
+SCHEDULE_METHODS = {
+    "upsert_schedule",
+    "remove_schedule",
+    "list_schedules",
+    "schedule_time",
+    "due_schedules",
+}
+
+
 async def test_schedules_need_a_schedule_store() -> None:
     """A store without the capability: ConfigurationError naming it."""
 
-    class Bare:  # only what AsyncEndpoints touches before a schedule call
-        pass
+    class Bare:  # a JobStore without the schedule methods
+        def __init__(self) -> None:
+            self._inner = InMemoryJobStore()
+
+        def __getattr__(self, name: str) -> Any:
+            if name in SCHEDULE_METHODS:
+                raise AttributeError(name)
+            return getattr(self._inner, name)
 
     endpoints = AsyncEndpoints(store=Bare())  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="ScheduleStore"):
