@@ -16,6 +16,14 @@ flush (its own script call, in its own hash tag). Their items then wait in one q
 first item of a busy turn alone), and the turn ends with one flush per shard that has
 items, all sent at once; each caller is answered as soon as its own shard's reply
 arrives, not when the slowest shard's does.
+
+Such a turn also keeps one call under way per shard (``one_call_each``): items of a shard
+whose call is under way wait for its reply (a round trip of that shard's server at
+most, never another shard's) and then go together, at once. Without this the shards'
+replies, arriving at different moments, would each start their callers' next items in a
+turn of their own, one call per shard each: with N shards a busy process's calls would
+split N ways per round trip, then N ways again, down to a job or two per call (seen with
+100 submitters and 3 shards: a script call per 7 jobs against 1 per 90 with one shard).
 """
 
 from __future__ import annotations
@@ -37,24 +45,32 @@ class Turn(Generic[Item, Reply]):
     flushes under way.
 
     Args:
-        max_batch: The most items one turn's queue holds; more start another flush.
+        max_batch: The most items one turn's queue holds (and one batcher's held items,
+            with ``one_call_each``); more start another flush.
+        one_call_each: Keep at most one call of each batcher under way: its items of
+            later turns wait for it (see the module docstring).
     """
 
-    def __init__(self, max_batch: int = 500) -> None:
+    def __init__(self, max_batch: int = 500, *, one_call_each: bool = False) -> None:
         self._max_batch = max_batch
+        self._one_call_each = one_call_each
         self._pending: list[tuple[Flush[Item, Reply], Item, asyncio.Future[Reply]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._sending_alone = 0
+        self._under_way: dict[Flush[Item, Reply], int] = {}  # calls of each flush
+        self._held: dict[Flush[Item, Reply], list[tuple[Item, asyncio.Future[Reply]]]] = {}
 
     async def submit(self, flush: Flush[Item, Reply], item: Item) -> Reply:
         """Send ``item`` with ``flush`` now when nothing else is under way, else with this
         turn's flush of its kind; wait for its reply."""
         if not self._pending and not self._tasks and not self._sending_alone:
             self._sending_alone += 1
+            self._begin(flush)
             try:
                 replies = await flush([item])
             finally:
                 self._sending_alone -= 1
+                self._end(flush)
             if len(replies) != 1:
                 raise JobStoreError(f"{len(replies)} replies for a batch of 1")
             return replies[0]
@@ -72,11 +88,38 @@ class Turn(Generic[Item, Reply]):
         groups: dict[Flush[Item, Reply], list[tuple[Item, asyncio.Future[Reply]]]] = {}
         for flush, item, future in batch:
             groups.setdefault(flush, []).append((item, future))
-        loop = asyncio.get_running_loop()
         for flush, group in groups.items():  # one call per flush, all sent at once
-            task = loop.create_task(_send(flush, group))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            if self._one_call_each and self._under_way.get(flush):
+                held = self._held.setdefault(flush, [])
+                held += group
+                if len(held) < self._max_batch:
+                    continue  # sent when its call under way returns
+                group = self._held.pop(flush)
+            self._launch(flush, group)
+
+    def _launch(
+        self, flush: Flush[Item, Reply], group: list[tuple[Item, asyncio.Future[Reply]]]
+    ) -> None:
+        self._begin(flush)
+        task = asyncio.get_running_loop().create_task(_send(flush, group))
+        self._tasks.add(task)
+
+        def ended(task: asyncio.Task[None]) -> None:
+            self._tasks.discard(task)
+            self._end(flush)
+
+        task.add_done_callback(ended)
+
+    def _begin(self, flush: Flush[Item, Reply]) -> None:
+        self._under_way[flush] = self._under_way.get(flush, 0) + 1
+
+    def _end(self, flush: Flush[Item, Reply]) -> None:
+        """A call of ``flush`` ended: the items held for it go now, when it was the last."""
+        left = self._under_way.pop(flush) - 1
+        if left:
+            self._under_way[flush] = left
+        elif held := self._held.pop(flush, None):
+            self._launch(flush, held)
 
 
 class Batcher(Generic[Item, Reply]):

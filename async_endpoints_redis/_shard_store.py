@@ -117,8 +117,10 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         self._turn_until = 0.0
         self._down_until: dict[RedisJobStore, float] = {}
         self._renewing: dict[RedisJobStore, asyncio.Future[set[str]]] = {}
-        self._completion_turn: Turn[tuple[Claim, str], int | ResultRefusedError] = Turn()
-        self._submission_turn: Turn[Submission, int | Reply] = Turn()
+        self._completion_turn: Turn[tuple[Claim, str], int | ResultRefusedError] = Turn(
+            one_call_each=True
+        )
+        self._submission_turn: Turn[Submission, int | Reply] = Turn(one_call_each=True)
         self._pointers: Pointers | None = None
         self._counts = WaitingCounts(self)
         self._old_layouts: list[ShardLayout] = []

@@ -83,3 +83,24 @@ async def test_batchers_sharing_a_turn_flush_once_each_and_answer_apart() -> Non
     assert not lone.done() and not any(call.done() for call in theirs)
     slow.gate.set()
     assert await asyncio.gather(lone, *theirs) == [2, 8, 10]
+
+
+async def test_with_one_call_each_a_batchers_items_wait_for_its_call_under_way() -> None:
+    """``one_call_each``: while a batcher's call is under way, its items of later turns
+    wait for it and then go as one call (another batcher's go at the end of their turn);
+    without it, each turn sends its own call."""
+    for one_call_each, expected in ((True, [[1], [2, 3, 4]]), (False, [[1], [2], [3, 4]])):
+        held, other = Recorder(), Recorder()
+        held.gate.clear()
+        turn: Turn[int, int] = Turn(one_call_each=one_call_each)
+        busy, free = Batcher(held.flush, turn=turn), Batcher(other.flush, turn=turn)
+        calls = [asyncio.ensure_future(busy.submit(1))]
+        await asyncio.sleep(0)  # sent alone: under way until the gate opens
+        calls.append(asyncio.ensure_future(busy.submit(2)))
+        await asyncio.sleep(0.01)  # a turn ends
+        calls += [asyncio.ensure_future(busy.submit(n)) for n in (3, 4)]
+        assert await free.submit(5) == 10  # its own flush at the end of this turn
+        await asyncio.sleep(0.01)
+        held.gate.set()
+        assert await asyncio.gather(*calls) == [2, 4, 6, 8]
+        assert held.batches == expected and other.batches == [[5]]
