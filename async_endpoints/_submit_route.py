@@ -64,7 +64,7 @@ def submit_endpoint(endpoints: JobService, handler: Handler) -> Endpoint:
         if handler.validator is not None:
             refusal = await call_maybe_async(handler.validator, request, body)
             if refusal is not None:
-                return refusal  # type: ignore[no-any-return]
+                return _checked_refusal(handler, refusal)
         try:
             placement = await handler.placement(request, body)
         except ValueError as exc:
@@ -85,6 +85,22 @@ def submit_endpoint(endpoints: JobService, handler: Handler) -> Endpoint:
 
     submit.__name__ = f"submit_{handler.name}"
     return submit
+
+
+def _checked_refusal(handler: Handler, refusal: object) -> Response:
+    """The validator's refusal, which must be a Response.
+
+    Raises:
+        TypeError: it is something else (``False``, a dict...): sent on, FastAPI would
+            make it a 202 body with no job behind it.
+    """
+    if not isinstance(refusal, Response):
+        validator = getattr(handler.validator, "__qualname__", repr(handler.validator))
+        raise TypeError(
+            f"the validator {validator} of {handler.name!r} must return None (queue the job) "
+            f"or a Response (sent instead), not {refusal!r}"
+        )
+    return refusal
 
 
 async def _accepted(endpoints: JobService, job: Job, request: Request) -> Response:

@@ -286,3 +286,27 @@ def test_a_url_given_as_the_store_is_pointed_at_redis_job_store() -> None:
     """The error says what to write instead."""
     with pytest.raises(ConfigurationError, match=r"RedisJobStore\(url\)"):
         AsyncEndpoints(store="redis://localhost:6379/0")
+
+
+# --- validators -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make_app", [Starlette, FastAPI], ids=["starlette", "fastapi"])
+@pytest.mark.parametrize("refusal", [False, True, {"detail": "no"}], ids=["false", "true", "dict"])
+async def test_a_validator_returning_neither_none_nor_a_response_is_an_error_naming_it(
+    make_app: Callable[[], Starlette], refusal: Any, http_client_for: Any
+) -> None:
+    """A validator gives None (queue the job) or a Response (send it): anything else is a
+    TypeError naming the validator, and nothing is stored. FastAPI used to send it as a
+    ``202`` body with no job behind it."""
+    app = make_app()
+    endpoints = AsyncEndpoints(app)
+
+    def boolean_check(request: Any, body: Any) -> Any:
+        return refusal
+
+    endpoints.map_async_post("/x", validator=boolean_check)(noop)
+    async with http_client_for(app) as client:
+        with pytest.raises(TypeError, match="boolean_check"):
+            await client.post("/x")
+        assert (await endpoints.list_jobs()).jobs == []
