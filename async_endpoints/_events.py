@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from ._job import Job, JobStatus
 from ._logs import job_extra
@@ -52,9 +53,34 @@ class AttemptOutcome(StrEnum):
     LOST = "lost"
 
 
-@dataclass(frozen=True, slots=True)
-class LifecycleEvent:
-    """One event.
+class _EventSlots:
+    """Where a `LifecycleEvent` keeps its fields (slots: no instance dict)."""
+
+    __slots__ = ("due_at", "duration", "job", "kind", "outcome")
+
+    kind: EventKind
+    job: Job
+    outcome: AttemptOutcome | None
+    duration: float | None
+    due_at: datetime | None
+
+
+class _Building(_EventSlots):
+    """A `LifecycleEvent` while its fields are written (the same slots, written as a
+    plain object's), by its ``__init__`` or by `LifecycleEvents.started` and
+    `LifecycleEvents.finished`."""
+
+    __slots__ = ()
+
+
+_set_class = object.__dict__["__class__"].__set__
+
+
+@dataclass(frozen=True, init=False)
+class LifecycleEvent(_EventSlots):
+    """One event: immutable (assigning or deleting a field raises
+    `dataclasses.FrozenInstanceError`), compared and hashed by its fields, a dataclass to
+    `dataclasses.fields` and `dataclasses.replace`.
 
     Attributes:
         kind: What happened.
@@ -68,58 +94,138 @@ class LifecycleEvent:
             does not say.
     """
 
+    __slots__ = ()
+
     kind: EventKind
     job: Job
-    outcome: AttemptOutcome | None = None
-    duration: float | None = None
-    due_at: datetime | None = None
+    outcome: AttemptOutcome | None
+    duration: float | None
+    due_at: datetime | None
+
+    def __init__(
+        self,
+        kind: EventKind,
+        job: Job,
+        outcome: AttemptOutcome | None = None,
+        duration: float | None = None,
+        due_at: datetime | None = None,
+    ) -> None:
+        # Two events per attempt: the fields are written as a plain slotted object's
+        # (about a third of a frozen dataclass's object.__setattr__ per field), the
+        # instance a `_Building` meanwhile, so the frozen __setattr__ is not in the way.
+        _set_class(self, _Building)
+        fields: _EventSlots = self
+        fields.kind = kind
+        fields.job = job
+        fields.outcome = outcome
+        fields.duration = duration
+        fields.due_at = due_at
+        _set_class(self, LifecycleEvent)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Copied and pickled through ``__init__`` (the fields are not assignable)."""
+        return LifecycleEvent, (self.kind, self.job, self.outcome, self.duration, self.due_at)
 
 
 Listener = Callable[[LifecycleEvent], None]
 
 
 class LifecycleEvents:
-    """The hub: listeners subscribe, the engine emits."""
+    """The hub: listeners subscribe, the engine emits.
+
+    ``listeners`` is a tuple, replaced on (un)subscribing: an emitter tests it to skip
+    building events nobody hears, and emitting iterates it as it is (a listener that
+    unsubscribes meanwhile is still called for this event), with no copy.
+    """
+
+    __slots__ = ("listeners",)
 
     def __init__(self) -> None:
-        self._listeners: list[Listener] = []
+        self.listeners: tuple[Listener, ...] = ()
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(event)`` for every event from now on; returns a function that
         unsubscribes it."""
-        self._listeners.append(listener)
+        self.listeners = (*self.listeners, listener)
 
         def unsubscribe() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
+            listeners = list(self.listeners)
+            if listener in listeners:
+                listeners.remove(listener)
+                self.listeners = tuple(listeners)
 
         return unsubscribe
 
     def emit(self, event: LifecycleEvent) -> None:
         """Call every listener with ``event``; a listener's exception is logged, not raised."""
-        for listener in tuple(self._listeners):
+        for listener in self.listeners:
             try:
                 listener(event)
             except Exception:
-                logger.exception(
-                    "lifecycle listener %r failed on %s of job %s",
-                    listener,
-                    event.kind.value,
-                    event.job.id,
-                    extra=job_extra(event.job),
-                )
+                _listener_failed(listener, event)
+
+    def started(self, job: Job, due_at: datetime | None) -> None:
+        """Emit ``STARTED`` for an attempt of ``job`` (as claimed), due since ``due_at``.
+
+        `emit` with the event built in place: the worker's per-attempt path (a call less
+        than ``emit(LifecycleEvent(...))``, and no frozen-field checks).
+        """
+        building: Any = _Building()  # (not typing.cast: a call per event)
+        building.kind = _STARTED
+        building.job = job
+        building.outcome = None
+        building.duration = None
+        building.due_at = due_at
+        _set_class(building, LifecycleEvent)
+        event: LifecycleEvent = building
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:
+                _listener_failed(listener, event)
+
+    def finished(self, job: Job, outcome: AttemptOutcome, duration: float) -> None:
+        """Emit ``FINISHED`` for an attempt that left ``job``, ended with ``outcome``
+        after ``duration`` seconds (as `started`, the worker's per-attempt path)."""
+        building: Any = _Building()  # (not typing.cast: a call per event)
+        building.kind = _FINISHED
+        building.job = job
+        building.outcome = outcome
+        building.duration = duration
+        building.due_at = None
+        _set_class(building, LifecycleEvent)
+        event: LifecycleEvent = building
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:
+                _listener_failed(listener, event)
 
     def __bool__(self) -> bool:
-        """Whether anyone listens (emitters may skip building events otherwise)."""
-        return bool(self._listeners)
+        """Whether anyone listens (emitters skip building events otherwise)."""
+        return bool(self.listeners)
+
+
+def _listener_failed(listener: Listener, event: LifecycleEvent) -> None:
+    logger.exception(
+        "lifecycle listener %r failed on %s of job %s",
+        listener,
+        event.kind.value,
+        event.job.id,
+        extra=job_extra(event.job),
+    )
+
+
+_STARTED, _FINISHED = EventKind.STARTED, EventKind.FINISHED
+_SETTLED = {
+    JobStatus.COMPLETED: AttemptOutcome.COMPLETED,
+    JobStatus.FAILED: AttemptOutcome.FAILED,
+    JobStatus.CANCELED: AttemptOutcome.CANCELED,
+}
+_RETRIED = AttemptOutcome.RETRIED
 
 
 def settled_outcome(job: Job) -> AttemptOutcome:
-    """The outcome of an attempt whose settlement left ``job``."""
-    if job.status is JobStatus.COMPLETED:
-        return AttemptOutcome.COMPLETED
-    if job.status is JobStatus.FAILED:
-        return AttemptOutcome.FAILED
-    if job.status is JobStatus.CANCELED:
-        return AttemptOutcome.CANCELED
-    return AttemptOutcome.RETRIED
+    """The outcome of an attempt whose settlement left ``job``: completed, failed or
+    canceled as its status says; retried when it is waiting again."""
+    return _SETTLED.get(job.status, _RETRIED)

@@ -17,7 +17,7 @@ from typing import Any
 from ._deadline import CANCEL_WAIT as CANCEL_WAIT
 from ._deadline import Deadline
 from ._errors import ResultError, ResultRefusedError, StoreUnavailableError
-from ._events import AttemptOutcome, EventKind, LifecycleEvent, LifecycleEvents, settled_outcome
+from ._events import AttemptOutcome, LifecycleEvents, settled_outcome
 from ._handlers import Handler
 from ._job import Job, JobError
 from ._logs import forget_current_job, job_extra, name_current_job
@@ -105,8 +105,8 @@ class AttemptRunner:
         self, claim: Claim, handler_ended: Callable[[], None], span: AttemptSpan
     ) -> Job | None:
         began = asyncio.get_running_loop().time()
-        if self.events:
-            self.events.emit(LifecycleEvent(EventKind.STARTED, claim.job, due_at=claim.due_at))
+        if self.events.listeners:
+            self.events.started(claim.job, claim.due_at)
         try:
             outcome = await self.attempt(claim, handler_ended, began)
         except asyncio.CancelledError:
@@ -127,7 +127,7 @@ class AttemptRunner:
         reporter = self.progress.pop(claim.token, None)
         if reporter is not None:
             reporter.close()
-        if not self.events:
+        if not self.events.listeners:
             return
         if settled is not None:
             outcome = settled_outcome(settled)
@@ -135,7 +135,7 @@ class AttemptRunner:
             outcome = AttemptOutcome.CANCELED if canceled else AttemptOutcome.LOST
         duration = asyncio.get_running_loop().time() - began
         job = claim.job if settled is None else settled
-        self.events.emit(LifecycleEvent(EventKind.FINISHED, job, outcome, duration))
+        self.events.finished(job, outcome, duration)
 
     async def _settle_patiently(self, claim: Claim, outcome: Outcome, began: float) -> Job | None:
         loop = asyncio.get_running_loop()
