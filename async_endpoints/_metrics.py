@@ -32,7 +32,6 @@ import logging
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Container, Iterator, Sequence
-from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -45,8 +44,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from ._events import AttemptOutcome, EventKind, LifecycleEvent
-from ._job import Job, JobStatus
+from ._job import Job, JobStatus, WebhookStatus
 from ._listing import QueueStats
+from ._webhook import WEBHOOK_JOB
 
 logger = logging.getLogger("async_endpoints")
 
@@ -57,10 +57,19 @@ UNKNOWN_NAME = "(unknown)"
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 _LE = [repr(float(bound)) for bound in BUCKETS] + ["+Inf"]  # as prometheus-client writes them
 _CANCELED = JobStatus.CANCELED.value
+_PENDING = WebhookStatus.PENDING
 _STATUS_LABELS = {status: status.value for status in JobStatus}
 _STARTED, _FINISHED = EventKind.STARTED, EventKind.FINISHED
 _SUBMITTED, _CANCELLED = EventKind.SUBMITTED, EventKind.CANCELLED
 _COMPLETED, _FAILED = AttemptOutcome.COMPLETED, AttemptOutcome.FAILED
+#: The ``outcome`` label of an attempt by its event's outcome (None: not recorded); a
+#: failed or retried attempt's is ``timeout`` or ``failed``, from the job's error.
+_ATTEMPT_LABELS: dict[AttemptOutcome | None, str] = {
+    AttemptOutcome.COMPLETED: "completed",
+    AttemptOutcome.CANCELED: "canceled",
+    AttemptOutcome.LOST: "lost",
+    None: "lost",
+}
 
 Labels = tuple[str, ...]
 
@@ -122,40 +131,67 @@ class JobMetrics(Collector):
 
     def observe(self, event: LifecycleEvent) -> None:
         """Count one lifecycle event (the listener subscribed at construction): a few
-        dictionary operations (two events per attempt)."""
+        dictionary operations, inline (two events per attempt, no helper call on the
+        common paths)."""
         job, kind = event.job, event.kind
         name = job.name
         if name not in self._names:
             name = UNKNOWN_NAME
         if kind is _STARTED:
             self.running += 1
-            pickup = _pickup_seconds(job, event.due_at)
+            due_at = event.due_at
+            pickup = (
+                _pickup_without_due_at(job)
+                if due_at is None
+                else max(0.0, (job.last_updated_at - due_at).total_seconds())
+            )
             if pickup is not None:
-                histogram = self.pickup.get(name)
-                if histogram is None:
-                    histogram = self.pickup[name] = _Histogram()
-                histogram.observe(pickup)
+                histogram = self.pickup.get(name) or _new_histogram(self.pickup, name)
+                histogram.counts[bisect_left(BUCKETS, pickup)] += 1
+                histogram.total += pickup
         elif kind is _FINISHED:
-            self._finished(event, name)
+            self._finished(event, job, name)
         elif kind is _SUBMITTED:
-            _count(self.submitted, (name, job.queue))
+            submitted, labels = self.submitted, (name, job.queue)
+            submitted[labels] = submitted.get(labels, 0) + 1
         elif kind is _CANCELLED:
-            _count(self.finished, (name, job.queue, _CANCELED))
+            self._cancelled(job, name)
 
-    def _finished(self, event: LifecycleEvent, name: str) -> None:
-        job, outcome = event.job, event.outcome
+    def _finished(self, event: LifecycleEvent, job: Job, name: str) -> None:
         self.running -= 1
-        attempts, key = self.attempts, (name, _attempt_outcome(job, outcome))
+        outcome = event.outcome
+        label = _ATTEMPT_LABELS.get(outcome)
+        if label is None:  # failed for good, or to be retried
+            error = job.error
+            label = "timeout" if error is not None and error.type == "JobTimeout" else "failed"
+        attempts, key = self.attempts, (name, label)
         attempts[key] = attempts.get(key, 0) + 1
         duration = event.duration
         if duration is not None:
-            histogram = self.duration.get(name)
-            if histogram is None:
-                histogram = self.duration[name] = _Histogram()
-            histogram.observe(duration)
+            histogram = self.duration.get(name) or _new_histogram(self.duration, name)
+            histogram.counts[bisect_left(BUCKETS, duration)] += 1
+            histogram.total += duration
         if outcome is _COMPLETED or outcome is _FAILED:
             finished, labels = self.finished, (name, job.queue, _STATUS_LABELS[job.status])
             finished[labels] = finished.get(labels, 0) + 1
+            if job.webhook is not None:
+                self._delivery(job)
+
+    def _cancelled(self, job: Job, name: str) -> None:
+        finished, labels = self.finished, (name, job.queue, _CANCELED)
+        finished[labels] = finished.get(labels, 0) + 1
+        if job.webhook is not None:
+            self._delivery(job)
+
+    def _delivery(self, job: Job) -> None:
+        """``job``, which has a webhook, became terminal here: the store enqueued its
+        delivery job (same queue) in the same step, unless it did so before (a job
+        requeued after it ended: its delivery has started by then, as a rule)."""
+        webhook = job.webhook
+        if webhook is not None and webhook.attempts == 0 and webhook.status is _PENDING:
+            name = WEBHOOK_JOB if WEBHOOK_JOB in self._names else UNKNOWN_NAME
+            submitted, labels = self.submitted, (name, job.queue)
+            submitted[labels] = submitted.get(labels, 0) + 1
 
     def collect(self) -> Iterator[Metric]:
         """The metric families as they are now (called by the registry when scraped)."""
@@ -224,14 +260,8 @@ class JobMetrics(Collector):
         start_http_server(port, addr, registry=self.registry)
 
 
-def _count(counts: dict[Labels, int], labels: Labels) -> None:
-    counts[labels] = counts.get(labels, 0) + 1
-
-
-def _histogram(histograms: dict[str, _Histogram], name: str) -> _Histogram:
-    histogram = histograms.get(name)
-    if histogram is None:
-        histogram = histograms[name] = _Histogram()
+def _new_histogram(histograms: dict[str, _Histogram], name: str) -> _Histogram:
+    histogram = histograms[name] = _Histogram()
     return histogram
 
 
@@ -249,27 +279,11 @@ def _histograms(name: str, text: str, histograms: dict[str, _Histogram]) -> Metr
     return family
 
 
-def _attempt_outcome(job: Job, outcome: AttemptOutcome | None) -> str:
-    if outcome is _COMPLETED:
-        return "completed"
-    if outcome is _FAILED or outcome is AttemptOutcome.RETRIED:
-        error = job.error
-        return "timeout" if error is not None and error.type == "JobTimeout" else "failed"
-    if outcome is None:
-        return AttemptOutcome.LOST.value
-    return outcome.value
-
-
-def _pickup_seconds(job: Job, due_at: datetime | None) -> float | None:
-    """Seconds from when ``job`` became due (``due_at``: its ``run_at`` for a delayed job
-    or a retry after backoff) to this claim of it (its ``last_updated_at``, store clock).
-
-    Without ``due_at`` (a store that does not say), a first attempt counts from creation
-    and a later one is not counted (None).
-    """
+def _pickup_without_due_at(job: Job) -> float | None:
+    """Seconds from creation to this claim of ``job`` (its ``last_updated_at``, store
+    clock) for a store that does not say when the job became due: counted for a first
+    attempt only (None for a later one, whose due time is unknown)."""
     claimed_at = job.last_updated_at
-    if due_at is not None:
-        return max(0.0, (claimed_at - due_at).total_seconds())
     if job.retry_count or job.started_at != claimed_at:
         return None
     return max(0.0, (claimed_at - job.created_at).total_seconds())
