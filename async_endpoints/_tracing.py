@@ -38,6 +38,7 @@ RETRY_COUNT = "async_endpoints.retry_count"
 
 if _trace is not None:
     _propagator = TraceContextTextMapPropagator()
+    _CONSUMER = _trace.SpanKind.CONSUMER
     #: The parent of a run span without a submission's: none (a trace of its own).
     _ROOT = _context.Context()
 
@@ -141,8 +142,9 @@ def start_run_span(made: Any, job: Job) -> AttemptSpan:
     """The span of an attempt of ``job`` made by ``made`` (the `tracer`), current until
     its `AttemptSpan.end` (`attempt_span` without a generator: the worker's per-job path).
 
-    Its attributes are set only when it records (none built for a span that drops them),
-    and a run of jobs carrying the same trace context (a batch's) parses it once.
+    Its parent is built from the carried trace context directly (no propagator; a run of
+    jobs carrying the same one, a batch's, parses it once), and its attributes are given
+    to ``start_span`` (the sampler sees them; no call per attribute after).
     """
     name = _run_names.get(job.name)
     if name is None:
@@ -151,10 +153,8 @@ def start_run_span(made: Any, job: Job) -> AttemptSpan:
     parent = _parent(carried) if carried else None
     if parent is None:
         parent = _ROOT
-    span = made.start_span(name, context=parent, kind=_trace.SpanKind.CONSUMER)
-    if span.is_recording():
-        attributes = {JOB_ID: str(job.id), JOB_NAME: job.name, RETRY_COUNT: job.retry_count}
-        span.set_attributes(attributes)
+    attributes = {JOB_ID: str(job.id), JOB_NAME: job.name, RETRY_COUNT: job.retry_count}
+    span = made.start_span(name, context=parent, kind=_CONSUMER, attributes=attributes)
     # start_span and attach rather than start_as_current_span: less time per attempt, and
     # nothing recorded for the cancellations that end an attempt. The handler's context is
     # the carried one with this span (not a copy of the worker's current context).
