@@ -20,7 +20,8 @@ rate with ``shards=3`` over ``shards=1`` (median of the repeats' ratios; goal >=
 each master's share of the commands and of the CPU (goal with ``shards=3``: each within
 +-15 % of a third; with ``shards=1`` one master does it all), round trips and script calls
 per job in the drain (claims stay O(1) per job: a claim that visited every shard would
-multiply the calls by the number of shards), Redis CPU microseconds per job (enqueue +
+multiply the calls by the number of shards), the producer's CPU per job while it submits
+(as steady on a busy machine as the worker's), Redis CPU microseconds per job (enqueue +
 drain, all masters, also net of what the idle servers spend on their own) and bytes per
 queued and per finished (retained) job. The single server's column shows what the
 cluster itself costs. These feed the capacity model of the README's "Scaling out"
@@ -147,7 +148,8 @@ def drain(
     began = time.monotonic()
     empty = [master.snapshot() for master in masters]
     args = (f"--jobs={jobs}", f"--concurrency={plan.concurrency}")
-    queued_in = produce(library, url, "enqueue", *args, timeout=600)["seconds"]
+    produced = produce(library, url, "enqueue", *args, timeout=600)
+    queued_in = produced["seconds"]
     queued = [master.snapshot() for master in masters]
     keys = [int(master.client.dbsize()) for master in masters]
     worker = WorkerProcess(library, url, concurrency=plan.concurrency, expect=jobs)
@@ -167,6 +169,10 @@ def drain(
     whole = [_phase(after, before) for after, before in zip(drained, empty, strict=True)]
     return {
         "enqueue_concurrent": jobs / queued_in,
+        # The producer's CPU per job while it submits (None from a commit without it).
+        "enqueue_cpu_us_per_job": produced["cpu_seconds"] / jobs * 1e6
+        if "cpu_seconds" in produced
+        else None,
         "drain": (jobs - 1) / (report["last"] - report["first"]),
         "exactly_once": final.get("started") == jobs
         and final.get("duplicates") == 0
@@ -278,6 +284,7 @@ def summary(found: dict[str, Any]) -> tuple[list[str], list[Target]]:
         ("drain, jobs/s", "drain", "{:,.0f}"),
         ("worker process CPU per job, us", "worker_cpu_us_per_job", "{:.1f}"),
         ("enqueue, jobs/s", "enqueue_concurrent", "{:,.0f}"),
+        ("producer process CPU per job, us", "enqueue_cpu_us_per_job", "{:.1f}"),
         ("Redis commands per job", "commands_per_job", "{:.2f}"),
         ("script calls per job, enqueue", "script_calls_per_job_enqueue", "{:.3f}"),
         ("script calls per job, drain", "script_calls_per_job_drain", "{:.3f}"),
@@ -310,7 +317,8 @@ def summary(found: dict[str, Any]) -> tuple[list[str], list[Target]]:
             f"{_paired(wide_three, wide_one, 'drain'):.1%}"
         )
     lines.append(
-        f"shards=3 / shards=1: enqueue {_paired(three, one, 'enqueue_concurrent'):.1%}, worker "
+        f"shards=3 / shards=1: enqueue {_paired(three, one, 'enqueue_concurrent'):.1%} (producer "
+        f"CPU per job {_paired(three, one, 'enqueue_cpu_us_per_job'):.1%}), worker "
         f"CPU per job {_paired(three, one, 'worker_cpu_us_per_job'):.1%}, Redis CPU per job "
         f"{_paired(three, one, 'redis_cpu_us_per_job_net'):.1%} (the drain rate follows the "
         f"CPU the busy machine leaves the worker; its CPU per job does not)"
@@ -371,7 +379,8 @@ def _median(runs: list[dict[str, Any]], key: str) -> float:
 
 def _paired(first: list[dict[str, Any]], second: list[dict[str, Any]], key: str) -> float:
     """The median of the repeats' ratios ``first / second`` (0 when there are none)."""
-    ratios = [a[key] / b[key] for a, b in zip(first, second, strict=False) if b[key]]
+    pairs = zip(first, second, strict=False)
+    ratios = [a[key] / b[key] for a, b in pairs if a.get(key) is not None and b.get(key)]
     return float(median(ratios) or 0.0)
 
 

@@ -7,7 +7,8 @@
     python produce.py LIBRARY trickle --samples S [--start K] [--spacing SECONDS]
 
 ``LIBRARY`` names a module ``<library>_app`` beside this file that has a ``Producer``.
-Prints one JSON object on stdout: ``{"seconds": ...}`` for enqueue and bulk (the time to
+Prints one JSON object on stdout: ``{"seconds": ...}`` for enqueue (and ``cpu_seconds``,
+the producer's CPU time meanwhile) and bulk (the time to
 queue jobs ``K .. K+N-1``, connection set-up excluded), ``{"pickup": [...], "result":
 [...]}`` for pickup (seconds from the submit call to the handler's start, and to the
 result in the caller's hands), one job at a time to an idle worker, until ``S`` samples or
@@ -46,11 +47,11 @@ async def enqueue(producer: Any, start: int, jobs: int, concurrency: int) -> dic
         for i in range(first, start + jobs, concurrency):
             await producer.enqueue(i)
 
-    began = time.monotonic()
+    began, cpu_began = time.monotonic(), time.process_time()
     async with asyncio.TaskGroup() as group:
         for offset in range(min(concurrency, jobs)):
             group.create_task(submitter(start + offset))
-    return {"seconds": time.monotonic() - began}
+    return {"seconds": time.monotonic() - began, "cpu_seconds": time.process_time() - cpu_began}
 
 
 async def bulk(producer: Any, start: int, jobs: int) -> dict[str, Any]:
