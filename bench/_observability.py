@@ -37,6 +37,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -60,6 +61,7 @@ def run(server: Server, plan: Plan) -> dict[str, Any]:
     rates: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     cpu: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     sdk_us: list[float] = []
+    steps: dict[str, list[float]] = {step: [] for step in SPAN_STEPS}
     for _ in range(max(plan.repeats, 5)):
         for variant in VARIANTS:
             found = _child("drain", server.url, variant, str(plan.drain_jobs))
@@ -67,6 +69,8 @@ def run(server: Server, plan: Plan) -> dict[str, Any]:
             cpu[variant].append(found["cpu_us_per_job"])
             if "sdk_us_per_span" in found:
                 sdk_us.append(found["sdk_us_per_span"])
+                for step in SPAN_STEPS:
+                    steps[step].append(found[f"span_us_{step}"])
     server.flush()
     off = statistics.median(rates["off"])
     drain = {
@@ -88,11 +92,16 @@ def run(server: Server, plan: Plan) -> dict[str, Any]:
             f"({figures['ratio']:.3f} of off, paired {figures['paired_ratio']:.3f}); "
             f"{figures['cpu_us_per_job']:.1f} us CPU per job ({figures['cpu_ratio']:.3f})"
         )
-    sdk = {"us_per_span": statistics.median(sdk_us), "us_per_job_off": 1e6 / off}
+    sdk = {
+        "us_per_span": statistics.median(sdk_us),
+        "us_per_job_off": 1e6 / off,
+        "steps_us": {step: statistics.median(found) for step, found in steps.items()},
+    }
     log(
         f"observability: the SDK's bare span {sdk['us_per_span']:.1f} us; a job drained with "
         f"everything off {sdk['us_per_job_off']:.1f} us"
     )
+    log("observability: a run span in a loop, step by step: " + _steps_text(sdk["steps_us"]))
     pages = _child("dashboard", str(plan.listing_jobs))
     for page, ms in pages.items():
         log(f"observability dashboard {page}: {ms:.1f} ms")
@@ -115,6 +124,7 @@ async def _drain(url: str, variant: str, jobs: int) -> dict[str, float]:
         trace.set_tracer_provider(TracerProvider())  # no span processor, no exporter
         if variant == "metrics+traces":
             figures["sdk_us_per_span"] = _sdk_span_us()
+            figures.update(_span_steps_us())
         else:
             _bare_run_spans()
     elif variant == "metrics+api":
@@ -181,6 +191,65 @@ def _sdk_span_us() -> float:
     return best / SDK_SPANS * 1e6
 
 
+#: What a run span costs in a tight loop, one step added at a time: the SDK's bare span,
+#: then with the job's parent context and span kind, with the three attributes (built per
+#: span, as the library does), made current meanwhile (attach, detach), and the library's
+#: own `start_run_span` (all of them, and its bookkeeping).
+SPAN_STEPS = ("bare", "parent", "attributes", "current", "library")
+
+
+def _span_steps_us() -> dict[str, float]:
+    """Microseconds per span of each of `SPAN_STEPS` (best of 3 loops, interleaved)."""
+    from opentelemetry import context, trace
+
+    from async_endpoints import JobRequest, NewJob
+    from async_endpoints._tracing import _parent, start_run_span, submit_span, tracer
+
+    made = tracer()
+    with submit_span("Noop", uuid.uuid4()) as carried:
+        pass
+    job = NewJob(uuid.uuid4(), "Noop", 3, JobRequest(trace_context=carried)).stored(
+        datetime.now(UTC)
+    )
+    parent, kind, name = _parent(carried or ""), trace.SpanKind.CONSUMER, "async_endpoints.run Noop"
+
+    def attributes() -> dict[str, Any]:
+        return {
+            "async_endpoints.job_id": str(job.id),
+            "async_endpoints.job_name": job.name,
+            "async_endpoints.retry_count": job.retry_count,
+        }
+
+    def bare() -> None:
+        made.start_span(name).end()
+
+    def with_parent() -> None:
+        made.start_span(name, context=parent, kind=kind).end()
+
+    def with_attributes() -> None:
+        made.start_span(name, context=parent, kind=kind, attributes=attributes()).end()
+
+    def current() -> None:
+        span = made.start_span(name, context=parent, kind=kind, attributes=attributes())
+        context.detach(context.attach(trace.set_span_in_context(span, parent)))
+        span.end()
+
+    def library() -> None:
+        start_run_span(made, job).end()
+
+    steps = dict(
+        zip(SPAN_STEPS, (bare, with_parent, with_attributes, current, library), strict=True)
+    )
+    best = dict.fromkeys(SPAN_STEPS, float("inf"))
+    for _ in range(3):
+        for step, once in steps.items():
+            began = time.perf_counter()
+            for _ in range(SDK_SPANS):
+                once()
+            best[step] = min(best[step], (time.perf_counter() - began) / SDK_SPANS * 1e6)
+    return {f"span_us_{step}": us for step, us in best.items()}
+
+
 async def _dashboard(retained: int) -> dict[str, float]:
     app = Starlette()
     store = InMemoryJobStore(max_retained=retained + 100)
@@ -243,6 +312,10 @@ if __name__ == "__main__":
     _main(sys.argv[1:])
 
 
+def _steps_text(steps: dict[str, float]) -> str:
+    return ", ".join(f"{step} {us:.1f} us" for step, us in steps.items())
+
+
 def summary(found: dict[str, Any]) -> tuple[list[str], list[Target]]:
     """The lines that show the issue-14 figures, and its targets judged on them."""
     if not found:
@@ -262,6 +335,8 @@ def summary(found: dict[str, Any]) -> tuple[list[str], list[Target]]:
             f"{sdk['us_per_job_off']:.1f} us per job with everything off (95 % leaves "
             f"{sdk['us_per_job_off'] / 19:.1f} us per job)"
         )
+        if "steps_us" in sdk:
+            lines.append("a run span in a loop, step by step: " + _steps_text(sdk["steps_us"]))
     worst = max(pages.values())
     lines.append(
         f"dashboard pages with {found['retained']:,} retained jobs: "
