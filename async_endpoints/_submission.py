@@ -75,8 +75,9 @@ class JobSubmission(JobControl):
                 ``partition_key`` or ``tenant`` is not a string of 1 to 255 characters;
                 ``idempotency_key`` is empty or longer than 255 characters; ``headers`` are
                 not (name, value) pairs of latin-1 text; ``route_params`` does not map text
-                to text; ``owner`` or ``query_string`` is not text; ``webhook_url`` is not
-                an absolute http(s) URL, holds credentials or names a host outside
+                to text (or to what a path convertor gives: int, float, UUID); ``owner``
+                or ``query_string`` is not text; ``webhook_url`` is not an absolute
+                http(s) URL, holds credentials or names a host outside
                 ``webhook_allowed_hosts``.
             IdempotencyConflictError: ``idempotency_key`` was used with another body (a
                 ``ValueError``).
@@ -253,6 +254,10 @@ class JobSubmission(JobControl):
                 raise TimeoutError(f"job {job_id} is still {job.status} after {timeout} s")
 
 
+#: The types of the path parameters Starlette's convertors give (text, or these as text).
+_PATH_VALUES = (str, int, float, uuid.UUID)
+
+
 def _request_parts(
     headers: Mapping[str, str] | Sequence[tuple[str, str]] | None,
     query_string: str,
@@ -272,9 +277,14 @@ def _request_parts(
     for pair in pairs:
         if len(pair) != 2 or not all(_is_latin_1_text(part) for part in pair):
             raise ValueError(f"headers must be (name, value) pairs of latin-1 text, not {pair!r}")
-    params = dict(route_params or {})
-    if not all(isinstance(item, str) for item in (*params, *params.values())):
-        raise ValueError(f"route_params must map text to text, not {params!r}")
+    given_params = dict(route_params or {})
+    if not all(isinstance(name, str) for name in given_params) or not all(
+        isinstance(value, _PATH_VALUES) and not isinstance(value, bool)
+        for value in given_params.values()
+    ):
+        raise ValueError(f"route_params must map text to text, not {given_params!r}")
+    # As a POST's: what Starlette's path convertors give (int, float, UUID) as text.
+    params = {name: str(value) for name, value in given_params.items()}
     if owner is not None and not isinstance(owner, str):
         raise ValueError(f"owner must be text or None, not {owner!r}")
     if not isinstance(query_string, str):

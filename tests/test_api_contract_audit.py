@@ -151,7 +151,7 @@ async def echo(ctx: AsyncContext) -> dict[str, Any]:
         {"headers": {"x-price": "10 €"}},
         {"headers": [("x-a", "b", "c")]},
         {"headers": "x-a: b"},
-        {"route_params": {"id": 7}},
+        {"route_params": {"id": [7]}},
         {"route_params": {1: "a"}},
         {"owner": 5},
         {"query_string": b"a=1"},
@@ -161,7 +161,7 @@ async def echo(ctx: AsyncContext) -> dict[str, Any]:
         "header-not-latin-1",
         "header-triple",
         "headers-str",
-        "route-param-int",
+        "route-param-list",
         "route-param-name-int",
         "owner-int",
         "query-bytes",
@@ -182,19 +182,22 @@ async def test_submit_refuses_request_parts_a_handler_could_not_be_given(
 
 
 async def test_submit_gives_the_handler_the_headers_and_route_params_it_was_given() -> None:
-    """Text headers (any latin-1) and text route parameters reach the handler as given."""
+    """Text headers (any latin-1) reach the handler as given, route parameters as text (a
+    path convertor's int, float or UUID as a POST would give it)."""
     endpoints = AsyncEndpoints()
     endpoints.add_handler(echo)
     async with endpoints.running(workers=False):
         job = await endpoints.submit(
-            "echo", headers=[("X-Note", "café"), ("x-note", "two")], route_params={"id": "7"}
+            "echo",
+            headers=[("X-Note", "café"), ("x-note", "two")],
+            route_params={"id": 7, "name": "n", "ratio": 0.5},
         )
         await endpoints.drain()
         done = await endpoints.get_job(job.id)
     assert done is not None and done.status == JobStatus.COMPLETED
     assert done.result == {
         "headers": [["x-note", "café"], ["x-note", "two"]],
-        "route_params": {"id": "7"},
+        "route_params": {"id": "7", "name": "n", "ratio": "0.5"},
     }
 
 
