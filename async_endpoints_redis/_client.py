@@ -12,22 +12,23 @@ single server gets a blocking pool. redis-py's cluster client has none: a call b
 admits its calls through a `call_gate`, a semaphore of ``max_connections - 2``: one
 connection of the node is the pub/sub subscription's, one is left to redis-py's topology
 refresh (``CLUSTER SLOTS``, then ``COMMAND``, one at a time under its own lock). Every
-store call holds at most one connection at a time (``EVALSHA``; after ``NOSCRIPT``, a
-``SCRIPT LOAD`` per primary, then ``EVALSHA``; after ``ASK``, ``ASKING``, then the
-command), and all of them go to the node of the store's one hash tag, so that node never
-sees more than ``max_connections`` from the store.
+store call holds at most one connection at a time (``EVALSHA``; after ``NOSCRIPT``, an
+``EVAL`` of the script's text on the same node, see `_lua_script`; after ``ASK``,
+``ASKING``, then the command), and all of them go to the node of the store's one hash
+tag, so that node never sees more than ``max_connections`` from the store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from typing import Any, TypeAlias
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.connection import BlockingConnectionPool
+from redis.asyncio.connection import BlockingConnectionPool, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
@@ -42,15 +43,47 @@ MIN_CONNECTIONS = 3
 _RESERVED = MIN_CONNECTIONS - 1
 
 
+def check_url(url: object) -> None:
+    """Refuse, before anything connects, a ``url`` redis-py could never connect with.
+
+    Raises:
+        ConfigurationError: ``url`` is not a string, or not a ``redis://``, ``rediss://``
+            or ``unix://`` URL with a numeric port (the message never repeats the URL,
+            which may hold a password).
+    """
+    if not isinstance(url, str):
+        raise ConfigurationError(
+            f"url must be a redis://, rediss:// or unix:// URL string, not {type(url).__name__}"
+        )
+    try:
+        parse_url(url)
+    except ValueError as exc:
+        raise ConfigurationError(f"url is not a Redis URL: {exc}") from None
+
+
+def check_seconds(name: str, value: object) -> float:
+    """``value`` when it is a positive, finite number of seconds.
+
+    Raises:
+        ConfigurationError: It is not (naming ``name``).
+    """
+    number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+    if number is None or not math.isfinite(number) or number <= 0:
+        raise ConfigurationError(f"{name} must be a positive number of seconds, not {value!r}")
+    return float(number)
+
+
 def client_options(
     *, socket_timeout: float, socket_connect_timeout: float, max_connections: int
 ) -> dict[str, Any]:
     """Keyword arguments for `BlockingConnectionPool.from_url` and `RedisCluster.from_url`.
 
     Raises:
-        ConfigurationError: ``max_connections`` is below `MIN_CONNECTIONS`.
-        TypeError: ``max_connections`` is not a number.
+        ConfigurationError: ``max_connections`` is not a whole number of at least
+            `MIN_CONNECTIONS`.
     """
+    if not isinstance(max_connections, int) or isinstance(max_connections, bool):
+        raise ConfigurationError(f"max_connections must be a whole number, not {max_connections!r}")
     if max_connections < MIN_CONNECTIONS:
         raise ConfigurationError(f"max_connections must be at least {MIN_CONNECTIONS}")
     return {

@@ -62,7 +62,7 @@ from async_endpoints._store_features import Idempotency
 from ._base import CancelledClaims, Offer
 from ._batch import Batcher
 from ._batches import RedisBatches
-from ._client import AnyRedis, client_options
+from ._client import AnyRedis, check_seconds, check_url, client_options
 from ._codec import (
     Reply,
     decode_or_none,
@@ -132,8 +132,9 @@ class RedisJobStore(
             loses none: see `_shard_reshard`.
 
     Raises:
-        ConfigurationError: Neither or both of ``url`` and ``client`` given, a bad prefix,
-            or a retention that is not positive.
+        ConfigurationError: Neither or both of ``url`` and ``client`` given, a ``url``
+            redis-py cannot connect with (scheme, port), a bad prefix, a retention or
+            socket timeout that is not a positive number, or ``max_connections`` below 3.
     """
 
     #: What this store's claim tokens start with (a shard's mark in a sharded store).
@@ -162,8 +163,11 @@ class RedisJobStore(
     ) -> None:
         if (url is None) == (client is None):
             raise ConfigurationError("RedisJobStore needs either a url or a client")
-        if retention <= 0:
-            raise ConfigurationError("retention must be a positive number of seconds")
+        if url is not None:
+            check_url(url)
+        check_seconds("retention", retention)
+        check_seconds("socket_timeout", socket_timeout)
+        check_seconds("socket_connect_timeout", socket_connect_timeout)
         options = client_options(
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_connect_timeout,

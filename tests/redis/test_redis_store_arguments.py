@@ -1,0 +1,54 @@
+"""RedisJobStore refuses, when it is made, arguments it could never work with: the app
+would otherwise start and answer 503 for ever (a URL redis-py cannot parse), or fail with
+a bare TypeError later."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from async_endpoints import ConfigurationError
+from async_endpoints_redis import RedisJobStore
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["nope://127.0.0.1", "redis://127.0.0.1:notaport/0", "127.0.0.1:6379", 6379],
+    ids=["unknown-scheme", "port-not-a-number", "no-scheme", "not-a-string"],
+)
+@pytest.mark.parametrize("shards", [1, 3])
+def test_a_url_redis_py_cannot_connect_with_is_refused_when_the_store_is_made(
+    url: Any, shards: int
+) -> None:
+    with pytest.raises(ConfigurationError, match="url"):
+        RedisJobStore(url, shards=shards)
+
+
+def test_the_refusal_of_a_url_never_repeats_its_password() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        RedisJobStore("redis://user:s3cret-pass@127.0.0.1:notaport/0")
+    assert "s3cret-pass" not in str(refused.value)
+
+
+@pytest.mark.parametrize("name", ["retention", "socket_timeout", "socket_connect_timeout"])
+@pytest.mark.parametrize("value", ["1", None, True, 0, -1.0, math.inf, math.nan])
+def test_a_duration_that_is_not_a_positive_number_is_refused_naming_it(
+    name: str, value: Any
+) -> None:
+    with pytest.raises(ConfigurationError, match=name):
+        RedisJobStore("redis://127.0.0.1:6379/0", **{name: value})
+
+
+@pytest.mark.parametrize("value", ["50", 2.5, True, 2])
+def test_max_connections_must_be_a_whole_number_of_at_least_three(value: Any) -> None:
+    with pytest.raises(ConfigurationError, match="max_connections"):
+        RedisJobStore("redis://127.0.0.1:6379/0", max_connections=value)
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:6379/0", "rediss://user:pass@127.0.0.1:6380/1", "unix:///tmp/r.sock"]
+)
+def test_the_urls_redis_py_accepts_make_a_store_without_connecting(url: str) -> None:
+    RedisJobStore(url)  # nothing connects before start()
