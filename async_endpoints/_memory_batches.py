@@ -331,7 +331,10 @@ class MemoryBatches:
                 raise ValueError(f"delay must be a finite number of seconds, not {job.delay!r}")
             check_follow_ups(job)
         if max_waiting is not None and self._live.waiting + waiting > max_waiting:
-            raise QueueFullError(f"{max_waiting} jobs are waiting already")
+            raise QueueFullError(
+                f"{self._live.waiting} jobs are waiting and the batch adds {waiting}: "
+                f"more than max_waiting ({max_waiting})"
+            )
 
     def _store_members(self, record: BatchRecord, jobs: Sequence[NewJob], moment: datetime) -> None:
         members, keys = record.members, record.keys

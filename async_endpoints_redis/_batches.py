@@ -196,7 +196,10 @@ class RedisBatches(StoreBase):
         if code == "dup":
             raise DuplicateJobError(f"batch {batch_id} or one of its job ids exists already")
         if code == "full":
-            raise QueueFullError(f"{max_waiting} jobs are waiting", retry_after=RETRY_AFTER)
+            raise QueueFullError(
+                f"the batch's jobs would take the waiting jobs past max_waiting ({max_waiting})",
+                retry_after=RETRY_AFTER,
+            )
         if code == "closed":
             raise ValueError(f"batch {batch_id} is not running: it takes no more jobs")
         raise JobStoreError(f"batch {batch_id}: its staged jobs expired before the last call")

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from async_endpoints import InMemoryJobStore, JobError, JobStatus, NewJob
+from async_endpoints import InMemoryJobStore, JobError, JobStatus, NewJob, QueueFullError
 from async_endpoints._batch import BatchStatus, ContinueWhen, NewBatch, status_counts
 from async_endpoints._store import Claim
 from async_endpoints.testing import ManualClock
@@ -339,3 +339,12 @@ async def test_the_jobs_of_a_batch_are_created_at_the_batchs_moment(
     continuation = await store.get(spec.continuations[0].id)
     assert batch is not None and continuation is not None
     assert continuation.created_at == batch.finished_at
+
+
+async def test_a_batch_refused_for_max_waiting_says_how_many_wait_and_it_adds(
+    store: InMemoryJobStore,
+) -> None:
+    """No job waits: the refusal of a batch bigger than max_waiting says so, rather than
+    claiming that max_waiting jobs wait."""
+    with pytest.raises(QueueFullError, match=r"0 jobs are waiting and the batch adds 4: .*\(3\)"):
+        await store.create_batch(new_batch(4), max_waiting=3)

@@ -14,7 +14,7 @@ import pytest
 from redis.asyncio import Redis
 
 from async_endpoints._batch import BatchStatus, NewBatch
-from async_endpoints._errors import DuplicateJobError
+from async_endpoints._errors import DuplicateJobError, QueueFullError
 from async_endpoints._job import JobStatus, NewJob
 from async_endpoints_redis import RedisJobStore, _batches
 
@@ -192,3 +192,13 @@ async def test_batches_on_a_redis_cluster(redis_cluster: Any, prefix: str) -> No
         assert len(page.jobs) == 5
     finally:
         await store.aclose()
+
+
+async def test_a_batch_refused_for_max_waiting_names_the_batch_not_a_count_that_waits(
+    store: RedisJobStore,
+) -> None:
+    """No job waits: the refusal says the batch's jobs would pass max_waiting."""
+    spec = new_batch(4)
+    with pytest.raises(QueueFullError, match=r"batch's jobs would take .* past max_waiting \(3\)"):
+        await store.create_batch(spec, max_waiting=3)
+    assert await store.get_batch(spec.id) is None
