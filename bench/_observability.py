@@ -111,7 +111,9 @@ def run(server: Server, plan: Plan) -> dict[str, Any]:
 def _child(*args: str) -> Any:
     """Run one measurement in a fresh process; its JSON answer."""
     command = [sys.executable, "-m", "bench._observability", *args]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
