@@ -19,7 +19,8 @@ arrives, not when the slowest shard's does.
 
 Such a turn also keeps one call under way per shard (``one_call_each``): items of a shard
 whose call is under way wait for its reply (a round trip of that shard's server at
-most, never another shard's) and then go together, at once. Without this the shards'
+most, never another shard's) and then go together with that turn's (the next items of
+the callers that reply answered, for one). Without this the shards'
 replies, arriving at different moments, would each start their callers' next items in a
 turn of their own, one call per shard each: with N shards a busy process's calls would
 split N ways per round trip, then N ways again, down to a job or two per call (seen with
@@ -119,7 +120,11 @@ class Turn(Generic[Item, Reply]):
         if left:
             self._under_way[flush] = left
         elif held := self._held.pop(flush, None):
-            self._launch(flush, held)
+            # Back in the turn's queue: the callers this reply answered submit their
+            # next items in this turn, and those of the same flush join them.
+            if not self._pending:
+                asyncio.get_running_loop().call_soon(self._start_flush)
+            self._pending[:0] = [(flush, item, future) for item, future in held]
 
 
 class Batcher(Generic[Item, Reply]):

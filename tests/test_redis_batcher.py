@@ -104,3 +104,22 @@ async def test_with_one_call_each_a_batchers_items_wait_for_its_call_under_way()
         held.gate.set()
         assert await asyncio.gather(*calls) == [2, 4, 6, 8]
         assert held.batches == expected and other.batches == [[5]]
+
+
+async def test_with_one_call_each_held_items_go_with_the_next_items_of_the_answered() -> None:
+    """``one_call_each``: the items held for a call go with what its answered callers
+    submit next in the same turn, in one call (not one call each)."""
+    recorder = Recorder()
+    recorder.gate.clear()
+    batcher = Batcher(recorder.flush, turn=Turn(one_call_each=True))
+
+    async def submit_then_next() -> list[int]:
+        return [await batcher.submit(1), await batcher.submit(3)]
+
+    first = asyncio.ensure_future(submit_then_next())
+    await asyncio.sleep(0)  # 1 is sent alone
+    held = asyncio.ensure_future(batcher.submit(2))
+    await asyncio.sleep(0.01)  # a turn ends: 2 is held for the call under way
+    recorder.gate.set()
+    assert await asyncio.gather(first, held) == [[2, 6], 4]
+    assert recorder.batches == [[1], [2, 3]]
