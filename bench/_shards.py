@@ -21,7 +21,9 @@ each master's share of the commands and of the CPU (goal with ``shards=3``: each
 +-15 % of a third; with ``shards=1`` one master does it all), round trips and script calls
 per job in the drain (claims stay O(1) per job: a claim that visited every shard would
 multiply the calls by the number of shards), the producer's CPU per job while it submits
-(as steady on a busy machine as the worker's), Redis CPU microseconds per job (enqueue +
+(as steady on a busy machine as the worker's; ``BENCH_SHARDS_BASELINE=<rev>`` runs both
+cluster layouts of a commit too, for before/after ratios in one run), Redis CPU
+microseconds per job (enqueue +
 drain, all masters, also net of what the idle servers spend on their own) and bytes per
 queued and per finished (retained) job. The single server's column shows what the
 cluster itself costs. These feed the capacity model of the README's "Scaling out"
@@ -41,7 +43,7 @@ from typing import Any
 from tests.redis_servers import start_cluster
 
 from ._driver import log, repeated
-from ._envs import Library, ours_with
+from ._envs import Library, ours_at, ours_with
 from ._procs import WorkerProcess, produce
 from ._queues import Plan
 from ._redis import SCRIPT_CALLS, Server, Snapshot
@@ -60,6 +62,10 @@ LAYOUTS = {
     "shards1x400": {},
     "shards3x400": {"BENCH_SHARDS": "3"},
 }
+#: ``BENCH_SHARDS_BASELINE=<rev>`` also runs both cluster layouts of ours at commit
+#: ``rev`` in every repeat (``ours@<rev>+shards1``, ``+shards3``): before and after a
+#: change, in one run.
+BASELINE = "BENCH_SHARDS_BASELINE"
 #: The layouts whose pickup latency is measured too (an idle worker, one job at a time).
 PICKUP_LAYOUTS = ("ours+shards1", "ours+shards3")
 #: Each master's share with 3 shards may stray this far (relative) from a third.
@@ -73,6 +79,12 @@ def run(server: Server, plan: Plan) -> dict[str, Any]:
     try:
         log(f"shards: a {MASTERS}-master cluster on ports {[m.port for m in masters]}")
         libraries = [ours_with(name, **env) for name, env in LAYOUTS.items()]
+        if rev := os.environ.get(BASELINE):
+            base = ours_at(rev)
+            libraries += [
+                dataclasses.replace(base, name=f"{base.name}+{name}", env=LAYOUTS[name])
+                for name in ("shards1", "shards3")
+            ]
         idle = idle_cpu([server, *masters])
         log(f"shards: idle servers' CPU {', '.join(f'{rate * 1e3:.1f}' for rate in idle)} ms/s")
 
@@ -333,6 +345,18 @@ def summary(found: dict[str, Any]) -> tuple[list[str], list[Target]]:
             f"p50 {pick['pickup']['p50']:.2f} ms, p99 {pick['pickup']['p99']:.2f} ms; submit "
             f"-> result p50 {pick['result']['p50']:.2f} ms, p99 {pick['result']['p99']:.2f} ms"
         )
+    for name in sorted({name.partition("+")[0] for name in drains if "@" in name}):
+        base_one, base_three = drains.get(f"{name}+shards1", []), drains.get(f"{name}+shards3", [])
+        if base_one and base_three:
+            lines.append(
+                f"{name} (the baseline commit), shards=3 / shards=1: drain "
+                f"{_paired(base_three, base_one, 'drain'):.1%}, worker CPU per job "
+                f"{_paired(base_three, base_one, 'worker_cpu_us_per_job'):.1%}, enqueue "
+                f"{_paired(base_three, base_one, 'enqueue_concurrent'):.1%}, Redis CPU per job "
+                f"{_paired(base_three, base_one, 'redis_cpu_us_per_job_net'):.1%}; script calls "
+                f"per job, enqueue {_median(base_three, 'script_calls_per_job_enqueue'):.3f}, "
+                f"drain {_median(base_three, 'script_calls_per_job_drain'):.3f}"
+            )
     low, high = (1 - TOLERANCE) / MASTERS, (1 + TOLERANCE) / MASTERS
     goals = [Target("shards=3 drain >= 90 % of shards=1", f"{ratio:.1%}", ratio >= 0.9)]
     # The drain is bound by the worker's CPU; on a busy machine its wall-clock rate follows
