@@ -117,9 +117,11 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         self._turn_until = 0.0
         self._down_until: dict[RedisJobStore, float] = {}
         self._renewing: dict[RedisJobStore, asyncio.Future[set[str]]] = {}
-        self._completion_turn: Turn[tuple[Claim, str], int | ResultRefusedError] = Turn(
-            one_call_each=True
-        )
+        # Submitters wait for their reply before their next submission, so the shards'
+        # replies arriving apart would split their calls (`_batch`): one call under way
+        # per shard. A worker's slot is free before its completion is answered, so
+        # completions batch by turn as they are (and are not held back).
+        self._completion_turn: Turn[tuple[Claim, str], int | ResultRefusedError] = Turn()
         self._submission_turn: Turn[Submission, int | Reply] = Turn(one_call_each=True)
         self._pointers: Pointers | None = None
         self._counts = WaitingCounts(self)
