@@ -214,6 +214,8 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
     async def enqueue(self, new_job: NewJob, *, max_waiting: int | None = None) -> Job:
         """As `RedisJobStore.enqueue`, in the job's shard (see `_shard_layout`)."""
         shard, new_job = await self._placed(new_job)
+        if max_waiting is None:  # no count to keep
+            return await self._shards[shard].enqueue(new_job)
         return await self._counts.limited(
             shard, max_waiting, lambda limit: self._shards[shard].enqueue(
                 new_job, max_waiting=limit)
@@ -240,12 +242,15 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
     async def _placed(self, new_job: NewJob, shard: int | None = None) -> tuple[int, NewJob]:
         """The job's shard (``shard`` if given) and the job, its pointers written first
         (`_point`)."""
-        await self._ready_shards()
+        if not self._shards:  # not started (or closed: it raises)
+            await self._ready_shards()
         if shard is None:
             shard = self._placement(new_job)
             if self._old_layouts and new_job.partition_key is not None:
                 shard = await self._old_lane(new_job.partition_key, shard)
-        await self._point(shard, new_job)
+        follow_up = getattr(new_job, "follow_up", None)
+        if follow_up is not None or self._layout.of_id(new_job.id) != shard:
+            await self._point(shard, new_job)
         return shard, new_job
 
     async def _point(self, shard: int, new_job: NewJob) -> None:
@@ -266,13 +271,15 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
 
     async def complete(self, claim: Claim, result: Any) -> Job | None:
         """As `RedisJobStore.complete`, in the claim's shard."""
-        await self._ready_shards()
+        if not self._shards:  # not started (or closed: it raises)
+            await self._ready_shards()
         shard = self._of_token(claim.token)
         return None if shard is None else await shard.complete(claim, result)
 
     async def fail(self, claim: Claim, error: JobError, *, retry_in: float | None) -> Job | None:
         """As `RedisJobStore.fail`, in the claim's shard."""
-        await self._ready_shards()
+        if not self._shards:  # not started (or closed: it raises)
+            await self._ready_shards()
         shard = self._of_token(claim.token)
         if shard is None:
             return None
