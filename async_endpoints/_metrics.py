@@ -54,7 +54,8 @@ logger = logging.getLogger("async_endpoints")
 DEPTH_MAX_AGE = 1.0
 UNKNOWN_NAME = "(unknown)"
 #: Upper bounds of the histograms' buckets, in seconds (``+Inf`` follows).
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
+#: Floats, as the values observed (bisect compares float to float).
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
 _LE = [repr(float(bound)) for bound in BUCKETS] + ["+Inf"]  # as prometheus-client writes them
 _CANCELED = JobStatus.CANCELED.value
 _PENDING = WebhookStatus.PENDING
