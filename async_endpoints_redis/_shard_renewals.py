@@ -29,8 +29,8 @@ from ._shard_base import ShardBase
 from ._store import RedisJobStore
 
 #: The part of a lease that a renewal waits for the slowest shard once another has
-#: answered: the answered claims count as renewed from the sending of the call, which a
-#: third of a lease after the previous one still leaves half a lease of margin.
+#: answered: less than the two thirds of a lease that the previous renewal (a third of a
+#: lease earlier) leaves the answered claims, so none of them is fenced meanwhile.
 _SLOW_FOR = 0.5
 
 
