@@ -12,6 +12,11 @@ The engine emits each kind from exactly one place:
 Listeners are plain functions called on the event loop, in the order they subscribed,
 synchronously: they must be quick (count, or hand over to a queue). A listener that raises
 is logged and the others still run; a job never fails because of a listener.
+
+Events cost nothing while nobody listens: emitters test `LifecycleEvents.listeners` first
+and build none. With a listener, an attempt's two events are built in place by
+`LifecycleEvents.started` and `LifecycleEvents.finished` (a `LifecycleEvent` is a frozen
+dataclass to its users, but written as a plain slotted object while built).
 """
 
 from __future__ import annotations
