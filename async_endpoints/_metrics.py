@@ -76,17 +76,17 @@ Labels = tuple[str, ...]
 
 
 class _Histogram:
-    """One label set of a histogram: counts per bucket (not cumulative) and the sum."""
+    """One label set of a histogram: counts per bucket (not cumulative) and the sum.
+
+    Observed inline by `JobMetrics.observe`: ``counts[bisect_left(BUCKETS, value)] += 1``
+    and ``total += value`` (a bound ``le`` counts in its own bucket: inclusive).
+    """
 
     __slots__ = ("counts", "total")
 
     def __init__(self) -> None:
         self.counts = [0] * (len(BUCKETS) + 1)
         self.total = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(BUCKETS, value)] += 1
-        self.total += value
 
     def buckets(self) -> list[tuple[str, float]]:
         cumulative, running = [], 0
