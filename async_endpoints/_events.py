@@ -79,6 +79,7 @@ class _Building(_EventSlots):
 
 
 _set_class = object.__dict__["__class__"].__set__
+_FIELDS = ("kind", "job", "outcome", "duration", "due_at")
 
 
 @dataclass(frozen=True, init=False)
@@ -115,9 +116,13 @@ class LifecycleEvent(_EventSlots):
         duration: float | None = None,
         due_at: datetime | None = None,
     ) -> None:
-        # Two events per attempt: the fields are written as a plain slotted object's
-        # (about a third of a frozen dataclass's object.__setattr__ per field), the
-        # instance a `_Building` meanwhile, so the frozen __setattr__ is not in the way.
+        if type(self) is not LifecycleEvent:  # a subclass, whose layout may differ
+            for name, value in zip(_FIELDS, (kind, job, outcome, duration, due_at), strict=True):
+                object.__setattr__(self, name, value)
+            return
+        # The fields are written as a plain slotted object's (about a third of a frozen
+        # dataclass's object.__setattr__ per field), the instance a `_Building` meanwhile,
+        # so the frozen __setattr__ is not in the way.
         _set_class(self, _Building)
         fields: _EventSlots = self
         fields.kind = kind

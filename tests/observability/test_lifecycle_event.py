@@ -97,3 +97,22 @@ async def test_the_events_of_a_real_attempt_are_the_same_type() -> None:
     assert finished == LifecycleEvent(
         EventKind.FINISHED, finished.job, AttemptOutcome.COMPLETED, finished.duration
     )
+
+
+def test_a_subclass_of_the_event_keeps_its_class_and_fields() -> None:
+    """A listener's own event type derived from LifecycleEvent is built as such."""
+
+    class Tagged(LifecycleEvent):
+        pass
+
+    job = a_job()
+    event = Tagged(EventKind.STARTED, job, due_at=NOW)
+    assert type(event) is Tagged
+    assert (event.kind, event.job, event.due_at, event.outcome) == (
+        EventKind.STARTED,
+        job,
+        NOW,
+        None,
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.kind = EventKind.FINISHED  # type: ignore[misc]
