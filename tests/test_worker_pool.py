@@ -17,6 +17,7 @@ from async_endpoints import (
     InMemoryJobStore,
     JobStatus,
     JobStoreError,
+    PartialRenewalError,
     StoreUnavailableError,
 )
 from async_endpoints.testing import ManualClock
@@ -241,6 +242,53 @@ async def test_a_handler_whose_lease_runs_out_unrenewed_is_cancelled_by_its_own_
                 await started.wait()
                 await cancelled.wait()
     assert "ran out unrenewed" in caplog.text
+
+
+class PartlyReachable(InMemoryJobStore):
+    """A store of parts, one of them down: the claims of jobs named ``down`` cannot be
+    renewed (`PartialRenewalError` tells them unknown), the others are renewed."""
+
+    async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[str]:
+        down = {claim.token for claim in claims if claim.job.name == "down"}
+        lost = await super().renew([c for c in claims if c.token not in down], lease=lease)
+        if not down:
+            return lost
+        raise PartialRenewalError("a part is down", lost=lost, unknown=down)
+
+
+async def test_a_part_of_the_store_down_fences_only_the_handlers_of_its_claims() -> None:
+    """PartialRenewalError: the claims of the parts that answered count as renewed, so
+    their handlers run on past several leases; those of the part that is down are not
+    renewed, and their handlers are fenced when their lease runs out."""
+    engine = engine_with(store=PartlyReachable(), claim_timeout=0.6, recovery_interval=3600)
+    up_finished, down_cancelled = asyncio.Event(), asyncio.Event()
+    finish_up = asyncio.Event()
+
+    async def up(ctx: AsyncContext[None]) -> str:
+        await finish_up.wait()
+        up_finished.set()
+        return "ran on"
+
+    async def down(ctx: AsyncContext[None]) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            down_cancelled.set()
+            raise
+
+    engine.add_handler(up)
+    engine.add_handler(down)
+    async with engine.running():
+        up_job = await engine.submit("up")
+        await engine.submit("down")
+        async with asyncio.timeout(10):
+            await down_cancelled.wait()  # fenced after one lease unrenewed
+            await asyncio.sleep(1.2)  # two more leases: "up" must still be held
+            assert not up_finished.is_set()
+            finish_up.set()
+        done = await engine.wait_for(up_job.id, timeout=10)
+    assert done.status is JobStatus.COMPLETED
+    assert done.result == "ran on" and done.retry_count == 0
 
 
 async def test_a_handler_whose_lease_is_renewed_runs_past_its_lease() -> None:
