@@ -19,18 +19,21 @@ once a second however often it is scraped::
 Label values are bounded: handler names (a name no handler here has is ``"(unknown)"``),
 queue names, statuses and outcomes; never ids or tenants.
 
-Events only add to plain dicts (a few dictionary operations per job, no locks): the
-metric families are built from them when scraped, by a prometheus-client collector
-registered in the instance's own registry. Needs the ``metrics`` extra (prometheus-client),
-imported only when metrics are asked for.
+Events are noted as they come (appended to a deque) and counted into plain dicts in
+passes, every `BATCH` events and before every scrape (a few dictionary operations per
+event, one lock per pass, not per event): the metric families are built from the dicts
+when scraped, by a prometheus-client collector registered in the instance's own registry.
+Needs the ``metrics`` extra (prometheus-client), imported only when metrics are asked for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Callable, Container, Iterator, Sequence
 from typing import Any
 
@@ -50,6 +53,8 @@ from ._webhook import WEBHOOK_JOB
 
 logger = logging.getLogger("async_endpoints")
 
+#: Events noted before they are counted in one pass (see `JobMetrics.observe`).
+BATCH = 64
 #: Seconds between two reads of the queue depth from the store.
 DEPTH_MAX_AGE = 1.0
 UNKNOWN_NAME = "(unknown)"
@@ -122,8 +127,11 @@ class JobMetrics(Collector):
         self.attempts: dict[Labels, int] = {}
         self.duration: dict[str, _Histogram] = {}
         self.pickup: dict[str, _Histogram] = {}
-        #: Attempts running in this process now.
-        self.running = 0
+        self._running = 0
+        #: Events noted but not counted yet (see `observe`); a deque, whose append and
+        #: popleft are atomic, because `serve` scrapes from a thread of its own.
+        self._pending: deque[LifecycleEvent] = deque()
+        self._counting = threading.Lock()
         self.queued: dict[str, int] = {}
         self._depth_read_at = -DEPTH_MAX_AGE
         self._depth_read: asyncio.Future[None] | None = None
@@ -131,15 +139,43 @@ class JobMetrics(Collector):
         self.unsubscribe = subscribe(self.observe)
 
     def observe(self, event: LifecycleEvent) -> None:
-        """Count one lifecycle event (the listener subscribed at construction): a few
-        dictionary operations, inline (two events per attempt, no helper call on the
+        """Note one lifecycle event (the listener subscribed at construction); it is
+        counted with the next `BATCH` in one pass, or at the next scrape (`flush`).
+
+        Counting an event as it comes costs little in instructions but, in place, several
+        times that in processor cache misses: between two events the job's other work
+        (the store, the event loop) evicts the counters. A pass over many events runs with
+        them in the caches (about 4 µs per attempt counted one by one in a Redis drain,
+        0.2 noted, against about 1 in a pass).
+        """
+        pending = self._pending
+        pending.append(event)
+        if len(pending) >= BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Count the events noted since the last flush (`collect` flushes first: a scrape
+        sees every event before it)."""
+        pending, count = self._pending, self._count
+        with self._counting:
+            while pending:
+                count(pending.popleft())
+
+    @property
+    def running(self) -> int:
+        """Attempts running in this process now."""
+        self.flush()
+        return self._running
+
+    def _count(self, event: LifecycleEvent) -> None:
+        """Count one event: a few dictionary operations, inline (no helper call on the
         common paths)."""
         job, kind = event.job, event.kind
         name = job.name
         if name not in self._names:
             name = UNKNOWN_NAME
         if kind is _STARTED:
-            self.running += 1
+            self._running += 1
             due_at = event.due_at
             pickup = (
                 _pickup_without_due_at(job)
@@ -159,7 +195,7 @@ class JobMetrics(Collector):
             self._cancelled(job, name)
 
     def _finished(self, event: LifecycleEvent, job: Job, name: str) -> None:
-        self.running -= 1
+        self._running -= 1
         outcome = event.outcome
         label = _ATTEMPT_LABELS.get(outcome)
         if label is None:  # failed for good, or to be retried
@@ -195,7 +231,9 @@ class JobMetrics(Collector):
             submitted[labels] = submitted.get(labels, 0) + 1
 
     def collect(self) -> Iterator[Metric]:
-        """The metric families as they are now (called by the registry when scraped)."""
+        """The metric families as they are now (called by the registry when scraped),
+        every event noted counted."""
+        self.flush()
         yield _counter(
             "async_endpoints_jobs_submitted", "Jobs stored.", ["name", "queue"], self.submitted
         )
@@ -225,7 +263,7 @@ class JobMetrics(Collector):
             waiting.add_metric([queue], count)
         yield waiting
         yield GaugeMetricFamily(
-            "async_endpoints_jobs_running", "Attempts running.", value=self.running
+            "async_endpoints_jobs_running", "Attempts running.", value=self._running
         )
 
     async def refresh_depth(self) -> None:

@@ -78,6 +78,7 @@ async def test_each_job_cancel_batch_cancels_is_announced_once(engine: AsyncEndp
     (hold_end,) = [e for e in heard.of(EventKind.FINISHED) if e.job.name == "Hold"]
     assert hold_end.outcome is AttemptOutcome.CANCELED
 
+    engine.metrics.flush()  # the events noted, counted
     finished = engine.metrics.finished
     assert finished[("Ok", "default", "Canceled")] == 2
     assert finished[("Hold", "default", "Canceled")] == 1

@@ -51,6 +51,7 @@ class Claims:
 
 def pickups(endpoints: AsyncEndpoints, name: str) -> tuple[int, float]:
     """(count, sum) of the pickup histogram of ``name``."""
+    endpoints.metrics.flush()  # the events noted, counted
     histogram = endpoints.metrics.pickup.get(name)
     return (0, 0.0) if histogram is None else (sum(histogram.counts), histogram.total)
 
