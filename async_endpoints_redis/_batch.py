@@ -25,6 +25,9 @@ replies, arriving at different moments, would each start their callers' next ite
 turn of their own, one call per shard each: with N shards a busy process's calls would
 split N ways per round trip, then N ways again, down to a job or two per call (seen with
 100 submitters and 3 shards: a script call per 7 jobs against 1 per 90 with one shard).
+Items are held ``hold_for`` seconds at most (a round trip is far shorter): past that
+they go on their own, so a call that hangs (its server frozen) does not add its whole
+deadline to theirs.
 """
 
 from __future__ import annotations
@@ -50,11 +53,17 @@ class Turn(Generic[Item, Reply]):
             with ``one_call_each``); more start another flush.
         one_call_each: Keep at most one call of each batcher under way: its items of
             later turns wait for it (see the module docstring).
+        hold_for: The most seconds an item waits for a call under way, with
+            ``one_call_each``; then it goes on its own.
     """
 
-    def __init__(self, max_batch: int = 500, *, one_call_each: bool = False) -> None:
+    def __init__(
+        self, max_batch: int = 500, *, one_call_each: bool = False, hold_for: float = 0.1
+    ) -> None:
         self._max_batch = max_batch
         self._one_call_each = one_call_each
+        self._hold_for = hold_for
+        self._release_at: dict[Flush[Item, Reply], asyncio.TimerHandle] = {}
         self._pending: list[tuple[Flush[Item, Reply], Item, asyncio.Future[Reply]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._sending_alone = 0
@@ -94,9 +103,26 @@ class Turn(Generic[Item, Reply]):
                 held = self._held.setdefault(flush, [])
                 held += group
                 if len(held) < self._max_batch:
-                    continue  # sent when its call under way returns
-                group = self._held.pop(flush)
+                    if flush not in self._release_at:
+                        self._release_at[flush] = asyncio.get_running_loop().call_later(
+                            self._hold_for, self._release, flush
+                        )
+                    continue  # sent when its call under way returns (or hold_for passed)
+                group = self._take_held(flush)
             self._launch(flush, group)
+
+    def _take_held(self, flush: Flush[Item, Reply]) -> list[tuple[Item, asyncio.Future[Reply]]]:
+        """The items held for ``flush``'s call under way (none left held)."""
+        if (timer := self._release_at.pop(flush, None)) is not None:
+            timer.cancel()
+        return self._held.pop(flush, [])
+
+    def _release(self, flush: Flush[Item, Reply]) -> None:
+        """``hold_for`` passed and ``flush``'s call is still under way: its held items go
+        on their own."""
+        self._release_at.pop(flush, None)
+        if held := self._take_held(flush):
+            self._launch(flush, held)
 
     def _launch(
         self, flush: Flush[Item, Reply], group: list[tuple[Item, asyncio.Future[Reply]]]
@@ -119,7 +145,7 @@ class Turn(Generic[Item, Reply]):
         left = self._under_way.pop(flush) - 1
         if left:
             self._under_way[flush] = left
-        elif held := self._held.pop(flush, None):
+        elif held := self._take_held(flush):
             # Back in the turn's queue: the callers this reply answered submit their
             # next items in this turn, and those of the same flush join them.
             if not self._pending:

@@ -123,3 +123,26 @@ async def test_with_one_call_each_held_items_go_with_the_next_items_of_the_answe
     recorder.gate.set()
     assert await asyncio.gather(first, held) == [[2, 6], 4]
     assert recorder.batches == [[1], [2, 3]]
+
+
+async def test_with_one_call_each_held_items_go_on_their_own_once_hold_for_passed() -> None:
+    """``one_call_each``: items wait for a call under way ``hold_for`` seconds at most; a
+    call that does not answer (a frozen server) does not hold them up longer."""
+    hung = asyncio.Event()
+    batches: list[list[int]] = []
+
+    async def flush(items: Sequence[int]) -> list[int]:
+        batches.append(list(items))
+        if items[0] == 1:
+            await hung.wait()  # the first call hangs until the end of the test
+        return [item * 2 for item in items]
+
+    batcher = Batcher(flush, turn=Turn(one_call_each=True, hold_for=0.05))
+    first = asyncio.ensure_future(batcher.submit(1))
+    await asyncio.sleep(0)  # 1 is sent alone, and hangs
+    held = [asyncio.ensure_future(batcher.submit(n)) for n in (2, 3)]
+    async with asyncio.timeout(5):  # far longer than hold_for, shorter than for ever
+        assert await asyncio.gather(*held) == [4, 6]
+    assert batches == [[1], [2, 3]] and not first.done()
+    hung.set()
+    assert await first == 2

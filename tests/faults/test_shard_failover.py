@@ -45,6 +45,7 @@ import redis
 import redis.asyncio
 
 from async_endpoints import AsyncContext, AsyncEndpoints, JobStatus
+from async_endpoints._errors import StoreUnavailableError
 from async_endpoints._job import NewJob
 from async_endpoints_redis import RedisJobStore
 from async_endpoints_redis._shard_layout import ShardLayout
@@ -422,6 +423,52 @@ async def test_a_live_shard_runs_a_script_it_never_ran_while_another_master_is_d
         finally:
             if down.process is not None:
                 down.process.send_signal(signal.SIGCONT)
+            await store.aclose()
+    finally:
+        cluster.stop()
+
+
+async def test_a_held_submission_to_a_frozen_shard_is_refused_within_its_own_deadline() -> None:
+    """A submission to a shard whose master is frozen, made while an earlier one's call
+    there is under way, is refused (503) within the store's deadline of its own: it waits
+    for the call under way (one call per shard, `_batch.Turn`) a moment at most, not for
+    the whole of that call's deadline first (twice the deadline the README states)."""
+    cluster = start_cluster(full_coverage=False)  # no replica: the shard stays frozen
+    try:
+        prefix = f"held-{uuid.uuid4().hex[:8]}"
+        layout = ShardLayout(prefix, SHARDS)
+        frozen = cluster.primary_for(f"{{{layout.prefixes[1]}}}")
+        store = RedisJobStore(
+            cluster.primary_for(f"{{{layout.prefixes[0]}}}").url,
+            prefix=prefix,
+            shards=SHARDS,
+            socket_timeout=1,
+            socket_connect_timeout=1,
+        )
+
+        def in_frozen_shard() -> NewJob:
+            job_id = next(i for i in iter(uuid.uuid4, None) if layout.of_id(i) == 1)
+            return NewJob(id=job_id, name="work", max_retries=0)
+
+        async def refused_at() -> float:
+            with pytest.raises(StoreUnavailableError):
+                await store.enqueue(in_frozen_shard())
+            return time.monotonic()
+
+        try:
+            await store.enqueue(in_frozen_shard())  # the shard's script is loaded
+            assert frozen.process is not None
+            frozen.process.send_signal(signal.SIGSTOP)
+            began = time.monotonic()
+            first = asyncio.ensure_future(refused_at())
+            await asyncio.sleep(0)  # its call is under way (sent alone)
+            second = asyncio.ensure_future(refused_at())
+            first_at, second_at = await asyncio.gather(first, second)
+            deadline = first_at - began  # what the first was given
+            assert second_at - first_at < deadline / 2, "not held for the first's deadline"
+        finally:
+            if frozen.process is not None:
+                frozen.process.send_signal(signal.SIGCONT)
             await store.aclose()
     finally:
         cluster.stop()
