@@ -15,7 +15,14 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
-from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore, Job, JobStatus
+from async_endpoints import (
+    AsyncContext,
+    AsyncEndpoints,
+    InMemoryJobStore,
+    Job,
+    JobStatus,
+    StoreUnavailableError,
+)
 from async_endpoints._events import AttemptOutcome, EventKind, LifecycleEvent
 from async_endpoints._metrics import UNKNOWN_NAME
 
@@ -28,9 +35,12 @@ class CountingStore(InMemoryJobStore):
     """Counts the queue_stats reads."""
 
     reads = 0
+    unreachable = False
 
     async def queue_stats(self, queues):  # type: ignore[no-untyped-def]
         self.reads += 1
+        if self.unreachable:
+            raise StoreUnavailableError("cut off")
         return await super().queue_stats(queues)
 
 
@@ -155,6 +165,23 @@ async def test_queue_depth_is_read_from_the_store_at_most_once_a_second(
     reads = store.reads
     await asyncio.gather(*(scrape(engine) for _ in range(10)))
     assert store.reads == reads
+
+
+async def test_metrics_answer_200_without_the_depth_while_the_store_is_unreachable(
+    engine: AsyncEndpoints, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An outage is when the process's own counters matter most: /metrics answers 200
+    with them (not the job routes' 503), and leaves the jobs_waiting gauge out rather than
+    report a stale or zero depth."""
+    store = engine.store
+    assert isinstance(store, CountingStore)
+    await engine.submit("Ok")
+    await engine.drain()
+    store.unreachable = True
+    samples = await scrape(engine)  # asserts the 200
+    assert value(samples, "async_endpoints_jobs_submitted_total", name="Ok", queue="high") == 1
+    assert not [key for key in samples if key[0] == "async_endpoints_jobs_waiting"]
+    assert "could not read the queue depth" in caplog.text
 
 
 async def test_label_values_are_bounded(engine: AsyncEndpoints) -> None:
