@@ -10,11 +10,11 @@ call per shard the claims come from, at once. Each shard answers for its own cla
   shard). The worker pool then counts the answered claims as renewed and lets the lease
   of the unknown ones run on, so only the handlers of the shard that is down fence
   themselves (`async_endpoints._recovery`);
-- a shard that is slow to answer (a frozen master) does not hold up the others: once
-  one shard has answered, the call waits for the rest for at most `_SLOW_FOR` of the
-  lease, and the claims of a shard that has not answered by then are unknown (its call
-  goes on in the background and is not sent again until it has ended: a frozen master
-  is not sent a pile of renewals).
+- a shard that is slow to answer (a frozen master) does not hold up the others: the
+  call waits for the rest until `_SLOW_FOR` of the lease after its sending (or, when no
+  shard has answered by then, until the first answers), and the claims of a shard that
+  has not answered by then are unknown (its call goes on in the background and is not
+  sent again until it has ended: a frozen master is not sent a pile of renewals).
 """
 
 from __future__ import annotations
@@ -28,10 +28,14 @@ from async_endpoints._store import Claim
 from ._shard_base import ShardBase
 from ._store import RedisJobStore
 
-#: The part of a lease that a renewal waits for the slowest shard once another has
-#: answered: less than the two thirds of a lease that the previous renewal (a third of a
-#: lease earlier) leaves the answered claims, so none of them is fenced meanwhile.
-_SLOW_FOR = 0.5
+#: The part of a lease after its sending until which a renewal waits for the slowest
+#: shard (once another has answered). The worker counts a renewed claim's lease from the
+#: sending of its last renewal, and sends the next a third of a lease at most after the
+#: previous one returned: two renewals that both waited (a frozen shard's calls failing
+#: in between) leave an answered claim 1/4 + 1/3 + 1/4 of a lease unconfirmed, a sixth
+#: of a lease short of its fencing. (Counted from the first answer instead, half a lease
+#: each, they fenced the claims of the shards that answered.)
+_SLOW_FOR = 0.25
 
 
 class ShardRenewals(ShardBase):
@@ -100,20 +104,20 @@ class ShardRenewals(ShardBase):
 
 
 async def _answers(calls: list[asyncio.Future[set[str]]], patience: float) -> None:
-    """Wait until every call has ended, or, once one has answered, for ``patience``
-    seconds more at most."""
+    """Wait until every call has ended, or ``patience`` seconds have passed and one has
+    answered."""
     pending = set(calls)
-    deadline: float | None = None
     loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    answered = False
     while pending:
-        timeout = None if deadline is None else deadline - loop.time()
-        if timeout is not None and timeout <= 0:
+        left = deadline - loop.time()
+        if answered and left <= 0:
             return
         done, pending = await asyncio.wait(
-            pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            pending, timeout=left if left > 0 else None, return_when=asyncio.FIRST_COMPLETED
         )
-        if deadline is None and any(_answered(call) for call in done):
-            deadline = loop.time() + patience
+        answered = answered or any(_answered(call) for call in done)
 
 
 def _under_way(call: asyncio.Future[set[str]] | None) -> bool:

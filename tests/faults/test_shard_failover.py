@@ -326,9 +326,18 @@ LEASE = 1.0
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("fault", ["killed", "frozen"])
+@pytest.mark.parametrize(
+    ("fault", "lease", "timeouts"),
+    [
+        ("killed", LEASE, {}),
+        ("frozen", LEASE, {}),
+        # A frozen shard's calls fail between a half and two thirds of a lease: the
+        # renewals wait for it, then send it again in time to wait again.
+        ("frozen", 1.3, {"socket_timeout": 0.7, "socket_connect_timeout": 0.1}),
+    ],
+)
 async def test_a_shard_down_fences_only_its_own_handlers_the_others_renew_and_run_on(
-    fault: str,
+    fault: str, lease: float, timeouts: dict[str, float]
 ) -> None:
     """Lease renewal is per shard: while one shard's master is dead (SIGKILL: its calls
     fail at once) or frozen (SIGSTOP: its calls hang until the socket timeout, longer
@@ -343,9 +352,11 @@ async def test_a_shard_down_fences_only_its_own_handlers_the_others_renew_and_ru
         tags = [f"{{{one}}}" for one in layout.prefixes]
         dead_shard = 1
         dead = cluster.primary_for(tags[dead_shard])
-        store = RedisJobStore(cluster.primary_for(tags[0]).url, prefix=prefix, shards=SHARDS)
+        store = RedisJobStore(
+            cluster.primary_for(tags[0]).url, prefix=prefix, shards=SHARDS, **timeouts
+        )
         engine = AsyncEndpoints(
-            store=store, claim_timeout=LEASE, recovery_interval=3600, max_retries=0
+            store=store, claim_timeout=lease, recovery_interval=3600, max_retries=0
         )
         running: dict[int, set[uuid.UUID]] = {n: set() for n in range(SHARDS)}
         fenced: dict[int, set[uuid.UUID]] = {n: set() for n in range(SHARDS)}
@@ -379,11 +390,11 @@ async def test_a_shard_down_fences_only_its_own_handlers_the_others_renew_and_ru
             async def dead_shard_fenced() -> bool:
                 return fenced[dead_shard] == running[dead_shard]
 
-            await wait_for(dead_shard_fenced, 5 * LEASE, "the dead shard's handlers fenced")
+            await wait_for(dead_shard_fenced, 5 * lease, "the dead shard's handlers fenced")
             # Several leases pass with the shard down: the others' handlers run on.
-            while time.monotonic() < killed_at + 4 * LEASE:
+            while time.monotonic() < killed_at + 4 * lease:
                 assert not any(fenced[n] for n in range(SHARDS) if n != dead_shard)
-                await asyncio.sleep(LEASE / 10)
+                await asyncio.sleep(lease / 10)
             release.set()
             live = [job for job in jobs if layout.of_id(job.id) != dead_shard]
             done = [await engine.wait_for(job.id, timeout=10) for job in live]
