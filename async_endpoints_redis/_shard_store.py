@@ -204,6 +204,17 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         index = int(mark[1:]) if mark[:1] == "s" and mark[1:].isdigit() else -1
         return self._shards[index] if 0 <= index < len(self._shards) else None
 
+    def _open_shard(self, index: int) -> RedisJobStore:
+        """Shard ``index``, once the store is started (after an await: the store may
+        have been closed meanwhile).
+
+        Raises:
+            JobStoreError: The store is closed.
+        """
+        if not self._shards:
+            raise JobStoreError("the store is closed")
+        return self._shards[index]
+
     def _placement(self, new_job: NewJob) -> int:
         if new_job.partition_key is not None:
             return self._layout.of_key(new_job.partition_key)
@@ -215,9 +226,9 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         """As `RedisJobStore.enqueue`, in the job's shard (see `_shard_layout`)."""
         shard, new_job = await self._placed(new_job)
         if max_waiting is None:  # no count to keep
-            return await self._shards[shard].enqueue(new_job)
+            return await self._open_shard(shard).enqueue(new_job)
         return await self._counts.limited(
-            shard, max_waiting, lambda limit: self._shards[shard].enqueue(
+            shard, max_waiting, lambda limit: self._open_shard(shard).enqueue(
                 new_job, max_waiting=limit)
         )  # fmt: skip
 

@@ -10,9 +10,13 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
+from async_endpoints._errors import JobStoreError
 from async_endpoints._job import NewJob
+from async_endpoints_redis import RedisJobStore
 from async_endpoints_redis._shard_layout import ShardLayout
+from tests.faults.harness import wait_for
 from tests.redis.conftest import StoreFactory
+from tests.redis_servers import RedisServer
 
 pytestmark = pytest.mark.redis
 
@@ -84,3 +88,32 @@ async def test_a_follow_ups_pointer_stays_while_its_parent_lives(
     await store.complete(claim, None)
     stored = await store.get(follow_id)
     assert stored is not None and stored.name == "Deliver"
+
+
+async def test_a_submission_whose_store_closes_while_its_pointer_is_written_is_refused_as_closed(
+    redis_server: RedisServer, raw_redis: Redis, prefix: str
+) -> None:
+    """A job placed away from its id's shard whose store is closed while its pointer is
+    on its way is refused with `JobStoreError` ("the store is closed"), not an
+    IndexError of the router's emptied shard list."""
+    client = Redis.from_url(redis_server.url)  # given: the store does not close it
+    store = RedisJobStore(client=client, prefix=prefix, shards=3)
+    try:
+        await store.start()
+        await raw_redis.client_pause(5000, all=False)  # writes (the pointer's script) wait
+        try:
+            submission = asyncio.ensure_future(store.enqueue(keyed_elsewhere(store._layout)))
+
+            async def pointer_write_waits() -> bool:
+                clients = await raw_redis.client_list()
+                return any(c["cmd"] in ("evalsha", "eval") and "b" in c["flags"] for c in clients)
+
+            await wait_for(pointer_write_waits, 5, "the pointer's script waiting")
+            await store.aclose()
+        finally:
+            await raw_redis.client_unpause()
+        with pytest.raises(JobStoreError, match="closed"):
+            await submission
+    finally:
+        await store.aclose()
+        await client.aclose()
