@@ -9,7 +9,6 @@ so the turns a job holds a slot, not its CPU time, would bound the jobs per seco
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from types import TracebackType
@@ -20,6 +19,7 @@ from ._recovery import recover_forever, renew_forever
 from ._settings import Settings
 from ._slots import Slots
 from ._store import Claim, ControlStore, JobStore
+from ._tasks import cancel_and_wait
 from ._worker import AttemptRunner
 
 logger = logging.getLogger("async_endpoints")
@@ -121,9 +121,9 @@ class WorkerPool:
                 if pending:
                     logger.warning("%d job(s) outlived the shutdown grace period", len(pending))
         finally:
-            await _cancel_and_wait(dispatcher)
+            await cancel_and_wait(dispatcher)
             await self._slots.cancel_running()
-            await _cancel_and_wait(others)
+            await cancel_and_wait(others)
             self._background = []
             settling = self._slots.recording()
             if settling:  # results being recorded must land before the store is closed
@@ -132,12 +132,13 @@ class WorkerPool:
     async def _stop_dispatching(self, dispatcher: list[asyncio.Task[None]]) -> None:
         """Cancel the dispatcher, unless a claim call is under way: the dispatcher then
         starts the jobs it gets (they run under the grace period) and ends by itself, rather
-        than strand them claimed but never started until recovery counts a lost attempt."""
+        than strand them claimed but never started until recovery counts a lost attempt.
+        It is given ``claim_timeout`` for that; `stop` then cancels what still runs."""
         for task in dispatcher:
             if not self._claimer.under_way:
                 task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if dispatcher:
+            await asyncio.wait(dispatcher, timeout=self.settings.claim_timeout)
 
     async def drain(self) -> int:
         """Run jobs until none is due and none is running; return how many attempts ran.
@@ -273,11 +274,3 @@ class WorkerPool:
         """
         cap = min(self.settings.polling_interval, _MAX_BACKOFF)
         return float(min(cap, 0.05 * 2 ** min(failures, 8)))
-
-
-async def _cancel_and_wait(tasks: list[asyncio.Task[None]]) -> None:
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task

@@ -33,6 +33,7 @@ from ._scheduler import Scheduler
 from ._settings import Settings, default_queue
 from ._store import JobStore
 from ._store_features import ScheduleStore
+from ._tasks import cancel_and_wait
 from ._webhook import WEBHOOK_JOB
 
 F = TypeVar("F", bound=HandlerFunction)
@@ -223,9 +224,7 @@ class CronScheduling:
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait([task])
 
     async def _schedule_forever(self, scheduler: Scheduler) -> None:
         """Store the declared schedules (retrying until the store takes them), then tick."""

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -37,8 +39,17 @@ records: redis.Redis | None = None
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     global records
     records = redis.Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    # A test that finds this process hanging sends SIGUSR2 first: every task's stack.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, _print_tasks)
     yield
     await records.aclose()
+
+
+def _print_tasks() -> None:
+    for task in asyncio.all_tasks():
+        print(f"--- task {task.get_name()}", file=sys.stderr)
+        task.print_stack(file=sys.stderr)
+    sys.stderr.flush()
 
 
 app = FastAPI(lifespan=lifespan)

@@ -49,15 +49,18 @@ class Proc:
 
     def wait(self, timeout: float) -> int:
         """The exit status; a process still alive after ``timeout`` seconds is aborted
-        (faulthandler prints every thread's stack to its log) and the test fails with
-        the end of that log."""
+        (a test app prints its asyncio tasks' stacks on SIGUSR2, faulthandler every
+        thread's on SIGABRT, to its log) and the test fails with the end of that log."""
         try:
             return self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGUSR2)  # the test apps print their tasks
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=1)
             self.process.send_signal(signal.SIGABRT)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=10)
-            tail = self.output()[-6000:]
+            tail = self.output()[-20000:]
             raise AssertionError(f"pid {self.pid} still ran after {timeout} s:\n{tail}") from None
 
     def output(self) -> str:

@@ -1,0 +1,81 @@
+"""Shutdown ends whatever the background tasks do: a task that absorbs its cancellation
+(a store call turning CancelledError into another error and its loop going on) is
+cancelled again until it ends, and one that never ends is abandoned with an error; the
+app's shutdown never hangs on it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+import pytest
+
+from async_endpoints import AsyncEndpoints, InMemoryJobStore, _tasks
+from async_endpoints._tasks import cancel_and_wait
+
+
+class RecoveryAbsorbingACancel(InMemoryJobStore):
+    """A store whose recovery call, cancelled, answers as if nothing happened (once)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recovering = asyncio.Event()
+        self.absorbed = 0
+
+    async def recover(self) -> list[uuid.UUID]:
+        self.recovering.set()
+        if self.absorbed:
+            return await super().recover()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.absorbed += 1  # swallowed: the recovery loop goes on
+        return []
+
+
+async def test_leaving_running_ends_although_the_recovery_loop_absorbed_its_cancel(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = RecoveryAbsorbingACancel()
+    engine = AsyncEndpoints(store=store, recovery_interval=0.05)
+    with caplog.at_level(logging.WARNING, logger="async_endpoints"):
+        async with asyncio.timeout(10):  # without the repeated cancel: hangs for ever
+            async with engine.running():
+                await store.recovering.wait()
+    assert store.absorbed == 1
+    assert "did not end when cancelled; cancelling again" in caplog.text
+
+
+async def test_a_task_that_never_ends_is_abandoned_with_an_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(_tasks, "RECANCEL_EVERY", 0.01)
+    release = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not release.is_set():
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                continue
+
+    task = asyncio.create_task(stubborn(), name="stubborn")
+    await asyncio.sleep(0)  # it runs up to its first await
+    with caplog.at_level(logging.ERROR, logger="async_endpoints"):
+        await cancel_and_wait([task])
+    assert not task.done()
+    assert "stubborn never ended when cancelled" in caplog.text
+    release.set()
+    task.cancel()
+    await task
+
+
+async def test_tasks_that_end_when_cancelled_end_at_the_first_cancel_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tasks = [asyncio.create_task(asyncio.sleep(3600)) for _ in range(3)]
+    with caplog.at_level(logging.WARNING, logger="async_endpoints"):
+        await cancel_and_wait(tasks)
+    assert all(task.cancelled() for task in tasks)
+    assert not caplog.records
