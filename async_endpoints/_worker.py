@@ -274,7 +274,9 @@ class AttemptRunner:
                     job.name,
                     job.retry_count + 1,
                     outcome.error.type,
-                    outcome.error.message,
+                    # A lone surrogate (from bytes decoded with surrogateescape, say)
+                    # has no UTF-8 form: a log handler writing UTF-8 would fail on it.
+                    outcome.error.message.encode("utf-8", "backslashreplace").decode(),
                 )
         if settled is None and claim.token in self.canceled:
             logger.info("job %s (%s) was cancelled; its outcome was discarded", job.id, job.name)

@@ -213,7 +213,16 @@ async def test_cancelling_a_finished_job_returns_it_unchanged() -> None:
     assert after.status is JobStatus.COMPLETED and after.result == "done"
 
 
-@pytest.mark.parametrize("job_id", [uuid.uuid4(), str(uuid.uuid4()), "not-a-uuid", "", "x" * 999])
+@pytest.mark.parametrize(
+    "job_id",
+    [
+        uuid.UUID("3f1d9a52-8c4e-4f0b-9d6a-2b7e5c1a9f03"),
+        str(uuid.UUID("b7e2c4d8-1a3f-4e5b-8c9d-0f6a2e4b7c15")),
+        "not-a-uuid",
+        "",
+        "x" * 999,
+    ],
+)
 async def test_cancelling_an_unknown_id_returns_none(job_id: Any) -> None:
     """Unknown ids, and ids that are not UUIDs, give None, never an exception."""
     engine = engine_with()

@@ -5,6 +5,7 @@ worker; hostile job ids answer 404 whatever the store."""
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -265,11 +266,11 @@ HOSTILE_IDS = [
     "x" * 60_000,
     "1" * 10_000,
     "%F0%9F%92%A5" * 1000,
-    str(uuid.uuid4()) * 2,
-    f"{uuid.uuid4()}%00",
-    f"{uuid.uuid4()}/../..",
+    str(uuid.UUID("3f1d9a52-8c4e-4f0b-9d6a-2b7e5c1a9f03")) * 2,
+    f"{uuid.UUID('b7e2c4d8-1a3f-4e5b-8c9d-0f6a2e4b7c15')}%00",
+    f"{uuid.UUID('5c8e1f2a-9b4d-4c6e-a1f3-7d2b9e0c4a68')}/../..",
     "00000000-0000-0000-0000-000000000000",
-    str(uuid.uuid4()).upper(),
+    str(uuid.UUID("e4a7b1c9-2d5f-4a8e-b3c6-9f1d0e7a2b54")).upper(),
 ]
 
 
@@ -461,3 +462,22 @@ async def asgi_call(
     }
     await app(scope, receive, send)
     return answer["status"], answer["body"], reads
+
+
+async def test_the_log_record_of_a_failed_attempt_can_be_written_as_utf8(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A handler's error text with a lone surrogate is logged escaped, so a log handler
+    writing UTF-8 (a file, a log shipper) can write the record."""
+    engine = AsyncEndpoints(max_retries=0)
+
+    async def broken(ctx: AsyncContext[None]) -> None:
+        raise RuntimeError("bad byte \udce9 here")
+
+    engine.add_handler(broken)
+    with caplog.at_level(logging.WARNING, logger="async_endpoints"):
+        job = await engine.submit("broken")
+        await engine.drain()
+    (record,) = [r for r in caplog.records if str(job.id) in r.getMessage()]
+    record.getMessage().encode("utf-8")  # raises UnicodeEncodeError when not escaped
+    assert "\\udce9" in record.getMessage()
