@@ -83,16 +83,3 @@ def redis_cluster_with_replicas():
 def prefix():
     """A key prefix of this test alone, so tests sharing a server never see each other."""
     return f"test-{uuid.uuid4().hex[:12]}"
-
-
-# ---------------------------------------------------------------------------------------
-# Running in parallel (pytest-xdist, ``-n 2 --dist loadgroup``): the multi-process and
-# fault-injection tests (marked ``slow``) run one after another on one worker, as they
-# would alone, while the other worker takes the rest.
-# ---------------------------------------------------------------------------------------
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.get_closest_marker("slow") is not None:
-            item.add_marker(pytest.mark.xdist_group("slow"))
