@@ -41,10 +41,20 @@ def environment(library: Library, url: str, concurrency: int, **extra: str) -> d
     return env
 
 
-def produce(library: Library, url: str, mode: str, *args: str, timeout: float, **extra: str) -> Any:
-    """Run ``peers/produce.py LIBRARY MODE ARGS`` and return the JSON it prints."""
+def produce(
+    library: Library,
+    url: str,
+    mode: str,
+    *args: str,
+    timeout: float,
+    wrap: list[str] | None = None,
+    **extra: str,
+) -> Any:
+    """Run ``peers/produce.py LIBRARY MODE ARGS`` (after the command prefix ``wrap``, if
+    given) and return the JSON it prints."""
     peers = library.peers_dir
-    command = [str(library.python), str(peers / "produce.py"), library.kind, mode, *args]
+    command = [*(wrap or []), str(library.python), str(peers / "produce.py"), library.kind, mode]
+    command += args
     done = subprocess.run(
         command,
         cwd=peers,

@@ -9,7 +9,12 @@ concurrent submitters queue the jobs, then one worker process of concurrency 100
 them (the drain scenario of ``_queues``, but with every master read apart). Both cluster
 layouts also run with 400 submitters and worker slots (``shards1x400``, ``shards3x400``):
 a process's calls of one event-loop turn share a script call per shard, so more of them
-fill each shard's calls, and the Redis work per job falls. Then the pickup latency of
+fill each shard's calls, and the Redis work per job falls. Every Redis server runs on the
+machine's last CPU and the producer and the worker on the others (`_cpus.Placement`): on
+two cores, three busy masters and a worker left to the scheduler share the worker's core
+now and then, which costs the worker CPU per job that sharding itself does not (the same
+instructions per job under cachegrind); both cluster layouts also run unpinned
+(``shards1free``, ``shards3free``), for the record. Then the pickup latency of
 both cluster layouts (an idle worker, one job at a time: submit -> handler start, and
 submit -> result), as the ``pickup`` scenario measures it on a single server.
 
@@ -42,6 +47,7 @@ from typing import Any
 
 from tests.redis_servers import start_cluster
 
+from ._cpus import Placement
 from ._driver import log, repeated
 from ._envs import Library, ours_at, ours_with
 from ._procs import WorkerProcess, produce
@@ -61,7 +67,11 @@ LAYOUTS = {
     "shards3": {"BENCH_SHARDS": "3"},
     "shards1x400": {},
     "shards3x400": {"BENCH_SHARDS": "3"},
+    "shards1free": {},
+    "shards3free": {"BENCH_SHARDS": "3"},
 }
+#: The layouts whose processes the scheduler places as it likes (the others: `Placement.split`).
+UNPINNED = "free"
 #: ``BENCH_SHARDS_BASELINE=<rev>`` also runs both cluster layouts of ours at commit
 #: ``rev`` in every repeat (``ours@<rev>+shards1``, ``+shards3``): before and after a
 #: change, in one run.
@@ -89,12 +99,13 @@ def run(server: Server, plan: Plan) -> dict[str, Any]:
         log(f"shards: idle servers' CPU {', '.join(f'{rate * 1e3:.1f}' for rate in idle)} ms/s")
 
         def scenario(_: Server, library: Library, sizes: Plan) -> dict[str, Any]:
+            place = placement(library)
             if library.name == "ours+single":
-                return drain(server.url, [server], idle[:1], library, sizes)
+                return drain(server.url, [server], idle[:1], library, sizes, place)
             wide = library.name.partition("x")[2]
             if wide:
                 sizes = dataclasses.replace(sizes, concurrency=int(wide))
-            return drain(cluster.url, masters, idle[1:], library, sizes)
+            return drain(cluster.url, masters, idle[1:], library, sizes, place)
 
         warm_up = dataclasses.replace(plan, drain_jobs=1_000)
         for library in libraries:  # scripts loaded on every master, allocators warm
@@ -103,13 +114,14 @@ def run(server: Server, plan: Plan) -> dict[str, Any]:
         cluster_layouts = [lib for lib in libraries if lib.name in PICKUP_LAYOUTS]
 
         def pickup(_: Server, library: Library, sizes: Plan) -> dict[str, Any]:
-            return _pickup(cluster.url, masters, library, sizes)
+            return _pickup(cluster.url, masters, library, sizes, placement(library))
 
         pickups = repeated("shards-pickup", pickup, server, cluster_layouts, plan)
     finally:
         for master in masters:
             master.client.close()
         cluster.stop()
+        Placement.anywhere().place_servers([server.process.pid])  # the next scenarios'
         server.flush()
     return {
         "masters": MASTERS,
@@ -120,16 +132,26 @@ def run(server: Server, plan: Plan) -> dict[str, Any]:
     }
 
 
-def _pickup(url: str, masters: list[Server], library: Library, plan: Plan) -> dict[str, Any]:
+def placement(library: Library) -> Placement:
+    """Where ``library``'s layout runs its processes (see the module docstring)."""
+    return Placement.anywhere() if library.name.endswith(UNPINNED) else Placement.split()
+
+
+def _pickup(
+    url: str, masters: list[Server], library: Library, plan: Plan, place: Placement
+) -> dict[str, Any]:
     """An idle worker process, one job at a time (the pickup scenario of ``_queues``, on
     the cluster, flushed first: no other layout recorded): submit -> handler start, and
     submit -> result in the caller's hands."""
     for master in masters:
         master.flush()
-    worker = WorkerProcess(library, url, concurrency=plan.concurrency)
+    place.place_servers([master.process.pid for master in masters])
+    worker = WorkerProcess(library, url, concurrency=plan.concurrency, wrap=place.wrap())
     try:
         args = (f"--samples={plan.pickup_samples}", f"--budget={plan.pickup_budget}")
-        out = produce(library, url, "pickup", *args, timeout=plan.pickup_budget + 120)
+        out = produce(
+            library, url, "pickup", *args, timeout=plan.pickup_budget + 120, wrap=place.wrap()
+        )
     finally:
         worker.stop()
     return {"pickup": latency_ms(out["pickup"]), "result": latency_ms(out["result"])}
@@ -150,21 +172,26 @@ def drain(
     idle: list[float],
     library: Library,
     plan: Plan,
+    place: Placement,
 ) -> dict[str, Any]:
     """Queue ``drain_jobs`` jobs (100 concurrent submitters) through ``url``, drain them
     with one worker process of concurrency 100; every master's counters read around each
-    phase. ``idle`` is each master's CPU seconds per second when idle (`idle_cpu`)."""
+    phase. ``idle`` is each master's CPU seconds per second when idle (`idle_cpu`); the
+    processes run where ``place`` says."""
     for master in masters:
         master.flush()
+    place.place_servers([master.process.pid for master in masters])
     jobs = plan.drain_jobs
     began = time.monotonic()
     empty = [master.snapshot() for master in masters]
     args = (f"--jobs={jobs}", f"--concurrency={plan.concurrency}")
-    produced = produce(library, url, "enqueue", *args, timeout=600)
+    produced = produce(library, url, "enqueue", *args, timeout=600, wrap=place.wrap())
     queued_in = produced["seconds"]
     queued = [master.snapshot() for master in masters]
     keys = [int(master.client.dbsize()) for master in masters]
-    worker = WorkerProcess(library, url, concurrency=plan.concurrency, expect=jobs)
+    worker = WorkerProcess(
+        library, url, concurrency=plan.concurrency, expect=jobs, wrap=place.wrap()
+    )
     sampler = CpuSampler(worker.process.pid)
     try:
         report = worker.wait_for_jobs(jobs, timeout=60 + jobs / 50)
@@ -289,7 +316,9 @@ def summary(found: dict[str, Any]) -> tuple[list[str], list[Target]]:
     lines = [
         f"{found['masters']}-master Redis Cluster on loopback (and the single server beside "
         f"it), {found['jobs']:,} jobs per drain, one worker process (concurrency 100; "
-        f"400 submitters and slots in the last two); medians of {len(three)} repeat(s)",
+        f"400 submitters and slots in the last two); medians of {len(three)} repeat(s); the "
+        f"servers on CPU {sorted(Placement.split().servers)}, the clients on "
+        f"{sorted(Placement.split().clients)}",
         f"{'':34}" + "".join(f"{name:>15}" for name, _ in columns),
     ]
     rows = [
@@ -332,9 +361,16 @@ def summary(found: dict[str, Any]) -> tuple[list[str], list[Target]]:
         f"shards=3 / shards=1: enqueue {_paired(three, one, 'enqueue_concurrent'):.1%} (producer "
         f"CPU per job {_paired(three, one, 'enqueue_cpu_us_per_job'):.1%}), worker "
         f"CPU per job {_paired(three, one, 'worker_cpu_us_per_job'):.1%}, Redis CPU per job "
-        f"{_paired(three, one, 'redis_cpu_us_per_job_net'):.1%} (the drain rate follows the "
-        f"CPU the busy machine leaves the worker; its CPU per job does not)"
+        f"{_paired(three, one, 'redis_cpu_us_per_job_net'):.1%}"
     )
+    free_one, free_three = drains.get("ours+shards1free", []), drains.get("ours+shards3free", [])
+    if free_one and free_three:
+        lines.append(
+            f"unpinned (the scheduler places the servers and the worker), shards=3 / "
+            f"shards=1: drain {_paired(free_three, free_one, 'drain'):.1%}, worker CPU per job "
+            f"{_paired(free_three, free_one, 'worker_cpu_us_per_job'):.1%} (three busy servers "
+            f"share the worker's core now and then: the drain goal is judged pinned)"
+        )
     for name, runs in found.get("pickup", {}).items():
         pick = {
             what: {q: _median([run[what] for run in runs], q) for q in ("p50", "p99")}
