@@ -7,7 +7,12 @@ The engine emits each kind from exactly one place:
 - ``FINISHED``: that attempt is over, with its `AttemptOutcome` (settled, refused, or
   cancelled in the middle);
 - ``CANCELLED``: `AsyncEndpoints.cancel` (or `cancel_batch`, for each job of the batch it
-  cancelled) turned a waiting or running job ``Canceled``.
+  cancelled) turned a waiting or running job ``Canceled``;
+- ``RECOVERED``: this process's stale-claim recovery took back a job whose worker stopped
+  renewing its claim (it died, stopped or was cut off): the attempt was lost, and the job
+  is queued for another or, with none left, ``Failed``. Each lost claim is recovered by
+  one process, once, so this is where lost attempts are told (a dead worker cannot
+  tell its own).
 
 Listeners are plain functions called on the event loop, in the order they subscribed,
 synchronously: they must be quick (count, or hand over to a queue). A listener that raises
@@ -41,6 +46,7 @@ class EventKind(StrEnum):
     STARTED = "started"
     FINISHED = "finished"
     CANCELLED = "cancelled"
+    RECOVERED = "recovered"
 
 
 class AttemptOutcome(StrEnum):
@@ -54,7 +60,7 @@ class AttemptOutcome(StrEnum):
     #: The job was cancelled while it ran; whatever the handler returned was discarded.
     CANCELED = "canceled"
     #: The outcome could not be recorded: the claim was lost (recovered elsewhere), or the
-    #: pool stopped before the handler ended; recovery runs the job again.
+    #: pool stopped before the handler ended; recovery takes the job back (``RECOVERED``).
     LOST = "lost"
 
 
@@ -91,8 +97,9 @@ class LifecycleEvent(_EventSlots):
     Attributes:
         kind: What happened.
         job: The job as it is after the event (as claimed, for an attempt whose outcome was
-            not recorded).
-        outcome: For ``FINISHED`` events, how the attempt ended; None otherwise (the job's
+            not recorded; for ``RECOVERED``, as read right after the recovery pass).
+        outcome: For ``FINISHED`` events, how the attempt ended; ``LOST`` for ``RECOVERED``
+            events; None otherwise (the job's
             ``error`` says why a failed or retried attempt failed: ``JobTimeout``...).
         duration: For ``FINISHED`` events, seconds the attempt ran (monotonic clock).
         due_at: For ``STARTED`` events, when the job became due (`Claim.due_at`: its

@@ -6,11 +6,14 @@ same in every process: take ``max`` across processes, or scrape it from one), at
 once a second however often it is scraped::
 
     async_endpoints_jobs_submitted_total{name,queue}         jobs stored here
-    async_endpoints_jobs_finished_total{name,queue,status}   Completed / Failed here;
+    async_endpoints_jobs_finished_total{name,queue,status}   Completed / Failed here
+                                                             (by an attempt, or by the
+                                                             recovery of its last one);
                                                              Canceled by a cancel (or
                                                              cancel_batch) from here
     async_endpoints_job_attempts_total{name,outcome}         completed, failed, timeout,
-                                                             canceled, lost
+                                                             canceled here; lost: taken
+                                                             back by recovery here
     async_endpoints_job_duration_seconds{name}               attempt run time (histogram)
     async_endpoints_job_pickup_seconds{name}                 due -> started, per attempt
     async_endpoints_jobs_waiting{queue}                      Queued jobs (store-wide)
@@ -63,18 +66,24 @@ UNKNOWN_NAME = "(unknown)"
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
 _LE = [repr(float(bound)) for bound in BUCKETS] + ["+Inf"]  # as prometheus-client writes them
 _CANCELED = JobStatus.CANCELED.value
-_PENDING = WebhookStatus.PENDING
+_PENDING, _HOOK_FAILED = WebhookStatus.PENDING, WebhookStatus.FAILED
 _STATUS_LABELS = {status: status.value for status in JobStatus}
 _STARTED, _FINISHED = EventKind.STARTED, EventKind.FINISHED
 _SUBMITTED, _CANCELLED = EventKind.SUBMITTED, EventKind.CANCELLED
+_RECOVERED = EventKind.RECOVERED
 _COMPLETED, _FAILED = AttemptOutcome.COMPLETED, AttemptOutcome.FAILED
-#: The ``outcome`` label of an attempt by its event's outcome (None: not recorded); a
-#: failed or retried attempt's is ``timeout`` or ``failed``, from the job's error.
+_FAILED_STATUS = JobStatus.FAILED
+#: The error recovery gives a job whose claim expired (the stores' own code).
+CLAIM_EXPIRED = "ClaimExpired"
+#: The ``outcome`` label of an attempt by its ``FINISHED`` event's outcome; a failed or
+#: retried attempt's is ``timeout`` or ``failed``, from the job's error. A lost attempt
+#: (its outcome not recorded, or None) is counted where it is recovered, not here: its
+#: worker may be dead (`JobMetrics._recovered`).
 _ATTEMPT_LABELS: dict[AttemptOutcome | None, str] = {
     AttemptOutcome.COMPLETED: "completed",
     AttemptOutcome.CANCELED: "canceled",
-    AttemptOutcome.LOST: "lost",
-    None: "lost",
+    AttemptOutcome.LOST: "",
+    None: "",
 }
 
 Labels = tuple[str, ...]
@@ -193,6 +202,8 @@ class JobMetrics(Collector):
             submitted[labels] = submitted.get(labels, 0) + 1
         elif kind is _CANCELLED:
             self._cancelled(job, name)
+        elif kind is _RECOVERED:
+            self._recovered(job, name)
 
     def _finished(self, event: LifecycleEvent, job: Job, name: str) -> None:
         self._running -= 1
@@ -201,8 +212,9 @@ class JobMetrics(Collector):
         if label is None:  # failed for good, or to be retried
             error = job.error
             label = "timeout" if error is not None and error.type == "JobTimeout" else "failed"
-        attempts, key = self.attempts, (name, label)
-        attempts[key] = attempts.get(key, 0) + 1
+        if label:  # not lost
+            attempts, key = self.attempts, (name, label)
+            attempts[key] = attempts.get(key, 0) + 1
         duration = event.duration
         if duration is not None:
             histogram = self.duration.get(name) or _new_histogram(self.duration, name)
@@ -220,15 +232,36 @@ class JobMetrics(Collector):
         if job.webhook is not None:
             self._delivery(job)
 
+    def _recovered(self, job: Job, name: str) -> None:
+        """Recovery here took back ``job``'s lost attempt: counted ``lost`` (each lost
+        claim is recovered once, by one process), and the job ``Failed`` when that was
+        its last attempt (as read right after the pass: a job failed since by another
+        attempt has that attempt's error, and is counted where that attempt ran)."""
+        attempts, key = self.attempts, (name, "lost")
+        attempts[key] = attempts.get(key, 0) + 1
+        error = job.error
+        if job.status is _FAILED_STATUS and error is not None and error.type == CLAIM_EXPIRED:
+            finished, labels = self.finished, (name, job.queue, _STATUS_LABELS[job.status])
+            finished[labels] = finished.get(labels, 0) + 1
+            webhook = job.webhook
+            # Its delivery was stored by the recovery's step, and may have run since the
+            # pass (read back later, unlike a settled attempt's job): counted unless
+            # none was stored (Failed before any attempt: its id was taken).
+            if webhook is not None and (webhook.attempts or webhook.status is not _HOOK_FAILED):
+                self._count_delivery(job.queue)
+
     def _delivery(self, job: Job) -> None:
         """``job``, which has a webhook, became terminal here: the store enqueued its
         delivery job (same queue) in the same step, unless it did so before (a job
         requeued after it ended: its delivery has started by then, as a rule)."""
         webhook = job.webhook
         if webhook is not None and webhook.attempts == 0 and webhook.status is _PENDING:
-            name = WEBHOOK_JOB if WEBHOOK_JOB in self._names else UNKNOWN_NAME
-            submitted, labels = self.submitted, (name, job.queue)
-            submitted[labels] = submitted.get(labels, 0) + 1
+            self._count_delivery(job.queue)
+
+    def _count_delivery(self, queue: str) -> None:
+        name = WEBHOOK_JOB if WEBHOOK_JOB in self._names else UNKNOWN_NAME
+        submitted, labels = self.submitted, (name, queue)
+        submitted[labels] = submitted.get(labels, 0) + 1
 
     def collect(self) -> Iterator[Metric]:
         """The metric families as they are now (called by the registry when scraped),

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable, Collection, Sequence
 
 from ._errors import PartialRenewalError, StoreUnavailableError
+from ._events import AttemptOutcome, EventKind, LifecycleEvent, LifecycleEvents
 from ._job import Job, JobStatus
 from ._logs import job_extra
 from ._store import Claim, JobStore
@@ -15,10 +16,14 @@ from ._store import Claim, JobStore
 logger = logging.getLogger("async_endpoints")
 
 
-async def recover_forever(store: JobStore, interval: float) -> None:
+async def recover_forever(
+    store: JobStore, interval: float, events: LifecycleEvents | None = None
+) -> None:
     """Every ``interval`` seconds, re-queue the jobs whose claim lease expired.
 
-    Runs in every pool; the store makes concurrent recoveries safe.
+    Runs in every pool; the store makes concurrent recoveries safe (each expired claim is
+    recovered by one pass). With listeners on ``events``, each job recovered is read back
+    and announced (``RECOVERED``).
     """
     while True:
         try:
@@ -30,7 +35,31 @@ async def recover_forever(store: JobStore, interval: float) -> None:
         else:
             if recovered:
                 logger.warning("re-queued %d job(s) whose worker stopped renewing", len(recovered))
+                if events is not None and events.listeners:
+                    await _announce(store, recovered, events)
         await asyncio.sleep(interval)
+
+
+#: Jobs read back at once after a recovery pass (`_announce`).
+READ_BACK = 100
+
+
+async def _announce(
+    store: JobStore, recovered: Sequence[uuid.UUID], events: LifecycleEvents
+) -> None:
+    """Emit ``RECOVERED`` for each job of ``recovered`` (read back, ``READ_BACK`` at a
+    time); a job gone meanwhile (its retention passed) is not announced, and a store that
+    cannot be read now loses the announcements of this pass (logged), never the jobs."""
+    for start in range(0, len(recovered), READ_BACK):
+        ids = recovered[start : start + READ_BACK]
+        try:
+            jobs = await asyncio.gather(*(store.get(job_id) for job_id in ids))
+        except Exception as exc:
+            logger.warning("could not read back %d recovered job(s): %s", len(ids), exc)
+            return
+        for job in jobs:
+            if job is not None:
+                events.emit(LifecycleEvent(EventKind.RECOVERED, job, AttemptOutcome.LOST))
 
 
 async def _canceled_jobs(store: JobStore, claims: Sequence[Claim]) -> set[uuid.UUID]:

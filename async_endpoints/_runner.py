@@ -89,7 +89,7 @@ class WorkerPool:
                 name="async-endpoints-renew",
             ),
             asyncio.create_task(
-                recover_forever(self.store, settings.recovery_interval),
+                recover_forever(self.store, settings.recovery_interval, self.attempts.events),
                 name="async-endpoints-recover",
             ),
         ]

@@ -1,0 +1,188 @@
+"""A lost attempt is counted where stale-claim recovery takes its job back: once, whether
+its worker died (and could count nothing) or lived on and saw its claim lost; a job whose
+last attempt was lost counts ``Failed`` there, and its webhook delivery as submitted. On
+the in-memory and Redis stores (two engines on one store: the worker that stops without
+settling, and the one whose recovery finds its claim)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore, JobStatus, JobStore
+from async_endpoints._events import AttemptOutcome, EventKind, LifecycleEvent
+from async_endpoints._webhook import WEBHOOK_JOB
+from async_endpoints.testing import ManualClock
+from async_endpoints_redis import RedisJobStore
+from tests.webhook_receiver import SECRET, receiving
+
+ATTEMPTS = "async_endpoints_job_attempts_total"
+FINISHED = "async_endpoints_jobs_finished_total"
+SUBMITTED = "async_endpoints_jobs_submitted_total"
+LEASE = 0.5
+
+
+Handles = Callable[[], JobStore]
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def handles(request: pytest.FixtureRequest) -> Handles:
+    """Makes handles on one store's jobs, one per engine: the in-memory store is its own
+    handle; Redis: a store on the same server and prefix each time."""
+    if request.param == "memory":
+        store = InMemoryJobStore()
+        return lambda: store
+    server = request.getfixturevalue("redis_server")
+    prefix = request.getfixturevalue("prefix")
+    return lambda: RedisJobStore(server.url, prefix=prefix)
+
+
+def engine_on(
+    store: JobStore, started: asyncio.Event, retries: int = 0, **settings: object
+) -> AsyncEndpoints:
+    """An engine whose ``hold`` handler (``retries`` retries) waits for ever on its first
+    attempt and returns "again" on the next."""
+    engine = AsyncEndpoints(
+        store=store,
+        claim_timeout=LEASE,
+        recovery_interval=0.05,
+        shutdown_grace_period=0,
+        retry_base_delay=0,
+        retry_jitter=0,
+        **settings,  # type: ignore[arg-type]
+    )
+
+    async def hold(ctx: AsyncContext[None]) -> str:
+        if ctx.retry_count:
+            return "again"
+        started.set()
+        await asyncio.Event().wait()
+        return "never"
+
+    engine.add_handler(hold, max_retries=retries)
+    return engine
+
+
+async def left_running(
+    store: JobStore, webhook_to: str | None = None, **settings: object
+) -> tuple[uuid.UUID, CollectorRegistry]:
+    """A job of ``hold`` started by an engine whose pool then stops without settling it
+    (grace 0: as a dead worker leaves it, claimed until its lease runs out); the job's id
+    and that engine's metrics."""
+    started = asyncio.Event()
+    dying = engine_on(store, started, **settings)
+    registry = CollectorRegistry()
+    dying.enable_metrics(registry)
+    async with dying.running():
+        job = await dying.submit("hold", None, webhook_url=webhook_to)
+        async with asyncio.timeout(10):
+            await started.wait()
+    return job.id, registry
+
+
+async def recovered_by_another(
+    store: JobStore, job_id: uuid.UUID, until: JobStatus, **settings: object
+) -> tuple[CollectorRegistry, list[LifecycleEvent]]:
+    """A second engine on the same jobs runs until its recovery has taken ``job_id``
+    back and the job is ``until``; its metrics and the RECOVERED events it heard."""
+    survivor = engine_on(store, asyncio.Event(), **settings)
+    registry = CollectorRegistry()
+    survivor.enable_metrics(registry)
+    heard: list[LifecycleEvent] = []
+    recovered = asyncio.Event()
+
+    def note(event: LifecycleEvent) -> None:
+        if event.kind is EventKind.RECOVERED:
+            heard.append(event)
+            recovered.set()
+
+    survivor.events.subscribe(note)
+    async with survivor.running():
+        async with asyncio.timeout(15):
+            await recovered.wait()
+        job = await survivor.wait_for(job_id, timeout=15)
+    assert job is not None and job.status is until
+    return registry, heard
+
+
+async def test_a_dead_workers_last_attempt_counts_lost_and_failed_where_it_is_recovered(
+    handles: Handles,
+) -> None:
+    """No retries left: the recovering engine counts one lost attempt and one Failed job;
+    the engine that stopped without settling counts neither (it cannot know)."""
+    job_id, dying = await left_running(handles())
+    survivor, heard = await recovered_by_another(handles(), job_id, JobStatus.FAILED)
+    assert [(event.job.id, event.outcome) for event in heard] == [(job_id, AttemptOutcome.LOST)]
+    assert heard[0].job.status is JobStatus.FAILED
+    lost = {"name": "hold", "outcome": "lost"}
+    failed = {"name": "hold", "queue": "default", "status": "Failed"}
+    assert survivor.get_sample_value(ATTEMPTS, lost) == 1
+    assert survivor.get_sample_value(FINISHED, failed) == 1
+    assert dying.get_sample_value(ATTEMPTS, lost) is None
+    assert dying.get_sample_value(FINISHED, failed) is None
+
+
+async def test_a_dead_workers_attempt_with_retries_left_counts_lost_then_its_retry(
+    handles: Handles,
+) -> None:
+    """A retry left: the recovering engine counts the lost attempt, runs the retry and
+    counts it completed; the job is counted finished once, Completed."""
+    job_id, _ = await left_running(handles(), retries=1)
+    survivor, heard = await recovered_by_another(handles(), job_id, JobStatus.COMPLETED, retries=1)
+    assert len(heard) == 1
+    assert survivor.get_sample_value(ATTEMPTS, {"name": "hold", "outcome": "lost"}) == 1
+    assert survivor.get_sample_value(ATTEMPTS, {"name": "hold", "outcome": "completed"}) == 1
+    labels = {"name": "hold", "queue": "default"}
+    assert survivor.get_sample_value(FINISHED, {**labels, "status": "Completed"}) == 1
+    assert survivor.get_sample_value(FINISHED, {**labels, "status": "Failed"}) is None
+
+
+async def test_a_job_failed_by_recovery_counts_its_webhook_delivery_as_submitted(
+    handles: Handles,
+) -> None:
+    """Recovery failing a job with a webhook enqueues its delivery in the same step: the
+    recovering engine counts it submitted (the webhook job's name), once."""
+    async with receiving() as receiver:
+        hooks = {"webhook_secret": SECRET, "webhook_allowed_hosts": [receiver.host]}
+        job_id, dying = await left_running(handles(), webhook_to=receiver.url, **hooks)
+        survivor, _ = await recovered_by_another(handles(), job_id, JobStatus.FAILED, **hooks)
+    delivery = {"name": WEBHOOK_JOB, "queue": "default"}
+    assert survivor.get_sample_value(SUBMITTED, delivery) == 1
+    assert dying.get_sample_value(SUBMITTED, delivery) is None
+
+
+async def test_a_live_worker_that_sees_its_claim_lost_does_not_count_it_twice() -> None:
+    """One engine whose own recovery takes back its own hung attempt (the lease lapsed on
+    the store's clock): the worker then sees the claim lost and ends the attempt "lost",
+    the retry completes; the lost attempt is counted once."""
+    clock = ManualClock()
+    started = asyncio.Event()
+    engine = engine_on(InMemoryJobStore(clock=clock), started, retries=1)
+    registry = CollectorRegistry()
+    engine.enable_metrics(registry)
+    kinds: list[tuple[EventKind, AttemptOutcome | None]] = []
+    saw_lost = asyncio.Event()
+
+    def note(event: LifecycleEvent) -> None:
+        kinds.append((event.kind, event.outcome))
+        if (event.kind, event.outcome) == (EventKind.FINISHED, AttemptOutcome.LOST):
+            saw_lost.set()
+
+    engine.events.subscribe(note)
+    async with engine.running():
+        job = await engine.submit("hold", None)
+        async with asyncio.timeout(10):
+            await started.wait()
+        clock.advance(LEASE * 2)  # as if this worker had hung past its lease
+        done = await engine.wait_for(job.id, timeout=10)
+        assert done is not None and done.status is JobStatus.COMPLETED
+        async with asyncio.timeout(10):
+            await saw_lost.wait()
+    assert (EventKind.RECOVERED, AttemptOutcome.LOST) in kinds
+    assert registry.get_sample_value(ATTEMPTS, {"name": "hold", "outcome": "lost"}) == 1
+    assert registry.get_sample_value(ATTEMPTS, {"name": "hold", "outcome": "completed"}) == 1
+    assert registry.get_sample_value("async_endpoints_jobs_running") == 0
