@@ -46,6 +46,7 @@ class AsyncContext(Generic[T]):
     _report: Callable[[Any], Awaitable[None]] | None = field(
         default=None, repr=False, compare=False
     )
+    _max_progress_size: int | None = field(default=None, repr=False, compare=False)
 
     async def report_progress(self, value: Any) -> None:
         """Make ``value`` (a JSON value: a number, text, a list, a dict...) the job's
@@ -57,9 +58,11 @@ class AsyncContext(Generic[T]):
         elsewhere) reports are dropped silently.
 
         Raises:
-            ValueError: ``value`` has no JSON form (NaN, an unknown type...).
+            ValueError: ``value`` has no JSON form (NaN, an unknown type...), or its JSON
+                is larger than the ``max_result_size`` setting (the job's progress is then
+                what it was).
         """
-        data = progress_value(value)
+        data = progress_value(value, self._max_progress_size)
         if self._report is not None:
             await self._report(data)
 

@@ -244,6 +244,7 @@ class Handler:
             tenant=job.tenant,
             batch_id=job.batch_id,
             _report=report,
+            _max_progress_size=self.max_result_size,
         )
 
     def dump_result(self, value: Any) -> Any:

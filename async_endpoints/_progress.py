@@ -32,19 +32,21 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(","
 _NOTHING: Any = object()
 
 
-def progress_value(value: Any) -> Any:
+def progress_value(value: Any, max_size: int | None = None) -> Any:
     """``value`` as plain JSON data (tuples become lists).
 
     Raises:
         ValueError: ``value`` has no JSON form: an unknown type, NaN or Infinity, text
             with a lone surrogate, a dict with keys that are not text, an integer of over
-            4300 digits.
+            4300 digits; or its JSON is larger than ``max_size`` bytes (UTF-8).
     """
     try:
         text = _ENCODER.encode(value)
-        text.encode()  # a lone surrogate has no UTF-8 form
+        size = len(text.encode())  # a lone surrogate has no UTF-8 form
     except (TypeError, ValueError, RecursionError) as exc:
         raise ValueError(f"progress must be a JSON value: {exc}") from None
+    if max_size is not None and size > max_size:
+        raise ValueError(f"progress is {size} bytes of JSON, over max_result_size ({max_size})")
     if isinstance(value, dict) and not all(isinstance(key, str) for key in value):
         raise ValueError("progress must be a JSON value: its keys must be text")
     return json.loads(text)

@@ -1,5 +1,6 @@
-"""``ctx.report_progress``: JSON values only, coalesced to at most one store write per
-100 ms per job with the last value kept, written only while the claim is held."""
+"""``ctx.report_progress``: JSON values only, no larger than a result, coalesced to at
+most one store write per 100 ms per job with the last value kept, written only while the
+claim is held."""
 
 from __future__ import annotations
 
@@ -91,6 +92,31 @@ async def test_a_value_with_no_json_form_is_refused(
     await endpoints.drain()
     assert len(refused) == 1
     assert store.writes == []
+
+
+async def test_a_value_larger_than_max_result_size_is_refused_and_the_last_one_kept() -> None:
+    """Progress is held to the size of a result: a larger value raises ValueError naming
+    both sizes, nothing of it is written, and the job keeps the value before."""
+    store = CountingStore()
+    endpoints = AsyncEndpoints(store=store, max_result_size=64)
+    refused: list[str] = []
+
+    async def chatty(ctx: AsyncContext) -> str:
+        await ctx.report_progress("x" * 62)  # 64 bytes of JSON: the limit
+        try:
+            await ctx.report_progress("x" * 63)
+        except ValueError as exc:
+            refused.append(str(exc))
+        return "done"
+
+    endpoints.add_handler(chatty)
+    async with endpoints.running(workers=False):
+        job = await endpoints.submit("chatty")
+        await endpoints.drain()
+    assert refused == ["progress is 65 bytes of JSON, over max_result_size (64)"]
+    assert store.writes == ["x" * 62]
+    done = await endpoints.get_job(job.id)
+    assert done is not None and done.result == "done" and done.progress == "x" * 62
 
 
 async def test_progress_is_written_only_while_the_claim_is_held(store: JobStore) -> None:
