@@ -15,7 +15,7 @@ from ._batch import Batch
 from ._errors import JobStoreError, StoreUnavailableError
 from ._job import parse_job_id
 from ._responses import error_response, json_response
-from ._routes import is_fastapi
+from ._routes import error_responses, is_fastapi
 
 logger = logging.getLogger("async_endpoints")
 
@@ -86,8 +86,14 @@ def add_batch_route(app: Any, path: str, endpoint: Endpoint, *, name: str) -> No
         response_model=None,
         responses={
             200: {"model": BatchModel, "description": "The batch."},
-            404: {"description": "No such batch."},
-            503: {"description": "The store is unavailable; see Retry-After."},
+            **error_responses(
+                404,
+                503,
+                described={
+                    404: "No such batch (or not visible to this caller).",
+                    503: "The store is unavailable; see Retry-After.",
+                },
+            ),
         },
         openapi_extra={
             "parameters": [

@@ -107,7 +107,7 @@ def add_submit_route(
                 "model": model,
                 "description": "With Prefer: wait=N, the job finished within N seconds.",
             },
-            **_error_responses(400, 409, 413, 415, 422, 503),
+            **error_responses(400, 409, 413, 415, 422, 503),
         },
         openapi_extra=extra,
     )
@@ -165,7 +165,7 @@ def _add_job_route(
         response_model=None,
         responses={
             200: {"model": JobModel, "description": answer},
-            **_error_responses(404, *errors, 503),
+            **error_responses(404, *errors, 503),
         },
         openapi_extra={"parameters": _path_parameters(path)},
     )
@@ -208,7 +208,11 @@ def _path_parameters(path: str) -> list[dict[str, Any]]:
     ]
 
 
-def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+def error_responses(
+    *codes: int, described: dict[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI responses of error ``codes``: each a JSON body ``{"detail": ...}``, with
+    its usual description unless ``described`` gives another."""
     descriptions = {
         400: "Malformed request (a body that is not JSON, an X-Async-Request-Id that is "
         "not a UUID).",
@@ -222,7 +226,7 @@ def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     }
     return {
         code: {
-            "description": descriptions[code],
+            "description": (described or {}).get(code) or descriptions[code],
             "content": {"application/json": {"schema": _ERROR_SCHEMA}},
         }
         for code in codes

@@ -35,7 +35,7 @@ from ._http import store_failure
 from ._job import Job, job_to_json, parse_job_id
 from ._logs import job_extra
 from ._responses import call_maybe_async, dumps, error_response
-from ._routes import is_fastapi
+from ._routes import error_responses, is_fastapi
 from ._settings import Settings
 from ._store import JobStore
 from ._store_features import EventStore
@@ -195,10 +195,6 @@ def add_events_route(app: Any, path: str, endpoint: Endpoint, *, name: str) -> N
         "the stream ends after the terminal status.",
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     }
-    not_found = {
-        "description": "No such job (or not visible to this caller).",
-        "content": {"application/json": {"schema": {"type": "object"}}},
-    }
     app.add_api_route(
         path,
         endpoint,
@@ -206,7 +202,12 @@ def add_events_route(app: Any, path: str, endpoint: Endpoint, *, name: str) -> N
         name=name,
         operation_id=name,
         response_model=None,
-        responses={200: stream, 404: not_found},
+        responses={
+            200: stream,
+            **error_responses(
+                404, 503, described={503: "The store is unavailable; see Retry-After."}
+            ),
+        },
         openapi_extra={"parameters": _path_parameters(path)},
     )
 

@@ -236,3 +236,41 @@ async def test_the_job_details_route_is_listed_with_its_job_id_parameter(openapi
     schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
     assert resolve(openapi, schema) == openapi["components"]["schemas"]["JobModel"]
     assert "404" in operation["responses"]
+
+
+async def test_every_error_answer_of_every_route_documents_its_json_body(http_client_for) -> None:
+    """Each route the library adds (submissions, job details, cancel, events, a batch)
+    documents every error status it answers with the JSON body it sends: ``{"detail"}``."""
+    app = FastAPI()
+    endpoints = AsyncEndpoints(app, run_workers=False)
+
+    @endpoints.map_async_post("/reports", name="Report")
+    async def report(ctx: AsyncContext[Shipment]) -> None: ...
+
+    endpoints.map_job_details()
+    endpoints.map_job_cancel()
+    endpoints.map_job_events()
+    endpoints.map_batch_details()
+    async with http_client_for(app) as client:
+        document = (await client.get("/openapi.json")).json()
+    errors = {
+        (path, method, code): answer
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        for code, answer in operation["responses"].items()
+        if int(code) >= 400
+    }
+    routes = {(path, method) for path, method, _ in errors}
+    assert routes == {
+        ("/reports", "post"),
+        ("/jobs/{job_id}", "get"),
+        ("/jobs/{job_id}/cancel", "post"),
+        ("/jobs/{job_id}/events", "get"),
+        ("/batches/{batch_id}", "get"),
+    }
+    for where, answer in errors.items():
+        schema = answer["content"]["application/json"]["schema"]
+        assert schema["required"] == ["detail"], where
+        assert answer["description"], where
+    for route in routes - {("/reports", "post")}:
+        assert {"404", "503"} <= {code for path, method, code in errors if (path, method) == route}
