@@ -4,7 +4,6 @@ its retention while its delivery goes on."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -19,9 +18,9 @@ from async_endpoints import (
     JobStore,
     QueueFullError,
 )
-from async_endpoints._job import Job, JobError, WebhookStatus
+from async_endpoints._job import JobError, WebhookStatus
 from async_endpoints.testing import ManualClock
-from tests.webhook_receiver import SECRET, answer_with, receiving
+from tests.webhook_receiver import SECRET, answer_with, receiving, settled_webhook
 
 
 def engine_with(store: JobStore, **settings: Any) -> AsyncEndpoints:
@@ -33,18 +32,6 @@ def engine_with(store: JobStore, **settings: Any) -> AsyncEndpoints:
 
     engine.add_handler(note, max_retries=0)
     return engine
-
-
-async def settled_webhook(engine: AsyncEndpoints, job: Job, timeout: float = 15.0) -> Job:
-    """``job`` once its webhook is no longer Pending, running due jobs meanwhile."""
-    async with asyncio.timeout(timeout):
-        while True:
-            await engine.drain()
-            latest = await engine.get_job(job.id)
-            assert latest is not None and latest.webhook is not None
-            if latest.webhook.status is not WebhookStatus.PENDING:
-                return latest
-            await asyncio.sleep(0.01)
 
 
 async def test_pending_webhook_retries_do_not_refuse_new_submissions(store: JobStore) -> None:

@@ -3,7 +3,6 @@ allow-list the only hosts ever called, the retry backoff from webhook_retry_base
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import uuid
@@ -29,7 +28,6 @@ from async_endpoints import (
     UnknownJobNameError,
 )
 from async_endpoints._job import (
-    Job,
     JobRequest,
     NewJob,
     WebhookState,
@@ -42,7 +40,14 @@ from async_endpoints._webhook import WEBHOOK_JOB, delivery_job
 from async_endpoints._webhook_urls import AllowedHosts, check_url
 from async_endpoints.testing import ManualClock
 from tests.redis_servers import RedisServer
-from tests.webhook_receiver import KEY, SECRET, answer_with, receiving, signature_is_valid
+from tests.webhook_receiver import (
+    KEY,
+    SECRET,
+    answer_with,
+    receiving,
+    settled_webhook,
+    signature_is_valid,
+)
 
 
 class Note(BaseModel):
@@ -402,18 +407,6 @@ async def _redis_text(server: RedisServer) -> bytes:
     finally:
         await client.aclose()
     return b"\n".join(parts)
-
-
-async def settled_webhook(engine: AsyncEndpoints, job: Job) -> Job:
-    """``job`` once its webhook is no longer Pending, running due jobs meanwhile."""
-    async with asyncio.timeout(15):
-        while True:
-            await engine.drain()
-            latest = await engine.get_job(job.id)
-            assert latest is not None and latest.webhook is not None
-            if latest.webhook.status is not WebhookStatus.PENDING:
-                return latest
-            await asyncio.sleep(0.01)
 
 
 async def test_the_secret_is_never_stored_logged_or_served(

@@ -20,6 +20,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from async_endpoints import AsyncEndpoints
+from async_endpoints._job import Job, WebhookStatus
 from tests.serving import served
 
 #: The signing secret of the test apps: ``whsec_`` + base64 of a 32-byte key.
@@ -111,3 +113,15 @@ async def receiving(answer: Answer | None = None) -> AsyncIterator[Receiver]:
     async with served(receiver.app()) as url:
         receiver.url = url
         yield receiver
+
+
+async def settled_webhook(engine: AsyncEndpoints, job: Job, timeout: float = 15.0) -> Job:
+    """``job`` once its webhook is no longer Pending, running due jobs meanwhile."""
+    async with asyncio.timeout(timeout):
+        while True:
+            await engine.drain()
+            latest = await engine.get_job(job.id)
+            assert latest is not None and latest.webhook is not None
+            if latest.webhook.status is not WebhookStatus.PENDING:
+                return latest
+            await asyncio.sleep(0.01)

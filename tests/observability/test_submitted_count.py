@@ -5,14 +5,11 @@ in-memory and Redis stores."""
 
 from __future__ import annotations
 
-import asyncio
-
 from prometheus_client import CollectorRegistry
 
 from async_endpoints import AsyncContext, AsyncEndpoints, JobSpec, JobStore
-from async_endpoints._job import Job, WebhookStatus
 from async_endpoints._webhook import WEBHOOK_JOB
-from tests.webhook_receiver import SECRET, receiving
+from tests.webhook_receiver import SECRET, receiving, settled_webhook
 
 SUBMITTED = "async_endpoints_jobs_submitted_total"
 FINISHED = "async_endpoints_jobs_finished_total"
@@ -39,18 +36,6 @@ def total(registry: CollectorRegistry, metric: str) -> float:
     )
 
 
-async def delivered(engine: AsyncEndpoints, job: Job) -> None:
-    """Run due jobs until ``job``'s webhook is no longer Pending."""
-    async with asyncio.timeout(15):
-        while True:
-            await engine.drain()
-            latest = await engine.get_job(job.id)
-            assert latest is not None and latest.webhook is not None
-            if latest.webhook.status is not WebhookStatus.PENDING:
-                return
-            await asyncio.sleep(0.01)
-
-
 async def test_a_webhook_delivery_is_counted_submitted_once(store: JobStore) -> None:
     """A job with a webhook completes here: its delivery job counts as submitted (the
     webhook job's name, the job's queue) once, and everything submitted also finished."""
@@ -60,7 +45,7 @@ async def test_a_webhook_delivery_is_counted_submitted_once(store: JobStore) -> 
         engine.enable_metrics(registry)
         async with engine.running(workers=False):
             job = await engine.submit("note", None, webhook_url=receiver.url)
-            await delivered(engine, job)
+            await settled_webhook(engine, job)
             await engine.drain()
     sample = registry.get_sample_value
     assert sample(SUBMITTED, {"name": "note", "queue": "default"}) == 1
@@ -79,7 +64,7 @@ async def test_a_job_cancelled_while_waiting_counts_its_delivery(store: JobStore
         async with engine.running(workers=False):
             job = await engine.submit("note", None, webhook_url=receiver.url)
             await engine.cancel(job.id)
-            await delivered(engine, job)
+            await settled_webhook(engine, job)
             await engine.drain()
     sample = registry.get_sample_value
     assert sample(SUBMITTED, {"name": WEBHOOK_JOB, "queue": "default"}) == 1
