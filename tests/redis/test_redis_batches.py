@@ -5,7 +5,6 @@ resent after its reply was lost storing and counting nothing twice."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,6 +16,7 @@ from async_endpoints._batch import BatchStatus, NewBatch
 from async_endpoints._errors import DuplicateJobError, QueueFullError
 from async_endpoints._job import JobStatus, NewJob
 from async_endpoints_redis import RedisJobStore, _batches
+from tests.redis.support import drain, eventually, keys_of
 
 pytestmark = pytest.mark.redis
 StoreFactory = Callable[..., Awaitable[RedisJobStore]]
@@ -34,27 +34,6 @@ def new_batch(jobs: int, continuations: int = 1, tenant: str | None = None) -> N
         [member(batch_id, name="Then", tenant=tenant) for _ in range(continuations)],
         tenant=tenant,
     )
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    """Poll ``check`` until it returns True, failing after ``timeout``."""
-    async with asyncio.timeout(timeout):
-        while not await check():  # noqa: ASYNC110 - polling real time on purpose
-            await asyncio.sleep(0.05)
-
-
-async def drain(store: RedisJobStore) -> list[uuid.UUID]:
-    """Claim and complete until nothing is claimable; the ids in the order they ran."""
-    ran = []
-    while claims := await store.claim(50, lease=30):
-        for claim in claims:
-            ran.append(claim.job.id)
-            await store.complete(claim, None)
-    return ran
-
-
-async def keys_of(raw_redis: Redis, prefix: str) -> list[str]:
-    return sorted([key async for key in raw_redis.scan_iter(match=f"*{prefix}*")])
 
 
 async def test_a_batch_keeps_its_keys_under_the_hash_tag_and_leaves_nothing_after_retention(

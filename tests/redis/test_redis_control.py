@@ -25,6 +25,7 @@ from async_endpoints._listing import QueueStats
 from async_endpoints._store import Claim
 from async_endpoints_redis import RedisJobStore
 from async_endpoints_redis._keys import Keys
+from tests.redis.support import eventually
 from tests.redis_servers import RedisClusterProcesses, RedisServer
 
 pytestmark = pytest.mark.redis
@@ -35,14 +36,6 @@ QUEUES = ("high", "default", "low")
 
 def new_job(queue: str = "default", delay: float = 0.0, max_retries: int = 3) -> NewJob:
     return NewJob(uuid.uuid4(), "Job", max_retries, queue=queue, delay=delay)
-
-
-async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 5.0) -> T:
-    """Poll ``check`` until it returns something truthy, failing after ``timeout``."""
-    async with asyncio.timeout(timeout):
-        while not (result := await check()):  # noqa: ASYNC110 - polling real time on purpose
-            await asyncio.sleep(0.02)
-    return result
 
 
 @dataclass

@@ -18,6 +18,7 @@ from async_endpoints._batch import NewBatch
 from async_endpoints._errors import DuplicateJobError
 from async_endpoints._job import Job, JobStatus, NewJob, WebhookState, WebhookStatus
 from async_endpoints_redis import RedisJobStore
+from tests.redis.support import drain, eventually, keys_of
 from tests.redis.test_redis_hand_over import _listening, offering
 
 pytestmark = pytest.mark.redis
@@ -31,27 +32,6 @@ def with_delivery(parent: NewJob) -> NewJob:
 
 def new_parent() -> NewJob:
     return with_delivery(NewJob(uuid.uuid4(), "Echo", 0))
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    """Poll ``check`` until it returns True, failing after ``timeout``."""
-    async with asyncio.timeout(timeout):
-        while not await check():  # noqa: ASYNC110 - polling real time on purpose
-            await asyncio.sleep(0.05)
-
-
-async def drain(store: RedisJobStore) -> list[uuid.UUID]:
-    """Claim and complete until nothing is claimable; the ids in the order they ran."""
-    ran = []
-    while claims := await store.claim(50, lease=30):
-        for claim in claims:
-            ran.append(claim.job.id)
-            await store.complete(claim, None)
-    return ran
-
-
-async def keys_of(raw_redis: Redis, prefix: str) -> list[str]:
-    return sorted([key async for key in raw_redis.scan_iter(match=f"*{prefix}*")])
 
 
 async def test_follow_ups_keep_to_the_hash_tag_and_leave_nothing_once_all_is_done(

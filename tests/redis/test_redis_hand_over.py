@@ -12,7 +12,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -20,23 +20,15 @@ from redis.asyncio import Redis
 from async_endpoints import AsyncContext, AsyncEndpoints, Claim
 from async_endpoints._job import Job, JobRequest, JobStatus, NewJob
 from async_endpoints_redis import RedisJobStore
+from tests.redis.support import eventually
 from tests.redis_servers import RedisServer, start_server
 
 pytestmark = pytest.mark.redis
-T = TypeVar("T")
 StoreFactory = Callable[..., Awaitable[RedisJobStore]]
 
 
 def new_job() -> NewJob:
     return NewJob(id=uuid.uuid4(), name="Job", max_retries=3)
-
-
-async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 5.0) -> T:
-    """Poll ``check`` until it returns something truthy, failing after ``timeout``."""
-    async with asyncio.timeout(timeout):
-        while not (result := await check()):  # noqa: ASYNC110 - polling real time on purpose
-            await asyncio.sleep(0.02)
-    return result
 
 
 async def offering(store: RedisJobStore, raw_redis: Redis, prefix: str, take: int) -> asyncio.Task:

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from async_endpoints._job import JobError, JobStatus, NewJob
 from async_endpoints_redis import RedisJobStore
+from tests.redis.support import drain, eventually
 
 pytestmark = pytest.mark.redis
 StoreFactory = Callable[..., Awaitable[RedisJobStore]]
@@ -36,29 +37,12 @@ def tag(prefix: str) -> str:
     return "{" + prefix + "}"
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
-    """Poll ``check`` until it returns True, failing after ``timeout``."""
-    async with asyncio.timeout(timeout):
-        while not await check():  # noqa: ASYNC110 - polling real time on purpose
-            await asyncio.sleep(0.02)
-
-
 async def keys_for_labels(raw_redis: Redis, prefix: str) -> list[str]:
     """The store's keys of lanes, tenant LISTs and tenant turns that exist now."""
     found = []
     for kind in ("lanes", "lane:*", "tq:*", "turns:*", "tenants:*"):
         found += [key async for key in raw_redis.scan_iter(match=f"{tag(prefix)}:{kind}")]
     return sorted(found)
-
-
-async def drain(store: RedisJobStore) -> list[uuid.UUID]:
-    """Claim and complete until nothing is claimable; the ids in the order they ran."""
-    ran = []
-    while claims := await store.claim(10, lease=30):
-        for claim in claims:
-            ran.append(claim.job.id)
-            await store.complete(claim, None)
-    return ran
 
 
 async def test_keys_and_tenants_live_under_the_hash_tag_and_leave_nothing_behind(
@@ -86,7 +70,7 @@ async def test_keys_and_tenants_live_under_the_hash_tag_and_leave_nothing_behind
     await store.fail(first, JobError("boom", "ValueError"), retry_in=None)
     for claim in rest:
         await store.complete(claim, None)
-    await drain(store)
+    await drain(store, batch=10)
 
     assert await keys_for_labels(raw_redis, prefix) == []
     assert await store.count_waiting() == 0
@@ -227,7 +211,7 @@ async def test_a_store_of_the_previous_layout_gets_queued_counts_and_listing(
     assert [job.id for job in page.jobs] == [job.id for job in jobs]
     [stats] = await upgraded.queue_stats(["default"])
     assert stats.queued == 3
-    await drain(upgraded)
+    await drain(upgraded, batch=10)
     assert await upgraded.count_waiting() == 0
     assert (await upgraded.list_jobs(status=JobStatus.QUEUED)).jobs == []
 
@@ -249,7 +233,7 @@ async def test_keys_and_tenants_on_a_redis_cluster(redis_cluster: Any, prefix: s
         assert [job.id for job in page.jobs] == [job.id for job in keyed[1:]]
         for claim in claims:
             await store.complete(claim, None)
-        assert await drain(store) == [job.id for job in keyed[1:]]
+        assert await drain(store, batch=10) == [job.id for job in keyed[1:]]
         assert await store.count_waiting() == 0
     finally:
         await store.aclose()

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from async_endpoints._errors import StoreUnavailableError
 from async_endpoints._job import JobError, JobStatus, NewJob
 from async_endpoints_redis import RedisJobStore
+from tests.redis.support import eventually
 from tests.redis_servers import RedisServer, start_server
 
 pytestmark = pytest.mark.redis
@@ -22,14 +23,6 @@ T = TypeVar("T")
 
 def new_job(max_retries: int = 3) -> NewJob:
     return NewJob(id=uuid.uuid4(), name="Job", max_retries=max_retries)
-
-
-async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 5.0) -> T:
-    """Poll ``check`` until it returns something truthy, failing after ``timeout``."""
-    async with asyncio.timeout(timeout):
-        while not (result := await check()):  # noqa: ASYNC110 - polling real time on purpose
-            await asyncio.sleep(0.02)
-    return result
 
 
 async def within(seconds: float, awaitable: Awaitable[T]) -> T:

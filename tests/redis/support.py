@@ -1,0 +1,40 @@
+"""Helpers of the Redis store's tests: polling with a deadline, draining a store by hand,
+listing a prefix's keys."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from redis.asyncio import Redis
+
+from async_endpoints_redis import RedisJobStore
+
+T = TypeVar("T")
+
+
+async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 10.0) -> T:
+    """Poll ``check`` until it returns something truthy (returned), failing after
+    ``timeout`` seconds."""
+    async with asyncio.timeout(timeout):
+        while not (result := await check()):  # noqa: ASYNC110 - polling real time on purpose
+            await asyncio.sleep(0.02)
+    return result
+
+
+async def drain(store: RedisJobStore, batch: int = 50) -> list[uuid.UUID]:
+    """Claim (``batch`` at a time) and complete until nothing is claimable; the ids in the
+    order they ran."""
+    ran = []
+    while claims := await store.claim(batch, lease=30):
+        for claim in claims:
+            ran.append(claim.job.id)
+            await store.complete(claim, None)
+    return ran
+
+
+async def keys_of(raw_redis: Redis, prefix: str) -> list[str]:
+    """Every key whose name holds ``prefix``, sorted."""
+    return sorted([key async for key in raw_redis.scan_iter(match=f"*{prefix}*")])
