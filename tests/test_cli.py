@@ -156,3 +156,17 @@ def scrape(port: int) -> str:
             return str(answer.read().decode())
     except OSError:
         return ""
+
+
+@pytest.mark.parametrize(("flags", "frozen"), [((), True), (("--no-gc-freeze",), False)])
+def test_the_startup_heap_is_frozen_unless_asked_not_to(
+    tmp_path: Path, flags: tuple[str, ...], frozen: bool
+) -> None:
+    """By default the objects held once the app has started are frozen (gc.freeze) before
+    the first job runs; --no-gc-freeze leaves them to the collector."""
+    worker = start_worker(tmp_path, "tests.apps.cli_worker:endpoints", *flags)
+    wait_for_mark(tmp_path, "handler-started", worker)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    count = int((tmp_path / "frozen-objects").read_text())
+    assert (count > 10_000) is frozen, count

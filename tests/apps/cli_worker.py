@@ -1,12 +1,14 @@
 """A worker app for the CLI tests: its lifespan queues one slow job and leaves marks.
 
 The marks (files in $MARKS_DIR) show what ran: the app's own lifespan, the handler's start
-and its end, so a test can check that SIGTERM let the handler finish.
+and its end, so a test can check that SIGTERM let the handler finish; ``frozen-objects``
+holds how many objects the garbage collector had frozen when the handler started.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -37,6 +39,7 @@ endpoints = AsyncEndpoints(app, run_workers=False, shutdown_grace_period=30)
 
 @endpoints.map_async_post("/slow")
 async def slow(ctx: AsyncContext[None]) -> str:
+    (MARKS / "frozen-objects").write_text(str(gc.get_freeze_count()))
     mark("handler-started")
     await asyncio.sleep(float(os.environ.get("HANDLER_SECONDS", "1")))
     mark("handler-finished")
