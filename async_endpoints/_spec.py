@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +35,7 @@ class JobSpec:
 
     name: str
     body: Any = None
+    _: KW_ONLY
     delay: float | None = None
     run_at: datetime | None = None
     queue: str | None = None

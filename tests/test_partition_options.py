@@ -167,6 +167,13 @@ def test_a_job_spec_keeps_its_options() -> None:
     assert (placement.partition_key, placement.tenant) == ("k", "t")
 
 
+def test_a_job_specs_options_after_the_body_are_keywords_only() -> None:
+    """As API.md writes it: JobSpec(name, body=None, *, delay=None, ...): a delay given
+    as a third positional argument is a TypeError, not a silently placed option."""
+    with pytest.raises(TypeError):
+        JobSpec("apply", {"account": "a"}, 5)  # type: ignore[misc]
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
