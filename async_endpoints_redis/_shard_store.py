@@ -304,7 +304,8 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
 
         A shard that cannot be reached is passed over (logged), so the others' expired
         claims are recovered while it fails over; the error is raised when no shard
-        could be recovered.
+        could be recovered. A shard's pointer upkeep that fails (it reads other shards)
+        is passed over too (logged): its recovered jobs are returned whatever it does.
         """
         shards = await self._ready_shards()
         failures: list[JobStoreError] = []
@@ -318,12 +319,15 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         for index, shard in enumerate(list(shards)):
             try:
                 recovered += await shard.recover()
-                with _mapped("recover"):
-                    await self._pointer_book.sweep(index, self._retention)
             except JobStoreError as exc:
                 failures.append(exc)
                 continue
             done += 1
+            try:  # its jobs are recovered whatever the sweep does (it reads other shards)
+                with _mapped("recover"):
+                    await self._pointer_book.sweep(index, self._retention)
+            except JobStoreError as exc:
+                logger.warning("pointer upkeep passed over a shard: %s", exc)
         if failures and not done:
             raise failures[0]
         for failure in failures:

@@ -441,12 +441,22 @@ class RedisJobStore(
 
     async def recover(self) -> list[uuid.UUID]:
         """Re-queue (or fail, without retries left) every job whose lease expired, in
-        batches of one script call each; return their ids."""
+        batches of one script call each; return their ids. A batch that fails after
+        others were recovered ends the pass (logged; the rest wait for the next one) and
+        the ids recovered so far are returned: they are recovered in Redis either way."""
         error_json = dump_json(_CLAIM_EXPIRED)
         recovered: list[uuid.UUID] = []
         seen = _RECOVER_BATCH
         while seen == _RECOVER_BATCH:
-            ids, seen = await self._run("recover", lambda s: s.recover(_RECOVER_BATCH, error_json))
+            try:
+                ids, seen = await self._run(
+                    "recover", lambda s: s.recover(_RECOVER_BATCH, error_json)
+                )
+            except JobStoreError as exc:
+                if not recovered:
+                    raise
+                logger.warning("recovery stopped after %d job(s): %s", len(recovered), exc)
+                break
             recovered += [uuid.UUID(text(raw_id)) for raw_id in ids]
         if recovered:
             self._notifications.wake()

@@ -1,0 +1,99 @@
+"""A recovery pass that fails part-way still returns the jobs it recovered: they are
+re-queued (or Failed) in Redis either way, and the pool announces each one it is told of
+(the lost-attempt and Failed counts of the metrics come from there)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+
+from async_endpoints import JobStatus, StoreUnavailableError
+from async_endpoints._job import NewJob
+from async_endpoints_redis import RedisJobStore
+from async_endpoints_redis import _store as plain_store
+from tests import redis_servers
+from tests.redis.conftest import StoreFactory
+
+LEASE = 0.05
+
+
+async def expired_claims(store: RedisJobStore, count: int) -> set[uuid.UUID]:
+    """``count`` jobs (no retries) claimed for ``LEASE`` seconds and left to expire;
+    their ids."""
+    ids = {uuid.uuid4() for _ in range(count)}
+    for job_id in ids:
+        await store.enqueue(NewJob(job_id, "Echo", 0))
+    claimed = await store.claim(count, lease=LEASE)
+    assert {claim.job.id for claim in claimed} == ids
+    await asyncio.sleep(LEASE * 4)  # the leases run out (the server's clock)
+    return ids
+
+
+async def test_a_batch_failing_after_others_returns_what_was_recovered(
+    make_store: StoreFactory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Batches of 2: the second script call fails; the first batch's 2 ids are returned
+    (logged, not raised) and the next pass recovers the other 3."""
+    monkeypatch.setattr(plain_store, "_RECOVER_BATCH", 2)
+    store = await make_store()
+    ids = await expired_claims(store, 5)
+    run, calls = store._run, []
+
+    async def failing_second(operation: str, call: Any) -> Any:
+        if operation == "recover":
+            calls.append(operation)
+            if len(calls) == 2:
+                raise StoreUnavailableError("cut off mid-pass")
+        return await run(operation, call)
+
+    monkeypatch.setattr(store, "_run", failing_second)
+    first = await store.recover()
+    assert len(first) == 2 and set(first) <= ids
+    assert "recovery stopped after 2 job(s)" in caplog.text
+    for job_id in first:
+        job = await store.get(job_id)
+        assert job is not None and job.status is JobStatus.FAILED  # no retries left
+        assert job.error is not None and job.error.type == "ClaimExpired"
+    monkeypatch.setattr(store, "_run", run)
+    assert set(await store.recover()) == ids - set(first)
+
+
+async def test_a_failing_first_batch_still_raises(
+    make_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing recovered: the store's error is raised, as before (the pool logs it)."""
+    store = await make_store()
+    await expired_claims(store, 1)
+
+    async def failing(operation: str, call: Any) -> Any:
+        raise StoreUnavailableError("cut off")
+
+    monkeypatch.setattr(store, "_run", failing)
+    with pytest.raises(StoreUnavailableError):
+        await store.recover()
+
+
+async def test_a_shards_jobs_are_returned_when_its_pointer_upkeep_fails(
+    redis_cluster: redis_servers.RedisClusterProcesses,
+    prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """shards=3 on a Cluster, every shard's pointer sweep failing (it reads other shards,
+    which may be failing over): the expired claims of every shard are still returned."""
+    store = RedisJobStore(redis_cluster.url, prefix=prefix, shards=3)
+    await store.start()
+    try:
+        ids = await expired_claims(store, 9)
+
+        async def failing_sweep(*args: Any) -> None:
+            raise StoreUnavailableError("a shard is failing over")
+
+        monkeypatch.setattr(store._pointer_book, "sweep", failing_sweep)  # type: ignore[attr-defined]
+        assert set(await store.recover()) == ids
+        assert "pointer upkeep passed over a shard" in caplog.text
+    finally:
+        await store.aclose()
