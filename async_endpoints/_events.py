@@ -60,7 +60,8 @@ class AttemptOutcome(StrEnum):
     #: The job was cancelled while it ran; whatever the handler returned was discarded.
     CANCELED = "canceled"
     #: The outcome could not be recorded: the claim was lost (recovered elsewhere), or the
-    #: pool stopped before the handler ended; recovery takes the job back (``RECOVERED``).
+    #: pool stopped before the handler ended, or the store stayed unreachable; recovery
+    #: takes the job back (``RECOVERED``), unless a write whose reply was lost had landed.
     LOST = "lost"
 
 

@@ -57,6 +57,7 @@ from ._memory_live import LiveJobs
 from ._memory_ready import ReadyJobs
 from ._memory_schedules import MemorySchedules, ScheduleBook
 from ._retained import RetainedJobs
+from ._store import CLAIM_EXPIRED as CLAIM_EXPIRED_TYPE
 from ._store import Claim
 from ._waiters import TerminalWaiters
 
@@ -65,7 +66,7 @@ logger = logging.getLogger("async_endpoints")
 CLAIM_EXPIRED = JobError(
     "The worker running this attempt stopped renewing its claim (it crashed, hung or lost "
     "its store connection); the attempt was abandoned.",
-    "ClaimExpired",
+    CLAIM_EXPIRED_TYPE,
 )
 _DEFAULT_QUEUES = (DEFAULT_QUEUE,)
 

@@ -52,6 +52,7 @@ from prometheus_client.registry import Collector
 from ._events import AttemptOutcome, EventKind, LifecycleEvent
 from ._job import Job, JobStatus, WebhookStatus
 from ._listing import QueueStats
+from ._store import CLAIM_EXPIRED
 from ._webhook import WEBHOOK_JOB
 
 logger = logging.getLogger("async_endpoints")
@@ -73,8 +74,6 @@ _SUBMITTED, _CANCELLED = EventKind.SUBMITTED, EventKind.CANCELLED
 _RECOVERED = EventKind.RECOVERED
 _COMPLETED, _FAILED = AttemptOutcome.COMPLETED, AttemptOutcome.FAILED
 _FAILED_STATUS = JobStatus.FAILED
-#: The error recovery gives a job whose claim expired (the stores' own code).
-CLAIM_EXPIRED = "ClaimExpired"
 #: The ``outcome`` label of an attempt by its ``FINISHED`` event's outcome; a failed or
 #: retried attempt's is ``timeout`` or ``failed``, from the job's error. A lost attempt
 #: (its outcome not recorded, or None) is counted where it is recovered, not here: its

@@ -40,23 +40,24 @@ async def recover_forever(
         await asyncio.sleep(interval)
 
 
-#: Jobs read back at once after a recovery pass (`_announce`).
-READ_BACK = 100
+#: Jobs read back at once after a recovery pass (`_announce`): few, so that the reads do
+#: not take the store's connections ahead of the claims and settlements waiting.
+READ_BACK = 20
 
 
 async def _announce(
     store: JobStore, recovered: Sequence[uuid.UUID], events: LifecycleEvents
 ) -> None:
     """Emit ``RECOVERED`` for each job of ``recovered`` (read back, ``READ_BACK`` at a
-    time); a job gone meanwhile (its retention passed) is not announced, and a store that
-    cannot be read now loses the announcements of this pass (logged), never the jobs."""
+    time); a job gone meanwhile (its retention passed) is not announced, and the jobs of a
+    read that fails are not announced (logged; the others are), never lost."""
     for start in range(0, len(recovered), READ_BACK):
         ids = recovered[start : start + READ_BACK]
         try:
             jobs = await asyncio.gather(*(store.get(job_id) for job_id in ids))
         except Exception as exc:
             logger.warning("could not read back %d recovered job(s): %s", len(ids), exc)
-            return
+            continue
         for job in jobs:
             if job is not None:
                 events.emit(LifecycleEvent(EventKind.RECOVERED, job, AttemptOutcome.LOST))

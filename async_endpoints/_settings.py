@@ -129,7 +129,8 @@ class Settings:
         max_body_size: Larger request bodies are refused with 413 before they are read
             whole (default 1 MiB).
         max_result_size: Bytes; a handler result whose JSON (UTF-8) is larger fails the
-            attempt at once with error type ``ResultTooLarge``, not retried (default 16 MiB).
+            attempt at once with error type ``ResultTooLarge``, not retried (default 16 MiB);
+            a larger ``report_progress`` value raises ``ValueError``.
         include_tracebacks: Keep the stack trace of failures in the job's error and show it
             to clients, credentials masked as in the message (default False).
         error_message: ``fn(exception) -> str`` (sync) giving the job's ``error.message``

@@ -36,6 +36,10 @@ from typing import Any, Protocol, runtime_checkable
 from ._job import Job, JobError, JobStatus, NewJob
 from ._listing import JobPage, QueueStats
 
+#: The error type `JobStore.recover` gives a job whose claim expired (the metrics count a
+#: job Failed by recovery by it).
+CLAIM_EXPIRED = "ClaimExpired"
+
 
 @dataclass(frozen=True, slots=True)
 class Claim:
@@ -134,10 +138,11 @@ class JobStore(Protocol):
         """Re-queue every job whose claim lease has expired; return their ids.
 
         A lost attempt counts as an attempt: with retries left, ``retry_count`` grows by one
-        and the job is ``Queued`` again (its error says the claim expired); otherwise it is
-        ``Failed``. Atomic per job and safe to run from many processes at once: each expired
-        claim is recovered once. Also drops terminal jobs whose retention has passed (a
-        store may drop them earlier by itself, but never before).
+        and the job is ``Queued`` again (its error says the claim expired: type
+        `CLAIM_EXPIRED`, ``ClaimExpired``); otherwise it is ``Failed`` with that error.
+        Atomic per job and safe to run from many processes at once: each expired claim is
+        recovered once. Also drops terminal jobs whose retention has passed (a store may
+        drop them earlier by itself, but never before).
         """
         ...
 

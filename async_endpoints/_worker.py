@@ -16,10 +16,10 @@ from typing import Any
 
 from ._deadline import CANCEL_WAIT as CANCEL_WAIT
 from ._deadline import Deadline
-from ._errors import ResultError, ResultRefusedError, StoreUnavailableError
+from ._errors import JobStoreError, ResultError, ResultRefusedError, StoreUnavailableError
 from ._events import AttemptOutcome, LifecycleEvents, settled_outcome
 from ._handlers import Handler
-from ._job import Job, JobError
+from ._job import Job, JobError, JobStatus
 from ._logs import forget_current_job, job_extra, name_current_job
 from ._progress import ProgressReporter
 from ._redact import ErrorDescriber
@@ -278,11 +278,24 @@ class AttemptRunner:
                     # has no UTF-8 form: a log handler writing UTF-8 would fail on it.
                     outcome.error.message.encode("utf-8", "backslashreplace").decode(),
                 )
+        if settled is None and claim.token not in self.canceled:
+            await self._note_if_canceled(claim)
         if settled is None and claim.token in self.canceled:
             logger.info("job %s (%s) was cancelled; its outcome was discarded", job.id, job.name)
         elif settled is None:
             logger.warning("job %s: claim lost before settling; the outcome was dropped", job.id)
         return settled
+
+    async def _note_if_canceled(self, claim: Claim) -> None:
+        """The store refused the attempt's outcome and no cancel was heard here: when the
+        job is ``Canceled`` (a cancel made elsewhere whose push has not come yet), the
+        attempt counts as cancelled, not lost (one read, on this rare path only)."""
+        try:
+            job = await self.store.get(claim.job.id)
+        except JobStoreError:
+            return  # counted lost: recovery, or the cancel, tells the rest
+        if job is not None and job.status is JobStatus.CANCELED:
+            self.canceled.add(claim.token)
 
     def _error(self, exc: BaseException) -> JobError:
         record_failure(exc)

@@ -56,7 +56,7 @@ from async_endpoints._job import (
     NewJob,
     is_same_submission,
 )
-from async_endpoints._store import Claim
+from async_endpoints._store import CLAIM_EXPIRED, Claim
 from async_endpoints._store_features import Idempotency
 
 from ._base import CancelledClaims, Offer
@@ -90,7 +90,7 @@ logger = logging.getLogger("async_endpoints_redis")
 T = TypeVar("T")
 
 _RECOVER_BATCH = 500  # expired claims recovered per script call
-_CLAIM_EXPIRED = {"message": "The worker's claim on the job expired", "type": "ClaimExpired"}
+_CLAIM_EXPIRED = {"message": "The worker's claim on the job expired", "type": CLAIM_EXPIRED}
 _OFFER_TTL = 3.0  # seconds an offer stands unless renewed (a frozen worker's exposure)
 _ALONE_OVER = 64 * 1024  # result characters past which a completion is not batched
 

@@ -138,6 +138,36 @@ async def test_a_running_job_cancelled_finishes_as_canceled_and_a_lost_one_as_lo
     assert [event.kind for event in recorder.events].count(EventKind.CANCELLED) == 1
 
 
+async def test_an_outcome_refused_because_the_job_was_cancelled_elsewhere_ends_canceled() -> None:
+    """A cancel whose push never reached this worker (its listener gone): the handler
+    returns, the store refuses the outcome, and the attempt ends "canceled" (the job is
+    read back), not "lost" (no recovery follows a cancel to count it)."""
+    store = InMemoryJobStore()
+    engine = AsyncEndpoints(store=store)
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def hold(ctx: AsyncContext[None]) -> str:
+        started.set()
+        await release.wait()
+        return "late"
+
+    engine.add_handler(hold)
+    recorder = Recorder(engine)
+    ended = asyncio.Event()
+    engine.events.subscribe(lambda event: event.kind is EventKind.FINISHED and ended.set())
+    async with engine.running():
+        store._cancel_listeners.clear()  # the push is lost on its way
+        job = await engine.submit("hold")
+        async with asyncio.timeout(5):
+            await started.wait()
+        await engine.cancel(job.id)
+        release.set()
+        async with asyncio.timeout(5):
+            await ended.wait()
+    finished = [event.outcome for event in recorder.events if event.kind is EventKind.FINISHED]
+    assert finished == [AttemptOutcome.CANCELED]
+
+
 async def test_a_post_emits_submitted(http_client_for) -> None:
     """The HTTP submission path emits the same submitted event as submit()."""
     app = FastAPI()

@@ -13,8 +13,18 @@ from collections.abc import Callable
 import pytest
 from prometheus_client import CollectorRegistry
 
-from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore, JobStatus, JobStore
-from async_endpoints._events import AttemptOutcome, EventKind, LifecycleEvent
+from async_endpoints import (
+    AsyncContext,
+    AsyncEndpoints,
+    InMemoryJobStore,
+    Job,
+    JobStatus,
+    JobStore,
+    StoreUnavailableError,
+)
+from async_endpoints._events import AttemptOutcome, EventKind, LifecycleEvent, LifecycleEvents
+from async_endpoints._job import NewJob
+from async_endpoints._recovery import _announce
 from async_endpoints._webhook import WEBHOOK_JOB
 from async_endpoints.testing import ManualClock
 from async_endpoints_redis import RedisJobStore
@@ -29,15 +39,25 @@ LEASE = 0.5
 Handles = Callable[[], JobStore]
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("shards", marks=pytest.mark.redis),
+    ]
+)
 def handles(request: pytest.FixtureRequest) -> Handles:
     """Makes handles on one store's jobs, one per engine: the in-memory store is its own
-    handle; Redis: a store on the same server and prefix each time."""
+    handle; Redis: a store on the same server and prefix each time; shards: the same,
+    with ``shards=3`` on a 3-master Cluster."""
     if request.param == "memory":
         store = InMemoryJobStore()
         return lambda: store
-    server = request.getfixturevalue("redis_server")
     prefix = request.getfixturevalue("prefix")
+    if request.param == "shards":
+        cluster = request.getfixturevalue("redis_cluster")
+        return lambda: RedisJobStore(cluster.url, prefix=prefix, shards=3)
+    server = request.getfixturevalue("redis_server")
     return lambda: RedisJobStore(server.url, prefix=prefix)
 
 
@@ -186,3 +206,30 @@ async def test_a_live_worker_that_sees_its_claim_lost_does_not_count_it_twice() 
     assert registry.get_sample_value(ATTEMPTS, {"name": "hold", "outcome": "lost"}) == 1
     assert registry.get_sample_value(ATTEMPTS, {"name": "hold", "outcome": "completed"}) == 1
     assert registry.get_sample_value("async_endpoints_jobs_running") == 0
+
+
+class UnreadableStore(InMemoryJobStore):
+    """Fails to read one job (the store cut off for that call)."""
+
+    unreadable: uuid.UUID | None = None
+
+    async def get(self, job_id: uuid.UUID) -> Job | None:
+        if job_id == self.unreadable:
+            raise StoreUnavailableError("cut off")
+        return await super().get(job_id)
+
+
+async def test_a_read_back_that_fails_leaves_out_its_batch_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """25 recovered jobs read back 20 at a time, one read failing: its batch is not
+    announced (logged), the other 5 are; nothing raises out of the recovery loop."""
+    store = UnreadableStore()
+    ids = [(await store.enqueue(NewJob(uuid.uuid4(), "hold", 0))).id for _ in range(25)]
+    store.unreadable = ids[0]
+    events = LifecycleEvents()
+    heard: list[LifecycleEvent] = []
+    events.subscribe(heard.append)
+    await _announce(store, ids, events)
+    assert [event.job.id for event in heard] == ids[20:]
+    assert "could not read back 20 recovered job(s)" in caplog.text
