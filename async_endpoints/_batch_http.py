@@ -90,7 +90,7 @@ def add_batch_route(app: Any, path: str, endpoint: Endpoint, *, name: str) -> No
                 404,
                 503,
                 described={
-                    404: "No such batch (or not visible to this caller).",
+                    404: "No such batch.",
                     503: "The store is unavailable; see Retry-After.",
                 },
             ),
