@@ -21,6 +21,10 @@ from ._errors import QueueFullError as QueueFullError
 from ._errors import ResultRefusedError as ResultRefusedError
 from ._errors import StoreUnavailableError as StoreUnavailableError
 from ._errors import UnknownJobNameError as UnknownJobNameError
+from ._events import AttemptOutcome as AttemptOutcome
+from ._events import EventKind as EventKind
+from ._events import LifecycleEvent as LifecycleEvent
+from ._events import LifecycleEvents as LifecycleEvents
 from ._handlers import Handler as Handler
 from ._idempotency import IdempotencyConflictError as IdempotencyConflictError
 from ._job import TERMINAL_STATUSES as TERMINAL_STATUSES
@@ -61,6 +65,7 @@ __all__ = [
     "AsyncContext",
     "AsyncEndpoints",
     "AsyncEndpointsError",
+    "AttemptOutcome",
     "Batch",
     "BatchPage",
     "BatchStatus",
@@ -69,6 +74,7 @@ __all__ = [
     "ConfigurationError",
     "ControlStore",
     "DuplicateJobError",
+    "EventKind",
     "EventStore",
     "FollowUpStore",
     "Handler",
@@ -90,6 +96,8 @@ __all__ = [
     "JobStore",
     "JobStoreError",
     "JobValidationError",
+    "LifecycleEvent",
+    "LifecycleEvents",
     "NewBatch",
     "NewJob",
     "PartialRenewalError",

@@ -209,3 +209,32 @@ def test_unsubscribed_listeners_hear_nothing_more() -> None:
     unsubscribe()
     unsubscribe()
     assert not hub and heard == []
+
+
+async def test_the_public_names_hear_a_failed_attempt_until_unsubscribed() -> None:
+    """As the README shows it, with the names exported at the package root: a listener
+    hears the failed attempt's FINISHED event; once unsubscribed it hears nothing."""
+    from async_endpoints import AttemptOutcome as PublicOutcome
+    from async_endpoints import EventKind as PublicKind
+    from async_endpoints import LifecycleEvent as PublicEvent
+
+    engine = AsyncEndpoints(store=InMemoryJobStore(), max_retries=0)
+
+    async def broken(ctx: AsyncContext[None]) -> None:
+        raise RuntimeError("no")
+
+    engine.add_handler(broken)
+    failed: list[PublicEvent] = []
+
+    def on_event(event: PublicEvent) -> None:
+        if event.kind is PublicKind.FINISHED and event.outcome is PublicOutcome.FAILED:
+            failed.append(event)
+
+    unsubscribe = engine.events.subscribe(on_event)
+    async with engine.running(workers=False):
+        first = await engine.submit("broken")
+        await engine.drain()
+        unsubscribe()
+        await engine.submit("broken")
+        await engine.drain()
+    assert [event.job.id for event in failed] == [first.id]
