@@ -7,7 +7,8 @@ cross-shard protocol is needed, and none of its costs (a batch is never spread o
 masters; a cluster spreads batches, not one batch's jobs).
 
 The batch's shard: the shard of its jobs' partition keys when they have any (so that a
-key's lane stays in one shard and its order holds, batch or not), else its id's shard.
+key's lane stays in one shard and its order holds, batch or not; after a resharding, the
+old shard where a key's lane still has jobs), else its id's shard.
 Jobs (or continuations) whose partition keys fall in different shards cannot share one
 batch: `create_batch` and `append_to_batch` refuse them with `ValueError`, naming the
 keys, and store nothing. A batch away from its id's shard, and every job of it away
@@ -45,7 +46,7 @@ class ShardBatches(ShardLookup):
         """
         shards = await self._ready_shards()
         jobs = [*batch.jobs, *batch.continuations]
-        shard = self._keys_shard(jobs)
+        shard = await self._keys_shard(jobs)
         if shard is None:
             shard = self._layout.of_id(batch.id)
         await self._point_batch(shard, batch.id, jobs)
@@ -70,7 +71,7 @@ class ShardBatches(ShardLookup):
                 raise ValueError(f"job {new_job.id} does not name batch {batch_id}")
         holder = await self._batch_shard(batch_id)
         shard = self._shards.index(holder)
-        keyed = self._keys_shard(jobs)
+        keyed = await self._keys_shard(jobs)
         if keyed is not None and keyed != shard:
             raise ValueError(
                 f"batch {batch_id} is in another shard than its new jobs' partition keys"
@@ -122,14 +123,21 @@ class ShardBatches(ShardLookup):
         _, shard = await self._probe(batch_id, field, lambda one: one.get_batch(batch_id))
         return shard or shards[self._layout.of_id(batch_id)]
 
-    def _keys_shard(self, jobs: Sequence[NewJob]) -> int | None:
-        """The one shard of the jobs' partition keys (None: they have none).
+    async def _keys_shard(self, jobs: Sequence[NewJob]) -> int | None:
+        """The one shard of the jobs' partition keys (None: they have none): each key's
+        lane, in an old shard while one still holds jobs of the key after a resharding
+        (as a lone job's, `_home`).
 
         Raises:
             ValueError: The keys fall in different shards.
         """
-        keyed = {job.partition_key: self._layout.of_key(job.partition_key)
-                 for job in jobs if job.partition_key is not None}  # fmt: skip
+        keyed: dict[str, int] = {}
+        for job in jobs:
+            key = job.partition_key
+            if key is not None and key not in keyed:
+                keyed[key] = self._layout.of_key(key)
+                if self._old_layouts:
+                    keyed[key] = await self._old_lane(key, keyed[key])
         if len(set(keyed.values())) > 1:
             keys = ", ".join(sorted(keyed))
             raise ValueError(

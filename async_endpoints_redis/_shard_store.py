@@ -38,7 +38,8 @@ from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 
-from async_endpoints._errors import JobStoreError, ResultRefusedError
+from async_endpoints._errors import JobStoreError, QueueFullError, ResultRefusedError
+from async_endpoints._idempotency import IdempotencyConflictError
 from async_endpoints._job import Job, JobError, NewJob
 from async_endpoints._store import Claim
 from async_endpoints._store_features import Idempotency
@@ -235,20 +236,56 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
     async def enqueue_once(
         self, new_job: NewJob, idempotency: Idempotency, *, max_waiting: int | None = None
     ) -> tuple[Job, str | None]:
-        """As `RedisJobStore.enqueue_once`. The job goes to its own shard (as `enqueue`)
-        unless its idempotency key was used already: every key is first recorded, with
-        the shard of its job, in the key's shard (`Pointers.idempotent`, one more round
-        trip, kept as long as the key), and a repeat goes to that shard, whose script then
-        answers it atomically (the job stored under the key, or a conflict)."""
+        """As `RedisJobStore.enqueue_once`. The job goes to its own shard (as `enqueue`,
+        a partition key's old lane included) unless its idempotency key was used already:
+        every key is first recorded, with the shard of its job, in the key's shard
+        (`Pointers.idempotent`, one more round trip, kept as long as the key), and a
+        repeat goes to that shard, whose script then answers it atomically (the job
+        stored under the key, or a conflict). A job with a partition key is never stored
+        away from its key's lane: when the key was recorded for another shard, that
+        shard only answers (its job, compared as any repeat), and while it holds no job
+        under the key (the first submission still on its way, or refused) this one is a
+        conflict (`IdempotencyConflictError`), not a second job.
+
+        Raises:
+            IdempotencyConflictError: See above.
+        """
         shards = await self._ready_shards()
-        placed = self._placement(new_job)
+        placed = await self._home(new_job)
         ttl_ms = max(1, math.ceil(idempotency.ttl * 1000))
         shard = await self._pointer_book.idempotent(idempotency.key, placed, ttl_ms)
+        if new_job.partition_key is not None and shard != placed:
+            return await self._answer_only(shard, new_job, idempotency)
         shard, new_job = await self._placed(new_job, shard)
         return await self._counts.limited(
             shard, max_waiting, lambda limit: shards[shard].enqueue_once(
                 new_job, idempotency, max_waiting=limit)
         )  # fmt: skip
+
+    async def _answer_only(
+        self, shard: int, new_job: NewJob, idempotency: Idempotency
+    ) -> tuple[Job, str | None]:
+        """The job ``shard`` holds under the idempotency key, and its fingerprint; stores
+        nothing there (a limit of 0 waiting jobs: the script answers a key it holds
+        before it looks at the limit).
+
+        Raises:
+            IdempotencyConflictError: ``shard`` holds no job under the key.
+        """
+        try:
+            return await self._open_shard(shard).enqueue_once(new_job, idempotency, max_waiting=0)
+        except QueueFullError:
+            raise IdempotencyConflictError(
+                "this idempotency key is held by a submission with another partition key"
+            ) from None
+
+    async def _home(self, new_job: NewJob) -> int:
+        """The job's shard: its partition key's (the old shard where the key's lane
+        still has jobs, after a resharding), else its id's."""
+        shard = self._placement(new_job)
+        if self._old_layouts and new_job.partition_key is not None:
+            shard = await self._old_lane(new_job.partition_key, shard)
+        return shard
 
     async def _placed(self, new_job: NewJob, shard: int | None = None) -> tuple[int, NewJob]:
         """The job's shard (``shard`` if given) and the job, its pointers written first
@@ -256,9 +293,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         if not self._shards:  # not started (or closed: it raises)
             await self._ready_shards()
         if shard is None:
-            shard = self._placement(new_job)
-            if self._old_layouts and new_job.partition_key is not None:
-                shard = await self._old_lane(new_job.partition_key, shard)
+            shard = await self._home(new_job)
         follow_up = getattr(new_job, "follow_up", None)
         if follow_up is not None or self._layout.of_id(new_job.id) != shard:
             await self._point(shard, new_job)

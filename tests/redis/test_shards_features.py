@@ -3,12 +3,14 @@ in one, batch listings merged, schedules in shard 0, every public method routed.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from async_endpoints import IdempotencyConflictError, QueueFullError
 from async_endpoints._batch import NewBatch
 from async_endpoints._job import NewJob
 from async_endpoints._schedule import Schedule
@@ -50,6 +52,62 @@ async def test_repeats_of_an_idempotency_key_meet_in_one_shard(
     second, earlier = await store.enqueue_once(new_job(partition_key=other_key), again)
     assert (second.id, earlier) == (first.id, "fp-1")
     assert await store.count_waiting() == 1
+
+
+def keys_in_two_shards(prefix: str) -> tuple[str, str]:
+    """Two partition keys whose lanes are in different shards of 3."""
+    layout = ShardLayout(prefix, 3)
+    keys = [f"k{n}" for n in range(100)]
+    return keys[0], next(key for key in keys if layout.of_key(key) != layout.of_key(keys[0]))
+
+
+async def test_a_keyed_job_is_never_stored_away_from_its_lane_under_a_held_key(
+    make_store: StoreFactory, prefix: str
+) -> None:
+    """The key was recorded for another shard by a submission that stored nothing there
+    (refused: the queue was full): a job of another partition key under the same key is
+    a conflict, not a job stored in the other key's shard (where it would run beside its
+    own key's jobs); once the first submission lands, repeats find it."""
+    store = await make_store(shards=3)
+    first_key, other_key = keys_in_two_shards(prefix)
+    idempotency = Idempotency("order-7", "fp-1", 60.0)
+    with pytest.raises(QueueFullError):
+        await store.enqueue_once(new_job(partition_key=first_key), idempotency, max_waiting=0)
+    with pytest.raises(IdempotencyConflictError, match="another partition key"):
+        await store.enqueue_once(new_job(partition_key=other_key), idempotency)
+    assert await store.count_waiting() == 0
+    first, earlier = await store.enqueue_once(new_job(partition_key=first_key), idempotency)
+    assert earlier is None
+    second, earlier = await store.enqueue_once(new_job(partition_key=other_key), idempotency)
+    assert (second.id, earlier) == (first.id, "fp-1")
+    assert await store.count_waiting() == 1
+
+
+async def test_concurrent_submissions_under_one_key_store_one_job_in_its_own_lane(
+    make_store: StoreFactory, prefix: str
+) -> None:
+    """Many rounds of two stores submitting one key at once, with partition keys in
+    different shards: each round stores exactly one job, always in its own key's shard
+    (the other submitter gets that job or a conflict)."""
+    one, two = await make_store(shards=3), await make_store(shards=3)
+    first_key, other_key = keys_in_two_shards(prefix)
+    layout = ShardLayout(prefix, 3)
+    for round_ in range(30):
+        idempotency = Idempotency(f"race-{round_}", "fp", 60.0)
+        answers = await asyncio.gather(
+            one.enqueue_once(new_job(partition_key=first_key), idempotency),
+            two.enqueue_once(new_job(partition_key=other_key), idempotency),
+            return_exceptions=True,
+        )
+        jobs = {answer[0].id: answer[0] for answer in answers if isinstance(answer, tuple)}
+        assert len(jobs) == 1, answers
+        assert all(isinstance(answer, tuple | IdempotencyConflictError) for answer in answers), (
+            answers
+        )
+        (job,) = jobs.values()
+        assert job.partition_key is not None
+        home = one._shards[layout.of_key(job.partition_key)]  # type: ignore[attr-defined]
+        assert await home.get(job.id) is not None, "stored away from its key's lane"
 
 
 async def test_a_batch_placed_by_its_key_is_found_counted_and_cancelled(
@@ -110,3 +168,22 @@ async def test_a_schedules_cycle_is_fired_once_and_its_job_found(
     assert fired is not None and await peer.fire_schedule(schedule, later, new_job()) is None
     found = await peer.get(job.id)
     assert found is not None and found.name == "Echo"
+
+
+@pytest.mark.parametrize(("limit", "accepted"), [(100, 100), (1000, 300)])
+async def test_concurrent_submissions_of_one_process_keep_to_max_waiting(
+    make_store: StoreFactory, limit: int, accepted: int
+) -> None:
+    """300 submissions at once from one store, spread over 3 shards: with a limit of 100
+    exactly 100 are stored (each shard counts the others' submissions in flight; before,
+    each shard let in nearly the whole limit: about 290), and with a limit of 1,000 none
+    is refused for the others in flight."""
+    store = await make_store(shards=3)
+    answers = await asyncio.gather(
+        *(store.enqueue(new_job(), max_waiting=limit) for _ in range(300)),
+        return_exceptions=True,
+    )
+    stored = [answer for answer in answers if not isinstance(answer, BaseException)]
+    refused = [answer for answer in answers if isinstance(answer, QueueFullError)]
+    assert (len(stored), len(refused)) == (accepted, 300 - accepted)
+    assert await store.count_waiting() == accepted

@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from async_endpoints import Claim, Idempotency, NewBatch
 from async_endpoints._job import NewJob
 from async_endpoints_redis import RedisJobStore
 from async_endpoints_redis._shard_store import ShardedRedisJobStore
@@ -117,6 +118,59 @@ async def test_a_keys_order_holds_across_a_resharding(
     await old.complete(running, None)
     (claim,) = await new.claim(10, lease=LEASE)
     assert (running.job.id, claim.job.id) == (first.id, second.id)
+
+
+async def running_in_an_old_lane(
+    make_store: StoreFactory, prefix: str, before: int, after: int
+) -> tuple[RedisJobStore, RedisJobStore, str, Claim]:
+    """A store of ``before`` shards running the first job of a key whose lane moves with
+    ``after`` shards; that store, one of ``after`` shards on the same prefix, the key and
+    the running claim."""
+    from async_endpoints_redis._shard_layout import ShardLayout
+
+    old = await make_store(shards=before)
+    new_layout, old_layout = ShardLayout(prefix, after), ShardLayout(prefix, before)
+    key = next(
+        f"k{n}"
+        for n in range(200)
+        if old_layout.prefixes[old_layout.of_key(f"k{n}")]
+        != new_layout.prefixes[new_layout.of_key(f"k{n}")]
+    )
+    await old.enqueue(new_job(partition_key=key))
+    (running,) = await old.claim(1, lease=LEASE)
+    return old, await make_store(shards=after), key, running
+
+
+@pytest.mark.parametrize(("before", "after"), [(3, 2), (1, 3)])
+async def test_an_idempotent_submission_joins_its_keys_old_lane(
+    make_store: StoreFactory, prefix: str, before: int, after: int
+) -> None:
+    """With an idempotency key too, a keyed job goes to its key's lane in the old shard:
+    it waits behind the key's running job (it went to the new shard, and ran beside it)."""
+    old, new, key, running = await running_in_an_old_lane(make_store, prefix, before, after)
+    second, earlier = await new.enqueue_once(
+        new_job(partition_key=key), Idempotency("idem-1", "fp", 60)
+    )
+    assert earlier is None
+    assert await new.claim(10, lease=LEASE) == []  # behind the running first job
+    await old.complete(running, None)
+    (claim,) = await new.claim(10, lease=LEASE)
+    assert claim.job.id == second.id
+
+
+@pytest.mark.parametrize(("before", "after"), [(3, 2), (1, 3)])
+async def test_a_batch_joins_its_keys_old_lane(
+    make_store: StoreFactory, prefix: str, before: int, after: int
+) -> None:
+    """A batch whose job has the key goes to the key's lane in the old shard too."""
+    old, new, key, running = await running_in_an_old_lane(make_store, prefix, before, after)
+    batch_id = uuid.uuid4()
+    member = NewJob(uuid.uuid4(), "Echo", 0, partition_key=key, batch_id=batch_id)
+    await new.create_batch(NewBatch(batch_id, [member]))
+    assert await new.claim(10, lease=LEASE) == []  # behind the running first job
+    await old.complete(running, None)
+    (claim,) = await new.claim(10, lease=LEASE)
+    assert claim.job.id == member.id
 
 
 async def test_an_emptied_old_layout_is_retired(
