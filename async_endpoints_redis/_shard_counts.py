@@ -75,8 +75,12 @@ class WaitingCounts:
         """
         if max_waiting is None:
             return await store(None)
-        if time.monotonic() - self._read_at > FRESH_FOR:
+        # (a shard not read yet: one the store serves since its last read, after a
+        # resharding was recorded)
+        if time.monotonic() - self._read_at > FRESH_FOR or shard >= len(self._counts):
             await self._read()
+            if shard >= len(self._counts):  # the shared read began before it was served
+                await self._read_all()
         while (flying := sum(self._in_flight)) and (
             sum(self._counts) + flying + count > max_waiting
         ):
