@@ -239,14 +239,18 @@ def _entry(entry: object) -> tuple[str, int | None]:
 
 def _host(host: str) -> str | None:
     """``host`` lower-cased without a trailing dot, or None when it is not an ASCII host
-    name or an IP address."""
+    name or an IP address (an address with a trailing dot is neither: no resolver or
+    socket takes it, so its deliveries could never be sent)."""
+    dotted = host.endswith(".")
     host = host.lower().removesuffix(".")
     if not host or not host.isascii():
         return None
     try:
-        return str(ipaddress.ip_address(host))
+        address = str(ipaddress.ip_address(host))
     except ValueError:
         pass
+    else:
+        return None if dotted else address
     return host if _NAME.fullmatch(host) else None
 
 

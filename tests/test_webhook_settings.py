@@ -300,6 +300,19 @@ async def test_a_url_no_longer_allowed_when_delivered_fails_at_once() -> None:
     assert parent.webhook.attempts == 1 and receiver.deliveries == []
 
 
+@pytest.mark.parametrize("url", ["http://127.0.0.1.:8000/hook", "http://127.0.0.1./hook"])
+def test_an_ip_address_with_a_trailing_dot_is_refused(url: str) -> None:
+    """``127.0.0.1.`` is no host name and no address any socket connects to: refused at
+    submission (it was accepted, and every delivery then failed without a request)."""
+    with pytest.raises(ValueError, match="no valid host"):
+        check_url(url, AllowedHosts.parse(["127.0.0.1:*"]))
+
+
+def test_a_host_name_with_a_trailing_dot_is_its_fully_qualified_form() -> None:
+    """``example.com.`` is ``example.com`` written fully qualified: allowed by its entry."""
+    assert check_url("https://example.com./hook", AllowedHosts.parse(["example.com"]))
+
+
 @pytest.mark.parametrize(
     "url",
     [
