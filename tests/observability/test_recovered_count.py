@@ -33,7 +33,7 @@ from tests.webhook_receiver import SECRET, receiving
 ATTEMPTS = "async_endpoints_job_attempts_total"
 FINISHED = "async_endpoints_jobs_finished_total"
 SUBMITTED = "async_endpoints_jobs_submitted_total"
-LEASE = 0.5
+LEASE = 2.0  # renewed every third of it: long enough that a loaded machine renews on time
 
 
 Handles = Callable[[], JobStore]
