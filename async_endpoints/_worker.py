@@ -288,13 +288,19 @@ class AttemptRunner:
 
     async def _note_if_canceled(self, claim: Claim) -> None:
         """The store refused the attempt's outcome and no cancel was heard here: when the
-        job is ``Canceled`` (a cancel made elsewhere whose push has not come yet), the
-        attempt counts as cancelled, not lost (one read, on this rare path only)."""
+        job is ``Canceled`` (a cancel made elsewhere whose push has not come yet) with
+        this attempt's retry count, the attempt counts as cancelled, not lost (one read,
+        on this rare path only). A job recovered since (its lost attempt counted by the
+        recovery) and cancelled after has a higher retry count: this attempt stays lost."""
         try:
             job = await self.store.get(claim.job.id)
         except JobStoreError:
             return  # counted lost: recovery, or the cancel, tells the rest
-        if job is not None and job.status is JobStatus.CANCELED:
+        if (
+            job is not None
+            and job.status is JobStatus.CANCELED
+            and job.retry_count == claim.job.retry_count
+        ):
             self.canceled.add(claim.token)
 
     def _error(self, exc: BaseException) -> JobError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -238,3 +239,27 @@ async def test_the_public_names_hear_a_failed_attempt_until_unsubscribed() -> No
         await engine.submit("broken")
         await engine.drain()
     assert [event.job.id for event in failed] == [first.id]
+
+
+async def test_a_refused_attempt_of_a_job_recovered_then_cancelled_stays_lost() -> None:
+    """The refused outcome is read back: a job cancelled during this attempt (same retry
+    count) makes it "canceled"; a job recovered since (its lost attempt counted by the
+    recovery) and cancelled after leaves this attempt lost, not counted twice."""
+    from async_endpoints._job import NewJob
+    from async_endpoints._retry import RetryPolicy
+    from async_endpoints._worker import AttemptRunner
+
+    clock = ManualClock()
+    store = InMemoryJobStore(clock=clock)
+    runner = AttemptRunner(store=store, handlers={}, retry_policy=RetryPolicy(), job_timeout=60)
+    cancelled_now = await store.enqueue(NewJob(uuid.uuid4(), "hold", 3))
+    recovered_first = await store.enqueue(NewJob(uuid.uuid4(), "hold", 3))
+    claims = {claim.job.id: claim for claim in await store.claim(2, lease=1)}
+    clock.advance(2)  # both leases lapse; recovery takes recovered_first back first
+    await store.renew([claims[cancelled_now.id]], lease=1)  # (its own lease is renewed)
+    await store.recover()
+    await store.cancel(cancelled_now.id)
+    await store.cancel(recovered_first.id)
+    await runner._note_if_canceled(claims[cancelled_now.id])
+    await runner._note_if_canceled(claims[recovered_first.id])
+    assert runner.canceled == {claims[cancelled_now.id].token}
