@@ -7,8 +7,10 @@ import hashlib
 import json
 import uuid
 from typing import Any
+from urllib.parse import parse_qsl
 
 from ._handlers import Handler
+from ._job import JobRequest
 from ._store_features import Idempotency
 
 #: The longest ``Idempotency-Key`` a client may send, in characters.
@@ -31,9 +33,24 @@ def check_key(key: object) -> str:
     return key
 
 
-def fingerprint(name: str, owner: str | None, body_json: str | None) -> str:
-    """What identifies a submission's content: its endpoint (job name), owner and body."""
-    return _digest("fingerprint", name, owner, body_json)
+def fingerprint(name: str, owner: str | None, body_json: str | None, request: JobRequest) -> str:
+    """What identifies a submission's content: its endpoint (job name), owner, body, and the
+    route parameters and query parameters ``request`` captured (``/t/a/do`` and ``/t/b/do``
+    are different submissions, as are ``?dry=1`` and none; the order of the query's
+    parameters does not matter)."""
+    return _digest(
+        "fingerprint",
+        name,
+        owner,
+        body_json,
+        json.dumps(sorted(request.route_params.items()), separators=(",", ":")),
+        json.dumps(sorted(query_pairs(request.query_string)), separators=(",", ":")),
+    )
+
+
+def query_pairs(query_string: str) -> list[tuple[str, str]]:
+    """The parameters of ``query_string``, blank values kept."""
+    return parse_qsl(query_string, keep_blank_values=True)
 
 
 def by_key(key: str, name: str, owner: str | None, content: str, ttl: float) -> Idempotency:

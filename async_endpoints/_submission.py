@@ -102,13 +102,13 @@ class JobSubmission(JobControl):
         if queue is not None:
             self._queues(queue)
         value, body_json = handler.coerce_body(body)
-        idempotency = None
-        if idempotency_key is not None:
-            content = fingerprint(name, owner, canonical_body(handler, value))
-            key, ttl = check_key(idempotency_key), self.settings.idempotency_ttl
-            idempotency = by_key(key, name, owner, content, ttl)
         pairs, query, params = _request_parts(headers, query_string, route_params, owner)
         request = job_request(self.settings, body_json, pairs, query, params, owner)
+        idempotency = None
+        if idempotency_key is not None:
+            content = fingerprint(name, owner, canonical_body(handler, value), request)
+            key, ttl = check_key(idempotency_key), self.settings.idempotency_ttl
+            idempotency = by_key(key, name, owner, content, ttl)
         return await self.enqueue(handler, request, placement, idempotency=idempotency)
 
     async def enqueue(

@@ -34,6 +34,7 @@ from ._idempotency import (
     canonical_body,
     check_key,
     fingerprint,
+    query_pairs,
 )
 from ._job import Job, JobRequest, JobStatus, parse_job_id
 from ._logs import job_extra
@@ -136,7 +137,7 @@ def _idempotency(
     if key is None and not by_id:
         return None
     owner, ttl = job_request.owner, endpoints.settings.idempotency_ttl
-    content = fingerprint(handler.name, owner, canonical_body(handler, body))
+    content = fingerprint(handler.name, owner, canonical_body(handler, body), job_request)
     if key is not None:
         return by_key(key, handler.name, owner, content, ttl)
     assert job_id is not None
@@ -175,11 +176,15 @@ async def _store_once(
 
 def _repeats(job: Job, handler: Handler, request: JobRequest) -> bool:
     """Whether ``request`` for ``handler`` repeats the submission that stored ``job``: the
-    same endpoint and owner, and the same body while the job still keeps it (a completed
-    job keeps only its owner)."""
+    same endpoint and owner, and the same body, route and query parameters while the job
+    still keeps them (a completed job keeps only its owner)."""
     kept = job.request
-    same_body = job.status is JobStatus.COMPLETED or kept.body == request.body
-    return job.name == handler.name and kept.owner == request.owner and same_body
+    same_request = job.status is JobStatus.COMPLETED or (
+        kept.body == request.body
+        and kept.route_params == request.route_params
+        and sorted(query_pairs(kept.query_string)) == sorted(query_pairs(request.query_string))
+    )
+    return job.name == handler.name and kept.owner == request.owner and same_request
 
 
 def _requested_id(request: Request) -> uuid.UUID | None:

@@ -59,6 +59,10 @@ def make_app(
     async def give_back(ctx: AsyncContext[Order]) -> str:
         return ctx.request.item
 
+    @endpoints.map_async_post("/shops/{shop}/orders", name="ShopOrder")
+    async def shop_order(ctx: AsyncContext[Order]) -> str:
+        return ctx.route_params["shop"]
+
     endpoints.map_job_details()
     return app, endpoints
 
@@ -88,6 +92,38 @@ async def test_a_repeated_key_with_another_body_is_422(store: JobStore) -> None:
         await client.post("/orders", json={"item": "tea"}, headers=headers)
         clash = await client.post("/orders", json={"item": "coffee"}, headers=headers)
         assert clash.status_code == 422 and "detail" in clash.json()
+        assert await waiting(endpoints) == 1
+
+
+async def test_a_repeated_key_with_other_route_or_query_parameters_is_422(
+    store: JobStore,
+) -> None:
+    """Route and query parameters are part of the submission: the same key and body sent to
+    another shop (or with another query) is a misuse of the key, not a repeat; the same
+    query parameters in another order are a repeat."""
+    app, endpoints = make_app(store)
+    body, headers = {"item": "tea"}, {"Idempotency-Key": "shop-1"}
+    async with served(app) as url, httpx.AsyncClient(base_url=url) as client:
+        first = await client.post("/shops/acme/orders?a=1&b=2", json=body, headers=headers)
+        reordered = await client.post("/shops/acme/orders?b=2&a=1", json=body, headers=headers)
+        other_shop = await client.post("/shops/globex/orders?a=1&b=2", json=body, headers=headers)
+        other_query = await client.post("/shops/acme/orders?a=1", json=body, headers=headers)
+        assert first.status_code == reordered.status_code == 202
+        assert reordered.json()["id"] == first.json()["id"]
+        assert other_shop.status_code == other_query.status_code == 422
+        assert "detail" in other_shop.json()
+        assert await waiting(endpoints) == 1
+
+
+async def test_a_request_id_reused_on_another_route_is_409(store: JobStore) -> None:
+    """X-Async-Request-Id names one submission: the same id and body sent to another shop
+    is a clash (409), and the first shop's job is not answered for it."""
+    app, endpoints = make_app(store)
+    headers = {"X-Async-Request-Id": str(uuid.uuid4())}
+    async with served(app) as url, httpx.AsyncClient(base_url=url) as client:
+        first = await client.post("/shops/acme/orders", json={"item": "tea"}, headers=headers)
+        other = await client.post("/shops/globex/orders", json={"item": "tea"}, headers=headers)
+        assert first.status_code == 202 and other.status_code == 409
         assert await waiting(endpoints) == 1
 
 
