@@ -158,7 +158,7 @@ def job_details_endpoint(endpoints: JobService) -> Endpoint:
         try:
             job = await _authorized_job(endpoints, request)
             if job is not None and wait is not None and not job.status.is_terminal:
-                job = await endpoints.wait_until(job, wait)
+                job = await endpoints.wait_until(job, wait.seconds)
         except JobStoreError as exc:
             return store_failure("read a job", exc)
         response = await status_response(endpoints, job, request)

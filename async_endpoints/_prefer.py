@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import NamedTuple
 
 from starlette.requests import Request
 
@@ -13,10 +14,19 @@ from starlette.requests import Request
 _WAIT = re.compile(r'^\s*wait\s*=\s*"?([0-9]+(?:\.[0-9]+)?)"?\s*(?:;.*)?$', re.IGNORECASE)
 
 
-def preferred_wait(request: Request, max_wait: float) -> float | None:
-    """The seconds the request's ``Prefer: wait=N`` asks for, capped at ``max_wait``; None
-    when it asks for none, or the value is malformed or negative (ignored, never an error),
-    or ``max_wait`` is 0."""
+class Wait(NamedTuple):
+    """A ``Prefer: wait=N`` the request carries."""
+
+    #: N, as the client asked (what ``Preference-Applied`` echoes).
+    asked: float
+    #: How long to wait: N capped at the ``max_wait`` setting.
+    seconds: float
+
+
+def preferred_wait(request: Request, max_wait: float) -> Wait | None:
+    """The ``Prefer: wait=N`` the request carries (N, and N capped at ``max_wait``); None
+    when it asks for none, or the value is malformed or negative (ignored, never an
+    error), or ``max_wait`` is 0."""
     if max_wait <= 0:
         return None
     for header in request.headers.getlist("prefer"):
@@ -24,11 +34,13 @@ def preferred_wait(request: Request, max_wait: float) -> float | None:
             match = _WAIT.match(preference)
             if match:
                 seconds = float(match[1])
-                return min(seconds, max_wait) if math.isfinite(seconds) else None
+                return Wait(seconds, min(seconds, max_wait)) if math.isfinite(seconds) else None
     return None
 
 
-def applied(seconds: float) -> dict[str, str]:
-    """The ``Preference-Applied`` header for a wait of ``seconds``."""
+def applied(wait: Wait) -> dict[str, str]:
+    """The ``Preference-Applied`` header for ``wait``: ``wait=N`` with the client's N (as
+    API.md has it; the wait itself was at most ``max_wait``)."""
+    seconds = wait.asked
     text = str(int(seconds)) if seconds == int(seconds) else f"{seconds:g}"
     return {"Preference-Applied": f"wait={text}"}

@@ -111,7 +111,7 @@ async def _accepted(endpoints: JobService, job: Job, request: Request) -> Respon
     if wait is None:
         return await submitted_response(endpoints, job, request)
     try:
-        job = await endpoints.wait_until(job, wait)
+        job = await endpoints.wait_until(job, wait.seconds)
     except JobStoreError as exc:  # the job is stored: answer as without the wait
         logger.warning("could not wait for job %s: %s", job.id, exc, extra=job_extra(job))
     if job.status.is_terminal:

@@ -215,12 +215,17 @@ async def test_a_malformed_or_negative_wait_is_ignored(
 
 
 async def test_a_wait_is_capped_at_max_wait(gate: Gate) -> None:
-    """wait=3600 with max_wait=0.2: the answer comes after 0.2 s, and says so."""
+    """wait=3600 with max_wait=0.2: the answer (202) comes after 0.2 s, and
+    Preference-Applied echoes the client's wait=N as API.md has it; a GET long-poll is
+    capped the same way."""
     app, _ = make_app(gate, max_wait=0.2)
     async with served(app) as url, httpx.AsyncClient(base_url=url, timeout=20) as client:
         response = await client.post("/slow", headers={"Prefer": "wait=3600"})
+        poll = await client.get(response.headers["location"], headers={"Prefer": "wait=3600"})
         gate.open.set()
-    assert response.status_code == 202 and response.headers["preference-applied"] == "wait=0.2"
+    assert response.status_code == 202 and response.headers["preference-applied"] == "wait=3600"
+    assert poll.status_code == 200 and poll.json()["status"] in ("Queued", "InProgress")
+    assert poll.headers["preference-applied"] == "wait=3600"
 
 
 async def test_a_wait_among_other_preferences_is_found(client: httpx.AsyncClient) -> None:
