@@ -7,7 +7,8 @@ by every store, so it crosses processes through Redis). `attempt_span` wraps eac
 (``async_endpoints.run {name}``) as a child of that context, current while the handler
 runs so that the handler's own spans nest under it. Both carry the attributes
 ``async_endpoints.job_id``, ``async_endpoints.job_name`` and ``async_endpoints.retry_count``;
-a failed attempt records its exception (`record_failure`) and sets an error status.
+a failed attempt records its exception (`record_failure`; `record_error` for a failure no
+exception was raised for, such as ``JobTimeout``) and sets an error status.
 
 Only the API (``opentelemetry-api``) is used, and only when it is installed: without it
 nothing is imported and every function here is a no-op. With it but no tracer provider
@@ -85,9 +86,13 @@ class AttemptSpan:
         self.span = span
         self.token = token
 
-    def failed(self, error: JobError) -> None:
-        """The attempt failed with ``error``: set the span's status to error."""
+    def failed(self, error: JobError, *, record: bool = False) -> None:
+        """The attempt failed with ``error``: set the span's status to error; with
+        ``record``, also record ``error`` as the span's exception (a failure no exception
+        was raised for, such as a handler abandoned at ``job_timeout``)."""
         if self.span is not None and self.span.is_recording():
+            if record:
+                _add_exception_event(self.span, error)
             self.span.set_status(_trace.Status(_trace.StatusCode.ERROR, error.type))
             self.span.set_attribute("async_endpoints.error_type", error.type)
 
@@ -201,3 +206,19 @@ def record_failure(exc: BaseException) -> None:
     if span.is_recording():
         span.record_exception(exc)
         span.set_status(_trace.Status(_trace.StatusCode.ERROR, type(exc).__name__))
+
+
+def record_error(error: JobError) -> None:
+    """Record ``error`` (a failure of the attempt running in this context that no exception
+    was raised for: ``JobTimeout``, ``UnknownJob``) as its span's exception, as
+    `record_failure` records a raised one."""
+    if _trace is None:
+        return
+    span = _trace.get_current_span()
+    if span.is_recording():
+        _add_exception_event(span, error)
+
+
+def _add_exception_event(span: Any, error: JobError) -> None:
+    """The ``exception`` event of OpenTelemetry's semantic conventions, for ``error``."""
+    span.add_event("exception", {"exception.type": error.type, "exception.message": error.message})

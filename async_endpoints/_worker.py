@@ -25,7 +25,14 @@ from ._progress import ProgressReporter
 from ._redact import ErrorDescriber
 from ._retry import RetryPolicy
 from ._store import Claim, JobStore
-from ._tracing import NO_SPAN, AttemptSpan, record_failure, start_run_span, tracer
+from ._tracing import (
+    NO_SPAN,
+    AttemptSpan,
+    record_error,
+    record_failure,
+    start_run_span,
+    tracer,
+)
 
 logger = logging.getLogger("async_endpoints")
 
@@ -113,7 +120,7 @@ class AttemptRunner:
             self._finished(claim, None, began)
             raise
         if outcome is None:
-            span.failed(JobError("abandoned at job_timeout", "JobTimeout"))
+            span.failed(JobError("abandoned at job_timeout", "JobTimeout"), record=True)
             return None
         if outcome.error is not None:
             span.failed(outcome.error)
@@ -173,9 +180,9 @@ class AttemptRunner:
         handler = self.handlers.get(job.name)
         if handler is None:
             handler_ended()
-            return Outcome(
-                error=JobError(f"no handler is registered for {job.name!r}", "UnknownJob")
-            )
+            unknown = JobError(f"no handler is registered for {job.name!r}", "UnknownJob")
+            record_error(unknown)
+            return Outcome(error=unknown)
         reporter = self.progress[claim.token] = ProgressReporter(self.store, claim)
         try:
             context = handler.context(job, reporter.report)
@@ -194,7 +201,10 @@ class AttemptRunner:
             _consume(ended)
             if deadline.cancelled_elsewhere:
                 raise asyncio.CancelledError
-            return _timed_out(timeout)
+            timed_out = _timed_out(timeout)
+            assert timed_out.error is not None
+            record_error(timed_out.error)
+            return timed_out
         return self._outcome(ended, handler.dump_result)
 
     def _abandon_at_timeout(

@@ -3,6 +3,7 @@ trace (carried with the job as W3C trace context), errors recorded on the span."
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import uuid
@@ -116,6 +117,36 @@ async def test_each_failed_attempt_records_its_exception_and_an_error_status(
         assert event.attributes is not None
         assert event.attributes["exception.type"] == "RuntimeError"
         assert event.attributes["exception.message"] == "it broke"
+
+
+@pytest.mark.parametrize("ignores_cancellation", [False, True])
+async def test_a_timed_out_attempt_records_a_jobtimeout_exception_and_an_error_status(
+    spans: InMemorySpans, ignores_cancellation: bool
+) -> None:
+    """An attempt past job_timeout raised nothing of its own, whether its handler stopped at
+    the cancellation or ignored it (abandoned): its span still records a JobTimeout
+    exception event and status ERROR."""
+    endpoints = AsyncEndpoints(store=InMemoryJobStore(), max_retries=0, job_timeout=0.2)
+
+    async def slow(ctx: AsyncContext[None]) -> None:
+        for _ in range(2 if ignores_cancellation else 1):
+            try:
+                await asyncio.sleep(30 if not ignores_cancellation else 0.5)
+            except asyncio.CancelledError:
+                if not ignores_cancellation:
+                    raise
+
+    endpoints.add_handler(slow, name="Slow")
+    async with endpoints.running():
+        job = await endpoints.submit("Slow")
+        done = await endpoints.wait_for(job.id, timeout=20)
+    assert done.status is JobStatus.FAILED and done.error is not None
+    assert done.error.type == "JobTimeout"
+    (run,) = spans.named("async_endpoints.run Slow")
+    assert run.status.status_code is StatusCode.ERROR
+    (event,) = [e for e in run.events if e.name == "exception"]
+    assert event.attributes is not None and event.attributes["exception.type"] == "JobTimeout"
+    assert "job_timeout" in str(event.attributes["exception.message"])
 
 
 async def test_a_post_to_an_async_endpoint_is_traced_too(
