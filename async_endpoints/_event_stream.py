@@ -8,8 +8,8 @@ cannot finish at once (a client that reads slowly, so the server waits for the s
 drain, or a middleware that hands the message on through a queue) goes on in a task of
 the stream's own (`_Resumed`), which then sends what came meanwhile, in order; progress
 queued there is replaced by newer progress. Until the stream's first event went out,
-what comes is held, then judged against that event: a status already shown sends
-nothing (or only the progress, if that changed); a terminal status is the last event.
+what comes is held, then judged against that event: a status notice no newer than it,
+and progress up to the value it showed, send nothing; a terminal status is the last event.
 """
 
 from __future__ import annotations
@@ -108,10 +108,23 @@ class EventStream:
         if first.status.is_terminal:
             self._end()
             return
-        for notice in held:
+        # What was held came before the first event was read, or after: a status notice not
+        # newer than the first event told nothing new (and its progress may be older than
+        # the event's, since progress leaves lastUpdatedAt alone); progress notices up to
+        # the last one of the value the event showed came before it.
+        told = max(
+            (
+                at
+                for at, notice in enumerate(held)
+                if notice.is_progress and notice.progress == first.progress
+            ),
+            default=-1,
+        )
+        for at, notice in enumerate(held):
             if notice.job is None:
-                self.progress_notice(notice, self.render.progress(notice.progress))
-            else:
+                if at > told:
+                    self.progress_notice(notice, self.render.progress(notice.progress))
+            elif notice.job.last_updated_at > first.last_updated_at:
                 key = (notice.job.status, notice.job.last_updated_at)
                 self.status(notice, key, self.render.status(notice.job))
 

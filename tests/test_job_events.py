@@ -605,3 +605,48 @@ async def test_a_server_shutting_down_ends_its_open_streams(store: JobStore) -> 
         async with asyncio.timeout(5):
             events = await reading
     assert statuses(events) == ["Queued"]
+
+
+async def test_notices_held_before_the_first_event_send_only_what_it_did_not_show() -> None:
+    """A stream holds the notices that come while its first event is read. Replayed after
+    it: a status notice no newer than the first event sends nothing (its progress may be
+    older: progress leaves lastUpdatedAt alone), progress up to the value the first event
+    showed sends nothing, and only what came after goes out, in order."""
+    from async_endpoints._event_stream import EventStream
+    from async_endpoints._job import Job, JobStatus
+    from async_endpoints._job_watch import JobNotice
+    from async_endpoints._settings import Settings
+    from async_endpoints._sse import JobRender
+
+    sent: list[bytes] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message["body"])
+
+    now = datetime.now(UTC)
+    later = datetime.fromtimestamp(now.timestamp() + 1, UTC)
+    job_id = uuid.uuid4()
+
+    def job(status: JobStatus, at: datetime, progress: Any) -> Job:
+        ended = at if status.is_terminal else None
+        return Job(job_id, "Steps", status, 0, 3, now, now, ended, at, progress=progress)
+
+    render = JobRender(Settings())
+    stream = EventStream(render)
+    stream.attach(send)
+    started = job(JobStatus.IN_PROGRESS, now, None)
+    stream.status(JobNotice(job_id, started), (started.status, now), None)
+    for step in (0, 1, 2):
+        stream.progress_notice(
+            JobNotice(job_id, progress={"i": step}), render.progress({"i": step})
+        )
+    done = job(JobStatus.COMPLETED, later, {"i": 2})
+    stream.status(JobNotice(job_id, done), (done.status, later), None)
+    assert sent == []  # held until the first event went out
+    stream.opened(job(JobStatus.IN_PROGRESS, now, {"i": 1}))
+    async with asyncio.timeout(5):
+        await stream.ended
+    events = [body.decode() for body in sent]
+    assert len(events) == 2
+    assert events[0].startswith("event: progress") and '{"progress":{"i":2}}' in events[0]
+    assert events[1].startswith("event: status") and '"status":"Completed"' in events[1]
