@@ -16,6 +16,7 @@ fetched again every second by the page's script (the same URL with the header
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -160,16 +161,20 @@ class Dashboard:
 
         async def page(request: Request) -> Response:
             token, new = guard.token_of(request)
+            retry_after: float | None = None
             try:
                 template, context = await build(request)
                 status = context.pop("status_code", 200)
-            except StoreUnavailableError:
+            except StoreUnavailableError as exc:
                 template, context, status = "unavailable.html", {"title": "Unavailable"}, 503
+                retry_after = exc.retry_after
             context.update(self._common(request, token))
             fragment = request.headers.get("x-dashboard-fragment") == "1"
             response = HTMLResponse(self.render(template, context, fragment), status)
             response.headers.update(_SECURITY_HEADERS)
             response.headers["Vary"] = "X-Dashboard-Fragment"
+            if retry_after is not None:
+                response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
             if new:
                 guard.set_token(response, token, self.root, secure=request.url.scheme == "https")
             return response

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from async_endpoints import AsyncEndpoints, JobSpec, JobStatus
+from async_endpoints import AsyncEndpoints, JobSpec, JobStatus, StoreUnavailableError
 from async_endpoints._dashboard_guard import COOKIE
 from async_endpoints_redis import RedisJobStore
 from tests.observability.dashboard_app import Gate, make_app
@@ -201,6 +201,23 @@ async def test_pages_forbid_framing_and_outside_assets(client: httpx.AsyncClient
     policy = page.headers["content-security-policy"]
     assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
     assert "http" not in page.text.replace(BASE, "")
+
+
+async def test_a_page_while_the_store_is_unreachable_is_503_with_retry_after(
+    engine: AsyncEndpoints, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As every other route of the library: 503 with a Retry-After header (and a page
+    saying so), not a stack trace."""
+
+    async def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailableError("cut off", retry_after=2.5)
+
+    monkeypatch.setattr(engine.store, "queue_stats", unreachable)
+    monkeypatch.setattr(engine.store, "list_jobs", unreachable)
+    for path in ("/dashboard/", "/dashboard/jobs"):
+        page = await client.get(path)
+        assert page.status_code == 503, path
+        assert page.headers["retry-after"] == "3" and "unavailable" in page.text.lower()
 
 
 @pytest.mark.redis
