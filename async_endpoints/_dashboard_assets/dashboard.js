@@ -36,12 +36,28 @@
   var busy = false;
   var last = null; // the live part as last fetched: an unchanged one is not redrawn
   var holding = false; // a pointer is down: redrawing now could swallow the click
+  var aiming = false; // the pointer rests on a button or link: a redraw could move
+  // another row's button under it, and the click would act on the wrong job
+  var CONTROLS = "button, a, input, select, summary";
   document.addEventListener("pointerdown", function () { holding = true; });
   document.addEventListener("pointerup", function () { holding = false; });
   document.addEventListener("pointercancel", function () { holding = false; });
+  live.addEventListener("pointerover", function (event) {
+    aiming = !!(event.target.closest && event.target.closest(CONTROLS));
+  });
+  live.addEventListener("pointerleave", function () { aiming = false; });
+
+  // Whether redrawing now would disturb the user: a click on its way, a focused control
+  // (keyboard users), or text selected in the live part (an id being copied).
+  function inUse() {
+    if (holding || aiming) return true;
+    if (live.contains(document.activeElement) && document.activeElement !== live) return true;
+    var selection = window.getSelection ? window.getSelection() : null;
+    return !!(selection && !selection.isCollapsed && live.contains(selection.anchorNode));
+  }
 
   function refresh() {
-    if (busy || holding || document.hidden) return;
+    if (busy || document.hidden || inUse()) return;
     busy = true;
     fetch(window.location.href, {
       headers: { "X-Dashboard-Fragment": "1" },
@@ -49,15 +65,25 @@
       cache: "no-store",
     })
       .then(function (answer) {
-        if (!answer.ok) throw new Error(String(answer.status));
+        // 404 is an answer (the job or batch is gone: its page says so), not an outage.
+        var html = (answer.headers.get("Content-Type") || "").indexOf("text/html") === 0;
+        if (!answer.ok && !(answer.status === 404 && html)) throw new Error(String(answer.status));
         return answer.text();
       })
       .then(function (html) {
         state.classList.remove("stale");
         state.textContent = "live";
-        if (html === last || holding) return;
+        if (html === last || inUse()) return;
         last = html;
+        var scrolled = [];
+        var boxes = live.querySelectorAll("pre, .scroll");
+        for (var i = 0; i < boxes.length; i++) scrolled.push([boxes[i].scrollTop, boxes[i].scrollLeft]);
         live.innerHTML = html; // server-rendered and escaped; scripts never run from it
+        boxes = live.querySelectorAll("pre, .scroll");
+        for (var j = 0; j < boxes.length && j < scrolled.length; j++) {
+          boxes[j].scrollTop = scrolled[j][0];
+          boxes[j].scrollLeft = scrolled[j][1];
+        }
         relativeTimes();
       })
       .catch(function () {

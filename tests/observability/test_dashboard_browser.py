@@ -257,3 +257,59 @@ async def test_a_batch_page_follows_its_jobs(
     gate.open.set()
     await expect(status).to_have_text("Finished", timeout=LIVE_WITHIN_MS)
     await expect(page.locator("tr[data-job] .status-completed")).to_have_count(2)
+
+
+async def test_the_list_waits_while_the_pointer_rests_on_a_button(
+    site: tuple[str, AsyncEndpoints], page: Page
+) -> None:
+    """The failed list with the pointer on a job's Requeue button: another job failing
+    does not redraw the list (it would put another job's button under the pointer, and
+    the click would requeue that one); once the pointer leaves, the list catches up."""
+    base, engine = site
+    await engine.wait_for((await engine.submit("Broken")).id, timeout=10)
+    await page.goto(f"{base}/dashboard/jobs?status=Failed")
+    rows = page.locator("tr[data-job]")
+    await expect(rows).to_have_count(1)
+    await page.get_by_role("button", name="Requeue").hover()
+    second = await engine.wait_for((await engine.submit("Broken")).id, timeout=10)
+    assert second.status is JobStatus.FAILED
+    await page.wait_for_timeout(2 * LIVE_WITHIN_MS)  # two refreshes would have come
+    await expect(rows).to_have_count(1)
+    await page.mouse.move(0, 0)
+    await expect(rows).to_have_count(2, timeout=LIVE_WITHIN_MS)
+
+
+async def test_a_job_page_says_so_when_its_job_is_gone(page: Page, gate: Gate) -> None:
+    """The page of a completed job whose retention ends while it is open: within 2 s the
+    page says there is no such job (not "reconnecting" forever)."""
+    from async_endpoints import InMemoryJobStore
+
+    app, engine = make_app(gate, store=InMemoryJobStore(max_retained=1))
+    async with served(app) as base:
+        done = await engine.wait_for((await engine.submit("Ok", {"text": "a"})).id, timeout=10)
+        await page.goto(f"{base}/dashboard/jobs/{done.id}")
+        await expect(page.locator(".job-head .status")).to_have_text("Completed")
+        await engine.wait_for((await engine.submit("Ok", {"text": "b"})).id, timeout=10)
+        assert await engine.get_job(done.id) is None  # dropped: one job retained
+        await expect(page.locator("#live")).to_contain_text(
+            "There is no such job", timeout=LIVE_WITHIN_MS
+        )
+        await expect(page.locator("#live-state")).to_have_text("live")
+        gate.open.set()
+
+
+async def test_wide_lists_scroll_inside_their_box_on_a_laptop_screen(
+    site: tuple[str, AsyncEndpoints], page: Page
+) -> None:
+    """At 1366 px wide, the list of every job (a long tenant name among them) never makes
+    the page wider than the screen: the table scrolls in its own box, long labels are cut
+    with the whole text on hover."""
+    base, engine = site
+    tenant = "a-tenant-with-a-rather-long-name-" + "x" * 40
+    await engine.wait_for((await engine.submit("Ok", {}, tenant=tenant)).id, timeout=10)
+    await page.set_viewport_size({"width": 1366, "height": 768})
+    await page.goto(f"{base}/dashboard/jobs")
+    await expect(page.locator("tr[data-job]")).to_have_count(1)
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 1366
+    await expect(page.locator(f'td[title="{tenant}"]')).to_have_count(1)
