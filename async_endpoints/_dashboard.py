@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,6 +70,8 @@ NOTICES = {
     "bad-cursor": "That page link no longer fits the filters; showing the first page.",
     "batch-canceled": "The batch was cancelled: its unfinished jobs and its continuations.",
     "unknown-batch": "There is no such batch (any more).",
+    "bad-batch": "A batch filter needs the batch's whole id (the batches page shows it on "
+    "hover and in its link); showing every batch's jobs.",
 }
 
 
@@ -183,7 +186,13 @@ class Dashboard:
 
     def _common(self, request: Request, token: str) -> dict[str, Any]:
         now = datetime.now(UTC)
-        notice = NOTICES.get(request.query_params.get("done", ""))
+        params = request.query_params
+        notice = NOTICES.get(params.get("done", ""))
+        subject = parse_job_id(params.get("subject"))
+        if notice is not None and subject is not None:
+            notice = f"{str(subject)[:8]}: {notice}"
+        if notice is None and params.get("batch") and parse_job_id(params["batch"]) is None:
+            notice = NOTICES["bad-batch"]
         here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return {
             "root": self.root,
@@ -222,12 +231,16 @@ class Dashboard:
                 done = await act(request, fields)
             except StoreUnavailableError:
                 done = "unavailable"
-            return RedirectResponse(self._back(fields.get("next"), done), status_code=303)
+            subject = parse_job_id(fields.get("job_id") or fields.get("batch_id"))
+            back = self._back(fields.get("next"), done, subject)
+            return RedirectResponse(back, status_code=303)
 
         return self._guarded(action, "POST")
 
-    def _back(self, target: str | None, done: str) -> str:
-        """Where an action returns to: ``target`` when it is a page of this dashboard."""
+    def _back(self, target: str | None, done: str, subject: uuid.UUID | None = None) -> str:
+        """Where an action returns to: ``target`` when it is a page of this dashboard, with
+        the notice code ``done`` and the id of the job or batch it acted on (the notice
+        names it: the list may have moved under the click)."""
         parts = urlsplit(target or "")
         inside = parts.path == self.root or parts.path.startswith(self.root + "/")
         odd = "\\" in (target or "") or ".." in parts.path.split("/")
@@ -235,8 +248,9 @@ class Dashboard:
             path, query = self.root + "/", ""
         else:
             path, query = parts.path, parts.query
-        kept = [pair for pair in _pairs(query) if pair[0] != "done"]
-        return path + "?" + urlencode([*kept, ("done", done)])
+        kept = [pair for pair in _pairs(query) if pair[0] not in ("done", "subject")]
+        told = [("subject", str(subject))] if subject is not None else []
+        return path + "?" + urlencode([*kept, ("done", done), *told])
 
     async def home_redirect(self, request: Request) -> Response:
         """The dashboard's path without its slash: to its queues page (authorized only)."""

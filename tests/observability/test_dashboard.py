@@ -119,7 +119,12 @@ async def test_same_origin_actions_work_and_redirect_back(
     form = {"token": token, "job_id": str(job.id), "next": "/dashboard/jobs?status=Queued"}
     answer = await client.post("/dashboard/actions/cancel", data=form, headers=SAME_ORIGIN)
     assert answer.status_code == 303
-    assert answer.headers["location"] == "/dashboard/jobs?status=Queued&done=canceled"
+    assert answer.headers["location"] == (
+        f"/dashboard/jobs?status=Queued&done=canceled&subject={job.id}"
+    )
+    # The notice names the job acted on (the list may have moved under the click).
+    back = await client.get(answer.headers["location"])
+    assert f"{str(job.id)[:8]}: The job was cancelled." in back.text
     assert (await engine.get_job(job.id)).status is JobStatus.CANCELED  # type: ignore[union-attr]
     answer = await client.post("/dashboard/actions/requeue", data=form, headers=SAME_ORIGIN)
     assert (await engine.get_job(job.id)).status is JobStatus.QUEUED  # type: ignore[union-attr]
@@ -132,6 +137,14 @@ async def test_same_origin_actions_work_and_redirect_back(
         answer = await client.post("/dashboard/actions/resume", data=resume, headers=SAME_ORIGIN)
         assert answer.headers["location"] == "/dashboard/?done=resumed"
     assert [q.paused for q in await engine.queue_stats()] == [False, False]
+
+
+async def test_a_batch_filter_that_is_not_a_whole_id_says_so(client: httpx.AsyncClient) -> None:
+    """The batches page shows short ids; a batch filter given one lists every job, and the
+    page says why rather than silently dropping the filter."""
+    page = await client.get("/dashboard/jobs?batch=3e8b295e")
+    assert page.status_code == 200
+    assert "A batch filter needs the batch&#39;s whole id" in page.text
 
 
 async def test_job_data_is_escaped_everywhere(
@@ -264,7 +277,9 @@ async def test_batches_their_jobs_and_cancelling_one(
     assert set(re.findall(r'<tr data-job="([0-9a-f-]+)"', filtered.text)) == in_batch
     form = {"token": await token_of(client), "batch_id": str(batch.id)}
     answer = await client.post("/dashboard/actions/cancel-batch", data=form, headers=SAME_ORIGIN)
-    assert answer.status_code == 303 and answer.headers["location"].endswith("batch-canceled")
+    assert (
+        answer.status_code == 303 and "done=batch-canceled&subject=" in answer.headers["location"]
+    )
     canceled = await engine.get_batch(batch.id)
     assert canceled is not None and canceled.canceled == 3
     assert (await engine.get_job(other.id)).status is JobStatus.QUEUED  # type: ignore[union-attr]

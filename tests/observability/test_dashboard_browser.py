@@ -140,7 +140,8 @@ async def test_a_failed_jobs_requeue_button_runs_it_again(
     row = page.locator(f'tr[data-job="{job.id}"]')
     await expect(row).to_contain_text("RuntimeError")
     await row.get_by_role("button", name="Requeue").click()
-    await expect(page.locator(".notice")).to_have_text("The job was queued again.")
+    notice = f"{str(job.id)[:8]}: The job was queued again."  # names the job acted on
+    await expect(page.locator(".notice")).to_have_text(notice)
     await page.goto(f"{base}/dashboard/jobs/{job.id}")
     await expect(page.locator(".job-head .status")).to_have_text("Completed")
 
