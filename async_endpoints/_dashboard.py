@@ -43,7 +43,11 @@ if TYPE_CHECKING:
 
 Authorize = Callable[[Request], bool | Awaitable[bool]]
 ASSETS = Path(__file__).parent / "_dashboard_assets"
-_ASSET_TYPES = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
+_ASSET_TYPES = {
+    "dashboard.css": "text/css",
+    "dashboard.js": "text/javascript",
+    "favicon.svg": "image/svg+xml",
+}
 _SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
     "img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "

@@ -314,3 +314,20 @@ async def test_wide_lists_scroll_inside_their_box_on_a_laptop_screen(
     width = await page.evaluate("document.documentElement.scrollWidth")
     assert width <= 1366
     await expect(page.locator(f'td[title="{tenant}"]')).to_have_count(1)
+
+
+async def test_a_page_loads_without_a_console_error_or_a_failed_request(
+    site: tuple[str, AsyncEndpoints], page: Page
+) -> None:
+    """The queues page and a jobs page, loaded fresh: every request the browser makes (its
+    icon too) succeeds, and the console shows no error."""
+    base, _ = site
+    errors: list[str] = []
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("response", lambda answer: answer.status >= 400 and errors.append(answer.url))
+    for path in ("/dashboard/", "/dashboard/jobs"):
+        await page.goto(f"{base}{path}")
+        await expect(page.locator("#live-state")).to_have_text("live")
+        await page.wait_for_load_state("networkidle")
+    assert errors == []
