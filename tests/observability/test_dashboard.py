@@ -282,6 +282,9 @@ async def test_batches_their_jobs_and_cancelling_one(
     )
     canceled = await engine.get_batch(batch.id)
     assert canceled is not None and canceled.canceled == 3
+    # A cancelled batch's bar is all "finished": the page says how it ended.
+    after = await client.get(f"/dashboard/batches/{batch.id}")
+    assert "100 % finished: 0 completed, 0 failed, 3 canceled" in after.text
     assert (await engine.get_job(other.id)).status is JobStatus.QUEUED  # type: ignore[union-attr]
     assert (await client.get("/dashboard/batches/not-a-batch")).status_code == 404
 
