@@ -296,7 +296,7 @@ class Dashboard:
             filters = dataclasses.replace(filters, cursor=None)
             jobs, next_cursor = await views.list_page(self.endpoints.list_jobs, filters)
             notice = NOTICES["bad-cursor"]
-        title = "Jobs" if filters.status is None else f"{filters.status.value} jobs"
+        title = "Jobs" if filters.status is None else f"{views.label_of(filters.status)} jobs"
         if filters.status is JobStatus.FAILED:
             title = "Failed jobs (dead letter)"
         context = {

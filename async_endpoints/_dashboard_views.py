@@ -171,3 +171,9 @@ def label(value: str | None) -> str | None:
 def _uuid(value: str | None) -> str | None:
     parsed = parse_job_id(value)
     return None if parsed is None else str(parsed)
+
+
+def label_of(status: JobStatus) -> str:
+    """How a page names jobs of ``status`` (the navigation's words: ``InProgress`` jobs
+    are "Running")."""
+    return "Running" if status is JobStatus.IN_PROGRESS else status.value

@@ -289,6 +289,15 @@ async def test_batches_their_jobs_and_cancelling_one(
     assert (await client.get("/dashboard/batches/not-a-batch")).status_code == 404
 
 
+async def test_running_jobs_are_called_running_as_in_the_navigation(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """The navigation's "Running" link leads to a page titled "Running jobs", not the
+    wire name "InProgress jobs"."""
+    page = await client.get("/dashboard/jobs?status=InProgress")
+    assert "<title>Running jobs" in page.text and "InProgress jobs" not in page.text
+
+
 async def test_a_wrong_method_answers_405_once_authorized(client: httpx.AsyncClient) -> None:
     """GET on an action, POST on a page: 405 with Allow."""
     answer = await client.get("/dashboard/actions/cancel")
