@@ -69,6 +69,7 @@ class EventStream:
         "_context",
         "_held",
         "_queue",
+        "_read_at",
         "_send",
         "_task",
         "ended",
@@ -89,10 +90,16 @@ class EventStream:
         self._send: Send | None = None
         self._context: contextvars.Context | None = None
         self._held: list[JobNotice] | None = []  # notices before the first event went
+        self._read_at: int | None = None  # how many were held when the first was read
         self._queue: deque[tuple[bool, bytes | Job]] = deque()  # (is progress, event)
         self._busy = False
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+
+    def read(self) -> None:
+        """The job was read for the first event: what is held from now on came after."""
+        if self._held is not None:
+            self._read_at = len(self._held)
 
     def attach(self, send: Send) -> None:
         """The ASGI ``send`` of the stream's response."""
@@ -108,14 +115,16 @@ class EventStream:
         if first.status.is_terminal:
             self._end()
             return
-        # What was held came before the first event was read, or after: a status notice not
-        # newer than the first event told nothing new (and its progress may be older than
-        # the event's, since progress leaves lastUpdatedAt alone); progress notices up to
-        # the last one of the value the event showed came before it.
+        # Notices held before the job was read (`read`) came before or after the read: a
+        # status notice not newer than the first event told nothing new (its progress may
+        # be older than the event's, as progress leaves lastUpdatedAt alone; a terminal
+        # status at the same millisecond is newer), and progress up to the last one of the
+        # value the event showed came before it. What was held after the read is newer.
+        unsure = len(held) if self._read_at is None else self._read_at
         told = max(
             (
                 at
-                for at, notice in enumerate(held)
+                for at, notice in enumerate(held[:unsure])
                 if notice.is_progress and notice.progress == first.progress
             ),
             default=-1,
@@ -124,7 +133,7 @@ class EventStream:
             if notice.job is None:
                 if at > told:
                     self.progress_notice(notice, self.render.progress(notice.progress))
-            elif notice.job.last_updated_at > first.last_updated_at:
+            elif at >= unsure or _newer(notice.job, first):
                 key = (notice.job.status, notice.job.last_updated_at)
                 self.status(notice, key, self.render.status(notice.job))
 
@@ -279,3 +288,12 @@ class _Resumed:
                     waiting = coroutine.send(received)
                 except StopIteration:
                     return
+
+
+def _newer(job: Job, first: Job) -> bool:
+    """Whether ``job`` (a notice held while ``first`` was read) is a later state than
+    ``first``: updated later, or ended at the same millisecond (times are whole
+    milliseconds on Redis)."""
+    if job.last_updated_at != first.last_updated_at:
+        return job.last_updated_at > first.last_updated_at
+    return job.status.is_terminal and job.status is not first.status

@@ -79,6 +79,7 @@ def job_events_endpoint(endpoints: EventService) -> Endpoint:
             return store_failure("watch a job", exc)
         try:
             job = await store.get(job_id)
+            stream.read()
             if job is not None and not await _allowed(endpoints, request, job):
                 job = None
             first = None if job is None else await render.first(job, request)

@@ -650,3 +650,50 @@ async def test_notices_held_before_the_first_event_send_only_what_it_did_not_sho
     assert len(events) == 2
     assert events[0].startswith("event: progress") and '{"progress":{"i":2}}' in events[0]
     assert events[1].startswith("event: status") and '"status":"Completed"' in events[1]
+
+
+async def test_what_comes_after_the_read_and_an_end_in_the_same_millisecond_are_sent() -> None:
+    """Held notices that came after the first event's read (`read`) all go out, even a
+    progress value equal to the one it showed (the handler reported 2, then 1 again); and
+    a terminal status held from before the read at the same millisecond as the first
+    event (Redis times are whole milliseconds) is still sent, so the stream ends."""
+    from async_endpoints._event_stream import EventStream
+    from async_endpoints._job import Job, JobStatus
+    from async_endpoints._job_watch import JobNotice
+    from async_endpoints._settings import Settings
+    from async_endpoints._sse import JobRender
+
+    sent: list[bytes] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message["body"])
+
+    now, job_id = datetime.now(UTC), uuid.uuid4()
+
+    def job(status: JobStatus, progress: Any) -> Job:
+        ended = now if status.is_terminal else None
+        return Job(job_id, "Steps", status, 0, 3, now, now, ended, now, progress=progress)
+
+    render = JobRender(Settings())
+    stream = EventStream(render)
+    stream.attach(send)
+    stream.read()
+    for step in (2, 1):
+        stream.progress_notice(
+            JobNotice(job_id, progress={"i": step}), render.progress({"i": step})
+        )
+    stream.opened(job(JobStatus.IN_PROGRESS, {"i": 1}))
+    events = [body.decode() for body in sent]
+    assert len(events) == 2 and all(e.startswith("event: progress") for e in events)
+    assert '{"i":2}' in events[0] and '{"i":1}' in events[1]
+
+    sent.clear()
+    ending = EventStream(render)
+    ending.attach(send)
+    done = job(JobStatus.COMPLETED, {"i": 1})
+    ending.status(JobNotice(job_id, done), (done.status, now), None)  # before the read
+    ending.read()
+    ending.opened(job(JobStatus.IN_PROGRESS, {"i": 1}))
+    async with asyncio.timeout(5):
+        await ending.ended
+    assert len(sent) == 1 and b'"status":"Completed"' in sent[0]
