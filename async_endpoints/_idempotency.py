@@ -36,21 +36,23 @@ def check_key(key: object) -> str:
 def fingerprint(name: str, owner: str | None, body_json: str | None, request: JobRequest) -> str:
     """What identifies a submission's content: its endpoint (job name), owner, body, and the
     route parameters and query parameters ``request`` captured (``/t/a/do`` and ``/t/b/do``
-    are different submissions, as are ``?dry=1`` and none; the order of the query's
-    parameters does not matter)."""
-    return _digest(
-        "fingerprint",
-        name,
-        owner,
-        body_json,
-        json.dumps(sorted(request.route_params.items()), separators=(",", ":")),
-        json.dumps(sorted(query_pairs(request.query_string)), separators=(",", ":")),
-    )
+    are different submissions, as are ``?dry=1`` and none; parameters of different names
+    may come in any order, the values of one name in theirs). A submission without
+    parameters has the fingerprint it had before they counted (keys remembered across an
+    upgrade still match)."""
+    parts = ["fingerprint", name, owner, body_json]
+    query = query_pairs(request.query_string)
+    if request.route_params or query:
+        parts.append(json.dumps(sorted(request.route_params.items()), separators=(",", ":")))
+        parts.append(json.dumps(query, separators=(",", ":")))
+    return _digest(*parts)
 
 
 def query_pairs(query_string: str) -> list[tuple[str, str]]:
-    """The parameters of ``query_string``, blank values kept."""
-    return parse_qsl(query_string, keep_blank_values=True)
+    """The parameters of ``query_string`` by name (the values of one name in their order),
+    blank values kept, undecodable bytes kept apart."""
+    pairs = parse_qsl(query_string, keep_blank_values=True, errors="surrogateescape")
+    return sorted(pairs, key=lambda pair: pair[0])
 
 
 def by_key(key: str, name: str, owner: str | None, content: str, ttl: float) -> Idempotency:

@@ -182,7 +182,7 @@ def _repeats(job: Job, handler: Handler, request: JobRequest) -> bool:
     same_request = job.status is JobStatus.COMPLETED or (
         kept.body == request.body
         and kept.route_params == request.route_params
-        and sorted(query_pairs(kept.query_string)) == sorted(query_pairs(request.query_string))
+        and query_pairs(kept.query_string) == query_pairs(request.query_string)
     )
     return job.name == handler.name and kept.owner == request.owner and same_request
 

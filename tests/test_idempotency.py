@@ -242,3 +242,21 @@ async def test_a_repeat_on_redis_is_one_round_trip(redis_server: RedisServer, pr
         sent = list(client.sent)
     await client.aclose()
     assert sent == ["EVALSHA"]
+
+
+def test_a_fingerprint_without_parameters_is_unchanged_and_value_order_counts() -> None:
+    """Keys remembered before route and query parameters counted still match a repeat
+    without parameters (same digest as then); the values of one query name count in their
+    order (a handler sees them so), names in any order; undecodable bytes stay apart."""
+    from async_endpoints import JobRequest
+    from async_endpoints._idempotency import _digest, fingerprint
+
+    plain = fingerprint("PlaceOrder", "ann", '{"item":"tea"}', JobRequest())
+    assert plain == _digest("fingerprint", "PlaceOrder", "ann", '{"item":"tea"}')
+
+    def with_query(query: str) -> str:
+        return fingerprint("PlaceOrder", None, None, JobRequest(query_string=query))
+
+    assert with_query("a=1&t=x") == with_query("t=x&a=1")
+    assert with_query("t=a&t=b") != with_query("t=b&t=a")
+    assert with_query("x=%FF") != with_query("x=%FE")
