@@ -17,8 +17,8 @@ _WAIT = re.compile(r'^\s*wait\s*=\s*"?([0-9]+(?:\.[0-9]+)?)"?\s*(?:;.*)?$', re.I
 class Wait(NamedTuple):
     """A ``Prefer: wait=N`` the request carries."""
 
-    #: N, as the client asked (what ``Preference-Applied`` echoes).
-    asked: float
+    #: N, as the client wrote it (what ``Preference-Applied`` echoes).
+    asked: str
     #: How long to wait: N capped at the ``max_wait`` setting.
     seconds: float
 
@@ -34,13 +34,11 @@ def preferred_wait(request: Request, max_wait: float) -> Wait | None:
             match = _WAIT.match(preference)
             if match:
                 seconds = float(match[1])
-                return Wait(seconds, min(seconds, max_wait)) if math.isfinite(seconds) else None
+                return Wait(match[1], min(seconds, max_wait)) if math.isfinite(seconds) else None
     return None
 
 
 def applied(wait: Wait) -> dict[str, str]:
     """The ``Preference-Applied`` header for ``wait``: ``wait=N`` with the client's N (as
     API.md has it; the wait itself was at most ``max_wait``)."""
-    seconds = wait.asked
-    text = str(int(seconds)) if seconds == int(seconds) else f"{seconds:g}"
-    return {"Preference-Applied": f"wait={text}"}
+    return {"Preference-Applied": f"wait={wait.asked}"}

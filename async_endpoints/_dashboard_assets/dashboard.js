@@ -51,7 +51,9 @@
   // (keyboard users), or text selected in the live part (an id being copied).
   function inUse() {
     if (holding || aiming) return true;
-    if (live.contains(document.activeElement) && document.activeElement !== live) return true;
+    var focused = document.activeElement;
+    // Focus a keyboard user moved there (a mouse click leaves focus behind, unseen).
+    if (focused && focused !== live && live.contains(focused) && focused.matches(":focus-visible")) return true;
     var selection = window.getSelection ? window.getSelection() : null;
     return !!(selection && !selection.isCollapsed && live.contains(selection.anchorNode));
   }

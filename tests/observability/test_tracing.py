@@ -131,7 +131,9 @@ async def test_a_timed_out_attempt_records_a_jobtimeout_exception_and_an_error_s
     async def slow(ctx: AsyncContext[None]) -> None:
         for _ in range(2 if ignores_cancellation else 1):
             try:
-                await asyncio.sleep(30 if not ignores_cancellation else 0.5)
+                # Ignoring it: 2 x 1 s, past the second the pool waits for a cancelled
+                # handler (CANCEL_WAIT), so the attempt is abandoned.
+                await asyncio.sleep(30 if not ignores_cancellation else 1.0)
             except asyncio.CancelledError:
                 if not ignores_cancellation:
                     raise
