@@ -86,13 +86,9 @@ class AttemptSpan:
         self.span = span
         self.token = token
 
-    def failed(self, error: JobError, *, record: bool = False) -> None:
-        """The attempt failed with ``error``: set the span's status to error; with
-        ``record``, also record ``error`` as the span's exception (a failure no exception
-        was raised for, such as a handler abandoned at ``job_timeout``)."""
+    def failed(self, error: JobError) -> None:
+        """The attempt failed with ``error``: set the span's status to error."""
         if self.span is not None and self.span.is_recording():
-            if record:
-                _add_exception_event(self.span, error)
             self.span.set_status(_trace.Status(_trace.StatusCode.ERROR, error.type))
             self.span.set_attribute("async_endpoints.error_type", error.type)
 
@@ -210,15 +206,12 @@ def record_failure(exc: BaseException) -> None:
 
 def record_error(error: JobError) -> None:
     """Record ``error`` (a failure of the attempt running in this context that no exception
-    was raised for: ``JobTimeout``, ``UnknownJob``) as its span's exception, as
+    was raised for: ``JobTimeout``, ``UnknownJob``, a handler abandoned) as its span's exception, as
     `record_failure` records a raised one."""
     if _trace is None:
         return
     span = _trace.get_current_span()
     if span.is_recording():
-        _add_exception_event(span, error)
-
-
-def _add_exception_event(span: Any, error: JobError) -> None:
-    """The ``exception`` event of OpenTelemetry's semantic conventions, for ``error``."""
-    span.add_event("exception", {"exception.type": error.type, "exception.message": error.message})
+        # The event record_exception makes, from OpenTelemetry's semantic conventions.
+        attributes = {"exception.type": error.type, "exception.message": error.message}
+        span.add_event("exception", attributes)

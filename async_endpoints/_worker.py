@@ -120,7 +120,9 @@ class AttemptRunner:
             self._finished(claim, None, began)
             raise
         if outcome is None:
-            span.failed(JobError("abandoned at job_timeout", "JobTimeout"), record=True)
+            abandoned = JobError("abandoned at job_timeout", "JobTimeout")
+            record_error(abandoned)
+            span.failed(abandoned)
             return None
         if outcome.error is not None:
             span.failed(outcome.error)
@@ -201,10 +203,9 @@ class AttemptRunner:
             _consume(ended)
             if deadline.cancelled_elsewhere:
                 raise asyncio.CancelledError
-            timed_out = _timed_out(timeout)
-            assert timed_out.error is not None
-            record_error(timed_out.error)
-            return timed_out
+            timed_out = _timeout_error(timeout)
+            record_error(timed_out)
+            return Outcome(error=timed_out)
         return self._outcome(ended, handler.dump_result)
 
     def _abandon_at_timeout(
@@ -214,7 +215,7 @@ class AttemptRunner:
         record the JobTimeout from a task of its own."""
         self.abandon(deadline.task, claim.job)
         handler_ended()
-        timed_out = _timed_out(deadline.seconds)
+        timed_out = Outcome(error=_timeout_error(deadline.seconds))
         settling = asyncio.ensure_future(self._settle_patiently(claim, timed_out, began))
         self.settling.add(settling)
         settling.add_done_callback(self.settling.discard)
@@ -318,9 +319,8 @@ class AttemptRunner:
         return self.errors.describe(exc, with_traceback=self.include_tracebacks)
 
 
-def _timed_out(timeout: float) -> Outcome:
-    message = f"the attempt ran longer than job_timeout ({timeout:g} s)"
-    return Outcome(error=JobError(message, "JobTimeout"))
+def _timeout_error(timeout: float) -> JobError:
+    return JobError(f"the attempt ran longer than job_timeout ({timeout:g} s)", "JobTimeout")
 
 
 async def _await_handler(

@@ -262,3 +262,18 @@ async def test_with_opentelemetrys_no_op_provider_no_span_is_made(
     finally:
         install_provider(None)
     assert not enabled()
+
+
+async def test_an_attempt_of_a_job_without_a_handler_records_unknownjob(
+    engine: AsyncEndpoints, spans: InMemorySpans
+) -> None:
+    """A job whose name no handler here has (another deployment's, say): its run span
+    records an UnknownJob exception event and status ERROR, as a raised failure does."""
+    from async_endpoints import NewJob
+
+    await engine.store.enqueue(NewJob(uuid.uuid4(), "Nobody", max_retries=0))
+    await engine.drain()
+    (run,) = spans.named("async_endpoints.run Nobody")
+    assert run.status.status_code is StatusCode.ERROR
+    (event,) = [e for e in run.events if e.name == "exception"]
+    assert event.attributes is not None and event.attributes["exception.type"] == "UnknownJob"
