@@ -195,8 +195,6 @@ class Dashboard:
         subject = parse_job_id(params.get("subject"))
         if notice is not None and subject is not None:
             notice = f"{str(subject)[:8]}: {notice}"
-        if notice is None and params.get("batch") and parse_job_id(params["batch"]) is None:
-            notice = NOTICES["bad-batch"]
         here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return {
             "root": self.root,
@@ -296,6 +294,8 @@ class Dashboard:
             filters = dataclasses.replace(filters, cursor=None)
             jobs, next_cursor = await views.list_page(self.endpoints.list_jobs, filters)
             notice = NOTICES["bad-cursor"]
+        if filters.batch is None and request.query_params.get("batch"):
+            notice = NOTICES["bad-batch"]
         title = "Jobs" if filters.status is None else f"{views.label_of(filters.status)} jobs"
         if filters.status is JobStatus.FAILED:
             title = "Failed jobs (dead letter)"
