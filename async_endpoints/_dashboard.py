@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import Route, Router
+from starlette.routing import Match, Route, Router
 
 from . import _dashboard_batches as dashboard_batches
 from . import _dashboard_guard as guard
@@ -120,8 +120,10 @@ class Dashboard:
                 Route("/actions/requeue", action(self.requeue), methods=ANY_METHOD),
                 Route("/actions/pause", action(self.pause), methods=ANY_METHOD),
                 Route("/actions/resume", action(self.resume), methods=ANY_METHOD),
+                Route("/{rest:path}", self.elsewhere, methods=ANY_METHOD),
             ],
         )
+        self._missing_page = self._view(self.missing_page)
 
     def _batch_routes(self) -> list[Route]:
         endpoints = self.endpoints
@@ -163,8 +165,14 @@ class Dashboard:
     def _page(
         self, build: Callable[[Request], Awaitable[tuple[str, dict[str, Any]]]]
     ) -> Callable[[Request], Awaitable[Response]]:
-        """A GET page: ``build`` returns its template and context; the token cookie is
-        set when the browser has none."""
+        """A GET page behind ``authorize`` (see `_view`)."""
+        return self._guarded(self._view(build))
+
+    def _view(
+        self, build: Callable[[Request], Awaitable[tuple[str, dict[str, Any]]]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """A page: ``build`` returns its template and context; the token cookie is set
+        when the browser has none."""
 
         async def page(request: Request) -> Response:
             token, new = guard.token_of(request)
@@ -186,7 +194,7 @@ class Dashboard:
                 guard.set_token(response, token, self.root, secure=request.url.scheme == "https")
             return response
 
-        return self._guarded(page)
+        return page
 
     def _common(self, request: Request, token: str) -> dict[str, Any]:
         now = datetime.now(UTC)
@@ -262,6 +270,33 @@ class Dashboard:
             return Response(status_code=405, headers={"Allow": "GET, HEAD"})
         return RedirectResponse(self.root + "/", status_code=307)
 
+    async def elsewhere(self, request: Request) -> Response:
+        """Any other path (authorized only): a page's path with a trailing slash goes to
+        the page (307); anything else read is a page saying there is no such page (404)."""
+        if await call_maybe_async(self.authorize, request) is not True:
+            return _not_found()
+        if request.method not in ("GET", "HEAD"):
+            return _not_found()
+        rest: str = request.path_params["rest"]
+        target = "/" + rest.rstrip("/")
+        if rest.endswith("/") and rest.strip("/") and self._is_page(request, target):
+            query = f"?{request.url.query}" if request.url.query else ""
+            return RedirectResponse(self.root + target + query, status_code=307)
+        return await self._missing_page(request)
+
+    def _is_page(self, request: Request, path: str) -> bool:
+        """Whether ``path`` (under the dashboard) is one of its pages."""
+        scope = {**request.scope, "path": request.scope.get("root_path", "") + path}
+        return any(
+            route.matches(scope)[0] is Match.FULL
+            for route in self.router.routes[:-1]  # not this catch-all
+            if isinstance(route, Route) and "/actions/" not in route.path
+        )
+
+    async def missing_page(self, request: Request) -> tuple[str, dict[str, Any]]:
+        """What a path the dashboard does not know shows."""
+        return "missing.html", {"title": "No such page", "status_code": 404, "what": "page"}
+
     async def asset(self, request: Request) -> Response:
         """The dashboard's own CSS and JavaScript."""
         name = request.path_params["name"]
@@ -296,6 +331,7 @@ class Dashboard:
             notice = NOTICES["bad-cursor"]
         if filters.batch is None and request.query_params.get("batch"):
             notice = NOTICES["bad-batch"]
+        paused = await self._paused() if any(job.status.is_waiting for job in jobs) else frozenset()
         title = "Jobs" if filters.status is None else f"{views.label_of(filters.status)} jobs"
         if filters.status is JobStatus.FAILED:
             title = "Failed jobs (dead letter)"
@@ -310,6 +346,7 @@ class Dashboard:
             "cursor_notice": notice,
             "status_code": status_code,
             "name_scan_limit": views.NAME_SCAN_LIMIT,
+            "paused": paused,
         }
         return "jobs.html", context
 
@@ -322,10 +359,17 @@ class Dashboard:
         context = {
             "title": f"{job.name} {str(job.id)[:8]}",
             "job": job,
+            "paused": await self._paused() if job.status.is_waiting else frozenset(),
             "job_json": job.to_json(),
             "timeline": views.timeline(job),
         }
         return "job.html", context
+
+    async def _paused(self) -> frozenset[str]:
+        """The queues paused now (none when the store cannot pause): their waiting jobs
+        are tagged, as they will not start until resumed."""
+        store = self.endpoints.store
+        return await store.paused_queues() if isinstance(store, ControlStore) else frozenset()
 
     async def schedules_page(self, request: Request) -> tuple[str, dict[str, Any]]:
         """The cron schedules (when the store keeps schedules)."""

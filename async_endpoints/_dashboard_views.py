@@ -107,7 +107,7 @@ async def list_page(list_jobs: Lister, filters: Filters) -> tuple[list[Job], str
 
 
 def ago(moment: datetime | None, now: datetime | None) -> str:
-    """``moment`` relative to ``now``: "3 s ago", "in 5 min", "2 h ago"; "" for None.
+    """``moment`` relative to ``now``: "3 s ago", "in 5 min", "1 h 59 min ago"; "" for None.
 
     Without ``now`` (the live part a page fetches again every second), the absolute time:
     the page's script writes the relative one, and an unchanged part stays the same text.
@@ -120,15 +120,22 @@ def ago(moment: datetime | None, now: datetime | None) -> str:
     size = abs(seconds)
     if size < 1:
         return "just now"
-    if size < 60:
-        amount = f"{int(size)} s"
-    elif size < 3600:
-        amount = f"{int(size // 60)} min"
-    elif size < 86400:
-        amount = f"{int(size // 3600)} h"
-    else:
-        amount = f"{int(size // 86400)} d"
+    amount = _amount(int(size))
     return f"{amount} ago" if seconds > 0 else f"in {amount}"
+
+
+def _amount(seconds: int) -> str:
+    """A length of time in its largest unit, with the next one from an hour up: "42 s",
+    "5 min", "1 h 59 min", "2 d 3 h" (the page's script writes the same)."""
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 86400:
+        hours, minutes = divmod(seconds // 60, 60)
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(seconds // 3600, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
 
 
 def absolute(moment: datetime | None) -> str:

@@ -13,15 +13,23 @@
     if (!isNaN(now)) offset = now - Date.now();
   }
 
+  // As the server writes it (_dashboard_views.ago): "42 s", "5 min", "1 h 59 min", "2 d 3 h".
+  function amount(seconds) {
+    if (seconds < 60) return seconds + " s";
+    if (seconds < 3600) return Math.floor(seconds / 60) + " min";
+    var big, small, unit, next;
+    if (seconds < 86400) {
+      big = Math.floor(seconds / 3600); small = Math.floor(seconds / 60) % 60; unit = " h"; next = " min";
+    } else {
+      big = Math.floor(seconds / 86400); small = Math.floor(seconds / 3600) % 24; unit = " d"; next = " h";
+    }
+    return big + unit + (small ? " " + small + next : "");
+  }
+
   function ago(ms) {
-    var seconds = Math.abs(ms) / 1000;
-    var amount;
+    var seconds = Math.floor(Math.abs(ms) / 1000);
     if (seconds < 1) return "just now";
-    if (seconds < 60) amount = Math.floor(seconds) + " s";
-    else if (seconds < 3600) amount = Math.floor(seconds / 60) + " min";
-    else if (seconds < 86400) amount = Math.floor(seconds / 3600) + " h";
-    else amount = Math.floor(seconds / 86400) + " d";
-    return ms >= 0 ? amount + " ago" : "in " + amount;
+    return ms >= 0 ? amount(seconds) + " ago" : "in " + amount(seconds);
   }
 
   function relativeTimes() {

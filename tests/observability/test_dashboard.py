@@ -304,3 +304,81 @@ async def test_a_wrong_method_answers_405_once_authorized(client: httpx.AsyncCli
     assert (answer.status_code, answer.headers["allow"]) == (405, "POST")
     answer = await client.post("/dashboard/jobs")
     assert (answer.status_code, answer.headers["allow"]) == (405, "GET, HEAD")
+
+
+async def test_a_pages_path_with_a_trailing_slash_leads_to_the_page(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """``/jobs/`` goes to ``/jobs`` (query kept); a path that is no page answers the
+    dashboard's own 404 page, not bare text; an action's path is never redirected."""
+    job = await engine.submit("Hold")
+    answer = await client.get("/dashboard/jobs/?status=Queued")
+    assert (answer.status_code, answer.headers["location"]) == (
+        307,
+        "/dashboard/jobs?status=Queued",
+    )
+    answer = await client.get(f"/dashboard/jobs/{job.id}/")
+    assert answer.headers["location"] == f"/dashboard/jobs/{job.id}"
+    for path in ("/dashboard/nothing-here", "/dashboard/nothing/", "/dashboard/jobs/a/b"):
+        missing = await client.get(path)
+        assert missing.status_code == 404, path
+        assert missing.headers["content-type"].startswith("text/html")
+        assert "The dashboard has no such page" in missing.text
+    assert (await client.get("/dashboard/actions/cancel/")).status_code == 404
+    assert (await client.post("/dashboard/nothing-here")).status_code == 404
+
+
+async def test_only_the_pause_all_or_resume_all_that_changes_something_is_offered(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """Every queue running: "Pause all queues" alone; some paused: both; all paused:
+    "Resume all queues" alone. The buttons are in the live part (they follow the state)."""
+
+    async def offered() -> set[str]:
+        live = await client.get("/dashboard/", headers={"X-Dashboard-Fragment": "1"})
+        return set(re.findall(r">((?:Pause|Resume) all queues)<", live.text))
+
+    assert await offered() == {"Pause all queues"}
+    await engine.pause("high")
+    assert await offered() == {"Pause all queues", "Resume all queues"}
+    await engine.pause()
+    assert await offered() == {"Resume all queues"}
+
+
+async def test_waiting_jobs_of_a_paused_queue_are_tagged_paused(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """A Queued job of a paused queue says so in the list and on its page; a job of a
+    running queue does not; resuming takes the tag away."""
+    held = await engine.submit("Hold", queue="high")
+    free = await engine.submit("Hold", queue="default")
+    await engine.pause("high")
+
+    def row(page: str, job_id: object) -> str:
+        found = re.search(rf'<tr data-job="{job_id}".*?</tr>', page, re.S)
+        assert found is not None
+        return found.group(0)
+
+    listing = (await client.get("/dashboard/jobs?status=Queued")).text
+    assert 'class="state paused"' in row(listing, held.id)
+    assert "paused" not in row(listing, free.id)
+    assert 'class="state paused"' in (await client.get(f"/dashboard/jobs/{held.id}")).text
+    await engine.resume("high")
+    listing = (await client.get("/dashboard/jobs?status=Queued")).text
+    assert "paused" not in row(listing, held.id)
+
+
+async def test_continuations_are_marked_in_their_batchs_job_list(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """Once its batch has finished, a continuation is listed among the batch's jobs,
+    marked as such (the batch's own jobs are not)."""
+    batch = await engine.submit_batch([JobSpec("Hold")], continue_with=[JobSpec("Ok", {})])
+    (continuation,) = batch.continuation_ids
+    (member,) = [job for job in (await engine.list_jobs(limit=10)).jobs if job.name == "Hold"]
+    await engine.cancel(member.id)  # the batch finishes: its continuation is queued
+    page = (await client.get(f"/dashboard/batches/{batch.id}")).text
+    rows = dict(re.findall(r'<tr data-job="([0-9a-f-]+)">(.*?)</tr>', page, re.S))
+    assert set(rows) == {str(continuation), str(member.id)}
+    marked = {job_id for job_id, row in rows.items() if ">continuation</span>" in row}
+    assert marked == {str(continuation)}

@@ -176,6 +176,19 @@ async def test_the_job_page_shows_its_json_and_times(
     assert (await created.get_attribute("title") or "").endswith(" UTC")
 
 
+async def test_a_job_due_later_reads_in_hours_and_minutes(
+    site: tuple[str, AsyncEndpoints], page: Page
+) -> None:
+    """The page's script writes times as the server does: a job due in 1 h 59 min reads
+    "in 1 h 59 min" (not "in 1 h"), with the absolute time on hover."""
+    base, engine = site
+    job = await engine.submit("Ok", {}, delay=7170)
+    await page.goto(f"{base}/dashboard/jobs?status=Scheduled")
+    due = page.locator(f'tr[data-job="{job.id}"] time').first
+    await expect(due).to_have_text("in 1 h 59 min")
+    assert (await due.get_attribute("title") or "").endswith(" UTC")
+
+
 async def test_a_cross_site_form_post_is_refused(
     site: tuple[str, AsyncEndpoints], page: Page
 ) -> None:
