@@ -382,3 +382,19 @@ async def test_continuations_are_marked_in_their_batchs_job_list(
     assert set(rows) == {str(continuation), str(member.id)}
     marked = {job_id for job_id, row in rows.items() if ">continuation</span>" in row}
     assert marked == {str(continuation)}
+
+
+async def test_a_finished_batch_says_how_many_of_its_jobs_were_queued_again(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """A job of a finished batch requeued: the batch stays Finished (its continuations ran
+    once), and its page says why it counts an unfinished job."""
+    batch = await engine.submit_batch([JobSpec("Hold"), JobSpec("Hold")])
+    first, second = [job for job in (await engine.list_jobs(limit=10)).jobs]
+    for job in (first, second):
+        await engine.cancel(job.id)
+    page = (await client.get(f"/dashboard/batches/{batch.id}")).text
+    assert "queued again" not in page
+    await engine.requeue(first.id)
+    page = (await client.get(f"/dashboard/batches/{batch.id}")).text
+    assert "Finished" in page and "1 job queued again since it finished" in page
