@@ -390,7 +390,7 @@ async def test_a_finished_batch_says_how_many_of_its_jobs_were_queued_again(
     """A job of a finished batch requeued: the batch stays Finished (its continuations ran
     once), and its page says why it counts an unfinished job."""
     batch = await engine.submit_batch([JobSpec("Hold"), JobSpec("Hold")])
-    first, second = [job for job in (await engine.list_jobs(limit=10)).jobs]
+    first, second = (await engine.list_jobs(limit=10)).jobs
     for job in (first, second):
         await engine.cancel(job.id)
     page = (await client.get(f"/dashboard/batches/{batch.id}")).text
