@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from ._settings import Settings
 from ._spec import JobSpec
 from ._store import InspectionStore, JobStore
 from ._store_features import BatchStore
+from ._tracing import batch_span
 from ._webhook import WEBHOOK_JOB
 
 
@@ -64,14 +66,15 @@ class JobBatches:
         if not specs:
             raise ValueError("a batch needs at least one job")
         batch_id = uuid.uuid4()
-        new_batch = NewBatch(
-            batch_id,
-            [self._spec_job(spec, batch_id, tenant) for spec in specs],
-            [self._spec_job(spec, batch_id, tenant) for spec in continue_with],
-            when,
-            tenant,
-        )
-        batch = await store.create_batch(new_batch, max_waiting=self.settings.max_queue_size)
+        with batch_span(batch_id, len(specs) + len(continue_with)) as carried:
+            new_batch = NewBatch(
+                batch_id,
+                [self._spec_job(spec, batch_id, tenant, carried) for spec in specs],
+                [self._spec_job(spec, batch_id, tenant, carried) for spec in continue_with],
+                when,
+                tenant,
+            )
+            batch = await store.create_batch(new_batch, max_waiting=self.settings.max_queue_size)
         self._submitted(new_batch.jobs)
         return batch
 
@@ -92,8 +95,11 @@ class JobBatches:
         current = await store.get_batch(parsed)
         if current is None:
             raise ValueError(f"no batch {batch_id}")
-        jobs = [self._spec_job(spec, parsed, current.tenant) for spec in specs]
-        batch = await store.append_to_batch(parsed, jobs, max_waiting=self.settings.max_queue_size)
+        with batch_span(parsed, len(specs)) as carried:
+            jobs = [self._spec_job(spec, parsed, current.tenant, carried) for spec in specs]
+            batch = await store.append_to_batch(
+                parsed, jobs, max_waiting=self.settings.max_queue_size
+            )
         if batch is None:
             raise ValueError(f"no batch {batch_id}")
         self._submitted(jobs)
@@ -187,7 +193,11 @@ class JobBatches:
         self._batch_store("read batches")
         add_batch_route(self.app, path, batch_details_endpoint(self), name=route_name)
 
-    def _spec_job(self, spec: JobSpec, batch_id: uuid.UUID, tenant: str | None) -> NewJob:
+    def _spec_job(
+        self, spec: JobSpec, batch_id: uuid.UUID, tenant: str | None, carried: str | None
+    ) -> NewJob:
+        """The job ``spec`` asks for in batch ``batch_id``, carrying the trace context
+        ``carried`` (the batch's submit span's)."""
         if not isinstance(spec, JobSpec):
             raise ValueError(f"a batch takes JobSpec items, not {type(spec).__name__}")
         handler = self.handlers.get(spec.name)
@@ -199,11 +209,12 @@ class JobBatches:
         _, body_json = handler.coerce_body(spec.body)
         placement = spec.placement()
         max_retries = handler.max_retries
+        request = job_request(self.settings, body_json, (), b"", {}, None)
         return NewJob(
             uuid.uuid4(),
             handler.name,
             self.settings.max_retries if max_retries is None else max_retries,
-            job_request(self.settings, body_json, (), b"", {}, None),
+            dataclasses.replace(request, trace_context=carried),
             queue=handler.queue if placement.queue is None else placement.queue,
             delay=placement.delay,
             partition_key=placement.partition_key,

@@ -300,7 +300,8 @@ class JobMetrics(Collector):
 
     async def refresh_depth(self) -> None:
         """Read the queue depth from the store unless it was read less than a second ago;
-        concurrent callers share one read. A failed read keeps the last values (logged)."""
+        concurrent callers share one read. A failed read drops the last values (logged):
+        the gauge is left out until the store answers, never served stale."""
         if self._depth_read is not None:
             await asyncio.shield(self._depth_read)
             return
@@ -311,6 +312,7 @@ class JobMetrics(Collector):
             stats: Sequence[QueueStats] = await self._queue_stats()
             self.queued = {each.name: each.queued for each in stats}
         except Exception as exc:
+            self.queued = {}
             logger.warning("metrics: could not read the queue depth: %s", exc)
         finally:
             self._depth_read_at = time.monotonic()

@@ -18,7 +18,7 @@ set, none are made (they would be OpenTelemetry's no-op spans).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ._job import Job, JobError
@@ -36,6 +36,8 @@ except ImportError:  # pragma: no cover - exercised by the test that hides opent
 JOB_ID = "async_endpoints.job_id"
 JOB_NAME = "async_endpoints.job_name"
 RETRY_COUNT = "async_endpoints.retry_count"
+BATCH_ID = "async_endpoints.batch_id"
+BATCH_SIZE = "async_endpoints.batch_size"
 
 if _trace is not None:
     _propagator = TraceContextTextMapPropagator()
@@ -103,20 +105,30 @@ class AttemptSpan:
 NO_SPAN = AttemptSpan()
 
 
-@contextmanager
-def submit_span(name: str, job_id: uuid.UUID) -> Iterator[str | None]:
+def submit_span(name: str, job_id: uuid.UUID) -> AbstractContextManager[str | None]:
     """Around storing job ``job_id`` of handler ``name``: the span of the submission,
     current inside the block; yields its trace context for the job (None when there is
     nothing to carry)."""
+    attributes = {JOB_ID: str(job_id), JOB_NAME: name, RETRY_COUNT: 0}
+    return _producer_span(f"async_endpoints.submit {name}", attributes)
+
+
+def batch_span(batch_id: uuid.UUID, jobs: int) -> AbstractContextManager[str | None]:
+    """Around storing ``jobs`` jobs of batch ``batch_id`` (`submit_batch`, its
+    continuations counted, or `append_to_batch`): one span ``async_endpoints.submit_batch``
+    for them all, current inside the block; yields its trace context, which every one of
+    those jobs carries (their run spans are its children)."""
+    attributes = {BATCH_ID: str(batch_id), BATCH_SIZE: jobs}
+    return _producer_span("async_endpoints.submit_batch", attributes)
+
+
+@contextmanager
+def _producer_span(name: str, attributes: dict[str, Any]) -> Iterator[str | None]:
     made = tracer()
     if made is None:
         yield None
         return
-    with made.start_as_current_span(
-        f"async_endpoints.submit {name}",
-        kind=_trace.SpanKind.PRODUCER,
-        attributes={JOB_ID: str(job_id), JOB_NAME: name, RETRY_COUNT: 0},
-    ):
+    with made.start_as_current_span(name, kind=_trace.SpanKind.PRODUCER, attributes=attributes):
         carrier: dict[str, str] = {}
         _propagator.inject(carrier)
         parent = carrier.get("traceparent")

@@ -22,6 +22,7 @@ from async_endpoints import (
     Job,
     JobStatus,
     StoreUnavailableError,
+    _metrics,
 )
 from async_endpoints._events import AttemptOutcome, EventKind, LifecycleEvent
 from async_endpoints._metrics import UNKNOWN_NAME
@@ -182,6 +183,23 @@ async def test_metrics_answer_200_without_the_depth_while_the_store_is_unreachab
     assert value(samples, "async_endpoints_jobs_submitted_total", name="Ok", queue="high") == 1
     assert not [key for key in samples if key[0] == "async_endpoints_jobs_waiting"]
     assert "could not read the queue depth" in caplog.text
+
+
+async def test_a_depth_read_before_an_outage_is_not_served_during_it(
+    engine: AsyncEndpoints, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A depth read while the store answered is dropped when a later read fails: the
+    gauge is left out, not the last depth served as if current; it returns with the store."""
+    monkeypatch.setattr(_metrics, "DEPTH_MAX_AGE", 0)  # every scrape reads the depth
+    store = engine.store
+    assert isinstance(store, CountingStore)
+    await engine.submit("Ok")  # no worker runs: it waits
+    waiting = "async_endpoints_jobs_waiting"
+    assert value(await scrape(engine), waiting, queue="high") == 1
+    store.unreachable = True
+    assert not [key for key in await scrape(engine) if key[0] == waiting]
+    store.unreachable = False
+    assert value(await scrape(engine), waiting, queue="high") == 1
 
 
 async def test_label_values_are_bounded(engine: AsyncEndpoints) -> None:

@@ -23,9 +23,17 @@ from async_endpoints import (
     InMemoryJobStore,
     Job,
     JobRequest,
+    JobSpec,
     JobStatus,
 )
-from async_endpoints._tracing import JOB_ID, JOB_NAME, RETRY_COUNT, attempt_span
+from async_endpoints._tracing import (
+    BATCH_ID,
+    BATCH_SIZE,
+    JOB_ID,
+    JOB_NAME,
+    RETRY_COUNT,
+    attempt_span,
+)
 from tests.observability.spans import install_provider, tracing
 
 tracer = trace.get_tracer("tests")
@@ -86,6 +94,36 @@ async def test_the_run_span_is_in_the_submitting_trace(
     assert submit.kind is SpanKind.PRODUCER and run.kind is SpanKind.CONSUMER
     assert run.attributes == {JOB_ID: str(job.id), JOB_NAME: "Ok", RETRY_COUNT: 0}
     assert run.status.status_code is StatusCode.UNSET
+
+
+async def test_a_batchs_jobs_and_continuations_run_in_the_submitting_trace(
+    engine: AsyncEndpoints, spans: InMemorySpans
+) -> None:
+    """submit_batch and append_to_batch inside a request span: each makes one span
+    ``async_endpoints.submit_batch`` (a child of the request's), and the run span of every
+    job they stored, continuations included, is a child of it; one trace."""
+    with tracer.start_as_current_span("POST /reports") as request_span:
+        batch = await engine.submit_batch(
+            [JobSpec("Ok"), JobSpec("Ok")], continue_with=[JobSpec("Ok")]
+        )
+        await engine.append_to_batch(batch.id, [JobSpec("Ok")])
+    await engine.drain()
+    await engine.drain()  # the continuation, queued when the batch finished
+    first, appended = sorted(
+        spans.named("async_endpoints.submit_batch"), key=lambda s: s.start_time or 0
+    )
+    request = request_span.get_span_context()
+    for made in (first, appended):
+        assert made.kind is SpanKind.PRODUCER
+        assert made.parent is not None and made.parent.span_id == request.span_id
+        assert made.attributes is not None and made.attributes[BATCH_ID] == str(batch.id)
+    assert (first.attributes or {})[BATCH_SIZE] == 3
+    assert (appended.attributes or {})[BATCH_SIZE] == 1
+    runs = spans.named("async_endpoints.run Ok")
+    assert len(runs) == 4
+    assert {run.context.trace_id for run in runs} == {request.trace_id}
+    parents = sorted(run.parent.span_id for run in runs if run.parent is not None)
+    assert parents == sorted([first.context.span_id] * 3 + [appended.context.span_id])
 
 
 async def test_the_job_carries_the_w3c_trace_context_of_its_submit_span(

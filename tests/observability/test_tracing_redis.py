@@ -19,7 +19,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from async_endpoints import AsyncContext, AsyncEndpoints
+from async_endpoints import AsyncContext, AsyncEndpoints, JobSpec
 from async_endpoints_redis import RedisJobStore
 from tests.observability.spans import tracing
 
@@ -114,6 +114,26 @@ async def test_the_worker_run_span_is_a_child_of_the_submit_span(
     assert (run["trace_id"], run["parent_id"]) == (trace_id, span_id)
     assert run["attributes"]["async_endpoints.job_id"] == str(job.id)
     assert run["status"] == "UNSET"
+
+
+async def test_a_batchs_jobs_run_in_the_worker_under_the_batchs_submit_span(
+    api: AsyncEndpoints, worker: None, spans_file: Path, spans: InMemorySpanExporter
+) -> None:
+    """submit_batch here: the worker's run spans of its jobs and of its continuation are
+    children of the batch's one submit span (the trace context went through Redis with
+    every job of the batch)."""
+    with tracer.start_as_current_span("POST /batch") as request_span:
+        batch = await api.submit_batch(
+            [JobSpec("Traced"), JobSpec("Traced")], continue_with=[JobSpec("Traced")]
+        )
+    (continuation,) = batch.continuation_ids
+    (made,) = [s for s in spans.get_finished_spans() if s.name == "async_endpoints.submit_batch"]
+    trace_id = f"{request_span.get_span_context().trace_id:032x}"
+    runs = worker_spans(spans_file, 3)  # the continuation's comes last: it waits for the batch
+    assert {(run["trace_id"], run["parent_id"]) for run in runs} == {
+        (trace_id, f"{made.context.span_id:016x}")
+    }
+    assert str(continuation) in {run["attributes"]["async_endpoints.job_id"] for run in runs}
 
 
 async def test_a_failed_attempt_in_the_worker_has_an_error_span(
