@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection, Sequence
 from ._errors import PartialRenewalError, StoreUnavailableError
 from ._events import AttemptOutcome, EventKind, LifecycleEvent, LifecycleEvents
 from ._job import Job, JobStatus
-from ._logs import job_extra
+from ._logs import job_extra, job_id_extra
 from ._store import Claim, JobStore
 
 logger = logging.getLogger("async_endpoints")
@@ -33,11 +33,19 @@ async def recover_forever(
         except Exception:
             logger.exception("stale-claim recovery failed")
         else:
-            if recovered:
-                logger.warning("re-queued %d job(s) whose worker stopped renewing", len(recovered))
-                if events is not None and events.listeners:
-                    await _announce(store, recovered, events)
+            if events is not None and events.listeners:
+                await _announce(store, recovered, events)
+            else:
+                for job_id in recovered:
+                    logger.warning(RECOVERED, job_id, "", extra=job_id_extra(job_id))
         await asyncio.sleep(interval)
+
+
+#: The record about each job a recovery pass took back: id, " (name)" when known.
+RECOVERED = (
+    "job %s%s: its worker stopped renewing its claim; queued again as a used attempt "
+    "(Failed when none was left)"
+)
 
 
 #: Jobs read back at once after a recovery pass (`_announce`): few, so that the reads do
@@ -48,19 +56,25 @@ READ_BACK = 20
 async def _announce(
     store: JobStore, recovered: Sequence[uuid.UUID], events: LifecycleEvents
 ) -> None:
-    """Emit ``RECOVERED`` for each job of ``recovered`` (read back, ``READ_BACK`` at a
-    time); a job gone meanwhile (its retention passed) is not announced, and the jobs of a
-    read that fails are not announced (logged; the others are), never lost."""
+    """Log and emit ``RECOVERED`` for each job of ``recovered`` (read back, ``READ_BACK`` at
+    a time; the record then names the job too); a job gone meanwhile (its retention
+    passed) is not announced, and the jobs of a read that fails are not announced (logged
+    by id; the others are), never lost."""
     for start in range(0, len(recovered), READ_BACK):
         ids = recovered[start : start + READ_BACK]
         try:
             jobs = await asyncio.gather(*(store.get(job_id) for job_id in ids))
         except Exception as exc:
             logger.warning("could not read back %d recovered job(s): %s", len(ids), exc)
+            for job_id in ids:
+                logger.warning(RECOVERED, job_id, "", extra=job_id_extra(job_id))
             continue
-        for job in jobs:
-            if job is not None:
-                events.emit(LifecycleEvent(EventKind.RECOVERED, job, AttemptOutcome.LOST))
+        for job_id, job in zip(ids, jobs, strict=True):
+            if job is None:
+                logger.warning(RECOVERED, job_id, "", extra=job_id_extra(job_id))
+                continue
+            logger.warning(RECOVERED, job.id, f" ({job.name})", extra=job_extra(job))
+            events.emit(LifecycleEvent(EventKind.RECOVERED, job, AttemptOutcome.LOST))
 
 
 async def _canceled_jobs(store: JobStore, claims: Sequence[Claim]) -> set[uuid.UUID]:
@@ -121,9 +135,11 @@ async def renew_forever(
             continue
         for job_id in await _canceled_jobs(store, [c for c in held if c.token in lost]):
             on_cancelled(job_id)
-        cancelled = on_lost(set(lost))
-        if cancelled:
-            logger.warning("lost the claim of %d running job(s); cancelling them", len(cancelled))
+        jobs = {claim.token: claim.job for claim in held}
+        for token in on_lost(set(lost)):
+            job = jobs[token]
+            message = "job %s: lost the claim of its running attempt; cancelling its handler"
+            logger.warning(message, job.id, extra=job_extra(job))
 
 
 async def _renew_fenced(

@@ -32,9 +32,12 @@ from starlette.applications import Starlette
 from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore, JobStore
 from async_endpoints._batch import NewBatch
 from async_endpoints._errors import StoreUnavailableError
+from async_endpoints._events import LifecycleEvents
 from async_endpoints._job import Job, NewJob
 from async_endpoints._job_watch import JobNotice
+from async_endpoints._recovery import recover_forever
 from async_endpoints._store import Claim
+from async_endpoints.testing import ManualClock
 from async_endpoints_redis import RedisJobStore
 from async_endpoints_redis._keys import Keys
 from tests.redis_servers import RedisServer
@@ -162,6 +165,60 @@ async def lease_ran_out(situation: Situation) -> Expected:
         async with asyncio.timeout(5):
             await fenced.wait()
     return Expected("lease ran out", job.id, "Waits")
+
+
+async def recovered(situation: Situation, events: LifecycleEvents | None) -> Job:
+    """A job whose worker died (claimed, never renewed) taken back by a recovery pass."""
+    clock = ManualClock()
+    store = await situation.memory_store(InMemoryJobStore(clock=clock))
+    job, _ = await running_job(store, "Dead")
+    clock.advance(LEASE + 1)
+    recovery = asyncio.create_task(recover_forever(store, 60, events))
+    try:
+        await situation.written("stopped renewing its claim")
+    finally:
+        recovery.cancel()
+    return job
+
+
+async def recovered_without_listeners(situation: Situation) -> Expected:
+    """A recovery pass with nobody listening names each job it took back by id alone
+    (no store read just for the record)."""
+    job = await recovered(situation, None)
+    return Expected("stopped renewing its claim", job.id, None)
+
+
+async def recovered_with_listeners(situation: Situation) -> Expected:
+    """With listeners (metrics, say) the jobs are read back for them: the record names
+    the job too."""
+    events = LifecycleEvents()
+    events.subscribe(lambda event: None)
+    job = await recovered(situation, events)
+    return Expected("stopped renewing its claim", job.id, "Dead")
+
+
+async def claim_lost(situation: Situation) -> Expected:
+    """A renewal finds the claim of a running attempt recovered elsewhere: the record of
+    its handler being cancelled names the job."""
+    clock = ManualClock()
+    store = InMemoryJobStore(clock=clock)
+    engine = AsyncEndpoints(store=store, claim_timeout=0.3, recovery_interval=60)
+    started = asyncio.Event()
+
+    async def hangs(ctx: AsyncContext[None]) -> None:
+        if ctx.retry_count == 0:  # the attempt whose claim is lost; the next one ends
+            started.set()
+            await asyncio.Event().wait()
+
+    engine.add_handler(hangs, name="Hangs")
+    async with engine.running():
+        job = await engine.submit("Hangs")
+        async with asyncio.timeout(5):
+            await started.wait()
+        clock.advance(1)  # the lease lapses as if this worker had hung
+        assert await store.recover() == [job.id]
+        await situation.written("lost the claim")
+    return Expected("lost the claim", job.id, "Hangs")
 
 
 async def memory_cancel_listener_failed(situation: Situation) -> Expected:
@@ -394,6 +451,9 @@ async def redis_corrupt_job(situation: Situation) -> Expected:
 SCENARIOS: list[Scenario] = [
     attempt_failed,
     lease_ran_out,
+    recovered_without_listeners,
+    recovered_with_listeners,
+    claim_lost,
     memory_cancel_listener_failed,
     memory_job_listener_failed,
     memory_follow_up_id_taken,
