@@ -36,6 +36,7 @@ except ImportError:  # pragma: no cover - exercised by the test that hides opent
 JOB_ID = "async_endpoints.job_id"
 JOB_NAME = "async_endpoints.job_name"
 RETRY_COUNT = "async_endpoints.retry_count"
+OUTCOME = "async_endpoints.outcome"
 BATCH_ID = "async_endpoints.batch_id"
 BATCH_SIZE = "async_endpoints.batch_size"
 
@@ -93,6 +94,19 @@ class AttemptSpan:
         if self.span is not None and self.span.is_recording():
             self.span.set_status(_trace.Status(_trace.StatusCode.ERROR, error.type))
             self.span.set_attribute("async_endpoints.error_type", error.type)
+
+    def interrupted(self, *, canceled: bool) -> None:
+        """The attempt was stopped before it ended: cancelled (`AsyncEndpoints.cancel`:
+        attribute ``async_endpoints.outcome`` ``canceled``, no error), or lost (its claim
+        was lost, or the worker shut down past its grace period: the job is left to
+        recovery; ``lost``, and an error status)."""
+        if self.span is None or not self.span.is_recording():
+            return
+        if canceled:
+            self.span.set_attribute(OUTCOME, "canceled")
+        else:
+            self.span.set_attribute(OUTCOME, "lost")
+            self.span.set_status(_trace.Status(_trace.StatusCode.ERROR, "lost"))
 
     def end(self) -> None:
         """The attempt is over: its span stops being current, and ends."""

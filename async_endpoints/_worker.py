@@ -117,6 +117,7 @@ class AttemptRunner:
         try:
             outcome = await self.attempt(claim, handler_ended, began)
         except asyncio.CancelledError:
+            span.interrupted(canceled=claim.token in self.canceled)
             self._finished(claim, None, began)
             raise
         if outcome is None:
@@ -227,7 +228,9 @@ class AttemptRunner:
         except asyncio.CancelledError:
             # The handler cancelled itself (or let an inner cancellation out); the attempt
             # was not cancelled, so this is the handler's failure.
-            return Outcome(error=JobError("the handler was cancelled", "CancelledError"))
+            error = JobError("the handler was cancelled", "CancelledError")
+            record_error(error)
+            return Outcome(error=error)
         except _HandlerExit as exc:
             return Outcome(error=self._error(exc.original))
         except ResultError as exc:

@@ -31,9 +31,11 @@ from async_endpoints._tracing import (
     BATCH_SIZE,
     JOB_ID,
     JOB_NAME,
+    OUTCOME,
     RETRY_COUNT,
     attempt_span,
 )
+from async_endpoints.testing import ManualClock
 from tests.observability.spans import install_provider, tracing
 
 tracer = trace.get_tracer("tests")
@@ -187,6 +189,86 @@ async def test_a_timed_out_attempt_records_a_jobtimeout_exception_and_an_error_s
     (event,) = [e for e in run.events if e.name == "exception"]
     assert event.attributes is not None and event.attributes["exception.type"] == "JobTimeout"
     assert "job_timeout" in str(event.attributes["exception.message"])
+
+
+async def test_a_handler_that_cancels_itself_records_the_cancellation(
+    spans: InMemorySpans,
+) -> None:
+    """A handler letting a CancelledError of its own out fails its attempt: the span
+    records it as any failure (exception event, status ERROR)."""
+    endpoints = AsyncEndpoints(store=InMemoryJobStore(), max_retries=0)
+
+    async def gives_up(ctx: AsyncContext[None]) -> None:
+        raise asyncio.CancelledError
+
+    endpoints.add_handler(gives_up, name="GivesUp")
+    async with endpoints.running(workers=False):
+        await endpoints.submit("GivesUp")
+        await endpoints.drain()
+    (run,) = spans.named("async_endpoints.run GivesUp")
+    assert run.status.status_code is StatusCode.ERROR
+    (event,) = [e for e in run.events if e.name == "exception"]
+    assert event.attributes is not None and event.attributes["exception.type"] == "CancelledError"
+
+
+async def test_a_cancelled_attempt_says_so_and_is_no_error(spans: InMemorySpans) -> None:
+    """cancel() stops a running attempt: its span carries async_endpoints.outcome
+    "canceled" and no error status (the operator asked for it)."""
+    endpoints = AsyncEndpoints(store=InMemoryJobStore(), max_retries=0)
+    started, stopped = asyncio.Event(), asyncio.Event()
+
+    async def waits(ctx: AsyncContext[None]) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            stopped.set()
+
+    endpoints.add_handler(waits, name="Waits")
+    async with endpoints.running():
+        job = await endpoints.submit("Waits")
+        async with asyncio.timeout(5):
+            await started.wait()
+        await endpoints.cancel(job.id)
+        async with asyncio.timeout(5):
+            await stopped.wait()
+    # Leaving running() waited for the attempt to end, span and all.
+    (run,) = spans.named("async_endpoints.run Waits")
+    assert run.attributes is not None and run.attributes[OUTCOME] == "canceled"
+    assert run.status.status_code is StatusCode.UNSET
+
+
+async def test_an_attempt_whose_claim_was_lost_says_so_with_an_error(
+    spans: InMemorySpans,
+) -> None:
+    """A renewal finds the attempt's claim recovered elsewhere (this worker looked dead):
+    its handler is cancelled and its span carries async_endpoints.outcome "lost" and an
+    error status; the next attempt has a span of its own."""
+    clock = ManualClock()
+    store = InMemoryJobStore(clock=clock)
+    endpoints = AsyncEndpoints(store=store, claim_timeout=0.3, recovery_interval=60)
+    started = asyncio.Event()
+
+    async def hangs(ctx: AsyncContext[None]) -> str:
+        if ctx.retry_count == 0:
+            started.set()
+            await asyncio.Event().wait()
+        return "second attempt"
+
+    endpoints.add_handler(hangs, name="Hangs")
+    async with endpoints.running():
+        job = await endpoints.submit("Hangs")
+        async with asyncio.timeout(5):
+            await started.wait()
+        clock.advance(1)  # the lease lapses as if this worker had hung
+        assert await store.recover() == [job.id]
+        done = await endpoints.wait_for(job.id, timeout=10)
+    assert done.result == "second attempt"
+    runs = sorted(spans.named("async_endpoints.run Hangs"), key=lambda s: s.start_time or 0)
+    lost = [run for run in runs if (run.attributes or {}).get(OUTCOME) == "lost"]
+    assert len(runs) == 2 and lost == [runs[0]]
+    assert runs[0].status.status_code is StatusCode.ERROR
+    assert runs[1].status.status_code is StatusCode.UNSET
 
 
 async def test_a_post_to_an_async_endpoint_is_traced_too(
