@@ -66,13 +66,11 @@ class JobBatches:
         if not specs:
             raise ValueError("a batch needs at least one job")
         batch_id = uuid.uuid4()
-        with batch_span(batch_id, len(specs) + len(continue_with)) as carried:
+        jobs = [self._spec_job(spec, batch_id, tenant) for spec in specs]
+        continuations = [self._spec_job(spec, batch_id, tenant) for spec in continue_with]
+        with batch_span(batch_id, len(jobs) + len(continuations)) as carried:
             new_batch = NewBatch(
-                batch_id,
-                [self._spec_job(spec, batch_id, tenant, carried) for spec in specs],
-                [self._spec_job(spec, batch_id, tenant, carried) for spec in continue_with],
-                when,
-                tenant,
+                batch_id, _carrying(jobs, carried), _carrying(continuations, carried), when, tenant
             )
             batch = await store.create_batch(new_batch, max_waiting=self.settings.max_queue_size)
         self._submitted(new_batch.jobs)
@@ -95,8 +93,9 @@ class JobBatches:
         current = await store.get_batch(parsed)
         if current is None:
             raise ValueError(f"no batch {batch_id}")
-        with batch_span(parsed, len(specs)) as carried:
-            jobs = [self._spec_job(spec, parsed, current.tenant, carried) for spec in specs]
+        jobs = [self._spec_job(spec, parsed, current.tenant) for spec in specs]
+        with batch_span(parsed, len(jobs)) as carried:
+            jobs = _carrying(jobs, carried)
             batch = await store.append_to_batch(
                 parsed, jobs, max_waiting=self.settings.max_queue_size
             )
@@ -193,11 +192,7 @@ class JobBatches:
         self._batch_store("read batches")
         add_batch_route(self.app, path, batch_details_endpoint(self), name=route_name)
 
-    def _spec_job(
-        self, spec: JobSpec, batch_id: uuid.UUID, tenant: str | None, carried: str | None
-    ) -> NewJob:
-        """The job ``spec`` asks for in batch ``batch_id``, carrying the trace context
-        ``carried`` (the batch's submit span's)."""
+    def _spec_job(self, spec: JobSpec, batch_id: uuid.UUID, tenant: str | None) -> NewJob:
         if not isinstance(spec, JobSpec):
             raise ValueError(f"a batch takes JobSpec items, not {type(spec).__name__}")
         handler = self.handlers.get(spec.name)
@@ -209,12 +204,11 @@ class JobBatches:
         _, body_json = handler.coerce_body(spec.body)
         placement = spec.placement()
         max_retries = handler.max_retries
-        request = job_request(self.settings, body_json, (), b"", {}, None)
         return NewJob(
             uuid.uuid4(),
             handler.name,
             self.settings.max_retries if max_retries is None else max_retries,
-            dataclasses.replace(request, trace_context=carried),
+            job_request(self.settings, body_json, (), b"", {}, None),
             queue=handler.queue if placement.queue is None else placement.queue,
             delay=placement.delay,
             partition_key=placement.partition_key,
@@ -235,6 +229,17 @@ class JobBatches:
             name = type(self.store).__name__
             raise ConfigurationError(f"{name} cannot {doing}: it does not implement BatchStore")
         return self.store
+
+
+def _carrying(jobs: list[NewJob], carried: str | None) -> list[NewJob]:
+    """``jobs`` carrying the trace context ``carried`` (the batch's submit span's; as
+    they are when there is none)."""
+    if carried is None:
+        return jobs
+    return [
+        dataclasses.replace(job, request=dataclasses.replace(job.request, trace_context=carried))
+        for job in jobs
+    ]
 
 
 def _as_stored(new_job: NewJob) -> Job:

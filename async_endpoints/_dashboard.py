@@ -281,7 +281,8 @@ class Dashboard:
         target = "/" + rest.rstrip("/")
         if rest.endswith("/") and rest.strip("/") and self._is_page(request, target):
             query = f"?{request.url.query}" if request.url.query else ""
-            return RedirectResponse(self.root + target + query, status_code=307)
+            mounted = request.scope.get("root_path", "") or self.root  # under any outer mount
+            return RedirectResponse(mounted + target + query, status_code=307)
         return await self._missing_page(request)
 
     def _is_page(self, request: Request, path: str) -> bool:
@@ -289,8 +290,10 @@ class Dashboard:
         scope = {**request.scope, "path": request.scope.get("root_path", "") + path}
         return any(
             route.matches(scope)[0] is Match.FULL
-            for route in self.router.routes[:-1]  # not this catch-all
-            if isinstance(route, Route) and "/actions/" not in route.path
+            for route in self.router.routes
+            if isinstance(route, Route)
+            and route.endpoint != self.elsewhere
+            and "/actions/" not in route.path
         )
 
     async def missing_page(self, request: Request) -> tuple[str, dict[str, Any]]:

@@ -18,7 +18,7 @@ set, none are made (they would be OpenTelemetry's no-op spans).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from ._job import Job, JobError
@@ -123,6 +123,8 @@ def submit_span(name: str, job_id: uuid.UUID) -> AbstractContextManager[str | No
     """Around storing job ``job_id`` of handler ``name``: the span of the submission,
     current inside the block; yields its trace context for the job (None when there is
     nothing to carry)."""
+    if tracer() is None:
+        return nullcontext()
     attributes = {JOB_ID: str(job_id), JOB_NAME: name, RETRY_COUNT: 0}
     return _producer_span(f"async_endpoints.submit {name}", attributes)
 
@@ -232,8 +234,9 @@ def record_failure(exc: BaseException) -> None:
 
 def record_error(error: JobError) -> None:
     """Record ``error`` (a failure of the attempt running in this context that no exception
-    was raised for: ``JobTimeout``, ``UnknownJob``, a handler abandoned) as its span's exception, as
-    `record_failure` records a raised one."""
+    object is at hand for: ``JobTimeout``, ``UnknownJob``, a handler abandoned, a handler's
+    own ``CancelledError``) as its span's exception, as `record_failure` records a raised
+    one."""
     if _trace is None:
         return
     span = _trace.get_current_span()

@@ -202,7 +202,7 @@ async def claim_lost(situation: Situation) -> Expected:
     its handler being cancelled names the job."""
     clock = ManualClock()
     store = InMemoryJobStore(clock=clock)
-    engine = AsyncEndpoints(store=store, claim_timeout=0.3, recovery_interval=60)
+    engine = AsyncEndpoints(store=store, claim_timeout=0.9, recovery_interval=60)
     started = asyncio.Event()
 
     async def hangs(ctx: AsyncContext[None]) -> None:

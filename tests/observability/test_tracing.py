@@ -104,6 +104,9 @@ async def test_a_batchs_jobs_and_continuations_run_in_the_submitting_trace(
     """submit_batch and append_to_batch inside a request span: each makes one span
     ``async_endpoints.submit_batch`` (a child of the request's), and the run span of every
     job they stored, continuations included, is a child of it; one trace."""
+    with pytest.raises(ValueError, match="no job handler"):  # refused before its span
+        await engine.submit_batch([JobSpec("Ok"), JobSpec("NoSuchHandler")])
+    assert spans.named("async_endpoints.submit_batch") == []
     with tracer.start_as_current_span("POST /reports") as request_span:
         batch = await engine.submit_batch(
             [JobSpec("Ok"), JobSpec("Ok")], continue_with=[JobSpec("Ok")]
@@ -246,7 +249,7 @@ async def test_an_attempt_whose_claim_was_lost_says_so_with_an_error(
     error status; the next attempt has a span of its own."""
     clock = ManualClock()
     store = InMemoryJobStore(clock=clock)
-    endpoints = AsyncEndpoints(store=store, claim_timeout=0.3, recovery_interval=60)
+    endpoints = AsyncEndpoints(store=store, claim_timeout=0.9, recovery_interval=60)
     started = asyncio.Event()
 
     async def hangs(ctx: AsyncContext[None]) -> str:
