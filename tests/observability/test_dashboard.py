@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from async_endpoints import AsyncEndpoints, JobSpec, JobStatus, StoreUnavailableError
 from async_endpoints._dashboard_guard import COOKIE
@@ -398,3 +400,18 @@ async def test_a_finished_batch_says_how_many_of_its_jobs_were_queued_again(
     await engine.requeue(first.id)
     page = (await client.get(f"/dashboard/batches/{batch.id}")).text
     assert "Finished" in page and "1 job queued again since it finished" in page
+
+
+async def test_the_trailing_slash_redirect_keeps_an_outer_mount(gate: Gate) -> None:
+    """With the whole app mounted under /admin, /admin/dashboard/jobs/ leads to
+    /admin/dashboard/jobs (not to a path outside the mount)."""
+    app, endpoints = make_app(gate)
+    outer = Starlette(routes=[Mount("/admin", app=app)])
+    async with endpoints.running(workers=False):
+        transport = httpx.ASGITransport(app=outer)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+            answer = await client.get("/admin/dashboard/jobs/?status=Failed")
+    assert (answer.status_code, answer.headers["location"]) == (
+        307,
+        "/admin/dashboard/jobs?status=Failed",
+    )
