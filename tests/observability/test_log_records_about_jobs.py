@@ -40,6 +40,7 @@ from async_endpoints._store import Claim
 from async_endpoints.testing import ManualClock
 from async_endpoints_redis import RedisJobStore
 from async_endpoints_redis._keys import Keys
+from tests.lost_claims import a_lost_claim
 from tests.redis_servers import RedisServer
 
 LEASE = 30.0
@@ -200,25 +201,34 @@ async def recovered_with_listeners(situation: Situation) -> Expected:
 async def claim_lost(situation: Situation) -> Expected:
     """A renewal finds the claim of a running attempt recovered elsewhere: the record of
     its handler being cancelled names the job."""
-    clock = ManualClock()
-    store = InMemoryJobStore(clock=clock)
-    engine = AsyncEndpoints(store=store, claim_timeout=0.9, recovery_interval=60)
-    started = asyncio.Event()
-
-    async def hangs(ctx: AsyncContext[None]) -> None:
-        if ctx.retry_count == 0:  # the attempt whose claim is lost; the next one ends
-            started.set()
-            await asyncio.Event().wait()
-
-    engine.add_handler(hangs, name="Hangs")
-    async with engine.running():
-        job = await engine.submit("Hangs")
-        async with asyncio.timeout(5):
-            await started.wait()
-        clock.advance(1)  # the lease lapses as if this worker had hung
-        assert await store.recover() == [job.id]
+    async with a_lost_claim() as (_, job):
         await situation.written("lost the claim")
     return Expected("lost the claim", job.id, "Hangs")
+
+
+class ReadBackFails(InMemoryJobStore):
+    """A store whose reads fail (recovery still works)."""
+
+    async def get(self, job_id: Any) -> Any:
+        raise StoreUnavailableError("reads are cut off")
+
+
+async def recovered_unread(situation: Situation) -> Expected:
+    """Listeners want the recovered jobs read back but the read fails: each job is still
+    named by id in a record of its own."""
+    clock = ManualClock()
+    store = await situation.memory_store(ReadBackFails(clock=clock))
+    job = await store.enqueue(NewJob(uuid.uuid4(), "Dead", 0))
+    await store.claim(1, lease=LEASE)
+    clock.advance(LEASE + 1)
+    events = LifecycleEvents()
+    events.subscribe(lambda event: None)
+    recovery = asyncio.create_task(recover_forever(store, 60, events))
+    try:
+        await situation.written("stopped renewing its claim")
+    finally:
+        recovery.cancel()
+    return Expected("stopped renewing its claim", job.id, None)
 
 
 async def memory_cancel_listener_failed(situation: Situation) -> Expected:
@@ -454,6 +464,7 @@ SCENARIOS: list[Scenario] = [
     recovered_without_listeners,
     recovered_with_listeners,
     claim_lost,
+    recovered_unread,
     memory_cancel_listener_failed,
     memory_job_listener_failed,
     memory_follow_up_id_taken,

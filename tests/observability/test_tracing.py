@@ -35,7 +35,7 @@ from async_endpoints._tracing import (
     RETRY_COUNT,
     attempt_span,
 )
-from async_endpoints.testing import ManualClock
+from tests.lost_claims import a_lost_claim
 from tests.observability.spans import install_provider, tracing
 
 tracer = trace.get_tracer("tests")
@@ -247,24 +247,7 @@ async def test_an_attempt_whose_claim_was_lost_says_so_with_an_error(
     """A renewal finds the attempt's claim recovered elsewhere (this worker looked dead):
     its handler is cancelled and its span carries async_endpoints.outcome "lost" and an
     error status; the next attempt has a span of its own."""
-    clock = ManualClock()
-    store = InMemoryJobStore(clock=clock)
-    endpoints = AsyncEndpoints(store=store, claim_timeout=0.9, recovery_interval=60)
-    started = asyncio.Event()
-
-    async def hangs(ctx: AsyncContext[None]) -> str:
-        if ctx.retry_count == 0:
-            started.set()
-            await asyncio.Event().wait()
-        return "second attempt"
-
-    endpoints.add_handler(hangs, name="Hangs")
-    async with endpoints.running():
-        job = await endpoints.submit("Hangs")
-        async with asyncio.timeout(5):
-            await started.wait()
-        clock.advance(1)  # the lease lapses as if this worker had hung
-        assert await store.recover() == [job.id]
+    async with a_lost_claim() as (endpoints, job):
         done = await endpoints.wait_for(job.id, timeout=10)
     assert done.result == "second attempt"
     runs = sorted(spans.named("async_endpoints.run Hangs"), key=lambda s: s.start_time or 0)
