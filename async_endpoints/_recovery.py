@@ -37,7 +37,7 @@ async def recover_forever(
                 await _announce(store, recovered, events)
             else:
                 for job_id in recovered:
-                    logger.warning(RECOVERED, job_id, "", extra=job_id_extra(job_id))
+                    _log_recovered(job_id)
         await asyncio.sleep(interval)
 
 
@@ -67,14 +67,20 @@ async def _announce(
         except Exception as exc:
             logger.warning("could not read back %d recovered job(s): %s", len(ids), exc)
             for job_id in ids:
-                logger.warning(RECOVERED, job_id, "", extra=job_id_extra(job_id))
+                _log_recovered(job_id)
             continue
         for job_id, job in zip(ids, jobs, strict=True):
-            if job is None:
-                logger.warning(RECOVERED, job_id, "", extra=job_id_extra(job_id))
-                continue
-            logger.warning(RECOVERED, job.id, f" ({job.name})", extra=job_extra(job))
-            events.emit(LifecycleEvent(EventKind.RECOVERED, job, AttemptOutcome.LOST))
+            _log_recovered(job_id, job)
+            if job is not None:
+                events.emit(LifecycleEvent(EventKind.RECOVERED, job, AttemptOutcome.LOST))
+
+
+def _log_recovered(job_id: uuid.UUID, job: Job | None = None) -> None:
+    """The record about a job a recovery pass took back, named when it was read back."""
+    if job is None:
+        logger.warning(RECOVERED, job_id, "", extra=job_id_extra(job_id))
+    else:
+        logger.warning(RECOVERED, job.id, f" ({job.name})", extra=job_extra(job))
 
 
 async def _canceled_jobs(store: JobStore, claims: Sequence[Claim]) -> set[uuid.UUID]:
