@@ -1,11 +1,16 @@
 """Redis frozen: SIGSTOP for longer than claim_timeout while handlers run, then SIGCONT.
 
-While Redis is frozen its clock runs on, so every lease it holds lapses. At the thaw the
-commands that queued up meanwhile run in arrival order, which decides whether a worker's
-late renewal or result comes before some instance's recovery. The test sends a recovery
-right after the freeze, so that one most likely comes first: the adversarial order, in
-which every lease that lapsed is superseded, and each result the workers finished during
-the freeze is a late one from a superseded claim.
+While Redis is frozen, real time runs on, so every lease it holds lapses. At the thaw the
+commands that queued up meanwhile run, which decides whether a worker's late renewal or
+result comes before some instance's recovery. Leases are measured on the store's
+elapsed-time clock, which each call advances to its caller's reading (see
+``async_endpoints_redis/_elapsed.py``). So the test plays the adversarial order on purpose:
+right after the freeze (before any handler has finished, so before any result is sent) an
+adversary sends a recovery whose reading is a freeze and two leases ahead, as if it had been
+sent after the thaw. Renewals queued before it extend a lease only to their own reading
+plus a lease, so whichever of them Redis runs first, the adversary's recovery finds every
+lease of the freeze lapsed: every running claim is superseded, and each result the workers
+finished during the freeze is a late one from a superseded claim.
 """
 
 from __future__ import annotations
@@ -45,6 +50,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.timeout(300)]
 WORKERS = 3
 JOB_SECONDS = 1.0  # shorter than the freeze: the handlers finish while Redis is frozen
 FREEZE_SECONDS = 7.0  # > claim_timeout (2 s), and > the store's 5 s deadline per call
+CLAIM_TIMEOUT_SECONDS = 2.0  # the fault suite's (conftest.py)
+#: How far ahead of the test process's own reading the adversary's clock reads (ms).
+ADVERSARY_AHEAD_MS = int((FREEZE_SECONDS + 2 * CLAIM_TIMEOUT_SECONDS) * 1000)
 
 
 @contextlib.asynccontextmanager
@@ -78,6 +86,9 @@ async def test_redis_frozen_past_claim_timeout_loses_nothing_and_rejects_superse
     )
     await adversary.start()
     await adversary.recover()  # opens (and keeps) the connection the recovery goes out on
+    assert float(env["CLAIM_TIMEOUT"]) == CLAIM_TIMEOUT_SECONDS
+    clock = adversary._connection.elapsed  # the reading its calls carry
+    clock.observe(clock.reading() + ADVERSARY_AHEAD_MS)
     assert redis_server.process is not None
     redis_pid = redis_server.process.pid
     async with httpx.AsyncClient(timeout=30) as client, aclosing_store(adversary):
@@ -101,7 +112,7 @@ async def test_redis_frozen_past_claim_timeout_loses_nothing_and_rejects_superse
         settled_in = await wait_all_settled(records, prefix, timeout=120)
         jobs = await fetch_jobs(client, api, ids)
     runs = await runs_of(records, prefix, ids)
-    # Whichever recovery ran first at the thaw, a claim it superseded shows as a retry.
+    # A claim the adversary (or a worker's own recovery) superseded shows as a retry.
     superseded = [job_id for job_id in ids if jobs[job_id]["retryCount"] >= 1]
     rejected = log_count(workers, "claim lost before settling")
     stored = [key async for key in records.scan_iter(Keys(prefix).job_prefix + "*")]
@@ -121,7 +132,8 @@ async def test_redis_frozen_past_claim_timeout_loses_nothing_and_rejects_superse
     assert during.status_code == 503 and "retry-after" in during.headers
     assert {job["status"] for job in jobs.values()} == {"Completed"}
     assert await unsettled(records, prefix) == 0, "a job is still waiting or InProgress"
-    assert superseded, "no claim was superseded: nothing was tested"
+    assert recovered_first, "the adversary's recovery superseded no claim: nothing was tested"
+    assert {str(job_id) for job_id in recovered_first} <= set(superseded)
     assert all(len(runs[job_id]) >= 2 for job_id in superseded)
     assert rejected >= len(superseded), "each superseded claim's finished result is refused"
     assert all(kept_last_attempt(jobs[job_id], runs[job_id]) for job_id in ids)
