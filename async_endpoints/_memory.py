@@ -58,16 +58,12 @@ from ._memory_ready import ReadyJobs
 from ._memory_schedules import MemorySchedules, ScheduleBook
 from ._retained import RetainedJobs
 from ._store import CLAIM_EXPIRED as CLAIM_EXPIRED_TYPE
-from ._store import Claim
+from ._store import CLAIM_EXPIRED_MESSAGE, Claim
 from ._waiters import TerminalWaiters
 
 logger = logging.getLogger("async_endpoints")
 
-CLAIM_EXPIRED = JobError(
-    "The worker running this attempt stopped renewing its claim (it crashed, hung or lost "
-    "its store connection); the attempt was abandoned.",
-    CLAIM_EXPIRED_TYPE,
-)
+CLAIM_EXPIRED = JobError(CLAIM_EXPIRED_MESSAGE, CLAIM_EXPIRED_TYPE)
 _DEFAULT_QUEUES = (DEFAULT_QUEUE,)
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable, Collection, Sequence
 
+from . import _tracing
 from ._errors import PartialRenewalError, StoreUnavailableError
 from ._events import AttemptOutcome, EventKind, LifecycleEvent, LifecycleEvents
 from ._job import Job, JobStatus
@@ -26,6 +28,7 @@ async def recover_forever(
     and announced (``RECOVERED``).
     """
     while True:
+        began = time.time_ns()
         try:
             recovered = await store.recover()
         except StoreUnavailableError as exc:
@@ -33,12 +36,26 @@ async def recover_forever(
         except Exception:
             logger.exception("stale-claim recovery failed")
         else:
-            if events is not None and events.listeners:
-                await _announce(store, recovered, events)
-            else:
-                for job_id in recovered:
-                    _log_recovered(job_id)
+            if recovered:
+                await _report(store, recovered, events, (began, time.time_ns()))
         await asyncio.sleep(interval)
+
+
+async def _report(
+    store: JobStore,
+    recovered: Sequence[uuid.UUID],
+    events: LifecycleEvents | None,
+    during: tuple[int, int],
+) -> None:
+    """Log each job of ``recovered`` (taken back by the store call made ``during`` that
+    span of time, ns since the epoch); when lifecycle listeners or tracing want them, the
+    jobs are read back first (`_announce`): no store read is made for a log record alone."""
+    listening = events if events is not None and events.listeners else None
+    if listening is None and not _tracing.enabled():
+        for job_id in recovered:
+            _log_recovered(job_id)
+        return
+    await _announce(store, recovered, listening, during)
 
 
 #: The record about each job a recovery pass took back: id, " (name)" when known.
@@ -54,12 +71,17 @@ READ_BACK = 20
 
 
 async def _announce(
-    store: JobStore, recovered: Sequence[uuid.UUID], events: LifecycleEvents
+    store: JobStore,
+    recovered: Sequence[uuid.UUID],
+    events: LifecycleEvents | None,
+    during: tuple[int, int] | None = None,
 ) -> None:
-    """Log and emit ``RECOVERED`` for each job of ``recovered`` (read back, ``READ_BACK`` at
-    a time; the record then names the job too); a job gone meanwhile (its retention
-    passed) is not announced, and the jobs of a read that fails are not announced (logged
-    by id; the others are), never lost."""
+    """Log each job of ``recovered``, emit ``RECOVERED`` for it on ``events`` (when given)
+    and give it its recovery span (when tracing: `_tracing.record_recovery`, over
+    ``during``, the store call that recovered it, when given), read back
+    ``READ_BACK`` at a time (the record then names the job too); a job gone meanwhile (its
+    retention passed) is not announced, and the jobs of a read that fails are not
+    announced (logged by id; the others are), never lost."""
     for start in range(0, len(recovered), READ_BACK):
         ids = recovered[start : start + READ_BACK]
         try:
@@ -71,8 +93,11 @@ async def _announce(
             continue
         for job_id, job in zip(ids, jobs, strict=True):
             _log_recovered(job_id, job)
-            if job is not None:
+            if job is None:
+                continue
+            if events is not None:
                 events.emit(LifecycleEvent(EventKind.RECOVERED, job, AttemptOutcome.LOST))
+            _tracing.record_recovery(job, during)
 
 
 def _log_recovered(job_id: uuid.UUID, job: Job | None = None) -> None:

@@ -11,9 +11,10 @@ that stay alive), so full collections would come more often and take longer as j
 accumulate. The text is decoded on read.
 
 A Completed job never runs again, so its captured request is dropped: only the owner (which
-``authorize`` needs) and a hash of the request (which tells a resent submission from a
-clash) are kept. Failed and Canceled jobs keep their whole request (its trace context
-too): `take` gives them back to be requeued.
+``authorize`` needs), a hash of the request (which tells a resent submission from a
+clash) and its trace context (a recovery that reads the job back late still traces into
+the job's trace) are kept. Failed and Canceled jobs keep their whole request (its trace
+context too): `take` gives them back to be requeued.
 
 Jobs leave in the order they finished: when their retention has passed (measured on the
 monotonic clock), or sooner when more than ``max_retained`` are kept. One byte per job
@@ -75,6 +76,7 @@ _GONE = -1  # a log entry whose job was taken (no job id has a negative integer)
 
 #: The terminal statuses, in the order their logs are kept (and ties are broken).
 STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED)
+_COMPLETED_STATUS = JobStatus.COMPLETED.value
 _COMPACT_AFTER = 4096
 
 
@@ -246,8 +248,8 @@ class RetainedJobs:
         if _slot(fields, _QUEUE) != new_job.queue:
             return False
         kept = fields[_REQUEST]
-        if isinstance(kept, int):
-            return kept == _request_hash(new_job.request)
+        if fields[_STATUS] == _COMPLETED_STATUS:
+            return _completed_hash(kept) == _request_hash(new_job.request)
         return _decode_request(kept, fields[_OWNER]) == new_job.request
 
     def expire(self, now: float) -> None:
@@ -307,6 +309,8 @@ def _encode(job: Job, position: int) -> str | list[Any]:
     error, request = job.error, job.request
     if job.status is JobStatus.COMPLETED:
         kept: Any = _request_hash(request)
+        if request.trace_context is not None:
+            kept = [kept, request.trace_context]
     else:
         kept = [request.body, request.headers, request.query_string, dict(request.route_params)]
         if request.trace_context is not None:
@@ -381,7 +385,9 @@ def _decode_fields(key: int, fields: list[Any]) -> Job:
         error=None
         if error_type is None
         else JobError(fields[_MESSAGE], error_type, fields[_TRACEBACK]),
-        request=JobRequest(owner=owner) if isinstance(kept, int) else _decode_request(kept, owner),
+        request=_completed_request(kept, owner)
+        if fields[_STATUS] == _COMPLETED_STATUS
+        else _decode_request(kept, owner),
         queue=fields[_QUEUE],
         run_at=_moment(_slot(fields, _RUN_AT)),
         partition_key=_slot(fields, _PARTITION_KEY),
@@ -390,6 +396,16 @@ def _decode_fields(key: int, fields: list[Any]) -> Job:
         progress=_slot(fields, _PROGRESS),
         webhook=None if webhook is None else WebhookState(WebhookStatus(webhook[0]), webhook[1]),
     )
+
+
+def _completed_request(kept: int | list[Any], owner: str | None) -> JobRequest:
+    """What a Completed job kept of its request: the hash, or [hash, trace context]."""
+    trace_context = None if isinstance(kept, int) else kept[1]
+    return JobRequest(owner=owner, trace_context=trace_context)
+
+
+def _completed_hash(kept: int | list[Any]) -> int:
+    return kept if isinstance(kept, int) else int(kept[0])
 
 
 def _decode_request(kept: list[Any], owner: str | None) -> JobRequest:

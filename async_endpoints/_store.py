@@ -39,6 +39,11 @@ from ._listing import JobPage, QueueStats
 #: The error type `JobStore.recover` gives a job whose claim expired (the metrics count a
 #: job Failed by recovery by it).
 CLAIM_EXPIRED = "ClaimExpired"
+#: Its message (the same from every store).
+CLAIM_EXPIRED_MESSAGE = (
+    "The worker running this attempt stopped renewing its claim (it crashed, hung or lost "
+    "its store connection); the attempt was abandoned."
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,9 @@ by every store, so it crosses processes through Redis). `attempt_span` wraps eac
 runs so that the handler's own spans nest under it. Both carry the attributes
 ``async_endpoints.job_id``, ``async_endpoints.job_name`` and ``async_endpoints.retry_count``;
 a failed attempt records its exception (`record_failure`; `record_error` for a failure no
-exception was raised for, such as ``JobTimeout``) and sets an error status.
+exception was raised for, such as ``JobTimeout``) and sets an error status. A job taken
+back by stale-claim recovery gets a span ``async_endpoints.recover {name}`` from the
+process that recovered it (`record_recovery`), in the same trace.
 
 Only the API (``opentelemetry-api``) is used, and only when it is installed: without it
 nothing is imported and every function here is a no-op. With it but no tracer provider
@@ -22,6 +24,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from ._job import Job, JobError
+from ._store import CLAIM_EXPIRED, CLAIM_EXPIRED_MESSAGE
 
 if TYPE_CHECKING:
     import uuid
@@ -220,6 +223,40 @@ def _parse(carried: str) -> Any:
     if not remote.is_valid:
         return None
     return _trace.set_span_in_context(_trace.NonRecordingSpan(remote), _ROOT)
+
+
+def record_recovery(job: Job, during: tuple[int, int] | None = None) -> None:
+    """End a span ``async_endpoints.recover {name}`` for ``job``, which stale-claim recovery
+    has just taken back from an attempt whose worker stopped renewing its claim (it died,
+    hung or lost its store).
+
+    It is a child of the submission's span, like the run spans: beside the lost attempt's
+    run span when its process lived to end it (outcome ``lost``), and the only sign of that
+    attempt in the trace when the process was killed. Attributes: the job's id and name, its
+    retry count as read back after the recovery (the count its next attempt runs with), and
+    ``async_endpoints.outcome`` ``lost``; an error status and the ``ClaimExpired`` exception
+    event. It spans ``during``, the store call that recovered the job (start and end, ns
+    since the epoch; None: now), not the lost attempt, whose start is not stored."""
+    made = tracer()
+    if made is None:
+        return
+    carried = job.request.trace_context
+    parent = (_parent(carried) if carried else None) or _ROOT
+    attributes = {
+        JOB_ID: str(job.id),
+        JOB_NAME: job.name,
+        RETRY_COUNT: job.retry_count,
+        OUTCOME: "lost",
+    }
+    start, end = during or (None, None)
+    name = f"async_endpoints.recover {job.name}"
+    span = made.start_span(name, context=parent, attributes=attributes, start_time=start)
+    # The message is the stores' constant, not job.error's: by the time the job is read
+    # back its next attempt may have run and cleared or replaced the error.
+    event = {"exception.type": CLAIM_EXPIRED, "exception.message": CLAIM_EXPIRED_MESSAGE}
+    span.add_event("exception", event)
+    span.set_status(_trace.Status(_trace.StatusCode.ERROR, CLAIM_EXPIRED))
+    span.end(end)
 
 
 def record_failure(exc: BaseException) -> None:

@@ -109,6 +109,13 @@ def encode_request(request: JobRequest) -> str:
     return dump_json(data) if data else ""
 
 
+def kept_on_completion(request: JobRequest) -> JobRequest:
+    """What a Completed job keeps of its captured request (it never runs again): its owner,
+    and its trace context (a recovery that reads the job back after its retry completed
+    still puts its span in the job's trace)."""
+    return JobRequest(owner=request.owner, trace_context=request.trace_context)
+
+
 def decode_request(source: str | None) -> JobRequest:
     """The inverse of `encode_request`."""
     data = json.loads(source) if source else {}

@@ -27,11 +27,11 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from async_endpoints._job import JobRequest, NewJob
+from async_endpoints._job import NewJob
 from async_endpoints._store import Claim
 from async_endpoints._store_features import Idempotency
 
-from ._codec import Reply, dump_json, encode_request
+from ._codec import Reply, dump_json, encode_request, kept_on_completion
 from ._elapsed import ElapsedClock
 from ._lua_script import LuaScript
 
@@ -253,7 +253,7 @@ class Scripts:
         and whether the next job of a partition key became ready."""
         args: list[str | int] = []
         for claim, result_json in completions:
-            kept = encode_request(JobRequest(owner=claim.job.request.owner))
+            kept = encode_request(kept_on_completion(claim.job.request))
             args += [str(claim.job.id), claim.token, result_json, kept]
         replies, moved = await self._call("complete_many", args)
         return replies, bool(moved)

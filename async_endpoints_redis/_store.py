@@ -51,12 +51,11 @@ from async_endpoints._job import (
     DEFAULT_QUEUE,
     Job,
     JobError,
-    JobRequest,
     JobStatus,
     NewJob,
     is_same_submission,
 )
-from async_endpoints._store import CLAIM_EXPIRED, Claim
+from async_endpoints._store import CLAIM_EXPIRED, CLAIM_EXPIRED_MESSAGE, Claim
 from async_endpoints._store_features import Idempotency
 
 from ._base import CancelledClaims, Offer
@@ -69,6 +68,7 @@ from ._codec import (
     dump_json,
     from_ms,
     job_from_text,
+    kept_on_completion,
     pairs,
     queued_job,
     terminal_job,
@@ -90,7 +90,7 @@ logger = logging.getLogger("async_endpoints_redis")
 T = TypeVar("T")
 
 _RECOVER_BATCH = 500  # expired claims recovered per script call
-_CLAIM_EXPIRED = {"message": "The worker's claim on the job expired", "type": CLAIM_EXPIRED}
+_CLAIM_EXPIRED = {"message": CLAIM_EXPIRED_MESSAGE, "type": CLAIM_EXPIRED}
 _OFFER_TTL = 3.0  # seconds an offer stands unless renewed (a frozen worker's exposure)
 _ALONE_OVER = 64 * 1024  # result characters past which a completion is not batched
 
@@ -370,7 +370,8 @@ class RedisJobStore(
     async def complete(self, claim: Claim, result: Any) -> Job | None:
         """Mark the claimed job Completed with ``result``; None when the claim is lost.
 
-        The job keeps only the owner of its captured request (it never runs again). A
+        The job keeps only the owner and trace context of its captured request
+        (`kept_on_completion`). A
         result over `_ALONE_OVER` characters is sent in a call of its own, so that its
         transfer, or Redis refusing it, holds up no other completion.
 
@@ -399,7 +400,7 @@ class RedisJobStore(
             last_updated_at=moment,
             result=json.loads(result_json),
             error=None,
-            request=JobRequest(owner=claim.job.request.owner),
+            request=kept_on_completion(claim.job.request),
         )
         self._notifications.settled(str(claim.job.id), job)
         return job

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from async_endpoints import (
-    AsyncContext,
-    AsyncEndpoints,
     InMemoryJobStore,
     Job,
     JobStatus,
@@ -27,81 +24,12 @@ from async_endpoints._job import NewJob
 from async_endpoints._recovery import _announce
 from async_endpoints._webhook import WEBHOOK_JOB
 from async_endpoints.testing import ManualClock
-from async_endpoints_redis import RedisJobStore
+from tests.observability.dead_workers import LEASE, Handles, engine_on, left_running
 from tests.webhook_receiver import SECRET, receiving
 
 ATTEMPTS = "async_endpoints_job_attempts_total"
 FINISHED = "async_endpoints_jobs_finished_total"
 SUBMITTED = "async_endpoints_jobs_submitted_total"
-LEASE = 2.0  # renewed every third of it: long enough that a loaded machine renews on time
-
-
-Handles = Callable[[], JobStore]
-
-
-@pytest.fixture(
-    params=[
-        "memory",
-        pytest.param("redis", marks=pytest.mark.redis),
-        pytest.param("shards", marks=pytest.mark.redis),
-    ]
-)
-def handles(request: pytest.FixtureRequest) -> Handles:
-    """Makes handles on one store's jobs, one per engine: the in-memory store is its own
-    handle; Redis: a store on the same server and prefix each time; shards: the same,
-    with ``shards=3`` on a 3-master Cluster."""
-    if request.param == "memory":
-        store = InMemoryJobStore()
-        return lambda: store
-    prefix = request.getfixturevalue("prefix")
-    if request.param == "shards":
-        cluster = request.getfixturevalue("redis_cluster")
-        return lambda: RedisJobStore(cluster.url, prefix=prefix, shards=3)
-    server = request.getfixturevalue("redis_server")
-    return lambda: RedisJobStore(server.url, prefix=prefix)
-
-
-def engine_on(
-    store: JobStore, started: asyncio.Event, retries: int = 0, **settings: object
-) -> AsyncEndpoints:
-    """An engine whose ``hold`` handler (``retries`` retries) waits for ever on its first
-    attempt and returns "again" on the next."""
-    engine = AsyncEndpoints(
-        store=store,
-        claim_timeout=LEASE,
-        recovery_interval=0.05,
-        shutdown_grace_period=0,
-        retry_base_delay=0,
-        retry_jitter=0,
-        **settings,  # type: ignore[arg-type]
-    )
-
-    async def hold(ctx: AsyncContext[None]) -> str:
-        if ctx.retry_count:
-            return "again"
-        started.set()
-        await asyncio.Event().wait()
-        return "never"
-
-    engine.add_handler(hold, max_retries=retries)
-    return engine
-
-
-async def left_running(
-    store: JobStore, webhook_to: str | None = None, **settings: object
-) -> tuple[uuid.UUID, CollectorRegistry]:
-    """A job of ``hold`` started by an engine whose pool then stops without settling it
-    (grace 0: as a dead worker leaves it, claimed until its lease runs out); the job's id
-    and that engine's metrics."""
-    started = asyncio.Event()
-    dying = engine_on(store, started, **settings)
-    registry = CollectorRegistry()
-    dying.enable_metrics(registry)
-    async with dying.running():
-        job = await dying.submit("hold", None, webhook_url=webhook_to)
-        async with asyncio.timeout(10):
-            await started.wait()
-    return job.id, registry
 
 
 async def recovered_by_another(
