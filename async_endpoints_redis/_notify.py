@@ -192,7 +192,9 @@ class Notifications:
         finally:
             self._connected.clear()
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                # Typed through a variable: redis-py annotates aclose in some releases only.
+                close: Callable[[], Awaitable[None]] = pubsub.aclose
+                await close()
 
     @staticmethod
     async def _next_message(pubsub: PubSub, timeout: float, kind: str | None) -> dict[str, Any]:
