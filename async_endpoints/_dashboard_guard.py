@@ -2,10 +2,14 @@
 
 An action (cancel, requeue, pause, resume) is a POST that passes both checks:
 
-1. **Same origin.** ``Sec-Fetch-Site``, when the browser sends it, is ``same-origin``
-   (or ``none``: typed by the user); and the ``Origin`` header, or when it is absent the
-   ``Referer``, names this request's own scheme, host and port. A POST with neither is
-   refused too: every browser sends one of them on a form POST.
+1. **Not cross-site.** ``Sec-Fetch-Site``, which every current browser sends and no page
+   can forge, decides when present: ``same-origin`` (or ``none``: started by the user)
+   passes, anything else is refused. It is trusted over ``Origin`` so that a proxy that
+   rewrites the host does not refuse the dashboard's own forms. Without it (an older
+   browser), the ``Origin`` header, or when it is absent the ``Referer``, must name this
+   request's own scheme, host and port (``Origin: null`` is refused). A request with none
+   of the three comes from no browser page, so no other site can have made it send the
+   cookie: the token alone decides.
 2. **A token bound to the browser** (double submit): each dashboard page sets a random
    token in a cookie (``HttpOnly``, ``SameSite=Strict``, limited to the dashboard's path)
    and writes the same token into each form; the POST must carry both, equal. Another site
@@ -44,12 +48,14 @@ def set_token(response: Response, token: str, path: str, *, secure: bool) -> Non
 
 
 def is_same_origin(request: Request) -> bool:
-    """Whether the request comes from a page of this origin (see the module docstring)."""
+    """Whether the request may come from a page of this origin (see the module docstring)."""
     fetch_site = request.headers.get("sec-fetch-site")
-    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
-        return False
+    if fetch_site is not None:
+        return fetch_site in ("same-origin", "none")
     source = request.headers.get("origin") or request.headers.get("referer")
-    if not source or source == "null":
+    if source is None:
+        return True
+    if source == "null":
         return False
     claimed = urlsplit(source)
     own = request.url

@@ -16,7 +16,7 @@ once a second however often it is scraped::
                                                              back by recovery here
     async_endpoints_job_duration_seconds{name}               attempt run time (histogram)
     async_endpoints_job_pickup_seconds{name}                 due -> started, per attempt
-    async_endpoints_jobs_waiting{queue}                      Queued jobs (store-wide)
+    async_endpoints_jobs_waiting{queue}                      Queued + Scheduled jobs (store-wide)
     async_endpoints_jobs_running                             attempts running here
 
 Label values are bounded: handler names (a name no handler here has is ``"(unknown)"``),
@@ -140,7 +140,7 @@ class JobMetrics(Collector):
         #: popleft are atomic, because `serve` scrapes from a thread of its own.
         self._pending: deque[LifecycleEvent] = deque()
         self._counting = threading.Lock()
-        self.queued: dict[str, int] = {}
+        self.waiting: dict[str, int] = {}
         self._depth_read_at = -DEPTH_MAX_AGE
         self._depth_read: asyncio.Future[None] | None = None
         self.registry.register(self)
@@ -288,10 +288,11 @@ class JobMetrics(Collector):
         )
         waiting = GaugeMetricFamily(
             "async_endpoints_jobs_waiting",
-            "Jobs waiting (Queued) per queue, read from the store at most once a second.",
+            "Jobs waiting (Queued or Scheduled) per queue, read from the store at most "
+            "once a second.",
             labels=["queue"],
         )
-        for queue, count in list(self.queued.items()):
+        for queue, count in list(self.waiting.items()):
             waiting.add_metric([queue], count)
         yield waiting
         yield GaugeMetricFamily(
@@ -310,9 +311,9 @@ class JobMetrics(Collector):
         read = self._depth_read = asyncio.get_running_loop().create_future()
         try:
             stats: Sequence[QueueStats] = await self._queue_stats()
-            self.queued = {each.name: each.queued for each in stats}
+            self.waiting = {each.name: each.queued + each.scheduled for each in stats}
         except Exception as exc:
-            self.queued = {}
+            self.waiting = {}
             logger.warning("metrics: could not read the queue depth: %s", exc)
         finally:
             self._depth_read_at = time.monotonic()

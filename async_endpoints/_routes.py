@@ -41,6 +41,15 @@ _SUBMIT_HEADERS = [
         "schema": {"type": "string", "format": "uuid"},
     },
     {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "description": "A key (1 to 255 characters) making the submission idempotent: a "
+        "repeat with the same key, endpoint and owner within idempotency_ttl stores nothing "
+        "and answers the original job; the same key with another request answers 422.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    },
+    {
         "name": "Prefer",
         "in": "header",
         "required": False,

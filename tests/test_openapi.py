@@ -172,10 +172,10 @@ async def test_result_is_typed_by_the_handler_return_annotation(http_client_for)
 
 
 async def test_the_submission_headers_are_documented(openapi) -> None:
-    """X-Async-Request-Id and Prefer appear as optional header parameters."""
+    """X-Async-Request-Id, Idempotency-Key and Prefer appear as optional header parameters."""
     operation = openapi["paths"][SHIP]["post"]
     headers = {p["name"]: p for p in operation["parameters"] if p["in"] == "header"}
-    assert set(headers) == {"X-Async-Request-Id", "Prefer"}
+    assert set(headers) == {"X-Async-Request-Id", "Idempotency-Key", "Prefer"}
     assert not any(header["required"] for header in headers.values())
 
 

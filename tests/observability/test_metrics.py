@@ -154,15 +154,16 @@ async def test_a_running_job_is_counted_running_and_a_cancel_counts_once(
 async def test_queue_depth_is_read_from_the_store_at_most_once_a_second(
     engine: AsyncEndpoints,
 ) -> None:
-    """jobs_waiting{queue} counts Queued jobs per queue; ten scrapes in a row read the
-    store once."""
+    """jobs_waiting{queue} counts the jobs waiting per queue, Queued and Scheduled (as
+    max_queue_size does); ten scrapes in a row read the store once."""
     store = engine.store
     assert isinstance(store, CountingStore)
     for name in ("Ok", "Broken", "Broken"):
         await engine.submit(name)
+    await engine.submit("Broken", delay=3600)
     samples = await scrape(engine)
     assert value(samples, "async_endpoints_jobs_waiting", queue="high") == 1
-    assert value(samples, "async_endpoints_jobs_waiting", queue="default") == 2
+    assert value(samples, "async_endpoints_jobs_waiting", queue="default") == 3
     reads = store.reads
     await asyncio.gather(*(scrape(engine) for _ in range(10)))
     assert store.reads == reads
