@@ -35,6 +35,20 @@ def spans_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def metrics_port() -> int:
+    return free_port()
+
+
+def start_worker(log: Path, **env: str) -> subprocess.Popen[bytes]:
+    """A worker process (the CLI) serving tests.observability.traced_app, configured by
+    ``env`` (see that module), its output written to ``log``."""
+    command = [sys.executable, "-m", "async_endpoints", "worker"]
+    command.append("tests.observability.traced_app:endpoints")
+    with log.open("ab") as out:
+        env = {**os.environ, **env}
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
+
+
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -45,14 +59,14 @@ def metrics_port() -> int:
 def worker(
     redis_server: Any, prefix: str, spans_file: Path, tmp_path: Path, metrics_port: int
 ) -> Iterator[None]:
-    """A worker process (the CLI) serving tests.observability.traced_app."""
-    env = {**os.environ, "REDIS_URL": redis_server.url, "AE_PREFIX": prefix}
-    env["SPANS_FILE"] = str(spans_file)
-    env["METRICS_PORT"] = str(metrics_port)
-    command = [sys.executable, "-m", "async_endpoints", "worker"]
-    command.append("tests.observability.traced_app:endpoints")
-    with (tmp_path / "worker.log").open("wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+    """A worker process serving tests.observability.traced_app."""
+    process = start_worker(
+        tmp_path / "worker.log",
+        REDIS_URL=redis_server.url,
+        AE_PREFIX=prefix,
+        SPANS_FILE=str(spans_file),
+        METRICS_PORT=str(metrics_port),
+    )
     yield
     process.terminate()
     process.wait(timeout=30)
@@ -79,6 +93,7 @@ async def api(
 
     endpoints.add_handler(traced, name="Traced")
     endpoints.add_handler(traced, name="Failing")
+    endpoints.add_handler(traced, name="Hanging", max_retries=1)
     async with endpoints.running(workers=False):
         yield endpoints
 
@@ -173,3 +188,64 @@ async def test_the_worker_process_serves_its_own_metrics(
         "async_endpoints_jobs_submitted_total", {"name": "Traced", "queue": "default"}
     )
     assert submitted == 2
+
+
+async def test_a_worker_process_recovering_a_killed_ones_job_ends_a_recover_span(
+    api: AsyncEndpoints,
+    redis_server: Any,
+    prefix: str,
+    tmp_path: Path,
+    spans: InMemorySpanExporter,
+) -> None:
+    """A worker process killed (SIGKILL) mid-attempt ends no span; a second worker process
+    takes the job back once the claim expires and ends "async_endpoints.recover Hanging" in
+    the submitting request's trace, a child of its submit span, with outcome "lost" and the
+    ClaimExpired error; the retry's run span follows it in the same trace."""
+    common = {"REDIS_URL": redis_server.url, "AE_PREFIX": prefix, "CLAIM_TIMEOUT": "1"}
+    killed_spans, survivor_spans = tmp_path / "killed.jsonl", tmp_path / "survivor.jsonl"
+    first = start_worker(
+        tmp_path / "killed.log",
+        **common,
+        SPANS_FILE=str(killed_spans),
+        METRICS_PORT=str(free_port()),
+    )
+    try:
+        with tracer.start_as_current_span("POST /hanging") as request_span:
+            job = await api.submit("Hanging")
+        deadline = time.monotonic() + 30
+        while (await api.get_job(job.id)).status != "InProgress":  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the first worker never started the job"
+            await asyncio.sleep(0.05)
+    finally:
+        first.kill()
+        first.wait(timeout=30)
+    second = start_worker(
+        tmp_path / "survivor.log",
+        **common,
+        SPANS_FILE=str(survivor_spans),
+        METRICS_PORT=str(free_port()),
+    )
+    try:
+        done = await api.wait_for(job.id, timeout=60)
+        by_name = {span["name"]: span for span in worker_spans(survivor_spans, 2)}
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+    assert (done.status, done.result, done.retry_count) == ("Completed", "after the recovery", 1)
+    assert not killed_spans.exists() or killed_spans.read_text() == ""
+    (submit,) = [
+        s for s in spans.get_finished_spans() if s.name == "async_endpoints.submit Hanging"
+    ]
+    trace_id = f"{request_span.get_span_context().trace_id:032x}"
+    submit_id = f"{submit.context.span_id:016x}"
+    recover = by_name["async_endpoints.recover Hanging"]
+    assert (recover["trace_id"], recover["parent_id"]) == (trace_id, submit_id)
+    assert recover["attributes"] == {
+        "async_endpoints.job_id": str(job.id),
+        "async_endpoints.job_name": "Hanging",
+        "async_endpoints.retry_count": 1,
+        "async_endpoints.outcome": "lost",
+    }
+    assert (recover["status"], recover["events"]) == ("ERROR", ["exception"])
+    run = by_name["async_endpoints.run Hanging"]
+    assert (run["trace_id"], run["parent_id"], run["status"]) == (trace_id, submit_id, "UNSET")

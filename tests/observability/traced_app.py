@@ -1,9 +1,11 @@
 """A worker app for the cross-process tests: Redis store from ``REDIS_URL`` and
 ``AE_PREFIX``; the spans it ends are written as JSON lines to ``SPANS_FILE``; its metrics
-are served on ``METRICS_PORT`` (as the README tells worker processes to)."""
+are served on ``METRICS_PORT`` (as the README tells worker processes to). ``CLAIM_TIMEOUT``
+(seconds, default 30) sets its claim timeout and its recovery interval (a tenth of it)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Sequence
@@ -42,9 +44,12 @@ provider = TracerProvider()
 provider.add_span_processor(SimpleSpanProcessor(FileExporter(os.environ["SPANS_FILE"])))
 trace.set_tracer_provider(provider)
 
+claim_timeout = float(os.environ.get("CLAIM_TIMEOUT", "30"))
 endpoints = AsyncEndpoints(
     store=RedisJobStore(os.environ["REDIS_URL"], prefix=os.environ["AE_PREFIX"]),
     max_retries=0,
+    claim_timeout=claim_timeout,
+    recovery_interval=claim_timeout / 10,
 )
 
 
@@ -56,6 +61,15 @@ async def failing(ctx: AsyncContext[None]) -> None:
     raise ValueError("failing on purpose")
 
 
+async def hanging(ctx: AsyncContext[None]) -> str:
+    """Hangs on its first attempt (the test kills its process), returns on the next."""
+    if ctx.retry_count:
+        return "after the recovery"
+    await asyncio.Event().wait()
+    return "never"
+
+
 endpoints.add_handler(traced, name="Traced")
+endpoints.add_handler(hanging, name="Hanging", max_retries=1)
 endpoints.add_handler(failing, name="Failing")
 endpoints.metrics.serve(int(os.environ["METRICS_PORT"]), "127.0.0.1")
