@@ -2,14 +2,15 @@
 
 An action (cancel, requeue, pause, resume) is a POST that passes both checks:
 
-1. **Not cross-site.** ``Sec-Fetch-Site``, which every current browser sends and no page
-   can forge, decides when present: ``same-origin`` (or ``none``: started by the user)
-   passes, anything else is refused. It is trusted over ``Origin`` so that a proxy that
-   rewrites the host does not refuse the dashboard's own forms. Without it (an older
-   browser), the ``Origin`` header, or when it is absent the ``Referer``, must name this
-   request's own scheme, host and port (``Origin: null`` is refused). A request with none
-   of the three comes from no browser page, so no other site can have made it send the
-   cookie: the token alone decides.
+1. **Not cross-site.** ``Sec-Fetch-Site``, which current browsers send to HTTPS and
+   local origins and no page can forge, decides when present: ``same-origin`` (or
+   ``none``: started by the user) passes, anything else (``same-site`` too) is refused.
+   It is trusted over ``Origin`` so that a proxy that rewrites the host does not refuse
+   the dashboard's own forms. Without it (plain HTTP, an older browser), the ``Origin``
+   header, or when it is absent the ``Referer``, must name this request's own scheme,
+   host and port (``Origin: null`` is refused). A POST with none of the three is refused:
+   an old browser may send none on a cross-site form, and a sibling subdomain could have
+   planted the cookie the token is checked against (scripts can send ``Origin``).
 2. **A token bound to the browser** (double submit): each dashboard page sets a random
    token in a cookie (``HttpOnly``, ``SameSite=Strict``, limited to the dashboard's path)
    and writes the same token into each form; the POST must carry both, equal. Another site
@@ -53,9 +54,7 @@ def is_same_origin(request: Request) -> bool:
     if fetch_site is not None:
         return fetch_site in ("same-origin", "none")
     source = request.headers.get("origin") or request.headers.get("referer")
-    if source is None:
-        return True
-    if source == "null":
+    if not source or source == "null":
         return False
     claimed = urlsplit(source)
     own = request.url

@@ -67,7 +67,8 @@ FIELDS = (
 )
 
 # A record is the JSON text of a list with these slots (the id is its key), trailing nulls
-# after _POSITION left out. _REQUEST holds a hash (Completed) or the request's parts;
+# after _POSITION left out. _REQUEST holds the request's hash, or [hash, trace context]
+# when it carried one (Completed), or the request's parts (the other statuses);
 # _POSITION the record's absolute index in the log of its status.
 (_NAME, _STATUS, _RETRIES, _MAX_RETRIES, _CREATED, _STARTED, _COMPLETED, _UPDATED) = range(8)
 (_RESULT, _MESSAGE, _ERROR_TYPE, _TRACEBACK, _REQUEST, _OWNER, _QUEUE, _POSITION) = range(8, 16)

@@ -224,13 +224,14 @@ def error_responses(
     its usual description unless ``described`` gives another."""
     descriptions = {
         400: "Malformed request (a body that is not JSON, an X-Async-Request-Id that is "
-        "not a UUID).",
+        "not a UUID, an Idempotency-Key that is empty or longer than 255 characters).",
         404: "No such job (or not visible to this caller).",
         409: "Conflict: the job was terminal already (cancel), or the X-Async-Request-Id "
         "belongs to another submission.",
         413: "The request body is larger than max_body_size.",
         415: "The body is not JSON.",
-        422: "The body failed validation.",
+        422: "The body failed validation, or the Idempotency-Key was used before for "
+        "another request.",
         503: "The queue is full or the store is unavailable; see Retry-After.",
     }
     return {

@@ -233,7 +233,8 @@ def record_recovery(job: Job, during: tuple[int, int] | None = None) -> None:
     It is a child of the submission's span, like the run spans: beside the lost attempt's
     run span when its process lived to end it (outcome ``lost``), and the only sign of that
     attempt in the trace when the process was killed. Attributes: the job's id and name, its
-    retry count as read back after the recovery (the count its next attempt runs with), and
+    retry count as read back after the recovery (the count its next attempt runs with,
+    unless that attempt already ran), and
     ``async_endpoints.outcome`` ``lost``; an error status and the ``ClaimExpired`` exception
     event. It spans ``during``, the store call that recovered the job (start and end, ns
     since the epoch; None: now), not the lost attempt, whose start is not stored."""

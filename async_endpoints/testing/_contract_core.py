@@ -304,15 +304,20 @@ class CoreContract:
         await kit.store.complete(claim, {"echo": "\ud800"})
         assert (await read(kit.store, spec.id)).result == {"echo": "\ud800"}
 
-    async def test_a_completed_job_keeps_only_the_owner_of_its_request(self, kit: StoreKit) -> None:
+    async def test_a_completed_job_keeps_only_the_owner_and_trace_context_of_its_request(
+        self, kit: StoreKit
+    ) -> None:
         """Completed jobs never run again: body, headers, query and route parameters are
-        dropped (owner kept); a Failed job keeps its whole request."""
+        dropped (owner and W3C trace context kept: its spans stay in their trace); a Failed
+        job keeps its whole request."""
+        traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         request = JobRequest(
             body='{"data": "x"}',
             headers=(("x-trace", "a"),),
             query_string="q=1",
             route_params={"tenant": "acme"},
             owner="alice",
+            trace_context=traceparent,
         )
         done_spec = NewJob(uuid.uuid4(), "Echo", 3, request)
         failed_spec = NewJob(uuid.uuid4(), "Echo", 3, request)
@@ -322,5 +327,8 @@ class CoreContract:
         completed = await kit.store.complete(claims[done_spec.id], 1)
         await kit.store.fail(claims[failed_spec.id], BOOM, retry_in=None)
         assert completed is not None and completed.request == JobRequest(owner="alice")
-        assert (await read(kit.store, done_spec.id)).request == JobRequest(owner="alice")
-        assert (await read(kit.store, failed_spec.id)).request == request
+        assert completed.request.trace_context == traceparent
+        kept = (await read(kit.store, done_spec.id)).request
+        assert (kept, kept.trace_context) == (JobRequest(owner="alice"), traceparent)
+        failed = (await read(kit.store, failed_spec.id)).request
+        assert (failed, failed.trace_context) == (request, traceparent)

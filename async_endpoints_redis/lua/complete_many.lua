@@ -3,7 +3,7 @@
 --
 -- ARGV[1], ARGV[2], ARGV[3], ARGV[4], ...  4-tuples of job id, claim token, result JSON,
 --          and what is kept of the captured request ('' for nothing): a Completed job never
---          runs again, so only its owner stays
+--          runs again, so only its owner and trace context stay
 --
 -- A job first in its partition key's lane hands the key to the next job in the same step
 -- (see lane_leave in _lifecycle.lua), which is claimable when this call returns.

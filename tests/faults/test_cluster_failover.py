@@ -162,7 +162,9 @@ def test_redis_py_failures_of_a_failover_are_store_unavailable(failure: Exceptio
 
 
 def test_an_exception_of_any_type_raised_inside_redis_py_is_store_unavailable() -> None:
-    """A KeyError or AttributeError from redis-py's internals is a 503, chained to it."""
+    """A KeyError or AttributeError from redis-py's internals is a 503, chained to it (the
+    AttributeError is raised by real redis-py code; the KeyError from a frame of a redis-py
+    module, as which of its internals raise one changes between releases)."""
     with pytest.raises(StoreUnavailableError) as raised, mapped_errors("claim"):
         _raise_in_module("redis.asyncio.cluster", "{}['127.0.0.1:7000']")
     assert isinstance(raised.value.__cause__, KeyError)

@@ -201,7 +201,7 @@ async def test_a_worker_process_recovering_a_killed_ones_job_ends_a_recover_span
     takes the job back once the claim expires and ends "async_endpoints.recover Hanging" in
     the submitting request's trace, a child of its submit span, with outcome "lost" and the
     ClaimExpired error; the retry's run span follows it in the same trace."""
-    common = {"REDIS_URL": redis_server.url, "AE_PREFIX": prefix, "CLAIM_TIMEOUT": "1"}
+    common = {"REDIS_URL": redis_server.url, "AE_PREFIX": prefix, "CLAIM_TIMEOUT": "3"}
     killed_spans, survivor_spans = tmp_path / "killed.jsonl", tmp_path / "survivor.jsonl"
     first = start_worker(
         tmp_path / "killed.log",
