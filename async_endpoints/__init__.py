@@ -27,6 +27,7 @@ from ._events import LifecycleEvent as LifecycleEvent
 from ._events import LifecycleEvents as LifecycleEvents
 from ._handlers import Handler as Handler
 from ._idempotency import IdempotencyConflictError as IdempotencyConflictError
+from ._idempotency import IdempotentJobGoneError as IdempotentJobGoneError
 from ._job import TERMINAL_STATUSES as TERMINAL_STATUSES
 from ._job import WAITING_STATUSES as WAITING_STATUSES
 from ._job import Job as Job
@@ -80,6 +81,7 @@ __all__ = [
     "Handler",
     "Idempotency",
     "IdempotencyConflictError",
+    "IdempotentJobGoneError",
     "IdempotentStore",
     "InMemoryJobStore",
     "InspectionStore",

@@ -22,6 +22,26 @@ class IdempotencyConflictError(ValueError):
     submission: another endpoint, owner or body."""
 
 
+class IdempotentJobGoneError(Exception):
+    """An idempotency key (or a client-chosen job id) is still remembered, but the job it
+    was first used for is no longer kept (its retention ended first): nothing was stored,
+    since the submission was accepted once already, and its job cannot be answered.
+
+    Attributes:
+        job_id: The job the key was first used for.
+        fingerprint: The fingerprint that job was stored with (a store raises this with
+            it; the engine refuses another fingerprint as `IdempotencyConflictError`).
+    """
+
+    def __init__(self, job_id: uuid.UUID, fingerprint: str) -> None:
+        super().__init__(
+            f"job {job_id} was submitted under this key and is no longer kept; nothing "
+            "was stored (the key is remembered for idempotency_ttl)"
+        )
+        self.job_id = job_id
+        self.fingerprint = fingerprint
+
+
 def check_key(key: object) -> str:
     """``key`` as an idempotency key: a string of 1 to 255 characters.
 

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ._idempotency import IdempotentJobGoneError
 from ._job import Job, NewJob
 from ._store_features import Idempotency
 
@@ -58,10 +59,11 @@ class MemoryIdempotency:
     async def enqueue_once(
         self, new_job: NewJob, idempotency: Idempotency, *, max_waiting: int | None = None
     ) -> tuple[Job, str | None]:
-        """Store ``new_job`` unless ``idempotency.key`` names a job still stored (then
-        that job and its fingerprint).
+        """Store ``new_job`` unless ``idempotency.key`` is remembered (then the job it
+        names and its fingerprint).
 
         Raises:
+            IdempotentJobGoneError: the key is remembered but its job is no longer kept.
             As `enqueue` (nothing stored, the key not remembered).
         """
         keys = self._idempotency_keys
@@ -70,8 +72,9 @@ class MemoryIdempotency:
         earlier = keys.get(idempotency.key)
         if earlier is not None:
             job = await self.get(earlier[0])
-            if job is not None:
-                return job, earlier[1]
+            if job is None:
+                raise IdempotentJobGoneError(*earlier)
+            return job, earlier[1]
         job = await self.enqueue(new_job, max_waiting=max_waiting)
         keys.put(idempotency.key, job.id, idempotency.fingerprint, now + idempotency.ttl)
         return job, None

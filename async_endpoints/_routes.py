@@ -226,7 +226,8 @@ def error_responses(
         400: "Malformed request (a body that is not JSON, an X-Async-Request-Id that is "
         "not a UUID, an Idempotency-Key that is empty or longer than 255 characters).",
         404: "No such job (or not visible to this caller).",
-        409: "Conflict: the job was terminal already (cancel), or the X-Async-Request-Id "
+        409: "Conflict: the job was terminal already (cancel), the Idempotency-Key's or "
+        "X-Async-Request-Id's job is no longer kept (nothing stored), or the X-Async-Request-Id "
         "belongs to another submission.",
         413: "The request body is larger than max_body_size.",
         415: "The body is not JSON.",

@@ -177,12 +177,14 @@ class IdempotentStore(Protocol):
         self, new_job: NewJob, idempotency: Idempotency, *, max_waiting: int | None = None
     ) -> tuple[Job, str | None]:
         """Store ``new_job`` as `JobStore.enqueue` does, unless ``idempotency.key`` was used
-        within its ttl by a job that is still stored: then store nothing and return that
-        job with the fingerprint it was stored with. Otherwise return the new job and
-        None, the key remembered for ``idempotency.ttl`` seconds. Atomic: of concurrent
-        calls with one key, exactly one stores a job; a repeat costs one round trip.
+        within its ttl: then store nothing and return the job it was used for with the
+        fingerprint that job was stored with. Otherwise return the new job and None, the
+        key remembered for ``idempotency.ttl`` seconds. Atomic: of concurrent calls with
+        one key, exactly one stores a job; a repeat costs one round trip.
 
         Raises:
+            IdempotentJobGoneError: the key was used within its ttl, but its job is no
+                longer kept (nothing stored: a repeat never runs a second job).
             QueueFullError, DuplicateJobError, StoreUnavailableError: as for `enqueue`
                 (nothing stored, the key not remembered).
         """

@@ -18,6 +18,7 @@ from ._handlers import Handler
 from ._http import job_request
 from ._idempotency import (
     IdempotencyConflictError,
+    IdempotentJobGoneError,
     by_key,
     canonical_body,
     check_key,
@@ -81,6 +82,8 @@ class JobSubmission(JobControl):
                 ``webhook_allowed_hosts``.
             IdempotencyConflictError: ``idempotency_key`` was used with another body (a
                 ``ValueError``).
+            IdempotentJobGoneError: ``idempotency_key`` was used within
+                ``idempotency_ttl`` for a job that is no longer kept (nothing stored).
             ConfigurationError: ``webhook_url`` without the ``webhook_secret`` and
                 ``webhook_allowed_hosts`` settings.
             UnknownJobNameError: no handler has that name.
@@ -128,6 +131,8 @@ class JobSubmission(JobControl):
         Raises:
             DuplicateJobError: ``job_id`` belongs to another job already.
             IdempotencyConflictError: the key was used by a different submission.
+            IdempotentJobGoneError: the key was used by this submission, whose job is no
+                longer kept (nothing stored).
             ConfigurationError: ``idempotency`` with a store that is not an
                 `IdempotentStore`.
         """
@@ -160,7 +165,15 @@ class JobSubmission(JobControl):
             if idempotency is None:
                 job = await self.store.enqueue(new_job, max_waiting=self.settings.max_queue_size)
             else:
-                job, earlier = await self._enqueue_once(new_job, idempotency)
+                try:
+                    job, earlier = await self._enqueue_once(new_job, idempotency)
+                except IdempotentJobGoneError as gone:
+                    if gone.fingerprint != idempotency.fingerprint:
+                        raise IdempotencyConflictError(
+                            f"job {gone.job_id} was submitted under this key with another "
+                            "endpoint, owner or body"
+                        ) from None
+                    raise
                 if earlier is not None:
                     if earlier != idempotency.fingerprint:
                         raise IdempotencyConflictError(

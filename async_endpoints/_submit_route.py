@@ -29,6 +29,7 @@ from ._http import (
 )
 from ._idempotency import (
     IdempotencyConflictError,
+    IdempotentJobGoneError,
     by_key,
     by_request_id,
     canonical_body,
@@ -74,18 +75,28 @@ def submit_endpoint(endpoints: JobService, handler: Handler) -> Endpoint:
         idempotency = _idempotency(endpoints, handler, job_request, body, key, job_id)
         try:
             job = await _store_once(endpoints, handler, job_request, placement, job_id, idempotency)
-        except IdempotencyConflictError as exc:
-            return error_response(422 if key is not None else 409, str(exc))
-        except QueueFullError as exc:
-            return error_response(503, str(exc), retry_after=exc.retry_after)
-        except JobStoreError as exc:
-            return store_failure("queue a job", exc)
+        except (IdempotencyConflictError, IdempotentJobGoneError, JobStoreError) as exc:
+            return _refused(exc, by_key=key is not None)
         if job is None:
             return error_response(409, f"job id {job_id} is taken by another submission")
         return await _accepted(endpoints, job, request)
 
     submit.__name__ = f"submit_{handler.name}"
     return submit
+
+
+def _refused(exc: Exception, *, by_key: bool) -> Response:
+    """The answer to a submission the store did not take: a key (``by_key``) or a
+    client-chosen id used by another submission (422 for a key, 409 for an id), or by
+    this one for a job no longer kept (409); a full queue (503); a store failure."""
+    if isinstance(exc, IdempotencyConflictError):
+        return error_response(422 if by_key else 409, str(exc))
+    if isinstance(exc, IdempotentJobGoneError):
+        return error_response(409, str(exc))
+    if isinstance(exc, QueueFullError):
+        return error_response(503, str(exc), retry_after=exc.retry_after)
+    assert isinstance(exc, JobStoreError)
+    return store_failure("queue a job", exc)
 
 
 def _checked_refusal(handler: Handler, refusal: object) -> Response:
@@ -157,6 +168,8 @@ async def _store_once(
 
     Raises:
         IdempotencyConflictError: its key (or id) was used by a different submission.
+        IdempotentJobGoneError: its key (or id) was used by this submission, whose job is
+            no longer kept.
     """
     for _ in range(2):
         try:

@@ -249,6 +249,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
 
         Raises:
             IdempotencyConflictError: See above.
+            IdempotentJobGoneError: the key is remembered but its job is no longer kept.
         """
         shards = await self._ready_shards()
         placed = await self._home(new_job)

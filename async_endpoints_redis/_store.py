@@ -47,6 +47,7 @@ from async_endpoints._errors import (
     ResultRefusedError,
     StoreUnavailableError,
 )
+from async_endpoints._idempotency import IdempotentJobGoneError
 from async_endpoints._job import (
     DEFAULT_QUEUE,
     Job,
@@ -284,10 +285,11 @@ class RedisJobStore(
     async def enqueue_once(
         self, new_job: NewJob, idempotency: Idempotency, *, max_waiting: int | None = None
     ) -> tuple[Job, str | None]:
-        """Store ``new_job`` unless ``idempotency.key`` names a job still stored (then
-        that job and its fingerprint); one round trip, in the same script as `enqueue`.
+        """Store ``new_job`` unless ``idempotency.key`` is remembered (then the job it
+        names and its fingerprint); one round trip, in the same script as `enqueue`.
 
         Raises:
+            IdempotentJobGoneError: the key is remembered but its job is no longer kept.
             As `enqueue`.
         """
         if not math.isfinite(new_job.delay):
@@ -298,6 +300,8 @@ class RedisJobStore(
         if isinstance(reply, int):
             return await self._stored(new_job, reply, max_waiting), None
         fingerprint, _, job_text = text(reply).partition("\n")
+        if job_text.startswith("gone "):
+            raise IdempotentJobGoneError(uuid.UUID(job_text[5:]), fingerprint)
         earlier, _ = job_from_text(job_text)
         if earlier is None:
             raise JobStoreError(f"the job idempotency key {idempotency.key} names is corrupt")

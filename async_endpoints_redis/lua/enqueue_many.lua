@@ -11,9 +11,10 @@
 --          whose webhook it delivers ('' for none)
 --
 -- Idempotency: a job whose key ({p}:idem:<key>, a HASH of the id and fingerprint it was
--- first stored with) names a job that still exists is not stored; its reply is that
--- job's fingerprint, a newline, and the job as job_text (_lib.lua) instead. A job that is stored records its key, which expires
--- after the time to live (by the Redis server's clock).
+-- first stored with) is remembered is not stored; its reply is that job's fingerprint, a
+-- newline, and the job as job_text (_lib.lua) instead, or "gone <id>" when that job is
+-- no longer kept (its retention ended before the key's). A job that is stored records its
+-- key, which expires after the time to live (by the Redis server's clock).
 --
 -- A job with a partition key joins the key's lane (see _lifecycle.lua); unless it is
 -- first there it waits, Queued or Scheduled, out of the ready order (never handed over).
@@ -32,7 +33,8 @@
 -- Returns: {replies, queued}: per job, in order, its created-at time (ms), -1 when the id
 -- exists (that job is left unchanged), -2 when its limit of waiting (Queued or
 -- Scheduled, all queues) jobs is reached (nothing stored for it), or the text
--- "<fingerprint>\n<job_text>" of the job its idempotency key names; and how many jobs were
+-- "<fingerprint>\n<job_text>" (or "<fingerprint>\ngone <id>") of the job its idempotency
+-- key names; and how many jobs were
 -- made ready (Queued in the ready order) rather than handed over or left waiting.
 
 local clock = clock_ms()
@@ -139,9 +141,6 @@ for i = 1, #ARGV, 14 do
   local key = job_key(id)
   local idem = ARGV[i + 9] ~= '' and (P .. 'idem:' .. ARGV[i + 9]) or nil
   local earlier = idem and redis.call('HMGET', idem, 'id', 'fp')
-  if earlier and earlier[1] and redis.call('EXISTS', job_key(earlier[1])) == 0 then
-    earlier = nil  -- the job it named is gone (its retention ended): the key is free
-  end
   local limit = tonumber(ARGV[i + 4])
   local queue = ARGV[i + 5]
   local delay = tonumber(ARGV[i + 6]) or 0
@@ -151,7 +150,13 @@ for i = 1, #ARGV, 14 do
     waiting = waiting_count()
   end
   if earlier and earlier[1] then
-    replies[#replies + 1] = (earlier[2] or '') .. '\n' .. job_text(job_key(earlier[1]), earlier[1])
+    local named = job_key(earlier[1])
+    if redis.call('EXISTS', named) == 1 then
+      replies[#replies + 1] = (earlier[2] or '') .. '\n' .. job_text(named, earlier[1])
+    else
+      -- Its retention ended before the key's: answered, never stored a second time.
+      replies[#replies + 1] = (earlier[2] or '') .. '\ngone ' .. earlier[1]
+    end
   elseif redis.call('EXISTS', key) == 1 or stored_elsewhere(id) then
     replies[#replies + 1] = -1
   elseif limit >= 0 and waiting >= limit then
