@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qsl
 
+from ._errors import AsyncEndpointsError
 from ._handlers import Handler
 from ._job import JobRequest
 from ._store_features import Idempotency
@@ -22,7 +23,7 @@ class IdempotencyConflictError(ValueError):
     submission: another endpoint, owner or body."""
 
 
-class IdempotentJobGoneError(Exception):
+class IdempotentJobGoneError(AsyncEndpointsError):
     """An idempotency key (or a client-chosen job id) is still remembered, but the job it
     was first used for is no longer kept (its retention ended first): nothing was stored,
     since the submission was accepted once already, and its job cannot be answered.

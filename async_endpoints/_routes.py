@@ -37,7 +37,7 @@ _SUBMIT_HEADERS = [
         "in": "header",
         "required": False,
         "description": "A UUID to use as the job's id; a repeat of the same submission "
-        "answers the existing job.",
+        "answers the existing job (409 once that job is no longer kept).",
         "schema": {"type": "string", "format": "uuid"},
     },
     {
@@ -46,7 +46,8 @@ _SUBMIT_HEADERS = [
         "required": False,
         "description": "A key (1 to 255 characters) making the submission idempotent: a "
         "repeat with the same key, endpoint and owner within idempotency_ttl stores nothing "
-        "and answers the original job; the same key with another request answers 422.",
+        "and answers the original job (409 once that job is no longer kept); the same key "
+        "with another request answers 422.",
         "schema": {"type": "string", "minLength": 1, "maxLength": 255},
     },
     {

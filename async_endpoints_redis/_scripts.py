@@ -178,8 +178,9 @@ class Scripts:
 
     async def enqueue_many(self, jobs: Sequence[Submission]) -> tuple[list[int | Reply], int]:
         """Per (job, max waiting, idempotency): created-at ms, or -1 (duplicate id) or -2
-        (queue full), or "<id> <fingerprint>" of the job an idempotency key names; and how
-        many were Queued rather than handed to an idle worker."""
+        (queue full), or "<fingerprint>\n<job_text>" of the job an idempotency key names
+        ("<fingerprint>\ngone <id>" when that job is no longer kept); and how many were
+        Queued rather than handed to an idle worker."""
         args: list[str | int] = []
         for new_job, max_waiting, idempotency in jobs:
             limit = -1 if max_waiting is None else max_waiting

@@ -272,6 +272,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
 
         Raises:
             IdempotencyConflictError: ``shard`` holds no job under the key.
+            IdempotentJobGoneError: it holds the key, and its job is no longer kept.
         """
         try:
             return await self._open_shard(shard).enqueue_once(new_job, idempotency, max_waiting=0)

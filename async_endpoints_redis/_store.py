@@ -55,6 +55,7 @@ from async_endpoints._job import (
     JobStatus,
     NewJob,
     is_same_submission,
+    parse_job_id,
 )
 from async_endpoints._store import CLAIM_EXPIRED, CLAIM_EXPIRED_MESSAGE, Claim
 from async_endpoints._store_features import Idempotency
@@ -301,7 +302,10 @@ class RedisJobStore(
             return await self._stored(new_job, reply, max_waiting), None
         fingerprint, _, job_text = text(reply).partition("\n")
         if job_text.startswith("gone "):
-            raise IdempotentJobGoneError(uuid.UUID(job_text[5:]), fingerprint)
+            gone_id = parse_job_id(job_text[5:])
+            if gone_id is None:
+                raise JobStoreError(f"idempotency key {idempotency.key} names a corrupt id")
+            raise IdempotentJobGoneError(gone_id, fingerprint)
         earlier, _ = job_from_text(job_text)
         if earlier is None:
             raise JobStoreError(f"the job idempotency key {idempotency.key} names is corrupt")

@@ -18,13 +18,10 @@ from async_endpoints import (
     AsyncContext,
     AsyncEndpoints,
     IdempotentJobGoneError,
-    IdempotentStore,
     InMemoryJobStore,
     JobStore,
 )
 from async_endpoints._idempotency import IdempotencyConflictError
-from async_endpoints._job import NewJob
-from async_endpoints._store_features import Idempotency
 from async_endpoints.testing import ManualClock
 from async_endpoints_redis import RedisJobStore
 from tests.redis_servers import RedisServer
@@ -226,59 +223,6 @@ async def test_a_key_is_forgotten_after_its_ttl() -> None:
         clock.advance(2)
         later = await endpoints.submit("PlaceOrder", {"item": "tea"}, idempotency_key="t")
     assert later.id != first.id
-
-
-@pytest.fixture(params=["memory", "redis", "shards"])
-async def short_lived(
-    request: pytest.FixtureRequest, redis_server: RedisServer, prefix: str
-) -> AsyncIterator[tuple[JobStore, ManualClock | None]]:
-    """A store that keeps a finished job far shorter than an idempotency key's 60 s (the
-    in-memory one on a manual clock), and that clock."""
-    if request.param == "memory":
-        clock = ManualClock()
-        yield InMemoryJobStore(retention=1, clock=clock), clock
-        return
-    shards = {"shards": 3} if request.param == "shards" else {}
-    redis_store = RedisJobStore(url=redis_server.url, prefix=prefix, retention=0.3, **shards)
-    await redis_store.start()
-    yield redis_store, None
-    await redis_store.aclose()
-
-
-async def forgotten(store: JobStore, clock: ManualClock | None, job_id: uuid.UUID) -> None:
-    """Let ``job_id``'s retention pass: the store no longer has the job."""
-    if clock is not None:
-        clock.advance(2)
-
-    async def gone() -> bool:
-        await store.recover()  # on Redis, the pass that deletes expired jobs
-        return await store.get(job_id) is None
-
-    async with asyncio.timeout(10):
-        while not await gone():  # noqa: ASYNC110 - polling real time on purpose
-            await asyncio.sleep(0.05)
-
-
-async def test_a_key_whose_job_is_no_longer_kept_stores_nothing_and_names_the_job(
-    short_lived: tuple[JobStore, ManualClock | None],
-) -> None:
-    """Within the key's ttl, after its job's retention ended: enqueue_once stores nothing
-    and raises IdempotentJobGoneError with the first job's id and fingerprint (a repeat
-    never runs a second job); on every store."""
-    store, clock = short_lived
-    assert isinstance(store, IdempotentStore)
-    idempotency = Idempotency("order-19", "fp-1", 60.0)
-    first, earlier = await store.enqueue_once(NewJob(uuid.uuid4(), "PlaceOrder", 0), idempotency)
-    assert earlier is None
-    (claim,) = await store.claim(1, lease=30)
-    await store.complete(claim, "done")
-    await forgotten(store, clock, first.id)
-    repeat = NewJob(uuid.uuid4(), "PlaceOrder", 0)
-    with pytest.raises(IdempotentJobGoneError) as raised:
-        await store.enqueue_once(repeat, idempotency)
-    assert (raised.value.job_id, raised.value.fingerprint) == (first.id, "fp-1")
-    assert await store.get(repeat.id) is None
-    assert await store.claim(1, lease=30) == []
 
 
 async def test_a_repeat_after_its_job_was_dropped_is_409_and_runs_nothing() -> None:

@@ -8,7 +8,9 @@ import uuid
 import pytest
 
 from .._errors import DuplicateJobError, QueueFullError
+from .._idempotency import IdempotentJobGoneError
 from .._job import JobError, JobRequest, JobStatus, NewJob
+from .._store_features import Idempotency, IdempotentStore
 from ._contract_support import (
     BOOM,
     TICK,
@@ -17,6 +19,7 @@ from ._contract_support import (
     claim_ids,
     new_job,
     read,
+    require,
 )
 from ._kit import StoreKit
 
@@ -274,6 +277,33 @@ class CoreContract:
         await kit.store.recover()
         assert await kit.store.get(finished.id) is None
         assert await kit.store.get(running.id) is not None
+
+    async def test_an_idempotency_key_is_answered_by_its_job_and_never_stores_twice(
+        self, kit: StoreKit
+    ) -> None:
+        """enqueue_once: a repeat of a key returns the first job with its fingerprint and
+        stores nothing; once that job's retention has passed (the key's ttl has not), a
+        repeat raises IdempotentJobGoneError naming it, and still stores nothing."""
+        require(kit.store, IdempotentStore)
+        store = kit.store
+        assert isinstance(store, IdempotentStore)
+        key = Idempotency("contract-key", "fp-1", ttl=kit.retention * 100)
+        first, earlier = await store.enqueue_once(new_job(), key)
+        assert earlier is None
+        again = new_job()
+        answered, earlier = await store.enqueue_once(again, key)
+        assert (answered.id, earlier) == (first.id, "fp-1")
+        assert await kit.store.get(again.id) is None
+        (claim,) = await claim_every(kit, 1)
+        await kit.store.complete(claim, None)
+        await kit.advance(kit.retention + 0.5)
+        await kit.store.recover()
+        assert await kit.store.get(first.id) is None
+        late = new_job()
+        with pytest.raises(IdempotentJobGoneError) as raised:
+            await store.enqueue_once(late, key)
+        assert (raised.value.job_id, raised.value.fingerprint) == (first.id, "fp-1")
+        assert await kit.store.get(late.id) is None
 
     async def test_the_owner_is_kept_with_the_job_through_claim_and_settlement(
         self, kit: StoreKit

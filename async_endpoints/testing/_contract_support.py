@@ -17,6 +17,7 @@ from .._store_features import (
     BatchStore,
     EventStore,
     FollowUpStore,
+    IdempotentStore,
     ProgressStore,
     ScheduleStore,
 )
@@ -40,6 +41,7 @@ _CAPABILITIES = {
     ProgressStore: "set_progress",
     EventStore: "watch_job",
     FollowUpStore: "follow_up_of, and NewJob.follow_up and delivers_for kept",
+    IdempotentStore: "enqueue_once",
 }
 
 
