@@ -168,18 +168,10 @@ class JobSubmission(JobControl):
                 try:
                     job, earlier = await self._enqueue_once(new_job, idempotency)
                 except IdempotentJobGoneError as gone:
-                    if gone.fingerprint != idempotency.fingerprint:
-                        raise IdempotencyConflictError(
-                            f"job {gone.job_id} was submitted under this key with another "
-                            "endpoint, owner or body"
-                        ) from None
+                    _check_same(idempotency, gone.job_id, gone.fingerprint)
                     raise
                 if earlier is not None:
-                    if earlier != idempotency.fingerprint:
-                        raise IdempotencyConflictError(
-                            f"job {job.id} was submitted under this key with another "
-                            "endpoint, owner or body"
-                        )
+                    _check_same(idempotency, job.id, earlier)
                     return job
         if self.events:
             self.events.emit(LifecycleEvent(EventKind.SUBMITTED, job))
@@ -313,3 +305,16 @@ def _is_latin_1_text(value: object) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _check_same(idempotency: Idempotency, job_id: uuid.UUID, earlier: str) -> None:
+    """Refuse a repeat whose content differs from what job ``job_id`` was first stored
+    with under the same key (fingerprint ``earlier``).
+
+    Raises:
+        IdempotencyConflictError: the fingerprints differ.
+    """
+    if earlier != idempotency.fingerprint:
+        raise IdempotencyConflictError(
+            f"job {job_id} was submitted under this key with another endpoint, owner or body"
+        )
