@@ -282,7 +282,8 @@ async def standing_offer(
 ) -> asyncio.Task[list[Claim]]:
     """A `wait_for_work` of ``worker`` whose offer stands in Redis. A wait that returns at
     once with nothing (a wake-up still on its way from earlier work: the contract allows
-    such spurious returns) is simply made again."""
+    such spurious returns) is answered as a worker answers it, by a claim, which must find
+    nothing, and then made again: until the next claim, every wait returns at once."""
     raw, keys = deployment.raw, deployment.keys
     async with asyncio.timeout(5):
         while True:
@@ -292,6 +293,7 @@ async def standing_offer(
                     return waiting
                 await asyncio.sleep(0.02)
             assert await waiting == []
+            assert await worker.claim(3, lease=30, queues=queues) == []
 
 
 async def test_offers_hand_over_only_jobs_of_their_queues_that_are_not_paused(
