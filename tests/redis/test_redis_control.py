@@ -235,8 +235,7 @@ async def test_a_job_handed_to_an_idle_worker_and_cancelled_before_it_starts_sta
     returned to the worker nor put back in the queue when the offer ends."""
     worker, api = await deployment.make(), await deployment.make()
     assert await worker.claim(2, lease=30) == []
-    waiting = asyncio.create_task(worker.wait_for_work(30, take=2, lease=30))
-    await eventually(lambda: deployment.raw.hexists(deployment.keys.offers, worker._inbox))
+    waiting = await standing_offer(deployment, worker, ("default",), take=2)
     first = await api.enqueue(new_job())
     async with asyncio.timeout(2):
         [started] = await waiting
@@ -278,22 +277,25 @@ async def test_a_pause_by_one_instance_holds_back_another_instances_claims(
 
 
 async def standing_offer(
-    deployment: Deployment, worker: RedisJobStore, queues: tuple[str, ...]
+    deployment: Deployment, worker: RedisJobStore, queues: tuple[str, ...], take: int = 3
 ) -> asyncio.Task[list[Claim]]:
-    """A `wait_for_work` of ``worker`` whose offer stands in Redis. A wait that returns at
-    once with nothing (a wake-up still on its way from earlier work: the contract allows
-    such spurious returns) is answered as a worker answers it, by a claim, which must find
-    nothing, and then made again: until the next claim, every wait returns at once."""
+    """A `wait_for_work` of ``worker`` offering ``take`` slots, whose offer stands in Redis.
+    A wait that returns at once with nothing (a wake-up still on its way from earlier work,
+    or the store's subscription going live only now: the contract allows such spurious
+    returns) is answered as a worker answers it, by a claim, which must find nothing, and
+    then made again: until the next claim, every wait returns at once."""
     raw, keys = deployment.raw, deployment.keys
     async with asyncio.timeout(5):
         while True:
-            waiting = asyncio.create_task(worker.wait_for_work(30, take=3, lease=30, queues=queues))
+            waiting = asyncio.create_task(
+                worker.wait_for_work(30, take=take, lease=30, queues=queues)
+            )
             while not waiting.done():
                 if await raw.hexists(keys.offers, worker._inbox) and not waiting.done():
                     return waiting
                 await asyncio.sleep(0.02)
             assert await waiting == []
-            assert await worker.claim(3, lease=30, queues=queues) == []
+            assert await worker.claim(take, lease=30, queues=queues) == []
 
 
 async def test_offers_hand_over_only_jobs_of_their_queues_that_are_not_paused(
