@@ -19,11 +19,11 @@ InProgress for that worker by the enqueue script itself and published to the sto
 inbox channel, so the handler starts one hop after the submit. The worker's next claim
 (or offer, or `aclose`) ends the offer in the same script, putting jobs that were handed
 over but never started (a message lost with the subscription, say) back at the head of
-the queue. An offer expires after `_OFFER_TTL` seconds unless renewed, and a job is only
-handed over while the worker's inbox subscription is live, so the offer of a process that
-died (its connection closed) holds nothing; one whose host vanished without closing its
-connection can hold jobs for up to `_OFFER_TTL` seconds, which then run after their lease,
-as claimed jobs would.
+the queue. An offer expires after `_waits._OFFER_TTL` seconds unless renewed, and a job is
+only handed over while the worker's inbox subscription is live, so the offer of a process
+that died (its connection closed) holds nothing; one whose host vanished without closing
+its connection can hold jobs for up to `_waits._OFFER_TTL` seconds, which then run after
+their lease, as claimed jobs would.
 """
 
 from __future__ import annotations
@@ -93,7 +93,6 @@ T = TypeVar("T")
 
 _RECOVER_BATCH = 500  # expired claims recovered per script call
 _CLAIM_EXPIRED = {"message": CLAIM_EXPIRED_MESSAGE, "type": CLAIM_EXPIRED}
-_OFFER_TTL = 3.0  # seconds an offer stands unless renewed (a frozen worker's exposure)
 _ALONE_OVER = 64 * 1024  # result characters past which a completion is not batched
 
 

@@ -156,10 +156,10 @@ class SteppedWallClock:
 
 
 async def test_a_live_handler_longer_than_claim_timeout_runs_once_across_wall_steps() -> None:
-    """The real pool: +1 h then -1 h steps while a 1.2 s handler runs (claim_timeout 0.3 s)."""
+    """The real pool: +1 h then -1 h steps while a 3.5 s handler runs (claim_timeout 1 s)."""
     wall = SteppedWallClock()
     engine = AsyncEndpoints(
-        store=InMemoryJobStore(clock=wall), claim_timeout=0.3, recovery_interval=0.05
+        store=InMemoryJobStore(clock=wall), claim_timeout=1.0, recovery_interval=0.1
     )
     runs = 0
     started = asyncio.Event()
@@ -168,7 +168,7 @@ async def test_a_live_handler_longer_than_claim_timeout_runs_once_across_wall_st
         nonlocal runs
         runs += 1
         started.set()
-        await asyncio.sleep(1.2)
+        await asyncio.sleep(3.5)
         return "once"
 
     engine.add_handler(slow)
@@ -177,7 +177,7 @@ async def test_a_live_handler_longer_than_claim_timeout_runs_once_across_wall_st
         async with asyncio.timeout(5):
             await started.wait()
         wall.offset = HOUR
-        await asyncio.sleep(0.4)  # renewals and recovery passes after the step forward
+        await asyncio.sleep(1.2)  # renewals and recovery passes after the step forward
         wall.offset = -HOUR
         done = await engine.wait_for(job.id, timeout=10)
     assert (done.status, done.result, done.retry_count, runs) == (JobStatus.COMPLETED, "once", 0, 1)

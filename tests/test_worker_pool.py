@@ -72,13 +72,13 @@ async def test_no_more_than_max_concurrency_handlers_run_at_once() -> None:
 
 async def test_a_handler_outliving_claim_timeout_is_not_run_twice() -> None:
     """A live worker renews its lease, so recovery never steals a long-running job."""
-    engine = engine_with(claim_timeout=0.3, recovery_interval=0.05)
+    engine = engine_with(claim_timeout=1.0, recovery_interval=0.1)
     runs = 0
 
     async def slow(ctx: AsyncContext[None]) -> str:
         nonlocal runs
         runs += 1
-        await asyncio.sleep(1.2)  # four claim timeouts of real time
+        await asyncio.sleep(3.5)  # three and a half claim timeouts of real time
         return "once"
 
     engine.add_handler(slow)

@@ -51,3 +51,15 @@ async def raw_redis(redis_server: redis_servers.RedisServer) -> AsyncIterator[Re
     client = Redis.from_url(redis_server.url, decode_responses=True)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+def steady_offers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An idle worker's offer stands for the whole test instead of being renewed every
+    second: a test that offers, then submits, expects the job handed over, which a renewal
+    falling between the two (a stall of about a second on a loaded machine) would not do
+    (the offer ends locally, the job handed meanwhile goes back to its queue)."""
+    from async_endpoints_redis import _waits
+
+    monkeypatch.setattr(_waits, "_OFFER_RENEW", 30.0)
+    monkeypatch.setattr(_waits, "_OFFER_TTL", 60.0)

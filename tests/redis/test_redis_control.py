@@ -228,6 +228,7 @@ async def test_concurrent_cancels_from_two_instances_leave_one_canceled_job(
     assert heard == [job.id]
 
 
+@pytest.mark.usefixtures("steady_offers")
 async def test_a_job_handed_to_an_idle_worker_and_cancelled_before_it_starts_stays_canceled(
     deployment: Deployment,
 ) -> None:
@@ -298,6 +299,7 @@ async def standing_offer(
             assert await worker.claim(take, lease=30, queues=queues) == []
 
 
+@pytest.mark.usefixtures("steady_offers")
 async def test_offers_hand_over_only_jobs_of_their_queues_that_are_not_paused(
     deployment: Deployment,
 ) -> None:

@@ -23,7 +23,7 @@ from async_endpoints_redis import RedisJobStore
 from tests.redis.support import eventually
 from tests.redis_servers import RedisServer, start_server
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.usefixtures("steady_offers")]
 StoreFactory = Callable[..., Awaitable[RedisJobStore]]
 
 

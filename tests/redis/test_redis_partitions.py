@@ -117,6 +117,7 @@ async def test_a_scheduled_job_behind_its_key_runs_when_first_and_due(
     assert first.id != due.id
 
 
+@pytest.mark.usefixtures("steady_offers")
 async def test_hand_over_to_an_idle_worker_respects_the_lane(
     make_store: StoreFactory, raw_redis: Redis, prefix: str
 ) -> None:
@@ -279,6 +280,7 @@ async def test_due_scheduled_jobs_of_tenants_take_turns_in_the_claim_that_promot
     assert [claim.job.id for claim in claims] == [a[0].id, plain.id, b.id, a[1].id, a[2].id]
 
 
+@pytest.mark.usefixtures("steady_offers")
 async def test_a_job_handed_back_takes_its_tenants_place_in_the_turns(
     make_store: StoreFactory, raw_redis: Redis, prefix: str
 ) -> None:
