@@ -18,9 +18,9 @@ from ._store_features import Idempotency
 MAX_KEY_LENGTH = 255
 
 
-class IdempotencyConflictError(ValueError):
+class IdempotencyConflictError(AsyncEndpointsError, ValueError):
     """An idempotency key (or a client-chosen job id) seen before came with a different
-    submission: another endpoint, owner or body."""
+    submission: another endpoint, owner or body. A `ValueError` too, as it always was."""
 
 
 class IdempotentJobGoneError(AsyncEndpointsError):

@@ -52,6 +52,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from ._errors import AsyncEndpointsError
 from ._job import Job, JobError, JobStatus
 
 #: Seconds a recovered job waits before it runs again.
@@ -105,9 +106,9 @@ TARGETS: Mapping[Transition, frozenset[JobStatus]] = {
 }
 
 
-class InvalidTransitionError(ValueError):
+class InvalidTransitionError(AsyncEndpointsError, ValueError):
     """A transition asked of a job whose status does not allow it (requeue of a running
-    job, say)."""
+    job, say). A `ValueError` too, as it always was."""
 
 
 def check(job: Job, transition: Transition) -> None:

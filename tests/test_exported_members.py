@@ -25,6 +25,23 @@ def test_every_public_name_has_a_docstring() -> None:
             assert member.__doc__, name
 
 
+def test_every_exported_exception_derives_from_the_librarys_root_error() -> None:
+    """``except AsyncEndpointsError`` catches every exception the library exports (those
+    that were ValueErrors still are)."""
+    import async_endpoints_redis
+
+    outside = []
+    for module in (async_endpoints, async_endpoints_redis):
+        for name in module.__all__:
+            member = getattr(module, name)
+            exception = isinstance(member, type) and issubclass(member, BaseException)
+            if exception and not issubclass(member, async_endpoints.AsyncEndpointsError):
+                outside.append(name)
+    assert outside == []
+    assert issubclass(async_endpoints.IdempotencyConflictError, ValueError)
+    assert issubclass(async_endpoints.InvalidTransitionError, ValueError)
+
+
 def test_the_api_names_of_the_contract_are_exported() -> None:
     """The names API.md promises are importable from the package root."""
     promised = {"AsyncEndpoints", "AsyncContext", "InMemoryJobStore", "Job", "JobStatus"}
