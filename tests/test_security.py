@@ -26,6 +26,7 @@ from async_endpoints import (
     JobStore,
 )
 from async_endpoints_redis import RedisJobStore
+from tests.redis_dump import everything_in
 from tests.redis_servers import RedisServer, start_server
 from tests.wire import JOB_FIELDS
 
@@ -221,31 +222,6 @@ async def run_jobs_carrying_secrets(
             answers += [submitted, details]
     assert {answer.json()["status"] for answer in answers[1::2]} == {"Completed", "Failed"}
     return "\n".join(f"{a.status_code} {a.headers.multi_items()} {a.text}" for a in answers)
-
-
-async def everything_in(server: RedisServer) -> bytes:
-    """Every key and every value of every type Redis holds, concatenated."""
-    client = redis.Redis.from_url(server.url)
-    chunks: list[bytes] = []
-    try:
-        async for key in client.scan_iter(count=1000):
-            kind = (await client.type(key)).decode()
-            if kind == "hash":
-                values = [part for pair in (await client.hgetall(key)).items() for part in pair]
-            elif kind == "zset":
-                values = list(await client.zrange(key, 0, -1))
-            elif kind == "list":
-                values = list(await client.lrange(key, 0, -1))
-            elif kind == "set":
-                values = list(await client.smembers(key))
-            elif kind == "string":
-                values = [await client.get(key) or b""]
-            else:
-                raise AssertionError(f"a {kind} key: teach everything_in to read it")
-            chunks += [key, *values]
-    finally:
-        await client.aclose()
-    return b"\n".join(chunks)
 
 
 # --- owners and the authorize hook ------------------------------------------------------------

@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio as redis
 from fastapi import FastAPI
 from pydantic import BaseModel
 from starlette.requests import Request
@@ -39,7 +38,7 @@ from async_endpoints._settings import Settings
 from async_endpoints._webhook import WEBHOOK_JOB, delivery_job
 from async_endpoints._webhook_urls import AllowedHosts, check_url
 from async_endpoints.testing import ManualClock
-from tests.redis_servers import RedisServer
+from tests.redis_dump import everything_in
 from tests.webhook_receiver import (
     KEY,
     SECRET,
@@ -392,36 +391,6 @@ async def test_the_webhook_body_is_what_job_status_response_serves() -> None:
     assert signature_is_valid(delivery)
 
 
-async def _values(client: redis.Redis, key: bytes) -> list[bytes]:
-    """The members, fields and values of ``key``, whatever its type."""
-    kind = (await client.type(key)).decode()
-    if kind == "string":
-        return [await client.get(key) or b""]
-    if kind == "hash":
-        return [part for pair in (await client.hgetall(key)).items() for part in pair]
-    if kind == "list":
-        return list(await client.lrange(key, 0, -1))
-    if kind == "set":
-        return list(await client.smembers(key))
-    if kind == "zset":
-        return list(await client.zrange(key, 0, -1))
-    assert kind == "stream", kind
-    entries = await client.xrange(key)
-    return [part for _, entry in entries for pair in entry.items() for part in pair]
-
-
-async def _redis_text(server: RedisServer) -> bytes:
-    """Every key and value of the server, concatenated."""
-    client = redis.Redis.from_url(server.url)
-    parts: list[bytes] = []
-    try:
-        async for key in client.scan_iter(count=1000):
-            parts += [key, *await _values(client, key)]
-    finally:
-        await client.aclose()
-    return b"\n".join(parts)
-
-
 async def test_the_secret_is_never_stored_logged_or_served(
     store: JobStore, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -451,7 +420,7 @@ async def test_the_secret_is_never_stored_logged_or_served(
     assert len(receiver.deliveries) == 3
     everything = b"\n".join(shown) + caplog.text.encode()
     if "redis" in request.node.callspec.id:
-        everything += await _redis_text(request.getfixturevalue("redis_server"))
+        everything += await everything_in(request.getfixturevalue("redis_server"))
     assert b"webhook" in everything  # the scan saw the jobs
     for secret in (
         SECRET.encode(),

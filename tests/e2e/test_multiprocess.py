@@ -11,6 +11,7 @@ import httpx
 import pytest
 import redis.asyncio as redis
 
+from tests.redis_dump import everything_in
 from tests.redis_servers import RedisServer
 
 from .processes import Proc, start_api, start_worker
@@ -221,54 +222,6 @@ async def test_no_byte_of_a_secret_header_reaches_redis(
     dump = await everything_in(redis_server)
     assert b"kept-sentinel" in dump, "the check must see captured headers"
     assert secret.encode() not in dump
-
-
-async def everything_in(server: RedisServer) -> bytes:
-    """Every key and every value of every type, concatenated."""
-    client = redis.Redis.from_url(server.url)
-    chunks: list[bytes] = []
-    try:
-        async for key in client.scan_iter(count=1000):
-            kind = (await client.type(key)).decode()
-            chunks += [key, *await READERS[kind](client, key)]
-    finally:
-        await client.aclose()
-    return b"\n".join(chunks)
-
-
-async def _hash(client: redis.Redis, key: bytes) -> list[bytes]:
-    return [part for pair in (await client.hgetall(key)).items() for part in pair]
-
-
-async def _stream(client: redis.Redis, key: bytes) -> list[bytes]:
-    entries = await client.xrange(key)
-    return [part for _, entry in entries for pair in entry.items() for part in pair]
-
-
-async def _string(client: redis.Redis, key: bytes) -> list[bytes]:
-    return [await client.get(key) or b""]
-
-
-async def _list(client: redis.Redis, key: bytes) -> list[bytes]:
-    return list(await client.lrange(key, 0, -1))
-
-
-async def _set(client: redis.Redis, key: bytes) -> list[bytes]:
-    return list(await client.smembers(key))
-
-
-async def _zset(client: redis.Redis, key: bytes) -> list[bytes]:
-    return list(await client.zrange(key, 0, -1))
-
-
-READERS = {
-    "string": _string,
-    "hash": _hash,
-    "list": _list,
-    "set": _set,
-    "zset": _zset,
-    "stream": _stream,
-}
 
 
 async def test_a_live_handler_outlasting_claim_timeout_runs_once_across_workers(
