@@ -188,16 +188,21 @@ async def _store_once(
 
 
 def _repeats(job: Job, handler: Handler, request: JobRequest) -> bool:
-    """Whether ``request`` for ``handler`` repeats the submission that stored ``job``: the
-    same endpoint and owner, and the same body, route and query parameters while the job
-    still keeps them (a completed job keeps only its owner)."""
+    """Whether ``request`` for ``handler`` repeats the submission that stored ``job`` (whose
+    id is taken and whose fingerprint the store does not remember): the same endpoint,
+    owner, body, route and query parameters. Never for a Completed job: it no longer keeps
+    its body and parameters, so nothing shows it was this submission's (its id may have
+    been chosen by the server and learnt from a ``Location``), and answering it would hand
+    one submission's result to another."""
     kept = job.request
-    same_request = job.status is JobStatus.COMPLETED or (
-        kept.body == request.body
+    return (
+        job.status is not JobStatus.COMPLETED
+        and job.name == handler.name
+        and kept.owner == request.owner
+        and kept.body == request.body
         and kept.route_params == request.route_params
         and query_pairs(kept.query_string) == query_pairs(request.query_string)
     )
-    return job.name == handler.name and kept.owner == request.owner and same_request
 
 
 def _requested_id(request: Request) -> uuid.UUID | None:

@@ -210,6 +210,52 @@ async def test_a_request_id_reused_with_another_body_is_409_even_after_the_job_r
     assert other.status_code == 409
 
 
+async def test_a_server_chosen_id_sent_back_as_a_request_id_never_answers_its_job(
+    store: JobStore,
+) -> None:
+    """An id the server chose (learnt from a Location, say) sent as X-Async-Request-Id
+    names no remembered submission: once its job completed and no longer keeps what it was
+    submitted with, nothing shows that a request repeats it, so every submission with it
+    gets 409 (another body, other route parameters, even the same body), never another
+    submission's result."""
+    app, endpoints = make_app(store, workers=True)
+    async with served(app) as url, httpx.AsyncClient(base_url=url) as client:
+        first = await client.post("/shops/acme/orders", json={"item": "tea"})
+        assert first.status_code == 202
+        taken = {"X-Async-Request-Id": first.json()["id"]}
+        done = await endpoints.wait_for(first.json()["id"], timeout=10)
+        answers = [
+            await client.post(path, json=body, headers=taken)
+            for path, body in [
+                ("/shops/acme/orders", {"item": "mate"}),  # another body
+                ("/shops/globex/orders", {"item": "tea"}),  # other route parameters
+                ("/shops/acme/orders", {"item": "tea"}),  # the same: unprovable now
+            ]
+        ]
+    assert done.status.value == "Completed" and done.result == "acme"
+    assert [answer.status_code for answer in answers] == [409, 409, 409]
+    assert all("result" not in answer.json() for answer in answers)
+    assert all("taken" in answer.json()["detail"] for answer in answers)
+
+
+async def test_a_server_chosen_id_sent_back_before_its_job_ran_is_compared_with_its_request(
+    store: JobStore,
+) -> None:
+    """While the job keeps its request, a submission with its server-chosen id as
+    X-Async-Request-Id is compared with it: the same one answers the job (202), another
+    body or other route parameters 409; nothing is stored either way."""
+    app, endpoints = make_app(store)
+    async with served(app) as url, httpx.AsyncClient(base_url=url) as client:
+        first = await client.post("/shops/acme/orders", json={"item": "tea"})
+        taken = {"X-Async-Request-Id": first.json()["id"]}
+        same = await client.post("/shops/acme/orders", json={"item": "tea"}, headers=taken)
+        body = await client.post("/shops/acme/orders", json={"item": "mate"}, headers=taken)
+        shop = await client.post("/shops/globex/orders", json={"item": "tea"}, headers=taken)
+        stored = await waiting(endpoints)
+    assert same.status_code == 202 and same.json() == first.json()
+    assert (body.status_code, shop.status_code, stored) == (409, 409, 1)
+
+
 async def test_a_key_is_forgotten_after_its_ttl() -> None:
     """Past idempotency_ttl (on the store's clock) the key stores a new job."""
     clock = ManualClock()
