@@ -32,13 +32,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     A ``Content-Length`` over the limit is refused before any byte is read; a body sent
     without one (chunked) is refused as soon as the bytes read pass the limit.
     """
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        length = int(declared) if declared.isascii() and declared.isdigit() else -1
-        if length < 0:
-            raise RequestRejected(400, "Content-Length is not a number")
-        if length > limit:
-            raise RequestRejected(413, f"request body is larger than {limit} bytes")
+    check_declared_length(request, limit)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -99,3 +93,17 @@ def capture_query(raw: bytes, denied: frozenset[str]) -> str:
 
 def _param_name(part: str) -> str:
     return unquote_plus(part.split("=", 1)[0]).strip().lower()
+
+
+def check_declared_length(request: Request, limit: int) -> None:
+    """Refuse a request whose ``Content-Length`` says its body is over ``limit`` bytes (413),
+    or is not a number (400), without reading any of it: also where no body is read (an
+    endpoint whose handler takes none), so the limit holds for every endpoint."""
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return
+    length = int(declared) if declared.isascii() and declared.isdigit() else -1
+    if length < 0:
+        raise RequestRejected(400, "Content-Length is not a number")
+    if length > limit:
+        raise RequestRejected(413, f"request body is larger than {limit} bytes")

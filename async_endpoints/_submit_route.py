@@ -16,7 +16,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ._capture import RequestRejected, is_json, raw_headers, read_body
+from ._capture import RequestRejected, check_declared_length, is_json, raw_headers, read_body
 from ._errors import DuplicateJobError, JobStoreError, JobValidationError, QueueFullError
 from ._handlers import Handler
 from ._http import (
@@ -257,6 +257,7 @@ async def _read_validated_body(
     request: Request, handler: Handler, endpoints: JobService
 ) -> tuple[Any, str | None]:
     if handler.model is None:
+        check_declared_length(request, endpoints.settings.max_body_size)
         return None, None
     content_type = request.headers.get("content-type")
     if content_type is not None and not is_json(content_type):

@@ -488,6 +488,24 @@ async def test_a_no_body_endpoint_accepts_a_post_without_a_body(
     assert result == {"request": None, "route": {"kind": "nightly"}}
 
 
+@pytest.mark.parametrize("handler", [bare_context, none_context], ids=["bare", "none"])
+async def test_a_no_body_endpoint_refuses_a_declared_body_over_max_body_size_with_413(
+    app, http_client_for, handler: Any
+) -> None:
+    """The limit holds on every endpoint: a Content-Length over max_body_size answers 413
+    (JSON) where the handler takes no body too, and nothing is queued; a small body it
+    does not read is still accepted."""
+    endpoints = AsyncEndpoints(app, run_workers=False, max_body_size=100)
+    endpoints.map_async_post("/reports/{kind}")(handler)
+    async with http_client_for(app) as client:
+        large = await client.post("/reports/nightly", content=b"x" * 200)
+        queued_after_large = await endpoints.store.count_waiting()
+        small = await client.post("/reports/nightly", content=b"x" * 50)
+    assert large.status_code == 413 and "100 bytes" in large.json()["detail"]
+    assert queued_after_large == 0
+    assert small.status_code == 202
+
+
 # --- the job_submitted_response factory ----------------------------------------------------
 
 
