@@ -191,9 +191,10 @@ def _repeats(job: Job, handler: Handler, request: JobRequest) -> bool:
     """Whether ``request`` for ``handler`` repeats the submission that stored ``job`` (whose
     id is taken and whose fingerprint the store does not remember): the same endpoint,
     owner, body, route and query parameters. Never for a Completed job: it no longer keeps
-    its body and parameters, so nothing shows it was this submission's (its id may have
-    been chosen by the server and learnt from a ``Location``), and answering it would hand
-    one submission's result to another."""
+    its request (a store that keeps a hash of it answers an identical resend in the enqueue
+    itself), so nothing shows this request was its submission (the id may have been chosen
+    by the server and learnt from a ``Location``), and answering it would hand one
+    submission's result to another."""
     kept = job.request
     return (
         job.status is not JobStatus.COMPLETED

@@ -214,10 +214,10 @@ async def test_a_server_chosen_id_sent_back_as_a_request_id_never_answers_its_jo
     store: JobStore,
 ) -> None:
     """An id the server chose (learnt from a Location, say) sent as X-Async-Request-Id
-    names no remembered submission: once its job completed and no longer keeps what it was
-    submitted with, nothing shows that a request repeats it, so every submission with it
-    gets 409 (another body, other route parameters, even the same body), never another
-    submission's result."""
+    names no remembered submission: once its job completed (keeping only a hash of its
+    request, which the header makes different), nothing shows that a request repeats it,
+    so every submission with it gets 409 (another body, other route parameters, even the
+    same body), never another submission's result."""
     app, endpoints = make_app(store, workers=True)
     async with served(app) as url, httpx.AsyncClient(base_url=url) as client:
         first = await client.post("/shops/acme/orders", json={"item": "tea"})
@@ -229,7 +229,7 @@ async def test_a_server_chosen_id_sent_back_as_a_request_id_never_answers_its_jo
             for path, body in [
                 ("/shops/acme/orders", {"item": "mate"}),  # another body
                 ("/shops/globex/orders", {"item": "tea"}),  # other route parameters
-                ("/shops/acme/orders", {"item": "tea"}),  # the same: unprovable now
+                ("/shops/acme/orders", {"item": "tea"}),  # same body, not the same request
             ]
         ]
     assert done.status.value == "Completed" and done.result == "acme"
@@ -269,6 +269,31 @@ async def test_a_key_is_forgotten_after_its_ttl() -> None:
         clock.advance(2)
         later = await endpoints.submit("PlaceOrder", {"item": "tea"}, idempotency_key="t")
     assert later.id != first.id
+
+
+async def test_a_chosen_id_past_its_ttl_answers_only_an_identical_resend_of_its_job() -> None:
+    """Past idempotency_ttl the fingerprint is forgotten; the Completed job (still kept)
+    keeps only a hash of its request in memory: a resend identical in all it captured is
+    answered with the job (202), and the id with another body is a clash (409), never the
+    job's result; nothing is stored either way."""
+    clock = ManualClock()
+    app, endpoints = make_app(InMemoryJobStore(clock=clock), workers=True, idempotency_ttl=60)
+    chosen = str(uuid.uuid4())
+    headers = {"X-Async-Request-Id": chosen}
+    async with served(app) as url, httpx.AsyncClient(base_url=url) as client:
+        first = await client.post("/orders", json={"item": "tea"}, headers=headers)
+        await endpoints.wait_for(chosen, timeout=10)
+        clock.advance(61)
+        # The clash first: the resend remembers the id's fingerprint again.
+        other = await client.post("/orders", json={"item": "mate"}, headers=headers)
+        resent = await client.post("/orders", json={"item": "tea"}, headers=headers)
+        kept = await client.get(f"/jobs/{chosen}")
+        stored = await endpoints.store.count_waiting()
+    assert first.status_code == 202
+    assert resent.status_code == 202 and resent.json() == kept.json()
+    assert kept.json()["status"] == "Completed" and kept.json()["result"] == "tea"
+    assert other.status_code == 409 and "result" not in other.json()
+    assert stored == 0
 
 
 async def test_a_repeat_after_its_job_was_dropped_is_409_and_runs_nothing() -> None:
