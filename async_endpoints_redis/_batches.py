@@ -201,7 +201,8 @@ class RedisBatches(StoreBase):
                 retry_after=RETRY_AFTER,
             )
         if code == "closed":
-            raise ValueError(f"batch {batch_id} is not running: it takes no more jobs")
+            status = pairs(flat).get("status", "not running")
+            raise ValueError(f"batch {batch_id} is {status}: it takes no more jobs")
         raise JobStoreError(f"batch {batch_id}: its staged jobs expired before the last call")
 
 
