@@ -66,6 +66,8 @@ NOTICES = {
     "requeued": "The job was queued again.",
     "paused": "Paused.",
     "resumed": "Resumed.",
+    "paused-all": "Every queue is paused.",
+    "resumed-all": "Every queue is running.",
     "terminal": "The job had already finished; nothing was cancelled.",
     "not-requeueable": "Only Failed or Canceled jobs can be queued again.",
     "unknown": "There is no such job (any more).",
@@ -100,6 +102,7 @@ class Dashboard:
         )
         self.templates.globals.update(ago=views.ago, absolute=views.absolute, iso=views.iso)
         self.templates.filters["pretty_json"] = views.pretty_json
+        self.templates.filters["compact_json"] = views.compact_json
         # The shared macros as a global: a page's live block is also rendered on its own.
         self.templates.globals["m"] = self.templates.get_template("macros.html").module
         self.assets = {name: (ASSETS / name).read_bytes() for name in _ASSET_TYPES}
@@ -181,7 +184,8 @@ class Dashboard:
                 template, context = await build(request)
                 status = context.pop("status_code", 200)
             except StoreUnavailableError as exc:
-                template, context, status = "unavailable.html", {"title": "Unavailable"}, 503
+                template, status = "unavailable.html", 503
+                context = {"title": "Unavailable", "unavailable": True}
                 retry_after = exc.retry_after
             context.update(self._common(request, token))
             fragment = request.headers.get("x-dashboard-fragment") == "1"
@@ -201,8 +205,11 @@ class Dashboard:
         params = request.query_params
         notice = NOTICES.get(params.get("done", ""))
         subject = parse_job_id(params.get("subject"))
+        queue = params.get("subject_queue")
         if notice is not None and subject is not None:
             notice = f"{str(subject)[:8]}: {notice}"
+        elif notice in ("Paused.", "Resumed.") and queue in self.endpoints.settings.queues:
+            notice = f"Queue {queue}: {notice[:-1].lower()}."
         here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return {
             "root": self.root,
@@ -242,15 +249,22 @@ class Dashboard:
             except StoreUnavailableError:
                 done = "unavailable"
             subject = parse_job_id(fields.get("job_id") or fields.get("batch_id"))
-            back = self._back(fields.get("next"), done, subject)
+            back = self._back(fields.get("next"), done, subject, fields.get("queue"))
             return RedirectResponse(back, status_code=303)
 
         return self._guarded(action, "POST")
 
-    def _back(self, target: str | None, done: str, subject: uuid.UUID | None = None) -> str:
+    def _back(
+        self,
+        target: str | None,
+        done: str,
+        subject: uuid.UUID | None = None,
+        queue: str | None = None,
+    ) -> str:
         """Where an action returns to: ``target`` when it is a page of this dashboard, with
         the notice code ``done`` and the id of the job or batch it acted on (the notice
-        names it: the list may have moved under the click)."""
+        names it: the list may have moved under the click), or the queue it paused or
+        resumed (only a queue of the settings is ever named)."""
         parts = urlsplit(target or "")
         inside = parts.path == self.root or parts.path.startswith(self.root + "/")
         odd = "\\" in (target or "") or ".." in parts.path.split("/")
@@ -258,8 +272,11 @@ class Dashboard:
             path, query = self.root + "/", ""
         else:
             path, query = parts.path, parts.query
-        kept = [pair for pair in _pairs(query) if pair[0] not in ("done", "subject")]
+        told_keys = ("done", "subject", "subject_queue")
+        kept = [pair for pair in _pairs(query) if pair[0] not in told_keys]
         told = [("subject", str(subject))] if subject is not None else []
+        if queue and queue in self.endpoints.settings.queues:
+            told.append(("subject_queue", queue))
         return path + "?" + urlencode([*kept, ("done", done), *told])
 
     async def home_redirect(self, request: Request) -> Response:
@@ -350,6 +367,8 @@ class Dashboard:
             "status_code": status_code,
             "name_scan_limit": views.NAME_SCAN_LIMIT,
             "paused": paused,
+            # A batch id that is not whole stays in its field, to be completed.
+            "batch_typed": (request.query_params.get("batch") or "")[:36],
         }
         return "jobs.html", context
 
@@ -409,7 +428,7 @@ class Dashboard:
             await self.endpoints.pause(fields.get("queue") or None)
         except ValueError:
             return "bad-queue"
-        return "paused"
+        return "paused" if fields.get("queue") else "paused-all"
 
     async def resume(self, request: Request, fields: dict[str, str]) -> str:
         """Resume ``fields["queue"]`` (every queue when empty)."""
@@ -417,7 +436,7 @@ class Dashboard:
             await self.endpoints.resume(fields.get("queue") or None)
         except ValueError:
             return "bad-queue"
-        return "resumed"
+        return "resumed" if fields.get("queue") else "resumed-all"
 
     async def _job(self, fields: dict[str, str]) -> Job | None:
         job_id = parse_job_id(fields.get("job_id"))

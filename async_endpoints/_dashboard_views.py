@@ -155,13 +155,19 @@ def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
 
 
+def compact_json(value: Any) -> str:
+    """JSON text of ``value`` on one line, as written (keys in their order, characters
+    as they are: the template escapes it), for a progress value in a table cell."""
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
 def timeline(job: Job) -> list[tuple[str, datetime]]:
     """The moments of ``job``'s life that are known, oldest first."""
     moments = [
         ("Created", job.created_at),
         ("Due (runAt)", job.run_at),
         ("First started", job.started_at),
-        ("Last updated", job.last_updated_at),
+        ("Last status change", job.last_updated_at),
         ("Finished", job.completed_at),
     ]
     known = [(label, moment) for label, moment in moments if moment is not None]

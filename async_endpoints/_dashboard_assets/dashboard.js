@@ -41,7 +41,15 @@
     }
   }
 
+  // Actions that change much at once ask first (without the script they just run).
+  document.addEventListener("submit", function (event) {
+    var question = event.target.getAttribute && event.target.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) event.preventDefault();
+  });
+
   var busy = false;
+  var gone = false; // the job or batch of this page no longer exists: nothing to follow
+  var reload = live.hasAttribute("data-reload-when-back"); // a page the store could not fill
   var last = null; // the live part as last fetched: an unchanged one is not redrawn
   var holding = false; // a pointer is down: redrawing now could swallow the click
   var aiming = false; // the pointer rests on a button or link: a redraw could move
@@ -66,8 +74,19 @@
     return !!(selection && !selection.isCollapsed && live.contains(selection.anchorNode));
   }
 
+  function show(text, kind, title) {
+    state.className = "live" + (kind ? " " + kind : "");
+    state.textContent = text;
+    state.title = title;
+    live.classList.toggle("stale", kind === "stale");
+  }
+
   function refresh() {
-    if (busy || document.hidden || inUse()) return;
+    if (busy || gone || document.hidden) return;
+    if (inUse()) {
+      show("paused", "held", "Updates wait while the pointer is on a button or link, a control has the focus or text is selected");
+      return;
+    }
     busy = true;
     fetch(window.location.href, {
       headers: { "X-Dashboard-Fragment": "1" },
@@ -78,11 +97,17 @@
         // 404 is an answer (the job or batch is gone: its page says so), not an outage.
         var html = (answer.headers.get("Content-Type") || "").indexOf("text/html") === 0;
         if (!answer.ok && !(answer.status === 404 && html)) throw new Error(String(answer.status));
+        if (reload) {
+          // The store is back: the whole page (its title and filters too), not just this part.
+          window.location.reload();
+          return last;
+        }
+        gone = answer.status === 404;
         return answer.text();
       })
       .then(function (html) {
-        state.classList.remove("stale");
-        state.textContent = "live";
+        if (gone) show("stopped", "held", "What this page showed no longer exists: it stopped updating");
+        else show("live", "", "This page updates itself every second");
         if (html === last || inUse()) return;
         last = html;
         var scrolled = [];
@@ -97,8 +122,7 @@
         relativeTimes();
       })
       .catch(function () {
-        state.classList.add("stale");
-        state.textContent = "reconnecting";
+        show("reconnecting", "stale", "The server did not answer; what is shown may be out of date");
       })
       .then(function () {
         busy = false;

@@ -38,7 +38,8 @@ def make_app(
     gate: Gate, store: JobStore | None = None, **settings: Any
 ) -> tuple[Starlette, AsyncEndpoints]:
     """An app with handlers Ok (returns its body's text), Broken (fails), Flaky (fails
-    while ``gate.flaky_fails``), Hold (runs until the gate opens, or is cancelled), the
+    while ``gate.flaky_fails``), Hold (runs until the gate opens, or is cancelled), Report
+    (reports its body's text as progress, then holds as Hold does), the
     dashboard at /dashboard, and at /elsewhere a page with a form that posts a cancel to
     the dashboard (served to the browser from another origin in the CSRF test)."""
     app = Starlette()
@@ -56,6 +57,11 @@ def make_app(
         await gate.open.wait()
         return "released"
 
+    async def report(ctx: AsyncContext[Payload]) -> str:
+        await ctx.report_progress({"message": ctx.request.text, "done": 3})
+        await gate.open.wait()
+        return "reported"
+
     async def flaky(ctx: AsyncContext[None]) -> str:
         if gate.flaky_fails:
             raise RuntimeError("flaky failed")
@@ -65,6 +71,7 @@ def make_app(
     endpoints.add_handler(flaky, name="Flaky")
     endpoints.add_handler(broken, name="Broken")
     endpoints.add_handler(hold, name="Hold", job_timeout=120)
+    endpoints.add_handler(report, name="Report", job_timeout=120)
     endpoints.map_dashboard("/dashboard", authorize=gate.authorize)
 
     async def elsewhere(request: Request) -> HTMLResponse:

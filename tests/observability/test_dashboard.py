@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+from markupsafe import escape
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from async_endpoints import AsyncEndpoints, JobSpec, JobStatus, StoreUnavailableError
+from async_endpoints import _dashboard_views as views
 from async_endpoints._dashboard_guard import COOKIE
 from async_endpoints_redis import RedisJobStore
 from tests.observability.dashboard_app import Gate, make_app
+from tests.redis.support import eventually
 
 BASE = "http://testserver"
 
@@ -162,21 +166,84 @@ async def test_same_origin_actions_work_and_redirect_back(
     assert (await engine.get_job(job.id)).status is JobStatus.QUEUED  # type: ignore[union-attr]
     pause = {"token": token, "queue": "high", "next": "https://evil.example/"}
     answer = await client.post("/dashboard/actions/pause", data=pause, headers=SAME_ORIGIN)
-    assert answer.headers["location"] == "/dashboard/?done=paused"
+    assert answer.headers["location"] == "/dashboard/?done=paused&subject_queue=high"
     assert [q.paused for q in await engine.queue_stats()] == [True, False]
+    # The notice names the queue paused.
+    assert "Queue high: paused." in (await client.get(answer.headers["location"])).text
     for elsewhere in ("/dashboard/../admin", "//evil.example/dashboard/", "/admin"):
         resume = {**pause, "next": elsewhere}
         answer = await client.post("/dashboard/actions/resume", data=resume, headers=SAME_ORIGIN)
-        assert answer.headers["location"] == "/dashboard/?done=resumed"
+        assert answer.headers["location"] == "/dashboard/?done=resumed&subject_queue=high"
     assert [q.paused for q in await engine.queue_stats()] == [False, False]
+
+
+async def test_pausing_or_resuming_every_queue_says_so_and_names_no_other(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """The notice of Pause all queues says every queue is paused; a queue name the settings
+    do not have is never echoed into a notice."""
+    token = await token_of(client)
+    pause = {"token": token, "queue": "", "next": "/dashboard/"}
+    answer = await client.post("/dashboard/actions/pause", data=pause, headers=SAME_ORIGIN)
+    assert answer.headers["location"] == "/dashboard/?done=paused-all"
+    assert "Every queue is paused." in (await client.get(answer.headers["location"])).text
+    assert [q.paused for q in await engine.queue_stats()] == [True, True]
+    page = await client.get("/dashboard/?done=paused&subject_queue=<b>nope</b>")
+    assert '<p class="notice" role="status">Paused.</p>' in page.text
 
 
 async def test_a_batch_filter_that_is_not_a_whole_id_says_so(client: httpx.AsyncClient) -> None:
     """The batches page shows short ids; a batch filter given one lists every job, and the
-    page says why rather than silently dropping the filter."""
+    page says why rather than silently dropping the filter; what was typed stays in the
+    field, to be completed."""
     page = await client.get("/dashboard/jobs?batch=3e8b295e")
     assert page.status_code == 200
     assert "A batch filter needs the batch&#39;s whole id" in page.text
+    assert 'name="batch" value="3e8b295e"' in page.text
+
+
+async def reported(engine: AsyncEndpoints, job_id: uuid.UUID) -> None:
+    """Wait (10 s at most) until job ``job_id`` has reported progress."""
+
+    async def progress() -> object:
+        job = await engine.get_job(job_id)
+        return None if job is None else job.progress
+
+    await eventually(progress)
+
+
+async def test_progress_reads_as_its_json_text_on_the_queues_and_job_pages(
+    engine: AsyncEndpoints, client: httpx.AsyncClient, gate: Gate
+) -> None:
+    """A running job's progress is shown as it was reported (keys in order, characters as
+    they are, markup escaped): not as JavaScript-escaped JSON."""
+    job = await engine.submit("Report", {"text": "step 3 <b>bold</b> ✓ & more"})
+    async with engine.running():
+        await reported(engine, job.id)
+        expected = str(escape('{"message": "step 3 <b>bold</b> ✓ & more", "done": 3}'))
+        for path in ("/dashboard/", f"/dashboard/jobs/{job.id}"):
+            page = await client.get(path)
+            assert expected in page.text, path
+            assert "\\u003c" not in page.text and "\\u2713" not in page.text
+        gate.open.set()
+
+
+async def test_a_name_filter_that_read_its_limit_without_a_match_says_so(
+    engine: AsyncEndpoints, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page of a name filter that read as many jobs as it may without finding one of
+    that name says so and links the next page, rather than "No jobs match"."""
+    monkeypatch.setattr(views, "NAME_SCAN_LIMIT", 50)
+    for _ in range(60):
+        await engine.submit("Hold")
+    page = await client.get("/dashboard/jobs?name=Ok")
+    assert "No jobs match" not in page.text
+    assert "No job of this name among the 50 read for this page" in page.text
+    assert 'rel="next"' in page.text
+    last = re.search(r'href="([^"]+)" rel="next"', page.text)
+    assert last is not None
+    following = await client.get(last.group(1).replace("&amp;", "&"))
+    assert "No jobs match" in following.text  # read to the end: none of that name there
 
 
 async def test_job_data_is_escaped_everywhere(
@@ -263,6 +330,8 @@ async def test_a_page_while_the_store_is_unreachable_is_503_with_retry_after(
         page = await client.get(path)
         assert page.status_code == 503, path
         assert page.headers["retry-after"] == "3" and "unavailable" in page.text.lower()
+        # The page reloads itself whole once the store answers, and says it is not live.
+        assert 'data-reload-when-back="1"' in page.text and ">reconnecting<" in page.text
 
 
 @pytest.mark.redis

@@ -10,9 +10,16 @@ import re
 from collections.abc import AsyncIterator
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
 
-from async_endpoints import AsyncEndpoints, Job, JobSpec, JobStatus
+from async_endpoints import (
+    AsyncContext,
+    AsyncEndpoints,
+    Job,
+    JobSpec,
+    JobStatus,
+    StoreUnavailableError,
+)
 from async_endpoints._events import EventKind, LifecycleEvent
 from tests.observability.dashboard_app import Gate, make_app
 from tests.serving import served
@@ -104,7 +111,7 @@ async def test_pause_and_resume_from_the_page_and_from_elsewhere(
     await row.get_by_role("button", name="Pause").click()
     await expect(row).to_contain_text("Paused")
     assert [q.paused for q in await engine.queue_stats()] == [True, False]
-    await expect(page.locator(".notice")).to_have_text("Paused.")
+    await expect(page.locator(".notice")).to_have_text("Queue high: paused.")
     await engine.resume("high")
     await expect(row).to_contain_text("Running", timeout=LIVE_WITHIN_MS)
     await row.get_by_role("button", name="Pause").click()
@@ -295,7 +302,8 @@ async def test_the_list_waits_while_the_pointer_rests_on_a_button(
 
 async def test_a_job_page_says_so_when_its_job_is_gone(page: Page, gate: Gate) -> None:
     """The page of a completed job whose retention ends while it is open: within 2 s the
-    page says there is no such job (not "reconnecting" forever)."""
+    page says there is no such job (not "reconnecting" forever), and stops asking (no
+    404 a second in the console)."""
     from async_endpoints import InMemoryJobStore
 
     app, engine = make_app(gate, store=InMemoryJobStore(max_retained=1))
@@ -308,7 +316,11 @@ async def test_a_job_page_says_so_when_its_job_is_gone(page: Page, gate: Gate) -
         await expect(page.locator("#live")).to_contain_text(
             "There is no such job", timeout=LIVE_WITHIN_MS
         )
-        await expect(page.locator("#live-state")).to_have_text("live")
+        await expect(page.locator("#live-state")).to_have_text("stopped")
+        asked: list[str] = []
+        page.on("request", lambda request: asked.append(request.url))
+        await page.wait_for_timeout(2 * LIVE_WITHIN_MS)  # two refreshes would have come
+        assert asked == []
         gate.open.set()
 
 
@@ -347,3 +359,111 @@ async def test_a_page_loads_without_a_console_error_or_a_failed_request(
         await expect(page.locator("#live-state")).to_have_text("live")
         await page.wait_for_load_state("networkidle")
     assert errors == []
+
+
+async def test_a_running_jobs_cancel_button_stays_on_a_laptop_screen_beside_long_progress(
+    site: tuple[str, AsyncEndpoints], page: Page
+) -> None:
+    """At 1366 px, a running job whose progress is long: the queues page is no wider than
+    the screen, the Cancel button is on it, and the progress reads as reported (markup
+    and non-ASCII as text), whole on hover."""
+    base, engine = site
+    message = "step 46 <b>bold</b> ✓ " + "and a long explanation " * 12
+    job = await engine.submit("Report", {"text": message})
+    await page.goto(f"{base}/dashboard/")
+    cell = page.locator(f'tr[data-job="{job.id}"] td.progress code')
+    await expect(cell).to_contain_text("step 46 <b>bold</b> ✓", timeout=LIVE_WITHIN_MS)
+    assert message in (await cell.get_attribute("title") or "")
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 1366
+    cancel = page.locator(f'tr[data-job="{job.id}"]').get_by_role("button", name="Cancel")
+    box = await cancel.bounding_box()
+    assert box is not None and box["x"] + box["width"] <= 1366
+    await cancel.click()
+    await expect(page.locator(".notice")).to_contain_text("The job was cancelled.")
+
+
+async def test_a_batch_page_with_a_long_job_name_fits_a_laptop_screen(
+    gate: Gate, page: Page
+) -> None:
+    """A batch whose jobs have a 130-character name: at 1366 px its page is no wider than
+    the screen and each job's Cancel button is on it; the name is cut, whole on hover."""
+    app, engine = make_app(gate)
+    long_name = "ImportTheQuarterlyLedgerFromTheRegionalWarehouse" * 3
+
+    async def ledger(ctx: AsyncContext[None]) -> None:
+        return None
+
+    engine.add_handler(ledger, name=long_name)
+    await engine.pause()  # the batch's jobs stay Queued, each with its Cancel button
+    async with served(app) as base:
+        batch = await engine.submit_batch([JobSpec(long_name) for _ in range(3)])
+        await page.goto(f"{base}/dashboard/batches/{batch.id}")
+        await expect(page.locator("tr[data-job]")).to_have_count(3)
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 1366
+        await expect(page.locator(f'td[title="{long_name}"]')).to_have_count(3)
+        for button in await page.get_by_role("button", name="Cancel").all():
+            box = await button.bounding_box()
+            assert box is not None and box["x"] + box["width"] <= 1366
+        gate.open.set()
+
+
+async def test_a_page_the_store_could_not_fill_comes_back_whole(
+    gate: Gate, page: Page, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A jobs page loaded while the store is unreachable (503) says so and is not shown as
+    live; once the store answers, the page comes back whole by itself (its title and its
+    filters, not only the list), within 2 s."""
+    app, engine = make_app(gate)
+    listing = engine.store.list_jobs
+
+    async def unreachable(*args: object, **kwargs: object) -> object:
+        raise StoreUnavailableError("cut off", retry_after=1)
+
+    monkeypatch.setattr(engine.store, "list_jobs", unreachable)
+    async with served(app) as base:
+        await page.goto(f"{base}/dashboard/jobs?status=Queued")
+        await expect(page.locator("h1")).to_have_text("Unavailable")
+        await expect(page.locator("#live-state")).to_have_text("reconnecting")
+        await expect(page.locator("form.filters")).to_have_count(0)
+        monkeypatch.setattr(engine.store, "list_jobs", listing)
+        await expect(page.locator("h1")).to_have_text("Queued jobs", timeout=LIVE_WITHIN_MS)
+        await expect(page.locator("form.filters")).to_have_count(1)
+        await expect(page.locator("#live-state")).to_have_text("live", timeout=LIVE_WITHIN_MS)
+        gate.open.set()
+
+
+async def test_a_page_that_cannot_reach_the_server_is_greyed_as_out_of_date(
+    gate: Gate, page: Page
+) -> None:
+    """The server stops while a page is open: within 2 s the page says "reconnecting" and
+    its live part is greyed (what it shows may be out of date)."""
+    app, _ = make_app(gate)
+    async with served(app) as base:
+        await page.goto(f"{base}/dashboard/")
+        await expect(page.locator("#live-state")).to_have_text("live")
+    await expect(page.locator("#live-state")).to_have_text("reconnecting", timeout=LIVE_WITHIN_MS)
+    await expect(page.locator("#live")).to_have_class(re.compile(r"\bstale\b"))
+    gate.open.set()
+
+
+async def test_pause_all_queues_asks_first(site: tuple[str, AsyncEndpoints], page: Page) -> None:
+    """Pause all queues (a change to every worker) asks for confirmation: dismissed,
+    nothing is paused; accepted, every queue is."""
+    base, engine = site
+    await page.goto(f"{base}/dashboard/")
+    answers = iter(("dismiss", "accept"))
+    asked: list[str] = []
+
+    async def answer(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        await (dialog.dismiss() if next(answers) == "dismiss" else dialog.accept())
+
+    page.on("dialog", answer)
+    button = page.get_by_role("button", name="Pause all queues")
+    await button.click()
+    await page.wait_for_timeout(500)  # a form sent anyway would have come back by now
+    assert [q.paused for q in await engine.queue_stats()] == [False, False]
+    await button.click()
+    await expect(page.locator(".notice")).to_have_text("Every queue is paused.")
+    assert [q.paused for q in await engine.queue_stats()] == [True, True]
+    assert len(asked) == 2 and "Pause every queue?" in asked[0]
