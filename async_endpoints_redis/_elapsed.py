@@ -6,9 +6,11 @@ deadline at once, re-running live handlers (a step forward) or holding a retry f
 hour (a step back). Instead the store keeps one clock key that every call advances to
 the caller's *reading*: the largest value this process has seen, plus the time its own
 monotonic clock has measured since. Monotonic clocks do not step, so the key moves with
-real time; readings lag by a network hop at most (a reply is older than its arrival), so
-a lease measured with it can only come out a little long, never short. The key starts at
-the server's wall clock the first time (see ``lua/_lib.lua``).
+real time while anyone calls; readings lag by a network hop at most (a reply is older than
+its arrival), so a lease measured with it can only come out a little long, never short.
+The key starts at the server's wall clock the first time (see ``lua/_lib.lua``); after a
+spell in which no process called the store, the first reading of a process that starts
+catches it up with the time that passed (``lua/clock.lua``).
 """
 
 from __future__ import annotations

@@ -55,14 +55,19 @@ local function job_key(id)
   return K.jobs .. id
 end
 
+-- Beside the clock, "<clock> <wall>": the value last set and the server's wall clock then
+-- (clock.lua: how long nobody has advanced it).
+local CLOCK_SET_AT = CLOCK_KEY .. ':at'
+
 -- The elapsed-time clock, advanced to the caller's reading when that is ahead. It starts
--- at the wall clock the first time. Its SET is this script's first write: Redis refuses a
+-- at the wall clock the first time. Its MSET is this script's first write: Redis refuses a
 -- script's writes for memory only up to its first one, so a script that starts here takes
 -- no new work from a Redis that is out of memory (see even_when_full for the others).
 local function clock_ms()
   local stored = tonumber(redis.call('GET', CLOCK_KEY))
-  local now = math.max(stored or now_ms(), CLOCK_READING)
-  redis.call('SET', CLOCK_KEY, ms(now))
+  local wall = now_ms()
+  local now = math.max(stored or wall, CLOCK_READING)
+  redis.call('MSET', CLOCK_KEY, ms(now), CLOCK_SET_AT, ms(now) .. ' ' .. ms(wall))
   return now
 end
 

@@ -1,0 +1,69 @@
+"""The elapsed-time clock after a spell in which no process called the store (every worker
+stopped for a deploy, the API instances idle): a process that starts then reads the time
+that passed, so leases, delays and retention it grants are not that far in the past."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from redis.asyncio import Redis
+
+from async_endpoints import JobStatus
+from async_endpoints._job import NewJob
+from tests.redis.conftest import StoreFactory
+
+#: How long nobody calls the store (the scenario, not a wait for something to happen).
+QUIET = 3.0
+
+
+async def clock_of(raw_redis: Redis, prefix: str) -> int:
+    """The store's elapsed-time clock (ms) as stored."""
+    (key,) = [key async for key in raw_redis.scan_iter(match=f"*{prefix}*:clock")]
+    return int(await raw_redis.get(key))
+
+
+async def test_a_store_started_after_a_quiet_spell_reads_the_time_that_passed(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str
+) -> None:
+    """The clock stood still while nobody called; the first reading of a process that
+    starts then catches up with the time that passed."""
+    first = await make_store()
+    await first.enqueue(NewJob(uuid.uuid4(), "Echo", 0))
+    before = await clock_of(raw_redis, prefix)
+    await asyncio.sleep(QUIET)
+    await make_store()
+    assert await clock_of(raw_redis, prefix) >= before + QUIET * 1000
+
+
+async def test_a_job_claimed_after_a_quiet_spell_keeps_its_lease_when_an_instance_calls(
+    make_store: StoreFactory,
+) -> None:
+    """An API instance stays up but idle while no worker runs; a worker starts and claims a
+    job with a 2 s lease; the API instance then submits (its reading is the real time). The
+    lease holds: recovery takes nothing back from the live worker."""
+    api = await make_store()
+    job = await api.enqueue(NewJob(uuid.uuid4(), "Echo", 0))
+    await asyncio.sleep(QUIET)
+    worker = await make_store()
+    (claim,) = await worker.claim(1, lease=2.0)
+    assert claim.job.id == job.id
+    await api.enqueue(NewJob(uuid.uuid4(), "Echo", 0))
+    assert await api.recover() == []
+    still = await api.get(job.id)
+    assert still is not None and still.status is JobStatus.IN_PROGRESS
+
+
+async def test_a_delay_granted_after_a_quiet_spell_is_not_cut_short(
+    make_store: StoreFactory,
+) -> None:
+    """A job delayed 2 s by a worker started after a quiet spell is not claimable as soon as
+    an instance that stayed up calls: its due time is on the real time, not the stale one."""
+    api = await make_store()
+    await api.enqueue(NewJob(uuid.uuid4(), "Echo", 0))
+    await asyncio.sleep(QUIET)
+    worker = await make_store()
+    await worker.enqueue(NewJob(uuid.uuid4(), "Late", 0, delay=2.0))
+    await api.enqueue(NewJob(uuid.uuid4(), "Echo", 0))
+    claimed = await api.claim(10, lease=30)
+    assert sorted(claim.job.name for claim in claimed) == ["Echo", "Echo"]
