@@ -1,15 +1,18 @@
 """`MemoryIdempotency`: the `IdempotentStore` part of `InMemoryJobStore`.
 
-Keys live in a dict with the moment (on the store's monotonic clock) they expire, and in
-insertion order, which is expiry order because every key of a store is remembered for the
-ttl its caller gives (the engine's ``idempotency_ttl``); expired keys are dropped from the
-front on each use, so the dict never holds more than the keys of the last ttl. Nothing
+Keys live in an ordered dict with the moment (on the store's monotonic clock) they expire,
+in insertion order, which is expiry order because every key of a store is remembered for
+the ttl its caller gives (the engine's ``idempotency_ttl``); expired keys are dropped from
+the front on each use, so the dict never holds more than the keys of the last ttl, and a
+use costs only the keys it drops (an `OrderedDict`: its front is reached in constant time,
+however many keys were dropped before). Nothing
 awaits between the look-up and the store, so a concurrent repeat finds the first job.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -22,14 +25,17 @@ class IdempotencyKeys:
     """Remembered keys: key -> (job id, fingerprint, expiry on the monotonic clock)."""
 
     def __init__(self) -> None:
-        self._keys: dict[str, tuple[uuid.UUID, str, float]] = {}
+        self._keys: OrderedDict[str, tuple[uuid.UUID, str, float]] = OrderedDict()
 
     def expire(self, now: float) -> None:
-        """Drop the keys whose ttl has passed (from the oldest on)."""
-        for key, (_, _, until) in list(self._keys.items()):
-            if until > now:
+        """Drop the keys whose ttl has passed (from the oldest on, stopping at the first
+        still remembered: nothing is copied)."""
+        keys = self._keys
+        while keys:
+            oldest = next(iter(keys))
+            if keys[oldest][2] > now:
                 return
-            del self._keys[key]
+            del keys[oldest]
 
     def get(self, key: str) -> tuple[uuid.UUID, str] | None:
         """The job id and fingerprint ``key`` names, if it is remembered."""

@@ -4,6 +4,7 @@ X-Async-Request-Id made once per id, on the in-memory store and on a real Redis.
 from __future__ import annotations
 
 import asyncio
+import tracemalloc
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,6 +23,7 @@ from async_endpoints import (
     JobStore,
 )
 from async_endpoints._idempotency import IdempotencyConflictError
+from async_endpoints._memory_idempotency import IdempotencyKeys
 from async_endpoints.testing import ManualClock
 from async_endpoints_redis import RedisJobStore
 from tests.redis_servers import RedisServer
@@ -369,3 +371,24 @@ def test_a_fingerprint_without_parameters_is_unchanged_and_value_order_counts() 
     assert with_query("a=1&t=x") == with_query("t=x&a=1")
     assert with_query("t=a&t=b") != with_query("t=b&t=a")
     assert with_query("x=%FF") != with_query("x=%FE")
+
+
+def test_expiring_remembered_keys_copies_none_of_them() -> None:
+    """Each keyed submission first drops the expired keys: with 100,000 keys remembered
+    and none expired that allocates next to nothing (it copied every key on each keyed
+    submission, stalling the event loop for seconds under load), and it drops exactly the
+    keys whose ttl has passed, oldest first."""
+    keys = IdempotencyKeys()
+    for n in range(100_000):
+        keys.put(f"k{n}", uuid.uuid4(), "fingerprint", 1000.0 + n)
+    tracemalloc.start()
+    try:
+        keys.expire(500.0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(keys) == 100_000
+    assert peak < 64 * 1024  # a copy of the keys alone takes over 800 KB
+    keys.expire(1000.0 + 49_999)
+    assert len(keys) == 50_000
+    assert keys.get("k49999") is None and keys.get("k50000") is not None
