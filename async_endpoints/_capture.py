@@ -11,7 +11,8 @@ import string
 from collections.abc import Iterable
 from urllib.parse import quote, unquote_plus
 
-from starlette.requests import Request
+from pydantic_core import from_json
+from starlette.requests import ClientDisconnect, Request
 
 # Printable ASCII but the space: kept as is when a raw query string is made safe to store.
 _QUERY_SAFE = "".join(sorted(set(string.printable) - set(string.whitespace)))
@@ -30,17 +31,35 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, refusing with 413 as soon as it is known to exceed ``limit`` bytes.
 
     A ``Content-Length`` over the limit is refused before any byte is read; a body sent
-    without one (chunked) is refused as soon as the bytes read pass the limit.
+    without one (chunked) is refused as soon as the bytes read pass the limit; a client
+    that disconnects before the end of its body gets a 400 (which it never reads).
     """
     check_declared_length(request, limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestRejected(413, f"request body is larger than {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestRejected(413, f"request body is larger than {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Nobody reads the answer; the refusal keeps it out of the server's error log.
+        raise RequestRejected(400, "the client disconnected before the whole body") from None
     return b"".join(chunks)
+
+
+def names_a_non_finite_number(text: str) -> bool:
+    """Whether JSON ``text`` (which parsed) holds ``NaN``, ``Infinity`` or ``-Infinity``
+    as a value: tokens JavaScript writes but JSON does not have, which the parser would
+    otherwise take. A text without those words (nearly every body) is not parsed again."""
+    if "NaN" not in text and "Infinity" not in text:
+        return False
+    try:
+        from_json(text, allow_inf_nan=False)
+    except ValueError:
+        return True
+    return False
 
 
 def is_json(content_type: str | None) -> bool:

@@ -26,6 +26,7 @@ from ._capture import (
     capture_headers,
     capture_query,
 )
+from ._disconnect import unless_disconnected
 from ._errors import (
     JobStoreError,
     StoreUnavailableError,
@@ -158,7 +159,9 @@ def job_details_endpoint(endpoints: JobService) -> Endpoint:
         try:
             job = await _authorized_job(endpoints, request)
             if job is not None and wait is not None and not job.status.is_terminal:
-                job = await endpoints.wait_until(job, wait.seconds)
+                job = await unless_disconnected(
+                    request, endpoints.wait_until(job, wait.seconds), job
+                )
         except JobStoreError as exc:
             return store_failure("read a job", exc)
         response = await status_response(endpoints, job, request)

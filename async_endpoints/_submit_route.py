@@ -16,7 +16,15 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ._capture import RequestRejected, check_declared_length, is_json, raw_headers, read_body
+from ._capture import (
+    RequestRejected,
+    check_declared_length,
+    is_json,
+    names_a_non_finite_number,
+    raw_headers,
+    read_body,
+)
+from ._disconnect import unless_disconnected
 from ._errors import DuplicateJobError, JobStoreError, JobValidationError, QueueFullError
 from ._handlers import Handler
 from ._http import (
@@ -122,7 +130,7 @@ async def _accepted(endpoints: JobService, job: Job, request: Request) -> Respon
     if wait is None:
         return await submitted_response(endpoints, job, request)
     try:
-        job = await endpoints.wait_until(job, wait.seconds)
+        job = await unless_disconnected(request, endpoints.wait_until(job, wait.seconds), job)
     except JobStoreError as exc:  # the job is stored: answer as without the wait
         logger.warning("could not wait for job %s: %s", job.id, exc, extra=job_extra(job))
     if job.status.is_terminal:
@@ -271,7 +279,12 @@ async def _read_validated_body(
         raise RequestRejected(415, "expected a JSON body: set Content-Type: application/json")
     try:
         text = raw.decode("utf-8")
-        return handler.parse_body(text), text
+        body = handler.parse_body(text)
+        if names_a_non_finite_number(text):
+            raise RequestRejected(
+                400, "request body is not valid JSON (NaN and Infinity are not JSON)"
+            )
+        return body, text
     except UnicodeDecodeError:
         raise RequestRejected(400, "request body is not UTF-8") from None
     except JobValidationError as exc:

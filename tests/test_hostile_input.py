@@ -129,6 +129,8 @@ ANYTHING_GOES = {
     "lone-surrogate": b'{"doc": "\\ud800"}',
     "lone-surrogate-key": b'{"\\udfff": 1}',
     "raw-0xff": b'{"doc": "\xff"}',
+    "nan": b'{"doc": NaN}',
+    "minus-infinity": b'{"doc": [1, -Infinity]}',
 }
 
 
@@ -223,6 +225,24 @@ async def test_a_streamed_body_over_max_body_size_gets_413_after_reading_just_pa
             chunks=[b" " * 16 * 1024] * 1000,
         )
         assert status == 413 and reads <= 5
+        assert await endpoints.store.count_waiting() == 0
+
+
+async def test_a_client_that_disconnects_mid_body_gets_a_400_and_nothing_is_stored(
+    app,
+) -> None:
+    """The client sends part of its body and goes away: the submission is refused (400,
+    never read) rather than failing in the app (an error logged as a 500), nothing stored."""
+    endpoints = order_app(app, run_workers=False)
+    async with LifespanManager(app) as manager:
+        status, body, _ = await asgi_call(
+            manager.app,
+            "/orders",
+            headers=[(b"content-type", b"application/json"), (b"content-length", b"100")],
+            chunks=[b'{"item": "t'],
+            cut=True,
+        )
+        assert status == 400 and "disconnected" in strict_json(body.decode())["detail"]
         assert await endpoints.store.count_waiting() == 0
 
 
@@ -426,9 +446,11 @@ async def asgi_call(
     headers: list[tuple[bytes, bytes]] | None = None,
     body: bytes = b"",
     chunks: list[bytes] | None = None,
+    cut: bool = False,
 ) -> tuple[int, bytes, int]:
     """POST exactly these bytes to ``app``; return the status, the body, and how many
-    request-body messages the app read."""
+    request-body messages the app read. With ``cut`` the client disconnects after them,
+    before the end of its body."""
     parts = chunks if chunks is not None else [body]
     reads = 0
     answer: dict[str, Any] = {"body": b""}
@@ -438,7 +460,8 @@ async def asgi_call(
         if reads >= len(parts):
             return {"type": "http.disconnect"}
         reads += 1
-        return {"type": "http.request", "body": parts[reads - 1], "more_body": reads < len(parts)}
+        more = reads < len(parts) or cut
+        return {"type": "http.request", "body": parts[reads - 1], "more_body": more}
 
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from async_endpoints import AsyncContext, AsyncEndpoints
+from tests.redis.support import eventually
 from tests.serving import served
 
 
@@ -264,3 +265,36 @@ async def test_a_long_poll_of_an_unknown_job_is_404_at_once(client: httpx.AsyncC
     """Nothing to wait for: 404 without waiting."""
     response = await client.get(f"/jobs/{uuid.uuid4()}", headers={"Prefer": "wait=30"})
     assert response.status_code == 404
+
+
+async def test_a_long_wait_ends_when_its_client_disconnects(gate: Gate) -> None:
+    """Clients that ask Prefer: wait=30 (a POST, and a GET long-poll) and disconnect: their
+    waits end then, not 30 s later (a connect-and-drop must not hold a task and a watcher
+    of the job for the whole wait)."""
+    app, endpoints = make_app(gate)
+    waiters = endpoints.store._terminal_waiters._waiters  # type: ignore[attr-defined]
+    async with served(app) as url, httpx.AsyncClient(base_url=url, timeout=20) as client:
+        job_id = (await client.post("/slow")).json()["id"]
+        host, port = url.removeprefix("http://").split(":")
+        asked = "Host: x\r\nPrefer: wait=30\r\n"
+        requests = [f"GET /jobs/{job_id} HTTP/1.1\r\n{asked}\r\n"] * 5
+        requests += [f"POST /slow HTTP/1.1\r\n{asked}Content-Length: 0\r\n\r\n"] * 5
+        dropped = []
+        for request in requests:
+            _, writer = await asyncio.open_connection(host, int(port))
+            writer.write(request.encode())
+            await writer.drain()
+            dropped.append(writer)
+
+        async def all_waiting() -> bool:
+            return sum(len(each) for each in waiters.values()) == len(requests)
+
+        async def none_waiting() -> bool:
+            return not waiters
+
+        await eventually(all_waiting)
+        for writer in dropped:
+            writer.close()
+        await eventually(none_waiting, timeout=5)  # not after the 30 s they asked for
+        gate.open.set()
+        assert (await finished(client, job_id))["result"] == "finally"
