@@ -142,9 +142,7 @@ class RedisBatches(StoreBase):
         if len(batches) <= limit:
             return BatchPage(batches, None)
         batches = batches[:limit]
-        last = batches[-1]
-        entry = f"{round(last.created_at.timestamp() * 1000):014d}:{last.id}"
-        return BatchPage(batches, encode_cursor(filters, [entry]))
+        return BatchPage(batches, batch_cursor(tenant, batches[-1]))
 
     async def cancel_batch(self, batch_id: uuid.UUID) -> Batch | None:
         """Cancel the batch, its unfinished jobs (running ones announced on the cancel
@@ -204,6 +202,13 @@ class RedisBatches(StoreBase):
             status = pairs(flat).get("status", "not running")
             raise ValueError(f"batch {batch_id} is {status}: it takes no more jobs")
         raise JobStoreError(f"batch {batch_id}: its staged jobs expired before the last call")
+
+
+def batch_cursor(tenant: str | None, batch: Batch) -> str:
+    """The cursor of `RedisJobStore.list_batches` (by ``tenant``) resuming right after
+    ``batch``: its entry in the listing index."""
+    entry = f"{round(batch.created_at.timestamp() * 1000):014d}:{batch.id}"
+    return encode_cursor([_LISTING, tenant], [entry])
 
 
 async def batch_jobs_page(

@@ -53,6 +53,28 @@ class RedisInspection(StoreBase):
         """
         if batch_id is not None:
             return await batch_jobs_page(self, batch_id, status, queue, tenant, limit, cursor)
+        page, _ = await self._list_jobs_with_positions(
+            status=status, queue=queue, tenant=tenant, limit=limit, cursor=cursor, queues=queues
+        )
+        return page
+
+    async def _list_jobs_with_positions(
+        self,
+        *,
+        status: JobStatus | None = None,
+        queue: str | None = None,
+        tenant: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
+    ) -> tuple[JobPage, list[str]]:
+        """`list_jobs` without a batch, and for each job of the page the cursor of the
+        position right after it (where a sharded store resumes this shard when the merged
+        page showed the job, whatever was added or removed before it since).
+
+        Raises:
+            ValueError: As `list_jobs`.
+        """
         check_limit(limit)
         filters = filters_of(status, queue, tenant)
         position = (

@@ -57,9 +57,12 @@ def _is_entry(value: Any) -> bool:
     return isinstance(value, str) and _INDEX_ENTRY.fullmatch(value) is not None
 
 
-def page_of(reply: list[Any], filters: list[Any], status: JobStatus | None) -> JobPage:
-    """The page in the script's reply ``{jobs, position, queue}`` (corrupt records left
-    out), with a cursor for the next one unless it is the last.
+def page_of(
+    reply: list[Any], filters: list[Any], status: JobStatus | None
+) -> tuple[JobPage, list[str]]:
+    """The page in the script's reply ``{jobs, position, queue, entries, queues}``
+    (corrupt records left out), with a cursor for the next one unless it is the last; and
+    for each job of the page the cursor of the position right after it.
 
     Raises:
         ValueError: The reply is ``{'invalid'}``: the position names a queue this listing
@@ -67,16 +70,20 @@ def page_of(reply: list[Any], filters: list[Any], status: JobStatus | None) -> J
     """
     if len(reply) == 1:
         raise ValueError("invalid cursor")
-    raw_jobs, raw_next, raw_queue = reply
+    raw_jobs, raw_next, raw_queue, raw_entries, raw_queues = reply
     jobs: list[Job] = []
-    for message in raw_jobs:
+    after: list[str] = []
+    for message, entry, queue in zip(raw_jobs, raw_entries, raw_queues, strict=True):
         job, _ = job_from_text(message)
         if job is not None:
             jobs.append(job)
+            after.append(encode_cursor(filters, _position(status, text(queue), text(entry))))
     next_position = text(raw_next)
     if not next_position:
-        return JobPage(jobs, None)
-    following: list[Any] = [next_position]
-    if status is JobStatus.QUEUED:
-        following = [text(raw_queue), next_position]
-    return JobPage(jobs, encode_cursor(filters, following))
+        return JobPage(jobs, None), after
+    following = _position(status, text(raw_queue), next_position)
+    return JobPage(jobs, encode_cursor(filters, following)), after
+
+
+def _position(status: JobStatus | None, queue: str, entry: str) -> list[Any]:
+    return [queue, entry] if status is JobStatus.QUEUED else [entry]

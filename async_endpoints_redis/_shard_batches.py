@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from async_endpoints._batch import Batch, BatchPage, NewBatch
 from async_endpoints._job import NewJob, check_label
 
+from ._batches import batch_cursor
 from ._shard_lookup import ShardLookup
 from ._shard_pointers import batch_field
 from ._shard_reads import _reverse, merged_page
@@ -100,9 +101,12 @@ class ShardBatches(ShardLookup):
         check_label(tenant, "tenant")
         shards = await self._ready_shards()
 
-        async def page(index: int, size: int, at: str | None) -> tuple[list[Batch], str | None]:
+        async def page(
+            index: int, size: int, at: str | None
+        ) -> tuple[list[Batch], list[str], str | None]:
             one = await shards[index].list_batches(tenant=tenant, limit=min(size, 1000), cursor=at)
-            return list(one.batches), one.next_cursor
+            after = [batch_cursor(tenant, batch) for batch in one.batches]
+            return list(one.batches), after, one.next_cursor
 
         batches, following = await merged_page(
             len(shards),

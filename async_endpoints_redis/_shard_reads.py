@@ -5,9 +5,10 @@
   paused when any shard has it paused (pause writes every shard).
 - list_jobs: one page from every shard (each as with one shard: O(limit + log n), or the
   visit budget with a filter), all at once, merged in the listing's order; N times one
-  shard's Redis work. The cursor holds, per shard, where its last page started and how
-  many of that page's jobs were shown (`merged_page`), so paging visits every job once
-  while nothing changes. With a ``batch_id``: the batch's one shard.
+  shard's Redis work. The cursor holds, per shard, the position right after the last of
+  its jobs shown (`merged_page`), so paging visits every job once while nothing changes,
+  and jobs added or removed before that position since shift nothing (a job that stays
+  matched is neither skipped nor shown twice). With a ``batch_id``: the batch's one shard.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ async def merged_page(
     inner: list[Any],
     limit: int,
     cursor: str | None,
-    page: Callable[[int, int, str | None], Awaitable[tuple[list[T], str | None]]],
+    page: Callable[[int, int, str | None], Awaitable[tuple[list[T], list[str], str | None]]],
     order: Callable[[T], Any],
     pack: Callable[[list[Any]], list[Any]] = list,
     unpack: Callable[[list[Any]], list[Any]] = list,
@@ -52,12 +53,14 @@ async def merged_page(
     """One page of at most ``limit`` items merged from every shard's pages in ``order``
     (ascending), and the cursor of the next.
 
-    ``page(shard, limit, cursor)`` reads one shard's page (its cursors made for the
-    filters ``inner``). The cursor's position is, per shard, ``[items of its page shown,
-    1 when it has no more, *the position its page started at]`` (a shard cursor's
-    position, not the cursor, made smaller by ``pack`` and read back by ``unpack``: so
-    that 16 shards fit in a cursor's length): a
-    shard's page is read again from its start and the shown items skipped. A shard whose
+    ``page(shard, limit, cursor)`` reads one shard's page: its items, for each the cursor
+    of the position right after it, and the cursor of its next page (cursors made for the
+    filters ``inner``). The cursor's position is, per shard, ``[0, 1 when it has no more,
+    *where its next items start]`` (a shard cursor's position, not the cursor, made
+    smaller by ``pack`` and read back by ``unpack``: so that 16 shards fit in a cursor's
+    length): right after the last of its items shown, so that items added or removed
+    before it since change nothing. (Cursors of an earlier version kept where the shard's
+    page started and a count of its items shown, in the first place: still read.) A shard whose
     page ran out before the merged page was full, while it has more, ends the page early
     (its next items are unknown): the page may be short, with a cursor.
 
@@ -82,13 +85,15 @@ async def merged_page(
     ]
     pages = iter(await asyncio.gather(*reads))
     lists: list[list[T]] = []
+    afters: list[list[str]] = []
     nexts: list[str | None] = []
     for _, skip, done in states:
-        items, following = ([], None) if done else next(pages)
+        items, after, following = ([], [], None) if done else next(pages)
         lists.append(items[skip:])
+        afters.append(after[skip:])
         nexts.append(following)
     out, taken = _merge(lists, nexts, limit, order)
-    following_states, more = _following(states, lists, nexts, taken)
+    following_states, more = _following(states, afters, nexts, taken)
     if not more:
         return out, None
     compact = [
@@ -121,16 +126,21 @@ def _merge(
 
 
 def _following(
-    states: list[list[Any]], lists: list[list[T]], nexts: list[str | None], taken: list[int]
+    states: list[list[Any]], afters: list[list[str]], nexts: list[str | None], taken: list[int]
 ) -> tuple[list[list[Any]], bool]:
-    """Each shard's state after this page; and whether any shard has more."""
+    """Each shard's state after this page (``afters``: per shard, the cursor right after
+    each of its items read); and whether any shard has more."""
     following: list[list[Any]] = []
     more = False
     for index, (start, skip, done) in enumerate(states):
+        shown = taken[index]
         if done:
             following.append([start, skip, 1])
-        elif taken[index] < len(lists[index]):
-            following.append([start, skip + taken[index], 0])
+        elif shown == 0 and afters[index]:
+            following.append([start, skip, 0])  # none shown: read again from there
+            more = True
+        elif shown < len(afters[index]):
+            following.append([afters[index][shown - 1], 0, 0])
             more = True
         elif nexts[index] is not None:
             following.append([nexts[index], 0, 0])
@@ -221,12 +231,14 @@ class ShardReads(ShardBase):
                 limit=limit, cursor=cursor, queues=queues,
             )  # fmt: skip
 
-        async def page(index: int, size: int, at: str | None) -> tuple[list[Job], str | None]:
-            one = await shards[index].list_jobs(
+        async def page(
+            index: int, size: int, at: str | None
+        ) -> tuple[list[Job], list[str], str | None]:
+            one, after = await shards[index]._list_jobs_with_positions(
                 status=status, queue=queue, tenant=tenant, limit=min(size, 1000),
                 cursor=at, queues=queues,
             )  # fmt: skip
-            return list(one.jobs), one.next_cursor
+            return list(one.jobs), after, one.next_cursor
 
         inner = filters_of(status, queue, tenant)
         filters = ["shards", len(shards), *inner, *queues]

@@ -21,15 +21,19 @@
 -- With a queue or tenant filter every entry looked at counts against ARGV[4]: the page
 -- may come back short, with a position to go on from.
 --
--- Returns: {jobs, position, queue}: jobs as job_text (_lib.lua) values; the position to
--- pass for the next page ('' when this page is the last) and, for Queued, the queue of
--- its index; or {'invalid'} when ARGV[7] names a queue this listing does not visit.
+-- Returns: {jobs, position, queue, entries, queues}: jobs as job_text (_lib.lua) values;
+-- the position to pass for the next page ('' when this page is the last) and, for
+-- Queued, the queue of its index; then each listed job's own entry and the queue of its
+-- index ('' but for Queued): the position right after that job (a sharded store's
+-- cursor resumes a shard there); or {'invalid'} when ARGV[7] names a queue this listing
+-- does not visit.
 
 local status, queue_filter = ARGV[1], ARGV[2]
 local limit, budget = tonumber(ARGV[3]), tonumber(ARGV[4])
 local after = ARGV[6] ~= '' and ARGV[6] or nil
 local tenant_filter = ARGV[8] or ''
-local jobs = {}
+local jobs, entries, entry_queues = {}, {}, {}
+local scanning = '' -- the queue whose Queued index is being read
 local looked = 0
 local last = nil
 local more = false
@@ -56,6 +60,8 @@ local function take(entry, id, wanted)
   local current = status_of(key)
   if current and (wanted == nil or current == wanted) and matches(key) then
     jobs[#jobs + 1] = job_text(key, id)
+    entries[#jobs] = entry
+    entry_queues[#jobs] = scanning
   end
   return true
 end
@@ -98,6 +104,7 @@ if status == 'Queued' then
   local position_queue = ''
   for i = start, #order do
     local queue = order[i]
+    scanning = queue
     index_scan(queued_index(queue), i == start and after or nil, false, function(entry)
       if not take(entry, queued_entry_id(entry), 'Queued') then
         return false
@@ -109,7 +116,7 @@ if status == 'Queued' then
       break
     end
   end
-  return {jobs, more and last or '', more and position_queue or ''}
+  return {jobs, more and last or '', more and position_queue or '', entries, entry_queues}
 end
 if status == 'InProgress' then
   local from = after and ('(' .. after) or '-'
@@ -134,4 +141,4 @@ else
     return take(entry, entry_id(entry), status)
   end)
 end
-return {jobs, more and last or '', ''}
+return {jobs, more and last or '', '', entries, entry_queues}
