@@ -50,14 +50,18 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def names_a_non_finite_number(text: str) -> bool:
-    """Whether JSON ``text`` (which parsed) holds ``NaN``, ``Infinity`` or ``-Infinity``
-    as a value: tokens JavaScript writes but JSON does not have, which the parser would
-    otherwise take. A text without those words (nearly every body) is not parsed again."""
+    """Whether ``text`` is JSON but for ``NaN``, ``Infinity`` or ``-Infinity`` as values:
+    tokens JavaScript writes but JSON does not have, which the body's parser would take.
+    A text without those words (nearly every body) is not parsed here."""
     if "NaN" not in text and "Infinity" not in text:
         return False
     try:
         from_json(text, allow_inf_nan=False)
     except ValueError:
+        try:
+            from_json(text)
+        except ValueError:
+            return False  # not JSON for other reasons: the body's parser says so
         return True
     return False
 

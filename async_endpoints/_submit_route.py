@@ -279,12 +279,11 @@ async def _read_validated_body(
         raise RequestRejected(415, "expected a JSON body: set Content-Type: application/json")
     try:
         text = raw.decode("utf-8")
-        body = handler.parse_body(text)
-        if names_a_non_finite_number(text):
+        if names_a_non_finite_number(text):  # before the model: 400 whatever it takes
             raise RequestRejected(
                 400, "request body is not valid JSON (NaN and Infinity are not JSON)"
             )
-        return body, text
+        return handler.parse_body(text), text
     except UnicodeDecodeError:
         raise RequestRejected(400, "request body is not UTF-8") from None
     except JobValidationError as exc:

@@ -150,6 +150,22 @@ async def test_a_model_that_takes_any_json_still_refuses_hostile_json_with_400(
         assert await endpoints.store.count_waiting() == 0
 
 
+async def test_nan_and_infinity_are_not_json_whatever_the_model_and_words_in_text_are_fine(
+    app, http_client_for
+) -> None:
+    """NaN where the model wants text is refused as not JSON (400, not 422), before the
+    model is asked; the same words inside a string are plain text (202)."""
+    endpoints = order_app(app, run_workers=False)
+    async with http_client_for(app) as client:
+        refused = await client.post("/orders", content=b'{"item": NaN}', headers=JSON)
+        assert refused.status_code == 400 and "not valid JSON" in refused.json()["detail"]
+        assert await endpoints.store.count_waiting() == 0
+        fine = await client.post(
+            "/orders", content=b'{"item": "tea", "x": "NaN Infinity"}', headers=JSON
+        )
+        assert fine.status_code == 202, fine.text
+
+
 @pytest.mark.parametrize(
     "content_type",
     [
