@@ -22,17 +22,19 @@ T = TypeVar("T")
 async def unless_disconnected(request: Request, waiting: Awaitable[T], otherwise: T) -> T:
     """What ``waiting`` returns (or raises); ``otherwise`` as soon as the client
     disconnects first (``waiting`` is then cancelled and awaited: what it holds is
-    released before this returns)."""
+    released before this returns). Cancelled itself, it cancels ``waiting`` too."""
     waited = asyncio.ensure_future(waiting)
     gone = asyncio.ensure_future(_disconnected(request.receive))
     try:
         await asyncio.wait((waited, gone), return_when=asyncio.FIRST_COMPLETED)
-    finally:
+    except BaseException:
         gone.cancel()
-        if not waited.done():
-            waited.cancel()
-    if not waited.cancelled():
-        return await waited
+        waited.cancel()
+        raise
+    gone.cancel()
+    if waited.done():
+        return waited.result()
+    waited.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await waited
     return otherwise

@@ -5,6 +5,7 @@ submissions and on job details."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -270,10 +271,14 @@ async def test_a_long_poll_of_an_unknown_job_is_404_at_once(client: httpx.AsyncC
 async def test_a_long_wait_ends_when_its_client_disconnects(gate: Gate) -> None:
     """Clients that ask Prefer: wait=30 (a POST, and a GET long-poll) and disconnect: their
     waits end then, not 30 s later (a connect-and-drop must not hold a task and a watcher
-    of the job for the whole wait)."""
+    of the job for the whole wait), and quietly (no error in the server's log)."""
     app, endpoints = make_app(gate)
     waiters = endpoints.store._terminal_waiters._waiters  # type: ignore[attr-defined]
+    errors: list[logging.LogRecord] = []
+    catch = logging.Handler(logging.ERROR)
+    catch.emit = errors.append  # type: ignore[method-assign]
     async with served(app) as url, httpx.AsyncClient(base_url=url, timeout=20) as client:
+        logging.getLogger("uvicorn.error").addHandler(catch)
         job_id = (await client.post("/slow")).json()["id"]
         host, port = url.removeprefix("http://").split(":")
         asked = "Host: x\r\nPrefer: wait=30\r\n"
@@ -298,3 +303,5 @@ async def test_a_long_wait_ends_when_its_client_disconnects(gate: Gate) -> None:
         await eventually(none_waiting, timeout=5)  # not after the 30 s they asked for
         gate.open.set()
         assert (await finished(client, job_id))["result"] == "finally"
+        logging.getLogger("uvicorn.error").removeHandler(catch)
+    assert [record.getMessage() for record in errors] == []

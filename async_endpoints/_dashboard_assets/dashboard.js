@@ -84,6 +84,8 @@
   function refresh() {
     if (busy || gone || document.hidden) return;
     if (inUse()) {
+      // While the server does not answer, that is what the corner keeps saying.
+      if (state.classList.contains("stale")) return;
       show("paused", "held", "Updates wait while the pointer is on a button or link, a control has the focus or text is selected");
       return;
     }
