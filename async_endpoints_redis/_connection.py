@@ -20,7 +20,7 @@ from async_endpoints._errors import JobStoreError, StoreUnavailableError
 
 from ._client import AnyRedis, call_gate, connect, open_pubsub
 from ._elapsed import ElapsedClock
-from ._errors import mapped_errors
+from ._errors import RETRY_AFTER, mapped_errors
 from ._health import inspect_server
 from ._keys import Keys
 from ._notify import Notifications
@@ -165,14 +165,30 @@ class Connection:
     async def run(self, operation: str, call: Callable[[Scripts], Awaitable[T]]) -> T:
         """``call`` with the scripts, within the deadline, redis-py errors mapped.
 
-        Waiting for a turn at the client (`_client.call_gate`) counts towards the deadline.
+        Waiting for a turn at the client (`_client.call_gate`) counts towards the deadline;
+        a deadline that runs out before the turn came says so (the process sent more calls
+        at once than its connections serve in that time, Redis itself may be fine).
         """
         scripts = self._scripts if self._scripts is not None and not self.closed else None
         if scripts is None:
             scripts = await self.start()
+        admitted = False
         with mapped_errors(operation):
-            async with asyncio.timeout(self.deadline), self._gate:
-                return await call(scripts)
+            try:
+                async with asyncio.timeout(self.deadline) as deadline, self._gate:
+                    admitted = True
+                    return await call(scripts)
+            except TimeoutError as exc:
+                if not deadline.expired():
+                    raise
+                waited = (
+                    "no answer" if admitted else "no connection of the store was free"
+                ) + f" within {self.deadline:g} s"
+                if not admitted:
+                    waited += " (more calls at once than max_connections serve in that time)"
+                raise StoreUnavailableError(
+                    f"Redis is unavailable ({operation}): {waited}", retry_after=RETRY_AFTER
+                ) from exc
 
     async def _open_pubsub(self) -> PubSub:
         return await open_pubsub(self.client, self._keys.queue)

@@ -9,6 +9,7 @@ hold no connection while they wait.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 
 import httpx
@@ -17,7 +18,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from async_endpoints import AsyncContext, AsyncEndpoints, ConfigurationError
+from async_endpoints import AsyncContext, AsyncEndpoints, ConfigurationError, StoreUnavailableError
 from async_endpoints_redis import RedisJobStore
 from tests.e2e.processes import start_api
 from tests.redis_servers import RedisClusterProcesses, RedisServer
@@ -27,12 +28,18 @@ pytestmark = pytest.mark.redis
 CALLS = 5000
 MAX_CONNECTIONS = 4  # the smallest pool that leaves two calls at a time to the store
 JOBS = 100
+#: Seconds a call may wait for its turn and its reply. The burst is served two calls at a
+#: time, so how long its last call waits depends on the machine's speed; the rule tested is
+#: that calls wait instead of failing, so the deadline is far beyond any machine's need.
+CALL_DEADLINE = 120.0
 
 
 def cluster_endpoints(cluster: RedisClusterProcesses, prefix: str) -> AsyncEndpoints:
     """Endpoints on a store with a tiny pool, whose connections carry the name ``prefix``."""
     url = f"{cluster.url}?client_name={prefix}"
-    store = RedisJobStore(url, prefix=prefix, max_connections=MAX_CONNECTIONS)
+    store = RedisJobStore(
+        url, prefix=prefix, max_connections=MAX_CONNECTIONS, socket_timeout=CALL_DEADLINE
+    )
     return AsyncEndpoints(FastAPI(), store=store, max_concurrency=JOBS)
 
 
@@ -115,6 +122,38 @@ async def test_200_concurrent_http_connections_polling_a_job_on_a_cluster_get_on
     assert len(statuses) == 1000
     refused = [status for status in statuses if not 200 <= status < 300]
     assert not refused, f"{len(refused)} of {len(statuses)} answers not 2xx: {set(refused)}"
+
+
+async def test_a_call_that_found_no_free_connection_in_time_says_so(
+    redis_cluster: RedisClusterProcesses, prefix: str
+) -> None:
+    """A burst on a node that stopped answering: the one call admitted says Redis gave no
+    answer in time, the calls queued behind it that no connection was free (not a bare
+    "TimeoutError")."""
+    store = RedisJobStore(
+        redis_cluster.url,
+        prefix=prefix,
+        max_connections=3,  # one call at a time
+        socket_timeout=0.3,
+        socket_connect_timeout=0.2,
+    )
+    await store.start()
+    node = redis_cluster.primary_for(f"{{{prefix}}}:queue")
+    try:
+        async with Redis(port=node.port) as admin:
+            await admin.execute_command("CLIENT", "PAUSE", 3000, "ALL")
+            try:
+                found = await asyncio.gather(
+                    *(store.get(uuid.uuid4()) for _ in range(5)), return_exceptions=True
+                )
+            finally:
+                await admin.execute_command("CLIENT", "UNPAUSE")
+    finally:
+        await store.aclose()
+    messages = [str(answer) for answer in found]
+    assert all(isinstance(answer, StoreUnavailableError) for answer in found), messages
+    assert any("no connection of the store was free within 0.5 s" in m for m in messages)
+    assert any("(get): no answer within 0.5 s" in m for m in messages), messages
 
 
 def test_a_pool_of_fewer_than_3_connections_is_a_configuration_error() -> None:
