@@ -27,7 +27,7 @@ from ._cron import CronRule
 from ._errors import ConfigurationError, StoreUnavailableError, UnknownJobNameError
 from ._events import EventKind, LifecycleEvent, LifecycleEvents
 from ._handlers import Handler, HandlerFunction
-from ._job import Job, JobRequest, NewJob, check_label
+from ._job import Job, JobRequest, NewJob, check_label, format_time
 from ._schedule import Schedule
 from ._scheduler import Scheduler
 from ._settings import Settings, default_queue
@@ -241,17 +241,21 @@ class CronScheduling:
 
     def _cycle_job(self, schedule: Schedule) -> NewJob:
         """The job one cycle of ``schedule`` enqueues (with defaults for a handler this
-        process lacks: another process may have it)."""
+        process lacks: another process may have it). Its headers name the schedule
+        (``x-schedule-id``) and the cycle's due time (``x-schedule-due``, ISO 8601 UTC)."""
         handler = self.handlers.get(schedule.name)
         retries = None if handler is None else handler.max_retries
         queue = schedule.queue
         if queue is None:
             queue = default_queue(self.settings.queues) if handler is None else handler.queue
+        headers: tuple[tuple[str, str], ...] = (("x-schedule-id", schedule.id),)
+        if schedule.next_run_at is not None:
+            headers += (("x-schedule-due", format_time(schedule.next_run_at) or ""),)
         return NewJob(
             uuid.uuid4(),
             schedule.name,
             self.settings.max_retries if retries is None else retries,
-            JobRequest(body=schedule.body),
+            JobRequest(body=schedule.body, headers=headers),
             queue=queue,
             tenant=schedule.tenant,
         )

@@ -115,6 +115,26 @@ async def test_each_cycle_enqueues_one_job_that_runs_the_handler(
     assert [job.result for job in jobs] == ["pong", "pong"]
 
 
+async def test_a_cycle_job_names_its_schedule_and_its_due_time_in_headers(
+    endpoints: AsyncEndpoints, clock: ManualClock
+) -> None:
+    """The handler reads which schedule and which cycle it runs for (``x-schedule-id``,
+    ``x-schedule-due``); a cycle fired late still names its own due time."""
+    seen: list[tuple[str | None, str | None]] = []
+
+    @endpoints.add_handler
+    async def report(ctx: AsyncContext[None]) -> None:
+        seen.append((ctx.headers.get("x-schedule-id"), ctx.headers.get("x-schedule-due")))
+
+    await endpoints.upsert_schedule("daily-report", "report", "0 6 * * *")
+    clock.advance(6 * 3600 + 42.5)  # the scheduler comes 42.5 s after the cycle was due
+    await scheduler_of(endpoints).tick()
+    assert await endpoints.drain() == 1
+    assert seen == [("daily-report", "2026-01-01T06:00:00.000Z")]
+    (job,) = await fired_jobs(endpoints)
+    assert job.created_at == START + timedelta(hours=6, seconds=42.5)
+
+
 async def test_missed_cycles_are_caught_up_with_one_job(
     endpoints: AsyncEndpoints, clock: ManualClock
 ) -> None:
