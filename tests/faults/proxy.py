@@ -98,6 +98,12 @@ class TcpProxy:
         if self._server is not None:
             self._server.close()
         await self._cut(self.cut_mode)
+        # Every connection's task ends here, before the loop closes (none left pending).
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
 
     async def _cut(self, mode: CutMode | None) -> None:
         self.cut_mode = mode
@@ -129,13 +135,15 @@ class TcpProxy:
             server_reader, link.server = await asyncio.open_connection(HOST, self.upstream_port)
         except OSError:
             return
-        await asyncio.wait(
-            [
-                asyncio.create_task(_pipe(reader, link.server, lambda: False)),
-                asyncio.create_task(_pipe(server_reader, link.client, lambda: link.replies_lost)),
-            ],
-            return_when=asyncio.FIRST_COMPLETED,
-        )
+        pipes = [
+            asyncio.create_task(_pipe(reader, link.server, lambda: False)),
+            asyncio.create_task(_pipe(server_reader, link.client, lambda: link.replies_lost)),
+        ]
+        try:
+            await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pipe in pipes:
+                pipe.cancel()
 
 
 async def _swallow(reader: asyncio.StreamReader) -> None:
