@@ -18,6 +18,7 @@ from .._store import ControlStore
 from ._contract_batches import (
     batches,
     claim_all,
+    closed_batches,
     continuations_stored,
     counts,
     member,
@@ -62,13 +63,7 @@ class BatchControlContract:
     ) -> None:
         """Its continuations must not run twice: ValueError, nothing stored."""
         store = batches(kit)
-        finished, cancelled = new_batch(1, 1), new_batch(1, 1)
-        await store.create_batch(finished)
-        (claim,) = await claim_all(kit, 1)
-        await kit.store.complete(claim, "ok")
-        await store.create_batch(cancelled)
-        await store.cancel_batch(cancelled.id)
-        for spec in (finished, cancelled):
+        for spec in await closed_batches(kit):
             late = member(spec.id)
             with pytest.raises(ValueError):
                 await store.append_to_batch(spec.id, [late])

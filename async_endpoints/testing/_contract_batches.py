@@ -96,6 +96,19 @@ async def claim_all(kit: StoreKit, count: int) -> list[Claim]:
     return claims
 
 
+async def closed_batches(kit: StoreKit) -> tuple[NewBatch, NewBatch]:
+    """A Finished batch (its one job completed) and a Canceled one, each of one job and
+    one continuation, on an otherwise empty store."""
+    store = batches(kit)
+    finished, cancelled = new_batch(1, 1), new_batch(1, 1)
+    await store.create_batch(finished)
+    (claim,) = await claim_all(kit, 1)
+    await kit.store.complete(claim, "ok")
+    await store.create_batch(cancelled)
+    await store.cancel_batch(cancelled.id)
+    return finished, cancelled
+
+
 async def continuations_stored(kit: StoreKit, spec: NewBatch) -> list[JobStatus]:
     """The statuses of ``spec``'s continuations that exist now."""
     found = [await kit.store.get(job.id) for job in spec.continuations]

@@ -18,7 +18,7 @@ from async_endpoints._store_features import (
     ScheduleStore,
 )
 from async_endpoints.testing import StoreKit
-from async_endpoints.testing._contract_batches import batches, claim_all, member, new_batch
+from async_endpoints.testing._contract_batches import batches, closed_batches, member
 from async_endpoints.testing.contract import JobStoreContract
 
 
@@ -53,12 +53,7 @@ class ProjectStore(JobStoreContract):
         """Appending to a batch that is no longer Running raises a ValueError that says
         what the batch is (Finished, Canceled), the same words on every store."""
         store = batches(kit)
-        finished, cancelled = new_batch(1, 1), new_batch(1, 1)
-        await store.create_batch(finished)
-        (claim,) = await claim_all(kit, 1)
-        await kit.store.complete(claim, "ok")
-        await store.create_batch(cancelled)
-        await store.cancel_batch(cancelled.id)
+        finished, cancelled = await closed_batches(kit)
         for spec, status in ((finished, "Finished"), (cancelled, "Canceled")):
             message = f"batch {spec.id} is {status}: it takes no more jobs"
             with pytest.raises(ValueError, match=message):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -23,6 +24,30 @@ def new_job(**options: object) -> NewJob:
     return NewJob(uuid.uuid4(), "Echo", 0, **options)  # type: ignore[arg-type]
 
 
+Page = tuple[list[uuid.UUID], str | None]
+
+
+async def listed_while(
+    read_page: Callable[[str | None], Awaitable[Page]], between: Callable[[], Awaitable[object]]
+) -> Counter[uuid.UUID]:
+    """How often each id was listed, paging with ``read_page`` (the ids of a page and the
+    next cursor) to the end and calling ``between`` between two pages."""
+    seen: Counter[uuid.UUID] = Counter()
+    ids, cursor = await read_page(None)
+    seen.update(ids)
+    while cursor is not None:
+        await between()
+        ids, cursor = await read_page(cursor)
+        seen.update(ids)
+    return seen
+
+
+def assert_each_listed_once(seen: Counter[uuid.UUID], stayed: set[uuid.UUID]) -> None:
+    """Every id of ``stayed`` listed exactly once, and no id listed twice."""
+    assert {item for item in stayed if seen[item] != 1} == set()
+    assert max(seen.values()) == 1
+
+
 async def test_queued_jobs_that_stay_queued_are_listed_once_while_others_are_claimed(
     make_store: StoreFactory,
 ) -> None:
@@ -34,17 +59,13 @@ async def test_queued_jobs_that_stay_queued_are_listed_once_while_others_are_cla
     low = {(await store.enqueue(new_job(queue="low"))).id for _ in range(30)}
     for _ in range(30):
         await store.enqueue(new_job(queue="default"))
-    seen: Counter[uuid.UUID] = Counter()
-    cursor = None
-    while True:
+
+    async def queued_page(cursor: str | None) -> Page:
         page = await store.list_jobs(status=JobStatus.QUEUED, limit=5, cursor=cursor, queues=QUEUES)
-        seen.update(job.id for job in page.jobs)
-        cursor = page.next_cursor
-        if cursor is None:
-            break
-        await store.claim(3, lease=30, queues=QUEUES)
-    assert {job_id for job_id in low if seen[job_id] != 1} == set()
-    assert max(seen.values()) == 1
+        return [job.id for job in page.jobs], page.next_cursor
+
+    seen = await listed_while(queued_page, lambda: store.claim(3, lease=30, queues=QUEUES))
+    assert_each_listed_once(seen, low)
 
 
 async def test_jobs_listed_newest_first_are_listed_once_while_new_ones_arrive(
@@ -54,18 +75,16 @@ async def test_jobs_listed_newest_first_are_listed_once_while_new_ones_arrive(
     listing's position). Every job there before the first page is listed exactly once."""
     store = await make_store(shards=3)
     before = {(await store.enqueue(new_job())).id for _ in range(40)}
-    seen: Counter[uuid.UUID] = Counter()
-    cursor = None
-    while True:
+
+    async def newest_first(cursor: str | None) -> Page:
         page = await store.list_jobs(limit=7, cursor=cursor)
-        seen.update(job.id for job in page.jobs)
-        cursor = page.next_cursor
-        if cursor is None:
-            break
+        return [job.id for job in page.jobs], page.next_cursor
+
+    async def three_new_jobs() -> None:
         for _ in range(3):
             await store.enqueue(new_job())
-    assert {job_id for job_id in before if seen[job_id] != 1} == set()
-    assert max(seen.values()) == 1
+
+    assert_each_listed_once(await listed_while(newest_first, three_new_jobs), before)
 
 
 async def test_batches_are_listed_once_while_new_ones_arrive(make_store: StoreFactory) -> None:
@@ -79,14 +98,9 @@ async def test_batches_are_listed_once_while_new_ones_arrive(make_store: StoreFa
         return batch_id
 
     before = {await new_batch() for _ in range(15)}
-    seen: Counter[uuid.UUID] = Counter()
-    cursor = None
-    while True:
+
+    async def batches(cursor: str | None) -> Page:
         page = await store.list_batches(limit=3, cursor=cursor)
-        seen.update(batch.id for batch in page.batches)
-        cursor = page.next_cursor
-        if cursor is None:
-            break
-        await new_batch()
-    assert {batch_id for batch_id in before if seen[batch_id] != 1} == set()
-    assert max(seen.values()) == 1
+        return [batch.id for batch in page.batches], page.next_cursor
+
+    assert_each_listed_once(await listed_while(batches, new_batch), before)
