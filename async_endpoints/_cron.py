@@ -57,6 +57,15 @@ class CronRule:
             )
         self.next_after(datetime(2000, 1, 1, tzinfo=UTC))  # checks it, and that it fires
 
+    @property
+    def runs_by_the_clock(self) -> bool:
+        """Whether the expression has a wildcard (``*``, ``*/n``) in its seconds, minute or
+        hour field: after a backward step of the clock, Debian's cron runs such jobs by the
+        clock as it now is, while a job at a fixed time that ran already waits for its
+        next time (it does not run again)."""
+        fields = self.expression.split()
+        return any(field.startswith("*") for field in fields[: len(fields) - 3])
+
     def next_after(self, moment: datetime) -> datetime:
         """The first time strictly after ``moment`` (aware) that the expression fires, in UTC.
 

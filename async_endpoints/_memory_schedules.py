@@ -128,3 +128,12 @@ class MemorySchedules:
         if current is not None:
             book.put(current.replace(last_job_id=job.id))
         return job
+
+    async def move_schedule(self, schedule: Schedule, next_run_at: datetime) -> bool:
+        """Move the due time, no cycle fired; see `ScheduleStore.move_schedule`."""
+        book = self._schedule_book
+        stored = book.schedules.get(schedule.id)
+        if stored is None or stored.next_run_at != schedule.next_run_at:
+            return False
+        book.put(stored.replace(next_run_at=next_run_at))
+        return True

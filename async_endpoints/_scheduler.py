@@ -8,6 +8,12 @@ see it (the others find it moved and carry on). A process that dies stalls nothi
 Catch-up: the next due time is computed from *now* (the store's clock), not from the
 missed cycle, so cycles missed while no process ran are caught up with one job.
 
+Clock set back: a schedule fired before a backward step of the store's clock waits for
+a due time computed on the old time. At its first tick, and whenever the store's clock
+reads more than `STEP_BACK` earlier than at the tick before, the scheduler re-arms the
+schedules that run by the clock (`_realign`); fixed-time ones wait, and never run a
+cycle twice.
+
 Between ticks the loop sleeps until the soonest due time it knows (those it computed:
 every process computes the same ones), at most `CAP` seconds, so that schedules upserted
 by another process, or fired there, are followed within that time. A tick costs one store
@@ -20,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ._cron import cron_rule
 from ._errors import StoreUnavailableError
@@ -36,6 +42,8 @@ CAP = 1.0
 #: Due schedules fired per store call (a longer backlog is worked through at once).
 BATCH = 100
 _MAX_BACKOFF = 1.0
+#: How far back the store's clock must go between two readings to count as set back.
+STEP_BACK = timedelta(seconds=1)
 
 
 class Scheduler:
@@ -57,6 +65,7 @@ class Scheduler:
         self.new_job = new_job
         self.fired = fired
         self._next: datetime | None = None  # the soonest due time known, store clock
+        self._seen: datetime | None = None  # the store's clock at the last reading
 
     async def tick(self) -> float:
         """Fire every schedule due now; return the seconds to sleep until the next tick
@@ -68,9 +77,12 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         began = loop.time()
         due = await self.store.due_schedules(BATCH)
-        if not due and self._next is None:
+        if not due and self._next is None and self._seen is not None:
             return CAP  # idle: one store call per tick
         now = await self.store.schedule_time()
+        if self._seen is None or now < self._seen - STEP_BACK:
+            await self._realign(now, self._seen)
+        self._seen = now
         if self._next is not None and self._next <= now:
             self._next = None  # fired elsewhere, or removed: it was due by now
         moved = 0
@@ -86,6 +98,38 @@ class Scheduler:
             return CAP
         wait = (self._next - now).total_seconds() - (loop.time() - began)
         return min(CAP, max(0.0, wait))
+
+    async def _realign(self, now: datetime, seen: datetime | None) -> None:
+        """Re-arm, without firing, each schedule that runs by the clock (a wildcard in its
+        seconds, minute or hour field) and waits for a later time than the first its
+        expression names after ``now``: the store's clock was set back (``seen`` is the
+        reading before; None at this scheduler's first tick, which may follow a step while
+        no process ran). Schedules at a fixed time keep their due time, so a cycle that
+        ran is never run again (as Debian's cron does for steps back under 3 hours).
+        O(number of schedules), only then."""
+        moved = 0
+        for schedule in await self.store.list_schedules():
+            due_at = schedule.next_run_at
+            try:
+                rule = cron_rule(schedule.cron, schedule.timezone)
+                following = rule.next_after(now)
+            except ValueError:
+                continue
+            if due_at is None or not rule.runs_by_the_clock or following >= due_at:
+                continue
+            if await self.store.move_schedule(schedule, following):
+                moved += 1
+            if self._next is None or following < self._next:
+                self._next = following
+        if moved:
+            stepped = "" if seen is None else f" (it read {seen.isoformat()} before)"
+            logger.warning(
+                "the store's clock is %s%s: %d cron schedule(s) running by the clock "
+                "re-armed from it",
+                now.isoformat(),
+                stepped,
+                moved,
+            )
 
     async def _fire(self, schedule: Schedule, now: datetime) -> datetime | None:
         """Fire one due schedule; its next due time, or None when it has no valid one."""

@@ -84,6 +84,16 @@ class ScheduleStore(Protocol):
         """
         ...
 
+    async def move_schedule(self, schedule: Schedule, next_run_at: datetime) -> bool:
+        """Move the due time of ``schedule`` to ``next_run_at`` without firing a cycle.
+
+        Atomic compare-and-set like `fire_schedule`: only when the stored schedule still
+        has ``schedule.next_run_at``. The scheduler re-arms with it a schedule that a
+        backward step of the store's wall clock left due far ahead. Returns whether it
+        moved (False: fired, moved, redefined or removed meanwhile).
+        """
+        ...
+
 
 @runtime_checkable
 class BatchStore(Protocol):

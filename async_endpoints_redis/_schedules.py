@@ -97,6 +97,15 @@ class RedisSchedules(StoreBase):
         self._notifications.wake()  # this process's own workers, before pub/sub does
         return queued_job(new_job, int(created_ms), 0)
 
+    async def move_schedule(self, schedule: Schedule, next_run_at: datetime) -> bool:
+        """Move the schedule's due time in one script, no cycle fired; see
+        `ScheduleStore.move_schedule`."""
+        if schedule.next_run_at is None:
+            return False
+        args: list[str | int] = [schedule.id, _ms(schedule.next_run_at), _ms(next_run_at)]
+        moved = await self._run("move_schedule", lambda s: s.call("schedule_move", args))
+        return bool(moved)
+
 
 def _ms(moment: datetime) -> int:
     return round(moment.timestamp() * 1000)

@@ -124,6 +124,10 @@ class ShardFeatures(ShardReads, ShardBatches, ShardLookup):
         """As `RedisJobStore.due_schedules`, in shard 0."""
         return await (await self._ready_shards())[0].due_schedules(limit)
 
+    async def move_schedule(self, schedule: Schedule, next_run_at: datetime) -> bool:
+        """As `RedisJobStore.move_schedule`, in shard 0."""
+        return await (await self._ready_shards())[0].move_schedule(schedule, next_run_at)
+
     async def fire_schedule(
         self, schedule: Schedule, next_run_at: datetime, new_job: NewJob
     ) -> Job | None:

@@ -336,6 +336,55 @@ async def test_a_removed_schedule_fires_no_more(
     assert len(await fired_jobs(endpoints)) == 1
 
 
+async def test_after_the_clock_is_set_back_a_schedule_by_the_clock_keeps_its_pace(
+    endpoints: AsyncEndpoints, clock: ManualClock
+) -> None:
+    """An hour's step back of the store's clock: a schedule with a wildcard (every 10 s)
+    is re-armed from the new time at the next tick and fires 10 s later, not an hour
+    later; a daily 00:00:10 schedule that ran is not run again when the clock passes
+    00:00:10 a second time (it waits for tomorrow, as Debian's cron does)."""
+    await endpoints.upsert_schedule("pace", "ping", "*/10 * * * * *", unique=False)
+    await endpoints.upsert_schedule("daily", "ping", "10 0 0 * * *", unique=False)
+    scheduler = scheduler_of(endpoints)
+    clock.advance(10)
+    await scheduler.tick()
+    assert len(await fired_jobs(endpoints)) == 2
+    clock.step_wall(-3600)
+    await scheduler.tick()  # sees the step, re-arms
+    clock.advance(10)
+    await scheduler.tick()
+    clock.advance(3600 - 10)
+    await scheduler.tick()
+    by_id = {schedule.id: schedule for schedule in await endpoints.list_schedules()}
+    assert by_id["daily"].next_run_at == START + timedelta(days=1, seconds=10)
+    dues = sorted(
+        dict(job.request.headers)["x-schedule-due"] for job in await fired_jobs(endpoints)
+    )
+    assert dues == [
+        "2025-12-31T23:00:20.000Z",  # pace, 10 s after the step
+        "2025-12-31T23:00:30.000Z",  # pace, the cycle due when the hour was let pass
+        "2026-01-01T00:00:10.000Z",  # pace and daily, before the step; daily not again
+        "2026-01-01T00:00:10.000Z",
+    ]
+
+
+async def test_a_scheduler_that_starts_after_a_step_back_re_arms_at_its_first_tick(
+    endpoints: AsyncEndpoints, clock: ManualClock
+) -> None:
+    """The clock was set back while no scheduler ran: the first tick of a new one
+    re-arms the schedules that run by the clock; without a step nothing moves."""
+    await endpoints.upsert_schedule("pace", "ping", "* * * * *", unique=False)
+    clock.advance(60)
+    await scheduler_of(endpoints).tick()
+    (before,) = await endpoints.list_schedules()
+    await scheduler_of(endpoints).tick()
+    assert await endpoints.list_schedules() == [before]
+    clock.step_wall(-2 * 3600)
+    await scheduler_of(endpoints).tick()
+    (after,) = await endpoints.list_schedules()
+    assert after.next_run_at == START - timedelta(hours=2) + timedelta(minutes=2)
+
+
 async def test_the_scheduler_sleeps_until_the_next_cycle_and_at_most_a_second(
     endpoints: AsyncEndpoints, clock: ManualClock
 ) -> None:

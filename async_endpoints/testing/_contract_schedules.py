@@ -241,3 +241,24 @@ class ScheduleContract:
         stale = new_job()
         assert await store.fire_schedule(schedule("s", due), moved, stale) is None
         assert await kit.store.get(stale.id) is None
+
+    async def test_a_move_sets_the_due_time_once_and_fires_nothing(self, kit: StoreKit) -> None:
+        """`move_schedule` is a compare-and-set on the due time: the first move of a read
+        wins (seen by the other client, no job enqueued, the last job kept), a second
+        move of the same read or of a removed schedule is refused."""
+        store, peer = schedules(kit), peer_schedules(kit)
+        ahead = await whole_second(store, 3600)
+        last = uuid.uuid4()
+        await store.upsert_schedule(schedule("s", ahead, last_job_id=last))
+        sooner = ahead - timedelta(minutes=59)
+        assert await store.move_schedule(schedule("s", ahead), sooner) is True
+        assert await peer.move_schedule(schedule("s", ahead), ahead) is False
+        (current,) = await peer.list_schedules()
+        assert (current.next_run_at, current.last_job_id) == (sooner, last)
+        assert await kit.store.claim(1, lease=kit.lease) == []
+        now = await whole_second(store, -1)
+        assert await peer.move_schedule(schedule("s", sooner), now) is True
+        assert [found.id for found in await store.due_schedules(10)] == ["s"]
+        await store.remove_schedule("s")
+        assert await store.move_schedule(schedule("s", now), ahead) is False
+        assert await store.list_schedules() == []

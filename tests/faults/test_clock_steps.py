@@ -29,6 +29,7 @@ import pytest
 import redis.asyncio as redis
 
 from tests.e2e.processes import Proc, start_api, start_worker
+from tests.e2e.schedules import APP, cycles_fired
 from tests.redis_servers import HOST, _answers, free_port
 
 from .figures import report
@@ -200,3 +201,31 @@ async def test_a_step_forward_keeps_a_just_completed_job_readable(
         await asyncio.sleep(0.5)  # let Redis's expiry cycle see the new time
         job = (await fetch_jobs(client, api, [job_id]))[job_id]
     assert job["status"] == "Completed"
+
+
+async def test_a_step_back_keeps_a_cron_schedule_by_the_clock_firing(
+    stepped_redis: str, host_clock: HostClock, tmp_path: Path
+) -> None:
+    """A schedule of every second, fired by a worker on Redis: when the host's clock
+    steps an hour back, its cycles go on within seconds on the new time (the store's
+    clock read earlier than before: the scheduler re-arms it), not an hour later."""
+    prefix = f"steps-{uuid.uuid4().hex[:8]}"
+    env = {**host_clock.env(), "REDIS_URL": stepped_redis, "AE_PREFIX": prefix}
+    worker = start_worker(env, tmp_path, "cron", module=APP)
+    try:
+
+        async def fired(count: int, before: float) -> bool:
+            cycles = await cycles_fired(stepped_redis, prefix)
+            return sum(cycle.due < before for cycle in cycles) >= count
+
+        await wait_for(lambda: fired(2, time.time() + 60), 20, "cycles before the step", 0.25)
+        stepped_at = time.time()
+        host_clock.step_to(-HOUR)
+        waited = await wait_for(
+            lambda: fired(2, stepped_at - HOUR + 60), 20, "cycles after the step", 0.25
+        )
+    finally:
+        worker.kill()
+    cycles = await cycles_fired(stepped_redis, prefix)
+    report("clock-step-back-cron", cycles_after_step_s=round(waited, 2))
+    assert len({cycle.due for cycle in cycles}) == len(cycles), "a cycle fired twice"
