@@ -81,7 +81,7 @@ class Scheduler:
             return CAP  # idle: one store call per tick
         now = await self.store.schedule_time()
         if self._seen is None or now < self._seen - STEP_BACK:
-            await self._realign(now, self._seen)
+            await self._realign(self._seen)
         self._seen = now
         if self._next is not None and self._next <= now:
             self._next = None  # fired elsewhere, or removed: it was due by now
@@ -99,16 +99,21 @@ class Scheduler:
         wait = (self._next - now).total_seconds() - (loop.time() - began)
         return min(CAP, max(0.0, wait))
 
-    async def _realign(self, now: datetime, seen: datetime | None) -> None:
+    async def _realign(self, seen: datetime | None) -> None:
         """Re-arm, without firing, each schedule that runs by the clock (a wildcard in its
         seconds, minute or hour field) and waits for a later time than the first its
-        expression names after ``now``: the store's clock was set back (``seen`` is the
+        expression names after now: the store's clock was set back (``seen`` is the
         reading before; None at this scheduler's first tick, which may follow a step while
         no process ran). Schedules at a fixed time keep their due time, so a cycle that
         ran is never run again (as Debian's cron does for steps back under 3 hours).
         O(number of schedules), only then."""
         moved = 0
-        for schedule in await self.store.list_schedules():
+        schedules = await self.store.list_schedules()
+        # Read after the list: a cycle another process fired before the list was read is
+        # then due before ``now`` and never looks pushed ahead (moving it back would fire
+        # that cycle again).
+        now = await self.store.schedule_time()
+        for schedule in schedules:
             due_at = schedule.next_run_at
             try:
                 rule = cron_rule(schedule.cron, schedule.timezone)

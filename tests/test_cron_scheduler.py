@@ -385,6 +385,33 @@ async def test_a_scheduler_that_starts_after_a_step_back_re_arms_at_its_first_ti
     assert after.next_run_at == START - timedelta(hours=2) + timedelta(minutes=2)
 
 
+async def test_a_first_tick_never_moves_back_a_cycle_another_scheduler_just_fired(
+    endpoints: AsyncEndpoints, store: InMemoryJobStore, clock: ManualClock
+) -> None:
+    """A new scheduler reads the clock, then the list; another fires the cycle due in
+    between: the cycle is not taken for one pushed ahead by a step (fired once)."""
+    await endpoints.upsert_schedule("pace", "ping", "* * * * * *", unique=False)
+    clock.advance(0.5)
+    other = scheduler_of(endpoints)
+    await other.tick()
+    listed = store.list_schedules
+
+    async def list_after_the_other_fired() -> list[Schedule]:
+        clock.advance(0.6)
+        await other.tick()  # fires the cycle due at START + 1 s
+        return await listed()
+
+    store.list_schedules = list_after_the_other_fired  # type: ignore[method-assign]
+    await scheduler_of(endpoints).tick()
+    store.list_schedules = listed  # type: ignore[method-assign]
+    (schedule,) = await endpoints.list_schedules()
+    assert schedule.next_run_at == START + timedelta(seconds=2)
+    clock.advance(1)
+    await other.tick()
+    dues = [dict(job.request.headers)["x-schedule-due"] for job in await fired_jobs(endpoints)]
+    assert dues == ["2026-01-01T00:00:01.000Z", "2026-01-01T00:00:02.000Z"]
+
+
 async def test_the_scheduler_sleeps_until_the_next_cycle_and_at_most_a_second(
     endpoints: AsyncEndpoints, clock: ManualClock
 ) -> None:
