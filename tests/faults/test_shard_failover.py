@@ -44,7 +44,7 @@ import pytest
 import redis
 import redis.asyncio
 
-from async_endpoints import AsyncContext, AsyncEndpoints, JobStatus
+from async_endpoints import AsyncContext, AsyncEndpoints, Job, JobStatus
 from async_endpoints._errors import StoreUnavailableError
 from async_endpoints._job import NewJob
 from async_endpoints_redis import RedisJobStore
@@ -328,6 +328,18 @@ async def test_a_client_refresh_while_the_lowest_slots_master_is_dead_fails_no_l
 LEASE = 2.0
 
 
+async def jobs_in_every_shard(engine: AsyncEndpoints, layout: ShardLayout, each: int) -> list[Job]:
+    """Jobs of handler "hold", submitted until every shard holds ``each`` of them (a job
+    without a key goes to its random id's shard: a fixed number could leave one empty)."""
+    jobs: list[Job] = []
+    held: collections.Counter[int] = collections.Counter()
+    while len(held) < layout.count or min(held.values()) < each:
+        job = await engine.submit("hold")
+        held[layout.of_id(job.id)] += 1
+        jobs.append(job)
+    return jobs
+
+
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize(
     ("fault", "lease", "timeouts"),
@@ -359,7 +371,11 @@ async def test_a_shard_down_fences_only_its_own_handlers_the_others_renew_and_ru
             cluster.primary_for(tags[0]).url, prefix=prefix, shards=SHARDS, **timeouts
         )
         engine = AsyncEndpoints(
-            store=store, claim_timeout=lease, recovery_interval=3600, max_retries=0
+            store=store,
+            claim_timeout=lease,
+            recovery_interval=3600,
+            max_retries=0,
+            max_concurrency=64,  # every job at once (about 11; see jobs_in_every_shard)
         )
         running: dict[int, set[uuid.UUID]] = {n: set() for n in range(SHARDS)}
         fenced: dict[int, set[uuid.UUID]] = {n: set() for n in range(SHARDS)}
@@ -376,7 +392,7 @@ async def test_a_shard_down_fences_only_its_own_handlers_the_others_renew_and_ru
 
         engine.add_handler(hold)
         async with engine.running():
-            jobs = [await engine.submit("hold") for _ in range(12)]
+            jobs = await jobs_in_every_shard(engine, layout, each=3)
 
             async def every_job_runs() -> bool:
                 return sum(map(len, running.values())) == len(jobs)
