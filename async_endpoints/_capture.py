@@ -7,8 +7,6 @@ anything is stored or logged.
 
 from __future__ import annotations
 
-import math
-import re
 import string
 from collections.abc import Iterable
 from urllib.parse import quote, unquote_plus
@@ -51,46 +49,20 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-#: A number too large for a float: an exponent of three digits or more, or a run of over
-#: 300 digits. Only bodies holding one are parsed here (a false alarm costs one parse).
-_HUGE_NUMBER = re.compile(r"[eE]\+?0*[1-9][0-9]{2}|[0-9]{300}")
-
-
-def non_finite_number(text: str) -> str | None:
-    """What is wrong when ``text`` is JSON but for a number no float holds, which the
-    body's parser would take as a non-finite float: ``NaN``, ``Infinity`` or
-    ``-Infinity`` (tokens JavaScript writes but JSON does not have), or a number beyond
-    the float range (``1e999``, read as infinity). None otherwise, and for text that is
-    not JSON for other reasons (the body's parser says so). A text holding neither those
-    words nor a long exponent or digit run (nearly every body) is not parsed here."""
-    words = "NaN" in text or "Infinity" in text
-    if not words and _HUGE_NUMBER.search(text) is None:
-        return None
+def names_a_non_finite_number(text: str) -> bool:
+    """Whether ``text`` is JSON but for ``NaN``, ``Infinity`` or ``-Infinity`` as values:
+    tokens JavaScript writes but JSON does not have, which the body's parser would take.
+    A text without those words (nearly every body) is not parsed here."""
+    if "NaN" not in text and "Infinity" not in text:
+        return False
     try:
-        value = from_json(text)
+        from_json(text, allow_inf_nan=False)
     except ValueError:
-        return None
-    if not _holds_non_finite(value):
-        return None
-    if words:
         try:
-            from_json(text, allow_inf_nan=False)
+            from_json(text)
         except ValueError:
-            return "request body is not valid JSON (NaN and Infinity are not JSON)"
-    return "request body has a number out of range (beyond a 64-bit float)"
-
-
-def _holds_non_finite(value: object) -> bool:
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, float):
-            if not math.isfinite(item):
-                return True
-        elif isinstance(item, dict):
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
+            return False  # not JSON for other reasons: the body's parser says so
+        return True
     return False
 
 
@@ -104,10 +76,16 @@ def is_json(content_type: str | None) -> bool:
     )
 
 
+#: Headers only the cron scheduler sets on a cycle's job (`_scheduling`): never captured,
+#: so that a handler can trust them.
+SCHEDULER_HEADERS = frozenset({"x-schedule-id", "x-schedule-due"})
+
+
 def capture_headers(
     pairs: Iterable[tuple[str, str]], allowed: frozenset[str] | None, denied: frozenset[str]
 ) -> tuple[tuple[str, str], ...]:
-    """The headers to store: the allow-list (or all) minus the deny-list, repeats kept.
+    """The headers to store: the allow-list (or all) minus the deny-list and the
+    `SCHEDULER_HEADERS`, repeats kept.
 
     Names are lower-cased; ``pairs`` are (name, value) as ASGI's raw headers decoded as
     latin-1, or as given to `AsyncEndpoints.submit`.
@@ -115,7 +93,11 @@ def capture_headers(
     kept: list[tuple[str, str]] = []
     for given_name, value in pairs:
         name = given_name.lower()
-        if name in denied or (allowed is not None and name not in allowed):
+        if (
+            name in denied
+            or name in SCHEDULER_HEADERS
+            or (allowed is not None and name not in allowed)
+        ):
             continue
         kept.append((name, value))
     return tuple(kept)

@@ -80,6 +80,18 @@ class CronRule:
             raise ValueError(f"cron expression {self.expression!r} never fires") from None
         return following.astimezone(UTC)
 
+    def previous_before(self, moment: datetime) -> datetime:
+        """The last time strictly before ``moment`` (aware) that the expression fires, in UTC.
+
+        Raises:
+            ValueError: the expression did not fire within 50 years before ``moment``.
+        """
+        try:
+            previous = next(CronSim(self.expression, moment.astimezone(self.zone), reverse=True))
+        except (CronSimError, StopIteration):
+            raise ValueError(f"cron expression {self.expression!r} never fired") from None
+        return previous.astimezone(UTC)
+
 
 @functools.lru_cache(maxsize=1024)
 def cron_rule(expression: str, timezone: str) -> CronRule:

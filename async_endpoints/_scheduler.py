@@ -10,15 +10,16 @@ missed cycle, so cycles missed while no process ran are caught up with one job.
 
 Clock set back: a schedule fired before a backward step of the store's clock waits for
 a due time computed on the old time. At its first tick, and whenever the store's clock
-reads more than `STEP_BACK` earlier than at the tick before, the scheduler re-arms the
-schedules that run by the clock (`_realign`); fixed-time ones wait, and never run a
-cycle twice.
+reads more than `STEP_BACK` earlier than its last reading plus the time elapsed since,
+the scheduler re-arms the schedules that run by the clock whose wait the step stretched
+by more than their period and a minute (`rearmed`); others wait the step out, and a
+fixed-time schedule never runs a cycle twice.
 
 Between ticks the loop sleeps until the soonest due time it knows (those it computed:
 every process computes the same ones), at most `CAP` seconds, so that schedules upserted
-by another process, or fired there, are followed within that time. A tick costs one store
-call when nothing is due or known, else two plus one per due schedule: O(log n + due),
-whatever the number of schedules.
+by another process, or fired there, are followed within that time. A tick costs two store
+calls (the due schedules and the store's clock) plus one per due schedule: O(log n +
+due), whatever the number of schedules.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ BATCH = 100
 _MAX_BACKOFF = 1.0
 #: How far back the store's clock must go between two readings to count as set back.
 STEP_BACK = timedelta(seconds=1)
+#: A step back that a schedule waits out rather than re-arming, at least (see `rearmed`).
+REARM_AFTER = timedelta(seconds=60)
 
 
 class Scheduler:
@@ -65,7 +68,8 @@ class Scheduler:
         self.new_job = new_job
         self.fired = fired
         self._next: datetime | None = None  # the soonest due time known, store clock
-        self._seen: datetime | None = None  # the store's clock at the last reading
+        # The store's clock at the last reading, and this process's monotonic clock then.
+        self._seen: tuple[datetime, float] | None = None
 
     async def tick(self) -> float:
         """Fire every schedule due now; return the seconds to sleep until the next tick
@@ -77,12 +81,12 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         began = loop.time()
         due = await self.store.due_schedules(BATCH)
-        if not due and self._next is None and self._seen is not None:
-            return CAP  # idle: one store call per tick
         now = await self.store.schedule_time()
-        if self._seen is None or now < self._seen - STEP_BACK:
-            await self._realign(self._seen)
-        self._seen = now
+        if self._set_back(now, began):
+            await self._realign()
+        self._seen = (now, began)
+        if not due and self._next is None:
+            return CAP  # idle
         if self._next is not None and self._next <= now:
             self._next = None  # fired elsewhere, or removed: it was due by now
         moved = 0
@@ -99,40 +103,43 @@ class Scheduler:
         wait = (self._next - now).total_seconds() - (loop.time() - began)
         return min(CAP, max(0.0, wait))
 
-    async def _realign(self, seen: datetime | None) -> None:
-        """Re-arm, without firing, each schedule that runs by the clock (a wildcard in its
-        seconds, minute or hour field) and waits for a later time than the first its
-        expression names after now: the store's clock was set back (``seen`` is the
-        reading before; None at this scheduler's first tick, which may follow a step while
-        no process ran). Schedules at a fixed time keep their due time, so a cycle that
-        ran is never run again (as Debian's cron does for steps back under 3 hours).
-        O(number of schedules), only then."""
-        moved = 0
+    def _set_back(self, now: datetime, began: float) -> bool:
+        """Whether the store's clock reads more than `STEP_BACK` earlier than the last
+        reading plus the time elapsed since (this process's monotonic clock); True at the
+        first tick, which may follow a step made while no scheduler ran."""
+        if self._seen is None:
+            return True
+        seen, at = self._seen
+        return now < seen + timedelta(seconds=began - at) - STEP_BACK
+
+    async def _realign(self) -> None:
+        """Re-arm, without firing, the schedules a backward step of the store's clock left
+        waiting too long (`rearmed`). O(number of schedules), at the first tick and after
+        a step only."""
         schedules = await self.store.list_schedules()
         # Read after the list: a cycle another process fired before the list was read is
         # then due before ``now`` and never looks pushed ahead (moving it back would fire
         # that cycle again).
         now = await self.store.schedule_time()
+        moved = 0
         for schedule in schedules:
-            due_at = schedule.next_run_at
+            following = rearmed(schedule, now)
+            if following is None:
+                continue
             try:
-                rule = cron_rule(schedule.cron, schedule.timezone)
-                following = rule.next_after(now)
-            except ValueError:
+                moved += await self.store.move_schedule(schedule, following)
+            except StoreUnavailableError:
+                raise
+            except Exception:
+                logger.exception("cron schedule %r could not be re-armed", schedule.id)
                 continue
-            if due_at is None or not rule.runs_by_the_clock or following >= due_at:
-                continue
-            if await self.store.move_schedule(schedule, following):
-                moved += 1
             if self._next is None or following < self._next:
                 self._next = following
         if moved:
-            stepped = "" if seen is None else f" (it read {seen.isoformat()} before)"
             logger.warning(
-                "the store's clock is %s%s: %d cron schedule(s) running by the clock "
-                "re-armed from it",
+                "the store's clock was set back (it reads %s): %d cron schedule(s) that run "
+                "by the clock re-armed from it",
                 now.isoformat(),
-                stepped,
                 moved,
             )
 
@@ -178,3 +185,32 @@ class Scheduler:
             else:
                 failures = 0
             await asyncio.sleep(wait)
+
+
+def rearmed(schedule: Schedule, now: datetime) -> datetime | None:
+    """The due time ``schedule`` gets after a backward step of the clock to ``now``, or
+    None to keep it.
+
+    A schedule is re-armed (from the first time its expression names after ``now``)
+    when it runs by the clock (a wildcard in its seconds, minute or hour field, as
+    Debian's cron tells them apart) and the clock is behind the cycle it last passed by
+    more than that cycle's period and more than `REARM_AFTER`: waiting would leave a
+    long silence. A smaller step is waited out (the next cycle comes that much later,
+    no cycle runs twice), and so is any step for a schedule at a fixed time, so that a
+    cycle that ran is never run again (as Debian's cron does for steps back under 3 h).
+    """
+    due_at = schedule.next_run_at
+    if due_at is None or due_at <= now:
+        return None
+    try:
+        rule = cron_rule(schedule.cron, schedule.timezone)
+        if not rule.runs_by_the_clock:
+            return None
+        following = rule.next_after(now)
+        if following >= due_at:
+            return None  # no cycle between now and the due time: nothing to wait out
+        passed = rule.previous_before(due_at)  # fired (or skipped) before the step
+    except ValueError:
+        return None
+    behind = passed - now  # at least the step
+    return following if behind > max(due_at - passed, REARM_AFTER) else None

@@ -20,7 +20,7 @@ from ._capture import (
     RequestRejected,
     check_declared_length,
     is_json,
-    non_finite_number,
+    names_a_non_finite_number,
     raw_headers,
     read_body,
 )
@@ -279,9 +279,10 @@ async def _read_validated_body(
         raise RequestRejected(415, "expected a JSON body: set Content-Type: application/json")
     try:
         text = raw.decode("utf-8")
-        problem = non_finite_number(text)  # before the model: 400 whatever it takes
-        if problem is not None:
-            raise RequestRejected(400, problem)
+        if names_a_non_finite_number(text):  # before the model: 400 whatever it takes
+            raise RequestRejected(
+                400, "request body is not valid JSON (NaN and Infinity are not JSON)"
+            )
         return handler.parse_body(text), text
     except UnicodeDecodeError:
         raise RequestRejected(400, "request body is not UTF-8") from None

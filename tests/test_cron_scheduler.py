@@ -74,6 +74,11 @@ async def fired_jobs(endpoints: AsyncEndpoints) -> list[Job]:
     return sorted(page.jobs, key=lambda job: job.created_at)
 
 
+async def fired_dues(endpoints: AsyncEndpoints) -> list[str]:
+    """The due time each fired job names (``x-schedule-due``), oldest job first."""
+    return [dict(job.request.headers)["x-schedule-due"] for job in await fired_jobs(endpoints)]
+
+
 async def test_the_cron_decorator_registers_the_handler_and_declares_its_schedule(
     endpoints: AsyncEndpoints,
 ) -> None:
@@ -133,6 +138,18 @@ async def test_a_cycle_job_names_its_schedule_and_its_due_time_in_headers(
     assert seen == [("daily-report", "2026-01-01T06:00:00.000Z")]
     (job,) = await fired_jobs(endpoints)
     assert job.created_at == START + timedelta(hours=6, seconds=42.5)
+
+
+async def test_a_submission_cannot_pass_itself_off_as_a_cycle(
+    endpoints: AsyncEndpoints,
+) -> None:
+    """The scheduler's headers are never captured from a submission (HTTP or `submit`),
+    so a handler that reads them can trust them."""
+    job = await endpoints.submit(
+        "ping", headers={"X-Schedule-Due": "2026-01-01T06:00:00.000Z", "x-schedule-id": "s"}
+    )
+    stored = await endpoints.get_job(job.id)
+    assert stored is not None and stored.request.headers == ()
 
 
 async def test_missed_cycles_are_caught_up_with_one_job(
@@ -357,10 +374,7 @@ async def test_after_the_clock_is_set_back_a_schedule_by_the_clock_keeps_its_pac
     await scheduler.tick()
     by_id = {schedule.id: schedule for schedule in await endpoints.list_schedules()}
     assert by_id["daily"].next_run_at == START + timedelta(days=1, seconds=10)
-    dues = sorted(
-        dict(job.request.headers)["x-schedule-due"] for job in await fired_jobs(endpoints)
-    )
-    assert dues == [
+    assert sorted(await fired_dues(endpoints)) == [
         "2025-12-31T23:00:20.000Z",  # pace, 10 s after the step
         "2025-12-31T23:00:30.000Z",  # pace, the cycle due when the hour was let pass
         "2026-01-01T00:00:10.000Z",  # pace and daily, before the step; daily not again
@@ -383,6 +397,42 @@ async def test_a_scheduler_that_starts_after_a_step_back_re_arms_at_its_first_ti
     await scheduler_of(endpoints).tick()
     (after,) = await endpoints.list_schedules()
     assert after.next_run_at == START - timedelta(hours=2) + timedelta(minutes=2)
+
+
+async def test_a_small_step_back_is_waited_out_and_no_cycle_runs_twice(
+    endpoints: AsyncEndpoints, clock: ManualClock
+) -> None:
+    """Every minute, fired at 00:01:00; the clock steps back 2.5 s (an NTP correction):
+    the schedule keeps its due time (00:02:00, 62.5 s later in real time) rather than
+    running the 00:01:00 cycle again."""
+    await endpoints.upsert_schedule("minutely", "ping", "* * * * *", unique=False)
+    scheduler = scheduler_of(endpoints)
+    clock.advance(60)
+    await scheduler.tick()
+    clock.advance(0.5)
+    clock.step_wall(-2.5)
+    await scheduler.tick()
+    clock.advance(62.5)
+    await scheduler.tick()
+    assert await fired_dues(endpoints) == ["2026-01-01T00:01:00.000Z", "2026-01-01T00:02:00.000Z"]
+
+
+async def test_an_idle_scheduler_notices_a_step_back_too(
+    endpoints: AsyncEndpoints, clock: ManualClock
+) -> None:
+    """A scheduler that has fired nothing yet (an hourly schedule, fired elsewhere): a
+    2 h step back is seen at its next tick (the store's clock is read every tick) and
+    re-arms the schedule to the first hour after the new time."""
+    await endpoints.upsert_schedule("hourly", "ping", "0 * * * *", unique=False)
+    clock.advance(3600)
+    await scheduler_of(endpoints).tick()  # another scheduler fires 01:00
+    idle = scheduler_of(endpoints)
+    await idle.tick()
+    clock.advance(30 * 60)
+    clock.step_wall(-2 * 3600)  # 01:30 -> 23:30 the day before
+    await idle.tick()
+    (schedule,) = await endpoints.list_schedules()
+    assert schedule.next_run_at == START
 
 
 async def test_a_first_tick_never_moves_back_a_cycle_another_scheduler_just_fired(
@@ -408,8 +458,7 @@ async def test_a_first_tick_never_moves_back_a_cycle_another_scheduler_just_fire
     assert schedule.next_run_at == START + timedelta(seconds=2)
     clock.advance(1)
     await other.tick()
-    dues = [dict(job.request.headers)["x-schedule-due"] for job in await fired_jobs(endpoints)]
-    assert dues == ["2026-01-01T00:00:01.000Z", "2026-01-01T00:00:02.000Z"]
+    assert await fired_dues(endpoints) == ["2026-01-01T00:00:01.000Z", "2026-01-01T00:00:02.000Z"]
 
 
 async def test_the_scheduler_sleeps_until_the_next_cycle_and_at_most_a_second(
