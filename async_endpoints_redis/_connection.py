@@ -165,19 +165,30 @@ class Connection:
     async def run(self, operation: str, call: Callable[[Scripts], Awaitable[T]]) -> T:
         """``call`` with the scripts, within the deadline, redis-py errors mapped.
 
-        Waiting for a turn at the client (`_client.call_gate`) counts towards the deadline;
-        a deadline that runs out before the turn came says so (the process sent more calls
-        at once than its connections serve in that time, Redis itself may be fine).
+        A cancellation of the calling task during the call always reaches it (see the
+        comment inside). Waiting for a turn at the client (`_client.call_gate`) counts
+        towards the deadline; a deadline that runs out before the turn came says so (the
+        process sent more calls at once than its connections serve in that time, Redis
+        itself may be fine).
         """
         scripts = self._scripts if self._scripts is not None and not self.closed else None
         if scripts is None:
             scripts = await self.start()
         admitted = False
+        task = asyncio.current_task()
         with mapped_errors(operation):
             try:
                 async with asyncio.timeout(self.deadline) as deadline, self._gate:
                     admitted = True
-                    return await call(scripts)
+                    cancels = 0 if task is None else task.cancelling()
+                    result = await call(scripts)
+                    if task is not None and task.cancelling() > cancels:
+                        # On Python 3.11, redis-py sends each command under asyncio.wait_for,
+                        # which returns the result and drops a cancellation that arrives as
+                        # the send completes (fixed in 3.12): raise it here, so the caller
+                        # is cancelled (and our deadline, a cancellation too, still fires).
+                        raise asyncio.CancelledError
+                    return result
             except TimeoutError as exc:
                 if not deadline.expired():
                     raise
