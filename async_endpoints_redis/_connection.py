@@ -171,16 +171,17 @@ class Connection:
         process sent more calls at once than its connections serve in that time, Redis
         itself may be fine).
         """
+        task = asyncio.current_task()
+        # Counted before the start too: connecting sends commands the same way.
+        cancels = 0 if task is None else task.cancelling()
         scripts = self._scripts if self._scripts is not None and not self.closed else None
         if scripts is None:
             scripts = await self.start()
         admitted = False
-        task = asyncio.current_task()
         with mapped_errors(operation):
             try:
                 async with asyncio.timeout(self.deadline) as deadline, self._gate:
                     admitted = True
-                    cancels = 0 if task is None else task.cancelling()
                     result = await call(scripts)
                     if task is not None and task.cancelling() > cancels:
                         # On Python 3.11, redis-py sends each command under asyncio.wait_for,
