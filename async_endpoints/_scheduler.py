@@ -15,10 +15,16 @@ the scheduler re-arms the schedules that run by the clock whose wait the step st
 by more than their period and a minute (`rearmed`); others wait the step out, and a
 fixed-time schedule never runs a cycle twice.
 
+Data lost: schedules declared with ``cron`` are stored again when the store's
+`schedule_epoch` changes (a Redis restarted without persistence, or flushed): the
+scheduler reads it before it first declares them and at most once every `EPOCH_EVERY`
+seconds after. Schedules upserted at run time are not known here and stay lost.
+
 Between ticks the loop sleeps until the soonest due time it knows (those it computed:
 every process computes the same ones), at most `CAP` seconds, so that schedules upserted
 by another process, or fired there, are followed within that time. A tick costs two store
-calls (the due schedules and the store's clock) plus one per due schedule: O(log n +
+calls (the due schedules and the store's clock), a third at most once a second in a
+process that declares schedules (the epoch), plus one per due schedule: O(log n +
 due), whatever the number of schedules.
 """
 
@@ -26,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from ._cron import cron_rule
@@ -45,6 +51,8 @@ BATCH = 100
 _MAX_BACKOFF = 1.0
 #: How far back the store's clock must go between two readings to count as set back.
 STEP_BACK = timedelta(seconds=1)
+#: Seconds between two reads of the store's `schedule_epoch`, at least.
+EPOCH_EVERY = 1.0
 #: A step back that a schedule waits out rather than re-arming, at least (see `rearmed`).
 REARM_AFTER = timedelta(seconds=60)
 
@@ -56,6 +64,9 @@ class Scheduler:
         store: The store keeping the schedules.
         new_job: The job a cycle of a schedule enqueues (a fresh id each call).
         fired: Called with each job a cycle enqueued here.
+        declare: Stores this process's declared schedules (returns how many): called at
+            the first tick and whenever the store's `schedule_epoch` changed; None when
+            the process declares none.
     """
 
     def __init__(
@@ -63,10 +74,13 @@ class Scheduler:
         store: ScheduleStore,
         new_job: Callable[[Schedule], NewJob],
         fired: Callable[[Job], None] = lambda job: None,
+        declare: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
         self.store = store
         self.new_job = new_job
         self.fired = fired
+        self.declare = declare
+        self._epoch: tuple[str, float] | None = None  # the last token read, and when
         self._next: datetime | None = None  # the soonest due time known, store clock
         # The store's clock at the last reading, and this process's monotonic clock then.
         self._seen: tuple[datetime, float] | None = None
@@ -80,6 +94,10 @@ class Scheduler:
         """
         loop = asyncio.get_running_loop()
         began = loop.time()
+        if self.declare is not None and (
+            self._epoch is None or began - self._epoch[1] >= EPOCH_EVERY
+        ):
+            await self._keep_declared(began)
         due = await self.store.due_schedules(BATCH)
         now = await self.store.schedule_time()
         if self._set_back(now, began):
@@ -102,6 +120,22 @@ class Scheduler:
             return CAP
         wait = (self._next - now).total_seconds() - (loop.time() - began)
         return min(CAP, max(0.0, wait))
+
+    async def _keep_declared(self, began: float) -> None:
+        """Declare the schedules at the first tick, and again when the store's epoch
+        changed since (it lost them). The token is read first: a loss after the read
+        shows as a new token at the next read."""
+        assert self.declare is not None
+        epoch = await self.store.schedule_epoch()
+        if self._epoch is None or epoch != self._epoch[0]:
+            stored = await self.declare()
+            if self._epoch is not None:
+                logger.warning(
+                    "the store lost its cron schedules (its data was reset): %d declared "
+                    "schedule(s) stored again; schedules upserted at run time are gone",
+                    stored,
+                )
+        self._epoch = (epoch, began)
 
     def _set_back(self, now: datetime, began: float) -> bool:
         """Whether the store's clock reads more than `STEP_BACK` earlier than the last

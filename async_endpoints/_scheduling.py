@@ -11,7 +11,8 @@ The scheduler (`_scheduler`) runs in every process that runs workers on such a s
 whether or not it declares schedules, since any instance may upsert one at run time and
 all must follow it; between schedules it costs one look at the store per second. Schedules
 declared with `cron` are upserted when it starts (keeping the due time of an unchanged
-one, so restarts neither skip nor repeat a cycle).
+one, so restarts neither skip nor repeat a cycle), and again whenever the store lost its
+schedules (`ScheduleStore.schedule_epoch`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._cron import CronRule
-from ._errors import ConfigurationError, StoreUnavailableError, UnknownJobNameError
+from ._errors import ConfigurationError, UnknownJobNameError
 from ._events import EventKind, LifecycleEvent, LifecycleEvents
 from ._handlers import Handler, HandlerFunction
 from ._job import Job, JobRequest, NewJob, check_label, format_time
@@ -38,7 +39,6 @@ from ._webhook import WEBHOOK_JOB
 
 F = TypeVar("F", bound=HandlerFunction)
 logger = logging.getLogger("async_endpoints")
-_DECLARE_RETRY = 1.0  # seconds between attempts to store the declared schedules
 
 
 class CronScheduling:
@@ -198,19 +198,24 @@ class CronScheduling:
         `scheduling` runs; tests call its ``tick`` themselves."""
         if not isinstance(self.store, ScheduleStore):
             return None
-        return Scheduler(self.store, self._cycle_job, self._fired)
+        declare = self.declare_schedules if self._declared else None
+        return Scheduler(self.store, self._cycle_job, self._fired, declare)
 
-    async def declare_schedules(self) -> None:
-        """Store the schedules declared with `cron` (an unchanged one keeps its due time).
+    async def declare_schedules(self) -> int:
+        """Store the schedules declared with `cron` (an unchanged one keeps its due time);
+        return how many. The scheduler calls it when it starts, and again should the
+        store lose its schedules.
 
         Raises:
             StoreUnavailableError: the store cannot be reached.
         """
         store = self._schedules("define cron schedules")
         now = await store.schedule_time()
-        for schedule in list(self._declared.values()):
+        declared = list(self._declared.values())
+        for schedule in declared:
             rule = CronRule(schedule.cron, schedule.timezone)
             await store.upsert_schedule(schedule.replace(next_run_at=rule.next_after(now)))
+        return len(declared)
 
     @contextlib.asynccontextmanager
     async def scheduling(self) -> AsyncIterator[None]:
@@ -220,24 +225,11 @@ class CronScheduling:
         if scheduler is None:
             yield
             return
-        task = asyncio.create_task(self._schedule_forever(scheduler), name="async-endpoints-cron")
+        task = asyncio.create_task(scheduler.run_forever(), name="async-endpoints-cron")
         try:
             yield
         finally:
             await cancel_and_wait([task])
-
-    async def _schedule_forever(self, scheduler: Scheduler) -> None:
-        """Store the declared schedules (retrying until the store takes them), then tick."""
-        while self._declared:
-            try:
-                await self.declare_schedules()
-                break
-            except StoreUnavailableError as exc:
-                logger.warning("cron schedules not stored yet, store unavailable: %s", exc)
-            except Exception:
-                logger.exception("cron schedules not stored yet; trying again")
-            await asyncio.sleep(_DECLARE_RETRY)
-        await scheduler.run_forever()
 
     def _cycle_job(self, schedule: Schedule) -> NewJob:
         """The job one cycle of ``schedule`` enqueues (with defaults for a handler this

@@ -64,6 +64,14 @@ class ScheduleStore(Protocol):
         clock says)."""
         ...
 
+    async def schedule_epoch(self) -> str:
+        """A token naming this lifetime of the stored schedules: the same for as long as
+        the store keeps them, a new one once it has lost them (a Redis restarted without
+        persistence, or flushed). The scheduler reads it at most once a second and, when
+        it changed, stores the schedules its process declared with ``cron`` again. A
+        store that cannot lose them returns a constant."""
+        ...
+
     async def due_schedules(self, limit: int) -> list[Schedule]:
         """Up to ``limit`` schedules whose ``next_run_at`` has come (by the store's clock),
         soonest first; O(log n + the number returned), whatever the number of schedules."""

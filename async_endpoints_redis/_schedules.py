@@ -8,6 +8,8 @@ Keys (in the store's hash slot, like every other, so a Redis Cluster serves them
     {p}:cron:<id>        HASH   one schedule: id, name, cron, timezone, unique ('1'/'0'),
                                 next_run_at (ms), and when set last_job_id, body, queue,
                                 tenant
+    {p}:cron_epoch       STRING a random token, new whenever the keys were lost
+                                (`schedule_epoch`)
 
 Each operation is one script (``lua/schedule_*.lua``). `fire_schedule` is a compare-and-set
 on ``next_run_at`` that enqueues the cycle's job through the enqueue transition of
@@ -73,6 +75,13 @@ class RedisSchedules(StoreBase):
         """The Redis server's wall clock now."""
         now_ms = await self._run("schedule_time", lambda s: s.call("schedule_time", []))
         return datetime.fromtimestamp(int(now_ms) / 1000, UTC)
+
+    async def schedule_epoch(self) -> str:
+        """The token of this lifetime of the schedules' keys (one script: read, or
+        stored when Redis has none, as after a restart without persistence)."""
+        token = uuid.uuid4().hex
+        reply = await self._run("schedule_epoch", lambda s: s.call("schedule_epoch", [token]))
+        return text(reply)
 
     async def due_schedules(self, limit: int) -> list[Schedule]:
         """Up to ``limit`` schedules due by the server's clock, soonest first; one script,

@@ -74,7 +74,10 @@ _NEEDS = {
     "migrate": (*_CORE, "_migrate"),
     "recover": (*_CORE, "_migrate"),
     "queue_stats": ("_lib", "_ready"),
-    **{f"schedule_{op}": ("_lib",) for op in ("upsert", "remove", "list", "due", "time", "move")},
+    **{
+        f"schedule_{op}": ("_lib",)
+        for op in ("upsert", "remove", "list", "due", "time", "move", "epoch")
+    },
     "batch_stage": ("_lib",),
 }
 _NAMES = (
@@ -96,7 +99,10 @@ _NAMES = (
     "pause",
     "queue_stats",
     "list_jobs",
-    *(f"schedule_{op}" for op in ("upsert", "remove", "list", "due", "time", "fire", "move")),
+    *(
+        f"schedule_{op}"
+        for op in ("upsert", "remove", "list", "due", "time", "fire", "move", "epoch")
+    ),
     *(f"batch_{op}" for op in ("stage", "add", "cancel", "list", "get", "jobs")),
 )
 _PROMOTE_BATCH = 200  # due Scheduled jobs moved to the queue per claim

@@ -120,6 +120,10 @@ class ShardFeatures(ShardReads, ShardBatches, ShardLookup):
         """As `RedisJobStore.schedule_time` (shard 0's server)."""
         return await (await self._ready_shards())[0].schedule_time()
 
+    async def schedule_epoch(self) -> str:
+        """As `RedisJobStore.schedule_epoch`, in shard 0."""
+        return await (await self._ready_shards())[0].schedule_epoch()
+
     async def due_schedules(self, limit: int) -> list[Schedule]:
         """As `RedisJobStore.due_schedules`, in shard 0."""
         return await (await self._ready_shards())[0].due_schedules(limit)

@@ -23,10 +23,12 @@ from async_endpoints import (
     Schedule,
     StoreUnavailableError,
     UnknownJobNameError,
+    _scheduler,
 )
 from async_endpoints._events import EventKind, LifecycleEvent
 from async_endpoints._scheduler import BATCH, CAP, Scheduler
 from async_endpoints.testing import ManualClock
+from tests.call_counts import CallCount
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -598,3 +600,41 @@ async def test_a_unique_schedule_whose_job_failed_for_good_goes_on(
     await scheduler.tick()
     jobs = await fired_jobs(endpoints)
     assert [job.status for job in jobs] == [JobStatus.FAILED, JobStatus.QUEUED]
+
+
+async def test_the_first_tick_declares_and_a_changed_epoch_declares_again(
+    endpoints: AsyncEndpoints, store: InMemoryJobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scheduler stores the declared schedules at its first tick, not again while the
+    store's epoch stays (a removal at run time sticks), and again once it changed (the
+    store lost its schedules)."""
+    monkeypatch.setattr(_scheduler, "EPOCH_EVERY", 0.0)
+
+    @endpoints.cron("0 3 * * *")
+    async def nightly(ctx: AsyncContext[None]) -> None:
+        pass
+
+    scheduler = scheduler_of(endpoints)
+    await scheduler.tick()
+    assert [s.id for s in await endpoints.list_schedules()] == ["nightly"]
+    await store.remove_schedule("nightly")
+    await scheduler.tick()
+    assert await endpoints.list_schedules() == []
+    epochs = iter(["after-a-loss"])
+    kept = store.schedule_epoch
+
+    async def lost() -> str:
+        return next(epochs, None) or await kept()
+
+    monkeypatch.setattr(store, "schedule_epoch", lost)
+    await scheduler.tick()
+    assert [s.id for s in await endpoints.list_schedules()] == ["nightly"]
+
+
+async def test_a_process_that_declares_nothing_never_reads_the_epoch(
+    endpoints: AsyncEndpoints, store: InMemoryJobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No declared schedule, no epoch reads: an idle tick stays two store calls."""
+    reads = CallCount(monkeypatch, store, "schedule_epoch")
+    await scheduler_of(endpoints).tick()
+    assert reads.count == 0

@@ -1,0 +1,149 @@
+"""Cron schedules after Redis lost its data: the schedules a process declared with ``cron``
+are stored again within seconds and fire again (schedules upserted at run time are gone,
+as the README says); a schedule removed at run time is not brought back, since nothing
+was lost. On a standalone server restarted without persistence, and on a sharded store on
+a Redis Cluster whose keys were deleted."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from redis.asyncio import Redis, RedisCluster
+
+from async_endpoints import AsyncContext, AsyncEndpoints
+from async_endpoints_redis import RedisJobStore
+from tests.call_counts import CallCount
+from tests.redis.support import eventually
+from tests.redis_servers import RedisClusterProcesses, RedisServer
+
+pytestmark = pytest.mark.redis
+
+Lose = Callable[[], Awaitable[None]]
+
+
+class CronApp:
+    """Endpoints declaring an every-second schedule ``EverySecond``, and its runs."""
+
+    def __init__(self, store: RedisJobStore) -> None:
+        self.endpoints = AsyncEndpoints(store=store, polling_interval=0.1)
+        self.runs: list[float] = []
+
+        @self.endpoints.cron("* * * * * *", name="EverySecond", unique=False)
+        async def every_second(ctx: AsyncContext[None]) -> None:
+            self.runs.append(time.monotonic())
+
+        @self.endpoints.add_handler
+        async def purge(ctx: AsyncContext[None]) -> None:
+            pass
+
+    async def ids(self) -> list[str]:
+        return [schedule.id for schedule in await self.endpoints.list_schedules()]
+
+    async def ran_since(self, moment: float) -> bool:
+        return any(run > moment for run in self.runs)
+
+
+@pytest.fixture(params=["restarted server", "cluster keys deleted"])
+async def app_and_loss(
+    request: pytest.FixtureRequest, own_redis_server: RedisServer, prefix: str
+) -> AsyncIterator[tuple[CronApp, Lose]]:
+    """The app on a store, and how that store loses every key: a standalone server
+    without persistence restarted, or a sharded store's keys deleted on a Cluster."""
+    if request.param == "restarted server":
+        store = RedisJobStore(own_redis_server.url, prefix=prefix, socket_timeout=1.0)
+
+        async def lose() -> None:
+            own_redis_server.stop()
+            own_redis_server.start()
+
+        yield CronApp(store), lose
+        return
+    cluster: RedisClusterProcesses = request.getfixturevalue("redis_cluster")
+    store = RedisJobStore(cluster.url, prefix=prefix, shards=3)
+    raw = RedisCluster.from_url(cluster.url, decode_responses=True)
+
+    async def delete_keys() -> None:
+        for key in [key async for key in raw.scan_iter(match=f"*{prefix}*")]:
+            await raw.delete(key)
+
+    try:
+        yield CronApp(store), delete_keys
+    finally:
+        await raw.aclose()
+
+
+async def test_declared_schedules_are_stored_again_after_redis_lost_them(
+    app_and_loss: tuple[CronApp, Lose], caplog: pytest.LogCaptureFixture
+) -> None:
+    """After the loss the declared schedule is listed and firing again within seconds; the
+    schedule upserted at run time is gone; a warning says what happened."""
+    app, lose = app_and_loss
+    caplog.set_level(logging.WARNING, logger="async_endpoints")
+    async with app.endpoints.running(workers=True):
+        await app.endpoints.upsert_schedule("purge-nightly", "purge", "0 3 * * *")
+        await eventually(lambda: app.ran_since(0), timeout=15)
+        await lose()
+        lost_at = time.monotonic()
+        assert await eventually(app.ids, timeout=15) == ["EverySecond"]
+        await eventually(lambda: app.ran_since(lost_at), timeout=15)
+    warnings = [r.getMessage() for r in caplog.records if "lost its cron" in r.getMessage()]
+    assert warnings, "no warning about the lost schedules"
+    assert "1 declared schedule(s) stored again" in warnings[0]
+
+
+async def test_a_declared_schedule_removed_at_run_time_is_not_brought_back(
+    redis_server: RedisServer, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Removing a schedule loses no data: the schedulers' epoch checks go on (three of
+    them after the removal) and none stores the schedule again."""
+    url = redis_server.url
+    app = CronApp(RedisJobStore(url, prefix=prefix))
+    other = AsyncEndpoints(store=RedisJobStore(url, prefix=prefix), run_workers=False)
+    checks = CallCount(monkeypatch, app.endpoints.store, "schedule_epoch")
+    async with app.endpoints.running(workers=True), other.running():
+        await eventually(app.ids)
+        assert await other.remove_schedule("EverySecond") is True
+        removed_at = checks.count
+
+        async def checked_thrice() -> bool:
+            return checks.count >= removed_at + 3
+
+        await eventually(checked_thrice, timeout=15)
+        assert await app.ids() == []
+
+
+async def test_the_epoch_changes_only_when_the_keys_are_gone(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """The same token for every client while the keys live, whatever the schedules do;
+    a new one once the prefix's keys are deleted."""
+    first = RedisJobStore(redis_server.url, prefix=prefix)
+    second = RedisJobStore(redis_server.url, prefix=prefix)
+    raw = Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        token = await first.schedule_epoch()
+        assert await second.schedule_epoch() == token
+        endpoints = AsyncEndpoints(
+            store=RedisJobStore(redis_server.url, prefix=prefix), run_workers=False
+        )
+
+        @endpoints.add_handler
+        async def purge(ctx: AsyncContext[None]) -> None:
+            pass
+
+        async with endpoints.running():
+            await endpoints.upsert_schedule("s", "purge", "* * * * *")
+            await endpoints.remove_schedule("s")
+        assert await second.schedule_epoch() == token
+        for key in [key async for key in raw.scan_iter(match=f"*{prefix}*")]:
+            await raw.delete(key)
+        renewed = await second.schedule_epoch()
+        assert renewed != token
+        assert await first.schedule_epoch() == renewed
+    finally:
+        await raw.aclose()
+        await first.aclose()
+        await second.aclose()
