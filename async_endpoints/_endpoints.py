@@ -70,6 +70,8 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
         #: Lifecycle events of this process: ``events.subscribe(listener)``.
         self.events = LifecycleEvents()
         self._app_lifespan: Lifespan | None = None
+        self._started = False  # `running` was entered (the app's lifespan ran)
+        self._told_unstarted = False
         s = self.settings
         policy = RetryPolicy(s.max_retries, s.retry_base_delay, s.retry_max_delay, s.retry_jitter)
         attempts = AttemptRunner(
@@ -183,6 +185,7 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
                 or is empty.
         """
         self.pool.queues = self.serving(queues)
+        self._started = True
         try:
             await self.store.start()
         except StoreUnavailableError as exc:
@@ -212,6 +215,19 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
         for queue in names:
             self._queues(queue)
         return names
+
+    def warn_unless_started(self) -> None:
+        """Log once when a route accepts a job though `running` never ran here (the app's
+        lifespan did not run: a Starlette or FastAPI app mounted under another does not
+        run its own), so no worker of this process will run it."""
+        if self._started or self._told_unstarted or not self.settings.run_workers:
+            return
+        self._told_unstarted = True
+        logger.warning(
+            "a job was accepted, but this app's lifespan has not run, so no worker of this "
+            "process runs jobs (an app mounted under another does not run its own lifespan: "
+            "run it from the parent's, see the README's 'Mounted under another app')"
+        )
 
     def app_lifespan(self) -> AbstractAsyncContextManager[Any]:
         """The app's own lifespan (without the workers), for processes that serve no HTTP."""

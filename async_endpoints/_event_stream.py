@@ -35,6 +35,22 @@ logger = logging.getLogger("async_endpoints")
 #: The keep-alive comment.
 PING = ServerSentEvent(comment="ping").encode()
 
+#: Characters that are text in JSON but end a line for many SSE clients (Python's
+#: ``str.splitlines``, which httpx's line reader follows), with their JSON escapes.
+_LINE_ENDS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def json_data(text: str) -> str:
+    """The JSON ``text`` as an event's data: the same JSON, with U+0085, U+2028 and
+    U+2029 (which only occur inside its strings) escaped, so that a client that splits
+    lines as ``str.splitlines`` does still reads one line of data. Only JSON may be given:
+    the escapes are JSON's."""
+    if text.isascii():
+        return text
+    for char, escape in _LINE_ENDS.items():
+        text = text.replace(char, escape)
+    return text
+
 
 class Render:
     """How a route encodes its events (each at most once per change, shared by the
@@ -51,7 +67,7 @@ class Render:
 
     def progress(self, value: Any) -> bytes:
         """The ``progress`` event of ``value``."""
-        data = dumps({"progress": value}).decode()
+        data = json_data(dumps({"progress": value}).decode())
         return ServerSentEvent(data=data, event="progress").encode()
 
 

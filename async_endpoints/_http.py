@@ -33,6 +33,7 @@ from ._errors import (
 )
 from ._handlers import Handler
 from ._job import Job, JobRequest, parse_job_id
+from ._logs import job_id_extra
 from ._options import AT_ONCE, Placement
 from ._prefer import applied, preferred_wait
 from ._responses import call_maybe_async, error_response, job_response
@@ -124,6 +125,10 @@ class JobService(Protocol):
         """The job store (its optional capabilities decide some answers)."""
         ...
 
+    def warn_unless_started(self) -> None:
+        """Log once when a job is accepted while the app's lifespan never ran."""
+        ...
+
     async def enqueue(
         self,
         handler: Handler,
@@ -163,7 +168,7 @@ def job_details_endpoint(endpoints: JobService) -> Endpoint:
                     request, endpoints.wait_until(job, wait.seconds), job
                 )
         except JobStoreError as exc:
-            return store_failure("read a job", exc)
+            return store_failure("read job", exc, path_job_id(request))
         response = await status_response(endpoints, job, request)
         if wait is not None and job is not None:
             response.headers.update(applied(wait))
@@ -185,7 +190,7 @@ def job_cancel_endpoint(endpoints: JobService) -> Endpoint:
                 return _already_terminal(job)
             canceled, here = await endpoints.cancel_unfinished(job)
         except JobStoreError as exc:
-            return store_failure("cancel a job", exc)
+            return store_failure("cancel job", exc, path_job_id(request))
         if canceled is None:  # dropped meanwhile (its retention ended)
             return error_response(404, "job not found")
         if not here:  # it ended, or another call cancelled it, meanwhile
@@ -202,7 +207,7 @@ def _already_terminal(job: Job) -> Response:
 async def _authorized_job(endpoints: JobService, request: Request) -> Job | None:
     """The job named by the path's ``job_id``; None when unknown, not a UUID, or refused by
     ``authorize``."""
-    job_id = parse_job_id(request.path_params.get("job_id"))
+    job_id = path_job_id(request)
     job = None if job_id is None else await endpoints.get_job(job_id)
     authorize = endpoints.settings.authorize
     if job is None or authorize is None or await call_maybe_async(authorize, request, job):
@@ -254,12 +259,21 @@ def job_request(
     )
 
 
-def store_failure(doing: str, exc: JobStoreError) -> Response:
+def store_failure(doing: str, exc: JobStoreError, job_id: uuid.UUID | None = None) -> Response:
     """The answer when the store failed: 503 when unreachable, else 500; the details go
-    to the log, never to the client."""
+    to the log, never to the client. The record about the job ``job_id`` (a path's) names
+    it and carries its ``job_id`` (its name is not known without the store)."""
     # The exception's text names hosts, ports and keys: it goes to the log, not the client.
+    if job_id is not None:
+        doing = f"{doing} {job_id}"
+    extra = None if job_id is None else job_id_extra(job_id)
     if isinstance(exc, StoreUnavailableError):
-        logger.warning("could not %s: %s", doing, exc)
+        logger.warning("could not %s: %s", doing, exc, extra=extra)
         return error_response(503, STORE_UNAVAILABLE, retry_after=exc.retry_after)
-    logger.error("could not %s: %s: %s", doing, type(exc).__name__, exc)
+    logger.error("could not %s: %s: %s", doing, type(exc).__name__, exc, extra=extra)
     return error_response(500, STORE_FAILED)
+
+
+def path_job_id(request: Request) -> uuid.UUID | None:
+    """The job id in the request's path (``{job_id}``), or None when it is not a UUID."""
+    return parse_job_id(request.path_params.get("job_id"))

@@ -29,6 +29,17 @@ MASK = "***"
 
 ErrorMessageHook = Callable[[BaseException], str]
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unicode_text(text: str) -> str:
+    """``text`` with every surrogate code point (a lone one has no UTF-8 form: bytes
+    decoded with ``surrogateescape``, as ``os.fsdecode`` does for odd file names) made
+    U+FFFD, so the job JSON is valid Unicode for every reader (.NET's refuses an escaped
+    lone surrogate)."""
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
+
+
 # ``scheme://userinfo@``; greedy up to the authority's last ``@``, so an unencoded ``@`` in
 # a password is masked whole.
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^\s/?#'\"<>]+)@")
@@ -83,11 +94,13 @@ class ErrorDescriber:
     error_message: ErrorMessageHook | None = None
 
     def describe(self, exc: BaseException, *, with_traceback: bool = False) -> JobError:
-        """The job error for ``exc``: type name, message and (on request) masked trace."""
+        """The job error for ``exc``: type name, message and (on request) masked trace,
+        each with any lone surrogate replaced by U+FFFD (`unicode_text`)."""
         trace = None
         if with_traceback:
-            trace = self.mask("".join(traceback.format_exception(exc)))
-        return JobError(self.message(exc), type(exc).__name__, trace)
+            trace = unicode_text(self.mask("".join(traceback.format_exception(exc))))
+        message = unicode_text(self.message(exc))
+        return JobError(message, unicode_text(type(exc).__name__), trace)
 
     def message(self, exc: BaseException) -> str:
         """The app's ``error_message`` answer, else the exception's message masked.

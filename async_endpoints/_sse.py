@@ -30,7 +30,7 @@ from starlette.types import Receive, Scope, Send
 
 from ._errors import JobStoreError
 from ._event_fanout import EventFanout
-from ._event_stream import EventStream, Render
+from ._event_stream import EventStream, Render, json_data
 from ._http import store_failure
 from ._job import Job, job_to_json, parse_job_id
 from ._logs import job_extra
@@ -76,7 +76,7 @@ def job_events_endpoint(endpoints: EventService) -> Endpoint:
         try:
             leave = await fanout.watch(job_id, stream)
         except JobStoreError as exc:
-            return store_failure("watch a job", exc)
+            return store_failure("watch job", exc, job_id)
         try:
             job = await store.get(job_id)
             stream.read()
@@ -85,7 +85,7 @@ def job_events_endpoint(endpoints: EventService) -> Endpoint:
             first = None if job is None else await render.first(job, request)
         except JobStoreError as exc:
             leave()
-            return store_failure("read a job", exc)
+            return store_failure("read job", exc, job_id)
         except BaseException:
             leave()
             raise
@@ -113,7 +113,7 @@ class JobRender(Render):
             return None
         last, encoded = self._last
         if last is not job:
-            encoded = _status_event(dumps(job_to_json(job)))
+            encoded = _status_event(dumps(job_to_json(job)), is_json=True)
             self._last = (job, encoded)
         return encoded
 
@@ -133,16 +133,18 @@ class JobRender(Render):
                 job.id,
                 extra=job_extra(job),
             )
-            body = dumps(job_to_json(job))
-        return _status_event(body)
+            return _status_event(dumps(job_to_json(job)), is_json=True)
+        media_type = getattr(response, "media_type", None) or ""
+        return _status_event(body, is_json="json" in media_type)
 
     async def first(self, job: Job, request: Any) -> bytes:
         """The stream's first event."""
         return self.status(job) or await self.status_for(job, request)
 
 
-def _status_event(body: bytes) -> bytes:
-    return ServerSentEvent(data=body.decode(errors="replace"), event="status").encode()
+def _status_event(body: bytes, *, is_json: bool) -> bytes:
+    data = body.decode(errors="replace")
+    return ServerSentEvent(data=json_data(data) if is_json else data, event="status").encode()
 
 
 class _EventResponse(EventSourceResponse):

@@ -126,6 +126,7 @@ def _checked_refusal(handler: Handler, refusal: object) -> Response:
 async def _accepted(endpoints: JobService, job: Job, request: Request) -> Response:
     """The answer to a stored submission: 202, or with ``Prefer: wait=N`` the finished
     job (200) once it is terminal within N seconds (202 as it is then otherwise)."""
+    endpoints.warn_unless_started()
     wait = preferred_wait(request, endpoints.settings.max_wait)
     if wait is None:
         return await submitted_response(endpoints, job, request)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import logging
+import uuid
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -139,3 +141,30 @@ async def test_a_websocket_route_meeting_the_error_is_closed_with_try_again_late
     await app(scope, receive, send)
     assert [message["type"] for message in sent] == ["websocket.accept", "websocket.close"]
     assert sent[-1]["code"] == 1013
+
+
+async def test_a_job_route_meeting_an_unreachable_store_logs_the_jobs_id(
+    app: Starlette, http_client_for: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """GET /jobs/{id}, POST .../cancel and GET .../events answer 503, and each warning is
+    about that job: its text names the id and the record carries ``job_id``."""
+    endpoints = AsyncEndpoints(
+        app, store=RedisJobStore(dead_redis_url(), cluster=False), run_workers=False
+    )
+    endpoints.map_job_details()
+    endpoints.map_job_cancel()
+    endpoints.map_job_events()
+    job_id = str(uuid.uuid4())
+    caplog.set_level(logging.WARNING, logger="async_endpoints")
+    async with http_client_for(app) as client:
+        for method, path in [
+            ("GET", f"/jobs/{job_id}"),
+            ("POST", f"/jobs/{job_id}/cancel"),
+            ("GET", f"/jobs/{job_id}/events"),
+        ]:
+            caplog.clear()
+            response = await client.request(method, path)
+            assert response.status_code == 503, path
+            (record,) = [r for r in caplog.records if r.getMessage().startswith("could not")]
+            assert job_id in record.getMessage()
+            assert (record.job_id, record.job_name) == (job_id, None)  # type: ignore[attr-defined]

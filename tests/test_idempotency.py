@@ -92,6 +92,19 @@ async def test_a_repeated_key_answers_the_first_job_and_stores_nothing(store: Jo
         assert await waiting(endpoints) == 1
 
 
+async def test_bodies_the_model_reads_alike_are_one_body(store: JobStore) -> None:
+    """The fingerprint is taken from the validated body: a number sent as text for an
+    ``int`` field, or a field the model ignores, repeats the first submission."""
+    app, endpoints = make_app(store)
+    headers = {"Idempotency-Key": "order-19"}
+    async with served(app) as url, httpx.AsyncClient(base_url=url) as client:
+        first = await client.post("/orders", json={"item": "tea", "count": 2}, headers=headers)
+        for alike in ({"item": "tea", "count": "2"}, {"item": "tea", "count": 2, "note": "x"}):
+            again = await client.post("/orders", json=alike, headers=headers)
+            assert (again.status_code, again.json()["id"]) == (202, first.json()["id"])
+        assert await waiting(endpoints) == 1
+
+
 async def test_a_repeated_key_with_another_body_is_422(store: JobStore) -> None:
     """The same key with a different body: 422 JSON, nothing stored."""
     app, endpoints = make_app(store)

@@ -144,6 +144,18 @@ async def submit(http: httpx.AsyncClient) -> str:
     return job_id
 
 
+async def stream_of_a_running_job(store: JobStore, after: list[Any]) -> list[Event]:
+    """Every event of a stream opened once the job runs, which then reports ``after``."""
+    async with serving(store) as app:
+        app.script.after = after
+        job_id = await submit(app.http)
+        await app.script.started.wait()
+        reading, first = streaming(app, job_id)
+        await first.wait()
+        app.script.go.set()
+        return await reading
+
+
 def statuses(events: list[Event]) -> list[str]:
     return [data["status"] for name, data in events if name == "status"]
 
@@ -173,14 +185,7 @@ async def test_progress_comes_in_order_and_the_last_value_before_the_end(
 ) -> None:
     """Each progress event follows the one before; the last value reported (within 100
     ms of others, so coalesced) is told before the terminal status, which shows it too."""
-    async with serving(store) as app:
-        app.script.after = [2, 3, 4, 5]
-        job_id = await submit(app.http)
-        await app.script.started.wait()
-        reading, first = streaming(app, job_id)
-        await first.wait()
-        app.script.go.set()
-        events = await reading
+    events = await stream_of_a_running_job(store, [2, 3, 4, 5])
     assert events[0][1]["status"] == "InProgress"
     assert events[0][1]["progress"] == {"done": 1}
     values = [data["progress"] for name, data in events if name == "progress"]
@@ -189,6 +194,18 @@ async def test_progress_comes_in_order_and_the_last_value_before_the_end(
     assert [name for name, _ in events[-2:]] == ["progress", "status"]
     assert events[-1][1]["status"] == "Completed"
     assert events[-1][1]["progress"] == 5
+
+
+async def test_unicode_line_separators_in_the_data_reach_a_line_splitting_client_whole(
+    store: JobStore,
+) -> None:
+    """U+0085, U+2028 and U+2029 are text in JSON but end a line for httpx's line reader
+    (as for ``str.splitlines``): the events escape them, so each event's data is one
+    line that parses back to the value reported."""
+    odd = "one\x85two\u2028three\u2029four"
+    events = await stream_of_a_running_job(store, [odd])
+    assert [data["progress"] for name, data in events if name == "progress"][-1] == odd
+    assert events[-1][1]["progress"] == odd
 
 
 async def test_a_reconnected_stream_starts_from_the_current_state(store: JobStore) -> None:

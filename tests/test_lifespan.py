@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,7 +14,7 @@ from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from async_endpoints import AsyncContext, AsyncEndpoints, JobStatus
 
@@ -169,3 +170,51 @@ async def test_an_api_only_instance_queues_but_never_runs_jobs(
     assert queued is not None and queued.status is JobStatus.QUEUED and events == []
     assert await endpoints.drain() == 1  # a worker elsewhere would have run it
     assert events == ["job ran"]
+
+
+def mounted(child: Starlette, *, run_its_lifespan: bool) -> Starlette:
+    """A parent app serving ``child`` under ``/api``, running the child's lifespan from its
+    own as the README shows, or not (Starlette's default for a mount)."""
+
+    @asynccontextmanager
+    async def lifespan(parent: Starlette) -> AsyncIterator[None]:
+        async with child.router.lifespan_context(child):
+            yield
+
+    return Starlette(
+        routes=[Mount("/api", app=child)], lifespan=lifespan if run_its_lifespan else None
+    )
+
+
+@APP_CLASSES
+async def test_a_mounted_app_runs_its_jobs_when_the_parent_runs_its_lifespan(
+    http_client_for, app_class: type[Starlette], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The README's parent lifespan: the child's own startup and the workers run, the job
+    completes, Location carries the mount's prefix, and nothing is warned."""
+    events: list[str] = []
+    child, endpoints = app_with_own_lifespan(app_class, events)
+    endpoints.map_job_details()
+    caplog.set_level(logging.WARNING, logger="async_endpoints")
+    async with http_client_for(mounted(child, run_its_lifespan=True)) as client:
+        response = await client.post("/api/greetings", json={"name": "Ada"})
+        job = await endpoints.wait_for(response.json()["id"], timeout=5)
+    assert response.headers["location"] == f"/api/jobs/{job.id}"
+    assert job.status is JobStatus.COMPLETED and job.result == "Hello, Ada"
+    assert events[:2] == ["app startup", "job ran"] and "lifespan" not in caplog.text
+
+
+@APP_CLASSES
+async def test_a_job_accepted_by_an_app_whose_lifespan_never_ran_is_warned_about_once(
+    http_client_for, app_class: type[Starlette], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Mounted without the parent running its lifespan: the POSTs are accepted (a worker
+    process on a shared store could run them) and one warning says why none runs here."""
+    child, _ = app_with_own_lifespan(app_class, [])
+    caplog.set_level(logging.WARNING, logger="async_endpoints")
+    async with http_client_for(mounted(child, run_its_lifespan=False)) as client:
+        for name in ("Ada", "Grace"):
+            response = await client.post("/api/greetings", json={"name": name})
+            assert response.status_code == 202
+    warned = [r for r in caplog.records if "lifespan has not run" in r.getMessage()]
+    assert len(warned) == 1 and "Mounted under another app" in warned[0].getMessage()

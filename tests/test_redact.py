@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import httpx
@@ -216,3 +217,24 @@ async def test_a_raising_hook_fails_the_job_with_the_type_name_and_the_worker_ru
         done = await engine.wait_for((await engine.submit("works")).id, timeout=5)
     assert failed.error is not None and failed.error.message == "ValueError"
     assert done.status is JobStatus.COMPLETED and done.result == "ok"
+
+
+async def open_odd_file(ctx: AsyncContext[None]) -> None:
+    name = os.fsdecode(b"report-\xff.csv")  # a file name that is not UTF-8: "report-\udcff.csv"
+    raise FileNotFoundError(f"no such file: {name}")
+
+
+@pytest.mark.parametrize("hook", [None, lambda exc: str(exc)], ids=["default", "hook"])
+async def test_a_lone_surrogate_in_an_error_becomes_a_replacement_character(
+    http_client_for: Any, store: JobStore, hook: Any
+) -> None:
+    """An undecodable file name in the message (and the trace) is stored and served as
+    U+FFFD: the job JSON is valid Unicode, with no escaped lone surrogate that a strict
+    reader (.NET's) would refuse."""
+    settings = {"error_message": hook} if hook else {}
+    job, text = await failed_job(
+        http_client_for, store, open_odd_file, include_tracebacks=True, **settings
+    )
+    assert job["error"]["message"] == "no such file: report-\ufffd.csv"
+    assert "report-\ufffd.csv" in job["error"]["traceback"]
+    assert "\\ud" not in text.lower()
