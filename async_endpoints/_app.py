@@ -3,7 +3,7 @@
 The app's own lifespan is kept and runs first, so what the handlers need is ready before
 the worker pool starts and is closed after the pool has drained. The library's answers to
 its store errors raised in the app's own routes are registered on the app at the same time
-(see `install_exception_handlers`).
+(see `install_exception_handlers`), and on the apps mounted under it when it starts.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from ._errors import ConfigurationError
-from ._exception_handlers import install_exception_handlers
+from ._exception_handlers import install_exception_handlers, install_on_mounted_apps
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
 
@@ -31,8 +31,10 @@ def join_app(app: Any, running: Callable[[], AbstractAsyncContextManager[Any]]) 
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[Any]:
-        async with original(app) as state, running():
-            yield state
+        async with original(app) as state:
+            install_on_mounted_apps(app)  # mounted now, by the app's startup included
+            async with running():
+                yield state
 
     router.lifespan_context = lifespan
     install_exception_handlers(app)

@@ -15,6 +15,7 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
+from starlette.routing import Host, Mount
 from starlette.websockets import WebSocket
 
 from ._errors import QueueFullError, StoreUnavailableError
@@ -42,6 +43,19 @@ def install_exception_handlers(app: Any) -> None:
         mro = error_type.__mro__
         if not any(cls in registered for cls in mro[: mro.index(Exception)]):
             app.add_exception_handler(error_type, handler)
+
+
+def install_on_mounted_apps(app: Any) -> None:
+    """`install_exception_handlers` on every Starlette or FastAPI app mounted under
+    ``app``, however deep: a mounted app answers its routes' errors itself (a plain-text
+    500), before the parent's handlers could see them. Called at startup, before any
+    request builds their middleware."""
+    for route in getattr(app, "routes", ()):
+        mounted = getattr(route, "app", None)
+        if isinstance(route, (Mount, Host)) and mounted is not None:
+            if hasattr(mounted, "exception_handlers") and hasattr(mounted, "router"):
+                install_exception_handlers(mounted)
+            install_on_mounted_apps(mounted)
 
 
 async def store_unavailable(connection: HTTPConnection, exc: Exception) -> Response | None:

@@ -132,10 +132,11 @@ MAX_LABEL_LENGTH = 255
 
 def check_label(value: object, what: str) -> str | None:
     """``value`` as a partition key or tenant (``what`` names which): None, or a string of
-    1 to `MAX_LABEL_LENGTH` characters.
+    1 to `MAX_LABEL_LENGTH` characters that UTF-8 can encode.
 
     Raises:
-        ValueError: anything else (empty, too long, not a string).
+        ValueError: anything else (empty, too long, not a string, or holding a lone
+            surrogate, which no store outside this process could keep).
     """
     if value is None:
         return None
@@ -143,7 +144,24 @@ def check_label(value: object, what: str) -> str | None:
         raise ValueError(f"{what} must be a string, not {type(value).__name__}")
     if not 0 < len(value) <= MAX_LABEL_LENGTH:
         raise ValueError(f"{what} must be 1 to {MAX_LABEL_LENGTH} characters, not {len(value)}")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValueError(f"{what} must be text UTF-8 can encode: {value!r}") from None
     return value
+
+
+def check_name(value: object, what: str) -> str:
+    """``value`` as a required identifier (a schedule id): as `check_label`, not None.
+
+    Raises:
+        ValueError: None, or anything `check_label` refuses.
+    """
+    checked = check_label(value, what)
+    if checked is None:
+        raise ValueError(f"{what} must be a string of 1 to {MAX_LABEL_LENGTH} characters")
+    return checked
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,24 @@ MASK = "***"
 
 ErrorMessageHook = Callable[[BaseException], str]
 
+#: The longest error message kept, in characters (the rest is cut, and says so).
+MAX_MESSAGE = 16 * 1024
+#: The longest traceback kept (``include_tracebacks``), in characters: its last lines,
+#: where the error is.
+MAX_TRACEBACK = 64 * 1024
+
+
+def bounded(text: str, limit: int, *, keep_end: bool = False) -> str:
+    """``text`` cut to ``limit`` characters (plus a note of how many were cut): its start,
+    or with ``keep_end`` its end (a traceback ends with the error)."""
+    if len(text) <= limit:
+        return text
+    cut = len(text) - limit
+    if keep_end:
+        return f"[{cut} characters cut]...\n{text[cut:]}"
+    return f"{text[:limit]}... [{cut} characters cut]"
+
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -98,8 +116,9 @@ class ErrorDescriber:
         each with any lone surrogate replaced by U+FFFD (`unicode_text`)."""
         trace = None
         if with_traceback:
-            trace = unicode_text(self.mask("".join(traceback.format_exception(exc))))
-        message = unicode_text(self.message(exc))
+            trace = self.mask("".join(traceback.format_exception(exc)))
+            trace = unicode_text(bounded(trace, MAX_TRACEBACK, keep_end=True))
+        message = unicode_text(bounded(self.message(exc), MAX_MESSAGE))
         return JobError(message, unicode_text(type(exc).__name__), trace)
 
     def message(self, exc: BaseException) -> str:

@@ -28,7 +28,7 @@ from ._cron import CronRule
 from ._errors import ConfigurationError, UnknownJobNameError
 from ._events import EventKind, LifecycleEvent, LifecycleEvents
 from ._handlers import Handler, HandlerFunction
-from ._job import Job, JobRequest, NewJob, check_label, format_time
+from ._job import Job, JobRequest, NewJob, check_label, check_name, format_time
 from ._schedule import Schedule
 from ._scheduler import Scheduler
 from ._settings import Settings, default_queue
@@ -149,7 +149,7 @@ class CronScheduling:
             StoreUnavailableError: the store cannot be reached.
         """
         store = self._schedules("upsert schedules")
-        check_label(schedule_id, "schedule_id")
+        check_name(schedule_id, "schedule_id")
         rule = CronRule(cron, timezone)
         handler = self.handlers.get(name)
         if handler is None or name == WEBHOOK_JOB:  # deliveries come from their job only
@@ -178,11 +178,14 @@ class CronScheduling:
         """Delete the schedule (its jobs are left alone); False when there was none.
 
         Raises:
+            ValueError: ``schedule_id`` is not a string of 1 to 255 characters.
             ConfigurationError: the store is not a `ScheduleStore`.
             StoreUnavailableError: the store cannot be reached.
         """
+        store = self._schedules("remove schedules")
+        check_name(schedule_id, "schedule_id")
         self._declared.pop(schedule_id, None)
-        return await self._schedules("remove schedules").remove_schedule(schedule_id)
+        return await store.remove_schedule(schedule_id)
 
     async def list_schedules(self) -> list[Schedule]:
         """Every schedule of the store, by id.

@@ -55,9 +55,9 @@ from ._store_features import Idempotency, IdempotentStore
 logger = logging.getLogger("async_endpoints")
 
 #: The header naming a client-chosen job id (as the .NET library reads it).
-REQUEST_ID_HEADER = "x-async-request-id"
+REQUEST_ID_HEADER = "X-Async-Request-Id"
 #: The header making a submission idempotent (the IETF Idempotency-Key draft).
-IDEMPOTENCY_HEADER = "idempotency-key"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 def submit_endpoint(endpoints: JobService, handler: Handler) -> Endpoint:
@@ -221,7 +221,7 @@ def _requested_id(request: Request) -> uuid.UUID | None:
     Raises:
         RequestRejected: 400, the value is not a UUID.
     """
-    value = request.headers.get(REQUEST_ID_HEADER)
+    value = _single(request, REQUEST_ID_HEADER)
     if value is None:
         return None
     job_id = parse_job_id(value.strip())
@@ -236,13 +236,27 @@ def _idempotency_key(request: Request) -> str | None:
     Raises:
         RequestRejected: 400, the key is empty or longer than 255 characters.
     """
-    value = request.headers.get(IDEMPOTENCY_HEADER)
+    value = _single(request, IDEMPOTENCY_HEADER)
     if value is None:
         return None
     try:
         return check_key(value)
     except ValueError as exc:
         raise RequestRejected(400, f"Idempotency-Key: {exc}") from None
+
+
+def _single(request: Request, name: str) -> str | None:
+    """The value of header ``name``, sent at most once.
+
+    Raises:
+        RequestRejected: 400, it came on more than one line (one value of the two would
+            be a guess: two lines mean their values joined by a comma, which no id or key
+            reads as).
+    """
+    values = request.headers.getlist(name)
+    if len(values) > 1:
+        raise RequestRejected(400, f"{name} must be sent once, not {len(values)} times")
+    return values[0] if values else None
 
 
 async def _capture(endpoints: JobService, request: Request, body_json: str | None) -> JobRequest:

@@ -2,8 +2,10 @@
 
 The handler is awaited in the job's own task, so a short job runs and is settled within one
 event-loop turn; the attempt still ends on time whatever the handler does (see `Deadline`).
-``SystemExit`` and ``KeyboardInterrupt`` raised by a handler fail the attempt like any
-other exception: asyncio would otherwise let them escape the task and stop the whole loop.
+``SystemExit``, ``KeyboardInterrupt`` and any other `BaseException` but a cancellation
+(``GeneratorExit``, an app's own) raised by a handler fail the attempt like any other
+exception: asyncio would otherwise let them escape the task (stopping the whole loop, or
+leaving the job running until its claim expired).
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ def _nothing() -> None:
 
 
 class _HandlerExit(Exception):
-    """Carries a ``SystemExit`` or ``KeyboardInterrupt`` a handler raised, as a failure."""
+    """Carries a `BaseException` that is not an `Exception` (``SystemExit``,
+    ``KeyboardInterrupt``, ``GeneratorExit``...) a handler raised, as a failure."""
 
     def __init__(self, original: BaseException) -> None:
         super().__init__(original)
@@ -345,7 +348,9 @@ async def _await_handler(
 async def _call(function: Callable[[Any], Awaitable[Any]], context: Any) -> Any:
     try:
         return await function(context)
-    except (SystemExit, KeyboardInterrupt) as exc:
+    except (Exception, asyncio.CancelledError):
+        raise
+    except BaseException as exc:
         raise _HandlerExit(exc) from exc
 
 

@@ -277,6 +277,9 @@ async def test_a_schedule_body_is_validated_and_reaches_the_handler(
         ({"queue": "nowhere"}, ValueError, "unknown queue"),
         ({"tenant": ""}, ValueError, "tenant"),
         ({"schedule_id": ""}, ValueError, "schedule_id"),
+        ({"schedule_id": None}, ValueError, "schedule_id"),
+        ({"schedule_id": "purge\ud800"}, ValueError, "schedule_id"),
+        ({"tenant": "acme\udcff"}, ValueError, "tenant"),
     ],
 )
 async def test_a_bad_schedule_raises_at_definition_and_stores_nothing(
@@ -343,12 +346,15 @@ async def test_redeclaring_an_unchanged_schedule_keeps_its_due_cycle(
 async def test_a_removed_schedule_fires_no_more(
     endpoints: AsyncEndpoints, clock: ManualClock
 ) -> None:
-    """remove_schedule says whether there was one; its jobs stay."""
+    """remove_schedule says whether there was one (an id no schedule can have is a
+    ValueError); its jobs stay."""
     await endpoints.upsert_schedule("s", "ping", "* * * * * *")
     clock.advance(1)
     await scheduler_of(endpoints).tick()
     assert await endpoints.remove_schedule("s") is True
     assert await endpoints.remove_schedule("s") is False
+    with pytest.raises(ValueError, match="schedule_id"):
+        await endpoints.remove_schedule(None)  # type: ignore[arg-type]
     clock.advance(5)
     await endpoints.drain()
     await scheduler_of(endpoints).tick()

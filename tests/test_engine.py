@@ -184,6 +184,29 @@ async def test_a_handler_that_cancels_itself_fails_its_attempt(endpoints: AsyncE
     assert failed.status is JobStatus.SCHEDULED and failed.error.type == "CancelledError"
 
 
+class AppAbort(BaseException):
+    """An app's own BaseException (not an Exception), as some frameworks raise."""
+
+
+@pytest.mark.parametrize("kind", [GeneratorExit, AppAbort, SystemExit, KeyboardInterrupt])
+async def test_a_base_exception_from_a_handler_fails_its_attempt_at_once(
+    endpoints: AsyncEndpoints, kind: type[BaseException]
+) -> None:
+    """Any BaseException but a cancellation: a failed attempt named by its type, retried
+    after its backoff, then Failed; the job is never left InProgress for recovery."""
+
+    async def aborts(ctx: AsyncContext[None]) -> None:
+        raise kind("stop here")
+
+    endpoints.add_handler(aborts, max_retries=0)
+    job = await endpoints.submit("aborts")
+    assert await endpoints.drain() == 1
+    failed = await endpoints.get_job(job.id)
+    assert failed is not None and failed.status is JobStatus.FAILED
+    assert failed.error is not None and failed.error.type == kind.__name__
+    assert failed.error.message == "stop here"
+
+
 async def test_a_result_that_is_not_json_fails_the_attempt_with_a_clear_error(
     endpoints: AsyncEndpoints,
 ) -> None:

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import WebSocketRoute
+from starlette.routing import Mount, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from async_endpoints import (
@@ -168,3 +168,23 @@ async def test_a_job_route_meeting_an_unreachable_store_logs_the_jobs_id(
             (record,) = [r for r in caplog.records if r.getMessage().startswith("could not")]
             assert job_id in record.getMessage()
             assert (record.job_id, record.job_name) == (job_id, None)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("sub_app_class", [Starlette, FastAPI], ids=["starlette", "fastapi"])
+async def test_a_route_of_a_mounted_app_answers_503_too(
+    app: Starlette, http_client_for: Any, sub_app_class: type[Starlette]
+) -> None:
+    """A sub-app mounted under the app (two levels deep here) answers its own routes'
+    errors: the handlers are installed on it at startup, so QueueFullError from its route
+    is the same 503 JSON with Retry-After, not a plain-text 500."""
+    endpoints = AsyncEndpoints(app, max_queue_size=1, run_workers=False)
+    endpoints.add_handler(noop)
+    inner = sub_app_class()
+    add_sync_route(inner, endpoints)
+    outer = Starlette(routes=[Mount("/inner", app=inner)])
+    app.mount("/outer", outer)
+    async with http_client_for(app) as client:
+        await endpoints.submit("noop")
+        response = await client.post("/outer/inner/run-now")
+    assert response.status_code == 503 and int(response.headers["retry-after"]) >= 1
+    assert response.json() == {"detail": "too many jobs are waiting; try again later"}

@@ -181,6 +181,21 @@ async def test_an_id_that_is_not_a_uuid_is_400_and_queues_nothing(gate: Gate, ba
     assert sum(s.queued + s.in_progress + s.completed for s in stats) == 0
 
 
+@pytest.mark.parametrize("header", ["X-Async-Request-Id", "Idempotency-Key"])
+async def test_an_id_or_key_sent_on_two_lines_is_400_and_queues_nothing(
+    gate: Gate, header: str
+) -> None:
+    """Two lines of the header (RFC 9110: their values joined by a comma) are no one id or
+    key: 400 JSON naming the header, whichever line holds a valid value."""
+    app, endpoints = make_app(gate)
+    headers = [(header, str(uuid.uuid4())), (header, "not-a-uuid")]
+    async with served(app) as url, httpx.AsyncClient(base_url=url) as client:
+        response = await client.post("/items", json={"label": "a"}, headers=headers)
+        stats = await endpoints.queue_stats()
+    assert response.status_code == 400 and header in response.json()["detail"]
+    assert sum(s.queued + s.in_progress + s.completed for s in stats) == 0
+
+
 # ---------------------------------------------------------------------------------------
 # Prefer: wait
 # ---------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from async_endpoints import (
     JobStatus,
     JobStore,
 )
-from async_endpoints._redact import ErrorDescriber, redact
+from async_endpoints._redact import MAX_MESSAGE, MAX_TRACEBACK, ErrorDescriber, redact
 
 SECRET_KEY = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
 
@@ -238,3 +238,20 @@ async def test_a_lone_surrogate_in_an_error_becomes_a_replacement_character(
     assert job["error"]["message"] == "no such file: report-\ufffd.csv"
     assert "report-\ufffd.csv" in job["error"]["traceback"]
     assert "\\ud" not in text.lower()
+
+
+async def test_a_huge_error_message_and_traceback_are_cut_to_their_limits(
+    http_client_for: Any, store: JobStore
+) -> None:
+    """A 1 MB message keeps its first MAX_MESSAGE characters and says how many were cut;
+    the traceback keeps its end, where the error is."""
+
+    async def shouts(ctx: AsyncContext[None]) -> None:
+        raise ValueError("x" * 1_000_000)
+
+    job, _ = await failed_job(http_client_for, store, shouts, include_tracebacks=True)
+    cut = 1_000_000 - MAX_MESSAGE
+    assert job["error"]["message"] == "x" * MAX_MESSAGE + f"... [{cut} characters cut]"
+    trace = job["error"]["traceback"]
+    assert trace.startswith("[") and "characters cut]" in trace.splitlines()[0]
+    assert len(trace) < MAX_TRACEBACK + 100 and trace.rstrip().endswith("x")
