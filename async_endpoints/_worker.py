@@ -291,9 +291,7 @@ class AttemptRunner:
                     job.name,
                     job.retry_count + 1,
                     outcome.error.type,
-                    # A lone surrogate (from bytes decoded with surrogateescape, say)
-                    # has no UTF-8 form: a log handler writing UTF-8 would fail on it.
-                    outcome.error.message.encode("utf-8", "backslashreplace").decode(),
+                    outcome.error.message,  # no lone surrogate: see `unicode_text`
                 )
         if settled is None and claim.token not in self.canceled:
             await self._note_if_canceled(claim)
