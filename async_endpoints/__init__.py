@@ -58,6 +58,7 @@ from ._store_features import FollowUpStore as FollowUpStore
 from ._store_features import Idempotency as Idempotency
 from ._store_features import IdempotentStore as IdempotentStore
 from ._store_features import ProgressStore as ProgressStore
+from ._store_features import ScheduleEpochStore as ScheduleEpochStore
 from ._store_features import ScheduleStore as ScheduleStore
 
 __all__ = [
@@ -109,6 +110,7 @@ __all__ = [
     "ResultRefusedError",
     "RetryPolicy",
     "Schedule",
+    "ScheduleEpochStore",
     "ScheduleStore",
     "Settings",
     "StoreUnavailableError",

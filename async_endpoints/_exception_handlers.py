@@ -25,6 +25,8 @@ from ._responses import error_response
 logger = logging.getLogger("async_endpoints")
 
 QUEUE_FULL = "too many jobs are waiting; try again later"
+#: Middleware layers looked through to find a mounted app.
+_MAX_WRAPPERS = 32
 #: WebSocket close code "Try Again Later" (RFC 6455 registry).
 _TRY_AGAIN_LATER = 1013
 
@@ -47,15 +49,33 @@ def install_exception_handlers(app: Any) -> None:
 
 def install_on_mounted_apps(app: Any) -> None:
     """`install_exception_handlers` on every Starlette or FastAPI app mounted under
-    ``app``, however deep: a mounted app answers its routes' errors itself (a plain-text
-    500), before the parent's handlers could see them. Called at startup, before any
-    request builds their middleware."""
-    for route in getattr(app, "routes", ()):
-        mounted = getattr(route, "app", None)
-        if isinstance(route, (Mount, Host)) and mounted is not None:
+    ``app``, however deep and behind whatever middleware the mount wraps it in: a
+    mounted app answers its routes' errors itself (a plain-text 500), before the parent's
+    handlers could see them. Called at startup, before any request builds their
+    middleware."""
+    seen: set[int] = {id(app)}
+    routers = [app]
+    while routers:
+        for route in getattr(routers.pop(), "routes", ()):
+            if not isinstance(route, (Mount, Host)):
+                continue
+            mounted = _unwrapped(route.app)
+            if mounted is None or id(mounted) in seen:
+                continue
+            seen.add(id(mounted))
             if hasattr(mounted, "exception_handlers") and hasattr(mounted, "router"):
                 install_exception_handlers(mounted)
-            install_on_mounted_apps(mounted)
+            routers.append(mounted)
+
+
+def _unwrapped(app: Any) -> Any:
+    """The app or router under the middleware a mount wraps ``app`` in (each middleware
+    keeps the app it wraps as ``.app``), or None when there is none to find."""
+    for _ in range(_MAX_WRAPPERS):
+        if app is None or hasattr(app, "routes"):
+            return app
+        app = getattr(app, "app", None)
+    return None
 
 
 async def store_unavailable(connection: HTTPConnection, exc: Exception) -> Response | None:

@@ -44,13 +44,20 @@ class IdempotentJobGoneError(AsyncEndpointsError):
 
 
 def check_key(key: object) -> str:
-    """``key`` as an idempotency key: a string of 1 to 255 characters.
+    """``key`` as an idempotency key: a string of 1 to 255 characters that UTF-8 can
+    encode.
 
     Raises:
-        ValueError: anything else.
+        ValueError: anything else (a lone surrogate included: no store outside the
+            process could keep it).
     """
     if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_LENGTH:
         raise ValueError(f"an idempotency key must be 1 to {MAX_KEY_LENGTH} characters")
+    if not key.isascii():
+        try:
+            key.encode()
+        except UnicodeEncodeError:
+            raise ValueError("an idempotency key must be text UTF-8 can encode") from None
     return key
 
 

@@ -27,7 +27,6 @@ class ScheduleBook:
     """The schedules, and their due times in a heap."""
 
     def __init__(self) -> None:
-        self.epoch = uuid.uuid4().hex  # this store never loses its schedules
         self.schedules: dict[str, Schedule] = {}
         self._entries: dict[str, int] = {}  # id -> seq of its live heap entry
         self._heap: list[tuple[float, int, str]] = []
@@ -105,10 +104,6 @@ class MemorySchedules:
     async def schedule_time(self) -> datetime:
         """The store's wall clock now."""
         return datetime.fromtimestamp(self._wall(), UTC)
-
-    async def schedule_epoch(self) -> str:
-        """A constant: schedules in memory go only with the store."""
-        return self._schedule_book.epoch
 
     async def due_schedules(self, limit: int) -> list[Schedule]:
         """Up to ``limit`` due schedules, soonest first; O(log n) per schedule returned."""

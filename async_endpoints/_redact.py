@@ -116,7 +116,10 @@ class ErrorDescriber:
         each with any lone surrogate replaced by U+FFFD (`unicode_text`)."""
         trace = None
         if with_traceback:
-            trace = self.mask("".join(traceback.format_exception(exc)))
+            # Each part (a frame, an exception's line) masked, then cut to a message's
+            # length, so that a long message leaves room for the frames before it.
+            parts = traceback.TracebackException.from_exception(exc).format()
+            trace = "".join(bounded(self.mask(part), MAX_MESSAGE) for part in parts)
             trace = unicode_text(bounded(trace, MAX_TRACEBACK, keep_end=True))
         message = unicode_text(bounded(self.message(exc), MAX_MESSAGE))
         return JobError(message, unicode_text(type(exc).__name__), trace)

@@ -15,16 +15,18 @@ the scheduler re-arms the schedules that run by the clock whose wait the step st
 by more than their period and a minute (`rearmed`); others wait the step out, and a
 fixed-time schedule never runs a cycle twice.
 
-Data lost: schedules declared with ``cron`` are stored again when the store's
-`schedule_epoch` changes (a Redis restarted without persistence, or flushed): the
-scheduler reads it before it first declares them and at most once every `EPOCH_EVERY`
-seconds after. Schedules upserted at run time are not known here and stay lost.
+Data lost: on a store that can lose its schedules (a `ScheduleEpochStore`: Redis
+restarted without persistence, or flushed), schedules declared with ``cron`` are stored
+again when its `schedule_epoch` changes: the scheduler reads it before it first declares
+them and at most once every `EPOCH_EVERY` seconds after. Schedules upserted at run time
+are not known here and stay lost; so is a store rolled back to a snapshot that holds the
+epoch but not the latest declarations.
 
 Between ticks the loop sleeps until the soonest due time it knows (those it computed:
 every process computes the same ones), at most `CAP` seconds, so that schedules upserted
 by another process, or fired there, are followed within that time. A tick costs two store
 calls (the due schedules and the store's clock), a third at most once a second in a
-process that declares schedules (the epoch), plus one per due schedule: O(log n +
+process that declares schedules on a `ScheduleEpochStore`, plus one per due schedule: O(log n +
 due), whatever the number of schedules.
 """
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
@@ -40,7 +43,7 @@ from ._errors import StoreUnavailableError
 from ._job import Job, NewJob
 from ._logs import job_extra
 from ._schedule import Schedule
-from ._store_features import ScheduleStore
+from ._store_features import ScheduleEpochStore, ScheduleStore
 
 logger = logging.getLogger("async_endpoints")
 
@@ -65,8 +68,8 @@ class Scheduler:
         new_job: The job a cycle of a schedule enqueues (a fresh id each call).
         fired: Called with each job a cycle enqueued here.
         declare: Stores this process's declared schedules (returns how many): called at
-            the first tick and whenever the store's `schedule_epoch` changed; None when
-            the process declares none.
+            the first tick and, on a `ScheduleEpochStore`, whenever its epoch changed;
+            None when the process declares none.
     """
 
     def __init__(
@@ -80,7 +83,9 @@ class Scheduler:
         self.new_job = new_job
         self.fired = fired
         self.declare = declare
-        self._epoch: tuple[str, float] | None = None  # the last token read, and when
+        self._epochs = store if isinstance(store, ScheduleEpochStore) else None
+        self._epoch: str | None = None  # the store's epoch when this process last declared
+        self._epoch_check = -math.inf  # when to read it next (this process's loop clock)
         self._next: datetime | None = None  # the soonest due time known, store clock
         # The store's clock at the last reading, and this process's monotonic clock then.
         self._seen: tuple[datetime, float] | None = None
@@ -94,10 +99,9 @@ class Scheduler:
         """
         loop = asyncio.get_running_loop()
         began = loop.time()
-        if self.declare is not None and (
-            self._epoch is None or began - self._epoch[1] >= EPOCH_EVERY
-        ):
-            await self._keep_declared(began)
+        if self.declare is not None and began >= self._epoch_check:
+            self._epoch_check = began + EPOCH_EVERY
+            await self._keep_declared()
         due = await self.store.due_schedules(BATCH)
         now = await self.store.schedule_time()
         if self._set_back(now, began):
@@ -121,21 +125,32 @@ class Scheduler:
         wait = (self._next - now).total_seconds() - (loop.time() - began)
         return min(CAP, max(0.0, wait))
 
-    async def _keep_declared(self, began: float) -> None:
-        """Declare the schedules at the first tick, and again when the store's epoch
-        changed since (it lost them). The token is read first: a loss after the read
-        shows as a new token at the next read."""
+    async def _keep_declared(self) -> None:
+        """Declare the schedules at the first tick and, on a store that can lose them (a
+        `ScheduleEpochStore`), again when its epoch changed since. The epoch is read
+        first: a loss after the read shows as a new epoch at the next read. A failure
+        other than the store's being unreachable is logged, and the tick goes on to fire
+        what is due (the declaration is tried again at the next check)."""
         assert self.declare is not None
-        epoch = await self.store.schedule_epoch()
-        if self._epoch is None or epoch != self._epoch[0]:
+        if self._epochs is None and self._epoch is not None:
+            return  # declared; this store cannot lose its schedules
+        try:
+            epoch = "" if self._epochs is None else await self._epochs.schedule_epoch()
+            if epoch == self._epoch:
+                return
             stored = await self.declare()
-            if self._epoch is not None:
-                logger.warning(
-                    "the store lost its cron schedules (its data was reset): %d declared "
-                    "schedule(s) stored again; schedules upserted at run time are gone",
-                    stored,
-                )
-        self._epoch = (epoch, began)
+        except StoreUnavailableError:
+            raise
+        except Exception:
+            logger.exception("cron schedules declared with cron could not be stored")
+            return
+        if self._epoch is not None:
+            logger.warning(
+                "the store lost its cron schedules (its data was reset): %d declared "
+                "schedule(s) stored again; schedules upserted at run time are gone",
+                stored,
+            )
+        self._epoch = epoch
 
     def _set_back(self, now: datetime, began: float) -> bool:
         """Whether the store's clock reads more than `STEP_BACK` earlier than the last

@@ -9,10 +9,10 @@ nothing is stored.
 
 The scheduler (`_scheduler`) runs in every process that runs workers on such a store,
 whether or not it declares schedules, since any instance may upsert one at run time and
-all must follow it; between schedules it costs one look at the store per second. Schedules
+all must follow it; between schedules it costs two small store calls per second. Schedules
 declared with `cron` are upserted when it starts (keeping the due time of an unchanged
 one, so restarts neither skip nor repeat a cycle), and again whenever the store lost its
-schedules (`ScheduleStore.schedule_epoch`).
+schedules (`ScheduleEpochStore`).
 """
 
 from __future__ import annotations
@@ -94,7 +94,8 @@ class CronScheduling:
 
         Raises:
             ValueError: when decorating: the expression or time zone is invalid (the
-                message names the problem), or ``tenant`` is not 1 to 255 characters.
+                message names the problem), or ``tenant`` or the name is not 1 to 255
+                characters that UTF-8 can encode.
             JobValidationError: the handler's body model does not accept no body.
             ConfigurationError: as `add_handler` raises it, or the store is not a
                 `ScheduleStore`. Nothing is registered then.
@@ -108,6 +109,7 @@ class CronScheduling:
                 function, name=name, queue=queue, max_retries=max_retries, job_timeout=job_timeout
             )
             try:
+                check_name(handler.name, "schedule_id")  # the schedule's id is the job name
                 _, body = handler.coerce_body(None)
             except Exception:
                 del self.handlers[handler.name]
@@ -139,10 +141,10 @@ class CronScheduling:
         (so a unique schedule still waits for it).
 
         Raises:
-            ValueError: ``schedule_id`` is not a string of 1 to 255 characters, the
-                expression or time zone is invalid (the message names the problem),
-                ``queue`` is not one of the ``queues`` setting, or ``tenant`` is not 1 to
-                255 characters.
+            ValueError: ``schedule_id`` is not a string of 1 to 255 characters that
+                UTF-8 can encode, the expression or time zone is invalid (the message
+                names the problem), ``queue`` is not one of the ``queues`` setting, or
+                ``tenant`` is not 1 to 255 such characters.
             UnknownJobNameError: no handler has that name.
             JobValidationError: ``body`` fails the handler's model.
             ConfigurationError: the store is not a `ScheduleStore`.
@@ -178,7 +180,8 @@ class CronScheduling:
         """Delete the schedule (its jobs are left alone); False when there was none.
 
         Raises:
-            ValueError: ``schedule_id`` is not a string of 1 to 255 characters.
+            ValueError: ``schedule_id`` is not a string of 1 to 255 characters that
+                UTF-8 can encode.
             ConfigurationError: the store is not a `ScheduleStore`.
             StoreUnavailableError: the store cannot be reached.
         """
@@ -214,11 +217,14 @@ class CronScheduling:
         """
         store = self._schedules("define cron schedules")
         now = await store.schedule_time()
-        declared = list(self._declared.values())
-        for schedule in declared:
+        stored = 0
+        for schedule in list(self._declared.values()):
+            if self._declared.get(schedule.id) is not schedule:
+                continue  # removed (or redeclared) meanwhile: `remove_schedule` has the last word
             rule = CronRule(schedule.cron, schedule.timezone)
             await store.upsert_schedule(schedule.replace(next_run_at=rule.next_after(now)))
-        return len(declared)
+            stored += 1
+        return stored
 
     @contextlib.asynccontextmanager
     async def scheduling(self) -> AsyncIterator[None]:

@@ -134,8 +134,9 @@ class JobRender(Render):
                 extra=job_extra(job),
             )
             return _status_event(dumps(job_to_json(job)), is_json=True)
-        media_type = getattr(response, "media_type", None) or ""
-        return _status_event(body, is_json="json" in media_type)
+        headers = getattr(response, "headers", None)
+        content_type = "" if headers is None else headers.get("content-type", "")
+        return _status_event(body, is_json="json" in content_type)
 
     async def first(self, job: Job, request: Any) -> bytes:
         """The stream's first event."""

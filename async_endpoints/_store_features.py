@@ -64,14 +64,6 @@ class ScheduleStore(Protocol):
         clock says)."""
         ...
 
-    async def schedule_epoch(self) -> str:
-        """A token naming this lifetime of the stored schedules: the same for as long as
-        the store keeps them, a new one once it has lost them (a Redis restarted without
-        persistence, or flushed). The scheduler reads it at most once a second and, when
-        it changed, stores the schedules its process declared with ``cron`` again. A
-        store that cannot lose them returns a constant."""
-        ...
-
     async def due_schedules(self, limit: int) -> list[Schedule]:
         """Up to ``limit`` schedules whose ``next_run_at`` has come (by the store's clock),
         soonest first; O(log n + the number returned), whatever the number of schedules."""
@@ -100,6 +92,19 @@ class ScheduleStore(Protocol):
         backward step of the store's wall clock left due far ahead. Returns whether it
         moved (False: fired, moved, redefined or removed meanwhile).
         """
+        ...
+
+
+@runtime_checkable
+class ScheduleEpochStore(Protocol):
+    """Optional, beside `ScheduleStore`, for a store that can lose its schedules (a Redis
+    restarted without persistence, or flushed) while the app's processes run on."""
+
+    async def schedule_epoch(self) -> str:
+        """A token naming this lifetime of the stored schedules: the same for as long as
+        the store keeps them, a new one once it lost them. A scheduler that declares
+        schedules reads it at most once a second and, when it changed, stores its
+        declared schedules again."""
         ...
 
 

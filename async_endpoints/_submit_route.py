@@ -84,7 +84,7 @@ def submit_endpoint(endpoints: JobService, handler: Handler) -> Endpoint:
         try:
             job = await _store_once(endpoints, handler, job_request, placement, job_id, idempotency)
         except (IdempotencyConflictError, IdempotentJobGoneError, JobStoreError) as exc:
-            return _refused(exc, by_key=key is not None)
+            return _refused(exc, by_key=key is not None, job_id=job_id)
         if job is None:
             return error_response(409, f"job id {job_id} is taken by another submission")
         return await _accepted(endpoints, job, request)
@@ -93,10 +93,11 @@ def submit_endpoint(endpoints: JobService, handler: Handler) -> Endpoint:
     return submit
 
 
-def _refused(exc: Exception, *, by_key: bool) -> Response:
+def _refused(exc: Exception, *, by_key: bool, job_id: uuid.UUID | None) -> Response:
     """The answer to a submission the store did not take: a key (``by_key``) or a
     client-chosen id used by another submission (422 for a key, 409 for an id), or by
-    this one for a job no longer kept (409); a full queue (503); a store failure."""
+    this one for a job no longer kept (409); a full queue (503); a store failure (logged
+    with the client-chosen ``job_id``, if any)."""
     if isinstance(exc, IdempotencyConflictError):
         return error_response(422 if by_key else 409, str(exc))
     if isinstance(exc, IdempotentJobGoneError):
@@ -104,6 +105,8 @@ def _refused(exc: Exception, *, by_key: bool) -> Response:
     if isinstance(exc, QueueFullError):
         return error_response(503, str(exc), retry_after=exc.retry_after)
     assert isinstance(exc, JobStoreError)
+    if job_id is not None:
+        return store_failure("queue job", exc, job_id)
     return store_failure("queue a job", exc)
 
 
@@ -246,15 +249,15 @@ def _idempotency_key(request: Request) -> str | None:
 
 
 def _single(request: Request, name: str) -> str | None:
-    """The value of header ``name``, sent at most once.
+    """The value of header ``name``, sent at most once (or repeated alike).
 
     Raises:
-        RequestRejected: 400, it came on more than one line (one value of the two would
+        RequestRejected: 400, it came on lines with different values (one of them would
             be a guess: two lines mean their values joined by a comma, which no id or key
             reads as).
     """
     values = request.headers.getlist(name)
-    if len(values) > 1:
+    if len(set(values)) > 1:  # the same line twice (as some proxies repeat it) is one value
         raise RequestRejected(400, f"{name} must be sent once, not {len(values)} times")
     return values[0] if values else None
 

@@ -301,7 +301,8 @@ async def test_a_bad_schedule_raises_at_definition_and_stores_nothing(
 async def test_a_bad_cron_decorator_raises_when_decorating_and_registers_nothing(
     endpoints: AsyncEndpoints,
 ) -> None:
-    """An invalid expression or zone, or a handler whose model needs a body."""
+    """An invalid expression or zone, a handler whose model needs a body, or a name no
+    schedule id can have."""
     with pytest.raises(ValueError, match="hour"):
 
         @endpoints.cron("0 24 * * *")
@@ -320,7 +321,13 @@ async def test_a_bad_cron_decorator_raises_when_decorating_and_registers_nothing
         async def needs_a_body(ctx: AsyncContext[Cleanup]) -> None:
             pass
 
-    assert not {"late", "lost", "needs_a_body"} & set(endpoints.handlers)
+    with pytest.raises(ValueError, match="schedule_id"):
+
+        @endpoints.cron("0 3 * * *", name="n" * 256)
+        async def too_long(ctx: AsyncContext[None]) -> None:
+            pass
+
+    assert not {"late", "lost", "needs_a_body", "n" * 256} & set(endpoints.handlers)
     await endpoints.declare_schedules()
     assert await endpoints.list_schedules() == []
 
@@ -608,13 +615,61 @@ async def test_a_unique_schedule_whose_job_failed_for_good_goes_on(
     assert [job.status for job in jobs] == [JobStatus.FAILED, JobStatus.QUEUED]
 
 
+class ForgetfulStore(InMemoryJobStore):
+    """An in-memory store that can lose its schedules, as a Redis restarted empty does,
+    and says so with a new epoch (a `ScheduleEpochStore`)."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        super().__init__(clock=clock)
+        self.epoch = "first"
+
+    async def schedule_epoch(self) -> str:
+        return self.epoch
+
+    def lose_schedules(self) -> None:
+        for schedule_id in list(self._schedule_book.schedules):
+            self._schedule_book.remove(schedule_id)
+        self.epoch = "after a loss"
+
+
+@pytest.fixture
+def forgetful(clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> AsyncEndpoints:
+    """Endpoints on a `ForgetfulStore` declaring ``nightly``; every tick reads the epoch."""
+    monkeypatch.setattr(_scheduler, "EPOCH_EVERY", 0.0)
+    endpoints = AsyncEndpoints(store=ForgetfulStore(clock))
+
+    @endpoints.cron("0 3 * * *")
+    async def nightly(ctx: AsyncContext[None]) -> None:
+        pass
+
+    return endpoints
+
+
 async def test_the_first_tick_declares_and_a_changed_epoch_declares_again(
-    endpoints: AsyncEndpoints, store: InMemoryJobStore, monkeypatch: pytest.MonkeyPatch
+    forgetful: AsyncEndpoints, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The scheduler stores the declared schedules at its first tick, not again while the
     store's epoch stays (a removal at run time sticks), and again once it changed (the
-    store lost its schedules)."""
-    monkeypatch.setattr(_scheduler, "EPOCH_EVERY", 0.0)
+    store lost its schedules), with a warning."""
+    store = forgetful.store
+    assert isinstance(store, ForgetfulStore)
+    scheduler = scheduler_of(forgetful)
+    await scheduler.tick()
+    assert [s.id for s in await forgetful.list_schedules()] == ["nightly"]
+    await store.remove_schedule("nightly")
+    await scheduler.tick()
+    assert await forgetful.list_schedules() == []
+    store.lose_schedules()
+    await scheduler.tick()
+    assert [s.id for s in await forgetful.list_schedules()] == ["nightly"]
+    assert "1 declared schedule(s) stored again" in caplog.text
+
+
+async def test_a_store_that_cannot_lose_its_schedules_is_declared_to_once(
+    endpoints: AsyncEndpoints, store: InMemoryJobStore
+) -> None:
+    """Without an epoch (the in-memory store) the first tick declares and no later one:
+    a removal at run time sticks."""
 
     @endpoints.cron("0 3 * * *")
     async def nightly(ctx: AsyncContext[None]) -> None:
@@ -622,25 +677,37 @@ async def test_the_first_tick_declares_and_a_changed_epoch_declares_again(
 
     scheduler = scheduler_of(endpoints)
     await scheduler.tick()
-    assert [s.id for s in await endpoints.list_schedules()] == ["nightly"]
     await store.remove_schedule("nightly")
     await scheduler.tick()
     assert await endpoints.list_schedules() == []
-    epochs = iter(["after-a-loss"])
-    kept = store.schedule_epoch
 
-    async def lost() -> str:
-        return next(epochs, None) or await kept()
 
-    monkeypatch.setattr(store, "schedule_epoch", lost)
-    await scheduler.tick()
-    assert [s.id for s in await endpoints.list_schedules()] == ["nightly"]
+async def test_an_epoch_that_cannot_be_read_stops_no_firing(
+    forgetful: AsyncEndpoints,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A store whose epoch read fails (other than by being unreachable): logged, and the
+    tick still fires what is due."""
+    store = forgetful.store
+
+    async def broken() -> str:
+        raise RuntimeError("no epoch here")
+
+    monkeypatch.setattr(store, "schedule_epoch", broken)
+    await forgetful.upsert_schedule("ping-often", "nightly", "* * * * * *")
+    clock.advance(1)
+    await scheduler_of(forgetful).tick()
+    assert len(await fired_jobs(forgetful)) == 1
+    assert "could not be stored" in caplog.text
 
 
 async def test_a_process_that_declares_nothing_never_reads_the_epoch(
-    endpoints: AsyncEndpoints, store: InMemoryJobStore, monkeypatch: pytest.MonkeyPatch
+    clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No declared schedule, no epoch reads: an idle tick stays two store calls."""
+    store = ForgetfulStore(clock)
     reads = CallCount(monkeypatch, store, "schedule_epoch")
-    await scheduler_of(endpoints).tick()
+    await scheduler_of(AsyncEndpoints(store=store)).tick()
     assert reads.count == 0

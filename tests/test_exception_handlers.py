@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, WebSocketRoute
@@ -174,15 +176,17 @@ async def test_a_job_route_meeting_an_unreachable_store_logs_the_jobs_id(
 async def test_a_route_of_a_mounted_app_answers_503_too(
     app: Starlette, http_client_for: Any, sub_app_class: type[Starlette]
 ) -> None:
-    """A sub-app mounted under the app (two levels deep here) answers its own routes'
-    errors: the handlers are installed on it at startup, so QueueFullError from its route
-    is the same 503 JSON with Retry-After, not a plain-text 500."""
+    """A sub-app mounted under the app (two levels deep here, the first mount behind a
+    middleware) answers its own routes' errors: the handlers are installed on it at
+    startup, so QueueFullError from its route is the same 503 JSON with Retry-After,
+    not a plain-text 500."""
     endpoints = AsyncEndpoints(app, max_queue_size=1, run_workers=False)
     endpoints.add_handler(noop)
     inner = sub_app_class()
     add_sync_route(inner, endpoints)
     outer = Starlette(routes=[Mount("/inner", app=inner)])
-    app.mount("/outer", outer)
+    # Behind a middleware the mount wraps it in: the handlers still find it.
+    app.router.routes.append(Mount("/outer", app=outer, middleware=[Middleware(GZipMiddleware)]))
     async with http_client_for(app) as client:
         await endpoints.submit("noop")
         response = await client.post("/outer/inner/run-now")

@@ -100,13 +100,16 @@ async def test_run_at_in_the_future_schedules_and_in_the_past_is_due_now(
         ({"run_at": "2030-01-01T00:00:00Z"}, "run_at"),
         ({"delay": 1, "run_at": datetime(2030, 1, 1, tzinfo=UTC)}, "not both"),
         ({"queue": "urgent"}, "unknown queue"),
+        ({"idempotency_key": ""}, "idempotency key"),
+        ({"idempotency_key": "order-\udcff"}, "UTF-8"),
     ],
 )
 async def test_bad_options_are_value_errors_and_store_nothing(
     endpoints: AsyncEndpoints, options: dict[str, Any], message: str
 ) -> None:
     """A negative, non-finite or non-numeric delay, a naive run_at, both at once, an
-    unknown queue: ValueError, and no job is stored."""
+    unknown queue, an empty idempotency key or one holding a lone surrogate: ValueError,
+    and no job is stored."""
     with pytest.raises(ValueError, match=message):
         await endpoints.submit("note", {"item": "x"}, **options)
     assert (await endpoints.queue_stats())[1].queued == 0

@@ -177,9 +177,9 @@ def mounted(child: Starlette, *, run_its_lifespan: bool) -> Starlette:
     own as the README shows, or not (Starlette's default for a mount)."""
 
     @asynccontextmanager
-    async def lifespan(parent: Starlette) -> AsyncIterator[None]:
-        async with child.router.lifespan_context(child):
-            yield
+    async def lifespan(parent: Starlette) -> AsyncIterator[Any]:
+        async with child.router.lifespan_context(child) as state:
+            yield state
 
     return Starlette(
         routes=[Mount("/api", app=child)], lifespan=lifespan if run_its_lifespan else None
@@ -191,7 +191,8 @@ async def test_a_mounted_app_runs_its_jobs_when_the_parent_runs_its_lifespan(
     http_client_for, app_class: type[Starlette], caplog: pytest.LogCaptureFixture
 ) -> None:
     """The README's parent lifespan: the child's own startup and the workers run, the job
-    completes, Location carries the mount's prefix, and nothing is warned."""
+    completes, the child's lifespan state reaches its routes, Location carries the
+    mount's prefix, and nothing is warned."""
     events: list[str] = []
     child, endpoints = app_with_own_lifespan(app_class, events)
     endpoints.map_job_details()
@@ -199,6 +200,8 @@ async def test_a_mounted_app_runs_its_jobs_when_the_parent_runs_its_lifespan(
     async with http_client_for(mounted(child, run_its_lifespan=True)) as client:
         response = await client.post("/api/greetings", json={"name": "Ada"})
         job = await endpoints.wait_for(response.json()["id"], timeout=5)
+        motto = await client.get("/api/motto")
+    assert motto.json() == {"motto": "from the app's lifespan"}  # the child's state
     assert response.headers["location"] == f"/api/jobs/{job.id}"
     assert job.status is JobStatus.COMPLETED and job.result == "Hello, Ada"
     assert events[:2] == ["app startup", "job ran"] and "lifespan" not in caplog.text

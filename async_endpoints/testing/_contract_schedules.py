@@ -262,17 +262,3 @@ class ScheduleContract:
         await store.remove_schedule("s")
         assert await store.move_schedule(schedule("s", now), ahead) is False
         assert await store.list_schedules() == []
-
-    async def test_the_epoch_is_one_token_while_the_schedules_are_kept(self, kit: StoreKit) -> None:
-        """`schedule_epoch` is a non-empty string, the same for every client and across
-        upserts, fires and removals (none loses data), so no scheduler declares again."""
-        store, peer = schedules(kit), peer_schedules(kit)
-        token = await store.schedule_epoch()
-        assert isinstance(token, str) and token
-        due = await whole_second(store, -1)
-        await store.upsert_schedule(schedule("s", due))
-        (found,) = await peer.due_schedules(10)
-        await peer.fire_schedule(found, due + timedelta(minutes=1), new_job())
-        await store.remove_schedule("s")
-        assert await peer.schedule_epoch() == token
-        assert await store.schedule_epoch() == token

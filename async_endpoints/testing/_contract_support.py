@@ -36,7 +36,7 @@ _CAPABILITIES = {
     BatchStore: "create_batch, append_to_batch, get_batch, list_batches, cancel_batch",
     ScheduleStore: (
         "upsert_schedule, remove_schedule, list_schedules, schedule_time, due_schedules, "
-        "fire_schedule, move_schedule, schedule_epoch"
+        "fire_schedule, move_schedule"
     ),
     ProgressStore: "set_progress",
     EventStore: "watch_job",

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 
 import pytest
 from redis.asyncio import Redis, RedisCluster
 
-from async_endpoints import AsyncContext, AsyncEndpoints
+from async_endpoints import AsyncContext, AsyncEndpoints, Schedule
+from async_endpoints._job import JobRequest, NewJob
 from async_endpoints_redis import RedisJobStore
 from tests.call_counts import CallCount
 from tests.redis.support import eventually
@@ -115,28 +118,28 @@ async def test_a_declared_schedule_removed_at_run_time_is_not_brought_back(
         assert await app.ids() == []
 
 
+@pytest.mark.parametrize("where", ["server", "cluster shards=3"])
 async def test_the_epoch_changes_only_when_the_keys_are_gone(
-    redis_server: RedisServer, prefix: str
+    request: pytest.FixtureRequest, prefix: str, where: str
 ) -> None:
-    """The same token for every client while the keys live, whatever the schedules do;
-    a new one once the prefix's keys are deleted."""
-    first = RedisJobStore(redis_server.url, prefix=prefix)
-    second = RedisJobStore(redis_server.url, prefix=prefix)
-    raw = Redis.from_url(redis_server.url, decode_responses=True)
+    """The same token for every client of the store while its keys live, whatever the
+    schedules do (upserted, fired, removed); a new one once the prefix's keys are gone."""
+    if where == "server":
+        url, options = request.getfixturevalue("redis_server").url, {}
+        raw: Redis | RedisCluster = Redis.from_url(url, decode_responses=True)
+    else:
+        url, options = request.getfixturevalue("redis_cluster").url, {"shards": 3}
+        raw = RedisCluster.from_url(url, decode_responses=True)
+    first = RedisJobStore(url, prefix=prefix, **options)
+    second = RedisJobStore(url, prefix=prefix, **options)
     try:
         token = await first.schedule_epoch()
-        assert await second.schedule_epoch() == token
-        endpoints = AsyncEndpoints(
-            store=RedisJobStore(redis_server.url, prefix=prefix), run_workers=False
-        )
-
-        @endpoints.add_handler
-        async def purge(ctx: AsyncContext[None]) -> None:
-            pass
-
-        async with endpoints.running():
-            await endpoints.upsert_schedule("s", "purge", "* * * * *")
-            await endpoints.remove_schedule("s")
+        assert token and await second.schedule_epoch() == token
+        due = (await first.schedule_time()).replace(microsecond=0)
+        await first.upsert_schedule(Schedule("s", "purge", "* * * * *", next_run_at=due))
+        (found,) = await second.due_schedules(10)
+        await second.fire_schedule(found, due + timedelta(minutes=1), new_purge_job())
+        await first.remove_schedule("s")
         assert await second.schedule_epoch() == token
         for key in [key async for key in raw.scan_iter(match=f"*{prefix}*")]:
             await raw.delete(key)
@@ -147,3 +150,7 @@ async def test_the_epoch_changes_only_when_the_keys_are_gone(
         await raw.aclose()
         await first.aclose()
         await second.aclose()
+
+
+def new_purge_job() -> NewJob:
+    return NewJob(uuid.uuid4(), "purge", 0, JobRequest())
