@@ -12,6 +12,7 @@ sets ``error_message``; its answer is used as is.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 import traceback
@@ -141,6 +142,13 @@ class ErrorDescriber:
         except Exception as hook_error:
             # Only the type: the hook's own error may quote (or chain) the unmasked message.
             logger.warning("the error_message hook raised %s", type(hook_error).__name__)
+            return type(exc).__name__
+        if inspect.iscoroutine(answer):
+            answer.close()  # never awaited: closed, so asyncio has nothing to warn about
+            logger.warning(
+                "the error_message hook returned a coroutine: it must be a sync function "
+                "returning a str (it is not awaited)"
+            )
             return type(exc).__name__
         if not isinstance(answer, str):
             logger.warning("the error_message hook returned %s, not a str", type(answer).__name__)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
+import warnings
 from typing import Any
 
 import httpx
@@ -100,6 +102,25 @@ def test_a_hook_that_raises_or_answers_no_str_gives_the_exception_type(
     wrong: Any = lambda exc: 42  # noqa: E731
     assert ErrorDescriber(error_message=wrong).describe(KeyError("k")).message == "KeyError"
     assert SECRET_KEY not in caplog.text and "RuntimeError" in caplog.text
+
+
+def test_a_hook_answering_a_coroutine_gives_the_type_and_says_it_must_be_sync(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A sync function returning a coroutine (``lambda exc: some_async(exc)``), which no
+    configuration check can tell from a good hook: the type name, a warning naming the
+    mistake, and the coroutine closed (no "never awaited" warning)."""
+
+    async def lookup(exc: BaseException) -> str:
+        return "never used"
+
+    hook: Any = lambda exc: lookup(exc)  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a coroutine left unclosed would warn when freed
+        error = ErrorDescriber(error_message=hook).describe(ValueError("x"))
+        gc.collect()
+    assert error.message == "ValueError"
+    assert "returned a coroutine: it must be a sync function" in caplog.text
 
 
 def test_an_exception_whose_str_fails_or_is_empty_is_named_by_its_type() -> None:
