@@ -11,11 +11,11 @@ from urllib.parse import parse_qsl
 
 from ._errors import AsyncEndpointsError
 from ._handlers import Handler
-from ._job import JobRequest
+from ._job import MAX_LABEL_LENGTH, JobRequest, check_name
 from ._store_features import Idempotency
 
 #: The longest ``Idempotency-Key`` a client may send, in characters.
-MAX_KEY_LENGTH = 255
+MAX_KEY_LENGTH = MAX_LABEL_LENGTH
 
 
 class IdempotencyConflictError(AsyncEndpointsError, ValueError):
@@ -44,21 +44,14 @@ class IdempotentJobGoneError(AsyncEndpointsError):
 
 
 def check_key(key: object) -> str:
-    """``key`` as an idempotency key: a string of 1 to 255 characters that UTF-8 can
-    encode.
+    """``key`` as an idempotency key: a string of 1 to `MAX_KEY_LENGTH` characters that
+    UTF-8 can encode (checked as a schedule id is, by `check_name`).
 
     Raises:
         ValueError: anything else (a lone surrogate included: no store outside the
             process could keep it).
     """
-    if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_LENGTH:
-        raise ValueError(f"an idempotency key must be 1 to {MAX_KEY_LENGTH} characters")
-    if not key.isascii():
-        try:
-            key.encode()
-        except UnicodeEncodeError:
-            raise ValueError("an idempotency key must be text UTF-8 can encode") from None
-    return key
+    return check_name(key, "an idempotency key")
 
 
 def fingerprint(name: str, owner: str | None, body_json: str | None, request: JobRequest) -> str:
