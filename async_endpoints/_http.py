@@ -168,7 +168,7 @@ def job_details_endpoint(endpoints: JobService) -> Endpoint:
                     request, endpoints.wait_until(job, wait.seconds), job
                 )
         except JobStoreError as exc:
-            return store_failure("read job", exc, path_job_id(request))
+            return store_failure("read", exc, path_job_id(request))
         response = await status_response(endpoints, job, request)
         if wait is not None and job is not None:
             response.headers.update(applied(wait))
@@ -190,7 +190,7 @@ def job_cancel_endpoint(endpoints: JobService) -> Endpoint:
                 return _already_terminal(job)
             canceled, here = await endpoints.cancel_unfinished(job)
         except JobStoreError as exc:
-            return store_failure("cancel job", exc, path_job_id(request))
+            return store_failure("cancel", exc, path_job_id(request))
         if canceled is None:  # dropped meanwhile (its retention ended)
             return error_response(404, "job not found")
         if not here:  # it ended, or another call cancelled it, meanwhile
@@ -259,14 +259,15 @@ def job_request(
     )
 
 
-def store_failure(doing: str, exc: JobStoreError, job_id: uuid.UUID | None = None) -> Response:
-    """The answer when the store failed: 503 when unreachable, else 500; the details go
-    to the log, never to the client. The record about the job ``job_id`` (a path's) names
-    it and carries its ``job_id`` (its name is not known without the store)."""
+def store_failure(verb: str, exc: JobStoreError, job_id: uuid.UUID | None = None) -> Response:
+    """The answer when the store failed to ``verb`` a job: 503 when unreachable, else 500;
+    the details go to the log, never to the client. The record names the job ``job_id``
+    when it is known (a path's, a client-chosen one) and carries it as ``job_id`` (its
+    name is not known without the store)."""
     # The exception's text names hosts, ports and keys: it goes to the log, not the client.
+    doing, extra = f"{verb} a job", None
     if job_id is not None:
-        doing = f"{doing} {job_id}"
-    extra = None if job_id is None else job_id_extra(job_id)
+        doing, extra = f"{verb} job {job_id}", job_id_extra(job_id)
     if isinstance(exc, StoreUnavailableError):
         logger.warning("could not %s: %s", doing, exc, extra=extra)
         return error_response(503, STORE_UNAVAILABLE, retry_after=exc.retry_after)

@@ -76,7 +76,7 @@ def job_events_endpoint(endpoints: EventService) -> Endpoint:
         try:
             leave = await fanout.watch(job_id, stream)
         except JobStoreError as exc:
-            return store_failure("watch job", exc, job_id)
+            return store_failure("watch", exc, job_id)
         try:
             job = await store.get(job_id)
             stream.read()
@@ -85,7 +85,7 @@ def job_events_endpoint(endpoints: EventService) -> Endpoint:
             first = None if job is None else await render.first(job, request)
         except JobStoreError as exc:
             leave()
-            return store_failure("read job", exc, job_id)
+            return store_failure("read", exc, job_id)
         except BaseException:
             leave()
             raise

@@ -105,9 +105,7 @@ def _refused(exc: Exception, *, by_key: bool, job_id: uuid.UUID | None) -> Respo
     if isinstance(exc, QueueFullError):
         return error_response(503, str(exc), retry_after=exc.retry_after)
     assert isinstance(exc, JobStoreError)
-    if job_id is not None:
-        return store_failure("queue job", exc, job_id)
-    return store_failure("queue a job", exc)
+    return store_failure("queue", exc, job_id)
 
 
 def _checked_refusal(handler: Handler, refusal: object) -> Response:

@@ -148,11 +148,13 @@ async def test_a_websocket_route_meeting_the_error_is_closed_with_try_again_late
 async def test_a_job_route_meeting_an_unreachable_store_logs_the_jobs_id(
     app: Starlette, http_client_for: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """GET /jobs/{id}, POST .../cancel and GET .../events answer 503, and each warning is
-    about that job: its text names the id and the record carries ``job_id``."""
+    """GET /jobs/{id}, POST .../cancel, GET .../events, and a submission with a chosen
+    ``X-Async-Request-Id`` answer 503, and each warning is about that job: its text names
+    the id and the record carries ``job_id``."""
     endpoints = AsyncEndpoints(
         app, store=RedisJobStore(dead_redis_url(), cluster=False), run_workers=False
     )
+    endpoints.add_async_post("/run", noop)
     endpoints.map_job_details()
     endpoints.map_job_cancel()
     endpoints.map_job_events()
@@ -163,9 +165,11 @@ async def test_a_job_route_meeting_an_unreachable_store_logs_the_jobs_id(
             ("GET", f"/jobs/{job_id}"),
             ("POST", f"/jobs/{job_id}/cancel"),
             ("GET", f"/jobs/{job_id}/events"),
+            ("POST", "/run"),
         ]:
             caplog.clear()
-            response = await client.request(method, path)
+            headers = {"X-Async-Request-Id": job_id} if path == "/run" else {}
+            response = await client.request(method, path, headers=headers)
             assert response.status_code == 503, path
             (record,) = [r for r in caplog.records if r.getMessage().startswith("could not")]
             assert job_id in record.getMessage()

@@ -196,6 +196,24 @@ async def test_an_id_or_key_sent_on_two_lines_is_400_and_queues_nothing(
     assert sum(s.queued + s.in_progress + s.completed for s in stats) == 0
 
 
+@pytest.mark.parametrize("header", ["X-Async-Request-Id", "Idempotency-Key"])
+async def test_an_id_or_key_repeated_alike_on_two_lines_is_one_value(
+    gate: Gate, header: str
+) -> None:
+    """The same line twice (as some proxies repeat it) is the one value: 202, one job."""
+    app, endpoints = make_app(gate)
+    value = str(uuid.uuid4())
+    async with served(app) as url, httpx.AsyncClient(base_url=url) as client:
+        response = await client.post(
+            "/items", json={"label": "a"}, headers=[(header, value), (header, value)]
+        )
+        stats = await endpoints.queue_stats()
+    assert response.status_code == 202
+    if header == "X-Async-Request-Id":
+        assert response.json()["id"] == value
+    assert sum(s.queued + s.in_progress + s.completed for s in stats) == 1
+
+
 # ---------------------------------------------------------------------------------------
 # Prefer: wait
 # ---------------------------------------------------------------------------------------
