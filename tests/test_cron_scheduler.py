@@ -711,3 +711,29 @@ async def test_a_process_that_declares_nothing_never_reads_the_epoch(
     reads = CallCount(monkeypatch, store, "schedule_epoch")
     await scheduler_of(AsyncEndpoints(store=store)).tick()
     assert reads.count == 0
+
+
+async def test_a_schedule_removed_while_the_declaration_runs_stays_removed(
+    endpoints: AsyncEndpoints, store: InMemoryJobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`remove_schedule` has the last word over a declaration under way: a declared
+    schedule removed while an earlier one is being stored is not stored after it."""
+
+    @endpoints.cron("0 3 * * *")
+    async def first(ctx: AsyncContext[None]) -> None:
+        pass
+
+    @endpoints.cron("0 4 * * *")
+    async def second(ctx: AsyncContext[None]) -> None:
+        pass
+
+    upsert = store.upsert_schedule
+
+    async def remove_second_meanwhile(schedule: Schedule) -> Schedule:
+        if schedule.id == "first":
+            await endpoints.remove_schedule("second")
+        return await upsert(schedule)
+
+    monkeypatch.setattr(store, "upsert_schedule", remove_second_meanwhile)
+    assert await endpoints.declare_schedules() == 1
+    assert [s.id for s in await endpoints.list_schedules()] == ["first"]

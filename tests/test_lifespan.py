@@ -221,3 +221,20 @@ async def test_a_job_accepted_by_an_app_whose_lifespan_never_ran_is_warned_about
             assert response.status_code == 202
     warned = [r for r in caplog.records if "lifespan has not run" in r.getMessage()]
     assert len(warned) == 1 and "Mounted under another app" in warned[0].getMessage()
+
+
+async def test_an_api_only_app_whose_lifespan_never_ran_is_not_warned_about(
+    http_client_for, caplog: pytest.LogCaptureFixture
+) -> None:
+    """run_workers=False: no worker was to run the job here, so there is nothing to warn."""
+    child = Starlette()
+    endpoints = AsyncEndpoints(child, run_workers=False)
+
+    @endpoints.map_async_post("/greetings", name="Greet")
+    async def greet(ctx: AsyncContext[Greeting]) -> str:
+        return ctx.request.name
+
+    caplog.set_level(logging.WARNING, logger="async_endpoints")
+    async with http_client_for(mounted(child, run_its_lifespan=False)) as client:
+        response = await client.post("/api/greetings", json={"name": "Ada"})
+    assert response.status_code == 202 and "lifespan has not run" not in caplog.text
