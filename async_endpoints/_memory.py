@@ -101,6 +101,10 @@ class InMemoryJobStore(
         self._jobs = self._live.jobs  # Queued, Scheduled and InProgress jobs by id.int
         self._ready = ReadyJobs(self._live.due)
         self._leases: dict[int, tuple[str, float]] = {}  # (token, until, monotonic)
+        #: Cancelled running jobs with a partition key whose handler may still run: the
+        #: attempt keeps the key (token, until, key) until it reports its end or its lease
+        #: runs out (see `_let_go`).
+        self._held: dict[int, tuple[str, float, str]] = {}
         self._due_at: dict[int, datetime] = {}  # run_at of promoted jobs, until claimed
         self._created = CreationLog()
         self._paused: set[str] = set()
@@ -196,6 +200,9 @@ class InMemoryJobStore(
             held = self._leases.get(key)
             if held is None or held[0] != claim.token:
                 lost.add(claim.token)
+                kept = self._held.get(key)
+                if kept is not None and kept[0] == claim.token:  # cancelled, still running
+                    self._held[key] = (claim.token, until, kept[2])
             else:
                 self._leases[key] = (claim.token, until)
         return lost
@@ -219,6 +226,8 @@ class InMemoryJobStore(
         now = self._monotonic()
         self._finished.expire(now)
         self._batch_book.expire(now)
+        for key in [key for key, (_, until, _) in self._held.items() if until <= now]:
+            self._let_go(key, self._held[key][0])
         expired = [key for key, (_, until) in self._leases.items() if until <= now]
         recovered_ids: list[uuid.UUID] = []
         for key in expired:
@@ -348,15 +357,19 @@ class InMemoryJobStore(
     def _cancel_live(self, job: Job) -> Job:
         """Cancel the waiting or running ``job``; a running one's listeners are told."""
         key, status, ready = job.id.int, job.status, self._ready
+        hold = False
         if status is JobStatus.IN_PROGRESS:
-            del self._leases[key]  # the handler's result will be refused
+            token, until = self._leases.pop(key)  # the handler's result will be refused
+            if job.partition_key is not None:  # the key stays its until the handler ends
+                self._held[key] = (token, until, job.partition_key)
+                hold = True
         elif ready.is_claimable(job):
             self._due_at.pop(key, None)
             if status is JobStatus.SCHEDULED:
                 ready.untime()
             else:
                 ready.drop(job)
-        kept = self._finish(canceled(job, self._moment()))
+        kept = self._finish(canceled(job, self._moment()), hold=hold)
         if status is JobStatus.IN_PROGRESS:
             for listener in list(self._cancel_listeners):
                 try:
@@ -397,13 +410,28 @@ class InMemoryJobStore(
             self._moved(JobStatus.SCHEDULED, job)
 
     def _release(self, claim: Claim) -> Job | None:
-        """The claimed job with its lease dropped, or None when the claim is lost."""
+        """The claimed job with its lease dropped, or None when the claim is lost (the
+        attempt of a cancelled job lets go of its partition key then: it has ended)."""
         key = claim.job.id.int
         held = self._leases.get(key)
         if held is None or held[0] != claim.token:
+            if self._held:
+                self._let_go(key, claim.token)
             return None
         del self._leases[key]
         return self._jobs[key]
+
+    def _let_go(self, key: int, token: str) -> None:
+        """The attempt ``token`` of the cancelled job ``key`` has ended (or its lease ran
+        out): the next job of its partition key becomes claimable."""
+        held = self._held.get(key)
+        if held is None or held[0] != token:
+            return
+        del self._held[key]
+        following = self._ready.release(held[2], key)
+        if following is not None:
+            self._claimable(self._jobs[following])
+            self._work.set()
 
     def _after_attempt(self, after: Job, retry_in: float | None) -> Job:
         """File ``after``, what a failed or lost attempt made of a running job (Scheduled
@@ -416,14 +444,19 @@ class InMemoryJobStore(
         self._work.set()
         return after
 
-    def _finish(self, job: Job) -> Job:
-        """File the terminal ``job``; the next job of its lane becomes claimable."""
+    def _finish(self, job: Job, *, hold: bool = False) -> Job:
+        """File the terminal ``job``; the next job of its lane becomes claimable, unless
+        ``hold``: its cancelled attempt still runs and keeps the key (`_let_go`)."""
         was = self._live.pop(job.id.int).status
         now = self._monotonic()
         self._finished.expire(now)
         kept = self._finished.add(job, now)
         self._terminal_waiters.wake(job.id)
-        following = self._ready.leave(job)
+        if hold:
+            self._ready.hold(job)
+            following = None
+        else:
+            following = self._ready.leave(job)
         if following is not None:
             self._claimable(self._jobs[following])
             self._work.set()

@@ -96,7 +96,8 @@ class ReadyJobs:
 
     def __init__(self, due: Mapping[int, float]) -> None:
         self.queues: dict[str, TenantTurns] = {}
-        #: key -> the ids (as integers) of its waiting and running jobs, in submission order.
+        #: key -> the ids (as integers) of its waiting and running jobs, in submission order
+        #: (a cancelled attempt that still runs holds the first place as ``~id``: `hold`).
         self.lanes: dict[str, OrderedDict[int, None]] = {}
         self.timer: list[tuple[float, int, int]] = []  # heap of (due, seq, key)
         #: Every Scheduled job's due time, kept by the store (`LiveJobs.due`): a timer
@@ -135,7 +136,26 @@ class ReadyJobs:
         name = job.partition_key
         if name is None:
             return None
+        return self._leave(name, job.id.int)
+
+    def hold(self, job: Job) -> None:
+        """The running ``job``, first of its lane, was cancelled: its attempt keeps the
+        lane's first place (as the entry ``~id``, so that the job itself may join the lane
+        again if requeued) until `release`, when the handler has ended."""
+        name = job.partition_key
+        if name is None:
+            return
         lane, key = self.lanes[name], job.id.int
+        lane[~key] = None
+        lane.move_to_end(~key, last=False)
+        del lane[key]
+
+    def release(self, name: str, key: int) -> int | None:
+        """The held attempt of job ``key`` (see `hold`) has ended: as `leave`."""
+        return self._leave(name, ~key)
+
+    def _leave(self, name: str, key: int) -> int | None:
+        lane = self.lanes[name]
         was_first = next(iter(lane)) == key
         del lane[key]
         if not lane:

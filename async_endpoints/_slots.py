@@ -62,6 +62,14 @@ class Slots:
         self._tasks.discard(task)
         if not task.cancelled():
             task.exception()  # logged already; `drain` raises it
+            return
+        # A task cancelled before its first step never ran `_attempt` (nor its cleanup):
+        # its claim is dropped here, and reported when its job was cancelled.
+        for token, (claim, owner) in list(self._running.items()):
+            if owner is task:
+                self._handler_ended(token)
+                self._settling.pop(token, None)
+                self.attempts.never_ran(claim)
 
     async def _run(self, claim: Claim) -> None:
         """``claim``'s job, then as many as ``next_claim`` gives, each in its own context."""

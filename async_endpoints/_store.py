@@ -116,6 +116,8 @@ class JobStore(Protocol):
         Checked per claim against its token; returns the tokens of the claims that are lost
         (the job was recovered, settled or expired), which are left unchanged. Tokens, not
         job ids, because one process may hold a stale and a fresh claim of the same job.
+        The claim of a running job that was cancelled is lost too, but a store that keeps
+        its partition key for it (see `ControlStore.cancel`) extends that hold.
         """
         ...
 
@@ -123,8 +125,10 @@ class JobStore(Protocol):
         """Mark the claimed job ``Completed`` with ``result`` (a JSON value).
 
         Atomic and token-checked: returns the completed job, or None when the claim is lost
-        (a newer attempt or a recovery owns the job), in which case nothing changed.
-        Waiters of `wait_until_terminal` are woken.
+        (a newer attempt or a recovery owns the job), in which case nothing changed but
+        for a partition key held for the claim's cancelled attempt, which goes to the
+        key's next job (see `ControlStore.cancel`). Waiters of `wait_until_terminal` are
+        woken.
         """
         ...
 
@@ -135,7 +139,9 @@ class JobStore(Protocol):
         becomes ``Queued`` (``retry_in <= 0``) or ``Scheduled`` until then, and
         ``retry_count`` grows by one. Otherwise it becomes ``Failed`` for good. Atomic and
         token-checked: returns the updated job, or None when the claim is lost (nothing
-        changed).
+        changed, but a partition key held for the claim's cancelled attempt goes on, as
+        with `complete`). The worker sends one for a cancelled attempt once its handler
+        has ended.
         """
         ...
 
@@ -146,8 +152,10 @@ class JobStore(Protocol):
         and the job is ``Queued`` again (its error says the claim expired: type
         `CLAIM_EXPIRED`, ``ClaimExpired``); otherwise it is ``Failed`` with that error.
         Atomic per job and safe to run from many processes at once: each expired claim is
-        recovered once. Also drops terminal jobs whose retention has passed (a store may
-        drop them earlier by itself, but never before).
+        recovered once. A partition key held for a cancelled attempt whose lease expired
+        goes to the key's next job (the canceled job is not recovered nor named). Also
+        drops terminal jobs whose retention has passed (a store may drop them earlier by
+        itself, but never before).
         """
         ...
 
@@ -192,6 +200,12 @@ class ControlStore(Protocol):
         handler's result is refused, it is not retried) and its id is pushed to the
         cancel listeners of every process using the store (`add_cancel_listener`); a
         terminal job is returned unchanged. None when no job has this id.
+
+        A running job with a partition key keeps the key for its cancelled attempt (its
+        handler may run on for a moment, until the listener's cancellation reaches it):
+        the key's next job becomes claimable when `complete` or `fail` is called with
+        that claim (refused), or once its lease, which `renew` still extends, expires
+        (`recover`). A requeue of the job meanwhile joins the lane behind the attempt.
 
         Idempotent: cancelling twice, or from two processes at once, ends with one
         ``Canceled`` job and no error.

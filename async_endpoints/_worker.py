@@ -120,8 +120,11 @@ class AttemptRunner:
         try:
             outcome = await self.attempt(claim, handler_ended, began)
         except asyncio.CancelledError:
-            span.interrupted(canceled=claim.token in self.canceled)
+            canceled = claim.token in self.canceled
+            span.interrupted(canceled=canceled)
             self._finished(claim, None, began)
+            if canceled:
+                self._report_end(claim)
             raise
         if outcome is None:
             abandoned = JobError("abandoned at job_timeout", "JobTimeout")
@@ -149,6 +152,51 @@ class AttemptRunner:
         duration = asyncio.get_running_loop().time() - began
         job = claim.job if settled is None else settled
         self.events.finished(job, outcome, duration)
+
+    def never_ran(self, claim: Claim) -> None:
+        """The task of ``claim`` was cancelled before its attempt began: if that was its
+        job's cancellation, the store is told, as for a handler that ended (a shutdown's
+        cancellation leaves the claim to recovery)."""
+        if claim.token in self.canceled:
+            self.canceled.discard(claim.token)
+            self._report_end(claim)
+
+    def _report_end(self, claim: Claim) -> None:
+        """The handler of the cancelled ``claim`` has ended (or never started): tell the
+        store, from a task of its own (this one is being cancelled), so that a partition
+        key the attempt kept goes to the key's next job now rather than when the lease
+        runs out. The store refuses the outcome, as it refuses every outcome of a
+        cancelled job."""
+        reporting = asyncio.ensure_future(self._tell_ended(claim))
+        self.settling.add(reporting)
+        reporting.add_done_callback(self.settling.discard)
+
+    async def _tell_ended(self, claim: Claim) -> Job | None:
+        """A refused `fail` of ``claim``, sent only once the job reads ``Canceled`` (or is
+        gone): a cancel heard by job id may be an old one, of an earlier claim of a job
+        requeued since, and this claim must then not be failed. A ``Canceled`` job's
+        claims stay refused whatever happens next. Tried a few times while the store is
+        unreachable; the lease running out lets the key go otherwise."""
+        delay = 0.05
+        for attempt in range(_REPORT_TRIES):
+            try:
+                job = await self.store.get(claim.job.id)
+                if job is not None and job.status is not JobStatus.CANCELED:
+                    return None
+                return await self.store.fail(claim, _ENDED_WHEN_CANCELLED, retry_in=None)
+            except StoreUnavailableError:
+                if attempt + 1 < _REPORT_TRIES:
+                    await asyncio.sleep(delay)
+                    delay *= 4
+            except Exception:
+                break
+        logger.warning(
+            "job %s: could not report the end of its cancelled attempt; its partition key "
+            "(if any) goes on when the lease runs out",
+            claim.job.id,
+            extra=job_extra(claim.job),
+        )
+        return None
 
     async def _settle_patiently(self, claim: Claim, outcome: Outcome, began: float) -> Job | None:
         loop = asyncio.get_running_loop()
@@ -321,6 +369,11 @@ class AttemptRunner:
     def _error(self, exc: BaseException) -> JobError:
         record_failure(exc)
         return self.errors.describe(exc, with_traceback=self.include_tracebacks)
+
+
+#: What the refused report of a cancelled attempt's end says (the store keeps nothing).
+_ENDED_WHEN_CANCELLED = JobError("the job was cancelled while it ran", "Canceled")
+_REPORT_TRIES = 3
 
 
 def _timeout_error(timeout: float) -> JobError:

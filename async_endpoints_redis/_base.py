@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
+from async_endpoints._job import Job, JobError
 from async_endpoints._store import Claim
 
 from ._connection import Connection
@@ -15,6 +18,9 @@ from ._notify import Notifications
 from ._scripts import Scripts
 
 T = TypeVar("T")
+
+#: What the refused report of a cancelled claim that never ran says (nothing is kept).
+_DROPPED = JobError("the job was cancelled before this claim ran", "Canceled")
 
 
 class CancelledClaims:
@@ -42,11 +48,12 @@ class CancelledClaims:
                 del self._seen[next(iter(self._seen))]
         self._seen[token] = now
 
-    def live(self, claims: list[Claim]) -> list[Claim]:
-        """``claims`` without those cancelled already."""
+    def live(self, claims: list[Claim]) -> tuple[list[Claim], list[Claim]]:
+        """``claims`` without those cancelled already, and those."""
         if not self._seen:
-            return claims
-        return [claim for claim in claims if claim.token not in self._seen]
+            return claims, []
+        seen = self._seen
+        return [c for c in claims if c.token not in seen], [c for c in claims if c.token in seen]
 
     def _forget_before(self, moment: float) -> None:
         for token, seen in list(self._seen.items()):
@@ -72,6 +79,30 @@ class StoreBase:
     _cancel_listeners: list[Callable[[uuid.UUID], None]]
     _cancelled_claims: CancelledClaims
     _offer: Offer | None
+    _withdrawals: set[asyncio.Task[None]]
+
+    if TYPE_CHECKING:
+
+        async def fail(
+            self, claim: Claim, error: JobError, *, retry_in: float | None
+        ) -> Job | None: ...
 
     async def _run(self, operation: str, call: Callable[[Scripts], Awaitable[T]]) -> T:
         return await self._connection.run(operation, call)
+
+    def _let_go_soon(self, claims: Sequence[Claim]) -> None:
+        """Claims of cancelled jobs that this store drops instead of running them (their
+        cancel came first): report them ended, from a task of its own (`aclose` waits for
+        it), so that a partition key the store holds for them goes to the key's next job
+        now rather than when their lease runs out. Each report is refused (the job stays
+        Canceled); one that fails leaves the key to the lease."""
+        if not claims:
+            return
+        task = asyncio.get_running_loop().create_task(self._let_go(list(claims)))
+        self._withdrawals.add(task)
+        task.add_done_callback(self._withdrawals.discard)
+
+    async def _let_go(self, claims: list[Claim]) -> None:
+        for claim in claims:
+            with contextlib.suppress(Exception):
+                await self.fail(claim, _DROPPED, retry_in=None)

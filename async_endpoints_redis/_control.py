@@ -93,7 +93,8 @@ class RedisControl(StoreBase):
 
     def _canceled(self, message: str) -> None:
         """A running job was cancelled (a cancel-channel message, ``"<id> <token>"``): a
-        job handed to this store's offer and not yet returned is dropped, the claim's token
+        job handed to this store's offer with that token and not yet returned is dropped
+        (and reported ended: `_let_go_soon`), the claim's token
         is remembered (a claim reply that arrives after this message is dropped too: see
         `CancelledClaims`) and the listeners are told."""
         raw_id, _, token = message.partition(" ")
@@ -106,7 +107,11 @@ class RedisControl(StoreBase):
             self._cancelled_claims.add(token)
         offer = self._offer
         if offer is not None:
-            offer.handed = [claim for claim in offer.handed if claim.job.id != job_id]
+            kept = [c for c in offer.handed if c.job.id != job_id or (token and c.token != token)]
+            if len(kept) < len(offer.handed):
+                if token:  # the cancelled claim itself: its refused report lets its key go
+                    self._let_go_soon([c for c in offer.handed if c.token == token])
+                offer.handed = kept
         for listener in list(self._cancel_listeners):
             try:
                 listener(job_id)

@@ -22,6 +22,9 @@ prefix ``{p}:`` and build the names below from it (``lua/_lib.lua`` and the incl
                                 lane); the first of them holds the key (``lua/_lifecycle.lua``)
     {p}:lane:<key>       LIST   ids of the jobs of one key waiting behind its first, in
                                 submission order; only while there are any
+    {p}:held             ZSET   ids of cancelled running jobs whose attempt still holds
+                                its key's lane, by lease deadline (ms, elapsed clock)
+    {p}:held_by          HASH   id -> "<claim token> <partition key>" of those attempts
     {p}:queues           SET    every queue name that ever held a job (counts over all)
     {p}:paused           SET    the paused queue names
     {p}:clock            STRING the elapsed-time clock (ms) that leases and delays use

@@ -98,10 +98,12 @@ async def retire(client: AnyRedis, prefix: str, count: int, said: float) -> None
 
 async def is_empty(client: AnyRedis, prefix: str) -> bool:
     """Whether the shard with this key prefix holds no job (of any status, retained ones
-    included) and no batch."""
+    included), no batch and no partition key held for a cancelled attempt (whose job
+    may be gone already)."""
     keys = Keys(prefix)
     counts = await client.hvals(keys.counts)
     if any(int(value) > 0 for value in counts):
         return False
-    batches = await client.zcard(f"{keys.key_prefix}batches")
-    return not batches
+    if await client.zcard(f"{keys.key_prefix}batches"):
+        return False
+    return not await client.zcard(f"{keys.key_prefix}held")

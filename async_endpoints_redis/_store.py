@@ -364,7 +364,9 @@ class RedisJobStore(
             job, fields = job_from_text(message)
             if job is not None:
                 claims.append(Claim(job, fields["token"], from_ms(fields.get("due_at"))))
-        return self._cancelled_claims.live(claims)
+        live, cancelled = self._cancelled_claims.live(claims)
+        self._let_go_soon(cancelled)
+        return live
 
     async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[str]:
         """Extend the leases of ``claims`` (one round trip); return the tokens of the

@@ -14,12 +14,18 @@ from async_endpoints import (
     AsyncContext,
     AsyncEndpoints,
     ConfigurationError,
+    ControlStore,
     InMemoryJobStore,
     JobStatus,
     JobStore,
+    NewJob,
 )
 from async_endpoints._events import AttemptOutcome, EventKind, LifecycleEvent
+from async_endpoints._retry import RetryPolicy
+from async_endpoints._slots import Slots
+from async_endpoints._worker import AttemptRunner
 from async_endpoints.testing import ManualClock
+from async_endpoints_redis import RedisJobStore
 
 
 def engine_with(**settings: Any) -> AsyncEndpoints:
@@ -289,3 +295,157 @@ async def test_a_missed_cancel_push_is_caught_by_the_next_renewal_without_a_warn
                 await handler.saw_cancellation.wait()
                 await attempts.finished.wait()
     assert attempts.outcomes == [AttemptOutcome.CANCELED] and caplog.records == []
+
+
+@pytest.fixture(params=["memory", "redis", "sharded"])
+def any_store(request: pytest.FixtureRequest) -> JobStore:
+    """A fresh store of each kind: in memory, Redis, and Redis with three shards (one
+    real server, a prefix of this test alone)."""
+    if request.param == "memory":
+        return InMemoryJobStore()
+    url, prefix = request.getfixturevalue("redis_server").url, request.getfixturevalue("prefix")
+    return RedisJobStore(url, prefix=prefix, shards=3 if request.param == "sharded" else 1)
+
+
+def slots_on(store: JobStore) -> tuple[AttemptRunner, Slots]:
+    """A worker pool's slots on ``store`` with no handler, taking no further claims."""
+    attempts = AttemptRunner(store, {}, RetryPolicy(), job_timeout=60)
+
+    async def no_next_claim(began: float) -> None:
+        return None
+
+    return attempts, Slots(attempts, no_next_claim)
+
+
+class Unwinding:
+    """A keyed job's handler that takes a while to unwind when cancelled, and a quick one
+    for the key's next job; ``order`` notes what happened, in order."""
+
+    def __init__(self, unwind: float, *, stubborn: bool = False) -> None:
+        self.unwind = unwind
+        self.stubborn = stubborn
+        self.order: list[str] = []
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def slow_exit(self, ctx: AsyncContext[None]) -> None:
+        self.order.append("first started")
+        self.started.set()
+        try:
+            if self.stubborn:  # goes on however often it is cancelled, until released
+                while not self.release.is_set():
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await self.release.wait()
+            else:
+                await self.release.wait()
+        except asyncio.CancelledError:
+            self.order.append("first unwinding")
+            await asyncio.sleep(self.unwind)  # a cleanup that awaits: still running
+            raise
+        finally:
+            self.order.append("first ended")
+
+    async def next_one(self, ctx: AsyncContext[None]) -> None:
+        self.order.append("next started")
+
+
+async def test_a_keys_next_job_starts_only_once_the_cancelled_handler_has_ended(
+    any_store: JobStore,
+) -> None:
+    """The first job of a key is cancelled while its handler runs, and the handler spends
+    a while cleaning up: a free worker starts the key's next job only after that handler
+    has ended (never beside it), and at once then, not when the lease runs out."""
+    engine = engine_with(store=any_store, max_concurrency=2, claim_timeout=60)
+    handlers = Unwinding(unwind=0.2)
+    engine.add_handler(handlers.slow_exit, name="slow_exit")
+    engine.add_handler(handlers.next_one, name="next_one")
+    async with engine.running():
+        first = await engine.submit("slow_exit", partition_key="k")
+        second = await engine.submit("next_one", partition_key="k")
+        async with asyncio.timeout(5):
+            await handlers.started.wait()
+        canceled = await engine.cancel(first.id)
+        assert canceled is not None and canceled.status is JobStatus.CANCELED
+        done = await engine.wait_for(second.id, timeout=10)
+    assert done.status is JobStatus.COMPLETED
+    assert handlers.order == ["first started", "first unwinding", "first ended", "next started"]
+
+
+async def test_a_cancelled_handler_that_ignores_it_keeps_the_key_until_it_ends(
+    any_store: JobStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cancelled handler that goes on is abandoned (its slot is freed), but the key
+    stays its own until it has really ended: the key's next job starts after that."""
+    engine = engine_with(store=any_store, max_concurrency=1, claim_timeout=60)
+    handlers = Unwinding(unwind=0.0, stubborn=True)
+    engine.add_handler(handlers.slow_exit, name="slow_exit")
+    engine.add_handler(handlers.next_one, name="next_one")
+    with caplog.at_level(logging.ERROR, logger="async_endpoints"):
+        async with engine.running():
+            first = await engine.submit("slow_exit", partition_key="k")
+            second = await engine.submit("next_one", partition_key="k")
+            async with asyncio.timeout(5):
+                await handlers.started.wait()
+            try:
+                await engine.cancel(first.id)
+                unkeyed = await engine.submit("next_one")
+                await engine.wait_for(unkeyed.id, timeout=10)  # the abandoned slot was freed
+                assert (await engine.get_job(second.id)).status is JobStatus.QUEUED
+            finally:
+                handlers.release.set()
+            done = await engine.wait_for(second.id, timeout=10)
+    assert done.status is JobStatus.COMPLETED
+    assert handlers.order == ["first started", "next started", "first ended", "next started"]
+    assert "ignores cancellation" in caplog.text
+
+
+async def test_a_job_cancelled_before_its_task_first_ran_lets_its_key_go_and_leaves_no_claim(
+    any_store: JobStore,
+) -> None:
+    """The cancel reaches a job's task before that task's first step (so its attempt never
+    began): the slot and the claim are dropped (nothing renews it any more) and the store
+    is told, so the key's next job is claimable at once, not after the lease."""
+    await any_store.start()
+    try:
+        first = await any_store.enqueue(NewJob(uuid.uuid4(), "work", 3, partition_key="k"))
+        second = await any_store.enqueue(NewJob(uuid.uuid4(), "work", 3, partition_key="k"))
+        (claim,) = await any_store.claim(1, lease=60)
+        attempts, slots = slots_on(any_store)
+        assert isinstance(any_store, ControlStore)
+        await any_store.cancel(first.id)
+        task = slots.start(claim)
+        slots.cancel_job(first.id)  # as the cancel listener would, before the task ran
+        (outcome,) = await asyncio.gather(task, return_exceptions=True)
+        assert isinstance(outcome, asyncio.CancelledError)
+        assert (len(slots), slots.claims()) == (0, [])
+        async with asyncio.timeout(10):
+            while attempts.settling:
+                await asyncio.gather(*attempts.settling)
+        taken = await any_store.claim(1, lease=60)
+        if not taken:  # a sharded store may look at another shard first: its wake comes
+            taken = await any_store.wait_for_work(5, take=1, lease=60) or await any_store.claim(
+                1, lease=60
+            )
+        assert [c.job.id for c in taken] == [second.id]
+    finally:
+        await any_store.aclose()
+
+
+async def test_a_cancel_heard_for_a_job_that_is_not_canceled_fails_nothing() -> None:
+    """A cancel heard by job id may be an old one (the job was cancelled, requeued and
+    claimed again since): the claim it reaches is not reported ended, so the job, still
+    InProgress, is neither failed nor retried by it (recovery sees to the claim)."""
+    store = InMemoryJobStore()
+    await store.start()
+    job = await store.enqueue(NewJob(uuid.uuid4(), "work", 0, partition_key="k"))
+    (claim,) = await store.claim(1, lease=60)
+    attempts, slots = slots_on(store)
+    task = slots.start(claim)
+    slots.cancel_job(job.id)  # heard, though the store never cancelled this claim
+    await asyncio.gather(task, return_exceptions=True)
+    async with asyncio.timeout(10):
+        while attempts.settling:
+            await asyncio.gather(*attempts.settling)
+    stored = await store.get(job.id)
+    assert stored is not None and stored.status is JobStatus.IN_PROGRESS
+    assert await store.renew([claim], lease=60) == set()  # the claim is still the store's

@@ -123,16 +123,45 @@ async def test_a_job_out_of_retries_releases_the_key(store: InMemoryJobStore) ->
     assert await claim_ids(store) == [a2.id]
 
 
-@pytest.mark.parametrize("running", [True, False], ids=["running", "queued"])
-async def test_cancelling_the_first_job_releases_the_key(
-    store: InMemoryJobStore, running: bool
+async def test_cancelling_a_queued_first_job_releases_the_key_at_once(
+    store: InMemoryJobStore,
 ) -> None:
-    """Cancelling a1 (running or still queued) makes a2 claimable at once."""
+    """Cancelling a1 while it still waits makes a2 claimable at once."""
     a1, a2 = await submit(store, new_job("a"), new_job("a"))
-    if running:
-        await claim_one(store)
     await store.cancel(a1.id)
     assert await claim_ids(store) == [a2.id]
+
+
+@pytest.mark.parametrize("ends", ["fail", "complete", "lease"])
+async def test_a_cancelled_running_first_job_keeps_the_key_until_its_attempt_ends(
+    store: InMemoryJobStore, clock: ManualClock, ends: str
+) -> None:
+    """Cancelling a1 while it runs makes it Canceled at once, but a2 waits until a1's
+    attempt reports its end (a refused fail or complete) or its lease runs out; then
+    nothing of the held attempt is left."""
+    a1, a2 = await submit(store, new_job("a"), new_job("a"))
+    claim = await claim_one(store)
+    canceled = await store.cancel(a1.id)
+    assert canceled is not None and canceled.status is JobStatus.CANCELED
+    assert await claim_ids(store) == []
+    if ends == "fail":
+        assert await store.fail(claim, BOOM, retry_in=None) is None
+    elif ends == "complete":
+        assert await store.complete(claim, None) is None
+    else:
+        clock.advance(LEASE - 1)
+        assert await store.renew([claim], lease=LEASE) == {claim.token}  # lost, key kept
+        clock.advance(LEASE - 1)
+        await store.recover()
+        assert await claim_ids(store) == []
+        clock.advance(2)
+        assert await store.recover() == []  # a canceled job is not recovered
+    (second,) = await store.claim(100, lease=LEASE)
+    assert second.job.id == a2.id
+    assert (await store.get(a1.id)).status is JobStatus.CANCELED  # type: ignore[union-attr]
+    await store.complete(second, None)
+    assert store._held == {}
+    assert_nothing_left_for_keys_or_tenants(store)
 
 
 async def test_cancelling_a_later_job_takes_it_out_of_the_lane(store: InMemoryJobStore) -> None:

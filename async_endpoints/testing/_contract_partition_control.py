@@ -11,7 +11,17 @@ from .._job import JobStatus
 from .._listing import QueueStats
 from ._contract_listing import PRIORITY, listed, paged
 from ._contract_partitions import KEY, OTHER, submitted
-from ._contract_support import BOOM, FAR, TICK, claim_ids, control, inspection, new_job, read
+from ._contract_support import (
+    BOOM,
+    FAR,
+    TICK,
+    claim_ids,
+    control,
+    forged,
+    inspection,
+    new_job,
+    read,
+)
 from ._contract_waits import PROMPTLY, SETTLE
 from ._kit import StoreKit
 
@@ -20,18 +30,86 @@ class PartitionControlContract:
     """Cancel and requeue move jobs in and out of their lanes; pause, hand-over, counts
     and listing see the jobs that wait behind their key."""
 
-    @pytest.mark.parametrize("when", ["waiting", "running"])
-    async def test_cancelling_a_keys_first_job_makes_the_next_claimable(
-        self, kit: StoreKit, when: str
+    async def test_cancelling_a_keys_waiting_first_job_makes_the_next_claimable(
+        self, kit: StoreKit
     ) -> None:
-        """Cancel releases the key, whether its first job was still waiting or ran."""
+        """Cancel releases the key at once when its first job was still waiting."""
         store = control(kit)
         first, second, _ = await submitted(kit, 3)
-        if when == "running":
-            assert await claim_ids(kit) == [first.id]
         canceled = await store.cancel(first.id)
         assert canceled is not None and canceled.status is JobStatus.CANCELED
         assert await claim_ids(kit) == [second.id]
+
+    @pytest.mark.parametrize("report", ["fail", "complete"])
+    async def test_a_cancelled_running_first_job_keeps_its_key_until_its_attempt_ends(
+        self, kit: StoreKit, report: str
+    ) -> None:
+        """A running job cancelled is Canceled at once, but its handler may still run for
+        a moment: the key stays its attempt's until the worker reports the handler's end
+        (with the claim's own token; the store refuses the outcome) and the next job is
+        claimable then, never before."""
+        store = control(kit)
+        first, second = await submitted(kit, 2)
+        (claim,) = await kit.store.claim(10, lease=kit.lease)
+        assert claim.job.id == first.id
+        canceled = await store.cancel(first.id)
+        assert canceled is not None and canceled.status is JobStatus.CANCELED
+        assert await claim_ids(kit) == []
+        assert await kit.store.fail(forged(claim.job), BOOM, retry_in=None) is None
+        assert await claim_ids(kit) == [], "a claim that is not the attempt's let the key go"
+        if report == "fail":
+            assert await kit.store.fail(claim, BOOM, retry_in=None) is None
+        else:
+            assert await kit.store.complete(claim, "late") is None
+        assert await claim_ids(kit) == [second.id]
+        kept = await read(kit.store, first.id)
+        assert (kept.status, kept.retry_count, kept.result) == (JobStatus.CANCELED, 0, None)
+
+    async def test_a_cancelled_running_jobs_key_is_let_go_when_its_lease_runs_out(
+        self, kit: StoreKit
+    ) -> None:
+        """A cancelled attempt that never reports its end (its process died) keeps the key
+        only while its lease lasts: renewing its claim says the claim is lost but extends
+        that lease (its handler may still be unwinding); once it runs out, recovery gives
+        the key to the next job and counts no attempt of the canceled one (whose record
+        may be gone by then: the key is let go all the same)."""
+        store = control(kit)
+        first, second = await submitted(kit, 2)
+        (claim,) = await kit.store.claim(10, lease=kit.lease)
+        await store.cancel(first.id)
+        await kit.advance(kit.lease / 2)
+        assert await kit.store.renew([claim], lease=kit.lease) == {claim.token}
+        await kit.advance(kit.lease / 2 + TICK)
+        assert first.id not in await kit.store.recover()
+        assert await claim_ids(kit) == [], "the renewed lease was not kept"
+        await kit.advance(kit.lease / 2 + 10 * TICK)
+        assert first.id not in await kit.store.recover()
+        assert await claim_ids(kit) == [second.id]
+        kept = await kit.store.get(first.id)  # the suite's retention may have passed
+        assert kept is None or (kept.status, kept.retry_count) == (JobStatus.CANCELED, 0)
+
+    async def test_a_cancelled_running_job_requeued_runs_after_its_own_attempt_ended(
+        self, kit: StoreKit
+    ) -> None:
+        """Requeued while its cancelled attempt still runs, the job joins the end of its
+        lane, behind that attempt: it runs again only after the attempt reported its end
+        and the key's other jobs ran."""
+        store = control(kit)
+        first, second = await submitted(kit, 2)
+        (claim,) = await kit.store.claim(10, lease=kit.lease)
+        await store.cancel(first.id)
+        requeued = await store.requeue(first.id)
+        assert requeued is not None and requeued.status is JobStatus.QUEUED
+        assert await claim_ids(kit) == []
+        assert await kit.store.fail(claim, BOOM, retry_in=None) is None
+        order = []
+        for _ in range(2):
+            (claim,) = await kit.store.claim(10, lease=kit.lease)
+            order.append(claim.job.id)
+            assert await claim_ids(kit) == []
+            assert await kit.store.complete(claim, None) is not None
+        assert order == [second.id, first.id]
+        assert (await read(kit.store, first.id)).status is JobStatus.COMPLETED
 
     async def test_cancelling_a_later_job_takes_it_out_of_its_lane(self, kit: StoreKit) -> None:
         """The canceled job never runs; the one behind it comes next in its place, and a

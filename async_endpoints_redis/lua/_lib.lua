@@ -46,7 +46,7 @@ local K = {
   paused = P .. 'paused', counts = P .. 'counts', queues = P .. 'queues',
   running = P .. 'running', offers = P .. 'offers', idle = P .. 'idle',
   legacy_queue = P .. 'queue', layout = P .. 'layout', migrating = P .. 'migrating',
-  lanes = P .. 'lanes',
+  lanes = P .. 'lanes', held = P .. 'held', held_by = P .. 'held_by',
   wake = P .. 'wake', done = P .. 'done', cancel = P .. 'cancel',
   jobs = P .. 'job:', given = P .. 'given:', inbox = P .. 'inbox:', claims = P .. 'claim:',
 }

@@ -26,6 +26,14 @@
 -- ends (complete, dead, cancel), lane_leave makes the next one first and ready in the
 -- same script (promoted if it is Scheduled and was due). The last job's end deletes the
 -- key's field.
+--
+-- A running job that is cancelled is Canceled at once, but its attempt may still run
+-- for a moment (its process hears of the cancel through the cancel channel): the attempt
+-- keeps its key's first place until its process reports the handler's end (a fail or
+-- complete with its token, refused: let_go) or its lease runs out (recover). {p}:held is a
+-- ZSET of such ids by lease deadline (renew extends it while the process still renews the
+-- claim), {p}:held_by a HASH of id -> "<token> <partition key>"; the lane counts the
+-- attempt as its first job meanwhile (a requeue of the job joins behind it).
 
 local function lane_key(partition_key)
   return P .. 'lane:' .. partition_key
@@ -236,6 +244,34 @@ local function lane_leave(partition_key, id, behind)
   end
 end
 
+-- The cancelled running job id keeps its key's lane for its attempt (token), until the
+-- lease deadline (ms, elapsed clock) at the latest.
+local function hold(id, token, partition_key, deadline)
+  redis.call('ZADD', K.held, deadline, id)
+  redis.call('HSET', K.held_by, id, token .. ' ' .. partition_key)
+end
+
+-- The held attempt of job id has ended (token: the attempt's; nil: whichever, its lease
+-- ran out): the next job of its key becomes first. False when id holds nothing (for
+-- that token).
+local function let_go(id, token)
+  local held = redis.call('HGET', K.held_by, id)
+  if not held then
+    if not token then  -- an entry of {p}:held without its attempt (never left behind)
+      redis.call('ZREM', K.held, id)
+    end
+    return false
+  end
+  local holder, partition_key = string.match(held, '^(%S+) (.*)$')
+  if token and holder ~= token then
+    return false
+  end
+  redis.call('HDEL', K.held_by, id)
+  redis.call('ZREM', K.held, id)
+  lane_leave(partition_key, id, false)
+  return true
+end
+
 -- claim: a Queued job (already popped from its queue) taken by a worker. started: its
 -- started_at when an earlier attempt set it (nil: this one does); run_at: whether the
 -- hash still holds one (left by the older layout's promotion); created: its created_at.
@@ -351,14 +387,16 @@ end
 -- cancel: a Queued, Scheduled or InProgress job becomes Canceled (a running one loses
 -- its claim, and "<id> <token of that claim>" is published on the cancel channel for the
 -- process running it: the token lets that process recognise the claim even when the
--- message overtakes the claim's own reply); a terminal one is left as it is. Returns the
--- status the job had, nil when there is none.
+-- message overtakes the claim's own reply; a running one with a partition key keeps the
+-- key for that attempt: hold); a terminal one is left as it is. Returns the status the
+-- job had, nil when there is none.
 local function cancel(key, id, now, clock)
   local status = status_of(key)
   if not status or TERMINAL[status] then
     return status
   end
   local queue, tenant, partition_key, created, behind = placement(key)
+  local kept = false
   if status == 'Queued' then
     if not behind then
       ready_remove(queue, tenant, id)
@@ -367,15 +405,21 @@ local function cancel(key, id, now, clock)
   elseif status == 'Scheduled' then
     leave_scheduled(key, id, queue)
   elseif status == 'InProgress' then
-    local token = redis.pcall('HGET', key, 'token')
+    local token = field_of(key, 'token') or ''
+    if partition_key and token ~= '' then
+      hold(id, token, partition_key, tonumber(redis.call('ZSCORE', K.active, id)) or clock)
+      kept = true
+    end
     leave_running(key, id, queue)
-    redis.call('PUBLISH', K.cancel, id .. ' ' .. (type(token) == 'string' and token or ''))
+    redis.call('PUBLISH', K.cancel, id .. ' ' .. token)
   end
   if behind then
     redis.call('HDEL', key, 'behind')
   end
   settle(key, id, queue, 'Canceled', now, clock)
-  lane_leave(partition_key, id, behind)
+  if not kept then
+    lane_leave(partition_key, id, behind)
+  end
   status_changed(key, status, 'Canceled')
   return status
 end

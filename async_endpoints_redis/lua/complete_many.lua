@@ -9,7 +9,8 @@
 -- (see lane_leave in _lifecycle.lua), which is claimable when this call returns.
 --
 -- Returns: {per tuple, in order, the completion time (ms), or -1 when that claim is lost
--- (that job is left unchanged); 1 when a next job of a key became ready, else 0 (the
+-- (that job is left unchanged; a cancelled one's attempt lets go of the partition key it
+-- kept: let_go in _lifecycle.lua); 1 when a next job of a key became ready, else 0 (the
 -- caller's own workers need not wait for the wake message then)}.
 
 even_when_full()
@@ -27,6 +28,7 @@ for i = 1, #ARGV, 4 do
       held[4] or nil)
     replies[#replies + 1] = now
   else
+    let_go(id, ARGV[i + 1])
     replies[#replies + 1] = -1
   end
 end

@@ -5,12 +5,16 @@
 -- ARGV[3]  error JSON                ARGV[4]  retry delay (ms), or '' for no retry
 --
 -- Returns: the job's hash as {field, value, ...}, or false when the claim is lost
--- (nothing changed).
+-- (nothing changed; when the job was cancelled while this attempt ran, the attempt lets
+-- go of the partition key it kept: let_go in _lifecycle.lua).
 
 even_when_full()
 local id = ARGV[1]
 local key = job_key(id)
 if not owns(key, ARGV[2]) then
+  if let_go(id, ARGV[2]) then
+    flush_pending()
+  end
   return false
 end
 local clock = clock_ms()

@@ -8,7 +8,8 @@
 --
 -- Returns: {recovered ids, expired entries seen, the elapsed-time clock}; when the second
 -- equals ARGV[1] more may be waiting. Entries whose job is missing or not InProgress are
--- just removed.
+-- just removed. The partition keys kept by attempts of cancelled jobs whose lease ran out
+-- go to their next jobs (let_go in _lifecycle.lua).
 
 even_when_full()
 local clock = clock_ms()
@@ -18,6 +19,9 @@ purge(clock, limit)
 BATCH.purge(clock, limit)  -- ended batches whose retention passed (_batch.lua)
 local moved = adopt_legacy_queue(limit)
 index_queued_lists(limit)
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.held, '-inf', clock, 'LIMIT', 0, limit)) do
+  let_go(id, nil)
+end
 local expired = redis.call('ZRANGEBYSCORE', K.active, '-inf', clock, 'LIMIT', 0, limit)
 local recovered = {}
 for _, id in ipairs(expired) do

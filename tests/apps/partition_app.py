@@ -6,10 +6,11 @@ Configured like `tests.apps.redis_app`, by environment variables: ``REDIS_URL``,
 ``REDIS_URL``: a fault test routes it through a breakable proxy while the records below
 keep going straight to Redis).
 
-``POST /keyed`` (JSON ``{"key", "tenant", "seconds", "retry_seconds"}``) queues a job
-whose partition key and tenant are the body's (a function of the request, as an app would
-take them); its handler sleeps ``seconds`` (``retry_seconds``, when given, on every
-attempt after the first) and records its attempt in Redis:
+``POST /keyed`` (JSON ``{"key", "tenant", "seconds", "retry_seconds", "unwind"}``) queues
+a job whose partition key and tenant are the body's (a function of the request, as an app
+would take them); its handler sleeps ``seconds`` (``retry_seconds``, when given, on every
+attempt after the first), cleans up for ``unwind`` seconds (an await) when cancelled, and
+records its attempt in Redis:
 
 - ``runs:<job id>``, ``pids:<job id>`` and ``starts`` (``"<pid> <unix time> <job id>"``) as
   `tests.apps.redis_app` keeps them, so `tests.faults.harness` reads them alike;
@@ -20,7 +21,7 @@ attempt after the first) and records its attempt in Redis:
   ``-`` stands for no key or no tenant.
 
 ``GET /admin/stats`` answers `AsyncEndpoints.queue_stats` keyed by queue; ``GET
-/jobs/{job_id}`` is `map_job_details`.
+/jobs/{job_id}`` is `map_job_details` and ``POST /jobs/{job_id}/cancel`` `map_job_cancel`.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class Keyed(BaseModel):
     tenant: str | None = None
     seconds: float = 0.0
     retry_seconds: float | None = None
+    unwind: float = 0.0
 
 
 @endpoints.map_async_post(
@@ -103,6 +105,9 @@ async def keyed(ctx: AsyncContext[Keyed]) -> dict[str, int]:
     later = ctx.request.retry_seconds
     try:
         await asyncio.sleep(ctx.request.seconds if ctx.retry_count == 0 or later is None else later)
+    except asyncio.CancelledError:
+        await asyncio.sleep(ctx.request.unwind)  # still running, though Canceled already
+        raise
     finally:
         await asyncio.shield(records.rpush(key("ended"), attempt(ctx)))
     return {"pid": PID, "attempt": ctx.retry_count}
@@ -114,3 +119,4 @@ async def stats() -> dict[str, dict[str, Any]]:
 
 
 endpoints.map_job_details("/jobs/{job_id}")
+endpoints.map_job_cancel("/jobs/{job_id}/cancel")

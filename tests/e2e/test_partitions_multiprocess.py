@@ -133,3 +133,56 @@ async def test_a_tenants_job_is_not_held_up_by_another_tenants_backlog_across_pr
     assert len(a_before_c) <= 2 * slots + 2
     assert len(a_after_c) > 4 * slots, "the backlog was gone already: nothing tested"
     assert len(runs) == len(backlog) + 2
+
+
+async def test_a_keys_next_job_waits_for_the_cancelled_handler_to_end_across_processes(
+    env: dict[str, str], procs: list[Proc], records: redis.Redis, tmp_path: Path
+) -> None:
+    """Four keys, each with a long first job whose handler takes 0.3 s to clean up when
+    cancelled, and a second job; two worker processes with free slots. The first jobs
+    are cancelled through the API instance while they run: each is Canceled at once,
+    and each key's second job starts only after the cancelled handler has ended (in
+    whichever process), without waiting for the lease (60 s) to run out."""
+    env = {**env, "MAX_CONCURRENCY": "4", "CLAIM_TIMEOUT": "60"}
+    prefix = env["AE_PREFIX"]
+    keys = [f"cancel-{n}" for n in range(4)]
+    instance = api(env, tmp_path)
+    procs.append(instance)
+    procs.extend(await workers(env, tmp_path, 2))
+    async with httpx.AsyncClient(timeout=30) as client:
+        firsts = [
+            await submit(client, instance, "/keyed", {"key": key, "seconds": 60, "unwind": 0.3})
+            for key in keys
+        ]
+        seconds = [
+            await submit(client, instance, "/keyed", {"key": key, "seconds": 0.05}) for key in keys
+        ]
+
+        async def firsts_begun() -> bool:
+            return await records.llen(f"{prefix}-test:begun") >= len(keys)
+
+        await wait_for(firsts_begun, 60, "every first job begun")
+        for job_id in firsts:
+            response = await client.post(f"{instance.url}/jobs/{job_id}/cancel")
+            assert response.status_code == 200, response.text
+            assert response.json()["status"] == "Canceled"
+        finished = await wait_terminal(client, instance, seconds, timeout=45)
+        canceled = await wait_terminal(client, instance, firsts, timeout=5)
+
+        async def every_handler_ended() -> bool:
+            return await records.llen(f"{prefix}-test:ended") >= 2 * len(keys)
+
+        await wait_for(every_handler_ended, 10, "every handler ended")
+    assert {job["status"] for job in finished.values()} == {"Completed"}
+    assert {job["status"] for job in canceled.values()} == {"Canceled"}
+    runs = await attempts(records, prefix)
+    lanes = by_key(runs)
+    gaps = []
+    for key, first, second in zip(keys, firsts, seconds, strict=True):
+        assert job_order(lanes[key]) == [first, second], f"{key}: not in submission order"
+        assert overlaps(lanes[key]) == [], f"{key}: the next job ran beside the cancelled one"
+        ended, began = lanes[key][0].ended, lanes[key][1].began
+        assert ended is not None
+        gaps.append(began - ended)
+    print(f"a key's next job started {min(gaps) * 1000:.1f}-{max(gaps) * 1000:.1f} ms after")
+    assert await mentions(records, prefix, keys) == [], "left behind for a key"

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from async_endpoints._job import JobError, JobStatus, NewJob
 from async_endpoints_redis import RedisJobStore
+from async_endpoints_redis._base import Offer
 from tests.redis.support import drain, eventually
 
 pytestmark = pytest.mark.redis
@@ -310,3 +311,37 @@ async def test_a_job_handed_back_takes_its_tenants_place_in_the_turns(
     claims = await worker.claim(10, lease=30)
     assert [claim.job.id for claim in claims] == [handed.id, other.id, *(j.id for j in later)]
     assert started.job.id not in {claim.job.id for claim in claims}
+
+
+@pytest.mark.parametrize("where", ["a late claim reply", "the offer"])
+async def test_a_cancelled_claim_dropped_before_it_ran_lets_its_key_go_at_once(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str, where: str
+) -> None:
+    """A claim whose cancel message came first (the message and the claim's reply travel
+    on two connections) is dropped by the store, never run: the store reports it ended,
+    so the key's next job is claimable within moments, not a lease (60 s) later, and
+    nothing is held for the key afterwards."""
+    store, peer = await make_store(), await make_store()
+    first = await peer.enqueue(new_job("k"))
+    second = await peer.enqueue(new_job("k"))
+    (claim,) = await store.claim(1, lease=60)
+    if where == "the offer":  # handed to this store's offer, not yet returned by its wait
+        store._offer = Offer(base="test", handed=[claim])
+    await peer.cancel(first.id)
+
+    async def cancel_heard() -> bool:
+        return claim.token in store._cancelled_claims._seen
+
+    await eventually(cancel_heard)
+    if where == "a late claim reply":  # the reply's arrival after the message, replayed
+        assert store._cancelled_claims.live([claim]) == ([], [claim])
+        store._let_go_soon([claim])  # what `claim` does with the claims it drops
+    else:
+        assert store._offer is not None and store._offer.handed == []
+
+    async def next_job_claimed() -> list[uuid.UUID]:
+        return [c.job.id for c in await store.claim(1, lease=60)]
+
+    assert await eventually(next_job_claimed) == [second.id]
+    assert await raw_redis.exists(f"{tag(prefix)}:held", f"{tag(prefix)}:held_by") == 0
+    assert (await peer.get(first.id)).status is JobStatus.CANCELED  # type: ignore[union-attr]
