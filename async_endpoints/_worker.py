@@ -166,30 +166,37 @@ class AttemptRunner:
         store, from a task of its own (this one is being cancelled), so that a partition
         key the attempt kept goes to the key's next job now rather than when the lease
         runs out. The store refuses the outcome, as it refuses every outcome of a
-        cancelled job."""
+        cancelled job. Nothing is held for a job without a key: nothing is sent."""
+        if claim.job.partition_key is None:
+            return
         reporting = asyncio.ensure_future(self._tell_ended(claim))
         self.settling.add(reporting)
         reporting.add_done_callback(self.settling.discard)
 
     async def _tell_ended(self, claim: Claim) -> Job | None:
-        """A refused `fail` of ``claim``, sent only once the job reads ``Canceled`` (or is
-        gone): a cancel heard by job id may be an old one, of an earlier claim of a job
-        requeued since, and this claim must then not be failed. A ``Canceled`` job's
-        claims stay refused whatever happens next. Tried a few times while the store is
-        unreachable; the lease running out lets the key go otherwise."""
+        """A refused `fail` of ``claim``, sent unless the job reads ``InProgress``: a
+        cancel heard by job id may be an old one, of an earlier claim of a job requeued
+        and claimed again since, and this claim may then be the job's own. In any other
+        status no claim of the job is valid, so the `fail` is refused whatever happens
+        next (and a job requeued behind its held key cannot be claimed before it). Tried
+        a few times while the store is unreachable; the lease running out lets the key go
+        otherwise."""
         delay = 0.05
         for attempt in range(_REPORT_TRIES):
             try:
                 job = await self.store.get(claim.job.id)
-                if job is not None and job.status is not JobStatus.CANCELED:
+                if job is not None and job.status is JobStatus.IN_PROGRESS:
                     return None
                 return await self.store.fail(claim, _ENDED_WHEN_CANCELLED, retry_in=None)
             except StoreUnavailableError:
                 if attempt + 1 < _REPORT_TRIES:
                     await asyncio.sleep(delay)
                     delay *= 4
-            except Exception:
-                break
+            except Exception as exc:  # a closed store (shutdown), say: the lease decides
+                logger.debug(
+                    "job %s: end of its cancelled attempt not reported: %r", claim.job.id, exc
+                )
+                return None
         logger.warning(
             "job %s: could not report the end of its cancelled attempt; its partition key "
             "(if any) goes on when the lease runs out",

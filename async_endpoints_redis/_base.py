@@ -95,7 +95,9 @@ class StoreBase:
         cancel came first): report them ended, from a task of its own (`aclose` waits for
         it), so that a partition key the store holds for them goes to the key's next job
         now rather than when their lease runs out. Each report is refused (the job stays
-        Canceled); one that fails leaves the key to the lease."""
+        Canceled); one that fails leaves the key to the lease. Claims of jobs without a
+        key hold nothing: nothing is sent for them."""
+        claims = [claim for claim in claims if claim.job.partition_key is not None]
         if not claims:
             return
         task = asyncio.get_running_loop().create_task(self._let_go(list(claims)))

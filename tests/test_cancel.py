@@ -449,3 +449,48 @@ async def test_a_cancel_heard_for_a_job_that_is_not_canceled_fails_nothing() -> 
     stored = await store.get(job.id)
     assert stored is not None and stored.status is JobStatus.IN_PROGRESS
     assert await store.renew([claim], lease=60) == set()  # the claim is still the store's
+
+
+async def test_a_job_requeued_while_its_cancelled_handler_unwinds_runs_again_after_it(
+    any_store: JobStore,
+) -> None:
+    """Requeued while its cancelled handler still unwinds, the job joins the end of its
+    key's line: the key's next job starts once that handler has ended (reported, not
+    after the 60 s lease), and the requeued job runs after that one."""
+    engine = engine_with(store=any_store, max_concurrency=2, claim_timeout=60)
+    order: list[str] = []
+    started, unwinding, requeued = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def once_slow(ctx: AsyncContext[None]) -> None:
+        if started.is_set():
+            order.append("first again")
+            return
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            unwinding.set()
+            await requeued.wait()
+            order.append("first ended")
+            raise
+
+    async def next_one(ctx: AsyncContext[None]) -> None:
+        order.append("next started")
+
+    engine.add_handler(once_slow)
+    engine.add_handler(next_one)
+    async with engine.running():
+        first = await engine.submit("once_slow", partition_key="k")
+        second = await engine.submit("next_one", partition_key="k")
+        async with asyncio.timeout(5):
+            await started.wait()
+        await engine.cancel(first.id)
+        async with asyncio.timeout(5):
+            await unwinding.wait()
+        again = await engine.requeue(first.id)
+        assert again is not None and again.status is JobStatus.QUEUED
+        requeued.set()
+        await engine.wait_for(second.id, timeout=10)
+        done = await engine.wait_for(first.id, timeout=10)
+    assert done.status is JobStatus.COMPLETED
+    assert order == ["first ended", "next started", "first again"]

@@ -13,7 +13,9 @@ end
 
 -- Ends the inbox's offer, if it has one. Jobs handed to it that the worker has not
 -- started (their token is not among `returned`) go back to the head of their queue,
--- Queued as before, in their order; no attempt is counted. Returns how many went back.
+-- Queued as before, in their order; no attempt is counted. One cancelled meanwhile whose
+-- key is held for that unstarted claim (let_go in _lifecycle.lua) lets the key go. Returns
+-- how many went back.
 local function end_offer(inbox, returned, now)
   local offer = redis.call('HGET', K.offers, inbox)
   if not offer then
@@ -40,6 +42,14 @@ local function end_offer(inbox, returned, now)
     if type(token) == 'string' and string.sub(token, 1, #mark) == mark and not started[token] then
       unclaim(key, id, now)
       back = back + 1
+    elseif type(token) ~= 'string' then
+      local held = redis.call('HGET', K.held_by, id)
+      if held and string.sub(held, 1, #mark) == mark then
+        local holder = string.match(held, '^(%S+) ')
+        if not started[holder] then
+          let_go(id, holder)
+        end
+      end
     end
   end
   return back

@@ -19,7 +19,8 @@ purge(clock, limit)
 BATCH.purge(clock, limit)  -- ended batches whose retention passed (_batch.lua)
 local moved = adopt_legacy_queue(limit)
 index_queued_lists(limit)
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.held, '-inf', clock, 'LIMIT', 0, limit)) do
+local held = redis.call('ZRANGEBYSCORE', K.held, '-inf', clock, 'LIMIT', 0, limit)
+for _, id in ipairs(held) do
   let_go(id, nil)
 end
 local expired = redis.call('ZRANGEBYSCORE', K.active, '-inf', clock, 'LIMIT', 0, limit)
@@ -37,4 +38,4 @@ flush_pending()
 if #recovered > 0 or moved > 0 then
   wake()
 end
-return {recovered, #expired, clock}
+return {recovered, math.max(#expired, #held), clock}

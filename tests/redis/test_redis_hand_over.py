@@ -371,3 +371,30 @@ async def test_a_pool_offers_its_slots_only_while_it_runs_nothing(
 
 async def _state_is(raw_redis: Redis, prefix: str, job_id: uuid.UUID, status: str) -> bool:
     return await raw_status(raw_redis, prefix, job_id) == status
+
+
+async def test_a_keyed_job_handed_over_then_cancelled_before_it_started_lets_its_key_go(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str
+) -> None:
+    """A keyed job handed to an offer whose worker no longer waits (so it never starts it)
+    and then cancelled holds its key for that claim; the worker's next claim, which ends
+    the offer, lets the key go and takes the key's next job in the same call."""
+    worker, api = await make_store(), await make_store()
+    waiting = await offering(worker, raw_redis, prefix, take=2)
+    await api.enqueue(new_job())
+    async with asyncio.timeout(2):
+        [started] = await waiting
+    keyed = NewJob(id=uuid.uuid4(), name="Job", max_retries=3, partition_key="k")
+    first = await api.enqueue(keyed)
+    assert await raw_status(raw_redis, prefix, first.id) == "InProgress"  # handed over
+    second = await api.enqueue(
+        NewJob(id=uuid.uuid4(), name="Job", max_retries=3, partition_key="k")
+    )
+    canceled = await api.cancel(first.id)
+    assert canceled is not None and canceled.status is JobStatus.CANCELED
+
+    claims = await worker.claim(5, lease=30)
+
+    assert [claim.job.id for claim in claims] == [second.id]
+    assert await raw_redis.exists("{" + prefix + "}:held", "{" + prefix + "}:held_by") == 0
+    assert await worker.complete(started, "kept") is not None
