@@ -11,6 +11,7 @@ import httpx
 import pytest
 import redis.asyncio as redis
 
+from tests.faults.harness import submit_many
 from tests.redis_dump import everything_in
 from tests.redis_servers import RedisServer
 
@@ -74,7 +75,7 @@ async def test_a_thousand_jobs_over_two_workers_each_run_exactly_once(
     procs.extend(workers)
     limits = httpx.Limits(max_connections=50)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-        job_ids = list(await asyncio.gather(*(submit(client, api, "/count") for _ in range(1000))))
+        job_ids = await submit_many(client, api, "/count", 1000)
         finished = await wait_terminal(client, api, job_ids, timeout=120)
     assert len(set(job_ids)) == 1000
     assert {data["status"] for data in finished.values()} == {"Completed"}

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import redis.asyncio as redis
 
-from tests.faults.harness import submit, wait_for, wait_terminal
+from tests.faults.harness import submit, submit_many, wait_for, wait_terminal
 
 from .partitions import (
     APP,
@@ -105,9 +105,7 @@ async def test_a_tenants_job_is_not_held_up_by_another_tenants_backlog_across_pr
     limits = httpx.Limits(max_connections=16)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
         a_body = {"tenant": "A", "seconds": 0.05}
-        backlog = list(
-            await asyncio.gather(*(submit(client, instance, "/keyed", a_body) for _ in range(300)))
-        )
+        backlog = await submit_many(client, instance, "/keyed", 300, a_body)
         lone = await submit(client, instance, "/keyed", {"tenant": "B"})
         procs.extend(await workers(env, tmp_path, 2))
 

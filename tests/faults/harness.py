@@ -30,6 +30,20 @@ async def submit(client: httpx.AsyncClient, api: Proc, path: str, body: Any = No
     return job_id
 
 
+async def submit_many(
+    client: httpx.AsyncClient, api: Proc, path: str, count: int, body: Any = None
+) -> list[str]:
+    """POST ``count`` jobs, a few dozen at a time (httpx's pool slows down badly when a
+    thousand requests wait on it at once), and return their ids in submission order."""
+    gate = asyncio.Semaphore(32)
+
+    async def one() -> str:
+        async with gate:
+            return await submit(client, api, path, body)
+
+    return list(await asyncio.gather(*(one() for _ in range(count))))
+
+
 async def fetch_jobs(client: httpx.AsyncClient, api: Proc, ids: Iterable[str]) -> dict[str, Job]:
     """The job JSON of each id, fetched concurrently (a few dozen requests at a time)."""
     gate = asyncio.Semaphore(32)
