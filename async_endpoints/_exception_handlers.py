@@ -5,6 +5,8 @@ synchronously, say) meets `StoreUnavailableError` while the store is down and
 `QueueFullError` while too many jobs wait. Starlette would answer those with a plain-text
 500; these handlers answer ``503`` with ``Retry-After`` and a fixed JSON message, as the
 library's own routes do (the exception's text names hosts: it goes to the log only).
+An `ExceptionGroup` made only of those errors (a route that submits inside a
+`asyncio.TaskGroup`) is answered as its first one; any other group goes on as before.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def install_exception_handlers(app: Any) -> None:
     for error_type, handler in (
         (StoreUnavailableError, store_unavailable),
         (QueueFullError, queue_full),
+        (ExceptionGroup, store_error_group),
     ):
         mro = error_type.__mro__
         if not any(cls in registered for cls in mro[: mro.index(Exception)]):
@@ -87,6 +90,27 @@ async def store_unavailable(connection: HTTPConnection, exc: Exception) -> Respo
 async def queue_full(connection: HTTPConnection, exc: Exception) -> Response | None:
     """``503`` + ``Retry-After`` for a `QueueFullError` raised in a route."""
     return await _try_again_later(connection, exc, QUEUE_FULL)
+
+
+async def store_error_group(connection: HTTPConnection, exc: Exception) -> Response | None:
+    """A group of store errors only (``StoreUnavailableError``, ``QueueFullError``, however
+    nested) is answered as its first one; any other group is raised again, to be answered
+    as without this handler (a 500)."""
+    assert isinstance(exc, ExceptionGroup)
+    matched, rest = exc.split((StoreUnavailableError, QueueFullError))
+    if matched is None or rest is not None:
+        raise exc
+    first = _first_leaf(matched)
+    if isinstance(first, StoreUnavailableError):
+        return await store_unavailable(connection, first)
+    return await queue_full(connection, first)
+
+
+def _first_leaf(group: BaseExceptionGroup[Exception]) -> Exception:
+    found: Exception | BaseExceptionGroup[Exception] = group
+    while isinstance(found, BaseExceptionGroup):
+        found = found.exceptions[0]
+    return found
 
 
 async def _try_again_later(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import uuid
@@ -23,6 +24,7 @@ from async_endpoints import (
     AsyncContext,
     AsyncEndpoints,
     JobStoreError,
+    QueueFullError,
     StoreUnavailableError,
 )
 from async_endpoints_redis import RedisJobStore
@@ -196,3 +198,84 @@ async def test_a_route_of_a_mounted_app_answers_503_too(
         response = await client.post("/outer/inner/run-now")
     assert response.status_code == 503 and int(response.headers["retry-after"]) >= 1
     assert response.json() == {"detail": "too many jobs are waiting; try again later"}
+
+
+def add_task_group_route(app: Starlette, endpoints: AsyncEndpoints, *, also: bool = False) -> None:
+    """The app's own route submitting two jobs inside a TaskGroup, which wraps what they
+    raise in an ExceptionGroup; ``also``: a third task fails with its own error."""
+
+    async def both(request: Request) -> Response:
+        async def fails_too() -> None:
+            raise LookupError("the app's own failure")
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(endpoints.submit("noop"))
+            group.create_task(endpoints.submit("noop"))
+            if also:
+                group.create_task(fails_too())
+        return JSONResponse({"submitted": 2})
+
+    app.add_route("/both", both, methods=["POST"])
+
+
+async def test_a_group_of_full_queue_errors_from_a_task_group_answers_503(
+    app: Starlette, http_client_for: Any
+) -> None:
+    """Store errors that a TaskGroup wrapped in an ExceptionGroup answer as one would."""
+    endpoints = AsyncEndpoints(app, max_queue_size=1, run_workers=False)
+    endpoints.add_handler(noop)
+    add_task_group_route(app, endpoints)
+    async with http_client_for(app) as client:
+        await endpoints.submit("noop")
+        response = await client.post("/both")
+    assert response.status_code == 503 and int(response.headers["retry-after"]) >= 1
+    assert response.json() == {"detail": "too many jobs are waiting; try again later"}
+
+
+async def test_a_group_of_unreachable_store_errors_answers_503_naming_no_host(
+    app: Starlette, http_client_for: Any
+) -> None:
+    """The same for StoreUnavailableError: the fixed message, no host in the answer."""
+    url = dead_redis_url()
+    endpoints = AsyncEndpoints(app, store=RedisJobStore(url, cluster=False), run_workers=False)
+    endpoints.add_handler(noop)
+    add_task_group_route(app, endpoints)
+    async with http_client_for(app) as client:
+        response = await client.post("/both")
+    assert response.status_code == 503
+    assert response.json() == {"detail": "the job store is unavailable; try again later"}
+    assert url.split("//")[1].split("/")[0] not in response.text
+
+
+async def test_a_group_with_any_other_error_is_left_as_it_was(
+    app: Starlette, http_client_for: Any
+) -> None:
+    """A group that also holds the app's own failure is not turned into a 503: it goes on
+    to the server as any unhandled error (a 500), whole."""
+    endpoints = AsyncEndpoints(app, max_queue_size=1, run_workers=False)
+    endpoints.add_handler(noop)
+    add_task_group_route(app, endpoints, also=True)
+    async with http_client_for(app) as client:
+        await endpoints.submit("noop")
+        with pytest.raises(ExceptionGroup) as raised:
+            await client.post("/both")
+    assert raised.group_contains(LookupError) and raised.group_contains(QueueFullError)
+
+
+async def test_an_exception_group_handler_the_app_registered_stays_in_charge(
+    http_client_for: Any,
+) -> None:
+    """An app that handles ExceptionGroup itself keeps its answer."""
+
+    async def own_answer(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"mine": type(exc).__name__}, 599)
+
+    app = Starlette(exception_handlers={ExceptionGroup: own_answer})
+    endpoints = AsyncEndpoints(app, max_queue_size=1, run_workers=False)
+    endpoints.add_handler(noop)
+    add_task_group_route(app, endpoints)
+    async with http_client_for(app) as client:
+        await endpoints.submit("noop")
+        response = await client.post("/both")
+    assert response.status_code == 599 and response.json() == {"mine": "ExceptionGroup"}
+    assert app.exception_handlers[ExceptionGroup] is own_answer
