@@ -49,6 +49,24 @@ def add_sync_route(app: Starlette, endpoints: AsyncEndpoints) -> None:
     app.add_route("/run-now", run_now, methods=["POST"])
 
 
+def add_task_group_route(app: Starlette, endpoints: AsyncEndpoints, *, also: bool = False) -> None:
+    """The app's own route submitting two jobs inside a TaskGroup, which wraps what they
+    raise in an ExceptionGroup; ``also``: a third task fails with its own error."""
+
+    async def both(request: Request) -> Response:
+        async def fails_too() -> None:
+            raise LookupError("the app's own failure")
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(endpoints.submit("noop"))
+            group.create_task(endpoints.submit("noop"))
+            if also:
+                group.create_task(fails_too())
+        return JSONResponse({"submitted": 2})
+
+    app.add_route("/both", both, methods=["POST"])
+
+
 async def noop(ctx: AsyncContext[None]) -> None:
     return None
 
@@ -83,24 +101,34 @@ async def test_an_unreachable_store_in_an_apps_own_route_answers_503_naming_no_h
     assert url.split("//")[1].split("/")[0] not in response.text
 
 
+async def own_answer(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"mine": type(exc).__name__}, 599)
+
+
+@pytest.mark.parametrize(
+    ("handled", "route", "answered"),
+    [
+        (JobStoreError, "/run-now", "QueueFullError"),  # a base of the library's errors
+        (ExceptionGroup, "/both", "ExceptionGroup"),  # a TaskGroup's group of them
+    ],
+)
 async def test_handlers_the_app_registered_for_these_errors_or_their_bases_stay_in_charge(
-    http_client_for: Any,
+    http_client_for: Any, handled: type[Exception], route: str, answered: str
 ) -> None:
-    """An app handling JobStoreError (a base) or QueueFullError itself keeps its answer."""
-
-    async def own_answer(request: Request, exc: Exception) -> Response:
-        return JSONResponse({"mine": type(exc).__name__}, 599)
-
-    app = FastAPI(exception_handlers={JobStoreError: own_answer})
+    """An app handling JobStoreError (a base), QueueFullError or ExceptionGroup itself
+    keeps its answer."""
+    app = FastAPI(exception_handlers={handled: own_answer})
     endpoints = AsyncEndpoints(app, max_queue_size=1, run_workers=False)
     endpoints.add_handler(noop)
     add_sync_route(app, endpoints)
+    add_task_group_route(app, endpoints)
     async with http_client_for(app) as client:
         await endpoints.submit("noop")
-        response = await client.post("/run-now")
-    assert response.status_code == 599 and response.json() == {"mine": "QueueFullError"}
-    assert app.exception_handlers[JobStoreError] is own_answer
-    assert StoreUnavailableError not in app.exception_handlers
+        response = await client.post(route)
+    assert response.status_code == 599 and response.json() == {"mine": answered}
+    assert app.exception_handlers[handled] is own_answer
+    if handled is JobStoreError:
+        assert StoreUnavailableError not in app.exception_handlers
 
 
 @pytest.fixture
@@ -200,24 +228,6 @@ async def test_a_route_of_a_mounted_app_answers_503_too(
     assert response.json() == {"detail": "too many jobs are waiting; try again later"}
 
 
-def add_task_group_route(app: Starlette, endpoints: AsyncEndpoints, *, also: bool = False) -> None:
-    """The app's own route submitting two jobs inside a TaskGroup, which wraps what they
-    raise in an ExceptionGroup; ``also``: a third task fails with its own error."""
-
-    async def both(request: Request) -> Response:
-        async def fails_too() -> None:
-            raise LookupError("the app's own failure")
-
-        async with asyncio.TaskGroup() as group:
-            group.create_task(endpoints.submit("noop"))
-            group.create_task(endpoints.submit("noop"))
-            if also:
-                group.create_task(fails_too())
-        return JSONResponse({"submitted": 2})
-
-    app.add_route("/both", both, methods=["POST"])
-
-
 async def test_a_group_of_full_queue_errors_from_a_task_group_answers_503(
     app: Starlette, http_client_for: Any
 ) -> None:
@@ -260,22 +270,3 @@ async def test_a_group_with_any_other_error_is_left_as_it_was(
         with pytest.raises(ExceptionGroup) as raised:
             await client.post("/both")
     assert raised.group_contains(LookupError) and raised.group_contains(QueueFullError)
-
-
-async def test_an_exception_group_handler_the_app_registered_stays_in_charge(
-    http_client_for: Any,
-) -> None:
-    """An app that handles ExceptionGroup itself keeps its answer."""
-
-    async def own_answer(request: Request, exc: Exception) -> Response:
-        return JSONResponse({"mine": type(exc).__name__}, 599)
-
-    app = Starlette(exception_handlers={ExceptionGroup: own_answer})
-    endpoints = AsyncEndpoints(app, max_queue_size=1, run_workers=False)
-    endpoints.add_handler(noop)
-    add_task_group_route(app, endpoints)
-    async with http_client_for(app) as client:
-        await endpoints.submit("noop")
-        response = await client.post("/both")
-    assert response.status_code == 599 and response.json() == {"mine": "ExceptionGroup"}
-    assert app.exception_handlers[ExceptionGroup] is own_answer
