@@ -5,8 +5,9 @@ credential (``postgresql://app:s3cret@db/x``, ``https://api/v1?key=sk_live_...``
 job's error is stored, logged and served to clients, so by default its message (and the
 stack trace, when the app keeps them) is masked here, once, before any of that happens:
 passwords in URL userinfo, bare ``user:token@host`` userinfo, and the values of the
-``sensitive_query_params`` (``name=value`` pairs, names compared case-insensitively after
-percent-decoding, as for the captured query string). An app that wants its own wording
+``sensitive_query_params`` (``name=value`` pairs, in a query string, a URL fragment or
+plain text, names compared case-insensitively after percent-decoding, as for the captured
+query string). An app that wants its own wording
 sets ``error_message``; its answer is used as is.
 """
 
@@ -64,9 +65,10 @@ def unicode_text(text: str) -> str:
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^\s/?#'\"<>]+)@")
 # ``user:token@host`` without a scheme (a DSN quoted in part, a ``host`` field...).
 _BARE_USERINFO = re.compile(r"(?<![\w.%+-])(?P<user>[\w.%+-]+):[^\s/?#'\"<>]+@(?=[\w\[])")
-# ``name=value`` starting a text, a query string, a parameter list or a word.
+# ``name=value`` starting a text, a query string, a fragment (``#access_token=``, as an
+# OAuth implicit flow's redirect carries it), a parameter list or a word.
 _PARAMETER = re.compile(
-    r"(?P<lead>^|[?&;\s,(\[{'\"])(?P<name>[^\s=&?#;,'\"()<>\[\]{}]+)=(?P<value>[^\s&#;'\"<>)\]}]+)"
+    r"(?P<lead>^|[?&;#\s,(\[{'\"])(?P<name>[^\s=&?#;,'\"()<>\[\]{}]+)=(?P<value>[^\s&#;'\"<>)\]}]+)"
 )
 
 

@@ -53,6 +53,13 @@ def test_sensitive_parameter_values_are_masked_by_percent_decoded_case_insensiti
     assert redact(text) == "for url 'https://api.example/v1?page=2&KEY=***&%74oken=***#top'"
 
 
+def test_sensitive_parameters_in_a_url_fragment_are_masked() -> None:
+    """An OAuth implicit-flow redirect carries its token after ``#``: masked as in a query."""
+    text = "redirect to https://app.example/cb#access_token=ya29.abc&token_type=bearer#top"
+    masked = "redirect to https://app.example/cb#access_token=***&token_type=bearer#top"
+    assert redact(text) == masked
+
+
 def test_name_value_pairs_outside_a_url_are_masked_too() -> None:
     """A key/value DSN (host=db password=...) hides its password like a query string."""
     assert redact("dsn: host=db user=app password=s3cret") == "dsn: host=db user=app password=***"
