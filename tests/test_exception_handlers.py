@@ -71,31 +71,40 @@ async def noop(ctx: AsyncContext[None]) -> None:
     return None
 
 
+#: The app's own routes meeting store errors: one submit, and two in a TaskGroup (which
+#: wraps what they raise in an ExceptionGroup, answered as its first error).
+OWN_ROUTES = pytest.mark.parametrize("route", ["/run-now", "/both"], ids=["one", "task-group"])
+
+
+@OWN_ROUTES
 async def test_a_full_queue_in_an_apps_own_route_answers_503_with_retry_after(
-    app: Starlette, http_client_for: Any
+    app: Starlette, http_client_for: Any, route: str
 ) -> None:
     """QueueFullError from submit() is a 503 JSON answer, not a plain-text 500."""
     endpoints = AsyncEndpoints(app, max_queue_size=1, run_workers=False)
     endpoints.add_handler(noop)
     add_sync_route(app, endpoints)
+    add_task_group_route(app, endpoints)
     async with http_client_for(app) as client:
         await endpoints.submit("noop")
-        response = await client.post("/run-now")
+        response = await client.post(route)
     assert response.status_code == 503 and int(response.headers["retry-after"]) >= 1
     assert response.headers["content-type"] == "application/json"
     assert response.json() == {"detail": "too many jobs are waiting; try again later"}
 
 
+@OWN_ROUTES
 async def test_an_unreachable_store_in_an_apps_own_route_answers_503_naming_no_host(
-    app: Starlette, http_client_for: Any
+    app: Starlette, http_client_for: Any, route: str
 ) -> None:
     """StoreUnavailableError is a 503 with a fixed message: no host, port or Redis text."""
     url = dead_redis_url()
     endpoints = AsyncEndpoints(app, store=RedisJobStore(url, cluster=False), run_workers=False)
     endpoints.add_handler(noop)
     add_sync_route(app, endpoints)
+    add_task_group_route(app, endpoints)
     async with http_client_for(app) as client:
-        response = await client.post("/run-now")
+        response = await client.post(route)
     assert response.status_code == 503 and int(response.headers["retry-after"]) >= 1
     assert response.json() == {"detail": "the job store is unavailable; try again later"}
     assert url.split("//")[1].split("/")[0] not in response.text
@@ -226,35 +235,6 @@ async def test_a_route_of_a_mounted_app_answers_503_too(
         response = await client.post("/outer/inner/run-now")
     assert response.status_code == 503 and int(response.headers["retry-after"]) >= 1
     assert response.json() == {"detail": "too many jobs are waiting; try again later"}
-
-
-async def test_a_group_of_full_queue_errors_from_a_task_group_answers_503(
-    app: Starlette, http_client_for: Any
-) -> None:
-    """Store errors that a TaskGroup wrapped in an ExceptionGroup answer as one would."""
-    endpoints = AsyncEndpoints(app, max_queue_size=1, run_workers=False)
-    endpoints.add_handler(noop)
-    add_task_group_route(app, endpoints)
-    async with http_client_for(app) as client:
-        await endpoints.submit("noop")
-        response = await client.post("/both")
-    assert response.status_code == 503 and int(response.headers["retry-after"]) >= 1
-    assert response.json() == {"detail": "too many jobs are waiting; try again later"}
-
-
-async def test_a_group_of_unreachable_store_errors_answers_503_naming_no_host(
-    app: Starlette, http_client_for: Any
-) -> None:
-    """The same for StoreUnavailableError: the fixed message, no host in the answer."""
-    url = dead_redis_url()
-    endpoints = AsyncEndpoints(app, store=RedisJobStore(url, cluster=False), run_workers=False)
-    endpoints.add_handler(noop)
-    add_task_group_route(app, endpoints)
-    async with http_client_for(app) as client:
-        response = await client.post("/both")
-    assert response.status_code == 503
-    assert response.json() == {"detail": "the job store is unavailable; try again later"}
-    assert url.split("//")[1].split("/")[0] not in response.text
 
 
 async def test_a_group_with_any_other_error_is_left_as_it_was(
