@@ -360,7 +360,7 @@ class InMemoryJobStore(
         hold = False
         if status is JobStatus.IN_PROGRESS:
             token, until = self._leases.pop(key)  # the handler's result will be refused
-            if job.partition_key is not None:  # the key stays its until the handler ends
+            if job.partition_key is not None:  # the attempt keeps the key until it ends
                 self._held[key] = (token, until, job.partition_key)
                 hold = True
         elif ready.is_claimable(job):

@@ -100,7 +100,7 @@ class StoreBase:
         claims = [claim for claim in claims if claim.job.partition_key is not None]
         if not claims:
             return
-        task = asyncio.get_running_loop().create_task(self._let_go(list(claims)))
+        task = asyncio.get_running_loop().create_task(self._let_go(claims))
         self._withdrawals.add(task)
         task.add_done_callback(self._withdrawals.discard)
 

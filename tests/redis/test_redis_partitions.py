@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from async_endpoints._job import JobError, JobStatus, NewJob
 from async_endpoints_redis import RedisJobStore
 from async_endpoints_redis._base import Offer
+from async_endpoints_redis._shard_reshard import is_empty
 from tests.redis.support import drain, eventually
 
 pytestmark = pytest.mark.redis
@@ -345,3 +346,37 @@ async def test_a_cancelled_claim_dropped_before_it_ran_lets_its_key_go_at_once(
     assert await eventually(next_job_claimed) == [second.id]
     assert await raw_redis.exists(f"{tag(prefix)}:held", f"{tag(prefix)}:held_by") == 0
     assert (await peer.get(first.id)).status is JobStatus.CANCELED  # type: ignore[union-attr]
+
+
+async def test_one_recovery_pass_lets_go_of_every_expired_held_key_and_drops_orphans(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys held for cancelled attempts whose lease ran out are let go by one `recover`,
+    however many batches they take; a held entry without its attempt's record (never left
+    by the store itself) is dropped rather than read again at every pass."""
+    monkeypatch.setattr("async_endpoints_redis._store._RECOVER_BATCH", 1)
+    store = await make_store()
+    keys = ["k1", "k2", "k3"]
+    firsts = [await store.enqueue(new_job(key)) for key in keys]
+    seconds = [await store.enqueue(new_job(key)) for key in keys]
+    claims = await store.claim(10, lease=0.2)
+    assert {c.job.id for c in claims} == {job.id for job in firsts}
+    for job in firsts:
+        await store.cancel(job.id)
+    await raw_redis.zadd(f"{tag(prefix)}:held", {"orphan": 0})
+    assert await store.claim(10, lease=30) == []
+    await asyncio.sleep(0.3)  # the held leases run out (the server's elapsed clock)
+    await store.recover()
+    assert {c.job.id for c in await store.claim(10, lease=30)} == {job.id for job in seconds}
+    assert await raw_redis.exists(f"{tag(prefix)}:held", f"{tag(prefix)}:held_by") == 0
+
+
+async def test_a_shard_that_still_holds_a_key_is_not_empty(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str
+) -> None:
+    """A layout's shard whose only content is a key held for a cancelled attempt (its job
+    purged already) is not retired as empty: its lane would be left behind."""
+    await make_store()
+    assert await is_empty(raw_redis, prefix)
+    await raw_redis.zadd(f"{tag(prefix)}:held", {"some-id": 0})
+    assert not await is_empty(raw_redis, prefix)
