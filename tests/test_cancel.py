@@ -16,9 +16,11 @@ from async_endpoints import (
     ConfigurationError,
     ControlStore,
     InMemoryJobStore,
+    Job,
     JobStatus,
     JobStore,
     NewJob,
+    StoreUnavailableError,
 )
 from async_endpoints._events import AttemptOutcome, EventKind, LifecycleEvent
 from async_endpoints._retry import RetryPolicy
@@ -494,3 +496,67 @@ async def test_a_job_requeued_while_its_cancelled_handler_unwinds_runs_again_aft
         done = await engine.wait_for(first.id, timeout=10)
     assert done.status is JobStatus.COMPLETED
     assert order == ["first ended", "next started", "first again"]
+
+
+async def test_a_cancelled_handler_that_never_ends_keeps_the_key_only_until_job_timeout(
+    any_store: JobStore,
+) -> None:
+    """A cancelled handler that goes on for good keeps its key no longer than any handler
+    may run: at ``job_timeout`` the attempt is given up (its refused JobTimeout lets the
+    key go) and the key's next job runs while the old handler still runs."""
+    engine = engine_with(store=any_store, max_concurrency=2, claim_timeout=60, job_timeout=1.0)
+    handlers = Unwinding(unwind=0.0, stubborn=True)
+    engine.add_handler(handlers.slow_exit, name="slow_exit")
+    engine.add_handler(handlers.next_one, name="next_one")
+    async with engine.running():
+        first = await engine.submit("slow_exit", partition_key="k")
+        second = await engine.submit("next_one", partition_key="k")
+        try:
+            async with asyncio.timeout(5):
+                await handlers.started.wait()
+            await engine.cancel(first.id)
+            done = await engine.wait_for(second.id, timeout=15)
+            assert done.status is JobStatus.COMPLETED
+            assert handlers.order == ["first started", "next started"]  # still running
+            assert (await engine.get_job(first.id)).status is JobStatus.CANCELED
+        finally:
+            handlers.release.set()
+
+
+class FlakyReads(InMemoryJobStore):
+    """The in-memory store, unreachable for its first ``failures`` reads."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def get(self, job_id: uuid.UUID) -> Job | None:
+        if self.failures:
+            self.failures -= 1
+            raise StoreUnavailableError("the store is down for a moment")
+        return await super().get(job_id)
+
+
+@pytest.mark.parametrize(("failures", "let_go"), [(2, True), (3, False)])
+async def test_the_end_of_a_cancelled_attempt_is_reported_again_while_the_store_is_down(
+    failures: int, let_go: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The report is tried three times while the store is unreachable: the key goes on
+    after two failures; after three it is left to the lease, with a warning saying so."""
+    store = FlakyReads(failures)
+    await store.start()
+    first = await store.enqueue(NewJob(uuid.uuid4(), "work", 3, partition_key="k"))
+    second = await store.enqueue(NewJob(uuid.uuid4(), "work", 3, partition_key="k"))
+    (claim,) = await store.claim(1, lease=60)
+    attempts, slots = slots_on(store)
+    await store.cancel(first.id)
+    task = slots.start(claim)
+    slots.cancel_job(first.id)
+    await asyncio.gather(task, return_exceptions=True)
+    with caplog.at_level(logging.WARNING, logger="async_endpoints"):
+        async with asyncio.timeout(10):
+            while attempts.settling:
+                await asyncio.gather(*attempts.settling)
+    taken = [c.job.id for c in await store.claim(1, lease=60)]
+    assert taken == ([second.id] if let_go else [])
+    assert ("could not report the end" in caplog.text) is not let_go
