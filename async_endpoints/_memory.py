@@ -59,6 +59,7 @@ from ._memory_schedules import MemorySchedules, ScheduleBook
 from ._retained import RetainedJobs
 from ._store import CLAIM_EXPIRED as CLAIM_EXPIRED_TYPE
 from ._store import CLAIM_EXPIRED_MESSAGE, Claim
+from ._store_features import ClaimCancelListener, ignoring_token
 from ._waiters import TerminalWaiters
 
 logger = logging.getLogger("async_endpoints")
@@ -108,7 +109,7 @@ class InMemoryJobStore(
         self._due_at: dict[int, datetime] = {}  # run_at of promoted jobs, until claimed
         self._created = CreationLog()
         self._paused: set[str] = set()
-        self._cancel_listeners: list[Callable[[uuid.UUID], None]] = []
+        self._cancel_listeners: list[ClaimCancelListener] = []
         self._terminal_waiters = TerminalWaiters()
         self._seq = itertools.count()
         self._work = asyncio.Event()
@@ -322,6 +323,11 @@ class InMemoryJobStore(
     def add_cancel_listener(self, listener: Callable[[uuid.UUID], None]) -> None:
         """Call ``listener(job_id)`` whenever a running job is cancelled; see
         `ControlStore.add_cancel_listener`."""
+        self._cancel_listeners.append(ignoring_token(listener))
+
+    def add_claim_cancel_listener(self, listener: ClaimCancelListener) -> None:
+        """Call ``listener(job_id, token)`` whenever a running job is cancelled, with the
+        token of the claim dropped; see `ClaimCancelStore`."""
         self._cancel_listeners.append(listener)
 
     # Filing jobs
@@ -357,7 +363,7 @@ class InMemoryJobStore(
     def _cancel_live(self, job: Job) -> Job:
         """Cancel the waiting or running ``job``; a running one's listeners are told."""
         key, status, ready = job.id.int, job.status, self._ready
-        hold = False
+        hold, token = False, ""
         if status is JobStatus.IN_PROGRESS:
             token, until = self._leases.pop(key)  # the handler's result will be refused
             if job.partition_key is not None:  # the attempt keeps the key until it ends
@@ -373,7 +379,7 @@ class InMemoryJobStore(
         if status is JobStatus.IN_PROGRESS:
             for listener in list(self._cancel_listeners):
                 try:
-                    listener(job.id)
+                    listener(job.id, token)
                 except Exception:
                     logger.exception(
                         "a cancel listener failed for job %s", job.id, extra=job_extra(job)

@@ -19,6 +19,7 @@ from ._recovery import recover_forever, renew_forever
 from ._settings import Settings
 from ._slots import Slots
 from ._store import Claim, ControlStore, JobStore
+from ._store_features import ClaimCancelStore
 from ._tasks import cancel_and_wait
 from ._worker import AttemptRunner
 
@@ -71,7 +72,10 @@ class WorkerPool:
         self._slots.freed = asyncio.Event()
         self._slots.idle = asyncio.Event()
         self._stopping = asyncio.Event()
-        if not self._listening and isinstance(self.store, ControlStore):
+        if not self._listening and isinstance(self.store, ClaimCancelStore):
+            self.store.add_claim_cancel_listener(self._slots.cancel_job)
+            self._listening = True
+        elif not self._listening and isinstance(self.store, ControlStore):
             self.store.add_cancel_listener(self._slots.cancel_job)
             self._listening = True
         settings = self.settings

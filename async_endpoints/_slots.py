@@ -131,21 +131,24 @@ class Slots:
             self._running[token][1].cancel()
         return cancelled
 
-    def cancel_job(self, job_id: uuid.UUID) -> None:
+    def cancel_job(self, job_id: uuid.UUID, token: str | None = None) -> None:
         """The job ``job_id`` was cancelled (pushed by the store): cancel its handler's task
         if it runs here, and abandon a handler still running `CANCEL_WAIT` seconds later.
+        With ``token`` (a `ClaimCancelStore`'s push), only the attempt of that claim: a
+        push that arrives after the job was requeued and claimed here again leaves the
+        newer attempt alone.
 
         Its outcome will be refused by the store: it is marked cancelled, not lost, also
         when its handler has ended and the outcome is being recorded.
         """
-        for token, (claim, task) in list(self._running.items()):
-            if claim.job.id == job_id:
-                self.attempts.canceled.add(token)
+        for held, (claim, task) in list(self._running.items()):
+            if claim.job.id == job_id and token in (None, held):
+                self.attempts.canceled.add(held)
                 task.cancel()
-                task.get_loop().call_later(CANCEL_WAIT, self._abandon_cancelled, token, task)
-        for token, claim in self._settling.items():
-            if claim.job.id == job_id:
-                self.attempts.canceled.add(token)
+                task.get_loop().call_later(CANCEL_WAIT, self._abandon_cancelled, held, task)
+        for held, claim in self._settling.items():
+            if claim.job.id == job_id and token in (None, held):
+                self.attempts.canceled.add(held)
 
     def _abandon_cancelled(self, token: str, task: JobTask) -> None:
         entry = self._running.get(token)

@@ -9,6 +9,7 @@
 - `EventStore`: a job's status changes and progress pushed to its watchers.
 - `FollowUpStore`: a job's follow-up (its webhook delivery) enqueued in the step that ends
   it, and a delivery's transitions kept in its target's ``webhook``.
+- `ClaimCancelStore`: cancel pushes that name the claim they dropped.
 """
 
 from __future__ import annotations
@@ -24,6 +25,31 @@ from ._job import Job, NewJob
 from ._job_watch import JobListener
 from ._schedule import Schedule
 from ._store import Claim
+
+ClaimCancelListener = Callable[[uuid.UUID, str], None]
+"""Told ``(job_id, token)``: the running job was cancelled, dropping the claim ``token``."""
+
+
+@runtime_checkable
+class ClaimCancelStore(Protocol):
+    """Optional, beside `ControlStore`: cancel pushes that name the claim they dropped."""
+
+    def add_claim_cancel_listener(self, listener: ClaimCancelListener) -> None:
+        """As `ControlStore.add_cancel_listener`, but ``listener(job_id, token)`` is also
+        told the token of the claim the cancel dropped. A push may arrive after the job
+        was requeued and claimed again in the listener's process; with the token, the
+        engine cancels only the attempt that was cancelled, not the newer one."""
+        ...
+
+
+def ignoring_token(listener: Callable[[uuid.UUID], None]) -> ClaimCancelListener:
+    """``listener`` (told a job id) as a `ClaimCancelListener`: what a store that keeps
+    one list of claim listeners registers for `ControlStore.add_cancel_listener`."""
+
+    def told(job_id: uuid.UUID, token: str) -> None:
+        listener(job_id)
+
+    return told
 
 
 @runtime_checkable

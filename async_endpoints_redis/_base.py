@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from async_endpoints._job import Job, JobError
 from async_endpoints._store import Claim
+from async_endpoints._store_features import ClaimCancelListener
 
 from ._connection import Connection
 from ._notify import Notifications
@@ -76,7 +76,7 @@ class StoreBase:
 
     _connection: Connection
     _notifications: Notifications
-    _cancel_listeners: list[Callable[[uuid.UUID], None]]
+    _cancel_listeners: list[ClaimCancelListener]
     _cancelled_claims: CancelledClaims
     _offer: Offer | None
     _withdrawals: set[asyncio.Task[None]]

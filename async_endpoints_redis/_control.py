@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from async_endpoints._job import Job, JobStatus
 from async_endpoints._lifecycle import Transition, check
 from async_endpoints._logs import job_id_extra
+from async_endpoints._store_features import ClaimCancelListener, ignoring_token
 
 from ._base import StoreBase
 from ._codec import decode_or_none, pairs, text
@@ -89,6 +90,11 @@ class RedisControl(StoreBase):
     def add_cancel_listener(self, listener: Callable[[uuid.UUID], None]) -> None:
         """Call ``listener(job_id)`` whenever a running job is cancelled by any process:
         pushed over this store's subscription (the cancel channel), once per cancel."""
+        self._cancel_listeners.append(ignoring_token(listener))
+
+    def add_claim_cancel_listener(self, listener: ClaimCancelListener) -> None:
+        """As `add_cancel_listener`, with the token of the claim the cancel dropped: call
+        ``listener(job_id, token)``; see `async_endpoints.ClaimCancelStore`."""
         self._cancel_listeners.append(listener)
 
     def _canceled(self, message: str) -> None:
@@ -114,7 +120,7 @@ class RedisControl(StoreBase):
                 offer.handed = kept
         for listener in list(self._cancel_listeners):
             try:
-                listener(job_id)
+                listener(job_id, token)
             except Exception:
                 logger.exception(
                     "a cancel listener failed for job %s", job_id, extra=job_id_extra(job_id)

@@ -4,8 +4,9 @@ pointers and counts) and the lookups they all use."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from async_endpoints._store_features import ClaimCancelListener
 
 from ._shard_layout import ShardLayout
 
@@ -23,7 +24,7 @@ class ShardBase:
     _pointers: Pointers | None
     _counts: WaitingCounts
     _retention: float
-    _cancel_listeners: list[Callable[[uuid.UUID], None]]
+    _cancel_listeners: list[ClaimCancelListener]
 
     if TYPE_CHECKING:
 

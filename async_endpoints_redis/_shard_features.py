@@ -6,7 +6,8 @@
 - pause, resume: every shard, one script each, all at once (each is idempotent, so a
   call that fails half-way is simply made again); paused_queues: shard 0 (every pause
   and resume writes every shard, and shard 0 first).
-- add_cancel_listener: one list shared by every shard's subscription.
+- add_cancel_listener, add_claim_cancel_listener: one list shared by every shard's
+  subscription.
 - schedules: all in shard 0 (few, and a fire is one script there, exactly once); a cycle's
   job is stored in shard 0 with it (a pointer in its id's shard when that is another).
 - Reads and batches: `_shard_reads`, `_shard_batches`.
@@ -24,6 +25,7 @@ from async_endpoints._job import Job, NewJob
 from async_endpoints._job_watch import JobListener
 from async_endpoints._schedule import Schedule
 from async_endpoints._store import Claim
+from async_endpoints._store_features import ClaimCancelListener, ignoring_token
 
 from ._shard_batches import ShardBatches
 from ._shard_lookup import ShardLookup
@@ -82,6 +84,11 @@ class ShardFeatures(ShardReads, ShardBatches, ShardLookup):
 
     def add_cancel_listener(self, listener: Callable[[uuid.UUID], None]) -> None:
         """As `RedisJobStore.add_cancel_listener`: told by every shard's subscription."""
+        self._cancel_listeners.append(ignoring_token(listener))
+
+    def add_claim_cancel_listener(self, listener: ClaimCancelListener) -> None:
+        """As `RedisJobStore.add_claim_cancel_listener`: told by every shard's
+        subscription."""
         self._cancel_listeners.append(listener)
 
     # Progress, events and follow-ups

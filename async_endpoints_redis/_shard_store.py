@@ -33,7 +33,7 @@ import logging
 import math
 import random
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
@@ -42,7 +42,7 @@ from async_endpoints._errors import JobStoreError, QueueFullError, ResultRefused
 from async_endpoints._idempotency import IdempotencyConflictError
 from async_endpoints._job import Job, JobError, NewJob
 from async_endpoints._store import Claim
-from async_endpoints._store_features import Idempotency
+from async_endpoints._store_features import ClaimCancelListener, Idempotency
 
 from ._batch import Batcher, Turn
 from ._client import AnyRedis, client_options, connect
@@ -109,7 +109,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         )
         self._retention = retention
         self._deadline = socket_timeout + socket_connect_timeout
-        self._cancel_listeners: list[Callable[[uuid.UUID], None]] = []
+        self._cancel_listeners: list[ClaimCancelListener] = []
         self._shards: list[RedisJobStore] = []
         self._client: AnyRedis | None = None
         self._start_lock = asyncio.Lock()

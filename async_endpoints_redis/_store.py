@@ -36,7 +36,7 @@ import math
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from async_endpoints._errors import (
@@ -58,7 +58,7 @@ from async_endpoints._job import (
     parse_job_id,
 )
 from async_endpoints._store import CLAIM_EXPIRED, CLAIM_EXPIRED_MESSAGE, Claim
-from async_endpoints._store_features import Idempotency
+from async_endpoints._store_features import ClaimCancelListener, Idempotency
 
 from ._base import CancelledClaims, Offer
 from ._batch import Batcher
@@ -188,7 +188,7 @@ class RedisJobStore(
             on_handed_over=self._handed_over,
             on_cancel=self._canceled,
         )
-        self._cancel_listeners: list[Callable[[uuid.UUID], None]] = []
+        self._cancel_listeners: list[ClaimCancelListener] = []
         # What a sharded store made of this one (`_shard_reshard`) is made with.
         self._arguments: dict[str, Any] = {
             "prefix": prefix,

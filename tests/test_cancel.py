@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from async_endpoints import (
     AsyncContext,
@@ -28,6 +29,8 @@ from async_endpoints._slots import Slots
 from async_endpoints._worker import AttemptRunner
 from async_endpoints.testing import ManualClock
 from async_endpoints_redis import RedisJobStore
+from async_endpoints_redis._keys import Keys
+from tests.redis_servers import RedisServer
 
 
 def engine_with(**settings: Any) -> AsyncEndpoints:
@@ -560,3 +563,50 @@ async def test_the_end_of_a_cancelled_attempt_is_reported_again_while_the_store_
     taken = [c.job.id for c in await store.claim(1, lease=60)]
     assert taken == ([second.id] if let_go else [])
     assert ("could not report the end" in caplog.text) is not let_go
+
+
+async def test_a_late_cancel_push_leaves_a_newer_attempt_of_the_job_running(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """A cancel push names the claim it dropped: one that arrives only after the job was
+    requeued and claimed again here (sent again below, as a slow subscription would
+    deliver it) leaves the newer attempt alone, which completes."""
+    store = RedisJobStore(redis_server.url, prefix=prefix)
+    engine = engine_with(store=store, claim_timeout=60)
+    runs: list[str] = []
+    first_started, second_started, release = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def twice(ctx: AsyncContext[None]) -> str:
+        runs.append("started")
+        (second_started if first_started.is_set() else first_started).set()
+        try:
+            await release.wait()
+        except asyncio.CancelledError:
+            runs.append("cancelled")
+            raise
+        return "done"
+
+    engine.add_handler(twice)
+    heard: asyncio.Queue[tuple[uuid.UUID, str]] = asyncio.Queue()
+    raw = Redis.from_url(redis_server.url)
+    try:
+        async with engine.running():
+            store.add_claim_cancel_listener(lambda job_id, token: heard.put_nowait((job_id, token)))
+            job = await engine.submit("twice")
+            async with asyncio.timeout(5):
+                await first_started.wait()
+            await engine.cancel(job.id)
+            async with asyncio.timeout(5):
+                pushed = await heard.get()
+            assert await engine.requeue(job.id) is not None
+            async with asyncio.timeout(5):
+                await second_started.wait()
+            await raw.publish(Keys(prefix).cancel_channel, f"{pushed[0]} {pushed[1]}")
+            async with asyncio.timeout(5):  # heard here, after the engine's own listener
+                assert await heard.get() == pushed
+            release.set()
+            done = await engine.wait_for(job.id, timeout=10)
+    finally:
+        await raw.aclose()
+    assert done.status is JobStatus.COMPLETED and done.result == "done"
+    assert runs == ["started", "cancelled", "started"]

@@ -7,7 +7,8 @@ import uuid
 
 from .._job import JobRequest, JobStatus
 from .._store import Claim
-from ._contract_support import BOOM, control, new_job, peer_control, read
+from .._store_features import ClaimCancelStore
+from ._contract_support import BOOM, control, new_job, peer_control, read, require
 from ._contract_waits import PROMPTLY, SETTLE
 from ._kit import StoreKit
 
@@ -17,10 +18,12 @@ class Heard:
 
     def __init__(self) -> None:
         self.ids: list[uuid.UUID] = []
+        self.tokens: list[str | None] = []
         self._called = asyncio.Event()
 
-    def __call__(self, job_id: uuid.UUID) -> None:
+    def __call__(self, job_id: uuid.UUID, token: str | None = None) -> None:
         self.ids.append(job_id)
+        self.tokens.append(token)
         self._called.set()
 
     async def until(self, job_id: uuid.UUID) -> None:
@@ -104,6 +107,27 @@ class CancelContract:
         await peer.cancel(claim.job.id)
         await here.until(claim.job.id)
         await there.until(claim.job.id)
+
+    async def test_cancel_of_a_running_job_tells_claim_listeners_the_claim_it_dropped(
+        self, kit: StoreKit
+    ) -> None:
+        """Claim cancel listeners (`ClaimCancelStore`) of this process and of another one
+        are called with the job's id and the token of the cancelled claim, once."""
+        store, peer = control(kit), peer_control(kit)
+        require(kit.store, ClaimCancelStore)
+        require(kit.other, ClaimCancelStore)
+        assert isinstance(kit.store, ClaimCancelStore)
+        assert isinstance(kit.other, ClaimCancelStore)
+        here, there = Heard(), Heard()
+        kit.store.add_claim_cancel_listener(here)
+        kit.other.add_claim_cancel_listener(there)
+        claim = await _running(kit)
+        await peer.cancel(claim.job.id)
+        await here.until(claim.job.id)
+        await there.until(claim.job.id)
+        await store.cancel(claim.job.id)  # terminal now: nothing more is pushed
+        await asyncio.sleep(SETTLE)
+        assert here.tokens == [claim.token] == there.tokens
 
     async def test_cancel_wakes_the_waiters_of_the_job(self, kit: StoreKit) -> None:
         """wait_until_terminal returns the Canceled job as soon as it is cancelled, for a

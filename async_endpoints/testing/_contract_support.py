@@ -15,6 +15,7 @@ from .._job import DEFAULT_QUEUE, Job, JobError, JobRequest, NewJob
 from .._store import Claim, ControlStore, InspectionStore, JobStore
 from .._store_features import (
     BatchStore,
+    ClaimCancelStore,
     EventStore,
     FollowUpStore,
     IdempotentStore,
@@ -32,6 +33,7 @@ FAR = 3600.0
 
 _CAPABILITIES = {
     ControlStore: "cancel, requeue, pause, resume, paused_queues, add_cancel_listener",
+    ClaimCancelStore: "add_claim_cancel_listener",
     InspectionStore: "count_waiting, list_jobs, queue_stats",
     BatchStore: "create_batch, append_to_batch, get_batch, list_batches, cancel_batch",
     ScheduleStore: (
