@@ -195,7 +195,8 @@ class Dashboard:
             if retry_after is not None:
                 response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
             if new:
-                guard.set_token(response, token, self.root, secure=request.url.scheme == "https")
+                secure = request.url.scheme == "https"
+                guard.set_token(response, token, self.base(request), secure=secure)
             return response
 
         return page
@@ -212,7 +213,7 @@ class Dashboard:
             notice = f"Queue {queue}: {notice[:-1].lower()}."
         here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return {
-            "root": self.root,
+            "root": self.base(request),
             "now": now,
             "token": token,
             "here": here,
@@ -221,6 +222,13 @@ class Dashboard:
             "has_schedules": isinstance(self.endpoints.store, ScheduleStore),
             "has_batches": self.has_batches,
         }
+
+    def base(self, request: Request) -> str:
+        """The dashboard's path as the browser sees it, for links, form actions and its
+        cookie: its mount path under the app's root path (a proxy's prefix given to the
+        server as ``--root-path``, or an outer app's mount), which Starlette's `Mount`
+        puts in the scope of every request it routes here."""
+        return str(request.scope.get("root_path", "")) or self.root
 
     def render(self, template: str, context: dict[str, Any], fragment: bool = False) -> str:
         """``template`` rendered with ``context``; only its ``live`` block when
@@ -249,13 +257,16 @@ class Dashboard:
             except StoreUnavailableError:
                 done = "unavailable"
             subject = parse_job_id(fields.get("job_id") or fields.get("batch_id"))
-            back = self._back(fields.get("next"), done, subject, fields.get("queue"))
+            back = self._back(
+                self.base(request), fields.get("next"), done, subject, fields.get("queue")
+            )
             return RedirectResponse(back, status_code=303)
 
         return self._guarded(action, "POST")
 
     def _back(
         self,
+        root: str,
         target: str | None,
         done: str,
         subject: uuid.UUID | None = None,
@@ -266,10 +277,10 @@ class Dashboard:
         names it: the list may have moved under the click), or the queue it paused or
         resumed (only a queue of the settings is ever named)."""
         parts = urlsplit(target or "")
-        inside = parts.path == self.root or parts.path.startswith(self.root + "/")
+        inside = parts.path == root or parts.path.startswith(root + "/")
         odd = "\\" in (target or "") or ".." in parts.path.split("/")
         if parts.scheme or parts.netloc or not inside or odd:
-            path, query = self.root + "/", ""
+            path, query = root + "/", ""
         else:
             path, query = parts.path, parts.query
         told_keys = ("done", "subject", "subject_queue")
@@ -285,7 +296,8 @@ class Dashboard:
             return _not_found()
         if request.method not in ("GET", "HEAD"):
             return Response(status_code=405, headers={"Allow": "GET, HEAD"})
-        return RedirectResponse(self.root + "/", status_code=307)
+        outer = request.scope.get("root_path", "")  # the app's own mount or proxy prefix
+        return RedirectResponse(outer + self.root + "/", status_code=307)
 
     async def elsewhere(self, request: Request) -> Response:
         """Any other path (authorized only): a page's path with a trailing slash goes to
@@ -298,8 +310,7 @@ class Dashboard:
         target = "/" + rest.rstrip("/")
         if rest.endswith("/") and rest.strip("/") and self._is_page(request, target):
             query = f"?{request.url.query}" if request.url.query else ""
-            mounted = request.scope.get("root_path", "") or self.root  # under any outer mount
-            return RedirectResponse(mounted + target + query, status_code=307)
+            return RedirectResponse(self.base(request) + target + query, status_code=307)
         return await self._missing_page(request)
 
     def _is_page(self, request: Request, path: str) -> bool:

@@ -358,6 +358,33 @@ async def test_the_dashboard_on_redis(redis_server: Any, prefix: str, gate: Gate
         assert canceled is not None and canceled.status is JobStatus.CANCELED
 
 
+async def test_an_empty_page_of_a_tenant_filter_says_the_next_page_reads_on(
+    redis_server: Any, prefix: str, gate: Gate
+) -> None:
+    """On Redis a tenant filter reads a bounded run of jobs per page: a page that found
+    none of the tenant's says the next page reads on (not a word about a name filter),
+    and the next pages lead to the tenant's job."""
+    app, endpoints = make_app(gate, RedisJobStore(redis_server.url, prefix=prefix))
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        endpoints.running(workers=False),
+        httpx.AsyncClient(transport=transport, base_url=BASE) as client,
+    ):
+        rare = await endpoints.submit("Ok", {}, tenant="rare")
+        for _ in range(1500):  # newer, so listed first
+            await endpoints.submit("Ok", {}, tenant="busy")
+        page = await client.get("/dashboard/jobs?tenant=rare")
+        assert 'rel="next"' in page.text and "<tr data-job=" not in page.text
+        assert "No job on this page matches; the next page reads on." in page.text
+        assert "of this name" not in page.text
+        for _ in range(10):
+            link = re.search(r'href="([^"]+)" rel="next"', page.text)
+            if link is None or "<tr data-job=" in page.text:
+                break
+            page = await client.get(link.group(1).replace("&amp;", "&"))
+        assert re.findall(r'<tr data-job="([0-9a-f-]+)"', page.text) == [str(rare.id)]
+
+
 async def test_batches_their_jobs_and_cancelling_one(
     engine: AsyncEndpoints, client: httpx.AsyncClient
 ) -> None:
@@ -501,16 +528,51 @@ async def test_a_finished_batch_says_how_many_of_its_jobs_were_queued_again(
     assert "Finished" in page and "1 job queued again since it finished" in page
 
 
-async def test_the_trailing_slash_redirect_keeps_an_outer_mount(gate: Gate) -> None:
-    """With the whole app mounted under /admin, /admin/dashboard/jobs/ leads to
-    /admin/dashboard/jobs (not to a path outside the mount)."""
+@pytest.mark.parametrize("served", ["proxy-prefix", "outer-mount"])
+async def test_links_forms_cookie_and_redirects_keep_the_apps_prefix(
+    gate: Gate, served: str
+) -> None:
+    """Served under /pfx (a proxy's prefix given to the server as its root path, or the
+    whole app mounted in another one), every link, asset, form action, redirect and the
+    token cookie's path start with /pfx/dashboard: a page is styled, a cancel from it
+    reaches the dashboard and comes back to the page."""
     app, endpoints = make_app(gate)
-    outer = Starlette(routes=[Mount("/admin", app=app)])
-    async with endpoints.running(workers=False):
-        transport = httpx.ASGITransport(app=outer)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
-            answer = await client.get("/admin/dashboard/jobs/?status=Failed")
-    assert (answer.status_code, answer.headers["location"]) == (
-        307,
-        "/admin/dashboard/jobs?status=Failed",
-    )
+    if served == "proxy-prefix":
+        transport = httpx.ASGITransport(app=app, root_path="/pfx")
+    else:
+        transport = httpx.ASGITransport(app=Starlette(routes=[Mount("/pfx", app=app)]))
+    async with (
+        endpoints.running(workers=False),
+        httpx.AsyncClient(transport=transport, base_url=BASE) as client,
+    ):
+        job = await endpoints.submit("Hold")
+        bare = await client.get("/pfx/dashboard")
+        assert (bare.status_code, bare.headers["location"]) == (307, "/pfx/dashboard/")
+        slash = await client.get("/pfx/dashboard/jobs/?status=Queued")
+        assert slash.headers["location"] == "/pfx/dashboard/jobs?status=Queued"
+        page = await client.get("/pfx/dashboard/jobs?status=Queued")
+        assert "Path=/pfx/dashboard" in page.headers["set-cookie"]
+        targets = re.findall(r'\s(?:href|src|action)="([^"#]*)"', page.text)
+        assert targets and all(t.startswith("/pfx/dashboard/") for t in targets), targets
+        for asset in ("dashboard.css", "dashboard.js", "favicon.svg"):
+            assert f'"/pfx/dashboard/assets/{asset}"' in page.text
+            assert (await client.get(f"/pfx/dashboard/assets/{asset}")).status_code == 200
+        token = re.search(r'name="token" value="([^"]+)"', page.text)
+        here = re.search(r'name="next" value="([^"]+)"', page.text)
+        assert token is not None and here is not None
+        assert here.group(1).replace("&amp;", "&") == "/pfx/dashboard/jobs?status=Queued"
+        form = {"token": token.group(1), "job_id": str(job.id), "next": here.group(1)}
+        answer = await client.post(
+            "/pfx/dashboard/actions/cancel",
+            data={**form, "next": form["next"].replace("&amp;", "&")},
+            headers=SAME_ORIGIN,
+        )
+        assert answer.headers["location"] == (
+            f"/pfx/dashboard/jobs?status=Queued&done=canceled&subject={job.id}"
+        )
+        outside = await client.post(
+            "/pfx/dashboard/actions/requeue",
+            data={**form, "next": "/dashboard/jobs"},
+            headers=SAME_ORIGIN,
+        )
+        assert outside.headers["location"].startswith("/pfx/dashboard/?done=requeued")

@@ -407,6 +407,41 @@ async def test_a_batch_page_with_a_long_job_name_fits_a_laptop_screen(
         gate.open.set()
 
 
+async def test_failed_jobs_with_long_names_keep_requeue_in_view_on_a_laptop_screen(
+    gate: Gate, page: Page
+) -> None:
+    """Failed jobs with a long name, a long tenant and an error quoting a long unbroken
+    token: at 1366 px the dead-letter list fits its box (no sideways scrolling to reach
+    Requeue), and the job's own page, title and error wrapped, is no wider than the
+    screen."""
+    app, engine = make_app(gate)
+    long_name = "ReconcileTheQuarterlyLedgerOfTheRegionalWarehouse" * 2
+    token = "eyJhbGciOiJIUzI1NiJ9." + "A" * 180
+
+    async def reconcile(ctx: AsyncContext[None]) -> None:
+        raise RuntimeError(f"upstream refused the token {token}")
+
+    engine.add_handler(reconcile, name=long_name)
+    async with served(app) as base:
+        tenant = "northwind-traders-europe-" + "x" * 30
+        jobs = [await engine.submit(long_name, tenant=tenant) for _ in range(3)]
+        for job in jobs:
+            assert (await engine.wait_for(job.id, timeout=10)).status is JobStatus.FAILED
+        await page.goto(f"{base}/dashboard/jobs?status=Failed")
+        await expect(page.locator("tr[data-job]")).to_have_count(3)
+        box = page.locator("#live .scroll")
+        assert await box.evaluate("b => b.scrollWidth <= b.clientWidth")
+        edge = await box.bounding_box()
+        assert edge is not None
+        for button in await page.get_by_role("button", name="Requeue").all():
+            place = await button.bounding_box()
+            assert place is not None and place["x"] + place["width"] <= edge["x"] + edge["width"]
+        await page.goto(f"{base}/dashboard/jobs/{jobs[0].id}")
+        await expect(page.locator(".error-box")).to_contain_text(token[:40])
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 1366
+        gate.open.set()
+
+
 async def test_a_page_the_store_could_not_fill_comes_back_whole(
     gate: Gate, page: Page, monkeypatch: pytest.MonkeyPatch
 ) -> None:
