@@ -88,12 +88,30 @@ def by_request_id(job_id: uuid.UUID, content: str, ttl: float) -> Idempotency:
     return Idempotency(_digest("request-id", str(job_id)), content, ttl)
 
 
-def canonical_body(handler: Handler, body: Any) -> str | None:
-    """``handler``'s validated ``body`` as compact JSON with sorted keys: the same for
-    bodies that differ only in spacing or key order (what a fingerprint compares)."""
+def canonical_body(handler: Handler, body_json: str | None) -> str | None:
+    """The body the client sent (``body_json``, its JSON text) as compact JSON with
+    sorted keys: the same for bodies that differ only in spacing or key order (what a
+    fingerprint compares).
+
+    The text as sent, not the model's reading of it: a model's dump can make one body
+    differ from itself (a ``default_factory`` of ``uuid4``, a ``set`` in hash order,
+    which differs between processes) or two bodies look alike (a ``SecretStr`` dumped
+    masked, a field declared ``exclude=True``)."""
+    if handler.body_adapter is None or body_json is None:
+        return None
+    return _canonical(json.loads(body_json))  # validated by the handler's model already
+
+
+def canonical_given_body(handler: Handler, body: Any) -> str | None:
+    """A body given in code (validated by ``handler``'s model) as `canonical_body` reads
+    one sent over HTTP: the fields the caller set, so that ``{"item": "tea"}`` given in
+    code and sent as JSON are one body, and a ``default_factory`` is left out."""
     if handler.body_adapter is None:
         return None
-    data = handler.body_adapter.dump_python(body, mode="json")
+    return _canonical(handler.body_adapter.dump_python(body, mode="json", exclude_unset=True))
+
+
+def _canonical(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 

@@ -20,7 +20,7 @@ from ._idempotency import (
     IdempotencyConflictError,
     IdempotentJobGoneError,
     by_key,
-    canonical_body,
+    canonical_given_body,
     check_key,
     fingerprint,
 )
@@ -109,7 +109,7 @@ class JobSubmission(JobControl):
         request = job_request(self.settings, body_json, pairs, query, params, owner)
         idempotency = None
         if idempotency_key is not None:
-            content = fingerprint(name, owner, canonical_body(handler, value), request)
+            content = fingerprint(name, owner, canonical_given_body(handler, value), request)
             key, ttl = check_key(idempotency_key), self.settings.idempotency_ttl
             idempotency = by_key(key, name, owner, content, ttl)
         return await self.enqueue(handler, request, placement, idempotency=idempotency)

@@ -80,7 +80,7 @@ def submit_endpoint(endpoints: JobService, handler: Handler) -> Endpoint:
         except ValueError as exc:
             return error_response(422, str(exc))
         job_request = await _capture(endpoints, request, body_json)
-        idempotency = _idempotency(endpoints, handler, job_request, body, key, job_id)
+        idempotency = _idempotency(endpoints, handler, job_request, key, job_id)
         try:
             job = await _store_once(endpoints, handler, job_request, placement, job_id, idempotency)
         except (IdempotencyConflictError, IdempotentJobGoneError, JobStoreError) as exc:
@@ -147,7 +147,6 @@ def _idempotency(
     endpoints: JobService,
     handler: Handler,
     job_request: JobRequest,
-    body: Any,
     key: str | None,
     job_id: uuid.UUID | None,
 ) -> Idempotency | None:
@@ -158,7 +157,9 @@ def _idempotency(
     if key is None and not by_id:
         return None
     owner, ttl = job_request.owner, endpoints.settings.idempotency_ttl
-    content = fingerprint(handler.name, owner, canonical_body(handler, body), job_request)
+    content = fingerprint(
+        handler.name, owner, canonical_body(handler, job_request.body), job_request
+    )
     if key is not None:
         return by_key(key, handler.name, owner, content, ttl)
     assert job_id is not None

@@ -4,6 +4,9 @@ X-Async-Request-Id made once per id, on the in-memory store and on a real Redis.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import tracemalloc
 import uuid
 from collections.abc import AsyncIterator
@@ -12,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, SecretStr
 from redis.asyncio import Redis
 
 from async_endpoints import (
@@ -84,7 +87,7 @@ async def test_a_repeated_key_answers_the_first_job_and_stores_nothing(store: Jo
     app, endpoints = make_app(store)
     headers = {"Idempotency-Key": "order-17", "x-user": "ann"}
     async with served(app) as url, httpx.AsyncClient(base_url=url) as client:
-        first = await client.post("/orders", json={"item": "tea"}, headers=headers)
+        first = await client.post("/orders", json={"item": "tea", "count": 1}, headers=headers)
         again = await client.post("/orders", json={"count": 1, "item": "tea"}, headers=headers)
         assert first.status_code == again.status_code == 202
         assert again.json()["id"] == first.json()["id"]
@@ -92,17 +95,148 @@ async def test_a_repeated_key_answers_the_first_job_and_stores_nothing(store: Jo
         assert await waiting(endpoints) == 1
 
 
-async def test_bodies_the_model_reads_alike_are_one_body(store: JobStore) -> None:
-    """The fingerprint is taken from the validated body: a number sent as text for an
-    ``int`` field, or a field the model ignores, repeats the first submission."""
+async def test_a_body_is_compared_as_sent_whatever_its_spacing_and_key_order(
+    store: JobStore,
+) -> None:
+    """The fingerprint is the body's JSON as the client sent it, keys sorted: spacing and
+    key order do not count; a default spelled out, a number sent as text or a field the
+    model ignores make another body (the client sent another body: 422)."""
     app, endpoints = make_app(store)
-    headers = {"Idempotency-Key": "order-19"}
+    headers = {"Idempotency-Key": "order-19", "content-type": "application/json"}
     async with served(app) as url, httpx.AsyncClient(base_url=url) as client:
-        first = await client.post("/orders", json={"item": "tea", "count": 2}, headers=headers)
-        for alike in ({"item": "tea", "count": "2"}, {"item": "tea", "count": 2, "note": "x"}):
-            again = await client.post("/orders", json=alike, headers=headers)
-            assert (again.status_code, again.json()["id"]) == (202, first.json()["id"])
+        first = await client.post("/orders", content='{"item":"tea"}', headers=headers)
+        again = await client.post("/orders", content='{ "item" :  "tea" }', headers=headers)
+        assert (again.status_code, again.json()["id"]) == (202, first.json()["id"])
+        for other in ({"item": "tea", "count": 1}, {"item": "tea", "note": "x"}):
+            clash = await client.post("/orders", json=other, headers=headers)
+            assert clash.status_code == 422, other
         assert await waiting(endpoints) == 1
+
+
+class Stamped(BaseModel):
+    """A body with fields the model fills in itself."""
+
+    item: str
+    request_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+
+
+class Tagged(BaseModel):
+    item: str
+    tags: set[str]
+
+
+class Guarded(BaseModel):
+    item: str
+    password: SecretStr
+    target: str = Field(default="", exclude=True)
+
+
+def make_model_app(store: JobStore) -> tuple[FastAPI, AsyncEndpoints]:
+    """Endpoints whose models dump a body otherwise than it was sent."""
+    app = FastAPI()
+    endpoints = AsyncEndpoints(app, store=store, run_workers=False)
+
+    @endpoints.map_async_post("/stamped")
+    async def stamped(ctx: AsyncContext[Stamped]) -> str:
+        return str(ctx.request.request_id)
+
+    @endpoints.map_async_post("/tagged")
+    async def tagged(ctx: AsyncContext[Tagged]) -> list[str]:
+        return sorted(ctx.request.tags)
+
+    @endpoints.map_async_post("/guarded")
+    async def guarded(ctx: AsyncContext[Guarded]) -> str:
+        return ctx.request.target
+
+    return app, endpoints
+
+
+@pytest.mark.parametrize("header", ["Idempotency-Key", "X-Async-Request-Id"])
+async def test_a_byte_identical_retry_is_a_repeat_whatever_the_model_fills_in(
+    store: JobStore, header: str
+) -> None:
+    """A model with a default_factory (a fresh uuid each time it reads the body) or a set
+    field: the same bytes sent again answer the first job, by key or by chosen id."""
+    app, endpoints = make_model_app(store)
+    headers = {header: str(uuid.uuid4())}
+    async with served(app) as url, httpx.AsyncClient(base_url=url) as client:
+        for path, body in (
+            ("/stamped", {"item": "tea"}),
+            ("/tagged", {"item": "tea", "tags": [f"t{n}" for n in range(12)]}),
+        ):
+            headers[header] = str(uuid.uuid4())
+            first = await client.post(path, json=body, headers=headers)
+            again = await client.post(path, json=body, headers=headers)
+            assert first.status_code == 202, first.text
+            assert (again.status_code, again.json()["id"]) == (202, first.json()["id"]), path
+        assert await waiting(endpoints) == 2
+
+
+@pytest.mark.parametrize("header", ["Idempotency-Key", "X-Async-Request-Id"])
+@pytest.mark.parametrize(
+    ("first_body", "other_body"),
+    [
+        ({"item": "a", "password": "first-secret"}, {"item": "a", "password": "other-secret"}),
+        (
+            {"item": "a", "password": "s", "target": "account-A"},
+            {"item": "a", "password": "s", "target": "account-B"},
+        ),
+    ],
+    ids=["secret-field", "excluded-field"],
+)
+async def test_bodies_that_differ_only_where_the_model_hides_it_are_not_a_repeat(
+    store: JobStore, header: str, first_body: dict[str, str], other_body: dict[str, str]
+) -> None:
+    """A SecretStr field (dumped masked) or a field declared exclude=True: another value
+    there is another submission (422 by key, 409 by chosen id), never the first job."""
+    app, endpoints = make_model_app(store)
+    headers = {header: str(uuid.uuid4())}
+    async with served(app) as url, httpx.AsyncClient(base_url=url) as client:
+        first = await client.post("/guarded", json=first_body, headers=headers)
+        other = await client.post("/guarded", json=other_body, headers=headers)
+        assert first.status_code == 202
+        assert other.status_code == (422 if header == "Idempotency-Key" else 409)
+        assert await waiting(endpoints) == 1
+
+
+async def submit_tagged(url: str, prefix: str, key: str) -> str:
+    """In this process: POST one body with a set field to /tagged on the Redis store at
+    ``url`` with ``Idempotency-Key: key``; the answer's status and job id."""
+    store = RedisJobStore(url=url, prefix=prefix)
+    app, endpoints = make_model_app(store)
+    body = {"item": "tea", "tags": [f"tag-{n}" for n in range(12)]}
+    try:
+        async with endpoints.running(workers=False):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+                answer = await client.post("/tagged", json=body, headers={"Idempotency-Key": key})
+        return f"{answer.status_code} {answer.json().get('id')}"
+    finally:
+        await store.aclose()
+
+
+def test_instances_with_other_hash_seeds_agree_that_a_set_body_is_a_repeat(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """Set order follows each process's hash seed: the same body with a set field, sent
+    with one key to three instances on one Redis (each its own seed), is one job."""
+    script = (
+        "import asyncio, sys; from tests.test_idempotency import submit_tagged; "
+        "print(asyncio.run(submit_tagged(*sys.argv[1:])))"
+    )
+    answers = [
+        subprocess.run(
+            [sys.executable, "-c", script, redis_server.url, prefix, "tags-1"],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        ).stdout.split()
+        for seed in ("1", "2", "3")
+    ]
+    assert [status for status, _ in answers] == ["202"] * 3
+    assert len({job_id for _, job_id in answers}) == 1
 
 
 async def test_a_repeated_key_with_another_body_is_422(store: JobStore) -> None:
