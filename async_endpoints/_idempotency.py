@@ -54,18 +54,27 @@ def check_key(key: object) -> str:
     return check_name(key, "an idempotency key")
 
 
-def fingerprint(name: str, owner: str | None, body_json: str | None, request: JobRequest) -> str:
-    """What identifies a submission's content: its endpoint (job name), owner, body, and the
+def fingerprint(
+    name: str,
+    owner: str | None,
+    body_json: str | None,
+    request: JobRequest,
+    chosen_id: uuid.UUID | None = None,
+) -> str:
+    """What identifies a submission's content: its endpoint (job name), owner, body, the
     route parameters and query parameters ``request`` captured (``/t/a/do`` and ``/t/b/do``
     are different submissions, as are ``?dry=1`` and none; parameters of different names
-    may come in any order, the values of one name in theirs). A submission without
-    parameters has the fingerprint it had before they counted (keys remembered across an
-    upgrade still match)."""
+    may come in any order, the values of one name in theirs), and the id the client chose
+    for the job when it also sent a key (the same key with another chosen id is another
+    submission). A submission without parameters or chosen id has the fingerprint it had
+    before they counted (keys remembered across an upgrade still match)."""
     parts = ["fingerprint", name, owner, body_json]
     query = query_pairs(request.query_string)
-    if request.route_params or query:
+    if request.route_params or query or chosen_id is not None:
         parts.append(json.dumps(sorted(request.route_params.items()), separators=(",", ":")))
         parts.append(json.dumps(query, separators=(",", ":")))
+    if chosen_id is not None:
+        parts.append(str(chosen_id))
     return _digest(*parts)
 
 

@@ -157,13 +157,12 @@ def _idempotency(
     if key is None and not by_id:
         return None
     owner, ttl = job_request.owner, endpoints.settings.idempotency_ttl
-    content = fingerprint(
-        handler.name, owner, canonical_body(handler, job_request.body), job_request
-    )
-    if key is not None:
+    body = canonical_body(handler, job_request.body)
+    if key is not None:  # the id the client chose is part of what the key stands for
+        content = fingerprint(handler.name, owner, body, job_request, job_id)
         return by_key(key, handler.name, owner, content, ttl)
     assert job_id is not None
-    return by_request_id(job_id, content, ttl)
+    return by_request_id(job_id, fingerprint(handler.name, owner, body, job_request), ttl)
 
 
 async def _store_once(

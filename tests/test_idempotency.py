@@ -239,6 +239,26 @@ def test_instances_with_other_hash_seeds_agree_that_a_set_body_is_a_repeat(
     assert len({job_id for _, job_id in answers}) == 1
 
 
+async def test_a_key_sent_again_with_another_chosen_id_is_422(store: JobStore) -> None:
+    """Idempotency-Key and X-Async-Request-Id together: the same pair again is a repeat;
+    the same key with another chosen id is another submission (422, nothing stored),
+    never an answer under an id the client did not choose."""
+    app, endpoints = make_app(store)
+    chosen, other = str(uuid.uuid4()), str(uuid.uuid4())
+    async with served(app) as url, httpx.AsyncClient(base_url=url) as client:
+        sent = {"Idempotency-Key": "order-21", "X-Async-Request-Id": chosen}
+        first = await client.post("/orders", json={"item": "tea"}, headers=sent)
+        again = await client.post("/orders", json={"item": "tea"}, headers=sent)
+        clash = await client.post(
+            "/orders", json={"item": "tea"}, headers={**sent, "X-Async-Request-Id": other}
+        )
+        assert (first.status_code, first.json()["id"]) == (202, chosen)
+        assert (again.status_code, again.json()["id"]) == (202, chosen)
+        assert clash.status_code == 422 and "detail" in clash.json()
+        assert (await client.get(f"/jobs/{other}")).status_code == 404
+        assert await waiting(endpoints) == 1
+
+
 async def test_a_repeated_key_with_another_body_is_422(store: JobStore) -> None:
     """The same key with a different body: 422 JSON, nothing stored."""
     app, endpoints = make_app(store)
