@@ -137,6 +137,9 @@ async def _accepted(endpoints: JobService, job: Job, request: Request) -> Respon
         logger.warning("could not wait for job %s: %s", job.id, exc, extra=job_extra(job))
     if job.status.is_terminal:
         response = await status_response(endpoints, job, request)
+        location = endpoints.locations.url(request, job)
+        if location is not None and endpoints.settings.job_status_response is None:
+            response.headers["Content-Location"] = location  # the job JSON's own URL
     else:
         response = await submitted_response(endpoints, job, request)
     response.headers.update(applied(wait))

@@ -220,11 +220,14 @@ async def test_an_id_or_key_repeated_alike_on_two_lines_is_one_value(
 
 
 async def test_prefer_wait_answers_200_with_the_finished_job(client: httpx.AsyncClient) -> None:
-    """A job that ends within N seconds: 200, the terminal job JSON, Preference-Applied."""
+    """A job that ends within N seconds: 200, the terminal job JSON, Preference-Applied,
+    and Content-Location naming the job's URL, where the same JSON is read later."""
     response = await client.post("/items", json={"label": "a"}, headers={"Prefer": "wait=10"})
     assert response.status_code == 200
     assert response.json()["status"] == "Completed" and response.json()["result"] == "created a"
     assert response.headers["preference-applied"] == "wait=10"
+    later = await client.get(response.headers["content-location"])
+    assert later.json() == response.json()
 
 
 async def test_prefer_wait_answers_202_when_the_job_is_still_running(
