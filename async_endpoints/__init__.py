@@ -53,6 +53,7 @@ from ._store import ControlStore as ControlStore
 from ._store import InspectionStore as InspectionStore
 from ._store import JobStore as JobStore
 from ._store_features import BatchStore as BatchStore
+from ._store_features import ClaimCancelListener as ClaimCancelListener
 from ._store_features import ClaimCancelStore as ClaimCancelStore
 from ._store_features import EventStore as EventStore
 from ._store_features import FollowUpStore as FollowUpStore
@@ -74,6 +75,7 @@ __all__ = [
     "BatchStatus",
     "BatchStore",
     "Claim",
+    "ClaimCancelListener",
     "ClaimCancelStore",
     "ConfigurationError",
     "ControlStore",

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
@@ -228,7 +228,7 @@ class Dashboard:
         cookie: its mount path under the app's root path (a proxy's prefix given to the
         server as ``--root-path``, or an outer app's mount), which Starlette's `Mount`
         puts in the scope of every request it routes here."""
-        return str(request.scope.get("root_path", "")) or self.root
+        return _as_path(str(request.scope.get("root_path", ""))) or self.root
 
     def render(self, template: str, context: dict[str, Any], fragment: bool = False) -> str:
         """``template`` rendered with ``context``; only its ``live`` block when
@@ -296,8 +296,8 @@ class Dashboard:
             return _not_found()
         if request.method not in ("GET", "HEAD"):
             return Response(status_code=405, headers={"Allow": "GET, HEAD"})
-        outer = request.scope.get("root_path", "")  # the app's own mount or proxy prefix
-        return RedirectResponse(outer + self.root + "/", status_code=307)
+        outer = str(request.scope.get("root_path", ""))  # the app's mount or proxy prefix
+        return RedirectResponse(_as_path(outer + self.root) + "/", status_code=307)
 
     async def elsewhere(self, request: Request) -> Response:
         """Any other path (authorized only): a page's path with a trailing slash goes to
@@ -479,3 +479,12 @@ def _not_found() -> Response:
 def _forbidden() -> Response:
     text = "Forbidden: a dashboard action must come from the dashboard's own pages."
     return Response(text, status_code=403, media_type="text/plain")
+
+
+def _as_path(root_path: str) -> str:
+    """``root_path`` as an absolute URL path without a trailing slash: runs of slashes
+    made one (a root path of ``/`` or ``/pfx/`` would otherwise give ``//dashboard``, a
+    link to another host) and every character a URL path cannot hold percent-encoded
+    (the cookie's path and the links must be what the browser sends). "" for none."""
+    parts = [segment for segment in root_path.split("/") if segment]
+    return "".join("/" + quote(segment, safe="!$&'()*+,;=:@%~") for segment in parts)

@@ -9,6 +9,9 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qsl
 
+from pydantic import BaseModel, SecretBytes, SecretStr
+from pydantic_core import PydanticSerializationError, to_jsonable_python
+
 from ._errors import AsyncEndpointsError
 from ._handlers import Handler
 from ._job import MAX_LABEL_LENGTH, JobRequest, check_name
@@ -66,8 +69,8 @@ def fingerprint(
     are different submissions, as are ``?dry=1`` and none; parameters of different names
     may come in any order, the values of one name in theirs), and the id the client chose
     for the job when it also sent a key (the same key with another chosen id is another
-    submission). A submission without parameters or chosen id has the fingerprint it had
-    before they counted (keys remembered across an upgrade still match)."""
+    submission). A submission without parameters or chosen id has the fingerprint it
+    would have had before they counted."""
     parts = ["fingerprint", name, owner, body_json]
     query = query_pairs(request.query_string)
     if request.route_params or query or chosen_id is not None:
@@ -108,16 +111,43 @@ def canonical_body(handler: Handler, body_json: str | None) -> str | None:
     masked, a field declared ``exclude=True``)."""
     if handler.body_adapter is None or body_json is None:
         return None
-    return _canonical(json.loads(body_json))  # validated by the handler's model already
+    try:
+        data = json.loads(body_json)  # the model read it already
+    except ValueError:  # a number longer than this interpreter reads (int_max_str_digits)
+        return body_json
+    return _canonical(data)
 
 
-def canonical_given_body(handler: Handler, body: Any) -> str | None:
-    """A body given in code (validated by ``handler``'s model) as `canonical_body` reads
-    one sent over HTTP: the fields the caller set, so that ``{"item": "tea"}`` given in
-    code and sent as JSON are one body, and a ``default_factory`` is left out."""
+def canonical_given_body(handler: Handler, given: Any, value: Any) -> str | None:
+    """A body given in code (``given``, which ``handler``'s model read as ``value``),
+    compared as `canonical_body` compares one sent over HTTP: plain data as given
+    (``{"item": "tea"}`` given to ``submit`` and sent as JSON are one body), a model
+    instance by the fields its caller set, under their aliases; secrets by their value
+    and sets in a fixed order, so that one body has one fingerprint in every process.
+    Data with no JSON form of its own (an object the model converts) is compared as the
+    model reads it."""
     if handler.body_adapter is None:
         return None
-    return _canonical(handler.body_adapter.dump_python(body, mode="json", exclude_unset=True))
+    try:
+        return _canonical(_plain(given))
+    except (PydanticSerializationError, TypeError, ValueError):
+        return _canonical(_plain(value))
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON data: secrets revealed, sets sorted, the rest as pydantic writes
+    it (datetimes, UUIDs, enums...)."""
+    if isinstance(value, BaseModel):
+        return _plain(value.model_dump(by_alias=True, exclude_unset=True, round_trip=True))
+    if isinstance(value, dict):
+        return {str(_plain(key)): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, set | frozenset):
+        return sorted((_plain(item) for item in value), key=_canonical)
+    if isinstance(value, SecretStr | SecretBytes):
+        return _plain(value.get_secret_value())
+    return to_jsonable_python(value)
 
 
 def _canonical(data: Any) -> str:

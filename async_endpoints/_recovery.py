@@ -108,16 +108,17 @@ def _log_recovered(job_id: uuid.UUID, job: Job | None = None) -> None:
         logger.warning(RECOVERED, job.id, f" ({job.name})", extra=job_extra(job))
 
 
-async def _canceled_jobs(store: JobStore, claims: Sequence[Claim]) -> set[uuid.UUID]:
-    """The ids of the jobs of ``claims`` that are ``Canceled`` now (none when the store
-    cannot tell: they are then treated as lost)."""
-    ids = {claim.job.id for claim in claims}
+async def _canceled_claims(store: JobStore, claims: Sequence[Claim]) -> list[Claim]:
+    """Those of ``claims`` whose job is ``Canceled`` now (none when the store cannot
+    tell: they are then treated as lost)."""
+    ids = list({claim.job.id for claim in claims})
     try:
         jobs = await asyncio.gather(*(store.get(job_id) for job_id in ids))
     except Exception as exc:
         logger.warning("could not look up jobs whose claim was lost: %s", exc)
-        return set()
-    return {job.id for job in jobs if job is not None and job.status is JobStatus.CANCELED}
+        return []
+    canceled = {job.id for job in jobs if job is not None and job.status is JobStatus.CANCELED}
+    return [claim for claim in claims if claim.job.id in canceled]
 
 
 async def renew_forever(
@@ -125,12 +126,13 @@ async def renew_forever(
     claims: Callable[[], Sequence[Claim]],
     lease: float,
     on_lost: Callable[[set[str]], Collection[str]],
-    on_cancelled: Callable[[uuid.UUID], None] = lambda job_id: None,
+    on_cancelled: Callable[[uuid.UUID, str], None] = lambda job_id, token: None,
 ) -> None:
     """Every third of ``lease``, extend the leases of ``claims()`` in one store call.
 
     Claims the store reports lost are looked up: those whose job is ``Canceled`` are passed
-    to ``on_cancelled`` (the job's id), as a missed cancel push would have been; the rest
+    to ``on_cancelled`` (the job's id and the claim's token), as a missed cancel push
+    would have been; the rest
     (recovered elsewhere) to ``on_lost``, which cancels their handlers (their outcome
     could no longer be recorded) and returns those it cancelled. Only these are reported:
     a claim whose job was settled while the renewal was under way is reported lost by the
@@ -164,8 +166,8 @@ async def renew_forever(
         _fence(leases, on_lost, loop.time())
         if not lost:
             continue
-        for job_id in await _canceled_jobs(store, [c for c in held if c.token in lost]):
-            on_cancelled(job_id)
+        for claim in await _canceled_claims(store, [c for c in held if c.token in lost]):
+            on_cancelled(claim.job.id, claim.token)
         jobs = {claim.token: claim.job for claim in held}
         for token in on_lost(set(lost)):
             job = jobs[token]

@@ -139,8 +139,10 @@ class Slots:
         newer attempt alone.
 
         Its outcome will be refused by the store: it is marked cancelled, not lost, also
-        when its handler has ended and the outcome is being recorded.
+        when its handler has ended and the outcome is being recorded. An empty ``token``
+        (a push that named no claim) is as None.
         """
+        token = token or None
         for held, (claim, task) in list(self._running.items()):
             if claim.job.id == job_id and token in (None, held):
                 self.attempts.canceled.add(held)

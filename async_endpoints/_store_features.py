@@ -26,8 +26,13 @@ from ._job_watch import JobListener
 from ._schedule import Schedule
 from ._store import Claim
 
-ClaimCancelListener = Callable[[uuid.UUID, str], None]
-"""Told ``(job_id, token)``: the running job was cancelled, dropping the claim ``token``."""
+
+class ClaimCancelListener(Protocol):
+    """What `ClaimCancelStore.add_claim_cancel_listener` takes."""
+
+    def __call__(self, job_id: uuid.UUID, token: str, /) -> None:
+        """The running job ``job_id`` was cancelled, dropping the claim ``token``."""
+        ...
 
 
 @runtime_checkable
@@ -38,7 +43,9 @@ class ClaimCancelStore(Protocol):
         """As `ControlStore.add_cancel_listener`, but ``listener(job_id, token)`` is also
         told the token of the claim the cancel dropped. A push may arrive after the job
         was requeued and claimed again in the listener's process; with the token, the
-        engine cancels only the attempt that was cancelled, not the newer one."""
+        engine cancels only the attempt that was cancelled, not the newer one. An empty
+        token (a push from a process that named no claim) stands for any claim of the
+        job."""
         ...
 
 

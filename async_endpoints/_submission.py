@@ -109,7 +109,8 @@ class JobSubmission(JobControl):
         request = job_request(self.settings, body_json, pairs, query, params, owner)
         idempotency = None
         if idempotency_key is not None:
-            content = fingerprint(name, owner, canonical_given_body(handler, value), request)
+            given = canonical_given_body(handler, body, value)
+            content = fingerprint(name, owner, given, request)
             key, ttl = check_key(idempotency_key), self.settings.idempotency_ttl
             idempotency = by_key(key, name, owner, content, ttl)
         return await self.enqueue(handler, request, placement, idempotency=idempotency)

@@ -203,7 +203,8 @@ async def _store_once(
 def _repeats(job: Job, handler: Handler, request: JobRequest) -> bool:
     """Whether ``request`` for ``handler`` repeats the submission that stored ``job`` (whose
     id is taken and whose fingerprint the store does not remember): the same endpoint,
-    owner, body, route and query parameters. Never for a Completed job: it no longer keeps
+    owner, body (as `canonical_body` compares it), route and query parameters. Never for
+    a Completed job: it no longer keeps
     its request (a store that keeps a hash of it answers an identical resend in the enqueue
     itself), so nothing shows this request was its submission (the id may have been chosen
     by the server and learnt from a ``Location``), and answering it would hand one
@@ -213,7 +214,7 @@ def _repeats(job: Job, handler: Handler, request: JobRequest) -> bool:
         job.status is not JobStatus.COMPLETED
         and job.name == handler.name
         and kept.owner == request.owner
-        and kept.body == request.body
+        and canonical_body(handler, kept.body) == canonical_body(handler, request.body)
         and kept.route_params == request.route_params
         and query_pairs(kept.query_string) == query_pairs(request.query_string)
     )

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from async_endpoints import (
     AsyncContext,
     AsyncEndpoints,
+    ClaimCancelStore,
     ConfigurationError,
     ControlStore,
     InMemoryJobStore,
@@ -108,12 +109,29 @@ async def test_a_scheduled_job_cancelled_never_runs_even_once_due() -> None:
     assert canceled.status is JobStatus.CANCELED and canceled.run_at is None and ran == []
 
 
+class IdPushStore:
+    """A store whose cancel pushes name the job only (`ControlStore`, not
+    `ClaimCancelStore`), as a third-party store's may."""
+
+    def __init__(self) -> None:
+        self._inner = InMemoryJobStore()
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "add_claim_cancel_listener":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+@pytest.mark.parametrize("pushes", ["naming-the-claim", "naming-the-job"])
 async def test_a_running_handler_sees_cancelled_error_and_its_job_is_not_retried(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, pushes: str
 ) -> None:
     """Cancel of an InProgress job: the handler's task is cancelled at once (pushed, not
-    found at a renewal), the job stays Canceled, it is not retried, nothing is warned."""
-    engine = engine_with(claim_timeout=60, max_retries=3)
+    found at a renewal), the job stays Canceled, it is not retried, nothing is warned;
+    also on a store whose pushes name the job only."""
+    store = InMemoryJobStore() if pushes == "naming-the-claim" else IdPushStore()
+    assert isinstance(store, ClaimCancelStore) is (pushes == "naming-the-claim")
+    engine = engine_with(store=store, claim_timeout=60, max_retries=3)
     handler = Blocking()
     engine.add_handler(handler.run, name="blocking")
     attempts = FinishedAttempts(engine)
@@ -250,7 +268,9 @@ class CoreOnlyStore:
     def __getattr__(self, name: str) -> Any:
         if name in {"cancel", "requeue", "pause", "resume", "paused_queues"}:
             raise AttributeError(name)
-        if name in {"add_cancel_listener", "list_jobs", "queue_stats", "count_waiting"}:
+        if name in {"add_cancel_listener", "add_claim_cancel_listener"}:
+            raise AttributeError(name)
+        if name in {"list_jobs", "queue_stats", "count_waiting"}:
             raise AttributeError(name)
         return getattr(self._inner, name)
 
@@ -277,6 +297,9 @@ class DeafStore(InMemoryJobStore):
     """A store whose cancel pushes never arrive (a dropped subscription, say)."""
 
     def add_cancel_listener(self, listener: Any) -> None:
+        pass
+
+    def add_claim_cancel_listener(self, listener: Any) -> None:
         pass
 
 
@@ -610,3 +633,20 @@ async def test_a_late_cancel_push_leaves_a_newer_attempt_of_the_job_running(
         await raw.aclose()
     assert done.status is JobStatus.COMPLETED and done.result == "done"
     assert runs == ["started", "cancelled", "started"]
+
+
+async def test_a_push_that_names_no_claim_cancels_the_jobs_attempt() -> None:
+    """A push with an empty token (from a process that named no claim) cancels the
+    job's attempt running here, as a push naming the job only does."""
+    store = InMemoryJobStore()
+    await store.start()
+    job = await store.enqueue(NewJob(uuid.uuid4(), "work", 0))
+    (claim,) = await store.claim(1, lease=60)
+    _, slots = slots_on(store)
+    task = slots.start(claim)
+    slots.cancel_job(job.id, "a-token-of-another-claim")
+    assert task.cancelling() == 0 and slots.attempts.canceled == set()
+    slots.cancel_job(job.id, "")
+    assert task.cancelling() == 1 and slots.attempts.canceled == {claim.token}
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -201,7 +201,8 @@ async def test_bodies_that_differ_only_where_the_model_hides_it_are_not_a_repeat
 
 async def submit_tagged(url: str, prefix: str, key: str) -> str:
     """In this process: POST one body with a set field to /tagged on the Redis store at
-    ``url`` with ``Idempotency-Key: key``; the answer's status and job id."""
+    ``url`` with ``Idempotency-Key: key``, and submit one from code with the key
+    ``key`` + "-code"; the answer's status and job id, and the submitted job's id."""
     store = RedisJobStore(url=url, prefix=prefix)
     app, endpoints = make_model_app(store)
     body = {"item": "tea", "tags": [f"tag-{n}" for n in range(12)]}
@@ -210,16 +211,68 @@ async def submit_tagged(url: str, prefix: str, key: str) -> str:
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
                 answer = await client.post("/tagged", json=body, headers={"Idempotency-Key": key})
-        return f"{answer.status_code} {answer.json().get('id')}"
+            given = Tagged(item="tea", tags={f"tag-{n}" for n in range(12)})
+            job = await endpoints.submit("tagged", given, idempotency_key=key + "-code")
+        return f"{answer.status_code} {answer.json().get('id')} {job.id}"
     finally:
         await store.aclose()
+
+
+class Aliased(BaseModel):
+    item_name: str = Field(alias="itemName")
+    weight: float = 0.0
+
+
+async def test_a_body_given_in_code_is_compared_as_given(store: JobStore) -> None:
+    """submit() with plain data compares it as given: the same data sent as JSON with the
+    same key is a repeat (aliases and a whole number for a float as sent), a secret given
+    otherwise is another submission; a model instance compares by the fields set."""
+    app = FastAPI()
+    endpoints = AsyncEndpoints(app, store=store, run_workers=False)
+
+    @endpoints.map_async_post("/aliased")
+    async def aliased(ctx: AsyncContext[Aliased]) -> str:
+        return ctx.request.item_name
+
+    @endpoints.map_async_post("/guarded")
+    async def guarded(ctx: AsyncContext[Guarded]) -> str:
+        return ctx.request.item
+
+    async with served(app) as url, httpx.AsyncClient(base_url=url) as client:
+        sent = await client.post(
+            "/aliased", json={"itemName": "tea", "weight": 1}, headers={"Idempotency-Key": "a"}
+        )
+        given = await endpoints.submit(
+            "aliased", {"itemName": "tea", "weight": 1}, idempotency_key="a"
+        )
+        assert given.id == uuid.UUID(sent.json()["id"])
+        plain = await endpoints.submit(
+            "aliased", {"itemName": "tea", "weight": 1.5}, idempotency_key="b"
+        )
+        model = await endpoints.submit(
+            "aliased", Aliased(itemName="tea", weight=1.5), idempotency_key="b"
+        )
+        assert model.id == plain.id
+        first = await endpoints.submit(
+            "guarded", {"item": "a", "password": "first"}, idempotency_key="g"
+        )
+        with pytest.raises(IdempotencyConflictError):
+            await endpoints.submit(
+                "guarded", {"item": "a", "password": "other"}, idempotency_key="g"
+            )
+        again = await endpoints.submit(
+            "guarded", Guarded(item="a", password=SecretStr("first")), idempotency_key="g"
+        )
+        assert again.id == first.id
+        assert await waiting(endpoints) == 3
 
 
 def test_instances_with_other_hash_seeds_agree_that_a_set_body_is_a_repeat(
     redis_server: RedisServer, prefix: str
 ) -> None:
     """Set order follows each process's hash seed: the same body with a set field, sent
-    with one key to three instances on one Redis (each its own seed), is one job."""
+    with one key to three instances on one Redis (each its own seed), is one job; so is
+    one given to submit() in code as a model holding a set."""
     script = (
         "import asyncio, sys; from tests.test_idempotency import submit_tagged; "
         "print(asyncio.run(submit_tagged(*sys.argv[1:])))"
@@ -235,8 +288,9 @@ def test_instances_with_other_hash_seeds_agree_that_a_set_body_is_a_repeat(
         ).stdout.split()
         for seed in ("1", "2", "3")
     ]
-    assert [status for status, _ in answers] == ["202"] * 3
-    assert len({job_id for _, job_id in answers}) == 1
+    assert [status for status, _, _ in answers] == ["202"] * 3
+    assert len({job_id for _, job_id, _ in answers}) == 1
+    assert len({job_id for _, _, job_id in answers}) == 1
 
 
 async def test_a_key_sent_again_with_another_chosen_id_is_422(store: JobStore) -> None:

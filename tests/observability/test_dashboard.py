@@ -15,6 +15,7 @@ from starlette.routing import Mount
 
 from async_endpoints import AsyncEndpoints, JobSpec, JobStatus, StoreUnavailableError
 from async_endpoints import _dashboard_views as views
+from async_endpoints._dashboard import _as_path as dashboard_path
 from async_endpoints._dashboard_guard import COOKIE
 from async_endpoints_redis import RedisJobStore
 from tests.observability.dashboard_app import Gate, make_app
@@ -576,3 +577,22 @@ async def test_links_forms_cookie_and_redirects_keep_the_apps_prefix(
             headers=SAME_ORIGIN,
         )
         assert outside.headers["location"].startswith("/pfx/dashboard/?done=requeued")
+
+
+@pytest.mark.parametrize(
+    ("root_path", "base"),
+    [
+        ("/", ""),
+        ("/pfx/", "/pfx"),
+        ("//dashboard", "/dashboard"),
+        ("/pfx//dashboard", "/pfx/dashboard"),
+        ("/a b/dashboard", "/a%20b/dashboard"),
+        ("/é/dashboard", "/%C3%A9/dashboard"),
+    ],
+)
+def test_the_dashboards_path_from_a_root_path_is_one_absolute_encoded_path(
+    root_path: str, base: str
+) -> None:
+    """Links and the cookie's path never start with // (another host) nor hold a space
+    or a non-ASCII character unencoded (the browser would never send the cookie back)."""
+    assert dashboard_path(root_path) == base
