@@ -308,6 +308,21 @@ async def test_the_live_fragment_is_the_live_part_alone(client: httpx.AsyncClien
     assert "<table" in fragment.text and "<html" not in fragment.text
 
 
+async def test_a_job_pages_way_back_follows_its_status_as_the_page_refreshes(
+    engine: AsyncEndpoints, client: httpx.AsyncClient, gate: Gate
+) -> None:
+    """The job page's link back to its list is in the part that refreshes: once the
+    running job has completed, the refreshed part leads back to the Completed jobs."""
+    job = await engine.submit("Hold")
+    live = {"X-Dashboard-Fragment": "1"}
+    waiting = await client.get(f"/dashboard/jobs/{job.id}", headers=live)
+    assert "« Queued jobs" in waiting.text and "status=Queued" in waiting.text
+    claim = (await engine.store.claim(1, lease=60))[0]
+    await engine.store.complete(claim, "done")
+    done = await client.get(f"/dashboard/jobs/{job.id}", headers=live)
+    assert "« Completed jobs" in done.text and "status=Completed" in done.text
+
+
 async def test_pages_forbid_framing_and_outside_assets(client: httpx.AsyncClient) -> None:
     """CSP allows the app's own scripts and styles only, and no framing."""
     page = await client.get("/dashboard/")
