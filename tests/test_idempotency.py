@@ -10,12 +10,12 @@ import sys
 import tracemalloc
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr
 from redis.asyncio import Redis
 
 from async_endpoints import (
@@ -265,6 +265,56 @@ async def test_a_body_given_in_code_is_compared_as_given(store: JobStore) -> Non
         )
         assert again.id == first.id
         assert await waiting(endpoints) == 3
+
+
+class Label:
+    """An object with no JSON form of its own, which the model reads as its text."""
+
+    def __str__(self) -> str:
+        return "tea"
+
+
+class Labelled(BaseModel):
+    item: Annotated[str, BeforeValidator(str)]
+
+
+async def test_a_body_given_in_code_with_no_json_form_is_compared_as_the_model_reads_it(
+    store: JobStore,
+) -> None:
+    """Plain data holding an object with no JSON form: compared as the model reads it, so
+    the same submission again repeats the first job, and another reading is a conflict."""
+    endpoints = AsyncEndpoints(store=store, run_workers=False)
+
+    async def labelled(ctx: AsyncContext[Labelled]) -> str:
+        return ctx.request.item
+
+    endpoints.add_handler(labelled)
+    async with endpoints.running(workers=False):
+        first = await endpoints.submit("labelled", {"item": Label()}, idempotency_key="l")
+        again = await endpoints.submit("labelled", {"item": Label()}, idempotency_key="l")
+        assert again.id == first.id
+        with pytest.raises(IdempotencyConflictError):
+            await endpoints.submit("labelled", {"item": "coffee"}, idempotency_key="l")
+
+
+async def test_a_number_longer_than_the_interpreter_reads_is_still_fingerprinted(
+    store: JobStore,
+) -> None:
+    """An app that lowers int_max_str_digits: a body whose number the model took but
+    json.loads refuses is fingerprinted by its text (no 500); its retry is a repeat."""
+    limit = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(640)
+    try:
+        app, _ = make_app(store)
+        body = '{"item": "tea", "count": ' + "7" * 700 + "}"
+        headers = {"Idempotency-Key": "digits", "content-type": "application/json"}
+        async with served(app) as url, httpx.AsyncClient(base_url=url) as client:
+            first = await client.post("/orders", content=body, headers=headers)
+            again = await client.post("/orders", content=body, headers=headers)
+            assert first.status_code == 202, first.text
+            assert (again.status_code, again.json()["id"]) == (202, first.json()["id"])
+    finally:
+        sys.set_int_max_str_digits(limit)
 
 
 def test_instances_with_other_hash_seeds_agree_that_a_set_body_is_a_repeat(
