@@ -132,11 +132,10 @@ async def renew_forever(
 
     Claims the store reports lost are looked up: those whose job is ``Canceled`` are passed
     to ``on_cancelled`` (the job's id and the claim's token), as a missed cancel push
-    would have been; the rest
-    (recovered elsewhere) to ``on_lost``, which cancels their handlers (their outcome
-    could no longer be recorded) and returns those it cancelled. Only these are reported:
-    a claim whose job was settled while the renewal was under way is reported lost by the
-    store too, but nothing was lost.
+    would have been; the rest (recovered elsewhere) to ``on_lost``, which cancels their
+    handlers (their outcome could no longer be recorded) and returns those it cancelled.
+    Only these are reported: a claim whose job was settled while the renewal was under way
+    is reported lost by the store too, but nothing was lost.
 
     Self-fencing: a claim not renewed for a whole ``lease`` (the store unreachable, or
     slower than a third of the lease to answer) may have been recovered by another
