@@ -6,10 +6,12 @@ connecting gives up after ``socket_connect_timeout``, a reply is awaited at most
 connection (which is what a pooled connection needs after a server restart).
 
 A burst of more concurrent calls than ``max_connections`` waits for a connection instead
-of failing, on a single server and on a cluster alike, up to the operation's deadline. A
-single server gets a blocking pool. redis-py's cluster client has none: a call beyond
+of failing, on a single server and on a cluster alike. A single server gets a blocking
+pool, whose calls wait up to ``socket_connect_timeout`` for a connection (redis-py's
+``No connection available.`` after that). redis-py's cluster client has none: a call beyond
 ``max_connections`` on a node fails at once (``MaxConnectionsError``). There the store
-admits its calls through a `call_gate`, a semaphore of ``max_connections - 2``: one
+admits its calls through a `call_gate` (waited for up to the operation's deadline), a
+semaphore of ``max_connections - 2``: one
 connection of the node is the pub/sub subscription's, one is left to redis-py's topology
 refresh (``CLUSTER SLOTS``, then ``COMMAND``, one at a time under its own lock). Every
 store call holds at most one connection at a time (``EVALSHA``; after ``NOSCRIPT``, an
