@@ -6,24 +6,27 @@ connecting gives up after ``socket_connect_timeout``, a reply is awaited at most
 connection (which is what a pooled connection needs after a server restart).
 
 A burst of more concurrent calls than ``max_connections`` waits for a connection instead
-of failing, on a single server and on a cluster alike. A single server gets a blocking
-pool, whose calls wait up to ``socket_connect_timeout`` for a connection (redis-py's
-``No connection available.`` after that). redis-py's cluster client has none: a call beyond
-``max_connections`` on a node fails at once (``MaxConnectionsError``). There the store
-admits its calls through a `call_gate` (waited for up to the operation's deadline), a
-semaphore of ``max_connections - 2``: one
-connection of the node is the pub/sub subscription's, one is left to redis-py's topology
-refresh (``CLUSTER SLOTS``, then ``COMMAND``, one at a time under its own lock). Every
-store call holds at most one connection at a time (``EVALSHA``; after ``NOSCRIPT``, an
-``EVAL`` of the script's text on the same node, see `_lua_script`; after ``ASK``,
-``ASKING``, then the command), and all of them go to the node of the store's one hash
-tag, so that node never sees more than ``max_connections`` from the store.
+of failing, up to the operation's deadline (``socket_timeout + socket_connect_timeout``), on
+a single server and on a cluster alike. Each store admits its calls through a `call_gate`,
+a semaphore of the connections its subscriptions leave: on a single server
+``max_connections`` less one per subscription (redis-py's blocking pool would otherwise
+refuse a call after ``socket_connect_timeout`` with ``No connection available.``, which
+reads as an outage when it is only a burst); on a cluster, whose client refuses a call
+beyond ``max_connections`` on a node at once (``MaxConnectionsError``), less one more, left
+to redis-py's topology refresh (``CLUSTER SLOTS``, then ``COMMAND``, one at a time under its
+own lock). A call that waited out the deadline for its turn says so, naming the burst (see
+`_connection.Connection.run`). Every store call holds at most one connection at a time
+(``EVALSHA``; after ``NOSCRIPT``, an ``EVAL`` of the script's text on the same node, see
+`_lua_script`; after ``ASK``, ``ASKING``, then the command), and on a cluster all of them go
+to the node of the store's one hash tag, so that node never sees more than
+``max_connections`` from the store. The blocking pool of a single server waits up to the
+deadline too, for the few commands sent outside the gate (the first ``PING``, opening a
+subscription).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 from typing import Any, TypeAlias
 
@@ -43,6 +46,8 @@ AnyRedis: TypeAlias = "Redis | RedisCluster"
 MIN_CONNECTIONS = 3
 #: Connections of a cluster node left to the subscription and the topology refresh.
 _RESERVED = MIN_CONNECTIONS - 1
+#: The gate of a pool with no bound of its own (redis-py's default is 2**31).
+_UNBOUNDED = 1 << 20
 
 
 def check_url(url: object) -> None:
@@ -107,23 +112,26 @@ async def connect(url: str, *, cluster: bool | None, options: dict[str, Any]) ->
         cluster = await _is_cluster_node(url, options)
     if cluster:
         return RedisCluster.from_url(url, **options)
-    pool = BlockingConnectionPool.from_url(
-        url, timeout=options["socket_connect_timeout"], **options
-    )
+    deadline = options["socket_timeout"] + options["socket_connect_timeout"]
+    pool = BlockingConnectionPool.from_url(url, timeout=deadline, **options)
     return Redis.from_pool(pool)
 
 
-def call_gate(client: AnyRedis) -> contextlib.AbstractAsyncContextManager[Any]:
+def call_gate(client: AnyRedis, *, subscriptions: int = 1) -> asyncio.Semaphore:
     """What each store call holds while it runs, so that a burst waits for a connection.
 
-    For a cluster client (the store's own or one given to it), a semaphore admitting the
-    node's ``max_connections`` less the two the subscription and the topology refresh may
-    take; for a single server nothing (its blocking pool makes calls wait already).
+    A semaphore admitting the connections that ``subscriptions`` pub/sub connections leave
+    of the client's ``max_connections`` (per node on a cluster, where one more is left to
+    the topology refresh); at least one call at a time. A client given by the app with an
+    unbounded pool gets a gate that never makes a call wait.
     """
-    if not isinstance(client, RedisCluster):
-        return contextlib.nullcontext()
-    per_node = int(client.nodes_manager.connection_kwargs.get("max_connections", 100))
-    return asyncio.Semaphore(max(1, per_node - _RESERVED))
+    if isinstance(client, RedisCluster):
+        limit = int(client.nodes_manager.connection_kwargs.get("max_connections", 100))
+        reserved = subscriptions + _RESERVED - 1
+    else:
+        limit = int(getattr(client.connection_pool, "max_connections", _UNBOUNDED))
+        reserved = subscriptions
+    return asyncio.Semaphore(max(1, min(limit, _UNBOUNDED) - reserved))
 
 
 async def _is_cluster_node(url: str, options: dict[str, Any]) -> bool:

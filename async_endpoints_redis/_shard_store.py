@@ -45,7 +45,7 @@ from async_endpoints._store import Claim
 from async_endpoints._store_features import ClaimCancelListener, Idempotency
 
 from ._batch import Batcher, Turn
-from ._client import AnyRedis, client_options, connect
+from ._client import AnyRedis, call_gate, client_options, connect
 from ._codec import Reply
 from ._keys import Keys
 from ._scripts import Submission
@@ -383,19 +383,21 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
 def _share_gates(
     client: AnyRedis, shards: Sequence[RedisJobStore], prefixes: Sequence[str]
 ) -> None:
-    """On a cluster, the shards on one node share one call gate (`_client.call_gate`), of
-    the node's connections less one per subscription of theirs and one for the topology
-    refresh, so that a node holding several shards never sees more than
-    ``max_connections`` from the store."""
-    if not isinstance(client, RedisCluster):
-        return
-    per_node = int(client.nodes_manager.connection_kwargs.get("max_connections", 100))
-    nodes: dict[str, list[RedisJobStore]] = {}
+    """The shards sharing one pool share one call gate (`_client.call_gate`), of its
+    connections less one per subscription of theirs (and, on a cluster, one for the
+    topology refresh), so that a burst over all shards waits for a connection instead of
+    failing: on a single server all shards (one pool), on a cluster the shards of each node.
+    """
+    groups: dict[str, list[RedisJobStore]] = {}
     for shard, prefix in zip(shards, prefixes, strict=True):
-        node = client.get_node_from_key("{" + prefix + "}:clock")
-        nodes.setdefault("" if node is None else node.name, []).append(shard)
-    for group in nodes.values():
-        gate = asyncio.Semaphore(max(1, per_node - 1 - len(group)))
+        node = (
+            client.get_node_from_key("{" + prefix + "}:clock")
+            if isinstance(client, RedisCluster)
+            else None
+        )
+        groups.setdefault("" if node is None else node.name, []).append(shard)
+    for group in groups.values():
+        gate = call_gate(client, subscriptions=len(group))
         for shard in group:
             shard._connection._gate = gate
 

@@ -1,0 +1,107 @@
+"""A store on a single real Redis server under more concurrent calls than connections.
+
+A call beyond ``max_connections`` waits for a connection up to the operation's deadline
+(``socket_timeout + socket_connect_timeout``), as on a cluster, instead of failing after
+``socket_connect_timeout`` with redis-py's ``No connection available.``, which a request
+answered 503 as if Redis were down. Redis is made slow with ``CLIENT PAUSE``: the calls
+admitted hold their connections for the pause, longer than the connect timeout, so the
+calls behind them have to wait past it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from redis.asyncio import Redis
+
+from async_endpoints import StoreUnavailableError
+from async_endpoints_redis import RedisJobStore
+from tests.redis_servers import RedisServer
+
+pytestmark = pytest.mark.redis
+
+CONNECT_TIMEOUT = 0.2
+#: Far beyond the pause, so that the rule tested (calls wait instead of failing) does not
+#: depend on how fast the machine serves the burst once Redis answers again.
+REPLY_TIMEOUT = 30.0
+PAUSE_MS = 1000  # five connect timeouts
+CALLS = 20
+
+
+async def connections_named(server: RedisServer, name: str) -> int:
+    """How many connections named ``name`` the server has open."""
+    async with Redis.from_url(server.url) as probe:
+        clients = await probe.client_list()
+    return sum(client["name"] == name for client in clients)
+
+
+async def burst_during_a_pause(server: RedisServer, store: RedisJobStore) -> list[object]:
+    """``CALLS`` concurrent reads sent while the server pauses every client for ``PAUSE_MS``."""
+    async with Redis.from_url(server.url) as admin:
+        await admin.execute_command("CLIENT", "PAUSE", PAUSE_MS, "ALL")
+    return await asyncio.gather(
+        *(store.get(uuid.uuid4()) for _ in range(CALLS)), return_exceptions=True
+    )
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+async def test_a_burst_waits_past_the_connect_timeout_for_a_connection(
+    own_redis_server: RedisServer, prefix: str, shards: int
+) -> None:
+    """20 reads through a pool that serves two at a time, while Redis holds each for a
+    second (five connect timeouts): all answer, none refused, and the server never sees
+    more than ``max_connections`` from the store (one subscription per shard, two calls)."""
+    max_connections = shards + 2
+    store = RedisJobStore(
+        f"{own_redis_server.url}?client_name={prefix}",
+        prefix=prefix,
+        shards=shards,
+        max_connections=max_connections,
+        socket_connect_timeout=CONNECT_TIMEOUT,
+        socket_timeout=REPLY_TIMEOUT,
+    )
+    await store.start()
+    try:
+        await asyncio.gather(*(store.get(uuid.uuid4()) for _ in range(CALLS)))  # warm
+        found = await burst_during_a_pause(own_redis_server, store)
+        failures = [answer for answer in found if isinstance(answer, BaseException)]
+        assert not failures, f"{len(failures)} of {CALLS} failed, e.g. {failures[0]!r}"
+        assert found == [None] * CALLS
+        assert 0 < await connections_named(own_redis_server, prefix) <= max_connections
+    finally:
+        await store.aclose()
+
+
+async def test_a_call_that_found_no_free_connection_in_time_says_so_on_a_single_server(
+    own_redis_server: RedisServer, prefix: str
+) -> None:
+    """A burst on a server that stopped answering: the calls admitted say Redis gave no
+    answer in time, the calls queued behind them that no connection was free (not
+    redis-py's ``No connection available.``)."""
+    store = RedisJobStore(
+        own_redis_server.url,
+        prefix=prefix,
+        max_connections=3,  # two calls at a time
+        socket_timeout=0.3,
+        socket_connect_timeout=CONNECT_TIMEOUT,
+    )
+    await store.start()
+    try:
+        async with Redis.from_url(own_redis_server.url) as admin:
+            await admin.execute_command("CLIENT", "PAUSE", 5000, "ALL")
+            try:
+                found = await asyncio.gather(
+                    *(store.get(uuid.uuid4()) for _ in range(6)), return_exceptions=True
+                )
+            finally:
+                await admin.execute_command("CLIENT", "UNPAUSE")
+    finally:
+        await store.aclose()
+    messages = [str(answer) for answer in found]
+    assert all(isinstance(answer, StoreUnavailableError) for answer in found), messages
+    waited = ["no connection of the store was free within 0.5 s" in m for m in messages]
+    unanswered = ["(get): no answer within 0.5 s" in m for m in messages]
+    assert all(a or b for a, b in zip(waited, unanswered, strict=True)), messages
+    assert any(waited) and any(unanswered), messages
