@@ -38,3 +38,16 @@ async def drain(store: RedisJobStore, batch: int = 50) -> list[uuid.UUID]:
 async def keys_of(raw_redis: Redis, prefix: str) -> list[str]:
     """Every key whose name holds ``prefix``, sorted."""
     return sorted([key async for key in raw_redis.scan_iter(match=f"*{prefix}*")])
+
+
+async def reads_while_paused(port: int, store: RedisJobStore, calls: int) -> list[object]:
+    """``calls`` concurrent reads of unknown ids sent while the server on ``port`` pauses
+    every client (``CLIENT PAUSE``, lifted once they all answered); each answer or error."""
+    async with Redis(port=port) as admin:
+        await admin.execute_command("CLIENT", "PAUSE", 5000, "ALL")
+        try:
+            return await asyncio.gather(
+                *(store.get(uuid.uuid4()) for _ in range(calls)), return_exceptions=True
+            )
+        finally:
+            await admin.execute_command("CLIENT", "UNPAUSE")

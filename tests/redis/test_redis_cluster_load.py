@@ -9,7 +9,6 @@ hold no connection while they wait.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from pathlib import Path
 
 import httpx
@@ -21,6 +20,7 @@ from redis.asyncio import Redis
 from async_endpoints import AsyncContext, AsyncEndpoints, ConfigurationError, StoreUnavailableError
 from async_endpoints_redis import RedisJobStore
 from tests.e2e.processes import start_api
+from tests.redis.support import reads_while_paused
 from tests.redis_servers import RedisClusterProcesses, RedisServer
 
 pytestmark = pytest.mark.redis
@@ -140,14 +140,7 @@ async def test_a_call_that_found_no_free_connection_in_time_says_so(
     await store.start()
     node = redis_cluster.primary_for(f"{{{prefix}}}:queue")
     try:
-        async with Redis(port=node.port) as admin:
-            await admin.execute_command("CLIENT", "PAUSE", 3000, "ALL")
-            try:
-                found = await asyncio.gather(
-                    *(store.get(uuid.uuid4()) for _ in range(5)), return_exceptions=True
-                )
-            finally:
-                await admin.execute_command("CLIENT", "UNPAUSE")
+        found = await reads_while_paused(node.port, store, 5)
     finally:
         await store.aclose()
     messages = [str(answer) for answer in found]

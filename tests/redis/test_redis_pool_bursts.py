@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from async_endpoints import StoreUnavailableError
 from async_endpoints_redis import RedisJobStore
+from tests.redis.support import reads_while_paused
 from tests.redis_servers import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -89,14 +90,7 @@ async def test_a_call_that_found_no_free_connection_in_time_says_so_on_a_single_
     )
     await store.start()
     try:
-        async with Redis.from_url(own_redis_server.url) as admin:
-            await admin.execute_command("CLIENT", "PAUSE", 5000, "ALL")
-            try:
-                found = await asyncio.gather(
-                    *(store.get(uuid.uuid4()) for _ in range(6)), return_exceptions=True
-                )
-            finally:
-                await admin.execute_command("CLIENT", "UNPAUSE")
+        found = await reads_while_paused(own_redis_server.port, store, 6)
     finally:
         await store.aclose()
     messages = [str(answer) for answer in found]
