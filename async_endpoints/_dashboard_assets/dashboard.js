@@ -5,7 +5,8 @@
   var REFRESH_MS = 1000;
   var live = document.getElementById("live");
   var state = document.getElementById("live-state");
-  if (!live) return;
+  // A page answered 404 from the start (no such page, job or batch) has nothing to follow.
+  if (!live || !state || live.hasAttribute("data-still")) return;
   var offset = 0; // server clock minus browser clock, in ms
 
   function readServerNow(root) {

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -322,6 +323,27 @@ async def test_a_job_page_says_so_when_its_job_is_gone(page: Page, gate: Gate) -
         await page.wait_for_timeout(2 * LIVE_WITHIN_MS)  # two refreshes would have come
         assert asked == []
         gate.open.set()
+
+
+async def test_a_page_that_never_existed_says_so_and_does_not_follow_anything(
+    site: tuple[str, AsyncEndpoints], page: Page
+) -> None:
+    """An unknown dashboard path, and the page of a job id never submitted: each says there
+    is no such page or job, its corner shows no live state (not "stopped", as if something
+    it followed had gone), and it asks the server nothing more."""
+    base, _ = site
+    for path, says in [
+        ("/dashboard/no-such-page", "no such page"),
+        (f"/dashboard/jobs/{uuid.uuid4()}", "There is no such job"),
+    ]:
+        answer = await page.goto(base + path)
+        assert answer is not None and answer.status == 404
+        await expect(page.locator("#live")).to_contain_text(says)
+        await expect(page.locator("#live-state")).to_have_count(0)
+        asked: list[str] = []
+        page.on("request", lambda request, asked=asked: asked.append(request.url))
+        await page.wait_for_timeout(2 * LIVE_WITHIN_MS)  # two refreshes would have come
+        assert asked == []
 
 
 async def test_wide_lists_scroll_inside_their_box_on_a_laptop_screen(
