@@ -12,6 +12,7 @@ from pydantic import PydanticUserError, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError, SchemaSerializer
 from starlette.datastructures import Headers, QueryParams
 
+from ._body_json import NotReadBackError, body_json
 from ._context import AsyncContext, request_model_of
 from ._errors import (
     ConfigurationError,
@@ -213,10 +214,13 @@ class Handler:
             return None, None
         try:
             value = self.body_adapter.validate_python(body)
-            return value, self.body_adapter.dump_json(value).decode()
+            return value, body_json(self.body_adapter, body, value)
+        except NotReadBackError as exc:
+            message = "request body has no JSON form its model reads back"
+            raise _validation_error(exc.error, message) from None
         except ValidationError as exc:
             raise _validation_error(exc) from None
-        except PydanticSerializationError as exc:
+        except (PydanticSerializationError, TypeError, ValueError) as exc:
             error = {"loc": [], "msg": str(exc), "type": "serialization"}
             raise JobValidationError("request body has no JSON form", [error]) from None
 
@@ -307,11 +311,12 @@ def _called_with_context_alone(function: HandlerFunction) -> list[str]:
     return [parameter.name for parameter in parameters]
 
 
-def _validation_error(exc: ValidationError) -> JobValidationError:
+def _validation_error(exc: ValidationError, message: str | None = None) -> JobValidationError:
     errors = exc.errors(include_url=False, include_input=False, include_context=False)
     cleaned = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
-    malformed = any(e["type"] in {"json_invalid", "json_type"} for e in errors)
-    message = "request body is not valid JSON" if malformed else "request body failed validation"
+    if message is None:
+        malformed = any(e["type"] in {"json_invalid", "json_type"} for e in errors)
+        message = "request body " + ("is not valid JSON" if malformed else "failed validation")
     return JobValidationError(message, cleaned)
 
 

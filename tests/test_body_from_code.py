@@ -1,0 +1,183 @@
+"""A body given in code (`submit`, a batch's `JobSpec`, a schedule) reaches the handler as
+the caller gave it, as a POST's body does: fields under their aliases, secrets by value,
+fields declared ``exclude=True`` kept, defaults the caller saw kept; a body whose JSON
+form the model would not read back is refused at once, storing nothing. On the in-memory
+store and on a real Redis."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer
+
+from async_endpoints import (
+    AsyncContext,
+    AsyncEndpoints,
+    InMemoryJobStore,
+    JobSpec,
+    JobStore,
+    JobValidationError,
+)
+from async_endpoints_redis import RedisJobStore
+from tests.redis_servers import RedisServer
+
+
+class Card(BaseModel):
+    number: SecretStr
+    pin: int = Field(default=0, exclude=True)
+
+
+class Order(BaseModel):
+    item_name: str = Field(alias="itemName")
+    card: Card
+    cards: list[Card] = []
+    trace: uuid.UUID = Field(default_factory=uuid.uuid4)
+    tags: set[str] = set()
+    internal: str = Field(exclude=True)
+
+
+class Stamp(BaseModel):
+    """A model whose own writing of a field is not what it reads."""
+
+    at: datetime
+
+    @field_serializer("at")
+    def day_first(self, at: datetime) -> str:
+        return at.strftime("%d/%m/%Y")
+
+
+class Loose(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    kind: str
+
+
+def seen(order: Order) -> dict[str, Any]:
+    """What a handler reads of an order, secrets revealed."""
+    return {
+        "item": order.item_name,
+        "card": [order.card.number.get_secret_value(), order.card.pin],
+        "cards": [[c.number.get_secret_value(), c.pin] for c in order.cards],
+        "trace": str(order.trace),
+        "tags": sorted(order.tags),
+        "internal": order.internal,
+    }
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(
+    request: pytest.FixtureRequest, redis_server: RedisServer, prefix: str
+) -> AsyncIterator[JobStore]:
+    if request.param == "memory":
+        yield InMemoryJobStore()
+        return
+    redis_store = RedisJobStore(url=redis_server.url, prefix=prefix)
+    yield redis_store
+    await redis_store.aclose()
+
+
+@pytest.fixture
+async def endpoints(store: JobStore) -> AsyncIterator[AsyncEndpoints]:
+    endpoints = AsyncEndpoints(FastAPI(), store=store, max_retries=0)
+
+    @endpoints.map_async_post("/orders", name="Order")
+    async def order(ctx: AsyncContext[Order]) -> dict[str, Any]:
+        return seen(ctx.request)
+
+    @endpoints.map_async_post("/stamps", name="Stamp")
+    async def stamp(ctx: AsyncContext[Stamp]) -> str:
+        return ctx.request.at.isoformat()
+
+    @endpoints.map_async_post("/loose", name="Loose")
+    async def loose(ctx: AsyncContext[Loose]) -> dict[str, Any]:
+        return ctx.request.model_dump()
+
+    async with endpoints.running():
+        yield endpoints
+
+
+def an_order() -> Order:
+    return Order(
+        itemName="tea",
+        card=Card(number="4111 1111", pin=1234),
+        cards=[Card(number="5500 0000", pin=9)],
+        tags={"b", "a"},
+        internal="kept",
+    )
+
+
+EXPECTED = {
+    "item": "tea",
+    "card": ["4111 1111", 1234],
+    "cards": [["5500 0000", 9]],
+    "tags": ["a", "b"],
+    "internal": "kept",
+}
+
+
+async def test_a_model_instance_reaches_the_handler_as_given(endpoints: AsyncEndpoints) -> None:
+    """An instance of a model with an alias, secrets, excluded fields (nested too), a set
+    and a default factory: the handler reads every value the caller's instance held."""
+    given = an_order()
+    job = await endpoints.wait_for((await endpoints.submit("Order", given)).id, timeout=10)
+    assert job.status == "Completed", job.error
+    assert job.result == {**EXPECTED, "trace": str(given.trace)}
+
+
+async def test_plain_data_reaches_the_handler_as_a_post_would_send_it(
+    endpoints: AsyncEndpoints,
+) -> None:
+    """Plain data under the model's aliases, with excluded fields: as over HTTP."""
+    trace = uuid.uuid4()
+    body = {
+        "itemName": "tea",
+        "card": {"number": "4111 1111", "pin": 1234},
+        "cards": [{"number": "5500 0000", "pin": 9}],
+        "trace": trace,
+        "tags": {"b", "a"},
+        "internal": "kept",
+    }
+    job = await endpoints.wait_for((await endpoints.submit("Order", body)).id, timeout=10)
+    assert job.status == "Completed", job.error
+    assert job.result == {**EXPECTED, "trace": str(trace)}
+
+
+async def test_extra_fields_a_model_allows_reach_the_handler(endpoints: AsyncEndpoints) -> None:
+    """A model allowing extra fields: an instance's extras are stored with it."""
+    given = Loose(kind="a", colour="red")  # type: ignore[call-arg]
+    job = await endpoints.wait_for((await endpoints.submit("Loose", given)).id, timeout=10)
+    assert job.result == {"kind": "a", "colour": "red"}
+
+
+async def test_a_batch_and_a_schedule_store_the_body_as_given(endpoints: AsyncEndpoints) -> None:
+    """A batch's JobSpec and a schedule write their bodies the same way."""
+    given = an_order()
+    batch = await endpoints.submit_batch([JobSpec("Order", given)])
+    [job] = (await endpoints.list_jobs(batch_id=batch.id)).jobs
+    done = await endpoints.wait_for(job.id, timeout=10)
+    assert done.result == {**EXPECTED, "trace": str(given.trace)}
+    schedule = await endpoints.upsert_schedule("orders", "Order", "0 0 * * *", body=given)
+    assert schedule.body is not None
+    assert Order.model_validate_json(schedule.body) == given
+
+
+async def test_a_body_whose_json_form_the_model_cannot_read_is_refused_storing_nothing(
+    endpoints: AsyncEndpoints,
+) -> None:
+    """An instance of a model whose serializer writes a field in a form its validator
+    refuses: refused at once with a JobValidationError naming the field, instead of a
+    job every attempt of which would fail. The same value as plain data is sent as a
+    client would (ISO time) and runs."""
+    at = datetime(2026, 12, 5, 8, 30, tzinfo=UTC)
+    with pytest.raises(JobValidationError) as refused:
+        await endpoints.submit("Stamp", Stamp(at=at))
+    assert "reads back" in str(refused.value)
+    assert [tuple(error["loc"]) for error in refused.value.errors] == [("at",)]
+    assert await endpoints.store.count_waiting() == 0
+    job = await endpoints.wait_for((await endpoints.submit("Stamp", {"at": at})).id, timeout=10)
+    assert job.result == at.isoformat()
