@@ -12,7 +12,7 @@ from pydantic import PydanticUserError, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError, SchemaSerializer
 from starlette.datastructures import Headers, QueryParams
 
-from ._body_json import NotReadBackError, body_json
+from ._body_json import NotReadBackError, body_json, needs_reveal
 from ._context import AsyncContext, request_model_of
 from ._errors import (
     ConfigurationError,
@@ -51,6 +51,8 @@ class Handler:
         name: The job name stored with every job of this handler.
         function: The async handler.
         model: The request model (``T`` of ``AsyncContext[T]``), or None for no body.
+        body_reveal: Whether a body given in code is written with what the model's own
+            dump hides put back (`_body_json.needs_reveal`).
         validator: The optional ``validator(request, body)`` hook.
         max_result_size: Bytes the result's JSON may take at most.
         queue: The queue its jobs wait in.
@@ -74,6 +76,7 @@ class Handler:
     model: Any
     body_adapter: TypeAdapter[Any] | None
     result_adapter: TypeAdapter[Any]
+    body_reveal: bool = False
     validator: Validator | None = None
     max_result_size: int = DEFAULT_MAX_RESULT_SIZE
     queue: str = DEFAULT_QUEUE
@@ -141,6 +144,7 @@ class Handler:
                 function=function,
                 model=model,
                 body_adapter=None if model is None else TypeAdapter(model),
+                body_reveal=model is not None and needs_reveal(model),
                 result_adapter=TypeAdapter(Any if returns is type(None) else returns),
                 validator=validator,
                 max_result_size=max_result_size,
@@ -214,13 +218,13 @@ class Handler:
             return None, None
         try:
             value = self.body_adapter.validate_python(body)
-            return value, body_json(self.body_adapter, body, value)
+            return value, body_json(self.body_adapter, body, value, reveal=self.body_reveal)
         except NotReadBackError as exc:
             message = "request body has no JSON form its model reads back"
             raise _validation_error(exc.error, message) from None
         except ValidationError as exc:
             raise _validation_error(exc) from None
-        except (PydanticSerializationError, TypeError, ValueError) as exc:
+        except (PydanticSerializationError, UnicodeDecodeError) as exc:
             error = {"loc": [], "msg": str(exc), "type": "serialization"}
             raise JobValidationError("request body has no JSON form", [error]) from None
 
