@@ -46,7 +46,7 @@ AnyRedis: TypeAlias = "Redis | RedisCluster"
 MIN_CONNECTIONS = 3
 #: Connections of a cluster node left to the subscription and the topology refresh.
 _RESERVED = MIN_CONNECTIONS - 1
-#: The gate of a pool with no bound of its own (redis-py's default is 2**31).
+#: The gate of a pool that states no bound (redis-py's own pools all do).
 _UNBOUNDED = 1 << 20
 
 
@@ -122,8 +122,8 @@ def call_gate(client: AnyRedis, *, subscriptions: int = 1) -> asyncio.Semaphore:
 
     A semaphore admitting the connections that ``subscriptions`` pub/sub connections leave
     of the client's ``max_connections`` (per node on a cluster, where one more is left to
-    the topology refresh); at least one call at a time. A client given by the app with an
-    unbounded pool gets a gate that never makes a call wait.
+    the topology refresh); at least one call at a time. A client given by the app is
+    gated by its own pool's bound (redis-py's default pool allows 100 at a time).
     """
     if isinstance(client, RedisCluster):
         limit = int(client.nodes_manager.connection_kwargs.get("max_connections", 100))

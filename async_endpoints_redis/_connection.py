@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from async_endpoints._errors import JobStoreError, StoreUnavailableError
@@ -204,3 +205,27 @@ class Connection:
 
     async def _open_pubsub(self) -> PubSub:
         return await open_pubsub(self.client, self._keys.queue)
+
+
+def share_gates(
+    client: AnyRedis, connections: Sequence[Connection], prefixes: Sequence[str]
+) -> None:
+    """Give the shards of one sharded store, sharing ``client``'s pool, one call gate
+    (`_client.call_gate`) per pool of connections: its connections less one per
+    subscription of theirs (and, on a cluster, one for the topology refresh), so that a
+    burst over all shards waits for a connection instead of failing. On a single server
+    all shards share one pool; on a cluster the shards of each node do. Called again when
+    shards are added (the old layouts a resharding left), so their subscriptions count.
+    """
+    groups: dict[str, list[Connection]] = {}
+    for connection, prefix in zip(connections, prefixes, strict=True):
+        node = (
+            client.get_node_from_key("{" + prefix + "}:clock")
+            if isinstance(client, RedisCluster)
+            else None
+        )
+        groups.setdefault("" if node is None else node.name, []).append(connection)
+    for group in groups.values():
+        gate = call_gate(client, subscriptions=len(group))
+        for connection in group:
+            connection._gate = gate

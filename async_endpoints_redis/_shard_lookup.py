@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
+from ._connection import share_gates
 from ._keys import Keys
 from ._shard_base import ShardBase
 from ._shard_layout import ShardLayout
@@ -122,6 +123,7 @@ class ShardLookup(ShardBase):
             await asyncio.gather(*(shard.start() for shard in added))
             book.prefixes += prefixes
             self._shards += added
+            share_gates(self._client, [one._connection for one in self._shards], book.prefixes)
             self._old_layouts.append(layout)
             logger.info("serving the %d old shards of the layout of %d shards", len(added), count)
 

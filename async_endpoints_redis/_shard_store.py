@@ -36,8 +36,6 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio.cluster import RedisCluster
-
 from async_endpoints._errors import JobStoreError, QueueFullError, ResultRefusedError
 from async_endpoints._idempotency import IdempotencyConflictError
 from async_endpoints._job import Job, JobError, NewJob
@@ -45,8 +43,9 @@ from async_endpoints._store import Claim
 from async_endpoints._store_features import ClaimCancelListener, Idempotency
 
 from ._batch import Batcher, Turn
-from ._client import AnyRedis, call_gate, client_options, connect
+from ._client import AnyRedis, client_options, connect
 from ._codec import Reply
+from ._connection import share_gates
 from ._keys import Keys
 from ._scripts import Submission
 from ._shard_client import keep_command_table
@@ -158,7 +157,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
                 except BaseException:
                     await self._close_shards(shards)
                     raise
-                _share_gates(client, shards, self._layout.prefixes)
+                share_gates(client, [shard._connection for shard in shards], self._layout.prefixes)
                 self._pointers = Pointers(client, self._layout, shards)
                 self._shards = shards
                 try:
@@ -378,28 +377,6 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
             job_id, str(job_id), lambda shard: shard.wait_until_terminal(job_id, timeout)
         )
         return job
-
-
-def _share_gates(
-    client: AnyRedis, shards: Sequence[RedisJobStore], prefixes: Sequence[str]
-) -> None:
-    """The shards sharing one pool share one call gate (`_client.call_gate`), of its
-    connections less one per subscription of theirs (and, on a cluster, one for the
-    topology refresh), so that a burst over all shards waits for a connection instead of
-    failing: on a single server all shards (one pool), on a cluster the shards of each node.
-    """
-    groups: dict[str, list[RedisJobStore]] = {}
-    for shard, prefix in zip(shards, prefixes, strict=True):
-        node = (
-            client.get_node_from_key("{" + prefix + "}:clock")
-            if isinstance(client, RedisCluster)
-            else None
-        )
-        groups.setdefault("" if node is None else node.name, []).append(shard)
-    for group in groups.values():
-        gate = call_gate(client, subscriptions=len(group))
-        for shard in group:
-            shard._connection._gate = gate
 
 
 @contextlib.contextmanager

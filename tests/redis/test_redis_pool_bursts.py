@@ -17,7 +17,9 @@ import pytest
 from redis.asyncio import Redis
 
 from async_endpoints import StoreUnavailableError
+from async_endpoints._job import NewJob
 from async_endpoints_redis import RedisJobStore
+from async_endpoints_redis._shard_store import ShardedRedisJobStore
 from tests.redis.support import reads_while_paused
 from tests.redis_servers import RedisServer
 
@@ -99,3 +101,34 @@ async def test_a_call_that_found_no_free_connection_in_time_says_so_on_a_single_
     unanswered = ["(get): no answer within 0.5 s" in m for m in messages]
     assert all(a or b for a, b in zip(waited, unanswered, strict=True)), messages
     assert any(waited) and any(unanswered), messages
+
+
+async def test_the_old_shards_a_resharding_left_share_the_one_gate_of_the_pool(
+    own_redis_server: RedisServer, prefix: str
+) -> None:
+    """A store restarted with 2 shards over jobs stored with 4 also serves the 2 shards
+    it lacks: all 4 (4 subscriptions on the one pool) admit their calls through one
+    gate of ``max_connections - 4``, so that a burst waits for a connection rather than
+    for a subscription to give one back."""
+    old = RedisJobStore(own_redis_server.url, prefix=prefix, shards=4)
+    await old.enqueue(NewJob(uuid.uuid4(), "Echo", 0))
+    await old.aclose()
+    store = RedisJobStore(
+        f"{own_redis_server.url}?client_name={prefix}",
+        prefix=prefix,
+        shards=2,
+        max_connections=6,
+        socket_connect_timeout=CONNECT_TIMEOUT,
+        socket_timeout=REPLY_TIMEOUT,
+    )
+    await store.start()
+    try:
+        assert isinstance(store, ShardedRedisJobStore)
+        gates = {id(shard._connection._gate) for shard in store._shards}
+        assert len(store._shards) == 4 and len(gates) == 1
+        assert store._shards[0]._connection._gate._value == 6 - 4  # type: ignore[attr-defined]
+        found = await burst_during_a_pause(own_redis_server, store)
+        assert found == [None] * CALLS
+        assert 0 < await connections_named(own_redis_server, prefix) <= 6
+    finally:
+        await store.aclose()
