@@ -36,14 +36,19 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from async_endpoints._errors import JobStoreError, QueueFullError, ResultRefusedError
+from async_endpoints._errors import (
+    ConfigurationError,
+    JobStoreError,
+    QueueFullError,
+    ResultRefusedError,
+)
 from async_endpoints._idempotency import IdempotencyConflictError
 from async_endpoints._job import Job, JobError, NewJob
 from async_endpoints._store import Claim
 from async_endpoints._store_features import ClaimCancelListener, Idempotency
 
 from ._batch import Batcher, Turn
-from ._client import AnyRedis, client_options, connect
+from ._client import MIN_CONNECTIONS, AnyRedis, client_options, connect
 from ._codec import Reply
 from ._connection import share_gates
 from ._keys import Keys
@@ -57,6 +62,10 @@ from ._shard_pointers import Pointers
 from ._shard_renewals import ShardRenewals
 from ._shard_waits import ShardWaits
 from ._store import RedisJobStore
+
+#: Connections beyond the shards' subscriptions: one for calls, one for a cluster's
+#: topology refresh.
+_RESERVED = MIN_CONNECTIONS - 1
 
 logger = logging.getLogger("async_endpoints_redis")
 
@@ -92,6 +101,11 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
             socket_timeout=socket_timeout, socket_connect_timeout=socket_connect_timeout,
             max_connections=max_connections,
         )  # fmt: skip
+        if client is None and max_connections < shards + _RESERVED:
+            raise ConfigurationError(
+                f"max_connections must be at least shards + {_RESERVED} ({shards + _RESERVED}):"
+                " each shard's subscription holds one, and calls need at least one more"
+            )
         self._url = url
         self._given_client = client
         self._cluster = cluster

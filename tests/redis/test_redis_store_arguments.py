@@ -13,6 +13,15 @@ from async_endpoints import ConfigurationError
 from async_endpoints_redis import RedisJobStore
 
 
+def test_a_sharded_store_needs_a_connection_per_shard_and_two_more() -> None:
+    """Each shard's subscription holds a connection: 8 shards need at least 10."""
+    with pytest.raises(
+        ConfigurationError, match=r"max_connections must be at least shards \+ 2 \(10\)"
+    ):
+        RedisJobStore("redis://127.0.0.1:6379/0", shards=8, max_connections=9)
+    RedisJobStore("redis://127.0.0.1:6379/0", shards=8, max_connections=10)
+
+
 @pytest.mark.parametrize(
     "url",
     ["nope://127.0.0.1", "redis://127.0.0.1:notaport/0", "127.0.0.1:6379", 6379],
