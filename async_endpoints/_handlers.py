@@ -221,7 +221,14 @@ class Handler:
             return value, body_json(self.body_adapter, body, value, reveal=self.body_reveal)
         except NotReadBackError as exc:
             message = "request body has no JSON form its model reads back"
-            raise _validation_error(exc.error, message) from None
+            if exc.error is not None:
+                raise _validation_error(exc.error, message) from None
+            differs = (
+                "the model reads back another value (a secret or excluded field it cannot write)"
+            )
+            raise JobValidationError(
+                message, [{"loc": [], "msg": differs, "type": "round_trip"}]
+            ) from None
         except ValidationError as exc:
             raise _validation_error(exc) from None
         except (PydanticSerializationError, UnicodeDecodeError) as exc:

@@ -19,9 +19,12 @@ from pydantic import (
     ConfigDict,
     Field,
     RootModel,
+    SecretBytes,
     SecretStr,
     field_serializer,
 )
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+from typing_extensions import TypedDict
 
 from async_endpoints import (
     AsyncContext,
@@ -238,3 +241,76 @@ def test_bodies_of_every_shape_reach_the_worker_as_given() -> None:
     handler = handler_for(Plain)
     _, text = handler.coerce_body(WithSecret(a=2, secret=SecretStr("hunter2")))
     assert text is not None and "hunter2" not in text and "secret" not in text
+
+
+class ByName(BaseModel):
+    model_config = ConfigDict(validate_by_alias=False, validate_by_name=True)
+
+    item_name: str = Field(alias="itemName")
+    key: SecretStr
+
+
+class Bytes64(BaseModel):
+    model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
+
+    data: bytes = Field(exclude=True)
+    key: SecretStr
+
+
+class SecretBytes64(BaseModel):
+    model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
+
+    key: SecretBytes
+
+
+@pydantic_dataclass
+class Login:
+    user: str
+    password: SecretStr
+    attempts: int = Field(default=0, exclude=True)
+
+
+class Headers(TypedDict):
+    token: SecretStr
+
+
+class Keyring(BaseModel):
+    keys: set[SecretStr]
+    big: int = Field(default=0, exclude_if=lambda value: value > 100)
+
+
+class Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    key: SecretStr
+
+
+class OpenChild(Open):
+    note: str = Field(default="", exclude=True)
+
+
+def test_secrets_and_excluded_fields_reach_the_worker_wherever_they_are() -> None:
+    """Secrets in a model read by field name, in a dataclass, a TypedDict and a set;
+    excluded fields of a dataclass, of bytes the model writes in base64, and left out by
+    ``exclude_if``: the worker reads what was given. A subclass's own excluded field is
+    not stored for a model that would take it as an extra."""
+    by_name = worker_reads(ByName, ByName(item_name="tea", key=SecretStr("s")))
+    assert (by_name.item_name, by_name.key.get_secret_value()) == ("tea", "s")
+    blob = worker_reads(Bytes64, Bytes64(data=b"abcd", key=SecretStr("s")))
+    assert (blob.data, blob.key.get_secret_value()) == (b"abcd", "s")
+    login = worker_reads(Login, Login(user="ada", password=SecretStr("pw"), attempts=3))
+    assert (login.password.get_secret_value(), login.attempts) == ("pw", 3)
+    headers = worker_reads(Headers, {"token": SecretStr("t")})
+    assert headers["token"].get_secret_value() == "t"
+    ring = worker_reads(Keyring, Keyring(keys={SecretStr("k1"), SecretStr("k2")}, big=500))
+    assert ({key.get_secret_value() for key in ring.keys}, ring.big) == ({"k1", "k2"}, 500)
+    opened = worker_reads(Open, OpenChild(key=SecretStr("s"), note="child only"))
+    assert (opened.key.get_secret_value(), opened.model_extra) == ("s", {})
+
+
+def test_a_secret_the_walk_cannot_write_is_refused_not_stored_masked() -> None:
+    """Secret bytes the model reads as base64: no text found reads back the same secret,
+    so the body is refused (never stored as ``**********``)."""
+    handler = handler_for(SecretBytes64)
+    with pytest.raises(JobValidationError, match="reads back"):
+        handler.coerce_body(SecretBytes64(key=SecretBytes(b"\xff\x00")))
