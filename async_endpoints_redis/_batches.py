@@ -220,20 +220,20 @@ async def batch_jobs_page(
     limit: int,
     cursor: str | None,
 ) -> JobPage:
-    """One page of `InspectionStore.list_jobs` with ``batch_id``: the batch's jobs (its
-    continuations once stored) in the order stored, from its job list; with a filter the
-    script looks at no more than ``limit * 10 + 100`` of them and may return a short page
-    with a cursor.
+    """One page of `InspectionStore.list_jobs` with ``batch_id`` and no status: the
+    batch's jobs (its continuations once stored) newest stored first, from its job list;
+    with a queue or tenant filter the script looks at no more than ``limit * 10 + 100`` of
+    them and may return a short page with a cursor.
 
     Raises:
         ValueError: a cursor not made for this listing.
     """
     check_limit(limit)
     filters = filters_of(status, queue, tenant, batch_id)
-    start = 0
+    start: int | str = ""  # the newest
     if cursor is not None:
         position = decode_cursor(cursor, filters)
-        if len(position) != 1 or not isinstance(position[0], int) or position[0] < 0:
+        if len(position) != 1 or type(position[0]) is not int or position[0] < 0:
             raise ValueError("invalid cursor")
         start = position[0]
     filtered = status is not None or queue is not None or tenant is not None

@@ -44,17 +44,24 @@ class RedisInspection(StoreBase):
         ``queue`` or ``tenant`` the script looks at no more than `visit_budget` entries and
         may return a short page with a cursor.
 
-        With a ``batch_id``, the batch's jobs in the order they were stored (see
-        `batch_jobs_page`).
+        With a ``batch_id`` and a status, that status's index in its order, skipping the
+        jobs of other batches (within the same budget as a queue or tenant filter); with a
+        ``batch_id`` alone, the batch's jobs newest stored first (see `batch_jobs_page`).
 
         Raises:
             ValueError: ``limit`` out of range, or a cursor this store did not make for
                 this listing.
         """
-        if batch_id is not None:
+        if batch_id is not None and status is None:
             return await batch_jobs_page(self, batch_id, status, queue, tenant, limit, cursor)
         page, _ = await self._list_jobs_with_positions(
-            status=status, queue=queue, tenant=tenant, limit=limit, cursor=cursor, queues=queues
+            status=status,
+            queue=queue,
+            tenant=tenant,
+            batch_id=batch_id,
+            limit=limit,
+            cursor=cursor,
+            queues=queues,
         )
         return page
 
@@ -64,6 +71,7 @@ class RedisInspection(StoreBase):
         status: JobStatus | None = None,
         queue: str | None = None,
         tenant: str | None = None,
+        batch_id: uuid.UUID | None = None,
         limit: int = 50,
         cursor: str | None = None,
         queues: Sequence[str] = (DEFAULT_QUEUE,),
@@ -76,16 +84,18 @@ class RedisInspection(StoreBase):
             ValueError: As `list_jobs`.
         """
         check_limit(limit)
-        filters = filters_of(status, queue, tenant)
+        filters = filters_of(status, queue, tenant, batch_id)
         position = (
             [] if cursor is None else checked_position(decode_cursor(cursor, filters), status)
         )
         wanted = "" if status is None else status.value
-        names, budget = list(queues), visit_budget(limit, queue, tenant)
+        names = list(queues)
+        budget = visit_budget(limit, queue, tenant, batch_id is not None)
+        batch = "" if batch_id is None else str(batch_id)
         reply = await self._run(
             "list_jobs",
             lambda s: s.list_jobs(
-                wanted, queue or "", limit, budget, names, position, tenant or ""
+                wanted, queue or "", limit, budget, names, position, tenant or "", batch
             ),
         )
         return page_of(reply, filters, status)

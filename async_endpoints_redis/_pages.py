@@ -24,11 +24,13 @@ _INDEX_ENTRY = re.compile(r"\d{14}:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 _QUEUED_ENTRY = re.compile(r"[0-9a-f]{43}")
 
 
-def visit_budget(limit: int, queue: str | None, tenant: str | None = None) -> int:
+def visit_budget(
+    limit: int, queue: str | None, tenant: str | None = None, batch: bool = False
+) -> int:
     """How many entries the script may look at for a page of ``limit`` jobs: one past the
-    page without a filter, ``limit * 10 + 100`` with a queue or tenant filter (the page may
-    be short)."""
-    filtered = queue is not None or tenant is not None
+    page without a filter, ``limit * 10 + 100`` with a queue, tenant or batch filter (the
+    page may be short)."""
+    filtered = queue is not None or tenant is not None or batch
     return limit * VISITS_PER_JOB + 100 if filtered else limit + 1
 
 

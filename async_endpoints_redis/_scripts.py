@@ -307,11 +307,12 @@ class Scripts:
         queues: Sequence[str],
         position: Sequence[str],
         tenant: str = "",
+        batch: str = "",
     ) -> list[Any]:
         """{jobs, position, queue} of one page (see ``lua/list_jobs.lua``)."""
         args: list[str | int] = [status, queue, limit, budget, queues_arg(queues)]
         args += [*position] if position else ["", ""]
-        args.append(tenant)
+        args += [tenant, batch]
         page: list[Any] = await self._call("list_jobs", args)
         return page
 

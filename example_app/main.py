@@ -260,8 +260,15 @@ async def summarise_region(ctx: AsyncContext[RegionRequest]) -> dict[str, str]:
 
 async def assemble_report(ctx: AsyncContext[MonthRequest]) -> dict[str, object]:
     """Runs once every region is done: reads the parts from the batch."""
-    page = await endpoints.list_jobs(batch_id=ctx.batch_id, status="Completed", limit=100)
-    parts = sorted(job.result["region"] for job in page.jobs if job.name == "summarise_region")
+    done, cursor = [], None
+    while True:  # a filtered page may come back short: follow the cursor to the end
+        page = await endpoints.list_jobs(
+            batch_id=ctx.batch_id, status="Completed", limit=100, cursor=cursor
+        )
+        done += page.jobs
+        if (cursor := page.next_cursor) is None:
+            break
+    parts = sorted(job.result["region"] for job in done if job.name == "summarise_region")
     return {"month": ctx.request.month, "regions": parts}
 
 

@@ -247,6 +247,42 @@ class BatchControlContract:
         empty = await listing.list_jobs(batch_id=uuid.uuid4(), limit=MAX_LIMIT)
         assert empty.jobs == [] and empty.next_cursor is None
 
+    async def test_a_batchs_jobs_are_listed_in_the_order_of_the_whole_listing(
+        self, kit: StoreKit
+    ) -> None:
+        """With ``batch_id``, each status lists the batch's jobs in that status's own order
+        (as the listing of every job orders them), and without a status newest stored
+        first, its continuation (stored last) first."""
+        store, listing = batches(kit), inspection(kit)
+        spec, other = new_batch(5, 1), new_batch(2, 0)
+        await kit.store.enqueue(new_job())
+        await store.create_batch(spec)
+        await store.create_batch(other)
+        mine = {job.id for job in spec.jobs} | {job.id for job in spec.continuations}
+
+        async def in_batch_order(status: JobStatus | None) -> None:
+            whole = await listing.list_jobs(status=status, limit=MAX_LIMIT)
+            expected = [job.id for job in whole.jobs if job.id in mine]
+            page = await listing.list_jobs(batch_id=spec.id, status=status, limit=MAX_LIMIT)
+            assert [job.id for job in page.jobs] == expected, status
+
+        await in_batch_order(JobStatus.QUEUED)
+        claims = await claim_all(kit, 8)
+        for claim in claims[:5]:
+            await kit.store.complete(claim, "ok")
+            await kit.advance(TICK)
+        await in_batch_order(JobStatus.COMPLETED)
+        await in_batch_order(JobStatus.IN_PROGRESS)
+        for claim in claims[5:]:
+            await kit.store.complete(claim, "ok")
+        await in_batch_order(JobStatus.COMPLETED)
+        await in_batch_order(JobStatus.QUEUED)  # the continuation
+        newest = await listing.list_jobs(batch_id=spec.id, limit=MAX_LIMIT)
+        assert [job.id for job in newest.jobs] == [
+            *(job.id for job in reversed(spec.continuations)),
+            *(job.id for job in reversed(spec.jobs)),
+        ]
+
     async def test_a_finished_batch_is_kept_for_the_retention_then_dropped(
         self, kit: StoreKit
     ) -> None:

@@ -9,6 +9,7 @@
 -- ARGV[6]  where the previous page ended: an index entry ('' for the start): "<ms>:<id>",
 --          or for Queued jobs a queued_entry (_index.lua) of the queue named by ARGV[7]
 -- ARGV[8]  the tenant filter ('' for none)
+-- ARGV[9]  the batch filter: a batch id ('' for none)
 --
 -- Where the jobs come from:
 --   Queued      each queue's Queued index (by created_at, then id), queue after queue in
@@ -18,7 +19,7 @@
 --   Scheduled   the 'Scheduled' index (by run_at), soonest first: O(log n + page)
 --   terminal    the status's index (by completed_at), newest first: O(log n + page)
 --   none        the 'created' index, newest first: O(log n + page)
--- With a queue or tenant filter every entry looked at counts against ARGV[4]: the page
+-- With a queue, tenant or batch filter every entry looked at counts against ARGV[4]: the page
 -- may come back short, with a position to go on from.
 --
 -- Returns: {jobs, position, queue, entries, queues}: jobs as job_text (_lib.lua) values;
@@ -32,15 +33,19 @@ local status, queue_filter = ARGV[1], ARGV[2]
 local limit, budget = tonumber(ARGV[3]), tonumber(ARGV[4])
 local after = ARGV[6] ~= '' and ARGV[6] or nil
 local tenant_filter = ARGV[8] or ''
+local batch_filter = ARGV[9] or ''
 local jobs, entries, entry_queues = {}, {}, {}
 local scanning = '' -- the queue whose Queued index is being read
 local looked = 0
 local last = nil
 local more = false
 
--- Whether the job is of the queue and tenant asked for (any when none is).
+-- Whether the job is of the queue, tenant and batch asked for (any when none is).
 local function matches(key)
   if queue_filter ~= '' and queue_of(key) ~= queue_filter then
+    return false
+  end
+  if batch_filter ~= '' and field_of(key, 'batch') ~= batch_filter then
     return false
   end
   return tenant_filter == '' or field_of(key, 'tenant') == tenant_filter

@@ -74,8 +74,8 @@ async def test_a_batch_sent_in_chunks_is_stored_whole(
     spec = new_batch(35)
     created = await store.create_batch(spec)
     assert created.total == 35 and created.queued == 35
-    page = await store.list_jobs(batch_id=spec.id, limit=100)
-    assert [job.id for job in page.jobs] == [job.id for job in spec.jobs]
+    page = await store.list_jobs(batch_id=spec.id, limit=100)  # newest stored first
+    assert [job.id for job in page.jobs] == [job.id for job in reversed(spec.jobs)]
     extra = [member(spec.id) for _ in range(25)]
     appended = await store.append_to_batch(spec.id, extra)
     assert appended is not None and appended.total == 60
