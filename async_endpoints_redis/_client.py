@@ -134,6 +134,29 @@ def call_gate(client: AnyRedis, *, subscriptions: int = 1) -> asyncio.Semaphore:
     return asyncio.Semaphore(max(1, min(limit, _UNBOUNDED) - reserved))
 
 
+def widen(client: AnyRedis, subscriptions: int) -> int | None:
+    """Raise the connections ``client`` may open (per node on a cluster) to what
+    ``subscriptions`` pub/sub connections and the calls need, when they are fewer: the old
+    shards a resharding left each hold a subscription, which the configured bound may not
+    have counted. Returns the bound it was, or None when it sufficed."""
+    needed = subscriptions + MIN_CONNECTIONS - 1
+    if isinstance(client, RedisCluster):
+        options = client.nodes_manager.connection_kwargs
+        was = int(options.get("max_connections", 100))
+        if was >= needed:
+            return None
+        options["max_connections"] = needed
+        for node in client.get_nodes():
+            node.max_connections = needed
+        return was
+    pool = client.connection_pool
+    was = int(getattr(pool, "max_connections", _UNBOUNDED))
+    if was >= needed:
+        return None
+    pool.max_connections = needed
+    return was
+
+
 async def _is_cluster_node(url: str, options: dict[str, Any]) -> bool:
     probe = Redis.from_url(url, **{**options, "max_connections": 1})
     try:

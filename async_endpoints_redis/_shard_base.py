@@ -25,6 +25,7 @@ class ShardBase:
     _counts: WaitingCounts
     _retention: float
     _cancel_listeners: list[ClaimCancelListener]
+    _owns_client: bool
 
     if TYPE_CHECKING:
 

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
+from ._client import widen
 from ._connection import share_gates
 from ._keys import Keys
 from ._shard_base import ShardBase
@@ -120,12 +121,37 @@ class ShardLookup(ShardBase):
                 self._shard(len(self._shards) + offset, one, self._client)
                 for offset, one in enumerate(prefixes)
             ]
+            self._make_room(len(self._shards) + len(added), count)
             await asyncio.gather(*(shard.start() for shard in added))
             book.prefixes += prefixes
             self._shards += added
             share_gates(self._client, [one._connection for one in self._shards], book.prefixes)
             self._old_layouts.append(layout)
             logger.info("serving the %d old shards of the layout of %d shards", len(added), count)
+
+    def _make_room(self, subscriptions: int, count: int) -> None:
+        """Let the client open a connection per shard's subscription and the calls' two,
+        now that the shards of the layout of ``count`` shards join (each subscribes): a
+        client the store made has its bound raised (with a warning: set
+        ``max_connections`` that high); an app's own client is left as it is, with an
+        error logged, since its pool is the app's to size."""
+        assert self._client is not None
+        if self._owns_client:
+            was = widen(self._client, subscriptions)
+            if was is not None:
+                logger.warning(
+                    "max_connections raised from %d to %d: this store now also serves the"
+                    " shards of the layout of %d shards, and each shard's subscription"
+                    " holds a connection; set max_connections to at least %d",
+                    was, subscriptions + 2, count, subscriptions + 2,
+                )  # fmt: skip
+            return
+        logger.error(
+            "this store now serves %d shards (with those of the layout of %d shards): the"
+            " client given to it needs at least %d connections, one per shard's"
+            " subscription and two for calls, or some shards are never served",
+            subscriptions, count, subscriptions + 2,
+        )  # fmt: skip
 
     async def _layout_upkeep(self) -> None:
         """Record this store's layout, serve any other recorded one, and retire old

@@ -108,6 +108,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
             )
         self._url = url
         self._given_client = client
+        self._owns_client = client is None
         self._cluster = cluster
         self._shard_options: dict[str, Any] = {
             "retention": retention,
@@ -415,4 +416,5 @@ async def become_sharded(plain: RedisJobStore, arguments: dict[str, Any]) -> Non
     ShardedRedisJobStore.__init__(plain, client=original._connection.client, **arguments)
     plain._cancel_listeners += listeners
     plain._adopted = original
+    plain._owns_client = original._connection._owns_client  # its pool is the store's own
     await plain.start()

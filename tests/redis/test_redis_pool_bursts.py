@@ -132,3 +132,37 @@ async def test_the_old_shards_a_resharding_left_share_the_one_gate_of_the_pool(
         assert 0 < await connections_named(own_redis_server, prefix) <= 6
     finally:
         await store.aclose()
+
+
+async def test_a_store_serving_more_old_shards_than_its_connections_allow_makes_room(
+    own_redis_server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Jobs stored with 6 shards, then a store with 2 shards and ``max_connections=4``
+    (enough for its own 2): it also serves the 4 old shards, whose subscriptions would
+    not fit, so it raises its bound to 8 with a warning, and every old job is found and
+    claimed."""
+    old = RedisJobStore(own_redis_server.url, prefix=prefix, shards=6)
+    stored = [await old.enqueue(NewJob(uuid.uuid4(), "Echo", 0)) for _ in range(30)]
+    await old.aclose()
+    store = RedisJobStore(
+        f"{own_redis_server.url}?client_name={prefix}",
+        prefix=prefix,
+        shards=2,
+        max_connections=4,
+        socket_connect_timeout=1,
+        socket_timeout=2,
+    )
+    await store.start()
+    try:
+        assert isinstance(store, ShardedRedisJobStore)
+        assert len(store._shards) == 6
+        assert "max_connections raised from 4 to 8" in caplog.text
+        found = await asyncio.gather(*(store.get(job.id) for job in stored))
+        assert all(job is not None for job in found)
+        claimed = []
+        while claims := await store.claim(10, lease=30):
+            claimed += [claim.job.id for claim in claims]
+        assert sorted(claimed) == sorted(job.id for job in stored)
+        assert 0 < await connections_named(own_redis_server, prefix) <= 8
+    finally:
+        await store.aclose()
