@@ -3,6 +3,7 @@ pointers and counts) and the lookups they all use."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,7 @@ class ShardBase:
     _retention: float
     _cancel_listeners: list[ClaimCancelListener]
     _owns_client: bool
+    _upkeep_lock: asyncio.Lock
 
     if TYPE_CHECKING:
 

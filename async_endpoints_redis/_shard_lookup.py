@@ -154,8 +154,36 @@ class ShardLookup(ShardBase):
         )  # fmt: skip
 
     async def _layout_upkeep(self) -> None:
-        """Record this store's layout, serve any other recorded one, and retire old
-        layouts whose own shards are empty (`_shard_reshard`)."""
+        """Record this store's layout, serve any other recorded one, retire old layouts
+        whose own shards are empty (`_shard_reshard`), and pause in every shard what
+        shard 0 has paused (`_sync_pauses`). One at a time."""
+        async with self._upkeep_lock:
+            await self._layout_upkeep_now()
+            await self._sync_pauses()
+
+    async def _sync_pauses(self) -> None:
+        """Make every shard's paused queues those of shard 0, which every pause and
+        resume writes first: a shard added since a pause (another shard count's, which
+        the pausing process did not know yet) is paused too, within one upkeep."""
+        shards = self._shards
+        if len(shards) < 2:
+            return
+        before = await shards[0].paused_queues()
+        found = await asyncio.gather(*(shard.paused_queues() for shard in shards[1:]))
+        # Read again: a pause under way wrote shard 0 before the shard where it was just
+        # seen, so a queue missing from both readings of shard 0 is not being paused, and
+        # one in both is not being resumed (a resume racing an addition here leaves the
+        # shard paused until the next upkeep: the safe side).
+        after = await shards[0].paused_queues()
+        for shard, paused in zip(shards[1:], found, strict=True):
+            missing = (before & after) - paused
+            extra = paused - before - after
+            if missing:
+                await shard.pause(sorted(missing))
+            if extra:
+                await shard.resume(sorted(extra))
+
+    async def _layout_upkeep_now(self) -> None:
         assert self._client is not None
         prefix = self._layout.prefix
         counts = await record(self._client, prefix, self._layout.count)

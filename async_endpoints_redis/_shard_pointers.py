@@ -196,10 +196,15 @@ class Pointers:
             if taken:
                 raise DuplicateJobError(f"a job with id {_text(taken)} exists already")
 
-    async def idempotent(self, key: str, shard: int, ttl_ms: int) -> int:
+    async def idempotent(
+        self, key: str, shard: int, ttl_ms: int, old_layouts: Sequence[ShardLayout] = ()
+    ) -> int:
         """Record that idempotency key ``key`` is used for a job in ``shard`` (in the
         key's shard, for ``ttl_ms``, unless recorded already); the shard of the key's
-        job: ``shard``, or the one recorded by an earlier submission."""
+        job: ``shard``, or the one recorded by an earlier submission, in this layout or
+        (a key first used before a resharding) in the key's shard of an ``old_layouts``
+        one, which this layout's record then names too (one GET per old layout, for a
+        key this layout had not recorded)."""
         label_shard = self._layout.of_label(key)
         home = Keys(self.prefixes[label_shard]).key_prefix
         target = self.prefixes[shard]
@@ -208,10 +213,41 @@ class Pointers:
             "enqueue",
             lambda: self._client.set(f"{home}idem-at:{key}", target, nx=True, px=ttl_ms, get=True),
         )
-        if not isinstance(held, bytes | str):
-            return shard
-        index = self.index_of(_text(held))
-        return shard if index is None else index
+        if isinstance(held, bytes | str):
+            index = self.index_of(_text(held))
+            return shard if index is None else index
+        for layout in old_layouts:
+            earlier = await self._earlier(key, layout, label_shard)
+            index = None if earlier is None else self.index_of(_text(earlier))
+            if earlier is not None and index is not None:
+                again = functools.partial(
+                    self._client.set, f"{home}idem-at:{key}", _text(earlier), xx=True, keepttl=True
+                )
+                await self._on(label_shard, "enqueue", again)
+                return index
+        return shard
+
+    async def _earlier(self, key: str, layout: ShardLayout, label_shard: int) -> bytes | str | None:
+        """The prefix of the shard holding the job of idempotency key ``key`` as
+        ``layout`` recorded it: its record in the key's shard of that layout, or, for the
+        one shard of a plain store (which records no such pointer), that shard when its
+        own record of the key (``{p}:idem:<key>``) exists; None when it has none."""
+        if layout.count == 1:
+            (only,) = layout.prefixes
+            shard = self.index_of(only)
+            if shard is None:
+                return None
+            record = Keys(only).key_prefix + f"idem:{key}"
+            held = await self._on(shard, "enqueue", functools.partial(self._client.exists, record))
+            return only if held else None
+        old_shard = self.index_of(layout.prefixes[layout.of_label(key)])
+        if old_shard is None or old_shard == label_shard:
+            return None  # the record read already
+        record = Keys(self.prefixes[old_shard]).key_prefix + f"idem-at:{key}"
+        found: bytes | str | None = await self._on(
+            old_shard, "enqueue", functools.partial(self._client.get, record)
+        )
+        return found
 
     async def target(self, id_shard: int, job_id: uuid.UUID | str) -> int | None:
         """The shard a pointer in ``id_shard`` names for this id (or `batch_field`); None

@@ -39,8 +39,15 @@ What resharding does not keep: the strict order of jobs across the change (old a
 shards are claimed in turn, as any two shards), the order of a key whose jobs stores of
 both counts submit at the same moment (the look at the old lane and the enqueue are two
 steps: a job submitted by an old-count store in between starts a second lane), an
-idempotency key used before the change (a repeat after it may store a new job), and a
-listing cursor made before (refused: `ValueError`).
+idempotency key first used by stores of both counts at the same moment (each may record
+it before it reads the other's record), and a listing cursor made before (refused:
+`ValueError`). An idempotency key used before the change is found through the old
+layout's record (`Pointers.idempotent`).
+
+A process that runs no recovery (an API-only instance) reads the record at most once a
+second while its store is used (`ShardedRedisJobStore._keep_layouts_current`), and every
+upkeep also pauses in each shard what shard 0 has paused, so that a pause made before its
+maker knew of a newer count's shards reaches them too.
 """
 
 from __future__ import annotations

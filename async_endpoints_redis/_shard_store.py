@@ -66,6 +66,8 @@ from ._store import RedisJobStore
 #: Connections beyond the shards' subscriptions: one for calls, one for a cluster's
 #: topology refresh.
 _RESERVED = MIN_CONNECTIONS - 1
+#: Seconds between two layout upkeeps of a store in use (`_keep_layouts_current`).
+_UPKEEP_EVERY = 1.0
 
 logger = logging.getLogger("async_endpoints_redis")
 
@@ -142,6 +144,9 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         self._counts = WaitingCounts(self)
         self._old_layouts: list[ShardLayout] = []
         self._adopted: RedisJobStore | None = None  # the plain store this one was
+        self._upkeep_lock = asyncio.Lock()
+        self._upkeep_task: asyncio.Task[None] | None = None
+        self._next_upkeep = 0.0
 
     # Starting and stopping
 
@@ -151,6 +156,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
 
     async def _ready_shards(self) -> list[RedisJobStore]:
         if self._shards and not self._closed:
+            self._keep_layouts_current()
             return self._shards
         async with self._start_lock:
             if self._closed:
@@ -193,9 +199,34 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         shard._submissions = Batcher(shard._enqueue_many, turn=self._submission_turn)
         return shard
 
+    def _keep_layouts_current(self) -> None:
+        """At most every `_UPKEEP_EVERY` seconds while the store is used, its layout
+        upkeep (`ShardLookup._layout_upkeep`) in the background: a process that runs no
+        recovery (an API-only instance) learns within a second of the shards another
+        shard count added, and of pauses those shards missed."""
+        loop = asyncio.get_running_loop()
+        running = self._upkeep_task is not None and not self._upkeep_task.done()
+        if running or loop.time() < self._next_upkeep:
+            return
+        self._next_upkeep = loop.time() + _UPKEEP_EVERY
+        self._upkeep_task = loop.create_task(
+            self._upkeep_in_background(), name="async-endpoints-redis-layout-upkeep"
+        )
+
+    async def _upkeep_in_background(self) -> None:
+        try:
+            with _mapped("layout upkeep"):
+                await self._layout_upkeep()
+        except JobStoreError as exc:  # the calls that need Redis say so themselves
+            logger.debug("layout upkeep failed: %s", exc)
+
     async def aclose(self) -> None:
         """End this store's offers, stop listening, release every waiter and close the
         client if the store made it. Idempotent; stored jobs are kept."""
+        task, self._upkeep_task = self._upkeep_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         async with self._start_lock:
             self._closed = True
             shards, self._shards = self._shards, []
@@ -268,7 +299,8 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         shards = await self._ready_shards()
         placed = await self._home(new_job)
         ttl_ms = max(1, math.ceil(idempotency.ttl * 1000))
-        shard = await self._pointer_book.idempotent(idempotency.key, placed, ttl_ms)
+        book = self._pointer_book
+        shard = await book.idempotent(idempotency.key, placed, ttl_ms, self._old_layouts)
         if new_job.partition_key is not None and shard != placed:
             return await self._answer_only(shard, new_job, idempotency)
         shard, new_job = await self._placed(new_job, shard)

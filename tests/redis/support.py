@@ -4,6 +4,7 @@ listing a prefix's keys."""
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -11,6 +12,7 @@ from typing import TypeVar
 from redis.asyncio import Redis
 
 from async_endpoints_redis import RedisJobStore
+from async_endpoints_redis._shard_store import ShardedRedisJobStore
 
 T = TypeVar("T")
 
@@ -51,3 +53,12 @@ async def reads_while_paused(port: int, store: RedisJobStore, calls: int) -> lis
             )
         finally:
             await admin.execute_command("CLIENT", "UNPAUSE")
+
+
+async def without_layout_upkeep(store: RedisJobStore) -> None:
+    """Stop a sharded store's layout upkeep (once a second while it is used) and wait out
+    one under way, so that a test counting a call's commands counts that call's alone."""
+    if isinstance(store, ShardedRedisJobStore):
+        store._next_upkeep = math.inf
+        if store._upkeep_task is not None:
+            await asyncio.gather(store._upkeep_task, return_exceptions=True)

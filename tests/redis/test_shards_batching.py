@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from async_endpoints._job import NewJob
 from async_endpoints_redis._shard_layout import ShardLayout
 from tests.redis.conftest import StoreFactory
+from tests.redis.support import without_layout_upkeep
 
 pytestmark = pytest.mark.redis
 
@@ -43,6 +44,7 @@ async def test_a_turns_submissions_across_shards_go_as_one_script_call_per_shard
     shard (a shard that was idle does not send its first one alone too)."""
     store = await make_store(shards=SHARDS)
     await store.enqueue(NewJob(uuid.uuid4(), "Echo", 0))  # the script is loaded
+    await without_layout_upkeep(store)
     before = await script_calls(raw_redis)
     jobs = await asyncio.gather(*(store.enqueue(job) for job in jobs_in_every_shard(prefix)))
     assert len(jobs) == JOBS
@@ -61,6 +63,7 @@ async def test_a_turns_completions_across_shards_go_as_one_script_call_per_shard
     assert len(claims) == JOBS
     warm_up, *claims = claims  # the script is loaded
     assert await store.complete(warm_up, "done") is not None
+    await without_layout_upkeep(store)
     before = await script_calls(raw_redis)
     done = await asyncio.gather(*(store.complete(claim, "done") for claim in claims))
     assert all(job is not None and job.result == "done" for job in done)

@@ -194,3 +194,22 @@ async def test_an_emptied_old_layout_is_retired(
     await new.recover()  # finds the old shards empty: retires their count
     later = await make_store()
     assert type(later) is RedisJobStore
+
+
+@pytest.mark.parametrize(("before", "after"), [(4, 2), (2, 6), (1, 3)])
+async def test_an_idempotency_key_used_before_a_reshard_is_still_a_repeat_after_it(
+    make_store: StoreFactory, before: int, after: int
+) -> None:
+    """Keys used with one shard count, repeated through a store of another: each repeat
+    answers the job stored the first time (and its fingerprint), and stores nothing."""
+    old = await make_store(shards=before)
+    firsts = {}
+    for n in range(20):
+        job, earlier = await old.enqueue_once(new_job(), Idempotency(f"idem-{n}", "fp", 60))
+        assert earlier is None
+        firsts[n] = job.id
+    new = await make_store(shards=after)
+    for n in range(20):
+        job, earlier = await new.enqueue_once(new_job(), Idempotency(f"idem-{n}", "fp", 60))
+        assert (job.id, earlier) == (firsts[n], "fp"), n
+    assert await new.count_waiting() == 20
