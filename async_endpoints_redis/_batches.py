@@ -211,6 +211,10 @@ def batch_cursor(tenant: str | None, batch: Batch) -> str:
     return encode_cursor([_LISTING, tenant], [entry])
 
 
+#: The mark of a batch listing's cursor (its jobs newest stored first).
+_NEWEST_FIRST = "n"
+
+
 async def batch_jobs_page(
     store: StoreBase,
     batch_id: uuid.UUID,
@@ -233,9 +237,13 @@ async def batch_jobs_page(
     start: int | str = ""  # the newest
     if cursor is not None:
         position = decode_cursor(cursor, filters)
-        if len(position) != 1 or type(position[0]) is not int or position[0] < 0:
+        # ["n", index]: walking from the newest (a cursor of the oldest-first order that
+        # came before, [index], is refused rather than read the other way).
+        if len(position) != 2 or position[0] != _NEWEST_FIRST:
             raise ValueError("invalid cursor")
-        start = position[0]
+        if type(position[1]) is not int or position[1] < 0:
+            raise ValueError("invalid cursor")
+        start = position[1]
     filtered = status is not None or queue is not None or tenant is not None
     budget = limit * VISITS_PER_JOB + 100 if filtered else limit
     args: list[str | int] = [str(batch_id), start, limit, budget]
@@ -248,4 +256,4 @@ async def batch_jobs_page(
             jobs.append(job)
     if int(next_start) < 0:
         return JobPage(jobs, None)
-    return JobPage(jobs, encode_cursor(filters, [int(next_start)]))
+    return JobPage(jobs, encode_cursor(filters, [_NEWEST_FIRST, int(next_start)]))

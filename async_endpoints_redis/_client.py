@@ -27,6 +27,7 @@ subscription).
 from __future__ import annotations
 
 import asyncio
+import collections
 import math
 from typing import Any, TypeAlias
 
@@ -148,6 +149,9 @@ def widen(client: AnyRedis, subscriptions: int) -> int | None:
         options["max_connections"] = needed
         for node in client.get_nodes():
             node.max_connections = needed
+            # Its idle connections wait in a deque bounded when the node was made: one
+            # released beyond that bound would be dropped (open, counted, never reused).
+            node._free = collections.deque(node._free, maxlen=needed)
         return was
     pool = client.connection_pool
     was = int(getattr(pool, "max_connections", _UNBOUNDED))

@@ -28,6 +28,9 @@ class ShardBase:
     _cancel_listeners: list[ClaimCancelListener]
     _owns_client: bool
     _upkeep_lock: asyncio.Lock
+    _next_upkeep: float
+    _closed: bool
+    _room_told: set[int]
 
     if TYPE_CHECKING:
 

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from ._store import RedisJobStore
 
 T = TypeVar("T")
+#: Seconds between two layout upkeeps of a store in use (`_keep_layouts_current`).
+UPKEEP_EVERY = 1.0
+
 logger = logging.getLogger("async_endpoints_redis")
 
 
@@ -122,7 +125,20 @@ class ShardLookup(ShardBase):
                 for offset, one in enumerate(prefixes)
             ]
             self._make_room(len(self._shards) + len(added), count)
-            await asyncio.gather(*(shard.start() for shard in added))
+            serving = self._shards
+            try:
+                started = await asyncio.gather(
+                    *(shard.start() for shard in added), return_exceptions=True
+                )
+            except BaseException:  # cancelled: the store is closing
+                await _close(added)
+                raise
+            failure = next((one for one in started if isinstance(one, BaseException)), None)
+            if failure is not None or self._closed or self._shards is not serving:
+                await _close(added)  # none is left subscribed; the next upkeep tries again
+                if failure is not None:
+                    raise failure
+                return
             book.prefixes += prefixes
             self._shards += added
             share_gates(self._client, [one._connection for one in self._shards], book.prefixes)
@@ -136,6 +152,9 @@ class ShardLookup(ShardBase):
         ``max_connections`` that high); an app's own client is left as it is, with an
         error logged, since its pool is the app's to size."""
         assert self._client is not None
+        if count in self._room_told:
+            return
+        self._room_told.add(count)
         if self._owns_client:
             was = widen(self._client, subscriptions)
             if was is not None:
@@ -158,8 +177,11 @@ class ShardLookup(ShardBase):
         whose own shards are empty (`_shard_reshard`), and pause in every shard what
         shard 0 has paused (`_sync_pauses`). One at a time."""
         async with self._upkeep_lock:
+            if self._closed or not self._shards:
+                return  # closed, or its start failed, while this upkeep waited its turn
             await self._layout_upkeep_now()
             await self._sync_pauses()
+            self._next_upkeep = asyncio.get_running_loop().time() + UPKEEP_EVERY
 
     async def _sync_pauses(self) -> None:
         """Make every shard's paused queues those of shard 0, which every pause and
@@ -211,3 +233,7 @@ class ShardLookup(ShardBase):
 async def _has_lane(client: AnyRedis, lanes: str, partition_key: str, _: object) -> bool:
     """Whether the key has a lane in the shard whose ``{s}:lanes`` is ``lanes``."""
     return bool(await client.hexists(lanes, partition_key))
+
+
+async def _close(shards: list[RedisJobStore]) -> None:
+    await asyncio.gather(*(shard.aclose() for shard in shards), return_exceptions=True)

@@ -201,53 +201,52 @@ class Pointers:
     ) -> int:
         """Record that idempotency key ``key`` is used for a job in ``shard`` (in the
         key's shard, for ``ttl_ms``, unless recorded already); the shard of the key's
-        job: ``shard``, or the one recorded by an earlier submission, in this layout or
-        (a key first used before a resharding) in the key's shard of an ``old_layouts``
-        one, which this layout's record then names too (one GET per old layout, for a
-        key this layout had not recorded)."""
+        job: ``shard``, or the one recorded by an earlier submission. A key first used
+        before a resharding is found in an ``old_layouts`` one's record first (one more
+        call per old layout), and recorded here as that shard, for what is left of that
+        record's time, so that every submission of the key, through either layout, meets
+        in the same shard."""
         label_shard = self._layout.of_label(key)
         home = Keys(self.prefixes[label_shard]).key_prefix
-        target = self.prefixes[shard]
+        target, ttl = self.prefixes[shard], ttl_ms
+        for layout in old_layouts:
+            earlier = await self._earlier(key, layout, label_shard)
+            if earlier is not None and self.index_of(earlier[0]) is not None:
+                target, ttl = earlier[0], earlier[1] if earlier[1] > 0 else ttl_ms
+                break
         held = await self._on(
             label_shard,
             "enqueue",
-            lambda: self._client.set(f"{home}idem-at:{key}", target, nx=True, px=ttl_ms, get=True),
+            lambda: self._client.set(f"{home}idem-at:{key}", target, nx=True, px=ttl, get=True),
         )
-        if isinstance(held, bytes | str):
-            index = self.index_of(_text(held))
-            return shard if index is None else index
-        for layout in old_layouts:
-            earlier = await self._earlier(key, layout, label_shard)
-            index = None if earlier is None else self.index_of(_text(earlier))
-            if earlier is not None and index is not None:
-                again = functools.partial(
-                    self._client.set, f"{home}idem-at:{key}", _text(earlier), xx=True, keepttl=True
-                )
-                await self._on(label_shard, "enqueue", again)
-                return index
-        return shard
+        chosen = self.index_of(_text(held) if isinstance(held, bytes | str) else target)
+        return shard if chosen is None else chosen
 
-    async def _earlier(self, key: str, layout: ShardLayout, label_shard: int) -> bytes | str | None:
+    async def _earlier(
+        self, key: str, layout: ShardLayout, label_shard: int
+    ) -> tuple[str, int] | None:
         """The prefix of the shard holding the job of idempotency key ``key`` as
-        ``layout`` recorded it: its record in the key's shard of that layout, or, for the
-        one shard of a plain store (which records no such pointer), that shard when its
-        own record of the key (``{p}:idem:<key>``) exists; None when it has none."""
+        ``layout`` recorded it, and the milliseconds that record has left: its record in
+        the key's shard of that layout, or, for the one shard of a plain store (which
+        records no such pointer), that shard when its own record of the key
+        (``{p}:idem:<key>``) exists (-1 ms left: it does not expire); None when it has
+        none."""
         if layout.count == 1:
             (only,) = layout.prefixes
             shard = self.index_of(only)
             if shard is None:
                 return None
             record = Keys(only).key_prefix + f"idem:{key}"
-            held = await self._on(shard, "enqueue", functools.partial(self._client.exists, record))
-            return only if held else None
+            left = await self._on(shard, "enqueue", functools.partial(self._client.pttl, record))
+            return None if left == -2 else (only, int(left))
         old_shard = self.index_of(layout.prefixes[layout.of_label(key)])
         if old_shard is None or old_shard == label_shard:
-            return None  # the record read already
+            return None  # this layout's own record, read by the caller
         record = Keys(self.prefixes[old_shard]).key_prefix + f"idem-at:{key}"
-        found: bytes | str | None = await self._on(
-            old_shard, "enqueue", functools.partial(self._client.get, record)
-        )
-        return found
+        found, left = await self._on(old_shard, "enqueue", lambda: _with_ttl(self._client, record))
+        if found is None or left == -2:
+            return None
+        return _text(found), left
 
     async def target(self, id_shard: int, job_id: uuid.UUID | str) -> int | None:
         """The shard a pointer in ``id_shard`` names for this id (or `batch_field`); None
@@ -298,3 +297,12 @@ class Pointers:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+async def _with_ttl(client: AnyRedis, key: str) -> tuple[bytes | str | None, int]:
+    """``key``'s value and the milliseconds it has left (-2: gone), in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    pipe.get(key)
+    pipe.pttl(key)
+    found, left = await pipe.execute()
+    return found, int(left)

@@ -57,7 +57,7 @@ from ._shard_client import keep_command_table
 from ._shard_counts import WaitingCounts
 from ._shard_features import ShardFeatures
 from ._shard_layout import ShardLayout
-from ._shard_lookup import ShardLookup
+from ._shard_lookup import UPKEEP_EVERY, ShardLookup
 from ._shard_pointers import Pointers
 from ._shard_renewals import ShardRenewals
 from ._shard_waits import ShardWaits
@@ -66,8 +66,6 @@ from ._store import RedisJobStore
 #: Connections beyond the shards' subscriptions: one for calls, one for a cluster's
 #: topology refresh.
 _RESERVED = MIN_CONNECTIONS - 1
-#: Seconds between two layout upkeeps of a store in use (`_keep_layouts_current`).
-_UPKEEP_EVERY = 1.0
 
 logger = logging.getLogger("async_endpoints_redis")
 
@@ -147,6 +145,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         self._upkeep_lock = asyncio.Lock()
         self._upkeep_task: asyncio.Task[None] | None = None
         self._next_upkeep = 0.0
+        self._room_told: set[int] = set()  # the old counts `_make_room` has seen to
 
     # Starting and stopping
 
@@ -200,15 +199,15 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         return shard
 
     def _keep_layouts_current(self) -> None:
-        """At most every `_UPKEEP_EVERY` seconds while the store is used, its layout
+        """At most every `UPKEEP_EVERY` seconds while the store is used, its layout
         upkeep (`ShardLookup._layout_upkeep`) in the background: a process that runs no
         recovery (an API-only instance) learns within a second of the shards another
         shard count added, and of pauses those shards missed."""
         loop = asyncio.get_running_loop()
         running = self._upkeep_task is not None and not self._upkeep_task.done()
-        if running or loop.time() < self._next_upkeep:
+        if running or self._closed or loop.time() < self._next_upkeep:
             return
-        self._next_upkeep = loop.time() + _UPKEEP_EVERY
+        self._next_upkeep = loop.time() + UPKEEP_EVERY
         self._upkeep_task = loop.create_task(
             self._upkeep_in_background(), name="async-endpoints-redis-layout-upkeep"
         )
@@ -219,10 +218,14 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
                 await self._layout_upkeep()
         except JobStoreError as exc:  # the calls that need Redis say so themselves
             logger.debug("layout upkeep failed: %s", exc)
+        except Exception:
+            if not self._closed:
+                logger.exception("layout upkeep failed")
 
     async def aclose(self) -> None:
         """End this store's offers, stop listening, release every waiter and close the
         client if the store made it. Idempotent; stored jobs are kept."""
+        self._closed = True  # before any await: no upkeep starts from here on
         task, self._upkeep_task = self._upkeep_task, None
         if task is not None:
             task.cancel()

@@ -13,7 +13,9 @@
 
 local members = batch_key(ARGV[1]) .. ':jobs'
 local limit, budget = tonumber(ARGV[3]), tonumber(ARGV[4])
-local start = ARGV[2] == '' and (redis.call('LLEN', members) - 1) or tonumber(ARGV[2])
+-- A start past the end (the list shortened, or gone with its batch) starts at the end.
+local last = redis.call('LLEN', members) - 1
+local start = ARGV[2] == '' and last or math.min(tonumber(ARGV[2]), last)
 local status, queue, tenant = ARGV[5], ARGV[6], ARGV[7]
 if start < 0 then
   return {{}, -1}

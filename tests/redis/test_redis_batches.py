@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from async_endpoints import _listing
 from async_endpoints._batch import BatchStatus, NewBatch
 from async_endpoints._errors import DuplicateJobError, QueueFullError
 from async_endpoints._job import JobStatus, NewJob
@@ -181,3 +182,22 @@ async def test_a_batch_refused_for_max_waiting_names_the_batch_not_a_count_that_
     with pytest.raises(QueueFullError, match=r"batch's jobs would take .* past max_waiting \(3\)"):
         await store.create_batch(spec, max_waiting=3)
     assert await store.get_batch(spec.id) is None
+
+
+async def test_a_batch_cursor_past_a_shortened_or_dropped_job_list_ends_the_listing(
+    store: RedisJobStore, raw_redis: Redis, prefix: str
+) -> None:
+    """A cursor whose place is past the batch's job list (its batch dropped after the
+    retention, say) answers what is left and ends, never the same cursor again; a
+    cursor of the oldest-first order that came before is refused."""
+    spec = new_batch(5, 0)
+    await store.create_batch(spec)
+    page = await store.list_jobs(batch_id=spec.id, limit=2)
+    assert [job.id for job in page.jobs] == [job.id for job in spec.jobs[:-3:-1]]
+    assert page.next_cursor is not None
+    await raw_redis.delete(f"{{{prefix}}}:batch:{spec.id}:jobs")
+    rest = await store.list_jobs(batch_id=spec.id, limit=2, cursor=page.next_cursor)
+    assert rest.jobs == [] and rest.next_cursor is None
+    older = _listing.encode_cursor(_listing.filters_of(None, None, None, spec.id), [2])
+    with pytest.raises(ValueError, match="cursor"):
+        await store.list_jobs(batch_id=spec.id, limit=2, cursor=older)

@@ -15,13 +15,15 @@ import uuid
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from async_endpoints import StoreUnavailableError
 from async_endpoints._job import NewJob
 from async_endpoints_redis import RedisJobStore
+from async_endpoints_redis._client import widen
 from async_endpoints_redis._shard_store import ShardedRedisJobStore
 from tests.redis.support import reads_while_paused
-from tests.redis_servers import RedisServer
+from tests.redis_servers import RedisClusterProcesses, RedisServer
 
 pytestmark = pytest.mark.redis
 
@@ -166,3 +168,23 @@ async def test_a_store_serving_more_old_shards_than_its_connections_allow_makes_
         assert 0 < await connections_named(own_redis_server, prefix) <= 8
     finally:
         await store.aclose()
+
+
+async def test_widening_a_cluster_clients_bound_lets_every_connection_be_reused(
+    redis_cluster: RedisClusterProcesses,
+) -> None:
+    """A cluster client made for 4 connections per node, widened to 10: 10 connections
+    taken on a node and given back can all be taken again (none dropped from the idle
+    queue, whose bound was the old one, to stay open and counted but never reused)."""
+    client = RedisCluster.from_url(redis_cluster.url, max_connections=4)
+    try:
+        await client.initialize()
+        assert widen(client, subscriptions=8) == 4
+        node = client.get_nodes()[0]
+        for _ in range(2):
+            taken = [node.acquire_connection() for _ in range(10)]
+            for connection in taken:
+                node.release(connection)
+        assert len(node._connections) == 10
+    finally:
+        await client.aclose()
