@@ -29,6 +29,7 @@ class ShardBase:
     _owns_client: bool
     _upkeep_lock: asyncio.Lock
     _next_upkeep: float
+    _next_miss_upkeep: float
     _closed: bool
     _room_told: set[int]
 

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 #: Seconds between two layout upkeeps of a store in use (`_keep_layouts_current`).
 UPKEEP_EVERY = 1.0
+#: Seconds between two upkeeps made because a lookup by id found nothing.
+MISS_UPKEEP_EVERY = 0.25
 
 logger = logging.getLogger("async_endpoints_redis")
 
@@ -87,7 +89,22 @@ class ShardLookup(ShardBase):
             answer = await call(shards[last])
             if answer is not None:
                 return answer, shards[last]
+        if await self._heard_of_new_shards():
+            return await self._probe(job_id, field, call)
         return None, None
+
+    async def _heard_of_new_shards(self) -> bool:
+        """After a lookup found nothing: read the record of shard counts now (at most
+        every `MISS_UPKEEP_EVERY` seconds), so that a job another count's store stored a
+        moment ago is found rather than answered 404 until the next upkeep. Whether
+        shards were added."""
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._next_miss_upkeep:
+            return False
+        self._next_miss_upkeep = loop.time() + MISS_UPKEEP_EVERY
+        served = len(self._shards)
+        await self._layout_upkeep()
+        return len(self._shards) > served
 
     async def _located(self, job_id: uuid.UUID) -> RedisJobStore:
         """The shard holding the job (its id's shard when none does)."""

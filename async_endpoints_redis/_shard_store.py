@@ -145,6 +145,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         self._upkeep_lock = asyncio.Lock()
         self._upkeep_task: asyncio.Task[None] | None = None
         self._next_upkeep = 0.0
+        self._next_miss_upkeep = 0.0
         self._room_told: set[int] = set()  # the old counts `_make_room` has seen to
 
     # Starting and stopping
