@@ -79,9 +79,7 @@ def body_json(adapter: TypeAdapter[Any], given: Any, value: Any, *, reveal: bool
     ]
     if reveal:
         candidates.insert(0, lambda: _revealed_json(adapter, value))
-    if _is_json(given):
-        # Encoded here, so that text with no UTF-8 form fails as a body with no JSON form.
-        candidates.append(lambda: json.dumps(given, ensure_ascii=False).encode())
+    candidates.append(lambda: _as_posted(given))
     failures: list[Exception] = []
     for candidate in candidates:
         try:
@@ -110,6 +108,19 @@ def _same(adapter: TypeAdapter[Any], back: Any, value: Any) -> bool:
         return bool(adapter.dump_python(back, round_trip=True) == mine)
     except (PydanticSerializationError, TypeError, ValueError):
         return False
+
+
+def _as_posted(given: Any) -> bytes:
+    """``given`` as a client would have POSTed it, when it is plain JSON data (read only
+    once the other texts failed: a walk of the whole body).
+
+    Raises:
+        TypeError: it is not.
+        UnicodeEncodeError: it holds text with no UTF-8 form (a body with no JSON form).
+    """
+    if not _is_json(given):
+        raise TypeError("the body given is not plain JSON data")
+    return json.dumps(given, ensure_ascii=False).encode()
 
 
 def _is_json(data: Any, depth: int = 0) -> bool:
