@@ -42,6 +42,21 @@ async def connections_named(server: RedisServer, name: str) -> int:
     return sum(client["name"] == name for client in clients)
 
 
+def tight_store(
+    server: RedisServer, prefix: str, shards: int, max_connections: int, **timeouts: float
+) -> RedisJobStore:
+    """A store whose connections carry the name ``prefix`` (see `connections_named`),
+    with a small pool; the timeouts default to a short connect and a long reply."""
+    return RedisJobStore(
+        f"{server.url}?client_name={prefix}",
+        prefix=prefix,
+        shards=shards,
+        max_connections=max_connections,
+        socket_connect_timeout=timeouts.get("socket_connect_timeout", CONNECT_TIMEOUT),
+        socket_timeout=timeouts.get("socket_timeout", REPLY_TIMEOUT),
+    )
+
+
 async def burst_during_a_pause(server: RedisServer, store: RedisJobStore) -> list[object]:
     """``CALLS`` concurrent reads sent while the server pauses every client for ``PAUSE_MS``."""
     async with Redis.from_url(server.url) as admin:
@@ -59,14 +74,7 @@ async def test_a_burst_waits_past_the_connect_timeout_for_a_connection(
     second (five connect timeouts): all answer, none refused, and the server never sees
     more than ``max_connections`` from the store (one subscription per shard, two calls)."""
     max_connections = shards + 2
-    store = RedisJobStore(
-        f"{own_redis_server.url}?client_name={prefix}",
-        prefix=prefix,
-        shards=shards,
-        max_connections=max_connections,
-        socket_connect_timeout=CONNECT_TIMEOUT,
-        socket_timeout=REPLY_TIMEOUT,
-    )
+    store = tight_store(own_redis_server, prefix, shards, max_connections)
     await store.start()
     try:
         await asyncio.gather(*(store.get(uuid.uuid4()) for _ in range(CALLS)))  # warm
@@ -115,14 +123,7 @@ async def test_the_old_shards_a_resharding_left_share_the_one_gate_of_the_pool(
     old = RedisJobStore(own_redis_server.url, prefix=prefix, shards=4)
     await old.enqueue(NewJob(uuid.uuid4(), "Echo", 0))
     await old.aclose()
-    store = RedisJobStore(
-        f"{own_redis_server.url}?client_name={prefix}",
-        prefix=prefix,
-        shards=2,
-        max_connections=6,
-        socket_connect_timeout=CONNECT_TIMEOUT,
-        socket_timeout=REPLY_TIMEOUT,
-    )
+    store = tight_store(own_redis_server, prefix, 2, 6)
     await store.start()
     try:
         assert isinstance(store, ShardedRedisJobStore)
@@ -146,14 +147,7 @@ async def test_a_store_serving_more_old_shards_than_its_connections_allow_makes_
     old = RedisJobStore(own_redis_server.url, prefix=prefix, shards=6)
     stored = [await old.enqueue(NewJob(uuid.uuid4(), "Echo", 0)) for _ in range(30)]
     await old.aclose()
-    store = RedisJobStore(
-        f"{own_redis_server.url}?client_name={prefix}",
-        prefix=prefix,
-        shards=2,
-        max_connections=4,
-        socket_connect_timeout=1,
-        socket_timeout=2,
-    )
+    store = tight_store(own_redis_server, prefix, 2, 4, socket_connect_timeout=1, socket_timeout=2)
     await store.start()
     try:
         assert isinstance(store, ShardedRedisJobStore)
