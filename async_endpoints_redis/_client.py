@@ -126,13 +126,21 @@ def call_gate(client: AnyRedis, *, subscriptions: int = 1) -> asyncio.Semaphore:
     the topology refresh); at least one call at a time. A client given by the app is
     gated by its own pool's bound (redis-py's default pool allows 100 at a time).
     """
+    reserved = subscriptions + (_RESERVED - 1 if isinstance(client, RedisCluster) else 0)
+    return asyncio.Semaphore(max(1, min(connections_bound(client), _UNBOUNDED) - reserved))
+
+
+def connections_bound(client: AnyRedis) -> int:
+    """How many connections ``client`` may open (per node on a cluster)."""
     if isinstance(client, RedisCluster):
-        limit = int(client.nodes_manager.connection_kwargs.get("max_connections", 100))
-        reserved = subscriptions + _RESERVED - 1
-    else:
-        limit = int(getattr(client.connection_pool, "max_connections", _UNBOUNDED))
-        reserved = subscriptions
-    return asyncio.Semaphore(max(1, min(limit, _UNBOUNDED) - reserved))
+        return int(client.nodes_manager.connection_kwargs.get("max_connections", 100))
+    return int(getattr(client.connection_pool, "max_connections", _UNBOUNDED))
+
+
+def connections_needed(subscriptions: int) -> int:
+    """The connections a client needs for ``subscriptions`` pub/sub connections and the
+    calls (per node on a cluster)."""
+    return subscriptions + MIN_CONNECTIONS - 1
 
 
 def widen(client: AnyRedis, subscriptions: int) -> int | None:
@@ -140,24 +148,18 @@ def widen(client: AnyRedis, subscriptions: int) -> int | None:
     ``subscriptions`` pub/sub connections and the calls need, when they are fewer: the old
     shards a resharding left each hold a subscription, which the configured bound may not
     have counted. Returns the bound it was, or None when it sufficed."""
-    needed = subscriptions + MIN_CONNECTIONS - 1
+    needed, was = connections_needed(subscriptions), connections_bound(client)
+    if was >= needed:
+        return None
     if isinstance(client, RedisCluster):
-        options = client.nodes_manager.connection_kwargs
-        was = int(options.get("max_connections", 100))
-        if was >= needed:
-            return None
-        options["max_connections"] = needed
+        client.nodes_manager.connection_kwargs["max_connections"] = needed
         for node in client.get_nodes():
             node.max_connections = needed
             # Its idle connections wait in a deque bounded when the node was made: one
             # released beyond that bound would be dropped (open, counted, never reused).
             node._free = collections.deque(node._free, maxlen=needed)
         return was
-    pool = client.connection_pool
-    was = int(getattr(pool, "max_connections", _UNBOUNDED))
-    if was >= needed:
-        return None
-    pool.max_connections = needed
+    client.connection_pool.max_connections = needed
     return was
 
 

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from ._client import widen
+from ._client import connections_bound, connections_needed, widen
 from ._connection import share_gates
 from ._keys import Keys
 from ._shard_base import ShardBase
@@ -179,14 +179,18 @@ class ShardLookup(ShardBase):
                     "max_connections raised from %d to %d: this store now also serves the"
                     " shards of the layout of %d shards, and each shard's subscription"
                     " holds a connection; set max_connections to at least %d",
-                    was, subscriptions + 2, count, subscriptions + 2,
+                    was, connections_needed(subscriptions), count,
+                    connections_needed(subscriptions),
                 )  # fmt: skip
+            return
+        needed = connections_needed(subscriptions)
+        if connections_bound(self._client) >= needed:
             return
         logger.error(
             "this store now serves %d shards (with those of the layout of %d shards): the"
             " client given to it needs at least %d connections, one per shard's"
             " subscription and two for calls, or some shards are never served",
-            subscriptions, count, subscriptions + 2,
+            subscriptions, count, needed,
         )  # fmt: skip
 
     async def _layout_upkeep(self) -> None:
@@ -224,17 +228,20 @@ class ShardLookup(ShardBase):
 
     async def _layout_upkeep_now(self) -> None:
         assert self._client is not None
-        prefix = self._layout.prefix
-        counts = await record(self._client, prefix, self._layout.count)
+        client, prefix = self._client, self._layout.prefix
+        home = self._shards[0]  # the record is in shard 0, the store's own tag
+        counts = await home._run(
+            "layout upkeep", lambda _: record(client, prefix, self._layout.count)
+        )
         if (
             self._layout.count != 1
             and 1 not in counts
-            and await first_sharded(self._client, prefix)
+            and await home._run("layout upkeep", lambda _: first_sharded(client, prefix))
         ):
             # The first sharded store on a prefix a plain store used (shards=1 records
             # nothing): the keys' lanes in shard 0 are served as an old layout's while any
             # store says 1, or for `_LIVE_FOR` after this.
-            counts = await record(self._client, prefix, 1)
+            counts = await home._run("layout upkeep", lambda _: record(client, prefix, 1))
         await self._serve_recorded(counts)
         mine = set(self._layout.prefixes)
         for layout in self._old_layouts:
@@ -242,9 +249,26 @@ class ShardLookup(ShardBase):
             if said is None:
                 continue
             own = [one for one in layout.prefixes if one not in mine]
-            checks = await asyncio.gather(*(is_empty(self._client, one) for one in own))
+            checks = await asyncio.gather(*(self._is_empty(one) for one in own))
             if all(checks):
-                await retire(self._client, prefix, layout.count, said)
+                await home._run(
+                    "layout upkeep", functools.partial(self._retire, layout.count, said)
+                )
+
+    async def _retire(self, count: int, said: float, _: object) -> None:
+        assert self._client is not None
+        await retire(self._client, self._layout.prefix, count, said)
+
+    async def _is_empty(self, shard_prefix: str) -> bool:
+        """`_shard_reshard.is_empty` for a shard this store serves, through its calls'
+        gate (the upkeep's calls wait their turn at the pool as every call does)."""
+        assert self._client is not None
+        client = self._client
+        index = self._pointer_book.index_of(shard_prefix)
+        assert index is not None
+        return await self._shards[index]._run(
+            "layout upkeep", lambda _: is_empty(client, shard_prefix)
+        )
 
 
 async def _has_lane(client: AnyRedis, lanes: str, partition_key: str, _: object) -> bool:

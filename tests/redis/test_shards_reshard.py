@@ -213,3 +213,29 @@ async def test_an_idempotency_key_used_before_a_reshard_is_still_a_repeat_after_
         job, earlier = await new.enqueue_once(new_job(), Idempotency(f"idem-{n}", "fp", 60))
         assert (job.id, earlier) == (firsts[n], "fp"), n
     assert await new.count_waiting() == 20
+
+
+async def test_concurrent_repeats_of_a_key_used_before_a_reshard_meet_in_its_first_job(
+    make_store: StoreFactory,
+) -> None:
+    """Repeats of keys used with 2 shards, sent at the same moment through two stores of
+    6 shards and the old store itself, all answer the job stored the first time: the
+    old layout's record is read before this layout's is written, so no repeat records
+    its own shard first."""
+    old = await make_store(shards=2)
+    firsts = {}
+    for n in range(20):
+        job, _ = await old.enqueue_once(new_job(), Idempotency(f"race-{n}", "fp", 60))
+        firsts[n] = job.id
+    stores = [old, await make_store(shards=6), await make_store(shards=6)]
+    repeats = [
+        (n, store.enqueue_once(new_job(), Idempotency(f"race-{n}", "fp", 60)))
+        for n in range(20)
+        for store in stores
+        for _ in range(2)
+    ]
+    answers = await asyncio.gather(*(call for _, call in repeats))
+    for (n, _), (job, earlier) in zip(repeats, answers, strict=True):
+        assert (job.id, earlier) == (firsts[n], "fp"), n
+    for store in stores:
+        assert await store.count_waiting() == 20

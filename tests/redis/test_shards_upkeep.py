@@ -1,0 +1,168 @@
+"""The layout upkeep's failure paths: old shards that cannot start are closed and tried
+again, an app's own client short of connections is told of it, and a store closed during
+an upkeep leaves nothing subscribed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from redis.asyncio import Redis
+
+from async_endpoints import StoreUnavailableError
+from async_endpoints._job import NewJob
+from async_endpoints_redis import RedisJobStore
+from async_endpoints_redis._keys import Keys
+from async_endpoints_redis._shard_layout import ShardLayout
+from async_endpoints_redis._shard_store import ShardedRedisJobStore
+from tests import redis_servers
+from tests.redis.conftest import StoreFactory
+
+pytestmark = pytest.mark.redis
+
+
+def new_job() -> NewJob:
+    return NewJob(uuid.uuid4(), "Echo", 0)
+
+
+def only_in(prefix: str, count: int, other: int) -> list[str]:
+    """The shard prefixes of the layout of ``count`` shards that the layout of ``other``
+    shards lacks (those a store of ``other`` shards adds as old shards)."""
+    theirs = set(ShardLayout(prefix, other).prefixes)
+    return [one for one in ShardLayout(prefix, count).prefixes if one not in theirs]
+
+
+async def subscribers(raw_redis: Redis, prefixes: list[str]) -> int:
+    """How many connections listen to the wake-ups of these shards, all stores together."""
+    channels = [Keys(one).key_prefix + "wake" for one in prefixes]
+    replies = await raw_redis.pubsub_numsub(*channels)
+    return sum(int(count) for _, count in replies)
+
+
+class StartTrap:
+    """`RedisJobStore.start` made to fail, or to hang, for the shard of one prefix."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, prefix: str, mode: str) -> None:
+        self.prefix, self.mode = prefix, mode
+        self.armed = True
+        self.reached = asyncio.Event()
+        original = RedisJobStore.start
+
+        async def start(store: RedisJobStore) -> None:
+            if self.armed and store._arguments["prefix"] == self.prefix:
+                self.reached.set()
+                if self.mode == "fail":
+                    raise StoreUnavailableError("this shard's start fails for the test")
+                await asyncio.Event().wait()  # hangs until cancelled
+            await original(store)
+
+        monkeypatch.setattr(RedisJobStore, "start", start)
+
+
+@pytest.fixture
+def two_then_six(prefix: str) -> Iterator[list[str]]:
+    """The prefixes a 2-shard store adds when a 6-shard store starts on its prefix."""
+    yield only_in(prefix, 6, 2)
+
+
+async def test_old_shards_whose_start_failed_are_closed_and_started_at_the_next_upkeep(
+    make_store: StoreFactory,
+    raw_redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    two_then_six: list[str],
+) -> None:
+    """When one of an old layout's shards cannot start, the upkeep fails with that error,
+    the shards of that layout that did start are closed (none stays subscribed) and the
+    store serves what it served before; the next upkeep starts them all, and the jobs
+    stored there are found."""
+    older = await make_store(shards=2)
+    newer = await make_store(shards=6)
+    assert isinstance(older, ShardedRedisJobStore)
+    jobs = [await newer.enqueue(new_job()) for _ in range(12)]
+    trap = StartTrap(monkeypatch, two_then_six[-1], "fail")
+    assert await subscribers(raw_redis, two_then_six) == len(two_then_six)  # the newer's
+
+    with pytest.raises(StoreUnavailableError, match="fails for the test"):
+        await older._layout_upkeep()
+    assert len(older._shards) == 2
+    assert await subscribers(raw_redis, two_then_six) == len(two_then_six)
+
+    trap.armed = False
+    await older._layout_upkeep()
+    assert len(older._shards) == 6
+    assert await subscribers(raw_redis, two_then_six) == 2 * len(two_then_six)
+    assert all([await older.get(job.id) for job in jobs])
+
+
+@pytest.mark.parametrize(("max_connections", "told"), [(7, True), (8, False)])
+async def test_a_client_the_app_gave_that_is_short_of_connections_for_old_shards_is_told_once(
+    make_store: StoreFactory,
+    redis_server: redis_servers.RedisServer,
+    caplog: pytest.LogCaptureFixture,
+    two_then_six: list[str],
+    max_connections: int,
+    told: bool,
+) -> None:
+    """A store on the app's own client does not resize that client's pool: when the old
+    shards it now serves need more connections than the pool has (one per shard's
+    subscription and two for calls), it logs an error naming how many, once for that
+    layout however often it looks, and nothing when the pool has room. Either way the
+    upkeep's own calls wait their turn at the pool (redis-py's default pool refuses a
+    call beyond its bound) and the old shards' jobs are found."""
+    client = Redis.from_url(redis_server.url, max_connections=max_connections)
+    try:
+        older = await make_store(shards=2, client=client)
+        assert isinstance(older, ShardedRedisJobStore)
+        newer = await make_store(shards=6)
+        jobs = [await newer.enqueue(new_job()) for _ in range(12)]
+        with caplog.at_level(logging.ERROR, logger="async_endpoints_redis"):
+            await older._layout_upkeep()
+            await older._layout_upkeep()
+        serving = 2 + len(two_then_six)
+        assert len(older._shards) == serving
+        said = [one.getMessage() for one in caplog.records if one.levelno >= logging.ERROR]
+        if told:
+            assert len(said) == 1
+            assert f"serves {serving} shards" in said[0]
+            assert f"at least {serving + 2} connections" in said[0]
+        else:
+            assert said == []
+        assert client.connection_pool.max_connections == max_connections
+        assert all(await asyncio.gather(*(older.get(job.id) for job in jobs)))
+    finally:
+        await client.aclose()
+
+
+async def test_a_store_closed_while_starting_old_shards_leaves_none_subscribed(
+    make_store: StoreFactory,
+    raw_redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    two_then_six: list[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Closing a store whose background upkeep is starting an old layout's shards ends
+    that upkeep: the shards it had started are closed with the store, nothing is logged
+    as an error, and a closed store starts no upkeep again."""
+    older = await make_store(shards=2)
+    await make_store(shards=6)
+    assert isinstance(older, ShardedRedisJobStore)
+    trap = StartTrap(monkeypatch, two_then_six[-1], "hang")
+    older._next_upkeep = 0.0
+    with caplog.at_level(logging.ERROR, logger="async_endpoints_redis"):
+        await older.count_waiting()  # a store in use starts its upkeep in the background
+        async with asyncio.timeout(10):
+            await trap.reached.wait()
+        async with asyncio.timeout(10):
+            await older.aclose()
+    assert [one for one in caplog.records if one.levelno >= logging.ERROR] == []
+    assert await subscribers(raw_redis, two_then_six) == len(two_then_six)  # the newer's
+    assert older._shards == []
+
+    older._next_upkeep = 0.0
+    older._keep_layouts_current()
+    assert older._upkeep_task is None
+    await older._layout_upkeep()  # a turn taken after the close does nothing
+    assert older._shards == []
