@@ -15,6 +15,7 @@ from types import TracebackType
 
 from ._claimer import Claimer
 from ._errors import StoreUnavailableError
+from ._logs import job_extra
 from ._recovery import recover_forever, renew_forever
 from ._settings import Settings
 from ._slots import Slots
@@ -122,8 +123,12 @@ class WorkerPool:
             tasks = self._slots.handlers()
             if tasks:
                 _, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_period)
-                if pending:
-                    logger.warning("%d job(s) outlived the shutdown grace period", len(pending))
+                for claim in self._slots.claims_of(pending):
+                    logger.warning(
+                        "job %s (%s) outlived the shutdown grace period: its handler is"
+                        " cancelled, and the job left to stale-claim recovery",
+                        claim.job.id, claim.job.name, extra=job_extra(claim.job),
+                    )  # fmt: skip
         finally:
             await cancel_and_wait(dispatcher)
             await self._slots.cancel_running()

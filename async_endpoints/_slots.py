@@ -15,7 +15,7 @@ import functools
 import logging
 import types
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Generator
 from typing import Any, TypeVar, cast
 
 from ._deadline import CANCEL_WAIT
@@ -117,6 +117,10 @@ class Slots:
     def handlers(self) -> list[JobTask]:
         """The tasks whose handler is running."""
         return [task for _, task in self._running.values()]
+
+    def claims_of(self, tasks: Collection[JobTask]) -> list[Claim]:
+        """The claims whose handler runs in one of ``tasks``."""
+        return [claim for claim, task in self._running.values() if task in tasks]
 
     def cancel_lost(self, tokens: set[str]) -> set[str]:
         """Cancel the handlers of lost claims; return the tokens of those still running.

@@ -7,8 +7,8 @@ by every store, so it crosses processes through Redis). `attempt_span` wraps eac
 (``async_endpoints.run {name}``) as a child of that context, current while the handler
 runs so that the handler's own spans nest under it. Both carry the attributes
 ``async_endpoints.job_id``, ``async_endpoints.job_name`` and ``async_endpoints.retry_count``;
-a failed attempt records its exception (`record_failure`; `record_error` for a failure no
-exception was raised for, such as ``JobTimeout``) and sets an error status. A job taken
+a failed attempt records its error (`record_error`: the job's error, masked as it is, not
+the exception's own text) and sets an error status. A job taken
 back by stale-claim recovery gets a span ``async_endpoints.recover {name}`` from the
 process that recovered it (`record_recovery`), in the same trace.
 
@@ -86,11 +86,12 @@ def enabled() -> bool:
 class AttemptSpan:
     """The span of one attempt, as the worker sees it (a no-op without OpenTelemetry)."""
 
-    __slots__ = ("span", "token")
+    __slots__ = ("ended", "span", "token")
 
     def __init__(self, span: Any = None, token: Any = None) -> None:
         self.span = span
         self.token = token
+        self.ended = False
 
     def failed(self, error: JobError) -> None:
         """The attempt failed with ``error``: set the span's status to error."""
@@ -111,11 +112,27 @@ class AttemptSpan:
             self.span.set_attribute(OUTCOME, "lost")
             self.span.set_status(_trace.Status(_trace.StatusCode.ERROR, "lost"))
 
+    def abandoned(self, error: JobError) -> None:
+        """The attempt was given up on at ``job_timeout`` while its handler still runs
+        (it ignores cancellation): ``error`` recorded, an error status, and the span ends
+        now, when the job's outcome is settled, not when the handler returns (if ever).
+        It stays current in the handler's context until then (`end`)."""
+        if self.span is None or self.ended:
+            return
+        if self.span.is_recording():
+            self.span.add_event("exception", _exception_event(error))
+            self.failed(error)
+        self.span.end()
+        self.ended = True
+
     def end(self) -> None:
-        """The attempt is over: its span stops being current, and ends."""
+        """The attempt is over: its span stops being current, and ends (unless it ended
+        when the attempt was abandoned)."""
         if self.span is not None:
             _context.detach(self.token)
-            self.span.end()
+            if not self.ended:
+                self.span.end()
+                self.ended = True
 
 
 #: The span of an attempt while tracing is off.
@@ -260,25 +277,24 @@ def record_recovery(job: Job, during: tuple[int, int] | None = None) -> None:
     span.end(end)
 
 
-def record_failure(exc: BaseException) -> None:
-    """Record ``exc`` (what failed the attempt running in this context) on its span."""
-    if _trace is None:
-        return
-    span = _trace.get_current_span()
-    if span.is_recording():
-        span.record_exception(exc)
-        span.set_status(_trace.Status(_trace.StatusCode.ERROR, type(exc).__name__))
-
-
 def record_error(error: JobError) -> None:
-    """Record ``error`` (a failure of the attempt running in this context that no exception
-    object is at hand for: ``JobTimeout``, ``UnknownJob``, a handler abandoned, a handler's
-    own ``CancelledError``) as its span's exception, as `record_failure` records a raised
-    one."""
+    """Record ``error`` (what failed the attempt running in this context: an exception the
+    handler raised, as the job's error describes it, or a failure no exception was raised
+    for: ``JobTimeout``, ``UnknownJob``, a handler's own ``CancelledError``) as its span's
+    exception event. The event holds the job error's message, masked as the job's is (or
+    the app's ``error_message``), never the exception's own text, and a stack trace only
+    when the app keeps them (``include_tracebacks``)."""
     if _trace is None:
         return
     span = _trace.get_current_span()
     if span.is_recording():
-        # The event record_exception makes, from OpenTelemetry's semantic conventions.
-        attributes = {"exception.type": error.type, "exception.message": error.message}
-        span.add_event("exception", attributes)
+        span.add_event("exception", _exception_event(error))
+
+
+def _exception_event(error: JobError) -> dict[str, str]:
+    """The attributes of the event ``record_exception`` would make, from OpenTelemetry's
+    semantic conventions, for the job's error rather than the exception."""
+    attributes = {"exception.type": error.type, "exception.message": error.message}
+    if error.traceback is not None:
+        attributes["exception.stacktrace"] = error.traceback
+    return attributes

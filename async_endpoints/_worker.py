@@ -31,7 +31,6 @@ from ._tracing import (
     NO_SPAN,
     AttemptSpan,
     record_error,
-    record_failure,
     start_run_span,
     tracer,
 )
@@ -118,7 +117,7 @@ class AttemptRunner:
         if self.events.listeners:
             self.events.started(claim.job, claim.due_at)
         try:
-            outcome = await self.attempt(claim, handler_ended, began)
+            outcome = await self.attempt(claim, handler_ended, began, span)
         except asyncio.CancelledError:
             canceled = claim.token in self.canceled
             span.interrupted(canceled=canceled)
@@ -126,10 +125,7 @@ class AttemptRunner:
             if canceled:
                 self._report_end(claim)
             raise
-        if outcome is None:
-            abandoned = JobError("abandoned at job_timeout", "JobTimeout")
-            record_error(abandoned)
-            span.failed(abandoned)
+        if outcome is None:  # abandoned: its span ended and its outcome was settled then
             return None
         if outcome.error is not None:
             span.failed(outcome.error)
@@ -230,7 +226,11 @@ class AttemptRunner:
                 return settled
 
     async def attempt(
-        self, claim: Claim, handler_ended: Callable[[], None] = _nothing, began: float = 0.0
+        self,
+        claim: Claim,
+        handler_ended: Callable[[], None] = _nothing,
+        began: float = 0.0,
+        span: AttemptSpan = NO_SPAN,
     ) -> Outcome | None:
         """Run the handler once in this task; every failure becomes an `Outcome` with an error.
 
@@ -252,7 +252,8 @@ class AttemptRunner:
             return Outcome(error=self._error(exc))
         timeout = self.job_timeout if handler.job_timeout is None else handler.job_timeout
         deadline = Deadline(
-            timeout, lambda: self._abandon_at_timeout(claim, deadline, handler_ended, began)
+            timeout,
+            lambda: self._abandon_at_timeout(claim, deadline, handler_ended, began, span),
         )
         ended = await _await_handler(handler.function, context, deadline)
         if deadline.abandoned:
@@ -268,13 +269,20 @@ class AttemptRunner:
         return self._outcome(ended, handler.dump_result)
 
     def _abandon_at_timeout(
-        self, claim: Claim, deadline: Deadline, handler_ended: Callable[[], None], began: float
+        self,
+        claim: Claim,
+        deadline: Deadline,
+        handler_ended: Callable[[], None],
+        began: float,
+        span: AttemptSpan,
     ) -> None:
-        """The handler ignored its cancellation at ``job_timeout``: give up on it and
-        record the JobTimeout from a task of its own."""
+        """The handler ignored its cancellation at ``job_timeout``: give up on it, end the
+        attempt's span with the JobTimeout, and record it from a task of its own."""
         self.abandon(deadline.task, claim.job)
         handler_ended()
-        timed_out = Outcome(error=_timeout_error(deadline.seconds))
+        error = _timeout_error(deadline.seconds)
+        span.abandoned(error)
+        timed_out = Outcome(error=error)
         settling = asyncio.ensure_future(self._settle_patiently(claim, timed_out, began))
         self.settling.add(settling)
         settling.add_done_callback(self.settling.discard)
@@ -374,8 +382,9 @@ class AttemptRunner:
             self.canceled.add(claim.token)
 
     def _error(self, exc: BaseException) -> JobError:
-        record_failure(exc)
-        return self.errors.describe(exc, with_traceback=self.include_tracebacks)
+        error = self.errors.describe(exc, with_traceback=self.include_tracebacks)
+        record_error(error)  # as described (masked): never the exception's own text
+        return error
 
 
 #: What the refused report of a cancelled attempt's end says (the store keeps nothing).

@@ -345,6 +345,24 @@ async def abandoned_at_timeout(situation: Situation) -> Expected:
     return Expected("abandoning it", job.id, "Stubborn")
 
 
+async def outlived_the_grace_period(situation: Situation) -> Expected:
+    """A worker shutting down cancels a handler that outlived the grace period: the job
+    it leaves to recovery is named."""
+    engine = AsyncEndpoints(store=InMemoryJobStore(), shutdown_grace_period=0.05)
+    started = asyncio.Event()
+
+    async def long(ctx: AsyncContext[None]) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    engine.add_handler(long, name="Long")
+    async with engine.running():
+        job = await engine.submit("Long")
+        async with asyncio.timeout(5):
+            await started.wait()
+    return Expected("outlived the shutdown grace period", job.id, "Long")
+
+
 async def cron_fired(situation: Situation) -> Expected:
     """The cron scheduler enqueues a schedule's job (a DEBUG record)."""
     engine = AsyncEndpoints(store=InMemoryJobStore())
@@ -473,6 +491,7 @@ SCENARIOS: list[Scenario] = [
     progress_unrecorded,
     settled_again,
     abandoned_at_timeout,
+    outlived_the_grace_period,
     cron_fired,
     event_status_without_body,
     redis_cancel_listener_failed,

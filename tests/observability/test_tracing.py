@@ -4,11 +4,13 @@ trace (carried with the job as W3C trace context), errors recorded on the span."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -192,6 +194,78 @@ async def test_a_timed_out_attempt_records_a_jobtimeout_exception_and_an_error_s
     (event,) = [e for e in run.events if e.name == "exception"]
     assert event.attributes is not None and event.attributes["exception.type"] == "JobTimeout"
     assert "job_timeout" in str(event.attributes["exception.message"])
+
+
+async def test_an_abandoned_attempts_span_ends_when_its_job_fails_not_when_its_handler_returns(
+    spans: InMemorySpans, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handler ignoring its cancellation at job_timeout is abandoned and its job fails
+    with JobTimeout: the attempt's span has ended by then (error status, JobTimeout
+    event), while the handler still runs; its late return ends nothing twice."""
+    endpoints = AsyncEndpoints(store=InMemoryJobStore(), max_retries=0, job_timeout=0.2)
+    release = asyncio.Event()
+
+    async def stubborn(ctx: AsyncContext[None]) -> None:
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await release.wait()
+
+    endpoints.add_handler(stubborn, name="Stubborn")
+    async with endpoints.running():
+        try:
+            job = await endpoints.submit("Stubborn")
+            done = await endpoints.wait_for(job.id, timeout=20)
+            ended = spans.named("async_endpoints.run Stubborn")
+            assert endpoints.pool.attempts.abandoned  # the handler still runs
+        finally:
+            release.set()
+    assert done.status is JobStatus.FAILED and done.error is not None
+    (run,) = ended
+    assert run.status.status_code is StatusCode.ERROR
+    (event,) = [e for e in run.events if e.name == "exception"]
+    assert event.attributes is not None
+    assert event.attributes["exception.type"] == "JobTimeout"
+    assert event.attributes["exception.message"] == done.error.message
+    assert len(spans.named("async_endpoints.run Stubborn")) == 1
+    assert not [r for r in caplog.records if r.name.startswith("opentelemetry")]
+
+
+SECRET_ERROR = "connect failed: postgres://app:S3cr3tPw@db/prod?api_key=KEY123"
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"include_tracebacks": True}, {"error_message": lambda exc: "redacted by the app"}],
+    ids=["default", "tracebacks", "error_message"],
+)
+async def test_a_failed_attempts_exception_event_says_what_the_jobs_error_says(
+    spans: InMemorySpans, settings: dict[str, Any]
+) -> None:
+    """The exception event of a failed attempt holds the job's error as stored (masked by
+    default, the app's ``error_message`` when set), never the exception's own text, and a
+    stack trace only when the app keeps them (``include_tracebacks``), masked as the
+    job's: what goes to the tracing backend leaks no more than the job JSON."""
+    endpoints = AsyncEndpoints(store=InMemoryJobStore(), max_retries=0, **settings)
+
+    async def leaks(ctx: AsyncContext[None]) -> None:
+        raise ConnectionError(SECRET_ERROR)
+
+    endpoints.add_handler(leaks, name="Leaks")
+    async with endpoints.running(workers=False):
+        job = await endpoints.submit("Leaks")
+        await endpoints.drain()
+    done = await endpoints.get_job(job.id)
+    assert done is not None and done.error is not None
+    (run,) = spans.named("async_endpoints.run Leaks")
+    (event,) = [e for e in run.events if e.name == "exception"]
+    assert event.attributes is not None
+    assert event.attributes["exception.type"] == "ConnectionError"
+    assert event.attributes["exception.message"] == done.error.message
+    assert event.attributes.get("exception.stacktrace") == done.error.traceback
+    recorded = repr([(e.name, dict(e.attributes or {})) for e in run.events])
+    assert "S3cr3tPw" not in recorded and "KEY123" not in recorded
+    if "include_tracebacks" in settings:
+        assert "Traceback" in str(event.attributes["exception.stacktrace"])
 
 
 async def test_a_handler_that_cancels_itself_records_the_cancellation(
