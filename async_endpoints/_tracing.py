@@ -113,17 +113,18 @@ class AttemptSpan:
             self.span.set_status(_trace.Status(_trace.StatusCode.ERROR, "lost"))
 
     def abandoned(self, error: JobError) -> None:
-        """The attempt was given up on at ``job_timeout`` while its handler still runs
-        (it ignores cancellation): ``error`` recorded, an error status, and the span ends
-        now, when the job's outcome is settled, not when the handler returns (if ever).
-        It stays current in the handler's context until then (`end`)."""
+        """The attempt was given up on while its handler still runs (it ignored its
+        cancellation at ``job_timeout`` for `CANCEL_WAIT` seconds): ``error`` (the
+        JobTimeout the job is failed with) recorded, an error status, and the span ends
+        now, not when the handler returns (if ever). It stays current in the handler's
+        context until then (`end`)."""
         if self.span is None or self.ended:
             return
+        self.ended = True
         if self.span.is_recording():
             self.span.add_event("exception", _exception_event(error))
             self.failed(error)
         self.span.end()
-        self.ended = True
 
     def end(self) -> None:
         """The attempt is over: its span stops being current, and ends (unless it ended

@@ -276,17 +276,16 @@ class AttemptRunner:
         began: float,
         span: AttemptSpan,
     ) -> None:
-        """The handler ignored its cancellation at ``job_timeout``: give up on it, end the
-        attempt's span with the JobTimeout, and record it from a task of its own."""
+        """The handler ignored its cancellation at ``job_timeout``: give up on it, record
+        the JobTimeout from a task of its own, and end the attempt's span with it."""
         self.abandon(deadline.task, claim.job)
         handler_ended()
         error = _timeout_error(deadline.seconds)
-        span.abandoned(error)
-        timed_out = Outcome(error=error)
-        settling = asyncio.ensure_future(self._settle_patiently(claim, timed_out, began))
+        settling = asyncio.ensure_future(self._settle_patiently(claim, Outcome(error=error), began))
         self.settling.add(settling)
         settling.add_done_callback(self.settling.discard)
         settling.add_done_callback(_consume)
+        span.abandoned(error)  # after: a tracing failure must not keep the job from settling
 
     def _outcome(self, task: asyncio.Future[Any], dump: Callable[[Any], Any]) -> Outcome:
         try:

@@ -118,7 +118,44 @@ async def connect(url: str, *, cluster: bool | None, options: dict[str, Any]) ->
     return Redis.from_pool(pool)
 
 
-def call_gate(client: AnyRedis, *, subscriptions: int = 1) -> asyncio.Semaphore:
+class CallGate(asyncio.Semaphore):
+    """The semaphore `call_gate` makes, which knows how many calls it admits at once and
+    can admit fewer from some moment on without being replaced (calls under way hold the
+    gate they entered: a new gate beside the old one would admit both gates' calls)."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__(capacity)
+        #: How many calls it admits at once.
+        self.capacity = capacity
+        #: Given by `_connection.share_gates` to the shards of one pool.
+        self.shared = False
+
+    async def narrow(self, capacity: int) -> int:
+        """Admit at most ``capacity`` calls (at least one) at once: the turns beyond it are
+        taken, each as soon as a call under way ends, and kept (`widen_by` gives them
+        back). How many were taken."""
+        taken = 0
+        while self.capacity > max(1, capacity):
+            await self.acquire()
+            self.capacity -= 1
+            taken += 1
+        return taken
+
+    def widen_by(self, count: int) -> None:
+        """Admit ``count`` more calls at once (the turns `narrow` took, given back)."""
+        for _ in range(count):
+            self.capacity += 1
+            self.release()
+
+
+def gate_capacity(client: AnyRedis, subscriptions: int) -> int:
+    """The calls a gate of ``client`` admits at once beside ``subscriptions`` pub/sub
+    connections (see `call_gate`)."""
+    reserved = subscriptions + (_RESERVED - 1 if isinstance(client, RedisCluster) else 0)
+    return max(1, min(connections_bound(client), _UNBOUNDED) - reserved)
+
+
+def call_gate(client: AnyRedis, *, subscriptions: int = 1) -> CallGate:
     """What each store call holds while it runs, so that a burst waits for a connection.
 
     A semaphore admitting the connections that ``subscriptions`` pub/sub connections leave
@@ -126,8 +163,7 @@ def call_gate(client: AnyRedis, *, subscriptions: int = 1) -> asyncio.Semaphore:
     the topology refresh); at least one call at a time. A client given by the app is
     gated by its own pool's bound (redis-py's default pool allows 100 at a time).
     """
-    reserved = subscriptions + (_RESERVED - 1 if isinstance(client, RedisCluster) else 0)
-    return asyncio.Semaphore(max(1, min(connections_bound(client), _UNBOUNDED) - reserved))
+    return CallGate(gate_capacity(client, subscriptions))
 
 
 def connections_bound(client: AnyRedis) -> int:

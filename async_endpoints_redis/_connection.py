@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from async_endpoints._errors import JobStoreError, StoreUnavailableError
 
-from ._client import AnyRedis, call_gate, connect, open_pubsub
+from ._client import AnyRedis, CallGate, call_gate, connect, gate_capacity, open_pubsub
 from ._elapsed import ElapsedClock
 from ._errors import RETRY_AFTER, mapped_errors
 from ._health import inspect_server
@@ -215,17 +215,63 @@ def share_gates(
     subscription of theirs (and, on a cluster, one for the topology refresh), so that a
     burst over all shards waits for a connection instead of failing. On a single server
     all shards share one pool; on a cluster the shards of each node do. Called again when
-    shards are added (the old layouts a resharding left), so their subscriptions count.
+    shards are added (the old layouts a resharding left), after `make_way`: a pool's
+    shards that share a gate already keep it (narrowed to count the added
+    subscriptions), and the added ones join it.
     """
-    groups: dict[str, list[Connection]] = {}
-    for connection, prefix in zip(connections, prefixes, strict=True):
+    for group in _pools(client, prefixes).values():
+        members = [connections[index] for index in group]
+        gate = _shared_gate(members)
+        if gate is None:
+            gate = call_gate(client, subscriptions=len(group))
+            gate.shared = True
+        for connection in members:
+            connection._gate = gate
+
+
+async def make_way(
+    client: AnyRedis, connections: Sequence[Connection], prefixes: Sequence[str], adding: int
+) -> Callable[[], None]:
+    """Before the shards of the last ``adding`` of ``prefixes`` start (their connections
+    are not in ``connections`` yet): narrow the shared gate of each pool they join to
+    what it admits beside their subscriptions too, waiting for calls under way beyond
+    that to end, so that their start and their subscriptions find a free connection in
+    a pool that refuses calls beyond its bound (redis-py's default one). Returns what
+    gives the turns back (the shards failed to start)."""
+    taken: list[tuple[CallGate, int]] = []
+    known = len(prefixes) - adding
+    for group in _pools(client, prefixes).values():
+        members = [connections[index] for index in group if index < known]
+        gate = _shared_gate(members)
+        if gate is not None and len(members) < len(group):
+            taken.append((gate, await gate.narrow(gate_capacity(client, len(group)))))
+
+    def undo() -> None:
+        for gate, count in taken:
+            gate.widen_by(count)
+
+    return undo
+
+
+def _pools(client: AnyRedis, prefixes: Sequence[str]) -> dict[str, list[int]]:
+    """The indexes of ``prefixes`` by the pool their calls use: one on a single server,
+    one per node on a cluster."""
+    groups: dict[str, list[int]] = {}
+    for index, prefix in enumerate(prefixes):
         node = (
             client.get_node_from_key("{" + prefix + "}:clock")
             if isinstance(client, RedisCluster)
             else None
         )
-        groups.setdefault("" if node is None else node.name, []).append(connection)
-    for group in groups.values():
-        gate = call_gate(client, subscriptions=len(group))
-        for connection in group:
-            connection._gate = gate
+        groups.setdefault("" if node is None else node.name, []).append(index)
+    return groups
+
+
+def _shared_gate(connections: Sequence[Connection]) -> CallGate | None:
+    """The gate `share_gates` gave ``connections``, if it did (each still has its own
+    from its start otherwise)."""
+    for connection in connections:
+        gate = connection._gate
+        if isinstance(gate, CallGate) and gate.shared:
+            return gate
+    return None

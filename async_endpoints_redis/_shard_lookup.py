@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from ._client import connections_bound, connections_needed, widen
-from ._connection import share_gates
+from ._connection import make_way, share_gates
 from ._keys import Keys
 from ._shard_base import ShardBase
 from ._shard_layout import ShardLayout
@@ -143,15 +143,21 @@ class ShardLookup(ShardBase):
             ]
             self._make_room(len(self._shards) + len(added), count)
             serving = self._shards
+            connections = [one._connection for one in serving]
+            give_back = await make_way(
+                self._client, connections, [*book.prefixes, *prefixes], len(added)
+            )
             try:
                 started = await asyncio.gather(
                     *(shard.start() for shard in added), return_exceptions=True
                 )
             except BaseException:  # cancelled: the store is closing
+                give_back()
                 await _close(added)
                 raise
             failure = next((one for one in started if isinstance(one, BaseException)), None)
             if failure is not None or self._closed or self._shards is not serving:
+                give_back()
                 await _close(added)  # none is left subscribed; the next upkeep tries again
                 if failure is not None:
                     raise failure
@@ -166,8 +172,8 @@ class ShardLookup(ShardBase):
         """Let the client open a connection per shard's subscription and the calls' two,
         now that the shards of the layout of ``count`` shards join (each subscribes): a
         client the store made has its bound raised (with a warning: set
-        ``max_connections`` that high); an app's own client is left as it is, with an
-        error logged, since its pool is the app's to size."""
+        ``max_connections`` that high); an app's own client is left as it is, since its
+        pool is the app's to size, with an error logged when that pool is smaller."""
         assert self._client is not None
         if count in self._room_told:
             return
@@ -229,7 +235,10 @@ class ShardLookup(ShardBase):
     async def _layout_upkeep_now(self) -> None:
         assert self._client is not None
         client, prefix = self._client, self._layout.prefix
-        home = self._shards[0]  # the record is in shard 0, the store's own tag
+        # Taken once: a close meanwhile empties `_shards` (the calls then say the store
+        # is closed); `_serve_recorded` extends this same list.
+        shards = self._shards
+        home = shards[0]  # the record is in shard 0, the store's own tag
         counts = await home._run(
             "layout upkeep", lambda _: record(client, prefix, self._layout.count)
         )
@@ -249,7 +258,7 @@ class ShardLookup(ShardBase):
             if said is None:
                 continue
             own = [one for one in layout.prefixes if one not in mine]
-            checks = await asyncio.gather(*(self._is_empty(one) for one in own))
+            checks = await asyncio.gather(*(self._is_empty(shards, one) for one in own))
             if all(checks):
                 await home._run(
                     "layout upkeep", functools.partial(self._retire, layout.count, said)
@@ -259,16 +268,15 @@ class ShardLookup(ShardBase):
         assert self._client is not None
         await retire(self._client, self._layout.prefix, count, said)
 
-    async def _is_empty(self, shard_prefix: str) -> bool:
-        """`_shard_reshard.is_empty` for a shard this store serves, through its calls'
-        gate (the upkeep's calls wait their turn at the pool as every call does)."""
+    async def _is_empty(self, shards: list[RedisJobStore], shard_prefix: str) -> bool:
+        """`_shard_reshard.is_empty` for one of ``shards`` (those this store serves),
+        through its calls' gate (the upkeep's calls wait their turn at the pool as every
+        call does)."""
         assert self._client is not None
         client = self._client
         index = self._pointer_book.index_of(shard_prefix)
         assert index is not None
-        return await self._shards[index]._run(
-            "layout upkeep", lambda _: is_empty(client, shard_prefix)
-        )
+        return await shards[index]._run("layout upkeep", lambda _: is_empty(client, shard_prefix))
 
 
 async def _has_lane(client: AnyRedis, lanes: str, partition_key: str, _: object) -> bool:

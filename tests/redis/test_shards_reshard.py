@@ -219,9 +219,9 @@ async def test_concurrent_repeats_of_a_key_used_before_a_reshard_meet_in_its_fir
     make_store: StoreFactory,
 ) -> None:
     """Repeats of keys used with 2 shards, sent at the same moment through two stores of
-    6 shards and the old store itself, all answer the job stored the first time: the
-    old layout's record is read before this layout's is written, so no repeat records
-    its own shard first."""
+    6 shards and the old store itself, all answer the job stored the first time and
+    store nothing (a regression test: each repeat reads the old layout's record before
+    it writes this layout's)."""
     old = await make_store(shards=2)
     firsts = {}
     for n in range(20):

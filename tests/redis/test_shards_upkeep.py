@@ -20,6 +20,7 @@ from async_endpoints_redis._shard_layout import ShardLayout
 from async_endpoints_redis._shard_store import ShardedRedisJobStore
 from tests import redis_servers
 from tests.redis.conftest import StoreFactory
+from tests.redis.support import eventually
 
 pytestmark = pytest.mark.redis
 
@@ -166,3 +167,46 @@ async def test_a_store_closed_while_starting_old_shards_leaves_none_subscribed(
     assert older._upkeep_task is None
     await older._layout_upkeep()  # a turn taken after the close does nothing
     assert older._shards == []
+
+
+async def test_calls_under_way_while_old_shards_start_find_a_connection_in_the_apps_pool(
+    make_store: StoreFactory, redis_server: redis_servers.RedisServer, two_then_six: list[str]
+) -> None:
+    """With the app's own client (redis-py's default pool refuses a connection beyond its
+    bound), calls made without pause while the upkeep starts an old layout's shards all
+    answer, and so does the upkeep: the pool's gate admits fewer calls before those
+    shards open their connections, not after."""
+    serving = 2 + len(two_then_six)
+    client = Redis.from_url(redis_server.url, max_connections=serving + 2)
+    try:
+        older = await make_store(shards=2, client=client)
+        assert isinstance(older, ShardedRedisJobStore)
+        await make_store(shards=6)
+        failures: list[BaseException] = []
+        answered = [0]
+        stop = asyncio.Event()
+
+        async def busy() -> None:
+            while not stop.is_set():
+                try:
+                    await older.count_waiting()
+                    answered[0] += 1
+                except Exception as exc:
+                    failures.append(exc)
+
+        async def answered_more(than: int) -> bool:
+            return answered[0] >= than + 40
+
+        callers = [asyncio.create_task(busy()) for _ in range(20)]
+        try:
+            await eventually(lambda: answered_more(0))  # every caller is under way
+            await older._layout_upkeep()
+            after = answered[0]
+            await eventually(lambda: answered_more(after))
+        finally:
+            stop.set()
+            await asyncio.gather(*callers)
+        assert len(older._shards) == serving
+        assert failures == []
+    finally:
+        await client.aclose()
