@@ -61,6 +61,9 @@ prefix ``{p}:`` and build the names below from it (``lua/_lib.lua`` and the incl
                                 same per tenant; {p}:batch-expiring LIST ended batches in
                                 retention order; {p}:batch:<id>:staged:<nonce> HASH the
                                 chunks of a large batch until its last call stores them
+    {p}:idem:<key>       HASH   an idempotency key's job: id, fp (its fingerprint) and until
+                                (the elapsed-clock ms its ttl ends; Redis expires the
+                                record an hour after, lua/enqueue_many.lua)
     {p}:hooked           STRING how many unfinished jobs hold a follow-up or deliver a
                                 webhook (``lua/_follow_up.lua``); deleted at 0
     {p}:layout           STRING "3" once the store was migrated from older layouts (the

@@ -12,7 +12,8 @@ written before the job is stored::
                         Redis server's clock)
 
 An idempotency key is recorded in its own shard (`ShardLayout.of_label`) with the shard
-of its job, as ``{s}:idem-at:<key>`` (STRING, expiring with the key), so that repeats of
+of its job, as ``{s}:idem-at:<key>`` (STRING, expiring `STEP_ALLOWANCE_MS` after the
+key, and made to last as long again by every later use), so that repeats of
 a submission meet in one shard whatever their partition key (`idempotent`).
 
 Writing a pointer is one script in the id's shard (`_ADD`) that also refuses an id taken
@@ -54,6 +55,11 @@ from ._shard_layout import ShardLayout
 
 if TYPE_CHECKING:
     from ._store import RedisJobStore
+
+#: Milliseconds Redis keeps a record whose end the store reads on its elapsed-time clock
+#: past that end (its backstop expiry, by the Redis host's wall clock): a step of that
+#: clock up to this size ends none early (``STEP_ALLOWANCE_MS`` of lua/_bookkeeping.lua).
+STEP_ALLOWANCE_MS = 3_600_000
 
 T = TypeVar("T")
 
@@ -200,25 +206,35 @@ class Pointers:
         self, key: str, shard: int, ttl_ms: int, old_layouts: Sequence[ShardLayout] = ()
     ) -> int:
         """Record that idempotency key ``key`` is used for a job in ``shard`` (in the
-        key's shard, for ``ttl_ms``, unless recorded already); the shard of the key's
+        key's shard, for ``ttl_ms`` and `STEP_ALLOWANCE_MS`, unless recorded already: then
+        that record is made to last as long); the shard of the key's
         job: ``shard``, or the one recorded by an earlier submission. A key first used
         before a resharding is found in an ``old_layouts`` one's record first (one more
         call per old layout), and recorded here as that shard, for what is left of that
         record's time, so that every submission of the key, through either layout, meets
         in the same shard."""
         label_shard = self._layout.of_label(key)
-        home = Keys(self.prefixes[label_shard]).key_prefix
-        target, ttl = self.prefixes[shard], ttl_ms
+        pointer = f"{Keys(self.prefixes[label_shard]).key_prefix}idem-at:{key}"
+        # It outlives the job shard's record of the key (which ends on the store's clock,
+        # see enqueue_many.lua) by the allowance for a step of the Redis host's clock.
+        lasts = ttl_ms + STEP_ALLOWANCE_MS
+        target, ttl = self.prefixes[shard], lasts
         for layout in old_layouts:
             earlier = await self._earlier(key, layout, label_shard)
             if earlier is not None and self.index_of(earlier[0]) is not None:
-                target, ttl = earlier[0], earlier[1] if earlier[1] > 0 else ttl_ms
+                target, ttl = earlier[0], earlier[1] if earlier[1] > 0 else lasts
                 break
         held = await self._on(
             label_shard,
             "enqueue",
-            lambda: self._client.set(f"{home}idem-at:{key}", target, nx=True, px=ttl, get=True),
+            lambda: self._client.set(pointer, target, nx=True, px=ttl, get=True),
         )
+        if held is not None:
+            # A repeat, or a new use of a key whose record ended while its pointer lasts:
+            # the pointer lasts as long as the record this submission may write.
+            await self._on(
+                label_shard, "enqueue", lambda: self._client.pexpire(pointer, max(ttl, lasts))
+            )
         chosen = self.index_of(_text(held) if isinstance(held, bytes | str) else target)
         return shard if chosen is None else chosen
 

@@ -305,6 +305,25 @@ class CoreContract:
         assert (raised.value.job_id, raised.value.fingerprint) == (first.id, "fp-1")
         assert await kit.store.get(late.id) is None
 
+    async def test_an_idempotency_key_is_forgotten_once_its_ttl_has_passed(
+        self, kit: StoreKit
+    ) -> None:
+        """enqueue_once: within the key's ttl a repeat is answered by the first job; past
+        it (on the store's clock) the key stores a new job, recorded for a ttl again."""
+        require(kit.store, IdempotentStore)
+        store = kit.store
+        assert isinstance(store, IdempotentStore)
+        key = Idempotency("contract-ttl", "fp-1", ttl=kit.retention * 2)
+        first, _ = await store.enqueue_once(new_job(), key)
+        await kit.advance(kit.retention)
+        answered, earlier = await store.enqueue_once(new_job(), key)
+        assert (answered.id, earlier) == (first.id, "fp-1")
+        await kit.advance(kit.retention * 1.5)
+        later, earlier = await store.enqueue_once(new_job(), key)
+        assert later.id != first.id and earlier is None
+        again, earlier = await store.enqueue_once(new_job(), key)
+        assert (again.id, earlier) == (later.id, "fp-1")
+
     async def test_the_owner_is_kept_with_the_job_through_claim_and_settlement(
         self, kit: StoreKit
     ) -> None:

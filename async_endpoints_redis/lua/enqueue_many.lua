@@ -14,7 +14,11 @@
 -- first stored with) is remembered is not stored; its reply is that job's fingerprint, a
 -- newline, and the job as job_text (_lib.lua) instead, or "gone <id>" when that job is
 -- no longer kept (its retention ended before the key's). A job that is stored records its
--- key, which expires after the time to live (by the Redis server's clock).
+-- key with the store's elapsed-time clock reading at which its time to live ends
+-- ('until'): a record read past it counts as gone, so a step of the Redis host's wall
+-- clock does not end it early. Redis expires the record STEP_ALLOWANCE_MS after that
+-- (by its own clock, a backstop); a record of an older version, without 'until', lasts
+-- as long as its key.
 --
 -- A job with a partition key joins the key's lane (see _lifecycle.lua); unless it is
 -- first there it waits, Queued or Scheduled, out of the ready order (never handed over).
@@ -140,7 +144,10 @@ for i = 1, #ARGV, 14 do
   local id = ARGV[i]
   local key = job_key(id)
   local idem = ARGV[i + 9] ~= '' and (P .. 'idem:' .. ARGV[i + 9]) or nil
-  local earlier = idem and redis.call('HMGET', idem, 'id', 'fp')
+  local earlier = idem and redis.call('HMGET', idem, 'id', 'fp', 'until')
+  if earlier and earlier[3] and tonumber(earlier[3]) and tonumber(earlier[3]) <= clock then
+    earlier = nil  -- its time to live has ended on the store's clock
+  end
   local limit = tonumber(ARGV[i + 4])
   local queue = ARGV[i + 5]
   local delay = tonumber(ARGV[i + 6]) or 0
@@ -181,8 +188,9 @@ for i = 1, #ARGV, 14 do
       waiting = waiting and waiting + 1
     end
     if idem then
-      redis.call('HSET', idem, 'id', id, 'fp', ARGV[i + 10])
-      redis.call('PEXPIRE', idem, tonumber(ARGV[i + 11]))
+      local ttl = tonumber(ARGV[i + 11])
+      redis.call('HSET', idem, 'id', id, 'fp', ARGV[i + 10], 'until', ms(clock + ttl))
+      redis.call('PEXPIRE', idem, ttl + STEP_ALLOWANCE_MS)
     end
     replies[#replies + 1] = now
   end

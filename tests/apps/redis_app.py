@@ -70,6 +70,7 @@ endpoints = AsyncEndpoints(
     shutdown_grace_period=float(os.environ.get("GRACE_PERIOD", "30")),
     max_retries=int(os.environ.get("MAX_RETRIES", "3")),
     job_timeout=float(os.environ.get("JOB_TIMEOUT", "1800")),
+    idempotency_ttl=float(os.environ.get("IDEMPOTENCY_TTL", str(24 * 3600))),
 )
 
 

@@ -124,6 +124,7 @@ async def host(
         "RECOVERY_INTERVAL": "0.2",
         "RETRY_BASE_DELAY": "2",
         "RETENTION": "60",
+        "IDEMPOTENCY_TTL": "60",
     }
     api = start_api({**env, "RUN_WORKERS": "0"}, tmp_path)
     worker = start_worker(env, tmp_path)
@@ -201,6 +202,26 @@ async def test_a_step_forward_keeps_a_just_completed_job_readable(
         await asyncio.sleep(0.5)  # let Redis's expiry cycle see the new time
         job = (await fetch_jobs(client, api, [job_id]))[job_id]
     assert job["status"] == "Completed"
+
+
+async def test_a_step_forward_keeps_an_idempotency_key_for_its_ttl(
+    host: tuple[Proc, redis.Redis, str], host_clock: HostClock
+) -> None:
+    """A repeat with an Idempotency-Key sent just after the clock steps an hour forward
+    is answered by the first job, not run again (idempotency_ttl 60 s: its end is read on
+    the store's elapsed-time clock; Redis's own expiry, by its wall clock, is an hour
+    later)."""
+    api, _, _ = host
+    headers = {"Idempotency-Key": f"step-{uuid.uuid4().hex}"}
+    async with httpx.AsyncClient(timeout=10) as client:
+        first = await client.post(f"{api.url}/count", json=None, headers=headers)
+        assert first.status_code == 202, first.text
+        job_id = first.json()["id"]
+        await wait_for(lambda: _completed(client, api, job_id), 15, "the job completed")
+        host_clock.step_to(HOUR)
+        repeat = await client.post(f"{api.url}/count", json=None, headers=headers)
+    assert repeat.status_code == 202, repeat.text
+    assert repeat.json()["id"] == job_id
 
 
 async def test_a_step_back_keeps_a_cron_schedule_by_the_clock_firing(
