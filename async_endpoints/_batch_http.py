@@ -14,12 +14,14 @@ from starlette.responses import Response
 from ._batch import Batch
 from ._errors import JobStoreError, StoreUnavailableError
 from ._job import parse_job_id
-from ._responses import error_response, json_response
+from ._responses import call_maybe_async, error_response, json_response
 from ._routes import error_responses, is_fastapi
 
 logger = logging.getLogger("async_endpoints")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+#: Who may read a batch over HTTP: ``fn(request, batch) -> bool``, sync or async.
+BatchAuthorize = Callable[[Request, Batch], "bool | Awaitable[bool]"]
 
 
 class BatchModel(BaseModel):
@@ -50,8 +52,11 @@ class BatchReader(Protocol):
         ...
 
 
-def batch_details_endpoint(batches: BatchReader) -> Endpoint:
-    """The GET endpoint answering a batch's JSON, 404 for unknown ids."""
+def batch_details_endpoint(
+    batches: BatchReader, authorize: BatchAuthorize | None = None
+) -> Endpoint:
+    """The GET endpoint answering a batch's JSON, 404 for unknown ids and for a batch
+    ``authorize`` refuses (exactly as for an unknown id)."""
 
     async def batch_details(request: Request) -> Response:
         batch_id = parse_job_id(request.path_params.get("batch_id"))
@@ -65,7 +70,9 @@ def batch_details_endpoint(batches: BatchReader) -> Endpoint:
         except JobStoreError as exc:
             logger.error("could not read a batch: %s: %s", type(exc).__name__, exc)
             return error_response(500, "the job store failed to carry out the request")
-        if batch is None:
+        if batch is None or (
+            authorize is not None and not await call_maybe_async(authorize, request, batch)
+        ):
             return error_response(404, "batch not found")
         return json_response(batch.to_json())
 

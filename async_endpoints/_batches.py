@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from ._batch import Batch, BatchPage, ContinueWhen, NewBatch
-from ._batch_http import add_batch_route, batch_details_endpoint
+from ._batch_http import BatchAuthorize, add_batch_route, batch_details_endpoint
 from ._errors import ConfigurationError, UnknownJobNameError
 from ._events import EventKind, LifecycleEvent, LifecycleEvents
 from ._handlers import Handler
@@ -24,6 +25,8 @@ from ._store import InspectionStore, JobStore
 from ._store_features import BatchStore
 from ._tracing import batch_span
 from ._webhook import WEBHOOK_JOB
+
+logger = logging.getLogger("async_endpoints")
 
 
 class JobBatches:
@@ -176,11 +179,20 @@ class JobBatches:
         )
 
     def map_batch_details(
-        self, path: str = "/batches/{batch_id}", *, name: str | None = None
+        self,
+        path: str = "/batches/{batch_id}",
+        *,
+        name: str | None = None,
+        authorize: BatchAuthorize | None = None,
     ) -> None:
         """Register ``GET path`` answering the batch JSON (``path`` holds ``{batch_id}``):
         ``200`` with ``id``, ``tenant``, ``status``, the counts, ``createdAt``,
         ``finishedAt`` and ``continuationIds``; ``404`` when unknown or not a UUID.
+
+        ``authorize``: ``fn(request, batch) -> bool`` (sync or async) asked before a batch
+        is shown; False answers 404 like an unknown id (default None: everyone may read,
+        with a warning when the jobs themselves are guarded by the ``authorize`` setting,
+        which a batch cannot be given to: it has no owner).
 
         Raises:
             ConfigurationError: ``path`` lacks ``{batch_id}`` or a leading ``/``, there is
@@ -190,7 +202,14 @@ class JobBatches:
             self.app, path, holds="batch_id", what="batch-details", name=name, prefix="get_"
         )
         self._batch_store("read batches")
-        add_batch_route(self.app, path, batch_details_endpoint(self), name=route_name)
+        if authorize is None and self.settings.authorize is not None:
+            logger.warning(
+                "map_batch_details(%r) serves every batch to every caller, although jobs"
+                " are guarded by the authorize setting: pass authorize=fn(request, batch)"
+                " to restrict it",
+                path,
+            )
+        add_batch_route(self.app, path, batch_details_endpoint(self, authorize), name=route_name)
 
     def _spec_job(self, spec: JobSpec, batch_id: uuid.UUID, tenant: str | None) -> NewJob:
         if not isinstance(spec, JobSpec):

@@ -147,7 +147,7 @@ class InMemoryJobStore(
         finished = self._finished.get(new_job.id) if existing is None else None
         if finished is not None and self._finished.is_same_submission(new_job.id, new_job):
             return finished
-        if existing is not None or finished is not None:
+        if existing is not None or finished is not None or key in self._batch_book.reserved:
             raise DuplicateJobError(f"a job with id {new_job.id} exists already")
         if max_waiting is not None and self._live.waiting >= max_waiting:
             raise QueueFullError(f"{max_waiting} jobs are waiting already")

@@ -122,10 +122,13 @@ class BatchBook:
         #: (expiry, key) in the order retentions end (each is now + the same retention);
         #: an entry whose record has another expiry by now is stale and skipped.
         self.expiries: deque[tuple[float, int]] = deque()
+        #: The ids (ints) of the continuations not stored yet: no submission takes one.
+        self.reserved: set[int] = set()
 
     def add(self, record: BatchRecord) -> None:
-        """Keep the new ``record``."""
+        """Keep the new ``record``, and reserve its continuations' ids."""
         self.records[record.id.int] = record
+        self.reserved.update(job.id.int for job in record.pending)
         self.listed.add(record.place)
         if record.tenant is not None:
             index = self.tenants.get(record.tenant)
@@ -322,10 +325,15 @@ class MemoryBatches:
         keys = {job.id.int for job in jobs}
         if len(keys) < len(jobs):
             raise DuplicateJobError("a job id appears twice in the batch")
-        stored, finished = self._jobs, self._finished
+        stored, finished, taken = self._jobs, self._finished, self._batch_book.reserved
         for job in jobs:
             key = job.id.int
-            if key in stored or key in finished or (reserved is not None and key in reserved):
+            if (
+                key in stored
+                or key in finished
+                or key in taken
+                or (reserved is not None and key in reserved)
+            ):
                 raise DuplicateJobError(f"a job with id {job.id} exists already")
             if job.delay and not math.isfinite(job.delay):
                 raise ValueError(f"delay must be a finite number of seconds, not {job.delay!r}")
@@ -348,6 +356,7 @@ class MemoryBatches:
         pending, record.pending, moment = record.pending, (), self._moment()
         for new_job in pending:
             key = new_job.id.int
+            self._batch_book.reserved.discard(key)
             if key in self._jobs or key in self._finished:  # taken since: never overwrite
                 logger.warning(
                     "batch %s: continuation id %s is taken",

@@ -6,7 +6,9 @@ job's error is stored, logged and served to clients, so by default its message (
 stack trace, when the app keeps them) is masked here, once, before any of that happens:
 passwords in URL userinfo, bare ``user:token@host`` userinfo, and the values of the
 ``sensitive_query_params`` (``name=value`` pairs, in a query string, a URL fragment or
-plain text, names compared case-insensitively after percent-decoding, as for the captured
+plain text, the value bare or quoted; ``'name': value`` and ``"name": value`` of a
+mapping's repr or JSON; a pydantic ValidationError's ``input_value=`` for a field of such
+a name; names compared case-insensitively after percent-decoding, as for the captured
 query string). An app that wants its own wording
 sets ``error_message``; its answer is used as is.
 """
@@ -65,10 +67,25 @@ def unicode_text(text: str) -> str:
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^\s/?#'\"<>]+)@")
 # ``user:token@host`` without a scheme (a DSN quoted in part, a ``host`` field...).
 _BARE_USERINFO = re.compile(r"(?<![\w.%+-])(?P<user>[\w.%+-]+):[^\s/?#'\"<>]+@(?=[\w\[])")
+# A quoted value: Python's repr of a str, or a JSON string (escapes kept inside).
+_QUOTED = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""
 # ``name=value`` starting a text, a query string, a fragment (``#access_token=``, as an
-# OAuth implicit flow's redirect carries it), a parameter list or a word.
+# OAuth implicit flow's redirect carries it), a parameter list or a word; the value bare
+# or quoted (``password='s3cret'``, as a repr of keyword arguments writes it).
 _PARAMETER = re.compile(
-    r"(?P<lead>^|[?&;#\s,(\[{'\"])(?P<name>[^\s=&?#;,'\"()<>\[\]{}]+)=(?P<value>[^\s&#;'\"<>)\]}]+)"
+    r"(?P<lead>^|[?&;#\s,(\[{'\"])(?P<name>[^\s=&?#;,'\"()<>\[\]{}]+)="
+    rf"(?P<value>{_QUOTED}|[^\s&#;'\"<>)\]}}]+)"
+)
+# ``'name': value`` / ``"name": value``: a Python dict's repr, or JSON.
+_KEY_VALUE = re.compile(
+    r"(?P<quote>['\"])(?P<name>[^'\"\s]{1,200})(?P=quote)(?P<colon>\s*:\s*)"
+    rf"(?P<value>{_QUOTED}|[^\s,}}\]]+)"
+)
+# A pydantic ValidationError's line of a field (its location, ``body.password``) and the
+# next one, which quotes what was given (``[type=..., input_value='s3cret', ...]``).
+_VALIDATION_INPUT = re.compile(
+    r"(?m)^(?P<location>[^\s].*)\n(?P<before>\s+.*?\binput_value=)"
+    rf"(?P<value>{_QUOTED}|[^,\]]+)"
 )
 
 
@@ -81,19 +98,53 @@ def redact(
         text: An exception message or a formatted stack trace.
         sensitive_query_params: Lower-case parameter names whose values are masked.
     """
-    names = frozenset(sensitive_query_params)
     text = _URL_USERINFO.sub(_mask_url_userinfo, text)
     text = _BARE_USERINFO.sub(lambda match: f"{match['user']}:{MASK}@", text)
-    if not names or "=" not in text:
+    names = frozenset(sensitive_query_params)
+    if not names:
         return text
+    masker = _Masker(names)
+    if "=" in text:
+        text = _PARAMETER.sub(masker.parameter, text)
+        if "input_value=" in text:
+            text = _VALIDATION_INPUT.sub(masker.validation_input, text)
+    if ":" in text:
+        text = _KEY_VALUE.sub(masker.key_value, text)
+    return text
 
-    def mask_parameter(match: re.Match[str]) -> str:
+
+@dataclass(frozen=True, slots=True)
+class _Masker:
+    """The substitutions of `redact` for the sensitive parameter ``names``."""
+
+    names: frozenset[str]
+
+    def sensitive(self, name: str) -> bool:
         # The same comparison as the captured query string's (see _capture.capture_query).
-        if unquote_plus(match["name"]).strip().lower() not in names:
-            return match[0]
-        return f"{match['lead']}{match['name']}={MASK}"
+        return unquote_plus(name).strip().lower() in self.names
 
-    return _PARAMETER.sub(mask_parameter, text)
+    def parameter(self, match: re.Match[str]) -> str:
+        if not self.sensitive(match["name"]):
+            return match[0]
+        return f"{match['lead']}{match['name']}={_masked(match['value'])}"
+
+    def key_value(self, match: re.Match[str]) -> str:
+        if not self.sensitive(match["name"]):
+            return match[0]
+        quote, name = match["quote"], match["name"]
+        return f"{quote}{name}{quote}{match['colon']}{_masked(match['value'])}"
+
+    def validation_input(self, match: re.Match[str]) -> str:
+        field = match["location"].strip().rsplit(".", 1)[-1]
+        if not self.sensitive(field):
+            return match[0]
+        return f"{match['location']}\n{match['before']}{_masked(match['value'])}"
+
+
+def _masked(value: str) -> str:
+    """`MASK` in place of ``value``, in its quotes when it was quoted."""
+    quote = value[:1]
+    return f"{quote}{MASK}{quote}" if quote in ("'", '"') and len(value) > 1 else MASK
 
 
 def _mask_url_userinfo(match: re.Match[str]) -> str:

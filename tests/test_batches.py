@@ -230,6 +230,46 @@ async def test_the_batch_details_route_answers_the_batch_json(
     assert unknown.status_code == malformed.status_code == 404
 
 
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_the_batch_details_route_asks_its_authorize_and_refuses_as_unknown(
+    http_client_for, recorder: Recorder, is_async: bool
+) -> None:
+    """map_batch_details(authorize=fn(request, batch)): a batch it refuses answers 404
+    exactly as an unknown one (same body), one it allows its JSON."""
+    app = FastAPI()
+    engine = engine_with(recorder, app, run_workers=False)
+
+    def allowed(request: Any, batch: Any) -> bool:
+        return bool(batch.tenant == request.headers.get("x-tenant"))
+
+    async def allowed_async(request: Any, batch: Any) -> bool:
+        return allowed(request, batch)
+
+    engine.map_batch_details(authorize=allowed_async if is_async else allowed)
+    async with http_client_for(app) as client:
+        batch = await engine.submit_batch([JobSpec("part", {"n": 1})], tenant="acme")
+        own = await client.get(f"/batches/{batch.id}", headers={"x-tenant": "acme"})
+        foreign = await client.get(f"/batches/{batch.id}", headers={"x-tenant": "globex"})
+        anonymous = await client.get(f"/batches/{batch.id}")
+        unknown = await client.get(f"/batches/{uuid.uuid4()}", headers={"x-tenant": "acme"})
+    assert own.status_code == 200 and own.json()["id"] == str(batch.id)
+    assert foreign.status_code == anonymous.status_code == unknown.status_code == 404
+    assert foreign.json() == anonymous.json() == unknown.json()
+
+
+def test_a_batch_route_without_authorize_beside_guarded_jobs_is_warned_of(
+    recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With the authorize setting guarding jobs, mapping the batch route without an
+    authorize of its own logs a warning (every caller could read every batch)."""
+    engine = engine_with(recorder, FastAPI(), authorize=lambda request, job: False)
+    with caplog.at_level("WARNING", logger="async_endpoints"):
+        engine.map_batch_details()
+        engine.map_batch_details("/guarded/{batch_id}", authorize=lambda request, batch: True)
+    warned = [r.getMessage() for r in caplog.records if "every batch" in r.getMessage()]
+    assert len(warned) == 1 and "/batches/{batch_id}" in warned[0]
+
+
 def test_the_batch_route_needs_a_path_with_batch_id() -> None:
     """map_batch_details checks its path."""
     engine = AsyncEndpoints(FastAPI())

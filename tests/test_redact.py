@@ -65,6 +65,40 @@ def test_name_value_pairs_outside_a_url_are_masked_too() -> None:
     assert redact("dsn: host=db user=app password=s3cret") == "dsn: host=db user=app password=***"
 
 
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("password='s3cret' user='app'", "password='***' user='app'"),
+        ('password="s3cret" user="app"', 'password="***" user="app"'),
+        ("Connection(host='db', password='s3 cr\\'et')", "Connection(host='db', password='***')"),
+        ("{'token': 's3cret', 'page': 2}", "{'token': '***', 'page': 2}"),
+        ('{"password": "s3cret", "user": "app"}', '{"password": "***", "user": "app"}'),
+        ("{'api_key': 12345}", "{'api_key': ***}"),
+    ],
+    ids=["repr-kwarg", "double-quoted", "call-repr", "dict-repr", "json", "bare-in-dict"],
+)
+def test_quoted_secrets_of_reprs_and_json_are_masked(text: str, masked: str) -> None:
+    """Exception messages quote keyword arguments and mappings as Python or JSON writes
+    them: a sensitive name's quoted (or bare) value is masked, the quotes kept."""
+    assert redact(text) == masked
+
+
+def test_a_validation_errors_input_for_a_sensitive_field_is_masked() -> None:
+    """pydantic's ValidationError quotes the input of each failing field (a SecretStr's
+    too): masked under a sensitive field's location, kept under the others."""
+    from pydantic import BaseModel, Field, SecretStr, ValidationError
+
+    class Login(BaseModel):
+        password: SecretStr = Field(min_length=20)
+        attempts: int
+
+    with pytest.raises(ValidationError) as raised:
+        Login(password="hunter2-SECRET", attempts="many")  # type: ignore[arg-type]
+    text = redact(str(raised.value))
+    assert "hunter2" not in text and "input_value='***'" in text
+    assert "input_value='many'" in text
+
+
 def test_an_app_chosen_list_of_names_is_masked_and_an_empty_one_masks_only_userinfo() -> None:
     """The names are the sensitive_query_params setting; () keeps every parameter value."""
     text = "https://u:p@h/x?otp=123456&key=abc"

@@ -303,6 +303,31 @@ class BatchContract:
         assert counts(await read_batch(store, spec.id)) == counts(found)
         assert await kit.store.claim(10, lease=kit.lease) == []
 
+    async def test_a_continuations_id_cannot_be_taken_while_its_batch_runs(
+        self, kit: StoreKit
+    ) -> None:
+        """A submission (a client choosing its id) with the id of a continuation not
+        stored yet is refused as a taken id, by this process and another, and stores
+        nothing; the batch's end stores and runs the continuation as specified. Once
+        stored, the id is taken by that job."""
+        store = batches(kit)
+        spec = new_batch(1, 1)
+        await store.create_batch(spec)
+        (then,) = spec.continuations
+        squatter = dataclasses.replace(new_job(name="Other"), id=then.id)
+        for one in (kit.store, kit.other):
+            with pytest.raises(DuplicateJobError):
+                await one.enqueue(squatter)
+        assert await kit.store.get(then.id) is None
+        (claim,) = await claim_all(kit, 1)
+        await kit.store.complete(claim, "ok")
+        stored = await read(kit.store, then.id)
+        assert (stored.name, stored.batch_id) == ("Then", spec.id)
+        with pytest.raises(DuplicateJobError):
+            await kit.store.enqueue(squatter)
+        (claim,) = await claim_all(kit, 1)
+        assert claim.job.id == then.id and claim.job.name == "Then"
+
     async def test_a_batch_all_completed_with_a_failure_cancels_its_continuations(
         self, kit: StoreKit
     ) -> None:

@@ -23,6 +23,10 @@
 --   {p}:batches:t:<tenant> ZSET  the same, of one tenant's batches
 --   {p}:batch-expiring     LIST  "<due ms> <id>" of ended batches, in the order their
 --                                retention ends (purged with the terminal jobs)
+--   {p}:reserved           HASH  continuation id -> its batch's id, from the batch's
+--                                creation until its continuations are stored: an id a
+--                                client chooses for a submission cannot take one
+--                                (enqueue_many.lua refuses it)
 --
 -- A job of a batch has the field batch (its id); a continuation also has then = '1' and
 -- is not counted. A job tuple (as the batch scripts take new jobs, as pending keeps the
@@ -32,7 +36,8 @@
 -- for none). pending is a JSON array of the number 10 followed by the tuples; the
 -- 8-value tuples of an older version (no number first) are read as they were.
 
-local BATCH = {fields = 10, expiring = P .. 'batch-expiring', index = P .. 'batches'}
+local BATCH = {fields = 10, expiring = P .. 'batch-expiring', index = P .. 'batches',
+  reserved = P .. 'reserved'}
 
 local function batch_key(batch_id)
   return P .. 'batch:' .. batch_id
@@ -102,6 +107,7 @@ function BATCH.continue(bkey, batch_id, now, clock, cancel)
     first, width = 2, t[1]
   end
   for i = first, #t, width do
+    redis.call('HDEL', BATCH.reserved, t[i])
     if redis.call('EXISTS', job_key(t[i])) == 0 then
       redis.call('RPUSH', bkey .. ':jobs', t[i])
       BATCH.store(t, i, batch_id, now, clock, true, cancel, width)

@@ -94,6 +94,9 @@ if create then
     push(fields, 'conts', table.concat(ids, ' '))
     table.insert(conts, 1, BATCH.fields)
     push(fields, 'pending', cjson.encode(conts))
+    for _, id in ipairs(ids) do  -- no submission takes them meanwhile (enqueue_many.lua)
+      redis.call('HSET', BATCH.reserved, id, batch_id)
+    end
   end
   local entry = index_entry(now, batch_id)
   redis.call('ZADD', BATCH.index, 0, entry)

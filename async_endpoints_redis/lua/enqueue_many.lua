@@ -138,6 +138,12 @@ local function stored_elsewhere(id)
   return redis.call('HEXISTS', P .. 'at', id) == 1
 end
 
+-- Whether the id is a continuation's of a batch not finished yet (_batch.lua): taken.
+local any_reserved = redis.call('EXISTS', BATCH.reserved) == 1
+local function reserved(id)
+  return any_reserved and redis.call('HEXISTS', BATCH.reserved, id) == 1
+end
+
 local replies = {}
 local woken = {}
 for i = 1, #ARGV, 14 do
@@ -164,7 +170,7 @@ for i = 1, #ARGV, 14 do
       -- Its retention ended before the key's: answered, never stored a second time.
       replies[#replies + 1] = (earlier[2] or '') .. '\ngone ' .. earlier[1]
     end
-  elseif redis.call('EXISTS', key) == 1 or stored_elsewhere(id) then
+  elseif redis.call('EXISTS', key) == 1 or stored_elsewhere(id) or reserved(id) then
     replies[#replies + 1] = -1
   elseif limit >= 0 and waiting >= limit then
     replies[#replies + 1] = -2
