@@ -66,7 +66,9 @@ def unicode_text(text: str) -> str:
 # a password is masked whole.
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^\s/?#'\"<>]+)@")
 # ``user:token@host`` without a scheme (a DSN quoted in part, a ``host`` field...).
-_BARE_USERINFO = re.compile(r"(?<![\w.%+-])(?P<user>[\w.%+-]+):[^\s/?#'\"<>]+@(?=[\w\[])")
+# The token stops at the next ``:`` or ``@`` (possessively): each start scans only to the
+# next one, so a text of many ``a:a:a:`` is masked in linear time, not quadratic.
+_BARE_USERINFO = re.compile(r"(?<![\w.%+-])(?P<user>[\w.%+-]+):[^\s/?#'\"<>:@]++@(?=[\w\[])")
 # A quoted value: Python's repr of a str, or a JSON string (escapes kept inside).
 _QUOTED = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""
 # ``name=value`` starting a text, a query string, a fragment (``#access_token=``, as an
@@ -84,7 +86,7 @@ _KEY_VALUE = re.compile(
 # A pydantic ValidationError's line of a field (its location, ``body.password``) and the
 # next one, which quotes what was given (``[type=..., input_value='s3cret', ...]``).
 _VALIDATION_INPUT = re.compile(
-    r"(?m)^(?P<location>[^\s].*)\n(?P<before>\s+.*?\binput_value=)"
+    r"(?m)^(?P<location>[^\s].*)\n(?P<before>[ \t]++[^\n]*?\binput_value=)"
     rf"(?P<value>{_QUOTED}|[^,\]]+)"
 )
 
@@ -135,8 +137,9 @@ class _Masker:
         return f"{quote}{name}{quote}{match['colon']}{_masked(match['value'])}"
 
     def validation_input(self, match: re.Match[str]) -> str:
-        field = match["location"].strip().rsplit(".", 1)[-1]
-        if not self.sensitive(field):
+        # Any part: a union's member (``password.int``) or an item (``tokens.0``) too.
+        parts = re.split(r"[.\[\]]", match["location"].strip())
+        if not any(self.sensitive(part) for part in parts if part):
             return match[0]
         return f"{match['location']}\n{match['before']}{_masked(match['value'])}"
 
@@ -170,16 +173,17 @@ class ErrorDescriber:
         each with any lone surrogate replaced by U+FFFD (`unicode_text`)."""
         trace = None
         if with_traceback:
-            # Each part (a frame, an exception's line) masked, then cut to a message's
-            # length, so that a long message leaves room for the frames before it.
+            # Each part (a frame, an exception's line) cut to a message's length, so that
+            # a long message leaves room for the frames before it, then masked.
             parts = traceback.TracebackException.from_exception(exc).format()
-            trace = "".join(bounded(self.mask(part), MAX_MESSAGE) for part in parts)
+            trace = "".join(self.mask(bounded(part, MAX_MESSAGE)) for part in parts)
             trace = unicode_text(bounded(trace, MAX_TRACEBACK, keep_end=True))
-        message = unicode_text(bounded(self.message(exc), MAX_MESSAGE))
+        message = unicode_text(self.message(exc))  # cut to MAX_MESSAGE there
         return JobError(message, unicode_text(type(exc).__name__), trace)
 
     def message(self, exc: BaseException) -> str:
-        """The app's ``error_message`` answer, else the exception's message masked.
+        """The app's ``error_message`` answer, else the exception's message masked; cut
+        to `MAX_MESSAGE` (an exception's message before it is masked).
 
         Never raises: a hook that fails (or answers something other than a str) and an
         exception whose ``str()`` fails both give the exception's type name.
@@ -189,7 +193,7 @@ class ErrorDescriber:
                 text = str(exc)
             except Exception:
                 text = ""
-            return self.mask(text) if text else type(exc).__name__
+            return self.mask(bounded(text, MAX_MESSAGE)) if text else type(exc).__name__
         try:
             answer = self.error_message(exc)
         except Exception as hook_error:
@@ -206,8 +210,9 @@ class ErrorDescriber:
         if not isinstance(answer, str):
             logger.warning("the error_message hook returned %s, not a str", type(answer).__name__)
             return type(exc).__name__
-        return answer
+        return bounded(answer, MAX_MESSAGE)
 
     def mask(self, text: str) -> str:
-        """``text`` with credentials masked (see `redact`)."""
+        """``text`` with credentials masked (see `redact`); cut it to its kept length
+        first, so that no text costs more to mask than what is kept of it."""
         return redact(text, self.sensitive_query_params)

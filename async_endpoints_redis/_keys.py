@@ -62,7 +62,9 @@ prefix ``{p}:`` and build the names below from it (``lua/_lib.lua`` and the incl
                                 retention order; {p}:batch:<id>:staged:<nonce> HASH the
                                 chunks of a large batch until its last call stores them
     {p}:reserved         HASH   continuation id -> its batch's id, until the continuation
-                                is stored (lua/_batch.lua): no submission takes the id
+                                is stored (lua/_batch.lua): no submission takes the id;
+                                {p}:reserving STRING how far lua/migrate.lua reserved the
+                                continuations of batches an older version stored ('done')
     {p}:idem:<key>       HASH   an idempotency key's job: id, fp (its fingerprint) and until
                                 (the elapsed-clock ms its ttl ends; Redis expires the
                                 record an hour after, lua/enqueue_many.lua)

@@ -161,6 +161,10 @@ class Scripts:
         such as the schedules of `_schedules`)."""
         return await self._call(name, args)
 
+    def reading(self) -> int:
+        """This process's reading of the elapsed-time clock (ms), as every call passes it."""
+        return self._clock.reading()
+
     async def clock(self) -> int:
         """The elapsed-time clock (ms), which this process then reads on its own."""
         clock_ms: int = await self._call("clock", [])

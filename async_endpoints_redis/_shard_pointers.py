@@ -12,8 +12,9 @@ written before the job is stored::
                         Redis server's clock)
 
 An idempotency key is recorded in its own shard (`ShardLayout.of_label`) with the shard
-of its job, as ``{s}:idem-at:<key>`` (STRING, expiring `STEP_ALLOWANCE_MS` after the
-key, and made to last as long again by every later use), so that repeats of
+of its job, as ``{s}:idem-at:<key>`` (STRING "<prefix> <end>", its end on the store's
+elapsed-time clock as the key's record's, Redis expiring it `STEP_ALLOWANCE_MS` later;
+`_IDEM_AT`), so that repeats of
 a submission meet in one shard whatever their partition key (`idempotent`).
 
 Writing a pointer is one script in the id's shard (`_ADD`) that also refuses an id taken
@@ -67,9 +68,10 @@ T = TypeVar("T")
 SWEEP_BATCH = 200
 _FIRST_CHECK_MS = 3_600_000  # after a retention, plus this
 
-# KEYS: {s}:at, {s}:at-check; ARGV: the target ("<prefix>" or "<prefix> <parent id>"),
-# check delay ms, the job key prefix ({s}:job:) or '' (take no notice of ids in use),
-# then fields. Reply: the first field that is taken, or ''.
+# KEYS: {s}:at, {s}:at-check, {s}:reserved; ARGV: the target ("<prefix>" or "<prefix>
+# <parent id>"), check delay ms, the job key prefix ({s}:job:) or '' (take no notice of
+# ids in use), then fields. Reply: the first field that is taken (a job's, a pointer to
+# elsewhere, or a continuation's not stored yet: lua/_batch.lua), or ''.
 _ADD = """
 local t = redis.call('TIME')
 local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2])
@@ -77,7 +79,8 @@ for i = 4, #ARGV do
   local name = ARGV[i]
   local held = redis.call('HGET', KEYS[1], name)
   local taken = held and held ~= ARGV[1]
-  if ARGV[3] ~= '' and (taken or redis.call('EXISTS', ARGV[3] .. name) == 1) then
+  if ARGV[3] ~= '' and (taken or redis.call('EXISTS', ARGV[3] .. name) == 1
+      or redis.call('HEXISTS', KEYS[3], name) == 1) then
     return name
   end
 end
@@ -86,6 +89,30 @@ for i = 4, #ARGV do
   redis.call('ZADD', KEYS[2], 'NX', due, ARGV[i])
 end
 return ''
+"""
+
+# KEYS: {s}:idem-at:<key>, {s}:clock; ARGV: the target prefix, this process's reading of
+# the elapsed-time clock (ms), the key's ttl ms, the allowance ms. The pointer holds
+# "<prefix> <end>": the shard of the key's job, and the elapsed-clock ms its ttl ends (as
+# the job shard's record of the key, lua/enqueue_many.lua); past it, or gone, it is
+# written anew, in this one step, so that concurrent first uses meet in one shard. Redis
+# expires it the allowance after the ttl. Reply: the prefix the key's submissions meet in.
+_IDEM_AT = """
+local now = math.max(tonumber(redis.call('GET', KEYS[2])) or 0, tonumber(ARGV[2]))
+local held = redis.call('GET', KEYS[1])
+if held then
+  local prefix, ends = string.match(held, '^(.+) (%d+)$')
+  if not prefix then
+    return held  -- an older version's pointer (the prefix alone, expiring by Redis)
+  end
+  if tonumber(ends) > now then
+    return prefix
+  end
+end
+local ttl = tonumber(ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. string.format('%d', now + ttl), 'PX',
+  ttl + tonumber(ARGV[4]))
+return ARGV[1]
 """
 
 # KEYS: {s}:at, {s}:at-check; ARGV: most. Reply: {field, target, ...} of the pointers due.
@@ -147,6 +174,7 @@ class Pointers:
         #: The key prefix of every shard the store serves (its layout's, then old ones).
         self.prefixes: list[str] = list(layout.prefixes)
         self._add = LuaScript(client, _ADD)
+        self._idem_at = LuaScript(client, _IDEM_AT)
         self._due = LuaScript(client, _DUE)
         self._checked = LuaScript(client, _CHECKED)
 
@@ -160,6 +188,9 @@ class Pointers:
     def _keys(self, shard: int) -> list[str]:
         keys = Keys(self.prefixes[shard])
         return [f"{keys.key_prefix}at", f"{keys.key_prefix}at-check"]
+
+    def _add_keys(self, shard: int) -> list[str]:
+        return [*self._keys(shard), f"{Keys(self.prefixes[shard]).key_prefix}reserved"]
 
     async def add(self, ids: Sequence[uuid.UUID], shard: int, retention: float) -> None:
         """Point the ids' shards at ``shard`` for these job ids (one call per id shard).
@@ -197,7 +228,7 @@ class Pointers:
         for id_shard, names in by_shard.items():
             job_prefix = "" if parent else Keys(self.prefixes[id_shard]).job_prefix
             args: list[str | int] = [target, delay, job_prefix, *names]
-            add = functools.partial(self._add, keys=self._keys(id_shard), args=args)
+            add = functools.partial(self._add, keys=self._add_keys(id_shard), args=args)
             taken = await self._on(id_shard, "enqueue", add)
             if taken:
                 raise DuplicateJobError(f"a job with id {_text(taken)} exists already")
@@ -206,36 +237,29 @@ class Pointers:
         self, key: str, shard: int, ttl_ms: int, old_layouts: Sequence[ShardLayout] = ()
     ) -> int:
         """Record that idempotency key ``key`` is used for a job in ``shard`` (in the
-        key's shard, for ``ttl_ms`` and `STEP_ALLOWANCE_MS`, unless recorded already: then
-        that record is made to last as long); the shard of the key's
-        job: ``shard``, or the one recorded by an earlier submission. A key first used
-        before a resharding is found in an ``old_layouts`` one's record first (one more
-        call per old layout), and recorded here as that shard, for what is left of that
-        record's time, so that every submission of the key, through either layout, meets
-        in the same shard."""
+        key's shard, for ``ttl_ms`` on the store's elapsed-time clock, unless a record
+        of it lasts still: `_IDEM_AT`); the shard of the key's job: ``shard``, or the one
+        recorded by an earlier submission. A key first used before a resharding is
+        found in an ``old_layouts`` one's record first (one more call per old layout),
+        and recorded here as that shard, for what is left of that record's time, so that
+        every submission of the key, through either layout, meets in the same shard."""
         label_shard = self._layout.of_label(key)
         pointer = f"{Keys(self.prefixes[label_shard]).key_prefix}idem-at:{key}"
-        # It outlives the job shard's record of the key (which ends on the store's clock,
-        # see enqueue_many.lua) by the allowance for a step of the Redis host's clock.
-        lasts = ttl_ms + STEP_ALLOWANCE_MS
-        target, ttl = self.prefixes[shard], lasts
+        clock = Keys(self.prefixes[label_shard]).clock
+        target, ttl = self.prefixes[shard], ttl_ms
         for layout in old_layouts:
             earlier = await self._earlier(key, layout, label_shard)
             if earlier is not None and self.index_of(earlier[0]) is not None:
-                target, ttl = earlier[0], earlier[1] if earlier[1] > 0 else lasts
+                target, ttl = earlier[0], earlier[1] if earlier[1] > 0 else ttl_ms
                 break
-        held = await self._on(
-            label_shard,
+        chosen_prefix = await self._shards[label_shard]._run(
             "enqueue",
-            lambda: self._client.set(pointer, target, nx=True, px=ttl, get=True),
+            lambda scripts: self._idem_at(
+                keys=[pointer, clock],
+                args=[target, scripts.reading(), ttl, STEP_ALLOWANCE_MS],
+            ),
         )
-        if held is not None:
-            # A repeat, or a new use of a key whose record ended while its pointer lasts:
-            # the pointer lasts as long as the record this submission may write.
-            await self._on(
-                label_shard, "enqueue", lambda: self._client.pexpire(pointer, max(ttl, lasts))
-            )
-        chosen = self.index_of(_text(held) if isinstance(held, bytes | str) else target)
+        chosen = self.index_of(_text(chosen_prefix))
         return shard if chosen is None else chosen
 
     async def _earlier(
@@ -254,7 +278,7 @@ class Pointers:
                 return None
             record = Keys(only).key_prefix + f"idem:{key}"
             left = await self._on(shard, "enqueue", functools.partial(self._client.pttl, record))
-            return None if left == -2 else (only, int(left))
+            return None if left == -2 else (only, _ttl_left(int(left)))
         old_shard = self.index_of(layout.prefixes[layout.of_label(key)])
         if old_shard is None or old_shard == label_shard:
             return None  # this layout's own record, read by the caller
@@ -262,7 +286,11 @@ class Pointers:
         found, left = await self._on(old_shard, "enqueue", lambda: _with_ttl(self._client, record))
         if found is None or left == -2:
             return None
-        return _text(found), left
+        prefix, _, end = _text(found).rpartition(" ")
+        if not end.isdigit():  # an older version's pointer: the prefix alone
+            return _text(found), left
+        left -= STEP_ALLOWANCE_MS  # what is left of the ttl (Redis keeps it this longer)
+        return None if left <= 0 else (prefix, left)
 
     async def target(self, id_shard: int, job_id: uuid.UUID | str) -> int | None:
         """The shard a pointer in ``id_shard`` names for this id (or `batch_field`); None
@@ -309,6 +337,16 @@ class Pointers:
     async def _on(self, shard: int, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         """``call()`` as a call of that shard's store (its gate, deadline and errors)."""
         return await self._shards[shard]._run(operation, lambda _: call())
+
+
+def _ttl_left(pttl: int) -> int:
+    """What is left of a plain store's record's ttl (ms; -1: none) from what Redis has
+    left of it, which adds `STEP_ALLOWANCE_MS` to the ttl; one with less than that left
+    (a record of an older version, kept for its ttl alone, or one in its allowance: its
+    own shard then tells whether it lasts) is taken as is."""
+    if pttl <= STEP_ALLOWANCE_MS:
+        return pttl
+    return max(1, pttl - STEP_ALLOWANCE_MS)
 
 
 def _text(value: bytes | str) -> str:

@@ -11,7 +11,14 @@ from collections.abc import Sequence
 
 import pytest
 
-from async_endpoints import InMemoryJobStore, JobError, JobStatus, NewJob, QueueFullError
+from async_endpoints import (
+    DuplicateJobError,
+    InMemoryJobStore,
+    JobError,
+    JobStatus,
+    NewJob,
+    QueueFullError,
+)
 from async_endpoints._batch import BatchStatus, ContinueWhen, NewBatch, status_counts
 from async_endpoints._store import Claim
 from async_endpoints.testing import ManualClock
@@ -282,11 +289,16 @@ async def test_cancel_batch_tells_the_listeners_before_it_returns(
 async def test_a_continuation_id_taken_meanwhile_is_left_alone(
     store: InMemoryJobStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A job enqueued under a continuation's id before the batch finished keeps its own
-    data; the continuation is not stored over it, and a warning says so."""
+    """A submission cannot take a continuation's id (it is reserved: refused as taken).
+    Should a job hold it all the same when the batch finishes (stored without the
+    reservation, as here by hand), it keeps its own data; the continuation is not stored
+    over it, and a warning says so."""
     spec = new_batch(1)
     await store.create_batch(spec)
     squatter = NewJob(spec.continuations[0].id, "Other", 0)
+    with pytest.raises(DuplicateJobError):
+        await store.enqueue(squatter)
+    store._batch_book.reserved.discard(squatter.id.int)
     await store.enqueue(squatter)
     with caplog.at_level(logging.WARNING, logger="async_endpoints"):
         claims = await store.claim(5, lease=LEASE)

@@ -97,6 +97,8 @@ def test_a_validation_errors_input_for_a_sensitive_field_is_masked() -> None:
     text = redact(str(raised.value))
     assert "hunter2" not in text and "input_value='***'" in text
     assert "input_value='many'" in text
+    union = "password.int\n  Input should be a valid integer [type=int_parsing, input_value='x1']"
+    assert "'x1'" not in redact(union)  # a union's member names the field first
 
 
 def test_an_app_chosen_list_of_names_is_masked_and_an_empty_one_masks_only_userinfo() -> None:

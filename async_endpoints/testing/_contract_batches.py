@@ -307,9 +307,9 @@ class BatchContract:
         self, kit: StoreKit
     ) -> None:
         """A submission (a client choosing its id) with the id of a continuation not
-        stored yet is refused as a taken id, by this process and another, and stores
-        nothing; the batch's end stores and runs the continuation as specified. Once
-        stored, the id is taken by that job."""
+        stored yet is refused as a taken id, by this process and another, and so is a
+        batch whose job has it; neither stores anything; the batch's end stores and runs
+        the continuation as specified. Once stored, the id is taken by that job."""
         store = batches(kit)
         spec = new_batch(1, 1)
         await store.create_batch(spec)
@@ -318,6 +318,11 @@ class BatchContract:
         for one in (kit.store, kit.other):
             with pytest.raises(DuplicateJobError):
                 await one.enqueue(squatter)
+        other = new_batch(1, 0)
+        taking = NewBatch(other.id, [dataclasses.replace(other.jobs[0], id=then.id)], [])
+        with pytest.raises(DuplicateJobError):
+            await store.create_batch(taking)  # nor can another batch's job
+        assert await store.get_batch(other.id) is None
         assert await kit.store.get(then.id) is None
         (claim,) = await claim_all(kit, 1)
         await kit.store.complete(claim, "ok")

@@ -108,7 +108,8 @@ function BATCH.continue(bkey, batch_id, now, clock, cancel)
   end
   for i = first, #t, width do
     redis.call('HDEL', BATCH.reserved, t[i])
-    if redis.call('EXISTS', job_key(t[i])) == 0 then
+    -- Skipped when taken: stored here, or (a sharded store's pointer) elsewhere.
+    if redis.call('EXISTS', job_key(t[i])) == 0 and redis.call('HEXISTS', P .. 'at', t[i]) == 0 then
       redis.call('RPUSH', bkey .. ':jobs', t[i])
       BATCH.store(t, i, batch_id, now, clock, true, cancel, width)
     end

@@ -60,7 +60,9 @@ elseif not create and status ~= 'Running' then
   return reply('closed')
 end
 
--- Every id unused: not stored, not twice here, not a continuation's of this batch.
+-- Every id unused: not stored, not twice here, not a continuation's of this batch or of
+-- another one not stored yet ({p}:reserved, _batch.lua), not named by a sharded store's
+-- pointer to another shard ({p}:at).
 local seen = {}
 if not create then
   for id in string.gmatch(redis.call('HGET', bkey, 'conts') or '', '%S+') do
@@ -70,7 +72,9 @@ end
 for _, t in ipairs({jobs, conts}) do
   for i = 1, #t, BATCH.fields do
     local id = t[i]
-    if seen[id] or redis.call('EXISTS', job_key(id)) == 1 then
+    if seen[id] or redis.call('EXISTS', job_key(id)) == 1
+        or redis.call('HEXISTS', BATCH.reserved, id) == 1
+        or redis.call('HEXISTS', P .. 'at', id) == 1 then
       return reply('dup')
     end
     seen[id] = true

@@ -12,6 +12,11 @@
 --   are put in their queue's listing index (up to ARGV[1] ids per call, from
 --   {p}:migrating). Layout 3 adds partition keys and tenants, which older jobs lack.
 --
+-- - Batches stored by a version that did not reserve continuation ids ({p}:reserved,
+--   _batch.lua): each Running batch's continuations not stored yet are reserved, once per
+--   store, up to ARGV[1] batches per call ({p}:reserving: the index position reached,
+--   then 'done').
+--
 -- ARGV[1]  the most ids moved or indexed per call
 --
 -- Returns: how many ids and queues are left to move or index (call again while above 0).
@@ -55,4 +60,28 @@ flush_pending()
 adopt_legacy_queue(limit)
 local left = index_queued_lists(limit)
 flush_pending()
+
+local reserving = P .. 'reserving'
+local reached = redis.call('GET', reserving)
+if reached ~= 'done' then
+  local from = tonumber(reached) or 0
+  local entries = redis.call('ZRANGE', BATCH.index, from, from + limit - 1)
+  for _, entry in ipairs(entries) do
+    local batch_id = entry_id(entry)
+    local fields = redis.call('HMGET', batch_key(batch_id), 'status', 'conts', 'pending')
+    if fields[1] == 'Running' and fields[3] then
+      for id in string.gmatch(fields[2] or '', '%S+') do
+        if redis.call('EXISTS', job_key(id)) == 0 then
+          redis.call('HSET', BATCH.reserved, id, batch_id)
+        end
+      end
+    end
+  end
+  if #entries < limit then
+    redis.call('SET', reserving, 'done')
+  else
+    redis.call('SET', reserving, ms(from + limit))
+    left = left + 1
+  end
+end
 return redis.call('LLEN', K.legacy_queue) + left

@@ -260,13 +260,15 @@ async def memory_follow_up_id_taken(situation: Situation) -> Expected:
 
 
 async def memory_continuation_id_taken(situation: Situation) -> Expected:
-    """A batch ends and its continuation's id was taken meanwhile (in-memory store): the
-    record is about the continuation, which is not stored."""
+    """A batch ends and its continuation's id was taken meanwhile (in-memory store; its
+    reservation dropped by hand, which no submission can do): the record is about the
+    continuation, which is not stored."""
     store = await situation.memory_store()
     batch_id = uuid.uuid4()
     member = NewJob(uuid.uuid4(), "Member", 0, batch_id=batch_id)
     then = NewJob(uuid.uuid4(), "Continue", 0, batch_id=batch_id)
     await store.create_batch(NewBatch(batch_id, [member], [then]))
+    store._batch_book.reserved.discard(then.id.int)
     await store.enqueue(NewJob(then.id, "Other", 0))
     claims = await store.claim(5, lease=LEASE)
     for claim in claims:

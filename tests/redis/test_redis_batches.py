@@ -201,3 +201,30 @@ async def test_a_batch_cursor_past_a_shortened_or_dropped_job_list_ends_the_list
     older = _listing.encode_cursor(_listing.filters_of(None, None, None, spec.id), [2])
     with pytest.raises(ValueError, match="cursor"):
         await store.list_jobs(batch_id=spec.id, limit=2, cursor=older)
+
+
+async def test_batches_stored_before_reservations_have_their_continuations_reserved_at_start(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str
+) -> None:
+    """A store of a version that reserved no continuation ids left two batches, one
+    running and one finished: the next store to start reserves the running one's
+    continuation (a submission choosing its id is refused), not the stored one's, once
+    (its mark says so), and the batch's end still stores and clears it."""
+    store = await make_store()
+    running, finished = new_batch(1), new_batch(1)
+    await store.create_batch(finished)
+    (claim,) = await store.claim(1, lease=30)
+    await store.complete(claim, "ok")
+    await store.create_batch(running)
+    tag = "{" + prefix + "}"
+    await raw_redis.delete(f"{tag}:reserved", f"{tag}:reserving")  # as that version left it
+    (then,) = running.continuations
+    later = await make_store()
+    with pytest.raises(DuplicateJobError):
+        await later.enqueue(NewJob(then.id, "Squat", 0))
+    assert await raw_redis.hkeys(f"{tag}:reserved") == [str(then.id)]
+    assert await raw_redis.get(f"{tag}:reserving") == "done"
+    await drain(later)
+    assert await raw_redis.exists(f"{tag}:reserved") == 0
+    stored = await later.get(then.id)
+    assert stored is not None and stored.name == "Then"

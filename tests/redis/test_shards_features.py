@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from async_endpoints import IdempotencyConflictError, QueueFullError
+from async_endpoints import DuplicateJobError, IdempotencyConflictError, QueueFullError
 from async_endpoints._batch import NewBatch
 from async_endpoints._job import NewJob
 from async_endpoints._schedule import Schedule
@@ -19,6 +19,7 @@ from async_endpoints_redis import RedisJobStore
 from async_endpoints_redis._shard_layout import ShardLayout
 from async_endpoints_redis._shard_store import ShardedRedisJobStore
 from tests.redis.conftest import StoreFactory
+from tests.redis.support import eventually
 
 pytestmark = pytest.mark.redis
 
@@ -187,3 +188,61 @@ async def test_concurrent_submissions_of_one_process_keep_to_max_waiting(
     refused = [answer for answer in answers if isinstance(answer, QueueFullError)]
     assert (len(stored), len(refused)) == (accepted, 300 - accepted)
     assert await store.count_waiting() == accepted
+
+
+async def test_a_key_reused_after_its_ttl_stores_a_job_in_its_new_partition_keys_shard(
+    make_store: StoreFactory, prefix: str
+) -> None:
+    """The key's pointer ends with its record (on the store's clock): past the key's ttl
+    a submission under it with a partition key in another shard stores a new job in
+    that key's shard, rather than meeting the old pointer and answering a conflict."""
+    store = await make_store(shards=3)
+    first_key, other_key = keys_in_two_shards(prefix)
+    layout = ShardLayout(prefix, 3)
+    first, _ = await store.enqueue_once(
+        new_job(partition_key=first_key), Idempotency("reuse", "fp-1", 0.3)
+    )
+    stored: list[NewJob] = []
+
+    async def stored_anew() -> bool:
+        job, earlier = await store.enqueue_once(
+            new_job(partition_key=other_key), Idempotency("reuse", "fp-2", 60.0)
+        )
+        if job.id == first.id:
+            assert earlier == "fp-1"  # within the ttl: a repeat
+            return False
+        stored.append(job)  # type: ignore[arg-type]
+        return earlier is None
+
+    await eventually(stored_anew, timeout=10)
+    (job,) = stored
+    assert isinstance(store, ShardedRedisJobStore)
+    assert await store._shards[layout.of_key(other_key)].get(job.id) is not None
+    again, earlier = await store.enqueue_once(
+        new_job(partition_key=first_key), Idempotency("reuse", "fp-2", 60.0)
+    )
+    assert (again.id, earlier) == (job.id, "fp-2")
+
+
+async def test_a_continuation_id_homed_in_its_batchs_shard_is_not_taken_from_elsewhere(
+    make_store: StoreFactory, prefix: str
+) -> None:
+    """A continuation whose id's shard is its batch's (so no pointer names it) is still
+    reserved against a submission choosing its id that a partition key places in
+    another shard (the pointer it would write in the id's shard is refused); the batch's
+    end stores the continuation."""
+    store = await make_store(shards=3)
+    layout = ShardLayout(prefix, 3)
+    batch_id = uuid.uuid4()
+    home = layout.of_id(batch_id)
+    then_id = next(one for one in iter(uuid.uuid4, None) if layout.of_id(one) == home)
+    elsewhere = next(key for key in (f"k{n}" for n in range(200)) if layout.of_key(key) != home)
+    member = NewJob(uuid.uuid4(), "Echo", 0, batch_id=batch_id)
+    then = NewJob(then_id, "Then", 0, batch_id=batch_id)
+    await store.create_batch(NewBatch(batch_id, [member], [then]))
+    with pytest.raises(DuplicateJobError):
+        await store.enqueue(NewJob(then_id, "Squat", 0, partition_key=elsewhere))
+    (claim,) = await store.claim(1, lease=30)
+    await store.complete(claim, "ok")
+    stored = await store.get(then_id)
+    assert stored is not None and (stored.name, stored.batch_id) == ("Then", batch_id)
