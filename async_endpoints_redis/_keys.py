@@ -5,7 +5,8 @@ live in one slot and every script runs on one node. A sharded store (``shards=N`
 such layouts, each under its own tag (shard 0 under ``{<prefix>}``, the others under
 ``{<prefix>#<k>}``: `_shard_layout`), plus a few keys of its routing: ``{s}:at`` and
 ``{s}:at-check`` (pointers to jobs and batches stored in another shard than their id's,
-`_shard_pointers`), ``{s}:idem-at:<key>`` (the shard of an idempotency key's job) and, in
+`_shard_pointers`), ``{s}:idem-at:<key>`` and ``{s}:idem-end:<key>`` (the shard of an
+idempotency key's job, and when that record ends) and, in
 shard 0, ``{p}:shards`` (the shard counts in use, `_shard_reshard`). Scripts get the key
 prefix ``{p}:`` and build the names below from it (``lua/_lib.lua`` and the includes)::
 

@@ -12,9 +12,9 @@ written before the job is stored::
                         Redis server's clock)
 
 An idempotency key is recorded in its own shard (`ShardLayout.of_label`) with the shard
-of its job, as ``{s}:idem-at:<key>`` (STRING "<prefix> <end>", its end on the store's
-elapsed-time clock as the key's record's, Redis expiring it `STEP_ALLOWANCE_MS` later;
-`_IDEM_AT`), so that repeats of
+of its job, as ``{s}:idem-at:<key>`` (STRING, the shard's prefix; beside it
+``{s}:idem-end:<key>``, its end on the store's elapsed-time clock as the key's record's;
+Redis expires both `STEP_ALLOWANCE_MS` later: `_IDEM_AT`), so that repeats of
 a submission meet in one shard whatever their partition key (`idempotent`).
 
 Writing a pointer is one script in the id's shard (`_ADD`) that also refuses an id taken
@@ -91,27 +91,27 @@ end
 return ''
 """
 
-# KEYS: {s}:idem-at:<key>, {s}:clock; ARGV: the target prefix, this process's reading of
-# the elapsed-time clock (ms), the key's ttl ms, the allowance ms. The pointer holds
-# "<prefix> <end>": the shard of the key's job, and the elapsed-clock ms its ttl ends (as
-# the job shard's record of the key, lua/enqueue_many.lua); past it, or gone, it is
-# written anew, in this one step, so that concurrent first uses meet in one shard. Redis
-# expires it the allowance after the ttl. Reply: the prefix the key's submissions meet in.
+# KEYS: {s}:idem-at:<key>, {s}:idem-end:<key>, {s}:clock; ARGV: the target prefix, this
+# process's reading of the elapsed-time clock (ms), the key's ttl ms, the allowance ms.
+# The pointer holds the prefix of the shard of the key's job; its end key, the
+# elapsed-clock ms its ttl ends (as the job shard's record of the key ends,
+# lua/enqueue_many.lua). Past that end, or gone, both are written anew in this one step,
+# so that concurrent first uses meet in one shard; a pointer without an end key (an
+# older version wrote it) lasts as long as Redis keeps it. Redis expires both the
+# allowance after the ttl. Reply: the prefix the key's submissions meet in.
 _IDEM_AT = """
-local now = math.max(tonumber(redis.call('GET', KEYS[2])) or 0, tonumber(ARGV[2]))
+local now = math.max(tonumber(redis.call('GET', KEYS[3])) or 0, tonumber(ARGV[2]))
 local held = redis.call('GET', KEYS[1])
 if held then
-  local prefix, ends = string.match(held, '^(.+) (%d+)$')
-  if not prefix then
-    return held  -- an older version's pointer (the prefix alone, expiring by Redis)
-  end
-  if tonumber(ends) > now then
-    return prefix
+  local ends = tonumber(redis.call('GET', KEYS[2]))
+  if not ends or ends > now then
+    return held
   end
 end
 local ttl = tonumber(ARGV[3])
-redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. string.format('%d', now + ttl), 'PX',
-  ttl + tonumber(ARGV[4]))
+local lasts = ttl + tonumber(ARGV[4])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', lasts)
+redis.call('SET', KEYS[2], string.format('%d', now + ttl), 'PX', lasts)
 return ARGV[1]
 """
 
@@ -244,8 +244,8 @@ class Pointers:
         and recorded here as that shard, for what is left of that record's time, so that
         every submission of the key, through either layout, meets in the same shard."""
         label_shard = self._layout.of_label(key)
-        pointer = f"{Keys(self.prefixes[label_shard]).key_prefix}idem-at:{key}"
-        clock = Keys(self.prefixes[label_shard]).clock
+        home = Keys(self.prefixes[label_shard])
+        pointer, ends = f"{home.key_prefix}idem-at:{key}", f"{home.key_prefix}idem-end:{key}"
         target, ttl = self.prefixes[shard], ttl_ms
         for layout in old_layouts:
             earlier = await self._earlier(key, layout, label_shard)
@@ -255,7 +255,7 @@ class Pointers:
         chosen_prefix = await self._shards[label_shard]._run(
             "enqueue",
             lambda scripts: self._idem_at(
-                keys=[pointer, clock],
+                keys=[pointer, ends, home.clock],
                 args=[target, scripts.reading(), ttl, STEP_ALLOWANCE_MS],
             ),
         )
@@ -286,11 +286,7 @@ class Pointers:
         found, left = await self._on(old_shard, "enqueue", lambda: _with_ttl(self._client, record))
         if found is None or left == -2:
             return None
-        prefix, _, end = _text(found).rpartition(" ")
-        if not end.isdigit():  # an older version's pointer: the prefix alone
-            return _text(found), left
-        left -= STEP_ALLOWANCE_MS  # what is left of the ttl (Redis keeps it this longer)
-        return None if left <= 0 else (prefix, left)
+        return _text(found), _ttl_left(left)
 
     async def target(self, id_shard: int, job_id: uuid.UUID | str) -> int | None:
         """The shard a pointer in ``id_shard`` names for this id (or `batch_field`); None
@@ -340,10 +336,10 @@ class Pointers:
 
 
 def _ttl_left(pttl: int) -> int:
-    """What is left of a plain store's record's ttl (ms; -1: none) from what Redis has
-    left of it, which adds `STEP_ALLOWANCE_MS` to the ttl; one with less than that left
-    (a record of an older version, kept for its ttl alone, or one in its allowance: its
-    own shard then tells whether it lasts) is taken as is."""
+    """What is left of a record's ttl (ms; -1: none) from what Redis has left of it, which
+    adds `STEP_ALLOWANCE_MS` to the ttl; one with less than that left (a record of an
+    older version, kept for its ttl alone, or one in its allowance: the job's shard then
+    tells whether its record lasts) is taken as is."""
     if pttl <= STEP_ALLOWANCE_MS:
         return pttl
     return max(1, pttl - STEP_ALLOWANCE_MS)
