@@ -10,7 +10,7 @@ plain text, the value bare or quoted; ``'name': value`` and ``"name": value`` of
 mapping's repr or JSON; a pydantic ValidationError's ``input_value=`` for a field of such
 a name; names compared case-insensitively after percent-decoding, as for the captured
 query string). An app that wants its own wording
-sets ``error_message``; its answer is used as is.
+sets ``error_message``; its answer is used as is (cut to `MAX_MESSAGE`).
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ ErrorMessageHook = Callable[[BaseException], str]
 
 #: The longest error message kept, in characters (the rest is cut, and says so).
 MAX_MESSAGE = 16 * 1024
+#: Characters past a cut that are masked with what is kept (see `ErrorDescriber.masked`).
+_MASK_MARGIN = 4096
 #: The longest traceback kept (``include_tracebacks``), in characters: its last lines,
 #: where the error is.
 MAX_TRACEBACK = 64 * 1024
@@ -64,11 +66,16 @@ def unicode_text(text: str) -> str:
 
 # ``scheme://userinfo@``; greedy up to the authority's last ``@``, so an unencoded ``@`` in
 # a password is masked whole.
-_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^\s/?#'\"<>]+)@")
+_URL_USERINFO = re.compile(
+    r"(?P<scheme>(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*+://)(?P<userinfo>[^\s/?#'\"<>]+)@"
+)
 # ``user:token@host`` without a scheme (a DSN quoted in part, a ``host`` field...).
-# The token stops at the next ``:`` or ``@`` (possessively): each start scans only to the
-# next one, so a text of many ``a:a:a:`` is masked in linear time, not quadratic.
-_BARE_USERINFO = re.compile(r"(?<![\w.%+-])(?P<user>[\w.%+-]+):[^\s/?#'\"<>:@]++@(?=[\w\[])")
+# ``user:`` and what follows up to a delimiter, possessively (every start matches once and
+# is never retried: linear time); `_mask_bare_userinfo` masks up to its last ``@`` before
+# a host, or leaves it (``10:30``, ``x: y``), so a password holding ``:`` or ``@`` is
+# masked whole.
+_BARE_USERINFO = re.compile(r"(?<![\w.%+-])(?P<user>[\w.%+-]+):(?P<rest>[^\s/?#'\"<>]*+)")
+_BEFORE_HOST = re.compile(r"@(?=[\w\[])")
 # A quoted value: Python's repr of a str, or a JSON string (escapes kept inside).
 _QUOTED = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""
 # ``name=value`` starting a text, a query string, a fragment (``#access_token=``, as an
@@ -101,7 +108,7 @@ def redact(
         sensitive_query_params: Lower-case parameter names whose values are masked.
     """
     text = _URL_USERINFO.sub(_mask_url_userinfo, text)
-    text = _BARE_USERINFO.sub(lambda match: f"{match['user']}:{MASK}@", text)
+    text = _BARE_USERINFO.sub(_mask_bare_userinfo, text)
     names = frozenset(sensitive_query_params)
     if not names:
         return text
@@ -150,6 +157,16 @@ def _masked(value: str) -> str:
     return f"{quote}{MASK}{quote}" if quote in ("'", '"') and len(value) > 1 else MASK
 
 
+def _mask_bare_userinfo(match: re.Match[str]) -> str:
+    rest = match["rest"]
+    last = None
+    for last in _BEFORE_HOST.finditer(rest):  # noqa: B007 - the last one is wanted
+        pass
+    if last is None:
+        return match[0]
+    return f"{match['user']}:{MASK}{rest[last.start() :]}"
+
+
 def _mask_url_userinfo(match: re.Match[str]) -> str:
     user, colon, _ = match["userinfo"].partition(":")
     # Without a colon the whole userinfo may be the credential (``https://<token>@host``).
@@ -176,7 +193,7 @@ class ErrorDescriber:
             # Each part (a frame, an exception's line) cut to a message's length, so that
             # a long message leaves room for the frames before it, then masked.
             parts = traceback.TracebackException.from_exception(exc).format()
-            trace = "".join(self.mask(bounded(part, MAX_MESSAGE)) for part in parts)
+            trace = "".join(self.masked(part, MAX_MESSAGE) for part in parts)
             trace = unicode_text(bounded(trace, MAX_TRACEBACK, keep_end=True))
         message = unicode_text(self.message(exc))  # cut to MAX_MESSAGE there
         return JobError(message, unicode_text(type(exc).__name__), trace)
@@ -193,7 +210,7 @@ class ErrorDescriber:
                 text = str(exc)
             except Exception:
                 text = ""
-            return self.mask(bounded(text, MAX_MESSAGE)) if text else type(exc).__name__
+            return self.masked(text, MAX_MESSAGE) if text else type(exc).__name__
         try:
             answer = self.error_message(exc)
         except Exception as hook_error:
@@ -213,6 +230,14 @@ class ErrorDescriber:
         return bounded(answer, MAX_MESSAGE)
 
     def mask(self, text: str) -> str:
-        """``text`` with credentials masked (see `redact`); cut it to its kept length
-        first, so that no text costs more to mask than what is kept of it."""
+        """``text`` with credentials masked (see `redact`)."""
         return redact(text, self.sensitive_query_params)
+
+    def masked(self, text: str, limit: int) -> str:
+        """``text`` masked and cut to ``limit`` characters (saying how many were cut). Only
+        `_MASK_MARGIN` characters past the limit are masked (no text costs more than
+        that), so a secret the cut runs through is masked whole unless it is longer."""
+        if len(text) <= limit:
+            return self.mask(text)
+        head = self.mask(text[: limit + _MASK_MARGIN])[:limit]
+        return f"{head}... [{len(text) - limit} characters cut]"

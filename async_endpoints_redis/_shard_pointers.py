@@ -91,6 +91,15 @@ end
 return ''
 """
 
+# The elapsed-time clock now, as lua/_lib.lua's clock_ms reads it (without moving it):
+# the shard's clock key, the caller's reading (ARGV[2]), the server's time when the key is
+# missing.
+_CLOCK_NOW = """
+local t = redis.call('TIME')
+local wall = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = math.max(tonumber(redis.call('GET', KEYS[3])) or wall, tonumber(ARGV[2]))
+"""
+
 # KEYS: {s}:idem-at:<key>, {s}:idem-end:<key>, {s}:clock; ARGV: the target prefix, this
 # process's reading of the elapsed-time clock (ms), the key's ttl ms, the allowance ms.
 # The pointer holds the prefix of the shard of the key's job; its end key, the
@@ -98,22 +107,42 @@ return ''
 # lua/enqueue_many.lua). Past that end, or gone, both are written anew in this one step,
 # so that concurrent first uses meet in one shard; a pointer without an end key (an
 # older version wrote it) lasts as long as Redis keeps it. Redis expires both the
-# allowance after the ttl. Reply: the prefix the key's submissions meet in.
-_IDEM_AT = """
-local now = math.max(tonumber(redis.call('GET', KEYS[3])) or 0, tonumber(ARGV[2]))
+# allowance after the ttl. Reply: the prefix the key's submissions meet in, and 1 when
+# it was held already (0: written now).
+_IDEM_AT = (
+    _CLOCK_NOW
+    + """
 local held = redis.call('GET', KEYS[1])
 if held then
   local ends = tonumber(redis.call('GET', KEYS[2]))
   if not ends or ends > now then
-    return held
+    return {held, 1}
   end
 end
 local ttl = tonumber(ARGV[3])
 local lasts = ttl + tonumber(ARGV[4])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', lasts)
 redis.call('SET', KEYS[2], string.format('%d', now + ttl), 'PX', lasts)
-return ARGV[1]
+return {ARGV[1], 0}
 """
+)
+
+# The same KEYS and ARGV: the key's job shard stored a new job under a pointer found
+# held (its record there had ended): the pointer, if it still names that shard, lasts
+# as long as that new record.
+_IDEM_RENEW = (
+    _CLOCK_NOW
+    + """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+local ttl = tonumber(ARGV[3])
+local lasts = ttl + tonumber(ARGV[4])
+redis.call('PEXPIRE', KEYS[1], lasts)
+redis.call('SET', KEYS[2], string.format('%d', now + ttl), 'PX', lasts)
+return 1
+"""
+)
 
 # KEYS: {s}:at, {s}:at-check; ARGV: most. Reply: {field, target, ...} of the pointers due.
 _DUE = """
@@ -175,6 +204,7 @@ class Pointers:
         self.prefixes: list[str] = list(layout.prefixes)
         self._add = LuaScript(client, _ADD)
         self._idem_at = LuaScript(client, _IDEM_AT)
+        self._idem_renew = LuaScript(client, _IDEM_RENEW)
         self._due = LuaScript(client, _DUE)
         self._checked = LuaScript(client, _CHECKED)
 
@@ -235,32 +265,43 @@ class Pointers:
 
     async def idempotent(
         self, key: str, shard: int, ttl_ms: int, old_layouts: Sequence[ShardLayout] = ()
-    ) -> int:
+    ) -> tuple[int, bool]:
         """Record that idempotency key ``key`` is used for a job in ``shard`` (in the
         key's shard, for ``ttl_ms`` on the store's elapsed-time clock, unless a record
-        of it lasts still: `_IDEM_AT`); the shard of the key's job: ``shard``, or the one
-        recorded by an earlier submission. A key first used before a resharding is
-        found in an ``old_layouts`` one's record first (one more call per old layout),
-        and recorded here as that shard, for what is left of that record's time, so that
-        every submission of the key, through either layout, meets in the same shard."""
-        label_shard = self._layout.of_label(key)
-        home = Keys(self.prefixes[label_shard])
-        pointer, ends = f"{home.key_prefix}idem-at:{key}", f"{home.key_prefix}idem-end:{key}"
+        of it lasts still: `_IDEM_AT`); the shard of the key's job (``shard``, or the one
+        recorded by an earlier submission), and whether it was recorded already (then
+        `renew_idempotent` once that shard stored a new job under it). A key first used
+        before a resharding is found in an ``old_layouts`` one's record first (one more
+        call per old layout), and recorded here as that shard, for what is left of that
+        record's time, so that every submission of the key, through either layout, meets
+        in the same shard."""
         target, ttl = self.prefixes[shard], ttl_ms
+        label_shard = self._layout.of_label(key)
         for layout in old_layouts:
             earlier = await self._earlier(key, layout, label_shard)
             if earlier is not None and self.index_of(earlier[0]) is not None:
                 target, ttl = earlier[0], earlier[1] if earlier[1] > 0 else ttl_ms
                 break
-        chosen_prefix = await self._shards[label_shard]._run(
+        prefix, held = await self._idem_call(self._idem_at, key, target, ttl)
+        chosen = self.index_of(_text(prefix))
+        return (shard, False) if chosen is None else (chosen, bool(held))
+
+    async def renew_idempotent(self, key: str, shard: int, ttl_ms: int) -> None:
+        """The key's record in ``shard`` ended and that shard stored a new job under it:
+        its pointer (still naming ``shard``) ends with that new record (`_IDEM_RENEW`)."""
+        await self._idem_call(self._idem_renew, key, self.prefixes[shard], ttl_ms)
+
+    async def _idem_call(self, script: LuaScript, key: str, target: str, ttl: int) -> Any:
+        label_shard = self._layout.of_label(key)
+        home = Keys(self.prefixes[label_shard])
+        pointer, ends = f"{home.key_prefix}idem-at:{key}", f"{home.key_prefix}idem-end:{key}"
+        return await self._shards[label_shard]._run(
             "enqueue",
-            lambda scripts: self._idem_at(
+            lambda scripts: script(
                 keys=[pointer, ends, home.clock],
                 args=[target, scripts.reading(), ttl, STEP_ALLOWANCE_MS],
             ),
         )
-        chosen = self.index_of(_text(chosen_prefix))
-        return shard if chosen is None else chosen
 
     async def _earlier(
         self, key: str, layout: ShardLayout, label_shard: int

@@ -304,14 +304,17 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         placed = await self._home(new_job)
         ttl_ms = max(1, math.ceil(idempotency.ttl * 1000))
         book = self._pointer_book
-        shard = await book.idempotent(idempotency.key, placed, ttl_ms, self._old_layouts)
+        shard, held = await book.idempotent(idempotency.key, placed, ttl_ms, self._old_layouts)
         if new_job.partition_key is not None and shard != placed:
             return await self._answer_only(shard, new_job, idempotency)
         shard, new_job = await self._placed(new_job, shard)
-        return await self._counts.limited(
+        job, earlier = await self._counts.limited(
             shard, max_waiting, lambda limit: shards[shard].enqueue_once(
                 new_job, idempotency, max_waiting=limit)
         )  # fmt: skip
+        if held and earlier is None:  # a new job under a key whose record there had ended
+            await book.renew_idempotent(idempotency.key, shard, ttl_ms)
+        return job, earlier
 
     async def _answer_only(
         self, shard: int, new_job: NewJob, idempotency: Idempotency

@@ -39,8 +39,9 @@ SECRET_KEY = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
         ("amqp://app:p@ss:w0rd@mq/vhost", "amqp://app:***@mq/vhost"),
         ("clone https://ghp_abc123@github.com/o/r.git", "clone https://***@github.com/o/r.git"),
         ("could not reach app:s3cret@db:5432", "could not reach app:***@db:5432"),
+        ("could not reach app:s3c:r@t@db:5432", "could not reach app:***@db:5432"),
     ],
-    ids=["dsn", "empty-user", "at-sign-in-password", "token-as-user", "bare-userinfo"],
+    ids=["dsn", "empty-user", "at-sign-in-password", "token-as-user", "bare-userinfo", "bare-odd"],
 )
 def test_credentials_in_url_userinfo_are_masked_and_the_rest_kept(text: str, masked: str) -> None:
     """A URL's password (or lone token), and a bare user:token@host, read as ***."""
@@ -81,6 +82,16 @@ def test_quoted_secrets_of_reprs_and_json_are_masked(text: str, masked: str) -> 
     """Exception messages quote keyword arguments and mappings as Python or JSON writes
     them: a sensitive name's quoted (or bare) value is masked, the quotes kept."""
     assert redact(text) == masked
+
+
+def test_a_secret_the_cut_of_a_long_message_runs_through_is_masked_whole() -> None:
+    """A message longer than MAX_MESSAGE is cut; a secret the cut falls in is masked
+    before the cut, not left half visible."""
+    describer = ErrorDescriber()
+    for secret in ("postgresql://app:hunter2hunter2@db/x", "password='hunter2hunter2'"):
+        text = "x" * (MAX_MESSAGE - 20) + " " + secret + " and more" * 10
+        message = describer.describe(RuntimeError(text)).message
+        assert "hunter" not in message and message.endswith(" characters cut]")
 
 
 def test_a_validation_errors_input_for_a_sensitive_field_is_masked() -> None:

@@ -14,8 +14,8 @@
 --
 -- - Batches stored by a version that did not reserve continuation ids ({p}:reserved,
 --   _batch.lua): each Running batch's continuations not stored yet are reserved, once per
---   store, up to ARGV[1] batches per call ({p}:reserving: the index position reached,
---   then 'done').
+--   store, up to ARGV[1] batches per call ({p}:reserving: the last index entry looked
+--   at, then 'done').
 --
 -- ARGV[1]  the most ids moved or indexed per call
 --
@@ -64,8 +64,10 @@ flush_pending()
 local reserving = P .. 'reserving'
 local reached = redis.call('GET', reserving)
 if reached ~= 'done' then
-  local from = tonumber(reached) or 0
-  local entries = redis.call('ZRANGE', BATCH.index, from, from + limit - 1)
+  -- By entry (all scores are 0: text order), after the last one looked at, so that
+  -- entries removed meanwhile (retention) make none be skipped.
+  local from = reached and ('(' .. reached) or '-'
+  local entries = redis.call('ZRANGE', BATCH.index, from, '+', 'BYLEX', 'LIMIT', 0, limit)
   for _, entry in ipairs(entries) do
     local batch_id = entry_id(entry)
     local fields = redis.call('HMGET', batch_key(batch_id), 'status', 'conts', 'pending')
@@ -80,7 +82,7 @@ if reached ~= 'done' then
   if #entries < limit then
     redis.call('SET', reserving, 'done')
   else
-    redis.call('SET', reserving, ms(from + limit))
+    redis.call('SET', reserving, entries[#entries])
     left = left + 1
   end
 end

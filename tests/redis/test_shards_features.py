@@ -246,3 +246,33 @@ async def test_a_continuation_id_homed_in_its_batchs_shard_is_not_taken_from_els
     await store.complete(claim, "ok")
     stored = await store.get(then_id)
     assert stored is not None and (stored.name, stored.batch_id) == ("Then", batch_id)
+
+
+async def test_a_key_stored_anew_after_its_ttl_keeps_other_partition_keys_to_that_job(
+    make_store: StoreFactory, prefix: str
+) -> None:
+    """Past the key's ttl, a submission with the same partition key stores a new job in
+    that key's shard: the pointer then lasts as long as the new record (written anew, or
+    renewed when the submission found it still standing while the record there had
+    ended), so a submission under the key with a partition key in another shard is
+    answered by that job, not stored as a second one."""
+    store = await make_store(shards=3)
+    first_key, other_key = keys_in_two_shards(prefix)
+    first, _ = await store.enqueue_once(
+        new_job(partition_key=first_key), Idempotency("again", "fp-1", 0.3)
+    )
+    renewed: list[object] = []
+
+    async def stored_anew() -> bool:
+        job, earlier = await store.enqueue_once(
+            new_job(partition_key=first_key), Idempotency("again", "fp-2", 60.0)
+        )
+        if job.id != first.id:
+            renewed.append(job.id)
+        return job.id != first.id and earlier is None
+
+    await eventually(stored_anew, timeout=10)
+    other, earlier = await store.enqueue_once(
+        new_job(partition_key=other_key), Idempotency("again", "fp-3", 60.0)
+    )
+    assert (other.id, earlier) == (renewed[0], "fp-2")
