@@ -9,13 +9,15 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from redis.asyncio import Redis
 
 from async_endpoints import DuplicateJobError, IdempotencyConflictError, QueueFullError
 from async_endpoints._batch import NewBatch
-from async_endpoints._job import NewJob
+from async_endpoints._job import Job, NewJob
 from async_endpoints._schedule import Schedule
 from async_endpoints._store_features import Idempotency
 from async_endpoints_redis import RedisJobStore
+from async_endpoints_redis._keys import Keys
 from async_endpoints_redis._shard_layout import ShardLayout
 from async_endpoints_redis._shard_store import ShardedRedisJobStore
 from tests.redis.conftest import StoreFactory
@@ -190,6 +192,30 @@ async def test_concurrent_submissions_of_one_process_keep_to_max_waiting(
     assert await store.count_waiting() == accepted
 
 
+async def stored_past_its_ttl(
+    store: RedisJobStore, key: str, first: Job, partition_key: str
+) -> Job:
+    """Submit under idempotency key ``key`` (fingerprint fp-2, ttl 60 s) with
+    ``partition_key`` until a submission stores a new job, which is returned: until the
+    first job's ttl has passed, each is a repeat answered by ``first`` (fingerprint
+    fp-1)."""
+    stored: list[Job] = []
+
+    async def anew() -> bool:
+        job, earlier = await store.enqueue_once(
+            new_job(partition_key=partition_key), Idempotency(key, "fp-2", 60.0)
+        )
+        if job.id == first.id:
+            assert earlier == "fp-1"  # within the ttl: a repeat
+            return False
+        assert earlier is None
+        stored.append(job)
+        return True
+
+    await eventually(anew, timeout=10)
+    return stored[0]
+
+
 async def test_a_key_reused_after_its_ttl_stores_a_job_in_its_new_partition_keys_shard(
     make_store: StoreFactory, prefix: str
 ) -> None:
@@ -202,20 +228,7 @@ async def test_a_key_reused_after_its_ttl_stores_a_job_in_its_new_partition_keys
     first, _ = await store.enqueue_once(
         new_job(partition_key=first_key), Idempotency("reuse", "fp-1", 0.3)
     )
-    stored: list[NewJob] = []
-
-    async def stored_anew() -> bool:
-        job, earlier = await store.enqueue_once(
-            new_job(partition_key=other_key), Idempotency("reuse", "fp-2", 60.0)
-        )
-        if job.id == first.id:
-            assert earlier == "fp-1"  # within the ttl: a repeat
-            return False
-        stored.append(job)  # type: ignore[arg-type]
-        return earlier is None
-
-    await eventually(stored_anew, timeout=10)
-    (job,) = stored
+    job = await stored_past_its_ttl(store, "reuse", first, other_key)
     assert isinstance(store, ShardedRedisJobStore)
     assert await store._shards[layout.of_key(other_key)].get(job.id) is not None
     again, earlier = await store.enqueue_once(
@@ -249,30 +262,32 @@ async def test_a_continuation_id_homed_in_its_batchs_shard_is_not_taken_from_els
 
 
 async def test_a_key_stored_anew_after_its_ttl_keeps_other_partition_keys_to_that_job(
-    make_store: StoreFactory, prefix: str
+    make_store: StoreFactory, prefix: str, raw_redis: Redis
 ) -> None:
     """Past the key's ttl, a submission with the same partition key stores a new job in
-    that key's shard: the pointer then lasts as long as the new record (written anew, or
-    renewed when the submission found it still standing while the record there had
-    ended), so a submission under the key with a partition key in another shard is
+    that key's shard. Here the key's pointer outlives its record there by 3 s (as two
+    shards' clocks apart can make it), so that submission finds the pointer standing: the
+    pointer is then renewed to last as long as the new record, and a submission under
+    the key with a partition key in another shard, after the old pointer's end, is
     answered by that job, not stored as a second one."""
     store = await make_store(shards=3)
     first_key, other_key = keys_in_two_shards(prefix)
     first, _ = await store.enqueue_once(
         new_job(partition_key=first_key), Idempotency("again", "fp-1", 0.3)
     )
-    renewed: list[object] = []
+    label = Keys(ShardLayout(prefix, 3).prefixes[ShardLayout(prefix, 3).of_label("again")])
+    ends = int(await raw_redis.get(label.clock)) + 3000
+    await raw_redis.set(f"{label.key_prefix}idem-end:again", ends, keepttl=True)
+    renewed = await stored_past_its_ttl(store, "again", first, first_key)
 
-    async def stored_anew() -> bool:
-        job, earlier = await store.enqueue_once(
-            new_job(partition_key=first_key), Idempotency("again", "fp-2", 60.0)
-        )
-        if job.id != first.id:
-            renewed.append(job.id)
-        return job.id != first.id and earlier is None
+    assert isinstance(store, ShardedRedisJobStore)
+    reading = store._shards[0]._connection.elapsed.reading
 
-    await eventually(stored_anew, timeout=10)
+    async def old_end_passed() -> bool:  # the pointer's clock is at least this reading
+        return reading() > ends
+
+    await eventually(old_end_passed, timeout=10)
     other, earlier = await store.enqueue_once(
         new_job(partition_key=other_key), Idempotency("again", "fp-3", 60.0)
     )
-    assert (other.id, earlier) == (renewed[0], "fp-2")
+    assert (other.id, earlier) == (renewed.id, "fp-2")
