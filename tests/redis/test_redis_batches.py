@@ -16,7 +16,7 @@ from async_endpoints import _listing
 from async_endpoints._batch import BatchStatus, NewBatch
 from async_endpoints._errors import DuplicateJobError, QueueFullError
 from async_endpoints._job import JobStatus, NewJob
-from async_endpoints_redis import RedisJobStore, _batches
+from async_endpoints_redis import RedisJobStore, _batches, _scripts
 from tests.redis.support import drain, eventually, keys_of
 
 pytestmark = pytest.mark.redis
@@ -228,3 +228,22 @@ async def test_batches_stored_before_reservations_have_their_continuations_reser
     assert await raw_redis.exists(f"{tag}:reserved") == 0
     stored = await later.get(then.id)
     assert stored is not None and stored.name == "Then"
+
+
+async def test_reserving_an_older_versions_batches_goes_in_chunks_and_misses_none(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Five running batches left without reservations, reserved two per script call (the
+    chunk is the migration's batch size): every one's continuation is reserved, and the
+    mark says done."""
+    store = await make_store()
+    batches = [new_batch(1) for _ in range(5)]
+    for batch in batches:
+        await store.create_batch(batch)
+    tag = "{" + prefix + "}"
+    await raw_redis.delete(f"{tag}:reserved", f"{tag}:reserving")
+    monkeypatch.setattr(_scripts, "_MIGRATE_BATCH", 2)
+    await make_store()
+    expected = {str(batch.continuations[0].id) for batch in batches}
+    assert set(await raw_redis.hkeys(f"{tag}:reserved")) == expected
+    assert await raw_redis.get(f"{tag}:reserving") == "done"

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
+import async_endpoints_redis
 from async_endpoints._errors import JobStoreError
 from async_endpoints._job import NewJob
 from async_endpoints_redis import RedisJobStore
 from async_endpoints_redis._shard_layout import ShardLayout
+from async_endpoints_redis._shard_pointers import STEP_ALLOWANCE_MS
 from tests.faults.harness import wait_for
 from tests.redis.conftest import StoreFactory
 from tests.redis_servers import RedisServer
@@ -117,3 +120,10 @@ async def test_a_submission_whose_store_closes_while_its_pointer_is_written_is_r
     finally:
         await store.aclose()
         await client.aclose()
+
+
+def test_the_pointers_allowance_for_clock_steps_is_the_scripts_one() -> None:
+    """The idempotency pointer outlives its end by the allowance the Lua scripts give
+    every record whose end is read on the elapsed-time clock (lua/_bookkeeping.lua)."""
+    source = (Path(async_endpoints_redis.__file__).parent / "lua/_bookkeeping.lua").read_text()
+    assert f"local STEP_ALLOWANCE_MS = {STEP_ALLOWANCE_MS}\n" in source

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from async_endpoints import StoreUnavailableError
 from async_endpoints._job import NewJob
 from async_endpoints_redis import RedisJobStore
+from async_endpoints_redis._client import CallGate
 from async_endpoints_redis._keys import Keys
 from async_endpoints_redis._shard_layout import ShardLayout
 from async_endpoints_redis._shard_store import ShardedRedisJobStore
@@ -76,20 +77,26 @@ async def test_old_shards_whose_start_failed_are_closed_and_started_at_the_next_
     two_then_six: list[str],
 ) -> None:
     """When one of an old layout's shards cannot start, the upkeep fails with that error,
-    the shards of that layout that did start are closed (none stays subscribed) and the
-    store serves what it served before; the next upkeep starts them all, and the jobs
-    stored there are found."""
+    the shards of that layout that did start are closed (none stays subscribed), the
+    pool's call gate admits as many calls as before (the turns taken for their
+    subscriptions are given back) and the store serves what it served before; the next
+    upkeep starts them all, and the jobs stored there are found."""
     older = await make_store(shards=2)
     newer = await make_store(shards=6)
     assert isinstance(older, ShardedRedisJobStore)
     jobs = [await newer.enqueue(new_job()) for _ in range(12)]
     trap = StartTrap(monkeypatch, two_then_six[-1], "fail")
     assert await subscribers(raw_redis, two_then_six) == len(two_then_six)  # the newer's
+    gate = older._shards[0]._connection._gate
+    assert isinstance(gate, CallGate)
+    admitted = gate.capacity
 
     with pytest.raises(StoreUnavailableError, match="fails for the test"):
         await older._layout_upkeep()
     assert len(older._shards) == 2
     assert await subscribers(raw_redis, two_then_six) == len(two_then_six)
+    assert older._shards[0]._connection._gate is gate
+    assert gate.capacity == admitted and gate._value == admitted  # type: ignore[attr-defined]
 
     trap.armed = False
     await older._layout_upkeep()
