@@ -50,7 +50,12 @@ def bounded(text: str, limit: int, *, keep_end: bool = False) -> str:
     cut = len(text) - limit
     if keep_end:
         return f"[{cut} characters cut]...\n{text[cut:]}"
-    return f"{text[:limit]}... [{cut} characters cut]"
+    return _cut(text[:limit], cut)
+
+
+def _cut(head: str, cut: int) -> str:
+    """``head``, the start kept of a text ``cut`` characters longer, saying so."""
+    return f"{head}... [{cut} characters cut]"
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -159,12 +164,10 @@ def _masked(value: str) -> str:
 
 def _mask_bare_userinfo(match: re.Match[str]) -> str:
     rest = match["rest"]
-    last = None
-    for last in _BEFORE_HOST.finditer(rest):  # noqa: B007 - the last one is wanted
-        pass
-    if last is None:
+    hosts = [found.start() for found in _BEFORE_HOST.finditer(rest)]
+    if not hosts:
         return match[0]
-    return f"{match['user']}:{MASK}{rest[last.start() :]}"
+    return f"{match['user']}:{MASK}{rest[hosts[-1] :]}"
 
 
 def _mask_url_userinfo(match: re.Match[str]) -> str:
@@ -239,5 +242,4 @@ class ErrorDescriber:
         that), so a secret the cut runs through is masked whole unless it is longer."""
         if len(text) <= limit:
             return self.mask(text)
-        head = self.mask(text[: limit + _MASK_MARGIN])[:limit]
-        return f"{head}... [{len(text) - limit} characters cut]"
+        return _cut(self.mask(text[: limit + _MASK_MARGIN])[:limit], len(text) - limit)

@@ -39,6 +39,14 @@
 local BATCH = {fields = 10, expiring = P .. 'batch-expiring', index = P .. 'batches',
   reserved = P .. 'reserved'}
 
+-- Whether a sharded store's pointer in this shard ({p}:at, see _shard_pointers.py)
+-- says a job with this id is stored in another shard, or is reserved there (a
+-- follow-up's pointer, "<prefix> <parent id>": its parent's script will store it with
+-- this id, and that script cannot see this shard). Never there with one shard.
+function BATCH.elsewhere(id)
+  return redis.call('HEXISTS', P .. 'at', id) == 1
+end
+
 local function batch_key(batch_id)
   return P .. 'batch:' .. batch_id
 end
@@ -109,7 +117,7 @@ function BATCH.continue(bkey, batch_id, now, clock, cancel)
   for i = first, #t, width do
     redis.call('HDEL', BATCH.reserved, t[i])
     -- Skipped when taken: stored here, or (a sharded store's pointer) elsewhere.
-    if redis.call('EXISTS', job_key(t[i])) == 0 and redis.call('HEXISTS', P .. 'at', t[i]) == 0 then
+    if redis.call('EXISTS', job_key(t[i])) == 0 and not BATCH.elsewhere(t[i]) then
       redis.call('RPUSH', bkey .. ':jobs', t[i])
       BATCH.store(t, i, batch_id, now, clock, true, cancel, width)
     end

@@ -74,7 +74,7 @@ for _, t in ipairs({jobs, conts}) do
     local id = t[i]
     if seen[id] or redis.call('EXISTS', job_key(id)) == 1
         or redis.call('HEXISTS', BATCH.reserved, id) == 1
-        or redis.call('HEXISTS', P .. 'at', id) == 1 then
+        or BATCH.elsewhere(id) then
       return reply('dup')
     end
     seen[id] = true

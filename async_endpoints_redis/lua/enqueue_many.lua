@@ -130,14 +130,6 @@ local function hand_over(key, id, fields, queue)
   return false
 end
 
--- Whether a sharded store's pointer in this shard (``{p}:at``, see _shard_pointers.py)
--- says a job with this id is stored in another shard, or is reserved there (a
--- follow-up's pointer, "<prefix> <parent id>": its parent's script will store it with
--- this id, and that script cannot see this shard). Never there with one shard.
-local function stored_elsewhere(id)
-  return redis.call('HEXISTS', P .. 'at', id) == 1
-end
-
 -- Whether the id is a continuation's of a batch not finished yet (_batch.lua): taken.
 local any_reserved = redis.call('EXISTS', BATCH.reserved) == 1
 local function reserved(id)
@@ -170,7 +162,7 @@ for i = 1, #ARGV, 14 do
       -- Its retention ended before the key's: answered, never stored a second time.
       replies[#replies + 1] = (earlier[2] or '') .. '\ngone ' .. earlier[1]
     end
-  elseif redis.call('EXISTS', key) == 1 or stored_elsewhere(id) or reserved(id) then
+  elseif redis.call('EXISTS', key) == 1 or BATCH.elsewhere(id) or reserved(id) then
     replies[#replies + 1] = -1
   elseif limit >= 0 and waiting >= limit then
     replies[#replies + 1] = -2
