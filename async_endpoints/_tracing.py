@@ -7,8 +7,8 @@ by every store, so it crosses processes through Redis). `attempt_span` wraps eac
 (``async_endpoints.run {name}``) as a child of that context, current while the handler
 runs so that the handler's own spans nest under it. Both carry the attributes
 ``async_endpoints.job_id``, ``async_endpoints.job_name`` and ``async_endpoints.retry_count``;
-a failed attempt records its error (`record_error`: the job's error, masked as it is, not
-the exception's own text) and sets an error status. A job taken
+a failed attempt records its error (`AttemptSpan.failed`: the job's error, masked as it
+is, not the exception's own text) and sets an error status. A job taken
 back by stale-claim recovery gets a span ``async_endpoints.recover {name}`` from the
 process that recovered it (`record_recovery`), in the same trace.
 
@@ -94,8 +94,14 @@ class AttemptSpan:
         self.ended = False
 
     def failed(self, error: JobError) -> None:
-        """The attempt failed with ``error``: set the span's status to error."""
+        """The attempt failed with ``error`` (an exception the handler raised, as the
+        job's error describes it, or a failure no exception was raised for:
+        ``JobTimeout``, ``UnknownJob``, a handler's own ``CancelledError``): its exception
+        event and an error status. The event holds the job error's message, masked as the
+        job's is (or the app's ``error_message``), never the exception's own text, and a
+        stack trace only when the app keeps them (``include_tracebacks``)."""
         if self.span is not None and self.span.is_recording():
+            self.span.add_event("exception", _exception_event(error))
             self.span.set_status(_trace.Status(_trace.StatusCode.ERROR, error.type))
             self.span.set_attribute("async_endpoints.error_type", error.type)
 
@@ -121,9 +127,7 @@ class AttemptSpan:
         if self.span is None or self.ended:
             return
         self.ended = True
-        if self.span.is_recording():
-            self.span.add_event("exception", _exception_event(error))
-            self.failed(error)
+        self.failed(error)
         self.span.end()
 
     def end(self) -> None:
@@ -276,20 +280,6 @@ def record_recovery(job: Job, during: tuple[int, int] | None = None) -> None:
     span.add_event("exception", event)
     span.set_status(_trace.Status(_trace.StatusCode.ERROR, CLAIM_EXPIRED))
     span.end(end)
-
-
-def record_error(error: JobError) -> None:
-    """Record ``error`` (what failed the attempt running in this context: an exception the
-    handler raised, as the job's error describes it, or a failure no exception was raised
-    for: ``JobTimeout``, ``UnknownJob``, a handler's own ``CancelledError``) as its span's
-    exception event. The event holds the job error's message, masked as the job's is (or
-    the app's ``error_message``), never the exception's own text, and a stack trace only
-    when the app keeps them (``include_tracebacks``)."""
-    if _trace is None:
-        return
-    span = _trace.get_current_span()
-    if span.is_recording():
-        span.add_event("exception", _exception_event(error))
 
 
 def _exception_event(error: JobError) -> dict[str, str]:

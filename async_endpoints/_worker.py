@@ -30,7 +30,6 @@ from ._store import Claim, JobStore
 from ._tracing import (
     NO_SPAN,
     AttemptSpan,
-    record_error,
     start_run_span,
     tracer,
 )
@@ -242,7 +241,6 @@ class AttemptRunner:
         if handler is None:
             handler_ended()
             unknown = JobError(f"no handler is registered for {job.name!r}", "UnknownJob")
-            record_error(unknown)
             return Outcome(error=unknown)
         reporter = self.progress[claim.token] = ProgressReporter(self.store, claim)
         try:
@@ -264,7 +262,6 @@ class AttemptRunner:
             if deadline.cancelled_elsewhere:
                 raise asyncio.CancelledError
             timed_out = _timeout_error(timeout)
-            record_error(timed_out)
             return Outcome(error=timed_out)
         return self._outcome(ended, handler.dump_result)
 
@@ -294,7 +291,6 @@ class AttemptRunner:
             # The handler cancelled itself (or let an inner cancellation out); the attempt
             # was not cancelled, so this is the handler's failure.
             error = JobError("the handler was cancelled", "CancelledError")
-            record_error(error)
             return Outcome(error=error)
         except _HandlerExit as exc:
             return Outcome(error=self._error(exc.original))
@@ -381,9 +377,7 @@ class AttemptRunner:
             self.canceled.add(claim.token)
 
     def _error(self, exc: BaseException) -> JobError:
-        error = self.errors.describe(exc, with_traceback=self.include_tracebacks)
-        record_error(error)  # as described (masked): never the exception's own text
-        return error
+        return self.errors.describe(exc, with_traceback=self.include_tracebacks)
 
 
 #: What the refused report of a cancelled attempt's end says (the store keeps nothing).
