@@ -7,9 +7,10 @@ stack trace, when the app keeps them) is masked here, once, before any of that h
 passwords in URL userinfo, bare ``user:token@host`` userinfo, and the values of the
 ``sensitive_query_params`` (``name=value`` pairs, in a query string, a URL fragment or
 plain text, the value bare or quoted; ``'name': value`` and ``"name": value`` of a
-mapping's repr or JSON; a pydantic ValidationError's ``input_value=`` for a field of such
-a name; names compared case-insensitively after percent-decoding, as for the captured
-query string). An app that wants its own wording
+mapping's repr or JSON; a list, mapping or call such a name holds masked whole, and such
+names found inside nested mappings and calls; a pydantic ValidationError's
+``input_value=`` for a field of such a name; names compared case-insensitively after
+percent-decoding, as for the captured query string). An app that wants its own wording
 sets ``error_message``; its answer is used as is (cut to `MAX_MESSAGE`).
 """
 
@@ -83,17 +84,29 @@ _BARE_USERINFO = re.compile(r"(?<![\w.%+-])(?P<user>[\w.%+-]+):(?P<rest>[^\s/?#'
 _BEFORE_HOST = re.compile(r"@(?=[\w\[])")
 # A quoted value: Python's repr of a str, or a JSON string (escapes kept inside).
 _QUOTED = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""
+# The bracket a list, tuple, dict or call's arguments (``SecretStr(``) open with: a value
+# matched up to one runs on to its closing bracket (`_value_end`); under a name that is
+# not sensitive, what it holds is read on from inside (a nested mapping's names).
+_OPENER = r"[\[{(]"
+# `_value_end`'s steps: a quoted string, a bracket, a run of anything else, or a quote
+# never closed.
+_VALUE_PART = re.compile(
+    r"'(?:[^'\\]|\\.)*+'|\"(?:[^\"\\]|\\.)*+\"|(?P<open>[\[{(])|(?P<close>[\]})])"
+    r"|[^'\"\[\]{}()]++|(?P<unclosed>.)",
+    re.DOTALL,
+)
+_CLOSING = {"[": "]", "{": "}", "(": ")"}
 # ``name=value`` starting a text, a query string, a fragment (``#access_token=``, as an
 # OAuth implicit flow's redirect carries it), a parameter list or a word; the value bare
 # or quoted (``password='s3cret'``, as a repr of keyword arguments writes it).
 _PARAMETER = re.compile(
-    r"(?P<lead>^|[?&;#\s,(\[{'\"])(?P<name>[^\s=&?#;,'\"()<>\[\]{}]+)="
-    rf"(?P<value>{_QUOTED}|[^\s&#;'\"<>)\]}}]+)"
+    r"(?:^|(?<=[?&;#\s,(\[{'\"]))(?P<name>[^\s=&?#;,'\"()<>\[\]{}]+)="
+    rf"(?P<value>{_QUOTED}|[^\s&#;'\"<>()\[\]{{}}]++{_OPENER}?|{_OPENER})"
 )
 # ``'name': value`` / ``"name": value``: a Python dict's repr, or JSON.
 _KEY_VALUE = re.compile(
     r"(?P<quote>['\"])(?P<name>[^'\"\s]{1,200})(?P=quote)(?P<colon>\s*:\s*)"
-    rf"(?P<value>{_QUOTED}|[^\s,}}\]]+)"
+    rf"(?P<value>{_QUOTED}|[^\s,()\[\]{{}}]++{_OPENER}?|{_OPENER})"
 )
 # A pydantic ValidationError's line of a field (its location, ``body.password``) and the
 # next one, which quotes what was given (``[type=..., input_value='s3cret', ...]``).
@@ -119,11 +132,11 @@ def redact(
         return text
     masker = _Masker(names)
     if "=" in text:
-        text = _PARAMETER.sub(masker.parameter, text)
+        text = _mask_values(_PARAMETER, text, masker)
         if "input_value=" in text:
             text = _VALIDATION_INPUT.sub(masker.validation_input, text)
     if ":" in text:
-        text = _KEY_VALUE.sub(masker.key_value, text)
+        text = _mask_values(_KEY_VALUE, text, masker)
     return text
 
 
@@ -137,23 +150,50 @@ class _Masker:
         # The same comparison as the captured query string's (see _capture.capture_query).
         return unquote_plus(name).strip().lower() in self.names
 
-    def parameter(self, match: re.Match[str]) -> str:
-        if not self.sensitive(match["name"]):
-            return match[0]
-        return f"{match['lead']}{match['name']}={_masked(match['value'])}"
-
-    def key_value(self, match: re.Match[str]) -> str:
-        if not self.sensitive(match["name"]):
-            return match[0]
-        quote, name = match["quote"], match["name"]
-        return f"{quote}{name}{quote}{match['colon']}{_masked(match['value'])}"
-
     def validation_input(self, match: re.Match[str]) -> str:
         # Any part: a union's member (``password.int``) or an item (``tokens.0``) too.
         parts = re.split(r"[.\[\]]", match["location"].strip())
         if not any(self.sensitive(part) for part in parts if part):
             return match[0]
         return f"{match['location']}\n{match['before']}{_masked(match['value'])}"
+
+
+def _mask_values(pattern: re.Pattern[str], text: str, masker: _Masker) -> str:
+    """``text`` with the ``value`` of each ``pattern`` match whose ``name`` is sensitive
+    masked: a quoted or bare value, or one that opens a bracket up to where it closes
+    (`_value_end`). Past the bracket of a name that is not sensitive, the search goes on
+    inside the value, so the names of a nested mapping or call are found too."""
+    parts: list[str] = []
+    kept = at = 0
+    while (match := pattern.search(text, at)) is not None:
+        at = match.end()
+        if not masker.sensitive(match["name"]):
+            continue
+        start = match.start("value")
+        end = _value_end(text, at - 1) if match["value"][-1] in _CLOSING else at
+        parts += (text[kept:start], _masked(text[start:end]))
+        kept = at = end
+    parts.append(text[kept:])
+    return "".join(parts)
+
+
+def _value_end(text: str, start: int) -> int:
+    """Where the value whose bracket opens at ``start`` ends: past the bracket closing it
+    (brackets in quoted strings skipped), before a closing bracket of another kind (its
+    container's), or at the text's end (a bracket or a quote never closed)."""
+    waiting: list[str] = []
+    for part in _VALUE_PART.finditer(text, start):
+        if part["open"]:
+            waiting.append(_CLOSING[part["open"]])
+        elif part["close"]:
+            if part["close"] != waiting[-1]:
+                return part.start()
+            waiting.pop()
+            if not waiting:
+                return part.end()
+        elif part["unclosed"]:
+            break
+    return len(text)
 
 
 def _masked(value: str) -> str:

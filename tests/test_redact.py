@@ -84,6 +84,40 @@ def test_quoted_secrets_of_reprs_and_json_are_masked(text: str, masked: str) -> 
     assert redact(text) == masked
 
 
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("{'token': ['a', 'b'], 'page': 2}", "{'token': ***, 'page': 2}"),
+        ("{'secret': {'a': 'b', 'c': ['d']}, 'page': 2}", "{'secret': ***, 'page': 2}"),
+        ('{"token": {"value": "s3cret"}, "user": "app"}', '{"token": ***, "user": "app"}'),
+        ("{'token': ('a', ']', 'b'), 'page': 2}", "{'token': ***, 'page': 2}"),
+        ("connect(password=['s3', 'cret'], timeout=3)", "connect(password=***, timeout=3)"),
+        ("{'db': {'user': 'a', 'password': 's3cret'}}", "{'db': {'user': 'a', 'password': '***'}}"),
+        ('{"db": {"password": "s3cret"}, "n": 1}', '{"db": {"password": "***"}, "n": 1}'),
+        ("options(db=dict(password='s3cret'))", "options(db=dict(password='***'))"),
+        ("{'token': ['s3cret', 'page': 2}", "{'token': ***}"),
+    ],
+    ids=[
+        "list-value",
+        "dict-value",
+        "json-object-value",
+        "bracket-in-quotes",
+        "kwarg-list",
+        "nested-dict-key",
+        "nested-json-key",
+        "nested-call-kwarg",
+        "never-closed",
+    ],
+)
+def test_a_sensitive_names_list_or_mapping_is_masked_whole_and_nested_names_are_found(
+    text: str, masked: str
+) -> None:
+    """A sensitive name holding a list, tuple or mapping has all of it masked (up to its
+    closing bracket, or to the end when it never closes); a sensitive name nested in
+    another's mapping or call is masked like one at the top."""
+    assert redact(text) == masked
+
+
 def test_a_secret_the_cut_of_a_long_message_runs_through_is_masked_whole() -> None:
     """A message longer than MAX_MESSAGE is cut; a secret the cut falls in is masked
     before the cut, not left half visible."""
