@@ -212,8 +212,10 @@ class Dashboard:
         elif notice in ("Paused.", "Resumed.") and queue in self.endpoints.settings.queues:
             notice = f"Queue {queue}: {notice[:-1].lower()}."
         here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        root = self.base(request)
         return {
-            "root": self.base(request),
+            "root": root,
+            "section": _section(request.url.path.removeprefix(root), params.get("status")),
             "now": now,
             "token": token,
             "here": here,
@@ -408,7 +410,10 @@ class Dashboard:
         """The cron schedules (when the store keeps schedules)."""
         store = self.endpoints.store
         schedules = await store.list_schedules() if isinstance(store, ScheduleStore) else None
-        return "schedules.html", {"title": "Schedules", "schedules": schedules}
+        # A schedule without a queue of its own enqueues on its handler's.
+        handler_queues = {name: handler.queue for name, handler in self.endpoints.handlers.items()}
+        context = {"title": "Schedules", "schedules": schedules, "handler_queues": handler_queues}
+        return "schedules.html", context
 
     # ---- actions --------------------------------------------------------------------
 
@@ -488,3 +493,15 @@ def _as_path(root_path: str) -> str:
     (the cookie's path and the links must be what the browser sends). "" for none."""
     parts = [segment for segment in root_path.split("/") if segment]
     return "".join("/" + quote(segment, safe="!$&'()*+,;=:@%~") for segment in parts)
+
+
+def _section(path: str, status: str | None) -> str | None:
+    """The header link of the page at ``path`` (below the dashboard's root), marked as
+    the page shown: None for a page no link leads to (one job, one batch)."""
+    if path in ("", "/"):
+        return "queues"
+    if path in ("/jobs", "/jobs/"):
+        return status if status in ("InProgress", "Failed") else "jobs"
+    if path.rstrip("/") in ("/schedules", "/batches"):
+        return path.strip("/")
+    return None

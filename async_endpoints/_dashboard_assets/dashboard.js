@@ -87,7 +87,7 @@
     if (inUse()) {
       // While the server does not answer, that is what the corner keeps saying.
       if (state.classList.contains("stale")) return;
-      show("paused", "held", "Updates wait while the pointer is on a button or link, a control has the focus or text is selected");
+      show("updates held", "held", "Updates wait while the pointer is on a button or link, a control has the focus or text is selected");
       return;
     }
     busy = true;

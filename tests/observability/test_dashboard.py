@@ -528,6 +528,94 @@ async def test_continuations_are_marked_in_their_batchs_job_list(
     assert marked == {str(continuation)}
 
 
+async def test_a_running_batchs_continuations_are_named_but_not_linked_until_queued(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """While its batch runs, a continuation's id is kept for it but no job has it yet: the
+    batch page names it as not queued yet (a link would lead to "no such job"); once the
+    batch has finished, it links to the job."""
+    batch = await engine.submit_batch([JobSpec("Hold")], continue_with=[JobSpec("Ok", {})])
+    (continuation,) = batch.continuation_ids
+    link = f'href="/dashboard/jobs/{continuation}"'
+    page = (await client.get(f"/dashboard/batches/{batch.id}")).text
+    assert str(continuation) in page and link not in page and "(not queued yet)" in page
+    (member,) = (await engine.list_jobs(limit=10)).jobs
+    await engine.cancel(member.id)
+    page = (await client.get(f"/dashboard/batches/{batch.id}")).text
+    assert link in page and "(not queued yet)" not in page
+
+
+async def test_cancelling_a_batch_from_the_list_says_it_is_the_batch_and_asks_first(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """The batches list's button cancels every unfinished job of the batch: it is called
+    Cancel batch and asks for a confirmation, as on the batch's own page."""
+    batch = await engine.submit_batch([JobSpec("Hold")])
+    listing = (await client.get("/dashboard/batches")).text
+    row = re.search(rf'<tr data-batch="{batch.id}">(.*?)</tr>', listing, re.S)
+    assert row is not None
+    assert 'data-confirm="Cancel every unfinished job' in row.group(1)
+    assert 'data-action="cancel-batch">Cancel batch</button>' in row.group(1)
+
+
+async def test_the_schedules_page_cuts_long_values_and_names_the_queue_each_fills(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """A schedule's id, job name, queue and tenant sit in cells cut to their width (the
+    whole value on hover), its timing first; a schedule without a queue of its own shows
+    the queue its jobs go to, its handler's, and says so."""
+    long_id = "purge-" + "x" * 80
+    await engine.upsert_schedule(long_id, "Hold", "0 3 * * *", tenant="t" * 60)
+    await engine.upsert_schedule("hourly", "Hold", "0 * * * *", queue="high")
+    page = (await client.get("/dashboard/schedules")).text
+    headers = re.findall(r"<th>([^<]+)</th>", page)
+    assert headers[:3] == ["Schedule", "Next run", "Last job"]
+    rows = re.findall(r"<tr>(.*?)</tr>", page.split("<tbody>")[1], re.S)
+    (purge,) = [row for row in rows if long_id in row]
+    assert f'<td class="label" title="{long_id}"><span dir="auto">{long_id}</span></td>' in purge
+    assert f'<td class="label" title="{"t" * 60}">' in purge
+    assert '<td class="label" title="default (its handler\'s)">' in purge
+    (hourly,) = [row for row in rows if ">hourly<" in row]
+    assert '<td class="label" title="high"><span dir="auto">high</span></td>' in hourly
+
+
+async def test_the_navigation_marks_the_page_shown(client: httpx.AsyncClient) -> None:
+    """The header's link to the page shown carries aria-current="page" (and is styled
+    so); a job's own page, which no link leads to, marks none."""
+    expected = {
+        "/dashboard/": "Queues",
+        "/dashboard/jobs": "All jobs",
+        "/dashboard/jobs?status=InProgress": "Running",
+        "/dashboard/jobs?status=Failed": "Failed",
+        "/dashboard/jobs?status=Queued": "All jobs",
+        "/dashboard/schedules": "Schedules",
+        "/dashboard/batches": "Batches",
+    }
+    for path, link in expected.items():
+        page = (await client.get(path)).text
+        assert re.findall(r'aria-current="page">([^<]+)</a>', page) == [link], path
+    page = (await client.get(f"/dashboard/jobs/{uuid.uuid4()}")).text
+    assert "aria-current" not in page
+
+
+async def test_a_scheduled_job_past_its_time_reads_as_due(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """A Scheduled job whose time has come (no worker has taken it yet) reads "due … ago",
+    not a bare "ago" that looks stuck; one due later reads "in …"."""
+    due = await engine.submit("Ok", {}, delay=0.001)
+    later = await engine.submit("Ok", {}, delay=3600)
+
+    async def listed_due() -> str | None:
+        page = (await client.get("/dashboard/jobs?status=Scheduled")).text
+        return page if ">due <time" in page else None
+
+    page = await eventually(listed_due)
+    rows = dict(re.findall(r'<tr data-job="([0-9a-f-]+)"[^>]*>(.*?)</tr>', page, re.S))
+    assert re.search(r">due <time[^>]*>[^<]+</time>", rows[str(due.id)])
+    assert re.search(r'<span class="sub"><time[^>]*>in [^<]+</time>', rows[str(later.id)])
+
+
 async def test_a_finished_batch_says_how_many_of_its_jobs_were_queued_again(
     engine: AsyncEndpoints, client: httpx.AsyncClient
 ) -> None:

@@ -464,6 +464,44 @@ async def test_failed_jobs_with_long_names_keep_requeue_in_view_on_a_laptop_scre
         gate.open.set()
 
 
+async def test_row_buttons_stay_in_view_on_a_narrow_screen(
+    site: tuple[str, AsyncEndpoints], browser: Browser
+) -> None:
+    """At 800 px the failed list is wider than its box: the columns that say least give
+    way and each row's Requeue button stays in the box's visible part, over the columns
+    scrolled under it."""
+    base, engine = site
+    for _ in range(2):
+        await engine.wait_for((await engine.submit("Broken")).id, timeout=10)
+    context = await browser.new_context(viewport={"width": 800, "height": 600})
+    page = await context.new_page()
+    page.set_default_timeout(PATIENCE_MS)
+    try:
+        await page.goto(f"{base}/dashboard/jobs?status=Failed")
+        await expect(page.locator("tr[data-job]")).to_have_count(2)
+        await expect(page.locator("th.wide-only").first).to_be_hidden()
+        box = await page.locator("#live .scroll").bounding_box()
+        assert box is not None
+        for button in await page.get_by_role("button", name="Requeue").all():
+            place = await button.bounding_box()
+            assert place is not None and place["x"] + place["width"] <= box["x"] + box["width"]
+    finally:
+        await context.close()
+
+
+async def test_the_schedules_page_fits_a_laptop_screen_with_long_ids(
+    site: tuple[str, AsyncEndpoints], page: Page
+) -> None:
+    """A schedule with an 86-character id and an 80-character tenant: at 1366 px
+    the table fits its box, the next run in view."""
+    base, engine = site
+    await engine.upsert_schedule("purge-" + "x" * 80, "Hold", "0 3 * * *", tenant="t" * 80)
+    await page.goto(f"{base}/dashboard/schedules")
+    box = page.locator("#live .scroll")
+    assert await box.evaluate("b => b.scrollWidth <= b.clientWidth")
+    await expect(page.locator("tbody time").first).to_be_in_viewport()
+
+
 async def test_a_page_the_store_could_not_fill_comes_back_whole(
     gate: Gate, page: Page, monkeypatch: pytest.MonkeyPatch
 ) -> None:
