@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
@@ -280,7 +280,9 @@ class Dashboard:
         resumed (only a queue of the settings is ever named)."""
         parts = urlsplit(target or "")
         inside = parts.path == root or parts.path.startswith(root + "/")
-        odd = "\\" in (target or "") or ".." in parts.path.split("/")
+        # A browser reads %2e%2e as a dot segment, and a server may decode %2f: read them so.
+        decoded = unquote(parts.path)
+        odd = "\\" in (target or "") or "\\" in decoded or ".." in decoded.split("/")
         if parts.scheme or parts.netloc or not inside or odd:
             path, query = root + "/", ""
         else:
@@ -364,7 +366,8 @@ class Dashboard:
             notice = NOTICES["bad-cursor"]
         if filters.batch is None and request.query_params.get("batch"):
             notice = NOTICES["bad-batch"]
-        paused = await self._paused() if any(job.status.is_waiting for job in jobs) else frozenset()
+        look = filters.queue is not None or any(job.status.is_waiting for job in jobs)
+        paused = await self._paused() if look else frozenset()
         title = "Jobs" if filters.status is None else f"{views.label_of(filters.status)} jobs"
         if filters.status is JobStatus.FAILED:
             title = "Failed jobs (dead letter)"

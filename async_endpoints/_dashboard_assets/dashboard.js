@@ -2,6 +2,16 @@
 // times relative. Everything works without it (plain links and forms).
 "use strict";
 (function () {
+  // An action's notice is told once: reloading or bookmarking the page does not tell it
+  // again (the notice codes leave the address; the notice stays on the page shown).
+  (function forgetNotice() {
+    var url = new URL(window.location.href);
+    var told = ["done", "subject", "subject_queue"];
+    if (!told.some(function (key) { return url.searchParams.has(key); })) return;
+    told.forEach(function (key) { url.searchParams.delete(key); });
+    window.history.replaceState(window.history.state, "", url.pathname + url.search + url.hash);
+  })();
+
   var REFRESH_MS = 1000;
   var live = document.getElementById("live");
   var state = document.getElementById("live-state");

@@ -171,7 +171,15 @@ async def test_same_origin_actions_work_and_redirect_back(
     assert [q.paused for q in await engine.queue_stats()] == [True, False]
     # The notice names the queue paused.
     assert "Queue high: paused." in (await client.get(answer.headers["location"])).text
-    for elsewhere in ("/dashboard/../admin", "//evil.example/dashboard/", "/admin"):
+    elsewheres = (
+        "/dashboard/../admin",
+        "/dashboard/%2e%2e/admin",
+        "/dashboard/%2E%2E%2fadmin",
+        "/dashboard/..%5cadmin",
+        "//evil.example/dashboard/",
+        "/admin",
+    )
+    for elsewhere in elsewheres:
         resume = {**pause, "next": elsewhere}
         answer = await client.post("/dashboard/actions/resume", data=resume, headers=SAME_ORIGIN)
         assert answer.headers["location"] == "/dashboard/?done=resumed&subject_queue=high"
@@ -510,6 +518,23 @@ async def test_waiting_jobs_of_a_paused_queue_are_tagged_paused(
     await engine.resume("high")
     listing = (await client.get("/dashboard/jobs?status=Queued")).text
     assert "paused" not in row(listing, held.id)
+
+
+async def test_the_jobs_of_a_paused_queue_say_it_is_paused_with_a_resume_button(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """Filtered by a paused queue, the jobs page says the queue is paused, with its Resume
+    button (which resumes it and comes back to the list); a running queue says nothing."""
+    await engine.pause("high")
+    listing = (await client.get("/dashboard/jobs?queue=high")).text
+    assert "Queue high is paused" in listing
+    assert 'name="queue" value="high"' in listing and 'data-action="resume"' in listing
+    assert "is paused" not in (await client.get("/dashboard/jobs?queue=default")).text
+    form = {"token": await token_of(client), "queue": "high", "next": "/dashboard/jobs?queue=high"}
+    answer = await client.post("/dashboard/actions/resume", data=form, headers=SAME_ORIGIN)
+    assert answer.headers["location"].startswith("/dashboard/jobs?queue=high&done=resumed")
+    assert [q.paused for q in await engine.queue_stats()] == [False, False]
+    assert "is paused" not in (await client.get(answer.headers["location"])).text
 
 
 async def test_continuations_are_marked_in_their_batchs_job_list(

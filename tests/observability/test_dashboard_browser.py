@@ -502,6 +502,21 @@ async def test_the_schedules_page_fits_a_laptop_screen_with_long_ids(
     await expect(page.locator("tbody time").first).to_be_in_viewport()
 
 
+async def test_an_actions_notice_is_told_once_not_again_on_reload(
+    site: tuple[str, AsyncEndpoints], page: Page
+) -> None:
+    """After Pause the page says "Queue high: paused." with the notice codes gone from its
+    address (the filters kept): reloading it, or a bookmark of it, tells nothing again."""
+    base, _ = site
+    await page.goto(f"{base}/dashboard/?x=1")
+    await page.locator('tr[data-queue="high"]').get_by_role("button", name="Pause").click()
+    await expect(page.locator(".notice")).to_have_text("Queue high: paused.")
+    assert page.url == f"{base}/dashboard/?x=1"
+    await page.reload()
+    await expect(page.locator('tr[data-queue="high"]')).to_contain_text("Paused")
+    await expect(page.locator(".notice")).to_have_count(0)
+
+
 async def test_a_page_the_store_could_not_fill_comes_back_whole(
     gate: Gate, page: Page, monkeypatch: pytest.MonkeyPatch
 ) -> None:
