@@ -28,6 +28,13 @@ from ._webhook import WEBHOOK_JOB
 
 logger = logging.getLogger("async_endpoints")
 
+#: The most jobs (continuations included) one `submit_batch` or `append_to_batch` call
+#: stores. A store writes a call's jobs in one atomic step: on Redis one script, during
+#: which the server answers no other client (about 0.1 ms a job), in memory one stretch of
+#: the event loop. A bigger batch is created with part of its jobs and grown with
+#: `append_to_batch` calls, each atomic on its own.
+MAX_BATCH_JOBS = 10_000
+
 
 class JobBatches:
     """Batches of jobs and their continuations."""
@@ -54,9 +61,10 @@ class JobBatches:
         continuations) take ``tenant`` unless their spec names one; each has ``batch_id``.
 
         Raises:
-            ValueError: no specs, something that is not a `JobSpec`, an unknown handler
-                name (`UnknownJobNameError`), an unknown queue, a bad ``continue_when``
-                or ``tenant``.
+            ValueError: no specs, more than `MAX_BATCH_JOBS` jobs and continuations,
+                something that is not a `JobSpec`, an unknown handler name
+                (`UnknownJobNameError`), an unknown queue, a bad ``continue_when`` or
+                ``tenant``.
             JobValidationError: a body fails its handler's model.
             QueueFullError: the waiting jobs plus the batch's would pass
                 ``max_queue_size`` (nothing stored).
@@ -68,6 +76,7 @@ class JobBatches:
         tenant = check_label(tenant, "tenant")
         if not specs:
             raise ValueError("a batch needs at least one job")
+        _check_size(len(specs) + len(continue_with), "submit_batch")
         batch_id = uuid.uuid4()
         jobs = [self._spec_job(spec, batch_id, tenant) for spec in specs]
         continuations = [self._spec_job(spec, batch_id, tenant) for spec in continue_with]
@@ -85,7 +94,8 @@ class JobBatches:
 
         Raises:
             ValueError: the batch is finished or cancelled (its continuations never run
-                twice), unknown, or a spec is invalid as for `submit_batch`.
+                twice), unknown, more than `MAX_BATCH_JOBS` specs, or a spec is invalid
+                as for `submit_batch`.
             JobValidationError, QueueFullError, ConfigurationError,
             StoreUnavailableError: as for `submit_batch`.
         """
@@ -93,6 +103,7 @@ class JobBatches:
         parsed = _batch_id(batch_id)
         if not specs:
             raise ValueError("nothing to append")
+        _check_size(len(specs), "append_to_batch")
         current = await store.get_batch(parsed)
         if current is None:
             raise ValueError(f"no batch {batch_id}")
@@ -278,3 +289,13 @@ def _batch_id(value: uuid.UUID | str) -> uuid.UUID:
     if parsed is None:
         raise ValueError(f"a batch id must be a UUID, not {value!r}")
     return parsed
+
+
+def _check_size(count: int, call: str) -> None:
+    """Refuse a call of more than `MAX_BATCH_JOBS` jobs, before anything is stored."""
+    if count > MAX_BATCH_JOBS:
+        raise ValueError(
+            f"{call} takes at most {MAX_BATCH_JOBS:,} jobs and continuations per call, not "
+            f"{count:,}: create the batch with part of them and add the rest with "
+            "append_to_batch (each call is atomic on its own)"
+        )

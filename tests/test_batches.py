@@ -23,7 +23,9 @@ from async_endpoints import (
     JobValidationError,
     UnknownJobNameError,
 )
+from async_endpoints import _batches as batches_module
 from async_endpoints.testing import ManualClock
+from async_endpoints_redis import RedisJobStore
 
 
 class Part(BaseModel):
@@ -38,8 +40,10 @@ class Recorder:
         self.cancelled = asyncio.Event()
 
 
-def engine_with(recorder: Recorder, app: Any = None, **settings: Any) -> AsyncEndpoints:
-    store = InMemoryJobStore(clock=ManualClock())
+def engine_with(
+    recorder: Recorder, app: Any = None, store: Any = None, **settings: Any
+) -> AsyncEndpoints:
+    store = store or InMemoryJobStore(clock=ManualClock())
     engine = AsyncEndpoints(app, store=store, max_retries=0, **settings)
 
     async def part(ctx: AsyncContext[Part]) -> int:
@@ -275,3 +279,38 @@ def test_the_batch_route_needs_a_path_with_batch_id() -> None:
     engine = AsyncEndpoints(FastAPI())
     with pytest.raises(ConfigurationError):
         engine.map_batch_details("/batches")
+
+
+@pytest.mark.parametrize("store_kind", ["memory", "redis"])
+async def test_a_call_of_more_than_max_batch_jobs_is_refused_whole_and_appends_grow_a_batch(
+    recorder: Recorder,
+    store_kind: str,
+    redis_server: Any,
+    prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A store writes one call's jobs in one atomic step (on Redis one script, which holds
+    the server): submit_batch past MAX_BATCH_JOBS jobs and continuations, or an append past
+    it, raises a ValueError naming the bound and stores nothing; up to the bound it is
+    stored, and appends grow the batch past it. (The bound is lowered to 10 here.)"""
+    monkeypatch.setattr(batches_module, "MAX_BATCH_JOBS", 10)
+    store = RedisJobStore(redis_server.url, prefix=prefix) if store_kind == "redis" else None
+    engine = engine_with(recorder, store=store, max_queue_size=None)
+    parts = [JobSpec("part", {"n": n}) for n in range(10)]
+    async with engine.running(workers=False):
+        with pytest.raises(ValueError, match="submit_batch takes at most 10 jobs"):
+            await engine.submit_batch(parts, continue_with=[JobSpec("join")])
+        with pytest.raises(ValueError, match="at most 10 jobs"):
+            await engine.submit_batch([*parts, JobSpec("part", {"n": 10})])
+        assert (await engine.queue_stats())[0].queued == 0
+        assert (await engine.list_batches()).batches == []
+        batch = await engine.submit_batch(parts[:9], continue_with=[JobSpec("join")])
+        with pytest.raises(ValueError, match="append_to_batch takes at most 10 jobs"):
+            await engine.append_to_batch(batch.id, [*parts, JobSpec("part", {"n": 10})])
+        grown = await engine.append_to_batch(batch.id, parts)
+        assert grown.total == 19 and (await engine.queue_stats())[0].queued == 19
+
+
+def test_the_bound_on_one_batch_call_is_ten_thousand_jobs() -> None:
+    """The bound documented in the README: 10,000 jobs and continuations per call."""
+    assert batches_module.MAX_BATCH_JOBS == 10_000
