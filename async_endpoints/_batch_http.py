@@ -21,7 +21,7 @@ logger = logging.getLogger("async_endpoints")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 #: Who may read a batch over HTTP: ``fn(request, batch) -> bool``, sync or async.
-BatchAuthorize = Callable[[Request, Batch], "bool | Awaitable[bool]"]
+BatchAuthorize = Callable[[Request, Batch], bool | Awaitable[bool]]
 
 
 class BatchModel(BaseModel):

@@ -41,7 +41,6 @@ from ._store_features import BatchStore, ScheduleStore
 if TYPE_CHECKING:
     from ._endpoints import AsyncEndpoints
 
-Authorize = Callable[[Request], bool | Awaitable[bool]]
 ASSETS = Path(__file__).parent / "_dashboard_assets"
 _ASSET_TYPES = {
     "dashboard.css": "text/css",
@@ -90,7 +89,7 @@ class Dashboard:
         root: The path it is mounted at (for its links), without a trailing slash.
     """
 
-    def __init__(self, endpoints: AsyncEndpoints, authorize: Authorize, root: str) -> None:
+    def __init__(self, endpoints: AsyncEndpoints, authorize: guard.Authorize, root: str) -> None:
         self.endpoints = endpoints
         self.authorize = authorize
         self.root = root

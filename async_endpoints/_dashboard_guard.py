@@ -24,10 +24,15 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
+
+#: ``authorize(request) -> bool`` (sync or async) of `map_dashboard`: True lets the request
+#: in (defined here, beside the other guards, so that it is known without Jinja2).
+Authorize = Callable[[Request], bool | Awaitable[bool]]
 
 COOKIE = "async_endpoints_dashboard_token"
 FIELD = "token"

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ._dashboard_guard import Authorize
 from ._errors import ConfigurationError
 from ._events import LifecycleEvents
 from ._settings import Settings
 from ._store import InspectionStore, JobStore
 
 if TYPE_CHECKING:
-    from ._dashboard import Authorize
     from ._metrics import JobMetrics
 
 

@@ -24,12 +24,12 @@ MAX_DELAY = 100 * 365.25 * 86400.0
 
 #: ``delay`` of `AsyncEndpoints.map_async_post`: seconds, or ``fn(request, body)`` (sync or
 #: async) giving seconds (or None for no delay) per POST.
-DelayOption = float | Callable[[Any, Any], "float | Awaitable[float | None] | None"]
+DelayOption = float | Callable[[Any, Any], float | Awaitable[float | None] | None]
 
 
 #: ``partition_key`` / ``tenant`` of `AsyncEndpoints.map_async_post`: a string, or
 #: ``fn(request, body)`` (sync or async) giving one (or None) per POST.
-LabelOption = str | Callable[[Any, Any], "str | Awaitable[str | None] | None"]
+LabelOption = str | Callable[[Any, Any], str | Awaitable[str | None] | None]
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ MAX_URL_LENGTH = 2048
 
 #: ``webhook_url`` of `AsyncEndpoints.map_async_post`: a URL, or ``fn(request, body)``
 #: (sync or async) giving one (or None for no webhook) per submission.
-WebhookUrlOption = str | Callable[[Any, Any], "str | Awaitable[str | None] | None"]
+WebhookUrlOption = str | Callable[[Any, Any], str | Awaitable[str | None] | None]
 
 _NAME = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*")
 _FORBIDDEN = re.compile(r"[\x00-\x20\x7f\\]")

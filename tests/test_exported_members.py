@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import typing
 
 import async_endpoints
@@ -73,3 +74,34 @@ def test_every_type_a_store_protocol_names_is_exported() -> None:
                     if ours and cls.__name__ not in async_endpoints.__all__:
                         unexported.add(f"{name}.{method_name}: {cls.__name__}")
     assert not unexported
+
+
+#: Methods whose hints name a class of an optional extra, imported only when it is used
+#: (JobMetrics needs prometheus-client): they resolve once that module is imported.
+NAMES_AN_EXTRAS_CLASS = {"AsyncEndpoints.enable_metrics", "AsyncEndpoints.map_metrics"}
+
+
+def test_the_type_hints_of_every_public_method_resolve_at_run_time() -> None:
+    """Tools that read annotations at run time (typing.get_type_hints: pydantic, IDE
+    helpers, documentation builders) resolve the methods each public class defines here,
+    the route options of map_async_post and its siblings included."""
+    from async_endpoints._mapping import RouteOptions
+
+    unresolved = []
+    targets: list[tuple[str, object]] = [("RouteOptions", RouteOptions)]
+    for name in async_endpoints.__all__:
+        member = getattr(async_endpoints, name)
+        if isinstance(member, type):
+            targets += [
+                (f"{name}.{method_name}", method)
+                for method_name, method in inspect.getmembers(member, inspect.isfunction)
+                if not method_name.startswith("_")
+                and method.__module__.startswith("async_endpoints")
+                and f"{name}.{method_name}" not in NAMES_AN_EXTRAS_CLASS
+            ]
+    for label, target in targets:
+        try:
+            typing.get_type_hints(target)
+        except Exception as error:
+            unresolved.append(f"{label}: {type(error).__name__}: {error}")
+    assert not unresolved
