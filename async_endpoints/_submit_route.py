@@ -288,7 +288,9 @@ async def _read_validated_body(
     if handler.model is None:
         check_declared_length(request, endpoints.settings.max_body_size)
         return None, None
-    content_type = request.headers.get("content-type")
+    # Lines that disagree are refused as for the id headers: reading the first would let
+    # a proxy or a server that reads the last see another body type than this one did.
+    content_type = _single(request, "Content-Type")
     if content_type is not None and not is_json(content_type):
         raise RequestRejected(415, "expected a JSON body (application/json)")
     raw = await read_body(request, endpoints.settings.max_body_size)

@@ -214,6 +214,32 @@ async def test_an_id_or_key_repeated_alike_on_two_lines_is_one_value(
     assert sum(s.queued + s.in_progress + s.completed for s in stats) == 1
 
 
+@pytest.mark.parametrize(
+    ("types", "status"),
+    [
+        (("application/json", "text/plain"), 400),
+        (("text/plain", "application/json"), 400),
+        (("application/json", "application/json"), 202),
+    ],
+    ids=["json-first", "json-last", "alike"],
+)
+async def test_a_body_type_sent_on_two_lines_that_disagree_is_400_and_queues_nothing(
+    gate: Gate, types: tuple[str, str], status: int
+) -> None:
+    """Content-Type on two lines with different values is refused whichever comes first,
+    as the id headers are (another server may read the other line and see another body
+    type); the same line twice is the one value."""
+    app, endpoints = make_app(gate)
+    headers = [("Content-Type", value) for value in types]
+    async with served(app) as url, httpx.AsyncClient(base_url=url) as client:
+        response = await client.post("/items", content=b'{"label": "a"}', headers=headers)
+        stats = await endpoints.queue_stats()
+    assert response.status_code == status
+    if status == 400:
+        assert "Content-Type must be sent once" in response.json()["detail"]
+    assert sum(s.queued + s.in_progress + s.completed for s in stats) == (status == 202)
+
+
 # ---------------------------------------------------------------------------------------
 # Prefer: wait
 # ---------------------------------------------------------------------------------------
