@@ -18,6 +18,10 @@ PAGE_SIZE = 50
 #: With a name filter (the store lists by status, queue and tenant only), the most jobs
 #: one page reads while it looks for ``PAGE_SIZE`` of that name.
 NAME_SCAN_LIMIT = 1000
+#: The most listing calls one page makes while it fills itself: a store whose filtered
+#: pages come back short (Redis with a tenant, queue or batch filter reads a bounded run
+#: of entries per call) is read on, so a page is empty only past this many reads.
+FILL_CALLS = 5
 
 
 class Lister(Protocol):
@@ -80,9 +84,11 @@ def read_filters(params: Mapping[str, str], queues: Sequence[str]) -> Filters:
 async def list_page(list_jobs: Lister, filters: Filters) -> tuple[list[Job], str | None]:
     """One page of the jobs ``filters`` select and the cursor of the next one.
 
-    Without a name filter this is one `list_jobs` call. With one, pages are read until
-    `PAGE_SIZE` jobs of that name are found or `NAME_SCAN_LIMIT` jobs were read (a page
-    may then hold fewer, or somewhat more, jobs than `PAGE_SIZE`).
+    A page the store answered short (with a cursor) is read on, up to `FILL_CALLS` calls,
+    until it holds `PAGE_SIZE` jobs. With a name filter, pages are read until `PAGE_SIZE`
+    jobs of that name are found, `NAME_SCAN_LIMIT` jobs were read or as many calls made
+    as reading them takes (a page may then hold fewer, or somewhat more, jobs than
+    `PAGE_SIZE`).
 
     Raises:
         ValueError: the cursor was made for another listing (or tampered with).
@@ -92,17 +98,23 @@ async def list_page(list_jobs: Lister, filters: Filters) -> tuple[list[Job], str
         kwargs["tenant"] = filters.tenant
     if filters.batch is not None:
         kwargs["batch_id"] = filters.batch
-    if filters.name is None:
-        page = await list_jobs(**kwargs, limit=PAGE_SIZE, cursor=filters.cursor)
-        return list(page.jobs), page.next_cursor
     found: list[Job] = []
-    cursor, scanned = filters.cursor, 0
+    cursor, scanned, calls = filters.cursor, 0, 0
     while True:
-        page = await list_jobs(**kwargs, limit=PAGE_SIZE, cursor=cursor)
-        scanned += len(page.jobs)
-        found += [job for job in page.jobs if job.name == filters.name]
+        # Without a name filter every job listed is shown: ask for what the page lacks.
+        limit = PAGE_SIZE if filters.name is not None else PAGE_SIZE - len(found)
+        page = await list_jobs(**kwargs, limit=limit, cursor=cursor)
+        scanned, calls = scanned + len(page.jobs), calls + 1
+        found += [job for job in page.jobs if filters.name in (None, job.name)]
         cursor = page.next_cursor
-        if cursor is None or len(found) >= PAGE_SIZE or scanned >= NAME_SCAN_LIMIT:
+        if cursor is None or len(found) >= PAGE_SIZE:
+            return found, cursor
+        if filters.name is None and calls >= FILL_CALLS:
+            return found, cursor
+        # Also bounded in calls: with a tenant filter too, a call may list no job at all.
+        if filters.name is not None and (
+            scanned >= NAME_SCAN_LIMIT or calls >= NAME_SCAN_LIMIT // PAGE_SIZE
+        ):
             return found, cursor
 
 
