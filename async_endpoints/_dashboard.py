@@ -214,8 +214,10 @@ class Dashboard:
         root = self.base(request)
         return {
             "root": root,
-            "section": _section(request.url.path.removeprefix(root), params.get("status")),
+            "section": _section(request.url.path.removeprefix(unquote(root)), params.get("status")),
             "now": now,
+            # When the page was read (kept in the live part, where "now" is blanked).
+            "checked_at": now,
             "token": token,
             "here": here,
             "notice": notice,
@@ -278,14 +280,15 @@ class Dashboard:
         names it: the list may have moved under the click), or the queue it paused or
         resumed (only a queue of the settings is ever named)."""
         parts = urlsplit(target or "")
-        inside = parts.path == root or parts.path.startswith(root + "/")
-        # A browser reads %2e%2e as a dot segment, and a server may decode %2f: read them so.
-        decoded = unquote(parts.path)
+        # Compared decoded: a page's own path (``here``) is decoded, the root encoded; a
+        # browser reads %2e%2e as a dot segment, and a server may decode %2f.
+        decoded, decoded_root = unquote(parts.path), unquote(root)
+        inside = decoded == decoded_root or decoded.startswith(decoded_root + "/")
         odd = "\\" in (target or "") or "\\" in decoded or ".." in decoded.split("/")
         if parts.scheme or parts.netloc or not inside or odd:
             path, query = root + "/", ""
         else:
-            path, query = parts.path, parts.query
+            path, query = quote(decoded), parts.query
         told_keys = ("done", "subject", "subject_queue")
         kept = [pair for pair in _pairs(query) if pair[0] not in told_keys]
         told = [("subject", str(subject))] if subject is not None else []

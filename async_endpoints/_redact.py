@@ -96,17 +96,24 @@ _VALUE_PART = re.compile(
     re.DOTALL,
 )
 _CLOSING = {"[": "]", "{": "}", "(": ")"}
+# What may follow a bracketed part of a bare value and still be that value
+# (``Ab(3)xY9``): read on after the bracket closes.
+_BARE_TAIL = re.compile(r"[^\s,;&#'\"<>()\[\]{}]++")
+# A value: quoted (a bytes literal's too), bare (up to a bracket it opens), a bracket, or
+# a quote never closed (a message cut inside it: masked to the end of its line).
+_QUOTED_VALUE = rf"[bB]?(?:{_QUOTED})"
+_UNCLOSED = r"['\"][^\n]*+"
 # ``name=value`` starting a text, a query string, a fragment (``#access_token=``, as an
 # OAuth implicit flow's redirect carries it), a parameter list or a word; the value bare
 # or quoted (``password='s3cret'``, as a repr of keyword arguments writes it).
 _PARAMETER = re.compile(
     r"(?:^|(?<=[?&;#\s,(\[{'\"]))(?P<name>[^\s=&?#;,'\"()<>\[\]{}]+)="
-    rf"(?P<value>{_QUOTED}|[^\s&#;'\"<>()\[\]{{}}]++{_OPENER}?|{_OPENER})"
+    rf"(?P<value>{_QUOTED_VALUE}|[^\s&#;,'\"<>()\[\]{{}}]++{_OPENER}?|{_OPENER}|{_UNCLOSED})"
 )
 # ``'name': value`` / ``"name": value``: a Python dict's repr, or JSON.
 _KEY_VALUE = re.compile(
     r"(?P<quote>['\"])(?P<name>[^'\"\s]{1,200})(?P=quote)(?P<colon>\s*:\s*)"
-    rf"(?P<value>{_QUOTED}|[^\s,()\[\]{{}}]++{_OPENER}?|{_OPENER})"
+    rf"(?P<value>{_QUOTED_VALUE}|[^\s,()\[\]{{}}]++{_OPENER}?|{_OPENER}|{_UNCLOSED})"
 )
 # A pydantic ValidationError's line of a field (its location, ``body.password``) and the
 # next one, which quotes what was given (``[type=..., input_value='s3cret', ...]``).
@@ -148,7 +155,8 @@ class _Masker:
 
     def sensitive(self, name: str) -> bool:
         # The same comparison as the captured query string's (see _capture.capture_query).
-        return unquote_plus(name).strip().lower() in self.names
+        # A command line's ``--password=`` names it too.
+        return unquote_plus(name).strip().lstrip("-").lower() in self.names
 
     def validation_input(self, match: re.Match[str]) -> str:
         # Any part: a union's member (``password.int``) or an item (``tokens.0``) too.
@@ -161,20 +169,42 @@ class _Masker:
 def _mask_values(pattern: re.Pattern[str], text: str, masker: _Masker) -> str:
     """``text`` with the ``value`` of each ``pattern`` match whose ``name`` is sensitive
     masked: a quoted or bare value, or one that opens a bracket up to where it closes
-    (`_value_end`). Past the bracket of a name that is not sensitive, the search goes on
-    inside the value, so the names of a nested mapping or call are found too."""
+    (`_value_end`) and what follows it in the same bare value. Under a name that is not
+    sensitive, the search goes on inside its quoted or bracketed value, so a ``name=``
+    quoted in a string (a URL's query) and the names of a nested mapping or call are
+    found too."""
     parts: list[str] = []
     kept = at = 0
     while (match := pattern.search(text, at)) is not None:
         at = match.end()
+        value, start = match["value"], match.start("value")
         if not masker.sensitive(match["name"]):
+            if value[:1] in _QUOTES or value[1:2] in _QUOTES:
+                at = start + 1 + (value[:1] not in _QUOTES)  # inside the quotes
             continue
-        start = match.start("value")
-        end = _value_end(text, at - 1) if match["value"][-1] in _CLOSING else at
+        end = _bare_end(text, at - 1) if value[-1] in _CLOSING else at
         parts += (text[kept:start], _masked(text[start:end]))
         kept = at = end
     parts.append(text[kept:])
     return "".join(parts)
+
+
+_QUOTES = ("'", '"')
+
+
+def _bare_end(text: str, start: int) -> int:
+    """Where a bare value whose bracket opens at ``start`` ends: past that bracket's
+    close (`_value_end`) and any bare characters and brackets that follow it."""
+    end = _value_end(text, start)
+    while end < len(text):
+        tail = _BARE_TAIL.match(text, end)
+        if tail is not None:
+            end = tail.end()
+        if end < len(text) and text[end] in _CLOSING:
+            end = _value_end(text, end)
+        elif tail is None:
+            break
+    return end
 
 
 def _value_end(text: str, start: int) -> int:
@@ -197,9 +227,11 @@ def _value_end(text: str, start: int) -> int:
 
 
 def _masked(value: str) -> str:
-    """`MASK` in place of ``value``, in its quotes when it was quoted."""
-    quote = value[:1]
-    return f"{quote}{MASK}{quote}" if quote in ("'", '"') and len(value) > 1 else MASK
+    """`MASK` in place of ``value``, in its quotes (and bytes prefix) when it was quoted."""
+    prefix = value[:1] if value[:1] in "bB" and value[1:2] in _QUOTES else ""
+    quote = value[len(prefix) : len(prefix) + 1]
+    closed = len(value) > len(prefix) + 1 and value[-1] == quote
+    return f"{prefix}{quote}{MASK}{quote}" if quote in _QUOTES and closed else MASK
 
 
 def _mask_bare_userinfo(match: re.Match[str]) -> str:

@@ -7,18 +7,15 @@ import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from numbers import Real
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
 
 from ._errors import ConfigurationError
-from ._job import DEFAULT_QUEUE
+from ._job import DEFAULT_QUEUE, Job
 from ._webhook_signing import secret_keys
 from ._webhook_urls import AllowedHosts
-
-if TYPE_CHECKING:
-    from starlette.requests import Request
-    from starlette.responses import Response
-
-    from ._job import Job
 
 DEFAULT_SENSITIVE_HEADERS = frozenset(
     {"authorization", "cookie", "proxy-authorization", "x-api-key"}
@@ -62,10 +59,10 @@ DEFAULT_SENSITIVE_QUERY_PARAMS = frozenset(
 #: Bytes a handler result's JSON may take (16 MiB).
 DEFAULT_MAX_RESULT_SIZE = 16 * 1024 * 1024
 
-AuthorizeHook = Callable[["Request", "Job"], "bool | Awaitable[bool]"]
-OwnerHook = Callable[["Request"], "str | Awaitable[str | None] | None"]
-SubmittedResponseFactory = Callable[["Job", "Request"], "Response | Awaitable[Response]"]
-StatusResponseFactory = Callable[["Job | None", "Request"], "Response | Awaitable[Response]"]
+AuthorizeHook = Callable[[Request, Job], bool | Awaitable[bool]]
+OwnerHook = Callable[[Request], str | Awaitable[str | None] | None]
+SubmittedResponseFactory = Callable[[Job, Request], Response | Awaitable[Response]]
+StatusResponseFactory = Callable[[Job | None, Request], Response | Awaitable[Response]]
 ErrorMessageHook = Callable[[BaseException], str]
 
 _INTEGERS = ("max_concurrency", "max_retries", "max_body_size", "max_result_size")

@@ -289,8 +289,12 @@ async def _read_validated_body(
         check_declared_length(request, endpoints.settings.max_body_size)
         return None, None
     # Lines that disagree are refused as for the id headers: reading the first would let
-    # a proxy or a server that reads the last see another body type than this one did.
-    content_type = _single(request, "Content-Type")
+    # a proxy or a server that reads the last see another body type than this one did
+    # (lines that all name JSON agree, however they spell it).
+    types = request.headers.getlist("content-type")
+    if len(set(types)) > 1 and not all(is_json(value) for value in types):
+        raise RequestRejected(400, f"Content-Type must be sent once, not {len(types)} times")
+    content_type = types[0] if types else None
     if content_type is not None and not is_json(content_type):
         raise RequestRejected(415, "expected a JSON body (application/json)")
     raw = await read_body(request, endpoints.settings.max_body_size)

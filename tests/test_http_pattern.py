@@ -220,15 +220,16 @@ async def test_an_id_or_key_repeated_alike_on_two_lines_is_one_value(
         (("application/json", "text/plain"), 400),
         (("text/plain", "application/json"), 400),
         (("application/json", "application/json"), 202),
+        (("application/json", "application/json; charset=utf-8"), 202),
     ],
-    ids=["json-first", "json-last", "alike"],
+    ids=["json-first", "json-last", "alike", "both-json"],
 )
 async def test_a_body_type_sent_on_two_lines_that_disagree_is_400_and_queues_nothing(
     gate: Gate, types: tuple[str, str], status: int
 ) -> None:
-    """Content-Type on two lines with different values is refused whichever comes first,
-    as the id headers are (another server may read the other line and see another body
-    type); the same line twice is the one value."""
+    """Content-Type on two lines that name different types is refused whichever comes
+    first, as the id headers are (another server may read the other line and see another
+    body type); lines that all name JSON (the same line twice, or with a charset) agree."""
     app, endpoints = make_app(gate)
     headers = [("Content-Type", value) for value in types]
     async with served(app) as url, httpx.AsyncClient(base_url=url) as client:

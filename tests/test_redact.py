@@ -118,6 +118,56 @@ def test_a_sensitive_names_list_or_mapping_is_masked_whole_and_nested_names_are_
     assert redact(text) == masked
 
 
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        (
+            "[type=url_parsing, input_value='https://hooks.example/x?token=abc123', ...]",
+            "[type=url_parsing, input_value='https://hooks.example/x?token=***', ...]",
+        ),
+        ("Cfg(url='postgres://db/x?sslmode=require&password=hunter2')", None),
+        ("f(note='token=abc')", "f(note='token=***')"),
+        ("ValueError('bm9uY2U=', Credentials(password='hunter2'))", None),
+        (
+            "Credentials(user='app', password=b'hunter2')",
+            "Credentials(user='app', password=b'***')",
+        ),
+        ("{'key': b'\\x8f)k\\x12s3cretbytes'}", "{'key': b'***'}"),
+        ("user=app,password=hunter2", "user=app,password=***"),
+        ("secret=x, a=1", "secret=***, a=1"),
+        ("Command '['psql', '--password=hunter2']'", "Command '['psql', '--password=***']'"),
+        ("password=Ab(3)hunter2 next", "password=*** next"),
+        ("{'password': x(0)hunter2, 'a': 1}", "{'password': ***, 'a': 1}"),
+        ("token='hunter2", "token=***"),
+    ],
+    ids=[
+        "query-in-a-quoted-value",
+        "dsn-in-a-kwarg",
+        "pair-in-a-quoted-note",
+        "quoted-value-ending-in-equals",
+        "bytes-kwarg",
+        "bytes-with-a-bracket",
+        "comma-separated-pairs",
+        "comma-after-a-value",
+        "command-line-option",
+        "bracket-inside-a-bare-value",
+        "call-then-more-of-the-value",
+        "quote-never-closed",
+    ],
+)
+def test_secrets_inside_quoted_values_bytes_and_option_spellings_are_masked(
+    text: str, masked: str | None
+) -> None:
+    """A ``name=value`` quoted inside another value (a URL's query in a repr, a pydantic
+    input), bytes literals, pairs separated by commas, ``--name=`` options, a bare value
+    with a bracket inside it, and a quote a cut left open: the secret is masked (None:
+    only that "hunter2"/"abc" is gone is checked)."""
+    result = redact(text)
+    assert "hunter2" not in result and "abc123" not in result and "s3cretbytes" not in result
+    if masked is not None:
+        assert result == masked
+
+
 def test_a_secret_the_cut_of_a_long_message_runs_through_is_masked_whole() -> None:
     """A message longer than MAX_MESSAGE is cut; a secret the cut falls in is masked
     before the cut, not left half visible."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,10 +14,17 @@ from markupsafe import escape
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from async_endpoints import AsyncEndpoints, JobSpec, JobStatus, StoreUnavailableError
+from async_endpoints import (
+    AsyncEndpoints,
+    InMemoryJobStore,
+    JobSpec,
+    JobStatus,
+    StoreUnavailableError,
+)
 from async_endpoints import _dashboard_views as views
 from async_endpoints._dashboard import _as_path as dashboard_path
 from async_endpoints._dashboard_guard import COOKIE
+from async_endpoints.testing import ManualClock
 from async_endpoints_redis import RedisJobStore
 from tests.observability.dashboard_app import Gate, make_app
 from tests.redis.support import eventually
@@ -625,22 +633,29 @@ async def test_the_navigation_marks_the_page_shown(client: httpx.AsyncClient) ->
     assert "aria-current" not in page
 
 
-async def test_a_scheduled_job_past_its_time_reads_as_due(
-    engine: AsyncEndpoints, client: httpx.AsyncClient
+async def test_a_scheduled_job_past_its_time_reads_as_due_in_the_page_and_its_refresh(
+    gate: Gate,
 ) -> None:
     """A Scheduled job whose time has come (no worker has taken it yet) reads "due … ago",
-    not a bare "ago" that looks stuck; one due later reads "in …"."""
-    due = await engine.submit("Ok", {}, delay=0.001)
-    later = await engine.submit("Ok", {}, delay=3600)
-
-    async def listed_due() -> str | None:
-        page = (await client.get("/dashboard/jobs?status=Scheduled")).text
-        return page if ">due <time" in page else None
-
-    page = await eventually(listed_due)
-    rows = dict(re.findall(r'<tr data-job="([0-9a-f-]+)"[^>]*>(.*?)</tr>', page, re.S))
-    assert re.search(r">due <time[^>]*>[^<]+</time>", rows[str(due.id)])
-    assert re.search(r'<span class="sub"><time[^>]*>in [^<]+</time>', rows[str(later.id)])
+    not a bare "ago" that looks stuck; one due later reads "in …"; the page's refresh
+    (its live part alone) says the same. The store's clock stands still at 2026-01-01, so
+    a job due 5 s after it is long due by the page's clock and stays Scheduled."""
+    clock = ManualClock()
+    app, endpoints = make_app(gate, InMemoryJobStore(clock=clock))
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        endpoints.running(workers=False),
+        httpx.AsyncClient(transport=transport, base_url=BASE) as client,
+    ):
+        due = await endpoints.submit("Ok", {}, delay=5)
+        later = await endpoints.submit("Ok", {}, delay=time.time() - clock() + 3600)
+        for headers in ({}, {"X-Dashboard-Fragment": "1"}):
+            page = await client.get("/dashboard/jobs?status=Scheduled", headers=headers)
+            assert page.status_code == 200
+            rows = dict(re.findall(r'<tr data-job="([0-9a-f-]+)"[^>]*>(.*?)</tr>', page.text, re.S))
+            assert re.search(r">due <time[^>]*>[^<]+</time>", rows[str(due.id)])
+            assert re.search(r'<span class="sub"><time[^>]*>', rows[str(later.id)])
+            assert ">due " not in rows[str(later.id)]
 
 
 async def test_a_finished_batch_says_how_many_of_its_jobs_were_queued_again(
@@ -707,6 +722,37 @@ async def test_links_forms_cookie_and_redirects_keep_the_apps_prefix(
             headers=SAME_ORIGIN,
         )
         assert outside.headers["location"].startswith("/pfx/dashboard/?done=requeued")
+
+
+@pytest.mark.parametrize(("prefix", "encoded"), [("/a b", "/a%20b"), ("/é", "/%C3%A9")])
+async def test_under_a_prefix_that_needs_encoding_the_page_is_marked_and_actions_come_back(
+    gate: Gate, prefix: str, encoded: str
+) -> None:
+    """Under a root path with a space or a non-ASCII letter (links encoded, the page's own
+    path decoded): the navigation marks the page shown, and an action returns to the
+    page it came from, not to the dashboard's root."""
+    app, endpoints = make_app(gate)
+    transport = httpx.ASGITransport(app=app, root_path=prefix)
+    async with (
+        endpoints.running(workers=False),
+        httpx.AsyncClient(transport=transport, base_url=BASE) as client,
+    ):
+        job = await endpoints.submit("Hold")
+        page = await client.get(f"{encoded}/dashboard/jobs?status=Failed")
+        assert re.findall(r'aria-current="page">([^<]+)</a>', page.text) == ["Failed"]
+        page = await client.get(f"{encoded}/dashboard/jobs?status=Queued")
+        token = re.search(r'name="token" value="([^"]+)"', page.text)
+        here = re.search(r'name="next" value="([^"]+)"', page.text)
+        assert token is not None and here is not None
+        form = {"token": token.group(1), "job_id": str(job.id)}
+        answer = await client.post(
+            f"{encoded}/dashboard/actions/cancel",
+            data={**form, "next": here.group(1).replace("&amp;", "&")},
+            headers=SAME_ORIGIN,
+        )
+        assert answer.headers["location"] == (
+            f"{encoded}/dashboard/jobs?status=Queued&done=canceled&subject={job.id}"
+        )
 
 
 @pytest.mark.parametrize(
