@@ -9,6 +9,7 @@ hold no connection while they wait.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from pathlib import Path
 
 import httpx
@@ -107,15 +108,23 @@ async def test_200_concurrent_http_connections_polling_a_job_on_a_cluster_get_on
     store_url = f"{redis_cluster.url}?max_connections={MAX_CONNECTIONS}"
     env = {"REDIS_URL": redis_server.url, "STORE_URL": store_url, "AE_PREFIX": prefix}
     api = start_api({**env, "RUN_WORKERS": "0"}, tmp_path)
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     try:
-        async with httpx.AsyncClient(base_url=api.url, limits=limits, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=api.url, timeout=30) as client:
             job_id = (await client.post("/count")).json()["id"]
 
-            async def poll(times: int) -> list[int]:
-                return [(await client.get(f"/jobs/{job_id}")).status_code for _ in range(times)]
+        tls = ssl.create_default_context()
 
-            answers = await asyncio.gather(*(poll(5) for _ in range(200)))
+        async def poll(times: int) -> list[int]:
+            # A client per connection: one client's pool of 200 connections costs it more
+            # CPU per request (it scans them all) than the server spends answering.
+            # (One TLS context for them all: each client would load the CA bundle again.)
+            one = httpx.Limits(max_connections=1)
+            async with httpx.AsyncClient(
+                base_url=api.url, limits=one, timeout=30, verify=tls
+            ) as own:
+                return [(await own.get(f"/jobs/{job_id}")).status_code for _ in range(times)]
+
+        answers = await asyncio.gather(*(poll(5) for _ in range(200)))
     finally:
         api.kill()
     statuses = [status for polls in answers for status in polls]
@@ -146,7 +155,7 @@ async def test_a_call_that_found_no_free_connection_in_time_says_so(
     messages = [str(answer) for answer in found]
     assert all(isinstance(answer, StoreUnavailableError) for answer in found), messages
     assert any("no connection of the store was free within 0.5 s" in m for m in messages)
-    assert any("(get): no answer within 0.5 s" in m for m in messages), messages
+    assert any("(get): no answer" in m for m in messages), messages
 
 
 def test_a_pool_of_fewer_than_3_connections_is_a_configuration_error() -> None:

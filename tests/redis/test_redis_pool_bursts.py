@@ -108,7 +108,9 @@ async def test_a_call_that_found_no_free_connection_in_time_says_so_on_a_single_
     messages = [str(answer) for answer in found]
     assert all(isinstance(answer, StoreUnavailableError) for answer in found), messages
     waited = ["no connection of the store was free within 0.5 s" in m for m in messages]
-    unanswered = ["(get): no answer within 0.5 s" in m for m in messages]
+    # Redis's answer waited for past our 0.5 s deadline, or past redis-py's own wait for a
+    # reply (socket_timeout, then one retry) when that ran out first on a busy machine.
+    unanswered = ["(get): no answer" in m for m in messages]
     assert all(a or b for a, b in zip(waited, unanswered, strict=True)), messages
     assert any(waited) and any(unanswered), messages
 
