@@ -88,6 +88,8 @@ async def test_killing_workers_never_runs_two_jobs_of_a_key_at_once_and_loses_no
                 await asyncio.sleep(scale.kill_interval)  # the scenario's rhythm
                 live += [task.result() for task in replacements if task.done()]
                 replacements = [task for task in replacements if not task.done()]
+                if not live:  # all killed before a replacement came up (a busy machine)
+                    live.append(await replacements.pop(0))
                 victim = await busiest(records, prefix, live)
                 live.remove(victim)
                 victim.kill()  # returns once the process is gone

@@ -86,6 +86,8 @@ async def test_killing_a_worker_every_two_seconds_loses_no_job_and_bounds_duplic
                 await asyncio.sleep(scale.kill_interval)  # the scenario's rhythm
                 live += [task.result() for task in replacements if task.done()]
                 replacements = [task for task in replacements if not task.done()]
+                if not live:  # all killed before a replacement came up (a busy machine)
+                    live.append(await replacements.pop(0))
                 victim = await busiest(records, prefix, live)
                 live.remove(victim)
                 kills.append((victim.pid, time.time()))
