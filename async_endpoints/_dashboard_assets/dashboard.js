@@ -48,7 +48,15 @@
     var times = live.querySelectorAll("time[datetime]");
     for (var i = 0; i < times.length; i++) {
       var at = Date.parse(times[i].getAttribute("datetime"));
-      if (!isNaN(at)) times[i].textContent = ago(now - at);
+      if (isNaN(at)) continue;
+      times[i].textContent = ago(now - at);
+      // The hover says the moment in UTC (as the server wrote it) and in the browser's
+      // own time zone, once.
+      if (!times[i].hasAttribute("data-local")) {
+        var local = new Date(at).toLocaleString(undefined, { timeZoneName: "short" });
+        times[i].setAttribute("data-local", local);
+        times[i].title = times[i].title + " · " + local;
+      }
     }
   }
 

@@ -171,7 +171,8 @@ async def test_paging_through_the_jobs(site: tuple[str, AsyncEndpoints], page: P
 async def test_the_job_page_shows_its_json_and_times(
     site: tuple[str, AsyncEndpoints], page: Page
 ) -> None:
-    """The job JSON is on the page; times read "… ago" with the absolute time on hover."""
+    """The job JSON is on the page; times read "… ago" with the absolute time on hover,
+    in UTC and in the browser's time zone."""
     base, engine = site
     job = await engine.submit("Ok", {"text": "hello"})
     await engine.wait_for(job.id, timeout=10)
@@ -181,7 +182,8 @@ async def test_the_job_page_shows_its_json_and_times(
     await expect(json_text).to_contain_text('"result": "hello"')
     created = page.locator(".timeline time").first
     await expect(created).to_have_text(re.compile(r"^(just now|\d+ s ago)$"))
-    assert (await created.get_attribute("title") or "").endswith(" UTC")
+    # On hover: the moment in UTC, then in the browser's own time zone.
+    await expect(created).to_have_attribute("title", re.compile(r"^[\d: .-]+ UTC · .+$"))
 
 
 async def test_a_job_due_later_reads_in_hours_and_minutes(
@@ -194,7 +196,24 @@ async def test_a_job_due_later_reads_in_hours_and_minutes(
     await page.goto(f"{base}/dashboard/jobs?status=Scheduled")
     due = page.locator(f'tr[data-job="{job.id}"] time').first
     await expect(due).to_have_text("in 1 h 59 min")
-    assert (await due.get_attribute("title") or "").endswith(" UTC")
+    await expect(due).to_have_attribute("title", re.compile(r"^[\d: .-]+ UTC · .+$"))
+
+
+async def test_a_times_hover_names_it_in_the_browsers_own_time_zone_too(
+    site: tuple[str, AsyncEndpoints], browser: Browser
+) -> None:
+    """A browser in Tokyo sees the moment in UTC and in its own zone (nine hours ahead)."""
+    base, engine = site
+    job = await engine.submit("Ok", {}, delay=7170)
+    context = await browser.new_context(timezone_id="Asia/Tokyo", locale="en-GB")
+    page = await context.new_page()
+    page.set_default_timeout(PATIENCE_MS)
+    try:
+        await page.goto(f"{base}/dashboard/jobs/{job.id}")
+        due = page.locator(".timeline time").nth(1)
+        await expect(due).to_have_attribute("title", re.compile(r" UTC · .+ (JST|GMT\+9)$"))
+    finally:
+        await context.close()
 
 
 async def test_a_cross_site_form_post_is_refused(
