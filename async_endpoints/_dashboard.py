@@ -203,11 +203,15 @@ class Dashboard:
     def _common(self, request: Request, token: str) -> dict[str, Any]:
         now = datetime.now(UTC)
         params = request.query_params
-        notice = NOTICES.get(params.get("done", ""))
+        done = params.get("done", "")
+        notice = NOTICES.get(done)
         subject = parse_job_id(params.get("subject"))
         queue = params.get("subject_queue")
+        # The job or batch acted on, named by a link to its page before the notice.
+        notice_link = None
         if notice is not None and subject is not None:
-            notice = f"{str(subject)[:8]}: {notice}"
+            kind = "batches" if "batch" in done else "jobs"
+            notice_link = (f"{self.base(request)}/{kind}/{subject}", str(subject)[:8])
         elif notice in ("Paused.", "Resumed.") and queue in self.endpoints.settings.queues:
             notice = f"Queue {queue}: {notice[:-1].lower()}."
         here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -221,6 +225,7 @@ class Dashboard:
             "token": token,
             "here": here,
             "notice": notice,
+            "notice_link": notice_link,
             "can_control": self.can_control,
             "has_schedules": isinstance(self.endpoints.store, ScheduleStore),
             "has_batches": self.has_batches,

@@ -169,7 +169,8 @@ async def test_same_origin_actions_work_and_redirect_back(
     )
     # The notice names the job acted on (the list may have moved under the click).
     back = await client.get(answer.headers["location"])
-    assert f"{str(job.id)[:8]}: The job was cancelled." in back.text
+    link = f'<a href="/dashboard/jobs/{job.id}" class="id">{str(job.id)[:8]}</a>'
+    assert f"{link}: The job was cancelled." in back.text  # a link to the job's page
     assert (await engine.get_job(job.id)).status is JobStatus.CANCELED  # type: ignore[union-attr]
     answer = await client.post("/dashboard/actions/requeue", data=form, headers=SAME_ORIGIN)
     assert (await engine.get_job(job.id)).status is JobStatus.QUEUED  # type: ignore[union-attr]
@@ -444,6 +445,8 @@ async def test_batches_their_jobs_and_cancelling_one(
     )
     canceled = await engine.get_batch(batch.id)
     assert canceled is not None and canceled.canceled == 3
+    back = (await client.get(answer.headers["location"])).text
+    assert f'<a href="/dashboard/batches/{batch.id}" class="id">' in back
     # A cancelled batch's bar is all "finished": the page says how it ended.
     after = await client.get(f"/dashboard/batches/{batch.id}")
     assert "100 % finished: 0 completed, 0 failed, 3 canceled" in after.text
