@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from ._control import JobControl
-from ._errors import ConfigurationError, UnknownJobNameError
+from ._errors import ConfigurationError, DuplicateJobError, UnknownJobNameError
 from ._events import EventKind, LifecycleEvent
 from ._handlers import Handler
 from ._http import job_request
@@ -138,6 +138,7 @@ class JobSubmission(JobControl):
                 `IdempotentStore`.
         """
         max_retries = handler.max_retries
+        server_chose = job_id is None
         job_id = uuid.uuid4() if job_id is None else job_id
         queue = handler.queue if placement.queue is None else placement.queue
         follow_up = None
@@ -163,17 +164,31 @@ class JobSubmission(JobControl):
                 tenant=placement.tenant,
                 follow_up=follow_up,
             )
-            if idempotency is None:
-                job = await self.store.enqueue(new_job, max_waiting=self.settings.max_queue_size)
-            else:
-                try:
-                    job, earlier = await self._enqueue_once(new_job, idempotency)
-                except IdempotentJobGoneError as gone:
-                    _check_same(idempotency, gone.job_id, gone.fingerprint)
+            try:
+                if idempotency is None:
+                    job = await self.store.enqueue(
+                        new_job, max_waiting=self.settings.max_queue_size
+                    )
+                else:
+                    try:
+                        job, earlier = await self._enqueue_once(new_job, idempotency)
+                    except IdempotentJobGoneError as gone:
+                        _check_same(idempotency, gone.job_id, gone.fingerprint)
+                        raise
+                    if earlier is not None:
+                        _check_same(idempotency, job.id, earlier)
+                        return job
+            except DuplicateJobError:
+                if not server_chose:
                     raise
-                if earlier is not None:
-                    _check_same(idempotency, job.id, earlier)
-                    return job
+                # A fresh random id found taken can only be this very job: the store's
+                # client resent the enqueue after its reply was lost, and the first send
+                # had stored it (a worker may even have finished it since, so that the
+                # store could not tell the resend from a clash by what the job keeps).
+                stored = await self.store.get(job_id)
+                if stored is None:
+                    raise
+                job = stored
         if self.events:
             self.events.emit(LifecycleEvent(EventKind.SUBMITTED, job))
         return job
