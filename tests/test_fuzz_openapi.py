@@ -37,7 +37,7 @@ from async_endpoints import InMemoryJobStore
 
 EXAMPLE_APP = Path(__file__).resolve().parents[1] / "example_app" / "main.py"
 FUZZ_SETTINGS = settings(
-    max_examples=150,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
