@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from async_endpoints._errors import JobStoreError, StoreUnavailableError
 
@@ -192,13 +191,6 @@ class Connection:
                         # is cancelled (and our deadline, a cancellation too, still fires).
                         raise asyncio.CancelledError
                     return result
-            except RedisTimeoutError as exc:
-                # redis-py's own wait for a reply (or a connection) ran out before ours:
-                # the same outage, said the same way ("Timeout reading from ..." kept).
-                raise StoreUnavailableError(
-                    f"Redis is unavailable ({operation}): no answer in time ({exc})",
-                    retry_after=RETRY_AFTER,
-                ) from exc
             except TimeoutError as exc:
                 if not deadline.expired():
                     raise

@@ -80,5 +80,10 @@ def raised_in_redis(exc: BaseException) -> bool:
 
 
 def _unavailable(operation: str, exc: BaseException) -> StoreUnavailableError:
-    message = f"Redis is unavailable ({operation}): {type(exc).__name__}: {exc}"
+    if isinstance(exc, redis_errors.TimeoutError):
+        # redis-py's own wait for a reply (or a connection) ran out before our deadline:
+        # the same outage as our deadline's, said the same way.
+        message = f"Redis is unavailable ({operation}): no answer in time ({exc})"
+    else:
+        message = f"Redis is unavailable ({operation}): {type(exc).__name__}: {exc}"
     return StoreUnavailableError(message, retry_after=RETRY_AFTER)
