@@ -69,6 +69,9 @@ class Offer:
     base: str
     handed: list[Claim] = field(default_factory=list)
     ended: bool = False
+    #: Per handed claim's token, ms of its lease left (by this process's reading of the
+    #: store's clock) when its message arrived.
+    lease_left: dict[str, int] = field(default_factory=dict)
 
 
 class StoreBase:

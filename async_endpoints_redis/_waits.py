@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from async_endpoints._job import DEFAULT_QUEUE, Job
+from async_endpoints._logs import job_extra
 from async_endpoints._store import Claim
 
 from ._base import Offer, StoreBase
@@ -50,6 +51,8 @@ class RedisWaits(StoreBase):
     if TYPE_CHECKING:
 
         async def get(self, job_id: uuid.UUID) -> Job | None: ...
+
+        async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[str]: ...
 
     async def wait_for_work(
         self,
@@ -124,8 +127,37 @@ class RedisWaits(StoreBase):
             raise
         handed = [] if offer.ended else offer.handed
         self._end_offer()
+        try:
+            handed = await self._vouched_for(handed, offer.lease_left, lease)
+        except BaseException:
+            self._withdraw_soon()  # none was returned: they go back to the queue
+            raise
         self._started += [claim.token for claim in handed]
         return handed
+
+    async def _vouched_for(
+        self, handed: list[Claim], lease_left: dict[str, int], lease: float
+    ) -> list[Claim]:
+        """Those of ``handed`` whose leases have two thirds left, and the others once
+        renewed (see `async_endpoints._claimer`): a hand-over carried out late (Redis
+        stalled while the enqueue was on its way, say) may bring a lease that is nearly
+        over, or that recovery already took back. Claims reported lost are dropped; those
+        whose renewal failed are not returned, so the offer's end puts them back in the
+        queue."""
+        late = [c for c in handed if lease_left.get(c.token, _ms(lease)) < _ms(lease) * 2 / 3]
+        if not late:
+            return handed
+        try:
+            lost = await self.renew(late, lease=lease)
+        except Exception as exc:
+            unrenewed = "%d job(s) handed over late not started, their leases not renewed: %s"
+            logger.warning(unrenewed, len(late), exc)
+            lost = {claim.token for claim in late}
+        for claim in late:
+            if claim.token in lost:
+                message = "job %s: handed over late and lost meanwhile (recovered or cancelled)"
+                logger.warning(message, claim.job.id, extra=job_extra(claim.job))
+        return [claim for claim in handed if claim.token not in lost]
 
     def _handed_over(self, message: bytes | str) -> None:
         """A job handed to this store's offer (an inbox message): keep it for the waiter.
@@ -141,9 +173,12 @@ class RedisWaits(StoreBase):
         except (ValueError, KeyError, TypeError) as exc:
             logger.warning("ignoring a malformed hand-over message: %s", exc)
             return
+        until = fields.pop("lease_until", None)
         job = decode_or_none(job_id, fields)
         if job is not None and token.startswith(offer.base + "."):
             offer.handed.append(Claim(job, token, from_ms(fields.get("due_at"))))
+            if until is not None and until.isdigit():
+                offer.lease_left[token] = int(until) - self._connection.elapsed.reading()
             self._notifications.wake()
 
     def _give_back(self, claims: Sequence[Claim]) -> None:

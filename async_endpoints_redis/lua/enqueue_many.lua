@@ -26,13 +26,14 @@
 -- Handing over: the job is stored InProgress under a token of the offer ("<base>.<n>",
 -- n counting the jobs the offer got, which its given-list records), with the offer's
 -- lease, and published to the worker's inbox as "<id>" followed by the job's hash as a
--- JSON array {field, value, ...}. It is handed over only when its queue is not paused and
--- holds no ready job (of any tenant), the offer serves it and no queue the offer ranks
--- higher holds a ready job (strict priority), it is first in its key's lane (if any),
--- when the worker's subscription to its inbox is live on this node, and only when its
--- request is at most 8 KiB (larger ones are queued: pub/sub is no place for big
--- payloads); an offer whose worker is gone, that expired or that is used up loses its
--- turn. Offers take turns, so a burst spreads over the idle workers.
+-- JSON array {field, value, ...}, with 'lease_until' (when the lease ends) after it. It
+-- is handed over only when its queue is not paused and holds no ready job (of any
+-- tenant), the offer serves it and no queue the offer ranks higher holds a ready job
+-- (strict priority), it is first in its key's lane (if any), when the worker's
+-- subscription to its inbox is live on this node, and only when its request is at most
+-- 8 KiB (larger ones are queued: pub/sub is no place for big payloads); an offer whose
+-- worker is gone, that expired or that is used up loses its turn. Offers take turns, so
+-- a burst spreads over the idle workers.
 --
 -- Returns: {replies, queued}: per job, in order, its created-at time (ms), -1 when the id
 -- exists (that job is left unchanged), -2 when its limit of waiting (Queued or
@@ -123,6 +124,10 @@ local function hand_over(key, id, fields, queue)
       if slots > 1 then
         redis.call('RPUSH', K.idle, inbox)
       end
+      -- The message also tells when the lease ends (elapsed-time clock): a worker that
+      -- reads it later than a third of the lease in renews the claim before starting it.
+      handed[#handed + 1] = 'lease_until'
+      handed[#handed + 1] = ms(clock + lease)
       redis.call('PUBLISH', channel, id .. cjson.encode(handed))
       return true
     end

@@ -1,0 +1,142 @@
+"""A claim sent while Redis stalls, carried out when the stall ends, on a real server.
+
+The store measures leases on its elapsed-time clock, which moves only when callers advance
+it with their readings (see ``async_endpoints_redis/_elapsed.py``). While every client is
+paused (``CLIENT PAUSE``) nobody does, so a claim sent early in the stall is granted a lease
+from that early reading and is answered when the stall ends with the lease nearly or wholly
+over: the first call another process sends afterwards, with a reading of now, finds it
+expired and recovers the job. The worker renews such a claim before its handler starts, and
+does not start one it finds lost, so the job never runs twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.asyncio import Redis
+
+from async_endpoints import AsyncContext, AsyncEndpoints, JobStatus
+from async_endpoints_redis import RedisJobStore
+from tests.redis.support import eventually
+from tests.redis.test_redis_hand_over import offers_key
+from tests.redis_servers import RedisServer
+
+pytestmark = pytest.mark.redis
+
+LEASE = 1.0  # claim_timeout
+PAUSE_MS = 2500  # the stall: longer than two leases
+REPLY_TIMEOUT = 10.0  # far beyond the stall: calls wait it out rather than fail
+
+
+async def test_a_job_claimed_in_a_stall_is_not_run_by_two_workers(
+    own_redis_server: RedisServer, prefix: str
+) -> None:
+    """One worker's claim of the job is sent in the stall; another process recovers
+    stale claims every 50 ms. The job runs once and completes."""
+    stores = [
+        RedisJobStore(own_redis_server.url, prefix=prefix, socket_timeout=REPLY_TIMEOUT)
+        for _ in range(2)
+    ]
+    worker_store, other_store = stores
+    for store in stores:
+        await store.start()
+    engine = AsyncEndpoints(
+        store=worker_store,
+        max_concurrency=1,
+        claim_timeout=LEASE,
+        recovery_interval=3600,
+        polling_interval=60,
+    )
+    blocker_started, release_blocker = asyncio.Event(), asyncio.Event()
+    starts: list[int] = []
+
+    async def block(ctx: AsyncContext[None]) -> None:
+        blocker_started.set()
+        await release_blocker.wait()
+
+    async def work(ctx: AsyncContext[None]) -> str:
+        starts.append(ctx.retry_count)
+        await asyncio.sleep(LEASE / 2)
+        return "ran"
+
+    async def recover_often() -> None:
+        while True:
+            await other_store.recover()
+            await asyncio.sleep(0.05)
+
+    engine.add_handler(block)
+    engine.add_handler(work)
+    recovering: asyncio.Task[None] | None = None
+    try:
+        async with engine.running():
+            await engine.submit("block")  # holds the pool's one slot
+            async with asyncio.timeout(10):
+                await blocker_started.wait()
+            job = await engine.submit("work")  # waits in the queue behind it
+            async with Redis.from_url(own_redis_server.url) as admin:
+                await admin.execute_command("CLIENT", "PAUSE", PAUSE_MS, "ALL")
+            release_blocker.set()  # the slot frees: the claim of the job is sent now
+            recovering = asyncio.create_task(recover_often())
+            done = await engine.wait_for(job.id, timeout=20)
+    finally:
+        if recovering is not None:
+            recovering.cancel()
+            await asyncio.gather(recovering, return_exceptions=True)
+        for store in stores:
+            await store.aclose()
+    assert done.status is JobStatus.COMPLETED and done.result == "ran"
+    assert len(starts) == 1, f"the handler started {len(starts)} times (retry counts {starts})"
+
+
+async def test_a_job_handed_over_in_a_stall_is_not_run_by_two_workers(
+    own_redis_server: RedisServer, prefix: str, steady_offers: None
+) -> None:
+    """An idle worker's offer stands; the job is submitted in the stall, so the enqueue
+    that hands it over is carried out when the stall ends, with a lease from the
+    submitter's early reading. Another process recovers stale claims every 50 ms. The
+    job runs once and completes."""
+    stores = [
+        RedisJobStore(own_redis_server.url, prefix=prefix, socket_timeout=REPLY_TIMEOUT)
+        for _ in range(3)
+    ]
+    worker_store, api_store, other_store = stores
+    for store in stores:
+        await store.start()
+    engine = AsyncEndpoints(
+        store=worker_store, claim_timeout=LEASE, recovery_interval=3600, polling_interval=60
+    )
+    api = AsyncEndpoints(store=api_store)  # submits only: it runs no workers
+    starts: list[int] = []
+
+    async def work(ctx: AsyncContext[None]) -> str:
+        starts.append(ctx.retry_count)
+        await asyncio.sleep(LEASE / 2)
+        return "ran"
+
+    async def recover_often() -> None:
+        while True:
+            await other_store.recover()
+            await asyncio.sleep(0.05)
+
+    engine.add_handler(work)
+    api.add_handler(work)
+    tasks: list[asyncio.Task[object]] = []
+    try:
+        async with engine.running():
+            client = worker_store._connection.client
+            await eventually(lambda: client.hexists(offers_key(prefix), worker_store._inbox))
+            async with Redis.from_url(own_redis_server.url) as admin:
+                await admin.execute_command("CLIENT", "PAUSE", PAUSE_MS, "ALL")
+            tasks.append(asyncio.create_task(api.submit("work")))
+            tasks.append(asyncio.create_task(recover_often()))
+            job = await tasks[0]
+            done = await engine.wait_for(job.id, timeout=20)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for store in stores:
+            await store.aclose()
+    assert done.status is JobStatus.COMPLETED and done.result == "ran"
+    assert len(starts) == 1, f"the handler started {len(starts)} times (retry counts {starts})"

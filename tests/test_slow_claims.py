@@ -1,0 +1,141 @@
+"""A claim answered late: its lease ran while the answer was on its way.
+
+The store grants a lease when it carries out the claim; the worker learns of it only when
+the answer arrives. An answer held up (a stalled store, a slow network) may bring a lease
+that is nearly over, or that the store already took back and handed to another worker.
+Such a claim is renewed before its handler starts; one found lost is not run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import pytest
+
+from async_endpoints import AsyncContext, AsyncEndpoints, Claim, InMemoryJobStore, JobStatus
+from async_endpoints._claimer import SLOW_CLAIM
+from async_endpoints.testing import ManualClock
+
+LEASE = 0.3  # claim_timeout: an answer later than a third of it is a slow one
+HELD_UP = LEASE * SLOW_CLAIM + 0.1  # seconds the first claim's answer is held up, at least
+
+
+class HeldUpAnswers(InMemoryJobStore):
+    """The first claim that takes a job is answered only once the test lets it through;
+    the order of claims, renewals and handler starts is written down."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        super().__init__(clock=clock)
+        self.taken = asyncio.Event()
+        self.let_through = asyncio.Event()
+        self.held = False
+        self.log: list[str] = []
+        self.claim_dropped = asyncio.Event()  # a renewal reported a claim lost
+
+    async def claim(
+        self, limit: int, *, lease: float, queues: Sequence[str] = ("default",)
+    ) -> list[Claim]:
+        claims = await super().claim(limit, lease=lease, queues=queues)
+        if claims and not self.held:
+            self.held = True
+            self.taken.set()
+            await self.let_through.wait()
+        self.log += [f"claimed {claim.token}" for claim in claims]
+        return claims
+
+    async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[str]:
+        lost = await super().renew(claims, lease=lease)
+        self.log += [f"renewed {claim.token}" for claim in claims if claim.token not in lost]
+        if lost:
+            asyncio.get_running_loop().call_soon(self.claim_dropped.set)  # after the answer
+        return lost
+
+
+def engine_on(store: HeldUpAnswers) -> AsyncEndpoints:
+    return AsyncEndpoints(
+        store=store, claim_timeout=LEASE, recovery_interval=3600, polling_interval=60
+    )
+
+
+async def test_a_claim_answered_after_another_worker_took_its_job_is_not_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The lease ran out while the answer was held up; the job was recovered and claimed
+    by another worker, which settles it. This worker never starts the handler."""
+    clock = ManualClock()
+    store = HeldUpAnswers(clock)
+    engine = engine_on(store)
+    runs: list[str] = []
+
+    async def work(ctx: AsyncContext[None]) -> str:
+        runs.append("here")
+        return "here"
+
+    engine.add_handler(work)
+    with caplog.at_level(logging.WARNING, logger="async_endpoints"):
+        async with engine.running():
+            job = await engine.submit("work")
+            async with asyncio.timeout(5):
+                await store.taken.wait()
+            clock.advance(LEASE + 1)  # the lease runs out while the answer is on its way
+            assert await store.recover() == [job.id]
+            (elsewhere,) = await store.claim(1, lease=30)  # another worker's claim
+            await asyncio.sleep(HELD_UP)
+            store.let_through.set()
+            async with asyncio.timeout(5):
+                await store.claim_dropped.wait()
+            await store.complete(elsewhere, "elsewhere")
+            done = await engine.wait_for(job.id, timeout=5)
+    assert runs == []
+    assert done.status is JobStatus.COMPLETED and done.result == "elsewhere"
+    assert f"job {job.id}: not started: its claim took" in caplog.text
+
+
+async def test_a_claim_answered_late_is_renewed_before_its_handler_starts() -> None:
+    """Its lease may be nearly over: it is extended first, then the job runs, once."""
+    clock = ManualClock()
+    store = HeldUpAnswers(clock)
+    engine = engine_on(store)
+
+    async def work(ctx: AsyncContext[None]) -> str:
+        store.log.append("started")
+        clock.advance(LEASE * 0.9)  # past the first lease's end, not the renewed one's
+        assert await store.recover() == []
+        return "ran"
+
+    engine.add_handler(work)
+    async with engine.running():
+        job = await engine.submit("work")
+        async with asyncio.timeout(5):
+            await store.taken.wait()
+        clock.advance(LEASE * 0.5)
+        await asyncio.sleep(HELD_UP)
+        store.let_through.set()
+        done = await engine.wait_for(job.id, timeout=5)
+    assert done.status is JobStatus.COMPLETED and done.result == "ran"
+    claimed = next(entry for entry in store.log if entry.startswith("claimed "))
+    token = claimed.removeprefix("claimed ")
+    assert store.log.index(f"renewed {token}") < store.log.index("started")
+    assert store.log.count("started") == 1
+
+
+async def test_a_claim_answered_at_once_starts_without_an_extra_renewal() -> None:
+    """The common case costs nothing: no renewal between a prompt claim and its handler."""
+    clock = ManualClock()
+    store = HeldUpAnswers(clock)
+    store.held = True  # nothing is held up
+    store.let_through.set()
+    engine = AsyncEndpoints(store=store, claim_timeout=30, recovery_interval=3600)
+
+    async def work(ctx: AsyncContext[None]) -> str:
+        store.log.append("started")
+        return "ran"
+
+    engine.add_handler(work)
+    async with engine.running():
+        job = await engine.submit("work")
+        done = await engine.wait_for(job.id, timeout=5)
+    assert done.result == "ran"
+    assert [entry.split()[0] for entry in store.log] == ["claimed", "started"]
