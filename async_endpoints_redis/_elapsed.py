@@ -7,7 +7,12 @@ hour (a step back). Instead the store keeps one clock key that every call advanc
 the caller's *reading*: the largest value this process has seen, plus the time its own
 monotonic clock has measured since. Monotonic clocks do not step, so the key moves with
 real time while anyone calls; readings lag by a network hop at most (a reply is older than
-its arrival), so a lease measured with it can only come out a little long, never short.
+its arrival), so a lease measured with it can only come out a little long, never short,
+for a command carried out as it arrives. One that waited in a stalled server (``CLIENT
+PAUSE``, a long script) is carried out with the reading it was sent with, and nobody moved
+the clock meanwhile: its lease comes out short by the stall. The worker therefore renews a
+claim answered later than a third of its lease before starting it (``_claimer.py`` in the
+core package; ``_waits.py`` for a hand-over).
 The key starts at the server's wall clock the first time (see ``lua/_lib.lua``); after a
 spell in which no process called the store, the first reading of a process that starts
 catches it up with the time that passed (``lua/clock.lua``).

@@ -12,6 +12,7 @@ does not start one it finds lost, so the job never runs twice.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 from redis.asyncio import Redis
@@ -27,6 +28,24 @@ pytestmark = pytest.mark.redis
 LEASE = 1.0  # claim_timeout
 PAUSE_MS = 2500  # the stall: longer than two leases
 REPLY_TIMEOUT = 10.0  # far beyond the stall: calls wait it out rather than fail
+
+
+def counting_starts(starts: list[int]) -> Callable[[AsyncContext[None]], Awaitable[str]]:
+    """A handler named ``work`` that notes each start (its retry count) in ``starts``."""
+
+    async def work(ctx: AsyncContext[None]) -> str:
+        starts.append(ctx.retry_count)
+        await asyncio.sleep(LEASE / 2)
+        return "ran"
+
+    return work
+
+
+async def recover_often(store: RedisJobStore) -> None:
+    """Another process's stale-claim recovery, every 50 ms, with readings of now."""
+    while True:
+        await store.recover()
+        await asyncio.sleep(0.05)
 
 
 async def test_a_job_claimed_in_a_stall_is_not_run_by_two_workers(
@@ -50,20 +69,11 @@ async def test_a_job_claimed_in_a_stall_is_not_run_by_two_workers(
     )
     blocker_started, release_blocker = asyncio.Event(), asyncio.Event()
     starts: list[int] = []
+    work = counting_starts(starts)
 
     async def block(ctx: AsyncContext[None]) -> None:
         blocker_started.set()
         await release_blocker.wait()
-
-    async def work(ctx: AsyncContext[None]) -> str:
-        starts.append(ctx.retry_count)
-        await asyncio.sleep(LEASE / 2)
-        return "ran"
-
-    async def recover_often() -> None:
-        while True:
-            await other_store.recover()
-            await asyncio.sleep(0.05)
 
     engine.add_handler(block)
     engine.add_handler(work)
@@ -77,7 +87,7 @@ async def test_a_job_claimed_in_a_stall_is_not_run_by_two_workers(
             async with Redis.from_url(own_redis_server.url) as admin:
                 await admin.execute_command("CLIENT", "PAUSE", PAUSE_MS, "ALL")
             release_blocker.set()  # the slot frees: the claim of the job is sent now
-            recovering = asyncio.create_task(recover_often())
+            recovering = asyncio.create_task(recover_often(other_store))
             done = await engine.wait_for(job.id, timeout=20)
     finally:
         if recovering is not None:
@@ -108,16 +118,7 @@ async def test_a_job_handed_over_in_a_stall_is_not_run_by_two_workers(
     )
     api = AsyncEndpoints(store=api_store)  # submits only: it runs no workers
     starts: list[int] = []
-
-    async def work(ctx: AsyncContext[None]) -> str:
-        starts.append(ctx.retry_count)
-        await asyncio.sleep(LEASE / 2)
-        return "ran"
-
-    async def recover_often() -> None:
-        while True:
-            await other_store.recover()
-            await asyncio.sleep(0.05)
+    work = counting_starts(starts)
 
     engine.add_handler(work)
     api.add_handler(work)
@@ -129,7 +130,7 @@ async def test_a_job_handed_over_in_a_stall_is_not_run_by_two_workers(
             async with Redis.from_url(own_redis_server.url) as admin:
                 await admin.execute_command("CLIENT", "PAUSE", PAUSE_MS, "ALL")
             tasks.append(asyncio.create_task(api.submit("work")))
-            tasks.append(asyncio.create_task(recover_often()))
+            tasks.append(asyncio.create_task(recover_often(other_store)))
             job = await tasks[0]
             done = await engine.wait_for(job.id, timeout=20)
     finally:
