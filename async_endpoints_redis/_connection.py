@@ -128,7 +128,10 @@ class Connection:
                 # Live before the first claim, so no wake-up is lost and the connection's
                 # own wake-up does not interrupt a worker's first wait.
                 if not await self.notifications.wait_live(self.deadline):
-                    logger.warning("no pub/sub subscription yet; idle workers will poll")
+                    failure = self.notifications.last_failure or "no answer in time"
+                    logger.warning(
+                        "no pub/sub subscription yet (%s); idle workers will poll", failure
+                    )
             return self._scripts
 
     async def _first_reading(self, scripts: Scripts) -> None:
@@ -146,7 +149,11 @@ class Connection:
         except StoreUnavailableError:
             raise
         except JobStoreError as exc:
-            logger.warning("could not read the store's clock: %s", exc)
+            logger.warning(
+                "could not read the store's clock: %s; the store's operations run scripts"
+                " (EVALSHA) and will fail alike until Redis allows them",
+                exc,
+            )
 
     async def _connect(self) -> None:
         if self._client is None and self._url is not None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from redis.asyncio.client import PubSub
+from redis.exceptions import ResponseError
 
 from async_endpoints._job import Job
 
@@ -86,6 +87,8 @@ class Notifications:
         self._task: asyncio.Task[None] | None = None
         self._went_live = False
         self._closed = False
+        #: Why the subscription last failed (None once it is live again).
+        self.last_failure: str | None = None
 
     @property
     def generation(self) -> int:
@@ -163,9 +166,20 @@ class Notifications:
             try:
                 await self._listen()
             except Exception as exc:  # the listener must outlive any failure
-                logger.debug("pub/sub connection lost, reconnecting: %s", exc)
+                self._failed(exc)
             backoff = _MIN_BACKOFF if self._went_live else min(backoff * 2, _MAX_BACKOFF)
             await asyncio.sleep(backoff)
+
+    def _failed(self, exc: Exception) -> None:
+        """Note why the subscription failed. A refusal by Redis (an ACL user not allowed
+        to subscribe, say) will not pass by itself: it is a warning, once per cause; a lost
+        connection is routine (the listener reconnects)."""
+        failure = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, ResponseError) and failure != self.last_failure:
+            logger.warning("pub/sub subscription refused by Redis, trying again: %s", failure)
+        else:
+            logger.debug("pub/sub connection lost, reconnecting: %s", exc)
+        self.last_failure = failure
 
     async def _listen(self) -> None:
         pubsub = await self._open()
@@ -176,6 +190,7 @@ class Notifications:
                 await self._next_message(pubsub, self._reply_timeout, "subscribe")
             self._connected.set()
             self._went_live = True
+            self.last_failure = None
             self._release_all()  # what was published while disconnected is lost
             if self.job_events is not None:
                 self.job_events.reconnected()
