@@ -35,7 +35,6 @@ from contextvars import ContextVar
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 
@@ -49,6 +48,8 @@ from ._webhook_signing import secret_keys, signed_headers
 from ._webhook_urls import AllowedHosts, check_url
 
 if TYPE_CHECKING:
+    import httpx
+
     from ._settings import Settings
     from ._store import JobStore
 
@@ -179,6 +180,8 @@ class WebhookSender:
         in all (httpx's timeout bounds each phase alone: a receiver trickling its answer
         could hold the attempt until the job's own timeout). The answer's body is never
         read."""
+        import httpx  # on first use (see `_http`)
+
         delivering = _DELIVERING.set(True)
         try:
             async with asyncio.timeout(DELIVERY_TIMEOUT):
@@ -206,6 +209,10 @@ class WebhookSender:
             await client.aclose()
 
     def _http(self) -> httpx.AsyncClient:
+        # httpx is imported on first use: a process that sends no webhook (a worker
+        # started by the CLI, say) starts a tenth of a second sooner without it.
+        import httpx
+
         if self._client is None:
             _quiet_httpx()
             # trust_env: the operator's HTTPS_PROXY / NO_PROXY and CA settings apply.

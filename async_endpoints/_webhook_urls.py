@@ -28,8 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
 from ._errors import ConfigurationError
 
 #: The longest webhook URL, in characters.
@@ -196,6 +194,8 @@ def _sendable(url: str, host: str, port: int) -> bool:
     """Whether httpx, which sends the deliveries, reads ``url`` as a URL of ``host`` on
     ``port`` (what the allow-list was checked against); a URL it refuses or reads
     otherwise is not sendable."""
+    import httpx  # on first use, as in `_webhook`
+
     try:
         parsed = httpx.URL(url)
         sent_host = _host(parsed.raw_host.decode("ascii"))
