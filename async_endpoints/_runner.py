@@ -90,6 +90,7 @@ class WorkerPool:
                     settings.claim_timeout,
                     slots.cancel_lost,
                     slots.cancel_job,
+                    slots.started_at,
                 ),
                 name="async-endpoints-renew",
             ),

@@ -40,6 +40,7 @@ class Slots:
         self._next_claim = next_claim
         self._running: dict[str, tuple[Claim, JobTask]] = {}  # by claim token
         self._settling: dict[str, Claim] = {}  # handler done, outcome being recorded
+        self._started_at: dict[str, float] = {}  # loop time each claim's job started here
         self._tasks: set[JobTask] = set()  # every job task not yet ended
         #: Set whenever a handler ends (or is abandoned).
         self.freed = asyncio.Event()
@@ -54,6 +55,7 @@ class Slots:
         """Run ``claim``'s job in a task of its own; it holds a slot until its handler ends."""
         task = asyncio.create_task(self._run(claim), name=f"async-endpoints-job-{claim.job.id}")
         self._running[claim.token] = (claim, task)
+        self._started_at[claim.token] = task.get_loop().time()
         self._tasks.add(task)
         task.add_done_callback(self._ended)
         return task
@@ -69,6 +71,7 @@ class Slots:
             if owner is task:
                 self._handler_ended(token)
                 self._settling.pop(token, None)
+                self._started_at.pop(token, None)
                 self.attempts.never_ran(claim)
 
     async def _run(self, claim: Claim) -> None:
@@ -90,6 +93,7 @@ class Slots:
                 return
             claim = next_claim
             self._running[claim.token] = (claim, task)
+            self._started_at[claim.token] = task.get_loop().time()
             job = _in_context(context.copy(), self._attempt(claim))
 
     async def _attempt(self, claim: Claim) -> Job | None:
@@ -100,6 +104,7 @@ class Slots:
         finally:
             self._handler_ended(claim.token)  # when cancelled (or failed) inside its handler
             self._settling.pop(claim.token, None)
+            self._started_at.pop(claim.token, None)
 
     def _handler_ended(self, token: str) -> None:
         entry = self._running.pop(token, None)
@@ -113,6 +118,10 @@ class Slots:
     def claims(self) -> list[Claim]:
         """The claims to renew: running handlers and outcomes being recorded."""
         return [claim for claim, _ in self._running.values()] + list(self._settling.values())
+
+    def started_at(self, token: str) -> float | None:
+        """The loop time the job of the claim ``token`` was started here, while held."""
+        return self._started_at.get(token)
 
     def handlers(self) -> list[JobTask]:
         """The tasks whose handler is running."""
