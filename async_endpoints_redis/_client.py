@@ -40,6 +40,8 @@ from redis.backoff import ExponentialBackoff
 
 from async_endpoints._errors import ConfigurationError
 
+from ._command_table import keep_command_table
+
 AnyRedis: TypeAlias = "Redis | RedisCluster"
 
 #: The fewest connections a store can work with: its pub/sub subscription's, one that a
@@ -112,7 +114,9 @@ async def connect(url: str, *, cluster: bool | None, options: dict[str, Any]) ->
     if cluster is None:
         cluster = await _is_cluster_node(url, options)
     if cluster:
-        return RedisCluster.from_url(url, **options)
+        client = RedisCluster.from_url(url, **options)
+        keep_command_table(client, url)  # read once per process and URL
+        return client
     deadline = options["socket_timeout"] + options["socket_connect_timeout"]
     pool = BlockingConnectionPool.from_url(url, timeout=deadline, **options)
     return Redis.from_pool(pool)

@@ -25,26 +25,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from redis._parsers.commands import AsyncCommandsParser
 from redis.asyncio.cluster import NodesManager, RedisCluster
 
+from ._command_table import keep_command_table as keep_table
+
 if TYPE_CHECKING:
-    from redis.asyncio.cluster import ClusterNode
-
     from ._client import AnyRedis
-
-
-class _KeptCommands(AsyncCommandsParser):
-    """A command table loaded once; later refreshes only move it to the new default node
-    (used for ``COMMAND GETKEYS``)."""
-
-    __slots__ = ()
-
-    async def initialize(self, node: ClusterNode | None = None) -> None:
-        if node is not None:
-            self.node = node
-        if not self.commands:
-            await super().initialize()
 
 
 class _KeptDefault(NodesManager):
@@ -61,15 +47,18 @@ class _KeptDefault(NodesManager):
 
 
 def keep_command_table(client: AnyRedis) -> None:
-    """Make a cluster client load its command table once (see the module docstring);
-    nothing for a single server's client."""
-    if not isinstance(client, RedisCluster) or isinstance(client.commands_parser, _KeptCommands):
+    """Make a cluster client load its command table once and keep its default node (see
+    the module docstring); nothing for a single server's client."""
+    if not isinstance(client, RedisCluster):
         return
-    parser = client.commands_parser
-    kept = _KeptCommands()
-    kept.commands = parser.commands
-    if hasattr(parser, "node"):
-        kept.node = parser.node
-    client.commands_parser = kept
+    keep_table(client)
     if type(client.nodes_manager) is NodesManager:
         client.nodes_manager.__class__ = _KeptDefault
+
+
+def release_default(client: AnyRedis) -> None:
+    """Undo `keep_command_table`'s hold on the default node before the store closes a
+    client it made: closed for good, the client must read as closed (redis-py warns of an
+    unclosed client when it is collected with a default node)."""
+    if isinstance(client, RedisCluster) and type(client.nodes_manager) is _KeptDefault:
+        object.__setattr__(client.nodes_manager, "__class__", NodesManager)

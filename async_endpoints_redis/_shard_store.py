@@ -53,7 +53,7 @@ from ._codec import Reply
 from ._connection import share_gates
 from ._keys import Keys
 from ._scripts import Submission
-from ._shard_client import keep_command_table
+from ._shard_client import keep_command_table, release_default
 from ._shard_counts import WaitingCounts
 from ._shard_features import ShardFeatures
 from ._shard_layout import ShardLayout
@@ -241,6 +241,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
     async def _close_shards(self, shards: Sequence[RedisJobStore]) -> None:
         await asyncio.gather(*(shard.aclose() for shard in shards), return_exceptions=True)
         if self._given_client is None and self._client is not None:
+            release_default(self._client)
             with contextlib.suppress(Exception):
                 await self._client.aclose()
         self._client = None

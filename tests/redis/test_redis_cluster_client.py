@@ -1,0 +1,77 @@
+"""The store's own Redis Cluster client, on a real cluster: read the command table once
+per process and URL, and read as closed once the store closed it."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import uuid
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from async_endpoints._job import NewJob
+from async_endpoints_redis import RedisJobStore
+from tests.redis_servers import RedisClusterProcesses
+
+pytestmark = pytest.mark.redis
+
+
+async def command_table_reads(cluster: RedisClusterProcesses) -> int:
+    """How many ``COMMAND`` calls the cluster's nodes have served, all together."""
+    total = 0
+    for node in cluster.live_nodes():
+        async with Redis.from_url(node.url) as client:
+            stats = await client.info("commandstats")
+        total += int(stats.get("cmdstat_command", {}).get("calls", 0))
+    return total
+
+
+async def test_stores_made_for_one_cluster_url_read_its_command_table_once(
+    redis_cluster: RedisClusterProcesses, prefix: str
+) -> None:
+    """redis-py's cluster client reads the server's command table (``COMMAND``, a quarter
+    of a second of parsing) when it connects; three stores made in one process for one
+    URL read it at most once (not at all when an earlier store of this process did),
+    and each works."""
+    before = await command_table_reads(redis_cluster)
+    stores = [RedisJobStore(redis_cluster.url, prefix=prefix, shards=n) for n in (1, 1, 3)]
+    try:
+        for store in stores:
+            await store.start()
+            job_id = uuid.uuid4()
+            await store.enqueue(NewJob(job_id, "Echo", 0))
+            found = await store.get(job_id)
+            assert found is not None and found.name == "Echo"
+    finally:
+        for store in stores:
+            await store.aclose()
+    assert await command_table_reads(redis_cluster) - before <= 1
+
+
+async def test_a_closed_store_leaves_no_cluster_client_reported_unclosed(
+    redis_cluster: RedisClusterProcesses, prefix: str
+) -> None:
+    """A sharded store keeps its client's default node across redis-py's own closes of
+    the client (see ``_shard_client.py``); the store's final close lets it go, so the
+    collected client is not reported as "Unclosed RedisCluster client" (asyncio's
+    exception handler, then stderr, in every test that happened to collect it)."""
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+
+    def report(_: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        reported.append(str(context.get("message")))
+
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(report)
+    try:
+        for shards in (1, 3):
+            store = RedisJobStore(redis_cluster.url, prefix=f"{prefix}-{shards}", shards=shards)
+            await store.start()
+            await store.aclose()
+            del store
+            gc.collect()
+    finally:
+        loop.set_exception_handler(previous)
+    assert [message for message in reported if "Unclosed" in message] == []
