@@ -127,7 +127,7 @@ async def renew_forever(
     lease: float,
     on_lost: Callable[[set[str]], Collection[str]],
     on_cancelled: Callable[[uuid.UUID, str], None] = lambda job_id, token: None,
-    started_at: Callable[[str], float | None] = lambda token: None,
+    leased_from: Callable[[str], float | None] = lambda token: None,
 ) -> None:
     """Every third of ``lease``, extend the leases of ``claims()`` in one store call.
 
@@ -143,10 +143,10 @@ async def renew_forever(
     process, so its handler is cancelled then too, through ``on_lost``, without waiting for
     the store to say so: a cut-off worker stops its handlers when their lease runs out
     rather than when it reconnects. The lease is counted from the sending of the last
-    renewal that succeeded; a claim not renewed yet counts from a third of a lease before
-    ``started_at(token)`` (the loop time its job was started here, or when the renewal
-    first saw it if unknown): a claim answered later than that was renewed before its job
-    started (`Claimer`), so the store's deadline is never earlier.
+    renewal that succeeded; a claim not renewed yet from ``leased_from(token)`` (when its
+    claim, or the renewal of a slow one, was sent: see `Claimer`), or from a third of a
+    lease before the renewal first saw it when that is not known, so the store's deadline
+    is never earlier.
     A store of several parts that renewed only some (`PartialRenewalError`) renews the
     claims of the parts that answered: those it reports lost are handled as lost, the
     others count as renewed, and the claims of the parts that failed as not renewed (their
@@ -158,7 +158,7 @@ async def renew_forever(
         await asyncio.sleep(leases.pause(loop.time()))
         held = claims()
         sent = loop.time()
-        leases.track(held, sent, started_at)
+        leases.track(held, sent, leased_from)
         answer = await _renew_fenced(store, held, leases, on_lost) if held else None
         lost: set[str] = set()
         if answer is not None:
@@ -238,18 +238,18 @@ class _Leases:
         self,
         held: Sequence[Claim],
         now: float,
-        started_at: Callable[[str], float | None] = lambda token: None,
+        leased_from: Callable[[str], float | None] = lambda token: None,
     ) -> None:
-        """Start counting claims first seen (from a third of a lease before their job
-        started, or before ``now`` when that is not known) and stop counting those no
+        """Start counting claims first seen (from ``leased_from(token)``, or from a third
+        of a lease before ``now`` when that is not known) and stop counting those no
         longer held."""
         tokens = {claim.token: claim.job for claim in held}
         for token in self._since.keys() - tokens.keys():
             del self._since[token]
             del self._jobs[token]
         for token in tokens.keys() - self._since.keys():
-            started = started_at(token)
-            self._since[token] = (now if started is None else min(started, now)) - self.lease / 3
+            since = leased_from(token)
+            self._since[token] = now - self.lease / 3 if since is None else min(since, now)
             self._jobs[token] = tokens[token]
 
     def renewed(self, tokens: Collection[str], sent: float) -> None:

@@ -90,7 +90,7 @@ class WorkerPool:
                     settings.claim_timeout,
                     slots.cancel_lost,
                     slots.cancel_job,
-                    slots.started_at,
+                    slots.leased_from,
                 ),
                 name="async-endpoints-renew",
             ),
@@ -158,10 +158,10 @@ class WorkerPool:
         """
         ran = 0
         while True:
-            claims = await self._claimer.claim(self.settings.max_concurrency)
-            if not claims:
+            claims = await self._claimed(self.settings.max_concurrency)
+            if not self._claimer.taken:
                 return ran
-            tasks = [self._slots.start(claim) for claim in claims]
+            tasks = [self._slots.start(claim, self._claimer.leased_from) for claim in claims]
             await self._slots.concluded(tasks)
             for task in tasks:  # an outcome that could not be recorded
                 failure = task.exception() if task.done() and not task.cancelled() else None
@@ -193,17 +193,18 @@ class WorkerPool:
         if free <= 0:
             await self._wait_for_a_slot()
             return
-        claims = await self._claim(free)
+        await self._claim(free)
+        taken = self._claimer.taken  # jobs found lost before they started count too
         if self._stopping.is_set():
             return
-        if 0 < len(claims) < free:
+        if 0 < taken < free:
             # The claim took every due job: another one now would find none. Wait for a
             # wake-up (new work) or for the last handler to end instead, as after an
             # empty claim; a wake-up sent since this claim began is not missed.
             await self._wait_while_busy()
-        elif not claims and len(self._slots):
+        elif not taken and len(self._slots):
             await self._wait_while_busy()
-        elif not claims:
+        elif not taken:
             # An idle pool lets the store hand new jobs straight over (one trip fewer per
             # job). A busy one does not: a handler blocking the loop must not hold jobs.
             claims = (
@@ -215,8 +216,11 @@ class WorkerPool:
                 )
                 or []  # a store written before hand-over returns None
             )
+            # Handed over: each lease had two thirds left when its job arrived (the
+            # store renews a later one first), counted as if it had just a third.
+            leased_from = asyncio.get_running_loop().time() - self.settings.claim_timeout / 3
             for claim in claims:
-                self._slots.start(claim)
+                self._slots.start(claim, leased_from)
             if claims:
                 # Let the handlers start (and short ones settle) before the next claim's
                 # own work: the claim is off every latency path, they are on it.
@@ -252,9 +256,17 @@ class WorkerPool:
 
     async def _claim(self, limit: int) -> list[Claim]:
         """Claim up to ``limit`` jobs and start them, in this task (no extra turns)."""
-        claims = await self._claimer.claim(limit)
+        claims = await self._claimed(limit)
         for claim in claims:
-            self._slots.start(claim)
+            self._slots.start(claim, self._claimer.leased_from)
+        return claims
+
+    async def _claimed(self, limit: int) -> list[Claim]:
+        """Up to ``limit`` claims to start; those found lost before they started are
+        reported (a partition key kept for one is let go)."""
+        claims = await self._claimer.claim(limit)
+        for claim in self._claimer.dropped:
+            self.attempts.lost_unstarted(claim)
         return claims
 
     async def _chain(self, began: float) -> Claim | None:
@@ -273,7 +285,7 @@ class WorkerPool:
             or len(self._slots) >= self.settings.max_concurrency
         ):
             return None
-        claims = await self._claimer.claim(1)
+        claims = await self._claimed(1)
         return claims[0] if claims else None
 
     def _backoff(self, failures: int) -> float:

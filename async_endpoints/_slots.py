@@ -40,7 +40,8 @@ class Slots:
         self._next_claim = next_claim
         self._running: dict[str, tuple[Claim, JobTask]] = {}  # by claim token
         self._settling: dict[str, Claim] = {}  # handler done, outcome being recorded
-        self._started_at: dict[str, float] = {}  # loop time each claim's job started here
+        # Per held claim, the loop time its lease counts from at the latest.
+        self._leased_from: dict[str, float] = {}
         self._tasks: set[JobTask] = set()  # every job task not yet ended
         #: Set whenever a handler ends (or is abandoned).
         self.freed = asyncio.Event()
@@ -51,11 +52,12 @@ class Slots:
         """How many handlers are running (slots in use)."""
         return len(self._running)
 
-    def start(self, claim: Claim) -> JobTask:
-        """Run ``claim``'s job in a task of its own; it holds a slot until its handler ends."""
+    def start(self, claim: Claim, leased_from: float) -> JobTask:
+        """Run ``claim``'s job in a task of its own; it holds a slot until its handler ends.
+        Its lease counts from ``leased_from`` (loop time) at the latest (`leased_from`)."""
         task = asyncio.create_task(self._run(claim), name=f"async-endpoints-job-{claim.job.id}")
         self._running[claim.token] = (claim, task)
-        self._started_at[claim.token] = task.get_loop().time()
+        self._leased_from[claim.token] = leased_from
         self._tasks.add(task)
         task.add_done_callback(self._ended)
         return task
@@ -71,7 +73,7 @@ class Slots:
             if owner is task:
                 self._handler_ended(token)
                 self._settling.pop(token, None)
-                self._started_at.pop(token, None)
+                self._leased_from.pop(token, None)
                 self.attempts.never_ran(claim)
 
     async def _run(self, claim: Claim) -> None:
@@ -93,7 +95,8 @@ class Slots:
                 return
             claim = next_claim
             self._running[claim.token] = (claim, task)
-            self._started_at[claim.token] = task.get_loop().time()
+            # Taken without a wait (`next_claim`): its lease counts from now.
+            self._leased_from[claim.token] = task.get_loop().time()
             job = _in_context(context.copy(), self._attempt(claim))
 
     async def _attempt(self, claim: Claim) -> Job | None:
@@ -104,7 +107,7 @@ class Slots:
         finally:
             self._handler_ended(claim.token)  # when cancelled (or failed) inside its handler
             self._settling.pop(claim.token, None)
-            self._started_at.pop(claim.token, None)
+            self._leased_from.pop(claim.token, None)
 
     def _handler_ended(self, token: str) -> None:
         entry = self._running.pop(token, None)
@@ -119,9 +122,10 @@ class Slots:
         """The claims to renew: running handlers and outcomes being recorded."""
         return [claim for claim, _ in self._running.values()] + list(self._settling.values())
 
-    def started_at(self, token: str) -> float | None:
-        """The loop time the job of the claim ``token`` was started here, while held."""
-        return self._started_at.get(token)
+    def leased_from(self, token: str) -> float | None:
+        """The loop time the lease of the held claim ``token`` counts from at the latest
+        (given to `start`), until it is renewed."""
+        return self._leased_from.get(token)
 
     def handlers(self) -> list[JobTask]:
         """The tasks whose handler is running."""

@@ -27,6 +27,7 @@ on ``webhook-id``, which is the delivery job's id, the same on every retry.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import time
@@ -129,6 +130,9 @@ class WebhookSender:
         if not isinstance(store, FollowUpStore):
             kind = type(store).__name__
             raise ConfigurationError(f"webhooks need a FollowUpStore; {kind} is not one")
+        # httpx is imported here, while the app is configured, not on the event loop at
+        # the first URL check or delivery (see `_http`).
+        importlib.import_module("httpx")
         self._keys = secret_keys(settings.webhook_secret)
         self._allowed: AllowedHosts = settings.webhook_allowed_hosts  # type: ignore[assignment]
         self._settings = settings
@@ -209,8 +213,8 @@ class WebhookSender:
             await client.aclose()
 
     def _http(self) -> httpx.AsyncClient:
-        # httpx is imported on first use: a process that sends no webhook (a worker
-        # started by the CLI, say) starts a tenth of a second sooner without it.
+        # httpx is imported only where webhooks are on: a process that sends none (a
+        # worker started by the CLI, say) starts a tenth of a second sooner without it.
         import httpx
 
         if self._client is None:

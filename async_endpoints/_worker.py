@@ -156,6 +156,12 @@ class AttemptRunner:
             self.canceled.discard(claim.token)
             self._report_end(claim)
 
+    def lost_unstarted(self, claim: Claim) -> None:
+        """``claim`` was lost before its attempt began (its job recovered, or cancelled,
+        while the claim's answer was on its way: see `Claimer`): a partition key the store
+        keeps for a cancelled attempt is let go now, as for a handler that ended."""
+        self._report_end(claim)
+
     def _report_end(self, claim: Claim) -> None:
         """The handler of the cancelled ``claim`` has ended (or never started): tell the
         store, from a task of its own (this one is being cancelled), so that a partition

@@ -8,7 +8,7 @@ many, a worker pool with stores per tenant or a test suite, pays once). A table 
 way is also kept across topology refreshes: a refresh then asks only for the slots, from
 the first node that answers, and never fails on a dead master it would have asked for the
 table (see `_shard_client`). A command the table lacks (a server upgraded meanwhile) is
-looked up by redis-py itself.
+read anew by redis-py itself.
 """
 
 from __future__ import annotations
@@ -31,26 +31,32 @@ _TABLES: dict[str, dict[str, Any]] = {}
 
 class KeptCommands(AsyncCommandsParser):
     """A command table loaded once, from the process's copy for ``url`` when there is
-    one; later refreshes only move it to the new default node (used for ``COMMAND
-    GETKEYS``)."""
+    one; a topology refresh (which names the new default node) only moves it to that
+    node (used for ``COMMAND GETKEYS``). redis-py's own call without a node, for a
+    command the table lacks, reads the table anew (and renews the process's copy)."""
 
     __slots__ = ("url",)
     url: str
 
     async def initialize(self, node: ClusterNode | None = None) -> None:
+        url = getattr(self, "url", None)
         if node is not None:
             self.node = node
-        if self.commands:
-            return
-        url = getattr(self, "url", None)
-        known = _TABLES.get(url) if url is not None else None
-        if known is not None:
-            for name, value in known.items():
-                setattr(self, name, value)
-            return
+            if self.commands:
+                return
+            known = _TABLES.get(url) if url is not None else None
+            if known is not None:
+                for name, value in known.items():
+                    setattr(self, name, value)
+                return
         await super().initialize()
         if url is not None:
-            _TABLES[url] = {name: getattr(self, name) for name in _PARTS if hasattr(self, name)}
+            _TABLES[url] = parts_of(self)
+
+
+def parts_of(parser: AsyncCommandsParser) -> dict[str, Any]:
+    """What ``parser``'s loading of the table set (`_PARTS`, as far as it has them)."""
+    return {name: getattr(parser, name) for name in _PARTS if hasattr(parser, name)}
 
 
 def keep_command_table(client: AnyRedis, url: str | None = None) -> None:
@@ -60,7 +66,9 @@ def keep_command_table(client: AnyRedis, url: str | None = None) -> None:
         return
     parser = client.commands_parser
     kept = KeptCommands()
-    kept.commands = parser.commands
+    if parser.commands:  # a client the app gave, loaded already: all its table
+        for name, value in parts_of(parser).items():
+            setattr(kept, name, value)
     if hasattr(parser, "node"):
         kept.node = parser.node
     if url is not None:

@@ -89,6 +89,7 @@ class Notifications:
         self._closed = False
         #: Why the subscription last failed (None once it is live again).
         self.last_failure: str | None = None
+        self._last_refusal: str | None = None  # the refusal warned of last
 
     @property
     def generation(self) -> int:
@@ -175,8 +176,9 @@ class Notifications:
         to subscribe, say) will not pass by itself: it is a warning, once per cause; a lost
         connection is routine (the listener reconnects)."""
         failure = f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, ResponseError) and failure != self.last_failure:
+        if isinstance(exc, ResponseError) and failure != self._last_refusal:
             logger.warning("pub/sub subscription refused by Redis, trying again: %s", failure)
+            self._last_refusal = failure
         else:
             logger.debug("pub/sub connection lost, reconnecting: %s", exc)
         self.last_failure = failure
@@ -190,7 +192,7 @@ class Notifications:
                 await self._next_message(pubsub, self._reply_timeout, "subscribe")
             self._connected.set()
             self._went_live = True
-            self.last_failure = None
+            self.last_failure = self._last_refusal = None
             self._release_all()  # what was published while disconnected is lost
             if self.job_events is not None:
                 self.job_events.reconnected()

@@ -57,8 +57,9 @@ def keep_command_table(client: AnyRedis) -> None:
 
 
 def release_default(client: AnyRedis) -> None:
-    """Undo `keep_command_table`'s hold on the default node before the store closes a
-    client it made: closed for good, the client must read as closed (redis-py warns of an
-    unclosed client when it is collected with a default node)."""
+    """Undo `keep_command_table`'s hold on the default node when the store closes: a
+    client closed for good must read as closed (redis-py warns of an unclosed client when
+    it is collected with a default node), whether the store closes it (one it made) or
+    the app does later (one it gave)."""
     if isinstance(client, RedisCluster) and type(client.nodes_manager) is _KeptDefault:
         object.__setattr__(client.nodes_manager, "__class__", NodesManager)

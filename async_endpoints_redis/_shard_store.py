@@ -240,8 +240,9 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
 
     async def _close_shards(self, shards: Sequence[RedisJobStore]) -> None:
         await asyncio.gather(*(shard.aclose() for shard in shards), return_exceptions=True)
-        if self._given_client is None and self._client is not None:
+        if self._client is not None:
             release_default(self._client)
+        if self._given_client is None and self._client is not None:
             with contextlib.suppress(Exception):
                 await self._client.aclose()
         self._client = None

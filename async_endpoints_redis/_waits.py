@@ -150,13 +150,17 @@ class RedisWaits(StoreBase):
         try:
             lost = await self.renew(late, lease=lease)
         except Exception as exc:
-            unrenewed = "%d job(s) handed over late not started, their leases not renewed: %s"
+            unrenewed = (
+                "%d job(s) handed over late not started, their leases not renewed (%s):"
+                " they go back to their queue"
+            )
             logger.warning(unrenewed, len(late), exc)
             lost = {claim.token for claim in late}
-        for claim in late:
-            if claim.token in lost:
-                message = "job %s: handed over late and lost meanwhile (recovered or cancelled)"
-                logger.warning(message, claim.job.id, extra=job_extra(claim.job))
+        else:
+            for claim in late:
+                if claim.token in lost:
+                    message = "job %s: handed over late and lost meanwhile (recovered or cancelled)"
+                    logger.warning(message, claim.job.id, extra=job_extra(claim.job))
         return [claim for claim in handed if claim.token not in lost]
 
     def _handed_over(self, message: bytes | str) -> None:

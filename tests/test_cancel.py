@@ -441,7 +441,7 @@ async def test_a_job_cancelled_before_its_task_first_ran_lets_its_key_go_and_lea
         attempts, slots = slots_on(any_store)
         assert isinstance(any_store, ControlStore)
         await any_store.cancel(first.id)
-        task = slots.start(claim)
+        task = slots.start(claim, asyncio.get_running_loop().time())
         slots.cancel_job(first.id)  # as the cancel listener would, before the task ran
         (outcome,) = await asyncio.gather(task, return_exceptions=True)
         assert isinstance(outcome, asyncio.CancelledError)
@@ -468,7 +468,7 @@ async def test_a_cancel_heard_for_a_job_that_is_not_canceled_fails_nothing() -> 
     job = await store.enqueue(NewJob(uuid.uuid4(), "work", 0, partition_key="k"))
     (claim,) = await store.claim(1, lease=60)
     attempts, slots = slots_on(store)
-    task = slots.start(claim)
+    task = slots.start(claim, asyncio.get_running_loop().time())
     slots.cancel_job(job.id)  # heard, though the store never cancelled this claim
     await asyncio.gather(task, return_exceptions=True)
     async with asyncio.timeout(10):
@@ -576,7 +576,7 @@ async def test_the_end_of_a_cancelled_attempt_is_reported_again_while_the_store_
     (claim,) = await store.claim(1, lease=60)
     attempts, slots = slots_on(store)
     await store.cancel(first.id)
-    task = slots.start(claim)
+    task = slots.start(claim, asyncio.get_running_loop().time())
     slots.cancel_job(first.id)
     await asyncio.gather(task, return_exceptions=True)
     with caplog.at_level(logging.WARNING, logger="async_endpoints"):
@@ -643,7 +643,7 @@ async def test_a_push_that_names_no_claim_cancels_the_jobs_attempt() -> None:
     job = await store.enqueue(NewJob(uuid.uuid4(), "work", 0))
     (claim,) = await store.claim(1, lease=60)
     _, slots = slots_on(store)
-    task = slots.start(claim)
+    task = slots.start(claim, asyncio.get_running_loop().time())
     slots.cancel_job(job.id, "a-token-of-another-claim")
     assert task.cancelling() == 0 and slots.attempts.canceled == set()
     slots.cancel_job(job.id, "")

@@ -14,7 +14,14 @@ from collections.abc import Sequence
 
 import pytest
 
-from async_endpoints import AsyncContext, AsyncEndpoints, Claim, InMemoryJobStore, JobStatus
+from async_endpoints import (
+    AsyncContext,
+    AsyncEndpoints,
+    Claim,
+    InMemoryJobStore,
+    JobStatus,
+    StoreUnavailableError,
+)
 from async_endpoints._claimer import SLOW_CLAIM
 from async_endpoints.testing import ManualClock
 
@@ -33,6 +40,7 @@ class HeldUpAnswers(InMemoryJobStore):
         self.held = False
         self.log: list[str] = []
         self.claim_dropped = asyncio.Event()  # a renewal reported a claim lost
+        self.renewals_fail = False  # every renewal raises, as if the store were cut off
 
     async def claim(
         self, limit: int, *, lease: float, queues: Sequence[str] = ("default",)
@@ -46,6 +54,8 @@ class HeldUpAnswers(InMemoryJobStore):
         return claims
 
     async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[str]:
+        if self.renewals_fail:
+            raise StoreUnavailableError("cut off")
         lost = await super().renew(claims, lease=lease)
         self.log += [f"renewed {claim.token}" for claim in claims if claim.token not in lost]
         if lost:
@@ -139,3 +149,65 @@ async def test_a_claim_answered_at_once_starts_without_an_extra_renewal() -> Non
         done = await engine.wait_for(job.id, timeout=5)
     assert done.result == "ran"
     assert [entry.split()[0] for entry in store.log] == ["claimed", "started"]
+
+
+async def test_a_late_claim_whose_renewal_fails_runs_fenced_from_the_claims_sending(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The store cannot be reached for the renewal: the job still starts (recovery would
+    count an attempt it never had), and with no renewal getting through its handler is
+    cancelled when the lease, counted from when the claim was sent, runs out."""
+    clock = ManualClock()
+    store = HeldUpAnswers(clock)
+    store.renewals_fail = True
+    engine = engine_on(store)
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def work(ctx: AsyncContext[None]) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    engine.add_handler(work)
+    with caplog.at_level(logging.WARNING, logger="async_endpoints"):
+        async with engine.running():
+            await engine.submit("work")
+            async with asyncio.timeout(5):
+                await store.taken.wait()
+            await asyncio.sleep(HELD_UP)
+            store.let_through.set()
+            async with asyncio.timeout(5):
+                await started.wait()
+                await cancelled.wait()
+    assert "could not be renewed" in caplog.text and "ran out unrenewed" in caplog.text
+
+
+async def test_a_late_claim_of_a_job_cancelled_meanwhile_lets_its_partition_key_go() -> None:
+    """The job was cancelled while its claim's answer was on its way: it is not started,
+    and the next job of its partition key runs at once, not when the dropped claim's
+    lease would have run out (the store's clock never moves here)."""
+    clock = ManualClock()
+    store = HeldUpAnswers(clock)
+    engine = engine_on(store)
+    ran: list[str] = []
+
+    async def work(ctx: AsyncContext[None]) -> str:
+        ran.append(str(ctx.job_id))
+        return "ran"
+
+    engine.add_handler(work)
+    async with engine.running():
+        first = await engine.submit("work", partition_key="k")
+        second = await engine.submit("work", partition_key="k")
+        async with asyncio.timeout(5):
+            await store.taken.wait()
+        canceled = await engine.cancel(first.id)
+        assert canceled is not None and canceled.status is JobStatus.CANCELED
+        await asyncio.sleep(HELD_UP)
+        store.let_through.set()
+        done = await engine.wait_for(second.id, timeout=5)
+    assert done.status is JobStatus.COMPLETED
+    assert ran == [str(second.id)]

@@ -246,35 +246,35 @@ async def test_a_handler_whose_lease_runs_out_unrenewed_is_cancelled_by_its_own_
     assert "ran out unrenewed" in caplog.text
 
 
-def test_a_lease_not_renewed_yet_counts_from_a_third_of_a_lease_before_its_job_started() -> None:
-    """Self-fencing's count for a claim the renewal sees for the first time: the renewal
-    looks every third of a lease, so it may first see a claim a third of a lease after
-    its job started; the lease still counts from a third of a lease before that start
-    (a claim answered later than that was renewed before it started), not before the
-    renewal's look. A claim whose start is not known counts from before the look."""
+def test_a_lease_not_renewed_yet_counts_from_when_its_claim_was_sent() -> None:
+    """Self-fencing's count for a claim the renewal sees for the first time (it looks
+    every third of a lease, so up to a third of a lease after the claim): from when the
+    claim was sent, which the pool knows, not from the renewal's look. A claim whose
+    sending is not known counts from a third of a lease before the look."""
     leases = _Leases(3.0)
-    started = {"seen-late": 99.0}
+    sent = {"known": 98.5}
     job = make_job()
-    leases.track([Claim(job, "seen-late"), Claim(job, "start-unknown")], 100.0, started.get)
-    assert leases.expired(100.99) == set()
-    assert leases.expired(101.0) == {"seen-late"}  # 99.0 - 1.0 + 3.0
-    assert leases.expired(102.0) == {"seen-late", "start-unknown"}  # 100.0 - 1.0 + 3.0
+    leases.track([Claim(job, "known"), Claim(job, "unknown")], 100.0, sent.get)
+    assert leases.expired(101.49) == set()
+    assert leases.expired(101.5) == {"known"}  # 98.5 + 3.0
+    assert leases.expired(102.0) == {"known", "unknown"}  # 100.0 - 1.0 + 3.0
 
 
-async def test_the_pools_lease_renewal_knows_when_each_job_started(
+async def test_the_pools_lease_renewal_knows_when_each_claim_was_sent(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The pool passes each held claim's start (loop time) to the lease renewal's count."""
+    """The pool passes each held claim's sending (loop time) to the lease renewal's
+    count: after the job was submitted, before its handler began."""
     seen: dict[str, float | None] = {}
     counted = asyncio.Event()
     track = _Leases.track
 
-    def recording(leases: _Leases, held: Sequence[Claim], now: float, started_at: Any) -> None:
+    def recording(leases: _Leases, held: Sequence[Claim], now: float, leased_from: Any) -> None:
         for claim in held:
-            seen[claim.token] = started_at(claim.token)
+            seen[claim.token] = leased_from(claim.token)
         if held:
             counted.set()
-        track(leases, held, now, started_at)
+        track(leases, held, now, leased_from)
 
     monkeypatch.setattr(_Leases, "track", recording)
     engine = engine_with(claim_timeout=0.3)
@@ -286,10 +286,11 @@ async def test_the_pools_lease_renewal_knows_when_each_job_started(
 
     engine.add_handler(held)
     async with engine.running():
+        submitted = asyncio.get_running_loop().time()
         job = await engine.submit("held")
         await engine.wait_for(job.id, timeout=5)
-    (start,) = seen.values()
-    assert start is not None and start <= began[0]
+    (sent,) = seen.values()
+    assert sent is not None and submitted <= sent <= began[0]
 
 
 class PartlyReachable(InMemoryJobStore):

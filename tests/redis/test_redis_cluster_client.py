@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import uuid
+import weakref
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from async_endpoints._job import NewJob
 from async_endpoints_redis import RedisJobStore
@@ -54,9 +56,10 @@ async def test_a_closed_store_leaves_no_cluster_client_reported_unclosed(
     redis_cluster: RedisClusterProcesses, prefix: str
 ) -> None:
     """A sharded store keeps its client's default node across redis-py's own closes of
-    the client (see ``_shard_client.py``); the store's final close lets it go, so the
-    collected client is not reported as "Unclosed RedisCluster client" (asyncio's
-    exception handler, then stderr, in every test that happened to collect it)."""
+    the client (see ``_shard_client.py``); the store's close lets it go, so a collected
+    client, the store's own or one the app gave and closed, is not reported as "Unclosed
+    RedisCluster client" (asyncio's exception handler, then stderr, in whichever test
+    happened to collect it)."""
     loop = asyncio.get_running_loop()
     reported: list[str] = []
 
@@ -69,9 +72,20 @@ async def test_a_closed_store_leaves_no_cluster_client_reported_unclosed(
         for shards in (1, 3):
             store = RedisJobStore(redis_cluster.url, prefix=f"{prefix}-{shards}", shards=shards)
             await store.start()
+            client = weakref.ref(store._connection.client if shards == 1 else store._client)
             await store.aclose()
             del store
             gc.collect()
+            assert client() is None  # collected: redis-py's check of it has run
+        given = RedisCluster.from_url(redis_cluster.url)  # the app's own, closed by the app
+        store = RedisJobStore(client=given, prefix=f"{prefix}-given", shards=3)
+        await store.start()
+        await store.aclose()
+        await given.aclose()
+        client = weakref.ref(given)
+        del store, given
+        gc.collect()
+        assert client() is None
     finally:
         loop.set_exception_handler(previous)
     assert [message for message in reported if "Unclosed" in message] == []
