@@ -455,12 +455,25 @@ async def test_batches_their_jobs_and_cancelling_one(
 
 
 async def test_running_jobs_are_called_running_as_in_the_navigation(
-    engine: AsyncEndpoints, client: httpx.AsyncClient
+    engine: AsyncEndpoints, client: httpx.AsyncClient, gate: Gate
 ) -> None:
     """The navigation's "Running" link leads to a page titled "Running jobs", not the
-    wire name "InProgress jobs"."""
+    wire name "InProgress jobs"; a running job's badge, on its list and its page, and the
+    status filter's choice read "Running" too, the API's name on hover."""
     page = await client.get("/dashboard/jobs?status=InProgress")
     assert "<title>Running jobs" in page.text and "InProgress jobs" not in page.text
+    assert '<option value="InProgress" selected>Running</option>' in page.text
+    job = await engine.submit("Report", {"text": "working"})
+    async with engine.running():
+        await reported(engine, job.id)  # it runs, held by the gate
+        badge = (
+            '<span class="status status-inprogress" title="InProgress (its status in the'
+            ' API)">Running</span>'
+        )
+        for path in ("/dashboard/jobs?status=InProgress", f"/dashboard/jobs/{job.id}"):
+            shown = (await client.get(path)).text
+            assert badge in shown and ">InProgress<" not in shown, path
+        gate.open.set()
 
 
 async def test_a_wrong_method_answers_405_once_authorized(client: httpx.AsyncClient) -> None:

@@ -129,7 +129,7 @@ async def test_a_running_jobs_cancel_button_cancels_it(
     base, engine = site
     job = await running_hold(engine)
     await page.goto(f"{base}/dashboard/jobs/{job.id}")
-    await expect(page.locator(".job-head .status")).to_have_text("InProgress")
+    await expect(page.locator(".job-head .status")).to_have_text("Running")
     await page.get_by_role("button", name="Cancel").click()
     await expect(page.locator(".job-head .status")).to_have_text("Canceled")
     assert (await engine.get_job(job.id)).status is JobStatus.CANCELED  # type: ignore[union-attr]
@@ -254,7 +254,7 @@ async def test_the_page_updates_by_itself_when_a_job_finishes(
     job = await running_hold(engine)
     await page.goto(f"{base}/dashboard/jobs/{job.id}")
     status = page.locator(".job-head .status")
-    await expect(status).to_have_text("InProgress")
+    await expect(status).to_have_text("Running")
     reloads: list[str] = []
     page.on("framenavigated", lambda frame: reloads.append(frame.url))
     gate.open.set()
