@@ -22,6 +22,7 @@ from async_endpoints import (
 )
 from async_endpoints._recovery import _Leases
 from async_endpoints.testing import ManualClock
+from tests.hanging import hangs_until_cancelled
 from tests.test_job import make_job
 
 
@@ -227,16 +228,7 @@ async def test_a_handler_whose_lease_runs_out_unrenewed_is_cancelled_by_its_own_
     store = UnreachableForRenewals()
     engine = engine_with(store=store, claim_timeout=0.6, recovery_interval=3600)
     started, cancelled = asyncio.Event(), asyncio.Event()
-
-    async def long(ctx: AsyncContext[None]) -> None:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
-    engine.add_handler(long)
+    engine.add_handler(hangs_until_cancelled(started, cancelled), name="long")
     with caplog.at_level(logging.WARNING, logger="async_endpoints"):
         async with engine.running():
             await engine.submit("long")
