@@ -20,10 +20,12 @@ from async_endpoints import (
     Claim,
     InMemoryJobStore,
     JobStatus,
+    PartialRenewalError,
     StoreUnavailableError,
 )
 from async_endpoints._claimer import SLOW_CLAIM
 from async_endpoints.testing import ManualClock
+from tests.hanging import hangs_until_cancelled
 
 LEASE = 0.3  # claim_timeout: an answer later than a third of it is a slow one
 HELD_UP = LEASE * SLOW_CLAIM + 0.1  # seconds the first claim's answer is held up, at least
@@ -38,6 +40,7 @@ class HeldUpAnswers(InMemoryJobStore):
         self.taken = asyncio.Event()
         self.let_through = asyncio.Event()
         self.held = False
+        self.held_claims: list[Claim] = []  # what the held-up answer carries
         self.log: list[str] = []
         self.claim_dropped = asyncio.Event()  # a renewal reported a claim lost
         self.renewals_fail = False  # every renewal raises, as if the store were cut off
@@ -48,6 +51,7 @@ class HeldUpAnswers(InMemoryJobStore):
         claims = await super().claim(limit, lease=lease, queues=queues)
         if claims and not self.held:
             self.held = True
+            self.held_claims = claims
             self.taken.set()
             await self.let_through.wait()
         self.log += [f"claimed {claim.token}" for claim in claims]
@@ -162,16 +166,7 @@ async def test_a_late_claim_whose_renewal_fails_runs_fenced_from_the_claims_send
     store.renewals_fail = True
     engine = engine_on(store)
     started, cancelled = asyncio.Event(), asyncio.Event()
-
-    async def work(ctx: AsyncContext[None]) -> None:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
-    engine.add_handler(work)
+    engine.add_handler(hangs_until_cancelled(started, cancelled), name="work")
     with caplog.at_level(logging.WARNING, logger="async_endpoints"):
         async with engine.running():
             await engine.submit("work")
@@ -211,3 +206,59 @@ async def test_a_late_claim_of_a_job_cancelled_meanwhile_lets_its_partition_key_
         done = await engine.wait_for(second.id, timeout=5)
     assert done.status is JobStatus.COMPLETED
     assert ran == [str(second.id)]
+
+
+class PartlyLost(HeldUpAnswers):
+    """A store of parts, for the renewal of a late claim: the part of jobs named ``down``
+    cannot be reached (`PartialRenewalError` tells their claims unknown), the others answer
+    as the store stands."""
+
+    async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[str]:
+        down = {claim.token for claim in claims if claim.job.name == "down"}
+        lost = await super().renew([c for c in claims if c.token not in down], lease=lease)
+        if not down:
+            return lost
+        raise PartialRenewalError("a part is down", lost=lost, unknown=down)
+
+
+async def test_a_late_claim_renewed_in_part_starts_the_unknown_and_drops_the_lost() -> None:
+    """One late claim call took three jobs: one recovered meanwhile (its part answered:
+    lost, not started), one renewed, one in a part that could not be reached (unknown:
+    started, as when a renewal fails). The two started run once; the lost one runs
+    once, later, on its next claim."""
+    clock = ManualClock()
+    store = PartlyLost(clock)
+    engine = AsyncEndpoints(
+        store=store, claim_timeout=LEASE, recovery_interval=3600, max_concurrency=3
+    )
+    runs: list[tuple[str, int]] = []
+
+    async def up(ctx: AsyncContext[None]) -> None:
+        runs.append(("up", ctx.retry_count))
+
+    async def down(ctx: AsyncContext[None]) -> None:
+        runs.append(("down", ctx.retry_count))
+
+    engine.add_handler(up)
+    engine.add_handler(down)
+    await engine.pause()  # all three are taken by one claim call once resumed
+    async with engine.running():
+        recovered = await engine.submit("up")
+        renewed = await engine.submit("up")
+        unknown = await engine.submit("down")
+        await engine.resume()
+        async with asyncio.timeout(5):
+            await store.taken.wait()
+        # Only the first job's lease runs out: the others' are renewed first, directly
+        # (the parts answering meanwhile), then the store's clock moves past the first.
+        assert {c.job.id for c in store.held_claims} == {recovered.id, renewed.id, unknown.id}
+        others = [c for c in store.held_claims if c.job.id != recovered.id]
+        assert await InMemoryJobStore.renew(store, others, lease=30) == set()
+        clock.advance(LEASE + 1)
+        assert await store.recover() == [recovered.id]
+        await asyncio.sleep(HELD_UP)
+        store.let_through.set()
+        done = [await engine.wait_for(j.id, timeout=5) for j in (recovered, renewed, unknown)]
+    assert [job.status for job in done] == [JobStatus.COMPLETED] * 3
+    assert sorted(runs) == [("down", 0), ("up", 0), ("up", 1)]
+    assert done[0].retry_count == 1 and done[1].retry_count == done[2].retry_count == 0
