@@ -9,6 +9,7 @@ when the worker never starts it, a dead or expired offer holds nothing, and turn
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from async_endpoints import AsyncContext, AsyncEndpoints, Claim
+from async_endpoints import AsyncContext, AsyncEndpoints, Claim, StoreUnavailableError
 from async_endpoints._job import Job, JobRequest, JobStatus, NewJob
 from async_endpoints_redis import RedisJobStore
 from tests.redis.support import eventually
@@ -398,3 +399,34 @@ async def test_a_keyed_job_handed_over_then_cancelled_before_it_started_lets_its
     assert [claim.job.id for claim in claims] == [second.id]
     assert await raw_redis.exists("{" + prefix + "}:held", "{" + prefix + "}:held_by") == 0
     assert await worker.complete(started, "kept") is not None
+
+
+async def test_a_job_handed_over_late_whose_renewal_fails_goes_back_unstarted(
+    make_store: StoreFactory,
+    raw_redis: Redis,
+    prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A job arriving with under two thirds of its lease left (here: the worker's reading
+    of the store's clock is a whole lease ahead) is renewed before the wait returns it;
+    that renewal failing, the wait returns nothing, and the worker's next claim puts the
+    job back in its queue and takes it again, with no attempt counted."""
+    worker, api = await make_store(), await make_store()
+    waiting = await offering(worker, raw_redis, prefix, take=1)
+    elapsed = worker._connection.elapsed
+    reading = elapsed.reading
+    monkeypatch.setattr(elapsed, "reading", lambda: reading() + 30_000)  # the offer's lease
+
+    async def unreachable(claims: Any, *, lease: float) -> set[str]:
+        raise StoreUnavailableError("cut off")
+
+    monkeypatch.setattr(worker, "renew", unreachable)
+    accepted = await api.enqueue(new_job())
+    with caplog.at_level(logging.WARNING, logger="async_endpoints_redis"):
+        async with asyncio.timeout(5):
+            assert await waiting == []
+    assert "1 job(s) handed over late not started" in caplog.text
+    monkeypatch.setattr(elapsed, "reading", reading)
+    [again] = await worker.claim(1, lease=30)
+    assert again.job.id == accepted.id and again.job.retry_count == 0
