@@ -10,9 +10,12 @@ real time while anyone calls; readings lag by a network hop at most (a reply is 
 its arrival), so a lease measured with it can only come out a little long, never short,
 for a command carried out as it arrives. One that waited in a stalled server (``CLIENT
 PAUSE``, a long script) is carried out with the reading it was sent with, and nobody moved
-the clock meanwhile: its lease comes out short by the stall. The worker therefore renews a
-claim answered later than a third of its lease before starting it (``_claimer.py`` in the
-core package; ``_waits.py`` for a hand-over).
+the clock meanwhile: a lease counted from it would come out short by the stall. So a lease
+a script grants starts where the server's wall clock says the clock would be had it moved
+through the stall (bounded; the clock itself never moves by the wall clock, see
+``LEASE_FROM`` in ``lua/_lib.lua``); and the worker renews a claim answered later than a
+third of its lease before starting it (``_claimer.py`` in the core package; ``_waits.py``
+for a hand-over), for a reply held up on its way back.
 The key starts at the server's wall clock the first time (see ``lua/_lib.lua``); after a
 spell in which no process called the store, the first reading of a process that starts
 catches it up with the time that passed (``lua/clock.lua``).

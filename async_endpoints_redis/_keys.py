@@ -30,7 +30,7 @@ prefix ``{p}:`` and build the names below from it (``lua/_lib.lua`` and the incl
     {p}:paused           SET    the paused queue names
     {p}:clock            STRING the elapsed-time clock (ms) that leases and delays use
                                 (see `_elapsed`); job timestamps use the server's clock
-    {p}:clock:at         STRING "<clock> <server wall clock>" when the clock was last set
+    {p}:clock:at         STRING "<clock> <server wall clock>": the clock's anchor (lua/_lib.lua)
                                 (a starting process catches up a clock nobody advanced)
     {p}:scheduled        ZSET   ids of Scheduled jobs (all queues), by due time (ms, elapsed
                                 clock); a due job is promoted into its own queue

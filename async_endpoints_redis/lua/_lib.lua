@@ -55,19 +55,50 @@ local function job_key(id)
   return K.jobs .. id
 end
 
--- Beside the clock, "<clock> <wall>": the value last set and the server's wall clock then
--- (clock.lua: how long nobody has advanced it).
+-- Beside the clock, its anchor "<clock> <wall>": a value it was set to and the server's wall
+-- clock then, renewed while callers keep the clock up with the wall clock (clock.lua: how
+-- long nobody has advanced it; LEASE_FROM below: how far the clock lags behind).
 local CLOCK_SET_AT = CLOCK_KEY .. ':at'
+
+-- How much wall-clock time since the anchor the clock may lag and still be credited to a
+-- lease (ms); an older anchor is renewed. Bounds what a step forward of the wall clock can
+-- add to leases: at most this much, for at most this long.
+local STALL_CREDIT_MS = 60000
+-- A lag under this is a caller's reading a network hop old, not a stall: re-anchor.
+local CAUGHT_UP_MS = 100
+
+-- Where a lease granted by this call starts (ms, elapsed clock): set by clock_ms().
+-- Normally the clock itself. But while Redis stalls (CLIENT PAUSE, a long script, a
+-- fork) nobody advances the clock, and a call queued in the stall is carried out with the
+-- reading it was sent with, seconds old: a lease counted from it would be over as soon as
+-- the first caller after the stall brings a reading of now, and another process would
+-- recover a job whose worker has not even heard of its claim. So a lease starts where the
+-- wall clock says the elapsed clock would be, had it moved through the stall, when that is
+-- ahead (by at most STALL_CREDIT_MS). Only leases granted use it, never the clock that
+-- recovery, delays and expiry read: a step of the wall clock can make a lease longer (a
+-- lost worker's job recovered later), never end a live one.
+local LEASE_FROM = 0
 
 -- The elapsed-time clock, advanced to the caller's reading when that is ahead. It starts
 -- at the wall clock the first time. Its MSET is this script's first write: Redis refuses a
 -- script's writes for memory only up to its first one, so a script that starts here takes
 -- no new work from a Redis that is out of memory (see even_when_full for the others).
 local function clock_ms()
-  local stored = tonumber(redis.call('GET', CLOCK_KEY))
+  local got = redis.call('MGET', CLOCK_KEY, CLOCK_SET_AT)
   local wall = now_ms()
-  local now = math.max(stored or wall, CLOCK_READING)
-  redis.call('MSET', CLOCK_KEY, ms(now), CLOCK_SET_AT, ms(now) .. ' ' .. ms(wall))
+  local now = math.max(tonumber(got[1]) or wall, CLOCK_READING)
+  local anchor = ms(now) .. ' ' .. ms(wall)
+  LEASE_FROM = now
+  local set_to, set_wall = string.match(got[2] or '', '^(%d+) (%d+)$')
+  if set_to then
+    local since = wall - tonumber(set_wall)
+    local lag = since - (now - tonumber(set_to))
+    if lag >= CAUGHT_UP_MS and since <= STALL_CREDIT_MS then
+      LEASE_FROM = now + lag
+      anchor = got[2]
+    end
+  end
+  redis.call('MSET', CLOCK_KEY, ms(now), CLOCK_SET_AT, anchor)
   return now
 end
 

@@ -36,12 +36,19 @@ local memo = K.claims .. ARGV[3]
 
 local remembered = redis.call('LRANGE', memo, 0, -1)
 if #remembered > 0 then
+  -- Their leases are renewed from now: the first send may have been carried out long ago
+  -- (its reply lost to the caller's deadline in a stall), and the caller counts the lease
+  -- from this send.
   local again = {}
   local prefix = ARGV[3] .. '.'
+  local renewed = LEASE_FROM + tonumber(ARGV[2])
   for _, id in ipairs(remembered) do
     local key = job_key(id)
     local token = redis.pcall('HGET', key, 'token')
     if type(token) == 'string' and string.sub(token, 1, #prefix) == prefix then
+      if status_of(key) == 'InProgress' then
+        redis.call('ZADD', K.active, renewed, id)
+      end
       again[#again + 1] = job_text(key, id)
     end
   end
@@ -76,7 +83,7 @@ local function claimable(key, id, queue)
 end
 
 local limit = tonumber(ARGV[1])
-local deadline = clock + tonumber(ARGV[2])
+local deadline = LEASE_FROM + tonumber(ARGV[2])  -- see _lib.lua: late in a stall too
 local queues = open_queues(queue_list(ARGV[7]))
 local claimed = {}
 local ids = {}

@@ -111,7 +111,7 @@ local function hand_over(key, id, fields, queue)
       for _, value in ipairs({'token', token, 'started_at', stamp, 'due_at', stamp}) do
         handed[#handed + 1] = value
       end
-      enqueue_claimed(key, id, handed, queue, now, clock + lease)
+      enqueue_claimed(key, id, handed, queue, now, LEASE_FROM + lease)
       redis.call('RPUSH', given, id)
       -- Kept while the offer may still hand jobs over, and then for a lease, so that
       -- token numbers never repeat within an offer.
@@ -127,7 +127,7 @@ local function hand_over(key, id, fields, queue)
       -- The message also tells when the lease ends (elapsed-time clock): a worker that
       -- reads it later than a third of the lease in renews the claim before starting it.
       handed[#handed + 1] = 'lease_until'
-      handed[#handed + 1] = ms(clock + lease)
+      handed[#handed + 1] = ms(LEASE_FROM + lease)
       redis.call('PUBLISH', channel, id .. cjson.encode(handed))
       return true
     end

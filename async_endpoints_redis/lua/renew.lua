@@ -10,7 +10,8 @@
 -- not ids: a stale and a fresh claim of one job may be renewed together.
 
 even_when_full()
-local deadline = clock_ms() + tonumber(ARGV[1])
+clock_ms()
+local deadline = LEASE_FROM + tonumber(ARGV[1])  -- see _lib.lua: late in a stall too
 local lost = {}
 for i = 2, #ARGV, 2 do
   local id = ARGV[i]

@@ -28,6 +28,8 @@ import httpx
 import pytest
 import redis.asyncio as redis
 
+from async_endpoints import AsyncContext, AsyncEndpoints
+from async_endpoints_redis import RedisJobStore
 from tests.e2e.processes import Proc, start_api, start_worker
 from tests.e2e.schedules import APP, cycles_fired
 from tests.redis_servers import HOST, _answers, free_port
@@ -250,3 +252,43 @@ async def test_a_step_back_keeps_a_cron_schedule_by_the_clock_firing(
     cycles = await cycles_fired(stepped_redis, prefix)
     report("clock-step-back-cron", cycles_after_step_s=round(waited, 2))
     assert len({cycle.due for cycle in cycles}) == len(cycles), "a cycle fired twice"
+
+
+@pytest.mark.parametrize("step", [HOUR, 10], ids=["forward-1h", "forward-10s"])
+async def test_a_step_forward_lengthens_a_lease_by_a_minute_at_most(
+    stepped_redis: str, host_clock: HostClock, step: int
+) -> None:
+    """A lease granted just after Redis's clock steps forward starts at most a minute
+    late (the store credits a lease with wall-clock time nobody advanced its elapsed clock
+    through, as in a stall, up to 60 s): the job of a worker that claims it and dies is
+    recovered when its lease runs out after an hour's step (nothing credited), and within
+    the step plus its lease after a 10 s one (the cost of the credit)."""
+    lease = 1.0
+    prefix = f"steps-{uuid.uuid4().hex[:8]}"
+    worker_store, other_store = [RedisJobStore(stepped_redis, prefix=prefix) for _ in range(2)]
+    engine = AsyncEndpoints(store=other_store)  # submits only: no workers run here
+    engine.add_handler(step_work)
+    try:
+        for store in (worker_store, other_store):
+            await store.start()
+        job = await engine.submit("step_work")
+        host_clock.step_to(step)
+        claims = await worker_store.claim(1, lease=lease)  # the worker then dies
+        assert [claim.job.id for claim in claims] == [job.id]
+        claimed_at = time.monotonic()
+
+        async def recovered() -> bool:
+            return job.id in await other_store.recover()
+
+        credit = step if step <= 60 else 0
+        await wait_for(recovered, lease + credit + 10, "the dead worker's job recovered")
+        took = time.monotonic() - claimed_at
+    finally:
+        for store in (worker_store, other_store):
+            await store.aclose()
+    report(f"clock-step-{step:+d}s-lease", recovered_after_s=round(took, 2))
+    assert lease <= took < lease + credit + 5
+
+
+async def step_work(ctx: AsyncContext[None]) -> str:
+    return "ran"

@@ -12,12 +12,22 @@ does not start one it finds lost, so the job never runs twice.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
-from async_endpoints import AsyncContext, AsyncEndpoints, JobStatus
+from async_endpoints import (
+    AsyncContext,
+    AsyncEndpoints,
+    Claim,
+    Job,
+    JobStatus,
+    StoreUnavailableError,
+)
 from async_endpoints_redis import RedisJobStore
 from tests.redis.support import eventually
 from tests.redis.test_redis_hand_over import offers_key
@@ -141,3 +151,89 @@ async def test_a_job_handed_over_in_a_stall_is_not_run_by_two_workers(
             await store.aclose()
     assert done.status is JobStatus.COMPLETED and done.result == "ran"
     assert len(starts) == 1, f"the handler started {len(starts)} times (retry counts {starts})"
+
+
+@contextlib.asynccontextmanager
+async def two_stores(url: str, prefix: str, shards: int = 1) -> AsyncIterator[list[RedisJobStore]]:
+    """A worker's store and another process's, started, on one server and prefix."""
+    stores = [
+        RedisJobStore(url, prefix=prefix, socket_timeout=REPLY_TIMEOUT, shards=shards)
+        for _ in range(2)
+    ]
+    try:
+        for store in stores:
+            await store.start()
+        yield stores
+    finally:
+        for store in stores:
+            await store.aclose()
+
+
+async def submitted(store: RedisJobStore) -> uuid.UUID:
+    """The id of a new job named ``work`` in ``store``."""
+    engine = AsyncEndpoints(store=store)  # submits only: no workers run here
+    engine.add_handler(counting_starts([]))
+    return (await engine.submit("work")).id
+
+
+async def completed_unrecovered(
+    worker_store: RedisJobStore, other_store: RedisJobStore, claims: list[Claim], lease: float
+) -> Job | None:
+    """Another process's recovery leaves the claim alone; it renews and completes."""
+    assert await other_store.recover() == []
+    assert await worker_store.renew(claims, lease=lease) == set()
+    return await worker_store.complete(claims[0], "ran")
+
+
+@pytest.mark.parametrize("shards", [1, 3], ids=["one-tag", "sharded"])
+async def test_a_claim_carried_out_after_a_stall_gets_its_whole_lease_from_then(
+    own_redis_server: RedisServer, prefix: str, shards: int
+) -> None:
+    """The claim is sent early in a stall and carried out when it ends, with the reading
+    it was sent with. Another process's recovery right afterwards, with a reading of now,
+    finds its lease running (not over since the stall), so no attempt is counted against a
+    job whose worker had no chance to start it; the claim renews and completes."""
+    lease, pause_ms = 2.0, 3000
+    async with two_stores(own_redis_server.url, prefix, shards) as (worker_store, other_store):
+        job_id = await submitted(worker_store)
+        async with Redis.from_url(own_redis_server.url) as admin:
+            await admin.execute_command("CLIENT", "PAUSE", pause_ms, "ALL")
+        claims = await worker_store.claim(1, lease=lease)  # answered when the stall ends
+        assert [claim.job.id for claim in claims] == [job_id]
+        done = await completed_unrecovered(worker_store, other_store, claims, lease)
+    assert done is not None and done.status is JobStatus.COMPLETED
+    assert done.retry_count == 0
+
+
+async def test_a_claim_resent_after_its_reply_was_lost_leases_its_jobs_from_the_resend(
+    own_redis_server: RedisServer, prefix: str
+) -> None:
+    """The first send of a claim is carried out but its reply never reaches the worker
+    (the connection broke); the worker resends it most of a lease later and gets the same
+    jobs back. Their lease counts from the resend, as the worker counts it: a recovery
+    pass a while after the resend (but longer than a lease after the first send) leaves
+    them running."""
+    lease = 3.0
+    async with two_stores(own_redis_server.url, prefix) as (worker_store, other_store):
+        connection = worker_store._connection
+        real_run = connection.run
+        lost_replies = ["claim"]
+
+        async def losing_the_first_claim_reply(operation: str, call: Any) -> Any:
+            reply = await real_run(operation, call)
+            if operation in lost_replies:
+                lost_replies.remove(operation)
+                raise StoreUnavailableError("Redis is unavailable (claim): connection lost")
+            return reply
+
+        connection.run = losing_the_first_claim_reply  # type: ignore[method-assign]
+        job_id = await submitted(other_store)
+        with pytest.raises(StoreUnavailableError):
+            await worker_store.claim(1, lease=lease)
+        await asyncio.sleep(lease * 0.8)  # the worker backs off, the first lease runs on
+        claims = await worker_store.claim(1, lease=lease)  # the resend
+        assert [claim.job.id for claim in claims] == [job_id]
+        await asyncio.sleep(lease * 0.4)  # past the first send's lease, within the resend's
+        done = await completed_unrecovered(worker_store, other_store, claims, lease)
+    assert done is not None and done.status is JobStatus.COMPLETED
+    assert done.retry_count == 0
