@@ -13,7 +13,8 @@ PAUSE``, a long script) is carried out with the reading it was sent with, and no
 the clock meanwhile: a lease counted from it would come out short by the stall. So a lease
 a script grants starts where the server's wall clock says the clock would be had it moved
 through the stall (bounded; the clock itself never moves by the wall clock, see
-``LEASE_FROM`` in ``lua/_lib.lua``); and the worker renews a claim answered later than a
+``LEASE_FROM`` in ``lua/_lib.lua``), leases running when the stall began get its length on
+top at recovery (``expired_leases`` there); and the worker renews a claim answered later than a
 third of its lease before starting it (``_claimer.py`` in the core package; ``_waits.py``
 for a hand-over), for a reply held up on its way back.
 The key starts at the server's wall clock the first time (see ``lua/_lib.lua``); after a

@@ -32,6 +32,8 @@ prefix ``{p}:`` and build the names below from it (``lua/_lib.lua`` and the incl
                                 (see `_elapsed`); job timestamps use the server's clock
     {p}:clock:at         STRING "<clock> <server wall clock>": the clock's anchor (lua/_lib.lua)
                                 (a starting process catches up a clock nobody advanced)
+    {p}:clock:stall      STRING "<from> <to>" (elapsed clock): the last Redis stall seen;
+                                leases running when it began get its length on top
     {p}:scheduled        ZSET   ids of Scheduled jobs (all queues), by due time (ms, elapsed
                                 clock); a due job is promoted into its own queue
     {p}:active           ZSET   ids of InProgress jobs, by lease deadline (ms, same clock)

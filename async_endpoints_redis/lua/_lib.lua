@@ -62,10 +62,14 @@ local CLOCK_SET_AT = CLOCK_KEY .. ':at'
 
 -- How much wall-clock time since the anchor the clock may lag and still be credited to a
 -- lease (ms); an older anchor is renewed. Bounds what a step forward of the wall clock can
--- add to leases: at most this much, for at most this long.
+-- add to a lease.
 local STALL_CREDIT_MS = 60000
 -- A lag under this is a caller's reading a network hop old, not a stall: re-anchor.
 local CAUGHT_UP_MS = 100
+-- The calls queued in a stall are carried out in a burst when it ends. A lag seen longer
+-- than this after the first one is no stall's (the wall clock stepped forward, and the
+-- callers are as fresh as ever): re-anchor then.
+local STALL_BURST_MS = 2000
 
 -- Where a lease granted by this call starts (ms, elapsed clock): set by clock_ms().
 -- Normally the clock itself. But while Redis stalls (CLIENT PAUSE, a long script, a
@@ -74,32 +78,78 @@ local CAUGHT_UP_MS = 100
 -- the first caller after the stall brings a reading of now, and another process would
 -- recover a job whose worker has not even heard of its claim. So a lease starts where the
 -- wall clock says the elapsed clock would be, had it moved through the stall, when that is
--- ahead (by at most STALL_CREDIT_MS). Only leases granted use it, never the clock that
--- recovery, delays and expiry read: a step of the wall clock can make a lease longer (a
--- lost worker's job recovered later), never end a live one.
+-- ahead (by at most STALL_CREDIT_MS, in the stall's burst). Only leases granted use it,
+-- never the clock that recovery, delays and expiry read: a step of the wall clock can make
+-- the leases granted in the STALL_BURST_MS after it longer (by the step, a lost worker's
+-- job recovered that much later), never end a live one.
 local LEASE_FROM = 0
+
+-- The last stall seen, "<from> <to> <wall>": the clock's anchor when it began and where
+-- the first call of its burst put its end (elapsed clock), and the server's wall clock
+-- then. A lease running when it began could not be renewed through it: recovery gives
+-- such a lease the stall's length on top (expired_leases below), so that a worker whose
+-- handler ended in the stall settles it afterwards instead of recovery running it again.
+local CLOCK_STALL = CLOCK_KEY .. ':stall'
 
 -- The elapsed-time clock, advanced to the caller's reading when that is ahead. It starts
 -- at the wall clock the first time. Its MSET is this script's first write: Redis refuses a
 -- script's writes for memory only up to its first one, so a script that starts here takes
 -- no new work from a Redis that is out of memory (see even_when_full for the others).
+-- Sets LEASE_FROM, and records a stall it is part of (CLOCK_STALL).
 local function clock_ms()
   local got = redis.call('MGET', CLOCK_KEY, CLOCK_SET_AT)
   local wall = now_ms()
   local now = math.max(tonumber(got[1]) or wall, CLOCK_READING)
   local anchor = ms(now) .. ' ' .. ms(wall)
+  local stall = nil
   LEASE_FROM = now
   local set_to, set_wall = string.match(got[2] or '', '^(%d+) (%d+)$')
   if set_to then
     local since = wall - tonumber(set_wall)
     local lag = since - (now - tonumber(set_to))
     if lag >= CAUGHT_UP_MS and since <= STALL_CREDIT_MS then
-      LEASE_FROM = now + lag
-      anchor = got[2]
+      local from, seen = string.match(redis.call('GET', CLOCK_STALL) or '',
+        '^(%d+) %d+ (%d+)$')
+      local known = from == set_to
+      if not known or wall - tonumber(seen) <= STALL_BURST_MS then
+        LEASE_FROM = now + lag
+        anchor = got[2]
+        if not known then  -- the first call of the burst: the stall ends here
+          stall = set_to .. ' ' .. ms(LEASE_FROM) .. ' ' .. ms(wall)
+        end
+      end
     end
   end
   redis.call('MSET', CLOCK_KEY, ms(now), CLOCK_SET_AT, anchor)
+  if stall then
+    redis.call('SET', CLOCK_STALL, stall)
+  end
   return now
+end
+
+-- Ids of up to limit running jobs whose lease ran out by the clock: its deadline is
+-- before the clock, or, for a lease that was running when the last stall began, before
+-- the clock less the stall's length (CLOCK_STALL). Oldest deadlines first, mostly.
+local function expired_leases(clock, limit)
+  local from, to = string.match(redis.call('GET', CLOCK_STALL) or '', '^(%d+) (%d+) ')
+  if not from then
+    return redis.call('ZRANGEBYSCORE', K.active, '-inf', clock, 'LIMIT', 0, limit)
+  end
+  from, to = tonumber(from), tonumber(to)
+  -- Deadlines in [spared, to) get the grace; none does once the clock passes to + length.
+  local spared = math.max(from, clock - (to - from))
+  if spared >= to then
+    redis.call('DEL', CLOCK_STALL)
+    return redis.call('ZRANGEBYSCORE', K.active, '-inf', clock, 'LIMIT', 0, limit)
+  end
+  local ids = redis.call('ZRANGEBYSCORE', K.active, '-inf', '(' .. ms(spared), 'LIMIT', 0, limit)
+  if #ids < limit and to <= clock then
+    local later = redis.call('ZRANGEBYSCORE', K.active, to, clock, 'LIMIT', 0, limit - #ids)
+    for _, id in ipairs(later) do
+      ids[#ids + 1] = id
+    end
+  end
+  return ids
 end
 
 -- A first write that adds nothing (DEL of a key that never exists), so that the script's

@@ -23,7 +23,7 @@ local held = redis.call('ZRANGEBYSCORE', K.held, '-inf', clock, 'LIMIT', 0, limi
 for _, id in ipairs(held) do
   let_go(id, nil)
 end
-local expired = redis.call('ZRANGEBYSCORE', K.active, '-inf', clock, 'LIMIT', 0, limit)
+local expired = expired_leases(clock, limit)  -- a stall's grace: see _lib.lua
 local recovered = {}
 for _, id in ipairs(expired) do
   local key = job_key(id)

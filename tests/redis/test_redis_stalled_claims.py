@@ -237,3 +237,35 @@ async def test_a_claim_resent_after_its_reply_was_lost_leases_its_jobs_from_the_
         done = await completed_unrecovered(worker_store, other_store, claims, lease)
     assert done is not None and done.status is JobStatus.COMPLETED
     assert done.retry_count == 0
+
+
+async def test_a_lease_running_when_a_stall_began_gets_the_stall_on_top(
+    own_redis_server: RedisServer, prefix: str
+) -> None:
+    """Two jobs are claimed with leases of 1 s, then Redis stalls for 3 s; another
+    process's recovery is sent 1.5 s into the stall (past both leases by its reading).
+    The worker could renew neither through the stall, so recovery gives them the stall's
+    length on top: the one whose handler ended in the stall is settled afterwards, not run
+    again; the other, never settled (its worker died), is recovered once lease and stall
+    have both passed, not before."""
+    lease, pause_ms = 1.0, 3000
+    async with two_stores(own_redis_server.url, prefix) as (worker_store, other_store):
+        ended_id, dead_id = await submitted(worker_store), await submitted(worker_store)
+        claims = await worker_store.claim(2, lease=lease)
+        claimed_at = asyncio.get_running_loop().time()
+        by_id = {claim.job.id: claim for claim in claims}
+        assert set(by_id) == {ended_id, dead_id}
+        async with Redis.from_url(own_redis_server.url) as admin:
+            await admin.execute_command("CLIENT", "PAUSE", pause_ms, "ALL")
+        await asyncio.sleep(lease * 1.5)
+        assert await other_store.recover() == []  # carried out when the stall ends
+        done = await worker_store.complete(by_id[ended_id], "ran")
+        assert done is not None and done.status is JobStatus.COMPLETED
+
+        async def dead_one_recovered() -> bool:
+            return await other_store.recover() == [dead_id]
+
+        await eventually(dead_one_recovered, timeout=10)
+        recovered_after = asyncio.get_running_loop().time() - claimed_at
+    assert done.retry_count == 0
+    assert recovered_after >= lease + pause_ms / 1000 - 0.2
