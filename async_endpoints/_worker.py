@@ -210,10 +210,12 @@ class AttemptRunner:
         loop = asyncio.get_running_loop()
         give_up_at = loop.time() + self.settle_patience
         delay = 0.05
+        unanswered = False
         while True:
             try:
-                settled = await self.settle(claim, outcome)
+                settled = await self.settle(claim, outcome, after_unanswered=unanswered)
             except StoreUnavailableError as exc:
+                unanswered = True
                 if loop.time() + delay > give_up_at:
                     logger.error("job %s: could not record its outcome: %s", claim.job.id, exc)
                     self._finished(claim, None, began)
@@ -324,9 +326,12 @@ class AttemptRunner:
         self.abandoned.discard(task)
         _consume(task)
 
-    async def settle(self, claim: Claim, outcome: Outcome) -> Job | None:
+    async def settle(
+        self, claim: Claim, outcome: Outcome, *, after_unanswered: bool = False
+    ) -> Job | None:
         """Record the outcome (after the progress still waiting to be written); a lost
-        claim (token mismatch) is logged and ignored."""
+        claim (token mismatch) is logged and ignored. ``after_unanswered``: an earlier try
+        went unanswered, and may have recorded it (`_refused`)."""
         job = claim.job
         reporter = self.progress.get(claim.token)
         if reporter is not None:
@@ -357,30 +362,56 @@ class AttemptRunner:
                     outcome.error.type,
                     outcome.error.message,  # no lone surrogate: see `unicode_text`
                 )
-        if settled is None and claim.token not in self.canceled:
-            await self._note_if_canceled(claim)
-        if settled is None and claim.token in self.canceled:
-            logger.info("job %s (%s) was cancelled; its outcome was discarded", job.id, job.name)
-        elif settled is None:
-            logger.warning("job %s: claim lost before settling; the outcome was dropped", job.id)
+        if settled is None:
+            return await self._after_refusal(claim, outcome, after_unanswered)
         return settled
 
-    async def _note_if_canceled(self, claim: Claim) -> None:
-        """The store refused the attempt's outcome and no cancel was heard here: when the
-        job is ``Canceled`` (a cancel made elsewhere whose push has not come yet) with
-        this attempt's retry count, the attempt counts as cancelled, not lost (one read,
-        on this rare path only). A job recovered since (its lost attempt counted by the
-        recovery) and cancelled after has a higher retry count: this attempt stays lost."""
+    async def _after_refusal(
+        self, claim: Claim, outcome: Outcome, after_unanswered: bool
+    ) -> Job | None:
+        """The store refused the outcome of ``claim``: say why (`_refused`); the job when
+        an earlier try recorded the outcome after all."""
+        job = claim.job
+        if claim.token not in self.canceled:
+            earlier = await self._refused(claim, outcome, after_unanswered)
+            if earlier is not None:
+                logger.info(
+                    "job %s: its outcome was recorded by an earlier try, whose answer was lost",
+                    job.id,
+                )
+                return earlier
+        if claim.token in self.canceled:
+            logger.info("job %s (%s) was cancelled; its outcome was discarded", job.id, job.name)
+        else:
+            logger.warning("job %s: claim lost before settling; the outcome was dropped", job.id)
+        return None
+
+    async def _refused(self, claim: Claim, outcome: Outcome, after_unanswered: bool) -> Job | None:
+        """The store refused the attempt's outcome and no cancel was heard here; one read
+        of the job, on this rare path only, tells why.
+
+        ``Canceled`` (a cancel made elsewhere whose push has not come yet) with this
+        attempt's retry count: the attempt counts as cancelled, not lost. A job recovered
+        since (its lost attempt counted by the recovery) and cancelled after has a higher
+        retry count: this attempt stays lost. ``Completed`` with this attempt's retry count
+        and result, after a try that went unanswered (the store carried it out, the answer
+        never came): that try recorded it, and the job is returned as settled."""
         try:
             job = await self.store.get(claim.job.id)
         except JobStoreError:
-            return  # counted lost: recovery, or the cancel, tells the rest
-        if (
-            job is not None
-            and job.status is JobStatus.CANCELED
-            and job.retry_count == claim.job.retry_count
-        ):
+            return None  # counted lost: recovery, or the cancel, tells the rest
+        if job is None or job.retry_count != claim.job.retry_count:
+            return None
+        if job.status is JobStatus.CANCELED:
             self.canceled.add(claim.token)
+        elif (
+            after_unanswered
+            and outcome.error is None
+            and job.status is JobStatus.COMPLETED
+            and job.result == outcome.result
+        ):
+            return job
+        return None
 
     def _error(self, exc: BaseException) -> JobError:
         return self.errors.describe(exc, with_traceback=self.include_tracebacks)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from async_endpoints import (
     StoreUnavailableError,
     UnknownJobNameError,
 )
+from async_endpoints._events import AttemptOutcome, EventKind
 from async_endpoints.testing import ManualClock
 
 
@@ -375,3 +377,47 @@ async def test_a_settlement_the_store_refuses_is_retried_until_it_lands() -> Non
         await engine.drain()
         assert (await engine.get_job(job.id)).result == "kept"
     assert store.failures == 0
+
+
+class UnansweredCompletionStore(InMemoryJobStore):
+    """An in-memory store that records the first `complete` it is sent, then answers it
+    as if the reply never came (Redis carried it out; the connection broke)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.unanswered = 1
+
+    async def complete(self, claim: Any, result: Any) -> Any:
+        settled = await super().complete(claim, result)
+        if self.unanswered:
+            self.unanswered -= 1
+            raise StoreUnavailableError("connection lost before the answer came")
+        return settled
+
+
+async def test_a_settlement_recorded_by_a_try_whose_answer_was_lost_counts_as_completed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The retry is refused (the claim is settled already), but the job holds this
+    attempt's result: the attempt counts as completed, and nothing says it was dropped."""
+    store = UnansweredCompletionStore()
+    engine = AsyncEndpoints(store=store)
+    outcomes: list[AttemptOutcome | None] = []
+    engine.events.subscribe(
+        lambda event: event.kind is EventKind.FINISHED and outcomes.append(event.outcome)
+    )
+
+    async def noop(ctx: AsyncContext[None]) -> str:
+        return "kept"
+
+    engine.add_handler(noop)
+    with caplog.at_level(logging.INFO, logger="async_endpoints"):
+        async with engine.running(workers=False):
+            job = await engine.submit("noop")
+            await engine.drain()
+            done = await engine.get_job(job.id)
+    assert store.unanswered == 0
+    assert done.status is JobStatus.COMPLETED and done.result == "kept"
+    assert outcomes == [AttemptOutcome.COMPLETED]
+    assert "outcome was dropped" not in caplog.text
+    assert "recorded by an earlier try" in caplog.text

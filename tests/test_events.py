@@ -247,7 +247,7 @@ async def test_a_refused_attempt_of_a_job_recovered_then_cancelled_stays_lost() 
     recovery) and cancelled after leaves this attempt lost, not counted twice."""
     from async_endpoints._job import NewJob
     from async_endpoints._retry import RetryPolicy
-    from async_endpoints._worker import AttemptRunner
+    from async_endpoints._worker import AttemptRunner, Outcome
 
     clock = ManualClock()
     store = InMemoryJobStore(clock=clock)
@@ -260,6 +260,6 @@ async def test_a_refused_attempt_of_a_job_recovered_then_cancelled_stays_lost() 
     await store.recover()
     await store.cancel(cancelled_now.id)
     await store.cancel(recovered_first.id)
-    await runner._note_if_canceled(claims[cancelled_now.id])
-    await runner._note_if_canceled(claims[recovered_first.id])
+    await runner._refused(claims[cancelled_now.id], Outcome(result=None), False)
+    await runner._refused(claims[recovered_first.id], Outcome(result=None), False)
     assert runner.canceled == {claims[cancelled_now.id].token}
