@@ -30,10 +30,12 @@ prefix ``{p}:`` and build the names below from it (``lua/_lib.lua`` and the incl
     {p}:paused           SET    the paused queue names
     {p}:clock            STRING the elapsed-time clock (ms) that leases and delays use
                                 (see `_elapsed`); job timestamps use the server's clock
-    {p}:clock:at         STRING "<clock> <server wall clock>": the clock's anchor (lua/_lib.lua)
+    {p}:clock:at         STRING "<clock> <server wall clock>" when the clock was last set
                                 (a starting process catches up a clock nobody advanced)
-    {p}:clock:stall      STRING "<from> <to>" (elapsed clock): the last Redis stall seen;
-                                leases running when it began get its length on top
+    {p}:clock:anchor     STRING "<clock> <server wall clock>": the clock's anchor, kept
+                                through a Redis stall's burst (lua/_lib.lua, LEASE_FROM)
+    {p}:clock:stall      STRING "<from> <to> <server wall clock>": the last Redis stall
+                                seen; leases running when it began get its length on top
     {p}:scheduled        ZSET   ids of Scheduled jobs (all queues), by due time (ms, elapsed
                                 clock); a due job is promoted into its own queue
     {p}:active           ZSET   ids of InProgress jobs, by lease deadline (ms, same clock)

@@ -204,7 +204,10 @@ class Scripts:
                 ttl = max(1, math.ceil(idempotency.ttl * 1000))
                 args += [idempotency.key, idempotency.fingerprint, ttl]
             args += webhook_args(new_job)
-        replies, queued = await self._call("enqueue_many", args)
+        # The clock too: a process that only submits reads it here, and so does not fall
+        # behind the others' (see LEASE_FROM in lua/_lib.lua).
+        replies, queued, clock_ms = await self._call("enqueue_many", args)
+        self._clock.observe(clock_ms)
         return replies, queued
 
     async def claim(

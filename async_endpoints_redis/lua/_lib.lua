@@ -55,17 +55,20 @@ local function job_key(id)
   return K.jobs .. id
 end
 
--- Beside the clock, its anchor "<clock> <wall>": a value it was set to and the server's wall
--- clock then, renewed while callers keep the clock up with the wall clock (clock.lua: how
--- long nobody has advanced it; LEASE_FROM below: how far the clock lags behind).
+-- Beside the clock, "<clock> <wall>": the value last set and the server's wall clock then
+-- (clock.lua: how long nobody has called).
 local CLOCK_SET_AT = CLOCK_KEY .. ':at'
+-- And its anchor, "<clock> <wall>" too: a value it was set to and the server's wall clock
+-- then, kept while a stall's burst lasts (see LEASE_FROM).
+local CLOCK_ANCHOR = CLOCK_KEY .. ':anchor'
 
 -- How much wall-clock time since the anchor the clock may lag and still be credited to a
 -- lease (ms); an older anchor is renewed. Bounds what a step forward of the wall clock can
 -- add to a lease.
 local STALL_CREDIT_MS = 60000
--- A lag under this is a caller's reading a network hop old, not a stall: re-anchor.
-local CAUGHT_UP_MS = 100
+-- The least lag counted as a stall: smaller ones are a reading a network hop old, or a
+-- process's monotonic clock drifting behind another's.
+local STALL_MIN_MS = 500
 -- The calls queued in a stall are carried out in a burst when it ends. A lag seen longer
 -- than this after the first one is no stall's (the wall clock stepped forward, and the
 -- callers are as fresh as ever): re-anchor then.
@@ -78,10 +81,12 @@ local STALL_BURST_MS = 2000
 -- the first caller after the stall brings a reading of now, and another process would
 -- recover a job whose worker has not even heard of its claim. So a lease starts where the
 -- wall clock says the elapsed clock would be, had it moved through the stall, when that is
--- ahead (by at most STALL_CREDIT_MS, in the stall's burst). Only leases granted use it,
--- never the clock that recovery, delays and expiry read: a step of the wall clock can make
--- the leases granted in the STALL_BURST_MS after it longer (by the step, a lost worker's
--- job recovered that much later), never end a live one.
+-- ahead by STALL_MIN_MS or more (by at most STALL_CREDIT_MS, in the stall's burst). A
+-- caller whose reading trails the clock (a process that has not read it for long) tells
+-- nothing of a stall. Only leases granted use it, never the clock that recovery, delays
+-- and expiry read: a step of the wall clock can make the leases granted in the
+-- STALL_BURST_MS after it longer (by the step, a lost worker's job recovered that much
+-- later), never end a live one.
 local LEASE_FROM = 0
 
 -- The last stall seen, "<from> <to> <wall>": the clock's anchor when it began and where
@@ -89,25 +94,29 @@ local LEASE_FROM = 0
 -- then. A lease running when it began could not be renewed through it: recovery gives
 -- such a lease the stall's length on top (expired_leases below), so that a worker whose
 -- handler ended in the stall settles it afterwards instead of recovery running it again.
+-- A later stall replaces the record.
 local CLOCK_STALL = CLOCK_KEY .. ':stall'
 
 -- The elapsed-time clock, advanced to the caller's reading when that is ahead. It starts
 -- at the wall clock the first time. Its MSET is this script's first write: Redis refuses a
 -- script's writes for memory only up to its first one, so a script that starts here takes
 -- no new work from a Redis that is out of memory (see even_when_full for the others).
--- Sets LEASE_FROM, and records a stall it is part of (CLOCK_STALL).
+-- Sets LEASE_FROM, and records a stall it is the first call after (CLOCK_STALL).
 local function clock_ms()
-  local got = redis.call('MGET', CLOCK_KEY, CLOCK_SET_AT)
+  local got = redis.call('MGET', CLOCK_KEY, CLOCK_ANCHOR)
+  local stored = tonumber(got[1])
   local wall = now_ms()
-  local now = math.max(tonumber(got[1]) or wall, CLOCK_READING)
+  local now = math.max(stored or wall, CLOCK_READING)
   local anchor = ms(now) .. ' ' .. ms(wall)
   local stall = nil
   LEASE_FROM = now
   local set_to, set_wall = string.match(got[2] or '', '^(%d+) (%d+)$')
-  if set_to then
-    local since = wall - tonumber(set_wall)
+  local since = set_to and wall - tonumber(set_wall)
+  if since and stored and since <= STALL_CREDIT_MS then
     local lag = since - (now - tonumber(set_to))
-    if lag >= CAUGHT_UP_MS and since <= STALL_CREDIT_MS then
+    if CLOCK_READING < stored then
+      anchor = got[2]  -- a trailing reading: leave the anchor to the others
+    elseif lag >= STALL_MIN_MS then
       local from, seen = string.match(redis.call('GET', CLOCK_STALL) or '',
         '^(%d+) %d+ (%d+)$')
       local known = from == set_to
@@ -120,7 +129,8 @@ local function clock_ms()
       end
     end
   end
-  redis.call('MSET', CLOCK_KEY, ms(now), CLOCK_SET_AT, anchor)
+  redis.call('MSET', CLOCK_KEY, ms(now), CLOCK_SET_AT, ms(now) .. ' ' .. ms(wall),
+    CLOCK_ANCHOR, anchor)
   if stall then
     redis.call('SET', CLOCK_STALL, stall)
   end
@@ -136,9 +146,10 @@ local function expired_leases(clock, limit)
     return redis.call('ZRANGEBYSCORE', K.active, '-inf', clock, 'LIMIT', 0, limit)
   end
   from, to = tonumber(from), tonumber(to)
-  -- Deadlines in [spared, to) get the grace; none does once the clock passes to + length.
+  -- Deadlines in [spared, to) get the grace; none does once the clock passes to + length
+  -- (nor before from: a clock set back, its key lost, keeps nothing of the record).
   local spared = math.max(from, clock - (to - from))
-  if spared >= to then
+  if spared >= to or from > clock then
     redis.call('DEL', CLOCK_STALL)
     return redis.call('ZRANGEBYSCORE', K.active, '-inf', clock, 'LIMIT', 0, limit)
   end

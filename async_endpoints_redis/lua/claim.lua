@@ -52,6 +52,7 @@ if #remembered > 0 then
       again[#again + 1] = job_text(key, id)
     end
   end
+  redis.call('PEXPIRE', memo, tonumber(ARGV[2]))  -- for a further resend, as long again
   return {again, -2}
 end
 

@@ -35,12 +35,13 @@
 -- worker is gone, that expired or that is used up loses its turn. Offers take turns, so
 -- a burst spreads over the idle workers.
 --
--- Returns: {replies, queued}: per job, in order, its created-at time (ms), -1 when the id
+-- Returns: {replies, queued, clock}: per job, in order, its created-at time (ms), -1 when the id
 -- exists (that job is left unchanged), -2 when its limit of waiting (Queued or
 -- Scheduled, all queues) jobs is reached (nothing stored for it), or the text
 -- "<fingerprint>\n<job_text>" (or "<fingerprint>\ngone <id>") of the job its idempotency
 -- key names; and how many jobs were
--- made ready (Queued in the ready order) rather than handed over or left waiting.
+-- made ready (Queued in the ready order) rather than handed over or left waiting; and the
+-- elapsed-time clock.
 
 local clock = clock_ms()
 local now = now_ms()
@@ -202,4 +203,4 @@ flush_pending()
 if queued > 0 or #woken > 0 then
   wake()
 end
-return {replies, queued}
+return {replies, queued, clock}  -- the clock: the caller's reading keeps up with it

@@ -176,6 +176,19 @@ async def submitted(store: RedisJobStore) -> uuid.UUID:
     return (await engine.submit("work")).id
 
 
+async def one_on_each_shard(store: RedisJobStore, shards: int) -> set[uuid.UUID]:
+    """Ids of jobs submitted until each shard of ``store`` has one: whichever shard a
+    claim asks first then holds a job."""
+    job_ids: set[uuid.UUID] = set()
+    homes: set[int] = set()
+    while len(homes) < shards:
+        job_id = await submitted(store)
+        job_ids.add(job_id)
+        homes.add(store._layout.of_id(job_id) if shards > 1 else 0)
+        assert len(job_ids) < 100, "the ids do not spread over the shards"
+    return job_ids
+
+
 async def completed_unrecovered(
     worker_store: RedisJobStore, other_store: RedisJobStore, claims: list[Claim], lease: float
 ) -> Job | None:
@@ -195,11 +208,11 @@ async def test_a_claim_carried_out_after_a_stall_gets_its_whole_lease_from_then(
     job whose worker had no chance to start it; the claim renews and completes."""
     lease, pause_ms = 2.0, 3000
     async with two_stores(own_redis_server.url, prefix, shards) as (worker_store, other_store):
-        job_id = await submitted(worker_store)
+        job_ids = await one_on_each_shard(worker_store, shards)
         async with Redis.from_url(own_redis_server.url) as admin:
             await admin.execute_command("CLIENT", "PAUSE", pause_ms, "ALL")
         claims = await worker_store.claim(1, lease=lease)  # answered when the stall ends
-        assert [claim.job.id for claim in claims] == [job_id]
+        assert len(claims) == 1 and claims[0].job.id in job_ids
         done = await completed_unrecovered(worker_store, other_store, claims, lease)
     assert done is not None and done.status is JobStatus.COMPLETED
     assert done.retry_count == 0
@@ -213,7 +226,7 @@ async def test_a_claim_resent_after_its_reply_was_lost_leases_its_jobs_from_the_
     jobs back. Their lease counts from the resend, as the worker counts it: a recovery
     pass a while after the resend (but longer than a lease after the first send) leaves
     them running."""
-    lease = 3.0
+    lease = 6.0
     async with two_stores(own_redis_server.url, prefix) as (worker_store, other_store):
         connection = worker_store._connection
         real_run = connection.run
@@ -230,10 +243,10 @@ async def test_a_claim_resent_after_its_reply_was_lost_leases_its_jobs_from_the_
         job_id = await submitted(other_store)
         with pytest.raises(StoreUnavailableError):
             await worker_store.claim(1, lease=lease)
-        await asyncio.sleep(lease * 0.8)  # the worker backs off, the first lease runs on
+        await asyncio.sleep(lease * 0.5)  # the worker backs off, the first lease runs on
         claims = await worker_store.claim(1, lease=lease)  # the resend
         assert [claim.job.id for claim in claims] == [job_id]
-        await asyncio.sleep(lease * 0.4)  # past the first send's lease, within the resend's
+        await asyncio.sleep(lease * 0.7)  # past the first send's lease, within the resend's
         done = await completed_unrecovered(worker_store, other_store, claims, lease)
     assert done is not None and done.status is JobStatus.COMPLETED
     assert done.retry_count == 0
@@ -269,3 +282,42 @@ async def test_a_lease_running_when_a_stall_began_gets_the_stall_on_top(
         recovered_after = asyncio.get_running_loop().time() - claimed_at
     assert done.retry_count == 0
     assert recovered_after >= lease + pause_ms / 1000 - 0.2
+
+
+@pytest.mark.parametrize("trail", [3.0, 0.3], ids=["behind-the-clock", "a-little-behind"])
+async def test_a_caller_whose_reading_trails_after_a_quiet_spell_is_no_stall(
+    own_redis_server: RedisServer, prefix: str, trail: float
+) -> None:
+    """A process that has not read the clock for long (its monotonic clock drifting
+    behind the others') calls after a quiet spell: that is no stall, and a dead worker's
+    lease gets nothing on top: recovery with a reading of now takes its job back at once."""
+    lease, quiet = 0.5, 1.2
+    async with two_stores(own_redis_server.url, prefix) as (worker_store, other_store):
+        job_id = await submitted(worker_store)
+        assert [claim.job.id for claim in await worker_store.claim(1, lease=lease)] == [job_id]
+        await asyncio.sleep(quiet)  # the worker died; nobody calls
+        elapsed = other_store._connection.elapsed
+        elapsed._seen_ms -= int(trail * 1000)  # its reading now trails by that much
+        recovered = await other_store.recover()  # past the deadline itself, or behind it
+        recovered += await worker_store.recover()  # a reading of now
+    assert recovered == [job_id]
+
+
+async def test_a_store_started_after_a_stall_and_a_quiet_spell_reads_the_time_that_passed(
+    own_redis_server: RedisServer, prefix: str
+) -> None:
+    """The last call before a quiet spell is one carried out as a stall ends (its reading
+    seconds old); a process that starts after the spell still catches the clock up with
+    the time that passed (lua/clock.lua), so the leases it grants are not in the past."""
+    quiet = 3.0
+    async with two_stores(own_redis_server.url, prefix) as (worker_store, _):
+        await submitted(worker_store)
+        async with Redis.from_url(own_redis_server.url) as admin:
+            await admin.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+            await worker_store.recover()  # carried out when the stall ends
+            before = int(await admin.get(f"{{{prefix}}}:clock") or 0)
+            await asyncio.sleep(quiet)  # nobody calls
+            async with two_stores(own_redis_server.url, prefix):
+                after = int(await admin.get(f"{{{prefix}}}:clock") or 0)
+    assert before > 0
+    assert after >= before + quiet * 1000
