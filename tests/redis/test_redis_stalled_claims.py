@@ -31,7 +31,7 @@ from async_endpoints import (
 from async_endpoints_redis import RedisJobStore
 from tests.redis.support import eventually
 from tests.redis.test_redis_hand_over import offers_key
-from tests.redis_servers import RedisServer
+from tests.redis_servers import RedisClusterProcesses, RedisServer
 
 pytestmark = pytest.mark.redis
 
@@ -321,3 +321,21 @@ async def test_a_store_started_after_a_stall_and_a_quiet_spell_reads_the_time_th
                 after = int(await admin.get(f"{{{prefix}}}:clock") or 0)
     assert before > 0
     assert after >= before + quiet * 1000
+
+
+async def test_a_claim_carried_out_after_a_cluster_stall_gets_its_whole_lease_from_then(
+    redis_cluster: RedisClusterProcesses, prefix: str
+) -> None:
+    """As on one server, on a real Redis Cluster whose every master stalls: a job sits on
+    each shard, so whichever the claim asks first holds one."""
+    lease, pause_ms = 2.0, 3000
+    async with two_stores(redis_cluster.url, prefix, 3) as (worker_store, other_store):
+        job_ids = await one_on_each_shard(worker_store, 3)
+        for master in redis_cluster.masters():
+            async with Redis.from_url(master.url) as admin:
+                await admin.execute_command("CLIENT", "PAUSE", pause_ms, "ALL")
+        claims = await worker_store.claim(1, lease=lease)  # answered when the stall ends
+        assert len(claims) == 1 and claims[0].job.id in job_ids
+        done = await completed_unrecovered(worker_store, other_store, claims, lease)
+    assert done is not None and done.status is JobStatus.COMPLETED
+    assert done.retry_count == 0
