@@ -198,6 +198,21 @@ async def completed_unrecovered(
     return await worker_store.complete(claims[0], "ran")
 
 
+async def claimed_in_a_stall_and_completed(
+    worker_store: RedisJobStore, other_store: RedisJobStore, shards: int, servers: list[str]
+) -> Job | None:
+    """A job on each shard; every server stalls 3 s; the worker's claim (2 s lease),
+    sent early in the stall, is carried out at its end; then `completed_unrecovered`."""
+    lease, pause_ms = 2.0, 3000
+    job_ids = await one_on_each_shard(worker_store, shards)
+    for url in servers:
+        async with Redis.from_url(url) as admin:
+            await admin.execute_command("CLIENT", "PAUSE", pause_ms, "ALL")
+    claims = await worker_store.claim(1, lease=lease)  # answered when the stall ends
+    assert len(claims) == 1 and claims[0].job.id in job_ids
+    return await completed_unrecovered(worker_store, other_store, claims, lease)
+
+
 @pytest.mark.parametrize("shards", [1, 3], ids=["one-tag", "sharded"])
 async def test_a_claim_carried_out_after_a_stall_gets_its_whole_lease_from_then(
     own_redis_server: RedisServer, prefix: str, shards: int
@@ -206,14 +221,8 @@ async def test_a_claim_carried_out_after_a_stall_gets_its_whole_lease_from_then(
     it was sent with. Another process's recovery right afterwards, with a reading of now,
     finds its lease running (not over since the stall), so no attempt is counted against a
     job whose worker had no chance to start it; the claim renews and completes."""
-    lease, pause_ms = 2.0, 3000
-    async with two_stores(own_redis_server.url, prefix, shards) as (worker_store, other_store):
-        job_ids = await one_on_each_shard(worker_store, shards)
-        async with Redis.from_url(own_redis_server.url) as admin:
-            await admin.execute_command("CLIENT", "PAUSE", pause_ms, "ALL")
-        claims = await worker_store.claim(1, lease=lease)  # answered when the stall ends
-        assert len(claims) == 1 and claims[0].job.id in job_ids
-        done = await completed_unrecovered(worker_store, other_store, claims, lease)
+    async with two_stores(own_redis_server.url, prefix, shards) as stores:
+        done = await claimed_in_a_stall_and_completed(*stores, shards, [own_redis_server.url])
     assert done is not None and done.status is JobStatus.COMPLETED
     assert done.retry_count == 0
 
@@ -328,14 +337,8 @@ async def test_a_claim_carried_out_after_a_cluster_stall_gets_its_whole_lease_fr
 ) -> None:
     """As on one server, on a real Redis Cluster whose every master stalls: a job sits on
     each shard, so whichever the claim asks first holds one."""
-    lease, pause_ms = 2.0, 3000
-    async with two_stores(redis_cluster.url, prefix, 3) as (worker_store, other_store):
-        job_ids = await one_on_each_shard(worker_store, 3)
-        for master in redis_cluster.masters():
-            async with Redis.from_url(master.url) as admin:
-                await admin.execute_command("CLIENT", "PAUSE", pause_ms, "ALL")
-        claims = await worker_store.claim(1, lease=lease)  # answered when the stall ends
-        assert len(claims) == 1 and claims[0].job.id in job_ids
-        done = await completed_unrecovered(worker_store, other_store, claims, lease)
+    masters = [master.url for master in redis_cluster.masters()]
+    async with two_stores(redis_cluster.url, prefix, 3) as stores:
+        done = await claimed_in_a_stall_and_completed(*stores, 3, masters)
     assert done is not None and done.status is JobStatus.COMPLETED
     assert done.retry_count == 0
