@@ -393,28 +393,41 @@ class AttemptRunner:
         ``Canceled`` (a cancel made elsewhere whose push has not come yet) with this
         attempt's retry count: the attempt counts as cancelled, not lost. A job recovered
         since (its lost attempt counted by the recovery) and cancelled after has a higher
-        retry count: this attempt stays lost. ``Completed`` with this attempt's retry count
-        and result, after a try that went unanswered (the store carried it out, the answer
-        never came): that try recorded it, and the job is returned as settled."""
+        retry count: this attempt stays lost. After a try that went unanswered (the store
+        carried it out, the answer never came), the job as that try left it (`_landed`)
+        is returned as settled."""
         try:
             job = await self.store.get(claim.job.id)
         except JobStoreError:
             return None  # counted lost: recovery, or the cancel, tells the rest
-        if job is None or job.retry_count != claim.job.retry_count:
+        if job is None:
             return None
-        if job.status is JobStatus.CANCELED:
+        if job.status is JobStatus.CANCELED and job.retry_count == claim.job.retry_count:
             self.canceled.add(claim.token)
-        elif (
-            after_unanswered
-            and outcome.error is None
-            and job.status is JobStatus.COMPLETED
-            and job.result == outcome.result
-        ):
+        elif after_unanswered and _landed(job, claim.job, outcome):
             return job
         return None
 
     def _error(self, exc: BaseException) -> JobError:
         return self.errors.describe(exc, with_traceback=self.include_tracebacks)
+
+
+def _landed(job: Job, attempted: Job, outcome: Outcome) -> bool:
+    """Whether ``job`` (as the store holds it now) is what recording ``outcome`` of the
+    attempt at ``attempted`` made of it: Completed with this attempt's retry count and
+    result, or failed with its error, Failed with this attempt's retry count or retried with
+    the next one (a lost claim's recovery records another error, ``ClaimExpired``)."""
+    if outcome.error is None:
+        return (
+            job.status is JobStatus.COMPLETED
+            and job.retry_count == attempted.retry_count
+            and job.result == outcome.result
+        )
+    if job.error != outcome.error:
+        return False
+    if job.status is JobStatus.FAILED:
+        return job.retry_count == attempted.retry_count
+    return job.retry_count == attempted.retry_count + 1
 
 
 #: What the refused report of a cancelled attempt's end says (the store keeps nothing).

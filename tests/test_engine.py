@@ -379,45 +379,67 @@ async def test_a_settlement_the_store_refuses_is_retried_until_it_lands() -> Non
     assert store.failures == 0
 
 
-class UnansweredCompletionStore(InMemoryJobStore):
-    """An in-memory store that records the first `complete` it is sent, then answers it
-    as if the reply never came (Redis carried it out; the connection broke)."""
+class UnansweredSettlementStore(InMemoryJobStore):
+    """An in-memory store that records the first settlement it is sent (`complete` or
+    `fail`), then answers it as if the reply never came (Redis carried it out; the
+    connection broke)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.unanswered = 1
 
-    async def complete(self, claim: Any, result: Any) -> Any:
-        settled = await super().complete(claim, result)
+    def _unanswered(self, settled: Any) -> Any:
         if self.unanswered:
             self.unanswered -= 1
             raise StoreUnavailableError("connection lost before the answer came")
         return settled
 
+    async def complete(self, claim: Any, result: Any) -> Any:
+        return self._unanswered(await super().complete(claim, result))
 
-async def test_a_settlement_recorded_by_a_try_whose_answer_was_lost_counts_as_completed(
+    async def fail(self, claim: Any, error: Any, *, retry_in: float | None) -> Any:
+        return self._unanswered(await super().fail(claim, error, retry_in=retry_in))
+
+
+@pytest.mark.parametrize(
+    ("fails", "max_retries", "outcome", "status"),
+    [
+        (False, 0, AttemptOutcome.COMPLETED, JobStatus.COMPLETED),
+        (True, 0, AttemptOutcome.FAILED, JobStatus.FAILED),
+        (True, 1, AttemptOutcome.RETRIED, JobStatus.SCHEDULED),
+    ],
+    ids=["completed", "failed", "retried"],
+)
+async def test_a_settlement_recorded_by_a_try_whose_answer_was_lost_counts_as_made(
     caplog: pytest.LogCaptureFixture,
+    fails: bool,
+    max_retries: int,
+    outcome: AttemptOutcome,
+    status: JobStatus,
 ) -> None:
-    """The retry is refused (the claim is settled already), but the job holds this
-    attempt's result: the attempt counts as completed, and nothing says it was dropped."""
-    store = UnansweredCompletionStore()
-    engine = AsyncEndpoints(store=store)
+    """The retry of the settlement is refused (the claim is settled already), but the job
+    is as this attempt's outcome left it: the attempt counts as that outcome, and nothing
+    says it was dropped."""
+    store = UnansweredSettlementStore()
+    engine = AsyncEndpoints(store=store, max_retries=max_retries, retry_base_delay=60)
     outcomes: list[AttemptOutcome | None] = []
     engine.events.subscribe(
         lambda event: event.kind is EventKind.FINISHED and outcomes.append(event.outcome)
     )
 
-    async def noop(ctx: AsyncContext[None]) -> str:
+    async def work(ctx: AsyncContext[None]) -> str:
+        if fails:
+            raise ValueError("no luck")
         return "kept"
 
-    engine.add_handler(noop)
+    engine.add_handler(work)
     with caplog.at_level(logging.INFO, logger="async_endpoints"):
         async with engine.running(workers=False):
-            job = await engine.submit("noop")
+            job = await engine.submit("work")
             await engine.drain()
             done = await engine.get_job(job.id)
     assert store.unanswered == 0
-    assert done.status is JobStatus.COMPLETED and done.result == "kept"
-    assert outcomes == [AttemptOutcome.COMPLETED]
+    assert done.status is status
+    assert outcomes == [outcome]
     assert "outcome was dropped" not in caplog.text
     assert "recorded by an earlier try" in caplog.text
