@@ -14,13 +14,17 @@ call per shard the claims come from, at once. Each shard answers for its own cla
   call waits for the rest until `_SLOW_FOR` of the lease after its sending (or, when no
   shard has answered by then, until the first answers), and the claims of a shard that
   has not answered by then are unknown (its call goes on in the background and is not
-  sent again until it has ended: a frozen master is not sent a pile of renewals).
+  sent again until it has ended: a frozen master is not sent a pile of renewals);
+- a shard whose last renewal is still under way when another is asked for (the worker
+  renewing a claim answered late, just as the stall that held both up ends) is sent the
+  new one as soon as the last one ends, within the same wait; when it does not end in
+  that time, the new one is not sent and its claims are unknown.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from async_endpoints._errors import PartialRenewalError, StoreUnavailableError
 from async_endpoints._store import Claim
@@ -63,19 +67,13 @@ class ShardRenewals(ShardBase):
                 lost.add(claim.token)
             else:
                 groups.setdefault(shard, []).append(claim)
-        busy = [shard for shard in groups if _under_way(self._renewing.get(shard))]
+        patience = lease * _SLOW_FOR
         calls = {
-            shard: self._renewal(shard, group, lease)
-            for shard, group in groups.items()
-            if shard not in busy
+            shard: self._renewal(shard, group, lease, patience) for shard, group in groups.items()
         }
-        await _answers(list(calls.values()), lease * _SLOW_FOR)
+        await _answers(list(calls.values()), patience)
         unknown: set[str] = set()
-        failures: list[BaseException] = [
-            StoreUnavailableError("the shard's last renewal is still under way") for _ in busy
-        ]
-        for shard in busy:
-            unknown.update(claim.token for claim in groups[shard])
+        failures: list[BaseException] = []
         for shard, call in calls.items():
             if _answered(call):
                 lost |= call.result()
@@ -93,14 +91,42 @@ class ShardRenewals(ShardBase):
         ) from failures[0]
 
     def _renewal(
+        self, shard: RedisJobStore, claims: list[Claim], lease: float, patience: float
+    ) -> asyncio.Future[set[str]]:
+        """The shard's renewal of ``claims``, sent now, or when the shard's last one ends
+        if that is within ``patience`` (kept until it ends, which may be after `renew`
+        returned)."""
+        last = self._renewing.get(shard)
+        if _under_way(last):
+            assert last is not None
+            waiting = asyncio.ensure_future(
+                _after(last, patience, lambda: self._sent(shard, claims, lease))
+            )
+            waiting.add_done_callback(_retrieved)
+            return waiting
+        return self._sent(shard, claims, lease)
+
+    def _sent(
         self, shard: RedisJobStore, claims: list[Claim], lease: float
     ) -> asyncio.Future[set[str]]:
-        """The shard's renewal of ``claims``, sent now (kept until it ends, which may be
-        after `renew` returned)."""
+        """The shard's renewal of ``claims``, sent now; the shard's call under way until
+        it ends."""
         call = asyncio.ensure_future(shard.renew(claims, lease=lease))
         call.add_done_callback(_retrieved)
         self._renewing[shard] = call
         return call
+
+
+async def _after(
+    last: asyncio.Future[set[str]],
+    patience: float,
+    renewal: Callable[[], asyncio.Future[set[str]]],
+) -> set[str]:
+    """``renewal()``, sent once ``last`` has ended, if that is within ``patience``."""
+    done, _ = await asyncio.wait([last], timeout=patience)
+    if not done:
+        raise StoreUnavailableError("the shard's last renewal is still under way")
+    return await renewal()
 
 
 async def _answers(calls: list[asyncio.Future[set[str]]], patience: float) -> None:

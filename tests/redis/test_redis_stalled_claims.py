@@ -342,3 +342,24 @@ async def test_a_claim_carried_out_after_a_cluster_stall_gets_its_whole_lease_fr
         done = await claimed_in_a_stall_and_completed(*stores, 3, masters)
     assert done is not None and done.status is JobStatus.COMPLETED
     assert done.retry_count == 0
+
+
+async def test_a_sharded_renewal_asked_while_the_last_is_held_up_in_a_stall_is_sent_after_it(
+    own_redis_server: RedisServer, prefix: str
+) -> None:
+    """The pool's periodic renewal is held up in a stall; just before the stall ends the
+    worker asks for another renewal of the same shard's claim (as it does for a claim
+    answered late). It is sent when the first one ends and renews the claim, instead of
+    failing at once with "the shard's last renewal is still under way" (which fenced the
+    handler)."""
+    lease, pause_ms = 4.0, 1500  # a renewal waits a quarter of the lease (1 s) for a shard
+    async with two_stores(own_redis_server.url, prefix, 3) as (worker_store, _):
+        await one_on_each_shard(worker_store, 3)
+        claims = await worker_store.claim(1, lease=lease)
+        async with Redis.from_url(own_redis_server.url) as admin:
+            await admin.execute_command("CLIENT", "PAUSE", pause_ms, "ALL")
+        periodic = asyncio.create_task(worker_store.renew(claims, lease=lease))
+        await asyncio.sleep(pause_ms / 1000 - 0.3)  # the stall ends 0.3 s after the next ask
+        assert not periodic.done()
+        assert await worker_store.renew(claims, lease=lease) == set()
+        assert await periodic == set()
