@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 
 from async_endpoints import AsyncContext, AsyncEndpoints, ConfigurationError, JobStore
+from tests.hanging import hangs_until_cancelled
 from tests.wire import JOB_FIELDS
 
 
@@ -132,15 +133,7 @@ async def test_cancelling_a_running_job_over_http_cancels_its_handler(
     endpoints = AsyncEndpoints(app, store=store, polling_interval=60.0, claim_timeout=60.0)
     started, cancelled = asyncio.Event(), asyncio.Event()
 
-    @endpoints.map_async_post("/slow", name="Slow")
-    async def slow(ctx: AsyncContext) -> None:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
+    endpoints.map_async_post("/slow", name="Slow")(hangs_until_cancelled(started, cancelled))
     endpoints.map_job_cancel("/slow/{job_id}/cancel")
     async with http_client_for(app) as client:
         job = (await client.post("/slow")).json()

@@ -20,12 +20,11 @@ from async_endpoints import (
     Claim,
     InMemoryJobStore,
     JobStatus,
-    PartialRenewalError,
     StoreUnavailableError,
 )
 from async_endpoints._claimer import SLOW_CLAIM
 from async_endpoints.testing import ManualClock
-from tests.hanging import hangs_until_cancelled
+from tests.hanging import PartDown, hangs_until_cancelled
 
 LEASE = 0.3  # claim_timeout: an answer later than a third of it is a slow one
 HELD_UP = LEASE * SLOW_CLAIM + 0.1  # seconds the first claim's answer is held up, at least
@@ -208,17 +207,9 @@ async def test_a_late_claim_of_a_job_cancelled_meanwhile_lets_its_partition_key_
     assert ran == [str(second.id)]
 
 
-class PartlyLost(HeldUpAnswers):
+class PartlyLost(PartDown, HeldUpAnswers):
     """A store of parts, for the renewal of a late claim: the part of jobs named ``down``
-    cannot be reached (`PartialRenewalError` tells their claims unknown), the others answer
-    as the store stands."""
-
-    async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[str]:
-        down = {claim.token for claim in claims if claim.job.name == "down"}
-        lost = await super().renew([c for c in claims if c.token not in down], lease=lease)
-        if not down:
-            return lost
-        raise PartialRenewalError("a part is down", lost=lost, unknown=down)
+    cannot be reached (`PartDown`), the others answer as the store stands."""
 
 
 async def test_a_late_claim_renewed_in_part_starts_the_unknown_and_drops_the_lost() -> None:
