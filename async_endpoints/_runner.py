@@ -269,8 +269,9 @@ class WorkerPool:
             self.attempts.lost_unstarted(claim)
         return claims
 
-    async def _chain(self, began: float) -> Claim | None:
-        """The next job for a job task whose job just ended, if taking it costs no wait.
+    async def _chain(self, began: float) -> tuple[Claim, float] | None:
+        """The next job for a job task whose job just ended, if taking it costs no wait,
+        and the loop time its lease counts from at the latest (`Claimer.leased_from`).
 
         Only when the store's claims never wait (an in-process store: one claim per job
         costs no round trip, where the dispatcher's batched claims save many), the task
@@ -286,7 +287,7 @@ class WorkerPool:
         ):
             return None
         claims = await self._claimed(1)
-        return claims[0] if claims else None
+        return (claims[0], self._claimer.leased_from) if claims else None
 
     def _backoff(self, failures: int) -> float:
         """Seconds to pause claiming after ``failures`` failures in a row.

@@ -34,7 +34,9 @@ class Slots:
     """The pool's claimed jobs: their handlers running, or their outcomes being recorded."""
 
     def __init__(
-        self, attempts: AttemptRunner, next_claim: Callable[[float], Awaitable[Claim | None]]
+        self,
+        attempts: AttemptRunner,
+        next_claim: Callable[[float], Awaitable[tuple[Claim, float] | None]],
     ) -> None:
         self.attempts = attempts
         self._next_claim = next_claim
@@ -90,13 +92,12 @@ class Slots:
                     "job %s: settling failed", claim.job.id, extra=job_extra(claim.job)
                 )
                 raise
-            next_claim = await self._next_claim(began)
-            if next_claim is None:
+            taken = await self._next_claim(began)
+            if taken is None:
                 return
-            claim = next_claim
+            claim, leased_from = taken
             self._running[claim.token] = (claim, task)
-            # Taken without a wait (`next_claim`): its lease counts from now.
-            self._leased_from[claim.token] = task.get_loop().time()
+            self._leased_from[claim.token] = leased_from
             job = _in_context(context.copy(), self._attempt(claim))
 
     async def _attempt(self, claim: Claim) -> Job | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import Any
@@ -17,12 +18,11 @@ from async_endpoints import (
     InMemoryJobStore,
     JobStatus,
     JobStoreError,
-    PartialRenewalError,
     StoreUnavailableError,
 )
 from async_endpoints._recovery import _Leases
 from async_endpoints.testing import ManualClock
-from tests.hanging import hangs_until_cancelled
+from tests.hanging import PartDown, hangs_until_cancelled
 from tests.test_job import make_job
 
 
@@ -285,16 +285,8 @@ async def test_the_pools_lease_renewal_knows_when_each_claim_was_sent(
     assert sent is not None and submitted <= sent <= began[0]
 
 
-class PartlyReachable(InMemoryJobStore):
-    """A store of parts, one of them down: the claims of jobs named ``down`` cannot be
-    renewed (`PartialRenewalError` tells them unknown), the others are renewed."""
-
-    async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[str]:
-        down = {claim.token for claim in claims if claim.job.name == "down"}
-        lost = await super().renew([c for c in claims if c.token not in down], lease=lease)
-        if not down:
-            return lost
-        raise PartialRenewalError("a part is down", lost=lost, unknown=down)
+class PartlyReachable(PartDown, InMemoryJobStore):
+    """A store of parts, one of them down (`PartDown`)."""
 
 
 async def test_a_part_of_the_store_down_fences_only_the_handlers_of_its_claims() -> None:
@@ -529,3 +521,33 @@ async def test_shutdown_waits_for_results_being_recorded_before_closing_the_stor
     assert store.closed
     done = await store.get(job.id)  # read past close: the record as the settlement left it
     assert done.status is JobStatus.COMPLETED and done.result == "kept"
+
+
+async def test_a_job_task_s_next_claim_counts_its_lease_from_when_the_claim_was_sent() -> None:
+    """A job task that takes its next job itself (`next_claim`) holds it with the lease
+    start the claimer gives (when the claim, or a slow one's renewal, was sent), not the
+    later moment the claim returned: self-fencing never counts a lease as starting late."""
+    from async_endpoints._job import NewJob
+    from async_endpoints._retry import RetryPolicy
+    from async_endpoints._slots import Slots
+    from async_endpoints._worker import AttemptRunner
+
+    store = InMemoryJobStore()
+    for _ in range(2):
+        await store.enqueue(NewJob(uuid.uuid4(), "work", 0))
+    first, second = await store.claim(2, lease=60)
+    sent_long_ago = asyncio.get_running_loop().time() - 30
+    seen: dict[str, float | None] = {}
+
+    class Noting(AttemptRunner):
+        """Runs nothing: notes the lease start the slots hold for each claim."""
+
+        async def run(self, claim: Claim, handler_ended: Any = None) -> None:
+            seen[claim.token] = slots.leased_from(claim.token)
+
+    async def next_claim(began: float) -> tuple[Claim, float] | None:
+        return None if second.token in seen else (second, sent_long_ago)
+
+    slots = Slots(Noting(store, {}, RetryPolicy(), job_timeout=60), next_claim)
+    await slots.start(first, asyncio.get_running_loop().time())
+    assert seen[second.token] == sent_long_ago
