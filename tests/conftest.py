@@ -103,3 +103,27 @@ def pytest_configure(config: pytest.Config) -> None:
     root = pathlib.Path(__file__).resolve().parents[1]
     for package in ("async_endpoints", "async_endpoints_redis", "tests", "example_app"):
         compileall.compile_dir(root / package, quiet=1)
+
+
+# ---------------------------------------------------------------------------------------
+# Failure reports of multi-process tests: the tail of each process's log (the worker and
+# API processes a test started through the `procs` fixture of tests/e2e), so a failure
+# seen once in CI can be read afterwards.
+# ---------------------------------------------------------------------------------------
+
+LOG_TAIL_CHARS = 6000
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    outcome = yield
+    report = outcome.get_result()
+    started = getattr(item, "funcargs", {}).get("procs")
+    if report.when != "call" or not report.failed or not started:
+        return
+    for proc in started:
+        with contextlib.suppress(OSError):
+            text = proc.log.read_text(errors="replace")
+            report.sections.append(
+                (f"log of {proc.log.name} (pid {proc.pid})", text[-LOG_TAIL_CHARS:])
+            )

@@ -96,14 +96,16 @@ class Keyed(BaseModel):
 async def keyed(ctx: AsyncContext[Keyed]) -> dict[str, int]:
     """Records its start, sleeps, records its end (also when cancelled or failing)."""
     assert ctx.request is not None and records is not None
-    async with records.pipeline(transaction=False) as pipe:
-        pipe.incr(key(f"runs:{ctx.job_id}"))
-        pipe.rpush(key(f"pids:{ctx.job_id}"), PID)
-        pipe.rpush(key("starts"), f"{PID} {time.time():.6f} {ctx.job_id}")
-        pipe.rpush(key("begun"), attempt(ctx))
-        await pipe.execute()
     later = ctx.request.retry_seconds
     try:
+        # Inside the try: a handler cancelled before it has read the answer (frozen with
+        # the answer on its way, then fenced at once when thawed) still records its end.
+        async with records.pipeline(transaction=False) as pipe:
+            pipe.incr(key(f"runs:{ctx.job_id}"))
+            pipe.rpush(key(f"pids:{ctx.job_id}"), PID)
+            pipe.rpush(key("starts"), f"{PID} {time.time():.6f} {ctx.job_id}")
+            pipe.rpush(key("begun"), attempt(ctx))
+            await pipe.execute()
         await asyncio.sleep(ctx.request.seconds if ctx.retry_count == 0 or later is None else later)
     except asyncio.CancelledError:
         await asyncio.sleep(ctx.request.unwind)  # still running, though Canceled already
