@@ -30,6 +30,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Match, Route, Router
 
 from . import _dashboard_batches as dashboard_batches
+from . import _dashboard_bulk as bulk
 from . import _dashboard_guard as guard
 from . import _dashboard_views as views
 from ._errors import StoreUnavailableError
@@ -120,6 +121,9 @@ class Dashboard:
                 Route("/assets/{name}", self._guarded(self.asset), methods=ANY_METHOD),
                 Route("/actions/cancel", action(self.cancel), methods=ANY_METHOD),
                 Route("/actions/requeue", action(self.requeue), methods=ANY_METHOD),
+                Route(
+                    "/actions/requeue-selected", action(self.requeue_selected), methods=ANY_METHOD
+                ),
                 Route("/actions/pause", action(self.pause), methods=ANY_METHOD),
                 Route("/actions/resume", action(self.resume), methods=ANY_METHOD),
                 Route("/{rest:path}", self.elsewhere, methods=ANY_METHOD),
@@ -136,7 +140,7 @@ class Dashboard:
         async def batch(request: Request) -> tuple[str, dict[str, Any]]:
             return await dashboard_batches.batch_page(endpoints, request)
 
-        async def cancel_batch(request: Request, fields: dict[str, str]) -> str:
+        async def cancel_batch(request: Request, fields: Form) -> str:
             return await dashboard_batches.cancel_batch(endpoints, fields)
 
         return [
@@ -204,7 +208,7 @@ class Dashboard:
         now = datetime.now(UTC)
         params = request.query_params
         done = params.get("done", "")
-        notice = NOTICES.get(done)
+        notice = NOTICES.get(done) or bulk.bulk_notice(done)
         subject = parse_job_id(params.get("subject"))
         queue = params.get("subject_queue")
         # The job or batch acted on, named by a link to its page before the notice.
@@ -249,7 +253,7 @@ class Dashboard:
         return "".join(block(compiled.new_context({**context, "now": None})))
 
     def _action(
-        self, act: Callable[[Request, dict[str, str]], Awaitable[str]]
+        self, act: Callable[[Request, Form], Awaitable[str]]
     ) -> Callable[[Request], Awaitable[Response]]:
         """A POST action: refused with 403 when cross-site, else ``act`` runs and the
         browser goes back (303) to the form's ``next`` page with a notice code."""
@@ -264,7 +268,11 @@ class Dashboard:
                 done = await act(request, fields)
             except StoreUnavailableError:
                 done = "unavailable"
-            subject = parse_job_id(fields.get("job_id") or fields.get("batch_id"))
+            # A bulk action's notice counts jobs: it names none of them.
+            single = bulk.bulk_notice(done) is None
+            subject = (
+                parse_job_id(fields.get("job_id") or fields.get("batch_id")) if single else None
+            )
             back = self._back(
                 self.base(request), fields.get("next"), done, subject, fields.get("queue")
             )
@@ -427,7 +435,7 @@ class Dashboard:
 
     # ---- actions --------------------------------------------------------------------
 
-    async def cancel(self, request: Request, fields: dict[str, str]) -> str:
+    async def cancel(self, request: Request, fields: Form) -> str:
         """Cancel the job ``fields["job_id"]``."""
         job = await self._job(fields)
         if job is None:
@@ -437,7 +445,7 @@ class Dashboard:
         canceled, here = await self.endpoints.cancel_unfinished(job)
         return "canceled" if here and canceled is not None else "terminal"
 
-    async def requeue(self, request: Request, fields: dict[str, str]) -> str:
+    async def requeue(self, request: Request, fields: Form) -> str:
         """Queue the Failed or Canceled job ``fields["job_id"]`` again."""
         job = await self._job(fields)
         if job is None:
@@ -448,7 +456,12 @@ class Dashboard:
             return "not-requeueable"
         return "unknown" if requeued is None else "requeued"
 
-    async def pause(self, request: Request, fields: dict[str, str]) -> str:
+    async def requeue_selected(self, request: Request, fields: Form) -> str:
+        """Queue again the Failed or Canceled jobs ticked on a jobs page (``job_id``,
+        repeated)."""
+        return await bulk.requeue_selected(self.endpoints, fields.every("job_id"))
+
+    async def pause(self, request: Request, fields: Form) -> str:
         """Pause ``fields["queue"]`` (every queue when empty)."""
         try:
             await self.endpoints.pause(fields.get("queue") or None)
@@ -456,7 +469,7 @@ class Dashboard:
             return "bad-queue"
         return "paused" if fields.get("queue") else "paused-all"
 
-    async def resume(self, request: Request, fields: dict[str, str]) -> str:
+    async def resume(self, request: Request, fields: Form) -> str:
         """Resume ``fields["queue"]`` (every queue when empty)."""
         try:
             await self.endpoints.resume(fields.get("queue") or None)
@@ -469,18 +482,31 @@ class Dashboard:
         return None if job_id is None else await self.endpoints.get_job(job_id)
 
 
-async def _form(request: Request) -> dict[str, str]:
+class Form(dict[str, str]):
+    """An action's form fields: each name's last value, and `every` value of a name
+    given several times (the job ids ticked for a bulk action)."""
+
+    def __init__(self, pairs: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(pairs or [])
+        self._pairs = pairs or []
+
+    def every(self, name: str) -> list[str]:
+        """Every value of ``name``, in the order the form gave them."""
+        return [value for key, value in self._pairs if key == name]
+
+
+async def _form(request: Request) -> Form:
     """The fields of an urlencoded form POST (the dashboard's forms are small: a larger or
     other body reads as an empty form, which no action accepts)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip()
     if content_type != "application/x-www-form-urlencoded":
-        return {}
+        return Form()
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > _MAX_FORM:
-            return {}
-    return dict(_pairs(body.decode("utf-8", "replace")))
+            return Form()
+    return Form(_pairs(body.decode("utf-8", "replace")))
 
 
 def _pairs(query: str) -> list[tuple[str, str]]:

@@ -60,6 +60,46 @@
     }
   }
 
+  // Jobs ticked for a bulk action stay ticked when the list is redrawn (one no longer
+  // listed drops out); the header's box ticks every one of the page; the button counts.
+  var PICKS = 'input[type="checkbox"][name="job_id"]';
+  var PICK_ALL = "input[data-pick-all]";
+
+  function ticked() {
+    var values = [];
+    var boxes = live.querySelectorAll(PICKS);
+    for (var i = 0; i < boxes.length; i++) if (boxes[i].checked) values.push(boxes[i].value);
+    return values;
+  }
+
+  function tick(values) {
+    var boxes = live.querySelectorAll(PICKS);
+    for (var i = 0; i < boxes.length; i++) boxes[i].checked = values.indexOf(boxes[i].value) >= 0;
+  }
+
+  function showPicks() {
+    var boxes = live.querySelectorAll(PICKS);
+    var count = ticked().length;
+    var all = live.querySelector(PICK_ALL);
+    if (all) {
+      all.hidden = false; // it needs this script, so it shows only with it
+      all.checked = boxes.length > 0 && count === boxes.length;
+      all.indeterminate = count > 0 && count < boxes.length;
+    }
+    var button = live.querySelector('button[data-action="requeue-selected"]');
+    if (button) button.textContent = count ? "Requeue selected (" + count + ")" : "Requeue selected";
+  }
+
+  document.addEventListener("change", function (event) {
+    var target = event.target;
+    if (!target.matches) return;
+    if (target.matches(PICK_ALL)) {
+      var boxes = live.querySelectorAll(PICKS);
+      for (var i = 0; i < boxes.length; i++) boxes[i].checked = target.checked;
+    }
+    if (target.matches(PICK_ALL) || target.matches(PICKS)) showPicks();
+  });
+
   // Actions that change much at once ask first (without the script they just run).
   document.addEventListener("submit", function (event) {
     var question = event.target.getAttribute && event.target.getAttribute("data-confirm");
@@ -134,7 +174,10 @@
         var scrolled = [];
         var boxes = live.querySelectorAll("pre, .scroll");
         for (var i = 0; i < boxes.length; i++) scrolled.push([boxes[i].scrollTop, boxes[i].scrollLeft]);
+        var picks = ticked();
         live.innerHTML = html; // server-rendered and escaped; scripts never run from it
+        tick(picks);
+        showPicks();
         boxes = live.querySelectorAll("pre, .scroll");
         for (var j = 0; j < boxes.length && j < scrolled.length; j++) {
           boxes[j].scrollTop = scrolled[j][0];
@@ -152,6 +195,7 @@
 
   readServerNow(live);
   relativeTimes();
+  showPicks();
   setInterval(relativeTimes, REFRESH_MS);
   setInterval(refresh, REFRESH_MS);
 })();

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -23,44 +22,21 @@ from async_endpoints import (
 )
 from async_endpoints import _dashboard_views as views
 from async_endpoints._dashboard import _as_path as dashboard_path
-from async_endpoints._dashboard_guard import COOKIE
 from async_endpoints.testing import ManualClock
 from async_endpoints_redis import RedisJobStore
 from tests.observability.dashboard_app import Gate, make_app
+from tests.observability.dashboard_client import (  # the fixtures too
+    BASE,
+    SAME_ORIGIN,
+    client,
+    dashboard_on,
+    engine,
+    gate,
+    token_of,
+)
+
+__all__ = ["client", "engine", "gate"]
 from tests.redis.support import eventually
-
-BASE = "http://testserver"
-
-
-@pytest.fixture
-def gate() -> Gate:
-    return Gate()
-
-
-@pytest.fixture
-async def engine(gate: Gate) -> AsyncIterator[AsyncEndpoints]:
-    _, endpoints = make_app(gate)
-    async with endpoints.running(workers=False):
-        yield endpoints
-
-
-@pytest.fixture
-async def client(engine: AsyncEndpoints) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=engine.app)
-    async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
-        yield client
-
-
-async def token_of(client: httpx.AsyncClient) -> str:
-    """Load a page (which sets the token cookie) and read the token from its forms."""
-    page = await client.get("/dashboard/")
-    match = re.search(r'name="token" value="([^"]+)"', page.text)
-    assert match is not None
-    assert client.cookies.get(COOKIE) == match.group(1)
-    return match.group(1)
-
-
-SAME_ORIGIN = {"Origin": BASE, "Sec-Fetch-Site": "same-origin"}
 
 
 async def test_every_route_answers_404_when_authorize_says_no(
@@ -370,12 +346,8 @@ async def test_a_page_while_the_store_is_unreachable_is_503_with_retry_after(
 @pytest.mark.redis
 async def test_the_dashboard_on_redis(redis_server: Any, prefix: str, gate: Gate) -> None:
     """Queues, jobs, one job and a cancel, on a RedisJobStore."""
-    app, endpoints = make_app(gate, RedisJobStore(redis_server.url, prefix=prefix))
-    transport = httpx.ASGITransport(app=app)
-    async with (
-        endpoints.running(workers=False),
-        httpx.AsyncClient(transport=transport, base_url=BASE) as client,
-    ):
+    store = RedisJobStore(redis_server.url, prefix=prefix)
+    async with dashboard_on(store, gate) as (endpoints, client):
         await endpoints.pause("high")
         job = await endpoints.submit("Ok", {}, queue="high", tenant="acme")
         page = await client.get("/dashboard/")
@@ -399,12 +371,8 @@ async def test_a_tenant_page_on_redis_reads_on_until_full_and_says_when_it_found
     another's is on the first page; behind 3,500, the first page found none of the
     tenant's within its reads and says the next page reads on (not a word about a name
     filter), and the next page leads to the tenant's job."""
-    app, endpoints = make_app(gate, RedisJobStore(redis_server.url, prefix=prefix))
-    transport = httpx.ASGITransport(app=app)
-    async with (
-        endpoints.running(workers=False),
-        httpx.AsyncClient(transport=transport, base_url=BASE) as client,
-    ):
+    store = RedisJobStore(redis_server.url, prefix=prefix)
+    async with dashboard_on(store, gate) as (endpoints, client):
         rare = await endpoints.submit("Ok", {}, tenant="rare")
         await endpoints.submit_batch([JobSpec("Ok", {})] * 1500, tenant="busy")  # newer
         page = await client.get("/dashboard/jobs?tenant=rare")

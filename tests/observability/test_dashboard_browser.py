@@ -147,7 +147,7 @@ async def test_a_failed_jobs_requeue_button_runs_it_again(
     await page.goto(f"{base}/dashboard/jobs?status=Failed")
     row = page.locator(f'tr[data-job="{job.id}"]')
     await expect(row).to_contain_text("RuntimeError")
-    await row.get_by_role("button", name="Requeue").click()
+    await row.get_by_role("button", name="Requeue", exact=True).click()
     notice = f"{str(job.id)[:8]}: The job was queued again."  # names the job acted on
     await expect(page.locator(".notice")).to_have_text(notice)
     await page.goto(f"{base}/dashboard/jobs/{job.id}")
@@ -311,13 +311,61 @@ async def test_the_list_waits_while_the_pointer_rests_on_a_button(
     await page.goto(f"{base}/dashboard/jobs?status=Failed")
     rows = page.locator("tr[data-job]")
     await expect(rows).to_have_count(1)
-    await page.get_by_role("button", name="Requeue").hover()
+    await page.get_by_role("button", name="Requeue", exact=True).hover()
     second = await engine.wait_for((await engine.submit("Broken")).id, timeout=10)
     assert second.status is JobStatus.FAILED
     await page.wait_for_timeout(2 * LIVE_WITHIN_MS)  # two refreshes would have come
     await expect(rows).to_have_count(1)
     await page.mouse.move(0, 0)
     await expect(rows).to_have_count(2, timeout=LIVE_WITHIN_MS)
+
+
+async def test_requeue_selected_runs_the_ticked_failed_jobs_again(
+    site: tuple[str, AsyncEndpoints], page: Page, gate: Gate
+) -> None:
+    """Three Flaky jobs Failed: the header's box ticks all three and unticks them; two
+    ticked stay ticked while the live list redraws (another job fails meanwhile); the
+    button counts them, asks first, and the two run again and complete, the third is
+    left Failed."""
+    base, engine = site
+    jobs = [await engine.submit("Flaky") for _ in range(3)]
+    for job in jobs:
+        assert (await engine.wait_for(job.id, timeout=10)).status is JobStatus.FAILED
+    gate.flaky_fails = False
+    await page.goto(f"{base}/dashboard/jobs?status=Failed")
+    rows = page.locator("tr[data-job]")
+    await expect(rows).to_have_count(3)
+    button = page.get_by_role("button", name="Requeue selected")
+    every = page.get_by_label("Select every Failed or Canceled job on this page")
+    await every.check()
+    await expect(button).to_have_text("Requeue selected (3)")
+    await every.uncheck()
+    await expect(page.locator('input[name="job_id"]:checked')).to_have_count(0)
+    picked, left = jobs[:2], jobs[2]
+    for job in picked:
+        await page.locator(f'tr[data-job="{job.id}"] input[type=checkbox]').check()
+    await expect(button).to_have_text("Requeue selected (2)")
+    await page.mouse.move(0, 0)  # the pointer on a box holds the updates
+    await engine.wait_for((await engine.submit("Broken")).id, timeout=10)
+    await expect(rows).to_have_count(4, timeout=LIVE_WITHIN_MS)  # redrawn
+    ticked = page.locator('input[name="job_id"]:checked')
+    assert sorted(await ticked.evaluate_all("boxes => boxes.map(b => b.value)")) == sorted(
+        str(job.id) for job in picked
+    )
+    await expect(button).to_have_text("Requeue selected (2)")
+    asked: list[str] = []
+
+    async def accept(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        await dialog.accept()
+
+    page.on("dialog", accept)
+    await button.click()
+    await expect(page.locator(".notice")).to_have_text("2 jobs queued again.")
+    assert asked == ["Queue the selected jobs again?"]
+    for job in picked:
+        assert (await engine.wait_for(job.id, timeout=10)).status is JobStatus.COMPLETED
+    assert (await engine.get_job(left.id)).status is JobStatus.FAILED  # type: ignore[union-attr]
 
 
 async def test_a_job_page_says_so_when_its_job_is_gone(page: Page, gate: Gate) -> None:
@@ -474,7 +522,7 @@ async def test_failed_jobs_with_long_names_keep_requeue_in_view_on_a_laptop_scre
         assert await box.evaluate("b => b.scrollWidth <= b.clientWidth")
         edge = await box.bounding_box()
         assert edge is not None
-        for button in await page.get_by_role("button", name="Requeue").all():
+        for button in await page.get_by_role("button", name="Requeue", exact=True).all():
             place = await button.bounding_box()
             assert place is not None and place["x"] + place["width"] <= edge["x"] + edge["width"]
         await page.goto(f"{base}/dashboard/jobs/{jobs[0].id}")
@@ -501,7 +549,7 @@ async def test_row_buttons_stay_in_view_on_a_narrow_screen(
         await expect(page.locator("th.wide-only").first).to_be_hidden()
         box = await page.locator("#live .scroll").bounding_box()
         assert box is not None
-        for button in await page.get_by_role("button", name="Requeue").all():
+        for button in await page.get_by_role("button", name="Requeue", exact=True).all():
             place = await button.bounding_box()
             assert place is not None and place["x"] + place["width"] <= box["x"] + box["width"]
     finally:
