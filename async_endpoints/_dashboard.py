@@ -15,7 +15,6 @@ fetched again every second by the page's script (the same URL with the header
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import uuid
 from collections.abc import Awaitable, Callable
@@ -376,9 +375,13 @@ class Dashboard:
         try:
             jobs, next_cursor = await views.list_page(self.endpoints.list_jobs, filters)
         except ValueError:
-            filters = dataclasses.replace(filters, cursor=None)
+            filters = filters.first
             jobs, next_cursor = await views.list_page(self.endpoints.list_jobs, filters)
             notice = NOTICES["bad-cursor"]
+        total = None
+        if views.countable(filters):
+            total = views.total(await self.endpoints.queue_stats(), filters)
+        previous = filters.previous()
         if filters.batch is None and request.query_params.get("batch"):
             notice = NOTICES["bad-batch"]
         look = filters.queue is not None or any(job.status.is_waiting for job in jobs)
@@ -392,8 +395,11 @@ class Dashboard:
             "filters": filters,
             "statuses": list(JobStatus),
             "queues": queues,
-            "next_query": None if next_cursor is None else filters.query(cursor=next_cursor),
-            "first_query": filters.query(cursor=None) if filters.cursor else None,
+            "next_query": None if next_cursor is None else filters.following(next_cursor).query(),
+            "previous_query": None if previous is None else previous.query(),
+            # First only where Previous does not lead there already.
+            "first_query": filters.first.query() if filters.page > 2 else None,
+            "total": total,
             "cursor_notice": notice,
             "status_code": status_code,
             "name_scan_limit": views.NAME_SCAN_LIMIT,

@@ -5,13 +5,14 @@ pretty JSON). No HTTP here: `async_endpoints._dashboard` serves these."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from ._job import MAX_LABEL_LENGTH, Job, JobStatus, format_time, parse_job_id
-from ._listing import JobPage
+from ._listing import JobPage, QueueStats
 
 #: Jobs per dashboard page.
 PAGE_SIZE = 50
@@ -22,6 +23,11 @@ NAME_SCAN_LIMIT = 1000
 #: pages come back short (Redis with a tenant, queue or batch filter reads a bounded run
 #: of entries per call) is read on, so a page is empty only past this many reads.
 FILL_CALLS = 5
+#: The earlier pages a jobs page remembers for its Previous link (their cursors ride in
+#: its address; past this many back, Previous gives way to First).
+TRAIL_PAGES = 10
+_CURSOR = re.compile(r"[A-Za-z0-9_-]{1,2048}")
+_MAX_PAGE = 10**6
 
 
 class Lister(Protocol):
@@ -51,6 +57,11 @@ class Filters:
     #: A batch id (stores that keep batches).
     batch: str | None = None
     cursor: str | None = None
+    #: The cursors of the pages before this one, after the first (which needs none),
+    #: oldest first: at most `TRAIL_PAGES` of them.
+    trail: tuple[str, ...] = ()
+    #: This page's number (1: the first).
+    page: int = 1
 
     def query(self, **changes: str | None) -> dict[str, str]:
         """The query string of these filters with ``changes`` applied (None left out)."""
@@ -61,9 +72,30 @@ class Filters:
             "name": self.name,
             "batch": self.batch,
             "cursor": self.cursor,
+            "trail": ".".join(self.trail),
+            "page": str(self.page) if self.page > 1 else None,
         }
         values.update(changes)
         return {key: value for key, value in values.items() if value}
+
+    @property
+    def first(self) -> Filters:
+        """The first page of the same filters."""
+        return replace(self, cursor=None, trail=(), page=1)
+
+    def following(self, cursor: str) -> Filters:
+        """The page after this one, which starts at ``cursor``."""
+        trail = (*self.trail, self.cursor) if self.cursor else self.trail
+        return replace(self, cursor=cursor, trail=trail[-TRAIL_PAGES:], page=self.page + 1)
+
+    def previous(self) -> Filters | None:
+        """The page before this one, when it is known: the first page's has no cursor;
+        past `TRAIL_PAGES` back it is not remembered (None)."""
+        if self.cursor is None:
+            return None
+        if self.trail:
+            return replace(self, cursor=self.trail[-1], trail=self.trail[:-1], page=self.page - 1)
+        return self.first if self.page <= 2 else None
 
 
 def read_filters(params: Mapping[str, str], queues: Sequence[str]) -> Filters:
@@ -71,14 +103,53 @@ def read_filters(params: Mapping[str, str], queues: Sequence[str]) -> Filters:
     URL shows all jobs rather than an error)."""
     status = params.get("status") or ""
     queue = params.get("queue") or None
+    cursor = params.get("cursor") or None
     return Filters(
         status=JobStatus(status) if status in JobStatus._value2member_map_ else None,
         queue=queue if queue in queues else None,
         tenant=label(params.get("tenant")),
         name=label(params.get("name")),
         batch=_uuid(params.get("batch")),
-        cursor=params.get("cursor") or None,
+        cursor=cursor,
+        trail=_trail(params.get("trail")) if cursor else (),
+        page=_page(params.get("page")) if cursor else 1,
     )
+
+
+def _trail(value: str | None) -> tuple[str, ...]:
+    """The cursors of a ``trail`` parameter (a malformed one is dropped whole)."""
+    cursors = tuple((value or "").split("."))[-TRAIL_PAGES:] if value else ()
+    return cursors if all(_CURSOR.fullmatch(cursor) for cursor in cursors) else ()
+
+
+def _page(value: str | None) -> int:
+    """A ``page`` parameter: a number from 2 up (a page with a cursor is not the first);
+    anything else reads as 2, the least it can be."""
+    number = int(value) if value and value.isdigit() and len(value) <= 7 else 0
+    return min(max(number, 2), _MAX_PAGE)
+
+
+def countable(filters: Filters) -> bool:
+    """Whether the per-queue counts tell how many jobs ``filters`` select: by status and
+    queue they do, by tenant, name or batch they do not."""
+    return filters.tenant is None and filters.name is None and filters.batch is None
+
+
+def total(stats: Sequence[QueueStats], filters: Filters) -> int:
+    """How many jobs the `countable` ``filters`` select, from the per-queue counts."""
+    fields = _COUNTS.values() if filters.status is None else [_COUNTS[filters.status]]
+    chosen = [queue for queue in stats if filters.queue in (None, queue.name)]
+    return sum(int(getattr(queue, field)) for queue in chosen for field in fields)
+
+
+_COUNTS = {
+    JobStatus.QUEUED: "queued",
+    JobStatus.SCHEDULED: "scheduled",
+    JobStatus.IN_PROGRESS: "in_progress",
+    JobStatus.COMPLETED: "completed",
+    JobStatus.FAILED: "failed",
+    JobStatus.CANCELED: "canceled",
+}
 
 
 async def list_page(list_jobs: Lister, filters: Filters) -> tuple[list[Job], str | None]:

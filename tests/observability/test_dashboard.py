@@ -276,6 +276,39 @@ async def test_paging_visits_every_job_once(
     assert len(seen) == 120 and set(seen) == ids
 
 
+def link(page: httpx.Response, rel: str) -> str | None:
+    """The href of the page's pager link ``rel`` (next, prev, first), if it has one."""
+    found = re.search(rf'href="([^"]+)" rel="{rel}"', page.text)
+    return None if found is None else found.group(1).replace("&amp;", "&")
+
+
+def rows(page: httpx.Response) -> list[str]:
+    return re.findall(r'<tr data-job="([0-9a-f-]+)"', page.text)
+
+
+async def test_previous_leads_back_page_by_page_and_the_pager_counts_the_jobs(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """120 queued jobs, walked forward with Next to the third page: Previous from there
+    shows the second page's jobs again, Previous from that the first's; First appears
+    from the third page on (on the second, Previous is the first page); each page says
+    its number and the 120 jobs in all. A tenant filter is not counted."""
+    for _ in range(120):
+        await engine.submit("Hold", tenant="acme")
+    first = await client.get("/dashboard/jobs?status=Queued")
+    assert "Page 1 · 120 jobs in all" in first.text and link(first, "prev") is None
+    second = await client.get(link(first, "next") or "")
+    assert "Page 2 · 120 jobs in all" in second.text and link(second, "first") is None
+    third = await client.get(link(second, "next") or "")
+    assert "Page 3 · 120 jobs in all" in third.text and len(rows(third)) == 20
+    assert rows(await client.get(link(third, "first") or "")) == rows(first)
+    back = await client.get(link(third, "prev") or "")
+    assert "Page 2 ·" in back.text and rows(back) == rows(second)
+    assert rows(await client.get(link(back, "prev") or "")) == rows(first)
+    tenant = await client.get("/dashboard/jobs?status=Queued&tenant=acme")
+    assert "Page 1</span>" in tenant.text and "in all" not in tenant.text
+
+
 async def test_the_name_filter_keeps_one_handler(
     engine: AsyncEndpoints, client: httpx.AsyncClient
 ) -> None:

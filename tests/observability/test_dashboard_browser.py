@@ -155,17 +155,33 @@ async def test_a_failed_jobs_requeue_button_runs_it_again(
 
 
 async def test_paging_through_the_jobs(site: tuple[str, AsyncEndpoints], page: Page) -> None:
-    """60 queued jobs: 50 on the first page, 10 after Next page, back with First page."""
+    """110 queued jobs: 50 on the first page, Next to the second and the third (10);
+    Previous shows the second page's jobs again, First the first page's; the pager says
+    the page's number and how many jobs there are in all."""
     base, engine = site
     await engine.pause()
-    for _ in range(60):
+    for _ in range(110):
         await engine.submit("Ok", {})
     await page.goto(f"{base}/dashboard/jobs?status=Queued")
-    await expect(page.locator("tr[data-job]")).to_have_count(50)
+    rows, pager = page.locator("tr[data-job]"), page.locator(".pager .page-of")
+    await expect(rows).to_have_count(50)
+    await expect(pager).to_have_text("Page 1 · 110 jobs in all")
+    first_page = await rows.first.get_attribute("data-job")
     await page.get_by_role("link", name="Next page »").click()
-    await expect(page.locator("tr[data-job]")).to_have_count(10)
+    await expect(pager).to_have_text("Page 2 · 110 jobs in all")
+    second_page = await rows.first.get_attribute("data-job")
+    await page.get_by_role("link", name="Next page »").click()
+    await expect(rows).to_have_count(10)
+    await page.get_by_role("link", name="‹ Previous page").click()
+    await expect(pager).to_have_text("Page 2 · 110 jobs in all")
+    await expect(rows.first).to_have_attribute("data-job", second_page or "")
+    await page.get_by_role("link", name="‹ Previous page").click()
+    await expect(rows.first).to_have_attribute("data-job", first_page or "")
+    await page.get_by_role("link", name="Next page »").click()
+    await page.get_by_role("link", name="Next page »").click()
     await page.get_by_role("link", name="« First page").click()
-    await expect(page.locator("tr[data-job]")).to_have_count(50)
+    await expect(pager).to_have_text("Page 1 · 110 jobs in all")
+    await expect(rows.first).to_have_attribute("data-job", first_page or "")
 
 
 async def test_the_job_page_shows_its_json_and_times(

@@ -1,6 +1,6 @@
 """How a jobs page of the dashboard is filled from the store's listing: read on while
 the store answers short pages, within a bound of calls (the Redis test of the same rule
-is in test_dashboard.py)."""
+is in test_dashboard.py); how its Previous link walks back, and what its count counts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from async_endpoints import JobPage
+from async_endpoints import JobPage, JobStatus, QueueStats
 from async_endpoints import _dashboard_views as views
 from async_endpoints._job import Job, NewJob
 
@@ -62,3 +62,56 @@ async def test_a_name_filter_reads_up_to_its_scan_limit() -> None:
     listing = ShortPages(per_call=views.PAGE_SIZE, name="Other")
     found, _ = await views.list_page(listing, views.Filters(name="Ok"))
     assert found == [] and sum(listing.limits) == views.NAME_SCAN_LIMIT
+
+
+def test_previous_walks_back_the_pages_next_walked_through() -> None:
+    """From the first page on with Next: each page's Previous is the page before it,
+    with that page's cursor, trail and number."""
+    pages = [views.Filters(status=JobStatus.FAILED)]
+    for cursor in ("c2", "c3", "c4"):
+        pages.append(pages[-1].following(cursor))
+    assert [(p.cursor, p.trail, p.page) for p in pages] == [
+        (None, (), 1),
+        ("c2", (), 2),
+        ("c3", ("c2",), 3),
+        ("c4", ("c2", "c3"), 4),
+    ]
+    assert pages[0].previous() is None
+    assert [p.previous() for p in pages[1:]] == pages[:-1]
+
+
+def test_previous_gives_way_to_first_past_the_pages_remembered() -> None:
+    """The address keeps the last TRAIL_PAGES cursors: walking back further than that
+    there is no Previous (the pager offers First instead), never a wrong page."""
+    page = views.Filters()
+    for number in range(2, views.TRAIL_PAGES + 5):
+        page = page.following(f"c{number}")
+    assert len(page.trail) == views.TRAIL_PAGES
+    steps = 0
+    while (before := page.previous()) is not None:
+        page, steps = before, steps + 1
+    assert steps == views.TRAIL_PAGES and page.page > 2 and page.trail == ()
+
+
+def test_the_address_round_trips_the_trail_and_drops_a_malformed_one() -> None:
+    page = views.Filters(queue="default").following("c2").following("c3")
+    query = page.query()
+    assert query["trail"] == "c2" and query["page"] == "3"
+    assert views.read_filters(query, ["default"]) == page
+    tampered = {**query, "trail": "c2.<script>"}
+    assert views.read_filters(tampered, ["default"]).trail == ()
+    assert views.read_filters({**query, "page": "x"}, ["default"]).page == 2
+    assert views.read_filters({"page": "7"}, ["default"]).page == 1  # no cursor: first
+
+
+def test_the_total_is_counted_by_status_and_queue_only() -> None:
+    stats = [
+        QueueStats("high", queued=2, failed=5),
+        QueueStats("default", queued=3, failed=7, completed=11),
+    ]
+    assert views.total(stats, views.Filters(status=JobStatus.FAILED)) == 12
+    assert views.total(stats, views.Filters(status=JobStatus.FAILED, queue="high")) == 5
+    assert views.total(stats, views.Filters()) == 28
+    assert views.countable(views.Filters(status=JobStatus.QUEUED, queue="high"))
+    for uncounted in ({"tenant": "acme"}, {"name": "Ok"}, {"batch": str(uuid.uuid4())}):
+        assert not views.countable(views.Filters(**uncounted))  # type: ignore[arg-type]
