@@ -273,9 +273,9 @@ async def test_a_step_forward_lengthens_a_lease_by_a_minute_at_most(
             await store.start()
         job = await engine.submit("step_work")
         host_clock.step_to(step)
+        claimed_at = time.monotonic()  # the lease counts from the claim's reading, sent now
         claims = await worker_store.claim(1, lease=lease)  # the worker then dies
         assert [claim.job.id for claim in claims] == [job.id]
-        claimed_at = time.monotonic()
 
         async def recovered() -> bool:
             return job.id in await other_store.recover()
@@ -287,7 +287,8 @@ async def test_a_step_forward_lengthens_a_lease_by_a_minute_at_most(
         for store in (worker_store, other_store):
             await store.aclose()
     report(f"clock-step-{step:+d}s-lease", recovered_after_s=round(took, 2))
-    assert lease <= took < lease + credit + 5
+    # Each store reads the elapsed clock on its own (some ms apart): hence the tolerance.
+    assert lease - 0.05 <= took < lease + credit + 5
 
 
 async def step_work(ctx: AsyncContext[None]) -> str:
