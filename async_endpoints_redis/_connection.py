@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,6 +26,7 @@ from ._errors import RETRY_AFTER, mapped_errors
 from ._health import inspect_server
 from ._keys import Keys
 from ._notify import Notifications
+from ._trouble import Trouble
 
 if TYPE_CHECKING:
     from async_endpoints._job import Job
@@ -76,6 +78,9 @@ class Connection:
         self._retention_ms = retention_ms
         self._scripts: Scripts | None = None
         self.elapsed = ElapsedClock()
+        #: When this process last met trouble reaching Redis (shared by a sharded store's
+        #: shards: `share_gates`).
+        self.trouble = Trouble()
         self._start_lock = asyncio.Lock()
         self._gate: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()
         self.closed = False
@@ -185,6 +190,23 @@ class Connection:
         scripts = self._scripts if self._scripts is not None and not self.closed else None
         if scripts is None:
             scripts = await self.start()
+        began = time.monotonic()
+        try:
+            result = await self._run(operation, call, scripts, task, cancels)
+        except StoreUnavailableError:
+            self.trouble.met()
+            raise
+        self.trouble.took(time.monotonic() - began)
+        return result
+
+    async def _run(
+        self,
+        operation: str,
+        call: Callable[[Scripts], Awaitable[T]],
+        scripts: Scripts,
+        task: asyncio.Task[Any] | None,
+        cancels: int,
+    ) -> T:
         admitted = False
         with mapped_errors(operation):
             try:
@@ -224,8 +246,11 @@ def share_gates(
     all shards share one pool; on a cluster the shards of each node do. Called again when
     shards are added (the old layouts a resharding left), after `make_way`: a pool's
     shards that share a gate already keep it (narrowed to count the added
-    subscriptions), and the added ones join it.
+    subscriptions), and the added ones join it. All the shards also share one record
+    of trouble met reaching Redis (`_trouble`), the first shard's.
     """
+    for connection in connections:  # a stall of one server may be any shard's
+        connection.trouble = connections[0].trouble
     for group in _pools(client, prefixes).values():
         members = [connections[index] for index in group]
         gate = _shared_gate(members)

@@ -36,6 +36,9 @@ prefix ``{p}:`` and build the names below from it (``lua/_lib.lua`` and the incl
                                 through a Redis stall's burst (lua/_lib.lua, LEASE_FROM)
     {p}:clock:stall      STRING "<from> <to> <server wall clock>": the last Redis stall
                                 seen; leases running when it began get its length on top
+    {p}:clock:quiet      STRING "<from> <to>": the last quiet spell (a second or more
+                                with no call; elapsed clock); a recovery after trouble
+                                leaves the leases whose deadline fell in it two seconds
     {p}:scheduled        ZSET   ids of Scheduled jobs (all queues), by due time (ms, elapsed
                                 clock); a due job is promoted into its own queue
     {p}:active           ZSET   ids of InProgress jobs, by lease deadline (ms, same clock)

@@ -279,9 +279,12 @@ class Scripts:
         job: list[Reply] | None = await self._call("fail", args)
         return job
 
-    async def recover(self, batch: int, error_json: str) -> tuple[list[Reply], int]:
-        """The recovered ids, and how many expired claims the call looked at."""
-        ids, seen, clock_ms = await self._call("recover", [batch, error_json])
+    async def recover(
+        self, batch: int, error_json: str, gentle: bool = False
+    ) -> tuple[list[Reply], int]:
+        """The recovered ids, and how many expired claims the call looked at; ``gentle``
+        after trouble reaching Redis (`_trouble`)."""
+        ids, seen, clock_ms = await self._call("recover", [batch, error_json, int(gentle)])
         self._clock.observe(clock_ms)
         return ids, seen
 

@@ -457,10 +457,11 @@ class RedisJobStore(
         error_json = dump_json(_CLAIM_EXPIRED)
         recovered: list[uuid.UUID] = []
         seen = _RECOVER_BATCH
+        gentle = self._connection.trouble.recent  # a stall lived through, maybe
         while seen == _RECOVER_BATCH:
             try:
                 ids, seen = await self._run(
-                    "recover", lambda s: s.recover(_RECOVER_BATCH, error_json)
+                    "recover", lambda s: s.recover(_RECOVER_BATCH, error_json, gentle)
                 )
             except JobStoreError as exc:
                 if not recovered:

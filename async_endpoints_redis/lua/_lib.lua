@@ -83,10 +83,10 @@ local STALL_BURST_MS = 2000
 -- wall clock says the elapsed clock would be, had it moved through the stall, when that is
 -- ahead by STALL_MIN_MS or more (by at most STALL_CREDIT_MS, in the stall's burst). A
 -- caller whose reading trails the clock (a process that has not read it for long) tells
--- nothing of a stall. Only leases granted use it, never the clock that recovery, delays
--- and expiry read: a step of the wall clock can make the leases granted in the
--- STALL_BURST_MS after it longer (by the step, a lost worker's job recovered that much
--- later), never end a live one.
+-- nothing of a stall here (but see CLOCK_QUIET). Only leases granted use it, never the
+-- clock that recovery, delays and expiry read: a step of the wall clock can make the
+-- leases granted in the STALL_BURST_MS after it longer (by the step, a lost worker's job
+-- recovered that much later), never end a live one.
 local LEASE_FROM = 0
 
 -- The last stall seen, "<from> <to> <wall>": the clock's anchor when it began and where
@@ -97,13 +97,27 @@ local LEASE_FROM = 0
 -- A later stall replaces the record.
 local CLOCK_STALL = CLOCK_KEY .. ':stall'
 
+-- The last quiet spell, "<from> <to>" (elapsed clock): a call found that nobody had called
+-- for QUIET_MIN_MS or more (by the clock and by the wall clock), from the clock's value then
+-- to its reading. A stall looks so to the first caller after it whose reading is fresh (a
+-- call sent in the stall's last moments, or sent after it while the calls held in it gave
+-- up): it cannot tell a stall from a quiet spell. So for QUIET_GRACE_MS after, a recovery
+-- whose process met trouble reaching Redis lately (recover.lua's ARGV[3]: it may have lived
+-- through a stall) leaves the leases whose deadline fell in the spell (their workers may
+-- have been trying to renew or settle through it); and a call sent during the spell and
+-- carried out only now (its reading inside it, by STALL_MIN_MS or more) shows it was a
+-- stall: that is recorded (CLOCK_STALL) as if the call had come first.
+local CLOCK_QUIET = CLOCK_KEY .. ':quiet'
+local QUIET_MIN_MS = 1000
+local QUIET_GRACE_MS = STALL_BURST_MS
+
 -- The elapsed-time clock, advanced to the caller's reading when that is ahead. It starts
 -- at the wall clock the first time. Its MSET is this script's first write: Redis refuses a
 -- script's writes for memory only up to its first one, so a script that starts here takes
 -- no new work from a Redis that is out of memory (see even_when_full for the others).
 -- Sets LEASE_FROM, and records a stall it is the first call after (CLOCK_STALL).
 local function clock_ms()
-  local got = redis.call('MGET', CLOCK_KEY, CLOCK_ANCHOR)
+  local got = redis.call('MGET', CLOCK_KEY, CLOCK_ANCHOR, CLOCK_QUIET, CLOCK_SET_AT)
   local stored = tonumber(got[1])
   local wall = now_ms()
   local now = math.max(stored or wall, CLOCK_READING)
@@ -116,6 +130,15 @@ local function clock_ms()
     local lag = since - (now - tonumber(set_to))
     if CLOCK_READING < stored then
       anchor = got[2]  -- a trailing reading: leave the anchor to the others
+      local from, to = string.match(got[3] or '', '^(%d+) (%d+)$')
+      from, to = tonumber(from), tonumber(to)
+      if from and CLOCK_READING >= from and CLOCK_READING <= to - STALL_MIN_MS
+          and now < to + QUIET_GRACE_MS then  -- held in the quiet spell: it was a stall
+        local known = string.match(redis.call('GET', CLOCK_STALL) or '', '^(%d+) ')
+        if known ~= ms(from) then
+          stall = ms(from) .. ' ' .. ms(to) .. ' ' .. ms(wall)
+        end
+      end
     elseif lag >= STALL_MIN_MS then
       local from, seen = string.match(redis.call('GET', CLOCK_STALL) or '',
         '^(%d+) %d+ (%d+)$')
@@ -133,32 +156,70 @@ local function clock_ms()
     CLOCK_ANCHOR, anchor)
   if stall then
     redis.call('SET', CLOCK_STALL, stall)
+  elseif stored and LEASE_FROM == now and now - stored >= QUIET_MIN_MS
+      and now - stored <= STALL_CREDIT_MS then
+    -- Quiet by the wall clock too (a caller's reading that leaps alone, as a test's
+    -- manual clock does, is no spell).
+    local last_wall = tonumber(string.match(got[4] or '', ' (%d+)$'))
+    if last_wall and wall - last_wall >= QUIET_MIN_MS then
+      redis.call('SET', CLOCK_QUIET, ms(stored) .. ' ' .. ms(now))
+    end
   end
   return now
 end
 
--- Ids of up to limit running jobs whose lease ran out by the clock: its deadline is
--- before the clock, or, for a lease that was running when the last stall began, before
--- the clock less the stall's length (CLOCK_STALL). Oldest deadlines first, mostly.
-local function expired_leases(clock, limit)
-  local from, to = string.match(redis.call('GET', CLOCK_STALL) or '', '^(%d+) (%d+) ')
-  if not from then
-    return redis.call('ZRANGEBYSCORE', K.active, '-inf', clock, 'LIMIT', 0, limit)
-  end
+-- The deadlines recovery leaves alone for now, as {low, high} spans (high excluded): those
+-- of leases running when the last stall began (CLOCK_STALL), until the clock has passed
+-- them by the stall's length, and (when gentle) those that fell in the last quiet spell
+-- (CLOCK_QUIET), for QUIET_GRACE_MS after it. A record that spares nothing any more is
+-- dropped (as is one ahead of the clock: a clock set back, its key lost, keeps nothing).
+local function spared_deadlines(clock, gentle)
+  local got = redis.call('MGET', CLOCK_STALL, CLOCK_QUIET)
+  local spans = {}
+  local from, to = string.match(got[1] or '', '^(%d+) (%d+) ')
   from, to = tonumber(from), tonumber(to)
-  -- Deadlines in [spared, to) get the grace; none does once the clock passes to + length
-  -- (nor before from: a clock set back, its key lost, keeps nothing of the record).
-  local spared = math.max(from, clock - (to - from))
-  if spared >= to or from > clock then
-    redis.call('DEL', CLOCK_STALL)
-    return redis.call('ZRANGEBYSCORE', K.active, '-inf', clock, 'LIMIT', 0, limit)
+  if from then
+    local spared = math.max(from, clock - (to - from))
+    if spared >= to or from > clock then
+      redis.call('DEL', CLOCK_STALL)
+    else
+      spans[#spans + 1] = {spared, to}
+    end
   end
-  local ids = redis.call('ZRANGEBYSCORE', K.active, '-inf', '(' .. ms(spared), 'LIMIT', 0, limit)
-  if #ids < limit and to <= clock then
-    local later = redis.call('ZRANGEBYSCORE', K.active, to, clock, 'LIMIT', 0, limit - #ids)
-    for _, id in ipairs(later) do
+  from, to = string.match(got[2] or '', '^(%d+) (%d+)$')
+  from, to = tonumber(from), tonumber(to)
+  if from then
+    if clock >= to + QUIET_GRACE_MS or from > clock then
+      redis.call('DEL', CLOCK_QUIET)
+    elseif gentle then
+      spans[#spans + 1] = {from, to}
+    end
+  end
+  table.sort(spans, function(a, b) return a[1] < b[1] end)
+  return spans
+end
+
+-- Ids of up to limit running jobs whose lease ran out by the clock (their deadline is at
+-- or before it), but for those spared_deadlines leaves alone. Oldest deadlines first, mostly.
+local function expired_leases(clock, limit, gentle)
+  local ids, low = {}, nil  -- nil: from -inf
+  local function take(high)
+    local found = redis.call('ZRANGEBYSCORE', K.active, low and ms(low) or '-inf', high,
+      'LIMIT', 0, limit - #ids)
+    for _, id in ipairs(found) do
       ids[#ids + 1] = id
     end
+  end
+  for _, span in ipairs(spared_deadlines(clock, gentle)) do
+    if #ids < limit and (not low or span[1] > low) then
+      take(span[1] > clock and ms(clock) or '(' .. ms(span[1]))
+    end
+    if not low or span[2] > low then
+      low = span[2]
+    end
+  end
+  if #ids < limit and (not low or low <= clock) then
+    take(ms(clock))
   end
   return ids
 end

@@ -5,6 +5,8 @@
 --
 -- ARGV[1]  the most expired claims handled per call
 -- ARGV[2]  the error JSON recorded
+-- ARGV[3]  1 when the caller met trouble reaching Redis lately (a stall, maybe): leases
+--          whose deadline fell in the last quiet spell are left for a while (_lib.lua)
 --
 -- Returns: {recovered ids, expired entries seen, the elapsed-time clock}; when the second
 -- equals ARGV[1] more may be waiting. Entries whose job is missing or not InProgress are
@@ -23,7 +25,7 @@ local held = redis.call('ZRANGEBYSCORE', K.held, '-inf', clock, 'LIMIT', 0, limi
 for _, id in ipairs(held) do
   let_go(id, nil)
 end
-local expired = expired_leases(clock, limit)  -- a stall's grace: see _lib.lua
+local expired = expired_leases(clock, limit, ARGV[3] == '1')  -- a stall's grace: _lib.lua
 local recovered = {}
 for _, id in ipairs(expired) do
   local key = job_key(id)

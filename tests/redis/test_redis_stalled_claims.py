@@ -38,6 +38,9 @@ pytestmark = pytest.mark.redis
 LEASE = 1.0  # claim_timeout
 PAUSE_MS = 2500  # the stall: longer than two leases
 REPLY_TIMEOUT = 10.0  # far beyond the stall: calls wait it out rather than fail
+#: How long recovery leaves leases whose deadline fell in a quiet spell (QUIET_GRACE_MS in
+#: async_endpoints_redis/lua/_lib.lua), plus a little.
+QUIET_GRACE = 2.0 + 0.2
 
 
 def counting_starts(starts: list[int]) -> Callable[[AsyncContext[None]], Awaitable[str]]:
@@ -154,11 +157,13 @@ async def test_a_job_handed_over_in_a_stall_is_not_run_by_two_workers(
 
 
 @contextlib.asynccontextmanager
-async def two_stores(url: str, prefix: str, shards: int = 1) -> AsyncIterator[list[RedisJobStore]]:
-    """A worker's store and another process's, started, on one server and prefix."""
+async def two_stores(
+    url: str, prefix: str, shards: int = 1, timeout: float = REPLY_TIMEOUT
+) -> AsyncIterator[list[RedisJobStore]]:
+    """A worker's store and another process's, started, on one server and prefix, whose
+    calls give up after ``timeout``."""
     stores = [
-        RedisJobStore(url, prefix=prefix, socket_timeout=REPLY_TIMEOUT, shards=shards)
-        for _ in range(2)
+        RedisJobStore(url, prefix=prefix, socket_timeout=timeout, shards=shards) for _ in range(2)
     ]
     try:
         for store in stores:
@@ -298,8 +303,9 @@ async def test_a_caller_whose_reading_trails_after_a_quiet_spell_is_no_stall(
     own_redis_server: RedisServer, prefix: str, trail: float
 ) -> None:
     """A process that has not read the clock for long (its monotonic clock drifting
-    behind the others') calls after a quiet spell: that is no stall, and a dead worker's
-    lease gets nothing on top: recovery with a reading of now takes its job back at once."""
+    behind the others') calls after a quiet spell: that is no stall (none is recorded),
+    and a dead worker's lease gets nothing on top: recovery with a reading of now, by a
+    process that met no trouble reaching Redis, takes its job back at once."""
     lease, quiet = 0.5, 1.2
     async with two_stores(own_redis_server.url, prefix) as (worker_store, other_store):
         job_id = await submitted(worker_store)
@@ -309,7 +315,81 @@ async def test_a_caller_whose_reading_trails_after_a_quiet_spell_is_no_stall(
         elapsed._seen_ms -= int(trail * 1000)  # its reading now trails by that much
         recovered = await other_store.recover()  # past the deadline itself, or behind it
         recovered += await worker_store.recover()  # a reading of now
+        async with Redis.from_url(own_redis_server.url) as admin:
+            assert await admin.exists(f"{{{prefix}}}:clock:stall") == 0
     assert recovered == [job_id]
+
+
+@pytest.mark.parametrize("shards", [1, 3], ids=["one-tag", "sharded"])
+async def test_a_stall_first_met_by_a_fresh_call_spares_the_leases_running_through_it(
+    own_redis_server: RedisServer, prefix: str, shards: int
+) -> None:
+    """Two jobs claimed with 1 s leases; Redis stalls 3 s. The worker's settlement of the
+    one whose handler ended and another process's recovery are sent in the stall and give
+    up before it ends (dropped, never carried out); so the first call after the stall is
+    that process's recovery, sent again with a reading of now: to the store the stall is a
+    quiet spell, and as the process met trouble reaching Redis it leaves the leases whose
+    deadline fell in the spell alone for a while. The settlement, sent again, lands: the
+    job completes on its first attempt; the other lease (its worker dead) is recovered by
+    a pass the quiet spell's grace later."""
+    lease, pause_ms = 1.0, 3000
+    async with two_stores(own_redis_server.url, prefix, shards, timeout=0.5) as stores:
+        worker_store, other_store = stores
+        ended_id, dead_id = await submitted(worker_store), await submitted(worker_store)
+        claims = await worker_store.claim(2, lease=lease)
+        by_id = {claim.job.id: claim for claim in claims}
+        assert set(by_id) == {ended_id, dead_id}
+        async with Redis.from_url(own_redis_server.url) as admin:
+            await admin.execute_command("CLIENT", "PAUSE", pause_ms, "ALL")
+        resumes_at = asyncio.get_running_loop().time() + pause_ms / 1000
+        with pytest.raises(StoreUnavailableError):  # the settlement's try gives up
+            await worker_store.complete(by_id[ended_id], "ran")
+        # The recovery's try gives up too (a sharded store passes over each shard that
+        # does not answer, and may not raise).
+        with contextlib.suppress(StoreUnavailableError):
+            await other_store.recover()
+        await asyncio.sleep(resumes_at - asyncio.get_running_loop().time())  # nobody called
+        assert await other_store.recover() == []
+        done = await worker_store.complete(by_id[ended_id], "ran")
+        assert done is not None and done.status is JobStatus.COMPLETED
+        await asyncio.sleep(QUIET_GRACE)
+        recovered = await other_store.recover()
+    assert done.retry_count == 0
+    assert recovered == [dead_id]
+
+
+async def test_a_call_held_in_a_stall_that_a_fresh_call_met_first_shows_it_was_a_stall(
+    own_redis_server: RedisServer, prefix: str
+) -> None:
+    """As above, a fresh recovery meets the stall first; then a call sent during it (its
+    reading inside the stall) is carried out. That shows the quiet spell was a stall: a
+    lease running through it gets the stall's length on top, beyond the quiet spell's
+    grace (the lease is longer than the grace, so the two differ)."""
+    lease, pause_ms = 4.0, 5000
+    async with two_stores(own_redis_server.url, prefix, timeout=0.5) as stores:
+        worker_store, other_store = stores
+        dead_id = await submitted(worker_store)
+        assert [claim.job.id for claim in await worker_store.claim(1, lease=lease)] == [dead_id]
+        async with Redis.from_url(own_redis_server.url) as admin:
+            await admin.execute_command("CLIENT", "PAUSE", pause_ms, "ALL")
+            resumes_at = asyncio.get_running_loop().time() + pause_ms / 1000
+            with pytest.raises(StoreUnavailableError):  # the recovery's try gives up
+                await other_store.recover()
+            await asyncio.sleep(resumes_at - asyncio.get_running_loop().time())
+            assert await other_store.recover() == []  # fresh: a quiet spell, for now
+            met_at = asyncio.get_running_loop().time()
+            held = worker_store._connection.elapsed
+            held._seen_ms -= pause_ms // 2  # as if sent halfway through the stall
+            assert await worker_store.recover() == []  # carried out only now
+            assert await admin.exists(f"{{{prefix}}}:clock:stall") == 1
+        await asyncio.sleep(QUIET_GRACE + 0.3 - (asyncio.get_running_loop().time() - met_at))
+        spared = await other_store.recover()  # past the quiet grace, within the stall's
+
+        async def dead_one_recovered() -> bool:
+            return await other_store.recover() == [dead_id]
+
+        await eventually(dead_one_recovered, timeout=10)
+    assert spared == []
 
 
 async def test_a_store_started_after_a_stall_and_a_quiet_spell_reads_the_time_that_passed(
