@@ -121,7 +121,9 @@ class Dashboard:
                 Route("/actions/cancel", action(self.cancel), methods=ANY_METHOD),
                 Route("/actions/requeue", action(self.requeue), methods=ANY_METHOD),
                 Route(
-                    "/actions/requeue-selected", action(self.requeue_selected), methods=ANY_METHOD
+                    "/actions/requeue-selected",
+                    action(self.requeue_selected, many=True),
+                    methods=ANY_METHOD,
                 ),
                 Route("/actions/pause", action(self.pause), methods=ANY_METHOD),
                 Route("/actions/resume", action(self.resume), methods=ANY_METHOD),
@@ -252,10 +254,11 @@ class Dashboard:
         return "".join(block(compiled.new_context({**context, "now": None})))
 
     def _action(
-        self, act: Callable[[Request, Form], Awaitable[str]]
+        self, act: Callable[[Request, Form], Awaitable[str]], many: bool = False
     ) -> Callable[[Request], Awaitable[Response]]:
         """A POST action: refused with 403 when cross-site, else ``act`` runs and the
-        browser goes back (303) to the form's ``next`` page with a notice code."""
+        browser goes back (303) to the form's ``next`` page with a notice code (naming
+        the job or batch acted on, unless it acts on ``many``)."""
 
         async def action(request: Request) -> Response:
             fields = await _form(request)
@@ -267,11 +270,8 @@ class Dashboard:
                 done = await act(request, fields)
             except StoreUnavailableError:
                 done = "unavailable"
-            # A bulk action's notice counts jobs: it names none of them.
-            single = bulk.bulk_notice(done) is None
-            subject = (
-                parse_job_id(fields.get("job_id") or fields.get("batch_id")) if single else None
-            )
+            # An action on ``many`` jobs counts them in its notice: it names none of them.
+            subject = None if many else parse_job_id(fields.get("job_id") or fields.get("batch_id"))
             back = self._back(
                 self.base(request), fields.get("next"), done, subject, fields.get("queue")
             )

@@ -63,6 +63,8 @@ def bulk_notice(code: str) -> str | None:
     if matched is None:
         return None
     done, asked = int(matched[1]), int(matched[2])
+    if not 0 < asked <= MAX_SELECTED or done > asked:
+        return None
     if matched[3]:
         return (
             f"{_jobs(done)} of the {asked} selected queued again; the job store stopped "

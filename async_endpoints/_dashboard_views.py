@@ -26,7 +26,11 @@ FILL_CALLS = 5
 #: The earlier pages a jobs page remembers for its Previous link (their cursors ride in
 #: its address; past this many back, Previous gives way to First).
 TRAIL_PAGES = 10
+#: And at most this many characters of them (cursors of long tenant names are long): the
+#: page's address rides in each of its action forms, which must stay small.
+TRAIL_CHARS = 3000
 _CURSOR = re.compile(r"[A-Za-z0-9_-]{1,2048}")
+_PAGE = re.compile(r"[0-9]{1,7}")
 _MAX_PAGE = 10**6
 
 
@@ -86,7 +90,7 @@ class Filters:
     def following(self, cursor: str) -> Filters:
         """The page after this one, which starts at ``cursor``."""
         trail = (*self.trail, self.cursor) if self.cursor else self.trail
-        return replace(self, cursor=cursor, trail=trail[-TRAIL_PAGES:], page=self.page + 1)
+        return replace(self, cursor=cursor, trail=_kept(trail), page=self.page + 1)
 
     def previous(self) -> Filters | None:
         """The page before this one, when it is known: the first page's has no cursor;
@@ -104,6 +108,7 @@ def read_filters(params: Mapping[str, str], queues: Sequence[str]) -> Filters:
     status = params.get("status") or ""
     queue = params.get("queue") or None
     cursor = params.get("cursor") or None
+    trail = _trail(params.get("trail")) if cursor else ()
     return Filters(
         status=JobStatus(status) if status in JobStatus._value2member_map_ else None,
         queue=queue if queue in queues else None,
@@ -111,21 +116,30 @@ def read_filters(params: Mapping[str, str], queues: Sequence[str]) -> Filters:
         name=label(params.get("name")),
         batch=_uuid(params.get("batch")),
         cursor=cursor,
-        trail=_trail(params.get("trail")) if cursor else (),
-        page=_page(params.get("page")) if cursor else 1,
+        trail=trail,
+        # A page is at least the one after the pages of its trail and the first.
+        page=max(_page(params.get("page")), len(trail) + 2) if cursor else 1,
     )
 
 
 def _trail(value: str | None) -> tuple[str, ...]:
     """The cursors of a ``trail`` parameter (a malformed one is dropped whole)."""
-    cursors = tuple((value or "").split("."))[-TRAIL_PAGES:] if value else ()
-    return cursors if all(_CURSOR.fullmatch(cursor) for cursor in cursors) else ()
+    cursors = tuple(value.split(".")) if value else ()
+    return _kept(cursors) if all(_CURSOR.fullmatch(cursor) for cursor in cursors) else ()
+
+
+def _kept(trail: tuple[str, ...]) -> tuple[str, ...]:
+    """The newest cursors of ``trail`` within `TRAIL_PAGES` and `TRAIL_CHARS`."""
+    trail = trail[-TRAIL_PAGES:]
+    while trail and sum(len(cursor) + 1 for cursor in trail) > TRAIL_CHARS:
+        trail = trail[1:]
+    return trail
 
 
 def _page(value: str | None) -> int:
     """A ``page`` parameter: a number from 2 up (a page with a cursor is not the first);
     anything else reads as 2, the least it can be."""
-    number = int(value) if value and value.isdigit() and len(value) <= 7 else 0
+    number = int(value) if value and _PAGE.fullmatch(value) else 0
     return min(max(number, 2), _MAX_PAGE)
 
 

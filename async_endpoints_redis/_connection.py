@@ -192,12 +192,12 @@ class Connection:
             scripts = await self.start()
         began = time.monotonic()
         try:
-            result = await self._run(operation, call, scripts, task, cancels)
+            return await self._run(operation, call, scripts, task, cancels)
         except StoreUnavailableError:
             self.trouble.met()
             raise
-        self.trouble.took(time.monotonic() - began)
-        return result
+        finally:  # however it ended (answered, refused, cancelled): was it held up?
+            self.trouble.took(time.monotonic() - began)
 
     async def _run(
         self,

@@ -160,8 +160,11 @@ local function clock_ms()
       and now - stored <= STALL_CREDIT_MS then
     -- Quiet by the wall clock too (a caller's reading that leaps alone, as a test's
     -- manual clock does, is no spell).
+    -- An earlier spell keeps its record while its grace lasts.
     local last_wall = tonumber(string.match(got[4] or '', ' (%d+)$'))
-    if last_wall and wall - last_wall >= QUIET_MIN_MS then
+    local earlier = tonumber(string.match(got[3] or '', ' (%d+)$'))
+    if last_wall and wall - last_wall >= QUIET_MIN_MS
+        and not (earlier and now < earlier + QUIET_GRACE_MS) then
       redis.call('SET', CLOCK_QUIET, ms(stored) .. ' ' .. ms(now))
     end
   end

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from async_endpoints import AsyncEndpoints, Job, JobStatus, StoreUnavailableError
-from async_endpoints._dashboard_bulk import MAX_SELECTED
+from async_endpoints._dashboard_bulk import MAX_SELECTED, bulk_notice
 from async_endpoints_redis import RedisJobStore
 from tests.observability.dashboard_app import Gate
 from tests.observability.dashboard_client import (  # the fixtures too
@@ -177,7 +177,15 @@ async def test_a_store_that_stops_answering_part_way_keeps_what_was_requeued_and
     statuses = [await status_of(engine, job) for job in (first, second, third)]
     assert statuses == [JobStatus.QUEUED, JobStatus.CANCELED, JobStatus.CANCELED]
     answer = await client.post(ACTION, data=form(token, second.id), headers=SAME_ORIGIN)
-    assert "done=unavailable" in answer.headers["location"]
+    assert answer.headers["location"].endswith("done=unavailable")  # naming no job
+
+
+def test_a_notice_code_with_impossible_counts_tells_nothing() -> None:
+    """Codes come from the address bar: one that no bulk requeue could have made (more
+    requeued than asked, more asked than allowed, nothing asked) says nothing."""
+    for code in ("requeued-9-of-5", f"requeued-1-of-{MAX_SELECTED + 1}", "requeued-0-of-0"):
+        assert bulk_notice(code) is None, code
+    assert bulk_notice("requeued-5-of-5") == "5 jobs queued again."
 
 
 @pytest.mark.redis

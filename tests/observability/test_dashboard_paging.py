@@ -100,7 +100,7 @@ def test_the_address_round_trips_the_trail_and_drops_a_malformed_one() -> None:
     assert views.read_filters(query, ["default"]) == page
     tampered = {**query, "trail": "c2.<script>"}
     assert views.read_filters(tampered, ["default"]).trail == ()
-    assert views.read_filters({**query, "page": "x"}, ["default"]).page == 2
+    assert views.read_filters({**query, "page": "x"}, ["default"]).page == 3  # by the trail
     assert views.read_filters({"page": "7"}, ["default"]).page == 1  # no cursor: first
 
 
@@ -115,3 +115,28 @@ def test_the_total_is_counted_by_status_and_queue_only() -> None:
     assert views.countable(views.Filters(status=JobStatus.QUEUED, queue="high"))
     for uncounted in ({"tenant": "acme"}, {"name": "Ok"}, {"batch": str(uuid.uuid4())}):
         assert not views.countable(views.Filters(**uncounted))  # type: ignore[arg-type]
+
+
+def test_a_trail_of_long_cursors_is_cut_to_keep_the_address_small() -> None:
+    """Cursors of long tenant names are long: the trail keeps the newest that fit in
+    TRAIL_CHARS (the page's address rides in every action form of the page)."""
+    page = views.Filters(tenant="t")
+    for number in range(2, 12):
+        page = page.following(f"{number:02d}" + "A" * 998)
+    assert 0 < len(page.trail) < views.TRAIL_PAGES
+    assert sum(len(cursor) + 1 for cursor in page.trail) <= views.TRAIL_CHARS
+    assert page.trail[-1].startswith("10")  # the newest kept, the page before this one
+    query = page.query()
+    assert views.read_filters(query, []).trail == page.trail
+
+
+def test_a_hand_made_page_number_is_read_safely() -> None:
+    """A page number that is no plain number reads as the least it can be; one smaller
+    than its trail allows is raised to fit it (so Previous never leads to a "page 1"
+    with a cursor)."""
+    for odd in ("\u00b2", "-3", "1e9", "99999999"):
+        assert views.read_filters({"cursor": "c", "page": odd}, []).page == 2, odd
+    walked = views.read_filters({"cursor": "c5", "trail": "c2.c3.c4", "page": "2"}, [])
+    assert walked.page == 5
+    previous = walked.previous()
+    assert previous is not None and previous.page == 4 and previous.cursor == "c4"

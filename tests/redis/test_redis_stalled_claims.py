@@ -350,6 +350,10 @@ async def test_a_stall_first_met_by_a_fresh_call_spares_the_leases_running_throu
             await other_store.recover()
         await asyncio.sleep(resumes_at - asyncio.get_running_loop().time())  # nobody called
         assert await other_store.recover() == []
+        if shards == 1:  # spared as a quiet spell's, not by a stall's record
+            async with Redis.from_url(own_redis_server.url) as admin:
+                assert await admin.exists(f"{{{prefix}}}:clock:quiet") == 1
+                assert await admin.exists(f"{{{prefix}}}:clock:stall") == 0
         done = await worker_store.complete(by_id[ended_id], "ran")
         assert done is not None and done.status is JobStatus.COMPLETED
         await asyncio.sleep(QUIET_GRACE)
@@ -377,6 +381,7 @@ async def test_a_call_held_in_a_stall_that_a_fresh_call_met_first_shows_it_was_a
                 await other_store.recover()
             await asyncio.sleep(resumes_at - asyncio.get_running_loop().time())
             assert await other_store.recover() == []  # fresh: a quiet spell, for now
+            assert await admin.exists(f"{{{prefix}}}:clock:stall") == 0
             met_at = asyncio.get_running_loop().time()
             held = worker_store._connection.elapsed
             held._seen_ms -= pause_ms // 2  # as if sent halfway through the stall
