@@ -362,6 +362,39 @@ async def test_a_stall_first_met_by_a_fresh_call_spares_the_leases_running_throu
     assert recovered == [dead_id]
 
 
+async def test_a_quiet_spell_soon_after_another_leaves_the_first_ones_grace_whole(
+    own_redis_server: RedisServer, prefix: str
+) -> None:
+    """A stall met first by a fresh recovery (a quiet spell) spares a dead worker's lease
+    for the grace; a second quiet spell of a second inside that grace does not cut it
+    short (the first spell's record stays while its grace lasts); after it, the lease is
+    recovered."""
+    lease, pause_ms = 0.5, 1200
+    async with two_stores(own_redis_server.url, prefix, timeout=0.5) as stores:
+        worker_store, other_store = stores
+        dead_id = await submitted(worker_store)
+        assert [claim.job.id for claim in await worker_store.claim(1, lease=lease)] == [dead_id]
+        await pause_all(own_redis_server.url, pause_ms)
+        resumes_at = asyncio.get_running_loop().time() + pause_ms / 1000
+        with pytest.raises(StoreUnavailableError):  # the recovery's try gives up
+            await other_store.recover()
+        await asyncio.sleep(resumes_at - asyncio.get_running_loop().time())
+        assert await other_store.recover() == []  # the first spell: spared
+        met_at = asyncio.get_running_loop().time()
+        await asyncio.sleep(1.1)  # nobody calls: a second spell, within the first's grace
+        assert asyncio.get_running_loop().time() - met_at < QUIET_GRACE - 0.5
+        assert await other_store.recover() == []
+        await asyncio.sleep(QUIET_GRACE - (asyncio.get_running_loop().time() - met_at))
+        recovered = await other_store.recover()
+    assert recovered == [dead_id]
+
+
+async def pause_all(url: str, ms: int) -> None:
+    """Stall the server: every client paused for ``ms``."""
+    async with Redis.from_url(url) as admin:
+        await admin.execute_command("CLIENT", "PAUSE", ms, "ALL")
+
+
 async def test_a_call_held_in_a_stall_that_a_fresh_call_met_first_shows_it_was_a_stall(
     own_redis_server: RedisServer, prefix: str
 ) -> None:
