@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import math
 import re
+from collections.abc import Iterator
 from typing import NamedTuple
 
 from starlette.requests import Request
 
-# One preference: a token, optionally "=" and a token or quoted string, then parameters
-# after ";" that this library ignores. Preferences are separated by commas, possibly
-# over several Prefer headers.
-_WAIT = re.compile(r'^\s*wait\s*=\s*"?([0-9]+(?:\.[0-9]+)?)"?\s*(?:;.*)?$', re.IGNORECASE)
+# A preference's value: N, a whole or decimal number of seconds, bare or quoted.
+_SECONDS = re.compile(r'([0-9]+(?:\.[0-9]+)?)|"([0-9]+(?:\.[0-9]+)?)"')
+# The pieces of a Prefer header: a quoted string (escapes kept), a separator, or a run
+# of anything else.
+_PIECE = re.compile(r'"(?:[^"\\]|\\.)*"?|[,;]|[^",;]+')
 
 
 class Wait(NamedTuple):
@@ -26,16 +27,42 @@ class Wait(NamedTuple):
 def preferred_wait(request: Request, max_wait: float) -> Wait | None:
     """The ``Prefer: wait=N`` the request carries (N, and N capped at ``max_wait``); None
     when it asks for none, or the value is malformed or negative (ignored, never an
-    error), or ``max_wait`` is 0."""
+    error), or ``max_wait`` is 0.
+
+    Preferences are separated by commas, over any number of ``Prefer`` headers, and a
+    comma inside another preference's quoted value separates nothing. As RFC 7240 says,
+    only the first ``wait`` counts: a later one neither replaces nor mends it.
+    """
     if max_wait <= 0:
         return None
-    for header in request.headers.getlist("prefer"):
-        for preference in header.split(","):
-            match = _WAIT.match(preference)
-            if match:
-                seconds = float(match[1])
-                return Wait(match[1], min(seconds, max_wait)) if math.isfinite(seconds) else None
+    for name, value in _preferences(request.headers.getlist("prefer")):
+        if name.lower() != "wait":
+            continue
+        match = _SECONDS.fullmatch(value)
+        if match is None:
+            return None
+        asked = match[1] or match[2]
+        # A number too long for a float reads as infinity: capped all the same.
+        return Wait(asked, min(float(asked), max_wait))
     return None
+
+
+def _preferences(headers: list[str]) -> Iterator[tuple[str, str]]:
+    """Each preference's name and value (stripped, quotes kept; "" when it has none), in
+    the order written; its parameters after ``;`` are skipped."""
+    for header in headers:
+        head: list[str] = []  # the preference's "name=value" so far
+        in_parameters = False
+        for piece in [*_PIECE.findall(header), ","]:
+            if piece == ",":
+                if head:
+                    name, _, value = "".join(head).partition("=")
+                    yield name.strip(), value.strip()
+                head, in_parameters = [], False
+            elif piece == ";":
+                in_parameters = True
+            elif not in_parameters:
+                head.append(piece)
 
 
 def applied(wait: Wait) -> dict[str, str]:

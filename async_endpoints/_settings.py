@@ -283,6 +283,11 @@ def _check_webhooks(settings: Settings) -> None:
             object.__setattr__(settings, "webhook_secret", tuple(secret))
     hosts = AllowedHosts.parse(settings.webhook_allowed_hosts)
     object.__setattr__(settings, "webhook_allowed_hosts", hosts)
+    if secret is not None and not list(hosts):
+        raise ConfigurationError(
+            "webhook_secret is set but webhook_allowed_hosts is empty: no webhook could "
+            "ever be delivered; name the hosts webhooks may call"
+        )
     _check_type("webhook_retries", settings.webhook_retries, int, "an int")
     _check_type("webhook_retry_base_delay", settings.webhook_retry_base_delay, Real, "seconds")
     _check_not_negative(settings, "webhook_retries")

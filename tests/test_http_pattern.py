@@ -301,6 +301,48 @@ async def test_a_wait_among_other_preferences_is_found(client: httpx.AsyncClient
     assert response.status_code == 200 and response.headers["preference-applied"] == "wait=10"
 
 
+async def test_a_wait_too_long_for_a_float_is_capped_like_any_other(gate: Gate) -> None:
+    """wait=N with 400 digits (beyond a float's range) is still a wait: capped at max_wait
+    and echoed, not dropped."""
+    app, _ = make_app(gate, max_wait=0.2)
+    huge = "9" * 400
+    async with served(app) as url, httpx.AsyncClient(base_url=url, timeout=20) as client:
+        response = await client.post("/slow", headers={"Prefer": f"wait={huge}"})
+        gate.open.set()
+    assert response.status_code == 202 and response.headers["preference-applied"] == f"wait={huge}"
+
+
+async def test_a_comma_inside_another_preferences_quoted_value_separates_nothing(
+    client: httpx.AsyncClient, gate: Gate
+) -> None:
+    """Prefer: note="a,wait=0.1", wait=10: the quoted "wait=0.1" is part of another
+    preference's value; the client's wait is 10 s, so the finished job comes back (200)."""
+    response = await client.post(
+        "/items", json={"label": "a"}, headers={"Prefer": 'note="a,wait=0.1", wait=10'}
+    )
+    assert response.status_code == 200 and response.headers["preference-applied"] == "wait=10"
+
+
+@pytest.mark.parametrize(
+    ("prefers", "applied"),
+    [
+        (["wait=10, wait=0.1"], "wait=10"),
+        (["wait=10", "wait=0.1"], "wait=10"),
+        (['wait="10";x=1, wait=0.1'], "wait=10"),
+        (["wait=soon, wait=10"], None),
+    ],
+)
+async def test_only_the_first_wait_counts(
+    client: httpx.AsyncClient, prefers: list[str], applied: str | None
+) -> None:
+    """RFC 7240: a preference given more than once counts only as first given, across one
+    header or several; a malformed first wait is ignored, not mended by a later one."""
+    headers = [("Prefer", prefer) for prefer in prefers]
+    response = await client.post("/items", json={"label": "a"}, headers=headers)
+    assert response.headers.get("preference-applied") == applied
+    assert response.status_code == (202 if applied is None else 200)
+
+
 async def test_job_details_long_poll_until_the_job_ends(
     client: httpx.AsyncClient, gate: Gate
 ) -> None:

@@ -138,10 +138,24 @@ def test_webhook_settings_out_of_range_are_configuration_errors(
 def test_the_delivery_handler_is_registered_only_with_a_secret() -> None:
     """With webhook_secret the reserved handler is there (in every process of the app);
     without it there is none, and a store without follow-ups is refused."""
-    assert WEBHOOK_JOB in engine_with().handlers
+    assert WEBHOOK_JOB in engine_with(webhook_allowed_hosts=["example.com"]).handlers
     assert WEBHOOK_JOB not in AsyncEndpoints().handlers
     with pytest.raises(ConfigurationError, match="FollowUpStore"):
-        AsyncEndpoints(store=object(), webhook_secret=SECRET)  # type: ignore[arg-type]
+        AsyncEndpoints(
+            store=object(),  # type: ignore[arg-type]
+            webhook_secret=SECRET,
+            webhook_allowed_hosts=["example.com"],
+        )
+
+
+@pytest.mark.parametrize("hosts", [[], ()])
+def test_a_secret_without_allowed_hosts_is_refused_at_once(hosts: list[str]) -> None:
+    """Webhooks configured (a webhook_secret) with no allowed hosts could never deliver
+    anything: a ConfigurationError when the AsyncEndpoints is made, naming the setting."""
+    with pytest.raises(ConfigurationError, match="webhook_allowed_hosts is empty"):
+        AsyncEndpoints(webhook_secret=SECRET, webhook_allowed_hosts=hosts)
+    with pytest.raises(ConfigurationError, match="webhook_allowed_hosts is empty"):
+        AsyncEndpoints(webhook_secret=SECRET)
 
 
 @pytest.mark.parametrize(
@@ -150,7 +164,6 @@ def test_the_delivery_handler_is_registered_only_with_a_secret() -> None:
         ({"webhook_allowed_hosts": ["example.com"]}, "https://other.example/h", "not in"),
         ({"webhook_allowed_hosts": ["example.com"]}, "ftp://example.com/h", "https://"),
         ({"webhook_allowed_hosts": ["example.com:8443"]}, "https://example.com/h", "not in"),
-        ({"webhook_allowed_hosts": []}, "https://example.com/h", "webhook_allowed_hosts"),
         (
             {"webhook_secret": None, "webhook_allowed_hosts": ["x.example"]},
             "https://x.example",
