@@ -124,9 +124,9 @@ class JobControl:
         for the next one (None on the last page).
 
         ``tenant`` keeps one tenant's jobs, ``batch_id`` one batch's (its continuations
-        included). Order: ``Queued`` by queue priority, then
-        oldest ``created_at`` first (the claim order, but for tenants taking turns and jobs
-        waiting behind their partition key), ``Scheduled``
+        included). Order: ``Queued`` by queue priority, then in the order they became due
+        there (submitted, delay or backoff over, retried, requeued: the claim order, but for
+        tenants taking turns and jobs waiting behind their partition key), ``Scheduled``
         by ``run_at``, ``InProgress`` by ``started_at``, terminal statuses newest
         ``completed_at`` first, no status newest ``created_at`` first. Paging visits every
         matching job once while nothing changes.

@@ -6,9 +6,11 @@ Each listing walks one ordered structure from the cursor's position (found by bi
 by index), so a page costs O(limit + log n) for a status alone:
 
 - ``Queued``: the queues in the priority order given, then any other queue by name; within
-  a queue oldest ``created_at`` first, then by id (the jobs waiting behind their partition
-  key included); position ``[queue, created_at µs, id]``. With tenants and partition keys
-  there is no static claim order: this is its documented stand-in.
+  a queue by when each job became due there (`_memory_live.queued_moment`: submitted, its
+  delay or backoff over, retried or requeued), then by id (the jobs waiting behind their
+  partition key included, from when they were queued); position ``[queue, µs, id]``.
+  This is the claim order; with tenants and partition keys there is no static one, and
+  this is its documented stand-in.
 - ``Scheduled``: by due time on the store's monotonic clock, then by id; position
   ``[due, id]``. This is the order of ``run_at`` unless the wall clock stepped between two
   schedulings (``run_at`` is only what the job shows; the due time is what counts).

@@ -5,7 +5,8 @@ The store keeps exactly one `Job` object per live job and replaces it at every t
 through `put`, which moves the job's entry from the index of its old status to that of its
 new one and moves it between the counts, so indexes, counts and jobs never disagree:
 
-- Queued: per queue, by ``created_at`` (the jobs waiting behind their partition key too);
+- Queued: per queue, by when each job became due there (`queued_moment`; the jobs waiting
+  behind their partition key too);
 - Scheduled: by due time on the store's monotonic clock (``run_at``'s order unless the
   wall clock stepped between two schedulings; the due time is what counts), the due
   times in `LiveJobs.due`;
@@ -18,6 +19,7 @@ webhook deliveries (the keys in ``exempt``, the store's deliveries) are not amon
 from __future__ import annotations
 
 from collections.abc import Container
+from datetime import datetime
 
 from ._job import Job, JobStatus
 from ._memory_index import OrderedInts, due_entry, entry
@@ -29,11 +31,23 @@ class LiveJobs:
     """The live jobs (Queued, Scheduled, InProgress) by their id's integer, indexed and
     counted by status."""
 
-    __slots__ = ("counts", "due", "exempt", "jobs", "queued", "running", "scheduled", "waiting")
+    __slots__ = (
+        "counts",
+        "due",
+        "exempt",
+        "jobs",
+        "queued",
+        "queued_entries",
+        "running",
+        "scheduled",
+        "waiting",
+    )
 
     def __init__(self, exempt: Container[int] = frozenset()) -> None:
         self.jobs: dict[int, Job] = {}
-        self.queued: dict[str, OrderedInts] = {}  # queue -> its Queued jobs by created_at
+        self.queued: dict[str, OrderedInts] = {}  # queue -> its Queued jobs by due moment
+        #: Each Queued job's entry in its queue's index (by `queued_moment`).
+        self.queued_entries: dict[int, int] = {}
         self.scheduled = OrderedInts()  # by due time
         #: Every Scheduled job's due time (the store's monotonic clock).
         self.due: dict[int, float] = {}
@@ -51,10 +65,15 @@ class LiveJobs:
         A Scheduled ``job`` is due at ``due`` (monotonic seconds)."""
         key = job.id.int
         old = self.jobs.get(key)
+        queued_entry = None
+        if job.status is JobStatus.QUEUED:  # a job Queued already keeps its place
+            queued_entry = self.queued_entries.get(key)
+            if queued_entry is None:
+                queued_entry = entry(queued_moment(job, old), key)
         if old is not None:
             self._unfile(old, key)
         self.jobs[key] = job
-        self._file(job, key, due)
+        self._file(job, key, due, queued_entry)
         return job
 
     def pop(self, key: int) -> Job:
@@ -63,7 +82,7 @@ class LiveJobs:
         self._unfile(job, key)
         return job
 
-    def _file(self, job: Job, key: int, due: float | None) -> None:
+    def _file(self, job: Job, key: int, due: float | None, queued_entry: int | None) -> None:
         status, queue = job.status, job.queue
         counts = self.counts.get(queue)
         if counts is None:
@@ -72,7 +91,9 @@ class LiveJobs:
             index = self.queued.get(queue)
             if index is None:
                 index = self.queued[queue] = OrderedInts()
-            index.add(entry(job.created_at, key))
+            assert queued_entry is not None
+            index.add(queued_entry)
+            self.queued_entries[key] = queued_entry
             counts[QUEUED] += 1
             self.waiting += key not in self.exempt
         elif status is JobStatus.SCHEDULED:
@@ -89,7 +110,7 @@ class LiveJobs:
     def _unfile(self, job: Job, key: int) -> None:
         status, counts = job.status, self.counts[job.queue]
         if status is JobStatus.QUEUED:
-            self.queued[job.queue].remove(entry(job.created_at, key))
+            self.queued[job.queue].remove(self.queued_entries.pop(key))
             counts[QUEUED] -= 1
             self.waiting -= key not in self.exempt
         elif status is JobStatus.SCHEDULED:
@@ -100,3 +121,13 @@ class LiveJobs:
             assert job.started_at is not None
             self.running.remove(entry(job.started_at, key))
             counts[RUNNING] -= 1
+
+
+def queued_moment(job: Job, old: Job | None) -> datetime:
+    """When the Queued ``job`` became due in its queue, which is the order workers take a
+    queue's jobs in (but for tenants taking turns and jobs waiting behind their key):
+    its ``run_at`` when ``old`` was it Scheduled (promoted), else its last update (its
+    submission, retry or requeue)."""
+    if old is not None and old.status is JobStatus.SCHEDULED and old.run_at is not None:
+        return max(old.run_at, job.last_updated_at)
+    return job.last_updated_at

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .._job import Job, JobStatus
+from .._job import DEFAULT_QUEUE, Job, JobStatus
 from .._listing import MAX_LIMIT, encode_cursor, filters_of
 from .._store import ControlStore, InspectionStore
 from ._contract_support import (
@@ -46,6 +46,20 @@ async def listed(
     )
     assert page.next_cursor is None
     return [job.id for job in page.jobs]
+
+
+async def _listed_jobs(store: InspectionStore) -> list[Job]:
+    """Every Queued job, in one page."""
+    page = await store.list_jobs(status=JobStatus.QUEUED, limit=MAX_LIMIT, queues=PRIORITY)
+    assert page.next_cursor is None
+    return list(page.jobs)
+
+
+def _assert_listed_in_group_order(kit: StoreKit, jobs: list[Job], order: list[Job]) -> None:
+    """``jobs`` are the jobs of ``order``, in that order within each of the store's order
+    groups (on a sharded store, the order between two shards' jobs is not kept)."""
+    assert sorted(job.id for job in jobs) == sorted(job.id for job in order)
+    assert_in_group_order(kit, jobs, order)
 
 
 async def paged(
@@ -108,12 +122,12 @@ class ListingContract:
     """Listing in the orders of `async_endpoints._listing`, page by page, with cursors a
     caller cannot bend."""
 
-    async def test_queued_jobs_are_listed_by_queue_priority_then_oldest_first(
+    async def test_queued_jobs_are_listed_by_queue_priority_then_as_they_became_due(
         self, kit: StoreKit
     ) -> None:
-        """Queues in the priority order given, each oldest created first (the stand-in
-        for a claim order, which tenants and partition keys make dynamic): a retried job
-        keeps the place its creation gives it."""
+        """Queues in the priority order given, each in the order its jobs became due there,
+        the order workers take them in (but for tenants taking turns and jobs waiting
+        behind their key): a job retried at once goes behind the jobs queued before."""
         store = inspection(kit)
         made = []
         for queue in ("low", "default", "high", "default", "high"):
@@ -121,9 +135,31 @@ class ListingContract:
             await kit.advance(TICK)
         (claim,) = await kit.store.claim(1, queues=("default",), lease=kit.lease)
         assert_in_group_order(kit, [claim.job], [made[1], made[3]])
+        await kit.advance(TICK)
         await kit.store.fail(claim, BOOM, retry_in=0)
-        ids = await listed(store, status=JobStatus.QUEUED)
-        assert ids == [made[index].id for index in (2, 4, 1, 3, 0)]
+        (other,) = [job for job in (made[1], made[3]) if job.id != claim.job.id]
+        _assert_listed_in_group_order(
+            kit, await _listed_jobs(store), [made[2], made[4], other, claim.job, made[0]]
+        )
+
+    async def test_requeued_and_delayed_jobs_are_listed_from_when_they_became_due(
+        self, kit: StoreKit
+    ) -> None:
+        """A job requeued after another was submitted is listed after it, and a delayed job
+        from its run_at, after the jobs queued before that, whenever it was submitted."""
+        store = inspection(kit)
+        dead = await kit.store.enqueue(new_job(max_retries=0))
+        (claim,) = await kit.store.claim(1, lease=kit.lease)
+        await kit.store.fail(claim, BOOM, retry_in=None)
+        delayed = await kit.store.enqueue(new_job(delay=kit.lease))
+        await kit.advance(TICK)
+        plain = await kit.store.enqueue(new_job())
+        await kit.advance(TICK)
+        assert await control(kit).requeue(dead.id) is not None
+        await kit.advance(kit.lease + TICK)
+        await control(kit).pause([DEFAULT_QUEUE])
+        assert await kit.store.claim(3, lease=kit.lease) == []  # due jobs are Queued now
+        _assert_listed_in_group_order(kit, await _listed_jobs(store), [plain, dead, delayed])
 
     async def test_scheduled_jobs_are_listed_soonest_first(self, kit: StoreKit) -> None:
         """By run_at, whatever the order they were delayed in, retries waiting for their

@@ -46,23 +46,31 @@ local function waiting_count()
   return math.max(0, total)
 end
 
--- The listing index of a queue's Queued jobs (by created_at, then id; entries in the
--- short form of queued_entry): 'Q:<#queue>:<queue>', so that no queue's index name or
+-- The listing index of a queue's Queued jobs (by when each became due there, then id;
+-- entries in the short form of queued_entry): 'Q:<#queue>:<queue>', so that no queue's index name or
 -- chunk names collide with another's.
 local function queued_index(queue)
   return 'Q:' .. #queue .. ':' .. queue
 end
 
--- A job becomes or stops being Queued: its count and its entry in its queue's index.
-local function enter_queued(id, queue, created)
+-- A job becomes or stops being Queued: its count and its entry in its queue's index, by
+-- the moment (ms) it became due there, the order workers take the queue in (but for
+-- tenants taking turns and jobs waiting behind their key): its created_at when submitted,
+-- else the queued_at field, which records the moment (a retry's or requeue's time, a
+-- delay's run_at) when enter_queued is given the job's key; leave_queued is given the
+-- moment the job entered with (placement's `listed`).
+local function enter_queued(id, queue, moment, key)
   count(queue, 'Queued', 1)
-  index_add_entry(queued_index(queue), queued_entry(created, id))
+  index_add_entry(queued_index(queue), queued_entry(moment, id))
+  if key then
+    redis.call('HSET', key, 'queued_at', moment)
+  end
   tell_status(job_key(id), id)  -- each caller entered the job's status already
 end
 
-local function leave_queued(id, queue, created)
+local function leave_queued(id, queue, moment)
   count(queue, 'Queued', -1)
-  index_remove_entry(queued_index(queue), queued_entry(created, id))
+  index_remove_entry(queued_index(queue), queued_entry(moment, id))
 end
 
 -- The follow-up hook's fields (follow and for, see _follow_up.lua) of the jobs whose hash
@@ -73,17 +81,18 @@ end
 local hook_fields = {}
 
 -- Where a job waits: its queue, tenant (nil: none), partition key (nil: none),
--- created_at, and whether it waits behind another job of its key, in one read (which
--- notes its hook fields too).
+-- created_at, whether it waits behind another job of its key, and the moment its Queued
+-- index entry has (listed: queued_at, else created_at), in one read (which notes its hook
+-- fields too).
 local function placement(key)
   local fields = redis.pcall('HMGET', key, 'queue', 'tenant', 'partition_key', 'created_at',
-    'behind', 'follow', 'for')
+    'behind', 'follow', 'for', 'queued_at')
   if type(fields) ~= 'table' then
-    return DEFAULT_QUEUE, nil, nil, nil, false
+    return DEFAULT_QUEUE, nil, nil, nil, false, nil
   end
   hook_fields[key] = {fields[6] or false, fields[7] or false}
   return fields[1] or DEFAULT_QUEUE, fields[2] or nil, fields[3] or nil, fields[4] or nil,
-    fields[5] == '1'
+    fields[5] == '1', fields[8] or fields[4] or nil
 end
 
 -- One command per at most 500 values of `values`: command(key, ...values).

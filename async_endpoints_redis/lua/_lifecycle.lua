@@ -193,7 +193,7 @@ local function promote(key, id)
   end
   redis.call('HDEL', key, 'run_at')
   ready_push(queue, tenant, id)
-  enter_queued(id, queue, created)
+  enter_queued(id, queue, run_at or created, key)
   status_changed(key, 'Scheduled', 'Queued')
 end
 
@@ -274,9 +274,10 @@ end
 
 -- claim: a Queued job (already popped from its queue) taken by a worker. started: its
 -- started_at when an earlier attempt set it (nil: this one does); run_at: whether the
--- hash still holds one (left by the older layout's promotion); created: its created_at.
-local function claim(key, id, queue, token, deadline, now, started, run_at, created)
-  leave_queued(id, queue, created)
+-- hash still holds one (left by the older layout's promotion); created: its created_at;
+-- listed: the moment of its Queued index entry (placement).
+local function claim(key, id, queue, token, deadline, now, started, run_at, created, listed)
+  leave_queued(id, queue, listed)
   local stamp = ms(now)
   -- due_at (the claim's due time): when the job was last queued, or the run_at its
   -- promotion kept when later (the due_at of an earlier claim is older than a requeue)
@@ -301,12 +302,12 @@ end
 -- The undoing of a claim that never started (a job handed to an idle worker that did not
 -- take it): Queued again at the head of its queue, no attempt counted.
 local function unclaim(key, id, now)
-  local queue, tenant, _, created = placement(key)
+  local queue, tenant, _, _, _, listed = placement(key)
   leave_running(key, id, queue)
   redis.call('HSET', key, 'status', 'Queued', 'last_updated_at', ms(now))
   redis.call('HDEL', key, 'started_at')
   ready_push(queue, tenant, id, true)
-  enter_queued(id, queue, created)
+  enter_queued(id, queue, listed)
   status_changed(key, 'InProgress', 'Queued', true)  -- true: not an attempt after all
 end
 
@@ -340,14 +341,14 @@ end
 -- of its queue when delay <= 0, else Scheduled for delay ms (due at clock + delay on the
 -- elapsed-time clock, shown as run_at = now + delay).
 local function retry(key, id, now, clock, delay)
-  local queue, tenant, _, created = placement(key)
+  local queue, tenant = placement(key)
   leave_running(key, id, queue)
   redis.call('HINCRBY', key, 'retry_count', 1)
   if delay <= 0 then
     redis.call('HSET', key, 'status', 'Queued', 'last_updated_at', ms(now))
     redis.call('HDEL', key, 'run_at')
     ready_push(queue, tenant, id)
-    enter_queued(id, queue, created)
+    enter_queued(id, queue, ms(now), key)
   else
     redis.call('HSET', key, 'status', 'Scheduled', 'run_at', ms(now + delay),
       'last_updated_at', ms(now))
@@ -395,13 +396,13 @@ local function cancel(key, id, now, clock)
   if not status or TERMINAL[status] then
     return status
   end
-  local queue, tenant, partition_key, created, behind = placement(key)
+  local queue, tenant, partition_key, _, behind, listed = placement(key)
   local kept = false
   if status == 'Queued' then
     if not behind then
       ready_remove(queue, tenant, id)
     end
-    leave_queued(id, queue, created)
+    leave_queued(id, queue, listed)
   elseif status == 'Scheduled' then
     leave_scheduled(key, id, queue)
   elseif status == 'InProgress' then
@@ -452,7 +453,7 @@ local function requeue(key, id, now)
     redis.call('HSET', key, 'behind', '1')
     redis.call('SADD', K.queues, queue)
   end
-  enter_queued(id, queue, created)
+  enter_queued(id, queue, ms(now), key)
   status_changed(key, status, 'Queued')
   return status
 end

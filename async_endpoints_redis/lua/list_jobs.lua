@@ -12,7 +12,7 @@
 -- ARGV[9]  the batch filter: a batch id ('' for none)
 --
 -- Where the jobs come from:
---   Queued      each queue's Queued index (by created_at, then id), queue after queue in
+--   Queued      each queue's Queued index (by due moment, then id), queue after queue in
 --               priority order: O(log n + page); jobs waiting behind their partition key
 --               are there too
 --   InProgress  {p}:running, oldest started_at first: O(log n + page)
