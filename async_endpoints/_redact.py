@@ -172,7 +172,8 @@ def _mask_values(pattern: re.Pattern[str], text: str, masker: _Masker) -> str:
     (`_value_end`) and what follows it in the same bare value. Under a name that is not
     sensitive, the search goes on inside its quoted or bracketed value, so a ``name=``
     quoted in a string (a URL's query) and the names of a nested mapping or call are
-    found too."""
+    found too, and so are the pairs of a query inside a bare value (``url=https://h/?key=``,
+    ``next=/login?token=``)."""
     parts: list[str] = []
     kept = at = 0
     while (match := pattern.search(text, at)) is not None:
@@ -181,6 +182,8 @@ def _mask_values(pattern: re.Pattern[str], text: str, masker: _Masker) -> str:
         if not masker.sensitive(match["name"]):
             if value[:1] in _QUOTES or value[1:2] in _QUOTES:
                 at = start + 1 + (value[:1] not in _QUOTES)  # inside the quotes
+            elif value[:1] not in _CLOSING:
+                at = start  # a bare value may be a URL with a query: ``url=https://h/?key=``
             continue
         end = _bare_end(text, at - 1) if value[-1] in _CLOSING else at
         parts += (text[kept:start], _masked(text[start:end]))

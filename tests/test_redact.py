@@ -61,6 +61,28 @@ def test_sensitive_parameters_in_a_url_fragment_are_masked() -> None:
     assert redact(text) == masked
 
 
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        (
+            f"request failed: url=https://api.example.com/v1/charges?api_key={SECRET_KEY}",
+            "request failed: url=https://api.example.com/v1/charges?api_key=***",
+        ),
+        (
+            f"redirect blocked: next=/login?token={SECRET_KEY}",
+            "redirect blocked: next=/login?token=***",
+        ),
+        (f"link=https://h/?key={SECRET_KEY}&sig=s2", "link=https://h/?key=***&sig=***"),
+        (f"path=/p?a=1&token={SECRET_KEY};x=1", "path=/p?a=1&token=***;x=1"),
+        ("url=https://h/?page=2 failed", "url=https://h/?page=2 failed"),
+    ],
+)
+def test_a_url_given_as_a_pairs_value_has_its_query_masked(text: str, masked: str) -> None:
+    """``url=https://h/?key=...``: the URL is the bare value of a name that is not
+    sensitive, and the sensitive pairs of its query are masked all the same."""
+    assert redact(text) == masked
+
+
 def test_name_value_pairs_outside_a_url_are_masked_too() -> None:
     """A key/value DSN (host=db password=...) hides its password like a query string."""
     assert redact("dsn: host=db user=app password=s3cret") == "dsn: host=db user=app password=***"
