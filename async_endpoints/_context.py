@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar, get_args, get_origin
+from typing import Annotated, Any, Generic, TypeVar, get_args, get_origin
 
 from starlette.datastructures import Headers, QueryParams
 
@@ -73,6 +73,8 @@ def request_model_of(annotation: Any) -> Any:
     Raises:
         ConfigurationError: ``annotation`` is not an ``AsyncContext``.
     """
+    if get_origin(annotation) is Annotated:  # Annotated[AsyncContext[T], ...]
+        annotation = get_args(annotation)[0]
     if annotation is AsyncContext:
         return None
     if get_origin(annotation) is not AsyncContext:

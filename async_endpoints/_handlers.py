@@ -136,7 +136,7 @@ class Handler:
             raise ConfigurationError(f"job handler {function!r} must be an async function")
         params = _called_with_context_alone(function)
         try:
-            hints = get_type_hints(function)
+            hints = get_type_hints(function, include_extras=True)  # keep Annotated's constraints
             model = request_model_of(hints.get(params[0], AsyncContext))
             returns = hints.get("return", Any)
             return cls(

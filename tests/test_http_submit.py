@@ -5,20 +5,24 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from fastapi import FastAPI
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount
 
-from async_endpoints import AsyncContext, AsyncEndpoints, Job, JobStatus
+from async_endpoints import AsyncContext, AsyncEndpoints, Job, JobStatus, JobValidationError
 from tests.wire import JOB_FIELDS
 
 SENSITIVE = ("authorization", "cookie", "proxy-authorization", "x-api-key")
+
+
+#: A request type whose constraint lives in its annotation only.
+Few = Annotated[list[int], Field(max_length=2)]
 
 
 class Order(BaseModel):
@@ -297,6 +301,33 @@ async def test_a_body_failing_validation_is_refused_with_422_and_an_error_list(
     assert {"loc", "msg", "type"} <= set(error) and error["loc"][-1] == "quantity"
     assert isinstance(error["msg"], str) and error["type"] == "int_parsing"
     assert await endpoints.store.count_waiting() == 0
+
+
+async def test_constraints_annotated_on_the_request_type_are_enforced(app, http_client_for) -> None:
+    """AsyncContext[Annotated[list[int], Field(max_length=2)]] (and Annotated around the
+    whole AsyncContext): a body breaking the constraint is 422 and nothing is queued, as a
+    FastAPI route with the same type answers; one within it is accepted."""
+    endpoints = AsyncEndpoints(app, run_workers=False)
+
+    @endpoints.map_async_post("/few", name="Few")
+    async def take_few(ctx: AsyncContext[Few]) -> int:
+        return len(ctx.request)
+
+    @endpoints.map_async_post("/positive", name="Positive")
+    async def positive(ctx: Annotated[AsyncContext[Annotated[int, Field(gt=0)]], "doc"]) -> int:
+        return ctx.request
+
+    async with http_client_for(app) as client:
+        too_many = await client.post("/few", json=[1, 2, 3])
+        negative = await client.post("/positive", json=-1)
+        assert await endpoints.store.count_waiting() == 0
+        fine = await client.post("/few", json=[1, 2])
+        one = await client.post("/positive", json=1)
+    assert too_many.status_code == 422 and too_many.json()["detail"][0]["type"] == "too_long"
+    assert negative.status_code == 422 and negative.json()["detail"][0]["type"] == "greater_than"
+    assert fine.status_code == 202 and one.status_code == 202
+    with pytest.raises(JobValidationError):
+        await endpoints.submit("Few", [1, 2, 3])
 
 
 @pytest.mark.parametrize(
