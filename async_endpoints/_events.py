@@ -2,7 +2,7 @@
 
 The engine emits each kind from exactly one place:
 
-- ``SUBMITTED``: a job was stored by `AsyncEndpoints.enqueue` (every POST and `submit`);
+- ``SUBMITTED``: a job was stored by `AsyncEndpoints.enqueue_once` (every POST and `submit`);
 - ``STARTED``: an attempt of a claimed job begins in this process's pool;
 - ``FINISHED``: that attempt is over, with its `AttemptOutcome` (settled, refused, or
   cancelled in the middle);

@@ -129,7 +129,7 @@ class JobService(Protocol):
         """Log once when a job is accepted while the app's lifespan never ran."""
         ...
 
-    async def enqueue(
+    async def enqueue_once(
         self,
         handler: Handler,
         request: JobRequest,
@@ -137,8 +137,9 @@ class JobService(Protocol):
         *,
         job_id: uuid.UUID | None = None,
         idempotency: Idempotency | None = None,
-    ) -> Job:
-        """Store a job for ``handler`` (see `AsyncEndpoints.enqueue`)."""
+    ) -> tuple[Job, bool]:
+        """Store a job for ``handler``; whether it repeats an earlier submission (see
+        `AsyncEndpoints.enqueue_once`)."""
         ...
 
     async def wait_until(self, job: Job, seconds: float) -> Job:

@@ -113,9 +113,10 @@ class JobSubmission(JobControl):
             content = fingerprint(name, owner, given, request)
             key, ttl = check_key(idempotency_key), self.settings.idempotency_ttl
             idempotency = by_key(key, name, owner, content, ttl)
-        return await self.enqueue(handler, request, placement, idempotency=idempotency)
+        job, _ = await self.enqueue_once(handler, request, placement, idempotency=idempotency)
+        return job
 
-    async def enqueue(
+    async def enqueue_once(
         self,
         handler: Handler,
         request: JobRequest,
@@ -123,11 +124,12 @@ class JobSubmission(JobControl):
         *,
         job_id: uuid.UUID | None = None,
         idempotency: Idempotency | None = None,
-    ) -> Job:
+    ) -> tuple[Job, bool]:
         """Store a job for ``handler`` from an already validated request (every POST and
         `submit` come here); ``placement`` checked by the caller; ``job_id`` a
         client-chosen id (default: a fresh uuid4). With ``idempotency``, a repeat of a
-        submission stored under the same key returns that job and stores nothing.
+        submission stored under the same key returns that job and stores nothing. Returns
+        the job, and whether it is an earlier submission's (a repeat: nothing stored).
 
         Raises:
             DuplicateJobError: ``job_id`` belongs to another job already.
@@ -177,7 +179,7 @@ class JobSubmission(JobControl):
                         raise
                     if earlier is not None:
                         _check_same(idempotency, job.id, earlier)
-                        return job
+                        return job, True
             except DuplicateJobError:
                 if not server_chose:
                     raise
@@ -191,7 +193,7 @@ class JobSubmission(JobControl):
                 job = stored
         if self.events:
             self.events.emit(LifecycleEvent(EventKind.SUBMITTED, job))
-        return job
+        return job, False
 
     def _webhook_url(self, url: str | None) -> str | None:
         """``submit``'s ``webhook_url`` checked against the allow-list."""

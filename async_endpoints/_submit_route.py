@@ -82,11 +82,17 @@ def submit_endpoint(endpoints: JobService, handler: Handler) -> Endpoint:
         job_request = await _capture(endpoints, request, body_json)
         idempotency = _idempotency(endpoints, handler, job_request, key, job_id)
         try:
-            job = await _store_once(endpoints, handler, job_request, placement, job_id, idempotency)
+            stored = await _store_once(
+                endpoints, handler, job_request, placement, job_id, idempotency
+            )
         except (IdempotencyConflictError, IdempotentJobGoneError, JobStoreError) as exc:
             return _refused(exc, by_key=key is not None, job_id=job_id)
-        if job is None:
+        if stored is None:
             return error_response(409, f"job id {job_id} is taken by another submission")
+        job, repeat = stored
+        if repeat and not await _may_see(endpoints, request, job):
+            what = "Idempotency-Key" if key is not None else f"job id {job_id}"
+            return error_response(409, f"{what} is taken by another submission")
         return await _accepted(endpoints, job, request)
 
     submit.__name__ = f"submit_{handler.name}"
@@ -168,6 +174,14 @@ def _idempotency(
     return by_request_id(job_id, fingerprint(handler.name, owner, body, job_request), ttl)
 
 
+async def _may_see(endpoints: JobService, request: Request, job: Job) -> bool:
+    """Whether ``authorize`` lets ``request`` be shown ``job`` (an earlier submission's,
+    which this one repeats: without that, a repeat would show a job its details route
+    hides)."""
+    authorize = endpoints.settings.authorize
+    return authorize is None or bool(await call_maybe_async(authorize, request, job))
+
+
 async def _store_once(
     endpoints: JobService,
     handler: Handler,
@@ -175,9 +189,10 @@ async def _store_once(
     placement: Placement,
     job_id: uuid.UUID | None,
     idempotency: Idempotency | None,
-) -> Job | None:
-    """The job this submission stored, or the job a repeat of it stored before; None when
-    its client-chosen id belongs to a different submission.
+) -> tuple[Job, bool] | None:
+    """The job this submission stored, or the job a repeat of it stored before, and
+    whether it is the latter; None when its client-chosen id belongs to a different
+    submission.
 
     Raises:
         IdempotencyConflictError: its key (or id) was used by a different submission.
@@ -186,7 +201,7 @@ async def _store_once(
     """
     for _ in range(2):
         try:
-            return await endpoints.enqueue(
+            return await endpoints.enqueue_once(
                 handler, job_request, placement, job_id=job_id, idempotency=idempotency
             )
         except DuplicateJobError:
@@ -195,7 +210,7 @@ async def _store_once(
             assert job_id is not None
             existing = await endpoints.get_job(job_id)
             if existing is not None:
-                return existing if _repeats(existing, handler, job_request) else None
+                return (existing, True) if _repeats(existing, handler, job_request) else None
             # Dropped between the two calls (its retention ended): store it afresh.
     return None
 

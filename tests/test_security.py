@@ -278,6 +278,39 @@ async def test_a_job_answers_its_owner_and_404s_everyone_else_exactly_like_an_un
     assert job.owner == "alice" and "alice" not in submitted.text + seen_by_alice.text
 
 
+@pytest.mark.parametrize("header", ["X-Async-Request-Id", "Idempotency-Key"])
+async def test_a_repeat_by_someone_authorize_refuses_is_409_and_shows_nothing(
+    http_client_for, store: JobStore, header: str
+) -> None:
+    """No owner hook; authorize lets only Alice see jobs. Bob repeating Alice's submission
+    (same body, same id or key) gets 409 with nothing of her job, and stores nothing;
+    Alice's own repeat answers 202 with her job, as before."""
+    app = FastAPI(dependencies=[Depends(api_key_principal)])
+    endpoints = AsyncEndpoints(
+        app, store=store, authorize=lambda request, job: request.state.principal == "alice"
+    )
+
+    @endpoints.map_async_post("/orders", name="PlaceOrder")
+    async def place_order(ctx: AsyncContext[Order]) -> str:
+        return "secret result"
+
+    endpoints.map_job_details("/jobs/{job_id}")
+    value = str(uuid.uuid4())
+    async with http_client_for(app) as client:
+        alice = {"X-Api-Key": "key-of-alice", header: value}
+        bob = {"X-Api-Key": "key-of-bob", header: value}
+        first = await client.post("/orders", json={"item": "tea"}, headers=alice)
+        done = await endpoints.wait_for(first.json()["id"], timeout=10)
+        by_bob = await client.post("/orders", json={"item": "tea"}, headers=bob)
+        by_alice = await client.post("/orders", json={"item": "tea"}, headers=alice)
+        listed = await endpoints.list_jobs()
+    assert first.status_code == 202 and done.result == "secret result"
+    assert by_bob.status_code == 409 and set(by_bob.json()) == {"detail"}
+    assert "secret result" not in by_bob.text and "Completed" not in by_bob.text
+    assert by_alice.status_code == 202 and by_alice.json()["id"] == first.json()["id"]
+    assert [job.id for job in listed.jobs] == [done.id]
+
+
 async def test_a_submission_the_auth_dependency_refuses_stores_nothing(
     http_client_for, store: JobStore
 ) -> None:
