@@ -1,7 +1,8 @@
 """The ordered structures of `InMemoryJobStore`'s listings: an ordered set of integers for
 each live status, and every job in the order it was created.
 
-`OrderedInts` keeps the Queued jobs of a queue (by ``created_at``), the Scheduled jobs (by
+`OrderedInts` keeps the Queued jobs of a queue (by when each became due there), the
+Scheduled jobs (by
 due time) and the running jobs (by ``started_at``), each entry one integer made of the
 time and the job id (`entry`, `due_entry`), so the order is total (ties broken by id) and
 an entry costs no tuple. A page finds its place by bisection, in O(log n), and reads on

@@ -15,8 +15,9 @@ The hash holds few, short fields so that Redis keeps it listpack-encoded (compac
     due_at           ms, when the job last became due (its run_at, kept by its promotion;
                      each claim sets it), read into ``Claim.due_at``
     queued_at        ms, the moment of the job's entry in its queue's Queued listing
-                     index when that is not created_at (a retry's or requeue's time, a
-                     delay's run_at; not read here, see ``lua/_bookkeeping.lua``)
+                     index when it entered Queued other than by its submission (a retry's
+                     or requeue's time, a delay's run_at); its claim removes it (not read
+                     here, see ``lua/_bookkeeping.lua``)
     queue            the queue's name; left out for the default queue
     partition_key    the job's partition key; left out when it has none
     tenant           the job's tenant; left out when it has none

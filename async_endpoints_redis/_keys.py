@@ -50,7 +50,8 @@ prefix ``{p}:`` and build the names below from it (``lua/_lib.lua`` and the incl
                                 Queued or Scheduled (left out of the waiting count)
     {p}:ix:<index>...    ZSETs  listing indexes in chunks (see ``lua/_index.lua``):
                                 "created" (every job, by created_at), "Q:<#q>:<q>" (the
-                                Queued jobs of queue <q>, by created_at), "Scheduled" (by
+                                Queued jobs of queue <q>, by when each became due there:
+                                queued_at, else created_at), "Scheduled" (by
                                 run_at), "Completed", "Failed", "Canceled" (by completed_at)
     {p}:expiring         LIST   "<due ms> <id> <completed_at ms>" of terminal jobs, in
                                 settlement order: each is deleted (with its counts and index

@@ -161,15 +161,14 @@ def _is_state(state: Any) -> bool:
     )
 
 
-def job_order(status: JobStatus | None, queues: Sequence[str]) -> Callable[[Job], Any]:
-    """The listing order of `async_endpoints._listing` as an ascending sort key."""
-    rank = {name: index for index, name in enumerate(queues)}
+def job_order(status: JobStatus | None) -> Callable[[Job], Any]:
+    """The listing order of `async_endpoints._listing` as an ascending sort key, for every
+    status but Queued (whose order is by when each job became due, which only its place in
+    its shard's index tells: see `ShardReads.list_jobs`)."""
 
     def moment(value: datetime | None) -> float:
         return 0.0 if value is None else value.timestamp()
 
-    if status is JobStatus.QUEUED:
-        return lambda job: (rank.get(job.queue, len(rank)), moment(job.created_at), job.id.hex)
     if status is JobStatus.SCHEDULED:
         return lambda job: (moment(job.run_at), job.id.hex)
     if status is JobStatus.IN_PROGRESS:
@@ -231,18 +230,29 @@ class ShardReads(ShardBase):
                 limit=limit, cursor=cursor, queues=queues,
             )  # fmt: skip
 
+        inner = filters_of(status, queue, tenant)
+        filters = ["shards", len(shards), *inner, *queues]
+        names = list(queues)
+        order = job_order(status)
+
+        def key(job: Job, after: str) -> Any:
+            if status is not JobStatus.QUEUED:
+                return order(job)
+            # Queued: by the job's place in its shard's index (its queue, then its entry,
+            # whose text orders by when the job became due, then by id), which the cursor
+            # right after it names: the job itself does not show that moment.
+            where, entry = decode_cursor(after, inner)
+            return (names.index(where) if where in names else len(names), where, entry)
+
         async def page(
             index: int, size: int, at: str | None
-        ) -> tuple[list[Job], list[str], str | None]:
+        ) -> tuple[list[tuple[Any, Job]], list[str], str | None]:
             one, after = await shards[index]._list_jobs_with_positions(
                 status=status, queue=queue, tenant=tenant, limit=min(size, 1000),
                 cursor=at, queues=queues,
             )  # fmt: skip
-            return list(one.jobs), after, one.next_cursor
-
-        inner = filters_of(status, queue, tenant)
-        filters = ["shards", len(shards), *inner, *queues]
-        names = list(queues)
+            keyed = [(key(job, place), job) for job, place in zip(one.jobs, after, strict=True)]
+            return keyed, after, one.next_cursor
 
         def pack(position: list[Any]) -> list[Any]:  # a queue's name as its index
             if status is JobStatus.QUEUED and position and position[0] in names:
@@ -256,11 +266,10 @@ class ShardReads(ShardBase):
                 return [names[position[0]], *position[1:]]
             return position
 
-        jobs, following = await merged_page(
-            len(shards), filters, inner, limit, cursor, page, job_order(status, queues),
-            pack, unpack,
-        )  # fmt: skip
-        return JobPage(jobs, following)
+        items, following = await merged_page(
+            len(shards), filters, inner, limit, cursor, page, lambda item: item[0], pack, unpack
+        )
+        return JobPage([job for _, job in items], following)
 
     if TYPE_CHECKING:
 

@@ -278,6 +278,9 @@ end
 -- listed: the moment of its Queued index entry (placement).
 local function claim(key, id, queue, token, deadline, now, started, run_at, created, listed)
   leave_queued(id, queue, listed)
+  if listed ~= created then  -- its next entry is written anew (an earlier version's too)
+    redis.call('HDEL', key, 'queued_at')
+  end
   local stamp = ms(now)
   -- due_at (the claim's due time): when the job was last queued, or the run_at its
   -- promotion kept when later (the due_at of an earlier claim is older than a requeue)

@@ -54,6 +54,15 @@ end
 -- Looks at one entry's job: listed when it still exists, has the status asked for (any
 -- when none is) and matches the filters. False once the page is full or the budget is
 -- spent (the entry is then left for the next page).
+-- Whether a Queued index entry is the job's current one (at its queued_at, else its
+-- created_at): an entry left behind (written by an earlier version, which indexed
+-- every Queued job at its created_at, during a rolling upgrade) is skipped, so no job is
+-- listed twice.
+local function current_queued(entry, id)
+  local at = redis.pcall('HMGET', job_key(id), 'queued_at', 'created_at')
+  return type(at) == 'table' and queued_entry(at[1] or at[2], id) == entry
+end
+
 local function take(entry, id, wanted)
   if #jobs >= limit or looked >= budget then
     more = true
@@ -63,7 +72,8 @@ local function take(entry, id, wanted)
   last = entry
   local key = job_key(id)
   local current = status_of(key)
-  if current and (wanted == nil or current == wanted) and matches(key) then
+  if current and (wanted == nil or current == wanted) and matches(key)
+      and (wanted ~= 'Queued' or current_queued(entry, id)) then
     jobs[#jobs + 1] = job_text(key, id)
     entries[#jobs] = entry
     entry_queues[#jobs] = scanning

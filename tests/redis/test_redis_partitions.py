@@ -219,6 +219,34 @@ async def test_a_store_of_the_previous_layout_gets_queued_counts_and_listing(
     assert (await upgraded.list_jobs(status=JobStatus.QUEUED)).jobs == []
 
 
+async def test_a_job_the_upgrade_indexes_again_is_listed_once_where_it_became_due(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str
+) -> None:
+    """The Queued index is rebuilt from the queue's LIST (a store of layout 2): a job
+    retried at once since it was created is indexed at its retry, as the store had it,
+    not at its creation: listed once, after the job that was waiting before its retry."""
+    store = await make_store()
+    retried = await store.enqueue(new_job())
+    await asyncio.sleep(0.002)
+    waiting = await store.enqueue(new_job())
+    (claim,) = await store.claim(1, lease=30)
+    assert claim.job.id == retried.id
+    await asyncio.sleep(0.002)
+    await store.fail(claim, JobError("boom", "RuntimeError"), retry_in=0)
+    before = await store.list_jobs(status=JobStatus.QUEUED)
+    assert [job.id for job in before.jobs] == [waiting.id, retried.id]
+    await store.aclose()
+    await raw_redis.hdel(f"{tag(prefix)}:counts", "default:Queued")
+    for key in [key async for key in raw_redis.scan_iter(match=f"{tag(prefix)}:ix:Q:*")]:
+        await raw_redis.delete(key)
+    await raw_redis.set(f"{tag(prefix)}:layout", "2")
+
+    upgraded = await make_store()
+    after = await upgraded.list_jobs(status=JobStatus.QUEUED)
+    assert [job.id for job in after.jobs] == [waiting.id, retried.id]
+    assert await upgraded.count_waiting() == 2
+
+
 async def test_keys_and_tenants_on_a_redis_cluster(redis_cluster: Any, prefix: str) -> None:
     """On a 3-master cluster every script touching lanes and turns stays in one slot: keyed
     jobs run one at a time in order, tenants take turns, listing filters by tenant."""
