@@ -110,6 +110,13 @@ _PARAMETER = re.compile(
     r"(?:^|(?<=[?&;#\s,(\[{'\"]))(?P<name>[^\s=&?#;,'\"()<>\[\]{}]+)="
     rf"(?P<value>{_QUOTED_VALUE}|[^\s&#;,'\"<>()\[\]{{}}]++{_OPENER}?|{_OPENER}|{_UNCLOSED})"
 )
+# A query's ``name=value`` inside a bare value that `_PARAMETER` read whole under a name
+# that is not sensitive (``url=https://h/?key=...``, ``next=/login?token=...``): after
+# ``?``, ``#``, ``&`` or ``;``, the value up to the next of those (or ``?``), so that each
+# pair is read once and the pass stays linear.
+_QUERY_PAIR = re.compile(
+    r"(?<=[?&;#])(?P<name>[^\s=&?#;,'\"()<>\[\]{}]+)=(?P<value>[^\s&?#;,'\"<>()\[\]{}]++)"
+)
 # ``'name': value`` / ``"name": value``: a Python dict's repr, or JSON.
 _KEY_VALUE = re.compile(
     r"(?P<quote>['\"])(?P<name>[^'\"\s]{1,200})(?P=quote)(?P<colon>\s*:\s*)"
@@ -140,6 +147,8 @@ def redact(
     masker = _Masker(names)
     if "=" in text:
         text = _mask_values(_PARAMETER, text, masker)
+        if "?" in text or "#" in text:
+            text = _QUERY_PAIR.sub(masker.query_pair, text)
         if "input_value=" in text:
             text = _VALIDATION_INPUT.sub(masker.validation_input, text)
     if ":" in text:
@@ -158,6 +167,11 @@ class _Masker:
         # A command line's ``--password=`` names it too.
         return unquote_plus(name).strip().lstrip("-").lower() in self.names
 
+    def query_pair(self, match: re.Match[str]) -> str:
+        if not self.sensitive(match["name"]) or match["value"] == MASK:
+            return match[0]
+        return f"{match['name']}={MASK}"
+
     def validation_input(self, match: re.Match[str]) -> str:
         # Any part: a union's member (``password.int``) or an item (``tokens.0``) too.
         parts = re.split(r"[.\[\]]", match["location"].strip())
@@ -172,8 +186,7 @@ def _mask_values(pattern: re.Pattern[str], text: str, masker: _Masker) -> str:
     (`_value_end`) and what follows it in the same bare value. Under a name that is not
     sensitive, the search goes on inside its quoted or bracketed value, so a ``name=``
     quoted in a string (a URL's query) and the names of a nested mapping or call are
-    found too, and so are the pairs of a query inside a bare value (``url=https://h/?key=``,
-    ``next=/login?token=``)."""
+    found too."""
     parts: list[str] = []
     kept = at = 0
     while (match := pattern.search(text, at)) is not None:
@@ -182,8 +195,6 @@ def _mask_values(pattern: re.Pattern[str], text: str, masker: _Masker) -> str:
         if not masker.sensitive(match["name"]):
             if value[:1] in _QUOTES or value[1:2] in _QUOTES:
                 at = start + 1 + (value[:1] not in _QUOTES)  # inside the quotes
-            elif value[:1] not in _CLOSING:
-                at = start  # a bare value may be a URL with a query: ``url=https://h/?key=``
             continue
         end = _bare_end(text, at - 1) if value[-1] in _CLOSING else at
         parts += (text[kept:start], _masked(text[start:end]))
