@@ -186,6 +186,8 @@ def _hints(annotation: type) -> dict[str, Any]:
 def _revealed_json(adapter: TypeAdapter[Any], value: Any) -> bytes:
     dumped = adapter.dump_python(value, mode="json", by_alias=True, round_trip=True)
     declared = getattr(adapter, "_type", None)
+    if typing.get_origin(declared) is typing.Annotated:  # Annotated[Model, Field(...)]
+        declared = typing.get_args(declared)[0]
     model = declared if isinstance(declared, type) and issubclass(declared, BaseModel) else None
     return TypeAdapter(Any).dump_json(_revealed(value, dumped, model))
 

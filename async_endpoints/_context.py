@@ -83,4 +83,5 @@ def request_model_of(annotation: Any) -> Any:
             f"not {annotation!r}"
         )
     (model,) = get_args(annotation)
-    return None if model is type(None) or model is None else model
+    bare = get_args(model)[0] if get_origin(model) is Annotated else model
+    return None if bare is type(None) or bare is None else model

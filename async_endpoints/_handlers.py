@@ -136,9 +136,11 @@ class Handler:
             raise ConfigurationError(f"job handler {function!r} must be an async function")
         params = _called_with_context_alone(function)
         try:
-            hints = get_type_hints(function, include_extras=True)  # keep Annotated's constraints
-            model = request_model_of(hints.get(params[0], AsyncContext))
-            returns = hints.get("return", Any)
+            # The request type keeps Annotated's constraints (a Field(max_length=...) is
+            # validated); the result type is read as before, without them.
+            given = get_type_hints(function, include_extras=True).get(params[0], AsyncContext)
+            model = request_model_of(given)
+            returns = get_type_hints(function).get("return", Any)
             return cls(
                 name=name or function.__name__,
                 function=function,

@@ -21,6 +21,10 @@ from ._store_features import Idempotency
 MAX_KEY_LENGTH = MAX_LABEL_LENGTH
 
 
+#: What a key (or id) used by another submission answers, after the earlier job's id.
+CONFLICT = "was submitted under this key with another endpoint, owner or body"
+
+
 class IdempotencyConflictError(AsyncEndpointsError, ValueError):
     """An idempotency key (or a client-chosen job id) seen before came with a different
     submission: another endpoint, owner or body. A `ValueError` too, as it always was."""

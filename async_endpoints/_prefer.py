@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from typing import NamedTuple
@@ -42,8 +43,10 @@ def preferred_wait(request: Request, max_wait: float) -> Wait | None:
         if match is None:
             return None
         asked = match[1] or match[2]
-        # A number too long for a float reads as infinity: capped all the same.
-        return Wait(asked, min(float(asked), max_wait))
+        # A number too long for a float reads as infinity: capped all the same (and not
+        # honoured when nothing caps it: an unbounded max_wait).
+        seconds = min(float(asked), max_wait)
+        return Wait(asked, seconds) if math.isfinite(seconds) else None
     return None
 
 

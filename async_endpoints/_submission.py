@@ -17,6 +17,7 @@ from ._events import EventKind, LifecycleEvent
 from ._handlers import Handler
 from ._http import job_request
 from ._idempotency import (
+    CONFLICT,
     IdempotencyConflictError,
     IdempotentJobGoneError,
     by_key,
@@ -333,6 +334,4 @@ def _check_same(idempotency: Idempotency, job_id: uuid.UUID, earlier: str) -> No
         IdempotencyConflictError: the fingerprints differ.
     """
     if earlier != idempotency.fingerprint:
-        raise IdempotencyConflictError(
-            f"job {job_id} was submitted under this key with another endpoint, owner or body"
-        )
+        raise IdempotencyConflictError(f"job {job_id} {CONFLICT}")

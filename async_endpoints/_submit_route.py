@@ -36,6 +36,7 @@ from ._http import (
     submitted_response,
 )
 from ._idempotency import (
+    CONFLICT,
     IdempotencyConflictError,
     IdempotentJobGoneError,
     by_key,
@@ -91,8 +92,9 @@ def submit_endpoint(endpoints: JobService, handler: Handler) -> Endpoint:
             return error_response(409, f"job id {job_id} is taken by another submission")
         job, repeat = stored
         if repeat and not await _may_see(endpoints, request, job):
-            what = "Idempotency-Key" if key is not None else f"job id {job_id}"
-            return error_response(409, f"{what} is taken by another submission")
+            # Answered as a different submission with that key or id is, so that the
+            # answer does not even tell that this very submission was made.
+            return error_response(422 if key is not None else 409, f"job {job.id} {CONFLICT}")
         return await _accepted(endpoints, job, request)
 
     submit.__name__ = f"submit_{handler.name}"

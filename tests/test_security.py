@@ -279,12 +279,13 @@ async def test_a_job_answers_its_owner_and_404s_everyone_else_exactly_like_an_un
 
 
 @pytest.mark.parametrize("header", ["X-Async-Request-Id", "Idempotency-Key"])
-async def test_a_repeat_by_someone_authorize_refuses_is_409_and_shows_nothing(
+async def test_a_repeat_by_someone_authorize_refuses_is_answered_as_another_submission(
     http_client_for, store: JobStore, header: str
 ) -> None:
     """No owner hook; authorize lets only Alice see jobs. Bob repeating Alice's submission
-    (same body, same id or key) gets 409 with nothing of her job, and stores nothing;
-    Alice's own repeat answers 202 with her job, as before."""
+    (same body, same id or key) gets what another submission with that id or key gets
+    (409 for an id, 422 for a key, the same words), nothing of her job, and stores
+    nothing; Alice's own repeat answers 202 with her job, as before."""
     app = FastAPI(dependencies=[Depends(api_key_principal)])
     endpoints = AsyncEndpoints(
         app, store=store, authorize=lambda request, job: request.state.principal == "alice"
@@ -302,10 +303,12 @@ async def test_a_repeat_by_someone_authorize_refuses_is_409_and_shows_nothing(
         first = await client.post("/orders", json={"item": "tea"}, headers=alice)
         done = await endpoints.wait_for(first.json()["id"], timeout=10)
         by_bob = await client.post("/orders", json={"item": "tea"}, headers=bob)
+        other = await client.post("/orders", json={"item": "coffee"}, headers=bob)
         by_alice = await client.post("/orders", json={"item": "tea"}, headers=alice)
         listed = await endpoints.list_jobs()
     assert first.status_code == 202 and done.result == "secret result"
-    assert by_bob.status_code == 409 and set(by_bob.json()) == {"detail"}
+    assert by_bob.status_code == (409 if header == "X-Async-Request-Id" else 422)
+    assert (by_bob.status_code, by_bob.json()) == (other.status_code, other.json())
     assert "secret result" not in by_bob.text and "Completed" not in by_bob.text
     assert by_alice.status_code == 202 and by_alice.json()["id"] == first.json()["id"]
     assert [job.id for job in listed.jobs] == [done.id]
