@@ -188,6 +188,15 @@ async def test_list_jobs_queued_by_created_at_with_waiting_jobs_and_a_tenant_fil
         await store.list_jobs(status=JobStatus.QUEUED, limit=2, cursor=cursor or "x")
 
 
+async def as_layout_2(raw_redis: Redis, prefix: str) -> None:
+    """Make the store's data what the previous version left: the LIST and the job hashes,
+    no Queued counter, no Queued index, layout 2."""
+    await raw_redis.hdel(f"{tag(prefix)}:counts", "default:Queued")
+    for key in [key async for key in raw_redis.scan_iter(match=f"{tag(prefix)}:ix:Q:*")]:
+        await raw_redis.delete(key)
+    await raw_redis.set(f"{tag(prefix)}:layout", "2")
+
+
 async def test_a_store_of_the_previous_layout_gets_queued_counts_and_listing(
     make_store: StoreFactory, raw_redis: Redis, prefix: str
 ) -> None:
@@ -199,12 +208,7 @@ async def test_a_store_of_the_previous_layout_gets_queued_counts_and_listing(
         jobs.append(await store.enqueue(new_job()))
         await asyncio.sleep(0.002)  # distinct created_at
     await store.aclose()
-    # What the previous version left: the LIST and the job hashes, no Queued counter, no
-    # Queued index, layout 2.
-    await raw_redis.hdel(f"{tag(prefix)}:counts", "default:Queued")
-    for key in [key async for key in raw_redis.scan_iter(match=f"{tag(prefix)}:ix:Q:*")]:
-        await raw_redis.delete(key)
-    await raw_redis.set(f"{tag(prefix)}:layout", "2")
+    await as_layout_2(raw_redis, prefix)
 
     upgraded = await make_store()
     assert await upgraded.count_waiting() == 3
@@ -236,10 +240,7 @@ async def test_a_job_the_upgrade_indexes_again_is_listed_once_where_it_became_du
     before = await store.list_jobs(status=JobStatus.QUEUED)
     assert [job.id for job in before.jobs] == [waiting.id, retried.id]
     await store.aclose()
-    await raw_redis.hdel(f"{tag(prefix)}:counts", "default:Queued")
-    for key in [key async for key in raw_redis.scan_iter(match=f"{tag(prefix)}:ix:Q:*")]:
-        await raw_redis.delete(key)
-    await raw_redis.set(f"{tag(prefix)}:layout", "2")
+    await as_layout_2(raw_redis, prefix)
 
     upgraded = await make_store()
     after = await upgraded.list_jobs(status=JobStatus.QUEUED)
