@@ -17,6 +17,7 @@
   var state = document.getElementById("live-state");
   // A page answered 404 from the start (no such page, job or batch) has nothing to follow.
   if (!live || !state || live.hasAttribute("data-still")) return;
+  state.hidden = false; // said only where this script runs: without it nothing updates
   var offset = 0; // server clock minus browser clock, in ms
 
   function readServerNow(root) {

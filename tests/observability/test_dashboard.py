@@ -286,16 +286,18 @@ def rows(page: httpx.Response) -> list[str]:
     return re.findall(r'<tr data-job="([0-9a-f-]+)"', page.text)
 
 
+@pytest.mark.parametrize("address", ["/dashboard/jobs?status=Queued", "/dashboard/jobs"])
 async def test_previous_leads_back_page_by_page_and_the_pager_counts_the_jobs(
-    engine: AsyncEndpoints, client: httpx.AsyncClient
+    engine: AsyncEndpoints, client: httpx.AsyncClient, address: str
 ) -> None:
     """120 queued jobs, walked forward with Next to the third page: Previous from there
     shows the second page's jobs again, Previous from that the first's; First appears
     from the third page on (on the second, Previous is the first page); each page says
-    its number and the 120 jobs in all. A tenant filter is not counted."""
+    its number and the 120 jobs in all; the same on the list of all jobs, whose first
+    page's address has no filter at all. A tenant filter is not counted."""
     for _ in range(120):
         await engine.submit("Hold", tenant="acme")
-    first = await client.get("/dashboard/jobs?status=Queued")
+    first = await client.get(address)
     assert "Page 1 · 120 jobs in all" in first.text and link(first, "prev") is None
     second = await client.get(link(first, "next") or "")
     assert "Page 2 · 120 jobs in all" in second.text and link(second, "first") is None

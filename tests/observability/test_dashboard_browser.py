@@ -466,6 +466,23 @@ async def test_a_page_loads_without_a_console_error_or_a_failed_request(
     assert errors == []
 
 
+async def test_without_javascript_the_page_does_not_say_it_is_live(
+    site: tuple[str, AsyncEndpoints], browser: Browser
+) -> None:
+    """The corner's "live" is the script's to say: with JavaScript off nothing updates the
+    page, and it does not claim to (the page, its forms and links are all there)."""
+    base, _ = site
+    context = await browser.new_context(java_script_enabled=False)
+    page = await context.new_page()
+    page.set_default_timeout(PATIENCE_MS)
+    try:
+        await page.goto(f"{base}/dashboard/jobs")
+        await expect(page.get_by_role("link", name="Failed")).to_be_visible()
+        await expect(page.locator("#live-state")).to_be_hidden()
+    finally:
+        await context.close()
+
+
 async def test_a_running_jobs_cancel_button_stays_on_a_laptop_screen_beside_long_progress(
     site: tuple[str, AsyncEndpoints], page: Page
 ) -> None:
