@@ -23,6 +23,7 @@ from async_endpoints import (
 )
 from async_endpoints._events import EventKind, LifecycleEvent
 from tests.observability.dashboard_app import Gate, make_app
+from tests.redis.support import eventually
 from tests.serving import served
 
 CHROMIUM = "/usr/bin/chromium"
@@ -526,6 +527,38 @@ async def test_a_batch_page_with_a_long_job_name_fits_a_laptop_screen(
         for button in await page.get_by_role("button", name="Cancel").all():
             box = await button.bounding_box()
             assert box is not None and box["x"] + box["width"] <= 1366
+        gate.open.set()
+
+
+async def test_the_batches_list_fits_a_laptop_screen_with_cancel_beside_finished(
+    gate: Gate, page: Page
+) -> None:
+    """A running batch of a long tenant (with its Cancel batch button) and a finished one
+    of hundreds of jobs: at 1366 px the list fits its box (no column under the pinned
+    button, Finished readable); wider screens show Created too."""
+    app, engine = make_app(gate)
+    async with served(app) as base:
+        done = await engine.submit_batch([JobSpec("Ok", {}) for _ in range(250)], tenant="acme")
+
+        async def finished() -> bool:
+            batch = await engine.get_batch(done.id)
+            return batch is not None and batch.status.value == "Finished"
+
+        await eventually(finished, timeout=30)
+        await engine.pause()  # the next batch's jobs stay Queued: it runs, with its button
+        tenant = "northwind-traders-europe-" + "x" * 30
+        running = await engine.submit_batch([JobSpec("Ok", {}) for _ in range(3)], tenant=tenant)
+        await page.goto(f"{base}/dashboard/batches")
+        await expect(page.locator("tr[data-batch]")).to_have_count(2)
+        box = page.locator("#live .scroll")
+        assert await box.evaluate("b => b.scrollWidth <= b.clientWidth")
+        finished = page.get_by_role("columnheader", name="Finished")
+        cancel = page.locator(f'tr[data-batch="{running.id}"]').get_by_role("button")
+        head, button = await finished.bounding_box(), await cancel.bounding_box()
+        assert head is not None and button is not None
+        assert head["x"] + head["width"] <= button["x"]
+        await page.set_viewport_size({"width": 1600, "height": 900})
+        await expect(page.get_by_role("columnheader", name="Created")).to_be_visible()
         gate.open.set()
 
 
