@@ -210,10 +210,16 @@ async def _authorized_job(endpoints: JobService, request: Request) -> Job | None
     ``authorize``."""
     job_id = path_job_id(request)
     job = None if job_id is None else await endpoints.get_job(job_id)
-    authorize = endpoints.settings.authorize
-    if job is None or authorize is None or await call_maybe_async(authorize, request, job):
+    if job is None or await may_see(endpoints, request, job):
         return job
     return None
+
+
+async def may_see(endpoints: JobService, request: Request, job: Job) -> bool:
+    """Whether the ``authorize`` setting lets ``request`` be shown ``job`` (yes without
+    one)."""
+    authorize = endpoints.settings.authorize
+    return authorize is None or bool(await call_maybe_async(authorize, request, job))
 
 
 async def submitted_response(endpoints: JobService, job: Job, request: Request) -> Response:

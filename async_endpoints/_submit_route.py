@@ -31,6 +31,7 @@ from ._http import (
     Endpoint,
     JobService,
     job_request,
+    may_see,
     status_response,
     store_failure,
     submitted_response,
@@ -91,7 +92,8 @@ def submit_endpoint(endpoints: JobService, handler: Handler) -> Endpoint:
         if stored is None:
             return error_response(409, f"job id {job_id} is taken by another submission")
         job, repeat = stored
-        if repeat and not await _may_see(endpoints, request, job):
+        # A repeat shows an earlier submission's job: only to whom may see it.
+        if repeat and not await may_see(endpoints, request, job):
             # Answered as a different submission with that key or id is, so that the
             # answer does not even tell that this very submission was made.
             return error_response(422 if key is not None else 409, f"job {job.id} {CONFLICT}")
@@ -174,14 +176,6 @@ def _idempotency(
         return by_key(key, handler.name, owner, content, ttl)
     assert job_id is not None
     return by_request_id(job_id, fingerprint(handler.name, owner, body, job_request), ttl)
-
-
-async def _may_see(endpoints: JobService, request: Request, job: Job) -> bool:
-    """Whether ``authorize`` lets ``request`` be shown ``job`` (an earlier submission's,
-    which this one repeats: without that, a repeat would show a job its details route
-    hides)."""
-    authorize = endpoints.settings.authorize
-    return authorize is None or bool(await call_maybe_async(authorize, request, job))
 
 
 async def _store_once(
