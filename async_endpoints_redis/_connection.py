@@ -35,6 +35,11 @@ from ._scripts import Scripts
 T = TypeVar("T")
 logger = logging.getLogger("async_endpoints_redis")
 
+#: How long a starting process waits for the first answer of the live processes it asked
+#: for their clock readings (seconds; only when some are subscribed).
+PROBE_WAIT = 1.0
+_PROBE_POLL = 0.01
+
 
 class Connection:
     """The client (made from ``url`` unless given), its scripts and its subscription.
@@ -85,6 +90,8 @@ class Connection:
         self._gate: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()
         self.closed = False
         self.max_bulk_len: int | None = None
+        self._probes = 0  # clock probes not answered yet
+        self._answering: asyncio.Task[None] | None = None
         """The longest argument the server accepts, read at start (None: unknown)."""
         self.notifications = Notifications(
             self._open_pubsub,
@@ -93,9 +100,11 @@ class Connection:
             inbox_channel=keys.inbox_channel(inbox),
             cancel_channel=keys.cancel_channel,
             events_channel=keys.events_channel,
+            probe_channel=keys.clock_probe_channel,
             decode=decode,
             on_handed_over=on_handed_over,
             on_cancel=on_cancel,
+            on_probe=self._probed,
             reply_timeout=deadline,
         )
 
@@ -143,13 +152,22 @@ class Connection:
         """Read the elapsed-time clock once, so this process's readings start from it, and
         migrate a store of the older layout (``lua/migrate.lua``).
 
+        When nobody set the clock for a second or more by the Redis server's wall clock,
+        the live processes of the store are asked for their readings first (their
+        monotonic clocks did not step), and the clock is caught up with the wall-clock
+        time since it was last set only when none answers within `PROBE_WAIT`: the
+        spell was then one in which no process called (``lua/clock.lua``).
+
         A Redis that refuses the script for good (a user not allowed to run scripts, say)
         does not stop the start: the operations then answer that refusal themselves.
         """
         try:
             with mapped_errors("start"):
-                async with asyncio.timeout(self.deadline):
-                    await scripts.clock()
+                async with asyncio.timeout(self.deadline + PROBE_WAIT):
+                    seen, asked = await scripts.probe_clock()
+                    if asked > 0:
+                        await _first_answer(scripts, seen)
+                    await scripts.clock(catch_up_from=seen)
                     await scripts.migrate()
         except StoreUnavailableError:
             raise
@@ -159,6 +177,25 @@ class Connection:
                 " (EVALSHA) and will fail alike until Redis allows them",
                 exc,
             )
+
+    def _probed(self) -> None:
+        """A starting process asks for this one's clock reading: call with it (once for
+        every probe that came while a call was on its way, as that one may have been
+        carried out before the probe was sent)."""
+        self._probes += 1
+        if self._answering is None or self._answering.done():
+            self._answering = asyncio.create_task(
+                self._answer_probes(), name="async-endpoints-redis-clock-probe"
+            )
+
+    async def _answer_probes(self) -> None:
+        while self._probes and not self.closed:
+            self._probes = 0
+            try:
+                await self.run("clock", lambda scripts: scripts.clock())
+            except JobStoreError as exc:  # the prober catches up alone, as it would
+                logger.debug("could not answer a clock probe: %s", exc)
+                return
 
     async def _connect(self) -> None:
         if self._client is None and self._url is not None:
@@ -170,6 +207,9 @@ class Connection:
         """Stop listening, release every waiter and close the client if made here."""
         self.closed = True
         await self.notifications.aclose()
+        if self._answering is not None:
+            self._answering.cancel()
+            await asyncio.wait({self._answering})
         if self._owns_client and self._client is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._client.aclose()
@@ -307,3 +347,13 @@ def _shared_gate(connections: Sequence[Connection]) -> CallGate | None:
         if isinstance(gate, CallGate) and gate.shared:
             return gate
     return None
+
+
+async def _first_answer(scripts: Scripts, seen: str) -> None:
+    """Wait up to `PROBE_WAIT` for someone to set the clock, which the probe found last set
+    as ``seen`` says."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(PROBE_WAIT):
+            # Polled: the answer is a write in Redis, which no local event announces.
+            while await scripts.clock_set_at() == seen:  # noqa: ASYNC110
+                await asyncio.sleep(_PROBE_POLL)

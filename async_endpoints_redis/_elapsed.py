@@ -19,7 +19,8 @@ third of its lease before starting it (``_claimer.py`` in the core package; ``_w
 for a hand-over), for a reply held up on its way back.
 The key starts at the server's wall clock the first time (see ``lua/_lib.lua``); after a
 spell in which no process called the store, the first reading of a process that starts
-catches it up with the time that passed (``lua/clock.lua``).
+catches it up with the time that passed, unless a live process answers its probe with
+its own reading (``lua/clock.lua``, ``_connection.py``).
 """
 
 from __future__ import annotations

@@ -91,6 +91,8 @@ prefix ``{p}:`` and build the names below from it (``lua/_lib.lua`` and the incl
     {p}:events           channel  a watched job's status ('s', id, its hash as JSON) or
                                 progress ('p', id, the value as JSON) changed
     {p}:inbox:<name>     channel  jobs handed to one idle worker (id, then hash as JSON)
+    {p}:clock-probe      channel  a starting process asks the live ones to call with their
+                                clock readings (lua/clock.lua; the payload is not used)
 
 A ready queue is a LIST rather than a ZSET: pushing and popping are O(1) whatever the
 backlog, and an entry costs a few bytes in a listpack instead of a skiplist node and a
@@ -176,6 +178,11 @@ class Keys:
         return f"{self.tag}:clock"
 
     @property
+    def clock_set_at(self) -> str:
+        """The STRING recording when the clock was last set (``lua/clock.lua``)."""
+        return f"{self.tag}:clock:at"
+
+    @property
     def expiring(self) -> str:
         """The LIST of terminal jobs by the time their retention ends."""
         return f"{self.tag}:expiring"
@@ -232,6 +239,11 @@ class Keys:
     def done_channel(self) -> str:
         """The channel announcing terminal jobs."""
         return f"{self.tag}:done"
+
+    @property
+    def clock_probe_channel(self) -> str:
+        """The channel asking the live processes for their clock readings."""
+        return f"{self.tag}:clock-probe"
 
     @property
     def events_channel(self) -> str:

@@ -1,16 +1,17 @@
 """The store's one pub/sub subscription: wake-ups, settlements, cancellations, jobs
 handed over, and the events of the jobs this process watches (`_events`).
 
-A background task holds a subscription to the wake, done and cancel channels and to the
-store's own inbox channel, and reconnects by itself, with backoff, after an outage. A done
-message carries the job's id, then (unless large) its terminal hash as JSON, which
-settles waiters without a read; an inbox message is a job handed to this store's idle
-worker, passed to the store as is; a cancel message is the id of a running job that was
-cancelled, passed to the store (which tells its cancel listeners). Messages published
-while it was disconnected are lost, so every (re)connection counts as a wake-up and makes
-every settlement waiter look at its job again. A connection that stays silent is pinged;
-one that does not answer is dropped and replaced, so a half-open TCP connection cannot
-hide wake-ups for long.
+A background task holds a subscription to the wake, done, cancel, events and clock-probe
+channels and to the store's own inbox channel, and reconnects by itself, with backoff,
+after an outage. A done message carries the job's id, then (unless large) its terminal
+hash as JSON, which settles waiters without a read; an inbox message is a job handed to
+this store's idle worker, passed to the store as is; a cancel message is the id of a
+running job that was cancelled, passed to the store (which tells its cancel listeners); a
+clock probe is a starting process asking for this process's reading of the elapsed-time
+clock (`_connection`). Messages published while it was disconnected are lost, so every
+(re)connection counts as a wake-up and makes every settlement waiter look at its job
+again. A connection that stays silent is pinged; one that does not answer is dropped and
+replaced, so a half-open TCP connection cannot hide wake-ups for long.
 """
 
 from __future__ import annotations
@@ -62,9 +63,11 @@ class Notifications:
         inbox_channel: str,
         cancel_channel: str,
         events_channel: str,
+        probe_channel: str,
         decode: Callable[[str, bytes | str], Job | None],
         on_handed_over: Callable[[bytes | str], None],
         on_cancel: Callable[[str], None],
+        on_probe: Callable[[], None],
         reply_timeout: float,
     ) -> None:
         self._open = open_pubsub
@@ -73,10 +76,12 @@ class Notifications:
         self._inbox_channel = inbox_channel
         self._cancel_channel = cancel_channel
         self._events_channel = events_channel
+        self._probe_channel = probe_channel
         #: Told of the events channel's messages, of settlements and of every
         #: (re)connection, once a job is watched (`_events.WatchedJobs`).
         self.job_events: JobEventsHook | None = None
         self._on_cancel = on_cancel
+        self._on_probe = on_probe
         self._decode = decode
         self._on_handed_over = on_handed_over
         self._reply_timeout = reply_timeout
@@ -186,9 +191,10 @@ class Notifications:
     async def _listen(self) -> None:
         pubsub = await self._open()
         try:
-            channels = (self._wake_channel, self._done_channel, self._inbox_channel)
-            await pubsub.subscribe(*channels, self._cancel_channel, self._events_channel)
-            for _ in range(len(channels) + 2):
+            channels: tuple[str, ...] = (self._wake_channel, self._done_channel)
+            channels += (self._inbox_channel, self._cancel_channel, self._probe_channel)
+            await pubsub.subscribe(*channels, self._events_channel)
+            for _ in range(len(channels) + 1):
                 await self._next_message(pubsub, self._reply_timeout, "subscribe")
             self._connected.set()
             self._went_live = True
@@ -253,6 +259,8 @@ class Notifications:
         elif channel == self._cancel_channel:
             self._on_cancel(text(data))
             return True
+        elif channel == self._probe_channel:
+            self._on_probe()
         elif channel == self._events_channel and self.job_events is not None:
             self.job_events.changed(data)
         return False

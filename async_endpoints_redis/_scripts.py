@@ -31,7 +31,7 @@ from async_endpoints._job import NewJob
 from async_endpoints._store import Claim
 from async_endpoints._store_features import Idempotency
 
-from ._codec import Reply, dump_json, encode_request, kept_on_completion
+from ._codec import Reply, dump_json, encode_request, kept_on_completion, text
 from ._elapsed import ElapsedClock
 from ._lua_script import LuaScript
 
@@ -165,11 +165,35 @@ class Scripts:
         """This process's reading of the elapsed-time clock (ms), as every call passes it."""
         return self._clock.reading()
 
-    async def clock(self) -> int:
-        """The elapsed-time clock (ms), which this process then reads on its own."""
-        clock_ms: int = await self._call("clock", [])
+    async def clock(self, *, catch_up_from: str | None = None) -> int:
+        """The elapsed-time clock (ms), which this process then reads on its own.
+
+        Args:
+            catch_up_from: For a starting process, what `probe_clock` saw: the clock is
+                caught up with the wall-clock time since it was last set, unless someone
+                set it since (``lua/clock.lua``). None: advanced to this process's reading
+                alone, as every call does.
+        """
+        args = ["answer"] if catch_up_from is None else ["catch-up", catch_up_from]
+        clock_ms: int = await self._call("clock", args)
         self._clock.observe(clock_ms)
         return clock_ms
+
+    async def probe_clock(self) -> tuple[str, int]:
+        """Before a starting process's first reading: ask the live processes of the store
+        for theirs when the clock has stood still a while (``lua/clock.lua``).
+
+        Returns:
+            When the clock was last set (the ``{p}:clock:at`` record, "" if none), and how
+            many subscribers were asked (-1: the clock was set lately, nobody was asked).
+        """
+        seen, asked = await self._call("clock", ["probe"])
+        return text(seen), int(asked)
+
+    async def clock_set_at(self) -> str:
+        """The ``{p}:clock:at`` record: when the clock was last set ("" if never)."""
+        seen: Reply | None = await self._client.get(self._keys.clock_set_at)
+        return "" if seen is None else text(seen)
 
     async def migrate(self) -> None:
         """Bring a store of the older layout to this one (see ``lua/migrate.lua``)."""

@@ -1,27 +1,55 @@
--- clock: read the store's elapsed-time clock (see _lib.lua) for a process whose store
--- starts (every process calls it once then, with no reading of its own yet), advancing it
--- to the caller's reading when that is ahead.
+-- clock: a starting process's first reading of the store's elapsed-time clock (see
+-- _lib.lua), and the readings live processes give it.
 --
 -- The clock moves only when someone calls the store: while no process did (every worker
 -- stopped for a deploy, the API instances idle), it stood still, and a process starting
 -- from it would grant leases and due times that far in the past (a live handler recovered
 -- as soon as a process that stayed up advances the clock; a delay or a retention longer
--- by the gap). So it first catches up with the time that passed since it was last set, as
--- the server's wall clock measured it. Only here: a step of that wall clock moves the
--- clock only if it falls in such a gap (a live worker sets the clock every second or so,
--- which ends the gap) and a process starts before anyone else calls; elsewhere the clock
--- follows the callers' monotonic readings alone. Nothing is caught up when the clock was
--- last set by a caller that does not record when (an older version of this script).
+-- by the gap). So a starting process catches it up with the time that passed since it was
+-- last set, as the server's wall clock measured it. But a step of that wall clock (NTP, a
+-- resumed VM) looks just like time that passed: taken for it while processes are live,
+-- it would expire their leases and make delays due early. So the start goes in two steps
+-- (`_connection.py`):
 --
--- Returns: the elapsed-time clock (ms).
+-- ARGV[1] = 'probe': changes nothing but, when nobody set the clock for PROBE_AFTER_MS or
+--   more by the server's wall clock, publishes on the probe channel, asking every live
+--   process of the store to call with its own reading (whose monotonic clock did not
+--   step). Returns {what CLOCK_SET_AT holds ('' if nothing), how many subscribers were
+--   asked (-1: not asked)}.
+-- ARGV[1] = 'catch-up', ARGV[2] = what the probe saw in CLOCK_SET_AT: the clock, caught up
+--   by the wall clock only when nobody set it since the probe (no live process answered).
+-- ARGV[1] = 'answer': the clock advanced to the caller's reading, as any call does.
+--
+-- Nothing is caught up when the clock was last set by a caller that does not record when
+-- (an older version of this script).
+--
+-- Returns (but for 'probe'): the elapsed-time clock (ms).
+
+local PROBE_AFTER_MS = 1000
+local PROBE_CHANNEL = P .. 'clock-probe'
+
+local mode = ARGV[1]
+if mode == 'probe' then
+  local seen = redis.call('GET', CLOCK_SET_AT) or ''
+  local wall = tonumber(string.match(seen, '^%d+ (%d+)$'))
+  local asked = -1
+  if wall and now_ms() - wall >= PROBE_AFTER_MS then
+    asked = redis.pcall('PUBLISH', PROBE_CHANNEL, '')
+    if type(asked) ~= 'number' then asked = -1 end  -- refused (an ACL): catch up alone
+  end
+  return {seen, asked}
+end
 
 even_when_full()
-local stored = tonumber(redis.call('GET', CLOCK_KEY))
-local set_to, wall = string.match(redis.call('GET', CLOCK_SET_AT) or '', '^(%d+) (%d+)$')
-if stored and set_to and tonumber(set_to) == stored then
-  local idle = now_ms() - tonumber(wall)
-  if idle > 0 then
-    CLOCK_READING = math.max(CLOCK_READING, stored + idle)
+if mode == 'catch-up' then
+  local seen = redis.call('GET', CLOCK_SET_AT) or ''
+  local stored = tonumber(redis.call('GET', CLOCK_KEY))
+  local set_to, wall = string.match(seen, '^(%d+) (%d+)$')
+  if seen == ARGV[2] and stored and set_to and tonumber(set_to) == stored then
+    local idle = now_ms() - tonumber(wall)
+    if idle > 0 then
+      CLOCK_READING = math.max(CLOCK_READING, stored + idle)
+    end
   end
 end
 return clock_ms()

@@ -30,6 +30,7 @@ import redis.asyncio as redis
 
 from async_endpoints import AsyncContext, AsyncEndpoints
 from async_endpoints_redis import RedisJobStore
+from async_endpoints_redis._shard_layout import shard_prefixes
 from tests.e2e.processes import Proc, start_api, start_worker
 from tests.e2e.schedules import APP, cycles_fired
 from tests.redis_servers import HOST, _answers, free_port
@@ -293,3 +294,63 @@ async def test_a_step_forward_lengthens_a_lease_by_a_minute_at_most(
 
 async def step_work(ctx: AsyncContext[None]) -> str:
     return "ran"
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+async def test_a_store_starting_just_after_a_step_forward_keeps_the_live_processes_clock(
+    stepped_redis: str, host_clock: HostClock, shards: int
+) -> None:
+    """A process whose store starts right after Redis's clock steps an hour forward, while
+    the live processes happen to be quiet, does not take the hour for time that passed: the
+    live processes answer its first reading with theirs (each shard's). A live worker's
+    lease of 30 s is not cut short and a job delayed 600 s does not become due."""
+    prefix = f"steps-{uuid.uuid4().hex[:8]}"
+    # An idle instance that stays up.
+    live = RedisJobStore(stepped_redis, prefix=prefix, shards=shards)
+    engine = AsyncEndpoints(store=live)
+    engine.add_handler(step_work)
+    newcomer = RedisJobStore(stepped_redis, prefix=prefix, shards=shards)
+    records = redis.Redis.from_url(stepped_redis)
+    clock_keys = [f"{{{shard}}}:clock" for shard in shard_prefixes(prefix, shards)]
+    try:
+        await live.start()
+        running = await engine.submit("step_work")
+        (claim,) = await live.claim(1, lease=30)
+        assert claim.job.id == running.id
+        delayed = await engine.submit("step_work", delay=600)
+        before = [int(clock) for clock in await records.mget(clock_keys)]
+        await asyncio.sleep(1.5)  # the live processes happen not to call for a moment
+        host_clock.step_to(HOUR)
+        await newcomer.start()
+        after = [int(clock) for clock in await records.mget(clock_keys)]
+        moved = [now - then for now, then in zip(after, before, strict=True)]
+        assert max(moved) < 60_000, f"the clocks moved {moved} ms"
+        assert await newcomer.recover() == []
+        assert await newcomer.claim(5, lease=30) == []
+        still = await newcomer.get(delayed.id)
+        assert still is not None and still.status.value == "Scheduled"
+    finally:
+        for store in (live, newcomer):
+            await store.aclose()
+        await records.aclose()
+
+
+async def test_a_store_starting_after_a_step_forward_with_nobody_live_takes_it_as_time_passed(
+    stepped_redis: str, host_clock: HostClock
+) -> None:
+    """With no process of the store left to answer, the hour the clock stepped within a
+    quiet spell reads as time that passed (the documented limit: nothing tells them apart)."""
+    prefix = f"steps-{uuid.uuid4().hex[:8]}"
+    first, later = (RedisJobStore(stepped_redis, prefix=prefix) for _ in range(2))
+    records = redis.Redis.from_url(stepped_redis)
+    try:
+        await first.start()
+        before = int(await records.get(f"{{{prefix}}}:clock"))
+        await first.aclose()
+        host_clock.step_to(HOUR)
+        await later.start()
+        after = int(await records.get(f"{{{prefix}}}:clock"))
+        assert after - before >= HOUR * 1000
+    finally:
+        await later.aclose()
+        await records.aclose()

@@ -67,3 +67,60 @@ async def test_a_delay_granted_after_a_quiet_spell_is_not_cut_short(
     await api.enqueue(NewJob(uuid.uuid4(), "Echo", 0))
     claimed = await api.claim(10, lease=30)
     assert sorted(claim.job.name for claim in claimed) == ["Echo", "Echo"]
+
+
+async def test_a_store_started_after_a_quiet_spell_first_asks_the_live_processes(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str
+) -> None:
+    """A wall-clock step looks like a quiet spell, so a store starting after one first asks
+    the live processes for their readings (a message on the probe channel); a live store
+    answers by setting the clock with its own reading, which the starting store then takes
+    rather than the server's wall clock (here the live reading is ten minutes ahead, so the
+    two differ)."""
+    live = await make_store()
+    await live.enqueue(NewJob(uuid.uuid4(), "Echo", 0))
+    probes = raw_redis.pubsub()
+    await probes.subscribe(f"{{{prefix}}}:clock-probe")
+    await probes.get_message(timeout=1)  # the subscription's confirmation
+    before = await clock_of(raw_redis, prefix)
+    await asyncio.sleep(QUIET)
+    ahead = live._connection.elapsed.reading() + 600_000
+    live._connection.elapsed.observe(ahead)
+    await make_store()
+    message = await probes.get_message(ignore_subscribe_messages=True, timeout=5)
+    await probes.aclose()
+    assert message is not None and message["type"] == "message"
+    assert await clock_of(raw_redis, prefix) >= ahead > before + 600_000
+
+
+async def test_a_store_started_while_the_clock_is_being_set_asks_nobody(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str
+) -> None:
+    """A clock set within the last second needs no probe: nobody is asked."""
+    await make_store()
+    probes = raw_redis.pubsub()
+    await probes.subscribe(f"{{{prefix}}}:clock-probe")
+    await probes.get_message(timeout=1)
+    await make_store()
+    message = await probes.get_message(ignore_subscribe_messages=True, timeout=0.5)
+    await probes.aclose()
+    assert message is None
+
+
+async def test_a_probe_nobody_answers_leaves_the_start_to_catch_up_alone(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str
+) -> None:
+    """A subscriber that never answers (a process frozen with its connection open) does not
+    stop the start: after waiting for an answer, it catches the clock up with the time that
+    passed, as with nobody live."""
+    first = await make_store()
+    await first.enqueue(NewJob(uuid.uuid4(), "Echo", 0))
+    await first.aclose()
+    silent = raw_redis.pubsub()
+    await silent.subscribe(f"{{{prefix}}}:clock-probe")
+    await silent.get_message(timeout=1)
+    before = await clock_of(raw_redis, prefix)
+    await asyncio.sleep(QUIET)
+    await make_store()
+    await silent.aclose()
+    assert await clock_of(raw_redis, prefix) >= before + QUIET * 1000
