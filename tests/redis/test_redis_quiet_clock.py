@@ -11,7 +11,10 @@ from redis.asyncio import Redis
 
 from async_endpoints import JobStatus
 from async_endpoints._job import NewJob
+from async_endpoints_redis import RedisJobStore
+from async_endpoints_redis._shard_layout import shard_prefixes
 from tests.redis.conftest import StoreFactory
+from tests.redis_servers import RedisClusterProcesses
 
 #: How long nobody calls the store (the scenario, not a wait for something to happen).
 QUIET = 3.0
@@ -124,3 +127,31 @@ async def test_a_probe_nobody_answers_leaves_the_start_to_catch_up_alone(
     await make_store()
     await silent.aclose()
     assert await clock_of(raw_redis, prefix) >= before + QUIET * 1000
+
+
+async def test_every_shard_on_a_cluster_asks_the_live_processes_before_catching_up(
+    redis_cluster: RedisClusterProcesses, prefix: str
+) -> None:
+    """On a real Redis Cluster, with three shards on three masters: each shard of a store
+    starting after a quiet spell takes the reading a live store answers with (ten minutes
+    ahead here, so it shows), not its master's wall clock."""
+    live = RedisJobStore(redis_cluster.url, prefix=prefix, shards=3)
+    starting = RedisJobStore(redis_cluster.url, prefix=prefix, shards=3)
+    try:
+        await live.start()
+        for index in range(3):
+            await live.enqueue(NewJob(uuid.uuid4(), "Echo", 0, partition_key=f"k{index}"))
+        await asyncio.sleep(QUIET)
+        connections = [shard._connection for shard in live._shards]
+        ahead = [c.elapsed.reading() + 600_000 for c in connections]
+        for connection, reading in zip(connections, ahead, strict=True):
+            connection.elapsed.observe(reading)
+        await starting.start()
+        client = starting._shards[0]._connection.client
+        clocks = [
+            int(await client.get(f"{{{shard}}}:clock")) for shard in shard_prefixes(prefix, 3)
+        ]
+    finally:
+        for store in (live, starting):
+            await store.aclose()
+    assert all(clock >= reading for clock, reading in zip(clocks, ahead, strict=True))
