@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from async_endpoints._job import JobError, JobStatus, NewJob
 from async_endpoints_redis import RedisJobStore
 from async_endpoints_redis._base import Offer
+from async_endpoints_redis._scripts import _source
 from async_endpoints_redis._shard_reshard import is_empty
 from tests.redis.support import drain, eventually
 
@@ -246,6 +247,38 @@ async def test_a_job_the_upgrade_indexes_again_is_listed_once_where_it_became_du
     after = await upgraded.list_jobs(status=JobStatus.QUEUED)
     assert [job.id for job in after.jobs] == [waiting.id, retried.id]
     assert await upgraded.count_waiting() == 2
+
+
+async def test_an_entry_an_older_version_left_at_a_jobs_creation_is_not_listed(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str
+) -> None:
+    """During a rolling upgrade an older version indexes a Queued job at its created_at
+    (it knew no queued_at): an entry that is not the job's current one is skipped, so a
+    job retried since its creation is listed once, where it became due."""
+    store = await make_store()
+    retried = await store.enqueue(new_job())
+    await asyncio.sleep(0.002)
+    (claim,) = await store.claim(1, lease=30)
+    waiting = await store.enqueue(new_job())
+    await asyncio.sleep(0.002)
+    await store.fail(claim, JobError("boom", "RuntimeError"), retry_in=0)
+    created_at = int(await raw_redis.hget(f"{tag(prefix)}:job:{retried.id}", "created_at"))
+    await older_version_indexes(raw_redis, prefix, retried.id, created_at)
+    page = await store.list_jobs(status=JobStatus.QUEUED)
+    assert [job.id for job in page.jobs] == [waiting.id, retried.id]
+    assert await store.count_waiting() == 2
+
+
+async def older_version_indexes(
+    raw_redis: Redis, prefix: str, job_id: uuid.UUID, moment: int
+) -> None:
+    """Add the Queued index entry an older version would have written for the job (of the
+    default queue) at ``moment``, through the store's own index code."""
+    source = "".join(_source(name) for name in ("_lib", "_index", "_ready", "_bookkeeping"))
+    source += "index_add_entry(queued_index('default'), queued_entry(ARGV[1], ARGV[2]))\n"
+    source += "index_flush()\nreturn 1\n"
+    keys = [f"{tag(prefix)}:clock", f"{tag(prefix)}:"]
+    await raw_redis.eval(source, len(keys), *keys, 0, 0, moment, str(job_id))
 
 
 async def test_keys_and_tenants_on_a_redis_cluster(redis_cluster: Any, prefix: str) -> None:
