@@ -11,7 +11,7 @@ first one stored, a clash (another body, endpoint or owner) answers ``422`` / ``
 
 import logging
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -60,6 +60,10 @@ logger = logging.getLogger("async_endpoints")
 REQUEST_ID_HEADER = "X-Async-Request-Id"
 #: The header making a submission idempotent (the IETF Idempotency-Key draft).
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: How a submission was known as a repeat: by the record of its key or id ("recorded"),
+#: or by comparing it with the job that holds the id it chose ("id taken"; a key sent
+#: with it was new).
+Repeat = Literal["recorded", "id taken"]
 
 
 def submit_endpoint(endpoints: JobService, handler: Handler) -> Endpoint:
@@ -90,17 +94,24 @@ def submit_endpoint(endpoints: JobService, handler: Handler) -> Endpoint:
         except (IdempotencyConflictError, IdempotentJobGoneError, JobStoreError) as exc:
             return _refused(exc, by_key=key is not None, job_id=job_id)
         if stored is None:
-            return error_response(409, f"job id {job_id} is taken by another submission")
+            return _id_taken(job_id)
         job, repeat = stored
         # A repeat shows an earlier submission's job: only to whom may see it.
-        if repeat and not await may_see(endpoints, request, job):
-            # Answered as a different submission with that key or id is, so that the
-            # answer does not even tell that this very submission was made.
+        if repeat is not None and not await may_see(endpoints, request, job):
+            # Answered as a different submission is, so that the answer does not even
+            # tell that this very submission was made.
+            if repeat == "id taken":
+                return _id_taken(job_id)
             return error_response(422 if key is not None else 409, f"job {job.id} {CONFLICT}")
         return await _accepted(endpoints, job, request)
 
     submit.__name__ = f"submit_{handler.name}"
     return submit
+
+
+def _id_taken(job_id: uuid.UUID | None) -> Response:
+    """The answer to a submission whose client-chosen id a different submission took."""
+    return error_response(409, f"job id {job_id} is taken by another submission")
 
 
 def _refused(exc: Exception, *, by_key: bool, job_id: uuid.UUID | None) -> Response:
@@ -185,10 +196,10 @@ async def _store_once(
     placement: Placement,
     job_id: uuid.UUID | None,
     idempotency: Idempotency | None,
-) -> tuple[Job, bool] | None:
-    """The job this submission stored, or the job a repeat of it stored before, and
-    whether it is the latter; None when its client-chosen id belongs to a different
-    submission.
+) -> tuple[Job, Repeat | None] | None:
+    """The job this submission stored, or the job a repeat of it stored before, and how
+    the repeat was known (None: the job is this submission's); None when its client-chosen
+    id belongs to a different submission.
 
     Raises:
         IdempotencyConflictError: its key (or id) was used by a different submission.
@@ -197,16 +208,18 @@ async def _store_once(
     """
     for _ in range(2):
         try:
-            return await endpoints.enqueue_once(
+            job, repeat = await endpoints.enqueue_once(
                 handler, job_request, placement, job_id=job_id, idempotency=idempotency
             )
+            return job, "recorded" if repeat else None
         except DuplicateJobError:
             # The id is taken by a job whose idempotency key has expired (or by a store
             # without keys): compare what the job still keeps.
             assert job_id is not None
             existing = await endpoints.get_job(job_id)
             if existing is not None:
-                return (existing, True) if _repeats(existing, handler, job_request) else None
+                repeats = _repeats(existing, handler, job_request)
+                return (existing, "id taken") if repeats else None
             # Dropped between the two calls (its retention ended): store it afresh.
     return None
 

@@ -314,6 +314,40 @@ async def test_a_repeat_by_someone_authorize_refuses_is_answered_as_another_subm
     assert [job.id for job in listed.jobs] == [done.id]
 
 
+async def test_a_repeat_with_a_new_key_and_a_refused_jobs_id_is_answered_as_another_submission(
+    http_client_for, store: JobStore
+) -> None:
+    """Alice's job waits (no workers). Bob sends her body with her job's id and a key of
+    his own: his answer is the one a different body gets with that id and a new key (409,
+    the id is taken, the same words), so it does not tell him the bodies match."""
+    app = FastAPI(dependencies=[Depends(api_key_principal)])
+    endpoints = AsyncEndpoints(
+        app,
+        store=store,
+        run_workers=False,
+        authorize=lambda request, job: request.state.principal == "alice",
+    )
+
+    @endpoints.map_async_post("/orders", name="PlaceOrder")
+    async def place_order(ctx: AsyncContext[Order]) -> None: ...
+
+    job_id = str(uuid.uuid4())
+    async with http_client_for(app) as client:
+        alice = {"X-Api-Key": "key-of-alice", "X-Async-Request-Id": job_id}
+        first = await client.post("/orders", json={"item": "tea"}, headers=alice)
+
+        def bob(key: str) -> dict[str, str]:
+            return {"X-Api-Key": "key-of-bob", "X-Async-Request-Id": job_id, "Idempotency-Key": key}
+
+        by_bob = await client.post("/orders", json={"item": "tea"}, headers=bob("k1"))
+        other = await client.post("/orders", json={"item": "coffee"}, headers=bob("k2"))
+        listed = await endpoints.list_jobs()
+    assert first.status_code == 202
+    assert (by_bob.status_code, by_bob.json()) == (other.status_code, other.json())
+    assert by_bob.status_code == 409
+    assert [job.id for job in listed.jobs] == [uuid.UUID(job_id)]
+
+
 async def test_a_submission_the_auth_dependency_refuses_stores_nothing(
     http_client_for, store: JobStore
 ) -> None:
