@@ -61,22 +61,24 @@ _MAX_FORM = 8192  # bytes
 ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 #: What an action's redirect says, by code (never text from the request).
 NOTICES = {
-    "canceled": "The job was cancelled.",
+    "canceled": "The job was canceled.",
     "requeued": "The job was queued again.",
     "paused": "Paused.",
     "resumed": "Resumed.",
     "paused-all": "Every queue is paused.",
     "resumed-all": "Every queue is running.",
-    "terminal": "The job had already finished; nothing was cancelled.",
+    "terminal": "The job had already finished; nothing was canceled.",
     "not-requeueable": "Only Failed or Canceled jobs can be queued again.",
     "unknown": "There is no such job (any more).",
     "unavailable": "The job store is unavailable; nothing was changed.",
     "bad-queue": "There is no such queue.",
     "bad-cursor": "That page link no longer fits the filters; showing the first page.",
-    "batch-canceled": "The batch was cancelled: its unfinished jobs and its continuations.",
+    "batch-canceled": "The batch was canceled: its unfinished jobs and its continuations.",
     "unknown-batch": "There is no such batch (any more).",
     "bad-batch": "A batch filter needs the batch's whole id (the batches page shows it on "
     "hover and in its link); showing every batch's jobs.",
+    "bad-status": "There is no such status; showing jobs of every status.",
+    "bad-queue-filter": "There is no such queue; showing jobs of every queue.",
 }
 
 
@@ -382,8 +384,15 @@ class Dashboard:
         if views.countable(filters):
             total = views.total(await self.endpoints.queue_stats(), filters)
         previous = filters.previous()
-        if filters.batch is None and request.query_params.get("batch"):
-            notice = NOTICES["bad-batch"]
+        notices = [] if notice is None else [notice]
+        asked = request.query_params
+        for field, given, code in (
+            ("batch", filters.batch, "bad-batch"),
+            ("status", filters.status, "bad-status"),
+            ("queue", filters.queue, "bad-queue-filter"),
+        ):
+            if given is None and asked.get(field):  # dropped, not silently
+                notices.append(NOTICES[code])
         look = filters.queue is not None or any(job.status.is_waiting for job in jobs)
         paused = await self._paused() if look else frozenset()
         title = "Jobs" if filters.status is None else f"{views.label_of(filters.status)} jobs"
@@ -400,7 +409,7 @@ class Dashboard:
             # First only where Previous does not lead there already.
             "first_query": filters.first.query() if filters.page > 2 else None,
             "total": total,
-            "cursor_notice": notice,
+            "cursor_notice": " ".join(notices),
             "status_code": status_code,
             "name_scan_limit": views.NAME_SCAN_LIMIT,
             "paused": paused,

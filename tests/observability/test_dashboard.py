@@ -146,7 +146,7 @@ async def test_same_origin_actions_work_and_redirect_back(
     # The notice names the job acted on (the list may have moved under the click).
     back = await client.get(answer.headers["location"])
     link = f'<a href="/dashboard/jobs/{job.id}" class="id">{str(job.id)[:8]}</a>'
-    assert f"{link}: The job was cancelled." in back.text  # a link to the job's page
+    assert f"{link}: The job was canceled." in back.text  # a link to the job's page
     assert (await engine.get_job(job.id)).status is JobStatus.CANCELED  # type: ignore[union-attr]
     answer = await client.post("/dashboard/actions/requeue", data=form, headers=SAME_ORIGIN)
     assert (await engine.get_job(job.id)).status is JobStatus.QUEUED  # type: ignore[union-attr]
@@ -194,6 +194,20 @@ async def test_a_batch_filter_that_is_not_a_whole_id_says_so(client: httpx.Async
     assert page.status_code == 200
     assert "A batch filter needs the batch&#39;s whole id" in page.text
     assert 'name="batch" value="3e8b295e"' in page.text
+
+
+async def test_a_status_or_queue_filter_that_does_not_exist_says_so(
+    client: httpx.AsyncClient,
+) -> None:
+    """A hand-made URL with an unknown status or queue lists every job, and the page says
+    which filter it dropped (never echoing the value given)."""
+    page = await client.get("/dashboard/jobs?status=Bogus&queue=%3Cb%3Enope")
+    assert page.status_code == 200
+    assert "There is no such status; showing jobs of every status." in page.text
+    assert "There is no such queue; showing jobs of every queue." in page.text
+    assert "Bogus" not in page.text and "nope" not in page.text
+    plain = await client.get("/dashboard/jobs?status=Failed&queue=default")
+    assert "There is no such" not in plain.text
 
 
 async def reported(engine: AsyncEndpoints, job_id: uuid.UUID) -> None:
@@ -426,8 +440,8 @@ async def test_a_tenant_page_on_redis_reads_on_until_full_and_says_when_it_found
 async def test_batches_their_jobs_and_cancelling_one(
     engine: AsyncEndpoints, client: httpx.AsyncClient
 ) -> None:
-    """The batches page lists a batch with its counts; its page and jobs?batch= list its
-    jobs; Cancel batch cancels the unfinished ones."""
+    """The batches page lists a batch with its counts, each a link to those jobs; its page
+    and jobs?batch= list its jobs; Cancel batch cancels the unfinished ones."""
     batch = await engine.submit_batch(
         [JobSpec("Hold"), JobSpec("Hold"), JobSpec("Ok", {})], tenant="acme"
     )
@@ -435,12 +449,19 @@ async def test_batches_their_jobs_and_cancelling_one(
     listing = await client.get("/dashboard/batches?tenant=acme")
     row = re.search(rf'<tr data-batch="{batch.id}">(.*?)</tr>', listing.text, re.S)
     assert row is not None and "Running" in row.group(1)
-    assert '<td class="num">3</td>' in row.group(1)
+    assert f'<td class="num"><a href="/dashboard/jobs?batch={batch.id}">3</a></td>' in row.group(1)
     page = await client.get(f"/dashboard/batches/{batch.id}")
     in_batch = set(re.findall(r'<tr data-job="([0-9a-f-]+)"', page.text))
     assert len(in_batch) == 3 and str(other.id) not in in_batch
     filtered = await client.get(f"/dashboard/jobs?batch={batch.id}")
     assert set(re.findall(r'<tr data-job="([0-9a-f-]+)"', filtered.text)) == in_batch
+    # Each count of a status is a link to the batch's jobs of that status.
+    for status, count in re.findall(
+        rf'<a href="/dashboard/jobs\?batch={batch.id}&amp;status=(\w+)">(\d+)</a>', page.text
+    ):
+        listed = await client.get(f"/dashboard/jobs?batch={batch.id}&status={status}")
+        shown = re.findall(r'<tr data-job="([0-9a-f-]+)"', listed.text)
+        assert len(shown) == int(count) and set(shown) <= in_batch
     form = {"token": await token_of(client), "batch_id": str(batch.id)}
     answer = await client.post("/dashboard/actions/cancel-batch", data=form, headers=SAME_ORIGIN)
     assert (

@@ -502,7 +502,7 @@ async def test_a_running_jobs_cancel_button_stays_on_a_laptop_screen_beside_long
     box = await cancel.bounding_box()
     assert box is not None and box["x"] + box["width"] <= 1366
     await cancel.click()
-    await expect(page.locator(".notice")).to_contain_text("The job was cancelled.")
+    await expect(page.locator(".notice")).to_contain_text("The job was canceled.")
 
 
 async def test_a_batch_page_with_a_long_job_name_fits_a_laptop_screen(
