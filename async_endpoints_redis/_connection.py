@@ -90,9 +90,9 @@ class Connection:
         self._gate: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()
         self.closed = False
         self.max_bulk_len: int | None = None
+        """The longest argument the server accepts, read at start (None: unknown)."""
         self._probes = 0  # clock probes not answered yet
         self._answering: asyncio.Task[None] | None = None
-        """The longest argument the server accepts, read at start (None: unknown)."""
         self.notifications = Notifications(
             self._open_pubsub,
             wake_channel=keys.wake_channel,
@@ -165,6 +165,8 @@ class Connection:
             with mapped_errors("start"):
                 async with asyncio.timeout(self.deadline + PROBE_WAIT):
                     seen, asked = await scripts.probe_clock()
+                    if asked == 0 and isinstance(self.client, RedisCluster):
+                        asked = await self._probe_listeners()
                     if asked > 0:
                         await _first_answer(scripts, seen)
                     await scripts.clock(catch_up_from=seen)
@@ -177,6 +179,24 @@ class Connection:
                 " (EVALSHA) and will fail alike until Redis allows them",
                 exc,
             )
+
+    async def _probe_listeners(self) -> int:
+        """How many subscriptions to the probe channel the whole cluster holds.
+
+        A probe reaches every node, but PUBLISH counts the subscribers of its own node
+        alone, and a live store's subscription stays on the node it was made on, which a
+        failover may have turned into a replica since. Unknown (a refusal, say) counts as
+        one: the start then waits for an answer.
+        """
+        client = self.client
+        assert isinstance(client, RedisCluster)
+        channel = self._keys.clock_probe_channel
+        try:
+            replies = await client.pubsub_numsub(channel, target_nodes=RedisCluster.ALL_NODES)
+        except RedisError as exc:
+            logger.debug("could not count the clock probe's listeners: %s", exc)
+            return 1
+        return sum(int(count) for _, count in replies)
 
     def _probed(self) -> None:
         """A starting process asks for this one's clock reading: call with it (once for
@@ -351,9 +371,13 @@ def _shared_gate(connections: Sequence[Connection]) -> CallGate | None:
 
 async def _first_answer(scripts: Scripts, seen: str) -> None:
     """Wait up to `PROBE_WAIT` for someone to set the clock, which the probe found last set
-    as ``seen`` says."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(PROBE_WAIT):
-            # Polled: the answer is a write in Redis, which no local event announces.
-            while await scripts.clock_set_at() == seen:  # noqa: ASYNC110
-                await asyncio.sleep(_PROBE_POLL)
+    as ``seen`` says.
+
+    Polled (the answer is a write in Redis, which no local event announces) until a
+    deadline of its own rather than bounded by a timeout's cancellation, which a library
+    may swallow (see `_notify._raise_if_cancelling`): the start then still goes on.
+    """
+    loop = asyncio.get_running_loop()
+    end = loop.time() + PROBE_WAIT
+    while await scripts.clock_set_at() == seen and loop.time() < end:  # noqa: ASYNC110
+        await asyncio.sleep(_PROBE_POLL)

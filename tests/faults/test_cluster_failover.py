@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import uuid
 from pathlib import Path
 
 import httpx
@@ -19,9 +21,11 @@ from redis import crc
 from redis import exceptions as redis_errors
 
 from async_endpoints._errors import StoreUnavailableError
+from async_endpoints._job import NewJob
+from async_endpoints_redis import RedisJobStore
 from async_endpoints_redis._errors import mapped_errors
 from tests.e2e.processes import Proc, start_api, start_worker
-from tests.redis_servers import RedisClusterProcesses, RedisServer
+from tests.redis_servers import RedisClusterProcesses, RedisServer, _cli
 
 from .figures import report
 from .harness import wait_for, wait_terminal
@@ -134,6 +138,63 @@ async def test_killing_the_master_of_the_stores_slot_loses_no_job_and_answers_2x
     assert set(traffic.statuses) <= {200, 202, 503}, f"answers: {traffic.statuses}"
     assert traffic.without_retry_after == 0
     assert lost == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_a_store_starting_after_a_failover_still_hears_the_live_stores_clock(
+    redis_cluster_with_replicas: RedisClusterProcesses,
+) -> None:
+    """A manual failover (CLUSTER FAILOVER) leaves a live store's subscription on the
+    demoted node, where the new primary's PUBLISH does not count it. A store starting
+    when the clock looks an hour unset (its ``clock:at`` an hour back, as after a step of
+    the server's wall clock) still waits for the live store's answer: the clock keeps the
+    live store's reading instead of leaping the hour."""
+    cluster = redis_cluster_with_replicas
+    prefix, replica = _prefix_with_a_replica(cluster)
+    key = f"{{{prefix}}}:clock"
+    live = RedisJobStore(cluster.url, prefix=prefix)
+    starting = RedisJobStore(cluster.url, prefix=prefix)
+    try:
+        await live.start()
+        await live.enqueue(NewJob(uuid.uuid4(), "Echo", 0))
+        _cli("cluster", "failover", port=replica.port)
+        await wait_for(
+            lambda: _now_serving(cluster, key, replica), 30, "the replica promoted", every=0.1
+        )
+        client = live._connection.client
+        await wait_for(lambda: _answers(live), 30, "the live store follows the failover")
+        clock, wall = (await client.get(f"{key}:at")).split()
+        await client.set(f"{key}:at", f"{int(clock)} {int(wall) - 3_600_000}")
+        reading = live._connection.elapsed.reading()
+        await starting.start()
+        moved = int(await client.get(key)) - reading
+    finally:
+        for store in (live, starting):
+            await store.aclose()
+    assert moved < 60_000, f"the clock leapt {moved} ms past the live store's reading"
+
+
+def _prefix_with_a_replica(cluster: RedisClusterProcesses) -> tuple[str, RedisServer]:
+    """A fresh prefix whose slot's master has a live replica (a test before may have
+    killed one), and that replica."""
+    for _ in range(100):
+        prefix = f"failover-{uuid.uuid4().hex[:8]}"
+        master = cluster.primary_for(f"{{{prefix}}}:clock")
+        with contextlib.suppress(LookupError):
+            return prefix, cluster.replica_of(master)
+    raise AssertionError("no master with a live replica")
+
+
+async def _now_serving(cluster: RedisClusterProcesses, key: str, node: RedisServer) -> bool:
+    return cluster.primary_for(key) is node
+
+
+async def _answers(store: RedisJobStore) -> bool:
+    with contextlib.suppress(StoreUnavailableError):
+        await store.count_waiting()
+        return True
+    return False
 
 
 # ---------------------------------------------------------------------------------------
