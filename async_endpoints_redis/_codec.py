@@ -154,7 +154,11 @@ def decode_job(job_id: uuid.UUID, fields: Mapping[Reply, Reply]) -> Job:
     Raises:
         ValueError: The hash is corrupt (a missing or malformed field).
     """
-    data = {text(key): text(value) for key, value in fields.items()}
+    return _job_of(job_id, {text(key): text(value) for key, value in fields.items()})
+
+
+def _job_of(job_id: uuid.UUID, data: Mapping[str, str]) -> Job:
+    """`decode_job` of a hash whose fields and values are text already."""
     try:
         error = data.get("error")
         created_at = datetime.fromtimestamp(int(data["created_at"]) / 1000, UTC)
@@ -243,7 +247,8 @@ def split_message(message: bytes | str) -> tuple[uuid.UUID, dict[str, str]]:
     flat = json.loads(raw[36:])
     if not isinstance(flat, list) or len(flat) % 2:
         raise ValueError("expected a flat array of fields and values")
-    return uuid.UUID(raw[:36]), pairs(flat)
+    values = iter(flat)  # JSON strings are text already: paired as they are
+    return uuid.UUID(raw[:36]), dict(zip(values, values, strict=True))
 
 
 def job_from_text(message: bytes | str) -> tuple[Job | None, dict[str, str]]:
@@ -253,7 +258,11 @@ def job_from_text(message: bytes | str) -> tuple[Job | None, dict[str, str]]:
     except (ValueError, TypeError) as exc:
         logger.warning("skipping a corrupt job record: %s", exc)
         return None, {}
-    return decode_or_none(job_id, fields), fields
+    try:
+        return _job_of(job_id, fields), fields
+    except ValueError as exc:
+        logger.warning("skipping a corrupt job record: %s", exc, extra=job_id_extra(job_id))
+        return None, fields
 
 
 def terminal_job(job_id: str, message: bytes | str) -> Job | None:

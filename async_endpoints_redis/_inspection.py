@@ -62,6 +62,7 @@ class RedisInspection(StoreBase):
             limit=limit,
             cursor=cursor,
             queues=queues,
+            positions=False,
         )
         return page
 
@@ -75,10 +76,11 @@ class RedisInspection(StoreBase):
         limit: int = 50,
         cursor: str | None = None,
         queues: Sequence[str] = (DEFAULT_QUEUE,),
+        positions: bool = True,
     ) -> tuple[JobPage, list[str]]:
-        """`list_jobs` without a batch, and for each job of the page the cursor of the
-        position right after it (where a sharded store resumes this shard when the merged
-        page showed the job, whatever was added or removed before it since).
+        """`list_jobs` without a batch, and (with ``positions``) for each job of the page
+        the cursor of the position right after it (where a sharded store resumes this shard
+        when the merged page showed the job, whatever was added or removed before it since).
 
         Raises:
             ValueError: As `list_jobs`.
@@ -98,7 +100,7 @@ class RedisInspection(StoreBase):
                 wanted, queue or "", limit, budget, names, position, tenant or "", batch
             ),
         )
-        return page_of(reply, filters, status)
+        return page_of(reply, filters, status, positions=positions)
 
     async def queue_stats(self, queues: Sequence[str]) -> list[QueueStats]:
         """Counts per queue, in the order given, in one script call that costs

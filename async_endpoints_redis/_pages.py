@@ -60,11 +60,12 @@ def _is_entry(value: Any) -> bool:
 
 
 def page_of(
-    reply: list[Any], filters: list[Any], status: JobStatus | None
+    reply: list[Any], filters: list[Any], status: JobStatus | None, *, positions: bool = True
 ) -> tuple[JobPage, list[str]]:
     """The page in the script's reply ``{jobs, position, queue, entries, queues}``
     (corrupt records left out), with a cursor for the next one unless it is the last; and
-    for each job of the page the cursor of the position right after it.
+    for each job of the page the cursor of the position right after it (none unless
+    ``positions``: only a sharded store's merge needs them, and each costs an encoding).
 
     Raises:
         ValueError: The reply is ``{'invalid'}``: the position names a queue this listing
@@ -79,7 +80,9 @@ def page_of(
         job, _ = job_from_text(message)
         if job is not None:
             jobs.append(job)
-            after.append(encode_cursor(filters, _position(status, text(queue), text(entry))))
+            if positions:
+                place = _position(status, text(queue), text(entry))
+                after.append(encode_cursor(filters, place))
     next_position = text(raw_next)
     if not next_position:
         return JobPage(jobs, None), after
