@@ -19,6 +19,8 @@ from ._store import JobStore
 from ._worker import CANCEL_WAIT
 
 logger = logging.getLogger("async_endpoints.worker")
+#: The --log-level values (those of the logging module).
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def load_endpoints(target: str) -> AsyncEndpoints:
@@ -184,10 +186,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="leave the objects of the app's startup to the garbage collector (default: "
         "frozen once the app has started, so full collections skip them)",
     )
-    worker.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    worker.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=_LOG_LEVELS,
+        metavar="LEVEL",
+        help=f"logging level, one of {', '.join(_LOG_LEVELS)} (default INFO)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if "" not in sys.path:
         sys.path.insert(0, "")

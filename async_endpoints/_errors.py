@@ -98,6 +98,11 @@ class QueueFullError(JobStoreError):
         self.retry_after = retry_after
 
 
+def full_queue_message(waiting: int) -> str:
+    """What a `QueueFullError` says when ``waiting`` jobs (``max_queue_size``) wait."""
+    return f"{waiting} {'job is' if waiting == 1 else 'jobs are'} waiting already"
+
+
 class DuplicateJobError(JobStoreError):
     """A job with the same id exists already; the store was left unchanged."""
 

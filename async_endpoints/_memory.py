@@ -31,7 +31,7 @@ from secrets import token_hex
 from typing import Any
 
 from ._clocks import Clock, clock_parts
-from ._errors import DuplicateJobError, QueueFullError
+from ._errors import DuplicateJobError, QueueFullError, full_queue_message
 from ._job import DEFAULT_QUEUE, Job, JobError, JobStatus, NewJob, is_same_submission
 from ._job_watch import JobWatchers
 from ._lifecycle import (
@@ -150,7 +150,7 @@ class InMemoryJobStore(
         if existing is not None or finished is not None or key in self._batch_book.reserved:
             raise DuplicateJobError(f"a job with id {new_job.id} exists already")
         if max_waiting is not None and self._live.waiting >= max_waiting:
-            raise QueueFullError(f"{max_waiting} jobs are waiting already")
+            raise QueueFullError(full_queue_message(max_waiting))
         delay = new_job.delay
         if delay and not math.isfinite(delay):
             raise ValueError(f"delay must be a finite number of seconds, not {delay!r}")

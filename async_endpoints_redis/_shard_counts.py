@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from async_endpoints._errors import QueueFullError
+from async_endpoints._errors import QueueFullError, full_queue_message
 
 if TYPE_CHECKING:
     from ._store import RedisJobStore
@@ -97,7 +97,7 @@ class WaitingCounts:
                     stored = await store(self._limit(shard, max_waiting))
                 except QueueFullError as exc:
                     raise QueueFullError(
-                        f"{max_waiting} jobs are waiting", retry_after=exc.retry_after
+                        full_queue_message(max_waiting), retry_after=exc.retry_after
                     ) from None
             self.add(shard, count)
         finally:

@@ -46,6 +46,7 @@ from async_endpoints._errors import (
     QueueFullError,
     ResultRefusedError,
     StoreUnavailableError,
+    full_queue_message,
 )
 from async_endpoints._idempotency import IdempotentJobGoneError
 from async_endpoints._job import (
@@ -319,7 +320,8 @@ class RedisJobStore(
                 raise DuplicateJobError(f"a job with id {new_job.id} exists already")
             return existing
         if created_ms == -2:
-            raise QueueFullError(f"{max_waiting} jobs are waiting", retry_after=RETRY_AFTER)
+            assert max_waiting is not None  # a queue is full only with a bound
+            raise QueueFullError(full_queue_message(max_waiting), retry_after=RETRY_AFTER)
         return queued_job(new_job, created_ms, delay_ms(new_job.delay))
 
     async def get(self, job_id: uuid.UUID) -> Job | None:

@@ -43,8 +43,12 @@ def make_store() -> JobStore:
     url = os.environ.get("REDIS_URL")
     if not url:
         return InMemoryJobStore()
-    from async_endpoints_redis import RedisJobStore  # needs the "redis" extra
-
+    try:
+        from async_endpoints_redis import RedisJobStore
+    except ModuleNotFoundError as exc:  # the "example" extra alone has no Redis client
+        raise SystemExit(
+            f'REDIS_URL is set but {exc.name} is not installed: pip install -e ".[example,redis]"'
+        ) from None
     return RedisJobStore(url)
 
 

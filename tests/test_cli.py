@@ -66,6 +66,24 @@ def test_a_bad_target_is_a_usage_error(tmp_path: Path) -> None:
     assert worker.returncode == 2 and "not AsyncEndpoints" in stderr
 
 
+@pytest.mark.parametrize("level", ["bogus", "10", ""])
+def test_a_log_level_logging_lacks_is_a_usage_error(tmp_path: Path, level: str) -> None:
+    """--log-level must name a level of the logging module: anything else exits 2 with a
+    usage message naming the choices, not a traceback."""
+    worker = start_worker(tmp_path, "tests.apps.cli_worker:endpoints", "--log-level", level)
+    _, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 2
+    assert "invalid choice" in stderr and "Traceback" not in stderr
+
+
+def test_a_log_level_is_read_whatever_its_case(tmp_path: Path) -> None:
+    """--log-level debug serves as DEBUG does."""
+    worker = start_worker(tmp_path, "tests.apps.cli_worker:endpoints", "--log-level", "debug")
+    wait_for_mark(tmp_path, "handler-started", worker)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+
+
 def test_load_endpoints_names_what_is_wrong() -> None:
     """Malformed, missing and mistyped targets raise ConfigurationError."""
     assert isinstance(load_endpoints("tests.apps.cli_worker:endpoints"), AsyncEndpoints)

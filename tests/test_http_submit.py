@@ -15,7 +15,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount
 
-from async_endpoints import AsyncContext, AsyncEndpoints, Job, JobStatus, JobValidationError
+from async_endpoints import (
+    AsyncContext,
+    AsyncEndpoints,
+    Job,
+    JobStatus,
+    JobStore,
+    JobValidationError,
+)
 from tests.wire import JOB_FIELDS
 
 SENSITIVE = ("authorization", "cookie", "proxy-authorization", "x-api-key")
@@ -441,6 +448,19 @@ async def test_a_full_queue_refuses_with_503_and_retry_after(app, http_client_fo
     assert refused.status_code == 503 and "detail" in refused.json()
     assert int(refused.headers["retry-after"]) >= 1
     assert await endpoints.store.count_waiting() == 2
+
+
+async def test_a_full_queue_says_how_many_jobs_wait_in_plain_words(
+    app, http_client_for, store: JobStore
+) -> None:
+    """The 503 of a full queue names the jobs waiting, one as "1 job is", on every store."""
+    endpoints = AsyncEndpoints(app, store=store, run_workers=False, max_queue_size=1)
+    order_endpoint(endpoints)
+    async with http_client_for(app) as client:
+        await client.post("/orders", json={"item": "tea"})
+        refused = await client.post("/orders", json={"item": "tea"})
+    assert refused.status_code == 503
+    assert refused.json() == {"detail": "1 job is waiting already"}
 
 
 # --- the validator hook --------------------------------------------------------------------
