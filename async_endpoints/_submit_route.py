@@ -38,6 +38,7 @@ from ._http import (
 )
 from ._idempotency import (
     CONFLICT,
+    KEY_CONFLICT,
     IdempotencyConflictError,
     IdempotentJobGoneError,
     by_key,
@@ -98,15 +99,22 @@ def submit_endpoint(endpoints: JobService, handler: Handler) -> Endpoint:
         job, repeat = stored
         # A repeat shows an earlier submission's job: only to whom may see it.
         if repeat is not None and not await may_see(endpoints, request, job):
-            # Answered as a different submission is, so that the answer does not even
-            # tell that this very submission was made.
-            if repeat == "id taken":
-                return _id_taken(job_id)
-            return error_response(422 if key is not None else 409, f"job {job.id} {CONFLICT}")
+            return _as_another_submission(repeat, key, job_id)
         return await _accepted(endpoints, job, request)
 
     submit.__name__ = f"submit_{handler.name}"
     return submit
+
+
+def _as_another_submission(repeat: Repeat, key: str | None, job_id: uuid.UUID | None) -> Response:
+    """The answer to a repeat whose job the caller may not see: the one a different
+    submission with that key or id gets, so that it does not even tell that this very
+    submission was made."""
+    if repeat == "id taken":
+        return _id_taken(job_id)
+    if key is not None:
+        return error_response(422, KEY_CONFLICT)
+    return error_response(409, f"job {job_id} {CONFLICT}")  # the id it sent
 
 
 def _id_taken(job_id: uuid.UUID | None) -> Response:
@@ -118,9 +126,12 @@ def _refused(exc: Exception, *, by_key: bool, job_id: uuid.UUID | None) -> Respo
     """The answer to a submission the store did not take: a key (``by_key``) or a
     client-chosen id used by another submission (422 for a key, 409 for an id), or by
     this one for a job no longer kept (409); a full queue (503); a store failure (logged
-    with the client-chosen ``job_id``, if any)."""
+    with the client-chosen ``job_id``, if any). A key used by another submission never
+    names that submission's job: a key may be guessed, and the id would lead to the job
+    (one no longer kept is named: it cannot be read, and the repeat was this very
+    submission's)."""
     if isinstance(exc, IdempotencyConflictError):
-        return error_response(422 if by_key else 409, str(exc))
+        return error_response(422, KEY_CONFLICT) if by_key else error_response(409, str(exc))
     if isinstance(exc, IdempotentJobGoneError):
         return error_response(409, str(exc))
     if isinstance(exc, QueueFullError):

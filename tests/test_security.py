@@ -348,6 +348,28 @@ async def test_a_repeat_with_a_new_key_and_a_refused_jobs_id_is_answered_as_anot
     assert [job.id for job in listed.jobs] == [uuid.UUID(job_id)]
 
 
+async def test_a_key_used_by_another_submission_never_names_its_job(
+    http_client_for, store: JobStore
+) -> None:
+    """Keys are often guessable (order ids). Reusing someone's Idempotency-Key with another
+    body answers 422 without the first job's id, which with no owner or authorize hook
+    would open that job to whoever guessed the key."""
+    app = FastAPI()
+    endpoints = AsyncEndpoints(app, store=store, run_workers=False)
+
+    @endpoints.map_async_post("/orders", name="PlaceOrder")
+    async def place_order(ctx: AsyncContext[Order]) -> None: ...
+
+    async with http_client_for(app) as client:
+        key = {"Idempotency-Key": "order-17"}
+        first = await client.post("/orders", json={"item": "tea"}, headers=key)
+        guessed = await client.post("/orders", json={"item": "coffee"}, headers=key)
+    assert first.status_code == 202
+    assert guessed.status_code == 422
+    assert first.json()["id"] not in guessed.text
+    assert "Idempotency-Key" in guessed.json()["detail"]
+
+
 async def test_a_submission_the_auth_dependency_refuses_stores_nothing(
     http_client_for, store: JobStore
 ) -> None:
