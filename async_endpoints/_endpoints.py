@@ -80,7 +80,7 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
             policy,
             s.job_timeout,
             s.include_tracebacks,
-            errors=ErrorDescriber(frozenset(s.sensitive_query_params), s.error_message),
+            errors=ErrorDescriber(_sensitive_names(s), s.error_message),
             # Past the lease a result is refused, but the store may be back before recovery
             # ran: keep trying at least as long as the lease, and no less than 30 s.
             settle_patience=max(s.claim_timeout, 30.0),
@@ -238,6 +238,12 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
     def job_url(self, request: Request, job: Job) -> str | None:
         """The job-details path of ``job`` for the ``Location`` header, if the route exists."""
         return self.locations.url(request, job)
+
+
+def _sensitive_names(settings: Settings) -> frozenset[str]:
+    """The names whose values a job's error masks: the sensitive query parameters and
+    headers alike (an exception may quote a URL's query, a header line or a mapping)."""
+    return frozenset(settings.sensitive_query_params) | frozenset(settings.sensitive_headers)
 
 
 def _check_store(store: object) -> None:

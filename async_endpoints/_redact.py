@@ -4,8 +4,11 @@ Exception messages quote what failed, and what failed is often a URL or a DSN ho
 credential (``postgresql://app:s3cret@db/x``, ``https://api/v1?key=sk_live_...``). The
 job's error is stored, logged and served to clients, so by default its message (and the
 stack trace, when the app keeps them) is masked here, once, before any of that happens:
-passwords in URL userinfo, bare ``user:token@host`` userinfo, and the values of the
-``sensitive_query_params`` (``name=value`` pairs, in a query string, a URL fragment or
+passwords in URL userinfo (the user name too when it reads as a token), bare
+``user:token@host`` userinfo, credentials after ``Bearer`` or ``Basic``, and the values of
+the sensitive names, the ``sensitive_query_params`` and ``sensitive_headers`` alike
+(an unquoted ``name: value`` or spaced ``name = value`` but for `_PROSE_NAMES`;
+``name=value`` pairs, in a query string, a URL fragment or
 plain text, the value bare or quoted; ``'name': value`` and ``"name": value`` of a
 mapping's repr or JSON; a list, mapping or call such a name holds masked whole, and such
 names found inside nested mappings and calls; a pydantic ValidationError's
@@ -16,6 +19,7 @@ sets ``error_message``; its answer is used as is (cut to `MAX_MESSAGE`).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import re
@@ -25,7 +29,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
 from ._job import JobError
-from ._settings import DEFAULT_SENSITIVE_QUERY_PARAMS
+from ._settings import DEFAULT_SENSITIVE_HEADERS, DEFAULT_SENSITIVE_QUERY_PARAMS
 
 logger = logging.getLogger("async_endpoints")
 
@@ -130,18 +134,36 @@ _VALIDATION_INPUT = re.compile(
 )
 
 
-def redact(
-    text: str, sensitive_query_params: Iterable[str] = DEFAULT_SENSITIVE_QUERY_PARAMS
-) -> str:
-    """``text`` with URL credentials and the values of sensitive parameters masked.
+# An HTTP credential after its scheme, wherever it stands (a header line, a repr of a
+# headers list); `_mask_auth_scheme` leaves prose ("Basic authentication failed").
+_AUTH_SCHEME = re.compile(r"(?i)\b(?P<scheme>Bearer|Basic)[ \t]+(?P<token>[\w.~+/=-]{8,}+)")
+#: Sensitive names that are also ordinary words of a message ("missing key: id", "token:
+#: expired"): masked in ``name=value`` and quoted forms, not unquoted before ``:`` or a
+#: spaced ``=``.
+_PROSE_NAMES = frozenset({"auth", "jwt", "key", "session", "sig", "signature", "token"})
+# A URL's user name that is a credential itself (a token with a placeholder password,
+# ``https://ghp_...:x-oauth-basic@github.com``): known token prefixes, or 32 token
+# characters or more.
+_TOKEN_USER = re.compile(r"(?:gh[pousr]_|github_pat_|glpat-|xox[abpr]-)\w|[\w.~-]{32,}")
+
+#: The names whose values `redact` masks by default: the default sensitive query
+#: parameters and headers.
+DEFAULT_SENSITIVE_NAMES = DEFAULT_SENSITIVE_QUERY_PARAMS | DEFAULT_SENSITIVE_HEADERS
+
+
+def redact(text: str, sensitive_names: Iterable[str] = DEFAULT_SENSITIVE_NAMES) -> str:
+    """``text`` with URL credentials, HTTP credentials after their scheme (``Bearer``,
+    ``Basic``) and the values of sensitive names masked.
 
     Args:
         text: An exception message or a formatted stack trace.
-        sensitive_query_params: Lower-case parameter names whose values are masked.
+        sensitive_names: Lower-case names (of query parameters, headers, fields) whose
+            values are masked.
     """
     text = _URL_USERINFO.sub(_mask_url_userinfo, text)
     text = _BARE_USERINFO.sub(_mask_bare_userinfo, text)
-    names = frozenset(sensitive_query_params)
+    text = _AUTH_SCHEME.sub(_mask_auth_scheme, text)
+    names = frozenset(sensitive_names)
     if not names:
         return text
     masker = _Masker(names)
@@ -153,7 +175,42 @@ def redact(
             text = _VALIDATION_INPUT.sub(masker.validation_input, text)
     if ":" in text:
         text = _mask_values(_KEY_VALUE, text, masker)
+    if ":" in text or "=" in text:
+        text = _named_line(names).sub(_mask_named_line, text)
     return text
+
+
+@functools.lru_cache(maxsize=16)
+def _named_line(names: frozenset[str]) -> re.Pattern[str]:
+    """``name: value`` with the name unquoted (a header line, YAML, a config dump) and
+    ``name = value`` spaced, for the sensitive ``names`` but the `_PROSE_NAMES`: the
+    value up to the line's end, a quote or a separator (after ``:``), or one value (after
+    ``=``)."""
+    chosen = sorted((name for name in names if name not in _PROSE_NAMES), key=len, reverse=True)
+    alternatives = "|".join(re.escape(name) for name in chosen) or "(?!)"
+    return re.compile(
+        rf"(?i)(?:^|(?<=[\s,;{{(\['\"]))-*+(?:{alternatives})"
+        r"(?:(?P<colon>[ \t]*+:[ \t]*+)(?P<line>[^\s'\",;)\]}][^\r\n'\",;)\]}]*+)"
+        rf"|(?P<equals>[ \t]+=[ \t]*+)(?P<value>{_QUOTED_VALUE}|[^\s,;&'\"<>()\[\]{{}}]++))"
+    )
+
+
+def _mask_named_line(match: re.Match[str]) -> str:
+    value = match["line"] if match["line"] is not None else match["value"]
+    if value in (MASK, f"'{MASK}'", f'"{MASK}"'):
+        return match[0]
+    start = match.start("line" if match["line"] is not None else "value") - match.start()
+    return f"{match[0][:start]}{_masked(value)}"
+
+
+def _mask_auth_scheme(match: re.Match[str]) -> str:
+    """``Bearer ***`` for a token: one holding a digit or punctuation, or a lower-case
+    letter before an upper-case one (base64); prose ("Basic authentication") is kept."""
+    token = match["token"]
+    first_lower = next((at for at, char in enumerate(token) if char.islower()), len(token))
+    if token.isalpha() and not any(char.isupper() for char in token[first_lower:]):
+        return match[0]
+    return f"{match['scheme']} {MASK}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,8 +315,11 @@ def _mask_bare_userinfo(match: re.Match[str]) -> str:
 
 def _mask_url_userinfo(match: re.Match[str]) -> str:
     user, colon, _ = match["userinfo"].partition(":")
-    # Without a colon the whole userinfo may be the credential (``https://<token>@host``).
-    return f"{match['scheme']}{user}:{MASK}@" if colon else f"{match['scheme']}{MASK}@"
+    # Without a colon the whole userinfo may be the credential (``https://<token>@host``),
+    # and so may a user name that reads as a token.
+    if not colon or _TOKEN_USER.match(user):
+        return f"{match['scheme']}{MASK}@"
+    return f"{match['scheme']}{user}:{MASK}@"
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,11 +327,12 @@ class ErrorDescriber:
     """Turns the exception that failed an attempt into the job's `JobError`.
 
     Attributes:
-        sensitive_query_params: Parameter names whose values are masked (lower-case).
+        sensitive_query_params: Names whose values are masked (lower-case): the app's
+            sensitive query parameters and headers.
         error_message: The app's ``fn(exception) -> str``, or None for the masked message.
     """
 
-    sensitive_query_params: frozenset[str] = DEFAULT_SENSITIVE_QUERY_PARAMS
+    sensitive_query_params: frozenset[str] = DEFAULT_SENSITIVE_NAMES
     error_message: ErrorMessageHook | None = None
 
     def describe(self, exc: BaseException, *, with_traceback: bool = False) -> JobError:

@@ -23,7 +23,9 @@ from async_endpoints import (
     JobStatus,
     JobStore,
 )
+from async_endpoints._endpoints import _sensitive_names
 from async_endpoints._redact import MAX_MESSAGE, MAX_TRACEBACK, ErrorDescriber, redact
+from async_endpoints._settings import Settings
 
 SECRET_KEY = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
 
@@ -46,6 +48,72 @@ SECRET_KEY = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
 def test_credentials_in_url_userinfo_are_masked_and_the_rest_kept(text: str, masked: str) -> None:
     """A URL's password (or lone token), and a bare user:token@host, read as ***."""
     assert redact(text) == masked
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        (
+            "401 with headers {'Authorization': 'Bearer eyJhbGciOi.eyJzdWIi.c2ln'}",
+            "401 with headers {'Authorization': '***'}",
+        ),
+        ("sent {'X-Api-Key': 'k-12345678'}", "sent {'X-Api-Key': '***'}"),
+        ("sent {'Cookie': 'sid=s3cr3tvalue'}", "sent {'Cookie': '***'}"),
+        ('{"Proxy-Authorization": "Basic dXNlcjpwYXNz"}', '{"Proxy-Authorization": "***"}'),
+        ("request had Authorization: Bearer eyJhbGciOi.x.y", "request had Authorization: ***"),
+        ("[('authorization', 'Basic dXNlcjpwYXNz')]", "[('authorization', 'Basic ***')]"),
+        ("config: password: hunter22\nuser: app", "config: password: ***\nuser: app"),
+        (f"settings api_key = {SECRET_KEY} loaded", "settings api_key = *** loaded"),
+        ("x-api-key: k-12345678; retry", "x-api-key: ***; retry"),
+        (
+            "push https://ghp_16C7e42F292c6912E7710c838347Ae178B4a:x-oauth-basic@github.com/o/r",
+            "push https://***@github.com/o/r",
+        ),
+    ],
+    ids=[
+        "header-mapping-bearer",
+        "api-key-mapping",
+        "cookie-mapping",
+        "json-basic",
+        "header-line",
+        "headers-list-basic",
+        "yaml-password",
+        "spaced-equals",
+        "header-line-x-api-key",
+        "token-as-url-user",
+    ],
+)
+def test_header_credentials_and_named_lines_are_masked(text: str, masked: str) -> None:
+    """The sensitive headers' names mask like the sensitive parameters' (in a mapping, a
+    header line), a credential after Bearer or Basic is masked wherever it stands, an
+    unquoted ``name: value`` or spaced ``name = value`` of a sensitive name is masked, and
+    a URL user name that is a token is masked with its placeholder password."""
+    assert redact(text) == masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "missing key: user_id",
+        "Basic authentication failed for app",
+        "token: expired",
+        "session = 3 attempts",
+        "clone https://app:s3cret@db/x".replace("s3cret", "***"),
+    ],
+)
+def test_prose_with_a_sensitive_word_is_left_alone(text: str) -> None:
+    """Words a message uses as words ("missing key: id", "Basic authentication") are not
+    taken for credentials."""
+    assert redact(text) == text
+
+
+def test_an_apps_own_sensitive_header_masks_its_value_in_a_jobs_error() -> None:
+    """The app's sensitive_headers (here its own X-Auth-Token) are masked in the error,
+    as its sensitive_query_params are."""
+    settings = Settings(sensitive_headers=Settings().sensitive_headers | {"x-auth-token"})
+    describer = ErrorDescriber(_sensitive_names(settings))
+    error = describer.describe(RuntimeError("sent {'X-Auth-Token': 'tok-98765432'}"))
+    assert "tok-98765432" not in error.message
 
 
 def test_sensitive_parameter_values_are_masked_by_percent_decoded_case_insensitive_name() -> None:
