@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Match, Route, Router
@@ -164,7 +165,7 @@ class Dashboard:
 
         async def guarded(request: Request) -> Response:
             if await call_maybe_async(self.authorize, request) is not True:
-                return _not_found()
+                raise _not_found()
             if request.method not in allowed:
                 return Response(status_code=405, headers={"Allow": ", ".join(allowed)})
             return await endpoint(request)
@@ -313,7 +314,7 @@ class Dashboard:
     async def home_redirect(self, request: Request) -> Response:
         """The dashboard's path without its slash: to its queues page (authorized only)."""
         if await call_maybe_async(self.authorize, request) is not True:
-            return _not_found()
+            raise _not_found()
         if request.method not in ("GET", "HEAD"):
             return Response(status_code=405, headers={"Allow": "GET, HEAD"})
         outer = str(request.scope.get("root_path", ""))  # the app's mount or proxy prefix
@@ -323,9 +324,9 @@ class Dashboard:
         """Any other path (authorized only): a page's path with a trailing slash goes to
         the page (307); anything else read is a page saying there is no such page (404)."""
         if await call_maybe_async(self.authorize, request) is not True:
-            return _not_found()
+            raise _not_found()
         if request.method not in ("GET", "HEAD"):
-            return _not_found()
+            raise _not_found()
         rest: str = request.path_params["rest"]
         target = "/" + rest.rstrip("/")
         if rest.endswith("/") and rest.strip("/") and self._is_page(request, target):
@@ -352,7 +353,7 @@ class Dashboard:
         """The dashboard's own CSS and JavaScript."""
         name = request.path_params["name"]
         if name not in self.assets:
-            return _not_found()
+            raise _not_found()
         headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
         return Response(self.assets[name], media_type=_ASSET_TYPES[name], headers=headers)
 
@@ -528,8 +529,11 @@ def _pairs(query: str) -> list[tuple[str, str]]:
     return parse_qsl(query, keep_blank_values=False)
 
 
-def _not_found() -> Response:
-    return Response("Not Found", status_code=404, media_type="text/plain")
+def _not_found() -> HTTPException:
+    """What a refused request (or one for no route) meets: the app's own 404, whatever its
+    exception handlers make of it (FastAPI's JSON, Starlette's text), so that a refused
+    dashboard answers exactly as a path the app does not have."""
+    return HTTPException(status_code=404)
 
 
 def _forbidden() -> Response:

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from markupsafe import escape
 from starlette.applications import Starlette
 from starlette.routing import Mount
@@ -61,6 +62,32 @@ async def test_every_route_answers_404_when_authorize_says_no(
     answer = await client.post("/dashboard/actions/cancel", data=form, headers=SAME_ORIGIN)
     assert answer.status_code == 404
     assert (await engine.get_job(job.id)).status is JobStatus.QUEUED  # type: ignore[union-attr]
+
+
+async def test_a_refused_dashboard_answers_as_the_apps_own_404_on_fastapi() -> None:
+    """Refused, every dashboard path answers exactly what a path the app does not have
+    answers (FastAPI's JSON 404, not a text one), so its presence does not show."""
+    app = FastAPI()
+    endpoints = AsyncEndpoints(app, run_workers=False)
+    endpoints.map_dashboard("/dashboard", authorize=lambda request: False)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        endpoints.running(workers=False),
+        httpx.AsyncClient(transport=transport, base_url=BASE) as client,
+    ):
+        absent = await client.get("/no-such-path")
+        for method, path in [
+            ("GET", "/dashboard"),
+            ("GET", "/dashboard/"),
+            ("GET", "/dashboard/jobs"),
+            ("POST", "/dashboard/actions/cancel"),
+            ("GET", "/dashboard/assets/dashboard.js"),
+            ("GET", "/dashboard/nothing-here"),
+        ]:
+            answer = await client.request(method, path)
+            seen = (answer.status_code, answer.headers["content-type"], answer.content)
+            expected = (404, absent.headers["content-type"], absent.content)
+            assert seen == expected, (method, path)
 
 
 @pytest.mark.parametrize(
