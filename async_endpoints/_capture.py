@@ -88,14 +88,17 @@ def capture_headers(
     `SCHEDULER_HEADERS`, repeats kept.
 
     Names are lower-cased; ``pairs`` are (name, value) as ASGI's raw headers decoded as
-    latin-1, or as given to `AsyncEndpoints.submit`.
+    latin-1, or as given to `AsyncEndpoints.submit`. A name written with underscores
+    (``X_Api_Key``) is denied as its hyphenated form is: some proxies and gateways pass it
+    on as that header.
     """
     kept: list[tuple[str, str]] = []
     for given_name, value in pairs:
         name = given_name.lower()
+        hyphenated = name.replace("_", "-")
         if (
-            name in denied
-            or name in SCHEDULER_HEADERS
+            hyphenated in denied
+            or hyphenated in SCHEDULER_HEADERS
             or (allowed is not None and name not in allowed)
         ):
             continue

@@ -222,6 +222,23 @@ async def test_sensitive_headers_are_neither_captured_nor_stored_by_default(
     assert "secret" not in repr(stored.request)
 
 
+async def test_a_sensitive_header_written_with_underscores_is_not_captured_either(
+    app, http_client_for
+) -> None:
+    """X_Api_Key is not x-api-key to Starlette, but some proxies pass it on as that
+    header: it is denied as its hyphenated name is (and so is an underscored name of a
+    header only the scheduler may set)."""
+    endpoints = AsyncEndpoints(app, run_workers=False)
+    order_endpoint(endpoints)
+    headers = {"X_Api_Key": "secret", "x_schedule_id": "forged", "x-tenant": "acme"}
+    async with http_client_for(app) as client:
+        response = await client.post("/orders", headers=headers, json={"item": "tea"})
+        stored = await endpoints.get_job(response.json()["id"])
+    assert captured_header_names(stored) & {"x_api_key", "x_schedule_id"} == set()
+    assert "x-tenant" in captured_header_names(stored)
+    assert "secret" not in repr(stored.request)
+
+
 async def test_capture_headers_keeps_only_the_allow_listed_headers(app, http_client_for) -> None:
     """With capture_headers, only the named headers (any case) are captured."""
     endpoints = AsyncEndpoints(app, run_workers=False, capture_headers=["X-Tenant"])
