@@ -97,7 +97,9 @@ def capture_headers(
         name = given_name.lower()
         hyphenated = name.replace("_", "-")
         if (
-            hyphenated in denied
+            name in denied
+            or hyphenated in denied
+            or name in SCHEDULER_HEADERS
             or hyphenated in SCHEDULER_HEADERS
             or (allowed is not None and name not in allowed)
         ):

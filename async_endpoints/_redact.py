@@ -177,40 +177,69 @@ def redact(text: str, sensitive_names: Iterable[str] = DEFAULT_SENSITIVE_NAMES) 
         text = _mask_values(_KEY_VALUE, text, masker)
     if ":" in text or "=" in text:
         text = _named_line(names).sub(_mask_named_line, text)
+    if "(" in text:
+        text = _PAIR.sub(masker.pair, text)
     return text
 
 
 @functools.lru_cache(maxsize=16)
 def _named_line(names: frozenset[str]) -> re.Pattern[str]:
-    """``name: value`` with the name unquoted (a header line, YAML, a config dump) and
-    ``name = value`` spaced, for the sensitive ``names`` but the `_PROSE_NAMES`: the
-    value up to the line's end, a quote or a separator (after ``:``), or one value (after
-    ``=``)."""
+    """For the sensitive ``names`` but the `_PROSE_NAMES`, written unquoted: ``name:
+    value`` starting a line (a header line, a ``curl -v`` dump's ``> name:``, YAML, a
+    list item), its value quoted or to the line's end (every cookie of a ``Cookie:``
+    line); and ``name = value`` spaced anywhere, one value, unless it is code (``==``, a
+    call, an index or an attribute follows: a traceback's source line)."""
     chosen = sorted((name for name in names if name not in _PROSE_NAMES), key=len, reverse=True)
     alternatives = "|".join(re.escape(name) for name in chosen) or "(?!)"
     return re.compile(
-        rf"(?i)(?:^|(?<=[\s,;{{(\['\"]))-*+(?:{alternatives})"
-        r"(?:(?P<colon>[ \t]*+:[ \t]*+)(?P<line>[^\s'\",;)\]}][^\r\n'\",;)\]}]*+)"
-        rf"|(?P<equals>[ \t]+=[ \t]*+)(?P<value>{_QUOTED_VALUE}|[^\s,;&'\"<>()\[\]{{}}]++))"
+        rf"(?im)(?:^[ \t]*+(?:[<>*-][ \t]*+)?(?:{alternatives})[ \t]*+:[ \t]*+"
+        rf"(?P<line>{_QUOTED_VALUE}|{_UNCLOSED}|[^\s'\"][^\r\n]*+)"
+        rf"|(?:^|(?<=[\s,;{{(\['\"]))-*+(?:{alternatives})[ \t]+=(?!=)[ \t]*+"
+        rf"(?P<value>{_QUOTED_VALUE}|[^\s,;&'\"<>()\[\]{{}}]++(?![(\[])))"
     )
 
 
+# A value that is code, not a secret: an attribute path (``os.environ``, ``self.key``).
+_ATTRIBUTE_PATH = re.compile(r"[A-Za-z_]\w{0,30}+(?:\.[A-Za-z_]\w{0,30}+)++")
+
+
 def _mask_named_line(match: re.Match[str]) -> str:
-    value = match["line"] if match["line"] is not None else match["value"]
+    group = "line" if match["line"] is not None else "value"
+    value = match[group].rstrip()
     if value in (MASK, f"'{MASK}'", f'"{MASK}"'):
         return match[0]
-    start = match.start("line" if match["line"] is not None else "value") - match.start()
-    return f"{match[0][:start]}{_masked(value)}"
+    if group == "value" and _ATTRIBUTE_PATH.fullmatch(value) is not None:
+        return match[0]
+    start = match.start(group) - match.start()
+    return f"{match[0][:start]}{_masked(value)}{match[group][len(value) :]}"
+
+
+# A word after Bearer or Basic that is no credential: a hyphenated word ("token-based")
+# or a parameter (``Bearer realm=api``; base64 padding ends a token, it never goes on).
+_AUTH_PROSE = re.compile(r"[A-Za-z]++(?:-[A-Za-z]++)++|[A-Za-z]++=[^=]")
 
 
 def _mask_auth_scheme(match: re.Match[str]) -> str:
     """``Bearer ***`` for a token: one holding a digit or punctuation, or a lower-case
-    letter before an upper-case one (base64); prose ("Basic authentication") is kept."""
+    letter before an upper-case one (base64); prose ("Basic authentication", "Bearer
+    token-based", "Bearer realm=api") is kept."""
     token = match["token"]
+    if _AUTH_PROSE.match(token) is not None and (
+        "=" in token or _AUTH_PROSE.fullmatch(token) is not None
+    ):
+        return match[0]
     first_lower = next((at for at, char in enumerate(token) if char.islower()), len(token))
     if token.isalpha() and not any(char.isupper() for char in token[first_lower:]):
         return match[0]
     return f"{match['scheme']} {MASK}"
+
+
+# A (name, value) pair of a headers list's repr (``[('x-api-key', '...')]``, ASGI's raw
+# headers as bytes): both quoted.
+_PAIR = re.compile(
+    r"\(\s*+(?P<name>[bB]?(?:'[^'\\\n]{1,200}+'|\"[^\"\\\n]{1,200}+\"))\s*+,\s*+"
+    rf"(?P<value>{_QUOTED_VALUE})"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +252,13 @@ class _Masker:
         # The same comparison as the captured query string's (see _capture.capture_query).
         # A command line's ``--password=`` names it too.
         return unquote_plus(name).strip().lstrip("-").lower() in self.names
+
+    def pair(self, match: re.Match[str]) -> str:
+        name = match["name"].lstrip("bB")[1:-1]
+        if not self.sensitive(name) or match["value"].lstrip("bB")[1:-1] == MASK:
+            return match[0]
+        start = match.start("value") - match.start()
+        return f"{match[0][:start]}{_masked(match['value'])}"
 
     def query_pair(self, match: re.Match[str]) -> str:
         if not self.sensitive(match["name"]) or match["value"] == MASK:
@@ -310,6 +346,8 @@ def _mask_bare_userinfo(match: re.Match[str]) -> str:
     hosts = [found.start() for found in _BEFORE_HOST.finditer(rest)]
     if not hosts:
         return match[0]
+    if _TOKEN_USER.match(match["user"]):  # the user name is the credential
+        return f"{MASK}{rest[hosts[-1] :]}"
     return f"{match['user']}:{MASK}{rest[hosts[-1] :]}"
 
 
