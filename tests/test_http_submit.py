@@ -239,6 +239,21 @@ async def test_a_sensitive_header_written_with_underscores_is_not_captured_eithe
     assert "secret" not in repr(stored.request)
 
 
+async def test_a_sensitive_header_named_with_underscores_in_the_settings_is_denied(
+    app, http_client_for
+) -> None:
+    """A deny-list entry written with underscores (an app's own X_Internal_Token) denies
+    that very header."""
+    endpoints = AsyncEndpoints(app, run_workers=False, sensitive_headers=["x_internal_token"])
+    order_endpoint(endpoints)
+    headers = {"X_Internal_Token": "secret", "x-tenant": "acme"}
+    async with http_client_for(app) as client:
+        response = await client.post("/orders", headers=headers, json={"item": "tea"})
+        stored = await endpoints.get_job(response.json()["id"])
+    assert "x_internal_token" not in captured_header_names(stored)
+    assert "secret" not in repr(stored.request)
+
+
 async def test_capture_headers_keeps_only_the_allow_listed_headers(app, http_client_for) -> None:
     """With capture_headers, only the named headers (any case) are captured."""
     endpoints = AsyncEndpoints(app, run_workers=False, capture_headers=["X-Tenant"])
