@@ -153,8 +153,9 @@ async def test_a_store_starting_after_a_failover_still_hears_the_live_stores_clo
     cluster = redis_cluster_with_replicas
     prefix, replica = _prefix_with_a_replica(cluster)
     key = f"{{{prefix}}}:clock"
-    live = RedisJobStore(cluster.url, prefix=prefix)
-    starting = RedisJobStore(cluster.url, prefix=prefix)
+    url = cluster.live_nodes()[0].url  # the module's other test may have killed a node
+    live = RedisJobStore(url, prefix=prefix)
+    starting = RedisJobStore(url, prefix=prefix)
     try:
         await live.start()
         await live.enqueue(NewJob(uuid.uuid4(), "Echo", 0))
