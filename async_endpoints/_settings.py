@@ -252,6 +252,8 @@ def _lower_case_names(setting: str, names: Iterable[str]) -> frozenset[str]:
     items = tuple(names)
     if not all(isinstance(item, str) for item in items):
         raise wrong
+    if not all(item.strip() for item in items):  # a blank name would match everywhere
+        raise ConfigurationError(f"{setting} must not hold an empty or blank name")
     return frozenset(item.lower() for item in items)
 
 

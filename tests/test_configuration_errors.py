@@ -35,6 +35,14 @@ def test_a_wrongly_typed_setting_is_a_configuration_error_naming_it(
         AsyncEndpoints(**{setting: value})
 
 
+@pytest.mark.parametrize("setting", ["sensitive_headers", "sensitive_query_params"])
+@pytest.mark.parametrize("name", ["", "  "], ids=["empty", "blank"])
+def test_a_blank_sensitive_name_is_a_configuration_error(setting: str, name: str) -> None:
+    """A blank name would match everywhere (masking every ``= value`` of an error)."""
+    with pytest.raises(ConfigurationError, match=f"{setting} must not hold an empty"):
+        AsyncEndpoints(**{setting: ["x-secret", name]})
+
+
 @pytest.mark.parametrize("app", [object(), "app", 3], ids=["object", "str", "int"])
 def test_an_app_that_is_not_starlette_is_refused(app: Any) -> None:
     """AsyncEndpoints joins Starlette and FastAPI apps only."""
