@@ -230,8 +230,13 @@ def queued_job(new_job: NewJob, created_ms: int, delay_ms: int) -> Job:
 
 def decode_or_none(job_id: uuid.UUID, fields: Any) -> Job | None:
     """The job stored in ``fields``; None (and a warning logged) when it is corrupt."""
+    return _job_or_none(job_id, {text(key): text(value) for key, value in fields.items()})
+
+
+def _job_or_none(job_id: uuid.UUID, data: Mapping[str, str]) -> Job | None:
+    """`decode_or_none` of a hash whose fields and values are text already."""
     try:
-        return decode_job(job_id, fields)
+        return _job_of(job_id, data)
     except ValueError as exc:
         logger.warning("skipping a corrupt job record: %s", exc, extra=job_id_extra(job_id))
         return None
@@ -258,11 +263,7 @@ def job_from_text(message: bytes | str) -> tuple[Job | None, dict[str, str]]:
     except (ValueError, TypeError) as exc:
         logger.warning("skipping a corrupt job record: %s", exc)
         return None, {}
-    try:
-        return _job_of(job_id, fields), fields
-    except ValueError as exc:
-        logger.warning("skipping a corrupt job record: %s", exc, extra=job_id_extra(job_id))
-        return None, fields
+    return _job_or_none(job_id, fields), fields
 
 
 def terminal_job(job_id: str, message: bytes | str) -> Job | None:
