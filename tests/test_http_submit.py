@@ -231,9 +231,7 @@ async def test_a_sensitive_header_written_with_underscores_is_not_captured_eithe
     endpoints = AsyncEndpoints(app, run_workers=False)
     order_endpoint(endpoints)
     headers = {"X_Api_Key": "secret", "x_schedule_id": "forged", "x-tenant": "acme"}
-    async with http_client_for(app) as client:
-        response = await client.post("/orders", headers=headers, json={"item": "tea"})
-        stored = await endpoints.get_job(response.json()["id"])
+    stored = await stored_order(app, http_client_for, endpoints, headers)
     assert captured_header_names(stored) & {"x_api_key", "x_schedule_id"} == set()
     assert "x-tenant" in captured_header_names(stored)
     assert "secret" not in repr(stored.request)
@@ -247,9 +245,7 @@ async def test_a_sensitive_header_named_with_underscores_in_the_settings_is_deni
     endpoints = AsyncEndpoints(app, run_workers=False, sensitive_headers=["x_internal_token"])
     order_endpoint(endpoints)
     headers = {"X_Internal_Token": "secret", "x-tenant": "acme"}
-    async with http_client_for(app) as client:
-        response = await client.post("/orders", headers=headers, json={"item": "tea"})
-        stored = await endpoints.get_job(response.json()["id"])
+    stored = await stored_order(app, http_client_for, endpoints, headers)
     assert "x_internal_token" not in captured_header_names(stored)
     assert "secret" not in repr(stored.request)
 
@@ -259,9 +255,7 @@ async def test_capture_headers_keeps_only_the_allow_listed_headers(app, http_cli
     endpoints = AsyncEndpoints(app, run_workers=False, capture_headers=["X-Tenant"])
     order_endpoint(endpoints)
     headers = {"x-tenant": "acme", "x-other": "1", "user-agent": "tests"}
-    async with http_client_for(app) as client:
-        response = await client.post("/orders", headers=headers, json={"item": "tea"})
-        stored = await endpoints.get_job(response.json()["id"])
+    stored = await stored_order(app, http_client_for, endpoints, headers)
     assert stored is not None and stored.request.headers == (("x-tenant", "acme"),)
 
 
@@ -270,9 +264,7 @@ async def test_sensitive_headers_setting_drops_the_named_headers(app, http_clien
     endpoints = AsyncEndpoints(app, run_workers=False, sensitive_headers=["X-Secret"])
     order_endpoint(endpoints)
     headers = {"X-SECRET": "hush", "x-tenant": "acme"}
-    async with http_client_for(app) as client:
-        response = await client.post("/orders", headers=headers, json={"item": "tea"})
-        stored = await endpoints.get_job(response.json()["id"])
+    stored = await stored_order(app, http_client_for, endpoints, headers)
     assert "x-tenant" in captured_header_names(stored)
     assert "x-secret" not in captured_header_names(stored)
 
@@ -287,9 +279,7 @@ async def test_the_sensitive_deny_list_wins_over_the_allow_list(app, http_client
     )
     order_endpoint(endpoints)
     headers = {"x-tenant": "acme", "authorization": "Bearer t", "x-secret": "hush"}
-    async with http_client_for(app) as client:
-        response = await client.post("/orders", headers=headers, json={"item": "tea"})
-        stored = await endpoints.get_job(response.json()["id"])
+    stored = await stored_order(app, http_client_for, endpoints, headers)
     assert captured_header_names(stored) == {"x-tenant"}
 
 
@@ -612,3 +602,12 @@ async def test_job_submitted_response_replaces_the_202(app, http_client_for, fac
     assert response.status_code == 201 and response.headers["x-path"] == "/orders"
     assert response.json()["name"] == "PlaceOrder" and response.json()["status"] == "Queued"
     assert stored is not None and stored.status is JobStatus.QUEUED
+
+
+async def stored_order(
+    app: Any, http_client_for: Any, endpoints: AsyncEndpoints, headers: dict[str, str]
+) -> Job | None:
+    """The job an order POSTed with ``headers`` stored (workers off: as submitted)."""
+    async with http_client_for(app) as client:
+        response = await client.post("/orders", headers=headers, json={"item": "tea"})
+        return await endpoints.get_job(response.json()["id"])
