@@ -105,6 +105,17 @@ def client_options(
     }
 
 
+def database_of(url: str | None, client: AnyRedis | None) -> int:
+    """The numbered database a store's client selects (a cluster has database 0 alone)."""
+    if isinstance(client, RedisCluster):
+        return 0
+    if client is not None:
+        database = client.connection_pool.connection_kwargs.get("db")
+    else:
+        database = parse_url(url).get("db") if url is not None else None
+    return int(database or 0)
+
+
 async def connect(url: str, *, cluster: bool | None, options: dict[str, Any]) -> AnyRedis:
     """A client for ``url``; ``cluster=None`` asks the server whether it is a cluster node.
 

@@ -20,7 +20,15 @@ from redis.exceptions import RedisError
 
 from async_endpoints._errors import JobStoreError, StoreUnavailableError
 
-from ._client import AnyRedis, CallGate, call_gate, connect, gate_capacity, open_pubsub
+from ._client import (
+    AnyRedis,
+    CallGate,
+    call_gate,
+    connect,
+    database_of,
+    gate_capacity,
+    open_pubsub,
+)
 from ._elapsed import ElapsedClock
 from ._errors import RETRY_AFTER, mapped_errors
 from ._health import inspect_server
@@ -92,6 +100,7 @@ class Connection:
         self.max_bulk_len: int | None = None
         """The longest argument the server accepts, read at start (None: unknown)."""
         self._probes = 0  # clock probes not answered yet
+        self._probe_channel = keys.clock_probe_channel(database_of(url, client))
         self._answering: asyncio.Task[None] | None = None
         self.notifications = Notifications(
             self._open_pubsub,
@@ -100,7 +109,7 @@ class Connection:
             inbox_channel=keys.inbox_channel(inbox),
             cancel_channel=keys.cancel_channel,
             events_channel=keys.events_channel,
-            probe_channel=keys.clock_probe_channel,
+            probe_channel=self._probe_channel,
             decode=decode,
             on_handed_over=on_handed_over,
             on_cancel=on_cancel,
@@ -164,7 +173,7 @@ class Connection:
         try:
             with mapped_errors("start"):
                 async with asyncio.timeout(self.deadline + PROBE_WAIT):
-                    seen, asked = await scripts.probe_clock()
+                    seen, asked = await scripts.probe_clock(self._probe_channel)
                     if asked == 0 and isinstance(self.client, RedisCluster):
                         asked = await self._probe_listeners()
                     if asked > 0:
@@ -190,9 +199,10 @@ class Connection:
         """
         client = self.client
         assert isinstance(client, RedisCluster)
-        channel = self._keys.clock_probe_channel
         try:
-            replies = await client.pubsub_numsub(channel, target_nodes=RedisCluster.ALL_NODES)
+            replies = await client.pubsub_numsub(
+                self._probe_channel, target_nodes=RedisCluster.ALL_NODES
+            )
         except RedisError as exc:
             logger.debug("could not count the clock probe's listeners: %s", exc)
             return 1

@@ -92,7 +92,8 @@ prefix ``{p}:`` and build the names below from it (``lua/_lib.lua`` and the incl
                                 progress ('p', id, the value as JSON) changed
     {p}:inbox:<name>     channel  jobs handed to one idle worker (id, then hash as JSON)
     {p}:clock-probe      channel  a starting process asks the live ones to call with their
-                                clock readings (lua/clock.lua; the payload is not used)
+                                clock readings (lua/clock.lua; the payload is not used);
+                                ``{p}:clock-probe:db<n>`` for a store in database n > 0
 
 A ready queue is a LIST rather than a ZSET: pushing and popping are O(1) whatever the
 backlog, and an entry costs a few bytes in a listpack instead of a skiplist node and a
@@ -240,10 +241,15 @@ class Keys:
         """The channel announcing terminal jobs."""
         return f"{self.tag}:done"
 
-    @property
-    def clock_probe_channel(self) -> str:
-        """The channel asking the live processes for their clock readings."""
-        return f"{self.tag}:clock-probe"
+    def clock_probe_channel(self, database: int = 0) -> str:
+        """The channel asking the live processes for their clock readings.
+
+        Pub/sub ignores a server's numbered databases, while each holds its own clock: a
+        store in database n > 0 asks on a channel of its own, so that a probe reaches
+        the stores that can answer it alone.
+        """
+        channel = f"{self.tag}:clock-probe"
+        return f"{channel}:db{database}" if database else channel
 
     @property
     def events_channel(self) -> str:

@@ -179,15 +179,16 @@ class Scripts:
         self._clock.observe(clock_ms)
         return clock_ms
 
-    async def probe_clock(self) -> tuple[str, int]:
+    async def probe_clock(self, channel: str) -> tuple[str, int]:
         """Before a starting process's first reading: ask the live processes of the store
-        for theirs when the clock has stood still a while (``lua/clock.lua``).
+        for theirs, on ``channel``, when the clock has stood still a while
+        (``lua/clock.lua``).
 
         Returns:
             When the clock was last set (the ``{p}:clock:at`` record, "" if none), and how
             many subscribers were asked (-1: the clock was set lately, nobody was asked).
         """
-        seen, asked = await self._call("clock", ["probe"])
+        seen, asked = await self._call("clock", ["probe", channel])
         return text(seen), int(asked)
 
     async def clock_set_at(self) -> str:

@@ -11,8 +11,9 @@
 -- it would expire their leases and make delays due early. So the start goes in two steps
 -- (`_connection.py`):
 --
--- ARGV[1] = 'probe': changes nothing but, when nobody set the clock for PROBE_AFTER_MS or
---   more by the server's wall clock, publishes on the probe channel, asking every live
+-- ARGV[1] = 'probe', ARGV[2] = the probe channel (its name tells the database apart, which
+--   pub/sub ignores): changes nothing but, when nobody set the clock for PROBE_AFTER_MS or
+--   more by the server's wall clock, publishes on that channel, asking every live
 --   process of the store to call with its own reading (whose monotonic clock did not
 --   step). Returns {what CLOCK_SET_AT holds ('' if nothing), how many subscribers were
 --   asked (-1: not asked)}.
@@ -26,7 +27,6 @@
 -- Returns (but for 'probe'): the elapsed-time clock (ms).
 
 local PROBE_AFTER_MS = 1000
-local PROBE_CHANNEL = P .. 'clock-probe'
 
 local mode = ARGV[1]
 if mode == 'probe' then
@@ -34,7 +34,7 @@ if mode == 'probe' then
   local wall = tonumber(string.match(seen, '^%d+ (%d+)$'))
   local asked = -1
   if wall and now_ms() - wall >= PROBE_AFTER_MS then
-    asked = redis.pcall('PUBLISH', PROBE_CHANNEL, '')
+    asked = redis.pcall('PUBLISH', ARGV[2], '')
     if type(asked) ~= 'number' then asked = -1 end  -- refused (an ACL): catch up alone
   end
   return {seen, asked}

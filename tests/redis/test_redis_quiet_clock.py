@@ -14,10 +14,12 @@ from async_endpoints._job import NewJob
 from async_endpoints_redis import RedisJobStore
 from async_endpoints_redis._shard_layout import shard_prefixes
 from tests.redis.conftest import StoreFactory
-from tests.redis_servers import RedisClusterProcesses
+from tests.redis_servers import RedisClusterProcesses, RedisServer
 
 #: How long nobody calls the store (the scenario, not a wait for something to happen).
 QUIET = 3.0
+#: How long a live process takes to answer a probe, well within the start's wait for it.
+ANSWER_LATE = 0.3
 
 
 async def clock_of(raw_redis: Redis, prefix: str) -> int:
@@ -155,3 +157,110 @@ async def test_every_shard_on_a_cluster_asks_the_live_processes_before_catching_
         for store in (live, starting):
             await store.aclose()
     assert all(clock >= reading for clock, reading in zip(clocks, ahead, strict=True))
+
+
+async def test_a_start_not_allowed_to_send_the_probe_catches_up_alone(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str
+) -> None:
+    """A user whose ACL grant names the store's channels one by one and leaves out the
+    probe channel cannot ask the live processes: its start is not refused, and it catches
+    the clock up with the wall-clock time that passed, as with nobody live (the live
+    store's reading, ten minutes ahead, is not asked for, so not taken)."""
+    tag = "{" + prefix + "}"
+    user = f"no-probe-{prefix}"
+    await raw_redis.acl_setuser(
+        user,
+        enabled=True,
+        passwords=["+pw"],
+        keys=[f"{tag}*"],
+        channels=[f"{tag}:{name}*" for name in ("wake", "done", "cancel", "events", "inbox")],
+        commands=["+@all"],
+    )
+    live = await make_store()
+    await live.enqueue(NewJob(uuid.uuid4(), "Echo", 0))
+    before = await clock_of(raw_redis, prefix)
+    await asyncio.sleep(QUIET)
+    ahead = live._connection.elapsed.reading() + 600_000
+    live._connection.elapsed.observe(ahead)
+    port = raw_redis.connection_pool.connection_kwargs["port"]
+    await make_store(f"redis://{user}:pw@127.0.0.1:{port}/0")
+    assert before + QUIET * 1000 <= await clock_of(raw_redis, prefix) < ahead
+
+
+async def test_a_cluster_start_not_allowed_to_count_listeners_waits_for_an_answer(
+    redis_cluster: RedisClusterProcesses, prefix: str
+) -> None:
+    """On a Cluster, PUBLISH counts the listeners of its own node alone, so a count of 0 is
+    checked on every node (PUBSUB NUMSUB); a user not allowed that check waits for an
+    answer rather than catch up alone. Here the one listener is on another node (as after
+    a failover) and answers a moment later (a busy process) with the live store's reading,
+    ten minutes ahead: the start waits for it and the clock takes it."""
+    user = f"no-numsub-{prefix}"
+    for node in redis_cluster.masters():
+        async with Redis.from_url(node.url) as admin:
+            await admin.acl_setuser(
+                user,
+                enabled=True,
+                passwords=["+pw"],
+                keys=["*"],
+                channels=["*"],
+                commands=["+@all", "-pubsub|numsub"],
+            )
+    live = RedisJobStore(redis_cluster.url, prefix=prefix)
+    await live.start()
+    await live.enqueue(NewJob(uuid.uuid4(), "Echo", 0))
+    await live._connection.notifications.aclose()  # its listener moves to another node:
+    clock_key = f"{{{prefix}}}:clock"
+    owner = redis_cluster.primary_for(clock_key)
+    other = next(node for node in redis_cluster.masters() if node.port != owner.port)
+    listener = Redis.from_url(other.url).pubsub()
+    await listener.subscribe(f"{{{prefix}}}:clock-probe")
+    await listener.get_message(timeout=1)
+    ahead = 0
+
+    async def answer_probes() -> None:
+        while True:
+            message = await listener.get_message(ignore_subscribe_messages=True, timeout=1)
+            if message is not None:
+                await asyncio.sleep(ANSWER_LATE)
+                await live._connection.run("clock", lambda scripts: scripts.clock())
+
+    answering = asyncio.create_task(answer_probes())
+    starting = RedisJobStore(
+        redis_cluster.url.replace("redis://", f"redis://{user}:pw@"), prefix=prefix
+    )
+    try:
+        await asyncio.sleep(QUIET)
+        ahead = live._connection.elapsed.reading() + 600_000
+        live._connection.elapsed.observe(ahead)
+        await starting.start()
+        answering.cancel()  # an answer still to come would hide a start that did not wait
+        clock = int(await starting._connection.client.get(clock_key))
+    finally:
+        answering.cancel()
+        await listener.aclose()
+        await starting.aclose()
+        await live.aclose()
+    assert clock >= ahead
+
+
+async def test_a_probe_asks_the_live_stores_of_its_own_database_alone(
+    make_store: StoreFactory, redis_server: RedisServer, raw_redis: Redis, prefix: str
+) -> None:
+    """Pub/sub ignores a server's numbered databases while each holds its own clock: a
+    store starting in database 1 asks the live store of database 1 (whose reading, ten
+    minutes ahead, the clock then takes), and the live store of the same prefix in
+    database 0 is not asked (its clock is left as it was)."""
+    database_one_url = f"redis://127.0.0.1:{redis_server.port}/1"
+    other = await make_store(database_one_url)
+    home = await make_store()
+    for store in (other, home):
+        await store.enqueue(NewJob(uuid.uuid4(), "Echo", 0))
+    before_home = await clock_of(raw_redis, prefix)
+    await asyncio.sleep(QUIET)
+    ahead = other._connection.elapsed.reading() + 600_000
+    other._connection.elapsed.observe(ahead)
+    await make_store(database_one_url)
+    async with Redis.from_url(database_one_url) as database_one:
+        assert await clock_of(database_one, prefix) >= ahead
+    assert await clock_of(raw_redis, prefix) == before_home
