@@ -12,9 +12,11 @@ the sensitive names, the ``sensitive_query_params`` and ``sensitive_headers`` al
 plain text, the value bare or quoted; ``'name': value`` and ``"name": value`` of a
 mapping's repr or JSON; a list, mapping or call such a name holds masked whole, and such
 names found inside nested mappings and calls; a pydantic ValidationError's
-``input_value=`` for a field of such a name; names compared case-insensitively after
-percent-decoding, as for the captured query string). An app that wants its own wording
-sets ``error_message``; its answer is used as is (cut to `MAX_MESSAGE`).
+``input_value=`` for a field of such a name; a command line's ``--name value``; names
+compared case-insensitively after percent-decoding, as for the captured query string, and
+in their other `spellings`: ``X_API_KEY``, ``HTTP_AUTHORIZATION``, ``Set-Cookie``). An
+app that wants its own wording sets ``error_message``; its answer is used as is (cut to
+`MAX_MESSAGE`).
 """
 
 from __future__ import annotations
@@ -179,7 +181,35 @@ def redact(text: str, sensitive_names: Iterable[str] = DEFAULT_SENSITIVE_NAMES) 
         text = _named_line(names).sub(_mask_named_line, text)
     if "(" in text:
         text = _PAIR.sub(masker.pair, text)
+    if "-" in text:
+        text = _flag(names).sub(_mask_flag, text)
     return text
+
+
+def spellings(name: str) -> tuple[str, ...]:
+    """The names ``name`` may spell, lower-case: as written; with ``_`` and ``-`` swapped
+    (``X_API_KEY``, as some proxies and environments write a header); without a WSGI
+    environ's ``HTTP_`` or a response's ``Set-`` (``Set-Cookie`` is the cookie's); and
+    without a command line's dashes (``--password``) or a JSON escape's backslash (a key
+    of JSON quoted inside a string: ``\\"password\\"``)."""
+    name = name.strip().strip("\\").lstrip("-").lower()
+    hyphens = name.replace("_", "-")
+    forms = {name, hyphens, name.replace("-", "_")}
+    for prefix in ("http-", "set-"):
+        if hyphens.startswith(prefix):
+            bare = hyphens.removeprefix(prefix)
+            forms |= {bare, bare.replace("-", "_")}
+    return tuple(forms)
+
+
+def _spelt(names: Iterable[str]) -> str:
+    """A regular expression alternative of ``names`` in any of their `spellings` (``-``
+    and ``_`` alike; a WSGI ``HTTP_`` or a ``Set-`` before them), longest first."""
+    chosen = sorted(names, key=len, reverse=True)
+    spelt = (
+        "".join("[-_]" if char in "-_" else re.escape(char) for char in name) for name in chosen
+    )
+    return rf"(?:(?:http[-_]|set[-_])?(?:{'|'.join(spelt) or '(?!)'}))"
 
 
 @functools.lru_cache(maxsize=16)
@@ -189,14 +219,34 @@ def _named_line(names: frozenset[str]) -> re.Pattern[str]:
     list item), its value quoted or to the line's end (every cookie of a ``Cookie:``
     line); and ``name = value`` spaced anywhere, one value, unless it is code (``==``, a
     call, an index or an attribute follows: a traceback's source line)."""
-    chosen = sorted((name for name in names if name not in _PROSE_NAMES), key=len, reverse=True)
-    alternatives = "|".join(re.escape(name) for name in chosen) or "(?!)"
+    alternatives = _spelt(name for name in names if name not in _PROSE_NAMES)
     return re.compile(
         rf"(?im)(?:^[ \t]*+(?:[<>*-][ \t]*+)?(?:{alternatives})[ \t]*+:[ \t]*+"
         rf"(?P<line>{_QUOTED_VALUE}|{_UNCLOSED}|[^\s'\"][^\r\n]*+)"
         rf"|(?:^|(?<=[\s,;{{(\['\"]))-*+(?:{alternatives})[ \t]+=(?!=)[ \t]*+"
         rf"(?P<value>{_QUOTED_VALUE}|[^\s,;&'\"<>()\[\]{{}}]++(?![(\[])))"
     )
+
+
+@functools.lru_cache(maxsize=16)
+def _flag(names: frozenset[str]) -> re.Pattern[str]:
+    """A command line's option of a sensitive name (``--`` marks it one: prose names
+    too) and the value after it: ``--password value`` in a shell line (a bare value up
+    to a blank, not another option, or a quoted one), and ``'--password', 'value'`` in
+    the repr of an argument list (``subprocess.CalledProcessError``)."""
+    spelt = _spelt(names)
+    return re.compile(
+        rf"(?i)(?:^|(?<=\s))--?{spelt}[ \t]++(?P<value>{_QUOTED_VALUE}|[^\s'\"-]\S*+)"
+        rf"|(?P<quote>['\"])--?{spelt}(?P=quote)\s*+,\s*+(?P<listed>{_QUOTED_VALUE})"
+    )
+
+
+def _mask_flag(match: re.Match[str]) -> str:
+    group = "value" if match["value"] is not None else "listed"
+    if match[group].strip("'\"bB") == MASK:
+        return match[0]
+    start = match.start(group) - match.start()
+    return f"{match[0][:start]}{_masked(match[group])}"
 
 
 # A value that is code, not a secret: an attribute path (``os.environ``, ``self.key``).
@@ -249,9 +299,9 @@ class _Masker:
     names: frozenset[str]
 
     def sensitive(self, name: str) -> bool:
-        # The same comparison as the captured query string's (see _capture.capture_query).
-        # A command line's ``--password=`` names it too.
-        return unquote_plus(name).strip().lstrip("-").lower() in self.names
+        # The same comparison as the captured query string's (see _capture.capture_query),
+        # and the other spellings of a name (`spellings`).
+        return not self.names.isdisjoint(spellings(unquote_plus(name)))
 
     def pair(self, match: re.Match[str]) -> str:
         name = match["name"].lstrip("bB")[1:-1]

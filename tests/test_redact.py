@@ -116,6 +116,45 @@ def test_header_credentials_and_named_lines_are_masked(text: str, masked: str) -
 
 
 @pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("X_API_KEY: k-12345678\nnext", "X_API_KEY: ***\nnext"),
+        (
+            "environ {'HTTP_AUTHORIZATION': 'Token abc123', 'HTTP_X_API_KEY': 'k-1234'}",
+            "environ {'HTTP_AUTHORIZATION': '***', 'HTTP_X_API_KEY': '***'}",
+        ),
+        ("HTTP_COOKIE=sid=S3cr3tValue; theme=dark", "HTTP_COOKIE=***; theme=dark"),
+        ("< Set-Cookie: sid=S3cr3tValue; Path=/; HttpOnly", "< Set-Cookie: ***"),
+        ("{'set-cookie': 'sid=S3cr3tValue'}", "{'set-cookie': '***'}"),
+        ("ran mysql --password s3cret --host db", "ran mysql --password *** --host db"),
+        (
+            "Command '['mysql', '--user', 'app', '--password', 's3cret']' returned 1",
+            "Command '['mysql', '--user', 'app', '--password', '***']' returned 1",
+        ),
+        ("ran deploy --token 'ghp_x1y2z3' now", "ran deploy --token '***' now"),
+        ('body {\\"password\\": \\"hunter22\\"}', 'body {\\"password\\": ***}'),
+    ],
+    ids=[
+        "underscored-header-line",
+        "wsgi-environ",
+        "wsgi-cookie-pair",
+        "set-cookie-line",
+        "set-cookie-mapping",
+        "command-line-flag",
+        "argv-list",
+        "quoted-flag-value",
+        "escaped-json",
+    ],
+)
+def test_other_spellings_of_sensitive_names_are_masked(text: str, masked: str) -> None:
+    """A sensitive header written with underscores or as a WSGI environ key
+    (``HTTP_X_API_KEY``), a response's ``Set-Cookie`` (the ``cookie`` name's), a command
+    line's ``--password value`` (in a shell line or an argv list's repr) and a key of JSON
+    escaped inside a string are masked like the names they spell."""
+    assert redact(text) == masked
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "missing key: user_id",
@@ -131,6 +170,8 @@ def test_header_credentials_and_named_lines_are_masked(text: str, masked: str) -
         "def connect(host: str, password: str)",
         "Bearer token-based authentication failed",
         "WWW-Authenticate: Bearer realm=api",
+        "set --password-file to a path",
+        "HTTP_HOST: example.org",
         "clone https://app:s3cret@db/x".replace("s3cret", "***"),
     ],
 )
