@@ -99,6 +99,9 @@ class Connection:
         self.closed = False
         self.max_bulk_len: int | None = None
         """The longest argument the server accepts, read at start (None: unknown)."""
+        self.warned: set[str] = set()
+        """The warnings about server settings given at start (`_health`); the shards of a
+        sharded store share one, so a server's warning is given once."""
         self._probes = 0  # clock probes not answered yet
         self._probe_channel = keys.clock_probe_channel(database_of(url, client))
         self._answering: asyncio.Task[None] | None = None
@@ -142,7 +145,7 @@ class Connection:
                     async with asyncio.timeout(self.deadline):
                         await self._connect()
                 self.max_bulk_len = await inspect_server(
-                    self.client, self._keys.queue, self.deadline
+                    self.client, self._keys.queue, self.deadline, self.warned
                 )
                 scripts = Scripts(self.client, self._keys, self._retention_ms, self.elapsed)
                 await self._first_reading(scripts)

@@ -8,11 +8,13 @@ Two server settings lose accepted jobs without any error reaching the app:
   would answer with 503).
 
 Either one is logged as a warning on the ``async_endpoints_redis`` logger, once per
-`RedisJobStore.start`. The same look reads ``proto-max-bulk-len``, the longest argument
-the server accepts, so that a result longer than it is refused before it is sent (Redis
-answers such an argument by closing the connection, which looks like an outage when the
-client is still writing). Managed services and ACLs often refuse ``CONFIG GET``; then the
-check says so at debug level and the store starts all the same, limit unknown.
+`RedisJobStore.start` and server (the shards of a sharded store on one server warn once;
+on a Cluster, each warning names the node it concerns). The same look reads
+``proto-max-bulk-len``, the longest argument the server accepts, so that a result longer
+than it is refused before it is sent (Redis answers such an argument by closing the
+connection, which looks like an outage when the client is still writing). Managed
+services and ACLs often refuse ``CONFIG GET``; then the check says so at debug level and
+the store starts all the same, limit unknown.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ logger = logging.getLogger("async_endpoints_redis")
 _SETTINGS = ("appendonly", "save", "maxmemory-policy", "proto-max-bulk-len")
 
 
-async def inspect_server(client: AnyRedis, slot_key: str, timeout: float) -> int | None:
+async def inspect_server(
+    client: AnyRedis, slot_key: str, timeout: float, warned: set[str] | None = None
+) -> int | None:
     """Log a warning for each server setting that can lose jobs and return the server's
     ``proto-max-bulk-len`` in bytes (None when it cannot be read); never raises.
 
@@ -39,15 +43,21 @@ async def inspect_server(client: AnyRedis, slot_key: str, timeout: float) -> int
         client: The store's client.
         slot_key: A key of the store; on a cluster, the node serving it is asked.
         timeout: Seconds the check may take before it is given up.
+        warned: The warnings given already (the shards of one store share it): one
+            found in it is not given again; the ones given are added.
     """
     try:
         async with asyncio.timeout(timeout):
-            config = await _server_config(client, slot_key)
+            config, node = await _server_config(client, slot_key)
     except (RedisError, OSError, TimeoutError) as exc:
         logger.debug("could not read the Redis configuration (%s: %s)", type(exc).__name__, exc)
         return None
     for problem in risks(config):
-        logger.warning("%s", problem)
+        warning = problem if node is None else f"{problem} (node {node})"
+        if warned is None or warning not in warned:
+            logger.warning("%s", warning)
+        if warned is not None:
+            warned.add(warning)
     return max_bulk_len(config)
 
 
@@ -75,15 +85,19 @@ def risks(config: dict[str, str]) -> list[str]:
     return problems
 
 
-async def _server_config(client: AnyRedis, slot_key: str) -> dict[str, str]:
+async def _server_config(client: AnyRedis, slot_key: str) -> tuple[dict[str, str], str | None]:
+    """The settings `_SETTINGS` names, and on a cluster the node asked (its name)."""
     options = {}
+    node = None
     if isinstance(client, RedisCluster):
         await client.initialize()
-        options["target_nodes"] = client.get_node_from_key(slot_key)
+        target = client.get_node_from_key(slot_key)
+        options["target_nodes"] = target
+        node = None if target is None else target.name
     config: dict[str, str] = {}
     for setting in _SETTINGS:
         reply = await client.config_get(setting, **options)
         config.update(
             {text(key): text(value) for key, value in reply.items() if value is not None and key}
         )
-    return config
+    return config, node

@@ -124,6 +124,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         self._retention = retention
         self._deadline = socket_timeout + socket_connect_timeout
         self._cancel_listeners: list[ClaimCancelListener] = []
+        self._warned: set[str] = set()  # warnings about server settings given (`_health`)
         self._shards: list[RedisJobStore] = []
         self._client: AnyRedis | None = None
         self._start_lock = asyncio.Lock()
@@ -193,6 +194,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
     def _shard(self, index: int, prefix: str, client: AnyRedis) -> RedisJobStore:
         shard = RedisJobStore(client=client, prefix=prefix, **self._shard_options)
         shard._token_mark = f"s{index}-"
+        shard._connection.warned = self._warned  # a server's warning given once
         shard._cancel_listeners = self._cancel_listeners  # one list: every shard tells it
         # One queue per turn for every shard's calls of a kind (see `_batch.Turn`).
         shard._completions = Batcher(shard._complete_many, turn=self._completion_turn)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -37,10 +38,12 @@ def server_with() -> Iterator[ServerFactory]:
         server.stop()
 
 
-async def warnings_at_start(url: str, caplog: pytest.LogCaptureFixture) -> list[str]:
+async def warnings_at_start(
+    url: str, caplog: pytest.LogCaptureFixture, **options: Any
+) -> list[str]:
     """The warnings a store on ``url`` logs while it starts (and, again, starts)."""
     caplog.set_level(logging.DEBUG, logger=LOGGER)
-    store = RedisJobStore(url)
+    store = RedisJobStore(url, **options)
     try:
         await store.start()
         await store.start()
@@ -116,6 +119,29 @@ async def test_a_server_refusing_config_get_is_noted_at_debug_and_the_store_work
 async def test_a_cluster_is_checked_on_the_node_serving_the_store(
     redis_cluster: RedisClusterProcesses, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """On a Redis Cluster the node holding the store's slot is asked (it persists nothing)."""
+    """On a Redis Cluster the node holding the store's slot is asked (it persists nothing),
+    and the warning names it."""
     (warning,) = await warnings_at_start(redis_cluster.url, caplog)
     assert "persistence is off" in warning
+    node = redis_cluster.primary_for("{async-endpoints}:clock")
+    assert f"(node 127.0.0.1:{node.port})" in warning
+
+
+async def test_the_shards_of_a_store_on_one_server_warn_once(
+    server_with: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Three shards on one server share its settings: one warning, not three."""
+    server = server_with("--save", "", "--appendonly", "no")
+    (warning,) = await warnings_at_start(server.url, caplog, shards=3)
+    assert "persistence is off" in warning
+
+
+async def test_the_shards_of_a_store_on_a_cluster_warn_once_per_node(
+    redis_cluster: RedisClusterProcesses, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Shards spread over a Cluster's three masters, none persisting: a warning for each
+    master that holds a shard, naming it, and never two for one."""
+    warnings = await warnings_at_start(redis_cluster.url, caplog, shards=6)
+    nodes = [warning.rsplit("(node ", 1)[1] for warning in warnings]
+    assert all("persistence is off" in warning for warning in warnings)
+    assert len(nodes) == len(set(nodes)) >= 2
