@@ -74,8 +74,9 @@ class MemoryFollowUps:
             deliveries[key] = new_job.delivers_for.int
             self._finished.pin(new_job.delivers_for.int)
             if len(deliveries) >= self._prune_deliveries_at:
+                # The delivery being stored is not live yet: it is no gone one.
                 live, kept = self._jobs, self._finished
-                for gone in [k for k in deliveries if k not in live and k not in kept]:
+                for gone in [k for k in deliveries if k not in live and k not in kept and k != key]:
                     del deliveries[gone]
                 self._prune_deliveries_at = max(_PRUNE_FLOOR, 2 * len(deliveries))
 

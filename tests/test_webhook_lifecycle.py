@@ -109,3 +109,23 @@ async def test_a_target_evicted_by_max_retained_keeps_its_webhook_until_delivere
     assert len(receiver.deliveries) == 2
     assert receiver.deliveries[1].job["webhook"] == {"status": "Pending", "attempts": 2}
     assert gone is None
+
+
+async def test_every_target_delivered_goes_when_its_retention_ends() -> None:
+    """Many jobs with webhooks (more than the store's bookkeeping of deliveries holds
+    before it prunes what has ended): once delivered and past their retention, every
+    one of them is gone, none kept for a delivery believed still under way."""
+    clock = ManualClock()
+    store = InMemoryJobStore(clock=clock, retention=1.0)
+    async with receiving() as receiver:
+        engine = engine_with(store, webhook_allowed_hosts=[receiver.host])
+        async with engine.running(workers=False):
+            jobs = [await engine.submit("note", None, webhook_url=receiver.url) for _ in range(200)]
+            await engine.drain()  # the jobs, then their deliveries
+            delivered = await engine.get_job(jobs[-1].id)
+            clock.advance(2.0)
+            kept = [job.id for job in jobs if await engine.get_job(job.id) is not None]
+    assert len(receiver.deliveries) == 200
+    assert delivered is not None and delivered.webhook is not None
+    assert delivered.webhook.status is WebhookStatus.DELIVERED
+    assert kept == []
