@@ -307,8 +307,10 @@ class Scripts:
     async def recover(
         self, batch: int, error_json: str, gentle: bool = False
     ) -> tuple[list[Reply], int]:
-        """The recovered ids, and how many expired claims the call looked at; ``gentle``
-        after trouble reaching Redis (`_trouble`)."""
+        """The recovered ids, and the most entries one part of the call took (expired
+        claims, held keys, finished jobs or batches whose retention passed: ``batch``
+        means more may be waiting); ``gentle`` after trouble reaching Redis
+        (`_trouble`)."""
         ids, seen, clock_ms = await self._call("recover", [batch, error_json, int(gentle)])
         self._clock.observe(clock_ms)
         return ids, seen

@@ -25,12 +25,13 @@ shard reads the pointer (one HGET) and goes to the shard it names; a job in its 
 shard needs no pointer and costs nothing more.
 
 A pointer's lifetime follows its job without touching the job's scripts: every
-`recover` pass checks the pointers due (`sweep`, at most `SWEEP_BATCH` per shard and
-pass): one whose job (or batch) is gone is deleted, the others are checked again a
-retention later. The first check comes a retention plus an hour after the write, long
-after the job's own store call ended, so a pointer written for a job that was then
-refused goes too. Cost: one pointer (about 100 bytes) per job stored away from its id's
-shard while it lives, one round trip more for its enqueue, and one check per retention.
+`recover` pass checks the pointers due (`sweep`, `SWEEP_BATCH` at a time, up to
+`SWEEP_CALLS` batches per shard and pass): one whose job (or batch) is gone is deleted,
+the others are checked again a retention later. The first check comes a retention plus
+an hour after the write, long after the job's own store call ended, so a pointer written
+for a job that was then refused goes too. Cost: one pointer (about 100 bytes) per job
+stored away from its id's shard while it lives, one round trip more for its enqueue, and
+one check per retention.
 
 A follow-up (`NewJob.follow_up`, a webhook delivery) is enqueued by its parent's script,
 in its parent's shard, with the id the engine chose: when that id's shard is another, the
@@ -66,6 +67,7 @@ T = TypeVar("T")
 
 #: Pointers checked per shard by one `recover` pass.
 SWEEP_BATCH = 200
+SWEEP_CALLS = 200  # batches one pass checks at most
 _FIRST_CHECK_MS = 3_600_000  # after a retention, plus this
 
 # KEYS: {s}:at, {s}:at-check, {s}:reserved; ARGV: the target ("<prefix>" or "<prefix>
@@ -339,13 +341,28 @@ class Pointers:
         return self.index_of(_text(held).split(" ")[0])
 
     async def sweep(self, shard: int, retention: float) -> int:
-        """Check the pointers of ``shard`` that are due; how many were deleted."""
+        """Check the pointers of ``shard`` that are due, `SWEEP_BATCH` at a time, until
+        none is (at most `SWEEP_CALLS` batches a pass: a backlog beyond goes on at the
+        next), so the checks keep up with any rate of jobs stored away from their id's
+        shard; how many were deleted."""
+        deleted = 0
+        for _ in range(SWEEP_CALLS):
+            checked, gone = await self._sweep_batch(shard, retention)
+            deleted += gone
+            if checked < SWEEP_BATCH:
+                break
+        return deleted
+
+    async def _sweep_batch(self, shard: int, retention: float) -> tuple[int, int]:
+        """Check up to `SWEEP_BATCH` pointers of ``shard`` that are due: how many were
+        checked, and how many of them deleted (the others are checked again a retention
+        later)."""
         keys = self._keys(shard)
         flat: list[Any] = await self._on(
             shard, "recover", lambda: self._due(keys=keys, args=[SWEEP_BATCH])
         )
         if not flat:
-            return 0
+            return 0, 0
         pairs = [(_text(flat[i]), _text(flat[i + 1])) for i in range(0, len(flat), 2)]
         results = iter(await self._on(shard, "recover", lambda: self._exist(pairs)))
         alive = [
@@ -356,7 +373,7 @@ class Pointers:
         for (name, _), lives in zip(pairs, alive, strict=True):
             args += [name, 1 if lives else 0]
         await self._on(shard, "recover", lambda: self._checked(keys=keys, args=args))
-        return sum(1 for lives in alive if not lives)
+        return len(pairs), sum(1 for lives in alive if not lives)
 
     async def _exist(self, pairs: list[tuple[str, str]]) -> list[Any]:
         """Whether each pointer's job (and a follow-up's parent) exists, in one pipeline."""

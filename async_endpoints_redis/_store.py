@@ -92,7 +92,9 @@ from ._waits import RedisWaits
 logger = logging.getLogger("async_endpoints_redis")
 T = TypeVar("T")
 
-_RECOVER_BATCH = 500  # expired claims recovered per script call
+_RECOVER_BATCH = 500  # expired claims recovered, and finished jobs purged, per script call
+#: Script calls one recovery pass makes at most (a backlog beyond goes on at the next).
+_RECOVER_CALLS = 200
 _CLAIM_EXPIRED = {"message": CLAIM_EXPIRED_MESSAGE, "type": CLAIM_EXPIRED}
 _ALONE_OVER = 64 * 1024  # result characters past which a completion is not batched
 
@@ -452,15 +454,20 @@ class RedisJobStore(
         return self._settled(claim.job.id, reply)
 
     async def recover(self) -> list[uuid.UUID]:
-        """Re-queue (or fail, without retries left) every job whose lease expired, in
-        batches of one script call each; return their ids. A batch that fails after
-        others were recovered ends the pass (logged; the rest wait for the next one) and
-        the ids recovered so far are returned: they are recovered in Redis either way."""
+        """Re-queue (or fail, without retries left) every job whose lease expired, and
+        delete the finished jobs and batches whose retention passed, in batches of one
+        script call each (as many as there are, up to `_RECOVER_CALLS` calls a pass, so
+        the deletions keep up with any rate of finished jobs); return the recovered ids.
+        A batch that fails after others were recovered ends the pass (logged; the rest
+        wait for the next one) and the ids recovered so far are returned: they are
+        recovered in Redis either way."""
         error_json = dump_json(_CLAIM_EXPIRED)
         recovered: list[uuid.UUID] = []
         seen = _RECOVER_BATCH
         gentle = self._connection.trouble.recent  # a stall lived through, maybe
-        while seen == _RECOVER_BATCH:
+        for _ in range(_RECOVER_CALLS):
+            if seen < _RECOVER_BATCH:
+                break
             try:
                 ids, seen = await self._run(
                     "recover", lambda s: s.recover(_RECOVER_BATCH, error_json, gentle)

@@ -138,8 +138,8 @@ function BATCH.ended(bkey, batch_id, status)
   local due = ms(clock + RETENTION)
   redis.call('HSET', bkey, 'expires', due)
   redis.call('RPUSH', BATCH.expiring, due .. ' ' .. batch_id)
-  redis.call('PEXPIRE', bkey, RETENTION + STEP_ALLOWANCE_MS)
-  redis.call('PEXPIRE', bkey .. ':jobs', RETENTION + STEP_ALLOWANCE_MS)
+  redis.call('PEXPIRE', bkey, RETENTION + BACKSTOP_MS)
+  redis.call('PEXPIRE', bkey .. ':jobs', RETENTION + BACKSTOP_MS)
 end
 
 -- The hook: the job at key went from status `from` (nil: just stored) to `to`. Counted in
@@ -192,15 +192,16 @@ end
 
 -- Deletes up to limit ended batches whose retention has passed (their hash, job list and
 -- index entries), unless a job of theirs was requeued since (expires no longer matches).
+-- Returns how many entries it took (limit: more may be due).
 function BATCH.purge(clock, limit)
-  for _ = 1, limit do
+  for taken = 0, limit - 1 do
     local entry = redis.call('LINDEX', BATCH.expiring, 0)
     if not entry then
-      return
+      return taken
     end
     local due, batch_id = string.match(entry, '^(%d+) (%S+)$')
     if due and tonumber(due) > clock then
-      return
+      return taken
     end
     redis.call('LPOP', BATCH.expiring)
     if batch_id then
@@ -216,4 +217,5 @@ function BATCH.purge(clock, limit)
       end
     end
   end
+  return limit
 end

@@ -11,6 +11,11 @@
 -- "<started_at>:<id>" (see _index.lua) of the InProgress jobs, in started_at order.
 
 local STEP_ALLOWANCE_MS = 3600000
+-- How long past its retention a terminal job's (or ended batch's) key lasts should no
+-- recovery pass delete it (see retain): a week, so that every worker pool may be down
+-- that long without a key vanishing before the pass that removes its index entries and
+-- counts along with it.
+local BACKSTOP_MS = 7 * 24 * 3600000
 
 -- Batched writes. Counter changes are summed in the script, and the hot transitions
 -- (claim, complete) leave their writes to the active and running ZSETs and the expiring
@@ -173,11 +178,12 @@ end
 -- A terminal job is kept for its retention as measured on the elapsed-time clock: it is
 -- listed in the expiring LIST as "<due ms> <id> <completed_at ms>", in settlement order,
 -- and purge deletes it once due, unless it has been requeued since (its completed_at no
--- longer matches). Its key also expires, by the Redis server's wall clock, an hour later:
--- a backstop for a prefix no worker pool looks after any more, which a step of that clock
--- cannot bring forward past the retention unless the step exceeds the hour.
+-- longer matches). Its key also expires, by the Redis server's wall clock, BACKSTOP_MS
+-- later: a backstop for a prefix no worker pool looks after any more, which a step of
+-- that clock cannot bring forward past the retention unless the step exceeds it. (A key
+-- gone before purge reaches its entry leaves its index entries and counts behind.)
 local function retain(key, id, now, clock)
-  redis.call('PEXPIRE', key, RETENTION + STEP_ALLOWANCE_MS)
+  redis.call('PEXPIRE', key, RETENTION + BACKSTOP_MS)
   redis.call('RPUSH', K.expiring, ms(clock + RETENTION) .. ' ' .. id .. ' ' .. ms(now))
 end
 

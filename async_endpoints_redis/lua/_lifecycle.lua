@@ -331,7 +331,7 @@ local function complete(key, id, result, kept, now, clock, queue, started, parti
       'last_updated_at', stamp, 'request', kept)
     redis.call('HDEL', key, 'token', 'run_at', 'error')
   end
-  redis.call('PEXPIRE', key, RETENTION + STEP_ALLOWANCE_MS)
+  redis.call('PEXPIRE', key, RETENTION + BACKSTOP_MS)
   push(pending.expiring, ms(clock + RETENTION) .. ' ' .. id .. ' ' .. stamp)
   count(queue, 'Completed', 1)
   index_add('Completed', now, id)
@@ -463,16 +463,16 @@ end
 
 -- Deletes up to limit terminal jobs whose retention has passed (see retain), with their
 -- counts and index entries; the list is in settlement order, so this stops at the first
--- one still due later.
+-- one still due later. Returns how many entries it took (limit: more may be due).
 local function purge(clock, limit)
-  for _ = 1, limit do
+  for taken = 0, limit - 1 do
     local entry = redis.call('LINDEX', K.expiring, 0)
     if not entry then
-      return
+      return taken
     end
     local due, id, version = string.match(entry, '^(%d+) (%S+) ?(%d*)$')
     if due and tonumber(due) > clock then
-      return
+      return taken
     end
     redis.call('LPOP', K.expiring)
     if id then
@@ -496,4 +496,5 @@ local function purge(clock, limit)
       end
     end
   end
+  return limit
 end

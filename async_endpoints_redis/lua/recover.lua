@@ -8,7 +8,8 @@
 -- ARGV[3]  1 when the caller met trouble reaching Redis lately (a stall, maybe): leases
 --          whose deadline fell in the last quiet spell are left for a while (_lib.lua)
 --
--- Returns: {recovered ids, expired entries seen, the elapsed-time clock}; when the second
+-- Returns: {recovered ids, the most entries one of its parts took (expired claims, held
+-- keys, jobs and batches whose retention passed), the elapsed-time clock}; when the second
 -- equals ARGV[1] more may be waiting. Entries whose job is missing or not InProgress are
 -- just removed. The partition keys kept by attempts of cancelled jobs whose lease ran out
 -- go to their next jobs (let_go in _lifecycle.lua).
@@ -17,8 +18,8 @@ even_when_full()
 local clock = clock_ms()
 local now = now_ms()
 local limit = tonumber(ARGV[1])
-purge(clock, limit)
-BATCH.purge(clock, limit)  -- ended batches whose retention passed (_batch.lua)
+local purged = math.max(purge(clock, limit),
+  BATCH.purge(clock, limit))  -- ended batches whose retention passed (_batch.lua)
 local moved = adopt_legacy_queue(limit)
 index_queued_lists(limit)
 local held = redis.call('ZRANGEBYSCORE', K.held, '-inf', clock, 'LIMIT', 0, limit)
@@ -40,4 +41,4 @@ flush_pending()
 if #recovered > 0 or moved > 0 then
   wake()
 end
-return {recovered, math.max(#expired, #held), clock}
+return {recovered, math.max(#expired, #held, purged), clock}

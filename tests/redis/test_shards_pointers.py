@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -127,3 +128,35 @@ def test_the_pointers_allowance_for_clock_steps_is_the_scripts_one() -> None:
     every record whose end is read on the elapsed-time clock (lua/_bookkeeping.lua)."""
     source = (Path(async_endpoints_redis.__file__).parent / "lua/_bookkeeping.lua").read_text()
     assert f"local STEP_ALLOWANCE_MS = {STEP_ALLOWANCE_MS}\n" in source
+
+
+async def test_one_recovery_pass_checks_every_pointer_due(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str
+) -> None:
+    """More pointers fall due in each shard than one check takes (200): a single recovery
+    pass checks them all, so the checks keep up with any rate of jobs stored away from
+    their id's shard (here each job's own partition key places it elsewhere)."""
+    store = await make_store(shards=3, retention=0.3)
+    layout = ShardLayout(prefix, 3)
+    jobs = []
+    for index in range(900):
+        job_id = uuid.uuid4()
+        key = next(
+            f"k{index}-{n}"
+            for n in range(100)
+            if layout.of_key(f"k{index}-{n}") != layout.of_id(job_id)
+        )
+        jobs.append(NewJob(job_id, "Echo", 0, partition_key=key))
+    await asyncio.gather(*(store.enqueue(job) for job in jobs))
+    claims: list[Any] = []
+    while len(claims) < len(jobs):
+        claims += await store.claim(500, lease=30)
+    await asyncio.gather(*(store.complete(claim, None) for claim in claims))
+    await asyncio.sleep(0.5)  # their retention passes
+    await store.recover()  # deletes the jobs
+    for job in jobs:
+        await make_due(raw_redis, layout, job.id)
+    pointers = ["{" + shard + "}:at" for shard in layout.prefixes]
+    assert min([await raw_redis.hlen(key) for key in pointers]) > 200
+    await store.recover()
+    assert [await raw_redis.hlen(key) for key in pointers] == [0, 0, 0]
