@@ -65,7 +65,7 @@ STEP_ALLOWANCE_MS = 3_600_000
 
 T = TypeVar("T")
 
-#: Pointers checked per shard by one `recover` pass.
+#: Pointers checked at a time (one batch of a shard's `sweep`).
 SWEEP_BATCH = 200
 SWEEP_CALLS = 200  # batches one pass checks at most
 _FIRST_CHECK_MS = 3_600_000  # after a retention, plus this
