@@ -159,6 +159,24 @@ def _plain(value: Any) -> Any:
     return to_jsonable_python(value)
 
 
+def legacy_fingerprint(handler: Handler, request: JobRequest) -> str | None:
+    """The fingerprint versions before 2026-12-05 gave this submission: its body as the
+    handler's model dumps it (not as sent) and no chosen id. A repeat whose fingerprint
+    differs from what its key's record holds is compared with this one too, so that keys
+    an older version recorded still find their jobs after an upgrade (for the
+    ``idempotency_ttl`` they are remembered). None when the body cannot be read again."""
+    body = None
+    if handler.body_adapter is not None:
+        if request.body is None:
+            return None
+        try:
+            value = handler.body_adapter.validate_json(request.body)
+            body = _canonical(handler.body_adapter.dump_python(value, mode="json"))
+        except (ValueError, PydanticSerializationError):
+            return None
+    return fingerprint(handler.name, request.owner, body, request)
+
+
 def _canonical(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 

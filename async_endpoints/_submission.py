@@ -24,6 +24,7 @@ from ._idempotency import (
     canonical_given_body,
     check_key,
     fingerprint,
+    legacy_fingerprint,
 )
 from ._job import Job, JobRequest, NewJob, check_label, parse_job_id
 from ._options import AT_ONCE, Placement, submission_delay
@@ -176,10 +177,10 @@ class JobSubmission(JobControl):
                     try:
                         job, earlier = await self._enqueue_once(new_job, idempotency)
                     except IdempotentJobGoneError as gone:
-                        _check_same(idempotency, gone.job_id, gone.fingerprint)
+                        _check_same(idempotency, gone.job_id, gone.fingerprint, handler, request)
                         raise
                     if earlier is not None:
-                        _check_same(idempotency, job.id, earlier)
+                        _check_same(idempotency, job.id, earlier, handler, request)
                         return job, True
             except DuplicateJobError:
                 if not server_chose:
@@ -326,12 +327,19 @@ def _is_latin_1_text(value: object) -> bool:
     return True
 
 
-def _check_same(idempotency: Idempotency, job_id: uuid.UUID, earlier: str) -> None:
+def _check_same(
+    idempotency: Idempotency,
+    job_id: uuid.UUID,
+    earlier: str,
+    handler: Handler,
+    request: JobRequest,
+) -> None:
     """Refuse a repeat whose content differs from what job ``job_id`` was first stored
-    with under the same key (fingerprint ``earlier``).
+    with under the same key (fingerprint ``earlier``, which an older version may have
+    written: `legacy_fingerprint`).
 
     Raises:
         IdempotencyConflictError: the fingerprints differ.
     """
-    if earlier != idempotency.fingerprint:
+    if earlier != idempotency.fingerprint and earlier != legacy_fingerprint(handler, request):
         raise IdempotencyConflictError(f"job {job_id} {CONFLICT}")

@@ -22,6 +22,7 @@ from async_endpoints import (
     AsyncContext,
     AsyncEndpoints,
     IdempotentJobGoneError,
+    IdempotentStore,
     InMemoryJobStore,
     JobStore,
 )
@@ -624,6 +625,47 @@ async def test_a_repeat_on_redis_is_one_round_trip(redis_server: RedisServer, pr
         sent = list(client.sent)
     await client.aclose()
     assert sent == ["EVALSHA"]
+
+
+async def test_keys_an_older_version_recorded_still_find_their_jobs(store: JobStore) -> None:
+    """Versions before 2026-12-05 fingerprinted a body as its model dumps it (defaults
+    filled in), not as sent. A key or chosen id they recorded is still answered by its job
+    after an upgrade when the repeat is the same submission; another body is still 422 /
+    409."""
+    from async_endpoints import JobRequest, NewJob
+    from async_endpoints._idempotency import by_key, by_request_id, fingerprint
+
+    app, endpoints = make_app(store)
+    sent = '{"item":"tea"}'
+    request = JobRequest(body=sent, owner="ann")
+    dumped = '{"count":1,"item":"tea"}'  # the model's dump of it, as they compared it
+    older = fingerprint("PlaceOrder", "ann", dumped, request)
+    assert older != fingerprint("PlaceOrder", "ann", sent, request)
+    keyed, chosen = uuid.uuid4(), uuid.uuid4()
+    assert isinstance(store, IdempotentStore)
+    await store.enqueue_once(
+        NewJob(keyed, "PlaceOrder", 0, request), by_key("order-9", "PlaceOrder", "ann", older, 60)
+    )
+    await store.enqueue_once(
+        NewJob(chosen, "PlaceOrder", 0, request), by_request_id(chosen, older, 60)
+    )
+    user = {"x-user": "ann", "content-type": "application/json"}
+    async with served(app) as url, httpx.AsyncClient(base_url=url) as client:
+        by_the_key = await client.post(
+            "/orders", content=sent, headers={**user, "Idempotency-Key": "order-9"}
+        )
+        by_the_id = await client.post(
+            "/orders", content=sent, headers={**user, "X-Async-Request-Id": str(chosen)}
+        )
+        other_body = await client.post(
+            "/orders",
+            json={"item": "tea", "count": 2},
+            headers={**user, "Idempotency-Key": "order-9"},
+        )
+        assert await waiting(endpoints) == 2
+    assert by_the_key.status_code == 202 and by_the_key.json()["id"] == str(keyed)
+    assert by_the_id.status_code == 202 and by_the_id.json()["id"] == str(chosen)
+    assert other_body.status_code == 422
 
 
 def test_a_fingerprint_without_parameters_is_unchanged_and_value_order_counts() -> None:
