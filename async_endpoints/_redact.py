@@ -188,28 +188,31 @@ def redact(text: str, sensitive_names: Iterable[str] = DEFAULT_SENSITIVE_NAMES) 
 
 def spellings(name: str) -> tuple[str, ...]:
     """The names ``name`` may spell, lower-case: as written; with ``_`` and ``-`` swapped
-    (``X_API_KEY``, as some proxies and environments write a header); without a WSGI
-    environ's ``HTTP_`` or a response's ``Set-`` (``Set-Cookie`` is the cookie's); and
-    without a command line's dashes (``--password``) or a JSON escape's backslash (a key
-    of JSON quoted inside a string: ``\\"password\\"``)."""
-    name = name.strip().strip("\\").lstrip("-").lower()
+    (``X_API_KEY``, as some proxies and environments write a header); a WSGI environ's
+    ``HTTP_X_API_KEY`` (upper-case ``HTTP_``) as its header's; ``Set-Cookie`` as the
+    cookie's; and without a command line's dashes (``--password``) or a JSON escape's
+    backslash (a key of JSON quoted inside a string: ``\\"password\\"``)."""
+    raw = name.strip().strip("\\").lstrip("-")
+    name = raw.lower()
     hyphens = name.replace("_", "-")
     forms = {name, hyphens, name.replace("-", "_")}
-    for prefix in ("http-", "set-"):
-        if hyphens.startswith(prefix):
-            bare = hyphens.removeprefix(prefix)
-            forms |= {bare, bare.replace("-", "_")}
+    if raw.startswith("HTTP_"):
+        bare = hyphens.removeprefix("http-")
+        forms |= {bare, bare.replace("-", "_")}
+    if hyphens == "set-cookie":
+        forms.add("cookie")
     return tuple(forms)
 
 
 def _spelt(names: Iterable[str]) -> str:
     """A regular expression alternative of ``names`` in any of their `spellings` (``-``
-    and ``_`` alike; a WSGI ``HTTP_`` or a ``Set-`` before them), longest first."""
+    and ``_`` alike; a WSGI ``HTTP_`` before them, ``Set-`` before a cookie), longest
+    first."""
     chosen = sorted(names, key=len, reverse=True)
     spelt = (
         "".join("[-_]" if char in "-_" else re.escape(char) for char in name) for name in chosen
     )
-    return rf"(?:(?:http[-_]|set[-_])?(?:{'|'.join(spelt) or '(?!)'}))"
+    return rf"(?:(?:(?-i:HTTP_)|set[-_](?=cookie))?(?:{'|'.join(spelt) or '(?!)'}))"
 
 
 @functools.lru_cache(maxsize=16)
@@ -228,23 +231,37 @@ def _named_line(names: frozenset[str]) -> re.Pattern[str]:
     )
 
 
+# What follows an option in a message that is not its value: a help text's placeholder
+# (``--password PASSWORD``, ``--token string``) or a word of the sentence ("--password is
+# required", "option --token requires an argument").
+_NOT_A_VALUE = (
+    r"(?-i:[A-Z][A-Z_]*+)(?![^\s'\"()\[\]{},;<>])"
+    r"|(?:a|an|and|are|argument|be|by|can|cannot|expected|file|for|given|has|in|is|missing"
+    r"|must|needs?|not|of|or|path|required|requires|should|string|the|to|value|was|when"
+    r"|will|with)(?![^\s'\"()\[\]{},;<>])"
+)
+
+
 @functools.lru_cache(maxsize=16)
 def _flag(names: frozenset[str]) -> re.Pattern[str]:
     """A command line's option of a sensitive name (``--`` marks it one: prose names
     too) and the value after it: ``--password value`` in a shell line (a bare value up
-    to a blank, not another option, or a quoted one), and ``'--password', 'value'`` in
-    the repr of an argument list (``subprocess.CalledProcessError``)."""
+    to a blank, a quote or a bracket, not another option, a placeholder or a word of a
+    sentence; or a quoted one), and ``'--password', 'value'`` in the repr of an argument
+    list (``subprocess.CalledProcessError``)."""
     spelt = _spelt(names)
     return re.compile(
-        rf"(?i)(?:^|(?<=\s))--?{spelt}[ \t]++(?P<value>{_QUOTED_VALUE}|[^\s'\"-]\S*+)"
-        rf"|(?P<quote>['\"])--?{spelt}(?P=quote)\s*+,\s*+(?P<listed>{_QUOTED_VALUE})"
+        rf"(?i)(?:^|(?<=[\s'\"=]))--{spelt}[ \t]++(?!{_NOT_A_VALUE})"
+        rf"(?P<value>{_QUOTED_VALUE}|[^\s'\"()\[\]{{}},;<>-][^\s'\"()\[\]{{}},;<>]*+)"
+        rf"|(?P<quote>['\"])--{spelt}(?P=quote)\s*+,\s*+(?P<listed>{_QUOTED_VALUE})"
     )
 
 
 def _mask_flag(match: re.Match[str]) -> str:
     group = "value" if match["value"] is not None else "listed"
-    if match[group].strip("'\"bB") == MASK:
-        return match[0]
+    content = match[group].lstrip("bB")[1:-1] if group == "listed" else match[group]
+    if content.strip("'\"") == MASK or (group == "listed" and content.startswith("-")):
+        return match[0]  # masked already, or another option follows in the list
     start = match.start(group) - match.start()
     return f"{match[0][:start]}{_masked(match[group])}"
 
@@ -299,8 +316,9 @@ class _Masker:
     names: frozenset[str]
 
     def sensitive(self, name: str) -> bool:
-        # The same comparison as the captured query string's (see _capture.capture_query),
-        # and the other spellings of a name (`spellings`).
+        # As the captured query string compares names (percent-decoded, any case: see
+        # _capture.capture_query), and wider: the other spellings of a name (`spellings`)
+        # too, which the capture leaves to the exact names configured.
         return not self.names.isdisjoint(spellings(unquote_plus(name)))
 
     def pair(self, match: re.Match[str]) -> str:

@@ -146,12 +146,14 @@ return 1
 """
 )
 
-# KEYS: {s}:at, {s}:at-check; ARGV: most. Reply: {field, target, ...} of the pointers due.
+# KEYS: {s}:at, {s}:at-check; ARGV: most. Reply: {how many checks were due, then field,
+# target, ...} of the pointers due (a check whose pointer is gone is dropped).
 _DUE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local out = {}
-for _, name in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, ARGV[1])) do
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, ARGV[1])
+local out = {#due}
+for _, name in ipairs(due) do
   local target = redis.call('HGET', KEYS[1], name)
   if target then
     out[#out + 1] = name
@@ -354,15 +356,16 @@ class Pointers:
         return deleted
 
     async def _sweep_batch(self, shard: int, retention: float) -> tuple[int, int]:
-        """Check up to `SWEEP_BATCH` pointers of ``shard`` that are due: how many were
-        checked, and how many of them deleted (the others are checked again a retention
-        later)."""
+        """Check up to `SWEEP_BATCH` pointers of ``shard`` that are due: how many checks
+        were due (those of pointers gone already included, which are dropped), and how
+        many pointers were deleted (the others are checked again a retention later)."""
         keys = self._keys(shard)
-        flat: list[Any] = await self._on(
+        reply: list[Any] = await self._on(
             shard, "recover", lambda: self._due(keys=keys, args=[SWEEP_BATCH])
         )
+        taken, flat = int(reply[0]), reply[1:]  # taken: orphaned checks dropped included
         if not flat:
-            return 0, 0
+            return taken, 0
         pairs = [(_text(flat[i]), _text(flat[i + 1])) for i in range(0, len(flat), 2)]
         results = iter(await self._on(shard, "recover", lambda: self._exist(pairs)))
         alive = [
@@ -373,7 +376,7 @@ class Pointers:
         for (name, _), lives in zip(pairs, alive, strict=True):
             args += [name, 1 if lives else 0]
         await self._on(shard, "recover", lambda: self._checked(keys=keys, args=args))
-        return len(pairs), sum(1 for lives in alive if not lives)
+        return taken, sum(1 for lives in alive if not lives)
 
     async def _exist(self, pairs: list[tuple[str, str]]) -> list[Any]:
         """Whether each pointer's job (and a follow-up's parent) exists, in one pipeline."""

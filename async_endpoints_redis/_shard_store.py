@@ -61,7 +61,7 @@ from ._shard_lookup import UPKEEP_EVERY, ShardLookup
 from ._shard_pointers import Pointers
 from ._shard_renewals import ShardRenewals
 from ._shard_waits import ShardWaits
-from ._store import RedisJobStore
+from ._store import RECOVER_CALLS, RedisJobStore
 
 #: Connections beyond the shards' subscriptions: one for calls, one for a cluster's
 #: topology refresh.
@@ -395,6 +395,9 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
     async def recover(self) -> list[uuid.UUID]:
         """As `RedisJobStore.recover`, in every shard (one after the other), and the
         upkeep of the pointers (`Pointers.sweep`) and of the layouts (`_shard_reshard`).
+        Each shard's first batch of expired claims is recovered before any shard's
+        backlog (more claims, finished jobs to delete, pointers to check) is taken on, so
+        a backlog in one shard holds up no other shard's recovery.
 
         A shard that cannot be reached is passed over (logged), so the others' expired
         claims are recovered while it fails over; the error is raised when no shard
@@ -409,19 +412,27 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         except JobStoreError as exc:
             failures.append(exc)
         recovered: list[uuid.UUID] = []
-        done = 0
-        for index, shard in enumerate(list(shards)):
+        reached: list[tuple[int, RedisJobStore, bool]] = []
+        for index, shard in enumerate(list(shards)):  # every shard's claims first
             try:
-                recovered += await shard.recover()
+                ids, behind = await shard._recover(1)
             except JobStoreError as exc:
                 failures.append(exc)
                 continue
-            done += 1
+            recovered += ids
+            reached.append((index, shard, behind))
+        for index, shard, behind in reached:  # then the backlogs and the pointers
+            try:
+                if behind:
+                    recovered += (await shard._recover(RECOVER_CALLS - 1))[0]
+            except JobStoreError as exc:
+                logger.warning("recovery of a backlog passed over a shard: %s", exc)
             try:  # its jobs are recovered whatever the sweep does (it reads other shards)
                 with _mapped("recover"):
                     await self._pointer_book.sweep(index, self._retention)
             except JobStoreError as exc:
                 logger.warning("pointer upkeep passed over a shard: %s", exc)
+        done = len(reached)
         if failures and not done:
             raise failures[0]
         for failure in failures:

@@ -133,6 +133,12 @@ def test_header_credentials_and_named_lines_are_masked(text: str, masked: str) -
         ),
         ("ran deploy --token 'ghp_x1y2z3' now", "ran deploy --token '***' now"),
         ('body {\\"password\\": \\"hunter22\\"}', 'body {\\"password\\": ***}'),
+        (
+            "Command 'mysql --user app --password s3cret' returned 1",
+            "Command 'mysql --user app --password ***' returned 1",
+        ),
+        ('{"cmd": "mysql --password s3cret", "rc": 1}', '{"cmd": "mysql --password ***", "rc": 1}'),
+        ("cmd='--password s3cret'", "cmd='--password ***'"),
     ],
     ids=[
         "underscored-header-line",
@@ -144,6 +150,9 @@ def test_header_credentials_and_named_lines_are_masked(text: str, masked: str) -
         "argv-list",
         "quoted-flag-value",
         "escaped-json",
+        "shell-command-repr",
+        "command-in-json",
+        "flag-after-quote",
     ],
 )
 def test_other_spellings_of_sensitive_names_are_masked(text: str, masked: str) -> None:
@@ -172,6 +181,16 @@ def test_other_spellings_of_sensitive_names_are_masked(text: str, masked: str) -
         "WWW-Authenticate: Bearer realm=api",
         "set --password-file to a path",
         "HTTP_HOST: example.org",
+        "Error: --password is required",
+        "option --token requires an argument",
+        "--password and --password-file are mutually exclusive",
+        "  -p, --password PASSWORD   the database password",
+        "  --token string   the API token",
+        "login: -session closed",
+        "{'set_key': 'routing-table', 'http_token': 'expired'}",
+        "set_session=enabled",
+        "    http_secret = None",
+        "run ['kubectl', '--token', '--insecure-skip-tls-verify']",
         "clone https://app:s3cret@db/x".replace("s3cret", "***"),
     ],
 )
