@@ -5,6 +5,7 @@ resent after its reply was lost storing and counting nothing twice."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -247,3 +248,20 @@ async def test_reserving_an_older_versions_batches_goes_in_chunks_and_misses_non
     expected = {str(batch.continuations[0].id) for batch in batches}
     assert set(await raw_redis.hkeys(f"{tag}:reserved")) == expected
     assert await raw_redis.get(f"{tag}:reserving") == "done"
+
+
+async def test_one_recovery_pass_deletes_every_batch_whose_retention_passed(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str
+) -> None:
+    """More ended batches than one script call deletes (500) reach the end of their
+    retention together: a single recovery pass deletes them all, hashes, job lists and
+    listing entries."""
+    store = await make_store(retention=0.3)
+    specs = [new_batch(1, 0) for _ in range(600)]
+    for spec in specs:
+        await store.create_batch(spec)
+    await drain(store, batch=500)
+    await asyncio.sleep(0.5)  # their retention passes
+    await store.recover()
+    assert [spec.id for spec in specs if await store.get_batch(spec.id) is not None] == []
+    assert await raw_redis.zcard("{" + prefix + "}:batches") == 0
