@@ -42,6 +42,11 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 
+#: What Redis says of a write refused at ``maxmemory`` (`redis_errors.OutOfMemoryError`
+#: when it is the command's own reply; inside a script's error on Redis 6.2).
+_OUT_OF_MEMORY = "OOM command not allowed"
+
+
 @contextmanager
 def mapped_errors(operation: str) -> Iterator[None]:
     """Raise the library's store errors for redis-py's within the block.
@@ -59,6 +64,8 @@ def mapped_errors(operation: str) -> Iterator[None]:
     except _TRANSIENT as exc:
         raise _unavailable(operation, exc) from exc
     except redis_errors.RedisError as exc:
+        if _OUT_OF_MEMORY in str(exc):  # Redis 6.2 reports a script's OOM as its error
+            raise _unavailable(operation, exc) from exc
         raise JobStoreError(f"Redis refused {operation}: {exc}") from exc
     except Exception as exc:
         if not raised_in_redis(exc):

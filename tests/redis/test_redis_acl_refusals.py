@@ -83,6 +83,7 @@ async def test_a_user_limited_to_the_stores_own_keys_and_channels_runs_jobs(
         await admin.acl_setuser(
             "own-keys",
             enabled=True,
+            reset_channels=True,  # Redis 6.2 grants every channel to a new user by default
             passwords=["+pw"],
             keys=[pattern],
             channels=[pattern],

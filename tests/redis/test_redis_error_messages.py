@@ -20,3 +20,21 @@ def test_redis_pys_own_timeout_reads_as_no_answer_in_time_with_its_words_kept() 
     with pytest.raises(StoreUnavailableError) as raised, mapped_errors("get"):
         raise redis_errors.ConnectionError("Connection refused")
     assert str(raised.value) == "Redis is unavailable (get): ConnectionError: Connection refused"
+
+
+def test_a_scripts_write_refused_at_maxmemory_on_redis_6_2_is_unavailable_not_a_refusal() -> None:
+    """Redis 7 answers a script refused at ``maxmemory`` with its own OOM reply (redis-py's
+    `OutOfMemoryError`); Redis 6.2 with the script's error quoting it, as here (the text
+    a real 6.2.14 server sent). Both are a full Redis: unavailable for now (503 and a
+    retry), not a refusal of the request (500)."""
+    sent_by_6_2 = (
+        "Error running script (call to f_02b58e6ae98065ac44cdf666ed3c0c5524a90a7e): "
+        "@user_script:155: @user_script: 155: -OOM command not allowed when used memory > "
+        "'maxmemory'."
+    )
+    for error in (
+        redis_errors.ResponseError(sent_by_6_2),
+        redis_errors.OutOfMemoryError("command not allowed when used memory > 'maxmemory'."),
+    ):
+        with pytest.raises(StoreUnavailableError), mapped_errors("enqueue"):
+            raise error
