@@ -109,6 +109,12 @@ def by_request_id(job_id: uuid.UUID, content: str, ttl: float) -> Idempotency:
     return Idempotency(_digest("request-id", str(job_id)), content, ttl)
 
 
+def is_by_request_id(idempotency: Idempotency, job_id: uuid.UUID) -> bool:
+    """Whether ``idempotency`` is `by_request_id` of ``job_id`` (not an ``Idempotency-Key``
+    sent with that chosen id)."""
+    return idempotency.key == _digest("request-id", str(job_id))
+
+
 def canonical_body(handler: Handler, body_json: str | None) -> str | None:
     """The body the client sent (``body_json``, its JSON text) as compact JSON with
     sorted keys: the same for bodies that differ only in spacing or key order (what a
@@ -161,20 +167,45 @@ def _plain(value: Any) -> Any:
 
 def legacy_fingerprint(handler: Handler, request: JobRequest) -> str | None:
     """The fingerprint versions before 2026-12-05 gave this submission: its body as the
-    handler's model dumps it (not as sent) and no chosen id. A repeat whose fingerprint
-    differs from what its key's record holds is compared with this one too, so that keys
-    an older version recorded still find their jobs after an upgrade (for the
-    ``idempotency_ttl`` they are remembered). None when the body cannot be read again."""
+    handler's model dumps it (not as sent), no chosen id. A repeat whose fingerprint
+    differs from what its key's record holds is compared with this one too (but for a
+    repeat with a chosen id: `_submission._check_same`), so that keys an older version
+    recorded still find their jobs after an upgrade. None (no such comparison) when the
+    dump does not keep everything the client sent as sent (a field it leaves out, such as
+    ``exclude=True``, a secret it masks, a value it coerces or an alias): the dump
+    would then take another body for this one. None too when the body cannot be read
+    again (a validator that fails the second time)."""
     body = None
     if handler.body_adapter is not None:
         if request.body is None:
             return None
         try:
-            value = handler.body_adapter.validate_json(request.body)
-            body = _canonical(handler.body_adapter.dump_python(value, mode="json"))
-        except (ValueError, PydanticSerializationError):
+            sent = json.loads(request.body)
+            dumped = handler.body_adapter.dump_python(
+                handler.body_adapter.validate_json(request.body), mode="json"
+            )
+        except Exception:  # whatever a validator raises, this comparison fails nothing
             return None
+        if not _keeps(sent, dumped):
+            return None
+        body = _canonical(dumped)
     return fingerprint(handler.name, request.owner, body, request)
+
+
+def _keeps(sent: Any, dumped: Any) -> bool:
+    """Whether ``dumped`` holds everything in ``sent`` as sent (it may add fields: the
+    defaults a model fills in)."""
+    if isinstance(sent, dict):
+        return isinstance(dumped, dict) and all(
+            name in dumped and _keeps(value, dumped[name]) for name, value in sent.items()
+        )
+    if isinstance(sent, list):
+        return (
+            isinstance(dumped, list)
+            and len(sent) == len(dumped)
+            and all(_keeps(one, other) for one, other in zip(sent, dumped, strict=True))
+        )
+    return bool(sent == dumped) and type(sent) is type(dumped)
 
 
 def _canonical(data: Any) -> str:

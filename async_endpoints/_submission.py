@@ -24,6 +24,7 @@ from ._idempotency import (
     canonical_given_body,
     check_key,
     fingerprint,
+    is_by_request_id,
     legacy_fingerprint,
 )
 from ._job import Job, JobRequest, NewJob, check_label, parse_job_id
@@ -143,6 +144,7 @@ class JobSubmission(JobControl):
         """
         max_retries = handler.max_retries
         server_chose = job_id is None
+        chosen = job_id  # the client's choice, if any
         job_id = uuid.uuid4() if job_id is None else job_id
         queue = handler.queue if placement.queue is None else placement.queue
         follow_up = None
@@ -177,10 +179,12 @@ class JobSubmission(JobControl):
                     try:
                         job, earlier = await self._enqueue_once(new_job, idempotency)
                     except IdempotentJobGoneError as gone:
-                        _check_same(idempotency, gone.job_id, gone.fingerprint, handler, request)
+                        _check_same(
+                            idempotency, gone.job_id, gone.fingerprint, handler, request, chosen
+                        )
                         raise
                     if earlier is not None:
-                        _check_same(idempotency, job.id, earlier, handler, request)
+                        _check_same(idempotency, job.id, earlier, handler, request, chosen)
                         return job, True
             except DuplicateJobError:
                 if not server_chose:
@@ -333,13 +337,20 @@ def _check_same(
     earlier: str,
     handler: Handler,
     request: JobRequest,
+    chosen_id: uuid.UUID | None,
 ) -> None:
     """Refuse a repeat whose content differs from what job ``job_id`` was first stored
     with under the same key (fingerprint ``earlier``, which an older version may have
-    written: `legacy_fingerprint`).
+    written: `legacy_fingerprint`; never compared for an ``Idempotency-Key`` sent with a
+    ``chosen_id``, which older versions left out of a key's fingerprint: it would answer
+    under an id the client did not choose).
 
     Raises:
         IdempotencyConflictError: the fingerprints differ.
     """
-    if earlier != idempotency.fingerprint and earlier != legacy_fingerprint(handler, request):
-        raise IdempotencyConflictError(f"job {job_id} {CONFLICT}")
+    if earlier == idempotency.fingerprint:
+        return
+    keyed_with_id = chosen_id is not None and not is_by_request_id(idempotency, chosen_id)
+    if not keyed_with_id and earlier == legacy_fingerprint(handler, request):
+        return
+    raise IdempotencyConflictError(f"job {job_id} {CONFLICT}")

@@ -44,7 +44,7 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 
 #: What Redis says of a write refused at ``maxmemory`` (`redis_errors.OutOfMemoryError`
 #: when it is the command's own reply; inside a script's error on Redis 6.2).
-_OUT_OF_MEMORY = "OOM command not allowed"
+_OUT_OF_MEMORY = "-OOM command not allowed"
 
 
 @contextmanager

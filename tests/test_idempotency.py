@@ -668,6 +668,50 @@ async def test_keys_an_older_version_recorded_still_find_their_jobs(store: JobSt
     assert other_body.status_code == 422
 
 
+class Routed(BaseModel):
+    item: str
+    target: str = Field(default="", exclude=True)
+
+
+async def test_the_older_versions_comparison_never_takes_another_submission_for_a_repeat(
+    store: JobStore,
+) -> None:
+    """The comparison kept for keys older versions recorded (the body as the model dumps
+    it) is not made where that dump hides what the client sent (a field declared
+    ``exclude=True``), nor for a key sent again with a chosen id: another value there is
+    another body (422, 409 by chosen id, `IdempotencyConflictError` from code), and a key
+    is never answered under an id the client did not choose."""
+    app, endpoints = make_app(store)
+
+    @endpoints.map_async_post("/routed", name="Routed")
+    async def routed(ctx: AsyncContext[Routed]) -> str:
+        return ctx.request.target
+
+    chosen = str(uuid.uuid4())
+    async with served(app) as url, httpx.AsyncClient(base_url=url) as client:
+        key = {"Idempotency-Key": "route-1"}
+        await client.post("/routed", json={"item": "a"}, headers=key)
+        by_key = await client.post("/routed", json={"item": "a", "target": "B"}, headers=key)
+        by_id = {"X-Async-Request-Id": chosen}
+        await client.post("/routed", json={"item": "a"}, headers=by_id)
+        by_chosen = await client.post("/routed", json={"item": "a", "target": "B"}, headers=by_id)
+        dumped = {"item": "tea", "count": 1}  # as the model dumps it
+        await client.post("/orders", json=dumped, headers={"Idempotency-Key": "order-1"})
+        with_an_id = await client.post(
+            "/orders",
+            json=dumped,
+            headers={"Idempotency-Key": "order-1", "X-Async-Request-Id": str(uuid.uuid4())},
+        )
+        await endpoints.submit("Routed", {"item": "a"}, idempotency_key="route-2")
+        with pytest.raises(IdempotencyConflictError):
+            await endpoints.submit(
+                "Routed", {"item": "a", "target": "B"}, idempotency_key="route-2"
+            )
+    assert by_key.status_code == 422
+    assert by_chosen.status_code == 409
+    assert with_an_id.status_code == 422
+
+
 def test_a_fingerprint_without_parameters_is_unchanged_and_value_order_counts() -> None:
     """Keys remembered before route and query parameters counted still match a repeat
     without parameters (same digest as then); the values of one query name count in their

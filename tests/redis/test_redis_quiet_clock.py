@@ -19,7 +19,7 @@ from tests.redis_servers import RedisClusterProcesses, RedisServer
 #: How long nobody calls the store (the scenario, not a wait for something to happen).
 QUIET = 3.0
 #: How long a live process takes to answer a probe, well within the start's wait for it.
-ANSWER_LATE = 0.15
+ANSWER_LATE = 0.25
 
 
 async def clock_of(raw_redis: Redis, prefix: str) -> int:
