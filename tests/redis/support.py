@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from async_endpoints_redis import RedisJobStore
 from async_endpoints_redis._shard_store import ShardedRedisJobStore
+from tests.redis_servers import RedisServer
 
 T = TypeVar("T")
 
@@ -62,3 +63,17 @@ async def without_layout_upkeep(store: RedisJobStore) -> None:
         store._next_upkeep = math.inf
         if store._upkeep_task is not None:
             await asyncio.gather(store._upkeep_task, return_exceptions=True)
+
+
+async def user_without(server: RedisServer, name: str, *commands: str) -> str:
+    """The URL of a new ACL user allowed everything but ``commands``."""
+    async with Redis.from_url(server.url) as admin:
+        await admin.acl_setuser(
+            name,
+            enabled=True,
+            passwords=["+pw"],
+            keys=["*"],
+            channels=["*"],
+            commands=["+@all", *(f"-{command}" for command in commands)],
+        )
+    return f"redis://{name}:pw@127.0.0.1:{server.port}/0"

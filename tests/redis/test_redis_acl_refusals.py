@@ -14,23 +14,10 @@ import redis.asyncio as redis
 
 from async_endpoints import AsyncContext, AsyncEndpoints, JobStatus
 from async_endpoints_redis import RedisJobStore
+from tests.redis.support import user_without
 from tests.redis_servers import RedisServer
 
 pytestmark = pytest.mark.redis
-
-
-async def user_without(server: RedisServer, name: str, *commands: str) -> str:
-    """The URL of a new ACL user allowed everything but ``commands``."""
-    async with redis.Redis.from_url(server.url) as admin:
-        await admin.acl_setuser(
-            name,
-            enabled=True,
-            passwords=["+pw"],
-            keys=["*"],
-            channels=["*"],
-            commands=["+@all", *(f"-{command}" for command in commands)],
-        )
-    return f"redis://{name}:pw@127.0.0.1:{server.port}/0"
 
 
 async def test_a_user_not_allowed_to_subscribe_is_named_and_workers_poll_instead(
