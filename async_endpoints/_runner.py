@@ -249,7 +249,9 @@ class WorkerPool:
             done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for wait in waits:
-                wait.cancel()
+                if not wait.done():  # nobody awaits it: a failure as it ends is taken here
+                    wait.cancel()
+                    wait.add_done_callback(_taken)
         for wait in done:
             if not wait.cancelled():
                 wait.result()  # a store failure reaches the dispatcher (and its backoff)
@@ -297,3 +299,10 @@ class WorkerPool:
         """
         cap = min(self.settings.polling_interval, _MAX_BACKOFF)
         return float(min(cap, 0.05 * 2 ** min(failures, 8)))
+
+
+def _taken(wait: asyncio.Future[object]) -> None:
+    """Take the outcome of a wait nobody awaits any more (asyncio would log its failure as
+    never retrieved; a store failure meanwhile is the next claim's to meet)."""
+    if not wait.cancelled():
+        wait.exception()

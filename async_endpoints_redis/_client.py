@@ -233,3 +233,20 @@ async def open_pubsub(client: AnyRedis, slot_key: str) -> PubSub:
         await client.initialize()
         return client.pubsub(node=client.get_node_from_key(slot_key))
     return client.pubsub()
+
+
+def pubsub_moved(client: AnyRedis, pubsub: PubSub, slot_key: str) -> bool:
+    """Whether a cluster's pub/sub connection is no longer on the master serving
+    ``slot_key``'s slot, as the client knows it (it learns of a slot that moved from the
+    first redirection its calls get). The scripts ask that master how many listen
+    (``PUBSUB NUMSUB``, which counts one node's subscribers), so after an operator moved
+    the slot to another master an idle worker listening on the old one would be handed
+    nothing (its jobs still reach it, one claim later)."""
+    node = getattr(pubsub, "node", None)
+    if not isinstance(client, RedisCluster) or node is None:
+        return False
+    try:
+        home = client.get_node_from_key(slot_key)
+    except Exception:  # no node serves the slot now (a failover): the connection says so
+        return False
+    return home is not None and home.name != node.name

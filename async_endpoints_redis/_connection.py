@@ -28,6 +28,7 @@ from ._client import (
     database_of,
     gate_capacity,
     open_pubsub,
+    pubsub_moved,
 )
 from ._elapsed import ElapsedClock
 from ._errors import RETRY_AFTER, mapped_errors
@@ -107,6 +108,7 @@ class Connection:
         self._answering: asyncio.Task[None] | None = None
         self.notifications = Notifications(
             self._open_pubsub,
+            moved=self._pubsub_moved,
             wake_channel=keys.wake_channel,
             done_channel=keys.done_channel,
             inbox_channel=keys.inbox_channel(inbox),
@@ -307,6 +309,9 @@ class Connection:
 
     async def _open_pubsub(self) -> PubSub:
         return await open_pubsub(self.client, self._keys.queue)
+
+    def _pubsub_moved(self, pubsub: PubSub) -> bool:
+        return self._client is not None and pubsub_moved(self._client, pubsub, self._keys.queue)
 
 
 def share_gates(

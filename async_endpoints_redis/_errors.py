@@ -45,6 +45,9 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 #: What Redis says of a write refused at ``maxmemory`` (`redis_errors.OutOfMemoryError`
 #: when it is the command's own reply; inside a script's error on Redis 6.2).
 _OUT_OF_MEMORY = "-OOM command not allowed"
+#: What Redis says of a script that reached a key of a slot this node no longer (or not
+#: yet) serves: the slot moved between Cluster nodes under it.
+_NON_LOCAL_KEY = "attempted to access a non local key"
 
 
 @contextmanager
@@ -64,7 +67,9 @@ def mapped_errors(operation: str) -> Iterator[None]:
     except _TRANSIENT as exc:
         raise _unavailable(operation, exc) from exc
     except redis_errors.RedisError as exc:
-        if _OUT_OF_MEMORY in str(exc):  # Redis 6.2 reports a script's OOM as its error
+        if _OUT_OF_MEMORY in str(exc) or _NON_LOCAL_KEY in str(exc):
+            # Redis 6.2 reports a script's OOM as its error; a slot moving between
+            # Cluster nodes is a passing state, like a redirection
             raise _unavailable(operation, exc) from exc
         raise JobStoreError(f"Redis refused {operation}: {exc}") from exc
     except Exception as exc:
@@ -93,4 +98,14 @@ def _unavailable(operation: str, exc: BaseException) -> StoreUnavailableError:
         message = f"Redis is unavailable ({operation}): no answer in time ({exc})"
     else:
         message = f"Redis is unavailable ({operation}): {type(exc).__name__}: {exc}"
+        if isinstance(exc, redis_errors.ClusterError) and "TTL exhausted" in str(exc):
+            message += _REDIRECTED
     return StoreUnavailableError(message, retry_after=RETRY_AFTER)
+
+
+#: What redis-py's "TTL exhausted" means: it gave up after many answers telling it to go
+#: elsewhere or to try again.
+_REDIRECTED = (
+    " (the Cluster kept answering TRYAGAIN, MOVED or ASK: a slot of the store moving"
+    " between nodes, or a failover under way)"
+)

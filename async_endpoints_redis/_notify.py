@@ -11,7 +11,10 @@ clock probe is a starting process asking for this process's reading of the elaps
 clock (`_connection`). Messages published while it was disconnected are lost, so every
 (re)connection counts as a wake-up and makes every settlement waiter look at its job
 again. A connection that stays silent is pinged; one that does not answer is dropped and
-replaced, so a half-open TCP connection cannot hide wake-ups for long.
+replaced, so a half-open TCP connection cannot hide wake-ups for long. On a cluster the
+subscription is on the master of the store's slot (the scripts count its listeners
+there); when the slot has moved to another master, it moves there too, within
+`_HOME_CHECK_AFTER` seconds of the client hearing of it.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ logger = logging.getLogger("async_endpoints_redis")
 _MIN_BACKOFF = 0.05
 _MAX_BACKOFF = 2.0
 _PING_AFTER = 5.0  # seconds of silence before the connection is pinged
+#: Seconds between looks at whether a cluster's subscription is still on the node of the
+#: store's slot (`_client.pubsub_moved`).
+_HOME_CHECK_AFTER = 2.0
 _ID_LENGTH = 36  # a job id's text form, which starts every done message
 
 
@@ -58,6 +64,7 @@ class Notifications:
         self,
         open_pubsub: Callable[[], Awaitable[PubSub]],
         *,
+        moved: Callable[[PubSub], bool] = lambda pubsub: False,
         wake_channel: str,
         done_channel: str,
         inbox_channel: str,
@@ -71,6 +78,7 @@ class Notifications:
         reply_timeout: float,
     ) -> None:
         self._open = open_pubsub
+        self._moved = moved
         self._wake_channel = wake_channel
         self._done_channel = done_channel
         self._inbox_channel = inbox_channel
@@ -202,9 +210,16 @@ class Notifications:
             self._release_all()  # what was published while disconnected is lost
             if self.job_events is not None:
                 self.job_events.reconnected()
+            loop = asyncio.get_running_loop()
+            look_again_at = loop.time() + _HOME_CHECK_AFTER
             while True:
                 _raise_if_cancelling()
                 message = await pubsub.get_message(timeout=_PING_AFTER)
+                if loop.time() >= look_again_at:
+                    look_again_at = loop.time() + _HOME_CHECK_AFTER
+                    if self._moved(pubsub):
+                        logger.info("the store's slot moved to another node: subscribing there")
+                        return  # the next connection goes to the slot's node
                 if message is None:
                     await pubsub.ping()
                     message = await self._next_message(pubsub, self._reply_timeout, None)

@@ -70,10 +70,11 @@ SWEEP_BATCH = 200
 SWEEP_CALLS = 200  # batches one pass checks at most
 _FIRST_CHECK_MS = 3_600_000  # after a retention, plus this
 
-# KEYS: {s}:at, {s}:at-check, {s}:reserved; ARGV: the target ("<prefix>" or "<prefix>
-# <parent id>"), check delay ms, the job key prefix ({s}:job:) or '' (take no notice of
-# ids in use), then fields. Reply: the first field that is taken (a job's, a pointer to
-# elsewhere, or a continuation's not stored yet: lua/_batch.lua), or ''.
+# KEYS: {s}:at, {s}:at-check, {s}:reserved, "{s}:" (never written); ARGV: the target
+# ("<prefix>" or "<prefix> <parent id>"), check delay ms, the job key prefix ({s}:job:)
+# or '' (take no notice of ids in use), then fields. Reply: the first field that is taken
+# (a job's, a pointer to elsewhere, or a continuation's not stored yet: lua/_batch.lua),
+# or ''.
 _ADD = """
 local t = redis.call('TIME')
 local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2])
@@ -224,7 +225,12 @@ class Pointers:
         return [f"{keys.key_prefix}at", f"{keys.key_prefix}at-check"]
 
     def _add_keys(self, shard: int) -> list[str]:
-        return [*self._keys(shard), f"{Keys(self.prefixes[shard]).key_prefix}reserved"]
+        # The last, the shard's bare key prefix, is a key never written (as every store
+        # script's KEYS[2], lua/_lib.lua): while the shard's slot migrates between
+        # Cluster nodes, Redis refuses the call (TRYAGAIN) rather than run it where the
+        # job key it reads may have moved away.
+        key_prefix = Keys(self.prefixes[shard]).key_prefix
+        return [*self._keys(shard), f"{key_prefix}reserved", key_prefix]
 
     async def add(self, ids: Sequence[uuid.UUID], shard: int, retention: float) -> None:
         """Point the ids' shards at ``shard`` for these job ids (one call per id shard).

@@ -32,6 +32,7 @@ pays per wait; no polling.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Sequence
 
@@ -186,9 +187,21 @@ def _first_handed(
 def _give_all_back(
     shards: Sequence[RedisJobStore], waits: Sequence[asyncio.Future[list[Claim]]]
 ) -> None:
+    """Give back what every shard's wait handed over, now or, for a wait still ending (this
+    call was cancelled while it waited for them to end their offers), when it ends: its
+    jobs go back to their queue, and its error is taken here (nobody else awaits it)."""
     for shard, wait in zip(shards, waits, strict=True):
-        if wait.done() and not wait.cancelled() and wait.exception() is None and wait.result():
-            shard._give_back(wait.result())
+        if wait.done():
+            _give_back(shard, wait)
+        else:
+            wait.add_done_callback(functools.partial(_give_back, shard))
+
+
+def _give_back(shard: RedisJobStore, wait: asyncio.Future[list[Claim]]) -> None:
+    if wait.cancelled() or wait.exception() is not None:
+        return  # a shard that could not be reached: the caller's own failure says so
+    if wait.result():
+        shard._give_back(wait.result())
 
 
 def _dry(shard: RedisJobStore, queues: Sequence[str]) -> bool:

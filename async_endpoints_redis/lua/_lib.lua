@@ -15,6 +15,13 @@
 -- terminal jobs (ms) as ARGV[1] and ARGV[2]; the script body sees KEYS and ARGV without
 -- them (shadowed below). Every other key name is built from the prefix (K below, and the
 -- includes), so every key a script touches lives in the store's one hash slot.
+--
+-- The prefix is also a key name that nothing ever writes, declared as a key on purpose:
+-- while an operator moves the slot to another Cluster node (MIGRATE, key by key), Redis
+-- refuses a script that declares a missing key with TRYAGAIN, on the node the slot leaves
+-- and, after an ASK redirection, on the node it goes to. So no script runs in a slot
+-- that is half moved (where a job key it builds could be on the other node, read as
+-- missing); the store answers 503 and retries until the move is done.
 
 local function now_ms()
   local t = redis.call('TIME')
