@@ -248,8 +248,10 @@ class WorkerPool:
         try:
             done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for wait in waits:
-                if not wait.done():  # nobody awaits it: a failure as it ends is taken here
+            for wait in waits:  # a failure is taken here too if this task is cancelled
+                if wait.done():
+                    _taken(wait)  # its result is read below as well, unless cancelled
+                else:  # nobody awaits it: a failure as it ends is taken then
                     wait.cancel()
                     wait.add_done_callback(_taken)
         for wait in done:

@@ -226,8 +226,10 @@ async def _is_cluster_node(url: str, options: dict[str, Any]) -> bool:
 async def open_pubsub(client: AnyRedis, slot_key: str) -> PubSub:
     """A pub/sub connection; on a cluster, to the primary serving ``slot_key``'s slot.
 
-    Regular PUBLISH reaches every node of a cluster, so any node would do; the slot owner
-    is simply a deterministic choice that follows failovers when re-resolved.
+    Regular PUBLISH reaches every node of a cluster, so any node would hear the
+    messages; but the scripts count the listeners of the store's channels on the slot's
+    master (``PUBSUB NUMSUB``, one node's count) before handing jobs to idle workers, so
+    the subscription is on that master, and moves when the slot does (`pubsub_moved`).
     """
     if isinstance(client, RedisCluster):
         await client.initialize()

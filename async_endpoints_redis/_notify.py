@@ -211,18 +211,23 @@ class Notifications:
             if self.job_events is not None:
                 self.job_events.reconnected()
             loop = asyncio.get_running_loop()
-            look_again_at = loop.time() + _HOME_CHECK_AFTER
+            heard_at = looked_at = loop.time()
             while True:
                 _raise_if_cancelling()
-                message = await pubsub.get_message(timeout=_PING_AFTER)
-                if loop.time() >= look_again_at:
-                    look_again_at = loop.time() + _HOME_CHECK_AFTER
+                now = loop.time()
+                if now >= looked_at + _HOME_CHECK_AFTER:  # between messages: none is lost
+                    looked_at = now
                     if self._moved(pubsub):
                         logger.info("the store's slot moved to another node: subscribing there")
                         return  # the next connection goes to the slot's node
+                until = min(heard_at + _PING_AFTER, looked_at + _HOME_CHECK_AFTER)
+                message = await pubsub.get_message(timeout=max(until - now, 0.0))
                 if message is None:
+                    if loop.time() < heard_at + _PING_AFTER:
+                        continue  # time to look at the slot's node, not yet to ping
                     await pubsub.ping()
                     message = await self._next_message(pubsub, self._reply_timeout, None)
+                heard_at = loop.time()
                 if self._dispatch(message):
                     # Let the woken task run before this one reads on: reading the next
                     # message costs redis-py's work up front, and the handover is urgent.

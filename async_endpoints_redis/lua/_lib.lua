@@ -16,7 +16,9 @@
 -- them (shadowed below). Every other key name is built from the prefix (K below, and the
 -- includes), so every key a script touches lives in the store's one hash slot.
 --
--- The prefix is also a key name that nothing ever writes, declared as a key on purpose:
+-- The prefix is also a key name that nothing ever writes, declared as a key on purpose
+-- (the sharded store's pointer scripts, _shard_pointers.py, touch only keys they declare,
+-- or declare it too):
 -- while an operator moves the slot to another Cluster node (MIGRATE, key by key), Redis
 -- refuses a script that declares a missing key with TRYAGAIN, on the node the slot leaves
 -- and, after an ASK redirection, on the node it goes to. So no script runs in a slot
