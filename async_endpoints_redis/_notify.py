@@ -41,6 +41,8 @@ _PING_AFTER = 5.0  # seconds of silence before the connection is pinged
 #: Seconds between looks at whether a cluster's subscription is still on the node of the
 #: store's slot (`_client.pubsub_moved`).
 _HOME_CHECK_AFTER = 2.0
+#: Messages received already that a subscription leaving its node acts on, at most.
+_MOST_RECEIVED = 1000
 _ID_LENGTH = 36  # a job id's text form, which starts every done message
 
 
@@ -219,6 +221,7 @@ class Notifications:
                     looked_at = now
                     if self._moved(pubsub):
                         logger.info("the store's slot moved to another node: subscribing there")
+                        await self._dispatch_received(pubsub)
                         return  # the next connection goes to the slot's node
                 until = min(heard_at + _PING_AFTER, looked_at + _HOME_CHECK_AFTER)
                 message = await pubsub.get_message(timeout=max(until - now, 0.0))
@@ -238,6 +241,16 @@ class Notifications:
                 # Typed through a variable: redis-py annotates aclose in some releases only.
                 close: Callable[[], Awaitable[None]] = pubsub.aclose
                 await close()
+
+    async def _dispatch_received(self, pubsub: PubSub) -> None:
+        """Act on the messages the connection has received already, before it is closed
+        (a cancel or a hand-over among them is not lost; what comes after is, as after
+        any reconnection)."""
+        for _ in range(_MOST_RECEIVED):
+            message = await pubsub.get_message(timeout=0.0)
+            if message is None:
+                return
+            self._dispatch(message)
 
     @staticmethod
     async def _next_message(pubsub: PubSub, timeout: float, kind: str | None) -> dict[str, Any]:
