@@ -1,6 +1,7 @@
 """A recovery pass that fails part-way still returns the jobs it recovered: they are
 re-queued (or Failed) in Redis either way, and the pool announces each one it is told of
-(the lost-attempt and Failed counts of the metrics come from there)."""
+(the lost-attempt and Failed counts of the metrics come from there). A sharded pass takes
+every shard's first batch before any shard's backlog."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ from async_endpoints import JobStatus, StoreUnavailableError
 from async_endpoints._job import NewJob
 from async_endpoints_redis import RedisJobStore
 from async_endpoints_redis import _store as plain_store
+from async_endpoints_redis._shard_layout import ShardLayout
 from tests import redis_servers
 from tests.redis.conftest import StoreFactory
+
+pytestmark = pytest.mark.redis
 
 LEASE = 0.05
 
@@ -97,3 +101,40 @@ async def test_a_shards_jobs_are_returned_when_its_pointer_upkeep_fails(
         assert "pointer upkeep passed over a shard" in caplog.text
     finally:
         await store.aclose()
+
+
+def ids_in_shard(layout: ShardLayout, shard: int, count: int) -> list[uuid.UUID]:
+    """``count`` fresh job ids that the layout places in ``shard``."""
+    ids: list[uuid.UUID] = []
+    while len(ids) < count:
+        job_id = uuid.uuid4()
+        if layout.of_id(job_id) == shard:
+            ids.append(job_id)
+    return ids
+
+
+async def test_a_sharded_pass_recovers_every_shards_first_batch_before_any_backlog(
+    make_store: StoreFactory, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches of 2, shards=3: shard 0 has 5 expired claims, shards 1 and 2 one each. One
+    pass recovers all 7, and the other shards' claims come right after shard 0's first
+    batch, before its backlog (a backlog in one shard holds up no other's recovery)."""
+    monkeypatch.setattr(plain_store, "_RECOVER_BATCH", 2)
+    store = await make_store(shards=3)
+    layout = ShardLayout(prefix, 3)
+    backlog = ids_in_shard(layout, 0, 5)
+    others = ids_in_shard(layout, 1, 1) + ids_in_shard(layout, 2, 1)
+    for job_id in backlog + others:
+        await store.enqueue(NewJob(job_id, "Echo", 0))
+    claimed: set[uuid.UUID] = set()
+    while len(claimed) < 7:  # a claim visits the shards in turn
+        claims = await store.claim(7, lease=LEASE)
+        assert claims, "every job is claimable"
+        claimed |= {claim.job.id for claim in claims}
+    assert claimed == set(backlog + others)
+    await asyncio.sleep(LEASE * 4)  # the leases run out (the server's clock)
+    recovered = await store.recover()
+    assert sorted(recovered) == sorted(backlog + others)  # each once, in one pass
+    assert set(recovered[:2]) <= set(backlog)  # shard 0's first batch
+    assert set(recovered[2:4]) == set(others)  # then every other shard's first batch
+    assert set(recovered[4:]) <= set(backlog)  # then shard 0's backlog
