@@ -277,3 +277,39 @@ async def test_a_script_reaching_a_key_the_slot_no_longer_holds_is_unavailable(
     assert "non local key" in str(refused.value)
     with pytest.raises(StoreUnavailableError), mapped_errors("enqueue"):
         raise refused.value
+
+
+async def test_a_pointer_is_not_written_where_the_ids_job_key_has_not_moved_yet(
+    cluster: RedisClusterProcesses, prefix: str
+) -> None:
+    """shards=2: the pointer script of a job placed away from its id's shard checks that
+    no job of that id is there. With the pointer keys moved to the new master and the
+    job's key still on the old one, a script run on the new master would read the job
+    as missing and reserve its id for another shard; it declares a key never written,
+    so Redis refuses it (TRYAGAIN): unavailable, and no pointer is written."""
+    layout = ShardLayout(prefix, 2)
+    async with contextlib.aclosing(store_on(cluster, prefix, shards=2)) as store:
+        engine = AsyncEndpoints(store=store, run_workers=False)
+        engine.add_handler(noop)
+        job = await engine.submit("noop")  # in its id's shard
+        home = layout.of_id(job.id)
+        keys = Keys(layout.prefixes[home])
+        pointer_keys = [f"{keys.key_prefix}{name}" for name in ("at", "at-check", "reserved")]
+        move = SlotMove(cluster, f"{{{layout.prefixes[home]}}}")
+        async with SlotMove._client(move.source) as source:
+            at, at_check, reserved = pointer_keys  # each there (the fields are stand-ins)
+            await source.hset(at, "stand-in", "x")
+            await source.zadd(at_check, {"stand-in": 1})
+            await source.hset(reserved, "stand-in", "x")
+            await move.begin()
+            await source.execute_command(
+                "MIGRATE", "127.0.0.1", move.target.port, "", 0, 5000, "KEYS", *pointer_keys
+            )
+            assert await source.exists(keys.job(job.id)) == 1  # the job's key stays behind
+        with pytest.raises(StoreUnavailableError, match=r"TRYAGAIN|TryAgain"):
+            await store._pointer_book.add([job.id], 1 - home, store._retention)  # type: ignore[attr-defined]
+        async with SlotMove._client(move.target) as target, target.pipeline(False) as look:
+            look.execute_command("ASKING")  # the slot is still the old master's
+            look.hexists(at, str(job.id))
+            assert (await look.execute())[1] == 0
+        await move.abandon()
