@@ -346,7 +346,7 @@ class RedisJobStore(
             return []
         # A call that went unanswered may have run: the next one resends its token base, so
         # the script hands back what it claimed rather than leaving it stranded.
-        token_base = self._unanswered_claim or self._token_mark + secrets.token_hex(8)
+        token_base = self._unanswered_claim or self._token_mark + secrets.token_hex(16)
         self._unanswered_claim = None
         self._end_offer()  # the script ends it in Redis too, re-queueing unstarted jobs
         started, self._started = self._started, []

@@ -107,7 +107,7 @@ class RedisWaits(StoreBase):
         queues: Sequence[str],
     ) -> list[Claim]:
         self._end_offer()
-        offer = self._offer = Offer(self._token_mark + secrets.token_hex(8))
+        offer = self._offer = Offer(self._token_mark + secrets.token_hex(16))
         self._offered = True
         started, self._started = self._started, []
         inbox, ttl_ms = self._inbox, _ms(_OFFER_TTL)

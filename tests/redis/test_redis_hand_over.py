@@ -430,3 +430,29 @@ async def test_a_job_handed_over_late_whose_renewal_fails_goes_back_unstarted(
     monkeypatch.setattr(elapsed, "reading", reading)
     [again] = await worker.claim(1, lease=30)
     assert again.job.id == accepted.id and again.job.retry_count == 0
+
+
+def random_part(token: str) -> str:
+    """A Redis claim token without its shard mark (``s<n>-``) and its claim counter."""
+    base, _, counter = token.rpartition(".")
+    assert counter.isdigit(), token
+    return base.rpartition("-")[2]
+
+
+async def test_claim_tokens_carry_128_random_bits_whether_claimed_or_handed_over(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str
+) -> None:
+    """The token that fences a job's outcome to its claim holds 32 random hex digits
+    (128 bits) in both paths a job reaches a worker, and no two claims share one."""
+    worker, api = await make_store(), await make_store()
+    await api.enqueue(new_job())
+    await api.enqueue(new_job())
+    claimed = await worker.claim(1, lease=30) + await worker.claim(1, lease=30)
+    waiting = await offering(worker, raw_redis, prefix, take=1)
+    await api.enqueue(new_job())
+    async with asyncio.timeout(2):
+        [handed] = await waiting
+    tokens = [claim.token for claim in (*claimed, handed)]
+    parts = [random_part(token) for token in tokens]
+    assert all(len(part) == 32 and int(part, 16) >= 0 for part in parts), tokens
+    assert len(set(parts)) == 3
