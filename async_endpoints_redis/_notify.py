@@ -99,6 +99,8 @@ class Notifications:
         self._wake = asyncio.Event()
         self._watchers: dict[str, set[Watch]] = {}
         self._connected = asyncio.Event()
+        #: Set while Redis refuses the subscription (a user not allowed to subscribe).
+        self._refused = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._went_live = False
         self._closed = False
@@ -148,10 +150,15 @@ class Notifications:
                 del self._watchers[job_id]
 
     async def wait_live(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for the subscription to be live; True if it is."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self._connected.wait()
+        """Wait up to ``timeout`` seconds for the subscription to be live; True if it is.
+        A refusal by Redis ends the wait at once (False): it will not pass by itself."""
+        live = asyncio.ensure_future(self._connected.wait())
+        refused = asyncio.ensure_future(self._refused.wait())
+        try:
+            await asyncio.wait((live, refused), timeout=timeout, return_when="FIRST_COMPLETED")
+        finally:
+            live.cancel()
+            refused.cancel()
         return self.connected
 
     def start(self) -> None:
@@ -191,9 +198,11 @@ class Notifications:
         to subscribe, say) will not pass by itself: it is a warning, once per cause; a lost
         connection is routine (the listener reconnects)."""
         failure = f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, ResponseError) and failure != self._last_refusal:
-            logger.warning("pub/sub subscription refused by Redis, trying again: %s", failure)
-            self._last_refusal = failure
+        if isinstance(exc, ResponseError):
+            if failure != self._last_refusal:
+                logger.warning("pub/sub subscription refused by Redis, trying again: %s", failure)
+                self._last_refusal = failure
+            self._refused.set()
         else:
             logger.debug("pub/sub connection lost, reconnecting: %s", exc)
         self.last_failure = failure
@@ -207,6 +216,7 @@ class Notifications:
             for _ in range(len(channels) + 1):
                 await self._next_message(pubsub, self._reply_timeout, "subscribe")
             self._connected.set()
+            self._refused.clear()
             self._went_live = True
             self.last_failure = self._last_refusal = None
             self._release_all()  # what was published while disconnected is lost

@@ -144,7 +144,8 @@ async def _drain(url: str, variant: str, jobs: int) -> dict[str, float]:
         endpoints.enable_metrics()
     async with endpoints.running(workers=False):
         for start in range(0, jobs, 500):
-            await asyncio.gather(*(endpoints.submit("Noop") for _ in range(start, start + 500)))
+            batch = range(start, min(jobs, start + 500))
+            await asyncio.gather(*(endpoints.submit("Noop") for _ in batch))
         began, cpu = time.perf_counter(), time.process_time()
         await endpoints.drain()
         figures["jobs_per_s"] = jobs / (time.perf_counter() - began)
@@ -278,7 +279,7 @@ async def _dashboard(retained: int) -> dict[str, float]:
             deep = "/d/jobs?status=Completed"
             for _ in range(20):
                 found = re.search(r'href="([^"]+)" rel="next"', (await client.get(deep)).text)
-                assert found is not None
+                assert found is not None, "page 21 needs 1,050 retained jobs (--listing-jobs)"
                 deep = found.group(1).replace("&amp;", "&")
             pages = {
                 "queues": "/d/",

@@ -7,6 +7,7 @@ reading the log at start-up learns what Redis refused and what follows from it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -44,6 +45,24 @@ async def test_a_user_not_allowed_to_subscribe_is_named_and_workers_poll_instead
     assert "'subscribe' command" in refused[0]
     start = [message for message in messages if "no pub/sub subscription yet" in message]
     assert start and "NoPermissionError" in start[0], start
+
+
+async def test_a_refused_subscription_does_not_hold_up_the_start(
+    own_redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refusal will not pass by itself: the start stops waiting for the subscription
+    when Redis refuses it, not after the store's deadline (here 62 s: socket_timeout 60
+    plus the connect timeout), and the workers poll meanwhile."""
+    url = await user_without(own_redis_server, "no-pubsub-start", "subscribe", "psubscribe")
+    store = RedisJobStore(url, socket_timeout=60)
+    try:
+        with caplog.at_level(logging.WARNING, logger="async_endpoints_redis"):
+            async with asyncio.timeout(30):  # far below the deadline, far above a start
+                await store.start()
+    finally:
+        await store.aclose()
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("no pub/sub subscription yet (NoPermissionError" in text for text in messages)
 
 
 async def test_a_user_not_allowed_to_run_scripts_is_named_at_start(
