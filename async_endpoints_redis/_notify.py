@@ -155,7 +155,9 @@ class Notifications:
         live = asyncio.ensure_future(self._connected.wait())
         refused = asyncio.ensure_future(self._refused.wait())
         try:
-            await asyncio.wait((live, refused), timeout=timeout, return_when="FIRST_COMPLETED")
+            await asyncio.wait(
+                (live, refused), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             live.cancel()
             refused.cancel()
