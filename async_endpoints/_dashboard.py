@@ -58,8 +58,6 @@ _SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 _MAX_FORM = 8192  # bytes
-#: Every route takes every method, so that authorize is asked first (then 405 if wrong).
-ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 #: What an action's redirect says, by code (never text from the request).
 NOTICES = {
     "canceled": "The job was canceled.",
@@ -81,6 +79,16 @@ NOTICES = {
     "bad-status": "There is no such status; showing jobs of every status.",
     "bad-queue-filter": "There is no such queue; showing jobs of every queue.",
 }
+
+
+class AnyMethodRoute(Route):
+    """A route that every request method reaches (Starlette's own routes answer a method
+    they do not take with 405 and ``Allow``, which would tell anyone that the dashboard is
+    there): its endpoint asks ``authorize`` first, then answers 405 itself if it must."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **options: Any) -> None:
+        super().__init__(path, endpoint, **options)
+        self.methods = None
 
 
 class Dashboard:
@@ -116,21 +124,19 @@ class Dashboard:
             redirect_slashes=False,
             routes=[
                 *(self._batch_routes() if self.has_batches else []),
-                Route("/", page(self.queues_page), methods=ANY_METHOD),
-                Route("/jobs", page(self.jobs_page), methods=ANY_METHOD),
-                Route("/jobs/{job_id}", page(self.job_page), methods=ANY_METHOD),
-                Route("/schedules", page(self.schedules_page), methods=ANY_METHOD),
-                Route("/assets/{name}", self._guarded(self.asset), methods=ANY_METHOD),
-                Route("/actions/cancel", action(self.cancel), methods=ANY_METHOD),
-                Route("/actions/requeue", action(self.requeue), methods=ANY_METHOD),
-                Route(
-                    "/actions/requeue-selected",
-                    action(self.requeue_selected, many=True),
-                    methods=ANY_METHOD,
+                AnyMethodRoute("/", page(self.queues_page)),
+                AnyMethodRoute("/jobs", page(self.jobs_page)),
+                AnyMethodRoute("/jobs/{job_id}", page(self.job_page)),
+                AnyMethodRoute("/schedules", page(self.schedules_page)),
+                AnyMethodRoute("/assets/{name}", self._guarded(self.asset)),
+                AnyMethodRoute("/actions/cancel", action(self.cancel)),
+                AnyMethodRoute("/actions/requeue", action(self.requeue)),
+                AnyMethodRoute(
+                    "/actions/requeue-selected", action(self.requeue_selected, many=True)
                 ),
-                Route("/actions/pause", action(self.pause), methods=ANY_METHOD),
-                Route("/actions/resume", action(self.resume), methods=ANY_METHOD),
-                Route("/{rest:path}", self.elsewhere, methods=ANY_METHOD),
+                AnyMethodRoute("/actions/pause", action(self.pause)),
+                AnyMethodRoute("/actions/resume", action(self.resume)),
+                AnyMethodRoute("/{rest:path}", self.elsewhere),
             ],
         )
         self._missing_page = self._view(self.missing_page)
@@ -148,9 +154,9 @@ class Dashboard:
             return await dashboard_batches.cancel_batch(endpoints, fields)
 
         return [
-            Route("/batches", self._page(batches), methods=ANY_METHOD),
-            Route("/batches/{batch_id}", self._page(batch), methods=ANY_METHOD),
-            Route("/actions/cancel-batch", self._action(cancel_batch), methods=ANY_METHOD),
+            AnyMethodRoute("/batches", self._page(batches)),
+            AnyMethodRoute("/batches/{batch_id}", self._page(batch)),
+            AnyMethodRoute("/actions/cancel-batch", self._action(cancel_batch)),
         ]
 
     # ---- plumbing: authorization, rendering, actions ------------------------------------

@@ -125,14 +125,14 @@ class Observability:
         if not isinstance(self.store, InspectionStore):
             raise ConfigurationError(f"{type(self.store).__name__} cannot list jobs")
         try:
-            from ._dashboard import ANY_METHOD, Dashboard
+            from ._dashboard import AnyMethodRoute, Dashboard
         except ImportError as exc:
             message = 'the dashboard needs Jinja2: pip install "async-endpoints[dashboard]"'
             raise ConfigurationError(message) from exc
         dashboard = Dashboard(self, authorize, path)  # type: ignore[arg-type]
         name = "dashboard_" + re.sub(r"\W+", "_", path).strip("_")
         # The bare path too (not the app's slash redirect, which would answer anyone).
-        self.app.router.add_route(
-            path, dashboard.home_redirect, methods=ANY_METHOD, include_in_schema=False
+        self.app.router.routes.append(
+            AnyMethodRoute(path, dashboard.home_redirect, include_in_schema=False)
         )
         self.app.mount(path, dashboard.router, name=name)

@@ -55,8 +55,20 @@ async def test_every_route_answers_404_when_authorize_says_no(
         ("GET", "/dashboard/actions/cancel"),
         ("GET", "/dashboard/jobs/"),
         ("GET", "/dashboard/nothing-here"),
+        *[  # methods no route names: no 405 with Allow (which would show the dashboard)
+            (method, path)
+            for method in ("TRACE", "PROPFIND", "BREW")
+            for path in (
+                "/dashboard",
+                "/dashboard/",
+                "/dashboard/jobs",
+                "/dashboard/assets/dashboard.js",
+                "/dashboard/actions/pause",
+            )
+        ],
     ]:
-        assert (await client.request(method, path)).status_code == 404, (method, path)
+        answer = await client.request(method, path)
+        assert answer.status_code == 404 and "allow" not in answer.headers, (method, path)
     assert (await client.get("/dashboard/assets/dashboard.js")).status_code == 404
     form = {"token": token, "job_id": str(job.id)}
     answer = await client.post("/dashboard/actions/cancel", data=form, headers=SAME_ORIGIN)
@@ -83,6 +95,8 @@ async def test_a_refused_dashboard_answers_as_the_apps_own_404_on_fastapi() -> N
             ("POST", "/dashboard/actions/cancel"),
             ("GET", "/dashboard/assets/dashboard.js"),
             ("GET", "/dashboard/nothing-here"),
+            ("TRACE", "/dashboard"),
+            ("PROPFIND", "/dashboard/jobs"),
         ]:
             answer = await client.request(method, path)
             seen = (answer.status_code, answer.headers["content-type"], answer.content)
@@ -528,10 +542,12 @@ async def test_running_jobs_are_called_running_as_in_the_navigation(
 
 
 async def test_a_wrong_method_answers_405_once_authorized(client: httpx.AsyncClient) -> None:
-    """GET on an action, POST on a page: 405 with Allow."""
+    """GET on an action, POST (or a method no route names) on a page: 405 with Allow."""
     answer = await client.get("/dashboard/actions/cancel")
     assert (answer.status_code, answer.headers["allow"]) == (405, "POST")
     answer = await client.post("/dashboard/jobs")
+    assert (answer.status_code, answer.headers["allow"]) == (405, "GET, HEAD")
+    answer = await client.request("TRACE", "/dashboard")
     assert (answer.status_code, answer.headers["allow"]) == (405, "GET, HEAD")
 
 
