@@ -155,6 +155,7 @@ class JobSubmission(JobControl):
                 queue=queue,
                 tenant=placement.tenant,
                 retries=self.settings.webhook_retries,
+                owner=request.owner,
             )
         with submit_span(handler.name, job_id) as trace_context:
             if trace_context is not None:

@@ -98,16 +98,23 @@ class WebhookUndeliverable(ResultError):
 
 
 def delivery_job(
-    job_id: uuid.UUID, url: str, *, queue: str, tenant: str | None, retries: int
+    job_id: uuid.UUID,
+    url: str,
+    *,
+    queue: str,
+    tenant: str | None,
+    retries: int,
+    owner: str | None = None,
 ) -> NewJob:
     """The delivery job of job ``job_id``'s webhook to ``url`` (a fresh id, no partition
-    key, ``retries`` retries), to be its ``follow_up``."""
+    key, ``retries`` retries), to be its ``follow_up``; it belongs to the job's ``owner``
+    (its id reaches the receiver as ``webhook-id``: nobody else may read or cancel it)."""
     body = json.dumps({"jobId": str(job_id), "url": url}, separators=(",", ":"))
     return NewJob(
         uuid.uuid4(),
         WEBHOOK_JOB,
         retries,
-        JobRequest(body=body),
+        JobRequest(body=body, owner=owner),
         queue=queue,
         tenant=tenant,
         delivers_for=job_id,

@@ -339,3 +339,38 @@ async def test_webhooks_on_a_cluster_and_on_shards(scaled_store: JobStore) -> No
     assert [job["webhook"] for job in finals] == [delivered] * 4 + [failed]
     assert sorted(d.job["id"] for d in taker.deliveries) == sorted(j["id"] for j in jobs[:4])
     assert len(refuser.deliveries) == 2
+
+
+async def test_a_delivery_job_belongs_to_the_owner_of_the_job_it_delivers(
+    store: JobStore,
+) -> None:
+    """The receiver learns the delivery job's id (``webhook-id``): with ``owner`` and
+    ``authorize`` set, that job is the submitter's, so another caller can neither read
+    nor cancel it (which would end the deliveries)."""
+
+    def principal(request: Request) -> str | None:
+        return request.headers.get("x-user")
+
+    async with receiving() as receiver:
+        app = webhook_app(
+            store,
+            [receiver.host],
+            owner=principal,
+            authorize=lambda request, job: job.owner == principal(request),
+        )
+        async with client_of(app) as client:
+            alice = {"X-User": "alice"}
+            answer = await client.post("/orders", json={"hook": f"{receiver.url}/h"}, headers=alice)
+            assert answer.status_code == 202, answer.text
+            job_id = answer.json()["id"]
+            deadline = time.monotonic() + 20
+            while not webhook_ended((await client.get(f"/jobs/{job_id}", headers=alice)).json()):
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.02)
+            delivery_id = receiver.deliveries[0].headers["webhook-id"]
+            for caller in ({}, {"X-User": "mallory"}):
+                assert (await client.get(f"/jobs/{delivery_id}", headers=caller)).status_code == 404
+                cancel = await client.post(f"/jobs/{delivery_id}/cancel", headers=caller)
+                assert cancel.status_code == 404
+            mine = await client.get(f"/jobs/{delivery_id}", headers=alice)
+            assert mine.status_code == 200 and mine.json()["status"] == "Completed"
