@@ -22,7 +22,7 @@ from ._errors import JobStoreError, ResultError, ResultRefusedError, StoreUnavai
 from ._events import AttemptOutcome, LifecycleEvents, settled_outcome
 from ._handlers import Handler
 from ._job import Job, JobError, JobStatus
-from ._logs import forget_current_job, job_extra, name_current_job
+from ._logs import forget_current_job, job_extra, name_current_job, one_line
 from ._progress import ProgressReporter
 from ._redact import ErrorDescriber
 from ._retry import RetryPolicy
@@ -360,7 +360,7 @@ class AttemptRunner:
                     job.name,
                     job.retry_count + 1,
                     outcome.error.type,
-                    outcome.error.message,  # no lone surrogate: see `unicode_text`
+                    one_line(outcome.error.message),  # no lone surrogate: `unicode_text`
                 )
         if settled is None:
             return await self._after_refusal(claim, outcome, after_unanswered)

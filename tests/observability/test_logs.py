@@ -66,6 +66,30 @@ async def test_the_library_record_of_a_failed_attempt_names_the_job(
     assert records.about("attempt 1 failed") == [(str(job.id), "Chatty")]
 
 
+async def test_a_failure_message_cannot_forge_a_log_line(records: Records) -> None:
+    """An error message that echoes a client's input (newlines, a carriage return, a
+    terminal escape) is logged on one line, those characters escaped; the job keeps the
+    message as it was."""
+    endpoints = AsyncEndpoints(store=InMemoryJobStore(), max_retries=0)
+    message = "bad input: x\nERROR forged entry=1\r\x1b[31mred\u2028end\ttab"
+
+    async def echoes(ctx: AsyncContext[None]) -> None:
+        raise ValueError(message)
+
+    endpoints.add_handler(echoes)
+    async with endpoints.running(workers=False):
+        job = await endpoints.submit("echoes")
+        await endpoints.drain()
+        failed = await endpoints.get_job(job.id)
+    assert failed is not None and failed.error is not None
+    assert failed.error.message == message
+    [line] = [r.getMessage() for r in records.records if "attempt 1 failed" in r.getMessage()]
+    assert line.endswith(
+        "ValueError: bad input: x\\nERROR forged entry=1\\r\\x1b[31mred\\u2028end\\ttab"
+    )
+    assert line.isprintable()
+
+
 async def test_a_handler_record_names_the_job_through_the_filter(
     engine: AsyncEndpoints, records: Records
 ) -> None:
