@@ -7,6 +7,8 @@ anything is stored or logged.
 
 from __future__ import annotations
 
+import functools
+import re
 import string
 from collections.abc import Iterable
 from urllib.parse import quote, unquote_plus
@@ -118,19 +120,38 @@ def raw_headers(request: Request) -> Iterable[tuple[str, str]]:
 def capture_query(raw: bytes, denied: frozenset[str]) -> str:
     """The query string to store: every parameter named in ``denied`` left out.
 
-    Names are compared case-insensitively after percent-decoding, so ``TOKEN=`` and
-    ``%74oken=`` are ``token``. The parameters kept stay in order, repeats included, and
-    byte for byte, except that bytes a URL may not hold raw (non-ASCII, spaces, controls)
-    are percent-encoded, which decodes to the same parameters.
+    Names are compared as `query_name_key` makes them: after percent-decoding, in any
+    case, separators (``-``, ``_``, ``.``, spaces, control characters) and camel case not
+    counted, and without an array suffix (``[]``, ``[0]``), so ``TOKEN=``, ``%74oken=``,
+    ``access-token=``, ``accessToken=`` and ``token[]=`` are all named by ``token`` or
+    ``access_token``. The parameters kept stay in order, repeats included, and byte for
+    byte, except that bytes a URL may not hold raw (non-ASCII, spaces, controls) are
+    percent-encoded, which decodes to the same parameters.
     """
     query = quote(raw, safe=_QUERY_SAFE)
     if not denied or not query:
         return query
-    return "&".join(part for part in query.split("&") if _param_name(part) not in denied)
+    keys = _keys_of(denied)
+    return "&".join(part for part in query.split("&") if _param_key(part) not in keys)
 
 
-def _param_name(part: str) -> str:
-    return unquote_plus(part.split("=", 1)[0]).strip().lower()
+def query_name_key(name: str) -> str:
+    """What a query parameter's name is compared by: lower case, letters and digits only,
+    an array suffix (``[]``, ``[0]``) dropped."""
+    return _NOT_ALNUM.sub("", _ARRAY_SUFFIX.sub("", name).lower())
+
+
+_ARRAY_SUFFIX = re.compile(r"\[\d*\]\s*$")
+_NOT_ALNUM = re.compile(r"[\W_]+")
+
+
+@functools.lru_cache(maxsize=16)
+def _keys_of(denied: frozenset[str]) -> frozenset[str]:
+    return frozenset(query_name_key(name) for name in denied)
+
+
+def _param_key(part: str) -> str:
+    return query_name_key(unquote_plus(part.split("=", 1)[0]))
 
 
 def check_declared_length(request: Request, limit: int) -> None:

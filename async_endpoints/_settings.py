@@ -112,8 +112,10 @@ class Settings:
         sensitive_headers: Header names never captured, even when allow-listed (default
             ``authorization``, ``cookie``, ``proxy-authorization``, ``x-api-key``); pass a
             smaller set to capture one of them on purpose.
-        sensitive_query_params: Query parameter names (case-insensitive, compared after
-            percent-decoding) dropped from the captured query string, every occurrence,
+        sensitive_query_params: Query parameter names (compared after percent-decoding,
+            in any case, separators, camel case and an array suffix such as ``[]`` not
+            counted: ``accessToken`` is ``access_token``) dropped from the captured query
+            string, every occurrence,
             so the handler, the store and the logs never see them; the other parameters
             are kept byte for byte, in order (default: ``access_token``, ``api_key``,
             ``apikey``, ``api-key``, ``auth``, ``auth_token``, ``client_secret``,

@@ -74,11 +74,30 @@ async def echoed(endpoints: AsyncEndpoints, response: httpx.Response) -> dict[st
 # --- query parameters -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [*SENSITIVE_QUERY, "TOKEN", "%74oken", "api%5Fkey", "token+"])
+OTHER_SPELLINGS = [
+    "TOKEN",
+    "%74oken",
+    "api%5Fkey",
+    "token+",
+    "access-token",
+    "accessToken",
+    "Access.Token",
+    "client-secret",
+    "sessionId",
+    "token[]",
+    "token%5B0%5D",
+    "token.",
+    "token%00",
+    "x_amz_signature",
+]
+
+
+@pytest.mark.parametrize("name", [*SENSITIVE_QUERY, *OTHER_SPELLINGS])
 async def test_token_like_query_params_are_not_captured_by_default(
     app, http_client_for, name: str
 ) -> None:
-    """A credential-like parameter (any case, percent-encoded too) never reaches the job."""
+    """A credential-like parameter never reaches the job, however its name is spelt: any
+    case, percent-encoded, with other separators or none (camel case), or as an array."""
     endpoints = echo_app(app, run_workers=False)  # read the stored request before it runs
     async with http_client_for(app) as client:
         response = await client.post(f"/echo?page=2&{name}=s3cr3t&page=3&{name}=again&q=a%26b")
@@ -95,6 +114,16 @@ async def test_sensitive_query_params_replaces_the_default_list(app, http_client
     async with http_client_for(app) as client:
         result = await echoed(endpoints, await client.post("/echo?otp=1&token=t&a=b"))
     assert result["query"] == [["token", "t"], ["a", "b"]]
+
+
+async def test_parameters_that_only_contain_a_sensitive_name_are_kept(app, http_client_for) -> None:
+    """The names are compared whole: ``keyword``, ``tokens_left``, ``sort[key]`` and
+    ``page`` are data, captured as sent."""
+    endpoints = echo_app(app)
+    async with http_client_for(app) as client:
+        answer = await client.post("/echo?keyword=a&tokens_left=3&sort[key]=name&page=2")
+        result = await echoed(endpoints, answer)
+    assert [name for name, _ in result["query"]] == ["keyword", "tokens_left", "sort[key]", "page"]
 
 
 async def test_an_empty_sensitive_query_params_captures_every_parameter(
