@@ -348,8 +348,20 @@ async def _read_validated_body(
     except UnicodeDecodeError:
         raise RequestRejected(400, "request body is not UTF-8") from None
     except JobValidationError as exc:
-        malformed = any(error["type"] == "json_invalid" for error in exc.errors)
-        if malformed:
-            raise RequestRejected(400, "request body is not valid JSON") from None
+        malformed = _malformed(exc.errors)
+        if malformed is not None:
+            raise RequestRejected(400, malformed) from None
         located = [{**error, "loc": ["body", *error["loc"]]} for error in exc.errors]
         raise RequestRejected(422, located) from None
+
+
+def _malformed(errors: list[Any]) -> str | None:
+    """The 400's detail when the body is not JSON the parser reads (None: it is): the
+    parser's reason and place, never the body's text."""
+    for error in errors:
+        if error["type"] == "json_invalid":
+            reason = str(error.get("msg", "")).removeprefix("Invalid JSON: ")
+            if reason.startswith("recursion limit exceeded"):  # JSON, but too deep to read
+                return f"request body nests arrays and objects too deeply: {reason}"
+            return "request body is not valid JSON" + (f": {reason}" if reason else "")
+    return None

@@ -150,6 +150,28 @@ async def test_a_model_that_takes_any_json_still_refuses_hostile_json_with_400(
         assert await endpoints.store.count_waiting() == 0
 
 
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (b'{"item": tru}', "request body is not valid JSON: expected ident at line 1 column 13"),
+        (b'{"item": "secret-text"', "request body is not valid JSON: EOF while parsing"),
+        (b"[" * 1000 + b"]" * 1000, "request body nests arrays and objects too deeply: "),
+    ],
+)
+async def test_a_malformed_body_is_told_why_and_where_without_its_text(
+    app, http_client_for, body: bytes, detail: str
+) -> None:
+    """400 naming the parser's reason and place (JSON nested deeper than the parser
+    reads is said to be so, not "not valid JSON"), never echoing the body."""
+    endpoints = order_app(app, run_workers=False)
+    async with http_client_for(app) as client:
+        refused = await client.post("/orders", content=body, headers=JSON)
+    assert refused.status_code == 400
+    assert refused.json()["detail"].startswith(detail), refused.text
+    assert "secret-text" not in refused.text
+    assert await endpoints.store.count_waiting() == 0
+
+
 async def test_nan_and_infinity_are_not_json_whatever_the_model_and_words_in_text_are_fine(
     app, http_client_for
 ) -> None:
