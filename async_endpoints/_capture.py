@@ -84,10 +84,15 @@ SCHEDULER_HEADERS = frozenset({"x-schedule-id", "x-schedule-due"})
 
 
 def capture_headers(
-    pairs: Iterable[tuple[str, str]], allowed: frozenset[str] | None, denied: frozenset[str]
+    pairs: Iterable[tuple[str, str]],
+    allowed: frozenset[str] | None,
+    denied: frozenset[str],
+    query_denied: frozenset[str] = frozenset(),
 ) -> tuple[tuple[str, str], ...]:
     """The headers to store: the allow-list (or all) minus the deny-list and the
-    `SCHEDULER_HEADERS`, repeats kept.
+    `SCHEDULER_HEADERS`, repeats kept; a value that is a URL or a path with a query
+    (``Referer``, a proxy's ``X-Original-URL`` or ``X-Forwarded-Uri``) loses the query
+    parameters named in ``query_denied``, as the request's own query does.
 
     Names are lower-cased; ``pairs`` are (name, value) as ASGI's raw headers decoded as
     latin-1, or as given to `AsyncEndpoints.submit`. A name written with underscores
@@ -106,8 +111,25 @@ def capture_headers(
             or (allowed is not None and name not in allowed)
         ):
             continue
+        if query_denied and "?" in value:
+            value = _url_without(value, query_denied)
         kept.append((name, value))
     return tuple(kept)
+
+
+def _url_without(value: str, denied: frozenset[str]) -> str:
+    """``value`` with the parameters named in ``denied`` left out of its query when it is a
+    URL (``scheme://...``) or a path (``/...``); any other value as it is."""
+    if not (value.startswith("/") or _URL_START.match(value)):
+        return value
+    head, _, rest = value.partition("?")
+    query, hash_mark, fragment = rest.partition("#")
+    keys = _keys_of(denied)
+    query = "&".join(part for part in query.split("&") if _param_key(part) not in keys)
+    return head + ("?" if query else "") + query + hash_mark + fragment
+
+
+_URL_START = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def raw_headers(request: Request) -> Iterable[tuple[str, str]]:

@@ -256,6 +256,7 @@ def job_request(
             headers,
             settings.capture_headers,  # type: ignore[arg-type]
             settings.sensitive_headers,  # type: ignore[arg-type]
+            settings.sensitive_query_params,  # type: ignore[arg-type]
         ),
         query_string=capture_query(
             query_string,
