@@ -15,6 +15,7 @@ import functools
 import logging
 import types
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Generator
 from typing import Any, TypeVar, cast
 
@@ -28,6 +29,14 @@ logger = logging.getLogger("async_endpoints")
 
 JobTask = asyncio.Task[None]
 T = TypeVar("T")
+
+#: Seconds a cancel push that names a claim not started here is kept: the claim's answer
+#: (or an idle worker's hand-over) may still be on its way when the push arrives, on
+#: another connection. An answer slower than a third of the lease has its claims renewed
+#: before they start, which finds them cancelled (`Claimer`); this covers the rest.
+EARLY_CANCEL_KEPT = 60.0
+#: The most such pushes kept (every worker is told of every running job's cancel).
+EARLY_CANCELS_MOST = 10_000
 
 
 class Slots:
@@ -45,6 +54,8 @@ class Slots:
         # Per held claim, the loop time its lease counts from at the latest.
         self._leased_from: dict[str, float] = {}
         self._tasks: set[JobTask] = set()  # every job task not yet ended
+        #: Claim tokens a cancel push named before their claim started here: loop time.
+        self._early_cancels: OrderedDict[str, float] = OrderedDict()
         #: Set whenever a handler ends (or is abandoned).
         self.freed = asyncio.Event()
         #: Set when no handler runs any more.
@@ -62,6 +73,8 @@ class Slots:
         self._leased_from[claim.token] = leased_from
         self._tasks.add(task)
         task.add_done_callback(self._ended)
+        if self._early_cancels and self._early_cancels.pop(claim.token, None) is not None:
+            self.cancel_job(claim.job.id, claim.token)  # before its first step: never runs
         return task
 
     def _ended(self, task: JobTask) -> None:
@@ -92,10 +105,15 @@ class Slots:
                     "job %s: settling failed", claim.job.id, extra=job_extra(claim.job)
                 )
                 raise
-            taken = await self._next_claim(began)
-            if taken is None:
-                return
-            claim, leased_from = taken
+            while True:
+                taken = await self._next_claim(began)
+                if taken is None:
+                    return
+                claim, leased_from = taken
+                if not self._early_cancels or self._early_cancels.pop(claim.token, None) is None:
+                    break
+                self.attempts.canceled.add(claim.token)  # cancelled on its way here
+                self.attempts.never_ran(claim)
             self._running[claim.token] = (claim, task)
             self._leased_from[claim.token] = leased_from
             job = _in_context(context.copy(), self._attempt(claim))
@@ -161,14 +179,30 @@ class Slots:
         (a push that named no claim) is as None.
         """
         token = token or None
+        found = False
         for held, (claim, task) in list(self._running.items()):
             if claim.job.id == job_id and token in (None, held):
                 self.attempts.canceled.add(held)
                 task.cancel()
                 task.get_loop().call_later(CANCEL_WAIT, self._abandon_cancelled, held, task)
+                found = True
         for held, claim in self._settling.items():
             if claim.job.id == job_id and token in (None, held):
                 self.attempts.canceled.add(held)
+                found = True
+        if not found and token is not None:
+            self._keep_early_cancel(token)
+
+    def _keep_early_cancel(self, token: str) -> None:
+        """Remember the cancel of claim ``token``, not started here (yet): should its claim
+        arrive, its job does not start (`EARLY_CANCEL_KEPT`)."""
+        now = asyncio.get_running_loop().time()
+        early = self._early_cancels
+        early[token] = now
+        early.move_to_end(token)
+        stale = now - EARLY_CANCEL_KEPT
+        while len(early) > EARLY_CANCELS_MOST or next(iter(early.values())) < stale:
+            early.popitem(last=False)
 
     def _abandon_cancelled(self, token: str, task: JobTask) -> None:
         entry = self._running.get(token)

@@ -650,3 +650,88 @@ async def test_a_push_that_names_no_claim_cancels_the_jobs_attempt() -> None:
     assert task.cancelling() == 1 and slots.attempts.canceled == {claim.token}
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def test_a_cancel_pushed_while_the_claims_answer_is_on_its_way_keeps_the_job_from_starting(
+    any_store: JobStore,
+) -> None:
+    """The store claimed the job for this worker, then the job was cancelled, and the
+    cancel's push arrived before the claim's answer (another connection; a loaded event
+    loop): the job does not start when its claim arrives (it ran to its end before, the
+    push having found nothing to cancel), its slot is free at once, and it stays
+    Canceled. Claims and idle workers' hand-overs alike."""
+    engine = engine_with(store=any_store, claim_timeout=60, max_concurrency=1)
+    handler = Blocking()
+    engine.add_handler(handler.run, name="blocking")
+    ran: list[str] = []
+
+    async def marker(ctx: AsyncContext[None]) -> None:
+        ran.append("marker")
+
+    engine.add_handler(marker)
+    heard: asyncio.Queue[uuid.UUID] = asyncio.Queue()
+    assert isinstance(any_store, ClaimCancelStore)
+
+    def cancelled_first(take: Any) -> Any:
+        async def taking(*args: Any, **options: Any) -> list[Any]:
+            claims = await take(*args, **options)
+            for claim in claims or ():
+                if claim.job.name == "blocking":
+                    await any_store.cancel(claim.job.id)  # type: ignore[attr-defined]
+                    async with asyncio.timeout(5):  # the engine's listener heard it first
+                        assert await heard.get() == claim.job.id
+            return claims
+
+        return taking
+
+    async with engine.running():
+        any_store.add_claim_cancel_listener(lambda job_id, token: heard.put_nowait(job_id))
+        any_store.claim = cancelled_first(any_store.claim)  # type: ignore[method-assign]
+        any_store.wait_for_work = cancelled_first(any_store.wait_for_work)  # type: ignore[method-assign]
+        job = await engine.submit("blocking")
+        after = await engine.submit("marker")
+        done = await engine.wait_for(after.id, timeout=10)  # the one slot was free
+        canceled = await engine.get_job(job.id)
+    assert done.status is JobStatus.COMPLETED and ran == ["marker"]
+    assert handler.attempts == 0
+    assert canceled is not None and canceled.status is JobStatus.CANCELED
+
+
+async def test_a_cancel_pushed_before_a_running_task_takes_the_next_claim_skips_that_job() -> None:
+    """A job's task takes the next claim itself when its job ends (no new task): when the
+    cancel of that next job was pushed before the claim's answer came, the job is
+    skipped, and the task goes on with the one after it."""
+    store = InMemoryJobStore()
+    engine = engine_with(store=store, claim_timeout=60, max_concurrency=1)
+    gate, handler = Blocking(), Blocking()
+    engine.add_handler(gate.run, name="gate")
+    engine.add_handler(handler.run, name="blocking")
+    ran: list[str] = []
+
+    async def marker(ctx: AsyncContext[None]) -> None:
+        ran.append(str(ctx.job_id))
+
+    engine.add_handler(marker)
+    real_claim = store.claim
+
+    async def claim(*args: Any, **options: Any) -> list[Any]:
+        claims = await real_claim(*args, **options)
+        for taken in claims:
+            if taken.job.name == "blocking":
+                await store.cancel(taken.job.id)  # pushed before this answer arrives
+        return claims
+
+    async with engine.running():
+        store.claim = claim  # type: ignore[method-assign]
+        await engine.submit("gate")
+        async with asyncio.timeout(5):
+            await gate.started.wait()
+        first = await engine.submit("marker")
+        skipped = await engine.submit("blocking")
+        last = await engine.submit("marker")
+        gate.release.set()  # the gate's task goes on with the queue, one claim at a time
+        done = await engine.wait_for(last.id, timeout=10)
+        canceled = await engine.get_job(skipped.id)
+    assert done.status is JobStatus.COMPLETED and ran == [str(first.id), str(last.id)]
+    assert handler.attempts == 0
+    assert canceled is not None and canceled.status is JobStatus.CANCELED
