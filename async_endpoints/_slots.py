@@ -55,7 +55,9 @@ class Slots:
         self._leased_from: dict[str, float] = {}
         self._tasks: set[JobTask] = set()  # every job task not yet ended
         #: Claim tokens a cancel push named before their claim started here: loop time.
-        self._early_cancels: OrderedDict[str, float] = OrderedDict()
+        #: By claim token: the job and the loop time of a cancel push that came before
+        #: the claim started here.
+        self._early_cancels: OrderedDict[str, tuple[uuid.UUID, float]] = OrderedDict()
         #: Set whenever a handler ends (or is abandoned).
         self.freed = asyncio.Event()
         #: Set when no handler runs any more.
@@ -73,7 +75,7 @@ class Slots:
         self._leased_from[claim.token] = leased_from
         self._tasks.add(task)
         task.add_done_callback(self._ended)
-        if self._early_cancels and self._early_cancels.pop(claim.token, None) is not None:
+        if self._early_cancels and self._cancelled_early(claim):
             self.cancel_job(claim.job.id, claim.token)  # before its first step: never runs
         return task
 
@@ -110,7 +112,7 @@ class Slots:
                 if taken is None:
                     return
                 claim, leased_from = taken
-                if not self._early_cancels or self._early_cancels.pop(claim.token, None) is None:
+                if not self._early_cancels or not self._cancelled_early(claim):
                     break
                 self.attempts.canceled.add(claim.token)  # cancelled on its way here
                 self.attempts.never_ran(claim)
@@ -191,18 +193,26 @@ class Slots:
                 self.attempts.canceled.add(held)
                 found = True
         if not found and token is not None:
-            self._keep_early_cancel(token)
+            self._keep_early_cancel(job_id, token)
 
-    def _keep_early_cancel(self, token: str) -> None:
-        """Remember the cancel of claim ``token``, not started here (yet): should its claim
-        arrive, its job does not start (`EARLY_CANCEL_KEPT`)."""
+    def _keep_early_cancel(self, job_id: uuid.UUID, token: str) -> None:
+        """Remember the cancel of job ``job_id``'s claim ``token``, not started here (yet):
+        should that claim arrive, its job does not start (`EARLY_CANCEL_KEPT`)."""
         now = asyncio.get_running_loop().time()
         early = self._early_cancels
-        early[token] = now
+        early[token] = (job_id, now)
         early.move_to_end(token)
         stale = now - EARLY_CANCEL_KEPT
-        while len(early) > EARLY_CANCELS_MOST or next(iter(early.values())) < stale:
+        while len(early) > EARLY_CANCELS_MOST or next(iter(early.values()))[1] < stale:
             early.popitem(last=False)
+
+    def _cancelled_early(self, claim: Claim) -> bool:
+        """Whether a cancel push named ``claim`` (its token, of its job: a token may be
+        made again for another job) within `EARLY_CANCEL_KEPT` seconds; forgets it."""
+        entry = self._early_cancels.pop(claim.token, None)
+        if entry is None or entry[0] != claim.job.id:
+            return False
+        return entry[1] >= asyncio.get_running_loop().time() - EARLY_CANCEL_KEPT
 
     def _abandon_cancelled(self, token: str, task: JobTask) -> None:
         entry = self._running.get(token)

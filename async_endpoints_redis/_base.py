@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
@@ -37,26 +38,33 @@ class CancelledClaims:
     MOST = 10_000
 
     def __init__(self) -> None:
-        self._seen: dict[str, float] = {}
+        self._seen: dict[str, tuple[uuid.UUID, float]] = {}
 
-    def add(self, token: str) -> None:
-        """Remember ``token`` as cancelled."""
+    def add(self, job_id: uuid.UUID, token: str) -> None:
+        """Remember job ``job_id``'s claim ``token`` as cancelled."""
         now = time.monotonic()
         if len(self._seen) >= self.MOST:
             self._forget_before(now - self.KEEP_FOR)
             while len(self._seen) >= self.MOST:
                 del self._seen[next(iter(self._seen))]
-        self._seen[token] = now
+        self._seen.pop(token, None)  # last in the order of arrival
+        self._seen[token] = (job_id, now)
 
     def live(self, claims: list[Claim]) -> tuple[list[Claim], list[Claim]]:
-        """``claims`` without those cancelled already, and those."""
+        """``claims`` without those cancelled already, and those. A claim counts as
+        cancelled when a cancel named its token and its job (a token may be made again, for
+        another job, by a claim call resent after its first answer was lost)."""
         if not self._seen:
             return claims, []
-        seen = self._seen
-        return [c for c in claims if c.token not in seen], [c for c in claims if c.token in seen]
+        live: list[Claim] = []
+        cancelled: list[Claim] = []
+        for claim in claims:
+            seen = self._seen.get(claim.token)
+            (cancelled if seen is not None and seen[0] == claim.job.id else live).append(claim)
+        return live, cancelled
 
     def _forget_before(self, moment: float) -> None:
-        for token, seen in list(self._seen.items()):
+        for token, (_, seen) in list(self._seen.items()):
             if seen >= moment:
                 return
             del self._seen[token]

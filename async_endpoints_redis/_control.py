@@ -110,7 +110,7 @@ class RedisControl(StoreBase):
             logger.warning("ignoring a malformed cancel message")
             return
         if token:
-            self._cancelled_claims.add(token)
+            self._cancelled_claims.add(job_id, token)
         offer = self._offer
         if offer is not None:
             kept = [c for c in offer.handed if c.job.id != job_id or (token and c.token != token)]

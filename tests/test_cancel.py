@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from async_endpoints import (
     AsyncContext,
     AsyncEndpoints,
+    Claim,
     ClaimCancelStore,
     ConfigurationError,
     ControlStore,
@@ -30,6 +31,7 @@ from async_endpoints._slots import Slots
 from async_endpoints._worker import AttemptRunner
 from async_endpoints.testing import ManualClock
 from async_endpoints_redis import RedisJobStore
+from async_endpoints_redis._base import CancelledClaims
 from async_endpoints_redis._keys import Keys
 from tests.redis_servers import RedisServer
 
@@ -735,3 +737,34 @@ async def test_a_cancel_pushed_before_a_running_task_takes_the_next_claim_skips_
     assert done.status is JobStatus.COMPLETED and ran == [str(first.id), str(last.id)]
     assert handler.attempts == 0
     assert canceled is not None and canceled.status is JobStatus.CANCELED
+
+
+async def test_an_early_cancel_skips_only_the_claim_of_the_job_it_named() -> None:
+    """A cancel push kept for a claim not started yet names its token and its job: a
+    claim of another job that happens to carry the same token (a Redis claim call resent
+    after its answer was lost makes its tokens again) is started as usual."""
+    store = InMemoryJobStore()
+    await store.start()
+    job = await store.enqueue(NewJob(uuid.uuid4(), "work", 0))
+    (claim,) = await store.claim(1, lease=60)
+    _, slots = slots_on(store)
+    slots.cancel_job(uuid.uuid4(), claim.token)  # another job's claim, same token
+    task = slots.start(claim, asyncio.get_running_loop().time())
+    assert task.cancelling() == 0 and slots.attempts.canceled == set()
+    slots.cancel_job(job.id, claim.token)  # now its own cancel: the running attempt's
+    assert task.cancelling() == 1
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def test_a_remembered_cancel_drops_only_a_claim_of_the_job_it_named() -> None:
+    """The Redis store drops a claim reply whose cancel came first; a claim of another
+    job with the same token is kept."""
+    store = InMemoryJobStore()
+    await store.start()
+    job = await store.enqueue(NewJob(uuid.uuid4(), "work", 0))
+    other = await store.enqueue(NewJob(uuid.uuid4(), "work", 0))
+    cancelled = CancelledClaims()
+    cancelled.add(job.id, "base.1")
+    mine, theirs = Claim(job, "base.1"), Claim(other, "base.1")
+    assert cancelled.live([mine, theirs]) == ([theirs], [mine])
