@@ -90,9 +90,9 @@ def capture_headers(
     query_denied: frozenset[str] = frozenset(),
 ) -> tuple[tuple[str, str], ...]:
     """The headers to store: the allow-list (or all) minus the deny-list and the
-    `SCHEDULER_HEADERS`, repeats kept; a value that is a URL or a path with a query
-    (``Referer``, a proxy's ``X-Original-URL`` or ``X-Forwarded-Uri``) loses the query
-    parameters named in ``query_denied``, as the request's own query does.
+    `SCHEDULER_HEADERS`, repeats kept; the value of a header that copies a URL
+    (`URL_HEADERS`: ``Referer``, a proxy's ``X-Original-URL`` or ``X-Forwarded-Uri``)
+    loses the query parameters named in ``query_denied``, as the request's own query does.
 
     Names are lower-cased; ``pairs`` are (name, value) as ASGI's raw headers decoded as
     latin-1, or as given to `AsyncEndpoints.submit`. A name written with underscores
@@ -111,22 +111,42 @@ def capture_headers(
             or (allowed is not None and name not in allowed)
         ):
             continue
-        if query_denied and "?" in value:
+        if query_denied and "?" in value and (name in URL_HEADERS or hyphenated in URL_HEADERS):
             value = _url_without(value, query_denied)
         kept.append((name, value))
     return tuple(kept)
 
 
+#: Headers whose value is a copy of a URL, the request's own (set by proxies) or the
+#: page's that sent it (``referer``): their query loses the sensitive parameters.
+URL_HEADERS = frozenset(
+    {
+        "referer",
+        "x-original-url",
+        "x-original-uri",
+        "x-forwarded-uri",
+        "x-forwarded-url",
+        "x-rewrite-url",
+        "x-envoy-original-path",
+    }
+)
+
+
 def _url_without(value: str, denied: frozenset[str]) -> str:
     """``value`` with the parameters named in ``denied`` left out of its query when it is a
-    URL (``scheme://...``) or a path (``/...``); any other value as it is."""
+    URL (``scheme://...``) or a path (``/...``) and has any; otherwise as it is."""
     if not (value.startswith("/") or _URL_START.match(value)):
         return value
-    head, _, rest = value.partition("?")
-    query, hash_mark, fragment = rest.partition("#")
+    before, hash_mark, fragment = value.partition("#")  # a "?" after "#" is no query
+    head, question, query = before.partition("?")
+    if not question:
+        return value
     keys = _keys_of(denied)
-    query = "&".join(part for part in query.split("&") if _param_key(part) not in keys)
-    return head + ("?" if query else "") + query + hash_mark + fragment
+    parts = query.split("&")
+    kept = [part for part in parts if _param_key(part) not in keys]
+    if len(kept) == len(parts):
+        return value
+    return head + ("?" if kept else "") + "&".join(kept) + hash_mark + fragment
 
 
 _URL_START = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.-]*://")

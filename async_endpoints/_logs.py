@@ -97,16 +97,25 @@ def _install() -> None:
 _install()
 
 
-#: Characters a log line must not carry raw: line ends, terminal escapes and the other
-#: control characters (U+0000-U+001F, U+007F-U+009F), and the Unicode line separators.
-_UNSAFE = {code: f"\\x{code:02x}" for code in [*range(0x20), *range(0x7F, 0xA0)]}
-_UNSAFE.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+_NAMED_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
 def one_line(text: str) -> str:
-    """``text`` as one line of a log: its control characters (newlines, carriage returns,
-    terminal escapes) and line separators written as backslash escapes, so that text a
-    client chose (a job's error message may echo its input) cannot forge a log record."""
+    """``text`` as one line of a log: every character Python does not count as printable
+    (newlines, carriage returns, terminal escapes, other control and format characters
+    such as a right-to-left override, line separators) written as a backslash escape, so
+    that text a client chose (a job's error message may echo its input) can neither forge
+    a log record nor hide what it says."""
     if text.isprintable():
         return text
-    return text.translate(_UNSAFE)
+    return "".join(char if char.isprintable() else _escaped(char) for char in text)
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    named = _NAMED_ESCAPES.get(char)
+    if named is not None:
+        return named
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from redis.asyncio.client import PubSub
-from redis.exceptions import ResponseError
+from redis.exceptions import NoPermissionError, ResponseError
 
 from async_endpoints._job import Job
 
@@ -151,7 +151,7 @@ class Notifications:
 
     async def wait_live(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the subscription to be live; True if it is.
-        A refusal by Redis ends the wait at once (False): it will not pass by itself."""
+        A refusal by Redis's ACL ends the wait at once (False): it will not pass by itself."""
         live = asyncio.ensure_future(self._connected.wait())
         refused = asyncio.ensure_future(self._refused.wait())
         try:
@@ -204,7 +204,8 @@ class Notifications:
             if failure != self._last_refusal:
                 logger.warning("pub/sub subscription refused by Redis, trying again: %s", failure)
                 self._last_refusal = failure
-            self._refused.set()
+            if isinstance(exc, NoPermissionError):  # an ACL refusal, not a passing BUSY
+                self._refused.set()
         else:
             logger.debug("pub/sub connection lost, reconnecting: %s", exc)
         self.last_failure = failure

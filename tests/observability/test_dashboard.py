@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from markupsafe import escape
 from starlette.applications import Starlette
 from starlette.routing import Mount
+from starlette.schemas import SchemaGenerator
 
 from async_endpoints import (
     AsyncEndpoints,
@@ -102,6 +103,26 @@ async def test_a_refused_dashboard_answers_as_the_apps_own_404_on_fastapi() -> N
             seen = (answer.status_code, answer.headers["content-type"], answer.content)
             expected = (404, absent.headers["content-type"], absent.content)
             assert seen == expected, (method, path)
+
+
+def test_the_dashboards_routes_name_their_methods_and_stay_out_of_the_schemas() -> None:
+    """Code that lists an app's routes finds methods on the dashboard's too; neither
+    FastAPI's OpenAPI document nor Starlette's schema generator lists a dashboard path."""
+    fastapi_app = FastAPI()
+    AsyncEndpoints(fastapi_app, run_workers=False).map_dashboard(
+        "/dashboard", authorize=lambda request: True
+    )
+    assert not [path for path in fastapi_app.openapi()["paths"] if "dashboard" in path]
+    starlette_app = Starlette()
+    AsyncEndpoints(starlette_app, run_workers=False).map_dashboard(
+        "/dashboard", authorize=lambda request: True
+    )
+    schema = SchemaGenerator({"openapi": "3.0.0"}).get_schema(starlette_app.routes)
+    assert not [path for path in schema.get("paths", {}) if "dashboard" in path]
+    mount = next(r for r in starlette_app.routes if isinstance(r, Mount))
+    for route in [*starlette_app.routes, *mount.routes]:
+        if not isinstance(route, Mount):
+            assert route.methods and "GET" in route.methods, route  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(

@@ -68,10 +68,10 @@ async def test_the_library_record_of_a_failed_attempt_names_the_job(
 
 async def test_a_failure_message_cannot_forge_a_log_line(records: Records) -> None:
     """An error message that echoes a client's input (newlines, a carriage return, a
-    terminal escape) is logged on one line, those characters escaped; the job keeps the
-    message as it was."""
+    terminal escape, a right-to-left override) is logged on one line, those characters
+    escaped (printable text, accents too, as it is); the job keeps the message as it was."""
     endpoints = AsyncEndpoints(store=InMemoryJobStore(), max_retries=0)
-    message = "bad input: x\nERROR forged entry=1\r\x1b[31mred\u2028end\ttab"
+    message = "bad input: x\nERROR forged entry=1\r\x1b[31mred\u2028end\ttab\u202eé"
 
     async def echoes(ctx: AsyncContext[None]) -> None:
         raise ValueError(message)
@@ -85,7 +85,7 @@ async def test_a_failure_message_cannot_forge_a_log_line(records: Records) -> No
     assert failed.error.message == message
     [line] = [r.getMessage() for r in records.records if "attempt 1 failed" in r.getMessage()]
     assert line.endswith(
-        "ValueError: bad input: x\\nERROR forged entry=1\\r\\x1b[31mred\\u2028end\\ttab"
+        "ValueError: bad input: x\\nERROR forged entry=1\\r\\x1b[31mred\\u2028end\\ttab\\u202eé"
     )
     assert line.isprintable()
 
