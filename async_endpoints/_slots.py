@@ -54,7 +54,6 @@ class Slots:
         # Per held claim, the loop time its lease counts from at the latest.
         self._leased_from: dict[str, float] = {}
         self._tasks: set[JobTask] = set()  # every job task not yet ended
-        #: Claim tokens a cancel push named before their claim started here: loop time.
         #: By claim token: the job and the loop time of a cancel push that came before
         #: the claim started here.
         self._early_cancels: OrderedDict[str, tuple[uuid.UUID, float]] = OrderedDict()
