@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 
+from async_endpoints import AsyncContext, AsyncEndpoints, JobStatus, StoreUnavailableError
 from async_endpoints._job import NewJob
 from async_endpoints_redis import RedisJobStore
+from tests import redis_servers
 from tests.redis_servers import RedisClusterProcesses
 
 pytestmark = pytest.mark.redis
@@ -89,3 +91,30 @@ async def test_a_closed_store_leaves_no_cluster_client_reported_unclosed(
     finally:
         loop.set_exception_handler(previous)
     assert [message for message in reported if "Unclosed" in message] == []
+
+
+async def test_a_client_naming_several_nodes_starts_while_the_first_is_down(
+    redis_cluster: redis_servers.RedisClusterProcesses, prefix: str
+) -> None:
+    """The README's way round a store that cannot start while its one URL's node is
+    down: a RedisCluster client given several startup nodes, the first of them down
+    (nothing listens on its port), starts and runs jobs."""
+    down = ClusterNode("127.0.0.1", redis_servers.free_port())
+    live = [ClusterNode("127.0.0.1", node.port) for node in redis_cluster.masters()]
+    given = RedisCluster(startup_nodes=[down, *live])
+    try:
+        store = RedisJobStore(client=given, prefix=prefix, cluster=True)
+        engine = AsyncEndpoints(store=store)
+
+        async def work(ctx: AsyncContext[None]) -> str:
+            return "ran"
+
+        engine.add_handler(work)
+        async with engine.running():
+            job = await engine.submit("work")
+            done = await engine.wait_for(job.id, timeout=10)
+        assert done.status is JobStatus.COMPLETED
+    finally:
+        await given.aclose()
+    with pytest.raises(StoreUnavailableError):
+        await RedisJobStore(f"redis://127.0.0.1:{down.port}", cluster=True).start()
