@@ -672,6 +672,7 @@ async def test_a_cancel_pushed_while_the_claims_answer_is_on_its_way_keeps_the_j
 
     engine.add_handler(marker)
     heard: asyncio.Queue[uuid.UUID] = asyncio.Queue()
+    cancelled = asyncio.Event()
     assert isinstance(any_store, ClaimCancelStore)
 
     def cancelled_first(take: Any) -> Any:
@@ -682,6 +683,7 @@ async def test_a_cancel_pushed_while_the_claims_answer_is_on_its_way_keeps_the_j
                     await any_store.cancel(claim.job.id)  # type: ignore[attr-defined]
                     async with asyncio.timeout(5):  # the engine's listener heard it first
                         assert await heard.get() == claim.job.id
+                    cancelled.set()
             return claims
 
         return taking
@@ -691,6 +693,8 @@ async def test_a_cancel_pushed_while_the_claims_answer_is_on_its_way_keeps_the_j
         any_store.claim = cancelled_first(any_store.claim)  # type: ignore[method-assign]
         any_store.wait_for_work = cancelled_first(any_store.wait_for_work)  # type: ignore[method-assign]
         job = await engine.submit("blocking")
+        async with asyncio.timeout(10):  # claimed (in any shard's turn), then cancelled
+            await cancelled.wait()
         after = await engine.submit("marker")
         done = await engine.wait_for(after.id, timeout=10)  # the one slot was free
         canceled = await engine.get_job(job.id)
