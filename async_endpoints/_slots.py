@@ -15,10 +15,10 @@ import functools
 import logging
 import types
 import uuid
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Generator
 from typing import Any, TypeVar, cast
 
+from ._cancels import CancelledClaims
 from ._deadline import CANCEL_WAIT
 from ._job import Job
 from ._logs import job_extra
@@ -29,14 +29,6 @@ logger = logging.getLogger("async_endpoints")
 
 JobTask = asyncio.Task[None]
 T = TypeVar("T")
-
-#: Seconds a cancel push that names a claim not started here is kept: the claim's answer
-#: (or an idle worker's hand-over) may still be on its way when the push arrives, on
-#: another connection. An answer slower than a third of the lease has its claims renewed
-#: before they start, which finds them cancelled (`Claimer`); this covers the rest.
-EARLY_CANCEL_KEPT = 60.0
-#: The most such pushes kept (every worker is told of every running job's cancel).
-EARLY_CANCELS_MOST = 10_000
 
 
 class Slots:
@@ -54,9 +46,9 @@ class Slots:
         # Per held claim, the loop time its lease counts from at the latest.
         self._leased_from: dict[str, float] = {}
         self._tasks: set[JobTask] = set()  # every job task not yet ended
-        #: By claim token: the job and the loop time of a cancel push that came before
-        #: the claim started here.
-        self._early_cancels: OrderedDict[str, tuple[uuid.UUID, float]] = OrderedDict()
+        #: Cancel pushes that came before their claim started here (its answer, or an
+        #: idle worker's hand-over, still on its way): the claim's job does not start.
+        self._early_cancels = CancelledClaims()
         #: Set whenever a handler ends (or is abandoned).
         self.freed = asyncio.Event()
         #: Set when no handler runs any more.
@@ -74,7 +66,7 @@ class Slots:
         self._leased_from[claim.token] = leased_from
         self._tasks.add(task)
         task.add_done_callback(self._ended)
-        if self._early_cancels and self._cancelled_early(claim):
+        if self._early_cancels.named(claim):
             self.cancel_job(claim.job.id, claim.token)  # before its first step: never runs
         return task
 
@@ -111,7 +103,7 @@ class Slots:
                 if taken is None:
                     return
                 claim, leased_from = taken
-                if not self._early_cancels or not self._cancelled_early(claim):
+                if not self._early_cancels.named(claim):
                     break
                 self.attempts.canceled.add(claim.token)  # cancelled on its way here
                 self.attempts.never_ran(claim)
@@ -192,26 +184,7 @@ class Slots:
                 self.attempts.canceled.add(held)
                 found = True
         if not found and token is not None:
-            self._keep_early_cancel(job_id, token)
-
-    def _keep_early_cancel(self, job_id: uuid.UUID, token: str) -> None:
-        """Remember the cancel of job ``job_id``'s claim ``token``, not started here (yet):
-        should that claim arrive, its job does not start (`EARLY_CANCEL_KEPT`)."""
-        now = asyncio.get_running_loop().time()
-        early = self._early_cancels
-        early[token] = (job_id, now)
-        early.move_to_end(token)
-        stale = now - EARLY_CANCEL_KEPT
-        while len(early) > EARLY_CANCELS_MOST or next(iter(early.values()))[1] < stale:
-            early.popitem(last=False)
-
-    def _cancelled_early(self, claim: Claim) -> bool:
-        """Whether a cancel push named ``claim`` (its token, of its job: a token may be
-        made again for another job) within `EARLY_CANCEL_KEPT` seconds; forgets it."""
-        entry = self._early_cancels.pop(claim.token, None)
-        if entry is None or entry[0] != claim.job.id:
-            return False
-        return entry[1] >= asyncio.get_running_loop().time() - EARLY_CANCEL_KEPT
+            self._early_cancels.add(job_id, token)  # not started here (yet)
 
     def _abandon_cancelled(self, token: str, task: JobTask) -> None:
         entry = self._running.get(token)

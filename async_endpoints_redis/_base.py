@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
+from async_endpoints._cancels import CancelledClaims
 from async_endpoints._job import Job, JobError
 from async_endpoints._store import Claim
 from async_endpoints._store_features import ClaimCancelListener
@@ -22,52 +21,6 @@ T = TypeVar("T")
 
 #: What the refused report of a cancelled claim that never ran says (nothing is kept).
 _DROPPED = JobError("the job was cancelled before this claim ran", "Canceled")
-
-
-class CancelledClaims:
-    """Tokens of claims cancelled lately, as the cancel channel announced them.
-
-    The cancel message and the reply of the claim it cancels travel on two connections: a
-    claim's reply can arrive after the message that cancels it. A claim whose token is
-    here is dropped from the reply instead of being run. Tokens are kept for
-    `KEEP_FOR` seconds (a reply never takes longer: calls time out sooner), and at most
-    `MOST` of them.
-    """
-
-    KEEP_FOR = 60.0
-    MOST = 10_000
-
-    def __init__(self) -> None:
-        self._seen: dict[str, tuple[uuid.UUID, float]] = {}
-
-    def add(self, job_id: uuid.UUID, token: str) -> None:
-        """Remember job ``job_id``'s claim ``token`` as cancelled."""
-        now = time.monotonic()
-        if len(self._seen) >= self.MOST:
-            self._forget_before(now - self.KEEP_FOR)
-            while len(self._seen) >= self.MOST:
-                del self._seen[next(iter(self._seen))]
-        self._seen.pop(token, None)  # last in the order of arrival
-        self._seen[token] = (job_id, now)
-
-    def live(self, claims: list[Claim]) -> tuple[list[Claim], list[Claim]]:
-        """``claims`` without those cancelled already, and those. A claim counts as
-        cancelled when a cancel named its token and its job (a token may be made again, for
-        another job, by a claim call resent after its first answer was lost)."""
-        if not self._seen:
-            return claims, []
-        live: list[Claim] = []
-        cancelled: list[Claim] = []
-        for claim in claims:
-            seen = self._seen.get(claim.token)
-            (cancelled if seen is not None and seen[0] == claim.job.id else live).append(claim)
-        return live, cancelled
-
-    def _forget_before(self, moment: float) -> None:
-        for token, (_, seen) in list(self._seen.items()):
-            if seen >= moment:
-                return
-            del self._seen[token]
 
 
 @dataclass(eq=False)

@@ -39,6 +39,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+from async_endpoints._cancels import CancelledClaims
 from async_endpoints._errors import (
     ConfigurationError,
     DuplicateJobError,
@@ -61,7 +62,7 @@ from async_endpoints._job import (
 from async_endpoints._store import CLAIM_EXPIRED, CLAIM_EXPIRED_MESSAGE, Claim
 from async_endpoints._store_features import ClaimCancelListener, Idempotency
 
-from ._base import CancelledClaims, Offer
+from ._base import Offer
 from ._batch import Batcher
 from ._batches import RedisBatches
 from ._client import AnyRedis, check_seconds, check_url, client_options

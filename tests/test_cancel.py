@@ -25,13 +25,13 @@ from async_endpoints import (
     NewJob,
     StoreUnavailableError,
 )
+from async_endpoints._cancels import CancelledClaims
 from async_endpoints._events import AttemptOutcome, EventKind, LifecycleEvent
 from async_endpoints._retry import RetryPolicy
 from async_endpoints._slots import Slots
 from async_endpoints._worker import AttemptRunner
 from async_endpoints.testing import ManualClock
 from async_endpoints_redis import RedisJobStore
-from async_endpoints_redis._base import CancelledClaims
 from async_endpoints_redis._keys import Keys
 from tests.redis_servers import RedisServer
 
@@ -772,3 +772,20 @@ async def test_a_remembered_cancel_drops_only_a_claim_of_the_job_it_named() -> N
     cancelled.add(job.id, "base.1")
     mine, theirs = Claim(job, "base.1"), Claim(other, "base.1")
     assert cancelled.live([mine, theirs]) == ([theirs], [mine])
+
+
+async def test_a_remembered_cancel_is_forgotten_after_its_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A push kept longer than `CancelledClaims.KEEP_FOR` no longer drops its claim (a
+    claim's answer never takes that long; a slower one is renewed first)."""
+    store = InMemoryJobStore()
+    await store.start()
+    job = await store.enqueue(NewJob(uuid.uuid4(), "work", 0))
+    cancelled = CancelledClaims()
+    cancelled.add(job.id, "base.1")
+    claim = Claim(job, "base.1")
+    assert cancelled.named(claim)
+    monkeypatch.setattr(CancelledClaims, "KEEP_FOR", -1.0)  # every push is older now
+    assert not cancelled.named(claim)
+    assert cancelled.live([claim]) == ([claim], [])
