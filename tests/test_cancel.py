@@ -789,3 +789,19 @@ async def test_a_remembered_cancel_is_forgotten_after_its_time(
     monkeypatch.setattr(CancelledClaims, "KEEP_FOR", -1.0)  # every push is older now
     assert not cancelled.named(claim)
     assert cancelled.live([claim]) == ([claim], [])
+
+
+async def test_remembered_cancels_are_bounded_oldest_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At most `CancelledClaims.MOST` pushes are kept: a new one beyond it drops the
+    oldest (every worker hears of every running job's cancel)."""
+    store = InMemoryJobStore()
+    await store.start()
+    jobs = [await store.enqueue(NewJob(uuid.uuid4(), "work", 0)) for _ in range(3)]
+    monkeypatch.setattr(CancelledClaims, "MOST", 2)
+    cancelled = CancelledClaims()
+    for job in jobs:
+        cancelled.add(job.id, f"{job.id}.1")
+    kept = [cancelled.named(Claim(job, f"{job.id}.1")) for job in jobs]
+    assert kept == [False, True, True]
