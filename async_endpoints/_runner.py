@@ -161,7 +161,8 @@ class WorkerPool:
             claims = await self._claimed(self.settings.max_concurrency)
             if not self._claimer.taken:
                 return ran
-            tasks = [self._slots.start(claim, self._claimer.leased_from) for claim in claims]
+            started = (self._slots.start(claim, self._claimer.leased_from) for claim in claims)
+            tasks = [task for task in started if task is not None]
             await self._slots.concluded(tasks)
             for task in tasks:  # an outcome that could not be recorded
                 failure = task.exception() if task.done() and not task.cancelled() else None

@@ -58,17 +58,30 @@ class Slots:
         """How many handlers are running (slots in use)."""
         return len(self._running)
 
-    def start(self, claim: Claim, leased_from: float) -> JobTask:
+    def start(self, claim: Claim, leased_from: float) -> JobTask | None:
         """Run ``claim``'s job in a task of its own; it holds a slot until its handler ends.
-        Its lease counts from ``leased_from`` (loop time) at the latest (`leased_from`)."""
+        Its lease counts from ``leased_from`` (loop time) at the latest (`leased_from`).
+
+        A job whose cancel was pushed before its claim arrived gets no task (None): an
+        eager task factory would otherwise run its handler up to its first ``await``.
+        """
+        if self._skipped(claim):
+            return None
         task = asyncio.create_task(self._run(claim), name=f"async-endpoints-job-{claim.job.id}")
         self._running[claim.token] = (claim, task)
         self._leased_from[claim.token] = leased_from
         self._tasks.add(task)
         task.add_done_callback(self._ended)
-        if self._early_cancels.named(claim):
-            self.cancel_job(claim.job.id, claim.token)  # before its first step: never runs
         return task
+
+    def _skipped(self, claim: Claim) -> bool:
+        """Whether ``claim``'s job was cancelled on its way here (its push came first):
+        then it never starts, and the store is told as for a handler that ended."""
+        if not self._early_cancels.named(claim):
+            return False
+        self.attempts.canceled.add(claim.token)
+        self.attempts.never_ran(claim)
+        return True
 
     def _ended(self, task: JobTask) -> None:
         self._tasks.discard(task)
@@ -103,10 +116,8 @@ class Slots:
                 if taken is None:
                     return
                 claim, leased_from = taken
-                if not self._early_cancels.named(claim):
+                if not self._skipped(claim):
                     break
-                self.attempts.canceled.add(claim.token)  # cancelled on its way here
-                self.attempts.never_ran(claim)
             self._running[claim.token] = (claim, task)
             self._leased_from[claim.token] = leased_from
             job = _in_context(context.copy(), self._attempt(claim))

@@ -337,6 +337,27 @@ def any_store(request: pytest.FixtureRequest) -> JobStore:
     return RedisJobStore(url, prefix=prefix, shards=3 if request.param == "sharded" else 1)
 
 
+async def first_of_a_key_claimed_and_cancelled(store: JobStore) -> tuple[Job, Job, Claim]:
+    """Two jobs of one partition key; the first claimed, then cancelled in ``store``."""
+    first = await store.enqueue(NewJob(uuid.uuid4(), "work", 3, partition_key="k"))
+    second = await store.enqueue(NewJob(uuid.uuid4(), "work", 3, partition_key="k"))
+    (claim,) = await store.claim(1, lease=60)
+    assert isinstance(store, ControlStore)
+    await store.cancel(first.id)
+    return first, second, claim
+
+
+async def claimed_once_settled(store: JobStore, attempts: AttemptRunner) -> list[uuid.UUID]:
+    """The jobs ``store`` lets a claim take once ``attempts`` has told it every outcome."""
+    async with asyncio.timeout(10):
+        while attempts.settling:
+            await asyncio.gather(*attempts.settling)
+    taken = await store.claim(1, lease=60)
+    if not taken:  # a sharded store may look at another shard first: its wake comes
+        taken = await store.wait_for_work(5, take=1, lease=60) or await store.claim(1, lease=60)
+    return [claim.job.id for claim in taken]
+
+
 def slots_on(store: JobStore) -> tuple[AttemptRunner, Slots]:
     """A worker pool's slots on ``store`` with no handler, taking no further claims."""
     attempts = AttemptRunner(store, {}, RetryPolicy(), job_timeout=60)
@@ -437,26 +458,49 @@ async def test_a_job_cancelled_before_its_task_first_ran_lets_its_key_go_and_lea
     is told, so the key's next job is claimable at once, not after the lease."""
     await any_store.start()
     try:
-        first = await any_store.enqueue(NewJob(uuid.uuid4(), "work", 3, partition_key="k"))
-        second = await any_store.enqueue(NewJob(uuid.uuid4(), "work", 3, partition_key="k"))
-        (claim,) = await any_store.claim(1, lease=60)
+        first, second, claim = await first_of_a_key_claimed_and_cancelled(any_store)
         attempts, slots = slots_on(any_store)
-        assert isinstance(any_store, ControlStore)
-        await any_store.cancel(first.id)
         task = slots.start(claim, asyncio.get_running_loop().time())
         slots.cancel_job(first.id)  # as the cancel listener would, before the task ran
         (outcome,) = await asyncio.gather(task, return_exceptions=True)
         assert isinstance(outcome, asyncio.CancelledError)
         assert (len(slots), slots.claims()) == (0, [])
-        async with asyncio.timeout(10):
-            while attempts.settling:
-                await asyncio.gather(*attempts.settling)
-        taken = await any_store.claim(1, lease=60)
-        if not taken:  # a sharded store may look at another shard first: its wake comes
-            taken = await any_store.wait_for_work(5, take=1, lease=60) or await any_store.claim(
-                1, lease=60
-            )
-        assert [c.job.id for c in taken] == [second.id]
+        assert await claimed_once_settled(any_store, attempts) == [second.id]
+    finally:
+        await any_store.aclose()
+
+
+async def test_a_job_whose_cancel_came_before_its_claim_gets_no_task_and_lets_its_key_go(
+    any_store: JobStore,
+) -> None:
+    """A cancel pushed before its claim arrived: the claim is not given a task at all (an
+    eager task factory would run a task's handler up to its first ``await`` at once),
+    holds no slot, and the store is told, so the key's next job is claimable at once."""
+    await any_store.start()
+    loop = asyncio.get_running_loop()
+    created: list[str] = []  # the coroutines given tasks
+    default_factory = loop.get_task_factory()
+
+    def noting_factory(loop: asyncio.AbstractEventLoop, coro: Any, **options: Any) -> Any:
+        created.append(coro.__qualname__)
+        if default_factory is not None:
+            return default_factory(loop, coro, **options)
+        return asyncio.Task(coro, loop=loop, **options)
+
+    try:
+        first, second, claim = await first_of_a_key_claimed_and_cancelled(any_store)
+        attempts, slots = slots_on(any_store)
+        slots.cancel_job(first.id, claim.token)  # the push, before the claim's answer
+        loop.set_task_factory(noting_factory)
+        try:
+            task = slots.start(claim, loop.time())
+        finally:
+            loop.set_task_factory(default_factory)
+        assert task is None and "Slots._run" not in created
+        assert (len(slots), slots.claims()) == (0, [])
+        assert await claimed_once_settled(any_store, attempts) == [second.id]
+        canceled = await any_store.get(first.id)
+        assert canceled is not None and canceled.status is JobStatus.CANCELED
     finally:
         await any_store.aclose()
 
