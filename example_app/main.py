@@ -13,6 +13,9 @@ example_app.main:endpoints`` can run them in other processes), then::
          -H 'Content-Type: application/json' -d '{"amount": -5}'   # in order per account
     curl -X POST localhost:8000/api/reports/monthly/2026-11           # a batch, then its join
     curl localhost:8000/batches/<batch id>
+    curl localhost:8000/metrics                                          # Prometheus text
+
+and open http://127.0.0.1:8000/dashboard/ in a browser on the same machine.
 """
 
 import asyncio
@@ -60,6 +63,19 @@ endpoints.map_job_details("/jobs/{job_id}")
 endpoints.map_job_cancel("/jobs/{job_id}/cancel")
 endpoints.map_job_events("/jobs/{job_id}/events")
 endpoints.map_batch_details("/batches/{batch_id}")
+endpoints.map_metrics("/metrics")
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1"})
+
+
+def from_this_machine(request: Request) -> bool:
+    """The dashboard's gate in this example: requests from this machine only. A real app
+    checks its own users here (a session, a role); behind a proxy every request comes
+    from the proxy's address, so never rely on this there."""
+    return request.client is not None and request.client.host in LOOPBACK_HOSTS
+
+
+endpoints.map_dashboard("/dashboard", authorize=from_this_machine)
 
 
 @app.exception_handler(RequestValidationError)
@@ -195,6 +211,15 @@ def reminder_delay(request: Request, body: ReminderRequest) -> float:
 async def reminder(ctx: AsyncContext[ReminderRequest]) -> Reminder:
     """Deliver the reminder (here: hand its text back)."""
     return Reminder(text=ctx.request.text)
+
+
+# --- Cleanup: a cron schedule, one job a night however many instances run ------------------
+
+
+@endpoints.cron("0 3 * * *", name="NightlyCleanup", timezone="Europe/Berlin", queue="batch")
+async def nightly_cleanup(ctx: AsyncContext[None]) -> dict[str, str]:
+    """Runs at 03:00 Berlin time (listed on the dashboard's Schedules page)."""
+    return {"cleaned": "nothing to clean in this example"}
 
 
 # --- The programmatic API: start a job, then wait for its result ---------------------------

@@ -7,7 +7,9 @@ import importlib
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -198,3 +200,43 @@ async def test_the_monthly_report_fans_out_and_joins_once(example, http_client_f
         join = await example.endpoints.wait_for(join_id, timeout=10)
     assert batch["completed"] == 4
     assert join.result == {"month": "2026-11", "regions": ["east", "north", "south", "west"]}
+
+
+async def test_the_dashboard_opens_for_this_machine_only(example, http_client_for) -> None:
+    """/dashboard/ answers a request from the loopback address and is not there (404) for
+    any other client."""
+    async with http_client_for(example.app):
+        for client_host, status in (("127.0.0.1", 200), ("::1", 200), ("203.0.113.7", 404)):
+            transport = httpx.ASGITransport(app=example.app, client=(client_host, 50000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
+                response = await client.get("/dashboard/")
+            assert response.status_code == status, client_host
+    assert "ProcessData" not in response.text  # the 404 shows nothing of the dashboard
+
+
+async def test_metrics_count_the_jobs_the_example_ran(example, http_client_for) -> None:
+    """/metrics serves Prometheus text that counts a finished ProcessData job."""
+    async with http_client_for(example.app) as client:
+        response = await client.post("/api/process-data/acme", json={"data": "x"})
+        await finished(example, client, response)
+        metrics = await client.get("/metrics")
+    assert metrics.status_code == 200
+    assert metrics.headers["content-type"].startswith("text/plain")
+    finished_line = (
+        'async_endpoints_jobs_finished_total{name="ProcessData",queue="default",'
+        'status="Completed"} 1.0'
+    )
+    assert finished_line in metrics.text.splitlines()
+
+
+async def test_the_nightly_cleanup_is_scheduled_for_three_in_berlin(
+    example, http_client_for
+) -> None:
+    """The example's cron schedule is stored when the app starts, next due at 03:00 in
+    Europe/Berlin."""
+    async with http_client_for(example.app):
+        schedules = {s.id: s for s in await example.endpoints.list_schedules()}
+    nightly = schedules["NightlyCleanup"]
+    assert (nightly.cron, nightly.timezone) == ("0 3 * * *", "Europe/Berlin")
+    due = nightly.next_run_at.astimezone(ZoneInfo("Europe/Berlin"))
+    assert (due.hour, due.minute, due.second) == (3, 0, 0)
