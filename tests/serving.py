@@ -13,12 +13,15 @@ import uvicorn
 
 
 @contextlib.asynccontextmanager
-async def served(app: Any) -> AsyncIterator[str]:
-    """Serve ``app`` (its lifespan included) on 127.0.0.1; yield its base URL."""
+async def served(app: Any, **options: Any) -> AsyncIterator[str]:
+    """Serve ``app`` (its lifespan included) on 127.0.0.1; yield its base URL.
+    ``options`` go to `uvicorn.Config` (``limit_concurrency=...``)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **options
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
