@@ -61,7 +61,7 @@ from ._shard_lookup import UPKEEP_EVERY, ShardLookup
 from ._shard_pointers import Pointers
 from ._shard_renewals import ShardRenewals
 from ._shard_waits import ShardWaits
-from ._store import RECOVER_CALLS, RedisJobStore
+from ._store import RECOVER_CALLS, MadeWith, RedisJobStore
 
 #: Connections beyond the shards' subscriptions: one for calls, one for a cluster's
 #: topology refresh.
@@ -148,11 +148,23 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         self._next_upkeep = 0.0
         self._next_miss_upkeep = 0.0
         self._room_told: set[int] = set()  # the old counts `_make_room` has seen to
+        self._made_with: MadeWith = (
+            ShardedRedisJobStore,
+            url,
+            client,
+            {**self._shard_options, "prefix": prefix, "cluster": cluster, "shards": shards},
+        )
+        self._ended = False  # closed, `aclose` done: a `start` makes it anew
 
     # Starting and stopping
 
     async def start(self) -> None:
-        """Connect and start every shard (see `RedisJobStore.start`). Idempotent."""
+        """Connect and start every shard (see `RedisJobStore.start`). Idempotent; after
+        `aclose` the store is made anew (see `RedisJobStore._made_again`)."""
+        if self._ended:
+            self._made_again()
+            await self.start()  # a plain store again, when it was one made sharded
+            return
         await self._ready_shards()
 
     async def _ready_shards(self) -> list[RedisJobStore]:
@@ -190,6 +202,9 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
                     await self._close_shards(shards)
                     raise
         return self._shards
+
+    def _server_warnings(self) -> set[str]:
+        return self._warned  # every shard's
 
     def _shard(self, index: int, prefix: str, client: AnyRedis) -> RedisJobStore:
         shard = RedisJobStore(client=client, prefix=prefix, **self._shard_options)
@@ -239,6 +254,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         await self._close_shards(shards)
         if self._adopted is not None:
             await self._adopted.aclose()  # its connection, and its client if it made it
+        self._ended = True
 
     async def _close_shards(self, shards: Sequence[RedisJobStore]) -> None:
         await asyncio.gather(*(shard.aclose() for shard in shards), return_exceptions=True)
@@ -470,5 +486,6 @@ async def become_sharded(plain: RedisJobStore, arguments: dict[str, Any]) -> Non
     ShardedRedisJobStore.__init__(plain, client=original._connection.client, **arguments)
     plain._cancel_listeners += listeners
     plain._adopted = original
+    plain._made_with = original._made_with  # made anew, it reads the shard counts again
     plain._owns_client = original._connection._owns_client  # its pool is the store's own
     await plain.start()

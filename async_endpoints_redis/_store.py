@@ -37,7 +37,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from async_endpoints._cancels import CancelledClaims
 from async_endpoints._errors import (
@@ -97,6 +97,10 @@ _RECOVER_BATCH = 500  # expired claims recovered, and finished jobs purged, per 
 #: Script calls one recovery pass makes at most (a backlog beyond goes on at the next).
 RECOVER_CALLS = 200
 _CLAIM_EXPIRED = {"message": CLAIM_EXPIRED_MESSAGE, "type": CLAIM_EXPIRED}
+#: What a store was made with (its class, url, client and other arguments), to make it
+#: anew after it was closed (`RedisJobStore._made_again`).
+MadeWith: TypeAlias = "tuple[type[RedisJobStore], str | None, AnyRedis | None, dict[str, Any]]"
+
 _ALONE_OVER = 64 * 1024  # result characters past which a completion is not batched
 
 
@@ -219,6 +223,13 @@ class RedisJobStore(
         # (a withdrawal must not put a started job back in the queue).
         self._started: list[str] = []
         self._withdrawals: set[asyncio.Task[None]] = set()
+        self._made_with: MadeWith = (
+            RedisJobStore,
+            url,
+            client,
+            {**self._arguments, "cluster": cluster, "shards": 1},
+        )
+        self._ended = False  # closed, `aclose` done: a `start` makes it anew
 
     async def start(self) -> None:
         """Connect (asking whether the server is a cluster node when not told), check that
@@ -232,6 +243,8 @@ class RedisJobStore(
         Raises:
             StoreUnavailableError: Redis cannot be reached; a later call tries again.
         """
+        if self._ended:
+            self._made_again()
         await self._connection.start()
         if not self._layout_read and not self._token_mark:
             from ._shard_reshard import recorded
@@ -254,7 +267,8 @@ class RedisJobStore(
     async def aclose(self) -> None:
         """End this store's offer (if its worker made one), stop listening, release every
         waiter and close the client if the store made it. Idempotent; stored jobs are
-        kept."""
+        kept. A `start` afterwards opens the store again, as new (`_made_again`); every
+        other call raises `JobStoreError` until then."""
         if self._offered and not self._connection.closed:
             self._end_offer()
             with contextlib.suppress(Exception):
@@ -263,6 +277,26 @@ class RedisJobStore(
         if self._withdrawals:
             await asyncio.wait(set(self._withdrawals), timeout=self._connection.deadline)
         await self._connection.aclose()
+        self._ended = True
+
+    def _made_again(self) -> None:
+        """Make a closed store anew for a `start` after `aclose` (an app whose lifespan
+        runs again, as Starlette's ``TestClient`` runs it once per ``with`` block, each
+        in an event loop of its own): every part made afresh from the arguments the
+        store was made with (a client of its own too; a given ``client`` is used again),
+        its cancel listeners kept."""
+        cls, url, client, arguments = self._made_with
+        listeners = self._cancel_listeners
+        warned = set(self._server_warnings())
+        self.__dict__.clear()
+        self.__class__ = cls
+        cls.__init__(self, url, client=client, **arguments)
+        self._cancel_listeners += listeners
+        self._server_warnings().update(warned)  # given once per process, not once a start
+
+    def _server_warnings(self) -> set[str]:
+        """The warnings about server settings this store gave (`_health`)."""
+        return self._connection.warned
 
     async def enqueue(self, new_job: NewJob, *, max_waiting: int | None = None) -> Job:
         """Store ``new_job`` as Queued in its queue (the job returned) and wake idle
