@@ -278,7 +278,7 @@ class Handler:
             ResultTooLarge: its JSON is larger than ``max_result_size`` bytes (UTF-8).
         """
         try:
-            data = self._result_serializer.to_python(value, mode="json")
+            data = self._result_serializer.to_python(value, mode="json", by_alias=True)
             text = _RESULT_ENCODER.encode(data)
             # An ASCII str's length is its UTF-8 size; encoding also finds lone surrogates.
             size = len(text) if text.isascii() else len(text.encode())

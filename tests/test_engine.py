@@ -10,7 +10,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
 
 from async_endpoints import (
     AsyncContext,
@@ -60,6 +61,32 @@ async def test_a_submitted_job_runs_and_completes_with_the_handler_result(
     assert await endpoints.drain() == 1
     done = await endpoints.get_job(job.id)
     assert done.status is JobStatus.COMPLETED and done.result == {"item": "tea", "total": 6}
+
+
+class Receipt(BaseModel):
+    """A result model whose JSON names are camelCase aliases."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    item_name: str
+    unit_price: float
+
+
+async def test_a_model_result_is_kept_under_its_aliases_as_fastapi_answers_it(
+    endpoints: AsyncEndpoints,
+) -> None:
+    """A result model with aliases is stored under them (as a FastAPI route's
+    ``response_model`` answers by default), so it validates back into the model."""
+
+    async def receipt(ctx: AsyncContext[None]) -> Receipt:
+        return Receipt(item_name="tea", unit_price=2.5)
+
+    endpoints.add_handler(receipt)
+    job = await endpoints.submit("receipt")
+    await endpoints.drain()
+    done = await endpoints.get_job(job.id)
+    assert done.result == {"itemName": "tea", "unitPrice": 2.5}
+    assert Receipt.model_validate(done.result) == Receipt(item_name="tea", unit_price=2.5)
 
 
 async def test_the_handler_receives_the_captured_request(endpoints: AsyncEndpoints) -> None:
