@@ -165,9 +165,8 @@ class Settings:
             process sharing a store must have the same secret(s). Never stored, logged,
             served or shown by ``repr``.
         webhook_allowed_hosts: The only hosts a webhook may call: host names or IP
-            addresses (case-insensitive, exact: no wildcards) on the scheme's default port
-            (80, 443); ``host:port`` for that port (``[::1]:8443`` for IPv6); ``host:*``
-            for any port. Kept as an `AllowedHosts`
+            addresses (case-insensitive, exact: no wildcards) on any port; ``host:port``
+            for that port only (``[::1]:8443`` for IPv6). Kept as an `AllowedHosts`
             (default: none, so a ``webhook_url`` is a `ConfigurationError`).
         webhook_retries: Retries of a webhook delivery after its first attempt (default 5).
         webhook_retry_base_delay: Seconds before a delivery's first retry, doubling at

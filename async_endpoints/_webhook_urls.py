@@ -10,12 +10,12 @@ too, with the same host and port: a URL it refuses or reads otherwise (``https:/
 a lone surrogate) is refused, so a 202 is never given for a webhook that cannot be sent.
 
 An allow-list entry is a host name or IP address, matched case-insensitively and exactly
-(no wildcards: ``example.com`` does not allow ``api.example.com``), on the scheme's default
-port only (80 for ``http``, 443 for ``https``); ``host:port``, that host on that port
-(``[::1]:8443`` for an IPv6 address); or ``host:*``, that host on any port. So a client
-that chooses the URL cannot reach the other ports of an allowed host (its admin or
-database ports) unless the operator opts in. Hosts are ASCII: an internationalised name is
-written in its ``xn--`` form, in the list and in URLs.
+(no wildcards: ``example.com`` does not allow ``api.example.com``), on any port, as
+API.md's "only hosts in ``webhook_allowed_hosts``" reads; ``host:port`` allows that host on
+that port only (``[::1]:8443`` for an IPv6 address), so an operator who wants a client
+that chooses the URL kept off the other ports of a host (its admin or database ports)
+pins the port. ``host:*`` is the same as ``host``. Hosts are ASCII: an internationalised
+name is written in its ``xn--`` form, in the list and in URLs.
 """
 
 from __future__ import annotations
@@ -48,12 +48,10 @@ class AllowedHosts:
     """The ``webhook_allowed_hosts`` setting, parsed.
 
     Attributes:
-        default_port: Hosts allowed on their scheme's default port (lower case).
-        with_port: ``(host, port)`` pairs allowed on that port.
-        any_port: Hosts allowed on any port (``host:*``).
+        with_port: ``(host, port)`` pairs allowed on that port (lower case).
+        any_port: Hosts allowed on any port (``host``, ``host:*``).
     """
 
-    default_port: frozenset[str] = frozenset()
     with_port: frozenset[tuple[str, int]] = frozenset()
     any_port: frozenset[str] = frozenset()
 
@@ -69,38 +67,30 @@ class AllowedHosts:
             raise ConfigurationError(
                 f"webhook_allowed_hosts must be a collection of host names, not {entries!r}"
             )
-        default_port: set[str] = set()
         with_port: set[tuple[str, int]] = set()
         any_port: set[str] = set()
         for entry in entries:
             host, port = _entry(entry)
-            if port is None:
-                default_port.add(host)
-            elif port == _ANY_PORT:
+            if port is None or port == _ANY_PORT:
                 any_port.add(host)
             else:
                 with_port.add((host, port))
-        return cls(frozenset(default_port), frozenset(with_port), frozenset(any_port))
+        return cls(frozenset(with_port), frozenset(any_port))
 
     def __bool__(self) -> bool:
-        return bool(self.default_port or self.with_port or self.any_port)
+        return bool(self.with_port or self.any_port)
 
     def __iter__(self) -> Iterator[str]:
-        """The entries, as the setting takes them (``host``, ``host:port``, ``host:*``),
-        sorted."""
-        for host in sorted(self.default_port):
+        """The entries, as the setting takes them (``host``, ``host:port``), sorted."""
+        for host in sorted(self.any_port):
             yield _bracketed(host)
         for host, port in sorted(self.with_port):
             yield f"{_bracketed(host)}:{port}"
-        for host in sorted(self.any_port):
-            yield f"{_bracketed(host)}:*"
 
-    def allows(self, scheme: str, host: str, port: int) -> bool:
-        """Whether ``host`` (normalised, as `check_url` gives it) on ``port`` may be called
-        with ``scheme`` (``http`` or ``https``)."""
-        if host in self.any_port or (host, port) in self.with_port:
-            return True
-        return host in self.default_port and port == _DEFAULT_PORTS[scheme]
+    def allows(self, host: str, port: int) -> bool:
+        """Whether ``host`` (normalised, as `check_url` gives it) on ``port`` may be
+        called."""
+        return host in self.any_port or (host, port) in self.with_port
 
 
 def check_url(url: object, allowed: AllowedHosts) -> str:
@@ -112,19 +102,18 @@ def check_url(url: object, allowed: AllowedHosts) -> str:
             URL, with credentials, whitespace, control characters or a backslash, or a
             host outside ``allowed``.
     """
-    url, scheme, host, port = _parts(url)
+    url, host, port = _parts(url)
     if not _sendable(url, host, port):
         raise ValueError("webhook_url is a URL the delivery client (httpx) cannot send to")
-    if not allowed.allows(scheme, host, port):
+    if not allowed.allows(host, port):
         where = f"{_bracketed(host)}:{port}"
         raise ValueError(f"webhook_url's host {where} is not in webhook_allowed_hosts")
     return url
 
 
-def _parts(url: object) -> tuple[str, str, str, int]:
-    """``url``, its scheme (lower case), its normalised host and its port (the scheme's
-    default when none is written), when it is an acceptable webhook URL; else `ValueError`
-    (see `check_url`)."""
+def _parts(url: object) -> tuple[str, str, int]:
+    """``url``, its normalised host and its port (the scheme's default when none is
+    written), when it is an acceptable webhook URL; else `ValueError` (see `check_url`)."""
     if not isinstance(url, str):
         raise ValueError(f"webhook_url must be a URL (str), not {type(url).__name__}")
     if len(url) > MAX_URL_LENGTH:
@@ -144,7 +133,7 @@ def _parts(url: object) -> tuple[str, str, str, int]:
     host = _host(parts.hostname or "")
     if host is None:
         raise ValueError("webhook_url has no valid host")
-    return url, scheme, host, _DEFAULT_PORTS[scheme] if port is None else port
+    return url, host, _DEFAULT_PORTS[scheme] if port is None else port
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,6 +118,19 @@ async def test_a_jobs_webhook_is_delivered_once_signed_when_the_job_ends(
     assert {key: sent[key] for key in same} == {key: final[key] for key in same}
 
 
+async def test_a_bare_host_in_the_allow_list_allows_the_receiver_on_any_port(
+    store: JobStore,
+) -> None:
+    """``webhook_allowed_hosts=["127.0.0.1"]`` allows a receiver on an ephemeral port of
+    that host, as API.md's "only hosts in webhook_allowed_hosts" reads."""
+    async with receiving() as receiver, client_of(webhook_app(store, ["127.0.0.1"])) as client:
+        job = await submit(client, mode="ok", hook=f"{receiver.url}/hooks/orders")
+        final = await job_until(client, job["id"], webhook_ended)
+    assert final["webhook"] == {"status": "Delivered", "attempts": 1}
+    [delivery] = receiver.deliveries
+    assert signature_is_valid(delivery) and delivery.path == "/hooks/orders"
+
+
 async def test_a_receiver_answering_500_gets_every_attempt_and_the_webhook_fails(
     store: JobStore,
 ) -> None:
