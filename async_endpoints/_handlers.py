@@ -21,6 +21,7 @@ from ._errors import (
     ResultTooLarge,
 )
 from ._job import DEFAULT_QUEUE, Job
+from ._json_numbers import HUGE_INTEGER, huge_integer_in
 from ._options import (
     DelayOption,
     LabelOption,
@@ -274,7 +275,8 @@ class Handler:
 
         Raises:
             ResultNotSerializable: the value has no JSON form: an unknown type, NaN or
-                Infinity, text with a lone surrogate, an integer of over 4300 digits.
+                Infinity, text with a lone surrogate, an integer past a double's range
+                (`_json_numbers`).
             ResultTooLarge: its JSON is larger than ``max_result_size`` bytes (UTF-8).
         """
         try:
@@ -284,6 +286,8 @@ class Handler:
             size = len(text) if text.isascii() else len(text.encode())
         except (PydanticSerializationError, ValueError) as exc:
             raise ResultNotSerializable(f"the result has no JSON form: {_why(exc)}") from exc
+        if huge_integer_in(text, data):
+            raise ResultNotSerializable(f"the result has no JSON form: {HUGE_INTEGER}")
         if size > self.max_result_size:
             message = (
                 f"the result's JSON is {size} bytes, over max_result_size ({self.max_result_size})"

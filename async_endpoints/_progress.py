@@ -19,6 +19,7 @@ import logging
 from typing import Any, cast
 
 from ._errors import JobStoreError
+from ._json_numbers import HUGE_INTEGER, huge_integer_in
 from ._logs import job_extra
 from ._store import Claim, JobStore
 from ._store_features import ProgressStore
@@ -37,8 +38,9 @@ def progress_value(value: Any, max_size: int | None = None) -> Any:
 
     Raises:
         ValueError: ``value`` has no JSON form: an unknown type, NaN or Infinity, text
-            with a lone surrogate, a dict with keys that are not text, an integer of over
-            4300 digits; or its JSON is larger than ``max_size`` bytes (UTF-8).
+            with a lone surrogate, a dict with keys that are not text, an integer past a
+            double's range (`_json_numbers`); or its JSON is larger than ``max_size``
+            bytes (UTF-8).
     """
     try:
         text = _ENCODER.encode(value)
@@ -49,6 +51,8 @@ def progress_value(value: Any, max_size: int | None = None) -> Any:
         raise ValueError(f"progress is {size} bytes of JSON, over max_result_size ({max_size})")
     if isinstance(value, dict) and not all(isinstance(key, str) for key in value):
         raise ValueError("progress must be a JSON value: its keys must be text")
+    if huge_integer_in(text, value):
+        raise ValueError(f"progress must be a JSON value, not {HUGE_INTEGER}")
     return json.loads(text)
 
 

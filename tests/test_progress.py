@@ -74,7 +74,9 @@ async def test_the_settled_job_carries_the_last_progress(
     assert (await endpoints.wait_for(job.id, timeout=5)).progress == "last"
 
 
-@pytest.mark.parametrize("value", [math.nan, math.inf, object(), "\ud800", {1: "a"}])
+@pytest.mark.parametrize(
+    "value", [math.nan, math.inf, object(), "\ud800", {1: "a"}, {"done": 10**400}]
+)
 async def test_a_value_with_no_json_form_is_refused(
     counting: tuple[AsyncEndpoints, CountingStore], value: Any
 ) -> None:

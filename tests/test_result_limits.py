@@ -90,9 +90,21 @@ async def test_a_result_of_exactly_max_result_size_bytes_completes(
         (Reading(sensor="t1", value=math.nan), "NaN or Infinity"),
         ("caf\udce9", "lone surrogate"),
         (10**5000, "integer too long"),
+        (10**400, "past a double's range"),
+        ({"ids": [1, -(2**1024)]}, "past a double's range"),
         (object(), "unknown type"),
     ],
-    ids=["nan", "-inf-in-list", "inf-in-dict", "nan-in-model", "surrogate", "huge-int", "object"],
+    ids=[
+        "nan",
+        "-inf-in-list",
+        "inf-in-dict",
+        "nan-in-model",
+        "surrogate",
+        "huge-int",
+        "int-past-doubles",
+        "nested-int-past-doubles",
+        "object",
+    ],
 )
 async def test_a_result_without_a_json_form_fails_at_once_as_not_serializable(
     value: Any, reason: str
@@ -104,6 +116,20 @@ async def test_a_result_without_a_json_form_fails_at_once_as_not_serializable(
     assert runs == 1 and job.status is JobStatus.FAILED and job.retry_count == 0
     assert job.error is not None and job.error.type == "ResultNotSerializable"
     assert reason in job.error.message
+
+
+@pytest.mark.parametrize(
+    "value",
+    [2**64, -(2**1023), {"id": 2**63 - 1}, ["9" * 400], 1.7976931348623157e308],
+    ids=["2**64", "-2**1023", "int64-max", "digits-in-a-string", "largest-double"],
+)
+async def test_integers_a_double_holds_are_kept_whole(value: Any) -> None:
+    """An integer within a double's range (a 64-bit id, 2**1023) completes, exactly as
+    returned; so does a long run of digits inside a string."""
+    endpoints = AsyncEndpoints(store=InMemoryJobStore(clock=ManualClock()), max_retries=3)
+    async with endpoints.running(workers=False):
+        job, runs = await run_once(endpoints, value)
+    assert runs == 1 and job.status is JobStatus.COMPLETED and job.result == value
 
 
 async def test_a_declared_model_result_with_nan_is_refused_rather_than_nulled() -> None:
