@@ -59,6 +59,7 @@ from ._store_features import EventStore as EventStore
 from ._store_features import FollowUpStore as FollowUpStore
 from ._store_features import Idempotency as Idempotency
 from ._store_features import IdempotentStore as IdempotentStore
+from ._store_features import PendingContinuationStore as PendingContinuationStore
 from ._store_features import ProgressStore as ProgressStore
 from ._store_features import ScheduleEpochStore as ScheduleEpochStore
 from ._store_features import ScheduleStore as ScheduleStore
@@ -108,6 +109,7 @@ __all__ = [
     "NewBatch",
     "NewJob",
     "PartialRenewalError",
+    "PendingContinuationStore",
     "ProgressStore",
     "QueueFullError",
     "QueueStats",

@@ -230,6 +230,11 @@ class MemoryBatches:
         record = self._batch_book.records.get(batch_id.int)
         return None if record is None else record.snapshot()
 
+    async def pending_continuation(self, job_id: uuid.UUID) -> bool:
+        """Whether ``job_id`` is a batch's continuation not stored yet; see
+        `BatchStore.pending_continuation`."""
+        return job_id.int in self._batch_book.reserved
+
     async def list_batches(
         self, *, tenant: str | None = None, limit: int = 50, cursor: str | None = None
     ) -> BatchPage:

@@ -208,6 +208,19 @@ class BatchStore(Protocol):
         ...
 
 
+@runtime_checkable
+class PendingContinuationStore(Protocol):
+    """Optional beside `BatchStore`: whether an id is a continuation not stored yet, so
+    that `AsyncEndpoints.wait_for` waits for a batch's continuation (its id is known from
+    the batch's creation on) instead of taking it for an unknown job."""
+
+    async def pending_continuation(self, job_id: uuid.UUID) -> bool:
+        """Whether ``job_id`` is a continuation of a batch that the store has not stored
+        yet (the batch still runs): True from the batch's creation until the step that
+        stores its continuations."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Idempotency:
     """What makes a submission a repeat of an earlier one.

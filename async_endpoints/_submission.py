@@ -29,7 +29,7 @@ from ._idempotency import (
 )
 from ._job import Job, JobRequest, NewJob, check_label, parse_job_id
 from ._options import AT_ONCE, Placement, submission_delay
-from ._store_features import Idempotency, IdempotentStore
+from ._store_features import Idempotency, IdempotentStore, PendingContinuationStore
 from ._tracing import submit_span
 from ._webhook import WEBHOOK_JOB, delivery_job
 from ._webhook_urls import AllowedHosts, check_url
@@ -259,6 +259,11 @@ class JobSubmission(JobControl):
     async def wait_for(self, job_id: uuid.UUID | str, timeout: float | None = None) -> Job:
         """The job once it is terminal, woken by its settlement rather than polled.
 
+        A batch's continuation not stored yet (its id is in the batch's
+        ``continuation_ids`` from the start) is waited for too: looked for every
+        `CONTINUATION_POLL` seconds until its batch's end stores it (on a store with
+        `PendingContinuationStore`).
+
         Raises:
             TimeoutError: the job is not terminal after ``timeout`` seconds (it runs on).
             KeyError: no job has this id (or it is not a UUID).
@@ -277,12 +282,26 @@ class JobSubmission(JobControl):
             remaining = 3600.0 if deadline is None else max(0.0, deadline - loop.time())
             job = await self.store.wait_until_terminal(parsed, remaining)
             if job is None:
-                raise KeyError(job_id)
+                if not await self._pending_continuation(parsed):
+                    raise KeyError(job_id)
+                if deadline is not None and loop.time() >= deadline:
+                    raise TimeoutError(f"job {job_id} is a continuation not queued yet")
+                await asyncio.sleep(min(CONTINUATION_POLL, remaining))
+                continue
             if job.status.is_terminal:
                 return job
             if deadline is not None and loop.time() >= deadline:
                 raise TimeoutError(f"job {job_id} is still {job.status} after {timeout} s")
 
+    async def _pending_continuation(self, job_id: uuid.UUID) -> bool:
+        store = self.store
+        return isinstance(store, PendingContinuationStore) and (
+            await store.pending_continuation(job_id)
+        )
+
+
+#: Seconds between two looks for a batch's continuation not stored yet (`wait_for`).
+CONTINUATION_POLL = 0.1
 
 #: The types of the path parameters Starlette's convertors give (text, or these as text).
 _PATH_VALUES = (str, int, float, uuid.UUID)

@@ -118,6 +118,11 @@ class RedisBatches(StoreBase):
         flat = await self._run("get_batch", lambda s: s.call("batch_get", [str(batch_id)]))
         return batch_from(batch_id, flat) if flat else None
 
+    async def pending_continuation(self, job_id: uuid.UUID) -> bool:
+        """Whether ``job_id`` is the id of a batch's continuation not stored yet (one
+        HEXISTS); see `BatchStore.pending_continuation`."""
+        return await self._run("pending_continuation", lambda s: s.reserved(job_id))
+
     async def list_batches(
         self, *, tenant: str | None = None, limit: int = 50, cursor: str | None = None
     ) -> BatchPage:

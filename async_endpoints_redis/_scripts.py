@@ -206,6 +206,11 @@ class Scripts:
         fields: dict[Reply, Reply] = await self._client.hgetall(self._keys.job(job_id))
         return fields
 
+    async def reserved(self, job_id: uuid.UUID) -> bool:
+        """Whether ``job_id`` is a batch's continuation not stored yet (lua/_batch.lua)."""
+        found: int = await self._client.hexists(f"{self._keys.key_prefix}reserved", str(job_id))
+        return bool(found)
+
     async def follow_up(self, job_id: uuid.UUID) -> Reply | None:
         """The job's ``follow`` field (its follow-up still to store), or None."""
         follow: Reply | None = await self._client.hget(self._keys.job(job_id), "follow")

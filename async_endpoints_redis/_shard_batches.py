@@ -21,6 +21,7 @@ newest first (`_shard_reads.merged_page`). ``max_waiting`` counts every shard as
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 
@@ -88,6 +89,13 @@ class ShardBatches(ShardLookup):
     async def get_batch(self, batch_id: uuid.UUID) -> Batch | None:
         """As `RedisJobStore.get_batch`, in the batch's shard."""
         return await (await self._batch_shard(batch_id)).get_batch(batch_id)
+
+    async def pending_continuation(self, job_id: uuid.UUID) -> bool:
+        """As `RedisJobStore.pending_continuation`, asked of every shard at once (a
+        continuation is reserved in its batch's shard)."""
+        shards = await self._ready_shards()
+        found = await asyncio.gather(*(shard.pending_continuation(job_id) for shard in shards))
+        return any(found)
 
     async def cancel_batch(self, batch_id: uuid.UUID) -> Batch | None:
         """As `RedisJobStore.cancel_batch`, in the batch's shard."""

@@ -314,3 +314,38 @@ async def test_a_call_of_more_than_max_batch_jobs_is_refused_whole_and_appends_g
 def test_the_bound_on_one_batch_call_is_ten_thousand_jobs() -> None:
     """The bound documented in the README: 10,000 jobs and continuations per call."""
     assert batches_module.MAX_BATCH_JOBS == 10_000
+
+
+@pytest.fixture(params=["memory", "redis", "sharded"])
+def batch_store(request: pytest.FixtureRequest) -> Any:
+    """A fresh store of each kind that keeps batches."""
+    if request.param == "memory":
+        return InMemoryJobStore()
+    url, prefix = request.getfixturevalue("redis_server").url, request.getfixturevalue("prefix")
+    return RedisJobStore(url, prefix=prefix, shards=3 if request.param == "sharded" else 1)
+
+
+async def test_wait_for_a_continuation_waits_until_the_batch_stored_and_ran_it(
+    recorder: Recorder, batch_store: Any
+) -> None:
+    """A continuation's id is known from the batch's creation: ``wait_for`` on it waits
+    (it is not an unknown job) and returns it once stored and run; a pending one still
+    pending at the timeout is a TimeoutError, an id of no job a KeyError at once."""
+    engine = engine_with(recorder, store=batch_store)
+    async with engine.running():
+        batch = await engine.submit_batch([JobSpec("slow")], continue_with=[JobSpec("join")])
+        (join_id,) = batch.continuation_ids
+        assert await engine.get_job(join_id) is None
+        waiting = asyncio.create_task(engine.wait_for(join_id, timeout=30))
+        async with asyncio.timeout(10):
+            await recorder.started.wait()
+        with pytest.raises(TimeoutError, match="not queued yet"):
+            await engine.wait_for(join_id, timeout=0.3)
+        with pytest.raises(KeyError):
+            await engine.wait_for(uuid.uuid4(), timeout=5)
+        assert not waiting.done()
+        recorder.release.set()
+        async with asyncio.timeout(30):
+            join = await waiting
+    assert join.id == join_id and join.status is JobStatus.COMPLETED
+    assert join.result == "joined" and join.batch_id == batch.id

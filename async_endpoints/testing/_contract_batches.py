@@ -16,7 +16,7 @@ from .._batch import Batch, BatchStatus, ContinueWhen, NewBatch, status_counts
 from .._errors import DuplicateJobError, QueueFullError
 from .._job import JobStatus, NewJob
 from .._store import Claim
-from .._store_features import BatchStore
+from .._store_features import BatchStore, PendingContinuationStore
 from ._contract_support import BOOM, FAR, control, new_job, read, require
 from ._kit import StoreKit
 
@@ -332,6 +332,32 @@ class BatchContract:
             await kit.store.enqueue(squatter)
         (claim,) = await claim_all(kit, 1)
         assert claim.job.id == then.id and claim.job.name == "Then"
+
+    async def test_a_continuation_is_pending_from_the_batchs_creation_until_stored(
+        self, kit: StoreKit
+    ) -> None:
+        """`PendingContinuationStore.pending_continuation` is True for a continuation's id
+        while its batch runs (in this process and another), and False once the batch's
+        end stored it, and for any other id."""
+        store = batches(kit)
+        require(kit.store, PendingContinuationStore)
+        spec = new_batch(1, 1)
+        (then,) = spec.continuations
+        for one in (kit.store, kit.other):
+            assert isinstance(one, PendingContinuationStore)
+            assert not await one.pending_continuation(then.id)
+        await store.create_batch(spec)
+        for one in (kit.store, kit.other):
+            assert isinstance(one, PendingContinuationStore)
+            assert await one.pending_continuation(then.id)
+            assert not await one.pending_continuation(spec.jobs[0].id)
+            assert not await one.pending_continuation(uuid.uuid4())
+        (claim,) = await claim_all(kit, 1)
+        await kit.store.complete(claim, "ok")
+        for one in (kit.store, kit.other):
+            assert isinstance(one, PendingContinuationStore)
+            assert not await one.pending_continuation(then.id)
+        assert (await read(kit.store, then.id)).status is JobStatus.QUEUED
 
     async def test_a_batch_all_completed_with_a_failure_cancels_its_continuations(
         self, kit: StoreKit

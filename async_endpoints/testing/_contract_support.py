@@ -19,6 +19,7 @@ from .._store_features import (
     EventStore,
     FollowUpStore,
     IdempotentStore,
+    PendingContinuationStore,
     ProgressStore,
     ScheduleStore,
 )
@@ -44,6 +45,7 @@ _CAPABILITIES = {
     EventStore: "watch_job",
     FollowUpStore: "follow_up_of, and NewJob.follow_up and delivers_for kept",
     IdempotentStore: "enqueue_once",
+    PendingContinuationStore: "pending_continuation",
 }
 
 

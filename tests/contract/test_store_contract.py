@@ -14,6 +14,7 @@ from async_endpoints._store_features import (
     EventStore,
     FollowUpStore,
     IdempotentStore,
+    PendingContinuationStore,
     ProgressStore,
     ScheduleStore,
 )
@@ -39,6 +40,7 @@ class ProjectStore(JobStoreContract):
                 EventStore,
                 IdempotentStore,
                 FollowUpStore,
+                PendingContinuationStore,
             ):
                 assert isinstance(store, capability), capability.__name__
 
