@@ -4,7 +4,8 @@ Orders, by the ``status`` asked for:
 
 - ``Queued``: queues in the order given to the store's claims, then by when each job became
   due in its queue (its submission, the end of its delay or retry backoff, its retry or
-  requeue), then id: the order workers take them in, but for tenants taking turns within
+  requeue), then in the order the jobs of one moment were queued (a batch's, a burst's),
+  then id: the order workers take them in, but for tenants taking turns within
   a queue and jobs waiting behind their partition key, which have no fixed place in it
   (they are listed from when they were queued);
 - ``Scheduled``: by ``run_at``, soonest first;

@@ -1,10 +1,11 @@
 """The ordered structures of `InMemoryJobStore`'s listings: an ordered set of integers for
 each live status, and every job in the order it was created.
 
-`OrderedInts` keeps the Queued jobs of a queue (by when each became due there), the
-Scheduled jobs (by
+`OrderedInts` keeps the Queued jobs of a queue (by when each became due there, then in
+the order they were queued), the Scheduled jobs (by
 due time) and the running jobs (by ``started_at``), each entry one integer made of the
-time and the job id (`entry`, `due_entry`), so the order is total (ties broken by id) and
+time and the job id (`queued_entry`, `due_entry`, `entry`), so the order is total (ties
+broken by id) and
 an entry costs no tuple. A page finds its place by bisection, in O(log n), and reads on
 from there; adding and removing an entry cost O(log n) plus a move of at most
 ``2 * CHUNK`` references.
@@ -28,6 +29,8 @@ COMPACT_AFTER = 1024
 CHUNK = 512
 
 _ID_BITS = 128
+_SEQ_BITS = 48  # a Queued entry's sequence number: 2**48 jobs queued per process
+_SEQ_MASK = (1 << _SEQ_BITS) - 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _DOUBLE = struct.Struct("<d")
@@ -43,6 +46,25 @@ def entry(moment: datetime, key: int) -> int:
     """The `OrderedInts` entry of the job ``key`` (its id as an integer) at ``moment``:
     ordered by ``moment``, then by id."""
     return (micros(moment) << _ID_BITS) + key
+
+
+def queued_entry(moment: datetime, seq: int, key: int) -> int:
+    """The `OrderedInts` entry of the Queued job ``key`` that became due at ``moment``, as
+    the store's ``seq``-th job to enter Queued: ordered by ``moment``, then by ``seq``
+    (jobs queued at one moment, a batch's say, in the order workers take them), then by
+    id (`queued_parts` reads them back)."""
+    return queued_entry_of(micros(moment), seq, key)
+
+
+def queued_entry_of(at_micros: int, seq: int, key: int) -> int:
+    """The Queued entry of ``key`` at ``at_micros`` with ``seq`` (a cursor's position)."""
+    return (((at_micros << _SEQ_BITS) + (seq & _SEQ_MASK)) << _ID_BITS) + key
+
+
+def queued_parts(value: int) -> tuple[int, int, int]:
+    """(microseconds, sequence number, key) of a Queued entry."""
+    at, key = parts(value)
+    return at >> _SEQ_BITS, at & _SEQ_MASK, key
 
 
 def due_entry(due: float, key: int) -> int:

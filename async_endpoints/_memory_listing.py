@@ -42,7 +42,7 @@ from typing import Any
 from ._job import DEFAULT_QUEUE, Job, JobStatus
 from ._listing import JobPage, QueueStats, check_limit, decode_cursor, encode_cursor, filters_of
 from ._memory_batches import BatchBook
-from ._memory_index import CreationLog, due_entry, entry_of, parts
+from ._memory_index import CreationLog, due_entry, entry_of, parts, queued_entry_of, queued_parts
 from ._memory_live import LiveJobs
 from ._retained import RetainedJobs
 
@@ -205,18 +205,21 @@ def _queued(
         names += sorted(set(indexes) - set(names))
     start, after = 0, None
     if position is not None:
-        if len(position) != 3 or position[0] not in names:
+        if len(position) != 4 or position[0] not in names:
             raise ValueError("invalid cursor")
-        start, after = names.index(position[0]), _entry(position[1:])
+        if not (_is_integer(position[1]) and _is_integer(position[2])):
+            raise ValueError("invalid cursor")
+        at, seq = position[1], position[2]
+        start, after = names.index(position[0]), queued_entry_of(at, seq, _job_key(position[3]))
     jobs = store._jobs
     for index in range(start, len(names)):
         name = names[index]
         ordered = indexes.get(name)
         if ordered is not None:
             for value in ordered.after(after if index == start else None):
-                at, key = parts(value)
+                at, seq, key = queued_parts(value)
                 job = jobs[key]
-                yield [name, at, job.id.hex], job
+                yield [name, at, seq, job.id.hex], job
 
 
 def _scheduled(store: MemoryInspection, queue: str | None, position: list[Any] | None) -> _Walk:

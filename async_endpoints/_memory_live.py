@@ -23,6 +23,7 @@ from datetime import datetime
 
 from ._job import Job, JobStatus
 from ._memory_index import OrderedInts, due_entry, entry
+from ._memory_index import queued_entry as make_queued_entry
 
 QUEUED, SCHEDULED, RUNNING = 0, 1, 2  # slots of a queue's counts
 
@@ -38,6 +39,7 @@ class LiveJobs:
         "jobs",
         "queued",
         "queued_entries",
+        "queued_seq",
         "running",
         "scheduled",
         "waiting",
@@ -48,6 +50,7 @@ class LiveJobs:
         self.queued: dict[str, OrderedInts] = {}  # queue -> its Queued jobs by due moment
         #: Each Queued job's entry in its queue's index (by `queued_moment`).
         self.queued_entries: dict[int, int] = {}
+        self.queued_seq = 0  # how many jobs entered Queued: the order of one moment's
         self.scheduled = OrderedInts()  # by due time
         #: Every Scheduled job's due time (the store's monotonic clock).
         self.due: dict[int, float] = {}
@@ -69,7 +72,8 @@ class LiveJobs:
         if job.status is JobStatus.QUEUED:  # a job Queued already keeps its place
             queued_entry = self.queued_entries.get(key)
             if queued_entry is None:
-                queued_entry = entry(queued_moment(job, old), key)
+                self.queued_seq += 1
+                queued_entry = make_queued_entry(queued_moment(job, old), self.queued_seq, key)
         if old is not None:
             self._unfile(old, key)
         self.jobs[key] = job

@@ -408,11 +408,16 @@ async def test_queued_jobs_are_listed_by_priority_then_age_lane_waiting_ones_inc
     assert [job.id for job in page.jobs] == [made[i].id for i in (1, 2, 4, 0, 3)]
 
 
-async def test_jobs_created_at_the_same_moment_are_listed_by_id(store: InMemoryJobStore) -> None:
-    """Equal created_at (the manual clock did not move): ties are broken by id."""
+async def test_jobs_created_at_the_same_moment_are_listed_in_the_order_they_came(
+    store: InMemoryJobStore,
+) -> None:
+    """Equal created_at (the manual clock did not move): listed in the order they were
+    queued, which is the order claims take them, not by id."""
     made = await submit(store, *(new_job() for _ in range(5)))
     page = await store.list_jobs(status=JobStatus.QUEUED)
-    assert [job.id for job in page.jobs] == sorted(job.id for job in made)
+    assert [job.id for job in page.jobs] == [job.id for job in made]
+    claims = await store.claim(5, lease=LEASE)
+    assert [claim.job.id for claim in claims] == [job.id for job in made]
 
 
 async def test_listing_by_tenant_gives_that_tenants_jobs_page_by_page(

@@ -16,6 +16,7 @@ from ._contract_support import (
     FAR,
     TICK,
     assert_in_group_order,
+    claim_every,
     control,
     inspection,
     new_job,
@@ -140,6 +141,20 @@ class ListingContract:
         _assert_listed_in_order(
             await _listed_jobs(store), [made[2], made[4], other, claim.job, made[0]]
         )
+
+    async def test_jobs_queued_at_one_moment_are_listed_in_the_order_claims_take_them(
+        self, kit: StoreKit
+    ) -> None:
+        """Jobs queued in a burst, with no time passing between them (one millisecond of a
+        server's clock, one moment of a manual clock), are listed in the order they were
+        queued, the order claims take them in, not by id."""
+        store = inspection(kit)
+        made = [await kit.store.enqueue(new_job()) for _ in range(30)]
+        listed = await _listed_jobs(store)
+        assert {job.id for job in listed} == {job.id for job in made}
+        assert_in_group_order(kit, listed, made)
+        taken = [claim.job for claim in await claim_every(kit, 30, 30)]
+        assert_in_group_order(kit, taken, made)
 
     async def test_requeued_and_delayed_jobs_are_listed_from_when_they_became_due(
         self, kit: StoreKit

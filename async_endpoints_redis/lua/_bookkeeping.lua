@@ -59,23 +59,29 @@ local function queued_index(queue)
 end
 
 -- A job becomes or stops being Queued: its count and its entry in its queue's index, by
--- the moment (ms) it became due there, the order workers take the queue in (but for
--- tenants taking turns and jobs waiting behind their key): its created_at when submitted,
--- else the queued_at field, which records the moment (a retry's or requeue's time, a
--- delay's run_at) when enter_queued is given the job's key; leave_queued is given the
--- moment the job entered with (placement's `listed`).
+-- the moment (ms) it became due there, then by its sequence number, the order workers
+-- take the queue in (but for tenants taking turns and jobs waiting behind their key):
+-- its created_at when submitted, else the queued_at field, which records the moment (a
+-- retry's or requeue's time, a delay's run_at) when enter_queued is given the job's key.
+-- The sequence number (the qseq field) is the next of the store's counter {p}:qseq, one
+-- per entering, so jobs queued in one millisecond are listed in the order they came;
+-- leave_queued is given the moment and the number the job entered with (placement's
+-- `listed` and `seq`; a job queued by an older version has no number: nil).
 local function enter_queued(id, queue, moment, key)
+  local seq = redis.call('INCR', P .. 'qseq')
   count(queue, 'Queued', 1)
-  index_add_entry(queued_index(queue), queued_entry(moment, id))
+  index_add_entry(queued_index(queue), queued_entry(moment, id, seq))
   if key then
-    redis.call('HSET', key, 'queued_at', moment)
+    redis.call('HSET', key, 'queued_at', moment, 'qseq', seq)
+  else
+    redis.call('HSET', job_key(id), 'qseq', seq)
   end
   tell_status(job_key(id), id)  -- each caller entered the job's status already
 end
 
-local function leave_queued(id, queue, moment)
+local function leave_queued(id, queue, moment, seq)
   count(queue, 'Queued', -1)
-  index_remove_entry(queued_index(queue), queued_entry(moment, id))
+  index_remove_entry(queued_index(queue), queued_entry(moment, id, seq))
 end
 
 -- The follow-up hook's fields (follow and for, see _follow_up.lua) of the jobs whose hash
@@ -86,18 +92,18 @@ end
 local hook_fields = {}
 
 -- Where a job waits: its queue, tenant (nil: none), partition key (nil: none),
--- created_at, whether it waits behind another job of its key, and the moment its Queued
--- index entry has (listed: queued_at, else created_at), in one read (which notes its hook
--- fields too).
+-- created_at, whether it waits behind another job of its key, and the moment and the
+-- sequence number its Queued index entry has (listed: queued_at, else created_at; seq:
+-- qseq, nil for none), in one read (which notes its hook fields too).
 local function placement(key)
   local fields = redis.pcall('HMGET', key, 'queue', 'tenant', 'partition_key', 'created_at',
-    'behind', 'follow', 'for', 'queued_at')
+    'behind', 'follow', 'for', 'queued_at', 'qseq')
   if type(fields) ~= 'table' then
-    return DEFAULT_QUEUE, nil, nil, nil, false, nil
+    return DEFAULT_QUEUE, nil, nil, nil, false, nil, nil
   end
   hook_fields[key] = {fields[6] or false, fields[7] or false}
   return fields[1] or DEFAULT_QUEUE, fields[2] or nil, fields[3] or nil, fields[4] or nil,
-    fields[5] == '1', fields[8] or fields[4] or nil
+    fields[5] == '1', fields[8] or fields[4] or nil, fields[9] or nil
 end
 
 -- One command per at most 500 values of `values`: command(key, ...values).

@@ -1,9 +1,10 @@
 -- Reading the sorted indexes of _index.lua (included after it, by list_jobs.lua only: the
 -- other scripts never read an index).
 
--- The id (with its dashes) in a Queued index entry.
+-- The id (with its dashes) in a Queued index entry (its last 32 characters, with a
+-- sequence number before them or not).
 local function queued_entry_id(entry)
-  local hex = string.sub(entry, 12)
+  local hex = string.sub(entry, -32)
   return string.sub(hex, 1, 8) .. '-' .. string.sub(hex, 9, 12) .. '-' .. string.sub(hex, 13, 16)
     .. '-' .. string.sub(hex, 17, 20) .. '-' .. string.sub(hex, 21)
 end

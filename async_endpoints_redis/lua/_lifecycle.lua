@@ -275,11 +275,15 @@ end
 -- claim: a Queued job (already popped from its queue) taken by a worker. started: its
 -- started_at when an earlier attempt set it (nil: this one does); run_at: whether the
 -- hash still holds one (left by the older layout's promotion); created: its created_at;
--- listed: the moment of its Queued index entry (placement).
-local function claim(key, id, queue, token, deadline, now, started, run_at, created, listed)
-  leave_queued(id, queue, listed)
+-- listed and seq: the moment and the sequence number of its Queued index entry
+-- (placement).
+local function claim(key, id, queue, token, deadline, now, started, run_at, created, listed,
+    seq)
+  leave_queued(id, queue, listed, seq)
   if listed ~= created then  -- its next entry is written anew (an earlier version's too)
-    redis.call('HDEL', key, 'queued_at')
+    redis.call('HDEL', key, 'queued_at', 'qseq')
+  elseif seq then
+    redis.call('HDEL', key, 'qseq')
   end
   local stamp = ms(now)
   -- due_at (the claim's due time): when the job was last queued, or the run_at its
@@ -399,13 +403,13 @@ local function cancel(key, id, now, clock)
   if not status or TERMINAL[status] then
     return status
   end
-  local queue, tenant, partition_key, _, behind, listed = placement(key)
+  local queue, tenant, partition_key, _, behind, listed, seq = placement(key)
   local kept = false
   if status == 'Queued' then
     if not behind then
       ready_remove(queue, tenant, id)
     end
-    leave_queued(id, queue, listed)
+    leave_queued(id, queue, listed, seq)
   elseif status == 'Scheduled' then
     leave_scheduled(key, id, queue)
   elseif status == 'InProgress' then

@@ -71,7 +71,7 @@ end
 -- and index as it is dropped.
 local function claimable(key, id, queue)
   local fields = redis.pcall('HMGET', key, 'status', 'name', 'retry_count', 'max_retries',
-    'created_at', 'started_at', 'run_at', 'follow', 'for', 'queued_at')
+    'created_at', 'started_at', 'run_at', 'follow', 'for', 'queued_at', 'qseq')
   if type(fields) ~= 'table' or fields[1] ~= 'Queued' then
     return nil
   end
@@ -79,7 +79,7 @@ local function claimable(key, id, queue)
   if fields[2] and tonumber(fields[3] or '0') and tonumber(fields[4]) and tonumber(fields[5]) then
     return fields
   end
-  leave_queued(id, queue, fields[10] or fields[5])
+  leave_queued(id, queue, fields[10] or fields[5], fields[11])
   return nil
 end
 
@@ -102,7 +102,7 @@ for n = 1, tonumber(ARGV[5]) do
   local fields = claimable(key, id, queue)
   if fields then
     claim(key, id, queue, ARGV[3] .. '.' .. n, deadline, now, fields[6], fields[7], fields[5],
-      fields[10] or fields[5])
+      fields[10] or fields[5], fields[11])
     claimed[#claimed + 1] = job_text(key, id)
     ids[#ids + 1] = id
   end

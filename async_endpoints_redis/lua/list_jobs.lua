@@ -55,12 +55,21 @@ end
 -- when none is) and matches the filters. False once the page is full or the budget is
 -- spent (the entry is then left for the next page).
 -- Whether a Queued index entry is the job's current one (at its queued_at, else its
--- created_at): an entry left behind (written by an earlier version, which indexed
--- every Queued job at its created_at, during a rolling upgrade) is skipped, so no job is
--- listed twice.
+-- created_at, and its sequence number): an entry left behind (written by an earlier
+-- version, which indexed every Queued job at its created_at, during a rolling upgrade)
+-- is skipped, so no job is listed twice. An entry without a sequence number is current
+-- when its moment is: a version before the numbers queued the job (its qseq, if any, is
+-- one of an earlier entering that such a version's claim left behind).
 local function current_queued(entry, id)
-  local at = redis.pcall('HMGET', job_key(id), 'queued_at', 'created_at')
-  return type(at) == 'table' and queued_entry(at[1] or at[2], id) == entry
+  local at = redis.pcall('HMGET', job_key(id), 'queued_at', 'created_at', 'qseq')
+  if type(at) ~= 'table' then
+    return false
+  end
+  local moment = at[1] or at[2]
+  if #entry == 43 then
+    return queued_entry(moment, id) == entry
+  end
+  return at[3] ~= false and queued_entry(moment, id, at[3]) == entry
 end
 
 local function take(entry, id, wanted)

@@ -281,6 +281,52 @@ async def older_version_indexes(
     await raw_redis.eval(source, len(keys), *keys, 0, 0, moment, str(job_id))
 
 
+async def test_jobs_an_older_version_queued_without_a_number_are_listed_and_unlisted(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str
+) -> None:
+    """A job queued by a version before the Queued entries' sequence numbers (its entry
+    has none, its hash no qseq: a rolling upgrade) is listed once, in time order beside
+    the numbered ones, and its claim or its cancel takes its entry out."""
+    store = await make_store()
+    older = [await store.enqueue(new_job()) for _ in range(2)]
+    await asyncio.sleep(0.002)
+    newer = await store.enqueue(new_job())
+    for job in older:
+        await as_queued_by_an_older_version(raw_redis, prefix, job.id)
+    page = await store.list_jobs(status=JobStatus.QUEUED)
+    assert [job.id for job in page.jobs][2:] == [newer.id]
+    assert {job.id for job in page.jobs[:2]} == {job.id for job in older}
+    (claim,) = await store.claim(1, lease=30)
+    assert await store.cancel(older[1].id if claim.job.id == older[0].id else older[0].id)
+    assert await queued_entries(raw_redis, prefix) == 1  # the newer job's alone
+    page = await store.list_jobs(status=JobStatus.QUEUED)
+    assert [job.id for job in page.jobs] == [newer.id]
+
+
+async def as_queued_by_an_older_version(raw_redis: Redis, prefix: str, job_id: uuid.UUID) -> None:
+    """Make the Queued job's index entry the one an older version wrote (at its
+    created_at, no sequence number) and drop its qseq, through the store's index code."""
+    source = "".join(_source(name) for name in ("_lib", "_index", "_ready", "_bookkeeping"))
+    source += """
+local key = job_key(ARGV[2])
+local at = redis.call('HMGET', key, 'created_at', 'qseq')
+index_remove_entry(queued_index('default'), queued_entry(at[1], ARGV[2], at[2]))
+index_add_entry(queued_index('default'), queued_entry(at[1], ARGV[2]))
+redis.call('HDEL', key, 'qseq')
+index_flush()
+return 1
+"""
+    keys = [f"{tag(prefix)}:clock", f"{tag(prefix)}:"]
+    await raw_redis.eval(source, len(keys), *keys, 0, 0, 0, str(job_id))
+
+
+async def queued_entries(raw_redis: Redis, prefix: str) -> int:
+    """How many entries the default queue's Queued index holds, in all its chunks."""
+    pattern = f"{tag(prefix)}:ix:Q:7:default:*"
+    chunks = [key async for key in raw_redis.scan_iter(match=pattern) if not key.endswith(":n")]
+    return sum([await raw_redis.zcard(chunk) for chunk in chunks])
+
+
 async def test_keys_and_tenants_on_a_redis_cluster(redis_cluster: Any, prefix: str) -> None:
     """On a 3-master cluster every script touching lanes and turns stays in one slot: keyed
     jobs run one at a time in order, tenants take turns, listing filters by tenant."""
