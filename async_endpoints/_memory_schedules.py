@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from ._cron import cron_rule
 from ._job import Job, NewJob
 from ._schedule import Schedule
 
@@ -31,6 +32,9 @@ class ScheduleBook:
         self._entries: dict[str, int] = {}  # id -> seq of its live heap entry
         self._heap: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
+        #: id -> the due time of the cycle last fired (`upsert_schedule` never goes back
+        #: to it or before).
+        self.fired: dict[str, datetime] = {}
 
     def put(self, schedule: Schedule) -> None:
         """Store ``schedule``, filing its due time unless it is filed already."""
@@ -49,6 +53,7 @@ class ScheduleBook:
     def remove(self, schedule_id: str) -> bool:
         """Delete the schedule (its heap entry goes stale); False when there was none."""
         self._entries.pop(schedule_id, None)
+        self.fired.pop(schedule_id, None)
         return self.schedules.pop(schedule_id, None) is not None
 
     def due(self, now: float, limit: int) -> list[Schedule]:
@@ -83,13 +88,17 @@ class MemorySchedules:
     async def upsert_schedule(self, schedule: Schedule) -> Schedule:
         """Store ``schedule``; an existing one's ``last_job_id`` is kept, and so is its
         ``next_run_at`` when the timing is the same. See `ScheduleStore.upsert_schedule`."""
-        existing = self._schedule_book.schedules.get(schedule.id)
+        book = self._schedule_book
+        existing = book.schedules.get(schedule.id)
         if existing is not None:
-            kept = existing.next_run_at if existing.same_timing(schedule) else None
-            schedule = schedule.replace(
-                next_run_at=kept or schedule.next_run_at, last_job_id=existing.last_job_id
-            )
-        self._schedule_book.put(schedule)
+            due = schedule.next_run_at
+            if existing.same_timing(schedule):
+                due = existing.next_run_at or due
+            elif (fired := book.fired.get(schedule.id)) is not None and due and due <= fired:
+                # computed from a clock read before that cycle fired: the one after it
+                due = cron_rule(schedule.cron, schedule.timezone).next_after(fired)
+            schedule = schedule.replace(next_run_at=due, last_job_id=existing.last_job_id)
+        book.put(schedule)
         return schedule
 
     async def remove_schedule(self, schedule_id: str) -> bool:
@@ -119,6 +128,8 @@ class MemorySchedules:
             return None
         # The cycle is this call's from here on: a concurrent call finds it moved.
         book.put(stored.replace(next_run_at=next_run_at))
+        if schedule.next_run_at is not None:  # spent, job or not (see upsert_schedule)
+            book.fired[schedule.id] = schedule.next_run_at
         if stored.unique and stored.last_job_id is not None:
             last = await self.get(stored.last_job_id)
             if last is not None and not last.status.is_terminal:

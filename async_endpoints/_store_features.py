@@ -76,9 +76,12 @@ class ScheduleStore(Protocol):
 
         When a schedule with this id exists with the same expression and time zone
         (`Schedule.same_timing`), its ``next_run_at`` is kept, so that every process
-        declaring it at start neither skips nor repeats a cycle; its ``last_job_id`` is
-        always kept (a redefined unique schedule still waits for its running job); the
-        rest (handler, body, queue, tenant, unique) is replaced. Atomic.
+        declaring it at start neither skips nor repeats a cycle; with a new timing, a
+        ``next_run_at`` at or before the due time of the cycle the schedule last fired
+        (the engine read its clock before another process fired that cycle) becomes the
+        new rule's first due time after that cycle, so no cycle fires twice. Its
+        ``last_job_id`` is always kept (a redefined unique schedule still waits for its
+        running job); the rest (handler, body, queue, tenant, unique) is replaced. Atomic.
         """
         ...
 

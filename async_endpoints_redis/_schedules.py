@@ -7,7 +7,7 @@ Keys (in the store's hash slot, like every other, so a Redis Cluster serves them
                                 clock: cron is wall-clock time)
     {p}:cron:<id>        HASH   one schedule: id, name, cron, timezone, unique ('1'/'0'),
                                 next_run_at (ms), and when set last_job_id, body, queue,
-                                tenant
+                                tenant, fired_at (ms: the due time of the last cycle fired)
     {p}:cron_epoch       STRING a random token, new whenever the keys were lost
                                 (`schedule_epoch`)
 
@@ -25,11 +25,16 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from async_endpoints._cron import cron_rule
+from async_endpoints._errors import JobStoreError
 from async_endpoints._job import Job, NewJob
 from async_endpoints._schedule import Schedule
 
 from ._base import StoreBase
 from ._codec import Reply, encode_request, from_ms, queued_job, text
+
+#: Script calls an upsert makes at most while cycles keep firing under it (two suffice).
+_UPSERT_TRIES = 10
 
 
 class RedisSchedules(StoreBase):
@@ -37,7 +42,10 @@ class RedisSchedules(StoreBase):
 
     async def upsert_schedule(self, schedule: Schedule) -> Schedule:
         """Store ``schedule`` in one script; an existing one keeps its last job, and its
-        due time when the expression and time zone are the same.
+        due time when the expression and time zone are the same. A new timing's due time
+        comes after the cycle the schedule last fired (``fired_at``), so no cycle fires
+        twice: one computed from a clock read before that cycle fired is refused by the
+        script and computed again from that cycle.
 
         Raises:
             ValueError: ``schedule.next_run_at`` is None.
@@ -56,8 +64,15 @@ class RedisSchedules(StoreBase):
         for field, value in optional.items():
             if value is not None:
                 args += [field, value]
-        reply = await self._run("upsert_schedule", lambda s: s.call("schedule_upsert", args))
-        return _schedule(reply)
+        for _ in range(_UPSERT_TRIES):
+            reply = await self._run("upsert_schedule", lambda s: s.call("schedule_upsert", args))
+            if not isinstance(reply, list):
+                return _schedule(reply)
+            # Refused: the new timing's due time is not after the cycle last fired (its
+            # clock was read before that cycle fired); the one after that cycle, then.
+            fired = datetime.fromtimestamp(int(text(reply[1])) / 1000, UTC)
+            args[3] = _ms(cron_rule(schedule.cron, schedule.timezone).next_after(fired))
+        raise JobStoreError(f"schedule {schedule.id!r} kept firing while it was being changed")
 
     async def remove_schedule(self, schedule_id: str) -> bool:
         """Delete the schedule; False when there was none."""

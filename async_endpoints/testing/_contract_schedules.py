@@ -107,6 +107,26 @@ class ScheduleContract:
         assert zoned.next_run_at == later
         assert await store.due_schedules(10) == []
 
+    async def test_a_new_timing_never_brings_back_a_cycle_that_fired(self, kit: StoreKit) -> None:
+        """A new timing whose due time was computed from a clock read before the
+        schedule's cycle fired (another process fired it meanwhile) would fire that cycle
+        again: the store moves it to the new rule's first due time after that cycle; a due
+        time after it is kept as given."""
+        store = schedules(kit)
+        due = await whole_second(store, -1)
+        await store.upsert_schedule(schedule("s", due, cron="*/2 * * * * *"))
+        job = await store.fire_schedule(schedule("s", due), due + timedelta(seconds=2), new_job())
+        assert job is not None
+        stale = schedule("s", due, cron="* * * * * *")
+        stored = await peer_schedules(kit).upsert_schedule(stale)
+        assert (stored.next_run_at, stored.last_job_id) == (due + timedelta(seconds=1), job.id)
+        (listed,) = await store.list_schedules()
+        assert listed.next_run_at == due + timedelta(seconds=1)
+        assert await store.fire_schedule(schedule("s", due), due, new_job()) is None
+        ahead = due + timedelta(hours=1)
+        kept = await store.upsert_schedule(schedule("s", ahead, cron="0 * * * *"))
+        assert kept.next_run_at == ahead
+
     async def test_a_removed_schedule_is_gone(self, kit: StoreKit) -> None:
         """remove_schedule says whether there was one; the schedule is no longer listed,
         due or fired."""

@@ -7,7 +7,8 @@
 -- ARGV[4..10]  the cycle's job: id, name, max_retries, request JSON ('' for an empty
 --          request), queue, partition key and tenant ('' for none)
 --
--- When the schedule still has that due time, it moves to the next one; then, unless the
+-- When the schedule still has that due time, it moves to the next one (and fired_at to
+-- that due time: the cycle is spent, whether a job is stored or skipped); then, unless the
 -- schedule is unique and its last job exists and is not terminal, the job is Queued by the
 -- enqueue transition of _lifecycle.lua (as enqueue_many stores it, with no waiting limit
 -- and never handed over) and becomes the last job.
@@ -24,7 +25,7 @@ local stored = redis.call('HMGET', key, 'next_run_at', 'unique', 'last_job_id')
 if stored[1] ~= ARGV[2] then
   return false
 end
-redis.call('HSET', key, 'next_run_at', ARGV[3])
+redis.call('HSET', key, 'next_run_at', ARGV[3], 'fired_at', ARGV[2])  -- see schedule_upsert
 redis.call('ZADD', CRON, ARGV[3], ARGV[1])
 if stored[2] == '1' and stored[3] then
   local status = status_of(job_key(stored[3]))
