@@ -18,8 +18,8 @@ The hash holds few, short fields so that Redis keeps it listpack-encoded (compac
                      index when it entered Queued other than by its submission (a retry's
                      or requeue's time, a delay's run_at); its claim removes it (not read
                      here, see ``lua/_bookkeeping.lua``)
-    qseq             the sequence number of that entry (the order of jobs queued in one
-                     millisecond); its claim removes it (not read here either)
+    q                the sequence number of that entry within its millisecond (the order
+                     of jobs queued in one); its claim removes it (not read here either)
     queue            the queue's name; left out for the default queue
     partition_key    the job's partition key; left out when it has none
     tenant           the job's tenant; left out when it has none

@@ -26,9 +26,10 @@ prefix ``{p}:`` and build the names below from it (``lua/_lib.lua`` and the incl
     {p}:held             ZSET   ids of cancelled running jobs whose attempt still holds
                                 its key's lane, by lease deadline (ms, elapsed clock)
     {p}:held_by          HASH   id -> "<claim token> <partition key>" of those attempts
-    {p}:qseq             STRING the last sequence number given to a job entering Queued
-                                (its field qseq; ``lua/_bookkeeping.lua``): the Queued
-                                listings' order within a millisecond
+    {p}:qseq             STRING "<ms> <n>": the latest moment a job entered Queued at and
+                                its number in that millisecond (a job's field q;
+                                ``lua/_bookkeeping.lua``): the Queued listings' order
+                                within a millisecond
     {p}:queues           SET    every queue name that ever held a job (counts over all)
     {p}:paused           SET    the paused queue names
     {p}:clock            STRING the elapsed-time clock (ms) that leases and delays use
@@ -54,7 +55,7 @@ prefix ``{p}:`` and build the names below from it (``lua/_lib.lua`` and the incl
     {p}:ix:<index>...    ZSETs  listing indexes in chunks (see ``lua/_index.lua``):
                                 "created" (every job, by created_at), "Q:<#q>:<q>" (the
                                 Queued jobs of queue <q>, by when each became due there:
-                                queued_at, else created_at; then by qseq), "Scheduled" (by
+                                queued_at, else created_at; then by q), "Scheduled" (by
                                 run_at), "Completed", "Failed", "Canceled" (by completed_at)
     {p}:expiring         LIST   "<due ms> <id> <completed_at ms>" of terminal jobs, in
                                 settlement order: each is deleted (with its counts and index

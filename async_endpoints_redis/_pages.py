@@ -3,7 +3,7 @@ sees them, and the page built from ``lua/list_jobs.lua``'s reply.
 
 A position is where the previous page ended: the last index entry looked at,
 ``"<ms, 14 digits>:<id>"`` (see ``lua/_index.lua``), or for ``Queued`` jobs the queue
-whose index holds it and its short entry (``[name, entry]``: 11 hex digits of time, 12
+whose index holds it and its short entry (``[name, entry]``: 11 hex digits of time, 4
 of its sequence number (none in an entry an older version wrote), then the id's 32 hex
 digits). A cursor naming anything else raises
 `ValueError`, so a tampered cursor never reaches Redis as an error.
@@ -22,7 +22,7 @@ from ._codec import job_from_text, text
 #: Entries a listing with a queue or tenant filter may look at per job of its page.
 VISITS_PER_JOB = 10
 _INDEX_ENTRY = re.compile(r"\d{14}:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_QUEUED_ENTRY = re.compile(r"[0-9a-f]{55}|[0-9a-f]{43}")
+_QUEUED_ENTRY = re.compile(r"[0-9a-f]{47}|[0-9a-f]{43}")
 
 
 def visit_budget(

@@ -63,18 +63,46 @@ end
 -- take the queue in (but for tenants taking turns and jobs waiting behind their key):
 -- its created_at when submitted, else the queued_at field, which records the moment (a
 -- retry's or requeue's time, a delay's run_at) when enter_queued is given the job's key.
--- The sequence number (the qseq field) is the next of the store's counter {p}:qseq, one
--- per entering, so jobs queued in one millisecond are listed in the order they came;
--- leave_queued is given the moment and the number the job entered with (placement's
--- `listed` and `seq`; a job queued by an older version has no number: nil).
+-- The sequence number (its field q, see queued_seq) orders the jobs queued in one
+-- millisecond as they came; leave_queued is given the moment and the number the job
+-- entered with (placement's `listed` and `seq`; a job an older version queued has none).
+--
+-- queued_seq: {p}:qseq holds "<moment> <n>", the latest moment a job entered Queued at
+-- and how many entered at it before the last; a job entering at that moment is the next,
+-- one at a later moment the first (0) of its own, and one at an earlier moment (a retry's
+-- or a delay's due time gone by) is numbered LATE_SEQ, after the jobs queued when it
+-- fell due (it entered its queue after them).
+local LATE_SEQ = 65535
+local qseq_last  -- {moment, n} as this script call last read or wrote it
+
+local function queued_seq(moment)
+  local m = tonumber(moment) or 0
+  if not qseq_last then
+    local stored = redis.call('GET', P .. 'qseq')
+    local at, n = string.match(stored or '', '^(%d+) (%d+)$')
+    qseq_last = {tonumber(at) or -1, tonumber(n) or 0}
+  end
+  local n
+  if m == qseq_last[1] then
+    n = math.min(qseq_last[2] + 1, LATE_SEQ - 1)
+  elseif m > qseq_last[1] then
+    n = 0
+  else
+    return LATE_SEQ
+  end
+  qseq_last = {m, n}
+  redis.call('SET', P .. 'qseq', string.format('%.0f %d', m, n))
+  return n
+end
+
 local function enter_queued(id, queue, moment, key)
-  local seq = redis.call('INCR', P .. 'qseq')
+  local seq = queued_seq(moment)
   count(queue, 'Queued', 1)
   index_add_entry(queued_index(queue), queued_entry(moment, id, seq))
   if key then
-    redis.call('HSET', key, 'queued_at', moment, 'qseq', seq)
+    redis.call('HSET', key, 'queued_at', moment, 'q', seq)
   else
-    redis.call('HSET', job_key(id), 'qseq', seq)
+    redis.call('HSET', job_key(id), 'q', seq)
   end
   tell_status(job_key(id), id)  -- each caller entered the job's status already
 end
@@ -94,10 +122,10 @@ local hook_fields = {}
 -- Where a job waits: its queue, tenant (nil: none), partition key (nil: none),
 -- created_at, whether it waits behind another job of its key, and the moment and the
 -- sequence number its Queued index entry has (listed: queued_at, else created_at; seq:
--- qseq, nil for none), in one read (which notes its hook fields too).
+-- q, nil for none), in one read (which notes its hook fields too).
 local function placement(key)
   local fields = redis.pcall('HMGET', key, 'queue', 'tenant', 'partition_key', 'created_at',
-    'behind', 'follow', 'for', 'queued_at', 'qseq')
+    'behind', 'follow', 'for', 'queued_at', 'q')
   if type(fields) ~= 'table' then
     return DEFAULT_QUEUE, nil, nil, nil, false, nil, nil
   end

@@ -31,15 +31,15 @@ local function entry_id(entry)
 end
 
 -- The entry of a Queued index: the time in 11 lowercase hex digits (text order is time
--- order up to 16^11 ms, the year 2527), the job's sequence number (seq: 12 hex digits, see
--- enter_queued in _bookkeeping.lua), so that jobs queued in the same millisecond are
--- listed in the order they were queued, the order workers take them; then the id's 32
--- hex digits without its dashes: 55 bytes. An entry written before the sequence numbers
--- (seq nil: a job queued by an older version) has no sequence: 43 bytes.
+-- order up to 16^11 ms, the year 2527), the job's sequence number within that millisecond
+-- (seq: 4 hex digits, see queued_seq in _bookkeeping.lua), so that jobs queued in the
+-- same millisecond are listed in the order they were queued, the order workers take
+-- them; then the id's 32 hex digits without its dashes: 47 bytes. An entry written
+-- before the sequence numbers (seq nil: a job an older version queued) has none: 43.
 local function queued_entry(moment, id, seq)
   local at = string.format('%011x', math.max(0, tonumber(moment) or 0))
   if seq then
-    at = at .. string.format('%012x', tonumber(seq) or 0)
+    at = at .. string.format('%04x', tonumber(seq) or 0)
   end
   return at .. string.sub(id, 1, 8) .. string.sub(id, 10, 13) .. string.sub(id, 15, 18)
     .. string.sub(id, 20, 23) .. string.sub(id, 25)

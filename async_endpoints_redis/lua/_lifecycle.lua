@@ -281,9 +281,9 @@ local function claim(key, id, queue, token, deadline, now, started, run_at, crea
     seq)
   leave_queued(id, queue, listed, seq)
   if listed ~= created then  -- its next entry is written anew (an earlier version's too)
-    redis.call('HDEL', key, 'queued_at', 'qseq')
+    redis.call('HDEL', key, 'queued_at', 'q')
   elseif seq then
-    redis.call('HDEL', key, 'qseq')
+    redis.call('HDEL', key, 'q')
   end
   local stamp = ms(now)
   -- due_at (the claim's due time): when the job was last queued, or the run_at its

@@ -71,7 +71,7 @@ end
 -- and index as it is dropped.
 local function claimable(key, id, queue)
   local fields = redis.pcall('HMGET', key, 'status', 'name', 'retry_count', 'max_retries',
-    'created_at', 'started_at', 'run_at', 'follow', 'for', 'queued_at', 'qseq')
+    'created_at', 'started_at', 'run_at', 'follow', 'for', 'queued_at', 'q')
   if type(fields) ~= 'table' or fields[1] ~= 'Queued' then
     return nil
   end

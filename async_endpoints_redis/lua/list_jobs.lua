@@ -58,10 +58,10 @@ end
 -- created_at, and its sequence number): an entry left behind (written by an earlier
 -- version, which indexed every Queued job at its created_at, during a rolling upgrade)
 -- is skipped, so no job is listed twice. An entry without a sequence number is current
--- when its moment is: a version before the numbers queued the job (its qseq, if any, is
+-- when its moment is: a version before the numbers queued the job (its q, if any, is
 -- one of an earlier entering that such a version's claim left behind).
 local function current_queued(entry, id)
-  local at = redis.pcall('HMGET', job_key(id), 'queued_at', 'created_at', 'qseq')
+  local at = redis.pcall('HMGET', job_key(id), 'queued_at', 'created_at', 'q')
   if type(at) ~= 'table' then
     return false
   end

@@ -285,7 +285,7 @@ async def test_jobs_an_older_version_queued_without_a_number_are_listed_and_unli
     make_store: StoreFactory, raw_redis: Redis, prefix: str
 ) -> None:
     """A job queued by a version before the Queued entries' sequence numbers (its entry
-    has none, its hash no qseq: a rolling upgrade) is listed once, in time order beside
+    has none, its hash no q: a rolling upgrade) is listed once, in time order beside
     the numbered ones, and its claim or its cancel takes its entry out."""
     store = await make_store()
     older = [await store.enqueue(new_job()) for _ in range(2)]
@@ -305,14 +305,14 @@ async def test_jobs_an_older_version_queued_without_a_number_are_listed_and_unli
 
 async def as_queued_by_an_older_version(raw_redis: Redis, prefix: str, job_id: uuid.UUID) -> None:
     """Make the Queued job's index entry the one an older version wrote (at its
-    created_at, no sequence number) and drop its qseq, through the store's index code."""
+    created_at, no sequence number) and drop its q, through the store's index code."""
     source = "".join(_source(name) for name in ("_lib", "_index", "_ready", "_bookkeeping"))
     source += """
 local key = job_key(ARGV[2])
-local at = redis.call('HMGET', key, 'created_at', 'qseq')
+local at = redis.call('HMGET', key, 'created_at', 'q')
 index_remove_entry(queued_index('default'), queued_entry(at[1], ARGV[2], at[2]))
 index_add_entry(queued_index('default'), queued_entry(at[1], ARGV[2]))
-redis.call('HDEL', key, 'qseq')
+redis.call('HDEL', key, 'q')
 index_flush()
 return 1
 """
