@@ -283,7 +283,9 @@ class JobSubmission(JobControl):
             job = await self.store.wait_until_terminal(parsed, remaining)
             if job is None:
                 if not await self._pending_continuation(parsed):
-                    raise KeyError(job_id)
+                    if await self.store.get(parsed) is None:  # not stored just now either
+                        raise KeyError(job_id)
+                    continue
                 if deadline is not None and loop.time() >= deadline:
                     raise TimeoutError(f"job {job_id} is a continuation not queued yet")
                 await asyncio.sleep(min(CONTINUATION_POLL, remaining))

@@ -349,3 +349,32 @@ async def test_wait_for_a_continuation_waits_until_the_batch_stored_and_ran_it(
             join = await waiting
     assert join.id == join_id and join.status is JobStatus.COMPLETED
     assert join.result == "joined" and join.batch_id == batch.id
+
+
+async def test_wait_for_a_continuation_stored_between_its_two_looks_finds_it(
+    recorder: Recorder,
+) -> None:
+    """The batch ends after ``wait_for`` found no job and before it asked whether the id
+    is a pending continuation: it looks again rather than raising KeyError."""
+    store = InMemoryJobStore()
+    engine = engine_with(recorder, store=store)
+    async with engine.running():
+        batch = await engine.submit_batch([JobSpec("slow")], continue_with=[JobSpec("join")])
+        (join_id,) = batch.continuation_ids
+        async with asyncio.timeout(10):
+            await recorder.started.wait()
+        look = store.wait_until_terminal
+
+        async def batch_ends_after_the_look(job_id: uuid.UUID, timeout: float) -> Any:
+            found = await look(job_id, timeout)
+            if found is None and not recorder.release.is_set():
+                recorder.release.set()
+                for _ in range(1000):  # up to 10 s: the continuation is stored
+                    if await store.get(join_id) is not None:
+                        break
+                    await asyncio.sleep(0.01)
+            return found
+
+        store.wait_until_terminal = batch_ends_after_the_look  # type: ignore[method-assign]
+        join = await engine.wait_for(join_id, timeout=30)
+    assert join.status is JobStatus.COMPLETED and join.result == "joined"

@@ -63,37 +63,9 @@ end
 -- take the queue in (but for tenants taking turns and jobs waiting behind their key):
 -- its created_at when submitted, else the queued_at field, which records the moment (a
 -- retry's or requeue's time, a delay's run_at) when enter_queued is given the job's key.
--- The sequence number (its field q, see queued_seq) orders the jobs queued in one
+-- The sequence number (its field q, see queued_seq in _index.lua) orders the jobs queued in one
 -- millisecond as they came; leave_queued is given the moment and the number the job
 -- entered with (placement's `listed` and `seq`; a job an older version queued has none).
---
--- queued_seq: {p}:qseq holds "<moment> <n>", the latest moment a job entered Queued at
--- and how many entered at it before the last; a job entering at that moment is the next,
--- one at a later moment the first (0) of its own, and one at an earlier moment (a retry's
--- or a delay's due time gone by) is numbered LATE_SEQ, after the jobs queued when it
--- fell due (it entered its queue after them).
-local LATE_SEQ = 65535
-local qseq_last  -- {moment, n} as this script call last read or wrote it
-
-local function queued_seq(moment)
-  local m = tonumber(moment) or 0
-  if not qseq_last then
-    local stored = redis.call('GET', P .. 'qseq')
-    local at, n = string.match(stored or '', '^(%d+) (%d+)$')
-    qseq_last = {tonumber(at) or -1, tonumber(n) or 0}
-  end
-  local n
-  if m == qseq_last[1] then
-    n = math.min(qseq_last[2] + 1, LATE_SEQ - 1)
-  elseif m > qseq_last[1] then
-    n = 0
-  else
-    return LATE_SEQ
-  end
-  qseq_last = {m, n}
-  redis.call('SET', P .. 'qseq', string.format('%.0f %d', m, n))
-  return n
-end
 
 local function enter_queued(id, queue, moment, key)
   local seq = queued_seq(moment)

@@ -32,7 +32,7 @@ end
 
 -- The entry of a Queued index: the time in 11 lowercase hex digits (text order is time
 -- order up to 16^11 ms, the year 2527), the job's sequence number within that millisecond
--- (seq: 4 hex digits, see queued_seq in _bookkeeping.lua), so that jobs queued in the
+-- (seq: 4 hex digits, see queued_seq below), so that jobs queued in the
 -- same millisecond are listed in the order they were queued, the order workers take
 -- them; then the id's 32 hex digits without its dashes: 47 bytes. An entry written
 -- before the sequence numbers (seq nil: a job an older version queued) has none: 43.
@@ -204,6 +204,36 @@ local function sorted_keys(set)
   return out
 end
 
+-- queued_seq: the sequence number of a job entering Queued at moment (ms), for its
+-- entry (queued_entry). {p}:qseq holds "<moment> <n>": the latest moment a job entered
+-- Queued at and the number the last of them got; a job entering at that moment is the
+-- next, one at a later moment the first (0) of its own, and one at an earlier moment (a
+-- retry's or a delay's due time gone by) is numbered LATE_SEQ, after the jobs queued
+-- when it fell due (it entered its queue after them). Read once a script call and
+-- written by index_flush.
+local LATE_SEQ = 65535
+local qseq_last  -- {moment, n} as this script call last read or numbered
+local qseq_dirty = false
+
+local function queued_seq(moment)
+  local m = tonumber(moment) or 0
+  if not qseq_last then
+    local stored = redis.call('GET', P .. 'qseq')
+    local at, n = string.match(stored or '', '^(%d+) (%d+)$')
+    qseq_last = {tonumber(at) or -1, tonumber(n) or 0}
+  end
+  local n
+  if m == qseq_last[1] then
+    n = math.min(qseq_last[2] + 1, LATE_SEQ - 1)
+  elseif m > qseq_last[1] then
+    n = 0
+  else
+    return LATE_SEQ
+  end
+  qseq_last, qseq_dirty = {m, n}, true
+  return n
+end
+
 local function index_flush()
   for name, set in pairs(index_drops) do
     index_delete(name, sorted_keys(set))
@@ -212,4 +242,8 @@ local function index_flush()
     index_write(name, sorted_keys(set))
   end
   index_adds, index_drops = {}, {}
+  if qseq_dirty then
+    redis.call('SET', P .. 'qseq', string.format('%.0f %d', qseq_last[1], qseq_last[2]))
+    qseq_dirty = false
+  end
 end

@@ -410,6 +410,9 @@ local function cancel(key, id, now, clock)
       ready_remove(queue, tenant, id)
     end
     leave_queued(id, queue, listed, seq)
+    if seq then
+      redis.call('HDEL', key, 'q')  -- stale once its entry is gone (see claim)
+    end
   elseif status == 'Scheduled' then
     leave_scheduled(key, id, queue)
   elseif status == 'InProgress' then

@@ -40,8 +40,8 @@ local function adopt_legacy_queue(limit)
     count(DEFAULT_QUEUE, 'Queued', moved)
     if ids then
       for _, id in ipairs(ids) do
-        local at = redis.call('HMGET', job_key(id), 'queued_at', 'created_at')
-        index_add_entry(queued_index(DEFAULT_QUEUE), queued_entry(at[1] or at[2], id))
+        local at = redis.call('HMGET', job_key(id), 'queued_at', 'created_at', 'q')
+        index_add_entry(queued_index(DEFAULT_QUEUE), queued_entry(at[1] or at[2], id, at[3] or nil))
       end
     else
       redis.call('HSET', K.migrating, DEFAULT_QUEUE, 0)
@@ -63,9 +63,10 @@ local function index_queued_lists(limit)
     local queue, done = todo[i], tonumber(todo[i + 1]) or 0
     local ids = redis.call('LRANGE', ready_key(queue), -done - limit, -done - 1)
     for _, id in ipairs(ids) do
-      local fields = redis.pcall('HMGET', job_key(id), 'status', 'created_at', 'queued_at')
+      local fields = redis.pcall('HMGET', job_key(id), 'status', 'created_at', 'queued_at', 'q')
       if type(fields) == 'table' and fields[1] == 'Queued' then  -- at the entry's moment
-        index_add_entry(queued_index(queue), queued_entry(fields[3] or fields[2], id))
+        index_add_entry(queued_index(queue),
+          queued_entry(fields[3] or fields[2], id, fields[4] or nil))
       end
     end
     if #ids < limit then

@@ -51,9 +51,6 @@ local function matches(key)
   return tenant_filter == '' or field_of(key, 'tenant') == tenant_filter
 end
 
--- Looks at one entry's job: listed when it still exists, has the status asked for (any
--- when none is) and matches the filters. False once the page is full or the budget is
--- spent (the entry is then left for the next page).
 -- Whether a Queued index entry is the job's current one (at its queued_at, else its
 -- created_at, and its sequence number): an entry left behind (written by an earlier
 -- version, which indexed every Queued job at its created_at, during a rolling upgrade)
@@ -72,17 +69,33 @@ local function current_queued(entry, id)
   return at[3] ~= false and queued_entry(moment, id, at[3]) == entry
 end
 
+-- A Queued index entry that is no longer its job's (the job is gone, not Queued, or
+-- queued again since under another entry: left behind by a process of an older version
+-- during a rolling upgrade, which wrote or removed entries of another form) is taken out
+-- as the listing meets it, without counting against the page's budget, up to
+-- STALE_CLEARED a call: such entries never fill a page with nothing.
+local STALE_CLEARED = 1000
+local cleared = 0
+
+-- Looks at one entry's job: listed when it still exists, has the status asked for (any
+-- when none is) and matches the filters. False once the page is full or the budget is
+-- spent (the entry is then left for the next page).
 local function take(entry, id, wanted)
   if #jobs >= limit or looked >= budget then
     more = true
     return false
   end
-  looked = looked + 1
-  last = entry
   local key = job_key(id)
   local current = status_of(key)
-  if current and (wanted == nil or current == wanted) and matches(key)
-      and (wanted ~= 'Queued' or current_queued(entry, id)) then
+  local fresh = wanted ~= 'Queued' or (current == 'Queued' and current_queued(entry, id))
+  if not fresh and cleared < STALE_CLEARED then
+    cleared = cleared + 1
+    index_remove_entry(queued_index(scanning), entry)
+    return true
+  end
+  looked = looked + 1
+  last = entry
+  if fresh and current and (wanted == nil or current == wanted) and matches(key) then
     jobs[#jobs + 1] = job_text(key, id)
     entries[#jobs] = entry
     entry_queues[#jobs] = scanning
@@ -140,6 +153,7 @@ if status == 'Queued' then
       break
     end
   end
+  index_flush()  -- the stale entries met
   return {jobs, more and last or '', more and position_queue or '', entries, entry_queues}
 end
 if status == 'InProgress' then

@@ -303,6 +303,39 @@ async def test_jobs_an_older_version_queued_without_a_number_are_listed_and_unli
     assert [job.id for job in page.jobs] == [newer.id]
 
 
+async def test_entries_left_behind_never_fill_a_queued_page_and_are_taken_out(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str
+) -> None:
+    """Entries an older process left behind (it claimed jobs a newer one queued, and
+    removed an entry of its own form, which was not there) sit before every live job:
+    a listing takes them out as it meets them, and its first page holds the live jobs."""
+    store = await make_store()
+    left = [await store.enqueue(new_job()) for _ in range(5)]
+    for job in left:  # claimed elsewhere, their entries left in the index
+        await raw_redis.hset(f"{tag(prefix)}:job:{job.id}", "status", "InProgress")
+    await asyncio.sleep(0.002)
+    live = [await store.enqueue(new_job()) for _ in range(2)]
+    assert await queued_entries(raw_redis, prefix) == 7
+    page = await store.list_jobs(status=JobStatus.QUEUED, limit=2)
+    assert [job.id for job in page.jobs] == [job.id for job in live]
+    assert await queued_entries(raw_redis, prefix) == 2
+
+
+async def test_a_migration_indexing_queued_jobs_again_lists_each_once(
+    store: RedisJobStore, raw_redis: Redis, prefix: str
+) -> None:
+    """A store migrating from layout 2 indexes the jobs of a queue's LIST, some of which
+    this version queued (and indexed) already: it writes their own entries again, with
+    their sequence numbers, so each job is listed once."""
+    made = [await store.enqueue(new_job()) for _ in range(3)]
+    await raw_redis.hset(f"{tag(prefix)}:migrating", "default", 0)
+    await store.recover()
+    assert await raw_redis.exists(f"{tag(prefix)}:migrating") == 0
+    page = await store.list_jobs(status=JobStatus.QUEUED)
+    assert [job.id for job in page.jobs] == [job.id for job in made]
+    assert await queued_entries(raw_redis, prefix) == 3
+
+
 async def as_queued_by_an_older_version(raw_redis: Redis, prefix: str, job_id: uuid.UUID) -> None:
     """Make the Queued job's index entry the one an older version wrote (at its
     created_at, no sequence number) and drop its q, through the store's index code."""
