@@ -23,7 +23,8 @@ are not known here and stay lost; so is a store rolled back to a snapshot that h
 epoch but not the latest declarations.
 
 Between ticks the loop sleeps until the soonest due time it knows (those it computed:
-every process computes the same ones), at most `CAP` seconds, so that schedules upserted
+every process computes the same ones, and those of the schedules this process stored,
+`note_due`, which also end the sleep), at most `CAP` seconds, so that schedules upserted
 by another process, or fired there, are followed within that time. A tick costs two store
 calls (the due schedules and the store's clock), a third at most once a second in a
 process that declares schedules on a `ScheduleEpochStore`, plus one per due schedule: O(log n +
@@ -33,6 +34,7 @@ due), whatever the number of schedules.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -87,6 +89,7 @@ class Scheduler:
         self._epoch: str | None = None  # the store's epoch when this process last declared
         self._epoch_check = -math.inf  # when to read it next (this process's loop clock)
         self._next: datetime | None = None  # the soonest due time known, store clock
+        self._woken = asyncio.Event()  # a due time was noted: the sleep ends early
         # The store's clock at the last reading, and this process's monotonic clock then.
         self._seen: tuple[datetime, float] | None = None
 
@@ -124,6 +127,13 @@ class Scheduler:
             return CAP
         wait = (self._next - now).total_seconds() - (loop.time() - began)
         return min(CAP, max(0.0, wait))
+
+    def note_due(self, when: datetime | None) -> None:
+        """A schedule of this process's was stored due at ``when`` (store clock): the loop
+        wakes for it rather than finding it at its next look, up to `CAP` later."""
+        if when is not None and (self._next is None or when < self._next):
+            self._next = when
+            self._woken.set()
 
     async def _keep_declared(self) -> None:
         """Declare the schedules at the first tick and, on a store that can lose them (a
@@ -233,7 +243,10 @@ class Scheduler:
                 logger.exception("cron scheduler tick failed; trying again in %.2f s", wait)
             else:
                 failures = 0
-            await asyncio.sleep(wait)
+            self._woken.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._woken.wait()
 
 
 def rearmed(schedule: Schedule, now: datetime) -> datetime | None:

@@ -174,7 +174,7 @@ class CronScheduling:
             queue=queue,
             tenant=tenant,
         )
-        return await store.upsert_schedule(schedule)
+        return self._stored(await store.upsert_schedule(schedule))
 
     async def remove_schedule(self, schedule_id: str) -> bool:
         """Delete the schedule (its jobs are left alone); False when there was none.
@@ -222,7 +222,9 @@ class CronScheduling:
             if self._declared.get(schedule.id) is not schedule:
                 continue  # removed (or redeclared) meanwhile: `remove_schedule` has the last word
             rule = CronRule(schedule.cron, schedule.timezone)
-            await store.upsert_schedule(schedule.replace(next_run_at=rule.next_after(now)))
+            self._stored(
+                await store.upsert_schedule(schedule.replace(next_run_at=rule.next_after(now)))
+            )
             stored += 1
         return stored
 
@@ -235,10 +237,19 @@ class CronScheduling:
             yield
             return
         task = asyncio.create_task(scheduler.run_forever(), name="async-endpoints-cron")
+        self._running_schedulers.append(scheduler)
         try:
             yield
         finally:
+            self._running_schedulers.remove(scheduler)
             await cancel_and_wait([task])
+
+    def _stored(self, schedule: Schedule) -> Schedule:
+        """``schedule`` as the store answered an upsert: the running schedulers of this
+        process wake for its due time."""
+        for scheduler in self._running_schedulers:
+            scheduler.note_due(schedule.next_run_at)
+        return schedule
 
     def _cycle_job(self, schedule: Schedule) -> NewJob:
         """The job one cycle of ``schedule`` enqueues (with defaults for a handler this
@@ -269,6 +280,12 @@ class CronScheduling:
     def _declared(self) -> dict[str, Schedule]:
         declared: dict[str, Schedule] = self.__dict__.setdefault("_declared_schedules", {})
         return declared
+
+    @property
+    def _running_schedulers(self) -> list[Scheduler]:
+        """The schedulers `scheduling` runs now (one, or none)."""
+        running: list[Scheduler] = self.__dict__.setdefault("_schedulers_running", [])
+        return running
 
     def _schedules(self, doing: str) -> ScheduleStore:
         if not isinstance(self.store, ScheduleStore):

@@ -496,6 +496,46 @@ async def test_the_scheduler_sleeps_until_the_next_cycle_and_at_most_a_second(
     assert 0 < await scheduler.tick() <= CAP
 
 
+async def test_a_due_time_noted_by_this_process_is_slept_to_not_the_cap(
+    endpoints: AsyncEndpoints, clock: ManualClock
+) -> None:
+    """A schedule this process stored (`note_due`) is known to the scheduler: its next
+    tick comes at that schedule's due time, not `CAP` later."""
+    scheduler = scheduler_of(endpoints)
+    assert await scheduler.tick() == CAP
+    scheduler.note_due(datetime.fromtimestamp(clock(), UTC) + timedelta(seconds=0.3))
+    assert 0 < await scheduler.tick() <= 0.3
+
+
+async def test_a_schedule_upserted_while_the_scheduler_sleeps_wakes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With real time and a scheduler sleeping its longest (made 30 s here), a schedule
+    upserted in this process runs its first cycle on time: the upsert wakes the loop."""
+    monkeypatch.setattr(_scheduler, "CAP", 30.0)
+    store = InMemoryJobStore()
+    endpoints = AsyncEndpoints(store=store)
+    ran, looked = asyncio.Event(), asyncio.Event()
+    due_schedules = store.due_schedules
+
+    async def noting(limit: int) -> list[Schedule]:
+        found = await due_schedules(limit)
+        looked.set()
+        return found
+
+    store.due_schedules = noting  # type: ignore[method-assign]
+
+    @endpoints.add_handler
+    async def ping(ctx: AsyncContext[None]) -> None:
+        ran.set()
+
+    async with endpoints.running(workers=True):
+        await asyncio.wait_for(looked.wait(), timeout=10)  # the first tick: it sleeps 30 s
+        await asyncio.sleep(0)
+        await endpoints.upsert_schedule("s", "ping", "* * * * * *")
+        await asyncio.wait_for(ran.wait(), timeout=10)
+
+
 async def test_fired_jobs_are_announced_as_submitted(
     endpoints: AsyncEndpoints, clock: ManualClock
 ) -> None:
