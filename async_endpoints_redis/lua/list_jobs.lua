@@ -69,13 +69,26 @@ local function current_queued(entry, id)
   return at[3] ~= false and queued_entry(moment, id, at[3]) == entry
 end
 
--- A Queued index entry that is no longer its job's (the job is gone, not Queued, or
--- queued again since under another entry: left behind by a process of an older version
--- during a rolling upgrade, which wrote or removed entries of another form) is taken out
--- as the listing meets it, without counting against the page's budget, up to
--- STALE_CLEARED a call: such entries never fill a page with nothing.
+-- An entry whose job is gone (its key expired by its Redis TTL, the backstop, before a
+-- recovery pass deleted it with its entries: see _bookkeeping.lua), and a Queued index
+-- entry that is no longer its job's (not Queued, or queued again since under another
+-- entry: left behind by a process of an older version during a rolling upgrade, which
+-- wrote or removed entries of another form), is taken out as the listing meets it,
+-- without counting against the page's budget, up to STALE_CLEARED a call: such entries
+-- never fill a page with nothing. scanning_index names the index being read (nil: the
+-- running ZSET).
 local STALE_CLEARED = 1000
 local cleared = 0
+local scanning_index = nil
+
+local function clear_entry(entry)
+  cleared = cleared + 1
+  if scanning_index then
+    index_remove_entry(scanning_index, entry)
+  else
+    redis.call('ZREM', K.running, entry)
+  end
+end
 
 -- Looks at one entry's job: listed when it still exists, has the status asked for (any
 -- when none is) and matches the filters. False once the page is full or the budget is
@@ -88,9 +101,9 @@ local function take(entry, id, wanted)
   local key = job_key(id)
   local current = status_of(key)
   local fresh = wanted ~= 'Queued' or (current == 'Queued' and current_queued(entry, id))
-  if not fresh and cleared < STALE_CLEARED then
-    cleared = cleared + 1
-    index_remove_entry(queued_index(scanning), entry)
+  if cleared < STALE_CLEARED and (not fresh or (not current
+      and redis.call('EXISTS', key) == 0)) then
+    clear_entry(entry)
     return true
   end
   looked = looked + 1
@@ -141,7 +154,7 @@ if status == 'Queued' then
   local position_queue = ''
   for i = start, #order do
     local queue = order[i]
-    scanning = queue
+    scanning, scanning_index = queue, queued_index(queue)
     index_scan(queued_index(queue), i == start and after or nil, false, function(entry)
       if not take(entry, queued_entry_id(entry), 'Queued') then
         return false
@@ -171,12 +184,15 @@ if status == 'InProgress' then
     from = '(' .. entries[#entries]
   end
 elseif status == '' then
+  scanning_index = 'created'
   index_scan('created', after, true, function(entry)
     return take(entry, entry_id(entry), nil)
   end)
 else
+  scanning_index = status
   index_scan(status, after, status ~= 'Scheduled', function(entry)
     return take(entry, entry_id(entry), status)
   end)
 end
+index_flush()  -- the stale entries met
 return {jobs, more and last or '', '', entries, entry_queues}
