@@ -105,8 +105,12 @@ class Scheduler:
         if self.declare is not None and began >= self._epoch_check:
             self._epoch_check = began + EPOCH_EVERY
             await self._keep_declared()
-        due = await self.store.due_schedules(BATCH)
+        # The clock first: a schedule due by ``now`` is then among those found due, so one
+        # known due by ``now`` but not found was fired (or moved) elsewhere. Read after,
+        # a due time passing between the two reads would look fired elsewhere and wait
+        # `CAP` (every process that knew it woke at that moment: all of them).
         now = await self.store.schedule_time()
+        due = await self.store.due_schedules(BATCH)
         if self._set_back(now, began):
             await self._realign()
         self._seen = (now, began)

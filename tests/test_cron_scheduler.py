@@ -507,6 +507,34 @@ async def test_a_due_time_noted_by_this_process_is_slept_to_not_the_cap(
     assert 0 < await scheduler.tick() <= 0.3
 
 
+async def test_a_due_time_passing_during_a_tick_is_not_taken_for_fired_elsewhere(
+    endpoints: AsyncEndpoints, store: InMemoryJobStore, clock: ManualClock
+) -> None:
+    """A scheduler wakes at the due time it knows a hair early: the store finds nothing due
+    yet, and the due time passes before the tick's other read. That cycle was not fired
+    elsewhere: the next tick comes at once, not `CAP` later (with every process waking at
+    that moment, all of them would wait, and the cycle fire a second late)."""
+    stored = await endpoints.upsert_schedule("s", "ping", "*/10 * * * * *", unique=False)
+    assert stored.next_run_at is not None
+    scheduler = scheduler_of(endpoints)
+    await scheduler.tick()  # the first tick (it realigns)
+    scheduler.note_due(stored.next_run_at)
+    to_due = (stored.next_run_at - datetime.fromtimestamp(clock(), UTC)).total_seconds()
+    clock.advance(to_due - 0.001)  # a hair before the due time
+    due_schedules = store.due_schedules
+
+    async def time_passes(limit: int) -> list[Schedule]:
+        found = await due_schedules(limit)
+        clock.advance(0.002)  # the due time passes meanwhile
+        return found
+
+    store.due_schedules = time_passes  # type: ignore[method-assign]
+    assert await scheduler.tick() < CAP
+    store.due_schedules = due_schedules  # type: ignore[method-assign]
+    assert await scheduler.tick() > 0
+    assert len(await fired_jobs(endpoints)) == 1
+
+
 async def test_a_schedule_upserted_while_the_scheduler_sleeps_wakes_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
