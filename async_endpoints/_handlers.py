@@ -275,7 +275,7 @@ class Handler:
 
         Raises:
             ResultNotSerializable: the value has no JSON form: an unknown type, NaN or
-                Infinity, text with a lone surrogate, an integer past a double's range
+                Infinity, text with a lone surrogate, an integer beyond ±(2**53 - 1)
                 (`_json_numbers`).
             ResultTooLarge: its JSON is larger than ``max_result_size`` bytes (UTF-8).
         """

@@ -1,11 +1,12 @@
-"""Integers too large for JSON readers: past what a double holds.
+"""Integers too large for JSON readers: outside the range every reader reads exactly.
 
-A JSON reader that reads numbers as IEEE-754 doubles (JavaScript's, .NET's ``double``,
-most others by default) reads an integer of magnitude beyond about 1.8e308 as Infinity,
-or refuses it: such an integer has no JSON form any more than Infinity has, and a result
-or progress value holding one is refused alike. Smaller integers past 2**53 (a 64-bit id,
-say) are kept: they lose precision in a double, but readers that keep integers exact
-(Python's, .NET's ``long`` and ``decimal``) read them whole.
+The interoperable profile of JSON (I-JSON, RFC 7493) keeps integers within
+[-(2**53)+1, 2**53-1]: a reader that reads numbers as IEEE-754 doubles (JavaScript's
+``JSON.parse``, most others by default) rounds a larger one silently (a 64-bit id comes
+back as another number) or, past about 1.8e308, reads it as Infinity. API.md's list of
+values with no JSON form (NaN and Infinity, a lone surrogate, an integer too large for
+JSON parsers) is I-JSON's, so a result or progress value holding such an integer is
+refused as one with NaN is. Return such a number as a string.
 """
 
 from __future__ import annotations
@@ -13,16 +14,23 @@ from __future__ import annotations
 import re
 from typing import Any
 
-#: Why such a value is refused, for error messages.
-HUGE_INTEGER = "an integer past a double's range (about 1.8e308), which JSON readers cannot read"
+#: The largest magnitude of an integer every JSON reader reads exactly (2**53 - 1).
+MAX_SAFE_INTEGER = 2**53 - 1
 
-#: A run of digits long enough to be past a double's range (its largest is 309 digits).
-_LONG_DIGITS = re.compile(r"\d{309}")
+#: Why such a value is refused, for error messages.
+HUGE_INTEGER = (
+    "an integer beyond 2**53 - 1 in magnitude, which JSON readers that use doubles"
+    " (JavaScript's) cannot read exactly (send it as a string)"
+)
+
+#: A run of digits long enough for an integer beyond the range (2**53 has 16 digits).
+_LONG_DIGITS = re.compile(r"\d{16}")
 
 
 def huge_integer_in(text: str, data: Any) -> bool:
-    """Whether ``data`` (plain JSON data, whose JSON is ``text``) holds an integer past a
-    double's range. The text is searched first, so most values cost one regex scan."""
+    """Whether ``data`` (plain JSON data, whose JSON is ``text``) holds an integer beyond
+    `MAX_SAFE_INTEGER` in magnitude. The text is searched first, so most values cost one
+    regex scan."""
     return _LONG_DIGITS.search(text) is not None and _holds_huge(data)
 
 
@@ -33,9 +41,7 @@ def _holds_huge(data: Any) -> bool:
         if isinstance(value, bool):
             continue
         if isinstance(value, int):
-            try:
-                float(value)
-            except OverflowError:
+            if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
                 return True
         elif isinstance(value, dict):
             stack.extend(value.values())

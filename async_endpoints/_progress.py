@@ -38,8 +38,8 @@ def progress_value(value: Any, max_size: int | None = None) -> Any:
 
     Raises:
         ValueError: ``value`` has no JSON form: an unknown type, NaN or Infinity, text
-            with a lone surrogate, a dict with keys that are not text, an integer past a
-            double's range (`_json_numbers`); or its JSON is larger than ``max_size``
+            with a lone surrogate, a dict with keys that are not text, an integer beyond
+            ±(2**53 - 1) (`_json_numbers`); or its JSON is larger than ``max_size``
             bytes (UTF-8).
     """
     try:

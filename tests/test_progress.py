@@ -75,7 +75,7 @@ async def test_the_settled_job_carries_the_last_progress(
 
 
 @pytest.mark.parametrize(
-    "value", [math.nan, math.inf, object(), "\ud800", {1: "a"}, {"done": 10**400}]
+    "value", [math.nan, math.inf, object(), "\ud800", {1: "a"}, {"done": 10**400}, [2**64]]
 )
 async def test_a_value_with_no_json_form_is_refused(
     counting: tuple[AsyncEndpoints, CountingStore], value: Any
