@@ -5,12 +5,14 @@ in an event loop of its own), finds its store working, its jobs kept."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
+from redis.asyncio import Redis
 
 from async_endpoints import (
     AsyncContext,
@@ -54,6 +56,34 @@ async def test_a_closed_store_started_again_serves_its_jobs_and_tells_its_cancel
     await store.cancel(kept.id)  # its push reaches the listener given before the close
     async with asyncio.timeout(10):
         assert await heard.get() == kept.id
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+async def test_a_store_given_a_client_uses_it_again_and_warns_of_the_server_once(
+    redis_server: redis_servers.RedisServer,
+    prefix: str,
+    shards: int,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A store given ``client=`` is made anew on that same client (never closed by the
+    store), and the warning about the server's settings (this test server keeps no
+    persistence) is given at its first start only."""
+    client = Redis.from_url(redis_server.url)
+    try:
+        store = RedisJobStore(client=client, prefix=prefix, shards=shards)
+        with caplog.at_level(logging.WARNING, logger="async_endpoints_redis"):
+            await store.start()
+            kept = await store.enqueue(NewJob(uuid.uuid4(), "work", 0))
+            await store.aclose()
+            await store.start()
+            found = await store.get(kept.id)
+            await store.aclose()
+        assert found is not None and found.status is JobStatus.QUEUED
+        assert await client.ping()  # still open: the store never closed it
+        warnings = [r for r in caplog.records if "persistence is off" in r.getMessage()]
+        assert len(warnings) == 1
+    finally:
+        await client.aclose()
 
 
 async def test_a_plain_store_serving_old_shards_is_made_anew_the_same_way(
