@@ -13,8 +13,9 @@ plain text, the value bare or quoted; ``'name': value`` and ``"name": value`` of
 mapping's repr or JSON; a list, mapping or call such a name holds masked whole, and such
 names found inside nested mappings and calls; a pydantic ValidationError's
 ``input_value=`` for a field of such a name; a command line's ``--name value``; names
-compared case-insensitively after percent-decoding, as for the captured query string, and
-in their other `spellings`: ``X_API_KEY``, ``HTTP_AUTHORIZATION``, ``Set-Cookie``). An
+compared as the captured query string compares its parameters, after percent-decoding, in
+any case, separators and camel case not counted (``clientSecret`` is ``client_secret``),
+and in their other `spellings`: ``HTTP_AUTHORIZATION``, ``Set-Cookie``). An
 app that wants its own wording sets ``error_message``; its answer is used as is (cut to
 `MAX_MESSAGE`).
 """
@@ -30,6 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
+from ._capture import query_name_key
 from ._job import JobError
 from ._settings import DEFAULT_SENSITIVE_HEADERS, DEFAULT_SENSITIVE_QUERY_PARAMS
 
@@ -187,31 +189,39 @@ def redact(text: str, sensitive_names: Iterable[str] = DEFAULT_SENSITIVE_NAMES) 
 
 
 def spellings(name: str) -> tuple[str, ...]:
-    """The names ``name`` may spell, lower-case: as written; with ``_`` and ``-`` swapped
-    (``X_API_KEY``, as some proxies and environments write a header); a WSGI environ's
-    ``HTTP_X_API_KEY`` (upper-case ``HTTP_``) as its header's; ``Set-Cookie`` as the
-    cookie's; and without a command line's dashes (``--password``) or a JSON escape's
-    backslash (a key of JSON quoted inside a string: ``\\"password\\"``)."""
+    """The keys ``name`` is compared by (`name_key`): its own, and for a WSGI environ's
+    ``HTTP_X_API_KEY`` (upper-case ``HTTP_``) its header's, for ``Set-Cookie`` the
+    cookie's. A command line's dashes (``--password``) and a JSON escape's backslash (a
+    key of JSON quoted inside a string: ``\\"password\\"``) are not counted."""
     raw = name.strip().strip("\\").lstrip("-")
-    name = raw.lower()
-    hyphens = name.replace("_", "-")
-    forms = {name, hyphens, name.replace("-", "_")}
+    key = name_key(raw)
+    forms = {key}
     if raw.startswith("HTTP_"):
-        bare = hyphens.removeprefix("http-")
-        forms |= {bare, bare.replace("-", "_")}
-    if hyphens == "set-cookie":
+        forms.add(key.removeprefix("http"))
+    if key == "setcookie":
         forms.add("cookie")
     return tuple(forms)
 
 
+def name_key(name: str) -> str:
+    """What a name is compared by, as the captured query string compares its parameters:
+    lower case, letters and digits only (``accessToken``, ``ACCESS_TOKEN`` and
+    ``access-token`` are one name), an array suffix (``[]``) dropped."""
+    return query_name_key(name)
+
+
+@functools.lru_cache(maxsize=16)
+def _keys(names: frozenset[str]) -> frozenset[str]:
+    return frozenset(name_key(name) for name in names)
+
+
 def _spelt(names: Iterable[str]) -> str:
-    """A regular expression alternative of ``names`` in any of their `spellings` (``-``
-    and ``_`` alike; a WSGI ``HTTP_`` before them, ``Set-`` before a cookie), longest
-    first."""
-    chosen = sorted(names, key=len, reverse=True)
-    spelt = (
-        "".join("[-_]" if char in "-_" else re.escape(char) for char in name) for name in chosen
-    )
+    """A regular expression alternative of ``names`` spelt any way `name_key` counts as
+    theirs, for a case-insensitive pattern (a ``-`` or ``_`` allowed between any two
+    characters: ``access_token`` as ``accessToken``, ``ACCESS-TOKEN``; a WSGI ``HTTP_``
+    before them, ``Set-`` before a cookie), longest first."""
+    chosen = sorted({name_key(name) for name in names} - {""}, key=len, reverse=True)
+    spelt = ("[-_]?".join(re.escape(char) for char in name) for name in chosen)
     return rf"(?:(?:(?-i:HTTP_)|set[-_](?=cookie))?(?:{'|'.join(spelt) or '(?!)'}))"
 
 
@@ -222,7 +232,7 @@ def _named_line(names: frozenset[str]) -> re.Pattern[str]:
     list item), its value quoted or to the line's end (every cookie of a ``Cookie:``
     line); and ``name = value`` spaced anywhere, one value, unless it is code (``==``, a
     call, an index or an attribute follows: a traceback's source line)."""
-    alternatives = _spelt(name for name in names if name not in _PROSE_NAMES)
+    alternatives = _spelt(name for name in names if name_key(name) not in _PROSE_NAMES)
     return re.compile(
         rf"(?im)(?:^[ \t]*+(?:[<>*-][ \t]*+)?(?:{alternatives})[ \t]*+:[ \t]*+"
         rf"(?P<line>{_QUOTED_VALUE}|{_UNCLOSED}|[^\s'\"][^\r\n]*+)"
@@ -319,7 +329,7 @@ class _Masker:
         # As the captured query string compares names (percent-decoded, any case: see
         # _capture.capture_query), and wider: the other spellings of a name (`spellings`)
         # too, which the capture leaves to the exact names configured.
-        return not self.names.isdisjoint(spellings(unquote_plus(name)))
+        return not _keys(self.names).isdisjoint(spellings(unquote_plus(name)))
 
     def pair(self, match: re.Match[str]) -> str:
         name = match["name"].lstrip("bB")[1:-1]

@@ -164,6 +164,43 @@ def test_other_spellings_of_sensitive_names_are_masked(text: str, masked: str) -
 
 
 @pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ('body {"clientSecret": "s3cr3t-value"}', 'body {"clientSecret": "***"}'),
+        ("kwargs {'refreshToken': 'rt-123456'}", "kwargs {'refreshToken': '***'}"),
+        ("GET /cb?accessToken=at-123456&page=2", "GET /cb?accessToken=***&page=2"),
+        ("ClientSecret: hunter22\nnext", "ClientSecret: ***\nnext"),
+        ("ACCESS-TOKEN = at-123456 sent", "ACCESS-TOKEN = *** sent"),
+        ("ran sync --apiKey k-123456 now", "ran sync --apiKey *** now"),
+        ("retry after sessionId=abc123", "retry after sessionId=***"),
+        ("password_reset failed: passWord='hunter22'", "password_reset failed: passWord='***'"),
+    ],
+    ids=[
+        "json-camel-case",
+        "repr-camel-case",
+        "query-camel-case",
+        "header-line-pascal-case",
+        "spaced-equals-upper-hyphen",
+        "flag-camel-case",
+        "sessionid-camel-case",
+        "mixed-case-password",
+    ],
+)
+def test_sensitive_names_in_camel_case_or_any_separators_are_masked(text: str, masked: str) -> None:
+    """A name is compared as the captured query string compares its parameters: case,
+    ``-``, ``_`` and camel case not counted (``clientSecret`` is ``client_secret``), so the
+    JSON a JavaScript client sends is masked as well as a Python mapping's repr."""
+    assert redact(text) == masked
+
+
+def test_a_name_that_only_contains_a_sensitive_name_is_left_alone() -> None:
+    """Only whole names are compared: ``monkey``, ``keyboard`` and ``tokenizer`` hold a
+    sensitive name but are not one."""
+    text = "monkey=1 keyboard=qwerty {'tokenizer': 'bpe'} passwordless=true"
+    assert redact(text) == text
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "missing key: user_id",
