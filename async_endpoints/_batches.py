@@ -52,19 +52,22 @@ class JobBatches:
         continue_with: Sequence[JobSpec] = (),
         continue_when: str = "all_terminal",
         tenant: str | None = None,
+        owner: str | None = None,
     ) -> Batch:
         """Store ``specs`` as one batch, atomically: every job is stored or none is.
 
         Once every job of the batch is terminal, the jobs of ``continue_with`` are queued,
         exactly once, whatever dies meanwhile; with ``continue_when="all_completed"`` they
         are stored ``Canceled`` instead when a job failed or was cancelled. The jobs (and
-        continuations) take ``tenant`` unless their spec names one; each has ``batch_id``.
+        continuations) take ``tenant`` unless their spec names one; each has ``batch_id``,
+        and ``owner`` as its `Job.owner` (as `submit` gives it: for ``authorize``, so that
+        the caller who made the batch may read its jobs over HTTP).
 
         Raises:
             ValueError: no specs, more than `MAX_BATCH_JOBS` jobs and continuations,
                 something that is not a `JobSpec`, an unknown handler name
                 (`UnknownJobNameError`), an unknown queue, a bad ``continue_when`` or
-                ``tenant``.
+                ``tenant``, an ``owner`` that is not text.
             JobValidationError: a body fails its handler's model.
             QueueFullError: the waiting jobs plus the batch's would pass
                 ``max_queue_size`` (nothing stored).
@@ -77,9 +80,10 @@ class JobBatches:
         if not specs:
             raise ValueError("a batch needs at least one job")
         _check_size(len(specs) + len(continue_with), "submit_batch")
+        _check_owner(owner)
         batch_id = uuid.uuid4()
-        jobs = [self._spec_job(spec, batch_id, tenant) for spec in specs]
-        continuations = [self._spec_job(spec, batch_id, tenant) for spec in continue_with]
+        jobs = [self._spec_job(spec, batch_id, tenant, owner) for spec in specs]
+        continuations = [self._spec_job(spec, batch_id, tenant, owner) for spec in continue_with]
         with batch_span(batch_id, len(jobs) + len(continuations)) as carried:
             new_batch = NewBatch(
                 batch_id, _carrying(jobs, carried), _carrying(continuations, carried), when, tenant
@@ -88,9 +92,12 @@ class JobBatches:
         self._submitted(new_batch.jobs)
         return batch
 
-    async def append_to_batch(self, batch_id: uuid.UUID | str, specs: Sequence[JobSpec]) -> Batch:
+    async def append_to_batch(
+        self, batch_id: uuid.UUID | str, specs: Sequence[JobSpec], *, owner: str | None = None
+    ) -> Batch:
         """Add ``specs`` to a batch that is still running, atomically (all or none); they
-        take the batch's tenant unless their spec names one.
+        take the batch's tenant unless their spec names one, and ``owner`` (a batch keeps
+        no owner: give the one `submit_batch` was given).
 
         Raises:
             ValueError: the batch is finished or cancelled (its continuations never run
@@ -104,10 +111,11 @@ class JobBatches:
         if not specs:
             raise ValueError("nothing to append")
         _check_size(len(specs), "append_to_batch")
+        _check_owner(owner)
         current = await store.get_batch(parsed)
         if current is None:
             raise ValueError(f"no batch {batch_id}")
-        jobs = [self._spec_job(spec, parsed, current.tenant) for spec in specs]
+        jobs = [self._spec_job(spec, parsed, current.tenant, owner) for spec in specs]
         with batch_span(parsed, len(jobs)) as carried:
             jobs = _carrying(jobs, carried)
             batch = await store.append_to_batch(
@@ -222,7 +230,9 @@ class JobBatches:
             )
         add_batch_route(self.app, path, batch_details_endpoint(self, authorize), name=route_name)
 
-    def _spec_job(self, spec: JobSpec, batch_id: uuid.UUID, tenant: str | None) -> NewJob:
+    def _spec_job(
+        self, spec: JobSpec, batch_id: uuid.UUID, tenant: str | None, owner: str | None
+    ) -> NewJob:
         if not isinstance(spec, JobSpec):
             raise ValueError(f"a batch takes JobSpec items, not {type(spec).__name__}")
         handler = self.handlers.get(spec.name)
@@ -238,7 +248,7 @@ class JobBatches:
             uuid.uuid4(),
             handler.name,
             self.settings.max_retries if max_retries is None else max_retries,
-            job_request(self.settings, body_json, (), b"", {}, None),
+            job_request(self.settings, body_json, (), b"", {}, owner),
             queue=handler.queue if placement.queue is None else placement.queue,
             delay=placement.delay,
             partition_key=placement.partition_key,
@@ -299,3 +309,9 @@ def _check_size(count: int, call: str) -> None:
             f"{count:,}: create the batch with part of them and add the rest with "
             "append_to_batch (each call is atomic on its own)"
         )
+
+
+def _check_owner(owner: object) -> None:
+    """Refuse an ``owner`` that is not text or None, before anything is stored."""
+    if owner is not None and not isinstance(owner, str):
+        raise ValueError(f"owner must be text or None, not {owner!r}")

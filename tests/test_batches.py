@@ -378,3 +378,43 @@ async def test_wait_for_a_continuation_stored_between_its_two_looks_finds_it(
         store.wait_until_terminal = batch_ends_after_the_look  # type: ignore[method-assign]
         join = await engine.wait_for(join_id, timeout=30)
     assert join.status is JobStatus.COMPLETED and join.result == "joined"
+
+
+async def test_a_batch_given_an_owner_gives_it_to_its_jobs_appended_jobs_and_continuations(
+    recorder: Recorder, batch_store: Any, http_client_for: Any
+) -> None:
+    """submit_batch(owner=...) and append_to_batch(owner=...) record the owner on every
+    job and continuation, as submit does: the README's ``authorize`` comparing
+    ``job.owner`` with the caller then shows them to their owner over HTTP, and to no one
+    else (404)."""
+    app = FastAPI()
+    engine = engine_with(
+        recorder,
+        app,
+        store=batch_store,
+        authorize=lambda request, job: job.owner == request.headers.get("x-user"),
+    )
+    engine.map_job_details()
+    async with http_client_for(app) as client:
+        batch = await engine.submit_batch(
+            [JobSpec("slow")], continue_with=[JobSpec("join")], owner="alice"
+        )
+        await engine.append_to_batch(batch.id, [JobSpec("part", {"n": 2})], owner="alice")
+        recorder.release.set()  # the slow job held the batch open for the append
+        (join_id,) = batch.continuation_ids
+        join = await engine.wait_for(join_id, timeout=30)
+        parts = (await engine.list_jobs(batch_id=batch.id)).jobs
+        ids = [job.id for job in parts]
+        assert len(ids) == 3 and join_id in ids
+        own = [await client.get(f"/jobs/{job_id}", headers={"x-user": "alice"}) for job_id in ids]
+        foreign = [await client.get(f"/jobs/{job_id}", headers={"x-user": "bob"}) for job_id in ids]
+    assert join.owner == "alice" and {job.owner for job in parts} == {"alice"}
+    assert [answer.status_code for answer in own] == [200, 200, 200]
+    assert [answer.status_code for answer in foreign] == [404, 404, 404]
+
+
+async def test_an_owner_that_is_not_text_stores_no_batch(endpoints: AsyncEndpoints) -> None:
+    """owner must be text or None: anything else is a ValueError and nothing is stored."""
+    with pytest.raises(ValueError, match="owner must be text"):
+        await endpoints.submit_batch([JobSpec("part", {"n": 1})], owner=42)  # type: ignore[arg-type]
+    assert (await endpoints.list_jobs()).jobs == []
