@@ -15,6 +15,7 @@ from ._batch_http import BatchAuthorize, add_batch_route, batch_details_endpoint
 from ._errors import ConfigurationError, UnknownJobNameError
 from ._events import EventKind, LifecycleEvent, LifecycleEvents
 from ._handlers import Handler
+from ._hook_shape import check_hook
 from ._http import job_request
 from ._job import Job, JobStatus, NewJob, check_label, parse_job_id
 from ._listing import check_limit
@@ -221,6 +222,8 @@ class JobBatches:
             self.app, path, holds="batch_id", what="batch-details", name=name, prefix="get_"
         )
         self._batch_store("read batches")
+        if authorize is not None:
+            check_hook(authorize, "map_batch_details' authorize", "request, batch")
         if authorize is None and self.settings.authorize is not None:
             logger.warning(
                 "map_batch_details(%r) serves every batch to every caller, although jobs"

@@ -20,6 +20,7 @@ from ._errors import (
     ResultNotSerializable,
     ResultTooLarge,
 )
+from ._hook_shape import check_hook
 from ._job import DEFAULT_QUEUE, Job
 from ._json_numbers import HUGE_INTEGER, huge_integer_in
 from ._options import (
@@ -37,7 +38,8 @@ from ._settings import DEFAULT_MAX_RESULT_SIZE
 from ._webhook_urls import WebhookTarget
 
 HandlerFunction = Callable[[AsyncContext[Any]], Awaitable[Any]]
-Validator = Callable[..., Any]
+#: ``validator(request, body)``, sync or async; what it returns is not used.
+Validator = Callable[[Any, Any], Any]
 
 _KEEP_NON_FINITE: Any = {"ser_json_inf_nan": "constants"}
 # The JSON text a result is measured by: compact, UTF-8 (not ASCII-escaped), no NaN.
@@ -131,8 +133,15 @@ class Handler:
         tenant = handler_label(tenant, "tenant")
         if name is not None and (not isinstance(name, str) or not name):
             raise ConfigurationError(f"a job name must be a non-empty str, not {name!r}")
-        if validator is not None and not callable(validator):
-            raise ConfigurationError(f"validator must be a function or None, not {validator!r}")
+        if validator is not None:
+            check_hook(validator, "validator", "request, body")
+        for option, value in (
+            ("delay", delay),
+            ("partition_key", partition_key),
+            ("tenant", tenant),
+        ):
+            if callable(value):
+                check_hook(value, option, "request, body")
         if not inspect.iscoroutinefunction(function):
             raise ConfigurationError(f"job handler {function!r} must be an async function")
         params = _called_with_context_alone(function)

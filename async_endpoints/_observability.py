@@ -17,6 +17,7 @@ from starlette.responses import Response
 from ._dashboard_guard import Authorize
 from ._errors import ConfigurationError
 from ._events import LifecycleEvents
+from ._hook_shape import check_hook
 from ._settings import Settings
 from ._store import InspectionStore, JobStore
 
@@ -122,6 +123,7 @@ class Observability:
             raise ConfigurationError(f"the dashboard path must be like '/dashboard': {path!r}")
         if not callable(authorize):
             raise ConfigurationError("map_dashboard needs authorize(request) -> bool")
+        check_hook(authorize, "map_dashboard's authorize", "request")
         if not isinstance(self.store, InspectionStore):
             raise ConfigurationError(f"{type(self.store).__name__} cannot list jobs")
         try:

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ._errors import ConfigurationError
+from ._hook_shape import check_hook
 from ._job import DEFAULT_QUEUE, Job
 from ._webhook_signing import secret_keys
 from ._webhook_urls import AllowedHosts
@@ -78,7 +79,14 @@ _DURATIONS = (
     "max_wait",
     "idempotency_ttl",
 )
-_HOOKS = ("authorize", "owner", "job_submitted_response", "job_status_response", "error_message")
+#: The hook settings and the arguments each is called with.
+_HOOKS = {
+    "authorize": "request, job",
+    "owner": "request",
+    "job_submitted_response": "job, request",
+    "job_status_response": "job, request",
+    "error_message": "exception",
+}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -269,10 +277,10 @@ def _check_types(settings: Settings) -> None:
     for name in ("run_workers", "include_tracebacks"):
         if not isinstance(getattr(settings, name), bool):
             raise ConfigurationError(f"{name} must be True or False")
-    for name in _HOOKS:
+    for name, parameters in _HOOKS.items():
         hook = getattr(settings, name)
-        if hook is not None and not callable(hook):
-            raise ConfigurationError(f"{name} must be a function or None, not {hook!r}")
+        if hook is not None:
+            check_hook(hook, name, parameters)
     if inspect.iscoroutinefunction(settings.error_message):
         raise ConfigurationError("error_message must be a sync function: fn(exception) -> str")
 

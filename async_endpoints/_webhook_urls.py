@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ._errors import ConfigurationError
+from ._hook_shape import check_hook
 
 #: The longest webhook URL, in characters.
 MAX_URL_LENGTH = 2048
@@ -158,6 +159,7 @@ class WebhookTarget:
                 "webhook_url needs the webhook_secret and webhook_allowed_hosts settings"
             )
         if callable(option):
+            check_hook(option, "webhook_url", "request, body")
             return cls(option, allowed)
         try:
             return cls(check_url(option, allowed), allowed)

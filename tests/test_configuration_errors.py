@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Any
 
 import pytest
@@ -78,3 +80,91 @@ def test_a_handler_whose_annotations_cannot_be_used_is_refused() -> None:
         with pytest.raises(ConfigurationError, match="annotations are unusable"):
             endpoints.add_handler(handler)
     assert endpoints.handlers == {}
+
+
+def _one(first: Any) -> bool:
+    return True
+
+
+def _two(first: Any, second: Any) -> bool:
+    return True
+
+
+@pytest.mark.parametrize(
+    ("setting", "wrong", "shape"),
+    [
+        ("authorize", _one, "authorize(request, job)"),
+        ("owner", _two, "owner(request)"),
+        ("job_submitted_response", _one, "job_submitted_response(job, request)"),
+        ("job_status_response", lambda: None, "job_status_response(job, request)"),
+        ("error_message", _two, "error_message(exception)"),
+    ],
+)
+def test_a_hook_setting_that_cannot_take_its_arguments_is_refused_when_given(
+    setting: str, wrong: Any, shape: str
+) -> None:
+    """A hook written for other arguments is refused at construction, naming the hook and
+    how it is called, rather than answering every request with a 500 later."""
+    with pytest.raises(
+        ConfigurationError,
+        match=f"{setting} is called as {re.escape(shape)}",
+    ):
+        AsyncEndpoints(**{setting: wrong})
+
+
+@pytest.mark.parametrize("option", ["validator", "delay", "partition_key", "tenant"])
+def test_a_route_hook_that_cannot_take_request_and_body_is_refused_and_nothing_registered(
+    option: str,
+) -> None:
+    """validator, and delay / partition_key / tenant given as functions, are called with
+    (request, body): one taking only the request is refused when the route is mapped."""
+    app = Starlette()
+    endpoints = AsyncEndpoints(app)
+    with pytest.raises(
+        ConfigurationError, match=rf"{option} is called as {option}\(request, body\)"
+    ):
+        endpoints.add_async_route("POST", "/x", noop, **{option: _one})
+    assert app.routes == [] and endpoints.handlers == {}
+
+
+def test_a_webhook_url_function_that_cannot_take_request_and_body_is_refused() -> None:
+    """webhook_url given as a function is called with (request, body)."""
+    endpoints = AsyncEndpoints(
+        Starlette(),
+        webhook_secret="whsec_c2VjcmV0c2VjcmV0c2VjcmV0",
+        webhook_allowed_hosts=["hooks.example.com"],
+    )
+    with pytest.raises(ConfigurationError, match=r"webhook_url is called as"):
+        endpoints.add_async_route("POST", "/x", noop, webhook_url=_one)
+
+
+def test_the_dashboard_and_batch_route_authorize_hooks_are_checked_for_their_arguments() -> None:
+    """map_dashboard's authorize takes (request), map_batch_details' (request, batch)."""
+    endpoints = AsyncEndpoints(Starlette())
+    with pytest.raises(ConfigurationError, match=r"authorize is called as .*\(request\)"):
+        endpoints.map_dashboard("/dashboard", authorize=_two)
+    with pytest.raises(ConfigurationError, match=r"authorize is called as .*\(request, batch\)"):
+        endpoints.map_batch_details(authorize=_one)
+
+
+class _CallableHook:
+    def __call__(self, request: Any, job: Any) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    "hook",
+    [
+        _two,
+        lambda request, job, extra=None: True,
+        lambda *args: True,
+        lambda request, *rest, **named: True,
+        _CallableHook(),
+        functools.partial(lambda prefix, request, job: True, "p"),
+        print,  # a builtin whose signature Python may not read: taken as it is
+    ],
+    ids=["two", "default", "varargs", "mixed", "callable-object", "partial", "builtin"],
+)
+def test_hooks_that_can_take_their_arguments_are_accepted(hook: Any) -> None:
+    """Defaults, *args, callable objects and partials that accept (request, job) pass."""
+    assert AsyncEndpoints(authorize=hook).settings.authorize is hook
