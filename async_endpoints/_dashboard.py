@@ -70,7 +70,8 @@ NOTICES = {
     "terminal": "The job had already finished; nothing was canceled.",
     "not-requeueable": "Only Failed or Canceled jobs can be queued again.",
     "unknown": "There is no such job (any more).",
-    "unavailable": "The job store is unavailable; nothing was changed.",
+    "unavailable": "The job store did not answer: the action may or may not have been "
+    "applied. This page shows what the store holds once it answers.",
     "bad-queue": "There is no such queue.",
     "bad-cursor": "That page link no longer fits the filters; showing the first page.",
     "batch-canceled": "The batch was canceled: its unfinished jobs and its continuations.",
@@ -394,7 +395,8 @@ class Dashboard:
     async def jobs_page(self, request: Request) -> tuple[str, dict[str, Any]]:
         """Jobs by status, queue, tenant and name, a page at a time."""
         queues = self.endpoints.settings.queues
-        filters = views.read_filters(request.query_params, queues)
+        names = sorted(self.endpoints.handlers)
+        filters = views.read_filters(request.query_params, queues, names)
         status_code, notice = 200, None
         try:
             jobs, next_cursor = await views.list_page(self.endpoints.list_jobs, filters)
@@ -434,6 +436,7 @@ class Dashboard:
             "cursor_notice": " ".join(notices),
             "status_code": status_code,
             "name_scan_limit": views.NAME_SCAN_LIMIT,
+            "job_names": names,
             "paused": paused,
             # A batch id that is not whole stays in its field, to be completed.
             "batch_typed": (request.query_params.get("batch") or "")[:36],

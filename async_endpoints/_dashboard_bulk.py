@@ -32,7 +32,8 @@ async def requeue_selected(endpoints: AsyncEndpoints, values: Sequence[str]) -> 
     Canceled (or no longer exists) is left as it is and the others still go. When the
     store stops answering part way, those requeued so far stay requeued and the code
     says so; when it does not answer at all, `StoreUnavailableError` propagates (the
-    action then says nothing was changed).
+    action then says it may or may not have been applied: a store that took a write and
+    did not answer in time did apply it).
     """
     ids = list(dict.fromkeys(job_id for job_id in map(parse_job_id, values) if job_id))
     if not ids:
@@ -67,8 +68,9 @@ def bulk_notice(code: str) -> str | None:
         return None
     if matched[3]:
         return (
-            f"{_jobs(done)} of the {asked} selected queued again; the job store stopped "
-            "answering before the others, which were left as they were."
+            f"{_jobs(done)} of the {asked} selected queued again; then the job store stopped "
+            "answering: the next may or may not have been queued again, the others were "
+            "left as they were."
         )
     if done == asked:
         return f"{_jobs(done)} queued again."

@@ -102,9 +102,13 @@ class Filters:
         return self.first if self.page <= 2 else None
 
 
-def read_filters(params: Mapping[str, str], queues: Sequence[str]) -> Filters:
+def read_filters(
+    params: Mapping[str, str], queues: Sequence[str], names: Sequence[str] = ()
+) -> Filters:
     """The filters of a query string; unknown or malformed values are ignored (a hand-made
-    URL shows all jobs rather than an error)."""
+    URL shows all jobs rather than an error). A name is read without the blanks around
+    it, and as the one handler of ``names`` it matches ignoring case when it is none of
+    them exactly (the store filters by the exact name)."""
     status = params.get("status") or ""
     queue = params.get("queue") or None
     cursor = params.get("cursor") or None
@@ -113,7 +117,7 @@ def read_filters(params: Mapping[str, str], queues: Sequence[str]) -> Filters:
         status=JobStatus(status) if status in JobStatus._value2member_map_ else None,
         queue=queue if queue in queues else None,
         tenant=label(params.get("tenant")),
-        name=label(params.get("name")),
+        name=_name(label((params.get("name") or "").strip()), names),
         batch=_uuid(params.get("batch")),
         cursor=cursor,
         trail=trail,
@@ -276,6 +280,17 @@ def label(value: str | None) -> str | None:
     if not value or len(value) > MAX_LABEL_LENGTH:
         return None
     return value
+
+
+def _name(value: str | None, names: Sequence[str]) -> str | None:
+    """``value`` as a name filter: itself when a handler has it (or when no handler
+    matches it: jobs of a handler no longer in the code), else the one handler whose name
+    it is in another case."""
+    if value is None or value in names:
+        return value
+    folded = value.casefold()
+    matches = [name for name in names if name.casefold() == folded]
+    return matches[0] if len(matches) == 1 else value
 
 
 def _uuid(value: str | None) -> str | None:

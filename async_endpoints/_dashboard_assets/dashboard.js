@@ -101,10 +101,34 @@
     if (target.matches(PICK_ALL) || target.matches(PICKS)) showPicks();
   });
 
-  // Actions that change much at once ask first (without the script they just run).
+  // Actions that change much at once ask first (without the script they just run). An
+  // action on its way says so on its button and is not sent twice; the page stops
+  // redrawing until the answer (a slow store can take seconds) replaces it.
+  var sending = false;
+  // A page the browser shows again from its history (Back) is loaded afresh: an action's
+  // "Working…" button and a stopped refresh are not brought back.
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted) window.location.reload();
+  });
   document.addEventListener("submit", function (event) {
-    var question = event.target.getAttribute && event.target.getAttribute("data-confirm");
-    if (question && !window.confirm(question)) event.preventDefault();
+    var form = event.target;
+    if (!form.getAttribute || (form.method || "").toLowerCase() !== "post") return;
+    if (sending) {
+      event.preventDefault();
+      return;
+    }
+    var question = form.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) {
+      event.preventDefault();
+      return;
+    }
+    sending = true;
+    var button = form.querySelector('button[type="submit"]');
+    if (button) {
+      button.setAttribute("aria-busy", "true");
+      button.classList.add("working");
+      button.textContent = "Working…";
+    }
   });
 
   var busy = false;
@@ -142,7 +166,7 @@
   }
 
   function refresh() {
-    if (busy || gone || document.hidden) return;
+    if (busy || gone || sending || document.hidden) return;
     if (inUse()) {
       // While the server does not answer, that is what the corner keeps saying.
       if (state.classList.contains("stale")) return;
@@ -170,7 +194,7 @@
       .then(function (html) {
         if (gone) show("stopped", "held", "What this page showed no longer exists: it stopped updating");
         else show("live", "", "This page updates itself every second");
-        if (html === last || inUse()) return;
+        if (html === last || inUse() || sending) return;
         last = html;
         var scrolled = [];
         var boxes = live.querySelectorAll("pre, .scroll");

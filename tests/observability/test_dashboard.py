@@ -397,6 +397,50 @@ async def test_the_name_filter_keeps_one_handler(
     assert re.findall(r'<tr data-job="([0-9a-f-]+)"', page.text) == [str(ok.id)]
 
 
+async def test_a_name_typed_in_another_case_or_with_blanks_finds_its_handlers_jobs(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """The store filters by the exact name: the page reads " hold " and "HOLD" as the one
+    handler named Hold, and offers the handlers' names to pick from; a name no handler
+    has in any case is kept as typed (jobs of a handler gone from the code)."""
+    hold = await engine.submit("Hold")
+    await engine.submit("Ok", {})
+    for typed in ("%20hold%20", "HOLD", "Hold"):
+        page = await client.get(f"/dashboard/jobs?name={typed}")
+        assert re.findall(r'<tr data-job="([0-9a-f-]+)"', page.text) == [str(hold.id)], typed
+        assert 'name="name" value="Hold"' in page.text
+    names = re.findall(r'<option value="([^"]+)">', page.text)
+    assert {"Hold", "Ok", "Broken", "Report"} <= set(names)
+    gone = await client.get("/dashboard/jobs?name=RetiredHandler")
+    assert 'name="name" value="RetiredHandler"' in gone.text and "No jobs match" in gone.text
+
+
+async def test_a_list_of_one_status_shows_the_columns_that_status_has(
+    engine: AsyncEndpoints, client: httpx.AsyncClient, gate: Gate
+) -> None:
+    """Running jobs: their progress (as reported), no Finished or Error column; waiting
+    jobs: no Started, Finished or Error column; every status: all of them."""
+    job = await engine.submit("Report", {"text": "halfway <b>"})
+    queued = await engine.submit("Ok", {})
+    async with engine.running():
+        await reported(engine, job.id)
+        await engine.pause()
+        waiting = await engine.submit("Ok", {})
+        running = await client.get("/dashboard/jobs?status=InProgress")
+        headers = re.findall(r"<th[^>]*>([A-Za-z]+)</th>", running.text)
+        assert "Progress" in headers and "Finished" not in headers and "Error" not in headers
+        assert str(escape('"message": "halfway <b>"')) in running.text
+        queued_page = await client.get("/dashboard/jobs?status=Queued")
+        headers = re.findall(r"<th[^>]*>([A-Za-z]+)</th>", queued_page.text)
+        assert {"Started", "Finished", "Error", "Progress"}.isdisjoint(headers)
+        assert str(waiting.id) in queued_page.text
+        every = await client.get("/dashboard/jobs")
+        headers = re.findall(r"<th[^>]*>([A-Za-z]+)</th>", every.text)
+        assert {"Started", "Finished", "Error"} <= set(headers) and "Progress" not in headers
+        assert str(queued.id) in every.text
+        gate.open.set()
+
+
 async def test_an_unknown_job_answers_404_and_a_stale_cursor_the_first_page(
     client: httpx.AsyncClient,
 ) -> None:

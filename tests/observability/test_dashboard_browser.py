@@ -597,12 +597,13 @@ async def test_failed_jobs_with_long_names_keep_requeue_in_view_on_a_laptop_scre
         gate.open.set()
 
 
-async def test_row_buttons_stay_in_view_on_a_narrow_screen(
+async def test_on_a_narrow_screen_no_button_covers_the_error_and_scrolling_reaches_it(
     site: tuple[str, AsyncEndpoints], browser: Browser
 ) -> None:
     """At 800 px the failed list is wider than its box: the columns that say least give
-    way and each row's Requeue button stays in the box's visible part, over the columns
-    scrolled under it."""
+    way, nothing is pinned over the error (the dead letter's point: each row's error cell
+    is what the browser finds at its middle), and scrolling the list sideways brings each
+    row's Requeue button into the box."""
     base, engine = site
     for _ in range(2):
         await engine.wait_for((await engine.submit("Broken")).id, timeout=10)
@@ -613,13 +614,86 @@ async def test_row_buttons_stay_in_view_on_a_narrow_screen(
         await page.goto(f"{base}/dashboard/jobs?status=Failed")
         await expect(page.locator("tr[data-job]")).to_have_count(2)
         await expect(page.locator("th.wide-only").first).to_be_hidden()
-        box = await page.locator("#live .scroll").bounding_box()
+        for cell in await page.locator("td.error").all():
+            await expect(cell).to_contain_text("RuntimeError")
+            uncovered = await cell.evaluate(
+                """c => { const r = c.getBoundingClientRect();
+                   const hit = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);
+                   return r.right <= window.innerWidth ? c.contains(hit) : true; }"""
+            )
+            assert uncovered
+        scroller = page.locator("#live .scroll")
+        await scroller.evaluate("b => { b.scrollLeft = b.scrollWidth; }")
+        box = await scroller.bounding_box()
         assert box is not None
         for button in await page.get_by_role("button", name="Requeue", exact=True).all():
             place = await button.bounding_box()
             assert place is not None and place["x"] + place["width"] <= box["x"] + box["width"]
     finally:
         await context.close()
+
+
+async def test_on_a_phone_the_header_wraps_and_the_page_never_runs_off_the_screen(
+    site: tuple[str, AsyncEndpoints], browser: Browser
+) -> None:
+    """At 390 px (a phone) every navigation link is inside the screen and the page is no
+    wider than it, on the queues page and on a job's page (wide tables scroll in their
+    own box)."""
+    base, engine = site
+    await engine.upsert_schedule("nightly", "Hold", "0 3 * * *")
+    job = await engine.wait_for((await engine.submit("Broken")).id, timeout=10)
+    context = await browser.new_context(viewport={"width": 390, "height": 844})
+    page = await context.new_page()
+    page.set_default_timeout(PATIENCE_MS)
+    try:
+        for path in ("/dashboard/", f"/dashboard/jobs/{job.id}", "/dashboard/jobs"):
+            await page.goto(base + path)
+            assert await page.evaluate("document.documentElement.scrollWidth") <= 390, path
+            links = await page.locator("header nav a").all()
+            assert len(links) >= 5
+            for link in links:
+                place = await link.bounding_box()
+                assert place is not None and place["x"] + place["width"] <= 390, path
+    finally:
+        await context.close()
+
+
+async def test_an_action_says_it_is_working_and_then_that_a_silent_store_may_have_applied_it(
+    site: tuple[str, AsyncEndpoints], page: Page, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pause while the store is slow: the button says "Working…" until the answer; when
+    the store then does not answer, the notice says the action may or may not have been
+    applied (a write can be applied and its answer lost), never that nothing changed."""
+    base, engine = site
+    answered = asyncio.Event()
+
+    async def silent(*args: object, **kwargs: object) -> object:
+        await answered.wait()
+        raise StoreUnavailableError("timed out", retry_after=1)
+
+    # What the button says once the page's own submit handler ran, told from inside the
+    # page (the page is then on its way to the form's answer: Playwright's locators and
+    # evaluations wait for that navigation, which waits for the store).
+    said: asyncio.Queue[str] = asyncio.Queue()
+    await page.expose_function("noteButton", said.put_nowait)
+    await page.goto(f"{base}/dashboard/")
+    await page.evaluate(
+        """() => document.addEventListener("submit", (event) => {
+             const b = event.target.querySelector('button[type="submit"]');
+             window.noteButton(b.getAttribute("aria-busy") + " " + b.textContent);
+           })"""
+    )
+    monkeypatch.setattr(engine.store, "pause", silent)
+    button = page.locator('tr[data-queue="high"]').get_by_role("button", name="Pause")
+    try:
+        await button.click(no_wait_after=True)  # the form's answer waits for the store
+        async with asyncio.timeout(PATIENCE_MS / 1000):
+            assert await said.get() == "true Working…"
+    finally:
+        answered.set()  # the request ends either way (the server waits for it to stop)
+    notice = page.locator(".notice")
+    await expect(notice).to_contain_text("may or may not have been applied")
+    await expect(notice).not_to_contain_text("nothing was changed")
 
 
 async def test_the_schedules_page_fits_a_laptop_screen_with_long_ids(
