@@ -5,14 +5,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Generic, TypeVar, get_args, get_origin
+from typing import Annotated, Any, Generic, get_args, get_origin
 
 from starlette.datastructures import Headers, QueryParams
+from typing_extensions import TypeVar
 
 from ._errors import ConfigurationError
 from ._progress import progress_value
 
-T = TypeVar("T")
+#: The request model; a bare ``AsyncContext`` is ``AsyncContext[None]`` (no body), to type
+#: checkers as to the library.
+T = TypeVar("T", default=None)
 
 
 @dataclass(frozen=True, slots=True)

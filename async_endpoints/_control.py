@@ -139,7 +139,7 @@ class JobControl:
             StoreUnavailableError: the store cannot be reached.
         """
         store = self._inspection("list jobs")
-        wanted = None if status is None else JobStatus(status)
+        wanted = None if status is None else _status(status)
         if queue is not None:
             self._queues(queue)
         # Only a tenant or batch filter is passed on: a store written before they existed
@@ -182,3 +182,12 @@ class JobControl:
 
 def _lacks(store: JobStore, doing: str, capability: str) -> str:
     return f"{type(store).__name__} cannot {doing}: it does not implement {capability}"
+
+
+def _status(status: JobStatus | str) -> JobStatus:
+    """``status`` as a `JobStatus`, or a `ValueError` naming the statuses there are."""
+    try:
+        return JobStatus(status)
+    except ValueError:
+        known = ", ".join(member.value for member in JobStatus)
+        raise ValueError(f"unknown status {status!r} (one of: {known})") from None

@@ -343,7 +343,16 @@ def _validation_error(exc: ValidationError, message: str | None = None) -> JobVa
     if message is None:
         malformed = any(e["type"] in {"json_invalid", "json_type"} for e in errors)
         message = "request body " + ("is not valid JSON" if malformed else "failed validation")
+        message += ": " + _summary(cleaned)
     return JobValidationError(message, cleaned)
+
+
+def _summary(errors: list[dict[str, Any]], most: int = 3) -> str:
+    """The first ``most`` errors as ``where: why`` (pydantic's messages, which quote no
+    input), and how many more there are."""
+    told = "; ".join(f"{_location(e['loc'])}: {e['msg']}" for e in errors[:most])
+    more = len(errors) - most
+    return told + (f" (and {more} more)" if more > 0 else "")
 
 
 def _why(exc: Exception) -> str:

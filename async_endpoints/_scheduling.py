@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._cron import CronRule
-from ._errors import ConfigurationError, UnknownJobNameError
+from ._errors import ConfigurationError, JobValidationError, UnknownJobNameError
 from ._events import EventKind, LifecycleEvent, LifecycleEvents
 from ._handlers import Handler, HandlerFunction
 from ._job import Job, JobRequest, NewJob, check_label, check_name, format_time
@@ -110,7 +110,15 @@ class CronScheduling:
             )
             try:
                 check_name(handler.name, "schedule_id")  # the schedule's id is the job name
-                _, body = handler.coerce_body(None)
+                try:
+                    _, body = handler.coerce_body(None)
+                except JobValidationError as exc:
+                    raise JobValidationError(
+                        f"a cron handler's jobs have no body, and {handler.name}'s model needs"
+                        f" one ({exc}): make it take AsyncContext[None], or leave it out of"
+                        " @cron and give upsert_schedule a body",
+                        exc.errors,
+                    ) from None
             except Exception:
                 del self.handlers[handler.name]
                 raise

@@ -7,9 +7,10 @@ import re
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 from starlette.applications import Starlette
 
-from async_endpoints import AsyncContext, AsyncEndpoints, ConfigurationError
+from async_endpoints import AsyncContext, AsyncEndpoints, ConfigurationError, JobValidationError
 
 
 async def noop(ctx: AsyncContext[None]) -> None:
@@ -168,3 +169,44 @@ class _CallableHook:
 def test_hooks_that_can_take_their_arguments_are_accepted(hook: Any) -> None:
     """Defaults, *args, callable objects and partials that accept (request, job) pass."""
     assert AsyncEndpoints(authorize=hook).settings.authorize is hook
+
+
+class _Order(BaseModel):
+    quantity: int
+    sku: str
+
+
+async def test_a_body_that_fails_its_model_is_refused_with_the_fields_named() -> None:
+    """submit's JobValidationError says which fields failed and why in its message (a
+    traceback or log line shows it), not only in ``.errors``."""
+    endpoints = AsyncEndpoints()
+
+    async def order(ctx: AsyncContext[_Order]) -> None:
+        return None
+
+    endpoints.add_handler(order)
+    with pytest.raises(JobValidationError) as raised:
+        await endpoints.submit("order", {"quantity": "many"})
+    text = str(raised.value)
+    assert "body.quantity: Input should be a valid integer" in text
+    assert "body.sku: Field required" in text
+    assert [error["loc"] for error in raised.value.errors] == [["quantity"], ["sku"]]
+
+
+def test_a_cron_handler_that_needs_a_body_is_refused_saying_how_to_fix_it() -> None:
+    """@cron jobs carry no body: a handler whose model needs one is refused at import,
+    saying to take AsyncContext[None] (or to upsert a schedule with a body)."""
+    endpoints = AsyncEndpoints()
+
+    async def nightly(ctx: AsyncContext[_Order]) -> None:
+        return None
+
+    with pytest.raises(JobValidationError, match=r"AsyncContext\[None\]"):
+        endpoints.cron("0 3 * * *")(nightly)
+    assert "nightly" not in endpoints.handlers
+
+
+async def test_listing_an_unknown_status_names_the_statuses_there_are() -> None:
+    """list_jobs(status="Done") says which statuses exist."""
+    with pytest.raises(ValueError, match=r"unknown status 'Done' \(one of: Queued, Scheduled"):
+        await AsyncEndpoints().list_jobs(status="Done")
