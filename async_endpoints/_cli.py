@@ -39,7 +39,11 @@ def load_endpoints(target: str) -> AsyncEndpoints:
             raise ConfigurationError(f"{module_name} has no attribute {attribute!r}")
         found = getattr(found, part)
     if not isinstance(found, AsyncEndpoints):
-        raise ConfigurationError(f"{target} is a {type(found).__name__}, not AsyncEndpoints")
+        message = f"{target} is a {type(found).__name__}, not AsyncEndpoints"
+        others = [name for name, value in vars(module).items() if isinstance(value, AsyncEndpoints)]
+        if others:  # pointed at the ASGI app, as for uvicorn, say
+            message += f": the worker takes {module_name}:{others[0]}"
+        raise ConfigurationError(message)
     return found
 
 

@@ -22,7 +22,7 @@ MAX_KEY_LENGTH = MAX_LABEL_LENGTH
 
 
 #: What a key (or id) used by another submission answers, after the earlier job's id.
-CONFLICT = "was submitted under this key with another endpoint, owner or body"
+CONFLICT = "was submitted before with another endpoint, owner or body"
 #: What an HTTP client is told of an ``Idempotency-Key`` another submission used: never
 #: that submission's job id (the key may be guessed; the id would then open the job).
 KEY_CONFLICT = (

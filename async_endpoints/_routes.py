@@ -8,6 +8,7 @@ whole and to answer 415), so FastAPI is told about the body and the 202 response
 from __future__ import annotations
 
 import copy
+import inspect
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -109,6 +110,8 @@ def add_submit_route(
         methods=[method],
         name=name,
         operation_id=name if method == "POST" else f"{name}_{method.lower()}",
+        summary=operation_summary(name),
+        description=inspect.getdoc(handler.function) or "",
         status_code=202,
         response_model=None,
         responses={
@@ -121,6 +124,14 @@ def add_submit_route(
         },
         openapi_extra=extra,
     )
+
+
+def operation_summary(name: str) -> str:
+    """The OpenAPI summary of a handler's route, from its name in words: ``ResizeImage``
+    and ``resize_image`` both read "Resize Image" (FastAPI's own, from the name, would
+    read "Resizeimage" for the first)."""
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", name)
+    return " ".join(word[:1].upper() + word[1:] for word in re.split(r"[\s_-]+", words) if word)
 
 
 def typed_job_model(handler: Handler) -> type[JobModel]:

@@ -90,7 +90,11 @@ def test_load_endpoints_names_what_is_wrong() -> None:
     for target, message in [
         ("tests.apps.cli_worker", "MODULE:ATTRIBUTE"),
         ("tests.apps.cli_worker:nothing", "no attribute"),
-        ("tests.apps.cli_worker:app", "not AsyncEndpoints"),
+        # The ASGI app, as uvicorn takes it: the module's AsyncEndpoints is suggested.
+        (
+            "tests.apps.cli_worker:app",
+            "not AsyncEndpoints: the worker takes tests.apps.cli_worker:endpoints",
+        ),
     ]:
         with pytest.raises(ConfigurationError, match=message):
             load_endpoints(target)

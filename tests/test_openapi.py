@@ -48,7 +48,10 @@ async def openapi(http_client_for) -> dict[str, Any]:
     async def ship(ctx: AsyncContext[Shipment]) -> None: ...
 
     @endpoints.map_async_post("/reports/nightly", name="NightlyReport")
-    async def nightly(ctx: AsyncContext) -> None: ...
+    async def nightly(ctx: AsyncContext) -> None:
+        """Build the nightly report.
+
+        It covers the day before, in UTC."""
 
     @endpoints.map_async_post("/categories", name="ImportCategories")
     async def categories(ctx: AsyncContext[Category]) -> None: ...
@@ -110,6 +113,20 @@ async def test_the_async_post_is_listed_with_its_request_body_schema(openapi) ->
     }
     assert set(schema["required"]) == {"reference", "weight_kg", "destination"}
     assert schema["properties"]["weight_kg"]["type"] == "number"
+
+
+async def test_an_operation_is_summarised_from_its_name_in_words_and_described_by_its_docstring(
+    openapi,
+) -> None:
+    """ "NightlyReport" reads "Nightly Report" (not FastAPI's "Nightlyreport"), and the
+    handler's docstring is the operation's description; a handler without one has none."""
+    nightly = openapi["paths"]["/reports/nightly"]["post"]
+    assert nightly["summary"] == "Nightly Report"
+    assert (
+        nightly["description"] == "Build the nightly report.\n\nIt covers the day before, in UTC."
+    )
+    categories = openapi["paths"]["/categories"]["post"]
+    assert categories["summary"] == "Import Categories" and "description" not in categories
 
 
 async def test_nested_models_are_inlined_in_the_request_body_schema(openapi) -> None:
