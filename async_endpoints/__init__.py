@@ -47,6 +47,7 @@ from ._responses import JobModel as JobModel
 from ._retry import RetryPolicy as RetryPolicy
 from ._schedule import Schedule as Schedule
 from ._settings import Settings as Settings
+from ._settings import SettingsOptions as SettingsOptions
 from ._spec import JobSpec as JobSpec
 from ._store import Claim as Claim
 from ._store import ControlStore as ControlStore
@@ -119,6 +120,7 @@ __all__ = [
     "ScheduleEpochStore",
     "ScheduleStore",
     "Settings",
+    "SettingsOptions",
     "StoreUnavailableError",
     "UnknownJobNameError",
     "WebhookState",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
-from typing import Any
+from typing import Any, Unpack
 
 from starlette.requests import Request
 
@@ -30,7 +30,7 @@ from ._retry import RetryPolicy
 from ._routes import add_cancel_route, add_get_route, resource_route
 from ._runner import WorkerPool
 from ._scheduling import CronScheduling
-from ._settings import Settings, default_queue, queue_names
+from ._settings import Settings, SettingsOptions, default_queue, queue_names
 from ._sse import add_events_route, job_events_endpoint
 from ._store import JobStore
 from ._store_features import EventStore
@@ -58,7 +58,13 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
             ``app`` is not a Starlette (or FastAPI) app.
     """
 
-    def __init__(self, app: Any = None, *, store: JobStore | None = None, **settings: Any) -> None:
+    def __init__(
+        self,
+        app: Any = None,
+        *,
+        store: JobStore | None = None,
+        **settings: Unpack[SettingsOptions],
+    ) -> None:
         unknown = set(settings) - Settings.names()
         if unknown:
             raise ConfigurationError(f"unknown setting(s): {', '.join(sorted(unknown))}")

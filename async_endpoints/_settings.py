@@ -7,7 +7,7 @@ import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from numbers import Real
-from typing import Any
+from typing import Any, TypedDict
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -236,6 +236,43 @@ class Settings:
     def names(cls) -> frozenset[str]:
         """The names of all settings."""
         return frozenset(f.name for f in fields(cls))
+
+
+class SettingsOptions(TypedDict, total=False):
+    """The settings as keyword arguments of `AsyncEndpoints` (each optional; see `Settings`
+    for what each means and its default): a type checker then finds a misspelt or
+    wrongly typed one, and a hook of the wrong shape, in the app's own code."""
+
+    max_concurrency: int
+    max_queue_size: int | None
+    max_retries: int
+    retry_base_delay: float
+    retry_max_delay: float
+    retry_jitter: float
+    job_timeout: float
+    claim_timeout: float
+    recovery_interval: float
+    shutdown_grace_period: float
+    polling_interval: float
+    run_workers: bool
+    capture_headers: Iterable[str] | None
+    sensitive_headers: Iterable[str]
+    sensitive_query_params: Iterable[str]
+    max_body_size: int
+    max_result_size: int
+    include_tracebacks: bool
+    error_message: ErrorMessageHook | None
+    authorize: AuthorizeHook | None
+    owner: OwnerHook | None
+    queues: Sequence[str]
+    job_submitted_response: SubmittedResponseFactory | None
+    job_status_response: StatusResponseFactory | None
+    max_wait: float
+    idempotency_ttl: float
+    webhook_secret: str | Sequence[str] | None
+    webhook_allowed_hosts: Iterable[str]
+    webhook_retries: int
+    webhook_retry_base_delay: float
 
 
 def queue_names(names: Any, error: type[Exception] = ValueError) -> tuple[str, ...]:

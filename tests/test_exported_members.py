@@ -105,3 +105,13 @@ def test_the_type_hints_of_every_public_method_resolve_at_run_time() -> None:
         except Exception as error:
             unresolved.append(f"{label}: {type(error).__name__}: {error}")
     assert not unresolved
+
+
+def test_the_settings_keywords_type_is_every_setting_with_its_type() -> None:
+    """`SettingsOptions` (the type of AsyncEndpoints' keyword arguments) names every
+    setting, each with the type `Settings` gives it: a new setting cannot be left out of
+    what type checkers check."""
+    options = typing.get_type_hints(async_endpoints.SettingsOptions)
+    settings = typing.get_type_hints(async_endpoints.Settings)
+    assert options == settings
+    assert async_endpoints.SettingsOptions.__required_keys__ == frozenset()
