@@ -18,8 +18,13 @@ from ._exception_handlers import install_exception_handlers, install_on_mounted_
 Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
 
 
-def join_app(app: Any, running: Callable[[], AbstractAsyncContextManager[Any]]) -> Lifespan:
-    """Make ``app``'s lifespan run its own lifespan, then ``running()``; return its own.
+def join_app(
+    app: Any,
+    running: Callable[[], AbstractAsyncContextManager[Any]],
+    keep_state: Callable[[Any], None] = lambda state: None,
+) -> Lifespan:
+    """Make ``app``'s lifespan run its own lifespan, give what it yielded (its state, or
+    None) to ``keep_state``, then run ``running()``; return its own lifespan.
 
     Raises:
         ConfigurationError: ``app`` is not a Starlette (or FastAPI) app; it is left as is.
@@ -33,6 +38,7 @@ def join_app(app: Any, running: Callable[[], AbstractAsyncContextManager[Any]]) 
     async def lifespan(app: Any) -> AsyncIterator[Any]:
         async with original(app) as state:
             install_on_mounted_apps(app)  # mounted now, by the app's startup included
+            keep_state(state)
             async with running():
                 yield state
 

@@ -74,7 +74,8 @@ async def run_worker(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal)
     settings = endpoints.settings
-    async with endpoints.app_lifespan():
+    async with endpoints.app_lifespan() as state:
+        endpoints.keep_lifespan_state(state)
         if await _store_reachable(endpoints.store, stop):
             if freeze_heap:
                 freeze_startup_heap()

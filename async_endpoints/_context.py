@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Generic, get_args, get_origin
 
-from starlette.datastructures import Headers, QueryParams
+from starlette.datastructures import Headers, QueryParams, State
 from typing_extensions import TypeVar
 
 from ._errors import ConfigurationError
@@ -33,6 +33,10 @@ class AsyncContext(Generic[T]):
         partition_key: The job's partition key (its jobs run one at a time), or None.
         tenant: The tenant the job belongs to, or None.
         batch_id: The batch the job belongs to (or continues), or None.
+        state: The app's lifespan state, as ``request.state`` gives it to a route: what
+            the app's lifespan yielded (``yield {"db": pool}`` reads ``ctx.state.db``), a
+            shallow copy per attempt, in the process that runs the job (its own
+            lifespan's: the worker CLI runs the app's lifespan too). Empty without one.
 
     `report_progress` tells the job's progress (its ``progress`` field, and its events).
     """
@@ -46,6 +50,7 @@ class AsyncContext(Generic[T]):
     partition_key: str | None = None
     tenant: str | None = None
     batch_id: uuid.UUID | None = None
+    state: State = field(default_factory=State, compare=False)
     _report: Callable[[Any], Awaitable[None]] | None = field(
         default=None, repr=False, compare=False
     )

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any, Unpack
 
@@ -100,7 +100,7 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
             self.handlers[WEBHOOK_JOB] = self.webhooks.handler(default_queue(s.queues))
         _check_store(self.store)
         if app is not None:
-            self._app_lifespan = join_app(app, self.running)
+            self._app_lifespan = join_app(app, self.running, self.keep_lifespan_state)
 
     def map_job_details(self, path: str = "/jobs/{job_id}", *, name: str | None = None) -> None:
         """Register ``GET path`` answering the job JSON (``path`` holds ``{job_id}``).
@@ -234,6 +234,14 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
             "process runs jobs (an app mounted under another does not run its own lifespan: "
             "run it from the parent's, see the README's 'Mounted under another app')"
         )
+
+    def keep_lifespan_state(self, state: Any) -> None:
+        """Make ``state`` (what the app's lifespan yielded: a mapping, or None) the
+        ``ctx.state`` of the jobs this process runs from now on."""
+        kept = self.pool.attempts.state
+        kept.clear()
+        if isinstance(state, Mapping):
+            kept.update(state)
 
     def app_lifespan(self) -> AbstractAsyncContextManager[Any]:
         """The app's own lifespan (without the workers), for processes that serve no HTTP."""

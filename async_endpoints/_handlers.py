@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
 from pydantic import PydanticUserError, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError, SchemaSerializer
-from starlette.datastructures import Headers, QueryParams
+from starlette.datastructures import Headers, QueryParams, State
 
 from ._body_json import NotReadBackError, body_json, needs_reveal
 from ._context import AsyncContext, request_model_of
@@ -248,10 +248,13 @@ class Handler:
             raise JobValidationError("request body has no JSON form", [error]) from None
 
     def context(
-        self, job: Job, report: Callable[[Any], Awaitable[None]] | None = None
+        self,
+        job: Job,
+        report: Callable[[Any], Awaitable[None]] | None = None,
+        state: Mapping[str, Any] | None = None,
     ) -> AsyncContext[Any]:
         """Rebuild the handler's context from a stored job (``report`` takes its
-        ``report_progress`` values).
+        ``report_progress`` values; ``state`` is the app's lifespan state, copied).
 
         Raises:
             JobValidationError: the stored body no longer passes the request model (its
@@ -270,6 +273,7 @@ class Handler:
             partition_key=job.partition_key,
             tenant=job.tenant,
             batch_id=job.batch_id,
+            state=State(dict(state) if state else None),
             _report=report,
             _max_progress_size=self.max_result_size,
         )

@@ -85,6 +85,9 @@ class AttemptRunner:
     canceled: set[str] = field(default_factory=set, compare=False)
     #: The progress of each attempt running, by its claim's token (flushed at settling).
     progress: dict[str, ProgressReporter] = field(default_factory=dict, compare=False)
+    #: The app's lifespan state (what its lifespan yielded), given to each attempt's
+    #: context as ``ctx.state``; filled in place when the lifespan starts.
+    state: dict[str, Any] = field(default_factory=dict, compare=False)
 
     async def run(self, claim: Claim, handler_ended: Callable[[], None] = _nothing) -> Job | None:
         """Run one attempt of ``claim`` in the calling task, then settle it.
@@ -252,7 +255,7 @@ class AttemptRunner:
             return Outcome(error=unknown)
         reporter = self.progress[claim.token] = ProgressReporter(self.store, claim)
         try:
-            context = handler.context(job, reporter.report)
+            context = handler.context(job, reporter.report, self.state)
         except Exception as exc:
             handler_ended()
             return Outcome(error=self._error(exc))

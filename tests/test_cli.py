@@ -84,6 +84,16 @@ def test_a_log_level_is_read_whatever_its_case(tmp_path: Path) -> None:
     assert worker.wait(timeout=30) == 0
 
 
+def test_the_workers_handlers_read_the_state_its_own_lifespan_yielded(tmp_path: Path) -> None:
+    """The worker CLI runs the app's lifespan: its handlers' ``ctx.state`` is what that
+    lifespan yielded, in the worker process itself."""
+    worker = start_worker(tmp_path, "tests.apps.cli_worker:endpoints")
+    wait_for_mark(tmp_path, "handler-started", worker)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    assert (tmp_path / "lifespan-state").read_text() == str(worker.pid)
+
+
 def test_load_endpoints_names_what_is_wrong() -> None:
     """Malformed, missing and mistyped targets raise ConfigurationError."""
     assert isinstance(load_endpoints("tests.apps.cli_worker:endpoints"), AsyncEndpoints)

@@ -48,6 +48,11 @@ def app_with_own_lifespan(
         events.append("job ran")
         return f"{app.state.salutation}, {ctx.request.name}"
 
+    @endpoints.map_async_post("/mottos", name="Motto")
+    async def motto_job(ctx: AsyncContext) -> str:
+        ctx.state.scribbled = "by one attempt"  # a copy: the next attempt does not see it
+        return str(ctx.state.motto)
+
     return app, endpoints
 
 
@@ -79,6 +84,23 @@ async def test_the_apps_lifespan_state_is_still_available(
     async with http_client_for(app) as client:
         response = await client.get("/motto")
     assert response.json() == {"motto": "from the app's lifespan"}
+
+
+@APP_CLASSES
+async def test_a_handler_reads_the_lifespan_state_as_a_route_does(
+    http_client_for, app_class: type[Starlette]
+) -> None:
+    """What the app's lifespan yielded is ``ctx.state`` (as ``request.state`` for a route):
+    ``ctx.state.motto``; each attempt gets its own copy, as each request does."""
+    app, endpoints = app_with_own_lifespan(app_class, [])
+    async with http_client_for(app) as client:
+        accepted = await client.post("/mottos")
+        first = await endpoints.wait_for(accepted.json()["id"], timeout=10)
+        second = await endpoints.wait_for((await endpoints.submit("Motto")).id, timeout=10)
+        scribbled = await client.get("/motto")
+    assert first.result == second.result == "from the app's lifespan"
+    assert scribbled.json() == {"motto": "from the app's lifespan"}
+    assert endpoints.pool.attempts.state == {"motto": "from the app's lifespan"}
 
 
 @APP_CLASSES

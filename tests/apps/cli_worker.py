@@ -2,7 +2,9 @@
 
 The marks (files in $MARKS_DIR) show what ran: the app's own lifespan, the handler's start
 and its end, so a test can check that SIGTERM let the handler finish; ``frozen-objects``
-holds how many objects the garbage collector had frozen when the handler started.
+holds how many objects the garbage collector had frozen when the handler started, and
+``lifespan-state`` the handler's ``ctx.state.started_by`` (the pid of the process whose
+lifespan yielded it).
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ def mark(name: str) -> None:
 
 
 @asynccontextmanager
-async def lifespan(app: Starlette) -> AsyncIterator[None]:
+async def lifespan(app: Starlette) -> AsyncIterator[dict[str, str]]:
     mark("lifespan-started")
     await endpoints.submit("slow")
-    yield
+    yield {"started_by": str(os.getpid())}
     mark("lifespan-stopped")
 
 
@@ -40,6 +42,7 @@ endpoints = AsyncEndpoints(app, run_workers=False, shutdown_grace_period=30)
 @endpoints.map_async_post("/slow")
 async def slow(ctx: AsyncContext[None]) -> str:
     (MARKS / "frozen-objects").write_text(str(gc.get_freeze_count()))
+    (MARKS / "lifespan-state").write_text(ctx.state.started_by)
     mark("handler-started")
     await asyncio.sleep(float(os.environ.get("HANDLER_SECONDS", "1")))
     mark("handler-finished")
