@@ -15,7 +15,7 @@ from ._batch import Batch
 from ._errors import JobStoreError, StoreUnavailableError
 from ._job import parse_job_id
 from ._responses import call_maybe_async, error_response, json_response
-from ._routes import error_responses, is_fastapi
+from ._routes import error_responses, is_fastapi, path_parameters
 
 logger = logging.getLogger("async_endpoints")
 
@@ -102,9 +102,5 @@ def add_batch_route(app: Any, path: str, endpoint: Endpoint, *, name: str) -> No
                 },
             ),
         },
-        openapi_extra={
-            "parameters": [
-                {"name": "batch_id", "in": "path", "required": True, "schema": {"type": "string"}}
-            ]
-        },
+        openapi_extra={"parameters": path_parameters(path)},
     )

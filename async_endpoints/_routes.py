@@ -24,9 +24,29 @@ from ._responses import JobModel
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
+#: An error answer's body: ``{"detail": "<what went wrong>"}``.
 _ERROR_SCHEMA = {
     "type": "object",
-    "properties": {"detail": {}},
+    "properties": {"detail": {"type": "string"}},
+    "required": ["detail"],
+}
+#: One item of a 422's ``detail`` list: as FastAPI writes a validation error.
+_VALIDATION_ITEM = {
+    "type": "object",
+    "properties": {
+        "loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+        "msg": {"type": "string"},
+        "type": {"type": "string"},
+    },
+    "required": ["loc", "msg", "type"],
+}
+#: A 422's body: the validation errors (as FastAPI's), or a sentence (an Idempotency-Key
+#: used for another submission, a delay or webhook option a function refused).
+_UNPROCESSABLE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "detail": {"anyOf": [{"type": "array", "items": _VALIDATION_ITEM}, {"type": "string"}]}
+    },
     "required": ["detail"],
 }
 
@@ -57,6 +77,19 @@ _SUBMIT_HEADERS = [
         "required": False,
         "description": "wait=N: answer 200 with the finished job when it ends within N "
         "seconds (at most the max_wait setting), else 202.",
+        "schema": {"type": "string"},
+    },
+]
+
+
+# The request header the job-details route reads, as an OpenAPI parameter.
+_LONG_POLL = [
+    {
+        "name": "Prefer",
+        "in": "header",
+        "required": False,
+        "description": "wait=N: answer once the job is terminal, or after N seconds (at "
+        "most the max_wait setting) with its current JSON: a long poll.",
         "schema": {"type": "string"},
     },
 ]
@@ -97,7 +130,7 @@ def add_submit_route(
     if not is_fastapi(app):
         app.router.add_route(path, endpoint, methods=[method], name=name)
         return
-    extra: dict[str, Any] = {"parameters": [*_path_parameters(path), *_SUBMIT_HEADERS]}
+    extra: dict[str, Any] = {"parameters": [*path_parameters(path), *_SUBMIT_HEADERS]}
     if handler.model is not None:
         extra["requestBody"] = {
             "required": True,
@@ -188,7 +221,9 @@ def _add_job_route(
             200: {"model": JobModel, "description": answer},
             **error_responses(404, *errors, 503),
         },
-        openapi_extra={"parameters": _path_parameters(path)},
+        openapi_extra={
+            "parameters": [*path_parameters(path), *(_LONG_POLL if method == "GET" else [])]
+        },
     )
 
 
@@ -221,12 +256,33 @@ def inline_schema(model: Any) -> dict[str, Any]:
     return resolved
 
 
-def _path_parameters(path: str) -> list[dict[str, Any]]:
+def path_parameters(path: str) -> list[dict[str, Any]]:
+    """The OpenAPI parameters of ``path``'s path parameters, typed by their convertors
+    (a job's or batch's id as a UUID)."""
     _, _, convertors = compile_path(path)
     return [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in convertors
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": _convertor_schema(convertor, uuid=name in ("job_id", "batch_id")),
+        }
+        for name, convertor in convertors.items()
     ]
+
+
+def _convertor_schema(convertor: Any, *, uuid: bool = False) -> dict[str, str]:
+    """The JSON schema of what a path convertor reads (``{n:int}`` an integer)."""
+    kind = type(convertor).__name__
+    if uuid and kind == "StringConvertor":
+        return {"type": "string", "format": "uuid"}
+    if kind == "IntegerConvertor":
+        return {"type": "integer"}
+    if kind == "FloatConvertor":
+        return {"type": "number"}
+    if kind == "UUIDConvertor":
+        return {"type": "string", "format": "uuid"}
+    return {"type": "string"}
 
 
 def error_responses(
@@ -250,7 +306,11 @@ def error_responses(
     return {
         code: {
             "description": (described or {}).get(code) or descriptions[code],
-            "content": {"application/json": {"schema": _ERROR_SCHEMA}},
+            "content": {
+                "application/json": {
+                    "schema": _UNPROCESSABLE_SCHEMA if code == 422 else _ERROR_SCHEMA
+                }
+            },
         }
         for code in codes
     }

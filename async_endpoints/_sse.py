@@ -25,7 +25,6 @@ from typing import Any, Protocol
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import compile_path
 from starlette.types import Receive, Scope, Send
 
 from ._errors import JobStoreError
@@ -35,7 +34,7 @@ from ._http import store_failure
 from ._job import Job, job_to_json, parse_job_id
 from ._logs import job_extra
 from ._responses import call_maybe_async, dumps, error_response
-from ._routes import error_responses, is_fastapi
+from ._routes import error_responses, is_fastapi, path_parameters
 from ._settings import Settings
 from ._store import JobStore
 from ._store_features import EventStore
@@ -187,6 +186,13 @@ async def _events(
         leave()
 
 
+class _EventStream(Response):
+    """What the events route answers, for its OpenAPI document (FastAPI would otherwise
+    list JSON as its 200's media type too)."""
+
+    media_type = "text/event-stream"
+
+
 def add_events_route(app: Any, path: str, endpoint: Endpoint, *, name: str) -> None:
     """Register ``endpoint`` for ``GET path`` (``text/event-stream``) on a Starlette or
     FastAPI app."""
@@ -206,19 +212,12 @@ def add_events_route(app: Any, path: str, endpoint: Endpoint, *, name: str) -> N
         name=name,
         operation_id=name,
         response_model=None,
+        response_class=_EventStream,
         responses={
             200: stream,
             **error_responses(
                 404, 503, described={503: "The store is unavailable; see Retry-After."}
             ),
         },
-        openapi_extra={"parameters": _path_parameters(path)},
+        openapi_extra={"parameters": path_parameters(path)},
     )
-
-
-def _path_parameters(path: str) -> list[dict[str, Any]]:
-    _, _, convertors = compile_path(path)
-    return [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in convertors
-    ]

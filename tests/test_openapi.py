@@ -291,3 +291,41 @@ async def test_every_error_answer_of_every_route_documents_its_json_body(http_cl
         assert answer["description"], where
     for route in routes - {("/reports", "post")}:
         assert {"404", "503"} <= {code for path, method, code in errors if (path, method) == route}
+
+
+async def test_error_bodies_path_parameters_long_polls_and_event_streams_are_typed(
+    http_client_for,
+) -> None:
+    """What a generated client needs: an error's ``detail`` is text (a 422's the
+    validation list or text, as FastAPI's); a path convertor's type is the parameter's
+    (``{n:int}`` an integer), a job's and a batch's id a UUID; the job-details GET lists
+    its long-polling ``Prefer`` header; the event stream is ``text/event-stream`` only."""
+    app = FastAPI()
+    endpoints = AsyncEndpoints(app, run_workers=False)
+
+    @endpoints.map_async_post("/items/{item_id:int}/scans/{scan:uuid}", name="Scan")
+    async def scan(ctx: AsyncContext[Address]) -> None: ...
+
+    endpoints.map_job_details()
+    endpoints.map_job_events()
+    endpoints.map_batch_details()
+    async with http_client_for(app) as client:
+        document = (await client.get("/openapi.json")).json()
+    post = document["paths"]["/items/{item_id}/scans/{scan}"]["post"]
+    assert path_parameters(post)["item_id"]["schema"] == {"type": "integer"}
+    assert path_parameters(post)["scan"]["schema"] == {"type": "string", "format": "uuid"}
+    detail = post["responses"]["409"]["content"]["application/json"]["schema"]["properties"]
+    assert detail["detail"] == {"type": "string"}
+    unprocessable = post["responses"]["422"]["content"]["application/json"]["schema"]
+    kinds = unprocessable["properties"]["detail"]["anyOf"]
+    assert {"type": "string"} in kinds
+    (listed,) = [kind for kind in kinds if kind.get("type") == "array"]
+    assert set(listed["items"]["required"]) == {"loc", "msg", "type"}
+    details = document["paths"]["/jobs/{job_id}"]["get"]
+    assert path_parameters(details)["job_id"]["schema"] == {"type": "string", "format": "uuid"}
+    headers = [p["name"] for p in details["parameters"] if p["in"] == "header"]
+    assert headers == ["Prefer"]
+    batch = document["paths"]["/batches/{batch_id}"]["get"]
+    assert path_parameters(batch)["batch_id"]["schema"]["format"] == "uuid"
+    events = document["paths"]["/jobs/{job_id}/events"]["get"]["responses"]["200"]
+    assert set(events["content"]) == {"text/event-stream"}
