@@ -255,21 +255,32 @@ async def test_the_job_details_route_is_listed_with_its_job_id_parameter(openapi
     assert "404" in operation["responses"]
 
 
-async def test_every_error_answer_of_every_route_documents_its_json_body(http_client_for) -> None:
-    """Each route the library adds (submissions, job details, cancel, events, a batch)
-    documents every error status it answers with the JSON body it sends: ``{"detail"}``."""
+async def document_with_job_routes(http_client_for, path: str, model: Any) -> dict[str, Any]:
+    """The OpenAPI document of an app with one async POST at ``path`` (a body of
+    ``model``) and every job route the library adds (details, cancel, events, a batch)."""
     app = FastAPI()
     endpoints = AsyncEndpoints(app, run_workers=False)
 
-    @endpoints.map_async_post("/reports", name="Report")
-    async def report(ctx: AsyncContext[Shipment]) -> None: ...
+    async def handler(ctx: Any) -> None:
+        return None
 
+    handler.__annotations__ = {"ctx": AsyncContext[model], "return": None}  # this module's
+    # annotations are text, read in its globals: ``model`` is a local
+
+    endpoints.add_async_route("POST", path, handler, name="Report")
     endpoints.map_job_details()
     endpoints.map_job_cancel()
     endpoints.map_job_events()
     endpoints.map_batch_details()
     async with http_client_for(app) as client:
-        document = (await client.get("/openapi.json")).json()
+        document: dict[str, Any] = (await client.get("/openapi.json")).json()
+    return document
+
+
+async def test_every_error_answer_of_every_route_documents_its_json_body(http_client_for) -> None:
+    """Each route the library adds (submissions, job details, cancel, events, a batch)
+    documents every error status it answers with the JSON body it sends: ``{"detail"}``."""
+    document = await document_with_job_routes(http_client_for, "/reports", Shipment)
     errors = {
         (path, method, code): answer
         for path, operations in document["paths"].items()
@@ -300,17 +311,8 @@ async def test_error_bodies_path_parameters_long_polls_and_event_streams_are_typ
     validation list or text, as FastAPI's); a path convertor's type is the parameter's
     (``{n:int}`` an integer), a job's and a batch's id a UUID; the job-details GET lists
     its long-polling ``Prefer`` header; the event stream is ``text/event-stream`` only."""
-    app = FastAPI()
-    endpoints = AsyncEndpoints(app, run_workers=False)
-
-    @endpoints.map_async_post("/items/{item_id:int}/scans/{scan:uuid}", name="Scan")
-    async def scan(ctx: AsyncContext[Address]) -> None: ...
-
-    endpoints.map_job_details()
-    endpoints.map_job_events()
-    endpoints.map_batch_details()
-    async with http_client_for(app) as client:
-        document = (await client.get("/openapi.json")).json()
+    path = "/items/{item_id:int}/scans/{scan:uuid}"
+    document = await document_with_job_routes(http_client_for, path, Address)
     post = document["paths"]["/items/{item_id}/scans/{scan}"]["post"]
     assert path_parameters(post)["item_id"]["schema"] == {"type": "integer"}
     assert path_parameters(post)["scan"]["schema"] == {"type": "string", "format": "uuid"}
