@@ -3,14 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack, cast
 
 from ._errors import ConfigurationError
 from ._handlers import Handler, HandlerFunction, Validator
 from ._http import JobService
 from ._options import DelayOption, LabelOption
-from ._routes import add_submit_route
+from ._route_docs import route_docs
+from ._routes import add_submit_route, is_fastapi
 from ._settings import Settings, default_queue
 from ._submit_route import submit_endpoint
 from ._webhook_urls import AllowedHosts, WebhookTarget, WebhookUrlOption
@@ -39,6 +40,12 @@ class RouteOptions(TypedDict, total=False):
     max_retries: int | None
     job_timeout: float | None
     webhook_url: WebhookUrlOption | None
+    tags: Sequence[str] | None
+    summary: str | None
+    description: str | None
+    deprecated: bool | None
+    include_in_schema: bool | None
+    dependencies: Sequence[Any] | None
 
 
 class RouteMapping:
@@ -117,6 +124,10 @@ class RouteMapping:
                 credentials or names a host outside ``webhook_allowed_hosts`` answers 422
                 (a constant one: `ConfigurationError`, as is any ``webhook_url`` without
                 the ``webhook_secret`` and ``webhook_allowed_hosts`` settings).
+                ``tags``, ``summary``, ``description``, ``deprecated``,
+                ``include_in_schema`` and ``dependencies`` (``Depends(...)``, run before
+                anything is stored) are FastAPI's own route options, handed to it
+                (`async_endpoints._route_docs`).
 
         Raises:
             ConfigurationError: there is no app, ``method`` is not one of POST, PUT, PATCH
@@ -132,9 +143,10 @@ class RouteMapping:
             raise ConfigurationError(f"an async endpoint answers one of {_METHODS}, not {method!r}")
         if not path.startswith("/"):
             raise ConfigurationError(f"a route path must start with '/': {path!r}")
+        docs = route_docs(options, fastapi=is_fastapi(self.app))
         handler = self._new_handler(function, options)
         endpoint = submit_endpoint(cast(JobService, self), handler)
-        add_submit_route(self.app, method, path, endpoint, handler)
+        add_submit_route(self.app, method, path, endpoint, handler, docs)
         self.handlers[handler.name] = handler
         return handler
 

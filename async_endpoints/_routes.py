@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import inspect
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from pydantic import Field, TypeAdapter, create_model
@@ -121,14 +121,22 @@ def is_fastapi(app: Any) -> bool:
 
 
 def add_submit_route(
-    app: Any, method: str, path: str, endpoint: Endpoint, handler: Handler
+    app: Any,
+    method: str,
+    path: str,
+    endpoint: Endpoint,
+    handler: Handler,
+    docs: Mapping[str, Any] | None = None,
 ) -> None:
     """Register ``endpoint`` for ``method path`` (an async endpoint) on a Starlette or
     FastAPI app; in FastAPI's OpenAPI document its 202 and 200 (``Prefer: wait``) answers
-    are the job JSON with ``result`` typed by the handler's return annotation."""
+    are the job JSON with ``result`` typed by the handler's return annotation. ``docs``
+    are FastAPI's route options given with it (`_route_docs.route_docs`)."""
     name = handler.name
+    docs = dict(docs or {})
     if not is_fastapi(app):
-        app.router.add_route(path, endpoint, methods=[method], name=name)
+        schema = docs.get("include_in_schema", True)
+        app.router.add_route(path, endpoint, methods=[method], name=name, include_in_schema=schema)
         return
     extra: dict[str, Any] = {"parameters": [*path_parameters(path), *_SUBMIT_HEADERS]}
     if handler.model is not None:
@@ -143,8 +151,8 @@ def add_submit_route(
         methods=[method],
         name=name,
         operation_id=name if method == "POST" else f"{name}_{method.lower()}",
-        summary=operation_summary(name),
-        description=inspect.getdoc(handler.function) or "",
+        summary=docs.pop("summary", None) or operation_summary(name),
+        description=docs.pop("description", None) or inspect.getdoc(handler.function) or "",
         status_code=202,
         response_model=None,
         responses={
@@ -156,6 +164,7 @@ def add_submit_route(
             **error_responses(400, 409, 413, 415, 422, 503),
         },
         openapi_extra=extra,
+        **docs,
     )
 
 
