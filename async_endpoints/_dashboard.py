@@ -261,6 +261,14 @@ class Dashboard:
             "has_batches": self.has_batches,
         }
 
+    def _forbidden(self, request: Request) -> Response:
+        """403 for an action refused (cross-site, or without the page's token): a page of
+        the dashboard's own saying so, with a way back; no cookie is set."""
+        context = {"title": "Action refused", **self._common(request, "")}
+        response = HTMLResponse(self.render("forbidden.html", context), 403)
+        response.headers.update(_SECURITY_HEADERS)
+        return response
+
     def base(self, request: Request) -> str:
         """The dashboard's path as the browser sees it, for links, form actions and its
         cookie: its mount path under the app's root path (a proxy's prefix given to the
@@ -290,7 +298,7 @@ class Dashboard:
             if not guard.is_same_origin(request) or not guard.has_valid_token(
                 request, fields.get(guard.FIELD)
             ):
-                return _forbidden()
+                return self._forbidden(request)
             try:
                 done = await act(request, fields)
             except StoreUnavailableError:
@@ -558,11 +566,6 @@ def _not_found() -> HTTPException:
     exception handlers make of it (FastAPI's JSON, Starlette's text), so that a refused
     dashboard answers exactly as a path the app does not have."""
     return HTTPException(status_code=404)
-
-
-def _forbidden() -> Response:
-    text = "Forbidden: a dashboard action must come from the dashboard's own pages."
-    return Response(text, status_code=403, media_type="text/plain")
 
 
 def _as_path(root_path: str) -> str:

@@ -151,6 +151,13 @@ async def test_a_cross_site_action_is_refused_with_403(
     answer = await client.post("/dashboard/actions/cancel", data=form, headers=headers)
     assert answer.status_code == 403
     assert (await engine.get_job(job.id)).status is JobStatus.QUEUED  # type: ignore[union-attr]
+    # Said on a page of the dashboard's own (an operator can land here from a stale tab),
+    # with a way back, no form, and no token cookie.
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "<h1>Action refused</h1>" in answer.text and "nothing was changed" in answer.text
+    assert 'href="/dashboard/"' in answer.text and "<form" not in answer.text
+    assert "set-cookie" not in answer.headers
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
 
 
 async def test_an_action_without_the_token_is_refused_with_403(
@@ -541,6 +548,36 @@ async def test_a_tenant_page_on_redis_reads_on_until_full_and_says_when_it_found
         assert link is not None
         page = await client.get(link.group(1).replace("&amp;", "&"))
         assert re.findall(r'<tr data-job="([0-9a-f-]+)"', page.text) == [str(rare.id)]
+
+
+async def test_a_batchs_bar_shows_its_finished_jobs_by_outcome(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """One completed, one failed, one canceled of four: the bar is a quarter green, a
+    quarter red, a quarter grey and a quarter empty, on the list and the batch's page
+    (not one green bar for every finished job)."""
+    batch = await engine.submit_batch(
+        [JobSpec("Ok", {}), JobSpec("Broken"), JobSpec("Hold"), JobSpec("Hold")]
+    )
+    async with engine.running():
+        page = await engine.list_jobs(batch_id=batch.id)
+        hold = next(job for job in page.jobs if job.name == "Hold")
+        await engine.cancel(hold.id)
+
+        async def one_left() -> bool:
+            found = await engine.get_batch(batch.id)
+            return found is not None and found.unfinished == 1
+
+        await eventually(one_left)
+        for path in ("/dashboard/batches", f"/dashboard/batches/{batch.id}"):
+            text = (await client.get(path)).text
+            widths = dict(
+                re.findall(
+                    r'<rect class="(\w+)" x="[\d.]+" y="0" height="10" width="([\d.]+)"', text
+                )
+            )
+            assert widths == {"ok": "25.00", "bad": "25.00", "off": "25.00"}, path
+        await engine.cancel_batch(batch.id)
 
 
 async def test_batches_their_jobs_and_cancelling_one(
