@@ -66,7 +66,7 @@ NOTICES = {
     "paused": "Paused.",
     "resumed": "Resumed.",
     "paused-all": "Every queue is paused.",
-    "resumed-all": "Every queue is running.",
+    "resumed-all": "Every queue is active.",
     "terminal": "The job had already finished; nothing was canceled.",
     "not-requeueable": "Only Failed or Canceled jobs can be queued again.",
     "unknown": "There is no such job (any more).",

@@ -115,11 +115,11 @@ async def test_pause_and_resume_from_the_page_and_from_elsewhere(
     assert [q.paused for q in await engine.queue_stats()] == [True, False]
     await expect(page.locator(".notice")).to_have_text("Queue high: paused.")
     await engine.resume("high")
-    await expect(row).to_contain_text("Running", timeout=LIVE_WITHIN_MS)
+    await expect(row).to_contain_text("Active", timeout=LIVE_WITHIN_MS)
     await row.get_by_role("button", name="Pause").click()
     await expect(row).to_contain_text("Paused")
     await row.get_by_role("button", name="Resume").click()
-    await expect(row).to_contain_text("Running")
+    await expect(row).to_contain_text("Active")
     assert [q.paused for q in await engine.queue_stats()] == [False, False]
 
 
