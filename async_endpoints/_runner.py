@@ -69,6 +69,11 @@ class WorkerPool:
         """How many handlers are running now."""
         return len(self._slots)
 
+    @property
+    def serving(self) -> bool:
+        """Whether the pool claims jobs now (started, and not stopping)."""
+        return bool(self._background) and not self._stopping.is_set()
+
     async def __aenter__(self) -> WorkerPool:
         self._slots.freed = asyncio.Event()
         self._slots.idle = asyncio.Event()

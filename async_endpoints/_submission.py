@@ -9,7 +9,7 @@ import math
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from ._control import JobControl
 from ._errors import ConfigurationError, DuplicateJobError, UnknownJobNameError
@@ -34,12 +34,17 @@ from ._tracing import submit_span
 from ._webhook import WEBHOOK_JOB, delivery_job
 from ._webhook_urls import AllowedHosts, check_url
 
+if TYPE_CHECKING:
+    from ._runner import WorkerPool
+
 
 class JobSubmission(JobControl):
     """Submit, read and wait for jobs (a base of `AsyncEndpoints`)."""
 
     #: The registered handlers, by job name.
     handlers: dict[str, Handler]
+    #: This process's worker pool.
+    pool: WorkerPool
 
     async def submit(
         self,
@@ -293,7 +298,18 @@ class JobSubmission(JobControl):
             if job.status.is_terminal:
                 return job
             if deadline is not None and loop.time() >= deadline:
-                raise TimeoutError(f"job {job_id} is still {job.status} after {timeout} s")
+                raise TimeoutError(self._still(job, timeout))
+
+    def _still(self, job: Job, timeout: float | None) -> str:
+        """What `wait_for` says of a job not terminal in time: its status, and that no
+        worker runs in this process when none does and the job waits."""
+        message = f"job {job.id} is still {job.status} after {timeout} s"
+        if job.status.is_waiting and not self.pool.serving:
+            message += (
+                " (no worker runs in this process: run the app's lifespan or `async with"
+                " endpoints.running()`, or a worker process on a shared store)"
+            )
+        return message
 
     async def _pending_continuation(self, job_id: uuid.UUID) -> bool:
         store = self.store

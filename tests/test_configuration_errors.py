@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import re
 from typing import Any
@@ -210,3 +211,25 @@ async def test_listing_an_unknown_status_names_the_statuses_there_are() -> None:
     """list_jobs(status="Done") says which statuses exist."""
     with pytest.raises(ValueError, match=r"unknown status 'Done' \(one of: Queued, Scheduled"):
         await AsyncEndpoints().list_jobs(status="Done")
+
+
+async def test_waiting_in_vain_for_a_job_no_worker_of_this_process_runs_says_so() -> None:
+    """wait_for's TimeoutError for a waiting job names the likely cause when this process
+    runs no worker (a script that never started the pool); a job that is running says
+    only its status."""
+    endpoints = AsyncEndpoints()
+    release = asyncio.Event()
+
+    async def slow(ctx: AsyncContext[None]) -> None:
+        await release.wait()
+
+    endpoints.add_handler(slow)
+    job = await endpoints.submit("slow")
+    with pytest.raises(TimeoutError, match=r"still Queued .*no worker runs in this process"):
+        await endpoints.wait_for(job.id, timeout=0.05)
+    async with endpoints.running():
+        started = await endpoints.submit("slow")
+        with pytest.raises(TimeoutError) as raised:
+            await endpoints.wait_for(started.id, timeout=0.3)
+        release.set()
+    assert "no worker" not in str(raised.value)
