@@ -46,6 +46,7 @@ class RouteOptions(TypedDict, total=False):
     deprecated: bool | None
     include_in_schema: bool | None
     dependencies: Sequence[Any] | None
+    router: Any
 
 
 class RouteMapping:
@@ -127,7 +128,10 @@ class RouteMapping:
                 ``tags``, ``summary``, ``description``, ``deprecated``,
                 ``include_in_schema`` and ``dependencies`` (``Depends(...)``, run before
                 anything is stored) are FastAPI's own route options, handed to it
-                (`async_endpoints._route_docs`).
+                (`async_endpoints._route_docs`). ``router``: a FastAPI ``APIRouter`` to
+                add the route to instead of the app (its prefix, tags and dependencies
+                then apply; map the route before ``app.include_router(router)``, which
+                copies the router's routes as they are then).
 
         Raises:
             ConfigurationError: there is no app, ``method`` is not one of POST, PUT, PATCH
@@ -143,10 +147,11 @@ class RouteMapping:
             raise ConfigurationError(f"an async endpoint answers one of {_METHODS}, not {method!r}")
         if not path.startswith("/"):
             raise ConfigurationError(f"a route path must start with '/': {path!r}")
-        docs = route_docs(options, fastapi=is_fastapi(self.app))
+        target = _route_target(self.app, options.get("router"))
+        docs = route_docs(options, fastapi=is_fastapi(target))
         handler = self._new_handler(function, options)
         endpoint = submit_endpoint(cast(JobService, self), handler)
-        add_submit_route(self.app, method, path, endpoint, handler, docs)
+        add_submit_route(target, method, path, endpoint, handler, docs)
         self.handlers[handler.name] = handler
         return handler
 
@@ -214,6 +219,22 @@ class RouteMapping:
         if handler.name in self.handlers:
             raise ConfigurationError(f"a job handler named {handler.name!r} exists already")
         return handler
+
+
+def _route_target(app: Any, router: Any) -> Any:
+    """Where a route goes: the app, or the FastAPI ``APIRouter`` given as ``router``.
+
+    Raises:
+        ConfigurationError: ``router`` is not a FastAPI ``APIRouter``, or the app is not a
+            FastAPI app.
+    """
+    if router is None:
+        return app
+    if not (is_fastapi(router) and hasattr(router, "add_api_route") and hasattr(router, "prefix")):
+        raise ConfigurationError(f"router must be a FastAPI APIRouter, not {router!r}")
+    if not is_fastapi(app):
+        raise ConfigurationError("router needs a FastAPI app (a Starlette app has no APIRouter)")
+    return router
 
 
 def _check_options(options: object) -> None:

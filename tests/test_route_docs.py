@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fastapi import Depends, FastAPI, Header, HTTPException
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException
 from pydantic import BaseModel
 from starlette.applications import Starlette
 
@@ -107,3 +107,45 @@ def test_a_wrongly_typed_route_option_is_refused_naming_it(option: str, value: A
 
     with pytest.raises(ConfigurationError, match=f"{option} must be"):
         endpoints.add_async_route("POST", "/notes", take_note, **{option: value})
+
+
+async def test_a_route_on_an_apirouter_takes_its_prefix_tags_and_dependencies(
+    http_client_for: Any,
+) -> None:
+    """router=APIRouter(prefix=..., tags=..., dependencies=...): once the app includes
+    the router, the async endpoint answers under its prefix, behind its dependencies, and
+    is listed under its tags; the job's Location still leads to the job."""
+    app = FastAPI()
+    endpoints = AsyncEndpoints(app, run_workers=False)
+    router = APIRouter(prefix="/api/v1", tags=["notes"], dependencies=[Depends(require_key)])
+
+    @endpoints.map_async_post("/notes", router=router)
+    async def take_note(ctx: AsyncContext[Note]) -> None: ...
+
+    app.include_router(router)
+    endpoints.map_job_details()
+    async with http_client_for(app) as client:
+        refused = await client.post("/api/v1/notes", json={"text": "hi"})
+        accepted = await client.post(
+            "/api/v1/notes", json={"text": "hi"}, headers={"x-api-key": "right"}
+        )
+        job = await client.get(accepted.headers["location"])
+        document = (await client.get("/openapi.json")).json()
+    assert refused.status_code == 403 and accepted.status_code == 202
+    assert job.json()["name"] == "take_note"
+    assert document["paths"]["/api/v1/notes"]["post"]["tags"] == ["notes"]
+    assert "/notes" not in document["paths"]
+
+
+def test_a_router_that_is_not_an_apirouter_or_on_a_starlette_app_is_refused() -> None:
+    """router must be a FastAPI APIRouter, on a FastAPI app; nothing is registered."""
+
+    async def take_note(ctx: AsyncContext[Note]) -> None: ...
+
+    fastapi_endpoints = AsyncEndpoints(FastAPI())
+    with pytest.raises(ConfigurationError, match="router must be a FastAPI APIRouter"):
+        fastapi_endpoints.add_async_route("POST", "/n", take_note, router=FastAPI())
+    starlette_endpoints = AsyncEndpoints(Starlette())
+    with pytest.raises(ConfigurationError, match="router needs a FastAPI app"):
+        starlette_endpoints.add_async_route("POST", "/n", take_note, router=APIRouter())
+    assert fastapi_endpoints.handlers == starlette_endpoints.handlers == {}
