@@ -352,8 +352,9 @@ def _validation_error(exc: ValidationError, message: str | None = None) -> JobVa
 
 
 def _summary(errors: list[dict[str, Any]], most: int = 3) -> str:
-    """The first ``most`` errors as ``where: why`` (pydantic's messages, which quote no
-    input), and how many more there are."""
+    """The first ``most`` errors as ``where: why`` (pydantic's messages: its own quote no
+    input, but a custom validator's ``ValueError`` text is the app's own), and how many
+    more there are."""
     told = "; ".join(f"{_location(e['loc'])}: {e['msg']}" for e in errors[:most])
     more = len(errors) - most
     return told + (f" (and {more} more)" if more > 0 else "")

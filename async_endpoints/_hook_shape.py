@@ -4,8 +4,9 @@ A hook the library calls as ``authorize(request, job)`` but written as ``def
 authorize(request)`` would pass every type check that ``**settings`` allows and then
 answer every request with a 500. `check_hook` asks `inspect.signature` whether the hook
 takes the positional arguments it will be given, and raises `ConfigurationError` naming
-the hook and what it must accept when it does not. A callable whose signature Python
-cannot read (some builtins) is taken as it is.
+the hook and what it must accept when it does not. The signature read is the hook's own
+(a decorator's wrapper, not the function it wraps). A callable whose signature cannot be
+read (some builtins, annotations that fail to evaluate) is taken as it is.
 """
 
 from __future__ import annotations
@@ -28,9 +29,12 @@ def check_hook(hook: object, what: str, parameters: str) -> None:
     if not callable(hook):
         raise ConfigurationError(f"{what} must be a function {shape}, not {hook!r}")
     try:
-        signature = inspect.signature(hook)
-    except (TypeError, ValueError):
-        return  # no signature to read (a builtin): taken as it is
+        # The hook's own (a decorator's wrapper is what is called, not what it wraps).
+        signature = inspect.signature(hook, follow_wrapped=False)
+    except Exception:  # no signature to read: taken as it is
+        # A builtin has none; on Python 3.14 reading one evaluates its annotations, and a
+        # name imported for type checking only raises NameError.
+        return
     count = len([name for name in parameters.split(",") if name.strip()])
     try:
         signature.bind(*range(count))

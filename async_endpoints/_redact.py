@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
-from ._capture import query_name_key
+from ._capture import query_name_key as name_key
 from ._job import JobError
 from ._settings import DEFAULT_SENSITIVE_HEADERS, DEFAULT_SENSITIVE_QUERY_PARAMS
 
@@ -203,13 +203,6 @@ def spellings(name: str) -> tuple[str, ...]:
     return tuple(forms)
 
 
-def name_key(name: str) -> str:
-    """What a name is compared by, as the captured query string compares its parameters:
-    lower case, letters and digits only (``accessToken``, ``ACCESS_TOKEN`` and
-    ``access-token`` are one name), an array suffix (``[]``) dropped."""
-    return query_name_key(name)
-
-
 @functools.lru_cache(maxsize=16)
 def _keys(names: frozenset[str]) -> frozenset[str]:
     return frozenset(name_key(name) for name in names)
@@ -220,8 +213,15 @@ def _spelt(names: Iterable[str]) -> str:
     theirs, for a case-insensitive pattern (a ``-`` or ``_`` allowed between any two
     characters: ``access_token`` as ``accessToken``, ``ACCESS-TOKEN``; a WSGI ``HTTP_``
     before them, ``Set-`` before a cookie), longest first."""
-    chosen = sorted({name_key(name) for name in names} - {""}, key=len, reverse=True)
-    spelt = ("[-_]?".join(re.escape(char) for char in name) for name in chosen)
+    names = list(names)
+    keys = {"[-_]?".join(re.escape(char) for char in name_key(name)) for name in names}
+    # A name with other characters (``db.password``, ``hub.verify_token``) as written too.
+    written = {
+        "".join("[-_]" if char in "-_" else re.escape(char) for char in name.lower())
+        for name in names
+        if name_key(name) != name.lower().replace("-", "").replace("_", "")
+    }
+    spelt = sorted((keys | written) - {""}, key=len, reverse=True)
     return rf"(?:(?:(?-i:HTTP_)|set[-_](?=cookie))?(?:{'|'.join(spelt) or '(?!)'}))"
 
 

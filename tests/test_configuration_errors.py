@@ -233,3 +233,36 @@ async def test_waiting_in_vain_for_a_job_no_worker_of_this_process_runs_says_so(
             await endpoints.wait_for(started.id, timeout=0.3)
         release.set()
     assert "no worker" not in str(raised.value)
+
+
+def _injects(function: Any) -> Any:
+    """A decorator whose wrapper takes (request, job) and passes a third argument."""
+
+    @functools.wraps(function)
+    def wrapper(request: Any, job: Any) -> Any:
+        return function(request, job, "db")
+
+    return wrapper
+
+
+class _UnreadableSignature:
+    """A hook whose signature cannot be read (as on Python 3.14 when an annotation names
+    what is imported for type checking only)."""
+
+    @property
+    def __signature__(self) -> Any:
+        raise NameError("name 'Principal' is not defined")
+
+    def __call__(self, request: Any, job: Any) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    "hook",
+    [_injects(lambda request, job, db: True), _UnreadableSignature()],
+    ids=["decorated", "unreadable-signature"],
+)
+def test_a_decorated_hook_or_one_whose_signature_cannot_be_read_is_accepted(hook: Any) -> None:
+    """The hook's own signature is checked (a decorator's wrapper is what is called), and
+    one that cannot be read at all is taken as it is rather than failing the app."""
+    assert AsyncEndpoints(authorize=hook).settings.authorize is hook

@@ -642,3 +642,15 @@ async def test_a_huge_error_message_and_traceback_are_cut_to_their_limits(
     last = trace.splitlines()[-1]
     assert last.startswith("ValueError: xxx") and last.endswith(" characters cut]")
     assert len(trace) < MAX_TRACEBACK
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["db.password: hunter22", "  db.password = hunter22", "--db.password hunter22"],
+    ids=["line", "spaced-equals", "flag"],
+)
+def test_a_configured_name_with_a_dot_is_masked_as_written(text: str) -> None:
+    """A sensitive name holding a character a name key drops (``db.password``) is still
+    matched as written in the unquoted forms (a line, a spaced ``=``, a command line)."""
+    masked = redact(text, frozenset({"db.password"}))
+    assert "hunter22" not in masked and "***" in masked

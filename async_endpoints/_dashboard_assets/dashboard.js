@@ -102,9 +102,10 @@
   });
 
   // Actions that change much at once ask first (without the script they just run). An
-  // action on its way says so on its button and is not sent twice; the page stops
-  // redrawing until the answer (a slow store can take seconds) replaces it.
+  // action on its way says so on the button clicked and is not sent twice; the page
+  // stops redrawing until the answer (a slow store can take seconds) replaces it.
   var sending = false;
+  var SEND_PATIENCE_MS = 30000; // the store's own calls give up well before
   // A page the browser shows again from its history (Back) is loaded afresh: an action's
   // "Working…" button and a stopped refresh are not brought back.
   window.addEventListener("pageshow", function (event) {
@@ -123,12 +124,20 @@
       return;
     }
     sending = true;
-    var button = form.querySelector('button[type="submit"]');
-    if (button) {
-      button.setAttribute("aria-busy", "true");
-      button.classList.add("working");
-      button.textContent = "Working…";
-    }
+    var button = event.submitter || form.querySelector('button[type="submit"]');
+    if (!button) return;
+    var label = button.textContent;
+    button.setAttribute("aria-busy", "true");
+    button.classList.add("working");
+    button.textContent = "Working…";
+    // A navigation stopped (Esc) or answered with no page leaves this page in place:
+    // after a while it is usable again rather than stuck.
+    setTimeout(function () {
+      sending = false;
+      button.removeAttribute("aria-busy");
+      button.classList.remove("working");
+      button.textContent = label;
+    }, SEND_PATIENCE_MS);
   });
 
   var busy = false;

@@ -422,11 +422,35 @@ async def test_a_name_typed_in_another_case_or_with_blanks_finds_its_handlers_jo
     assert 'name="name" value="RetiredHandler"' in gone.text and "No jobs match" in gone.text
 
 
+async def test_a_job_waiting_for_its_retry_shows_its_last_error_in_the_waiting_list(
+    gate: Gate,
+) -> None:
+    """A failed attempt with retries left puts the job back Scheduled with its error: the
+    Scheduled list shows that error (why it is retrying)."""
+    app, engine = make_app(gate, max_retries=2, retry_base_delay=600)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        engine.running(),
+        httpx.AsyncClient(transport=transport, base_url=BASE) as client,
+    ):
+        job = await engine.submit("Broken")
+
+        async def retrying() -> bool:
+            found = await engine.get_job(job.id)
+            return found is not None and found.status is JobStatus.SCHEDULED
+
+        await eventually(retrying)
+        page = await client.get("/dashboard/jobs?status=Scheduled")
+    row = re.search(rf'<tr data-job="{job.id}"[^>]*>(.*?)</tr>', page.text, re.S)
+    assert row is not None and "RuntimeError" in row.group(1)
+
+
 async def test_a_list_of_one_status_shows_the_columns_that_status_has(
     engine: AsyncEndpoints, client: httpx.AsyncClient, gate: Gate
 ) -> None:
-    """Running jobs: their progress (as reported), no Finished or Error column; waiting
-    jobs: no Started, Finished or Error column; every status: all of them."""
+    """Running jobs: their progress (as reported), no Finished column; waiting jobs: no
+    Started or Finished column; every list keeps the Error column (a job waiting for its
+    retry keeps its last attempt's error); every status: all of them."""
     job = await engine.submit("Report", {"text": "halfway <b>"})
     queued = await engine.submit("Ok", {})
     async with engine.running():
@@ -435,11 +459,11 @@ async def test_a_list_of_one_status_shows_the_columns_that_status_has(
         waiting = await engine.submit("Ok", {})
         running = await client.get("/dashboard/jobs?status=InProgress")
         headers = re.findall(r"<th[^>]*>([A-Za-z]+)</th>", running.text)
-        assert "Progress" in headers and "Finished" not in headers and "Error" not in headers
+        assert "Progress" in headers and "Finished" not in headers and "Error" in headers
         assert str(escape('"message": "halfway <b>"')) in running.text
         queued_page = await client.get("/dashboard/jobs?status=Queued")
         headers = re.findall(r"<th[^>]*>([A-Za-z]+)</th>", queued_page.text)
-        assert {"Started", "Finished", "Error", "Progress"}.isdisjoint(headers)
+        assert {"Started", "Finished", "Progress"}.isdisjoint(headers) and "Error" in headers
         assert str(waiting.id) in queued_page.text
         every = await client.get("/dashboard/jobs")
         headers = re.findall(r"<th[^>]*>([A-Za-z]+)</th>", every.text)
