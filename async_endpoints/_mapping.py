@@ -10,7 +10,7 @@ from ._errors import ConfigurationError
 from ._handlers import Handler, HandlerFunction, Validator
 from ._http import JobService
 from ._options import DelayOption, LabelOption
-from ._route_docs import route_docs
+from ._route_docs import dedupe_parameters, route_docs
 from ._routes import add_submit_route, is_fastapi
 from ._settings import Settings, default_queue
 from ._submit_route import submit_endpoint
@@ -152,6 +152,8 @@ class RouteMapping:
         handler = self._new_handler(function, options)
         endpoint = submit_endpoint(cast(JobService, self), handler)
         add_submit_route(target, method, path, endpoint, handler, docs)
+        if is_fastapi(self.app):  # its own, a router's or the app's dependencies
+            dedupe_parameters(self.app)
         self.handlers[handler.name] = handler
         return handler
 

@@ -24,7 +24,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 from fastapi import FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, IPvAnyAddress
+from pydantic import BaseModel, Field, IPvAnyAddress
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -91,7 +91,9 @@ async def refuse_invalid_body(request: Request, exc: RequestValidationError) -> 
 
 class DataRequest(BaseModel):
     data: str
-    processing_priority: int = 1
+    # Bounded, as a real priority is: a number no JSON reader keeps exactly (beyond
+    # 2**53) is refused with 422 here, not stored and then refused as a result.
+    processing_priority: int = Field(default=1, ge=1, le=10)
 
 
 class ProcessResult(BaseModel):

@@ -174,6 +174,9 @@ PINNED = {
     # 1e999 parses to infinity; FastAPI's default 422 echoed it and could not write it: 500.
     "float-overflow": b'{"data": "x", "processing_priority": 1e999}',
     "int-5000-digits": b'{"data": "x", "processing_priority": ' + b"9" * 5000 + b"}",
+    # One past 2**53: no JSON reader keeps it exactly (the synchronous route's job once
+    # failed on it as a result, and the route answered 502).
+    "int-past-2**53": b'{"data": "x", "processing_priority": 9007199254740993}',
     "nested-100k-deep": b'{"data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
 }
 

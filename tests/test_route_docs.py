@@ -149,3 +149,31 @@ def test_a_router_that_is_not_an_apirouter_or_on_a_starlette_app_is_refused() ->
     with pytest.raises(ConfigurationError, match="router needs a FastAPI app"):
         starlette_endpoints.add_async_route("POST", "/n", take_note, router=APIRouter())
     assert fastapi_endpoints.handlers == starlette_endpoints.handlers == {}
+
+
+async def test_a_parameter_a_dependency_reads_too_is_listed_once(http_client_for: Any) -> None:
+    """A route dependency reading the path's parameter, and an app dependency reading the
+    Prefer header the library documents: each parameter is listed once per operation
+    (OpenAPI forbids repeats), the dependency's own entry kept."""
+
+    def tenant_known(tenant: str) -> None:
+        return None
+
+    def prefer_seen(prefer: str | None = Header(default=None)) -> None:
+        return None
+
+    app = FastAPI(dependencies=[Depends(prefer_seen)])
+    endpoints = AsyncEndpoints(app, run_workers=False)
+
+    @endpoints.map_async_post("/tenants/{tenant}/notes", dependencies=[Depends(tenant_known)])
+    async def take_note(ctx: AsyncContext[Note]) -> None: ...
+
+    async with http_client_for(app) as client:
+        document = (await client.get("/openapi.json")).json()
+        again = (await client.get("/openapi.json")).json()
+    parameters = document["paths"]["/tenants/{tenant}/notes"]["post"]["parameters"]
+    places = [(p["name"].lower(), p["in"]) for p in parameters]
+    assert len(places) == len(set(places)), places
+    assert ("tenant", "path") in places and ("prefer", "header") in places
+    assert ("idempotency-key", "header") in places
+    assert again == document
