@@ -14,8 +14,9 @@ from starlette.responses import Response
 from ._batch import Batch
 from ._errors import JobStoreError, StoreUnavailableError
 from ._job import parse_job_id
+from ._openapi import error_responses, path_parameters
 from ._responses import call_maybe_async, error_response, json_response
-from ._routes import error_responses, is_fastapi, path_parameters
+from ._routes import is_fastapi
 
 logger = logging.getLogger("async_endpoints")
 

@@ -33,8 +33,9 @@ from ._event_stream import EventStream, Render, json_data
 from ._http import store_failure
 from ._job import Job, job_to_json, parse_job_id
 from ._logs import job_extra
+from ._openapi import error_responses, path_parameters
 from ._responses import call_maybe_async, dumps, error_response
-from ._routes import error_responses, is_fastapi, path_parameters
+from ._routes import is_fastapi
 from ._settings import Settings
 from ._store import JobStore
 from ._store_features import EventStore
