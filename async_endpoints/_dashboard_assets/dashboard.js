@@ -125,15 +125,17 @@
     }
     sending = true;
     var button = event.submitter || form.querySelector('button[type="submit"]');
-    if (!button) return;
-    var label = button.textContent;
-    button.setAttribute("aria-busy", "true");
-    button.classList.add("working");
-    button.textContent = "Working…";
+    var label = button ? button.textContent : "";
+    if (button) {
+      button.setAttribute("aria-busy", "true");
+      button.classList.add("working");
+      button.textContent = "Working…";
+    }
     // A navigation stopped (Esc) or answered with no page leaves this page in place:
     // after a while it is usable again rather than stuck.
     setTimeout(function () {
       sending = false;
+      if (!button) return;
       button.removeAttribute("aria-busy");
       button.classList.remove("working");
       button.textContent = label;
