@@ -17,7 +17,7 @@ from ._events import EventKind, LifecycleEvent, LifecycleEvents
 from ._handlers import Handler
 from ._hook_shape import check_hook
 from ._http import job_request
-from ._job import Job, JobStatus, NewJob, check_label, parse_job_id
+from ._job import Job, JobStatus, NewJob, check_label, check_owner, parse_job_id
 from ._listing import check_limit
 from ._routes import resource_route
 from ._settings import Settings
@@ -81,7 +81,7 @@ class JobBatches:
         if not specs:
             raise ValueError("a batch needs at least one job")
         _check_size(len(specs) + len(continue_with), "submit_batch")
-        _check_owner(owner)
+        check_owner(owner)
         batch_id = uuid.uuid4()
         jobs = [self._spec_job(spec, batch_id, tenant, owner) for spec in specs]
         continuations = [self._spec_job(spec, batch_id, tenant, owner) for spec in continue_with]
@@ -112,7 +112,7 @@ class JobBatches:
         if not specs:
             raise ValueError("nothing to append")
         _check_size(len(specs), "append_to_batch")
-        _check_owner(owner)
+        check_owner(owner)
         current = await store.get_batch(parsed)
         if current is None:
             raise ValueError(f"no batch {batch_id}")
@@ -312,9 +312,3 @@ def _check_size(count: int, call: str) -> None:
             f"{count:,}: create the batch with part of them and add the rest with "
             "append_to_batch (each call is atomic on its own)"
         )
-
-
-def _check_owner(owner: object) -> None:
-    """Refuse an ``owner`` that is not text or None, before anything is stored."""
-    if owner is not None and not isinstance(owner, str):
-        raise ValueError(f"owner must be text or None, not {owner!r}")

@@ -130,6 +130,16 @@ DEFAULT_QUEUE = "default"
 MAX_LABEL_LENGTH = 255
 
 
+def check_owner(owner: object) -> None:
+    """Refuse an ``owner`` (a job's `Job.owner`, given in code) that is not text or None.
+
+    Raises:
+        ValueError: saying so.
+    """
+    if owner is not None and not isinstance(owner, str):
+        raise ValueError(f"owner must be text or None, not {owner!r}")
+
+
 def check_label(value: object, what: str) -> str | None:
     """``value`` as a partition key or tenant (``what`` names which): None, or a string of
     1 to `MAX_LABEL_LENGTH` characters that UTF-8 can encode.

@@ -27,7 +27,7 @@ from ._idempotency import (
     is_by_request_id,
     legacy_fingerprint,
 )
-from ._job import Job, JobRequest, NewJob, check_label, parse_job_id
+from ._job import Job, JobRequest, NewJob, check_label, check_owner, parse_job_id
 from ._options import AT_ONCE, Placement, submission_delay
 from ._store_features import Idempotency, IdempotentStore, PendingContinuationStore
 from ._tracing import submit_span
@@ -352,8 +352,7 @@ def _request_parts(
         raise ValueError(f"route_params must map text to text, not {given_params!r}")
     # As a POST's: what Starlette's path convertors give (int, float, UUID) as text.
     params = {name: str(value) for name, value in given_params.items()}
-    if owner is not None and not isinstance(owner, str):
-        raise ValueError(f"owner must be text or None, not {owner!r}")
+    check_owner(owner)
     if not isinstance(query_string, str):
         raise ValueError(f"query_string must be text, not {query_string!r}")
     return cast(list[tuple[str, str]], pairs), query_string.encode(), params
