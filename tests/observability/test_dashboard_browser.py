@@ -9,6 +9,7 @@ import os
 import re
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
@@ -694,6 +695,35 @@ async def test_an_action_says_it_is_working_and_then_that_a_silent_store_may_hav
     notice = page.locator(".notice")
     await expect(notice).to_contain_text("may or may not have been applied")
     await expect(notice).not_to_contain_text("nothing was changed")
+
+
+async def test_an_action_whose_answer_never_comes_frees_the_page_after_its_wait(
+    site: tuple[str, AsyncEndpoints], page: Page
+) -> None:
+    """The action is answered with no page (204: the browser stays on this one, as after
+    a stopped navigation): the button reads "Working…" and a second click sends nothing;
+    30 s later (the page's clock run on) the button is itself again and a click acts."""
+    base, engine = site
+    await page.clock.install()
+    await page.goto(f"{base}/dashboard/")
+    dropped: list[str] = []
+
+    async def drop(route: Any) -> None:
+        dropped.append(route.request.url)
+        await route.fulfill(status=204)
+
+    await page.route("**/actions/pause", drop)
+    row = page.locator('tr[data-queue="high"]')
+    await row.get_by_role("button", name="Pause").click(no_wait_after=True)
+    await expect(row.locator('button[aria-busy="true"]')).to_have_text("Working…")
+    await row.locator('button[aria-busy="true"]').click(no_wait_after=True)
+    assert len(dropped) == 1
+    await page.clock.run_for(31_000)
+    await expect(row.locator("button[aria-busy]")).to_have_count(0)
+    await page.unroute("**/actions/pause")
+    await row.get_by_role("button", name="Pause").click()
+    await expect(row).to_contain_text("Paused")
+    assert [q.paused for q in await engine.queue_stats()] == [True, False]
 
 
 async def test_the_schedules_page_fits_a_laptop_screen_with_long_ids(
