@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack, cast
 from ._errors import ConfigurationError
 from ._handlers import Handler, HandlerFunction, Validator
 from ._http import JobService
+from ._openapi_document import finish_document
 from ._options import DelayOption, LabelOption
-from ._route_docs import dedupe_parameters, route_docs
+from ._route_docs import route_docs
 from ._routes import add_submit_route, is_fastapi
 from ._settings import Settings, default_queue
 from ._submit_route import submit_endpoint
@@ -151,9 +152,11 @@ class RouteMapping:
         docs = route_docs(options, fastapi=is_fastapi(target))
         handler = self._new_handler(function, options)
         endpoint = submit_endpoint(cast(JobService, self), handler)
-        add_submit_route(target, method, path, endpoint, handler, docs)
-        if is_fastapi(self.app):  # its own, a router's or the app's dependencies
-            dedupe_parameters(self.app)
+        operation_id = add_submit_route(target, method, path, endpoint, handler, docs)
+        if is_fastapi(self.app):
+            finisher = finish_document(self.app)
+            if handler.model is not None:
+                finisher.add_body(operation_id, handler.model)
         self.handlers[handler.name] = handler
         return handler
 

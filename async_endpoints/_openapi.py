@@ -1,7 +1,8 @@
 """The OpenAPI pieces of the library's routes, for FastAPI's document: the error bodies,
 the request headers an async endpoint reads, path parameters typed by their convertors,
 a route's summary from its handler's name, the job model with ``result`` typed by the
-handler, and request bodies' schemas with their definitions inlined."""
+handler, and request bodies' schemas with their definitions inlined (what a document
+built other than by the app's ``openapi()`` shows: `_openapi_document` names them)."""
 
 from __future__ import annotations
 

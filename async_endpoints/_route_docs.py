@@ -65,38 +65,3 @@ def _fits(name: str, value: Any) -> bool:
     if name in ("deprecated", "include_in_schema"):
         return isinstance(value, bool)
     return isinstance(value, str)
-
-
-def dedupe_parameters(app: Any) -> None:
-    """Make ``app``'s OpenAPI document list each parameter of an operation once: a route
-    dependency reading a path parameter or a header the library documents too
-    (``Prefer``) would otherwise list it twice, which OpenAPI forbids. FastAPI's own entry
-    (the dependency's) is kept. Installed once per app, around its ``openapi()``."""
-    if getattr(app.openapi, "_deduped", False):
-        return
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        document: dict[str, Any] = build()
-        for operations in document.get("paths", {}).values():
-            for operation in operations.values():
-                if isinstance(operation, dict) and "parameters" in operation:
-                    operation["parameters"] = _once(operation["parameters"])
-        return document
-
-    openapi._deduped = True  # type: ignore[attr-defined]
-    app.openapi = openapi
-
-
-def _once(parameters: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``parameters`` without a repeat of a name in one place (headers in any case)."""
-    seen: set[tuple[str, str]] = set()
-    kept = []
-    for parameter in parameters:
-        place = str(parameter.get("in", ""))
-        name = str(parameter.get("name", ""))
-        key = (name.lower() if place == "header" else name, place)
-        if key not in seen:
-            seen.add(key)
-            kept.append(parameter)
-    return kept

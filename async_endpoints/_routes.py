@@ -63,17 +63,19 @@ def add_submit_route(
     endpoint: Endpoint,
     handler: Handler,
     docs: Mapping[str, Any] | None = None,
-) -> None:
+) -> str:
     """Register ``endpoint`` for ``method path`` (an async endpoint) on a Starlette or
     FastAPI app; in FastAPI's OpenAPI document its 202 and 200 (``Prefer: wait``) answers
     are the job JSON with ``result`` typed by the handler's return annotation. ``docs``
-    are FastAPI's route options given with it (`_route_docs.route_docs`)."""
+    are FastAPI's route options given with it (`_route_docs.route_docs`). Its request body
+    is inlined here; the app's ``openapi()`` names it (`_openapi_document`, by the
+    operation id this returns)."""
     name = handler.name
     docs = dict(docs or {})
     if not is_fastapi(app):
         schema = docs.get("include_in_schema", True)
         app.router.add_route(path, endpoint, methods=[method], name=name, include_in_schema=schema)
-        return
+        return name
     extra: dict[str, Any] = {"parameters": [*path_parameters(path), *SUBMIT_HEADERS]}
     if handler.model is not None:
         extra["requestBody"] = {
@@ -81,12 +83,13 @@ def add_submit_route(
             "content": {"application/json": {"schema": inline_schema(handler.model)}},
         }
     model = typed_job_model(handler)
+    operation_id = name if method == "POST" else f"{name}_{method.lower()}"
     app.add_api_route(
         path,
         endpoint,
         methods=[method],
         name=name,
-        operation_id=name if method == "POST" else f"{name}_{method.lower()}",
+        operation_id=operation_id,
         summary=docs.pop("summary", None) or operation_summary(name),
         description=docs.pop("description", None) or inspect.getdoc(handler.function) or "",
         status_code=202,
@@ -102,6 +105,7 @@ def add_submit_route(
         openapi_extra=extra,
         **docs,
     )
+    return operation_id
 
 
 def add_get_route(app: Any, path: str, endpoint: Endpoint, *, name: str) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from async_endpoints import AsyncContext, AsyncEndpoints
@@ -36,6 +37,13 @@ class Shipment(BaseModel):
 class Category(BaseModel):
     label: str
     children: list[Category] = []
+
+
+class Letters:
+    """Another part of the app, with models of its own."""
+
+    class Address(BaseModel):
+        po_box: int
 
 
 @pytest.fixture
@@ -129,12 +137,16 @@ async def test_an_operation_is_summarised_from_its_name_in_words_and_described_b
     assert categories["summary"] == "Import Categories" and "description" not in categories
 
 
-async def test_nested_models_are_inlined_in_the_request_body_schema(openapi) -> None:
-    """A nested model's fields appear in place, not behind a #/$defs reference."""
+async def test_a_request_model_and_the_models_it_nests_are_named_components(openapi) -> None:
+    """The body refers to the model by its name (generated clients get a named type), and
+    the models it nests are components too, referred to from it."""
+    body = openapi["paths"][SHIP]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"$ref": "#/components/schemas/Shipment"}
     properties = request_schema(openapi, SHIP)["properties"]
+    assert properties["destination"] == {"$ref": "#/components/schemas/Address"}
+    assert properties["stops"]["items"] == {"$ref": "#/components/schemas/Address"}
     destination = resolve(openapi, properties["destination"])
-    stop = resolve(openapi, properties["stops"]["items"])
-    assert set(destination["properties"]) == set(stop["properties"]) == {"street", "city"}
+    assert set(destination["properties"]) == {"street", "city"}
     assert resolve(openapi, properties["priority"])["enum"] == ["normal", "express"]
 
 
@@ -238,11 +250,55 @@ async def test_a_no_body_endpoint_is_listed_without_a_request_body(openapi) -> N
     assert "requestBody" not in operation and "202" in operation["responses"]
 
 
-async def test_a_recursive_model_yields_a_finite_schema_without_dangling_refs(openapi) -> None:
-    """A self-referencing request model is documented without a #/$defs reference."""
+async def test_a_recursive_model_refers_to_itself_whole(openapi) -> None:
+    """A self-referencing request model is one component whose children refer to it."""
     schema = request_schema(openapi, "/categories")
     assert set(schema["properties"]) == {"label", "children"}
-    assert not [ref for ref in refs(schema) if not ref.startswith("#/components/schemas/")]
+    assert schema["properties"]["children"]["items"] == {"$ref": "#/components/schemas/Category"}
+
+
+async def test_a_model_name_taken_by_another_schema_gets_a_number_and_a_shared_model_one_entry(
+    http_client_for,
+) -> None:
+    """A FastAPI route of the app takes a different model also named ``Address``: the
+    async endpoint's is ``Address2`` (and the model nesting it refers to that one), FastAPI's
+    keeps its name. A model both take (``Priority``) is one component."""
+    app = FastAPI()
+
+    @app.post("/letters")
+    async def letter(address: Letters.Address, priority: Priority) -> None: ...
+
+    endpoints = AsyncEndpoints(app, run_workers=False)
+
+    @endpoints.map_async_post("/shipments", name="Ship")
+    async def ship(ctx: AsyncContext[Shipment]) -> None: ...
+
+    async with http_client_for(app) as client:
+        document = (await client.get("/openapi.json")).json()
+    components = document["components"]["schemas"]
+    assert set(components["Address"]["properties"]) == {"po_box"}
+    assert set(components["Address2"]["properties"]) == {"street", "city"}
+    shipment = request_schema(document, "/shipments")
+    assert shipment["properties"]["destination"] == {"$ref": "#/components/schemas/Address2"}
+    assert [name for name in components if name.startswith("Priority")] == ["Priority"]
+    for ref in refs(document):
+        assert ref.removeprefix("#/components/schemas/") in components, ref
+
+
+def test_a_document_built_by_get_openapi_itself_still_has_the_whole_body() -> None:
+    """An app replacing ``openapi()`` with its own call of FastAPI's ``get_openapi`` (as
+    FastAPI's docs show) still gets the request body, its nested models written in place."""
+    app = FastAPI()
+    endpoints = AsyncEndpoints(app, run_workers=False)
+
+    @endpoints.map_async_post("/shipments", name="Ship")
+    async def ship(ctx: AsyncContext[Shipment]) -> None: ...
+
+    document = get_openapi(title="Shipping", version="1", routes=app.routes)
+    body = document["paths"]["/shipments"]["post"]["requestBody"]
+    schema = body["content"]["application/json"]["schema"]
+    assert set(schema["properties"]["destination"]["properties"]) == {"street", "city"}
+    assert not [ref for ref in refs(body) if "$defs" in ref]
 
 
 async def test_the_job_details_route_is_listed_with_its_job_id_parameter(openapi) -> None:

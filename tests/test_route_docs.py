@@ -134,6 +134,9 @@ async def test_a_route_on_an_apirouter_takes_its_prefix_tags_and_dependencies(
     assert refused.status_code == 403 and accepted.status_code == 202
     assert job.json()["name"] == "take_note"
     assert document["paths"]["/api/v1/notes"]["post"]["tags"] == ["notes"]
+    body = document["paths"]["/api/v1/notes"]["post"]["requestBody"]["content"]
+    assert body["application/json"]["schema"] == {"$ref": "#/components/schemas/Note"}
+    assert set(document["components"]["schemas"]["Note"]["properties"]) == {"text"}
     assert "/notes" not in document["paths"]
 
 

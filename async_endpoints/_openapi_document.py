@@ -1,0 +1,159 @@
+"""The finishing touches the library puts on a FastAPI app's OpenAPI document, once it is
+built: each operation lists a parameter once, and async endpoints' request bodies are
+named schemas.
+
+An async endpoint reads its own body, so FastAPI never sees its model: the library names
+it in ``components/schemas`` (as pydantic names it: ``Shipment``, its nested models
+too) and the operation's body refers to it, so generated clients get named types and a
+recursive model is whole. A name FastAPI already gives another schema takes a number
+(``Shipment2``). Installed once per app, around its ``openapi()``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import TypeAdapter
+
+_COMPONENTS = "#/components/schemas/"
+#: Where pydantic writes references before the names are settled.
+_PENDING = "#/pending/"
+
+
+class DocumentFinisher:
+    """The app's ``openapi()``, finished: parameters once, request bodies named.
+
+    ``bodies`` maps an operation id to its request model (`add_body`).
+    """
+
+    def __init__(self, build: Any) -> None:
+        self.build = build
+        self.bodies: dict[str, Any] = {}
+        self._finished: dict[str, Any] | None = None
+
+    def add_body(self, operation_id: str, model: Any) -> None:
+        """Name ``model`` as the request body of the operation ``operation_id``."""
+        self.bodies[operation_id] = model
+        self._finished = None
+
+    def __call__(self) -> dict[str, Any]:
+        document: dict[str, Any] = self.build()
+        if document is self._finished:  # FastAPI keeps the document it built
+            return document
+        operations = [
+            operation
+            for item in document.get("paths", {}).values()
+            for operation in item.values()
+            if isinstance(operation, dict)
+        ]
+        for operation in operations:
+            if "parameters" in operation:
+                operation["parameters"] = _once(operation["parameters"])
+        ours = [op for op in operations if op.get("operationId") in self.bodies]
+        if ours:
+            _name_bodies(document, ours, self.bodies)
+        self._finished = document
+        return document
+
+
+def finish_document(app: Any) -> DocumentFinisher:
+    """The `DocumentFinisher` around ``app.openapi`` (installed on the first call)."""
+    current = app.openapi
+    if isinstance(current, DocumentFinisher):
+        return current
+    finisher = DocumentFinisher(current)
+    app.openapi = finisher
+    return finisher
+
+
+def _name_bodies(
+    document: dict[str, Any], operations: list[dict[str, Any]], bodies: dict[str, Any]
+) -> None:
+    """Put the request models of ``operations`` in ``document``'s components and make each
+    operation's body refer to its model's."""
+    ids = sorted({str(op["operationId"]) for op in operations})
+    schemas, top = TypeAdapter.json_schemas(
+        [(op_id, "validation", TypeAdapter(bodies[op_id])) for op_id in ids],
+        ref_template=_PENDING + "{model}",
+    )
+    components = document.setdefault("components", {}).setdefault("schemas", {})
+    defs: dict[str, Any] = top.get("$defs", {})
+    names = _settle_names(defs, components)
+    for name, schema in defs.items():
+        components[names[name]] = _refer(schema, names)
+    for operation in operations:
+        schema = _refer(schemas[(str(operation["operationId"]), "validation")], names)
+        content = operation.setdefault("requestBody", {"required": True}).setdefault("content", {})
+        content["application/json"] = {"schema": schema}
+
+
+def _settle_names(defs: dict[str, Any], components: dict[str, Any]) -> dict[str, str]:
+    """Each pydantic name of ``defs`` → its component name: itself when ``components``
+    lacks it or holds the same schema (a model a route of FastAPI's takes too), else
+    with a number. A schema refers to others, so one is the same only if those it refers
+    to keep their names too."""
+    same = {name: name for name in defs}
+    clash = {
+        name for name in defs if name in components and components[name] != _refer(defs[name], same)
+    }
+    while True:  # a schema referring to a renamed one is renamed too
+        more = {
+            name
+            for name in defs
+            if name in components and name not in clash and _refs(defs[name]) & clash
+        }
+        if not more:
+            break
+        clash |= more
+    taken = set(components) | set(defs)
+    names: dict[str, str] = {}
+    for name in defs:
+        chosen, number = name, 1
+        while name in clash and chosen in taken:
+            number += 1
+            chosen = f"{name}{number}"
+        names[name] = chosen
+        taken.add(chosen)
+    return names
+
+
+def _refs(node: Any) -> set[str]:
+    """The pending names ``node`` refers to."""
+    if isinstance(node, list):
+        return set().union(*(_refs(item) for item in node))
+    if not isinstance(node, dict):
+        return set()
+    ref = node.get("$ref")
+    found = (
+        {ref.removeprefix(_PENDING)} if isinstance(ref, str) and ref.startswith(_PENDING) else set()
+    )
+    return found.union(*(_refs(value) for value in node.values()))
+
+
+def _refer(node: Any, names: dict[str, str]) -> Any:
+    """``node`` with its pending references pointing at the settled component names."""
+    if isinstance(node, list):
+        return [_refer(item, names) for item in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith(_PENDING):
+        node = {**node, "$ref": _COMPONENTS + names[ref.removeprefix(_PENDING)]}
+    return {key: _refer(value, names) for key, value in node.items()}
+
+
+def _once(parameters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``parameters`` without a repeat of a name in one place (headers in any case): a
+    route dependency reading a path parameter or a header the library documents too
+    (``Prefer``) would list it twice, which OpenAPI forbids. FastAPI's own entry (the
+    dependency's) comes first and is kept."""
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for parameter in parameters:
+        place = str(parameter.get("in", ""))
+        name = str(parameter.get("name", ""))
+        key = (name.lower() if place == "header" else name, place)
+        if key not in seen:
+            seen.add(key)
+            kept.append(parameter)
+    return kept
