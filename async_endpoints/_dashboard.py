@@ -4,8 +4,9 @@ Pages (GET, under the dashboard's path): ``/`` queues with counts and pause/resu
 ``/jobs`` jobs by status with filters and paging, ``/jobs/{id}`` one job, ``/schedules``
 the cron schedules (when the store keeps them), ``/assets/...`` its own CSS and JavaScript.
 Actions (POST, HTML forms that work without JavaScript, answered with a redirect back):
-``/actions/cancel``, ``/actions/requeue``, ``/actions/pause``, ``/actions/resume``,
-guarded against cross-site requests (see `async_endpoints._dashboard_guard`).
+``/actions/cancel``, ``/actions/requeue``, ``/actions/pause``, ``/actions/resume``, and
+the bulk ``/actions/requeue-selected`` and ``/actions/cancel-selected``, guarded against
+cross-site requests (see `async_endpoints._dashboard_guard`).
 
 Every route answers 404 unless ``authorize(request)`` returns True. Pages are rendered on
 the server (Jinja2, autoescaping on: job data never becomes markup). A page's live part is
@@ -150,6 +151,7 @@ class Dashboard:
                 AnyMethodRoute(
                     "/actions/requeue-selected", action(self.requeue_selected, many=True)
                 ),
+                AnyMethodRoute("/actions/cancel-selected", action(self.cancel_selected, many=True)),
                 AnyMethodRoute("/actions/pause", action(self.pause)),
                 AnyMethodRoute("/actions/resume", action(self.resume)),
                 AnyMethodRoute("/{rest:path}", self.elsewhere),
@@ -507,7 +509,12 @@ class Dashboard:
     async def requeue_selected(self, request: Request, fields: Form) -> str:
         """Queue again the Failed or Canceled jobs ticked on a jobs page (``job_id``,
         repeated)."""
-        return await bulk.requeue_selected(self.endpoints, fields.every("job_id"))
+        return await bulk.act_on_selected(self.endpoints, "requeue", fields.every("job_id"))
+
+    async def cancel_selected(self, request: Request, fields: Form) -> str:
+        """Cancel the Queued, Scheduled or running jobs ticked on a jobs page (``job_id``,
+        repeated)."""
+        return await bulk.act_on_selected(self.endpoints, "cancel", fields.every("job_id"))
 
     async def pause(self, request: Request, fields: Form) -> str:
         """Pause ``fields["queue"]`` (every queue when empty)."""

@@ -1,16 +1,18 @@
-"""The dashboard's bulk action: queue again the Failed or Canceled jobs ticked on a jobs
-page, and the notice that says how it went.
+"""The dashboard's bulk actions: queue again the Failed or Canceled jobs ticked on a jobs
+page, or cancel the waiting and running ones ticked, and the notice that says how it went.
 
-The notice code carries only counts (``requeued-<done>-of-<asked>``, with ``-cut`` when
-the store stopped answering part way), so the page's notice is built from numbers, never
-from text of the request.
+The notice code carries only the action and counts (``requeued-<done>-of-<asked>``,
+``canceled-…``, with ``-cut`` when the store stopped answering part way), so the page's
+notice is built from numbers, never from text of the request.
 """
 
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 from ._errors import StoreUnavailableError
 from ._job import parse_job_id
@@ -18,65 +20,100 @@ from ._job import parse_job_id
 if TYPE_CHECKING:
     from ._endpoints import AsyncEndpoints
 
-#: The most jobs one bulk requeue takes: two pages' worth (a page lists 50).
+#: The most jobs one bulk action takes: two pages' worth (a page lists 50).
 MAX_SELECTED = 100
 
-_CODE = re.compile(r"requeued-(\d{1,3})-of-(\d{1,3})(-cut)?")
+Verb = Literal["requeue", "cancel"]
 
 
-async def requeue_selected(endpoints: AsyncEndpoints, values: Sequence[str]) -> str:
-    """Queue again each job of ``values`` (job ids; repeats and malformed ones ignored)
-    that is Failed or Canceled; the notice code of the outcome.
+@dataclass(frozen=True)
+class _Bulk:
+    """How a bulk action's notices speak of it."""
 
-    Jobs are requeued one by one, each on its own: one that is no longer Failed or
-    Canceled (or no longer exists) is left as it is and the others still go. When the
-    store stops answering part way, those requeued so far stay requeued and the code
+    done: str  # the code's word: "requeued"
+    phrase: str  # "queued again"
+    which: str  # the jobs it takes: "Failed or Canceled"
+
+
+_BULK: dict[Verb, _Bulk] = {
+    "requeue": _Bulk("requeued", "queued again", "Failed or Canceled"),
+    "cancel": _Bulk("canceled", "canceled", "Queued, Scheduled or Running"),
+}
+_CODE = re.compile(r"(requeued|canceled)-(\d{1,3})-of-(\d{1,3})(-cut)?")
+_REFUSED = re.compile(r"(none|too-many)-selected-(requeue|cancel)")
+
+
+async def act_on_selected(endpoints: AsyncEndpoints, verb: Verb, values: Sequence[str]) -> str:
+    """Requeue (``verb`` "requeue") each job of ``values`` that is Failed or Canceled,
+    or cancel ("cancel") each that is Queued, Scheduled or InProgress (job ids; repeats
+    and malformed ones ignored); the notice code of the outcome.
+
+    Jobs are taken one by one, each on its own: one no longer in a status the action
+    takes (or no longer existing) is left as it is and the others still go. A cancelled
+    running job's handler is stopped wherever it runs, as by `AsyncEndpoints.cancel`.
+    When the store stops answering part way, those done so far stay done and the code
     says so; when it does not answer at all, `StoreUnavailableError` propagates (the
     action then says it may or may not have been applied: a store that took a write and
     did not answer in time did apply it).
     """
     ids = list(dict.fromkeys(job_id for job_id in map(parse_job_id, values) if job_id))
     if not ids:
-        return "none-selected"
+        return f"none-selected-{verb}"
     if len(ids) > MAX_SELECTED:
-        return "too-many-selected"
+        return f"too-many-selected-{verb}"
+    act = _requeue if verb == "requeue" else _cancel
     done = 0
     for job_id in ids:
         try:
-            requeued = await endpoints.requeue(job_id)
-        except ValueError:  # no longer Failed or Canceled
-            continue
+            done += await act(endpoints, job_id)
         except StoreUnavailableError:
             if not done:
                 raise
-            return f"requeued-{done}-of-{len(ids)}-cut"
-        done += requeued is not None
-    return f"requeued-{done}-of-{len(ids)}"
+            return f"{_BULK[verb].done}-{done}-of-{len(ids)}-cut"
+    return f"{_BULK[verb].done}-{done}-of-{len(ids)}"
+
+
+async def _requeue(endpoints: AsyncEndpoints, job_id: uuid.UUID) -> bool:
+    try:
+        return await endpoints.requeue(job_id) is not None
+    except ValueError:  # no longer Failed or Canceled
+        return False
+
+
+async def _cancel(endpoints: AsyncEndpoints, job_id: uuid.UUID) -> bool:
+    job = await endpoints.get_job(job_id)
+    if job is None or job.status.is_terminal:
+        return False
+    canceled, here = await endpoints.cancel_unfinished(job)
+    return here and canceled is not None
 
 
 def bulk_notice(code: str) -> str | None:
-    """The notice of a `requeue_selected` code, or None when ``code`` is not one."""
-    if code == "none-selected":
-        return "No job was selected: tick the Failed or Canceled jobs to queue again."
-    if code == "too-many-selected":
-        return f"At most {MAX_SELECTED} jobs can be queued again at once; nothing was changed."
+    """The notice of an `act_on_selected` code, or None when ``code`` is not one."""
+    refused = _REFUSED.fullmatch(code)
+    if refused:
+        bulk = _BULK["requeue" if refused[2] == "requeue" else "cancel"]
+        if refused[1] == "none":
+            return f"No job was selected: tick the {bulk.which} jobs to be {bulk.phrase}."
+        return f"At most {MAX_SELECTED} jobs can be {bulk.phrase} at once; nothing was changed."
     matched = _CODE.fullmatch(code)
     if matched is None:
         return None
-    done, asked = int(matched[1]), int(matched[2])
+    bulk = _BULK["requeue" if matched[1] == "requeued" else "cancel"]
+    done, asked = int(matched[2]), int(matched[3])
     if not 0 < asked <= MAX_SELECTED or done > asked:
         return None
-    if matched[3]:
+    if matched[4]:
         return (
-            f"{_jobs(done)} of the {asked} selected queued again; then the job store stopped "
-            "answering: the next may or may not have been queued again, the others were "
+            f"{_jobs(done)} of the {asked} selected {bulk.phrase}; then the job store stopped "
+            f"answering: the next may or may not have been {bulk.phrase}, the others were "
             "left as they were."
         )
     if done == asked:
-        return f"{_jobs(done)} queued again."
+        return f"{_jobs(done)} {bulk.phrase}."
     return (
-        f"{_jobs(done)} of the {asked} selected queued again; the others were no longer "
-        "Failed or Canceled (or no longer exist) and were left as they were."
+        f"{_jobs(done)} of the {asked} selected {bulk.phrase}; the others were no longer "
+        f"{bulk.which} (or no longer exist) and were left as they were."
     )
 
 

@@ -62,9 +62,11 @@
   }
 
   // Jobs ticked for a bulk action stay ticked when the list is redrawn (one no longer
-  // listed drops out); the header's box ticks every one of the page; the button counts.
+  // listed drops out); the header's box ticks every one of the page; each bulk form's
+  // button counts the boxes ticked for it.
   var PICKS = 'input[type="checkbox"][name="job_id"]';
   var PICK_ALL = "input[data-pick-all]";
+  var BULK = { "requeue-selected": "Requeue selected", "cancel-selected": "Cancel selected" };
 
   function ticked() {
     var values = [];
@@ -87,8 +89,12 @@
       all.checked = boxes.length > 0 && count === boxes.length;
       all.indeterminate = count > 0 && count < boxes.length;
     }
-    var button = live.querySelector('button[data-action="requeue-selected"]');
-    if (button) button.textContent = count ? "Requeue selected (" + count + ")" : "Requeue selected";
+    for (var form in BULK) {
+      var button = live.querySelector('button[data-action="' + form + '"]');
+      if (!button) continue;
+      var picked = live.querySelectorAll(PICKS + '[form="' + form + '"]:checked').length;
+      button.textContent = picked ? BULK[form] + " (" + picked + ")" : BULK[form];
+    }
   }
 
   document.addEventListener("change", function (event) {

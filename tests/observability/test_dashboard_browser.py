@@ -354,7 +354,7 @@ async def test_requeue_selected_runs_the_ticked_failed_jobs_again(
     rows = page.locator("tr[data-job]")
     await expect(rows).to_have_count(3)
     button = page.get_by_role("button", name="Requeue selected")
-    every = page.get_by_label("Select every Failed or Canceled job on this page")
+    every = page.get_by_label("Select every job on this page a bulk action takes")
     await every.check()
     await expect(button).to_have_text("Requeue selected (3)")
     await every.uncheck()
@@ -380,10 +380,43 @@ async def test_requeue_selected_runs_the_ticked_failed_jobs_again(
     page.on("dialog", accept)
     await button.click()
     await expect(page.locator(".notice")).to_have_text("2 jobs queued again.")
-    assert asked == ["Queue the selected jobs again?"]
+    assert asked == ["Queue the selected Failed or Canceled jobs again?"]
     for job in picked:
         assert (await engine.wait_for(job.id, timeout=10)).status is JobStatus.COMPLETED
     assert (await engine.get_job(left.id)).status is JobStatus.FAILED  # type: ignore[union-attr]
+
+
+async def test_cancel_selected_cancels_the_ticked_waiting_and_running_jobs(
+    site: tuple[str, AsyncEndpoints], page: Page
+) -> None:
+    """A running Hold job and three waiting behind a paused queue, plus a Completed one:
+    the header's box ticks the four that can be canceled (the Completed one has no box),
+    the button counts them and asks first, and all four end Canceled."""
+    base, engine = site
+    done = await engine.wait_for((await engine.submit("Ok", {"text": "a"})).id, timeout=10)
+    running = await running_hold(engine)
+    await engine.pause()
+    waiting = [await engine.submit("Hold") for _ in range(3)]
+    await page.goto(f"{base}/dashboard/jobs")
+    await expect(page.locator("tr[data-job]")).to_have_count(5)
+    await expect(page.locator(f'tr[data-job="{done.id}"] input[type=checkbox]')).to_have_count(0)
+    await page.get_by_label("Select every job on this page a bulk action takes").check()
+    button = page.get_by_role("button", name="Cancel selected")
+    await expect(button).to_have_text("Cancel selected (4)")
+    asked: list[str] = []
+
+    async def accept(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        await dialog.accept()
+
+    page.on("dialog", accept)
+    await button.click()
+    await expect(page.locator(".notice")).to_have_text("4 jobs canceled.")
+    assert asked == ["Cancel the selected waiting or running jobs? Running ones are stopped."]
+    for job in (running, *waiting):
+        found = await engine.get_job(job.id)
+        assert found is not None and found.status is JobStatus.CANCELED, job.id
+    await expect(page.locator('tr[data-status="Canceled"]')).to_have_count(4)
 
 
 async def test_a_job_page_says_so_when_its_job_is_gone(page: Page, gate: Gate) -> None:

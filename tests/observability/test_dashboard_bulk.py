@@ -1,7 +1,8 @@
-"""The dashboard's bulk requeue over HTTP: tick Failed or Canceled jobs on a jobs page,
-queue them all again with one form; what it does with jobs it cannot requeue, with
-too many, with none, with a cross-site post, and when the store stops part way.
-(The browser test of the same is in test_dashboard_browser.py.)"""
+"""The dashboard's bulk actions over HTTP: tick Failed or Canceled jobs on a jobs page and
+queue them all again with one form, or tick waiting and running ones and cancel them;
+what each does with jobs it cannot take, with too many, with none, with a cross-site
+post, and when the store stops part way. (The browser tests of the same are in
+test_dashboard_browser.py.)"""
 
 from __future__ import annotations
 
@@ -108,7 +109,7 @@ async def test_nothing_ticked_changes_nothing_and_says_so(
     token = await token_of(client)
     (job,) = await canceled(engine, 1)
     answer = await client.post(ACTION, data=form(token, "junk"), headers=SAME_ORIGIN)
-    assert answer.headers["location"].endswith("done=none-selected")
+    assert answer.headers["location"].endswith("done=none-selected-requeue")
     assert "No job was selected" in (await client.get(answer.headers["location"])).text
     assert await status_of(engine, job) is JobStatus.CANCELED
 
@@ -122,7 +123,7 @@ async def test_more_than_the_limit_ticked_changes_nothing(
     (job,) = await canceled(engine, 1)
     many = [job.id, *(uuid.uuid4() for _ in range(MAX_SELECTED))]
     answer = await client.post(ACTION, data=form(token, *many), headers=SAME_ORIGIN)
-    assert answer.headers["location"].endswith("done=too-many-selected")
+    assert answer.headers["location"].endswith("done=too-many-selected-requeue")
     page = await client.get(answer.headers["location"])
     assert f"At most {MAX_SELECTED} jobs can be queued again at once" in page.text
     assert await status_of(engine, job) is JobStatus.CANCELED
@@ -192,7 +193,11 @@ def test_a_notice_code_with_impossible_counts_tells_nothing() -> None:
     requeued than asked, more asked than allowed, nothing asked) says nothing."""
     for code in ("requeued-9-of-5", f"requeued-1-of-{MAX_SELECTED + 1}", "requeued-0-of-0"):
         assert bulk_notice(code) is None, code
+        assert bulk_notice(code.replace("requeued", "canceled")) is None, code
+    for code in ("deleted-1-of-2", "none-selected-delete", "canceled-1-of-2-cuts"):
+        assert bulk_notice(code) is None, code
     assert bulk_notice("requeued-5-of-5") == "5 jobs queued again."
+    assert bulk_notice("canceled-1-of-1") == "1 job canceled."
 
 
 @pytest.mark.redis
@@ -208,3 +213,147 @@ async def test_requeue_selected_on_redis(redis_server: Any, prefix: str, gate: G
         answer = await client.post(ACTION, data=ticked, headers=SAME_ORIGIN)
         assert answer.headers["location"].endswith("done=requeued-2-of-2")
         assert {await status_of(endpoints, job) for job in jobs} == {JobStatus.QUEUED}
+
+
+# ---- cancel-selected ------------------------------------------------------------------
+
+CANCEL = "/dashboard/actions/cancel-selected"
+
+
+def cancel_boxes(html: str) -> list[str]:
+    return re.findall(r'name="job_id" value="([^"]+)" form="cancel-selected"', html)
+
+
+async def test_the_jobs_page_offers_a_cancel_box_for_each_waiting_or_running_job_only(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """Two Queued jobs, a Scheduled one and a Canceled one: a cancel box for each of the
+    first three, a requeue box for the last; a page of finished jobs has no cancel form."""
+    waiting = [await engine.submit("Hold") for _ in range(2)]
+    later = await engine.submit("Hold", delay=3600)
+    (gone,) = await canceled(engine, 1)
+    page = await client.get("/dashboard/jobs")
+    expected = sorted(str(job.id) for job in (*waiting, later))
+    assert sorted(cancel_boxes(page.text)) == expected
+    assert 'action="/dashboard/actions/cancel-selected" id="cancel-selected"' in page.text
+    assert ticked_boxes(page.text) == [str(gone.id)]
+    finished = await client.get("/dashboard/jobs?status=Canceled")
+    assert "cancel-selected" not in finished.text
+
+
+async def test_cancel_selected_cancels_each_ticked_waiting_job_and_leaves_the_others(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """Two Queued jobs, a Scheduled one, an already Canceled one, a repeat and a malformed
+    id ticked: the three are Canceled, the notice counts 3 of the 4 jobs asked, naming
+    none of them; a job not ticked still waits."""
+    token = await token_of(client)
+    waiting = [await engine.submit("Hold") for _ in range(2)]
+    later = await engine.submit("Hold", delay=3600)
+    (gone,) = await canceled(engine, 1)
+    untouched = await engine.submit("Hold")
+    ids = [job.id for job in (*waiting, later, gone)]
+    ticked = form(token, *ids, waiting[0].id, "not-a-job", back="/dashboard/jobs?status=Queued")
+    answer = await client.post(CANCEL, data=ticked, headers=SAME_ORIGIN)
+    assert answer.status_code == 303
+    location = answer.headers["location"]
+    assert location == "/dashboard/jobs?status=Queued&done=canceled-3-of-4"
+    for job in (*waiting, later, gone):
+        assert await status_of(engine, job) is JobStatus.CANCELED
+    assert await status_of(engine, untouched) is JobStatus.QUEUED
+    back = await client.get(location)
+    assert (
+        "3 jobs of the 4 selected canceled; the others were no longer Queued, Scheduled "
+        "or Running (or no longer exist) and were left as they were." in back.text
+    )
+    assert 'class="id"' not in back.text.split('class="notice"')[1].split("</p>")[0]
+
+
+async def test_cancel_selected_cancels_a_running_job_whose_end_then_changes_nothing(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """A job claimed by a worker (InProgress) ticked: it is Canceled, and the worker's
+    completion that comes afterwards does not bring it back. (That the handler's task is
+    cancelled is the browser test's and the cancel tests' to show.)"""
+    token = await token_of(client)
+    job = await engine.submit("Hold")
+    (claim,) = await engine.store.claim(1, lease=60)  # type: ignore[attr-defined]
+    assert await status_of(engine, job) is JobStatus.IN_PROGRESS
+    answer = await client.post(CANCEL, data=form(token, job.id), headers=SAME_ORIGIN)
+    assert answer.headers["location"].endswith("done=canceled-1-of-1")
+    await engine.store.complete(claim, "done")  # type: ignore[attr-defined]
+    final = await engine.get_job(job.id)
+    assert final is not None and final.status is JobStatus.CANCELED and final.result is None
+
+
+async def test_nothing_or_too_much_ticked_to_cancel_changes_nothing_and_says_so(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    token = await token_of(client)
+    job = await engine.submit("Hold")
+    answer = await client.post(CANCEL, data=form(token, "junk"), headers=SAME_ORIGIN)
+    assert answer.headers["location"].endswith("done=none-selected-cancel")
+    told = (await client.get(answer.headers["location"])).text
+    assert "No job was selected: tick the Queued, Scheduled or Running jobs to be canceled." in told
+    many = [job.id, *(uuid.uuid4() for _ in range(MAX_SELECTED))]
+    answer = await client.post(CANCEL, data=form(token, *many), headers=SAME_ORIGIN)
+    assert answer.headers["location"].endswith("done=too-many-selected-cancel")
+    told = (await client.get(answer.headers["location"])).text
+    assert f"At most {MAX_SELECTED} jobs can be canceled at once; nothing was changed." in told
+    assert await status_of(engine, job) is JobStatus.QUEUED
+
+
+async def test_a_cross_site_tokenless_or_unauthorized_bulk_cancel_changes_nothing(
+    engine: AsyncEndpoints, client: httpx.AsyncClient, gate: Gate
+) -> None:
+    token = await token_of(client)
+    job = await engine.submit("Hold")
+    cross = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
+    assert (await client.post(CANCEL, data=form(token, job.id), headers=cross)).status_code == 403
+    tokenless = form("guessed", job.id)
+    assert (await client.post(CANCEL, data=tokenless, headers=SAME_ORIGIN)).status_code == 403
+    gate.allowed = False
+    answer = await client.post(CANCEL, data=form(token, job.id), headers=SAME_ORIGIN)
+    assert answer.status_code == 404
+    assert await status_of(engine, job) is JobStatus.QUEUED
+
+
+async def test_a_store_that_stops_answering_part_way_keeps_what_was_canceled_and_says_so(
+    engine: AsyncEndpoints, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store answers the first cancel and then is cut off: the first job stays
+    Canceled, the others wait, and the notice says the store stopped then."""
+    token = await token_of(client)
+    jobs = [await engine.submit("Hold") for _ in range(3)]
+    try_cancel = engine.store.try_cancel  # type: ignore[attr-defined]
+    answered: list[uuid.UUID] = []
+
+    async def once_then_cut_off(job_id: uuid.UUID) -> Any:
+        if answered:
+            raise StoreUnavailableError("cut off", retry_after=1)
+        answered.append(job_id)
+        return await try_cancel(job_id)
+
+    monkeypatch.setattr(engine.store, "try_cancel", once_then_cut_off)
+    answer = await client.post(CANCEL, data=form(token, *(j.id for j in jobs)), headers=SAME_ORIGIN)
+    assert answer.headers["location"].endswith("done=canceled-1-of-3-cut")
+    page = await client.get(answer.headers["location"])
+    assert "1 job of the 3 selected canceled; then the job store stopped answering" in page.text
+    statuses = [await status_of(engine, job) for job in jobs]
+    assert statuses == [JobStatus.CANCELED, JobStatus.QUEUED, JobStatus.QUEUED]
+
+
+@pytest.mark.redis
+async def test_cancel_selected_on_redis(redis_server: Any, prefix: str, gate: Gate) -> None:
+    """The same form on a RedisJobStore: Queued jobs ticked are Canceled."""
+    store = RedisJobStore(redis_server.url, prefix=prefix)
+    async with dashboard_on(store, gate) as (endpoints, client):
+        token = await token_of(client)
+        jobs = [await endpoints.submit("Hold") for _ in range(2)]
+        page = await client.get("/dashboard/jobs?status=Queued")
+        assert sorted(cancel_boxes(page.text)) == sorted(str(job.id) for job in jobs)
+        answer = await client.post(
+            CANCEL, data=form(token, *(j.id for j in jobs)), headers=SAME_ORIGIN
+        )
+        assert answer.headers["location"].endswith("done=canceled-2-of-2")
+        assert {await status_of(endpoints, job) for job in jobs} == {JobStatus.CANCELED}
