@@ -89,6 +89,18 @@ async def running_hold(engine: AsyncEndpoints) -> Job:
     return job
 
 
+def accept_dialogs(page: Page) -> list[str]:
+    """Accept every dialog the page opens (a confirm); the list of their questions."""
+    asked: list[str] = []
+
+    async def accept(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        await dialog.accept()
+
+    page.on("dialog", accept)
+    return asked
+
+
 async def test_the_queues_page_shows_the_counts(
     site: tuple[str, AsyncEndpoints], page: Page
 ) -> None:
@@ -371,13 +383,7 @@ async def test_requeue_selected_runs_the_ticked_failed_jobs_again(
         str(job.id) for job in picked
     )
     await expect(button).to_have_text("Requeue selected (2)")
-    asked: list[str] = []
-
-    async def accept(dialog: Dialog) -> None:
-        asked.append(dialog.message)
-        await dialog.accept()
-
-    page.on("dialog", accept)
+    asked = accept_dialogs(page)
     await button.click()
     await expect(page.locator(".notice")).to_have_text("2 jobs queued again.")
     assert asked == ["Queue the selected Failed or Canceled jobs again?"]
@@ -403,13 +409,7 @@ async def test_cancel_selected_cancels_the_ticked_waiting_and_running_jobs(
     await page.get_by_label("Select every job on this page a bulk action takes").check()
     button = page.get_by_role("button", name="Cancel selected")
     await expect(button).to_have_text("Cancel selected (4)")
-    asked: list[str] = []
-
-    async def accept(dialog: Dialog) -> None:
-        asked.append(dialog.message)
-        await dialog.accept()
-
-    page.on("dialog", accept)
+    asked = accept_dialogs(page)
     await button.click()
     await expect(page.locator(".notice")).to_have_text("4 jobs canceled.")
     assert asked == ["Cancel the selected waiting or running jobs? Running ones are stopped."]
