@@ -16,6 +16,7 @@ from ._errors import ConfigurationError as ConfigurationError
 from ._errors import DuplicateJobError as DuplicateJobError
 from ._errors import JobStoreError as JobStoreError
 from ._errors import JobValidationError as JobValidationError
+from ._errors import NonRetryableError as NonRetryableError
 from ._errors import PartialRenewalError as PartialRenewalError
 from ._errors import QueueFullError as QueueFullError
 from ._errors import ResultRefusedError as ResultRefusedError
@@ -109,6 +110,7 @@ __all__ = [
     "LifecycleEvents",
     "NewBatch",
     "NewJob",
+    "NonRetryableError",
     "PartialRenewalError",
     "PendingContinuationStore",
     "ProgressStore",

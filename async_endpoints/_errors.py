@@ -14,6 +14,9 @@
         ├── ResultTooLarge        its JSON is larger than max_result_size
         └── ResultNotSerializable it has no JSON form
 
+And one a handler raises, not the library: `NonRetryableError` (or a subclass) fails its
+job at once, without the retries it has left.
+
 Lower-layer errors (redis-py's, for example) are mapped to these at the store boundary and
 chained with ``from``. The `ResultError` family never reaches the app: the worker records
 it as the job's error, whose ``type`` is the class name.
@@ -135,3 +138,15 @@ class ResultTooLarge(ResultError):
 
 class ResultNotSerializable(ResultError):
     """The result has no JSON form (NaN or Infinity, a lone surrogate, a huge integer...)."""
+
+
+class NonRetryableError(AsyncEndpointsError):
+    """Raise it from a handler to fail the job at once: no retry is used up on it, as
+    when running the handler again could only fail the same way (a document in a format
+    the converter does not read, a customer account that is closed).
+
+    The job is ``Failed`` with this attempt's error: its ``type`` is the class's name
+    (subclass it to name the reason: ``class UnsupportedFormat(NonRetryableError)``
+    fails the job as ``UnsupportedFormat``) and its ``message`` the exception's, masked
+    as every error message is. Any other exception is retried per the retry settings.
+    """

@@ -18,7 +18,13 @@ from typing import Any
 
 from ._deadline import CANCEL_WAIT as CANCEL_WAIT
 from ._deadline import Deadline
-from ._errors import JobStoreError, ResultError, ResultRefusedError, StoreUnavailableError
+from ._errors import (
+    JobStoreError,
+    NonRetryableError,
+    ResultError,
+    ResultRefusedError,
+    StoreUnavailableError,
+)
 from ._events import AttemptOutcome, LifecycleEvents, settled_outcome
 from ._handlers import Handler
 from ._job import Job, JobError, JobStatus
@@ -305,7 +311,7 @@ class AttemptRunner:
             return Outcome(error=error)
         except _HandlerExit as exc:
             return Outcome(error=self._error(exc.original))
-        except ResultError as exc:
+        except (ResultError, NonRetryableError) as exc:
             return Outcome(error=self._error(exc), retry=False)
         except Exception as exc:
             return Outcome(error=self._error(exc))

@@ -21,6 +21,7 @@ from async_endpoints import (
     Job,
     JobStatus,
     JobStore,
+    NonRetryableError,
 )
 from async_endpoints.testing import ManualClock
 
@@ -194,3 +195,44 @@ async def test_every_store_fails_an_unkeepable_result_after_exactly_one_attempt(
         job = await endpoints.wait_for((await endpoints.submit("produce")).id, timeout=10)
     assert runs == 1 and job.status is JobStatus.FAILED and job.retry_count == 0
     assert job.error is not None and job.error.type == error_type
+
+
+class UnsupportedFormat(NonRetryableError):
+    """A document the converter cannot read."""
+
+
+@pytest.mark.parametrize(
+    ("raised", "error_type"),
+    [
+        (NonRetryableError("account 42 is closed"), "NonRetryableError"),
+        (UnsupportedFormat("cannot read .xyz files"), "UnsupportedFormat"),
+    ],
+    ids=["itself", "subclass"],
+)
+async def test_a_handler_raising_non_retryable_error_fails_its_job_after_one_attempt(
+    store: JobStore, raised: Exception, error_type: str
+) -> None:
+    """Memory and a real Redis, max_retries=3: one attempt, Failed at once with retry
+    count 0, the error typed by the raised class's name with its message; a job whose
+    handler raises any other exception still uses its retries."""
+    endpoints = AsyncEndpoints(store=store, max_retries=3, retry_base_delay=0.01)
+    runs: dict[str, int] = {"refuse": 0, "stumble": 0}
+
+    async def refuse(ctx: AsyncContext[None]) -> None:
+        runs["refuse"] += 1
+        raise raised
+
+    async def stumble(ctx: AsyncContext[None]) -> None:
+        runs["stumble"] += 1
+        raise RuntimeError("try again")
+
+    endpoints.add_handler(refuse)
+    endpoints.add_handler(stumble)
+    async with endpoints.running():
+        refused = await endpoints.wait_for((await endpoints.submit("refuse")).id, timeout=10)
+        stumbled = await endpoints.wait_for((await endpoints.submit("stumble")).id, timeout=10)
+    assert runs == {"refuse": 1, "stumble": 4}
+    assert refused.status is JobStatus.FAILED and refused.retry_count == 0
+    assert refused.error is not None and refused.error.type == error_type
+    assert refused.error.message == str(raised)
+    assert stumbled.status is JobStatus.FAILED and stumbled.retry_count == 3
