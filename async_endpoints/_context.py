@@ -33,6 +33,9 @@ class AsyncContext(Generic[T]):
         partition_key: The job's partition key (its jobs run one at a time), or None.
         tenant: The tenant the job belongs to, or None.
         batch_id: The batch the job belongs to (or continues), or None.
+        owner: Who submitted the job, as the ``owner`` setting's hook named them (the
+            job's `Job.owner`), or None: pass it on to the jobs this one submits
+            (``submit(..., owner=ctx.owner)``) so that the caller may see them too.
         state: The app's lifespan state, as ``request.state`` gives it to a route: what
             the app's lifespan yielded (``yield {"db": pool}`` reads ``ctx.state.db``), a
             shallow copy per attempt, in the process that runs the job (its own
@@ -50,6 +53,7 @@ class AsyncContext(Generic[T]):
     partition_key: str | None = None
     tenant: str | None = None
     batch_id: uuid.UUID | None = None
+    owner: str | None = None
     state: State = field(default_factory=State, compare=False)
     _report: Callable[[Any], Awaitable[None]] | None = field(
         default=None, repr=False, compare=False

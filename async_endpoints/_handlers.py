@@ -273,6 +273,7 @@ class Handler:
             partition_key=job.partition_key,
             tenant=job.tenant,
             batch_id=job.batch_id,
+            owner=job.owner,
             state=State(dict(state) if state else None),
             _report=report,
             _max_progress_size=self.max_result_size,

@@ -452,32 +452,36 @@ async def test_an_owner_hook_that_raises_answers_with_its_exception_and_stores_n
         assert await endpoints.store.count_waiting() == 0
 
 
-async def test_the_owner_is_asked_after_the_validator_and_never_shown_to_the_handler(
-    app, http_client_for
+async def test_the_owner_is_asked_after_the_validator_and_handed_to_the_handler(
+    app, http_client_for, store: JobStore
 ) -> None:
-    """A refused body or validator asks no owner; the handler's context has no owner."""
+    """A refused body or validator asks no owner; the handler reads the job's owner as
+    ``ctx.owner`` (to pass on to the jobs it submits), on every store; a job submitted
+    without one reads None."""
     asked: list[str] = []
 
     def owner(request: Request) -> str:
         asked.append(request.url.path)
         return "carol"
 
-    endpoints = AsyncEndpoints(app, owner=owner)
+    endpoints = AsyncEndpoints(app, store=store, owner=owner)
 
     def refuse_coffee(request: Request, body: Order) -> JSONResponse | None:
         return JSONResponse({"detail": "no coffee"}, 409) if body.item == "coffee" else None
 
     @endpoints.map_async_post("/orders", name="PlaceOrder", validator=refuse_coffee)
-    async def place_order(ctx: AsyncContext[Order]) -> list[str]:
-        return sorted(name for name in dir(ctx) if not name.startswith("_"))
+    async def place_order(ctx: AsyncContext[Order]) -> str | None:
+        return ctx.owner
 
     async with http_client_for(app) as client:
         assert (await client.post("/orders", json={"it": "tea"})).status_code == 422
         assert (await client.post("/orders", json={"item": "coffee"})).status_code == 409
         accepted = await client.post("/orders", json={"item": "tea"})
         job = await endpoints.wait_for(accepted.json()["id"], timeout=5)
+        from_code = await endpoints.submit("PlaceOrder", {"item": "tea"})
+        unowned = await endpoints.wait_for(from_code.id, timeout=5)
     assert asked == ["/orders"] and job.owner == "carol"
-    assert "owner" not in job.result
+    assert job.result == "carol" and unowned.result is None
 
 
 # --- no stack traces, no internals ------------------------------------------------------------
