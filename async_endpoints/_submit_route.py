@@ -103,6 +103,9 @@ def submit_endpoint(endpoints: JobService, handler: Handler) -> Endpoint:
         return await _accepted(endpoints, job, request)
 
     submit.__name__ = f"submit_{handler.name}"
+    # Starlette's SchemaGenerator reads a route's OpenAPI entry from its endpoint's
+    # docstring (YAML after "---"): the handler's is the route's.
+    submit.__doc__ = handler.function.__doc__
     return submit
 
 

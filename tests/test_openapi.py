@@ -1,4 +1,5 @@
-"""The OpenAPI document FastAPI serves for async endpoints and the job-details route."""
+"""The OpenAPI document FastAPI serves for async endpoints and the job-details route (and
+what a plain Starlette app's SchemaGenerator reads of them)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
+from starlette.applications import Starlette
+from starlette.schemas import SchemaGenerator
 
 from async_endpoints import AsyncContext, AsyncEndpoints
 from tests.wire import JOB_FIELDS
@@ -387,3 +390,29 @@ async def test_error_bodies_path_parameters_long_polls_and_event_streams_are_typ
     assert path_parameters(batch)["batch_id"]["schema"]["format"] == "uuid"
     events = document["paths"]["/jobs/{job_id}/events"]["get"]["responses"]["200"]
     assert set(events["content"]) == {"text/event-stream"}
+
+
+async def test_a_starlette_apps_schema_generator_reads_the_handlers_yaml_docstring() -> None:
+    """A plain Starlette app documents routes with ``SchemaGenerator``, which reads the
+    YAML part of an endpoint's docstring: an async endpoint's is its handler's."""
+    app = Starlette()
+    endpoints = AsyncEndpoints(app, run_workers=False)
+
+    @endpoints.map_async_post("/shipments", name="Ship")
+    async def ship(ctx: AsyncContext[Shipment]) -> None:
+        """Ship a parcel.
+        ---
+        summary: Ship a parcel
+        responses:
+          202:
+            description: The job was accepted.
+        """
+
+    @endpoints.map_async_post("/untold", name="Untold")
+    async def untold(ctx: AsyncContext[Shipment]) -> None: ...
+
+    generator = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "Shipping", "version": "1"}})
+    schema = generator.get_schema(routes=app.routes)
+    assert schema["paths"]["/shipments"]["post"]["summary"] == "Ship a parcel"
+    assert "202" in str(schema["paths"]["/shipments"]["post"]["responses"])
+    assert "/untold" not in schema.get("paths", {})
