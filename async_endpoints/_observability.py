@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -18,6 +19,7 @@ from ._dashboard_guard import Authorize
 from ._errors import ConfigurationError
 from ._events import LifecycleEvents
 from ._hook_shape import check_hook
+from ._responses import call_maybe_async
 from ._settings import Settings
 from ._store import InspectionStore, JobStore
 
@@ -76,25 +78,35 @@ class Observability:
         self._metrics = JobMetrics(self.events.subscribe, self.handlers, queue_stats, registry)
         return self._metrics
 
-    def map_metrics(self, path: str = "/metrics", *, registry: Any = None) -> JobMetrics:
+    def map_metrics(
+        self, path: str = "/metrics", *, registry: Any = None, authorize: Authorize | None = None
+    ) -> JobMetrics:
         """Register ``GET path`` answering this instance's metrics in Prometheus's text
         format (see `async_endpoints._metrics` for the names); return the metrics.
 
         The queue depth in the answer is read from the store at most once a second.
         The route is left out of the OpenAPI document and exposes no job data.
+        ``authorize(request) -> bool`` (sync or async), when given, is asked on every
+        scrape: anything but True answers the app's own 404, as for a path it does not
+        have (give the scraper a token or keep the route to an internal network).
 
         Raises:
-            ConfigurationError: there is no app, ``path`` lacks a leading ``/``, or
-                prometheus-client is not installed (the ``metrics`` extra).
+            ConfigurationError: there is no app, ``path`` lacks a leading ``/``,
+                ``authorize`` cannot be called with the request, or prometheus-client is
+                not installed (the ``metrics`` extra).
         """
         if self.app is None:
             raise ConfigurationError("map_metrics needs an app")
         if not path.startswith("/"):
             raise ConfigurationError(f"the metrics path must start with '/': {path!r}")
+        if authorize is not None:
+            check_hook(authorize, "map_metrics's authorize", "request")
         metrics = self.enable_metrics(registry)
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         async def serve_metrics(request: Request) -> Response:
+            if authorize is not None and await call_maybe_async(authorize, request) is not True:
+                raise HTTPException(status_code=404)
             await metrics.refresh_depth()
             return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -14,10 +14,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
+from starlette.requests import Request
 
 from async_endpoints import (
     AsyncContext,
     AsyncEndpoints,
+    ConfigurationError,
     InMemoryJobStore,
     Job,
     JobStatus,
@@ -252,3 +254,38 @@ def test_a_worker_process_serves_its_metrics_from_a_thread() -> None:
     metrics.serve(port, "127.0.0.1")
     text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
     assert "async_endpoints_jobs_running 0.0" in text
+
+
+async def test_an_authorize_hook_guards_the_metrics_route_with_the_apps_own_404(
+    http_client_for,
+) -> None:
+    """map_metrics(authorize=...): a scrape the hook refuses (sync or async) answers the
+    app's 404 (FastAPI's JSON, as for a path it does not have) and reads nothing from the
+    store; one it allows gets the metrics."""
+    from fastapi import FastAPI
+
+    store = CountingStore()
+    app = FastAPI()
+    endpoints = AsyncEndpoints(app, store=store, run_workers=False)
+
+    async def scraper(request: Request) -> bool:
+        return request.headers.get("authorization") == "Bearer scrape-token"
+
+    endpoints.map_metrics(authorize=scraper)
+    endpoints.map_metrics("/sync-metrics", authorize=lambda request: False)
+    async with http_client_for(app) as client:
+        refused = await client.get("/metrics")
+        wrong = await client.get("/metrics", headers={"authorization": "Bearer guess"})
+        never = await client.get("/sync-metrics", headers={"authorization": "Bearer scrape-token"})
+        assert store.reads == 0
+        allowed = await client.get("/metrics", headers={"authorization": "Bearer scrape-token"})
+        unknown = await client.get("/no-such-path")
+    for answer in (refused, wrong, never):
+        assert (answer.status_code, answer.json()) == (404, unknown.json())
+    assert allowed.status_code == 200 and "async_endpoints_jobs_running 0.0" in allowed.text
+
+
+def test_a_metrics_authorize_of_the_wrong_shape_is_refused_when_mapped() -> None:
+    endpoints = AsyncEndpoints(Starlette())
+    with pytest.raises(ConfigurationError, match=r"map_metrics's authorize"):
+        endpoints.map_metrics(authorize=lambda request, job: True)  # type: ignore[misc,arg-type]
