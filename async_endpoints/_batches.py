@@ -245,6 +245,7 @@ class JobBatches:
             known = ", ".join(self.settings.queues)
             raise ValueError(f"unknown queue {spec.queue!r} (the queues setting has: {known})")
         _, body_json = handler.coerce_body(spec.body)
+        handler.check_query("")  # a batch's jobs have no query string
         placement = spec.placement()
         max_retries = handler.max_retries
         return NewJob(

@@ -27,6 +27,9 @@ class AsyncContext(Generic[T]):
         headers: The captured request headers (case-insensitive; sensitive ones are not
             captured by default).
         query_params: The captured query string; repeated keys are kept.
+        query: The route's declared query parameters (its ``query=Model`` option) read
+            from the captured query string, an instance of that model; None when the
+            route declares none.
         route_params: The path parameters, as strings.
         job_id: This job's id.
         retry_count: 0 on the first attempt, 1 on the first retry, and so on.
@@ -54,6 +57,7 @@ class AsyncContext(Generic[T]):
     tenant: str | None = None
     batch_id: uuid.UUID | None = None
     owner: str | None = None
+    query: Any = None
     state: State = field(default_factory=State, compare=False)
     _report: Callable[[Any], Awaitable[None]] | None = field(
         default=None, repr=False, compare=False

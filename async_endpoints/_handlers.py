@@ -34,6 +34,7 @@ from ._options import (
     handler_max_retries,
     label_for,
 )
+from ._query_model import QueryModel
 from ._settings import DEFAULT_MAX_RESULT_SIZE
 from ._webhook_urls import WebhookTarget
 
@@ -69,6 +70,8 @@ class Handler:
         result_type: The handler's return annotation (``Any`` without one), which types
             ``result`` in the OpenAPI document.
         webhook: Where a POSTed job's webhook goes (its ``webhook_url`` option), or None.
+        query: Its declared query parameters (`QueryModel`, the route's ``query``
+            option), read into ``ctx.query``; None: none declared.
         retry_base_delay: Seconds before the first retry of its jobs (None: the
             ``retry_base_delay`` setting); the webhook delivery handler's is
             ``webhook_retry_base_delay``.
@@ -90,6 +93,7 @@ class Handler:
     tenant: LabelOption | None = None
     result_type: Any = Any
     webhook: WebhookTarget | None = None
+    query: QueryModel | None = None
     retry_base_delay: float | None = None
     _result_serializer: SchemaSerializer = field(init=False, repr=False, compare=False)
 
@@ -114,6 +118,7 @@ class Handler:
         partition_key: LabelOption | None = None,
         tenant: LabelOption | None = None,
         webhook: WebhookTarget | None = None,
+        query: QueryModel | None = None,
     ) -> Handler:
         """Inspect ``function``'s signature and build its handler.
 
@@ -168,6 +173,7 @@ class Handler:
                 tenant=tenant,
                 result_type=returns,
                 webhook=webhook,
+                query=query,
             )
         except (NameError, TypeError, PydanticUserError) as exc:
             message = f"job handler {function.__name__}'s annotations are unusable: {exc}"
@@ -247,6 +253,16 @@ class Handler:
             error = {"loc": [], "msg": str(exc), "type": "serialization"}
             raise JobValidationError("request body has no JSON form", [error]) from None
 
+    def check_query(self, query_string: str) -> None:
+        """Check a query string a job keeps against the declared query model (none:
+        anything goes).
+
+        Raises:
+            JobValidationError: it fails the model (a job of it could never run).
+        """
+        if self.query is not None:
+            self.query.parse(query_string)
+
     def context(
         self,
         job: Job,
@@ -257,16 +273,19 @@ class Handler:
         ``report_progress`` values; ``state`` is the app's lifespan state, copied).
 
         Raises:
-            JobValidationError: the stored body no longer passes the request model (its
-                validators changed, or depend on the time); the attempt fails with it.
+            JobValidationError: the stored body no longer passes the request model, or
+                its query the query model (their validators changed, or depend on the
+                time); the attempt fails with it.
         """
         request = job.request
         body = None if request.body is None else self._revalidate(request.body)
+        query = None if self.query is None else self.query.parse(request.query_string)
         raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers]
         return AsyncContext(
             request=body,
             headers=Headers(raw=raw_headers),
             query_params=QueryParams(request.query_string),
+            query=query,
             route_params=dict(request.route_params),
             job_id=job.id,
             retry_count=job.retry_count,

@@ -11,6 +11,7 @@ from ._handlers import Handler, HandlerFunction, Validator
 from ._http import JobService
 from ._openapi_document import finish_document
 from ._options import DelayOption, LabelOption
+from ._query_model import QueryModel
 from ._route_docs import route_docs
 from ._routes import add_submit_route, is_fastapi
 from ._settings import Settings, default_queue
@@ -19,6 +20,8 @@ from ._webhook_urls import AllowedHosts, WebhookTarget, WebhookUrlOption
 
 if TYPE_CHECKING:
     from typing import Literal
+
+    from pydantic import BaseModel
 
     Method = Literal["POST", "PUT", "PATCH", "DELETE"]
 else:
@@ -41,6 +44,7 @@ class RouteOptions(TypedDict, total=False):
     max_retries: int | None
     job_timeout: float | None
     webhook_url: WebhookUrlOption | None
+    query: type[BaseModel] | None
     tags: Sequence[str] | None
     summary: str | None
     description: str | None
@@ -126,6 +130,9 @@ class RouteMapping:
                 credentials or names a host outside ``webhook_allowed_hosts`` answers 422
                 (a constant one: `ConfigurationError`, as is any ``webhook_url`` without
                 the ``webhook_secret`` and ``webhook_allowed_hosts`` settings).
+                ``query``: a pydantic model of the query parameters the route takes:
+                a request whose query fails it answers 422 and nothing is stored; the
+                handler reads it as ``ctx.query`` (`async_endpoints._query_model`).
                 ``tags``, ``summary``, ``description``, ``deprecated``,
                 ``include_in_schema`` and ``dependencies`` (``Depends(...)``, run before
                 anything is stored) are FastAPI's own route options, handed to it
@@ -220,6 +227,7 @@ class RouteMapping:
                 cast(AllowedHosts, self.settings.webhook_allowed_hosts),
                 self.settings.webhook_secret,
             ),
+            query=QueryModel.of(options.get("query"), self.settings.sensitive_query_params),
         )
         if handler.name in self.handlers:
             raise ConfigurationError(f"a job handler named {handler.name!r} exists already")

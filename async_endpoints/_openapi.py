@@ -14,6 +14,7 @@ from pydantic import Field, TypeAdapter, create_model
 from starlette.routing import compile_path
 
 from ._handlers import Handler
+from ._query_model import QueryModel
 from ._responses import JobModel
 
 #: An error answer's body: ``{"detail": "<what went wrong>"}``.
@@ -139,6 +140,29 @@ def inline_schema(model: Any) -> dict[str, Any]:
 
     resolved: dict[str, Any] = resolve(schema, frozenset())
     return resolved
+
+
+def query_parameters(query: QueryModel | None) -> list[dict[str, Any]]:
+    """The OpenAPI entries of a handler's declared query parameters (``in: query``), their
+    schemas with definitions inlined; none without a query model."""
+    if query is None:
+        return []
+    schema = inline_schema(query.model)
+    required = set(schema.get("required", []))
+    entries = []
+    for key, field_schema in schema.get("properties", {}).items():
+        entry: dict[str, Any] = {
+            "name": key,
+            "in": "query",
+            "required": key in required,
+            "schema": field_schema,
+        }
+        if "description" in field_schema:
+            entry["description"] = field_schema["description"]
+        if key in query.many:
+            entry.update(style="form", explode=True)
+        entries.append(entry)
+    return entries
 
 
 def path_parameters(path: str) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ from ._openapi import (
     inline_schema,
     operation_summary,
     path_parameters,
+    query_parameters,
     typed_job_model,
 )
 from ._responses import JobModel
@@ -76,7 +77,8 @@ def add_submit_route(
         schema = docs.get("include_in_schema", True)
         app.router.add_route(path, endpoint, methods=[method], name=name, include_in_schema=schema)
         return name
-    extra: dict[str, Any] = {"parameters": [*path_parameters(path), *SUBMIT_HEADERS]}
+    parameters = [*path_parameters(path), *query_parameters(handler.query), *SUBMIT_HEADERS]
+    extra: dict[str, Any] = {"parameters": parameters}
     if handler.model is not None:
         extra["requestBody"] = {
             "required": True,

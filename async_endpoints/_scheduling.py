@@ -170,6 +170,7 @@ class CronScheduling:
         if not isinstance(unique, bool):
             raise ValueError(f"unique must be True or False, not {unique!r}")
         _, body_json = handler.coerce_body(body)
+        handler.check_query("")  # a schedule's jobs have no query string
         now = await store.schedule_time()
         schedule = Schedule(
             schedule_id,

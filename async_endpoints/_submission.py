@@ -115,6 +115,7 @@ class JobSubmission(JobControl):
         value, body_json = handler.coerce_body(body)
         pairs, query, params = _request_parts(headers, query_string, route_params, owner)
         request = job_request(self.settings, body_json, pairs, query, params, owner)
+        handler.check_query(request.query_string)
         idempotency = None
         if idempotency_key is not None:
             given = canonical_given_body(handler, body, value)

@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from ._capture import (
     RequestRejected,
+    capture_query,
     check_declared_length,
     is_json,
     names_a_non_finite_number,
@@ -76,6 +77,7 @@ def submit_endpoint(endpoints: JobService, handler: Handler) -> Endpoint:
             job_id = _requested_id(request)
             key = _idempotency_key(request)
             body, body_json = await _read_validated_body(request, handler, endpoints)
+            _check_query(request, handler, endpoints)
         except RequestRejected as rejected:
             return error_response(rejected.status_code, rejected.detail)
         if handler.validator is not None:
@@ -318,6 +320,19 @@ async def _capture(endpoints: JobService, request: Request, body_json: str | Non
         {key: str(value) for key, value in request.path_params.items()},
         owner,
     )
+
+
+def _check_query(request: Request, handler: Handler, endpoints: JobService) -> None:
+    """Refuse (422, FastAPI's shape) a query that fails the route's declared query model,
+    read as the job will keep it (its sensitive parameters left out)."""
+    if handler.query is None:
+        return
+    denied = endpoints.settings.sensitive_query_params
+    kept = capture_query(request.scope.get("query_string", b""), denied)  # type: ignore[arg-type]
+    try:
+        handler.check_query(kept)
+    except JobValidationError as exc:
+        raise RequestRejected(422, exc.errors) from None
 
 
 async def _read_validated_body(

@@ -1,0 +1,90 @@
+"""Declared query parameters: an async endpoint's ``query=Model`` option.
+
+The model (a pydantic ``BaseModel``) is validated against the query string the job keeps
+(sensitive parameters already left out) when the job is submitted, so a bad value answers
+``422`` with nothing stored, and again for each attempt, where the handler reads it as
+``ctx.query``. Values are text, read as FastAPI reads query parameters: a field whose
+type is a list (or tuple, set) takes every value of a repeated key, any other the last.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import QueryParams
+
+from ._capture import query_name_key
+from ._errors import ConfigurationError, JobValidationError
+
+_MANY = (list, tuple, set, frozenset)
+
+
+@dataclass(frozen=True, slots=True)
+class QueryModel:
+    """A handler's query model and the keys of its fields that take every value."""
+
+    model: type[BaseModel]
+    many: frozenset[str]
+
+    @classmethod
+    def of(cls, model: object, sensitive: Iterable[str]) -> QueryModel | None:
+        """The query model ``model`` (None: no query model), checked.
+
+        Raises:
+            ConfigurationError: ``model`` is not a pydantic model class, or a field of it
+                is named as a sensitive query parameter (never captured, so never there).
+        """
+        if model is None:
+            return None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise ConfigurationError(f"query must be a pydantic BaseModel class, not {model!r}")
+        secret = {query_name_key(name) for name in sensitive}
+        many = set()
+        for name, field in model.model_fields.items():
+            key = field.alias or name
+            if query_name_key(key) in secret:
+                raise ConfigurationError(
+                    f"query parameter {key!r} of {model.__name__} is one of "
+                    "sensitive_query_params: it is never captured, so no job would have it"
+                )
+            if _takes_many(field.annotation):
+                many.add(key)
+        return cls(model, frozenset(many))
+
+    def parse(self, query_string: str) -> BaseModel:
+        """The model read from ``query_string`` (as a job keeps it).
+
+        Raises:
+            JobValidationError: it fails the model; each error's ``loc`` starts with
+                ``"query"``, and the message names the parameters.
+        """
+        params = QueryParams(query_string)
+        data = {key: params.getlist(key) if key in self.many else params[key] for key in params}
+        try:
+            return self.model.model_validate(data)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False, include_input=False, include_context=False)
+            located = [
+                {"loc": ["query", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in errors
+            ]
+            told = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in located[:3])
+            more = f" (and {len(located) - 3} more)" if len(located) > 3 else ""
+            raise JobValidationError(
+                f"query parameters failed validation: {told}{more}", located
+            ) from None
+
+
+def _takes_many(annotation: Any) -> bool:
+    """Whether a field of type ``annotation`` holds several values (``list[int]``,
+    ``list[str] | None``, ``Annotated[tuple[int, ...], ...]``)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _takes_many(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return any(_takes_many(arg) for arg in typing.get_args(annotation))
+    return annotation in _MANY or origin in _MANY
