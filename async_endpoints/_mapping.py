@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack, cast
 
+from pydantic import BaseModel
+
 from ._errors import ConfigurationError
 from ._handlers import Handler, HandlerFunction, Validator
 from ._http import JobService
@@ -20,8 +22,6 @@ from ._webhook_urls import AllowedHosts, WebhookTarget, WebhookUrlOption
 
 if TYPE_CHECKING:
     from typing import Literal
-
-    from pydantic import BaseModel
 
     Method = Literal["POST", "PUT", "PATCH", "DELETE"]
 else:
