@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack, cast
 
@@ -159,11 +160,12 @@ class RouteMapping:
         docs = route_docs(options, fastapi=is_fastapi(target))
         handler = self._new_handler(function, options)
         endpoint = submit_endpoint(cast(JobService, self), handler)
-        operation_id = add_submit_route(target, method, path, endpoint, handler, docs)
+        mark = uuid.uuid4().hex  # finds this route's operation in the OpenAPI document
+        add_submit_route(target, method, path, endpoint, handler, docs, mark)
         if is_fastapi(self.app):
             finisher = finish_document(self.app)
             if handler.model is not None:
-                finisher.add_body(operation_id, handler.model)
+                finisher.add_body(mark, handler.model)
         self.handlers[handler.name] = handler
         return handler
 

@@ -20,10 +20,17 @@ _COMPONENTS = "#/components/schemas/"
 _PENDING = "#/pending/"
 
 
+#: The key an async endpoint's operation carries (through FastAPI's ``openapi_extra``)
+#: until its body is named: it says which registered model the body is. Taken out then.
+BODY_MARK = "x-async-endpoints-body"
+
+
 class DocumentFinisher:
     """The app's ``openapi()``, finished: parameters once, request bodies named.
 
-    ``bodies`` maps an operation id to its request model (`add_body`).
+    ``bodies`` maps the mark an operation carries (`BODY_MARK`) to its request model
+    (`add_body`); marks, not operation ids, find the operations, since an app may give
+    another route the same id.
     """
 
     def __init__(self, build: Any) -> None:
@@ -31,9 +38,9 @@ class DocumentFinisher:
         self.bodies: dict[str, Any] = {}
         self._finished: dict[str, Any] | None = None
 
-    def add_body(self, operation_id: str, model: Any) -> None:
-        """Name ``model`` as the request body of the operation ``operation_id``."""
-        self.bodies[operation_id] = model
+    def add_body(self, mark: str, model: Any) -> None:
+        """Name ``model`` as the request body of the operation carrying ``mark``."""
+        self.bodies[mark] = model
         self._finished = None
 
     def __call__(self) -> dict[str, Any]:
@@ -49,7 +56,13 @@ class DocumentFinisher:
         for operation in operations:
             if "parameters" in operation:
                 operation["parameters"] = _once(operation["parameters"])
-        ours = [op for op in operations if op.get("operationId") in self.bodies]
+        # The mark is taken out as the body is named: a document finished before (FastAPI
+        # keeps the one it built) has none left, and is not named again.
+        ours = [
+            (mark, operation)
+            for operation in operations
+            if (mark := operation.pop(BODY_MARK, None)) in self.bodies
+        ]  # a route included twice (a router under two prefixes) is two operations
         if ours:
             _name_bodies(document, ours, self.bodies)
         self._finished = document
@@ -67,13 +80,13 @@ def finish_document(app: Any) -> DocumentFinisher:
 
 
 def _name_bodies(
-    document: dict[str, Any], operations: list[dict[str, Any]], bodies: dict[str, Any]
+    document: dict[str, Any], operations: list[tuple[str, dict[str, Any]]], bodies: dict[str, Any]
 ) -> None:
-    """Put the request models of ``operations`` in ``document``'s components and make each
-    operation's body refer to its model's."""
-    ids = sorted({str(op["operationId"]) for op in operations})
+    """Put the request models of ``operations`` (by their marks) in ``document``'s
+    components and make each operation's body refer to its model's."""
+    marks = sorted({mark for mark, _ in operations})
     schemas, top = TypeAdapter.json_schemas(
-        [(op_id, "validation", TypeAdapter(bodies[op_id])) for op_id in ids],
+        [(mark, "validation", TypeAdapter(bodies[mark])) for mark in marks],
         ref_template=_PENDING + "{model}",
     )
     components = document.setdefault("components", {}).setdefault("schemas", {})
@@ -81,8 +94,8 @@ def _name_bodies(
     names = _settle_names(defs, components)
     for name, schema in defs.items():
         components[names[name]] = _refer(schema, names)
-    for operation in operations:
-        schema = _refer(schemas[(str(operation["operationId"]), "validation")], names)
+    for mark, operation in operations:
+        schema = _refer(schemas[(mark, "validation")], names)
         content = operation.setdefault("requestBody", {"required": True}).setdefault("content", {})
         content["application/json"] = {"schema": schema}
 

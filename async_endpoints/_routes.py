@@ -27,6 +27,7 @@ from ._openapi import (
     query_parameters,
     typed_job_model,
 )
+from ._openapi_document import BODY_MARK
 from ._responses import JobModel
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -64,19 +65,20 @@ def add_submit_route(
     endpoint: Endpoint,
     handler: Handler,
     docs: Mapping[str, Any] | None = None,
-) -> str:
+    body_mark: str = "",
+) -> None:
     """Register ``endpoint`` for ``method path`` (an async endpoint) on a Starlette or
     FastAPI app; in FastAPI's OpenAPI document its 202 and 200 (``Prefer: wait``) answers
     are the job JSON with ``result`` typed by the handler's return annotation. ``docs``
     are FastAPI's route options given with it (`_route_docs.route_docs`). Its request body
-    is inlined here; the app's ``openapi()`` names it (`_openapi_document`, by the
-    operation id this returns)."""
+    is inlined here; the app's ``openapi()`` names it (`_openapi_document`), finding the
+    operation by ``body_mark``."""
     name = handler.name
     docs = dict(docs or {})
     if not is_fastapi(app):
         schema = docs.get("include_in_schema", True)
         app.router.add_route(path, endpoint, methods=[method], name=name, include_in_schema=schema)
-        return name
+        return
     parameters = [*path_parameters(path), *query_parameters(handler.query), *SUBMIT_HEADERS]
     extra: dict[str, Any] = {"parameters": parameters}
     if handler.model is not None:
@@ -84,14 +86,14 @@ def add_submit_route(
             "required": True,
             "content": {"application/json": {"schema": inline_schema(handler.model)}},
         }
+        extra[BODY_MARK] = body_mark
     model = typed_job_model(handler)
-    operation_id = name if method == "POST" else f"{name}_{method.lower()}"
     app.add_api_route(
         path,
         endpoint,
         methods=[method],
         name=name,
-        operation_id=operation_id,
+        operation_id=name if method == "POST" else f"{name}_{method.lower()}",
         summary=docs.pop("summary", None) or operation_summary(name),
         description=docs.pop("description", None) or inspect.getdoc(handler.function) or "",
         status_code=202,
@@ -107,7 +109,6 @@ def add_submit_route(
         openapi_extra=extra,
         **docs,
     )
-    return operation_id
 
 
 def add_get_route(app: Any, path: str, endpoint: Endpoint, *, name: str) -> None:

@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from starlette.applications import Starlette
@@ -416,3 +416,65 @@ async def test_a_starlette_apps_schema_generator_reads_the_handlers_yaml_docstri
     assert schema["paths"]["/shipments"]["post"]["summary"] == "Ship a parcel"
     assert "202" in str(schema["paths"]["/shipments"]["post"]["responses"])
     assert "/untold" not in schema.get("paths", {})
+
+
+class Letter(BaseModel):
+    recipient: str
+
+
+async def test_bodies_are_named_per_route_whatever_the_operation_ids(http_client_for) -> None:
+    """Two AsyncEndpoints on one app, each with a handler named "convert" (so two
+    operations with one id), and an app route given that id too: each async endpoint's
+    body is its own model, the app route's body is left as FastAPI wrote it, a router
+    included under two prefixes gets the body twice, and no mark of the library's is
+    left in the document."""
+    app = FastAPI()
+    first, second = AsyncEndpoints(app, run_workers=False), AsyncEndpoints(app, run_workers=False)
+
+    @app.post("/mine", operation_id="convert")
+    async def mine(letter: Letter) -> None: ...
+
+    @first.map_async_post("/v1/convert", name="convert")
+    async def convert_shipment(ctx: AsyncContext[Shipment]) -> None: ...
+
+    @second.map_async_post("/v2/convert", name="convert")
+    async def convert_category(ctx: AsyncContext[Category]) -> None: ...
+
+    router = APIRouter()
+
+    @first.map_async_post("/notes", name="note", router=router)
+    async def note(ctx: AsyncContext[Address]) -> None: ...
+
+    app.include_router(router, prefix="/a")
+    app.include_router(router, prefix="/b")
+    async with http_client_for(app) as client:
+        document = (await client.get("/openapi.json")).json()
+    assert request_schema(document, "/v1/convert")["title"] == "Shipment"
+    assert request_schema(document, "/v2/convert")["title"] == "Category"
+    assert request_schema(document, "/mine")["title"] == "Letter"
+    assert request_schema(document, "/a/notes") == request_schema(document, "/b/notes")
+    assert request_schema(document, "/a/notes")["title"] == "Address"
+    assert "x-async-endpoints" not in json.dumps(document)
+
+
+async def test_a_route_mapped_after_the_document_was_built_is_named_once(http_client_for) -> None:
+    """The document is built, a route is mapped, the document is built again (and again):
+    its body is ``Shipment``, with no numbered copies of components left behind."""
+    app = FastAPI()
+    endpoints = AsyncEndpoints(app, run_workers=False)
+
+    @endpoints.map_async_post("/categories", name="ImportCategories")
+    async def categories(ctx: AsyncContext[Category]) -> None: ...
+
+    async with http_client_for(app) as client:
+        before = (await client.get("/openapi.json")).json()
+
+        @endpoints.map_async_post("/shipments", name="Ship")
+        async def ship(ctx: AsyncContext[Shipment]) -> None: ...
+
+        after = (await client.get("/openapi.json")).json()
+        again = (await client.get("/openapi.json")).json()
+    assert "/shipments" not in before["paths"] and after == again
+    body = after["paths"]["/shipments"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"$ref": "#/components/schemas/Shipment"}
+    assert not [name for name in after["components"]["schemas"] if name[-1].isdigit()]
