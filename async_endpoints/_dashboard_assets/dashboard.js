@@ -61,23 +61,28 @@
     }
   }
 
-  // Jobs ticked for a bulk action stay ticked when the list is redrawn (one no longer
-  // listed drops out); the header's box ticks every one of the page; each bulk form's
-  // button counts the boxes ticked for it.
+  // Jobs ticked for a bulk action stay ticked when the list is redrawn, for that action
+  // only: a job no longer listed, or whose status moved it to the other action (a waiting
+  // job ticked to cancel that failed meanwhile), drops out. The header's box ticks every
+  // one of the page; each bulk form's button counts the boxes ticked for it.
   var PICKS = 'input[type="checkbox"][name="job_id"]';
   var PICK_ALL = "input[data-pick-all]";
   var BULK = { "requeue-selected": "Requeue selected", "cancel-selected": "Cancel selected" };
 
-  function ticked() {
-    var values = [];
-    var boxes = live.querySelectorAll(PICKS);
-    for (var i = 0; i < boxes.length; i++) if (boxes[i].checked) values.push(boxes[i].value);
-    return values;
+  function pick(box) {
+    return box.getAttribute("form") + " " + box.value;
   }
 
-  function tick(values) {
+  function ticked() {
+    var picks = [];
     var boxes = live.querySelectorAll(PICKS);
-    for (var i = 0; i < boxes.length; i++) boxes[i].checked = values.indexOf(boxes[i].value) >= 0;
+    for (var i = 0; i < boxes.length; i++) if (boxes[i].checked) picks.push(pick(boxes[i]));
+    return picks;
+  }
+
+  function tick(picks) {
+    var boxes = live.querySelectorAll(PICKS);
+    for (var i = 0; i < boxes.length; i++) boxes[i].checked = picks.indexOf(pick(boxes[i])) >= 0;
   }
 
   function showPicks() {

@@ -419,6 +419,35 @@ async def test_cancel_selected_cancels_the_ticked_waiting_and_running_jobs(
     await expect(page.locator('tr[data-status="Canceled"]')).to_have_count(4)
 
 
+async def test_each_bulk_button_counts_its_own_boxes_and_a_job_changing_side_drops_out(
+    site: tuple[str, AsyncEndpoints], page: Page
+) -> None:
+    """A Failed job and two waiting ones on one page: ticking one of each counts one on
+    each button. The ticked waiting job is then canceled elsewhere: when the list redraws
+    its box (now a requeue box) is not ticked, so Requeue still counts one (the Failed
+    job) and Cancel none; a tick is kept for the action it was given to only."""
+    base, engine = site
+    failed = await engine.wait_for((await engine.submit("Broken")).id, timeout=10)
+    await engine.pause()
+    first, second = [await engine.submit("Hold") for _ in range(2)]
+    await page.goto(f"{base}/dashboard/jobs")
+    await expect(page.locator("tr[data-job]")).to_have_count(3)
+    requeue = page.get_by_role("button", name="Requeue selected")
+    cancel = page.get_by_role("button", name="Cancel selected")
+    for job in (failed, first):
+        await page.locator(f'tr[data-job="{job.id}"] input[type=checkbox]').check()
+    await expect(requeue).to_have_text("Requeue selected (1)")
+    await expect(cancel).to_have_text("Cancel selected (1)")
+    await page.mouse.move(0, 0)  # the pointer on a box holds the updates
+    await engine.cancel(first.id)
+    box = page.locator(f'tr[data-job="{first.id}"] input[type=checkbox]')
+    await expect(box).to_have_attribute("form", "requeue-selected", timeout=LIVE_WITHIN_MS)
+    await expect(box).not_to_be_checked()
+    await expect(requeue).to_have_text("Requeue selected (1)")
+    await expect(cancel).to_have_text("Cancel selected")
+    assert (await engine.get_job(second.id)).status is JobStatus.QUEUED  # type: ignore[union-attr]
+
+
 async def test_a_job_page_says_so_when_its_job_is_gone(page: Page, gate: Gate) -> None:
     """The page of a completed job whose retention ends while it is open: within 2 s the
     page says there is no such job (not "reconnecting" forever), and stops asking (no

@@ -237,13 +237,17 @@ def cancel_boxes(html: str) -> list[str]:
 async def test_the_jobs_page_offers_a_cancel_box_for_each_waiting_or_running_job_only(
     engine: AsyncEndpoints, client: httpx.AsyncClient
 ) -> None:
-    """Two Queued jobs, a Scheduled one and a Canceled one: a cancel box for each of the
-    first three, a requeue box for the last; a page of finished jobs has no cancel form."""
+    """A running job, two Queued ones, a Scheduled one and a Canceled one: a cancel box
+    for each of the first four, a requeue box for the last; a page of finished jobs has no
+    cancel form."""
+    running = await engine.submit("Hold")
+    await engine.store.claim(1, lease=60)  # type: ignore[attr-defined]
     waiting = [await engine.submit("Hold") for _ in range(2)]
     later = await engine.submit("Hold", delay=3600)
     (gone,) = await canceled(engine, 1)
+    assert await status_of(engine, running) is JobStatus.IN_PROGRESS
     page = await client.get("/dashboard/jobs")
-    expected = sorted(str(job.id) for job in (*waiting, later))
+    expected = sorted(str(job.id) for job in (running, *waiting, later))
     assert sorted(cancel_boxes(page.text)) == expected
     assert (
         'action="/dashboard/actions/cancel-selected" class="inline" id="cancel-selected"'
