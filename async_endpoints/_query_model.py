@@ -4,18 +4,22 @@ The model (a pydantic ``BaseModel``) is validated against the query string the j
 (sensitive parameters already left out) when the job is submitted, so a bad value answers
 ``422`` with nothing stored, and again for each attempt, where the handler reads it as
 ``ctx.query``. Values are text, read as FastAPI reads query parameters: a field whose
-type is a list (or tuple, set) takes every value of a repeated key, any other the last.
+type is a list (or tuple, set, sequence) takes every value of a repeated key, any other
+the last; the key is the field's validation alias (any of an ``AliasChoices``), else its
+alias, else its name. A field holding a model is refused: no query string gives one.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import types
 import typing
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import AliasChoices, BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 from starlette.datastructures import QueryParams
 
 from ._capture import query_name_key
@@ -46,14 +50,19 @@ class QueryModel:
         secret = {query_name_key(name) for name in sensitive}
         many = set()
         for name, field in model.model_fields.items():
-            key = field.alias or name
-            if query_name_key(key) in secret:
+            if _holds_a_model(field.annotation):
                 raise ConfigurationError(
-                    f"query parameter {key!r} of {model.__name__} is one of "
-                    "sensitive_query_params: it is never captured, so no job would have it"
+                    f"query parameter {name!r} of {model.__name__} is a model: a query "
+                    "parameter holds text, numbers and choices (or a list of them)"
                 )
-            if _takes_many(field.annotation):
-                many.add(key)
+            for key in _keys(name, field):
+                if query_name_key(key) in secret:
+                    raise ConfigurationError(
+                        f"query parameter {key!r} of {model.__name__} is one of "
+                        "sensitive_query_params: it is never captured, so no job would have it"
+                    )
+                if _takes_many(field.annotation):
+                    many.add(key)
         return cls(model, frozenset(many))
 
     def parse(self, query_string: str) -> BaseModel:
@@ -79,12 +88,51 @@ class QueryModel:
             ) from None
 
 
-def _takes_many(annotation: Any) -> bool:
-    """Whether a field of type ``annotation`` holds several values (``list[int]``,
-    ``list[str] | None``, ``Annotated[tuple[int, ...], ...]``)."""
+def _keys(name: str, field: FieldInfo) -> list[str]:
+    """The query keys a field reads: its validation alias (each of an ``AliasChoices``
+    that names a key), else its alias, else its name."""
+    alias = field.validation_alias
+    if isinstance(alias, str):
+        return [alias]
+    if isinstance(alias, AliasChoices):
+        return [choice for choice in alias.choices if isinstance(choice, str)] or [name]
+    return [field.alias or name]
+
+
+def _unwrapped(annotation: Any) -> list[Any]:
+    """The types ``annotation`` stands for, ``Annotated`` and unions taken apart."""
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
-        return _takes_many(typing.get_args(annotation)[0])
+        return _unwrapped(typing.get_args(annotation)[0])
     if origin in (typing.Union, types.UnionType):
-        return any(_takes_many(arg) for arg in typing.get_args(annotation))
-    return annotation in _MANY or origin in _MANY
+        return [kind for arg in typing.get_args(annotation) for kind in _unwrapped(arg)]
+    return [annotation]
+
+
+def _takes_many(annotation: Any) -> bool:
+    """Whether a field of type ``annotation`` holds several values (``list[int]``,
+    ``list[str] | None``, ``Annotated[tuple[int, ...], ...]``, ``Sequence[int]``)."""
+    return any(_collection(kind) for kind in _unwrapped(annotation))
+
+
+def _collection(kind: Any) -> bool:
+    origin = typing.get_origin(kind) or kind
+    if not isinstance(origin, type) or issubclass(origin, str | bytes):
+        return False
+    return issubclass(origin, _MANY) or origin in (
+        collections.abc.Sequence,
+        collections.abc.Set,
+        collections.abc.MutableSequence,
+        collections.abc.MutableSet,
+    )
+
+
+def _holds_a_model(annotation: Any) -> bool:
+    """Whether a field of type ``annotation`` holds a pydantic model (or a list of them),
+    which no query string can give."""
+    for kind in _unwrapped(annotation):
+        items = typing.get_args(kind) if _collection(kind) else (kind,)
+        for item in items:
+            if any(isinstance(t, type) and issubclass(t, BaseModel) for t in _unwrapped(item)):
+                return True
+    return False

@@ -5,11 +5,12 @@ OpenAPI document."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import pytest
 from fastapi import FastAPI
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 from starlette.applications import Starlette
 
 from async_endpoints import (
@@ -161,3 +162,54 @@ async def test_the_declared_query_parameters_are_listed_in_openapi(http_client_f
     export = document["paths"]["/export"]["post"]["parameters"]
     (fmt,) = [p for p in export if p["in"] == "query"]
     assert fmt["name"] == "format" and fmt["required"] is True
+
+
+class AliasedQuery(BaseModel):
+    ids: list[int] = Field(default=[], validation_alias="id")
+    sort: str = Field(default="name", validation_alias=AliasChoices("sort", "order"))
+    tags: Sequence[str] = ()
+
+
+async def test_aliases_and_sequences_read_the_keys_a_client_sends(http_client_for: Any) -> None:
+    """A validation alias is the key read (an ``AliasChoices`` any of its keys), and a
+    ``Sequence`` field takes every value of a repeated key, as a list does."""
+    app = Starlette()
+    endpoints = AsyncEndpoints(app)
+
+    @endpoints.map_async_post("/search", name="Search", query=AliasedQuery)
+    async def search(ctx: AsyncContext[None]) -> dict[str, Any]:
+        return dict(ctx.query.model_dump(), tags=list(ctx.query.tags))
+
+    async with http_client_for(app) as client:
+        answer = await client.post("/search?id=1&id=2&order=date&tags=a&tags=b")
+        job = await endpoints.wait_for(answer.json()["id"], timeout=10)
+    assert job.result == {"ids": [1, 2], "sort": "date", "tags": ["a", "b"]}
+
+
+def test_a_query_parameter_that_is_a_model_or_a_sensitive_alias_is_refused() -> None:
+    """A field holding a model (or a list of models) can never come from a query string,
+    and a validation alias naming a sensitive parameter would never be captured: both
+    are refused when the route is mapped."""
+
+    class Point(BaseModel):
+        x: int
+
+    class Nested(BaseModel):
+        where: Point | None = None
+
+    class Many(BaseModel):
+        points: list[Point] = []
+
+    class Hidden(BaseModel):
+        code: str = Field(default="", validation_alias=AliasChoices("code", "token"))
+
+    endpoints = AsyncEndpoints(Starlette())
+
+    async def handle(ctx: AsyncContext[None]) -> None: ...
+
+    for model in (Nested, Many):
+        with pytest.raises(ConfigurationError, match="is a model: a query parameter holds"):
+            endpoints.add_async_route("POST", "/n", handle, query=model)
+    with pytest.raises(ConfigurationError, match="'token' of Hidden is one of sensitive"):
+        endpoints.add_async_route("POST", "/h", handle, query=Hidden)
+    assert endpoints.handlers == {}
