@@ -29,12 +29,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Match, Route, Router
-from starlette.types import Receive, Scope, Send
 
 from . import _dashboard_batches as dashboard_batches
 from . import _dashboard_bulk as bulk
 from . import _dashboard_guard as guard
 from . import _dashboard_views as views
+from ._any_method_route import AnyMethodRoute
 from ._errors import StoreUnavailableError
 from ._job import Job, JobStatus, parse_job_id
 from ._responses import call_maybe_async
@@ -82,30 +82,6 @@ NOTICES = {
     "bad-status": "There is no such status; showing jobs of every status.",
     "bad-queue-filter": "There is no such queue; showing jobs of every queue.",
 }
-
-
-class AnyMethodRoute(Route):
-    """A route that every request method reaches (Starlette's own routes answer a method
-    they do not take with 405 and ``Allow``, which would tell anyone that the dashboard is
-    there): its endpoint asks ``authorize`` first, then answers 405 itself if it must.
-    ``methods`` still names the usual ones, for code that lists an app's routes; no
-    dashboard route is in an OpenAPI schema."""
-
-    def __init__(self, path: str, endpoint: Callable[..., Any], **options: Any) -> None:
-        options.setdefault("include_in_schema", False)
-        super().__init__(path, endpoint, methods=_LISTED_METHODS, **options)
-
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        """As `Route.matches`, any method a full match."""
-        match, child = super().matches(scope)
-        return (Match.FULL if match is Match.PARTIAL else match), child
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The endpoint, whatever the method (it answers 405 itself, once authorized)."""
-        await self.app(scope, receive, send)
-
-
-_LISTED_METHODS = ["GET", "HEAD", "POST"]
 
 
 class Dashboard:

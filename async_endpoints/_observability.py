@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ._any_method_route import AnyMethodRoute
 from ._dashboard_guard import Authorize
 from ._errors import ConfigurationError
 from ._events import LifecycleEvents
@@ -87,8 +88,10 @@ class Observability:
         The queue depth in the answer is read from the store at most once a second.
         The route is left out of the OpenAPI document and exposes no job data.
         ``authorize(request) -> bool`` (sync or async), when given, is asked on every
-        scrape: anything but True answers the app's own 404, as for a path it does not
-        have (give the scraper a token or keep the route to an internal network).
+        request, whatever its method: anything but True answers the app's own 404, as for
+        a path it does not have (a 405 comes only after it said yes); an exception it
+        raises is the app's own error. Give the scraper a token, or keep the route to an
+        internal network.
 
         Raises:
             ConfigurationError: there is no app, ``path`` lacks a leading ``/``,
@@ -105,15 +108,23 @@ class Observability:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         async def serve_metrics(request: Request) -> Response:
-            if authorize is not None and await call_maybe_async(authorize, request) is not True:
-                raise HTTPException(status_code=404)
+            if authorize is not None:
+                # Asked first, whatever the method: a 405 would tell that the route exists.
+                if await call_maybe_async(authorize, request) is not True:
+                    raise HTTPException(status_code=404)
+                if request.method not in ("GET", "HEAD"):
+                    raise HTTPException(status_code=405, headers={"Allow": "GET, HEAD"})
             await metrics.refresh_depth()
             return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
         name = "metrics_" + re.sub(r"\W+", "_", path).strip("_")
-        self.app.router.add_route(
-            path, serve_metrics, methods=["GET"], name=name, include_in_schema=False
-        )
+        if authorize is None:
+            self.app.router.add_route(
+                path, serve_metrics, methods=["GET"], name=name, include_in_schema=False
+            )
+        else:
+            route = AnyMethodRoute(path, serve_metrics, listed=("GET", "HEAD"), name=name)
+            self.app.router.routes.append(route)
         return metrics
 
     def map_dashboard(self, path: str = "/dashboard", *, authorize: Authorize) -> None:
@@ -139,7 +150,7 @@ class Observability:
         if not isinstance(self.store, InspectionStore):
             raise ConfigurationError(f"{type(self.store).__name__} cannot list jobs")
         try:
-            from ._dashboard import AnyMethodRoute, Dashboard
+            from ._dashboard import Dashboard
         except ImportError as exc:
             message = 'the dashboard needs Jinja2: pip install "async-endpoints[dashboard]"'
             raise ConfigurationError(message) from exc

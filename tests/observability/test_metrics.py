@@ -259,9 +259,10 @@ def test_a_worker_process_serves_its_metrics_from_a_thread() -> None:
 async def test_an_authorize_hook_guards_the_metrics_route_with_the_apps_own_404(
     http_client_for,
 ) -> None:
-    """map_metrics(authorize=...): a scrape the hook refuses (sync or async) answers the
-    app's 404 (FastAPI's JSON, as for a path it does not have) and reads nothing from the
-    store; one it allows gets the metrics."""
+    """map_metrics(authorize=...): a request the hook refuses (sync or async), whatever
+    its method, answers the app's 404 (FastAPI's JSON, as for a path it does not have, no
+    405 telling the route exists) and reads nothing from the store; a scrape it allows
+    gets the metrics, a POST it allows a 405."""
     from fastapi import FastAPI
 
     store = CountingStore()
@@ -277,12 +278,17 @@ async def test_an_authorize_hook_guards_the_metrics_route_with_the_apps_own_404(
         refused = await client.get("/metrics")
         wrong = await client.get("/metrics", headers={"authorization": "Bearer guess"})
         never = await client.get("/sync-metrics", headers={"authorization": "Bearer scrape-token"})
+        posted = await client.post("/metrics")
         assert store.reads == 0
-        allowed = await client.get("/metrics", headers={"authorization": "Bearer scrape-token"})
+        token = {"authorization": "Bearer scrape-token"}
+        allowed = await client.get("/metrics", headers=token)
+        posted_allowed = await client.post("/metrics", headers=token)
         unknown = await client.get("/no-such-path")
-    for answer in (refused, wrong, never):
+    for answer in (refused, wrong, never, posted):
         assert (answer.status_code, answer.json()) == (404, unknown.json())
+        assert "allow" not in answer.headers
     assert allowed.status_code == 200 and "async_endpoints_jobs_running 0.0" in allowed.text
+    assert posted_allowed.status_code == 405 and posted_allowed.headers["allow"] == "GET, HEAD"
 
 
 def test_a_metrics_authorize_of_the_wrong_shape_is_refused_when_mapped() -> None:
