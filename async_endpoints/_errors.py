@@ -10,12 +10,14 @@
     │   ├── QueueFullError        max_queue_size jobs are waiting; nothing was stored (HTTP 503)
     │   ├── DuplicateJobError     a job with this id exists already; nothing was changed
     │   └── ResultRefusedError    the store refused a result for good (the job fails with it)
-    └── ResultError               a handler's result cannot be kept (the attempt is not retried)
-        ├── ResultTooLarge        its JSON is larger than max_result_size
-        └── ResultNotSerializable it has no JSON form
+    ├── ResultError               a handler's result cannot be kept (the attempt is not retried)
+    │   ├── ResultTooLarge        its JSON is larger than max_result_size
+    │   └── ResultNotSerializable it has no JSON form
+    └── NonRetryableError         raised by a handler, not the library: its job fails at once
 
-And one a handler raises, not the library: `NonRetryableError` (or a subclass) fails its
-job at once, without the retries it has left.
+`NonRetryableError` (or a subclass of the app's) fails its job without the retries it has
+left; ``except AsyncEndpointsError`` in a handler catches it too, so a handler catching the
+library's errors around its own calls should let it through.
 
 Lower-layer errors (redis-py's, for example) are mapped to these at the store boundary and
 chained with ``from``. The `ResultError` family never reaches the app: the worker records

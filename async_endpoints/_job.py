@@ -109,7 +109,8 @@ class JobRequest:
         query_string: The raw query string (without ``?``), sensitive parameters dropped.
         route_params: The path parameters, as strings.
         owner: The principal that submitted the job, as the app's ``owner`` hook named it
-            (None without the hook); kept for ``authorize``, never given to the handler.
+            (None without the hook); kept for ``authorize``, and given to the handler as
+            ``ctx.owner`` (never in the job's JSON).
         trace_context: The W3C trace context of the submission's span, for the attempts'
             spans (see `async_endpoints._tracing`): the ``traceparent`` value, followed by
             a newline and the ``tracestate`` value when there is one; None without
