@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import OrderedDict
 
 from ._store import Claim
 
@@ -22,25 +23,30 @@ class CancelledClaims:
     made again for another job (a Redis claim call resent after its answer was lost).
     Pushes are kept `KEEP_FOR` seconds (a claim's answer slower than a third of its lease
     has its claims renewed before they start, which finds them cancelled: see
-    `async_endpoints._claimer`), and at most `MOST` of them (every worker hears of every
-    running job's cancel).
+    `async_endpoints._claimer`), and at most `MOST` of them (every process hears of every
+    running job's cancel, those that never claim too): older ones are forgotten as new
+    ones come, in the order they came (an `OrderedDict`, whose oldest entry is taken off
+    in constant time).
     """
 
     KEEP_FOR = 60.0
     MOST = 10_000
 
     def __init__(self) -> None:
-        self._seen: dict[str, tuple[uuid.UUID, float]] = {}
+        self._seen: OrderedDict[str, tuple[uuid.UUID, float]] = OrderedDict()
 
     def add(self, job_id: uuid.UUID, token: str) -> None:
         """Remember job ``job_id``'s claim ``token`` as cancelled."""
         now = time.monotonic()
-        if len(self._seen) >= self.MOST:
-            self._forget_before(now - self.KEEP_FOR)
-            while len(self._seen) >= self.MOST:
-                del self._seen[next(iter(self._seen))]
+        self._forget_before(now - self.KEEP_FOR)
+        while len(self._seen) >= self.MOST:
+            self._seen.popitem(last=False)
         self._seen.pop(token, None)  # last in the order of arrival
         self._seen[token] = (job_id, now)
+
+    def __len__(self) -> int:
+        """How many pushes are remembered."""
+        return len(self._seen)
 
     def named(self, claim: Claim) -> bool:
         """Whether a push within `KEEP_FOR` seconds cancelled ``claim``."""
@@ -62,7 +68,8 @@ class CancelledClaims:
         return live, cancelled
 
     def _forget_before(self, moment: float) -> None:
-        for token, (_, seen) in list(self._seen.items()):
+        while self._seen:
+            _, (_, seen) = next(iter(self._seen.items()))
             if seen >= moment:
                 return
-            del self._seen[token]
+            self._seen.popitem(last=False)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -816,6 +817,27 @@ async def test_a_remembered_cancel_drops_only_a_claim_of_the_job_it_named() -> N
     cancelled.add(job.id, "base.1")
     mine, theirs = Claim(job, "base.1"), Claim(other, "base.1")
     assert cancelled.live([mine, theirs]) == ([theirs], [mine])
+
+
+def test_remembered_cancels_older_than_their_time_are_let_go_as_new_ones_come(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every process hears every cancel (an API-only one too): pushes older than
+    `CancelledClaims.KEEP_FOR` are let go as the next comes, not only once `MOST` are
+    kept, so what is kept follows the cancel rate of the last minute."""
+    now = [1000.0]
+    monkeypatch.setattr("async_endpoints._cancels.time.monotonic", lambda: now[0])
+    cancelled = CancelledClaims()
+    for n in range(500):
+        cancelled.add(uuid.uuid4(), f"old.{n}")
+        now[0] += 0.1  # 50 s of pushes
+    assert len(cancelled) == 500
+    now[0] += 30.0  # the first 200 (the first 20 s) are now more than KEEP_FOR old
+    fresh = uuid.uuid4()
+    cancelled.add(fresh, "new.1")
+    assert len(cancelled) == 301
+    job = SimpleNamespace(id=fresh)  # `named` reads the claim's job id alone
+    assert cancelled.named(Claim(job, "new.1"))  # type: ignore[arg-type]
 
 
 async def test_a_remembered_cancel_is_forgotten_after_its_time(
