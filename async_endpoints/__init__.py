@@ -59,6 +59,7 @@ from ._store_features import ClaimCancelListener as ClaimCancelListener
 from ._store_features import ClaimCancelStore as ClaimCancelStore
 from ._store_features import EventStore as EventStore
 from ._store_features import FollowUpStore as FollowUpStore
+from ._store_features import GiveBackStore as GiveBackStore
 from ._store_features import Idempotency as Idempotency
 from ._store_features import IdempotentStore as IdempotentStore
 from ._store_features import PendingContinuationStore as PendingContinuationStore
@@ -86,6 +87,7 @@ __all__ = [
     "EventKind",
     "EventStore",
     "FollowUpStore",
+    "GiveBackStore",
     "Handler",
     "Idempotency",
     "IdempotencyConflictError",

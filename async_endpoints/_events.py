@@ -12,7 +12,9 @@ The engine emits each kind from exactly one place:
   renewing its claim (it died, stopped or was cut off): the attempt was lost, and the job
   is queued for another or, with none left, ``Failed``. Each lost claim is recovered by
   one process, once, so this is where lost attempts are told (a dead worker cannot
-  tell its own).
+  tell its own). A stopping pool that gives back a job whose handler it cancelled past
+  the grace period (`GiveBackStore`) tells it the same way, the job ``Queued`` (its
+  attempt lost, though not counted against its retries).
 
 Listeners are plain functions called on the event loop, in the order they subscribed,
 synchronously: they must be quick (count, or hand over to a queue). A listener that raises

@@ -177,6 +177,13 @@ def failed_attempt(job: Job, error: JobError, retry_in: float | None, moment: da
     return job.replace(status=_S, run_at=moment + timedelta(seconds=retry_in))
 
 
+def given_back(job: Job, moment: datetime) -> Job:
+    """A running job its worker gave back unfinished (the worker stopped): Queued again at
+    once, the attempt not counted (``retry_count`` and ``error`` as they were)."""
+    check(job, Transition.RETRY)
+    return job.replace(status=_Q, run_at=None, last_updated_at=moment)
+
+
 def recovered(job: Job, error: JobError, moment: datetime) -> Job:
     """A running job whose lease ran out: one attempt used, retried at once or Failed."""
     check(job, Transition.RECOVER)

@@ -42,6 +42,7 @@ from ._lifecycle import (
     claimed,
     completed,
     failed_attempt,
+    given_back,
     promoted,
     recovered,
     requeued,
@@ -221,6 +222,14 @@ class InMemoryJobStore(
         if job is None:
             return None
         return self._after_attempt(failed_attempt(job, error, retry_in, self._moment()), retry_in)
+
+    async def give_back(self, claim: Claim) -> Job | None:
+        """Queue the claimed job again, its attempt not counted; see
+        `GiveBackStore.give_back`."""
+        job = self._release(claim)
+        if job is None:
+            return None
+        return self._after_attempt(given_back(job, self._moment()), None)
 
     async def recover(self) -> list[uuid.UUID]:
         """Re-queue expired claims and drop expired terminal jobs; see `JobStore.recover`."""

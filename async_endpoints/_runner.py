@@ -15,12 +15,13 @@ from types import TracebackType
 
 from ._claimer import Claimer
 from ._errors import StoreUnavailableError
+from ._events import AttemptOutcome, EventKind, LifecycleEvent
 from ._logs import job_extra
 from ._recovery import recover_forever, renew_forever
 from ._settings import Settings
 from ._slots import Slots
 from ._store import Claim, ControlStore, JobStore
-from ._store_features import ClaimCancelStore
+from ._store_features import ClaimCancelStore, GiveBackStore
 from ._tasks import cancel_and_wait
 from ._worker import AttemptRunner
 
@@ -132,17 +133,44 @@ class WorkerPool:
                 for claim in self._slots.claims_of(pending):
                     logger.warning(
                         "job %s (%s) outlived the shutdown grace period: its handler is"
-                        " cancelled, and the job left to stale-claim recovery",
+                        " cancelled, and the job given back to be run again",
                         claim.job.id, claim.job.name, extra=job_extra(claim.job),
                     )  # fmt: skip
         finally:
             await cancel_and_wait(dispatcher)
-            await self._slots.cancel_running()
+            stopped = await self._slots.cancel_running()
+            await self._give_back(stopped)
             await cancel_and_wait(others)
             self._background = []
             settling = self._slots.recording()
             if settling:  # results being recorded must land before the store is closed
                 await asyncio.wait(settling, timeout=self.settings.claim_timeout)
+
+    async def _give_back(self, claims: list[Claim]) -> None:
+        """Queue again at once the jobs whose handlers the stop cancelled, their attempts
+        not counted (`GiveBackStore`), rather than leave them to stale-claim recovery,
+        which waits for their leases to end and counts each as a lost attempt (a rolling
+        restart would use up retries of jobs that never failed). A claim settled meanwhile
+        is left as it is; one the store does not answer for (within ``claim_timeout``)
+        is left to recovery after all."""
+        store = self.store
+        if not claims or not isinstance(store, GiveBackStore):
+            return
+        try:
+            async with asyncio.timeout(self.settings.claim_timeout):
+                given = await asyncio.gather(*(store.give_back(c) for c in claims))
+        except Exception as exc:  # recovery re-runs them all the same
+            logger.warning("jobs could not be given back (%s): left to recovery", exc)
+            return
+        events = self.attempts.events
+        for claim, job in zip(claims, given, strict=True):
+            if job is not None:
+                logger.info(
+                    "job %s (%s) given back unfinished: Queued again, the attempt not counted",
+                    claim.job.id, claim.job.name, extra=job_extra(claim.job),
+                )  # fmt: skip
+                if events:  # taken back here, as recovery would have: a `lost` attempt
+                    events.emit(LifecycleEvent(EventKind.RECOVERED, job, AttemptOutcome.LOST))
 
     async def _stop_dispatching(self, dispatcher: list[asyncio.Task[None]]) -> None:
         """Cancel the dispatcher, unless a claim call is under way: the dispatcher then

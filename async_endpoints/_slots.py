@@ -203,17 +203,20 @@ class Slots:
             self.attempts.abandon(task, entry[0].job)
             self._handler_ended(token)
 
-    async def cancel_running(self) -> None:
+    async def cancel_running(self) -> list[Claim]:
         """Cancel the running handlers; abandon those still running `CANCEL_WAIT` seconds
-        later (they ignore cancellation; recovery re-runs their jobs)."""
-        tasks = self.handlers()
-        for task in tasks:
+        later (they ignore cancellation; recovery re-runs their jobs). The claims of those
+        that ended: their jobs may be given back (`GiveBackStore`), as no handler of them
+        runs here any more."""
+        running = list(self._running.values())
+        for _, task in running:
             task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=CANCEL_WAIT)
+        if running:
+            await asyncio.wait([task for _, task in running], timeout=CANCEL_WAIT)
         for claim, task in list(self._running.values()):
             self.attempts.abandon(task, claim.job)
             self._handler_ended(claim.token)
+        return [claim for claim, task in running if task.done()]
 
     def recording(self) -> set[asyncio.Future[Any]]:
         """Outcomes being recorded (in job tasks, and for abandoned handlers)."""

@@ -279,6 +279,23 @@ class ProgressStore(Protocol):
 
 
 @runtime_checkable
+class GiveBackStore(Protocol):
+    """Optional: a claim given back unfinished, when the worker running it stops (its
+    shutdown grace period ran out) and would otherwise leave the job to stale-claim
+    recovery, which counts the attempt as lost and waits for its lease to end."""
+
+    async def give_back(self, claim: Claim) -> Job | None:
+        """Make the claimed (``InProgress``) job ``Queued`` again at once, due now,
+        without counting the attempt: ``retry_count`` and ``error`` stay as they were; a
+        partition key stays the job's (its next job still waits for it).
+
+        Atomic and token-checked: None when the claim is lost (cancelled, recovered,
+        settled), and nothing changes then.
+        """
+        ...
+
+
+@runtime_checkable
 class EventStore(Protocol):
     """Optional: pushed notices of a job's status changes and progress, in every process
     using the store, at the cost of one subscription per process however many jobs and

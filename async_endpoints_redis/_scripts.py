@@ -309,6 +309,14 @@ class Scripts:
         job: list[Reply] | None = await self._call("fail", args)
         return job
 
+    async def give_back(self, claim: Claim) -> list[Reply] | None:
+        """The job's hash once given back (Queued, the attempt not counted), or None when
+        the claim is lost (the fail script's give-back mode)."""
+        job: list[Reply] | None = await self._call(
+            "fail", [str(claim.job.id), claim.token, "", "", 1]
+        )
+        return job
+
     async def recover(
         self, batch: int, error_json: str, gentle: bool = False
     ) -> tuple[list[Reply], int]:

@@ -488,6 +488,12 @@ class RedisJobStore(
         reply = await self._run("fail", lambda s: s.fail(claim, error_json, delay_ms))
         return self._settled(claim.job.id, reply)
 
+    async def give_back(self, claim: Claim) -> Job | None:
+        """Queue the claimed job again at once, its attempt not counted (its worker
+        stops); None when the claim is lost (nothing changed). See `GiveBackStore`."""
+        reply = await self._run("give_back", lambda s: s.give_back(claim))
+        return self._settled(claim.job.id, reply)
+
     async def recover(self) -> list[uuid.UUID]:
         """Re-queue (or fail, without retries left) every job whose lease expired, and
         delete the finished jobs and batches whose retention passed, in batches of one

@@ -16,7 +16,9 @@ from async_endpoints import (
     AsyncEndpoints,
     Claim,
     InMemoryJobStore,
+    Job,
     JobStatus,
+    JobStore,
     JobStoreError,
     StoreUnavailableError,
 )
@@ -112,11 +114,9 @@ async def test_shutdown_lets_running_handlers_finish_and_records_their_results()
     assert done.status is JobStatus.COMPLETED and done.result == "recorded"
 
 
-async def test_handlers_outliving_the_grace_period_are_left_for_recovery() -> None:
-    """Past the grace period a handler is cancelled unsettled; recovery re-queues its job."""
-    clock = ManualClock()
-    store = InMemoryJobStore(clock=clock)
-    engine = engine_with(store=store, shutdown_grace_period=0.05, claim_timeout=30)
+async def stopped_past_grace(engine: AsyncEndpoints) -> Job:
+    """Run an endless handler's job on ``engine`` (whose grace period is short) and stop
+    the pool while it runs; the job as submitted."""
     started = asyncio.Event()
 
     async def endless(ctx: AsyncContext[None]) -> None:
@@ -128,6 +128,58 @@ async def test_handlers_outliving_the_grace_period_are_left_for_recovery() -> No
         job = await engine.submit("endless")
         async with asyncio.timeout(5):
             await started.wait()
+    return job
+
+
+async def test_jobs_whose_handlers_outlive_the_grace_period_are_given_back_uncounted(
+    store: JobStore,
+) -> None:
+    """Memory and a real Redis: past the grace period a handler is cancelled and its job
+    given back at once (Queued, no wait for its lease), the attempt not counted, so a
+    rolling restart uses up no retry of a job that never failed; the next worker runs it
+    to completion with retry count 0."""
+    engine = engine_with(store=store, shutdown_grace_period=0.05, claim_timeout=30)
+    started = asyncio.Event()
+    runs = 0
+
+    async def long_job(ctx: AsyncContext[None]) -> str:
+        nonlocal runs
+        runs += 1
+        started.set()
+        if runs == 1:
+            await asyncio.Event().wait()  # outlives the first worker
+        return "done"
+
+    engine.add_handler(long_job)
+    async with engine.running():
+        job = await engine.submit("long_job")
+        async with asyncio.timeout(5):
+            await started.wait()
+    given = engine_with(store=store)
+    given.add_handler(long_job)
+    async with given.running(workers=False):
+        back = await given.get_job(job.id)
+        assert back is not None and back.status is JobStatus.QUEUED
+        assert back.retry_count == 0 and back.error is None
+    async with given.running():
+        done = await given.wait_for(job.id, timeout=10)
+    assert done.status is JobStatus.COMPLETED and done.retry_count == 0 and runs == 2
+
+
+class UnansweringGiveBack(InMemoryJobStore):
+    """A store that does not answer when a claim is given back."""
+
+    async def give_back(self, claim: Claim) -> Job | None:
+        raise StoreUnavailableError("cut off")
+
+
+async def test_a_job_the_store_does_not_take_back_is_left_for_recovery() -> None:
+    """Past the grace period, a give-back the store does not answer leaves the job to
+    stale-claim recovery, which re-queues it once its lease ran out (one attempt lost)."""
+    clock = ManualClock()
+    store = UnansweringGiveBack(clock=clock)
+    engine = engine_with(store=store, shutdown_grace_period=0.05, claim_timeout=30)
+    job = await stopped_past_grace(engine)
     assert (await store.get(job.id)).status is JobStatus.IN_PROGRESS
     clock.advance(31)
     assert await store.recover() == [job.id]
@@ -551,3 +603,16 @@ async def test_a_job_task_s_next_claim_counts_its_lease_from_when_the_claim_was_
     slots = Slots(Noting(store, {}, RetryPolicy(), job_timeout=60), next_claim)
     await slots.start(first, asyncio.get_running_loop().time())
     assert seen[second.token] == sent_long_ago
+
+
+async def test_a_given_back_attempt_is_told_once_as_lost() -> None:
+    """The stopping pool tells the job it gave back as a RECOVERED event (outcome lost),
+    the job Queued, so the metrics count the attempt ``lost`` once, as recovery would."""
+    from async_endpoints._events import AttemptOutcome, EventKind
+
+    engine = engine_with(shutdown_grace_period=0.05)
+    heard: list[tuple[EventKind, AttemptOutcome | None, JobStatus]] = []
+    engine.events.subscribe(lambda e: heard.append((e.kind, e.outcome, e.job.status)))
+    await stopped_past_grace(engine)
+    recovered = [entry for entry in heard if entry[0] is EventKind.RECOVERED]
+    assert recovered == [(EventKind.RECOVERED, AttemptOutcome.LOST, JobStatus.QUEUED)]

@@ -18,6 +18,7 @@ from .._store_features import (
     ClaimCancelStore,
     EventStore,
     FollowUpStore,
+    GiveBackStore,
     IdempotentStore,
     PendingContinuationStore,
     ProgressStore,
@@ -46,6 +47,7 @@ _CAPABILITIES = {
     FollowUpStore: "follow_up_of, and NewJob.follow_up and delivers_for kept",
     IdempotentStore: "enqueue_once",
     PendingContinuationStore: "pending_continuation",
+    GiveBackStore: "give_back",
 }
 
 

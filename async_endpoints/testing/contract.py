@@ -57,6 +57,7 @@ from ._contract_core import CoreContract
 from ._contract_due import DueTimeContract
 from ._contract_events import EventsContract
 from ._contract_follow_ups import FollowUpContract
+from ._contract_give_back import GiveBackContract
 from ._contract_lifecycle import LifecycleContract
 from ._contract_listing import ListingContract
 from ._contract_partition_control import PartitionControlContract
@@ -102,6 +103,7 @@ class JobStoreContract(
     BatchControlContract,
     EventsContract,
     FollowUpContract,
+    GiveBackContract,
 ):
     """The whole store contract; subclass it with a ``kit`` fixture (see the module
     docstring). Its parts, by capability:
@@ -122,4 +124,5 @@ class JobStoreContract(
     - `ProgressStore` and `EventStore`: `EventsContract`.
     - `FollowUpStore`: `FollowUpContract` (with `ControlStore` and `BatchStore` for its
       cancel and batch cases).
+    - `GiveBackStore`: `GiveBackContract` (with `ControlStore` for its cancel case).
     """

@@ -347,10 +347,12 @@ end
 -- retry: a failed attempt with retries left: one more attempt counted, Queued at the tail
 -- of its queue when delay <= 0, else Scheduled for delay ms (due at clock + delay on the
 -- elapsed-time clock, shown as run_at = now + delay).
-local function retry(key, id, now, clock, delay)
+local function retry(key, id, now, clock, delay, uncounted)
   local queue, tenant = placement(key)
   leave_running(key, id, queue)
-  redis.call('HINCRBY', key, 'retry_count', 1)
+  if not uncounted then
+    redis.call('HINCRBY', key, 'retry_count', 1)
+  end
   if delay <= 0 then
     redis.call('HSET', key, 'status', 'Queued', 'last_updated_at', ms(now))
     redis.call('HDEL', key, 'run_at')

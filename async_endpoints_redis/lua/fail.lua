@@ -1,8 +1,11 @@
 -- fail: an attempt of the claimed job failed; retry it (Queued or Scheduled) while
--- retries are left and a delay is given, else it becomes Failed for good.
+-- retries are left and a delay is given, else it becomes Failed for good. With ARGV[5]
+-- '1' the attempt is given back instead (its worker stopped before it ended): Queued
+-- again at once, not counted, its error as it was (ARGV[3] and ARGV[4] unread).
 --
 -- ARGV[1]  job id                    ARGV[2]  claim token
 -- ARGV[3]  error JSON                ARGV[4]  retry delay (ms), or '' for no retry
+-- ARGV[5]  '1' to give the attempt back uncounted (optional)
 --
 -- Returns: the job's hash as {field, value, ...}, or false when the claim is lost
 -- (nothing changed; when the job was cancelled while this attempt ran, the attempt lets
@@ -19,9 +22,14 @@ if not owns(key, ARGV[2]) then
 end
 local clock = clock_ms()
 local now = now_ms()
-redis.call('HSET', key, 'error', ARGV[3])
-if failed_attempt(key, id, now, clock, tonumber(ARGV[4])) then
+if ARGV[5] == '1' then
+  retry(key, id, now, clock, 0, true)
   wake()
+else
+  redis.call('HSET', key, 'error', ARGV[3])
+  if failed_attempt(key, id, now, clock, tonumber(ARGV[4])) then
+    wake()
+  end
 end
 flush_pending()
 return redis.call('HGETALL', key)

@@ -13,6 +13,7 @@ from async_endpoints._store_features import (
     BatchStore,
     EventStore,
     FollowUpStore,
+    GiveBackStore,
     IdempotentStore,
     PendingContinuationStore,
     ProgressStore,
@@ -41,6 +42,7 @@ class ProjectStore(JobStoreContract):
                 IdempotentStore,
                 FollowUpStore,
                 PendingContinuationStore,
+                GiveBackStore,
             ):
                 assert isinstance(store, capability), capability.__name__
 

@@ -349,7 +349,7 @@ async def abandoned_at_timeout(situation: Situation) -> Expected:
 
 async def outlived_the_grace_period(situation: Situation) -> Expected:
     """A worker shutting down cancels a handler that outlived the grace period: the job
-    it leaves to recovery is named."""
+    it gives back is named (in that record, and in the one saying it was given back)."""
     engine = AsyncEndpoints(store=InMemoryJobStore(), shutdown_grace_period=0.05)
     started = asyncio.Event()
 
