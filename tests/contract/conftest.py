@@ -62,12 +62,6 @@ async def valkey_kit(valkey_node: RedisServer) -> AsyncIterator[StoreKit]:
 
 
 @pytest.fixture
-async def valkey_cluster_kit(valkey_cluster: RedisClusterProcesses) -> AsyncIterator[StoreKit]:
-    async for kit in redis_kit_on(valkey_cluster.url):
-        yield kit
-
-
-@pytest.fixture
 async def cluster_kit(redis_cluster: RedisClusterProcesses) -> AsyncIterator[StoreKit]:
     async for kit in redis_kit_on(redis_cluster.url):
         yield kit

@@ -88,16 +88,6 @@ class TestRedisJobStoreOnValkey(ProjectStore):
 
 
 @pytest.mark.redis
-@pytest.mark.slow
-class TestRedisJobStoreOnAValkeyCluster(ProjectStore):
-    """The Redis store on a 3-master Valkey cluster."""
-
-    @pytest.fixture
-    def kit(self, valkey_cluster_kit: StoreKit) -> StoreKit:
-        return valkey_cluster_kit
-
-
-@pytest.mark.redis
 class TestRedisJobStoreOnACluster(ProjectStore):
     @pytest.fixture
     def kit(self, cluster_kit: StoreKit) -> StoreKit:
