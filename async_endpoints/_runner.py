@@ -156,15 +156,18 @@ class WorkerPool:
         store = self.store
         if not claims or not isinstance(store, GiveBackStore):
             return
-        try:
-            async with asyncio.timeout(self.settings.claim_timeout):
-                given = await asyncio.gather(*(store.give_back(c) for c in claims))
-        except Exception as exc:  # recovery re-runs them all the same
-            logger.warning("jobs could not be given back (%s): left to recovery", exc)
-            return
+        calls = [asyncio.ensure_future(store.give_back(claim)) for claim in claims]
+        await asyncio.wait(calls, timeout=self.settings.claim_timeout)
         events = self.attempts.events
-        for claim, job in zip(claims, given, strict=True):
-            if job is not None:
+        for claim, call in zip(claims, calls, strict=True):
+            if not call.done() or call.cancelled() or call.exception() is not None:
+                call.cancel()  # recovery re-runs it all the same
+                logger.warning(
+                    "job %s (%s) could not be given back: left to stale-claim recovery",
+                    claim.job.id, claim.job.name, extra=job_extra(claim.job),
+                )  # fmt: skip
+                continue
+            if (job := call.result()) is not None:
                 logger.info(
                     "job %s (%s) given back unfinished: Queued again, the attempt not counted",
                     claim.job.id, claim.job.name, extra=job_extra(claim.job),
