@@ -13,7 +13,7 @@ The engine emits each kind from exactly one place:
   is queued for another or, with none left, ``Failed``. Each lost claim is recovered by
   one process, once, so this is where lost attempts are told (a dead worker cannot
   tell its own). A stopping pool that gives back a job whose handler it cancelled past
-  the grace period (`GiveBackStore`) tells it the same way, the job ``Queued`` (its
+  the grace period (`GiveBackStore`) tells it the same way, the job waiting again (its
   attempt lost, though not counted against its retries).
 
 Listeners are plain functions called on the event loop, in the order they subscribed,

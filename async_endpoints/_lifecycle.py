@@ -177,11 +177,15 @@ def failed_attempt(job: Job, error: JobError, retry_in: float | None, moment: da
     return job.replace(status=_S, run_at=moment + timedelta(seconds=retry_in))
 
 
-def given_back(job: Job, moment: datetime) -> Job:
-    """A running job its worker gave back unfinished (the worker stopped): Queued again at
-    once, the attempt not counted (``retry_count`` and ``error`` as they were)."""
+def given_back(job: Job, retry_in: float, moment: datetime) -> Job:
+    """A running job its worker gave back unfinished (the worker stopped): Queued again,
+    or Scheduled for ``retry_in`` seconds, the attempt not counted (``retry_count`` and
+    ``error`` as they were)."""
     check(job, Transition.RETRY)
-    return job.replace(status=_Q, run_at=None, last_updated_at=moment)
+    job = job.replace(last_updated_at=moment)
+    if retry_in <= 0:
+        return job.replace(status=_Q, run_at=None)
+    return job.replace(status=_S, run_at=moment + timedelta(seconds=retry_in))
 
 
 def recovered(job: Job, error: JobError, moment: datetime) -> Job:

@@ -223,13 +223,13 @@ class InMemoryJobStore(
             return None
         return self._after_attempt(failed_attempt(job, error, retry_in, self._moment()), retry_in)
 
-    async def give_back(self, claim: Claim) -> Job | None:
-        """Queue the claimed job again, its attempt not counted; see
+    async def give_back(self, claim: Claim, *, retry_in: float) -> Job | None:
+        """Let the claimed job wait again, its attempt not counted; see
         `GiveBackStore.give_back`."""
         job = self._release(claim)
         if job is None:
             return None
-        return self._after_attempt(given_back(job, self._moment()), None)
+        return self._after_attempt(given_back(job, retry_in, self._moment()), retry_in)
 
     async def recover(self) -> list[uuid.UUID]:
         """Re-queue expired claims and drop expired terminal jobs; see `JobStore.recover`."""

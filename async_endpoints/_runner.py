@@ -39,7 +39,8 @@ class WorkerPool:
 
     Use as an async context manager: entering starts the dispatcher, lease renewal and
     recovery; leaving stops claiming, lets running handlers finish for up to
-    ``shutdown_grace_period`` seconds and cancels the rest, whose jobs recovery re-queues.
+    ``shutdown_grace_period`` seconds and cancels the rest, whose jobs it gives back (or,
+    with a store that cannot, recovery re-queues).
 
     With a `ControlStore`, the pool listens for cancellations: the handler of a job
     cancelled while it runs here has its task cancelled at once (pushed, not polled; the
@@ -139,38 +140,49 @@ class WorkerPool:
         finally:
             await cancel_and_wait(dispatcher)
             stopped = await self._slots.cancel_running()
-            await self._give_back(stopped)
-            await cancel_and_wait(others)
-            self._background = []
-            settling = self._slots.recording()
-            if settling:  # results being recorded must land before the store is closed
-                await asyncio.wait(settling, timeout=self.settings.claim_timeout)
+            try:
+                await self._give_back(stopped)
+            finally:  # a second signal during the give-back still ends the pool's loops
+                await cancel_and_wait(others)
+                self._background = []
+                settling = self._slots.recording()
+                if settling:  # results being recorded must land before the store is closed
+                    await asyncio.wait(settling, timeout=self.settings.claim_timeout)
 
     async def _give_back(self, claims: list[Claim]) -> None:
-        """Queue again at once the jobs whose handlers the stop cancelled, their attempts
-        not counted (`GiveBackStore`), rather than leave them to stale-claim recovery,
-        which waits for their leases to end and counts each as a lost attempt (a rolling
-        restart would use up retries of jobs that never failed). A claim settled meanwhile
-        is left as it is; one the store does not answer for (within ``claim_timeout``)
-        is left to recovery after all."""
+        """Give back the jobs whose handlers the stop cancelled (`GiveBackStore`): their
+        attempts not counted, each due again ``claim_timeout`` after the stop, when its
+        lease would have run out. Stale-claim recovery would re-run them about then too,
+        but count each as a lost attempt (a rolling restart would use up retries of jobs
+        that never failed); the lease's time is kept because a cancellation does not stop
+        work a handler handed to a thread or a task of its own. A claim settled meanwhile
+        is left as it is; a give-back the store does not answer within ``claim_timeout``
+        (or cut short by a second signal) leaves its job to recovery, unless it landed."""
         store = self.store
         if not claims or not isinstance(store, GiveBackStore):
             return
-        calls = [asyncio.ensure_future(store.give_back(claim)) for claim in claims]
-        await asyncio.wait(calls, timeout=self.settings.claim_timeout)
+        delay = self.settings.claim_timeout
+        calls = [asyncio.ensure_future(store.give_back(c, retry_in=delay)) for c in claims]
+        try:
+            await asyncio.wait(calls, timeout=self.settings.claim_timeout)
+        finally:
+            for call in calls:
+                call.cancel()  # those still waiting for the store
         events = self.attempts.events
         for claim, call in zip(claims, calls, strict=True):
-            if not call.done() or call.cancelled() or call.exception() is not None:
-                call.cancel()  # recovery re-runs it all the same
+            failure = None if call.cancelled() else call.exception()
+            if call.cancelled() or failure is not None:
                 logger.warning(
-                    "job %s (%s) could not be given back: left to stale-claim recovery",
-                    claim.job.id, claim.job.name, extra=job_extra(claim.job),
+                    "job %s (%s) may not have been given back (%s): if not, stale-claim"
+                    " recovery re-runs it", claim.job.id, claim.job.name,
+                    failure or "the store did not answer in time", extra=job_extra(claim.job),
                 )  # fmt: skip
                 continue
             if (job := call.result()) is not None:
                 logger.info(
-                    "job %s (%s) given back unfinished: Queued again, the attempt not counted",
-                    claim.job.id, claim.job.name, extra=job_extra(claim.job),
+                    "job %s (%s) given back unfinished: due again in %.0f s, the attempt"
+                    " not counted", claim.job.id, claim.job.name, delay,
+                    extra=job_extra(claim.job),
                 )  # fmt: skip
                 if events:  # taken back here, as recovery would have: a `lost` attempt
                     events.emit(LifecycleEvent(EventKind.RECOVERED, job, AttemptOutcome.LOST))

@@ -216,7 +216,14 @@ class Slots:
         for claim, task in list(self._running.values()):
             self.attempts.abandon(task, claim.job)
             self._handler_ended(claim.token)
-        return [claim for claim, task in running if task.done()]
+        # Not a claim whose outcome is being recorded (a JobTimeout settled from a task of
+        # its own): it settles as it is.
+        timing_out = self.attempts.timing_out
+        return [
+            claim
+            for claim, task in running
+            if task.done() and claim.token not in self._settling and claim.token not in timing_out
+        ]
 
     def recording(self) -> set[asyncio.Future[Any]]:
         """Outcomes being recorded (in job tasks, and for abandoned handlers)."""

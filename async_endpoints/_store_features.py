@@ -282,12 +282,13 @@ class ProgressStore(Protocol):
 class GiveBackStore(Protocol):
     """Optional: a claim given back unfinished, when the worker running it stops (its
     shutdown grace period ran out) and would otherwise leave the job to stale-claim
-    recovery, which counts the attempt as lost and waits for its lease to end."""
+    recovery, which counts the attempt as lost."""
 
-    async def give_back(self, claim: Claim) -> Job | None:
-        """Make the claimed (``InProgress``) job ``Queued`` again at once, due now,
-        without counting the attempt: ``retry_count`` and ``error`` stay as they were; a
-        partition key stays the job's (its next job still waits for it).
+    async def give_back(self, claim: Claim, *, retry_in: float) -> Job | None:
+        """Make the claimed (``InProgress``) job wait again without counting the attempt:
+        ``Queued`` when ``retry_in`` is 0, else ``Scheduled``, due in ``retry_in``
+        seconds; ``retry_count`` and ``error`` stay as they were, and a partition key
+        stays the job's (its next job still waits for it).
 
         Atomic and token-checked: None when the claim is lost (cancelled, recovered,
         settled), and nothing changes then.

@@ -82,6 +82,9 @@ class AttemptRunner:
     settle_patience: float = 30.0
     #: Settlements of abandoned attempts, each in a task of its own; shutdown waits for them.
     settling: set[asyncio.Future[Job | None]] = field(default_factory=set, compare=False)
+    #: The claims whose handler was abandoned at ``job_timeout`` and whose JobTimeout is
+    #: being recorded (in `settling`): a stopping pool does not give them back.
+    timing_out: set[str] = field(default_factory=set, compare=False)
     #: Handlers that ignored cancellation and still run, kept referenced until they end.
     abandoned: set[asyncio.Task[Any]] = field(default_factory=set, compare=False)
     #: Where ``started`` and ``finished`` events go.
@@ -103,7 +106,8 @@ class AttemptRunner:
         None when the claim was lost meanwhile, or when the handler was abandoned at
         ``job_timeout`` (its JobTimeout is then settled from another task). Cancellation
         while the handler runs (shutdown past the grace period, a lost lease) propagates
-        without settling: the job is left to stale-claim recovery (or was cancelled). The
+        without settling: the pool gives the job back (a shutdown), or it is left to
+        stale-claim recovery (or was cancelled). The
         caller must not cancel the settlement that follows (the pool cancels only running
         handlers). Emits ``started`` now and ``finished`` when the attempt is over. The
         job is the current job of its log records, and the attempt has its span (see
@@ -160,7 +164,7 @@ class AttemptRunner:
     def never_ran(self, claim: Claim) -> None:
         """The task of ``claim`` was cancelled before its attempt began: if that was its
         job's cancellation, the store is told, as for a handler that ended (a shutdown's
-        cancellation leaves the claim to recovery)."""
+        cancellation leaves the claim to the pool, which gives it back)."""
         if claim.token in self.canceled:
             self.canceled.discard(claim.token)
             self._report_end(claim)
@@ -297,7 +301,9 @@ class AttemptRunner:
         error = _timeout_error(deadline.seconds)
         settling = asyncio.ensure_future(self._settle_patiently(claim, Outcome(error=error), began))
         self.settling.add(settling)
+        self.timing_out.add(claim.token)
         settling.add_done_callback(self.settling.discard)
+        settling.add_done_callback(lambda _: self.timing_out.discard(claim.token))
         settling.add_done_callback(_consume)
         span.abandoned(error)  # after: a tracing failure must not keep the job from settling
 

@@ -309,11 +309,12 @@ class Scripts:
         job: list[Reply] | None = await self._call("fail", args)
         return job
 
-    async def give_back(self, claim: Claim) -> list[Reply] | None:
-        """The job's hash once given back (Queued, the attempt not counted), or None when
-        the claim is lost (the fail script's give-back mode)."""
+    async def give_back(self, claim: Claim, delay_ms: int) -> list[Reply] | None:
+        """The job's hash once given back (Queued, or Scheduled in ``delay_ms``, the
+        attempt not counted), or None when the claim is lost (the fail script's give-back
+        mode)."""
         job: list[Reply] | None = await self._call(
-            "fail", [str(claim.job.id), claim.token, "", "", 1]
+            "fail", [str(claim.job.id), claim.token, "", delay_ms, 1]
         )
         return job
 

@@ -408,14 +408,14 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         shard._notifications.wake()  # its key's next job may be claimable: look again
         return job
 
-    async def give_back(self, claim: Claim) -> Job | None:
+    async def give_back(self, claim: Claim, *, retry_in: float) -> Job | None:
         """As `RedisJobStore.give_back`, in the claim's shard."""
         if not self._shards:  # not started (or closed: it raises)
             await self._ready_shards()
         shard = self._of_token(claim.token)
         if shard is None:
             return None
-        job = await shard.give_back(claim)
+        job = await shard.give_back(claim, retry_in=retry_in)
         shard._notifications.wake()  # the job is claimable again: look again
         return job
 

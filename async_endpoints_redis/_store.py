@@ -488,10 +488,12 @@ class RedisJobStore(
         reply = await self._run("fail", lambda s: s.fail(claim, error_json, delay_ms))
         return self._settled(claim.job.id, reply)
 
-    async def give_back(self, claim: Claim) -> Job | None:
-        """Queue the claimed job again at once, its attempt not counted (its worker
-        stops); None when the claim is lost (nothing changed). See `GiveBackStore`."""
-        reply = await self._run("give_back", lambda s: s.give_back(claim))
+    async def give_back(self, claim: Claim, *, retry_in: float) -> Job | None:
+        """Let the claimed job wait again (due in ``retry_in`` seconds), its attempt not
+        counted (its worker stops); None when the claim is lost (nothing changed). See
+        `GiveBackStore`."""
+        delay_ms = max(0, round(retry_in * 1000))
+        reply = await self._run("give_back", lambda s: s.give_back(claim, delay_ms))
         return self._settled(claim.job.id, reply)
 
     async def recover(self) -> list[uuid.UUID]:

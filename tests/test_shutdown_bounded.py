@@ -79,3 +79,49 @@ async def test_tasks_that_end_when_cancelled_end_at_the_first_cancel_quietly(
         await cancel_and_wait(tasks)
     assert all(task.cancelled() for task in tasks)
     assert not caplog.records
+
+
+class GiveBackHanging(InMemoryJobStore):
+    """A store whose give-back never answers (a store frozen as the worker stops)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.giving_back = asyncio.Event()
+
+    async def give_back(self, claim, *, retry_in):  # type: ignore[no-untyped-def]
+        self.giving_back.set()
+        await asyncio.Event().wait()
+
+
+async def test_a_second_signal_during_the_give_back_still_ends_the_pools_loops() -> None:
+    """The pool stops past its grace period and gives back a running job to a store that
+    does not answer; the stop is cancelled then (a second signal): lease renewal and
+    recovery end all the same, and no give-back call is left running."""
+    store = GiveBackHanging()
+    engine = AsyncEndpoints(store=store, shutdown_grace_period=0.05, claim_timeout=60)
+    started = asyncio.Event()
+
+    async def endless(ctx) -> None:  # type: ignore[no-untyped-def]
+        started.set()
+        await asyncio.Event().wait()
+
+    engine.add_handler(endless)
+
+    async def serve() -> None:
+        async with engine.running():
+            await engine.submit("endless")
+            await started.wait()
+
+    serving = asyncio.create_task(serve())
+    async with asyncio.timeout(10):
+        await store.giving_back.wait()
+    serving.cancel()  # the second signal
+    with pytest.raises(asyncio.CancelledError):
+        await serving
+    left = {task.get_name() for task in asyncio.all_tasks()} - {
+        asyncio.current_task().get_name()  # type: ignore[union-attr]
+    }
+    assert not {name for name in left if name.startswith("async-endpoints")}, left
+    await asyncio.sleep(0)  # the give-back call's cancellation has run
+    calls = [t for t in asyncio.all_tasks() if t.get_coro().__qualname__.endswith(".give_back")]
+    assert calls == []

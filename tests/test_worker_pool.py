@@ -135,10 +135,11 @@ async def test_jobs_whose_handlers_outlive_the_grace_period_are_given_back_uncou
     store: JobStore,
 ) -> None:
     """Memory and a real Redis: past the grace period a handler is cancelled and its job
-    given back at once (Queued, no wait for its lease), the attempt not counted, so a
-    rolling restart uses up no retry of a job that never failed; the next worker runs it
-    to completion with retry count 0."""
-    engine = engine_with(store=store, shutdown_grace_period=0.05, claim_timeout=30)
+    given back, the attempt not counted (a rolling restart uses up no retry of a job that
+    never failed): Scheduled for when its lease would have run out (``claim_timeout``
+    after the stop: work a cancellation does not stop, in a thread say, has that long),
+    then run to completion by the next worker with retry count 0."""
+    engine = engine_with(store=store, shutdown_grace_period=0.05, claim_timeout=1.0)
     started = asyncio.Event()
     runs = 0
 
@@ -159,8 +160,11 @@ async def test_jobs_whose_handlers_outlive_the_grace_period_are_given_back_uncou
     given.add_handler(long_job)
     async with given.running(workers=False):
         back = await given.get_job(job.id)
-        assert back is not None and back.status is JobStatus.QUEUED
+        assert back is not None and back.status is JobStatus.SCHEDULED
         assert back.retry_count == 0 and back.error is None
+        assert back.run_at is not None and back.last_updated_at is not None
+        due_in = (back.run_at - back.last_updated_at).total_seconds()
+        assert 0.9 <= due_in <= 1.1, due_in
     async with given.running():
         done = await given.wait_for(job.id, timeout=10)
     assert done.status is JobStatus.COMPLETED and done.retry_count == 0 and runs == 2
@@ -169,7 +173,7 @@ async def test_jobs_whose_handlers_outlive_the_grace_period_are_given_back_uncou
 class UnansweringGiveBack(InMemoryJobStore):
     """A store that does not answer when a claim is given back."""
 
-    async def give_back(self, claim: Claim) -> Job | None:
+    async def give_back(self, claim: Claim, *, retry_in: float) -> Job | None:
         raise StoreUnavailableError("cut off")
 
 
@@ -607,7 +611,7 @@ async def test_a_job_task_s_next_claim_counts_its_lease_from_when_the_claim_was_
 
 async def test_a_given_back_attempt_is_told_once_as_lost() -> None:
     """The stopping pool tells the job it gave back as a RECOVERED event (outcome lost),
-    the job Queued, so the metrics count the attempt ``lost`` once, as recovery would."""
+    the job Scheduled, so the metrics count the attempt ``lost`` once, as recovery would."""
     from async_endpoints._events import AttemptOutcome, EventKind
 
     engine = engine_with(shutdown_grace_period=0.05)
@@ -615,4 +619,4 @@ async def test_a_given_back_attempt_is_told_once_as_lost() -> None:
     engine.events.subscribe(lambda e: heard.append((e.kind, e.outcome, e.job.status)))
     await stopped_past_grace(engine)
     recovered = [entry for entry in heard if entry[0] is EventKind.RECOVERED]
-    assert recovered == [(EventKind.RECOVERED, AttemptOutcome.LOST, JobStatus.QUEUED)]
+    assert recovered == [(EventKind.RECOVERED, AttemptOutcome.LOST, JobStatus.SCHEDULED)]

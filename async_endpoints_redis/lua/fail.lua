@@ -1,7 +1,7 @@
 -- fail: an attempt of the claimed job failed; retry it (Queued or Scheduled) while
 -- retries are left and a delay is given, else it becomes Failed for good. With ARGV[5]
 -- '1' the attempt is given back instead (its worker stopped before it ended): Queued
--- again at once, not counted, its error as it was (ARGV[3] and ARGV[4] unread).
+-- again, or Scheduled in ARGV[4] ms, not counted, its error as it was (ARGV[3] unread).
 --
 -- ARGV[1]  job id                    ARGV[2]  claim token
 -- ARGV[3]  error JSON                ARGV[4]  retry delay (ms), or '' for no retry
@@ -23,7 +23,7 @@ end
 local clock = clock_ms()
 local now = now_ms()
 if ARGV[5] == '1' then
-  retry(key, id, now, clock, 0, true)
+  retry(key, id, now, clock, tonumber(ARGV[4]) or 0, true)
   wake()
 else
   redis.call('HSET', key, 'error', ARGV[3])

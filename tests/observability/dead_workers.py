@@ -48,12 +48,18 @@ async def left_running(
     store: JobStore, webhook_to: str | None = None, **settings: object
 ) -> tuple[uuid.UUID, CollectorRegistry]:
     """A job of ``hold`` started by an engine whose pool then stops without settling it
-    (grace 0: as a dead worker leaves it, claimed until its lease runs out); the job's id
-    and that engine's metrics."""
+    and without giving it back (grace 0, and its give-back made a no-op: as a dead worker
+    leaves it, claimed until its lease runs out); the job's id and that engine's
+    metrics."""
     started = asyncio.Event()
     dying = engine_on(store, started, **settings)
     registry = CollectorRegistry()
     dying.enable_metrics(registry)
+
+    async def gives_nothing_back(claims: object) -> None:
+        return None
+
+    dying.pool._give_back = gives_nothing_back  # type: ignore[method-assign,assignment]
     async with dying.running():
         job = await dying.submit("hold", None, webhook_url=webhook_to)
         async with asyncio.timeout(10):
