@@ -64,3 +64,33 @@ async def test_sigterm_to_uvicorn_records_in_flight_jobs_and_leaves_the_rest_que
     assert {job["status"] for job in final.values()} == {"Completed"}
     assert all(job["retryCount"] == 0 for job in final.values()), "no attempt was lost"
     assert all(len(runs[job_id]) == 1 for job_id in ids), "no job ran twice"
+
+
+async def test_a_worker_stopped_past_its_grace_period_gives_its_job_back_uncounted(
+    env: dict[str, str], procs: list[Proc], records: redis.Redis, tmp_path: Path
+) -> None:
+    """SIGTERM to a worker process whose job outlives its grace period: it exits 0, the
+    job given back (Scheduled, retryCount 0, due when its lease would have run out), and
+    another worker process runs it to completion, still at retryCount 0: a rolling
+    restart uses up no retry of a job that never failed."""
+    env = {**env, "GRACE_PERIOD": "0.5", "CLAIM_TIMEOUT": "2"}
+    prefix = env["AE_PREFIX"]
+    api = start_api({**env, "RUN_WORKERS": "0"}, tmp_path)
+    first = start_worker(env, tmp_path, "first")
+    procs.extend([api, first])
+    async with httpx.AsyncClient(timeout=10) as client:
+        job_id = await submit(client, api, "/slow", {"seconds": 3})
+
+        async def started() -> bool:
+            return bool((await runs_of(records, prefix, [job_id]))[job_id])
+
+        await wait_for(started, 30, "the job started in the first worker")
+        first.signal(signal.SIGTERM)
+        assert first.wait(timeout=30) == 0
+        (given,) = (await fetch_jobs(client, api, [job_id])).values()
+        second = start_worker(env, tmp_path, "second")
+        procs.append(second)
+        (final,) = (await wait_terminal(client, api, [job_id], timeout=60)).values()
+    assert given["status"] == "Scheduled" and given["retryCount"] == 0, given
+    assert final["status"] == "Completed" and final["retryCount"] == 0, final
+    assert (await runs_of(records, prefix, [job_id]))[job_id] == [first.pid, second.pid]
