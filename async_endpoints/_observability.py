@@ -125,6 +125,12 @@ class Observability:
         else:
             route = AnyMethodRoute(path, serve_metrics, listed=("GET", "HEAD"), name=name)
             self.app.router.routes.append(route)
+            # The path with a trailing slash too (or without it): the app's slash redirect
+            # would answer anyone, telling that the route is there.
+            other = path[:-1] if path.endswith("/") and len(path) > 1 else path + "/"
+            self.app.router.routes.append(
+                AnyMethodRoute(other, serve_metrics, listed=("GET", "HEAD"))
+            )
         return metrics
 
     def map_dashboard(self, path: str = "/dashboard", *, authorize: Authorize) -> None:

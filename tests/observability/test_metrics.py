@@ -279,12 +279,13 @@ async def test_an_authorize_hook_guards_the_metrics_route_with_the_apps_own_404(
         wrong = await client.get("/metrics", headers={"authorization": "Bearer guess"})
         never = await client.get("/sync-metrics", headers={"authorization": "Bearer scrape-token"})
         posted = await client.post("/metrics")
+        slashed = await client.get("/metrics/")  # no slash redirect telling the route
         assert store.reads == 0
         token = {"authorization": "Bearer scrape-token"}
         allowed = await client.get("/metrics", headers=token)
         posted_allowed = await client.post("/metrics", headers=token)
         unknown = await client.get("/no-such-path")
-    for answer in (refused, wrong, never, posted):
+    for answer in (refused, wrong, never, posted, slashed):
         assert (answer.status_code, answer.json()) == (404, unknown.json())
         assert "allow" not in answer.headers
     assert allowed.status_code == 200 and "async_endpoints_jobs_running 0.0" in allowed.text
