@@ -53,6 +53,18 @@ class JobValidationError(AsyncEndpointsError, ValueError):
         self.errors = errors
 
 
+def summarize_errors(errors: list[dict[str, Any]], where: str = "", most: int = 3) -> str:
+    """The first ``most`` validation errors as ``where.loc: why`` (pydantic's messages:
+    its own quote no input, but a custom validator's ``ValueError`` text is the app's
+    own), and how many more there are."""
+    told = "; ".join(
+        ".".join(str(part) for part in [*([where] if where else []), *e["loc"]]) + f": {e['msg']}"
+        for e in errors[:most]
+    )
+    more = len(errors) - most
+    return told + (f" (and {more} more)" if more > 0 else "")
+
+
 class JobStoreError(AsyncEndpointsError):
     """The store could not carry out an operation."""
 

@@ -19,6 +19,7 @@ from ._errors import (
     JobValidationError,
     ResultNotSerializable,
     ResultTooLarge,
+    summarize_errors,
 )
 from ._hook_shape import check_hook
 from ._job import DEFAULT_QUEUE, Job
@@ -332,7 +333,7 @@ class Handler:
         try:
             return self.parse_body(body)
         except JobValidationError as exc:
-            where = "; ".join(f"{_location(e['loc'])}: {e['msg']}" for e in exc.errors[:3])
+            where = summarize_errors(exc.errors, "body")
             message = f"the stored request body no longer passes {self.name}'s model: {where}"
             raise JobValidationError(message, exc.errors) from None
 
@@ -367,17 +368,8 @@ def _validation_error(exc: ValidationError, message: str | None = None) -> JobVa
     if message is None:
         malformed = any(e["type"] in {"json_invalid", "json_type"} for e in errors)
         message = "request body " + ("is not valid JSON" if malformed else "failed validation")
-        message += ": " + _summary(cleaned)
+        message += ": " + summarize_errors(cleaned, "body")
     return JobValidationError(message, cleaned)
-
-
-def _summary(errors: list[dict[str, Any]], most: int = 3) -> str:
-    """The first ``most`` errors as ``where: why`` (pydantic's messages: its own quote no
-    input, but a custom validator's ``ValueError`` text is the app's own), and how many
-    more there are."""
-    told = "; ".join(f"{_location(e['loc'])}: {e['msg']}" for e in errors[:most])
-    more = len(errors) - most
-    return told + (f" (and {more} more)" if more > 0 else "")
 
 
 def _why(exc: Exception) -> str:
@@ -389,7 +381,3 @@ def _why(exc: Exception) -> str:
     if reason.startswith("Exceeds the limit"):
         return "an integer too long for JSON readers (" + reason.split(";", 1)[0] + ")"
     return reason.removeprefix("Unable to serialize ")
-
-
-def _location(loc: list[Any]) -> str:
-    return ".".join(str(part) for part in ["body", *loc])

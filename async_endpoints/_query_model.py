@@ -23,7 +23,7 @@ from pydantic.fields import FieldInfo
 from starlette.datastructures import QueryParams
 
 from ._capture import query_name_key
-from ._errors import ConfigurationError, JobValidationError
+from ._errors import ConfigurationError, JobValidationError, summarize_errors
 
 _MANY = (list, tuple, set, frozenset)
 
@@ -81,10 +81,9 @@ class QueryModel:
             located = [
                 {"loc": ["query", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in errors
             ]
-            told = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in located[:3])
-            more = f" (and {len(located) - 3} more)" if len(located) > 3 else ""
+            told = summarize_errors(located)
             raise JobValidationError(
-                f"query parameters failed validation: {told}{more}", located
+                f"query parameters failed validation: {told}", located
             ) from None
 
 
