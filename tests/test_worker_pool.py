@@ -620,3 +620,31 @@ async def test_a_given_back_attempt_is_told_once_as_lost() -> None:
     await stopped_past_grace(engine)
     recovered = [entry for entry in heard if entry[0] is EventKind.RECOVERED]
     assert recovered == [(EventKind.RECOVERED, AttemptOutcome.LOST, JobStatus.SCHEDULED)]
+
+
+async def test_a_handler_ignoring_its_cancellation_at_shutdown_is_not_given_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past the grace period a handler that swallows its cancellation is abandoned, still
+    running: its job is not given back (that would run it twice at once) but left
+    InProgress for stale-claim recovery, its retry count untouched."""
+    monkeypatch.setattr("async_endpoints._slots.CANCEL_WAIT", 0.05)
+    engine = engine_with(shutdown_grace_period=0.05)
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def stubborn(ctx: AsyncContext[None]) -> None:
+        started.set()
+        while not release.is_set():
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                continue  # ignores it
+
+    engine.add_handler(stubborn)
+    async with engine.running():
+        job = await engine.submit("stubborn")
+        async with asyncio.timeout(5):
+            await started.wait()
+    left = await engine.store.get(job.id)
+    release.set()
+    assert left is not None and left.status is JobStatus.IN_PROGRESS and left.retry_count == 0
