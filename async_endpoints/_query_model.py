@@ -6,7 +6,8 @@ The model (a pydantic ``BaseModel``) is validated against the query string the j
 ``ctx.query``. Values are text, read as FastAPI reads query parameters: a field whose
 type is a list (or tuple, set, sequence) takes every value of a repeated key, any other
 the last; the key is the field's validation alias (any of an ``AliasChoices``), else its
-alias, else its name. A field holding a model is refused: no query string gives one.
+alias, else its name. A field holding a model, or read through an ``AliasPath``, is
+refused: no query string gives one.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ValidationError
+from pydantic import AliasChoices, AliasPath, BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from starlette.datastructures import QueryParams
 
@@ -54,6 +55,11 @@ class QueryModel:
                 raise ConfigurationError(
                     f"query parameter {name!r} of {model.__name__} is a model: a query "
                     "parameter holds text, numbers and choices (or a list of them)"
+                )
+            if _reads_a_path(field):
+                raise ConfigurationError(
+                    f"query parameter {name!r} of {model.__name__} reads a path "
+                    "(AliasPath): a query string is flat, so name its key instead"
                 )
             for key in _keys(name, field):
                 if query_name_key(key) in secret:
@@ -96,6 +102,13 @@ def _keys(name: str, field: FieldInfo) -> list[str]:
     if isinstance(alias, AliasChoices):
         return [choice for choice in alias.choices if isinstance(choice, str)] or [name]
     return [field.alias or name]
+
+
+def _reads_a_path(field: FieldInfo) -> bool:
+    """Whether ``field``'s validation alias is (or offers) an ``AliasPath``."""
+    alias = field.validation_alias
+    choices = alias.choices if isinstance(alias, AliasChoices) else [alias]
+    return any(isinstance(choice, AliasPath) for choice in choices)
 
 
 def _unwrapped(annotation: Any) -> list[Any]:

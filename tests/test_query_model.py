@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import pytest
 from fastapi import FastAPI
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import AliasChoices, AliasPath, BaseModel, Field
 from starlette.applications import Starlette
 
 from async_endpoints import (
@@ -212,4 +212,25 @@ def test_a_query_parameter_that_is_a_model_or_a_sensitive_alias_is_refused() -> 
             endpoints.add_async_route("POST", "/n", handle, query=model)
     with pytest.raises(ConfigurationError, match="'token' of Hidden is one of sensitive"):
         endpoints.add_async_route("POST", "/h", handle, query=Hidden)
+    assert endpoints.handlers == {}
+
+
+def test_a_query_parameter_read_through_an_alias_path_is_refused() -> None:
+    """An ``AliasPath`` reads inside a nested value, which a flat query string never
+    holds: such a field would always be missing, so it is refused when the route is
+    mapped (on its own or as one of an ``AliasChoices``)."""
+
+    class Deep(BaseModel):
+        page: int = Field(default=1, validation_alias=AliasPath("paging", "page"))
+
+    class Either(BaseModel):
+        page: int = Field(default=1, validation_alias=AliasChoices("page", AliasPath("p", 0)))
+
+    endpoints = AsyncEndpoints(Starlette())
+
+    async def handle(ctx: AsyncContext[None]) -> None: ...
+
+    for model in (Deep, Either):
+        with pytest.raises(ConfigurationError, match=r"'page' of \w+ reads a path"):
+            endpoints.add_async_route("POST", "/d", handle, query=model)
     assert endpoints.handlers == {}
