@@ -17,12 +17,14 @@ from async_endpoints import (
     Claim,
     InMemoryJobStore,
     Job,
+    JobError,
     JobStatus,
     JobStore,
     JobStoreError,
     StoreUnavailableError,
 )
 from async_endpoints._recovery import _Leases
+from async_endpoints._slots import Slots
 from async_endpoints.testing import ManualClock
 from tests.hanging import PartDown, hangs_until_cancelled
 from tests.test_job import make_job
@@ -585,7 +587,6 @@ async def test_a_job_task_s_next_claim_counts_its_lease_from_when_the_claim_was_
     later moment the claim returned: self-fencing never counts a lease as starting late."""
     from async_endpoints._job import NewJob
     from async_endpoints._retry import RetryPolicy
-    from async_endpoints._slots import Slots
     from async_endpoints._worker import AttemptRunner
 
     store = InMemoryJobStore()
@@ -648,3 +649,70 @@ async def test_a_handler_ignoring_its_cancellation_at_shutdown_is_not_given_back
     left = await engine.store.get(job.id)
     release.set()
     assert left is not None and left.status is JobStatus.IN_PROGRESS and left.retry_count == 0
+
+
+class SlowToFail(InMemoryJobStore):
+    """A store whose failures land only once ``landing`` is set; it counts give-backs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing, self.landing = asyncio.Event(), asyncio.Event()
+        self.given_back = 0
+
+    async def fail(self, claim: Claim, error: JobError, *, retry_in: float | None) -> Job | None:
+        self.failing.set()
+        await self.landing.wait()
+        return await super().fail(claim, error, retry_in=retry_in)
+
+    async def give_back(self, claim: Claim, *, retry_in: float) -> Job | None:
+        self.given_back += 1
+        return await super().give_back(claim, retry_in=retry_in)
+
+
+async def test_a_job_whose_timeout_is_being_recorded_at_shutdown_is_not_given_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A handler ignores its cancellation at ``job_timeout`` and is still running when the
+    pool stops; it is abandoned and its JobTimeout recorded from a task of its own, then it
+    ends while that record is on its way. Its job is not given back (that would undo the
+    timeout: an attempt that ran out of time, not counted): the JobTimeout lands."""
+    monkeypatch.setattr("async_endpoints._deadline.CANCEL_WAIT", 0.3)
+    store = SlowToFail()
+    engine = engine_with(store=store, shutdown_grace_period=0.05, max_retries=0)
+    timed_out, release = asyncio.Event(), asyncio.Event()
+
+    async def overlong(ctx: AsyncContext[None]) -> None:
+        while not release.is_set():
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                timed_out.set()  # ignores it, and the shutdown's too
+
+    engine.add_handler(overlong, job_timeout=0.2)
+    stopped = asyncio.Event()
+    cancel_running = Slots.cancel_running
+
+    async def cancelled_running(slots: Slots) -> list[Claim]:
+        try:
+            return await cancel_running(slots)
+        finally:
+            stopped.set()
+
+    monkeypatch.setattr(Slots, "cancel_running", cancelled_running)
+
+    async def then_land() -> None:
+        await store.failing.wait()  # abandoned at its timeout: the JobTimeout on its way
+        release.set()  # the handler ends: the shutdown's wait for it is over
+        await stopped.wait()  # the stop has chosen what to give back
+        store.landing.set()
+
+    async with asyncio.timeout(10):
+        landing = asyncio.create_task(then_land())
+        async with engine.running():
+            job = await engine.submit("overlong")
+            await timed_out.wait()  # the timeout cancelled it: stop now
+        await landing
+    settled = await store.get(job.id)
+    assert store.given_back == 0
+    assert settled is not None and settled.status is JobStatus.FAILED
+    assert settled.error is not None and settled.error.type == "JobTimeout"
