@@ -5,8 +5,9 @@ named schemas.
 An async endpoint reads its own body, so FastAPI never sees its model: the library names
 it in ``components/schemas`` (as pydantic names it: ``Shipment``, its nested models
 too) and the operation's body refers to it, so generated clients get named types and a
-recursive model is whole. A name FastAPI already gives another schema takes a number
-(``Shipment2``). Installed once per app, around its ``openapi()``.
+recursive model is whole. A model FastAPI lists already is referred to by FastAPI's name;
+a name FastAPI gives another schema takes a number (``Shipment2``). Installed once per
+app, around its ``openapi()``.
 """
 
 from __future__ import annotations
@@ -92,8 +93,8 @@ def _name_bodies(
     components = document.setdefault("components", {}).setdefault("schemas", {})
     defs: dict[str, Any] = top.get("$defs", {})
     names = _settle_names(defs, components)
-    for name, schema in defs.items():
-        components[names[name]] = _refer(schema, names)
+    for name, schema in defs.items():  # one FastAPI lists already is left as it is
+        components.setdefault(names[name], _refer(schema, names))
     for mark, operation in operations:
         schema = _refer(schemas[(mark, "validation")], names)
         content = operation.setdefault("requestBody", {"required": True}).setdefault("content", {})
@@ -101,26 +102,33 @@ def _name_bodies(
 
 
 def _settle_names(defs: dict[str, Any], components: dict[str, Any]) -> dict[str, str]:
-    """Each pydantic name of ``defs`` → its component name: itself when ``components``
-    lacks it or holds the same schema (a model a route of FastAPI's takes too), else
-    with a number. A schema refers to others, so one is the same only if those it refers
-    to keep their names too."""
-    same = {name: name for name in defs}
+    """Each pydantic name of ``defs`` → its component name: an existing component holding
+    the same schema (a model a route of FastAPI's takes too, under its own name or, when
+    two modules' models share a name, under the one FastAPI gave it), else itself, with a
+    number when ``components`` holds another schema under it. A schema refers to others,
+    so one is the same only if those it refers to are the same too."""
+    names = {name: name for name in defs}
+    reused = _reused(defs, components, names)
     clash = {
-        name for name in defs if name in components and components[name] != _refer(defs[name], same)
+        name
+        for name in defs
+        if name not in reused
+        and name in components
+        and components[name] != _refer(defs[name], names)
     }
     while True:  # a schema referring to a renamed one is renamed too
         more = {
             name
             for name in defs
-            if name in components and name not in clash and _refs(defs[name]) & clash
+            if name in components and name not in clash | reused and _refs(defs[name]) & clash
         }
         if not more:
             break
         clash |= more
     taken = set(components) | set(defs)
-    names: dict[str, str] = {}
     for name in defs:
+        if name in reused:
+            continue
         chosen, number = name, 1
         while name in clash and chosen in taken:
             number += 1
@@ -128,6 +136,30 @@ def _settle_names(defs: dict[str, Any], components: dict[str, Any]) -> dict[str,
         names[name] = chosen
         taken.add(chosen)
     return names
+
+
+def _reused(defs: dict[str, Any], components: dict[str, Any], names: dict[str, str]) -> set[str]:
+    """The names of ``defs`` whose schema ``components`` holds already under another name
+    with the same title (``mods__a__Address``, which FastAPI, seeing only one of the two
+    ``Address`` models, named ``Address``): ``names`` maps each to that component. Found
+    until none is left, since a schema is the same only once those it refers to are."""
+    titled: dict[str, list[str]] = {}
+    for component, schema in components.items():
+        if isinstance(schema, dict) and isinstance(schema.get("title"), str):
+            titled.setdefault(schema["title"], []).append(component)
+    reused: set[str] = set()
+    while True:
+        found = {
+            name: component
+            for name, schema in defs.items()
+            if name not in reused and name not in components
+            for component in titled.get(schema.get("title"), [])
+            if components[component] == _refer(schema, names)
+        }
+        if not found:
+            return reused
+        names.update(found)
+        reused |= set(found)
 
 
 def _refs(node: Any) -> set[str]:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 from starlette.applications import Starlette
 from starlette.schemas import SchemaGenerator
 
@@ -284,6 +284,52 @@ async def test_a_model_name_taken_by_another_schema_gets_a_number_and_a_shared_m
     shipment = request_schema(document, "/shipments")
     assert shipment["properties"]["destination"] == {"$ref": "#/components/schemas/Address2"}
     assert [name for name in components if name.startswith("Priority")] == ["Priority"]
+    for ref in refs(document):
+        assert ref.removeprefix("#/components/schemas/") in components, ref
+
+
+async def test_same_named_models_of_two_modules_are_two_components_each_listed_once(
+    http_client_for,
+) -> None:
+    """Two modules each have an ``Address``; a FastAPI route takes the first (FastAPI,
+    seeing one, names it ``Address``) and async endpoints nest both. The first is that one
+    component, not listed again under a module-qualified name; the second is a component
+    of its own; every reference resolves."""
+    first = create_model("Address", __module__="shop.orders", street=(str, ...))
+    second = create_model("Address", __module__="shop.invoices", city=(str, ...))
+    order = create_model("Order", __module__="shop.orders", ship_to=(first, ...))
+    invoice = create_model("Invoice", __module__="shop.invoices", bill_to=(second, ...))
+    app = FastAPI()
+
+    async def plain(address: Any) -> None:
+        return None
+
+    plain.__annotations__ = {"address": first, "return": None}  # a local, not a global
+    app.add_api_route("/addresses", plain, methods=["POST"])
+    endpoints = AsyncEndpoints(app, run_workers=False)
+    for path, model in (("/orders", order), ("/invoices", invoice)):
+
+        async def handler(ctx: Any) -> None:
+            return None
+
+        handler.__annotations__ = {"ctx": AsyncContext[model], "return": None}
+        endpoints.add_async_route("POST", path, handler, name=model.__name__)
+    async with http_client_for(app) as client:
+        document = (await client.get("/openapi.json")).json()
+    components = document["components"]["schemas"]
+    with_street = [
+        name for name, schema in components.items() if "street" in schema.get("properties", {})
+    ]
+    with_city = [
+        name for name, schema in components.items() if "city" in schema.get("properties", {})
+    ]
+    assert with_street == ["Address"] and len(with_city) == 1
+    assert request_schema(document, "/orders")["properties"]["ship_to"] == {
+        "$ref": "#/components/schemas/Address"
+    }
+    assert request_schema(document, "/invoices")["properties"]["bill_to"] == {
+        "$ref": f"#/components/schemas/{with_city[0]}"
+    }
     for ref in refs(document):
         assert ref.removeprefix("#/components/schemas/") in components, ref
 
