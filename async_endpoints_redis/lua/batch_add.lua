@@ -51,13 +51,18 @@ end
 for i = 9 + n, #ARGV do
   jobs[#jobs + 1] = ARGV[i]
 end
-redis.call('DEL', staged)
+-- The staged chunks are read: deleted on every way out, but after the clock's write when
+-- jobs are stored, so that a Redis over maxmemory refuses the batch (clock_ms).
+local function refuse(code)
+  redis.call('DEL', staged)
+  return reply(code)
+end
 if create and status then
-  return reply('dup')
+  return refuse('dup')
 elseif not create and not status then
-  return reply('none')
+  return refuse('none')
 elseif not create and status ~= 'Running' then
-  return reply('closed')
+  return refuse('closed')
 end
 
 -- Every id unused: not stored, not twice here, not a continuation's of this batch or of
@@ -75,17 +80,18 @@ for _, t in ipairs({jobs, conts}) do
     if seen[id] or redis.call('EXISTS', job_key(id)) == 1
         or redis.call('HEXISTS', BATCH.reserved, id) == 1
         or BATCH.elsewhere(id) then
-      return reply('dup')
+      return refuse('dup')
     end
     seen[id] = true
   end
 end
 local count = #jobs / BATCH.fields
 if limit >= 0 and waiting_count() + count > limit then
-  return reply('full')
+  return refuse('full')
 end
 
-local clock = clock_ms()
+local clock = clock_ms()  -- this script's first write from here on
+redis.call('DEL', staged)
 local now = now_ms()
 if create then
   local fields = {'status', 'Running', 'created_at', ms(now), 'when', ARGV[7], 'nonce', nonce,

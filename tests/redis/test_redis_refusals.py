@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 from async_endpoints import (
     AsyncContext,
     AsyncEndpoints,
+    JobSpec,
     JobStatus,
     ResultRefusedError,
     StoreUnavailableError,
@@ -137,3 +138,32 @@ async def test_a_full_redis_refuses_new_work_and_lets_running_jobs_settle(
         await full_redis.config_set("maxmemory", 0)
         (taken,) = await store.claim(1, lease=30)
         assert taken.job.id == waiting.id
+
+
+async def test_a_full_redis_refuses_a_new_batch_and_jobs_appended_to_one(
+    own_redis_server: RedisServer, full_redis: Redis, prefix: str
+) -> None:
+    """Over maxmemory, `submit_batch` and `append_to_batch` are refused as a single
+    submission is (StoreUnavailableError) and store nothing: new work in bulk is new work."""
+    store = RedisJobStore(own_redis_server.url, prefix=prefix)
+    endpoints = AsyncEndpoints(store=store, run_workers=False)
+
+    async def resize(ctx: AsyncContext[None]) -> None:
+        return None
+
+    endpoints.add_handler(resize, name="Resize")
+    try:
+        batch = await endpoints.submit_batch([JobSpec("Resize") for _ in range(3)])
+        await _fill(full_redis)
+        keys_before = await full_redis.dbsize()
+        with pytest.raises(StoreUnavailableError):
+            await endpoints.submit_batch([JobSpec("Resize") for _ in range(50)])
+        with pytest.raises(StoreUnavailableError):
+            await endpoints.append_to_batch(batch.id, [JobSpec("Resize") for _ in range(5)])
+        assert await full_redis.dbsize() == keys_before
+        assert (await endpoints.get_batch(batch.id)).total == 3
+        await full_redis.config_set("maxmemory", 0)
+        appended = await endpoints.append_to_batch(batch.id, [JobSpec("Resize")])
+        assert appended.total == 4
+    finally:
+        await store.aclose()
