@@ -129,7 +129,9 @@ async def renew_forever(
     on_cancelled: Callable[[uuid.UUID, str], None] = lambda job_id, token: None,
     leased_from: Callable[[str], float | None] = lambda token: None,
 ) -> None:
-    """Every third of ``lease``, extend the leases of ``claims()`` in one store call.
+    """Every third of ``lease``, extend the leases of ``claims()`` in one store call (every
+    `RETRY_PAUSE` seconds while renewals fail, so the first after the store is back comes
+    soon: a claim counted from before the trouble may have little of its lease left).
 
     Claims the store reports lost are looked up: those whose job is ``Canceled`` are passed
     to ``on_cancelled`` (the job's id and the claim's token), as a missed cancel push
@@ -154,17 +156,21 @@ async def renew_forever(
     """
     loop = asyncio.get_running_loop()
     leases = _Leases(lease)
+    failing = _Failing(lease / 3)
     while True:
-        await asyncio.sleep(leases.pause(loop.time()))
+        pause = leases.pause(loop.time())
+        await asyncio.sleep(min(pause, RETRY_PAUSE) if failing.since is not None else pause)
         held = claims()
         sent = loop.time()
         leases.track(held, sent, leased_from)
-        answer = await _renew_fenced(store, held, leases, on_lost) if held else None
+        answer = await _renew_fenced(store, held, leases, on_lost, failing) if held else None
         lost: set[str] = set()
         if answer is not None:
             lost, unknown = answer
             unrenewed = lost | unknown
             leases.renewed([c.token for c in held if c.token not in unrenewed], sent)
+        if held:  # an empty turn tells nothing about the store
+            failing.update(answer is None or bool(answer[1]), loop.time())
         _fence(leases, on_lost, loop.time())
         if not lost:
             continue
@@ -182,12 +188,14 @@ async def _renew_fenced(
     held: Sequence[Claim],
     leases: _Leases,
     on_lost: Callable[[set[str]], Collection[str]],
+    failing: _Failing,
 ) -> tuple[set[str], set[str]] | None:
     """The tokens of ``held`` the store reports lost and those it could not renew nor
     tell lost (`PartialRenewalError`), or None when the renewal failed. Leases that run
     out while the renewal is on its way are fenced meanwhile."""
     loop = asyncio.get_running_loop()
-    renewal = asyncio.ensure_future(_renew(store, held, leases.lease))
+    level = failing.level(loop.time())
+    renewal = asyncio.ensure_future(_renew(store, held, leases.lease, level))
     try:
         while not renewal.done():
             await asyncio.wait({renewal}, timeout=leases.until_expiry(loop.time()))
@@ -198,19 +206,53 @@ async def _renew_fenced(
 
 
 async def _renew(
-    store: JobStore, held: Sequence[Claim], lease: float
+    store: JobStore, held: Sequence[Claim], lease: float, level: int = logging.WARNING
 ) -> tuple[set[str], set[str]] | None:
     try:
         return await store.renew(held, lease=lease), set()
     except PartialRenewalError as exc:
         message = "lease renewal of %d claim(s) skipped, part of the store unavailable: %s"
-        logger.warning(message, len(exc.unknown), exc)
+        logger.log(level, message, len(exc.unknown), exc)
         return exc.lost, exc.unknown
     except StoreUnavailableError as exc:
-        logger.warning("lease renewal skipped, store unavailable: %s", exc)
+        logger.log(level, "lease renewal skipped, store unavailable: %s", exc)
     except Exception:
         logger.exception("lease renewal failed")
     return None
+
+
+#: Seconds between lease renewals while they fail (at most a third of a lease, the usual
+#: pause): the first renewal after the store is back comes within this, not up to a third
+#: of a lease later, when a lease counted from before the trouble may have run out.
+RETRY_PAUSE = 1.0
+
+
+class _Failing:
+    """Whether lease renewals are failing, and how loudly to say so: the first failure
+    and one every ``every`` seconds after it are warnings (as often as renewals come when
+    all is well), the retries between them debug records; the first success after is
+    logged."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        #: Loop time of the first failure of this spell (None: renewals succeed).
+        self.since: float | None = None
+        self._warned = float("-inf")
+
+    def level(self, now: float) -> int:
+        """The level of a record about a renewal sent at ``now`` failing."""
+        if now - self._warned < self.every:
+            return logging.DEBUG
+        self._warned = now
+        return logging.WARNING
+
+    def update(self, failed: bool, now: float) -> None:
+        """A renewal ended at ``now``, ``failed`` or not."""
+        if failed:
+            self.since = now if self.since is None else self.since
+        elif self.since is not None:
+            logger.info("lease renewal resumed after %.1f s of failures", now - self.since)
+            self.since, self._warned = None, float("-inf")
 
 
 def _fence(leases: _Leases, on_lost: Callable[[set[str]], Collection[str]], now: float) -> None:

@@ -716,3 +716,68 @@ async def test_a_job_whose_timeout_is_being_recorded_at_shutdown_is_not_given_ba
     assert store.given_back == 0
     assert settled is not None and settled.status is JobStatus.FAILED
     assert settled.error is not None and settled.error.type == "JobTimeout"
+
+
+class RenewalsDownFor(InMemoryJobStore):
+    """A store whose lease renewals, for ``outage`` seconds from the first one, each hang
+    ``hang`` seconds and fail (a socket timeout; everything else works). It notes when each
+    renewal was sent, and sets ``back`` at the first that succeeds after the outage."""
+
+    def __init__(self, outage: float, hang: float) -> None:
+        super().__init__()
+        self.outage, self.hang = outage, hang
+        self.down_until: float | None = None
+        self.renewals: list[float] = []
+        self.back = asyncio.Event()
+
+    async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[str]:
+        now = asyncio.get_running_loop().time()
+        self.renewals.append(now)
+        if self.down_until is None:
+            self.down_until = now + self.outage
+        if now < self.down_until:
+            await asyncio.sleep(self.hang)
+            raise StoreUnavailableError("renewal timed out (the test's outage)")
+        lost = await super().renew(claims, lease=lease)
+        self.back.set()
+        return lost
+
+
+async def test_renewals_failing_are_retried_soon_so_the_first_after_the_store_is_back_renews(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Lease renewals that fail are sent again within `RETRY_PAUSE` seconds, not a third of
+    a lease later: once the store is back a renewal comes at once (here within 0.5 s, where
+    a third of the lease is 1 s), in time for a lease counted from before the outage, and
+    the handler is neither fenced nor run twice. The retries are not each a warning: one
+    a third of a lease at most, and a record when renewals resume."""
+    caplog.set_level(logging.DEBUG, logger="async_endpoints")
+    monkeypatch.setattr("async_endpoints._recovery.RETRY_PAUSE", 0.05)
+    store = RenewalsDownFor(outage=1.25, hang=0.2)
+    engine = engine_with(store=store, claim_timeout=3.0, recovery_interval=0.1)
+    runs: list[int] = []
+    cancelled = asyncio.Event()
+
+    async def long(ctx: AsyncContext[None]) -> str:
+        runs.append(ctx.retry_count)
+        try:
+            async with asyncio.timeout(10):
+                await store.back.wait()  # runs through the outage, until a renewal lands
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "done"
+
+    engine.add_handler(long)
+    async with engine.running():
+        job = await engine.submit("long")
+        done = await engine.wait_for(job.id, timeout=15)
+    assert not cancelled.is_set() and runs == [0]
+    assert done.status is JobStatus.COMPLETED and done.retry_count == 0
+    assert store.down_until is not None
+    first_after = min(t for t in store.renewals if t >= store.down_until)
+    assert first_after - store.down_until <= 0.5
+    failed = [r for r in caplog.records if r.getMessage().startswith("lease renewal skipped")]
+    warned = [r for r in failed if r.levelno == logging.WARNING]
+    assert len(failed) >= 4 and 1 <= len(warned) <= 2
+    assert any("lease renewal resumed" in r.getMessage() for r in caplog.records)
