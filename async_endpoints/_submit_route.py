@@ -350,6 +350,7 @@ async def _read_validated_body(
     content_type = types[0] if types else None
     if content_type is not None and not is_json(content_type):
         raise RequestRejected(415, "expected a JSON body (application/json)")
+    _check_not_encoded(request)
     raw = await read_body(request, endpoints.settings.max_body_size)
     if not raw.strip():
         missing = [{"loc": ["body"], "msg": "a JSON request body is required", "type": "missing"}]
@@ -371,6 +372,24 @@ async def _read_validated_body(
             raise RequestRejected(400, malformed) from None
         located = [{**error, "loc": ["body", *error["loc"]]} for error in exc.errors]
         raise RequestRejected(422, located) from None
+
+
+def _check_not_encoded(request: Request) -> None:
+    """Refuse (415, RFC 9110) a body sent compressed: it is read as sent, so a
+    ``Content-Encoding`` other than ``identity`` would be parsed as the bytes it is."""
+    codings = [
+        coding.strip()
+        for line in request.headers.getlist("content-encoding")
+        for coding in line.split(",")
+        if coding.strip()
+    ]
+    encoded = [coding for coding in codings if coding.lower() != "identity"]
+    if encoded:
+        raise RequestRejected(
+            415,
+            f"request bodies are read uncompressed: Content-Encoding {encoded[-1]!r} is "
+            "not supported (send the JSON as it is)",
+        )
 
 
 def _malformed(errors: list[Any]) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -391,6 +392,32 @@ async def test_a_non_json_content_type_is_refused_with_415(
         )
     assert response.status_code == 415 and "detail" in response.json()
     assert await endpoints.store.count_waiting() == 0
+
+
+@pytest.mark.parametrize("coding", ["gzip", "br", "deflate, gzip", "identity, gzip"])
+async def test_a_compressed_body_is_refused_with_415_naming_the_coding(
+    app, http_client_for, coding: str
+) -> None:
+    """A body sent with a ``Content-Encoding`` other than ``identity`` answers 415 naming
+    it (bodies are read as sent, not decompressed), not a misleading 400 about its bytes
+    or a 202 for bytes that only happen to be JSON; nothing is queued. ``identity`` is
+    as none."""
+    endpoints = AsyncEndpoints(app, run_workers=False)
+    order_endpoint(endpoints)
+    async with http_client_for(app) as client:
+        response = await client.post(
+            "/orders",
+            content=gzip.compress(b'{"item": "tea"}') if coding == "gzip" else b'{"item": "tea"}',
+            headers={"content-type": "application/json", "content-encoding": coding},
+        )
+        plain = await client.post(
+            "/orders", json={"item": "tea"}, headers={"content-encoding": "Identity"}
+        )
+    assert response.status_code == 415
+    assert "Content-Encoding" in response.json()["detail"]
+    assert coding.rsplit(", ", 1)[-1] in response.json()["detail"]
+    assert plain.status_code == 202
+    assert await endpoints.store.count_waiting() == 1
 
 
 @pytest.mark.parametrize(
