@@ -700,16 +700,28 @@ async def test_on_a_phone_the_header_wraps_and_the_page_never_runs_off_the_scree
     site: tuple[str, AsyncEndpoints], browser: Browser
 ) -> None:
     """At 390 px (a phone) every navigation link is inside the screen and the page is no
-    wider than it, on the queues page and on a job's page (wide tables scroll in their
-    own box)."""
+    wider than it, on the queues page, a job's page (one whose progress is long too), the
+    jobs list and a batch's page (wide tables scroll in their own box); the buttons an
+    operator acts with (a queue's Pause, a running job's Cancel, Cancel batch) are in view
+    without scrolling sideways, and a long progress value scrolls in its own box."""
     base, engine = site
     await engine.upsert_schedule("nightly", "Hold", "0 3 * * *")
     job = await engine.wait_for((await engine.submit("Broken")).id, timeout=10)
+    batch = await engine.submit_batch([JobSpec("Hold") for _ in range(2)], tenant="globex")
+    long = await engine.submit("Report", {"text": "y" * 3000})
+    await eventually(lambda: _reported(engine, long.id))
     context = await browser.new_context(viewport={"width": 390, "height": 844})
     page = await context.new_page()
     page.set_default_timeout(PATIENCE_MS)
+    pages = (
+        "/dashboard/",
+        f"/dashboard/jobs/{job.id}",
+        f"/dashboard/jobs/{long.id}",
+        "/dashboard/jobs",
+        f"/dashboard/batches/{batch.id}",
+    )
     try:
-        for path in ("/dashboard/", f"/dashboard/jobs/{job.id}", "/dashboard/jobs"):
+        for path in pages:
             await page.goto(base + path)
             assert await page.evaluate("document.documentElement.scrollWidth") <= 390, path
             links = await page.locator("header nav a").all()
@@ -717,8 +729,25 @@ async def test_on_a_phone_the_header_wraps_and_the_page_never_runs_off_the_scree
             for link in links:
                 place = await link.bounding_box()
                 assert place is not None and place["x"] + place["width"] <= 390, path
+        for path, button in (
+            ("/dashboard/", page.locator('tr[data-queue="high"]').get_by_role("button")),
+            ("/dashboard/", page.locator(f'tr[data-job="{long.id}"]').get_by_role("button")),
+            (f"/dashboard/batches/{batch.id}", page.get_by_role("button", name="Cancel batch")),
+        ):
+            await page.goto(base + path)
+            place = await button.bounding_box()
+            assert place is not None and place["x"] + place["width"] <= 390, path
+        await page.goto(f"{base}/dashboard/jobs/{long.id}")
+        progress = page.locator("table.facts td.progress code")
+        assert await progress.evaluate("b => b.scrollHeight > b.clientHeight")  # scrolls
+        assert (await progress.bounding_box() or {"height": 1e9})["height"] <= 400
     finally:
         await context.close()
+
+
+async def _reported(engine: AsyncEndpoints, job_id: uuid.UUID) -> bool:
+    found = await engine.store.get(job_id)
+    return found is not None and found.progress is not None
 
 
 async def test_an_action_says_it_is_working_and_then_that_a_silent_store_may_have_applied_it(
