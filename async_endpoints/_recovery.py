@@ -14,6 +14,7 @@ from ._events import AttemptOutcome, EventKind, LifecycleEvent, LifecycleEvents
 from ._job import Job, JobStatus
 from ._logs import job_extra, job_id_extra
 from ._store import Claim, JobStore
+from ._store_features import ScheduleEpochStore
 
 logger = logging.getLogger("async_endpoints")
 
@@ -27,6 +28,7 @@ async def recover_forever(
     recovered by one pass). With listeners on ``events``, each job recovered is read back
     and announced (``RECOVERED``).
     """
+    reset = _DataReset(store)
     while True:
         began = time.time_ns()
         try:
@@ -38,7 +40,37 @@ async def recover_forever(
         else:
             if recovered:
                 await _report(store, recovered, events, (began, time.time_ns()))
+            await reset.check()
         await asyncio.sleep(interval)
+
+
+class _DataReset:
+    """Tells when a store that can lose its data (a `ScheduleEpochStore`: a Redis
+    restarted without persistence, or flushed) lost it while this process ran: its epoch,
+    read after each recovery pass, changed. Every job, batch, queue pause and idempotency
+    key stored before is gone then, and nothing else would say so (jobs asked for answer
+    404 as unknown ones do; claims held are reported lost): an error record, once per
+    change. A store that cannot lose its data is never read."""
+
+    def __init__(self, store: JobStore) -> None:
+        self._store = store if isinstance(store, ScheduleEpochStore) else None
+        self._epoch: str | None = None
+
+    async def check(self) -> None:
+        if self._store is None:
+            return
+        try:
+            epoch = await self._store.schedule_epoch()
+        except Exception as exc:  # told at the next pass; recovery's own failures are logged
+            logger.debug("could not read the store's epoch: %s", exc)
+            return
+        if self._epoch is not None and epoch != self._epoch:
+            logger.error(
+                "the store's data was reset (Redis restarted without persistence, or "
+                "flushed): every job, batch, queue pause and idempotency key stored before "
+                "is gone, and their ids answer 404; keep Redis with appendonly yes"
+            )
+        self._epoch = epoch
 
 
 async def _report(

@@ -154,3 +154,54 @@ async def test_the_epoch_changes_only_when_the_keys_are_gone(
 
 def new_purge_job() -> NewJob:
     return NewJob(uuid.uuid4(), "purge", 0, JobRequest())
+
+
+class EpochReads(RedisJobStore):
+    """A Redis store noting each epoch it read."""
+
+    epochs: list[str]
+
+    async def schedule_epoch(self) -> str:
+        epoch = await super().schedule_epoch()
+        self.epochs.append(epoch)
+        return epoch
+
+
+async def test_a_pool_without_schedules_reports_that_the_stores_data_was_reset(
+    own_redis_server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No schedule is declared, so no scheduler would notice: the pool's recovery pass
+    reads the store's epoch and, once Redis lost its data (flushed here), logs one error
+    saying every job, batch and queue pause stored before is gone; nothing is said while
+    the data is kept."""
+    caplog.set_level(logging.ERROR, logger="async_endpoints")
+    store = EpochReads(own_redis_server.url, prefix=prefix)
+    store.epochs = []
+    endpoints = AsyncEndpoints(store=store, recovery_interval=0.05)
+
+    @endpoints.add_handler
+    async def work(ctx: AsyncContext[None]) -> None:
+        pass
+
+    def told() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if "the store's data was reset" in r.getMessage()]
+
+    async def read_past(count: int) -> bool:
+        return len(store.epochs) > count
+
+    client = Redis.from_url(own_redis_server.url)
+    try:
+        async with endpoints.running():
+            job = await endpoints.submit("work")
+            await endpoints.wait_for(job.id, timeout=10)
+            await eventually(lambda: read_past(3))
+            assert told() == [] and len(set(store.epochs)) == 1
+            await client.flushall()
+            flushed = len(store.epochs)
+            await eventually(lambda: read_past(flushed + 3))
+            assert await endpoints.store.get(job.id) is None
+        assert len(set(store.epochs)) == 2
+        (record,) = told()
+        assert "batch" in record.getMessage() and "appendonly yes" in record.getMessage()
+    finally:
+        await client.aclose()
