@@ -284,7 +284,8 @@ class Job:
         return dataclasses.replace(self, **changes)
 
     def to_json(self) -> dict[str, Any]:
-        """The job JSON (camelCase, ISO 8601 UTC times); never the captured request."""
+        """The job JSON as a dict (camelCase keys, ISO 8601 UTC times; `json.dumps` or a
+        ``JSONResponse`` takes it as it is); never the captured request."""
         return job_to_json(self)
 
 
