@@ -255,6 +255,29 @@ async def test_pausing_or_resuming_every_queue_says_so_and_names_no_other(
     assert '<p class="notice" role="status">Paused.</p>' in page.text
 
 
+async def test_a_queue_whose_jobs_wait_behind_a_busier_one_says_so(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """Workers take the first queue with a due job: a queue whose waiting jobs have none
+    running reads "behind high" while high has jobs waiting, and not once high is paused
+    (nor does high, first, or a queue with nothing waiting)."""
+    await engine.submit("Ok", {}, queue="high")
+    await engine.submit("Ok", {})
+
+    def state(page: httpx.Response, queue: str) -> str:
+        found = re.search(rf'<tr data-queue="{queue}">.*?</tr>', page.text, re.S)
+        assert found is not None
+        cell = re.search(r'<td class="state-cell">(.*?)</td>', found.group(0), re.S)
+        assert cell is not None
+        return re.sub(r"<[^>]+>|\s+", " ", cell.group(1)).strip()
+
+    page = await client.get("/dashboard/")
+    assert "behind high" in state(page, "default")
+    assert "behind" not in state(page, "high")
+    await engine.pause("high")
+    assert "behind" not in state(await client.get("/dashboard/"), "default")
+
+
 async def test_a_batch_filter_that_is_not_a_whole_id_says_so(client: httpx.AsyncClient) -> None:
     """The batches page shows short ids; a batch filter given one lists every job, and the
     page says why rather than silently dropping the filter; what was typed stays in the
