@@ -106,9 +106,27 @@ def _settle_names(defs: dict[str, Any], components: dict[str, Any]) -> dict[str,
     the same schema (a model a route of FastAPI's takes too, under its own name or, when
     two modules' models share a name, under the one FastAPI gave it), else itself, with a
     number when ``components`` holds another schema under it. A schema refers to others,
-    so one is the same only if those it refers to are the same too."""
-    names = {name: name for name in defs}
-    reused = _reused(defs, components, names)
+    so one is the same only if those it refers to are the same too: a component taken
+    for one is checked again against the names finally settled, and given up (its name
+    settled anew) until every one taken holds."""
+    reused = _reused(defs, components)
+    while True:
+        names = _numbered(defs, components, reused)
+        wrong = {
+            name for name, taken in reused.items() if components[taken] != _refer(defs[name], names)
+        }
+        if not wrong:
+            return names
+        reused = {name: taken for name, taken in reused.items() if name not in wrong}
+
+
+def _numbered(
+    defs: dict[str, Any], components: dict[str, Any], reused: dict[str, str]
+) -> dict[str, str]:
+    """The names of ``defs``: those of ``reused`` (name → the component taken for it),
+    and for the others their own, with a number when ``components`` holds another schema
+    under it (or a schema referring to a renamed one)."""
+    names = {name: reused.get(name, name) for name in defs}
     clash = {
         name
         for name in defs
@@ -120,7 +138,10 @@ def _settle_names(defs: dict[str, Any], components: dict[str, Any]) -> dict[str,
         more = {
             name
             for name in defs
-            if name in components and name not in clash | reused and _refs(defs[name]) & clash
+            if name in components
+            and name not in clash
+            and name not in reused
+            and _refs(defs[name]) & clash
         }
         if not more:
             break
@@ -138,28 +159,30 @@ def _settle_names(defs: dict[str, Any], components: dict[str, Any]) -> dict[str,
     return names
 
 
-def _reused(defs: dict[str, Any], components: dict[str, Any], names: dict[str, str]) -> set[str]:
-    """The names of ``defs`` whose schema ``components`` holds already under another name
-    with the same title (``mods__a__Address``, which FastAPI, seeing only one of the two
-    ``Address`` models, named ``Address``): ``names`` maps each to that component. Found
-    until none is left, since a schema is the same only once those it refers to are."""
+def _reused(defs: dict[str, Any], components: dict[str, Any]) -> dict[str, str]:
+    """The names of ``defs`` whose schema ``components`` may hold already under another
+    name with the same title (``mods__a__Address``, which FastAPI, seeing only one of the
+    two ``Address`` models, named ``Address``), each → that component: found until none
+    is left, since a schema is the same only once those it refers to are. Candidates:
+    `_settle_names` checks them against the names it settles."""
     titled: dict[str, list[str]] = {}
     for component, schema in components.items():
         if isinstance(schema, dict) and isinstance(schema.get("title"), str):
             titled.setdefault(schema["title"], []).append(component)
-    reused: set[str] = set()
+    reused: dict[str, str] = {}
     while True:
-        found = {
-            name: component
-            for name, schema in defs.items()
-            if name not in reused and name not in components
-            for component in titled.get(schema.get("title"), [])
-            if components[component] == _refer(schema, names)
-        }
+        names = {name: reused.get(name, name) for name in defs}
+        found: dict[str, str] = {}
+        for name, schema in defs.items():
+            if name in reused or name in components:
+                continue
+            for component in titled.get(schema.get("title"), []):
+                if components[component] == _refer(schema, names):
+                    found[name] = component
+                    break
         if not found:
             return reused
-        names.update(found)
-        reused |= set(found)
+        reused.update(found)
 
 
 def _refs(node: Any) -> set[str]:

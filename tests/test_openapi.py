@@ -334,6 +334,48 @@ async def test_same_named_models_of_two_modules_are_two_components_each_listed_o
         assert ref.removeprefix("#/components/schemas/") in components, ref
 
 
+async def test_a_same_titled_model_nesting_another_modules_model_is_not_taken_for_fastapis(
+    http_client_for,
+) -> None:
+    """FastAPI lists ``shop.Order`` (nesting ``shop.Address``); an async endpoint takes
+    ``billing.Order`` (nesting ``billing.Address``, another schema) and another takes a
+    third ``Order``. The billing body looks like FastAPI's ``Order`` until its ``Address``
+    is renamed for the clash: it is not taken for it, and each body, followed through its
+    references, is its own model's."""
+    shop_address = create_model("Address", __module__="shop", street=(str, ...))
+    shop_order = create_model("Order", __module__="shop", ship_to=(shop_address, ...))
+    bill_address = create_model("Address", __module__="billing", city=(str, ...))
+    bill_order = create_model("Order", __module__="billing", ship_to=(bill_address, ...))
+    other_order = create_model("Order", __module__="other", n=(int, ...))
+    app = FastAPI()
+
+    async def plain(order: Any) -> None:
+        return None
+
+    plain.__annotations__ = {"order": shop_order, "return": None}
+    app.add_api_route("/shop", plain, methods=["POST"])
+    endpoints = AsyncEndpoints(app, run_workers=False)
+    for path, model in (("/bill", bill_order), ("/other", other_order)):
+
+        async def handler(ctx: Any) -> None:
+            return None
+
+        handler.__annotations__ = {"ctx": AsyncContext[model], "return": None}
+        endpoints.add_async_route("POST", path, handler, name=path.strip("/"))
+    async with http_client_for(app) as client:
+        document = (await client.get("/openapi.json")).json()
+
+    def nested(path: str) -> set[str]:
+        return set(
+            resolve(document, request_schema(document, path)["properties"]["ship_to"])["properties"]
+        )
+
+    assert nested("/shop") == {"street"} and nested("/bill") == {"city"}
+    assert set(request_schema(document, "/other")["properties"]) == {"n"}
+    for ref in refs(document):
+        assert ref.removeprefix("#/components/schemas/") in document["components"]["schemas"]
+
+
 def test_a_document_built_by_get_openapi_itself_still_has_the_whole_body() -> None:
     """An app replacing ``openapi()`` with its own call of FastAPI's ``get_openapi`` (as
     FastAPI's docs show) still gets the request body, its nested models written in place."""
