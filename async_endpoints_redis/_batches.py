@@ -20,6 +20,7 @@ again.
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import uuid
@@ -42,6 +43,8 @@ from ._codec import from_ms, job_from_text, pairs, text
 from ._errors import RETRY_AFTER
 from ._pages import VISITS_PER_JOB
 from ._scripts import job_tuple
+
+logger = logging.getLogger("async_endpoints_redis")
 
 #: Jobs per script call when a batch is sent in chunks.
 CHUNK = 2000
@@ -167,6 +170,47 @@ class RedisBatches(StoreBase):
     async def _script(self, operation: str, name: str, args: list[str | int]) -> Any:
         return await self._run(operation, lambda s: s.call(name, args))
 
+    async def _staged_add(
+        self,
+        mode: str,
+        batch_id: uuid.UUID,
+        jobs: Sequence[NewJob],
+        max_waiting: int | None,
+        head: list[str | int],
+    ) -> tuple[Any, list[Any]]:
+        """``lua/batch_add.lua``'s raw answer, all but the last `CHUNK` jobs staged first
+        (`lua/batch_stage.lua`); the chunks staged are dropped when a call fails."""
+        tuples = [job_tuple(new_job) for new_job in jobs]
+        nonce = secrets.token_hex(8)
+        chunks = [tuples[i : i + CHUNK] for i in range(0, len(tuples), CHUNK)] or [[]]
+        try:
+            for number, chunk in enumerate(chunks[:-1], start=1):
+                args: list[str | int] = [str(batch_id), nonce, number, STAGED_FOR * 1000]
+                for values in chunk:
+                    args += values
+                await self._script("create_batch", "batch_stage", args)
+            limit = -1 if max_waiting is None else max_waiting
+            args = [mode, str(batch_id), nonce, len(chunks) - 1, limit, *head]
+            for values in chunks[-1]:
+                args += values
+            answer: tuple[Any, list[Any]] = await self._run(
+                "create_batch", lambda s: s.call("batch_add", args)
+            )
+        except Exception:
+            if len(chunks) > 1:
+                await self._unstage(batch_id, nonce)
+            raise
+        return answer
+
+    async def _unstage(self, batch_id: uuid.UUID, nonce: str) -> None:
+        """Drop the chunks a failed call staged (best effort: they expire after
+        `STAGED_FOR` seconds anyway), so that a batch a full Redis refused does not keep
+        it full meanwhile."""
+        try:
+            await self._script("create_batch", "batch_stage", [str(batch_id), nonce, 0, 0])
+        except Exception as exc:
+            logger.debug("staged jobs of batch %s left to expire: %s", batch_id, exc)
+
     async def _add(
         self,
         mode: str,
@@ -177,19 +221,7 @@ class RedisBatches(StoreBase):
     ) -> tuple[str, list[Any]]:
         """Run ``lua/batch_add.lua`` (staging all but the last `CHUNK` first); its code and
         the batch's hash, or the error its code means."""
-        tuples = [job_tuple(new_job) for new_job in jobs]
-        nonce = secrets.token_hex(8)
-        chunks = [tuples[i : i + CHUNK] for i in range(0, len(tuples), CHUNK)] or [[]]
-        for number, chunk in enumerate(chunks[:-1], start=1):
-            args: list[str | int] = [str(batch_id), nonce, number, STAGED_FOR * 1000]
-            for values in chunk:
-                args += values
-            await self._script("create_batch", "batch_stage", args)
-        limit = -1 if max_waiting is None else max_waiting
-        args = [mode, str(batch_id), nonce, len(chunks) - 1, limit, *head]
-        for values in chunks[-1]:
-            args += values
-        code, flat = await self._run("create_batch", lambda s: s.call("batch_add", args))
+        code, flat = await self._staged_add(mode, batch_id, jobs, max_waiting, head)
         code = text(code)
         if code in ("ok", "again"):
             self._notifications.wake()  # this process's own workers, before pub/sub does

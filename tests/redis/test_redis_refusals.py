@@ -167,3 +167,43 @@ async def test_a_full_redis_refuses_a_new_batch_and_jobs_appended_to_one(
         assert appended.total == 4
     finally:
         await store.aclose()
+
+
+async def test_a_batch_sent_in_chunks_that_a_full_redis_refuses_leaves_no_staged_chunk(
+    own_redis_server: RedisServer,
+    full_redis: Redis,
+    prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch sent in chunks whose commit a Redis over maxmemory refuses (it filled up
+    once the first chunks were staged) is refused whole, and the chunks staged are
+    dropped at once rather than kept for their ten minutes, which would keep it full."""
+    monkeypatch.setattr("async_endpoints_redis._batches.CHUNK", 10)
+    store = RedisJobStore(own_redis_server.url, prefix=prefix)
+    endpoints = AsyncEndpoints(store=store, run_workers=False)
+
+    async def resize(ctx: AsyncContext[None]) -> None:
+        return None
+
+    endpoints.add_handler(resize, name="Resize")
+    staged = 0
+    stage = store._script
+
+    async def staging_then_full(operation: str, name: str, args: list[str | int]) -> object:
+        nonlocal staged
+        answer = await stage(operation, name, args)
+        if name == "batch_stage" and args[2] != 0:
+            staged += 1
+            if staged == 2:  # the last chunk goes with the commit, over maxmemory
+                await _fill(full_redis)
+        return answer
+
+    monkeypatch.setattr(store, "_script", staging_then_full)
+    try:
+        with pytest.raises(StoreUnavailableError):
+            await endpoints.submit_batch([JobSpec("Resize") for _ in range(25)])
+        assert staged == 2
+        assert [key async for key in full_redis.scan_iter(match="*staged*")] == []
+        assert [key async for key in full_redis.scan_iter(match="*job*")] == []
+    finally:
+        await store.aclose()
