@@ -201,8 +201,10 @@ async def renew_forever(
             lost, unknown = answer
             unrenewed = lost | unknown
             leases.renewed([c.token for c in held if c.token not in unrenewed], sent)
-        if held:  # an empty turn tells nothing about the store
+        if held:
             failing.update(answer is None or bool(answer[1]), loop.time())
+        else:  # an empty turn tells nothing about the store
+            failing.forget()
         _fence(leases, on_lost, loop.time())
         if not lost:
             continue
@@ -226,8 +228,7 @@ async def _renew_fenced(
     tell lost (`PartialRenewalError`), or None when the renewal failed. Leases that run
     out while the renewal is on its way are fenced meanwhile."""
     loop = asyncio.get_running_loop()
-    level = failing.level(loop.time())
-    renewal = asyncio.ensure_future(_renew(store, held, leases.lease, level))
+    renewal = asyncio.ensure_future(_renew(store, held, leases.lease, failing))
     try:
         while not renewal.done():
             await asyncio.wait({renewal}, timeout=leases.until_expiry(loop.time()))
@@ -238,18 +239,20 @@ async def _renew_fenced(
 
 
 async def _renew(
-    store: JobStore, held: Sequence[Claim], lease: float, level: int = logging.WARNING
+    store: JobStore, held: Sequence[Claim], lease: float, failing: _Failing
 ) -> tuple[set[str], set[str]] | None:
     try:
         return await store.renew(held, lease=lease), set()
     except PartialRenewalError as exc:
         message = "lease renewal of %d claim(s) skipped, part of the store unavailable: %s"
-        logger.log(level, message, len(exc.unknown), exc)
+        logger.log(failing.level(logging.WARNING), message, len(exc.unknown), exc)
         return exc.lost, exc.unknown
     except StoreUnavailableError as exc:
-        logger.log(level, "lease renewal skipped, store unavailable: %s", exc)
+        logger.log(
+            failing.level(logging.WARNING), "lease renewal skipped, store unavailable: %s", exc
+        )
     except Exception:
-        logger.exception("lease renewal failed")
+        logger.log(failing.level(logging.ERROR), "lease renewal failed", exc_info=True)
     return None
 
 
@@ -261,22 +264,24 @@ RETRY_PAUSE = 1.0
 
 class _Failing:
     """Whether lease renewals are failing, and how loudly to say so: the first failure
-    and one every ``every`` seconds after it are warnings (as often as renewals come when
-    all is well), the retries between them debug records; the first success after is
-    logged."""
+    and one every ``every`` seconds after it are logged at their own level (as often as
+    renewals come when all is well), the retries between them at debug level; the first
+    success after is logged."""
 
     def __init__(self, every: float) -> None:
         self.every = every
         #: Loop time of the first failure of this spell (None: renewals succeed).
         self.since: float | None = None
-        self._warned = float("-inf")
+        self._told = float("-inf")
 
-    def level(self, now: float) -> int:
-        """The level of a record about a renewal sent at ``now`` failing."""
-        if now - self._warned < self.every:
+    def level(self, loud: int) -> int:
+        """The level of a record about a renewal failing now: ``loud``, or debug when one
+        was told less than ``every`` seconds ago."""
+        now = asyncio.get_running_loop().time()
+        if now - self._told < self.every:
             return logging.DEBUG
-        self._warned = now
-        return logging.WARNING
+        self._told = now
+        return loud
 
     def update(self, failed: bool, now: float) -> None:
         """A renewal ended at ``now``, ``failed`` or not."""
@@ -284,7 +289,11 @@ class _Failing:
             self.since = now if self.since is None else self.since
         elif self.since is not None:
             logger.info("lease renewal resumed after %.1f s of failures", now - self.since)
-            self.since, self._warned = None, float("-inf")
+            self.forget()
+
+    def forget(self) -> None:
+        """No claim is held: a spell of failures ends untold (nothing is renewed)."""
+        self.since, self._told = None, float("-inf")
 
 
 def _fence(leases: _Leases, on_lost: Callable[[set[str]], Collection[str]], now: float) -> None:

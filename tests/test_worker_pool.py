@@ -781,3 +781,43 @@ async def test_renewals_failing_are_retried_soon_so_the_first_after_the_store_is
     warned = [r for r in failed if r.levelno == logging.WARNING]
     assert len(failed) >= 4 and 1 <= len(warned) <= 2
     assert any("lease renewal resumed" in r.getMessage() for r in caplog.records)
+
+
+class RenewalsBroken(InMemoryJobStore):
+    """A store whose every lease renewal fails with an error of its own (a bug)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.renewals = 0
+        self.eight = asyncio.Event()
+
+    async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[str]:
+        self.renewals += 1
+        if self.renewals >= 8:
+            self.eight.set()
+        raise RuntimeError("renewal broken for the test")
+
+
+async def test_a_renewal_failing_with_an_unexpected_error_is_told_once_a_third_of_a_lease(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Renewals failing with an error that is not the store's being unavailable are
+    retried as soon as others, but the error and its traceback are logged once a third
+    of a lease, not at every retry."""
+    caplog.set_level(logging.DEBUG, logger="async_endpoints")
+    monkeypatch.setattr("async_endpoints._recovery.RETRY_PAUSE", 0.05)
+    store = RenewalsBroken()
+    engine = engine_with(store=store, claim_timeout=3.0)
+
+    async def hold(ctx: AsyncContext[None]) -> None:
+        async with asyncio.timeout(10):
+            await store.eight.wait()
+
+    engine.add_handler(hold)
+    async with engine.running():
+        job = await engine.submit("hold")
+        await engine.wait_for(job.id, timeout=15)
+    told = [r for r in caplog.records if r.getMessage() == "lease renewal failed"]
+    assert len(told) >= 8
+    loud = [r for r in told if r.levelno == logging.ERROR]
+    assert 1 <= len(loud) <= 2 and loud[0].exc_info is not None  # 8 retries within ~1 s
