@@ -259,10 +259,11 @@ async def test_a_queue_whose_jobs_wait_behind_a_busier_one_says_so(
     engine: AsyncEndpoints, client: httpx.AsyncClient
 ) -> None:
     """Workers take the first queue with a due job: a queue whose waiting jobs have none
-    running reads "behind high" while high has jobs waiting, and not once high is paused
-    (nor does high, first, or a queue with nothing waiting)."""
-    await engine.submit("Ok", {}, queue="high")
-    await engine.submit("Ok", {})
+    running reads "behind high" while high has jobs both running and waiting (the workers
+    are busy there), not while nothing runs (no worker takes anything) nor once high is
+    paused; high, first, never reads so."""
+    for queue in ("high", "high", "default"):
+        await engine.submit("Ok", {}, queue=queue)
 
     def state(page: httpx.Response, queue: str) -> str:
         found = re.search(rf'<tr data-queue="{queue}">.*?</tr>', page.text, re.S)
@@ -271,6 +272,9 @@ async def test_a_queue_whose_jobs_wait_behind_a_busier_one_says_so(
         assert cell is not None
         return re.sub(r"<[^>]+>|\s+", " ", cell.group(1)).strip()
 
+    assert "behind" not in state(await client.get("/dashboard/"), "default")
+    (claim,) = await engine.store.claim(1, lease=30, queues=("high", "default"))  # busy on high
+    assert claim.job.queue == "high"
     page = await client.get("/dashboard/")
     assert "behind high" in state(page, "default")
     assert "behind" not in state(page, "high")
