@@ -23,10 +23,14 @@ _QUERY_SAFE = "".join(sorted(set(string.printable) - set(string.whitespace)))
 class RequestRejected(Exception):
     """A submission refused before anything was stored; carries the HTTP answer."""
 
-    def __init__(self, status_code: int, detail: object) -> None:
+    def __init__(
+        self, status_code: int, detail: object, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.status_code = status_code
         self.detail = detail
+        #: Headers of the answer beside the JSON error (``Accept-Encoding`` on a 415).
+        self.headers = headers or {}
 
 
 async def read_body(request: Request, limit: int) -> bytes:

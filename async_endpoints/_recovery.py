@@ -67,8 +67,9 @@ class _DataReset:
         if self._epoch is not None and epoch != self._epoch:
             logger.error(
                 "the store's data was reset (Redis restarted without persistence, or "
-                "flushed): every job, batch, queue pause and idempotency key stored before "
-                "is gone, and their ids answer 404; keep Redis with appendonly yes"
+                "flushed; on a sharded store, its first shard's): the jobs, batches, queue "
+                "pauses and idempotency keys it held are gone, and their ids answer 404; "
+                "keep Redis with appendonly yes"
             )
         self._epoch = epoch
 

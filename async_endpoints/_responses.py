@@ -90,10 +90,19 @@ def job_response(
     return json_response(job_to_json(job), status_code, headers)
 
 
-def error_response(status_code: int, detail: Any, *, retry_after: float | None = None) -> Response:
-    """A JSON error in FastAPI's shape: ``{"detail": message-or-error-list}``."""
-    headers = None if retry_after is None else {"Retry-After": str(max(1, math.ceil(retry_after)))}
-    return json_response({"detail": detail}, status_code, headers)
+def error_response(
+    status_code: int,
+    detail: Any,
+    *,
+    retry_after: float | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A JSON error in FastAPI's shape: ``{"detail": message-or-error-list}`` (with
+    ``Retry-After`` when ``retry_after`` is given, and ``headers``)."""
+    headers = dict(headers or {})
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return json_response({"detail": detail}, status_code, headers or None)
 
 
 async def call_maybe_async(function: Callable[..., T | Awaitable[T]], *args: Any) -> T:

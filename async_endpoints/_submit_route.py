@@ -79,7 +79,7 @@ def submit_endpoint(endpoints: JobService, handler: Handler) -> Endpoint:
             body, body_json = await _read_validated_body(request, handler, endpoints)
             _check_query(request, handler, endpoints)
         except RequestRejected as rejected:
-            return error_response(rejected.status_code, rejected.detail)
+            return error_response(rejected.status_code, rejected.detail, headers=rejected.headers)
         if handler.validator is not None:
             refusal = await call_maybe_async(handler.validator, request, body)
             if refusal is not None:
@@ -385,10 +385,12 @@ def _check_not_encoded(request: Request) -> None:
     ]
     encoded = [coding for coding in codings if coding.lower() != "identity"]
     if encoded:
+        named = encoded[-1] if len(encoded[-1]) <= 40 else encoded[-1][:40] + "…"
         raise RequestRejected(
             415,
-            f"request bodies are read uncompressed: Content-Encoding {encoded[-1]!r} is "
-            "not supported (send the JSON as it is)",
+            f"request bodies are read uncompressed: Content-Encoding {named!r} is not "
+            "supported (send the JSON as it is)",
+            {"Accept-Encoding": "identity"},
         )
 
 
