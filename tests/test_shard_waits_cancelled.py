@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from async_endpoints._errors import StoreUnavailableError
+from async_endpoints_redis._shard_slow import SlowShards
 from async_endpoints_redis._shard_waits import ShardWaits
 
 
@@ -47,6 +48,7 @@ async def test_a_wait_cancelled_twice_still_gives_back_what_its_shards_hand_over
     loop.set_exception_handler(lambda loop, context: unseen.append(context["message"]))
     handing, failing = SlowToEnd(["a claim"]), SlowToEnd(StoreUnavailableError("down"))
     waits = object.__new__(ShardWaits)
+    waits._slow = SlowShards()
 
     async def ready_shards() -> list[SlowToEnd]:
         return [handing, failing]
