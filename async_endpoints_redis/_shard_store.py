@@ -253,6 +253,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
             self._closed = True
             shards, self._shards = self._shards, []
         await self._slow.aclose()
+        self._counts.cancel()
         await self._close_shards(shards)
         if self._adopted is not None:
             await self._adopted.aclose()  # its connection, and its client if it made it

@@ -1,12 +1,13 @@
 """A sharded store on a 3-master Cluster while one shard's master is frozen (SIGSTOP: it
 takes connections and answers nothing, so each call to it waits for the socket timeout):
-the other shards' claims are not held up by it, and what the frozen shard's calls did
-once it thaws is neither lost nor done twice."""
+the other shards' claims and submissions are not held up by it, and what the frozen
+shard's calls did once it thaws is neither lost nor done twice."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import signal
 import time
 import uuid
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from async_endpoints._errors import StoreUnavailableError
 from async_endpoints._job import NewJob
 from async_endpoints_redis import RedisJobStore
 from async_endpoints_redis._shard_layout import ShardLayout
@@ -130,3 +132,28 @@ async def test_what_a_frozen_shard_claimed_late_never_exceeds_what_a_claim_asked
         return [claim.job.id for claim in await store.claim(4, lease=60)]
 
     assert sorted(await eventually(all_four, timeout=5)) == sorted(made)
+
+
+async def test_a_frozen_master_holds_up_no_submission_to_another_shard_under_a_queue_limit(
+    store: RedisJobStore, cluster: RedisClusterProcesses, prefix: str
+) -> None:
+    """With ``max_waiting`` set, while one shard's master is frozen, every submission to
+    another shard is stored promptly, for longer than several reads of the frozen
+    shard's count take to time out (it counts as last read meanwhile), and one to the
+    frozen shard fails within one socket timeout (its own call's), not two."""
+    for shard in range(SHARDS):  # every count read once
+        await store.enqueue(job_in(prefix, shard), max_waiting=100)
+    slowest, live = 0.0, itertools.cycle(set(range(SHARDS)) - {FROZEN})
+    async with frozen(master_of(cluster, prefix, FROZEN)):
+        until = time.monotonic() + 2 * SOCKET_TIMEOUT
+        while time.monotonic() < until:
+            started = time.monotonic()
+            await store.enqueue(job_in(prefix, next(live)), max_waiting=100)
+            slowest = max(slowest, time.monotonic() - started)
+            await asyncio.sleep(0.1)
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailableError):
+            await store.enqueue(job_in(prefix, FROZEN), max_waiting=100)
+        refused_in = time.monotonic() - started
+    assert slowest < PROMPT
+    assert refused_in < SOCKET_TIMEOUT + PROMPT
