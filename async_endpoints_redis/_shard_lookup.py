@@ -19,6 +19,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
+from async_endpoints._job import NewJob
+
 from ._client import connections_bound, connections_needed, widen
 from ._connection import make_way, share_gates
 from ._keys import Keys
@@ -105,6 +107,24 @@ class ShardLookup(ShardBase):
         served = len(self._shards)
         await self._layout_upkeep()
         return len(self._shards) > served
+
+    async def _chosen_id_home(self, new_job: NewJob, key: str, placed: int) -> int:
+        """The shard of a submission whose id the client chose (idempotency key ``key``,
+        the id's own): ``placed``, its job's placement, which is every repeat's (the
+        shard's script answers a repeat, or a concurrent first submission, atomically; a
+        submission with that id placed elsewhere is refused by the id's pointer, as any
+        taken id). While old layouts are served, a job first stored through one of them
+        is where that layout placed it (its key's shard there, else its id's): the first
+        such shard holding the job or the key's record (one EXISTS each; a record made
+        before this rule, in the key's shard, named that same shard)."""
+        book = self._pointer_book
+        key_of = new_job.partition_key
+        for layout in self._old_layouts:
+            there = layout.of_id(new_job.id) if key_of is None else layout.of_key(key_of)
+            index = book.index_of(layout.prefixes[there])
+            if index is not None and index != placed and await book.holds(index, new_job.id, key):
+                return index
+        return placed
 
     async def _located(self, job_id: uuid.UUID) -> RedisJobStore:
         """The shard holding the job (its id's shard when none does)."""

@@ -15,7 +15,9 @@ An idempotency key is recorded in its own shard (`ShardLayout.of_label`) with th
 of its job, as ``{s}:idem-at:<key>`` (STRING, the shard's prefix; beside it
 ``{s}:idem-end:<key>``, its end on the store's elapsed-time clock as the key's record's;
 Redis expires both `STEP_ALLOWANCE_MS` later: `_IDEM_AT`), so that repeats of
-a submission meet in one shard whatever their partition key (`idempotent`).
+a submission meet in one shard whatever their partition key (`idempotent`). A
+client-chosen id's key is not recorded: its repeats all have the job's placement
+(`ShardLookup._chosen_id_home`).
 
 Writing a pointer is one script in the id's shard (`_ADD`) that also refuses an id taken
 there (a job with this id, or a pointer to another shard), and the enqueue script of the
@@ -295,6 +297,15 @@ class Pointers:
         prefix, held = await self._idem_call(self._idem_at, key, target, ttl)
         chosen = self.index_of(_text(prefix))
         return (shard, False) if chosen is None else (chosen, bool(held))
+
+    async def holds(self, shard: int, job_id: uuid.UUID, key: str) -> bool:
+        """Whether ``shard`` holds the job ``job_id`` or the record of idempotency key
+        ``key`` (one EXISTS of both: one slot)."""
+        keys = Keys(self.prefixes[shard])
+        found = functools.partial(
+            self._client.exists, keys.job(job_id), f"{keys.key_prefix}idem:{key}"
+        )
+        return int(await self._on(shard, "enqueue", found)) > 0
 
     async def renew_idempotent(self, key: str, shard: int, ttl_ms: int) -> None:
         """The key's record in ``shard`` ended and that shard stored a new job under it:

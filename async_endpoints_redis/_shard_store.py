@@ -11,7 +11,7 @@ shard of every call; what it costs on top of one shard:
   as one call per shard: `_batch.Turn`; completions likewise); a job placed away from
   its id's shard (a partition key, a batch) first writes a pointer there (one more
   round trip, `_shard_pointers`); an idempotency key is first recorded in its own shard
-  (one more round trip).
+  (one more round trip; not a client-chosen id's: its job's shard answers its repeats).
   ``max_waiting`` counts every shard: see `WaitingCounts`.
 - get, cancel, requeue, wait_until_terminal, watch_job, follow_up_of: the id's shard;
   a miss there reads its pointer (one small call) and goes to the job's shard. No fan-out
@@ -42,7 +42,7 @@ from async_endpoints._errors import (
     QueueFullError,
     ResultRefusedError,
 )
-from async_endpoints._idempotency import IdempotencyConflictError
+from async_endpoints._idempotency import IdempotencyConflictError, is_by_request_id
 from async_endpoints._job import Job, JobError, NewJob
 from async_endpoints._store import Claim
 from async_endpoints._store_features import ClaimCancelListener, Idempotency
@@ -319,6 +319,10 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         under the key (the first submission still on its way, or refused) this one is a
         conflict (`IdempotencyConflictError`), not a second job.
 
+        A client-chosen id (`by_request_id`: the key is the id's own) is not recorded in
+        the key's shard: every repeat has the same placement, so it meets its job in the
+        job's own shard, which alone it depends on (`_chosen_id_home`).
+
         Raises:
             IdempotencyConflictError: See above.
             IdempotentJobGoneError: the key is remembered but its job is no longer kept.
@@ -327,7 +331,10 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         placed = await self._home(new_job)
         ttl_ms = max(1, math.ceil(idempotency.ttl * 1000))
         book = self._pointer_book
-        shard, held = await book.idempotent(idempotency.key, placed, ttl_ms, self._old_layouts)
+        if is_by_request_id(idempotency, new_job.id):
+            shard, held = await self._chosen_id_home(new_job, idempotency.key, placed), False
+        else:
+            shard, held = await book.idempotent(idempotency.key, placed, ttl_ms, self._old_layouts)
         if new_job.partition_key is not None and shard != placed:
             return await self._answer_only(shard, new_job, idempotency)
         shard, new_job = await self._placed(new_job, shard)

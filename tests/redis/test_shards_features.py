@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from async_endpoints import DuplicateJobError, IdempotencyConflictError, QueueFullError
 from async_endpoints._batch import NewBatch
+from async_endpoints._idempotency import by_request_id
 from async_endpoints._job import Job, NewJob
 from async_endpoints._schedule import Schedule
 from async_endpoints._store_features import Idempotency
@@ -296,3 +297,21 @@ async def test_a_key_stored_anew_after_its_ttl_keeps_other_partition_keys_to_tha
         new_job(partition_key=other_key), Idempotency("again", "fp-3", 60.0)
     )
     assert (other.id, earlier) == (renewed.id, "fp-2")
+
+
+async def test_a_chosen_id_placed_elsewhere_the_second_time_is_refused_as_taken(
+    make_store: StoreFactory, prefix: str
+) -> None:
+    """A client-chosen id submitted again with another placement (a partition key in
+    another shard, or none) meets the first job's pointer or the job itself in the id's
+    shard: refused as taken (the engine then compares the job it holds), never stored
+    twice."""
+    store = await make_store(shards=3)
+    layout = ShardLayout(prefix, 3)
+    for first, second in (("k", None), (None, "k")):
+        job_id = next(i for i in iter(uuid.uuid4, None) if layout.of_id(i) != layout.of_key("k"))
+        one, two = (NewJob(job_id, "Echo", 0, partition_key=key) for key in (first, second))
+        await store.enqueue_once(one, by_request_id(job_id, "fp-1", 60))
+        with pytest.raises(DuplicateJobError):
+            await store.enqueue_once(two, by_request_id(job_id, "fp-2", 60))
+    assert await store.count_waiting() == 2

@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from async_endpoints._errors import StoreUnavailableError
-from async_endpoints._job import NewJob
+from async_endpoints._idempotency import by_request_id
+from async_endpoints._job import Job, NewJob
 from async_endpoints_redis import RedisJobStore
 from async_endpoints_redis._shard_layout import ShardLayout
 from tests.redis.support import eventually
@@ -41,8 +42,7 @@ def cluster() -> Iterator[RedisClusterProcesses]:
     cluster.stop()
 
 
-@pytest.fixture
-async def store(cluster: RedisClusterProcesses, prefix: str) -> AsyncIterator[RedisJobStore]:
+async def started_store(cluster: RedisClusterProcesses, prefix: str) -> RedisJobStore:
     """A started store of ``SHARDS`` shards, one on each master."""
     tags = [f"{{{one}}}" for one in ShardLayout(prefix, SHARDS).prefixes]
     assert len({cluster.primary_for(tag).port for tag in tags}) == SHARDS, "a master each"
@@ -54,6 +54,13 @@ async def store(cluster: RedisClusterProcesses, prefix: str) -> AsyncIterator[Re
         socket_connect_timeout=0.5,
     )
     await store.start()
+    return store
+
+
+@pytest.fixture
+async def store(cluster: RedisClusterProcesses, prefix: str) -> AsyncIterator[RedisJobStore]:
+    """A started store of ``SHARDS`` shards, one on each master."""
+    store = await started_store(cluster, prefix)
     yield store
     await store.aclose()
 
@@ -157,3 +164,43 @@ async def test_a_frozen_master_holds_up_no_submission_to_another_shard_under_a_q
         refused_in = time.monotonic() - started
     assert slowest < PROMPT
     assert refused_in < SOCKET_TIMEOUT + PROMPT
+
+
+def chosen_id_keyed_on(prefix: str, shard: int) -> uuid.UUID:
+    """A chosen id whose job lives in a shard other than ``shard``, while the crc32 of
+    its idempotency key (`by_request_id`) names ``shard``."""
+    layout = ShardLayout(prefix, SHARDS)
+    return next(
+        one
+        for one in iter(uuid.uuid4, None)
+        if layout.of_id(one) != shard and layout.of_label(by_request_id(one, "", 1).key) == shard
+    )
+
+
+async def test_a_chosen_id_submission_depends_on_its_jobs_shard_alone(
+    store: RedisJobStore, cluster: RedisClusterProcesses, prefix: str
+) -> None:
+    """Submissions with a client-chosen id (``X-Async-Request-Id``) while the master of
+    another shard, the one the crc32 of their key names, is frozen: two concurrent first
+    ones store one job, promptly; a repeat answers it, and one with other content gets
+    the first's fingerprint (a 409 over HTTP)."""
+    another = await started_store(cluster, prefix)  # another process's
+    job_id = chosen_id_keyed_on(prefix, FROZEN)
+
+    async def submit(through: RedisJobStore, fingerprint: str) -> tuple[Job, str | None]:
+        new_job = NewJob(job_id, "Echo", 0)
+        return await through.enqueue_once(new_job, by_request_id(job_id, fingerprint, 60))
+
+    async with frozen(master_of(cluster, prefix, FROZEN)):
+        started = time.monotonic()
+        try:
+            firsts = await asyncio.gather(submit(store, "fp-1"), submit(another, "fp-1"))
+            took = time.monotonic() - started
+            again = await submit(another, "fp-1")
+            clash = await submit(store, "fp-2")
+        finally:
+            await another.aclose()
+    assert took < PROMPT
+    assert sorted(earlier or "" for _, earlier in firsts) == ["", "fp-1"]
+    assert {job.id for job, _ in [*firsts, again, clash]} == {job_id}
+    assert (again[1], clash[1]) == ("fp-1", "fp-1")

@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from async_endpoints import Claim, Idempotency, NewBatch
+from async_endpoints._idempotency import by_request_id
 from async_endpoints._job import NewJob
 from async_endpoints_redis import RedisJobStore
 from async_endpoints_redis._shard_store import ShardedRedisJobStore
@@ -239,3 +240,26 @@ async def test_concurrent_repeats_of_a_key_used_before_a_reshard_meet_in_its_fir
         assert (job.id, earlier) == (firsts[n], "fp"), n
     for store in stores:
         assert await store.count_waiting() == 20
+
+
+@pytest.mark.parametrize(("before", "after"), [(3, 2), (1, 3), (2, 6)])
+async def test_a_chosen_id_used_before_a_reshard_is_still_a_repeat_after_it(
+    make_store: StoreFactory, before: int, after: int
+) -> None:
+    """Jobs submitted with client-chosen ids (half of them with a partition key) through
+    one shard count, repeated through a store of another: a repeat answers the job stored
+    the first time, as does one with other content (with the first's fingerprint: a 409
+    over HTTP), and nothing more is stored."""
+    old = await make_store(shards=before)
+    firsts = []
+    for n in range(20):
+        job = NewJob(uuid.uuid4(), "Echo", 0, partition_key=f"key-{n % 4}" if n % 2 else None)
+        _, earlier = await old.enqueue_once(job, by_request_id(job.id, "fp", 60))
+        assert earlier is None
+        firsts.append(job)
+    new = await make_store(shards=after)
+    for job in firsts:
+        for fingerprint in ("fp", "other"):
+            stored, earlier = await new.enqueue_once(job, by_request_id(job.id, fingerprint, 60))
+            assert (stored.id, earlier) == (job.id, "fp")
+    assert await new.count_waiting() == 20
