@@ -129,8 +129,11 @@ class SlowShards:
                 if first is not None:
                     self._limits.pop(first, None)
                     return first.result()
-        finally:
-            self._awaited -= pending  # ended later, as any claim left running
+        finally:  # (cancelled) the others end as any claim left running
+            for task in pending:
+                self._awaited.discard(task)
+                if task.done() and self._left.get(tasks[task]) is not task:
+                    self._settle(tasks[task], task)  # it ended leaving it to this call
         raise failure
 
     def probe(self, shard: RedisJobStore) -> None:
