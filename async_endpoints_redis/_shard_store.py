@@ -60,7 +60,6 @@ from ._shard_layout import ShardLayout
 from ._shard_lookup import UPKEEP_EVERY, ShardLookup
 from ._shard_pointers import Pointers
 from ._shard_renewals import ShardRenewals
-from ._shard_slow import SlowShards
 from ._shard_waits import ShardWaits
 from ._store import RECOVER_CALLS, MadeWith, RedisJobStore
 
@@ -132,7 +131,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         self._closed = False
         self._turn = random.randrange(shards)
         self._turn_until = 0.0
-        self._slow = SlowShards()
+        self._down_until: dict[RedisJobStore, float] = {}
         self._renewing: dict[RedisJobStore, asyncio.Future[set[str]]] = {}
         # Submitters wait for their reply before their next submission, so the shards'
         # replies arriving apart would split their calls (`_batch`): one call under way
@@ -252,7 +251,6 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         async with self._start_lock:
             self._closed = True
             shards, self._shards = self._shards, []
-        await self._slow.aclose()
         self._counts.cancel()
         await self._close_shards(shards)
         if self._adopted is not None:

@@ -8,13 +8,11 @@ their completions and renewals share script calls as with one shard, and no shar
 waits more than N turns for any worker. A shard whose
 last claim found nothing due, less than `_DRY_FOR` seconds ago and with no wake-up from it
 since, is skipped (a cancel or failure made through this store counts as its wake-up, so a
-claim right after it sees its effect). A shard that cannot be reached, or does not answer
-within `_shard_slow.ANSWER_WITHIN` seconds (a frozen master: its call is left running),
-is passed over, and then by the next claims until a probe of it answers (unless every
-shard is), with no wait for its offers' withdrawals; after such a failure the claim asks
-every other shard, dry or not, and raises the error only when no shard answered: the
-others keep running while one fails over or hangs, and a worker does not back off
-because of one shard (`SlowShards` says how what a late answer claimed is not lost).
+claim right after it sees its effect). A shard that cannot be reached is passed over,
+and then by the next claims for `_DOWN_FOR` seconds (unless every shard is), with no
+wait for its offers' withdrawals; after such a failure the claim asks every other shard,
+dry or not, and raises the error only when no shard answered: the others keep running
+while one fails over, and a worker does not back off because of one shard.
 
 What the turns give: strict queue priority, oldest first and tenant turns hold within each
 shard (its scripts, unchanged); across shards a claim takes from one shard, then the next.
@@ -28,9 +26,7 @@ A wait waits on every shard at once: each shard's own subscription wakes it, and
 returns what the first shard to answer handed over; what another shard handed over in the
 same instant, or what a cancelled wait was handed, goes back to its queue
 (`RedisWaits._give_back`). One offer (or due-time read) per shard per wait, as one shard
-pays per wait; no polling. A shard whose claim is left running is not waited on (its
-offer would race that claim): the wait ends when that claim does, and the next claim
-asks the shard again.
+pays per wait; no polling.
 """
 
 from __future__ import annotations
@@ -45,7 +41,6 @@ from async_endpoints._job import DEFAULT_QUEUE
 from async_endpoints._store import Claim
 
 from ._shard_base import ShardBase
-from ._shard_slow import ANSWER_WITHIN, SlowShards
 from ._store import RedisJobStore
 
 #: Seconds a worker's claims start at the same shard before they move on to the next
@@ -56,6 +51,9 @@ _TURN_FOR = 0.05
 #: Seconds a shard whose claim found nothing due is skipped by the next claims (unless
 #: it wakes): bounds what a missed wake-up can delay on top of one shard's behaviour.
 _DRY_FOR = 0.5
+#: Seconds a shard whose claim failed (it could not be reached) is passed over by the
+#: next claims, unless every shard is: a failing-over master holds up no other shard.
+_DOWN_FOR = 0.5
 
 
 class ShardWaits(ShardBase):
@@ -64,78 +62,49 @@ class ShardWaits(ShardBase):
     _turn: int
     _turn_until: float
     _deadline: float
-    _slow: SlowShards  # shards passed over: their claim left running, or not answering
+    _down_until: dict[RedisJobStore, float]  # shards whose last claim failed: until when
 
     async def claim(
         self, limit: int, *, lease: float, queues: Sequence[str] = (DEFAULT_QUEUE,)
     ) -> list[Claim]:
         """Claim up to ``limit`` jobs, from the shards in turn (see the module
         docstring): strict priority and tenant turns hold within each shard. A shard that
-        cannot be reached or does not answer at once is passed over (an error is raised
-        only when no shard answered), so the others' jobs are claimed while it fails over
-        or hangs."""
+        cannot be reached is passed over (its error is raised only when no shard
+        answered), so the others' jobs are claimed while it fails over."""
         shards = await self._ready_shards()
         if limit <= 0:
             return []
         count = len(shards)
         start = self._turn_start(count)
-        slow = self._slow
-        # Every shard passed over: each is asked (but one whose claim is still under way),
-        # and waited for as long as it takes: no other shard is held up.
-        all_slow = all(slow.passed_over(shard) for shard in shards)
-        within = None if all_slow else ANSWER_WITHIN
+        now = time.monotonic()
+        down = self._down_until
+        all_down = all(down.get(shard, 0.0) > now for shard in shards)
         claims: list[Claim] = []
         failure: StoreUnavailableError | None = None
-        answered, left = False, []
+        answered = False
         for offset in range(count):
             shard = shards[(start + offset) % count]
             # After a failure, every other shard is asked (dry or not): a claim raises
             # only when no shard answered.
             if offset and failure is None and _dry(shard, queues):
                 continue
-            if self._passed_over(shard, all_slow, limit - len(claims)):
-                self._turn_until = 0.0 if not offset else self._turn_until
-                continue  # asked again once a probe of it answers
+            if not all_down and down.get(shard, 0.0) > now:
+                continue  # it failed just now: asked again once its mark runs out
             try:
-                call = self._claim_in(shard, limit - len(claims), lease, queues)
-                claims += await slow.answer(shard, call, within, limit - len(claims))
+                claims += await self._claim_in(shard, limit - len(claims), lease, queues)
             except StoreUnavailableError as exc:
                 failure = exc
-                left += [shard] if slow.left_running(shard) else []
+                down[shard] = time.monotonic() + _DOWN_FOR
             else:
                 answered = True
+                down.pop(shard, None)
                 if len(claims) >= limit:
                     break
             if not offset:  # its shard ran dry (or failed): the next claim starts further
                 self._turn_until = 0.0
-        if answered:
-            return claims
-        return await self._unanswered(shards, left, failure, all_slow)
-
-    async def _unanswered(
-        self,
-        shards: Sequence[RedisJobStore],
-        left: Sequence[RedisJobStore],
-        failure: StoreUnavailableError | None,
-        all_slow: bool,
-    ) -> list[Claim]:
-        """A claim that no shard answered: when every shard is passed over, what the
-        first claim it left running answers (no other shard to hold up: the whole store
-        stalls, say), else nothing, or its failure."""
-        slow = self._slow
-        if left and all(slow.passed_over(shard) for shard in shards):
-            return await slow.first_answer(left)
-        if failure is not None or all_slow:
-            raise failure or StoreUnavailableError("no shard answered: their claims are under way")
-        return []
-
-    def _passed_over(self, shard: RedisJobStore, all_slow: bool, room: int) -> bool:
-        """Whether a claim with ``room`` for jobs passes ``shard`` over: its claim left
-        running, passed over (unless every shard is), or owed more claims than fit."""
-        slow = self._slow
-        if slow.left_running(shard) or slow.owed(shard) > room:
-            return True
-        return not all_slow and slow.passed_over(shard)
+        if failure is not None and not answered:
+            raise failure
+        return claims
 
     def _turn_start(self, count: int) -> int:
         """The shard this worker's claims start at now (see `_TURN_FOR`)."""
@@ -148,9 +117,9 @@ class ShardWaits(ShardBase):
         self, shard: RedisJobStore, limit: int, lease: float, queues: Sequence[str]
     ) -> list[Claim]:
         # Jobs an ended offer hands back are claimable first: their withdrawal is awaited,
-        # but not that of a shard passed over (it would fail or time out too, holding up
-        # the claims of the other shards meanwhile).
-        if shard._withdrawals and not self._slow.passed_over(shard):
+        # but not that of a shard whose last claim failed (it would fail or time out too,
+        # holding up the claims of the other shards meanwhile).
+        if shard._withdrawals and shard not in self._down_until:
             await asyncio.wait(set(shard._withdrawals), timeout=self._deadline)
         return await shard.claim(limit, lease=lease, queues=queues)
 
@@ -163,8 +132,7 @@ class ShardWaits(ShardBase):
         queues: Sequence[str] = (DEFAULT_QUEUE,),
     ) -> list[Claim]:
         """Wait on every shard at once (see the module docstring)."""
-        shards = [s for s in await self._ready_shards() if not self._slow.left_running(s)]
-        left = set(self._slow.claims_left())  # not ours: awaited, never cancelled
+        shards = await self._ready_shards()
         waits = [
             asyncio.ensure_future(
                 shard.wait_for_work(timeout, take=take, lease=lease, queues=queues)
@@ -174,15 +142,8 @@ class ShardWaits(ShardBase):
         pending = set(waits)
         try:
             try:
-                while pending or left:
-                    done, _ = await asyncio.wait(
-                        pending | left,
-                        timeout=None if pending else timeout,
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
-                    pending -= done
-                    if not done or done & left:
-                        break  # a claim left running ended: the next claim asks its shard
+                while pending:
+                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                     if any(wait.exception() is None for wait in done):
                         break  # else a shard that cannot be reached: the others still wake
             finally:
@@ -218,7 +179,7 @@ def _first_handed(
             shard._give_back(handed)
         elif handed:
             claims = handed
-    if failures and len(failures) == len(shards):
+    if len(failures) == len(shards):
         raise failures[0]
     return claims
 

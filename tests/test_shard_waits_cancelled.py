@@ -1,22 +1,16 @@
 """A sharded store's wait (`ShardWaits.wait_for_work`) cancelled again while it waits for
-its shards' own waits to end, or a claim cancelled while it waits for its shards' calls
-left running (`SlowShards.first_answer`): what those hand over, answer or fail with
-afterwards is still taken care of. The shards here are stand-ins for the per-shard calls
-alone (the fan-out is what is tested; the Redis side is in
-tests/redis/test_redis_slot_migration.py and tests/redis/test_shards_frozen.py)."""
+its shards' own waits to end: what those hand over or fail with afterwards is still taken
+care of. The shards here are stand-ins for the per-shard waits alone (the fan-out is what
+is tested; the Redis side is in tests/redis/test_redis_slot_migration.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 from collections.abc import Sequence
-from types import SimpleNamespace
 from typing import Any
 
-import pytest
-
 from async_endpoints._errors import StoreUnavailableError
-from async_endpoints_redis._shard_slow import SlowShards
 from async_endpoints_redis._shard_waits import ShardWaits
 
 
@@ -53,7 +47,6 @@ async def test_a_wait_cancelled_twice_still_gives_back_what_its_shards_hand_over
     loop.set_exception_handler(lambda loop, context: unseen.append(context["message"]))
     handing, failing = SlowToEnd(["a claim"]), SlowToEnd(StoreUnavailableError("down"))
     waits = object.__new__(ShardWaits)
-    waits._slow = SlowShards()
 
     async def ready_shards() -> list[SlowToEnd]:
         return [handing, failing]
@@ -78,38 +71,3 @@ async def test_a_wait_cancelled_twice_still_gives_back_what_its_shards_hand_over
     assert handing.given_back == [["a claim"]]
     assert failing.given_back == []
     assert unseen == []
-
-
-class StalledShard:
-    """A shard whose claim answers (one claim, token base "base") only when told to."""
-
-    def __init__(self) -> None:
-        self._unanswered_claim: str | None = None
-        self.answer = asyncio.Event()
-
-    async def claim(self) -> list[Any]:
-        await self.answer.wait()
-        return [SimpleNamespace(token="base.1")]
-
-    async def get(self, job_id: object) -> None:
-        return None
-
-
-async def test_a_claim_cancelled_as_a_stalled_shard_answers_leaves_it_to_be_sent_again() -> None:
-    """A claim that no shard answered waits for the first of its shards' calls left
-    running; cancelled just as one answers (after that call's end was left to it), the
-    shard's next claim still sends that call's token base again (its jobs are not
-    stranded until their lease ends), once there is room for them."""
-    slow, shard = SlowShards(), StalledShard()
-    with pytest.raises(StoreUnavailableError):
-        await slow.answer(shard, shard.claim(), 0.01, 4)  # type: ignore[arg-type]
-    waiting = asyncio.ensure_future(slow.first_answer([shard]))  # type: ignore[list-item]
-    await asyncio.sleep(0.01)
-    (left,) = slow.claims_left()
-    left.add_done_callback(lambda _: waiting.cancel())  # after the wait's own callback
-    shard.answer.set()
-    await asyncio.gather(waiting, return_exceptions=True)
-    assert waiting.cancelled()
-    assert shard._unanswered_claim == "base"
-    assert slow.owed(shard) == 1  # type: ignore[arg-type]
-    await slow.aclose()
