@@ -197,6 +197,10 @@ class Keys:
         """The ZSET of Scheduled job ids by due time."""
         return f"{self.tag}:scheduled"
 
+    def idempotency(self, key: str) -> str:
+        """The record of idempotency key ``key`` (its job's id, fingerprint and end)."""
+        return f"{self.tag}:idem:{key}"
+
     def claim_memo(self, token_base: str) -> str:
         """The LIST of ids one claim call took, kept for a lease so a resend finds them."""
         return f"{self.tag}:claim:{token_base}"

@@ -302,9 +302,7 @@ class Pointers:
         """Whether ``shard`` holds the job ``job_id`` or the record of idempotency key
         ``key`` (one EXISTS of both: one slot)."""
         keys = Keys(self.prefixes[shard])
-        found = functools.partial(
-            self._client.exists, keys.job(job_id), f"{keys.key_prefix}idem:{key}"
-        )
+        found = functools.partial(self._client.exists, keys.job(job_id), keys.idempotency(key))
         return int(await self._on(shard, "enqueue", found)) > 0
 
     async def renew_idempotent(self, key: str, shard: int, ttl_ms: int) -> None:
@@ -338,7 +336,7 @@ class Pointers:
             shard = self.index_of(only)
             if shard is None:
                 return None
-            record = Keys(only).key_prefix + f"idem:{key}"
+            record = Keys(only).idempotency(key)
             left = await self._on(shard, "enqueue", functools.partial(self._client.pttl, record))
             return None if left == -2 else (only, _ttl_left(int(left)))
         old_shard = self.index_of(layout.prefixes[layout.of_label(key)])
