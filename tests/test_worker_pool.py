@@ -821,3 +821,37 @@ async def test_a_renewal_failing_with_an_unexpected_error_is_told_once_a_third_o
     assert len(told) >= 8
     loud = [r for r in told if r.levelno == logging.ERROR]
     assert 1 <= len(loud) <= 2 and loud[0].exc_info is not None  # 8 retries within ~1 s
+
+
+async def test_a_spell_of_failed_renewals_ends_untold_when_no_claim_is_left_to_renew(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Renewals fail while a job runs, and the job ends before any succeeds: with no claim
+    held nothing is renewed, so the spell ends there; a later job's renewal that succeeds
+    does not report renewals "resumed" after a spell it did not see end."""
+    caplog.set_level(logging.INFO, logger="async_endpoints")
+    monkeypatch.setattr("async_endpoints._recovery.RETRY_PAUSE", 0.05)
+    store = RenewalsDownFor(outage=0.5, hang=0.0)
+    engine = engine_with(store=store, claim_timeout=0.9)
+    failed_twice = asyncio.Event()
+
+    async def brief(ctx: AsyncContext[None]) -> None:
+        async with asyncio.timeout(10):
+            while len(store.renewals) < 2:  # noqa: ASYNC110 - the store's calls, polled
+                await asyncio.sleep(0.01)
+        failed_twice.set()
+
+    async def long(ctx: AsyncContext[None]) -> None:
+        async with asyncio.timeout(10):
+            await store.back.wait()
+
+    engine.add_handler(brief)
+    engine.add_handler(long)
+    async with engine.running():
+        first = await engine.wait_for((await engine.submit("brief")).id, timeout=10)
+        assert store.down_until is not None
+        await asyncio.sleep(store.down_until - asyncio.get_running_loop().time() + 0.05)
+        second = await engine.wait_for((await engine.submit("long")).id, timeout=10)
+    assert failed_twice.is_set() and store.back.is_set()
+    assert first.status is second.status is JobStatus.COMPLETED
+    assert not [r for r in caplog.records if "lease renewal resumed" in r.getMessage()]
