@@ -56,6 +56,7 @@ from ._scripts import Submission
 from ._shard_client import keep_command_table, release_default
 from ._shard_counts import WaitingCounts
 from ._shard_features import ShardFeatures
+from ._shard_late import LateClaims
 from ._shard_layout import ShardLayout
 from ._shard_lookup import UPKEEP_EVERY, ShardLookup
 from ._shard_pointers import Pointers
@@ -132,6 +133,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         self._turn = random.randrange(shards)
         self._turn_until = 0.0
         self._down_until: dict[RedisJobStore, float] = {}
+        self._late = LateClaims()
         self._renewing: dict[RedisJobStore, asyncio.Future[set[str]]] = {}
         # Submitters wait for their reply before their next submission, so the shards'
         # replies arriving apart would split their calls (`_batch`): one call under way
@@ -252,6 +254,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
             self._closed = True
             shards, self._shards = self._shards, []
         self._counts.cancel()
+        await self._late.aclose(self._deadline)  # what claims left running took goes back
         await self._close_shards(shards)
         if self._adopted is not None:
             await self._adopted.aclose()  # its connection, and its client if it made it

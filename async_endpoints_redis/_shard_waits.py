@@ -12,7 +12,9 @@ claim right after it sees its effect). A shard that cannot be reached is passed 
 and then by the next claims for `_DOWN_FOR` seconds (unless every shard is), with no
 wait for its offers' withdrawals; after such a failure the claim asks every other shard,
 dry or not, and raises the error only when no shard answered: the others keep running
-while one fails over, and a worker does not back off because of one shard.
+while one fails over, and a worker does not back off because of one shard. A shard that
+does not answer in time (a frozen master) is passed over likewise while its call is left
+running, and what that call claims late goes back uncounted (`_shard_late`).
 
 What the turns give: strict queue priority, oldest first and tenant turns hold within each
 shard (its scripts, unchanged); across shards a claim takes from one shard, then the next.
@@ -41,6 +43,7 @@ from async_endpoints._job import DEFAULT_QUEUE
 from async_endpoints._store import Claim
 
 from ._shard_base import ShardBase
+from ._shard_late import LateClaims
 from ._store import RedisJobStore
 
 #: Seconds a worker's claims start at the same shard before they move on to the next
@@ -63,6 +66,7 @@ class ShardWaits(ShardBase):
     _turn_until: float
     _deadline: float
     _down_until: dict[RedisJobStore, float]  # shards whose last claim failed: until when
+    _late: LateClaims  # claims of shards that did not answer in time
 
     async def claim(
         self, limit: int, *, lease: float, queues: Sequence[str] = (DEFAULT_QUEUE,)
@@ -81,30 +85,66 @@ class ShardWaits(ShardBase):
         all_down = all(down.get(shard, 0.0) > now for shard in shards)
         claims: list[Claim] = []
         failure: StoreUnavailableError | None = None
-        answered = False
+        late = answered = False
         for offset in range(count):
             shard = shards[(start + offset) % count]
-            # After a failure, every other shard is asked (dry or not): a claim raises
-            # only when no shard answered.
-            if offset and failure is None and _dry(shard, queues):
+            # After a failure or a late answer, every other shard is asked (dry or not):
+            # a claim raises only when no shard answered.
+            if offset and failure is None and not late and _dry(shard, queues):
+                answered = True  # as good as an answer: it had nothing just now
                 continue
-            if not all_down and down.get(shard, 0.0) > now:
-                continue  # it failed just now: asked again once its mark runs out
+            if self._passed_over(shard, now, all_down):
+                continue
             try:
-                claims += await self._claim_in(shard, limit - len(claims), lease, queues)
+                got = await self._claim_in_time(shard, limit - len(claims), lease, queues)
             except StoreUnavailableError as exc:
                 failure = exc
-                down[shard] = time.monotonic() + _DOWN_FOR
             else:
-                answered = True
-                down.pop(shard, None)
+                late, answered = late or got is None, answered or got is not None
+                claims += got or []
                 if len(claims) >= limit:
                     break
             if not offset:  # its shard ran dry (or failed): the next claim starts further
                 self._turn_until = 0.0
-        if failure is not None and not answered:
+        if answered:
+            return claims
+        return await self._none_answered(shards, limit, failure)
+
+    def _passed_over(self, shard: RedisJobStore, now: float, all_down: bool) -> bool:
+        """Whether a claim passes ``shard`` over: its claim left running has not answered
+        yet, or it failed just now (asked again once its mark runs out), unless every
+        shard did."""
+        if self._late.running(shard):
+            return True
+        return not all_down and self._down_until.get(shard, 0.0) > now
+
+    async def _none_answered(
+        self, shards: Sequence[RedisJobStore], limit: int, failure: StoreUnavailableError | None
+    ) -> list[Claim]:
+        """A claim no shard answered in time: the first claim left running to answer,
+        waited for (the whole store is slow: no other shard is held up); ``failure``
+        raised when none is running; else nothing (every shard asked was dry)."""
+        if self._late.any_running(shards):
+            shard, got = await self._late.first_answer(shards)
+            return self._late.give_back_excess(shard, got, limit)
+        if failure is not None:
             raise failure
-        return claims
+        return []
+
+    async def _claim_in_time(
+        self, shard: RedisJobStore, room: int, lease: float, queues: Sequence[str]
+    ) -> list[Claim] | None:
+        """Up to ``room`` claims of ``shard``; None when it does not answer in time
+        (`_shard_late`). A failure marks it down (`_DOWN_FOR`)."""
+        try:
+            got = await self._late.answer(shard, self._claim_in(shard, room, lease, queues))
+        except StoreUnavailableError:
+            self._down_until[shard] = time.monotonic() + _DOWN_FOR
+            raise
+        if got is not None:
+            self._down_until.pop(shard, None)
+            got = self._late.give_back_excess(shard, got, room)
+        return got
 
     def _turn_start(self, count: int) -> int:
         """The shard this worker's claims start at now (see `_TURN_FOR`)."""

@@ -1,7 +1,9 @@
 """A sharded store on a 3-master Cluster while one shard's master is frozen (SIGSTOP: it
 takes connections and answers nothing, so each call to it waits for the socket timeout):
-the other shards' submissions are not held up by it, under a queue limit or with a
-client-chosen id."""
+the other shards' submissions and claims are not held up by it (under a queue limit, with
+a client-chosen id), and what the frozen shard's claims took once it thaws is neither
+lost, nor run twice, nor counted as an attempt, nor left waiting for its lease to run
+out."""
 
 from __future__ import annotations
 
@@ -17,9 +19,10 @@ import pytest
 
 from async_endpoints._errors import StoreUnavailableError
 from async_endpoints._idempotency import by_request_id
-from async_endpoints._job import Job, NewJob
+from async_endpoints._job import Job, JobStatus, NewJob
 from async_endpoints_redis import RedisJobStore
 from async_endpoints_redis._shard_layout import ShardLayout
+from tests.redis.support import eventually
 from tests.redis_servers import RedisClusterProcesses, RedisServer, start_cluster
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(90)]
@@ -31,6 +34,8 @@ SOCKET_TIMEOUT = 2.0
 #: Longer than any call to a live shard takes, even on a loaded machine; far shorter
 #: than the socket timeout a call to the frozen shard waits.
 PROMPT = 1.0
+#: The claims' lease: every job below is claimed again long before it could run out.
+LEASE = 60.0
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +74,8 @@ def master_of(cluster: RedisClusterProcesses, prefix: str, shard: int) -> RedisS
 
 
 def job_in(prefix: str, shard: int, **options: object) -> NewJob:
-    """A new job (no key: its id's shard) placed in ``shard``."""
+    """A new job (no key: its id's shard) placed in ``shard``, with no retry: an attempt
+    counted that it never made would fail it."""
     layout = ShardLayout(prefix, SHARDS)
     job_id = next(one for one in iter(uuid.uuid4, None) if layout.of_id(one) == shard)
     return NewJob(job_id, "Echo", 0, **options)  # type: ignore[arg-type]
@@ -149,3 +155,107 @@ async def test_a_chosen_id_submission_depends_on_its_jobs_shard_alone(
     assert sorted(earlier or "" for _, earlier in firsts) == ["", "fp-1"]
     assert {job.id for job, _ in [*firsts, again, clash]} == {job_id}
     assert (again[1], clash[1]) == ("fp-1", "fp-1")
+
+
+async def claim_each_once(store: RedisJobStore, made: set[uuid.UUID], room: int) -> None:
+    """Claim (``room`` at a time) and complete until every job of ``made`` has run, each
+    claimed once and never handed more than asked; each ends Completed with no attempt
+    counted but its own (they have no retry: a lost attempt would fail them)."""
+    taken: list[uuid.UUID] = []
+
+    async def all_taken() -> bool:
+        claims = await store.claim(room, lease=LEASE)
+        assert len(claims) <= room
+        for claim in claims:
+            taken.append(claim.job.id)
+            assert claim.job.retry_count == 0
+            assert await store.complete(claim, "done") is not None
+        return set(taken) == made
+
+    await eventually(all_taken, timeout=3 * SOCKET_TIMEOUT)
+    assert sorted(taken) == sorted(made), "each job claimed once"
+    for job_id in made:
+        job = await store.get(job_id)
+        assert job is not None and job.status is JobStatus.COMPLETED
+
+
+@pytest.mark.parametrize("frozen_for", [1.5, 2.5], ids=["answers-late", "times-out"])
+async def test_a_frozen_master_holds_up_no_claim_and_its_jobs_run_once_thawed(
+    store: RedisJobStore, cluster: RedisClusterProcesses, prefix: str, frozen_for: float
+) -> None:
+    """While one shard's master is frozen (thawed before or after the socket timeout of
+    the claim left waiting on it), every claim answers promptly with the other shards'
+    jobs; once thawed, every job is claimed exactly once, long before any lease ends."""
+    made = [(await store.enqueue(job_in(prefix, shard))).id for shard in range(3) for _ in range(4)]
+    taken: list[uuid.UUID] = []
+    slowest = 0.0
+    async with frozen(master_of(cluster, prefix, FROZEN)):
+        thaw_at = time.monotonic() + frozen_for
+        while time.monotonic() < thaw_at:
+            started = time.monotonic()
+            for claim in await store.claim(1, lease=LEASE):
+                taken.append(claim.job.id)
+                assert await store.complete(claim, "done") is not None
+            slowest = max(slowest, time.monotonic() - started)
+            await asyncio.sleep(0.05)
+    live = {one for one in made if ShardLayout(prefix, SHARDS).of_id(one) != FROZEN}
+    assert sorted(taken) == sorted(live), "the live shards' jobs, while it was frozen"
+    assert slowest < PROMPT
+    await claim_each_once(store, set(made) - live, room=1)
+
+
+async def test_what_a_late_answer_claimed_goes_back_at_once_uncounted(
+    store: RedisJobStore, cluster: RedisClusterProcesses, prefix: str
+) -> None:
+    """A claim of 4 left waiting on a frozen shard (4 jobs there, none elsewhere) answers
+    [] promptly; once thawed, its late answer's jobs go back to their queue, not counted
+    as attempts: claims of 1 get each of them once, with no wait for a lease to end."""
+    made = {(await store.enqueue(job_in(prefix, FROZEN))).id for _ in range(4)}
+    async with frozen(master_of(cluster, prefix, FROZEN)):
+        started = time.monotonic()
+        assert await store.claim(4, lease=LEASE) == []
+        took = time.monotonic() - started
+        await asyncio.sleep(1.0)
+    assert took < PROMPT
+
+    async def given_back() -> bool:  # the late answer took them, and gave them back
+        jobs = [await store.get(one) for one in made]
+        return all(job is not None and job.status is JobStatus.QUEUED for job in jobs)
+
+    await eventually(given_back, timeout=SOCKET_TIMEOUT)
+    await claim_each_once(store, made, room=1)
+
+
+async def test_a_claim_resent_after_its_reply_was_lost_is_handed_no_more_than_it_asked_for(
+    store: RedisJobStore, prefix: str
+) -> None:
+    """A claim of 4 whose reply was lost (a socket timeout: Redis ran it) is sent again by
+    the shard's next claim, whose script returns the 4 it took (the claim memo): a claim
+    with room for 1 is handed 1 of them, and the other 3 go back uncounted, run once each."""
+    made = {(await store.enqueue(job_in(prefix, FROZEN))).id for _ in range(4)}
+    shard = store._shards[FROZEN]  # type: ignore[attr-defined]
+    lost = await shard.claim(4, lease=LEASE)
+    assert {claim.job.id for claim in lost} == made
+    shard._unanswered_claim = lost[0].token.rpartition(".")[0]  # as a timeout leaves it
+    await claim_each_once(store, made, room=1)
+
+
+async def test_a_claim_no_shard_answers_in_time_waits_for_the_first_answer(
+    store: RedisJobStore, cluster: RedisClusterProcesses, prefix: str
+) -> None:
+    """Every master frozen for a second (the whole store slow: no other shard to hold
+    up): a claim waits for the first shard to answer and is handed its jobs, as a claim
+    of one shard would be; what the others' late answers took goes back, and every job
+    runs once."""
+    made = {(await store.enqueue(job_in(prefix, shard))).id for shard in range(3) for _ in range(2)}
+    masters = [master_of(cluster, prefix, shard) for shard in range(SHARDS)]
+    async with contextlib.AsyncExitStack() as stack:
+        for master in masters:
+            await stack.enter_async_context(frozen(master))
+        claiming = asyncio.ensure_future(store.claim(2, lease=LEASE))
+        await asyncio.sleep(1.0)
+    first = await claiming
+    assert len(first) == 2 and {claim.job.id for claim in first} <= made
+    for claim in first:
+        assert await store.complete(claim, "done") is not None
+    await claim_each_once(store, made - {claim.job.id for claim in first}, room=1)
