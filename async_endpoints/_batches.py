@@ -252,7 +252,7 @@ class JobBatches:
             uuid.uuid4(),
             handler.name,
             self.settings.max_retries if max_retries is None else max_retries,
-            job_request(self.settings, body_json, (), b"", {}, owner),
+            job_request(self.settings, body_json, (), b"", _no_path_params(handler), owner),
             queue=handler.queue if placement.queue is None else placement.queue,
             delay=placement.delay,
             partition_key=placement.partition_key,
@@ -313,3 +313,9 @@ def _check_size(count: int, call: str) -> None:
             f"{count:,}: create the batch with part of them and add the rest with "
             "append_to_batch (each call is atomic on its own)"
         )
+
+
+def _no_path_params(handler: Handler) -> dict[str, str]:
+    """A batch job's route parameters: each of its route's read as ``""`` (as `submit`
+    gives those it is not given), so a handler written for the route runs."""
+    return dict.fromkeys(handler.path_params, "")

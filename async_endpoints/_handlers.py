@@ -76,6 +76,8 @@ class Handler:
         retry_base_delay: Seconds before the first retry of its jobs (None: the
             ``retry_base_delay`` setting); the webhook delivery handler's is
             ``webhook_retry_base_delay``.
+        path_params: The names of its route's path parameters (with its router's
+            prefix's): what `submit` does not give of them reads as ``""``.
     """
 
     name: str
@@ -96,6 +98,7 @@ class Handler:
     webhook: WebhookTarget | None = None
     query: QueryModel | None = None
     retry_base_delay: float | None = None
+    path_params: tuple[str, ...] = ()
     _result_serializer: SchemaSerializer = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

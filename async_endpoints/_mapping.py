@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack, cast
 
 from pydantic import BaseModel
+from starlette.routing import compile_path
 
 from ._errors import ConfigurationError
 from ._handlers import Handler, HandlerFunction, Validator
@@ -159,6 +161,9 @@ class RouteMapping:
         target = _route_target(self.app, options.get("router"))
         docs = route_docs(options, fastapi=is_fastapi(target))
         handler = self._new_handler(function, options)
+        prefix = getattr(target, "prefix", "") if target is not self.app else ""
+        names = compile_path(prefix + path)[2]
+        handler = dataclasses.replace(handler, path_params=tuple(names))
         endpoint = submit_endpoint(cast(JobService, self), handler)
         mark = uuid.uuid4().hex  # finds this route's operation in the OpenAPI document
         add_submit_route(target, method, path, endpoint, handler, docs, mark)

@@ -276,7 +276,7 @@ class CronScheduling:
             uuid.uuid4(),
             schedule.name,
             self.settings.max_retries if retries is None else retries,
-            JobRequest(body=schedule.body, headers=headers),
+            JobRequest(body=schedule.body, headers=headers, route_params=_path_params(handler)),
             queue=queue,
             tenant=schedule.tenant,
         )
@@ -301,3 +301,9 @@ class CronScheduling:
             name = type(self.store).__name__
             raise ConfigurationError(f"{name} cannot {doing}: it does not implement ScheduleStore")
         return self.store
+
+
+def _path_params(handler: Handler | None) -> dict[str, str]:
+    """A cycle's route parameters: each of its handler's route's read as ``""`` (as
+    `submit` gives those it is not given)."""
+    return {} if handler is None else dict.fromkeys(handler.path_params, "")

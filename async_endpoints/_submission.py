@@ -72,7 +72,10 @@ class JobSubmission(JobControl):
         Jobs with the same ``partition_key`` run one at a time, in submission order;
         ``tenant`` makes the job take turns with other tenants' jobs of its queue.
         ``headers`` and ``query_string`` are captured by the same rules as a POST's (the
-        sensitive ones left out); ``owner`` becomes ``job.owner``, for ``authorize``.
+        sensitive ones left out), and ``route_params`` too; a path parameter of the
+        handler's route that ``route_params`` does not give reads as ``""`` (a handler
+        written for the route runs as for a POST). ``owner`` becomes ``job.owner``, for
+        ``authorize``.
         With ``idempotency_key``, a repeat with the same key, handler and owner within
         ``idempotency_ttl`` stores nothing and returns the first job (as it is now).
         With ``webhook_url``, the job JSON is POSTed there, signed, once the job is
@@ -114,6 +117,8 @@ class JobSubmission(JobControl):
             self._queues(queue)
         value, body_json = handler.coerce_body(body)
         pairs, query, params = _request_parts(headers, query_string, route_params, owner)
+        # As a POST's, every path parameter of the route is there: "" when not given.
+        params = dict.fromkeys(handler.path_params, "") | params
         request = job_request(self.settings, body_json, pairs, query, params, owner)
         handler.check_query(request.query_string)
         idempotency = None
