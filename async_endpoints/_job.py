@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -42,8 +42,11 @@ WAITING_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED})
 
 
 @dataclass(frozen=True, slots=True)
-class JobError:
+class JobError(Mapping[str, Any]):
     """The last failure of a job: what went wrong, never how (no stack trace by default).
+
+    It reads as its JSON form too (a read-only mapping: ``job.error["type"]``, and equal
+    to ``{"message": ..., "type": ...}``), as the job JSON's ``error`` does.
 
     Attributes:
         message: A human-readable message.
@@ -54,6 +57,27 @@ class JobError:
     message: str
     type: str
     traceback: str | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_json()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_json())
+
+    def __len__(self) -> int:
+        return 2 if self.traceback is None else 3
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, JobError):
+            return (self.message, self.type, self.traceback) == (
+                other.message, other.type, other.traceback,
+            )  # fmt: skip
+        if isinstance(other, Mapping):
+            return self.to_json() == dict(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.message, self.type, self.traceback))
 
     def to_json(self) -> dict[str, Any]:
         """The error's JSON form (``{"message", "type"}``, plus ``traceback`` when kept)."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
+
 from async_endpoints import Job, JobError, JobRequest, JobStatus
 from async_endpoints._job import format_time, parse_job_id, parse_time
 
@@ -88,3 +90,21 @@ def test_parse_job_id_never_raises() -> None:
     assert parse_job_id(str(job_id).upper()) == job_id
     for bad in ["", "nope", "../../etc/passwd", "x" * 10_000, None, 42]:
         assert parse_job_id(bad) is None
+
+
+def test_a_jobs_error_reads_as_its_json_form_too() -> None:
+    """API.md gives ``error`` as ``{"message": str, "type": str}``: the Python side reads
+    so too (``job.error["type"]``, equal to that dict) besides its attributes; the stack
+    trace is a key only when it was kept."""
+    error = JobError("boom", "ValueError")
+    assert (
+        (error["message"], error["type"]) == (error.message, error.type) == ("boom", "ValueError")
+    )
+    assert error == {"message": "boom", "type": "ValueError"} and dict(error) == error.to_json()
+    assert "traceback" not in error and error.get("traceback") is None
+    kept = JobError("boom", "ValueError", "Traceback ...")
+    assert kept["traceback"] == "Traceback ..." and len(kept) == 3
+    assert kept != error and error == JobError("boom", "ValueError")
+    assert hash(error) == hash(JobError("boom", "ValueError"))
+    with pytest.raises(KeyError):
+        error["stack"]
