@@ -134,6 +134,7 @@ class Dashboard:
             ],
         )
         self._missing_page = self._view(self.missing_page)
+        self._home_page = self._view(self.queues_page)
 
     def _batch_routes(self) -> list[Route]:
         endpoints = self.endpoints
@@ -319,14 +320,17 @@ class Dashboard:
             told.append(("subject_queue", queue))
         return path + "?" + urlencode([*kept, ("done", done), *told])
 
-    async def home_redirect(self, request: Request) -> Response:
-        """The dashboard's path without its slash: to its queues page (authorized only)."""
+    async def home(self, request: Request) -> Response:
+        """The dashboard's path without its slash: its queues page, as with the slash
+        (authorized only; every link on it is absolute, so it works from either)."""
         if await call_maybe_async(self.authorize, request) is not True:
             raise _not_found()
         if request.method not in ("GET", "HEAD"):
             return Response(status_code=405, headers={"Allow": "GET, HEAD"})
         outer = str(request.scope.get("root_path", ""))  # the app's mount or proxy prefix
-        return RedirectResponse(_as_path(outer + self.root) + "/", status_code=307)
+        # As the dashboard's mount would give it: its path under the app's root path.
+        scope = {**request.scope, "root_path": outer + self.root}
+        return await self._home_page(Request(scope, request.receive))
 
     async def elsewhere(self, request: Request) -> Response:
         """Any other path (authorized only): a page's path with a trailing slash goes to

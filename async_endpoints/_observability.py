@@ -163,7 +163,5 @@ class Observability:
         dashboard = Dashboard(self, authorize, path)  # type: ignore[arg-type]
         name = "dashboard_" + re.sub(r"\W+", "_", path).strip("_")
         # The bare path too (not the app's slash redirect, which would answer anyone).
-        self.app.router.routes.append(
-            AnyMethodRoute(path, dashboard.home_redirect, include_in_schema=False)
-        )
+        self.app.router.routes.append(AnyMethodRoute(path, dashboard.home, include_in_schema=False))
         self.app.mount(path, dashboard.router, name=name)

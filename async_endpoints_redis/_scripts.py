@@ -318,6 +318,15 @@ class Scripts:
         )
         return job
 
+    async def unclaim(self, claim: Claim) -> list[Reply] | None:
+        """The job's hash once its claim is undone (Queued at the head of its queue, never
+        started: no attempt, no start time), or None when the claim is lost (the fail
+        script's unclaim mode)."""
+        job: list[Reply] | None = await self._call(
+            "fail", [str(claim.job.id), claim.token, "", 0, 2]
+        )
+        return job
+
     async def recover(
         self, batch: int, error_json: str, gentle: bool = False
     ) -> tuple[list[Reply], int]:

@@ -1,19 +1,23 @@
 """`LateClaims`: a sharded store's claims of shards that did not answer in time.
 
 A claim waits for one shard's answer `ANSWER_WITHIN` seconds at least (a few milliseconds
-normally), or `PATIENCE` times what that shard's answers take lately when more: a master
-frozen (SIGSTOP, a stalled host) takes connections and answers nothing until the socket
-timeout, and a claim waiting that long for it would hold up the jobs of every other shard,
-while a shard that is always slow (a distant host) is waited for as long as it takes.
+normally), or `PATIENCE` times the quickest of that shard's last `_KEPT` answers when more,
+up to half the socket timeout: a master frozen (SIGSTOP, a stalled host) takes connections
+and answers nothing until the socket timeout, and a claim waiting that long for it would
+hold up the jobs of every other shard, while a shard that is always slow (a distant host)
+is waited for as long as it takes.
 
 A shard's claim not answered in time is left running, and the claim moves on to the other
 shards; the shard is passed over while its claim runs. What that claim takes when it
-answers late is given back at once (`RedisJobStore.give_back`, due now, the attempt not
-counted): no worker waits to have room for it, and no job waits unrenewed for its lease to
-run out (which would count an attempt it never made). A claim left running that fails
-(its script may have run) leaves its token base to be sent again by the shard's next
-claim, whose script returns what the first send took (the claim script's memo): whatever
-of it the claim has no room for is given back the same way (`give_back_excess`).
+answers late is given back at once (`RedisJobStore._unclaim`: Queued again at the head of
+its queue, as if never claimed, as an offer's unstarted job goes back): no worker waits to
+have room for it, and no job waits unrenewed for its lease to run out (which would count
+an attempt it never made). A claim left running that fails (its script may have run)
+leaves its token base to be sent again by the shard's next claim, whose script returns
+what the first send took (the claim script's memo): whatever of it the claim has no room
+for is given back the same way (`give_back_excess`). The tokens of handed jobs a worker
+started stay with the shard until a call carrying them is answered (`RedisWaits._told`),
+so an offer sent while a claim is left running carries them too.
 
 A claim that no shard answered in time, every shard being passed over or late, waits for
 the first claim left running to answer and takes its jobs (`first_answer`), as a claim
@@ -25,11 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from async_endpoints._errors import StoreUnavailableError
+from async_endpoints._logs import job_extra
 from async_endpoints._store import Claim
 
 from ._store import RedisJobStore
@@ -43,8 +49,10 @@ PATIENCE = 4
 #: Seconds more a claim waits after that, for an answer a blocked event loop has not yet
 #: read: its data arrived, but the timer ran out first in the same turn of the loop.
 _GRACE = 0.01
-#: The weight of a new answer's time in a shard's recent time (an exponential average).
-_WEIGHT = 0.3
+#: How many of a shard's latest answer times its wait is drawn from (the quickest: stalls
+#: among prompt answers do not lengthen it; a shard slow every time, a distant host whose
+#: round trip is never shorter, is waited for).
+_KEPT = 9
 
 
 @dataclass(eq=False)
@@ -62,9 +70,11 @@ class LateClaims:
     """The claims left running by shards that answered late, and each shard's recent
     answer time."""
 
-    def __init__(self) -> None:
+    def __init__(self, longest: float) -> None:
+        self._longest = longest  # the longest wait for a shard's answer
         self._left: dict[RedisJobStore, _Left] = {}
-        self._recent: dict[RedisJobStore, float] = {}
+        self._times: dict[RedisJobStore, deque[float]] = {}  # its latest answer times
+        self._waits: dict[RedisJobStore, float] = {}  # how long a claim waits for it
         self._calls: set[asyncio.Future[Any]] = set()  # give-backs under way
 
     def running(self, shard: RedisJobStore) -> bool:
@@ -100,12 +110,15 @@ class LateClaims:
 
     async def first_answer(
         self, shards: Sequence[RedisJobStore]
-    ) -> tuple[RedisJobStore, list[Claim]]:
+    ) -> tuple[RedisJobStore | None, list[Claim], float]:
         """The shard of the first claim left running by ``shards`` to answer (waited for
-        as long as it takes) and its claims; the others stay left. Raises the last error
+        as long as it takes), its claims and the loop time it was sent; the others stay
+        left; (None, [], 0.0) when another caller took the answers. Raises the last error
         when every one of them fails, or `StoreUnavailableError` when none is running."""
         lefts = [self._left[shard] for shard in shards if shard in self._left]
-        failure: BaseException = StoreUnavailableError("no shard answered a claim")
+        if not lefts:
+            raise StoreUnavailableError("no shard answered a claim")
+        failure: BaseException | None = None
         for left in lefts:
             left.awaited += 1
         pending = {left.task: left for left in lefts}
@@ -116,8 +129,10 @@ class LateClaims:
                 first, failure = self._first_of(ended, failure)
                 if first is not None:
                     self._observe(first.shard, asyncio.get_running_loop().time() - first.sent)
-                    return first.shard, first.task.result()
-            raise failure
+                    return first.shard, first.task.result(), first.sent
+            if failure is not None:
+                raise failure
+            return None, [], 0.0
         finally:
             for left in pending.values():
                 left.awaited -= 1
@@ -125,8 +140,8 @@ class LateClaims:
                     self._settle(left)
 
     def _first_of(
-        self, ended: list[_Left], failure: BaseException
-    ) -> tuple[_Left | None, BaseException]:
+        self, ended: list[_Left], failure: BaseException | None
+    ) -> tuple[_Left | None, BaseException | None]:
         """The first of ``ended`` (claims one caller waited for) that answered and that
         no other caller took, now taken, and the last error of those that failed; the
         others are settled (given back) unless other callers still wait for them."""
@@ -143,10 +158,12 @@ class LateClaims:
                 self._settle(left)
         return first, failure
 
-    def give_back_excess(self, shard: RedisJobStore, claims: list[Claim], room: int) -> list[Claim]:
+    def give_back_excess(
+        self, shard: RedisJobStore | None, claims: list[Claim], room: int
+    ) -> list[Claim]:
         """``claims`` (of ``shard``) but those past ``room``, which are given back (a
         resent claim returns what its first send took, whatever its limit)."""
-        if len(claims) > room:
+        if shard is not None and len(claims) > room:
             self._give_back(shard, claims[room:])
         return claims[:room]
 
@@ -160,14 +177,15 @@ class LateClaims:
             await asyncio.wait(set(self._calls), timeout=timeout)
 
     def _within(self, shard: RedisJobStore) -> float:
-        return max(ANSWER_WITHIN, PATIENCE * self._recent.get(shard, 0.0))
+        return self._waits.get(shard, ANSWER_WITHIN)
 
     def _observe(self, shard: RedisJobStore, took: float) -> None:
-        # A late answer counts as twice the wait at most: a shard frozen for a while is
-        # not waited for much longer once it answers again (a slow one still gets there).
-        took = min(took, 2 * self._within(shard))
-        recent = self._recent.get(shard, took)
-        self._recent[shard] = recent + _WEIGHT * (took - recent)
+        times = self._times.get(shard)
+        if times is None:
+            times = self._times[shard] = deque(maxlen=_KEPT)
+        times.append(took)
+        wait = max(ANSWER_WITHIN, PATIENCE * min(times))
+        self._waits[shard] = min(wait, max(ANSWER_WITHIN, self._longest))
 
     def _leave(self, left: _Left) -> None:
         self._left[left.shard] = left
@@ -198,13 +216,14 @@ class LateClaims:
 
 
 async def _given_back(shard: RedisJobStore, claims: Sequence[Claim]) -> None:
-    """Give ``claims`` back to their queues, due now, their attempts not counted."""
-    calls = [shard.give_back(claim, retry_in=0) for claim in claims]
-    outcomes = await asyncio.gather(*calls, return_exceptions=True)
-    for claim, outcome in zip(claims, outcomes, strict=True):
-        if isinstance(outcome, BaseException):
+    """Undo ``claims``: their jobs Queued again at the head of their queues, the last one
+    first, so that they keep their order (one call after another: this is rare)."""
+    for claim in reversed(claims):
+        try:
+            await shard._unclaim(claim)
+        except Exception as exc:
             logger.warning(
                 "job %s: claimed by a late answer and not given back (%s): it waits for its"
                 " lease to run out, and its attempt counts as lost",
-                claim.job.id, outcome,
+                claim.job.id, exc, extra=job_extra(claim.job),
             )  # fmt: skip

@@ -78,6 +78,7 @@ class ShardWaits(ShardBase):
         shards = await self._ready_shards()
         if limit <= 0:
             return []
+        began = asyncio.get_running_loop().time()
         count = len(shards)
         start = self._turn_start(count)
         now = time.monotonic()
@@ -108,7 +109,7 @@ class ShardWaits(ShardBase):
                 self._turn_until = 0.0
         if answered:
             return claims
-        return await self._none_answered(shards, limit, failure)
+        return await self._none_answered(shards, limit, (lease, began), failure)
 
     def _passed_over(self, shard: RedisJobStore, now: float, all_down: bool) -> bool:
         """Whether a claim passes ``shard`` over: its claim left running has not answered
@@ -119,14 +120,31 @@ class ShardWaits(ShardBase):
         return not all_down and self._down_until.get(shard, 0.0) > now
 
     async def _none_answered(
-        self, shards: Sequence[RedisJobStore], limit: int, failure: StoreUnavailableError | None
+        self,
+        shards: Sequence[RedisJobStore],
+        limit: int,
+        leased: tuple[float, float],
+        failure: StoreUnavailableError | None,
     ) -> list[Claim]:
         """A claim no shard answered in time: the first claim left running to answer,
         waited for (the whole store is slow: no other shard is held up); ``failure``
-        raised when none is running; else nothing (every shard asked was dry)."""
+        raised when none is running; else nothing (every shard asked was dry).
+
+        ``leased``: the lease and the loop time this claim began. A claim an earlier call
+        left running was leased before that, while the caller counts the leases from it:
+        they are renewed first (those lost meanwhile left out; when the renewal fails they
+        are returned as they are)."""
         if self._late.any_running(shards):
-            shard, got = await self._late.first_answer(shards)
-            return self._late.give_back_excess(shard, got, limit)
+            lease, began = leased
+            shard, got, sent = await self._late.first_answer(shards)
+            got = self._late.give_back_excess(shard, got, limit)
+            if shard is None or not got or sent >= began:
+                return got
+            try:
+                lost = await shard.renew(got, lease=lease)
+            except Exception:
+                return got
+            return [claim for claim in got if claim.token not in lost]
         if failure is not None:
             raise failure
         return []

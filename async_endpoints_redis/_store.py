@@ -384,7 +384,7 @@ class RedisJobStore(
         token_base = self._unanswered_claim or self._token_mark + secrets.token_hex(16)
         self._unanswered_claim = None
         self._end_offer()  # the script ends it in Redis too, re-queueing unstarted jobs
-        started, self._started = self._started, []
+        started = list(self._started)  # told until a call carrying them is answered
         inbox = self._inbox
         try:
             reply, due_ms = await self._run(
@@ -394,8 +394,8 @@ class RedisJobStore(
             # Whatever went wrong, the script may have run; its offer may still stand.
             if isinstance(exc, StoreUnavailableError | asyncio.CancelledError):
                 self._unanswered_claim = token_base
-            self._started = started + self._started
             raise
+        self._told(started)
         if due_ms != -2:  # the queues ran dry: a busy wait need not ask for the due time
             self._due_after_claim = (due_ms, time.monotonic(), tuple(queues))
         claims = []
@@ -494,6 +494,13 @@ class RedisJobStore(
         `GiveBackStore`."""
         delay_ms = max(0, round(retry_in * 1000))
         reply = await self._run("give_back", lambda s: s.give_back(claim, delay_ms))
+        return self._settled(claim.job.id, reply)
+
+    async def _unclaim(self, claim: Claim) -> Job | None:
+        """Undo ``claim``, which never reached a worker (a sharded store's late answer):
+        the job is Queued again at the head of its queue, as if never claimed; None when
+        the claim is lost (nothing changed)."""
+        reply = await self._run("unclaim", lambda s: s.unclaim(claim))
         return self._settled(claim.job.id, reply)
 
     async def recover(self) -> list[uuid.UUID]:

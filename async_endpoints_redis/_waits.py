@@ -109,19 +109,19 @@ class RedisWaits(StoreBase):
         self._end_offer()
         offer = self._offer = Offer(self._token_mark + secrets.token_hex(16))
         self._offered = True
-        started, self._started = self._started, []
+        started = list(self._started)  # told until a call carrying them is answered
         inbox, ttl_ms = self._inbox, _ms(_OFFER_TTL)
         try:
             due_ms = await self._run(
                 "wait_for_work",
                 lambda s: s.offer(inbox, offer.base, take, _ms(lease), ttl_ms, started, queues),
             )
+            self._told(started)
             if due_ms in (-2, 0):  # claimable already: no offer was made
                 return []
             delay = timeout if due_ms < 0 else min(timeout, due_ms / 1000)
             await _wait(wake, delay)  # a job handed over wakes it too
         except BaseException:
-            self._started = started + self._started
             self._end_offer()
             self._withdraw_soon()  # whatever arrived or is on its way goes back to the queue
             raise
@@ -208,13 +208,20 @@ class RedisWaits(StoreBase):
             await self._withdraw()
 
     async def _withdraw(self) -> None:
-        started, self._started = self._started, []
+        started = list(self._started)  # told until a call carrying them is answered
         inbox = self._inbox
-        try:
-            await self._run("withdraw", lambda s: s.withdraw(inbox, started))
-        except BaseException:
-            self._started = started + self._started
-            raise
+        await self._run("withdraw", lambda s: s.withdraw(inbox, started))
+        self._told(started)
+
+    def _told(self, started: list[str]) -> None:
+        """``started`` (tokens of handed jobs this worker started) reached Redis with a
+        call that was answered: later calls need not carry them. A token is dropped only
+        then, not when a call carrying it is sent: a call left running (a sharded store's
+        late claim) may reach Redis after a later one, whose offer's end would otherwise
+        put a started job back in its queue."""
+        if started:
+            told = set(started)
+            self._started = [token for token in self._started if token not in told]
 
     async def wait_until_terminal(self, job_id: uuid.UUID, timeout: float) -> Job | None:
         """The job once terminal, woken by the done notification of whichever instance
