@@ -1,11 +1,13 @@
 """`LateClaims`: a sharded store's claims of shards that did not answer in time.
 
 A claim waits for one shard's answer `ANSWER_WITHIN` seconds at least (a few milliseconds
-normally), or `PATIENCE` times the quickest of that shard's last `_KEPT` answers when more,
-up to half the socket timeout: a master frozen (SIGSTOP, a stalled host) takes connections
-and answers nothing until the socket timeout, and a claim waiting that long for it would
-hold up the jobs of every other shard, while a shard that is always slow (a distant host)
-is waited for as long as it takes.
+normally), or `PATIENCE` times the quickest of that shard's last `_KEPT` answers when more
+(a shard whose last answers were all slow, a distant host, is waited for as long as its
+round trip needs: its claims would otherwise all be late and its jobs never run; never
+past the socket timeout, when a call fails anyway). A master frozen (SIGSTOP, a stalled host)
+takes connections and answers nothing until the socket timeout, and a claim waiting that
+long for it would hold up the jobs of every other shard; a few stalls among prompt answers
+do not lengthen its wait.
 
 A shard's claim not answered in time is left running, and the claim moves on to the other
 shards; the shard is passed over while its claim runs. What that claim takes when it
@@ -164,7 +166,7 @@ class LateClaims:
         """``claims`` (of ``shard``) but those past ``room``, which are given back (a
         resent claim returns what its first send took, whatever its limit)."""
         if shard is not None and len(claims) > room:
-            self._give_back(shard, claims[room:])
+            self.give_back(shard, claims[room:])
         return claims[:room]
 
     async def aclose(self, timeout: float) -> None:
@@ -207,9 +209,11 @@ class LateClaims:
             return  # unanswered: the shard's next claim sends its token base again
         self._observe(left.shard, asyncio.get_running_loop().time() - left.sent)
         if task.result():
-            self._give_back(left.shard, task.result())
+            self.give_back(left.shard, task.result())
 
-    def _give_back(self, shard: RedisJobStore, claims: Sequence[Claim]) -> None:
+    def give_back(self, shard: RedisJobStore, claims: Sequence[Claim]) -> None:
+        """Undo ``claims`` of ``shard`` (`RedisJobStore._unclaim`) in a task of its own
+        (`aclose` waits for it)."""
         call = asyncio.ensure_future(_given_back(shard, claims))
         self._calls.add(call)
         call.add_done_callback(self._calls.discard)

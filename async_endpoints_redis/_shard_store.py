@@ -133,7 +133,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         self._turn = random.randrange(shards)
         self._turn_until = 0.0
         self._down_until: dict[RedisJobStore, float] = {}
-        self._late = LateClaims(longest=socket_timeout / 2)
+        self._late = LateClaims(longest=socket_timeout)
         self._renewing: dict[RedisJobStore, asyncio.Future[set[str]]] = {}
         # Submitters wait for their reply before their next submission, so the shards'
         # replies arriving apart would split their calls (`_batch`): one call under way

@@ -142,8 +142,12 @@ class ShardWaits(ShardBase):
                 return got
             try:
                 lost = await shard.renew(got, lease=lease)
+            except asyncio.CancelledError:
+                self._late.give_back(shard, got)  # nobody else will: they were taken
+                raise
             except Exception:
                 return got
+            shard._let_go_soon([claim for claim in got if claim.token in lost])
             return [claim for claim in got if claim.token not in lost]
         if failure is not None:
             raise failure

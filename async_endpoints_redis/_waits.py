@@ -31,6 +31,10 @@ logger = logging.getLogger("async_endpoints_redis")
 _FALLBACK_POLL = 1.0  # wait_until_terminal's re-check interval while pub/sub is down
 _OFFER_RENEW = 1.0  # seconds an idle worker waits on one offer before renewing it
 _OFFER_TTL = 3.0  # seconds an offer stands unless renewed (a frozen worker's exposure)
+#: Offers a store keeps ending (`_ending`) while no call ending them is answered (its
+#: calls fail): the newest ones. One older than those that Redis still holds has expired,
+#: or soon will (`_OFFER_TTL`), and an expired offer is handed nothing.
+_OFFERS_KEPT = 8
 
 
 class RedisWaits(StoreBase):
@@ -45,6 +49,8 @@ class RedisWaits(StoreBase):
     # Tokens of handed-over jobs returned to the worker, until a script has been told
     # (a withdrawal must not put a started job back in the queue).
     _started: list[str]
+    # Bases of the offers this store sent that no answered call has ended (`_ending`).
+    _offers_out: list[str]
     _withdrawals: set[asyncio.Task[None]]
     _token_mark: str
 
@@ -110,13 +116,16 @@ class RedisWaits(StoreBase):
         offer = self._offer = Offer(self._token_mark + secrets.token_hex(16))
         self._offered = True
         started = list(self._started)  # told until a call carrying them is answered
-        inbox, ttl_ms = self._inbox, _ms(_OFFER_TTL)
+        inbox, ending = self._ending()
+        self._offers_out = [*self._offers_out, offer.base][-_OFFERS_KEPT:]
+        ttl_ms = _ms(_OFFER_TTL)
         try:
             due_ms = await self._run(
                 "wait_for_work",
                 lambda s: s.offer(inbox, offer.base, take, _ms(lease), ttl_ms, started, queues),
             )
-            self._told(started)
+            # Its offer (when it made one: else -2 or 0) is the one a later call ends.
+            self._told(started, ending if due_ms not in (-2, 0) else [*ending, offer.base])
             if due_ms in (-2, 0):  # claimable already: no offer was made
                 return []
             delay = timeout if due_ms < 0 else min(timeout, due_ms / 1000)
@@ -209,19 +218,31 @@ class RedisWaits(StoreBase):
 
     async def _withdraw(self) -> None:
         started = list(self._started)  # told until a call carrying them is answered
-        inbox = self._inbox
+        inbox, ending = self._ending()
         await self._run("withdraw", lambda s: s.withdraw(inbox, started))
-        self._told(started)
+        self._told(started, ending)
 
-    def _told(self, started: list[str]) -> None:
-        """``started`` (tokens of handed jobs this worker started) reached Redis with a
-        call that was answered: later calls need not carry them. A token is dropped only
-        then, not when a call carrying it is sent: a call left running (a sharded store's
-        late claim) may reach Redis after a later one, whose offer's end would otherwise
-        put a started job back in its queue."""
+    def _ending(self) -> tuple[str, list[str]]:
+        """The inbox as the scripts that end an offer take it, ``"<inbox> <base> ..."``,
+        and those bases: the offers this store sent that no answered call has ended.
+        Such a call ends the inbox's offer only if it is one of them, so an offer sent
+        after it stands, should the call reach Redis after it (delayed on its way, a
+        sharded store's claim left running, a call Redis ran after its caller gave up)."""
+        bases = list(self._offers_out)
+        return " ".join([self._inbox, *bases]), bases
+
+    def _told(self, started: list[str], ended: list[str]) -> None:
+        """A call carrying ``started`` (tokens of handed jobs this worker started) and
+        ending the offers ``ended`` was answered: later calls need not carry them. They
+        are dropped only then, not when the call is sent: a call left running (a sharded
+        store's late claim) may reach Redis after a later one, whose offer's end would
+        otherwise put a started job back in its queue."""
         if started:
             told = set(started)
             self._started = [token for token in self._started if token not in told]
+        if ended:
+            gone = set(ended)
+            self._offers_out = [base for base in self._offers_out if base not in gone]
 
     async def wait_until_terminal(self, job_id: uuid.UUID, timeout: float) -> Job | None:
         """The job once terminal, woken by the done notification of whichever instance

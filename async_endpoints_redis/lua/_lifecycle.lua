@@ -307,12 +307,17 @@ local function claim(key, id, queue, token, deadline, now, started, run_at, crea
 end
 
 -- The undoing of a claim that never started (a job handed to an idle worker that did not
--- take it): Queued again at the head of its queue, no attempt counted.
+-- take it, a sharded store's late answer): Queued again at the head of its queue, no
+-- attempt counted, its start time as before the claim (a job that ran before keeps its
+-- first start).
 local function unclaim(key, id, now)
   local queue, tenant, _, _, _, listed = placement(key)
+  local was = redis.call('HMGET', key, 'started_at', 'last_updated_at')
   leave_running(key, id, queue)
   redis.call('HSET', key, 'status', 'Queued', 'last_updated_at', ms(now))
-  redis.call('HDEL', key, 'started_at')
+  if was[1] == was[2] then  -- set by the claim undone (an earlier start is kept)
+    redis.call('HDEL', key, 'started_at')
+  end
   ready_push(queue, tenant, id, true)
   enter_queued(id, queue, listed)
   status_changed(key, 'InProgress', 'Queued', true)  -- true: not an attempt after all

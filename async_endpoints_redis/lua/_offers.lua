@@ -11,19 +11,34 @@ local function parse_offer(offer)
   return base, tonumber(slots), tonumber(lease), tonumber(expires), queues
 end
 
--- Ends the inbox's offer, if it has one. Jobs handed to it that the worker has not
--- started (their token is not among `returned`) go back to the head of their queue,
--- Queued as before, in their order; no attempt is counted. One cancelled meanwhile whose
--- key is held for that unstarted claim (let_go in _lifecycle.lua) lets the key go. Returns
--- how many went back.
-local function end_offer(inbox, returned, now)
+-- The inbox named by a caller's "<inbox> <base> ..." (see end_offer).
+local function inbox_of(spec)
+  return string.match(spec, '^%S*')
+end
+
+-- Ends the inbox's offer, if it has one and it is one the caller means: `spec` is
+-- "<inbox> <base> ...", the bases of the offers the caller had sent and not seen ended
+-- when it sent this call; an offer it sent later stands (this call reached Redis after
+-- it). Jobs handed to it that the worker has not started (their token is not among
+-- `returned`) go back to the head of their queue, Queued as before, in their order; no
+-- attempt is counted. One cancelled meanwhile whose key is held for that unstarted claim
+-- (let_go in _lifecycle.lua) lets the key go. Returns how many went back.
+local function end_offer(spec, returned, now)
+  local inbox = inbox_of(spec)
   local offer = redis.call('HGET', K.offers, inbox)
   if not offer then
     return 0
   end
+  local base = parse_offer(offer)
+  local meant = false
+  for listed in string.gmatch(string.sub(spec, #inbox + 1), '%S+') do
+    meant = meant or listed == base
+  end
+  if base and not meant then
+    return 0
+  end
   redis.call('HDEL', K.offers, inbox)
   redis.call('LREM', K.idle, 0, inbox)
-  local base = parse_offer(offer)
   if not base then
     return 0
   end

@@ -2,7 +2,9 @@
 -- enqueue_many), replacing its previous offer (ended as by withdraw), unless work is
 -- claimable already.
 --
--- ARGV[1]  the worker's inbox        ARGV[2]  a new random token base
+-- ARGV[1]  the worker's inbox, followed by the bases of the offers it means to end (see
+--          end_offer in _offers.lua)
+-- ARGV[2]  a new random token base
 -- ARGV[3]  slots offered (0: none; only the due time is asked)
 -- ARGV[4]  lease (ms) of the jobs handed over
 -- ARGV[5]  how long the offer stands (ms) unless renewed
@@ -16,6 +18,7 @@
 even_when_full()
 local clock = clock_ms()
 local now = now_ms()
+local mine = inbox_of(ARGV[1])
 end_offer(ARGV[1], tail(ARGV, 7), now)
 flush_pending()
 
@@ -46,7 +49,7 @@ if tonumber(ARGV[3]) <= 0 then
   return due
 end
 local expires = clock + tonumber(ARGV[5])
-redis.call('HSET', K.offers, ARGV[1], ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. ARGV[4] .. ' '
+redis.call('HSET', K.offers, mine, ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. ARGV[4] .. ' '
   .. ms(expires) .. ' ' .. cjson.encode(queues))
-redis.call('RPUSH', K.idle, ARGV[1])
+redis.call('RPUSH', K.idle, mine)
 return due
