@@ -66,6 +66,9 @@ prefix ``{p}:`` and build the names below from it (``lua/_lib.lua`` and the incl
                                 <lease ms> <expires at ms> <queues JSON>" (lua/_offers.lua)
     {p}:idle             LIST   inboxes with an offer, in turn order
     {p}:given:<base>     LIST   ids handed to one offer (expires a lease after the offer)
+    {p}:ended:<inbox>    STRING the number of the newest offer an inbox's calls ended
+                                (offers are numbered in the order a worker sends them; none
+                                numbered lower is made after; expires an hour after it rose)
     {p}:batch:<id>       HASH   one batch: status, times, counts per status, continuations
                                 to store (``lua/_batch.lua``); {p}:batch:<id>:jobs LIST its
                                 job ids in the order stored, then its continuations'

@@ -222,8 +222,7 @@ class RedisJobStore(
         # Tokens of handed-over jobs returned to the worker, until a script has been told
         # (a withdrawal must not put a started job back in the queue).
         self._started: list[str] = []
-        # Bases of the offers this store sent that no answered call has ended (`_ending`).
-        self._offers_out: list[str] = []
+        self._offers_sent = 0  # the number of the newest offer sent (`_ending`)
         self._withdrawals: set[asyncio.Task[None]] = set()
         self._made_with: MadeWith = (
             RedisJobStore,
@@ -387,7 +386,7 @@ class RedisJobStore(
         self._unanswered_claim = None
         self._end_offer()  # the script ends it in Redis too, re-queueing unstarted jobs
         started = list(self._started)  # told until a call carrying them is answered
-        inbox, ending = self._ending()
+        inbox = self._ending()
         try:
             reply, due_ms = await self._run(
                 "claim", lambda s: s.claim(limit, _ms(lease), token_base, inbox, started, queues)
@@ -397,7 +396,7 @@ class RedisJobStore(
             if isinstance(exc, StoreUnavailableError | asyncio.CancelledError):
                 self._unanswered_claim = token_base
             raise
-        self._told(started, ending)
+        self._told(started)
         if due_ms != -2:  # the queues ran dry: a busy wait need not ask for the due time
             self._due_after_claim = (due_ms, time.monotonic(), tuple(queues))
         claims = []

@@ -31,10 +31,6 @@ logger = logging.getLogger("async_endpoints_redis")
 _FALLBACK_POLL = 1.0  # wait_until_terminal's re-check interval while pub/sub is down
 _OFFER_RENEW = 1.0  # seconds an idle worker waits on one offer before renewing it
 _OFFER_TTL = 3.0  # seconds an offer stands unless renewed (a frozen worker's exposure)
-#: Offers a store keeps ending (`_ending`) while no call ending them is answered (its
-#: calls fail): the newest ones. One older than those that Redis still holds has expired,
-#: or soon will (`_OFFER_TTL`), and an expired offer is handed nothing.
-_OFFERS_KEPT = 8
 
 
 class RedisWaits(StoreBase):
@@ -49,8 +45,7 @@ class RedisWaits(StoreBase):
     # Tokens of handed-over jobs returned to the worker, until a script has been told
     # (a withdrawal must not put a started job back in the queue).
     _started: list[str]
-    # Bases of the offers this store sent that no answered call has ended (`_ending`).
-    _offers_out: list[str]
+    _offers_sent: int  # how many offers this store has sent: the newest one's number
     _withdrawals: set[asyncio.Task[None]]
     _token_mark: str
 
@@ -113,19 +108,19 @@ class RedisWaits(StoreBase):
         queues: Sequence[str],
     ) -> list[Claim]:
         self._end_offer()
-        offer = self._offer = Offer(self._token_mark + secrets.token_hex(16))
+        inbox = self._ending()  # the offers before this one end
+        self._offers_sent += 1
+        base = f"{self._token_mark}{self._offers_sent:x}x{secrets.token_hex(16)}"
+        offer = self._offer = Offer(base)
         self._offered = True
         started = list(self._started)  # told until a call carrying them is answered
-        inbox, ending = self._ending()
-        self._offers_out = [*self._offers_out, offer.base][-_OFFERS_KEPT:]
         ttl_ms = _ms(_OFFER_TTL)
         try:
             due_ms = await self._run(
                 "wait_for_work",
                 lambda s: s.offer(inbox, offer.base, take, _ms(lease), ttl_ms, started, queues),
             )
-            # Its offer (when it made one: else -2 or 0) is the one a later call ends.
-            self._told(started, ending if due_ms not in (-2, 0) else [*ending, offer.base])
+            self._told(started)
             if due_ms in (-2, 0):  # claimable already: no offer was made
                 return []
             delay = timeout if due_ms < 0 else min(timeout, due_ms / 1000)
@@ -208,41 +203,41 @@ class RedisWaits(StoreBase):
             offer.ended = True
 
     def _withdraw_soon(self) -> None:
-        task = asyncio.get_running_loop().create_task(self._withdraw_quietly())
+        inbox = self._ending()  # the offers sent so far, not one sent after this call
+        task = asyncio.get_running_loop().create_task(self._withdraw_quietly(inbox))
         self._withdrawals.add(task)
         task.add_done_callback(self._withdrawals.discard)
 
-    async def _withdraw_quietly(self) -> None:
+    async def _withdraw_quietly(self, inbox: str) -> None:
         with contextlib.suppress(Exception):
-            await self._withdraw()
+            await self._withdraw(inbox)
 
-    async def _withdraw(self) -> None:
+    async def _withdraw(self, inbox: str | None = None) -> None:
         started = list(self._started)  # told until a call carrying them is answered
-        inbox, ending = self._ending()
-        await self._run("withdraw", lambda s: s.withdraw(inbox, started))
-        self._told(started, ending)
+        ending = self._ending() if inbox is None else inbox
+        await self._run("withdraw", lambda s: s.withdraw(ending, started))
+        self._told(started)
 
-    def _ending(self) -> tuple[str, list[str]]:
-        """The inbox as the scripts that end an offer take it, ``"<inbox> <base> ..."``,
-        and those bases: the offers this store sent that no answered call has ended.
-        Such a call ends the inbox's offer only if it is one of them, so an offer sent
-        after it stands, should the call reach Redis after it (delayed on its way, a
-        sharded store's claim left running, a call Redis ran after its caller gave up)."""
-        bases = list(self._offers_out)
-        return " ".join([self._inbox, *bases]), bases
+    def _ending(self) -> str:
+        """The inbox as the scripts that end an offer take it: ``"<inbox> <n>"``, where
+        ``n`` numbers the newest offer this store has sent (offers are numbered in the
+        order sent; the number is in the offer's token base). Such a call ends the
+        inbox's offer only if it is numbered ``n`` or lower, and Redis keeps the highest
+        ``n`` it was given: an offer sent after the call stands should the call reach
+        Redis after it, and an offer reaching Redis after a call sent after it is not
+        made (delayed on its way, a sharded store's claim left running, a call Redis ran
+        after its caller gave up)."""
+        return f"{self._inbox} {self._offers_sent}"
 
-    def _told(self, started: list[str], ended: list[str]) -> None:
-        """A call carrying ``started`` (tokens of handed jobs this worker started) and
-        ending the offers ``ended`` was answered: later calls need not carry them. They
-        are dropped only then, not when the call is sent: a call left running (a sharded
-        store's late claim) may reach Redis after a later one, whose offer's end would
-        otherwise put a started job back in its queue."""
+    def _told(self, started: list[str]) -> None:
+        """A call carrying ``started`` (tokens of handed jobs this worker started) was
+        answered: later calls need not carry them. They are dropped only then, not when
+        the call is sent: a call left running (a sharded store's late claim) may reach
+        Redis after a later one, whose offer's end would otherwise put a started job
+        back in its queue."""
         if started:
             told = set(started)
             self._started = [token for token in self._started if token not in told]
-        if ended:
-            gone = set(ended)
-            self._offers_out = [base for base in self._offers_out if base not in gone]
 
     async def wait_until_terminal(self, job_id: uuid.UUID, timeout: float) -> Job | None:
         """The job once terminal, woken by the done notification of whichever instance

@@ -311,11 +311,13 @@ end
 -- attempt counted, its start time as before the claim (a job that ran before keeps its
 -- first start).
 local function unclaim(key, id, now)
-  local queue, tenant, _, _, _, listed = placement(key)
+  local queue, tenant, _, created, _, listed = placement(key)
   local was = redis.call('HMGET', key, 'started_at', 'last_updated_at')
   leave_running(key, id, queue)
   redis.call('HSET', key, 'status', 'Queued', 'last_updated_at', ms(now))
-  if was[1] == was[2] then  -- set by the claim undone (an earlier start is kept)
+  -- Set by the claim undone, or by a hand-over (a new job: no last_updated_at, which is
+  -- its created_at then); an earlier start is kept.
+  if was[1] == (was[2] or created) then
     redis.call('HDEL', key, 'started_at')
   end
   ready_push(queue, tenant, id, true)

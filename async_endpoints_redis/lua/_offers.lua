@@ -11,36 +11,54 @@ local function parse_offer(offer)
   return base, tonumber(slots), tonumber(lease), tonumber(expires), queues
 end
 
--- The inbox named by a caller's "<inbox> <base> ..." (see end_offer).
+-- A caller names its inbox as "<inbox> <n>": n numbers the newest offer it had sent when
+-- it sent this call (a worker numbers its offers in the order it sends them, and the
+-- number is in each offer's token base, "<mark><n in hex>x<random hex>").
 local function inbox_of(spec)
   return string.match(spec, '^%S*')
 end
 
--- Ends the inbox's offer, if it has one and it is one the caller means: `spec` is
--- "<inbox> <base> ...", the bases of the offers the caller had sent and not seen ended
--- when it sent this call; an offer it sent later stands (this call reached Redis after
--- it). Jobs handed to it that the worker has not started (their token is not among
--- `returned`) go back to the head of their queue, Queued as before, in their order; no
--- attempt is counted. One cancelled meanwhile whose key is held for that unstarted claim
--- (let_go in _lifecycle.lua) lets the key go. Returns how many went back.
+local function number_of(base)
+  return tonumber(string.match(base, '(%x+)x%x+$') or '', 16) or 0
+end
+
+-- The highest n the inbox's calls were sent with ({p}:ended:<inbox>, kept an hour after
+-- it last rose), raised to the caller's: no offer numbered n or lower is made after this.
+local function offers_ended(spec)
+  local inbox, n = string.match(spec, '^(%S*) ?(%d*)$')
+  if inbox == '' then
+    return '', 0
+  end
+  local ended = tonumber(redis.call('GET', K.ended .. inbox) or '0')
+  n = tonumber(n) or 0
+  if n > ended then
+    redis.call('SET', K.ended .. inbox, n, 'PX', 3600000)
+    ended = n
+  end
+  return inbox, ended
+end
+
+-- Ends the inbox's offer, if it has one numbered no higher than the caller's n (`spec`,
+-- see inbox_of): an offer the worker sent after this call stands (this call reached Redis
+-- after it, held up on its way or run after its caller gave up). Jobs handed to it that
+-- the worker has not started (their token is not among `returned`) go back to the head of
+-- their queue, Queued as before, in their order; no attempt is counted. One cancelled
+-- meanwhile whose key is held for that unstarted claim (let_go in _lifecycle.lua) lets
+-- the key go. Returns how many went back, and the inbox's highest n (see offers_ended).
 local function end_offer(spec, returned, now)
-  local inbox = inbox_of(spec)
+  local inbox, ended = offers_ended(spec)
   local offer = redis.call('HGET', K.offers, inbox)
   if not offer then
-    return 0
+    return 0, ended
   end
   local base = parse_offer(offer)
-  local meant = false
-  for listed in string.gmatch(string.sub(spec, #inbox + 1), '%S+') do
-    meant = meant or listed == base
-  end
-  if base and not meant then
-    return 0
+  if base and number_of(base) > ended then
+    return 0, ended
   end
   redis.call('HDEL', K.offers, inbox)
   redis.call('LREM', K.idle, 0, inbox)
   if not base then
-    return 0
+    return 0, ended
   end
   local given = redis.call('LRANGE', K.given .. base, 0, -1)
   redis.call('DEL', K.given .. base)
@@ -67,5 +85,5 @@ local function end_offer(spec, returned, now)
       end
     end
   end
-  return back
+  return back, ended
 end

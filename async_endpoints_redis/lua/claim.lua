@@ -8,9 +8,9 @@
 -- ARGV[3]  a random token base; claim n gets the token "<base>.<n>"
 -- ARGV[4]  the most due Scheduled jobs moved per call
 -- ARGV[5]  the most ids popped per call (bounds the work spent skipping bad ids)
--- ARGV[6]  the claimer's inbox, followed by the bases of the offers it means to end: that
---          offer, if any, ends first (see end_offer in _offers.lua), so the jobs handed
---          to it but not started are claimed again from the head of the queue
+-- ARGV[6]  "<the claimer's inbox> <n>": its offer, if any and numbered n or lower, ends
+--          first (see end_offer in _offers.lua), so the jobs handed to it but not started
+--          are claimed again from the head of the queue
 -- ARGV[7]  the queues, highest priority first, as a JSON array
 -- ARGV[8], ...  tokens of the offer's jobs the claimer started
 --

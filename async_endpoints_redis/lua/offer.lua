@@ -2,9 +2,9 @@
 -- enqueue_many), replacing its previous offer (ended as by withdraw), unless work is
 -- claimable already.
 --
--- ARGV[1]  the worker's inbox, followed by the bases of the offers it means to end (see
---          end_offer in _offers.lua)
--- ARGV[2]  a new random token base
+-- ARGV[1]  "<the worker's inbox> <n>": the offers numbered n or lower end (see end_offer
+--          in _offers.lua); this one is numbered n + 1, in its token base
+-- ARGV[2]  the offer's token base (numbered: see end_offer)
 -- ARGV[3]  slots offered (0: none; only the due time is asked)
 -- ARGV[4]  lease (ms) of the jobs handed over
 -- ARGV[5]  how long the offer stands (ms) unless renewed
@@ -19,8 +19,11 @@ even_when_full()
 local clock = clock_ms()
 local now = now_ms()
 local mine = inbox_of(ARGV[1])
-end_offer(ARGV[1], tail(ARGV, 7), now)
+local _, ended = end_offer(ARGV[1], tail(ARGV, 7), now)
 flush_pending()
+if mine ~= '' and number_of(ARGV[2]) <= ended then
+  return -2  -- a call the worker sent after this one has run: no offer (it claims next)
+end
 
 -- Collect a few offers of workers that never came back: once expired for longer than
 -- their lease, whatever they were handed has been recovered and nothing is left to

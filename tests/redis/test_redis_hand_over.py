@@ -433,10 +433,11 @@ async def test_a_job_handed_over_late_whose_renewal_fails_goes_back_unstarted(
 
 
 def random_part(token: str) -> str:
-    """A Redis claim token without its shard mark (``s<n>-``) and its claim counter."""
+    """A Redis claim token without its shard mark (``s<n>-``), an offer's number (``<n>x``,
+    in hex) and its claim counter."""
     base, _, counter = token.rpartition(".")
     assert counter.isdigit(), token
-    return base.rpartition("-")[2]
+    return base.rpartition("-")[2].rpartition("x")[2]
 
 
 async def test_claim_tokens_carry_128_random_bits_whether_claimed_or_handed_over(
