@@ -26,11 +26,11 @@ end
 -- it last rose), raised to the caller's: no offer numbered n or lower is made after this.
 local function offers_ended(spec)
   local inbox, n = string.match(spec, '^(%S*) ?(%d*)$')
-  if inbox == '' then
-    return '', 0
+  n = tonumber(n) or 0
+  if inbox == '' or n == 0 then
+    return inbox, 0  -- it never offered: nothing to end or to refuse
   end
   local ended = tonumber(redis.call('GET', K.ended .. inbox) or '0')
-  n = tonumber(n) or 0
   if n > ended then
     redis.call('SET', K.ended .. inbox, n, 'PX', 3600000)
     ended = n

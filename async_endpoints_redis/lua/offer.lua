@@ -51,6 +51,10 @@ end
 if tonumber(ARGV[3]) <= 0 then
   return due
 end
+local standing = redis.call('HGET', K.offers, mine)
+if standing and parse_offer(standing) == ARGV[2] then
+  return due  -- a resend (its reply was lost): made already, its used slots stay used
+end
 local expires = clock + tonumber(ARGV[5])
 redis.call('HSET', K.offers, mine, ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. ARGV[4] .. ' '
   .. ms(expires) .. ' ' .. cjson.encode(queues))

@@ -108,3 +108,58 @@ async def test_an_offer_reaching_redis_after_its_withdrawal_is_not_made(
 
 async def _connected(store: RedisJobStore) -> bool:
     return store._notifications.connected
+
+
+async def test_a_resent_offer_does_not_give_its_used_slot_back(
+    make_store: Any, raw_redis: Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An offer's first send ran and its reply was lost, and redis-py sent it again: the
+    offer is not made anew, so the slot a job handed to it in between used stays used (a
+    second job with ``take=1`` is Queued, not handed over beyond the worker's room)."""
+    worker, api = await make_store(), await make_store()
+    await eventually(lambda: _connected(worker))
+    assert await worker.claim(1, lease=30) == []
+    first = new_job()
+    real_run = worker._connection.run
+    sent: list[int] = []
+
+    async def resent(operation: str, call: Any) -> Any:
+        if operation != "wait_for_work" or sent:
+            return await real_run(operation, call)
+        sent.append(1)
+
+        async def twice(scripts: Any) -> Any:
+            await call(scripts)  # the first send runs; its reply is lost
+            await api.enqueue(first)  # another client's call runs in between
+            return await call(scripts)  # redis-py's resend
+
+        return await real_run(operation, twice)
+
+    monkeypatch.setattr(worker._connection, "run", resent)
+    waiting = asyncio.ensure_future(worker.wait_for_work(30, take=1, lease=30))
+    try:
+        await eventually(_true_when(sent))
+        await eventually(lambda: _state(raw_redis, prefix, first.id, "InProgress"))
+        await asyncio.sleep(0.2)  # the resend has run
+        idle = await raw_redis.lrange("{" + prefix + "}:idle", 0, -1)
+        offer = await raw_redis.hget(offers_key(prefix), worker._inbox)
+        second = await api.enqueue(new_job())  # the offer's one slot was used by `first`
+        status = await raw_status(raw_redis, prefix, second.id)
+        assert status == "Queued", (
+            f"a 2nd job handed to an offer of 1 slot (offer {offer!r}, idle list {idle!r})"
+        )
+    finally:
+        waiting.cancel()
+        with contextlib.suppress(BaseException):
+            await waiting
+
+
+async def _state(raw_redis: Redis, prefix: str, job_id: uuid.UUID, status: str) -> bool:
+    return await raw_status(raw_redis, prefix, job_id) == status
+
+
+def _true_when(items: list[int]) -> Any:
+    async def check() -> bool:
+        return bool(items)
+
+    return check
