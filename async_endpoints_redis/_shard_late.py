@@ -46,7 +46,7 @@ logger = logging.getLogger("async_endpoints")
 
 #: Seconds a claim waits for a shard's answer at least before it moves on to the others.
 ANSWER_WITHIN = 0.25
-#: How many times its answers' recent time a shard is waited for, when that is longer.
+#: How many times the quickest of its recent answers a shard is waited for, when longer.
 PATIENCE = 4
 #: Seconds more a claim waits after that, for an answer a blocked event loop has not yet
 #: read: its data arrived, but the timer ran out first in the same turn of the loop.
