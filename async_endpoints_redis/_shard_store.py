@@ -254,7 +254,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
             self._closed = True
             shards, self._shards = self._shards, []
         self._counts.cancel()
-        await self._late.aclose(self._deadline)  # what claims left running took goes back
+        await self._late.aclose(self._deadline)  # the claims being undone land first
         await self._close_shards(shards)
         if self._adopted is not None:
             await self._adopted.aclose()  # its connection, and its client if it made it

@@ -13,8 +13,8 @@ and then by the next claims for `_DOWN_FOR` seconds (unless every shard is), wit
 wait for its offers' withdrawals; after such a failure the claim asks every other shard,
 dry or not, and raises the error only when no shard answered: the others keep running
 while one fails over, and a worker does not back off because of one shard. A shard that
-does not answer in time (a frozen master) is passed over likewise while its call is left
-running, and what that call claims late goes back uncounted (`_shard_late`).
+does not answer in time (a frozen master) is passed over likewise, its call cancelled
+(what it took, if it ran, is handed back by that shard's next claim: `_shard_late`).
 
 What the turns give: strict queue priority, oldest first and tenant turns hold within each
 shard (its scripts, unchanged); across shards a claim takes from one shard, then the next.
@@ -65,25 +65,44 @@ class ShardWaits(ShardBase):
     _turn: int
     _turn_until: float
     _deadline: float
-    _down_until: dict[RedisJobStore, float]  # shards whose last claim failed: until when
-    _late: LateClaims  # claims of shards that did not answer in time
+    _down_until: dict[RedisJobStore, float]  # shards whose last claim failed or was late
+    _late: LateClaims  # how long a claim waits for each shard
 
     async def claim(
         self, limit: int, *, lease: float, queues: Sequence[str] = (DEFAULT_QUEUE,)
     ) -> list[Claim]:
         """Claim up to ``limit`` jobs, from the shards in turn (see the module
         docstring): strict priority and tenant turns hold within each shard. A shard that
-        cannot be reached is passed over (its error is raised only when no shard
-        answered), so the others' jobs are claimed while it fails over."""
+        cannot be reached, or does not answer in time (`_shard_late`), is passed over (an
+        error is raised only when no shard answered), so the others' jobs are claimed
+        while it fails over or stays frozen. When no shard answered in time, the claim
+        asks again, waiting as long as each takes (the whole store is slow)."""
         shards = await self._ready_shards()
         if limit <= 0:
             return []
-        began = asyncio.get_running_loop().time()
+        claims, failure, late = await self._claim_round(shards, limit, lease, queues, False)
+        if claims is None and late:
+            claims, failure, _ = await self._claim_round(shards, limit, lease, queues, True)
+        if claims is not None:
+            return claims
+        if failure is not None:
+            raise failure
+        return []
+
+    async def _claim_round(
+        self,
+        shards: Sequence[RedisJobStore],
+        limit: int,
+        lease: float,
+        queues: Sequence[str],
+        patient: bool,
+    ) -> tuple[list[Claim] | None, StoreUnavailableError | None, bool]:
+        """One visit of the shards in turn: the claims (None when no shard answered),
+        the last failure and whether a shard was late."""
         count = len(shards)
         start = self._turn_start(count)
         now = time.monotonic()
-        down = self._down_until
-        all_down = all(down.get(shard, 0.0) > now for shard in shards)
+        all_down = all(self._down_until.get(shard, 0.0) > now for shard in shards)
         claims: list[Claim] = []
         failure: StoreUnavailableError | None = None
         late = answered = False
@@ -94,10 +113,10 @@ class ShardWaits(ShardBase):
             if offset and failure is None and not late and _dry(shard, queues):
                 answered = True  # as good as an answer: it had nothing just now
                 continue
-            if self._passed_over(shard, now, all_down):
-                continue
+            if not all_down and self._down_until.get(shard, 0.0) > now:
+                continue  # it failed or was late just now: asked again once its mark ends
             try:
-                got = await self._claim_in_time(shard, limit - len(claims), lease, queues)
+                got = await self._claim_in_time(shard, limit - len(claims), lease, queues, patient)
             except StoreUnavailableError as exc:
                 failure = exc
             else:
@@ -107,66 +126,29 @@ class ShardWaits(ShardBase):
                     break
             if not offset:  # its shard ran dry (or failed): the next claim starts further
                 self._turn_until = 0.0
-        if answered:
-            return claims
-        return await self._none_answered(shards, limit, (lease, began), failure)
-
-    def _passed_over(self, shard: RedisJobStore, now: float, all_down: bool) -> bool:
-        """Whether a claim passes ``shard`` over: its claim left running has not answered
-        yet, or it failed just now (asked again once its mark runs out), unless every
-        shard did."""
-        if self._late.running(shard):
-            return True
-        return not all_down and self._down_until.get(shard, 0.0) > now
-
-    async def _none_answered(
-        self,
-        shards: Sequence[RedisJobStore],
-        limit: int,
-        leased: tuple[float, float],
-        failure: StoreUnavailableError | None,
-    ) -> list[Claim]:
-        """A claim no shard answered in time: the first claim left running to answer,
-        waited for (the whole store is slow: no other shard is held up); ``failure``
-        raised when none is running; else nothing (every shard asked was dry).
-
-        ``leased``: the lease and the loop time this claim began. A claim an earlier call
-        left running was leased before that, while the caller counts the leases from it:
-        they are renewed first (those lost meanwhile left out; when the renewal fails they
-        are returned as they are)."""
-        if self._late.any_running(shards):
-            lease, began = leased
-            shard, got, sent = await self._late.first_answer(shards)
-            got = self._late.give_back_excess(shard, got, limit)
-            if shard is None or not got or sent >= began:
-                return got
-            try:
-                lost = await shard.renew(got, lease=lease)
-            except asyncio.CancelledError:
-                self._late.give_back(shard, got)  # nobody else will: they were taken
-                raise
-            except Exception:
-                return got
-            shard._let_go_soon([claim for claim in got if claim.token in lost])
-            return [claim for claim in got if claim.token not in lost]
-        if failure is not None:
-            raise failure
-        return []
+        return (claims if answered else None), failure, late
 
     async def _claim_in_time(
-        self, shard: RedisJobStore, room: int, lease: float, queues: Sequence[str]
+        self,
+        shard: RedisJobStore,
+        room: int,
+        lease: float,
+        queues: Sequence[str],
+        patient: bool,
     ) -> list[Claim] | None:
         """Up to ``room`` claims of ``shard``; None when it does not answer in time
-        (`_shard_late`). A failure marks it down (`_DOWN_FOR`)."""
+        (`_shard_late`). A failure or a late answer marks it down for a while."""
+        call = self._claim_in(shard, room, lease, queues)
         try:
-            got = await self._late.answer(shard, self._claim_in(shard, room, lease, queues))
+            got = await self._late.answer(shard, call, patient=patient)
         except StoreUnavailableError:
             self._down_until[shard] = time.monotonic() + _DOWN_FOR
             raise
-        if got is not None:
-            self._down_until.pop(shard, None)
-            got = self._late.give_back_excess(shard, got, room)
-        return got
+        if got is None:
+            self._down_until[shard] = time.monotonic() + self._late.late_for(shard)
+            return None
+        self._down_until.pop(shard, None)
+        return self._late.give_back_excess(shard, got, room)
 
     def _turn_start(self, count: int) -> int:
         """The shard this worker's claims start at now (see `_TURN_FOR`)."""
@@ -219,6 +201,12 @@ class ShardWaits(ShardBase):
         if take > 0:
             for shard in shards:  # an offer may have handed jobs back with no wake-up
                 shard._due_after_claim = None
+        for shard, wait in zip(shards, waits, strict=True):
+            if not wait.cancelled() and wait.exception() is None:
+                # It answered: the next claim need not pass it over (a shard marked down
+                # or late whose offer finds work claimable would wake the worker at once,
+                # again and again, while its mark lasts).
+                self._down_until.pop(shard, None)
         return _first_handed(shards, waits)
 
 

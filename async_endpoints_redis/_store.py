@@ -498,9 +498,9 @@ class RedisJobStore(
         return self._settled(claim.job.id, reply)
 
     async def _unclaim(self, claim: Claim) -> Job | None:
-        """Undo ``claim``, which never reached a worker (a sharded store's late answer):
-        the job is Queued again at the head of its queue, as if never claimed; None when
-        the claim is lost (nothing changed)."""
+        """Undo ``claim``, which never reached a worker (a sharded store's claim handed more
+        than its room by a resent call): the job is Queued again at the head of its
+        queue, as if never claimed; None when the claim is lost (nothing changed)."""
         reply = await self._run("unclaim", lambda s: s.unclaim(claim))
         return self._settled(claim.job.id, reply)
 

@@ -225,16 +225,16 @@ class RedisWaits(StoreBase):
         inbox's offer only if it is numbered ``n`` or lower, and Redis keeps the highest
         ``n`` it was given: an offer sent after the call stands should the call reach
         Redis after it, and an offer reaching Redis after a call sent after it is not
-        made (delayed on its way, a sharded store's claim left running, a call Redis ran
-        after its caller gave up)."""
+        made (delayed on its way, or run by Redis after its caller gave up on it: a
+        sharded store's late claim, a frozen server's backlog)."""
         return f"{self._inbox} {self._offers_sent}"
 
     def _told(self, started: list[str]) -> None:
         """A call carrying ``started`` (tokens of handed jobs this worker started) was
         answered: later calls need not carry them. They are dropped only then, not when
-        the call is sent: a call left running (a sharded store's late claim) may reach
-        Redis after a later one, whose offer's end would otherwise put a started job
-        back in its queue."""
+        the call is sent: a call its caller gave up on (a sharded store's late claim) may
+        reach Redis after a later one, whose offer's end would otherwise put a started
+        job back in its queue."""
         if started:
             told = set(started)
             self._started = [token for token in self._started if token not in told]

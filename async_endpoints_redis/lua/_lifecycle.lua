@@ -307,9 +307,9 @@ local function claim(key, id, queue, token, deadline, now, started, run_at, crea
 end
 
 -- The undoing of a claim that never started (a job handed to an idle worker that did not
--- take it, a sharded store's late answer): Queued again at the head of its queue, no
--- attempt counted, its start time as before the claim (a job that ran before keeps its
--- first start).
+-- take it, a sharded store's resent claim beyond its room): Queued again at the head of
+-- its queue, no attempt counted, its start time as before the claim (a job that ran
+-- before keeps its first start).
 local function unclaim(key, id, now)
   local queue, tenant, _, created, _, listed = placement(key)
   local was = redis.call('HMGET', key, 'started_at', 'last_updated_at')

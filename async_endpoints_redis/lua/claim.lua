@@ -51,8 +51,16 @@ if #remembered > 0 then
         redis.call('ZADD', K.active, renewed, id)
       end
       again[#again + 1] = job_text(key, id)
+    elseif type(token) ~= 'string' then
+      -- Cancelled meanwhile: the partition key its claim holds goes to the key's next
+      -- job now (nobody will run it to let go), as an offer's end does.
+      local held = redis.call('HGET', K.held_by, id)
+      if held and string.sub(held, 1, #prefix) == prefix then
+        let_go(id, string.match(held, '^(%S+) '))
+      end
     end
   end
+  flush_pending()
   redis.call('PEXPIRE', memo, tonumber(ARGV[2]))  -- for a further resend, as long again
   return {again, -2}
 end

@@ -3,9 +3,9 @@
 -- '1' the attempt is given back instead (its worker stopped before it ended): Queued
 -- again, or Scheduled in ARGV[4] ms, not counted, its error as it was (ARGV[3] unread).
 -- With ARGV[5] '2' the claim is undone (it never reached a worker: a sharded store's
--- late answer): Queued again at the head of its queue, as an offer's unstarted job goes
--- back (unclaim in _lifecycle.lua: no attempt, the start time it had before the claim;
--- ARGV[3] and ARGV[4] unread).
+-- resent claim beyond its room): Queued again at the head of its queue, as an offer's
+-- unstarted job goes back (unclaim in _lifecycle.lua: no attempt, the start time it had
+-- before the claim; ARGV[3] and ARGV[4] unread).
 --
 -- ARGV[1]  job id                    ARGV[2]  claim token
 -- ARGV[3]  error JSON                ARGV[4]  retry delay (ms), or '' for no retry

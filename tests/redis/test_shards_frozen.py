@@ -204,12 +204,14 @@ async def test_a_frozen_master_holds_up_no_claim_and_its_jobs_run_once_thawed(
     await claim_each_once(store, set(made) - live, room=1)
 
 
-async def test_what_a_late_answer_claimed_goes_back_at_once_uncounted(
+async def test_what_a_claim_given_up_on_a_frozen_shard_took_runs_once_uncounted(
     store: RedisJobStore, cluster: RedisClusterProcesses, prefix: str
 ) -> None:
-    """A claim of 4 left waiting on a frozen shard (4 jobs there, none elsewhere) answers
-    [] promptly; once thawed, its late answer's jobs go back to their queue, not counted
-    as attempts: claims of 1 get each of them once, with no wait for a lease to end."""
+    """A claim of 4 on a frozen shard (4 jobs there, none elsewhere) answers [] promptly,
+    giving up on that shard's call; once thawed, Redis may run that call (what it was
+    sent), taking the 4 jobs: claims of 1 then get each of them once, uncounted, with no
+    wait for a lease to end (the shard's next claim sends the call's token base again and
+    is handed 1 of them; the other 3 go back to the queue)."""
     made = {(await store.enqueue(job_in(prefix, FROZEN))).id for _ in range(4)}
     async with frozen(master_of(cluster, prefix, FROZEN)):
         started = time.monotonic()
@@ -217,12 +219,6 @@ async def test_what_a_late_answer_claimed_goes_back_at_once_uncounted(
         took = time.monotonic() - started
         await asyncio.sleep(1.0)
     assert took < PROMPT
-
-    async def given_back() -> bool:  # the late answer took them, and gave them back
-        jobs = [await store.get(one) for one in made]
-        return all(job is not None and job.status is JobStatus.QUEUED for job in jobs)
-
-    await eventually(given_back, timeout=SOCKET_TIMEOUT)
     await claim_each_once(store, made, room=1)
 
 
@@ -240,13 +236,12 @@ async def test_a_claim_resent_after_its_reply_was_lost_is_handed_no_more_than_it
     await claim_each_once(store, made, room=1)
 
 
-async def test_a_claim_no_shard_answers_in_time_waits_for_the_first_answer(
+async def test_a_claim_no_shard_answers_in_time_asks_again_and_waits(
     store: RedisJobStore, cluster: RedisClusterProcesses, prefix: str
 ) -> None:
     """Every master frozen for a second (the whole store slow: no other shard to hold
-    up): a claim waits for the first shard to answer and is handed its jobs, as a claim
-    of one shard would be; what the others' late answers took goes back, and every job
-    runs once."""
+    up): a claim that no shard answered in time asks again, waiting as long as each
+    takes, and is handed jobs, as a claim of one shard would be; every job runs once."""
     made = {(await store.enqueue(job_in(prefix, shard))).id for shard in range(3) for _ in range(2)}
     masters = [master_of(cluster, prefix, shard) for shard in range(SHARDS)]
     async with contextlib.AsyncExitStack() as stack:
