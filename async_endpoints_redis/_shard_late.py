@@ -11,13 +11,16 @@ a few stalls among prompt answers do not lengthen its wait.
 A shard's claim not answered in time is cancelled, and the claim moves on to the other
 shards; the shard is passed over for a while (`late_for`, longer while it stays late). Its
 call may still have run, or may yet run (a frozen server runs what it was sent once it
-resumes): the shard's next claim sends its token base again, and the claim script hands
-back what the first send took, its leases renewed (the claim memo), so nothing it took is
-lost or waits for its lease; what that claim has no room for is undone
-(`give_back_excess`: `RedisJobStore._unclaim`, Queued again at the head of its queue, as if
-never claimed). A claim that no shard answered in time asks again, waiting as long as it
-takes (`ShardWaits.claim`): a store that is slow as a whole is not a reason to claim
-nothing.
+resumes): once the claim has its answer from other shards, its token base is sent again
+in the background with no room, and the claim script hands back what the first send took
+(the claim memo), each undone (`undo_soon`, `RedisJobStore._undo_unanswered`, `_unclaim`:
+Queued again at the head of its queue, as if never claimed), so nothing it took waits for
+its lease, whether or not its worker claims there again (busy, or stopping: `aclose`
+waits for it). Should that resend go unanswered too, the shard's next claim sends the
+token base again and is handed what it took; what a claim has no room for is undone the
+same way (`give_back_excess`). A claim that no shard answered in time asks again, waiting
+as long as each takes, the late calls' token bases sent again and their jobs handed over
+(`ShardWaits.claim`): a store slow as a whole is not a reason to claim nothing.
 
 The wait is a deadline on the call itself, not a task beside it: a claim pays no extra
 turn of the event loop for it (a task per shard call cost a fifth of a sharded drain's
@@ -50,6 +53,9 @@ _GRACE = 0.01
 #: among prompt answers do not lengthen it; a shard slow every time, a distant host whose
 #: round trip is never shorter, is waited for).
 _KEPT = 9
+#: Seconds under which the answer of a call sent again with no deadline counts as the
+#: shard's answer time (longer: a stall, a freeze).
+_SLOW = 1.0
 #: Seconds a shard that answered late is passed over by the next claims, doubled each time
 #: it is late again, up to `_LATE_FOR_MOST`; an answer in time ends it.
 _LATE_FOR = 0.5
@@ -85,13 +91,40 @@ class LateClaims:
             except TimeoutError:
                 if not deadline.expired():
                     raise
-                self._lates[shard] = self._lates.get(shard, 0) + 1
+                self._given_up(shard)
                 return None
             finally:
                 expiry.cancel()
         self._lates.pop(shard, None)
         self._observe(shard, loop.time() - sent)
         return claims
+
+    def _given_up(self, shard: RedisJobStore) -> None:
+        """``shard``'s call was given up on: counted late, and trouble met (as by a call
+        held up)."""
+        self._lates[shard] = self._lates.get(shard, 0) + 1
+        shard._connection.trouble.met()
+
+    def undo_soon(self, shard: RedisJobStore) -> None:
+        """Undo what ``shard``'s call given up on took, if it ran, in the background (its
+        caller may not claim there again soon, busy or stopping; `aclose` waits for it)."""
+        self._track(asyncio.ensure_future(self._undone(shard)))
+
+    async def _undone(self, shard: RedisJobStore) -> None:
+        """Undo what ``shard``'s call given up on took (`RedisJobStore._undo_unanswered`,
+        sent with no deadline). Its answer time is the shard's too when under `_SLOW`: a
+        shard slow every time (a distant host) comes to be waited for, while one that
+        answers after a freeze does not make the claims wait longer for it."""
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
+        try:
+            await shard._undo_unanswered()
+        except Exception as exc:  # its next claim sends the token base again
+            logger.debug("a claim given up on could not be undone yet: %s", exc)
+            return
+        took = loop.time() - sent
+        if took < _SLOW:
+            self._observe(shard, took)
 
     def late_for(self, shard: RedisJobStore) -> float:
         """Seconds the next claims pass ``shard`` over after a late answer."""
@@ -108,7 +141,9 @@ class LateClaims:
     def give_back(self, shard: RedisJobStore, claims: Sequence[Claim]) -> None:
         """Undo ``claims`` of ``shard`` (`RedisJobStore._unclaim`) in a task of its own
         (`aclose` waits for it)."""
-        call = asyncio.ensure_future(_given_back(shard, claims))
+        self._track(asyncio.ensure_future(_given_back(shard, claims)))
+
+    def _track(self, call: asyncio.Future[Any]) -> None:
         self._calls.add(call)
         call.add_done_callback(self._calls.discard)
 

@@ -83,6 +83,9 @@ class ShardWaits(ShardBase):
         claims, failure, late = await self._claim_round(shards, limit, lease, queues, False)
         if claims is None and late:
             claims, failure, _ = await self._claim_round(shards, limit, lease, queues, True)
+        else:
+            for shard in late:  # what their calls took, if they ran, goes back now
+                self._late.undo_soon(shard)
         if claims is not None:
             return claims
         if failure is not None:
@@ -96,16 +99,17 @@ class ShardWaits(ShardBase):
         lease: float,
         queues: Sequence[str],
         patient: bool,
-    ) -> tuple[list[Claim] | None, StoreUnavailableError | None, bool]:
+    ) -> tuple[list[Claim] | None, StoreUnavailableError | None, list[RedisJobStore]]:
         """One visit of the shards in turn: the claims (None when no shard answered),
-        the last failure and whether a shard was late."""
+        the last failure and the shards that were late."""
         count = len(shards)
         start = self._turn_start(count)
         now = time.monotonic()
         all_down = all(self._down_until.get(shard, 0.0) > now for shard in shards)
         claims: list[Claim] = []
         failure: StoreUnavailableError | None = None
-        late = answered = False
+        late: list[RedisJobStore] = []
+        answered = False
         for offset in range(count):
             shard = shards[(start + offset) % count]
             # After a failure or a late answer, every other shard is asked (dry or not):
@@ -120,8 +124,11 @@ class ShardWaits(ShardBase):
             except StoreUnavailableError as exc:
                 failure = exc
             else:
-                late, answered = late or got is None, answered or got is not None
-                claims += got or []
+                if got is None:
+                    late.append(shard)
+                else:
+                    answered = True
+                    claims += got
                 if len(claims) >= limit:
                     break
             if not offset:  # its shard ran dry (or failed): the next claim starts further

@@ -212,6 +212,7 @@ class RedisJobStore(
             self._complete_many
         )
         self._unanswered_claim: str | None = None
+        self._unanswered_ending = ""  # the offers that claim meant to end (`_ending`)
         self._submissions: Batcher[Submission, int | Reply] = Batcher(self._enqueue_many)
         self._claim_generation = 0
         # (ms until the earliest Scheduled job is due or -1, when, queues) from the last
@@ -394,7 +395,7 @@ class RedisJobStore(
         except BaseException as exc:
             # Whatever went wrong, the script may have run; its offer may still stand.
             if isinstance(exc, StoreUnavailableError | asyncio.CancelledError):
-                self._unanswered_claim = token_base
+                self._unanswered_claim, self._unanswered_ending = token_base, inbox
             raise
         self._told(started)
         if due_ms != -2:  # the queues ran dry: a busy wait need not ask for the due time
@@ -407,6 +408,34 @@ class RedisJobStore(
         live, cancelled = self._cancelled_claims.live(claims)
         self._let_go_soon(cancelled)
         return live
+
+    async def _undo_unanswered(self) -> None:
+        """Undo what the last unanswered claim took, if it ran (a sharded store gave up
+        on it: it may have run, or may yet, and its caller may never claim here again,
+        busy or stopping): its token base sent again with no room is handed what it took
+        (the claim memo), and each goes back to the head of its queue (`_unclaim`). The
+        resend ends only the offers the first send meant to end. When the resend is not
+        answered either, the next claim sends the token base again."""
+        base, self._unanswered_claim = self._unanswered_claim, None
+        if base is None:
+            return
+        ending, started = self._unanswered_ending, list(self._started)
+        try:
+            reply, _ = await self._run(
+                "claim", lambda s: s.claim(0, _ms(_UNDO_LEASE), base, ending, started, ())
+            )
+        except BaseException:
+            if self._unanswered_claim is None:
+                self._unanswered_claim, self._unanswered_ending = base, ending
+            raise
+        self._told(started)
+        claims = []
+        for message in reply:
+            job, fields = job_from_text(message)
+            if job is not None:
+                claims.append(Claim(job, fields["token"], from_ms(fields.get("due_at"))))
+        for claim in reversed(claims):  # to the head of the queue in their order
+            await self._unclaim(claim)
 
     async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[str]:
         """Extend the leases of ``claims`` (one round trip); return the tokens of the
@@ -547,6 +576,10 @@ class RedisJobStore(
         elif job is not None:
             self._notifications.wake()
         return job
+
+
+#: Seconds the leases of what `_undo_unanswered` is handed run, until it undoes them.
+_UNDO_LEASE = 60.0
 
 
 def _ms(seconds: float) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import types
 from typing import Any, cast
 
 from async_endpoints._store import Claim
@@ -26,6 +27,7 @@ class Slow:
         self.sent = 0
         self.cancelled = 0
         self.undone: list[Any] = []
+        self.resent = 0
 
     async def claim(self) -> list[Claim]:
         self.sent += 1
@@ -38,6 +40,15 @@ class Slow:
 
     async def _unclaim(self, claim: Any) -> None:
         self.undone.append(claim)
+
+    async def _undo_unanswered(self) -> None:
+        """Sent again with no deadline: as long as its calls take."""
+        await asyncio.sleep(self.takes)
+        self.resent += 1
+
+    @property
+    def _connection(self) -> Any:
+        return types.SimpleNamespace(trouble=types.SimpleNamespace(met=lambda: None))
 
 
 def shard_of(slow: Slow) -> RedisJobStore:
@@ -66,13 +77,15 @@ async def test_a_patient_call_is_waited_for_as_long_as_it_takes() -> None:
 
 
 async def test_a_shard_slow_every_time_is_waited_for_once_it_answered() -> None:
-    """A distant shard (each answer 1.5 times the least wait) is late at first; once a
-    patient call has answered, its calls are waited for: its jobs are not given up on
-    every time."""
+    """A distant shard (each answer 1.5 times the least wait) is late at first; once the
+    call sent again to undo what the late one took has answered (with no deadline), its
+    calls are waited for: its jobs are not given up on every time."""
     late, slow = late_claims(), Slow(takes=ANSWER_WITHIN * 1.5)
     assert await late.answer(shard_of(slow), slow.claim()) is None
-    assert await late.answer(shard_of(slow), slow.claim(), patient=True) == ["claim 2"]
-    for sent in (3, 4, 5):
+    late.undo_soon(shard_of(slow))
+    await late.aclose(timeout=5)  # the undoing, answered
+    assert slow.resent == 1
+    for sent in (2, 3, 4):
         assert await late.answer(shard_of(slow), slow.claim()) == [f"claim {sent}"]
 
 
