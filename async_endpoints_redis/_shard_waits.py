@@ -14,7 +14,7 @@ wait for its offers' withdrawals; after such a failure the claim asks every othe
 dry or not, and raises the error only when no shard answered: the others keep running
 while one fails over, and a worker does not back off because of one shard. A shard that
 does not answer in time (a frozen master) is passed over likewise, its call cancelled
-(what it took, if it ran, is handed back by that shard's next claim: `_shard_late`).
+(what it took, if it ran, is undone in the background: `_shard_late`).
 
 What the turns give: strict queue priority, oldest first and tenant turns hold within each
 shard (its scripts, unchanged); across shards a claim takes from one shard, then the next.
