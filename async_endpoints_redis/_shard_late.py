@@ -24,8 +24,8 @@ as long as each takes, the late calls' token bases sent again and their jobs han
 
 The wait is a deadline on the call itself, not a task beside it: a claim pays no extra
 turn of the event loop for it (a task per shard call cost a fifth of a sharded drain's
-rate). An event loop held up past the deadline (a handler blocking it) gets `_GRACE`
-more, once, for an answer that arrived meanwhile to be read first.
+rate). An event loop held up past the deadline by a handler may give up on a healthy
+shard's answer: its jobs are undone as any late call's, a wasted round and nothing more.
 """
 
 from __future__ import annotations
@@ -47,8 +47,6 @@ logger = logging.getLogger("async_endpoints")
 ANSWER_WITHIN = 0.25
 #: How many times the quickest of its recent answers a shard is waited for, when longer.
 PATIENCE = 4
-#: Seconds more a claim waits, once, when the event loop was held up past the deadline.
-_GRACE = 0.01
 #: How many of a shard's latest answer times its wait is drawn from (the quickest: stalls
 #: among prompt answers do not lengthen it; a shard slow every time, a distant host whose
 #: round trip is never shorter, is waited for).
@@ -68,7 +66,6 @@ class LateClaims:
     def __init__(self, longest: float) -> None:
         self._longest = longest  # the longest wait for a shard's answer
         self._times: dict[RedisJobStore, deque[float]] = {}  # its latest answer times
-        self._waits: dict[RedisJobStore, float] = {}  # how long a claim waits for it
         self._lates: dict[RedisJobStore, int] = {}  # late answers in a row
         self._calls: set[asyncio.Future[Any]] = set()  # undoing under way
 
@@ -83,8 +80,7 @@ class LateClaims:
         if patient:
             claims = await call
         else:
-            deadline = asyncio.timeout(None)
-            expiry = _Expiry(loop, deadline, sent + self._within(shard))
+            deadline = asyncio.timeout_at(sent + self._within(shard))
             try:
                 async with deadline:
                     claims = await call
@@ -93,8 +89,6 @@ class LateClaims:
                     raise
                 self._given_up(shard)
                 return None
-            finally:
-                expiry.cancel()
         self._lates.pop(shard, None)
         self._observe(shard, loop.time() - sent)
         return claims
@@ -154,35 +148,12 @@ class LateClaims:
             await asyncio.wait(set(self._calls), timeout=timeout)
 
     def _within(self, shard: RedisJobStore) -> float:
-        return self._waits.get(shard, ANSWER_WITHIN)
+        times = self._times.get(shard)
+        wait = max(ANSWER_WITHIN, PATIENCE * min(times)) if times else ANSWER_WITHIN
+        return min(wait, max(ANSWER_WITHIN, self._longest))
 
     def _observe(self, shard: RedisJobStore, took: float) -> None:
-        times = self._times.get(shard)
-        if times is None:
-            times = self._times[shard] = deque(maxlen=_KEPT)
-        times.append(took)
-        wait = max(ANSWER_WITHIN, PATIENCE * min(times))
-        self._waits[shard] = min(wait, max(ANSWER_WITHIN, self._longest))
-
-
-class _Expiry:
-    """Ends ``timeout`` at ``when``, or `_GRACE` later, once, when the event loop reached
-    ``when`` late (held up: an answer that arrived meanwhile is read first)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: asyncio.Timeout, when: float):
-        self._loop, self._timeout, self._graced = loop, timeout, False
-        self._handle = loop.call_at(when, self._fire, when)
-
-    def _fire(self, planned: float) -> None:
-        now = self._loop.time()
-        if now - planned > _GRACE and not self._graced:
-            self._graced = True
-            self._handle = self._loop.call_at(now + _GRACE, self._fire, now + _GRACE)
-        else:
-            self._timeout.reschedule(now)
-
-    def cancel(self) -> None:
-        self._handle.cancel()
+        self._times.setdefault(shard, deque(maxlen=_KEPT)).append(took)
 
 
 async def _given_back(shard: RedisJobStore, claims: Sequence[Claim]) -> None:
