@@ -12,21 +12,15 @@ from typing import Any
 
 import pytest
 
-from async_endpoints._job import JobStatus, NewJob
+from async_endpoints._job import JobStatus
 from async_endpoints_redis._shard_layout import ShardLayout
 from tests.redis.conftest import StoreFactory
 from tests.redis.support import eventually
+from tests.redis.test_shards_order import in_shard
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(60)]
 
 LEASE = 30.0
-
-
-def in_shard(layout: ShardLayout, shard: int, **options: object) -> NewJob:
-    job_id = uuid.uuid4()
-    while layout.of_id(job_id) != shard:
-        job_id = uuid.uuid4()
-    return NewJob(job_id, "Echo", 0, **options)  # type: ignore[arg-type]
 
 
 def first_claim_late(shard: Any, monkeypatch: pytest.MonkeyPatch, by: float = 0.4) -> None:
@@ -362,3 +356,22 @@ async def test_a_stopping_workers_late_claim_is_given_back(
     await asyncio.sleep(0.5)
     job = await other.get(a)
     assert job is not None and job.status is JobStatus.QUEUED, job and job.status
+
+
+async def test_a_late_shard_whose_wait_answers_is_asked_again_at_once(
+    make_store: StoreFactory, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shard given up on is passed over for a while, but a wait that shard answers
+    (its offer finds A claimable) lifts that: the next claim is handed A at once, rather
+    than finding nothing until the mark ends while the wait keeps waking the worker."""
+    store = await make_store(shards=2)
+    layout = ShardLayout(prefix, 2)
+    a = (await store.enqueue(in_shard(layout, 0))).id
+    first_claim_late(store._shards[0], monkeypatch)  # type: ignore[attr-defined]
+    store._shards[0]._due_after_claim = None  # type: ignore[attr-defined]
+    assert await store.claim(1, lease=LEASE) == []  # late: passed over for 0.5 s
+    await store._late.aclose(5)  # type: ignore[attr-defined]  # A undone: Queued again
+    started = time.monotonic()
+    assert await store.wait_for_work(5, take=1, lease=LEASE) == []  # A is claimable
+    [claim] = await store.claim(1, lease=LEASE)
+    assert claim.job.id == a and time.monotonic() - started < 0.4
