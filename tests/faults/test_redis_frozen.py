@@ -114,6 +114,13 @@ async def test_redis_frozen_past_claim_timeout_loses_nothing_and_rejects_superse
     runs = await runs_of(records, prefix, ids)
     # A claim the adversary (or a worker's own recovery) superseded shows as a retry.
     superseded = [job_id for job_id in ids if jobs[job_id]["retryCount"] >= 1]
+    # A superseded attempt's refusal is logged when its handler ends, which may be after
+    # the attempt that superseded it settled the job: its log is waited for (10 s at most).
+    deadline = time.monotonic() + 10
+    while log_count(workers, "claim lost before settling") < len(superseded):
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)  # polling another process's log
     rejected = log_count(workers, "claim lost before settling")
     stored = [key async for key in records.scan_iter(Keys(prefix).job_prefix + "*")]
     report(
