@@ -65,6 +65,7 @@ import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from json.encoder import encode_basestring
 from typing import Any
 
 from async_endpoints._job import (
@@ -82,6 +83,10 @@ from async_endpoints._logs import job_id_extra
 Reply = bytes | str
 logger = logging.getLogger("async_endpoints_redis")
 
+#: `json.dumps`'s work with `dump_json`'s options, built once (`json.dumps` builds an
+#: encoder on every call when given options).
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
 
 def dump_json(value: Any) -> str:
     """Compact JSON text for a stored value, always encodable as UTF-8.
@@ -89,7 +94,7 @@ def dump_json(value: Any) -> str:
     Text with a lone surrogate (which has no UTF-8 form, so redis-py could not send it) is
     written with ASCII escapes instead; `json.loads` reads it back unchanged.
     """
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    text = _COMPACT.encode(value)
     try:
         text.encode()
     except UnicodeEncodeError:
@@ -120,6 +125,18 @@ def kept_on_completion(request: JobRequest) -> JobRequest:
     and its trace context (a recovery that reads the job back after its retry completed
     still puts its span in the job's trace)."""
     return JobRequest(owner=request.owner, trace_context=request.trace_context)
+
+
+def encode_kept(request: JobRequest) -> str:
+    """`encode_request` of `kept_on_completion`, written directly in the usual cases: no
+    owner, and a trace context or none (every job a traced app completes pays this)."""
+    if request.owner is None:
+        context = request.trace_context
+        if context is None:
+            return ""
+        if context.isascii():
+            return '{"t":' + encode_basestring(context) + "}"
+    return encode_request(kept_on_completion(request))
 
 
 def decode_request(source: str | None) -> JobRequest:

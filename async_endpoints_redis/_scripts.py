@@ -31,7 +31,7 @@ from async_endpoints._job import NewJob
 from async_endpoints._store import Claim
 from async_endpoints._store_features import Idempotency
 
-from ._codec import Reply, dump_json, encode_request, kept_on_completion, text
+from ._codec import Reply, dump_json, encode_kept, encode_request, text
 from ._elapsed import ElapsedClock
 from ._lua_script import LuaScript
 
@@ -297,7 +297,7 @@ class Scripts:
         and whether the next job of a partition key became ready."""
         args: list[str | int] = []
         for claim, result_json in completions:
-            kept = encode_request(kept_on_completion(claim.job.request))
+            kept = encode_kept(claim.job.request)
             args += [str(claim.job.id), claim.token, result_json, kept]
         replies, moved = await self._call("complete_many", args)
         return replies, bool(moved)
