@@ -816,6 +816,27 @@ async def test_a_running_batchs_continuations_are_named_but_not_linked_until_que
     assert link in page and "(not queued yet)" not in page
 
 
+async def test_a_batch_that_cannot_meet_all_completed_says_its_continuations_will_be_canceled(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """With ``continue_when="all_completed"``, once a job of the batch has failed or been
+    cancelled, the page of the still running batch says its continuations will be stored
+    Canceled, not that they will be queued; before that, that they will be queued."""
+    specs = [JobSpec("Hold"), JobSpec("Hold")]
+    batch = await engine.submit_batch(
+        specs, continue_with=[JobSpec("Ok", {})], continue_when="all_completed"
+    )
+    page = (await client.get(f"/dashboard/batches/{batch.id}")).text
+    assert "Queued once every job" in page and "(not queued yet)" in page
+    assert "Stored Canceled" not in page
+    first = (await engine.list_jobs(batch_id=batch.id, limit=10)).jobs[0]
+    await engine.cancel(first.id)
+    page = (await client.get(f"/dashboard/batches/{batch.id}")).text
+    assert "Stored Canceled once every job of the batch has finished" in page
+    assert "(to be stored Canceled)" in page
+    assert "Queued once every job" not in page and "(not queued yet)" not in page
+
+
 async def test_cancelling_a_batch_from_the_list_says_it_is_the_batch_and_asks_first(
     engine: AsyncEndpoints, client: httpx.AsyncClient
 ) -> None:
