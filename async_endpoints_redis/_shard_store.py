@@ -431,10 +431,11 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         return job
 
     async def recover(self) -> list[uuid.UUID]:
-        """As `RedisJobStore.recover`, in every shard (one after the other), and the
-        upkeep of the pointers (`Pointers.sweep`) and of the layouts (`_shard_reshard`).
-        Each shard's first batch of expired claims is recovered before any shard's
-        backlog (more claims, finished jobs to delete, pointers to check) is taken on, so
+        """As `RedisJobStore.recover`, in every shard, and the upkeep of the pointers
+        (`Pointers.sweep`) and of the layouts (`_shard_reshard`). Each shard's first batch
+        of expired claims is recovered first, in every shard at once (a shard slow to
+        answer holds up no other's), then the layouts' upkeep, then each shard's backlog
+        (more claims, finished jobs to delete, pointers to check) one after the other, so
         a backlog in one shard holds up no other shard's recovery.
 
         A shard that cannot be reached is passed over (logged), so the others' expired
@@ -442,23 +443,13 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         could be recovered. A shard's pointer upkeep that fails (it reads other shards)
         is passed over too (logged): its recovered jobs are returned whatever it does.
         """
-        shards = await self._ready_shards()
         failures: list[JobStoreError] = []
+        recovered, reached = await self._recover_first(failures)
         try:
             with _mapped("recover"):
                 await self._layout_upkeep()
         except JobStoreError as exc:
             failures.append(exc)
-        recovered: list[uuid.UUID] = []
-        reached: list[tuple[int, RedisJobStore, bool]] = []
-        for index, shard in enumerate(list(shards)):  # every shard's claims first
-            try:
-                ids, behind = await shard._recover(1)
-            except JobStoreError as exc:
-                failures.append(exc)
-                continue
-            recovered += ids
-            reached.append((index, shard, behind))
         for index, shard, behind in reached:  # then the backlogs and the pointers
             try:
                 if behind:
@@ -476,6 +467,29 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         for failure in failures:
             logger.warning("recovery passed over a shard: %s", failure)
         return recovered
+
+    async def _recover_first(
+        self, failures: list[JobStoreError]
+    ) -> tuple[list[uuid.UUID], list[tuple[int, RedisJobStore, bool]]]:
+        """Every shard's first batch of expired claims, at once: a shard slow to answer (a
+        frozen master) holds up none of the others' (nor does the upkeep after it, which
+        reads every shard). The recovered ids, and (index, shard, whether more may wait)
+        for each shard that answered; the others' errors are added to ``failures``."""
+        shards = list(await self._ready_shards())
+        firsts = await asyncio.gather(
+            *(shard._recover(1) for shard in shards), return_exceptions=True
+        )
+        recovered: list[uuid.UUID] = []
+        reached: list[tuple[int, RedisJobStore, bool]] = []
+        for index, (shard, first) in enumerate(zip(shards, firsts, strict=True)):
+            if isinstance(first, JobStoreError):
+                failures.append(first)
+            elif isinstance(first, BaseException):
+                raise first
+            else:
+                recovered += first[0]
+                reached.append((index, shard, first[1]))
+        return recovered, reached
 
     async def wait_until_terminal(self, job_id: uuid.UUID, timeout: float) -> Job | None:
         """As `RedisJobStore.wait_until_terminal`, in the job's shard (found as `get`

@@ -254,3 +254,40 @@ async def test_a_claim_no_shard_answers_in_time_asks_again_and_waits(
     for claim in first:
         assert await store.complete(claim, "done") is not None
     await claim_each_once(store, made - {claim.job.id for claim in first}, room=1)
+
+
+def shard_of(store: RedisJobStore, prefix: str, job_id: uuid.UUID) -> RedisJobStore:
+    """The shard (a plain store) that holds job ``job_id``."""
+    shards: list[RedisJobStore] = store._shards  # type: ignore[attr-defined]
+    return shards[ShardLayout(prefix, SHARDS).of_id(job_id)]
+
+
+async def test_a_frozen_master_holds_up_no_other_shards_recovery(
+    store: RedisJobStore, cluster: RedisClusterProcesses, prefix: str
+) -> None:
+    """A recovery pass while one shard's master is frozen puts the other shards' jobs whose
+    claims expired back in their queues promptly (a waiting worker can take them at once),
+    whichever shard comes first; the pass returns their ids once the frozen shard's call
+    has timed out."""
+    made = [NewJob(job_in(prefix, shard).id, "Echo", 1) for shard in range(SHARDS)]  # a retry
+    for new_job in made:
+        await store.enqueue(new_job)
+    claims = await store.claim(SHARDS, lease=0.2)
+    assert {claim.job.id for claim in claims} == {new_job.id for new_job in made}
+    await asyncio.sleep(0.4)  # every lease has run out
+    live = [
+        new_job.id for new_job in made if ShardLayout(prefix, SHARDS).of_id(new_job.id) != FROZEN
+    ]
+    async with frozen(master_of(cluster, prefix, FROZEN)):
+        started = time.monotonic()
+        recovering = asyncio.ensure_future(store.recover())
+
+        async def live_ones_queued() -> bool:  # read from their own shards only
+            jobs = [await shard_of(store, prefix, job_id).get(job_id) for job_id in live]
+            return all(job is not None and job.status is JobStatus.QUEUED for job in jobs)
+
+        await eventually(live_ones_queued, timeout=3 * SOCKET_TIMEOUT)
+        took = time.monotonic() - started
+        recovered = await recovering
+    assert took < PROMPT
+    assert sorted(recovered) == sorted(live)
