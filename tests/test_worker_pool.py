@@ -855,3 +855,31 @@ async def test_a_spell_of_failed_renewals_ends_untold_when_no_claim_is_left_to_r
     assert failed_twice.is_set() and store.back.is_set()
     assert first.status is second.status is JobStatus.COMPLETED
     assert not [r for r in caplog.records if "lease renewal resumed" in r.getMessage()]
+
+
+async def test_a_retry_is_counted_from_the_moment_it_is_decided() -> None:
+    """After a first failed attempt the job is Scheduled through its backoff with
+    retryCount 1 already (as the .NET library counts it), and the retry's handler sees
+    ``ctx.retry_count == 1``; no count moves while it waits."""
+    clock = ManualClock()
+    engine = engine_with(store=InMemoryJobStore(clock=clock), retry_base_delay=30.0)
+    seen: list[int] = []
+
+    async def flaky(ctx: AsyncContext[None]) -> str:
+        seen.append(ctx.retry_count)
+        if ctx.retry_count == 0:
+            raise RuntimeError("first attempt fails")
+        return "ok"
+
+    engine.add_handler(flaky, max_retries=2)
+    async with engine.running(workers=False):
+        job = await engine.submit("flaky")
+        assert await engine.drain() == 1
+        waiting = await engine.get_job(job.id)
+        assert waiting is not None and waiting.status is JobStatus.SCHEDULED
+        assert waiting.retry_count == 1 and waiting.to_json()["retryCount"] == 1
+        clock.advance(60)
+        assert await engine.drain() == 1
+        done = await engine.get_job(job.id)
+    assert done is not None and done.status is JobStatus.COMPLETED and done.retry_count == 1
+    assert seen == [0, 1]
