@@ -167,6 +167,10 @@ class EventFanout:
     def _hand_out(self, notice: JobNotice, streams: list[EventStream]) -> None:
         render = self._render
         job = notice.job
+        if notice.gone:
+            for stream in streams:
+                stream.gone(notice)
+            return
         if job is None:
             event = render.progress(notice.progress)
             for stream in streams:

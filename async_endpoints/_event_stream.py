@@ -146,7 +146,10 @@ class EventStream:
             default=-1,
         )
         for at, notice in enumerate(held):
-            if notice.job is None:
+            if notice.gone:
+                if at >= unsure:  # gone after the read that found it
+                    self.gone(notice)
+            elif notice.job is None:
                 if at > told:
                     self.progress_notice(notice, self.render.progress(notice.progress))
             elif at >= unsure or _newer(notice.job, first):
@@ -186,6 +189,18 @@ class EventStream:
             self._closing = True
             if not self._busy:
                 self._end()
+
+    def gone(self, notice: JobNotice) -> None:
+        """The store no longer has the job (`JobNotice.gone`): the stream ends, with no
+        terminal status event (a client opening it again gets a 404)."""
+        if self._held is not None:
+            self._held.append(notice)
+            return
+        if self._closing:
+            return
+        self._closing = True
+        if not self._busy:
+            self._end()
 
     def progress_notice(self, notice: JobNotice, event: bytes) -> None:
         """A progress notice, with its encoding."""

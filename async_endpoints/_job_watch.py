@@ -32,16 +32,20 @@ class JobNotice:
         job: For a status notice, the job as it is after the change (a notice may repeat
             the status already told, after a reconnection, say); None for progress.
         progress: For a progress notice, the value reported.
+        gone: True for the notice that the store no longer has the job (its data was
+            lost: a Redis server restarted without persistence, or flushed): nothing
+            more will come for it. ``job`` is None.
     """
 
     job_id: uuid.UUID
     job: Job | None = None
     progress: Any = None
+    gone: bool = False
 
     @property
     def is_progress(self) -> bool:
-        """True for a progress notice, False for a status one."""
-        return self.job is None
+        """True for a progress notice, False for a status one (or a `gone` one)."""
+        return self.job is None and not self.gone
 
 
 JobListener = Callable[[JobNotice], None]
@@ -91,6 +95,11 @@ class JobWatchers:
         """Tell the watchers of ``job_id`` its progress ``value``."""
         if job_id in self._listeners:
             self.tell(JobNotice(job_id, progress=value))
+
+    def gone(self, job_id: uuid.UUID) -> None:
+        """Tell the watchers of ``job_id`` that the store no longer has it."""
+        if job_id in self._listeners:
+            self.tell(JobNotice(job_id, gone=True))
 
     def tell(self, notice: JobNotice) -> None:
         """Call every listener of the notice's job with it."""

@@ -12,8 +12,12 @@ publishes anyway. Both channels reach the process through the store's one subscr
 subscription and one decoded message per process, however many streams watch.
 
 After the subscription was down, each watched job is read again once and told as it is
-(what was published meanwhile is lost). Every key and channel shares the store's hash
-tag, so this works the same on a Redis Cluster (PUBLISH reaches every node).
+(what was published meanwhile is lost). A watched job found gone, by that read or by a
+renewal of the watches (which names the ids whose job is not stored), is told gone once
+(`JobNotice.gone`: its data was lost, a Redis restarted without persistence or flushed),
+so that its event streams end rather than wait for an end that will never be told.
+Every key and channel shares the store's hash tag, so this works the same on a Redis
+Cluster (PUBLISH reaches every node).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from async_endpoints._logs import job_id_extra
 from async_endpoints._store import Claim
 
 from ._base import StoreBase
-from ._codec import dump_json, job_from_text, terminal_job, text
+from ._codec import Reply, dump_json, job_from_text, terminal_job, text
 
 logger = logging.getLogger("async_endpoints_redis")
 
@@ -51,13 +55,14 @@ class WatchedJobs:
 
     Args:
         read: Reads a job (a settlement announced without it, a reconnection).
-        watch: Adds (or renews) the watches of these ids in Redis.
+        watch: Adds (or renews) the watches of these ids in Redis; returns those whose
+            job is not stored.
     """
 
     def __init__(
         self,
         read: Callable[[uuid.UUID], Awaitable[Job | None]],
-        watch: Callable[[list[str]], Awaitable[None]],
+        watch: Callable[[list[str]], Awaitable[list[str]]],
     ) -> None:
         self.watchers = JobWatchers()
         self._read = read
@@ -96,10 +101,12 @@ class WatchedJobs:
                 ids = [str(job_id) for job_id in self.watchers.ids()]
                 for first in range(0, len(ids), _RENEW_BATCH):
                     try:
-                        await self._watch(ids[first : first + _RENEW_BATCH])
+                        missing = await self._watch(ids[first : first + _RENEW_BATCH])
                     except JobStoreError as exc:
                         logger.warning("could not renew the watches of job events: %s", exc)
                         break
+                    for job_id in missing:  # read again: told gone when it still is
+                        self._read_soon(uuid.UUID(job_id))
         finally:
             self._renewal = None
 
@@ -167,6 +174,8 @@ class WatchedJobs:
             return
         if job is not None:
             self.watchers.status(job)
+        else:
+            self.watchers.gone(job_id)
 
 
 class RedisEvents(StoreBase):
@@ -196,6 +205,7 @@ class RedisEvents(StoreBase):
             self._notifications.job_events = watched
         return await watched.add(job_id, listener)
 
-    async def _watch(self, ids: list[str]) -> None:
+    async def _watch(self, ids: list[str]) -> list[str]:
         ttl = round(WATCH_TTL * 1000)
-        await self._run("watch", lambda s: s.call("watch", [ttl, *ids]))
+        missing: list[Reply] = await self._run("watch", lambda s: s.call("watch", [ttl, *ids]))
+        return [text(one) for one in missing]

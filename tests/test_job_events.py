@@ -321,6 +321,60 @@ async def test_a_stream_outlives_a_lost_subscription(own_redis_server: Any, pref
     assert events[-1][1]["progress"] == 3
 
 
+async def test_a_stream_ends_when_redis_restarts_without_its_jobs_data(
+    own_redis_server: Any, prefix: str
+) -> None:
+    """A job whose data a Redis restart without persistence lost will never be told ending:
+    once the subscription is back the job is read again, found gone, and its stream ends
+    (with no terminal event); the job then answers 404, as a reopened stream does."""
+    from async_endpoints_redis import RedisJobStore
+
+    server = own_redis_server
+    async with serving(RedisJobStore(server.url, prefix=prefix), run_workers=False) as app:
+        job_id = await submit(app.http)
+        reading, first = streaming(app, job_id)
+        await first.wait()
+        server.stop()
+        server.start()
+        async with asyncio.timeout(20):
+            events = await reading
+        assert statuses(events) == ["Queued"]
+        assert (await app.http.get(f"/jobs/{job_id}")).status_code == 404
+        assert (await app.http.get(f"/jobs/{job_id}/events")).status_code == 404
+
+
+async def test_a_stream_ends_when_its_jobs_data_is_deleted_under_it(
+    own_redis_server: Any, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no reconnection to tell it (the job's key deleted, as a FLUSHALL or an eviction
+    would), the next renewal of the watches finds the watched job gone, and its stream
+    ends; another job's stream goes on."""
+    import redis.asyncio as redis
+
+    from async_endpoints_redis import RedisJobStore, _events
+    from async_endpoints_redis._keys import Keys
+
+    monkeypatch.setattr(_events, "RENEW_EVERY", 0.2)
+    server = own_redis_server
+    async with serving(RedisJobStore(server.url, prefix=prefix), run_workers=False) as app:
+        job_id = await submit(app.http)
+        kept_id = await submit(app.http)
+        reading, first = streaming(app, job_id)
+        kept, kept_first = streaming(app, kept_id)
+        await first.wait()
+        await kept_first.wait()
+        admin = redis.Redis.from_url(server.url)
+        try:
+            assert await admin.delete(Keys(prefix).job(uuid.UUID(job_id))) == 1
+        finally:
+            await admin.aclose()
+        async with asyncio.timeout(20):
+            events = await reading
+        assert statuses(events) == ["Queued"]
+        assert not kept.done(), "the stream of a job still stored goes on"
+        kept.cancel()
+
+
 def test_the_openapi_document_shows_the_event_stream() -> None:
     app, _ = make_app(InMemoryJobStore(), Script())
     operation = app.openapi()["paths"]["/jobs/{job_id}/events"]["get"]
