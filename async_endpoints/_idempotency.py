@@ -47,12 +47,18 @@ class IdempotentJobGoneError(AsyncEndpointsError):
     """
 
     def __init__(self, job_id: uuid.UUID, fingerprint: str) -> None:
-        super().__init__(
-            f"job {job_id} was submitted under this key and is no longer kept; nothing "
-            "was stored (the key is remembered for idempotency_ttl)"
-        )
+        super().__init__(gone_message(job_id, "idempotency key"))
         self.job_id = job_id
         self.fingerprint = fingerprint
+
+
+def gone_message(job_id: uuid.UUID, what: str) -> str:
+    """What a repeat of a submission whose job is no longer kept is told; ``what`` names
+    how the client marked it (an ``Idempotency-Key``, an ``X-Async-Request-Id``)."""
+    return (
+        f"job {job_id} was submitted before with this {what} and is no longer kept; nothing "
+        f"was stored (the {what} is remembered for idempotency_ttl)"
+    )
 
 
 def check_key(key: object) -> str:

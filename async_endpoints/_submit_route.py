@@ -47,6 +47,7 @@ from ._idempotency import (
     canonical_body,
     check_key,
     fingerprint,
+    gone_message,
     query_pairs,
 )
 from ._job import Job, JobRequest, JobStatus, parse_job_id
@@ -138,7 +139,8 @@ def _refused(exc: Exception, *, by_key: bool, job_id: uuid.UUID | None) -> Respo
     if isinstance(exc, IdempotencyConflictError):
         return error_response(422, KEY_CONFLICT) if by_key else error_response(409, str(exc))
     if isinstance(exc, IdempotentJobGoneError):
-        return error_response(409, str(exc))
+        what = "Idempotency-Key" if by_key else "X-Async-Request-Id"
+        return error_response(409, gone_message(exc.job_id, what))
     if isinstance(exc, QueueFullError):
         return error_response(503, str(exc), retry_after=exc.retry_after)
     assert isinstance(exc, JobStoreError)

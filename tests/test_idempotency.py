@@ -598,6 +598,9 @@ async def test_a_repeat_after_its_job_was_dropped_is_409_and_runs_nothing() -> N
             )
     assert by_id.status_code == 202
     assert again.status_code == 409 and first.json()["id"] in again.json()["detail"]
+    assert "this Idempotency-Key" in again.json()["detail"]
+    assert id_again.status_code == 409 and "this X-Async-Request-Id" in id_again.json()["detail"]
+    assert "Idempotency-Key" not in id_again.json()["detail"]
     assert other.status_code == 422
     assert id_again.status_code == 409 and chosen in id_again.json()["detail"]
 
