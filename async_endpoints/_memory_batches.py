@@ -266,8 +266,9 @@ class MemoryBatches:
             record.status = BatchStatus.CANCELED
             record.finished_at = self._moment()
             targets = [key for key, counted in record.members.items() if counted]
-        else:
+        else:  # its continuations not yet run: waiting, never started
             targets = [job_id.int for job_id in record.continuation_ids]
+            targets = [key for key in targets if _not_yet_run(self._jobs.get(key))]
         jobs = self._jobs
         for key in targets:
             job = jobs.get(key)
@@ -386,3 +387,10 @@ def _place(position: list[object]) -> int:
     except ValueError:
         raise ValueError("invalid cursor") from None
     return -entry_of(at, key)
+
+
+def _not_yet_run(job: Job | None) -> bool:
+    """Whether a stored continuation has not run yet: waiting, and never started (one
+    running, or waiting for a retry, is left to go on by `cancel_batch`)."""
+    waiting = (JobStatus.QUEUED, JobStatus.SCHEDULED)
+    return job is not None and job.status in waiting and job.started_at is None

@@ -204,7 +204,8 @@ class BatchStore(Protocol):
         cancel listeners of every process), and its continuations are stored ``Canceled``
         unless they were stored already (then the non-terminal ones are cancelled too).
         Returns the batch after that; None when unknown. A finished or cancelled batch:
-        only its continuations that are not terminal are cancelled. Never a partial
+        only its continuations not yet run are cancelled (``Queued`` or ``Scheduled`` and
+        never started; one running, or waiting for a retry, goes on). Never a partial
         state visible as ``Running`` afterwards; on Redis a very large batch may be
         cancelled in several atomic steps, the first of which marks it ``Canceled``.
         """

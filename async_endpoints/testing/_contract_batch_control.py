@@ -12,7 +12,7 @@ import pytest
 
 from .._batch import BatchStatus
 from .._errors import DuplicateJobError, QueueFullError
-from .._job import JobStatus
+from .._job import JobError, JobStatus
 from .._listing import MAX_LIMIT
 from .._store import ControlStore
 from ._contract_batches import (
@@ -121,22 +121,28 @@ class BatchControlContract:
         assert await peer_batches(kit).get_batch(spec.id) == canceled
         assert await store.cancel_batch(spec.id) == canceled
 
-    async def test_cancel_batch_of_a_finished_batch_cancels_its_waiting_continuations(
+    async def test_cancel_batch_of_a_finished_batch_cancels_its_continuations_not_yet_run(
         self, kit: StoreKit
     ) -> None:
-        """Its jobs have all ended: only its continuations not yet run are cancelled; the
-        batch stays Finished with its counts."""
+        """Its jobs have all ended: only its continuations not yet run (waiting, never
+        started) are cancelled; one that ran, one running (it completes) and one waiting
+        for its retry go on; the batch stays Finished with its counts."""
         store = batches(kit)
-        spec = new_batch(1, 2)
+        spec = new_batch(1, 4)
         await store.create_batch(spec)
         (claim,) = await claim_all(kit, 1)
         await kit.store.complete(claim, "ok")
         finished = await read_batch(store, spec.id)
-        (first,) = await claim_all(kit, 1)
+        first, running, retried = await claim_all(kit, 3)
         ran = await kit.store.complete(first, "then")
+        assert await kit.store.fail(retried, JobError("again", "E"), retry_in=FAR) is not None
         assert await store.cancel_batch(spec.id) == finished
         assert await read(kit.store, first.job.id) == ran
-        waiting = next(job for job in spec.continuations if job.id != first.job.id)
+        assert (await read(kit.store, retried.job.id)).status is JobStatus.SCHEDULED
+        done = await kit.store.complete(running, "done")
+        assert done is not None and done.status is JobStatus.COMPLETED
+        started = {first.job.id, running.job.id, retried.job.id}
+        waiting = next(job for job in spec.continuations if job.id not in started)
         assert (await read(kit.store, waiting.id)).status is JobStatus.CANCELED
         assert await kit.store.claim(10, lease=kit.lease) == []
 

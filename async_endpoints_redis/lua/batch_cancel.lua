@@ -2,7 +2,8 @@
 -- batch marks it Canceled (finished_at now) and stores its continuations Canceled; then
 -- each step cancels up to ARGV[4] of its jobs, from ARGV[3] on in its job list, as
 -- cancel.lua does (a running one is announced on the cancel channel). Of a batch that
--- is not Running only the continuations that are not terminal are cancelled (one step).
+-- is not Running only the continuations not yet run are cancelled (one step): Queued or
+-- Scheduled and never started (one running, or waiting for a retry, is left to go on).
 --
 -- ARGV[1]  batch id    ARGV[2]  '' (first step), or 'jobs' as the first step answered
 -- ARGV[3]  where in the job list this step starts    ARGV[4]  the most jobs per step
@@ -28,7 +29,10 @@ if mode == '' then
   else
     mode = 'conts'
     for id in string.gmatch(redis.call('HGET', bkey, 'conts') or '', '%S+') do
-      ids[#ids + 1] = id
+      local was = redis.call('HMGET', job_key(id), 'status', 'started_at')
+      if (was[1] == 'Queued' or was[1] == 'Scheduled') and not was[2] then
+        ids[#ids + 1] = id
+      end
     end
   end
 end
