@@ -248,14 +248,18 @@ class Scripts:
         inbox: str,
         started: Sequence[str],
         queues: Sequence[str],
+        *,
+        resend: bool = False,
     ) -> tuple[list[Reply], int]:
         """Per claimed job its id and hash as JSON (``job_text``); the same claims again
         when a call with this ``token_base`` already ran (its reply was lost). First ends
         the offer of ``inbox`` ('' for none), of whose jobs ``started`` were started. And,
         when ``queues`` ran dry, the ms until the earliest Scheduled job is due (-1: none),
-        else -2."""
+        else -2. ``resend``: the base is that of a call that went unanswered; when that
+        call has not run, it will claim nothing if Redis carries it out later."""
         args: list[str | int] = [limit, lease_ms, token_base, _PROMOTE_BATCH]
-        args += [limit + _SKIP_BUDGET, inbox, queues_arg(queues), *started]
+        args += [limit + _SKIP_BUDGET, inbox, queues_arg(queues), "1" if resend else ""]
+        args += started
         claimed, due_ms = await self._call("claim", args)
         return claimed, due_ms
 

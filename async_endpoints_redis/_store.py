@@ -211,8 +211,11 @@ class RedisJobStore(
         self._completions: Batcher[tuple[Claim, str], int | ResultRefusedError] = Batcher(
             self._complete_many
         )
-        self._unanswered_claim: str | None = None
-        self._unanswered_ending = ""  # the offers that claim meant to end (`_ending`)
+        #: The token bases of the claim calls that went unanswered (each may have run, or
+        #: may yet, from a stalled server's backlog), with the offers each meant to end
+        #: (`_ending`): each is sent again, by the next claims or `_undo_unanswered`, so
+        #: that what it took is handed back or undone rather than left to its lease.
+        self._unanswered: list[tuple[str, str]] = []
         self._submissions: Batcher[Submission, int | Reply] = Batcher(self._enqueue_many)
         self._claim_generation = 0
         # (ms until the earliest Scheduled job is due or -1, when, queues) from the last
@@ -383,19 +386,25 @@ class RedisJobStore(
             return []
         # A call that went unanswered may have run: the next one resends its token base, so
         # the script hands back what it claimed rather than leaving it stranded.
-        token_base = self._unanswered_claim or self._token_mark + secrets.token_hex(16)
-        self._unanswered_claim = None
+        resend = bool(self._unanswered)
+        if resend:
+            token_base, _ = self._unanswered.pop(0)
+        else:
+            token_base = self._token_mark + secrets.token_hex(16)
         self._end_offer()  # the script ends it in Redis too, re-queueing unstarted jobs
         started = list(self._started)  # told until a call carrying them is answered
         inbox = self._ending()
         try:
             reply, due_ms = await self._run(
-                "claim", lambda s: s.claim(limit, _ms(lease), token_base, inbox, started, queues)
+                "claim",
+                lambda s: s.claim(
+                    limit, _ms(lease), token_base, inbox, started, queues, resend=resend
+                ),
             )
         except BaseException as exc:
             # Whatever went wrong, the script may have run; its offer may still stand.
             if isinstance(exc, StoreUnavailableError | asyncio.CancelledError):
-                self._unanswered_claim, self._unanswered_ending = token_base, inbox
+                self._unanswered.append((token_base, inbox))
             raise
         self._told(started)
         if due_ms != -2:  # the queues ran dry: a busy wait need not ask for the due time
@@ -410,23 +419,27 @@ class RedisJobStore(
         return live
 
     async def _undo_unanswered(self) -> None:
-        """Undo what the last unanswered claim took, if it ran (a sharded store gave up
-        on it: it may have run, or may yet, and its caller may never claim here again,
-        busy or stopping): its token base sent again with no room is handed what it took
-        (the claim memo), and each goes back to the head of its queue (`_unclaim`). The
-        resend ends only the offers the first send meant to end. When the resend is not
-        answered either, the next claim sends the token base again."""
-        base, self._unanswered_claim = self._unanswered_claim, None
-        if base is None:
-            return
-        ending, started = self._unanswered_ending, list(self._started)
+        """Undo what the unanswered claims took, if they ran (a sharded store gave up on
+        them: each may have run, or may yet, and its caller may never claim here again,
+        busy or stopping): each token base sent again with no room is handed what its
+        call took (the claim memo), and each job goes back to the head of its queue
+        (`_unclaim`); a first send that Redis carries out after its resend claims nothing
+        (the resend spends its base). A resend ends only the offers its first send meant
+        to end. When a resend is not answered either, its base is kept: the next claim,
+        or the next undo, sends it again."""
+        while self._unanswered:  # the last first: each to the head, so the first ends first
+            await self._undo_one(*self._unanswered.pop())
+
+    async def _undo_one(self, base: str, ending: str) -> None:
+        """`_undo_unanswered` of one token base (kept when its resend fails)."""
+        started = list(self._started)
         try:
             reply, _ = await self._run(
-                "claim", lambda s: s.claim(0, _ms(_UNDO_LEASE), base, ending, started, ())
+                "claim",
+                lambda s: s.claim(0, _ms(_UNDO_LEASE), base, ending, started, (), resend=True),
             )
         except BaseException:
-            if self._unanswered_claim is None:
-                self._unanswered_claim, self._unanswered_ending = base, ending
+            self._unanswered.append((base, ending))
             raise
         self._told(started)
         claims = []

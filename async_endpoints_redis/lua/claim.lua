@@ -12,13 +12,17 @@
 --          first (see end_offer in _offers.lua), so the jobs handed to it but not started
 --          are claimed again from the head of the queue
 -- ARGV[7]  the queues, highest priority first, as a JSON array
--- ARGV[8], ...  tokens of the offer's jobs the claimer started
+-- ARGV[8]  '1' when the token base is that of a call that went unanswered (a resend)
+-- ARGV[9], ...  tokens of the offer's jobs the claimer started
 --
 -- {p}:claim:<base> (the memo, a LIST of the ids this call claimed) makes a call safe to
 -- resend: when its reply was lost (redis-py resends once, and the store reuses the token
 -- base of a call that went unanswered), the memo holds what the first send claimed, and
 -- those claims are returned again instead of claiming more jobs and stranding the first
--- ones until their lease runs out.
+-- ones until their lease runs out. A resend that finds no memo and claims nothing leaves
+-- one all the same (an empty id): its first send may still be carried out (a frozen
+-- server runs its backlog when it resumes, in any order across connections), and must
+-- then claim nothing, since nobody will send that base again.
 --
 -- Returns: {the claimed jobs, each as its id followed by its hash as a JSON array (see
 -- job_text in _lib.lua); when the given queues ran dry, the ms until the earliest
@@ -31,7 +35,7 @@
 
 local clock = clock_ms()
 local now = now_ms()
-local back = end_offer(ARGV[6], tail(ARGV, 8), now)
+local back = end_offer(ARGV[6], tail(ARGV, 9), now)
 flush_pending()
 local memo = K.claims .. ARGV[3]
 
@@ -118,6 +122,9 @@ for n = 1, tonumber(ARGV[5]) do
 end
 if #ids > 0 then
   write_all('RPUSH', memo, ids)
+  redis.call('PEXPIRE', memo, tonumber(ARGV[2]))
+elseif ARGV[8] == '1' then
+  redis.call('RPUSH', memo, '')  -- the base is spent (see the memo above)
   redis.call('PEXPIRE', memo, tonumber(ARGV[2]))
 end
 flush_pending()

@@ -13,8 +13,9 @@ import pytest
 from redis.asyncio import Redis
 
 from async_endpoints._errors import StoreUnavailableError
-from async_endpoints._job import JobError, JobStatus, NewJob
+from async_endpoints._job import DEFAULT_QUEUE, JobError, JobStatus, NewJob
 from async_endpoints_redis import RedisJobStore
+from async_endpoints_redis._codec import job_from_text
 from tests.redis.support import eventually
 from tests.redis_servers import RedisServer, start_server
 
@@ -441,12 +442,56 @@ async def test_a_claim_resent_after_its_reply_was_lost_returns_the_same_claims(
 ) -> None:
     """The resend of a claim call that ran hands back its jobs instead of stranding them."""
     ids = [(await store.enqueue(new_job())).id for _ in range(3)]
-    store._unanswered_claim = "lost-reply"  # as after a call that failed unanswered
+    store._unanswered.append(("lost-reply", ""))  # as after a call that failed unanswered
     first = await store.claim(2, lease=30)
-    store._unanswered_claim = "lost-reply"  # its reply was lost too: the next call resends
+    store._unanswered.append(("lost-reply", ""))  # its reply was lost too: the next resends
     again = await store.claim(2, lease=30)
     assert [c.job.id for c in first] == ids[:2]
     assert [(c.job.id, c.token) for c in again] == [(c.job.id, c.token) for c in first]
     (third,) = await store.claim(5, lease=30)
     assert third.job.id == ids[2]
     assert None not in [await store.complete(c, None) for c in first]
+
+
+async def late_first_send(store: RedisJobStore, base: str, limit: int) -> list[uuid.UUID]:
+    """A claim call with token ``base`` carried out now, as Redis carries out one its
+    caller gave up on (from a stalled server's backlog): the ids it took."""
+    reply, _ = await store._run(
+        "claim", lambda s: s.claim(limit, 30_000, base, "", [], (DEFAULT_QUEUE,))
+    )
+    return [job_from_text(message)[0].id for message in reply]  # type: ignore[union-attr]
+
+
+async def test_a_first_send_carried_out_after_its_resend_claims_nothing(
+    store: RedisJobStore,
+) -> None:
+    """The resend of an unanswered claim (an undo, room for none) reaches Redis before its
+    first send, which Redis carries out later (a frozen server's backlog runs in any order
+    across connections): the first send then claims nothing, so no job is left claimed
+    by a call nobody will send again, waiting for its lease and charged an attempt."""
+    ids = [(await store.enqueue(new_job())).id for _ in range(2)]
+    store._unanswered.append(("late-base", ""))
+    await store._undo_unanswered()  # found nothing to undo: the first send has not run
+    assert await late_first_send(store, "late-base", 2) == []
+    claims = await store.claim(5, lease=30)
+    assert [claim.job.id for claim in claims] == ids
+    assert all(claim.job.retry_count == 0 for claim in claims)
+
+
+async def test_every_unanswered_claim_is_undone_not_only_the_last(
+    store: RedisJobStore,
+) -> None:
+    """Two claim calls went unanswered (a frozen shard visited twice) and both ran: the
+    undo hands back what each took, every job Queued again at the head of its queue,
+    never started, no attempt counted."""
+    ids = [(await store.enqueue(new_job())).id for _ in range(4)]
+    assert await late_first_send(store, "first-base", 2) == ids[:2]
+    assert await late_first_send(store, "second-base", 2) == ids[2:]
+    store._unanswered += [("first-base", ""), ("second-base", "")]
+    await store._undo_unanswered()
+    for job_id in ids:
+        job = await store.get(job_id)
+        assert job is not None and job.status is JobStatus.QUEUED
+        assert job.retry_count == 0 and job.started_at is None
+    claims = await store.claim(5, lease=30)
+    assert [claim.job.id for claim in claims] == ids

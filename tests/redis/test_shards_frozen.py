@@ -232,7 +232,7 @@ async def test_a_claim_resent_after_its_reply_was_lost_is_handed_no_more_than_it
     shard = store._shards[FROZEN]  # type: ignore[attr-defined]
     lost = await shard.claim(4, lease=LEASE)
     assert {claim.job.id for claim in lost} == made
-    shard._unanswered_claim = lost[0].token.rpartition(".")[0]  # as a timeout leaves it
+    shard._unanswered.append((lost[0].token.rpartition(".")[0], ""))  # as a timeout leaves it
     await claim_each_once(store, made, room=1)
 
 
