@@ -32,9 +32,9 @@ class JobNotice:
         job: For a status notice, the job as it is after the change (a notice may repeat
             the status already told, after a reconnection, say); None for progress.
         progress: For a progress notice, the value reported.
-        gone: True for the notice that the store no longer has the job (its data was
-            lost: a Redis server restarted without persistence, or flushed): nothing
-            more will come for it. ``job`` is None.
+        gone: True for the notice that the store does not have the job (its data was
+            lost: a Redis server restarted without persistence, or flushed): told once.
+            ``job`` is None.
     """
 
     job_id: uuid.UUID

@@ -312,10 +312,11 @@ class EventStore(Protocol):
         Live when this returns: a change made afterwards is always told, so a caller that
         watches first and then reads the job misses nothing. A status notice may repeat
         the status already told (after the store's subscription was down, each watched
-        job is read again and told as it is). Unknown jobs may be watched (nothing comes).
-        A store that finds a watched job gone (its data lost: a Redis server restarted
-        without persistence, or flushed) may tell it once (`JobNotice.gone`), so that
-        streams waiting for its end stop waiting; nothing comes after.
+        job is read again and told as it is). Unknown jobs may be watched. A store that
+        finds a watched job not stored (its data lost: a Redis server restarted without
+        persistence, or flushed; or never stored) may tell it once (`JobNotice.gone`), so
+        that streams waiting for its end stop waiting; then nothing more, unless the job
+        is found again (stored after all: its status is told).
         """
         ...
 

@@ -68,6 +68,7 @@ class WatchedJobs:
         self._read = read
         self._watch = watch
         self._reads: set[asyncio.Task[None]] = set()
+        self._told_gone: set[uuid.UUID] = set()  # told once; told again if found after
         self._renewal: asyncio.Task[None] | None = None
         self._emptied: asyncio.Event | None = None
 
@@ -98,7 +99,9 @@ class WatchedJobs:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(RENEW_EVERY):
                         await self._emptied.wait()
-                ids = [str(job_id) for job_id in self.watchers.ids()]
+                watched = list(self.watchers.ids())
+                self._told_gone.intersection_update(watched)
+                ids = [str(job_id) for job_id in watched]
                 for first in range(0, len(ids), _RENEW_BATCH):
                     try:
                         missing = await self._watch(ids[first : first + _RENEW_BATCH])
@@ -173,8 +176,10 @@ class WatchedJobs:
             )
             return
         if job is not None:
+            self._told_gone.discard(job_id)
             self.watchers.status(job)
-        else:
+        elif job_id in self.watchers and job_id not in self._told_gone:
+            self._told_gone.add(job_id)
             self.watchers.gone(job_id)
 
 
@@ -183,6 +188,11 @@ class RedisEvents(StoreBase):
     `async_endpoints.EventStore`."""
 
     _watched_jobs: WatchedJobs | None = None
+    #: How a watched job is read again (a reconnection, a renewal that found it missing):
+    #: the store's own `get`, or a sharded store's (set by it on each shard it watches
+    #: through), so that a job this shard does not hold is looked for everywhere before
+    #: it is told gone.
+    _job_lookup: Callable[[uuid.UUID], Awaitable[Job | None]] | None = None
 
     if TYPE_CHECKING:
 
@@ -201,7 +211,7 @@ class RedisEvents(StoreBase):
         `EventStore.watch_job`."""
         watched = self._watched_jobs
         if watched is None:
-            watched = self._watched_jobs = WatchedJobs(self.get, self._watch)
+            watched = self._watched_jobs = WatchedJobs(self._job_lookup or self.get, self._watch)
             self._notifications.job_events = watched
         return await watched.add(job_id, listener)
 

@@ -100,7 +100,9 @@ class ShardFeatures(ShardReads, ShardBatches, ShardLookup):
         return False if shard is None else await shard.set_progress(claim, progress)
 
     async def watch_job(self, job_id: uuid.UUID, listener: JobListener) -> Callable[[], None]:
-        """As `RedisJobStore.watch_job`, on the job's shard (whose channel tells it)."""
+        """As `RedisJobStore.watch_job`, on the job's shard (whose channel tells it); a job
+        that shard is found not to hold is read again through this store (`get`) before
+        it is told gone."""
         return await (await self._located(job_id)).watch_job(job_id, listener)
 
     async def follow_up_of(self, job_id: uuid.UUID) -> NewJob | None:

@@ -213,6 +213,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         shard._token_mark = f"s{index}-"
         shard._connection.warned = self._warned  # a server's warning given once
         shard._cancel_listeners = self._cancel_listeners  # one list: every shard tells it
+        shard._job_lookup = self.get  # a watched job missing there is looked for everywhere
         # One queue per turn for every shard's calls of a kind (see `_batch.Turn`).
         shard._completions = Batcher(shard._complete_many, turn=self._completion_turn)
         shard._submissions = Batcher(shard._enqueue_many, turn=self._submission_turn)
@@ -444,12 +445,17 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         is passed over too (logged): its recovered jobs are returned whatever it does.
         """
         failures: list[JobStoreError] = []
-        recovered, reached = await self._recover_first(failures)
+        tried = {id(shard) for shard in await self._ready_shards()}
+        recovered, reached = await self._recover_first(failures, set())
         try:
             with _mapped("recover"):
                 await self._layout_upkeep()
         except JobStoreError as exc:
             failures.append(exc)
+        # The upkeep may have served another layout's shards (or retired some): those are
+        # recovered now too, and every shard is known by its place after it.
+        more, reached = await self._recover_served(failures, tried, reached)
+        recovered += more
         for index, shard, behind in reached:  # then the backlogs and the pointers
             try:
                 if behind:
@@ -468,20 +474,39 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
             logger.warning("recovery passed over a shard: %s", failure)
         return recovered
 
-    async def _recover_first(
-        self, failures: list[JobStoreError]
+    async def _recover_served(
+        self,
+        failures: list[JobStoreError],
+        tried: set[int],
+        reached: list[tuple[int, RedisJobStore, bool]],
     ) -> tuple[list[uuid.UUID], list[tuple[int, RedisJobStore, bool]]]:
-        """Every shard's first batch of expired claims, at once: a shard slow to answer (a
-        frozen master) holds up none of the others' (nor does the upkeep after it, which
-        reads every shard). The recovered ids, and (index, shard, whether more may wait)
-        for each shard that answered; the others' errors are added to ``failures``."""
-        shards = list(await self._ready_shards())
+        """After the layouts' upkeep: the first batch of the shards it served (those whose
+        ``id()`` is not in ``tried``), and ``reached`` (shards that answered before) with
+        each shard's place now, those it retired left out."""
+        at = {id(shard): index for index, shard in enumerate(await self._ready_shards())}
+        recovered, served = await self._recover_first(failures, tried)
+        kept = [(at[id(shard)], shard, more) for _, shard, more in reached if id(shard) in at]
+        return recovered, kept + served
+
+    async def _recover_first(
+        self, failures: list[JobStoreError], done: set[int]
+    ) -> tuple[list[uuid.UUID], list[tuple[int, RedisJobStore, bool]]]:
+        """Every shard's first batch of expired claims (but those of the shards whose
+        ``id()`` is in ``done``), at once: a shard slow to answer (a frozen master) holds
+        up none of the others' (nor does the upkeep after it, which reads every shard).
+        The recovered ids, and (index, shard, whether more may wait) for each shard that
+        answered; the others' errors are added to ``failures``."""
+        places = [
+            (index, shard)
+            for index, shard in enumerate(await self._ready_shards())
+            if id(shard) not in done
+        ]
         firsts = await asyncio.gather(
-            *(shard._recover(1) for shard in shards), return_exceptions=True
+            *(shard._recover(1) for _, shard in places), return_exceptions=True
         )
         recovered: list[uuid.UUID] = []
         reached: list[tuple[int, RedisJobStore, bool]] = []
-        for index, (shard, first) in enumerate(zip(shards, firsts, strict=True)):
+        for (index, shard), first in zip(places, firsts, strict=True):
             if isinstance(first, JobStoreError):
                 failures.append(first)
             elif isinstance(first, BaseException):

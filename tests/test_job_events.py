@@ -322,13 +322,15 @@ async def test_a_stream_outlives_a_lost_subscription(own_redis_server: Any, pref
 
 
 async def test_a_stream_ends_when_redis_restarts_without_its_jobs_data(
-    own_redis_server: Any, prefix: str
+    own_redis_server: Any, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A job whose data a Redis restart without persistence lost will never be told ending:
     once the subscription is back the job is read again, found gone, and its stream ends
-    (with no terminal event); the job then answers 404, as a reopened stream does."""
-    from async_endpoints_redis import RedisJobStore
+    (with no terminal event); the job then answers 404, as a reopened stream does. (The
+    watches' renewal, which would find it too, is put off past the test.)"""
+    from async_endpoints_redis import RedisJobStore, _events
 
+    monkeypatch.setattr(_events, "RENEW_EVERY", 3600.0)
     server = own_redis_server
     async with serving(RedisJobStore(server.url, prefix=prefix), run_workers=False) as app:
         job_id = await submit(app.http)
@@ -373,6 +375,31 @@ async def test_a_stream_ends_when_its_jobs_data_is_deleted_under_it(
         assert statuses(events) == ["Queued"]
         assert not kept.done(), "the stream of a job still stored goes on"
         kept.cancel()
+
+
+async def test_a_watched_job_found_missing_is_told_gone_once(
+    redis_server: Any, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each renewal of the watches finds the job missing again: its watchers are told it
+    is gone once, not at every renewal."""
+    from async_endpoints import JobNotice
+    from async_endpoints_redis import RedisJobStore, _events
+
+    monkeypatch.setattr(_events, "RENEW_EVERY", 0.1)
+    store = RedisJobStore(redis_server.url, prefix=prefix)
+    await store.start()
+    told: list[JobNotice] = []
+    try:
+        stop = await store.watch_job(uuid.uuid4(), told.append)
+        for _ in range(200):  # a renewal every 0.1 s: several within the wait
+            if told:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.6)
+        stop()
+    finally:
+        await store.aclose()
+    assert [notice.gone for notice in told] == [True]
 
 
 def test_the_openapi_document_shows_the_event_stream() -> None:
