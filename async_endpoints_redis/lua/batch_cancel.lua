@@ -1,8 +1,10 @@
 -- batch_cancel: one step of cancelling a batch. The first step (ARGV[2] '') of a Running
 -- batch marks it Canceled (finished_at now) and stores its continuations Canceled; then
 -- each step cancels up to ARGV[4] of its jobs, from ARGV[3] on in its job list, as
--- cancel.lua does (a running one is announced on the cancel channel). Of a batch that
--- is not Running only the continuations not yet run are cancelled (one step): Queued or
+-- cancel.lua does (a running one is announced on the cancel channel). A batch already
+-- Canceled has its jobs walked again (a cancel_batch cut short between its steps, then
+-- called again, cancels the rest; the jobs already ended are left as they are). Of a
+-- Finished batch only the continuations not yet run are cancelled (one step): Queued or
 -- Scheduled and never started (one running, or waiting for a retry, is left to go on).
 --
 -- ARGV[1]  batch id    ARGV[2]  '' (first step), or 'jobs' as the first step answered
@@ -26,6 +28,8 @@ if mode == '' then
     mode = 'jobs'
     redis.call('HSET', bkey, 'status', 'Canceled', 'finished_at', ms(now))
     BATCH.continue(bkey, batch_id, now, clock, true)
+  elseif status == 'Canceled' then
+    mode = 'jobs'
   else
     mode = 'conts'
     for id in string.gmatch(redis.call('HGET', bkey, 'conts') or '', '%S+') do

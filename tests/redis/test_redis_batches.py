@@ -150,6 +150,25 @@ async def test_a_large_batch_is_cancelled_in_steps(
     assert await store.claim(10, lease=30) == []
 
 
+async def test_a_batch_cancel_cut_short_between_its_steps_is_finished_by_the_next(
+    store: RedisJobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancel_batch whose first step ran (the batch marked Canceled, 3 of its 10 jobs
+    cancelled) but not the others (its process died, Redis went away): calling it again
+    cancels the rest; a job that completed meanwhile stays Completed."""
+    monkeypatch.setattr(_batches, "CANCEL_STEP", 3)
+    spec = new_batch(10)
+    await store.create_batch(spec)
+    first_step = await store._script("cancel_batch", "batch_cancel", [str(spec.id), "", 0, 3])
+    assert int(first_step[0]) == 3, "more steps were to come"
+    (running,) = await store.claim(1, lease=30)
+    assert await store.complete(running, None) is not None
+    again = await store.cancel_batch(spec.id)
+    assert again is not None and again.status is BatchStatus.CANCELED
+    assert (again.completed, again.canceled, again.unfinished) == (1, 9, 0)
+    assert await store.claim(10, lease=30) == []
+
+
 async def test_batches_on_a_redis_cluster(redis_cluster: Any, prefix: str) -> None:
     """On a 3-master cluster every batch script stays in the store's slot: create, append,
     the continuation stored by the last completion, listing, a batch's job listing and
