@@ -76,6 +76,9 @@ class WatchedJobs:
         """Watch the job for ``listener``, live in Redis when this returns; returns the
         function that stops it."""
         unwatch = self.watchers.add(job_id, listener)
+        self._told_gone.discard(job_id)  # a new listener is told too
+        if self._emptied is not None:
+            self._emptied.clear()  # watched again before the renewal loop saw it empty
         try:
             await self._watch([str(job_id)])
         except BaseException:

@@ -404,7 +404,8 @@ class RedisJobStore(
         except BaseException as exc:
             # Whatever went wrong, the script may have run; its offer may still stand.
             if isinstance(exc, StoreUnavailableError | asyncio.CancelledError):
-                self._unanswered.append((token_base, inbox))
+                # Kept in order: a resend taken from the front goes back there.
+                self._unanswered.insert(0 if resend else len(self._unanswered), (token_base, inbox))
             raise
         self._told(started)
         if due_ms != -2:  # the queues ran dry: a busy wait need not ask for the due time
@@ -432,7 +433,9 @@ class RedisJobStore(
 
     async def _undo_one(self, base: str, ending: str) -> None:
         """`_undo_unanswered` of one token base (kept when its resend fails)."""
-        started = list(self._started)
+        # The started tokens go only with the offer now standing: a resend ending an older
+        # one would not apply them, and they must not be dropped as told (`_told`).
+        started = list(self._started) if ending == self._ending() else []
         try:
             reply, _ = await self._run(
                 "claim",
@@ -447,8 +450,12 @@ class RedisJobStore(
             job, fields = job_from_text(message)
             if job is not None:
                 claims.append(Claim(job, fields["token"], from_ms(fields.get("due_at"))))
-        for claim in reversed(claims):  # to the head of the queue in their order
-            await self._unclaim(claim)
+        try:
+            for claim in reversed(claims):  # to the head of the queue in their order
+                await self._unclaim(claim)
+        except BaseException:  # the rest are handed back by the next resend (the memo)
+            self._unanswered.append((base, ending))
+            raise
 
     async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[str]:
         """Extend the leases of ``claims`` (one round trip); return the tokens of the

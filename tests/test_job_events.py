@@ -402,6 +402,39 @@ async def test_a_watched_job_found_missing_is_told_gone_once(
     assert [notice.gone for notice in told] == [True]
 
 
+async def test_a_job_watched_again_as_the_last_watch_stops_does_not_spin_the_renewals(
+    redis_server: Any, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last watch stopped and another added before the renewal loop ran: the loop
+    goes on waiting its interval, not renewing at every turn of the event loop."""
+    from async_endpoints_redis import RedisJobStore, _events
+
+    monkeypatch.setattr(_events, "RENEW_EVERY", 3600.0)
+    store = RedisJobStore(redis_server.url, prefix=prefix)
+    await store.start()
+    try:
+        stop = await store.watch_job(uuid.uuid4(), lambda notice: None)
+        watched = store._watched_jobs
+        assert watched is not None
+        renewals = 0
+        watch = watched._watch
+
+        async def counted(ids: list[str]) -> list[str]:
+            nonlocal renewals
+            renewals += 1
+            return await watch(ids)
+
+        watched._watch = counted  # type: ignore[method-assign]
+        stop()
+        stop_again = await store.watch_job(uuid.uuid4(), lambda notice: None)
+        renewals = 0  # the add's own call
+        await asyncio.sleep(0.3)
+        stop_again()
+    finally:
+        await store.aclose()
+    assert renewals <= 1
+
+
 def test_the_openapi_document_shows_the_event_stream() -> None:
     app, _ = make_app(InMemoryJobStore(), Script())
     operation = app.openapi()["paths"]["/jobs/{job_id}/events"]["get"]

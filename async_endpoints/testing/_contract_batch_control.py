@@ -146,6 +146,19 @@ class BatchControlContract:
         assert (await read(kit.store, waiting.id)).status is JobStatus.CANCELED
         assert await kit.store.claim(10, lease=kit.lease) == []
 
+    async def test_cancel_batch_again_leaves_the_jobs_requeued_since(self, kit: StoreKit) -> None:
+        """A cancelled batch's jobs requeued afterwards (``requeue``) are not cancelled by
+        a second cancel_batch: only its continuations not yet run would be."""
+        store = batches(kit)
+        spec = new_batch(1, 1)
+        await store.create_batch(spec)
+        await store.cancel_batch(spec.id)
+        (member,) = spec.jobs
+        requeued = await control(kit).requeue(member.id)
+        assert requeued is not None and requeued.status is JobStatus.QUEUED
+        await store.cancel_batch(spec.id)
+        assert (await read(kit.store, member.id)).status is JobStatus.QUEUED
+
     async def test_cancel_batch_of_an_unknown_batch_is_none(self, kit: StoreKit) -> None:
         """No such batch: None."""
         assert await batches(kit).cancel_batch(uuid.uuid4()) is None

@@ -1,11 +1,11 @@
 -- batch_cancel: one step of cancelling a batch. The first step (ARGV[2] '') of a Running
 -- batch marks it Canceled (finished_at now) and stores its continuations Canceled; then
 -- each step cancels up to ARGV[4] of its jobs, from ARGV[3] on in its job list, as
--- cancel.lua does (a running one is announced on the cancel channel). A batch already
--- Canceled has its jobs walked again (a cancel_batch cut short between its steps, then
--- called again, cancels the rest; the jobs already ended are left as they are). Of a
--- Finished batch only the continuations not yet run are cancelled (one step): Queued or
--- Scheduled and never started (one running, or waiting for a retry, is left to go on).
+-- cancel.lua does (a running one is announced on the cancel channel); while steps remain,
+-- the batch's field 'walk' says where the next starts, so that a cancel_batch cut short
+-- between its steps and called again goes on from there. Of a batch that is not Running
+-- (and not in such a walk) only the continuations not yet run are cancelled (one step):
+-- Queued or Scheduled and never started (one running, or waiting for a retry, goes on).
 --
 -- ARGV[1]  batch id    ARGV[2]  '' (first step), or 'jobs' as the first step answered
 -- ARGV[3]  where in the job list this step starts    ARGV[4]  the most jobs per step
@@ -28,8 +28,9 @@ if mode == '' then
     mode = 'jobs'
     redis.call('HSET', bkey, 'status', 'Canceled', 'finished_at', ms(now))
     BATCH.continue(bkey, batch_id, now, clock, true)
-  elseif status == 'Canceled' then
+  elseif status == 'Canceled' and redis.call('HEXISTS', bkey, 'walk') == 1 then
     mode = 'jobs'
+    ARGV[3] = redis.call('HGET', bkey, 'walk')
   else
     mode = 'conts'
     for id in string.gmatch(redis.call('HGET', bkey, 'conts') or '', '%S+') do
@@ -46,6 +47,9 @@ if mode == 'jobs' then
   ids = redis.call('LRANGE', bkey .. ':jobs', start, start + limit - 1)
   if #ids == limit then
     next_start = start + limit
+    redis.call('HSET', bkey, 'walk', next_start)
+  else
+    redis.call('HDEL', bkey, 'walk')
   end
 end
 for _, id in ipairs(ids) do
