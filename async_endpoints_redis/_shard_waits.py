@@ -83,8 +83,10 @@ class ShardWaits(ShardBase):
         claims, failure, late = await self._claim_round(shards, limit, lease, queues, False)
         if claims is None and late:
             claims, failure, _ = await self._claim_round(shards, limit, lease, queues, True)
-        else:
-            for shard in late:  # what their calls took, if they ran, goes back now
+        # What their calls took, if they ran, goes back now (after a patient round, what
+        # the calls it did not send again took: it resends one per shard).
+        for shard in late:
+            if shard._unanswered:  # (an undo with nothing to send would teach its wait)
                 self._late.undo_soon(shard)
         if claims is not None:
             return claims
