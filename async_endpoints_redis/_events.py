@@ -76,7 +76,6 @@ class WatchedJobs:
         """Watch the job for ``listener``, live in Redis when this returns; returns the
         function that stops it."""
         unwatch = self.watchers.add(job_id, listener)
-        self._told_gone.discard(job_id)  # a new listener is told too
         if self._emptied is not None:
             self._emptied.clear()  # watched again before the renewal loop saw it empty
         try:

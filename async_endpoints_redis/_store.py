@@ -433,9 +433,11 @@ class RedisJobStore(
 
     async def _undo_one(self, base: str, ending: str) -> None:
         """`_undo_unanswered` of one token base (kept when its resend fails)."""
-        # The started tokens go only with the offer now standing: a resend ending an older
-        # one would not apply them, and they must not be dropped as told (`_told`).
-        started = list(self._started) if ending == self._ending() else []
+        # The started tokens go with it (the offer it ends may be the one that handed
+        # them), but count as told only when it carries the number of the newest offer
+        # sent: one ending an older offer would not apply those of a newer one.
+        started = list(self._started)
+        current = ending == self._ending()
         try:
             reply, _ = await self._run(
                 "claim",
@@ -444,7 +446,8 @@ class RedisJobStore(
         except BaseException:
             self._unanswered.append((base, ending))
             raise
-        self._told(started)
+        if current:
+            self._told(started)
         claims = []
         for message in reply:
             job, fields = job_from_text(message)

@@ -457,3 +457,23 @@ async def test_claim_tokens_carry_128_random_bits_whether_claimed_or_handed_over
     parts = [random_part(token) for token in tokens]
     assert all(len(part) == 32 and int(part, 16) >= 0 for part in parts), tokens
     assert len(set(parts)) == 3
+
+
+async def test_an_undo_of_a_claim_sent_before_the_last_offer_puts_no_started_job_back(
+    make_store: StoreFactory, raw_redis: Redis, prefix: str
+) -> None:
+    """An unanswered claim's resend (an undo) carries the number of an offer older than
+    the newest sent (that one never reached Redis): it ends the standing offer that handed
+    a job the worker started, and must carry that job's token, so the job stays the
+    worker's (InProgress, its completion recorded), not put back in the queue."""
+    worker, api = await make_store(), await make_store()
+    waiting = await offering(worker, raw_redis, prefix, take=1)
+    first = await api.enqueue(new_job())
+    async with asyncio.timeout(2):
+        [started] = await waiting
+    assert worker._started == [started.token]
+    worker._unanswered.append(("deadbeef" * 4, worker._ending()))  # sent, never reached Redis
+    worker._offers_sent += 1  # and an offer sent since, lost on its way
+    await worker._undo_unanswered()
+    assert await raw_status(raw_redis, prefix, first.id) == "InProgress"
+    assert await worker.complete(started, "kept") is not None
