@@ -315,3 +315,35 @@ async def test_a_chosen_id_placed_elsewhere_the_second_time_is_refused_as_taken(
         with pytest.raises(DuplicateJobError):
             await store.enqueue_once(two, by_request_id(job_id, "fp-2", 60))
     assert await store.count_waiting() == 2
+
+
+async def test_a_watch_on_a_shard_without_the_job_looks_for_it_everywhere_before_gone(
+    make_store: StoreFactory, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A watch placed on the id's shard while the job lives in its partition key's (the
+    two decided apart, a moment before the job was stored): the renewal finds no job in
+    that shard, reads it through the whole store, finds it, and tells its status, not
+    that it is gone."""
+    from async_endpoints import JobNotice
+    from async_endpoints_redis import _events
+
+    monkeypatch.setattr(_events, "RENEW_EVERY", 0.1)
+    store = await make_store(shards=3)
+    layout = ShardLayout(prefix, 3)
+    job = new_job(partition_key="k0")
+    while layout.of_id(job.id) == layout.of_key("k0"):
+        job = new_job(partition_key="k0")
+    await store.enqueue(job)
+    told: list[JobNotice] = []
+    wrong_shard = store._shards[layout.of_id(job.id)]  # type: ignore[attr-defined]
+    stop = await wrong_shard.watch_job(job.id, told.append)
+    try:
+        await eventually(lambda: _told(told), timeout=5)
+    finally:
+        stop()
+    assert not any(notice.gone for notice in told)
+    assert told[0].job is not None and told[0].job.id == job.id
+
+
+async def _told(told: list[object]) -> bool:
+    return bool(told)
