@@ -33,7 +33,8 @@ import logging
 import math
 import random
 import uuid
-from collections.abc import Sequence
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from async_endpoints._errors import (
@@ -213,7 +214,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         shard._token_mark = f"s{index}-"
         shard._connection.warned = self._warned  # a server's warning given once
         shard._cancel_listeners = self._cancel_listeners  # one list: every shard tells it
-        shard._job_lookup = self.get  # a watched job missing there is looked for everywhere
+        shard._job_lookup = _lookup_through(self)  # a job missing there: looked for everywhere
         # One queue per turn for every shard's calls of a kind (see `_batch.Turn`).
         shard._completions = Batcher(shard._complete_many, turn=self._completion_turn)
         shard._submissions = Batcher(shard._enqueue_many, turn=self._submission_turn)
@@ -550,3 +551,17 @@ async def become_sharded(plain: RedisJobStore, arguments: dict[str, Any]) -> Non
     plain._made_with = original._made_with  # made anew, it reads the shard counts again
     plain._owns_client = original._connection._owns_client  # its pool is the store's own
     await plain.start()
+
+
+def _lookup_through(store: ShardedRedisJobStore) -> Callable[[uuid.UUID], Awaitable[Job | None]]:
+    """``store.get`` for its shards to read a watched job through, without a reference to
+    it (a shard holding the store would make a cycle: a store nobody closed would then be
+    collected, and its client reported unclosed, in whichever later code runs the
+    collector)."""
+    ref = weakref.ref(store)
+
+    async def lookup(job_id: uuid.UUID) -> Job | None:
+        found = ref()
+        return None if found is None else await found.get(job_id)
+
+    return lookup

@@ -30,10 +30,14 @@ async def entries(raw_redis: Redis, prefix: str, index: str) -> int:
 async def test_entries_of_jobs_gone_are_taken_out_and_the_page_holds_the_live_ones(
     store: RedisJobStore, raw_redis: Redis, prefix: str, status: JobStatus | None, index: str
 ) -> None:
-    made = [await store.enqueue(NewJob(uuid.uuid4(), "Job", 3)) for _ in range(8)]
+    for _ in range(8):
+        await store.enqueue(NewJob(uuid.uuid4(), "Job", 3))
     for claim in await store.claim(8, lease=30):
         await store.complete(claim, "done")
-    gone, kept = made[2:], made[:2]  # the newest six: listed first, newest first
+    # The six listed first (newest first; two stored or completed in one millisecond are
+    # listed by id, so the order is read, not assumed from the calls' order).
+    listed = (await store.list_jobs(status=status, limit=8)).jobs
+    gone, kept = listed[:6], listed[6:]
     for job in gone:
         await raw_redis.delete(f"{tag(prefix)}:job:{job.id}")
     assert await entries(raw_redis, prefix, index) == 8
