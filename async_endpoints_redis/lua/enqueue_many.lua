@@ -92,8 +92,12 @@ local function hand_over(key, id, fields, queue)
     -- NUMSUB counts the worker's own subscription on this node (pattern subscribers and
     -- other nodes' subscribers do not count), and nothing is published unless stored. A
     -- user not allowed PUBSUB gets no hand-over: its jobs are queued as usual.
+    -- Open by the clock as the wall clock says it would be (LEASE_FROM, see _lib.lua):
+    -- a submission carried out at the end of a stall carries an early reading, by which
+    -- an offer that expired in the stall (its worker may have given it up, and would
+    -- start nothing handed to it) still looks open.
     local listening = false
-    if base and slots > 0 and expires > clock then
+    if base and slots > 0 and expires > LEASE_FROM then
       local count = redis.pcall('PUBSUB', 'NUMSUB', channel)
       listening = type(count) == 'table' and tonumber(count[2]) ~= nil and tonumber(count[2]) > 0
     end

@@ -28,6 +28,7 @@ from async_endpoints import (
     JobStatus,
     StoreUnavailableError,
 )
+from async_endpoints._job import NewJob
 from async_endpoints_redis import RedisJobStore
 from tests.redis.support import eventually
 from tests.redis.test_redis_hand_over import offers_key
@@ -481,3 +482,33 @@ async def test_a_sharded_renewal_asked_while_the_last_is_held_up_in_a_stall_is_s
         assert not periodic.done()
         assert await worker_store.renew(claims, lease=lease) == set()
         assert await periodic == set()
+
+
+async def test_a_submission_carried_out_after_a_stall_hands_nothing_to_an_offer_that_expired_in_it(
+    own_redis_server: RedisServer, prefix: str
+) -> None:
+    """An offer (a listening inbox) due to expire 1 s into a 2.5 s stall; a submission sent
+    in the stall is carried out when it ends, with its sender's early reading, by which
+    the offer still looks open: it is not handed over (the offer's worker may have given
+    it up in the stall, and nobody would start the job: it would wait for its lease and
+    be charged an attempt), but queued, for any worker to claim."""
+    from tests.redis.test_redis_hand_over import plant_offer
+
+    api = RedisJobStore(own_redis_server.url, prefix=prefix, socket_timeout=REPLY_TIMEOUT)
+    await api.start()
+    tag = "{" + prefix + "}"
+    try:
+        async with Redis.from_url(own_redis_server.url, decode_responses=True) as admin:
+            listener = admin.pubsub()
+            await listener.subscribe(f"{tag}:inbox:gone-worker")
+            clock = await api._run("clock", lambda s: s.clock())
+            offer = f"gone-base 4 30000 {clock + 1000} " + '["default"]'
+            await plant_offer(admin, prefix, "gone-worker", offer)
+            async with Redis.from_url(own_redis_server.url) as pauser:
+                await pauser.execute_command("CLIENT", "PAUSE", PAUSE_MS, "ALL")
+            job = await api.enqueue(NewJob(uuid.uuid4(), "work", 0))
+            status = await admin.hget(f"{tag}:job:{job.id}", "status")
+            await listener.aclose()
+    finally:
+        await api.aclose()
+    assert status == "Queued"
