@@ -161,6 +161,17 @@ def _cancel_leftovers(
         logger.error("exiting with %d task(s) that ignore cancellation", stuck)
 
 
+def _port(text: str) -> int:
+    """A TCP port number, 0 (any free port) to 65535 (argparse's ``type``)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, not {port}")
+    return port
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The command-line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m async_endpoints")
@@ -174,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     worker.add_argument(
         "--metrics-port",
-        type=int,
+        type=_port,
         metavar="PORT",
         help="serve this worker's Prometheus metrics on PORT (needs the metrics extra)",
     )

@@ -176,6 +176,15 @@ def test_a_metrics_port_in_use_is_a_usage_error(tmp_path: Path) -> None:
     assert worker.returncode == 2 and "in use" in stderr.lower()
 
 
+@pytest.mark.parametrize("port", ["65536", "99999", "-1", "http"])
+def test_a_metrics_port_out_of_range_is_a_usage_error(tmp_path: Path, port: str) -> None:
+    """A port number outside 0-65535 (or no number): exit 2 naming it, no traceback."""
+    worker = start_worker(tmp_path, "tests.apps.cli_worker:endpoints", "--metrics-port", port)
+    _, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 2 and "--metrics-port" in stderr
+    assert "Traceback" not in stderr
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
