@@ -446,17 +446,18 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         is passed over too (logged): its recovered jobs are returned whatever it does.
         """
         failures: list[JobStoreError] = []
-        tried = {id(shard) for shard in await self._ready_shards()}
-        recovered, reached = await self._recover_first(failures, set())
+        known = len(await self._ready_shards())
+        recovered, reached = await self._recover_first(failures)
         try:
             with _mapped("recover"):
                 await self._layout_upkeep()
         except JobStoreError as exc:
             failures.append(exc)
-        # The upkeep may have served another layout's shards (or retired some): those are
-        # recovered now too, and every shard is known by its place after it.
-        more, reached = await self._recover_served(failures, tried, reached)
+        # The upkeep may have served another layout's shards (added after the others,
+        # which keep their places): theirs are recovered in this pass too.
+        more, served = await self._recover_first(failures, start=known)
         recovered += more
+        reached += served
         for index, shard, behind in reached:  # then the backlogs and the pointers
             try:
                 if behind:
@@ -475,33 +476,15 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
             logger.warning("recovery passed over a shard: %s", failure)
         return recovered
 
-    async def _recover_served(
-        self,
-        failures: list[JobStoreError],
-        tried: set[int],
-        reached: list[tuple[int, RedisJobStore, bool]],
-    ) -> tuple[list[uuid.UUID], list[tuple[int, RedisJobStore, bool]]]:
-        """After the layouts' upkeep: the first batch of the shards it served (those whose
-        ``id()`` is not in ``tried``), and ``reached`` (shards that answered before) with
-        each shard's place now, those it retired left out."""
-        at = {id(shard): index for index, shard in enumerate(await self._ready_shards())}
-        recovered, served = await self._recover_first(failures, tried)
-        kept = [(at[id(shard)], shard, more) for _, shard, more in reached if id(shard) in at]
-        return recovered, kept + served
-
     async def _recover_first(
-        self, failures: list[JobStoreError], done: set[int]
+        self, failures: list[JobStoreError], start: int = 0
     ) -> tuple[list[uuid.UUID], list[tuple[int, RedisJobStore, bool]]]:
-        """Every shard's first batch of expired claims (but those of the shards whose
-        ``id()`` is in ``done``), at once: a shard slow to answer (a frozen master) holds
-        up none of the others' (nor does the upkeep after it, which reads every shard).
-        The recovered ids, and (index, shard, whether more may wait) for each shard that
-        answered; the others' errors are added to ``failures``."""
-        places = [
-            (index, shard)
-            for index, shard in enumerate(await self._ready_shards())
-            if id(shard) not in done
-        ]
+        """The first batch of expired claims of every shard from the ``start``-th on, at
+        once: a shard slow to answer (a frozen master) holds up none of the others' (nor
+        does the upkeep after it, which reads every shard). The recovered ids, and (index,
+        shard, whether more may wait) for each shard that answered; the others' errors are
+        added to ``failures``."""
+        places = list(enumerate(await self._ready_shards()))[start:]
         firsts = await asyncio.gather(
             *(shard._recover(1) for _, shard in places), return_exceptions=True
         )
