@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from async_endpoints._errors import StoreUnavailableError
 from async_endpoints._job import DEFAULT_QUEUE, JobError, JobStatus, NewJob
+from async_endpoints._store import Claim
 from async_endpoints_redis import RedisJobStore
 from async_endpoints_redis._codec import job_from_text
 from tests.redis.support import eventually
@@ -495,3 +496,32 @@ async def test_every_unanswered_claim_is_undone_not_only_the_last(
         assert job.retry_count == 0 and job.started_at is None
     claims = await store.claim(5, lease=30)
     assert [claim.job.id for claim in claims] == ids
+
+
+async def test_an_undo_whose_unclaim_fails_keeps_its_base_for_the_next(
+    store: RedisJobStore,
+) -> None:
+    """An unanswered claim's undo is handed its jobs but fails to put them back (Redis
+    went away between the two calls): the base is kept, and the next undo hands them back
+    and puts every one at the head of its queue, uncounted."""
+    ids = [(await store.enqueue(new_job())).id for _ in range(2)]
+    assert await late_first_send(store, "undo-base", 2) == ids
+    store._unanswered.append(("undo-base", ""))
+    unclaim = store._unclaim
+    failed: list[Claim] = []
+
+    async def failing_once(claim: Claim) -> Any:
+        if not failed:
+            failed.append(claim)
+            raise StoreUnavailableError("down for the test")
+        return await unclaim(claim)
+
+    store._unclaim = failing_once  # type: ignore[method-assign]
+    with pytest.raises(StoreUnavailableError):
+        await store._undo_unanswered()
+    assert store._unanswered == [("undo-base", "")]
+    await store._undo_unanswered()
+    for job_id in ids:
+        job = await store.get(job_id)
+        assert job is not None and job.status is JobStatus.QUEUED and job.retry_count == 0
+    assert [claim.job.id for claim in await store.claim(5, lease=30)] == ids
