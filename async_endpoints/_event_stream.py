@@ -186,9 +186,7 @@ class EventStream:
         self.shown, self.progress = key, job.progress
         self.push(False, job if event is None else event)
         if key[0].is_terminal:
-            self._closing = True
-            if not self._busy:
-                self._end()
+            self._last_sent()
 
     def gone(self, notice: JobNotice) -> None:
         """The store no longer has the job (`JobNotice.gone`): the stream ends, with no
@@ -196,8 +194,11 @@ class EventStream:
         if self._held is not None:
             self._held.append(notice)
             return
-        if self._closing:
-            return
+        if not self._closing:
+            self._last_sent()
+
+    def _last_sent(self) -> None:
+        """Nothing more is sent: the stream ends once what is queued went out."""
         self._closing = True
         if not self._busy:
             self._end()
