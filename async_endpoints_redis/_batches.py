@@ -193,7 +193,9 @@ class RedisBatches(StoreBase):
             args = [mode, str(batch_id), nonce, len(chunks) - 1, limit, *head]
             for values in chunks[-1]:
                 args += values
-            answer: tuple[Any, list[Any]] = await self._script("create_batch", "batch_add", args)
+            answer: tuple[Any, list[Any]] = await self._run(
+                "create_batch", lambda s: s.call("batch_add", args, fenced=True)
+            )
         except Exception:
             if len(chunks) > 1:
                 await self._unstage(batch_id, nonce)

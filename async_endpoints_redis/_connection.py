@@ -32,6 +32,7 @@ from ._client import (
 )
 from ._elapsed import ElapsedClock
 from ._errors import RETRY_AFTER, mapped_errors
+from ._fence import give_up_at
 from ._health import inspect_server
 from ._keys import Keys
 from ._notify import Notifications
@@ -287,7 +288,11 @@ class Connection:
             try:
                 async with asyncio.timeout(self.deadline) as deadline, self._gate:
                     admitted = True
-                    result = await call(scripts)
+                    giving_up = give_up_at.set(deadline.when())
+                    try:
+                        result = await call(scripts)
+                    finally:
+                        give_up_at.reset(giving_up)
                     if task is not None and task.cancelling() > cancels:
                         # On Python 3.11, redis-py sends each command under asyncio.wait_for,
                         # which returns the result and drops a cancellation that arrives as

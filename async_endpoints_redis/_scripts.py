@@ -13,12 +13,14 @@ the text on NOSCRIPT (on that node only: see `_lua_script`), so a restarted or
 failed-over server that forgot the scripts is handled transparently.
 
 Every call also passes this process's reading of the elapsed-time clock (ARGV[1], see
-`_elapsed`) and the store's retention of terminal jobs in ms (ARGV[2]) ahead of the
-operation's own arguments, which ``_lib.lua`` takes off again.
+`_elapsed`), the store's retention of terminal jobs in ms (ARGV[2]) and, for a
+submission, the reading at which its caller gives up (ARGV[3], 0 for other calls: see
+`_fence`) ahead of the operation's own arguments, which ``_lib.lua`` takes off again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -33,6 +35,7 @@ from async_endpoints._store_features import Idempotency
 
 from ._codec import Reply, dump_json, encode_kept, encode_request, text
 from ._elapsed import ElapsedClock
+from ._fence import LATE_PAUSE, fence, late_clock
 from ._lua_script import LuaScript
 
 #: One submission: the job, the most waiting jobs allowed (None: no limit), and its
@@ -153,13 +156,27 @@ class Scripts:
 
     async def _call(self, name: str, args: Sequence[str | int]) -> Any:
         keys = [self._keys.clock, self._keys.key_prefix]
-        args = [self._clock.reading(), self._retention_ms, *args]
+        args = [self._clock.reading(), self._retention_ms, 0, *args]
         return await self._scripts[name](keys=keys, args=args)
 
-    async def call(self, name: str, args: Sequence[str | int]) -> Any:
+    async def _fenced(self, name: str, args: Sequence[str | int]) -> Any:
+        """`_call` of a submission, which stores nothing when carried out after its caller
+        gave up (`_fence`): sent again while its caller waits, when refused so."""
+        keys = [self._keys.clock, self._keys.key_prefix]
+        while True:
+            reading = self._clock.reading()
+            sent = [reading, self._retention_ms, fence(reading), *args]
+            reply = await self._scripts[name](keys=keys, args=sent)
+            clock_ms = late_clock(reply)
+            if clock_ms is None:
+                return reply
+            self._clock.observe(clock_ms)
+            await asyncio.sleep(LATE_PAUSE)
+
+    async def call(self, name: str, args: Sequence[str | int], *, fenced: bool = False) -> Any:
         """Run script ``name`` with ``args`` (for the store's parts with their own scripts,
-        such as the schedules of `_schedules`)."""
-        return await self._call(name, args)
+        such as the schedules of `_schedules`); ``fenced`` for a submission (`_fence`)."""
+        return await (self._fenced(name, args) if fenced else self._call(name, args))
 
     def reading(self) -> int:
         """This process's reading of the elapsed-time clock (ms), as every call passes it."""
@@ -236,7 +253,7 @@ class Scripts:
             args += webhook_args(new_job)
         # The clock too: a process that only submits reads it here, and so does not fall
         # behind the others' (see LEASE_FROM in lua/_lib.lua).
-        replies, queued, clock_ms = await self._call("enqueue_many", args)
+        replies, queued, clock_ms = await self._fenced("enqueue_many", args)
         self._clock.observe(clock_ms)
         return replies, queued
 

@@ -11,9 +11,10 @@
 -- as decimal text.
 --
 -- Every script gets the clock key as KEYS[1] and the store's key prefix ("{p}:", the hash
--- tag and a colon) as KEYS[2], and the caller's clock reading and the store's retention of
--- terminal jobs (ms) as ARGV[1] and ARGV[2]; the script body sees KEYS and ARGV without
--- them (shadowed below). Every other key name is built from the prefix (K below, and the
+-- tag and a colon) as KEYS[2], and the caller's clock reading, the store's retention of
+-- terminal jobs (ms) and the reading at which the caller gives up on the call (0: never,
+-- see too_late) as ARGV[1] to ARGV[3]; the script body sees KEYS and ARGV without them
+-- (shadowed below). Every other key name is built from the prefix (K below, and the
 -- includes), so every key a script touches lives in the store's one hash slot.
 --
 -- The prefix is also a key name that nothing ever writes, declared as a key on purpose
@@ -45,8 +46,9 @@ end
 
 local CLOCK_KEY, CLOCK_READING = KEYS[1], tonumber(ARGV[1]) or 0
 local P, RETENTION = KEYS[2], tonumber(ARGV[2]) or 0
+local GIVE_UP_AT = tonumber(ARGV[3]) or 0
 local KEYS = tail(KEYS, 3)
-local ARGV = tail(ARGV, 3)
+local ARGV = tail(ARGV, 4)
 
 -- The store's keys and channels (see _keys.py); per-queue, per-job and per-offer names
 -- are built by the functions below and in the includes.
@@ -99,6 +101,10 @@ local STALL_BURST_MS = 2000
 -- recovered that much later), never end a live one.
 local LEASE_FROM = 0
 
+-- Where the elapsed clock would be now had it moved with real time (ms), for too_late():
+-- set by clock_ms() through carried_out_at() below.
+local CARRIED_OUT_AT = 0
+
 -- The last stall seen, "<from> <to> <wall>": the clock's anchor when it began and where
 -- the first call of its burst put its end (elapsed clock), and the server's wall clock
 -- then. A lease running when it began could not be renewed through it: recovery gives
@@ -121,13 +127,39 @@ local CLOCK_QUIET = CLOCK_KEY .. ':quiet'
 local QUIET_MIN_MS = 1000
 local QUIET_GRACE_MS = STALL_BURST_MS
 
+-- The first call to find the clock behind real time by a stall (or a step of the wall
+-- clock), "<real> <wall>": where it put the clock had it moved through (elapsed clock)
+-- and the server's wall clock then; the calls carried out in the STALL_BURST_MS after
+-- (the rest of the stall's burst) count from it, whatever their own readings and the
+-- anchor say (a stall longer than STALL_CREDIT_MS renews the anchor at its first call).
+local CLOCK_REAL = CLOCK_KEY .. ':real'
+
+-- Sets CARRIED_OUT_AT: the clock ``now``, or later by the wall clock since the anchor
+-- (``by_anchor``: the anchor's value moved on by the server's wall clock since it was
+-- set, nil without one) or since the burst's record (``real``, CLOCK_REAL's value); the
+-- first call of a burst records it. Unlike LEASE_FROM it may be ahead by a step of the
+-- wall clock, for the STALL_BURST_MS after the step: it only refuses calls, which their
+-- callers send again.
+local function carried_out_at(now, wall, by_anchor, real)
+  local at = math.max(now, by_anchor or now)
+  local first, first_wall = string.match(real or '', '^(%d+) (%d+)$')
+  local after = first and wall - tonumber(first_wall)
+  if after and after >= 0 and after <= STALL_BURST_MS then
+    at = math.max(at, tonumber(first) + after)
+  elseif at >= now + STALL_MIN_MS then
+    redis.call('SET', CLOCK_REAL, ms(at) .. ' ' .. ms(wall), 'PX', 2 * STALL_BURST_MS)
+  end
+  CARRIED_OUT_AT = at
+end
+
 -- The elapsed-time clock, advanced to the caller's reading when that is ahead. It starts
 -- at the wall clock the first time. Its MSET is this script's first write: Redis refuses a
 -- script's writes for memory only up to its first one, so a script that starts here takes
 -- no new work from a Redis that is out of memory (see even_when_full for the others).
--- Sets LEASE_FROM, and records a stall it is the first call after (CLOCK_STALL).
+-- Sets LEASE_FROM and CARRIED_OUT_AT, and records a stall it is the first call after
+-- (CLOCK_STALL).
 local function clock_ms()
-  local got = redis.call('MGET', CLOCK_KEY, CLOCK_ANCHOR, CLOCK_QUIET, CLOCK_SET_AT)
+  local got = redis.call('MGET', CLOCK_KEY, CLOCK_ANCHOR, CLOCK_QUIET, CLOCK_SET_AT, CLOCK_REAL)
   local stored = tonumber(got[1])
   local wall = now_ms()
   local now = math.max(stored or wall, CLOCK_READING)
@@ -164,6 +196,7 @@ local function clock_ms()
   end
   redis.call('MSET', CLOCK_KEY, ms(now), CLOCK_SET_AT, ms(now) .. ' ' .. ms(wall),
     CLOCK_ANCHOR, anchor)
+  carried_out_at(now, wall, set_to and stored and tonumber(set_to) + since, got[5])
   if stall then
     redis.call('SET', CLOCK_STALL, stall)
   elseif stored and LEASE_FROM == now and now - stored >= QUIET_MIN_MS
@@ -179,6 +212,16 @@ local function clock_ms()
     end
   end
   return now
+end
+
+-- Whether the caller had given up on this call before Redis carried it out (after
+-- clock_ms()): a submission held in a stall (a frozen server, CLIENT PAUSE) is carried out
+-- when the stall ends, after its caller was told it failed; it must store nothing then,
+-- or the job the caller sends again runs twice. The caller sets the reading at which it
+-- gives up less the time a reply takes back (GIVE_UP_AT, _scripts.py); CARRIED_OUT_AT
+-- judges stalls of up to STALL_CREDIT_MS (the first call after a longer one too).
+local function too_late()
+  return GIVE_UP_AT > 0 and CARRIED_OUT_AT > GIVE_UP_AT
 end
 
 -- The deadlines recovery leaves alone for now, as {low, high} spans (high excluded): those

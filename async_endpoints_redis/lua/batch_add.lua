@@ -16,7 +16,8 @@
 -- 'again' when this very call ran already (its reply was lost: nothing is stored twice);
 -- 'none' (append to no such batch), 'closed' (append to a batch not Running), 'dup' (a
 -- taken or repeated id, or create of a batch id taken), 'full' (no room), 'lost' (a
--- staged chunk expired): nothing stored.
+-- staged chunk expired): nothing stored. Or {'late', clock}, nothing stored (its staged
+-- chunks dropped), when carried out after its caller gave up (too_late in _lib.lua).
 
 local create, batch_id, nonce = ARGV[1] == 'create', ARGV[2], ARGV[3]
 local bkey = batch_key(batch_id)
@@ -92,6 +93,9 @@ end
 
 local clock = clock_ms()  -- this script's first write from here on
 redis.call('DEL', staged)
+if too_late() then
+  return {'late', clock}  -- its caller gave up on it: nothing stored (_fence.py)
+end
 local now = now_ms()
 if create then
   local fields = {'status', 'Running', 'created_at', ms(now), 'when', ARGV[7], 'nonce', nonce,

@@ -41,9 +41,13 @@
 -- "<fingerprint>\n<job_text>" (or "<fingerprint>\ngone <id>") of the job its idempotency
 -- key names; and how many jobs were
 -- made ready (Queued in the ready order) rather than handed over or left waiting; and the
--- elapsed-time clock.
+-- elapsed-time clock. Or {'late', clock}, nothing stored, when carried out after its
+-- caller gave up (too_late in _lib.lua).
 
 local clock = clock_ms()
+if too_late() then
+  return {'late', clock}  -- its caller gave up on it: nothing stored (_fence.py)
+end
 local now = now_ms()
 local stamp = ms(now)
 local waiting = nil

@@ -1,6 +1,8 @@
 """A submission whose enqueue Redis received but did not answer in time (the server was
-frozen) answers 503; Redis may still carry it out once it resumes. A retry with the same
-Idempotency-Key never makes a second job of it."""
+frozen) answers 503; once Redis resumes, it carries the enqueue out and stores nothing
+(tests/redis/test_redis_late_submissions.py), but a reply already on its way back when the
+caller gave up can still have stored it. Either way a retry with the same Idempotency-Key
+never makes a second job of it."""
 
 from __future__ import annotations
 

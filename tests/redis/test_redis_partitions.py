@@ -278,7 +278,7 @@ async def older_version_indexes(
     source += "index_add_entry(queued_index('default'), queued_entry(ARGV[1], ARGV[2]))\n"
     source += "index_flush()\nreturn 1\n"
     keys = [f"{tag(prefix)}:clock", f"{tag(prefix)}:"]
-    await raw_redis.eval(source, len(keys), *keys, 0, 0, moment, str(job_id))
+    await raw_redis.eval(source, len(keys), *keys, 0, 0, 0, moment, str(job_id))
 
 
 async def test_jobs_an_older_version_queued_without_a_number_are_listed_and_unlisted(
@@ -350,7 +350,7 @@ index_flush()
 return 1
 """
     keys = [f"{tag(prefix)}:clock", f"{tag(prefix)}:"]
-    await raw_redis.eval(source, len(keys), *keys, 0, 0, 0, str(job_id))
+    await raw_redis.eval(source, len(keys), *keys, 0, 0, 0, 0, str(job_id))
 
 
 async def queued_entries(raw_redis: Redis, prefix: str) -> int:

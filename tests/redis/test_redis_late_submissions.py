@@ -1,0 +1,172 @@
+"""A submission Redis carries out only after its caller gave up on it stores nothing, on
+a real server.
+
+While the server is frozen (SIGSTOP) a submission waits in its socket; its caller gives
+up at its deadline (``socket_timeout + socket_connect_timeout``) and is told the store is
+unavailable (503 over HTTP), and closes the connection. Resumed, Redis reads what waited
+and carries it out before it sees the connection closed: the submission must find its
+caller gone and store nothing, or the job the client sends again would run twice. (A
+``CLIENT PAUSE`` drops such a call instead: the paused server still reads the sockets and
+frees the closed connection's client first.) A caller whose own reading of the elapsed
+clock trails the clock (a host resumed from a suspension) is not refused for good: its call
+is sent again with the clock the refusal carried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from async_endpoints import JobStatus, StoreUnavailableError
+from async_endpoints._batch import NewBatch
+from async_endpoints._job import NewJob
+from async_endpoints_redis import RedisJobStore
+from async_endpoints_redis._shard_layout import ShardLayout, shard_prefixes
+from tests.redis.support import eventually
+from tests.redis_servers import RedisServer
+
+pytestmark = pytest.mark.redis
+
+#: Each call gives up after socket_timeout + socket_connect_timeout = 0.8 s.
+TIMEOUTS = {"socket_timeout": 0.4, "socket_connect_timeout": 0.4}
+STORES = [pytest.param({}, id="plain"), pytest.param({"shards": 3}, id="sharded")]
+
+
+def new_job(batch_id: uuid.UUID | None = None) -> NewJob:
+    return NewJob(id=uuid.uuid4(), name="Job", max_retries=0, batch_id=batch_id)
+
+
+def new_batch(prefix: str, shards: int) -> NewBatch:
+    """Three jobs and a continuation, whose ids all fall in the batch id's shard: its one
+    call is the script that stores it (no pointer to another shard is written first)."""
+    layout = ShardLayout(prefix, shards)
+    batch_id = uuid.uuid4()
+
+    def member() -> NewJob:
+        while layout.of_id((job := new_job(batch_id)).id) != layout.of_id(batch_id):
+            pass
+        return job
+
+    return NewBatch(batch_id, [member() for _ in range(3)], [member()])
+
+
+async def started(server: RedisServer, prefix: str, options: dict[str, Any]) -> RedisJobStore:
+    store = RedisJobStore(server.url, prefix=prefix, **TIMEOUTS, **options)
+    await store.start()
+    await store.enqueue(new_job())  # every connection warm, every script loaded
+    return store
+
+
+async def job_keys(server: RedisServer, prefix: str, shards: int) -> list[str]:
+    """The job hashes the store holds, on every shard."""
+    found: list[str] = []
+    async with Redis.from_url(server.url, decode_responses=True) as raw:
+        for one in shard_prefixes(prefix, shards):
+            found += [key async for key in raw.scan_iter(match=f"{{{one}}}:job:*")]
+    return found
+
+
+@contextlib.asynccontextmanager
+async def frozen(server: RedisServer) -> AsyncIterator[None]:
+    """The server frozen (SIGSTOP) inside, then resumed; on the way out, waits until it
+    has carried out a script call held in the freeze (the submission's: this store's are
+    the only calls), and checks that no call failed (a script not loaded yet would fail
+    with NOSCRIPT, and the caller, gone, would never send it again: nothing to test)."""
+    async with Redis.from_url(server.url) as admin:
+        calls, failed = await script_calls(admin)
+        assert server.process is not None
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+
+        async def carried_out() -> tuple[int, int] | None:
+            now = await script_calls(admin)
+            return now if now[0] > calls else None
+
+        assert (await eventually(carried_out))[1] == failed
+
+
+async def script_calls(raw: Redis) -> tuple[int, int]:
+    """How many EVALSHA and EVAL calls the server has carried out, and how many of them
+    failed."""
+    stats = await raw.info("commandstats")
+    kinds = [stats.get(f"cmdstat_{name}", {}) for name in ("evalsha", "eval")]
+    return sum(kind.get("calls", 0) for kind in kinds), sum(
+        kind.get("failed_calls", 0) for kind in kinds
+    )
+
+
+@pytest.mark.parametrize("options", STORES)
+async def test_a_submission_carried_out_after_its_caller_gave_up_stores_nothing(
+    own_redis_server: RedisServer, prefix: str, options: dict[str, Any]
+) -> None:
+    """The enqueue waits in the frozen server past its deadline: StoreUnavailableError.
+    Resumed, the server carries it out, and no job is stored: the store holds the
+    warm-up's job alone. A submission sent then is stored."""
+    store = await started(own_redis_server, prefix, options)
+    shards = options.get("shards", 1)
+    try:
+        before = await job_keys(own_redis_server, prefix, shards)
+        late = new_job()
+        async with frozen(own_redis_server):
+            with pytest.raises(StoreUnavailableError):
+                await store.enqueue(late)
+        assert await job_keys(own_redis_server, prefix, shards) == before
+        assert await store.get(late.id) is None
+        assert await store.count_waiting() == 1
+        after = await store.enqueue(new_job())  # a submission sent now is stored
+        assert await store.get(after.id) is not None
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.parametrize("options", STORES)
+async def test_a_batch_carried_out_after_its_caller_gave_up_stores_nothing(
+    own_redis_server: RedisServer, prefix: str, options: dict[str, Any]
+) -> None:
+    """create_batch waits in the frozen server past its deadline: StoreUnavailableError.
+    Resumed, the server carries it out, and neither the batch nor any of its jobs or
+    continuations is stored."""
+    store = await started(own_redis_server, prefix, options)
+    shards = options.get("shards", 1)
+    try:
+        await store.create_batch(new_batch(prefix, shards))  # the script loaded
+        before = await job_keys(own_redis_server, prefix, shards)
+        batch = new_batch(prefix, shards)
+        async with frozen(own_redis_server):
+            with pytest.raises(StoreUnavailableError):
+                await store.create_batch(batch)
+        assert await store.get_batch(batch.id) is None
+        assert await job_keys(own_redis_server, prefix, shards) == before
+        assert await store.count_waiting() == 1 + 3
+    finally:
+        await store.aclose()
+
+
+async def test_a_submission_whose_reading_trails_the_clock_is_stored_once(
+    own_redis_server: RedisServer, prefix: str
+) -> None:
+    """The store's clock is a minute ahead of this process's reading (as after its host
+    was suspended for a minute): the enqueue is refused once (two script calls), sent
+    again with the clock the refusal carried, and stored once, Queued."""
+    store = await started(own_redis_server, prefix, {})
+    try:
+        async with Redis.from_url(own_redis_server.url, decode_responses=True) as raw:
+            clock_key = f"{{{prefix}}}:clock"
+            await raw.set(clock_key, int(await raw.get(clock_key)) + 60_000)
+            calls, _ = await script_calls(raw)
+            job = await store.enqueue(new_job())
+            assert (await script_calls(raw))[0] - calls == 2
+        stored = await store.get(job.id)
+        assert stored is not None and stored.status is JobStatus.QUEUED
+        assert await store.count_waiting() == 2
+    finally:
+        await store.aclose()
