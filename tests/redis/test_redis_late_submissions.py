@@ -15,7 +15,6 @@ is sent again with the clock the refusal carried.
 from __future__ import annotations
 
 import contextlib
-import signal
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -29,6 +28,7 @@ from async_endpoints._job import NewJob
 from async_endpoints_redis import RedisJobStore
 from async_endpoints_redis._shard_layout import ShardLayout, shard_prefixes
 from tests.redis.support import eventually
+from tests.redis.test_shards_frozen import frozen as stopped
 from tests.redis_servers import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -80,12 +80,8 @@ async def frozen(server: RedisServer) -> AsyncIterator[None]:
     with NOSCRIPT, and the caller, gone, would never send it again: nothing to test)."""
     async with Redis.from_url(server.url) as admin:
         calls, failed = await script_calls(admin)
-        assert server.process is not None
-        server.process.send_signal(signal.SIGSTOP)
-        try:
+        async with stopped(server):
             yield
-        finally:
-            server.process.send_signal(signal.SIGCONT)
 
         async def carried_out() -> tuple[int, int] | None:
             now = await script_calls(admin)
