@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import math
 from typing import Any
 
 #: The event-loop time at which the caller of the current `Connection.run` gives up.
@@ -32,18 +33,28 @@ give_up_at: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 #: How long a reply may take back to its caller (seconds): a submission carried out later
 #: than its caller's give-up moment less this is refused (at most half the time left).
 REPLY_MARGIN = 1.0
-#: The pause before a refused submission is sent again (seconds).
+#: The pause before a refused submission is sent again (seconds), doubled after each
+#: refusal up to `LATE_PAUSE_MAX`.
 LATE_PAUSE = 0.05
+LATE_PAUSE_MAX = 0.25
+
+
+def time_left() -> float:
+    """Seconds until the caller of the current `Connection.run` gives up (infinite
+    outside one)."""
+    moment = give_up_at.get()
+    if moment is None:
+        return math.inf
+    return moment - asyncio.get_running_loop().time()
 
 
 def fence(reading: int) -> int:
     """The elapsed-clock reading (ms) past which the current call must store nothing,
     given this process's ``reading`` now; 0 (no fence) outside `Connection.run` or before
     the process has read the clock."""
-    moment = give_up_at.get()
-    if moment is None or reading <= 0:
+    left = time_left()
+    if math.isinf(left) or reading <= 0:
         return 0
-    left = moment - asyncio.get_running_loop().time()
     budget = left - min(REPLY_MARGIN, left / 2)
     return reading + max(1, int(budget * 1000))
 

@@ -29,13 +29,15 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from async_endpoints._errors import StoreUnavailableError
 from async_endpoints._job import NewJob
 from async_endpoints._store import Claim
 from async_endpoints._store_features import Idempotency
 
 from ._codec import Reply, dump_json, encode_kept, encode_request, text
 from ._elapsed import ElapsedClock
-from ._fence import LATE_PAUSE, fence, late_clock
+from ._errors import RETRY_AFTER
+from ._fence import LATE_PAUSE, LATE_PAUSE_MAX, fence, late_clock, time_left
 from ._lua_script import LuaScript
 
 #: One submission: the job, the most waiting jobs allowed (None: no limit), and its
@@ -163,6 +165,7 @@ class Scripts:
         """`_call` of a submission, which stores nothing when carried out after its caller
         gave up (`_fence`): sent again while its caller waits, when refused so."""
         keys = [self._keys.clock, self._keys.key_prefix]
+        pause = LATE_PAUSE
         while True:
             reading = self._clock.reading()
             sent = [reading, self._retention_ms, fence(reading), *args]
@@ -171,7 +174,14 @@ class Scripts:
             if clock_ms is None:
                 return reply
             self._clock.observe(clock_ms)
-            await asyncio.sleep(LATE_PAUSE)
+            if time_left() <= pause:
+                raise StoreUnavailableError(
+                    "Redis is unavailable: it carried the call out later than its caller "
+                    "could wait (a stall, or a step of its host's wall clock); nothing stored",
+                    retry_after=RETRY_AFTER,
+                )
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, LATE_PAUSE_MAX)
 
     async def call(self, name: str, args: Sequence[str | int], *, fenced: bool = False) -> Any:
         """Run script ``name`` with ``args`` (for the store's parts with their own scripts,

@@ -130,24 +130,26 @@ local QUIET_GRACE_MS = STALL_BURST_MS
 -- The first call to find the clock behind real time by a stall (or a step of the wall
 -- clock), "<real> <wall>": where it put the clock had it moved through (elapsed clock)
 -- and the server's wall clock then; the calls carried out in the STALL_BURST_MS after
--- (the rest of the stall's burst) count from it, whatever their own readings and the
--- anchor say (a stall longer than STALL_CREDIT_MS renews the anchor at its first call).
+-- (the rest of the stall's burst; the record expires then) count from it, whatever their
+-- own readings and the anchor say (a stall longer than STALL_CREDIT_MS renews the anchor
+-- at its first call).
 local CLOCK_REAL = CLOCK_KEY .. ':real'
 
 -- Sets CARRIED_OUT_AT: the clock ``now``, or later by the wall clock since the anchor
 -- (``by_anchor``: the anchor's value moved on by the server's wall clock since it was
 -- set, nil without one) or since the burst's record (``real``, CLOCK_REAL's value); the
--- first call of a burst records it. Unlike LEASE_FROM it may be ahead by a step of the
--- wall clock, for the STALL_BURST_MS after the step: it only refuses calls, which their
--- callers send again.
+-- first call of a burst records it (not while a record stands, trusted or not: a burst
+-- is recorded once). Unlike LEASE_FROM it may be ahead by a step of the wall clock, for
+-- the STALL_BURST_MS after the step: it only refuses calls, which their callers send
+-- again.
 local function carried_out_at(now, wall, by_anchor, real)
   local at = math.max(now, by_anchor or now)
   local first, first_wall = string.match(real or '', '^(%d+) (%d+)$')
   local after = first and wall - tonumber(first_wall)
   if after and after >= 0 and after <= STALL_BURST_MS then
     at = math.max(at, tonumber(first) + after)
-  elseif at >= now + STALL_MIN_MS then
-    redis.call('SET', CLOCK_REAL, ms(at) .. ' ' .. ms(wall), 'PX', 2 * STALL_BURST_MS)
+  elseif at >= now + STALL_MIN_MS and not after then
+    redis.call('SET', CLOCK_REAL, ms(at) .. ' ' .. ms(wall), 'PX', STALL_BURST_MS)
   end
   CARRIED_OUT_AT = at
 end
@@ -168,6 +170,7 @@ local function clock_ms()
   LEASE_FROM = now
   local set_to, set_wall = string.match(got[2] or '', '^(%d+) (%d+)$')
   local since = set_to and wall - tonumber(set_wall)
+  local by_anchor = set_to and stored and tonumber(set_to) + since
   if since and stored and since <= STALL_CREDIT_MS then
     local lag = since - (now - tonumber(set_to))
     if CLOCK_READING < stored then
@@ -191,12 +194,14 @@ local function clock_ms()
         if not known then  -- the first call of the burst: the stall ends here
           stall = set_to .. ' ' .. ms(LEASE_FROM) .. ' ' .. ms(wall)
         end
+      else
+        by_anchor = nil  -- the burst is over: the anchor, renewed here, stayed behind
       end
     end
   end
   redis.call('MSET', CLOCK_KEY, ms(now), CLOCK_SET_AT, ms(now) .. ' ' .. ms(wall),
     CLOCK_ANCHOR, anchor)
-  carried_out_at(now, wall, set_to and stored and tonumber(set_to) + since, got[5])
+  carried_out_at(now, wall, by_anchor, got[5])
   if stall then
     redis.call('SET', CLOCK_STALL, stall)
   elseif stored and LEASE_FROM == now and now - stored >= QUIET_MIN_MS

@@ -17,7 +17,7 @@
 -- 'none' (append to no such batch), 'closed' (append to a batch not Running), 'dup' (a
 -- taken or repeated id, or create of a batch id taken), 'full' (no room), 'lost' (a
 -- staged chunk expired): nothing stored. Or {'late', clock}, nothing stored (its staged
--- chunks dropped), when carried out after its caller gave up (too_late in _lib.lua).
+-- chunks kept), when carried out after its caller gave up (too_late in _lib.lua).
 
 local create, batch_id, nonce = ARGV[1] == 'create', ARGV[2], ARGV[3]
 local bkey = batch_key(batch_id)
@@ -92,10 +92,12 @@ if limit >= 0 and waiting_count() + count > limit then
 end
 
 local clock = clock_ms()  -- this script's first write from here on
-redis.call('DEL', staged)
 if too_late() then
-  return {'late', clock}  -- its caller gave up on it: nothing stored (_fence.py)
+  -- Its caller gave up on it: nothing stored (_fence.py). The staged chunks stay for a
+  -- resend (a refusal that reached its caller in time), else expire or are dropped.
+  return {'late', clock}
 end
+redis.call('DEL', staged)
 local now = now_ms()
 if create then
   local fields = {'status', 'Running', 'created_at', ms(now), 'when', ARGV[7], 'nonce', nonce,

@@ -26,6 +26,7 @@ from async_endpoints import JobStatus, StoreUnavailableError
 from async_endpoints._batch import NewBatch
 from async_endpoints._job import NewJob
 from async_endpoints_redis import RedisJobStore
+from async_endpoints_redis._batches import CHUNK
 from async_endpoints_redis._shard_layout import ShardLayout, shard_prefixes
 from tests.redis.support import eventually
 from tests.redis.test_shards_frozen import frozen as stopped
@@ -57,7 +58,7 @@ def new_batch(prefix: str, shards: int) -> NewBatch:
 
 
 async def started(server: RedisServer, prefix: str, options: dict[str, Any]) -> RedisJobStore:
-    store = RedisJobStore(server.url, prefix=prefix, **TIMEOUTS, **options)
+    store = RedisJobStore(server.url, prefix=prefix, **{**TIMEOUTS, **options})
     await store.start()
     await store.enqueue(new_job())  # every connection warm, every script loaded
     return store
@@ -164,5 +165,46 @@ async def test_a_submission_whose_reading_trails_the_clock_is_stored_once(
         stored = await store.get(job.id)
         assert stored is not None and stored.status is JobStatus.QUEUED
         assert await store.count_waiting() == 2
+    finally:
+        await store.aclose()
+
+
+async def test_a_large_batch_refused_while_its_caller_waits_is_stored_whole_when_sent_again(
+    own_redis_server: RedisServer, prefix: str
+) -> None:
+    """A batch of more than one chunk whose last call is refused (the reading trails the
+    clock by a minute) keeps its staged chunks for the resend: stored whole."""
+    store = await started(own_redis_server, prefix, {})
+    try:
+        async with Redis.from_url(own_redis_server.url, decode_responses=True) as raw:
+            clock_key = f"{{{prefix}}}:clock"
+            await raw.set(clock_key, int(await raw.get(clock_key)) + 60_000)
+        batch_id = uuid.uuid4()
+        batch = NewBatch(batch_id, [new_job(batch_id) for _ in range(CHUNK + 1)])
+        stored = await store.create_batch(batch)
+        assert stored.total == CHUNK + 1
+        assert await store.count_waiting() == 1 + CHUNK + 1
+    finally:
+        await store.aclose()
+
+
+async def test_a_step_of_the_redis_hosts_wall_clock_holds_submissions_one_burst_only(
+    own_redis_server: RedisServer, prefix: str
+) -> None:
+    """The Redis host's wall clock steps 10 s forward (made so by moving the wall-clock
+    half of the clock's records 10 s back): the submissions that follow are refused as
+    if held in a 10 s stall, for the 2 s a stall's burst is trusted, and no longer: a
+    store whose calls give up after 3 s stores the job."""
+    store = await started(
+        own_redis_server, prefix, {"socket_timeout": 1.5, "socket_connect_timeout": 1.5}
+    )
+    try:
+        async with Redis.from_url(own_redis_server.url, decode_responses=True) as raw:
+            for record in ("clock:anchor", "clock:at"):
+                key = f"{{{prefix}}}:{record}"
+                clock, wall = (await raw.get(key)).split()
+                await raw.set(key, f"{clock} {int(wall) - 10_000}")
+        job = await store.enqueue(new_job())
+        assert await store.get(job.id) is not None
     finally:
         await store.aclose()
