@@ -156,9 +156,10 @@ def handler_job_timeout(job_timeout: object) -> float | None:
     if (
         isinstance(job_timeout, bool)
         or not isinstance(job_timeout, Real)
-        or not 0 < float(job_timeout) < math.inf
+        or not 0 < float(job_timeout) <= MAX_DELAY
     ):
         raise ConfigurationError(
-            f"job_timeout must be a number of seconds > 0, not {job_timeout!r}"
+            f"job_timeout must be a number of seconds > 0, at most {MAX_DELAY:.0f} "
+            f"(100 years), not {job_timeout!r}"
         )
     return float(job_timeout)

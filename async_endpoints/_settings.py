@@ -15,6 +15,7 @@ from starlette.responses import Response
 from ._errors import ConfigurationError
 from ._hook_shape import check_hook
 from ._job import DEFAULT_QUEUE, Job
+from ._options import MAX_DELAY
 from ._webhook_signing import secret_keys
 from ._webhook_urls import AllowedHosts
 
@@ -222,6 +223,9 @@ class Settings:
         _check_not_negative(self, "retry_jitter", "shutdown_grace_period", "max_wait")
         if not math.isfinite(self.retry_jitter):
             raise ConfigurationError(f"retry_jitter must be finite, not {self.retry_jitter!r}")
+        _check_duration(self, "retry_base_delay", "retry_max_delay", "job_timeout")
+        _check_duration(self, "claim_timeout", "recovery_interval", "shutdown_grace_period")
+        _check_duration(self, "polling_interval", "max_wait", "idempotency_ttl")
         if self.max_queue_size is not None and self.max_queue_size < 1:
             raise ConfigurationError(
                 f"max_queue_size must be >= 1 or None, not {self.max_queue_size}"
@@ -354,6 +358,18 @@ def _check_positive(settings: Settings, *names: str) -> None:
         value: Any = getattr(settings, name)
         if not value > 0:
             raise ConfigurationError(f"{name} must be > 0, not {value!r}")
+
+
+def _check_duration(settings: Settings, *names: str) -> None:
+    """Seconds must be finite and at most `MAX_DELAY` (100 years): an infinite timeout or
+    interval cannot be kept in a store (nor slept through) and is a mistake."""
+    for name in names:
+        value: Any = getattr(settings, name)
+        if not value <= MAX_DELAY:
+            raise ConfigurationError(
+                f"{name} must be a finite number of seconds, at most {MAX_DELAY:.0f} "
+                f"(100 years), not {value!r}"
+            )
 
 
 def _check_not_negative(settings: Settings, *names: str) -> None:

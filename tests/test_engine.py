@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -374,6 +375,29 @@ def test_bad_settings_are_refused_by_name(settings: dict[str, Any], message: str
     """A misspelt or out-of-range setting raises ConfigurationError naming it."""
     with pytest.raises(ConfigurationError, match=message):
         AsyncEndpoints(**settings)
+
+
+DURATIONS = [
+    "retry_base_delay",
+    "retry_max_delay",
+    "job_timeout",
+    "claim_timeout",
+    "recovery_interval",
+    "shutdown_grace_period",
+    "polling_interval",
+    "max_wait",
+    "idempotency_ttl",
+]
+
+
+@pytest.mark.parametrize("seconds", [math.inf, 1e300], ids=["infinite", "huge"])
+@pytest.mark.parametrize("name", DURATIONS)
+def test_a_duration_setting_must_be_finite_and_at_most_a_century(name: str, seconds: float) -> None:
+    """An infinite or absurdly long duration setting is a ConfigurationError naming it and
+    its bound; 100 years itself is accepted."""
+    with pytest.raises(ConfigurationError, match=f"{name} must be a finite number of seconds"):
+        AsyncEndpoints(**{name: seconds})
+    assert getattr(AsyncEndpoints(**{name: 100 * 365.25 * 86400}).settings, name) > 0
 
 
 class FlakyCompletionStore(InMemoryJobStore):
