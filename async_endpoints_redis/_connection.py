@@ -32,7 +32,7 @@ from ._client import (
 )
 from ._elapsed import ElapsedClock
 from ._errors import RETRY_AFTER, mapped_errors
-from ._fence import give_up_at
+from ._fence import give_up, giving_up
 from ._health import inspect_server
 from ._keys import Keys
 from ._notify import Notifications
@@ -288,11 +288,13 @@ class Connection:
             try:
                 async with asyncio.timeout(self.deadline) as deadline, self._gate:
                     admitted = True
-                    giving_up = give_up_at.set(deadline.when())
+                    ends = deadline.when()
+                    assert ends is not None  # (a timeout of self.deadline seconds)
+                    given = give_up.set(giving_up(ends, self.deadline))
                     try:
                         result = await call(scripts)
                     finally:
-                        give_up_at.reset(giving_up)
+                        give_up.reset(given)
                     if task is not None and task.cancelling() > cancels:
                         # On Python 3.11, redis-py sends each command under asyncio.wait_for,
                         # which returns the result and drops a cancellation that arrives as

@@ -37,7 +37,7 @@ from async_endpoints._store_features import Idempotency
 from ._codec import Reply, dump_json, encode_kept, encode_request, text
 from ._elapsed import ElapsedClock
 from ._errors import RETRY_AFTER
-from ._fence import LATE_PAUSE, LATE_PAUSE_MAX, fence, late_clock, time_left
+from ._fence import LATE_PAUSE, LATE_PAUSE_MAX, budget, fence, late_clock
 from ._lua_script import LuaScript
 
 #: One submission: the job, the most waiting jobs allowed (None: no limit), and its
@@ -167,20 +167,22 @@ class Scripts:
         keys = [self._keys.clock, self._keys.key_prefix]
         pause = LATE_PAUSE
         while True:
+            seconds = budget()
+            if seconds <= 0:
+                raise StoreUnavailableError(
+                    "Redis is unavailable: too little of the call's deadline was left to "
+                    "send it (it waited for its turn, or was refused as carried out too "
+                    "late: a stall, or a step of the Redis host's wall clock); nothing stored",
+                    retry_after=RETRY_AFTER,
+                )
             reading = self._clock.reading()
-            sent = [reading, self._retention_ms, fence(reading), *args]
+            sent = [reading, self._retention_ms, fence(reading, seconds), *args]
             reply = await self._scripts[name](keys=keys, args=sent)
             clock_ms = late_clock(reply)
             if clock_ms is None:
                 return reply
             self._clock.observe(clock_ms)
-            if time_left() <= pause:
-                raise StoreUnavailableError(
-                    "Redis is unavailable: it carried the call out later than its caller "
-                    "could wait (a stall, or a step of its host's wall clock); nothing stored",
-                    retry_after=RETRY_AFTER,
-                )
-            await asyncio.sleep(pause)
+            await asyncio.sleep(min(pause, max(0.0, budget())))
             pause = min(2 * pause, LATE_PAUSE_MAX)
 
     async def call(self, name: str, args: Sequence[str | int], *, fenced: bool = False) -> Any:

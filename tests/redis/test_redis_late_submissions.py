@@ -14,7 +14,9 @@ is sent again with the clock the refusal carried.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import math
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,6 +29,7 @@ from async_endpoints._batch import NewBatch
 from async_endpoints._job import NewJob
 from async_endpoints_redis import RedisJobStore
 from async_endpoints_redis._batches import CHUNK
+from async_endpoints_redis._fence import budget, fence, give_up, giving_up
 from async_endpoints_redis._shard_layout import ShardLayout, shard_prefixes
 from tests.redis.support import eventually
 from tests.redis.test_shards_frozen import frozen as stopped
@@ -194,9 +197,10 @@ async def test_a_step_of_the_redis_hosts_wall_clock_holds_submissions_one_burst_
     """The Redis host's wall clock steps 10 s forward (made so by moving the wall-clock
     half of the clock's records 10 s back): the submissions that follow are refused as
     if held in a 10 s stall, for the 2 s a stall's burst is trusted, and no longer: a
-    store whose calls give up after 3 s stores the job."""
+    store whose calls give up after 4 s (a second of it kept for the reply) stores the
+    job."""
     store = await started(
-        own_redis_server, prefix, {"socket_timeout": 1.5, "socket_connect_timeout": 1.5}
+        own_redis_server, prefix, {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
     )
     try:
         async with Redis.from_url(own_redis_server.url, decode_responses=True) as raw:
@@ -208,3 +212,20 @@ async def test_a_step_of_the_redis_hosts_wall_clock_holds_submissions_one_burst_
         assert await store.get(job.id) is not None
     finally:
         await store.aclose()
+
+
+async def test_a_call_keeps_its_whole_reply_margin_however_little_time_is_left() -> None:
+    """A submission may be carried out until its caller's give-up moment less the reply
+    margin (a second, or half a shorter deadline), never less: with 0.8 s left of a 5 s
+    deadline nothing is left to send it with (a resend then, stored in time, could be
+    answered after its caller, busy with a burst, gave up); of a 1 s deadline, 0.3 s."""
+    loop = asyncio.get_running_loop()
+    assert math.isinf(budget())  # outside a call: no fence
+    given = give_up.set(giving_up(loop.time() + 0.8, 5.0))
+    try:
+        assert budget() <= -0.2
+        give_up.set(giving_up(loop.time() + 0.8, 1.0))
+        assert 0.2 < budget() <= 0.3
+        assert fence(10_000, budget()) <= 10_300
+    finally:
+        give_up.reset(given)
