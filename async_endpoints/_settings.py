@@ -223,9 +223,7 @@ class Settings:
         _check_not_negative(self, "retry_jitter", "shutdown_grace_period", "max_wait")
         if not math.isfinite(self.retry_jitter):
             raise ConfigurationError(f"retry_jitter must be finite, not {self.retry_jitter!r}")
-        _check_duration(self, "retry_base_delay", "retry_max_delay", "job_timeout")
-        _check_duration(self, "claim_timeout", "recovery_interval", "shutdown_grace_period")
-        _check_duration(self, "polling_interval", "max_wait", "idempotency_ttl")
+        _check_duration(self, *(name for name in _DURATIONS if name != "retry_jitter"))
         if self.max_queue_size is not None and self.max_queue_size < 1:
             raise ConfigurationError(
                 f"max_queue_size must be >= 1 or None, not {self.max_queue_size}"
