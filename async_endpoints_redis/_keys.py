@@ -44,7 +44,7 @@ prefix ``{p}:`` and build the names below from it (``lua/_lib.lua`` and the incl
                                 with no call; elapsed clock); a recovery after trouble
                                 leaves the leases whose deadline fell in it two seconds
     {p}:clock:real       STRING "<clock> <server wall clock>": where the first call after a
-                                stall put the clock had it moved through (expires in 4 s;
+                                stall put the clock had it moved through (expires in 2 s;
                                 refuses submissions held in the stall, lua/_lib.lua)
     {p}:scheduled        ZSET   ids of Scheduled jobs (all queues), by due time (ms, elapsed
                                 clock); a due job is promoted into its own queue
