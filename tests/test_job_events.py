@@ -828,3 +828,48 @@ async def test_what_comes_after_the_read_and_an_end_in_the_same_millisecond_are_
     async with asyncio.timeout(5):
         await ending.ended
     assert len(sent) == 1 and b'"status":"Completed"' in sent[0]
+
+
+async def test_a_gone_notice_held_before_the_read_is_ignored_and_one_after_it_ends() -> None:
+    """A `gone` notice held while the first event's job is read: one from before the read
+    that found the job tells nothing (the job was stored again, or the notice was
+    stale), so the stream goes on and the next status reaches it; one from after the
+    read ends the stream, with no further event."""
+    from async_endpoints._event_stream import EventStream
+    from async_endpoints._job import Job, JobStatus
+    from async_endpoints._job_watch import JobNotice
+    from async_endpoints._settings import Settings
+    from async_endpoints._sse import JobRender
+
+    sent: list[bytes] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message["body"])
+
+    now, job_id = datetime.now(UTC), uuid.uuid4()
+    later = datetime.fromtimestamp(now.timestamp() + 1, UTC)
+    running = Job(job_id, "Steps", JobStatus.IN_PROGRESS, 0, 3, now, now, None, now)
+    done = Job(job_id, "Steps", JobStatus.COMPLETED, 0, 3, now, now, later, later)
+    render = JobRender(Settings())
+
+    before = EventStream(render)
+    before.attach(send)
+    before.gone(JobNotice(job_id, gone=True))  # held, then the read finds the job
+    before.read()
+    before.opened(running)
+    assert not before.ended.done()
+    before.status(JobNotice(job_id, done), (done.status, later), None)
+    async with asyncio.timeout(5):
+        await before.ended
+    assert len(sent) == 1 and b'"status":"Completed"' in sent[0]
+
+    sent.clear()
+    after = EventStream(render)
+    after.attach(send)
+    after.read()
+    after.gone(JobNotice(job_id, gone=True))  # held, from after the read
+    after.opened(running)
+    async with asyncio.timeout(5):
+        await after.ended
+    after.status(JobNotice(job_id, done), (done.status, later), None)
+    assert sent == []
