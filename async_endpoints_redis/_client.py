@@ -53,6 +53,21 @@ _RESERVED = MIN_CONNECTIONS - 1
 _UNBOUNDED = 1 << 20
 
 
+def reply_timeout(client: AnyRedis) -> float:
+    """How long ``client`` waits for one reply before it gives up on that send (its
+    ``socket_timeout``; infinite when it has none). redis-py then sends the command once
+    more on a fresh connection (``retry``), so a submission's fence counts from each send
+    (`_fence`)."""
+    if isinstance(client, RedisCluster):
+        options = client.nodes_manager.connection_kwargs
+    else:
+        options = client.connection_pool.connection_kwargs
+    value = options.get("socket_timeout")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return math.inf
+
+
 def check_url(url: object) -> None:
     """Refuse, before anything connects, a ``url`` redis-py could never connect with.
 

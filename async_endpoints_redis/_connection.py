@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -29,6 +30,7 @@ from ._client import (
     gate_capacity,
     open_pubsub,
     pubsub_moved,
+    reply_timeout,
 )
 from ._elapsed import ElapsedClock
 from ._errors import RETRY_AFTER, mapped_errors
@@ -98,6 +100,7 @@ class Connection:
         self.trouble = Trouble()
         self._start_lock = asyncio.Lock()
         self._gate: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()
+        self._reply_wait = math.inf  # how long the client waits for one reply (`_fence`)
         self.closed = False
         self.max_bulk_len: int | None = None
         """The longest argument the server accepts, read at start (None: unknown)."""
@@ -238,6 +241,7 @@ class Connection:
             self._client = await connect(self._url, cluster=self._cluster, options=self._options)
         await self.client.ping()
         self._gate = call_gate(self.client)
+        self._reply_wait = reply_timeout(self.client)
 
     async def aclose(self) -> None:
         """Stop listening, release every waiter and close the client if made here."""
@@ -290,7 +294,7 @@ class Connection:
                     admitted = True
                     ends = deadline.when()
                     assert ends is not None  # (a timeout of self.deadline seconds)
-                    given = give_up.set(giving_up(ends, self.deadline))
+                    given = give_up.set(giving_up(ends, self.deadline, self._reply_wait))
                     try:
                         result = await call(scripts)
                     finally:

@@ -14,6 +14,9 @@ caller in time was a reading that trailed the clock (a host resumed from a suspe
 whose monotonic clock stood still) or a step of the Redis host's wall clock, and its
 resend is stored as usual. A call is sent only while more than that margin is left (a
 resend with less could be stored and answered too late for a caller busy with a burst).
+The client also gives up on each send after its ``socket_timeout`` and sends the command
+again on a fresh connection (with the same fence, so that copy, sent after it, stores
+nothing): a send's fence is counted from the send as well.
 
 A reply still on its way back when its caller gives up (slower than `REPLY_MARGIN`: a
 caller frozen itself, a congested network) stays ambiguous, as in every client-server
@@ -35,11 +38,16 @@ class GiveUp:
 
     Attributes:
         at: The event-loop time it gives up.
+        each: How long the client waits for the reply to one send (its
+            ``socket_timeout``; infinite without one): it gives up on that send then,
+            and sends the command again (redis-py's retry), so a send's fence is counted
+            from it too.
         margin: The time a reply is allowed on its way back (seconds): `REPLY_MARGIN`, or
-            half the call's deadline when that is shorter.
+            half the shorter of the call's deadline and ``each``.
     """
 
     at: float
+    each: float
     margin: float
 
 
@@ -56,20 +64,21 @@ LATE_PAUSE = 0.05
 LATE_PAUSE_MAX = 0.25
 
 
-def giving_up(at: float, deadline: float) -> GiveUp:
+def giving_up(at: float, deadline: float, each: float) -> GiveUp:
     """The `GiveUp` of a call whose caller gives up at loop time ``at``, ``deadline``
-    seconds after it began."""
-    return GiveUp(at, min(REPLY_MARGIN, deadline / 2))
+    seconds after it began, and on each send after ``each`` seconds."""
+    return GiveUp(at, each, min(REPLY_MARGIN, min(deadline, each) / 2))
 
 
 def budget() -> float:
     """Seconds a call sent now may wait in Redis and still be answered before its caller
-    gives up (its reply allowed the margin on its way back); infinite outside
-    `Connection.run`."""
+    gives up on it, or on this send of it (its reply allowed the margin on its way back);
+    infinite outside `Connection.run`."""
     current = give_up.get()
     if current is None:
         return math.inf
-    return current.at - current.margin - asyncio.get_running_loop().time()
+    left = current.at - asyncio.get_running_loop().time()
+    return min(left, current.each) - current.margin
 
 
 def fence(reading: int, seconds: float) -> int:

@@ -30,6 +30,7 @@ from async_endpoints._job import NewJob
 from async_endpoints_redis import RedisJobStore
 from async_endpoints_redis._batches import CHUNK
 from async_endpoints_redis._fence import budget, fence, give_up, giving_up
+from async_endpoints_redis._lua_script import LuaScript
 from async_endpoints_redis._shard_layout import ShardLayout, shard_prefixes
 from tests.redis.support import eventually
 from tests.redis.test_shards_frozen import frozen as stopped
@@ -216,16 +217,44 @@ async def test_a_step_of_the_redis_hosts_wall_clock_holds_submissions_one_burst_
 
 async def test_a_call_keeps_its_whole_reply_margin_however_little_time_is_left() -> None:
     """A submission may be carried out until its caller's give-up moment less the reply
-    margin (a second, or half a shorter deadline), never less: with 0.8 s left of a 5 s
-    deadline nothing is left to send it with (a resend then, stored in time, could be
-    answered after its caller, busy with a burst, gave up); of a 1 s deadline, 0.3 s."""
+    margin (a second, or half the shorter of the deadline and the socket timeout), never
+    less: with 0.8 s left of a 5 s deadline nothing is left to send it with (a resend
+    then, stored in time, could be answered after its caller, busy with a burst, gave
+    up); of a 1 s deadline, 0.3 s; and a send is given up on after the socket timeout
+    (the client sends it again), so with 0.5 s of it, 0.25 s."""
     loop = asyncio.get_running_loop()
     assert math.isinf(budget())  # outside a call: no fence
-    given = give_up.set(giving_up(loop.time() + 0.8, 5.0))
+    given = give_up.set(giving_up(loop.time() + 0.8, 5.0, math.inf))
     try:
         assert budget() <= -0.2
-        give_up.set(giving_up(loop.time() + 0.8, 1.0))
+        give_up.set(giving_up(loop.time() + 0.8, 1.0, math.inf))
         assert 0.2 < budget() <= 0.3
         assert fence(10_000, budget()) <= 10_300
+        give_up.set(giving_up(loop.time() + 0.8, 1.0, 0.5))
+        assert 0.2 < budget() <= 0.25
     finally:
         give_up.reset(given)
+
+
+async def test_a_submissions_fence_ends_before_its_client_gives_up_on_the_send(
+    own_redis_server: RedisServer, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With socket_timeout 0.5 s (and a 1 s deadline) the client stops reading a send's
+    reply after 0.5 s and sends it again: the enqueue's fence (ARGV[3], a reading of the
+    elapsed clock) lets Redis carry it out for at most 0.25 s after its reading, so its
+    reply has the other 0.25 s to come back before that."""
+    fences: list[int] = []
+    call = LuaScript.__call__
+
+    async def spied(self: LuaScript, keys: Any = (), args: Any = (), client: Any = None) -> Any:
+        if args and int(args[2]):
+            fences.append(int(args[2]) - int(args[0]))
+        return await call(self, keys, args, client)
+
+    monkeypatch.setattr(LuaScript, "__call__", spied)
+    store = await started(own_redis_server, prefix, {})
+    try:
+        await store.enqueue(new_job())
+    finally:
+        await store.aclose()
+    assert fences and all(0 < ms <= 250 for ms in fences), fences
