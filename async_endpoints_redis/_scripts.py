@@ -165,14 +165,16 @@ class Scripts:
         """`_call` of a submission, which stores nothing when carried out after its caller
         gave up (`_fence`): sent again while its caller waits, when refused so."""
         keys = [self._keys.clock, self._keys.key_prefix]
-        pause = LATE_PAUSE
+        pause, refused = LATE_PAUSE, False
         while True:
             seconds = budget()
             if seconds <= 0:
                 raise StoreUnavailableError(
-                    "Redis is unavailable: too little of the call's deadline was left to "
-                    "send it (it waited for its turn, or was refused as carried out too "
-                    "late: a stall, or a step of the Redis host's wall clock); nothing stored",
+                    "Redis is unavailable: it carried the call out too late to answer in "
+                    "time (a stall, or a step of the Redis host's wall clock)"
+                    if refused
+                    else "Redis is unavailable: too little of the call's deadline was left "
+                    "to send it after it waited for its turn; nothing stored",
                     retry_after=RETRY_AFTER,
                 )
             reading = self._clock.reading()
@@ -182,6 +184,7 @@ class Scripts:
             if clock_ms is None:
                 return reply
             self._clock.observe(clock_ms)
+            refused = True
             await asyncio.sleep(min(pause, max(0.0, budget())))
             pause = min(2 * pause, LATE_PAUSE_MAX)
 
