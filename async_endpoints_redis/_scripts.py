@@ -171,7 +171,7 @@ class Scripts:
             if seconds <= 0:
                 raise StoreUnavailableError(
                     "Redis is unavailable: it carried the call out too late to answer in "
-                    "time (a stall, or a step of the Redis host's wall clock)"
+                    "time (it stalled or answered slowly, or its host's wall clock stepped)"
                     if refused
                     else "Redis is unavailable: too little of the call's deadline was left "
                     "to send it after it waited for its turn; nothing stored",

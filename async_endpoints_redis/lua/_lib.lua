@@ -139,7 +139,8 @@ local CLOCK_REAL = CLOCK_KEY .. ':real'
 -- (``by_anchor``: the anchor's value moved on by the server's wall clock since it was
 -- set, nil without one) or since the burst's record (``real``, CLOCK_REAL's value); the
 -- first call of a burst records it (not while a record stands, trusted or not: a burst
--- is recorded once). Unlike LEASE_FROM it may be ahead by a step of the wall clock, for
+-- is recorded once; one from ahead of the wall clock, stepped back since, does not
+-- count). Unlike LEASE_FROM it may be ahead by a step of the wall clock, for
 -- the STALL_BURST_MS after the step: it only refuses calls, which their callers send
 -- again.
 local function carried_out_at(now, wall, by_anchor, real)
@@ -148,7 +149,7 @@ local function carried_out_at(now, wall, by_anchor, real)
   local after = first and wall - tonumber(first_wall)
   if after and after >= 0 and after <= STALL_BURST_MS then
     at = math.max(at, tonumber(first) + after)
-  elseif at >= now + STALL_MIN_MS and not after then
+  elseif at >= now + STALL_MIN_MS and not (after and after >= 0) then
     redis.call('SET', CLOCK_REAL, ms(at) .. ' ' .. ms(wall), 'PX', STALL_BURST_MS)
   end
   CARRIED_OUT_AT = at
@@ -194,8 +195,11 @@ local function clock_ms()
         if not known then  -- the first call of the burst: the stall ends here
           stall = set_to .. ' ' .. ms(LEASE_FROM) .. ' ' .. ms(wall)
         end
-      else
-        by_anchor = nil  -- the burst is over: the anchor, renewed here, stayed behind
+      elseif wall - (tonumber(string.match(got[4] or '', ' (%d+)$')) or 0) < STALL_MIN_MS then
+        -- The burst is over and calls kept setting the clock: the wall clock stepped, and
+        -- the anchor, renewed here, stayed behind. (With nobody calling for a while, this
+        -- call may have been held in a second stall: the anchor still measures it.)
+        by_anchor = nil
       end
     end
   end

@@ -258,3 +258,27 @@ async def test_a_submissions_fence_ends_before_its_client_gives_up_on_the_send(
     finally:
         await store.aclose()
     assert fences and all(0 < ms <= 250 for ms in fences), fences
+
+
+async def test_a_submission_held_in_a_second_stall_after_a_quiet_spell_stores_nothing(
+    own_redis_server: RedisServer, prefix: str
+) -> None:
+    """Two freezes a few seconds apart with no call in between (the first stall's burst
+    record has run out, and nobody moved the clock on since): the submission held in the
+    second is carried out after its caller gave up, and stores nothing either."""
+    store = await started(own_redis_server, prefix, {})
+    try:
+        before = await job_keys(own_redis_server, prefix, 1)
+        for _ in range(2):
+            # A plain read (no script: the clock stays as it is) leaves a connection open
+            # for the submission (the freeze before closed the ones it held).
+            await store.get(uuid.uuid4())
+            async with frozen(own_redis_server):
+                with pytest.raises(StoreUnavailableError):
+                    await store.enqueue(new_job())
+            assert await job_keys(own_redis_server, prefix, 1) == before
+            # Quiet: the stall's 2 s burst ends with no call (a fixed wait on purpose: the
+            # rule under test is about the server's wall-clock time passing).
+            await asyncio.sleep(2.5)
+    finally:
+        await store.aclose()
