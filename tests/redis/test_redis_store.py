@@ -498,6 +498,23 @@ async def test_every_unanswered_claim_is_undone_not_only_the_last(
     assert [claim.job.id for claim in claims] == ids
 
 
+async def test_a_claim_resend_given_up_on_keeps_its_place_at_the_front(
+    store: RedisJobStore,
+) -> None:
+    """Two unanswered claims wait to be sent again, oldest first. The next claim resends
+    the oldest; when that resend goes unanswered too, it goes back to the front (not
+    behind the younger one), so the claim after resends it first again."""
+    store._unanswered += [("first-base", ""), ("second-base", "")]
+
+    async def down(operation: str, call: Any) -> Any:
+        raise StoreUnavailableError("down for the test")
+
+    store._run = down  # type: ignore[method-assign]
+    with pytest.raises(StoreUnavailableError):
+        await store.claim(1, lease=30)
+    assert [base for base, _ in store._unanswered] == ["first-base", "second-base"]
+
+
 async def test_an_undo_whose_unclaim_fails_keeps_its_base_for_the_next(
     store: RedisJobStore,
 ) -> None:
