@@ -291,3 +291,32 @@ async def test_a_frozen_master_holds_up_no_other_shards_recovery(
         recovered = await recovering
     assert took < PROMPT
     assert sorted(recovered) == sorted(live)
+
+
+async def test_a_submission_held_by_a_frozen_master_stores_nothing_when_it_thaws(
+    store: RedisJobStore, cluster: RedisClusterProcesses, prefix: str
+) -> None:
+    """A submission to the frozen shard waits in its master past its deadline:
+    StoreUnavailableError. Thawed, the master carries it out (the script ran, and
+    failed nothing) and stores no job: the client, told the store was unavailable, may
+    send it again without it running twice."""
+    from redis.asyncio import Redis
+
+    from tests.redis.test_redis_late_submissions import script_calls
+
+    for shard in range(SHARDS):  # every shard's connections warm, its scripts loaded
+        await store.enqueue(job_in(prefix, shard))
+    master = master_of(cluster, prefix, FROZEN)
+    late = job_in(prefix, FROZEN)
+    async with Redis.from_url(master.url) as admin:
+        calls, failed = await script_calls(admin)
+        async with frozen(master):
+            with pytest.raises(StoreUnavailableError):
+                await store.enqueue(late)
+
+        async def carried_out() -> tuple[int, int] | None:
+            now = await script_calls(admin)
+            return now if now[0] > calls else None
+
+        assert (await eventually(carried_out))[1] == failed
+    assert await store.get(late.id) is None
