@@ -167,8 +167,10 @@ class RedisBatches(StoreBase):
                 self._notifications.wake()
                 return batch_from(batch_id, flat)
 
-    async def _script(self, operation: str, name: str, args: list[str | int]) -> Any:
-        return await self._run(operation, lambda s: s.call(name, args))
+    async def _script(
+        self, operation: str, name: str, args: list[str | int], *, fenced: bool = False
+    ) -> Any:
+        return await self._run(operation, lambda s: s.call(name, args, fenced=fenced))
 
     async def _staged_add(
         self,
@@ -193,8 +195,8 @@ class RedisBatches(StoreBase):
             args = [mode, str(batch_id), nonce, len(chunks) - 1, limit, *head]
             for values in chunks[-1]:
                 args += values
-            answer: tuple[Any, list[Any]] = await self._run(
-                "create_batch", lambda s: s.call("batch_add", args, fenced=True)
+            answer: tuple[Any, list[Any]] = await self._script(
+                "create_batch", "batch_add", args, fenced=True
             )
         except Exception:
             if len(chunks) > 1:

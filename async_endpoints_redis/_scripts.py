@@ -156,15 +156,17 @@ class Scripts:
         self._retention_ms = retention_ms
         self._clock = clock
 
-    async def _call(self, name: str, args: Sequence[str | int]) -> Any:
+    async def _call(self, name: str, args: Sequence[str | int], budget_s: float = math.inf) -> Any:
+        """Run script ``name``; with a `_fence.budget` (seconds) it stores nothing when
+        carried out later than that after this send (infinite: no fence)."""
         keys = [self._keys.clock, self._keys.key_prefix]
-        args = [self._clock.reading(), self._retention_ms, 0, *args]
-        return await self._scripts[name](keys=keys, args=args)
+        reading = self._clock.reading()
+        sent = [reading, self._retention_ms, fence(reading, budget_s), *args]
+        return await self._scripts[name](keys=keys, args=sent)
 
     async def _fenced(self, name: str, args: Sequence[str | int]) -> Any:
         """`_call` of a submission, which stores nothing when carried out after its caller
         gave up (`_fence`): sent again while its caller waits, when refused so."""
-        keys = [self._keys.clock, self._keys.key_prefix]
         pause, refused = LATE_PAUSE, False
         while True:
             seconds = budget()
@@ -177,9 +179,7 @@ class Scripts:
                     "to send it after it waited for its turn; nothing stored",
                     retry_after=RETRY_AFTER,
                 )
-            reading = self._clock.reading()
-            sent = [reading, self._retention_ms, fence(reading, seconds), *args]
-            reply = await self._scripts[name](keys=keys, args=sent)
+            reply = await self._call(name, args, seconds)
             clock_ms = late_clock(reply)
             if clock_ms is None:
                 return reply
