@@ -282,3 +282,28 @@ async def test_a_submission_held_in_a_second_stall_after_a_quiet_spell_stores_no
             await asyncio.sleep(2.5)
     finally:
         await store.aclose()
+
+
+async def test_a_submission_with_no_time_left_beyond_the_reply_margin_is_not_sent(
+    own_redis_server: RedisServer, prefix: str
+) -> None:
+    """A submission whose caller gives up in less than the reply margin (it waited that
+    long for a free connection) is not sent at all: StoreUnavailableError saying nothing
+    was stored, no script call reaches Redis, no job is stored."""
+    store = await started(own_redis_server, prefix, {})
+    try:
+        scripts = await store._connection.start()
+        job = new_job()
+        async with Redis.from_url(own_redis_server.url) as admin:
+            calls, _ = await script_calls(admin)
+            loop = asyncio.get_running_loop()
+            given = give_up.set(giving_up(loop.time() + 0.2, 1.0, 0.5))
+            try:
+                with pytest.raises(StoreUnavailableError, match="nothing stored"):
+                    await scripts.enqueue_many([(job, None, None)])
+            finally:
+                give_up.reset(given)
+            assert (await script_calls(admin))[0] == calls
+        assert await store.get(job.id) is None
+    finally:
+        await store.aclose()
