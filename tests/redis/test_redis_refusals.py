@@ -189,9 +189,11 @@ async def test_a_batch_sent_in_chunks_that_a_full_redis_refuses_leaves_no_staged
     staged = 0
     stage = store._script
 
-    async def staging_then_full(operation: str, name: str, args: list[str | int]) -> object:
+    async def staging_then_full(
+        operation: str, name: str, args: list[str | int], **options: bool
+    ) -> object:
         nonlocal staged
-        answer = await stage(operation, name, args)
+        answer = await stage(operation, name, args, **options)
         if name == "batch_stage" and args[2] != 0:
             staged += 1
             if staged == 2:  # the last chunk goes with the commit, over maxmemory
