@@ -59,7 +59,10 @@ _SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-_MAX_FORM = 8192  # bytes
+#: The largest action form read, in bytes: `MAX_SELECTED` ticked ids and a ``next`` page
+#: address holding the longest filters (a tenant of 255 four-byte characters is 3 KB
+#: percent-encoded, 5 KB form-encoded again) and a trail of cursors, with room to spare.
+_MAX_FORM = 65536
 #: What an action's redirect says, by code (never text from the request).
 NOTICES = {
     "canceled": "The job was canceled.",
@@ -240,11 +243,15 @@ class Dashboard:
             "has_batches": self.has_batches,
         }
 
-    def _forbidden(self, request: Request) -> Response:
-        """403 for an action refused (cross-site, or without the page's token): a page of
-        the dashboard's own saying so, with a way back; no cookie is set."""
+    def _forbidden(self, request: Request, *, too_large: bool = False) -> Response:
+        """403 for an action refused (cross-site, or without the page's token), or 413 for
+        one whose form is larger than `_MAX_FORM`: a page of the dashboard's own saying
+        which, with a way back; no cookie is set."""
         context = {"title": "Action refused", **self._common(request, "")}
-        response = HTMLResponse(self.render("forbidden.html", context), 403)
+        if too_large:
+            context["too_large"] = _MAX_FORM // 1024
+        page = self.render("forbidden.html", context)
+        response = HTMLResponse(page, 413 if too_large else 403)
         response.headers.update(_SECURITY_HEADERS)
         return response
 
@@ -274,9 +281,11 @@ class Dashboard:
 
         async def action(request: Request) -> Response:
             fields = await _form(request)
-            if not guard.is_same_origin(request) or not guard.has_valid_token(
-                request, fields.get(guard.FIELD)
-            ):
+            if not guard.is_same_origin(request):
+                return self._forbidden(request)
+            if fields is None:
+                return self._forbidden(request, too_large=True)
+            if not guard.has_valid_token(request, fields.get(guard.FIELD)):
                 return self._forbidden(request)
             try:
                 done = await act(request, fields)
@@ -530,9 +539,10 @@ class Form(dict[str, str]):
         return [value for key, value in self._pairs if key == name]
 
 
-async def _form(request: Request) -> Form:
-    """The fields of an urlencoded form POST (the dashboard's forms are small: a larger or
-    other body reads as an empty form, which no action accepts)."""
+async def _form(request: Request) -> Form | None:
+    """The fields of an urlencoded form POST: None when it is larger than `_MAX_FORM`
+    (refused, read no further); another kind of body reads as an empty form, which no
+    action accepts."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip()
     if content_type != "application/x-www-form-urlencoded":
         return Form()
@@ -540,7 +550,7 @@ async def _form(request: Request) -> Form:
     async for chunk in request.stream():
         body += chunk
         if len(body) > _MAX_FORM:
-            return Form()
+            return None
     return Form(_pairs(body.decode("utf-8", "replace")))
 
 

@@ -17,16 +17,20 @@ Ties are broken by job id, so an order is total and a cursor names one point in 
 in-memory store orders by the moment of each transition on its monotonic clock, which
 agrees with the wall-clock times shown unless the wall clock stepped.
 
-A cursor is the listing's filters and a store-defined position, as base64url JSON. It is
-not secret (it holds no job data) but it is checked: a cursor that does not decode, or
-that was made for other filters, raises `ValueError`, so a cursor can never widen a
-listing to jobs its filters exclude.
+A cursor is a digest of the listing's filters and a store-defined position, as base64url
+JSON. It is not secret (it holds no job data) but it is checked: a cursor that does not
+decode, or that was made for other filters, raises `ValueError`, so a cursor can never
+widen a listing to jobs its filters exclude. The filters are bound by their digest, not
+copied in, so a long tenant (255 characters outside ASCII) or a long list of queues does
+not make a cursor longer; cursors of the first version, which held the filters
+themselves, are still read.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import math
 import uuid
@@ -38,8 +42,13 @@ from ._job import Job, JobStatus
 
 #: The most jobs one page may hold.
 MAX_LIMIT = 1000
-_CURSOR_VERSION = 1
-_MAX_CURSOR_LENGTH = 2048
+#: The first version held the filters themselves; the second holds their digest.
+_FILTERS_HELD = 1
+_CURSOR_VERSION = 2
+#: The longest cursor read: far more than any store's position needs (16 shards' places
+#: in a sharded store's, each with a queue name the app did not configure), little enough
+#: that a forged one costs nothing to refuse.
+_MAX_CURSOR_LENGTH = 16384
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +112,9 @@ def filters_of(
 def encode_cursor(filters: Sequence[Any], position: Sequence[Any]) -> str:
     """A cursor for the listing with ``filters``, continuing after ``position`` (a JSON
     list the store defines)."""
-    payload = json.dumps([_CURSOR_VERSION, list(filters), list(position)], separators=(",", ":"))
-    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+    payload = [_CURSOR_VERSION, _digest(filters), list(position)]
+    text = json.dumps(payload, separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str, filters: Sequence[Any]) -> list[Any]:
@@ -120,11 +130,21 @@ def decode_cursor(cursor: str, filters: Sequence[Any]) -> list[Any]:
         version, made_for, position = json.loads(raw)
     except (binascii.Error, UnicodeDecodeError, ValueError, TypeError, RecursionError):
         raise ValueError("invalid cursor") from None
-    if type(version) is not int or version != _CURSOR_VERSION or not _plain(position, 2):
+    if type(version) is not int or version not in (_FILTERS_HELD, _CURSOR_VERSION):
         raise ValueError("invalid cursor")
-    if made_for != list(filters):
+    if not _plain(position, 2):
+        raise ValueError("invalid cursor")
+    bound = list(filters) if version == _FILTERS_HELD else _digest(filters)
+    if made_for != bound:
         raise ValueError("this cursor belongs to a listing with other filters")
     return list(position)
+
+
+def _digest(filters: Sequence[Any]) -> str:
+    """What binds a cursor to ``filters``: 128 bits of their BLAKE2b digest, base64url."""
+    text = json.dumps(list(filters), separators=(",", ":"), ensure_ascii=False)
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
 def _plain(value: Any, depth: int) -> bool:

@@ -42,3 +42,25 @@ async def test_a_forged_cursor_is_a_value_error(cursor: str) -> None:
 def test_a_cursor_made_here_reads_back() -> None:
     cursor = encode_cursor(SCHEDULED, [12.5, "abc", None, [1, 2]])
     assert decode_cursor(cursor, SCHEDULED) == [12.5, "abc", None, [1, 2]]
+
+
+def test_a_cursor_of_the_first_version_holding_its_filters_still_reads_back() -> None:
+    """Cursors handed out before filters were bound by digest (a rolling upgrade, a page
+    left open) continue their listing, and only theirs."""
+    old = forged(json.dumps([1, SCHEDULED, [12.5, "abc"]], separators=(",", ":")))
+    assert decode_cursor(old, SCHEDULED) == [12.5, "abc"]
+    with pytest.raises(ValueError, match="other filters"):
+        decode_cursor(old, filters_of(JobStatus.QUEUED, None))
+
+
+def test_a_cursor_is_as_long_whatever_the_length_of_its_filters() -> None:
+    """Filters are bound by their digest: the longest tenant of four-byte characters
+    makes a cursor no longer than a one-letter one, and each is refused for the other."""
+    short = filters_of(JobStatus.QUEUED, "q", "a")
+    long = filters_of(JobStatus.QUEUED, "q", "\U0001d518" * 255)
+    position = ["default", "0000001234.5-abc"]
+    assert len(encode_cursor(long, position)) == len(encode_cursor(short, position)) < 100
+    with pytest.raises(ValueError, match="other filters"):
+        decode_cursor(encode_cursor(long, position), short)
+    with pytest.raises(ValueError, match="other filters"):
+        decode_cursor(encode_cursor(short, position), long)

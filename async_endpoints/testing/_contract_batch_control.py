@@ -12,7 +12,7 @@ import pytest
 
 from .._batch import BatchStatus
 from .._errors import DuplicateJobError, QueueFullError
-from .._job import JobError, JobStatus
+from .._job import MAX_LABEL_LENGTH, JobError, JobStatus
 from .._listing import MAX_LIMIT
 from .._store import ControlStore
 from ._contract_batches import (
@@ -188,6 +188,27 @@ class BatchControlContract:
                 if cursor is None:
                     break
             assert seen == expected
+
+    async def test_batches_of_the_longest_tenant_outside_ascii_are_paged_to_the_end(
+        self, kit: StoreKit
+    ) -> None:
+        """A tenant of 255 four-byte characters: `list_batches` takes back its own
+        cursors, one batch a page, newest first, to the last."""
+        store = batches(kit)
+        tenant = "\U0001d518" * MAX_LABEL_LENGTH
+        specs = []
+        for _ in range(3):
+            specs.append(new_batch(1, 0, tenant=tenant))
+            await store.create_batch(specs[-1])
+            await kit.advance(TICK)
+        seen, cursor = [], None
+        for _ in range(10):
+            page = await store.list_batches(tenant=tenant, limit=1, cursor=cursor)
+            seen += [found.id for found in page.batches]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert seen == [spec.id for spec in reversed(specs)]
 
     async def test_batches_created_together_are_paged_once_each(self, kit: StoreKit) -> None:
         """Pages of two visit every batch once, in the order of one whole page."""

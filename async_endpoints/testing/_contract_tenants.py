@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from .._job import Job, JobStatus
+from .._job import MAX_LABEL_LENGTH, Job, JobStatus
 from ._contract_listing import PRIORITY, listed, paged
 from ._contract_support import (
     BOOM,
@@ -137,6 +137,26 @@ class TenantContract:
                     assert [job.id for job in pages] == [
                         job_id for job_id in wanted if jobs[job_id].tenant == tenant
                     ]
+
+    @pytest.mark.parametrize("letter", ["é", "中", "\U0001d518"], ids=["latin", "cjk", "astral"])
+    async def test_a_listing_by_the_longest_tenant_outside_ascii_pages_to_its_end(
+        self, kit: StoreKit, letter: str
+    ) -> None:
+        """A tenant of 255 characters that take 2, 3 or 4 bytes each: every listing's
+        cursor goes back in (its own cursors are never too long), page by page, to every
+        job of that tenant."""
+        store = inspection(kit)
+        tenant = letter * MAX_LABEL_LENGTH
+        made = await backlog(kit, tenant, 3) + await backlog(kit, "other", 1)
+        claims = await kit.store.claim(1, lease=kit.lease)
+        await kit.store.complete(claims[0], None)
+        for status in (None, JobStatus.QUEUED, JobStatus.COMPLETED):
+            pages = await paged(store, 1, status=status, queue=None, tenant=tenant)
+            wanted = await listed(store, status=status, tenant=tenant)
+            assert [job.id for job in pages] == wanted
+        assert {
+            job.id for job in await paged(store, 1, status=None, queue=None, tenant=tenant)
+        } == {job.id for job in made[:3]}
 
     @pytest.mark.parametrize("status", [None, JobStatus.QUEUED], ids=["all", "queued"])
     async def test_a_listing_cursor_is_bound_to_its_tenant(

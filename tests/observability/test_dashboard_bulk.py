@@ -6,14 +6,17 @@ test_dashboard_browser.py.)"""
 
 from __future__ import annotations
 
+import html
 import re
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
 
 from async_endpoints import AsyncEndpoints, Job, JobStatus, StoreUnavailableError
+from async_endpoints._dashboard import _MAX_FORM
 from async_endpoints._dashboard_bulk import MAX_SELECTED, bulk_notice
 from async_endpoints_redis import RedisJobStore
 from tests.observability.dashboard_app import Gate
@@ -136,6 +139,48 @@ async def test_more_than_the_limit_ticked_changes_nothing(
     assert answer.headers["location"].endswith("done=too-many-selected-requeue")
     page = await client.get(answer.headers["location"])
     assert f"At most {MAX_SELECTED} jobs can be queued again at once" in page.text
+    assert await status_of(engine, job) is JobStatus.CANCELED
+
+
+async def test_the_most_jobs_ticked_on_a_page_of_the_longest_tenant_filter_are_requeued(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """`MAX_SELECTED` jobs ticked on the second page of a listing filtered by a tenant of
+    255 four-byte characters (its address, sent back as the form's ``next``, is several
+    kilobytes once form-encoded): the dashboard takes its own form, requeues them all and
+    goes back to that page."""
+    token = await token_of(client)
+    tenant = "\U0001d518" * 255
+    jobs = [await engine.submit("Hold", tenant=tenant) for _ in range(MAX_SELECTED)]
+    for job in jobs:
+        await engine.cancel(job.id)
+    first = await client.get("/dashboard/jobs", params={"status": "Canceled", "tenant": tenant})
+    following = re.search(r'href="([^"]*)"[^>]*>Next', first.text)
+    assert following is not None
+    second = await client.get(html.unescape(following.group(1)))
+    (back,) = {
+        html.unescape(here) for here in re.findall(r'name="next" value="([^"]*)"', second.text)
+    }
+    ticked = form(token, *(job.id for job in jobs), back=back)
+    assert len(urlencode(ticked, doseq=True)) > 8192
+    location, notice = await post_bulk(client, ACTION, ticked)
+    assert location.startswith(back) and f"{MAX_SELECTED} jobs queued again." in notice
+    assert {await status_of(engine, job) for job in jobs} == {JobStatus.QUEUED}
+
+
+async def test_a_form_larger_than_the_dashboard_reads_is_refused_as_such_and_changes_nothing(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """A form past `_MAX_FORM` (hand-made: the dashboard's own stay far below it) is
+    answered 413 with a page saying it was too large, not that it came from elsewhere;
+    the same form from another site is the usual 403. No job changes."""
+    token = await token_of(client)
+    (job,) = await canceled(engine, 1)
+    ticked = form(token, job.id, back="/dashboard/jobs?name=" + "x" * _MAX_FORM)
+    answer = await client.post(ACTION, data=ticked, headers=SAME_ORIGIN)
+    assert answer.status_code == 413 and "larger than the dashboard reads" in answer.text
+    cross_site = {"Origin": "https://elsewhere.example"}
+    assert (await client.post(ACTION, data=ticked, headers=cross_site)).status_code == 403
     assert await status_of(engine, job) is JobStatus.CANCELED
 
 
