@@ -16,6 +16,7 @@ fetched again every second by the page's script (the same URL with the header
 
 from __future__ import annotations
 
+import hashlib
 import math
 import uuid
 from collections.abc import Awaitable, Callable
@@ -200,9 +201,18 @@ class Dashboard:
                 retry_after = exc.retry_after
             context.update(self._common(request, token))
             fragment = request.headers.get("x-dashboard-fragment") == "1"
-            response = HTMLResponse(self.render(template, context, fragment), status)
+            body = self.render(template, context, fragment)
+            tag = _tag(body) if fragment else None
+            if tag is not None and status == 200 and request.headers.get("if-none-match") == tag:
+                # The page's script asks every second: an unchanged live part (a finished
+                # job's, with its result) is not sent again.
+                response: Response = Response(status_code=304)
+            else:
+                response = HTMLResponse(body, status)
             response.headers.update(_SECURITY_HEADERS)
             response.headers["Vary"] = "X-Dashboard-Fragment"
+            if tag is not None:
+                response.headers["ETag"] = tag
             if retry_after is not None:
                 response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
             if new:
@@ -552,6 +562,13 @@ async def _form(request: Request) -> Form | None:
         if len(body) > _MAX_FORM:
             return None
     return Form(_pairs(body.decode("utf-8", "replace")))
+
+
+def _tag(body: str) -> str:
+    """The entity tag of a live part: a digest of its text (which holds absolute times
+    only, so the same jobs give the same tag)."""
+    digest = hashlib.blake2b(body.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return f'"{digest}"'
 
 
 def _pairs(query: str) -> list[tuple[str, str]]:

@@ -1,7 +1,9 @@
 """redis-py's exceptions mapped to the library's store errors, in this one place.
 
 Transient failures (connection refused or lost, timeouts, a loading or failing-over
-server, a cluster without a quorum, redirections that did not settle) become
+server, a cluster without a quorum, redirections that did not settle, a server busy
+running a long script, one refusing writes for want of replicas or of a working disk)
+become
 `StoreUnavailableError`, which the engine answers with 503 and a retry; any other
 `RedisError` (a script or permission error, say) is a `JobStoreError`.
 
@@ -48,6 +50,21 @@ _OUT_OF_MEMORY = "-OOM command not allowed"
 #: What Redis says of a script that reached a key of a slot this node no longer (or not
 #: yet) serves: the slot moved between Cluster nodes under it.
 _NON_LOCAL_KEY = "attempted to access a non local key"
+#: The error codes of replies that refuse a command for now, not for good (redis-py has
+#: no class of its own for them): another client's script has run past
+#: ``busy-reply-threshold`` (BUSY; it ends, or is killed), fewer replicas than
+#: ``min-replicas-to-write`` are in sync (NOREPLICAS), the last save to disk failed
+#: (MISCONF, with ``stop-writes-on-bgsave-error``), a replica lost its master
+#: (MASTERDOWN, with ``replica-serve-stale-data no``). Matched as the reply's first
+#: word, or quoted inside a script's error (``-NOREPLICAS ...``): BUSYGROUP and BUSYKEY
+#: are other errors.
+_PASSING_CODES = ("BUSY", "NOREPLICAS", "MISCONF", "MASTERDOWN")
+
+
+def _passing(message: str) -> bool:
+    """Whether the error reply ``message`` refuses a command for now (`_PASSING_CODES`)."""
+    first = message.split(" ", 1)[0]
+    return first in _PASSING_CODES or any(f"-{code} " in message for code in _PASSING_CODES)
 
 
 @contextmanager
@@ -67,7 +84,8 @@ def mapped_errors(operation: str) -> Iterator[None]:
     except _TRANSIENT as exc:
         raise _unavailable(operation, exc) from exc
     except redis_errors.RedisError as exc:
-        if _OUT_OF_MEMORY in str(exc) or _NON_LOCAL_KEY in str(exc):
+        message = str(exc)
+        if _OUT_OF_MEMORY in message or _NON_LOCAL_KEY in message or _passing(message):
             # Redis 6.2 reports a script's OOM as its error; a slot moving between
             # Cluster nodes is a passing state, like a redirection
             raise _unavailable(operation, exc) from exc

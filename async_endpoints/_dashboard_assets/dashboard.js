@@ -157,6 +157,7 @@
   var gone = false; // the job or batch of this page no longer exists: nothing to follow
   var reload = live.hasAttribute("data-reload-when-back"); // a page the store could not fill
   var last = null; // the live part as last fetched: an unchanged one is not redrawn
+  var lastTag = null; // its entity tag: the server answers 304, sending nothing, while it holds
   var holding = false; // a pointer is down: redrawing now could swallow the click
   var aiming = false; // the pointer rests on a button or link: a redraw could move
   // another row's button under it, and the click would act on the wrong job
@@ -196,12 +197,18 @@
       return;
     }
     busy = true;
+    var headers = { "X-Dashboard-Fragment": "1" };
+    if (lastTag !== null && last !== null) headers["If-None-Match"] = lastTag;
     fetch(window.location.href, {
-      headers: { "X-Dashboard-Fragment": "1" },
+      headers: headers,
       credentials: "same-origin",
       cache: "no-store",
     })
       .then(function (answer) {
+        if (answer.status === 304) {
+          gone = false;
+          return last; // unchanged since the last fetch: nothing was sent
+        }
         // 404 is an answer (the job or batch is gone: its page says so), not an outage.
         var html = (answer.headers.get("Content-Type") || "").indexOf("text/html") === 0;
         if (!answer.ok && !(answer.status === 404 && html)) throw new Error(String(answer.status));
@@ -211,6 +218,7 @@
           return last;
         }
         gone = answer.status === 404;
+        lastTag = answer.headers.get("ETag");
         return answer.text();
       })
       .then(function (html) {

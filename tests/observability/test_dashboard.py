@@ -529,6 +529,32 @@ async def test_a_job_pages_way_back_follows_its_status_as_the_page_refreshes(
     assert "« Completed jobs" in done.text and "status=Completed" in done.text
 
 
+async def test_an_unchanged_live_part_is_answered_304_with_nothing_sent_again(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """The live part carries an entity tag: asked again with it while the job has not
+    changed (a finished job's page, result and all, asked every second) the answer is
+    304 with no body; once the job changes, 200 with the new part and a new tag. A
+    whole page (no fragment header) is always sent."""
+    job = await engine.submit("Hold")
+    live = {"X-Dashboard-Fragment": "1"}
+    first = await client.get(f"/dashboard/jobs/{job.id}", headers=live)
+    tag = first.headers["etag"]
+    again = await client.get(f"/dashboard/jobs/{job.id}", headers={**live, "If-None-Match": tag})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == tag
+    assert again.headers["cache-control"] == "no-store"
+    whole = await client.get(f"/dashboard/jobs/{job.id}", headers={"If-None-Match": tag})
+    assert whole.status_code == 200 and "<html" in whole.text
+    claim = (await engine.store.claim(1, lease=60))[0]
+    await engine.store.complete(claim, "x" * 100_000)
+    changed = await client.get(f"/dashboard/jobs/{job.id}", headers={**live, "If-None-Match": tag})
+    assert changed.status_code == 200 and "Completed" in changed.text
+    new_tag = changed.headers["etag"]
+    assert new_tag != tag
+    held = await client.get(f"/dashboard/jobs/{job.id}", headers={**live, "If-None-Match": new_tag})
+    assert held.status_code == 304 and held.content == b""
+
+
 async def test_pages_forbid_framing_and_outside_assets(client: httpx.AsyncClient) -> None:
     """CSP allows the app's own scripts and styles only, and no framing."""
     page = await client.get("/dashboard/")

@@ -293,6 +293,40 @@ async def test_the_page_updates_by_itself_when_a_job_finishes(
     assert reloads == []
 
 
+async def test_a_job_page_is_sent_its_live_part_again_only_when_it_changed(
+    site: tuple[str, AsyncEndpoints], page: Page, gate: Gate
+) -> None:
+    """The page asks every second: while the running job does not change the server
+    answers 304 (nothing sent), the change (Completed) comes as a 200 and shows within
+    2 s, and from then on the finished job is not sent again."""
+    base, engine = site
+    job = await running_hold(engine)
+    answers: list[int] = []
+    page.on(
+        "response",
+        lambda answer: (
+            answers.append(answer.status)
+            if answer.request.headers.get("x-dashboard-fragment") == "1"
+            else None
+        ),
+    )
+    await page.goto(f"{base}/dashboard/jobs/{job.id}")
+    status = page.locator(".job-head .status")
+    await expect(status).to_have_text("Running")
+
+    async def unchanged_twice(since: int) -> bool:
+        return answers[since:].count(304) >= 2
+
+    await eventually(lambda: unchanged_twice(0))
+    gate.open.set()
+    await expect(status).to_have_text("Completed", timeout=LIVE_WITHIN_MS)
+    changed = len(answers)
+    assert 200 in answers[-2:]
+    await eventually(lambda: unchanged_twice(changed))
+    assert set(answers[changed:]) == {304}
+    await expect(page.locator("#job-json")).to_contain_text('"result": "released"')
+
+
 async def test_job_data_never_runs_as_script(site: tuple[str, AsyncEndpoints], page: Page) -> None:
     """A result holding <script> and an error holding an onerror image: shown as text on
     every page, and nothing runs."""
