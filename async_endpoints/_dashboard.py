@@ -85,6 +85,9 @@ NOTICES = {
     "hover and in its link); showing every batch's jobs.",
     "bad-status": "There is no such status; showing jobs of every status.",
     "bad-queue-filter": "There is no such queue; showing jobs of every queue.",
+    "bad-tenant": views.TOO_LONG_TENANT,
+    "bad-name": "A name filter is at most 255 characters (no handler's name is longer); "
+    "showing jobs of every name.",
 }
 
 
@@ -213,6 +216,9 @@ class Dashboard:
             response.headers["Vary"] = "X-Dashboard-Fragment"
             if tag is not None:
                 response.headers["ETag"] = tag
+                # Tells the page's script the answer is the dashboard's own (a 404 that is
+                # the app's is its access withdrawn, not a job gone).
+                response.headers["X-Dashboard-Fragment"] = "1"
             if retry_after is not None:
                 response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
             if new:
@@ -423,8 +429,10 @@ class Dashboard:
             ("batch", filters.batch, "bad-batch"),
             ("status", filters.status, "bad-status"),
             ("queue", filters.queue, "bad-queue-filter"),
+            ("tenant", filters.tenant, "bad-tenant"),
+            ("name", filters.name, "bad-name"),
         ):
-            if given is None and asked.get(field):  # dropped, not silently
+            if given is None and (asked.get(field) or "").strip():  # dropped, not silently
                 notices.append(NOTICES[code])
         look = filters.queue is not None or any(job.status.is_waiting for job in jobs)
         paused = await self._paused() if look else frozenset()

@@ -21,12 +21,15 @@ async def batches_page(endpoints: AsyncEndpoints, request: Request) -> tuple[str
     """The batches, newest first, filtered by tenant, a page at a time."""
     tenant = views.label(request.query_params.get("tenant"))
     cursor = request.query_params.get("cursor") or None
-    notice = None
+    notices = []
+    if tenant is None and request.query_params.get("tenant"):  # dropped, not silently
+        notices.append(views.TOO_LONG_TENANT)
     try:
         page = await endpoints.list_batches(tenant=tenant, limit=PAGE_SIZE, cursor=cursor)
     except ValueError:
         page = await endpoints.list_batches(tenant=tenant, limit=PAGE_SIZE)
-        notice, cursor = "That page link no longer fits the filters; showing the first page.", None
+        notices.append("That page link no longer fits the filters; showing the first page.")
+        cursor = None
     query = {"tenant": tenant} if tenant else {}
     context = {
         "title": "Batches",
@@ -34,7 +37,7 @@ async def batches_page(endpoints: AsyncEndpoints, request: Request) -> tuple[str
         "tenant": tenant,
         "next_query": None if page.next_cursor is None else {**query, "cursor": page.next_cursor},
         "first_query": query if cursor else None,
-        "cursor_notice": notice,
+        "cursor_notice": " ".join(notices),
     }
     return "batches.html", context
 

@@ -275,6 +275,12 @@ def timeline(job: Job) -> list[tuple[str, datetime]]:
     return sorted(known, key=lambda pair: pair[1])
 
 
+#: What a filter of a tenant too long to be one says (jobs and batches pages).
+TOO_LONG_TENANT = (
+    "A tenant filter is at most 255 characters (no tenant is longer); showing every tenant's."
+)
+
+
 def label(value: str | None) -> str | None:
     """``value`` as a tenant or name filter: None when empty or too long."""
     if not value or len(value) > MAX_LABEL_LENGTH:

@@ -155,6 +155,7 @@
 
   var busy = false;
   var gone = false; // the job or batch of this page no longer exists: nothing to follow
+  var denied = false; // authorize refuses this browser now: nothing to follow until a reload
   var reload = live.hasAttribute("data-reload-when-back"); // a page the store could not fill
   var last = null; // the live part as last fetched: an unchanged one is not redrawn
   var lastTag = null; // its entity tag: the server answers 304, sending nothing, while it holds
@@ -189,7 +190,7 @@
   }
 
   function refresh() {
-    if (busy || gone || sending || document.hidden) return;
+    if (busy || gone || denied || sending || document.hidden) return;
     if (inUse()) {
       // While the server does not answer, that is what the corner keeps saying.
       if (state.classList.contains("stale")) return;
@@ -209,9 +210,14 @@
           gone = false;
           return last; // unchanged since the last fetch: nothing was sent
         }
-        // 404 is an answer (the job or batch is gone: its page says so), not an outage.
-        var html = (answer.headers.get("Content-Type") || "").indexOf("text/html") === 0;
-        if (!answer.ok && !(answer.status === 404 && html)) throw new Error(String(answer.status));
+        // The dashboard's own 404 is an answer (the job or batch is gone: its page says
+        // so), not an outage; the app's 404 means authorize says no now (signed out).
+        var ours = answer.headers.get("X-Dashboard-Fragment") === "1";
+        if (answer.status === 404 && !ours) {
+          denied = true;
+          return last;
+        }
+        if (!answer.ok && !(answer.status === 404 && ours)) throw new Error(String(answer.status));
         if (reload) {
           // The store is back: the whole page (its title and filters too), not just this part.
           window.location.reload();
@@ -222,6 +228,10 @@
         return answer.text();
       })
       .then(function (html) {
+        if (denied) {
+          show("no access", "stale", "The dashboard no longer answers this browser (signed out, or access withdrawn): sign in again and reload the page");
+          return;
+        }
         if (gone) show("stopped", "held", "What this page showed no longer exists: it stopped updating");
         else show("live", "", "This page updates itself every second");
         if (html === last || inUse() || sending) return;

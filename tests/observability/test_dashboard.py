@@ -306,6 +306,26 @@ async def test_a_status_or_queue_filter_that_does_not_exist_says_so(
     assert "There is no such" not in plain.text
 
 
+async def test_a_tenant_or_name_filter_too_long_to_match_says_so(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """A hand-made address with a tenant or a name of 256 characters (none is that long)
+    lists every job and says which filter it dropped, on the jobs page and, for the
+    tenant, the batches page; a name of blanks only is no filter and says nothing."""
+    await engine.submit("Ok", {"text": "x"}, tenant="acme")
+    too_long = "t" * 256
+    page = await client.get("/dashboard/jobs", params={"tenant": too_long, "name": too_long})
+    assert page.status_code == 200
+    assert "A tenant filter is at most 255 characters" in page.text
+    assert "A name filter is at most 255 characters" in page.text
+    assert f'value="{too_long}"' not in page.text and "acme" in page.text
+    batches = await client.get("/dashboard/batches", params={"tenant": too_long})
+    assert "A tenant filter is at most 255 characters" in batches.text
+    assert f'value="{too_long}"' not in batches.text
+    plain = await client.get("/dashboard/jobs", params={"tenant": "t" * 255, "name": "   "})
+    assert "at most 255 characters" not in plain.text
+
+
 async def reported(engine: AsyncEndpoints, job_id: uuid.UUID) -> None:
     """Wait (10 s at most) until job ``job_id`` has reported progress."""
 

@@ -327,6 +327,33 @@ async def test_a_job_page_is_sent_its_live_part_again_only_when_it_changed(
     await expect(page.locator("#job-json")).to_contain_text('"result": "released"')
 
 
+async def test_a_page_whose_access_ends_says_so_rather_than_reconnecting(
+    site: tuple[str, AsyncEndpoints], page: Page, gate: Gate
+) -> None:
+    """Once `authorize` says no to the open page's browser (signed out), the page's next
+    refresh meets the app's own 404: the corner says *no access* within 2 s, the list is
+    greyed, and it stops asking (not *reconnecting* forever, as for an outage)."""
+    base, _ = site
+    asked: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            asked.append(request.url)
+            if request.headers.get("x-dashboard-fragment") == "1"
+            else None
+        ),
+    )
+    await page.goto(f"{base}/dashboard/")
+    state = page.locator("#live-state")
+    await expect(state).to_have_text("live")
+    gate.allowed = False
+    await expect(state).to_have_text("no access", timeout=LIVE_WITHIN_MS)
+    await expect(page.locator("#live")).to_have_class(re.compile(r"\bstale\b"))
+    count = len(asked)
+    await page.wait_for_timeout(2500)  # two refresh periods: none is sent
+    assert len(asked) == count
+
+
 async def test_job_data_never_runs_as_script(site: tuple[str, AsyncEndpoints], page: Page) -> None:
     """A result holding <script> and an error holding an onerror image: shown as text on
     every page, and nothing runs."""
