@@ -176,8 +176,9 @@ async def list_page(list_jobs: Lister, filters: Filters) -> tuple[list[Job], str
     A page the store answered short (with a cursor) is read on, up to `FILL_CALLS` calls,
     until it holds `PAGE_SIZE` jobs. With a name filter, pages are read until `PAGE_SIZE`
     jobs of that name are found, `NAME_SCAN_LIMIT` jobs were read or as many calls made
-    as reading them takes (a page may then hold fewer, or somewhat more, jobs than
-    `PAGE_SIZE`).
+    as reading them takes (a page may then hold fewer jobs than `PAGE_SIZE`). Each call
+    asks for what the page still lacks, so it never holds more: the store's cursor goes
+    on right after the last job read.
 
     Raises:
         ValueError: the cursor was made for another listing (or tampered with).
@@ -190,9 +191,9 @@ async def list_page(list_jobs: Lister, filters: Filters) -> tuple[list[Job], str
     found: list[Job] = []
     cursor, scanned, calls = filters.cursor, 0, 0
     while True:
-        # Without a name filter every job listed is shown: ask for what the page lacks.
-        limit = PAGE_SIZE if filters.name is not None else PAGE_SIZE - len(found)
-        page = await list_jobs(**kwargs, limit=limit, cursor=cursor)
+        # Ask for what the page lacks: every job listed may be shown (with a name filter
+        # too), and one more would have no cursor to be left for the next page.
+        page = await list_jobs(**kwargs, limit=PAGE_SIZE - len(found), cursor=cursor)
         scanned, calls = scanned + len(page.jobs), calls + 1
         found += [job for job in page.jobs if filters.name in (None, job.name)]
         cursor = page.next_cursor

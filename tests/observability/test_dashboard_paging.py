@@ -64,6 +64,32 @@ async def test_a_name_filter_reads_up_to_its_scan_limit() -> None:
     assert found == [] and sum(listing.limits) == views.NAME_SCAN_LIMIT
 
 
+class MixedPages:
+    """A listing three of whose every five jobs are named Ok, always with a cursor."""
+
+    def __init__(self) -> None:
+        self.limits: list[int] = []
+        self.listed = 0
+
+    async def __call__(self, *, limit: int, cursor: str | None, **filters: Any) -> JobPage:
+        self.limits.append(limit)
+        first, self.listed = self.listed, self.listed + limit
+        return JobPage(
+            [job("Ok" if n % 5 < 3 else "Other") for n in range(first, first + limit)], "more"
+        )
+
+
+async def test_a_name_filter_never_fills_a_page_past_its_size() -> None:
+    """Three jobs listed in five match: each call asks only for as many jobs as the page
+    still lacks, so the page ends with exactly PAGE_SIZE jobs, never more (two calls of
+    50 would find 60; the cursor goes on after the last job read)."""
+    listing = MixedPages()
+    found, cursor = await views.list_page(listing, views.Filters(name="Ok"))
+    assert len(found) == views.PAGE_SIZE and cursor == "more"
+    assert {each.name for each in found} == {"Ok"}
+    assert listing.limits[:2] == [50, 20]
+
+
 def test_previous_walks_back_the_pages_next_walked_through() -> None:
     """From the first page on with Next: each page's Previous is the page before it,
     with that page's cursor, trail and number."""
