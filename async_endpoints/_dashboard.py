@@ -109,7 +109,9 @@ class Dashboard:
             autoescape=select_autoescape(default=True, default_for_string=True),
             trim_blocks=True,
             lstrip_blocks=True,
+            finalize=views.shown,
         )
+        self.templates.filters["verbatim"] = views.verbatim
         self.templates.globals.update(ago=views.ago, absolute=views.absolute, iso=views.iso)
         self.templates.filters["pretty_json"] = views.pretty_json
         self.templates.filters["compact_json"] = views.compact_json

@@ -252,6 +252,33 @@ def iso(moment: datetime | None) -> str:
     return format_time(moment) or ""
 
 
+#: The explicit direction controls (embeddings, overrides, isolates and their ends): text
+#: holding one may read otherwise than it is ("\u202eemca-live" shows as "evil-acme").
+_DIRECTION_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+class Verbatim(str):
+    """Text a page must send unchanged (a form field's value, sent back as it was)."""
+
+    __slots__ = ()
+
+
+def verbatim(value: Any) -> Any:
+    """``value`` (text) exempt from `shown`: the template filter for form field values."""
+    return Verbatim(value) if isinstance(value, str) else value
+
+
+def shown(value: Any) -> Any:
+    """What a page shows of ``value`` (the templates' ``finalize``): text with its
+    direction controls written as visible escapes (``\u202e``), so that a tenant, a name
+    or an error cannot read as something it is not; right-to-left text keeps its own
+    direction (the page isolates it). Markup (already rendered, its values shown) and
+    `Verbatim` text pass unchanged."""
+    if type(value) is not str or not _DIRECTION_CONTROLS.search(value):
+        return value
+    return _DIRECTION_CONTROLS.sub(lambda found: f"\\u{ord(found.group()):04x}", value)
+
+
 def pretty_json(value: Any) -> str:
     """Indented JSON text of ``value`` (for <pre>; the template escapes it)."""
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)

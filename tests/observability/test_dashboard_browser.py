@@ -10,6 +10,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
@@ -372,6 +373,31 @@ async def test_job_data_never_runs_as_script(site: tuple[str, AsyncEndpoints], p
     await page.goto(f"{base}/dashboard/jobs/{done.id}")
     await expect(page.locator(".result")).to_contain_text("<script>window.pwned")
     assert dialogs == []
+
+
+async def test_direction_controls_in_job_data_show_as_escapes_and_filters_keep_them(
+    site: tuple[str, AsyncEndpoints], page: Page
+) -> None:
+    """A tenant "\\u202eemca-live" (a right-to-left override: it would read "evil-acme")
+    and a result holding one: the list, the job page and the hover show the override as
+    the escape ``\\u202e``, never as a character that reorders the text; the tenant
+    filter keeps the real value, so the filtered list finds the job."""
+    base, engine = site
+    tenant = "\u202eemca-live"
+    job = await engine.submit("Ok", {"text": "paid \u202e0001$"}, tenant=tenant)
+    await engine.wait_for(job.id, timeout=10)
+    await page.goto(f"{base}/dashboard/jobs")
+    row = page.locator(f'tr[data-job="{job.id}"]')
+    await expect(row).to_contain_text("\\u202eemca-live")
+    assert "\u202e" not in await row.inner_text()
+    assert await row.locator("td.label[title]").last.get_attribute("title") == "\\u202eemca-live"
+    await page.goto(f"{base}/dashboard/jobs/{job.id}")
+    await expect(page.locator(".result")).to_contain_text("paid \\u202e0001$")
+    assert "\u202e" not in await page.locator("main").inner_text()
+    await page.goto(f"{base}/dashboard/jobs?{urlencode({'tenant': tenant})}")
+    assert await page.locator('input[name="tenant"]').input_value() == tenant
+    await page.locator("form.filters button[type=submit]").click()
+    await expect(page.locator(f'tr[data-job="{job.id}"]')).to_have_count(1)
 
 
 async def test_a_batch_page_follows_its_jobs(
