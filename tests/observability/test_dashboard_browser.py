@@ -747,6 +747,40 @@ async def test_failed_jobs_with_long_names_keep_requeue_in_view_on_a_laptop_scre
         gate.open.set()
 
 
+async def test_a_list_of_every_status_with_long_labels_fits_a_laptop_screen(
+    gate: Gate, page: Page
+) -> None:
+    """Failed and Completed jobs together (every column: created, started, finished,
+    retries, error, Requeue) with a long name, tenant and queue: at 1366 px the list fits
+    its box, so Requeue is in view without scrolling sideways."""
+    queue = "q<b>\"odd'&\u00fc-" + "x" * 30
+    app, engine = make_app(gate, queues=("default", queue))
+    long_name = "N\u00e9v<script>alert('x')</script>" + "y" * 40
+
+    async def fails(ctx: AsyncContext[None]) -> None:
+        raise RuntimeError('"><img src=x onerror=alert(1)> ' + "z" * 60)
+
+    async def works(ctx: AsyncContext[None]) -> str:
+        return "ok"
+
+    engine.add_handler(fails, name=long_name)
+    engine.add_handler(works, name=long_name + "-ok")
+    async with served(app) as base:
+        tenant = "\u00fc" * 60
+        jobs = [
+            await engine.submit(name, tenant=tenant, queue=queue)
+            for name in (long_name, long_name + "-ok") * 2
+        ]
+        for job in jobs:
+            await engine.wait_for(job.id, timeout=10)
+        await page.goto(f"{base}/dashboard/jobs")
+        await expect(page.locator("tr[data-job]")).to_have_count(4)
+        box = page.locator("#live .scroll")
+        widths = await box.evaluate("b => [b.scrollWidth, b.clientWidth]")
+        assert widths[0] <= widths[1], widths
+        gate.open.set()
+
+
 async def test_on_a_narrow_screen_no_button_covers_the_error_and_scrolling_reaches_it(
     site: tuple[str, AsyncEndpoints], browser: Browser
 ) -> None:
