@@ -198,6 +198,7 @@
       return;
     }
     busy = true;
+    var tag = null; // the entity tag of this answer's part: held once that part is shown
     var headers = { "X-Dashboard-Fragment": "1" };
     if (lastTag !== null && last !== null) headers["If-None-Match"] = lastTag;
     fetch(window.location.href, {
@@ -208,7 +209,8 @@
       .then(function (answer) {
         if (answer.status === 304) {
           gone = false;
-          return last; // unchanged since the last fetch: nothing was sent
+          tag = lastTag;
+          return last; // unchanged since the part shown was fetched: nothing was sent
         }
         // The dashboard's own 404 is an answer (the job or batch is gone: its page says
         // so), not an outage; the app's 404 means authorize says no now (signed out).
@@ -224,7 +226,7 @@
           return last;
         }
         gone = answer.status === 404;
-        lastTag = answer.headers.get("ETag");
+        tag = answer.headers.get("ETag");
         return answer.text();
       })
       .then(function (html) {
@@ -234,8 +236,15 @@
         }
         if (gone) show("stopped", "held", "What this page showed no longer exists: it stopped updating");
         else show("live", "", "This page updates itself every second");
-        if (html === last || inUse() || sending) return;
+        // The tag goes with the part on screen: a part fetched but not drawn (the page was
+        // in use) must be fetched whole again, not answered 304.
+        if (html === last) {
+          lastTag = tag;
+          return;
+        }
+        if (inUse() || sending) return;
         last = html;
+        lastTag = tag;
         var scrolled = [];
         var boxes = live.querySelectorAll("pre, .scroll");
         for (var i = 0; i < boxes.length; i++) scrolled.push([boxes[i].scrollTop, boxes[i].scrollLeft]);

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
+from playwright.async_api import Browser, Dialog, Page, Route, async_playwright, expect
 
 from async_endpoints import (
     AsyncContext,
@@ -326,6 +326,58 @@ async def test_a_job_page_is_sent_its_live_part_again_only_when_it_changed(
     await eventually(lambda: unchanged_twice(changed))
     assert set(answers[changed:]) == {304}
     await expect(page.locator("#job-json")).to_contain_text('"result": "released"')
+
+
+async def test_a_change_fetched_while_the_page_is_in_use_is_shown_once_it_is_free(
+    site: tuple[str, AsyncEndpoints], page: Page, gate: Gate
+) -> None:
+    """The job completes while the answer carrying it is on its way and the pointer then
+    rests on a link (updates held): that part is not drawn, so its entity tag is not
+    kept either; once the pointer moves on the page asks for the part whole again and
+    shows Completed (not answered 304 on a part it never showed)."""
+    base, engine = site
+    job = await running_hold(engine)
+    slow = asyncio.Event()
+    delayed: list[str] = []
+
+    async def delay(route: Route) -> None:
+        if route.request.headers.get("x-dashboard-fragment") == "1" and slow.is_set():
+            delayed.append(route.request.url)
+            await asyncio.sleep(0.6)
+        await route.continue_()
+
+    await page.route("**/dashboard/jobs/*", delay)
+    fragments: list[int] = []
+    page.on(
+        "response",
+        lambda answer: (
+            fragments.append(answer.status)
+            if answer.request.headers.get("x-dashboard-fragment") == "1"
+            else None
+        ),
+    )
+    await page.goto(f"{base}/dashboard/jobs/{job.id}")
+    status = page.locator(".job-head .status")
+    await expect(status).to_have_text("Running")
+
+    async def answered(kind: int) -> bool:
+        return kind in fragments
+
+    await eventually(lambda: answered(304))  # the Running part's tag is held
+    gate.open.set()
+    await engine.wait_for(job.id, timeout=10)
+    slow.set()
+
+    async def on_its_way() -> bool:
+        return bool(delayed)
+
+    await eventually(on_its_way)  # the Completed part is on its way
+    await page.locator("#live a").first.hover()  # the page is in use when it arrives
+    await page.wait_for_timeout(900)
+    await expect(status).to_have_text("Running")
+    slow.clear()
+    await page.mouse.move(0, 0)
+    await expect(status).to_have_text("Completed", timeout=LIVE_WITHIN_MS)
 
 
 async def test_a_page_whose_access_ends_says_so_rather_than_reconnecting(
