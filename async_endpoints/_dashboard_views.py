@@ -174,11 +174,12 @@ async def list_page(list_jobs: Lister, filters: Filters) -> tuple[list[Job], str
     """One page of the jobs ``filters`` select and the cursor of the next one.
 
     A page the store answered short (with a cursor) is read on, up to `FILL_CALLS` calls,
-    until it holds `PAGE_SIZE` jobs. With a name filter, pages are read until `PAGE_SIZE`
-    jobs of that name are found, `NAME_SCAN_LIMIT` jobs were read or as many calls made
-    as reading them takes (a page may then hold fewer jobs than `PAGE_SIZE`). Each call
-    asks for what the page still lacks, so it never holds more: the store's cursor goes
-    on right after the last job read.
+    until it holds `PAGE_SIZE` jobs. With a name filter, pages of `PAGE_SIZE` are read
+    until `PAGE_SIZE` jobs of that name are found, `NAME_SCAN_LIMIT` jobs were read or as
+    many calls made as reading them takes (a page may then hold fewer jobs than
+    `PAGE_SIZE`). A page never holds more: when a store page holds more jobs of the name
+    than the page lacks, the same call is made again for the jobs up to the last one the
+    page takes (one call more), so that the store's cursor follows that job.
 
     Raises:
         ValueError: the cursor was made for another listing (or tampered with).
@@ -188,21 +189,31 @@ async def list_page(list_jobs: Lister, filters: Filters) -> tuple[list[Job], str
         kwargs["tenant"] = filters.tenant
     if filters.batch is not None:
         kwargs["batch_id"] = filters.batch
+    name = filters.name
     found: list[Job] = []
     cursor, scanned, calls = filters.cursor, 0, 0
     while True:
-        # Ask for what the page lacks: every job listed may be shown (with a name filter
-        # too), and one more would have no cursor to be left for the next page.
-        page = await list_jobs(**kwargs, limit=PAGE_SIZE - len(found), cursor=cursor)
-        scanned, calls = scanned + len(page.jobs), calls + 1
-        found += [job for job in page.jobs if filters.name in (None, job.name)]
+        lacking = PAGE_SIZE - len(found)
+        # Without a name filter every job listed is shown: ask for what the page lacks.
+        page = await list_jobs(
+            **kwargs, limit=lacking if name is None else PAGE_SIZE, cursor=cursor
+        )
+        calls += 1
+        taken = [job for job in page.jobs if name in (None, job.name)]
+        if len(taken) > lacking:
+            last = taken[lacking - 1]
+            cut = next(place for place, job in enumerate(page.jobs) if job is last) + 1
+            page = await list_jobs(**kwargs, limit=cut, cursor=cursor)
+            taken = [job for job in page.jobs if job.name == name][:lacking]
+        scanned += len(page.jobs)
+        found += taken
         cursor = page.next_cursor
         if cursor is None or len(found) >= PAGE_SIZE:
             return found, cursor
-        if filters.name is None and calls >= FILL_CALLS:
+        if name is None and calls >= FILL_CALLS:
             return found, cursor
         # Also bounded in calls: with a tenant filter too, a call may list no job at all.
-        if filters.name is not None and (
+        if name is not None and (
             scanned >= NAME_SCAN_LIMIT or calls >= NAME_SCAN_LIMIT // PAGE_SIZE
         ):
             return found, cursor

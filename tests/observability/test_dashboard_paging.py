@@ -65,29 +65,40 @@ async def test_a_name_filter_reads_up_to_its_scan_limit() -> None:
 
 
 class MixedPages:
-    """A listing three of whose every five jobs are named Ok, always with a cursor."""
+    """A listing three of whose every five jobs are named Ok, paged by its position (the
+    cursor is the number of jobs listed before it)."""
 
     def __init__(self) -> None:
         self.limits: list[int] = []
-        self.listed = 0
+        self.jobs = [job("Ok" if n % 5 < 3 else "Other") for n in range(500)]
 
     async def __call__(self, *, limit: int, cursor: str | None, **filters: Any) -> JobPage:
         self.limits.append(limit)
-        first, self.listed = self.listed, self.listed + limit
-        return JobPage(
-            [job("Ok" if n % 5 < 3 else "Other") for n in range(first, first + limit)], "more"
-        )
+        first = int(cursor or 0)
+        return JobPage(self.jobs[first : first + limit], str(first + limit))
 
 
 async def test_a_name_filter_never_fills_a_page_past_its_size() -> None:
-    """Three jobs listed in five match: each call asks only for as many jobs as the page
-    still lacks, so the page ends with exactly PAGE_SIZE jobs, never more (two calls of
-    50 would find 60; the cursor goes on after the last job read)."""
+    """Three jobs listed in five match: the second call of 50 finds 30 where the page
+    lacks 20, so that call is made again for the jobs up to the 20th (32 of them); the
+    page holds exactly the first 50 jobs of the name, and its cursor goes on right after
+    the last, so the next page starts with the next one."""
     listing = MixedPages()
     found, cursor = await views.list_page(listing, views.Filters(name="Ok"))
-    assert len(found) == views.PAGE_SIZE and cursor == "more"
-    assert {each.name for each in found} == {"Ok"}
-    assert listing.limits[:2] == [50, 20]
+    named = [each for each in listing.jobs if each.name == "Ok"]
+    assert found == named[:50] and listing.limits == [50, 50, 32] and cursor == "82"
+    following, _ = await views.list_page(listing, views.Filters(name="Ok", cursor=cursor))
+    assert following == named[50:100]
+
+
+async def test_a_sparse_name_filter_still_reads_its_whole_scan_limit() -> None:
+    """One job in thirty matches: the page reads NAME_SCAN_LIMIT jobs in calls of 50 (20
+    calls), as many as that takes, and shows the 34 it found."""
+    listing = MixedPages()
+    listing.jobs = [job("Ok" if n % 30 == 0 else "Other") for n in range(2000)]
+    found, cursor = await views.list_page(listing, views.Filters(name="Ok"))
+    assert len(found) == 34 and sum(listing.limits) == views.NAME_SCAN_LIMIT
+    assert set(listing.limits) == {50} and cursor == str(views.NAME_SCAN_LIMIT)
 
 
 def test_previous_walks_back_the_pages_next_walked_through() -> None:
