@@ -19,6 +19,7 @@ the original with ``from``.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,16 +56,17 @@ _NON_LOCAL_KEY = "attempted to access a non local key"
 #: ``busy-reply-threshold`` (BUSY; it ends, or is killed), fewer replicas than
 #: ``min-replicas-to-write`` are in sync (NOREPLICAS), the last save to disk failed
 #: (MISCONF, with ``stop-writes-on-bgsave-error``), a replica lost its master
-#: (MASTERDOWN, with ``replica-serve-stale-data no``). Matched as the reply's first
-#: word, or quoted inside a script's error (``-NOREPLICAS ...``): BUSYGROUP and BUSYKEY
-#: are other errors.
-_PASSING_CODES = ("BUSY", "NOREPLICAS", "MISCONF", "MASTERDOWN")
+#: (MASTERDOWN, with ``replica-serve-stale-data no``). Matched as the reply's first word,
+#: or as the first word after a colon: quoted by a script's error (``: -NOREPLICAS ...``)
+#: or by redis-py's message for a pipeline's command (``... caused error: BUSY ...``).
+#: BUSYGROUP and BUSYKEY are other errors, and a code inside other words (a user named
+#: ``svc-BUSY`` in a NOPERM reply) is no code.
+_PASSING = re.compile(r"(?:^|: )-?(?:BUSY|NOREPLICAS|MISCONF|MASTERDOWN) ")
 
 
 def _passing(message: str) -> bool:
-    """Whether the error reply ``message`` refuses a command for now (`_PASSING_CODES`)."""
-    first = message.split(" ", 1)[0]
-    return first in _PASSING_CODES or any(f"-{code} " in message for code in _PASSING_CODES)
+    """Whether the error reply ``message`` refuses a command for now (`_PASSING`)."""
+    return _PASSING.search(message) is not None
 
 
 @contextmanager

@@ -39,8 +39,10 @@ pytestmark = pytest.mark.redis
         "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
         "Error running script (call to f_0a1b): @user_script:12: -NOREPLICAS Not enough good "
         "replicas to write.",
+        "Command # 1 (EXISTS a) of pipeline caused error: BUSY Redis is busy running a "
+        "script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
     ],
-    ids=["busy", "noreplicas", "misconf", "masterdown", "noreplicas-in-a-script"],
+    ids=["busy", "noreplicas", "misconf", "masterdown", "noreplicas-in-a-script", "in-a-pipeline"],
 )
 def test_a_reply_refusing_a_command_for_now_is_the_store_unavailable(reply: str) -> None:
     unavailable = pytest.raises(StoreUnavailableError, match="Redis is unavailable")
@@ -56,8 +58,10 @@ def test_a_reply_refusing_a_command_for_now_is_the_store_unavailable(reply: str)
         "BUSYKEY Target key name already exists.",
         "ERR Error running script: attempt to compare nil with number",
         "NOPERM this user has no permissions to run the 'evalsha' command",
+        "NOPERM User svc-BUSY has no permissions to run the 'evalsha' command",
+        "Error running script (call to f_0a1b): @user_script:3: user error -BUSY is a word",
     ],
-    ids=["busygroup", "busykey", "script-error", "noperm"],
+    ids=["busygroup", "busykey", "script-error", "noperm", "noperm-of-a-user-so-named", "word"],
 )
 def test_other_refusals_stay_refusals(reply: str) -> None:
     with pytest.raises(JobStoreError) as raised, mapped_errors("complete"):
@@ -204,3 +208,21 @@ async def test_writes_refused_for_want_of_replicas_are_the_store_unavailable(
     finally:
         await admin.aclose()
         await store.aclose()
+
+
+async def test_a_pipeline_meeting_a_busy_redis_is_the_store_unavailable(
+    own_redis_server: RedisServer,
+) -> None:
+    """redis-py words a pipeline command's error its own way ("Command # 1 (...) of
+    pipeline caused error: BUSY ..."; the sharded store's keyed submissions and recovery
+    use pipelines): that BUSY, from a real server, is an outage too."""
+    client = Redis.from_url(own_redis_server.url)
+    try:
+        async with busy(own_redis_server):
+            with pytest.raises(StoreUnavailableError, match="BUSY"), mapped_errors("enqueue"):
+                async with client.pipeline(transaction=False) as pipe:
+                    pipe.exists("a")
+                    pipe.exists("b")
+                    await pipe.execute()
+    finally:
+        await client.aclose()
