@@ -20,10 +20,11 @@ agrees with the wall-clock times shown unless the wall clock stepped.
 A cursor is a digest of the listing's filters and a store-defined position, as base64url
 JSON. It is not secret (it holds no job data) but it is checked: a cursor that does not
 decode, or that was made for other filters, raises `ValueError`, so a cursor can never
-widen a listing to jobs its filters exclude. The filters are bound by their digest, not
-copied in, so a long tenant (255 characters outside ASCII) or a long list of queues does
-not make a cursor longer; cursors of the first version, which held the filters
-themselves, are still read.
+widen a listing to jobs its filters exclude. A cursor holds its filters themselves (the
+first version, which every release reads) while that keeps it within
+`_FILTERS_HELD_MOST` characters, else their digest (the second version), so that a long
+tenant (255 characters outside ASCII) or a long list of queues does not make a cursor
+too long to be taken back.
 """
 
 from __future__ import annotations
@@ -42,9 +43,12 @@ from ._job import Job, JobStatus
 
 #: The most jobs one page may hold.
 MAX_LIMIT = 1000
-#: The first version held the filters themselves; the second holds their digest.
+#: The first version holds the filters themselves; the second holds their digest.
 _FILTERS_HELD = 1
 _CURSOR_VERSION = 2
+#: The longest cursor of the first version made: the most earlier releases read, so
+#: that instances of two releases side by side (a rolling upgrade) take each other's.
+_FILTERS_HELD_MOST = 2048
 #: The longest cursor read: far more than any store's position needs (16 shards' places
 #: in a sharded store's, each with a queue name the app did not configure), little enough
 #: that a forged one costs nothing to refuse.
@@ -112,7 +116,13 @@ def filters_of(
 def encode_cursor(filters: Sequence[Any], position: Sequence[Any]) -> str:
     """A cursor for the listing with ``filters``, continuing after ``position`` (a JSON
     list the store defines)."""
-    payload = [_CURSOR_VERSION, _digest(filters), list(position)]
+    held = _encoded([_FILTERS_HELD, list(filters), list(position)])
+    if len(held) <= _FILTERS_HELD_MOST:
+        return held
+    return _encoded([_CURSOR_VERSION, _digest(filters), list(position)])
+
+
+def _encoded(payload: list[Any]) -> str:
     text = json.dumps(payload, separators=(",", ":"))
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
