@@ -22,7 +22,7 @@ async def batches_page(endpoints: AsyncEndpoints, request: Request) -> tuple[str
     tenant = views.label(request.query_params.get("tenant"))
     cursor = request.query_params.get("cursor") or None
     notices = []
-    if tenant is None and request.query_params.get("tenant"):  # dropped, not silently
+    if tenant is None and (request.query_params.get("tenant") or "").strip():  # not silently
         notices.append(views.TOO_LONG_TENANT)
     try:
         page = await endpoints.list_batches(tenant=tenant, limit=PAGE_SIZE, cursor=cursor)
