@@ -33,6 +33,7 @@ from starlette.routing import Match, Route, Router
 
 from . import _dashboard_batches as dashboard_batches
 from . import _dashboard_bulk as bulk
+from . import _dashboard_confirm as confirm
 from . import _dashboard_guard as guard
 from . import _dashboard_views as views
 from ._any_method_route import AnyMethodRoute
@@ -117,6 +118,7 @@ class Dashboard:
         self.templates.filters["compact_json"] = views.compact_json
         # The shared macros as a global: a page's live block is also rendered on its own.
         self.templates.globals["m"] = self.templates.get_template("macros.html").module
+        self.templates.globals["questions"] = confirm.QUESTIONS
         self.assets = {name: (ASSETS / name).read_bytes() for name in _ASSET_TYPES}
         self.can_control = isinstance(endpoints.store, ControlStore)
         self.has_batches = isinstance(endpoints.store, BatchStore)
@@ -295,7 +297,8 @@ class Dashboard:
     ) -> Callable[[Request], Awaitable[Response]]:
         """A POST action: refused with 403 when cross-site, else ``act`` runs and the
         browser goes back (303) to the form's ``next`` page with a notice code (naming
-        the job or batch acted on, unless it acts on ``many``)."""
+        the job or batch acted on, unless it acts on ``many``). An action that asks first
+        (`_dashboard_confirm`) and was not confirmed answers the page asking instead."""
 
         async def action(request: Request) -> Response:
             fields = await _form(request)
@@ -305,6 +308,10 @@ class Dashboard:
                 return self._forbidden(request, too_large=True)
             if not guard.has_valid_token(request, fields.get(guard.FIELD)):
                 return self._forbidden(request)
+            name = request.url.path.rsplit("/", 1)[-1]
+            asked = confirm.question(name, fields)
+            if asked is not None and not confirm.confirmed(fields):
+                return self._asking(request, asked, fields)
             try:
                 done = await act(request, fields)
             except StoreUnavailableError:
@@ -318,6 +325,42 @@ class Dashboard:
 
         return self._guarded(action, "POST")
 
+    def _asking(self, request: Request, asked: str, fields: Form) -> Response:
+        """The page asking ``asked`` before an action sent unconfirmed (without the page's
+        script): its button sends ``fields`` again, confirmed; its other link leads back
+        to the form's page. Nothing changed yet."""
+        token, _ = guard.token_of(request)
+        root = self.base(request)
+        resent = [pair for pair in fields.pairs() if pair[0] not in (guard.FIELD, confirm.FIELD)]
+        context = {
+            **self._common(request, token),
+            "title": "Are you sure?",
+            "question": asked,
+            "action_url": request.url.path,
+            "resent": resent,
+            "way_back": self._page_of(root, fields.get("next")),
+        }
+        response = HTMLResponse(self.render("confirm.html", context))
+        response.headers.update(_SECURITY_HEADERS)
+        return response
+
+    def _page_of(self, root: str, target: str | None) -> str:
+        """``target`` when it is a page of this dashboard (the path and query the browser
+        is sent back to), else the dashboard's first page."""
+        path, query = self._split_target(root, target)
+        return path + ("?" + query if query else "")
+
+    def _split_target(self, root: str, target: str | None) -> tuple[str, str]:
+        parts = urlsplit(target or "")
+        # Compared decoded: a page's own path (``here``) is decoded, the root encoded; a
+        # browser reads %2e%2e as a dot segment, and a server may decode %2f.
+        decoded, decoded_root = unquote(parts.path), unquote(root)
+        inside = decoded == decoded_root or decoded.startswith(decoded_root + "/")
+        odd = "\\" in (target or "") or "\\" in decoded or ".." in decoded.split("/")
+        if parts.scheme or parts.netloc or not inside or odd:
+            return root + "/", ""
+        return quote(decoded), parts.query
+
     def _back(
         self,
         root: str,
@@ -330,16 +373,7 @@ class Dashboard:
         the notice code ``done`` and the id of the job or batch it acted on (the notice
         names it: the list may have moved under the click), or the queue it paused or
         resumed (only a queue of the settings is ever named)."""
-        parts = urlsplit(target or "")
-        # Compared decoded: a page's own path (``here``) is decoded, the root encoded; a
-        # browser reads %2e%2e as a dot segment, and a server may decode %2f.
-        decoded, decoded_root = unquote(parts.path), unquote(root)
-        inside = decoded == decoded_root or decoded.startswith(decoded_root + "/")
-        odd = "\\" in (target or "") or "\\" in decoded or ".." in decoded.split("/")
-        if parts.scheme or parts.netloc or not inside or odd:
-            path, query = root + "/", ""
-        else:
-            path, query = quote(decoded), parts.query
+        path, query = self._split_target(root, target)
         told_keys = ("done", "subject", "subject_queue")
         kept = [pair for pair in _pairs(query) if pair[0] not in told_keys]
         told = [("subject", str(subject))] if subject is not None else []
@@ -557,6 +591,10 @@ class Form(dict[str, str]):
     def every(self, name: str) -> list[str]:
         """Every value of ``name``, in the order the form gave them."""
         return [value for key, value in self._pairs if key == name]
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """Every field, as given (a name given several times, several times)."""
+        return list(self._pairs)
 
 
 async def _form(request: Request) -> Form | None:

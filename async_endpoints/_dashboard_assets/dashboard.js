@@ -130,9 +130,14 @@
       return;
     }
     var question = form.getAttribute("data-confirm");
-    if (question && !window.confirm(question)) {
-      event.preventDefault();
-      return;
+    if (question) {
+      if (!window.confirm(question)) {
+        event.preventDefault();
+        return;
+      }
+      // Asked here: the dashboard does not ask again (without this script it does).
+      var answered = form.querySelector('input[name="confirmed"]');
+      if (answered) answered.value = "1";
     }
     sending = true;
     var button = event.submitter || form.querySelector('button[type="submit"]');

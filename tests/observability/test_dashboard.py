@@ -246,13 +246,51 @@ async def test_pausing_or_resuming_every_queue_says_so_and_names_no_other(
     """The notice of Pause all queues says every queue is paused; a queue name the settings
     do not have is never echoed into a notice."""
     token = await token_of(client)
-    pause = {"token": token, "queue": "", "next": "/dashboard/"}
+    pause = {"token": token, "queue": "", "next": "/dashboard/", "confirmed": "1"}
     answer = await client.post("/dashboard/actions/pause", data=pause, headers=SAME_ORIGIN)
     assert answer.headers["location"] == "/dashboard/?done=paused-all"
     assert "Every queue is paused." in (await client.get(answer.headers["location"])).text
     assert [q.paused for q in await engine.queue_stats()] == [True, True]
     page = await client.get("/dashboard/?done=paused&subject_queue=<b>nope</b>")
     assert '<p class="notice" role="status">Paused.</p>' in page.text
+
+
+async def test_an_unconfirmed_action_that_asks_first_answers_its_question_and_changes_nothing(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """Pause all sent without ``confirmed`` (no page script) answers 200 with a page
+    asking the question; its form sends the same fields again with ``confirmed=1`` and
+    the token, and its way back is the form's page (an outside one is not followed).
+    Nothing is paused until that form is sent; pausing one queue does not ask."""
+    token = await token_of(client)
+    pause = {"token": token, "queue": "", "next": "https://elsewhere.example/"}
+    asked = await client.post("/dashboard/actions/pause", data=pause, headers=SAME_ORIGIN)
+    assert asked.status_code == 200 and "Pause every queue?" in asked.text
+    assert not any(stats.paused for stats in await engine.queue_stats())
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', asked.text))
+    assert fields == {"token": token, "next": pause["next"], "confirmed": "1"}  # blanks dropped
+    assert 'href="/dashboard/">No, go back' in asked.text
+    assert 'action="/dashboard/actions/pause"' in asked.text
+    answer = await client.post("/dashboard/actions/pause", data=fields, headers=SAME_ORIGIN)
+    assert answer.status_code == 303
+    assert all(stats.paused for stats in await engine.queue_stats())
+    await engine.resume()
+    one = {"token": token, "queue": "high", "next": "/dashboard/"}
+    answer = await client.post("/dashboard/actions/pause", data=one, headers=SAME_ORIGIN)
+    assert answer.status_code == 303 and [q.paused for q in await engine.queue_stats()] == [
+        True,
+        False,
+    ]
+
+
+async def test_an_unconfirmed_cross_site_action_is_refused_not_asked(
+    client: httpx.AsyncClient,
+) -> None:
+    token = await token_of(client)
+    pause = {"token": token, "queue": "", "next": "/dashboard/"}
+    cross = {"Origin": "https://elsewhere.example"}
+    answer = await client.post("/dashboard/actions/pause", data=pause, headers=cross)
+    assert answer.status_code == 403 and "Pause every queue?" not in answer.text
 
 
 async def test_a_queue_whose_jobs_wait_behind_a_busier_one_says_so(
@@ -702,7 +740,7 @@ async def test_batches_their_jobs_and_cancelling_one(
         listed = await client.get(f"/dashboard/jobs?batch={batch.id}&status={status}")
         shown = re.findall(r'<tr data-job="([0-9a-f-]+)"', listed.text)
         assert len(shown) == int(count) and set(shown) <= in_batch
-    form = {"token": await token_of(client), "batch_id": str(batch.id)}
+    form = {"token": await token_of(client), "batch_id": str(batch.id), "confirmed": "1"}
     answer = await client.post("/dashboard/actions/cancel-batch", data=form, headers=SAME_ORIGIN)
     assert (
         answer.status_code == 303 and "done=batch-canceled&subject=" in answer.headers["location"]

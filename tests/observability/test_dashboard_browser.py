@@ -686,6 +686,47 @@ async def test_without_javascript_the_page_does_not_say_it_is_live(
         await context.close()
 
 
+async def test_without_javascript_pause_all_and_requeue_selected_ask_first_on_a_page(
+    site: tuple[str, AsyncEndpoints], browser: Browser
+) -> None:
+    """With JavaScript off, Pause all queues answers a page asking the question: "No, go
+    back" leads back with nothing paused, "Yes" pauses every queue; Requeue selected asks
+    the same way and then queues again exactly the ticked jobs."""
+    base, engine = site
+    context = await browser.new_context(java_script_enabled=False)
+    page = await context.new_page()
+    page.set_default_timeout(PATIENCE_MS)
+    try:
+        await page.goto(f"{base}/dashboard/")
+        pause_all = page.get_by_role("button", name="Pause all queues")
+        await pause_all.click()
+        await expect(page.locator("h1")).to_have_text("Are you sure?")
+        await expect(page.locator(".notice")).to_contain_text("Pause every queue?")
+        await page.get_by_role("link", name="No, go back").click()
+        await expect(page.locator("h1")).to_have_text("Queues")
+        assert not any(stats.paused for stats in await engine.queue_stats())
+        await pause_all.click()
+        await page.get_by_role("button", name="Yes, go ahead").click()
+        await expect(page.locator(".notice")).to_have_text("Every queue is paused.")
+        assert all(stats.paused for stats in await engine.queue_stats())
+        await engine.resume()
+        failed = [await engine.submit("Broken") for _ in range(3)]
+        for job in failed:
+            assert (await engine.wait_for(job.id, timeout=10)).status is JobStatus.FAILED
+        await page.goto(f"{base}/dashboard/jobs?status=Failed")
+        for job in failed[:2]:
+            await page.locator(f'tr[data-job="{job.id}"] input[type=checkbox]').check()
+        await page.get_by_role("button", name="Requeue selected").click()
+        await expect(page.locator(".notice")).to_contain_text("Queue the selected")
+        await page.get_by_role("button", name="Yes, go ahead").click()
+        await expect(page.locator(".notice")).to_contain_text("2 jobs queued again.")
+        statuses = [(await engine.get_job(job.id)) for job in failed]
+        assert [found.status if found else None for found in statuses][2] is JobStatus.FAILED
+        assert all(found and found.retry_count == 0 for found in statuses[:2])
+    finally:
+        await context.close()
+
+
 async def test_a_running_jobs_cancel_button_stays_on_a_laptop_screen_beside_long_progress(
     site: tuple[str, AsyncEndpoints], page: Page
 ) -> None:

@@ -50,7 +50,12 @@ async def status_of(engine: AsyncEndpoints, job: Job) -> JobStatus:
 
 def form(token: str, *job_ids: object, back: str = "/dashboard/jobs?status=Canceled") -> Any:
     """The bulk form as a browser posts it: ``job_id`` once per ticked box."""
-    return {"token": token, "next": back, "job_id": [str(each) for each in job_ids]}
+    return {
+        "token": token,
+        "next": back,
+        "job_id": [str(each) for each in job_ids],
+        "confirmed": "1",
+    }
 
 
 async def post_bulk(client: httpx.AsyncClient, action: str, ticked: Any) -> tuple[str, str]:
