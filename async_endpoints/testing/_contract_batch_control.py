@@ -15,6 +15,7 @@ from .._errors import DuplicateJobError, QueueFullError
 from .._job import MAX_LABEL_LENGTH, JobError, JobStatus
 from .._listing import MAX_LIMIT
 from .._store import ControlStore
+from .._store_features import BatchStore
 from ._contract_batches import (
     batches,
     claim_all,
@@ -29,6 +30,20 @@ from ._contract_batches import (
 from ._contract_cancel import Heard
 from ._contract_support import FAR, TICK, control, inspection, new_job, read
 from ._kit import StoreKit
+
+
+async def one_by_one(store: BatchStore, tenant: str | None) -> list[uuid.UUID]:
+    """The ids of ``tenant``'s batches (every batch's for None), listed one a page, each
+    page from the cursor of the one before (at most 10 pages)."""
+    seen: list[uuid.UUID] = []
+    cursor = None
+    for _ in range(10):
+        page = await store.list_batches(tenant=tenant, limit=1, cursor=cursor)
+        seen += [found.id for found in page.batches]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    return seen
 
 
 class BatchControlContract:
@@ -180,14 +195,7 @@ class BatchControlContract:
         assert [found.id for found in listed.batches] == [specs[2].id, specs[0].id]
         assert await peer_batches(kit).list_batches(tenant="a") == listed
         for tenant, expected in ((None, newest_first), ("a", [specs[2].id, specs[0].id])):
-            seen, cursor = [], None
-            for _ in range(10):
-                page = await store.list_batches(tenant=tenant, limit=1, cursor=cursor)
-                seen += [found.id for found in page.batches]
-                cursor = page.next_cursor
-                if cursor is None:
-                    break
-            assert seen == expected
+            assert await one_by_one(store, tenant) == expected
 
     async def test_batches_of_the_longest_tenant_outside_ascii_are_paged_to_the_end(
         self, kit: StoreKit
@@ -201,14 +209,7 @@ class BatchControlContract:
             specs.append(new_batch(1, 0, tenant=tenant))
             await store.create_batch(specs[-1])
             await kit.advance(TICK)
-        seen, cursor = [], None
-        for _ in range(10):
-            page = await store.list_batches(tenant=tenant, limit=1, cursor=cursor)
-            seen += [found.id for found in page.batches]
-            cursor = page.next_cursor
-            if cursor is None:
-                break
-        assert seen == [spec.id for spec in reversed(specs)]
+        assert await one_by_one(store, tenant) == [spec.id for spec in reversed(specs)]
 
     async def test_batches_created_together_are_paged_once_each(self, kit: StoreKit) -> None:
         """Pages of two visit every batch once, in the order of one whole page."""

@@ -13,7 +13,15 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from playwright.async_api import Browser, Dialog, Page, Route, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    Dialog,
+    Page,
+    Response,
+    Route,
+    async_playwright,
+    expect,
+)
 
 from async_endpoints import (
     AsyncContext,
@@ -88,6 +96,19 @@ async def running_hold(engine: AsyncEndpoints) -> Job:
     finally:
         unsubscribe()
     return job
+
+
+def fragment_statuses(page: Page) -> list[int]:
+    """The statuses of the answers to the page's script asking for its live part, as
+    they come."""
+    statuses: list[int] = []
+
+    def note(answer: Response) -> None:
+        if answer.request.headers.get("x-dashboard-fragment") == "1":
+            statuses.append(answer.status)
+
+    page.on("response", note)
+    return statuses
 
 
 def accept_dialogs(page: Page) -> list[str]:
@@ -302,15 +323,7 @@ async def test_a_job_page_is_sent_its_live_part_again_only_when_it_changed(
     2 s, and from then on the finished job is not sent again."""
     base, engine = site
     job = await running_hold(engine)
-    answers: list[int] = []
-    page.on(
-        "response",
-        lambda answer: (
-            answers.append(answer.status)
-            if answer.request.headers.get("x-dashboard-fragment") == "1"
-            else None
-        ),
-    )
+    answers = fragment_statuses(page)
     await page.goto(f"{base}/dashboard/jobs/{job.id}")
     status = page.locator(".job-head .status")
     await expect(status).to_have_text("Running")
@@ -347,15 +360,7 @@ async def test_a_change_fetched_while_the_page_is_in_use_is_shown_once_it_is_fre
         await route.continue_()
 
     await page.route("**/dashboard/jobs/*", delay)
-    fragments: list[int] = []
-    page.on(
-        "response",
-        lambda answer: (
-            fragments.append(answer.status)
-            if answer.request.headers.get("x-dashboard-fragment") == "1"
-            else None
-        ),
-    )
+    fragments = fragment_statuses(page)
     await page.goto(f"{base}/dashboard/jobs/{job.id}")
     status = page.locator(".job-head .status")
     await expect(status).to_have_text("Running")
