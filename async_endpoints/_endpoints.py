@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
@@ -11,6 +12,7 @@ from typing import Any, Unpack
 
 from starlette.requests import Request
 
+from . import _server_exit as server_exit
 from ._app import Lifespan, join_app
 from ._batches import JobBatches
 from ._errors import ConfigurationError, StoreUnavailableError
@@ -35,6 +37,7 @@ from ._sse import add_events_route, job_events_endpoint
 from ._store import JobStore
 from ._store_features import EventStore
 from ._submission import JobSubmission
+from ._tasks import cancel_and_wait
 from ._webhook import WEBHOOK_JOB, WebhookSender
 from ._worker import AttemptRunner
 
@@ -93,6 +96,7 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
             events=self.events,
         )
         self.pool = WorkerPool(self.store, attempts, s)
+        self.exiting = asyncio.Event()
         #: Sends webhooks when ``webhook_secret`` is set (its handler is registered).
         self.webhooks: WebhookSender | None = None
         if s.webhook_secret is not None:
@@ -100,7 +104,7 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
             self.handlers[WEBHOOK_JOB] = self.webhooks.handler(default_queue(s.queues))
         _check_store(self.store)
         if app is not None:
-            self._app_lifespan = join_app(app, self.running, self.keep_lifespan_state)
+            self._app_lifespan = join_app(app, self._served, self.keep_lifespan_state)
 
     def map_job_details(self, path: str = "/jobs/{job_id}", *, name: str | None = None) -> None:
         """Register ``GET path`` answering the job JSON (``path`` holds ``{job_id}``).
@@ -208,6 +212,32 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
             if self.webhooks is not None:
                 await self.webhooks.aclose()
             await self.store.aclose()
+
+    @asynccontextmanager
+    async def _served(self) -> AsyncIterator[AsyncEndpoints]:
+        """`running`, as the app's lifespan runs it under a web server: from the moment
+        the server starts shutting down (`_server_exit`), before the lifespan hears of it,
+        the pool takes no more jobs and held requests are answered as their jobs are."""
+        self.exiting = asyncio.Event()
+        server = server_exit.current_server()
+        async with self.running() as running:
+            if server is None:
+                yield running
+                return
+            watching = server_exit.watch(server, self._server_exiting)
+            watcher = asyncio.create_task(watching, name="async-endpoints-server-exit")
+            try:
+                yield running
+            finally:
+                await cancel_and_wait([watcher])
+
+    async def _server_exiting(self) -> None:
+        logger.info(
+            "the server is shutting down: this process takes no more jobs, its running"
+            " jobs go on, and requests waiting for a job are answered now"
+        )
+        self.exiting.set()
+        await self.pool.stop_claiming()
 
     def serving(self, queues: Sequence[str] | None) -> tuple[str, ...]:
         """``queues`` checked against the ``queues`` setting (None: all of them, in order).

@@ -116,6 +116,14 @@ class WorkerPool:
     ) -> None:
         await self.stop()
 
+    async def stop_claiming(self) -> None:
+        """Take no more jobs (the server is shutting down): the handlers running go on
+        until `stop`, which gives them the grace period."""
+        if not self._background or self._stopping.is_set():
+            return
+        self._stopping.set()
+        await self._stop_dispatching(self._background[:1])
+
     async def stop(self) -> None:
         """Stop claiming, give running attempts the grace period, then cancel them.
 

@@ -7,7 +7,7 @@ import asyncio
 import dataclasses
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
@@ -45,6 +45,9 @@ class JobSubmission(JobControl):
     handlers: dict[str, Handler]
     #: This process's worker pool.
     pool: WorkerPool
+    #: Set once the web server this app runs under is shutting down: held requests are
+    #: answered at once (`wait_until`).
+    exiting: asyncio.Event
 
     async def submit(
         self,
@@ -239,7 +242,9 @@ class JobSubmission(JobControl):
 
     async def wait_until(self, job: Job, seconds: float) -> Job:
         """``job`` as soon as it is terminal, or as it is after ``seconds`` (woken by its
-        settlement, not polled); ``job`` itself when it is gone meanwhile.
+        settlement, not polled), or as it is when the web server starts shutting down
+        (`exiting`: a held request does not hold up the exit); ``job`` itself when it is
+        gone meanwhile.
 
         Raises:
             StoreUnavailableError: the store cannot be reached.
@@ -251,8 +256,12 @@ class JobSubmission(JobControl):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
-            latest = await self.store.wait_until_terminal(job.id, remaining)
+            latest = await _unless_set(
+                self.exiting, self.store.wait_until_terminal(job.id, remaining)
+            )
             if latest is None:
+                if self.exiting.is_set():  # the job as it is now
+                    return await self.store.get(job.id) or job
                 break
             job = latest
         return job
@@ -397,3 +406,20 @@ def _check_same(
     if not keyed_with_id and earlier == legacy_fingerprint(handler, request):
         return
     raise IdempotencyConflictError(f"job {job_id} {CONFLICT}")
+
+
+async def _unless_set(event: asyncio.Event, waiting: Awaitable[Job | None]) -> Job | None:
+    """What ``waiting`` gives, or None once ``event`` is set first (``waiting`` is then
+    cancelled): the job is read again by the caller's loop."""
+    if event.is_set():
+        return None
+    task = asyncio.ensure_future(waiting)
+    stop = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait((task, stop), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    return task.result() if not task.cancelled() else None

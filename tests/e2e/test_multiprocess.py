@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -157,6 +158,48 @@ async def test_the_worker_process_finishes_its_job_on_sigterm_and_exits_zero(
         data = await job_json(client, api, job_id)
         assert data["status"] == "Completed" and data["result"] == worker.pid
         assert (await job_json(client, api, queued_after))["status"] == "Queued"
+
+
+async def test_on_sigterm_an_app_takes_no_more_jobs_and_answers_held_requests_at_once(
+    env: dict[str, str], procs: list[Proc], records: redis.Redis, tmp_path: Path
+) -> None:
+    """SIGTERM to uvicorn while its embedded worker (one slot) runs a 4 s job, three more
+    jobs wait, and a POST with ``Prefer: wait=60`` is held: the held POST is answered
+    while the process still runs its job (202, its job Queued), not when its wait ends; no
+    waiting job starts in this process (uvicorn waits for the held request before the
+    lifespan's shutdown, and the pool used to claim meanwhile); the running job completes
+    and the process exits. The next instance finds the others Queued."""
+    api = start_api({**env, "MAX_CONCURRENCY": "1", "GRACE_PERIOD": "30"}, tmp_path)
+    procs.append(api)
+    async with httpx.AsyncClient(timeout=90) as client:
+        running = await submit(client, api, "/slow", json={"seconds": 4})
+        deadline = time.monotonic() + 30
+        while await records.llen(f"{env['AE_PREFIX']}-test:pids:{running}") == 0:
+            assert time.monotonic() < deadline, "the slow job never started"
+            await asyncio.sleep(0.02)
+        waiting = [await submit(client, api, "/count") for _ in range(3)]
+        held_id = str(uuid.uuid4())
+        held = asyncio.create_task(
+            client.post(
+                f"{api.url}/count", headers={"Prefer": "wait=60", "X-Async-Request-Id": held_id}
+            )
+        )
+        while (await client.get(f"{api.url}/jobs/{held_id}")).status_code != 200:
+            assert time.monotonic() < deadline, "the held POST stored no job"
+            await asyncio.sleep(0.02)
+        api.signal(signal.SIGTERM)
+        answer = await held
+        still_running = api.process.poll() is None
+        assert answer.status_code == 202 and answer.json()["status"] == "Queued", answer.text
+        assert still_running, "answered only as the process ended"
+        # uvicorn ends by raising the signal it caught again: the exit is SIGTERM's.
+        assert api.wait(timeout=30) in (0, -signal.SIGTERM)
+        second = start_api({**env, "RUN_WORKERS": "0"}, tmp_path, "second")
+        procs.append(second)
+        assert (await job_json(client, second, running))["status"] == "Completed"
+        for job_id in [*waiting, held_id]:
+            assert (await job_json(client, second, job_id))["status"] == "Queued"
+            assert await records.get(f"{env['AE_PREFIX']}-test:runs:{job_id}") is None
 
 
 async def test_accepted_jobs_survive_a_restart_of_the_app(
