@@ -65,6 +65,8 @@ _SECURITY_HEADERS = {
 #: address holding the longest filters (a tenant of 255 four-byte characters is 3 KB
 #: percent-encoded, 5 KB form-encoded again) and a trail of cursors, with room to spare.
 _MAX_FORM = 65536
+#: The query fields with which an action's redirect tells its notice.
+_TOLD = ("done", "subject", "subject_queue")
 #: What an action's redirect says, by code (never text from the request).
 NOTICES = {
     "canceled": "The job was canceled.",
@@ -336,7 +338,7 @@ class Dashboard:
             **self._common(request, token),
             "title": "Are you sure?",
             "question": asked,
-            "action_url": request.url.path,
+            "action_url": f"{root}/actions/{request.url.path.rsplit('/', 1)[-1]}",
             "resent": resent,
             "way_back": self._page_of(root, fields.get("next")),
         }
@@ -346,11 +348,18 @@ class Dashboard:
 
     def _page_of(self, root: str, target: str | None) -> str:
         """``target`` when it is a page of this dashboard (the path and query the browser
-        is sent back to), else the dashboard's first page."""
-        path, query = self._split_target(root, target)
-        return path + ("?" + query if query else "")
+        is sent back to, without an earlier action's notice), else the dashboard's first
+        page."""
+        path, kept = self._split_target(root, target)
+        return path + ("?" + urlencode(kept) if kept else "")
 
-    def _split_target(self, root: str, target: str | None) -> tuple[str, str]:
+    def _split_target(self, root: str, target: str | None) -> tuple[str, list[tuple[str, str]]]:
+        """The path of ``target`` when it is a page of this dashboard (else its first
+        page's) and its query's fields, but for those telling an earlier action's notice."""
+        path, query = self._target_path(root, target)
+        return path, [pair for pair in _pairs(query) if pair[0] not in _TOLD]
+
+    def _target_path(self, root: str, target: str | None) -> tuple[str, str]:
         parts = urlsplit(target or "")
         # Compared decoded: a page's own path (``here``) is decoded, the root encoded; a
         # browser reads %2e%2e as a dot segment, and a server may decode %2f.
@@ -373,9 +382,7 @@ class Dashboard:
         the notice code ``done`` and the id of the job or batch it acted on (the notice
         names it: the list may have moved under the click), or the queue it paused or
         resumed (only a queue of the settings is ever named)."""
-        path, query = self._split_target(root, target)
-        told_keys = ("done", "subject", "subject_queue")
-        kept = [pair for pair in _pairs(query) if pair[0] not in told_keys]
+        path, kept = self._split_target(root, target)
         told = [("subject", str(subject))] if subject is not None else []
         if queue and queue in self.endpoints.settings.queues:
             told.append(("subject_queue", queue))

@@ -96,7 +96,7 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
             events=self.events,
         )
         self.pool = WorkerPool(self.store, attempts, s)
-        self.exiting = asyncio.Event()
+        self.exiting: asyncio.Event | None = None
         #: Sends webhooks when ``webhook_secret`` is set (its handler is registered).
         self.webhooks: WebhookSender | None = None
         if s.webhook_secret is not None:
@@ -218,25 +218,27 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
         """`running`, as the app's lifespan runs it under a web server: from the moment
         the server starts shutting down (`_server_exit`), before the lifespan hears of it,
         the pool takes no more jobs and held requests are answered as their jobs are."""
-        self.exiting = asyncio.Event()
-        server = server_exit.current_server()
+        server = server_exit.current_server(self.app)
         async with self.running() as running:
             if server is None:
                 yield running
                 return
+            self.exiting = asyncio.Event()  # of this loop: made while the lifespan runs
             watching = server_exit.watch(server, self._server_exiting)
             watcher = asyncio.create_task(watching, name="async-endpoints-server-exit")
             try:
                 yield running
             finally:
                 await cancel_and_wait([watcher])
+                self.exiting = None
 
     async def _server_exiting(self) -> None:
         logger.info(
             "the server is shutting down: this process takes no more jobs, its running"
             " jobs go on, and requests waiting for a job are answered now"
         )
-        self.exiting.set()
+        if self.exiting is not None:
+            self.exiting.set()
         await self.pool.stop_claiming()
 
     def serving(self, queues: Sequence[str] | None) -> tuple[str, ...]:

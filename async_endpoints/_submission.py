@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import math
 import uuid
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
@@ -45,9 +46,10 @@ class JobSubmission(JobControl):
     handlers: dict[str, Handler]
     #: This process's worker pool.
     pool: WorkerPool
-    #: Set once the web server this app runs under is shutting down: held requests are
-    #: answered at once (`wait_until`).
-    exiting: asyncio.Event
+    #: While the app's lifespan runs under a web server this library can watch (uvicorn):
+    #: set once that server is shutting down, when held requests are answered at once
+    #: (`wait_until`). None otherwise.
+    exiting: asyncio.Event | None
 
     async def submit(
         self,
@@ -256,12 +258,17 @@ class JobSubmission(JobControl):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
-            latest = await _unless_set(
-                self.exiting, self.store.wait_until_terminal(job.id, remaining)
-            )
-            if latest is None:
-                if self.exiting.is_set():  # the job as it is now
+            exiting = self.exiting
+            if exiting is None:
+                latest = await self.store.wait_until_terminal(job.id, remaining)
+            elif exiting.is_set():  # the job as it is now
+                return await self.store.get(job.id) or job
+            else:
+                waiting = functools.partial(self.store.wait_until_terminal, job.id, remaining)
+                exited, latest = await _unless_set(exiting, waiting)
+                if exited:
                     return await self.store.get(job.id) or job
+            if latest is None:
                 break
             job = latest
         return job
@@ -408,12 +415,12 @@ def _check_same(
     raise IdempotencyConflictError(f"job {job_id} {CONFLICT}")
 
 
-async def _unless_set(event: asyncio.Event, waiting: Awaitable[Job | None]) -> Job | None:
-    """What ``waiting`` gives, or None once ``event`` is set first (``waiting`` is then
-    cancelled): the job is read again by the caller's loop."""
-    if event.is_set():
-        return None
-    task = asyncio.ensure_future(waiting)
+async def _unless_set(
+    event: asyncio.Event, waiting: Callable[[], Awaitable[Job | None]]
+) -> tuple[bool, Job | None]:
+    """Whether ``event`` was set before ``waiting()`` gave a result (the wait is then
+    cancelled, and the caller reads the job as it is), and that result."""
+    task = asyncio.ensure_future(waiting())
     stop = asyncio.ensure_future(event.wait())
     try:
         await asyncio.wait((task, stop), return_when=asyncio.FIRST_COMPLETED)
@@ -422,4 +429,6 @@ async def _unless_set(event: asyncio.Event, waiting: Awaitable[Job | None]) -> J
         if not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-    return task.result() if not task.cancelled() else None
+    if task.cancelled():
+        return True, None
+    return False, task.result()

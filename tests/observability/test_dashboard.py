@@ -271,6 +271,9 @@ async def test_an_unconfirmed_action_that_asks_first_answers_its_question_and_ch
     assert fields == {"token": token, "next": pause["next"], "confirmed": "1"}  # blanks dropped
     assert 'href="/dashboard/">No, go back' in asked.text
     assert 'action="/dashboard/actions/pause"' in asked.text
+    told = {**pause, "next": "/dashboard/?done=resumed-all&subject_queue=high&x=1"}
+    again = await client.post("/dashboard/actions/pause", data=told, headers=SAME_ORIGIN)
+    assert 'href="/dashboard/?x=1">No, go back' in again.text  # no earlier notice told
     answer = await client.post("/dashboard/actions/pause", data=fields, headers=SAME_ORIGIN)
     assert answer.status_code == 303
     assert all(stats.paused for stats in await engine.queue_stats())
