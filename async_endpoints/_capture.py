@@ -115,8 +115,11 @@ def capture_headers(
             or (allowed is not None and name not in allowed)
         ):
             continue
-        if query_denied and "?" in value and (name in URL_HEADERS or hyphenated in URL_HEADERS):
-            value = _url_without(value, query_denied)
+        if name in URL_HEADERS or hyphenated in URL_HEADERS:
+            if "@" in value:
+                value = _without_userinfo(value)
+            if query_denied and "?" in value:
+                value = _url_without(value, query_denied)
         kept.append((name, value))
     return tuple(kept)
 
@@ -154,6 +157,21 @@ def _url_without(value: str, denied: frozenset[str]) -> str:
 
 
 _URL_START = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.-]*://")
+#: A URL's scheme and authority up to its userinfo's last ``@``.
+_URL_AUTHORITY = re.compile(r"(?P<start>\s*[A-Za-z][A-Za-z0-9+.-]*://)(?P<authority>[^/?#\s]*)")
+
+
+def _without_userinfo(value: str) -> str:
+    """``value`` with the credentials of its userinfo masked when it is a URL that has
+    one (``https://svc:***@host/p``; a user name alone, often a token, as ``***@host``),
+    as a job's error masks them."""
+    found = _URL_AUTHORITY.match(value)
+    if found is None or "@" not in found["authority"]:
+        return value
+    userinfo, _, host = found["authority"].rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    masked = f"{user}:***" if colon else "***"
+    return f"{found['start']}{masked}@{host}{value[found.end() :]}"
 
 
 def raw_headers(request: Request) -> Iterable[tuple[str, str]]:

@@ -78,7 +78,9 @@ class JobLocations:
         (or, for a path with other parameters, when ``request``'s path lacks one)."""
         if self.route_name is None:
             return None
-        root = str(request.scope.get("root_path", ""))
+        # The root path comes decoded from a mount's own parameters: quoted again (a
+        # percent sign kept, as a proxy's prefix may be given encoded already).
+        root = quote(str(request.scope.get("root_path", "")), safe="/!$&'()*+,;=:@%~")
         if self.others:
             given = request.path_params
             if not self.others <= given.keys():

@@ -141,6 +141,13 @@ _VALIDATION_INPUT = re.compile(
 # An HTTP credential after its scheme, wherever it stands (a header line, a repr of a
 # headers list); `_mask_auth_scheme` leaves prose ("Basic authentication failed").
 _AUTH_SCHEME = re.compile(r"(?i)\b(?P<scheme>Bearer|Basic)[ \t]+(?P<token>[\w.~+/=-]{8,}+)")
+# An ``Authorization`` (or ``Proxy-Authorization``) value of any scheme, given with its
+# name (``authorization=Token abc``, ``Authorization: Digest ...``): its credentials after
+# the scheme word (which `_PARAMETER` or the header line masks) are masked too.
+_NAMED_AUTH = re.compile(
+    r"(?i)\b(?:proxy[-_]?)?authorization['\"]?[ \t]*+[=:][ \t]*+['\"]?"
+    r"(?P<scheme>[A-Za-z][\w-]*+)[ \t]++(?P<token>[\w.~+/=-]{8,}+)"
+)
 #: Sensitive names that are also ordinary words of a message ("missing key: id", "token:
 #: expired"): masked in ``name=value`` and quoted forms, not unquoted before ``:`` or a
 #: spaced ``=``.
@@ -167,6 +174,8 @@ def redact(text: str, sensitive_names: Iterable[str] = DEFAULT_SENSITIVE_NAMES) 
     text = _URL_USERINFO.sub(_mask_url_userinfo, text)
     text = _BARE_USERINFO.sub(_mask_bare_userinfo, text)
     text = _AUTH_SCHEME.sub(_mask_auth_scheme, text)
+    if "uthorization" in text or "UTHORIZATION" in text:
+        text = _NAMED_AUTH.sub(_mask_named_auth, text)
     names = frozenset(sensitive_names)
     if not names:
         return text
@@ -233,11 +242,20 @@ def _named_line(names: frozenset[str]) -> re.Pattern[str]:
     line); and ``name = value`` spaced anywhere, one value, unless it is code (``==``, a
     call, an index or an attribute follows: a traceback's source line)."""
     alternatives = _spelt(name for name in names if name_key(name) not in _PROSE_NAMES)
+    # Mid-line, the names but the authorization headers' (whose scheme word stays, its
+    # credentials masked by `_NAMED_AUTH`).
+    inline = _spelt(
+        name
+        for name in names
+        if name_key(name) not in _PROSE_NAMES and "authorization" not in name_key(name)
+    )
     return re.compile(
         rf"(?im)(?:^[ \t]*+(?:[<>*-][ \t]*+)?(?:{alternatives})[ \t]*+:[ \t]*+"
         rf"(?P<line>{_QUOTED_VALUE}|{_UNCLOSED}|[^\s'\"][^\r\n]*+)"
         rf"|(?:^|(?<=[\s,;{{(\['\"]))-*+(?:{alternatives})[ \t]+=(?!=)[ \t]*+"
-        rf"(?P<value>{_QUOTED_VALUE}|[^\s,;&'\"<>()\[\]{{}}]++(?![(\[])))"
+        rf"(?P<value>{_QUOTED_VALUE}|[^\s,;&'\"<>()\[\]{{}}]++(?![(\[]))"
+        rf"|(?<=[\s,;(\[])(?:{inline})[ \t]*+:[ \t]*+(?!{_NOT_A_VALUE})(?!{_PLAIN_WORD})"
+        rf"(?P<inline>{_QUOTED_VALUE}|[^\s,;&'\"<>()\[\]{{}}:][^\s,;&'\"<>()\[\]{{}}]*+))"
     )
 
 
@@ -276,19 +294,29 @@ def _mask_flag(match: re.Match[str]) -> str:
     return f"{match[0][:start]}{_masked(match[group])}"
 
 
+# A mid-line value of lower-case letters alone: a word ("password: required") or a type
+# (``password: str`` in a signature), not taken for a secret there.
+_PLAIN_WORD = r"(?-i:[a-z]++)(?![^\s,;&'\"<>()\[\]{}])"
 # A value that is code, not a secret: an attribute path (``os.environ``, ``self.key``).
 _ATTRIBUTE_PATH = re.compile(r"[A-Za-z_]\w{0,30}+(?:\.[A-Za-z_]\w{0,30}+)++")
 
 
 def _mask_named_line(match: re.Match[str]) -> str:
-    group = "line" if match["line"] is not None else "value"
+    group = next(name for name in ("line", "value", "inline") if match[name] is not None)
     value = match[group].rstrip()
     if value in (MASK, f"'{MASK}'", f'"{MASK}"'):
         return match[0]
-    if group == "value" and _ATTRIBUTE_PATH.fullmatch(value) is not None:
+    if group != "line" and _ATTRIBUTE_PATH.fullmatch(value) is not None:
         return match[0]
     start = match.start(group) - match.start()
     return f"{match[0][:start]}{_masked(value)}{match[group][len(value) :]}"
+
+
+def _mask_named_auth(match: re.Match[str]) -> str:
+    if match["token"] == MASK:
+        return match[0]
+    start = match.start("token") - match.start()
+    return f"{match[0][:start]}{MASK}"
 
 
 # A word after Bearer or Basic that is no credential: a hyphenated word ("token-based")

@@ -83,11 +83,17 @@ def json_response(
     return Response(dumps(data), status_code, headers, media_type="application/json")
 
 
+#: A job's JSON is one owner's (its result included): no cache between the app and its
+#: clients keeps it for another (a shared cache may store a GET authenticated otherwise
+#: than with Authorization or a cookie).
+_NOT_STORED = {"Cache-Control": "no-store"}
+
+
 def job_response(
     job: Job, status_code: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
-    """The job JSON of ``job``."""
-    return json_response(job_to_json(job), status_code, headers)
+    """The job JSON of ``job``, with ``Cache-Control: no-store``."""
+    return json_response(job_to_json(job), status_code, {**_NOT_STORED, **(headers or {})})
 
 
 def error_response(

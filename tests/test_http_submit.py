@@ -133,6 +133,53 @@ async def test_the_location_header_includes_the_mount_prefix(app, http_client_fo
     assert details.status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("sent", "quoted"),
+    [
+        ("a%20b", "a%20b"),
+        ("a%0D%0AX-Injected:%201", "a%0D%0AX-Injected:%201"),
+        ("%E2%80%A8", "%E2%80%A8"),
+    ],
+    ids=["space", "crlf", "line-separator"],
+)
+async def test_a_mount_parameter_in_the_location_is_quoted_again(
+    app, http_client_for, sent: str, quoted: str
+) -> None:
+    """Under ``Mount("/t/{tenant}")`` the root path holds the parameter decoded: the
+    Location quotes it again (a space, CR LF or U+2028 never reach the header raw, and no
+    500), and it leads to the job."""
+    endpoints = AsyncEndpoints(app, run_workers=False)
+    order_endpoint(endpoints)
+    endpoints.map_job_details("/jobs/{job_id}")
+    outer = Starlette(routes=[Mount("/t/{tenant}", app=app)])
+    async with http_client_for(outer) as client:
+        submitted = await client.post(f"/t/{sent}/orders", json={"item": "tea"})
+        assert submitted.status_code == 202
+        location = submitted.headers["location"]
+        assert location == f"/t/{quoted}/jobs/{submitted.json()['id']}"
+        assert (await client.get(location)).status_code == 200
+
+
+async def test_job_json_answers_are_never_stored_by_a_cache(app, http_client_for) -> None:
+    """A job's JSON is its owner's: the 202, a GET of the job and its long poll, and a
+    cancel's 200 carry ``Cache-Control: no-store``."""
+    endpoints = AsyncEndpoints(app, run_workers=False)
+    order_endpoint(endpoints)
+    endpoints.map_job_details("/jobs/{job_id}")
+    endpoints.map_job_cancel()
+    async with http_client_for(app) as client:
+        submitted = await client.post("/orders", json={"item": "tea"})
+        location = submitted.headers["location"]
+        answers = [
+            submitted,
+            await client.get(location),
+            await client.get(location, headers={"Prefer": "wait=0.1"}),
+            await client.post(f"{location}/cancel"),
+        ]
+    assert [answer.status_code for answer in answers] == [202, 200, 200, 200]
+    assert {answer.headers["cache-control"] for answer in answers} == {"no-store"}
+
+
 async def test_each_endpoints_object_points_location_at_its_own_details_route(
     app, http_client_for
 ) -> None:

@@ -654,3 +654,38 @@ def test_a_configured_name_with_a_dot_is_masked_as_written(text: str) -> None:
     matched as written in the unquoted forms (a line, a spaced ``=``, a command line)."""
     masked = redact(text, frozenset({"db.password"}))
     assert "hunter22" not in masked and "***" in masked
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("login failed for app, password: S3CRET-1", "login failed for app, password: ***"),
+        ("upstream refused X-Api-Key: S3CRET-2", "upstream refused X-Api-Key: ***"),
+        ("retry with password:S3CRET-3", "retry with password:***"),
+        ("login (password: hunter2) failed", "login (password: ***) failed"),
+        ("sent authorization=Token S3CRET-4abcdef", "sent authorization=*** ***"),
+        ("had Authorization: Token abcdefgh123 there", "had Authorization: Token *** there"),
+        (
+            "sent proxy-authorization: Digest username=abcdefgh",
+            "sent proxy-authorization: Digest ***",
+        ),
+    ],
+)
+def test_a_sensitive_name_and_its_value_mid_line_are_masked(text: str, masked: str) -> None:
+    """Not only at the start of a line: ``name: value`` wherever it stands (the value
+    holding anything but lower-case letters: a word or a type stays), and the credentials
+    of an Authorization value of any scheme, given with its name."""
+    assert redact(text) == masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "def connect(host: str, password: str)",
+        "config error (password: required)",
+        "Cannot set header Authorization: value has invalid characters",
+        "authorization failed for user bob",
+    ],
+)
+def test_a_sensitive_name_mid_line_before_a_word_or_a_type_is_left_alone(text: str) -> None:
+    assert redact(text) == text

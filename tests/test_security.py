@@ -173,6 +173,32 @@ async def test_urls_in_headers_lose_the_sensitive_query_parameters_too(
     assert "s3cr3t" not in str(result)
 
 
+async def test_credentials_in_the_userinfo_of_urls_in_headers_are_masked(
+    app, http_client_for
+) -> None:
+    """A proxy's copy of the URL (or a Referer) holding ``user:password@`` keeps the user
+    and loses the password, as a job's error masks it; a userinfo of one part (a token
+    alone) is masked whole; the app's own URL headers are kept as sent."""
+    endpoints = echo_app(
+        app, capture_headers=["x-forwarded-url", "referer", "x-original-url", "x-upload-url"]
+    )
+    sent = {
+        "X-Forwarded-Url": "https://svc:s3cr3t@internal/p?token=t1&x=1",
+        "Referer": "https://ghp_t0k3n@app.example/page",
+        "X-Original-URL": "/echo?a=b",
+        "X-Upload-Url": "https://user:for-the-handler@bucket.example/o",
+    }
+    async with http_client_for(app) as client:
+        result = await echoed(endpoints, await client.post("/echo", headers=sent))
+    assert dict(result["headers"]) == {
+        "x-forwarded-url": "https://svc:***@internal/p?x=1",
+        "referer": "https://***@app.example/page",
+        "x-original-url": "/echo?a=b",
+        "x-upload-url": "https://user:for-the-handler@bucket.example/o",
+    }
+    assert "s3cr3t" not in str(result) and "t0k3n" not in str(result)
+
+
 @pytest.mark.parametrize(
     "setting", ["capture_headers", "sensitive_headers", "sensitive_query_params"]
 )
