@@ -38,7 +38,6 @@ from ._http import (
     submitted_response,
 )
 from ._idempotency import (
-    CONFLICT,
     KEY_CONFLICT,
     IdempotencyConflictError,
     IdempotentJobGoneError,
@@ -120,11 +119,13 @@ def _as_another_submission(repeat: Repeat, key: str | None, job_id: uuid.UUID | 
         return _id_taken(job_id)
     if key is not None:
         return error_response(422, KEY_CONFLICT)
-    return error_response(409, f"job {job_id} {CONFLICT}")  # the id it sent
+    return _id_taken(job_id)
 
 
 def _id_taken(job_id: uuid.UUID | None) -> Response:
-    """The answer to a submission whose client-chosen id a different submission took."""
+    """The answer to a submission whose client-chosen id a different submission took:
+    the same words whether the store remembers that submission's fingerprint or only its
+    job (they would tell another caller whether the id was chosen by its client lately)."""
     return error_response(409, f"job id {job_id} is taken by another submission")
 
 
@@ -137,7 +138,7 @@ def _refused(exc: Exception, *, by_key: bool, job_id: uuid.UUID | None) -> Respo
     (one no longer kept is named: it cannot be read, and the repeat was this very
     submission's)."""
     if isinstance(exc, IdempotencyConflictError):
-        return error_response(422, KEY_CONFLICT) if by_key else error_response(409, str(exc))
+        return error_response(422, KEY_CONFLICT) if by_key else _id_taken(job_id)
     if isinstance(exc, IdempotentJobGoneError):
         what = "Idempotency-Key" if by_key else "X-Async-Request-Id"
         return error_response(409, gone_message(exc.job_id, what))

@@ -355,6 +355,28 @@ async def test_a_job_answers_its_owner_and_404s_everyone_else_exactly_like_an_un
     assert job.owner == "alice" and "alice" not in submitted.text + seen_by_alice.text
 
 
+async def test_another_callers_id_is_refused_in_the_same_words_however_it_was_chosen(
+    http_client_for, store: JobStore
+) -> None:
+    """Bob sending an id that Alice chose (the store remembers her submission) and one
+    the server chose for her (it remembers only the job) gets the same 409 words but for
+    the id: they never tell him whether Alice chose it lately."""
+    app, _ = owned_jobs_app(store)
+    alice, bob = {"X-Api-Key": "key-of-alice"}, {"X-Api-Key": "key-of-bob"}
+    chosen = str(uuid.uuid4())
+    async with http_client_for(app) as client:
+        mine = {**alice, "X-Async-Request-Id": chosen}
+        assert (await client.post("/orders", json={"item": "tea"}, headers=mine)).status_code == 202
+        served = (await client.post("/orders", json={"item": "tea"}, headers=alice)).json()["id"]
+        details = []
+        for job_id in (chosen, served):
+            theirs = {**bob, "X-Async-Request-Id": job_id}
+            answer = await client.post("/orders", json={"item": "tea"}, headers=theirs)
+            assert answer.status_code == 409
+            details.append(answer.json()["detail"].replace(job_id, "<id>"))
+    assert details[0] == details[1] == "job id <id> is taken by another submission"
+
+
 @pytest.mark.parametrize("header", ["X-Async-Request-Id", "Idempotency-Key"])
 async def test_a_repeat_by_someone_authorize_refuses_is_answered_as_another_submission(
     http_client_for, store: JobStore, header: str
