@@ -66,7 +66,8 @@ class JobBatches:
 
         Raises:
             ValueError: no specs, more than `MAX_BATCH_JOBS` jobs and continuations,
-                something that is not a `JobSpec`, an unknown handler name
+                something that is not a `JobSpec`, a continuation with ``run_at`` (its
+                ``delay`` counts from the batch's end), an unknown handler name
                 (`UnknownJobNameError`), an unknown queue, a bad ``continue_when`` or
                 ``tenant``, an ``owner`` that is not text.
             JobValidationError: a body fails its handler's model.
@@ -84,6 +85,14 @@ class JobBatches:
         check_owner(owner)
         batch_id = uuid.uuid4()
         jobs = [self._spec_job(spec, batch_id, tenant, owner) for spec in specs]
+        for spec in continue_with:
+            if isinstance(spec, JobSpec) and spec.run_at is not None:
+                # The store queues a continuation when its batch ends, counting its delay
+                # from then: a moment given in advance would come late by the batch's time.
+                raise ValueError(
+                    "a continuation runs when its batch ends: give it a delay (counted from"
+                    " then), not run_at"
+                )
         continuations = [self._spec_job(spec, batch_id, tenant, owner) for spec in continue_with]
         with batch_span(batch_id, len(jobs) + len(continuations)) as carried:
             new_batch = NewBatch(

@@ -11,6 +11,11 @@ letter, daylight-saving changes included:
 - Jobs that run every hour or more often (a wildcard or step in the hour field) run by the
   clock as it is: an hourly job stays hourly in UTC terms on both days.
 
+cronsim applies those rules to five-field expressions only. A six-field expression whose
+seconds field is one number (``0 30 2 * * *``) is read as its last five fields, to which
+the rules apply, plus that many seconds, so that it keeps the same rules as its
+five-field form; other six-field ones (``*/10 * * * * *``, ``0,30 ...``) run by the clock.
+
 Each next time is computed from the previous one alone (no state carried between calls),
 so every process computes the same times.
 """
@@ -18,7 +23,7 @@ so every process computes the same times.
 from __future__ import annotations
 
 import functools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
@@ -39,7 +44,7 @@ class CronRule:
             fires, or the time zone is unknown.
     """
 
-    __slots__ = ("expression", "timezone", "zone")
+    __slots__ = ("evaluated", "expression", "offset", "timezone", "zone")
 
     def __init__(self, expression: str, timezone: str = "UTC") -> None:
         if not isinstance(expression, str):
@@ -49,12 +54,16 @@ class CronRule:
         self.expression = expression
         self.timezone = timezone
         self.zone = _zone(timezone)
-        fields = len(expression.split())
-        if fields not in (5, 6):
+        fields = expression.split()
+        if len(fields) not in (5, 6):
             raise ValueError(
-                f"invalid cron expression {expression!r}: {fields} fields; "
+                f"invalid cron expression {expression!r}: {len(fields)} fields; "
                 "give five, or six with seconds first"
             )
+        #: What cronsim evaluates, and the seconds added to its times (see the module).
+        self.evaluated, self.offset = expression, timedelta(0)
+        if len(fields) == 6 and fields[0].isdigit() and int(fields[0]) < 60:
+            self.evaluated, self.offset = " ".join(fields[1:]), timedelta(seconds=int(fields[0]))
         self.next_after(datetime(2000, 1, 1, tzinfo=UTC))  # checks it, and that it fires
 
     @property
@@ -72,13 +81,14 @@ class CronRule:
         Raises:
             ValueError: the expression does not fire within 50 years of ``moment``.
         """
+        start = (moment - self.offset).astimezone(self.zone)
         try:
-            following = next(CronSim(self.expression, moment.astimezone(self.zone)))
+            following = next(CronSim(self.evaluated, start))
         except CronSimError as exc:
             raise ValueError(f"invalid cron expression {self.expression!r}: {exc}") from None
         except StopIteration:
             raise ValueError(f"cron expression {self.expression!r} never fires") from None
-        return following.astimezone(UTC)
+        return following.astimezone(UTC) + self.offset
 
     def previous_before(self, moment: datetime) -> datetime:
         """The last time strictly before ``moment`` (aware) that the expression fires, in UTC.
@@ -86,11 +96,12 @@ class CronRule:
         Raises:
             ValueError: the expression did not fire within 50 years before ``moment``.
         """
+        start = (moment - self.offset).astimezone(self.zone)
         try:
-            previous = next(CronSim(self.expression, moment.astimezone(self.zone), reverse=True))
+            previous = next(CronSim(self.evaluated, start, reverse=True))
         except (CronSimError, StopIteration):
             raise ValueError(f"cron expression {self.expression!r} never fired") from None
-        return previous.astimezone(UTC)
+        return previous.astimezone(UTC) + self.offset
 
 
 @functools.lru_cache(maxsize=1024)

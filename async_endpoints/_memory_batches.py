@@ -347,7 +347,7 @@ class MemoryBatches:
         if max_waiting is not None and self._live.waiting + waiting > max_waiting:
             raise QueueFullError(
                 f"{self._live.waiting} jobs are waiting and the batch adds {waiting}: "
-                f"more than max_waiting ({max_waiting})"
+                f"more than the max_queue_size limit ({max_waiting})"
             )
 
     def _store_members(self, record: BatchRecord, jobs: Sequence[NewJob], moment: datetime) -> None:

@@ -234,7 +234,8 @@ class RedisBatches(StoreBase):
             raise DuplicateJobError(f"batch {batch_id} or one of its job ids exists already")
         if code == "full":
             raise QueueFullError(
-                f"the batch's jobs would take the waiting jobs past max_waiting ({max_waiting})",
+                f"the batch's jobs would take the waiting jobs past the max_queue_size limit"
+                f" ({max_waiting})",
                 retry_after=RETRY_AFTER,
             )
         if code == "closed":

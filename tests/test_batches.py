@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -99,6 +100,24 @@ async def test_the_continuation_runs_once_after_every_job_with_the_batch_id(
     (join_id,) = done.continuation_ids
     join = await endpoints.get_job(join_id)
     assert join is not None and join.status is JobStatus.COMPLETED and join.batch_id == batch.id
+
+
+async def test_a_continuation_with_run_at_is_refused_and_nothing_is_stored(
+    endpoints: AsyncEndpoints,
+) -> None:
+    """A continuation is queued when its batch ends, its delay counted from then: a
+    ``run_at`` (a moment given in advance, which would come late by the batch's time) is a
+    `ValueError` naming why, and no job of the batch is stored; a delay is taken."""
+    soon = datetime.now(UTC) + timedelta(seconds=30)
+    with pytest.raises(ValueError, match="give it a delay"):
+        await endpoints.submit_batch(
+            [JobSpec("part", {"n": 1})], continue_with=[JobSpec("join", run_at=soon)]
+        )
+    assert (await endpoints.list_jobs(limit=10)).jobs == []
+    batch = await endpoints.submit_batch(
+        [JobSpec("part", {"n": 1})], continue_with=[JobSpec("join", delay=30)]
+    )
+    assert batch.total == 1
 
 
 async def test_all_completed_cancels_the_continuation_when_a_job_failed(

@@ -121,3 +121,29 @@ def test_an_every_second_job_keeps_its_pace_across_the_repeated_hour() -> None:
     change = utc(2026, 10, 25, 1)  # 03:00 CEST becomes 02:00 CET
     times = fires(CronRule("* * * * * *", "Europe/Berlin"), change - timedelta(seconds=3), 6)
     assert times == [change + timedelta(seconds=n) for n in range(-2, 4)]
+
+
+@pytest.mark.parametrize(
+    ("six", "five"),
+    [
+        ("0 30 2 * * *", "30 2 * * *"),
+        ("0 0 2 * * *", "0 2 * * *"),
+        ("0 30 1-3 * * *", "30 1-3 * * *"),
+    ],
+)
+@pytest.mark.parametrize(
+    "day", [datetime(2026, 3, 28, 22, tzinfo=UTC), datetime(2026, 10, 24, 22, tzinfo=UTC)]
+)
+def test_a_six_field_fixed_time_keeps_the_daylight_saving_rules_of_its_five_field_form(
+    six: str, five: str, day: datetime
+) -> None:
+    """Seconds-first with a fixed second: the same times as the five-field expression
+    across both changes in Europe/Berlin (the skipped 02:30 runs once after the gap, the
+    repeated one once), where cronsim alone loses the cycle or runs it twice."""
+    assert fires(CronRule(six, "Europe/Berlin"), day, 6) == fires(
+        CronRule(five, "Europe/Berlin"), day, 6
+    )
+    shifted = fires(CronRule("15 " + six[2:], "Europe/Berlin"), day, 6)
+    assert shifted == [
+        moment + timedelta(seconds=15) for moment in fires(CronRule(five, "Europe/Berlin"), day, 6)
+    ]
