@@ -139,7 +139,8 @@ class JobBatches:
     async def cancel_batch(self, batch_id: uuid.UUID | str) -> Batch | None:
         """Cancel every job of the batch that is not terminal (running ones within a
         second, in whatever process runs them) and its continuations not yet run; return
-        the batch (``Canceled``), None when unknown (or not a UUID).
+        the batch (``Canceled``; one that had finished already, unchanged), None when
+        unknown (or not a UUID).
 
         Lifecycle listeners (metrics, logs) hear of each job this cancelled as they do
         from `cancel`: the batch's unfinished jobs are listed before (when someone
@@ -317,8 +318,9 @@ def _batch_id(value: uuid.UUID | str) -> uuid.UUID:
 def _check_size(count: int, call: str) -> None:
     """Refuse a call of more than `MAX_BATCH_JOBS` jobs, before anything is stored."""
     if count > MAX_BATCH_JOBS:
+        taken = "jobs and continuations" if call == "submit_batch" else "jobs"
         raise ValueError(
-            f"{call} takes at most {MAX_BATCH_JOBS:,} jobs and continuations per call, not "
+            f"{call} takes at most {MAX_BATCH_JOBS:,} {taken} per call, not "
             f"{count:,}: create the batch with part of them and add the rest with "
             "append_to_batch (each call is atomic on its own)"
         )
