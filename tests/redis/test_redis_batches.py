@@ -199,7 +199,9 @@ async def test_a_batch_refused_for_max_waiting_names_the_batch_not_a_count_that_
 ) -> None:
     """No job waits: the refusal says the batch's jobs would pass max_waiting."""
     spec = new_batch(4)
-    with pytest.raises(QueueFullError, match=r"batch's jobs would take .* past max_waiting \(3\)"):
+    with pytest.raises(
+        QueueFullError, match=r"batch's jobs would take .* past the max_queue_size limit \(3\)"
+    ):
         await store.create_batch(spec, max_waiting=3)
     assert await store.get_batch(spec.id) is None
 
