@@ -100,8 +100,9 @@ async def test_a_server_leaving_at_its_request_limit_answers_held_requests_and_c
     None
 ):
     """uvicorn's ``--limit-max-requests`` (gunicorn's ``--max-requests``) ends its loop
-    without its exit flag: once its sockets close, the held POST is answered (202, its job
-    Queued) while the running job still runs, and the pool claims nothing more."""
+    without its exit flag: once its sockets close, the held POST (202) and a held long
+    poll of its job (200, Queued) are answered while the running job still runs, and the
+    pool claims nothing more."""
     gate = asyncio.Event()
     app, endpoints = gated_app(gate)
     async with (
@@ -122,11 +123,22 @@ async def test_a_server_leaving_at_its_request_limit_answers_held_requests_and_c
             return bool((await endpoints.list_jobs(status=JobStatus.QUEUED)).jobs)
 
         await eventually(stored)
+        (queued,) = (await endpoints.list_jobs(status=JobStatus.QUEUED)).jobs
+        polled = asyncio.create_task(
+            client.get(f"{base(server)}/jobs/{queued.id}", headers={"Prefer": "wait=60"})
+        )
+
+        async def both_held() -> bool:  # uvicorn's tasks of the requests under way
+            return len(server.server_state.tasks) >= 2
+
+        await eventually(both_held)
         # uvicorn counts answered requests: this one is the second, the last it takes.
         await client.get(f"{base(server)}/jobs/{running}")
-        async with asyncio.timeout(10):  # not the 60 s of its wait
-            answer = await held
+        async with asyncio.timeout(10):  # not the 60 s of their waits
+            answer, poll = await held, await polled
         assert answer.status_code == 202 and answer.json()["status"] == "Queued"
+        assert poll.status_code == 200 and poll.json()["status"] == "Queued"
+        assert poll.headers["preference-applied"] == "wait=60"
         assert (await endpoints.get_job(running)).status is JobStatus.IN_PROGRESS
         assert not endpoints.pool.serving
         gate.set()
