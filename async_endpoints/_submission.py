@@ -163,19 +163,21 @@ class JobSubmission(JobControl):
         chosen = job_id  # the client's choice, if any
         job_id = uuid.uuid4() if job_id is None else job_id
         queue = handler.queue if placement.queue is None else placement.queue
-        follow_up = None
-        if placement.webhook_url is not None:
-            follow_up = delivery_job(
-                job_id,
-                placement.webhook_url,
-                queue=queue,
-                tenant=placement.tenant,
-                retries=self.settings.webhook_retries,
-                owner=request.owner,
-            )
         with submit_span(handler.name, job_id) as trace_context:
             if trace_context is not None:
                 request = dataclasses.replace(request, trace_context=trace_context)
+            follow_up = None
+            if placement.webhook_url is not None:
+                # In the submission's trace too: a failing delivery is traced to its job.
+                follow_up = delivery_job(
+                    job_id,
+                    placement.webhook_url,
+                    queue=queue,
+                    tenant=placement.tenant,
+                    retries=self.settings.webhook_retries,
+                    owner=request.owner,
+                    trace_context=trace_context,
+                )
             new_job = NewJob(
                 job_id,
                 handler.name,

@@ -105,16 +105,19 @@ def delivery_job(
     tenant: str | None,
     retries: int,
     owner: str | None = None,
+    trace_context: str | None = None,
 ) -> NewJob:
     """The delivery job of job ``job_id``'s webhook to ``url`` (a fresh id, no partition
     key, ``retries`` retries), to be its ``follow_up``; it belongs to the job's ``owner``
-    (its id reaches the receiver as ``webhook-id``: nobody else may read or cancel it)."""
+    (its id reaches the receiver as ``webhook-id``: nobody else may read or cancel it), and
+    its attempts' spans join the job's trace when ``trace_context`` (the submission's) is
+    given."""
     body = json.dumps({"jobId": str(job_id), "url": url}, separators=(",", ":"))
     return NewJob(
         uuid.uuid4(),
         WEBHOOK_JOB,
         retries,
-        JobRequest(body=body, owner=owner),
+        JobRequest(body=body, owner=owner, trace_context=trace_context),
         queue=queue,
         tenant=tenant,
         delivers_for=job_id,

@@ -18,6 +18,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from starlette.responses import Response
 
 from async_endpoints import (
     AsyncContext,
@@ -27,6 +28,7 @@ from async_endpoints import (
     JobRequest,
     JobSpec,
     JobStatus,
+    JobStore,
 )
 from async_endpoints._tracing import (
     BATCH_ID,
@@ -37,8 +39,10 @@ from async_endpoints._tracing import (
     RETRY_COUNT,
     attempt_span,
 )
+from async_endpoints._webhook import WEBHOOK_JOB
 from tests.lost_claims import a_lost_claim
 from tests.observability.spans import install_provider, tracing
+from tests.webhook_receiver import SECRET, receiving, settled_webhook
 
 tracer = trace.get_tracer("tests")
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -457,3 +461,39 @@ async def test_an_attempt_of_a_job_without_a_handler_records_unknownjob(
     assert run.status.status_code is StatusCode.ERROR
     (event,) = [e for e in run.events if e.name == "exception"]
     assert event.attributes is not None and event.attributes["exception.type"] == "UnknownJob"
+
+
+async def test_a_webhook_delivery_runs_in_its_jobs_trace(
+    spans: InMemorySpans, store: JobStore
+) -> None:
+    """Each attempt of a job's webhook delivery has its run span in the trace of the
+    submission, a child of the submit span (a failing delivery is traced to its job), not
+    a trace of its own; on the in-memory and Redis stores."""
+    async with receiving(
+        lambda number, _request: Response(status_code=500 if number == 1 else 204)
+    ) as receiver:
+        engine = AsyncEndpoints(
+            store=store,
+            webhook_secret=SECRET,
+            webhook_allowed_hosts=[receiver.host],
+            webhook_retry_base_delay=0.01,
+            retry_jitter=0.0,
+        )
+
+        async def note(ctx: AsyncContext[None]) -> str:
+            return "done"
+
+        engine.add_handler(note, max_retries=0)
+        async with engine.running():
+            with tracer.start_as_current_span("POST /note") as request_span:
+                job = await engine.submit("note", None, webhook_url=receiver.url)
+            await settled_webhook(engine, job)
+    assert len(receiver.deliveries) == 2
+    (submit,) = spans.named("async_endpoints.submit note")
+    deliveries = spans.named(f"async_endpoints.run {WEBHOOK_JOB}")
+    assert len(deliveries) == 2
+    assert {d.context.trace_id for d in deliveries} == {request_span.get_span_context().trace_id}
+    assert all(
+        d.parent is not None and d.parent.span_id == submit.context.span_id for d in deliveries
+    )
+    assert [d.status.status_code for d in deliveries] == [StatusCode.ERROR, StatusCode.UNSET]
