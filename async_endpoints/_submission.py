@@ -31,7 +31,7 @@ from ._idempotency import (
 from ._job import Job, JobRequest, NewJob, check_label, check_owner, parse_job_id
 from ._options import AT_ONCE, Placement, submission_delay
 from ._store_features import Idempotency, IdempotentStore, PendingContinuationStore
-from ._tracing import submit_span
+from ._tracing import mark_repeat, submit_span
 from ._webhook import WEBHOOK_JOB, delivery_job
 from ._webhook_urls import AllowedHosts, check_url
 
@@ -204,6 +204,7 @@ class JobSubmission(JobControl):
                         raise
                     if earlier is not None:
                         _check_same(idempotency, job.id, earlier, handler, request, chosen)
+                        mark_repeat(job.id)
                         return job, True
             except DuplicateJobError:
                 if not server_chose:

@@ -42,6 +42,8 @@ RETRY_COUNT = "async_endpoints.retry_count"
 OUTCOME = "async_endpoints.outcome"
 BATCH_ID = "async_endpoints.batch_id"
 BATCH_SIZE = "async_endpoints.batch_size"
+#: On a submit span whose submission repeated an earlier one (stored nothing).
+REPEAT = "async_endpoints.repeat"
 
 if _trace is not None:
     _propagator = TraceContextTextMapPropagator()
@@ -152,6 +154,17 @@ def submit_span(name: str, job_id: uuid.UUID) -> AbstractContextManager[str | No
         return nullcontext()
     attributes = {JOB_ID: str(job_id), JOB_NAME: name, RETRY_COUNT: 0}
     return _producer_span(f"async_endpoints.submit {name}", attributes)
+
+
+def mark_repeat(job_id: uuid.UUID) -> None:
+    """On the current submit span: its submission repeated an earlier one (an
+    ``Idempotency-Key`` or ``X-Async-Request-Id`` seen before), whose job ``job_id`` it
+    answered; nothing was stored. The span names that job, not the id it would have had."""
+    if tracer() is None:
+        return
+    span = _trace.get_current_span()
+    span.set_attribute(JOB_ID, str(job_id))
+    span.set_attribute(REPEAT, True)
 
 
 def batch_span(batch_id: uuid.UUID, jobs: int) -> AbstractContextManager[str | None]:

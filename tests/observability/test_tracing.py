@@ -36,6 +36,7 @@ from async_endpoints._tracing import (
     JOB_ID,
     JOB_NAME,
     OUTCOME,
+    REPEAT,
     RETRY_COUNT,
     attempt_span,
 )
@@ -350,6 +351,31 @@ async def test_a_post_to_an_async_endpoint_is_traced_too(
     (submit,) = spans.named("async_endpoints.submit Ok")
     (run,) = spans.named("async_endpoints.run Ok")
     assert run.parent is not None and run.parent.span_id == submit.context.span_id
+
+
+@pytest.mark.parametrize("header", ["Idempotency-Key", "X-Async-Request-Id"])
+async def test_a_repeated_submission_says_so_on_its_span_and_names_the_job_it_answered(
+    engine: AsyncEndpoints, spans: InMemorySpans, header: str
+) -> None:
+    """A POST repeating an earlier one (same key or client-chosen id) stores nothing: its
+    submit span is marked ``async_endpoints.repeat`` and names the earlier job (not the
+    id a new job would have had), so a tracing backend can tell submissions from repeats;
+    the first submission's span has no such mark."""
+    import httpx
+
+    assert engine.app is not None
+    value = "order-17" if header == "Idempotency-Key" else str(uuid.uuid4())
+    transport = httpx.ASGITransport(app=engine.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        first, again = [await client.post("/ok", headers={header: value}) for _ in range(2)]
+    assert first.status_code == again.status_code == 202
+    job_id = first.json()["id"]
+    assert again.json()["id"] == job_id
+    made, repeat = sorted(spans.named("async_endpoints.submit Ok"), key=lambda s: s.start_time or 0)
+    assert made.attributes is not None and repeat.attributes is not None
+    assert REPEAT not in made.attributes and made.attributes[JOB_ID] == job_id
+    assert repeat.attributes[REPEAT] is True and repeat.attributes[JOB_ID] == job_id
+    assert repeat.status.status_code is StatusCode.UNSET
 
 
 def test_without_opentelemetry_nothing_is_imported_and_jobs_run() -> None:
