@@ -873,3 +873,32 @@ async def test_a_gone_notice_held_before_the_read_is_ignored_and_one_after_it_en
         await after.ended
     after.status(JobNotice(job_id, done), (done.status, later), None)
     assert sent == []
+
+
+async def test_lapsed_watches_are_dropped_by_recovery_when_nobody_watches_any_more(
+    redis_server: Any, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the last stream ended and its watches lapsed, recovery drops them (no new
+    watch does then): the watched set is gone, so a transition of any job looks up one
+    missing key rather than the set."""
+    import redis.asyncio as redis
+
+    from async_endpoints_redis import RedisJobStore, _events
+    from async_endpoints_redis._keys import Keys
+
+    monkeypatch.setattr(_events, "WATCH_TTL", 0.05)
+    store = RedisJobStore(redis_server.url, prefix=prefix)
+    admin = redis.Redis.from_url(redis_server.url)
+    watched = Keys(prefix).key_prefix + "watched"
+    await store.start()
+    try:
+        stop = await store.watch_job(uuid.uuid4(), lambda notice: None)
+        stop()
+        assert await admin.zcard(watched) == 1
+        await asyncio.sleep(0.1)  # lapsed, and nothing watches again to drop it
+        assert await admin.zcard(watched) == 1
+        await store.recover()
+        assert await admin.exists(watched) == 0
+    finally:
+        await store.aclose()
+        await admin.aclose()

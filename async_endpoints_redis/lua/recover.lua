@@ -1,6 +1,6 @@
 -- recover: jobs whose lease expired (their worker died or stalled) count one lost
 -- attempt; they are Queued again while retries are left, else Failed. Also deletes
--- terminal jobs whose retention has passed, and moves ids left in the ready queue of
+-- terminal jobs whose retention has passed, drops lapsed watches, and moves ids left in the ready queue of
 -- the older one-queue layout ({p}:queue) into the default queue (see migrate.lua).
 --
 -- ARGV[1]  the most expired claims handled per call
@@ -21,6 +21,9 @@ local limit = tonumber(ARGV[1])
 local purged = math.max(purge(clock, limit),
   BATCH.purge(clock, limit))  -- ended batches whose retention passed (_batch.lua)
 local moved = adopt_legacy_queue(limit)
+-- Lapsed watches (_lib.lua): watch.lua drops them too, but only when some process watches
+-- again; left, they make every script look the watched set up for its job.
+redis.call('ZREMRANGEBYSCORE', WATCHED, '-inf', now)
 index_queued_lists(limit)
 local held = redis.call('ZRANGEBYSCORE', K.held, '-inf', clock, 'LIMIT', 0, limit)
 for _, id in ipairs(held) do
