@@ -8,7 +8,11 @@ attempt can be concluded without it.
 
 The task's cancellation count (`asyncio.Task.cancelling`) tells the deadline's own request
 from one made elsewhere (shutdown, a lost claim), and from a handler that raised
-``CancelledError`` by itself, with nobody asking.
+``CancelledError`` by itself, with nobody asking. A handler can raise the count without
+any request, though: on Python 3.11 and early 3.12 an ``asyncio.TaskGroup`` whose body
+does not await and whose child fails leaves it one higher (a CPython bug, fixed in later
+releases); the attempt then checks against the requests it knows of
+(`forget_stray_requests`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ class Deadline:
         if task is None:
             raise RuntimeError("a Deadline needs a running task")
         self.task = task
+        #: The task's cancellation count before (a task runs several jobs in a row).
+        self._requests = task.cancelling()
         #: The seconds given.
         self.seconds = seconds
         #: The deadline passed and cancelled the task.
@@ -59,8 +65,15 @@ class Deadline:
 
     @property
     def cancelled_elsewhere(self) -> bool:
-        """After `close`: whether someone else asked for the task's cancellation."""
-        return self.task.cancelling() > 0
+        """After `close`: whether someone else asked for the task's cancellation (the
+        count rose while the handler ran)."""
+        return self.task.cancelling() > self._requests
+
+    def forget_stray_requests(self) -> None:
+        """After `close`: bring the task's cancellation count back to what it was before
+        the handler, when the rise was no request (see `AttemptRunner.attempt`)."""
+        while self.task.cancelling() > self._requests:
+            self.task.uncancel()
 
 
 def _nothing() -> None:

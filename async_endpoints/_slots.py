@@ -168,6 +168,7 @@ class Slots:
         canceled = self.attempts.canceled
         cancelled = {token for token in tokens if token in self._running and token not in canceled}
         for token in cancelled:
+            self.attempts.interrupted.add(token)
             self._running[token][1].cancel()
         return cancelled
 
@@ -209,7 +210,8 @@ class Slots:
         that ended: their jobs may be given back (`GiveBackStore`), as no handler of them
         runs here any more."""
         running = list(self._running.values())
-        for _, task in running:
+        for claim, task in running:
+            self.attempts.interrupted.add(claim.token)
             task.cancel()
         if running:
             await asyncio.wait([task for _, task in running], timeout=CANCEL_WAIT)

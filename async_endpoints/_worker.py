@@ -92,6 +92,9 @@ class AttemptRunner:
     #: Tokens of claims whose job was cancelled (by `AsyncEndpoints.cancel`, in any
     #: process) while this process ran it: their refused outcome is no lost claim.
     canceled: set[str] = field(default_factory=set, compare=False)
+    #: Tokens of claims whose handler this process cancelled because the claim was lost,
+    #: or at shutdown past the grace period (`Slots`).
+    interrupted: set[str] = field(default_factory=set, compare=False)
     #: The progress of each attempt running, by its claim's token (flushed at settling).
     progress: dict[str, ProgressReporter] = field(default_factory=dict, compare=False)
     #: The app's lifespan state (what its lifespan yielded), given to each attempt's
@@ -148,6 +151,7 @@ class AttemptRunner:
         outcome was not recorded): the one place ``finished`` is emitted."""
         canceled = claim.token in self.canceled
         self.canceled.discard(claim.token)
+        self.interrupted.discard(claim.token)
         reporter = self.progress.pop(claim.token, None)
         if reporter is not None:
             reporter.close()
@@ -278,6 +282,10 @@ class AttemptRunner:
         if deadline.abandoned:
             return None
         handler_ended()
+        if deadline.cancelled_elsewhere and not ended.cancelled() and not self._asked(claim):
+            # Nobody here asked, and the handler was not cancelled: a count a task group
+            # left raised (a CPython bug of Python 3.11 and early 3.12), not a request.
+            deadline.forget_stray_requests()
         if deadline.cancelled_elsewhere or deadline.expired:
             _consume(ended)
             if deadline.cancelled_elsewhere:
@@ -285,6 +293,11 @@ class AttemptRunner:
             timed_out = _timeout_error(timeout)
             return Outcome(error=timed_out)
         return self._outcome(ended, handler.dump_result)
+
+    def _asked(self, claim: Claim) -> bool:
+        """Whether this process cancelled the attempt of ``claim``: its job was
+        cancelled, its claim lost, or the pool stopped past its grace period."""
+        return claim.token in self.canceled or claim.token in self.interrupted
 
     def _abandon_at_timeout(
         self,

@@ -651,6 +651,34 @@ async def test_a_handler_ignoring_its_cancellation_at_shutdown_is_not_given_back
     assert left is not None and left.status is JobStatus.IN_PROGRESS and left.retry_count == 0
 
 
+async def test_a_handler_that_swallows_the_shutdowns_cancellation_and_returns_is_given_back() -> (
+    None
+):
+    """Past the grace period the pool cancels a handler that catches the cancellation and
+    returns a value at once: the pool asked for it, so the attempt is not recorded as
+    Completed with that value; its job is given back (due again, retry count 0), as for a
+    handler that let the cancellation out."""
+    engine = engine_with(shutdown_grace_period=0.05)
+    started = asyncio.Event()
+
+    async def catches(ctx: AsyncContext[None]) -> str:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            pass
+        return "returned after the cancellation"
+
+    engine.add_handler(catches)
+    async with engine.running():
+        job = await engine.submit("catches")
+        async with asyncio.timeout(5):
+            await started.wait()
+    left = await engine.store.get(job.id)
+    assert left is not None and left.status is JobStatus.SCHEDULED
+    assert left.retry_count == 0 and left.result is None
+
+
 class SlowToFail(InMemoryJobStore):
     """A store whose failures land only once ``landing`` is set; it counts give-backs."""
 

@@ -1,0 +1,77 @@
+"""Handlers that use ``asyncio.TaskGroup``: a child's failure is the handler's own.
+
+On Python 3.11 and early 3.12, a task group whose body does not await and whose child
+fails leaves its task's cancellation count raised after it ends (a CPython bug,
+fixed in later releases). The count is how an attempt tells a cancellation from elsewhere
+(a shutdown, a lost claim, a cancel), so such a handler looked cancelled: its job sat
+InProgress until its lease ran out and then failed as ClaimExpired, its result or error
+thrown away, and so did the jobs its task ran next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from async_endpoints import AsyncContext, AsyncEndpoints, JobStatus, JobStore
+
+
+async def _broken_child() -> None:
+    raise ValueError("the child broke")
+
+
+def engine_on(store: JobStore) -> AsyncEndpoints:
+    """An engine whose handlers use task groups; no retries, a long lease (a job lost to
+    it would show as a wait for ``wait_for``'s timeout)."""
+    engine = AsyncEndpoints(store=store, max_retries=0, claim_timeout=60.0)
+
+    async def fans_out(ctx: AsyncContext[None]) -> str:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(_broken_child())
+        return "unreachable"
+
+    async def handles_it(ctx: AsyncContext[None]) -> str:
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(_broken_child())
+        except ExceptionGroup:
+            return "handled the child's error"
+        return "unreachable"
+
+    async def plain(ctx: AsyncContext[None]) -> str:
+        return "plain"
+
+    for handler in (fans_out, handles_it, plain):
+        engine.add_handler(handler)
+    return engine
+
+
+async def test_a_task_groups_failure_fails_the_attempt_with_its_exception_group(
+    store: JobStore,
+) -> None:
+    engine = engine_on(store)
+    async with engine.running():
+        job = await engine.submit("fans_out")
+        ended = await engine.wait_for(job.id, timeout=10)
+    assert ended.status is JobStatus.FAILED
+    assert ended.error is not None and ended.error.type == "ExceptionGroup"
+
+
+async def test_a_handler_that_handles_its_task_groups_failure_completes(store: JobStore) -> None:
+    engine = engine_on(store)
+    async with engine.running():
+        job = await engine.submit("handles_it")
+        ended = await engine.wait_for(job.id, timeout=10)
+    assert ended.status is JobStatus.COMPLETED and ended.result == "handled the child's error"
+
+
+async def test_the_jobs_run_after_a_task_groups_failure_are_not_taken_for_cancelled(
+    store: JobStore,
+) -> None:
+    """A job task may run several short jobs in a row: those after the task group's run
+    as any other."""
+    engine = engine_on(store)
+    async with engine.running():
+        jobs = [await engine.submit(name) for name in ("handles_it", "plain", "plain")]
+        ended = [await engine.wait_for(job.id, timeout=10) for job in jobs]
+    assert [job.status for job in ended] == [JobStatus.COMPLETED] * 3
+    assert [job.result for job in ended] == ["handled the child's error", "plain", "plain"]
