@@ -340,6 +340,13 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
             shard, held = await book.idempotent(idempotency.key, placed, ttl_ms, self._old_layouts)
         if new_job.partition_key is not None and shard != placed:
             return await self._answer_only(shard, new_job, idempotency)
+        if held and self._layout.of_id(new_job.id) != shard:
+            # A used key is answered by its shard before the id is pointed there: an id
+            # the client chose, taken by another job, would otherwise be refused first
+            # (409), and a repeat's fresh id would leave a pointer to nothing behind.
+            answered = await self._held_answer(shard, new_job, idempotency)
+            if answered is not None:
+                return answered
         shard, new_job = await self._placed(new_job, shard)
         job, earlier = await self._counts.limited(
             shard, max_waiting, lambda limit: shards[shard].enqueue_once(
@@ -366,6 +373,21 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
             raise IdempotencyConflictError(
                 "this idempotency key is held by a submission with another partition key"
             ) from None
+
+    async def _held_answer(
+        self, shard: int, new_job: NewJob, idempotency: Idempotency
+    ) -> tuple[Job, str | None] | None:
+        """The job ``shard`` holds under the idempotency key and its fingerprint, or None
+        when it holds none (its record there ended, or the first submission was refused):
+        nothing is stored (a limit of 0 waiting jobs, as `_answer_only`).
+
+        Raises:
+            IdempotentJobGoneError: it holds the key, and its job is no longer kept.
+        """
+        try:
+            return await self._open_shard(shard).enqueue_once(new_job, idempotency, max_waiting=0)
+        except QueueFullError:
+            return None
 
     async def _home(self, new_job: NewJob) -> int:
         """The job's shard: its partition key's (the old shard where the key's lane

@@ -317,6 +317,27 @@ async def test_a_chosen_id_placed_elsewhere_the_second_time_is_refused_as_taken(
     assert await store.count_waiting() == 2
 
 
+async def test_a_used_key_with_an_id_taken_elsewhere_is_answered_by_the_keys_shard(
+    make_store: StoreFactory, prefix: str
+) -> None:
+    """A key used before, sent again with a client-chosen id that another job holds in
+    another shard: the key's shard answers (its job and fingerprint, which the engine
+    compares: another body is a 422) before the id is looked at, in whichever shard the
+    id falls, and nothing is stored."""
+    store = await make_store(shards=3)
+    layout = ShardLayout(prefix, 3)
+    keyed, earlier = await store.enqueue_once(new_job(), Idempotency("k2", "fp-1", 60.0))
+    assert earlier is None
+    key_shard = layout.of_id(keyed.id)
+    for other_shard in {0, 1, 2} - {key_shard}:
+        taken_id = next(i for i in iter(uuid.uuid4, None) if layout.of_id(i) == other_shard)
+        await store.enqueue_once(NewJob(taken_id, "Echo", 0), by_request_id(taken_id, "fp", 60))
+        again = NewJob(taken_id, "Echo", 0)
+        answered, earlier = await store.enqueue_once(again, Idempotency("k2", "fp-2", 60.0))
+        assert (answered.id, earlier) == (keyed.id, "fp-1")
+    assert await store.count_waiting() == 3
+
+
 async def test_a_watch_on_a_shard_without_the_job_looks_for_it_everywhere_before_gone(
     make_store: StoreFactory, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
