@@ -120,6 +120,15 @@ def full_queue_message(waiting: int) -> str:
     return f"{waiting} {'job is' if waiting == 1 else 'jobs are'} waiting already"
 
 
+def full_batch_message(max_waiting: int) -> str:
+    """What a `QueueFullError` says when a batch's jobs would take the waiting jobs past
+    ``max_waiting`` (``max_queue_size``), on every store."""
+    return (
+        "the batch's jobs would take the waiting jobs past the max_queue_size limit "
+        f"({max_waiting})"
+    )
+
+
 class DuplicateJobError(JobStoreError):
     """A job with the same id exists already; the store was left unchanged."""
 

@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ._batch import Batch, BatchPage, BatchStatus, ContinueWhen, NewBatch
-from ._errors import DuplicateJobError, QueueFullError
+from ._errors import DuplicateJobError, QueueFullError, full_batch_message
 from ._job import Job, JobStatus, NewJob, check_label
 from ._listing import check_limit, decode_cursor, encode_cursor
 from ._logs import job_id_extra
@@ -345,10 +345,7 @@ class MemoryBatches:
                 raise ValueError(f"delay must be a finite number of seconds, not {job.delay!r}")
             check_follow_ups(job)
         if max_waiting is not None and self._live.waiting + waiting > max_waiting:
-            raise QueueFullError(
-                f"{self._live.waiting} jobs are waiting and the batch adds {waiting}: "
-                f"more than the max_queue_size limit ({max_waiting})"
-            )
+            raise QueueFullError(full_batch_message(max_waiting))
 
     def _store_members(self, record: BatchRecord, jobs: Sequence[NewJob], moment: datetime) -> None:
         members, keys = record.members, record.keys

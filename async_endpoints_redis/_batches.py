@@ -28,7 +28,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from async_endpoints._batch import Batch, BatchPage, BatchStatus, ContinueWhen, NewBatch
-from async_endpoints._errors import DuplicateJobError, JobStoreError, QueueFullError
+from async_endpoints._errors import (
+    DuplicateJobError,
+    JobStoreError,
+    QueueFullError,
+    full_batch_message,
+)
 from async_endpoints._job import Job, JobStatus, NewJob, check_label
 from async_endpoints._listing import (
     JobPage,
@@ -232,12 +237,9 @@ class RedisBatches(StoreBase):
             return code, flat
         if code == "dup":
             raise DuplicateJobError(f"batch {batch_id} or one of its job ids exists already")
-        if code == "full":
-            raise QueueFullError(
-                f"the batch's jobs would take the waiting jobs past the max_queue_size limit"
-                f" ({max_waiting})",
-                retry_after=RETRY_AFTER,
-            )
+        if code == "full":  # only ever with a limit
+            limit = 0 if max_waiting is None else max_waiting
+            raise QueueFullError(full_batch_message(limit), retry_after=RETRY_AFTER)
         if code == "closed":
             status = pairs(flat).get("status", "not running")
             raise ValueError(f"batch {batch_id} is {status}: it takes no more jobs")

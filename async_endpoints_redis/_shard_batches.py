@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Sequence
 
 from async_endpoints._batch import Batch, BatchPage, NewBatch
+from async_endpoints._errors import full_batch_message
 from async_endpoints._job import NewJob, check_label
 
 from ._batches import batch_cursor
@@ -57,6 +58,7 @@ class ShardBatches(ShardLookup):
             max_waiting,
             lambda limit: shards[shard].create_batch(batch, max_waiting=limit),
             len(batch.jobs),
+            full_batch_message,
         )
 
     async def append_to_batch(
@@ -84,6 +86,7 @@ class ShardBatches(ShardLookup):
             max_waiting,
             lambda limit: holder.append_to_batch(batch_id, jobs, max_waiting=limit),
             len(jobs),
+            full_batch_message,
         )
 
     async def get_batch(self, batch_id: uuid.UUID) -> Batch | None:

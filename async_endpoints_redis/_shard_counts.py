@@ -84,6 +84,7 @@ class WaitingCounts:
         max_waiting: int | None,
         store: Callable[[int | None], Awaitable[T]],
         count: int = 1,
+        full: Callable[[int], str] = full_queue_message,
     ) -> T:
         """``store(limit)`` for a submission to ``shard``, with the limit of that shard
         (None: no limit), storing ``count`` waiting jobs; retried once on fresh counts
@@ -107,9 +108,7 @@ class WaitingCounts:
                 try:
                     stored = await store(self._limit(shard, max_waiting))
                 except QueueFullError as exc:
-                    raise QueueFullError(
-                        full_queue_message(max_waiting), retry_after=exc.retry_after
-                    ) from None
+                    raise QueueFullError(full(max_waiting), retry_after=exc.retry_after) from None
             self.add(shard, count)
         finally:
             self._in_flight[shard] -= count

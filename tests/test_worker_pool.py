@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Sequence
@@ -663,10 +664,8 @@ async def test_a_handler_that_swallows_the_shutdowns_cancellation_and_returns_is
 
     async def catches(ctx: AsyncContext[None]) -> str:
         started.set()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            pass
         return "returned after the cancellation"
 
     engine.add_handler(catches)

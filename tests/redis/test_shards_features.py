@@ -338,6 +338,22 @@ async def test_a_used_key_with_an_id_taken_elsewhere_is_answered_by_the_keys_sha
     assert await store.count_waiting() == 3
 
 
+async def test_a_batch_refused_for_max_waiting_says_so_as_on_one_redis(
+    make_store: StoreFactory,
+) -> None:
+    """The sharded store's refusal of a batch past max_waiting reads as the other stores'
+    (not as a single job's "1 job is waiting already")."""
+    store = await make_store(shards=3)
+    await store.enqueue(new_job())
+    batch_id = uuid.uuid4()
+    spec = NewBatch(batch_id, [new_job(batch_id=batch_id) for _ in range(2)])
+    with pytest.raises(QueueFullError) as refused:
+        await store.create_batch(spec, max_waiting=2)
+    assert str(refused.value) == (
+        "the batch's jobs would take the waiting jobs past the max_queue_size limit (2)"
+    )
+
+
 async def test_a_watch_on_a_shard_without_the_job_looks_for_it_everywhere_before_gone(
     make_store: StoreFactory, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
