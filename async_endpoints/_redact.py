@@ -466,6 +466,12 @@ def _mask_url_userinfo(match: re.Match[str]) -> str:
     return f"{match['scheme']}{user}:{MASK}@"
 
 
+#: What describing an error catches: anything the code it calls raises (an exception's
+#: ``__str__``, the app's hook), ``SystemExit`` and ``KeyboardInterrupt`` included, but for
+#: the cancellation of the task describing it (asyncio's own).
+_NOT_CANCELLATION = (Exception, SystemExit, KeyboardInterrupt, GeneratorExit)
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorDescriber:
     """Turns the exception that failed an attempt into the job's `JobError`.
@@ -486,7 +492,10 @@ class ErrorDescriber:
         if with_traceback:
             # Each part (a frame, an exception's line) cut to a message's length, so that
             # a long message leaves room for the frames before it, then masked.
-            parts = traceback.TracebackException.from_exception(exc).format()
+            try:
+                parts = list(traceback.TracebackException.from_exception(exc).format())
+            except _NOT_CANCELLATION:  # an exception whose str() raises SystemExit...
+                parts = [f"{type(exc).__name__} (its traceback could not be written)\n"]
             trace = "".join(self.masked(part, MAX_MESSAGE) for part in parts)
             trace = unicode_text(bounded(trace, MAX_TRACEBACK, keep_end=True))
         message = unicode_text(self.message(exc))  # cut to MAX_MESSAGE there
@@ -497,17 +506,18 @@ class ErrorDescriber:
         to `MAX_MESSAGE` (an exception's message before it is masked).
 
         Never raises: a hook that fails (or answers something other than a str) and an
-        exception whose ``str()`` fails both give the exception's type name.
+        exception whose ``str()`` fails both give the exception's type name, whatever
+        they raise (``SystemExit`` too: the worker's process lives on).
         """
         if self.error_message is None:
             try:
                 text = str(exc)
-            except Exception:
+            except _NOT_CANCELLATION:
                 text = ""
             return self.masked(text, MAX_MESSAGE) if text else type(exc).__name__
         try:
             answer = self.error_message(exc)
-        except Exception as hook_error:
+        except _NOT_CANCELLATION as hook_error:
             # Only the type: the hook's own error may quote (or chain) the unmasked message.
             logger.warning("the error_message hook raised %s", type(hook_error).__name__)
             return type(exc).__name__

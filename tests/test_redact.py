@@ -483,6 +483,28 @@ def test_an_exception_whose_str_fails_or_is_empty_is_named_by_its_type() -> None
     assert ErrorDescriber().describe(TimeoutError()).message == "TimeoutError"
 
 
+@pytest.mark.parametrize("raised", [SystemExit, KeyboardInterrupt], ids=lambda e: e.__name__)
+def test_describing_an_error_never_lets_a_process_exit_out(raised: type[BaseException]) -> None:
+    """An exception whose ``str()`` raises SystemExit (or KeyboardInterrupt), and a hook
+    that does, give the type name as any failing ``str()`` or hook does, with or without
+    the traceback: describing a failure never ends the worker's process."""
+
+    class Exiting(Exception):
+        def __str__(self) -> str:
+            raise raised
+
+    def exiting_hook(exc: BaseException) -> str:
+        raise raised
+
+    for describer in (ErrorDescriber(), ErrorDescriber(error_message=exiting_hook)):
+        assert describer.describe(Exiting()).message == "Exiting"
+        traced = describer.describe(Exiting(), with_traceback=True)
+        assert traced.message == "Exiting" and traced.traceback is not None
+    assert ErrorDescriber(error_message=exiting_hook).describe(ValueError("x")).message == (
+        "ValueError"
+    )
+
+
 async def _async_hook(exc: BaseException) -> str:
     return "x"
 
