@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 from collections.abc import Awaitable, Callable, Mapping
@@ -153,15 +154,16 @@ class Handler:
                 check_hook(value, option, "request, body")
         if not inspect.iscoroutinefunction(function):
             raise ConfigurationError(f"job handler {function!r} must be an async function")
-        params = _called_with_context_alone(function)
+        label = _label_of(function, name)
+        params = _called_with_context_alone(function, label)
         try:
             # The request type keeps Annotated's constraints (a Field(max_length=...) is
             # validated); the result type is read as before, without them.
-            given = get_type_hints(function, include_extras=True).get(params[0], AsyncContext)
+            given = _parameter_hints(function, params, label).get(params[0], AsyncContext)
             model = request_model_of(given)
-            returns = get_type_hints(function).get("return", Any)
+            returns = get_type_hints(_unwrapped(function)).get("return", Any)
             return cls(
-                name=name or function.__name__,
+                name=name or label,
                 function=function,
                 model=model,
                 body_adapter=None if model is None else TypeAdapter(model),
@@ -180,7 +182,7 @@ class Handler:
                 query=query,
             )
         except (NameError, TypeError, PydanticUserError) as exc:
-            message = f"job handler {function.__name__}'s annotations are unusable: {exc}"
+            message = f"job handler {label}'s annotations are unusable: {exc}"
             raise ConfigurationError(message) from exc
 
     async def placement(self, request: Any, body: Any) -> Placement:
@@ -341,17 +343,18 @@ class Handler:
             raise JobValidationError(message, exc.errors) from None
 
 
-def _called_with_context_alone(function: HandlerFunction) -> list[str]:
-    """The names of ``function``'s parameters, checked to take one positional argument
-    (the context) and nothing else the worker would not give.
+def _called_with_context_alone(function: HandlerFunction, label: str) -> list[str]:
+    """The names of ``function``'s parameters (``label`` its name in messages), checked to
+    take one positional argument (the context) and nothing else the worker would not give.
 
     Raises:
-        ConfigurationError: no parameter takes the context, or another one needs a value.
+        ConfigurationError: no parameter takes the context, another one needs a value, or
+            one asks for a FastAPI dependency or request parameter (nothing would resolve it).
     """
     parameters = list(inspect.signature(function).parameters.values())
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     if not parameters or parameters[0].kind not in (*positional, inspect.Parameter.VAR_POSITIONAL):
-        raise ConfigurationError(f"job handler {function.__name__} takes no AsyncContext")
+        raise ConfigurationError(f"job handler {label} takes no AsyncContext")
     for parameter in parameters[1:]:
         variadic = parameter.kind in (
             inspect.Parameter.VAR_POSITIONAL,
@@ -359,10 +362,73 @@ def _called_with_context_alone(function: HandlerFunction) -> list[str]:
         )
         if not variadic and parameter.default is inspect.Parameter.empty:
             raise ConfigurationError(
-                f"job handler {function.__name__} is called with its AsyncContext alone: "
+                f"job handler {label} is called with its AsyncContext alone: "
                 f"its parameter {parameter.name!r} needs a default"
             )
+        if _is_request_marker(parameter.default, parameter.annotation):
+            raise _asks_fastapi(label, parameter.name)
     return [parameter.name for parameter in parameters]
+
+
+def _label_of(function: HandlerFunction, name: str | None) -> str:
+    """What messages call the handler: its function's name, else the ``name`` given.
+
+    Raises:
+        ConfigurationError: it has neither (a ``functools.partial`` given no name).
+    """
+    label = getattr(function, "__name__", None)
+    if isinstance(label, str):
+        return label
+    if name is None:
+        raise ConfigurationError(
+            f"job handler {function!r} has no __name__: give it a name (name=...)"
+        )
+    return name
+
+
+def _parameter_hints(function: HandlerFunction, params: list[str], label: str) -> dict[str, Any]:
+    """``function``'s annotations with their ``Annotated`` extras, checked to ask FastAPI
+    for nothing beside the context.
+
+    Raises:
+        ConfigurationError: a parameter's ``Annotated`` holds a FastAPI marker.
+        NameError, TypeError: an annotation cannot be resolved.
+    """
+    hints = get_type_hints(_unwrapped(function), include_extras=True)
+    for extra in params[1:]:
+        if _is_request_marker(None, hints.get(extra)):
+            raise _asks_fastapi(label, extra)
+    return hints
+
+
+def _is_request_marker(default: Any, annotation: Any) -> bool:
+    """Whether a parameter is declared with FastAPI's ``Depends``, ``Security``,
+    ``Query``, ``Header``, ``Body``... (as its ``default``, or in an ``Annotated``
+    ``annotation``)."""
+    try:
+        from fastapi import params
+    except ImportError:  # pragma: no cover - FastAPI is optional
+        return False
+    markers = (params.Depends, params.Param, params.Body)
+    found = [default, *getattr(annotation, "__metadata__", ())]
+    return any(isinstance(value, markers) for value in found)
+
+
+def _asks_fastapi(label: str, parameter: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"job handler {label}'s parameter {parameter!r} asks FastAPI for a dependency or "
+        "a request value, which nothing resolves for a job: a handler is called with its "
+        "AsyncContext alone (take resources from ctx.state, set by the app's lifespan, and "
+        "give the route its dependencies with dependencies=[...])"
+    )
+
+
+def _unwrapped(function: HandlerFunction) -> Any:
+    """The function whose annotations ``function`` has: itself, or the one a
+    ``functools.partial`` wraps (at any depth)."""
+    while isinstance(function, functools.partial):
+        function = function.func
+    return function
 
 
 def _validation_error(exc: ValidationError, message: str | None = None) -> JobValidationError:

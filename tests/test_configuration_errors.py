@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
+from fastapi import Depends, Header, Query
 from pydantic import BaseModel
 from starlette.applications import Starlette
 
@@ -82,6 +83,63 @@ def test_a_handler_whose_annotations_cannot_be_used_is_refused() -> None:
         with pytest.raises(ConfigurationError, match="annotations are unusable"):
             endpoints.add_handler(handler)
     assert endpoints.handlers == {}
+
+
+async def _get_db() -> str:
+    return "a session"
+
+
+async def with_depends(ctx: AsyncContext[None], db: Any = Depends(_get_db)) -> None: ...  # noqa: B008
+
+
+async def with_annotated_depends(
+    ctx: AsyncContext[None], db: Annotated[Any, Depends(_get_db)] = None
+) -> None: ...
+
+
+async def with_query(ctx: AsyncContext[None], page: int = Query(1)) -> None: ...
+
+
+async def with_header(ctx: AsyncContext[None], agent: str = Header("")) -> None: ...
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [with_depends, with_annotated_depends, with_query, with_header],
+    ids=["Depends", "Annotated Depends", "Query", "Header"],
+)
+def test_a_handler_asking_fastapi_for_a_dependency_is_refused_saying_why(handler: Any) -> None:
+    """Nothing resolves a FastAPI dependency or request value for a job (the handler
+    would get the marker object itself): refused at registration, naming the parameter
+    and where resources come from instead."""
+    endpoints = AsyncEndpoints()
+    name = handler.__name__
+    with pytest.raises(ConfigurationError, match=f"{name}'s parameter .* asks FastAPI") as refused:
+        endpoints.add_handler(handler)
+    assert "ctx.state" in str(refused.value)
+    assert endpoints.handlers == {}
+
+
+async def _scaled(ctx: AsyncContext[int], factor: int) -> int:
+    assert ctx.request is not None
+    return ctx.request * factor
+
+
+async def test_a_partial_handler_runs_under_the_name_it_is_given() -> None:
+    """``functools.partial`` binds a handler's options: it needs a name (it has no
+    ``__name__``), and runs with its bound arguments; its body type is the function's."""
+    endpoints = AsyncEndpoints()
+    with pytest.raises(ConfigurationError, match="has no __name__: give it a name"):
+        endpoints.add_handler(functools.partial(_scaled, factor=3))
+    assert endpoints.handlers == {}
+    endpoints.add_handler(functools.partial(_scaled, factor=3), name="Triple")
+    async with endpoints.running(workers=False):
+        job = await endpoints.submit("Triple", 5)
+        with pytest.raises(JobValidationError):
+            await endpoints.submit("Triple", "not a number")
+        await endpoints.drain()
+        done = await endpoints.get_job(job.id)
+    assert done is not None and done.result == 15
 
 
 def _one(first: Any) -> bool:
