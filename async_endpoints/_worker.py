@@ -282,9 +282,14 @@ class AttemptRunner:
         if deadline.abandoned:
             return None
         handler_ended()
-        if deadline.cancelled_elsewhere and not ended.cancelled() and not self._asked(claim):
-            # Nobody here asked, and the handler was not cancelled: a count a task group
-            # left raised (a CPython bug of Python 3.11 and early 3.12), not a request.
+        if (
+            deadline.cancelled_elsewhere
+            and not self._asked(claim)
+            and (deadline.expired or not ended.cancelled())
+        ):
+            # Nobody here asked, and the handler was not cancelled (or only by its own
+            # deadline): a count a task group left raised (a CPython bug of Python 3.11
+            # and early 3.12), not a request.
             deadline.forget_stray_requests()
         if deadline.cancelled_elsewhere or deadline.expired:
             _consume(ended)

@@ -40,8 +40,17 @@ def engine_on(store: JobStore) -> AsyncEndpoints:
     async def plain(ctx: AsyncContext[None]) -> str:
         return "plain"
 
+    async def handles_it_then_overruns(ctx: AsyncContext[None]) -> str:
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(_broken_child())
+        except ExceptionGroup:
+            await asyncio.Event().wait()  # past its job_timeout
+        return "unreachable"
+
     for handler in (fans_out, handles_it, plain):
         engine.add_handler(handler)
+    engine.add_handler(handles_it_then_overruns, job_timeout=0.1)
     return engine
 
 
@@ -75,3 +84,17 @@ async def test_the_jobs_run_after_a_task_groups_failure_are_not_taken_for_cancel
         ended = [await engine.wait_for(job.id, timeout=10) for job in jobs]
     assert [job.status for job in ended] == [JobStatus.COMPLETED] * 3
     assert [job.result for job in ended] == ["handled the child's error", "plain", "plain"]
+
+
+async def test_a_handler_overrunning_its_timeout_after_a_task_groups_failure_times_out(
+    store: JobStore,
+) -> None:
+    """The deadline's own cancellation on top of the count a task group left: the attempt
+    fails as JobTimeout, not as a cancellation from elsewhere (lost until its lease ran
+    out)."""
+    engine = engine_on(store)
+    async with engine.running():
+        job = await engine.submit("handles_it_then_overruns")
+        ended = await engine.wait_for(job.id, timeout=10)
+    assert ended.status is JobStatus.FAILED
+    assert ended.error is not None and ended.error.type == "JobTimeout"
