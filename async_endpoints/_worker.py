@@ -259,7 +259,8 @@ class AttemptRunner:
         """Run the handler once in this task; every failure becomes an `Outcome` with an error.
 
         None when the handler ignored its cancellation at ``job_timeout`` and was abandoned.
-        A cancellation from elsewhere is re-raised, even when the handler swallowed it.
+        A cancellation this process asked for (the job cancelled, its claim lost, the pool
+        stopped past its grace period) is re-raised, even when the handler swallowed it.
         """
         job = claim.job
         handler = self.handlers.get(job.name)
@@ -282,14 +283,10 @@ class AttemptRunner:
         if deadline.abandoned:
             return None
         handler_ended()
-        if (
-            deadline.cancelled_elsewhere
-            and not self._asked(claim)
-            and (deadline.expired or not ended.cancelled())
-        ):
-            # Nobody here asked, and the handler was not cancelled (or only by its own
-            # deadline): a count a task group left raised (a CPython bug of Python 3.11
-            # and early 3.12), not a request.
+        if deadline.cancelled_elsewhere and not self._asked(claim):
+            # The library alone cancels a job's task (a cancel, a lost claim, a shutdown);
+            # a count raised without its asking is no request: a task group left it (a
+            # CPython bug of Python 3.11 and early 3.12). The handler's own outcome stands.
             deadline.forget_stray_requests()
         if deadline.cancelled_elsewhere or deadline.expired:
             _consume(ended)

@@ -48,7 +48,17 @@ def engine_on(store: JobStore) -> AsyncEndpoints:
             await asyncio.Event().wait()  # past its job_timeout
         return "unreachable"
 
-    for handler in (fans_out, handles_it, plain):
+    async def handles_it_then_cancels_itself(ctx: AsyncContext[None]) -> str:
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(_broken_child())
+        except ExceptionGroup:
+            waiting = asyncio.ensure_future(asyncio.Event().wait())
+            waiting.cancel()
+            await waiting  # its CancelledError is the handler's own failure
+        return "unreachable"
+
+    for handler in (fans_out, handles_it, plain, handles_it_then_cancels_itself):
         engine.add_handler(handler)
     engine.add_handler(handles_it_then_overruns, job_timeout=0.1)
     return engine
@@ -98,3 +108,16 @@ async def test_a_handler_overrunning_its_timeout_after_a_task_groups_failure_tim
         ended = await engine.wait_for(job.id, timeout=10)
     assert ended.status is JobStatus.FAILED
     assert ended.error is not None and ended.error.type == "JobTimeout"
+
+
+async def test_a_handler_cancelling_itself_after_a_task_groups_failure_fails_as_itself(
+    store: JobStore,
+) -> None:
+    """A handler that lets out a CancelledError nobody asked for fails with it (as without
+    a task group before), not as a cancellation from elsewhere."""
+    engine = engine_on(store)
+    async with engine.running():
+        job = await engine.submit("handles_it_then_cancels_itself")
+        ended = await engine.wait_for(job.id, timeout=10)
+    assert ended.status is JobStatus.FAILED
+    assert ended.error is not None and ended.error.type == "CancelledError"
