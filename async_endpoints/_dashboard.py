@@ -497,6 +497,9 @@ class Dashboard:
             "status_code": status_code,
             "name_scan_limit": views.NAME_SCAN_LIMIT,
             "job_names": names,
+            # A name no handler of this app has (a typo, most likely): said at once, as the
+            # pages would read on in vain (jobs of an older or another app's handler).
+            "unknown_name": filters.name is not None and filters.name not in names,
             "paused": paused,
             # A batch id that is not whole stays in its field, to be completed.
             "batch_typed": (request.query_params.get("batch") or "")[:36],

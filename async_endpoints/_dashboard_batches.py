@@ -10,6 +10,7 @@ from starlette.requests import Request
 
 from . import _dashboard_views as views
 from ._job import parse_job_id
+from ._store import ControlStore
 
 if TYPE_CHECKING:
     from ._endpoints import AsyncEndpoints
@@ -55,7 +56,11 @@ async def batch_page(endpoints: AsyncEndpoints, request: Request) -> tuple[str, 
         filters = views.Filters(batch=str(batch.id))
         jobs, next_cursor = await views.list_page(endpoints.list_jobs, filters)
     finished = batch.completed + batch.failed + batch.canceled
+    store, paused = endpoints.store, frozenset[str]()
+    if isinstance(store, ControlStore) and any(job.status.is_waiting for job in jobs):
+        paused = await store.paused_queues()  # a job waiting in a paused queue says so
     context = {
+        "paused": paused,
         "title": f"Batch {str(batch.id)[:8]}",
         "batch": batch,
         "jobs": jobs,

@@ -508,6 +508,21 @@ async def test_a_name_typed_in_another_case_or_with_blanks_finds_its_handlers_jo
     assert {"Hold", "Ok", "Broken", "Report"} <= set(names)
     gone = await client.get("/dashboard/jobs?name=RetiredHandler")
     assert 'name="name" value="RetiredHandler"' in gone.text and "No jobs match" in gone.text
+    assert "No handler of this app is named <q>RetiredHandler</q>" in gone.text
+    assert "No handler of this app" not in page.text  # a handler's name says nothing
+
+
+async def test_a_batchs_waiting_jobs_show_their_queue_and_that_it_is_paused(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """A batch whose jobs wait in a paused queue says why it does not move: each job shows
+    its queue, tagged paused."""
+    await engine.pause("high")
+    batch = await engine.submit_batch([JobSpec("Ok", {}, queue="high")])
+    page = (await client.get(f"/dashboard/batches/{batch.id}")).text
+    rows = re.findall(r'<tr data-job="[0-9a-f-]+">(.*?)</tr>', page, re.S)
+    assert len(rows) == 1 and 'title="high"' in rows[0]
+    assert '<span class="state paused"' in rows[0]
 
 
 async def test_a_job_waiting_for_its_retry_shows_its_last_error_in_the_waiting_list(
@@ -763,8 +778,9 @@ async def test_running_jobs_are_called_running_as_in_the_navigation(
     engine: AsyncEndpoints, client: httpx.AsyncClient, gate: Gate
 ) -> None:
     """The navigation's "Running" link leads to a page titled "Running jobs", not the
-    wire name "InProgress jobs"; a running job's badge, on its list and its page, and the
-    status filter's choice read "Running" too, the API's name on hover."""
+    wire name "InProgress jobs"; a running job's badge, on the list of every status and on
+    its page, and the status filter's choice read "Running" too, the API's name on hover
+    (the list of running jobs alone has no Status column: every row would say Running)."""
     page = await client.get("/dashboard/jobs?status=InProgress")
     assert "<title>Running jobs" in page.text and "InProgress jobs" not in page.text
     assert '<option value="InProgress" selected>Running</option>' in page.text
@@ -775,9 +791,11 @@ async def test_running_jobs_are_called_running_as_in_the_navigation(
             '<span class="status status-inprogress" title="InProgress (its status in the'
             ' API)">Running</span>'
         )
-        for path in ("/dashboard/jobs?status=InProgress", f"/dashboard/jobs/{job.id}"):
+        for path in ("/dashboard/jobs", f"/dashboard/jobs/{job.id}"):
             shown = (await client.get(path)).text
             assert badge in shown and ">InProgress<" not in shown, path
+        running_list = (await client.get("/dashboard/jobs?status=InProgress")).text
+        assert f'data-job="{job.id}"' in running_list and badge not in running_list
         gate.open.set()
 
 

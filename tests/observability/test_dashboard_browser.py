@@ -845,6 +845,33 @@ async def test_failed_jobs_with_long_names_keep_requeue_in_view_on_a_laptop_scre
         gate.open.set()
 
 
+async def test_the_running_list_with_long_progress_fits_a_laptop_screen(
+    gate: Gate, page: Page
+) -> None:
+    """Running jobs reporting long progress, of a long tenant: at 1366 px the list of
+    running jobs fits its box, with no Status column (every row would say Running) and
+    each row's Cancel button right of its Error cell, not over it."""
+    app, engine = make_app(gate, max_concurrency=4)
+    async with served(app) as base:
+        tenant = "northwind-traders-europe-" + "x" * 30
+        text = "step 123 of 456: importing ledger lines " + "x" * 80
+        jobs = [await engine.submit("Report", {"text": text}, tenant=tenant) for _ in range(3)]
+        for job in jobs:
+            await eventually(lambda job=job: _reported(engine, job.id))
+        await page.goto(f"{base}/dashboard/jobs?status=InProgress")
+        await expect(page.locator("tr[data-job]")).to_have_count(3)
+        await expect(page.get_by_role("columnheader", name="Status")).to_have_count(0)
+        box = page.locator("#live .scroll")
+        widths = await box.evaluate("b => [b.scrollWidth, b.clientWidth]")
+        assert widths[0] <= widths[1], widths
+        for row in await page.locator("tr[data-job]").all():
+            error = await row.locator("td.error").bounding_box()
+            cancel = await row.get_by_role("button", name="Cancel").bounding_box()
+            assert error is not None and cancel is not None
+            assert error["x"] + error["width"] <= cancel["x"] + 1
+        gate.open.set()
+
+
 async def test_a_list_of_every_status_with_long_labels_fits_a_laptop_screen(
     gate: Gate, page: Page
 ) -> None:
