@@ -269,6 +269,13 @@ class Handler:
         if self.query is not None:
             self.query.parse(query_string)
 
+    @property
+    def doc(self) -> str | None:
+        """The handler function's docstring (a ``functools.partial``'s function's, not
+        the partial's own), for its route's documentation."""
+        doc = _unwrapped(self.function).__doc__
+        return doc if isinstance(doc, str) else None
+
     def context(
         self,
         job: Job,
@@ -360,6 +367,10 @@ def _called_with_context_alone(function: HandlerFunction, label: str) -> list[st
             inspect.Parameter.VAR_POSITIONAL,
             inspect.Parameter.VAR_KEYWORD,
         )
+        if parameter.default is inspect.Parameter.empty and _is_request_marker(
+            None, _resolved_hint(function, parameter)
+        ):  # FastAPI's own form, Annotated[Session, Depends(get_db)]: the reason to say
+            raise _asks_fastapi(label, parameter.name)
         if not variadic and parameter.default is inspect.Parameter.empty:
             raise ConfigurationError(
                 f"job handler {label} is called with its AsyncContext alone: "
@@ -399,6 +410,18 @@ def _parameter_hints(function: HandlerFunction, params: list[str], label: str) -
         if _is_request_marker(None, hints.get(extra)):
             raise _asks_fastapi(label, extra)
     return hints
+
+
+def _resolved_hint(function: HandlerFunction, parameter: inspect.Parameter) -> Any:
+    """``parameter``'s annotation with its ``Annotated`` extras, resolved when it is a
+    string (``from __future__ import annotations``); None when it cannot be (the
+    annotations' check says why, later)."""
+    if not isinstance(parameter.annotation, str):
+        return parameter.annotation
+    try:
+        return get_type_hints(_unwrapped(function), include_extras=True).get(parameter.name)
+    except Exception:  # unresolvable: reported with the other annotations
+        return None
 
 
 def _is_request_marker(default: Any, annotation: Any) -> bool:

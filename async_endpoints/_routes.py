@@ -95,7 +95,7 @@ def add_submit_route(
         name=name,
         operation_id=name if method == "POST" else f"{name}_{method.lower()}",
         summary=docs.pop("summary", None) or operation_summary(name),
-        description=docs.pop("description", None) or inspect.getdoc(handler.function) or "",
+        description=docs.pop("description", None) or inspect.cleandoc(handler.doc or ""),
         status_code=202,
         response_model=None,
         responses={

@@ -107,7 +107,7 @@ def submit_endpoint(endpoints: JobService, handler: Handler) -> Endpoint:
     submit.__name__ = f"submit_{handler.name}"
     # Starlette's SchemaGenerator reads a route's OpenAPI entry from its endpoint's
     # docstring (YAML after "---"): the handler's is the route's.
-    submit.__doc__ = handler.function.__doc__
+    submit.__doc__ = handler.doc
     return submit
 
 

@@ -100,13 +100,18 @@ async def with_annotated_depends(
 async def with_query(ctx: AsyncContext[None], page: int = Query(1)) -> None: ...
 
 
+async def with_bare_annotated_depends(
+    ctx: AsyncContext[None], db: Annotated[Any, Depends(_get_db)]
+) -> None: ...
+
+
 async def with_header(ctx: AsyncContext[None], agent: str = Header("")) -> None: ...
 
 
 @pytest.mark.parametrize(
     "handler",
-    [with_depends, with_annotated_depends, with_query, with_header],
-    ids=["Depends", "Annotated Depends", "Query", "Header"],
+    [with_depends, with_annotated_depends, with_bare_annotated_depends, with_query, with_header],
+    ids=["Depends", "Annotated Depends", "Annotated Depends, no default", "Query", "Header"],
 )
 def test_a_handler_asking_fastapi_for_a_dependency_is_refused_saying_why(handler: Any) -> None:
     """Nothing resolves a FastAPI dependency or request value for a job (the handler

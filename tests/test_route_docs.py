@@ -180,3 +180,20 @@ async def test_a_parameter_a_dependency_reads_too_is_listed_once(http_client_for
     assert ("tenant", "path") in places and ("prefer", "header") in places
     assert ("idempotency-key", "header") in places
     assert again == document
+
+
+async def _scale(ctx: AsyncContext[int], factor: int = 1) -> int:
+    """Scale the number."""
+    return (ctx.request or 0) * factor
+
+
+def test_a_partial_handlers_route_is_documented_by_its_functions_docstring() -> None:
+    """A route whose handler is a ``functools.partial`` shows the wrapped function's
+    docstring, not the one ``functools.partial`` has of its own."""
+    import functools
+
+    app = FastAPI()
+    endpoints = AsyncEndpoints(app, run_workers=False)
+    endpoints.add_async_post("/triple", functools.partial(_scale, factor=3), name="Triple")
+    operation = app.openapi()["paths"]["/triple"]["post"]
+    assert operation["description"] == "Scale the number."

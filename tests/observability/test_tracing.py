@@ -45,7 +45,13 @@ from tests.lost_claims import a_lost_claim
 from tests.observability.spans import install_provider, tracing
 from tests.webhook_receiver import SECRET, receiving, settled_webhook
 
-tracer = trace.get_tracer("tests")
+
+def tracer() -> trace.Tracer:
+    """The tests' tracer, from the provider set now (one resolved once would stay bound
+    to the no-op provider a test installed before)."""
+    return trace.get_tracer_provider().get_tracer("tests")
+
+
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -72,7 +78,7 @@ async def engine() -> AsyncIterator[AsyncEndpoints]:
 
     @endpoints.map_async_post("/ok", name="Ok")
     async def ok(ctx: AsyncContext[None]) -> str:
-        with tracer.start_as_current_span("inside the handler"):
+        with tracer().start_as_current_span("inside the handler"):
             return "ok"
 
     @endpoints.map_async_post("/broken", name="Broken")
@@ -88,7 +94,7 @@ async def test_the_run_span_is_in_the_submitting_trace(
 ) -> None:
     """submit inside a request span: the submit span is its child, the run span the submit
     span's child, the handler's own span the run span's child; one trace."""
-    with tracer.start_as_current_span("POST /ok") as request_span:
+    with tracer().start_as_current_span("POST /ok") as request_span:
         job = await engine.submit("Ok")
     await engine.drain()
     (submit,) = spans.named("async_endpoints.submit Ok")
@@ -114,7 +120,7 @@ async def test_a_batchs_jobs_and_continuations_run_in_the_submitting_trace(
     with pytest.raises(ValueError, match="no job handler"):  # refused before its span
         await engine.submit_batch([JobSpec("Ok"), JobSpec("NoSuchHandler")])
     assert spans.named("async_endpoints.submit_batch") == []
-    with tracer.start_as_current_span("POST /reports") as request_span:
+    with tracer().start_as_current_span("POST /reports") as request_span:
         batch = await engine.submit_batch(
             [JobSpec("Ok"), JobSpec("Ok")], continue_with=[JobSpec("Ok")]
         )
@@ -511,7 +517,7 @@ async def test_a_webhook_delivery_runs_in_its_jobs_trace(
 
         engine.add_handler(note, max_retries=0)
         async with engine.running():
-            with tracer.start_as_current_span("POST /note") as request_span:
+            with tracer().start_as_current_span("POST /note") as request_span:
                 job = await engine.submit("note", None, webhook_url=receiver.url)
             await settled_webhook(engine, job)
     assert len(receiver.deliveries) == 2
