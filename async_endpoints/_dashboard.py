@@ -311,7 +311,7 @@ class Dashboard:
             if not guard.has_valid_token(request, fields.get(guard.FIELD)):
                 return self._forbidden(request)
             name = request.url.path.rsplit("/", 1)[-1]
-            asked = confirm.question(name, fields)
+            asked = confirm.question(name, fields, len(fields.every("job_id")))
             if asked is not None and not confirm.confirmed(fields):
                 return self._asking(request, asked, fields)
             try:

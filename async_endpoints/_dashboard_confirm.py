@@ -22,11 +22,24 @@ QUESTIONS = {
 }
 
 
-def question(action: str, fields: Mapping[str, str]) -> str | None:
+#: The questions of the bulk actions with the number of jobs ticked (the page asking
+#: knows it; the browser's ``confirm()`` asks the plain ones).
+_COUNTED = {
+    "requeue-selected": "Queue the {} selected Failed or Canceled {} again?",
+    "cancel-selected": "Cancel the {} selected waiting or running {}? Running ones are stopped.",
+}
+
+
+def question(action: str, fields: Mapping[str, str], picked: int = 0) -> str | None:
     """What ``action`` asks before acting on ``fields`` (None: it acts at once): pause
-    asks only when it pauses every queue (no queue given)."""
+    asks only when it pauses every queue (no queue given); a bulk action on ``picked``
+    ticked jobs says how many, and asks nothing when none is ticked (it only answers
+    that none was)."""
     if action == "pause":
         return None if fields.get("queue") else QUESTIONS["pause-all"]
+    if action in _COUNTED:
+        jobs = "job" if picked == 1 else "jobs"
+        return _COUNTED[action].format(picked, jobs) if picked else None
     return QUESTIONS.get(action)
 
 

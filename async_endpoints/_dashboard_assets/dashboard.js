@@ -99,6 +99,7 @@
       if (!button) continue;
       var picked = live.querySelectorAll(PICKS + '[form="' + form + '"]:checked').length;
       button.textContent = picked ? BULK[form] + " (" + picked + ")" : BULK[form];
+      button.disabled = !picked; // nothing ticked: nothing to ask about or to send
     }
   }
 

@@ -515,6 +515,7 @@ async def test_requeue_selected_runs_the_ticked_failed_jobs_again(
     await expect(button).to_have_text("Requeue selected (3)")
     await every.uncheck()
     await expect(page.locator('input[name="job_id"]:checked')).to_have_count(0)
+    await expect(button).to_be_disabled()  # nothing ticked: nothing to ask about
     picked, left = jobs[:2], jobs[2]
     for job in picked:
         await page.locator(f'tr[data-job="{job.id}"] input[type=checkbox]').check()
@@ -722,7 +723,9 @@ async def test_without_javascript_pause_all_and_requeue_selected_ask_first_on_a_
         for job in failed[:2]:
             await page.locator(f'tr[data-job="{job.id}"] input[type=checkbox]').check()
         await page.get_by_role("button", name="Requeue selected").click()
-        await expect(page.locator(".notice")).to_contain_text("Queue the selected")
+        await expect(page.locator(".notice")).to_contain_text(
+            "Queue the 2 selected Failed or Canceled jobs again?"
+        )
         await page.get_by_role("button", name="Yes, go ahead").click()
         await expect(page.locator(".notice")).to_contain_text("2 jobs queued again.")
         statuses = [(await engine.get_job(job.id)) for job in failed]

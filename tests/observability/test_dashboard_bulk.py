@@ -132,6 +132,26 @@ async def test_nothing_ticked_changes_nothing_and_says_so(
     assert await status_of(engine, job) is JobStatus.CANCELED
 
 
+async def test_unconfirmed_it_asks_about_the_jobs_ticked_and_nothing_when_none_is(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """Without the page's script the form comes unconfirmed: with jobs ticked the page
+    asking says how many; with none ticked there is nothing to ask about, and the answer
+    is at once that none was selected."""
+    token = await token_of(client)
+    jobs = await canceled(engine, 3)
+    fields = form(token, *(job.id for job in jobs))
+    del fields["confirmed"]
+    asked = await client.post(ACTION, data=fields, headers=SAME_ORIGIN)
+    assert asked.status_code == 200
+    assert "Queue the 3 selected Failed or Canceled jobs again?" in asked.text
+    assert {await status_of(engine, job) for job in jobs} == {JobStatus.CANCELED}
+    empty = {key: value for key, value in fields.items() if key != "job_id"}
+    answer = await client.post(ACTION, data=empty, headers=SAME_ORIGIN)
+    assert answer.status_code == 303
+    assert answer.headers["location"].endswith("done=none-selected-requeue")
+
+
 async def test_more_than_the_limit_ticked_changes_nothing(
     engine: AsyncEndpoints, client: httpx.AsyncClient
 ) -> None:
