@@ -15,10 +15,13 @@ from typing import Any
 
 from ._endpoints import AsyncEndpoints
 from ._errors import ConfigurationError, StoreUnavailableError
+from ._memory import InMemoryJobStore
 from ._store import JobStore
 from ._worker import CANCEL_WAIT
 
 logger = logging.getLogger("async_endpoints.worker")
+#: The packages whose loggers are the worker's own output.
+_OWN_LOGGERS = frozenset({"async_endpoints", "async_endpoints_redis"})
 #: The --log-level values (those of the logging module).
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -32,7 +35,19 @@ def load_endpoints(target: str) -> AsyncEndpoints:
     module_name, sep, attribute = target.partition(":")
     if not sep or not module_name or not attribute:
         raise ConfigurationError(f"expected MODULE:ATTRIBUTE, got {target!r}")
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        # Only the target's own module (or a package of its path) missing is a wrong
+        # target; a module the app's code imports and lacks is the app's error, raised
+        # with its traceback as any other error of its code.
+        missing = exc.name or ""
+        if not missing or (module_name + ".").startswith(missing + "."):
+            raise ConfigurationError(
+                f"no module named {module_name!r} (run the worker from the directory that "
+                "holds it, or put it on PYTHONPATH)"
+            ) from None
+        raise
     found: object = module
     for part in attribute.split("."):
         if not hasattr(found, part):
@@ -92,6 +107,16 @@ async def run_worker(
                     "stopping: no new claims; waiting up to %gs", settings.shutdown_grace_period
                 )
     logger.info("worker stopped")
+
+
+def _keep_library_logs() -> None:
+    """Enable the library's loggers again if the app's import disabled them: a
+    ``logging.config.dictConfig`` leaves every logger it does not name disabled (its
+    ``disable_existing_loggers``), and in the worker, which imports the library before the
+    app, that is every line of the worker's own (its start, its jobs' failures...)."""
+    for name, made in list(logging.Logger.manager.loggerDict.items()):
+        if isinstance(made, logging.Logger) and name.split(".")[0] in _OWN_LOGGERS:
+            made.disabled = False
 
 
 def freeze_startup_heap() -> None:
@@ -217,14 +242,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "" not in sys.path:
         sys.path.insert(0, "")
     try:
-        endpoints = load_endpoints(args.target)
-        queues = None
-        if args.queues is not None:
+        endpoints = load_endpoints(args.target)  # the app's own errors: their traceback
+    except ConfigurationError as exc:
+        worker.error(str(exc))
+    queues = None
+    if args.queues is not None:
+        try:
             queues = endpoints.serving([name.strip() for name in args.queues.split(",")])
-        if args.metrics_port is not None:
-            endpoints.metrics.serve(args.metrics_port, args.metrics_host)
-    except (ConfigurationError, ImportError, ValueError, OSError) as exc:
-        parser.error(str(exc))
+        except (ConfigurationError, ValueError) as exc:
+            worker.error(str(exc))
+    _keep_library_logs()
+    if args.metrics_port is not None:
+        try:
+            port = endpoints.metrics.serve(args.metrics_port, args.metrics_host)
+        except (ConfigurationError, OSError) as exc:
+            worker.error(
+                f"--metrics-port {args.metrics_port}: {getattr(exc, 'strerror', None) or exc}"
+            )
+        logger.info("metrics served at http://%s:%d/metrics", args.metrics_host, port)
+    if isinstance(endpoints.store, InMemoryJobStore):
+        logger.warning(
+            "this worker's store is in memory: it runs only the jobs submitted in its own "
+            "process, never those of the app's instances; give the app a shared store "
+            "(RedisJobStore) for a worker process"
+        )
     _run(
         run_worker(endpoints, queues, freeze_heap=args.gc_freeze), endpoints.pool.attempts.abandoned
     )

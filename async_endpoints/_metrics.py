@@ -320,18 +320,21 @@ class JobMetrics(Collector):
             self._depth_read = None
             read.set_result(None)
 
-    def serve(self, port: int, addr: str = "127.0.0.1") -> None:
+    def serve(self, port: int, addr: str = "127.0.0.1") -> int:
         """Serve these metrics on ``addr:port`` from a thread (prometheus-client's
         ``start_http_server``), for worker processes that serve no HTTP app. Loopback by
         default, as the CLI's ``--metrics-host``: pass ``addr="0.0.0.0"`` for a scraper on
-        another host.
+        another host. Returns the port listened on (the one chosen for ``port`` 0).
 
         Such a server reads no queue depth (it cannot wait for the store):
         ``async_endpoints_jobs_waiting`` comes from the processes with `map_metrics`.
         """
         from prometheus_client import start_http_server
 
-        start_http_server(port, addr, registry=self.registry)
+        started: Any = start_http_server(port, addr, registry=self.registry)
+        if isinstance(started, tuple):  # prometheus-client 0.20 on: (server, thread)
+            return int(started[0].server_address[1])
+        return port
 
 
 def _new_histogram(histograms: dict[str, _Histogram], name: str) -> _Histogram:

@@ -105,6 +105,8 @@ def test_load_endpoints_names_what_is_wrong() -> None:
             "tests.apps.cli_worker:app",
             "not AsyncEndpoints: the worker takes tests.apps.cli_worker:endpoints",
         ),
+        ("tests.apps.no_such_app:endpoints", "no module named 'tests.apps.no_such_app'"),
+        ("no_such_package.app:endpoints", "no module named 'no_such_package.app'"),
     ]:
         with pytest.raises(ConfigurationError, match=message):
             load_endpoints(target)
@@ -145,6 +147,71 @@ async def test_a_pool_serves_only_its_queues_in_the_order_given() -> None:
     assert ran == ["low", "high"]
 
 
+def start_worker_of(source: str, tmp_path: Path) -> subprocess.Popen[str]:
+    """A worker of ``app_module:endpoints``, the module's code being ``source``."""
+    (tmp_path / "app_module.py").write_text(source)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    command = [sys.executable, "-m", "async_endpoints", "worker", "app_module:endpoints"]
+    return subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize(
+    ("failing", "shown"),
+    [
+        ("int('four')", "ValueError: invalid literal for int()"),
+        (
+            "import helpers_module_that_is_missing",
+            "No module named 'helpers_module_that_is_missing'",
+        ),
+        ("open('/nonexistent/app-config.json')", "FileNotFoundError"),
+    ],
+    ids=["ValueError", "missing dependency", "OSError"],
+)
+def test_an_error_of_the_apps_own_code_shows_its_traceback(
+    tmp_path: Path, failing: str, shown: str
+) -> None:
+    """The app's module failing as it is imported is the app's error, not a wrong target:
+    exit 1 with its traceback (file and line), as uvicorn shows it, not a usage line."""
+    worker = start_worker_of(f"{failing}\n", tmp_path)
+    _, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 1
+    assert "Traceback" in stderr and "app_module.py" in stderr and shown in stderr
+    assert "usage:" not in stderr
+
+
+DICT_CONFIGURED_APP = """
+import logging.config
+from pathlib import Path
+
+from async_endpoints import AsyncEndpoints
+
+logging.config.dictConfig({"version": 1})  # disable_existing_loggers: True, the default
+endpoints = AsyncEndpoints()
+
+
+async def noted(ctx):
+    return None
+
+
+endpoints.add_handler(noted)
+Path("imported").write_text("")
+"""
+
+
+def test_the_apps_dict_config_does_not_silence_the_workers_own_lines(tmp_path: Path) -> None:
+    """An app calling ``logging.config.dictConfig`` as it is imported (which disables the
+    loggers it does not name, the library's among them): the worker still says it started
+    and stopped, and that its in-memory store serves no other process."""
+    worker = start_worker_of(DICT_CONFIGURED_APP, tmp_path)
+    wait_for_mark(tmp_path, "imported", worker)
+    time.sleep(0.5)  # the pool starts once the app is imported
+    worker.send_signal(signal.SIGTERM)
+    _, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 0
+    assert "worker started" in stderr and "worker stopped" in stderr
+    assert "this worker's store is in memory" in stderr
+
+
 def test_metrics_port_serves_the_workers_metrics(tmp_path: Path) -> None:
     """--metrics-port: the worker's own Prometheus metrics, counting the attempt it ran."""
     port = free_port()
@@ -160,7 +227,9 @@ def test_metrics_port_serves_the_workers_metrics(tmp_path: Path) -> None:
         assert time.monotonic() < deadline, text
         time.sleep(0.05)
     worker.send_signal(signal.SIGTERM)
-    assert worker.wait(timeout=30) == 0
+    _, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 0
+    assert f"metrics served at http://127.0.0.1:{port}/metrics" in stderr
 
 
 def test_a_metrics_port_in_use_is_a_usage_error(tmp_path: Path) -> None:
