@@ -223,6 +223,11 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
             if server is None:
                 yield running
                 return
+            if not self.settings.run_workers and isinstance(self.store, InMemoryJobStore):
+                logger.warning(
+                    "run_workers=False with an in-memory store: no process can run the "
+                    "jobs this one accepts (give the app a shared store, RedisJobStore)"
+                )
             self.exiting = asyncio.Event()  # of this loop: made while the lifespan runs
             watching = server_exit.watch(server, self._server_exiting)
             watcher = asyncio.create_task(watching, name="async-endpoints-server-exit")

@@ -162,3 +162,21 @@ def test_without_a_lifespan_a_wait_waits_in_every_event_loop() -> None:
 
     assert asyncio.run(one_wait()) >= 0.45
     assert asyncio.run(one_wait()) >= 0.45
+
+
+async def test_an_api_only_instance_on_an_in_memory_store_warns_that_nothing_runs_its_jobs(
+    caplog: Any,
+) -> None:
+    """Served by uvicorn with ``run_workers=False`` and the in-memory store, no process
+    can ever run the jobs it accepts: it says so at start (with workers, or on a shared
+    store, it does not)."""
+    from async_endpoints import InMemoryJobStore
+
+    said = "run_workers=False with an in-memory store"
+    for run_workers in (False, True):
+        app = FastAPI()
+        AsyncEndpoints(app, store=InMemoryJobStore(), run_workers=run_workers)
+        caplog.clear()
+        async with serving(app):
+            pass
+        assert (said in caplog.text) is not run_workers, run_workers
