@@ -72,17 +72,26 @@ async def run_worker(
     the garbage collector's sight before the pool starts (`freeze_startup_heap`).
 
     The first signal stops claiming and lets running handlers finish (up to
-    ``shutdown_grace_period``); a second one cancels them at once. A store that cannot be
-    reached at startup is waited for (a worker started during a Redis outage begins once
-    Redis is back), and a signal ends the wait.
+    ``shutdown_grace_period``); a second one cancels them at once, and the shutdown goes
+    on (jobs given back, then the app's lifespan shutdown); a signal while the app starts
+    (or a third one) ends the process without more ado. A store that cannot be reached at
+    startup is waited for (a worker started during a Redis outage begins once Redis is
+    back), and a signal ends the wait.
     """
     stop = asyncio.Event()
     main = asyncio.current_task()
     loop = asyncio.get_running_loop()
+    pool_stopping = False
+    signals = 0
 
     def on_signal() -> None:
-        if stop.is_set() and main is not None:
+        nonlocal signals
+        signals += 1
+        if signals == 2 and pool_stopping:
             logger.warning("second signal: cancelling running handlers")
+            endpoints.pool.end_grace()
+        elif stop.is_set() and main is not None:
+            logger.warning("signal while starting or stopping: ending at once")
             main.cancel()
         stop.set()
 
@@ -103,6 +112,7 @@ async def run_worker(
                     type(endpoints.store).__name__,
                 )
                 await stop.wait()
+                pool_stopping = True
                 logger.info(
                     "stopping: no new claims; waiting up to %gs", settings.shutdown_grace_period
                 )

@@ -19,7 +19,7 @@ from ._events import AttemptOutcome, EventKind, LifecycleEvent
 from ._logs import job_extra
 from ._recovery import recover_forever, renew_forever
 from ._settings import Settings
-from ._slots import Slots
+from ._slots import JobTask, Slots
 from ._store import Claim, ControlStore, JobStore
 from ._store_features import ClaimCancelStore, GiveBackStore
 from ._tasks import cancel_and_wait
@@ -54,6 +54,7 @@ class WorkerPool:
         self._slots = Slots(attempts, self._chain)
         self._claimer = Claimer(store, settings.claim_timeout, settings.queues)
         self._stopping = asyncio.Event()
+        self._graceless = asyncio.Event()  # the grace period cut short (`end_grace`)
         self._background: list[asyncio.Task[None]] = []
         self._listening = False
 
@@ -80,6 +81,7 @@ class WorkerPool:
         self._slots.freed = asyncio.Event()
         self._slots.idle = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._graceless = asyncio.Event()
         if not self._listening and isinstance(self.store, ClaimCancelStore):
             self.store.add_claim_cancel_listener(self._slots.cancel_job)
             self._listening = True
@@ -138,7 +140,7 @@ class WorkerPool:
             await self._stop_dispatching(dispatcher)
             tasks = self._slots.handlers()
             if tasks:
-                _, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_period)
+                pending = await self._graced(tasks)
                 for claim in self._slots.claims_of(pending):
                     logger.warning(
                         "job %s (%s) outlived the shutdown grace period: its handler is"
@@ -156,6 +158,30 @@ class WorkerPool:
                 settling = self._slots.recording()
                 if settling:  # results being recorded must land before the store is closed
                     await asyncio.wait(settling, timeout=self.settings.claim_timeout)
+
+    def end_grace(self) -> None:
+        """Cut the shutdown's grace period short (the worker's second signal): a `stop`
+        under way cancels the running handlers now, and then ends as always (jobs given
+        back, outcomes recorded), so that what runs after it (the app's lifespan
+        shutdown) still runs."""
+        self._graceless.set()
+
+    async def _graced(self, tasks: list[JobTask]) -> set[JobTask]:
+        """Wait up to ``shutdown_grace_period`` for ``tasks``, or until `end_grace`;
+        return those still running."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_grace_period
+        pending: set[JobTask] = set(tasks)
+        cut = asyncio.ensure_future(self._graceless.wait())
+        try:
+            while pending and not cut.done() and (left := deadline - loop.time()) > 0:
+                done, _ = await asyncio.wait(
+                    {*pending, cut}, timeout=left, return_when=asyncio.FIRST_COMPLETED
+                )
+                pending -= done
+        finally:
+            cut.cancel()
+        return pending
 
     async def _give_back(self, claims: list[Claim]) -> None:
         """Give back the jobs whose handlers the stop cancelled (`GiveBackStore`): their

@@ -49,14 +49,17 @@ def test_the_worker_drains_running_handlers_on_a_signal_and_exits_zero(
 
 
 def test_a_second_signal_stops_the_worker_without_waiting(tmp_path: Path) -> None:
-    """SIGINT twice: the handler is cancelled and the worker still exits 0."""
+    """SIGINT twice: the handler is cancelled at once (not after the 30 s grace period),
+    the app's lifespan shutdown still runs (its code after ``yield``), and the worker
+    exits 0."""
     worker = start_worker(tmp_path, "tests.apps.cli_worker:endpoints", seconds=120)
     wait_for_mark(tmp_path, "handler-started", worker)
     worker.send_signal(signal.SIGINT)
     time.sleep(0.2)
     worker.send_signal(signal.SIGINT)
-    assert worker.wait(timeout=30) == 0
+    assert worker.wait(timeout=20) == 0
     assert not (tmp_path / "handler-finished").exists()
+    assert (tmp_path / "lifespan-stopped").exists()
 
 
 def test_a_bad_target_is_a_usage_error(tmp_path: Path) -> None:
