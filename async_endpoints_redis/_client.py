@@ -34,9 +34,10 @@ from typing import Any, TypeAlias
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.connection import BlockingConnectionPool, parse_url
+from redis.asyncio.connection import BlockingConnectionPool, ConnectionPool, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisError
 
 from async_endpoints._errors import ConfigurationError
 
@@ -84,6 +85,13 @@ def check_url(url: object) -> None:
         parse_url(url)
     except ValueError as exc:
         raise ConfigurationError(f"url is not a Redis URL: {exc}") from None
+    try:
+        # A connection object (no socket yet) takes the URL's options as redis-py would
+        # at the first connect: an option it lacks, or a value it refuses, fails here
+        # rather than at every connect, retried for ever as if Redis were down.
+        ConnectionPool.from_url(url).make_connection()  # type: ignore[no-untyped-call]
+    except (TypeError, ValueError, RedisError) as exc:
+        raise ConfigurationError(f"url has an option redis-py refuses: {exc}") from None
 
 
 def check_seconds(name: str, value: object) -> float:

@@ -24,8 +24,24 @@ def test_a_sharded_store_needs_a_connection_per_shard_and_two_more() -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["nope://127.0.0.1", "redis://127.0.0.1:notaport/0", "127.0.0.1:6379", 6379],
-    ids=["unknown-scheme", "port-not-a-number", "no-scheme", "not-a-string"],
+    [
+        "nope://127.0.0.1",
+        "redis://127.0.0.1:notaport/0",
+        "127.0.0.1:6379",
+        6379,
+        "redis://127.0.0.1:6379/0?ssl_cert_reqs=required",
+        "rediss://127.0.0.1:6380/0?ssl_cert_reqs=bogus",
+        "redis://127.0.0.1:6379/0?socket_timeout=soon",
+    ],
+    ids=[
+        "unknown-scheme",
+        "port-not-a-number",
+        "no-scheme",
+        "not-a-string",
+        "TLS option without TLS",
+        "TLS option value",
+        "option value",
+    ],
 )
 @pytest.mark.parametrize("shards", [1, 3])
 def test_a_url_redis_py_cannot_connect_with_is_refused_when_the_store_is_made(
@@ -36,9 +52,13 @@ def test_a_url_redis_py_cannot_connect_with_is_refused_when_the_store_is_made(
 
 
 def test_the_refusal_of_a_url_never_repeats_its_password() -> None:
-    with pytest.raises(ConfigurationError) as refused:
-        RedisJobStore("redis://user:s3cret-pass@127.0.0.1:notaport/0")
-    assert "s3cret-pass" not in str(refused.value)
+    for url in (
+        "redis://user:s3cret-pass@127.0.0.1:notaport/0",
+        "redis://user:s3cret-pass@127.0.0.1:6379/0?ssl_cert_reqs=none",
+    ):
+        with pytest.raises(ConfigurationError) as refused:
+            RedisJobStore(url)
+        assert "s3cret-pass" not in str(refused.value)
 
 
 @pytest.mark.parametrize("name", ["retention", "socket_timeout", "socket_connect_timeout"])
@@ -57,7 +77,14 @@ def test_max_connections_must_be_a_whole_number_of_at_least_three(value: Any) ->
 
 
 @pytest.mark.parametrize(
-    "url", ["redis://127.0.0.1:6379/0", "rediss://user:pass@127.0.0.1:6380/1", "unix:///tmp/r.sock"]
+    "url",
+    [
+        "redis://127.0.0.1:6379/0",
+        "rediss://user:pass@127.0.0.1:6380/1",
+        "unix:///tmp/r.sock",
+        "rediss://127.0.0.1:6380/0?ssl_cert_reqs=none",
+        "redis://127.0.0.1:6379/0?health_check_interval=5&socket_keepalive=true",
+    ],
 )
 def test_the_urls_redis_py_accepts_make_a_store_without_connecting(url: str) -> None:
     RedisJobStore(url)  # nothing connects before start()
