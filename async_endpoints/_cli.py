@@ -58,6 +58,11 @@ def load_endpoints(target: str) -> AsyncEndpoints:
         others = [name for name, value in vars(module).items() if isinstance(value, AsyncEndpoints)]
         if others:  # pointed at the ASGI app, as for uvicorn, say
             message += f": the worker takes {module_name}:{others[0]}"
+        elif callable(found) and not isinstance(found, type):  # an app factory, say
+            message += (
+                ": the worker takes the AsyncEndpoints object itself, not a function that "
+                "makes one (bind it to a module attribute, endpoints = ..., and name that)"
+            )
         raise ConfigurationError(message)
     return found
 

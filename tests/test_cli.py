@@ -215,6 +215,20 @@ def test_the_apps_dict_config_does_not_silence_the_workers_own_lines(tmp_path: P
     assert "this worker's store is in memory" in stderr
 
 
+def test_a_factory_function_as_target_says_the_object_is_wanted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``module:create_app`` (an app factory, as ``uvicorn --factory`` takes): refused,
+    saying the worker takes the AsyncEndpoints object itself and how to name one."""
+    (tmp_path / "factory_module.py").write_text(
+        "from async_endpoints import AsyncEndpoints\n\n"
+        "def create_endpoints():\n    return AsyncEndpoints()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigurationError, match="not a function that makes one"):
+        load_endpoints("factory_module:create_endpoints")
+
+
 def test_metrics_port_serves_the_workers_metrics(tmp_path: Path) -> None:
     """--metrics-port: the worker's own Prometheus metrics, counting the attempt it ran."""
     port = free_port()
