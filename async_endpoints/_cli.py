@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import gc
 import importlib
+import importlib.util
 import logging
 import signal
 import sys
@@ -42,7 +43,7 @@ def load_endpoints(target: str) -> AsyncEndpoints:
         # target; a module the app's code imports and lacks is the app's error, raised
         # with its traceback as any other error of its code.
         missing = exc.name or ""
-        if not missing or (module_name + ".").startswith(missing + "."):
+        if (module_name + ".").startswith(missing + ".") if missing else _absent(module_name):
             raise ConfigurationError(
                 f"no module named {module_name!r} (run the worker from the directory that "
                 "holds it, or put it on PYTHONPATH)"
@@ -67,6 +68,14 @@ def load_endpoints(target: str) -> AsyncEndpoints:
     return found
 
 
+def _absent(module_name: str) -> bool:
+    """Whether ``module_name`` cannot be found at all (not: found, and failing)."""
+    try:
+        return importlib.util.find_spec(module_name) is None
+    except (ImportError, ValueError):  # a package of its path is missing, or not one
+        return True
+
+
 async def run_worker(
     endpoints: AsyncEndpoints, queues: Sequence[str] | None = None, *, freeze_heap: bool = True
 ) -> None:
@@ -86,17 +95,17 @@ async def run_worker(
     stop = asyncio.Event()
     main = asyncio.current_task()
     loop = asyncio.get_running_loop()
-    pool_stopping = False
-    signals = 0
+    pool_stopping = False  # while the pool's stop gives its handlers the grace period
+    grace_cut = False
 
     def on_signal() -> None:
-        nonlocal signals
-        signals += 1
-        if signals == 2 and pool_stopping:
+        nonlocal grace_cut
+        if pool_stopping and not grace_cut:
+            grace_cut = True
             logger.warning("second signal: cancelling running handlers")
             endpoints.pool.end_grace()
         elif stop.is_set() and main is not None:
-            logger.warning("signal while starting or stopping: ending at once")
+            logger.warning("another signal: ending at once")
             main.cancel()
         stop.set()
 
@@ -121,6 +130,7 @@ async def run_worker(
                 logger.info(
                     "stopping: no new claims; waiting up to %gs", settings.shutdown_grace_period
                 )
+            pool_stopping = False  # the pool has stopped: the app's shutdown runs next
     logger.info("worker stopped")
 
 

@@ -129,8 +129,9 @@ class WorkerPool:
     async def stop(self) -> None:
         """Stop claiming, give running attempts the grace period, then cancel them.
 
-        Bounded even if the caller is cancelled meanwhile (a second signal): whatever still
-        runs is cancelled, a handler that ignores cancellation is abandoned after
+        The grace period ends early at `end_grace` (the worker's second signal). Bounded
+        even if the caller is cancelled meanwhile (a further signal): whatever still runs
+        is cancelled, a handler that ignores cancellation is abandoned after
         `CANCEL_WAIT` seconds, and outcomes being recorded get ``claim_timeout`` to land
         before the store is closed.
         """
@@ -152,7 +153,7 @@ class WorkerPool:
             stopped = await self._slots.cancel_running()
             try:
                 await self._give_back(stopped)
-            finally:  # a second signal during the give-back still ends the pool's loops
+            finally:  # a further signal during the give-back still ends the pool's loops
                 await cancel_and_wait(others)
                 self._background = []
                 settling = self._slots.recording()
@@ -171,7 +172,7 @@ class WorkerPool:
         return those still running."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.shutdown_grace_period
-        pending: set[JobTask] = set(tasks)
+        pending: set[JobTask] = {task for task in tasks if not task.done()}
         cut = asyncio.ensure_future(self._graceless.wait())
         try:
             while pending and not cut.done() and (left := deadline - loop.time()) > 0:
@@ -191,7 +192,7 @@ class WorkerPool:
         that never failed); the lease's time is kept because a cancellation does not stop
         work a handler handed to a thread or a task of its own. A claim settled meanwhile
         is left as it is; a give-back the store does not answer within ``claim_timeout``
-        (or cut short by a second signal) leaves its job to recovery, unless it landed."""
+        (or cut short by a further signal) leaves its job to recovery, unless it landed."""
         store = self.store
         if not claims or not isinstance(store, GiveBackStore):
             return

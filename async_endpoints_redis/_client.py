@@ -28,13 +28,22 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
 import math
 from typing import Any, TypeAlias
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.connection import BlockingConnectionPool, ConnectionPool, parse_url
+from redis.asyncio.connection import (
+    AbstractConnection,
+    BlockingConnectionPool,
+    Connection,
+    ConnectionPool,
+    SSLConnection,
+    UnixDomainSocketConnection,
+    parse_url,
+)
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
@@ -69,27 +78,50 @@ def reply_timeout(client: AnyRedis) -> float:
     return math.inf
 
 
-def check_url(url: object) -> None:
-    """Refuse, before anything connects, a ``url`` redis-py could never connect with.
+def _parameters(*functions: Any) -> frozenset[str]:
+    return frozenset(name for f in functions for name in inspect.signature(f).parameters)
+
+
+#: The options of a URL that `RedisCluster.from_url` takes and a node's connection does
+#: not (``read_from_replicas``, ``require_full_coverage``...).
+_CLUSTER_OPTIONS = _parameters(RedisCluster.__init__) - _parameters(
+    AbstractConnection.__init__,
+    Connection.__init__,
+    SSLConnection.__init__,
+    UnixDomainSocketConnection.__init__,
+)
+
+
+def check_url(url: object, cluster: bool | None = None) -> None:
+    """Refuse, before anything connects, a ``url`` redis-py could never connect with
+    (``cluster``: as the store's argument; True also refuses what a Cluster lacks).
 
     Raises:
         ConfigurationError: ``url`` is not a string, or not a ``redis://``, ``rediss://``
-            or ``unix://`` URL with a numeric port (the message never repeats the URL,
-            which may hold a password).
+            or ``unix://`` URL with a numeric port and options redis-py takes (the message
+            never repeats the URL, which may hold a password); for a Cluster, a database
+            other than 0 or a Unix socket.
     """
     if not isinstance(url, str):
         raise ConfigurationError(
             f"url must be a redis://, rediss:// or unix:// URL string, not {type(url).__name__}"
         )
     try:
-        parse_url(url)
+        options: dict[str, Any] = dict(parse_url(url))
     except ValueError as exc:
         raise ConfigurationError(f"url is not a Redis URL: {exc}") from None
+    if cluster:
+        if options.get("connection_class") is UnixDomainSocketConnection:
+            raise ConfigurationError("url: a Redis Cluster is not reached by a Unix socket")
+        if options.get("db", 0) != 0:
+            raise ConfigurationError("url: a Redis Cluster has database 0 only")
+    if cluster is not False:  # its own options are the cluster client's, not a node's
+        options = {key: value for key, value in options.items() if key not in _CLUSTER_OPTIONS}
     try:
         # A connection object (no socket yet) takes the URL's options as redis-py would
         # at the first connect: an option it lacks, or a value it refuses, fails here
         # rather than at every connect, retried for ever as if Redis were down.
-        ConnectionPool.from_url(url).make_connection()  # type: ignore[no-untyped-call]
+        ConnectionPool(**options).make_connection()  # type: ignore[no-untyped-call]
     except (TypeError, ValueError, RedisError) as exc:
         raise ConfigurationError(f"url has an option redis-py refuses: {exc}") from None
 

@@ -173,7 +173,7 @@ class RedisJobStore(
         if (url is None) == (client is None):
             raise ConfigurationError("RedisJobStore needs either a url or a client")
         if url is not None:
-            check_url(url)
+            check_url(url, cluster)
         check_seconds("retention", retention)
         check_seconds("socket_timeout", socket_timeout)
         check_seconds("socket_connect_timeout", socket_connect_timeout)

@@ -62,6 +62,60 @@ def test_a_second_signal_stops_the_worker_without_waiting(tmp_path: Path) -> Non
     assert (tmp_path / "lifespan-stopped").exists()
 
 
+HUNG_SHUTDOWN_APP = """
+import asyncio
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from starlette.applications import Starlette
+
+from async_endpoints import AsyncEndpoints
+
+
+@asynccontextmanager
+async def lifespan(app):
+    Path("started").write_text("")
+    yield {}
+    Path("stopping").write_text("")
+    await asyncio.sleep(60)  # a shutdown that hangs (a pool close that never returns)
+
+
+app = Starlette(lifespan=lifespan)
+endpoints = AsyncEndpoints(app, run_workers=False)
+
+
+async def noted(ctx):
+    return None
+
+
+endpoints.add_handler(noted)
+"""
+
+
+def test_a_second_signal_during_the_apps_own_shutdown_ends_the_worker(tmp_path: Path) -> None:
+    """Once the pool has stopped and the app's lifespan shutdown hangs, the second signal
+    ends the process (it has no grace period left to cut short)."""
+    worker = start_worker_of(HUNG_SHUTDOWN_APP, tmp_path)
+    wait_for_mark(tmp_path, "started", worker)
+    time.sleep(0.5)  # the pool starts after the app
+    worker.send_signal(signal.SIGINT)
+    wait_for_mark_while_exiting(tmp_path, "stopping")
+    worker.send_signal(signal.SIGINT)
+    try:
+        worker.wait(timeout=10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode is not None
+
+
+def wait_for_mark_while_exiting(marks: Path, name: str) -> None:
+    deadline = time.monotonic() + 20
+    while not (marks / name).exists():
+        assert time.monotonic() < deadline, f"{name} never appeared"
+        time.sleep(0.02)
+
+
 def test_a_bad_target_is_a_usage_error(tmp_path: Path) -> None:
     """A target that is not MODULE:ATTRIBUTE of an AsyncEndpoints exits 2 with a message."""
     worker = start_worker(tmp_path, "tests.apps.cli_worker:app")
@@ -167,8 +221,9 @@ def start_worker_of(source: str, tmp_path: Path) -> subprocess.Popen[str]:
             "No module named 'helpers_module_that_is_missing'",
         ),
         ("open('/nonexistent/app-config.json')", "FileNotFoundError"),
+        ("raise ModuleNotFoundError('this app needs PyYAML')", "this app needs PyYAML"),
     ],
-    ids=["ValueError", "missing dependency", "OSError"],
+    ids=["ValueError", "missing dependency", "OSError", "ModuleNotFoundError without a name"],
 )
 def test_an_error_of_the_apps_own_code_shows_its_traceback(
     tmp_path: Path, failing: str, shown: str

@@ -88,3 +88,36 @@ def test_max_connections_must_be_a_whole_number_of_at_least_three(value: Any) ->
 )
 def test_the_urls_redis_py_accepts_make_a_store_without_connecting(url: str) -> None:
     RedisJobStore(url)  # nothing connects before start()
+
+
+@pytest.mark.parametrize("cluster", [True, None])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:7000/0?read_from_replicas=true",
+        "redis://127.0.0.1:7000/0?require_full_coverage=false",
+    ],
+)
+def test_a_cluster_clients_own_url_options_make_a_store(url: str, cluster: bool | None) -> None:
+    """Options ``RedisCluster.from_url`` takes and a node's connection does not are not
+    refused for a store that is (or may be found to be) on a Cluster."""
+    RedisJobStore(url, cluster=cluster)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://127.0.0.1:7000/1", "database 0 only"),
+        ("unix:///tmp/redis.sock", "Unix socket"),
+        ("redis://127.0.0.1:7000/0?read_from_replicas=true", "refuses"),
+    ],
+)
+def test_what_a_cluster_lacks_is_refused_when_a_cluster_store_is_made(
+    url: str, message: str
+) -> None:
+    """``cluster=True`` with a database other than 0 or a Unix socket (which a Cluster
+    has not: every start would fail), and a cluster-only option on a store said not to be
+    one (``cluster=False``), are refused at once."""
+    cluster = "read_from_replicas" not in url
+    with pytest.raises(ConfigurationError, match=message):
+        RedisJobStore(url, cluster=cluster)
