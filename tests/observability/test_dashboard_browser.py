@@ -774,6 +774,9 @@ async def test_a_batch_page_with_a_long_job_name_fits_a_laptop_screen(
         await page.goto(f"{base}/dashboard/batches/{batch.id}")
         await expect(page.locator("tr[data-job]")).to_have_count(3)
         assert await page.evaluate("document.documentElement.scrollWidth") <= 1366
+        box = page.locator("#live .scroll").last  # the jobs' table fits its box too
+        widths = await box.evaluate("b => [b.scrollWidth, b.clientWidth]")
+        assert widths[0] <= widths[1], widths
         await expect(page.locator(f'td[title="{long_name}"]')).to_have_count(3)
         for button in await page.get_by_role("button", name="Cancel").all():
             box = await button.bounding_box()
