@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from async_endpoints import AsyncContext, AsyncEndpoints, JobStatus, JobStore
+from async_endpoints import AsyncContext, AsyncEndpoints, Job, JobStatus, JobStore
 
 
 async def _broken_child() -> None:
@@ -64,23 +64,26 @@ def engine_on(store: JobStore) -> AsyncEndpoints:
     return engine
 
 
+async def ended(store: JobStore, name: str) -> Job:
+    """Job ``name`` run on a fresh engine on ``store``, as it ended."""
+    engine = engine_on(store)
+    async with engine.running():
+        job = await engine.submit(name)
+        return await engine.wait_for(job.id, timeout=10)
+
+
 async def test_a_task_groups_failure_fails_the_attempt_with_its_exception_group(
     store: JobStore,
 ) -> None:
-    engine = engine_on(store)
-    async with engine.running():
-        job = await engine.submit("fans_out")
-        ended = await engine.wait_for(job.id, timeout=10)
-    assert ended.status is JobStatus.FAILED
-    assert ended.error is not None and ended.error.type == "ExceptionGroup"
+    ended_job = await ended(store, "fans_out")
+    assert ended_job.status is JobStatus.FAILED
+    assert ended_job.error is not None and ended_job.error.type == "ExceptionGroup"
 
 
 async def test_a_handler_that_handles_its_task_groups_failure_completes(store: JobStore) -> None:
-    engine = engine_on(store)
-    async with engine.running():
-        job = await engine.submit("handles_it")
-        ended = await engine.wait_for(job.id, timeout=10)
-    assert ended.status is JobStatus.COMPLETED and ended.result == "handled the child's error"
+    ended_job = await ended(store, "handles_it")
+    assert ended_job.status is JobStatus.COMPLETED
+    assert ended_job.result == "handled the child's error"
 
 
 async def test_the_jobs_run_after_a_task_groups_failure_are_not_taken_for_cancelled(
@@ -91,9 +94,9 @@ async def test_the_jobs_run_after_a_task_groups_failure_are_not_taken_for_cancel
     engine = engine_on(store)
     async with engine.running():
         jobs = [await engine.submit(name) for name in ("handles_it", "plain", "plain")]
-        ended = [await engine.wait_for(job.id, timeout=10) for job in jobs]
-    assert [job.status for job in ended] == [JobStatus.COMPLETED] * 3
-    assert [job.result for job in ended] == ["handled the child's error", "plain", "plain"]
+        finished = [await engine.wait_for(job.id, timeout=10) for job in jobs]
+    assert [job.status for job in finished] == [JobStatus.COMPLETED] * 3
+    assert [job.result for job in finished] == ["handled the child's error", "plain", "plain"]
 
 
 async def test_a_handler_overrunning_its_timeout_after_a_task_groups_failure_times_out(
@@ -102,12 +105,9 @@ async def test_a_handler_overrunning_its_timeout_after_a_task_groups_failure_tim
     """The deadline's own cancellation on top of the count a task group left: the attempt
     fails as JobTimeout, not as a cancellation from elsewhere (lost until its lease ran
     out)."""
-    engine = engine_on(store)
-    async with engine.running():
-        job = await engine.submit("handles_it_then_overruns")
-        ended = await engine.wait_for(job.id, timeout=10)
-    assert ended.status is JobStatus.FAILED
-    assert ended.error is not None and ended.error.type == "JobTimeout"
+    ended_job = await ended(store, "handles_it_then_overruns")
+    assert ended_job.status is JobStatus.FAILED
+    assert ended_job.error is not None and ended_job.error.type == "JobTimeout"
 
 
 async def test_a_handler_cancelling_itself_after_a_task_groups_failure_fails_as_itself(
@@ -115,9 +115,6 @@ async def test_a_handler_cancelling_itself_after_a_task_groups_failure_fails_as_
 ) -> None:
     """A handler that lets out a CancelledError nobody asked for fails with it (as without
     a task group before), not as a cancellation from elsewhere."""
-    engine = engine_on(store)
-    async with engine.running():
-        job = await engine.submit("handles_it_then_cancels_itself")
-        ended = await engine.wait_for(job.id, timeout=10)
-    assert ended.status is JobStatus.FAILED
-    assert ended.error is not None and ended.error.type == "CancelledError"
+    ended_job = await ended(store, "handles_it_then_cancels_itself")
+    assert ended_job.status is JobStatus.FAILED
+    assert ended_job.error is not None and ended_job.error.type == "CancelledError"
