@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import gc
 import importlib
-import importlib.util
 import logging
 import signal
 import sys
@@ -42,8 +41,10 @@ def load_endpoints(target: str) -> AsyncEndpoints:
         # Only the target's own module (or a package of its path) missing is a wrong
         # target; a module the app's code imports and lacks is the app's error, raised
         # with its traceback as any other error of its code.
+        # (The import system names the module in every one it raises: a nameless one is
+        # the app's own.)
         missing = exc.name or ""
-        if (module_name + ".").startswith(missing + ".") if missing else _absent(module_name):
+        if missing and (module_name + ".").startswith(missing + "."):
             raise ConfigurationError(
                 f"no module named {module_name!r} (run the worker from the directory that "
                 "holds it, or put it on PYTHONPATH)"
@@ -68,14 +69,6 @@ def load_endpoints(target: str) -> AsyncEndpoints:
     return found
 
 
-def _absent(module_name: str) -> bool:
-    """Whether ``module_name`` cannot be found at all (not: found, and failing)."""
-    try:
-        return importlib.util.find_spec(module_name) is None
-    except (ImportError, ValueError):  # a package of its path is missing, or not one
-        return True
-
-
 async def run_worker(
     endpoints: AsyncEndpoints, queues: Sequence[str] | None = None, *, freeze_heap: bool = True
 ) -> None:
@@ -87,20 +80,21 @@ async def run_worker(
 
     The first signal stops claiming and lets running handlers finish (up to
     ``shutdown_grace_period``); a second one cancels them at once, and the shutdown goes
-    on (jobs given back, then the app's lifespan shutdown); a signal while the app starts
-    (or a third one) ends the process without more ado. A store that cannot be reached at
-    startup is waited for (a worker started during a Redis outage begins once Redis is
-    back), and a signal ends the wait.
+    on (jobs given back, then the app's lifespan shutdown). A first signal while the app
+    starts lets the startup end and then stops; a signal after it (or any signal once the
+    pool has stopped, during the app's shutdown) ends the process without more ado. A
+    store that cannot be reached at startup is waited for (a worker started during a
+    Redis outage begins once Redis is back), and a signal ends the wait.
     """
     stop = asyncio.Event()
     main = asyncio.current_task()
     loop = asyncio.get_running_loop()
-    pool_stopping = False  # while the pool's stop gives its handlers the grace period
+    pool_running = False  # from the pool's start to the end of its stop
     grace_cut = False
 
     def on_signal() -> None:
         nonlocal grace_cut
-        if pool_stopping and not grace_cut:
+        if stop.is_set() and pool_running and not grace_cut:  # the second signal
             grace_cut = True
             logger.warning("second signal: cancelling running handlers")
             endpoints.pool.end_grace()
@@ -118,6 +112,7 @@ async def run_worker(
             if freeze_heap:
                 freeze_startup_heap()
             async with endpoints.running(workers=True, queues=queues):
+                pool_running = True
                 logger.info(
                     "worker started: %d handler(s), max_concurrency=%d, queues=%s, store=%s",
                     len(endpoints.handlers),
@@ -126,11 +121,10 @@ async def run_worker(
                     type(endpoints.store).__name__,
                 )
                 await stop.wait()
-                pool_stopping = True
                 logger.info(
                     "stopping: no new claims; waiting up to %gs", settings.shutdown_grace_period
                 )
-            pool_stopping = False  # the pool has stopped: the app's shutdown runs next
+            pool_running = False  # the pool has stopped: the app's shutdown runs next
     logger.info("worker stopped")
 
 

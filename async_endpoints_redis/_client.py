@@ -83,12 +83,14 @@ def _parameters(*functions: Any) -> frozenset[str]:
 
 
 #: The options of a URL that `RedisCluster.from_url` takes and a node's connection does
-#: not (``read_from_replicas``, ``require_full_coverage``...).
+#: not (``read_from_replicas``, ``require_full_coverage``, ``ssl``...), but for the pool's
+#: size, which both kinds of client read.
 _CLUSTER_OPTIONS = _parameters(RedisCluster.__init__) - _parameters(
     AbstractConnection.__init__,
     Connection.__init__,
     SSLConnection.__init__,
     UnixDomainSocketConnection.__init__,
+    ConnectionPool.__init__,
 )
 
 
@@ -115,7 +117,9 @@ def check_url(url: object, cluster: bool | None = None) -> None:
             raise ConfigurationError("url: a Redis Cluster is not reached by a Unix socket")
         if options.get("db", 0) != 0:
             raise ConfigurationError("url: a Redis Cluster has database 0 only")
-    if cluster is not False:  # its own options are the cluster client's, not a node's
+    if cluster:  # the cluster client's own options are not a node connection's
+        if str(options.get("ssl", "")).lower() in ("1", "true", "yes", "on"):
+            options["connection_class"] = SSLConnection  # as the cluster client makes them
         options = {key: value for key, value in options.items() if key not in _CLUSTER_OPTIONS}
     try:
         # A connection object (no socket yet) takes the URL's options as redis-py would

@@ -116,6 +116,21 @@ def wait_for_mark_while_exiting(marks: Path, name: str) -> None:
         time.sleep(0.02)
 
 
+def test_two_signals_at_once_cut_the_grace_short_and_still_run_the_apps_shutdown(
+    tmp_path: Path,
+) -> None:
+    """A terminal's SIGINT and a supervisor's SIGTERM arriving together (both handled
+    before the worker wakes up): the second still cuts the grace period short rather than
+    ending the process, so the app's lifespan shutdown runs."""
+    worker = start_worker(tmp_path, "tests.apps.cli_worker:endpoints", seconds=120)
+    wait_for_mark(tmp_path, "handler-started", worker)
+    os.kill(worker.pid, signal.SIGINT)
+    os.kill(worker.pid, signal.SIGTERM)
+    assert worker.wait(timeout=20) == 0  # not the 30 s grace period
+    assert not (tmp_path / "handler-finished").exists()
+    assert (tmp_path / "lifespan-stopped").exists()
+
+
 def test_a_bad_target_is_a_usage_error(tmp_path: Path) -> None:
     """A target that is not MODULE:ATTRIBUTE of an AsyncEndpoints exits 2 with a message."""
     worker = start_worker(tmp_path, "tests.apps.cli_worker:app")

@@ -90,18 +90,35 @@ def test_the_urls_redis_py_accepts_make_a_store_without_connecting(url: str) -> 
     RedisJobStore(url)  # nothing connects before start()
 
 
-@pytest.mark.parametrize("cluster", [True, None])
 @pytest.mark.parametrize(
     "url",
     [
         "redis://127.0.0.1:7000/0?read_from_replicas=true",
         "redis://127.0.0.1:7000/0?require_full_coverage=false",
+        "redis://127.0.0.1:7000/0?ssl=true&ssl_cert_reqs=none",
     ],
 )
-def test_a_cluster_clients_own_url_options_make_a_store(url: str, cluster: bool | None) -> None:
-    """Options ``RedisCluster.from_url`` takes and a node's connection does not are not
-    refused for a store that is (or may be found to be) on a Cluster."""
-    RedisJobStore(url, cluster=cluster)
+def test_a_cluster_clients_own_url_options_make_a_cluster_store(url: str) -> None:
+    """Options ``RedisCluster.from_url`` takes and a node's connection does not (and TLS
+    options after its ``ssl=true``) are not refused for a store said to be on a Cluster."""
+    RedisJobStore(url, cluster=True)
+
+
+@pytest.mark.parametrize("cluster", [None, False])
+def test_a_cluster_clients_option_is_refused_where_a_plain_client_would_read_it(
+    cluster: bool | None,
+) -> None:
+    """Without ``cluster=True`` the URL first reaches a plain client (the probe that asks
+    whether the server is a Cluster node, or the client itself), which cannot take the
+    cluster client's options: refused at once rather than at every start."""
+    with pytest.raises(ConfigurationError, match="read_from_replicas"):
+        RedisJobStore("redis://127.0.0.1:7000/0?read_from_replicas=true", cluster=cluster)
+
+
+@pytest.mark.parametrize("cluster", [None, True, False])
+def test_a_pool_size_that_is_no_size_is_refused_in_the_url(cluster: bool | None) -> None:
+    with pytest.raises(ConfigurationError, match="max_connections"):
+        RedisJobStore("redis://127.0.0.1:7000/0?max_connections=-1", cluster=cluster)
 
 
 @pytest.mark.parametrize(
@@ -109,15 +126,12 @@ def test_a_cluster_clients_own_url_options_make_a_store(url: str, cluster: bool 
     [
         ("redis://127.0.0.1:7000/1", "database 0 only"),
         ("unix:///tmp/redis.sock", "Unix socket"),
-        ("redis://127.0.0.1:7000/0?read_from_replicas=true", "refuses"),
     ],
 )
 def test_what_a_cluster_lacks_is_refused_when_a_cluster_store_is_made(
     url: str, message: str
 ) -> None:
     """``cluster=True`` with a database other than 0 or a Unix socket (which a Cluster
-    has not: every start would fail), and a cluster-only option on a store said not to be
-    one (``cluster=False``), are refused at once."""
-    cluster = "read_from_replicas" not in url
+    has not: every start would fail) is refused at once."""
     with pytest.raises(ConfigurationError, match=message):
-        RedisJobStore(url, cluster=cluster)
+        RedisJobStore(url, cluster=True)
