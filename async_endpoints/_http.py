@@ -13,6 +13,7 @@ failures are logged here and answered with a fixed message (503 when it is unrea
 # at runtime and must see real classes.
 
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
@@ -50,6 +51,9 @@ STORE_FAILED = "the job store failed to carry out the request"
 _PLACEHOLDER_ID = "00000000-0000-0000-0000-00000000cafe"
 
 
+_SLASHES = re.compile("/{2,}")
+
+
 class JobLocations:
     """A job's ``Location``: the path of the job-details route (if mapped) for its id.
 
@@ -79,8 +83,11 @@ class JobLocations:
         if self.route_name is None:
             return None
         # The root path comes decoded from a mount's own parameters: quoted again (a
-        # percent sign kept, as a proxy's prefix may be given encoded already).
-        root = quote(str(request.scope.get("root_path", "")), safe="/!$&'()*+,;=:@%~")
+        # percent sign kept, as a proxy's prefix may be given encoded already), and
+        # without a trailing slash or a run of slashes (``--root-path /`` would give
+        # ``//jobs/...``: a link to a host named jobs).
+        raw = _SLASHES.sub("/", str(request.scope.get("root_path", ""))).rstrip("/")
+        root = quote(raw, safe="/!$&'()*+,;=:@%~")
         if self.others:
             given = request.path_params
             if not self.others <= given.keys():

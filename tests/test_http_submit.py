@@ -160,6 +160,26 @@ async def test_a_mount_parameter_in_the_location_is_quoted_again(
         assert (await client.get(location)).status_code == 200
 
 
+async def test_a_root_path_of_a_slash_gives_a_location_on_this_host(app) -> None:
+    """``--root-path /`` (a root path that is a slash alone): the Location is
+    ``/jobs/{id}``, not ``//jobs/{id}``, which a client reads as a link to a host named
+    ``jobs``; it leads to the job."""
+    import httpx
+
+    endpoints = AsyncEndpoints(app, run_workers=False)
+    order_endpoint(endpoints)
+    endpoints.map_job_details("/jobs/{job_id}")
+    transport = httpx.ASGITransport(app=app, root_path="/")
+    async with (
+        endpoints.running(),
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
+    ):
+        submitted = await client.post("/orders", json={"item": "tea"})
+        location = submitted.headers["location"]
+        assert location == f"/jobs/{submitted.json()['id']}"
+        assert (await client.get(location)).status_code == 200
+
+
 async def test_job_json_answers_are_never_stored_by_a_cache(app, http_client_for) -> None:
     """A job's JSON is its owner's: the 202, a GET of the job and its long poll, and a
     cancel's 200 carry ``Cache-Control: no-store``."""
