@@ -18,6 +18,8 @@ import json
 import logging
 from typing import Any, cast
 
+from pydantic_core import PydanticSerializationError, to_jsonable_python
+
 from ._errors import JobStoreError
 from ._json_numbers import HUGE_INTEGER, huge_integer_in
 from ._logs import job_extra
@@ -34,7 +36,8 @@ _NOTHING: Any = object()
 
 
 def progress_value(value: Any, max_size: int | None = None) -> Any:
-    """``value`` as plain JSON data (tuples become lists).
+    """``value`` as plain JSON data (tuples become lists; what pydantic writes as JSON,
+    as for a result: models, dataclasses, dates, decimals, sets...).
 
     Raises:
         ValueError: ``value`` has no JSON form: an unknown type, NaN or Infinity, text
@@ -43,9 +46,13 @@ def progress_value(value: Any, max_size: int | None = None) -> Any:
             bytes (UTF-8).
     """
     try:
-        text = _ENCODER.encode(value)
+        try:
+            text = _ENCODER.encode(value)
+        except TypeError:  # not plain JSON data: as pydantic writes it, if it can
+            value = to_jsonable_python(value)
+            text = _ENCODER.encode(value)
         size = len(text.encode())  # a lone surrogate has no UTF-8 form
-    except (TypeError, ValueError, RecursionError) as exc:
+    except (TypeError, ValueError, RecursionError, PydanticSerializationError) as exc:
         raise ValueError(f"progress must be a JSON value: {exc}") from None
     if max_size is not None and size > max_size:
         raise ValueError(f"progress is {size} bytes of JSON, over max_result_size ({max_size})")

@@ -7,9 +7,13 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore, JobStore
 from async_endpoints._job import NewJob
@@ -94,6 +98,47 @@ async def test_a_value_with_no_json_form_is_refused(
     await endpoints.drain()
     assert len(refused) == 1
     assert store.writes == []
+
+
+class Step(BaseModel):
+    done: int
+    at: datetime
+
+
+@dataclass
+class Tally:
+    seen: set[int]
+    cost: Decimal
+
+
+async def test_a_value_pydantic_writes_as_json_is_kept_as_it_writes_it(
+    counting: tuple[AsyncEndpoints, CountingStore],
+) -> None:
+    """As for a result: a model, a dataclass, a date, a decimal, a set or a UUID is kept
+    as pydantic writes it as JSON (not refused as having no JSON form)."""
+    endpoints, _ = counting
+    job_ids: list[str] = []
+
+    async def rich(ctx: AsyncContext) -> None:
+        await ctx.report_progress(
+            [
+                Step(done=3, at=datetime(2026, 1, 1, tzinfo=UTC)),
+                Tally({7}, Decimal("1.50")),
+                uuid.UUID(int=1),
+            ]
+        )
+        job_ids.append(str(ctx.job_id))
+
+    endpoints.add_handler(rich)
+    job = await endpoints.submit("rich")
+    await endpoints.drain()
+    done = await endpoints.get_job(job.id)
+    assert done is not None and job_ids == [str(job.id)]
+    assert done.progress == [
+        {"done": 3, "at": "2026-01-01T00:00:00Z"},
+        {"seen": [7], "cost": "1.50"},
+        "00000000-0000-0000-0000-000000000001",
+    ]
 
 
 async def test_a_value_larger_than_max_result_size_is_refused_and_the_last_one_kept() -> None:
