@@ -254,20 +254,31 @@ def test_an_error_of_the_apps_own_code_shows_its_traceback(
 
 DICT_CONFIGURED_APP = """
 import logging.config
+from contextlib import asynccontextmanager
 from pathlib import Path
+
+from starlette.applications import Starlette
 
 from async_endpoints import AsyncEndpoints
 
 logging.config.dictConfig({"version": 1})  # disable_existing_loggers: True, the default
-endpoints = AsyncEndpoints()
+
+
+@asynccontextmanager
+async def lifespan(app):
+    await endpoints.submit("noted")
+    yield {}
+
+
+app = Starlette(lifespan=lifespan)
+endpoints = AsyncEndpoints(app, run_workers=False)
 
 
 async def noted(ctx):
-    return None
+    Path("ran").write_text("")  # the pool runs
 
 
 endpoints.add_handler(noted)
-Path("imported").write_text("")
 """
 
 
@@ -276,8 +287,7 @@ def test_the_apps_dict_config_does_not_silence_the_workers_own_lines(tmp_path: P
     loggers it does not name, the library's among them): the worker still says it started
     and stopped, and that its in-memory store serves no other process."""
     worker = start_worker_of(DICT_CONFIGURED_APP, tmp_path)
-    wait_for_mark(tmp_path, "imported", worker)
-    time.sleep(0.5)  # the pool starts once the app is imported
+    wait_for_mark(tmp_path, "ran", worker)
     worker.send_signal(signal.SIGTERM)
     _, stderr = worker.communicate(timeout=30)
     assert worker.returncode == 0
