@@ -16,6 +16,8 @@ from urllib.parse import quote, unquote_plus
 from pydantic_core import from_json
 from starlette.requests import ClientDisconnect, Request
 
+from ._userinfo import mask_url_userinfo
+
 # Printable ASCII but the space: kept as is when a raw query string is made safe to store.
 _QUERY_SAFE = "".join(sorted(set(string.printable) - set(string.whitespace)))
 
@@ -116,8 +118,7 @@ def capture_headers(
         ):
             continue
         if name in URL_HEADERS or hyphenated in URL_HEADERS:
-            if "@" in value:
-                value = _without_userinfo(value)
+            value = mask_url_userinfo(value)
             if query_denied and "?" in value:
                 value = _url_without(value, query_denied)
         kept.append((name, value))
@@ -157,21 +158,6 @@ def _url_without(value: str, denied: frozenset[str]) -> str:
 
 
 _URL_START = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.-]*://")
-#: A URL's scheme and authority up to its userinfo's last ``@``.
-_URL_AUTHORITY = re.compile(r"(?P<start>\s*[A-Za-z][A-Za-z0-9+.-]*://)(?P<authority>[^/?#\s]*)")
-
-
-def _without_userinfo(value: str) -> str:
-    """``value`` with the credentials of its userinfo masked when it is a URL that has
-    one (``https://svc:***@host/p``; a user name alone, often a token, as ``***@host``),
-    as a job's error masks them."""
-    found = _URL_AUTHORITY.match(value)
-    if found is None or "@" not in found["authority"]:
-        return value
-    userinfo, _, host = found["authority"].rpartition("@")
-    user, colon, _ = userinfo.partition(":")
-    masked = f"{user}:***" if colon else "***"
-    return f"{found['start']}{masked}@{host}{value[found.end() :]}"
 
 
 def raw_headers(request: Request) -> Iterable[tuple[str, str]]:

@@ -34,11 +34,10 @@ from urllib.parse import unquote_plus
 from ._capture import query_name_key as name_key
 from ._job import JobError
 from ._settings import DEFAULT_SENSITIVE_HEADERS, DEFAULT_SENSITIVE_QUERY_PARAMS
+from ._userinfo import MASK, TOKEN_USER, mask_url_userinfo
 
 logger = logging.getLogger("async_endpoints")
 
-#: What a masked secret reads as.
-MASK = "***"
 
 ErrorMessageHook = Callable[[BaseException], str]
 
@@ -78,11 +77,6 @@ def unicode_text(text: str) -> str:
     return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
 
 
-# ``scheme://userinfo@``; greedy up to the authority's last ``@``, so an unencoded ``@`` in
-# a password is masked whole.
-_URL_USERINFO = re.compile(
-    r"(?P<scheme>(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*+://)(?P<userinfo>[^\s/?#'\"<>]+)@"
-)
 # ``user:token@host`` without a scheme (a DSN quoted in part, a ``host`` field...).
 # ``user:`` and what follows up to a delimiter, possessively (every start matches once and
 # is never retried: linear time); `_mask_bare_userinfo` masks up to its last ``@`` before
@@ -152,10 +146,6 @@ _NAMED_AUTH = re.compile(
 #: expired"): masked in ``name=value`` and quoted forms, not unquoted before ``:`` or a
 #: spaced ``=``.
 _PROSE_NAMES = frozenset({"auth", "jwt", "key", "session", "sig", "signature", "token"})
-# A URL's user name that is a credential itself (a token with a placeholder password,
-# ``https://ghp_...:x-oauth-basic@github.com``): known token prefixes, or 32 token
-# characters or more.
-_TOKEN_USER = re.compile(r"(?:gh[pousr]_|github_pat_|glpat-|xox[abpr]-)\w|[\w.~-]{32,}")
 
 #: The names whose values `redact` masks by default: the default sensitive query
 #: parameters and headers.
@@ -171,7 +161,7 @@ def redact(text: str, sensitive_names: Iterable[str] = DEFAULT_SENSITIVE_NAMES) 
         sensitive_names: Lower-case names (of query parameters, headers, fields) whose
             values are masked.
     """
-    text = _URL_USERINFO.sub(_mask_url_userinfo, text)
+    text = mask_url_userinfo(text)
     text = _BARE_USERINFO.sub(_mask_bare_userinfo, text)
     text = _AUTH_SCHEME.sub(_mask_auth_scheme, text)
     if "uthorization" in text or "UTHORIZATION" in text:
@@ -452,18 +442,9 @@ def _mask_bare_userinfo(match: re.Match[str]) -> str:
     hosts = [found.start() for found in _BEFORE_HOST.finditer(rest)]
     if not hosts:
         return match[0]
-    if _TOKEN_USER.match(match["user"]):  # the user name is the credential
+    if TOKEN_USER.match(match["user"]):  # the user name is the credential
         return f"{MASK}{rest[hosts[-1] :]}"
     return f"{match['user']}:{MASK}{rest[hosts[-1] :]}"
-
-
-def _mask_url_userinfo(match: re.Match[str]) -> str:
-    user, colon, _ = match["userinfo"].partition(":")
-    # Without a colon the whole userinfo may be the credential (``https://<token>@host``),
-    # and so may a user name that reads as a token.
-    if not colon or _TOKEN_USER.match(user):
-        return f"{match['scheme']}{MASK}@"
-    return f"{match['scheme']}{user}:{MASK}@"
 
 
 #: What describing an error catches: anything the code it calls raises (an exception's
