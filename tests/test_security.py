@@ -151,52 +151,57 @@ async def test_a_sensitive_header_is_captured_only_when_taken_off_the_deny_list(
     assert result["headers"] == [["authorization", "Bearer t"]]
 
 
-async def test_urls_in_headers_lose_the_sensitive_query_parameters_too(
-    app, http_client_for
+@pytest.mark.parametrize(
+    ("path", "sent", "kept", "secrets"),
+    [
+        pytest.param(
+            "/echo?token=s3cr3t",
+            {
+                "Referer": "https://app.example/page?accessToken=s3cr3t&tab=2#top",
+                "X-Original-URL": "/echo?token=s3cr3t",
+                "X-Upload-Url": "https://bucket.example/o?X-Amz-Signature=for-the-handler",
+            },
+            {
+                "referer": "https://app.example/page?tab=2#top",
+                "x-original-url": "/echo",
+                "x-upload-url": "https://bucket.example/o?X-Amz-Signature=for-the-handler",
+            },
+            ["s3cr3t"],
+            id="sensitive query parameters left out",
+        ),
+        pytest.param(
+            "/echo",
+            {
+                "X-Forwarded-Url": "https://svc:s3cr3t@internal/p?token=t1&x=1",
+                "Referer": "https://ghp_t0k3n@app.example/page",
+                "X-Original-URL": "/echo?a=b",
+                "X-Upload-Url": "https://user:for-the-handler@bucket.example/o",
+            },
+            {
+                "x-forwarded-url": "https://svc:***@internal/p?x=1",
+                "referer": "https://***@app.example/page",
+                "x-original-url": "/echo?a=b",
+                "x-upload-url": "https://user:for-the-handler@bucket.example/o",
+            },
+            ["s3cr3t", "t0k3n"],
+            id="userinfo credentials masked",
+        ),
+    ],
+)
+async def test_urls_in_headers_lose_their_credentials_as_the_request_does(
+    app, http_client_for, path: str, sent: dict[str, str], kept: dict[str, str], secrets: list[str]
 ) -> None:
     """A page's Referer, or a proxy's copy of the request's URL, holds query parameters
-    too: the sensitive ones are left out of them as out of the request's own query. The
-    app's own headers are data, kept as sent (a signed URL for the handler, say)."""
-    endpoints = echo_app(app, capture_headers=["referer", "x-original-url", "x-upload-url"])
-    sent = {
-        "Referer": "https://app.example/page?accessToken=s3cr3t&tab=2#top",
-        "X-Original-URL": "/echo?token=s3cr3t",
-        "X-Upload-Url": "https://bucket.example/o?X-Amz-Signature=for-the-handler",
-    }
+    and a userinfo too: the sensitive query parameters are left out of them as out of the
+    request's own query, and a ``user:password@`` keeps the user and loses the password,
+    as a job's error masks it (a userinfo of one part, a token alone, is masked whole).
+    The app's own URL headers are data, kept as sent (a signed URL for the handler, say)."""
+    endpoints = echo_app(app, capture_headers=[name.lower() for name in sent])
     async with http_client_for(app) as client:
-        result = await echoed(endpoints, await client.post("/echo?token=s3cr3t", headers=sent))
-    assert dict(result["headers"]) == {
-        "referer": "https://app.example/page?tab=2#top",
-        "x-original-url": "/echo",
-        "x-upload-url": "https://bucket.example/o?X-Amz-Signature=for-the-handler",
-    }
-    assert "s3cr3t" not in str(result)
-
-
-async def test_credentials_in_the_userinfo_of_urls_in_headers_are_masked(
-    app, http_client_for
-) -> None:
-    """A proxy's copy of the URL (or a Referer) holding ``user:password@`` keeps the user
-    and loses the password, as a job's error masks it; a userinfo of one part (a token
-    alone) is masked whole; the app's own URL headers are kept as sent."""
-    endpoints = echo_app(
-        app, capture_headers=["x-forwarded-url", "referer", "x-original-url", "x-upload-url"]
-    )
-    sent = {
-        "X-Forwarded-Url": "https://svc:s3cr3t@internal/p?token=t1&x=1",
-        "Referer": "https://ghp_t0k3n@app.example/page",
-        "X-Original-URL": "/echo?a=b",
-        "X-Upload-Url": "https://user:for-the-handler@bucket.example/o",
-    }
-    async with http_client_for(app) as client:
-        result = await echoed(endpoints, await client.post("/echo", headers=sent))
-    assert dict(result["headers"]) == {
-        "x-forwarded-url": "https://svc:***@internal/p?x=1",
-        "referer": "https://***@app.example/page",
-        "x-original-url": "/echo?a=b",
-        "x-upload-url": "https://user:for-the-handler@bucket.example/o",
-    }
-    assert "s3cr3t" not in str(result) and "t0k3n" not in str(result)
+        result = await echoed(endpoints, await client.post(path, headers=sent))
+    assert dict(result["headers"]) == kept
+    for secret in secrets:
+        assert secret not in str(result)
 
 
 @pytest.mark.parametrize(
