@@ -159,7 +159,8 @@ class Handler:
         try:
             # The request type keeps Annotated's constraints (a Field(max_length=...) is
             # validated); the result type is read as before, without them.
-            given = _parameter_hints(function, params, label).get(params[0], AsyncContext)
+            hints = get_type_hints(_unwrapped(function), include_extras=True)
+            given = hints.get(params[0], AsyncContext)
             model = request_model_of(given)
             returns = get_type_hints(_unwrapped(function)).get("return", Any)
             return cls(
@@ -362,22 +363,21 @@ def _called_with_context_alone(function: HandlerFunction, label: str) -> list[st
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     if not parameters or parameters[0].kind not in (*positional, inspect.Parameter.VAR_POSITIONAL):
         raise ConfigurationError(f"job handler {label} takes no AsyncContext")
+    hints = _hints_if_resolvable(function)
     for parameter in parameters[1:]:
+        annotation = hints.get(parameter.name, parameter.annotation)
+        # First: FastAPI's own form, Annotated[Session, Depends(get_db)], has no default.
+        if _is_request_marker(parameter.default, annotation):
+            raise _asks_fastapi(label, parameter.name)
         variadic = parameter.kind in (
             inspect.Parameter.VAR_POSITIONAL,
             inspect.Parameter.VAR_KEYWORD,
         )
-        if parameter.default is inspect.Parameter.empty and _is_request_marker(
-            None, _resolved_hint(function, parameter)
-        ):  # FastAPI's own form, Annotated[Session, Depends(get_db)]: the reason to say
-            raise _asks_fastapi(label, parameter.name)
         if not variadic and parameter.default is inspect.Parameter.empty:
             raise ConfigurationError(
                 f"job handler {label} is called with its AsyncContext alone: "
                 f"its parameter {parameter.name!r} needs a default"
             )
-        if _is_request_marker(parameter.default, parameter.annotation):
-            raise _asks_fastapi(label, parameter.name)
     return [parameter.name for parameter in parameters]
 
 
@@ -397,31 +397,14 @@ def _label_of(function: HandlerFunction, name: str | None) -> str:
     return name
 
 
-def _parameter_hints(function: HandlerFunction, params: list[str], label: str) -> dict[str, Any]:
-    """``function``'s annotations with their ``Annotated`` extras, checked to ask FastAPI
-    for nothing beside the context.
-
-    Raises:
-        ConfigurationError: a parameter's ``Annotated`` holds a FastAPI marker.
-        NameError, TypeError: an annotation cannot be resolved.
-    """
-    hints = get_type_hints(_unwrapped(function), include_extras=True)
-    for extra in params[1:]:
-        if _is_request_marker(None, hints.get(extra)):
-            raise _asks_fastapi(label, extra)
-    return hints
-
-
-def _resolved_hint(function: HandlerFunction, parameter: inspect.Parameter) -> Any:
-    """``parameter``'s annotation with its ``Annotated`` extras, resolved when it is a
-    string (``from __future__ import annotations``); None when it cannot be (the
+def _hints_if_resolvable(function: HandlerFunction) -> dict[str, Any]:
+    """``function``'s annotations with their ``Annotated`` extras, resolved (``from
+    __future__ import annotations`` makes them strings); none when they cannot be (the
     annotations' check says why, later)."""
-    if not isinstance(parameter.annotation, str):
-        return parameter.annotation
     try:
-        return get_type_hints(_unwrapped(function), include_extras=True).get(parameter.name)
+        return get_type_hints(_unwrapped(function), include_extras=True)
     except Exception:  # unresolvable: reported with the other annotations
-        return None
+        return {}
 
 
 def _is_request_marker(default: Any, annotation: Any) -> bool:
