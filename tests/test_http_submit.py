@@ -163,7 +163,8 @@ async def test_a_mount_parameter_in_the_location_is_quoted_again(
 async def test_a_root_path_of_a_slash_gives_a_location_on_this_host(app) -> None:
     """``--root-path /`` (a root path that is a slash alone): the Location is
     ``/jobs/{id}``, not ``//jobs/{id}``, which a client reads as a link to a host named
-    ``jobs``; it leads to the job."""
+    ``jobs``; it leads to the job. ``/api/`` gives ``/api/jobs/{id}``, not
+    ``/api//jobs/{id}``."""
     import httpx
 
     endpoints = AsyncEndpoints(app, run_workers=False)
@@ -178,6 +179,14 @@ async def test_a_root_path_of_a_slash_gives_a_location_on_this_host(app) -> None
         location = submitted.headers["location"]
         assert location == f"/jobs/{submitted.json()['id']}"
         assert (await client.get(location)).status_code == 200
+    # A root path ending in a slash (``--root-path /api/``) gives one slash before jobs.
+    transport = httpx.ASGITransport(app=app, root_path="/api/")
+    async with (
+        endpoints.running(),
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
+    ):
+        submitted = await client.post("/api//orders", json={"item": "tea"})
+        assert submitted.headers["location"] == f"/api/jobs/{submitted.json()['id']}"
 
 
 async def test_job_json_answers_are_never_stored_by_a_cache(app, http_client_for) -> None:
