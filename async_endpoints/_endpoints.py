@@ -15,6 +15,7 @@ from starlette.requests import Request
 from . import _server_exit as server_exit
 from ._app import Lifespan, join_app
 from ._batches import JobBatches
+from ._error_describer import ErrorDescriber
 from ._errors import ConfigurationError, StoreUnavailableError
 from ._events import LifecycleEvents
 from ._handlers import Handler
@@ -27,7 +28,6 @@ from ._job import Job
 from ._mapping import RouteMapping
 from ._memory import InMemoryJobStore
 from ._observability import Observability
-from ._redact import ErrorDescriber
 from ._retry import RetryPolicy
 from ._routes import add_cancel_route, add_get_route, resource_route
 from ._runner import WorkerPool

@@ -18,6 +18,7 @@ from typing import Any
 
 from ._deadline import CANCEL_WAIT as CANCEL_WAIT
 from ._deadline import Deadline
+from ._error_describer import ErrorDescriber
 from ._errors import (
     JobStoreError,
     NonRetryableError,
@@ -30,7 +31,6 @@ from ._handlers import Handler
 from ._job import Job, JobError, JobStatus
 from ._logs import forget_current_job, job_extra, name_current_job, one_line
 from ._progress import ProgressReporter
-from ._redact import ErrorDescriber
 from ._retry import RetryPolicy
 from ._store import Claim, JobStore
 from ._tracing import (

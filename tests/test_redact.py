@@ -24,7 +24,8 @@ from async_endpoints import (
     JobStore,
     Settings,
 )
-from async_endpoints._redact import MAX_MESSAGE, MAX_TRACEBACK, ErrorDescriber, redact
+from async_endpoints._error_describer import MAX_MESSAGE, MAX_TRACEBACK, ErrorDescriber
+from async_endpoints._redact import redact
 
 SECRET_KEY = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
 
