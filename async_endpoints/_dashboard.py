@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.exceptions import HTTPException
@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Match, Route, Router
 
+from . import _dashboard_actions as actions
 from . import _dashboard_batches as dashboard_batches
 from . import _dashboard_bulk as bulk
 from . import _dashboard_confirm as confirm
@@ -38,7 +39,7 @@ from . import _dashboard_guard as guard
 from . import _dashboard_views as views
 from ._any_method_route import AnyMethodRoute
 from ._errors import StoreUnavailableError
-from ._job import Job, JobStatus, parse_job_id
+from ._job import JobStatus, parse_job_id
 from ._responses import call_maybe_async
 from ._store import ControlStore
 from ._store_features import BatchStore, ScheduleStore
@@ -61,10 +62,6 @@ _SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-#: The largest action form read, in bytes: `MAX_SELECTED` ticked ids and a ``next`` page
-#: address holding the longest filters (a tenant of 255 four-byte characters is 3 KB
-#: percent-encoded, 5 KB form-encoded again) and a trail of cursors, with room to spare.
-_MAX_FORM = 65536
 #: The query fields with which an action's redirect tells its notice.
 _TOLD = ("done", "subject", "subject_queue")
 #: What an action's redirect says, by code (never text from the request).
@@ -135,14 +132,16 @@ class Dashboard:
                 AnyMethodRoute("/jobs/{job_id}", page(self.job_page)),
                 AnyMethodRoute("/schedules", page(self.schedules_page)),
                 AnyMethodRoute("/assets/{name}", self._guarded(self.asset)),
-                AnyMethodRoute("/actions/cancel", action(self.cancel)),
-                AnyMethodRoute("/actions/requeue", action(self.requeue)),
+                AnyMethodRoute("/actions/cancel", action(actions.cancel)),
+                AnyMethodRoute("/actions/requeue", action(actions.requeue)),
                 AnyMethodRoute(
-                    "/actions/requeue-selected", action(self.requeue_selected, many=True)
+                    "/actions/requeue-selected", action(actions.requeue_selected, many=True)
                 ),
-                AnyMethodRoute("/actions/cancel-selected", action(self.cancel_selected, many=True)),
-                AnyMethodRoute("/actions/pause", action(self.pause)),
-                AnyMethodRoute("/actions/resume", action(self.resume)),
+                AnyMethodRoute(
+                    "/actions/cancel-selected", action(actions.cancel_selected, many=True)
+                ),
+                AnyMethodRoute("/actions/pause", action(actions.pause)),
+                AnyMethodRoute("/actions/resume", action(actions.resume)),
                 AnyMethodRoute("/{rest:path}", self.elsewhere),
             ],
         )
@@ -158,13 +157,10 @@ class Dashboard:
         async def batch(request: Request) -> tuple[str, dict[str, Any]]:
             return await dashboard_batches.batch_page(endpoints, request)
 
-        async def cancel_batch(request: Request, fields: Form) -> str:
-            return await dashboard_batches.cancel_batch(endpoints, fields)
-
         return [
             AnyMethodRoute("/batches", self._page(batches)),
             AnyMethodRoute("/batches/{batch_id}", self._page(batch)),
-            AnyMethodRoute("/actions/cancel-batch", self._action(cancel_batch)),
+            AnyMethodRoute("/actions/cancel-batch", self._action(dashboard_batches.cancel_batch)),
         ]
 
     # ---- plumbing: authorization, rendering, actions ------------------------------------
@@ -267,11 +263,11 @@ class Dashboard:
 
     def _forbidden(self, request: Request, *, too_large: bool = False) -> Response:
         """403 for an action refused (cross-site, or without the page's token), or 413 for
-        one whose form is larger than `_MAX_FORM`: a page of the dashboard's own saying
+        one whose form is larger than `actions.MAX_FORM`: a page of the dashboard's own saying
         which, with a way back; no cookie is set."""
         context = {"title": "Action refused", **self._common(request, "")}
         if too_large:
-            context["too_large"] = _MAX_FORM // 1024
+            context["too_large"] = actions.MAX_FORM // 1024
         page = self.render("forbidden.html", context)
         response = HTMLResponse(page, 413 if too_large else 403)
         response.headers.update(_SECURITY_HEADERS)
@@ -295,7 +291,7 @@ class Dashboard:
         return "".join(block(compiled.new_context({**context, "now": None})))
 
     def _action(
-        self, act: Callable[[Request, Form], Awaitable[str]], many: bool = False
+        self, act: Callable[[AsyncEndpoints, actions.Form], Awaitable[str]], many: bool = False
     ) -> Callable[[Request], Awaitable[Response]]:
         """A POST action: refused with 403 when cross-site, else ``act`` runs and the
         browser goes back (303) to the form's ``next`` page with a notice code (naming
@@ -303,7 +299,7 @@ class Dashboard:
         (`_dashboard_confirm`) and was not confirmed answers the page asking instead."""
 
         async def action(request: Request) -> Response:
-            fields = await _form(request)
+            fields = await actions.read_form(request)
             if not guard.is_same_origin(request):
                 return self._forbidden(request)
             if fields is None:
@@ -315,7 +311,7 @@ class Dashboard:
             if asked is not None and not confirm.confirmed(fields):
                 return self._asking(request, asked, fields)
             try:
-                done = await act(request, fields)
+                done = await act(self.endpoints, fields)
             except StoreUnavailableError:
                 done = "unavailable"
             # An action on ``many`` jobs counts them in its notice: it names none of them.
@@ -327,7 +323,7 @@ class Dashboard:
 
         return self._guarded(action, "POST")
 
-    def _asking(self, request: Request, asked: str, fields: Form) -> Response:
+    def _asking(self, request: Request, asked: str, fields: actions.Form) -> Response:
         """The page asking ``asked`` before an action sent unconfirmed (without the page's
         script): its button sends ``fields`` again, confirmed; its other link leads back
         to the form's page. Nothing changed yet."""
@@ -357,7 +353,7 @@ class Dashboard:
         """The path of ``target`` when it is a page of this dashboard (else its first
         page's) and its query's fields, but for those telling an earlier action's notice."""
         path, query = self._target_path(root, target)
-        return path, [pair for pair in _pairs(query) if pair[0] not in _TOLD]
+        return path, [pair for pair in actions.query_pairs(query) if pair[0] not in _TOLD]
 
     def _target_path(self, root: str, target: str | None) -> tuple[str, str]:
         parts = urlsplit(target or "")
@@ -536,101 +532,12 @@ class Dashboard:
         context = {"title": "Schedules", "schedules": schedules, "handler_queues": handler_queues}
         return "schedules.html", context
 
-    # ---- actions --------------------------------------------------------------------
-
-    async def cancel(self, request: Request, fields: Form) -> str:
-        """Cancel the job ``fields["job_id"]``."""
-        job = await self._job(fields)
-        if job is None:
-            return "unknown"
-        if job.status.is_terminal:
-            return "terminal"
-        canceled, here = await self.endpoints.cancel_unfinished(job)
-        return "canceled" if here and canceled is not None else "terminal"
-
-    async def requeue(self, request: Request, fields: Form) -> str:
-        """Queue the Failed or Canceled job ``fields["job_id"]`` again."""
-        job = await self._job(fields)
-        if job is None:
-            return "unknown"
-        try:
-            requeued = await self.endpoints.requeue(job.id)
-        except ValueError:
-            return "not-requeueable"
-        return "unknown" if requeued is None else "requeued"
-
-    async def requeue_selected(self, request: Request, fields: Form) -> str:
-        """Queue again the Failed or Canceled jobs ticked on a jobs page (``job_id``,
-        repeated)."""
-        return await bulk.act_on_selected(self.endpoints, "requeue", fields.every("job_id"))
-
-    async def cancel_selected(self, request: Request, fields: Form) -> str:
-        """Cancel the Queued, Scheduled or running jobs ticked on a jobs page (``job_id``,
-        repeated)."""
-        return await bulk.act_on_selected(self.endpoints, "cancel", fields.every("job_id"))
-
-    async def pause(self, request: Request, fields: Form) -> str:
-        """Pause ``fields["queue"]`` (every queue when empty)."""
-        try:
-            await self.endpoints.pause(fields.get("queue") or None)
-        except ValueError:
-            return "bad-queue"
-        return "paused" if fields.get("queue") else "paused-all"
-
-    async def resume(self, request: Request, fields: Form) -> str:
-        """Resume ``fields["queue"]`` (every queue when empty)."""
-        try:
-            await self.endpoints.resume(fields.get("queue") or None)
-        except ValueError:
-            return "bad-queue"
-        return "resumed" if fields.get("queue") else "resumed-all"
-
-    async def _job(self, fields: dict[str, str]) -> Job | None:
-        job_id = parse_job_id(fields.get("job_id"))
-        return None if job_id is None else await self.endpoints.get_job(job_id)
-
-
-class Form(dict[str, str]):
-    """An action's form fields: each name's last value, and `every` value of a name
-    given several times (the job ids ticked for a bulk action)."""
-
-    def __init__(self, pairs: list[tuple[str, str]] | None = None) -> None:
-        super().__init__(pairs or [])
-        self._pairs = pairs or []
-
-    def every(self, name: str) -> list[str]:
-        """Every value of ``name``, in the order the form gave them."""
-        return [value for key, value in self._pairs if key == name]
-
-    def pairs(self) -> list[tuple[str, str]]:
-        """Every field, as given (a name given several times, several times)."""
-        return list(self._pairs)
-
-
-async def _form(request: Request) -> Form | None:
-    """The fields of an urlencoded form POST: None when it is larger than `_MAX_FORM`
-    (refused, read no further); another kind of body reads as an empty form, which no
-    action accepts."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip()
-    if content_type != "application/x-www-form-urlencoded":
-        return Form()
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > _MAX_FORM:
-            return None
-    return Form(_pairs(body.decode("utf-8", "replace")))
-
 
 def _tag(body: str) -> str:
     """The entity tag of a live part: a digest of its text (which holds absolute times
     only, so the same jobs give the same tag)."""
     digest = hashlib.blake2b(body.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
     return f'"{digest}"'
-
-
-def _pairs(query: str) -> list[tuple[str, str]]:
-    return parse_qsl(query, keep_blank_values=False)
 
 
 def _not_found() -> HTTPException:

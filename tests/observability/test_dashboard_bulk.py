@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from async_endpoints import AsyncEndpoints, Job, JobStatus, StoreUnavailableError
-from async_endpoints._dashboard import _MAX_FORM
+from async_endpoints._dashboard_actions import MAX_FORM
 from async_endpoints._dashboard_bulk import MAX_SELECTED, bulk_notice
 from async_endpoints_redis import RedisJobStore
 from tests.observability.dashboard_app import Gate
@@ -196,12 +196,12 @@ async def test_the_most_jobs_ticked_on_a_page_of_the_longest_tenant_filter_are_r
 async def test_a_form_larger_than_the_dashboard_reads_is_refused_as_such_and_changes_nothing(
     engine: AsyncEndpoints, client: httpx.AsyncClient
 ) -> None:
-    """A form past `_MAX_FORM` (hand-made: the dashboard's own stay far below it) is
+    """A form past `MAX_FORM` (hand-made: the dashboard's own stay far below it) is
     answered 413 with a page saying it was too large, not that it came from elsewhere;
     the same form from another site is the usual 403. No job changes."""
     token = await token_of(client)
     (job,) = await canceled(engine, 1)
-    ticked = form(token, job.id, back="/dashboard/jobs?name=" + "x" * _MAX_FORM)
+    ticked = form(token, job.id, back="/dashboard/jobs?name=" + "x" * MAX_FORM)
     answer = await client.post(ACTION, data=ticked, headers=SAME_ORIGIN)
     assert answer.status_code == 413 and "larger than the dashboard reads" in answer.text
     cross_site = {"Origin": "https://elsewhere.example"}
