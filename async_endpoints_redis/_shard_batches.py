@@ -157,7 +157,8 @@ class ShardBatches(ShardLookup):
             keys = ", ".join(sorted(keyed))
             raise ValueError(
                 f"the partition keys {keys} fall in different shards of this store: "
-                "one batch cannot hold them"
+                "one batch cannot hold them (a batch lives in one shard; keys that must "
+                "share a batch need a store with shards=1)"
             )
         return next(iter(keyed.values()), None)
 
