@@ -72,6 +72,8 @@ class Scheduler:
         declare: Stores this process's declared schedules (returns how many): called at
             the first tick and, on a `ScheduleEpochStore`, whenever its epoch changed;
             None when the process declares none.
+        monotonic: The process's monotonic clock, in seconds (default: the running event
+            loop's), which tells how much time passed between two readings of the store's.
     """
 
     def __init__(
@@ -80,8 +82,10 @@ class Scheduler:
         new_job: Callable[[Schedule], NewJob],
         fired: Callable[[Job], None] = lambda job: None,
         declare: Callable[[], Awaitable[int]] | None = None,
+        monotonic: Callable[[], float] | None = None,
     ) -> None:
         self.store = store
+        self.monotonic = monotonic or (lambda: asyncio.get_running_loop().time())
         self.new_job = new_job
         self.fired = fired
         self.declare = declare
@@ -90,8 +94,9 @@ class Scheduler:
         self._epoch_check = -math.inf  # when to read it next (this process's loop clock)
         self._next: datetime | None = None  # the soonest due time known, store clock
         self._woken = asyncio.Event()  # a due time was noted: the sleep ends early
-        # The store's clock at the last reading, and this process's monotonic clock then.
-        self._seen: tuple[datetime, float] | None = None
+        # The store's clock at the last reading, and this process's monotonic clock as it
+        # was asked and as it answered.
+        self._seen: tuple[datetime, float, float] | None = None
 
     async def tick(self) -> float:
         """Fire every schedule due now; return the seconds to sleep until the next tick
@@ -100,8 +105,7 @@ class Scheduler:
         Raises:
             StoreUnavailableError: the store cannot be reached.
         """
-        loop = asyncio.get_running_loop()
-        began = loop.time()
+        began = self.monotonic()
         if self.declare is not None and began >= self._epoch_check:
             self._epoch_check = began + EPOCH_EVERY
             await self._keep_declared()
@@ -110,10 +114,11 @@ class Scheduler:
         # a due time passing between the two reads would look fired elsewhere and wait
         # `CAP` (every process that knew it woke at that moment: all of them).
         now = await self.store.schedule_time()
+        answered = self.monotonic()
         due = await self.store.due_schedules(BATCH)
-        if self._set_back(now, began):
-            await self._realign()
-        self._seen = (now, began)
+        if self._set_back(now, began) and await self._realign():
+            due = await self.store.due_schedules(BATCH)  # with any re-armed to a due cycle
+        self._seen = (now, began, answered)
         if not due and self._next is None:
             return CAP  # idle
         if self._next is not None and self._next <= now:
@@ -129,7 +134,7 @@ class Scheduler:
             return 0.0  # more may be due (never 0 for a batch of unfireable ones: no spin)
         if self._next is None:
             return CAP
-        wait = (self._next - now).total_seconds() - (loop.time() - began)
+        wait = (self._next - now).total_seconds() - (self.monotonic() - began)
         return min(CAP, max(0.0, wait))
 
     def note_due(self, when: datetime | None) -> None:
@@ -172,21 +177,29 @@ class Scheduler:
         first tick, which may follow a step made while no scheduler ran."""
         if self._seen is None:
             return True
-        seen, at = self._seen
+        seen, at, _ = self._seen
         return now < seen + timedelta(seconds=began - at) - STEP_BACK
 
-    async def _realign(self) -> None:
+    async def _realign(self) -> int:
         """Re-arm, without firing, the schedules a backward step of the store's clock left
-        waiting too long (`rearmed`). O(number of schedules), at the first tick and after
-        a step only."""
+        waiting too long (`rearmed`); return how many. O(number of schedules), at the first
+        tick and after a step only."""
         schedules = await self.store.list_schedules()
         # Read after the list: a cycle another process fired before the list was read is
         # then due before ``now`` and never looks pushed ahead (moving it back would fire
         # that cycle again).
+        asked = self.monotonic()
         now = await self.store.schedule_time()
+        # The last reading before the step, on the new time: a cycle due since then was
+        # never looked at (a step by whole periods lands a tick just past a due time).
+        # Counted from that reading's answer to this one's question, so never earlier
+        # than that reading was: a cycle it found due is not taken again.
+        looked = None
+        if self._seen is not None:
+            looked = now - timedelta(seconds=max(0.0, asked - self._seen[2]))
         moved = 0
         for schedule in schedules:
-            following = rearmed(schedule, now)
+            following = rearmed(schedule, now, looked)
             if following is None:
                 continue
             try:
@@ -205,6 +218,7 @@ class Scheduler:
                 now.isoformat(),
                 moved,
             )
+        return moved
 
     async def _fire(self, schedule: Schedule, now: datetime) -> datetime | None:
         """Fire one due schedule; its next due time, or None when it has no valid one."""
@@ -253,17 +267,22 @@ class Scheduler:
                     await self._woken.wait()
 
 
-def rearmed(schedule: Schedule, now: datetime) -> datetime | None:
+def rearmed(schedule: Schedule, now: datetime, looked: datetime | None = None) -> datetime | None:
     """The due time ``schedule`` gets after a backward step of the clock to ``now``, or
     None to keep it.
 
-    A schedule is re-armed (from the first time its expression names after ``now``)
-    when it runs by the clock (a wildcard in its seconds, minute or hour field, as
-    Debian's cron tells them apart) and the clock is behind the cycle it last passed by
+    A schedule is re-armed when it runs by the clock (a wildcard in its seconds, minute
+    or hour field, as Debian's cron tells them apart) and the clock is behind the cycle
+    it last passed by
     more than that cycle's period and more than `REARM_AFTER`: waiting would leave a
     long silence. A smaller step is waited out (the next cycle comes that much later,
     no cycle runs twice), and so is any step for a schedule at a fixed time, so that a
     cycle that ran is never run again (as Debian's cron does for steps back under 3 h).
+
+    It is re-armed to the first time its expression names after ``looked`` (the
+    scheduler's last reading before the step, counted on the new time), or after ``now``
+    without one: a cycle due since that reading is due at once, so a step by whole periods,
+    which lands a tick just past a due time, loses no cycle.
     """
     due_at = schedule.next_run_at
     if due_at is None or due_at <= now:
@@ -272,7 +291,7 @@ def rearmed(schedule: Schedule, now: datetime) -> datetime | None:
         rule = cron_rule(schedule.cron, schedule.timezone)
         if not rule.runs_by_the_clock:
             return None
-        following = rule.next_after(now)
+        following = rule.next_after(now if looked is None else min(looked, now))
         if following >= due_at:
             return None  # no cycle between now and the due time: nothing to wait out
         passed = rule.previous_before(due_at)  # fired (or skipped) before the step

@@ -64,9 +64,14 @@ def endpoints(store: InMemoryJobStore) -> AsyncEndpoints:
     return endpoints
 
 
-def scheduler_of(endpoints: AsyncEndpoints) -> Scheduler:
+def scheduler_of(endpoints: AsyncEndpoints, clock: ManualClock | None = None) -> Scheduler:
+    """The scheduler of ``endpoints``, measuring the time between its readings of the
+    store's clock on ``clock``'s monotonic part (as a host's monotonic clock goes on
+    through a step of its wall clock) when one is given."""
     scheduler = endpoints.scheduler()
     assert scheduler is not None
+    if clock is not None:
+        scheduler.monotonic = clock.monotonic
     return scheduler
 
 
@@ -377,7 +382,7 @@ async def test_after_the_clock_is_set_back_a_schedule_by_the_clock_keeps_its_pac
     00:00:10 a second time (it waits for tomorrow, as Debian's cron does)."""
     await endpoints.upsert_schedule("pace", "ping", "*/10 * * * * *", unique=False)
     await endpoints.upsert_schedule("daily", "ping", "10 0 0 * * *", unique=False)
-    scheduler = scheduler_of(endpoints)
+    scheduler = scheduler_of(endpoints, clock)
     clock.advance(10)
     await scheduler.tick()
     assert len(await fired_jobs(endpoints)) == 2
@@ -397,6 +402,31 @@ async def test_after_the_clock_is_set_back_a_schedule_by_the_clock_keeps_its_pac
     ]
 
 
+async def test_a_step_back_by_whole_periods_loses_no_cycle(
+    endpoints: AsyncEndpoints, clock: ManualClock
+) -> None:
+    """Every 2 s, fired at 00:00:02; 2 s later (the tick that wakes for 00:00:04) the
+    clock has stepped back exactly an hour, so the tick reads 23:00:04 and a little: the
+    cycle due at 23:00:04 (the pace's next, on the new time) fires at once, not 4 s after
+    the last one."""
+    await endpoints.upsert_schedule("pace", "ping", "*/2 * * * * *", unique=False)
+    scheduler = scheduler_of(endpoints, clock)
+    clock.advance(2)
+    await scheduler.tick()
+    clock.advance(2.001)
+    clock.step_wall(-3600)
+    await scheduler.tick()  # sees the step, re-arms to a cycle already due: fires it
+    assert sorted(await fired_dues(endpoints)) == [
+        "2025-12-31T23:00:04.000Z",
+        "2026-01-01T00:00:02.000Z",
+    ]
+    clock.advance(2)
+    await scheduler.tick()
+    assert len(await fired_dues(endpoints)) == 3
+    assert min(await fired_dues(endpoints)) == "2025-12-31T23:00:04.000Z"
+    assert "2025-12-31T23:00:06.000Z" in await fired_dues(endpoints)
+
+
 async def test_a_scheduler_that_starts_after_a_step_back_re_arms_at_its_first_tick(
     endpoints: AsyncEndpoints, clock: ManualClock
 ) -> None:
@@ -404,12 +434,12 @@ async def test_a_scheduler_that_starts_after_a_step_back_re_arms_at_its_first_ti
     re-arms the schedules that run by the clock; without a step nothing moves."""
     await endpoints.upsert_schedule("pace", "ping", "* * * * *", unique=False)
     clock.advance(60)
-    await scheduler_of(endpoints).tick()
+    await scheduler_of(endpoints, clock).tick()
     (before,) = await endpoints.list_schedules()
-    await scheduler_of(endpoints).tick()
+    await scheduler_of(endpoints, clock).tick()
     assert await endpoints.list_schedules() == [before]
     clock.step_wall(-2 * 3600)
-    await scheduler_of(endpoints).tick()
+    await scheduler_of(endpoints, clock).tick()
     (after,) = await endpoints.list_schedules()
     assert after.next_run_at == START - timedelta(hours=2) + timedelta(minutes=2)
 
@@ -421,7 +451,7 @@ async def test_a_small_step_back_is_waited_out_and_no_cycle_runs_twice(
     the schedule keeps its due time (00:02:00, 62.5 s later in real time) rather than
     running the 00:01:00 cycle again."""
     await endpoints.upsert_schedule("minutely", "ping", "* * * * *", unique=False)
-    scheduler = scheduler_of(endpoints)
+    scheduler = scheduler_of(endpoints, clock)
     clock.advance(60)
     await scheduler.tick()
     clock.advance(0.5)
@@ -440,8 +470,8 @@ async def test_an_idle_scheduler_notices_a_step_back_too(
     re-arms the schedule to the first hour after the new time."""
     await endpoints.upsert_schedule("hourly", "ping", "0 * * * *", unique=False)
     clock.advance(3600)
-    await scheduler_of(endpoints).tick()  # another scheduler fires 01:00
-    idle = scheduler_of(endpoints)
+    await scheduler_of(endpoints, clock).tick()  # another scheduler fires 01:00
+    idle = scheduler_of(endpoints, clock)
     await idle.tick()
     clock.advance(30 * 60)
     clock.step_wall(-2 * 3600)  # 01:30 -> 23:30 the day before
