@@ -197,14 +197,16 @@ class Dashboard:
         async def page(request: Request) -> Response:
             token, new = guard.token_of(request)
             retry_after: float | None = None
+            now = None
             try:
                 template, context = await build(request)
                 status = context.pop("status_code", 200)
+                now = await self._store_now()
             except StoreUnavailableError as exc:
                 template, status = "unavailable.html", 503
                 context = {"title": "Unavailable", "unavailable": True}
                 retry_after = exc.retry_after
-            context.update(self._common(request, token))
+            context.update(self._common(request, token, now))
             fragment = request.headers.get("x-dashboard-fragment") == "1"
             body = self.render(template, context, fragment)
             tag = _tag(body) if fragment else None
@@ -230,8 +232,17 @@ class Dashboard:
 
         return page
 
-    def _common(self, request: Request, token: str) -> dict[str, Any]:
-        now = datetime.now(UTC)
+    async def _store_now(self) -> datetime | None:
+        """The store's clock, which stamps the jobs' times, when the store tells it (a
+        `ScheduleStore`): a page says "3 s ago" of a time stamped on the Redis host by
+        that host's clock, right however far this host's clock is from it."""
+        store = self.endpoints.store
+        return await store.schedule_time() if isinstance(store, ScheduleStore) else None
+
+    def _common(self, request: Request, token: str, now: datetime | None = None) -> dict[str, Any]:
+        """What every page shows besides its own part; ``now`` is the store's clock
+        (`_store_now`), else this host's."""
+        now = now or datetime.now(UTC)
         params = request.query_params
         done = params.get("done", "")
         notice = NOTICES.get(done) or bulk.bulk_notice(done)

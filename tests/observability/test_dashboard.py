@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from typing import Any
 
@@ -1000,8 +999,8 @@ async def test_a_scheduled_job_past_its_time_reads_as_due_in_the_page_and_its_re
 ) -> None:
     """A Scheduled job whose time has come (no worker has taken it yet) reads "due … ago",
     not a bare "ago" that looks stuck; one due later reads "in …"; the page's refresh
-    (its live part alone) says the same. The store's clock stands still at 2026-01-01, so
-    a job due 5 s after it is long due by the page's clock and stays Scheduled."""
+    (its live part alone) says the same. Times are told against the store's clock (a
+    `ManualClock` at 2026-01-01, months behind this host's), which stamps them."""
     clock = ManualClock()
     app, endpoints = make_app(gate, InMemoryJobStore(clock=clock))
     transport = httpx.ASGITransport(app=app)
@@ -1010,7 +1009,12 @@ async def test_a_scheduled_job_past_its_time_reads_as_due_in_the_page_and_its_re
         httpx.AsyncClient(transport=transport, base_url=BASE) as client,
     ):
         due = await endpoints.submit("Ok", {}, delay=5)
-        later = await endpoints.submit("Ok", {}, delay=time.time() - clock() + 3600)
+        later = await endpoints.submit("Ok", {}, delay=3600)
+        clock.advance(10)
+        page = await client.get("/dashboard/jobs?status=Scheduled")
+        assert 'data-server-now="2026-01-01T00:00:10' in page.text
+        assert re.search(r">due <time[^>]*>5 s ago</time>", page.text)
+        assert re.search(r"<time[^>]*>in 59 min</time>", page.text)
         for headers in ({}, {"X-Dashboard-Fragment": "1"}):
             page = await client.get("/dashboard/jobs?status=Scheduled", headers=headers)
             assert page.status_code == 200
