@@ -53,8 +53,12 @@ logger = logging.getLogger("async_endpoints_redis")
 
 #: Jobs per script call when a batch is sent in chunks.
 CHUNK = 2000
-#: Seconds the staged chunks of a batch sent in chunks are kept for their last call.
-STAGED_FOR = 600
+#: Seconds the staged chunks of a batch sent in chunks are kept for their last call. Only
+#: the chunks of a process that died between its calls wait this long (a call that fails
+#: drops them); a day, because Redis expires keys by its host's wall clock, so a step of
+#: that clock forward by more than this between two calls would drop them under the
+#: batch being sent (an hour's step did so under the ten minutes kept before).
+STAGED_FOR = 24 * 3600
 #: Jobs a cancel_batch step cancels in one script call.
 CANCEL_STEP = 2000
 #: What a batch listing's cursor is bound to, before the tenant.
