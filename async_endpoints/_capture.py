@@ -151,7 +151,7 @@ def _url_without(value: str, denied: frozenset[str]) -> str:
         return value
     keys = _keys_of(denied)
     parts = query.split("&")
-    kept = [part for part in parts if _param_key(part) not in keys]
+    kept = [part for part in parts if not _denied(part, keys)]
     if len(kept) == len(parts):
         return value
     return head + ("?" if kept else "") + "&".join(kept) + hash_mark + fragment
@@ -174,15 +174,17 @@ def capture_query(raw: bytes, denied: frozenset[str]) -> str:
     case, separators (``-``, ``_``, ``.``, spaces, control characters) and camel case not
     counted, and without an array suffix (``[]``, ``[0]``), so ``TOKEN=``, ``%74oken=``,
     ``access-token=``, ``accessToken=`` and ``token[]=`` are all named by ``token`` or
-    ``access_token``. The parameters kept stay in order, repeats included, and byte for
-    byte, except that bytes a URL may not hold raw (non-ASCII, spaces, controls) are
+    ``access_token``; a nested name by its outer name and its last part too
+    (`query_name_parts`: ``user[password]=`` by ``password``, ``token[x]=`` by
+    ``token``). The parameters kept stay in order, repeats included, and byte for byte,
+    except that bytes a URL may not hold raw (non-ASCII, spaces, controls) are
     percent-encoded, which decodes to the same parameters.
     """
     query = quote(raw, safe=_QUERY_SAFE)
     if not denied or not query:
         return query
     keys = _keys_of(denied)
-    return "&".join(part for part in query.split("&") if _param_key(part) not in keys)
+    return "&".join(part for part in query.split("&") if not _denied(part, keys))
 
 
 def query_name_key(name: str) -> str:
@@ -191,8 +193,34 @@ def query_name_key(name: str) -> str:
     return _NOT_ALNUM.sub("", _ARRAY_SUFFIX.sub("", name).lower())
 
 
+#: Sensitive names that are also ordinary words ("missing key: id", ``sort[key]=name``):
+#: a credential's only when they name the whole parameter (see `query_name_parts`).
+PROSE_NAMES = frozenset({"auth", "jwt", "key", "session", "sig", "signature", "token"})
+
+
+def query_name_parts(name: str) -> tuple[str, ...]:
+    """The names a query parameter's name stands for: itself, and for a nested name as
+    Rails and PHP forms write them (``user[password]``, ``creds[api_key][0]``) the name
+    before its brackets and its last bracketed part that is not an index, so that
+    ``user[password]=`` is named by ``password`` as well as by ``user``; but for the
+    `PROSE_NAMES`, which a part names as data (``sort[key]``, ``filter[token]``)."""
+    if "[" not in name:
+        return (name,)
+    outer = name.split("[", 1)[0]
+    inner = [part for part in _BRACKETED.findall(name) if part.strip() and not part.isdigit()]
+    parts = (outer, inner[-1]) if inner else (outer,)
+    return (name, *(part for part in parts if query_name_key(part) not in PROSE_NAMES))
+
+
+def query_name_keys(name: str) -> tuple[str, ...]:
+    """The `query_name_key` of each of `query_name_parts`: a parameter is named by a
+    denied name when any of them is that name's key."""
+    return tuple(query_name_key(part) for part in query_name_parts(name))
+
+
 _ARRAY_SUFFIX = re.compile(r"\[\d*\]\s*$")
 _NOT_ALNUM = re.compile(r"[\W_]+")
+_BRACKETED = re.compile(r"\[([^\[\]]*)\]")
 
 
 @functools.lru_cache(maxsize=16)
@@ -200,8 +228,9 @@ def _keys_of(denied: frozenset[str]) -> frozenset[str]:
     return frozenset(query_name_key(name) for name in denied)
 
 
-def _param_key(part: str) -> str:
-    return query_name_key(unquote_plus(part.split("=", 1)[0]))
+def _denied(part: str, keys: frozenset[str]) -> bool:
+    """Whether the query parameter ``part`` (``name=value``) is named by ``keys``."""
+    return not keys.isdisjoint(query_name_keys(unquote_plus(part.split("=", 1)[0])))
 
 
 def check_declared_length(request: Request, limit: int) -> None:

@@ -23,7 +23,7 @@ from pydantic import AliasChoices, AliasPath, BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from starlette.datastructures import QueryParams
 
-from ._capture import query_name_key
+from ._capture import query_name_key, query_name_keys
 from ._errors import ConfigurationError, JobValidationError, summarize_errors
 
 _MANY = (list, tuple, set, frozenset)
@@ -62,7 +62,7 @@ class QueryModel:
                     "(AliasPath): a query string is flat, so name its key instead"
                 )
             for key in _keys(name, field):
-                if query_name_key(key) in secret:
+                if not secret.isdisjoint(query_name_keys(key)):
                     raise ConfigurationError(
                         f"query parameter {key!r} of {model.__name__} is one of "
                         "sensitive_query_params: it is never captured, so no job would have it"

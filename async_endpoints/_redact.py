@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
+from ._capture import PROSE_NAMES, query_name_parts
 from ._capture import query_name_key as name_key
 from ._settings import DEFAULT_SENSITIVE_HEADERS, DEFAULT_SENSITIVE_QUERY_PARAMS
 from ._userinfo import MASK, TOKEN_USER, mask_url_userinfo
@@ -58,20 +59,21 @@ _BARE_TAIL = re.compile(r"[^\s,;&#'\"<>()\[\]{}]++")
 # a quote never closed (a message cut inside it: masked to the end of its line).
 _QUOTED_VALUE = rf"[bB]?(?:{_QUOTED})"
 _UNCLOSED = r"['\"][^\n]*+"
+# A parameter's name, with the bracketed parts of a nested or array name (``token[]``,
+# ``user[password]``: see `_capture.query_name_parts`).
+_NAME = r"[^\s=&?#;,'\"()<>\[\]{}]+(?:\[[^\s=&?#;,'\"()<>\[\]{}]*\])*"
 # ``name=value`` starting a text, a query string, a fragment (``#access_token=``, as an
 # OAuth implicit flow's redirect carries it), a parameter list or a word; the value bare
 # or quoted (``password='s3cret'``, as a repr of keyword arguments writes it).
 _PARAMETER = re.compile(
-    r"(?:^|(?<=[?&;#\s,(\[{'\"]))(?P<name>[^\s=&?#;,'\"()<>\[\]{}]+)="
+    rf"(?:^|(?<=[?&;#\s,(\[{{'\"]))(?P<name>{_NAME})="
     rf"(?P<value>{_QUOTED_VALUE}|[^\s&#;,'\"<>()\[\]{{}}]++{_OPENER}?|{_OPENER}|{_UNCLOSED})"
 )
 # A query's ``name=value`` inside a bare value that `_PARAMETER` read whole under a name
 # that is not sensitive (``url=https://h/?key=...``, ``next=/login?token=...``): after
 # ``?``, ``#``, ``&`` or ``;``, the value up to the next of those (or ``?``), so that each
 # pair is read once and the pass stays linear.
-_QUERY_PAIR = re.compile(
-    r"(?<=[?&;#])(?P<name>[^\s=&?#;,'\"()<>\[\]{}]+)=(?P<value>[^\s&?#;,'\"<>()\[\]{}]++)"
-)
+_QUERY_PAIR = re.compile(rf"(?<=[?&;#])(?P<name>{_NAME})=(?P<value>[^\s&?#;,'\"<>()\[\]{{}}]++)")
 # ``'name': value`` / ``"name": value``: a Python dict's repr, or JSON.
 _KEY_VALUE = re.compile(
     r"(?P<quote>['\"])(?P<name>[^'\"\s]{1,200})(?P=quote)(?P<colon>\s*:\s*)"
@@ -98,7 +100,7 @@ _NAMED_AUTH = re.compile(
 #: Sensitive names that are also ordinary words of a message ("missing key: id", "token:
 #: expired"): masked in ``name=value`` and quoted forms, not unquoted before ``:`` or a
 #: spaced ``=``.
-_PROSE_NAMES = frozenset({"auth", "jwt", "key", "session", "sig", "signature", "token"})
+_PROSE_NAMES = PROSE_NAMES
 
 #: The names whose values `redact` masks by default: the default sensitive query
 #: parameters and headers.
@@ -300,7 +302,10 @@ class _Masker:
         # As the captured query string compares names (percent-decoded, any case: see
         # _capture.capture_query), and wider: the other spellings of a name (`spellings`)
         # too, which the capture leaves to the exact names configured.
-        return not _keys(self.names).isdisjoint(spellings(unquote_plus(name)))
+        keys = _keys(self.names)
+        return any(
+            not keys.isdisjoint(spellings(part)) for part in query_name_parts(unquote_plus(name))
+        )
 
     def pair(self, match: re.Match[str]) -> str:
         name = match["name"].lstrip("bB")[1:-1]

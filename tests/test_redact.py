@@ -273,6 +273,26 @@ def test_a_url_given_as_a_pairs_value_has_its_query_masked(text: str, masked: st
     assert redact(text) == masked
 
 
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("GET https://api/x?token[]=s3cret&b=1", "GET https://api/x?token[]=***&b=1"),
+        ("url=https://h/?access_token[0]=s3cret", "url=https://h/?access_token[0]=***"),
+        ("?user[password]=s3cret&page[size]=3", "?user[password]=***&page[size]=3"),
+        ("bad form: creds[api_key]=s3cret", "bad form: creds[api_key]=***"),
+        ("next=/login?session[access_token]=s3cret", "next=/login?session[access_token]=***"),
+        ("?sort[key]=name&filter[token]=t", "?sort[key]=name&filter[token]=t"),
+    ],
+)
+def test_array_and_nested_parameter_names_are_masked_as_the_capture_drops_them(
+    text: str, masked: str
+) -> None:
+    """``token[]=``, ``user[password]=``: named as the captured query string names them
+    (its array suffix dropped; a nested name by its outer name and its last part, but for
+    the sensitive names that are ordinary words, which a part names as data)."""
+    assert redact(text) == masked
+
+
 def test_name_value_pairs_outside_a_url_are_masked_too() -> None:
     """A key/value DSN (host=db password=...) hides its password like a query string."""
     assert redact("dsn: host=db user=app password=s3cret") == "dsn: host=db user=app password=***"

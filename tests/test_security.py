@@ -86,6 +86,9 @@ OTHER_SPELLINGS = [
     "sessionId",
     "token[]",
     "token%5B0%5D",
+    "user[password]",  # a nested name, as Rails and PHP forms write them
+    "creds%5Bapi_key%5D%5B0%5D",
+    "session[access_token]",
     "token.",
     "token%00",
     "x_amz_signature",
@@ -117,13 +120,23 @@ async def test_sensitive_query_params_replaces_the_default_list(app, http_client
 
 
 async def test_parameters_that_only_contain_a_sensitive_name_are_kept(app, http_client_for) -> None:
-    """The names are compared whole: ``keyword``, ``tokens_left``, ``sort[key]`` and
-    ``page`` are data, captured as sent."""
+    """The names are compared whole: ``keyword``, ``tokens_left`` and ``page`` are data,
+    captured as sent; so are nested names whose parts are sensitive names that are also
+    ordinary words (``sort[key]``, ``filter[token]``, ``token[kind]``)."""
     endpoints = echo_app(app)
     async with http_client_for(app) as client:
-        answer = await client.post("/echo?keyword=a&tokens_left=3&sort[key]=name&page=2")
+        answer = await client.post(
+            "/echo?keyword=a&tokens_left=3&sort[key]=name&filter[token]=t&token[kind]=k&page=2"
+        )
         result = await echoed(endpoints, answer)
-    assert [name for name, _ in result["query"]] == ["keyword", "tokens_left", "sort[key]", "page"]
+    assert [name for name, _ in result["query"]] == [
+        "keyword",
+        "tokens_left",
+        "sort[key]",
+        "filter[token]",
+        "token[kind]",
+        "page",
+    ]
 
 
 async def test_an_empty_sensitive_query_params_captures_every_parameter(
