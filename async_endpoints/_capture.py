@@ -174,11 +174,12 @@ def capture_query(raw: bytes, denied: frozenset[str]) -> str:
     case, separators (``-``, ``_``, ``.``, spaces, control characters) and camel case not
     counted, and without an array suffix (``[]``, ``[0]``), so ``TOKEN=``, ``%74oken=``,
     ``access-token=``, ``accessToken=`` and ``token[]=`` are all named by ``token`` or
-    ``access_token``; a nested name by its outer name and its last part too
-    (`query_name_parts`: ``user[password]=`` by ``password``, ``token[x]=`` by
-    ``token``). The parameters kept stay in order, repeats included, and byte for byte,
-    except that bytes a URL may not hold raw (non-ASCII, spaces, controls) are
-    percent-encoded, which decodes to the same parameters.
+    ``access_token``; a nested name by each of its parts too (`query_name_parts`:
+    ``user[password]=`` by ``password``), but for the ordinary words among the names
+    (``sort[key]=`` and ``token[kind]=`` are kept). The parameters kept stay in order,
+    repeats included, and byte for byte, except that bytes a URL may not hold raw
+    (non-ASCII, spaces, controls) are percent-encoded, which decodes to the same
+    parameters.
     """
     query = quote(raw, safe=_QUERY_SAFE)
     if not denied or not query:
@@ -200,15 +201,13 @@ PROSE_NAMES = frozenset({"auth", "jwt", "key", "session", "sig", "signature", "t
 
 def query_name_parts(name: str) -> tuple[str, ...]:
     """The names a query parameter's name stands for: itself, and for a nested name as
-    Rails and PHP forms write them (``user[password]``, ``creds[api_key][0]``) the name
-    before its brackets and its last bracketed part that is not an index, so that
-    ``user[password]=`` is named by ``password`` as well as by ``user``; but for the
-    `PROSE_NAMES`, which a part names as data (``sort[key]``, ``filter[token]``)."""
-    if "[" not in name:
+    Rails and PHP forms write them (``user[password]``, ``creds[api_key][0]``) each of
+    its parts, outside and inside the brackets (balanced or not), that is not an index,
+    so that ``user[password]=`` is named by ``password`` as well as by ``user``; but for
+    the `PROSE_NAMES`, which a part names as data (``sort[key]``, ``token[kind]``)."""
+    if "[" not in name and "]" not in name:
         return (name,)
-    outer = name.split("[", 1)[0]
-    inner = [part for part in _BRACKETED.findall(name) if part.strip() and not part.isdigit()]
-    parts = (outer, inner[-1]) if inner else (outer,)
+    parts = (part for part in _BRACKETS.split(name) if part.strip() and not part.isdigit())
     return (name, *(part for part in parts if query_name_key(part) not in PROSE_NAMES))
 
 
@@ -220,7 +219,7 @@ def query_name_keys(name: str) -> tuple[str, ...]:
 
 _ARRAY_SUFFIX = re.compile(r"\[\d*\]\s*$")
 _NOT_ALNUM = re.compile(r"[\W_]+")
-_BRACKETED = re.compile(r"\[([^\[\]]*)\]")
+_BRACKETS = re.compile(r"[\[\]]+")
 
 
 @functools.lru_cache(maxsize=16)

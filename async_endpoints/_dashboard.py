@@ -17,6 +17,7 @@ fetched again every second by the page's script (the same URL with the header
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import uuid
 from collections.abc import Awaitable, Callable
@@ -46,6 +47,8 @@ from ._store_features import BatchStore, ScheduleStore
 
 if TYPE_CHECKING:
     from ._endpoints import AsyncEndpoints
+
+logger = logging.getLogger("async_endpoints")
 
 ASSETS = Path(__file__).parent / "_dashboard_assets"
 _ASSET_TYPES = {
@@ -235,9 +238,17 @@ class Dashboard:
     async def _store_now(self) -> datetime | None:
         """The store's clock, which stamps the jobs' times, when the store tells it (a
         `ScheduleStore`): a page says "3 s ago" of a time stamped on the Redis host by
-        that host's clock, right however far this host's clock is from it."""
+        that host's clock, right however far this host's clock is from it. None (this
+        host's clock is used) when it does not, or cannot be read: the page built
+        stands."""
         store = self.endpoints.store
-        return await store.schedule_time() if isinstance(store, ScheduleStore) else None
+        if not isinstance(store, ScheduleStore):
+            return None
+        try:
+            return await store.schedule_time()
+        except Exception as exc:
+            logger.debug("the store's clock could not be read for a page: %r", exc)
+            return None
 
     def _common(self, request: Request, token: str, now: datetime | None = None) -> dict[str, Any]:
         """What every page shows besides its own part; ``now`` is the store's clock

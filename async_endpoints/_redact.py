@@ -59,14 +59,19 @@ _BARE_TAIL = re.compile(r"[^\s,;&#'\"<>()\[\]{}]++")
 # a quote never closed (a message cut inside it: masked to the end of its line).
 _QUOTED_VALUE = rf"[bB]?(?:{_QUOTED})"
 _UNCLOSED = r"['\"][^\n]*+"
-# A parameter's name, with the bracketed parts of a nested or array name (``token[]``,
-# ``user[password]``: see `_capture.query_name_parts`).
-_NAME = r"[^\s=&?#;,'\"()<>\[\]{}]+(?:\[[^\s=&?#;,'\"()<>\[\]{}]*\])*"
+# A parameter's name, with the brackets of a nested or array name however they stand
+# (``token[]``, ``user[password]``, ``user%5Bpassword]``: see `_capture.query_name_parts`),
+# read possessively: each start is tried once, and no ``[`` inside a name starts another
+# (`_NAME_START`), so the pass stays linear on any text.
+_NAME = r"[^\s=&?#;,'\"()<>{}]++"
+# Where a name may start: after a delimiter, or after a ``[`` that follows none of a
+# name's characters (``[password=x]``, not the ``[`` of ``user[password``).
+_NAME_START = r"(?:^|(?<=[?&;#\s,({'\"])|(?<=\[)(?<![^\s=&?#;,'\"()<>{}]\[))"
 # ``name=value`` starting a text, a query string, a fragment (``#access_token=``, as an
 # OAuth implicit flow's redirect carries it), a parameter list or a word; the value bare
 # or quoted (``password='s3cret'``, as a repr of keyword arguments writes it).
 _PARAMETER = re.compile(
-    rf"(?:^|(?<=[?&;#\s,(\[{{'\"]))(?P<name>{_NAME})="
+    rf"{_NAME_START}(?P<name>{_NAME})="
     rf"(?P<value>{_QUOTED_VALUE}|[^\s&#;,'\"<>()\[\]{{}}]++{_OPENER}?|{_OPENER}|{_UNCLOSED})"
 )
 # A query's ``name=value`` inside a bare value that `_PARAMETER` read whole under a name

@@ -190,16 +190,17 @@ class Scheduler:
         # that cycle again).
         asked = self.monotonic()
         now = await self.store.schedule_time()
-        # The last reading before the step, on the new time: a cycle due since then was
-        # never looked at (a step by whole periods lands a tick just past a due time).
-        # Counted from that reading's answer to this one's question, so never earlier
-        # than that reading was: a cycle it found due is not taken again.
-        looked = None
+        # The last reading before the step, and where it falls on the new time: a cycle
+        # due since then was never looked at (a step by whole periods lands a tick just
+        # past a due time). Counted from that reading's answer to this one's question, so
+        # never earlier than that reading was: a cycle it found due is not taken again.
+        before = None
         if self._seen is not None:
-            looked = now - timedelta(seconds=max(0.0, asked - self._seen[2]))
+            seen, _, answered = self._seen
+            before = (seen, now - timedelta(seconds=max(0.0, asked - answered)))
         moved = 0
         for schedule in schedules:
-            following = rearmed(schedule, now, looked)
+            following = rearmed(schedule, now, before)
             if following is None:
                 continue
             try:
@@ -267,22 +268,26 @@ class Scheduler:
                     await self._woken.wait()
 
 
-def rearmed(schedule: Schedule, now: datetime, looked: datetime | None = None) -> datetime | None:
+def rearmed(
+    schedule: Schedule, now: datetime, before: tuple[datetime, datetime] | None = None
+) -> datetime | None:
     """The due time ``schedule`` gets after a backward step of the clock to ``now``, or
     None to keep it.
 
     A schedule is re-armed when it runs by the clock (a wildcard in its seconds, minute
     or hour field, as Debian's cron tells them apart) and the clock is behind the cycle
-    it last passed by
-    more than that cycle's period and more than `REARM_AFTER`: waiting would leave a
-    long silence. A smaller step is waited out (the next cycle comes that much later,
-    no cycle runs twice), and so is any step for a schedule at a fixed time, so that a
-    cycle that ran is never run again (as Debian's cron does for steps back under 3 h).
+    it last passed by more than that cycle's period and more than `REARM_AFTER`: waiting
+    would leave a long silence. A smaller step is waited out (the next cycle comes that
+    much later, no cycle runs twice), and so is any step for a schedule at a fixed time,
+    so that a cycle that ran is never run again (as Debian's cron does for steps back
+    under 3 h).
 
-    It is re-armed to the first time its expression names after ``looked`` (the
-    scheduler's last reading before the step, counted on the new time), or after ``now``
-    without one: a cycle due since that reading is due at once, so a step by whole periods,
-    which lands a tick just past a due time, loses no cycle.
+    It is re-armed to the first time its expression names after ``now``, or, given
+    ``before`` (the scheduler's last reading before the step, and where that reading
+    falls on the new time), after the later of that reading and the cycle it last passed
+    (fired here or elsewhere since), both on the new time: a cycle due since is due at
+    once, so a step by whole periods, which lands a tick just past a due time, loses no
+    cycle, and none that ran runs again.
     """
     due_at = schedule.next_run_at
     if due_at is None or due_at <= now:
@@ -291,10 +296,14 @@ def rearmed(schedule: Schedule, now: datetime, looked: datetime | None = None) -
         rule = cron_rule(schedule.cron, schedule.timezone)
         if not rule.runs_by_the_clock:
             return None
-        following = rule.next_after(now if looked is None else min(looked, now))
+        passed = rule.previous_before(due_at)  # fired (or skipped) before the step
+        start = now
+        if before is not None:
+            seen, looked = before
+            start = min(now, looked + max(timedelta(0), passed - seen))
+        following = rule.next_after(start)
         if following >= due_at:
             return None  # no cycle between now and the due time: nothing to wait out
-        passed = rule.previous_before(due_at)  # fired (or skipped) before the step
     except ValueError:
         return None
     behind = passed - now  # at least the step

@@ -6,6 +6,7 @@ scheduler's ``tick`` themselves."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -425,6 +426,59 @@ async def test_a_step_back_by_whole_periods_loses_no_cycle(
     assert len(await fired_dues(endpoints)) == 3
     assert min(await fired_dues(endpoints)) == "2025-12-31T23:00:04.000Z"
     assert "2025-12-31T23:00:06.000Z" in await fired_dues(endpoints)
+
+
+async def test_a_cycle_another_scheduler_fired_after_this_ones_reading_is_not_re_armed(
+    endpoints: AsyncEndpoints, clock: ManualClock
+) -> None:
+    """Hourly; B reads the clock at 00:59:59.5, A fires 01:00, and the clock steps back
+    two hours: B, first to see the step, re-arms to 00:00 on the new time (02:00 on the
+    old), not to 23:00, which is the 01:00 cycle A fired; A, seeing it next, keeps it."""
+    await endpoints.upsert_schedule("hourly", "ping", "0 * * * *", unique=False)
+    a, b = scheduler_of(endpoints, clock), scheduler_of(endpoints, clock)
+    clock.advance(3599.5)
+    await b.tick()
+    clock.advance(0.5)
+    await a.tick()
+    clock.advance(0.1)
+    clock.step_wall(-2 * 3600)
+    clock.advance(0.4)
+    for scheduler in (b, a, b):
+        await scheduler.tick()
+    (schedule,) = await endpoints.list_schedules()
+    assert schedule.next_run_at == START
+    clock.advance(3600)
+    await a.tick()
+    assert sorted(await fired_dues(endpoints)) == [
+        "2026-01-01T00:00:00.000Z",  # 02:00 on the old time
+        "2026-01-01T01:00:00.000Z",
+    ]
+
+
+async def test_a_scheduler_stalled_for_long_re_arms_after_the_cycles_fired_meanwhile(
+    endpoints: AsyncEndpoints, clock: ManualClock
+) -> None:
+    """Every minute; B read the clock at 00:00:00.5 and then stalled (its store calls
+    failing) while A fired ten cycles; the clock steps back 150 s at 00:10:30. B re-arms
+    from A's last cycle (00:10, which is 00:07:30 on the new time), not from its own
+    reading ten minutes back: the one cycle it fires is 00:08:00 on the new time, 30 s
+    after A's last, at the schedule's pace."""
+    await endpoints.upsert_schedule("minutely", "ping", "* * * * *", unique=False)
+    a, b = scheduler_of(endpoints, clock), scheduler_of(endpoints, clock)
+    clock.advance(0.5)
+    await b.tick()
+    for _ in range(10):
+        clock.advance(60)
+        await a.tick()
+    clock.advance(30)
+    fired_by_a = Counter(await fired_dues(endpoints))
+    clock.step_wall(-150)
+    await b.tick()
+    await b.tick()
+    fired_by_b = Counter(await fired_dues(endpoints)) - fired_by_a
+    assert fired_by_b == Counter(["2026-01-01T00:08:00.000Z"])
+    (schedule,) = await endpoints.list_schedules()
+    assert schedule.next_run_at == START + timedelta(minutes=9)
 
 
 async def test_a_scheduler_that_starts_after_a_step_back_re_arms_at_its_first_tick(

@@ -282,6 +282,11 @@ def test_a_url_given_as_a_pairs_value_has_its_query_masked(text: str, masked: st
         ("bad form: creds[api_key]=s3cret", "bad form: creds[api_key]=***"),
         ("next=/login?session[access_token]=s3cret", "next=/login?session[access_token]=***"),
         ("?sort[key]=name&filter[token]=t", "?sort[key]=name&filter[token]=t"),
+        ("?user%5Bpassword]=s3cret&a=1", "?user%5Bpassword]=***&a=1"),
+        ("?user[password]x=s3cret", "?user[password]x=***"),
+        ("?a[b[password]]=s3cret", "?a[b[password]]=***"),
+        ("?api_key[x=s3cret", "?api_key[x=***"),
+        ("flags [password=s3cret]", "flags [password=***]"),
     ],
 )
 def test_array_and_nested_parameter_names_are_masked_as_the_capture_drops_them(

@@ -89,6 +89,10 @@ OTHER_SPELLINGS = [
     "user[password]",  # a nested name, as Rails and PHP forms write them
     "creds%5Bapi_key%5D%5B0%5D",
     "session[access_token]",
+    "user%5Bpassword]",  # half encoded, unbalanced or with more after the brackets
+    "a[b[password]]",
+    "password[",
+    "user[password]x",
     "token.",
     "token%00",
     "x_amz_signature",

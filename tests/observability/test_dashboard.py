@@ -1024,6 +1024,30 @@ async def test_a_scheduled_job_past_its_time_reads_as_due_in_the_page_and_its_re
             assert ">due " not in rows[str(later.id)]
 
 
+class ClocklessStore(InMemoryJobStore):
+    """An in-memory store whose clock cannot be read (its jobs can)."""
+
+    async def schedule_time(self) -> Any:
+        raise StoreUnavailableError("the clock is out of reach")
+
+
+async def test_a_page_whose_store_clock_cannot_be_read_tells_times_by_this_hosts(
+    gate: Gate,
+) -> None:
+    """The page's jobs were read: a failing read of the store's clock (which only tells
+    "3 s ago" better) does not turn the page into an error."""
+    app, endpoints = make_app(gate, ClocklessStore())
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        endpoints.running(workers=False),
+        httpx.AsyncClient(transport=transport, base_url=BASE) as client,
+    ):
+        job = await endpoints.submit("Ok", {})
+        for headers in ({}, {"X-Dashboard-Fragment": "1"}):
+            page = await client.get("/dashboard/jobs", headers=headers)
+            assert page.status_code == 200 and str(job.id) in page.text
+
+
 async def test_a_finished_batch_says_how_many_of_its_jobs_were_queued_again(
     engine: AsyncEndpoints, client: httpx.AsyncClient
 ) -> None:
