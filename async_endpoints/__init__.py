@@ -8,7 +8,9 @@ job-details route reports the job's lifecycle.
 from ._batch import Batch as Batch
 from ._batch import BatchPage as BatchPage
 from ._batch import BatchStatus as BatchStatus
+from ._batch import ContinueWhen as ContinueWhen
 from ._batch import NewBatch as NewBatch
+from ._clocks import Clock as Clock
 from ._context import AsyncContext as AsyncContext
 from ._endpoints import AsyncEndpoints as AsyncEndpoints
 from ._errors import AsyncEndpointsError as AsyncEndpointsError
@@ -47,6 +49,7 @@ from ._memory import InMemoryJobStore as InMemoryJobStore
 from ._responses import JobModel as JobModel
 from ._retry import RetryPolicy as RetryPolicy
 from ._schedule import Schedule as Schedule
+from ._scheduler import Scheduler as Scheduler
 from ._settings import Settings as Settings
 from ._settings import SettingsOptions as SettingsOptions
 from ._spec import JobSpec as JobSpec
@@ -81,7 +84,9 @@ __all__ = [
     "Claim",
     "ClaimCancelListener",
     "ClaimCancelStore",
+    "Clock",
     "ConfigurationError",
+    "ContinueWhen",
     "ControlStore",
     "DuplicateJobError",
     "EventKind",
@@ -123,6 +128,7 @@ __all__ = [
     "Schedule",
     "ScheduleEpochStore",
     "ScheduleStore",
+    "Scheduler",
     "Settings",
     "SettingsOptions",
     "StoreUnavailableError",

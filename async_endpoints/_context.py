@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Generic, get_args, get_origin
 
@@ -50,7 +50,7 @@ class AsyncContext(Generic[T]):
     request: T
     headers: Headers
     query_params: QueryParams
-    route_params: Mapping[str, str]
+    route_params: dict[str, str]
     job_id: uuid.UUID
     retry_count: int
     partition_key: str | None = None

@@ -117,7 +117,8 @@ class QueueFullError(JobStoreError):
 
 def full_queue_message(waiting: int) -> str:
     """What a `QueueFullError` says when ``waiting`` jobs (``max_queue_size``) wait."""
-    return f"{waiting} {'job is' if waiting == 1 else 'jobs are'} waiting already"
+    verb = "job is" if waiting == 1 else "jobs are"
+    return f"the queue is full: {waiting} {verb} waiting, the max_queue_size limit"
 
 
 def full_batch_message(max_waiting: int) -> str:

@@ -12,6 +12,8 @@ from typing import Any, get_type_hints
 from pydantic import PydanticUserError, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError, SchemaSerializer
 from starlette.datastructures import Headers, QueryParams, State
+from starlette.requests import Request
+from starlette.responses import Response
 
 from ._body_json import NotReadBackError, body_json, needs_reveal
 from ._context import AsyncContext, request_model_of
@@ -41,8 +43,10 @@ from ._settings import DEFAULT_MAX_RESULT_SIZE
 from ._webhook_urls import WebhookTarget
 
 HandlerFunction = Callable[[AsyncContext[Any]], Awaitable[Any]]
-#: ``validator(request, body)``, sync or async; what it returns is not used.
-Validator = Callable[[Any, Any], Any]
+#: ``validator(request, body)``, sync or async: a `Response` to send instead of queuing,
+#: or None to queue the job (``request`` is the Starlette `Request`, ``body`` the parsed
+#: model, or None for an endpoint without one).
+Validator = Callable[[Request, Any], Response | Awaitable[Response | None] | None]
 
 _KEEP_NON_FINITE: Any = {"ser_json_inf_nan": "constants"}
 # The JSON text a result is measured by: compact, UTF-8 (not ASCII-escaped), no NaN.

@@ -305,7 +305,7 @@ class JobSubmission(JobControl):
             raise ValueError(f"timeout must be a number of seconds or None, not {timeout!r}")
         parsed = parse_job_id(job_id)
         if parsed is None:
-            raise KeyError(job_id)
+            raise KeyError(f"no job has the id {job_id!r} (not a UUID)")
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
@@ -314,7 +314,7 @@ class JobSubmission(JobControl):
             if job is None:
                 if not await self._pending_continuation(parsed):
                     if await self.store.get(parsed) is None:  # not stored just now either
-                        raise KeyError(job_id)
+                        raise KeyError(f"no job has the id {parsed} (or it is gone)")
                     continue
                 if deadline is not None and loop.time() >= deadline:
                     raise TimeoutError(f"job {job_id} is a continuation not queued yet")

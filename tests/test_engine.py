@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -321,8 +322,11 @@ async def test_wait_for_returns_the_terminal_job_as_soon_as_it_settles(
     async with asyncio.timeout(5):
         assert (await waiter).result == "done"
     assert (await endpoints.wait_for(str(job.id), timeout=0)).result == "done"
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="no job has the id 'not-a-uuid'"):
         await endpoints.wait_for("not-a-uuid", timeout=1)
+    unknown = uuid.uuid4()
+    with pytest.raises(KeyError, match=f"no job has the id {unknown}"):
+        await endpoints.wait_for(unknown, timeout=1)
 
 
 async def test_a_job_for_a_handler_this_process_lacks_fails_its_attempt(

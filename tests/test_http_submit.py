@@ -578,14 +578,17 @@ async def test_a_full_queue_refuses_with_503_and_retry_after(app, http_client_fo
 async def test_a_full_queue_says_how_many_jobs_wait_in_plain_words(
     app, http_client_for, store: JobStore
 ) -> None:
-    """The 503 of a full queue names the jobs waiting, one as "1 job is", on every store."""
+    """The 503 of a full queue says it is full and names the jobs waiting (one as "1 job
+    is") and the limit, on every store."""
     endpoints = AsyncEndpoints(app, store=store, run_workers=False, max_queue_size=1)
     order_endpoint(endpoints)
     async with http_client_for(app) as client:
         await client.post("/orders", json={"item": "tea"})
         refused = await client.post("/orders", json={"item": "tea"})
     assert refused.status_code == 503
-    assert refused.json() == {"detail": "1 job is waiting already"}
+    assert refused.json() == {
+        "detail": "the queue is full: 1 job is waiting, the max_queue_size limit"
+    }
 
 
 # --- the validator hook --------------------------------------------------------------------

@@ -342,7 +342,7 @@ async def test_a_batch_refused_for_max_waiting_says_so_as_on_one_redis(
     make_store: StoreFactory,
 ) -> None:
     """The sharded store's refusal of a batch past max_waiting reads as the other stores'
-    (not as a single job's "1 job is waiting already")."""
+    (not as a single job's "1 job is waiting")."""
     store = await make_store(shards=3)
     await store.enqueue(new_job())
     batch_id = uuid.uuid4()
