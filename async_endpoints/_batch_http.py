@@ -15,6 +15,7 @@ from ._batch import Batch
 from ._errors import JobStoreError, StoreUnavailableError
 from ._job import parse_job_id
 from ._openapi import error_responses, path_parameters
+from ._outage_log import STORE_OUTAGE
 from ._responses import call_maybe_async, error_response, json_response
 from ._routes import is_fastapi
 
@@ -64,7 +65,7 @@ def batch_details_endpoint(
         try:
             batch = None if batch_id is None else await batches.get_batch(batch_id)
         except StoreUnavailableError as exc:
-            logger.warning("could not read a batch: %s", exc)
+            STORE_OUTAGE.warning("could not read a batch: %s", exc)
             return error_response(
                 503, "the job store is unavailable; try again later", retry_after=exc.retry_after
             )

@@ -22,6 +22,7 @@ from starlette.websockets import WebSocket
 
 from ._errors import QueueFullError, StoreUnavailableError
 from ._http import STORE_UNAVAILABLE
+from ._outage_log import STORE_OUTAGE
 from ._responses import error_response
 
 logger = logging.getLogger("async_endpoints")
@@ -83,7 +84,7 @@ def _unwrapped(app: Any) -> Any:
 
 async def store_unavailable(connection: HTTPConnection, exc: Exception) -> Response | None:
     """``503`` + ``Retry-After`` for a `StoreUnavailableError` raised in a route."""
-    logger.warning("%s: the job store is unavailable: %s", connection.url.path, exc)
+    STORE_OUTAGE.warning("%s: the job store is unavailable: %s", connection.url.path, exc)
     return await _try_again_later(connection, exc, STORE_UNAVAILABLE)
 
 

@@ -36,6 +36,7 @@ from ._handlers import Handler
 from ._job import Job, JobRequest, parse_job_id
 from ._logs import job_id_extra
 from ._options import AT_ONCE, Placement
+from ._outage_log import STORE_OUTAGE
 from ._prefer import applied, preferred_wait
 from ._responses import call_maybe_async, error_response, job_response
 from ._settings import Settings
@@ -286,7 +287,7 @@ def store_failure(verb: str, exc: JobStoreError, job_id: uuid.UUID | None = None
     if job_id is not None:
         doing, extra = f"{verb} job {job_id}", job_id_extra(job_id)
     if isinstance(exc, StoreUnavailableError):
-        logger.warning("could not %s: %s", doing, exc, extra=extra)
+        STORE_OUTAGE.warning("could not %s: %s", doing, exc, extra=extra)
         return error_response(503, STORE_UNAVAILABLE, retry_after=exc.retry_after)
     logger.error("could not %s: %s: %s", doing, type(exc).__name__, exc, extra=extra)
     return error_response(500, STORE_FAILED)

@@ -61,7 +61,13 @@ async def site(gate: Gate) -> AsyncIterator[tuple[str, AsyncEndpoints]]:
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    assert os.access(CHROMIUM, os.X_OK), "install Debian's chromium (apt-get install chromium)"
+    if not os.access(CHROMIUM, os.X_OK):
+        # As the Valkey tests: a developer's machine may lack it (no browser is downloaded);
+        # CI, which installs it, fails instead.
+        missing = "no /usr/bin/chromium here: apt-get install chromium (Debian's) to run these"
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
             executable_path=CHROMIUM,

@@ -1,0 +1,56 @@
+"""`OutageLog`: the warnings of requests answered 503 because the store is unreachable,
+kept to a few lines however many requests an outage meets.
+
+Under load a Redis outage turns every request into a ``503`` and, logged one by one, into
+thousands of identical warnings a second (an outside run logged 4,100 in a few seconds).
+The first of a spell is logged as a warning; the others within `EVERY` seconds go to
+DEBUG, and the next warning says how many went there, so the log tells when the outage
+began, that it went on, and how much it refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+#: Seconds between two warnings of one kind during an outage, at least.
+EVERY = 10.0
+
+
+class OutageLog:
+    """Warnings about one kind of refusal, at most one per `EVERY` seconds; the rest at
+    DEBUG, counted in the next warning."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        every: float = EVERY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.logger = logger
+        self.every = every
+        self.clock = clock
+        self._quiet_until = -math.inf  # the clock's time before which warnings are DEBUG
+        self._quieted = 0
+
+    def warning(self, message: str, *args: Any, extra: Mapping[str, Any] | None = None) -> None:
+        """Log ``message % args`` as a warning, or at DEBUG when one was logged less than
+        `every` seconds ago (the next warning counts those)."""
+        now = self.clock()
+        if now < self._quiet_until:
+            self._quieted += 1
+            self.logger.debug(message, *args, extra=extra)
+            return
+        self._quiet_until = now + self.every
+        if self._quieted:
+            message += " (and %d more like it in the last %.0f s, logged at DEBUG)"
+            args = (*args, self._quieted, self.every)
+            self._quieted = 0
+        self.logger.warning(message, *args, extra=extra)
+
+
+#: The warnings of every request this process answers 503 for an unreachable store.
+STORE_OUTAGE = OutageLog(logging.getLogger("async_endpoints"))
