@@ -47,6 +47,9 @@ class EventKind(StrEnum):
     SUBMITTED = "submitted"
     STARTED = "started"
     FINISHED = "finished"
+    #: The job was cancelled (spelt as `JobStatus.CANCELED` and `AttemptOutcome.CANCELED`).
+    CANCELED = "cancelled"
+    #: The same member as `CANCELED`, by its first name.
     CANCELLED = "cancelled"
     RECOVERED = "recovered"
 

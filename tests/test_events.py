@@ -92,6 +92,13 @@ async def test_cancelling_a_waiting_job_emits_cancelled_once(engine: AsyncEndpoi
     assert recorder.seen() == [("cancelled", None, "Canceled")]
 
 
+def test_the_cancel_event_kind_is_spelt_as_the_canceled_status_and_by_its_first_name() -> None:
+    """`EventKind.CANCELED`, as `JobStatus.CANCELED`; `CANCELLED` is the same member."""
+    assert EventKind.CANCELED is EventKind.CANCELLED
+    assert EventKind("cancelled") is EventKind.CANCELED
+    assert list(EventKind).count(EventKind.CANCELED) == 1
+
+
 async def test_a_running_job_cancelled_finishes_as_canceled_and_a_lost_one_as_lost(
     clock: ManualClock,
 ) -> None:
