@@ -112,8 +112,12 @@ def add_submit_route(
 
 
 def add_get_route(app: Any, path: str, endpoint: Endpoint, *, name: str) -> None:
-    """Register ``endpoint`` for ``GET path`` (the job-details route)."""
+    """Register ``endpoint`` for ``GET path`` (the job-details route), and for ``HEAD``
+    (Starlette's routes take it with GET; FastAPI's do not: a hidden route of its own, so
+    that ``curl -I`` and uptime probes get the GET's status and headers, not 405)."""
     _add_job_route(app, path, endpoint, name=name, method="GET", answer="The job.", errors=())
+    if is_fastapi(app):
+        app.add_api_route(path, endpoint, methods=["HEAD"], name=name, include_in_schema=False)
 
 
 def add_cancel_route(app: Any, path: str, endpoint: Endpoint, *, name: str) -> None:

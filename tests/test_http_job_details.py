@@ -51,6 +51,23 @@ async def test_a_known_id_answers_200_with_the_job_json(app, http_client_for) ->
     assert set(response.json()) == JOB_FIELDS and response.json() == submitted
 
 
+async def test_head_answers_as_get_does_and_stays_out_of_the_openapi_document(
+    app, http_client_for
+) -> None:
+    """HEAD /jobs/{id} (``curl -I``, an uptime probe): the GET's status and headers, on
+    FastAPI as on Starlette; FastAPI's OpenAPI document lists GET only."""
+    order_app(app, run_workers=False)
+    async with http_client_for(app) as client:
+        submitted = (await client.post("/orders", json={"item": "tea"})).json()
+        known = await client.head(f"/jobs/{submitted['id']}")
+        unknown = await client.head(f"/jobs/{uuid.uuid4()}")
+    assert known.status_code == 200
+    assert known.headers["content-type"].startswith("application/json")
+    assert unknown.status_code == 404
+    if isinstance(app, FastAPI):
+        assert list(app.openapi()["paths"]["/jobs/{job_id}"]) == ["get"]
+
+
 async def test_an_unknown_uuid_answers_404_with_a_json_error(app, http_client_for) -> None:
     """A well-formed id that names no job answers 404 with a JSON error."""
     order_app(app, run_workers=False)
