@@ -317,6 +317,9 @@ class _Leases:
         self.lease = lease
         self._since: dict[str, float] = {}
         self._jobs: dict[str, Job] = {}
+        # Claims fenced (`forget`) and still held: not counted again (their lease ran out
+        # once; counted anew from a stale start, each pass would fence them again).
+        self._fenced: set[str] = set()
 
     def track(
         self,
@@ -331,7 +334,8 @@ class _Leases:
         for token in self._since.keys() - tokens.keys():
             del self._since[token]
             del self._jobs[token]
-        for token in tokens.keys() - self._since.keys():
+        self._fenced &= tokens.keys()
+        for token in tokens.keys() - self._since.keys() - self._fenced:
             since = leased_from(token)
             self._since[token] = now - self.lease / 3 if since is None else min(since, now)
             self._jobs[token] = tokens[token]
@@ -347,7 +351,9 @@ class _Leases:
         return {token for token, since in self._since.items() if now - since >= self.lease}
 
     def forget(self, tokens: Collection[str]) -> dict[str, Job]:
-        """Stop counting these claims (their handlers are told); return their jobs."""
+        """Stop counting these claims (their handlers are told), for as long as they are
+        held; return their jobs."""
+        self._fenced.update(tokens)
         jobs = {}
         for token in tokens:
             self._since.pop(token, None)

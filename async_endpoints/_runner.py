@@ -22,7 +22,7 @@ from ._settings import Settings
 from ._slots import JobTask, Slots
 from ._store import Claim, ControlStore, JobStore
 from ._store_features import ClaimCancelStore, GiveBackStore
-from ._tasks import cancel_and_wait
+from ._tasks import cancel_and_wait, consume
 from ._worker import AttemptRunner
 
 logger = logging.getLogger("async_endpoints")
@@ -202,11 +202,15 @@ class WorkerPool:
             await asyncio.wait(calls, timeout=self.settings.claim_timeout)
         finally:
             for call in calls:
-                call.cancel()  # those still waiting for the store
+                if not call.done():  # still waiting for the store: not waited for any more
+                    call.cancel()
+                    call.add_done_callback(consume)
         events = self.attempts.events
         for claim, call in zip(claims, calls, strict=True):
-            failure = None if call.cancelled() else call.exception()
-            if call.cancelled() or failure is not None:
+            # A call cancelled just now may not have ended yet: it was not answered.
+            answered = call.done() and not call.cancelled()
+            failure = call.exception() if answered else None
+            if not answered or failure is not None:
                 logger.warning(
                     "job %s (%s) may not have been given back (%s): if not, stale-claim"
                     " recovery re-runs it", claim.job.id, claim.job.name,

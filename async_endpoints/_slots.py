@@ -43,6 +43,8 @@ class Slots:
         self._next_claim = next_claim
         self._running: dict[str, tuple[Claim, JobTask]] = {}  # by claim token
         self._settling: dict[str, Claim] = {}  # handler done, outcome being recorded
+        # The task of each claim whose handler was abandoned (it ignored cancellation).
+        self._abandoned: dict[str, JobTask] = {}
         # Per held claim, the loop time its lease counts from at the latest.
         self._leased_from: dict[str, float] = {}
         self._tasks: set[JobTask] = set()  # every job task not yet ended
@@ -93,8 +95,7 @@ class Slots:
         for token, (claim, owner) in list(self._running.items()):
             if owner is task:
                 self._handler_ended(token)
-                self._settling.pop(token, None)
-                self._leased_from.pop(token, None)
+                self._release(token)
                 self.attempts.never_ran(claim)
 
     async def _run(self, claim: Claim) -> None:
@@ -129,20 +130,38 @@ class Slots:
             )
         finally:
             self._handler_ended(claim.token)  # when cancelled (or failed) inside its handler
-            self._settling.pop(claim.token, None)
-            self._leased_from.pop(claim.token, None)
+            self._release(claim.token)
 
     def _handler_ended(self, token: str) -> None:
         entry = self._running.pop(token, None)
         if entry is None:
             return
         self._settling[token] = entry[0]  # renewed until its outcome is recorded
+        if entry[1] in self.attempts.abandoned:
+            self._abandoned[token] = entry[1]
         self.freed.set()
         if not self._running:
             self.idle.set()
 
+    def _release(self, token: str) -> None:
+        """Forget the claim ``token``: nothing of it is renewed or recorded any more."""
+        self._settling.pop(token, None)
+        self._leased_from.pop(token, None)
+        self._abandoned.pop(token, None)
+
     def claims(self) -> list[Claim]:
-        """The claims to renew: running handlers and outcomes being recorded."""
+        """The claims to renew: running handlers and outcomes being recorded.
+
+        Not those of abandoned handlers (they ignored cancellation and may run on) once
+        nothing of them is left to record: a JobTimeout recorded, a lost claim. Those of a
+        cancelled job are (the store keeps its partition key held while they run)."""
+        attempts = self.attempts
+        for token in [
+            token
+            for token in self._abandoned
+            if token not in attempts.timing_out and token not in attempts.canceled
+        ]:
+            self._release(token)
         return [claim for claim, _ in self._running.values()] + list(self._settling.values())
 
     def leased_from(self, token: str) -> float | None:
@@ -159,17 +178,25 @@ class Slots:
         return [claim for claim, task in self._running.values() if task in tasks]
 
     def cancel_lost(self, tokens: set[str]) -> set[str]:
-        """Cancel the handlers of lost claims; return the tokens of those still running.
+        """Cancel the handlers of lost claims; return the tokens of those cancelled now
+        (not those cancelled already, waiting to be abandoned).
 
         A claim whose handler has ended is not lost: its outcome was recorded, or is being
         recorded (and the store tells whether it landed). Nor is the claim of a job that
         was cancelled (`cancel_job` saw to it).
         """
-        canceled = self.attempts.canceled
-        cancelled = {token for token in tokens if token in self._running and token not in canceled}
+        canceled, interrupted = self.attempts.canceled, self.attempts.interrupted
+        cancelled = {
+            token
+            for token in tokens
+            if token in self._running and token not in canceled and token not in interrupted
+        }
         for token in cancelled:
             self.attempts.interrupted.add(token)
-            self._running[token][1].cancel()
+            task = self._running[token][1]
+            task.cancel()
+            # A handler that ignores it would hold its slot until job_timeout: abandoned.
+            task.get_loop().call_later(CANCEL_WAIT, self._abandon_cancelled, token, task)
         return cancelled
 
     def cancel_job(self, job_id: uuid.UUID, token: str | None = None) -> None:

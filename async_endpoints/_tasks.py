@@ -1,4 +1,4 @@
-"""`cancel_and_wait`: stopping background tasks at shutdown, bounded.
+"""`cancel_and_wait`: stopping background tasks at shutdown, bounded; `consume`.
 
 A single ``task.cancel()`` followed by ``await task`` hangs for ever when the task absorbs
 its cancellation: code that turns a `CancelledError` into another exception (a timeout
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 logger = logging.getLogger("async_endpoints")
 
@@ -49,3 +50,10 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[object]]) -> None:
     for task in tasks:
         if task.done() and not task.cancelled():
             task.exception()  # retrieved: no "exception was never retrieved" noise
+
+
+def consume(task: asyncio.Future[Any]) -> None:
+    """Retrieve a finished task's exception, so asyncio does not report it as unhandled
+    (a done callback of a task nobody awaits any more)."""
+    if not task.cancelled():
+        task.exception()

@@ -33,6 +33,7 @@ from ._logs import forget_current_job, job_extra, name_current_job, one_line
 from ._progress import ProgressReporter
 from ._retry import RetryPolicy
 from ._store import Claim, JobStore
+from ._tasks import consume
 from ._tracing import (
     NO_SPAN,
     AttemptSpan,
@@ -289,7 +290,7 @@ class AttemptRunner:
             # CPython bug of Python 3.11 and early 3.12). The handler's own outcome stands.
             deadline.forget_stray_requests()
         if deadline.cancelled_elsewhere or deadline.expired:
-            _consume(ended)
+            consume(ended)
             if deadline.cancelled_elsewhere:
                 raise asyncio.CancelledError
             timed_out = _timeout_error(timeout)
@@ -319,7 +320,7 @@ class AttemptRunner:
         self.timing_out.add(claim.token)
         settling.add_done_callback(self.settling.discard)
         settling.add_done_callback(lambda _: self.timing_out.discard(claim.token))
-        settling.add_done_callback(_consume)
+        settling.add_done_callback(consume)
         span.abandoned(error)  # after: a tracing failure must not keep the job from settling
 
     def _outcome(self, task: asyncio.Future[Any], dump: Callable[[Any], Any]) -> Outcome:
@@ -354,7 +355,7 @@ class AttemptRunner:
 
     def _forget(self, task: asyncio.Task[Any]) -> None:
         self.abandoned.discard(task)
-        _consume(task)
+        consume(task)
 
     async def settle(
         self, claim: Claim, outcome: Outcome, *, after_unanswered: bool = False
@@ -498,9 +499,3 @@ def _cancel_again(task: asyncio.Task[Any]) -> None:
     if not task.done():
         task.cancel()
         task.get_loop().call_later(CANCEL_WAIT, _cancel_again, task)
-
-
-def _consume(task: asyncio.Future[Any]) -> None:
-    """Retrieve a finished task's exception, so asyncio does not report it as unhandled."""
-    if not task.cancelled():
-        task.exception()

@@ -194,6 +194,27 @@ async def test_a_job_the_store_does_not_take_back_is_left_for_recovery() -> None
     assert recovered.status is JobStatus.QUEUED and recovered.retry_count == 1
 
 
+class SilentGiveBack(InMemoryJobStore):
+    """A store that never answers a give-back (a frozen server without a call deadline)."""
+
+    async def give_back(self, claim: Claim, *, retry_in: float) -> Job | None:
+        await asyncio.Event().wait()
+        raise AssertionError("never answered")
+
+
+async def test_a_give_back_unanswered_within_claim_timeout_ends_the_stop_cleanly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The stop waits ``claim_timeout`` for the give-back, then leaves the job to recovery
+    with a warning and ends normally (what runs after it, the app's lifespan shutdown,
+    still runs), its job still InProgress for recovery to take back."""
+    store = SilentGiveBack()
+    engine = engine_with(store=store, shutdown_grace_period=0.05, claim_timeout=0.2)
+    job = await stopped_past_grace(engine)
+    assert (await store.get(job.id)).status is JobStatus.IN_PROGRESS
+    assert "may not have been given back (the store did not answer in time)" in caplog.text
+
+
 async def test_a_handler_whose_claim_was_recovered_elsewhere_is_cancelled(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -910,3 +931,87 @@ async def test_a_retry_is_counted_from_the_moment_it_is_decided() -> None:
         done = await engine.get_job(job.id)
     assert done is not None and done.status is JobStatus.COMPLETED and done.retry_count == 1
     assert seen == [0, 1]
+
+
+class RenewalsCut(InMemoryJobStore):
+    """A store whose lease renewals fail once ``cut`` (a network cut on that path only),
+    counting the claims each renewal is sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cut = False
+        self.sent: list[int] = []
+
+    async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[str]:
+        self.sent.append(len(claims))
+        if self.cut:
+            raise StoreUnavailableError("cut off")
+        return await super().renew(claims, lease=lease)
+
+
+async def stubborn_until(release: asyncio.Event, started: asyncio.Event) -> None:
+    """A handler that ignores every cancellation until ``release`` is set."""
+    started.set()
+    while not release.is_set():
+        with contextlib.suppress(asyncio.CancelledError):
+            await release.wait()
+
+
+async def test_a_handler_ignoring_the_cancel_of_its_lost_claim_is_abandoned_freeing_its_slot(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One slot; the handler's lease runs out unrenewed (the worker fences it) and it
+    ignores the cancel: it is abandoned after `CANCEL_WAIT`, as after a job's cancel, so
+    the next job runs now, not at ``job_timeout`` (two minutes here); the fence is told
+    once, not at every renewal."""
+    store = RenewalsCut()
+    engine = engine_with(store=store, max_concurrency=1, claim_timeout=0.6, job_timeout=120)
+    release, started = asyncio.Event(), asyncio.Event()
+
+    async def stubborn(ctx: AsyncContext[None]) -> None:
+        await stubborn_until(release, started)
+
+    async def quick(ctx: AsyncContext[None]) -> str:
+        return "quick"
+
+    engine.add_handler(stubborn)
+    engine.add_handler(quick)
+    try:
+        async with engine.running():
+            await engine.submit("stubborn")
+            await started.wait()
+            store.cut = True
+            job = await engine.submit("quick")
+            assert (await engine.wait_for(job.id, timeout=30)).result == "quick"
+            await asyncio.sleep(1.0)  # renewals go on: the fence is not told again
+    finally:
+        release.set()
+    assert caplog.text.count("its lease ran out unrenewed") == 1
+    assert "the handler ignores cancellation; abandoning it" in caplog.text
+
+
+async def test_an_abandoned_handlers_claim_is_renewed_no_more_once_its_timeout_is_recorded() -> (
+    None
+):
+    """The handler ignores its cancellation at ``job_timeout``: its JobTimeout is recorded
+    from a task of its own, and after that its claim is no longer sent for renewal (the
+    store would answer "lost" every third of a lease for as long as the handler runs)."""
+    store = RenewalsCut()
+    engine = engine_with(store=store, claim_timeout=0.6, job_timeout=0.2, max_retries=0)
+    release, started = asyncio.Event(), asyncio.Event()
+
+    async def stubborn(ctx: AsyncContext[None]) -> None:
+        await stubborn_until(release, started)
+
+    engine.add_handler(stubborn)
+    try:
+        async with engine.running():
+            job = await engine.submit("stubborn")
+            failed = await engine.wait_for(job.id, timeout=30)
+            assert failed.status is JobStatus.FAILED and failed.error.type == "JobTimeout"
+            await asyncio.sleep(0.5)  # a renewal pass or two after the JobTimeout landed
+            store.sent.clear()
+            await asyncio.sleep(0.6)
+            assert sum(store.sent) == 0
+    finally:
+        release.set()
