@@ -228,12 +228,10 @@ class AttemptRunner:
         loop = asyncio.get_running_loop()
         give_up_at = loop.time() + self.settle_patience
         delay = 0.05
-        unanswered = False
         while True:
             try:
-                settled = await self.settle(claim, outcome, after_unanswered=unanswered)
+                settled = await self.settle(claim, outcome)
             except StoreUnavailableError as exc:
-                unanswered = True
                 if loop.time() + delay > give_up_at:
                     logger.error("job %s: could not record its outcome: %s", claim.job.id, exc)
                     self._finished(claim, None, began)
@@ -357,12 +355,10 @@ class AttemptRunner:
         self.abandoned.discard(task)
         consume(task)
 
-    async def settle(
-        self, claim: Claim, outcome: Outcome, *, after_unanswered: bool = False
-    ) -> Job | None:
+    async def settle(self, claim: Claim, outcome: Outcome) -> Job | None:
         """Record the outcome (after the progress still waiting to be written); a lost
-        claim (token mismatch) is logged and ignored. ``after_unanswered``: an earlier try
-        went unanswered, and may have recorded it (`_refused`)."""
+        claim (token mismatch) is logged and ignored, unless an earlier try, whose answer
+        was lost, recorded it (`_refused`)."""
         job = claim.job
         reporter = self.progress.get(claim.token)
         if reporter is not None:
@@ -394,17 +390,15 @@ class AttemptRunner:
                     one_line(outcome.error.message),  # no lone surrogate: `unicode_text`
                 )
         if settled is None:
-            return await self._after_refusal(claim, outcome, after_unanswered)
+            return await self._after_refusal(claim, outcome)
         return settled
 
-    async def _after_refusal(
-        self, claim: Claim, outcome: Outcome, after_unanswered: bool
-    ) -> Job | None:
+    async def _after_refusal(self, claim: Claim, outcome: Outcome) -> Job | None:
         """The store refused the outcome of ``claim``: say why (`_refused`); the job when
         an earlier try recorded the outcome after all."""
         job = claim.job
         if claim.token not in self.canceled:
-            earlier = await self._refused(claim, outcome, after_unanswered)
+            earlier = await self._refused(claim, outcome)
             if earlier is not None:
                 logger.info(
                     "job %s: its outcome was recorded by an earlier try, whose answer was lost",
@@ -417,16 +411,17 @@ class AttemptRunner:
             logger.warning("job %s: claim lost before settling; the outcome was dropped", job.id)
         return None
 
-    async def _refused(self, claim: Claim, outcome: Outcome, after_unanswered: bool) -> Job | None:
+    async def _refused(self, claim: Claim, outcome: Outcome) -> Job | None:
         """The store refused the attempt's outcome and no cancel was heard here; one read
         of the job, on this rare path only, tells why.
 
         ``Canceled`` (a cancel made elsewhere whose push has not come yet) with this
         attempt's retry count: the attempt counts as cancelled, not lost. A job recovered
         since (its lost attempt counted by the recovery) and cancelled after has a higher
-        retry count: this attempt stays lost. After a try that went unanswered (the store
-        carried it out, the answer never came), the job as that try left it (`_landed`)
-        is returned as settled."""
+        retry count: this attempt stays lost. The job as an earlier try of this outcome
+        would have left it (`_landed`) is returned as settled: that try was carried out and
+        its answer lost (a try that raised here, or one the store's client sent again by
+        itself, as redis-py does once on a fresh connection, unseen here)."""
         try:
             job = await self.store.get(claim.job.id)
         except JobStoreError:
@@ -435,7 +430,7 @@ class AttemptRunner:
             return None
         if job.status is JobStatus.CANCELED and job.retry_count == claim.job.retry_count:
             self.canceled.add(claim.token)
-        elif after_unanswered and _landed(job, claim.job, outcome):
+        elif _landed(job, claim.job, outcome):
             return job
         return None
 

@@ -10,6 +10,7 @@ which finds the claim lost).
 from __future__ import annotations
 
 import logging
+import secrets
 import uuid
 from collections.abc import Callable, Iterable
 
@@ -39,7 +40,8 @@ class RedisControl(StoreBase):
     async def try_cancel(self, job_id: uuid.UUID) -> tuple[Job | None, bool]:
         """`cancel`, and whether this call cancelled the job (the script tells the status
         the job had before it)."""
-        reply = await self._run("cancel", lambda s: s.cancel(str(job_id)))
+        nonce = secrets.token_hex(8)  # one per call: its resends answer as its first send
+        reply = await self._run("cancel", lambda s: s.cancel(str(job_id), nonce))
         if not reply:
             return None, False
         before, flat = reply
@@ -56,7 +58,8 @@ class RedisControl(StoreBase):
         Raises:
             InvalidTransitionError: The job is neither Failed nor Canceled.
         """
-        reply = await self._run("requeue", lambda s: s.requeue(str(job_id)))
+        nonce = secrets.token_hex(8)  # one per call: a resend requeues nothing more
+        reply = await self._run("requeue", lambda s: s.requeue(str(job_id), nonce))
         if not reply:
             return None
         before, flat = reply

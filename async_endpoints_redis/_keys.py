@@ -72,6 +72,10 @@ prefix ``{p}:`` and build the names below from it (``lua/_lib.lua`` and the incl
     {p}:ended:<inbox>    STRING the number of the newest offer an inbox's calls ended
                                 (offers are numbered in the order a worker sends them; none
                                 numbered lower is made after; expires an hour after it rose)
+    {p}:steered:<nonce>  STRING the status a job had before one cancel or requeue call
+                                changed it, or "1" for one append to a batch (expires in a
+                                minute), so that the call resent after its reply was lost
+                                answers as the first send did and changes nothing more
     {p}:batch:<id>       HASH   one batch: status, times, counts per status, continuations
                                 to store (``lua/_batch.lua``); {p}:batch:<id>:jobs LIST its
                                 job ids in the order stored, then its continuations'

@@ -374,14 +374,17 @@ class Scripts:
         self._clock.observe(clock_ms)
         return ids, seen
 
-    async def cancel(self, job_id: str) -> list[Any] | None:
-        """{status before, hash} of the job after the cancel; None when there is none."""
-        reply: list[Any] | None = await self._call("cancel", [job_id])
+    async def cancel(self, job_id: str, nonce: str) -> list[Any] | None:
+        """{status before, hash} of the job after the cancel; None when there is none.
+        ``nonce`` (random, one per cancel call) makes a resend answer as the first send."""
+        reply: list[Any] | None = await self._call("cancel", [job_id, nonce])
         return reply
 
-    async def requeue(self, job_id: str) -> list[Any] | None:
-        """{status before, hash} of the job after the requeue; None when there is none."""
-        reply: list[Any] | None = await self._call("requeue", [job_id])
+    async def requeue(self, job_id: str, nonce: str) -> list[Any] | None:
+        """{status before, hash} of the job after the requeue; None when there is none.
+        ``nonce`` (random, one per requeue call) makes a resend answer as the first send,
+        requeuing nothing more."""
+        reply: list[Any] | None = await self._call("requeue", [job_id, nonce])
         return reply
 
     async def pause(self, pause: bool, queues: Sequence[str]) -> list[Reply]:

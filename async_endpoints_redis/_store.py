@@ -124,7 +124,7 @@ class RedisJobStore(
         retention: Seconds a terminal (Completed, Failed, Canceled) job is kept; default 7
             days. Measured on the store's elapsed-time clock (a wall-clock step does not
             shorten it): the first stale-claim recovery pass of any worker pool after it
-            has passed deletes the job. Its key also expires an hour after that, by the
+            has passed deletes the job. Its key also expires a week after that, by the
             Redis server's clock, should no worker pool run any more.
         cluster: True for a Redis Cluster, False for a single server; None asks the
             server named by ``url`` at `start`.

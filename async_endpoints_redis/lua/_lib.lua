@@ -60,7 +60,7 @@ local K = {
   lanes = P .. 'lanes', held = P .. 'held', held_by = P .. 'held_by',
   wake = P .. 'wake', done = P .. 'done', cancel = P .. 'cancel',
   jobs = P .. 'job:', given = P .. 'given:', inbox = P .. 'inbox:', claims = P .. 'claim:',
-  ended = P .. 'ended:',
+  ended = P .. 'ended:', steered = P .. 'steered:',
 }
 
 local function job_key(id)

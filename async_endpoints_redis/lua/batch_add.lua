@@ -33,7 +33,16 @@ local function reply(code)
 end
 
 local status = redis.call('HGET', bkey, 'status')
-if status and redis.call('HGET', bkey, create and 'nonce' or 'appended') == nonce then
+-- An append's nonce is kept a minute ({p}:steered:<nonce>), not in the batch's hash alone:
+-- another append landing between a call and its resend would have replaced it there.
+local memo = K.steered .. nonce
+local again
+if create then
+  again = redis.call('HGET', bkey, 'nonce') == nonce
+else
+  again = redis.call('EXISTS', memo) == 1 or redis.call('HGET', bkey, 'appended') == nonce
+end
+if status and again then
   redis.call('DEL', staged)
   return reply('again')
 end
@@ -124,6 +133,7 @@ if create then
   redis.call('HSET', bkey, unpack(fields))
 else
   redis.call('HSET', bkey, 'appended', nonce)
+  redis.call('SET', memo, '1', 'PX', 60000)
 end
 local ids = {}
 for i = 1, #jobs, BATCH.fields do

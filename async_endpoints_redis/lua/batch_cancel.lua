@@ -52,8 +52,10 @@ if mode == 'jobs' then
     redis.call('HDEL', bkey, 'walk')
   end
 end
+READY_NOTED = {}  -- their ids leave their queues' LISTs in one pass per queue
 for _, id in ipairs(ids) do
   cancel(job_key(id), id, now, clock)
 end
+ready_remove_noted()
 flush_pending()
 return {next_start, mode, redis.call('HGETALL', bkey)}

@@ -4,6 +4,10 @@
 -- terminal one is left unchanged (so two cancels, from anywhere, end in one Canceled job).
 --
 -- ARGV[1]  job id
+-- ARGV[2]  a random nonce of this call: {p}:steered:<nonce> keeps, for a minute, the
+--          status the job had when this call cancelled it, so that the call resent after
+--          its reply was lost (redis-py sends it once more) answers that status again
+--          (the caller cancelled it) rather than "Canceled already"
 --
 -- Returns: {status before, the job's hash as {field, value, ...}}, or false when there is
 -- no such job.
@@ -11,9 +15,20 @@
 even_when_full()
 local id = ARGV[1]
 local key = job_key(id)
+local memo = ARGV[2] and ARGV[2] ~= '' and (K.steered .. ARGV[2]) or nil
+local before = memo and redis.call('GET', memo)
+if before then
+  if redis.call('EXISTS', key) == 0 then
+    return false
+  end
+  return {before, redis.call('HGETALL', key)}
+end
 local status = cancel(key, id, now_ms(), clock_ms())
 flush_pending()
 if not status then
   return false
+end
+if memo and (status == 'Queued' or status == 'Scheduled' or status == 'InProgress') then
+  redis.call('SET', memo, status, 'PX', 60000)
 end
 return {status, redis.call('HGETALL', key)}

@@ -3,6 +3,10 @@
 -- terminal indexes; any other job is left unchanged.
 --
 -- ARGV[1]  job id
+-- ARGV[2]  a random nonce of this call: {p}:steered:<nonce> keeps, for a minute, the
+--          status the job had when this call requeued it, so that the call resent after
+--          its reply was lost answers that again and requeues nothing more (the job may
+--          have run and failed again meanwhile: a second requeue would run it twice)
 --
 -- Returns: {status before, the job's hash as {field, value, ...}}, or false when there is
 -- no such job.
@@ -10,6 +14,14 @@
 local id = ARGV[1]
 local key = job_key(id)
 local clock = clock_ms()
+local memo = ARGV[2] and ARGV[2] ~= '' and (K.steered .. ARGV[2]) or nil
+local before = memo and redis.call('GET', memo)
+if before then
+  if redis.call('EXISTS', key) == 0 then
+    return false
+  end
+  return {before, redis.call('HGETALL', key)}
+end
 local status = requeue(key, id, now_ms())
 flush_pending()
 if not status then
@@ -17,5 +29,8 @@ if not status then
 end
 if status == 'Failed' or status == 'Canceled' then
   wake()
+  if memo then
+    redis.call('SET', memo, status, 'PX', 60000)
+  end
 end
 return {status, redis.call('HGETALL', key)}

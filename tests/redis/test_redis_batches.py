@@ -127,6 +127,51 @@ async def test_a_create_resent_after_its_reply_was_lost_counts_each_job_once(
     assert found is not None and found.total == 28 and found.completed == 28
 
 
+async def test_an_append_resent_after_another_append_landed_is_recognised(
+    store: RedisJobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An append is carried out, its reply lost; another process appends; then the first
+    is resent: it answers as appended (not a taken id), and each job is counted once."""
+    spec = new_batch(2)
+    await store.create_batch(spec)
+    run = store._run
+    other = [member(spec.id)]
+
+    async def with_another_between(operation: str, call: Any) -> Any:
+        if operation == "create_batch" and other:
+            await run(operation, call)  # carried out; its reply is "lost"
+            monkeypatch.setattr(store, "_run", run)
+            await store.append_to_batch(spec.id, [other.pop()])  # another process's
+        return await run(operation, call)
+
+    monkeypatch.setattr(store, "_run", with_another_between)
+    appended = await store.append_to_batch(spec.id, [member(spec.id), member(spec.id)])
+    assert appended is not None
+    found = await store.get_batch(spec.id)
+    assert found is not None and found.total == 5 and found.queued == 5
+    assert len(await drain(store)) == 5 + 1
+
+
+async def test_cancelling_a_batch_among_a_backlog_keeps_the_backlog_in_its_order(
+    store: RedisJobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """40 jobs of a batch queued between 30 jobs before it and 30 after, cancelled in
+    steps of 25 (each step takes its jobs out of the queue in one pass): the 60 others
+    are claimed in the order they were queued, none of the batch's."""
+    monkeypatch.setattr(_batches, "CANCEL_STEP", 25)
+    backlog = [NewJob(uuid.uuid4(), "Job", max_retries=0) for _ in range(60)]
+    for job in backlog[:30]:
+        await store.enqueue(job)
+    spec = new_batch(40)
+    await store.create_batch(spec)
+    for job in backlog[30:]:
+        await store.enqueue(job)
+    cancelled = await store.cancel_batch(spec.id)
+    assert cancelled is not None and cancelled.canceled == 40
+    claimed = await store.claim(100, lease=30)
+    assert [claim.job.id for claim in claimed] == [job.id for job in backlog]
+
+
 async def test_a_large_batch_is_cancelled_in_steps(
     store: RedisJobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
