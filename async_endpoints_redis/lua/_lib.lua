@@ -67,6 +67,27 @@ local function job_key(id)
   return K.jobs .. id
 end
 
+-- The memo of one cancel or requeue call ({p}:steered:<nonce>), nil when it has no nonce.
+local function steered_memo(nonce)
+  if not nonce or nonce == '' then
+    return nil
+  end
+  return K.steered .. nonce
+end
+
+-- For a call resent after its reply was lost, what its first send answered: {the status
+-- before, the job's hash}, or false when the job is gone since; nil for a first send.
+local function steered_answer(memo, key)
+  local before = memo and redis.call('GET', memo)
+  if not before then
+    return nil
+  end
+  if redis.call('EXISTS', key) == 0 then
+    return false
+  end
+  return {before, redis.call('HGETALL', key)}
+end
+
 -- Beside the clock, "<clock> <wall>": the value last set and the server's wall clock then
 -- (clock.lua: how long nobody has called).
 local CLOCK_SET_AT = CLOCK_KEY .. ':at'

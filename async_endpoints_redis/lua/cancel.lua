@@ -15,13 +15,10 @@
 even_when_full()
 local id = ARGV[1]
 local key = job_key(id)
-local memo = ARGV[2] and ARGV[2] ~= '' and (K.steered .. ARGV[2]) or nil
-local before = memo and redis.call('GET', memo)
-if before then
-  if redis.call('EXISTS', key) == 0 then
-    return false
-  end
-  return {before, redis.call('HGETALL', key)}
+local memo = steered_memo(ARGV[2])
+local again = steered_answer(memo, key)
+if again ~= nil then
+  return again
 end
 local status = cancel(key, id, now_ms(), clock_ms())
 flush_pending()
