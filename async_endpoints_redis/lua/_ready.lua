@@ -186,31 +186,45 @@ local function ready_remove(queue, tenant, id)
 end
 
 -- Takes out the ids READY_NOTED holds (see there) and stops noting: a few by LREM, more
--- by one pass that writes the queue's LIST again without them, in order.
+-- by one pass from the head of the queue's LIST, in chunks, up to the last of them (the
+-- part passed is written again without them, in order; the rest is not touched).
 local function ready_remove_noted()
   local noted = READY_NOTED or {}
   READY_NOTED = nil
   for queue, ids in pairs(noted) do
-    local list, count = ready_key(queue), 0
+    local list, left = ready_key(queue), 0
     for _ in pairs(ids) do
-      count = count + 1
+      left = left + 1
     end
-    if count <= 16 then
+    if left <= 16 then
       for id in pairs(ids) do
         redis.call('LREM', list, 1, id)
       end
     else
-      local kept = {}
-      for _, id in ipairs(redis.call('LRANGE', list, 0, -1)) do
-        if ids[id] then
-          ids[id] = nil  -- once: a second entry of the id (none is expected) stays
-        else
-          kept[#kept + 1] = id
+      local kept, passed = {}, 0
+      while left > 0 do
+        local part = redis.call('LRANGE', list, passed, passed + 999)
+        if #part == 0 then
+          break
         end
+        for _, id in ipairs(part) do
+          if ids[id] then
+            ids[id] = nil  -- once: a second entry of the id (none is expected) stays
+            left = left - 1
+          else
+            kept[#kept + 1] = id
+          end
+        end
+        passed = passed + #part
       end
-      redis.call('DEL', list)
-      for first = 1, #kept, 500 do
-        redis.call('RPUSH', list, unpack(kept, first, math.min(first + 499, #kept)))
+      redis.call('LTRIM', list, passed, -1)
+      -- Pushed to the head last first, so the part passed keeps its order.
+      for last = #kept, 1, -500 do
+        local chunk = {}
+        for k = last, math.max(1, last - 499), -1 do
+          chunk[#chunk + 1] = kept[k]
+        end
+        redis.call('LPUSH', list, unpack(chunk))
       end
     end
     ready_emptied(queue)
