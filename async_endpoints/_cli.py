@@ -115,7 +115,7 @@ async def run_worker(
                 pool_running = True
                 logger.info(
                     "worker started: %d handler(s), max_concurrency=%d, queues=%s, store=%s",
-                    len(endpoints.handlers),
+                    sum(not name.startswith("async_endpoints.") for name in endpoints.handlers),
                     settings.max_concurrency,
                     ",".join(endpoints.pool.queues),
                     type(endpoints.store).__name__,

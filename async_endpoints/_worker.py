@@ -382,12 +382,13 @@ class AttemptRunner:
             settled = await self.store.fail(claim, outcome.error, retry_in=retry_in)
             if settled is not None:
                 logger.warning(
-                    "job %s (%s) attempt %d failed: %s: %s",
+                    "job %s (%s) attempt %d failed: %s: %s (%s)",
                     job.id,
                     job.name,
                     job.retry_count + 1,
                     outcome.error.type,
                     one_line(outcome.error.message),  # no lone surrogate: `unicode_text`
+                    _fate(settled, retry_in, outcome.retry),
                 )
         if settled is None:
             return await self._after_refusal(claim, outcome)
@@ -459,6 +460,15 @@ def _landed(job: Job, attempted: Job, outcome: Outcome) -> bool:
 #: What the refused report of a cancelled attempt's end says (the store keeps nothing).
 _ENDED_WHEN_CANCELLED = JobError("the job was cancelled while it ran", "Canceled")
 _REPORT_TRIES = 3
+
+
+def _fate(settled: Job, retry_in: float | None, retryable: bool) -> str:
+    """What a failed attempt's log line says comes next for its job."""
+    if settled.status is JobStatus.FAILED:
+        return "no retries left: Failed" if retryable else "not retried: Failed"
+    if retry_in is None or retry_in <= 0:
+        return "retrying now"
+    return f"retrying in {retry_in:.3g} s"
 
 
 def _timeout_error(timeout: float) -> JobError:

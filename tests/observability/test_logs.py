@@ -4,11 +4,18 @@ an app's own records written by a handler once the app installs JobLogFilter."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore, JobLogFilter
+from async_endpoints import (
+    AsyncContext,
+    AsyncEndpoints,
+    InMemoryJobStore,
+    JobLogFilter,
+    NonRetryableError,
+)
 
 app_logger = logging.getLogger("tests.the_app")
 
@@ -86,8 +93,40 @@ async def test_a_failure_message_cannot_forge_a_log_line(records: Records) -> No
     [line] = [r.getMessage() for r in records.records if "attempt 1 failed" in r.getMessage()]
     assert line.endswith(
         "ValueError: bad input: x\\nERROR forged entry=1\\r\\x1b[31mred\\u2028end\\ttab\\u202eé"
+        " (no retries left: Failed)"
     )
     assert line.isprintable()
+
+
+async def test_a_failed_attempts_record_says_what_comes_next_for_the_job(
+    records: Records,
+) -> None:
+    """A retry and when, the last attempt failing for good, a failure never retried."""
+    endpoints = AsyncEndpoints(store=InMemoryJobStore(), max_retries=1, retry_base_delay=2.0)
+
+    async def flaky(ctx: AsyncContext[None]) -> None:
+        raise RuntimeError("down")
+
+    async def refused(ctx: AsyncContext[None]) -> None:
+        raise NonRetryableError("bad request")
+
+    endpoints.add_handler(flaky)
+    endpoints.add_handler(refused)
+    async with endpoints.running(workers=False):
+        await endpoints.submit("flaky")
+        await endpoints.submit("refused")
+        await endpoints.drain()
+    lines = [r.getMessage() for r in records.records if "failed:" in r.getMessage()]
+    assert any(
+        re.search(r"\(flaky\) attempt 1 failed: .* \(retrying in 2(\.\d+)? s\)$", line)
+        for line in lines
+    )
+    assert any(
+        line.endswith(
+            "(refused) attempt 1 failed: NonRetryableError: bad request (not retried: Failed)"
+        )
+        for line in lines
+    )
 
 
 async def test_a_handler_record_names_the_job_through_the_filter(
