@@ -228,10 +228,12 @@ class AttemptRunner:
         loop = asyncio.get_running_loop()
         give_up_at = loop.time() + self.settle_patience
         delay = 0.05
+        unanswered = False
         while True:
             try:
-                settled = await self.settle(claim, outcome)
+                settled = await self.settle(claim, outcome, after_unanswered=unanswered)
             except StoreUnavailableError as exc:
+                unanswered = True
                 if loop.time() + delay > give_up_at:
                     logger.error("job %s: could not record its outcome: %s", claim.job.id, exc)
                     self._finished(claim, None, began)
@@ -355,10 +357,13 @@ class AttemptRunner:
         self.abandoned.discard(task)
         consume(task)
 
-    async def settle(self, claim: Claim, outcome: Outcome) -> Job | None:
+    async def settle(
+        self, claim: Claim, outcome: Outcome, *, after_unanswered: bool = False
+    ) -> Job | None:
         """Record the outcome (after the progress still waiting to be written); a lost
-        claim (token mismatch) is logged and ignored, unless an earlier try, whose answer
-        was lost, recorded it (`_refused`)."""
+        claim (token mismatch) is logged and ignored. ``after_unanswered``: an earlier try
+        went unanswered (the store raised `StoreUnavailableError`, as the Redis store does
+        when redis-py's own resend was refused), and may have recorded it (`_refused`)."""
         job = claim.job
         reporter = self.progress.get(claim.token)
         if reporter is not None:
@@ -391,15 +396,17 @@ class AttemptRunner:
                     _fate(settled, retry_in, outcome.retry),
                 )
         if settled is None:
-            return await self._after_refusal(claim, outcome)
+            return await self._after_refusal(claim, outcome, after_unanswered)
         return settled
 
-    async def _after_refusal(self, claim: Claim, outcome: Outcome) -> Job | None:
+    async def _after_refusal(
+        self, claim: Claim, outcome: Outcome, after_unanswered: bool
+    ) -> Job | None:
         """The store refused the outcome of ``claim``: say why (`_refused`); the job when
         an earlier try recorded the outcome after all."""
         job = claim.job
         if claim.token not in self.canceled:
-            earlier = await self._refused(claim, outcome)
+            earlier = await self._refused(claim, outcome, after_unanswered)
             if earlier is not None:
                 logger.info(
                     "job %s: its outcome was recorded by an earlier try, whose answer was lost",
@@ -412,17 +419,17 @@ class AttemptRunner:
             logger.warning("job %s: claim lost before settling; the outcome was dropped", job.id)
         return None
 
-    async def _refused(self, claim: Claim, outcome: Outcome) -> Job | None:
+    async def _refused(self, claim: Claim, outcome: Outcome, after_unanswered: bool) -> Job | None:
         """The store refused the attempt's outcome and no cancel was heard here; one read
         of the job, on this rare path only, tells why.
 
         ``Canceled`` (a cancel made elsewhere whose push has not come yet) with this
         attempt's retry count: the attempt counts as cancelled, not lost. A job recovered
         since (its lost attempt counted by the recovery) and cancelled after has a higher
-        retry count: this attempt stays lost. The job as an earlier try of this outcome
-        would have left it (`_landed`) is returned as settled: that try was carried out and
-        its answer lost (a try that raised here, or one the store's client sent again by
-        itself, as redis-py does once on a fresh connection, unseen here)."""
+        retry count: this attempt stays lost. After a try that went unanswered (the store
+        carried it out, the answer never came), the job as that try left it (`_landed`)
+        is returned as settled. Only then: another attempt's outcome (the job cancelled,
+        requeued and run again elsewhere) can look the same."""
         try:
             job = await self.store.get(claim.job.id)
         except JobStoreError:
@@ -431,7 +438,7 @@ class AttemptRunner:
             return None
         if job.status is JobStatus.CANCELED and job.retry_count == claim.job.retry_count:
             self.canceled.add(claim.token)
-        elif _landed(job, claim.job, outcome):
+        elif after_unanswered and _landed(job, claim.job, outcome):
             return job
         return None
 

@@ -30,6 +30,7 @@ import asyncio
 import collections
 import inspect
 import math
+from contextvars import ContextVar
 from typing import Any, TypeAlias
 
 from redis.asyncio import Redis
@@ -142,6 +143,30 @@ def check_seconds(name: str, value: object) -> float:
     return float(number)
 
 
+#: True in a task once redis-py sent one of its commands again after a failure (a reply
+#: lost to a dropped connection or a timeout): its first send may have been carried out.
+#: A store call resets it before it sends and reads it after (`NotingRetry`).
+RESENT: ContextVar[bool] = ContextVar("async_endpoints_redis_resent", default=False)
+
+
+class NotingRetry(Retry):
+    """redis-py's `Retry`, noting in `RESENT` that a command was sent again, so that a
+    store call refused by its own first send (a completion that landed, its reply lost)
+    can tell so."""
+
+    async def call_with_retry(self, do: Any, fail: Any, *args: Any, **kwargs: Any) -> Any:
+        sends = 0
+
+        async def noted() -> Any:
+            nonlocal sends
+            sends += 1
+            if sends > 1:
+                RESENT.set(True)
+            return await do()
+
+        return await super().call_with_retry(noted, fail, *args, **kwargs)
+
+
 def client_options(
     *, socket_timeout: float, socket_connect_timeout: float, max_connections: int
 ) -> dict[str, Any]:
@@ -159,7 +184,7 @@ def client_options(
         "max_connections": max_connections,
         "socket_timeout": socket_timeout,
         "socket_connect_timeout": socket_connect_timeout,
-        "retry": Retry(ExponentialBackoff(cap=0.25, base=0.05), retries=1),
+        "retry": NotingRetry(ExponentialBackoff(cap=0.25, base=0.05), retries=1),
         "health_check_interval": 15,
     }
 

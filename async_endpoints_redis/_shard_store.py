@@ -41,7 +41,6 @@ from async_endpoints._errors import (
     ConfigurationError,
     JobStoreError,
     QueueFullError,
-    ResultRefusedError,
 )
 from async_endpoints._idempotency import IdempotencyConflictError, is_by_request_id
 from async_endpoints._job import Job, JobError, NewJob
@@ -63,7 +62,7 @@ from ._shard_lookup import UPKEEP_EVERY, ShardLookup
 from ._shard_pointers import Pointers
 from ._shard_renewals import ShardRenewals
 from ._shard_waits import ShardWaits
-from ._store import RECOVER_CALLS, MadeWith, RedisJobStore
+from ._store import RECOVER_CALLS, CompletionReply, MadeWith, RedisJobStore
 
 #: Connections beyond the shards' subscriptions: one for calls, one for a cluster's
 #: topology refresh.
@@ -140,7 +139,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         # replies arriving apart would split their calls (`_batch`): one call under way
         # per shard. A worker's slot is free before its completion is answered, so
         # completions batch by turn as they are (and are not held back).
-        self._completion_turn: Turn[tuple[Claim, str], int | ResultRefusedError] = Turn()
+        self._completion_turn: Turn[tuple[Claim, str], CompletionReply] = Turn()
         self._submission_turn: Turn[Submission, int | Reply] = Turn(one_call_each=True)
         self._pointers: Pointers | None = None
         self._counts = WaitingCounts(self)

@@ -65,7 +65,7 @@ from async_endpoints._store_features import ClaimCancelListener, Idempotency
 from ._base import Offer
 from ._batch import Batcher
 from ._batches import RedisBatches
-from ._client import AnyRedis, check_seconds, check_url, client_options
+from ._client import RESENT, AnyRedis, check_seconds, check_url, client_options
 from ._codec import (
     Reply,
     decode_or_none,
@@ -102,6 +102,11 @@ _CLAIM_EXPIRED = {"message": CLAIM_EXPIRED_MESSAGE, "type": CLAIM_EXPIRED}
 MadeWith: TypeAlias = "tuple[type[RedisJobStore], str | None, AnyRedis | None, dict[str, Any]]"
 
 _ALONE_OVER = 64 * 1024  # result characters past which a completion is not batched
+
+
+#: What one completion of a shared script call answers: its completion time (ms; -1 for a
+#: lost claim), or why it was not recorded.
+CompletionReply: TypeAlias = "int | ResultRefusedError | StoreUnavailableError"
 
 
 class RedisJobStore(
@@ -208,7 +213,7 @@ class RedisJobStore(
         self._layout_read = False
         self._cancelled_claims = CancelledClaims()
         self._notifications = self._connection.notifications
-        self._completions: Batcher[tuple[Claim, str], int | ResultRefusedError] = Batcher(
+        self._completions: Batcher[tuple[Claim, str], CompletionReply] = Batcher(
             self._complete_many
         )
         #: The token bases of the claim calls that went unanswered (each may have run, or
@@ -489,7 +494,7 @@ class RedisJobStore(
             (reply,) = await self._complete_many([(claim, result_json)])
         else:
             reply = await self._completions.submit((claim, result_json))
-        if isinstance(reply, ResultRefusedError):
+        if isinstance(reply, ResultRefusedError | StoreUnavailableError):
             raise reply
         completed_ms = reply
         if completed_ms < 0:
@@ -515,8 +520,9 @@ class RedisJobStore(
 
     async def _complete_many(
         self, completions: Sequence[tuple[Claim, str]]
-    ) -> list[int | ResultRefusedError]:
+    ) -> list[CompletionReply]:
         # Completions made in one event-loop turn share one script call (see `_batch`).
+        RESENT.set(False)
         try:
             counts, moved = await self._run("complete", lambda s: s.complete_many(completions))
         except StoreUnavailableError:
@@ -530,7 +536,9 @@ class RedisJobStore(
             # The next job of a key is claimable now: this process's own workers look at
             # once, before the wake message comes back over pub/sub.
             self._notifications.wake()
-        replies: list[int | ResultRefusedError] = [*counts]
+        replies: list[CompletionReply] = [*counts]
+        if RESENT.get():  # a claim refused may be one the first send settled: unanswered
+            replies = [_unanswered() if reply == -1 else reply for reply in replies]
         return replies
 
     async def fail(self, claim: Claim, error: JobError, *, retry_in: float | None) -> Job | None:
@@ -538,8 +546,12 @@ class RedisJobStore(
         else Failed. None when the claim is lost (nothing changed)."""
         error_json = dump_json(error.to_json())
         delay_ms = None if retry_in is None else round(retry_in * 1000)
+        RESENT.set(False)
         reply = await self._run("fail", lambda s: s.fail(claim, error_json, delay_ms))
-        return self._settled(claim.job.id, reply)
+        settled = self._settled(claim.job.id, reply)
+        if settled is None and RESENT.get():  # refused: maybe by the first send's failure
+            raise _unanswered()
+        return settled
 
     async def give_back(self, claim: Claim, *, retry_in: float) -> Job | None:
         """Let the claimed job wait again (due in ``retry_in`` seconds), its attempt not
@@ -603,6 +615,17 @@ class RedisJobStore(
 
 #: Seconds the leases of what `_undo_unanswered` is handed run, until it undoes them.
 _UNDO_LEASE = 60.0
+
+
+def _unanswered() -> StoreUnavailableError:
+    """A settlement refused after redis-py sent it again (`RESENT`): its first send may
+    have recorded it and lost the reply. Raised as unanswered, so the worker tries again
+    and, refused again, reads the job to tell (`AttemptRunner._refused`)."""
+    return StoreUnavailableError(
+        "Redis did not answer the first send of this settlement, and the resend was "
+        "refused: the first may have recorded it",
+        retry_after=RETRY_AFTER,
+    )
 
 
 def _ms(seconds: float) -> int:

@@ -26,6 +26,7 @@ from async_endpoints import (
 )
 from async_endpoints._recovery import _Leases
 from async_endpoints._slots import Slots
+from async_endpoints._worker import AttemptRunner, Outcome
 from async_endpoints.testing import ManualClock
 from tests.hanging import PartDown, hangs_until_cancelled
 from tests.test_job import make_job
@@ -1015,3 +1016,20 @@ async def test_an_abandoned_handlers_claim_is_renewed_no_more_once_its_timeout_i
             assert sum(store.sent) == 0
     finally:
         release.set()
+
+
+async def test_a_refused_outcome_is_not_taken_for_another_attempts_same_outcome() -> None:
+    """Attempt A runs; the job is cancelled (A does not hear it), requeued and completed
+    by attempt B with the very result A then returns: A's refused completion is A's, not
+    "recorded by an earlier try" (only a try that went unanswered can have been)."""
+    from async_endpoints import NewJob, RetryPolicy
+
+    store = InMemoryJobStore()
+    job = await store.enqueue(NewJob(uuid.uuid4(), "Job", max_retries=3))
+    (first,) = await store.claim(1, lease=30)
+    await store.cancel(job.id)
+    await store.requeue(job.id)
+    (second,) = await store.claim(1, lease=30)
+    await store.complete(second, {"r": 1})
+    runner = AttemptRunner(store=store, handlers={}, retry_policy=RetryPolicy(), job_timeout=30)
+    assert await runner.settle(first, Outcome(result={"r": 1})) is None

@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from redis import exceptions as redis_errors
+from redis.backoff import NoBackoff
 
 from async_endpoints import (
     AsyncContext,
@@ -20,6 +22,7 @@ from async_endpoints import (
     NewJob,
 )
 from async_endpoints_redis import RedisJobStore
+from async_endpoints_redis._client import RESENT, NotingRetry
 
 Call = Callable[[Any], Awaitable[Any]]
 
@@ -30,15 +33,19 @@ def resend(
     operation: str,
     between: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Each ``operation`` call of ``store`` is carried out, its reply lost, and sent again
-    (after ``between``, what other processes do meanwhile)."""
+    """The next ``operation`` call of ``store`` is carried out, its reply lost, and sent
+    again (after ``between``, what other processes do meanwhile), noted as redis-py's
+    resend is (`NotingRetry`)."""
     run = store._run
+    pending = [operation]
 
     async def twice(name: str, call: Call) -> Any:
-        if name == operation:
+        if name in pending:
+            pending.remove(name)
             await run(name, call)  # carried out; its reply is "lost"
             if between is not None:
                 await between()
+            RESENT.set(True)
         return await run(name, call)
 
     monkeypatch.setattr(store, "_run", twice)
@@ -119,3 +126,26 @@ async def test_an_outcome_resent_after_it_landed_counts_as_recorded_not_lost(
     assert settled.status is (JobStatus.COMPLETED if operation == "complete" else JobStatus.FAILED)
     assert outcomes == [expected]
     assert "claim lost before settling" not in caplog.text
+
+
+async def test_redis_pys_resend_of_a_command_is_noted_in_the_calling_task() -> None:
+    """`NotingRetry` (the store's clients' retry): a command whose first send failed (a
+    connection dropped) and that was sent again leaves `RESENT` set for its caller."""
+    retry = NotingRetry(NoBackoff(), retries=1)
+    sends: list[int] = []
+
+    async def do() -> str:
+        sends.append(1)
+        if len(sends) == 1:
+            raise redis_errors.ConnectionError("dropped")
+        return "OK"
+
+    async def fail(error: Exception) -> None:
+        pass
+
+    RESENT.set(False)
+    assert await retry.call_with_retry(lambda: do(), fail) == "OK"
+    assert RESENT.get() is True and len(sends) == 2
+    RESENT.set(False)
+    assert await retry.call_with_retry(lambda: do(), fail) == "OK"
+    assert RESENT.get() is False
