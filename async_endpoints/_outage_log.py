@@ -46,8 +46,8 @@ class OutageLog:
             return
         self._quiet_until = now + self.every
         if self._quieted:
-            message += " (and %d more like it in the last %.0f s, logged at DEBUG)"
-            args = (*args, self._quieted, self.every)
+            message += " (and %d more refused for the store since the last such warning, at DEBUG)"
+            args = (*args, self._quieted)
             self._quieted = 0
         self.logger.warning(message, *args, extra=extra)
 
