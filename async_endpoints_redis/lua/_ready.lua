@@ -147,8 +147,8 @@ end
 -- While set (a table), ready_remove only notes the ids of jobs without a tenant to take
 -- out of their queue's LIST, per queue, and ready_remove_noted takes them out all at once
 -- (batch_cancel.lua): LREM scans its LIST from the head for every id, so cancelling a
--- step of 2000 jobs queued behind a backlog of 100,000 took ten seconds of Redis (an
--- outside review); one pass over the LIST takes each of them out in O(its length).
+-- step of 2000 jobs queued behind a backlog of 100,000 took seconds of Redis (an outside
+-- review); one pass from the head up to the last of them takes them all out.
 local READY_NOTED = nil
 
 -- A queue's LIST of jobs without a tenant lost its last entry: its turn among the
