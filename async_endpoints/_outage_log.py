@@ -16,13 +16,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-#: Seconds between two warnings of one kind during an outage, at least.
+#: Seconds between two warnings of an `OutageLog` during an outage, at least.
 EVERY = 10.0
 
 
 class OutageLog:
-    """Warnings about one kind of refusal, at most one per `EVERY` seconds; the rest at
-    DEBUG, counted in the next warning."""
+    """Warnings about refused requests (every kind counted together), at most one per
+    `EVERY` seconds; the rest at DEBUG, counted in the next warning."""
 
     def __init__(
         self,

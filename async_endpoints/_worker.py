@@ -385,6 +385,8 @@ class AttemptRunner:
                 base = None if handler is None else handler.retry_base_delay
                 retry_in = self.retry_policy.retry_in(job.retry_count, job.max_retries, base)
             settled = await self.store.fail(claim, outcome.error, retry_in=retry_in)
+            if settled is None:  # refused: perhaps recorded by an earlier, unanswered try
+                settled = await self._after_refusal(claim, outcome, after_unanswered)
             if settled is not None:
                 logger.warning(
                     "job %s (%s) attempt %d failed: %s: %s (%s)",
@@ -395,6 +397,7 @@ class AttemptRunner:
                     one_line(outcome.error.message),  # no lone surrogate: `unicode_text`
                     _fate(settled, retry_in, outcome.retry),
                 )
+            return settled
         if settled is None:
             return await self._after_refusal(claim, outcome, after_unanswered)
         return settled

@@ -145,26 +145,21 @@ def check_seconds(name: str, value: object) -> float:
 
 #: True in a task once redis-py sent one of its commands again after a failure (a reply
 #: lost to a dropped connection or a timeout): its first send may have been carried out.
-#: A store call resets it before it sends and reads it after (`NotingRetry`).
+#: A store call resets it before it sends and reads it after (`NotingBackoff`).
 RESENT: ContextVar[bool] = ContextVar("async_endpoints_redis_resent", default=False)
 
 
-class NotingRetry(Retry):
-    """redis-py's `Retry`, noting in `RESENT` that a command was sent again, so that a
+class NotingBackoff(ExponentialBackoff):
+    """redis-py's exponential backoff, noting in `RESENT` that a command is about to be
+    sent again: both a client's retry (`Retry.call_with_retry`) and a cluster client's
+    own loop ask it for the pause before each resend, in the task of the call, so that a
     store call refused by its own first send (a completion that landed, its reply lost)
-    can tell so."""
+    can tell so. (A cluster's topology refresh after failed ones asks it too: at worst a
+    refusal is then read once more.)"""
 
-    async def call_with_retry(self, do: Any, fail: Any, *args: Any, **kwargs: Any) -> Any:
-        sends = 0
-
-        async def noted() -> Any:
-            nonlocal sends
-            sends += 1
-            if sends > 1:
-                RESENT.set(True)
-            return await do()
-
-        return await super().call_with_retry(noted, fail, *args, **kwargs)
+    def compute(self, failures: int) -> float:
+        RESENT.set(True)
+        return super().compute(failures)
 
 
 def client_options(
@@ -184,7 +179,7 @@ def client_options(
         "max_connections": max_connections,
         "socket_timeout": socket_timeout,
         "socket_connect_timeout": socket_connect_timeout,
-        "retry": NotingRetry(ExponentialBackoff(cap=0.25, base=0.05), retries=1),
+        "retry": Retry(NotingBackoff(cap=0.25, base=0.05), retries=1),
         "health_check_interval": 15,
     }
 

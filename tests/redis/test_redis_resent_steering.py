@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 from redis import exceptions as redis_errors
-from redis.backoff import NoBackoff
+from redis.asyncio import RedisCluster
+from redis.asyncio.retry import Retry
 
 from async_endpoints import (
     AsyncContext,
@@ -22,7 +23,7 @@ from async_endpoints import (
     NewJob,
 )
 from async_endpoints_redis import RedisJobStore
-from async_endpoints_redis._client import RESENT, NotingRetry
+from async_endpoints_redis._client import RESENT, NotingBackoff
 
 Call = Callable[[Any], Awaitable[Any]]
 
@@ -35,7 +36,7 @@ def resend(
 ) -> None:
     """The next ``operation`` call of ``store`` is carried out, its reply lost, and sent
     again (after ``between``, what other processes do meanwhile), noted as redis-py's
-    resend is (`NotingRetry`)."""
+    resend is (`NotingBackoff`)."""
     run = store._run
     pending = [operation]
 
@@ -126,12 +127,15 @@ async def test_an_outcome_resent_after_it_landed_counts_as_recorded_not_lost(
     assert settled.status is (JobStatus.COMPLETED if operation == "complete" else JobStatus.FAILED)
     assert outcomes == [expected]
     assert "claim lost before settling" not in caplog.text
+    if operation == "fail":  # the failure is told, as when its first send is answered
+        assert "attempt 1 failed: RuntimeError: boom (no retries left: Failed)" in caplog.text
 
 
 async def test_redis_pys_resend_of_a_command_is_noted_in_the_calling_task() -> None:
-    """`NotingRetry` (the store's clients' retry): a command whose first send failed (a
-    connection dropped) and that was sent again leaves `RESENT` set for its caller."""
-    retry = NotingRetry(NoBackoff(), retries=1)
+    """The store's clients' backoff (`NotingBackoff`): a command whose first send failed
+    (a connection dropped) and that was sent again, by a client's retry or by a cluster
+    client's own loop, leaves `RESENT` set for its caller; one sent once does not."""
+    retry = Retry(NotingBackoff(cap=0.01, base=0.001), retries=1)
     sends: list[int] = []
 
     async def do() -> str:
@@ -149,3 +153,5 @@ async def test_redis_pys_resend_of_a_command_is_noted_in_the_calling_task() -> N
     RESENT.set(False)
     assert await retry.call_with_retry(lambda: do(), fail) == "OK"
     assert RESENT.get() is False
+    RedisCluster._retry_backoff_delay(retry, 1)  # the pause before a cluster's resend
+    assert RESENT.get() is True
