@@ -9,6 +9,7 @@ batch's `_dashboard_batches`'s.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
@@ -100,20 +101,24 @@ async def cancel_selected(endpoints: AsyncEndpoints, fields: Form) -> str:
 
 async def pause(endpoints: AsyncEndpoints, fields: Form) -> str:
     """Pause ``fields["queue"]`` (every queue when empty)."""
-    try:
-        await endpoints.pause(fields.get("queue") or None)
-    except ValueError:
-        return "bad-queue"
-    return "paused" if fields.get("queue") else "paused-all"
+    return await _steer_queue(endpoints.pause, fields, "paused")
 
 
 async def resume(endpoints: AsyncEndpoints, fields: Form) -> str:
     """Resume ``fields["queue"]`` (every queue when empty)."""
+    return await _steer_queue(endpoints.resume, fields, "resumed")
+
+
+async def _steer_queue(
+    act: Callable[[str | None], Awaitable[None]], fields: Form, done: str
+) -> str:
+    """``act`` (pause or resume) on ``fields["queue"]``, or on every queue when empty."""
+    queue = fields.get("queue") or None
     try:
-        await endpoints.resume(fields.get("queue") or None)
+        await act(queue)
     except ValueError:
         return "bad-queue"
-    return "resumed" if fields.get("queue") else "resumed-all"
+    return done if queue else f"{done}-all"
 
 
 async def _job(endpoints: AsyncEndpoints, fields: Form) -> Job | None:
