@@ -118,6 +118,7 @@ class Dashboard:
         self.templates.globals.update(ago=views.ago, absolute=views.absolute, iso=views.iso)
         self.templates.filters["pretty_json"] = views.pretty_json
         self.templates.filters["compact_json"] = views.compact_json
+        self.templates.filters["progress_share"] = views.progress_share
         # The shared macros as a global: a page's live block is also rendered on its own.
         self.templates.globals["m"] = self.templates.get_template("macros.html").module
         self.templates.globals["questions"] = confirm.QUESTIONS

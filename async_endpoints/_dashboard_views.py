@@ -5,6 +5,7 @@ pretty JSON). No HTTP here: `async_endpoints._dashboard` serves these."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -299,6 +300,51 @@ def compact_json(value: Any) -> str:
     """JSON text of ``value`` on one line, as written (keys in their order, characters
     as they are: the template escapes it), for a progress value in a table cell."""
     return json.dumps(value, ensure_ascii=False, default=str)
+
+
+#: The names a progress object may give its count done and its count in all.
+_DONE_NAMES = ("done", "current", "completed")
+_OF_NAMES = ("of", "total")
+
+
+def progress_share(value: Any) -> float | None:
+    """How much of its work a job reported done, from 0.0 to 1.0, when its progress value
+    says it in a shape the dashboard knows, else None (the value is then shown as JSON
+    only): an object with a count done (``done``, ``current`` or ``completed``) and a
+    count in all (``of`` or ``total``, above 0), as ``{"done": 2, "of": 5}``; an object
+    with ``percent`` (0 to 100); or a fraction, a float from 0.0 to 1.0 (an integer such
+    as ``3`` could be a step's number, so it gets no bar). A share outside 0-1 is None."""
+    if isinstance(value, float):
+        share: float | None = _number(value)
+    elif isinstance(value, Mapping):
+        share = _share_of(value)
+    else:
+        return None
+    return share if share is not None and 0.0 <= share <= 1.0 else None
+
+
+def _share_of(value: Mapping[Any, Any]) -> float | None:
+    percent = _number(value.get("percent"))
+    done = _number(next((value[name] for name in _DONE_NAMES if name in value), None))
+    of = _number(next((value[name] for name in _OF_NAMES if name in value), None))
+    try:
+        if percent is not None:
+            return percent / 100
+        if done is not None and of is not None and of > 0:
+            return done / of  # exact for integers of any size
+    except OverflowError:  # a share too large for a float: no bar, the JSON says it
+        pass
+    return None
+
+
+def _number(value: Any) -> int | float | None:
+    """``value`` when it is a finite JSON number (not a bool, which Python counts as an
+    int), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def timeline(job: Job) -> list[tuple[str, datetime]]:

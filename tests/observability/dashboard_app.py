@@ -29,6 +29,8 @@ class Gate:
         self.allowed = True
         #: While True, Flaky jobs fail.
         self.flaky_fails = True
+        #: Each item set here lets a Steps job report its next step.
+        self.step = asyncio.Queue[None]()
 
     def authorize(self, request: Request) -> bool:
         return self.allowed
@@ -39,7 +41,8 @@ def make_app(
 ) -> tuple[Starlette, AsyncEndpoints]:
     """An app with handlers Ok (returns its body's text), Broken (fails), Flaky (fails
     while ``gate.flaky_fails``), Hold (runs until the gate opens, or is cancelled), Report
-    (reports its body's text as progress, then holds as Hold does), the
+    (reports its body's text as progress, then holds as Hold does), Steps (reports
+    ``{"done": n, "of": 4}`` for n = 1, 2, 3, one at each ``gate.step`` item, then holds), the
     dashboard at /dashboard, and at /elsewhere a page with a form that posts a cancel to
     the dashboard (served to the browser from another origin in the CSRF test)."""
     app = Starlette()
@@ -62,6 +65,13 @@ def make_app(
         await gate.open.wait()
         return "reported"
 
+    async def steps(ctx: AsyncContext[None]) -> str:
+        for done in range(1, 4):
+            await gate.step.get()
+            await ctx.report_progress({"done": done, "of": 4})
+        await gate.open.wait()
+        return "stepped"
+
     async def flaky(ctx: AsyncContext[None]) -> str:
         if gate.flaky_fails:
             raise RuntimeError("flaky failed")
@@ -72,6 +82,7 @@ def make_app(
     endpoints.add_handler(broken, name="Broken")
     endpoints.add_handler(hold, name="Hold", job_timeout=120)
     endpoints.add_handler(report, name="Report", job_timeout=120)
+    endpoints.add_handler(steps, name="Steps", job_timeout=120)
     endpoints.map_dashboard("/dashboard", authorize=gate.authorize)
 
     async def elsewhere(request: Request) -> HTMLResponse:

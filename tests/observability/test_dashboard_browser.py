@@ -741,6 +741,37 @@ async def test_without_javascript_pause_all_and_requeue_selected_ask_first_on_a_
         await context.close()
 
 
+async def test_a_running_jobs_progress_changes_on_the_open_pages_without_reloading(
+    site: tuple[str, AsyncEndpoints], page: Page, gate: Gate
+) -> None:
+    """A running job reports {"done": n, "of": 4} step by step: its own page and the
+    queues page show each step within 2 s, as JSON text and as a bar that grows (25 %,
+    50 %, 75 %), with no navigation."""
+    base, engine = site
+    job = await engine.submit("Steps")
+    reloads: list[str] = []
+    page.on("framenavigated", lambda frame: reloads.append(frame.url))
+    places = [
+        (f"{base}/dashboard/jobs/{job.id}", "table.facts td.progress"),
+        (f"{base}/dashboard/", f'tr[data-job="{job.id}"] td.progress'),
+    ]
+    for number, (address, cell) in enumerate(places):
+        await page.goto(address)
+        loaded = len(reloads)
+        text, bar = page.locator(f"{cell} code"), page.locator(f"{cell} svg.progress-bar")
+        if number == 0:
+            await expect(page.locator(".job-head .status")).to_have_text("Running")
+        for done in range(1 + 2 * number, 3 + number):
+            gate.step.put_nowait(None)
+            said = f'{{"done": {done}, "of": 4}}'
+            await expect(text).to_have_text(said, timeout=LIVE_WITHIN_MS)
+            await expect(bar).to_have_attribute("aria-label", f"{25 * done} % done")
+            width = await bar.locator("rect.done").evaluate("r => r.getBBox().width")
+            assert width == pytest.approx(25 * done)
+        assert len(reloads) == loaded  # the script redrew the page's live part only
+    gate.open.set()
+
+
 async def test_a_running_jobs_cancel_button_stays_on_a_laptop_screen_beside_long_progress(
     site: tuple[str, AsyncEndpoints], page: Page
 ) -> None:
