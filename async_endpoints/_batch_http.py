@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ._authorize import grants
 from ._batch import Batch
 from ._errors import JobStoreError, StoreUnavailableError
 from ._job import parse_job_id
@@ -54,6 +55,10 @@ class BatchReader(Protocol):
         ...
 
 
+#: How a batch route's hook is named in the log.
+_HOOK = "the batch route's authorize"
+
+
 def batch_details_endpoint(
     batches: BatchReader, authorize: BatchAuthorize | None = None
 ) -> Endpoint:
@@ -73,7 +78,8 @@ def batch_details_endpoint(
             logger.error("could not read a batch: %s: %s", type(exc).__name__, exc)
             return error_response(500, "the job store failed to carry out the request")
         if batch is None or (
-            authorize is not None and not await call_maybe_async(authorize, request, batch)
+            authorize is not None
+            and not grants(await call_maybe_async(authorize, request, batch), _HOOK)
         ):
             return error_response(404, "batch not found")
         return json_response(batch.to_json())

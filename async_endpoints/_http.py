@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import NoMatchFound, compile_path
 
+from ._authorize import grants
 from ._capture import (
     capture_headers,
     capture_query,
@@ -229,7 +230,9 @@ async def may_see(endpoints: JobService, request: Request, job: Job) -> bool:
     """Whether the ``authorize`` setting lets ``request`` be shown ``job`` (yes without
     one)."""
     authorize = endpoints.settings.authorize
-    return authorize is None or bool(await call_maybe_async(authorize, request, job))
+    if authorize is None:
+        return True
+    return grants(await call_maybe_async(authorize, request, job), "the authorize setting")
 
 
 async def submitted_response(endpoints: JobService, job: Job, request: Request) -> Response:

@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from ._authorize import grants
 from ._errors import JobStoreError
 from ._event_fanout import EventFanout
 from ._event_stream import EventStream, Render, json_data
@@ -171,7 +172,9 @@ class _EventResponse(EventSourceResponse):
 async def _allowed(endpoints: EventService, request: Request, job: Job) -> bool:
     """Whether ``authorize`` (the hook of job details) lets the caller see ``job``."""
     authorize = endpoints.settings.authorize
-    return authorize is None or bool(await call_maybe_async(authorize, request, job))
+    if authorize is None:
+        return True
+    return grants(await call_maybe_async(authorize, request, job), "the authorize setting")
 
 
 async def _events(
