@@ -18,7 +18,7 @@ from ._job import parse_job_id
 from ._openapi import error_responses, path_parameters
 from ._outage_log import STORE_OUTAGE
 from ._responses import call_maybe_async, error_response, json_response
-from ._routes import is_fastapi
+from ._routes import is_fastapi, refuse_shadowed
 
 logger = logging.getLogger("async_endpoints")
 
@@ -89,6 +89,7 @@ def batch_details_endpoint(
 
 def add_batch_route(app: Any, path: str, endpoint: Endpoint, *, name: str) -> None:
     """Register ``endpoint`` for ``GET path`` (``path`` holds ``{batch_id}``)."""
+    refuse_shadowed(app, path, ["GET"])
     if not is_fastapi(app):
         app.router.add_route(path, endpoint, methods=["GET"], name=name)
         return

@@ -14,7 +14,7 @@ from collections.abc import Collection, Coroutine, Sequence
 from typing import Any
 
 from ._endpoints import AsyncEndpoints
-from ._errors import ConfigurationError, StoreUnavailableError
+from ._errors import ConfigurationError, JobStoreError, StoreUnavailableError
 from ._memory import InMemoryJobStore
 from ._store import JobStore
 from ._worker import CANCEL_WAIT
@@ -149,14 +149,26 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
+class CannotStart(Exception):
+    """The worker cannot start for a reason no wait would change (the store refused the
+    credentials, say): said in one line, and the process exits with status 1."""
+
+
 async def _store_reachable(store: JobStore, stop: asyncio.Event) -> bool:
-    """Start ``store``, trying again with backoff while it is unavailable; False if stopped."""
+    """Start ``store``, trying again with backoff while it is unavailable; False if stopped.
+
+    Raises:
+        CannotStart: the store refused to start (a `JobStoreError` other than
+            unavailable, such as refused credentials, or a `ConfigurationError`).
+    """
     delay = 0.1
     while not stop.is_set():
         try:
             await store.start()
         except StoreUnavailableError as exc:
             logger.warning("store unavailable, trying again in %.1f s: %s", delay, exc)
+        except (JobStoreError, ConfigurationError) as exc:  # trying again won't do
+            raise CannotStart(f"the store cannot start: {exc}") from exc
         else:
             return True
         with contextlib.suppress(TimeoutError):
@@ -285,7 +297,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "process, never those of the app's instances; give the app a shared store "
             "(RedisJobStore) for a worker process"
         )
-    _run(
-        run_worker(endpoints, queues, freeze_heap=args.gc_freeze), endpoints.pool.attempts.abandoned
-    )
+    try:
+        _run(
+            run_worker(endpoints, queues, freeze_heap=args.gc_freeze),
+            endpoints.pool.attempts.abandoned,
+        )
+    except CannotStart as exc:
+        logger.error("%s", exc)
+        return 1
     return 0

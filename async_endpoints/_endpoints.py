@@ -43,6 +43,9 @@ from ._worker import AttemptRunner
 
 logger = logging.getLogger("async_endpoints")
 
+#: How many `AsyncEndpoints.running` blocks use each store object now, by its id.
+_STORE_USERS: dict[int, int] = {}
+
 
 class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Observability):
     """Async job endpoints for one Starlette or FastAPI app.
@@ -196,6 +199,9 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
         """
         self.pool.queues = self.serving(queues)
         self._started = True
+        users = _STORE_USERS[id(self.store)] = _STORE_USERS.get(id(self.store), 0) + 1
+        if users > 1:
+            logger.debug("the store is shared with %d other running AsyncEndpoints", users - 1)
         try:
             await self.store.start()
         except StoreUnavailableError as exc:
@@ -211,7 +217,13 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
         finally:
             if self.webhooks is not None:
                 await self.webhooks.aclose()
-            await self.store.aclose()
+            # A store shared by several AsyncEndpoints of this process closes with the
+            # last of them: the others go on using it.
+            users = _STORE_USERS.pop(id(self.store)) - 1
+            if users:
+                _STORE_USERS[id(self.store)] = users
+            else:
+                await self.store.aclose()
 
     @asynccontextmanager
     async def _served(self) -> AsyncIterator[AsyncEndpoints]:

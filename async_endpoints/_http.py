@@ -236,10 +236,32 @@ async def may_see(endpoints: JobService, request: Request, job: Job) -> bool:
 
 
 async def submitted_response(endpoints: JobService, job: Job, request: Request) -> Response:
-    """The app's ``job_submitted_response``, or 202 with the job JSON and ``Location``."""
+    """The app's ``job_submitted_response``, or 202 with the job JSON and ``Location``.
+
+    The job is stored by then: when the app's hook raises or returns something that is
+    not a ``Response``, the client still learns of its job (the default 202, the hook's
+    failure logged as an error) rather than a 500 it would retry, submitting again."""
     factory = endpoints.settings.job_submitted_response
     if factory is not None:
-        return await call_maybe_async(factory, job, request)
+        try:
+            answer = await call_maybe_async(factory, job, request)
+        except Exception:
+            logger.exception(
+                "job_submitted_response raised; answering the default 202 for job %s, "
+                "which is stored",
+                job.id,
+                extra=job_id_extra(job.id, job.name),
+            )
+        else:
+            if isinstance(answer, Response):
+                return answer
+            logger.error(
+                "job_submitted_response returned %s, not a Response; answering the default "
+                "202 for job %s, which is stored",
+                type(answer).__name__,
+                job.id,
+                extra=job_id_extra(job.id, job.name),
+            )
     location = endpoints.locations.url(request, job)
     return job_response(job, 202, None if location is None else {"Location": location})
 

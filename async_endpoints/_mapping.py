@@ -156,8 +156,7 @@ class RouteMapping:
             raise ConfigurationError("async endpoints need an app; use add_handler without one")
         if method not in _METHODS:
             raise ConfigurationError(f"an async endpoint answers one of {_METHODS}, not {method!r}")
-        if not path.startswith("/"):
-            raise ConfigurationError(f"a route path must start with '/': {path!r}")
+        _check_path(path, f"add_async_route({method!r}, ...)")
         target = _route_target(self.app, options.get("router"))
         docs = route_docs(options, fastapi=is_fastapi(target))
         handler = self._new_handler(function, options)
@@ -205,6 +204,7 @@ class RouteMapping:
 
     def _decorator(self, method: Method, path: str, options: RouteOptions) -> Callable[[F], F]:
         _check_options(options)
+        _check_path(path, f"map_async_{method.lower()}")
 
         def register(function: F) -> F:
             self.add_async_route(method, path, function, **options)
@@ -255,6 +255,24 @@ def _route_target(app: Any, router: Any) -> Any:
     if not is_fastapi(app):
         raise ConfigurationError("router needs a FastAPI app (a Starlette app has no APIRouter)")
     return router
+
+
+def _check_path(path: object, called: str) -> None:
+    """Refuse a route path that is not text starting with ``/``, saying what was meant
+    when a function came instead (the decorator written without its parentheses).
+
+    Raises:
+        ConfigurationError: as said.
+    """
+    if callable(path):
+        raise ConfigurationError(
+            f'{called} takes the route\'s path first: write @endpoints.{called}("/path"), '
+            f"with its parentheses, above {getattr(path, '__name__', 'the handler')}"
+            if called.startswith("map_")
+            else f"{called} takes the route's path before the handler, not {path!r}"
+        )
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ConfigurationError(f"a route path must be text starting with '/': {path!r}")
 
 
 def _check_options(options: object) -> None:

@@ -21,6 +21,7 @@ from ._errors import ConfigurationError
 from ._events import LifecycleEvents
 from ._hook_shape import check_hook
 from ._responses import call_maybe_async
+from ._routes import refuse_shadowed
 from ._settings import Settings
 from ._store import InspectionStore, JobStore
 
@@ -94,14 +95,15 @@ class Observability:
         internal network.
 
         Raises:
-            ConfigurationError: there is no app, ``path`` lacks a leading ``/``,
-                ``authorize`` cannot be called with the request, or prometheus-client is
-                not installed (the ``metrics`` extra).
+            ConfigurationError: there is no app, ``path`` lacks a leading ``/`` or is
+                routed already, ``authorize`` cannot be called with the request, or
+                prometheus-client is not installed (the ``metrics`` extra).
         """
         if self.app is None:
             raise ConfigurationError("map_metrics needs an app")
         if not path.startswith("/"):
             raise ConfigurationError(f"the metrics path must start with '/': {path!r}")
+        refuse_shadowed(self.app, path, ["GET", "HEAD"])
         if authorize is not None:
             check_hook(authorize, "map_metrics's authorize", "request")
         metrics = self.enable_metrics(registry)
@@ -160,6 +162,7 @@ class Observability:
         except ImportError as exc:
             message = 'the dashboard needs Jinja2: pip install "async-endpoints[dashboard]"'
             raise ConfigurationError(message) from exc
+        refuse_shadowed(self.app, path, ["GET"])
         dashboard = Dashboard(self, authorize, path)  # type: ignore[arg-type]
         name = "dashboard_" + re.sub(r"\W+", "_", path).strip("_")
         # The bare path too (not the app's slash redirect, which would answer anyone).

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import compile_path
 
+from ._any_method_route import AnyMethodRoute
 from ._errors import ConfigurationError
 from ._handlers import Handler
 from ._openapi import (
@@ -53,6 +55,41 @@ def resource_route(
     return name or prefix + re.sub(r"\W+", "_", path).strip("_")
 
 
+def refuse_shadowed(target: Any, path: str, methods: Iterable[str], prefix: str = "") -> None:
+    """Refuse to route ``methods path`` on ``target`` (an app or a FastAPI ``APIRouter``,
+    whose ``prefix`` is given) when a route there already answers one of those methods on
+    that path (the same pattern, whatever its parameters are named): the new route would
+    never be reached (the same path mapped twice, two `AsyncEndpoints` mapping one path on
+    one app, or the app's own route there first).
+
+    Raises:
+        ConfigurationError: as said, naming the route there first.
+    """
+    pattern = _unnamed(compile_path(prefix + path)[0].pattern)
+    wanted = set(methods)
+    for route in getattr(target, "routes", ()):
+        regex = getattr(route, "path_regex", None)
+        if regex is None or _unnamed(regex.pattern) != pattern or not hasattr(route, "methods"):
+            continue  # another path, or not an HTTP route (a mount, a websocket)
+        taken = (
+            wanted
+            if route.methods is None or isinstance(route, AnyMethodRoute)
+            else wanted & set(route.methods)
+        )
+        if taken:
+            said = "/".join(sorted(taken))
+            raise ConfigurationError(
+                f"{said} {prefix + path} is routed already (to {route.name!r}): "
+                "a second route there would never be reached"
+            )
+
+
+def _unnamed(pattern: str) -> str:
+    """A route's path pattern with its parameters' names left out (``/jobs/{id}`` and
+    ``/jobs/{job_id}`` match the same requests)."""
+    return re.sub(r"\(\?P<\w+>", "(", pattern)
+
+
 def is_fastapi(app: Any) -> bool:
     """True when ``app`` is a FastAPI application (FastAPI need not be installed)."""
     return any(cls.__module__.startswith("fastapi") for cls in type(app).__mro__)
@@ -73,6 +110,7 @@ def add_submit_route(
     are FastAPI's route options given with it (`_route_docs.route_docs`). Its request body
     is inlined here; the app's ``openapi()`` names it (`_openapi_document`), finding the
     operation by ``body_mark``."""
+    refuse_shadowed(app, path, [method], getattr(app, "prefix", ""))
     name = handler.name
     docs = dict(docs or {})
     if not is_fastapi(app):
@@ -115,6 +153,7 @@ def add_get_route(app: Any, path: str, endpoint: Endpoint, *, name: str) -> None
     """Register ``endpoint`` for ``GET path`` (the job-details route), and for ``HEAD``
     (Starlette's routes take it with GET; FastAPI's do not: a hidden route of its own, so
     that ``curl -I`` and uptime probes get the GET's status and headers, not 405)."""
+    refuse_shadowed(app, path, ["GET", "HEAD"])
     _add_job_route(app, path, endpoint, name=name, method="GET", answer="The job.", errors=())
     if is_fastapi(app):
         app.add_api_route(path, endpoint, methods=["HEAD"], name=name, include_in_schema=False)
@@ -138,6 +177,7 @@ def _add_job_route(
 ) -> None:
     """A route about one job (``path`` holds ``{job_id}``): 200 with the job JSON, 404 for
     an unknown job, 503 while the store is unreachable, and ``errors``."""
+    refuse_shadowed(app, path, [method])
     if not is_fastapi(app):
         app.router.add_route(path, endpoint, methods=[method], name=name)
         return

@@ -93,15 +93,22 @@ class CronScheduling:
             job_timeout: Seconds one attempt may run (default: the ``job_timeout`` setting).
 
         Raises:
-            ValueError: when decorating: the expression or time zone is invalid (the
-                message names the problem), or ``tenant`` or the name is not 1 to 255
-                characters that UTF-8 can encode.
+            ValueError: the expression or time zone is invalid (the message names the
+                problem), ``unique`` is not a bool, or (when decorating) ``tenant`` or the
+                name is not 1 to 255 characters that UTF-8 can encode.
             JobValidationError: the handler's body model does not accept no body.
             ConfigurationError: as `add_handler` raises it, or the store is not a
                 `ScheduleStore`. Nothing is registered then.
         """
+        if callable(expression):
+            raise ValueError(
+                'cron takes the cron expression first: write @endpoints.cron("*/5 * * * *"), '
+                "with its parentheses"
+            )
         CronRule(expression, timezone)
         check_label(tenant, "tenant")
+        if not isinstance(unique, bool):
+            raise ValueError(f"unique must be True or False, not {unique!r}")
         self._schedules("define cron schedules")
 
         def register(function: F) -> F:

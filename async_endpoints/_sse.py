@@ -36,7 +36,7 @@ from ._job import Job, job_to_json, parse_job_id
 from ._logs import job_extra
 from ._openapi import error_responses, path_parameters
 from ._responses import call_maybe_async, dumps, error_response
-from ._routes import is_fastapi
+from ._routes import is_fastapi, refuse_shadowed
 from ._settings import Settings
 from ._store import JobStore
 from ._store_features import EventStore
@@ -200,6 +200,7 @@ class _EventStream(Response):
 def add_events_route(app: Any, path: str, endpoint: Endpoint, *, name: str) -> None:
     """Register ``endpoint`` for ``GET path`` (``text/event-stream``) on a Starlette or
     FastAPI app."""
+    refuse_shadowed(app, path, ["GET"])
     if not is_fastapi(app):
         app.router.add_route(path, endpoint, methods=["GET"], name=name)
         return

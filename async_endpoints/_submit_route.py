@@ -49,7 +49,7 @@ from ._idempotency import (
     gone_message,
     query_pairs,
 )
-from ._job import Job, JobRequest, JobStatus, parse_job_id
+from ._job import MAX_LABEL_LENGTH, Job, JobRequest, JobStatus, parse_job_id
 from ._logs import job_extra
 from ._options import Placement
 from ._prefer import applied, preferred_wait
@@ -287,6 +287,11 @@ def _idempotency_key(request: Request) -> str | None:
     value = _single(request, IDEMPOTENCY_HEADER)
     if value is None:
         return None
+    if len(value) > MAX_LABEL_LENGTH:
+        # A header's text is its bytes (latin-1, as HTTP has it): a key of 86 "☃" is 258
+        # of them, and counting characters would tell the client a number it never sent.
+        message = f"Idempotency-Key must be 1 to {MAX_LABEL_LENGTH} bytes, not {len(value)}"
+        raise RequestRejected(400, message)
     try:
         return check_key(value)
     except ValueError as exc:

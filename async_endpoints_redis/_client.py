@@ -32,7 +32,9 @@ import inspect
 import math
 from contextvars import ContextVar
 from typing import Any, TypeAlias
+from urllib.parse import unquote, urlsplit
 
+from redis import __version__ as redis_version
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
@@ -113,6 +115,11 @@ def check_url(url: object, cluster: bool | None = None) -> None:
         options: dict[str, Any] = dict(parse_url(url))
     except ValueError as exc:
         raise ConfigurationError(f"url is not a Redis URL: {exc}") from None
+    parts = urlsplit(url)  # as redis-py reads it
+    database = unquote(parts.path).strip("/")
+    if parts.scheme in ("redis", "rediss") and database and not database.isdigit():
+        # redis-py would take database 0 without a word
+        raise ConfigurationError("url: the database after the host must be a number")
     if cluster:
         if options.get("connection_class") is UnixDomainSocketConnection:
             raise ConfigurationError("url: a Redis Cluster is not reached by a Unix socket")
@@ -129,6 +136,40 @@ def check_url(url: object, cluster: bool | None = None) -> None:
         ConnectionPool(**options).make_connection()  # type: ignore[no-untyped-call]
     except (TypeError, ValueError, RedisError) as exc:
         raise ConfigurationError(f"url has an option redis-py refuses: {exc}") from None
+
+
+def check_client(client: object) -> None:
+    """Refuse a ``client`` the store cannot use: it must be one of redis-py's asyncio
+    clients (``redis.asyncio.Redis`` or ``RedisCluster``), not the blocking ones.
+
+    Raises:
+        ConfigurationError: as said.
+    """
+    if not isinstance(client, Redis | RedisCluster):
+        kind = f"{type(client).__module__}.{type(client).__qualname__}"
+        raise ConfigurationError(
+            "client must be an asyncio client of redis-py (redis.asyncio.Redis or "
+            f"redis.asyncio.RedisCluster), not {kind}"
+        )
+    if isinstance(client, RedisCluster):
+        check_cluster_client()
+
+
+def check_cluster_client() -> None:
+    """Refuse a Redis Cluster store when redis-py's asyncio cluster client has no pub/sub
+    (before redis-py 8.0): the store's events, wake-ups and cancels reach other processes
+    through it, and without it job event streams served by another process never hear of
+    their jobs.
+
+    Raises:
+        ConfigurationError: as said, naming the redis-py installed.
+    """
+    if not hasattr(RedisCluster, "pubsub"):
+        raise ConfigurationError(
+            "a Redis Cluster store needs redis-py 8.0 or later, whose asyncio cluster "
+            f"client has pub/sub (this is redis-py {redis_version}): "
+            'pip install "redis>=8"'
+        )
 
 
 def check_seconds(name: str, value: object) -> float:
@@ -204,6 +245,7 @@ async def connect(url: str, *, cluster: bool | None, options: dict[str, Any]) ->
     if cluster is None:
         cluster = await _is_cluster_node(url, options)
     if cluster:
+        check_cluster_client()
         client = RedisCluster.from_url(url, **options)
         keep_command_table(client, url)  # read once per process and URL
         return client

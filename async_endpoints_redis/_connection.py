@@ -33,7 +33,7 @@ from ._client import (
     reply_timeout,
 )
 from ._elapsed import ElapsedClock
-from ._errors import RETRY_AFTER, mapped_errors
+from ._errors import RETRY_AFTER, mapped_errors, refused_credentials
 from ._fence import give_up, giving_up
 from ._health import inspect_server
 from ._keys import Keys
@@ -141,13 +141,14 @@ class Connection:
 
         Raises:
             StoreUnavailableError: Redis cannot be reached; a later call tries again.
-            JobStoreError: The connection is closed.
+            JobStoreError: The connection is closed, or Redis refused the credentials (a
+                wrong password or user: no try again would change that).
         """
         async with self._start_lock:
             if self.closed:
                 raise JobStoreError("the store is closed")
             if self._scripts is None:
-                with mapped_errors("start"):
+                with refused_credentials(), mapped_errors("start"):
                     async with asyncio.timeout(self.deadline):
                         await self._connect()
                 self.max_bulk_len = await inspect_server(

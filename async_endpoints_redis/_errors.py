@@ -98,6 +98,38 @@ def mapped_errors(operation: str) -> Iterator[None]:
         raise _unavailable(operation, exc) from exc
 
 
+@contextmanager
+def refused_credentials() -> Iterator[None]:
+    """Around connecting: Redis refusing the credentials (a wrong password or ACL user, or
+    none given to a server that asks for one) raises `JobStoreError` saying so, rather
+    than the `StoreUnavailableError` that redis-py's class for it (a kind of connection
+    error) would make: trying again cannot help, so an app or worker starting with them
+    fails at once instead of waiting for a Redis that answers."""
+    try:
+        yield
+    except StoreUnavailableError as exc:
+        refusal = _credentials_refusal(exc)
+        if refusal is None:
+            raise
+        message = (
+            f"Redis refused the store's credentials: {refusal} (check the user and "
+            "password in the store's URL, or the client given)"
+        )
+        raise JobStoreError(message) from refusal
+
+
+def _credentials_refusal(exc: BaseException) -> BaseException | None:
+    """The `AuthenticationError` among the causes of ``exc``, if any."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, redis_errors.AuthenticationError):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 def raised_in_redis(exc: BaseException) -> bool:
     """True when the innermost frame of ``exc``'s traceback outside the standard library
     belongs to redis-py (a frame of asyncio or socket beneath it does not count)."""

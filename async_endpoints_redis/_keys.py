@@ -136,6 +136,8 @@ class Keys:
     prefix: str
 
     def __post_init__(self) -> None:
+        if not isinstance(self.prefix, str):
+            raise ConfigurationError(f"prefix must be a string, not {type(self.prefix).__name__}")
         if not self.prefix or "{" in self.prefix or "}" in self.prefix:
             raise ConfigurationError(f"invalid Redis key prefix {self.prefix!r}")
 

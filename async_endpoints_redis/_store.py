@@ -65,7 +65,15 @@ from async_endpoints._store_features import ClaimCancelListener, Idempotency
 from ._base import Offer
 from ._batch import Batcher
 from ._batches import RedisBatches
-from ._client import RESENT, AnyRedis, check_seconds, check_url, client_options
+from ._client import (
+    RESENT,
+    AnyRedis,
+    check_client,
+    check_cluster_client,
+    check_seconds,
+    check_url,
+    client_options,
+)
 from ._codec import (
     Reply,
     decode_or_none,
@@ -179,6 +187,10 @@ class RedisJobStore(
             raise ConfigurationError("RedisJobStore needs either a url or a client")
         if url is not None:
             check_url(url, cluster)
+        else:
+            check_client(client)
+        if cluster:
+            check_cluster_client()
         check_seconds("retention", retention)
         check_seconds("socket_timeout", socket_timeout)
         check_seconds("socket_connect_timeout", socket_connect_timeout)

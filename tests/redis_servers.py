@@ -101,7 +101,9 @@ class RedisServer:
         deadline = time.monotonic() + timeout
         while not _answers(self.port):
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.binary} exited: {self.process.stderr!r}")
+                said = self.process.stderr.read() if self.process.stderr else b""
+                self.stop()
+                raise RuntimeError(f"{self.binary} exited: {said.decode(errors='replace')}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"redis-server on port {self.port} did not come up")
             time.sleep(0.02)
@@ -122,9 +124,12 @@ class RedisServer:
     def stop(self) -> None:
         """Kill the process (SIGKILL, like a crash) and wait for it to exit."""
         _RUNNING.discard(self)
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait(timeout=10)
+            if self.process.stderr is not None:
+                self.process.stderr.close()
         self.process = None
 
 

@@ -59,7 +59,7 @@ def test_a_route_path_without_a_leading_slash_is_refused_and_nothing_registered(
     """The handler is not left registered when its route cannot be added."""
     app = Starlette()
     endpoints = AsyncEndpoints(app)
-    with pytest.raises(ConfigurationError, match="must start with '/'"):
+    with pytest.raises(ConfigurationError, match="must be text starting with '/'"):
         endpoints.add_async_post("api/noop", noop)
     with pytest.raises(ConfigurationError, match="must start with '/'"):
         endpoints.map_job_details("jobs/{job_id}")

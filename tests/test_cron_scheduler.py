@@ -333,7 +333,22 @@ async def test_a_bad_cron_decorator_raises_when_decorating_and_registers_nothing
         async def too_long(ctx: AsyncContext[None]) -> None:
             pass
 
-    assert not {"late", "lost", "needs_a_body", "n" * 256} & set(endpoints.handlers)
+    for unique in ("no", 0, None):  # "no" would have read as a truthy unique
+        with pytest.raises(ValueError, match="unique must be True or False"):
+
+            @endpoints.cron("0 3 * * *", unique=unique)  # type: ignore[arg-type]
+            async def unsure(ctx: AsyncContext[None]) -> None:
+                pass
+
+    with pytest.raises(ValueError, match=r'write @endpoints.cron\("\*/5 \* \* \* \*"\)'):
+
+        @endpoints.cron  # type: ignore[arg-type]
+        async def bare(ctx: AsyncContext[None]) -> None:
+            pass
+
+    assert not {"late", "lost", "needs_a_body", "n" * 256, "unsure", "bare"} & set(
+        endpoints.handlers
+    )
     await endpoints.declare_schedules()
     assert await endpoints.list_schedules() == []
 

@@ -710,6 +710,35 @@ async def test_job_submitted_response_replaces_the_202(app, http_client_for, fac
     assert stored is not None and stored.status is JobStatus.QUEUED
 
 
+def returns_none(job: Job, request: Request) -> None:
+    return None
+
+
+async def raises(job: Job, request: Request) -> Response:
+    raise RuntimeError("the app's hook broke")
+
+
+@pytest.mark.parametrize("factory", [returns_none, raises], ids=["returns-none", "raises"])
+async def test_a_failing_job_submitted_response_still_tells_the_client_its_stored_job(
+    app, http_client_for, factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The job is stored before the hook runs: when the hook raises or returns no Response,
+    the client gets the default 202 (the job JSON and Location), not a 500 it would retry
+    (a second job), and the hook's failure is logged as an error naming the job."""
+    endpoints = AsyncEndpoints(app, run_workers=False, job_submitted_response=factory)
+    order_endpoint(endpoints)
+    endpoints.map_job_details()
+    with caplog.at_level("ERROR", logger="async_endpoints"):
+        async with http_client_for(app) as client:
+            response = await client.post("/orders", json={"item": "tea"})
+            listed = await endpoints.list_jobs()
+    assert response.status_code == 202
+    assert response.headers["location"].endswith(f"/jobs/{response.json()['id']}")
+    assert [str(job.id) for job in listed.jobs] == [response.json()["id"]]
+    (logged,) = [r for r in caplog.records if "job_submitted_response" in r.getMessage()]
+    assert logged.levelname == "ERROR" and response.json()["id"] in logged.getMessage()
+
+
 async def stored_order(
     app: Any, http_client_for: Any, endpoints: AsyncEndpoints, headers: dict[str, str]
 ) -> Job | None:

@@ -451,6 +451,23 @@ async def test_an_empty_or_too_long_key_is_400(store: JobStore, key: str) -> Non
         assert await waiting(endpoints) == 0
 
 
+async def test_a_key_too_long_is_told_in_the_bytes_the_client_sent(store: JobStore) -> None:
+    """86 snowmen are 258 bytes in UTF-8: the answer counts bytes, as they were sent;
+    85 of them (255 bytes) are a key."""
+    app, endpoints = make_app(store)
+    async with served(app) as url, httpx.AsyncClient(base_url=url) as client:
+        too_long = await client.post(
+            "/orders", json={"item": "tea"}, headers={"Idempotency-Key": ("☃" * 86).encode()}
+        )
+        fits = await client.post(
+            "/orders", json={"item": "tea"}, headers={"Idempotency-Key": ("☃" * 85).encode()}
+        )
+        assert await waiting(endpoints) == 1
+    assert too_long.status_code == 400
+    assert too_long.json()["detail"] == "Idempotency-Key must be 1 to 255 bytes, not 258"
+    assert fits.status_code == 202
+
+
 async def test_submit_takes_an_idempotency_key(store: JobStore) -> None:
     """submit(idempotency_key=...): a repeat returns the first job; another body raises
     IdempotencyConflictError (a ValueError)."""

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import pytest
 from redis.asyncio import Redis
 
-from async_endpoints._errors import StoreUnavailableError
+from async_endpoints._errors import JobStoreError, StoreUnavailableError
 from async_endpoints._job import DEFAULT_QUEUE, JobError, JobStatus, NewJob
 from async_endpoints._store import Claim
 from async_endpoints_redis import RedisJobStore
@@ -354,8 +354,10 @@ async def test_a_url_with_acl_user_and_password_works(tmp_path: Any) -> None:
         await store.complete(claim, "ok")
         done = await within(PROMPTLY, waiting)
         assert done is not None and done.status is JobStatus.COMPLETED
-        with pytest.raises(StoreUnavailableError):
-            await RedisJobStore(f"redis://worker:wrong@127.0.0.1:{server.port}/0").start()
+        wrong = RedisJobStore(f"redis://worker:wrong@127.0.0.1:{server.port}/0")
+        with pytest.raises(JobStoreError, match="refused the store's credentials"):
+            await wrong.start()  # a mistake to fix, not an outage to wait out
+        await wrong.aclose()
     finally:
         await store.aclose()
         server.stop()

@@ -8,6 +8,8 @@ import math
 from typing import Any
 
 import pytest
+import redis
+from redis.asyncio.cluster import RedisCluster
 
 from async_endpoints import ConfigurationError
 from async_endpoints_redis import RedisJobStore
@@ -32,6 +34,8 @@ def test_a_sharded_store_needs_a_connection_per_shard_and_two_more() -> None:
         "redis://127.0.0.1:6379/0?ssl_cert_reqs=required",
         "rediss://127.0.0.1:6380/0?ssl_cert_reqs=bogus",
         "redis://127.0.0.1:6379/0?socket_timeout=soon",
+        "redis://127.0.0.1:6379/x",
+        "redis://127.0.0.1:6379/1x?socket_timeout=3",
     ],
     ids=[
         "unknown-scheme",
@@ -41,6 +45,8 @@ def test_a_sharded_store_needs_a_connection_per_shard_and_two_more() -> None:
         "TLS option without TLS",
         "TLS option value",
         "option value",
+        "database not a number",
+        "database not a number, options after",
     ],
 )
 @pytest.mark.parametrize("shards", [1, 3])
@@ -84,6 +90,9 @@ def test_max_connections_must_be_a_whole_number_of_at_least_three(value: Any) ->
         "unix:///tmp/r.sock",
         "rediss://127.0.0.1:6380/0?ssl_cert_reqs=none",
         "redis://127.0.0.1:6379/0?health_check_interval=5&socket_keepalive=true",
+        "redis://127.0.0.1:6379",
+        "redis://127.0.0.1:6379/",
+        "redis://127.0.0.1:6379?db=2",
     ],
 )
 def test_the_urls_redis_py_accepts_make_a_store_without_connecting(url: str) -> None:
@@ -135,3 +144,34 @@ def test_what_a_cluster_lacks_is_refused_when_a_cluster_store_is_made(
     has not: every start would fail) is refused at once."""
     with pytest.raises(ConfigurationError, match=message):
         RedisJobStore(url, cluster=True)
+
+
+@pytest.mark.parametrize(
+    "client",
+    [redis.Redis(), "redis://127.0.0.1:6379/0", object()],
+    ids=["blocking-client", "text", "object"],
+)
+def test_a_client_that_is_not_an_asyncio_client_of_redis_py_is_refused(client: Any) -> None:
+    with pytest.raises(ConfigurationError, match="client must be an asyncio client of redis-py"):
+        RedisJobStore(client=client)
+
+
+@pytest.mark.parametrize("prefix", [5, None, b"jobs"])
+def test_a_prefix_that_is_not_text_is_refused(prefix: Any) -> None:
+    for shards in (1, 3):
+        with pytest.raises(ConfigurationError, match="prefix must be a string"):
+            RedisJobStore("redis://127.0.0.1:6379/0", prefix=prefix, shards=shards)
+
+
+def test_a_cluster_store_before_redis_py_8_is_refused_naming_the_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """redis-py's asyncio cluster client has pub/sub from 8.0 only: without it, events
+    between processes never arrive (a stream served elsewhere waits for ever)."""
+    monkeypatch.delattr(RedisCluster, "pubsub")
+    needs = r'needs redis-py 8.0 or later, .*\(this is redis-py .*pip install "redis>=8"'
+    with pytest.raises(ConfigurationError, match=needs):
+        RedisJobStore("redis://127.0.0.1:7000/0", cluster=True)
+    with pytest.raises(ConfigurationError, match=needs):
+        RedisJobStore(client=RedisCluster(host="127.0.0.1", port=7000))
+    RedisJobStore("redis://127.0.0.1:6379/0", cluster=False)  # a single server needs none

@@ -1,0 +1,93 @@
+"""Redis refusing the store's credentials is a configuration mistake, not an outage: the
+store's start raises `JobStoreError` saying so (no endless retry as while Redis is down),
+so an app's startup fails at once, and the worker CLI exits with a one-line error."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+
+from async_endpoints import AsyncEndpoints, JobStoreError, StoreUnavailableError
+from async_endpoints_redis import RedisJobStore
+from tests.redis_servers import RedisServer
+
+PASSWORD = "right-one"
+
+
+@pytest.fixture
+async def guarded(own_redis_server: RedisServer) -> RedisServer:
+    """The test's own server, asking for ``PASSWORD``."""
+    client = Redis.from_url(own_redis_server.url)
+    await client.config_set("requirepass", PASSWORD)
+    await client.aclose()
+    return own_redis_server
+
+
+def with_password(server: RedisServer, password: str | None) -> str:
+    host = server.url.removeprefix("redis://")
+    return f"redis://:{password}@{host}" if password else server.url
+
+
+@pytest.mark.parametrize("password", ["wrong", None], ids=["wrong", "none"])
+async def test_a_refused_password_fails_the_start_saying_so(
+    guarded: RedisServer, password: str | None
+) -> None:
+    store = RedisJobStore(with_password(guarded, password))
+    with pytest.raises(JobStoreError, match="Redis refused the store's credentials") as refused:
+        await store.start()
+    assert not isinstance(refused.value, StoreUnavailableError)
+    await store.aclose()
+
+
+async def test_the_right_password_starts(guarded: RedisServer) -> None:
+    store = RedisJobStore(with_password(guarded, PASSWORD))
+    await store.start()
+    await store.aclose()
+
+
+async def test_an_app_with_a_refused_password_fails_its_startup(
+    guarded: RedisServer, http_client_for: Any
+) -> None:
+    app = Starlette()
+    AsyncEndpoints(app, store=RedisJobStore(with_password(guarded, "wrong")))
+    with pytest.raises(JobStoreError, match="credentials"):
+        async with http_client_for(app):
+            pass
+
+
+def test_the_worker_cli_exits_at_once_with_one_line(guarded: RedisServer, tmp_path: Path) -> None:
+    (tmp_path / "credentials_app.py").write_text(
+        textwrap.dedent(
+            """
+            import os
+
+            from async_endpoints import AsyncContext, AsyncEndpoints
+            from async_endpoints_redis import RedisJobStore
+
+            endpoints = AsyncEndpoints(store=RedisJobStore(os.environ["REDIS_URL"]))
+
+            @endpoints.add_handler
+            async def noop(ctx: AsyncContext[None]) -> None:
+                return None
+            """
+        )
+    )
+    url = with_password(guarded, "wrong")
+    done = subprocess.run(
+        [sys.executable, "-m", "async_endpoints", "worker", "credentials_app:endpoints"],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path.cwd()), "REDIS_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Redis refused the store's credentials" in done.stderr
+    assert "Traceback" not in done.stderr
