@@ -83,6 +83,10 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
         self.events = LifecycleEvents()
         self._app_lifespan: Lifespan | None = None
         self._started = False  # `running` was entered (the app's lifespan ran)
+        # The event loop `running` runs in now, and how many of its blocks are open (one
+        # in another loop at once is refused: the store and the pool belong to one).
+        self._running_in: asyncio.AbstractEventLoop | None = None
+        self._runs = 0
         self._told_unstarted = False
         s = self.settings
         policy = RetryPolicy(s.max_retries, s.retry_base_delay, s.retry_max_delay, s.retry_jitter)
@@ -196,34 +200,47 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
         Raises:
             ValueError: ``queues`` names a queue the ``queues`` setting lacks, repeats one
                 or is empty.
+            RuntimeError: it is running already in another event loop (entered again
+                before it ended).
         """
+        loop = asyncio.get_running_loop()
+        if self._running_in not in (None, loop):
+            raise RuntimeError(
+                "this AsyncEndpoints is running already, in another event loop: its app's "
+                "lifespan was entered again before the first one ended, as two TestClient "
+                "blocks open at once on one app do (each runs its own loop); end the first, "
+                "or share one client"
+            )
         self.pool.queues = self.serving(queues)
         self._started = True
-        users = _STORE_USERS[id(self.store)] = _STORE_USERS.get(id(self.store), 0) + 1
-        if users > 1:
-            logger.debug("the store is shared with %d other running AsyncEndpoints", users - 1)
+        self._running_in, self._runs = loop, self._runs + 1
+        store = self.store
+        _STORE_USERS[id(store)] = _STORE_USERS.get(id(store), 0) + 1
         try:
-            await self.store.start()
-        except StoreUnavailableError as exc:
-            # The app still starts: requests answer 503 until the store is reachable, and
-            # the store connects by itself on first use; the pool keeps retrying.
-            logger.warning("job store unavailable at startup, carrying on: %s", exc)
-        try:
+            try:
+                await store.start()
+            except StoreUnavailableError as exc:
+                # The app still starts: requests answer 503 until the store is reachable,
+                # and the store connects by itself on first use; the pool keeps retrying.
+                logger.warning("job store unavailable at startup, carrying on: %s", exc)
             if workers if workers is not None else self.settings.run_workers:
                 async with self.pool, self.scheduling():
                     yield self
             else:
                 yield self
         finally:
+            self._runs -= 1
+            if not self._runs:
+                self._running_in = None
             if self.webhooks is not None:
                 await self.webhooks.aclose()
             # A store shared by several AsyncEndpoints of this process closes with the
-            # last of them: the others go on using it.
-            users = _STORE_USERS.pop(id(self.store)) - 1
+            # last of them (the others go on using it), and whatever its start did.
+            users = _STORE_USERS.pop(id(store)) - 1
             if users:
-                _STORE_USERS[id(self.store)] = users
+                _STORE_USERS[id(store)] = users
             else:
-                await self.store.aclose()
+                await store.aclose()
 
     @asynccontextmanager
     async def _served(self) -> AsyncIterator[AsyncEndpoints]:

@@ -12,7 +12,8 @@
     │   └── ResultRefusedError    the store refused a result for good (the job fails with it)
     ├── ResultError               a handler's result cannot be kept (the attempt is not retried)
     │   ├── ResultTooLarge        its JSON is larger than max_result_size
-    │   └── ResultNotSerializable it has no JSON form
+    │   ├── ResultNotSerializable it has no JSON form
+    │   └── ResultValidationError it fails the handler's return annotation
     └── NonRetryableError         raised by a handler, not the library: its job fails at once
 
 `NonRetryableError` (or a subclass of the app's) fails its job without the retries it has
@@ -162,6 +163,12 @@ class ResultTooLarge(ResultError):
 
 class ResultNotSerializable(ResultError):
     """The result has no JSON form (NaN or Infinity, a lone surrogate, a huge integer...)."""
+
+
+class ResultValidationError(ResultError):
+    """The result does not match the handler's return annotation (``-> int`` returning
+    ``"n/a"``, ``-> Model`` returning a dict its model refuses), as FastAPI refuses a
+    route's return value that fails its response model."""
 
 
 class NonRetryableError(AsyncEndpointsError):

@@ -7,7 +7,7 @@ import inspect
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, get_type_hints
+from typing import Any, cast, get_type_hints
 
 from pydantic import PydanticUserError, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError, SchemaSerializer
@@ -22,6 +22,7 @@ from ._errors import (
     JobValidationError,
     ResultNotSerializable,
     ResultTooLarge,
+    ResultValidationError,
     summarize_errors,
 )
 from ._hook_shape import check_hook
@@ -105,12 +106,16 @@ class Handler:
     retry_base_delay: float | None = None
     path_params: tuple[str, ...] = ()
     _result_serializer: SchemaSerializer = field(init=False, repr=False, compare=False)
+    _checks_result: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # The result adapter's schema, but keeping NaN and Infinity as floats (pydantic's
         # default makes them None), so that they are found and refused.
         serializer = SchemaSerializer(self.result_adapter.core_schema, _KEEP_NON_FINITE)
         object.__setattr__(self, "_result_serializer", serializer)
+        # A return annotation is a response model (None, Any and object are none).
+        checks = self.result_type not in (Any, type(None), None, object)
+        object.__setattr__(self, "_checks_result", checks)
 
     @classmethod
     def from_function(
@@ -157,7 +162,11 @@ class Handler:
             if callable(value):
                 check_hook(value, option, "request, body")
         if not inspect.iscoroutinefunction(function):
-            raise ConfigurationError(f"job handler {function!r} must be an async function")
+            called = getattr(function, "__name__", None) or repr(function)
+            raise ConfigurationError(
+                f"job handler {called} must be an async function (async def); for blocking "
+                "work, await asyncio.to_thread(...) inside it"
+            )
         label = _label_of(function, name)
         params = _called_with_context_alone(function, label)
         try:
@@ -319,17 +328,32 @@ class Handler:
     def dump_result(self, value: Any) -> Any:
         """The handler's return value as the JSON value every store can keep.
 
-        pydantic turns the value into plain JSON data (dicts with str keys, lists, str,
-        numbers, bools, None: what any store reads back the same), which is written once
-        as JSON text to be measured. NaN and Infinity are refused rather than written as
-        null (pydantic's JSON does that silently, and the result would lie).
+        As FastAPI answers with a route's response model, a handler's return annotation
+        (other than None or Any) is checked first: the value is validated against it
+        (lax, as FastAPI does: ``"5"`` for ``-> int`` is 5; attributes read from objects),
+        so that a dict returned for ``-> Model`` keeps only the model's fields (a
+        ``password_hash`` the model lacks is left out, never stored nor served).
+        pydantic then turns the value into plain JSON data (dicts with str keys, lists,
+        str, numbers, bools, None: what any store reads back the same), which is written
+        once as JSON text to be measured. NaN and Infinity are refused rather than written
+        as null (pydantic's JSON does that silently, and the result would lie).
 
         Raises:
+            ResultValidationError: the value fails the return annotation (the message
+                names where and why, never the value).
             ResultNotSerializable: the value has no JSON form: an unknown type, NaN or
                 Infinity, text with a lone surrogate, an integer beyond ±(2**53 - 1)
                 (`_json_numbers`).
             ResultTooLarge: its JSON is larger than ``max_result_size`` bytes (UTF-8).
         """
+        if self._checks_result:
+            try:
+                value = self.result_adapter.validate_python(value, from_attributes=True)
+            except ValidationError as exc:
+                errors = exc.errors(include_url=False, include_input=False)
+                where = summarize_errors(cast(list[dict[str, Any]], errors), "result")
+                message = f"the result does not match {self.name}'s return annotation: {where}"
+                raise ResultValidationError(message) from None
         try:
             data = self._result_serializer.to_python(value, mode="json", by_alias=True)
             text = _RESULT_ENCODER.encode(data)

@@ -52,6 +52,7 @@ class RouteOptions(TypedDict, total=False):
     summary: str | None
     description: str | None
     deprecated: bool | None
+    operation_id: str | None
     include_in_schema: bool | None
     dependencies: Sequence[Any] | None
     router: Any
@@ -137,6 +138,9 @@ class RouteMapping:
                 a request whose query fails it answers 422 and nothing is stored; the
                 handler reads it as ``ctx.query`` (`async_endpoints._query_model`).
                 ``tags``, ``summary``, ``description``, ``deprecated``,
+                ``operation_id`` (default: the job name, with ``_put``, ``_patch`` or
+                ``_delete`` after it for those methods; the app's or router's own
+                ``generate_unique_id_function`` when it has one),
                 ``include_in_schema`` and ``dependencies`` (``Depends(...)``, run before
                 anything is stored) are FastAPI's own route options, handed to it
                 (`async_endpoints._route_docs`). ``router``: a FastAPI ``APIRouter`` to
@@ -165,7 +169,7 @@ class RouteMapping:
         handler = dataclasses.replace(handler, path_params=tuple(names))
         endpoint = submit_endpoint(cast(JobService, self), handler)
         mark = uuid.uuid4().hex  # finds this route's operation in the OpenAPI document
-        add_submit_route(target, method, path, endpoint, handler, docs, mark)
+        add_submit_route(target, method, path, endpoint, handler, docs, mark, self.app)
         if is_fastapi(self.app):
             finisher = finish_document(self.app)
             if handler.model is not None:

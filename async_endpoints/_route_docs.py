@@ -1,5 +1,6 @@
 """What a FastAPI user gives a route besides its job options: ``tags``, ``summary``,
-``description``, ``deprecated``, ``include_in_schema`` (its OpenAPI entry) and
+``description``, ``deprecated``, ``operation_id``, ``include_in_schema`` (its OpenAPI
+entry) and
 ``dependencies`` (``Depends(...)`` run before the submission, as on any FastAPI route: an
 ``HTTPException`` one raises is the answer and nothing is stored).
 
@@ -22,6 +23,7 @@ ROUTE_DOC_OPTIONS = {
     "summary": "a str",
     "description": "a str",
     "deprecated": "True or False",
+    "operation_id": "a str",
     "include_in_schema": "True or False",
     "dependencies": "a list of Depends(...)",
 }

@@ -103,13 +103,15 @@ def add_submit_route(
     handler: Handler,
     docs: Mapping[str, Any] | None = None,
     body_mark: str = "",
+    whole_app: Any = None,
 ) -> None:
     """Register ``endpoint`` for ``method path`` (an async endpoint) on a Starlette or
     FastAPI app; in FastAPI's OpenAPI document its 202 and 200 (``Prefer: wait``) answers
     are the job JSON with ``result`` typed by the handler's return annotation. ``docs``
     are FastAPI's route options given with it (`_route_docs.route_docs`). Its request body
     is inlined here; the app's ``openapi()`` names it (`_openapi_document`), finding the
-    operation by ``body_mark``."""
+    operation by ``body_mark``. ``whole_app`` is the app when ``app`` is a router of it
+    (its ``generate_unique_id_function`` counts too)."""
     refuse_shadowed(app, path, [method], getattr(app, "prefix", ""))
     name = handler.name
     docs = dict(docs or {})
@@ -126,12 +128,15 @@ def add_submit_route(
         }
         extra[BODY_MARK] = body_mark
     model = typed_job_model(handler)
+    if "operation_id" not in docs and not any(map(_own_unique_ids, (app, whole_app))):
+        base = name if method == "POST" else f"{name}_{method.lower()}"
+        own_path = getattr(app, "prefix", "") + path if hasattr(app, "prefix") else None
+        docs["generate_unique_id_function"] = operation_ids(base, own_path)
     app.add_api_route(
         path,
         endpoint,
         methods=[method],
         name=name,
-        operation_id=name if method == "POST" else f"{name}_{method.lower()}",
         summary=docs.pop("summary", None) or operation_summary(name),
         description=docs.pop("description", None) or inspect.cleandoc(handler.doc or ""),
         status_code=202,
@@ -147,6 +152,40 @@ def add_submit_route(
         openapi_extra=extra,
         **docs,
     )
+
+
+def operation_ids(base: str, own_path: str | None) -> Callable[[Any], str]:
+    """The ``generate_unique_id_function`` of an async endpoint: its operation id is
+    ``base`` (the job name), and where its router is included more than once (``/v1``
+    and ``/v2`` of one router) each further path's is ``base`` and that path's words, so
+    that the ids stay unique (FastAPI asks once per path it serves, ``own_path`` being a
+    router's own route, which is never served as it is; a path asked again gets the
+    same id)."""
+    given: dict[str, str] = {}
+
+    def unique_id(route: Any) -> str:
+        path = str(route.path_format)
+        if path == own_path:
+            return base
+        if path not in given:
+            words = re.sub(r"\W+", "_", path).strip("_")
+            given[path] = f"{base}_{words}" if given else base
+        return given[path]
+
+    return unique_id
+
+
+def _own_unique_ids(target: Any) -> bool:
+    """Whether the FastAPI app or router ``target`` was given a
+    ``generate_unique_id_function`` of the app's own (the route's ids are then left to
+    it)."""
+    if target is None:
+        return False
+    router = getattr(target, "router", target)
+    chosen = getattr(router, "generate_unique_id_function", None)
+    if chosen is None or type(chosen).__name__ == "DefaultPlaceholder":
+        return False
+    return getattr(chosen, "__module__", "") != "fastapi.utils"
 
 
 def add_get_route(app: Any, path: str, endpoint: Endpoint, *, name: str) -> None:

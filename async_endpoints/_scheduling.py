@@ -96,12 +96,14 @@ class CronScheduling:
             ValueError: the expression or time zone is invalid (the message names the
                 problem), ``unique`` is not a bool, or (when decorating) ``tenant`` or the
                 name is not 1 to 255 characters that UTF-8 can encode.
+            ConfigurationError: the decorator was written without its parentheses
+                (``@endpoints.cron`` above the handler).
             JobValidationError: the handler's body model does not accept no body.
             ConfigurationError: as `add_handler` raises it, or the store is not a
                 `ScheduleStore`. Nothing is registered then.
         """
         if callable(expression):
-            raise ValueError(
+            raise ConfigurationError(
                 'cron takes the cron expression first: write @endpoints.cron("*/5 * * * *"), '
                 "with its parentheses"
             )

@@ -117,7 +117,7 @@ def check_url(url: object, cluster: bool | None = None) -> None:
         raise ConfigurationError(f"url is not a Redis URL: {exc}") from None
     parts = urlsplit(url)  # as redis-py reads it
     database = unquote(parts.path).strip("/")
-    if parts.scheme in ("redis", "rediss") and database and not database.isdigit():
+    if parts.scheme in ("redis", "rediss") and database and not _decimal(database):
         # redis-py would take database 0 without a word
         raise ConfigurationError("url: the database after the host must be a number")
     if cluster:
@@ -136,6 +136,12 @@ def check_url(url: object, cluster: bool | None = None) -> None:
         ConnectionPool(**options).make_connection()  # type: ignore[no-untyped-call]
     except (TypeError, ValueError, RedisError) as exc:
         raise ConfigurationError(f"url has an option redis-py refuses: {exc}") from None
+
+
+def _decimal(text: str) -> bool:
+    """Whether ``text`` is a number as redis-py reads a database (``int``): ASCII digits
+    (``str.isdigit`` would take ``²``, which ``int`` refuses)."""
+    return text.isascii() and text.isdigit()
 
 
 def check_client(client: object) -> None:

@@ -340,7 +340,7 @@ async def test_a_bad_cron_decorator_raises_when_decorating_and_registers_nothing
             async def unsure(ctx: AsyncContext[None]) -> None:
                 pass
 
-    with pytest.raises(ValueError, match=r'write @endpoints.cron\("\*/5 \* \* \* \*"\)'):
+    with pytest.raises(ConfigurationError, match=r'write @endpoints.cron\("\*/5 \* \* \* \*"\)'):
 
         @endpoints.cron  # type: ignore[arg-type]
         async def bare(ctx: AsyncContext[None]) -> None:

@@ -356,7 +356,11 @@ def test_handlers_must_be_async_and_take_an_async_context() -> None:
 
     async def fine(ctx: AsyncContext[None]) -> None: ...
 
-    with pytest.raises(ConfigurationError, match="async function"):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"job handler sync_handler must be an async function \(async def\); for "
+        r"blocking work, await asyncio.to_thread",
+    ):
         engine.add_handler(sync_handler)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="AsyncContext"):
         engine.add_handler(wrong_param)  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ from pydantic import BaseModel, create_model
 from starlette.applications import Starlette
 from starlette.schemas import SchemaGenerator
 
-from async_endpoints import AsyncContext, AsyncEndpoints
+from async_endpoints import AsyncContext, AsyncEndpoints, ConfigurationError
 from tests.wire import JOB_FIELDS
 
 
@@ -566,3 +566,84 @@ async def test_a_route_mapped_after_the_document_was_built_is_named_once(http_cl
     body = after["paths"]["/shipments"]["post"]["requestBody"]["content"]["application/json"]
     assert body["schema"] == {"$ref": "#/components/schemas/Shipment"}
     assert not [name for name in after["components"]["schemas"] if name[-1].isdigit()]
+
+
+def operation_ids(document: dict[str, Any]) -> dict[tuple[str, str], str]:
+    return {
+        (path, method): operation["operationId"]
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    }
+
+
+async def test_a_router_included_twice_keeps_its_operation_ids_unique(http_client_for) -> None:
+    """One router under /v1 and /v2 (API versions): the first path keeps the job name as
+    its operation id, the second gets the name and its path's words (the document would
+    be invalid with one id twice), as FastAPI's own routes there get ids of their own."""
+    app = FastAPI()
+    endpoints = AsyncEndpoints(app, run_workers=False)
+    router = APIRouter()
+
+    @endpoints.map_async_post("/reports", name="BuildReport", router=router)
+    async def build(ctx: AsyncContext[Address]) -> None: ...
+
+    @endpoints.map_async_delete("/reports", name="DropReport", router=router)
+    async def drop(ctx: AsyncContext) -> None: ...
+
+    app.include_router(router, prefix="/v1")
+    app.include_router(router, prefix="/v2")
+    async with http_client_for(app) as client:
+        first = operation_ids((await client.get("/openapi.json")).json())
+        app.openapi_schema = None
+        again = operation_ids((await client.get("/openapi.json")).json())
+    assert first == again  # asked again, each path keeps its id
+    assert {key: first[key] for key in first if key[0].endswith("/reports")} == {
+        ("/v1/reports", "post"): "BuildReport",
+        ("/v1/reports", "delete"): "DropReport_delete",
+        ("/v2/reports", "post"): "BuildReport_v2_reports",
+        ("/v2/reports", "delete"): "DropReport_delete_v2_reports",
+    }
+
+
+def tagged_ids(route: Any) -> str:
+    return f"{route.tags[0] if route.tags else 'api'}-{route.name}"
+
+
+@pytest.mark.parametrize("where", ["app", "router"])
+async def test_the_apps_own_generate_unique_id_function_names_async_endpoints_too(
+    http_client_for, where: str
+) -> None:
+    """FastAPI's recipe for generated clients (ids from tags and names) covers the async
+    endpoints as it does the app's own routes."""
+    app = FastAPI(generate_unique_id_function=tagged_ids) if where == "app" else FastAPI()
+    router = APIRouter(
+        tags=["items"],
+        **({"generate_unique_id_function": tagged_ids} if where == "router" else {}),
+    )
+    endpoints = AsyncEndpoints(app, run_workers=False)
+
+    @endpoints.map_async_post("/build", name="Build", router=router)
+    async def build(ctx: AsyncContext) -> None: ...
+
+    @router.get("/ordinary", name="ordinary")
+    async def ordinary() -> None: ...
+
+    app.include_router(router)
+    async with http_client_for(app) as client:
+        ids = operation_ids((await client.get("/openapi.json")).json())
+    assert ids[("/build", "post")] == "items-Build"
+    assert ids[("/ordinary", "get")] == "items-ordinary"
+
+
+async def test_an_operation_id_given_to_the_route_is_its_id(http_client_for) -> None:
+    app = FastAPI()
+    endpoints = AsyncEndpoints(app, run_workers=False)
+
+    @endpoints.map_async_post("/build", name="Build", operation_id="startBuild")
+    async def build(ctx: AsyncContext) -> None: ...
+
+    async with http_client_for(app) as client:
+        ids = operation_ids((await client.get("/openapi.json")).json())
+    assert ids[("/build", "post")] == "startBuild"
+    with pytest.raises(ConfigurationError, match="operation_id need a FastAPI app"):
+        AsyncEndpoints(Starlette()).add_async_post("/x", build, operation_id="x")

@@ -91,3 +91,22 @@ async def test_the_running_list_and_the_job_page_draw_a_known_progress_as_a_bar(
         for _ in range(2):  # its other steps, then it returns
             gate.step.put_nowait(None)
         gate.open.set()
+
+
+@pytest.mark.parametrize(
+    ("value", "said", "width"),
+    [
+        ({"done": 29, "of": 100}, "29 % done", "29.00"),
+        ({"percent": 57}, "57 % done", "57.00"),
+        ({"done": 2, "of": 3}, "66 % done", "66.67"),
+        (0.999, "99 % done", "99.90"),  # not done yet: never rounded up to 100
+    ],
+)
+def test_the_bars_label_is_the_whole_percent_done(
+    engine: AsyncEndpoints, value: Any, said: str, width: str
+) -> None:
+    from async_endpoints._dashboard import Dashboard
+
+    macros = Dashboard(engine, lambda request: True, "/dashboard").templates.globals["m"]
+    drawn = str(macros.progress_bar(value))
+    assert f'aria-label="{said}"' in drawn and f'width="{width}"' in drawn

@@ -3,12 +3,21 @@ last of them stops: the first to stop does not close it under the others."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
+from redis.asyncio import Redis
 from starlette.applications import Starlette
 
-from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore, JobStatus, JobStore
+from async_endpoints import (
+    AsyncContext,
+    AsyncEndpoints,
+    InMemoryJobStore,
+    JobStatus,
+    JobStore,
+    JobStoreError,
+)
 from async_endpoints_redis import RedisJobStore
 from tests.redis_servers import RedisServer
 
@@ -43,3 +52,51 @@ async def test_the_store_stays_open_for_the_others_when_one_stops(
         assert (await second.wait_for(after.id, timeout=10)).result == "ok"
     if isinstance(store, RedisJobStore):  # the last one out closed it
         assert store._connection.closed
+
+
+async def test_a_start_that_failed_leaves_the_store_to_close_with_its_next_user(
+    own_redis_server: RedisServer,
+) -> None:
+    """The credentials refused at the first start (a password being rotated): the store's
+    next start and stop, once the server takes them, close it (no user left counted)."""
+    host = own_redis_server.url.removeprefix("redis://")
+    admin = Redis.from_url(own_redis_server.url)
+    await admin.config_set("requirepass", "old")
+    await admin.aclose()
+    store = RedisJobStore(f"redis://:rotated@{host}")
+    endpoints = AsyncEndpoints(Starlette(), store=store)
+    with pytest.raises(JobStoreError, match="credentials"):
+        async with endpoints.running(workers=False):
+            pass
+    admin = Redis.from_url(f"redis://:old@{host}")
+    await admin.config_set("requirepass", "rotated")
+    await admin.aclose()
+    async with endpoints.running(workers=False):
+        assert not store._connection.closed
+    assert store._connection.closed
+
+
+def test_running_entered_from_another_event_loop_is_refused_and_the_first_goes_on(
+    prefix: str, redis_server: RedisServer
+) -> None:
+    """Two lifespans of one app at once, each in an event loop of its own (two TestClient
+    blocks open together): the store's connections and the pool belong to the first loop,
+    so the second is refused, saying so, and the first still runs jobs."""
+    first, _ = two_on(RedisJobStore(redis_server.url, prefix=prefix))
+    refused: list[BaseException] = []
+
+    async def enter_again() -> None:
+        try:
+            async with first.running():
+                pass
+        except RuntimeError as exc:
+            refused.append(exc)
+
+    async def main() -> str:
+        async with first.running():
+            await asyncio.to_thread(asyncio.run, enter_again())
+            job = await first.submit("Ok")
+            return str((await first.wait_for(job.id, timeout=10)).result)
+
+    assert asyncio.run(main()) == "ok"
+    assert len(refused) == 1 and "running already, in another event loop" in str(refused[0])

@@ -36,6 +36,7 @@ def test_a_sharded_store_needs_a_connection_per_shard_and_two_more() -> None:
         "redis://127.0.0.1:6379/0?socket_timeout=soon",
         "redis://127.0.0.1:6379/x",
         "redis://127.0.0.1:6379/1x?socket_timeout=3",
+        "redis://127.0.0.1:6379/\u00b2",
     ],
     ids=[
         "unknown-scheme",
@@ -47,6 +48,7 @@ def test_a_sharded_store_needs_a_connection_per_shard_and_two_more() -> None:
         "option value",
         "database not a number",
         "database not a number, options after",
+        "database a superscript digit",
     ],
 )
 @pytest.mark.parametrize("shards", [1, 3])
