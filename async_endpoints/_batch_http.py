@@ -18,7 +18,7 @@ from ._job import parse_job_id
 from ._openapi import error_responses, path_parameters
 from ._outage_log import STORE_OUTAGE
 from ._responses import call_maybe_async, error_response, json_response
-from ._routes import is_fastapi, refuse_shadowed
+from ._routes import fixed_operation_id, is_fastapi, refuse_shadowed
 
 logger = logging.getLogger("async_endpoints")
 
@@ -98,7 +98,7 @@ def add_batch_route(app: Any, path: str, endpoint: Endpoint, *, name: str) -> No
         endpoint,
         methods=["GET"],
         name=name,
-        operation_id=name,
+        operation_id=fixed_operation_id(app, name),
         response_model=None,
         responses={
             200: {"model": BatchModel, "description": "The batch."},

@@ -204,6 +204,8 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
                 before it ended).
         """
         loop = asyncio.get_running_loop()
+        if self._running_in is not None and self._running_in.is_closed():
+            self._running_in, self._runs = None, 0  # left by a loop closed while running
         if self._running_in not in (None, loop):
             raise RuntimeError(
                 "this AsyncEndpoints is running already, in another event loop: its app's "

@@ -170,19 +170,22 @@ class Handler:
         label = _label_of(function, name)
         params = _called_with_context_alone(function, label)
         try:
-            # The request type keeps Annotated's constraints (a Field(max_length=...) is
-            # validated); the result type is read as before, without them.
+            # The request and result types keep Annotated's constraints (a
+            # Field(max_length=...) is validated); the OpenAPI result type is read without.
             hints = get_type_hints(_unwrapped(function), include_extras=True)
             given = hints.get(params[0], AsyncContext)
             model = request_model_of(given)
             returns = get_type_hints(_unwrapped(function)).get("return", Any)
+            # Validated and serialised with its Annotated metadata (constraints,
+            # validators, serializers), as FastAPI does a response model.
+            returned = hints.get("return", Any)
             return cls(
                 name=name or label,
                 function=function,
                 model=model,
                 body_adapter=None if model is None else TypeAdapter(model),
                 body_reveal=model is not None and needs_reveal(model),
-                result_adapter=TypeAdapter(Any if returns is type(None) else returns),
+                result_adapter=TypeAdapter(Any if returns is type(None) else returned),
                 validator=validator,
                 max_result_size=max_result_size,
                 queue=queue,
@@ -354,6 +357,12 @@ class Handler:
                 where = summarize_errors(cast(list[dict[str, Any]], errors), "result")
                 message = f"the result does not match {self.name}'s return annotation: {where}"
                 raise ResultValidationError(message) from None
+            except Exception as exc:  # a validator of the model's raised another error
+                message = (
+                    f"the result could not be checked against {self.name}'s return "
+                    f"annotation: a validator raised {type(exc).__name__}"
+                )
+                raise ResultValidationError(message) from exc
         try:
             data = self._result_serializer.to_python(value, mode="json", by_alias=True)
             text = _RESULT_ENCODER.encode(data)

@@ -23,7 +23,7 @@ ROUTE_DOC_OPTIONS = {
     "summary": "a str",
     "description": "a str",
     "deprecated": "True or False",
-    "operation_id": "a str",
+    "operation_id": "a non-blank str",
     "include_in_schema": "True or False",
     "dependencies": "a list of Depends(...)",
 }
@@ -66,4 +66,6 @@ def _fits(name: str, value: Any) -> bool:
         return items and (name != "tags" or all(isinstance(tag, str) for tag in value))
     if name in ("deprecated", "include_in_schema"):
         return isinstance(value, bool)
+    if name == "operation_id":
+        return isinstance(value, str) and bool(value.strip())
     return isinstance(value, str)

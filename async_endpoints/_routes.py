@@ -130,8 +130,7 @@ def add_submit_route(
     model = typed_job_model(handler)
     if "operation_id" not in docs and not any(map(_own_unique_ids, (app, whole_app))):
         base = name if method == "POST" else f"{name}_{method.lower()}"
-        own_path = getattr(app, "prefix", "") + path if hasattr(app, "prefix") else None
-        docs["generate_unique_id_function"] = operation_ids(base, own_path)
+        docs["generate_unique_id_function"] = operation_ids(base, hasattr(app, "prefix"))
     app.add_api_route(
         path,
         endpoint,
@@ -154,25 +153,35 @@ def add_submit_route(
     )
 
 
-def operation_ids(base: str, own_path: str | None) -> Callable[[Any], str]:
+def operation_ids(base: str, on_router: bool) -> Callable[[Any], str]:
     """The ``generate_unique_id_function`` of an async endpoint: its operation id is
     ``base`` (the job name), and where its router is included more than once (``/v1``
     and ``/v2`` of one router) each further path's is ``base`` and that path's words, so
-    that the ids stay unique (FastAPI asks once per path it serves, ``own_path`` being a
-    router's own route, which is never served as it is; a path asked again gets the
-    same id)."""
+    that the ids stay unique. FastAPI asks once per route it makes: ``on_router``, the
+    first ask is the router's own route, made when the route is mapped and never served
+    as it is (so a router included once, with a prefix or without, keeps ``base``); then
+    one per path served; a path asked again gets the same id."""
     given: dict[str, str] = {}
+    unasked = [on_router]  # the router's own route is still to ask
 
     def unique_id(route: Any) -> str:
-        path = str(route.path_format)
-        if path == own_path:
+        if unasked[0]:
+            unasked[0] = False
             return base
+        path = str(route.path_format)
         if path not in given:
             words = re.sub(r"\W+", "_", path).strip("_")
             given[path] = f"{base}_{words}" if given else base
         return given[path]
 
     return unique_id
+
+
+def fixed_operation_id(app: Any, name: str) -> str | None:
+    """The operation id of a route of the library's about jobs (details, cancel, events,
+    a batch): its name, unless the app has a ``generate_unique_id_function`` of its own,
+    which then names it (None)."""
+    return None if _own_unique_ids(app) else name
 
 
 def _own_unique_ids(target: Any) -> bool:
@@ -225,7 +234,7 @@ def _add_job_route(
         endpoint,
         methods=[method],
         name=name,
-        operation_id=name,
+        operation_id=fixed_operation_id(app, name),
         response_model=None,
         responses={
             200: {"model": JobModel, "description": answer},

@@ -36,7 +36,7 @@ from ._job import Job, job_to_json, parse_job_id
 from ._logs import job_extra
 from ._openapi import error_responses, path_parameters
 from ._responses import call_maybe_async, dumps, error_response
-from ._routes import is_fastapi, refuse_shadowed
+from ._routes import fixed_operation_id, is_fastapi, refuse_shadowed
 from ._settings import Settings
 from ._store import JobStore
 from ._store_features import EventStore
@@ -215,7 +215,7 @@ def add_events_route(app: Any, path: str, endpoint: Endpoint, *, name: str) -> N
         endpoint,
         methods=["GET"],
         name=name,
-        operation_id=name,
+        operation_id=fixed_operation_id(app, name),
         response_model=None,
         response_class=_EventStream,
         responses={

@@ -647,3 +647,46 @@ async def test_an_operation_id_given_to_the_route_is_its_id(http_client_for) -> 
     assert ids[("/build", "post")] == "startBuild"
     with pytest.raises(ConfigurationError, match="operation_id need a FastAPI app"):
         AsyncEndpoints(Starlette()).add_async_post("/x", build, operation_id="x")
+
+
+async def test_a_prefixed_router_included_bare_and_under_a_prefix_keeps_ids_unique(
+    http_client_for,
+) -> None:
+    """APIRouter(prefix="/api") included as it is and under /v2: /api/build keeps the
+    name, /v2/api/build gets its own id (the router's own route, made when the route was
+    mapped, takes none)."""
+    app = FastAPI()
+    endpoints = AsyncEndpoints(app, run_workers=False)
+    router = APIRouter(prefix="/api")
+
+    @endpoints.map_async_post("/build", name="Build", router=router)
+    async def build(ctx: AsyncContext) -> None: ...
+
+    app.include_router(router)
+    app.include_router(router, prefix="/v2")
+    async with http_client_for(app) as client:
+        ids = operation_ids((await client.get("/openapi.json")).json())
+    assert ids[("/api/build", "post")] == "Build"
+    assert ids[("/v2/api/build", "post")] == "Build_v2_api_build"
+
+
+async def test_the_apps_own_id_function_names_the_job_routes_too(http_client_for) -> None:
+    app = FastAPI(generate_unique_id_function=tagged_ids)
+    endpoints = AsyncEndpoints(app, run_workers=False)
+    endpoints.map_job_details()
+    endpoints.map_job_cancel()
+    endpoints.map_job_events()
+    async with http_client_for(app) as client:
+        ids = operation_ids((await client.get("/openapi.json")).json())
+    assert ids[("/jobs/{job_id}", "get")] == "api-get_jobs_job_id"
+    assert ids[("/jobs/{job_id}/cancel", "post")].startswith("api-")
+    assert ids[("/jobs/{job_id}/events", "get")].startswith("api-")
+
+
+def test_a_blank_operation_id_is_refused() -> None:
+    endpoints = AsyncEndpoints(FastAPI())
+
+    async def build(ctx: AsyncContext) -> None: ...
+
+    with pytest.raises(ConfigurationError, match="operation_id must be a non-blank str"):
+        endpoints.add_async_post("/build", build, operation_id=" ")

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore, Job, JobStatus
 
@@ -129,3 +129,49 @@ async def test_none_any_object_or_no_annotation_keep_the_value_as_it_is(
         anything.__annotations__["return"] = annotation
     job = await ran(engine, anything)
     assert job.status is JobStatus.COMPLETED and job.result == USER
+
+
+async def test_an_annotated_return_type_keeps_its_constraints_and_validators(
+    engine: AsyncEndpoints,
+) -> None:
+    """Annotated metadata counts, as in a FastAPI response model: a constraint refuses,
+    an AfterValidator changes the value kept."""
+
+    async def positive(ctx: AsyncContext[None]) -> Annotated[int, Field(gt=0)]:
+        return -1
+
+    async def shout(ctx: AsyncContext[None]) -> Annotated[str, AfterValidator(str.upper)]:
+        return "quiet"
+
+    refused = await ran(engine, positive)
+    shouted = await ran(engine, shout)
+    assert refused.error is not None and refused.error.type == "ResultValidationError"
+    assert "result: Input should be greater than 0" in refused.error.message
+    assert shouted.result == "QUIET"
+
+
+class Lookup(BaseModel):
+    code: str
+
+    @model_validator(mode="after")
+    def known(self) -> Lookup:
+        {"a": 1}[self.code]  # raises KeyError for an unknown code
+        return self
+
+
+async def test_a_validator_raising_another_error_fails_the_job_once_too(
+    engine: AsyncEndpoints,
+) -> None:
+    """pydantic lets a validator's KeyError through: it still fails the job at once (the
+    handler is not run again), as ResultValidationError naming the error's type only."""
+    runs = 0
+
+    async def lookup(ctx: AsyncContext[None]) -> Lookup:
+        nonlocal runs
+        runs += 1
+        return {"code": "zz-secret"}  # type: ignore[return-value]
+
+    job = await ran(engine, lookup)
+    assert runs == 1 and job.status is JobStatus.FAILED and job.error is not None
+    assert job.error.type == "ResultValidationError"
+    assert job.error.message.endswith("annotation: a validator raised KeyError")

@@ -100,3 +100,19 @@ def test_running_entered_from_another_event_loop_is_refused_and_the_first_goes_o
 
     assert asyncio.run(main()) == "ok"
     assert len(refused) == 1 and "running already, in another event loop" in str(refused[0])
+
+
+def test_a_loop_closed_while_running_does_not_hold_running_for_ever() -> None:
+    """running() entered in a loop closed without leaving it (a test's loop torn down
+    hard): a later running(), in a new loop, starts."""
+    endpoints, _ = two_on(InMemoryJobStore())
+    abandoned = asyncio.new_event_loop()
+    abandoned.run_until_complete(endpoints.running(workers=False).__aenter__())
+    abandoned.close()
+
+    async def again() -> str:
+        async with endpoints.running():
+            job = await endpoints.submit("Ok")
+            return str((await endpoints.wait_for(job.id, timeout=10)).result)
+
+    assert asyncio.run(again()) == "ok"
