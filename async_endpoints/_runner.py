@@ -268,10 +268,19 @@ class WorkerPool:
                 delay = self._backoff(failures)
                 logger.warning("claiming paused %.2f s, store unavailable: %s", delay, exc)
                 await asyncio.sleep(delay)
-            except Exception:
+            except Exception as exc:
                 failures += 1
                 delay = self._backoff(failures)
-                logger.exception("claiming failed; trying again in %.2f s", delay)
+                # The traceback once per spell: a refusal that lasts (Redis refusing the
+                # store's credentials, say) would write one every second.
+                logger.error(
+                    "claiming failed (%d in a row): %s: %s; trying again in %.2f s",
+                    failures,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                    exc_info=failures == 1,
+                )
                 await asyncio.sleep(delay)
             else:
                 failures = 0

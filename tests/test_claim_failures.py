@@ -1,0 +1,53 @@
+"""A store that keeps refusing claims (not an outage: Redis refusing the credentials, a
+bug) is logged with its traceback once per spell, then one line per try; the pool keeps
+trying and runs the jobs once the store answers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore, JobStoreError
+from async_endpoints._store import Claim
+
+
+class RefusingClaims(InMemoryJobStore):
+    """Refuses its first ``refusals`` claims."""
+
+    def __init__(self, refusals: int) -> None:
+        super().__init__()
+        self.refusals = refusals
+
+    async def claim(
+        self, limit: int, *, lease: float, queues: Sequence[str] = ("default",)
+    ) -> list[Claim]:
+        if self.refusals:
+            self.refusals -= 1
+            raise JobStoreError("Redis refused the store's credentials: WRONGPASS")
+        return await super().claim(limit, lease=lease, queues=queues)
+
+
+async def test_a_lasting_refusal_logs_its_traceback_once_then_a_line_per_try(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = RefusingClaims(refusals=4)
+    endpoints = AsyncEndpoints(store=store, polling_interval=0.05)
+
+    async def ok(ctx: AsyncContext[None]) -> str:
+        return "ok"
+
+    endpoints.add_handler(ok, name="Ok")
+    with caplog.at_level(logging.ERROR, logger="async_endpoints"):
+        async with endpoints.running():
+            job = await endpoints.submit("Ok")
+            done = await endpoints.wait_for(job.id, timeout=20)
+    assert done.result == "ok"
+    failed: list[Any] = [r for r in caplog.records if "claiming failed" in r.getMessage()]
+    assert [r.getMessage().split(":")[0] for r in failed] == [
+        f"claiming failed ({n} in a row)" for n in range(1, 5)
+    ]
+    assert [bool(r.exc_info) for r in failed] == [True, False, False, False]
+    assert "JobStoreError: Redis refused the store's credentials" in failed[-1].getMessage()
