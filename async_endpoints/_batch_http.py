@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ._app_handlers import refusal
 from ._authorize import grants
 from ._batch import Batch
 from ._errors import JobStoreError, StoreUnavailableError
@@ -81,7 +82,7 @@ def batch_details_endpoint(
             authorize is not None
             and not grants(await call_maybe_async(authorize, request, batch), _HOOK)
         ):
-            return error_response(404, "batch not found")
+            return refusal(request, 404, "batch not found")
         return json_response(batch.to_json())
 
     return batch_details

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import NoMatchFound, compile_path
 
+from ._app_handlers import refusal
 from ._authorize import grants
 from ._capture import (
     capture_headers,
@@ -197,23 +198,24 @@ def job_cancel_endpoint(endpoints: JobService) -> Endpoint:
         try:
             job = await _authorized_job(endpoints, request)
             if job is None:
-                return error_response(404, "job not found")
+                return refusal(request, 404, "job not found")
             if job.status.is_terminal:
-                return _already_terminal(job)
+                return _already_terminal(job, request)
             canceled, here = await endpoints.cancel_unfinished(job)
         except JobStoreError as exc:
             return store_failure("cancel", exc, path_job_id(request))
         if canceled is None:  # dropped meanwhile (its retention ended)
-            return error_response(404, "job not found")
+            return refusal(request, 404, "job not found")
         if not here:  # it ended, or another call cancelled it, meanwhile
-            return _already_terminal(canceled)
+            return _already_terminal(canceled, request)
         return job_response(canceled)
 
     return cancel_job
 
 
-def _already_terminal(job: Job) -> Response:
-    return error_response(409, f"the job is {job.status.value} already; it cannot be cancelled")
+def _already_terminal(job: Job, request: Request) -> Response:
+    message = f"the job is {job.status.value} already; it cannot be cancelled"
+    return refusal(request, 409, message)
 
 
 async def _authorized_job(endpoints: JobService, request: Request) -> Job | None:
@@ -272,7 +274,7 @@ async def status_response(endpoints: JobService, job: Job | None, request: Reque
     if factory is not None:
         return await call_maybe_async(factory, job, request)
     if job is None:
-        return error_response(404, "job not found")
+        return refusal(request, 404, "job not found")
     return job_response(job)
 
 

@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from ._app_handlers import refusal
 from ._authorize import grants
 from ._errors import JobStoreError
 from ._event_fanout import EventFanout
@@ -35,7 +36,7 @@ from ._http import store_failure
 from ._job import Job, job_to_json, parse_job_id
 from ._logs import job_extra
 from ._openapi import error_responses, path_parameters
-from ._responses import call_maybe_async, dumps, error_response
+from ._responses import call_maybe_async, dumps
 from ._routes import fixed_operation_id, is_fastapi, refuse_shadowed
 from ._settings import Settings
 from ._store import JobStore
@@ -69,7 +70,7 @@ def job_events_endpoint(endpoints: EventService) -> Endpoint:
         store = endpoints.store
         job_id = parse_job_id(request.path_params.get("job_id"))
         if job_id is None or not isinstance(store, EventStore):
-            return error_response(404, "job not found")
+            return refusal(request, 404, "job not found")
         fanout = fanouts.get(id(store))
         if fanout is None:
             fanout = fanouts[id(store)] = EventFanout(store, render)
@@ -92,7 +93,7 @@ def job_events_endpoint(endpoints: EventService) -> Endpoint:
             raise
         if job is None or first is None:
             leave()
-            return error_response(404, "job not found")
+            return refusal(request, 404, "job not found")
         return _EventResponse(_events(job, first, stream, leave), stream, leave)
 
     return job_events

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ._app_handlers import refusal
 from ._capture import (
     RequestRejected,
     capture_query,
@@ -79,15 +80,15 @@ def submit_endpoint(endpoints: JobService, handler: Handler) -> Endpoint:
             body, body_json = await _read_validated_body(request, handler, endpoints)
             _check_query(request, handler, endpoints)
         except RequestRejected as rejected:
-            return error_response(rejected.status_code, rejected.detail, headers=rejected.headers)
+            return refusal(request, rejected.status_code, rejected.detail, rejected.headers)
         if handler.validator is not None:
-            refusal = await call_maybe_async(handler.validator, request, body)
-            if refusal is not None:
-                return _checked_refusal(handler, refusal)
+            said = await call_maybe_async(handler.validator, request, body)
+            if said is not None:
+                return _checked_refusal(handler, said)
         try:
             placement = await handler.placement(request, body)
         except ValueError as exc:
-            return error_response(422, str(exc))
+            return refusal(request, 422, str(exc))
         job_request = await _capture(endpoints, request, body_json)
         idempotency = _idempotency(endpoints, handler, job_request, key, job_id)
         try:

@@ -195,8 +195,35 @@
     live.classList.toggle("stale", kind === "stale");
   }
 
+  // Updates paused by the user (the header's button), for this tab's session: the page
+  // and its times then stay as they are until resumed.
+  var PAUSED_KEY = "async-endpoints-dashboard-paused";
+  var pauseButton = document.getElementById("live-pause");
+  var paused = false;
+  try { paused = window.sessionStorage.getItem(PAUSED_KEY) === "1"; } catch (e) { paused = false; }
+
+  function showPaused() {
+    if (!pauseButton) return;
+    pauseButton.hidden = false;
+    pauseButton.textContent = paused ? "Resume updates" : "Pause updates";
+    pauseButton.setAttribute("aria-pressed", paused ? "true" : "false");
+    if (paused) show("paused", "held", "Updates are paused: Resume updates to follow the jobs again");
+  }
+
+  if (pauseButton) {
+    pauseButton.addEventListener("click", function () {
+      paused = !paused;
+      try { window.sessionStorage.setItem(PAUSED_KEY, paused ? "1" : "0"); } catch (e) { /* kept for this page only */ }
+      showPaused();
+      if (!paused) {
+        show("live", "", "This page updates itself every second");
+        refresh();
+      }
+    });
+  }
+
   function refresh() {
-    if (busy || gone || denied || sending || document.hidden) return;
+    if (paused || busy || gone || denied || sending || document.hidden) return;
     if (inUse()) {
       // While the server does not answer, that is what the corner keeps saying.
       if (state.classList.contains("stale")) return;
@@ -276,6 +303,7 @@
   readServerNow(live);
   relativeTimes();
   showPicks();
-  setInterval(relativeTimes, REFRESH_MS);
+  showPaused();
+  setInterval(function () { if (!paused) relativeTimes(); }, REFRESH_MS);
   setInterval(refresh, REFRESH_MS);
 })();

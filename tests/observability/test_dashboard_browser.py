@@ -1194,3 +1194,85 @@ async def test_pause_all_queues_asks_first(site: tuple[str, AsyncEndpoints], pag
     await expect(page.locator(".notice")).to_have_text("Every queue is paused.")
     assert [q.paused for q in await engine.queue_stats()] == [True, True]
     assert len(asked) == 2 and "Pause every queue?" in asked[0]
+
+
+#: WCAG's contrast ratio of two CSS colours (``rgb(r, g, b)`` as computed), in the page.
+CONTRAST_JS = """([a, b]) => {
+  const lum = (c) => {
+    const [r, g, bl] = c.match(/\\d+(\\.\\d+)?/g).slice(0, 3).map(Number).map((v) => {
+      v /= 255;
+      return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * bl;
+  };
+  const [hi, lo] = [lum(a), lum(b)].sort((x, y) => y - x);
+  return (hi + 0.05) / (lo + 0.05);
+}"""
+
+
+async def test_pause_updates_stops_the_page_following_until_resumed(
+    site: tuple[str, AsyncEndpoints], page: Page, gate: Gate
+) -> None:
+    """WCAG 2.2.2: the header's "Pause updates" holds the page as it is (the corner says
+    so, for screen readers too: role=status), a job finishing meanwhile does not change
+    it; "Resume updates" follows again and shows the change within 2 s."""
+    base, engine = site
+    job = await running_hold(engine)
+    await page.goto(f"{base}/dashboard/jobs/{job.id}")
+    status = page.locator(".job-head .status")
+    await expect(status).to_have_text("Running")
+    pause = page.locator("#live-pause")
+    await pause.click()
+    await expect(pause).to_have_text("Resume updates")
+    await expect(pause).to_have_attribute("aria-pressed", "true")
+    await expect(page.locator("#live-state")).to_have_text("paused")
+    assert await page.locator("#live-state").get_attribute("role") == "status"
+    gate.open.set()
+    await engine.wait_for(job.id, timeout=10)
+    await page.wait_for_timeout(2 * LIVE_WITHIN_MS)  # what an update would have taken
+    await expect(status).to_have_text("Running")
+    await pause.click()
+    await expect(pause).to_have_text("Pause updates")
+    await expect(status).to_have_text("Completed", timeout=LIVE_WITHIN_MS)
+
+
+async def test_a_bulk_button_with_nothing_ticked_looks_disabled_and_the_ticked_one_not(
+    site: tuple[str, AsyncEndpoints], page: Page
+) -> None:
+    base, engine = site
+    job = await engine.submit("Broken")
+    await engine.wait_for(job.id, timeout=10)
+    await page.goto(f"{base}/dashboard/jobs?status=Failed")
+    button = page.get_by_role("button", name="Requeue selected")
+    await expect(button).to_be_disabled()
+    opacity = "b => Number(getComputedStyle(b).opacity)"
+    assert await button.evaluate(opacity) < 0.6
+    await page.locator(f'tr[data-job="{job.id}"] input[type=checkbox]').check()
+    await expect(button).to_be_enabled()
+    assert await button.evaluate(opacity) == 1
+
+
+async def test_text_badges_and_fields_have_the_contrast_wcag_asks(
+    site: tuple[str, AsyncEndpoints], page: Page
+) -> None:
+    """1.4.3: the Canceled badge's text at least 4.5:1 on its background; 1.4.11: a filter
+    field's border at least 3:1 on the page; 2.1.1: the job page's scroll boxes take the
+    keyboard's focus and are named regions."""
+    base, engine = site
+    job = await engine.submit("Hold")
+    await engine.cancel(job.id)
+    await page.goto(f"{base}/dashboard/jobs")
+    badge = page.locator(f'tr[data-job="{job.id}"] .status-canceled')
+    colours = await badge.evaluate(
+        "b => [getComputedStyle(b).color, getComputedStyle(b).backgroundColor]"
+    )
+    assert await page.evaluate(CONTRAST_JS, colours) >= 4.5
+    field = page.get_by_label("Tenant")
+    edge = await field.evaluate(
+        "f => [getComputedStyle(f).borderTopColor, getComputedStyle(document.body).backgroundColor]"
+    )
+    assert await page.evaluate(CONTRAST_JS, edge) >= 3
+    await page.goto(f"{base}/dashboard/jobs/{job.id}")
+    box = page.get_by_role("region", name="Job JSON")
+    await box.focus()
+    assert await box.evaluate("b => document.activeElement === b")
