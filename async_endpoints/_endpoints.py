@@ -43,8 +43,10 @@ from ._worker import AttemptRunner
 
 logger = logging.getLogger("async_endpoints")
 
-#: How many `AsyncEndpoints.running` blocks use each store object now, by its id.
+#: How many `AsyncEndpoints.running` blocks use each store object now, by its id, and the
+#: event loop they run in (a store's connections serve one loop).
 _STORE_USERS: dict[int, int] = {}
+_STORE_LOOPS: dict[int, asyncio.AbstractEventLoop] = {}
 
 
 class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Observability):
@@ -204,8 +206,14 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
                 before it ended).
         """
         loop = asyncio.get_running_loop()
+        store = self.store
         if self._running_in is not None and self._running_in.is_closed():
             self._running_in, self._runs = None, 0  # left by a loop closed while running
+        held = _STORE_LOOPS.get(id(store))
+        if held is not None and held.is_closed():
+            del _STORE_LOOPS[id(store)]
+            _STORE_USERS.pop(id(store), None)
+            held = None
         if self._running_in not in (None, loop):
             raise RuntimeError(
                 "this AsyncEndpoints is running already, in another event loop: its app's "
@@ -213,10 +221,16 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
                 "blocks open at once on one app do (each runs its own loop); end the first, "
                 "or share one client"
             )
+        if held not in (None, loop):
+            raise RuntimeError(
+                "this store object is in use in another event loop (by another running "
+                "AsyncEndpoints): a store's connections serve one loop; give each loop a "
+                "store of its own, or run both in one loop"
+            )
         self.pool.queues = self.serving(queues)
         self._started = True
         self._running_in, self._runs = loop, self._runs + 1
-        store = self.store
+        _STORE_LOOPS[id(store)] = loop
         _STORE_USERS[id(store)] = _STORE_USERS.get(id(store), 0) + 1
         try:
             try:
@@ -225,10 +239,11 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
                 # The app still starts: requests answer 503 until the store is reachable,
                 # and the store connects by itself on first use; the pool keeps retrying.
                 logger.warning("job store unavailable at startup, carrying on: %s", exc)
-            if workers if workers is not None else self.settings.run_workers:
+            wanted = workers if workers is not None else self.settings.run_workers
+            if wanted and not self.pool.serving:
                 async with self.pool, self.scheduling():
                     yield self
-            else:
+            else:  # no workers, or the pool of an enclosing block serves already
                 yield self
         finally:
             self._runs -= 1
@@ -238,10 +253,11 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
                 await self.webhooks.aclose()
             # A store shared by several AsyncEndpoints of this process closes with the
             # last of them (the others go on using it), and whatever its start did.
-            users = _STORE_USERS.pop(id(store)) - 1
+            users = _STORE_USERS.pop(id(store), 1) - 1
             if users:
                 _STORE_USERS[id(store)] = users
             else:
+                _STORE_LOOPS.pop(id(store), None)
                 await store.aclose()
 
     @asynccontextmanager

@@ -256,10 +256,18 @@ class Scheduler:
                 failures += 1
                 wait = min(_MAX_BACKOFF, 0.05 * 2 ** min(failures, 8))
                 logger.warning("cron scheduler paused %.2f s, store unavailable: %s", wait, exc)
-            except Exception:
+            except Exception as exc:
                 failures += 1
                 wait = min(_MAX_BACKOFF, 0.05 * 2 ** min(failures, 8))
-                logger.exception("cron scheduler tick failed; trying again in %.2f s", wait)
+                # The traceback once per spell (a lasting refusal would write one a second).
+                logger.error(
+                    "cron scheduler tick failed (%d in a row): %s: %s; trying again in %.2f s",
+                    failures,
+                    type(exc).__name__,
+                    exc,
+                    wait,
+                    exc_info=failures == 1,
+                )
             else:
                 failures = 0
             self._woken.clear()

@@ -12,6 +12,7 @@ import pytest
 
 from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore, JobStoreError
 from async_endpoints._store import Claim
+from tests.redis.support import eventually
 
 
 class RefusingClaims(InMemoryJobStore):
@@ -51,3 +52,42 @@ async def test_a_lasting_refusal_logs_its_traceback_once_then_a_line_per_try(
     ]
     assert [bool(r.exc_info) for r in failed] == [True, False, False, False]
     assert "JobStoreError: Redis refused the store's credentials" in failed[-1].getMessage()
+
+
+class RefusingSchedules(InMemoryJobStore):
+    """Refuses its first ``refusals`` readings of the schedules' clock."""
+
+    def __init__(self, refusals: int) -> None:
+        super().__init__()
+        self.refusals = refusals
+
+    async def schedule_time(self) -> Any:
+        if self.refusals:
+            self.refusals -= 1
+            raise JobStoreError("NOPERM this user has no permissions to run the 'time' command")
+        return await super().schedule_time()
+
+
+async def test_a_lasting_refusal_of_the_cron_scheduler_logs_its_traceback_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = RefusingSchedules(refusals=4)
+    endpoints = AsyncEndpoints(store=store)
+
+    @endpoints.cron("* * * * *")
+    async def tidy(ctx: AsyncContext[None]) -> None:
+        return None
+
+    with caplog.at_level(logging.ERROR, logger="async_endpoints"):
+        async with endpoints.running():
+
+            async def refused_four_times() -> bool:
+                return store.refusals == 0
+
+            await eventually(refused_four_times)
+    failed = [r for r in caplog.records if "cron scheduler tick failed" in r.getMessage()]
+    assert len(failed) >= 3  # a refusal or so may fall on the start, before the ticks
+    assert [r.getMessage().split(":")[0] for r in failed] == [
+        f"cron scheduler tick failed ({n} in a row)" for n in range(1, len(failed) + 1)
+    ]
+    assert [bool(r.exc_info) for r in failed] == [True] + [False] * (len(failed) - 1)

@@ -116,3 +116,43 @@ def test_a_loop_closed_while_running_does_not_hold_running_for_ever() -> None:
             return str((await endpoints.wait_for(job.id, timeout=10)).result)
 
     assert asyncio.run(again()) == "ok"
+
+
+def test_a_store_running_in_one_loop_is_refused_to_another_apps_loop(
+    prefix: str, redis_server: RedisServer
+) -> None:
+    """Two apps on one store object, each with its own loop at once (a TestClient per
+    app): the store's connections serve the first loop, so the second app's start is
+    refused, saying so, rather than answering 503 with futures of another loop."""
+    first, second = two_on(RedisJobStore(redis_server.url, prefix=prefix))
+    refused: list[BaseException] = []
+
+    async def start_second() -> None:
+        try:
+            async with second.running():
+                pass
+        except RuntimeError as exc:
+            refused.append(exc)
+
+    async def main() -> str:
+        async with first.running():
+            await asyncio.to_thread(asyncio.run, start_second())
+            job = await first.submit("Ok")
+            return str((await first.wait_for(job.id, timeout=10)).result)
+
+    assert asyncio.run(main()) == "ok"
+    assert len(refused) == 1 and "store object is in use in another event loop" in str(refused[0])
+
+
+async def test_running_with_workers_inside_a_block_with_workers_keeps_the_outer_pool(
+    prefix: str, redis_server: RedisServer
+) -> None:
+    """Two lifespans of one app nested in one loop, both with workers: when the inner
+    ends, the outer block's pool still runs jobs."""
+    endpoints, _ = two_on(RedisJobStore(redis_server.url, prefix=prefix))
+    async with endpoints.running():
+        async with endpoints.running():
+            inner = await endpoints.submit("Ok")
+            assert (await endpoints.wait_for(inner.id, timeout=10)).result == "ok"
+        outer = await endpoints.submit("Ok")
+        assert (await endpoints.wait_for(outer.id, timeout=10)).result == "ok"
