@@ -76,6 +76,29 @@ async def test_a_start_that_failed_leaves_the_store_to_close_with_its_next_user(
     assert store._connection.closed
 
 
+def second_start_refused(first: AsyncEndpoints, second: AsyncEndpoints) -> str:
+    """While ``first`` runs, start ``second`` in another loop (a thread's); return what
+    refused it, once ``first`` has still run a job."""
+    refused: list[BaseException] = []
+
+    async def start_second() -> None:
+        try:
+            async with second.running():
+                pass
+        except RuntimeError as exc:
+            refused.append(exc)
+
+    async def main() -> str:
+        async with first.running():
+            await asyncio.to_thread(asyncio.run, start_second())
+            job = await first.submit("Ok")
+            return str((await first.wait_for(job.id, timeout=10)).result)
+
+    assert asyncio.run(main()) == "ok"
+    assert len(refused) == 1
+    return str(refused[0])
+
+
 def test_running_entered_from_another_event_loop_is_refused_and_the_first_goes_on(
     prefix: str, redis_server: RedisServer
 ) -> None:
@@ -83,23 +106,7 @@ def test_running_entered_from_another_event_loop_is_refused_and_the_first_goes_o
     blocks open together): the store's connections and the pool belong to the first loop,
     so the second is refused, saying so, and the first still runs jobs."""
     first, _ = two_on(RedisJobStore(redis_server.url, prefix=prefix))
-    refused: list[BaseException] = []
-
-    async def enter_again() -> None:
-        try:
-            async with first.running():
-                pass
-        except RuntimeError as exc:
-            refused.append(exc)
-
-    async def main() -> str:
-        async with first.running():
-            await asyncio.to_thread(asyncio.run, enter_again())
-            job = await first.submit("Ok")
-            return str((await first.wait_for(job.id, timeout=10)).result)
-
-    assert asyncio.run(main()) == "ok"
-    assert len(refused) == 1 and "running already, in another event loop" in str(refused[0])
+    assert "running already, in another event loop" in second_start_refused(first, first)
 
 
 def test_a_loop_closed_while_running_does_not_hold_running_for_ever() -> None:
@@ -125,23 +132,8 @@ def test_a_store_running_in_one_loop_is_refused_to_another_apps_loop(
     app): the store's connections serve the first loop, so the second app's start is
     refused, saying so, rather than answering 503 with futures of another loop."""
     first, second = two_on(RedisJobStore(redis_server.url, prefix=prefix))
-    refused: list[BaseException] = []
-
-    async def start_second() -> None:
-        try:
-            async with second.running():
-                pass
-        except RuntimeError as exc:
-            refused.append(exc)
-
-    async def main() -> str:
-        async with first.running():
-            await asyncio.to_thread(asyncio.run, start_second())
-            job = await first.submit("Ok")
-            return str((await first.wait_for(job.id, timeout=10)).result)
-
-    assert asyncio.run(main()) == "ok"
-    assert len(refused) == 1 and "store object is in use in another event loop" in str(refused[0])
+    said = second_start_refused(first, second)
+    assert "store object is in use in another event loop" in said
 
 
 async def test_running_with_workers_inside_a_block_with_workers_keeps_the_outer_pool(
