@@ -70,6 +70,8 @@ def _own_handler(handlers: dict[Any, Any], raised: type[BaseException]) -> bool:
     """Whether the handler the app would pick for ``raised`` (the first of its classes
     that has one) is the app's own, not FastAPI's default."""
     for cls in raised.__mro__:
+        if cls is Exception:  # a catch-all (error reporting) is no handler of refusals
+            return False
         if cls in handlers:
             return getattr(handlers[cls], "__module__", "") != _DEFAULTS
     return False

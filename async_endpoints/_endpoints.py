@@ -227,7 +227,7 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
                 "AsyncEndpoints): a store's connections serve one loop; give each loop a "
                 "store of its own, or run both in one loop"
             )
-        self.pool.queues = self.serving(queues)
+        serving = self.serving(queues)
         self._started = True
         self._running_in, self._runs = loop, self._runs + 1
         _STORE_LOOPS[id(store)] = loop
@@ -241,6 +241,7 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
                 logger.warning("job store unavailable at startup, carrying on: %s", exc)
             wanted = workers if workers is not None else self.settings.run_workers
             if wanted and not self.pool.serving:
+                self.pool.queues = serving
                 async with self.pool, self.scheduling():
                     yield self
             else:  # no workers, or the pool of an enclosing block serves already
@@ -249,8 +250,8 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
             self._runs -= 1
             if not self._runs:
                 self._running_in = None
-            if self.webhooks is not None:
-                await self.webhooks.aclose()
+                if self.webhooks is not None:  # not under an enclosing block's pool
+                    await self.webhooks.aclose()
             # A store shared by several AsyncEndpoints of this process closes with the
             # last of them (the others go on using it), and whatever its start did.
             users = _STORE_USERS.pop(id(store), 1) - 1

@@ -259,7 +259,7 @@ class WorkerPool:
 
     async def _dispatch_forever(self) -> None:
         """Claim and start jobs until stopped; no store failure ends this loop."""
-        failures = 0
+        failures = refusals = 0  # in a row: all of them, and those that are no outage
         while not self._stopping.is_set():
             try:
                 await self._dispatch_once()
@@ -270,20 +270,21 @@ class WorkerPool:
                 await asyncio.sleep(delay)
             except Exception as exc:
                 failures += 1
+                refusals += 1
                 delay = self._backoff(failures)
                 # The traceback once per spell: a refusal that lasts (Redis refusing the
                 # store's credentials, say) would write one every second.
                 logger.error(
                     "claiming failed (%d in a row): %s: %s; trying again in %.2f s",
-                    failures,
+                    refusals,
                     type(exc).__name__,
                     exc,
                     delay,
-                    exc_info=failures == 1,
+                    exc_info=refusals == 1,
                 )
                 await asyncio.sleep(delay)
             else:
-                failures = 0
+                failures = refusals = 0
 
     async def _dispatch_once(self) -> None:
         free = self.settings.max_concurrency - len(self._slots)

@@ -248,7 +248,7 @@ class Scheduler:
     async def run_forever(self) -> None:
         """Tick until cancelled; no store failure ends the loop (it backs off, up to
         `_MAX_BACKOFF` seconds, and goes on)."""
-        failures = 0
+        failures = refusals = 0  # in a row: all of them, and those that are no outage
         while True:
             try:
                 wait = await self.tick()
@@ -258,18 +258,19 @@ class Scheduler:
                 logger.warning("cron scheduler paused %.2f s, store unavailable: %s", wait, exc)
             except Exception as exc:
                 failures += 1
+                refusals += 1
                 wait = min(_MAX_BACKOFF, 0.05 * 2 ** min(failures, 8))
                 # The traceback once per spell (a lasting refusal would write one a second).
                 logger.error(
                     "cron scheduler tick failed (%d in a row): %s: %s; trying again in %.2f s",
-                    failures,
+                    refusals,
                     type(exc).__name__,
                     exc,
                     wait,
-                    exc_info=failures == 1,
+                    exc_info=refusals == 1,
                 )
             else:
-                failures = 0
+                failures = refusals = 0
             self._woken.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):

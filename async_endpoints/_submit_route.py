@@ -96,13 +96,13 @@ def submit_endpoint(endpoints: JobService, handler: Handler) -> Endpoint:
                 endpoints, handler, job_request, placement, job_id, idempotency
             )
         except (IdempotencyConflictError, IdempotentJobGoneError, JobStoreError) as exc:
-            return _refused(exc, by_key=key is not None, job_id=job_id)
+            return _refused(request, exc, by_key=key is not None, job_id=job_id)
         if stored is None:
-            return _id_taken(job_id)
+            return _id_taken(request, job_id)
         job, repeat = stored
         # A repeat shows an earlier submission's job: only to whom may see it.
         if repeat is not None and not await may_see(endpoints, request, job):
-            return _as_another_submission(repeat, key, job_id)
+            return _as_another_submission(request, repeat, key, job_id)
         return await _accepted(endpoints, job, request)
 
     submit.__name__ = f"submit_{handler.name}"
@@ -112,25 +112,29 @@ def submit_endpoint(endpoints: JobService, handler: Handler) -> Endpoint:
     return submit
 
 
-def _as_another_submission(repeat: Repeat, key: str | None, job_id: uuid.UUID | None) -> Response:
+def _as_another_submission(
+    request: Request, repeat: Repeat, key: str | None, job_id: uuid.UUID | None
+) -> Response:
     """The answer to a repeat whose job the caller may not see: the one a different
     submission with that key or id gets, so that it does not even tell that this very
     submission was made."""
     if repeat == "id taken":
-        return _id_taken(job_id)
+        return _id_taken(request, job_id)
     if key is not None:
-        return error_response(422, KEY_CONFLICT)
-    return _id_taken(job_id)
+        return refusal(request, 422, KEY_CONFLICT)
+    return _id_taken(request, job_id)
 
 
-def _id_taken(job_id: uuid.UUID | None) -> Response:
+def _id_taken(request: Request, job_id: uuid.UUID | None) -> Response:
     """The answer to a submission whose client-chosen id a different submission took:
     the same words whether the store remembers that submission's fingerprint or only its
     job (they would tell another caller whether the id was chosen by its client lately)."""
-    return error_response(409, f"job id {job_id} is taken by another submission")
+    return refusal(request, 409, f"job id {job_id} is taken by another submission")
 
 
-def _refused(exc: Exception, *, by_key: bool, job_id: uuid.UUID | None) -> Response:
+def _refused(
+    request: Request, exc: Exception, *, by_key: bool, job_id: uuid.UUID | None
+) -> Response:
     """The answer to a submission the store did not take: a key (``by_key``) or a
     client-chosen id used by another submission (422 for a key, 409 for an id), or by
     this one for a job no longer kept (409); a full queue (503); a store failure (logged
@@ -139,10 +143,10 @@ def _refused(exc: Exception, *, by_key: bool, job_id: uuid.UUID | None) -> Respo
     (one no longer kept is named: it cannot be read, and the repeat was this very
     submission's)."""
     if isinstance(exc, IdempotencyConflictError):
-        return error_response(422, KEY_CONFLICT) if by_key else _id_taken(job_id)
+        return refusal(request, 422, KEY_CONFLICT) if by_key else _id_taken(request, job_id)
     if isinstance(exc, IdempotentJobGoneError):
         what = "Idempotency-Key" if by_key else "X-Async-Request-Id"
-        return error_response(409, gone_message(exc.job_id, what))
+        return refusal(request, 409, gone_message(exc.job_id, what))
     if isinstance(exc, QueueFullError):
         return error_response(503, str(exc), retry_after=exc.retry_after)
     assert isinstance(exc, JobStoreError)

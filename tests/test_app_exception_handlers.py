@@ -107,3 +107,37 @@ async def test_a_starlette_apps_own_http_exception_handler_answers_too(http_clie
     async with http_client_for(app) as client:
         missing: Any = await client.get(f"/jobs/{uuid.uuid4()}")
     assert (missing.status_code, missing.json()) == (404, {"problem": "job not found"})
+
+
+async def report_anything(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"reported": type(exc).__name__}, 500)
+
+
+@pytest.mark.parametrize("kind", ["fastapi", "starlette"])
+async def test_a_catch_all_exception_handler_is_no_handler_of_refusals(
+    http_client_for, kind: str
+) -> None:
+    """An error-reporting handler for ``Exception`` leaves the library's refusals as they
+    were (JSON), not plain text nor a 500."""
+    made = FastAPI() if kind == "fastapi" else Starlette()
+    made.add_exception_handler(Exception, report_anything)
+    app, _ = app_with(made)
+    async with http_client_for(app) as client:
+        invalid = await client.post("/orders", json={"quantity": "many"})
+        missing = await client.get(f"/jobs/{uuid.uuid4()}")
+    assert invalid.status_code == 422 and invalid.json()["detail"][0]["loc"][-1] == "quantity"
+    assert (missing.status_code, missing.json()) == (404, {"detail": "job not found"})
+
+
+async def test_an_idempotency_key_used_for_another_body_reaches_the_apps_handler(
+    http_client_for,
+) -> None:
+    app = FastAPI()
+    app.add_exception_handler(HTTPException, on_http)
+    app, _ = app_with(app)
+    key = {"Idempotency-Key": "k-1"}
+    async with http_client_for(app) as client:
+        first = await client.post("/orders", json={"quantity": 1}, headers=key)
+        other = await client.post("/orders", json={"quantity": 2}, headers=key)
+    assert first.status_code == 202
+    assert other.status_code == 422 and "problem" in other.json()

@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from async_endpoints import AsyncContext, AsyncEndpoints, InMemoryJobStore, JobStoreError
+from async_endpoints import (
+    AsyncContext,
+    AsyncEndpoints,
+    InMemoryJobStore,
+    JobStoreError,
+    StoreUnavailableError,
+)
 from async_endpoints._store import Claim
 from tests.redis.support import eventually
 
@@ -31,10 +37,11 @@ class RefusingClaims(InMemoryJobStore):
         return await super().claim(limit, lease=lease, queues=queues)
 
 
-async def test_a_lasting_refusal_logs_its_traceback_once_then_a_line_per_try(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    store = RefusingClaims(refusals=4)
+async def claim_failures_logged(
+    store: InMemoryJobStore, caplog: pytest.LogCaptureFixture
+) -> list[Any]:
+    """Run one job through a pool on ``store`` (it completes once the store answers); the
+    "claiming failed" records logged meanwhile."""
     endpoints = AsyncEndpoints(store=store, polling_interval=0.05)
 
     async def ok(ctx: AsyncContext[None]) -> str:
@@ -44,9 +51,14 @@ async def test_a_lasting_refusal_logs_its_traceback_once_then_a_line_per_try(
     with caplog.at_level(logging.ERROR, logger="async_endpoints"):
         async with endpoints.running():
             job = await endpoints.submit("Ok")
-            done = await endpoints.wait_for(job.id, timeout=20)
-    assert done.result == "ok"
-    failed: list[Any] = [r for r in caplog.records if "claiming failed" in r.getMessage()]
+            assert (await endpoints.wait_for(job.id, timeout=20)).result == "ok"
+    return [r for r in caplog.records if "claiming failed" in r.getMessage()]
+
+
+async def test_a_lasting_refusal_logs_its_traceback_once_then_a_line_per_try(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    failed = await claim_failures_logged(RefusingClaims(refusals=4), caplog)
     assert [r.getMessage().split(":")[0] for r in failed] == [
         f"claiming failed ({n} in a row)" for n in range(1, 5)
     ]
@@ -91,3 +103,34 @@ async def test_a_lasting_refusal_of_the_cron_scheduler_logs_its_traceback_once(
         f"cron scheduler tick failed ({n} in a row)" for n in range(1, len(failed) + 1)
     ]
     assert [bool(r.exc_info) for r in failed] == [True] + [False] * (len(failed) - 1)
+
+
+class OutageThenRefusal(InMemoryJobStore):
+    """Its first claims: unavailable twice, then refused twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answers: list[Exception] = [
+            StoreUnavailableError("down"),
+            StoreUnavailableError("down"),
+            JobStoreError("NOPERM"),
+            JobStoreError("NOPERM"),
+        ]
+
+    async def claim(
+        self, limit: int, *, lease: float, queues: Sequence[str] = ("default",)
+    ) -> list[Claim]:
+        if self.answers:
+            raise self.answers.pop(0)
+        return await super().claim(limit, lease=lease, queues=queues)
+
+
+async def test_a_refusal_after_an_outage_still_logs_its_traceback_first(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    failed = await claim_failures_logged(OutageThenRefusal(), caplog)
+    assert [r.getMessage().split(":")[0] for r in failed] == [
+        "claiming failed (1 in a row)",
+        "claiming failed (2 in a row)",
+    ]
+    assert [bool(r.exc_info) for r in failed] == [True, False]

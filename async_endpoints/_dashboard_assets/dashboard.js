@@ -188,16 +188,29 @@
     return !!(selection && !selection.isCollapsed && live.contains(selection.anchorNode));
   }
 
-  function show(text, kind, title) {
-    state.className = "live" + (kind ? " " + kind : "");
-    state.textContent = text;
-    state.title = title;
-    live.classList.toggle("stale", kind === "stale");
+  // The corner's state (a role=status: changed only when it changes, so that a screen
+  // reader is not told "live" every second). ``keepLook``: the list keeps its look (a
+  // pause says nothing of whether what is shown is current).
+  function show(text, kind, title, keepLook) {
+    var className = "live" + (kind ? " " + kind : "");
+    if (state.className !== className) state.className = className;
+    if (state.textContent !== text) state.textContent = text;
+    if (state.title !== title) state.title = title;
+    if (!keepLook) live.classList.toggle("stale", kind === "stale");
+  }
+
+  // What the corner says when nothing holds the updates: the last thing learnt.
+  function showFollowing() {
+    if (denied) show("no access", "stale", "The dashboard no longer answers this browser (signed out, or access withdrawn): sign in again and reload the page");
+    else if (gone) show("stopped", "held", "What this page showed no longer exists: it stopped updating");
+    else if (live.classList.contains("stale")) show("reconnecting", "stale", "The server did not answer; what is shown may be out of date");
+    else show("live", "", "This page updates itself every second");
   }
 
   // Updates paused by the user (the header's button), for this tab's session: the page
   // and its times then stay as they are until resumed.
-  var PAUSED_KEY = "async-endpoints-dashboard-paused";
+  var brand = document.querySelector(".top .brand");
+  var PAUSED_KEY = "async-endpoints-dashboard-paused " + (brand ? brand.getAttribute("href") : "");
   var pauseButton = document.getElementById("live-pause");
   var paused = false;
   try { paused = window.sessionStorage.getItem(PAUSED_KEY) === "1"; } catch (e) { paused = false; }
@@ -207,7 +220,7 @@
     pauseButton.hidden = false;
     pauseButton.textContent = paused ? "Resume updates" : "Pause updates";
     pauseButton.setAttribute("aria-pressed", paused ? "true" : "false");
-    if (paused) show("paused", "held", "Updates are paused: Resume updates to follow the jobs again");
+    if (paused) show("paused", "held", "Updates are paused: Resume updates to follow the jobs again", true);
   }
 
   if (pauseButton) {
@@ -216,7 +229,7 @@
       try { window.sessionStorage.setItem(PAUSED_KEY, paused ? "1" : "0"); } catch (e) { /* kept for this page only */ }
       showPaused();
       if (!paused) {
-        show("live", "", "This page updates itself every second");
+        showFollowing();
         refresh();
       }
     });
@@ -263,6 +276,7 @@
         return answer.text();
       })
       .then(function (html) {
+        if (paused) return; // paused while this answer was on its way: not drawn
         if (denied) {
           show("no access", "stale", "The dashboard no longer answers this browser (signed out, or access withdrawn): sign in again and reload the page");
           return;
@@ -293,6 +307,10 @@
         relativeTimes();
       })
       .catch(function () {
+        if (paused) {
+          live.classList.add("stale"); // told when resumed (showFollowing)
+          return;
+        }
         show("reconnecting", "stale", "The server did not answer; what is shown may be out of date");
       })
       .then(function () {

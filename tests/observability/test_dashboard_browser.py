@@ -1276,3 +1276,51 @@ async def test_text_badges_and_fields_have_the_contrast_wcag_asks(
     box = page.get_by_role("region", name="Job JSON")
     await box.focus()
     assert await box.evaluate("b => document.activeElement === b")
+
+
+async def test_pausing_and_resuming_keeps_what_the_page_had_learnt(
+    site: tuple[str, AsyncEndpoints], page: Page, gate: Gate
+) -> None:
+    """A page whose access ended (*no access*, greyed): Pause keeps it greyed, and Resume
+    says *no access* again, not *live* (nothing would update it)."""
+    base, _ = site
+    await page.goto(f"{base}/dashboard/")
+    state = page.locator("#live-state")
+    await expect(state).to_have_text("live")
+    gate.allowed = False
+    await expect(state).to_have_text("no access", timeout=LIVE_WITHIN_MS)
+    pause = page.locator("#live-pause")
+    await pause.click()
+    await expect(state).to_have_text("paused")
+    await expect(page.locator("#live")).to_have_class(re.compile(r"\bstale\b"))
+    await pause.click()
+    await expect(state).to_have_text("no access")
+    await expect(page.locator("#live")).to_have_class(re.compile(r"\bstale\b"))
+
+
+async def test_an_answer_arriving_after_pause_is_not_drawn(
+    site: tuple[str, AsyncEndpoints], page: Page
+) -> None:
+    """Pause pressed while the page's request for its live part is on its way: when the
+    answer comes (a job submitted meanwhile in it) the page stays as it was, paused."""
+    base, engine = site
+    await page.goto(f"{base}/dashboard/jobs")
+    state = page.locator("#live-state")
+    await expect(state).to_have_text("live")
+    held: asyncio.Queue[Route] = asyncio.Queue()
+
+    async def hold(route: Route) -> None:
+        if route.request.headers.get("x-dashboard-fragment") == "1":
+            await held.put(route)
+        else:
+            await route.continue_()
+
+    await page.route("**/dashboard/jobs*", hold)
+    waiting = await asyncio.wait_for(held.get(), PATIENCE_MS / 1000)  # one on its way
+    job = await engine.submit("Ok", {"text": "after pause"})
+    await engine.wait_for(job.id, timeout=10)
+    await page.locator("#live-pause").click()
+    await waiting.continue_()
+    await page.wait_for_timeout(LIVE_WITHIN_MS)
+    await expect(state).to_have_text("paused")
+    await expect(page.locator(f'tr[data-job="{job.id}"]')).to_have_count(0)

@@ -148,3 +148,17 @@ async def test_running_with_workers_inside_a_block_with_workers_keeps_the_outer_
             assert (await endpoints.wait_for(inner.id, timeout=10)).result == "ok"
         outer = await endpoints.submit("Ok")
         assert (await endpoints.wait_for(outer.id, timeout=10)).result == "ok"
+
+
+async def test_a_nested_block_leaves_the_outer_pools_queues_as_they_were(
+    prefix: str, redis_server: RedisServer
+) -> None:
+    store = RedisJobStore(redis_server.url, prefix=prefix)
+    endpoints = AsyncEndpoints(Starlette(), store=store, queues=("a", "b"))
+    endpoints.add_handler(ok, name="Ok")
+    async with endpoints.running(queues=["a"]):
+        async with endpoints.running(queues=["b"]):
+            pass
+        async with endpoints.running(workers=False):
+            pass
+        assert endpoints.pool.queues == ("a",)
