@@ -207,12 +207,57 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
         """
         loop = asyncio.get_running_loop()
         store = self.store
+        self._check_loop(loop)
+        outer_queues = self._serve(queues)
+        self._started = True
+        self._running_in, self._runs = loop, self._runs + 1
+        _STORE_LOOPS[id(store)] = loop
+        _STORE_USERS[id(store)] = _STORE_USERS.get(id(store), 0) + 1
+        try:
+            try:
+                await store.start()
+            except StoreUnavailableError as exc:
+                # The app still starts: requests answer 503 until the store is reachable,
+                # and the store connects by itself on first use; the pool keeps retrying.
+                logger.warning("job store unavailable at startup, carrying on: %s", exc)
+            wanted = workers if workers is not None else self.settings.run_workers
+            if wanted and not self.pool.serving:
+                async with self.pool, self.scheduling():
+                    yield self
+            else:  # no workers, or the pool of an enclosing block serves already
+                yield self
+        finally:
+            if outer_queues is not None:
+                self.pool.queues = outer_queues
+            self._runs -= 1
+            if not self._runs:
+                self._running_in = None
+                if self.webhooks is not None:  # not under an enclosing block's pool
+                    await self.webhooks.aclose()
+            # A store shared by several AsyncEndpoints of this process closes with the
+            # last of them (the others go on using it), and whatever its start did.
+            users = _STORE_USERS.pop(id(store), 1) - 1
+            if users:
+                _STORE_USERS[id(store)] = users
+            else:
+                _STORE_LOOPS.pop(id(store), None)
+                await store.aclose()
+
+    def _check_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Refuse `running` in ``loop`` while this object, or its store, runs in another
+        (a store's connections serve one loop); what a loop closed while running left
+        is forgotten.
+
+        Raises:
+            RuntimeError: as said.
+        """
+        store_key = id(self.store)
         if self._running_in is not None and self._running_in.is_closed():
             self._running_in, self._runs = None, 0  # left by a loop closed while running
-        held = _STORE_LOOPS.get(id(store))
+        held = _STORE_LOOPS.get(store_key)
         if held is not None and held.is_closed():
-            del _STORE_LOOPS[id(store)]
-            _STORE_USERS.pop(id(store), None)
+            del _STORE_LOOPS[store_key]
+            _STORE_USERS.pop(store_key, None)
             held = None
         if self._running_in not in (None, loop):
             raise RuntimeError(
@@ -227,39 +272,28 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
                 "AsyncEndpoints): a store's connections serve one loop; give each loop a "
                 "store of its own, or run both in one loop"
             )
+
+    def _serve(self, queues: Sequence[str] | None) -> tuple[str, ...] | None:
+        """Give the pool (and `drain`) ``queues`` for a `running` block, unless the pool
+        of an enclosing block serves already (it keeps its own: said when they differ);
+        the queues to put back when the block ends (None: nothing to put back).
+
+        Raises:
+            ValueError: as `serving` raises it.
+        """
         serving = self.serving(queues)
-        self._started = True
-        self._running_in, self._runs = loop, self._runs + 1
-        _STORE_LOOPS[id(store)] = loop
-        _STORE_USERS[id(store)] = _STORE_USERS.get(id(store), 0) + 1
-        try:
-            try:
-                await store.start()
-            except StoreUnavailableError as exc:
-                # The app still starts: requests answer 503 until the store is reachable,
-                # and the store connects by itself on first use; the pool keeps retrying.
-                logger.warning("job store unavailable at startup, carrying on: %s", exc)
-            wanted = workers if workers is not None else self.settings.run_workers
-            if wanted and not self.pool.serving:
-                self.pool.queues = serving
-                async with self.pool, self.scheduling():
-                    yield self
-            else:  # no workers, or the pool of an enclosing block serves already
-                yield self
-        finally:
-            self._runs -= 1
-            if not self._runs:
-                self._running_in = None
-                if self.webhooks is not None:  # not under an enclosing block's pool
-                    await self.webhooks.aclose()
-            # A store shared by several AsyncEndpoints of this process closes with the
-            # last of them (the others go on using it), and whatever its start did.
-            users = _STORE_USERS.pop(id(store), 1) - 1
-            if users:
-                _STORE_USERS[id(store)] = users
-            else:
-                _STORE_LOOPS.pop(id(store), None)
-                await store.aclose()
+        if self.pool.serving:
+            if queues is not None and serving != self.pool.queues:
+                logger.warning(
+                    "running(queues=%s) inside a block whose pool serves %s already: that "
+                    "pool keeps its queues",
+                    ",".join(serving),
+                    ",".join(self.pool.queues),
+                )
+            return None
+        outer = self.pool.queues
+        self.pool.queues = serving
+        return outer
 
     @asynccontextmanager
     async def _served(self) -> AsyncIterator[AsyncEndpoints]:

@@ -199,6 +199,14 @@
     if (!keepLook) live.classList.toggle("stale", kind === "stale");
   }
 
+  // The corner once an answer is shown: its job or batch gone (the dashboard's 404: the
+  // page stops following), or live.
+  function showAnswered(missing) {
+    gone = missing;
+    if (gone) show("stopped", "held", "What this page showed no longer exists: it stopped updating");
+    else show("live", "", "This page updates itself every second");
+  }
+
   // What the corner says when nothing holds the updates: the last thing learnt.
   function showFollowing() {
     if (denied) show("no access", "stale", "The dashboard no longer answers this browser (signed out, or access withdrawn): sign in again and reload the page");
@@ -245,6 +253,7 @@
     }
     busy = true;
     var tag = null; // the entity tag of this answer's part: held once that part is shown
+    var missing = false; // this answer is the dashboard's 404: learnt once it is shown
     var headers = { "X-Dashboard-Fragment": "1" };
     if (lastTag !== null && last !== null) headers["If-None-Match"] = lastTag;
     fetch(window.location.href, {
@@ -254,7 +263,6 @@
     })
       .then(function (answer) {
         if (answer.status === 304) {
-          gone = false;
           tag = lastTag;
           return last; // unchanged since the part shown was fetched: nothing was sent
         }
@@ -267,11 +275,12 @@
         }
         if (!answer.ok && !(answer.status === 404 && ours)) throw new Error(String(answer.status));
         if (reload) {
-          // The store is back: the whole page (its title and filters too), not just this part.
-          window.location.reload();
+          // The store is back: the whole page (its title and filters too), not just this
+          // part; not while paused (Resume asks again, and reloads then).
+          if (!paused) window.location.reload();
           return last;
         }
-        gone = answer.status === 404;
+        missing = answer.status === 404;
         tag = answer.headers.get("ETag");
         return answer.text();
       })
@@ -281,15 +290,16 @@
           show("no access", "stale", "The dashboard no longer answers this browser (signed out, or access withdrawn): sign in again and reload the page");
           return;
         }
-        if (gone) show("stopped", "held", "What this page showed no longer exists: it stopped updating");
-        else show("live", "", "This page updates itself every second");
         // The tag goes with the part on screen: a part fetched but not drawn (the page was
-        // in use) must be fetched whole again, not answered 304.
+        // in use) must be fetched whole again, not answered 304. What the answer says
+        // (the job is gone) is learnt only with the part that says it on screen.
         if (html === last) {
+          showAnswered(missing);
           lastTag = tag;
           return;
         }
         if (inUse() || sending) return;
+        showAnswered(missing);
         last = html;
         lastTag = tag;
         var scrolled = [];

@@ -1324,3 +1324,41 @@ async def test_an_answer_arriving_after_pause_is_not_drawn(
     await page.wait_for_timeout(LIVE_WITHIN_MS)
     await expect(state).to_have_text("paused")
     await expect(page.locator(f'tr[data-job="{job.id}"]')).to_have_count(0)
+
+
+async def test_a_job_gone_while_paused_is_shown_gone_once_resumed(page: Page, gate: Gate) -> None:
+    """The answer saying the job is gone arrives after Pause: it is not drawn then, and
+    not forgotten either: Resume shows "There is no such job" and *stopped*."""
+    from async_endpoints import InMemoryJobStore
+
+    app, engine = make_app(gate, store=InMemoryJobStore(max_retained=1))
+    async with served(app) as base:
+        done = await engine.wait_for((await engine.submit("Ok", {"text": "a"})).id, timeout=10)
+        await page.goto(f"{base}/dashboard/jobs/{done.id}")
+        await expect(page.locator(".job-head .status")).to_have_text("Completed")
+        held: asyncio.Queue[Route] = asyncio.Queue()
+        holding = [True]  # only the first request for the live part is held
+
+        async def hold(route: Route) -> None:
+            if route.request.headers.get("x-dashboard-fragment") == "1" and holding[0]:
+                holding[0] = False
+                await held.put(route)
+            else:
+                await route.continue_()
+
+        await page.route("**/dashboard/jobs/*", hold)
+        waiting = await asyncio.wait_for(held.get(), PATIENCE_MS / 1000)
+        await engine.wait_for((await engine.submit("Ok", {"text": "b"})).id, timeout=10)
+        assert await engine.get_job(done.id) is None  # dropped: one job retained
+        pause = page.locator("#live-pause")
+        await pause.click()
+        await waiting.continue_()  # the 404 comes while paused
+        await page.wait_for_timeout(LIVE_WITHIN_MS)
+        await expect(page.locator("#live-state")).to_have_text("paused")
+        await expect(page.locator(".job-head .status")).to_have_text("Completed")
+        await pause.click()
+        await expect(page.locator("#live")).to_contain_text(
+            "There is no such job", timeout=LIVE_WITHIN_MS
+        )
+        await expect(page.locator("#live-state")).to_have_text("stopped")
+        gate.open.set()

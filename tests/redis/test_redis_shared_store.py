@@ -162,3 +162,15 @@ async def test_a_nested_block_leaves_the_outer_pools_queues_as_they_were(
         async with endpoints.running(workers=False):
             pass
         assert endpoints.pool.queues == ("a",)
+
+
+async def test_an_inner_blocks_queues_end_with_it(prefix: str, redis_server: RedisServer) -> None:
+    """running(workers=False) serving every queue; inside it a block with workers of one
+    queue: once it ends, drain() serves every queue again."""
+    store = RedisJobStore(redis_server.url, prefix=prefix)
+    endpoints = AsyncEndpoints(Starlette(), store=store, queues=("a", "b"))
+    endpoints.add_handler(ok, name="Ok")
+    async with endpoints.running(workers=False):
+        async with endpoints.running(queues=["a"]):
+            assert endpoints.pool.queues == ("a",)
+        assert endpoints.pool.queues == ("a", "b")
