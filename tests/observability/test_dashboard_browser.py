@@ -104,6 +104,35 @@ async def running_hold(engine: AsyncEndpoints) -> Job:
     return job
 
 
+async def next_fragment_held(page: Page, pattern: str) -> Route:
+    """Hold the page's next request for its live part (to ``pattern``) and return it,
+    once sent: the caller lets it go on (``continue_``) when the test has done what must
+    happen while it is on its way. Later requests pass."""
+    held: asyncio.Queue[Route] = asyncio.Queue()
+    holding = [True]
+
+    async def hold(route: Route) -> None:
+        if route.request.headers.get("x-dashboard-fragment") == "1" and holding[0]:
+            holding[0] = False
+            await held.put(route)
+        else:
+            await route.continue_()
+
+    await page.route(pattern, hold)
+    return await asyncio.wait_for(held.get(), PATIENCE_MS / 1000)
+
+
+def listing_cut_off(engine: AsyncEndpoints, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Make ``engine``'s store unreachable for listings; the real listing, to put back."""
+    listing = engine.store.list_jobs  # type: ignore[attr-defined]
+
+    async def unreachable(*args: object, **kwargs: object) -> object:
+        raise StoreUnavailableError("cut off", retry_after=1)
+
+    monkeypatch.setattr(engine.store, "list_jobs", unreachable)
+    return listing
+
+
 def fragment_statuses(page: Page) -> list[int]:
     """The statuses of the answers to the page's script asking for its live part, as
     they come."""
@@ -1141,12 +1170,7 @@ async def test_a_page_the_store_could_not_fill_comes_back_whole(
     live; once the store answers, the page comes back whole by itself (its title and its
     filters, not only the list), within 2 s."""
     app, engine = make_app(gate)
-    listing = engine.store.list_jobs
-
-    async def unreachable(*args: object, **kwargs: object) -> object:
-        raise StoreUnavailableError("cut off", retry_after=1)
-
-    monkeypatch.setattr(engine.store, "list_jobs", unreachable)
+    listing = listing_cut_off(engine, monkeypatch)
     async with served(app) as base:
         await page.goto(f"{base}/dashboard/jobs?status=Queued")
         await expect(page.locator("h1")).to_have_text("Unavailable")
@@ -1336,18 +1360,7 @@ async def test_a_job_gone_while_paused_is_shown_gone_once_resumed(page: Page, ga
         done = await engine.wait_for((await engine.submit("Ok", {"text": "a"})).id, timeout=10)
         await page.goto(f"{base}/dashboard/jobs/{done.id}")
         await expect(page.locator(".job-head .status")).to_have_text("Completed")
-        held: asyncio.Queue[Route] = asyncio.Queue()
-        holding = [True]  # only the first request for the live part is held
-
-        async def hold(route: Route) -> None:
-            if route.request.headers.get("x-dashboard-fragment") == "1" and holding[0]:
-                holding[0] = False
-                await held.put(route)
-            else:
-                await route.continue_()
-
-        await page.route("**/dashboard/jobs/*", hold)
-        waiting = await asyncio.wait_for(held.get(), PATIENCE_MS / 1000)
+        waiting = await next_fragment_held(page, "**/dashboard/jobs/*")
         await engine.wait_for((await engine.submit("Ok", {"text": "b"})).id, timeout=10)
         assert await engine.get_job(done.id) is None  # dropped: one job retained
         pause = page.locator("#live-pause")
@@ -1361,4 +1374,46 @@ async def test_a_job_gone_while_paused_is_shown_gone_once_resumed(page: Page, ga
             "There is no such job", timeout=LIVE_WITHIN_MS
         )
         await expect(page.locator("#live-state")).to_have_text("stopped")
+        gate.open.set()
+
+
+async def test_a_page_made_during_an_outage_waits_for_resume_to_come_back_whole(
+    gate: Gate, page: Page, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Paused on a page the store could not fill, while its request for the live part is
+    on its way: the store answering again does not reload the page under the reader;
+    Resume does (the page comes back whole)."""
+    app, engine = make_app(gate)
+    listing = listing_cut_off(engine, monkeypatch)
+    async with served(app) as base:
+        await page.goto(f"{base}/dashboard/jobs?status=Queued")
+        await expect(page.locator("h1")).to_have_text("Unavailable")
+        waiting = await next_fragment_held(page, "**/dashboard/jobs*")
+        pause = page.locator("#live-pause")
+        await pause.click()
+        await expect(page.locator("#live-state")).to_have_text("paused")
+        monkeypatch.setattr(engine.store, "list_jobs", listing)
+        await waiting.continue_()  # answered now that the store is back
+        await page.wait_for_timeout(2 * LIVE_WITHIN_MS)  # two refreshes would have come
+        await expect(page.locator("h1")).to_have_text("Unavailable")
+        await pause.click()
+        await expect(page.locator("h1")).to_have_text("Queued jobs", timeout=2 * LIVE_WITHIN_MS)
+        gate.open.set()
+
+
+async def test_a_pause_is_kept_for_one_dashboard_not_another_of_the_origin(
+    gate: Gate, page: Page
+) -> None:
+    """Two dashboards on one app: paused on the first, pages of the first stay paused (the
+    tab's session), the second's follow."""
+    app, engine = make_app(gate)
+    engine.map_dashboard("/ops", authorize=gate.authorize)
+    async with served(app) as base:
+        await page.goto(f"{base}/dashboard/")
+        await page.locator("#live-pause").click()
+        await expect(page.locator("#live-state")).to_have_text("paused")
+        await page.goto(f"{base}/dashboard/jobs")
+        await expect(page.locator("#live-state")).to_have_text("paused")
+        await page.goto(f"{base}/ops/")
+        await expect(page.locator("#live-state")).to_have_text("live")
         gate.open.set()

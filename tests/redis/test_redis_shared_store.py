@@ -174,3 +174,22 @@ async def test_an_inner_blocks_queues_end_with_it(prefix: str, redis_server: Red
         async with endpoints.running(queues=["a"]):
             assert endpoints.pool.queues == ("a",)
         assert endpoints.pool.queues == ("a", "b")
+
+
+async def test_a_nested_block_leaves_the_webhook_client_to_the_outermost() -> None:
+    """A delivery on its way from the outer block's pool keeps its HTTP client when a
+    block nested in it ends; the outermost block's end closes it."""
+    endpoints = AsyncEndpoints(
+        Starlette(),
+        store=InMemoryJobStore(),
+        webhook_secret="whsec_" + "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        webhook_allowed_hosts=["127.0.0.1"],
+    )
+    sender = endpoints.webhooks
+    assert sender is not None
+    async with endpoints.running():
+        client = sender._http()
+        async with endpoints.running(workers=False):
+            pass
+        assert sender._client is client and not client.is_closed
+    assert client.is_closed
