@@ -223,15 +223,15 @@ async def _authorized_job(endpoints: JobService, request: Request) -> Job | None
     ``authorize``."""
     job_id = path_job_id(request)
     job = None if job_id is None else await endpoints.get_job(job_id)
-    if job is None or await may_see(endpoints, request, job):
+    if job is None or await may_see(endpoints.settings, request, job):
         return job
     return None
 
 
-async def may_see(endpoints: JobService, request: Request, job: Job) -> bool:
+async def may_see(settings: Settings, request: Request, job: Job) -> bool:
     """Whether the ``authorize`` setting lets ``request`` be shown ``job`` (yes without
-    one)."""
-    authorize = endpoints.settings.authorize
+    one): the job routes, repeated submissions and event streams alike."""
+    authorize = settings.authorize
     if authorize is None:
         return True
     return grants(await call_maybe_async(authorize, request, job), "the authorize setting")

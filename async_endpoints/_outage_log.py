@@ -6,6 +6,9 @@ thousands of identical warnings a second (an outside run logged 4,100 in a few s
 The first of a spell is logged as a warning; the others within `EVERY` seconds go to
 DEBUG, and the next warning says how many went there, so the log tells when the outage
 began, that it went on, and how much it refused.
+
+`failed_again` is the same idea for a background loop (claiming, the cron scheduler)
+whose pass keeps failing for a reason other than an outage: its traceback once per spell.
 """
 
 from __future__ import annotations
@@ -54,3 +57,21 @@ class OutageLog:
 
 #: The warnings of every request this process answers 503 for an unreachable store.
 STORE_OUTAGE = OutageLog(logging.getLogger("async_endpoints"))
+
+
+def failed_again(
+    logger: logging.Logger, what: str, in_a_row: int, exc: BaseException, wait: float
+) -> None:
+    """Log the ``in_a_row``-th failure in a row of a background loop's pass (``what``:
+    "claiming", "cron scheduler tick"), a failure that is no outage: with its traceback
+    the first time only (a refusal that lasts, Redis refusing the store's credentials
+    say, would otherwise write one every second), then one line per try."""
+    logger.error(
+        "%s failed (%d in a row): %s: %s; trying again in %.2f s",
+        what,
+        in_a_row,
+        type(exc).__name__,
+        exc,
+        wait,
+        exc_info=in_a_row == 1,
+    )

@@ -201,7 +201,6 @@ def add_get_route(app: Any, path: str, endpoint: Endpoint, *, name: str) -> None
     """Register ``endpoint`` for ``GET path`` (the job-details route), and for ``HEAD``
     (Starlette's routes take it with GET; FastAPI's do not: a hidden route of its own, so
     that ``curl -I`` and uptime probes get the GET's status and headers, not 405)."""
-    refuse_shadowed(app, path, ["GET", "HEAD"])
     _add_job_route(app, path, endpoint, name=name, method="GET", answer="The job.", errors=())
     if is_fastapi(app):
         app.add_api_route(path, endpoint, methods=["HEAD"], name=name, include_in_schema=False)
@@ -225,7 +224,7 @@ def _add_job_route(
 ) -> None:
     """A route about one job (``path`` holds ``{job_id}``): 200 with the job JSON, 404 for
     an unknown job, 503 while the store is unreachable, and ``errors``."""
-    refuse_shadowed(app, path, [method])
+    refuse_shadowed(app, path, [method, "HEAD"] if method == "GET" else [method])
     if not is_fastapi(app):
         app.router.add_route(path, endpoint, methods=[method], name=name)
         return

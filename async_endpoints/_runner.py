@@ -17,6 +17,7 @@ from ._claimer import Claimer
 from ._errors import StoreUnavailableError
 from ._events import AttemptOutcome, EventKind, LifecycleEvent
 from ._logs import job_extra
+from ._outage_log import failed_again
 from ._recovery import recover_forever, renew_forever
 from ._settings import Settings
 from ._slots import JobTask, Slots
@@ -272,16 +273,7 @@ class WorkerPool:
                 failures += 1
                 refusals += 1
                 delay = self._backoff(failures)
-                # The traceback once per spell: a refusal that lasts (Redis refusing the
-                # store's credentials, say) would write one every second.
-                logger.error(
-                    "claiming failed (%d in a row): %s: %s; trying again in %.2f s",
-                    refusals,
-                    type(exc).__name__,
-                    exc,
-                    delay,
-                    exc_info=refusals == 1,
-                )
+                failed_again(logger, "claiming", refusals, exc, delay)
                 await asyncio.sleep(delay)
             else:
                 failures = refusals = 0

@@ -44,6 +44,7 @@ from ._cron import cron_rule
 from ._errors import StoreUnavailableError
 from ._job import Job, NewJob
 from ._logs import job_extra
+from ._outage_log import failed_again
 from ._schedule import Schedule
 from ._store_features import ScheduleEpochStore, ScheduleStore
 
@@ -260,15 +261,7 @@ class Scheduler:
                 failures += 1
                 refusals += 1
                 wait = min(_MAX_BACKOFF, 0.05 * 2 ** min(failures, 8))
-                # The traceback once per spell (a lasting refusal would write one a second).
-                logger.error(
-                    "cron scheduler tick failed (%d in a row): %s: %s; trying again in %.2f s",
-                    refusals,
-                    type(exc).__name__,
-                    exc,
-                    wait,
-                    exc_info=refusals == 1,
-                )
+                failed_again(logger, "cron scheduler tick", refusals, exc, wait)
             else:
                 failures = refusals = 0
             self._woken.clear()

@@ -28,11 +28,10 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ._app_handlers import refusal
-from ._authorize import grants
 from ._errors import JobStoreError
 from ._event_fanout import EventFanout
 from ._event_stream import EventStream, Render, json_data
-from ._http import store_failure
+from ._http import may_see, store_failure
 from ._job import Job, job_to_json, parse_job_id
 from ._logs import job_extra
 from ._openapi import error_responses, path_parameters
@@ -82,7 +81,7 @@ def job_events_endpoint(endpoints: EventService) -> Endpoint:
         try:
             job = await store.get(job_id)
             stream.read()
-            if job is not None and not await _allowed(endpoints, request, job):
+            if job is not None and not await may_see(endpoints.settings, request, job):
                 job = None
             first = None if job is None else await render.first(job, request)
         except JobStoreError as exc:
@@ -168,14 +167,6 @@ class _EventResponse(EventSourceResponse):
             await super().__call__(scope, receive, send)
         finally:
             self._leave()
-
-
-async def _allowed(endpoints: EventService, request: Request, job: Job) -> bool:
-    """Whether ``authorize`` (the hook of job details) lets the caller see ``job``."""
-    authorize = endpoints.settings.authorize
-    if authorize is None:
-        return True
-    return grants(await call_maybe_async(authorize, request, job), "the authorize setting")
 
 
 async def _events(

@@ -101,7 +101,7 @@ def submit_endpoint(endpoints: JobService, handler: Handler) -> Endpoint:
             return _id_taken(request, job_id)
         job, repeat = stored
         # A repeat shows an earlier submission's job: only to whom may see it.
-        if repeat is not None and not await may_see(endpoints, request, job):
+        if repeat is not None and not await may_see(endpoints.settings, request, job):
             return _as_another_submission(request, repeat, key, job_id)
         return await _accepted(endpoints, job, request)
 
