@@ -1417,3 +1417,26 @@ async def test_a_pause_is_kept_for_one_dashboard_not_another_of_the_origin(
         await page.goto(f"{base}/ops/")
         await expect(page.locator("#live-state")).to_have_text("live")
         gate.open.set()
+
+
+async def test_the_live_corner_is_not_rewritten_while_nothing_changes(
+    site: tuple[str, AsyncEndpoints], page: Page
+) -> None:
+    """The corner is a role=status: a screen reader may announce every rewrite, so while
+    the page stays live it is left alone (the page still asks every second)."""
+    base, _ = site
+    answers = fragment_statuses(page)
+    await page.goto(f"{base}/dashboard/")
+    await expect(page.locator("#live-state")).to_have_text("live")
+    await page.evaluate(
+        """() => {
+             window.cornerChanges = 0;
+             new MutationObserver((m) => { window.cornerChanges += m.length; }).observe(
+               document.getElementById("live-state"),
+               { childList: true, characterData: true, subtree: true, attributes: true });
+           }"""
+    )
+    asked = len(answers)
+    await page.wait_for_timeout(2 * LIVE_WITHIN_MS)
+    assert len(answers) - asked >= 2  # it went on asking
+    assert await page.evaluate("window.cornerChanges") == 0

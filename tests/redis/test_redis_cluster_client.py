@@ -118,3 +118,18 @@ async def test_a_client_naming_several_nodes_starts_while_the_first_is_down(
         await given.aclose()
     with pytest.raises(StoreUnavailableError):
         await RedisJobStore(f"redis://127.0.0.1:{down.port}", cluster=True).start()
+
+
+async def test_a_cluster_found_at_start_before_redis_py_8_is_refused_naming_the_version(
+    redis_cluster: RedisClusterProcesses, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store not told it is on a Cluster (``cluster=None``) learns it at start: with a
+    redis-py whose asyncio cluster client has no pub/sub (before 8.0) the start is
+    refused, as when the store is made with ``cluster=True``."""
+    from async_endpoints import ConfigurationError
+
+    monkeypatch.delattr(RedisCluster, "pubsub")
+    store = RedisJobStore(redis_cluster.url, prefix=prefix)  # nothing connects yet
+    with pytest.raises(ConfigurationError, match=r"needs redis-py 8\.0 or later"):
+        await store.start()
+    await store.aclose()
