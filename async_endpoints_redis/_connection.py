@@ -33,7 +33,7 @@ from ._client import (
     reply_timeout,
 )
 from ._elapsed import ElapsedClock
-from ._errors import RETRY_AFTER, mapped_errors, refused_credentials
+from ._errors import RETRY_AFTER, mapped_errors, refused_credentials, refused_for_now
 from ._fence import give_up, giving_up
 from ._health import inspect_server
 from ._keys import Keys
@@ -270,7 +270,14 @@ class Connection:
         cancels = 0 if task is None else task.cancelling()
         scripts = self._scripts if self._scripts is not None and not self.closed else None
         if scripts is None:
-            scripts = await self.start()
+            try:
+                scripts = await self.start()
+            except JobStoreError as exc:  # the app's own start raised it; here it passes
+                passing = refused_for_now(exc)
+                if passing is None:
+                    raise
+                self.trouble.met()
+                raise passing from exc
         began = time.monotonic()
         try:
             return await self._run(operation, call, scripts, task, cancels)

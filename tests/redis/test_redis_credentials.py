@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 
-from async_endpoints import AsyncEndpoints, JobStoreError, StoreUnavailableError
+from async_endpoints import AsyncContext, AsyncEndpoints, JobStoreError, StoreUnavailableError
 from async_endpoints_redis import RedisJobStore
 from tests.redis_servers import RedisServer
 
@@ -91,3 +92,39 @@ def test_the_worker_cli_exits_at_once_with_one_line(guarded: RedisServer, tmp_pa
     assert done.returncode == 1, done.stderr
     assert "Redis refused the store's credentials" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_a_refusal_met_after_the_start_answers_503_until_the_password_is_right(
+    own_redis_server: RedisServer, http_client_for: Any
+) -> None:
+    """The app started while Redis was down (it carries on, as in any outage); Redis came
+    back asking for another password. That is no reason for a 500: requests answer 503
+    with ``Retry-After`` (the refusal is logged), and once the password is right the
+    store connects and the jobs run."""
+    own_redis_server.stop()
+    app = Starlette()
+    endpoints = AsyncEndpoints(app, store=RedisJobStore(with_password(own_redis_server, PASSWORD)))
+
+    @endpoints.map_async_post("/noop")
+    async def noop(ctx: AsyncContext[None]) -> str:
+        return "ran"
+
+    endpoints.map_job_details("/jobs/{job_id}")
+    async with http_client_for(app) as client:
+        own_redis_server.extra_args = ["--requirepass", "another"]
+        own_redis_server.start()
+        refused = await client.post("/noop")
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["Retry-After"] == "1"
+        assert refused.json() == {"detail": "the job store is unavailable; try again later"}
+        looked_up = await client.get(f"/jobs/{uuid.uuid4()}")
+        assert looked_up.status_code == 503, looked_up.text
+
+        admin = Redis.from_url(with_password(own_redis_server, "another"))
+        await admin.config_set("requirepass", PASSWORD)
+        await admin.aclose()
+        accepted = await client.post("/noop")
+        assert accepted.status_code == 202, accepted.text
+        job = await endpoints.wait_for(uuid.UUID(accepted.json()["id"]), timeout=10)
+        assert job.status.value == "Completed"
+        assert job.result == "ran"
