@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, nullcontext
 from typing import Any, Unpack
 
 from starlette.requests import Request
@@ -89,6 +89,11 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
         # in another loop at once is refused: the store and the pool belong to one).
         self._running_in: asyncio.AbstractEventLoop | None = None
         self._runs = 0
+        # The pool (and the cron scheduler) while a `running` block with workers is open,
+        # and how many such blocks are: it stops with the last of them, whichever started
+        # it (blocks of several tasks may overlap without nesting).
+        self._pool_held: AsyncExitStack | None = None
+        self._pool_users = 0
         self._told_unstarted = False
         s = self.settings
         policy = RetryPolicy(s.max_retries, s.retry_base_delay, s.retry_max_delay, s.retry_jitter)
@@ -196,8 +201,9 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
     ) -> AsyncIterator[AsyncEndpoints]:
         """Start the store and, when ``workers`` (default: ``run_workers``), the pool.
 
-        The pool serves ``queues`` in that order (default: the ``queues`` setting). On exit
-        it stops claiming and drains within ``shutdown_grace_period``.
+        The pool serves ``queues`` in that order (default: the ``queues`` setting). Blocks
+        entered while one holds the pool (nested, or in other tasks) share it; when the
+        last of them ends it stops claiming and drains within ``shutdown_grace_period``.
 
         Raises:
             ValueError: ``queues`` names a queue the ``queues`` setting lacks, repeats one
@@ -213,6 +219,7 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
         self._running_in, self._runs = loop, self._runs + 1
         _STORE_LOOPS[id(store)] = loop
         _STORE_USERS[id(store)] = _STORE_USERS.get(id(store), 0) + 1
+        joined = False
         try:
             try:
                 await store.start()
@@ -220,14 +227,14 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
                 # The app still starts: requests answer 503 until the store is reachable,
                 # and the store connects by itself on first use; the pool keeps retrying.
                 logger.warning("job store unavailable at startup, carrying on: %s", exc)
-            wanted = workers if workers is not None else self.settings.run_workers
-            if wanted and not self.pool.serving:
-                async with self.pool, self.scheduling():
-                    yield self
-            else:  # no workers, or the pool of an enclosing block serves already
-                yield self
+            if workers if workers is not None else self.settings.run_workers:
+                await self._join_pool()
+                joined = True
+            yield self
         finally:
-            if outer_queues is not None:
+            if joined:
+                await self._leave_pool()
+            if outer_queues is not None and self._pool_held is None:
                 self.pool.queues = outer_queues
             self._runs -= 1
             if not self._runs:
@@ -243,6 +250,28 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
                 _STORE_LOOPS.pop(id(store), None)
                 await store.aclose()
 
+    async def _join_pool(self) -> None:
+        """Start the pool and the cron scheduler unless a block holds them already; either
+        way, this block is one more user of them."""
+        if self._pool_held is None:
+            held = AsyncExitStack()
+            try:
+                await held.enter_async_context(self.pool)
+                await held.enter_async_context(self.scheduling())
+            except BaseException:
+                await held.aclose()
+                raise
+            self._pool_held = held
+        self._pool_users += 1
+
+    async def _leave_pool(self) -> None:
+        """One user fewer; the last stops the pool (draining within the grace period) and
+        the scheduler."""
+        self._pool_users -= 1
+        if self._pool_users == 0 and self._pool_held is not None:
+            held, self._pool_held = self._pool_held, None
+            await held.aclose()
+
     def _check_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Refuse `running` in ``loop`` while this object, or its store, runs in another
         (a store's connections serve one loop); what a loop closed while running left
@@ -254,6 +283,7 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
         store_key = id(self.store)
         if self._running_in is not None and self._running_in.is_closed():
             self._running_in, self._runs = None, 0  # left by a loop closed while running
+            self._pool_held, self._pool_users = None, 0
         held = _STORE_LOOPS.get(store_key)
         if held is not None and held.is_closed():
             del _STORE_LOOPS[store_key]
@@ -274,15 +304,15 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
             )
 
     def _serve(self, queues: Sequence[str] | None) -> tuple[str, ...] | None:
-        """Give the pool (and `drain`) ``queues`` for a `running` block, unless the pool
-        of an enclosing block serves already (it keeps its own: said when they differ);
+        """Give the pool (and `drain`) ``queues`` for a `running` block, unless another
+        block holds the pool already (it keeps its own: said when they differ);
         the queues to put back when the block ends (None: nothing to put back).
 
         Raises:
             ValueError: as `serving` raises it.
         """
         serving = self.serving(queues)
-        if self.pool.serving:
+        if self._pool_held is not None:
             if queues is not None and serving != self.pool.queues:
                 logger.warning(
                     "running(queues=%s) inside a block whose pool serves %s already: that "

@@ -193,3 +193,36 @@ async def test_a_nested_block_leaves_the_webhook_client_to_the_outermost() -> No
             pass
         assert sender._client is client and not client.is_closed
     assert client.is_closed
+
+
+@pytest.mark.parametrize("kind", ["redis", "memory"])
+async def test_blocks_overlapping_in_two_tasks_keep_the_pool_until_the_last_one_ends(
+    kind: str, prefix: str, redis_server: RedisServer
+) -> None:
+    """Two tasks each in a `running` block of one AsyncEndpoints, not nested: the block
+    that started the pool ends first. The pool stops with the last block, not with the
+    one that started it, so the other task's jobs still run; after both, it is stopped."""
+    store = (
+        RedisJobStore(redis_server.url, prefix=prefix) if kind == "redis" else InMemoryJobStore()
+    )
+    endpoints, _ = two_on(store)
+    first_in, second_in, first_out = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def first() -> None:
+        async with endpoints.running():
+            first_in.set()
+            await second_in.wait()
+        first_out.set()
+
+    async def second() -> object:
+        await first_in.wait()
+        async with endpoints.running():
+            second_in.set()
+            await first_out.wait()
+            assert endpoints.pool.serving
+            job = await endpoints.submit("Ok")
+            return (await endpoints.wait_for(job.id, timeout=10)).result
+
+    _, result = await asyncio.wait_for(asyncio.gather(first(), second()), timeout=30)
+    assert result == "ok"
+    assert not endpoints.pool.serving
