@@ -510,6 +510,7 @@ class Letter(BaseModel):
     recipient: str
 
 
+@pytest.mark.filterwarnings("ignore:Duplicate Operation ID:UserWarning")  # made on purpose
 async def test_bodies_are_named_per_route_whatever_the_operation_ids(http_client_for) -> None:
     """Two AsyncEndpoints on one app, each with a handler named "convert" (so two
     operations with one id), and an app route given that id too: each async endpoint's
