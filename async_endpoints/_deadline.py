@@ -25,7 +25,8 @@ CANCEL_WAIT = 1.0
 
 
 class Deadline:
-    """Cancels the current task ``seconds`` from now, unless `close` is called first."""
+    """Cancels the current task ``seconds`` from now, unless `close` is called first
+    (which notes a handler that ended past the deadline uncancelled: `overran`)."""
 
     def __init__(self, seconds: float, on_abandon: Callable[[], None]) -> None:
         task = asyncio.current_task()
@@ -38,6 +39,9 @@ class Deadline:
         self.seconds = seconds
         #: The deadline passed and cancelled the task.
         self.expired = False
+        #: The handler ended after the deadline without being cancelled: it blocked the
+        #: event loop past it, so the timer could not run before the handler's end.
+        self.overran = False
         #: The handler ignored that cancellation for `CANCEL_WAIT` s; ``on_abandon`` ran.
         self.abandoned = False
         self._on_abandon = on_abandon
@@ -57,6 +61,8 @@ class Deadline:
         """The handler has ended: stop the clock, and forget the deadline's own
         cancellation request (it was delivered and handled)."""
         if self._timer is not None:
+            if not self.expired and self.task.get_loop().time() >= self._timer.when():
+                self.overran = True
             self._timer.cancel()
             self._timer = None
         self._on_abandon = _nothing  # it may refer to this deadline: no cycle left for the GC

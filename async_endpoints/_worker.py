@@ -289,7 +289,7 @@ class AttemptRunner:
             # a count raised without its asking is no request: a task group left it (a
             # CPython bug of Python 3.11 and early 3.12). The handler's own outcome stands.
             deadline.forget_stray_requests()
-        if deadline.cancelled_elsewhere or deadline.expired:
+        if deadline.cancelled_elsewhere or deadline.expired or deadline.overran:
             consume(ended)
             if deadline.cancelled_elsewhere:
                 raise asyncio.CancelledError

@@ -176,6 +176,53 @@ async def test_an_attempt_longer_than_job_timeout_fails(clock: ManualClock) -> N
     assert "job_timeout" in failed.error.message
 
 
+@pytest.mark.parametrize("ending", ["returns", "raises"])
+async def test_a_handler_blocking_the_loop_past_job_timeout_fails_as_a_timeout(
+    clock: ManualClock, ending: str
+) -> None:
+    """A handler that blocks the event loop (no ``await``) past job_timeout could not be
+    cancelled, but it still ran longer: its result (or exception) is discarded and the
+    attempt fails as a JobTimeout, as if the cancel had reached it."""
+    engine = AsyncEndpoints(store=InMemoryJobStore(clock=clock), job_timeout=0.05, max_retries=0)
+    loop = asyncio.get_running_loop()
+
+    async def blocking(ctx: AsyncContext[None]) -> str:
+        until = loop.time() + 0.2
+        while loop.time() < until:  # time.sleep(0.2), with the loop's own clock
+            pass
+        if ending == "raises":
+            raise RuntimeError("late failure")
+        return "late result"
+
+    engine.add_handler(blocking)
+    async with engine.running(workers=False):
+        job = await engine.submit("blocking")
+        await engine.drain()
+        failed = await engine.get_job(job.id)
+    assert failed.status is JobStatus.FAILED and failed.error.type == "JobTimeout"
+    assert failed.result is None
+
+
+async def test_a_handler_blocking_briefly_within_job_timeout_keeps_its_result(
+    clock: ManualClock,
+) -> None:
+    engine = AsyncEndpoints(store=InMemoryJobStore(clock=clock), job_timeout=5.0, max_retries=0)
+    loop = asyncio.get_running_loop()
+
+    async def brief(ctx: AsyncContext[None]) -> str:
+        until = loop.time() + 0.05
+        while loop.time() < until:
+            pass
+        return "in time"
+
+    engine.add_handler(brief)
+    async with engine.running(workers=False):
+        job = await engine.submit("brief")
+        await engine.drain()
+        done = await engine.get_job(job.id)
+    assert (done.status, done.result) == (JobStatus.COMPLETED, "in time")
+
+
 async def test_a_handler_ignoring_cancellation_is_abandoned_and_its_attempt_times_out(
     clock: ManualClock,
 ) -> None:
