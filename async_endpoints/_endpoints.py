@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, nullcontext
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any, Unpack
 
 from starlette.requests import Request
@@ -31,6 +31,7 @@ from ._observability import Observability
 from ._retry import RetryPolicy
 from ._routes import add_cancel_route, add_get_route, resource_route
 from ._runner import WorkerPool
+from ._running_blocks import RunningBlocks
 from ._scheduling import CronScheduling
 from ._settings import Settings, SettingsOptions, default_queue, queue_names
 from ._sse import add_events_route, job_events_endpoint
@@ -89,11 +90,6 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
         # in another loop at once is refused: the store and the pool belong to one).
         self._running_in: asyncio.AbstractEventLoop | None = None
         self._runs = 0
-        # The pool (and the cron scheduler) while a `running` block with workers is open,
-        # and how many such blocks are: it stops with the last of them, whichever started
-        # it (blocks of several tasks may overlap without nesting).
-        self._pool_held: AsyncExitStack | None = None
-        self._pool_users = 0
         self._told_unstarted = False
         s = self.settings
         policy = RetryPolicy(s.max_retries, s.retry_base_delay, s.retry_max_delay, s.retry_jitter)
@@ -110,6 +106,7 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
             events=self.events,
         )
         self.pool = WorkerPool(self.store, attempts, s)
+        self._blocks = RunningBlocks(self.pool, self.scheduling, tuple(s.queues))
         self.exiting: asyncio.Event | None = None
         #: Sends webhooks when ``webhook_secret`` is set (its handler is registered).
         self.webhooks: WebhookSender | None = None
@@ -214,11 +211,12 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
         loop = asyncio.get_running_loop()
         store = self.store
         self._check_loop(loop)
-        outer_queues = self._serve(queues)
+        block = self._blocks.enter(self.serving(queues), asked=queues is not None)
         self._started = True
         self._running_in, self._runs = loop, self._runs + 1
         _STORE_LOOPS[id(store)] = loop
         _STORE_USERS[id(store)] = _STORE_USERS.get(id(store), 0) + 1
+        wanted = workers if workers is not None else self.settings.run_workers
         joined = False
         try:
             try:
@@ -227,50 +225,36 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
                 # The app still starts: requests answer 503 until the store is reachable,
                 # and the store connects by itself on first use; the pool keeps retrying.
                 logger.warning("job store unavailable at startup, carrying on: %s", exc)
-            if workers if workers is not None else self.settings.run_workers:
-                await self._join_pool()
+            if wanted:
+                await self._blocks.join(block)
                 joined = True
             yield self
         finally:
-            if joined:
-                await self._leave_pool()
-            if outer_queues is not None and self._pool_held is None:
-                self.pool.queues = outer_queues
-            self._runs -= 1
-            if not self._runs:
-                self._running_in = None
-                if self.webhooks is not None:  # not under an enclosing block's pool
-                    await self.webhooks.aclose()
-            # A store shared by several AsyncEndpoints of this process closes with the
-            # last of them (the others go on using it), and whatever its start did.
-            users = _STORE_USERS.pop(id(store), 1) - 1
-            if users:
-                _STORE_USERS[id(store)] = users
-            else:
-                _STORE_LOOPS.pop(id(store), None)
-                await store.aclose()
-
-    async def _join_pool(self) -> None:
-        """Start the pool and the cron scheduler unless a block holds them already; either
-        way, this block is one more user of them."""
-        if self._pool_held is None:
-            held = AsyncExitStack()
             try:
-                await held.enter_async_context(self.pool)
-                await held.enter_async_context(self.scheduling())
-            except BaseException:
-                await held.aclose()
-                raise
-            self._pool_held = held
-        self._pool_users += 1
+                await self._blocks.leave(block, joined=joined)
+            finally:  # the counts come down however the pool's stop ended
+                await self._ended_run(store)
 
-    async def _leave_pool(self) -> None:
-        """One user fewer; the last stops the pool (draining within the grace period) and
-        the scheduler."""
-        self._pool_users -= 1
-        if self._pool_users == 0 and self._pool_held is not None:
-            held, self._pool_held = self._pool_held, None
-            await held.aclose()
+    async def _ended_run(self, store: JobStore) -> None:
+        """A `running` block has ended (its pool's part done): the last one in the loop
+        closes the webhook client; a store shared by several AsyncEndpoints of this
+        process closes with the last of them (the others go on using it), and whatever
+        its start did."""
+        self._runs -= 1
+        last = not self._runs
+        if last:
+            self._running_in = None
+        users = _STORE_USERS.pop(id(store), 1) - 1
+        if users:
+            _STORE_USERS[id(store)] = users
+        else:
+            _STORE_LOOPS.pop(id(store), None)
+        try:
+            if last and self.webhooks is not None:
+                await self.webhooks.aclose()
+        finally:
+            if not users:
+                await store.aclose()
 
     def _check_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Refuse `running` in ``loop`` while this object, or its store, runs in another
@@ -283,7 +267,7 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
         store_key = id(self.store)
         if self._running_in is not None and self._running_in.is_closed():
             self._running_in, self._runs = None, 0  # left by a loop closed while running
-            self._pool_held, self._pool_users = None, 0
+            self._blocks.forget()
         held = _STORE_LOOPS.get(store_key)
         if held is not None and held.is_closed():
             del _STORE_LOOPS[store_key]
@@ -302,28 +286,6 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
                 "AsyncEndpoints): a store's connections serve one loop; give each loop a "
                 "store of its own, or run both in one loop"
             )
-
-    def _serve(self, queues: Sequence[str] | None) -> tuple[str, ...] | None:
-        """Give the pool (and `drain`) ``queues`` for a `running` block, unless another
-        block holds the pool already (it keeps its own: said when they differ);
-        the queues to put back when the block ends (None: nothing to put back).
-
-        Raises:
-            ValueError: as `serving` raises it.
-        """
-        serving = self.serving(queues)
-        if self._pool_held is not None:
-            if queues is not None and serving != self.pool.queues:
-                logger.warning(
-                    "running(queues=%s) inside a block whose pool serves %s already: that "
-                    "pool keeps its queues",
-                    ",".join(serving),
-                    ",".join(self.pool.queues),
-                )
-            return None
-        outer = self.pool.queues
-        self.pool.queues = serving
-        return outer
 
     @asynccontextmanager
     async def _served(self) -> AsyncIterator[AsyncEndpoints]:

@@ -272,7 +272,7 @@ class Connection:
         if scripts is None:
             try:
                 scripts = await self.start()
-            except JobStoreError as exc:  # the app's own start raised it; here it passes
+            except JobStoreError as exc:  # a refusal fails the app's start, not a call
                 passing = refused_for_now(exc)
                 if passing is None:
                     raise

@@ -122,8 +122,8 @@ def refused_for_now(exc: JobStoreError) -> StoreUnavailableError | None:
     """A refusal of the credentials met after the app started (its start found Redis down,
     or the password changed since), as a `StoreUnavailableError` saying so: a request or a
     claim then answers 503 with ``Retry-After`` and is tried again, as in an outage, since
-    the credentials may be put right while the app runs (the error is logged, naming the
-    refusal). None for any other `JobStoreError`."""
+    the credentials may be put right while the app runs (its message names the refusal,
+    for the callers' logs). None for any other `JobStoreError`."""
     if isinstance(exc, StoreUnavailableError) or _credentials_refusal(exc) is None:
         return None
     return StoreUnavailableError(str(exc), retry_after=RETRY_AFTER)

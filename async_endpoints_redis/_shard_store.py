@@ -51,6 +51,7 @@ from ._batch import Batcher, Turn
 from ._client import MIN_CONNECTIONS, AnyRedis, client_options, connect
 from ._codec import Reply
 from ._connection import share_gates
+from ._errors import refused_credentials, refused_for_now
 from ._keys import Keys
 from ._scripts import Submission
 from ._shard_client import keep_command_table, release_default
@@ -167,12 +168,29 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
             self._made_again()
             await self.start()  # a plain store again, when it was one made sharded
             return
-        await self._ready_shards()
+        await self._ready_shards(starting=True)
 
-    async def _ready_shards(self) -> list[RedisJobStore]:
+    async def _ready_shards(self, *, starting: bool = False) -> list[RedisJobStore]:
+        """The started shards, started now if they are not yet (by `start`, or by the
+        first operation after a start that found Redis down).
+
+        Raises:
+            JobStoreError: ``starting``, and Redis refused the credentials (as
+                `RedisJobStore.start` raises it); after the start such a refusal is a
+                `StoreUnavailableError` (`refused_for_now`).
+        """
         if self._shards and not self._closed:
             self._keep_layouts_current()
             return self._shards
+        try:
+            return await self._start_shards()
+        except JobStoreError as exc:
+            passing = None if starting else refused_for_now(exc)
+            if passing is None:
+                raise
+            raise passing from exc
+
+    async def _start_shards(self) -> list[RedisJobStore]:
         async with self._start_lock:
             if self._closed:
                 raise JobStoreError("the store is closed")
@@ -180,7 +198,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
                 client = self._given_client
                 if client is None:
                     assert self._url is not None
-                    with _mapped("start"):
+                    with refused_credentials(), _mapped("start"):
                         client = await connect(
                             self._url, cluster=self._cluster, options=self._client_options
                         )

