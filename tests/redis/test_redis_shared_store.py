@@ -19,6 +19,7 @@ from async_endpoints import (
     JobStoreError,
 )
 from async_endpoints_redis import RedisJobStore
+from tests.redis.support import eventually
 from tests.redis_servers import RedisServer
 
 
@@ -330,3 +331,93 @@ async def test_a_cancel_while_the_last_block_drains_its_pool_still_closes_the_st
         assert store._connection.closed
     async with endpoints.running(workers=False):  # starts again, and ends cleanly
         assert (await endpoints.queue_stats())[0].name == "default"
+
+
+@pytest.mark.parametrize("kind", ["redis", "memory"])
+async def test_a_block_entered_while_the_pool_stops_waits_and_its_jobs_run(
+    kind: str, prefix: str, redis_server: RedisServer
+) -> None:
+    """Task A's block ends while a job of its pool runs (the pool drains it); task B
+    enters a block with workers meanwhile: B's pool starts once that stop is over, so the
+    stop's end cancels none of B's jobs, and nothing of either pool is left after."""
+    endpoints = AsyncEndpoints(
+        Starlette(), store=store_of(kind, redis_server, prefix), shutdown_grace_period=30
+    )
+    running, release, first_left = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def slow(ctx: AsyncContext[None]) -> str:
+        running.set()
+        await release.wait()
+        return "slow"
+
+    async def later(ctx: AsyncContext[None]) -> str:
+        await first_left.wait()  # still running when the first block's stop ends
+        return "later"
+
+    endpoints.add_handler(slow, name="Slow")
+    endpoints.add_handler(later, name="Later")
+
+    async def first() -> None:
+        async with endpoints.running():
+            await endpoints.submit("Slow")
+            await running.wait()
+        first_left.set()
+
+    async def second() -> object:
+        await running.wait()
+        await asyncio.sleep(0.05)  # the first block is leaving: its pool drains the job
+        async with endpoints.running():
+            job = await endpoints.submit("Later")
+            return (await endpoints.wait_for(job.id, timeout=10)).result
+
+    async def release_later() -> None:
+        await running.wait()
+        await asyncio.sleep(0.3)  # the second block is entering meanwhile
+        release.set()
+
+    _, result, _ = await asyncio.wait_for(
+        asyncio.gather(first(), second(), release_later()), timeout=30
+    )
+    assert result == "later"
+    assert not endpoints.pool.serving
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("async-endpoints")]
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+async def test_a_cancel_while_the_store_closes_lets_the_close_end_and_the_store_start_again(
+    shards: int, prefix: str, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The block's task is cancelled while its store's `aclose` runs: the close still
+    ends (no connection left open), and the next block starts the store anew."""
+    store = RedisJobStore(redis_server.url, prefix=prefix, shards=shards)
+    endpoints, _ = two_on(store)
+    closing = asyncio.Event()
+    aclose = type(store).aclose
+
+    async def watched(self: RedisJobStore) -> None:
+        closing.set()
+        await aclose(self)
+
+    monkeypatch.setattr(type(store), "aclose", watched)
+
+    async def block() -> None:
+        async with endpoints.running():
+            await endpoints.wait_for((await endpoints.submit("Ok")).id, timeout=10)
+
+    task = asyncio.create_task(block())
+    await closing.wait()
+    await asyncio.sleep(0)  # the close is under way, at its first wait
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    monkeypatch.undo()
+    client = Redis.from_url(redis_server.url)
+
+    async def only_this_client() -> bool:
+        return len(await client.client_list()) == 1
+
+    await eventually(only_this_client)
+    await client.aclose()
+    async with endpoints.running():
+        job = await endpoints.wait_for((await endpoints.submit("Ok")).id, timeout=10)
+        assert job.result == "ok"
