@@ -36,9 +36,10 @@ from ._scheduling import CronScheduling
 from ._settings import Settings, SettingsOptions, default_queue, queue_names
 from ._sse import add_events_route, job_events_endpoint
 from ._store import JobStore
+from ._store_closes import begin_close, closed_first
 from ._store_features import EventStore
 from ._submission import JobSubmission
-from ._tasks import cancel_and_wait, consume
+from ._tasks import cancel_and_wait
 from ._webhook import WEBHOOK_JOB, WebhookSender
 from ._worker import AttemptRunner
 
@@ -48,32 +49,6 @@ logger = logging.getLogger("async_endpoints")
 #: event loop they run in (a store's connections serve one loop).
 _STORE_USERS: dict[int, int] = {}
 _STORE_LOOPS: dict[int, asyncio.AbstractEventLoop] = {}
-#: The closes of stores under way, by the store's id: a close goes on to its end when the
-#: block that began it is cancelled, and a block starting the store meanwhile waits for it.
-_STORE_CLOSES: dict[int, asyncio.Future[None]] = {}
-
-
-async def _close(store: JobStore) -> None:
-    """Close ``store``; a cancellation of the caller leaves the close going to its end (a
-    store half closed would keep its connections and could not start again)."""
-    closing = asyncio.ensure_future(store.aclose())
-    _STORE_CLOSES[id(store)] = closing
-
-    def ended(done: asyncio.Future[None]) -> None:
-        consume(done)
-        if _STORE_CLOSES.get(id(store)) is done:
-            del _STORE_CLOSES[id(store)]
-
-    closing.add_done_callback(ended)
-    await asyncio.shield(closing)
-
-
-async def _closed_first(store: JobStore) -> None:
-    """Wait for a close of ``store`` under way (begun by a block that ended), whatever its
-    end, before the store starts again."""
-    closing = _STORE_CLOSES.get(id(store))
-    if closing is not None and closing.get_loop() is asyncio.get_running_loop():
-        await asyncio.wait([closing])
 
 
 class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Observability):
@@ -246,7 +221,7 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
         joined = False
         try:
             try:
-                await _closed_first(store)
+                await closed_first(store)
                 await store.start()
             except StoreUnavailableError as exc:
                 # The app still starts: requests answer 503 until the store is reachable,
@@ -272,16 +247,18 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
         if last:
             self._running_in = None
         users = _STORE_USERS.pop(id(store), 1) - 1
+        closing = None
         if users:
             _STORE_USERS[id(store)] = users
         else:
             _STORE_LOOPS.pop(id(store), None)
+            closing = begin_close(store)  # before any await: a block entering waits for it
         try:
             if last and self.webhooks is not None:
                 await self.webhooks.aclose()
         finally:
-            if not users:
-                await _close(store)
+            if closing is not None:
+                await asyncio.shield(closing)  # a cancel here leaves it going to its end
 
     def _check_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Refuse `running` in ``loop`` while this object, or its store, runs in another

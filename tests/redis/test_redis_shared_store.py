@@ -19,6 +19,7 @@ from async_endpoints import (
     JobStoreError,
 )
 from async_endpoints_redis import RedisJobStore
+from async_endpoints_redis._connection import Connection
 from tests.redis.support import eventually
 from tests.redis_servers import RedisServer
 
@@ -421,3 +422,118 @@ async def test_a_cancel_while_the_store_closes_lets_the_close_end_and_the_store_
     async with endpoints.running():
         job = await endpoints.wait_for((await endpoints.submit("Ok")).id, timeout=10)
         assert job.result == "ok"
+
+
+async def test_a_block_cancelled_while_waiting_for_a_close_leaves_one_close_in_turn(
+    prefix: str, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A's store close is slow and A is cancelled in it; B enters, waits for that close,
+    and is cancelled while waiting (then closes the store as its last user); C enters.
+    The closes run one after the other and C waits for both: the first one's end does not
+    close the store under C, whose jobs run, and nothing is left open after."""
+    store = RedisJobStore(redis_server.url, prefix=prefix)
+    endpoints, _ = two_on(store)
+    aclose, calls, closing = Connection.aclose, [0], asyncio.Event()
+
+    async def slow_first(self: Connection) -> None:  # its listener slow to end, say
+        calls[0] += 1
+        closing.set()
+        await asyncio.sleep(0.5 if calls[0] == 1 else 0)
+        await aclose(self)
+
+    monkeypatch.setattr(Connection, "aclose", slow_first)
+
+    async def empty_block() -> None:
+        async with endpoints.running(workers=False):
+            pass
+
+    first = asyncio.create_task(empty_block())
+    await closing.wait()
+    first.cancel()
+    second = asyncio.create_task(empty_block())
+    await asyncio.sleep(0.1)  # the second waits for the first close
+    second.cancel()
+    await asyncio.gather(first, second, return_exceptions=True)
+    async with endpoints.running():
+        await asyncio.sleep(0.6)  # the first close has ended meanwhile
+        async with endpoints.running(workers=False):  # starts nothing anew under it
+            job = await endpoints.submit("Ok")
+        assert (await endpoints.wait_for(job.id, timeout=10)).result == "ok"
+    monkeypatch.undo()
+    client = Redis.from_url(redis_server.url)
+
+    async def only_this_client() -> bool:
+        return len(await client.client_list()) == 1
+
+    await eventually(only_this_client)
+    await client.aclose()
+
+
+async def test_a_close_that_fails_after_its_block_was_cancelled_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Nobody awaits the close of a cancelled block: its failure is logged, not lost."""
+    failed = asyncio.Event()
+
+    class Failing(InMemoryJobStore):
+        async def aclose(self) -> None:
+            await asyncio.sleep(0.1)
+            failed.set()
+            raise RuntimeError("the close failed")
+
+    endpoints = AsyncEndpoints(Starlette(), store=Failing())
+
+    async def block() -> None:
+        async with endpoints.running(workers=False):
+            pass
+
+    task = asyncio.create_task(block())
+    await asyncio.sleep(0.05)  # the block has ended: its store closes
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await failed.wait()
+    await asyncio.sleep(0)
+    assert any(
+        record.message == "closing the job store failed" and record.exc_info
+        for record in caplog.records
+    )
+
+
+async def test_a_block_entered_while_the_webhook_client_closes_waits_for_the_stores_close(
+    prefix: str, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last block's end closes the webhook client, then the store: a block entering
+    during the first already waits for the second, instead of starting a store that is
+    about to close under it."""
+    endpoints = AsyncEndpoints(
+        Starlette(),
+        store=RedisJobStore(redis_server.url, prefix=prefix),
+        webhook_secret="whsec_" + "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        webhook_allowed_hosts=["127.0.0.1"],
+    )
+    endpoints.add_handler(ok, name="Ok")
+    sender = endpoints.webhooks
+    assert sender is not None
+    closing_client = asyncio.Event()
+    aclose = type(sender).aclose
+
+    async def slow_aclose(self: object) -> None:
+        closing_client.set()
+        await asyncio.sleep(0.2)
+        await aclose(self)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(type(sender), "aclose", slow_aclose)
+
+    async def first() -> None:
+        async with endpoints.running(workers=False):
+            pass
+
+    async def second() -> object:
+        await closing_client.wait()
+        async with endpoints.running():
+            await asyncio.sleep(0.3)  # past the webhook client's close
+            job = await endpoints.submit("Ok")
+            return (await endpoints.wait_for(job.id, timeout=10)).result
+
+    _, result = await asyncio.wait_for(asyncio.gather(first(), second()), timeout=30)
+    assert result == "ok"
