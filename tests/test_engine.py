@@ -176,6 +176,14 @@ async def test_an_attempt_longer_than_job_timeout_fails(clock: ManualClock) -> N
     assert "job_timeout" in failed.error.message
 
 
+def block_the_loop(seconds: float) -> None:
+    """What ``time.sleep(seconds)`` does to the event loop, measured on the loop's clock."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + seconds
+    while loop.time() < until:
+        pass
+
+
 @pytest.mark.parametrize("ending", ["returns", "raises"])
 async def test_a_handler_blocking_the_loop_past_job_timeout_fails_as_a_timeout(
     clock: ManualClock, ending: str
@@ -184,12 +192,9 @@ async def test_a_handler_blocking_the_loop_past_job_timeout_fails_as_a_timeout(
     cancelled, but it still ran longer: its result (or exception) is discarded and the
     attempt fails as a JobTimeout, as if the cancel had reached it."""
     engine = AsyncEndpoints(store=InMemoryJobStore(clock=clock), job_timeout=0.05, max_retries=0)
-    loop = asyncio.get_running_loop()
 
     async def blocking(ctx: AsyncContext[None]) -> str:
-        until = loop.time() + 0.2
-        while loop.time() < until:  # time.sleep(0.2), with the loop's own clock
-            pass
+        block_the_loop(0.2)
         if ending == "raises":
             raise RuntimeError("late failure")
         return "late result"
@@ -207,12 +212,9 @@ async def test_a_handler_blocking_briefly_within_job_timeout_keeps_its_result(
     clock: ManualClock,
 ) -> None:
     engine = AsyncEndpoints(store=InMemoryJobStore(clock=clock), job_timeout=5.0, max_retries=0)
-    loop = asyncio.get_running_loop()
 
     async def brief(ctx: AsyncContext[None]) -> str:
-        until = loop.time() + 0.05
-        while loop.time() < until:
-            pass
+        block_the_loop(0.05)
         return "in time"
 
     engine.add_handler(brief)

@@ -32,6 +32,17 @@ def store_of(kind: str, server: RedisServer, prefix: str) -> JobStore:
     return RedisJobStore(server.url, prefix=prefix) if kind == "redis" else InMemoryJobStore()
 
 
+async def no_connection_left(server: RedisServer) -> None:
+    """Wait until no client but the one asking is connected to ``server``."""
+    client = Redis.from_url(server.url)
+
+    async def only_this_client() -> bool:
+        return len(await client.client_list()) == 1
+
+    await eventually(only_this_client)
+    await client.aclose()
+
+
 def two_on(store: JobStore) -> tuple[AsyncEndpoints, AsyncEndpoints]:
     pair = AsyncEndpoints(Starlette(), store=store), AsyncEndpoints(Starlette(), store=store)
     for endpoints in pair:
@@ -412,13 +423,7 @@ async def test_a_cancel_while_the_store_closes_lets_the_close_end_and_the_store_
     with pytest.raises(asyncio.CancelledError):
         await task
     monkeypatch.undo()
-    client = Redis.from_url(redis_server.url)
-
-    async def only_this_client() -> bool:
-        return len(await client.client_list()) == 1
-
-    await eventually(only_this_client)
-    await client.aclose()
+    await no_connection_left(redis_server)
     async with endpoints.running():
         job = await endpoints.wait_for((await endpoints.submit("Ok")).id, timeout=10)
         assert job.result == "ok"
@@ -460,13 +465,7 @@ async def test_a_block_cancelled_while_waiting_for_a_close_leaves_one_close_in_t
             job = await endpoints.submit("Ok")
         assert (await endpoints.wait_for(job.id, timeout=10)).result == "ok"
     monkeypatch.undo()
-    client = Redis.from_url(redis_server.url)
-
-    async def only_this_client() -> bool:
-        return len(await client.client_list()) == 1
-
-    await eventually(only_this_client)
-    await client.aclose()
+    await no_connection_left(redis_server)
 
 
 async def test_a_close_that_fails_after_its_block_was_cancelled_is_logged(
