@@ -143,11 +143,16 @@ class WorkerPool:
             tasks = self._slots.handlers()
             if tasks:
                 pending = await self._graced(tasks)
+                why = (
+                    "was still running when the grace period was cut short (a second signal)"
+                    if self._graceless.is_set()
+                    else "outlived the shutdown grace period"
+                )
                 for claim in self._slots.claims_of(pending):
                     logger.warning(
-                        "job %s (%s) outlived the shutdown grace period: its handler is"
-                        " cancelled, and the job given back to be run again",
-                        claim.job.id, claim.job.name, extra=job_extra(claim.job),
+                        "job %s (%s) %s: its handler is cancelled, and the job given back"
+                        " to be run again",
+                        claim.job.id, claim.job.name, why, extra=job_extra(claim.job),
                     )  # fmt: skip
         finally:
             await cancel_and_wait(dispatcher)

@@ -125,3 +125,33 @@ async def test_a_second_signal_during_the_give_back_still_ends_the_pools_loops()
     await asyncio.sleep(0)  # the give-back call's cancellation has run
     calls = [t for t in asyncio.all_tasks() if t.get_coro().__qualname__.endswith(".give_back")]
     assert calls == []
+
+
+async def test_a_grace_period_cut_short_says_so_for_the_jobs_it_gives_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A worker's second signal cuts the grace period short (`end_grace`): the record of a
+    job given back says the period was cut, not that the job outlived it."""
+    engine = AsyncEndpoints(store=InMemoryJobStore(), shutdown_grace_period=30)
+    started = asyncio.Event()
+
+    async def long(ctx) -> None:  # type: ignore[no-untyped-def]
+        started.set()
+        await asyncio.sleep(60)
+
+    engine.add_handler(long)
+
+    async def cut_when_started() -> None:
+        await started.wait()
+        await asyncio.sleep(0.05)  # the pool is stopping, within its grace period
+        engine.pool.end_grace()
+
+    async with asyncio.timeout(10):
+        async with engine.running():
+            await engine.submit("long")
+            await started.wait()
+            cutting = asyncio.create_task(cut_when_started())
+        await cutting
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("when the grace period was cut short" in m for m in messages), messages
+    assert not any("outlived the shutdown grace period" in m for m in messages), messages
