@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import textwrap
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from starlette.applications import Starlette
 
 from async_endpoints import AsyncContext, AsyncEndpoints, JobStoreError, StoreUnavailableError
 from async_endpoints_redis import RedisJobStore
-from tests.redis_servers import RedisServer
+from tests.redis_servers import RedisServer, start_cluster
 
 PASSWORD = "right-one"
 
@@ -64,35 +63,77 @@ async def test_an_app_with_a_refused_password_fails_its_startup(
             pass
 
 
-def test_the_worker_cli_exits_at_once_with_one_line(guarded: RedisServer, tmp_path: Path) -> None:
-    (tmp_path / "credentials_app.py").write_text(
-        textwrap.dedent(
-            """
-            import os
+WORKER_APP = """
+import os
 
-            from async_endpoints import AsyncContext, AsyncEndpoints
-            from async_endpoints_redis import RedisJobStore
+from async_endpoints import AsyncContext, AsyncEndpoints
+from async_endpoints_redis import RedisJobStore
 
-            endpoints = AsyncEndpoints(store=RedisJobStore(os.environ["REDIS_URL"]))
+endpoints = AsyncEndpoints(store=RedisJobStore(os.environ["REDIS_URL"]))
 
-            @endpoints.add_handler
-            async def noop(ctx: AsyncContext[None]) -> None:
-                return None
-            """
-        )
-    )
-    url = with_password(guarded, "wrong")
-    done = subprocess.run(
+@endpoints.add_handler
+async def noop(ctx: AsyncContext[None]) -> None:
+    return None
+"""
+
+
+def start_worker(url: str, directory: Path) -> subprocess.Popen[str]:
+    (directory / "credentials_app.py").write_text(WORKER_APP)
+    return subprocess.Popen(
         [sys.executable, "-m", "async_endpoints", "worker", "credentials_app:endpoints"],
-        cwd=tmp_path,
+        cwd=directory,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path.cwd()), "REDIS_URL": url},
-        capture_output=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=60,
     )
-    assert done.returncode == 1, done.stderr
-    assert "Redis refused the store's credentials" in done.stderr
-    assert "Traceback" not in done.stderr
+
+
+def assert_exits_with_the_one_line(worker: subprocess.Popen[str]) -> None:
+    try:
+        _, said = worker.communicate(timeout=60)
+    finally:
+        worker.kill()
+    assert worker.returncode == 1, said
+    assert "Redis refused the store's credentials" in said
+    assert "Traceback" not in said
+
+
+def test_the_worker_cli_exits_at_once_with_one_line(guarded: RedisServer, tmp_path: Path) -> None:
+    assert_exits_with_the_one_line(start_worker(with_password(guarded, "wrong"), tmp_path))
+
+
+def test_a_worker_cli_started_during_an_outage_exits_when_redis_then_refuses_it(
+    own_redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The worker waits for a Redis that is down; when it comes back asking for another
+    password, the worker exits 1 with the one line, as at a start that met it."""
+    own_redis_server.stop()
+    worker = start_worker(with_password(own_redis_server, PASSWORD), tmp_path)
+    assert worker.poll() is None
+    own_redis_server.extra_args = ["--requirepass", "another"]
+    own_redis_server.start()
+    assert_exits_with_the_one_line(worker)
+
+
+@pytest.mark.parametrize("shards", [1, 3], ids=["plain", "sharded"])
+async def test_a_cluster_refusing_the_password_fails_the_start_saying_so(shards: int) -> None:
+    cluster = start_cluster()
+    try:
+        for node in cluster.nodes:
+            client = Redis.from_url(node.url)
+            await client.config_set("requirepass", PASSWORD)
+            await client.aclose()
+        store = RedisJobStore(with_password(cluster.nodes[0], "wrong"), shards=shards)
+        with pytest.raises(JobStoreError, match="Redis refused the store's credentials") as refused:
+            await store.start()
+        assert not isinstance(refused.value, StoreUnavailableError)
+        await store.aclose()
+        right = RedisJobStore(with_password(cluster.nodes[0], PASSWORD), shards=shards)
+        await right.start()
+        await right.aclose()
+    finally:
+        cluster.stop()
 
 
 @pytest.mark.parametrize("shards", [1, 2], ids=["plain", "sharded"])
