@@ -2,12 +2,14 @@
 
 Orders, by the ``status`` asked for:
 
-- ``Queued``: queues in the order given to the store's claims, then by when each job became
-  due in its queue (its submission, the end of its delay or retry backoff, its retry or
-  requeue), then in the order the jobs of one moment were queued (a batch's, a burst's),
-  then id: the order workers take them in, but for tenants taking turns within
-  a queue and jobs waiting behind their partition key, which have no fixed place in it
-  (they are listed from when they were queued);
+- ``Queued``: queues in the order given to the store's claims, each in the order claims
+  take its jobs while nothing changes: first its claimable jobs in the tenants' turns (the
+  oldest claimable job of every tenant in the order of their turns, then the second of
+  those that have two, and so on; the jobs without a tenant take turns as one tenant, and
+  a queue without tenants is simply oldest first, by when each job became claimable:
+  its submission, the end of its delay or retry backoff, its retry or requeue), then
+  the jobs waiting behind their partition key, by when each was queued (no claim takes
+  one before the job ahead of it ends, which puts it last of its tenant then);
 - ``Scheduled``: by ``run_at``, soonest first;
 - ``InProgress``: by ``started_at``, oldest first;
 - ``Completed``, ``Failed``, ``Canceled``: newest ``completed_at`` first;

@@ -6,11 +6,14 @@ Each listing walks one ordered structure from the cursor's position (found by bi
 by index), so a page costs O(limit + log n) for a status alone:
 
 - ``Queued``: the queues in the priority order given, then any other queue by name; within
-  a queue by when each job became due there (`_memory_live.queued_moment`: submitted, its
-  delay or backoff over, retried or requeued), then by id (the jobs waiting behind their
-  partition key included, from when they were queued); position ``[queue, µs, id]``.
-  This is the claim order; with tenants and partition keys there is no static one, and
-  this is its documented stand-in.
+  a queue its claim order: the claimable jobs in the tenants' turns (`TenantTurns`, read
+  in place: the first job of every tenant, then the second ones, and so on; position
+  ``[queue, 0, round, place in the turns, id]``, O(tenants + limit) a page; a page
+  resumes after that job where it is now while it is still claimable, which claims
+  between two pages move up, else after that round and place), then the jobs
+  waiting behind their partition key by when each was queued (`_memory_live.
+  queued_moment`), then by id: the queue's Queued index with the claimable jobs skipped,
+  read only when the queue holds such a job; position ``[queue, 1, µs, seq, id]``.
 - ``Scheduled``: by due time on the store's monotonic clock, then by id; position
   ``[due, id]``. This is the order of ``run_at`` unless the wall clock stepped between two
   schedulings (``run_at`` is only what the job shows; the due time is what counts).
@@ -24,7 +27,8 @@ by index), so a page costs O(limit + log n) for a status alone:
 
 A ``queue``, ``tenant`` or ``batch_id`` filter skips the other jobs' entries without
 decoding them (the logs of created and finished jobs keep each one's queue and tenant, a
-batch the ids of its members); after `VISIT_BUDGET` skipped entries a page ends short,
+batch the ids of its members; the walk of the jobs behind their key skips the claimable
+ones alike); after `VISIT_BUDGET` skipped entries a page ends short,
 with a cursor that continues the walk. A batch's jobs without a status are its members in
 the order they were stored, newest first (position ``[index]`` among them): O(limit)
 whatever else is stored. Positions are
@@ -37,13 +41,15 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Callable, Container, Iterator, Sequence
+from itertools import chain
 from typing import Any
 
 from ._job import DEFAULT_QUEUE, Job, JobStatus
 from ._listing import JobPage, QueueStats, check_limit, decode_cursor, encode_cursor, filters_of
 from ._memory_batches import BatchBook
 from ._memory_index import CreationLog, due_entry, entry_of, parts, queued_entry_of, queued_parts
-from ._memory_live import LiveJobs
+from ._memory_live import QUEUED, LiveJobs
+from ._memory_ready import ReadyJobs
 from ._retained import RetainedJobs
 
 #: Entries of other queues or tenants a page may skip before it ends short.
@@ -57,6 +63,7 @@ class MemoryInspection:
     for the type checker)."""
 
     _live: LiveJobs
+    _ready: ReadyJobs
     _jobs: dict[int, Job]
     _finished: RetainedJobs
     _created: CreationLog
@@ -98,7 +105,7 @@ class MemoryInspection:
         if status is None:
             walk = _created(self, queue, tenant, position)
         elif status is JobStatus.QUEUED:
-            walk = _queued(self, queue, position, queues)
+            walk = _queued(self, queue, tenant, position, queues)
         elif status is JobStatus.SCHEDULED:
             walk = _scheduled(self, queue, position)
         elif status is JobStatus.IN_PROGRESS:
@@ -195,31 +202,127 @@ def _batch(
 
 
 def _queued(
-    store: MemoryInspection, queue: str | None, position: list[Any] | None, queues: Sequence[str]
+    store: MemoryInspection,
+    queue: str | None,
+    tenant: str | None,
+    position: list[Any] | None,
+    queues: Sequence[str],
 ) -> _Walk:
-    indexes = store._live.queued
+    """Queue after queue in priority order, each in its claim order: its claimable jobs in
+    the tenants' turns (position ``[queue, 0, round, place in the turns, id]``), then its jobs
+    waiting behind their partition key, by when each was queued (position ``[queue, 1,
+    µs, seq, id]``)."""
     if queue is not None:
         names = [queue]
     else:
         names = list(dict.fromkeys(queues))
-        names += sorted(set(indexes) - set(names))
-    start, after = 0, None
+        names += sorted(set(store._live.queued) - set(names))
+    start, resume = 0, None
     if position is not None:
-        if len(position) != 4 or position[0] not in names:
+        if not position or position[0] not in names:
             raise ValueError("invalid cursor")
-        if not (_is_integer(position[1]) and _is_integer(position[2])):
-            raise ValueError("invalid cursor")
-        at, seq = position[1], position[2]
-        start, after = names.index(position[0]), queued_entry_of(at, seq, _job_key(position[3]))
-    jobs = store._jobs
+        start, resume = names.index(position[0]), _queued_resume(position)
     for index in range(start, len(names)):
         name = names[index]
-        ordered = indexes.get(name)
-        if ordered is not None:
-            for value in ordered.after(after if index == start else None):
-                at, seq, key = queued_parts(value)
-                job = jobs[key]
-                yield [name, at, seq, job.id.hex], job
+        here = resume if index == start else None
+        after = None
+        if here is None or here[0] == 0:
+            yield from _in_turns(store, name, tenant, here)
+        else:
+            after = here[1]
+        yield from _behind_keys(store, name, after)
+
+
+def _queued_resume(position: list[Any]) -> tuple[int, Any, Any, int]:
+    """Where a Queued position resumes its queue: ``(0, round, place, job)`` in the turns
+    (after that job when it is still there, else after that round and place), or ``(1,
+    index entry, None, 0)`` among the jobs waiting behind their key."""
+    if len(position) == 5 and _is_integer(position[1]) and position[1] == 0:
+        _, _, round_, place, text = position
+        if _is_integer(round_) and _is_integer(place) and round_ >= 0 and place >= 0:
+            return 0, round_, place, _job_key(text)
+    elif len(position) == 5 and _is_integer(position[1]) and position[1] == 1:
+        _, _, at, seq, text = position
+        if _is_integer(at) and _is_integer(seq):
+            return 1, queued_entry_of(at, seq, _job_key(text)), None, 0
+    raise ValueError("invalid cursor")
+
+
+def _in_turns(
+    store: MemoryInspection,
+    name: str,
+    tenant: str | None,
+    here: tuple[int, Any, Any, int] | None,
+) -> _Walk:
+    """The claimable jobs of queue ``name`` in the order claims take them: the first job
+    of every tenant in turn order, then the second of those that have two, and so on (of
+    ``tenant`` alone when given); from after ``here``: after its job where that job is
+    now, while it is still claimable (claims between two pages move the jobs up), else
+    after its round and place."""
+    turns = store._ready.queues.get(name)
+    if turns is None:
+        return
+    order = turns.in_turn_order(store._jobs)
+    first_round, last_place = -1, -1
+    if here is not None:
+        first_round, last_place = _now_at(store, name, order, here[3], here[1]) or (
+            here[1],
+            here[2],
+        )
+    groups = [
+        (place, waiting)
+        for place, (owner, waiting) in enumerate(order)
+        if tenant is None or owner == tenant
+    ]
+    round_ = max(first_round, 0)
+    left = [group for group in groups if len(group[1]) > round_]
+    while left:
+        for place, waiting in left:
+            if round_ > first_round or place > last_place:
+                job = waiting[round_]
+                yield [name, 0, round_, place, job.id.hex], job
+        round_ += 1
+        left = [group for group in left if len(group[1]) > round_]
+
+
+def _now_at(
+    store: MemoryInspection,
+    name: str,
+    order: list[tuple[str | None, Sequence[Job]]],
+    key: int,
+    was: int,
+) -> tuple[int, int] | None:
+    """The round and place in the turns ``order`` of queue ``name`` of the job ``key``
+    (which was at round ``was``), or None when it is not claimable there now. Claims only
+    move a tenant's jobs up: it is looked for from ``was`` down, O(jobs claimed since)."""
+    job = store._jobs.get(key)
+    if job is None or job.status is not JobStatus.QUEUED or job.queue != name:
+        return None
+    for place, (owner, waiting) in enumerate(order):
+        if owner == job.tenant:
+            start = min(was, len(waiting) - 1)
+            for round_ in chain(range(start, -1, -1), range(start + 1, len(waiting))):
+                if waiting[round_] is job:
+                    return round_, place
+            return None
+    return None
+
+
+def _behind_keys(store: MemoryInspection, name: str, after: int | None) -> _Walk:
+    """The Queued jobs of queue ``name`` waiting behind their partition key, by when each
+    was queued, from after the index entry ``after``: its index with the claimable jobs
+    skipped (none is read when no job of the queue waits behind a key)."""
+    index = store._live.queued.get(name)
+    if index is None:
+        return
+    turns = store._ready.queues.get(name)
+    if store._live.counts[name][QUEUED] <= (0 if turns is None else len(turns)):
+        return
+    jobs, ready = store._jobs, store._ready
+    for value in index.after(after):
+        at, seq, key = queued_parts(value)
+        job = jobs[key]
+        yield [name, 1, at, seq, job.id.hex], None if ready.is_claimable(job) else job
 
 
 def _scheduled(store: MemoryInspection, queue: str | None, position: list[Any] | None) -> _Walk:

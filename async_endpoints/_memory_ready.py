@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict, deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from heapq import heapify, heappop, heappush
 
 from ._job import Job
@@ -53,6 +53,10 @@ class TenantTurns:
     def __bool__(self) -> bool:
         return bool(self.turns)
 
+    def __len__(self) -> int:
+        """How many claimable jobs the queue holds, in O(tenants)."""
+        return sum(tenant.live for tenant in self.tenants.values())
+
     def push(self, job: Job) -> None:
         """File the claimable ``job`` last of its tenant (a new tenant's turn comes last)."""
         tenant = self.tenants.get(job.tenant)
@@ -79,6 +83,19 @@ class TenantTurns:
         else:
             del self.tenants[name]
         return job
+
+    def in_turn_order(self, jobs: Mapping[int, Job]) -> list[tuple[str | None, Sequence[Job]]]:
+        """Each tenant in the order of its next turn, with its claimable jobs oldest first:
+        the claim order is their first jobs in that order, then their second ones, and so
+        on. Stale entries (see `take`) are dropped here first, O(entries) once."""
+        tenants = self.tenants
+        out: list[tuple[str | None, Sequence[Job]]] = []
+        for name in self.turns:
+            tenant = tenants[name]
+            if len(tenant.jobs) != tenant.live:
+                tenant.jobs = deque(job for job in tenant.jobs if jobs.get(job.id.int) is job)
+            out.append((name, tenant.jobs))
+        return out
 
     def drop(self, job: Job) -> None:
         """Forget the claimable ``job`` (it is being cancelled)."""

@@ -39,8 +39,10 @@ class RedisInspection(StoreBase):
         """One page of the matching jobs, in the order of `async_endpoints._listing`, in
         one script call (see ``lua/list_jobs.lua`` for the indexes it reads).
 
-        Costs O(limit + log n) for a status alone (Queued jobs are read from one index
-        per queue, by ``created_at``, queue after queue in priority order). With a
+        Costs O(limit + log n) for a status alone (Queued jobs, queue after queue in
+        priority order, are read in each queue's claim order from its ready order, in
+        O(tenants + limit), then, when it holds jobs waiting behind their partition key,
+        from its Queued index). With a
         ``queue`` or ``tenant`` the script looks at no more than `visit_budget` entries and
         may return a short page with a cursor.
 

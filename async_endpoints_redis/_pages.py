@@ -2,11 +2,14 @@
 sees them, and the page built from ``lua/list_jobs.lua``'s reply.
 
 A position is where the previous page ended: the last index entry looked at,
-``"<ms, 14 digits>:<id>"`` (see ``lua/_index.lua``), or for ``Queued`` jobs the queue
-whose index holds it and its short entry (``[name, entry]``: 11 hex digits of time, 4
-of its sequence number (none in an entry an older version wrote), then the id's 32 hex
-digits). A cursor naming anything else raises
-`ValueError`, so a tampered cursor never reaches Redis as an error.
+``"<ms, 14 digits>:<id>"`` (see ``lua/_index.lua``), or for ``Queued`` jobs the queue and
+the place in its claim order: ``[name, 0, round, place, id]`` among its ready jobs (the
+round of the tenants' turns, the tenant's place in them and the job's id: the next page
+resumes after that job where it is then, while it is still ready), or ``[name, 1, entry]`` among its
+jobs waiting behind their partition key (their Queued index's short entry: 11 hex digits
+of time, 4 of its sequence number, none in an entry an older version wrote, then the id's
+32 hex digits). A cursor naming anything else raises `ValueError`, so a tampered cursor
+never reaches Redis as an error.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ._codec import job_from_text, text
 #: Entries a listing with a queue or tenant filter may look at per job of its page.
 VISITS_PER_JOB = 10
 _INDEX_ENTRY = re.compile(r"\d{14}:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _QUEUED_ENTRY = re.compile(r"[0-9a-f]{47}|[0-9a-f]{43}")
 
 
@@ -43,17 +47,30 @@ def checked_position(position: list[Any], status: JobStatus | None) -> list[str]
         ValueError: It is not.
     """
     if status is JobStatus.QUEUED:
-        if (
-            len(position) == 2
-            and isinstance(position[0], str)
-            and position[0]
-            and isinstance(position[1], str)
-            and _QUEUED_ENTRY.fullmatch(position[1])
-        ):
-            return [position[1], position[0]]
+        if len(position) >= 3 and isinstance(position[0], str) and position[0]:
+            name, section, *place = position
+            if (
+                section == 0
+                and len(place) == 3
+                and all(_is_count(value) for value in place[:2])
+                and isinstance(place[2], str)
+                and _ID.fullmatch(place[2])
+            ):
+                return [f"{place[0]} {place[1]} {place[2]}", name]
+            if (
+                section == 1
+                and len(place) == 1
+                and isinstance(place[0], str)
+                and _QUEUED_ENTRY.fullmatch(place[0])
+            ):
+                return [place[0], name]
     elif len(position) == 1 and _is_entry(position[0]):
         return [position[0], ""]
     raise ValueError("invalid cursor")
+
+
+def _is_count(value: Any) -> bool:
+    return type(value) is int and 0 <= value < 2**53
 
 
 def _is_entry(value: Any) -> bool:
@@ -92,4 +109,9 @@ def page_of(
 
 
 def _position(status: JobStatus | None, queue: str, entry: str) -> list[Any]:
-    return [queue, entry] if status is JobStatus.QUEUED else [entry]
+    if status is not JobStatus.QUEUED:
+        return [entry]
+    parts = entry.split(" ")
+    if len(parts) == 3:  # in the turns of the ready jobs: round, place, id
+        return [queue, 0, int(parts[0]), int(parts[1]), parts[2]]
+    return [queue, 1, entry]

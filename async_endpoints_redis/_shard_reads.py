@@ -7,8 +7,13 @@
   visit budget with a filter), all at once, merged in the listing's order; N times one
   shard's Redis work. The cursor holds, per shard, the position right after the last of
   its jobs shown (`merged_page`), so paging visits every job once while nothing changes,
-  and jobs added or removed before that position since shift nothing (a job that stays
-  matched is neither skipped nor shown twice). With a ``batch_id``: the batch's one shard.
+  and (but for Queued jobs, placed by their turn in their shard's claim order) jobs
+  added or removed before that position since shift nothing (a job that stays matched is
+  neither skipped nor shown twice). Queued jobs: each shard's in its claim order, the
+  shards' rounds of the tenants' turns interleaved (round 0 of every shard, then round
+  1, ...): claims have no fixed order across shards (workers go from shard to shard), and
+  this one keeps a lone tenant's job near the top as claims do. With a ``batch_id``: the
+  batch's one shard.
 """
 
 from __future__ import annotations
@@ -238,11 +243,13 @@ class ShardReads(ShardBase):
         def key(job: Job, after: str) -> Any:
             if status is not JobStatus.QUEUED:
                 return order(job)
-            # Queued: by the job's place in its shard's index (its queue, then its entry,
-            # whose text orders by when the job became due, then by id), which the cursor
-            # right after it names: the job itself does not show that moment.
-            where, entry = decode_cursor(after, inner)
-            return (names.index(where) if where in names else len(names), where, entry)
+            # Queued: by the job's place in its shard's claim order, which the cursor right
+            # after it names (the job itself does not show it): its queue, then among the
+            # ready jobs the round of the tenants' turns and the place in it (a round of
+            # every shard before the next), then among the jobs waiting behind their key
+            # the index entry (by when each was queued, then by id).
+            where, *place = decode_cursor(after, inner)
+            return (names.index(where) if where in names else len(names), where, *place)
 
         async def page(
             index: int, size: int, at: str | None

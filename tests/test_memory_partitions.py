@@ -395,17 +395,17 @@ async def test_a_cancelled_delayed_job_leaves_no_timer_entry(store: InMemoryJobS
     assert_nothing_left_for_keys_or_tenants(store)
 
 
-async def test_queued_jobs_are_listed_by_priority_then_age_lane_waiting_ones_included(
+async def test_queued_jobs_are_listed_by_priority_then_claim_order_lane_waiting_ones_last(
     store: InMemoryJobStore, clock: ManualClock
 ) -> None:
-    """Queues in priority order, each oldest created first, whether a job is claimable or
-    waits behind its key."""
+    """Queues in priority order, each in the order claims take its jobs: the claimable ones
+    oldest first, then those waiting behind their key (oldest first)."""
     made = []
     for queue, key in (("low", None), ("high", "a"), ("high", "a"), ("low", "a"), ("high", None)):
         made += await submit(store, new_job(key, queue=queue))
         clock.advance(1)
     page = await store.list_jobs(status=JobStatus.QUEUED, queues=("high", "low"))
-    assert [job.id for job in page.jobs] == [made[i].id for i in (1, 2, 4, 0, 3)]
+    assert [job.id for job in page.jobs] == [made[i].id for i in (1, 4, 2, 0, 3)]
 
 
 async def test_jobs_created_at_the_same_moment_are_listed_in_the_order_they_came(

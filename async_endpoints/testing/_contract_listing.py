@@ -20,6 +20,7 @@ from ._contract_support import (
     control,
     inspection,
     new_job,
+    of_group,
     read,
 )
 from ._kit import StoreKit
@@ -56,10 +57,15 @@ async def _listed_jobs(store: InspectionStore) -> list[Job]:
     return list(page.jobs)
 
 
-def _assert_listed_in_order(jobs: list[Job], order: list[Job]) -> None:
-    """``jobs`` are the jobs of ``order``, in that order (a sharded store merges its
-    shards' listings in it)."""
-    assert [job.id for job in jobs] == [job.id for job in order]
+def _assert_listed_in_order(kit: StoreKit, jobs: list[Job], order: list[Job]) -> None:
+    """``jobs`` are the jobs of ``order`` (whose queues come one after another), queue
+    after queue in that order, and in that order within each order group: with one
+    group exactly that order (a sharded store lists each shard's jobs in its claim order,
+    the shards' rounds of claims interleaved)."""
+    assert [job.queue for job in jobs] == [job.queue for job in order]
+    assert sorted(job.id for job in jobs) == sorted(job.id for job in order)
+    for job in order:
+        assert of_group(kit, jobs, job) == of_group(kit, order, job), f"order of {job.id}"
 
 
 async def paged(
@@ -139,7 +145,7 @@ class ListingContract:
         await kit.store.fail(claim, BOOM, retry_in=0)
         (other,) = [job for job in (made[1], made[3]) if job.id != claim.job.id]
         _assert_listed_in_order(
-            await _listed_jobs(store), [made[2], made[4], other, claim.job, made[0]]
+            kit, await _listed_jobs(store), [made[2], made[4], other, claim.job, made[0]]
         )
 
     async def test_jobs_queued_at_one_moment_are_listed_in_the_order_claims_take_them(
@@ -173,7 +179,7 @@ class ListingContract:
         await kit.advance(kit.lease + TICK)
         await control(kit).pause([DEFAULT_QUEUE])
         assert await kit.store.claim(3, lease=kit.lease) == []  # due jobs are Queued now
-        _assert_listed_in_order(await _listed_jobs(store), [plain, dead, delayed])
+        _assert_listed_in_order(kit, await _listed_jobs(store), [plain, dead, delayed])
 
     async def test_scheduled_jobs_are_listed_soonest_first(self, kit: StoreKit) -> None:
         """By run_at, whatever the order they were delayed in, retries waiting for their

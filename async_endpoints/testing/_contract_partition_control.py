@@ -211,8 +211,9 @@ class PartitionControlContract:
     async def test_queued_jobs_waiting_behind_their_key_are_listed_in_order(
         self, kit: StoreKit
     ) -> None:
-        """Queued jobs are listed by queue priority, then oldest first, those waiting
-        behind their key among them; page by page alike."""
+        """Queued jobs are listed by queue priority, then in the order claims take them:
+        the claimable ones first, then those waiting behind their key (which no claim
+        takes before the job ahead of them ends); page by page alike."""
         store = inspection(kit)
         made = []
         for queue, key in (("default", KEY), ("low", None), ("default", KEY), ("high", OTHER)):
@@ -222,7 +223,7 @@ class PartitionControlContract:
         await kit.advance(TICK)
         made.append(await kit.store.enqueue(new_job()))
         a, b, c, d, e = (job.id for job in made)
-        assert await listed(store, status=JobStatus.QUEUED) == [d, c, e, b]
+        assert await listed(store, status=JobStatus.QUEUED) == [d, e, c, b]
         pages = await paged(store, 1, status=JobStatus.QUEUED, queue=None)
-        assert [job.id for job in pages] == [d, c, e, b]
+        assert [job.id for job in pages] == [d, e, c, b]
         assert await listed(store, status=JobStatus.IN_PROGRESS) == [a]

@@ -3,6 +3,7 @@ job (the policy of `async_endpoints._lifecycle`); `list_jobs` filters by tenant.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -30,6 +31,11 @@ async def backlog(kit: StoreKit, tenant: str | None, count: int, **options: Any)
         jobs.append(await kit.store.enqueue(new_job(tenant=tenant, **options)))
         await kit.advance(TICK)
     return jobs
+
+
+def by_id(jobs: list[Job]) -> dict[uuid.UUID, Job]:
+    """``jobs`` by id."""
+    return {job.id: job for job in jobs}
 
 
 async def one_by_one(
@@ -113,6 +119,41 @@ class TenantContract:
         for claim in claims:
             await kit.store.complete(claim, None)
         assert await claim_ids(kit) == [lane[1].id]
+
+    async def test_queued_jobs_are_listed_in_the_order_claims_take_them(
+        self, kit: StoreKit
+    ) -> None:
+        """With tenants taking turns, the Queued listing is the order claims then take the
+        jobs in (in each order group): queue after queue in priority order, the first job
+        of every tenant in the order of their turns, then the second ones, and so on, the
+        jobs without a tenant as one tenant; then the jobs waiting behind their partition
+        key. Page by page, and per tenant, alike."""
+        store = inspection(kit)
+        made = []
+        for tenant, key, queue in (
+            ("A", None, "default"), ("A", None, "default"), ("A", None, "default"),
+            ("B", None, "default"), ("A", "k", "default"), (None, None, "default"),
+            ("B", None, "low"), ("C", None, "default"), ("B", "k", "default"),
+            (None, None, "default"), ("A", None, "high"), ("C", None, "high"),
+        ):  # fmt: skip
+            job = new_job(tenant=tenant, partition_key=key, queue=queue)
+            made.append(await kit.store.enqueue(job))
+            await kit.advance(TICK)
+        jobs = by_id(made)
+        order = await listed(store, status=JobStatus.QUEUED)
+        assert sorted(order) == sorted(jobs)
+        if kit.order_group is None:
+            assert order == [made[i].id for i in (10, 11, 0, 3, 5, 7, 1, 9, 2, 4, 8, 6)]
+        for limit in (1, 2, 5):
+            pages = await paged(store, limit, status=JobStatus.QUEUED, queue=None)
+            assert [job.id for job in pages] == order
+        for tenant in ("A", "B", "C"):
+            theirs = await paged(store, 1, status=JobStatus.QUEUED, queue=None, tenant=tenant)
+            assert [job.id for job in theirs] == [i for i in order if jobs[i].tenant == tenant]
+        behind = made[8]  # B's job waiting behind A's with key k
+        taken = await one_by_one(kit, 11, queues=PRIORITY)
+        assert_in_group_order(kit, taken, [jobs[i] for i in order if i != behind.id])
+        assert await claim_ids(kit, queues=PRIORITY) == []
 
     async def test_list_jobs_keeps_the_jobs_of_one_tenant(self, kit: StoreKit) -> None:
         """With a tenant, every listing (each status and none, each queue and none) holds

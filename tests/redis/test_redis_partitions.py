@@ -163,17 +163,18 @@ async def test_tenants_take_turns_one_job_each(store: RedisJobStore) -> None:
     assert order[3:] == [job.id for job in backlog[1:]]
 
 
-async def test_list_jobs_queued_by_created_at_with_waiting_jobs_and_a_tenant_filter(
+async def test_list_jobs_queued_in_claim_order_with_waiting_jobs_and_a_tenant_filter(
     store: RedisJobStore,
 ) -> None:
-    """Queued jobs are listed oldest first, those waiting behind their key included, and the
-    tenant filter keeps one tenant's jobs across pages."""
+    """Queued jobs are listed in the order claims take them: the claimable ones in the
+    tenants' turns (the jobs without a tenant as one tenant), then those waiting behind
+    their key, oldest first; the tenant filter keeps one tenant's jobs across pages."""
     jobs = []
     for i in range(7):
         jobs.append(await store.enqueue(new_job("k" if i % 2 else None, "t" if i % 3 else None)))
         await asyncio.sleep(0.002)  # distinct created_at
     page = await store.list_jobs(status=JobStatus.QUEUED, limit=50)
-    assert [job.id for job in page.jobs] == [job.id for job in jobs]
+    assert [job.id for job in page.jobs] == [jobs[i].id for i in (0, 1, 6, 2, 4, 3, 5)]
     assert page.next_cursor is None
 
     ids, cursor = [], None
@@ -307,18 +308,22 @@ async def test_entries_left_behind_never_fill_a_queued_page_and_are_taken_out(
     make_store: StoreFactory, raw_redis: Redis, prefix: str
 ) -> None:
     """Entries an older process left behind (it claimed jobs a newer one queued, and
-    removed an entry of its own form, which was not there) sit before every live job:
-    a listing takes them out as it meets them, and its first page holds the live jobs."""
+    removed an entry of its own form, which was not there) sit before every live job in
+    the Queued index: the ready jobs are listed from the ready order, which never holds
+    them, and the walk of the jobs waiting behind their key takes them out as it meets
+    them; the first page holds the live jobs."""
     store = await make_store()
     left = [await store.enqueue(new_job()) for _ in range(5)]
     for job in left:  # claimed elsewhere, their entries left in the index
+        await raw_redis.lrem(f"{tag(prefix)}:queue:default", 0, str(job.id))
         await raw_redis.hset(f"{tag(prefix)}:job:{job.id}", "status", "InProgress")
     await asyncio.sleep(0.002)
-    live = [await store.enqueue(new_job()) for _ in range(2)]
-    assert await queued_entries(raw_redis, prefix) == 7
-    page = await store.list_jobs(status=JobStatus.QUEUED, limit=2)
-    assert [job.id for job in page.jobs] == [job.id for job in live]
-    assert await queued_entries(raw_redis, prefix) == 2
+    live = [await store.enqueue(new_job("k")) for _ in range(2)]
+    live.append(await store.enqueue(new_job()))
+    assert await queued_entries(raw_redis, prefix) == 8
+    page = await store.list_jobs(status=JobStatus.QUEUED, limit=3)
+    assert [job.id for job in page.jobs] == [live[i].id for i in (0, 2, 1)]
+    assert await queued_entries(raw_redis, prefix) == 3
 
 
 async def test_a_migration_indexing_queued_jobs_again_lists_each_once(
