@@ -7,13 +7,11 @@ by index), so a page costs O(limit + log n) for a status alone:
 
 - ``Queued``: the queues in the priority order given, then any other queue by name; within
   a queue its claim order: the claimable jobs in the tenants' turns (`TenantTurns`, read
-  in place: the first job of every tenant, then the second ones, and so on; position
-  ``[queue, 0, round, place in the turns, id]``, O(tenants + limit) a page; a page
-  resumes after that job where it is now while it is still claimable, which claims
-  between two pages move up, else after that round and place), then the jobs
-  waiting behind their partition key by when each was queued (`_memory_live.
-  queued_moment`), then by id: the queue's Queued index with the claimable jobs skipped,
-  read only when the queue holds such a job; position ``[queue, 1, µs, seq, id]``.
+  in place: the first job of every tenant, then the second ones, and so on; O(tenants +
+  limit) a page), then the jobs waiting behind their partition key by when each was
+  queued (`_memory_live.queued_moment`), then by id: the queue's Queued index with the
+  claimable jobs skipped, read only when the queue holds such a job. The positions, and
+  how a page resumes in the turns as claims move them, are `_Resume`'s.
 - ``Scheduled``: by due time on the store's monotonic clock, then by id; position
   ``[due, id]``. This is the order of ``run_at`` unless the wall clock stepped between two
   schedulings (``run_at`` is only what the job shows; the due time is what counts).
@@ -41,8 +39,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Callable, Container, Iterator, Sequence
-from itertools import chain
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._job import DEFAULT_QUEUE, Job, JobStatus
 from ._listing import JobPage, QueueStats, check_limit, decode_cursor, encode_cursor, filters_of
@@ -106,6 +103,7 @@ class MemoryInspection:
             walk = _created(self, queue, tenant, position)
         elif status is JobStatus.QUEUED:
             walk = _queued(self, queue, tenant, position, queues)
+            return _collect(walk, tenant, members, limit, filters, _followed)
         elif status is JobStatus.SCHEDULED:
             walk = _scheduled(self, queue, position)
         elif status is JobStatus.IN_PROGRESS:
@@ -152,7 +150,11 @@ def _collect(
     members: Container[int] | None,
     limit: int,
     filters: list[Any],
+    follow: Callable[[list[Any], list[Any]], list[Any]] | None = None,
 ) -> JobPage:
+    """A page of ``walk``'s jobs that match; its cursor is the position of its last job
+    (``follow(last, following)`` when given: ``following`` the position of the job that
+    would have come next)."""
     jobs: list[Job] = []
     last: list[Any] = []
     skipped = 0
@@ -166,7 +168,8 @@ def _collect(
             if skipped >= VISIT_BUDGET:
                 return JobPage(jobs, encode_cursor(filters, position))
         elif len(jobs) == limit:
-            return JobPage(jobs, encode_cursor(filters, last))
+            resume = last if follow is None else follow(last, position)
+            return JobPage(jobs, encode_cursor(filters, resume))
         else:
             jobs.append(job)
             last = position
@@ -209,9 +212,8 @@ def _queued(
     queues: Sequence[str],
 ) -> _Walk:
     """Queue after queue in priority order, each in its claim order: its claimable jobs in
-    the tenants' turns (position ``[queue, 0, round, place in the turns, id]``), then its jobs
-    waiting behind their partition key, by when each was queued (position ``[queue, 1,
-    µs, seq, id]``)."""
+    the tenants' turns, then its jobs waiting behind their partition key, by when each was
+    queued (see `_Resume` for the positions)."""
     if queue is not None:
         names = [queue]
     else:
@@ -221,54 +223,72 @@ def _queued(
     if position is not None:
         if not position or position[0] not in names:
             raise ValueError("invalid cursor")
-        start, resume = names.index(position[0]), _queued_resume(position)
+        start, resume = names.index(position[0]), _Resume.of(position)
     for index in range(start, len(names)):
         name = names[index]
         here = resume if index == start else None
-        after = None
-        if here is None or here[0] == 0:
+        if here is None or here.behind is None:
             yield from _in_turns(store, name, tenant, here)
-        else:
-            after = here[1]
-        yield from _behind_keys(store, name, after)
+        yield from _behind_keys(store, name, None if here is None else here.behind)
 
 
-def _queued_resume(position: list[Any]) -> tuple[int, Any, Any, int]:
-    """Where a Queued position resumes its queue: ``(0, round, place, job)`` in the turns
-    (after that job when it is still there, else after that round and place), or ``(1,
-    index entry, None, 0)`` among the jobs waiting behind their key."""
-    if len(position) == 5 and _is_integer(position[1]) and position[1] == 0:
-        _, _, round_, place, text = position
-        if _is_integer(round_) and _is_integer(place) and round_ >= 0 and place >= 0:
-            return 0, round_, place, _job_key(text)
-    elif len(position) == 5 and _is_integer(position[1]) and position[1] == 1:
-        _, _, at, seq, text = position
-        if _is_integer(at) and _is_integer(seq):
-            return 1, queued_entry_of(at, seq, _job_key(text)), None, 0
-    raise ValueError("invalid cursor")
+class _Resume(NamedTuple):
+    """Where a Queued page resumes its queue, read from a position:
+
+    - ``[queue, 0, round, place, id, µs, seq]``: after that job of the turns (its id and
+      the moment and number it was queued at: a job retried or requeued since is another);
+    - ``[queue, 0, round, place, id, µs, seq, next round, next place]``: at the job of the
+      turns that came next (its id, queued moment and number, round and place); a page
+      that ended before a job of the same turns holds it rather than its last job's, so
+      that claims between two pages skip nothing (see `_start`);
+    - ``[queue, 1, µs, seq, id]``: after that index entry among the jobs waiting behind
+      their partition key (``behind``).
+    """
+
+    round: int = 0
+    place: int = 0
+    key: int = 0
+    entry: int = 0
+    next: tuple[int, int] | None = None  # the round and place of the job that came next
+    behind: int | None = None
+
+    @classmethod
+    def of(cls, position: list[Any]) -> _Resume:
+        """The position's fields, checked (`ValueError` otherwise)."""
+        section = position[1] if len(position) > 1 else None
+        if len(position) in (7, 9) and _is_integer(section) and section == 0:
+            round_, place, text, at, seq, *following = position[2:]
+            counts = (round_, place, at, seq, *following)
+            if all(_is_integer(value) and value >= 0 for value in counts):
+                key = _job_key(text)
+                next_at = (following[0], following[1]) if following else None
+                return cls(round_, place, key, queued_entry_of(at, seq, key), next_at)
+        elif len(position) == 5 and _is_integer(section) and section == 1:
+            _, _, at, seq, text = position
+            if _is_integer(at) and _is_integer(seq):
+                return cls(behind=queued_entry_of(at, seq, _job_key(text)))
+        raise ValueError("invalid cursor")
+
+
+def _followed(last: list[Any], following: list[Any]) -> list[Any]:
+    """The position a page that ended with ``last``, before ``following``, resumes at: the
+    job that came next when both are of the same queue's turns (see `_Resume`)."""
+    if last[:2] == [following[0], 0] and following[1] == 0 and len(following) == 7:
+        return [*last[:4], *following[4:7], following[2], following[3]]
+    return last
 
 
 def _in_turns(
-    store: MemoryInspection,
-    name: str,
-    tenant: str | None,
-    here: tuple[int, Any, Any, int] | None,
+    store: MemoryInspection, name: str, tenant: str | None, here: _Resume | None
 ) -> _Walk:
     """The claimable jobs of queue ``name`` in the order claims take them: the first job
     of every tenant in turn order, then the second of those that have two, and so on (of
-    ``tenant`` alone when given); from after ``here``: after its job where that job is
-    now, while it is still claimable (claims between two pages move the jobs up), else
-    after its round and place."""
+    ``tenant`` alone when given); from where ``here`` says (`_start`)."""
     turns = store._ready.queues.get(name)
     if turns is None:
         return
     order = turns.in_turn_order(store._jobs)
-    first_round, last_place = -1, -1
-    if here is not None:
-        first_round, last_place = _now_at(store, name, order, here[3], here[1]) or (
-            here[1],
-            here[2],
-        )
+    first_round, last_place = (-1, -1) if here is None else _start(store, name, order, here)
     groups = [
         (place, waiting)
         for place, (owner, waiting) in enumerate(order)
@@ -276,13 +296,40 @@ def _in_turns(
     ]
     round_ = max(first_round, 0)
     left = [group for group in groups if len(group[1]) > round_]
+    entries = store._live.queued_entries
     while left:
         for place, waiting in left:
             if round_ > first_round or place > last_place:
                 job = waiting[round_]
-                yield [name, 0, round_, place, job.id.hex], job
+                at, seq, _ = queued_parts(entries[job.id.int])
+                yield [name, 0, round_, place, job.id.hex, at, seq], job
         round_ += 1
         left = [group for group in left if len(group[1]) > round_]
+
+
+def _start(
+    store: MemoryInspection,
+    name: str,
+    order: list[tuple[str | None, Sequence[Job]]],
+    here: _Resume,
+) -> tuple[int, int]:
+    """The round and place in the turns ``order`` to list on after. With the job that came
+    next: at it, where it is now (claims move the jobs up); if it was cancelled, at its
+    old place (the jobs behind it moved up into it); if it was claimed (or is another
+    job now), from the start, since claims take the jobs before it first. With the last
+    job listed: after it, where it is now, or after its old place."""
+    if here.next is None:
+        return _now_at(store, name, order, here.key, here.entry, here.round) or (
+            here.round,
+            here.place,
+        )
+    now = _now_at(store, name, order, here.key, here.entry, here.next[0])
+    if now is not None:
+        return now[0], now[1] - 1
+    ended = store._finished.get_key(here.key)
+    if ended is not None and ended.status is JobStatus.CANCELED:
+        return here.next[0], here.next[1] - 1
+    return -1, -1
 
 
 def _now_at(
@@ -290,19 +337,22 @@ def _now_at(
     name: str,
     order: list[tuple[str | None, Sequence[Job]]],
     key: int,
+    entry: int,
     was: int,
 ) -> tuple[int, int] | None:
     """The round and place in the turns ``order`` of queue ``name`` of the job ``key``
-    (which was at round ``was``), or None when it is not claimable there now. Claims only
-    move a tenant's jobs up: it is looked for from ``was`` down, O(jobs claimed since)."""
+    queued as ``entry`` (which was at round ``was``), or None when it is not claimable
+    there now, or was queued again since. Claims only move a tenant's jobs up: O(1) when
+    it has not moved, else O(its round)."""
     job = store._jobs.get(key)
-    if job is None or job.status is not JobStatus.QUEUED or job.queue != name:
+    if job is None or job.queue != name or store._live.queued_entries.get(key) != entry:
         return None
     for place, (owner, waiting) in enumerate(order):
         if owner == job.tenant:
-            start = min(was, len(waiting) - 1)
-            for round_ in chain(range(start, -1, -1), range(start + 1, len(waiting))):
-                if waiting[round_] is job:
+            if was < len(waiting) and waiting[was] is job:
+                return was, place
+            for round_, queued in enumerate(waiting):
+                if queued is job:
                     return round_, place
             return None
     return None

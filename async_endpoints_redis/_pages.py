@@ -3,9 +3,11 @@ sees them, and the page built from ``lua/list_jobs.lua``'s reply.
 
 A position is where the previous page ended: the last index entry looked at,
 ``"<ms, 14 digits>:<id>"`` (see ``lua/_index.lua``), or for ``Queued`` jobs the queue and
-the place in its claim order: ``[name, 0, round, place, id]`` among its ready jobs (the
-round of the tenants' turns, the tenant's place in them and the job's id: the next page
-resumes after that job where it is then, while it is still ready), or ``[name, 1, entry]`` among its
+the place in its claim order: ``[name, 0, round, place, entry]`` among its ready jobs (the
+round of the tenants' turns, the tenant's place in them and the job's Queued index entry,
+which names it as queued then), or ``[name, 0, round, place, entry, round, place]`` with
+the entry, round and place of the job that came next (where the next page resumes: see
+``lua/list_jobs.lua``), or ``[name, 1, entry]`` among its
 jobs waiting behind their partition key (their Queued index's short entry: 11 hex digits
 of time, 4 of its sequence number, none in an entry an older version wrote, then the id's
 32 hex digits). A cursor naming anything else raises `ValueError`, so a tampered cursor
@@ -25,7 +27,6 @@ from ._codec import job_from_text, text
 #: Entries a listing with a queue or tenant filter may look at per job of its page.
 VISITS_PER_JOB = 10
 _INDEX_ENTRY = re.compile(r"\d{14}:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _QUEUED_ENTRY = re.compile(r"[0-9a-f]{47}|[0-9a-f]{43}")
 
 
@@ -51,12 +52,12 @@ def checked_position(position: list[Any], status: JobStatus | None) -> list[str]
             name, section, *place = position
             if (
                 section == 0
-                and len(place) == 3
-                and all(_is_count(value) for value in place[:2])
+                and len(place) in (3, 5)
+                and all(_is_count(value) for value in (*place[:2], *place[3:]))
                 and isinstance(place[2], str)
-                and _ID.fullmatch(place[2])
+                and _QUEUED_ENTRY.fullmatch(place[2])
             ):
-                return [f"{place[0]} {place[1]} {place[2]}", name]
+                return [" ".join(str(value) for value in place), name]
             if (
                 section == 1
                 and len(place) == 1
@@ -112,6 +113,6 @@ def _position(status: JobStatus | None, queue: str, entry: str) -> list[Any]:
     if status is not JobStatus.QUEUED:
         return [entry]
     parts = entry.split(" ")
-    if len(parts) == 3:  # in the turns of the ready jobs: round, place, id
-        return [queue, 0, int(parts[0]), int(parts[1]), parts[2]]
+    if len(parts) in (3, 5):  # in the turns: round, place, entry[, the next's round, place]
+        return [queue, 0, int(parts[0]), int(parts[1]), parts[2], *map(int, parts[3:])]
     return [queue, 1, entry]

@@ -168,8 +168,8 @@ def _is_state(state: Any) -> bool:
 
 def job_order(status: JobStatus | None) -> Callable[[Job], Any]:
     """The listing order of `async_endpoints._listing` as an ascending sort key, for every
-    status but Queued (whose order is by when each job became due, which only its place in
-    its shard's index tells: see `ShardReads.list_jobs`)."""
+    status but Queued (whose order, the claim order, only a job's place in its shard's
+    claim order tells: see `queued_order`)."""
 
     def moment(value: datetime | None) -> float:
         return 0.0 if value is None else value.timestamp()
@@ -181,6 +181,31 @@ def job_order(status: JobStatus | None) -> Callable[[Job], Any]:
     if status in _NEWEST_FIRST[1:]:
         return lambda job: (-moment(job.completed_at), _reverse(job.id.hex))
     return lambda job: (-moment(job.created_at), _reverse(job.id.hex))
+
+
+def queued_order(names: list[str], inner: list[Any]) -> Callable[[Job, str], Any]:
+    """The Queued listing order as an ascending sort key of a job and the cursor right
+    after it (made for the filters ``inner``), which names the job's place in its
+    shard's claim order (the job itself does not show it): its queue (``names`` in their
+    order, then the others by name), then among the ready jobs the round of the tenants'
+    turns and the place in it (a round of every shard before the next; then by id), then
+    among the jobs waiting behind their key the index entry (by when each was queued,
+    then by id)."""
+
+    def key(job: Job, after: str) -> Any:
+        where, section, *place = decode_cursor(after, inner)
+        rank = names.index(where) if where in names else len(names)
+        if section == 0:
+            return (rank, where, 0, place[0], place[1], job.id.hex)
+        return (rank, where, 1, *place)
+
+    return key
+
+
+def _by_job(status: JobStatus | None) -> Callable[[Job, str], Any]:
+    """`job_order` as a key of a job and the cursor right after it, which it leaves."""
+    order = job_order(status)
+    return lambda job, _after: order(job)
 
 
 def _reverse(text: str) -> str:
@@ -238,18 +263,7 @@ class ShardReads(ShardBase):
         inner = filters_of(status, queue, tenant)
         filters = ["shards", len(shards), *inner, *queues]
         names = list(queues)
-        order = job_order(status)
-
-        def key(job: Job, after: str) -> Any:
-            if status is not JobStatus.QUEUED:
-                return order(job)
-            # Queued: by the job's place in its shard's claim order, which the cursor right
-            # after it names (the job itself does not show it): its queue, then among the
-            # ready jobs the round of the tenants' turns and the place in it (a round of
-            # every shard before the next), then among the jobs waiting behind their key
-            # the index entry (by when each was queued, then by id).
-            where, *place = decode_cursor(after, inner)
-            return (names.index(where) if where in names else len(names), where, *place)
+        key = queued_order(names, inner) if status is JobStatus.QUEUED else _by_job(status)
 
         async def page(
             index: int, size: int, at: str | None

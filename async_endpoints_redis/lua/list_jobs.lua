@@ -8,7 +8,8 @@
 --          other queues that hold jobs follow, by name)
 -- ARGV[6]  where the previous page ended: an index entry ('' for the start): "<ms>:<id>",
 --          or for Queued jobs a place in the claim order of the queue named by ARGV[7]:
---          "<round> <place> <id>" in its tenants' turns, or a queued_entry (_index.lua) among
+--          "<round> <place> <entry>[ <round> <place>]" in its tenants' turns (see
+--          take_ready), or a queued_entry (_index.lua) among
 --          its jobs waiting behind their partition key
 -- ARGV[8]  the tenant filter ('' for none)
 -- ARGV[9]  the batch filter: a batch id ('' for none)
@@ -106,9 +107,11 @@ end
 
 -- Counts an entry looked at (the page's position moves past it) and lists its job when
 -- `listed`; true.
+local last_turn = nil -- the last job of the turns looked at, while nothing else was since
+
 local function looked_at(entry, key, id, listed)
   looked = looked + 1
-  last, last_queue = entry, scanning
+  last, last_queue, last_turn = entry, scanning, nil
   if listed then
     jobs[#jobs + 1] = job_text(key, id)
     entries[#jobs] = entry
@@ -139,40 +142,69 @@ end
 -- Queued jobs are listed queue by queue in the order claims take them: first the jobs
 -- in the ready order, the tenants taking turns (_ready.lua): the first job of every
 -- tenant in the order of the turns, then the second job of those that have two, and so
--- on (position "<round> <place in the turns> <id>"); then the jobs waiting behind their
+-- on (position: see take_ready); then the jobs waiting behind their
 -- partition key, by when each was queued (position: their Queued index entry).
 
--- One queue's tenants in the order of their turns (a queue without turns: the jobs without
--- a tenant alone), each {place, list, count, first, tenant}: its place in the turns, the
--- LIST of its ready jobs (all of them, or those after its first when `first`, the id its
--- turn carries), and how many ready jobs it has.
-local function turn_groups(queue)
-  local groups = {}
-  if not has_turns(queue) then
-    local count = redis.call('LLEN', ready_key(queue))
-    if count > 0 then
-      groups[1] = {place = 0, list = ready_key(queue), count = count}
-    end
-    return groups
+-- A queue's tenants in the order of their turns, read a chunk of the turns at a time
+-- (TURNS_CHUNK entries), so that a page within one round of the turns costs O(page)
+-- whatever the number of tenants. Each is a group {place, list, count, first, tenant}:
+-- its place in the turns, the LIST of its ready jobs (all of them, or those after its
+-- first when `first`, the id its turn carries), and how many ready jobs it has. A queue
+-- without turns is one group: its jobs without a tenant.
+local TURNS_CHUNK = 256
+
+-- The group of the turns' entry at `place`, uncounted (nil for an entry not understood).
+local function group_of(queue, place, entry)
+  if entry == '' then
+    return {place = place, list = ready_key(queue)}
   end
-  local counts = {}
-  local flat = redis.call('HGETALL', tenants_key(queue))
-  for i = 1, #flat, 2 do
-    counts[flat[i]] = tonumber(flat[i + 1])
+  local cut = string.find(entry, ' ', 1, true)
+  if not cut then
+    return nil
   end
-  for place, entry in ipairs(redis.call('LRANGE', turns_key(queue), 0, -1)) do
-    if entry == '' then
-      groups[#groups + 1] = {place = place - 1, list = ready_key(queue),
-        count = redis.call('LLEN', ready_key(queue))}
+  local tenant = string.sub(entry, cut + 1)
+  return {place = place, list = tenant_key(queue, tenant), first = string.sub(entry, 1, cut - 1),
+    tenant = tenant}
+end
+
+-- Fills in the count of each of `groups` (of one queue).
+local function count_groups(queue, groups)
+  local names, named = {}, {}
+  for _, group in ipairs(groups) do
+    if group.tenant then
+      names[#names + 1] = group.tenant
+      named[#names] = group
     else
-      local id, tenant = string.match(entry, '^(%S+) (.*)$')
-      if id then
-        groups[#groups + 1] = {place = place - 1, list = tenant_key(queue, tenant), first = id,
-          tenant = tenant, count = counts[tenant] or 1}
-      end
+      group.count = redis.call('LLEN', group.list)
     end
   end
-  return groups
+  if #names > 0 then
+    for i, count in ipairs(redis.call('HMGET', tenants_key(queue), unpack(names))) do
+      named[i].count = tonumber(count) or 1
+    end
+  end
+end
+
+-- The groups of the tenant asked for (every one when none is), counted, at the places
+-- from `from` on, one chunk of the turns; and whether the turns go on after it.
+local function groups_from(queue, from)
+  if not has_turns(queue) then
+    local count = from == 0 and redis.call('LLEN', ready_key(queue)) or 0
+    if count == 0 or tenant_filter ~= '' then
+      return {}, false
+    end
+    return {{place = 0, list = ready_key(queue), count = count}}, false
+  end
+  local entries = redis.call('LRANGE', turns_key(queue), from, from + TURNS_CHUNK - 1)
+  local groups = {}
+  for i, entry in ipairs(entries) do
+    local group = group_of(queue, from + i - 1, entry)
+    if group and (tenant_filter == '' or group.tenant == tenant_filter) then
+      groups[#groups + 1] = group
+    end
+  end
+  count_groups(queue, groups)
+  return groups, #entries == TURNS_CHUNK
 end
 
 -- The id of a group's ready job at `round` (0: its first), read from its LIST a chunk
@@ -194,70 +226,154 @@ local function job_at(group, round)
   return group.chunk[round - from + 1]
 end
 
--- Looks at a ready job (its place in the order: `entry`), as take does an index's.
-local function take_ready(id, entry)
+-- The entry of the Queued index job `id` has now (nil: not Queued there).
+local function queued_entry_now(id)
+  local at = redis.call('HMGET', job_key(id), 'queued_at', 'created_at', 'q')
+  return queued_entry(at[1] or at[2], id, at[3] or nil)
+end
+
+-- Looks at the ready job `id`, at `round` and `place` of the turns, as take does an
+-- index's entry. Its position is "<round> <place> <its Queued index entry>" (the entry
+-- names the job as queued then: one retried or requeued since is another); the position
+-- of the job of the turns looked at just before, "<round> <place> <this job's entry>
+-- <round> <place>": the job that comes next, where a page ending there resumes (see
+-- walk_turns).
+local function take_ready(id, round, place)
+  local entry = queued_entry_now(id)
+  if last_turn and last_turn.queue == scanning then
+    local followed = last_turn.round .. ' ' .. last_turn.place .. ' ' .. entry .. ' ' .. round
+      .. ' ' .. place
+    if last == last_turn.text then
+      last = followed
+    end
+    if last_turn.listed then
+      entries[last_turn.listed] = followed
+    end
+  end
   if page_ended() then
     return false
   end
   local key = job_key(id)
-  return looked_at(entry, key, id, status_of(key) == 'Queued' and matches(key))
+  local listed = status_of(key) == 'Queued' and matches(key)
+  local text = round .. ' ' .. place .. ' ' .. entry
+  looked_at(text, key, id, listed)
+  last_turn = {text = text, round = round, place = place, listed = listed and #jobs or nil,
+    queue = scanning}
+  return true
 end
 
--- The round and place in the turns (`groups`, of turn_groups) of `queue` of the job `id`
--- (which was at round `was`), or nil when it is not ready there now: O(1) LIST steps
--- when it is still there, else O(its round).
-local function now_at(groups, queue, id, was)
-  local key = job_key(id)
-  local at = redis.call('HMGET', key, 'status', 'behind', 'tenant', 'queue')
-  if at[1] ~= 'Queued' or at[2] == '1' or (at[4] or DEFAULT_QUEUE) ~= queue then
-    return nil
+-- The group of `queue` holding the ready jobs of `tenant` (nil: none), looked for at
+-- `place` first, then through the turns; nil when there is none.
+local function group_for(queue, tenant, place)
+  if not has_turns(queue) then
+    return not tenant and {place = 0, list = ready_key(queue)} or nil
   end
-  local tenant = at[3] or nil
-  for _, group in ipairs(groups) do
-    if group.tenant == tenant then
-      if group.first == id then
-        return 0, group.place
+  local entry = redis.call('LINDEX', turns_key(queue), place)
+  local group = entry and group_of(queue, place, entry)
+  if not (group and group.tenant == tenant) then
+    group = nil
+    local from, more_turns = 0, true
+    while more_turns and not group do
+      local entries = redis.call('LRANGE', turns_key(queue), from, from + TURNS_CHUNK - 1)
+      for i, entry in ipairs(entries) do
+        local found = group_of(queue, from + i - 1, entry)
+        if found and found.tenant == tenant then
+          group = found
+          break
+        end
       end
-      local shift = group.first and 1 or 0
-      if was >= shift and redis.call('LINDEX', group.list, was - shift) == id then
-        return was, group.place
-      end
-      local index = redis.call('LPOS', group.list, id)
-      if not index then
-        return nil
-      end
-      return index + (group.first and 1 or 0), group.place
+      from, more_turns = from + #entries, #entries == TURNS_CHUNK
     end
   end
-  return nil
+  return group
+end
+
+-- The round and place in the turns of `queue` of the job queued as `entry` (which was at
+-- round `was`, place `place`), or nil when it is not ready there now, or was queued
+-- again since: O(1) steps when it has not moved, else O(its round + its tenant's place).
+local function now_at(queue, entry, was, place)
+  local id = queued_entry_id(entry)
+  local at = redis.call('HMGET', job_key(id), 'status', 'behind', 'tenant', 'queue')
+  if at[1] ~= 'Queued' or at[2] == '1' or (at[4] or DEFAULT_QUEUE) ~= queue
+      or queued_entry_now(id) ~= entry then
+    return nil
+  end
+  local group = group_for(queue, at[3] or nil, place)
+  if not group then
+    return nil
+  end
+  if group.first == id then
+    return 0, group.place
+  end
+  local shift = group.first and 1 or 0
+  if was >= shift and redis.call('LINDEX', group.list, was - shift) == id then
+    return was, group.place
+  end
+  local index = redis.call('LPOS', group.list, id)
+  if not index then
+    return nil
+  end
+  return index + shift, group.place
 end
 
 -- Lists the ready jobs of `queue` in claim order (the tenant asked for alone), from the
--- start, or from after the job `id` where it is now while it is still ready (claims
--- between two pages move the jobs up), else after round `first_round`, place
--- `last_place`; false when the page ended there.
-local function walk_turns(queue, first_round, last_place, id)
-  local groups = turn_groups(queue)
-  if id then
-    local round, place = now_at(groups, queue, id, first_round)
+-- start or from a position (see take_ready); false when the page ended there. The rest
+-- of the first round is read chunk by chunk; a page going on into the next rounds reads
+-- the turns whole once.
+--
+-- A position with the job that came next (`next_round`) resumes at that job where it is
+-- now, since claims move the jobs up; if it was cancelled, at its old place (the jobs
+-- behind it moved up into it); if it was claimed (or queued again since), from the start,
+-- since claims take the jobs before it first. A position of a last job alone resumes
+-- after that job where it is now, else after its old place.
+local function walk_turns(queue, first_round, last_place, entry, next_round, next_place)
+  if entry and next_round then
+    local round, place = now_at(queue, entry, next_round, next_place)
+    if round then
+      first_round, last_place = round, place - 1
+    elseif status_of(job_key(queued_entry_id(entry))) == 'Canceled' then
+      first_round, last_place = next_round, next_place - 1
+    else
+      first_round, last_place = 0, -1
+    end
+  elseif entry then
+    local round, place = now_at(queue, entry, first_round, last_place)
     if round then
       first_round, last_place = round, place
     end
   end
-  local left = {}
-  for _, group in ipairs(groups) do
-    if group.count > first_round and (tenant_filter == '' or group.tenant == tenant_filter) then
-      left[#left + 1] = group
-    end
-  end
-  local round = first_round
-  while #left > 0 do
-    for _, group in ipairs(left) do
-      if round > first_round or group.place > last_place then
-        local id = job_at(group, round)
-        if id and not take_ready(id, round .. ' ' .. group.place .. ' ' .. id) then
+  local from, more_turns = last_place + 1, true
+  while more_turns do
+    local groups
+    groups, more_turns = groups_from(queue, from)
+    for _, group in ipairs(groups) do
+      if group.count > first_round then
+        local job = job_at(group, first_round)
+        if job and not take_ready(job, first_round, group.place) then
           return false
         end
+      end
+    end
+    from = from + TURNS_CHUNK
+  end
+  local round = first_round + 1
+  local left = {}
+  from, more_turns = 0, true
+  while more_turns do
+    local groups
+    groups, more_turns = groups_from(queue, from)
+    for _, group in ipairs(groups) do
+      if group.count > round then
+        left[#left + 1] = group
+      end
+    end
+    from = from + TURNS_CHUNK
+  end
+  while #left > 0 do
+    for _, group in ipairs(left) do
+      local job = job_at(group, round)
+      if job and not take_ready(job, round, group.place) then
+        return false
       end
     end
     round = round + 1
@@ -306,7 +422,7 @@ local function walk_behind(queue, after)
       end
       passed = passed + 1
       if #jobs < limit then
-        last, last_queue = entry, scanning
+        last, last_queue, last_turn = entry, scanning, nil
       end
       return true
     end
@@ -351,12 +467,17 @@ if status == 'Queued' then
       return {'invalid'}
     end
   end
-  -- The position: in the turns "<round> <place> <id>", else an entry of the Queued index.
-  local first_round, last_place, last_id, behind_after = 0, -1, nil, nil
+  -- The position: in the turns (see take_ready), else an entry of the Queued index.
+  local first_round, last_place, turn_entry, next_round, next_place = 0, -1, nil, nil, nil
+  local behind_after = nil
   if after then
-    local round, place, id = string.match(after, '^(%d+) (%d+) (%S+)$')
-    if round then
-      first_round, last_place, last_id = tonumber(round), tonumber(place), id
+    local fields = {}
+    for field in string.gmatch(after, '%S+') do
+      fields[#fields + 1] = field
+    end
+    if #fields == 3 or #fields == 5 then
+      first_round, last_place, turn_entry = tonumber(fields[1]), tonumber(fields[2]), fields[3]
+      next_round, next_place = tonumber(fields[4]), tonumber(fields[5])
     else
       behind_after = after
     end
@@ -366,8 +487,13 @@ if status == 'Queued' then
     scanning = queue
     local resumed = i == start and after
     if not (resumed and behind_after) then
-      if not walk_turns(queue, resumed and first_round or 0, resumed and last_place or -1,
-          resumed and last_id or nil) then
+      local going
+      if resumed then
+        going = walk_turns(queue, first_round, last_place, turn_entry, next_round, next_place)
+      else
+        going = walk_turns(queue, 0, -1)
+      end
+      if not going then
         break
       end
     end

@@ -16,7 +16,7 @@ from async_endpoints import InMemoryJobStore
 from async_endpoints._job import Job, JobStatus
 from async_endpoints._listing import MAX_LIMIT
 from async_endpoints.testing import StoreKit
-from async_endpoints.testing._contract_support import new_job
+from async_endpoints.testing._contract_support import BOOM, new_job
 from async_endpoints_redis import RedisJobStore
 from tests.contract.conftest import redis_kit_on
 
@@ -120,6 +120,23 @@ async def test_many_tenants_are_listed_page_by_page_in_the_order_claims_take_the
     assert taken == whole
 
 
+async def test_hundreds_of_tenants_are_listed_in_the_order_claims_take_them(
+    kit: StoreKit,
+) -> None:
+    """700 tenants (more than the Redis store reads of the turns at once) with 1 to 4
+    claimable jobs each, and 40 jobs without one: pages of 50 and of 333 list the order
+    that claims of 64 jobs then take."""
+    specs: list[tuple[str | None, str | None, str]] = [(None, None, "default")] * 40
+    for number in range(700):
+        specs += [(f"t{number}", None, "default")] * (number % 4 + 1)
+    made = await asyncio.gather(*(kit.store.enqueue(new_job(tenant=t)) for t, _, _ in specs))
+    whole = [job.id for job in await listing(kit, MAX_LIMIT)]
+    assert sorted(whole) == sorted(job.id for job in made)
+    assert [job.id for job in await listing(kit, 50)] == whole
+    assert [job.id for job in await listing(kit, 333)] == whole
+    assert await claimed(kit, 64) == whole
+
+
 async def test_a_long_queue_and_cancelled_jobs_are_listed_in_the_order_claims_take_them(
     kit: StoreKit,
 ) -> None:
@@ -180,3 +197,49 @@ async def test_jobs_that_stay_queued_are_listed_once_while_claims_take_others(
     stayed = {job.id for job in made} - taken
     assert stayed <= set(seen)
     assert len(taken) >= 30
+
+
+CHANGES = [
+    "claims past the page",
+    "its last job claimed and retried",
+    "the next job cancelled",
+    "a later job cancelled",
+]
+
+
+@pytest.mark.parametrize("change", CHANGES)
+async def test_no_job_that_stays_queued_is_skipped_whatever_happened_between_two_pages(
+    any_kit: StoreKit, change: str
+) -> None:
+    """Twelve jobs of three tenants, a page of five, then between it and the next pages:
+    claims of seven (past the page), its last job claimed and failed back into the queue,
+    the job that came next cancelled, or one after it. Every job Queued then that the
+    first page did not show is listed by the pages after it; after claims alone none is
+    listed twice."""
+    store = any_kit.store
+    assert isinstance(store, InMemoryJobStore | RedisJobStore)
+    await enqueued(any_kit, *[(tenant, None, "default") for tenant in "abc"] * 4)
+    first = await store.list_jobs(status=JobStatus.QUEUED, limit=5)
+    shown = [job.id for job in first.jobs]
+    assert first.next_cursor is not None
+    if change == "claims past the page":
+        await store.claim(7, lease=30.0)
+    elif change == "its last job claimed and retried":
+        while True:
+            (claim,) = await store.claim(1, lease=30.0)
+            if claim.job.id == shown[-1]:
+                break
+        await store.fail(claim, BOOM, retry_in=0)
+    else:
+        peek = await store.list_jobs(status=JobStatus.QUEUED, limit=3, cursor=first.next_cursor)
+        await store.cancel(peek.jobs[0 if change == "the next job cancelled" else 2].id)
+    rest: list[uuid.UUID] = []
+    cursor: str | None = first.next_cursor
+    while cursor is not None:
+        page = await store.list_jobs(status=JobStatus.QUEUED, limit=5, cursor=cursor)
+        rest += [job.id for job in page.jobs]
+        cursor = page.next_cursor
+    queued = {job.id for job in (await store.list_jobs(status=JobStatus.QUEUED, limit=100)).jobs}
+    assert queued - set(shown) <= set(rest)
+    if change == "claims past the page":
+        assert len(rest) == len(set(rest)) and not set(rest) & set(shown)
