@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Callable, Container, Iterator, Sequence
+from itertools import islice
 from typing import Any, NamedTuple
 
 from ._job import DEFAULT_QUEUE, Job, JobStatus
@@ -46,7 +47,7 @@ from ._listing import JobPage, QueueStats, check_limit, decode_cursor, encode_cu
 from ._memory_batches import BatchBook
 from ._memory_index import CreationLog, due_entry, entry_of, parts, queued_entry_of, queued_parts
 from ._memory_live import QUEUED, LiveJobs
-from ._memory_ready import ReadyJobs
+from ._memory_ready import ReadyJobs, TenantTurns
 from ._retained import RetainedJobs
 
 #: Entries of other queues or tenants a page may skip before it ends short.
@@ -283,47 +284,51 @@ def _in_turns(
 ) -> _Walk:
     """The claimable jobs of queue ``name`` in the order claims take them: the first job
     of every tenant in turn order, then the second of those that have two, and so on (of
-    ``tenant`` alone when given); from where ``here`` says (`_start`)."""
+    ``tenant`` alone when given); from where ``here`` says (`_start`). The rest of the
+    first round is read in place; a page going on into the next rounds goes through the
+    turns once."""
     turns = store._ready.queues.get(name)
     if turns is None:
         return
-    order = turns.in_turn_order(store._jobs)
-    first_round, last_place = (-1, -1) if here is None else _start(store, name, order, here)
-    groups = [
-        (place, waiting)
-        for place, (owner, waiting) in enumerate(order)
-        if tenant is None or owner == tenant
-    ]
+    jobs, entries = store._jobs, store._live.queued_entries
+    first_round, last_place = (-1, -1) if here is None else _start(store, name, turns, here)
     round_ = max(first_round, 0)
-    left = [group for group in groups if len(group[1]) > round_]
-    entries = store._live.queued_entries
+    start = last_place + 1 if round_ == first_round else 0
+    for place, owner in enumerate(islice(turns.turns, start, None), start):
+        waiting = turns.claimable(owner, jobs)
+        if (tenant is None or owner == tenant) and len(waiting) > round_:
+            job = waiting[round_]
+            at, seq, _ = queued_parts(entries[job.id.int])
+            yield [name, 0, round_, place, job.id.hex, at, seq], job
+    left = [
+        (place, waiting)
+        for place, owner in enumerate(turns.turns)
+        if (tenant is None or owner == tenant)
+        and len(waiting := turns.claimable(owner, jobs)) > round_ + 1
+    ]
     while left:
-        for place, waiting in left:
-            if round_ > first_round or place > last_place:
-                job = waiting[round_]
-                at, seq, _ = queued_parts(entries[job.id.int])
-                yield [name, 0, round_, place, job.id.hex, at, seq], job
         round_ += 1
-        left = [group for group in left if len(group[1]) > round_]
+        for place, waiting in left:
+            job = waiting[round_]
+            at, seq, _ = queued_parts(entries[job.id.int])
+            yield [name, 0, round_, place, job.id.hex, at, seq], job
+        left = [group for group in left if len(group[1]) > round_ + 1]
 
 
 def _start(
-    store: MemoryInspection,
-    name: str,
-    order: list[tuple[str | None, Sequence[Job]]],
-    here: _Resume,
+    store: MemoryInspection, name: str, turns: TenantTurns, here: _Resume
 ) -> tuple[int, int]:
-    """The round and place in the turns ``order`` to list on after. With the job that came
-    next: at it, where it is now (claims move the jobs up); if it was cancelled, at its
-    old place (the jobs behind it moved up into it); if it was claimed (or is another
-    job now), from the start, since claims take the jobs before it first. With the last
-    job listed: after it, where it is now, or after its old place."""
+    """The round and place in ``turns`` (of queue ``name``) to list on after. With the job
+    that came next: at it, where it is now (claims move the jobs up); if it was
+    cancelled, at its old place (the jobs behind it moved up into it); if it was claimed
+    (or is another job now), from the start, since claims take the jobs before it first.
+    With the last job listed: after it, where it is now, or after its old place."""
     if here.next is None:
-        return _now_at(store, name, order, here.key, here.entry, here.round) or (
+        return _now_at(store, name, turns, here.key, here.entry, here.round) or (
             here.round,
             here.place,
         )
-    now = _now_at(store, name, order, here.key, here.entry, here.next[0])
+    now = _now_at(store, name, turns, here.key, here.entry, here.next[0])
     if now is not None:
         return now[0], now[1] - 1
     ended = store._finished.get_key(here.key)
@@ -333,22 +338,18 @@ def _start(
 
 
 def _now_at(
-    store: MemoryInspection,
-    name: str,
-    order: list[tuple[str | None, Sequence[Job]]],
-    key: int,
-    entry: int,
-    was: int,
+    store: MemoryInspection, name: str, turns: TenantTurns, key: int, entry: int, was: int
 ) -> tuple[int, int] | None:
-    """The round and place in the turns ``order`` of queue ``name`` of the job ``key``
-    queued as ``entry`` (which was at round ``was``), or None when it is not claimable
-    there now, or was queued again since. Claims only move a tenant's jobs up: O(1) when
-    it has not moved, else O(its round)."""
+    """The round and place in ``turns`` (of queue ``name``) of the job ``key`` queued as
+    ``entry`` (which was at round ``was``), or None when it is not claimable there now,
+    or was queued again since. Claims only move a tenant's jobs up: O(its tenant's place)
+    when it has not moved, else O(its round) more."""
     job = store._jobs.get(key)
     if job is None or job.queue != name or store._live.queued_entries.get(key) != entry:
         return None
-    for place, (owner, waiting) in enumerate(order):
+    for place, owner in enumerate(turns.turns):
         if owner == job.tenant:
+            waiting = turns.claimable(owner, store._jobs)
             if was < len(waiting) and waiting[was] is job:
                 return was, place
             for round_, queued in enumerate(waiting):

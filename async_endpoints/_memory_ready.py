@@ -84,18 +84,15 @@ class TenantTurns:
             del self.tenants[name]
         return job
 
-    def in_turn_order(self, jobs: Mapping[int, Job]) -> list[tuple[str | None, Sequence[Job]]]:
-        """Each tenant in the order of its next turn, with its claimable jobs oldest first:
-        the claim order is their first jobs in that order, then their second ones, and so
-        on. Stale entries (see `take`) are dropped here first, O(entries) once."""
-        tenants = self.tenants
-        out: list[tuple[str | None, Sequence[Job]]] = []
-        for name in self.turns:
-            tenant = tenants[name]
-            if len(tenant.jobs) != tenant.live:
-                tenant.jobs = deque(job for job in tenant.jobs if jobs.get(job.id.int) is job)
-            out.append((name, tenant.jobs))
-        return out
+    def claimable(self, name: str | None, jobs: Mapping[int, Job]) -> Sequence[Job]:
+        """The claimable jobs of tenant ``name`` (which has a turn), oldest first: the
+        claim order is the first job of every tenant in the order of `turns`, then their
+        second ones, and so on. Its stale entries (see `take`) are dropped here first,
+        O(entries) once."""
+        tenant = self.tenants[name]
+        if len(tenant.jobs) != tenant.live:
+            tenant.jobs = deque(job for job in tenant.jobs if jobs.get(job.id.int) is job)
+        return tenant.jobs
 
     def drop(self, job: Job) -> None:
         """Forget the claimable ``job`` (it is being cancelled)."""
