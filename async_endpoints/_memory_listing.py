@@ -322,18 +322,21 @@ def _start(
     that came next: at it, where it is now (claims move the jobs up); if it was
     cancelled, at its old place (the jobs behind it moved up into it); if it was claimed
     (or is another job now), from the start, since claims take the jobs before it first.
-    With the last job listed: after it, where it is now, or after its old place."""
+    With the last job looked at alone (a page cut short by a filter, or one that ended
+    with the turns): after it, where it is now, else the same way."""
     if here.next is None:
-        return _now_at(store, name, turns, here.key, here.entry, here.round) or (
-            here.round,
-            here.place,
-        )
-    now = _now_at(store, name, turns, here.key, here.entry, here.next[0])
-    if now is not None:
-        return now[0], now[1] - 1
+        now = _now_at(store, name, turns, here.key, here.entry, here.round)
+        if now is not None:
+            return now
+        at = here.round, here.place
+    else:
+        now = _now_at(store, name, turns, here.key, here.entry, here.next[0])
+        if now is not None:
+            return now[0], now[1] - 1
+        at = here.next
     ended = store._finished.get_key(here.key)
     if ended is not None and ended.status is JobStatus.CANCELED:
-        return here.next[0], here.next[1] - 1
+        return at[0], at[1] - 1
     return -1, -1
 
 

@@ -324,8 +324,9 @@ end
 -- A position with the job that came next (`next_round`) resumes at that job where it is
 -- now, since claims move the jobs up; if it was cancelled, at its old place (the jobs
 -- behind it moved up into it); if it was claimed (or queued again since), from the start,
--- since claims take the jobs before it first. A position of a last job alone resumes
--- after that job where it is now, else after its old place.
+-- since claims take the jobs before it first. A position of the last job looked at alone
+-- (a page cut short by a filter's budget, or one that ended with the turns) resumes after
+-- that job where it is now, else the same way.
 local function walk_turns(queue, first_round, last_place, entry, next_round, next_place)
   if entry and next_round then
     local round, place = now_at(queue, entry, next_round, next_place)
@@ -340,6 +341,10 @@ local function walk_turns(queue, first_round, last_place, entry, next_round, nex
     local round, place = now_at(queue, entry, first_round, last_place)
     if round then
       first_round, last_place = round, place
+    elseif status_of(job_key(queued_entry_id(entry))) == 'Canceled' then
+      last_place = last_place - 1
+    else
+      first_round, last_place = 0, -1
     end
   end
   local from, more_turns = last_place + 1, true

@@ -7,12 +7,14 @@ key after more claimable jobs than one page may pass."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 
 from async_endpoints import InMemoryJobStore
+from async_endpoints._batch import NewBatch
 from async_endpoints._job import Job, JobStatus
 from async_endpoints._listing import MAX_LIMIT
 from async_endpoints.testing import StoreKit
@@ -243,3 +245,30 @@ async def test_no_job_that_stays_queued_is_skipped_whatever_happened_between_two
     assert queued - set(shown) <= set(rest)
     if change == "claims past the page":
         assert len(rest) == len(set(rest)) and not set(rest) & set(shown)
+
+
+async def test_a_page_cut_short_by_a_filter_resumes_from_the_top_when_claims_took_its_place(
+    kit: StoreKit,
+) -> None:
+    """A batch's three jobs queued behind 10,001 others: a page of the batch's Queued jobs
+    ends short, its cursor at the last job it looked at; when claims take that job (and
+    every one before it) before the next page, paging on from the top still lists all
+    three."""
+    store = kit.store
+    assert isinstance(store, InMemoryJobStore | RedisJobStore)
+    await asyncio.gather(*(store.enqueue(new_job()) for _ in range(10_001)))
+    batch = uuid.uuid4()
+    members = [dataclasses.replace(new_job(), batch_id=batch) for _ in range(3)]
+    await store.create_batch(NewBatch(batch, members))
+    first = await store.list_jobs(status=JobStatus.QUEUED, limit=5, batch_id=batch)
+    assert first.jobs == [] and first.next_cursor is not None
+    assert len(await claimed(kit, 500, 10_000)) == 10_000
+    listed: list[uuid.UUID] = []
+    cursor: str | None = first.next_cursor
+    while cursor is not None:
+        page = await store.list_jobs(
+            status=JobStatus.QUEUED, limit=5, cursor=cursor, batch_id=batch
+        )
+        listed += [job.id for job in page.jobs]
+        cursor = page.next_cursor
+    assert listed == [job.id for job in members]
