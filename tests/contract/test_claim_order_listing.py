@@ -7,16 +7,19 @@ key after more claimable jobs than one page may pass."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
+import json
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from async_endpoints import InMemoryJobStore
 from async_endpoints._batch import NewBatch
 from async_endpoints._job import Job, JobStatus
-from async_endpoints._listing import MAX_LIMIT
+from async_endpoints._listing import MAX_LIMIT, encode_cursor, filters_of
 from async_endpoints.testing import StoreKit
 from async_endpoints.testing._contract_support import BOOM, new_job
 from async_endpoints_redis import RedisJobStore
@@ -272,3 +275,37 @@ async def test_a_page_cut_short_by_a_filter_resumes_from_the_top_when_claims_too
         listed += [job.id for job in page.jobs]
         cursor = page.next_cursor
     assert listed == [job.id for job in members]
+
+
+async def test_a_queued_cursor_of_an_earlier_release_or_forged_is_a_value_error(
+    kit: StoreKit,
+) -> None:
+    """A Queued position of the order before claim order (memory: queue, µs, seq, id;
+    Redis: queue, index entry), and positions of the claim order with a field out of place
+    (an unknown section, a negative or fractional round or place, an id or entry that is
+    none, one field too few or too many) raise ValueError, on every store: never a Redis
+    error, never a page of other jobs."""
+    store = kit.store
+    assert isinstance(store, InMemoryJobStore | RedisJobStore)
+    await enqueued(kit, *[("a", None, "default"), ("b", None, "default")] * 3)
+    made = await store.list_jobs(status=JobStatus.QUEUED, limit=2)
+    assert made.next_cursor is not None
+    _, _, position = json.loads(base64.urlsafe_b64decode(made.next_cursor + "=="))
+    entry = "0" * 47
+    forged: list[list[Any]] = [
+        ["default", 1733600000000000, 3, uuid.uuid4().hex],  # the earlier in-memory form
+        ["default", entry],  # the earlier Redis form
+        ["default", 2, *position[2:]],
+        ["default", 0, -1, *position[3:]],
+        ["default", 0, 0.5, *position[3:]],
+        ["default", 0, position[2], -2, *position[4:]],
+        ["default", 0, position[2], position[3], "not an id", *position[5:]],
+        position[:-1],
+        [*position, 0],
+        ["default", 1, "xyz"],
+        ["default", 1],
+    ]
+    for bad in forged:
+        cursor = encode_cursor(filters_of(JobStatus.QUEUED, None), bad)
+        with pytest.raises(ValueError):
+            await store.list_jobs(status=JobStatus.QUEUED, limit=2, cursor=cursor)
