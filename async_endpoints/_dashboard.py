@@ -19,12 +19,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote, urlencode, urlsplit
+from typing import TYPE_CHECKING, Any, TypeAlias
+from urllib.parse import quote, unquote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.exceptions import HTTPException
@@ -37,10 +36,12 @@ from . import _dashboard_batches as dashboard_batches
 from . import _dashboard_bulk as bulk
 from . import _dashboard_confirm as confirm
 from . import _dashboard_guard as guard
+from . import _dashboard_pages as pages
+from . import _dashboard_targets as targets
 from . import _dashboard_views as views
 from ._any_method_route import AnyMethodRoute
 from ._errors import StoreUnavailableError
-from ._job import JobStatus, parse_job_id
+from ._job import parse_job_id
 from ._responses import call_maybe_async
 from ._store import ControlStore
 from ._store_features import BatchStore, ScheduleStore
@@ -49,6 +50,9 @@ if TYPE_CHECKING:
     from ._endpoints import AsyncEndpoints
 
 logger = logging.getLogger("async_endpoints")
+
+#: What builds a page: its template and context, from the endpoints and the request.
+Page: TypeAlias = "Callable[[AsyncEndpoints, Request], Awaitable[tuple[str, dict[str, Any]]]]"
 
 ASSETS = Path(__file__).parent / "_dashboard_assets"
 _ASSET_TYPES = {
@@ -64,33 +68,6 @@ _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
-}
-#: The query fields with which an action's redirect tells its notice.
-_TOLD = ("done", "subject", "subject_queue")
-#: What an action's redirect says, by code (never text from the request).
-NOTICES = {
-    "canceled": "The job was canceled.",
-    "requeued": "The job was queued again.",
-    "paused": "Paused.",
-    "resumed": "Resumed.",
-    "paused-all": "Every queue is paused.",
-    "resumed-all": "Every queue is active.",
-    "terminal": "The job had already finished; nothing was canceled.",
-    "not-requeueable": "Only Failed or Canceled jobs can be queued again.",
-    "unknown": "There is no such job (any more).",
-    "unavailable": "The job store did not answer: the action may or may not have been "
-    "applied. This page shows what the store holds once it answers.",
-    "bad-queue": "There is no such queue.",
-    "bad-cursor": "That page link no longer fits the filters; showing the first page.",
-    "batch-canceled": "The batch was canceled: its unfinished jobs and its continuations.",
-    "unknown-batch": "There is no such batch (any more).",
-    "bad-batch": "A batch filter needs the batch's whole id (the batches page shows it on "
-    "hover and in its link); showing every batch's jobs.",
-    "bad-status": "There is no such status; showing jobs of every status.",
-    "bad-queue-filter": "There is no such queue; showing jobs of every queue.",
-    "bad-tenant": views.TOO_LONG_TENANT,
-    "bad-name": "A name filter is at most 255 characters (no handler's name is longer); "
-    "showing jobs of every name.",
 }
 
 
@@ -131,10 +108,10 @@ class Dashboard:
             redirect_slashes=False,
             routes=[
                 *(self._batch_routes() if self.has_batches else []),
-                AnyMethodRoute("/", page(self.queues_page)),
-                AnyMethodRoute("/jobs", page(self.jobs_page)),
-                AnyMethodRoute("/jobs/{job_id}", page(self.job_page)),
-                AnyMethodRoute("/schedules", page(self.schedules_page)),
+                AnyMethodRoute("/", page(pages.queues_page)),
+                AnyMethodRoute("/jobs", page(pages.jobs_page)),
+                AnyMethodRoute("/jobs/{job_id}", page(pages.job_page)),
+                AnyMethodRoute("/schedules", page(pages.schedules_page)),
                 AnyMethodRoute("/assets/{name}", self._guarded(self.asset)),
                 AnyMethodRoute("/actions/cancel", action(actions.cancel)),
                 AnyMethodRoute("/actions/requeue", action(actions.requeue)),
@@ -149,21 +126,13 @@ class Dashboard:
                 AnyMethodRoute("/{rest:path}", self.elsewhere),
             ],
         )
-        self._missing_page = self._view(self.missing_page)
-        self._home_page = self._view(self.queues_page)
+        self._missing_page = self._view(pages.missing_page)
+        self._home_page = self._view(pages.queues_page)
 
     def _batch_routes(self) -> list[Route]:
-        endpoints = self.endpoints
-
-        async def batches(request: Request) -> tuple[str, dict[str, Any]]:
-            return await dashboard_batches.batches_page(endpoints, request)
-
-        async def batch(request: Request) -> tuple[str, dict[str, Any]]:
-            return await dashboard_batches.batch_page(endpoints, request)
-
         return [
-            AnyMethodRoute("/batches", self._page(batches)),
-            AnyMethodRoute("/batches/{batch_id}", self._page(batch)),
+            AnyMethodRoute("/batches", self._page(dashboard_batches.batches_page)),
+            AnyMethodRoute("/batches/{batch_id}", self._page(dashboard_batches.batch_page)),
             AnyMethodRoute("/actions/cancel-batch", self._action(dashboard_batches.cancel_batch)),
         ]
 
@@ -186,24 +155,20 @@ class Dashboard:
 
         return guarded
 
-    def _page(
-        self, build: Callable[[Request], Awaitable[tuple[str, dict[str, Any]]]]
-    ) -> Callable[[Request], Awaitable[Response]]:
+    def _page(self, build: Page) -> Callable[[Request], Awaitable[Response]]:
         """A GET page behind ``authorize`` (see `_view`)."""
         return self._guarded(self._view(build))
 
-    def _view(
-        self, build: Callable[[Request], Awaitable[tuple[str, dict[str, Any]]]]
-    ) -> Callable[[Request], Awaitable[Response]]:
-        """A page: ``build`` returns its template and context; the token cookie is set
-        when the browser has none."""
+    def _view(self, build: Page) -> Callable[[Request], Awaitable[Response]]:
+        """A page: ``build`` returns its template and context (from this dashboard's
+        endpoints and the request); the token cookie is set when the browser has none."""
 
         async def page(request: Request) -> Response:
             token, new = guard.token_of(request)
             retry_after: float | None = None
             now = None
             try:
-                template, context = await build(request)
+                template, context = await build(self.endpoints, request)
                 status = context.pop("status_code", 200)
                 now = await self._store_now()
             except StoreUnavailableError as exc:
@@ -257,7 +222,7 @@ class Dashboard:
         now = now or datetime.now(UTC)
         params = request.query_params
         done = params.get("done", "")
-        notice = NOTICES.get(done) or bulk.bulk_notice(done)
+        notice = pages.NOTICES.get(done) or bulk.bulk_notice(done)
         subject = parse_job_id(params.get("subject"))
         queue = params.get("subject_queue")
         # The job or batch acted on, named by a link to its page before the notice.
@@ -339,8 +304,9 @@ class Dashboard:
                 done = "unavailable"
             # An action on ``many`` jobs counts them in its notice: it names none of them.
             subject = None if many else parse_job_id(fields.get("job_id") or fields.get("batch_id"))
-            back = self._back(
-                self.base(request), fields.get("next"), done, subject, fields.get("queue")
+            queues = self.endpoints.settings.queues
+            back = targets.back(
+                self.base(request), fields.get("next"), done, queues, subject, fields.get("queue")
             )
             return RedirectResponse(back, status_code=303)
 
@@ -359,53 +325,11 @@ class Dashboard:
             "question": asked,
             "action_url": f"{root}/actions/{request.url.path.rsplit('/', 1)[-1]}",
             "resent": resent,
-            "way_back": self._page_of(root, fields.get("next")),
+            "way_back": targets.page_of(root, fields.get("next")),
         }
         response = HTMLResponse(self.render("confirm.html", context))
         response.headers.update(_SECURITY_HEADERS)
         return response
-
-    def _page_of(self, root: str, target: str | None) -> str:
-        """``target`` when it is a page of this dashboard (the path and query the browser
-        is sent back to, without an earlier action's notice), else the dashboard's first
-        page."""
-        path, kept = self._split_target(root, target)
-        return path + ("?" + urlencode(kept) if kept else "")
-
-    def _split_target(self, root: str, target: str | None) -> tuple[str, list[tuple[str, str]]]:
-        """The path of ``target`` when it is a page of this dashboard (else its first
-        page's) and its query's fields, but for those telling an earlier action's notice."""
-        path, query = self._target_path(root, target)
-        return path, [pair for pair in actions.query_pairs(query) if pair[0] not in _TOLD]
-
-    def _target_path(self, root: str, target: str | None) -> tuple[str, str]:
-        parts = urlsplit(target or "")
-        # Compared decoded: a page's own path (``here``) is decoded, the root encoded; a
-        # browser reads %2e%2e as a dot segment, and a server may decode %2f.
-        decoded, decoded_root = unquote(parts.path), unquote(root)
-        inside = decoded == decoded_root or decoded.startswith(decoded_root + "/")
-        odd = "\\" in (target or "") or "\\" in decoded or ".." in decoded.split("/")
-        if parts.scheme or parts.netloc or not inside or odd:
-            return root + "/", ""
-        return quote(decoded), parts.query
-
-    def _back(
-        self,
-        root: str,
-        target: str | None,
-        done: str,
-        subject: uuid.UUID | None = None,
-        queue: str | None = None,
-    ) -> str:
-        """Where an action returns to: ``target`` when it is a page of this dashboard, with
-        the notice code ``done`` and the id of the job or batch it acted on (the notice
-        names it: the list may have moved under the click), or the queue it paused or
-        resumed (only a queue of the settings is ever named)."""
-        path, kept = self._split_target(root, target)
-        told = [("subject", str(subject))] if subject is not None else []
-        if queue and queue in self.endpoints.settings.queues:
-            told.append(("subject_queue", queue))
-        return path + "?" + urlencode([*kept, ("done", done), *told])
 
     async def home(self, request: Request) -> Response:
         """The dashboard's path without its slash: its queues page, as with the slash
@@ -444,10 +368,6 @@ class Dashboard:
             and "/actions/" not in route.path
         )
 
-    async def missing_page(self, request: Request) -> tuple[str, dict[str, Any]]:
-        """What a path the dashboard does not know shows."""
-        return "missing.html", {"title": "No such page", "status_code": 404, "what": "page"}
-
     async def asset(self, request: Request) -> Response:
         """The dashboard's own CSS and JavaScript."""
         name = request.path_params["name"]
@@ -455,105 +375,6 @@ class Dashboard:
             raise _not_found()
         headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
         return Response(self.assets[name], media_type=_ASSET_TYPES[name], headers=headers)
-
-    # ---- pages ----------------------------------------------------------------------
-
-    async def queues_page(self, request: Request) -> tuple[str, dict[str, Any]]:
-        """Each queue: its counts and whether it is paused; the jobs running now."""
-        stats = await self.endpoints.queue_stats()
-        running = await self.endpoints.list_jobs(status=JobStatus.IN_PROGRESS, limit=10)
-        totals = {
-            field: sum(getattr(each, field) for each in stats)
-            for field in ("queued", "scheduled", "in_progress", "completed", "failed", "canceled")
-        }
-        context = {"title": "Queues", "stats": stats, "totals": totals, "running": running.jobs}
-        return "queues.html", context
-
-    async def jobs_page(self, request: Request) -> tuple[str, dict[str, Any]]:
-        """Jobs by status, queue, tenant and name, a page at a time."""
-        queues = self.endpoints.settings.queues
-        names = sorted(self.endpoints.handlers)
-        filters = views.read_filters(request.query_params, queues, names)
-        status_code, notice = 200, None
-        try:
-            jobs, next_cursor = await views.list_page(self.endpoints.list_jobs, filters)
-        except ValueError:
-            filters = filters.first
-            jobs, next_cursor = await views.list_page(self.endpoints.list_jobs, filters)
-            notice = NOTICES["bad-cursor"]
-        total = None
-        if views.countable(filters):
-            total = views.total(await self.endpoints.queue_stats(), filters)
-        previous = filters.previous()
-        notices = [] if notice is None else [notice]
-        asked = request.query_params
-        for field, given, code in (
-            ("batch", filters.batch, "bad-batch"),
-            ("status", filters.status, "bad-status"),
-            ("queue", filters.queue, "bad-queue-filter"),
-            ("tenant", filters.tenant, "bad-tenant"),
-            ("name", filters.name, "bad-name"),
-        ):
-            if given is None and (asked.get(field) or "").strip():  # dropped, not silently
-                notices.append(NOTICES[code])
-        look = filters.queue is not None or any(job.status.is_waiting for job in jobs)
-        paused = await self._paused() if look else frozenset()
-        title = "Jobs" if filters.status is None else f"{views.label_of(filters.status)} jobs"
-        if filters.status is JobStatus.FAILED:
-            title = "Failed jobs (dead letter)"
-        context = {
-            "title": title,
-            "jobs": jobs,
-            "filters": filters,
-            "statuses": list(JobStatus),
-            "queues": queues,
-            "next_query": None if next_cursor is None else filters.following(next_cursor).query(),
-            "previous_query": None if previous is None else previous.query(),
-            # First only where Previous does not lead there already.
-            "first_query": filters.first.query() if filters.page > 2 else None,
-            "total": total,
-            "cursor_notice": " ".join(notices),
-            "status_code": status_code,
-            "name_scan_limit": views.NAME_SCAN_LIMIT,
-            "job_names": names,
-            # A name no handler of this app has (a typo, most likely): said at once, as the
-            # pages would read on in vain (jobs of an older or another app's handler).
-            "unknown_name": filters.name is not None and filters.name not in names,
-            "paused": paused,
-            # A batch id that is not whole stays in its field, to be completed.
-            "batch_typed": (request.query_params.get("batch") or "")[:36],
-        }
-        return "jobs.html", context
-
-    async def job_page(self, request: Request) -> tuple[str, dict[str, Any]]:
-        """One job: its JSON, error, progress and timeline."""
-        job_id = parse_job_id(request.path_params["job_id"])
-        job = None if job_id is None else await self.endpoints.get_job(job_id)
-        if job is None:
-            return "missing.html", {"title": "No such job", "status_code": 404}
-        context = {
-            "title": f"{job.name} {str(job.id)[:8]}",
-            "job": job,
-            "paused": await self._paused() if job.status.is_waiting else frozenset(),
-            "job_json": job.to_json(),
-            "timeline": views.timeline(job),
-        }
-        return "job.html", context
-
-    async def _paused(self) -> frozenset[str]:
-        """The queues paused now (none when the store cannot pause): their waiting jobs
-        are tagged, as they will not start until resumed."""
-        store = self.endpoints.store
-        return await store.paused_queues() if isinstance(store, ControlStore) else frozenset()
-
-    async def schedules_page(self, request: Request) -> tuple[str, dict[str, Any]]:
-        """The cron schedules (when the store keeps schedules)."""
-        store = self.endpoints.store
-        schedules = await store.list_schedules() if isinstance(store, ScheduleStore) else None
-        # A schedule without a queue of its own enqueues on its handler's.
-        handler_queues = {name: handler.queue for name, handler in self.endpoints.handlers.items()}
-        context = {"title": "Schedules", "schedules": schedules, "handler_queues": handler_queues}
-        return "schedules.html", context
 
 
 def _tag(body: str) -> str:

@@ -542,9 +542,9 @@ async def test_every_library_record_mentioning_a_job_names_it(
     assert unnamed == []
 
 
-#: The module whose records are written in the attempt's own context (the filter reads
-#: the job from it): its log calls need no ``extra=``.
-IN_AN_ATTEMPT = {"async_endpoints/_worker.py"}
+#: The modules whose records are written in the attempt's own context (the filter reads
+#: the job from it): their log calls need no ``extra=``.
+IN_AN_ATTEMPT = {"async_endpoints/_worker.py", "async_endpoints/_settle.py"}
 _NAMES_A_JOB = re.compile(r"\bjob %[sr]|\bid %[sr]")
 
 
