@@ -167,6 +167,11 @@ def from_ms(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(int(value) / 1000, UTC)
 
 
+def to_ms(seconds: float) -> int:
+    """``seconds`` (a lease, a retention) in whole milliseconds, at least 1."""
+    return max(1, round(seconds * 1000))
+
+
 def decode_job(job_id: uuid.UUID, fields: Mapping[Reply, Reply]) -> Job:
     """The job stored in ``fields`` (an HGETALL reply).
 

@@ -174,4 +174,4 @@ class ShardBatches(ShardLookup):
                 await self._point(shard, job)
 
     async def _point(self, shard: int, new_job: NewJob) -> None:
-        raise NotImplementedError  # `ShardedRedisJobStore._point`
+        raise NotImplementedError  # `ShardEnqueue._point`

@@ -12,7 +12,7 @@ shard of every call; what it costs on top of one shard:
   its id's shard (a partition key, a batch) first writes a pointer there (one more
   round trip, `_shard_pointers`); an idempotency key is first recorded in its own shard
   (one more round trip; not a client-chosen id's: its job's shard answers its repeats).
-  ``max_waiting`` counts every shard: see `WaitingCounts`.
+  ``max_waiting`` counts every shard: see `WaitingCounts` (`_shard_enqueue`).
 - get, cancel, requeue, wait_until_terminal, watch_job, follow_up_of: the id's shard;
   a miss there reads its pointer (one small call) and goes to the job's shard. No fan-out
   (`_shard_lookup`).
@@ -21,8 +21,8 @@ shard of every call; what it costs on top of one shard:
   claims of those that answer, whatever the others do (`_shard_renewals`).
 - claim, wait_for_work: the shards in turn; every shard at once (`_shard_waits`).
 - recover, pause, resume, count_waiting, queue_stats, list_jobs, list_batches: every
-  shard (`_shard_reads`, `_shard_features`); schedules: shard 0; batches: one shard each
-  (`_shard_batches`).
+  shard (`_shard_recover`, `_shard_reads`, `_shard_features`); schedules: shard 0;
+  batches: one shard each (`_shard_batches`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import random
 import uuid
 import weakref
@@ -40,30 +39,31 @@ from typing import Any
 from async_endpoints._errors import (
     ConfigurationError,
     JobStoreError,
-    QueueFullError,
 )
-from async_endpoints._idempotency import IdempotencyConflictError, is_by_request_id
-from async_endpoints._job import Job, JobError, NewJob
+from async_endpoints._job import Job, JobError
 from async_endpoints._store import Claim
-from async_endpoints._store_features import ClaimCancelListener, Idempotency
+from async_endpoints._store_features import ClaimCancelListener
 
 from ._batch import Batcher, Turn
 from ._client import MIN_CONNECTIONS, AnyRedis, client_options, connect
 from ._codec import Reply
 from ._connection import share_gates
-from ._errors import refused_credentials, refused_for_now
+from ._errors import mapped_errors, refused_credentials, refused_for_now
 from ._keys import Keys
 from ._scripts import Submission
+from ._settling import CompletionReply
 from ._shard_client import keep_command_table, release_default
 from ._shard_counts import WaitingCounts
+from ._shard_enqueue import ShardEnqueue
 from ._shard_features import ShardFeatures
 from ._shard_late import LateClaims
 from ._shard_layout import ShardLayout
 from ._shard_lookup import UPKEEP_EVERY, ShardLookup
 from ._shard_pointers import Pointers
+from ._shard_recover import ShardRecovery
 from ._shard_renewals import ShardRenewals
 from ._shard_waits import ShardWaits
-from ._store import RECOVER_CALLS, CompletionReply, MadeWith, RedisJobStore
+from ._store import MadeWith, RedisJobStore
 
 #: Connections beyond the shards' subscriptions: one for calls, one for a cluster's
 #: topology refresh.
@@ -72,7 +72,15 @@ _RESERVED = MIN_CONNECTIONS - 1
 logger = logging.getLogger("async_endpoints_redis")
 
 
-class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup, RedisJobStore):
+class ShardedRedisJobStore(
+    ShardEnqueue,
+    ShardRecovery,
+    ShardFeatures,
+    ShardWaits,
+    ShardRenewals,
+    ShardLookup,
+    RedisJobStore,
+):
     """`RedisJobStore` over ``shards`` hash tags; made by ``RedisJobStore(...,
     shards=N)`` with N other than 1 (same arguments, same behaviour and guarantees; the
     costs and rules of the routing are in this module's docstring).
@@ -198,7 +206,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
                 client = self._given_client
                 if client is None:
                     assert self._url is not None
-                    with refused_credentials(), _mapped("start"):
+                    with refused_credentials(), mapped_errors("start"):
                         client = await connect(
                             self._url, cluster=self._cluster, options=self._client_options
                         )
@@ -215,7 +223,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
                 self._pointers = Pointers(client, self._layout, shards)
                 self._shards = shards
                 try:
-                    with _mapped("start"):
+                    with mapped_errors("start"):
                         await self._layout_upkeep()
                 except BaseException:
                     self._shards = []
@@ -253,7 +261,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
 
     async def _upkeep_in_background(self) -> None:
         try:
-            with _mapped("layout upkeep"):
+            with mapped_errors("layout upkeep"):
                 await self._layout_upkeep()
         except JobStoreError as exc:  # the calls that need Redis say so themselves
             logger.debug("layout upkeep failed: %s", exc)
@@ -297,144 +305,7 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         index = int(mark[1:]) if mark[:1] == "s" and mark[1:].isdigit() else -1
         return self._shards[index] if 0 <= index < len(self._shards) else None
 
-    def _open_shard(self, index: int) -> RedisJobStore:
-        """Shard ``index``, once the store is started (after an await: the store may
-        have been closed meanwhile).
-
-        Raises:
-            JobStoreError: The store is closed.
-        """
-        if not self._shards:
-            raise JobStoreError("the store is closed")
-        return self._shards[index]
-
-    def _placement(self, new_job: NewJob) -> int:
-        if new_job.partition_key is not None:
-            return self._layout.of_key(new_job.partition_key)
-        return self._layout.of_id(new_job.id)
-
     # The JobStore
-
-    async def enqueue(self, new_job: NewJob, *, max_waiting: int | None = None) -> Job:
-        """As `RedisJobStore.enqueue`, in the job's shard (see `_shard_layout`)."""
-        shard, new_job = await self._placed(new_job)
-        if max_waiting is None:  # no count to keep
-            return await self._open_shard(shard).enqueue(new_job)
-        return await self._counts.limited(
-            shard, max_waiting, lambda limit: self._open_shard(shard).enqueue(
-                new_job, max_waiting=limit)
-        )  # fmt: skip
-
-    async def enqueue_once(
-        self, new_job: NewJob, idempotency: Idempotency, *, max_waiting: int | None = None
-    ) -> tuple[Job, str | None]:
-        """As `RedisJobStore.enqueue_once`. The job goes to its own shard (as `enqueue`,
-        a partition key's old lane included) unless its idempotency key was used already:
-        every key is first recorded, with the shard of its job, in the key's shard
-        (`Pointers.idempotent`, one more round trip, kept as long as the key), and a
-        repeat goes to that shard, whose script then answers it atomically (the job
-        stored under the key, or a conflict). A job with a partition key is never stored
-        away from its key's lane: when the key was recorded for another shard, that
-        shard only answers (its job, compared as any repeat), and while it holds no job
-        under the key (the first submission still on its way, or refused) this one is a
-        conflict (`IdempotencyConflictError`), not a second job.
-
-        A client-chosen id (`by_request_id`: the key is the id's own) is not recorded in
-        the key's shard: every repeat has the same placement, so it meets its job in the
-        job's own shard, which alone it depends on (`_chosen_id_home`).
-
-        Raises:
-            IdempotencyConflictError: See above.
-            IdempotentJobGoneError: the key is remembered but its job is no longer kept.
-        """
-        shards = await self._ready_shards()
-        placed = await self._home(new_job)
-        ttl_ms = max(1, math.ceil(idempotency.ttl * 1000))
-        book = self._pointer_book
-        if is_by_request_id(idempotency, new_job.id):
-            shard, held = await self._chosen_id_home(new_job, idempotency.key, placed), False
-        else:
-            shard, held = await book.idempotent(idempotency.key, placed, ttl_ms, self._old_layouts)
-        if new_job.partition_key is not None and shard != placed:
-            return await self._answer_only(shard, new_job, idempotency)
-        if held and self._layout.of_id(new_job.id) != shard:
-            # A used key is answered by its shard before the id is pointed there: an id
-            # the client chose, taken by another job, would otherwise be refused first
-            # (409), and a repeat's fresh id would leave a pointer to nothing behind.
-            answered = await self._held_answer(shard, new_job, idempotency)
-            if answered is not None:
-                return answered
-        shard, new_job = await self._placed(new_job, shard)
-        job, earlier = await self._counts.limited(
-            shard, max_waiting, lambda limit: shards[shard].enqueue_once(
-                new_job, idempotency, max_waiting=limit)
-        )  # fmt: skip
-        if held and earlier is None:  # a new job under a key whose record there had ended
-            await book.renew_idempotent(idempotency.key, shard, ttl_ms)
-        return job, earlier
-
-    async def _answer_only(
-        self, shard: int, new_job: NewJob, idempotency: Idempotency
-    ) -> tuple[Job, str | None]:
-        """The job ``shard`` holds under the idempotency key, and its fingerprint; stores
-        nothing there (a limit of 0 waiting jobs: the script answers a key it holds
-        before it looks at the limit).
-
-        Raises:
-            IdempotencyConflictError: ``shard`` holds no job under the key.
-            IdempotentJobGoneError: it holds the key, and its job is no longer kept.
-        """
-        try:
-            return await self._open_shard(shard).enqueue_once(new_job, idempotency, max_waiting=0)
-        except QueueFullError:
-            raise IdempotencyConflictError(
-                "this idempotency key is held by a submission with another partition key"
-            ) from None
-
-    async def _held_answer(
-        self, shard: int, new_job: NewJob, idempotency: Idempotency
-    ) -> tuple[Job, str | None] | None:
-        """The job ``shard`` holds under the idempotency key and its fingerprint, or None
-        when it holds none (its record there ended, or the first submission was refused):
-        nothing is stored (a limit of 0 waiting jobs, as `_answer_only`).
-
-        Raises:
-            IdempotentJobGoneError: it holds the key, and its job is no longer kept.
-        """
-        try:
-            return await self._open_shard(shard).enqueue_once(new_job, idempotency, max_waiting=0)
-        except QueueFullError:
-            return None
-
-    async def _home(self, new_job: NewJob) -> int:
-        """The job's shard: its partition key's (the old shard where the key's lane
-        still has jobs, after a resharding), else its id's."""
-        shard = self._placement(new_job)
-        if self._old_layouts and new_job.partition_key is not None:
-            shard = await self._old_lane(new_job.partition_key, shard)
-        return shard
-
-    async def _placed(self, new_job: NewJob, shard: int | None = None) -> tuple[int, NewJob]:
-        """The job's shard (``shard`` if given) and the job, its pointers written first
-        (`_point`)."""
-        if not self._shards:  # not started (or closed: it raises)
-            await self._ready_shards()
-        if shard is None:
-            shard = await self._home(new_job)
-        follow_up = getattr(new_job, "follow_up", None)
-        if follow_up is not None or self._layout.of_id(new_job.id) != shard:
-            await self._point(shard, new_job)
-        return shard, new_job
-
-    async def _point(self, shard: int, new_job: NewJob) -> None:
-        """Point the job's id shard (and its follow-up's) at ``shard`` when another."""
-        book = self._pointer_book
-        if self._layout.of_id(new_job.id) != shard:
-            await book.add([new_job.id], shard, self._retention)
-        follow_up = getattr(new_job, "follow_up", None)
-        if follow_up is not None:
-            fields = [(self._layout.of_id(follow_up.id), str(follow_up.id))]
-            await book.add_fields(fields, shard, self._retention, parent=new_job.id)
 
     async def get(self, job_id: uuid.UUID) -> Job | None:
         """The job, from its id's shard (or, by its pointer, from its own; see
@@ -471,74 +342,6 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
         shard._notifications.wake()  # the job is claimable again: look again
         return job
 
-    async def recover(self) -> list[uuid.UUID]:
-        """As `RedisJobStore.recover`, in every shard, and the upkeep of the pointers
-        (`Pointers.sweep`) and of the layouts (`_shard_reshard`). Each shard's first batch
-        of expired claims is recovered first, in every shard at once (a shard slow to
-        answer holds up no other's), then the layouts' upkeep, then each shard's backlog
-        (more claims, finished jobs to delete, pointers to check) one after the other, so
-        a backlog in one shard holds up no other shard's recovery.
-
-        A shard that cannot be reached is passed over (logged), so the others' expired
-        claims are recovered while it fails over; the error is raised when no shard
-        could be recovered. A shard's pointer upkeep that fails (it reads other shards)
-        is passed over too (logged): its recovered jobs are returned whatever it does.
-        """
-        failures: list[JobStoreError] = []
-        known = len(await self._ready_shards())
-        recovered, reached = await self._recover_first(failures)
-        try:
-            with _mapped("recover"):
-                await self._layout_upkeep()
-        except JobStoreError as exc:
-            failures.append(exc)
-        # The upkeep may have served another layout's shards (added after the others,
-        # which keep their places): theirs are recovered in this pass too.
-        more, served = await self._recover_first(failures, start=known)
-        recovered += more
-        reached += served
-        for index, shard, behind in reached:  # then the backlogs and the pointers
-            try:
-                if behind:
-                    recovered += (await shard._recover(RECOVER_CALLS - 1))[0]
-            except JobStoreError as exc:
-                logger.warning("recovery of a backlog passed over a shard: %s", exc)
-            try:  # its jobs are recovered whatever the sweep does (it reads other shards)
-                with _mapped("recover"):
-                    await self._pointer_book.sweep(index, self._retention)
-            except JobStoreError as exc:
-                logger.warning("pointer upkeep passed over a shard: %s", exc)
-        done = len(reached)
-        if failures and not done:
-            raise failures[0]
-        for failure in failures:
-            logger.warning("recovery passed over a shard: %s", failure)
-        return recovered
-
-    async def _recover_first(
-        self, failures: list[JobStoreError], start: int = 0
-    ) -> tuple[list[uuid.UUID], list[tuple[int, RedisJobStore, bool]]]:
-        """The first batch of expired claims of every shard from the ``start``-th on, at
-        once: a shard slow to answer (a frozen master) holds up none of the others' (nor
-        does the upkeep after it, which reads every shard). The recovered ids, and (index,
-        shard, whether more may wait) for each shard that answered; the others' errors are
-        added to ``failures``."""
-        places = list(enumerate(await self._ready_shards()))[start:]
-        firsts = await asyncio.gather(
-            *(shard._recover(1) for _, shard in places), return_exceptions=True
-        )
-        recovered: list[uuid.UUID] = []
-        reached: list[tuple[int, RedisJobStore, bool]] = []
-        for (index, shard), first in zip(places, firsts, strict=True):
-            if isinstance(first, JobStoreError):
-                failures.append(first)
-            elif isinstance(first, BaseException):
-                raise first
-            else:
-                recovered += first[0]
-                reached.append((index, shard, first[1]))
-        return recovered, reached
-
     async def wait_until_terminal(self, job_id: uuid.UUID, timeout: float) -> Job | None:
         """As `RedisJobStore.wait_until_terminal`, in the job's shard (found as `get`
         finds it: the wait in a shard without the job answers None at once)."""
@@ -546,14 +349,6 @@ class ShardedRedisJobStore(ShardFeatures, ShardWaits, ShardRenewals, ShardLookup
             job_id, str(job_id), lambda shard: shard.wait_until_terminal(job_id, timeout)
         )
         return job
-
-
-@contextlib.contextmanager
-def _mapped(operation: str) -> Any:
-    from ._errors import mapped_errors
-
-    with mapped_errors(operation):
-        yield
 
 
 async def become_sharded(plain: RedisJobStore, arguments: dict[str, Any]) -> None:

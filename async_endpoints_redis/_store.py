@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import secrets
-import time
 import uuid
 from collections.abc import Sequence
 from typing import Any, TypeAlias, TypeVar
@@ -45,28 +43,24 @@ from async_endpoints._errors import (
     DuplicateJobError,
     JobStoreError,
     QueueFullError,
-    ResultRefusedError,
     StoreUnavailableError,
     full_queue_message,
 )
 from async_endpoints._idempotency import IdempotentJobGoneError
 from async_endpoints._job import (
-    DEFAULT_QUEUE,
     Job,
-    JobError,
-    JobStatus,
     NewJob,
     is_same_submission,
     parse_job_id,
 )
-from async_endpoints._store import CLAIM_EXPIRED, CLAIM_EXPIRED_MESSAGE, Claim
+from async_endpoints._store import Claim
 from async_endpoints._store_features import ClaimCancelListener, Idempotency
 
 from ._base import Offer
 from ._batch import Batcher
 from ._batches import RedisBatches
+from ._claims import RedisClaims
 from ._client import (
-    RESENT,
     AnyRedis,
     check_client,
     check_cluster_client,
@@ -77,14 +71,11 @@ from ._client import (
 from ._codec import (
     Reply,
     decode_or_none,
-    dump_json,
-    from_ms,
     job_from_text,
-    kept_on_completion,
-    pairs,
     queued_job,
     terminal_job,
     text,
+    to_ms,
 )
 from ._connection import Connection
 from ._control import RedisControl
@@ -93,31 +84,24 @@ from ._events import RedisEvents
 from ._follow_ups import RedisFollowUps
 from ._inspection import RedisInspection
 from ._keys import Keys
-from ._refusals import check_bulk_len, refusal
+from ._recover import RedisRecovery
 from ._schedules import RedisSchedules
 from ._scripts import Submission, check_follow_ups, delay_ms
+from ._settling import CompletionReply, RedisSettling
 from ._waits import RedisWaits
 
 logger = logging.getLogger("async_endpoints_redis")
 T = TypeVar("T")
 
-_RECOVER_BATCH = 500  # expired claims recovered, and finished jobs purged, per script call
-#: Script calls one recovery pass makes at most (a backlog beyond goes on at the next).
-RECOVER_CALLS = 200
-_CLAIM_EXPIRED = {"message": CLAIM_EXPIRED_MESSAGE, "type": CLAIM_EXPIRED}
 #: What a store was made with (its class, url, client and other arguments), to make it
 #: anew after it was closed (`RedisJobStore._made_again`).
 MadeWith: TypeAlias = "tuple[type[RedisJobStore], str | None, AnyRedis | None, dict[str, Any]]"
 
-_ALONE_OVER = 64 * 1024  # result characters past which a completion is not batched
-
-
-#: What one completion of a shared script call answers: its completion time (ms; -1 for a
-#: lost claim), or why it was not recorded.
-CompletionReply: TypeAlias = "int | ResultRefusedError | StoreUnavailableError"
-
 
 class RedisJobStore(
+    RedisClaims,
+    RedisSettling,
+    RedisRecovery,
     RedisWaits,
     RedisControl,
     RedisInspection,
@@ -207,7 +191,7 @@ class RedisJobStore(
             options=options,
             deadline=socket_timeout + socket_connect_timeout,
             keys=Keys(prefix),
-            retention_ms=_ms(retention),
+            retention_ms=to_ms(retention),
             inbox=self._inbox,
             decode=terminal_job,
             on_handed_over=self._handed_over,
@@ -383,146 +367,6 @@ class RedisJobStore(
             raise QueueFullError(full_queue_message(max_waiting), retry_after=RETRY_AFTER)
         return queued_job(new_job, created_ms, delay_ms(new_job.delay))
 
-    async def get(self, job_id: uuid.UUID) -> Job | None:
-        """The job with this id; None when there is none or its record is corrupt."""
-        fields = await self._run("get", lambda s: s.read(job_id))
-        return decode_or_none(job_id, fields) if fields else None
-
-    async def claim(
-        self, limit: int, *, lease: float, queues: Sequence[str] = (DEFAULT_QUEUE,)
-    ) -> list[Claim]:
-        """Claim up to ``limit`` due jobs of ``queues`` (strict priority, oldest first
-        within a queue, paused queues skipped), each for ``lease`` seconds.
-
-        One round trip per batch; the script also moves due Scheduled jobs to their
-        queues and drops ids whose record is missing or corrupt.
-        """
-        self._claim_generation = self._notifications.generation
-        self._due_after_claim = None
-        if limit <= 0:
-            return []
-        # A call that went unanswered may have run: the next one resends its token base, so
-        # the script hands back what it claimed rather than leaving it stranded.
-        resend = bool(self._unanswered)
-        if resend:
-            token_base, _ = self._unanswered.pop(0)
-        else:
-            token_base = self._token_mark + secrets.token_hex(16)
-        self._end_offer()  # the script ends it in Redis too, re-queueing unstarted jobs
-        started = list(self._started)  # told until a call carrying them is answered
-        inbox = self._ending()
-        try:
-            reply, due_ms = await self._run(
-                "claim",
-                lambda s: s.claim(
-                    limit, _ms(lease), token_base, inbox, started, queues, resend=resend
-                ),
-            )
-        except BaseException as exc:
-            # Whatever went wrong, the script may have run; its offer may still stand.
-            if isinstance(exc, StoreUnavailableError | asyncio.CancelledError):
-                # Kept in order: a resend taken from the front goes back there.
-                self._unanswered.insert(0 if resend else len(self._unanswered), (token_base, inbox))
-            raise
-        self._told(started)
-        if due_ms != -2:  # the queues ran dry: a busy wait need not ask for the due time
-            self._due_after_claim = (due_ms, time.monotonic(), tuple(queues))
-        claims = []
-        for message in reply:
-            job, fields = job_from_text(message)
-            if job is not None:
-                claims.append(Claim(job, fields["token"], from_ms(fields.get("due_at"))))
-        live, cancelled = self._cancelled_claims.live(claims)
-        self._let_go_soon(cancelled)
-        return live
-
-    async def _undo_unanswered(self) -> None:
-        """Undo what the unanswered claims took, if they ran (a sharded store gave up on
-        them: each may have run, or may yet, and its caller may never claim here again,
-        busy or stopping): each token base sent again with no room is handed what its
-        call took (the claim memo), and each job goes back to the head of its queue
-        (`_unclaim`); a first send that Redis carries out after its resend claims nothing
-        (the resend spends its base). A resend ends only the offers its first send meant
-        to end. When a resend is not answered either, its base is kept: the next claim,
-        or the next undo, sends it again."""
-        while self._unanswered:  # the last first: each to the head, so the first ends first
-            await self._undo_one(*self._unanswered.pop())
-
-    async def _undo_one(self, base: str, ending: str) -> None:
-        """`_undo_unanswered` of one token base (kept when its resend fails)."""
-        # The started tokens go with it (the offer it ends may be the one that handed
-        # them), but count as told only when it carries the number of the newest offer
-        # sent: one ending an older offer would not apply those of a newer one.
-        started = list(self._started)
-        current = ending == self._ending()
-        try:
-            reply, _ = await self._run(
-                "claim",
-                lambda s: s.claim(0, _ms(_UNDO_LEASE), base, ending, started, (), resend=True),
-            )
-        except BaseException:
-            self._unanswered.append((base, ending))
-            raise
-        if current:
-            self._told(started)
-        claims = []
-        for message in reply:
-            job, fields = job_from_text(message)
-            if job is not None:
-                claims.append(Claim(job, fields["token"], from_ms(fields.get("due_at"))))
-        try:
-            for claim in reversed(claims):  # to the head of the queue in their order
-                await self._unclaim(claim)
-        except BaseException:  # the rest are handed back by the next resend (the memo)
-            self._unanswered.append((base, ending))
-            raise
-
-    async def renew(self, claims: Sequence[Claim], *, lease: float) -> set[str]:
-        """Extend the leases of ``claims`` (one round trip); return the tokens of the
-        claims that are lost, which are left unchanged."""
-        if not claims:
-            return set()
-        lost = await self._run("renew", lambda s: s.renew(claims, _ms(lease)))
-        return {text(token) for token in lost}
-
-    async def complete(self, claim: Claim, result: Any) -> Job | None:
-        """Mark the claimed job Completed with ``result``; None when the claim is lost.
-
-        The job keeps only the owner and trace context of its captured request
-        (`kept_on_completion`). A
-        result over `_ALONE_OVER` characters is sent in a call of its own, so that its
-        transfer, or Redis refusing it, holds up no other completion.
-
-        Raises:
-            ResultRefusedError: Redis refuses the result for good: longer than the
-                server's ``proto-max-bulk-len`` (checked here when the store could read
-                it at start, else answered by Redis), or refused by Redis for another
-                reason; retrying cannot record it.
-            StoreUnavailableError: Redis cannot be reached.
-        """
-        result_json = dump_json(result)
-        check_bulk_len(result_json, self._connection.max_bulk_len)
-        if len(result_json) > _ALONE_OVER:
-            (reply,) = await self._complete_many([(claim, result_json)])
-        else:
-            reply = await self._completions.submit((claim, result_json))
-        if isinstance(reply, ResultRefusedError | StoreUnavailableError):
-            raise reply
-        completed_ms = reply
-        if completed_ms < 0:
-            return None
-        moment = from_ms(str(completed_ms))
-        job = claim.job.replace(
-            status=JobStatus.COMPLETED,
-            completed_at=moment,
-            last_updated_at=moment,
-            result=json.loads(result_json),
-            error=None,
-            request=kept_on_completion(claim.job.request),
-        )
-        self._notifications.settled(str(claim.job.id), job)
-        return job
-
     async def _enqueue_many(self, jobs: Sequence[Submission]) -> list[int | Reply]:
         # Submissions made in one event-loop turn share one script call (see `_batch`).
         replies, queued = await self._run("enqueue", lambda s: s.enqueue_many(jobs))
@@ -530,115 +374,7 @@ class RedisJobStore(
             self._notifications.wake()  # this process's own workers, before pub/sub does
         return replies
 
-    async def _complete_many(
-        self, completions: Sequence[tuple[Claim, str]]
-    ) -> list[CompletionReply]:
-        # Completions made in one event-loop turn share one script call (see `_batch`).
-        RESENT.set(False)
-        try:
-            counts, moved = await self._run("complete", lambda s: s.complete_many(completions))
-        except StoreUnavailableError:
-            raise  # transient: every caller retries
-        except JobStoreError as exc:
-            if len(completions) == 1:
-                return [refusal(exc)]
-            # A refusal fails the whole call: each goes again alone, so only its job fails.
-            return [reply for one in completions for reply in await self._complete_many([one])]
-        if moved:
-            # The next job of a key is claimable now: this process's own workers look at
-            # once, before the wake message comes back over pub/sub.
-            self._notifications.wake()
-        replies: list[CompletionReply] = [*counts]
-        if RESENT.get():  # a claim refused may be one the first send settled: unanswered
-            replies = [_unanswered() if reply == -1 else reply for reply in replies]
-        return replies
-
-    async def fail(self, claim: Claim, error: JobError, *, retry_in: float | None) -> Job | None:
-        """Record a failed attempt: retried in ``retry_in`` seconds while retries are left,
-        else Failed. None when the claim is lost (nothing changed)."""
-        error_json = dump_json(error.to_json())
-        delay_ms = None if retry_in is None else round(retry_in * 1000)
-        RESENT.set(False)
-        reply = await self._run("fail", lambda s: s.fail(claim, error_json, delay_ms))
-        settled = self._settled(claim.job.id, reply)
-        if settled is None and RESENT.get():  # refused: maybe by the first send's failure
-            raise _unanswered()
-        return settled
-
-    async def give_back(self, claim: Claim, *, retry_in: float) -> Job | None:
-        """Let the claimed job wait again (due in ``retry_in`` seconds), its attempt not
-        counted (its worker stops); None when the claim is lost (nothing changed). See
-        `GiveBackStore`."""
-        delay_ms = max(0, round(retry_in * 1000))
-        reply = await self._run("give_back", lambda s: s.give_back(claim, delay_ms))
-        return self._settled(claim.job.id, reply)
-
-    async def _unclaim(self, claim: Claim) -> Job | None:
-        """Undo ``claim``, which never reached a worker (a sharded store's claim handed more
-        than its room by a resent call): the job is Queued again at the head of its
-        queue, as if never claimed; None when the claim is lost (nothing changed)."""
-        reply = await self._run("unclaim", lambda s: s.unclaim(claim))
-        return self._settled(claim.job.id, reply)
-
-    async def recover(self) -> list[uuid.UUID]:
-        """Re-queue (or fail, without retries left) every job whose lease expired, and
-        delete the finished jobs and batches whose retention passed, in batches of one
-        script call each (as many as there are, up to `RECOVER_CALLS` calls a pass: up
-        to 100,000 deletions a pass); return the recovered ids. A batch that fails after
-        others were recovered ends the pass (logged; the rest wait for the next one) and
-        the ids recovered so far are returned: they are recovered in Redis either way."""
-        recovered, _ = await self._recover(RECOVER_CALLS)
-        return recovered
-
-    async def _recover(self, calls: int) -> tuple[list[uuid.UUID], bool]:
-        """`recover` in up to ``calls`` script calls: the recovered ids, and whether more
-        may be waiting (the last call took a whole batch of something)."""
-        error_json = dump_json(_CLAIM_EXPIRED)
-        recovered: list[uuid.UUID] = []
-        seen = _RECOVER_BATCH
-        gentle = self._connection.trouble.recent  # a stall lived through, maybe
-        for _ in range(calls):
-            try:
-                ids, seen = await self._run(
-                    "recover", lambda s: s.recover(_RECOVER_BATCH, error_json, gentle)
-                )
-            except JobStoreError as exc:
-                if not recovered:
-                    raise
-                logger.warning("recovery stopped after %d job(s): %s", len(recovered), exc)
-                break
-            recovered += [uuid.UUID(text(raw_id)) for raw_id in ids]
-            if seen < _RECOVER_BATCH:
-                break
-        if recovered:
-            self._notifications.wake()
-        return recovered, seen >= _RECOVER_BATCH
-
-    def _settled(self, job_id: uuid.UUID, reply: list[Any] | None) -> Job | None:
-        if not reply:
-            return None
-        job = decode_or_none(job_id, pairs(reply))
-        if job is not None and job.status.is_terminal:
-            self._notifications.settled(str(job_id), job)
-        elif job is not None:
-            self._notifications.wake()
-        return job
-
-
-#: Seconds the leases of what `_undo_unanswered` is handed run, until it undoes them.
-_UNDO_LEASE = 60.0
-
-
-def _unanswered() -> StoreUnavailableError:
-    """A settlement refused after redis-py sent it again (`RESENT`): its first send may
-    have recorded it and lost the reply. Raised as unanswered, so the worker tries again
-    and, refused again, reads the job to tell (`AttemptRunner._refused`)."""
-    return StoreUnavailableError(
-        "Redis did not answer the first send of this settlement, and the resend was "
-        "refused: the first may have recorded it",
-        retry_after=RETRY_AFTER,
-    )
-
-
-def _ms(seconds: float) -> int:
-    return max(1, round(seconds * 1000))
+    async def get(self, job_id: uuid.UUID) -> Job | None:
+        """The job with this id; None when there is none or its record is corrupt."""
+        fields = await self._run("get", lambda s: s.read(job_id))
+        return decode_or_none(job_id, fields) if fields else None

@@ -14,7 +14,7 @@ import pytest
 from async_endpoints import JobStatus, StoreUnavailableError
 from async_endpoints._job import NewJob
 from async_endpoints_redis import RedisJobStore
-from async_endpoints_redis import _store as plain_store
+from async_endpoints_redis import _recover as plain_store
 from async_endpoints_redis._shard_layout import ShardLayout
 from tests import redis_servers
 from tests.redis.conftest import StoreFactory

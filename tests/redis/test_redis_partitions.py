@@ -500,7 +500,7 @@ async def test_one_recovery_pass_lets_go_of_every_expired_held_key_and_drops_orp
     """Keys held for cancelled attempts whose lease ran out are let go by one `recover`,
     however many batches they take; a held entry without its attempt's record (never left
     by the store itself) is dropped rather than read again at every pass."""
-    monkeypatch.setattr("async_endpoints_redis._store._RECOVER_BATCH", 1)
+    monkeypatch.setattr("async_endpoints_redis._recover._RECOVER_BATCH", 1)
     store = await make_store()
     keys = ["k1", "k2", "k3"]
     firsts = [await store.enqueue(new_job(key)) for key in keys]

@@ -23,7 +23,7 @@ from async_endpoints import (
     StoreUnavailableError,
 )
 from async_endpoints_redis import RedisJobStore
-from async_endpoints_redis import _store as redis_store_module
+from async_endpoints_redis import _settling as settling_module
 from tests.redis_servers import RedisServer, start_server
 
 from .test_redis_store import new_job
@@ -69,7 +69,7 @@ async def test_a_refused_result_changes_no_other_completion_settled_with_it(
 ) -> None:
     """Completions made in the same loop turn land; only the refused one raises."""
     if batched:  # even in one script call with the others, only its own job fails
-        monkeypatch.setattr(redis_store_module, "_ALONE_OVER", 10 * len(BIG))
+        monkeypatch.setattr(settling_module, "_ALONE_OVER", 10 * len(BIG))
     store = RedisJobStore(strict_redis.url, prefix=prefix)
     try:
         for _ in range(3):
