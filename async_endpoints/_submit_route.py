@@ -20,11 +20,11 @@ from ._app_handlers import refusal
 from ._capture import (
     RequestRejected,
     capture_query,
-    check_declared_length,
     is_json,
     names_a_non_finite_number,
     raw_headers,
     read_body,
+    skip_body,
 )
 from ._disconnect import unless_disconnected
 from ._errors import DuplicateJobError, JobStoreError, JobValidationError, QueueFullError
@@ -352,7 +352,7 @@ async def _read_validated_body(
     request: Request, handler: Handler, endpoints: JobService
 ) -> tuple[Any, str | None]:
     if handler.model is None:
-        check_declared_length(request, endpoints.settings.max_body_size)
+        await skip_body(request, endpoints.settings.max_body_size)
         return None, None
     # Lines that disagree are refused as for the id headers: reading the first would let
     # a proxy or a server that reads the last see another body type than this one did

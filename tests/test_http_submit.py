@@ -685,6 +685,43 @@ async def test_a_no_body_endpoint_refuses_a_declared_body_over_max_body_size_wit
     assert small.status_code == 202
 
 
+@pytest.mark.parametrize("handler", [bare_context, none_context], ids=["bare", "none"])
+async def test_a_no_body_endpoint_refuses_a_streamed_body_over_max_body_size_with_413(
+    app, http_client_for, handler: Any
+) -> None:
+    """A body sent without Content-Length (chunked) to an endpoint whose handler takes no
+    body is held to max_body_size too: 413 (JSON) once past it, the rest unsent, nothing
+    queued; a small streamed body is read, dropped, and the POST queued."""
+    endpoints = AsyncEndpoints(app, run_workers=False, max_body_size=1000)
+    endpoints.map_async_post("/reports/{kind}")(handler)
+    sent = {"large": 0, "small": 0}
+
+    def streamed(kind: str, chunks: int) -> AsyncIterator[bytes]:
+        async def body() -> AsyncIterator[bytes]:
+            for _ in range(chunks):
+                sent[kind] += 1
+                yield b"x" * 300
+
+        return body()
+
+    async with http_client_for(app) as client:
+        large_request = client.build_request(
+            "POST", "/reports/nightly", content=streamed("large", 100)
+        )
+        assert "content-length" not in large_request.headers
+        large = await client.send(large_request)
+        queued_after_large = await endpoints.store.count_waiting()
+        small_request = client.build_request(
+            "POST", "/reports/nightly", content=streamed("small", 2)
+        )
+        small = await client.send(small_request)
+    assert large.status_code == 413 and "1000 bytes" in large.json()["detail"]
+    assert queued_after_large == 0
+    assert sent["large"] < 100
+    assert small.status_code == 202 and sent["small"] == 2
+    assert await endpoints.store.count_waiting() == 1
+
+
 # --- the job_submitted_response factory ----------------------------------------------------
 
 
