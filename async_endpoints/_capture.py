@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import re
 import string
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import quote, unquote_plus
 
 from pydantic_core import from_json
@@ -44,16 +44,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     """
     check_declared_length(request, limit)
     chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise RequestRejected(413, f"request body is larger than {limit} bytes")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        # Nobody reads the answer; the refusal keeps it out of the server's error log.
-        raise RequestRejected(400, "the client disconnected before the whole body") from None
+    await _stream(request, limit, chunks.append)
     return b"".join(chunks)
 
 
@@ -64,16 +55,27 @@ async def skip_body(request: Request, limit: int) -> None:
     dropped, refused as soon as the bytes read pass the limit. A client that disconnects
     before the end of its body gets a 400, as in `read_body`."""
     check_declared_length(request, limit)
-    if "content-length" in request.headers:
-        return
+    if "content-length" not in request.headers:
+        await _stream(request, limit, _drop)
+
+
+async def _stream(request: Request, limit: int, keep: Callable[[bytes], object]) -> None:
+    """Each chunk of the body to ``keep``, refusing with 413 once past ``limit`` bytes and
+    with 400 when the client disconnects first."""
     size = 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
                 raise RequestRejected(413, f"request body is larger than {limit} bytes")
+            keep(chunk)
     except ClientDisconnect:
+        # Nobody reads the answer; the refusal keeps it out of the server's error log.
         raise RequestRejected(400, "the client disconnected before the whole body") from None
+
+
+def _drop(chunk: bytes) -> None:
+    pass
 
 
 def names_a_non_finite_number(text: str) -> bool:
