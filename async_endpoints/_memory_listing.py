@@ -11,7 +11,7 @@ by index), so a page costs O(limit + log n) for a status alone:
   limit) a page), then the jobs waiting behind their partition key by when each was
   queued (`_memory_live.queued_moment`), then by id: the queue's Queued index with the
   claimable jobs skipped, read only when the queue holds such a job. The positions, and
-  how a page resumes in the turns as claims move them, are `_Resume`'s.
+  how a page resumes in the turns as claims move them, are `_memory_claim_order`'s.
 - ``Scheduled``: by due time on the store's monotonic clock, then by id; position
   ``[due, id]``. This is the order of ``run_at`` unless the wall clock stepped between two
   schedulings (``run_at`` is only what the job shows; the due time is what counts).
@@ -36,24 +36,22 @@ meanwhile) still marks a place in the order.
 
 from __future__ import annotations
 
-import math
 import uuid
-from collections.abc import Callable, Container, Iterator, Sequence
-from itertools import islice
-from typing import Any, NamedTuple
+from collections.abc import Callable, Container, Sequence
+from typing import Any
 
 from ._job import DEFAULT_QUEUE, Job, JobStatus
 from ._listing import JobPage, QueueStats, check_limit, decode_cursor, encode_cursor, filters_of
 from ._memory_batches import BatchBook
-from ._memory_index import CreationLog, due_entry, entry_of, parts, queued_entry_of, queued_parts
-from ._memory_live import QUEUED, LiveJobs
-from ._memory_ready import ReadyJobs, TenantTurns
+from ._memory_claim_order import followed, queued
+from ._memory_index import CreationLog, due_entry, parts
+from ._memory_live import LiveJobs
+from ._memory_positions import Walk, count, entry, is_number, job_key, one
+from ._memory_ready import ReadyJobs
 from ._retained import RetainedJobs
 
 #: Entries of other queues or tenants a page may skip before it ends short.
 VISIT_BUDGET = 10_000
-
-_Walk = Iterator[tuple[list[Any], Job | None]]  # (position, the job or None to skip)
 
 
 class MemoryInspection:
@@ -103,8 +101,8 @@ class MemoryInspection:
         if status is None:
             walk = _created(self, queue, tenant, position)
         elif status is JobStatus.QUEUED:
-            walk = _queued(self, queue, tenant, position, queues)
-            return _collect(walk, tenant, members, limit, filters, _followed)
+            walk = queued(self, queue, tenant, position, queues)
+            return _collect(walk, tenant, members, limit, filters, followed)
         elif status is JobStatus.SCHEDULED:
             walk = _scheduled(self, queue, position)
         elif status is JobStatus.IN_PROGRESS:
@@ -146,7 +144,7 @@ def _checked(
 
 
 def _collect(
-    walk: _Walk,
+    walk: Walk,
     tenant: str | None,
     members: Container[int] | None,
     limit: int,
@@ -179,8 +177,8 @@ def _collect(
 
 def _created(
     store: MemoryInspection, queue: str | None, tenant: str | None, position: list[Any] | None
-) -> _Walk:
-    before = None if position is None else _count(_one(position))
+) -> Walk:
+    before = None if position is None else count(one(position))
     jobs, finished = store._jobs, store._finished
     for seq, key, job_queue, job_tenant in store._created.newest_first(before):
         job = None
@@ -191,11 +189,11 @@ def _created(
 
 def _batch(
     store: MemoryInspection, keys: list[int], queue: str | None, position: list[Any] | None
-) -> _Walk:
+) -> Walk:
     """A batch's members (``keys``, in the order they were stored), newest first."""
     end = len(keys)
     if position is not None:
-        end = _count(_one(position))
+        end = count(one(position))
         if end > len(keys):
             raise ValueError("invalid cursor")
     jobs, finished = store._jobs, store._finished
@@ -205,194 +203,20 @@ def _batch(
         yield [index], job if job is not None and queue in (None, job.queue) else None
 
 
-def _queued(
-    store: MemoryInspection,
-    queue: str | None,
-    tenant: str | None,
-    position: list[Any] | None,
-    queues: Sequence[str],
-) -> _Walk:
-    """Queue after queue in priority order, each in its claim order: its claimable jobs in
-    the tenants' turns, then its jobs waiting behind their partition key, by when each was
-    queued (see `_Resume` for the positions)."""
-    if queue is not None:
-        names = [queue]
-    else:
-        names = list(dict.fromkeys(queues))
-        names += sorted(set(store._live.queued) - set(names))
-    start, resume = 0, None
-    if position is not None:
-        if not position or position[0] not in names:
-            raise ValueError("invalid cursor")
-        start, resume = names.index(position[0]), _Resume.of(position)
-    for index in range(start, len(names)):
-        name = names[index]
-        here = resume if index == start else None
-        if here is None or here.behind is None:
-            yield from _in_turns(store, name, tenant, here)
-        yield from _behind_keys(store, name, None if here is None else here.behind)
-
-
-class _Resume(NamedTuple):
-    """Where a Queued page resumes its queue, read from a position:
-
-    - ``[queue, 0, round, place, id, µs, seq]``: after that job of the turns (its id and
-      the moment and number it was queued at: a job retried or requeued since is another);
-    - ``[queue, 0, round, place, id, µs, seq, next round, next place]``: at the job of the
-      turns that came next (its id, queued moment and number, round and place); a page
-      that ended before a job of the same turns holds it rather than its last job's, so
-      that claims between two pages skip nothing (see `_start`);
-    - ``[queue, 1, µs, seq, id]``: after that index entry among the jobs waiting behind
-      their partition key (``behind``).
-    """
-
-    round: int = 0
-    place: int = 0
-    key: int = 0
-    entry: int = 0
-    next: tuple[int, int] | None = None  # the round and place of the job that came next
-    behind: int | None = None
-
-    @classmethod
-    def of(cls, position: list[Any]) -> _Resume:
-        """The position's fields, checked (`ValueError` otherwise)."""
-        section = position[1] if len(position) > 1 else None
-        if len(position) in (7, 9) and _is_integer(section) and section == 0:
-            round_, place, text, at, seq, *following = position[2:]
-            counts = (round_, place, at, seq, *following)
-            if all(_is_integer(value) and value >= 0 for value in counts):
-                key = _job_key(text)
-                next_at = (following[0], following[1]) if following else None
-                return cls(round_, place, key, queued_entry_of(at, seq, key), next_at)
-        elif len(position) == 5 and _is_integer(section) and section == 1:
-            _, _, at, seq, text = position
-            if _is_integer(at) and _is_integer(seq):
-                return cls(behind=queued_entry_of(at, seq, _job_key(text)))
-        raise ValueError("invalid cursor")
-
-
-def _followed(last: list[Any], following: list[Any]) -> list[Any]:
-    """The position a page that ended with ``last``, before ``following``, resumes at: the
-    job that came next when both are of the same queue's turns (see `_Resume`)."""
-    if last[:2] == [following[0], 0] and following[1] == 0 and len(following) == 7:
-        return [*last[:4], *following[4:7], following[2], following[3]]
-    return last
-
-
-def _in_turns(
-    store: MemoryInspection, name: str, tenant: str | None, here: _Resume | None
-) -> _Walk:
-    """The claimable jobs of queue ``name`` in the order claims take them: the first job
-    of every tenant in turn order, then the second of those that have two, and so on (of
-    ``tenant`` alone when given); from where ``here`` says (`_start`). The rest of the
-    first round is read in place; a page going on into the next rounds goes through the
-    turns once."""
-    turns = store._ready.queues.get(name)
-    if turns is None:
-        return
-    jobs, entries = store._jobs, store._live.queued_entries
-    first_round, last_place = (-1, -1) if here is None else _start(store, name, turns, here)
-    round_ = max(first_round, 0)
-    start = last_place + 1 if round_ == first_round else 0
-    for place, owner in enumerate(islice(turns.turns, start, None), start):
-        waiting = turns.claimable(owner, jobs)
-        if (tenant is None or owner == tenant) and len(waiting) > round_:
-            job = waiting[round_]
-            at, seq, _ = queued_parts(entries[job.id.int])
-            yield [name, 0, round_, place, job.id.hex, at, seq], job
-    left = [
-        (place, waiting)
-        for place, owner in enumerate(turns.turns)
-        if (tenant is None or owner == tenant)
-        and len(waiting := turns.claimable(owner, jobs)) > round_ + 1
-    ]
-    while left:
-        round_ += 1
-        for place, waiting in left:
-            job = waiting[round_]
-            at, seq, _ = queued_parts(entries[job.id.int])
-            yield [name, 0, round_, place, job.id.hex, at, seq], job
-        left = [group for group in left if len(group[1]) > round_ + 1]
-
-
-def _start(
-    store: MemoryInspection, name: str, turns: TenantTurns, here: _Resume
-) -> tuple[int, int]:
-    """The round and place in ``turns`` (of queue ``name``) to list on after. With the job
-    that came next: at it, where it is now (claims move the jobs up); if it was
-    cancelled, at its old place (the jobs behind it moved up into it); if it was claimed
-    (or is another job now), from the start, since claims take the jobs before it first.
-    With the last job looked at alone (a page cut short by a filter, or one that ended
-    with the turns): after it, where it is now, else the same way."""
-    if here.next is None:
-        now = _now_at(store, name, turns, here.key, here.entry, here.round)
-        if now is not None:
-            return now
-        at = here.round, here.place
-    else:
-        now = _now_at(store, name, turns, here.key, here.entry, here.next[0])
-        if now is not None:
-            return now[0], now[1] - 1
-        at = here.next
-    ended = store._finished.get_key(here.key)
-    if ended is not None and ended.status is JobStatus.CANCELED:
-        return at[0], at[1] - 1
-    return -1, -1
-
-
-def _now_at(
-    store: MemoryInspection, name: str, turns: TenantTurns, key: int, entry: int, was: int
-) -> tuple[int, int] | None:
-    """The round and place in ``turns`` (of queue ``name``) of the job ``key`` queued as
-    ``entry`` (which was at round ``was``), or None when it is not claimable there now,
-    or was queued again since. Claims only move a tenant's jobs up: O(its tenant's place)
-    when it has not moved, else O(its round) more."""
-    job = store._jobs.get(key)
-    if job is None or job.queue != name or store._live.queued_entries.get(key) != entry:
-        return None
-    for place, owner in enumerate(turns.turns):
-        if owner == job.tenant:
-            waiting = turns.claimable(owner, store._jobs)
-            if was < len(waiting) and waiting[was] is job:
-                return was, place
-            for round_, queued in enumerate(waiting):
-                if queued is job:
-                    return round_, place
-            return None
-    return None
-
-
-def _behind_keys(store: MemoryInspection, name: str, after: int | None) -> _Walk:
-    """The Queued jobs of queue ``name`` waiting behind their partition key, by when each
-    was queued, from after the index entry ``after``: its index with the claimable jobs
-    skipped (none is read when no job of the queue waits behind a key)."""
-    index = store._live.queued.get(name)
-    if index is None:
-        return
-    turns = store._ready.queues.get(name)
-    if store._live.counts[name][QUEUED] <= (0 if turns is None else len(turns)):
-        return
-    jobs, ready = store._jobs, store._ready
-    for value in index.after(after):
-        at, seq, key = queued_parts(value)
-        job = jobs[key]
-        yield [name, 1, at, seq, job.id.hex], None if ready.is_claimable(job) else job
-
-
-def _scheduled(store: MemoryInspection, queue: str | None, position: list[Any] | None) -> _Walk:
+def _scheduled(store: MemoryInspection, queue: str | None, position: list[Any] | None) -> Walk:
     after = None
     if position is not None:
-        if len(position) != 2 or not _is_number(position[0]):
+        if len(position) != 2 or not is_number(position[0]):
             raise ValueError("invalid cursor")
-        after = due_entry(float(position[0]), _job_key(position[1]))
+        after = due_entry(float(position[0]), job_key(position[1]))
     jobs, due = store._jobs, store._live.due
     for value in store._live.scheduled.after(after):
         job = jobs[parts(value)[1]]
         yield [due[job.id.int], job.id.hex], job if queue in (None, job.queue) else None
 
 
-def _running(store: MemoryInspection, queue: str | None, position: list[Any] | None) -> _Walk:
-    after = None if position is None else _entry(position)
+def _running(store: MemoryInspection, queue: str | None, position: list[Any] | None) -> Walk:
+    after = None if position is None else entry(position)
     jobs = store._jobs
     for value in store._live.running.after(after):
         at, key = parts(value)
@@ -407,11 +231,11 @@ def _finished(
     tenant: str | None,
     members: Container[int] | None,
     position: list[Any] | None,
-) -> _Walk:
+) -> Walk:
     finished = store._finished
     before = None
     if position is not None:
-        before = finished.check_position(status, _one(position))
+        before = finished.check_position(status, one(position))
     for index, key, job_queue, job_tenant in finished.newest_first(status, before):
         job = None
         if (
@@ -421,39 +245,3 @@ def _finished(
         ):
             job = finished.get_key(key)
         yield [index], job
-
-
-def _entry(position: list[Any]) -> int:
-    """The index entry a ``[µs, id]`` position names."""
-    if len(position) != 2 or not _is_integer(position[0]):
-        raise ValueError("invalid cursor")
-    return entry_of(position[0], _job_key(position[1]))
-
-
-def _job_key(text: Any) -> int:
-    if not isinstance(text, str):
-        raise ValueError("invalid cursor")
-    try:
-        return uuid.UUID(hex=text).int
-    except ValueError:
-        raise ValueError("invalid cursor") from None
-
-
-def _one(position: list[Any]) -> Any:
-    if len(position) != 1:
-        raise ValueError("invalid cursor")
-    return position[0]
-
-
-def _count(value: Any) -> int:
-    if not _is_integer(value) or value < 0:
-        raise ValueError("invalid cursor")
-    return int(value)
-
-
-def _is_integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
