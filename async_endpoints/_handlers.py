@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import inspect
 import json
 from collections.abc import Awaitable, Callable, Mapping
@@ -25,6 +24,8 @@ from ._errors import (
     ResultValidationError,
     summarize_errors,
 )
+from ._handler_signature import HandlerFunction as HandlerFunction
+from ._handler_signature import called_with_context_alone, label_of, unwrapped
 from ._hook_shape import check_hook
 from ._job import DEFAULT_QUEUE, Job
 from ._json_numbers import HUGE_INTEGER, huge_integer_in
@@ -43,7 +44,6 @@ from ._query_model import QueryModel
 from ._settings import DEFAULT_MAX_RESULT_SIZE
 from ._webhook_urls import WebhookTarget
 
-HandlerFunction = Callable[[AsyncContext[Any]], Awaitable[Any]]
 #: ``validator(request, body)``, sync or async: a `Response` to send instead of queuing,
 #: or None to queue the job (``request`` is the Starlette `Request`, ``body`` the parsed
 #: model, or None for an endpoint without one).
@@ -167,15 +167,15 @@ class Handler:
                 f"job handler {called} must be an async function (async def); for blocking "
                 "work, await asyncio.to_thread(...) inside it"
             )
-        label = _label_of(function, name)
-        params = _called_with_context_alone(function, label)
+        label = label_of(function, name)
+        params = called_with_context_alone(function, label)
         try:
             # The request and result types keep Annotated's constraints (a
             # Field(max_length=...) is validated); the OpenAPI result type is read without.
-            hints = get_type_hints(_unwrapped(function), include_extras=True)
+            hints = get_type_hints(unwrapped(function), include_extras=True)
             given = hints.get(params[0], AsyncContext)
             model = request_model_of(given)
-            returns = get_type_hints(_unwrapped(function)).get("return", Any)
+            returns = get_type_hints(unwrapped(function)).get("return", Any)
             # Validated and serialised with its Annotated metadata (constraints,
             # validators, serializers), as FastAPI does a response model.
             returned = hints.get("return", Any)
@@ -290,7 +290,7 @@ class Handler:
     def doc(self) -> str | None:
         """The handler function's docstring (a ``functools.partial``'s function's, not
         the partial's own), for its route's documentation."""
-        doc = _unwrapped(self.function).__doc__
+        doc = unwrapped(self.function).__doc__
         return doc if isinstance(doc, str) else None
 
     def context(
@@ -386,92 +386,6 @@ class Handler:
             where = summarize_errors(exc.errors, "body")
             message = f"the stored request body no longer passes {self.name}'s model: {where}"
             raise JobValidationError(message, exc.errors) from None
-
-
-def _called_with_context_alone(function: HandlerFunction, label: str) -> list[str]:
-    """The names of ``function``'s parameters (``label`` its name in messages), checked to
-    take one positional argument (the context) and nothing else the worker would not give.
-
-    Raises:
-        ConfigurationError: no parameter takes the context, another one needs a value, or
-            one asks for a FastAPI dependency or request parameter (nothing would resolve it).
-    """
-    parameters = list(inspect.signature(function).parameters.values())
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    if not parameters or parameters[0].kind not in (*positional, inspect.Parameter.VAR_POSITIONAL):
-        raise ConfigurationError(f"job handler {label} takes no AsyncContext")
-    hints = _hints_if_resolvable(function)
-    for parameter in parameters[1:]:
-        annotation = hints.get(parameter.name, parameter.annotation)
-        # First: FastAPI's own form, Annotated[Session, Depends(get_db)], has no default.
-        if _is_request_marker(parameter.default, annotation):
-            raise _asks_fastapi(label, parameter.name)
-        variadic = parameter.kind in (
-            inspect.Parameter.VAR_POSITIONAL,
-            inspect.Parameter.VAR_KEYWORD,
-        )
-        if not variadic and parameter.default is inspect.Parameter.empty:
-            raise ConfigurationError(
-                f"job handler {label} is called with its AsyncContext alone: "
-                f"its parameter {parameter.name!r} needs a default"
-            )
-    return [parameter.name for parameter in parameters]
-
-
-def _label_of(function: HandlerFunction, name: str | None) -> str:
-    """What messages call the handler: its function's name, else the ``name`` given.
-
-    Raises:
-        ConfigurationError: it has neither (a ``functools.partial`` given no name).
-    """
-    label = getattr(function, "__name__", None)
-    if isinstance(label, str):
-        return label
-    if name is None:
-        raise ConfigurationError(
-            f"job handler {function!r} has no __name__: give it a name (name=...)"
-        )
-    return name
-
-
-def _hints_if_resolvable(function: HandlerFunction) -> dict[str, Any]:
-    """``function``'s annotations with their ``Annotated`` extras, resolved (``from
-    __future__ import annotations`` makes them strings); none when they cannot be (the
-    annotations' check says why, later)."""
-    try:
-        return get_type_hints(_unwrapped(function), include_extras=True)
-    except Exception:  # unresolvable: reported with the other annotations
-        return {}
-
-
-def _is_request_marker(default: Any, annotation: Any) -> bool:
-    """Whether a parameter is declared with FastAPI's ``Depends``, ``Security``,
-    ``Query``, ``Header``, ``Body``... (as its ``default``, or in an ``Annotated``
-    ``annotation``)."""
-    try:
-        from fastapi import params
-    except ImportError:  # pragma: no cover - FastAPI is optional
-        return False
-    markers = (params.Depends, params.Param, params.Body)
-    found = [default, *getattr(annotation, "__metadata__", ())]
-    return any(isinstance(value, markers) for value in found)
-
-
-def _asks_fastapi(label: str, parameter: str) -> ConfigurationError:
-    return ConfigurationError(
-        f"job handler {label}'s parameter {parameter!r} asks FastAPI for a dependency or "
-        "a request value, which nothing resolves for a job: a handler is called with its "
-        "AsyncContext alone (take resources from ctx.state, set by the app's lifespan, and "
-        "give the route its dependencies with dependencies=[...])"
-    )
-
-
-def _unwrapped(function: HandlerFunction) -> Any:
-    """The function whose annotations ``function`` has: itself, or the one a
-    ``functools.partial`` wraps (at any depth)."""
-    while isinstance(function, functools.partial):
-        function = function.func
-    return function
 
 
 def _validation_error(exc: ValidationError, message: str | None = None) -> JobValidationError:
