@@ -236,6 +236,7 @@ class InMemoryJobStore(
         now = self._monotonic()
         self._finished.expire(now)
         self._batch_book.expire(now)
+        self._trim_created()
         for key in [key for key, (_, until, _) in self._held.items() if until <= now]:
             self._let_go(key, self._held[key][0])
         expired = [key for key, (_, until) in self._leases.items() if until <= now]
@@ -364,10 +365,16 @@ class InMemoryJobStore(
             self._wait(job, join=True)
             self._work.set()
         if not seq & 63:  # often enough that each pass is short
-            # A job held for its webhook stays logged: listed again if requeued.
-            live, kept = self._jobs, self._finished
-            self._created.trim(lambda key: key in live or key in kept, len(live) + len(kept))
+            self._trim_created()
         return job
+
+    def _trim_created(self) -> None:
+        """Forget the creation log's entries of jobs gone (their retention passed, or
+        dropped for ``max_retained``); a job held for its webhook stays logged (listed
+        again if requeued). Every 64th submission, and at each recovery pass: a log a
+        burst filled is let go once its jobs expire, without new submissions."""
+        live, kept = self._jobs, self._finished
+        self._created.trim(lambda key: key in live or key in kept, len(live) + len(kept))
 
     def _cancel_live(self, job: Job) -> Job:
         """Cancel the waiting or running ``job``; a running one's listeners are told."""

@@ -74,6 +74,24 @@ async def test_waiting_and_running_jobs_are_never_dropped_to_honour_max_retained
     assert await kept(store, finished) == [None, None, JobStatus.COMPLETED]
 
 
+async def test_a_recovery_pass_lets_go_of_a_bursts_jobs_once_their_retention_passed() -> None:
+    """Jobs a burst stored leave every listing structure at the first recovery pass after
+    their retention, with no submission after them (the log was trimmed only on every
+    64th submission: a quiet app kept the whole burst's ids and tenants)."""
+    clock = ManualClock()
+    store = InMemoryJobStore(retention=5, clock=clock)
+    burst = 3_000 + 17  # not a multiple of 64: no submission trims the log at the end
+    for index in range(burst):
+        await store.enqueue(dataclasses.replace(new_job(), tenant=f"tenant-{index}"))
+    for claim in await store.claim(burst, lease=30):
+        await store.complete(claim, {"n": 1})
+    assert len(store._created) == burst
+    clock.advance(6)
+    await store.recover()
+    assert (await store.list_jobs(limit=10)).jobs == []
+    assert len(store._created) == 0 and len(store._created.keys) == 0
+
+
 async def test_retained_jobs_give_the_garbage_collector_nothing_to_traverse() -> None:
     """2,000 more finished jobs (results, errors, requests) add almost no tracked objects."""
     store = InMemoryJobStore(clock=ManualClock())
