@@ -169,8 +169,20 @@ class WebhookSender:
             WebhookDeliveryError: the receiver answered something else than 2xx, or
                 could not be reached in time, or the job is not terminal (requeued since
                 it ended): retried, so the job's next end is what is delivered.
+
+        Each error's message names the job whose webhook it is.
         """
         order = ctx.request
+        try:
+            return await self._deliver(order, ctx.job_id)
+        except (WebhookDeliveryError, WebhookUndeliverable) as exc:
+            # Named in the delivery's error and log line, which carry the delivery's id.
+            text = str(exc)
+            if str(order.job_id) in text:
+                raise
+            raise type(exc)(f"the webhook of job {order.job_id}: {text}") from None
+
+    async def _deliver(self, order: DeliveryOrder, delivery_id: uuid.UUID) -> int:
         try:
             url = check_url(order.url, self._allowed)
         except ValueError as exc:
@@ -181,7 +193,7 @@ class WebhookSender:
         if not job.status.is_terminal:  # requeued since it ended: wait for its new end
             raise WebhookDeliveryError(f"job {order.job_id} is running again")
         body, content_type = await self._body(job)
-        headers = signed_headers(self._keys, str(ctx.job_id), int(time.time()), body)
+        headers = signed_headers(self._keys, str(delivery_id), int(time.time()), body)
         headers["content-type"] = content_type
         headers["user-agent"] = _USER_AGENT
         status = await self._send(url, body, headers)
@@ -229,8 +241,15 @@ class WebhookSender:
 
         if self._client is None:
             _quiet_httpx()
-            # trust_env: the operator's HTTPS_PROXY / NO_PROXY and CA settings apply.
-            self._client = httpx.AsyncClient(follow_redirects=False, timeout=DELIVERY_TIMEOUT)
+            # trust_env: the operator's HTTPS_PROXY / NO_PROXY and CA settings apply. As
+            # many connections as handlers run at once: no delivery waits for one (the
+            # wait would count against its DELIVERY_TIMEOUT; httpx's default is 100).
+            connections = max(100, self._settings.max_concurrency)
+            self._client = httpx.AsyncClient(
+                follow_redirects=False,
+                timeout=DELIVERY_TIMEOUT,
+                limits=httpx.Limits(max_connections=connections, max_keepalive_connections=20),
+            )
         return self._client
 
     async def _body(self, job: Job) -> tuple[bytes, str]:

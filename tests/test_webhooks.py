@@ -135,17 +135,43 @@ async def test_a_receiver_answering_500_gets_every_attempt_and_the_webhook_fails
     store: JobStore,
 ) -> None:
     """webhook_retries=4 and a receiver that always answers 500: five signed attempts
-    with one webhook-id, then webhook Failed after 5 attempts; the job stays Completed."""
+    with one webhook-id, then webhook Failed after 5 attempts; the job stays Completed.
+    The delivery job's error names the job whose webhook failed, and why."""
     async with receiving(answer_with(500)) as receiver:
         app = webhook_app(store, [receiver.host], webhook_retries=4)
         async with client_of(app) as client:
             job = await submit(client, hook=receiver.url)
             final = await job_until(client, job["id"], webhook_ended)
+            delivery_id = receiver.deliveries[0].headers["webhook-id"]
+            delivery = (await client.get(f"/jobs/{delivery_id}")).json()
+    assert delivery["error"] == {
+        "message": f"the webhook of job {job['id']}: the receiver answered 500",
+        "type": "WebhookDeliveryError",
+    }
     assert final["status"] == "Completed" and final["result"] == {"item": "tea"}
     assert final["webhook"] == {"status": "Failed", "attempts": 5}
     assert len(receiver.deliveries) == 5
     assert len({delivery.headers["webhook-id"] for delivery in receiver.deliveries}) == 1
     assert all(signature_is_valid(delivery) for delivery in receiver.deliveries)
+
+
+async def test_cancelling_a_delivery_job_fails_the_webhook_with_no_more_attempts(
+    store: JobStore,
+) -> None:
+    """The delivery job (its id is the webhook-id) is a job like any: cancelled while it
+    waits for its retry, the job's webhook reads Failed after the attempts made, and the
+    receiver gets nothing more."""
+    async with receiving(answer_with(500)) as receiver:
+        app = webhook_app(store, [receiver.host], webhook_retry_base_delay=30)
+        async with client_of(app) as client:
+            job = await submit(client, hook=receiver.url)
+            await job_until(client, job["id"], lambda _: len(receiver.deliveries) == 1)
+            delivery_id = receiver.deliveries[0].headers["webhook-id"]
+            await job_until(client, delivery_id, lambda job: job["status"] == "Scheduled")
+            assert (await client.post(f"/jobs/{delivery_id}/cancel")).status_code == 200
+            final = await job_until(client, job["id"], webhook_ended)
+    assert final["webhook"] == {"status": "Failed", "attempts": 1}
+    assert len(receiver.deliveries) == 1
 
 
 async def test_a_failed_delivery_is_retried_until_the_receiver_takes_it(store: JobStore) -> None:
@@ -315,6 +341,62 @@ async def test_an_attempt_is_bounded_by_the_delivery_timeout_in_all(
             final = await endpoints.get_job(job.id)
     assert final is not None and final.webhook is not None
     assert final.webhook.status.value == "Failed" and final.webhook.attempts == 1
+
+
+@asynccontextmanager
+async def gathering_receiver(count: int) -> AsyncIterator[str]:
+    """A raw HTTP server on 127.0.0.1 that answers 200 to no request until ``count``
+    requests are open at once (then to all of them); its URL for the block."""
+    gathered = asyncio.Event()
+    open_now = 0
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal open_now
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        await reader.readexactly(length)
+        open_now += 1
+        if open_now >= count:
+            gathered.set()
+        try:
+            await asyncio.wait_for(gathered.wait(), 30)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            await writer.drain()
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0, backlog=count + 16)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield f"http://127.0.0.1:{port}"
+        server.close()
+
+
+async def test_as_many_deliveries_as_max_concurrency_are_sent_at_once() -> None:
+    """A process sends as many deliveries at once as its pool runs handlers: none waits
+    for a connection of the shared HTTP client (whose wait would count against its
+    delivery timeout). With max_concurrency=110 the receiver, answering only once 110
+    deliveries are open, gets every one (httpx's default pool of 100 connections held
+    the last 10 back until the others timed out)."""
+    jobs = 110
+    async with gathering_receiver(jobs) as url:
+        host = url.removeprefix("http://")
+        app = webhook_app(InMemoryJobStore(), [host], webhook_retries=0, max_concurrency=jobs)
+        endpoints: AsyncEndpoints = app.state.endpoints
+        async with endpoints.running(workers=False):
+            submitted = [
+                await endpoints.submit("Order", {}, webhook_url=f"{url}/hook") for _ in range(jobs)
+            ]
+            await endpoints.drain()
+            finals = [await endpoints.get_job(job.id) for job in submitted]
+    statuses = {final.webhook.status.value for final in finals if final and final.webhook}
+    assert statuses == {"Delivered"}
 
 
 async def test_a_receiver_that_cannot_be_reached_ends_failed(store: JobStore) -> None:
