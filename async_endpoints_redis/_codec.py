@@ -207,8 +207,14 @@ def _job_of(job_id: uuid.UUID, data: Mapping[str, str]) -> Job:
             batch_id=uuid.UUID(data["batch"]) if "batch" in data else None,
             webhook=decode_webhook(data["webhook"]) if "webhook" in data else None,
         )
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+    except (KeyError, TypeError, AttributeError, ValueError, *_OUT_OF_REACH) as exc:
         raise ValueError(f"job {job_id} is stored corrupt: {exc!r}") from exc
+
+
+#: What decoding a field a writer other than the store's scripts corrupted raises beside
+#: `ValueError`: a time past datetime's years (`OverflowError`, or `OSError` from the
+#: platform's conversion) or JSON nested past the parser's recursion limit.
+_OUT_OF_REACH = (OverflowError, OSError, RecursionError)
 
 
 def decode_webhook(source: str) -> WebhookState:
@@ -284,7 +290,7 @@ def job_from_text(message: bytes | str) -> tuple[Job | None, dict[str, str]]:
     """The job in a script's ``job_text`` reply value, and its hash; None when corrupt."""
     try:
         job_id, fields = split_message(message)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         logger.warning("skipping a corrupt job record: %s", exc)
         return None, {}
     return _job_or_none(job_id, fields), fields
@@ -294,7 +300,7 @@ def terminal_job(job_id: str, message: bytes | str) -> Job | None:
     """The terminal job a done message carries; None when it carries none usable."""
     try:
         _, fields = split_message(message)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return None
     job = decode_or_none(uuid.UUID(job_id), fields)
     return job if job is not None and job.status.is_terminal else None

@@ -75,6 +75,22 @@ async def test_missing_or_corrupt_ids_in_the_queue_do_not_stall_claims(
     assert await raw_redis.llen(f"{tag}:queue:default") == 0
 
 
+async def test_a_record_decoding_cannot_reach_reads_as_no_job_and_claims_go_on(
+    store: RedisJobStore, raw_redis: Redis, prefix: str
+) -> None:
+    """A job hash another writer damaged past what decoding takes (a created_at past
+    datetime's years, a result nested past the JSON parser's recursion limit) reads as
+    no job, like any corrupt record; a claim that takes it beside a good job hands out
+    the good one (it raised, and the good job was left to its lease)."""
+    tag = "{" + prefix + "}"
+    far, deep, good = [await store.enqueue(new_job()) for _ in range(3)]
+    await raw_redis.hset(f"{tag}:job:{far.id}", "created_at", "9" * 20)
+    await raw_redis.hset(f"{tag}:job:{deep.id}", "result", "[" * 100_000 + "]" * 100_000)
+    assert await store.get(far.id) is None and await store.get(deep.id) is None
+    claims = await store.claim(5, lease=30)
+    assert [claim.job.id for claim in claims] == [good.id]
+
+
 async def test_concurrent_claimers_on_two_clients_never_share_a_job(
     make_store: Callable[..., Awaitable[RedisJobStore]],
 ) -> None:
