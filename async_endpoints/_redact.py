@@ -1,21 +1,22 @@
 """`redact`: the credentials an error's text carries, masked.
 
 Exception messages quote what failed, and what failed is often a URL or a DSN holding a
-credential (``postgresql://app:s3cret@db/x``, ``https://api/v1?key=sk_live_...``). The
-job's error is stored, logged and served to clients, so by default its message (and the
-stack trace, when the app keeps them) is masked, once, before any of that happens (see
+credential (``postgresql://app:s3cret@db/x``, ``https://api/v1?key=sk_live_...``). The job's
+error is stored, logged and served to clients, so by default its message (and the stack
+trace, when the app keeps them) is masked, once, before any of that happens (see
 `async_endpoints._error_describer`): passwords in URL userinfo (the user name too when it
 reads as a token), bare ``user:token@host`` userinfo, credentials after ``Bearer`` or
 ``Basic``, and the values of the sensitive names, the ``sensitive_query_params`` and
 ``sensitive_headers`` alike (an unquoted ``name: value`` or spaced ``name = value`` but for
 `_PROSE_NAMES`; ``name=value`` pairs, in a query string, a URL fragment or plain text, the
-value bare or quoted; ``'name': value`` and ``"name": value`` of a mapping's repr or JSON;
-a list, mapping or call such a name holds masked whole, and such names found inside nested
-mappings and calls; a pydantic ValidationError's ``input_value=`` for a field of such a
-name; a command line's ``--name value``; names compared as the captured query string
-compares its parameters, after percent-decoding, in any case, separators and camel case not
-counted (``clientSecret`` is ``client_secret``), and in their other `spellings`:
-``HTTP_AUTHORIZATION``, ``Set-Cookie``).
+value bare or quoted, or percent-encoded in another pair's value, once or twice
+(``redirect_uri=https%3A%2F%2Fapp%2Fcb%3Faccess_token%3D...``); ``'name': value`` and
+``"name": value`` of a mapping's repr or JSON; a list, mapping or call such a name holds
+masked whole, and such names found inside nested mappings and calls; a pydantic
+ValidationError's ``input_value=`` for a field of such a name; a command line's ``--name
+value``; names compared as the captured query string compares its parameters, after
+percent-decoding, in any case, separators and camel case not counted (``clientSecret`` is
+``client_secret``), and in their other `spellings`: ``HTTP_AUTHORIZATION``, ``Set-Cookie``).
 """
 
 from __future__ import annotations
@@ -79,6 +80,22 @@ _PARAMETER = re.compile(
 # ``?``, ``#``, ``&`` or ``;``, the value up to the next of those (or ``?``), so that each
 # pair is read once and the pass stays linear.
 _QUERY_PAIR = re.compile(rf"(?<=[?&;#])(?P<name>{_NAME})=(?P<value>[^\s&?#;,'\"<>()\[\]{{}}]++)")
+# A query's ``name=value`` percent-encoded inside another parameter's value, once or twice
+# (``%3D`` or ``%253D``): an OAuth ``redirect_uri=https%3A%2F%2Fapp%2Fcb%3Faccess_token%3D..``
+# or ``next=%2Fx%3Ftoken%3D...``. The name starts a value (after ``=``), a query or a pair
+# (after ``?``, ``&``, ``#`` or ``;``, plain or encoded); its value runs to the next of those,
+# plain or encoded (an encoded ``=``, base64's padding, stays in it).
+_ENCODED_SEPARATOR = r"%(?:25)?(?:26|23|3[FfBb])"
+_AFTER_ENCODED_SEPARATOR = "".join(
+    f"|(?<={prefix}{code})"
+    for prefix in ("%", "%25")
+    for code in ("26", "23", "3F", "3f", "3B", "3b")
+)
+_ENCODED_PAIR = re.compile(
+    rf"(?:(?<=[=?&;#]){_AFTER_ENCODED_SEPARATOR})"
+    r"(?P<name>[\w.\-]{1,200}+)(?P<equals>%(?:25)?3[Dd])"
+    rf"(?P<value>(?:[^\s&?#;,'\"<>()\[\]{{}}%]|(?!{_ENCODED_SEPARATOR})%)++)"
+)
 # ``'name': value`` / ``"name": value``: a Python dict's repr, or JSON.
 _KEY_VALUE = re.compile(
     r"(?P<quote>['\"])(?P<name>[^'\"\s]{1,200})(?P=quote)(?P<colon>\s*:\s*)"
@@ -130,12 +147,7 @@ def redact(text: str, sensitive_names: Iterable[str] = DEFAULT_SENSITIVE_NAMES) 
     if not names:
         return text
     masker = _Masker(names)
-    if "=" in text:
-        text = _mask_values(_PARAMETER, text, masker)
-        if "?" in text or "#" in text:
-            text = _QUERY_PAIR.sub(masker.query_pair, text)
-        if "input_value=" in text:
-            text = _VALIDATION_INPUT.sub(masker.validation_input, text)
+    text = _mask_pairs(text, masker)
     if ":" in text:
         text = _mask_values(_KEY_VALUE, text, masker)
     if ":" in text or "=" in text:
@@ -144,6 +156,21 @@ def redact(text: str, sensitive_names: Iterable[str] = DEFAULT_SENSITIVE_NAMES) 
         text = _PAIR.sub(masker.pair, text)
     if "-" in text:
         text = _flag(names).sub(_mask_flag, text)
+    return text
+
+
+def _mask_pairs(text: str, masker: _Masker) -> str:
+    """``text`` with the values of its sensitive ``name=value`` pairs masked: bare or
+    quoted, in a query (a URL's that is another pair's value too), percent-encoded in a
+    value, and a ValidationError's input for a sensitive field."""
+    if "=" in text:
+        text = _mask_values(_PARAMETER, text, masker)
+        if "?" in text or "#" in text:
+            text = _QUERY_PAIR.sub(masker.query_pair, text)
+        if "input_value=" in text:
+            text = _VALIDATION_INPUT.sub(masker.validation_input, text)
+    if "%" in text and ("3D" in text or "3d" in text):
+        text = _ENCODED_PAIR.sub(masker.encoded_pair, text)
     return text
 
 
@@ -323,6 +350,11 @@ class _Masker:
         if not self.sensitive(match["name"]) or match["value"] == MASK:
             return match[0]
         return f"{match['name']}={MASK}"
+
+    def encoded_pair(self, match: re.Match[str]) -> str:
+        if not self.sensitive(match["name"]) or match["value"] == MASK:
+            return match[0]
+        return f"{match['name']}{match['equals']}{MASK}"
 
     def validation_input(self, match: re.Match[str]) -> str:
         # Any part: a union's member (``password.int``) or an item (``tokens.0``) too.

@@ -276,6 +276,51 @@ def test_a_url_given_as_a_pairs_value_has_its_query_masked(text: str, masked: st
 @pytest.mark.parametrize(
     ("text", "masked"),
     [
+        (
+            f"GET https://idp/authorize?redirect_uri=https%3A%2F%2Fapp%2Fcb%3Faccess_token%3D"
+            f"{SECRET_KEY}%26state%3D9 failed",
+            "GET https://idp/authorize?redirect_uri=https%3A%2F%2Fapp%2Fcb%3Faccess_token%3D"
+            "***%26state%3D9 failed",
+        ),
+        (f"next=%2Fx%3Ftoken%3D{SECRET_KEY}", "next=%2Fx%3Ftoken%3D***"),
+        (f"data=password%3D{SECRET_KEY}&page=2", "data=password%3D***&page=2"),
+        (
+            f"u=https%253A%252F%252Fa%253Ftoken%253D{SECRET_KEY}%2526b%253D2",
+            "u=https%253A%252F%252Fa%253Ftoken%253D***%2526b%253D2",
+        ),
+        ("x=%3Fapi_key%3Dab%2Bc%3D%3D%26page%3D2", "x=%3Fapi_key%3D***%26page%3D2"),
+        ("redirect_uri=https%3A%2F%2Fapp%2Fcb%3Fstate%3Dxyz", None),
+        ("q=a%3D1%26b%3D2 and 100%3D", None),
+    ],
+    ids=["oauth-redirect", "next", "form-value", "twice-encoded", "padding", "no-secret", "plain"],
+)
+def test_a_query_percent_encoded_in_a_value_has_its_sensitive_pairs_masked(
+    text: str, masked: str | None
+) -> None:
+    """``redirect_uri=https%3A%2F%2Fapp%2Fcb%3Faccess_token%3D...``: a URL encoded as a
+    parameter's value (once or twice), its sensitive pairs masked up to the next encoded
+    separator, the rest kept."""
+    assert redact(text) == (text if masked is None else masked)
+
+
+def test_an_httpx_status_error_for_an_oauth_redirect_keeps_no_token() -> None:
+    """httpx's own message for a failed call whose URL carries an encoded redirect with a
+    token (the usual shape of OAuth and ``next`` URLs) reads with the token masked."""
+    url = (
+        "https://idp.example/authorize?client_id=app&redirect_uri="
+        f"https%3A%2F%2Fapp.example%2Fcb%3Faccess_token%3D{SECRET_KEY}"
+    )
+    response = httpx.Response(400, request=httpx.Request("GET", url))
+    with pytest.raises(httpx.HTTPStatusError) as raised:
+        response.raise_for_status()
+    assert SECRET_KEY in str(raised.value)
+    masked = redact(str(raised.value))
+    assert SECRET_KEY not in masked and "access_token%3D***" in masked
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
         ("GET https://api/x?token[]=s3cret&b=1", "GET https://api/x?token[]=***&b=1"),
         ("url=https://h/?access_token[0]=s3cret", "url=https://h/?access_token[0]=***"),
         ("?user[password]=s3cret&page[size]=3", "?user[password]=***&page[size]=3"),
