@@ -26,9 +26,12 @@ DEFAULT_SENSITIVE_HEADERS = frozenset(
 #: Query parameter names that carry credentials in common APIs (OAuth 2 tokens, API keys,
 #: passwords, signed-URL signatures such as S3's ``X-Amz-Signature``, GCS's
 #: ``X-Goog-Signature`` or Azure's SAS ``sig``). Not ``code``: OAuth authorization codes are
-#: single-use and short-lived, and ``code`` names ordinary data far more often.
+#: single-use and short-lived, and ``code`` names ordinary data far more often. The
+#: sensitive headers' names too, as a query parameter (``?authorization=``, ``?x-api-key=``):
+#: a job's error masks the same names.
 DEFAULT_SENSITIVE_QUERY_PARAMS = frozenset(
     {
+        *DEFAULT_SENSITIVE_HEADERS,
         "access_token",
         "api-key",
         "api_key",

@@ -96,6 +96,10 @@ OTHER_SPELLINGS = [
     "token.",
     "token%00",
     "x_amz_signature",
+    "Authorization",  # the sensitive headers' names, given as a query parameter
+    "x-api-key",
+    "X_Api_Key",
+    "cookie",
 ]
 
 
