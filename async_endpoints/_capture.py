@@ -157,6 +157,8 @@ URL_HEADERS = frozenset(
         "x-forwarded-url",
         "x-rewrite-url",
         "x-envoy-original-path",
+        "x-request-uri",
+        "x-forwarded-prefix",
     }
 )
 

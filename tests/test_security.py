@@ -180,11 +180,15 @@ async def test_a_sensitive_header_is_captured_only_when_taken_off_the_deny_list(
             {
                 "Referer": "https://app.example/page?accessToken=s3cr3t&tab=2#top",
                 "X-Original-URL": "/echo?token=s3cr3t",
+                "X-Request-URI": "/echo?token=s3cr3t&page=2",
+                "X-Forwarded-Prefix": "/api?token=s3cr3t",
                 "X-Upload-Url": "https://bucket.example/o?X-Amz-Signature=for-the-handler",
             },
             {
                 "referer": "https://app.example/page?tab=2#top",
                 "x-original-url": "/echo",
+                "x-request-uri": "/echo?page=2",
+                "x-forwarded-prefix": "/api",
                 "x-upload-url": "https://bucket.example/o?X-Amz-Signature=for-the-handler",
             },
             ["s3cr3t"],
