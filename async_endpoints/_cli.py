@@ -69,8 +69,29 @@ def load_endpoints(target: str) -> AsyncEndpoints:
     return found
 
 
+class EarlySignals:
+    """SIGTERM and SIGINT from the process's start (the app's import) until `run_worker`
+    takes them over: the first is kept, and the worker stops as soon as it has started (its
+    exit status 0, as for a signal after); a second ends the process at once (status 0:
+    nothing was claimed), so that an import that hangs can still be interrupted."""
+
+    def __init__(self) -> None:
+        self.received = False
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self.received:
+            raise SystemExit(0)
+        self.received = True
+
+
 async def run_worker(
-    endpoints: AsyncEndpoints, queues: Sequence[str] | None = None, *, freeze_heap: bool = True
+    endpoints: AsyncEndpoints,
+    queues: Sequence[str] | None = None,
+    *,
+    freeze_heap: bool = True,
+    early: EarlySignals | None = None,
 ) -> None:
     """Run the app's own lifespan and the worker pool until SIGTERM or SIGINT.
 
@@ -84,7 +105,8 @@ async def run_worker(
     starts lets the startup end and then stops; a signal after it (or any signal once the
     pool has stopped, during the app's shutdown) ends the process without more ado. A
     store that cannot be reached at startup is waited for (a worker started during a
-    Redis outage begins once Redis is back), and a signal ends the wait.
+    Redis outage begins once Redis is back), and a signal ends the wait. A signal
+    ``early`` kept (one that came while the app was imported) counts as the first.
     """
     stop = asyncio.Event()
     main = asyncio.current_task()
@@ -105,6 +127,9 @@ async def run_worker(
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal)
+    if early is not None and early.received:
+        logger.info("a signal came while the worker was starting: stopping")
+        on_signal()
     settings = endpoints.settings
     async with endpoints.app_lifespan() as state:
         endpoints.keep_lifespan_state(state)
@@ -267,6 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"logging level, one of {', '.join(_LOG_LEVELS)} (default INFO)",
     )
     args = parser.parse_args(argv)
+    early = EarlySignals()
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -299,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     try:
         _run(
-            run_worker(endpoints, queues, freeze_heap=args.gc_freeze),
+            run_worker(endpoints, queues, freeze_heap=args.gc_freeze, early=early),
             endpoints.pool.attempts.abandoned,
         )
     except CannotStart as exc:

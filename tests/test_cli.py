@@ -131,6 +131,65 @@ def test_two_signals_at_once_cut_the_grace_short_and_still_run_the_apps_shutdown
     assert (tmp_path / "lifespan-stopped").exists()
 
 
+SLOW_IMPORT_APP = """
+import time
+from pathlib import Path
+
+from starlette.applications import Starlette
+
+from async_endpoints import AsyncEndpoints
+
+Path("importing").write_text("")
+time.sleep(float(Path("import-seconds").read_text()))  # an app slow to import
+
+app = Starlette()
+endpoints = AsyncEndpoints(app, run_workers=False)
+
+
+async def noted(ctx):
+    return None
+
+
+endpoints.add_handler(noted)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_the_app_is_imported_stops_the_worker_with_status_zero(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    """A supervisor's SIGTERM (or a Ctrl-C) that comes while the worker still imports the
+    app is kept: the worker starts, stops at once and exits 0 (it was killed: -15, or a
+    KeyboardInterrupt's traceback)."""
+    (tmp_path / "import-seconds").write_text("1.5")
+    worker = start_worker_of(SLOW_IMPORT_APP, tmp_path)
+    wait_for_mark(tmp_path, "importing", worker)
+    worker.send_signal(signum)
+    assert worker.wait(timeout=30) == 0
+    assert worker.stderr is not None
+    logged = worker.stderr.read()
+    assert "a signal came while the worker was starting: stopping" in logged
+    assert "Traceback" not in logged
+
+
+def test_a_second_signal_while_the_app_is_imported_ends_the_worker_at_once(
+    tmp_path: Path,
+) -> None:
+    """Two signals while the app's import hangs: the process ends then, with status 0,
+    rather than after the import."""
+    (tmp_path / "import-seconds").write_text("600")
+    worker = start_worker_of(SLOW_IMPORT_APP, tmp_path)
+    wait_for_mark(tmp_path, "importing", worker)
+    worker.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    worker.send_signal(signal.SIGTERM)
+    try:
+        assert worker.wait(timeout=30) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+
+
 def test_a_bad_target_is_a_usage_error(tmp_path: Path) -> None:
     """A target that is not MODULE:ATTRIBUTE of an AsyncEndpoints exits 2 with a message."""
     worker = start_worker(tmp_path, "tests.apps.cli_worker:app")
