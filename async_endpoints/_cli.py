@@ -32,15 +32,55 @@ def load_endpoints(target: str) -> AsyncEndpoints:
     Raises:
         ConfigurationError: the target is malformed, missing or of another type.
     """
+    module_name, attribute = _parts(target)
+    module = _imported(module_name)
+    found: object = module
+    for part in attribute.split("."):
+        if not hasattr(found, part):
+            raise ConfigurationError(
+                f"{module_name} has no attribute {attribute!r}" + _suggested(module, module_name)
+            )
+        found = getattr(found, part)
+    if not isinstance(found, AsyncEndpoints):
+        message = f"{target} is a {type(found).__name__}, not AsyncEndpoints"
+        suggested = _suggested(module, module_name)  # pointed at the ASGI app, say
+        if not suggested and callable(found) and not isinstance(found, type):  # a factory
+            suggested = (
+                ": the worker takes the AsyncEndpoints object itself, not a function that "
+                "makes one (bind it to a module attribute, endpoints = ..., and name that)"
+            )
+        raise ConfigurationError(message + suggested)
+    return found
+
+
+def _parts(target: str) -> tuple[str, str]:
+    """The module name and attribute path of ``MODULE:ATTRIBUTE``.
+
+    Raises:
+        ConfigurationError: it is not of that form, or names a file (``main.py:...``).
+    """
     module_name, sep, attribute = target.partition(":")
     if not sep or not module_name or not attribute:
-        raise ConfigurationError(f"expected MODULE:ATTRIBUTE, got {target!r}")
+        example = f"{module_name or 'main'}:endpoints"
+        raise ConfigurationError(f"expected MODULE:ATTRIBUTE (such as {example}), got {target!r}")
+    if module_name.endswith(".py"):
+        raise ConfigurationError(
+            f"{module_name!r} is a file name: name its module, {module_name[:-3]}:{attribute}"
+        )
+    return module_name, attribute
+
+
+def _imported(module_name: str) -> object:
+    """The module ``module_name``, imported.
+
+    Raises:
+        ConfigurationError: the module itself (or a package of its path) is missing; a
+            module the app's code imports and lacks is the app's error, raised with its
+            traceback as any other error of its code.
+    """
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        # Only the target's own module (or a package of its path) missing is a wrong
-        # target; a module the app's code imports and lacks is the app's error, raised
-        # with its traceback as any other error of its code.
         # (The import system names the module in every one it raises: a nameless one is
         # the app's own.)
         missing = exc.name or ""
@@ -50,23 +90,13 @@ def load_endpoints(target: str) -> AsyncEndpoints:
                 "holds it, or put it on PYTHONPATH)"
             ) from None
         raise
-    found: object = module
-    for part in attribute.split("."):
-        if not hasattr(found, part):
-            raise ConfigurationError(f"{module_name} has no attribute {attribute!r}")
-        found = getattr(found, part)
-    if not isinstance(found, AsyncEndpoints):
-        message = f"{target} is a {type(found).__name__}, not AsyncEndpoints"
-        others = [name for name, value in vars(module).items() if isinstance(value, AsyncEndpoints)]
-        if others:  # pointed at the ASGI app, as for uvicorn, say
-            message += f": the worker takes {module_name}:{others[0]}"
-        elif callable(found) and not isinstance(found, type):  # an app factory, say
-            message += (
-                ": the worker takes the AsyncEndpoints object itself, not a function that "
-                "makes one (bind it to a module attribute, endpoints = ..., and name that)"
-            )
-        raise ConfigurationError(message)
-    return found
+
+
+def _suggested(module: object, module_name: str) -> str:
+    """``: the worker takes MODULE:NAME`` for the first `AsyncEndpoints` at the top of
+    ``module``; "" when it has none."""
+    found = [name for name, value in vars(module).items() if isinstance(value, AsyncEndpoints)]
+    return f": the worker takes {module_name}:{found[0]}" if found else ""
 
 
 class EarlySignals:

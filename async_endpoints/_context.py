@@ -94,9 +94,11 @@ def request_model_of(annotation: Any) -> Any:
     if annotation is AsyncContext:
         return None
     if get_origin(annotation) is not AsyncContext:
+        shown = getattr(annotation, "__name__", None) or repr(annotation)
         raise ConfigurationError(
             f"a job handler's first parameter must be annotated AsyncContext[Model], "
-            f"not {annotation!r}"
+            f"not {annotation!r}: write ctx: AsyncContext[{shown}] and read the body as "
+            "ctx.request"
         )
     (model,) = get_args(annotation)
     bare = get_args(model)[0] if get_origin(model) is Annotated else model

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 
 from . import _dashboard_views as views
+from ._dashboard_pages import NOTICES
 from ._job import parse_job_id
 from ._store import ControlStore
 
@@ -29,7 +30,7 @@ async def batches_page(endpoints: AsyncEndpoints, request: Request) -> tuple[str
         page = await endpoints.list_batches(tenant=tenant, limit=PAGE_SIZE, cursor=cursor)
     except ValueError:
         page = await endpoints.list_batches(tenant=tenant, limit=PAGE_SIZE)
-        notices.append("That page link no longer fits the filters; showing the first page.")
+        notices.append(NOTICES["bad-cursor"])
         cursor = None
     query = {"tenant": tenant} if tenant else {}
     context = {

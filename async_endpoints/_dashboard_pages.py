@@ -31,7 +31,8 @@ NOTICES = {
     "unavailable": "The job store did not answer: the action may or may not have been "
     "applied. This page shows what the store holds once it answers.",
     "bad-queue": "There is no such queue.",
-    "bad-cursor": "That page link no longer fits the filters; showing the first page.",
+    "bad-cursor": "That page link cannot be followed (the filters changed, or another version "
+    "of the app made it); showing the first page.",
     "batch-canceled": "The batch was canceled: its unfinished jobs and its continuations.",
     "unknown-batch": "There is no such batch (any more).",
     "bad-batch": "A batch filter needs the batch's whole id (the batches page shows it on "

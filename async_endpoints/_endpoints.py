@@ -40,6 +40,7 @@ from ._store_closes import begin_close, closed_first
 from ._store_features import EventStore
 from ._submission import JobSubmission
 from ._tasks import cancel_and_wait
+from ._unknown_names import unknown_names
 from ._webhook import WEBHOOK_JOB, WebhookSender
 from ._worker import AttemptRunner
 
@@ -77,7 +78,7 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
     ) -> None:
         unknown = set(settings) - Settings.names()
         if unknown:
-            raise ConfigurationError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+            raise ConfigurationError(unknown_names("setting(s)", unknown, Settings.names()))
         self.settings = Settings(**settings)
         self.store: JobStore = store if store is not None else InMemoryJobStore()
         self.app = app

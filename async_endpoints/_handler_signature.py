@@ -99,3 +99,20 @@ def unwrapped(function: HandlerFunction) -> Any:
     while isinstance(function, functools.partial):
         function = function.func
     return function
+
+
+def check_context_annotated(function: HandlerFunction, label: str) -> None:
+    """Refuse an endpoint's handler whose context parameter has no annotation: it would
+    take no body, and a client's body would be dropped without a word.
+
+    Raises:
+        ConfigurationError: the first parameter is not annotated.
+    """
+    parameters = list(inspect.signature(function).parameters.values())
+    if parameters and parameters[0].annotation is inspect.Parameter.empty:
+        name = parameters[0].name
+        raise ConfigurationError(
+            f"job handler {label}'s parameter {name!r} needs an annotation on an endpoint: "
+            f"{name}: AsyncContext[Model] takes a JSON body (read as {name}.request), "
+            f"{name}: AsyncContext takes none"
+        )

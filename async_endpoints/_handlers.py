@@ -200,6 +200,11 @@ class Handler:
             )
         except (NameError, TypeError, PydanticUserError) as exc:
             message = f"job handler {label}'s annotations are unusable: {exc}"
+            if isinstance(exc, NameError):  # a string annotation the module cannot resolve
+                message += (
+                    " (the types an annotation names must be importable from the handler's "
+                    "module: define them at its top level, not inside a function)"
+                )
             raise ConfigurationError(message) from exc
 
     async def placement(self, request: Any, body: Any) -> Placement:

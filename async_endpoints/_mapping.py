@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from starlette.routing import compile_path
 
 from ._errors import ConfigurationError
+from ._handler_signature import check_context_annotated, label_of
 from ._handlers import Handler, HandlerFunction, Validator
 from ._http import JobService
 from ._openapi_document import finish_document
@@ -21,6 +22,7 @@ from ._route_docs import route_docs
 from ._routes import add_submit_route, is_fastapi
 from ._settings import Settings, default_queue
 from ._submit_route import submit_endpoint
+from ._unknown_names import unknown_names
 from ._webhook_urls import AllowedHosts, WebhookTarget, WebhookUrlOption
 
 if TYPE_CHECKING:
@@ -163,6 +165,7 @@ class RouteMapping:
         _check_path(path, f"add_async_route({method!r}, ...)")
         target = _route_target(self.app, options.get("router"))
         docs = route_docs(options, fastapi=is_fastapi(target))
+        check_context_annotated(function, label_of(function, options.get("name")))
         handler = self._new_handler(function, options)
         prefix = getattr(target, "prefix", "") if target is not self.app else ""
         names = compile_path(prefix + path)[2]
@@ -282,4 +285,12 @@ def _check_path(path: object, called: str) -> None:
 def _check_options(options: object) -> None:
     unknown = set(cast(dict[str, Any], options)) - RouteOptions.__optional_keys__
     if unknown:
-        raise TypeError(f"unknown option(s) of an async endpoint: {', '.join(sorted(unknown))}")
+        known = RouteOptions.__optional_keys__
+        raise TypeError(unknown_names("option(s) of an async endpoint", unknown, known, _HINTS))
+
+
+#: What an unknown route option that FastAPI routes take says instead.
+_HINTS = {
+    "response_model": "the handler's return annotation is its result's model",
+    "status_code": "an async endpoint answers 202, or as the job_submitted_response setting says",
+}

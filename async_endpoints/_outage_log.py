@@ -7,8 +7,9 @@ The first of a spell is logged as a warning; the others within `EVERY` seconds g
 DEBUG, and the next warning says how many went there, so the log tells when the outage
 began, that it went on, and how much it refused.
 
-`failed_again` is the same idea for a background loop (claiming, the cron scheduler)
-whose pass keeps failing for a reason other than an outage: its traceback once per spell.
+`LoopOutage` is the same for a background loop (claiming, the cron scheduler) whose passes
+fail while the store is unreachable, and `failed_again` for one whose pass keeps failing
+for a reason other than an outage: its traceback once per spell.
 """
 
 from __future__ import annotations
@@ -57,6 +58,54 @@ class OutageLog:
 
 #: The warnings of every request this process answers 503 for an unreachable store.
 STORE_OUTAGE = OutageLog(logging.getLogger("async_endpoints"))
+
+
+class LoopOutage:
+    """A background loop's passes (``what``: "claiming", "cron scheduler") failing because
+    the store is unreachable: the first of a spell is a warning, then one every `every`
+    seconds saying how long it has lasted (each pass's line at DEBUG), and a line when a
+    pass succeeds again; an outage of an hour writes a few hundred lines, not thousands."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        what: str,
+        every: float = EVERY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.logger = logger
+        self.what = what
+        self.every = every
+        self.clock = clock
+        self._since: float | None = None  # when the spell began
+        self._next = 0.0  # when its next warning is due
+        self._tries = 0
+
+    def failed(self, exc: BaseException, wait: float) -> None:
+        """A pass failed with the store unreachable; the next comes in ``wait`` seconds."""
+        now = self.clock()
+        self._tries += 1
+        if self._since is None:
+            self._since, self._next = now, now + self.every
+            self.logger.warning("%s paused, store unavailable: %s", self.what, exc)
+        elif now >= self._next:
+            self._next = now + self.every
+            self.logger.warning(
+                "%s still paused after %.0f s (%d tries), store unavailable: %s",
+                self.what,
+                now - self._since,
+                self._tries,
+                exc,
+            )
+        else:
+            self.logger.debug("%s paused %.2f s, store unavailable: %s", self.what, wait, exc)
+
+    def succeeded(self) -> None:
+        """A pass went through: a spell of failures, if any, is over."""
+        if self._since is not None:
+            lasted = self.clock() - self._since
+            self.logger.info("%s resumed after %.1f s: the store answers again", self.what, lasted)
+            self._since, self._tries = None, 0
 
 
 def failed_again(

@@ -13,6 +13,7 @@ from ._errors import PartialRenewalError, StoreUnavailableError
 from ._events import AttemptOutcome, EventKind, LifecycleEvent, LifecycleEvents
 from ._job import Job, JobStatus
 from ._logs import job_extra, job_id_extra
+from ._outage_log import LoopOutage
 from ._store import Claim, JobStore
 from ._store_features import ScheduleEpochStore
 
@@ -29,15 +30,17 @@ async def recover_forever(
     and announced (``RECOVERED``).
     """
     reset = _DataReset(store)
+    outage = LoopOutage(logger, "stale-claim recovery")
     while True:
         began = time.time_ns()
         try:
             recovered = await store.recover()
         except StoreUnavailableError as exc:
-            logger.warning("stale-claim recovery skipped, store unavailable: %s", exc)
+            outage.failed(exc, interval)
         except Exception:
             logger.exception("stale-claim recovery failed")
         else:
+            outage.succeeded()
             if recovered:
                 await _report(store, recovered, events, (began, time.time_ns()))
             await reset.check()

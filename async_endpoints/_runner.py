@@ -17,7 +17,7 @@ from ._claimer import Claimer
 from ._errors import StoreUnavailableError
 from ._events import AttemptOutcome, EventKind, LifecycleEvent
 from ._logs import job_extra
-from ._outage_log import failed_again
+from ._outage_log import LoopOutage, failed_again
 from ._recovery import recover_forever, renew_forever
 from ._settings import Settings
 from ._slots import JobTask, Slots
@@ -266,13 +266,14 @@ class WorkerPool:
     async def _dispatch_forever(self) -> None:
         """Claim and start jobs until stopped; no store failure ends this loop."""
         failures = refusals = 0  # in a row: all of them, and those that are no outage
+        outage = LoopOutage(logger, "claiming")
         while not self._stopping.is_set():
             try:
                 await self._dispatch_once()
             except StoreUnavailableError as exc:
                 failures += 1
                 delay = self._backoff(failures)
-                logger.warning("claiming paused %.2f s, store unavailable: %s", delay, exc)
+                outage.failed(exc, delay)
                 await asyncio.sleep(delay)
             except Exception as exc:
                 failures += 1
@@ -282,6 +283,7 @@ class WorkerPool:
                 await asyncio.sleep(delay)
             else:
                 failures = refusals = 0
+                outage.succeeded()
 
     async def _dispatch_once(self) -> None:
         free = self.settings.max_concurrency - len(self._slots)

@@ -44,7 +44,7 @@ from ._cron import cron_rule
 from ._errors import StoreUnavailableError
 from ._job import Job, NewJob
 from ._logs import job_extra
-from ._outage_log import failed_again
+from ._outage_log import LoopOutage, failed_again
 from ._schedule import Schedule
 from ._store_features import ScheduleEpochStore, ScheduleStore
 
@@ -250,13 +250,14 @@ class Scheduler:
         """Tick until cancelled; no store failure ends the loop (it backs off, up to
         `_MAX_BACKOFF` seconds, and goes on)."""
         failures = refusals = 0  # in a row: all of them, and those that are no outage
+        outage = LoopOutage(logger, "cron scheduler")
         while True:
             try:
                 wait = await self.tick()
             except StoreUnavailableError as exc:
                 failures += 1
                 wait = min(_MAX_BACKOFF, 0.05 * 2 ** min(failures, 8))
-                logger.warning("cron scheduler paused %.2f s, store unavailable: %s", wait, exc)
+                outage.failed(exc, wait)
             except Exception as exc:
                 failures += 1
                 refusals += 1
@@ -264,6 +265,7 @@ class Scheduler:
                 failed_again(logger, "cron scheduler tick", refusals, exc, wait)
             else:
                 failures = refusals = 0
+                outage.succeeded()
             self._woken.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):

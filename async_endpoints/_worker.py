@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.exceptions import HTTPException
+
 from ._deadline import CANCEL_WAIT as CANCEL_WAIT
 from ._deadline import Deadline
 from ._error_describer import ErrorDescriber
@@ -247,6 +249,8 @@ class AttemptRunner(Settling):
             return Outcome(error=self._error(exc.original))
         except (ResultError, NonRetryableError) as exc:
             return Outcome(error=self._error(exc), retry=False)
+        except HTTPException as exc:
+            return Outcome(error=self._error(exc), retry=_retryable_status(exc.status_code))
         except Exception as exc:
             return Outcome(error=self._error(exc))
 
@@ -271,6 +275,19 @@ class AttemptRunner(Settling):
 
     def _error(self, exc: BaseException) -> JobError:
         return self.errors.describe(exc, with_traceback=self.include_tracebacks)
+
+
+#: The 4xx statuses that say "not now" rather than "never": an `HTTPException` with one is
+#: retried like any failure.
+_TRANSIENT_4XX = frozenset({408, 425, 429})
+
+
+def _retryable_status(status: int) -> bool:
+    """Whether a handler's `HTTPException` of ``status`` is worth another attempt: a
+    client error (4xx, the request itself is wrong: a FastAPI habit, ``raise
+    HTTPException(404)``) fails the job at once, as `NonRetryableError` does, but for a
+    timeout or a rate limit; a server error (5xx, a dependency down) is retried."""
+    return not 400 <= status < 500 or status in _TRANSIENT_4XX
 
 
 def _timeout_error(timeout: float) -> JobError:

@@ -24,7 +24,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 from fastapi import FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, IPvAnyAddress
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -308,7 +308,11 @@ endpoints.add_handler(assemble_report, queue="batch")
 
 
 class BatchAccepted(BaseModel):
-    batch_id: str
+    """The answer to a batch's submission, camelCase as the job and batch JSON are."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    batch_id: str = Field(alias="batchId")
     location: str
 
 

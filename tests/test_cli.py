@@ -229,8 +229,13 @@ def test_load_endpoints_names_what_is_wrong() -> None:
     """Malformed, missing and mistyped targets raise ConfigurationError."""
     assert isinstance(load_endpoints("tests.apps.cli_worker:endpoints"), AsyncEndpoints)
     for target, message in [
-        ("tests.apps.cli_worker", "MODULE:ATTRIBUTE"),
-        ("tests.apps.cli_worker:nothing", "no attribute"),
+        ("tests.apps.cli_worker", r"MODULE:ATTRIBUTE \(such as tests.apps.cli_worker:endpoints\)"),
+        # A misspelt attribute, or a file for the module: what to write instead is said.
+        (
+            "tests.apps.cli_worker:endpoint",
+            "no attribute 'endpoint': the worker takes tests.apps.cli_worker:endpoints",
+        ),
+        ("main.py:endpoints", "'main.py' is a file name: name its module, main:endpoints"),
         # The ASGI app, as uvicorn takes it: the module's AsyncEndpoints is suggested.
         (
             "tests.apps.cli_worker:app",

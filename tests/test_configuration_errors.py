@@ -66,11 +66,20 @@ def test_a_route_path_without_a_leading_slash_is_refused_and_nothing_registered(
     assert endpoints.handlers == {} and app.routes == []
 
 
-def test_a_handler_whose_annotations_cannot_be_used_is_refused() -> None:
-    """An unresolvable name or a type pydantic cannot handle, at registration."""
+class Opaque:
+    """A type pydantic has no schema for."""
 
-    class Opaque:
+
+def test_a_handler_whose_annotations_cannot_be_used_is_refused() -> None:
+    """An unresolvable name (a type defined inside a function, under ``from __future__
+    import annotations``: the message says to define it at the module's top level) or a
+    type pydantic cannot handle, at registration."""
+
+    class Local:
         pass
+
+    async def local(ctx: AsyncContext[Local]) -> None:
+        return None
 
     async def unresolved(ctx: AsyncContext[Missing]) -> None:  # noqa: F821
         return None
@@ -79,9 +88,10 @@ def test_a_handler_whose_annotations_cannot_be_used_is_refused() -> None:
         return None
 
     endpoints = AsyncEndpoints()
-    for handler in (unresolved, opaque):
-        with pytest.raises(ConfigurationError, match="annotations are unusable"):
+    for handler in (unresolved, local, opaque):
+        with pytest.raises(ConfigurationError, match="annotations are unusable") as refused:
             endpoints.add_handler(handler)
+        assert ("define them at its top level" in str(refused.value)) is (handler is not opaque)
     assert endpoints.handlers == {}
 
 

@@ -411,7 +411,10 @@ def test_handlers_must_be_async_and_take_an_async_context() -> None:
         r"blocking work, await asyncio.to_thread",
     ):
         engine.add_handler(sync_handler)  # type: ignore[arg-type]
-    with pytest.raises(ConfigurationError, match="AsyncContext"):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"not <class 'int'>: write ctx: AsyncContext\[int\] and read the body as ctx.request",
+    ):
         engine.add_handler(wrong_param)  # type: ignore[arg-type]
     engine.add_handler(fine)
     with pytest.raises(ConfigurationError, match="exists already"):
@@ -421,7 +424,11 @@ def test_handlers_must_be_async_and_take_an_async_context() -> None:
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"max_concurency": 2}, "unknown setting"),
+        (
+            {"max_concurency": 2},
+            r"unknown setting\(s\): max_concurency \(did you mean max_concurrency\?\)",
+        ),
+        ({"max_retry": 3, "zzz": 1}, r"max_retry \(did you mean max_retries\?\), zzz$"),
         ({"max_concurrency": 0}, "max_concurrency"),
         ({"max_queue_size": 0}, "max_queue_size"),
         ({"max_retries": -1}, "max_retries"),

@@ -190,6 +190,7 @@ async def test_the_monthly_report_fans_out_and_joins_once(example, http_client_f
     async with http_client_for(example.app) as client:
         accepted = await client.post("/api/reports/monthly/2026-11")
         assert accepted.status_code == 202
+        assert set(accepted.json()) == {"batchId", "location"}  # camelCase, as the batch JSON
         location = accepted.json()["location"]
         for _ in range(200):
             batch = (await client.get(location)).json()

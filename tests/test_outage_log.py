@@ -15,7 +15,7 @@ from async_endpoints import (
     InMemoryJobStore,
     StoreUnavailableError,
 )
-from async_endpoints._outage_log import OutageLog
+from async_endpoints._outage_log import LoopOutage, OutageLog
 
 
 class Clock:
@@ -41,6 +41,42 @@ def test_one_warning_per_spell_and_the_next_counts_those_kept_at_debug(
         "could not queue a job",
         "could not queue a job" + counted,
         "could not queue a job" + counted,
+    ]
+    assert sum(r.levelno == logging.DEBUG for r in caplog.records) == 22
+
+
+def test_a_loops_outage_warns_when_it_begins_every_10_s_while_it_lasts_and_when_it_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A background loop failing every second for 25 s (claiming, the cron scheduler,
+    recovery while Redis is down): three warnings (the start, 10 s and 20 s in), each
+    pass at DEBUG, and one line when a pass goes through again; a new spell warns anew."""
+    clock = Clock()
+    outage = LoopOutage(logging.getLogger("async_endpoints"), "claiming", clock=clock)
+    refused = StoreUnavailableError("Redis is unavailable: connection refused")
+    with caplog.at_level(logging.DEBUG, logger="async_endpoints"):
+        for second in range(25):
+            clock.now = float(second)
+            outage.failed(refused, 1.0)
+        clock.now = 25.5
+        outage.succeeded()
+        outage.succeeded()  # no spell: nothing
+        outage.failed(refused, 1.0)
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno > logging.DEBUG]
+    assert said == [
+        ("WARNING", "claiming paused, store unavailable: Redis is unavailable: connection refused"),
+        (
+            "WARNING",
+            "claiming still paused after 10 s (11 tries), store unavailable: "
+            "Redis is unavailable: connection refused",
+        ),
+        (
+            "WARNING",
+            "claiming still paused after 20 s (21 tries), store unavailable: "
+            "Redis is unavailable: connection refused",
+        ),
+        ("INFO", "claiming resumed after 25.5 s: the store answers again"),
+        ("WARNING", "claiming paused, store unavailable: Redis is unavailable: connection refused"),
     ]
     assert sum(r.levelno == logging.DEBUG for r in caplog.records) == 22
 

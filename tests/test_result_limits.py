@@ -7,11 +7,13 @@ return the same value, so no retry is used up on it.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from fastapi import HTTPException as FastAPIHTTPException
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from async_endpoints import (
     AsyncContext,
@@ -29,6 +31,22 @@ from async_endpoints.testing import ManualClock
 class Reading(BaseModel):
     sensor: str
     value: float
+
+
+async def run_to_the_end(endpoints: AsyncEndpoints, outcome: Callable[[], Any]) -> tuple[Job, int]:
+    """One job of a handler answering ``outcome()`` (its value, or what it raises), run by
+    the endpoints' workers until it ends; the job and how many attempts it took."""
+    runs = 0
+
+    async def produce(ctx: AsyncContext[None]) -> Any:
+        nonlocal runs
+        runs += 1
+        return outcome()
+
+    endpoints.add_handler(produce)
+    async with endpoints.running():
+        job = await endpoints.wait_for((await endpoints.submit("produce")).id, timeout=10)
+    return job, runs
 
 
 @pytest.fixture
@@ -183,16 +201,7 @@ async def test_every_store_fails_an_unkeepable_result_after_exactly_one_attempt(
     endpoints = AsyncEndpoints(
         store=store, max_retries=3, retry_base_delay=0.01, max_result_size=100
     )
-    runs = 0
-
-    async def produce(ctx: AsyncContext[None]) -> Any:
-        nonlocal runs
-        runs += 1
-        return value
-
-    endpoints.add_handler(produce)
-    async with endpoints.running():
-        job = await endpoints.wait_for((await endpoints.submit("produce")).id, timeout=10)
+    job, runs = await run_to_the_end(endpoints, lambda: value)
     assert runs == 1 and job.status is JobStatus.FAILED and job.retry_count == 0
     assert job.error is not None and job.error.type == error_type
 
@@ -236,3 +245,31 @@ async def test_a_handler_raising_non_retryable_error_fails_its_job_after_one_att
     assert refused.error is not None and refused.error.type == error_type
     assert refused.error.message == str(raised)
     assert stumbled.status is JobStatus.FAILED and stumbled.retry_count == 3
+
+
+@pytest.mark.parametrize(
+    ("raised", "runs"),
+    [
+        (FastAPIHTTPException(404, "no such customer"), 1),
+        (StarletteHTTPException(422, "bad input"), 1),
+        (FastAPIHTTPException(429, "slow down"), 4),
+        (FastAPIHTTPException(503, "upstream down"), 4),
+    ],
+    ids=["404", "starlette-422", "429", "503"],
+)
+async def test_a_handlers_http_exception_of_a_client_error_fails_its_job_at_once(
+    raised: Exception, runs: int
+) -> None:
+    """``raise HTTPException(404)`` in a handler (a FastAPI habit) answers no client: a
+    client error fails the job after one attempt, as NonRetryableError does, its error
+    typed HTTPException with the status and detail; a rate limit (429), a timeout or a
+    server error is retried as any failure."""
+
+    def lookup() -> None:
+        raise raised
+
+    job, ran = await run_to_the_end(AsyncEndpoints(max_retries=3, retry_base_delay=0.01), lookup)
+    assert ran == runs
+    assert job.status is JobStatus.FAILED and job.retry_count == runs - 1
+    assert job.error is not None and job.error.type == "HTTPException"
+    assert job.error.message == str(raised)

@@ -142,3 +142,45 @@ def test_a_mount_or_another_path_is_no_conflict(app: Starlette) -> None:
     endpoints.add_async_post("/static", noop, name="A")
     endpoints.add_async_post("/static/{name}", noop, name="B")
     assert set(endpoints.handlers) == {"A", "B"}
+
+
+@pytest.mark.parametrize("verb", ["post", "put", "patch", "delete"])
+def test_an_endpoints_handler_without_an_annotated_context_is_refused(
+    app: Starlette, verb: str
+) -> None:
+    """``async def create_order(ctx)``: an unannotated context would take no body, and a
+    client's JSON would be dropped without a word; the mapping is refused, saying how to
+    annotate it, with nothing registered. (A handler mapped without a route, add_handler,
+    may leave it unannotated: it takes no body.)"""
+    endpoints = AsyncEndpoints(app)
+    before = routed(app)
+
+    async def create_order(ctx):
+        return None
+
+    with pytest.raises(ConfigurationError) as refused:
+        getattr(endpoints, f"map_async_{verb}")("/orders")(create_order)
+    assert "ctx: AsyncContext[Model] takes a JSON body (read as ctx.request)" in str(refused.value)
+    assert endpoints.handlers == {} and routed(app) == before
+    endpoints.add_handler(create_order)
+    assert list(endpoints.handlers) == ["create_order"]
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        ({"retries": 3}, "retries (did you mean max_retries?)"),
+        ({"response_model": int}, "response_model (the handler's return annotation is its"),
+        ({"status_code": 201}, "status_code (an async endpoint answers 202, or as the"),
+    ],
+    ids=["misspelt", "response_model", "status_code"],
+)
+def test_an_unknown_route_option_names_the_one_meant(
+    app: Starlette, options: dict[str, Any], said: str
+) -> None:
+    """A misspelt option names the option it most likely means; FastAPI's own route
+    options that an async endpoint has no use for say what takes their place."""
+    endpoints = AsyncEndpoints(app)
+    with pytest.raises(TypeError) as refused:
+        endpoints.map_async_post("/orders", **options)
+    assert said in str(refused.value)

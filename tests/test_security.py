@@ -631,7 +631,9 @@ async def test_the_library_errors_carry_no_stack_trace(http_client_for) -> None:
 async def test_an_unreachable_redis_answers_503_without_naming_the_server(
     http_client_for, own_redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Submissions and details get a fixed 503 message; the cause goes to the log."""
+    """Submissions and details get a fixed 503 message; the cause goes to the log (at
+    DEBUG when another 503 of this process warned less than 10 s before: `_outage_log`)."""
+    caplog.set_level(logging.DEBUG, logger="async_endpoints")
     app = FastAPI()
     echo_app(app, store=RedisJobStore(own_redis_server.url, socket_timeout=0.5), run_workers=False)
     address = f"127.0.0.1:{own_redis_server.port}"
