@@ -250,7 +250,8 @@ class AttemptRunner(Settling):
         except (ResultError, NonRetryableError) as exc:
             return Outcome(error=self._error(exc), retry=False)
         except HTTPException as exc:
-            return Outcome(error=self._error(exc), retry=_retryable_status(exc.status_code))
+            _hint_http_exception(exc)
+            return Outcome(error=self._error(exc))
         except Exception as exc:
             return Outcome(error=self._error(exc))
 
@@ -277,17 +278,22 @@ class AttemptRunner(Settling):
         return self.errors.describe(exc, with_traceback=self.include_tracebacks)
 
 
-#: The 4xx statuses that say "not now" rather than "never": an `HTTPException` with one is
-#: retried like any failure.
-_TRANSIENT_4XX = frozenset({408, 425, 429})
+#: Whether `_hint_http_exception` has said its piece in this process.
+_HINTED: list[bool] = []
 
 
-def _retryable_status(status: int) -> bool:
-    """Whether a handler's `HTTPException` of ``status`` is worth another attempt: a
-    client error (4xx, the request itself is wrong: a FastAPI habit, ``raise
-    HTTPException(404)``) fails the job at once, as `NonRetryableError` does, but for a
-    timeout or a rate limit; a server error (5xx, a dependency down) is retried."""
-    return not 400 <= status < 500 or status in _TRANSIENT_4XX
+def _hint_http_exception(exc: HTTPException) -> None:
+    """Say once per process what a handler's `HTTPException` (a FastAPI habit, ``raise
+    HTTPException(404)``) does in a job: it answers no client; it fails the attempt like
+    any exception, retried per the retry settings (API.md), so a client error that no
+    retry can mend is better raised as `NonRetryableError`."""
+    if not _HINTED:
+        _HINTED.append(True)
+        logger.warning(
+            "a job handler raised HTTPException(%d): in a job it answers no client and is "
+            "retried like any failure; raise NonRetryableError to fail the job at once",
+            exc.status_code,
+        )
 
 
 def _timeout_error(timeout: float) -> JobError:
