@@ -52,11 +52,14 @@ def gate() -> Gate:
 
 @pytest.fixture
 async def site(gate: Gate) -> AsyncIterator[tuple[str, AsyncEndpoints]]:
-    """The app served on a loopback port, its workers running."""
+    """The app served on a loopback port, its workers running; the held handlers are let
+    go before it stops (else its shutdown waits out their 30 s grace period)."""
     app, endpoints = make_app(gate, max_concurrency=4)
     async with served(app) as base:
-        yield base, endpoints
-    gate.open.set()
+        try:
+            yield base, endpoints
+        finally:
+            gate.open.set()
 
 
 @pytest.fixture
