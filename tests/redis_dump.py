@@ -3,6 +3,8 @@ stored search through."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis.asyncio as redis
 
 from tests.redis_servers import RedisServer
@@ -11,31 +13,64 @@ from tests.redis_servers import RedisServer
 async def everything_in(server: RedisServer) -> bytes:
     """Every key of the server and every member, field and value of each, whatever its
     type, concatenated. A key gone between the scan and its read (the server may be shared
-    with other tests, whose keys expire or are deleted meanwhile) adds nothing."""
+    with other tests, whose keys expire or are deleted meanwhile) adds nothing. Read a
+    scan's page at a time, in two pipelines (the types, then the values): a server shared
+    by a whole test run holds thousands of keys."""
     client = redis.Redis.from_url(server.url)
     chunks: list[bytes] = []
     try:
-        async for key in client.scan_iter(count=1000):
-            chunks += [key, *await _values(client, key)]
+        cursor = None
+        while cursor != 0:
+            cursor, keys = await client.scan(cursor or 0, count=1000)
+            chunks += await _page(client, keys)
     finally:
         await client.aclose()
     return b"\n".join(chunks)
 
 
-async def _values(client: redis.Redis, key: bytes) -> list[bytes]:
-    kind = (await client.type(key)).decode()
+async def _page(client: redis.Redis, keys: list[bytes]) -> list[bytes]:
+    async with client.pipeline(transaction=False) as types:
+        for key in keys:
+            types.type(key)
+        kinds = [kind.decode() for kind in await types.execute()]
+    async with client.pipeline(transaction=False) as reads:
+        for key, kind in zip(keys, kinds, strict=True):
+            _read(reads, key, kind)
+        values = await reads.execute()
+    chunks: list[bytes] = []
+    read = iter(values)
+    for key, kind in zip(keys, kinds, strict=True):
+        chunks.append(key)
+        if kind != "none":
+            chunks += _parts(kind, next(read))
+    return chunks
+
+
+def _read(pipe: Any, key: bytes, kind: str) -> None:
     if kind == "none":
-        return []
+        return
+    reader = _READERS.get(kind)
+    assert reader is not None, f"a {kind} key: teach everything_in to read it"
+    reader(pipe, key)
+
+
+_READERS: dict[str, Any] = {
+    "string": lambda pipe, key: pipe.get(key),
+    "hash": lambda pipe, key: pipe.hgetall(key),
+    "list": lambda pipe, key: pipe.lrange(key, 0, -1),
+    "set": lambda pipe, key: pipe.smembers(key),
+    "zset": lambda pipe, key: pipe.zrange(key, 0, -1),
+    "stream": lambda pipe, key: pipe.xrange(key),
+}
+
+
+def _parts(kind: str, value: Any) -> list[bytes]:
+    """One key's value, read by `_READERS`, as the bytes it holds (a key deleted between
+    the two pipelines reads as empty)."""
     if kind == "string":
-        return [await client.get(key) or b""]
+        return [value or b""]
     if kind == "hash":
-        return [part for pair in (await client.hgetall(key)).items() for part in pair]
-    if kind == "list":
-        return list(await client.lrange(key, 0, -1))
-    if kind == "set":
-        return list(await client.smembers(key))
-    if kind == "zset":
-        return list(await client.zrange(key, 0, -1))
-    assert kind == "stream", f"a {kind} key: teach everything_in to read it"
-    entries = await client.xrange(key)
-    return [part for _, entry in entries for pair in entry.items() for part in pair]
+        return [part for pair in value.items() for part in pair]
+    if kind == "stream":
+        return [part for _, entry in value for pair in entry.items() for part in pair]
+    return list(value)
