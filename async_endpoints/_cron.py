@@ -12,9 +12,15 @@ letter, daylight-saving changes included:
   clock as it is: an hourly job stays hourly in UTC terms on both days.
 
 cronsim applies those rules to five-field expressions only. A six-field expression whose
-seconds field is one number (``0 30 2 * * *``) is read as its last five fields, to which
-the rules apply, plus that many seconds, so that it keeps the same rules as its
-five-field form; other six-field ones (``*/10 * * * * *``, ``0,30 ...``) run by the clock.
+seconds field names fixed seconds (``0 30 2 * * *``, ``0,30 30 2 * * *``, ``0-10/5 ...``)
+is read as its last five fields, to which the rules apply, plus each of those seconds, so
+that it keeps the same rules as its five-field form; six-field ones with a wildcard in the
+seconds (``*/10 * * * * *``) run by the clock.
+
+A time is never in the past of the moment it follows: asked in the second pass of a
+repeated hour (the clocks went back), cronsim gives the first pass's occurrence, which has
+gone by; the next one after it is taken instead (a fixed time the clocks repeat does not
+run again in the second pass, as above).
 
 Each next time is computed from the previous one alone (no state carried between calls),
 so every process computes the same times.
@@ -44,7 +50,7 @@ class CronRule:
             fires, or the time zone is unknown.
     """
 
-    __slots__ = ("evaluated", "expression", "offset", "timezone", "zone")
+    __slots__ = ("evaluated", "expression", "offsets", "timezone", "zone")
 
     def __init__(self, expression: str, timezone: str = "UTC") -> None:
         if not isinstance(expression, str):
@@ -61,9 +67,11 @@ class CronRule:
                 "give five, or six with seconds first"
             )
         #: What cronsim evaluates, and the seconds added to its times (see the module).
-        self.evaluated, self.offset = expression, timedelta(0)
-        if len(fields) == 6 and fields[0].isdigit() and int(fields[0]) < 60:
-            self.evaluated, self.offset = " ".join(fields[1:]), timedelta(seconds=int(fields[0]))
+        self.evaluated, self.offsets = expression, (timedelta(0),)
+        seconds = _fixed_seconds(fields[0]) if len(fields) == 6 else None
+        if seconds:
+            self.evaluated = " ".join(fields[1:])
+            self.offsets = tuple(timedelta(seconds=second) for second in seconds)
         self.next_after(datetime(2000, 1, 1, tzinfo=UTC))  # checks it, and that it fires
 
     @property
@@ -81,27 +89,60 @@ class CronRule:
         Raises:
             ValueError: the expression does not fire within 50 years of ``moment``.
         """
-        start = (moment - self.offset).astimezone(self.zone)
-        try:
-            following = next(CronSim(self.evaluated, start))
-        except CronSimError as exc:
-            raise ValueError(f"invalid cron expression {self.expression!r}: {exc}") from None
-        except StopIteration:
-            raise ValueError(f"cron expression {self.expression!r} never fires") from None
-        return following.astimezone(UTC) + self.offset
+        return min(self._step(moment, offset, reverse=False) for offset in self.offsets)
 
     def previous_before(self, moment: datetime) -> datetime:
         """The last time strictly before ``moment`` (aware) that the expression fires, in UTC.
 
+        The scheduler asks it of schedules that run by the clock. Of a fixed time asked in
+        the second pass of a repeated hour, after its first pass's occurrence, cronsim's
+        answer is the day before's (before ``moment`` all the same).
+
         Raises:
             ValueError: the expression did not fire within 50 years before ``moment``.
         """
-        start = (moment - self.offset).astimezone(self.zone)
+        return max(self._step(moment, offset, reverse=True) for offset in self.offsets)
+
+    def _step(self, moment: datetime, offset: timedelta, *, reverse: bool) -> datetime:
+        """The first time after (or, ``reverse``, before) ``moment`` that the evaluated
+        expression plus ``offset`` fires, strictly so in real time: cronsim's first answer
+        in a repeated hour's second pass is the first pass's (the past); passed over."""
+        start = (moment - offset).astimezone(self.zone)
         try:
-            previous = next(CronSim(self.evaluated, start, reverse=True))
-        except (CronSimError, StopIteration):
-            raise ValueError(f"cron expression {self.expression!r} never fired") from None
-        return previous.astimezone(UTC) + self.offset
+            times = CronSim(self.evaluated, start, reverse=reverse)
+            for _ in range(_MOST_PASSED_OVER):
+                found = next(times).astimezone(UTC) + offset
+                if (found < moment) if reverse else (found > moment):
+                    return found
+        except CronSimError as exc:
+            raise ValueError(f"invalid cron expression {self.expression!r}: {exc}") from None
+        except StopIteration:
+            pass
+        verb = "never fired" if reverse else "never fires"
+        raise ValueError(f"cron expression {self.expression!r} {verb}") from None
+
+
+#: How many times of cronsim's in the wrong direction are passed over at most (a repeated
+#: hour holds at most 3,600 of a seconds schedule; a fixed time, one).
+_MOST_PASSED_OVER = 3_602
+
+
+def _fixed_seconds(field: str) -> list[int] | None:
+    """The seconds a seconds field names when it has no wildcard (``0``, ``0,30``,
+    ``0-10/5``), in order; None for a wildcard or what is not such a field (cronsim then
+    reads the whole expression, and names what is wrong)."""
+    seconds: set[int] = set()
+    for part in field.split(","):
+        span, _, step = part.partition("/")
+        first, _, last = span.partition("-")
+        if not (first.isdigit() and (not last or last.isdigit()) and (not step or step.isdigit())):
+            return None
+        low, high = int(first), int(last or first)
+        every = int(step or 1)
+        if high > 59 or low > high or every == 0 or (step and not last):
+            return None
+        seconds.update(range(low, high + 1, every))
+    return sorted(seconds)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -12,6 +12,7 @@ app, around its ``openapi()``.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -48,12 +49,12 @@ class DocumentFinisher:
         document: dict[str, Any] = self.build()
         if document is self._finished:  # FastAPI keeps the document it built
             return document
-        operations = [
-            operation
-            for item in document.get("paths", {}).values()
-            for operation in item.values()
-            if isinstance(operation, dict)
-        ]
+        operations = []
+        for path, item in document.get("paths", {}).items():
+            for operation in item.values():
+                if isinstance(operation, dict):
+                    _declare_path_parameters(str(path), operation)
+                    operations.append(operation)
         for operation in operations:
             if "parameters" in operation:
                 operation["parameters"] = _once(operation["parameters"])
@@ -191,10 +192,7 @@ def _refs(node: Any) -> set[str]:
         return set().union(*(_refs(item) for item in node))
     if not isinstance(node, dict):
         return set()
-    ref = node.get("$ref")
-    found = (
-        {ref.removeprefix(_PENDING)} if isinstance(ref, str) and ref.startswith(_PENDING) else set()
-    )
+    found = {ref.removeprefix(_PENDING) for ref in _node_refs(node) if ref.startswith(_PENDING)}
     return found.union(*(_refs(value) for value in node.values()))
 
 
@@ -204,10 +202,52 @@ def _refer(node: Any, names: dict[str, str]) -> Any:
         return [_refer(item, names) for item in node]
     if not isinstance(node, dict):
         return node
-    ref = node.get("$ref")
-    if isinstance(ref, str) and ref.startswith(_PENDING):
-        node = {**node, "$ref": _COMPONENTS + names[ref.removeprefix(_PENDING)]}
+
+    def settled(ref: Any) -> Any:
+        if isinstance(ref, str) and ref.startswith(_PENDING):
+            return _COMPONENTS + names[ref.removeprefix(_PENDING)]
+        return ref
+
+    if "$ref" in node:
+        node = {**node, "$ref": settled(node["$ref"])}
+    if _is_discriminator(node):
+        node = {**node, "mapping": {key: settled(ref) for key, ref in node["mapping"].items()}}
     return {key: _refer(value, names) for key, value in node.items()}
+
+
+def _node_refs(node: dict[str, Any]) -> list[str]:
+    """The references ``node`` itself holds: its ``$ref``, and, a discriminator, its
+    mapping's (a tagged union's ``{"propertyName": "kind", "mapping": {"cat": ref}}``)."""
+    refs = [node.get("$ref")]
+    if _is_discriminator(node):
+        refs += node["mapping"].values()
+    return [ref for ref in refs if isinstance(ref, str)]
+
+
+def _is_discriminator(node: dict[str, Any]) -> bool:
+    return isinstance(node.get("propertyName"), str) and isinstance(node.get("mapping"), dict)
+
+
+def _declare_path_parameters(path: str, operation: dict[str, Any]) -> None:
+    """Give ``operation`` an entry for each parameter of its ``path`` it does not
+    declare (a string, required): an async endpoint knows the path it was mapped with,
+    not the prefixes of the routers that hold it (``APIRouter(prefix="/t/{tenant}")``,
+    ``include_router(prefix=...)``), and OpenAPI needs every one declared."""
+    names = re.findall(r"{([^}:]+)(?::[^}]*)?}", path)
+    declared = {
+        entry.get("name")
+        for entry in operation.get("parameters", [])
+        if isinstance(entry, dict) and entry.get("in") == "path"
+    }
+    missing = [name for name in names if name not in declared]
+    if missing:
+        operation["parameters"] = [
+            *(
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                for name in missing
+            ),
+            *operation.get("parameters", []),
+        ]
 
 
 def _once(parameters: list[dict[str, Any]]) -> list[dict[str, Any]]:

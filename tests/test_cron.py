@@ -147,3 +147,52 @@ def test_a_six_field_fixed_time_keeps_the_daylight_saving_rules_of_its_five_fiel
     assert shifted == [
         moment + timedelta(seconds=15) for moment in fires(CronRule(five, "Europe/Berlin"), day, 6)
     ]
+
+
+#: The day each zone's clocks go back in 2027, from a while before the change.
+FALL_BACK = {
+    "Europe/Berlin": utc(2027, 10, 30, 22),  # 03:00 CEST -> 02:00 CET at 01:00 UTC
+    "America/New_York": utc(2027, 11, 7, 3),  # 02:00 EDT -> 01:00 EST at 06:00 UTC
+    "Australia/Lord_Howe": utc(2027, 4, 3, 12),  # 02:00 +11 -> 01:30 +10:30 at 15:00 UTC
+}
+
+
+@pytest.mark.parametrize("zone", FALL_BACK)
+@pytest.mark.parametrize(
+    "expression", ["30 2 * * *", "30 1 * * *", "0 30 2 * * *", "0,30 45 1 * * *", "*/15 * * * *"]
+)
+def test_a_time_asked_for_in_the_repeated_hour_is_never_in_the_past(
+    zone: str, expression: str
+) -> None:
+    """Every minute of the six hours around a change back, in three zones (Lord Howe's
+    goes back half an hour): the next time is after the moment asked about, the previous
+    one before it (cronsim, asked in the second pass of the repeated hour, answers the
+    first pass's occurrence: the scheduler would find it due at every tick)."""
+    rule = CronRule(expression, zone)
+    for minute in range(6 * 60):
+        moment = FALL_BACK[zone] + timedelta(minutes=minute)
+        assert rule.next_after(moment) > moment, moment
+        assert rule.previous_before(moment) < moment, moment
+
+
+def test_a_fixed_time_asked_for_after_its_first_pass_is_the_next_days() -> None:
+    """At 02:10 CET on 2027-10-31 (01:10 UTC, the second 02:10 of Europe/Berlin's night),
+    the 02:30 job has run at 02:30 CEST (00:30 UTC): next is 02:30 CET the next day, not
+    again that night."""
+    rule = CronRule("30 2 * * *", "Europe/Berlin")
+    assert rule.next_after(utc(2027, 10, 31, 1, 10)) == utc(2027, 11, 1, 1, 30)
+
+
+@pytest.mark.parametrize("seconds", ["0,30", "0-30/30", "30,0"])
+@pytest.mark.parametrize(
+    "day", [datetime(2027, 3, 27, 22, tzinfo=UTC), datetime(2027, 10, 30, 22, tzinfo=UTC)]
+)
+def test_a_list_of_fixed_seconds_keeps_the_daylight_saving_rules_too(
+    seconds: str, day: datetime
+) -> None:
+    """``0,30 30 2 * * *`` fires at 02:30:00 and 02:30:30 of the five-field ``30 2 * *
+    *``'s times: once after the skipped hour's gap (03:00 CEST), once in the repeated
+    hour (02:30 CEST, not again at 02:30 CET)."""
+    five = fires(CronRule("30 2 * * *", "Europe/Berlin"), day, 3)
+    expected = [moment + timedelta(seconds=s) for moment in five for s in (0, 30)]
+    assert fires(CronRule(f"{seconds} 30 2 * * *", "Europe/Berlin"), day, 6) == expected

@@ -904,3 +904,30 @@ async def test_a_schedule_removed_while_the_declaration_runs_stays_removed(
     monkeypatch.setattr(store, "upsert_schedule", remove_second_meanwhile)
     assert await endpoints.declare_schedules() == 1
     assert [s.id for s in await endpoints.list_schedules()] == ["first"]
+
+
+async def test_a_schedule_first_stored_in_the_repeated_hour_waits_for_its_next_day() -> None:
+    """Declared at 02:05 CET on 2027-10-31, the second 02:05 of Europe/Berlin's night
+    (02:30 CEST has gone by): no job that night however often the scheduler ticks, and
+    the next run is 02:30 CET the next day (the scheduler once found such a schedule due
+    at every tick, for up to an hour)."""
+    clock = ManualClock(datetime(2027, 10, 31, 1, 5, tzinfo=UTC).timestamp())
+    store = InMemoryJobStore(clock=clock)
+    endpoints = AsyncEndpoints(store=store)
+
+    @endpoints.cron("30 2 * * *", name="Nightly", timezone="Europe/Berlin", unique=False)
+    async def nightly(ctx: AsyncContext[None]) -> None:
+        return None
+
+    async with endpoints.running(workers=False):
+        await endpoints.declare_schedules()
+        scheduler = endpoints.scheduler()
+        assert scheduler is not None
+        waits = []
+        for _ in range(5):
+            waits.append(await scheduler.tick())
+            clock.advance(1)
+        [schedule] = await endpoints.list_schedules()
+        assert (await endpoints.list_jobs()).jobs == []
+    assert schedule.next_run_at == datetime(2027, 11, 1, 1, 30, tzinfo=UTC)
+    assert all(wait > 0 for wait in waits)

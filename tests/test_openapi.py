@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import pytest
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, create_model
+from pydantic import BaseModel, Field, create_model
 from starlette.applications import Starlette
 from starlette.schemas import SchemaGenerator
 
@@ -691,3 +691,76 @@ def test_a_blank_operation_id_is_refused() -> None:
 
     with pytest.raises(ConfigurationError, match="operation_id must be a non-blank str"):
         endpoints.add_async_post("/build", build, operation_id=" ")
+
+
+async def test_the_path_parameters_of_router_prefixes_are_listed_too(http_client_for) -> None:
+    """An async endpoint on ``APIRouter(prefix="/tenants/{tenant}")`` included under
+    ``/orgs/{org}`` declares all three of its path's parameters, as FastAPI's own route on
+    that router does (OpenAPI needs each one declared; generated clients lose the rest)."""
+    app = FastAPI()
+    endpoints = AsyncEndpoints(app, run_workers=False)
+    router = APIRouter(prefix="/tenants/{tenant}")
+
+    @endpoints.map_async_post("/items/{item}", router=router, name="ImportItem")
+    async def import_item(ctx: AsyncContext) -> None: ...
+
+    app.include_router(router, prefix="/orgs/{org}")
+    async with http_client_for(app) as client:
+        document = (await client.get("/openapi.json")).json()
+    operation = document["paths"]["/orgs/{org}/tenants/{tenant}/items/{item}"]["post"]
+    parameters = path_parameters(operation)
+    assert set(parameters) == {"org", "tenant", "item"}
+    assert all(parameter["required"] is True for parameter in parameters.values())
+    assert len([p for p in operation["parameters"] if p["in"] == "path"]) == 3
+
+
+class Cat(BaseModel):
+    kind: Literal["cat"]
+    lives: int
+
+
+class Dog(BaseModel):
+    kind: Literal["dog"]
+    good: bool
+
+
+Pet = Annotated[Cat | Dog, Field(discriminator="kind")]
+
+
+class Adoption(BaseModel):
+    pet: Pet
+
+
+@pytest.mark.parametrize("in_a_field", [False, True], ids=["the body", "a field"])
+async def test_a_tagged_unions_mapping_names_the_components(
+    http_client_for, in_a_field: bool
+) -> None:
+    """A discriminated union, as the body or in it: its ``discriminator.mapping`` names
+    ``#/components/schemas/Cat`` and ``Dog``, which are there (it named references not
+    yet settled, which no document holds)."""
+    app = FastAPI()
+    endpoints = AsyncEndpoints(app, run_workers=False)
+
+    async def adopt_pet(ctx: AsyncContext[Pet]) -> None: ...
+
+    async def adopt(ctx: AsyncContext[Adoption]) -> None: ...
+
+    endpoints.map_async_post("/adoptions", name="Adopt")(adopt if in_a_field else adopt_pet)
+    async with http_client_for(app) as client:
+        document = (await client.get("/openapi.json")).json()
+    mappings = list(discriminator_mappings(document))
+    assert mappings == [{"cat": "#/components/schemas/Cat", "dog": "#/components/schemas/Dog"}]
+    assert {"Cat", "Dog"} <= set(document["components"]["schemas"])
+
+
+def discriminator_mappings(node: Any) -> Iterator[dict[str, str]]:
+    """Every discriminator's mapping anywhere in ``node``."""
+    if isinstance(node, dict):
+        found = node.get("discriminator")
+        if isinstance(found, dict) and "mapping" in found:
+            yield found["mapping"]
+        for value in node.values():
+            yield from discriminator_mappings(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from discriminator_mappings(item)
