@@ -67,7 +67,8 @@ class CronRule:
                 "give five, or six with seconds first"
             )
         #: What cronsim evaluates, and the seconds added to its times (see the module).
-        self.evaluated, self.offsets = expression, (timedelta(0),)
+        self.evaluated = expression
+        self.offsets: tuple[timedelta, ...] = (timedelta(0),)
         seconds = _fixed_seconds(fields[0]) if len(fields) == 6 else None
         if seconds:
             self.evaluated = " ".join(fields[1:])

@@ -87,12 +87,13 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
         #: Lifecycle events of this process: ``events.subscribe(listener)``.
         self.events = LifecycleEvents()
         self._app_lifespan: Lifespan | None = None
-        self._started = False  # `running` was entered (the app's lifespan ran)
+        self._started = False  # a `running` block is open (the app's lifespan runs)
         # The event loop `running` runs in now, and how many of its blocks are open (one
         # in another loop at once is refused: the store and the pool belong to one).
         self._running_in: asyncio.AbstractEventLoop | None = None
         self._runs = 0
         self._told_unstarted = False
+        self._runs_ended = False  # a `running` block has ended here before
         s = self.settings
         policy = RetryPolicy(s.max_retries, s.retry_base_delay, s.retry_max_delay, s.retry_jitter)
         attempts = AttemptRunner(
@@ -247,6 +248,8 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
         last = not self._runs
         if last:
             self._running_in = None
+            self._started = self._told_unstarted = False  # a later job is warned about
+            self._runs_ended = True
         users = _STORE_USERS.pop(id(store), 1) - 1
         closing = None
         if users:
@@ -339,12 +342,21 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
         return names
 
     def warn_unless_started(self) -> None:
-        """Log once when a route accepts a job though `running` never ran here (the app's
-        lifespan did not run: a Starlette or FastAPI app mounted under another does not
-        run its own), so no worker of this process will run it."""
+        """Log once when a route accepts a job while no `running` block is open here (the
+        app's lifespan did not run: a Starlette or FastAPI app mounted under another does
+        not run its own; or it has ended: a test client used without its ``with`` block
+        after another's), so no worker of this process will run it. Once again after
+        each lifespan's end."""
         if self._started or self._told_unstarted or not self.settings.run_workers:
             return
         self._told_unstarted = True
+        if self._runs_ended:
+            logger.warning(
+                "a job was accepted, but this app's lifespan has ended, so no worker of this "
+                "process runs jobs (a test client used without its `with` block runs no "
+                "lifespan of its own)"
+            )
+            return
         logger.warning(
             "a job was accepted, but this app's lifespan has not run, so no worker of this "
             "process runs jobs (an app mounted under another does not run its own lifespan: "

@@ -82,6 +82,20 @@ class StoreUnavailableError(JobStoreError):
         self.retry_after = retry_after
 
 
+class StoreClosedError(JobStoreError):
+    """The store was closed: the app's lifespan (or the `AsyncEndpoints.running` block)
+    that started it has ended, and nothing but another one starts it again. Not an
+    outage: nothing retries it; a job route answers 503 all the same, and the log says
+    why (a test client that runs no lifespan, used after another test's lifespan ended,
+    meets it)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the store is closed: the app's lifespan that started it has ended (a request "
+            "after it, from a test client used without its `with` block say, answers 503)"
+        )
+
+
 class PartialRenewalError(StoreUnavailableError):
     """A store made of parts (shards) renewed the claims of the parts that answered and
     could not reach the others: what it knows is attached.

@@ -32,6 +32,7 @@ from ._capture import (
 from ._disconnect import unless_disconnected
 from ._errors import (
     JobStoreError,
+    StoreClosedError,
     StoreUnavailableError,
 )
 from ._handlers import Handler
@@ -305,10 +306,11 @@ def job_request(
 
 
 def store_failure(verb: str, exc: JobStoreError, job_id: uuid.UUID | None = None) -> Response:
-    """The answer when the store failed to ``verb`` a job: 503 when unreachable, else 500;
-    the details go to the log, never to the client. The record names the job ``job_id``
-    when it is known (a path's, a client-chosen one) and carries it as ``job_id`` (its
-    name is not known without the store)."""
+    """The answer when the store failed to ``verb`` a job: 503 when unreachable or closed
+    (the app's lifespan has ended), else 500; the details go to the log, never to the
+    client. The record names the job ``job_id`` when it is known (a path's, a
+    client-chosen one) and carries it as ``job_id`` (its name is not known without the
+    store)."""
     # The exception's text names hosts, ports and keys: it goes to the log, not the client.
     doing, extra = f"{verb} a job", None
     if job_id is not None:
@@ -316,6 +318,9 @@ def store_failure(verb: str, exc: JobStoreError, job_id: uuid.UUID | None = None
     if isinstance(exc, StoreUnavailableError):
         STORE_OUTAGE.warning("could not %s: %s", doing, exc, extra=extra)
         return error_response(503, STORE_UNAVAILABLE, retry_after=exc.retry_after)
+    if isinstance(exc, StoreClosedError):
+        logger.warning("could not %s: %s", doing, exc, extra=extra)
+        return error_response(503, STORE_UNAVAILABLE, retry_after=1.0)
     logger.error("could not %s: %s: %s", doing, type(exc).__name__, exc, extra=extra)
     return error_response(500, STORE_FAILED)
 

@@ -19,7 +19,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from async_endpoints._errors import JobStoreError, StoreUnavailableError
+from async_endpoints._errors import JobStoreError, StoreClosedError, StoreUnavailableError
 
 from ._client import (
     AnyRedis,
@@ -128,9 +128,9 @@ class Connection:
 
     @property
     def client(self) -> AnyRedis:
-        """The client; raises `JobStoreError` once closed."""
+        """The client; raises `StoreClosedError` once closed."""
         if self._client is None:
-            raise JobStoreError("the store is closed")
+            raise StoreClosedError
         return self._client
 
     async def start(self) -> Scripts:
@@ -141,12 +141,13 @@ class Connection:
 
         Raises:
             StoreUnavailableError: Redis cannot be reached; a later call tries again.
-            JobStoreError: The connection is closed, or Redis refused the credentials (a
-                wrong password or user: no try again would change that).
+            StoreClosedError: The store is closed.
+            JobStoreError: Redis refused the credentials (a wrong password or user: no try
+                again would change that).
         """
         async with self._start_lock:
             if self.closed:
-                raise JobStoreError("the store is closed")
+                raise StoreClosedError
             if self._scripts is None:
                 with refused_credentials(), mapped_errors("start"):
                     async with asyncio.timeout(self.deadline):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from async_endpoints._errors import JobStoreError, QueueFullError
+from async_endpoints._errors import QueueFullError, StoreClosedError
 from async_endpoints._idempotency import IdempotencyConflictError, is_by_request_id
 from async_endpoints._job import Job, NewJob
 from async_endpoints._store_features import Idempotency
@@ -33,10 +33,10 @@ class ShardEnqueue(ShardLookup):
         have been closed meanwhile).
 
         Raises:
-            JobStoreError: The store is closed.
+            StoreClosedError: The store is closed.
         """
         if not self._shards:
-            raise JobStoreError("the store is closed")
+            raise StoreClosedError
         return self._shards[index]
 
     def _placement(self, new_job: NewJob) -> int:

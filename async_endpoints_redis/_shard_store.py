@@ -39,6 +39,7 @@ from typing import Any
 from async_endpoints._errors import (
     ConfigurationError,
     JobStoreError,
+    StoreClosedError,
 )
 from async_endpoints._job import Job, JobError
 from async_endpoints._store import Claim
@@ -201,7 +202,7 @@ class ShardedRedisJobStore(
     async def _start_shards(self) -> list[RedisJobStore]:
         async with self._start_lock:
             if self._closed:
-                raise JobStoreError("the store is closed")
+                raise StoreClosedError
             if not self._shards:
                 client = self._given_client
                 if client is None:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel
@@ -260,3 +261,31 @@ async def test_an_api_only_app_whose_lifespan_never_ran_is_not_warned_about(
     async with http_client_for(mounted(child, run_its_lifespan=False)) as client:
         response = await client.post("/api/greetings", json={"name": "Ada"})
     assert response.status_code == 202 and "lifespan has not run" not in caplog.text
+
+
+async def test_a_job_accepted_after_the_lifespan_ended_is_warned_about_once_per_ending(
+    http_client_for, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After the app's lifespan has ended (a test client used without its ``with``
+    block after another's), an in-memory app still accepts a POST, and one warning says
+    no worker here runs it since the lifespan has ended; after the next lifespan's end,
+    once again."""
+    app = Starlette()
+    endpoints = AsyncEndpoints(app)
+
+    @endpoints.map_async_post("/greetings", name="Greet")
+    async def greet(ctx: AsyncContext[Greeting]) -> str:
+        return ctx.request.name
+
+    caplog.set_level(logging.WARNING, logger="async_endpoints")
+    transport = httpx.ASGITransport(app=app)  # runs no lifespan
+    for _ in range(2):
+        async with http_client_for(app) as client:
+            assert (await client.post("/greetings", json={"name": "in"})).status_code == 202
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            for name in ("Ada", "Grace"):
+                response = await client.post("/greetings", json={"name": name})
+                assert response.status_code == 202
+    warned = [r for r in caplog.records if "lifespan has ended" in r.getMessage()]
+    assert len(warned) == 2
+    assert "has not run" not in caplog.text

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -134,3 +135,47 @@ def test_an_apps_lifespan_run_again_by_testclient_finds_its_store_working(
             ids.append(answer.json()["id"])
             first = client.get(f"/jobs/{ids[0]}")
             assert first.status_code == 200 and first.json()["result"] == "run 0"
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_a_request_after_the_lifespan_ended_answers_503_and_the_log_says_why(
+    redis_server: redis_servers.RedisServer,
+    prefix: str,
+    shards: int,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A ``TestClient(app)`` used without its ``with`` block after another's lifespan
+    ended (the store closed): a POST and a GET, even of an unknown id, answer 503 with
+    ``Retry-After`` (they answered 500), nothing is stored, and the log says the
+    lifespan has ended."""
+    app = FastAPI()
+    store = RedisJobStore(redis_server.url, prefix=prefix, shards=shards)
+    endpoints = AsyncEndpoints(app, store=store)
+
+    @endpoints.map_async_post("/echo")
+    async def echo(ctx: AsyncContext[Text]) -> str:
+        return ctx.request.text
+
+    endpoints.map_job_details()
+    with TestClient(app) as client:
+        answer = client.post("/echo", json={"text": "in"}, headers={"Prefer": "wait=10"})
+        assert answer.status_code == 200
+    caplog.set_level(logging.WARNING, logger="async_endpoints")
+    client = TestClient(app)  # no `with`: no lifespan
+    posted = client.post("/echo", json={"text": "after"})
+    unknown = client.get(f"/jobs/{uuid.uuid4()}")
+    for answer in (posted, unknown):
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["retry-after"] == "1"
+        assert "store" in answer.json()["detail"]
+    assert "the app's lifespan that started it has ended" in caplog.text
+    with TestClient(app) as client:  # a lifespan again: the store too
+        results = [job.result for job in _listed(client, endpoints)]
+    assert results == ["in"]  # the one job of the first lifespan, and no other
+
+
+def _listed(client: TestClient, endpoints: AsyncEndpoints) -> list[Any]:
+    """The jobs stored, read in the client's event loop."""
+    portal = client.portal
+    assert portal is not None
+    return list(portal.call(endpoints.list_jobs).jobs)
