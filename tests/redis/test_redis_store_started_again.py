@@ -107,15 +107,11 @@ class Text(BaseModel):
     text: str
 
 
-@pytest.mark.parametrize("shards", [1, 3])
-def test_an_apps_lifespan_run_again_by_testclient_finds_its_store_working(
-    redis_server: redis_servers.RedisServer, prefix: str, shards: int
-) -> None:
-    """One app and its store made once, at import time, as most apps are; three
-    ``with TestClient(app)`` blocks, each a lifespan in an event loop of its own: each
-    runs a job, and a job of the first is still there in the last."""
+def echo_app(url: str, prefix: str, shards: int) -> tuple[FastAPI, AsyncEndpoints]:
+    """An app made once, as at import time: ``POST /echo`` answers the text it was sent,
+    job details at ``/jobs/{job_id}``, its Redis store given a URL."""
     app = FastAPI()
-    store = RedisJobStore(redis_server.url, prefix=prefix, shards=shards)
+    store = RedisJobStore(url, prefix=prefix, shards=shards)
     endpoints = AsyncEndpoints(app, store=store)
 
     @endpoints.map_async_post("/echo")
@@ -123,6 +119,17 @@ def test_an_apps_lifespan_run_again_by_testclient_finds_its_store_working(
         return ctx.request.text
 
     endpoints.map_job_details()
+    return app, endpoints
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_an_apps_lifespan_run_again_by_testclient_finds_its_store_working(
+    redis_server: redis_servers.RedisServer, prefix: str, shards: int
+) -> None:
+    """One app and its store made once, at import time, as most apps are; three
+    ``with TestClient(app)`` blocks, each a lifespan in an event loop of its own: each
+    runs a job, and a job of the first is still there in the last."""
+    app, _ = echo_app(redis_server.url, prefix, shards)
     ids = []
     for run in range(3):
         with TestClient(app) as client:
@@ -148,15 +155,7 @@ def test_a_request_after_the_lifespan_ended_answers_503_and_the_log_says_why(
     ended (the store closed): a POST and a GET, even of an unknown id, answer 503 with
     ``Retry-After`` (they answered 500), nothing is stored, and the log says the
     lifespan has ended."""
-    app = FastAPI()
-    store = RedisJobStore(redis_server.url, prefix=prefix, shards=shards)
-    endpoints = AsyncEndpoints(app, store=store)
-
-    @endpoints.map_async_post("/echo")
-    async def echo(ctx: AsyncContext[Text]) -> str:
-        return ctx.request.text
-
-    endpoints.map_job_details()
+    app, endpoints = echo_app(redis_server.url, prefix, shards)
     with TestClient(app) as client:
         answer = client.post("/echo", json={"text": "in"}, headers={"Prefer": "wait=10"})
         assert answer.status_code == 200
