@@ -97,7 +97,8 @@ class CronScheduling:
                 problem), ``unique`` is not a bool, or (when decorating) ``tenant`` or the
                 name is not 1 to 255 characters that UTF-8 can encode.
             ConfigurationError: the decorator was written without its parentheses
-                (``@endpoints.cron`` above the handler).
+                (``@endpoints.cron`` above the handler), or the scheduler of this process
+                has started (it would never store the schedule).
             JobValidationError: the handler's body model does not accept no body.
             ConfigurationError: as `add_handler` raises it, or the store is not a
                 `ScheduleStore`. Nothing is registered then.
@@ -112,6 +113,12 @@ class CronScheduling:
         if not isinstance(unique, bool):
             raise ValueError(f"unique must be True or False, not {unique!r}")
         self._schedules("define cron schedules")
+        if self._running_schedulers:
+            raise ConfigurationError(
+                "the cron scheduler of this process has started, and @cron schedules are "
+                "stored when it starts: declare them before the app starts (at import), or "
+                "add one while it runs with await endpoints.upsert_schedule(...)"
+            )
 
         def register(function: F) -> F:
             handler = self.add_handler(
@@ -235,10 +242,12 @@ class CronScheduling:
         """
         store = self._schedules("define cron schedules")
         now = await store.schedule_time()
+        earlier = {schedule.id: schedule for schedule in await store.list_schedules()}
         stored = 0
         for schedule in list(self._declared.values()):
             if self._declared.get(schedule.id) is not schedule:
                 continue  # removed (or redeclared) meanwhile: `remove_schedule` has the last word
+            _tell_replaced(earlier.get(schedule.id), schedule)
             rule = CronRule(schedule.cron, schedule.timezone)
             self._stored(
                 await store.upsert_schedule(schedule.replace(next_run_at=rule.next_after(now)))
@@ -316,3 +325,28 @@ def _path_params(handler: Handler | None) -> dict[str, str]:
     """A cycle's route parameters: each of its handler's route's read as ``""`` (as
     `submit` gives those it is not given)."""
     return {} if handler is None else dict.fromkeys(handler.path_params, "")
+
+
+#: What a schedule's definition is (not its state: due time, last job).
+_DEFINITION = ("name", "cron", "timezone", "unique", "body", "queue", "tenant")
+
+
+def _tell_replaced(stored: Schedule | None, declared: Schedule) -> None:
+    """Warn when ``declared`` replaces a stored definition that differs from it: a
+    deploy that changed it, or processes running different code, which replace each
+    other's at each start (the last to start wins)."""
+    if stored is None:
+        return
+    changed = [
+        f"{field} {getattr(stored, field)!r} -> {getattr(declared, field)!r}"
+        for field in _DEFINITION
+        if getattr(stored, field) != getattr(declared, field)
+    ]
+    if changed:
+        logger.warning(
+            "cron schedule %r: this process's @cron replaces the stored definition (%s): "
+            "a deploy that changed it, or processes with different code, which replace "
+            "each other's whenever one starts",
+            declared.id,
+            "; ".join(changed),
+        )

@@ -6,6 +6,7 @@ scheduler's ``tick`` themselves."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -931,3 +932,46 @@ async def test_a_schedule_first_stored_in_the_repeated_hour_waits_for_its_next_d
         assert (await endpoints.list_jobs()).jobs == []
     assert schedule.next_run_at == datetime(2027, 11, 1, 1, 30, tzinfo=UTC)
     assert all(wait > 0 for wait in waits)
+
+
+async def test_a_cron_declared_once_the_scheduler_runs_is_refused_naming_upsert_schedule(
+    endpoints: AsyncEndpoints,
+) -> None:
+    """``@endpoints.cron`` while this process's scheduler runs would never be stored (the
+    scheduler stores the declared schedules when it starts): a ConfigurationError says so
+    and names ``upsert_schedule``; nothing is registered. Once it stopped, it is taken."""
+
+    async def hourly(ctx: AsyncContext[None]) -> None:
+        return None
+
+    async with endpoints.running():
+        with pytest.raises(ConfigurationError, match="upsert_schedule"):
+            endpoints.cron("0 * * * *")(hourly)
+        assert "hourly" not in endpoints.handlers
+    endpoints.cron("0 * * * *")(hourly)
+    assert "hourly" in endpoints.handlers
+
+
+async def test_a_declaration_replacing_another_definition_warns_naming_what_changed(
+    store: InMemoryJobStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two processes' code declaring one schedule differently replace each other's at
+    each start: the one that replaces a different stored definition warns, naming the
+    fields changed; declaring the same definition again says nothing."""
+    first, second = AsyncEndpoints(store=store), AsyncEndpoints(store=store)
+
+    async def tick(ctx: AsyncContext[None]) -> None:
+        return None
+
+    first.cron("* * * * * *")(tick)
+    second.cron("*/5 * * * * *", timezone="Europe/Berlin")(tick)
+    caplog.set_level(logging.WARNING, logger="async_endpoints")
+    await first.declare_schedules()
+    await first.declare_schedules()
+    assert "replaces the stored definition" not in caplog.text
+    await second.declare_schedules()
+    [warned] = [r for r in caplog.records if "replaces the stored definition" in r.getMessage()]
+    assert "cron '* * * * * *' -> '*/5 * * * * *'" in warned.getMessage()
+    assert "timezone 'UTC' -> 'Europe/Berlin'" in warned.getMessage()
+    [schedule] = await second.list_schedules()
+    assert schedule.cron == "*/5 * * * * *"
