@@ -179,6 +179,7 @@ class Handler:
             # Validated and serialised with its Annotated metadata (constraints,
             # validators, serializers), as FastAPI does a response model.
             returned = hints.get("return", Any)
+            _refuse_response(returns, label)
             return cls(
                 name=name or label,
                 function=function,
@@ -412,3 +413,19 @@ def _why(exc: Exception) -> str:
     if reason.startswith("Exceeds the limit"):
         return "an integer too long for JSON readers (" + reason.split(";", 1)[0] + ")"
     return reason.removeprefix("Unable to serialize ")
+
+
+def _refuse_response(returns: Any, label: str) -> None:
+    """A handler annotated to return a Starlette ``Response`` (FastAPI's too): its return
+    value is the job's result, stored and served as JSON, never an answer of its own.
+
+    Raises:
+        ConfigurationError: saying so.
+    """
+    if isinstance(returns, type) and issubclass(returns, Response):
+        raise ConfigurationError(
+            f"job handler {label} is annotated to return a {returns.__name__}: a job's "
+            "result is data (a model, a dict, a list...) stored and served as the job's "
+            "JSON, not a response; to shape the HTTP answers, give the job_submitted_response "
+            "or job_status_response setting"
+        )

@@ -49,6 +49,8 @@ def resource_route(
     """
     if f"{{{holds}}}" not in path or not path.startswith("/"):
         message = f"the {what} path must start with '/' and hold {{{holds}}}: {path!r}"
+        if re.search(rf"{{{holds}:[^}}]*}}", path):
+            message += f" (no convertor: the library reads and checks the {holds} itself)"
         raise ConfigurationError(message)
     if app is None:
         raise ConfigurationError(f"map_{what.replace('-', '_')} needs an app")

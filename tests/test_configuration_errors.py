@@ -11,6 +11,7 @@ import pytest
 from fastapi import Depends, Header, Query
 from pydantic import BaseModel
 from starlette.applications import Starlette
+from starlette.responses import JSONResponse
 
 from async_endpoints import AsyncContext, AsyncEndpoints, ConfigurationError, JobValidationError
 
@@ -339,3 +340,19 @@ def test_a_decorated_hook_or_one_whose_signature_cannot_be_read_is_accepted(hook
     """The hook's own signature is checked (a decorator's wrapper is what is called), and
     one that cannot be read at all is taken as it is rather than failing the app."""
     assert AsyncEndpoints(authorize=hook).settings.authorize is hook
+
+
+def test_a_handler_annotated_to_return_a_response_is_refused_saying_a_result_is_data() -> None:
+    """``-> JSONResponse`` (FastAPI's habit): refused at registration, saying a job's
+    result is data and naming the settings that shape the answers (pydantic's long "no
+    schema, set arbitrary_types_allowed" came through before); nothing registered."""
+
+    async def answer(ctx: AsyncContext) -> JSONResponse:
+        return JSONResponse({})
+
+    endpoints = AsyncEndpoints(Starlette())
+    with pytest.raises(ConfigurationError, match="return a JSONResponse") as refused:
+        endpoints.map_async_post("/answers")(answer)
+    assert "job_status_response" in str(refused.value)
+    assert "arbitrary_types_allowed" not in str(refused.value)
+    assert endpoints.handlers == {}

@@ -164,3 +164,16 @@ async def test_the_cancel_route_is_in_the_openapi_document(http_client_for) -> N
     assert schema == {"$ref": "#/components/schemas/JobModel"}
     assert {"404", "409"} <= set(operation["responses"])
     assert [p["name"] for p in operation["parameters"]] == ["job_id"]
+
+
+@pytest.mark.parametrize("convertor", ["uuid", "str"])
+def test_a_job_id_with_a_convertor_is_refused_saying_to_leave_it_out(convertor: str) -> None:
+    """``{job_id:uuid}`` holds the job id, but with a convertor of the app's: the error
+    says the library reads and checks the id itself (it said only "must hold
+    {job_id}", which the path seemed to)."""
+    endpoints = AsyncEndpoints(FastAPI())
+    path = f"/jobs/{{job_id:{convertor}}}"
+    for mapping in (endpoints.map_job_details, endpoints.map_job_cancel):
+        with pytest.raises(ConfigurationError, match="no convertor") as refused:
+            mapping(path)
+        assert repr(path) in str(refused.value)
