@@ -321,11 +321,13 @@ class AsyncEndpoints(RouteMapping, JobSubmission, JobBatches, CronScheduling, Ob
 
     async def _server_exiting(self) -> None:
         logger.info(
-            "the server is shutting down: this process takes no more jobs, its running"
-            " jobs go on, and requests waiting for a job are answered now"
+            "the server is shutting down: this process takes no more jobs and fires no more"
+            " cron cycles, its running jobs go on, and requests waiting for a job are"
+            " answered now"
         )
         if self.exiting is not None:
             self.exiting.set()
+        await self.stop_firing()
         await self.pool.stop_claiming()
 
     def serving(self, queues: Sequence[str] | None) -> tuple[str, ...]:

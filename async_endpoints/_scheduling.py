@@ -265,11 +265,22 @@ class CronScheduling:
             return
         task = asyncio.create_task(scheduler.run_forever(), name="async-endpoints-cron")
         self._running_schedulers.append(scheduler)
+        self._firing.append(task)
         try:
             yield
         finally:
             self._running_schedulers.remove(scheduler)
+            if task in self._firing:
+                self._firing.remove(task)
             await cancel_and_wait([task])
+
+    async def stop_firing(self) -> None:
+        """Stop this process's schedulers now, before their `scheduling` ends: the server
+        is shutting down, and a process that takes no more jobs fires no more cycles
+        (another process, or this one's successor, fires them: a cycle missed meanwhile
+        is caught up with one job)."""
+        stopping, self._firing[:] = list(self._firing), []
+        await cancel_and_wait(stopping)
 
     def _stored(self, schedule: Schedule) -> Schedule:
         """``schedule`` as the store answered an upsert: the running schedulers of this
@@ -307,6 +318,12 @@ class CronScheduling:
     def _declared(self) -> dict[str, Schedule]:
         declared: dict[str, Schedule] = self.__dict__.setdefault("_declared_schedules", {})
         return declared
+
+    @property
+    def _firing(self) -> list[asyncio.Task[None]]:
+        """The tasks of the schedulers `scheduling` runs now, until `stop_firing`."""
+        firing: list[asyncio.Task[None]] = self.__dict__.setdefault("_scheduler_tasks", [])
+        return firing
 
     @property
     def _running_schedulers(self) -> list[Scheduler]:

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from starlette.applications import Starlette
 
 from async_endpoints import AsyncContext, AsyncEndpoints, JobStatus
+from async_endpoints._events import EventKind, LifecycleEvent
 from tests.redis.support import eventually
 
 
@@ -180,3 +181,49 @@ async def test_an_api_only_instance_on_an_in_memory_store_warns_that_nothing_run
         async with serving(app):
             pass
         assert (said in caplog.text) is not run_workers, run_workers
+
+
+async def test_once_the_server_exits_no_cron_cycle_is_fired_while_requests_finish() -> None:
+    """A schedule every second, and a slow request of the app's own holding uvicorn's
+    exit before the lifespan's shutdown: once the server's exit flag is up, the process
+    fires no more cycles (it takes no more jobs either: another process, or its
+    successor, fires them, a missed one caught up with one job), though its scheduler
+    ran on until the lifespan's shutdown before."""
+    gate = asyncio.Event()
+    app, endpoints = gated_app(gate)
+    fired: list[float] = []
+
+    @app.get("/slow")
+    async def slow() -> str:
+        await gate.wait()
+        return "done"
+
+    @endpoints.cron("* * * * * *", unique=False)
+    async def every_second(ctx: AsyncContext[None]) -> None:
+        return None
+
+    def submitted(event: LifecycleEvent) -> None:
+        if event.kind is EventKind.SUBMITTED and event.job.name == "every_second":
+            fired.append(time.monotonic())
+
+    endpoints.events.subscribe(submitted)
+    async with serving(app) as (server,), httpx.AsyncClient(timeout=30) as client:
+        held = asyncio.create_task(client.get(f"{base(server)}/slow"))
+
+        async def fired_and_held() -> bool:
+            return bool(fired) and len(server.server_state.tasks) >= 1
+
+        try:
+            await eventually(fired_and_held)
+            server.should_exit = True
+
+            async def stopped_claiming() -> bool:
+                return not endpoints.pool.serving
+
+            await eventually(stopped_claiming)
+            exited = time.monotonic()
+            await asyncio.sleep(2.5)  # two cycles and more would be due meanwhile
+        finally:
+            gate.set()  # the server's exit waits for the request
+        assert (await held).status_code == 200
+    assert [moment for moment in fired if moment > exited] == []
