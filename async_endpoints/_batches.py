@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ._batch import Batch, BatchPage, ContinueWhen, NewBatch
+from ._batch import Batch, BatchPage, BatchStatus, ContinueWhen, NewBatch
 from ._batch_http import BatchAuthorize, add_batch_route, batch_details_endpoint
 from ._errors import ConfigurationError, UnknownJobNameError
 from ._events import EventKind, LifecycleEvent, LifecycleEvents
@@ -125,6 +125,8 @@ class JobBatches:
         current = await store.get_batch(parsed)
         if current is None:
             raise ValueError(f"no batch {batch_id}")
+        if current.status is not BatchStatus.RUNNING:  # said first: the store checks it too
+            raise ValueError(f"batch {batch_id} is {current.status.value}: it takes no more jobs")
         jobs = [self._spec_job(spec, parsed, current.tenant, owner) for spec in specs]
         with batch_span(parsed, len(jobs)) as carried:
             jobs = _carrying(jobs, carried)

@@ -11,7 +11,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from redis.asyncio import Redis
 
-from async_endpoints import DuplicateJobError, IdempotencyConflictError, QueueFullError
+from async_endpoints import (
+    AsyncContext,
+    AsyncEndpoints,
+    BatchStatus,
+    DuplicateJobError,
+    IdempotencyConflictError,
+    JobSpec,
+    QueueFullError,
+)
 from async_endpoints._batch import NewBatch
 from async_endpoints._idempotency import by_request_id
 from async_endpoints._job import Job, NewJob
@@ -384,3 +392,28 @@ async def test_a_watch_on_a_shard_without_the_job_looks_for_it_everywhere_before
 
 async def _told(told: list[object]) -> bool:
     return bool(told)
+
+
+async def test_appending_to_a_finished_batch_says_it_is_finished_whatever_the_keys(
+    make_store: StoreFactory, prefix: str
+) -> None:
+    """`append_to_batch` of a finished batch, with a partition key whose shard is not the
+    batch's: the ValueError says the batch is Finished (the reason no append can change),
+    not that the key is in another shard."""
+    store = await make_store(shards=3)
+    endpoints = AsyncEndpoints(store=store)
+
+    @endpoints.add_handler
+    async def step(ctx: AsyncContext[None]) -> None:
+        return None
+
+    async with endpoints.running():
+        batch = await endpoints.submit_batch([JobSpec("step")])
+        await endpoints.drain()
+        assert (await endpoints.get_batch(batch.id)).status is BatchStatus.FINISHED
+        layout = ShardLayout(prefix, 3)
+        elsewhere = next(
+            f"k{n}" for n in range(100) if layout.of_key(f"k{n}") != layout.of_id(batch.id)
+        )
+        with pytest.raises(ValueError, match="is Finished: it takes no more jobs"):
+            await endpoints.append_to_batch(batch.id, [JobSpec("step", partition_key=elsewhere)])
