@@ -1447,3 +1447,56 @@ async def test_the_live_corner_is_not_rewritten_while_nothing_changes(
     await page.wait_for_timeout(2 * LIVE_WITHIN_MS)
     assert len(answers) - asked >= 2  # it went on asking
     assert await page.evaluate("window.cornerChanges") == 0
+
+
+async def test_on_a_phone_a_long_queue_name_leaves_its_state_and_pause_button_in_view(
+    gate: Gate, browser: Browser
+) -> None:
+    """At 390 px a queue named with 35 characters is cut (whole on hover), so the row's
+    state and its Pause button stay inside the screen (the name took up to 24em, wider
+    than a phone's whole table box)."""
+    queue = "bulk-imports-and-exports-long-name"
+    app, _ = make_app(gate, queues=("default", queue))
+    context = await browser.new_context(viewport={"width": 390, "height": 844})
+    page = await context.new_page()
+    page.set_default_timeout(PATIENCE_MS)
+    try:
+        async with served(app) as base:
+            await page.goto(f"{base}/dashboard/")
+            row = page.locator(f'tr[data-queue="{queue}"]')
+            pause = row.get_by_role("button", name="Pause", exact=True)
+            await expect(pause).to_be_visible()
+            place = await pause.bounding_box()
+            assert place is not None and place["x"] + place["width"] <= 390
+            widths = await page.locator("#live .scroll").first.evaluate(
+                "b => [b.scrollWidth, b.clientWidth]"
+            )
+            assert widths[0] <= widths[1], widths
+            gate.open.set()
+    finally:
+        await context.close()
+
+
+async def test_the_schedules_page_fits_a_laptop_screen_with_long_names(
+    gate: Gate, page: Page
+) -> None:
+    """Schedules whose id, handler, queue and tenant are all long: at 1366 px the table
+    fits its box (each name cut to its cell, whole on hover), so the last column, Unique,
+    is in view without scrolling sideways (the table was 1,839 px wide)."""
+    queue = "bulk-imports-and-exports-long-name"
+    app, engine = make_app(gate, queues=("default", queue))
+    async with served(app) as base:
+        for number in range(3):
+            await engine.upsert_schedule(
+                f"nightly-reconciliation-of-ledger-accounts-{number}",
+                "Hold",
+                "0 3 * * *",
+                timezone="America/Argentina/ComodRivadavia",
+                queue=queue,
+                tenant="tenant-of-a-very-long-customer-name-" + "t" * 20,
+            )
+        await page.goto(f"{base}/dashboard/schedules")
+        await expect(page.locator("table.schedules tbody tr")).to_have_count(3)
+        widths = await page.locator("#live .scroll").evaluate("b => [b.scrollWidth, b.clientWidth]")
+        assert widths[0] <= widths[1], widths
+        gate.open.set()
