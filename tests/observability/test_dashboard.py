@@ -524,6 +524,22 @@ async def test_a_batchs_waiting_jobs_show_their_queue_and_that_it_is_paused(
     assert '<span class="state paused"' in rows[0]
 
 
+async def test_a_batchs_failed_job_shows_its_error_message_not_its_type_alone(
+    engine: AsyncEndpoints, client: httpx.AsyncClient
+) -> None:
+    """A failed job of a batch reads as in the job lists: its error's type and message
+    (escaped), not the type alone with the message only on hover (a phone or a keyboard
+    never shows it)."""
+    batch = await engine.submit_batch([JobSpec("Broken", {})])
+    async with engine.running():
+        await engine.drain()
+    page = (await client.get(f"/dashboard/batches/{batch.id}")).text
+    [row] = re.findall(r'<tr data-job="[0-9a-f-]+">(.*?)</tr>', page, re.S)
+    shown = re.sub(r"<[^>]+>", "", row.split('class="error"')[1].split("</td>")[0])
+    assert "RuntimeError" in shown and "&lt;img src=x onerror=alert(1)&gt; broke" in shown
+    assert "<img" not in row
+
+
 async def test_a_job_waiting_for_its_retry_shows_its_last_error_in_the_waiting_list(
     gate: Gate,
 ) -> None:
