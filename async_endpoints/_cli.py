@@ -177,10 +177,8 @@ async def run_worker(
                 )
                 await stop.wait()
                 logger.info(
-                    "stopping: no new claims nor cron cycles; waiting up to %gs",
-                    settings.shutdown_grace_period,
+                    "stopping: no new claims; waiting up to %gs", settings.shutdown_grace_period
                 )
-                await endpoints.stop_firing()
             pool_running = False  # the pool has stopped: the app's shutdown runs next
     logger.info("worker stopped")
 

@@ -441,3 +441,54 @@ def test_the_startup_heap_is_frozen_unless_asked_not_to(
     assert worker.wait(timeout=30) == 0
     count = int((tmp_path / "frozen-objects").read_text())
     assert (count > 10_000) is frozen, count
+
+
+CRON_APP = """
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from starlette.applications import Starlette
+
+from async_endpoints import AsyncContext, AsyncEndpoints
+from async_endpoints._events import EventKind
+
+marks = Path(os.environ["MARKS_DIR"])
+app = Starlette()
+endpoints = AsyncEndpoints(app, run_workers=False)
+
+
+@endpoints.cron("* * * * * *", unique=False)
+async def every_second(ctx: AsyncContext) -> None:
+    if not (marks / "held").exists():
+        (marks / "held").write_text("")
+        await asyncio.sleep(3)  # the first cycle's job keeps the grace period going
+
+
+def noted(event):
+    if event.kind is EventKind.SUBMITTED and event.job.name == "every_second":
+        with open(marks / "fired", "a") as fired:
+            fired.write(f"{time.time()}\\n")
+
+
+endpoints.events.subscribe(noted)
+"""
+
+
+def test_after_the_first_signal_the_worker_fires_no_more_cron_cycles(tmp_path: Path) -> None:
+    """A schedule every second and a running job of it: from the first SIGTERM, while
+    that job finishes in the grace period, the worker fires no cycle (the end of its
+    `running` block stops the scheduler before the pool waits for its handlers; README
+    "Restarts")."""
+    (tmp_path / "cron_app.py").write_text(CRON_APP)
+    env = {**os.environ, "MARKS_DIR": str(tmp_path), "PYTHONPATH": str(tmp_path)}
+    command = [sys.executable, "-m", "async_endpoints", "worker", "cron_app:endpoints"]
+    worker = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    wait_for_mark(tmp_path, "held", worker)
+    worker.send_signal(signal.SIGTERM)
+    signalled = time.time()
+    assert worker.wait(timeout=30) == 0
+    fired = [float(line) for line in (tmp_path / "fired").read_text().split()]
+    assert fired, "the schedule fired no cycle at all"
+    assert [moment for moment in fired if moment > signalled + 0.3] == []
